@@ -1,0 +1,603 @@
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// envPrefix starts the name of every environment variable the gateway reads.
+const envPrefix = "SWITCHBOARD_"
+
+// Config is the gateway's settings. Each field is read from the environment
+// variable SWITCHBOARD_<env tag>; README.md documents every one of them, and
+// a test keeps the two in step.
+//
+// A variable that is set but empty makes its setting empty, even where there
+// is a default: that is how an operator turns off a listener
+// (SWITCHBOARD_SIP_UDP=). Settings that cannot be empty say so when the
+// configuration is validated.
+type Config struct {
+	// Domain is the SIP domain served and the digest realm.
+	Domain string `env:"DOMAIN" envDefault:"localhost"`
+
+	// SIPUDP, SIPTCP and SIPTLS are the SIP listen addresses (host:port);
+	// an empty one is off.
+	SIPUDP string `env:"SIP_UDP" envDefault:"127.0.0.1:5060"`
+	SIPTCP string `env:"SIP_TCP" envDefault:"127.0.0.1:5060"`
+	SIPTLS string `env:"SIP_TLS"`
+
+	// TLSCert and TLSKey are the PEM files of the TLS listener's
+	// certificate chain and private key.
+	TLSCert string `env:"TLS_CERT"`
+	TLSKey  string `env:"TLS_KEY"`
+
+	// HTTP is the listen address of the web server: softphone page,
+	// SIP over WebSocket, metrics and health checks.
+	HTTP string `env:"HTTP" envDefault:"127.0.0.1:8080"`
+
+	// WSOrigins are the origins allowed to open a SIP WebSocket; empty
+	// means only the gateway's own host.
+	WSOrigins OriginList `env:"WS_ORIGINS"`
+
+	// DataDir holds the embedded store.
+	DataDir string `env:"DATA_DIR" envDefault:"./data"`
+
+	// RTPPorts is the UDP port range of the SIP-side media legs.
+	RTPPorts PortRange `env:"RTP_PORTS" envDefault:"20000-29999"`
+
+	// PublicIP is the IP address announced in SDP and ICE when the
+	// gateway is behind NAT; empty means "announce the local address".
+	PublicIP string `env:"PUBLIC_IP"`
+
+	// Users are quick-start accounts.
+	Users Accounts `env:"USERS"`
+
+	// ConfigFile is the path of the file with accounts, trunks and routes.
+	ConfigFile string `env:"CONFIG"`
+
+	// LogLevel is debug, info, warn or error; LogFormat is text or json.
+	// Both are read without regard to case.
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat string `env:"LOG_FORMAT" envDefault:"text"`
+
+	// AdminToken is the bearer token of the admin API.
+	AdminToken string `env:"ADMIN_TOKEN"`
+}
+
+// loadConfig reads the settings from environ (variable name to value, as
+// env.ToMap(os.Environ()) gives) and validates them. The error is a
+// *ConfigError listing every problem, so an operator can fix them all in
+// one go.
+func loadConfig(environ map[string]string) (Config, error) {
+	var cfg Config
+	opts := env.Options{Environment: environ, Prefix: envPrefix}
+	// caarlos0/env goes through every field even when one fails, so the
+	// others can still be validated.
+	var problems []error
+	failed := make(map[string]bool)
+	if err := env.ParseWithOptions(&cfg, opts); err != nil {
+		problems = envProblems(err)
+		for _, p := range problems {
+			if fe, ok := p.(*FieldError); ok {
+				failed[fe.Key] = true
+			}
+		}
+	}
+	clearEmpty(&cfg, environ)
+	for _, p := range cfg.validate() {
+		// A variable that did not parse has already said what is wrong.
+		if fe, ok := p.(*FieldError); !ok || !failed[fe.Key] {
+			problems = append(problems, p)
+		}
+	}
+	if len(problems) > 0 {
+		return Config{}, &ConfigError{Problems: problems}
+	}
+	return cfg, nil
+}
+
+// clearEmpty zeroes every field whose variable is present but empty.
+// caarlos0/env treats an empty variable like a missing one and applies the
+// default, but the runtime contract says an empty SWITCHBOARD_SIP_UDP turns
+// UDP off, and an operator who empties any variable expects it empty.
+func clearEmpty(cfg *Config, environ map[string]string) {
+	v := reflect.ValueOf(cfg).Elem()
+	t := v.Type()
+	for i := range t.NumField() {
+		key := envKey(t.Field(i))
+		if val, ok := environ[key]; ok && val == "" {
+			v.Field(i).SetZero()
+		}
+	}
+}
+
+// unknownSettings returns the SWITCHBOARD_* variables of environ that are
+// no setting, sorted: most likely typos, which would otherwise leave the
+// intended setting at its default without a word.
+func unknownSettings(environ map[string]string) []string {
+	known := make(map[string]bool)
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		known[envKey(t.Field(i))] = true
+	}
+	var unknown []string
+	for key := range environ {
+		if strings.HasPrefix(key, envPrefix) && !known[key] {
+			unknown = append(unknown, key)
+		}
+	}
+	slices.Sort(unknown)
+	return unknown
+}
+
+// envKey is the environment variable of a Config field.
+func envKey(f reflect.StructField) string {
+	name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+	return envPrefix + name
+}
+
+// envProblems turns the errors of caarlos0/env, which name Go fields, into
+// errors that name the environment variable an operator has to change.
+func envProblems(err error) []error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return []error{err}
+	}
+	t := reflect.TypeFor[Config]()
+	problems := make([]error, 0, len(agg.Errors))
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			if f, ok := t.FieldByName(pe.Name); ok {
+				problems = append(problems, &FieldError{Key: envKey(f), Err: pe.Err})
+				continue
+			}
+		}
+		problems = append(problems, e)
+	}
+	return problems
+}
+
+// ConfigError reports settings that are malformed or contradict each other.
+type ConfigError struct {
+	// Problems has one error per fault; each names its variable.
+	Problems []error
+}
+
+func (e *ConfigError) Error() string {
+	var b strings.Builder
+	b.WriteString("invalid configuration:")
+	for _, p := range e.Problems {
+		b.WriteString("\n  ")
+		b.WriteString(p.Error())
+	}
+	return b.String()
+}
+
+// Unwrap returns the problems, for errors.Is and errors.As.
+func (e *ConfigError) Unwrap() []error { return e.Problems }
+
+// FieldError is a problem with one environment variable.
+type FieldError struct {
+	Key string // the variable, e.g. SWITCHBOARD_RTP_PORTS
+	Err error  // what is wrong and how to fix it
+}
+
+func (e *FieldError) Error() string { return e.Key + ": " + e.Err.Error() }
+
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// validate checks the settings one by one and against each other, and
+// returns every problem found.
+func (c *Config) validate() []error {
+	var problems []error
+	add := func(key string, format string, args ...any) {
+		problems = append(problems, &FieldError{Key: envPrefix + key, Err: fmt.Errorf(format, args...)})
+	}
+
+	switch {
+	case c.Domain == "":
+		add("DOMAIN", "must not be empty; set the SIP domain served, e.g. example.com")
+	case !validHost(c.Domain):
+		add("DOMAIN", "%q is not a host name or IP address", c.Domain)
+	}
+
+	// The listeners: each address must parse, and the ones that share a
+	// protocol must not collide, since only one of them could bind.
+	type listener struct{ key, addr, network string }
+	listeners := []listener{
+		{"SIP_UDP", c.SIPUDP, "udp"},
+		{"SIP_TCP", c.SIPTCP, "tcp"},
+		{"SIP_TLS", c.SIPTLS, "tcp"},
+		{"HTTP", c.HTTP, "tcp"},
+	}
+	if c.HTTP == "" {
+		add("HTTP", "must not be empty: it serves /healthz, /metrics and the softphone; e.g. 127.0.0.1:8080")
+	}
+	valid := listeners[:0:0]
+	for _, l := range listeners {
+		if l.addr == "" {
+			continue
+		}
+		if err := checkListenAddr(l.addr); err != nil {
+			add(l.key, "%w", err)
+			continue
+		}
+		valid = append(valid, l)
+	}
+	for i, a := range valid {
+		for _, b := range valid[i+1:] {
+			if a.network == b.network && sameSocket(a.addr, b.addr) {
+				add(b.key, "%s is also the address of %s%s; give each its own port", b.addr, envPrefix, a.key)
+			}
+		}
+	}
+
+	switch {
+	case c.TLSCert == "" && c.TLSKey == "":
+		if c.SIPTLS != "" {
+			add("SIP_TLS", "needs a certificate: set %sTLS_CERT and %sTLS_KEY to PEM files", envPrefix, envPrefix)
+		}
+	case c.TLSCert == "" || c.TLSKey == "":
+		add("TLS_CERT", "%sTLS_CERT and %sTLS_KEY go together: set both or neither", envPrefix, envPrefix)
+	case c.SIPTLS == "":
+		add("TLS_CERT", "is set but %sSIP_TLS is empty, so nothing would use it; set %sSIP_TLS (e.g. 127.0.0.1:5061) or unset the certificate", envPrefix, envPrefix)
+	default:
+		// Load the pair now so that a wrong path, a key that does not match
+		// or a bad PEM block stops the start, not the first TLS handshake.
+		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+			add("TLS_CERT", "cannot load the key pair: %w", err)
+		}
+	}
+
+	if c.DataDir == "" {
+		add("DATA_DIR", "must not be empty; e.g. ./data or /var/lib/switchboard")
+	} else if fi, err := os.Stat(c.DataDir); err == nil && !fi.IsDir() {
+		add("DATA_DIR", "%s exists and is not a directory", c.DataDir)
+	}
+
+	if c.RTPPorts == (PortRange{}) {
+		add("RTP_PORTS", "must not be empty; e.g. 20000-29999")
+	} else if c.SIPUDP != "" {
+		// A SIP port inside the RTP range would be handed to a call and
+		// fail to bind, or worse, receive another call's media.
+		if _, p, err := net.SplitHostPort(c.SIPUDP); err == nil {
+			if port, err := strconv.ParseUint(p, 10, 16); err == nil && port != 0 && c.RTPPorts.Contains(uint16(port)) {
+				add("RTP_PORTS", "%s contains the SIP UDP port %d; move one of them", c.RTPPorts, port)
+			}
+		}
+	}
+
+	if c.PublicIP != "" {
+		a, err := netip.ParseAddr(c.PublicIP)
+		switch {
+		case err != nil:
+			add("PUBLIC_IP", "%q is not an IP address; give the address that peers reach the gateway on, e.g. 203.0.113.7", c.PublicIP)
+		case a.IsUnspecified() || a.IsMulticast():
+			add("PUBLIC_IP", "%s cannot be announced to peers; give the address they should send media to", a)
+		case a.Zone() != "":
+			add("PUBLIC_IP", "%s has a zone, which peers cannot use; drop the %%%s", a, a.Zone())
+		}
+	}
+
+	if c.ConfigFile != "" {
+		if fi, err := os.Stat(c.ConfigFile); err != nil {
+			add("CONFIG", "%w", err)
+		} else if !fi.Mode().IsRegular() {
+			add("CONFIG", "%s is not a regular file", c.ConfigFile)
+		}
+	}
+
+	if _, ok := logLevels[strings.ToLower(c.LogLevel)]; !ok {
+		add("LOG_LEVEL", "%q is not a level; use debug, info, warn or error", c.LogLevel)
+	}
+	if f := strings.ToLower(c.LogFormat); f != "text" && f != "json" {
+		add("LOG_FORMAT", "%q is not a format; use text or json", c.LogFormat)
+	}
+
+	// The token is never echoed: it is a secret even when it is wrong.
+	if t := c.AdminToken; t != "" {
+		switch {
+		case len(t) < minAdminTokenLen:
+			add("ADMIN_TOKEN", "is too short (%d characters); use at least %d, e.g. the output of `openssl rand -hex 32`", len(t), minAdminTokenLen)
+		case strings.ContainsFunc(t, isSpaceOrControl):
+			add("ADMIN_TOKEN", "contains spaces or control characters, which an Authorization header cannot carry")
+		}
+	}
+
+	return problems
+}
+
+// minAdminTokenLen keeps the admin token out of reach of guessing.
+const minAdminTokenLen = 16
+
+var logLevels = map[string]slog.Level{
+	"debug": slog.LevelDebug,
+	"info":  slog.LevelInfo,
+	"warn":  slog.LevelWarn,
+	"error": slog.LevelError,
+}
+
+// slogLevel is LogLevel for log/slog; validate has checked it.
+func (c *Config) slogLevel() slog.Level { return logLevels[strings.ToLower(c.LogLevel)] }
+
+// jsonLogs reports whether the log is JSON rather than text.
+func (c *Config) jsonLogs() bool { return strings.EqualFold(c.LogFormat, "json") }
+
+// LogValue shows the settings in the startup log with the secrets left out.
+func (c Config) LogValue() slog.Value {
+	users := make([]string, len(c.Users))
+	for i, a := range c.Users {
+		users[i] = a.User
+	}
+	return slog.GroupValue(
+		slog.String("domain", c.Domain),
+		slog.String("sip_udp", c.SIPUDP),
+		slog.String("sip_tcp", c.SIPTCP),
+		slog.String("sip_tls", c.SIPTLS),
+		slog.String("http", c.HTTP),
+		slog.Any("ws_origins", []string(c.WSOrigins)),
+		slog.String("data_dir", c.DataDir),
+		slog.String("rtp_ports", c.RTPPorts.String()),
+		slog.String("public_ip", c.PublicIP),
+		slog.Any("users", users),
+		slog.String("config", c.ConfigFile),
+		slog.Bool("admin_token_set", c.AdminToken != ""),
+	)
+}
+
+// checkListenAddr reports why addr is not a usable host:port to listen on.
+// An empty host means every interface; port 0 asks the system for one.
+func checkListenAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("%q is not host:port (for IPv6 write [::1]:5060): %w", addr, err)
+	}
+	if host != "" && !validHost(host) {
+		return fmt.Errorf("%q: %q is not a host name or IP address", addr, host)
+	}
+	if _, err := strconv.ParseUint(port, 10, 16); err != nil {
+		return fmt.Errorf("%q: port %q is not a number from 0 to 65535", addr, port)
+	}
+	return nil
+}
+
+// sameSocket reports whether two valid listen addresses would ask for the
+// same port on an overlapping set of interfaces.
+func sameSocket(a, b string) bool {
+	ha, pa, _ := net.SplitHostPort(a)
+	hb, pb, _ := net.SplitHostPort(b)
+	if pa != pb || pa == "0" {
+		return false
+	}
+	return ha == hb || isWildcard(ha) || isWildcard(hb)
+}
+
+func isWildcard(host string) bool {
+	if host == "" {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsUnspecified()
+}
+
+// isLoopback reports whether a listen address only accepts local peers.
+func isLoopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
+}
+
+// validHost reports whether s is an IP address or a DNS host name
+// (letters, digits and hyphens in dot-separated labels).
+func validHost(s string) bool {
+	if _, err := netip.ParseAddr(s); err == nil {
+		return true
+	}
+	if len(s) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(strings.TrimSuffix(s, "."), ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, r := range label {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+func isSpaceOrControl(r rune) bool { return r <= ' ' || r == 0x7f }
+
+// PortRange is an inclusive range of UDP ports, written "20000-29999".
+// Start is even because RTP takes an even port and RTCP the odd one above
+// (RFC 3550 §11).
+type PortRange struct {
+	Start, End uint16
+}
+
+// UnmarshalText parses "start-end".
+func (r *PortRange) UnmarshalText(text []byte) error {
+	s := string(text)
+	lo, hi, ok := strings.Cut(s, "-")
+	if !ok {
+		return fmt.Errorf("%q is not a range; write start-end, e.g. 20000-29999", s)
+	}
+	start, err := parsePort(lo)
+	if err != nil {
+		return fmt.Errorf("%q: start %w", s, err)
+	}
+	end, err := parsePort(hi)
+	if err != nil {
+		return fmt.Errorf("%q: end %w", s, err)
+	}
+	if start >= end {
+		return fmt.Errorf("%q: start must be below end, e.g. 20000-29999", s)
+	}
+	if start%2 != 0 {
+		// start > 1 here, since start < end and start is odd.
+		return fmt.Errorf("%q: start %d is odd; RTP needs an even port (RTCP takes the next one), e.g. %d-%d", s, start, start-1, end)
+	}
+	*r = PortRange{Start: start, End: end}
+	return nil
+}
+
+func parsePort(s string) (uint16, error) {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil || n == 0 {
+		return 0, fmt.Errorf("%q is not a port from 1 to 65535", s)
+	}
+	return uint16(n), nil
+}
+
+// String returns the range as UnmarshalText reads it; empty for the zero
+// range.
+func (r PortRange) String() string {
+	if r == (PortRange{}) {
+		return ""
+	}
+	return fmt.Sprintf("%d-%d", r.Start, r.End)
+}
+
+// Contains reports whether port is in the range.
+func (r PortRange) Contains(port uint16) bool { return r.Start <= port && port <= r.End }
+
+// Account is a quick-start SIP account.
+type Account struct {
+	User     string
+	Password string
+}
+
+// String shows the user only, so that printing an Account cannot leak its
+// password into a log.
+func (a Account) String() string { return a.User + ":<password>" }
+
+// maxUserLen and maxPasswordLen bound what we will hash and store; real
+// accounts are far shorter.
+const (
+	maxUserLen     = 64
+	maxPasswordLen = 128
+)
+
+// Accounts is the list form of SWITCHBOARD_USERS: "alice:secret,1000:pass".
+type Accounts []Account
+
+// UnmarshalText parses comma-separated user:password entries. Spaces around
+// an entry are ignored; the password is everything after the first colon, so
+// it may hold colons but not commas. Error messages never quote a password.
+func (a *Accounts) UnmarshalText(text []byte) error {
+	var out Accounts
+	seen := make(map[string]bool)
+	for i, entry := range strings.Split(string(text), ",") {
+		n := i + 1
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			return fmt.Errorf("entry %d is empty; write user:password,user2:password2", n)
+		}
+		user, pass, ok := strings.Cut(entry, ":")
+		switch {
+		case !ok:
+			return fmt.Errorf("entry %d has no colon; write user:password", n)
+		case user == "":
+			return fmt.Errorf("entry %d has no user before the colon", n)
+		case len(user) > maxUserLen:
+			return fmt.Errorf("entry %d: user is longer than %d characters", n, maxUserLen)
+		case !validSIPUser(user):
+			return fmt.Errorf("entry %d: user %q may hold only letters, digits and -_.!~*'()&=+$;?/", n, user)
+		case seen[user]:
+			return fmt.Errorf("entry %d: user %q is listed twice", n, user)
+		case pass == "":
+			return fmt.Errorf("entry %d: user %q has an empty password", n, user)
+		case len(pass) > maxPasswordLen:
+			return fmt.Errorf("entry %d: the password of %q is longer than %d characters", n, user, maxPasswordLen)
+		case strings.ContainsFunc(pass, isControl):
+			return fmt.Errorf("entry %d: the password of %q contains control characters", n, user)
+		}
+		seen[user] = true
+		out = append(out, Account{User: user, Password: pass})
+	}
+	*a = out
+	return nil
+}
+
+func isControl(r rune) bool { return r < ' ' || r == 0x7f }
+
+// validSIPUser reports whether s can stand unescaped as the user part of a
+// SIP URI: unreserved and user-unreserved characters of RFC 3261 §25.1,
+// except the comma, which separates entries here.
+func validSIPUser(s string) bool {
+	for _, r := range s {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			continue
+		}
+		if !strings.ContainsRune("-_.!~*'()&=+$;?/", r) {
+			return false
+		}
+	}
+	return s != ""
+}
+
+// OriginList is the list form of SWITCHBOARD_WS_ORIGINS:
+// "https://app.example.com,http://localhost:3000". Entries are stored as
+// browsers send them in the Origin header: scheme://host[:port], lower case.
+type OriginList []string
+
+// UnmarshalText parses comma-separated origins.
+func (o *OriginList) UnmarshalText(text []byte) error {
+	var out OriginList
+	for i, entry := range strings.Split(string(text), ",") {
+		entry = strings.TrimSpace(entry)
+		origin, err := parseOrigin(entry)
+		if err != nil {
+			return fmt.Errorf("entry %d: %w", i+1, err)
+		}
+		out = append(out, origin)
+	}
+	*o = out
+	return nil
+}
+
+func parseOrigin(s string) (string, error) {
+	if s == "" {
+		return "", errors.New("empty origin; write scheme://host[:port], e.g. https://app.example.com")
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return "", fmt.Errorf("%q is not an origin: %w", s, err)
+	}
+	switch {
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", fmt.Errorf("%q is not an origin; it must start with http:// or https://", s)
+	case u.Host == "" || u.Hostname() == "":
+		return "", fmt.Errorf("%q has no host", s)
+	case u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
+		return "", fmt.Errorf("%q is not an origin; keep only scheme://host[:port]", s)
+	}
+	if p := u.Port(); p != "" {
+		if _, err := parsePort(p); err != nil {
+			return "", fmt.Errorf("%q: port %w", s, err)
+		}
+	}
+	return strings.ToLower(u.Scheme + "://" + u.Host), nil
+}

@@ -1,0 +1,478 @@
+package main
+
+import (
+	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"errors"
+	"math/big"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoadConfigDefaults(t *testing.T) {
+	cfg, err := loadConfig(map[string]string{})
+	if err != nil {
+		t.Fatalf("loadConfig(no variables): %v", err)
+	}
+	want := Config{
+		Domain:    "localhost",
+		SIPUDP:    "127.0.0.1:5060",
+		SIPTCP:    "127.0.0.1:5060",
+		HTTP:      "127.0.0.1:8080",
+		DataDir:   "./data",
+		RTPPorts:  PortRange{Start: 20000, End: 29999},
+		LogLevel:  "info",
+		LogFormat: "text",
+	}
+	if !reflect.DeepEqual(cfg, want) {
+		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
+	}
+}
+
+func TestLoadConfigValid(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeKeyPair(t, dir)
+	configFile := filepath.Join(dir, "switchboard.conf")
+	if err := os.WriteFile(configFile, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name  string
+		env   map[string]string
+		check func(t *testing.T, c Config)
+	}{
+		{
+			name: "empty UDP and TCP turn them off",
+			env:  map[string]string{"SWITCHBOARD_SIP_UDP": "", "SWITCHBOARD_SIP_TCP": ""},
+			check: func(t *testing.T, c Config) {
+				if c.SIPUDP != "" || c.SIPTCP != "" {
+					t.Errorf("SIPUDP=%q SIPTCP=%q, want both empty", c.SIPUDP, c.SIPTCP)
+				}
+			},
+		},
+		{
+			name: "listeners on all interfaces and IPv6",
+			env: map[string]string{
+				"SWITCHBOARD_SIP_UDP": ":5070",
+				"SWITCHBOARD_SIP_TCP": "[::1]:5070",
+				"SWITCHBOARD_HTTP":    "0.0.0.0:80",
+			},
+			check: func(t *testing.T, c Config) {
+				if c.SIPUDP != ":5070" || c.SIPTCP != "[::1]:5070" || c.HTTP != "0.0.0.0:80" {
+					t.Errorf("got %q %q %q", c.SIPUDP, c.SIPTCP, c.HTTP)
+				}
+			},
+		},
+		{
+			name: "same port on UDP and TCP is fine",
+			env:  map[string]string{"SWITCHBOARD_SIP_UDP": ":5060", "SWITCHBOARD_SIP_TCP": ":5060"},
+		},
+		{
+			name: "port 0 never collides",
+			env:  map[string]string{"SWITCHBOARD_SIP_TCP": "127.0.0.1:0", "SWITCHBOARD_HTTP": "127.0.0.1:0"},
+		},
+		{
+			name: "TLS listener with its key pair",
+			env: map[string]string{
+				"SWITCHBOARD_SIP_TLS":  "127.0.0.1:5061",
+				"SWITCHBOARD_TLS_CERT": cert,
+				"SWITCHBOARD_TLS_KEY":  key,
+			},
+			check: func(t *testing.T, c Config) {
+				if c.SIPTLS != "127.0.0.1:5061" || c.TLSCert != cert || c.TLSKey != key {
+					t.Errorf("got %q %q %q", c.SIPTLS, c.TLSCert, c.TLSKey)
+				}
+			},
+		},
+		{
+			name: "users",
+			env:  map[string]string{"SWITCHBOARD_USERS": "alice:secret, 1000:pa:ss ,+4930123:x"},
+			check: func(t *testing.T, c Config) {
+				want := Accounts{{"alice", "secret"}, {"1000", "pa:ss"}, {"+4930123", "x"}}
+				if !reflect.DeepEqual(c.Users, want) {
+					t.Errorf("Users = %#v, want %#v", c.Users, want)
+				}
+			},
+		},
+		{
+			name: "origins are trimmed and lower-cased",
+			env:  map[string]string{"SWITCHBOARD_WS_ORIGINS": "https://App.Example.com, http://localhost:3000/"},
+			check: func(t *testing.T, c Config) {
+				want := OriginList{"https://app.example.com", "http://localhost:3000"}
+				if !slices.Equal(c.WSOrigins, want) {
+					t.Errorf("WSOrigins = %q, want %q", c.WSOrigins, want)
+				}
+			},
+		},
+		{
+			name: "RTP range",
+			env:  map[string]string{"SWITCHBOARD_RTP_PORTS": "40000-40099"},
+			check: func(t *testing.T, c Config) {
+				if c.RTPPorts != (PortRange{40000, 40099}) {
+					t.Errorf("RTPPorts = %v", c.RTPPorts)
+				}
+			},
+		},
+		{
+			name: "public IP, IPv4 and IPv6",
+			env:  map[string]string{"SWITCHBOARD_PUBLIC_IP": "2001:db8::7"},
+			check: func(t *testing.T, c Config) {
+				if c.PublicIP != "2001:db8::7" {
+					t.Errorf("PublicIP = %q", c.PublicIP)
+				}
+			},
+		},
+		{
+			name: "log level and format in any case",
+			env:  map[string]string{"SWITCHBOARD_LOG_LEVEL": "DEBUG", "SWITCHBOARD_LOG_FORMAT": "JSON"},
+			check: func(t *testing.T, c Config) {
+				if c.slogLevel().String() != "DEBUG" || !c.jsonLogs() {
+					t.Errorf("level %v json %v", c.slogLevel(), c.jsonLogs())
+				}
+			},
+		},
+		{
+			name: "domain, config file, data dir, admin token",
+			env: map[string]string{
+				"SWITCHBOARD_DOMAIN":      "sip.example.com",
+				"SWITCHBOARD_CONFIG":      configFile,
+				"SWITCHBOARD_DATA_DIR":    dir,
+				"SWITCHBOARD_ADMIN_TOKEN": "0123456789abcdef0123",
+			},
+			check: func(t *testing.T, c Config) {
+				if c.Domain != "sip.example.com" || c.ConfigFile != configFile || c.DataDir != dir || c.AdminToken != "0123456789abcdef0123" {
+					t.Errorf("got %+v", c)
+				}
+			},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := loadConfig(tt.env)
+			if err != nil {
+				t.Fatalf("loadConfig: %v", err)
+			}
+			if tt.check != nil {
+				tt.check(t, cfg)
+			}
+		})
+	}
+}
+
+func TestLoadConfigInvalid(t *testing.T) {
+	dir := t.TempDir()
+	cert, key := writeKeyPair(t, dir)
+	otherCert, _ := writeKeyPair(t, t.TempDir())
+	notDir := filepath.Join(dir, "file")
+	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	tests := []struct {
+		name    string
+		env     map[string]string
+		wantKey string // the variable the problem names
+		wantMsg string // part of the message
+	}{
+		{"empty domain", map[string]string{"SWITCHBOARD_DOMAIN": ""}, "SWITCHBOARD_DOMAIN", "must not be empty"},
+		{"bad domain", map[string]string{"SWITCHBOARD_DOMAIN": "exa mple.com"}, "SWITCHBOARD_DOMAIN", "not a host name"},
+		{"no port", map[string]string{"SWITCHBOARD_SIP_UDP": "127.0.0.1"}, "SWITCHBOARD_SIP_UDP", "not host:port"},
+		{"bare IPv6", map[string]string{"SWITCHBOARD_SIP_TCP": "::1:5060"}, "SWITCHBOARD_SIP_TCP", "[::1]:5060"},
+		{"port out of range", map[string]string{"SWITCHBOARD_HTTP": "127.0.0.1:70000"}, "SWITCHBOARD_HTTP", "0 to 65535"},
+		{"port by name", map[string]string{"SWITCHBOARD_HTTP": "127.0.0.1:http"}, "SWITCHBOARD_HTTP", "not a number"},
+		{"bad listen host", map[string]string{"SWITCHBOARD_SIP_UDP": "bad_host:5060"}, "SWITCHBOARD_SIP_UDP", "not a host name"},
+		{"HTTP off", map[string]string{"SWITCHBOARD_HTTP": ""}, "SWITCHBOARD_HTTP", "must not be empty"},
+		{"TCP and HTTP share a port", map[string]string{"SWITCHBOARD_SIP_TCP": "127.0.0.1:8080"}, "SWITCHBOARD_HTTP", "also the address of SWITCHBOARD_SIP_TCP"},
+		{"wildcard overlaps loopback", map[string]string{"SWITCHBOARD_HTTP": ":5060"}, "SWITCHBOARD_HTTP", "own port"},
+		{"TLS without certificate", map[string]string{"SWITCHBOARD_SIP_TLS": "127.0.0.1:5061"}, "SWITCHBOARD_SIP_TLS", "SWITCHBOARD_TLS_CERT and SWITCHBOARD_TLS_KEY"},
+		{"certificate without key", map[string]string{"SWITCHBOARD_SIP_TLS": "127.0.0.1:5061", "SWITCHBOARD_TLS_CERT": cert}, "SWITCHBOARD_TLS_CERT", "set both or neither"},
+		{"certificate without listener", map[string]string{"SWITCHBOARD_TLS_CERT": cert, "SWITCHBOARD_TLS_KEY": key}, "SWITCHBOARD_TLS_CERT", "SWITCHBOARD_SIP_TLS is empty"},
+		{
+			"key does not match certificate",
+			map[string]string{"SWITCHBOARD_SIP_TLS": "127.0.0.1:5061", "SWITCHBOARD_TLS_CERT": otherCert, "SWITCHBOARD_TLS_KEY": key},
+			"SWITCHBOARD_TLS_CERT", "cannot load the key pair",
+		},
+		{
+			"missing certificate file",
+			map[string]string{"SWITCHBOARD_SIP_TLS": "127.0.0.1:5061", "SWITCHBOARD_TLS_CERT": filepath.Join(dir, "nope.pem"), "SWITCHBOARD_TLS_KEY": key},
+			"SWITCHBOARD_TLS_CERT", "no such file",
+		},
+		{"empty data dir", map[string]string{"SWITCHBOARD_DATA_DIR": ""}, "SWITCHBOARD_DATA_DIR", "must not be empty"},
+		{"data dir is a file", map[string]string{"SWITCHBOARD_DATA_DIR": notDir}, "SWITCHBOARD_DATA_DIR", "not a directory"},
+		{"RTP not a range", map[string]string{"SWITCHBOARD_RTP_PORTS": "20000"}, "SWITCHBOARD_RTP_PORTS", "start-end"},
+		{"RTP odd start", map[string]string{"SWITCHBOARD_RTP_PORTS": "20001-29999"}, "SWITCHBOARD_RTP_PORTS", "e.g. 20000-29999"},
+		{"RTP reversed", map[string]string{"SWITCHBOARD_RTP_PORTS": "30000-20000"}, "SWITCHBOARD_RTP_PORTS", "below end"},
+		{"RTP port 0", map[string]string{"SWITCHBOARD_RTP_PORTS": "0-100"}, "SWITCHBOARD_RTP_PORTS", "1 to 65535"},
+		{"RTP too high", map[string]string{"SWITCHBOARD_RTP_PORTS": "20000-65536"}, "SWITCHBOARD_RTP_PORTS", "1 to 65535"},
+		{"RTP empty", map[string]string{"SWITCHBOARD_RTP_PORTS": ""}, "SWITCHBOARD_RTP_PORTS", "must not be empty"},
+		{"RTP range holds SIP port", map[string]string{"SWITCHBOARD_RTP_PORTS": "5000-5999"}, "SWITCHBOARD_RTP_PORTS", "SIP UDP port 5060"},
+		{"public IP is a name", map[string]string{"SWITCHBOARD_PUBLIC_IP": "gw.example.com"}, "SWITCHBOARD_PUBLIC_IP", "not an IP address"},
+		{"public IP unspecified", map[string]string{"SWITCHBOARD_PUBLIC_IP": "0.0.0.0"}, "SWITCHBOARD_PUBLIC_IP", "cannot be announced"},
+		{"public IP with zone", map[string]string{"SWITCHBOARD_PUBLIC_IP": "fe80::1%eth0"}, "SWITCHBOARD_PUBLIC_IP", "zone"},
+		{"user without password", map[string]string{"SWITCHBOARD_USERS": "alice"}, "SWITCHBOARD_USERS", "no colon"},
+		{"empty password", map[string]string{"SWITCHBOARD_USERS": "alice:"}, "SWITCHBOARD_USERS", "empty password"},
+		{"empty user", map[string]string{"SWITCHBOARD_USERS": ":secret"}, "SWITCHBOARD_USERS", "no user"},
+		{"stray comma", map[string]string{"SWITCHBOARD_USERS": "alice:a,,bob:b"}, "SWITCHBOARD_USERS", "entry 2 is empty"},
+		{"user twice", map[string]string{"SWITCHBOARD_USERS": "alice:a,alice:b"}, "SWITCHBOARD_USERS", `"alice" is listed twice`},
+		{"user with @", map[string]string{"SWITCHBOARD_USERS": "alice@example.com:a"}, "SWITCHBOARD_USERS", "only letters"},
+		{"origin with path", map[string]string{"SWITCHBOARD_WS_ORIGINS": "https://app.example.com/phone"}, "SWITCHBOARD_WS_ORIGINS", "scheme://host"},
+		{"origin without scheme", map[string]string{"SWITCHBOARD_WS_ORIGINS": "app.example.com"}, "SWITCHBOARD_WS_ORIGINS", "http:// or https://"},
+		{"origin wildcard", map[string]string{"SWITCHBOARD_WS_ORIGINS": "*"}, "SWITCHBOARD_WS_ORIGINS", "http:// or https://"},
+		{"origin empty entry", map[string]string{"SWITCHBOARD_WS_ORIGINS": "https://a.example,"}, "SWITCHBOARD_WS_ORIGINS", "entry 2: empty origin"},
+		{"config file missing", map[string]string{"SWITCHBOARD_CONFIG": filepath.Join(dir, "nope.conf")}, "SWITCHBOARD_CONFIG", "no such file"},
+		{"config file is a directory", map[string]string{"SWITCHBOARD_CONFIG": dir}, "SWITCHBOARD_CONFIG", "not a regular file"},
+		{"log level", map[string]string{"SWITCHBOARD_LOG_LEVEL": "verbose"}, "SWITCHBOARD_LOG_LEVEL", "debug, info, warn or error"},
+		{"log level empty", map[string]string{"SWITCHBOARD_LOG_LEVEL": ""}, "SWITCHBOARD_LOG_LEVEL", "not a level"},
+		{"log format", map[string]string{"SWITCHBOARD_LOG_FORMAT": "logfmt"}, "SWITCHBOARD_LOG_FORMAT", "text or json"},
+		{"short admin token", map[string]string{"SWITCHBOARD_ADMIN_TOKEN": "hunter2"}, "SWITCHBOARD_ADMIN_TOKEN", "too short"},
+		{"admin token with space", map[string]string{"SWITCHBOARD_ADMIN_TOKEN": "0123456789 abcdef0123"}, "SWITCHBOARD_ADMIN_TOKEN", "spaces"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := loadConfig(tt.env)
+			var ce *ConfigError
+			if !errors.As(err, &ce) {
+				t.Fatalf("loadConfig(%q) = %v, want a *ConfigError", tt.env, err)
+			}
+			if len(ce.Problems) != 1 {
+				t.Fatalf("got %d problems, want 1:\n%v", len(ce.Problems), err)
+			}
+			var fe *FieldError
+			if !errors.As(ce.Problems[0], &fe) {
+				t.Fatalf("problem %v is not a *FieldError", ce.Problems[0])
+			}
+			if fe.Key != tt.wantKey {
+				t.Errorf("problem names %s, want %s: %v", fe.Key, tt.wantKey, fe)
+			}
+			if !strings.Contains(fe.Error(), tt.wantMsg) {
+				t.Errorf("problem %q does not say %q", fe, tt.wantMsg)
+			}
+		})
+	}
+}
+
+// TestLoadConfigReportsAll checks that one run names every broken
+// variable, whether the fault is found while parsing or while validating.
+func TestLoadConfigReportsAll(t *testing.T) {
+	_, err := loadConfig(map[string]string{
+		"SWITCHBOARD_RTP_PORTS":  "1-2",
+		"SWITCHBOARD_USERS":      "alice",
+		"SWITCHBOARD_LOG_FORMAT": "xml",
+		"SWITCHBOARD_HTTP":       "nowhere",
+	})
+	var ce *ConfigError
+	if !errors.As(err, &ce) {
+		t.Fatalf("err = %v, want *ConfigError", err)
+	}
+	var keys []string
+	for _, p := range ce.Problems {
+		var fe *FieldError
+		if errors.As(p, &fe) {
+			keys = append(keys, fe.Key)
+		}
+	}
+	slices.Sort(keys)
+	want := []string{"SWITCHBOARD_HTTP", "SWITCHBOARD_LOG_FORMAT", "SWITCHBOARD_RTP_PORTS", "SWITCHBOARD_USERS"}
+	if !slices.Equal(keys, want) {
+		t.Errorf("problems name %q, want %q; error:\n%v", keys, want, err)
+	}
+	if msg := err.Error(); !strings.HasPrefix(msg, "invalid configuration:\n  ") {
+		t.Errorf("message %q does not start with a heading and indented problems", msg)
+	}
+}
+
+// TestConfigSecretsStayOut checks that no error or log view of the
+// settings shows a password or the admin token.
+func TestConfigSecretsStayOut(t *testing.T) {
+	const pass, token = "pw-Zq81", "tok-0123456789abcdef"
+	for _, users := range []string{"alice:" + pass + ",alice:" + pass, "alice:" + pass + ",bo b:" + pass, "alice" + pass} {
+		_, err := loadConfig(map[string]string{"SWITCHBOARD_USERS": users, "SWITCHBOARD_ADMIN_TOKEN": "short" + pass})
+		if err == nil {
+			t.Fatalf("USERS=%q: no error", users)
+		}
+		if strings.Contains(err.Error(), pass) {
+			t.Errorf("USERS=%q: error shows the password: %v", users, err)
+		}
+	}
+
+	cfg, err := loadConfig(map[string]string{"SWITCHBOARD_USERS": "alice:" + pass, "SWITCHBOARD_ADMIN_TOKEN": token})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range []string{cfg.LogValue().String(), cfg.Users[0].String()} {
+		if strings.Contains(s, pass) || strings.Contains(s, token) {
+			t.Errorf("%q shows a secret", s)
+		}
+	}
+}
+
+func TestUnknownSettings(t *testing.T) {
+	got := unknownSettings(map[string]string{
+		"SWITCHBOARD_SIP_UPD": "x",
+		"SWITCHBOARD_SIP_UDP": "x",
+		"SWITCHBOARD_AAA":     "",
+		"HOME":                "/root",
+	})
+	want := []string{"SWITCHBOARD_AAA", "SWITCHBOARD_SIP_UPD"}
+	if !slices.Equal(got, want) {
+		t.Errorf("unknownSettings = %q, want %q", got, want)
+	}
+}
+
+func TestPortRange(t *testing.T) {
+	tests := []struct {
+		in      string
+		want    PortRange
+		wantErr bool
+	}{
+		{"20000-29999", PortRange{20000, 29999}, false},
+		{"2-3", PortRange{2, 3}, false},
+		{"65534-65535", PortRange{65534, 65535}, false},
+		{"20000-20000", PortRange{}, true},
+		{"20001-29999", PortRange{}, true},
+		{"-1-5", PortRange{}, true},
+		{"a-b", PortRange{}, true},
+		{" 20000-29999", PortRange{}, true},
+		{"20000 - 29999", PortRange{}, true},
+		{"20000-29999-1", PortRange{}, true},
+		{"", PortRange{}, true},
+	}
+	for _, tt := range tests {
+		var r PortRange
+		err := r.UnmarshalText([]byte(tt.in))
+		if (err != nil) != tt.wantErr || r != tt.want {
+			t.Errorf("UnmarshalText(%q) = %v, %v; want %v, error %v", tt.in, r, err, tt.want, tt.wantErr)
+		}
+	}
+	r := PortRange{20000, 20009}
+	if !r.Contains(20000) || !r.Contains(20009) || r.Contains(19999) || r.Contains(20010) {
+		t.Errorf("Contains is wrong at the edges of %v", r)
+	}
+}
+
+func TestListenAddrHelpers(t *testing.T) {
+	loopback := map[string]bool{
+		"127.0.0.1:5060": true,
+		"[::1]:5060":     true,
+		"localhost:8080": true,
+		"127.8.9.1:1":    true,
+		":5060":          false,
+		"0.0.0.0:5060":   false,
+		"192.0.2.1:5060": false,
+		"example.com:80": false,
+		"garbage":        false,
+	}
+	for addr, want := range loopback {
+		if got := isLoopback(addr); got != want {
+			t.Errorf("isLoopback(%q) = %v, want %v", addr, got, want)
+		}
+	}
+	same := []struct {
+		a, b string
+		want bool
+	}{
+		{"127.0.0.1:5060", "127.0.0.1:5060", true},
+		{":5060", "127.0.0.1:5060", true},
+		{"[::]:5060", "127.0.0.1:5060", true},
+		{"127.0.0.1:5060", "127.0.0.2:5060", false},
+		{"127.0.0.1:5060", "127.0.0.1:5061", false},
+		{"127.0.0.1:0", "127.0.0.1:0", false},
+	}
+	for _, tt := range same {
+		if got := sameSocket(tt.a, tt.b); got != tt.want {
+			t.Errorf("sameSocket(%q, %q) = %v, want %v", tt.a, tt.b, got, tt.want)
+		}
+	}
+}
+
+// TestREADMEDocumentsEveryVariable keeps the README's configuration table
+// and Config in step: every variable is listed, with its default.
+func TestREADMEDocumentsEveryVariable(t *testing.T) {
+	f, err := os.Open("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows := make(map[string]string) // variable -> default column
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		cells := strings.Split(sc.Text(), "|")
+		if len(cells) < 4 {
+			continue
+		}
+		name := strings.Trim(strings.TrimSpace(cells[1]), "`")
+		if strings.HasPrefix(name, envPrefix) {
+			rows[name] = strings.Trim(strings.TrimSpace(cells[2]), "`")
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatal(err)
+	}
+
+	typ := reflect.TypeFor[Config]()
+	for i := range typ.NumField() {
+		f := typ.Field(i)
+		key := envKey(f)
+		def, ok := rows[key]
+		if !ok {
+			t.Errorf("README.md has no row for %s", key)
+			continue
+		}
+		want := f.Tag.Get("envDefault")
+		if want == "" {
+			want = "empty"
+		}
+		if def != want {
+			t.Errorf("README.md gives %s the default %q, the code %q", key, def, want)
+		}
+		delete(rows, key)
+	}
+	for key := range rows {
+		t.Errorf("README.md documents %s, which Config does not read", key)
+	}
+}
+
+// writeKeyPair writes a self-signed certificate and its key as PEM files in
+// dir and returns their paths.
+func writeKeyPair(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile = filepath.Join(dir, "cert.pem")
+	keyFile = filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}

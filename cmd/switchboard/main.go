@@ -1,0 +1,316 @@
+// Command switchboard runs the Switchboard WebRTC-to-SIP gateway.
+//
+// Usage:
+//
+//	switchboard            run the gateway
+//	switchboard version    print the version and exit
+//
+// Every setting comes from an environment variable named SWITCHBOARD_*;
+// README.md lists them. Without any, the gateway runs on loopback with two
+// demo accounts, which it prints at start.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// version is the release, set at build time with
+// -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+// shutdownTimeout bounds how long in-flight HTTP requests may take to finish
+// once a stop is asked for; systemd's TimeoutStopSec must stay above it.
+const shutdownTimeout = 10 * time.Second
+
+func main() {
+	os.Exit(realMain(os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
+}
+
+// realMain is main with its inputs and outputs passed in, so that tests can
+// drive the command line. It returns the process exit code: 0 on success,
+// 1 when the gateway fails, 2 for bad arguments or settings.
+func realMain(args, environ []string, stdout, stderr io.Writer) int {
+	switch {
+	case len(args) == 0:
+	case len(args) == 1 && args[0] == "version":
+		fmt.Fprintln(stdout, versionString())
+		return 0
+	case len(args) == 1 && (args[0] == "help" || args[0] == "-h" || args[0] == "-help" || args[0] == "--help"):
+		fmt.Fprint(stdout, usage)
+		return 0
+	default:
+		fmt.Fprintf(stderr, "switchboard: unknown arguments %q\n%s", args, usage)
+		return 2
+	}
+
+	vars := env.ToMap(environ)
+	cfg, err := loadConfig(vars)
+	if err != nil {
+		fmt.Fprintf(stderr, "switchboard: %v\n", err)
+		return 2
+	}
+	// A warning, not an error, so that one env file can serve a newer
+	// release with more settings and an older one.
+	for _, key := range unknownSettings(vars) {
+		fmt.Fprintf(stderr, "switchboard: warning: %s is not a setting (a typo?); ignoring it\n", key)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	// Once the first signal has started the shutdown, give the signals back
+	// to the runtime, so that a second Ctrl-C ends a shutdown that hangs.
+	context.AfterFunc(ctx, stop)
+
+	if err := run(ctx, cfg, stdout, nil); err != nil {
+		fmt.Fprintf(stderr, "switchboard: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+const usage = `usage:
+  switchboard            run the gateway (settings: SWITCHBOARD_* variables, see README.md)
+  switchboard version    print the version
+`
+
+// versionString is the version with the VCS revision and the toolchain,
+// when the build recorded them.
+func versionString() string {
+	var details []string
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		var rev string
+		var modified bool
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+		if rev != "" {
+			if len(rev) > 12 {
+				rev = rev[:12]
+			}
+			if modified {
+				rev += "-dirty"
+			}
+			details = append(details, "revision "+rev)
+		}
+	}
+	details = append(details, runtime.Version(), runtime.GOOS+"/"+runtime.GOARCH)
+	return "switchboard " + version + " (" + strings.Join(details, ", ") + ")"
+}
+
+// listening tells the caller of run where its listeners are bound, which
+// tests need when they ask for port 0.
+type listening struct {
+	HTTP net.Addr
+}
+
+// run starts the gateway with cfg, logging to stdout, and serves until ctx
+// is done; then it shuts down and returns nil. If ready is not nil, it is
+// called once every listener is bound. run returns an error if the gateway
+// cannot start or a listener fails.
+func run(ctx context.Context, cfg Config, stdout io.Writer, ready func(listening)) error {
+	logger := newLogger(cfg, stdout)
+	logger.Info("starting switchboard", "version", version, "config", cfg)
+
+	// The embedded store is not written yet, but creating its directory now
+	// proves it is writable before anyone relies on it.
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+
+	if accounts, demo := startAccounts(cfg); demo {
+		logger.Warn("no accounts configured: created demo accounts; set SWITCHBOARD_USERS or SWITCHBOARD_CONFIG to choose your own")
+		for _, a := range accounts {
+			logger.Warn("demo account", "user", a.User, "password", a.Password, "uri", "sip:"+a.User+"@"+cfg.Domain)
+		}
+	}
+	if cfg.ConfigFile != "" {
+		logger.Warn("the config file is not read yet: its accounts, trunks and routes are ignored", "path", cfg.ConfigFile)
+	}
+	logger.Warn("SIP transports are not built yet: no SIP listener is open",
+		"sip_udp", cfg.SIPUDP, "sip_tcp", cfg.SIPTCP, "sip_tls", cfg.SIPTLS)
+
+	var isReady atomic.Bool
+	srv := &http.Server{
+		Handler: newMux(newMetricsRegistry(), &isReady, logger),
+		// No ReadTimeout or WriteTimeout: /ws connections live as long as a
+		// registration. Slow clients are bounded by the header timeout.
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.HTTP)
+	if err != nil {
+		return fmt.Errorf("listen http: %w", err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+
+	isReady.Store(true)
+	logger.Info("listening", "http", "http://"+ln.Addr().String()+"/")
+	if ready != nil {
+		ready(listening{HTTP: ln.Addr()})
+	}
+
+	select {
+	case err := <-served:
+		// Serve only returns early when the listener breaks.
+		return fmt.Errorf("serve http: %w", err)
+	case <-ctx.Done():
+	}
+
+	// Fail readiness first, so that a load balancer stops sending new work
+	// while the requests in flight finish.
+	isReady.Store(false)
+	logger.Info("shutting down", "cause", context.Cause(ctx))
+	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		srv.Close()
+		return fmt.Errorf("shut down http: %w", err)
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve http: %w", err)
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+func newLogger(cfg Config, w io.Writer) *slog.Logger {
+	opts := &slog.HandlerOptions{Level: cfg.slogLevel()}
+	if cfg.jsonLogs() {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// startAccounts returns the accounts to serve and whether they are demo
+// accounts, made up because none were configured.
+//
+// Demo passwords are fixed while every listener is on loopback, so that the
+// quick start in README.md works as written. When any listener is reachable
+// from other hosts they are random instead: a well-known password on an open
+// SIP server is an invitation to toll fraud.
+func startAccounts(cfg Config) (accounts Accounts, demo bool) {
+	if len(cfg.Users) > 0 || cfg.ConfigFile != "" {
+		return cfg.Users, false
+	}
+	accounts = Accounts{
+		{User: "alice", Password: "alice-secret"},
+		{User: "bob", Password: "bob-secret"},
+	}
+	for _, addr := range []string{cfg.SIPUDP, cfg.SIPTCP, cfg.SIPTLS, cfg.HTTP} {
+		if addr != "" && !isLoopback(addr) {
+			for i := range accounts {
+				accounts[i].Password = rand.Text()
+			}
+			break
+		}
+	}
+	return accounts, true
+}
+
+// newMetricsRegistry returns the registry behind /metrics. It is our own
+// rather than prometheus.DefaultRegisterer, so that tests can run several
+// gateways in one process and no library can add metrics behind our back.
+func newMetricsRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	buildInfo := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "switchboard_build_info",
+		Help:        "Always 1; the labels tell which build is running.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": runtime.Version()},
+	})
+	buildInfo.Set(1)
+	reg.MustRegister(
+		buildInfo,
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	)
+	return reg
+}
+
+// newMux routes the HTTP endpoints. ready is true while the gateway accepts
+// new work.
+func newMux(reg *prometheus.Registry, ready *atomic.Bool, logger *slog.Logger) *http.ServeMux {
+	mux := http.NewServeMux()
+
+	// Liveness: the process answers HTTP. Deliberately checks nothing else,
+	// so that a supervisor restarts only a gateway that is truly stuck.
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeText(w, http.StatusOK, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !ready.Load() {
+			writeText(w, http.StatusServiceUnavailable, "not ready\n")
+			return
+		}
+		writeText(w, http.StatusOK, "ready\n")
+	})
+
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{
+		ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelError),
+		Registry: reg,
+	})
+	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(reg, metrics))
+
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
+		h := w.Header()
+		h.Set("Content-Type", "text/html; charset=utf-8")
+		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
+		h.Set("X-Content-Type-Options", "nosniff")
+		h.Set("Referrer-Policy", "no-referrer")
+		io.WriteString(w, placeholderPage)
+	})
+	return mux
+}
+
+func writeText(w http.ResponseWriter, code int, body string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	io.WriteString(w, body)
+}
+
+// placeholderPage stands at / until the softphone (webclient) is built.
+const placeholderPage = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Switchboard</title>
+</head>
+<body>
+<h1>Switchboard</h1>
+<p>The softphone is not built yet: this page will host it.</p>
+<p>The gateway is running. Health: <a href="/healthz">/healthz</a>, readiness: <a href="/readyz">/readyz</a>, metrics: <a href="/metrics">/metrics</a>.</p>
+</body>
+</html>
+`

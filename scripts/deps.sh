@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Installs what the test suite needs, when it is missing:
+#   - sipp (Debian package sip-tester): plays phones and trunks against the gateway;
+#   - chromium (Debian package chromium): the browser for the softphone tests;
+#   - the softphone's npm packages, once webclient/package-lock.json exists.
+# Nothing is downloaded when everything is already there. Debian packages
+# are installed with apt-get, as root or through sudo.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+missing=()
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+
+if ((${#missing[@]} > 0)); then
+	if [[ $EUID -eq 0 ]]; then
+		as_root=()
+	elif command -v sudo >/dev/null 2>&1; then
+		# Without a terminal nobody can type a password: fail at once
+		# instead of hanging a CI run.
+		if [[ -t 0 ]]; then as_root=(sudo); else as_root=(sudo -n); fi
+	else
+		echo "deps: need root or sudo to install ${missing[*]}; install them by hand or run as root" >&2
+		exit 1
+	fi
+	echo "deps: installing ${missing[*]} with apt-get"
+	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+	# Without recommends: chromium's would pull in systemd, avahi and
+	# printing services that a headless test browser never uses.
+	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+	for bin in sipp chromium; do
+		if ! command -v "$bin" >/dev/null 2>&1; then
+			echo "deps: $bin is still missing after apt-get install" >&2
+			exit 1
+		fi
+	done
+fi
+
+if [[ -f webclient/package-lock.json ]]; then
+	if ! command -v npm >/dev/null 2>&1; then
+		echo "deps: webclient needs npm (Node.js); install it, e.g. apt-get install npm" >&2
+		exit 1
+	fi
+	echo "deps: npm ci in webclient/"
+	(cd webclient && npm ci --no-audit --no-fund)
+fi
+
+echo "deps: sipp $(command -v sipp), chromium $(command -v chromium)"
