@@ -1,0 +1,176 @@
+package sip
+
+import (
+	"bytes"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// seedCorpus adds every torture message and the benchmark messages.
+func seedCorpus(f *testing.F, add func(b []byte)) {
+	files, _ := filepath.Glob(filepath.Join(tortureDir, "*.dat"))
+	bench, _ := filepath.Glob("testdata/bench/*.sip")
+	for _, name := range append(files, bench...) {
+		b, err := os.ReadFile(name)
+		if err == nil {
+			add(b)
+		}
+	}
+	add([]byte(simpleInvite))
+}
+
+// FuzzParseMessage checks that no input panics, and that whatever parses
+// serialises to something that parses to the same bytes again.
+func FuzzParseMessage(f *testing.F) {
+	seedCorpus(f, func(b []byte) { f.Add(b) })
+	p := Parser{Limits: Limits{MaxMessageSize: 16 << 10}}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, datagram := range []bool{true, false} {
+			var m Message
+			var err error
+			if datagram {
+				m, err = p.ParseDatagram(data)
+			} else {
+				m, err = p.ParseMessage(data)
+			}
+			if err != nil {
+				if pe, ok := err.(*ParseError); !ok || pe.Status < 400 || pe.Reason == "" {
+					t.Fatalf("error without status and reason: %#v", err)
+				}
+				if out, ok := RejectBytes(data, err.(*ParseError)); ok {
+					if _, err := p.ParseMessage(out); err != nil && !errors.Is(err, ErrMissingHeader) {
+						t.Fatalf("stateless answer does not parse: %v\n%q", err, out)
+					}
+				}
+				continue
+			}
+			out := m.AppendTo(nil)
+			m2, err := p.ParseMessage(out)
+			if err != nil {
+				t.Fatalf("re-parse failed: %v\nin:  %q\nout: %q", err, data, out)
+			}
+			if out2 := m2.AppendTo(nil); !bytes.Equal(out, out2) {
+				t.Fatalf("unstable round trip:\n%q\n%q", out, out2)
+			}
+			// Typed accessors must not panic on anything that parsed.
+			h := m.Header()
+			h.Routes()
+			h.RecordRoutes()
+			h.Paths()
+			h.Event()
+			h.Replaces()
+			h.RAck()
+			h.SessionExpires()
+			h.Date()
+			h.Tokens("Supported")
+			// Nor must changing the message.
+			h.PopVia()
+			h.SetTopVia(Via{Transport: "UDP", Host: "h", Params: ";branch=z9hG4bKx"})
+			h.Set("Max-Forwards", "1")
+			_ = m.AppendTo(nil)
+		}
+	})
+}
+
+// FuzzFrame feeds random stream bytes through Frame and ParseMessage, as a
+// stream transport does.
+func FuzzFrame(f *testing.F) {
+	seedCorpus(f, func(b []byte) { f.Add(append([]byte("\r\n\r\n"), b...)) })
+	p := Parser{Limits: Limits{MaxMessageSize: 8 << 10}}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for len(data) > 0 {
+			n, msg, err := p.Frame(data)
+			if err != nil || n == 0 {
+				return
+			}
+			if n > len(data) {
+				t.Fatalf("frame of %d bytes in a buffer of %d", n, len(data))
+			}
+			if msg {
+				p.ParseMessage(data[:n])
+			}
+			data = data[n:]
+		}
+	})
+}
+
+// FuzzParseURI: parse → String → parse is stable and Equal to itself.
+func FuzzParseURI(f *testing.F) {
+	for _, s := range []string{
+		"sip:alice@example.com", "sips:a:b@[2001:db8::1]:5061;transport=tcp;lr?x=y&z=w",
+		"tel:+1-201-555-0123;phone-context=example.com", "sip:%61lice@h;n%61me=v%25",
+		"sip:user;par=u%40example.net@example.com", "urn:uuid:1234", "sip:[2001:db8:::192.0.2.1]",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		u, err := ParseURI(s)
+		if err != nil {
+			return
+		}
+		out := u.String()
+		u2, err := ParseURI(out)
+		if err != nil {
+			t.Fatalf("re-parse of %q (from %q): %v", out, s, err)
+		}
+		if u2 != u && u2.String() != out {
+			t.Fatalf("unstable: %q -> %q -> %q", s, out, u2.String())
+		}
+		if !u.Equal(&u2) || !u.Equal(&u) {
+			t.Fatalf("%q not equal to its own round trip %q", s, out)
+		}
+	})
+}
+
+// FuzzParseAddress: name-addr parsing is stable through String.
+func FuzzParseAddress(f *testing.F) {
+	for _, s := range []string{
+		`"Alice" <sip:alice@example.com>;tag=1`, `Bob <sip:bob@b>`, `sip:c@d;tag=2`,
+		`"a \"q\" \\" <tel:+1>;expires=60;+sip.instance="<urn:uuid:1>"`, `caller<sip:x@y>`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		a, err := ParseAddress(s)
+		if err != nil {
+			return
+		}
+		out := a.String()
+		a2, err := ParseAddress(out)
+		if err != nil {
+			t.Fatalf("re-parse of %q (from %q): %v", out, s, err)
+		}
+		if a2.String() != out {
+			t.Fatalf("unstable: %q -> %q -> %q", s, out, a2.String())
+		}
+	})
+}
+
+// FuzzParseVia: Via parsing is stable through String.
+func FuzzParseVia(f *testing.F) {
+	for _, s := range []string{
+		"SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1;rport",
+		"SIP / 2.0 / TCP [2001:db8::1] ; received=192.0.2.9, SIP/2.0/WSS x.invalid;branch=z9hG4bK2",
+		"SIP/2.0/UDP [2001:db8::9:1]:6050;received=2001:db8::9:255;branch=z9hG4bK3",
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		vs, err := ParseVia(s)
+		if err != nil {
+			return
+		}
+		for _, v := range vs {
+			out := v.String()
+			v2, err := ParseVia(out)
+			if err != nil || len(v2) != 1 {
+				t.Fatalf("re-parse of %q (from %q): %v", out, s, err)
+			}
+			if v2[0].String() != out {
+				t.Fatalf("unstable: %q -> %q", out, v2[0].String())
+			}
+		}
+	})
+}

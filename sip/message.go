@@ -1,0 +1,254 @@
+package sip
+
+import (
+	"strconv"
+)
+
+// Methods of RFC 3261 and its extensions. Methods are case-sensitive.
+const (
+	MethodInvite    = "INVITE"
+	MethodAck       = "ACK"
+	MethodBye       = "BYE"
+	MethodCancel    = "CANCEL"
+	MethodOptions   = "OPTIONS"
+	MethodRegister  = "REGISTER"
+	MethodPrack     = "PRACK"
+	MethodSubscribe = "SUBSCRIBE"
+	MethodNotify    = "NOTIFY"
+	MethodPublish   = "PUBLISH"
+	MethodInfo      = "INFO"
+	MethodRefer     = "REFER"
+	MethodMessage   = "MESSAGE"
+	MethodUpdate    = "UPDATE"
+)
+
+// IsKnownMethod reports whether method is one this stack implements. A UAS
+// answers any other with 501 (RFC 3261 §8.2.1); a proxy forwards it.
+func IsKnownMethod(method string) bool {
+	switch method {
+	case MethodInvite, MethodAck, MethodBye, MethodCancel, MethodOptions,
+		MethodRegister, MethodPrack, MethodSubscribe, MethodNotify,
+		MethodPublish, MethodInfo, MethodRefer, MethodMessage, MethodUpdate:
+		return true
+	}
+	return false
+}
+
+// Message is a *Request or a *Response.
+type Message interface {
+	// Header returns the message's headers.
+	Header() *Headers
+	// Payload returns the body.
+	Payload() []byte
+	// Src returns where the message came from.
+	Src() Addr
+	// AppendTo appends the wire form of the message to b.
+	AppendTo(b []byte) []byte
+	// String returns the wire form of the message.
+	String() string
+}
+
+// Request is a SIP request.
+type Request struct {
+	Method string
+	URI    URI
+	Headers
+	Body []byte
+
+	// Source is where the request came from, set by the transport that
+	// received it.
+	Source Addr
+
+	// The request line as received, reused on output while Method and URI
+	// are unchanged so that a forwarded request keeps its exact bytes.
+	line       string
+	lineMethod string
+	lineURI    URI
+}
+
+// Response is a SIP response.
+type Response struct {
+	StatusCode int
+	Reason     string
+	Headers
+	Body []byte
+
+	// Source is where the response came from, set by the transport that
+	// received it.
+	Source Addr
+
+	line       string
+	lineCode   int
+	lineReason string
+}
+
+// NewRequest returns a request with no headers.
+func NewRequest(method string, uri URI) *Request {
+	return &Request{Method: method, URI: uri}
+}
+
+// Header returns the request's headers.
+func (r *Request) Header() *Headers { return &r.Headers }
+
+// Payload returns the body.
+func (r *Request) Payload() []byte { return r.Body }
+
+// Src returns Source.
+func (r *Request) Src() Addr { return r.Source }
+
+// SetBody sets the body, its Content-Type (unless empty) and its
+// Content-Length.
+func (r *Request) SetBody(body []byte, contentType string) {
+	r.Body = body
+	setBody(&r.Headers, body, contentType)
+}
+
+func setBody(h *Headers, body []byte, contentType string) {
+	if contentType != "" {
+		h.Set("Content-Type", contentType)
+	} else if len(body) == 0 {
+		h.Del("Content-Type")
+	}
+	h.setContentLength(len(body))
+}
+
+// String returns the wire form.
+func (r *Request) String() string { return string(r.AppendTo(nil)) }
+
+// AppendTo appends the wire form of the request to b.
+func (r *Request) AppendTo(b []byte) []byte {
+	if r.line != "" && r.Method == r.lineMethod && r.URI == r.lineURI {
+		b = append(b, r.line...)
+	} else {
+		b = append(b, r.Method...)
+		b = append(b, ' ')
+		b = r.URI.AppendTo(b)
+		b = append(b, " SIP/2.0"...)
+	}
+	b = append(b, '\r', '\n')
+	b = r.Headers.appendTo(b)
+	b = append(b, '\r', '\n')
+	return append(b, r.Body...)
+}
+
+// Header returns the response's headers.
+func (r *Response) Header() *Headers { return &r.Headers }
+
+// Payload returns the body.
+func (r *Response) Payload() []byte { return r.Body }
+
+// Src returns Source.
+func (r *Response) Src() Addr { return r.Source }
+
+// SetBody sets the body, its Content-Type (unless empty) and its
+// Content-Length.
+func (r *Response) SetBody(body []byte, contentType string) {
+	r.Body = body
+	setBody(&r.Headers, body, contentType)
+}
+
+// String returns the wire form.
+func (r *Response) String() string { return string(r.AppendTo(nil)) }
+
+// AppendTo appends the wire form of the response to b.
+func (r *Response) AppendTo(b []byte) []byte {
+	if r.line != "" && r.StatusCode == r.lineCode && r.Reason == r.lineReason {
+		b = append(b, r.line...)
+	} else {
+		b = append(b, "SIP/2.0 "...)
+		b = strconv.AppendInt(b, int64(r.StatusCode), 10)
+		b = append(b, ' ')
+		b = append(b, r.Reason...)
+	}
+	b = append(b, '\r', '\n')
+	b = r.Headers.appendTo(b)
+	b = append(b, '\r', '\n')
+	return append(b, r.Body...)
+}
+
+// IsProvisional reports a 1xx response.
+func (r *Response) IsProvisional() bool { return r.StatusCode < 200 }
+
+// IsSuccess reports a 2xx response.
+func (r *Response) IsSuccess() bool { return r.StatusCode >= 200 && r.StatusCode < 300 }
+
+// NewResponse builds a response to req as RFC 3261 §8.2.6 says: Via, From,
+// To, Call-ID and CSeq copied (the exact lines), Timestamp echoed, and an
+// empty body. An empty reason takes the standard phrase. The caller adds a
+// To tag where one is needed (see ToTag).
+func NewResponse(req *Request, code int, reason string) *Response {
+	if reason == "" {
+		reason = StatusText(code)
+	}
+	res := &Response{StatusCode: code, Reason: reason}
+	res.fields = make([]HeaderField, 0, 8)
+	for _, name := range [...]string{"Via", "From", "To", "Call-ID", "CSeq"} {
+		res.CopyFrom(&req.Headers, name)
+	}
+	if code == 100 {
+		res.CopyFrom(&req.Headers, "Timestamp")
+	}
+	res.Add("Content-Length", "0")
+	return res
+}
+
+// SetToTag sets the To tag of a response when the request had none, which a
+// UAS does for every response but 100 (§8.2.6.2).
+func (r *Response) SetToTag(tag string) {
+	to := r.To()
+	if to.Tag() != "" || to.URI.Scheme == "" {
+		return
+	}
+	to.Params = to.Params.Set("tag", tag)
+	r.Set("To", to.String())
+}
+
+// StatusText returns the reason phrase of RFC 3261 and its extensions for a
+// status code, or a generic one for its class.
+func StatusText(code int) string {
+	if t, ok := statusText[code]; ok {
+		return t
+	}
+	switch code / 100 {
+	case 1:
+		return "Trying"
+	case 2:
+		return "OK"
+	case 3:
+		return "Redirection"
+	case 4:
+		return "Client Error"
+	case 5:
+		return "Server Error"
+	}
+	return "Global Failure"
+}
+
+var statusText = map[int]string{
+	100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+	183: "Session Progress", 199: "Early Dialog Terminated",
+	200: "OK", 202: "Accepted", 204: "No Notification",
+	300: "Multiple Choices", 301: "Moved Permanently", 302: "Moved Temporarily",
+	305: "Use Proxy", 380: "Alternative Service",
+	400: "Bad Request", 401: "Unauthorized", 402: "Payment Required", 403: "Forbidden",
+	404: "Not Found", 405: "Method Not Allowed", 406: "Not Acceptable",
+	407: "Proxy Authentication Required", 408: "Request Timeout", 410: "Gone",
+	412: "Conditional Request Failed", 413: "Request Entity Too Large",
+	414: "Request-URI Too Long", 415: "Unsupported Media Type",
+	416: "Unsupported URI Scheme", 417: "Unknown Resource-Priority",
+	420: "Bad Extension", 421: "Extension Required", 422: "Session Interval Too Small",
+	423: "Interval Too Brief", 428: "Use Identity Header", 429: "Provide Referrer Identity",
+	430: "Flow Failed", 433: "Anonymity Disallowed", 439: "First Hop Lacks Outbound Support",
+	440: "Max-Breadth Exceeded", 469: "Bad Info Package", 470: "Consent Needed",
+	480: "Temporarily Unavailable", 481: "Call/Transaction Does Not Exist",
+	482: "Loop Detected", 483: "Too Many Hops", 484: "Address Incomplete",
+	485: "Ambiguous", 486: "Busy Here", 487: "Request Terminated",
+	488: "Not Acceptable Here", 489: "Bad Event", 491: "Request Pending",
+	493: "Undecipherable", 494: "Security Agreement Required",
+	500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway",
+	503: "Service Unavailable", 504: "Server Time-out", 505: "Version Not Supported",
+	513: "Message Too Large", 555: "Push Notification Service Not Supported",
+	580: "Precondition Failure",
+	600: "Busy Everywhere", 603: "Decline", 604: "Does Not Exist Anywhere",
+	606: "Not Acceptable", 607: "Unwanted", 608: "Rejected",
+}

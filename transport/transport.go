@@ -1,0 +1,64 @@
+// Package transport is the common layer of the SIP transports: the
+// interface that sipudp, siptcp and sipws implement, and the Layer that the
+// gateway uses to send and receive over all of them.
+package transport
+
+import (
+	"context"
+	"errors"
+
+	"github.com/switchboard/switchboard/sip"
+)
+
+// Errors that callers branch on.
+var (
+	// ErrFlowClosed means a message had to go over a connection (flow) that
+	// no longer exists (RFC 5626 §5.3: the caller answers 430 Flow Failed
+	// or drops the binding).
+	ErrFlowClosed = errors.New("flow closed")
+	// ErrNoTransport means no transport serves the destination's transport.
+	ErrNoTransport = errors.New("no transport for destination")
+	// ErrTooLarge means a message exceeds what the transport may carry.
+	ErrTooLarge = errors.New("message too large for transport")
+	// ErrClosed means the transport was closed.
+	ErrClosed = errors.New("transport closed")
+	// ErrNoRoute means a response cannot be routed: its top Via is missing
+	// or names no reachable address (RFC 3261 §18.2.2).
+	ErrNoRoute = errors.New("no route for message")
+	// ErrBadFlowToken means a flow token was forged, damaged or made with
+	// another secret.
+	ErrBadFlowToken = errors.New("invalid flow token")
+)
+
+// Transport is one listening SIP transport (UDP, TCP, TLS, WS or WSS).
+type Transport interface {
+	// Network returns the transport name, sip.UDP, sip.TCP, sip.TLS, sip.WS
+	// or sip.WSS.
+	Network() string
+	// LocalAddr returns the address the transport listens on, which goes
+	// into the sent-by of the Vias it stamps.
+	LocalAddr() sip.Addr
+	// Send writes a complete message to dst. With dst.Flow set it must use
+	// that connection and fails with ErrFlowClosed when it is gone;
+	// otherwise a datagram transport sends to dst.AddrPort and a
+	// connection-oriented one reuses a connection to dst.AddrPort or dials
+	// one (WS cannot dial: ErrFlowClosed).
+	Send(ctx context.Context, msg sip.Message, dst sip.Addr) error
+	// Serve receives until ctx is done or the transport is closed, calling
+	// h for each message and each closed connection. It returns nil after
+	// Close or when ctx ends.
+	Serve(ctx context.Context, h Handler) error
+	// Close stops the transport and closes its connections.
+	Close() error
+}
+
+// Handler receives what transports read. Its methods are called from read
+// loops, so they must not block: queue the work.
+type Handler interface {
+	// HandleMessage is called with every parsed message; msg.Src() says
+	// where it came from.
+	HandleMessage(msg sip.Message)
+	// HandleFlowClosed is called once when a connection (flow) closes, so
+	// that bindings and calls on it can be dropped.
+	HandleFlowClosed(flow sip.Addr)
+}
