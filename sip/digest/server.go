@@ -1,0 +1,352 @@
+package digest
+
+import (
+	"container/heap"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"hash"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Defaults for zero fields of Server.
+const (
+	DefaultNonceTTL         = 5 * time.Minute
+	DefaultMaxTrackedNonces = 100000
+)
+
+// Nonce layout: issue time (8 bytes, Unix ns) || random (8) || HMAC-SHA256
+// over both, the realm and the algorithm (32). 48 bytes encode to exactly 64
+// base64url characters with no padding bits, so no two encodings decode to
+// the same nonce.
+const (
+	nonceRawLen = 8 + 8 + sha256.Size
+	nonceLen    = 64
+	macLabel    = "switchboard digest nonce v1"
+)
+
+// Server issues Digest challenges for one realm and verifies the answers.
+// Set its fields before first use and do not change them afterwards; the
+// zero value apart from Realm is ready to use. A Server must not be copied
+// after first use. Its methods are safe for concurrent use.
+type Server struct {
+	// Realm is sent in challenges and required in credentials.
+	Realm string
+	// Secret keys the nonce HMAC. Servers that share it accept each
+	// other's nonces (a cluster, or across restarts). If empty, a random
+	// secret is made on first use, so nonces die with the process and
+	// clients see ErrBadNonce once after a restart. Use 32 random bytes.
+	Secret []byte
+	// NonceTTL is how long a nonce is accepted; default DefaultNonceTTL.
+	NonceTTL time.Duration
+	// Now is the clock; default time.Now. Tests inject a fake.
+	Now func() time.Time
+	// MaxTrackedNonces caps the nonce-count table; default
+	// DefaultMaxTrackedNonces.
+	MaxTrackedNonces int
+
+	once sync.Once
+	key  []byte
+	macs sync.Pool // of hash.Hash keyed with key
+
+	mu   sync.Mutex
+	seen map[string]*seenNonce
+	age  nonceHeap
+	// evictedUpTo is the newest issue time evicted from seen to make room.
+	// An untracked nonce issued at or before it may have been used already,
+	// so it is refused as stale: eviction never reopens a replay window.
+	evictedUpTo int64
+	evicted     bool
+}
+
+func (s *Server) init() {
+	s.key = append([]byte(nil), s.Secret...)
+	if len(s.key) == 0 {
+		s.key = make([]byte, 32)
+		rand.Read(s.key) // never fails since Go 1.24
+	}
+	s.macs.New = func() any { return hmac.New(sha256.New, s.key) }
+	s.seen = make(map[string]*seenNonce)
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}
+
+func (s *Server) ttl() int64 {
+	if s.NonceTTL > 0 {
+		return int64(s.NonceTTL)
+	}
+	return int64(DefaultNonceTTL)
+}
+
+func (s *Server) maxTracked() int {
+	if s.MaxTrackedNonces > 0 {
+		return s.MaxTrackedNonces
+	}
+	return DefaultMaxTrackedNonces
+}
+
+// mac appends the nonce HMAC of head (time || random) to dst. The realm and
+// algorithm are bound in, so a nonce is only good where it was issued.
+func (s *Server) mac(dst, head []byte, a *algorithm) []byte {
+	h := s.macs.Get().(hash.Hash)
+	h.Reset()
+	h.Write([]byte(macLabel))
+	h.Write(head)
+	var n [4]byte
+	binary.BigEndian.PutUint32(n[:], uint32(len(s.Realm)))
+	h.Write(n[:])
+	h.Write([]byte(s.Realm))
+	h.Write([]byte(a.name))
+	dst = h.Sum(dst)
+	s.macs.Put(h)
+	return dst
+}
+
+// Challenge returns a fresh challenge for the algorithm ("MD5", "SHA-256",
+// "SHA-512-256", optionally "-sess"; "" means MD5 without naming it) with
+// qop="auth". Set stale after Verify returned ErrStale or ErrReplay. To offer
+// several algorithms (RFC 8760), call it once per algorithm, strongest
+// first, and send one header field per challenge. Issuing a challenge
+// stores nothing. The only error is ErrUnsupportedAlgorithm.
+func (s *Server) Challenge(algorithm string, stale bool) (Challenge, error) {
+	a := lookupAlgorithm(algorithm)
+	if a == nil {
+		return Challenge{}, fmt.Errorf("%w %q", ErrUnsupportedAlgorithm, algorithm)
+	}
+	s.once.Do(s.init)
+	var raw [nonceRawLen]byte
+	binary.BigEndian.PutUint64(raw[:8], uint64(s.now().UnixNano()))
+	rand.Read(raw[8:16])
+	s.mac(raw[:16], raw[:16], a)
+	name := a.name
+	if algorithm == "" {
+		name = ""
+	}
+	return Challenge{
+		Realm:     s.Realm,
+		Nonce:     base64.RawURLEncoding.EncodeToString(raw[:]),
+		Algorithm: name,
+		QOP:       []string{"auth"},
+		Stale:     stale,
+	}, nil
+}
+
+// checkNonce authenticates a nonce and returns its issue time (Unix ns).
+func (s *Server) checkNonce(nonce string, a *algorithm) (int64, bool) {
+	if len(nonce) != nonceLen {
+		return 0, false
+	}
+	var raw [nonceRawLen]byte
+	if n, err := base64.RawURLEncoding.Decode(raw[:], []byte(nonce)); err != nil || n != nonceRawLen {
+		return 0, false
+	}
+	var want [sha256.Size]byte
+	if !hmac.Equal(s.mac(want[:0], raw[:16], a), raw[16:]) {
+		return 0, false
+	}
+	return int64(binary.BigEndian.Uint64(raw[:8])), true
+}
+
+// zeros is a dummy HA1 for unknown users: the work done is the same, and the
+// result is discarded.
+const zeros = "0000000000000000000000000000000000000000000000000000000000000000"
+
+// Verify checks credentials received in a request with the given method.
+//
+// lookupHA1 is called with the HA1 algorithm the credentials need ("MD5",
+// "SHA-256" or "SHA-512-256": -sess variants share their base's HA1) and
+// returns the stored [HA1] of the user named by c.Username in this realm.
+// It is called only once the nonce has been authenticated, so forged
+// requests cost no account lookup. If it reports false, or lookupHA1 is nil,
+// Verify does the same work as for a wrong password and returns
+// ErrBadResponse.
+//
+// Verify checks, in order: algorithm (ErrUnsupportedAlgorithm), realm
+// (ErrBadResponse), qop=auth with cnonce and nc (ErrUnsupportedQOP,
+// ErrMalformed), the nonce's HMAC (ErrBadNonce), the response, compared in
+// constant time (ErrBadResponse), the nonce's age (ErrStale), and that nc
+// is higher than any nc accepted before for this nonce and user
+// (ErrReplay). Only credentials that pass every check are remembered.
+// Answer ErrStale and ErrReplay with a challenge with stale=true, the rest
+// with a fresh challenge.
+//
+// Verify does not check that c.URI names the request's Request-URI (RFC
+// 2617 §3.2.2.5): that needs SIP URI equivalence, so the caller, who has the
+// parsed URIs, must do it. Nor does it resolve hashed usernames: this server
+// never offers userhash.
+func (s *Server) Verify(c Credentials, method string, lookupHA1 func(algorithm string) (ha1 string, ok bool)) error {
+	return s.verify(c, method, lookupHA1)
+}
+
+// VerifyUnknown is Verify for credentials naming a user that does not exist.
+// It performs the same checks and hashing as Verify with a wrong password
+// and returns the same error, so neither the error nor the time taken tells
+// an attacker which user names exist. It never returns nil.
+func (s *Server) VerifyUnknown(c Credentials, method string) error {
+	return s.verify(c, method, nil)
+}
+
+func (s *Server) verify(c Credentials, method string, lookupHA1 func(string) (string, bool)) error {
+	s.once.Do(s.init)
+	a := lookupAlgorithm(c.Algorithm)
+	if a == nil {
+		return fmt.Errorf("%w %q", ErrUnsupportedAlgorithm, c.Algorithm)
+	}
+	if c.Realm != s.Realm {
+		return fmt.Errorf("%w: realm mismatch", ErrBadResponse)
+	}
+	// Without qop there is no nonce count, hence no replay protection;
+	// the server always offers qop=auth, so any client can use it.
+	switch {
+	case c.QOP == "":
+		return fmt.Errorf("%w: qop required", ErrUnsupportedQOP)
+	case !strings.EqualFold(c.QOP, "auth"):
+		return fmt.Errorf("%w %q", ErrUnsupportedQOP, c.QOP)
+	case c.CNonce == "":
+		return malformed("missing cnonce")
+	}
+	nc, ok := parseNC(c.NC)
+	if !ok {
+		return malformed("bad nc")
+	}
+	issued, ok := s.checkNonce(c.Nonce, a)
+	if !ok {
+		return ErrBadNonce
+	}
+
+	ha1, known := "", false
+	if lookupHA1 != nil {
+		ha1, known = lookupHA1(a.base)
+		ha1, known = normalizeHA1(ha1, known, a)
+	}
+	if !known {
+		ha1 = zeros[:a.hexLen]
+	}
+	want := a.response(ha1, c.Nonce, c.NC, c.CNonce, c.QOP, method, c.URI)
+	got := c.Response
+	if strings.ContainsAny(got, "ABCDEF") {
+		got = strings.ToLower(got) // RFC says lowercase; some clients disagree
+	}
+	match := subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
+	if !known || !match {
+		return ErrBadResponse
+	}
+
+	now := s.now().UnixNano()
+	if now-issued > s.ttl() {
+		return ErrStale
+	}
+	return s.track(c.Nonce, c.Username, issued, nc, now)
+}
+
+// normalizeHA1 validates a stored HA1 for a, lowercasing it.
+func normalizeHA1(ha1 string, ok bool, a *algorithm) (string, bool) {
+	if !ok || len(ha1) != a.hexLen {
+		return "", false
+	}
+	for i := 0; i < len(ha1); i++ {
+		c := ha1[i]
+		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
+			return "", false
+		}
+	}
+	return strings.ToLower(ha1), true
+}
+
+// parseNC parses an 8-hex-digit nonce count; zero is not a count.
+func parseNC(s string) (uint32, bool) {
+	if len(s) != 8 {
+		return 0, false
+	}
+	var n uint32
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case '0' <= c && c <= '9':
+			c -= '0'
+		case 'a' <= c && c <= 'f':
+			c -= 'a' - 10
+		case 'A' <= c && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		n = n<<4 | uint32(c)
+	}
+	return n, n != 0
+}
+
+// seenNonce is the highest nonce count accepted for a (nonce, user).
+type seenNonce struct {
+	key    string
+	issued int64
+	nc     uint32
+	index  int // in the heap
+}
+
+// nonceHeap orders tracked nonces by issue time, oldest first: the oldest
+// expires first and is the one evicted when the table is full.
+type nonceHeap []*seenNonce
+
+func (h nonceHeap) Len() int           { return len(h) }
+func (h nonceHeap) Less(i, j int) bool { return h[i].issued < h[j].issued }
+func (h nonceHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index = i
+	h[j].index = j
+}
+func (h *nonceHeap) Push(x any) {
+	e := x.(*seenNonce)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
+func (h *nonceHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	return e
+}
+
+// track accepts nc for the nonce and user if it is higher than any seen.
+// Keying by user as well keeps one account from burning another's nonce.
+func (s *Server) track(nonce, user string, issued int64, nc uint32, now int64) error {
+	key := nonce + user // nonce has a fixed length, so this is unambiguous
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ttl := s.ttl()
+	for len(s.age) > 0 && now-s.age[0].issued > ttl {
+		e := heap.Pop(&s.age).(*seenNonce)
+		delete(s.seen, e.key)
+	}
+	if e, ok := s.seen[key]; ok {
+		if nc <= e.nc {
+			return ErrReplay
+		}
+		e.nc = nc
+		return nil
+	}
+	if s.evicted && issued <= s.evictedUpTo {
+		return fmt.Errorf("%w: nonce count no longer tracked", ErrStale)
+	}
+	for len(s.age) >= s.maxTracked() {
+		e := heap.Pop(&s.age).(*seenNonce)
+		delete(s.seen, e.key)
+		s.evictedUpTo, s.evicted = max(s.evictedUpTo, e.issued), true
+	}
+	e := &seenNonce{key: key, issued: issued, nc: nc}
+	heap.Push(&s.age, e)
+	s.seen[key] = e
+	return nil
+}

@@ -1,0 +1,429 @@
+package digest
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeClock is a clock tests advance by hand.
+type fakeClock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func newFakeClock() *fakeClock {
+	return &fakeClock{t: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+}
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+const testRealm = "example.com"
+
+func newTestServer() (*Server, *fakeClock) {
+	clock := newFakeClock()
+	return &Server{
+		Realm:  testRealm,
+		Secret: []byte("0123456789abcdef0123456789abcdef"),
+		Now:    clock.Now,
+	}, clock
+}
+
+// users is an account store keeping HA1 values per algorithm.
+var users = map[string]string{"alice": "secret", "bob": "hunter2"}
+
+func lookup(username string) func(string) (string, bool) {
+	return func(alg string) (string, bool) {
+		pass, ok := users[username]
+		if !ok {
+			return "", false
+		}
+		return HA1(alg, username, testRealm, pass), true
+	}
+}
+
+// answer gets a challenge from srv and answers it as alice would.
+func answer(t testing.TB, srv *Server, alg string) (*Client, Challenge, Credentials) {
+	t.Helper()
+	ch, err := srv.Challenge(alg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := &Client{Username: "alice", Password: users["alice"]}
+	cr, err := cl.Authorize(ch, "REGISTER", "sip:"+testRealm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cl, ch, cr
+}
+
+func TestServerAlgorithms(t *testing.T) {
+	for _, alg := range []string{"", "MD5", "md5", "MD5-sess", "SHA-256", "SHA-256-sess", "SHA-512-256", "SHA-512-256-sess"} {
+		t.Run(alg, func(t *testing.T) {
+			srv, _ := newTestServer()
+			_, ch, cr := answer(t, srv, alg)
+			if want := lookupAlgorithm(alg).name; alg != "" && ch.Algorithm != want {
+				t.Errorf("challenge algorithm %q, want %q", ch.Algorithm, want)
+			}
+			var asked string
+			err := srv.Verify(cr, "REGISTER", func(a string) (string, bool) {
+				asked = a
+				return lookup(cr.Username)(a)
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := lookupAlgorithm(alg).base; asked != want {
+				t.Errorf("lookup asked for %q, want %q", asked, want)
+			}
+		})
+	}
+}
+
+func TestServerChallenge(t *testing.T) {
+	srv, _ := newTestServer()
+	ch, err := srv.Challenge("", true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ch.Realm != testRealm || ch.Algorithm != "" || !ch.Stale || len(ch.QOP) != 1 || ch.QOP[0] != "auth" || len(ch.Nonce) != nonceLen {
+		t.Errorf("unexpected challenge %#v", ch)
+	}
+	ch2, _ := srv.Challenge("", true)
+	if ch2.Nonce == ch.Nonce {
+		t.Error("two challenges share a nonce")
+	}
+	if _, err := srv.Challenge("SHA-1", false); !errors.Is(err, ErrUnsupportedAlgorithm) {
+		t.Errorf("SHA-1: error %v", err)
+	}
+}
+
+func TestServerVerify(t *testing.T) {
+	other := &Server{Realm: testRealm, Secret: []byte("another secret, another server!!")}
+	otherRealm := &Server{Realm: "example.net", Secret: []byte("0123456789abcdef0123456789abcdef")}
+	tests := []struct {
+		name   string
+		alg    string
+		modify func(t *testing.T, srv *Server, cr *Credentials)
+		method string
+		lookup func(string) (string, bool)
+		want   error
+	}{
+		{name: "good", want: nil},
+		{name: "uppercase response", modify: func(_ *testing.T, _ *Server, cr *Credentials) { cr.Response = strings.ToUpper(cr.Response) }},
+		{name: "wrong password", lookup: func(a string) (string, bool) { return HA1(a, "alice", testRealm, "wrong"), true }, want: ErrBadResponse},
+		{name: "unknown user", lookup: func(string) (string, bool) { return "", false }, want: ErrBadResponse},
+		{name: "nil lookup", lookup: nil, want: ErrBadResponse},
+		{name: "corrupt stored HA1", lookup: func(string) (string, bool) { return "xyz", true }, want: ErrBadResponse},
+		{name: "empty stored HA1", lookup: func(string) (string, bool) { return "", true }, want: ErrBadResponse},
+		{name: "wrong method", method: "INVITE", want: ErrBadResponse},
+		{name: "wrong uri", modify: func(_ *testing.T, _ *Server, cr *Credentials) { cr.URI = "sip:evil.example" }, want: ErrBadResponse},
+		{name: "other realm", modify: func(_ *testing.T, _ *Server, cr *Credentials) { cr.Realm = "example.net" }, want: ErrBadResponse},
+		{name: "garbled nonce", modify: func(_ *testing.T, _ *Server, cr *Credentials) {
+			b := []byte(cr.Nonce)
+			b[20] ^= 1
+			cr.Nonce = string(b)
+		}, want: ErrBadNonce},
+		{name: "short nonce", modify: func(_ *testing.T, _ *Server, cr *Credentials) { cr.Nonce = cr.Nonce[:40] }, want: ErrBadNonce},
+		{name: "non-base64 nonce", modify: func(_ *testing.T, _ *Server, cr *Credentials) { cr.Nonce = strings.Repeat("!", nonceLen) }, want: ErrBadNonce},
+		{name: "nonce of another secret", modify: func(t *testing.T, _ *Server, cr *Credentials) { *cr = reanswer(t, other, "", *cr) }, want: ErrBadNonce},
+		{name: "nonce of another realm", modify: func(t *testing.T, _ *Server, cr *Credentials) {
+			ch, _ := otherRealm.Challenge("", false)
+			ch.Realm = testRealm
+			*cr, _ = Answer(ch, "REGISTER", cr.URI, "alice", users["alice"])
+		}, want: ErrBadNonce},
+		{name: "nonce of another algorithm", alg: "SHA-256", modify: func(_ *testing.T, _ *Server, cr *Credentials) {
+			cr.Algorithm = "MD5"
+			ch := Challenge{Realm: testRealm, Nonce: cr.Nonce, QOP: []string{"auth"}}
+			*cr, _ = Answer(ch, "REGISTER", cr.URI, "alice", users["alice"])
+		}, want: ErrBadNonce},
+		{name: "unsupported algorithm", modify: func(_ *testing.T, _ *Server, cr *Credentials) { cr.Algorithm = "SHA-1" }, want: ErrUnsupportedAlgorithm},
+		{name: "no qop", modify: func(_ *testing.T, _ *Server, cr *Credentials) { cr.QOP, cr.NC, cr.CNonce = "", "", "" }, want: ErrUnsupportedQOP},
+		{name: "auth-int", modify: func(_ *testing.T, _ *Server, cr *Credentials) { cr.QOP = "auth-int" }, want: ErrUnsupportedQOP},
+		{name: "missing cnonce", modify: func(_ *testing.T, _ *Server, cr *Credentials) { cr.CNonce = "" }, want: ErrMalformed},
+		{name: "short nc", modify: func(_ *testing.T, _ *Server, cr *Credentials) { cr.NC = "1" }, want: ErrMalformed},
+		{name: "non-hex nc", modify: func(_ *testing.T, _ *Server, cr *Credentials) { cr.NC = "0000000g" }, want: ErrMalformed},
+		{name: "zero nc", modify: func(_ *testing.T, _ *Server, cr *Credentials) { cr.NC = "00000000" }, want: ErrMalformed},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, _ := newTestServer()
+			_, _, cr := answer(t, srv, tt.alg)
+			if tt.modify != nil {
+				tt.modify(t, srv, &cr)
+			}
+			method := tt.method
+			if method == "" {
+				method = "REGISTER"
+			}
+			lk := tt.lookup
+			if lk == nil && tt.name != "nil lookup" {
+				lk = lookup("alice")
+			}
+			err := srv.Verify(cr, method, lk)
+			if !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+				t.Fatalf("Verify = %v, want %v", err, tt.want)
+			}
+			// An unknown user gets the error a wrong password gets.
+			if tt.want != nil {
+				srv2, _ := newTestServer()
+				if err2 := srv2.VerifyUnknown(cr, method); err2 == nil || err2.Error() != errorForWrongPassword(srv2, cr, method).Error() {
+					t.Errorf("VerifyUnknown = %v, wrong password gives %v", err2, errorForWrongPassword(srv2, cr, method))
+				}
+			}
+		})
+	}
+}
+
+func reanswer(t *testing.T, srv *Server, alg string, cr Credentials) Credentials {
+	ch, err := srv.Challenge(alg, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := Answer(ch, "REGISTER", cr.URI, "alice", users["alice"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func errorForWrongPassword(srv *Server, cr Credentials, method string) error {
+	return srv.Verify(cr, method, func(a string) (string, bool) { return HA1(a, "alice", testRealm, "wrong"), true })
+}
+
+func TestServerLookupOnlyAfterNonceCheck(t *testing.T) {
+	srv, _ := newTestServer()
+	_, _, cr := answer(t, srv, "SHA-256")
+	cr.Nonce = strings.Repeat("A", nonceLen)
+	called := false
+	err := srv.Verify(cr, "REGISTER", func(string) (string, bool) { called = true; return "", false })
+	if !errors.Is(err, ErrBadNonce) || called {
+		t.Fatalf("Verify = %v, lookup called %v", err, called)
+	}
+}
+
+func TestServerStale(t *testing.T) {
+	tests := []struct {
+		name    string
+		ttl     time.Duration
+		advance time.Duration
+		want    error
+	}{
+		{"fresh", 0, 0, nil},
+		{"at default TTL", 0, DefaultNonceTTL, nil},
+		{"past default TTL", 0, DefaultNonceTTL + time.Nanosecond, ErrStale},
+		{"past custom TTL", time.Second, time.Second + 1, ErrStale},
+		{"within custom TTL", time.Hour, 59 * time.Minute, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv, clock := newTestServer()
+			srv.NonceTTL = tt.ttl
+			_, _, cr := answer(t, srv, "SHA-256")
+			clock.Advance(tt.advance)
+			if err := srv.Verify(cr, "REGISTER", lookup("alice")); !errors.Is(err, tt.want) || (tt.want == nil) != (err == nil) {
+				t.Fatalf("Verify = %v, want %v", err, tt.want)
+			}
+		})
+	}
+	t.Run("stale needs a correct response", func(t *testing.T) {
+		srv, clock := newTestServer()
+		_, _, cr := answer(t, srv, "MD5")
+		clock.Advance(time.Hour)
+		if err := srv.VerifyUnknown(cr, "REGISTER"); !errors.Is(err, ErrBadResponse) {
+			t.Fatalf("VerifyUnknown = %v, want ErrBadResponse", err)
+		}
+	})
+}
+
+func TestServerReplay(t *testing.T) {
+	srv, _ := newTestServer()
+	ch, _ := srv.Challenge("SHA-256", false)
+	alice := &Client{Username: "alice", Password: users["alice"]}
+	var sent []Credentials
+	for i := range 3 {
+		cr, err := alice.Authorize(ch, "REGISTER", "sip:"+testRealm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := fmt.Sprintf("%08x", i+1); cr.NC != want {
+			t.Fatalf("nc = %s, want %s", cr.NC, want)
+		}
+		if err := srv.Verify(cr, "REGISTER", lookup("alice")); err != nil {
+			t.Fatalf("nc %s: %v", cr.NC, err)
+		}
+		sent = append(sent, cr)
+	}
+	for _, cr := range sent {
+		if err := srv.Verify(cr, "REGISTER", lookup("alice")); !errors.Is(err, ErrReplay) {
+			t.Errorf("replayed nc %s: %v, want ErrReplay", cr.NC, err)
+		}
+	}
+	// Counts are per user: bob's first use of the same nonce is fine.
+	bob, err := Answer(ch, "REGISTER", "sip:"+testRealm, "bob", users["bob"])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Verify(bob, "REGISTER", lookup("bob")); err != nil {
+		t.Errorf("bob: %v", err)
+	}
+	// A wrong response does not advance the count.
+	next, _ := alice.Authorize(ch, "REGISTER", "sip:"+testRealm)
+	bad := next
+	bad.NC = "ffffffff"
+	if err := srv.Verify(bad, "REGISTER", lookup("alice")); !errors.Is(err, ErrBadResponse) {
+		t.Fatalf("forged nc: %v", err)
+	}
+	if err := srv.Verify(next, "REGISTER", lookup("alice")); err != nil {
+		t.Errorf("after forged nc: %v", err)
+	}
+}
+
+func TestServerTrackedNoncesBounded(t *testing.T) {
+	srv, clock := newTestServer()
+	srv.MaxTrackedNonces = 3
+	var clients []*Client
+	var challenges []Challenge
+	for range 6 {
+		ch, _ := srv.Challenge("MD5", false)
+		clock.Advance(time.Second) // distinct issue times
+		challenges = append(challenges, ch)
+		clients = append(clients, &Client{Username: "alice", Password: users["alice"]})
+	}
+	use := func(i int) error {
+		cr, err := clients[i].Authorize(challenges[i], "REGISTER", "sip:"+testRealm)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return srv.Verify(cr, "REGISTER", lookup("alice"))
+	}
+	for _, i := range []int{1, 2, 3, 4} {
+		if err := use(i); err != nil {
+			t.Fatalf("nonce %d: %v", i, err)
+		}
+		if n := trackedCount(srv); n > 3 {
+			t.Fatalf("tracking %d nonces, cap 3", n)
+		}
+	}
+	// Nonce 1 was evicted: its count is unknown, so a reuse must not pass
+	// as fresh. Nonce 0, issued earlier and never used, is refused too.
+	for _, i := range []int{1, 0} {
+		if err := use(i); !errors.Is(err, ErrStale) {
+			t.Errorf("nonce %d after eviction: %v, want ErrStale", i, err)
+		}
+	}
+	// Tracked and newer nonces still work.
+	for _, i := range []int{4, 5} {
+		if err := use(i); err != nil {
+			t.Errorf("nonce %d: %v", i, err)
+		}
+	}
+	// Entries go when their nonce expires.
+	clock.Advance(DefaultNonceTTL)
+	ch, _ := srv.Challenge("MD5", false)
+	cr, _ := Answer(ch, "REGISTER", "sip:"+testRealm, "alice", users["alice"])
+	if err := srv.Verify(cr, "REGISTER", lookup("alice")); err != nil {
+		t.Fatal(err)
+	}
+	if n := trackedCount(srv); n != 1 {
+		t.Errorf("tracking %d nonces after expiry, want 1", n)
+	}
+}
+
+func trackedCount(s *Server) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.seen) != len(s.age) {
+		panic("map and heap disagree")
+	}
+	return len(s.seen)
+}
+
+func TestServerRandomSecret(t *testing.T) {
+	a, b := &Server{Realm: testRealm}, &Server{Realm: testRealm}
+	ch, _ := a.Challenge("MD5", false)
+	cr, _ := Answer(ch, "REGISTER", "sip:"+testRealm, "alice", users["alice"])
+	if err := b.Verify(cr, "REGISTER", lookup("alice")); !errors.Is(err, ErrBadNonce) {
+		t.Errorf("other server: %v, want ErrBadNonce", err)
+	}
+	if err := a.Verify(cr, "REGISTER", lookup("alice")); err != nil {
+		t.Errorf("own server: %v", err)
+	}
+}
+
+func TestServerConcurrent(t *testing.T) {
+	srv, clock := newTestServer()
+	srv.MaxTrackedNonces = 50 // force evictions under contention
+	const workers, rounds = 8, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, workers)
+	for range workers {
+		wg.Go(func() {
+			cl := &Client{Username: "alice", Password: users["alice"]}
+			for r := range rounds {
+				if r%10 == 0 {
+					clock.Advance(time.Millisecond)
+				}
+				ch, err := srv.Challenge("SHA-256", false)
+				if err != nil {
+					errs <- err
+					return
+				}
+				for range 2 {
+					cr, err := cl.Authorize(ch, "REGISTER", "sip:"+testRealm)
+					if err == nil {
+						err = srv.Verify(cr, "REGISTER", lookup("alice"))
+					}
+					// Other workers may evict this nonce between its uses.
+					if err != nil && !errors.Is(err, ErrStale) {
+						errs <- err
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := trackedCount(srv); n > 50 {
+		t.Errorf("tracking %d nonces, cap 50", n)
+	}
+
+	// The same credentials sent at once are accepted exactly once.
+	_, _, cr := answer(t, srv, "MD5")
+	var ok sync.WaitGroup
+	results := make(chan error, workers)
+	for range workers {
+		ok.Go(func() { results <- srv.Verify(cr, "REGISTER", lookup("alice")) })
+	}
+	ok.Wait()
+	close(results)
+	accepted := 0
+	for err := range results {
+		switch {
+		case err == nil:
+			accepted++
+		case !errors.Is(err, ErrReplay):
+			t.Error(err)
+		}
+	}
+	if accepted != 1 {
+		t.Errorf("accepted %d times, want once", accepted)
+	}
+}
