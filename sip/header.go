@@ -138,7 +138,14 @@ func lookupHeader(name string) headerID {
 	if len(name) >= len(byLength) {
 		return hOther
 	}
-	for _, id := range byLength[len(name)] {
+	candidates := byLength[len(name)]
+	// Most senders write the canonical case: try it before folding.
+	for _, id := range candidates {
+		if name == headerNames[id] {
+			return id
+		}
+	}
+	for _, id := range candidates {
 		if strings.EqualFold(name, headerNames[id]) {
 			return id
 		}

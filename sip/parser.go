@@ -265,7 +265,12 @@ func (h *Headers) parseFields(s string, lim *Limits) error {
 		}
 		line := s[i:end]
 		i = end
-		line = strings.TrimSuffix(strings.TrimSuffix(line, "\n"), "\r")
+		if n := len(line); n > 0 && line[n-1] == '\n' {
+			line = line[:n-1]
+			if n > 1 && line[n-2] == '\r' {
+				line = line[:n-2]
+			}
+		}
 		if line == "" {
 			continue
 		}
@@ -275,15 +280,25 @@ func (h *Headers) parseFields(s string, lim *Limits) error {
 		if len(h.fields) == lim.MaxHeaders {
 			return &ParseError{Status: 400, Reason: "Too Many Headers", Err: ErrTooLarge}
 		}
-		colon := strings.IndexByte(line, ':')
-		if colon < 0 {
+		// field-name is a token, then optional SP/HTAB, then ':'.
+		j := 0
+		for j < len(line) && is(line[j], cToken) {
+			j++
+		}
+		name := line[:j]
+		for j < len(line) && isWS(line[j]) {
+			j++
+		}
+		if j == len(line) || line[j] != ':' {
+			if name != "" && j < len(line) && !isWS(line[j]) && strings.IndexByte(line, ':') > 0 {
+				return malformed("Malformed Header Name")
+			}
 			return malformed("Malformed Header Line")
 		}
-		name := trimWS(line[:colon])
-		if !isToken(name) {
+		if name == "" {
 			return malformed("Malformed Header Name")
 		}
-		value := line[colon+1:]
+		value := line[j+1:]
 		if folded {
 			value = unfold(value)
 		}

@@ -257,6 +257,9 @@ func checkURIHeaders(s string) error {
 
 func checkEscaped(s string, class uint16) error {
 	for i := 0; i < len(s); i++ {
+		if is(s[i], class) {
+			continue
+		}
 		c := s[i]
 		if c == '%' {
 			if i+2 >= len(s) || !isHex(s[i+1]) || !isHex(s[i+2]) {
