@@ -8,7 +8,9 @@ import (
 
 // Headers is the ordered header list of a message, with typed access to the
 // headers the stack relies on. Typed values are parsed once and cached; the
-// cache is dropped for a header whenever that header is changed. Headers
+// cache is dropped for a header whenever that header is changed, and filled
+// again on the next read. A parsed message can be read from several
+// goroutines; one that is being changed cannot (Clone it first). Headers
 // must not be copied after first use: the typed cache points into it.
 type Headers struct {
 	fields []HeaderField
@@ -194,12 +196,14 @@ func (h *Headers) resetTyped(id headerID) bool {
 		h.via = h.viaArr[:0]
 	case hContact:
 		h.contacts = h.contactArr[:0]
+	// Lists outside the inline arrays may be shared with a clone: start
+	// afresh rather than overwrite them.
 	case hRoute:
-		h.routes = h.routes[:0]
+		h.routes = nil
 	case hRecordRoute:
-		h.recordRoutes = h.recordRoutes[:0]
+		h.recordRoutes = nil
 	case hPath:
-		h.paths = h.paths[:0]
+		h.paths = nil
 	case hMaxForwards:
 		h.maxForwards = -1
 	case hContentLength:

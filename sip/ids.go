@@ -29,18 +29,26 @@ func NewCallID() string { return randomID(15) }
 // Strings and the body are shared: they are never written in place.
 func (r *Request) Clone() *Request {
 	c := *r
-	c.Headers = r.Headers.clone()
+	c.Headers.cloneFrom(&r.Headers)
 	return &c
 }
 
 // Clone returns a copy of r whose headers can be changed without touching r.
 func (r *Response) Clone() *Response {
 	c := *r
-	c.Headers = r.Headers.clone()
+	c.Headers.cloneFrom(&r.Headers)
 	return &c
 }
 
-func (h *Headers) clone() Headers {
-	// The typed cache points into h, so the copy starts without one.
-	return Headers{fields: slices.Clone(h.fields)}
+// cloneFrom finishes a struct copy of src: the header lines get their own
+// array, and typed lists that pointed into src's inline arrays point into
+// h's, so the typed cache stays valid without parsing again.
+func (h *Headers) cloneFrom(src *Headers) {
+	h.fields = slices.Clone(src.fields)
+	if len(src.via) > 0 && &src.via[0] == &src.viaArr[0] {
+		h.via = h.viaArr[:len(src.via)]
+	}
+	if len(src.contacts) > 0 && &src.contacts[0] == &src.contactArr[0] {
+		h.contacts = h.contactArr[:len(src.contacts)]
+	}
 }

@@ -120,7 +120,7 @@ func (r *Request) AppendTo(b []byte) []byte {
 	if r.line != "" && r.Method == r.lineMethod && r.URI == r.lineURI {
 		b = append(b, r.line...)
 	} else {
-		b = append(b, r.Method...)
+		b = appendToken(b, r.Method)
 		b = append(b, ' ')
 		b = r.URI.AppendTo(b)
 		b = append(b, " SIP/2.0"...)
@@ -130,6 +130,21 @@ func (r *Request) AppendTo(b []byte) []byte {
 	b = append(b, '\r', '\n')
 	return append(b, r.Body...)
 }
+
+// appendToken writes a method, dropping any byte a token may not hold so
+// that a method from untrusted input cannot break the request line.
+func appendToken(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if is(s[i], cToken) {
+			b = append(b, s[i])
+		}
+	}
+	return b
+}
+
+// IsToken reports whether s is a token of RFC 3261 §25.1, as methods,
+// option tags and parameter names are.
+func IsToken(s string) bool { return isToken(s) }
 
 // Header returns the response's headers.
 func (r *Response) Header() *Headers { return &r.Headers }
@@ -158,7 +173,7 @@ func (r *Response) AppendTo(b []byte) []byte {
 		b = append(b, "SIP/2.0 "...)
 		b = strconv.AppendInt(b, int64(r.StatusCode), 10)
 		b = append(b, ' ')
-		b = append(b, r.Reason...)
+		b = append(b, safeValue(r.Reason)...)
 	}
 	b = append(b, '\r', '\n')
 	b = r.Headers.appendTo(b)

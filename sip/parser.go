@@ -329,14 +329,17 @@ func unfold(s string) string {
 
 // eager marks the headers parsed while the message is parsed: the ones every
 // element needs to route and match it, and Contact, which must be rejected
-// early when malformed (RFC 4475 regbadct).
+// early when malformed (RFC 4475 regbadct). Parsing them all up front also
+// means that reading a parsed message never writes to it, so goroutines may
+// share one for reading.
 const eager = 1<<hVia | 1<<hFrom | 1<<hTo | 1<<hCallID | 1<<hCSeq |
-	1<<hMaxForwards | 1<<hContentLength | 1<<hContact
+	1<<hMaxForwards | 1<<hContentLength | 1<<hContact |
+	1<<hRoute | 1<<hRecordRoute | 1<<hPath
 
 // index parses the eager headers in one pass and checks the mandatory ones
 // (§8.1.1).
 func (h *Headers) index() error {
-	for id := hVia; id <= hContact; id++ {
+	for id := hVia; id <= hPath; id++ {
 		h.resetTyped(id)
 	}
 	var seen uint64

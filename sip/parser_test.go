@@ -385,3 +385,46 @@ func TestHeaderValuesCannotInject(t *testing.T) {
 		t.Errorf("header injected:\n%s", m.String())
 	}
 }
+
+func TestCloneKeepsTypedCache(t *testing.T) {
+	r := mustParse(t, strings.Replace(simpleInvite, "Max-Forwards", "Record-Route: <sip:p1;lr>\r\nMax-Forwards", 1)).(*Request)
+	c := r.Clone()
+	if &c.Via()[0] == &r.Via()[0] {
+		t.Fatal("clone's Via list aliases the original's")
+	}
+	c.PopVia()
+	c.Set("Record-Route", "<sip:p2;lr>")
+	if rr, _ := r.RecordRoutes(); len(r.Via()) != 1 || rr[0].URI.Host != "p1" {
+		t.Error("changing the clone changed the original's typed headers")
+	}
+	if rr, _ := c.RecordRoutes(); rr[0].URI.Host != "p2" {
+		t.Errorf("clone Record-Route = %v", rr)
+	}
+}
+
+func TestMethodCannotBreakRequestLine(t *testing.T) {
+	r := NewRequest("INVITE\r\nX-Injected: 1\r\n", URI{Scheme: "sip", Host: "h"})
+	if strings.Contains(r.String(), "\r\nX-Injected") {
+		t.Errorf("method injected a header: %q", r.String())
+	}
+}
+
+func TestConcurrentReadsOfParsedMessage(t *testing.T) {
+	r := mustParse(t, strings.Replace(simpleInvite, "Max-Forwards", "Record-Route: <sip:p1;lr>\r\nRoute: <sip:r;lr>\r\nMax-Forwards", 1)).(*Request)
+	done := make(chan struct{})
+	for range 2 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for range 100 {
+				r.Via()
+				r.RecordRoutes()
+				r.Routes()
+				r.Contacts()
+				r.From()
+				_ = r.String()
+			}
+		}()
+	}
+	<-done
+	<-done
+}

@@ -32,7 +32,7 @@ func RejectBytes(data []byte, perr *ParseError) (resp []byte, ok bool) {
 		var line string
 		line, s = nextLogicalLine(s)
 		name, value, found := strings.Cut(line, ":")
-		if !found {
+		if !found || isWS(line[0]) {
 			continue
 		}
 		id := lookupHeader(trimWS(name))

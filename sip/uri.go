@@ -216,7 +216,7 @@ func checkURIParams(s string) error {
 			return err
 		}
 		// A repeated parameter makes comparison (§19.1.4) ambiguous.
-		if _, dup := getDecoded(Params(s[:start-1]), decodeEscapes(s[start:i])); dup {
+		if start > 1 && hasParamName(s[:start-1], s[start:i]) {
 			return syntaxError("repeated URI parameter")
 		}
 		if i < len(s) && s[i] == '=' {
@@ -464,6 +464,33 @@ func paramsEqual(a, b Params, all bool) bool {
 		check(b, a)
 	}
 	return ok
+}
+
+// hasParamName reports whether the URI parameters in s (already checked)
+// hold one called name, comparing decoded names.
+func hasParamName(s, name string) bool {
+	escaped := strings.IndexByte(name, '%') >= 0
+	if escaped {
+		name = decodeEscapes(name)
+	}
+	for i := 0; i < len(s); {
+		i++ // ';'
+		start := i
+		for i < len(s) && s[i] != ';' && s[i] != '=' {
+			i++
+		}
+		n := s[start:i]
+		if escaped || strings.IndexByte(n, '%') >= 0 {
+			n = decodeEscapes(n)
+		}
+		if strings.EqualFold(n, name) {
+			return true
+		}
+		for i < len(s) && s[i] != ';' {
+			i++
+		}
+	}
+	return false
 }
 
 // getDecoded looks a URI parameter up by its decoded name ("%6C%72" is "lr").
