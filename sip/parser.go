@@ -336,9 +336,22 @@ const eager = 1<<hVia | 1<<hFrom | 1<<hTo | 1<<hCallID | 1<<hCSeq |
 	1<<hMaxForwards | 1<<hContentLength | 1<<hContact |
 	1<<hRoute | 1<<hRecordRoute | 1<<hPath
 
-// index parses the eager headers in one pass and checks the mandatory ones
-// (§8.1.1).
+// Index parses the headers that a parsed message has typed from the start
+// (Via, From, To, Call-ID, CSeq, Max-Forwards, Content-Length, Contact,
+// Route, Record-Route, Path), so that a built or changed message can then be
+// read from several goroutines. It returns the first malformed header.
+func (h *Headers) Index() error { return h.indexTyped() }
+
+// index parses the eager headers and checks the mandatory ones (§8.1.1).
 func (h *Headers) index() error {
+	if err := h.indexTyped(); err != nil {
+		return err
+	}
+	return h.checkMandatory()
+}
+
+// indexTyped parses the eager headers in one pass.
+func (h *Headers) indexTyped() error {
 	for id := hVia; id <= hPath; id++ {
 		h.resetTyped(id)
 	}
@@ -353,6 +366,10 @@ func (h *Headers) index() error {
 		}
 	}
 	h.cached |= eager
+	return nil
+}
+
+func (h *Headers) checkMandatory() error {
 	missing := ""
 	switch {
 	case len(h.via) == 0:

@@ -1,0 +1,168 @@
+package transaction
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/sip"
+)
+
+// RFC 3261 §17 and RFC 6026 default timer values.
+const (
+	// DefaultT1 is the RTT estimate.
+	DefaultT1 = 500 * time.Millisecond
+	// DefaultT2 is the maximum retransmission interval of non-INVITE
+	// requests and INVITE responses.
+	DefaultT2 = 4 * time.Second
+	// DefaultT4 is the maximum time a message stays in the network.
+	DefaultT4 = 5 * time.Second
+	// DefaultTimerD is Timer D on unreliable transports.
+	DefaultTimerD = 32 * time.Second
+	// DefaultTryingDelay is how long an INVITE server transaction waits for
+	// the TU before it sends 100 Trying itself (§17.2.1).
+	DefaultTryingDelay = 200 * time.Millisecond
+	// DefaultMaxServerTransactions bounds the pending server transactions.
+	DefaultMaxServerTransactions = 10000
+	// DefaultRetryAfter is the Retry-After of the 503 sent beyond the
+	// bound.
+	DefaultRetryAfter = 5 * time.Second
+)
+
+// Config tunes a Layer. The zero value gives the RFC 3261 defaults, the real
+// clock and no logging.
+//
+// Timers that set a retransmission interval or a timeout (T1, T2, T4, A, B,
+// E, F, G, H, L, M) take their default when zero or negative. The "linger"
+// timers D, I, J and K, which absorb retransmissions after a final
+// response, apply to unreliable transports only: on reliable ones they are
+// always zero, as RFC 3261 says. For them zero means the default and a
+// negative value means no lingering at all.
+type Config struct {
+	// T1 is the RTT estimate, 500ms by default. The defaults of A, B, E, F,
+	// G, H, J, L and M derive from it.
+	T1 time.Duration
+	// T2 caps the retransmission interval of non-INVITE requests (E) and
+	// INVITE final responses (G); 4s by default.
+	T2 time.Duration
+	// T4 is the maximum duration a message remains in the network; 5s by
+	// default. I and K default to it.
+	T4 time.Duration
+
+	// TimerA is the first INVITE request retransmission interval (T1).
+	TimerA time.Duration
+	// TimerB is the INVITE client transaction timeout (64*T1).
+	TimerB time.Duration
+	// TimerD is the wait for response retransmissions in the Completed
+	// state of an INVITE client transaction (32s; 0 on reliable transports).
+	TimerD time.Duration
+	// TimerE is the first non-INVITE request retransmission interval (T1).
+	TimerE time.Duration
+	// TimerF is the non-INVITE client transaction timeout (64*T1).
+	TimerF time.Duration
+	// TimerG is the first INVITE final response retransmission interval
+	// (T1).
+	TimerG time.Duration
+	// TimerH is the wait for the ACK of an INVITE non-2xx final response
+	// (64*T1).
+	TimerH time.Duration
+	// TimerI is the wait for ACK retransmissions in the Confirmed state (T4;
+	// 0 on reliable transports).
+	TimerI time.Duration
+	// TimerJ is the wait for request retransmissions in the Completed state
+	// of a non-INVITE server transaction (64*T1; 0 on reliable transports).
+	TimerJ time.Duration
+	// TimerK is the wait for response retransmissions in the Completed
+	// state of a non-INVITE client transaction (T4; 0 on reliable
+	// transports).
+	TimerK time.Duration
+	// TimerL is the wait in the Accepted state of an INVITE server
+	// transaction (RFC 6026, 64*T1).
+	TimerL time.Duration
+	// TimerM is the wait in the Accepted state of an INVITE client
+	// transaction (RFC 6026, 64*T1).
+	TimerM time.Duration
+
+	// TryingDelay is how long an INVITE server transaction waits for a
+	// response from the TU before sending 100 Trying itself (§17.2.1). Zero
+	// means 200ms; negative means at once, before the handler runs.
+	TryingDelay time.Duration
+
+	// MaxServerTransactions bounds the server transactions (and the handler
+	// goroutines) pending at once; beyond it new requests get 503 with
+	// Retry-After statelessly. Zero means 10000.
+	MaxServerTransactions int
+	// RetryAfter is the Retry-After of that 503; zero means 5s. It is sent
+	// in whole seconds, at least 1.
+	RetryAfter time.Duration
+
+	// Clock runs the timers; nil means the real clock.
+	Clock clock.Clock
+	// Logger receives debug and warning events; nil discards them.
+	Logger *slog.Logger
+
+	// OnStrayResponse, when set, receives every response that matches no
+	// client transaction: a proxy forwards it statelessly (RFC 3261 §16.7).
+	// It is called in the goroutine that called HandleMessage and must not
+	// block. When nil, stray responses are dropped.
+	OnStrayResponse func(res *sip.Response)
+}
+
+// timers are the resolved durations of a Config.
+type timers struct {
+	t1, t2, t4                   time.Duration
+	a, b, d, e, f, g, h, i, j, k time.Duration
+	l, m                         time.Duration
+	trying                       time.Duration // < 0: at once
+}
+
+// orDefault returns v, or def when v is not positive.
+func orDefault(v, def time.Duration) time.Duration {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// linger resolves D, I, J and K: zero is the default, negative is none.
+func linger(v, def time.Duration) time.Duration {
+	switch {
+	case v > 0:
+		return v
+	case v < 0:
+		return 0
+	}
+	return def
+}
+
+func (c *Config) timers() timers {
+	var t timers
+	t.t1 = orDefault(c.T1, DefaultT1)
+	t.t2 = orDefault(c.T2, DefaultT2)
+	t.t4 = orDefault(c.T4, DefaultT4)
+	t.a = orDefault(c.TimerA, t.t1)
+	t.b = orDefault(c.TimerB, 64*t.t1)
+	t.d = linger(c.TimerD, DefaultTimerD)
+	t.e = orDefault(c.TimerE, t.t1)
+	t.f = orDefault(c.TimerF, 64*t.t1)
+	t.g = orDefault(c.TimerG, t.t1)
+	t.h = orDefault(c.TimerH, 64*t.t1)
+	t.i = linger(c.TimerI, t.t4)
+	t.j = linger(c.TimerJ, 64*t.t1)
+	t.k = linger(c.TimerK, t.t4)
+	t.l = orDefault(c.TimerL, 64*t.t1)
+	t.m = orDefault(c.TimerM, 64*t.t1)
+	t.trying = c.TryingDelay
+	if t.trying == 0 {
+		t.trying = DefaultTryingDelay
+	}
+	return t
+}
+
+// unreliable returns d on an unreliable transport and 0 on a reliable one.
+func unreliable(d time.Duration, reliable bool) time.Duration {
+	if reliable {
+		return 0
+	}
+	return d
+}

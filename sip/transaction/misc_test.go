@@ -1,0 +1,76 @@
+package transaction
+
+import (
+	"testing"
+
+	"github.com/switchboard/switchboard/sip"
+)
+
+func TestStateString(t *testing.T) {
+	want := map[State]string{
+		StateCalling: "Calling", StateTrying: "Trying", StateProceeding: "Proceeding",
+		StateCompleted: "Completed", StateConfirmed: "Confirmed", StateAccepted: "Accepted",
+		StateTerminated: "Terminated", 0: "Unknown", 99: "Unknown",
+	}
+	for s, name := range want {
+		if s.String() != name {
+			t.Errorf("%d: %q, want %q", int(s), s.String(), name)
+		}
+	}
+}
+
+// TestCancelNoOps: Cancel after a final response, or when a pending
+// CANCEL is overtaken by a final response, sends nothing.
+func TestCancelNoOps(t *testing.T) {
+	h := newHarness(t, Config{})
+	// Pending in Calling, then the 2xx comes: no CANCEL.
+	tx := mustRequest(t, h, "INVITE", peerUDP)
+	if err := tx.Cancel(); err != nil {
+		t.Fatal(err)
+	}
+	h.l.HandleMessage(wire(t, response(tx.Request(), 200, "a"), peerUDP))
+	// After the final response: nothing either.
+	if err := tx.Cancel(); err != nil {
+		t.Fatal(err)
+	}
+	if got := labels(h.net.take()); got != "INVITE" {
+		t.Fatalf("sent %s", got)
+	}
+	// After Close, Cancel has nothing to send.
+	tx2 := mustRequest(t, h, "INVITE", peerUDP)
+	h.l.HandleMessage(wire(t, response(tx2.Request(), 180, "a"), peerUDP))
+	h.net.take()
+	h.l.Close()
+	if err := tx2.Cancel(); err != nil {
+		t.Fatal(err)
+	}
+	if sent := h.net.take(); len(sent) != 0 {
+		t.Fatalf("sent %s", labels(sent))
+	}
+}
+
+// TestMalformedInput: messages without Via or CSeq are dropped, never
+// crash, and never reach the TU.
+func TestMalformedInput(t *testing.T) {
+	var strays int
+	h := newHarness(t, Config{OnStrayResponse: func(*sip.Response) { strays++ }})
+	tx := mustRequest(t, h, "OPTIONS", peerUDP)
+	h.net.take()
+
+	noVia := response(tx.Request(), 200, "a")
+	noVia.Del("Via")
+	noCSeq := response(tx.Request(), 200, "a")
+	noCSeq.Del("CSeq")
+	req := msgSpec{method: "OPTIONS", branch: "z9hG4bKm"}.req(t)
+	req.Del("Via")
+	for _, m := range []sip.Message{noVia, noCSeq, req, (*sip.Request)(nil), (*sip.Response)(nil), nil} {
+		h.l.HandleMessage(m)
+	}
+	if got, _ := drain(tx); len(got) != 0 || strays != 0 {
+		t.Fatalf("delivered %v, %d strays", got, strays)
+	}
+	if sent := h.net.take(); len(sent) != 0 {
+		t.Fatalf("sent %s", labels(sent))
+	}
+	h.noServerTx()
+}

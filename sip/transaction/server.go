@@ -1,0 +1,470 @@
+package transaction
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/switchboard/switchboard/sip"
+)
+
+// ServerTx is a server transaction (RFC 3261 §17.2 with RFC 6026): INVITE
+// (Proceeding, Completed, Confirmed, Accepted, Terminated) or non-INVITE
+// (Trying, Proceeding, Completed, Terminated). Its responses go to the
+// request's Source.
+//
+// The TU sends each response once with Respond; the transaction retransmits
+// non-2xx final responses to an INVITE (Timer G) and answers request
+// retransmissions with the last response. A 2xx to an INVITE moves it to
+// Accepted, where the TU itself retransmits the 2xx until the ACK arrives
+// (§13.3.1.4, RFC 6026): call Respond again with the same response, or use
+// Respond2xx, which does it on the right schedule. The ACK for a 2xx goes to
+// the Handler with a nil *ServerTx.
+type ServerTx struct {
+	core
+	req       *sip.Request
+	dst       sip.Addr
+	invite    bool
+	reliable  bool
+	rfc3261   bool
+	key       serverKey
+	lkey      legacyKey
+	ackKey    legacyKey // RFC 2543 INVITE: the key its ACK matches
+	hasAckKey bool
+
+	trying   *sip.Response // prebuilt 100 Trying (INVITE)
+	last     *sip.Response // most recent response sent
+	toTag    string        // To tag of the responses sent
+	tryingT  timerSlot
+	retrans  timerSlot // G
+	interval time.Duration
+	timeout  timerSlot // H
+	linger   timerSlot // I or J
+	accepted timerSlot // L
+	ok2xx    timerSlot // Respond2xx
+	okIntvl  time.Duration
+	ok       *sip.Response
+
+	done       chan struct{}
+	canceled   chan struct{}
+	isCanceled bool
+	err        error
+
+	handlerDone bool
+	released    bool
+}
+
+// newServerTx builds the transaction of req; it is not yet started.
+func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk legacyKey) *ServerTx {
+	tx := &ServerTx{
+		req:      req,
+		dst:      req.Source,
+		invite:   req.Method == sip.MethodInvite,
+		reliable: req.Source.Reliable(),
+		rfc3261:  rfc3261,
+		key:      sk,
+		lkey:     lk,
+		done:     make(chan struct{}),
+	}
+	tx.l = l
+	tx.flush = func(ctx context.Context, ob outbox) { _ = tx.flushCtx(ctx, ob) }
+	if tx.invite {
+		tx.state = StateProceeding
+		tx.canceled = make(chan struct{})
+		// Built now, while the request is only ours: the handler may use
+		// it concurrently later.
+		tx.trying = sip.NewResponse(req, 100, "")
+		warm(&tx.trying.Headers)
+	} else {
+		tx.state = StateTrying
+	}
+	return tx
+}
+
+// start schedules the automatic 100 Trying of an INVITE (§17.2.1), or
+// sends it at once when Config.TryingDelay is negative.
+func (tx *ServerTx) start() {
+	if !tx.invite {
+		return
+	}
+	tx.mu.Lock()
+	var ob outbox
+	if tx.state == StateProceeding && tx.last == nil {
+		if tx.l.t.trying < 0 {
+			tx.sendTrying(&ob)
+		} else {
+			tx.arm(&ob, &tx.tryingT, tx.l.t.trying, tx.sendTrying)
+		}
+	}
+	tx.mu.Unlock()
+	tx.flushCtx(tx.l.ctx, ob)
+}
+
+// sendTrying sends 100 Trying unless the TU has responded.
+func (tx *ServerTx) sendTrying(ob *outbox) {
+	tx.tryingT.stop()
+	if tx.state == StateProceeding && tx.last == nil {
+		tx.last = tx.trying
+		ob.send(tx.trying, tx.dst)
+	}
+}
+
+// Request returns the request of the transaction. It is shared with the
+// layer: Clone it before changing it (a proxy forwarding it, say).
+func (tx *ServerTx) Request() *sip.Request { return tx.req }
+
+// Done is closed when the transaction terminates.
+func (tx *ServerTx) Done() <-chan struct{} { return tx.done }
+
+// Canceled is closed when a CANCEL for this INVITE arrives before its final
+// response; the layer has answered the CANCEL with 200, and the TU should
+// end the request with 487 Request Terminated (RFC 3261 §9.2). For other
+// methods it returns nil, a channel that is never ready.
+func (tx *ServerTx) Canceled() <-chan struct{} { return tx.canceled }
+
+// Err returns why the transaction ended: nil for a normal end (Timers I, J,
+// L), ErrTimeout (Timer H: the ACK of a non-2xx final response never
+// came), an error wrapping ErrTransport, or ErrClosed.
+func (tx *ServerTx) Err() error {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	return tx.err
+}
+
+// State returns the current state.
+func (tx *ServerTx) State() State {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	return tx.state
+}
+
+// Respond sends res (a response to Request(), with the To tag the TU
+// chose) and moves the state machine. After Respond the response belongs to
+// the transaction, which may retransmit it: do not change it.
+//
+// It returns ErrInvalidResponse for a nil response or a status outside
+// 100-699, ErrFinalSent after a final response (but a 2xx to an INVITE may
+// be sent again in Accepted), ErrTerminated after termination, and an error
+// wrapping ErrTransport when the Sender fails, which terminates the
+// transaction except in Accepted.
+func (tx *ServerTx) Respond(res *sip.Response) error {
+	if res == nil || res.StatusCode < 100 || res.StatusCode > 699 {
+		return ErrInvalidResponse
+	}
+	warm(&res.Headers)
+	tx.mu.Lock()
+	var ob outbox
+	err := tx.respond(&ob, res)
+	tx.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return tx.flushCtx(tx.l.ctx, ob)
+}
+
+// Respond2xx sends a 2xx response to an INVITE with Respond, then
+// retransmits it as RFC 3261 §13.3.1.4 asks of a UAS core: after T1, then at
+// doubling intervals capped at T2, until stop is called (when the ACK
+// arrives at the Handler) or the transaction terminates (Timer L, 64*T1 by
+// default). It uses timers only, no goroutine. Calling it again replaces the
+// response being retransmitted.
+func (tx *ServerTx) Respond2xx(res *sip.Response) (stop func(), err error) {
+	if !tx.invite || res == nil || res.StatusCode < 200 || res.StatusCode > 299 {
+		return nil, fmt.Errorf("%w: respond2xx needs a 2xx to an invite", ErrInvalidResponse)
+	}
+	if err := tx.Respond(res); err != nil {
+		return nil, err
+	}
+	tx.mu.Lock()
+	var ob outbox
+	if tx.state == StateAccepted {
+		tx.ok = res
+		tx.okIntvl = tx.l.t.t1
+		tx.arm(&ob, &tx.ok2xx, tx.okIntvl, tx.on2xx)
+	}
+	tx.mu.Unlock()
+	return func() {
+		tx.mu.Lock()
+		tx.ok2xx.stop()
+		tx.mu.Unlock()
+	}, nil
+}
+
+func (tx *ServerTx) on2xx(ob *outbox) {
+	if tx.state != StateAccepted {
+		return
+	}
+	ob.send(tx.ok, tx.dst)
+	tx.okIntvl = min(2*tx.okIntvl, tx.l.t.t2)
+	tx.arm(ob, &tx.ok2xx, tx.okIntvl, tx.on2xx)
+}
+
+// respond runs the state machine for a response from the TU. Called with
+// the lock held.
+func (tx *ServerTx) respond(ob *outbox, res *sip.Response) error {
+	code := res.StatusCode
+	t := &tx.l.t
+	if tag := res.To().Tag(); tag != "" {
+		tx.toTag = tag
+	}
+	if tx.invite {
+		switch tx.state {
+		case StateProceeding:
+			tx.tryingT.stop()
+			tx.last = res
+			ob.send(res, tx.dst)
+			switch {
+			case code < 200:
+			case code < 300:
+				tx.state = StateAccepted
+				tx.indexAck(res)
+				tx.arm(ob, &tx.accepted, t.l, tx.onAccepted)
+			default:
+				tx.state = StateCompleted
+				tx.indexAck(res)
+				if !tx.reliable {
+					tx.interval = t.g
+					tx.arm(ob, &tx.retrans, t.g, tx.onRetransmit)
+				}
+				tx.arm(ob, &tx.timeout, t.h, tx.onTimeout)
+			}
+			return nil
+		case StateAccepted:
+			if code >= 200 && code < 300 {
+				ob.send(res, tx.dst)
+				return nil
+			}
+			return ErrFinalSent
+		case StateCompleted, StateConfirmed:
+			return ErrFinalSent
+		}
+		return ErrTerminated
+	}
+	switch tx.state {
+	case StateTrying, StateProceeding:
+		tx.last = res
+		ob.send(res, tx.dst)
+		if code < 200 {
+			tx.state = StateProceeding
+			return nil
+		}
+		tx.state = StateCompleted
+		tx.arm(ob, &tx.linger, unreliable(t.j, tx.reliable), tx.onLinger)
+		return nil
+	case StateCompleted:
+		return ErrFinalSent
+	}
+	return ErrTerminated
+}
+
+// indexAck lets the ACK of an RFC 2543 INVITE, which carries the To tag of
+// the final response, find the transaction.
+func (tx *ServerTx) indexAck(res *sip.Response) {
+	if tx.rfc3261 || tx.hasAckKey {
+		return
+	}
+	k := tx.lkey
+	k.toTag = res.To().Tag()
+	if k == tx.lkey {
+		return
+	}
+	tx.ackKey, tx.hasAckKey = k, true
+	tx.l.addAckKey(tx, k)
+}
+
+// onRetransmit is Timer G.
+func (tx *ServerTx) onRetransmit(ob *outbox) {
+	if tx.state != StateCompleted {
+		return
+	}
+	ob.send(tx.last, tx.dst)
+	tx.interval = min(2*tx.interval, tx.l.t.t2)
+	tx.arm(ob, &tx.retrans, tx.interval, tx.onRetransmit)
+}
+
+// onTimeout is Timer H.
+func (tx *ServerTx) onTimeout(ob *outbox) {
+	if tx.state == StateCompleted {
+		tx.l.log.Debug("sip transaction: no ack for final response", "branch", tx.key.branch)
+		tx.terminate(ob, ErrTimeout)
+	}
+}
+
+// onLinger is Timer I or J; onAccepted is Timer L.
+func (tx *ServerTx) onLinger(ob *outbox)   { tx.terminate(ob, nil) }
+func (tx *ServerTx) onAccepted(ob *outbox) { tx.terminate(ob, nil) }
+
+// receive runs the state machine for a request matched to tx: a
+// retransmission, or an ACK. It reports whether req must go to the Handler
+// (an ACK in Accepted).
+func (tx *ServerTx) receive(req *sip.Request) (toTU bool) {
+	tx.mu.Lock()
+	var ob outbox
+	ack := req.Method == sip.MethodAck
+	switch tx.state {
+	case StateTrying: // absorbed
+	case StateProceeding:
+		switch {
+		case ack: // no final response to acknowledge yet
+		case tx.last != nil:
+			ob.send(tx.last, tx.dst)
+		case tx.invite: // retransmitted before 100 Trying went: send it now
+			tx.sendTrying(&ob)
+		}
+	case StateCompleted:
+		if !ack {
+			ob.send(tx.last, tx.dst)
+		} else if tx.invite {
+			tx.retrans.stop()
+			tx.timeout.stop()
+			tx.state = StateConfirmed
+			tx.arm(&ob, &tx.linger, unreliable(tx.l.t.i, tx.reliable), tx.onLinger)
+		}
+	case StateConfirmed: // ACK retransmissions absorbed
+	case StateAccepted:
+		toTU = ack // INVITE retransmissions are absorbed (RFC 6026 §8.7)
+	}
+	tx.mu.Unlock()
+	tx.flushCtx(tx.l.ctx, ob)
+	return toTU
+}
+
+// cancelable reports whether the INVITE has no final response yet, and
+// returns the To tag its responses carry so far.
+func (tx *ServerTx) cancelable() (ok bool, toTag string) {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if !tx.invite || tx.state != StateProceeding {
+		return false, ""
+	}
+	return true, tx.toTag
+}
+
+// signalCancel closes Canceled, unless a final response was sent
+// meanwhile.
+func (tx *ServerTx) signalCancel() {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if tx.state == StateProceeding && !tx.isCanceled {
+		tx.isCanceled = true
+		close(tx.canceled)
+	}
+}
+
+// terminate moves to Terminated. Called with the lock held.
+func (tx *ServerTx) terminate(ob *outbox, err error) {
+	if tx.state == StateTerminated {
+		return
+	}
+	tx.state = StateTerminated
+	tx.tryingT.stop()
+	tx.retrans.stop()
+	tx.timeout.stop()
+	tx.linger.stop()
+	tx.accepted.stop()
+	tx.ok2xx.stop()
+	if err != nil && tx.err == nil {
+		tx.err = err
+	}
+	close(tx.done)
+	ob.removed = true
+	if tx.handlerDone && !tx.released && !tx.isCancelTx() {
+		tx.released = true
+		ob.release = true
+	}
+}
+
+// isCancelTx reports a CANCEL transaction, which holds no slot.
+func (tx *ServerTx) isCancelTx() bool { return tx.req.Method == sip.MethodCancel }
+
+// handlerReturned runs when ServeSIP returns: it answers the request if the
+// handler did not, and frees the slot if the transaction is over.
+func (tx *ServerTx) handlerReturned() {
+	tx.mu.Lock()
+	tx.handlerDone = true
+	pending := tx.state == StateTrying || tx.state == StateProceeding
+	canceled := tx.isCanceled
+	release := tx.state == StateTerminated && !tx.released
+	if release {
+		tx.released = true
+	}
+	tx.mu.Unlock()
+	if pending {
+		code := 500
+		if canceled {
+			code = 487
+		}
+		if err := tx.Respond(tx.autoResponse(code)); err != nil {
+			tx.l.log.Debug("sip transaction: answering for the handler", "status", code, "err", err)
+		}
+	}
+	if release {
+		tx.l.release()
+	}
+}
+
+// autoResponse builds a response of the layer's own, with the To tag of the
+// responses already sent, or a new one.
+func (tx *ServerTx) autoResponse(code int) *sip.Response {
+	res := sip.NewResponse(tx.req, code, "")
+	tx.mu.Lock()
+	tag := tx.toTag
+	tx.mu.Unlock()
+	if tag == "" {
+		tag = sip.NewTag()
+	}
+	res.SetToTag(tag)
+	return res
+}
+
+// flushCtx sends what a step queued, then runs its zero-duration timer. It
+// returns the transport error, if any.
+func (tx *ServerTx) flushCtx(ctx context.Context, ob outbox) error {
+	var err error
+	for i := 0; i < ob.n; i++ {
+		m := ob.msgs[i]
+		if e := tx.l.sender.Send(ctx, m.msg, m.dst); e != nil {
+			err = fmt.Errorf("%w: %w", ErrTransport, e)
+			tx.transportError(err)
+			ob.then = nil
+			break
+		}
+	}
+	tx.after(ob)
+	if ob.then != nil {
+		ob.then()
+	}
+	return err
+}
+
+func (tx *ServerTx) after(ob outbox) {
+	if ob.removed {
+		tx.l.removeServer(tx)
+	}
+	if ob.release {
+		tx.l.release()
+	}
+}
+
+// transportError terminates the transaction (RFC 3261 §17.2.4), except in
+// Accepted, where the TU, which retransmits the 2xx, gets the error from
+// Respond and the transaction stays to match ACKs (RFC 6026).
+func (tx *ServerTx) transportError(err error) {
+	tx.mu.Lock()
+	var ob outbox
+	if tx.state != StateAccepted {
+		tx.l.log.Debug("sip transaction: server transport error", "method", tx.req.Method, "err", err)
+		tx.terminate(&ob, err)
+	}
+	tx.mu.Unlock()
+	tx.after(ob)
+}
+
+// shutdown is Layer.Close's.
+func (tx *ServerTx) shutdown() {
+	tx.mu.Lock()
+	var ob outbox
+	tx.terminate(&ob, ErrClosed)
+	tx.mu.Unlock()
+	tx.after(ob)
+}
