@@ -1,0 +1,19 @@
+// Package accounts holds the SIP accounts the gateway authenticates, and
+// the throttle that slows down password guessing against them.
+//
+// An [Account] never holds a password: only the digest HA1 values
+// (H(user:realm:password), see [digest.HA1]) for MD5 and SHA-256, which
+// authenticate in one realm and nowhere else. [FromPassword] and
+// [FromUserList] (the SWITCHBOARD_USERS format) hash passwords as they load
+// them, and the plain text goes no further.
+//
+// A [Store] is read on every REGISTER and INVITE and replaced whole when the
+// configuration is reloaded (SIGHUP), so reads take no lock: [Store.Set]
+// swaps an atomic pointer to an immutable map.
+//
+// A [Throttle] counts authentication failures per source address in a
+// sliding window and refuses a source that failed too often, before any
+// hashing is done for it. Its memory is bounded.
+//
+// [digest.HA1]: https://pkg.go.dev/github.com/switchboard/switchboard/sip/digest#HA1
+package accounts

@@ -1,0 +1,115 @@
+package registrar
+
+import (
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/sip/digest"
+)
+
+// challengeAlgorithms are offered in every 401, strongest first (RFC 8760
+// §2.4): a client answers the first it supports. Accounts store an HA1 for
+// each.
+var challengeAlgorithms = [...]string{"SHA-256", "MD5"}
+
+// authenticate checks the request's credentials for toUser, whose AOR is
+// aor. It returns nil when they are good, else the response to send.
+func (r *Registrar) authenticate(req *sip.Request, toUser, aor string) *sip.Response {
+	cred, found, malformed := r.credentials(req)
+	if !found {
+		if malformed {
+			return reply(req, 400, "Malformed Authorization")
+		}
+		return r.challenge(req, false)
+	}
+	// The To must be the authenticated user's own AOR. The user may be
+	// written decoded or as the AOR escapes it: a digest username cannot
+	// carry every octet a SIP user part can (RFC 4475 escnull has %00).
+	if cred.UserHash || cred.Username != toUser && cred.Username != escapedUser(aor) {
+		return reply(req, 403, "User Does Not Match To")
+	}
+	// RFC 7616 §3.4.6 asks the server to check that the digest uri names
+	// the request. Loosely: proxies and clients disagree on ports and
+	// parameters, so the user and the domain must match.
+	if u, err := sip.ParseURI(cred.URI); err != nil || !u.IsSIP() || u.User != req.URI.User || !r.ours(u.Host) {
+		return reply(req, 400, "Authorization URI Mismatch")
+	}
+	src := req.Source.AddrPort.Addr()
+	if wait, ok := r.throttle.Allow(src, cred.Username); !ok {
+		res := reply(req, 403, "Too Many Failed Attempts")
+		res.Add("Retry-After", retryAfter(wait))
+		return res
+	}
+	// An unknown user is verified against a dummy HA1: the same work and
+	// the same answer as a wrong password, so names cannot be probed.
+	acc, known := r.accounts.Lookup(cred.Username)
+	known = known && acc.Realm == r.digest.Realm
+	err := r.digest.Verify(cred, req.Method, func(alg string) (string, bool) {
+		if !known {
+			return "", false
+		}
+		return acc.HA1(alg)
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, digest.ErrStale), errors.Is(err, digest.ErrReplay):
+		return r.challenge(req, true)
+	case errors.Is(err, digest.ErrBadResponse):
+		blocked := r.throttle.Failure(src, cred.Username)
+		r.log.Info("registrar: authentication failed", "user", cred.Username, "known", known,
+			"source", req.Source.String(), "blocked", blocked)
+		return r.challenge(req, false)
+	case errors.Is(err, digest.ErrMalformed):
+		return reply(req, 400, "Malformed Authorization")
+	default:
+		// A nonce not ours (or from before a restart), an algorithm or
+		// qop not offered: offer again.
+		r.log.Debug("registrar: credentials refused", "user", cred.Username, "source", req.Source.String(), "err", err)
+		return r.challenge(req, false)
+	}
+}
+
+// credentials returns the first Digest credentials for this realm. Headers
+// of other schemes or realms are skipped (RFC 4475 regaut01: a registrar
+// challenges in a scheme it knows). malformed reports a Digest header that
+// did not parse.
+func (r *Registrar) credentials(req *sip.Request) (c digest.Credentials, found, malformed bool) {
+	for _, v := range req.Values("Authorization") {
+		c, err := digest.ParseCredentials(v)
+		switch {
+		case errors.Is(err, digest.ErrUnsupportedScheme):
+		case err != nil:
+			malformed = true
+		case c.Realm == r.digest.Realm:
+			return c, true, false
+		}
+	}
+	return digest.Credentials{}, false, malformed
+}
+
+// challenge returns a 401 with one challenge per algorithm.
+func (r *Registrar) challenge(req *sip.Request, stale bool) *sip.Response {
+	res := reply(req, 401, "")
+	for _, alg := range challengeAlgorithms {
+		ch, err := r.digest.Challenge(alg, stale)
+		if err != nil {
+			continue // cannot happen: both algorithms are implemented
+		}
+		res.Add("WWW-Authenticate", ch.String())
+	}
+	return res
+}
+
+// escapedUser returns the user part of a canonical AOR as written in it.
+func escapedUser(aor string) string {
+	return aor[len("sip:"):strings.LastIndexByte(aor, '@')]
+}
+
+// retryAfter returns d in whole seconds for Retry-After, at least 1.
+func retryAfter(d time.Duration) string {
+	return strconv.FormatUint(seconds(d), 10)
+}

@@ -1,0 +1,254 @@
+package registrar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"log/slog"
+	"net/netip"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/gateway/accounts"
+	"github.com/switchboard/switchboard/gateway/location"
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/sip/digest"
+)
+
+// Defaults for zero fields of Options.
+const (
+	DefaultMinExpires = 60 * time.Second
+	DefaultMaxExpires = 3600 * time.Second
+	DefaultExpires    = 3600 * time.Second
+	DefaultFlowTimer  = 120 * time.Second
+)
+
+// Options configure a Registrar. Domain, Accounts and Location are
+// required; every other zero field takes its default.
+type Options struct {
+	// Domain is the SIP domain served: the digest realm and the host of
+	// every AOR.
+	Domain string
+	// Aliases are other names of the same domain that a Request-URI or To
+	// may use — the gateway's IP addresses, other host names. AORs in an
+	// alias are stored under Domain.
+	Aliases []string
+	// Accounts authenticates users.
+	Accounts *accounts.Store
+	// Location stores the bindings.
+	Location location.Store
+	// Digest issues and checks challenges. Its Realm must be Domain. Nil
+	// means a Server with a random secret and Clock's time: nonces then die
+	// with the process, and clients answer one extra 401 after a restart.
+	Digest *digest.Server
+	// MinExpires is the shortest registration accepted (423 below it);
+	// default DefaultMinExpires.
+	MinExpires time.Duration
+	// MaxExpires is the longest registration granted; longer requests are
+	// shortened to it. Default DefaultMaxExpires.
+	MaxExpires time.Duration
+	// DefaultExpires applies when a REGISTER gives no expiry; default
+	// DefaultExpires.
+	DefaultExpires time.Duration
+	// FlowTimer is sent in Flow-Timer to outbound user agents on
+	// connection-oriented transports: how often to send keep-alives (RFC
+	// 5626 §4.4.1). Default DefaultFlowTimer. Over UDP no Flow-Timer is
+	// sent, and the UA keeps its own default.
+	FlowTimer time.Duration
+	// Throttle refuses sources after repeated authentication failures. Nil
+	// means a Throttle with its defaults on Clock.
+	Throttle *accounts.Throttle
+	// Clock is the time source; nil means the system clock.
+	Clock clock.Clock
+	// Logger receives registrations and authentication failures; nil
+	// discards.
+	Logger *slog.Logger
+}
+
+// Registrar answers REGISTER requests. Create it with New; its methods are
+// safe for concurrent use.
+type Registrar struct {
+	domain   string // canonical host of AORs, lower case
+	names    []string
+	ips      []netip.Addr
+	accounts *accounts.Store
+	loc      location.Store
+	digest   *digest.Server
+	throttle *accounts.Throttle
+	clock    clock.Clock
+	log      *slog.Logger
+
+	minSecs, maxSecs, defSecs uint64
+	flowTimer                 string
+
+	// Bindings of one AOR are read, checked and written under one of
+	// these, so two REGISTERs for an AOR cannot interleave (§10.3 step 7
+	// is a read-check-write).
+	seed  maphash.Seed
+	locks [64]sync.Mutex
+}
+
+// New returns a registrar, checking opts.
+func New(opts Options) (*Registrar, error) {
+	switch {
+	case opts.Domain == "":
+		return nil, errors.New("registrar: no domain")
+	case opts.Accounts == nil:
+		return nil, errors.New("registrar: no account store")
+	case opts.Location == nil:
+		return nil, errors.New("registrar: no location store")
+	case opts.Digest != nil && opts.Digest.Realm != opts.Domain:
+		return nil, fmt.Errorf("registrar: digest realm %q is not the domain %q", opts.Digest.Realm, opts.Domain)
+	}
+	r := &Registrar{
+		domain:   strings.ToLower(opts.Domain),
+		accounts: opts.Accounts,
+		loc:      opts.Location,
+		digest:   opts.Digest,
+		throttle: opts.Throttle,
+		clock:    clock.Or(opts.Clock),
+		log:      opts.Logger,
+		seed:     maphash.MakeSeed(),
+	}
+	for _, h := range append([]string{opts.Domain}, opts.Aliases...) {
+		h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
+		if ip, err := netip.ParseAddr(h); err == nil {
+			r.ips = append(r.ips, ip.Unmap().WithZone(""))
+		} else {
+			r.names = append(r.names, strings.ToLower(h))
+		}
+	}
+	if r.digest == nil {
+		r.digest = &digest.Server{Realm: opts.Domain, Now: r.clock.Now}
+	}
+	if r.throttle == nil {
+		r.throttle = &accounts.Throttle{Clock: r.clock}
+	}
+	if r.log == nil {
+		r.log = slog.New(slog.DiscardHandler)
+	}
+	minE := orDur(opts.MinExpires, DefaultMinExpires)
+	maxE := orDur(opts.MaxExpires, DefaultMaxExpires)
+	defE := orDur(opts.DefaultExpires, DefaultExpires)
+	if minE > maxE {
+		return nil, fmt.Errorf("registrar: MinExpires %v is above MaxExpires %v", minE, maxE)
+	}
+	r.minSecs, r.maxSecs = seconds(minE), seconds(maxE)
+	r.defSecs = min(max(seconds(defE), r.minSecs), r.maxSecs)
+	r.flowTimer = strconv.FormatUint(seconds(orDur(opts.FlowTimer, DefaultFlowTimer)), 10)
+	return r, nil
+}
+
+func orDur(v, def time.Duration) time.Duration {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// seconds rounds d up to whole seconds, at least 1.
+func seconds(d time.Duration) uint64 {
+	return max(1, uint64((d+time.Second-1)/time.Second))
+}
+
+// ours reports whether host names the domain or one of its aliases.
+func (r *Registrar) ours(host string) bool {
+	for _, n := range r.names {
+		if strings.EqualFold(host, n) {
+			return true
+		}
+	}
+	if len(r.ips) > 0 {
+		if ip, err := netip.ParseAddr(host); err == nil {
+			ip = ip.Unmap().WithZone("")
+			for _, a := range r.ips {
+				if a == ip {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
+
+// aorOf returns the canonical AOR of a user of the domain.
+func (r *Registrar) aorOf(user string) string {
+	u := sip.URI{Scheme: "sip", User: user, Host: r.domain}
+	return u.String()
+}
+
+// lock takes the lock of aor's stripe and returns its unlock.
+func (r *Registrar) lock(aor string) func() {
+	m := &r.locks[maphash.String(r.seed, aor)%uint64(len(r.locks))]
+	m.Lock()
+	return m.Unlock
+}
+
+// reply builds a response to req with a To tag, which every final
+// response of a UAS carries (§8.2.6.2).
+func reply(req *sip.Request, code int, reason string) *sip.Response {
+	res := sip.NewResponse(req, code, reason)
+	res.SetToTag(sip.NewTag())
+	return res
+}
+
+// ServeRegister processes a REGISTER and returns the response to send; it
+// never returns nil. The steps and the status of each refusal are listed in
+// the package documentation. Store failures give 500; ctx bounds the store
+// calls.
+func (r *Registrar) ServeRegister(ctx context.Context, req *sip.Request) *sip.Response {
+	if req.Method != sip.MethodRegister {
+		res := reply(req, 405, "")
+		res.Add("Allow", sip.MethodRegister)
+		return res
+	}
+	// §10.3 step 1: the Request-URI names this domain.
+	if !req.URI.IsSIP() {
+		return reply(req, 416, "")
+	}
+	if !r.ours(req.URI.Host) {
+		return reply(req, 404, "Domain Not Served")
+	}
+	// Step 2: extensions the request requires.
+	if tags := unsupported(req); tags != "" {
+		res := reply(req, 420, "")
+		res.Add("Unsupported", tags)
+		return res
+	}
+	// Step 5, early: syntax and domain only, nothing about users.
+	to := req.To()
+	switch {
+	case !to.URI.IsSIP():
+		return reply(req, 400, "To Is Not a SIP URI")
+	case to.URI.User == "":
+		return reply(req, 404, "No User in To")
+	case !r.ours(to.URI.Host):
+		return reply(req, 404, "AOR Not in Domain")
+	}
+	aor := r.aorOf(to.URI.User)
+	// Steps 3 and 4: who is asking, and may they change this AOR.
+	if res := r.authenticate(req, to.URI.User, aor); res != nil {
+		return res
+	}
+	// Steps 6 to 8.
+	return r.update(ctx, req, aor)
+}
+
+// unsupported returns the option tags of Require this registrar does not
+// know, comma-separated.
+func unsupported(req *sip.Request) string {
+	if !req.Has("Require") {
+		return ""
+	}
+	var out []string
+	for _, t := range req.Tokens("Require") {
+		if !strings.EqualFold(t, "path") && !strings.EqualFold(t, "outbound") {
+			out = append(out, t)
+		}
+	}
+	return strings.Join(out, ", ")
+}

@@ -1,0 +1,422 @@
+package registrar
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchboard/switchboard/gateway/location"
+	"github.com/switchboard/switchboard/sip"
+)
+
+// maxUserAgent bounds the User-Agent text kept per binding.
+const maxUserAgent = 256
+
+// change is what one Contact of a REGISTER asks for.
+type change struct {
+	b      location.Binding
+	remove bool
+}
+
+// update applies the Contacts of an authenticated REGISTER to aor's
+// bindings (§10.3 steps 6 to 8) and returns the response.
+func (r *Registrar) update(ctx context.Context, req *sip.Request, aor string) *sip.Response {
+	contacts, err := req.Contacts()
+	if err != nil {
+		return badRequest(req, err, "Malformed Contact")
+	}
+	var hdrExp uint64
+	hasHdrExp := req.Has("Expires")
+	if hasHdrExp {
+		var ok bool
+		if hdrExp, ok = deltaSeconds(req.Get("Expires")); !ok {
+			return reply(req, 400, "Malformed Expires")
+		}
+	}
+	now := r.clock.Now()
+	for _, c := range contacts {
+		if !c.Wildcard {
+			continue
+		}
+		if len(contacts) > 1 {
+			return reply(req, 400, "Wildcard Contact Not Alone")
+		}
+		if !hasHdrExp || hdrExp != 0 {
+			return reply(req, 400, "Wildcard Contact Needs Expires 0")
+		}
+		return r.removeAll(ctx, req, aor, now)
+	}
+
+	changes, pathValues, res := r.changes(req, contacts, aor, now, hdrExp, hasHdrExp)
+	if res != nil {
+		return res
+	}
+
+	unlock := r.lock(aor)
+	defer unlock()
+	current, err := r.loc.Get(ctx, aor)
+	if err != nil {
+		return r.storeFailed(req, aor, err)
+	}
+	if res := r.checkOrder(req, current, changes); res != nil {
+		return res
+	}
+	// Removals, then refreshes, then new bindings: only a new binding can
+	// be one too many, and then everything else has been applied.
+	outbound := false
+	for pass := range 3 {
+		for i := range changes {
+			ch := &changes[i]
+			if pass != applyPass(ch, current) {
+				continue
+			}
+			if ch.remove {
+				err = r.loc.Delete(ctx, ch.b)
+			} else {
+				err = r.loc.Put(ctx, ch.b)
+				outbound = outbound || ch.b.Outbound()
+			}
+			if errors.Is(err, location.ErrTooManyBindings) {
+				return r.tooMany(ctx, req, aor, now)
+			}
+			if err != nil {
+				return r.storeFailed(req, aor, err)
+			}
+			r.logChange(ctx, ch, pass, req)
+		}
+	}
+	bindings, err := r.loc.Get(ctx, aor)
+	if err != nil {
+		return r.storeFailed(req, aor, err)
+	}
+	res = r.ok(req, bindings, now, outbound)
+	if len(pathValues) > 0 && hasToken(req, "Supported", "path") {
+		for _, p := range pathValues {
+			res.Add("Path", p)
+		}
+	}
+	return res
+}
+
+// changes turns the Contacts of a REGISTER into the bindings to store or
+// remove, with the request's Path values. A Contact the registrar refuses
+// fails the whole request: res is then the answer.
+func (r *Registrar) changes(req *sip.Request, contacts []sip.Address, aor string, now time.Time, hdrExp uint64, hasHdrExp bool) (changes []change, pathValues []string, res *sip.Response) {
+	callID, cseq := req.CallID(), req.CSeq().Seq
+	paths, err := req.Paths()
+	if err != nil {
+		return nil, nil, badRequest(req, err, "Malformed Path")
+	}
+	for i := range paths {
+		pathValues = append(pathValues, paths[i].String())
+	}
+	// RFC 5626 §6: outbound applies when this registrar is the first hop,
+	// or the edge proxy that added the top Path supports it (";ob").
+	outboundAsked := hasToken(req, "Supported", "outbound")
+	edgeOK := len(req.Via()) <= 1 || len(paths) > 0 && paths[0].URI.Params.Has("ob")
+	userAgent := req.Get("User-Agent")
+	if len(userAgent) > maxUserAgent {
+		userAgent = strings.ToValidUTF8(userAgent[:maxUserAgent], "")
+	}
+
+	changes = make([]change, 0, len(contacts))
+	flows := 0
+	for _, c := range contacts {
+		if !c.URI.IsSIP() {
+			return nil, nil, reply(req, 400, "Contact Is Not a SIP URI")
+		}
+		secs, ok := r.expiresOf(c.Params, hdrExp, hasHdrExp)
+		if !ok {
+			return nil, nil, reply(req, 400, "Malformed Contact expires")
+		}
+		if secs != 0 && secs < r.minSecs {
+			res := reply(req, 423, "")
+			res.Add("Min-Expires", strconv.FormatUint(r.minSecs, 10))
+			return nil, nil, res
+		}
+		q, ok := parseQ(c.Params)
+		if !ok {
+			return nil, nil, reply(req, 400, "Malformed Contact q")
+		}
+		instance, regID, fault := outboundParams(c.Params)
+		if fault != "" {
+			return nil, nil, reply(req, 400, fault)
+		}
+		if regID > 0 {
+			switch {
+			case instance == "" || !outboundAsked:
+				regID = 0 // RFC 5626 §6: not an outbound registration
+			case !edgeOK:
+				return nil, nil, reply(req, 439, "")
+			}
+		}
+		if regID > 0 && secs > 0 {
+			flows++
+		}
+		changes = append(changes, change{
+			b: location.Binding{
+				AOR:       aor,
+				Contact:   sip.Address{Display: c.Display, URI: c.URI, Params: c.Params.Del("expires")},
+				Expires:   now.Add(time.Duration(secs) * time.Second),
+				Q:         q,
+				CallID:    callID,
+				CSeq:      cseq,
+				Instance:  instance,
+				RegID:     regID,
+				Path:      pathValues,
+				Source:    req.Source,
+				Received:  now,
+				UserAgent: userAgent,
+			},
+			remove: secs == 0,
+		})
+	}
+	// RFC 5626 §6: a registration with reg-id is one flow of one instance.
+	if flows > 1 {
+		return nil, nil, reply(req, 400, "More Than One reg-id Contact")
+	}
+	return changes, pathValues, nil
+
+}
+
+// applyPass returns 0 for a removal, 1 for a refresh of a current binding
+// and 2 for a new binding.
+func applyPass(ch *change, current []location.Binding) int {
+	if ch.remove {
+		return 0
+	}
+	for i := range current {
+		if current[i].Matches(&ch.b) {
+			return 1
+		}
+	}
+	return 2
+}
+
+// checkOrder applies §10.3 step 7: a binding made by the same Call-ID may
+// only be changed by a higher CSeq; otherwise the whole request fails.
+func (r *Registrar) checkOrder(req *sip.Request, current []location.Binding, changes []change) *sip.Response {
+	for i := range changes {
+		b := &changes[i].b
+		for j := range current {
+			cur := &current[j]
+			if cur.Matches(b) && cur.CallID == b.CallID && b.CSeq <= cur.CSeq {
+				r.log.Debug("registrar: out-of-order REGISTER", "aor", b.AOR, "cseq", b.CSeq, "stored", cur.CSeq)
+				return reply(req, 500, "Out of Order")
+			}
+		}
+	}
+	return nil
+}
+
+// removeAll handles "Contact: *" with "Expires: 0".
+func (r *Registrar) removeAll(ctx context.Context, req *sip.Request, aor string, now time.Time) *sip.Response {
+	callID, cseq := req.CallID(), req.CSeq().Seq
+	unlock := r.lock(aor)
+	defer unlock()
+	current, err := r.loc.Get(ctx, aor)
+	if err != nil {
+		return r.storeFailed(req, aor, err)
+	}
+	for i := range current {
+		if current[i].CallID == callID && cseq <= current[i].CSeq {
+			return reply(req, 500, "Out of Order")
+		}
+	}
+	if err := r.loc.DeleteAOR(ctx, aor); err != nil {
+		return r.storeFailed(req, aor, err)
+	}
+	if len(current) > 0 {
+		r.log.Info("registrar: unregistered all", "aor", aor, "count", len(current), "source", req.Source.String())
+	}
+	return r.ok(req, nil, now, false)
+}
+
+// ok builds the 200 listing bindings.
+func (r *Registrar) ok(req *sip.Request, bindings []location.Binding, now time.Time, outbound bool) *sip.Response {
+	res := reply(req, 200, "")
+	for i := range bindings {
+		res.Add("Contact", contactValue(&bindings[i], now))
+	}
+	if outbound {
+		res.Add("Require", "outbound")
+		res.Add("Supported", "outbound")
+		if req.Source.Reliable() {
+			res.Add("Flow-Timer", r.flowTimer)
+		}
+	}
+	res.Add("Date", now.UTC().Format(dateLayout))
+	return res
+}
+
+// dateLayout is the SIP-date of RFC 3261 §20.17: RFC 1123 in GMT.
+const dateLayout = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+// contactValue returns the Contact of a binding as the 200 lists it: as
+// registered, with expires set to the seconds left.
+func contactValue(b *location.Binding, now time.Time) string {
+	a := b.Contact
+	a.Params = a.Params.Set("expires", strconv.FormatUint(seconds(b.Expires.Sub(now)), 10))
+	return a.String()
+}
+
+// tooMany answers a REGISTER that would give aor too many bindings: 503,
+// to come back when the first binding (as stored now, with this request's
+// other changes applied) expires and frees its place.
+func (r *Registrar) tooMany(ctx context.Context, req *sip.Request, aor string, now time.Time) *sip.Response {
+	r.log.Warn("registrar: too many bindings", "aor", aor, "source", req.Source.String())
+	res := reply(req, 503, "Too Many Registrations")
+	bindings, _ := r.loc.Get(ctx, aor)
+	res.Add("Retry-After", retryAfter(firstExpiry(bindings, now)))
+	return res
+}
+
+// firstExpiry returns how long until the first of bindings expires.
+func firstExpiry(bindings []location.Binding, now time.Time) time.Duration {
+	var first time.Duration
+	for i := range bindings {
+		if d := bindings[i].Expires.Sub(now); first == 0 || d < first {
+			first = d
+		}
+	}
+	return first
+}
+
+func (r *Registrar) storeFailed(req *sip.Request, aor string, err error) *sip.Response {
+	r.log.Error("registrar: location store failed", "aor", aor, "err", err)
+	return reply(req, 500, "")
+}
+
+func (r *Registrar) logChange(ctx context.Context, ch *change, pass int, req *sip.Request) {
+	level := slog.LevelInfo
+	if pass == 1 {
+		level = slog.LevelDebug
+	}
+	if !r.log.Enabled(ctx, level) {
+		return // spare formatting the URI on every refresh
+	}
+	switch pass {
+	case 0:
+		r.log.Info("registrar: unregistered", "aor", ch.b.AOR, "contact", ch.b.Contact.URI.String(), "source", req.Source.String())
+	case 1:
+		r.log.Debug("registrar: refreshed", "aor", ch.b.AOR, "contact", ch.b.Contact.URI.String(), "expires", ch.b.Expires)
+	default:
+		r.log.Info("registrar: registered", "aor", ch.b.AOR, "contact", ch.b.Contact.URI.String(),
+			"source", req.Source.String(), "outbound", ch.b.Outbound(), "user_agent", ch.b.UserAgent)
+	}
+}
+
+// badRequest answers a header that failed to parse with the parser's own
+// status and reason when it has one.
+func badRequest(req *sip.Request, err error, reason string) *sip.Response {
+	var perr *sip.ParseError
+	if errors.As(err, &perr) {
+		return reply(req, perr.Status, perr.Reason)
+	}
+	return reply(req, 400, reason)
+}
+
+// expiresOf returns the expiry of a Contact in seconds, lowered to
+// MaxExpires: its expires parameter, else the Expires header, else the
+// default. ok is false when the parameter is not a number.
+func (r *Registrar) expiresOf(params sip.Params, hdr uint64, hasHdr bool) (secs uint64, ok bool) {
+	switch v, has := params.Get("expires"); {
+	case has:
+		if secs, ok = deltaSeconds(v); !ok {
+			return 0, false
+		}
+	case hasHdr:
+		secs = hdr
+	default:
+		secs = r.defSecs
+	}
+	return min(secs, r.maxSecs), true
+}
+
+// deltaSeconds parses delta-seconds (1*DIGIT). Overlarge values saturate
+// instead of failing, as RFC 3261 §10.2.1.1 and RFC 4475 scalar02 ask:
+// they mean "as long as you will".
+func deltaSeconds(s string) (uint64, bool) {
+	if s == "" {
+		return 0, false
+	}
+	var n uint64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		if n < 1<<40 {
+			n = n*10 + uint64(c-'0')
+		}
+	}
+	return n, true
+}
+
+// parseQ returns the q parameter in thousandths, 1000 when absent.
+// qvalue = ( "0" [ "." 0*3DIGIT ] ) / ( "1" [ "." 0*3("0") ] ).
+func parseQ(params sip.Params) (int, bool) {
+	v, has := params.Get("q")
+	if !has {
+		return 1000, true
+	}
+	if v == "" || v[0] != '0' && v[0] != '1' {
+		return 0, false
+	}
+	q := int(v[0]-'0') * 1000
+	if len(v) == 1 {
+		return q, true
+	}
+	frac := v[1:]
+	if frac[0] != '.' || len(frac) > 4 {
+		return 0, false
+	}
+	scale := 100
+	for i := 1; i < len(frac); i++ {
+		c := frac[i]
+		if c < '0' || c > '9' || q == 1000 && c != '0' {
+			return 0, false
+		}
+		q += int(c-'0') * scale
+		scale /= 10
+	}
+	return q, true
+}
+
+// outboundParams reads +sip.instance (unquoted) and reg-id. fault is the
+// reason phrase of a malformed one.
+func outboundParams(params sip.Params) (instance string, regID int, fault string) {
+	if v, has := params.Get("+sip.instance"); has {
+		instance = sip.Unquote(v)
+		if instance == "" || len(instance) > 256 {
+			return "", 0, "Malformed Contact +sip.instance"
+		}
+	}
+	if v, has := params.Get("reg-id"); has {
+		n, ok := deltaSeconds(v)
+		if !ok || n == 0 || n > 1<<31-1 {
+			return "", 0, "Malformed Contact reg-id"
+		}
+		regID = int(n)
+	}
+	return instance, regID, ""
+}
+
+// hasToken reports whether a list header (Supported, Require) holds token,
+// as Headers.HasToken does, without building the list.
+func hasToken(req *sip.Request, name, token string) bool {
+	for _, f := range req.Fields() {
+		if sip.CanonicalHeaderName(f.Name) != name {
+			continue
+		}
+		for t := range strings.SplitSeq(f.Value, ",") {
+			if strings.EqualFold(strings.Trim(t, " \t"), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
