@@ -20,13 +20,28 @@ STATICCHECK         := $(GOBIN)/staticcheck
 FUZZTIME ?= 1m
 BENCH    ?= .
 
-.PHONY: run build test lint fuzz bench staticcheck clean
+.PHONY: run build webclient test lint fuzz bench staticcheck clean
 
-run:
+run: webclient
 	$(GO) run ./cmd/switchboard
 
-build:
+build: webclient
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/switchboard ./cmd/switchboard
+
+# The softphone page, embedded in the binary from webclient/dist: npm ci
+# when node_modules is missing or older than the lock file, then the
+# bundle. Without npm the gateway still builds, and its page says how to
+# add the softphone.
+webclient:
+	@if ! command -v npm >/dev/null 2>&1; then \
+		echo "webclient: npm not found, building without the softphone page (install Node.js and npm, then make webclient)"; \
+	else \
+		cd webclient && \
+		if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then \
+			npm ci --no-audit --no-fund; \
+		fi && \
+		npm run --silent build; \
+	fi
 
 test:
 	bash scripts/test.sh

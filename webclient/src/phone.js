@@ -1,0 +1,690 @@
+// Phone wraps a JsSIP user agent: sign-in (REGISTER), one call at a time,
+// mute, hold and DTMF. It knows nothing of the DOM: it keeps a small state
+// object and tells listeners when it changes, so the page (ui.js), the test
+// hook (window.softphone) and Node tests can all observe it.
+
+import { Cause, describeEnd, describeMediaError, text } from './messages.js';
+
+export const Reg = Object.freeze({
+  SIGNED_OUT: 'signed-out',
+  CONNECTING: 'connecting', // opening the WebSocket, never connected yet
+  REGISTERING: 'registering', // connected, REGISTER sent
+  REGISTERED: 'registered',
+  DISCONNECTED: 'disconnected', // WebSocket down; JsSIP reconnects by itself
+});
+
+export const Call = Object.freeze({
+  IDLE: 'idle',
+  CALLING: 'calling', // outgoing, no ringing yet
+  RINGING: 'ringing', // outgoing, the other side rings (180/183)
+  INCOMING: 'incoming', // we ring
+  ANSWERING: 'answering', // we answered, waiting for microphone and media
+  ACTIVE: 'active',
+});
+
+// The gateway puts all of its ICE candidates in its SDP and needs none
+// trickled, so there are no STUN or TURN servers to wait for; host
+// candidates are gathered in milliseconds. Once the first candidate is
+// known, the offer or answer is sent when gathering completes or after this
+// long, whichever is first.
+export const ICE_GATHERING_TIMEOUT_MS = 1000;
+
+const PC_CONFIG = Object.freeze({ iceServers: [] });
+const MEDIA_CONSTRAINTS = Object.freeze({ audio: true, video: false });
+const REGISTER_RETRY_MS = 30_000;
+
+const initialState = Object.freeze({
+  registration: Reg.SIGNED_OUT,
+  user: '',
+  aor: '',
+  call: Call.IDLE,
+  direction: '', // 'in' or 'out' while there is a call
+  peer: '', // who the call is with, for people
+  target: '', // what to dial to call them back
+  answeredAt: 0, // ms since the epoch, 0 until answered
+  muted: false,
+  held: false, // we put the call on hold
+  remoteHeld: false, // they did
+  earlyMedia: false, // the ringing call sends its own audio (183 with SDP)
+  tonesReceived: '', // DTMF the other side sent (SIP INFO)
+  status: text.signedOut, // what is going on, in words
+  error: '', // what went wrong, in words; '' when nothing
+});
+
+// getMicrophone opens the microphone, with words for the error when the
+// page is not allowed to.
+export function getMicrophone(constraints = MEDIA_CONSTRAINTS) {
+  const md = globalThis.navigator && globalThis.navigator.mediaDevices;
+  if (!md || !md.getUserMedia) {
+    // Browsers hide mediaDevices on insecure (plain http, not localhost) pages.
+    const err = new Error('navigator.mediaDevices is not available');
+    err.name = globalThis.isSecureContext === false ? 'InsecureContextError' : 'NotSupportedError';
+    return Promise.reject(err);
+  }
+  return md.getUserMedia(constraints);
+}
+
+// cleanTarget removes the spaces, dots, dashes and brackets people write in
+// phone numbers; anything else (a user name, a SIP URI) is kept as typed.
+export function cleanTarget(target) {
+  const t = String(target ?? '').trim();
+  if (/^\+?[\d\s().\-]+$/.test(t) || /^[\d*#]+$/.test(t)) {
+    return t.replace(/[\s().\-]/g, '');
+  }
+  return t;
+}
+
+export class Phone {
+  #sip;
+  #wsUrl;
+  #domain;
+  #getUserMedia;
+  #iceTimeoutMs;
+  #timers;
+  #now;
+
+  #listeners = new Map();
+  #state = { ...initialState };
+  #ua = null;
+  #everConnected = false;
+  #retryTimer = null;
+
+  #session = null;
+  #call = null; // { direction, peer, target, startedAt, answeredAt, override }
+  #localStream = null;
+  #iceTimers = new Set();
+  #watchedPcs = new WeakSet();
+
+  // options: sip (the JsSIP module), wsUrl, domain; for tests: getUserMedia,
+  // iceTimeoutMs, timers ({ setTimeout, clearTimeout }), now.
+  constructor({ sip, wsUrl, domain, getUserMedia, iceTimeoutMs, timers, now }) {
+    this.#sip = sip;
+    this.#wsUrl = wsUrl;
+    this.#domain = domain;
+    this.#getUserMedia = getUserMedia || getMicrophone;
+    this.#iceTimeoutMs = iceTimeoutMs ?? ICE_GATHERING_TIMEOUT_MS;
+    this.#timers = timers || {
+      setTimeout: (fn, ms) => globalThis.setTimeout(fn, ms),
+      clearTimeout: (id) => globalThis.clearTimeout(id),
+    };
+    this.#now = now || (() => Date.now());
+  }
+
+  get domain() {
+    return this.#domain;
+  }
+
+  // on registers a listener: 'change' (state), 'incoming' (state),
+  // 'localstream' (MediaStream), 'remotetrack' ({ track, streams }) and
+  // 'callended' (a history entry). It returns a function that removes it.
+  on(type, fn) {
+    if (!this.#listeners.has(type)) this.#listeners.set(type, new Set());
+    this.#listeners.get(type).add(fn);
+    return () => this.#listeners.get(type).delete(fn);
+  }
+
+  #emit(type, value) {
+    for (const fn of this.#listeners.get(type) || []) {
+      try {
+        fn(value);
+      } catch (err) {
+        console.error(`softphone: ${type} listener failed`, err);
+      }
+    }
+  }
+
+  // reportError shows words as the current error (for problems found
+  // outside the phone, such as the microphone test).
+  reportError(words) {
+    this.#set({ error: String(words || '') });
+  }
+
+  // snapshot is a copy of the state: safe to keep, never the password.
+  snapshot() {
+    return { ...this.#state };
+  }
+
+  #set(patch) {
+    Object.assign(this.#state, patch);
+    this.#emit('change', this.snapshot());
+  }
+
+  // ---- sign-in ----------------------------------------------------------
+
+  // register signs in and resolves with the registration state once it is
+  // known: 'registered', 'signed-out' (refused) or 'disconnected'.
+  register(user, password) {
+    this.signOut();
+    user = String(user ?? '').trim();
+    if (!user || !password) {
+      this.#set({ error: text.missingCredentials });
+      return Promise.resolve(this.#state.registration);
+    }
+    // "alice" signs in to the configured domain; "alice@example.com" or
+    // "sip:alice@example.com" names the domain itself.
+    const bare = user.replace(/^sips?:/i, '');
+    const at = bare.lastIndexOf('@');
+    const authUser = at >= 0 ? bare.slice(0, at) : bare;
+    const aor = at >= 0 ? `sip:${bare}` : `sip:${bare}@${this.#domain}`;
+
+    let ua;
+    try {
+      const socket = new this.#sip.WebSocketInterface(this.#wsUrl);
+      ua = new this.#sip.UA({
+        sockets: [socket],
+        uri: aor,
+        authorization_user: authUser,
+        password,
+        register: true,
+        connection_recovery_min_interval: 2,
+        connection_recovery_max_interval: 30,
+      });
+    } catch (err) {
+      console.warn('softphone: cannot create the user agent', err);
+      this.#set({ registration: Reg.SIGNED_OUT, error: text.badUser(user) });
+      return Promise.resolve(this.#state.registration);
+    }
+    this.#ua = ua;
+    this.#everConnected = false;
+    this.#bindUA(ua);
+    this.#set({
+      registration: Reg.CONNECTING,
+      user: authUser,
+      aor: aor.replace(/^sip:/, ''),
+      status: text.connecting,
+      error: '',
+    });
+    const outcome = new Promise((resolve) => {
+      const off = this.on('change', (s) => {
+        if (s.registration !== Reg.CONNECTING && s.registration !== Reg.REGISTERING) {
+          off();
+          resolve(s.registration);
+        }
+      });
+    });
+    ua.start();
+    return outcome;
+  }
+
+  // signOut ends any call, unregisters and closes the connection.
+  signOut() {
+    const ua = this.#ua;
+    if (!ua) return;
+    this.#ua = null; // events of this UA are ignored from now on
+    this.#clearRetry();
+    if (this.#call) {
+      this.hangup();
+      // JsSIP may tell the end of the call later, to a UA we no longer hear.
+      if (this.#call) {
+        this.#endCall({ outcome: this.#call.answeredAt ? 'answered' : 'cancelled', text: text.signedOut });
+      }
+    }
+    try {
+      ua.stop();
+    } catch (err) {
+      console.warn('softphone: stopping the user agent failed', err);
+    }
+    this.#set({ ...initialState });
+  }
+
+  #bindUA(ua) {
+    const mine = (fn) => (e) => {
+      if (this.#ua === ua) fn(e);
+    };
+    ua.on(
+      'connecting',
+      mine(() => {
+        // Each reconnection attempt says 'connecting' and then, when it
+        // fails, 'disconnected': stay "disconnected" meanwhile instead of
+        // flickering between the two.
+        if (this.#state.registration !== Reg.DISCONNECTED) {
+          this.#set({ registration: Reg.CONNECTING, status: text.connecting });
+        }
+      }),
+    );
+    ua.on(
+      'connected',
+      mine(() => {
+        this.#everConnected = true;
+        this.#set({ registration: Reg.REGISTERING, status: text.registering });
+      }),
+    );
+    ua.on(
+      'disconnected',
+      mine(() => {
+        this.#clearRetry();
+        const words = this.#everConnected ? text.connectionLost : text.cannotConnect;
+        this.#set({ registration: Reg.DISCONNECTED, status: words, error: words });
+      }),
+    );
+    ua.on(
+      'registered',
+      mine(() => {
+        this.#clearRetry();
+        this.#set({
+          registration: Reg.REGISTERED,
+          status: text.registered(this.#state.aor),
+          error: '',
+        });
+      }),
+    );
+    ua.on(
+      'unregistered',
+      mine(() => {
+        // After a lost connection 'disconnected' has said it all.
+        if (ua.isConnected() && this.#state.registration === Reg.REGISTERED) {
+          this.#set({ registration: Reg.REGISTERING, status: text.registering });
+        }
+      }),
+    );
+    ua.on('registrationFailed', mine((e) => this.#onRegistrationFailed(ua, e)));
+    ua.on('newRTCSession', mine((e) => this.#onNewSession(e)));
+  }
+
+  #onRegistrationFailed(ua, { response, cause }) {
+    const code = response && response.status_code;
+    if (code === 401 || code === 403 || code === 407 || cause === Cause.AUTHENTICATION_ERROR) {
+      // Retrying with the same password cannot help: back to the form.
+      this.signOut();
+      this.#set({ error: text.wrongPassword });
+      return;
+    }
+    if (cause === Cause.CONNECTION_ERROR) return; // 'disconnected' tells
+    const words =
+      cause === Cause.REQUEST_TIMEOUT
+        ? text.registerTimeout
+        : text.registerFailed(code, response && response.reason_phrase);
+    this.#set({ registration: Reg.REGISTERING, status: words, error: words });
+    this.#clearRetry();
+    this.#retryTimer = this.#timers.setTimeout(() => {
+      this.#retryTimer = null;
+      if (this.#ua === ua && ua.isConnected()) ua.register();
+    }, REGISTER_RETRY_MS);
+  }
+
+  #clearRetry() {
+    if (this.#retryTimer !== null) {
+      this.#timers.clearTimeout(this.#retryTimer);
+      this.#retryTimer = null;
+    }
+  }
+
+  // ---- calls ------------------------------------------------------------
+
+  // call dials target: a number, a user name of the domain, or a SIP URI.
+  // It resolves with true once the INVITE is on its way.
+  async call(target) {
+    const dial = cleanTarget(target);
+    if (!dial) {
+      this.#set({ error: text.noTarget });
+      return false;
+    }
+    if (this.#call) {
+      this.#set({ error: text.busyElsewhere });
+      return false;
+    }
+    const ua = this.#ua;
+    if (!ua || this.#state.registration !== Reg.REGISTERED) {
+      this.#set({ error: text.notConnected });
+      return false;
+    }
+    const call = this.#startCall('out', dial, dial);
+    this.#set({ call: Call.CALLING, status: text.calling(dial), error: '' });
+
+    let stream;
+    try {
+      stream = await this.#getUserMedia(MEDIA_CONSTRAINTS);
+    } catch (err) {
+      if (this.#call === call) {
+        this.#endCall({ outcome: 'failed', text: describeMediaError(err), error: true });
+      }
+      return false;
+    }
+    if (this.#call !== call || this.#ua !== ua) {
+      // Hung up (or signed out) while the browser asked for the microphone.
+      stopStream(stream);
+      return false;
+    }
+    this.#localStream = stream;
+    this.#emit('localstream', stream);
+    try {
+      // newRTCSession fires inside ua.call() and attaches the session.
+      ua.call(dial, {
+        mediaStream: stream,
+        mediaConstraints: MEDIA_CONSTRAINTS,
+        pcConfig: PC_CONFIG,
+      });
+    } catch (err) {
+      console.warn('softphone: call failed', err);
+      this.#endCall({ outcome: 'failed', text: text.badTarget(dial), error: true });
+      return false;
+    }
+    return true;
+  }
+
+  // answer picks up the ringing call.
+  async answer() {
+    const session = this.#session;
+    const call = this.#call;
+    if (!session || this.#state.call !== Call.INCOMING) return false;
+    this.#set({ call: Call.ANSWERING, status: text.answering, error: '' });
+    let stream;
+    try {
+      stream = await this.#getUserMedia(MEDIA_CONSTRAINTS);
+    } catch (err) {
+      if (this.#call === call) {
+        call.override = { outcome: 'failed', text: describeMediaError(err), error: true };
+        terminate(session, { status_code: 480, reason_phrase: 'Temporarily Unavailable' });
+      }
+      return false;
+    }
+    if (this.#call !== call || session.isEnded()) {
+      stopStream(stream);
+      return false;
+    }
+    this.#localStream = stream;
+    this.#emit('localstream', stream);
+    try {
+      session.answer({ mediaStream: stream, mediaConstraints: MEDIA_CONSTRAINTS, pcConfig: PC_CONFIG });
+    } catch (err) {
+      console.warn('softphone: answer failed', err);
+      return false;
+    }
+    return true;
+  }
+
+  // decline turns the ringing call down with 603 Decline.
+  decline() {
+    if (this.#session && this.#state.call === Call.INCOMING) {
+      terminate(this.#session, { status_code: 603, reason_phrase: 'Decline' });
+    }
+  }
+
+  // hangup ends, cancels or declines the call, whatever stage it is at.
+  hangup() {
+    if (this.#session) {
+      if (this.#state.call === Call.INCOMING) {
+        this.decline();
+      } else {
+        terminate(this.#session);
+      }
+    } else if (this.#call) {
+      // Still waiting for the microphone: no INVITE has left yet.
+      this.#endCall({ outcome: 'cancelled', text: 'Call cancelled.' });
+    }
+  }
+
+  setMuted(on) {
+    const s = this.#session;
+    if (!s || this.#state.call !== Call.ACTIVE) return false;
+    if (on) s.mute({ audio: true });
+    else s.unmute({ audio: true });
+    return true;
+  }
+
+  toggleMute() {
+    return this.setMuted(!this.#state.muted);
+  }
+
+  setHeld(on) {
+    const s = this.#session;
+    if (!s || this.#state.call !== Call.ACTIVE) return false;
+    return on ? s.hold() : s.unhold();
+  }
+
+  toggleHold() {
+    return this.setHeld(!this.#state.held);
+  }
+
+  // sendDTMF sends tones (0-9, *, #, A-D) in the active call, as SIP INFO
+  // (JsSIP's default).
+  sendDTMF(tones) {
+    const s = this.#session;
+    if (!s || this.#state.call !== Call.ACTIVE) return false;
+    try {
+      s.sendDTMF(String(tones));
+      return true;
+    } catch (err) {
+      console.warn('softphone: DTMF not sent', err);
+      return false;
+    }
+  }
+
+  // getStats summarises the call's RTCPeerConnection statistics; null when
+  // there is no call.
+  async getStats() {
+    const pc = this.#session && this.#session.connection;
+    if (!pc) return null;
+    const report = await pc.getStats();
+    const out = {
+      connectionState: pc.connectionState,
+      iceConnectionState: pc.iceConnectionState,
+      codec: null,
+      outbound: null,
+      inbound: null,
+      roundTripTime: null,
+    };
+    const codecs = new Map();
+    let inboundCodec = null;
+    report.forEach((s) => {
+      if (s.type === 'codec') codecs.set(s.id, s.mimeType);
+      if (s.type === 'outbound-rtp' && s.kind === 'audio') {
+        out.outbound = { packetsSent: s.packetsSent, bytesSent: s.bytesSent };
+      }
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') {
+        out.inbound = {
+          packetsReceived: s.packetsReceived,
+          bytesReceived: s.bytesReceived,
+          packetsLost: s.packetsLost,
+          jitter: s.jitter,
+          audioLevel: s.audioLevel,
+        };
+        inboundCodec = s.codecId;
+      }
+      if (s.type === 'candidate-pair' && s.nominated && s.state === 'succeeded') {
+        out.roundTripTime = s.currentRoundTripTime ?? null;
+      }
+    });
+    out.codec = (inboundCodec && codecs.get(inboundCodec)) || null;
+    return out;
+  }
+
+  #startCall(direction, peer, target) {
+    this.#call = { direction, peer, target, startedAt: this.#now(), answeredAt: 0, override: null };
+    this.#set({
+      direction,
+      peer,
+      target,
+      answeredAt: 0,
+      muted: false,
+      held: false,
+      remoteHeld: false,
+      earlyMedia: false,
+      tonesReceived: '',
+    });
+    return this.#call;
+  }
+
+  #onNewSession({ session, originator }) {
+    if (originator === 'remote') {
+      const { peer, target } = this.#identify(session.remote_identity);
+      if (this.#call) {
+        terminate(session, { status_code: 486, reason_phrase: 'Busy Here' });
+        this.#emit('callended', {
+          direction: 'in',
+          peer,
+          target,
+          startedAt: this.#now(),
+          duration: 0,
+          outcome: 'missed',
+        });
+        this.#set({ status: text.missedWhileBusy(peer) });
+        return;
+      }
+      this.#startCall('in', peer, target);
+      this.#session = session;
+      this.#attach(session);
+      this.#set({ call: Call.INCOMING, status: text.incoming(peer), error: '' });
+      this.#emit('incoming', this.snapshot());
+      return;
+    }
+    this.#session = session;
+    this.#attach(session);
+  }
+
+  // #identify names the other side: its display name, else its user part
+  // (with the host when it is not our domain).
+  #identify(identity) {
+    const uri = identity && identity.uri;
+    let target = '';
+    if (uri) {
+      target = uri.user ? (uri.host === this.#domain ? uri.user : `${uri.user}@${uri.host}`) : uri.host;
+    }
+    const name = identity && identity.display_name;
+    return { peer: name ? `${name} (${target})` : target || 'Unknown caller', target };
+  }
+
+  #attach(session) {
+    const mine = (fn) => (e) => {
+      if (this.#session === session) fn(e);
+    };
+    session.on(
+      'icecandidate',
+      mine(({ ready }) => {
+        // The first candidate starts the clock; ready() is idempotent, and
+        // JsSIP calls it itself when gathering completes first.
+        if (this.#iceTimers.size === 0) {
+          const id = this.#timers.setTimeout(() => {
+            this.#iceTimers.delete(id);
+            ready();
+          }, this.#iceTimeoutMs);
+          this.#iceTimers.add(id);
+        }
+      }),
+    );
+    session.on(
+      'sdp',
+      mine((e) => {
+        if (e.originator === 'local') this.#clearIceTimers();
+      }),
+    );
+    session.on('peerconnection', mine(({ peerconnection }) => this.#watchPc(peerconnection)));
+    if (session.connection) this.#watchPc(session.connection);
+
+    session.on(
+      'progress',
+      mine((e) => {
+        if (e.originator === 'remote' && this.#state.call === Call.CALLING) {
+          this.#set({
+            call: Call.RINGING,
+            earlyMedia: Boolean(e.response && e.response.body),
+            status: text.ringing(this.#call.peer),
+          });
+        }
+      }),
+    );
+    const onAnswered = mine(() => {
+      if (this.#call.answeredAt) return;
+      this.#call.answeredAt = this.#now();
+      this.#set({
+        call: Call.ACTIVE,
+        answeredAt: this.#call.answeredAt,
+        status: text.connected(this.#call.peer),
+        error: '',
+      });
+    });
+    session.on('accepted', onAnswered);
+    session.on('confirmed', onAnswered);
+    session.on('ended', mine((e) => this.#finish(e)));
+    session.on('failed', mine((e) => this.#finish(e)));
+    const onHold = mine(() => {
+      const { local, remote } = session.isOnHold();
+      const peer = this.#call.peer;
+      let status = text.connected(peer);
+      if (local) status = text.onHold(peer);
+      else if (remote) status = text.heldByRemote(peer);
+      this.#set({ held: local, remoteHeld: remote, status });
+    });
+    session.on('hold', onHold);
+    session.on('unhold', onHold);
+    session.on(
+      'newDTMF',
+      mine((e) => {
+        if (e.originator === 'remote') this.#set({ tonesReceived: this.#state.tonesReceived + e.dtmf.tone });
+      }),
+    );
+    const onMute = mine(() => this.#set({ muted: Boolean(session.isMuted().audio) }));
+    session.on('muted', onMute);
+    session.on('unmuted', onMute);
+  }
+
+  #watchPc(pc) {
+    if (this.#watchedPcs.has(pc)) return;
+    this.#watchedPcs.add(pc);
+    pc.addEventListener('track', (e) => {
+      if (this.#session && this.#session.connection === pc) {
+        this.#emit('remotetrack', { track: e.track, streams: e.streams || [] });
+      }
+    });
+  }
+
+  #clearIceTimers() {
+    for (const id of this.#iceTimers) this.#timers.clearTimeout(id);
+    this.#iceTimers.clear();
+  }
+
+  #finish(event) {
+    const call = this.#call;
+    const words =
+      call.override ||
+      describeEnd(event, { direction: call.direction, peer: call.peer, answered: Boolean(call.answeredAt) });
+    this.#endCall(words);
+  }
+
+  #endCall({ outcome, text: words, error }) {
+    const call = this.#call;
+    this.#clearIceTimers();
+    stopStream(this.#localStream);
+    this.#localStream = null;
+    this.#session = null;
+    this.#call = null;
+    const end = this.#now();
+    this.#emit('callended', {
+      direction: call.direction,
+      peer: call.peer,
+      target: call.target,
+      startedAt: call.startedAt,
+      duration: call.answeredAt ? Math.round((end - call.answeredAt) / 1000) : 0,
+      outcome,
+    });
+    const reg = this.#state.registration;
+    this.#set({
+      call: Call.IDLE,
+      direction: '',
+      peer: '',
+      target: '',
+      answeredAt: 0,
+      muted: false,
+      held: false,
+      remoteHeld: false,
+      earlyMedia: false,
+      tonesReceived: '',
+      status: words,
+      // A connection problem already shown stays shown.
+      error: error ? words : reg === Reg.DISCONNECTED ? this.#state.error : '',
+    });
+  }
+}
+
+function stopStream(stream) {
+  if (stream) for (const t of stream.getTracks()) t.stop();
+}
+
+function terminate(session, options) {
+  try {
+    session.terminate(options);
+  } catch (err) {
+    // Already ended: JsSIP throws InvalidStateError.
+    console.debug('softphone: terminate', err);
+  }
+}

@@ -1,0 +1,163 @@
+// Test helpers shared by the browser tests: a static file server for
+// dist/ on loopback and a headless Chromium (Debian's) driven by
+// playwright-core. The gateway tests will use the same launcher against
+// the real binary.
+
+import { readFile, stat } from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+export const webclientDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+export const distDir = path.join(webclientDir, 'dist');
+
+// The browser: Debian's package, never a download.
+export const chromiumPath = process.env.CHROMIUM_PATH || '/usr/bin/chromium';
+
+// Flags: headless, no sandbox (containers, root), a fake microphone that
+// needs no permission prompt, nothing that phones home, and host names
+// resolving to nothing but loopback so no test can reach the internet.
+// Loopback ICE candidates and real (not mDNS) host addresses let a browser
+// and a gateway on 127.0.0.1 reach each other.
+export const chromiumArgs = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--no-default-browser-check',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--disable-default-apps',
+  '--disable-domain-reliability',
+  '--disable-client-side-phishing-detection',
+  '--disable-breakpad',
+  '--metrics-recording-only',
+  '--disable-features=Translate,OptimizationHints,MediaRouter,AutofillServerCommunication,WebRtcHideLocalIpsWithMdns',
+  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1, EXCLUDE [::1]',
+  '--use-fake-ui-for-media-stream',
+  '--use-fake-device-for-media-stream',
+  '--allow-loopback-in-peer-connection',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+const CONTENT_TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
+  '.json': 'application/json',
+  '.map': 'application/json',
+  '.txt': 'text/plain; charset=utf-8',
+  '.png': 'image/png',
+  '.svg': 'image/svg+xml',
+};
+
+// pageCSP is the Content-Security-Policy the gateway sends with the page
+// (webclient.go, setPageHeaders): the static server sends it too, so that
+// a page that breaks it fails here first. Keep the two in step.
+export function pageCSP(host) {
+  return "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; " +
+    `media-src 'self' blob: mediastream:; connect-src 'self' ws://${host} wss://${host}; ` +
+    "object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+}
+
+// startStaticServer serves root on 127.0.0.1 at a free port. routes maps a
+// path to a function (req, res) that answers it instead of a file (e.g.
+// '/config.json'). A WebSocket upgrade is refused unless onUpgrade handles
+// it, which is what an unreachable gateway looks like to the page.
+// Returns { url, close() }.
+export async function startStaticServer({ root = distDir, routes = {}, onUpgrade } = {}) {
+  const server = http.createServer(async (req, res) => {
+    const { pathname } = new URL(req.url, 'http://x');
+    if (routes[pathname]) return routes[pathname](req, res);
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      res.writeHead(405, { Allow: 'GET, HEAD' }).end();
+      return;
+    }
+    const rel = pathname === '/' ? 'index.html' : decodeURIComponent(pathname.slice(1));
+    const file = path.join(root, rel);
+    if (!file.startsWith(root + path.sep) || path.basename(file).startsWith('.')) {
+      res.writeHead(404).end();
+      return;
+    }
+    try {
+      if (!(await stat(file)).isFile()) throw new Error('not a file');
+      const body = await readFile(file);
+      const headers = {
+        'Content-Type': CONTENT_TYPES[path.extname(file)] || 'application/octet-stream',
+        'Cache-Control': 'no-store',
+      };
+      if (file.endsWith('.html')) headers['Content-Security-Policy'] = pageCSP(req.headers.host);
+      res.writeHead(200, headers);
+      res.end(req.method === 'HEAD' ? undefined : body);
+    } catch {
+      res.writeHead(404, { 'Content-Type': 'text/plain' }).end('not found\n');
+    }
+  });
+  server.on('upgrade', (req, socket, head) => {
+    if (onUpgrade) onUpgrade(req, socket, head);
+    else socket.destroy();
+  });
+  const sockets = new Set();
+  server.on('connection', (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', resolve);
+  });
+  const { port } = server.address();
+  return {
+    url: `http://127.0.0.1:${port}`,
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+// launchBrowser starts Chromium and returns { browser, newPage(options),
+// close() }. Playwright gives each launch a new temporary profile
+// (user-data-dir) and deletes it on close; each newPage is in a context
+// of its own, with its own storage, like a separate person's browser.
+export async function launchBrowser({ viewport = { width: 360, height: 740 }, args = [] } = {}) {
+  const browser = await chromium.launch({
+    executablePath: chromiumPath,
+    headless: true,
+    args: [...chromiumArgs, ...args],
+    timeout: 20_000,
+  });
+  return {
+    browser,
+    async newPage(options = {}) {
+      const context = await browser.newContext({ viewport, serviceWorkers: 'block', ...options });
+      const page = await context.newPage();
+      page.on('close', () => context.close().catch(() => {}));
+      return page;
+    },
+    async close() {
+      await browser.close().catch(() => {});
+    },
+  };
+}
+
+// watchPage collects what would otherwise go unnoticed: uncaught errors and
+// console errors of a page, and requests to anywhere but loopback.
+export function watchPage(page) {
+  const problems = [];
+  page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') problems.push(`console error: ${msg.text()}`);
+  });
+  page.on('request', (req) => {
+    const { hostname, protocol } = new URL(req.url());
+    if ((protocol === 'http:' || protocol === 'https:' || protocol === 'ws:' || protocol === 'wss:') &&
+        hostname !== '127.0.0.1' && hostname !== 'localhost' && hostname !== '[::1]') {
+      problems.push(`request off loopback: ${req.url()}`);
+    }
+  });
+  return problems;
+}
