@@ -1,0 +1,204 @@
+package media
+
+import (
+	"context"
+	"encoding/binary"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// discardWriter stands for pion's SRTP write path in the in-process relay
+// benchmarks.
+type discardWriter struct{}
+
+func (discardWriter) WriteRTP(h *rtp.Header, payload []byte) (int, error) {
+	return h.MarshalSize() + len(payload), nil
+}
+func (discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+
+func rawPCMU(b *testing.B) []byte {
+	raw, err := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: 1, Timestamp: 160, SSRC: 42}, Payload: payload(0, 160)}).Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	return raw
+}
+
+// BenchmarkRelay measures the relay's own per-packet work, in process:
+// parse, latch check, stats (loss, jitter), payload type mapping, SSRC /
+// sequence / timestamp rewriting. rtp-to-web stops at pion's track writer
+// (SRTP is pion's cost, see BenchmarkLoopback); web-to-rtp includes the UDP
+// send to a loopback socket.
+func BenchmarkRelay(b *testing.B) {
+	e := newTestEngine(b, Options{})
+	br := newTestBridge(b, e)
+	sink, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sink.Close()
+	negotiateRTPOnly(br, sink.LocalAddr().(*net.UDPAddr).AddrPort())
+	br.track.mu.Lock()
+	br.track.w, br.track.ssrc = discardWriter{}, 7
+	br.track.mu.Unlock()
+	src := sink.LocalAddr().(*net.UDPAddr).AddrPort()
+	raw := rawPCMU(b)
+
+	b.Run("rtp-to-web", func(b *testing.B) {
+		var pkt rtp.Packet
+		b.ReportAllocs()
+		b.SetBytes(int64(len(raw)))
+		for i := 0; b.Loop(); i++ {
+			binary.BigEndian.PutUint16(raw[2:], uint16(i))
+			binary.BigEndian.PutUint32(raw[4:], uint32(i)*160)
+			br.fromRTP(raw, src, &pkt)
+		}
+		if br.webOut.packets == 0 {
+			b.Fatal("nothing relayed")
+		}
+	})
+	b.Run("web-to-rtp", func(b *testing.B) {
+		var pkt rtp.Packet
+		b.ReportAllocs()
+		b.SetBytes(int64(len(raw)))
+		for i := 0; b.Loop(); i++ {
+			binary.BigEndian.PutUint16(raw[2:], uint16(i))
+			binary.BigEndian.PutUint32(raw[4:], uint32(i)*160)
+			br.fromWeb(raw, &pkt)
+		}
+		if br.rtpOut.packets == 0 {
+			b.Fatal("nothing relayed")
+		}
+	})
+}
+
+// BenchmarkLoopback measures one packet through the whole path over
+// loopback, one at a time (send, then wait for it): RTP → SRTP is a UDP
+// socket → bridge → pion SRTP → pion client; SRTP → RTP the reverse. The
+// time includes both ends' syscalls and the pion client's decryption.
+func BenchmarkLoopback(b *testing.B) {
+	e := newTestEngine(b, Options{})
+	br := newTestBridge(b, e)
+	web := newTestBrowser(b)
+	phone := newTestPhone(b)
+	if _, err := br.WebOffer(web.offer()); err != nil {
+		b.Fatal(err)
+	}
+	ans, err := br.RTPAnswer(phone.sdp(1, "0 101"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	web.setAnswer(ans)
+	web.waitConnected()
+	primeB(b, br, web, phone)
+	gw := br.RTPAddr()
+	pl := payload(0, 160)
+
+	b.Run("rtp-to-srtp", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; b.Loop(); i++ {
+			phone.send(gw, rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: uint16(i), Timestamp: uint32(i) * 160, SSRC: 0x5678}, Payload: pl})
+			select {
+			case <-web.got:
+			case <-time.After(5 * time.Second):
+				b.Fatal("lost")
+			}
+		}
+	})
+	seq := uint16(10000)
+	b.Run("srtp-to-rtp", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			seq++
+			web.send(0, seq, uint32(seq)*160, pl)
+			phone.recv()
+		}
+	})
+}
+
+func primeB(b *testing.B, br *Bridge, web *testBrowser, phone *testPhone) {
+	deadline := time.Now().Add(10 * time.Second)
+	for seq := uint16(1); ; seq++ {
+		if time.Now().After(deadline) {
+			b.Fatal("no media")
+		}
+		web.send(0, seq, uint32(seq)*160, payload(0, 160))
+		if pendingPacket(phone, new([]*rtp.Packet)) {
+			break
+		}
+	}
+	for seq := uint16(1); ; seq++ {
+		if time.Now().After(deadline) {
+			b.Fatal("no media")
+		}
+		phone.send(br.RTPAddr(), rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: seq, SSRC: 0x1234}, Payload: payload(0, 160)})
+		select {
+		case <-web.got:
+		case <-time.After(20 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	for pendingPacket(phone, new([]*rtp.Packet)) {
+	}
+	for {
+		select {
+		case <-web.got:
+			continue
+		case <-time.After(20 * time.Millisecond):
+		}
+		return
+	}
+}
+
+// BenchmarkSDP measures the SDP work of the browser-offers flow: parsing a
+// Chrome offer, and translating it into the RTP/AVP offer for the phone.
+func BenchmarkSDP(b *testing.B) {
+	b.Run("parse-chrome-offer", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := parseSession([]byte(chromeOffer), true); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("web-offer-to-rtp-offer", func(b *testing.B) {
+		e := newTestEngine(b, Options{})
+		br := newTestBridge(b, e)
+		offer := []byte(chromeOffer)
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := br.WebOffer(offer); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkCallSetup measures the media side of one call setup: a bridge,
+// the browser's offer translated, the phone's answer turned into the web
+// answer by pion (PeerConnection, certificate, ICE gathering on the mux),
+// and the teardown.
+func BenchmarkCallSetup(b *testing.B) {
+	e := newTestEngine(b, Options{DrainTime: -1})
+	phone := newTestPhone(b)
+	answer := phone.sdp(1, "0 101")
+	offer := []byte(chromeOffer)
+	b.ReportAllocs()
+	for b.Loop() {
+		br, err := e.NewBridge(context.Background(), "bench")
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := br.WebOffer(offer); err != nil {
+			b.Fatal(err)
+		}
+		if _, err := br.RTPAnswer(answer); err != nil {
+			b.Fatal(err)
+		}
+		_ = br.Close()
+	}
+}

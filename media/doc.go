@@ -1,0 +1,97 @@
+// Package media is the media half of Switchboard's B2BUA: for a call that
+// crosses between a WebRTC endpoint (a browser: UDP/TLS/RTP/SAVPF, ICE,
+// DTLS-SRTP, BUNDLE, rtcp-mux) and a classic SIP endpoint (a phone or trunk:
+// RTP/AVP), it translates the SDP offers and answers and relays the packets.
+// It knows SDP, RTP and WebRTC, not SIP: the gateway carries the SDP bodies
+// in its dialogs and maps the errors to responses.
+//
+// # Engine and bridges
+//
+// An [Engine] holds what calls share, configured once by [Options] (the
+// pion SettingEngine idea): the RTP port pool, one UDP port for every
+// WebRTC leg (pion's ICE UDP mux, told apart by ICE username), the address
+// announced to peers, the codec policy, the clock and the logger. Each call
+// crossing gets a [Bridge]: one pion PeerConnection for the web leg, one
+// even/odd UDP port pair for the RTP leg, and the relay between them.
+//
+// # Offer/answer
+//
+// SDP goes in and out as []byte. The gateway calls, per call:
+//
+//	browser calls phone:      WebOffer → (INVITE phone) → RTPAnswer → (200 to browser)
+//	phone calls browser:      RTPOffer → (INVITE browser) → WebAnswer → (200 to phone)
+//	phone INVITE without SDP: LateOffer → (INVITE browser) → WebAnswer → (200 to phone,
+//	                          with the gateway's offer) → RTPAnswer (the ACK's answer)
+//	phone re-INVITE:          RTPReoffer (answered on the RTP leg alone)
+//	phone re-INVITE, no SDP:  RTPRefresh → (200 to phone) → RTPAnswer (the ACK's answer)
+//	browser re-INVITE:        WebReoffer → (re-INVITE phone) → RTPAnswer → (200 to browser)
+//	re-offer rejected:        Rollback (the session in force stays)
+//
+// RTPAnswer may be called again with another answer to the same offer (a
+// 183 with early media from one address, then the 200 from another).
+//
+// There is no transcoding, so both legs must share a codec: an offer is
+// turned into an offer for the other leg with the codecs of the offer that
+// the policy allows, in the offerer's order and numbering, and the WebRTC
+// answer is restricted to what the phone accepted. Browsers speak G.711
+// and G.722 as well as Opus, so a phone needs no Opus. telephone-event (RFC
+// 4733) is kept at the clock rates of the audio codecs kept. When nothing
+// is shared the methods return an error wrapping [ErrNoCommonCodec], which
+// the gateway answers with 488 Not Acceptable Here. Each leg keeps its own
+// payload type numbers; the relay rewrites them per packet.
+//
+// SIP has no trickle ICE: every SDP for the browser is returned once ICE
+// gathering is complete, with all candidates. Candidates of the browser
+// with .local (mDNS) addresses are ignored, not fatal: the browser's
+// connectivity checks reach the gateway's host candidate anyway (peer
+// reflexive). The gateway's own candidates are host candidates of BindIP
+// only, or PublicIP in their place (1:1 NAT), and mDNS is never used.
+//
+// Media direction (sendrecv, sendonly, recvonly, inactive, and c=0.0.0.0
+// hold) is honoured on both legs and enforced by the relay: each SDP the
+// gateway writes on one leg mirrors what the other leg allows, and packets
+// are forwarded in a direction only when the sender's leg may send and the
+// receiver's leg may receive. A re-INVITE from the phone is answered on the
+// RTP leg alone; the browser's session (ICE, DTLS) is not renegotiated.
+//
+// # The RTP leg
+//
+// RTP uses an even port of [Options.RTPPorts] and RTCP the next one,
+// unless the phone offered a=rtcp-mux. A released pair drains: it stays
+// bound for [Options.DrainTime] before another call may use it, so late
+// packets of the old call never reach a new one. RTP is symmetric: the
+// first packet that parses as RTP with a negotiated payload type latches
+// its source address, the gateway then sends there and drops (and counts)
+// packets from any other source. A new address in the phone's SDP, or
+// [Options.RelatchAfter] of silence from the latched source, allows a new
+// latch.
+//
+// # The relay
+//
+// Phone → browser: each packet is read from the RTP socket, checked,
+// counted, given the web leg's payload type and written to a track of the
+// PeerConnection (pion adds SRTP). The browser-bound stream keeps one SSRC
+// and continuous sequence numbers and timestamps whatever happens behind
+// it (another source after early media, a re-INVITE): the relay rewrites
+// them with offsets. Browser → phone: pion decrypts, the relay maps the
+// payload type and rewrites the stream the same way onto the gateway's own
+// SSRC. RFC 4733 events are relayed like audio, with their own payload
+// types; [Bridge.SendDTMF] generates them towards the phone (for SIP INFO).
+// RTCP is terminated on each leg: pion runs it for the web leg; on the RTP
+// leg it is counted.
+//
+// # Lifetime and statistics
+//
+// A bridge ends on [Bridge.Close], when the context given to
+// [Engine.NewBridge] is done, when no RTP arrived from either leg for
+// [Options.InactivityTimeout] (checked on the injected clock), or when the
+// WebRTC leg fails: [Bridge.Done] is closed and [Bridge.Err] says why
+// ([ErrInactive], [ErrWebFailed]), so that the gateway sends BYE on both
+// legs. Every goroutine belongs to a bridge (its socket readers and pion's
+// track readers) or to the engine, and is gone when Close returns.
+//
+// [Bridge.Stats] returns a plain snapshot per leg: packets and bytes each
+// way, loss from sequence gaps, RFC 3550 interarrival jitter, time to the
+// first packet, drops by cause, and a one-way-audio flag. [Engine.Stats]
+// counts bridges and ports. Metrics exporters read these.
+package media

@@ -1,0 +1,238 @@
+package media
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/webrtc/v4"
+	"github.com/switchboard/switchboard/clock"
+)
+
+// Engine owns what calls share: the RTP port pool, the ICE UDP mux and the
+// pion settings. It makes one Bridge per call crossing. An Engine is safe
+// for concurrent use.
+type Engine struct {
+	opts     Options
+	log      *slog.Logger
+	clock    clock.Clock
+	announce netip.Addr // c= address of the RTP leg
+	settings webrtc.SettingEngine
+	mux      ice.UDPMux // nil with Options.ICEPortRange
+	ports    *portPool
+
+	mu      sync.Mutex
+	bridges map[*Bridge]struct{}
+	closed  bool
+	wg      sync.WaitGroup // bridge teardowns started by the bridges themselves
+
+	total    atomic.Uint64
+	inactive atomic.Uint64
+}
+
+// NewEngine checks opts, applies their defaults and binds the ICE UDP mux.
+func NewEngine(opts Options) (*Engine, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	e := &Engine{
+		opts:     o,
+		log:      o.Logger,
+		clock:    o.Clock,
+		announce: o.BindIP,
+		bridges:  map[*Bridge]struct{}{},
+	}
+	if o.PublicIP.IsValid() {
+		e.announce = o.PublicIP
+	}
+	if err := e.configurePion(); err != nil {
+		return nil, err
+	}
+	e.ports = newPortPool(o.BindIP, o.RTPPorts[0], o.RTPPorts[1], o.Clock, o.DrainTime)
+	return e, nil
+}
+
+// configurePion fills the SettingEngine every PeerConnection of the engine
+// shares: host candidates of BindIP only, no mDNS, UDP only, one mux port.
+func (e *Engine) configurePion() error {
+	o := e.opts
+	s := &e.settings
+	s.LoggerFactory = pionLoggers{e.log}
+	network, netType := "udp4", webrtc.NetworkTypeUDP4
+	if o.BindIP.Is6() {
+		network, netType = "udp6", webrtc.NetworkTypeUDP6
+	}
+	s.SetNetworkTypes([]webrtc.NetworkType{netType})
+	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	s.SetIncludeLoopbackCandidate(o.BindIP.IsLoopback())
+	bind := o.BindIP
+	s.SetIPFilter(func(ip net.IP) bool {
+		a, ok := netip.AddrFromSlice(ip)
+		if !ok {
+			return false
+		}
+		return bind.IsUnspecified() || a.Unmap() == bind
+	})
+	if o.LoopbackOnly {
+		s.SetRemoteIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	}
+	s.SetLite(o.ICELite)
+	if o.PublicIP.IsValid() {
+		err := s.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
+			External:        []string{o.PublicIP.String()},
+			AsCandidateType: webrtc.ICECandidateTypeHost,
+			Mode:            webrtc.ICEAddressRewriteReplace,
+		})
+		if err != nil {
+			return fmt.Errorf("media: public address %s: %w", o.PublicIP, err)
+		}
+	}
+	if r := o.ICEPortRange; r != [2]int{} {
+		return s.SetEphemeralUDPPortRange(uint16(r[0]), uint16(r[1]))
+	}
+	conn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(bind, uint16(o.ICEUDPPort))))
+	if err != nil {
+		return fmt.Errorf("media: ice udp port: %w", err)
+	}
+	e.mux = webrtc.NewICEUDPMux(pionLoggers{e.log}.NewLogger("ice-mux"), conn)
+	s.SetICEUDPMux(e.mux)
+	return nil
+}
+
+// newPeerConnection makes the PeerConnection of one web leg. Each has an API
+// of its own because the MediaEngine holds exactly the codecs the call
+// negotiated on the other leg: no transcoding, so the browser must be
+// offered or answered nothing else.
+func (e *Engine) newPeerConnection(codecs []Codec) (*webrtc.PeerConnection, error) {
+	m := &webrtc.MediaEngine{}
+	for _, c := range codecs {
+		var ch uint16
+		if c.channels() > 1 {
+			ch = c.channels()
+		}
+		err := m.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{
+				MimeType:    "audio/" + c.Name,
+				ClockRate:   c.ClockRate,
+				Channels:    ch,
+				SDPFmtpLine: c.Fmtp,
+			},
+			PayloadType: webrtc.PayloadType(c.PayloadType),
+		}, webrtc.RTPCodecTypeAudio)
+		if err != nil {
+			return nil, fmt.Errorf("media: codec %s: %w", c.rtpmap(), err)
+		}
+	}
+	// Sender and receiver reports only: audio needs no NACK, TWCC or
+	// simulcast machinery.
+	ir := &interceptor.Registry{}
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		return nil, err
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(e.settings), webrtc.WithInterceptorRegistry(ir))
+	return api.NewPeerConnection(webrtc.Configuration{
+		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
+		RTCPMuxPolicy: webrtc.RTCPMuxPolicyRequire,
+	})
+}
+
+// NewBridge makes the bridge of one call crossing and binds its RTP port
+// pair. The bridge ends when ctx is done, on Close, or by itself
+// (inactivity, WebRTC failure): Done tells which. id names it in logs and
+// Stats.
+func (e *Engine) NewBridge(ctx context.Context, id string) (*Bridge, error) {
+	e.mu.Lock()
+	closed := e.closed
+	e.mu.Unlock()
+	if closed {
+		return nil, fmt.Errorf("media: engine: %w", ErrClosed)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	pair, err := e.ports.alloc()
+	if err != nil {
+		return nil, err
+	}
+	b := newBridge(e, id, pair)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		e.ports.release(pair)
+		return nil, fmt.Errorf("media: engine: %w", ErrClosed)
+	}
+	// Registered and started under e.mu, so that Close sees it whole.
+	e.bridges[b] = struct{}{}
+	b.run(ctx)
+	e.total.Add(1)
+	return b, nil
+}
+
+func (e *Engine) remove(b *Bridge) {
+	e.mu.Lock()
+	delete(e.bridges, b)
+	e.mu.Unlock()
+}
+
+// goTeardown runs f in a goroutine that Close waits for, unless the engine
+// is closing, in which case Close tears every bridge down itself.
+func (e *Engine) goTeardown(f func()) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.closed {
+		return
+	}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		f()
+	}()
+}
+
+// Stats returns the engine's counters.
+func (e *Engine) Stats() EngineStats {
+	e.mu.Lock()
+	n := len(e.bridges)
+	e.mu.Unlock()
+	inUse, draining := e.ports.counts()
+	return EngineStats{
+		Bridges:       n,
+		BridgesTotal:  e.total.Load(),
+		Inactive:      e.inactive.Load(),
+		PortsInUse:    inUse,
+		PortsDraining: draining,
+	}
+}
+
+// Close closes every bridge, the ICE mux and every draining port, and
+// returns when all of the engine's goroutines have stopped.
+func (e *Engine) Close() error {
+	e.mu.Lock()
+	if e.closed {
+		e.mu.Unlock()
+		return nil
+	}
+	e.closed = true
+	bridges := make([]*Bridge, 0, len(e.bridges))
+	for b := range e.bridges {
+		bridges = append(bridges, b)
+	}
+	e.mu.Unlock()
+	for _, b := range bridges {
+		_ = b.Close()
+	}
+	e.wg.Wait()
+	var err error
+	if e.mux != nil {
+		err = e.mux.Close()
+	}
+	e.ports.close()
+	return err
+}

@@ -1,0 +1,37 @@
+package media
+
+import "errors"
+
+// Sentinel errors. Every error a Bridge or Engine returns wraps one of them
+// (or a context error), so the gateway decides the SIP status with errors.Is
+// in one place.
+var (
+	// ErrNoCommonCodec means the two legs share no audio codec (or an offer
+	// carried no usable audio stream). The gateway answers 488 Not
+	// Acceptable Here; on a re-INVITE the old session stays in force.
+	ErrNoCommonCodec = errors.New("no common codec")
+	// ErrInvalidSDP means an SDP body could not be parsed or lacks what the
+	// negotiation needs (an audio m= line, a connection address, ICE or DTLS
+	// parameters on the WebRTC leg). The gateway answers 400 or 488.
+	ErrInvalidSDP = errors.New("invalid sdp")
+	// ErrState means an offer/answer method was called out of order, e.g.
+	// RTPAnswer before any RTP offer was made, or a re-offer while another
+	// is pending (glare: the gateway answers 491 Request Pending).
+	ErrState = errors.New("offer/answer out of order")
+	// ErrNoPorts means the RTP port range has no free even/odd pair (ports
+	// still draining do not count as free). The gateway answers 503.
+	ErrNoPorts = errors.New("no free rtp port")
+	// ErrInactive ends a bridge on which no RTP arrived from either leg for
+	// Options.InactivityTimeout. The gateway sends BYE on both legs.
+	ErrInactive = errors.New("media inactivity timeout")
+	// ErrWebFailed ends a bridge whose WebRTC leg failed (ICE or DTLS).
+	ErrWebFailed = errors.New("webrtc leg failed")
+	// ErrClosed is returned by a closed Bridge or Engine, and by Bridge.Err
+	// after Close.
+	ErrClosed = errors.New("closed")
+	// ErrNoDTMF means telephone-event (RFC 4733) was not negotiated on the
+	// RTP leg, so SendDTMF cannot send the digit.
+	ErrNoDTMF = errors.New("telephone-event not negotiated")
+	// ErrInvalidOptions means NewEngine was given inconsistent Options.
+	ErrInvalidOptions = errors.New("invalid options")
+)

@@ -1,0 +1,160 @@
+package media
+
+import (
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/switchboard/switchboard/clock"
+)
+
+// Options configures an Engine. The zero value is usable: every field has a
+// default, applied by NewEngine. Options are read once; changing them after
+// NewEngine has no effect.
+type Options struct {
+	// PublicIP, when set, is the address announced in SDP (c= of the RTP
+	// leg) and in ICE candidates (1:1 NAT: it replaces the host address),
+	// so that no private address leaks to peers.
+	PublicIP netip.Addr
+	// BindIP is the local address of every socket: RTP pairs and ICE.
+	// Default 127.0.0.1. An unspecified address (0.0.0.0) needs PublicIP.
+	BindIP netip.Addr
+	// RTPPorts is the inclusive range of the RTP leg's ports: RTP on even
+	// ports, RTCP on the odd one above. Default 20000–29999.
+	RTPPorts [2]int
+	// ICEUDPPort is the one UDP port that every WebRTC leg shares (pion's
+	// UDP mux: the ICE username tells calls apart). 0 picks a free port.
+	// Ignored when ICEPortRange is set.
+	ICEUDPPort int
+	// ICEPortRange, when set, gives each WebRTC leg its own port from this
+	// inclusive range instead of the shared ICEUDPPort.
+	ICEPortRange [2]int
+	// ICELite makes the gateway an ICE lite agent (RFC 8445 §2.5), which
+	// suits a server with a public address.
+	ICELite bool
+	// LoopbackOnly refuses to send anything to an address outside
+	// 127.0.0.0/8 and ::1, on either leg: for tests. BindIP must then be a
+	// loopback address.
+	LoopbackOnly bool
+	// InactivityTimeout ends a bridge on which no RTP arrived from either leg
+	// for this long (ErrInactive), while media is expected in at least one
+	// direction. Default 30s.
+	InactivityTimeout time.Duration
+	// DrainTime keeps a released RTP port pair bound, unused, for this long
+	// before it can serve another call. Default 5s; negative closes
+	// released pairs at once.
+	DrainTime time.Duration
+	// OneWayAudioAfter is how long one leg must stay silent, while the
+	// other sends, for Stats.OneWayAudio. Default 5s.
+	OneWayAudioAfter time.Duration
+	// RelatchAfter lets symmetric RTP move to a new source address once the
+	// latched source has been silent this long; a new address from SDP
+	// always allows it. Default 3s; negative disables silence re-latching.
+	RelatchAfter time.Duration
+	// Codecs is the codec policy: the formats allowed on both legs, in the
+	// order the gateway prefers them for its own offers. Default
+	// DefaultCodecs().
+	Codecs []Codec
+	// Clock drives the inactivity timeout, drains, DTMF pacing and packet
+	// arrival times. Default the system clock.
+	Clock clock.Clock
+	// Logger receives the package's logs and pion's (scoped with "pion").
+	// Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults of Options.
+const (
+	DefaultInactivityTimeout = 30 * time.Second
+	DefaultDrainTime         = 5 * time.Second
+	DefaultOneWayAudioAfter  = 5 * time.Second
+	DefaultRelatchAfter      = 3 * time.Second
+)
+
+// withDefaults returns o with every default applied, or an error wrapping
+// ErrInvalidOptions.
+func (o Options) withDefaults() (Options, error) {
+	if !o.BindIP.IsValid() {
+		o.BindIP = netip.AddrFrom4([4]byte{127, 0, 0, 1})
+	}
+	o.BindIP = o.BindIP.Unmap()
+	if o.PublicIP.IsValid() {
+		o.PublicIP = o.PublicIP.Unmap()
+	}
+	if o.RTPPorts == [2]int{} {
+		o.RTPPorts = [2]int{20000, 29999}
+	}
+	if o.InactivityTimeout <= 0 {
+		o.InactivityTimeout = DefaultInactivityTimeout
+	}
+	if o.DrainTime == 0 {
+		o.DrainTime = DefaultDrainTime
+	}
+	if o.OneWayAudioAfter <= 0 {
+		o.OneWayAudioAfter = DefaultOneWayAudioAfter
+	}
+	if o.RelatchAfter == 0 {
+		o.RelatchAfter = DefaultRelatchAfter
+	}
+	if o.Codecs == nil {
+		o.Codecs = DefaultCodecs()
+	}
+	o.Clock = clock.Or(o.Clock)
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+
+	bad := func(format string, args ...any) (Options, error) {
+		return o, fmt.Errorf("media: "+format+": %w", append(args, ErrInvalidOptions)...)
+	}
+	lo, hi := o.RTPPorts[0], o.RTPPorts[1]
+	if lo < 1 || hi > 65535 || lo > hi {
+		return bad("rtp port range %d-%d", lo, hi)
+	}
+	if lo%2 != 0 {
+		lo++
+	}
+	if hi-lo < 1 {
+		return bad("rtp port range %d-%d holds no even/odd pair", o.RTPPorts[0], hi)
+	}
+	if o.ICEUDPPort < 0 || o.ICEUDPPort > 65535 {
+		return bad("ice udp port %d", o.ICEUDPPort)
+	}
+	if r := o.ICEPortRange; r != [2]int{} && (r[0] < 1 || r[1] > 65535 || r[0] > r[1]) {
+		return bad("ice port range %d-%d", r[0], r[1])
+	}
+	if o.BindIP.IsUnspecified() && !o.PublicIP.IsValid() {
+		return bad("bind address %s needs a public address to announce", o.BindIP)
+	}
+	if o.PublicIP.IsValid() && o.PublicIP.IsUnspecified() {
+		return bad("public address %s", o.PublicIP)
+	}
+	if o.PublicIP.IsValid() && o.PublicIP.Is4() != o.BindIP.Is4() {
+		return bad("public address %s and bind address %s differ in family", o.PublicIP, o.BindIP)
+	}
+	if o.LoopbackOnly && !o.BindIP.IsLoopback() {
+		return bad("loopback only with bind address %s", o.BindIP)
+	}
+	audio := 0
+	pts := map[uint8]bool{}
+	for _, c := range o.Codecs {
+		if c.Name == "" || c.ClockRate == 0 || c.PayloadType > 127 {
+			return bad("codec %q/%d payload type %d", c.Name, c.ClockRate, c.PayloadType)
+		}
+		if pts[c.PayloadType] {
+			return bad("payload type %d used twice", c.PayloadType)
+		}
+		pts[c.PayloadType] = true
+		if !c.isDTMF() {
+			audio++
+		}
+	}
+	if audio == 0 {
+		return bad("no audio codec in the policy")
+	}
+	return o, nil
+}
+
+// isLoopback reports whether a may be sent to under Options.LoopbackOnly.
+func isLoopback(a netip.Addr) bool { return a.Unmap().IsLoopback() }

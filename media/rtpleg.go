@@ -1,0 +1,239 @@
+package media
+
+import (
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/pion/rtp"
+)
+
+// latch implements symmetric RTP (RFC 4961 practice, "comedia"): the RTP
+// leg sends to the address the peer's packets come from, not only to the
+// one its SDP names, so that phones behind NAT work.
+//
+// The first valid packet (it parses as RTP and carries a payload type
+// negotiated on the leg) latches the source. From then on the source is
+// checked strictly: packets from any other address are dropped and counted.
+// A new source may latch again only when
+//   - an SDP from the peer (answer, re-INVITE) changed its address or port,
+//   - or the latched source has been silent for Options.RelatchAfter
+//     (a NAT rebinding, a media server swapped behind one SDP).
+//
+// Until a source latches, packets go to the SDP's address.
+type latch struct {
+	mu           sync.Mutex
+	sdp          netip.AddrPort // from the peer's SDP; invalid on hold (0.0.0.0)
+	latched      netip.AddrPort
+	lastSeen     time.Time
+	relatchAfter time.Duration
+	loopbackOnly bool
+}
+
+// setRemote records the address of the peer's latest SDP; a change
+// unlatches.
+func (l *latch) setRemote(ap netip.AddrPort) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if ap != l.sdp {
+		l.sdp = ap
+		l.latched = netip.AddrPort{}
+	}
+}
+
+// accept reports whether a valid packet from src may be relayed, latching
+// src when allowed; relatched is set when the source changed.
+func (l *latch) accept(src netip.AddrPort, now time.Time) (ok, relatched bool) {
+	if l.loopbackOnly && !isLoopback(src.Addr()) {
+		return false, false
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case src == l.latched:
+	case !l.latched.IsValid():
+		relatched = true
+	case l.relatchAfter > 0 && now.Sub(l.lastSeen) >= l.relatchAfter:
+		relatched = true
+	default:
+		return false, false
+	}
+	l.latched, l.lastSeen = src, now
+	return true, relatched
+}
+
+// target is where RTP for the peer goes: the latched source, else the SDP
+// address; invalid when there is none.
+func (l *latch) target() netip.AddrPort {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.latched.IsValid() {
+		return l.latched
+	}
+	if a := l.sdp.Addr(); a.IsValid() && !a.IsUnspecified() && l.sdp.Port() != 0 {
+		return l.sdp
+	}
+	return netip.AddrPort{}
+}
+
+func (l *latch) source() netip.AddrPort {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.latched
+}
+
+// readRTP is the RTP socket's reader: phone → browser.
+func (b *Bridge) readRTP() {
+	defer b.wg.Done()
+	buf := make([]byte, 1500)
+	var pkt rtp.Packet
+	for {
+		n, src, err := b.pair.rtp.ReadFromUDPAddrPort(buf)
+		if err != nil {
+			if b.isClosing() {
+				return
+			}
+			continue
+		}
+		b.fromRTP(buf[:n], netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), &pkt)
+	}
+}
+
+// readRTCP counts what arrives on the RTCP port. RTCP is terminated on
+// each leg; the RTP leg's reports are not relayed to the browser.
+func (b *Bridge) readRTCP() {
+	defer b.wg.Done()
+	buf := make([]byte, 1500)
+	for {
+		if _, _, err := b.pair.rtcp.ReadFromUDPAddrPort(buf); err != nil {
+			if b.isClosing() {
+				return
+			}
+			continue
+		}
+		b.rtpIn.addRTCP()
+	}
+}
+
+// fromRTP relays one datagram from the RTP leg to the browser.
+func (b *Bridge) fromRTP(buf []byte, src netip.AddrPort, pkt *rtp.Packet) {
+	r := b.route.Load()
+	if r != nil && r.rtcpMux && isRTCP(buf) {
+		b.rtpIn.addRTCP()
+		return
+	}
+	if err := pkt.Unmarshal(buf); err != nil || pkt.Version != 2 {
+		b.rtpIn.drop(func(d *Drops) { d.Malformed++ })
+		return
+	}
+	pt := pkt.PayloadType
+	if r == nil || !r.toWeb.known[pt] {
+		b.rtpIn.drop(func(d *Drops) { d.PayloadType++ })
+		return
+	}
+	now := b.clock.Now()
+	ok, relatched := b.latch.accept(src, now)
+	if !ok {
+		b.rtpIn.drop(func(d *Drops) { d.Source++ })
+		return
+	}
+	if relatched {
+		b.log.Debug("rtp latched", "source", src)
+	}
+	b.touch(now)
+	rate := r.toWeb.rate[pt]
+	if r.toWeb.dtmf[pt] {
+		rate = 0
+	}
+	b.rtpIn.packet(pkt.SSRC, pkt.SequenceNumber, pkt.Timestamp, len(buf), rate, now)
+	out := r.toWeb.out[pt]
+	if out == 0 {
+		b.rtpIn.drop(func(d *Drops) { d.PayloadType++ })
+		return
+	}
+	if !r.fwdToWeb {
+		b.rtpIn.drop(func(d *Drops) { d.Direction++ })
+		return
+	}
+	stripForRelay(pkt)
+	pkt.PayloadType = out - 1
+	s := b.toWeb
+	s.mu.Lock()
+	if relatched {
+		s.reset = true
+	}
+	s.rewrite(&pkt.Header, r.toWeb.rate[pt], r.ptime, now)
+	n, err := b.track.writeRTP(&pkt.Header, pkt.Payload)
+	s.mu.Unlock()
+	switch {
+	case err != nil:
+		b.rtpIn.drop(func(d *Drops) { d.Failed++ })
+		return
+	case n == 0:
+		// pion drops what is written before SRTP is up.
+		b.rtpIn.drop(func(d *Drops) { d.Direction++ })
+		return
+	}
+	b.webOut.add(pkt.MarshalSize())
+}
+
+// fromWeb relays one RTP packet from the browser to the RTP leg.
+func (b *Bridge) fromWeb(buf []byte, pkt *rtp.Packet) {
+	if err := pkt.Unmarshal(buf); err != nil {
+		b.webIn.drop(func(d *Drops) { d.Malformed++ })
+		return
+	}
+	now := b.clock.Now()
+	r := b.route.Load()
+	b.touch(now)
+	pt := pkt.PayloadType
+	var rate uint32
+	if r != nil && !r.toRTP.dtmf[pt] {
+		rate = r.toRTP.rate[pt]
+	}
+	b.webIn.packet(pkt.SSRC, pkt.SequenceNumber, pkt.Timestamp, len(buf), rate, now)
+	if r == nil {
+		b.webIn.drop(func(d *Drops) { d.Direction++ })
+		return
+	}
+	out := r.toRTP.out[pt]
+	if out == 0 {
+		b.webIn.drop(func(d *Drops) { d.PayloadType++ })
+		return
+	}
+	if !r.fwdToRTP {
+		b.webIn.drop(func(d *Drops) { d.Direction++ })
+		return
+	}
+	stripForRelay(pkt)
+	pkt.PayloadType = out - 1
+	if !b.sendRTP(pkt, r.toRTP.rate[pt], r.ptime, now, true) {
+		b.webIn.drop(func(d *Drops) { d.Failed++ })
+	}
+}
+
+// sendRTP writes pkt to the RTP leg on the gateway's stream, rewriting its
+// SSRC, sequence number and timestamp when rewrite is set (generated
+// packets come numbered).
+func (b *Bridge) sendRTP(pkt *rtp.Packet, rate uint32, frame time.Duration, now time.Time, rewrite bool) bool {
+	dst := b.latch.target()
+	if !dst.IsValid() || b.e.opts.LoopbackOnly && !isLoopback(dst.Addr()) {
+		return false
+	}
+	s := b.toRTP
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rewrite {
+		s.rewrite(&pkt.Header, rate, frame, now)
+	}
+	pkt.SSRC = s.ssrc
+	n, err := pkt.MarshalTo(s.buf[:])
+	if err != nil {
+		return false
+	}
+	if _, err := b.pair.rtp.WriteToUDPAddrPort(s.buf[:n], dst); err != nil {
+		return false
+	}
+	b.rtpOut.add(n)
+	return true
+}

@@ -1,0 +1,219 @@
+package media
+
+import (
+	"sync"
+	"time"
+)
+
+// Stats is a snapshot of a bridge's media counters, for logs, call records
+// and metrics. It is a plain value: the gateway may keep it after the bridge
+// is gone.
+type Stats struct {
+	// ID is the bridge's id as given to NewBridge.
+	ID string `json:"id"`
+	// Started is when the bridge was made (injected clock).
+	Started time.Time `json:"started"`
+	// Duration is the time since Started, or the bridge's lifetime once it
+	// has ended.
+	Duration time.Duration `json:"duration_ns"`
+	// Web is the WebRTC (browser) leg.
+	Web LegStats `json:"web"`
+	// RTP is the plain RTP (phone, trunk) leg.
+	RTP LegStats `json:"rtp"`
+	// OneWayAudio is set while one leg has been silent for longer than
+	// Options.OneWayAudioAfter although the other is sending and nothing
+	// (hold) says that it should be silent.
+	OneWayAudio bool `json:"one_way_audio"`
+}
+
+// LegStats counts one leg of a bridge. "In" is what the peer on that leg
+// sent to the gateway; "Out" is what the gateway sent to it. Bytes count
+// RTP headers and payload (after SRTP decryption on the web leg).
+type LegStats struct {
+	PacketsIn  uint64 `json:"packets_in"`
+	BytesIn    uint64 `json:"bytes_in"`
+	PacketsOut uint64 `json:"packets_out"`
+	BytesOut   uint64 `json:"bytes_out"`
+	// RTCPIn counts RTCP packets from the peer (RTP leg only: pion
+	// terminates RTCP on the web leg).
+	RTCPIn uint64 `json:"rtcp_in,omitempty"`
+	// Lost is the cumulative number of packets lost from the peer, from
+	// sequence number gaps (RFC 3550 §6.4.1); duplicates may make it lag.
+	Lost int64 `json:"lost"`
+	// Jitter is the interarrival jitter of the peer's stream (RFC 3550
+	// A.8), in milliseconds.
+	Jitter float64 `json:"jitter_ms"`
+	// FirstPacket is the time from the bridge's start to the first RTP
+	// packet from the peer; zero until one arrives.
+	FirstPacket time.Duration `json:"first_packet_ns"`
+	// Dropped counts packets from the peer that were not relayed.
+	Dropped Drops `json:"dropped"`
+	// Remote is the address RTP is latched to (RTP leg), if any.
+	Remote string `json:"remote,omitempty"`
+}
+
+// Drops counts packets not relayed, by cause.
+type Drops struct {
+	// Source: from an address other than the latched one (RTP leg).
+	Source uint64 `json:"source"`
+	// PayloadType: a payload type that was not negotiated on both legs.
+	PayloadType uint64 `json:"payload_type"`
+	// Direction: relaying is off in that direction (hold, sendonly,
+	// inactive), or the other leg is not ready yet.
+	Direction uint64 `json:"direction"`
+	// Malformed: not an RTP packet.
+	Malformed uint64 `json:"malformed"`
+	// Failed: the write towards the other leg failed.
+	Failed uint64 `json:"failed"`
+}
+
+// recvStats is the receive side of one leg: counters, RFC 3550 A.1 sequence
+// accounting and A.8 jitter. It is written by the leg's reader goroutine and
+// read by Stats, hence the mutex (uncontended on the packet path).
+type recvStats struct {
+	mu      sync.Mutex
+	packets uint64
+	bytes   uint64
+	rtcp    uint64
+	first   time.Time
+	last    time.Time
+	drops   Drops
+
+	// Sequence accounting of the current source; lostBefore keeps what
+	// earlier sources lost.
+	haveSeq    bool
+	ssrc       uint32
+	baseSeq    uint32
+	maxSeq     uint16
+	cycles     uint32
+	received   uint64
+	lostBefore int64
+
+	// Jitter, in timestamp units of rate.
+	haveTransit bool
+	transit     int64
+	jitter      float64
+	rate        uint32
+}
+
+// packet accounts an RTP packet of size bytes that arrived at now. rate is
+// the clock rate of its payload type, 0 for packets (telephone-event) that
+// must stay out of the jitter estimate.
+func (s *recvStats) packet(ssrc uint32, seq uint16, ts uint32, size int, rate uint32, now time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.packets++
+	s.bytes += uint64(size)
+	if s.first.IsZero() {
+		s.first = now
+	}
+	s.last = now
+	if !s.haveSeq || ssrc != s.ssrc {
+		s.lostBefore += s.lostLocked()
+		s.haveSeq, s.ssrc = true, ssrc
+		s.baseSeq, s.maxSeq, s.cycles, s.received = uint32(seq), seq, 0, 0
+		s.haveTransit = false
+	}
+	s.received++
+	if d := int16(seq - s.maxSeq); d > 0 {
+		if seq < s.maxSeq {
+			s.cycles += 1 << 16
+		}
+		s.maxSeq = seq
+	}
+	if rate == 0 {
+		return
+	}
+	if rate != s.rate {
+		s.rate, s.haveTransit, s.jitter = rate, false, 0
+	}
+	arrival := now.UnixNano() * int64(rate) / int64(time.Second)
+	transit := arrival - int64(ts)
+	if s.haveTransit {
+		d := transit - s.transit
+		if d < 0 {
+			d = -d
+		}
+		s.jitter += (float64(d) - s.jitter) / 16
+	}
+	s.transit, s.haveTransit = transit, true
+}
+
+func (s *recvStats) lostLocked() int64 {
+	if !s.haveSeq {
+		return 0
+	}
+	expected := int64(s.cycles) + int64(s.maxSeq) - int64(s.baseSeq) + 1
+	lost := expected - int64(s.received)
+	if lost < 0 {
+		lost = 0
+	}
+	return lost
+}
+
+func (s *recvStats) drop(f func(*Drops)) {
+	s.mu.Lock()
+	f(&s.drops)
+	s.mu.Unlock()
+}
+
+func (s *recvStats) addRTCP() {
+	s.mu.Lock()
+	s.rtcp++
+	s.mu.Unlock()
+}
+
+// lastPacket returns when the last RTP packet arrived (zero: never).
+func (s *recvStats) lastPacket() time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+func (s *recvStats) snapshot(start time.Time, l *LegStats) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l.PacketsIn, l.BytesIn, l.RTCPIn = s.packets, s.bytes, s.rtcp
+	l.Lost = s.lostBefore + s.lostLocked()
+	if s.rate > 0 {
+		l.Jitter = s.jitter * 1000 / float64(s.rate)
+	}
+	if !s.first.IsZero() {
+		l.FirstPacket = s.first.Sub(start)
+	}
+	l.Dropped = s.drops
+}
+
+// sendStats counts what the gateway sent on a leg; written under the lock
+// of the leg's outgoing stream.
+type sendStats struct {
+	mu      sync.Mutex
+	packets uint64
+	bytes   uint64
+}
+
+func (s *sendStats) add(size int) {
+	s.mu.Lock()
+	s.packets++
+	s.bytes += uint64(size)
+	s.mu.Unlock()
+}
+
+func (s *sendStats) snapshot(l *LegStats) {
+	s.mu.Lock()
+	l.PacketsOut, l.BytesOut = s.packets, s.bytes
+	s.mu.Unlock()
+}
+
+// EngineStats counts an Engine's resources, for metrics.
+type EngineStats struct {
+	// Bridges is the number of open bridges.
+	Bridges int `json:"bridges"`
+	// BridgesTotal counts bridges made since the Engine started.
+	BridgesTotal uint64 `json:"bridges_total"`
+	// Inactive counts bridges ended by the inactivity timeout.
+	Inactive uint64 `json:"inactive_total"`
+	// PortsInUse and PortsDraining count RTP port pairs.
+	PortsInUse    int `json:"ports_in_use"`
+	PortsDraining int `json:"ports_draining"`
+}

@@ -1,0 +1,246 @@
+package media
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+)
+
+// gatherTimeout bounds the wait for ICE gathering. SIP has no trickle ICE,
+// so every SDP for the browser waits for all candidates; host candidates
+// on a bound address take milliseconds.
+const gatherTimeout = 10 * time.Second
+
+var errNotBound = errors.New("media: web track not bound yet")
+
+// webTrack is the browser-bound audio track. It implements
+// webrtc.TrackLocal itself rather than using TrackLocalStaticRTP, which
+// stamps every packet with the payload type of its one codec: the relay
+// sends audio and telephone-event on one SSRC, each with its own number.
+type webTrack struct {
+	mu   sync.RWMutex
+	id   string
+	ssrc uint32
+	w    webrtc.TrackLocalWriter
+}
+
+// Bind is called by pion when negotiation is complete.
+func (t *webTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
+	for _, c := range ctx.CodecParameters() {
+		if strings.EqualFold(c.MimeType, "audio/telephone-event") {
+			continue
+		}
+		t.mu.Lock()
+		t.id, t.ssrc, t.w = ctx.ID(), uint32(ctx.SSRC()), ctx.WriteStream()
+		t.mu.Unlock()
+		return c, nil
+	}
+	return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
+}
+
+// Unbind is called by pion when the track stops.
+func (t *webTrack) Unbind(ctx webrtc.TrackLocalContext) error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.id == ctx.ID() {
+		t.w = nil
+	}
+	return nil
+}
+
+// ID, RID, StreamID and Kind describe the track in SDP (a=msid).
+func (t *webTrack) ID() string                { return "audio" }
+func (t *webTrack) RID() string               { return "" }
+func (t *webTrack) StreamID() string          { return "switchboard" }
+func (t *webTrack) Kind() webrtc.RTPCodecType { return webrtc.RTPCodecTypeAudio }
+
+// unbind forgets the binding of a PeerConnection that is dropped.
+func (t *webTrack) unbind() {
+	t.mu.Lock()
+	t.w = nil
+	t.mu.Unlock()
+}
+
+// writeRTP sends one packet on the track's SSRC; the caller has set the
+// payload type, sequence number and timestamp.
+func (t *webTrack) writeRTP(h *rtp.Header, payload []byte) (int, error) {
+	t.mu.RLock()
+	w, ssrc := t.w, t.ssrc
+	t.mu.RUnlock()
+	if w == nil {
+		return 0, errNotBound
+	}
+	h.SSRC = ssrc
+	return w.WriteRTP(h, payload)
+}
+
+// newWebLeg makes the PeerConnection of the bridge with the codecs of the
+// call, with its callbacks.
+func (b *Bridge) newWebLeg(codecs []Codec) error {
+	pc, err := b.e.newPeerConnection(codecs)
+	if err != nil {
+		return err
+	}
+	// dropped marks a PeerConnection that the bridge closes after a failed
+	// first negotiation: its end is not the call's.
+	dropped := &atomic.Bool{}
+	pc.OnTrack(b.onTrack)
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		b.log.Debug("webrtc leg", "state", s.String())
+		if dropped.Load() {
+			return
+		}
+		switch s {
+		case webrtc.PeerConnectionStateFailed:
+			b.fail(fmt.Errorf("media: ice or dtls: %w", ErrWebFailed))
+		case webrtc.PeerConnectionStateClosed:
+			if !b.isClosing() {
+				b.fail(fmt.Errorf("media: closed by the browser: %w", ErrWebFailed))
+			}
+		}
+	})
+	b.pc, b.pcDropped = pc, dropped
+	return nil
+}
+
+// addSender attaches the browser-bound track: on the transceiver that the
+// browser's offer made (answer), or on a new sendrecv one (offer).
+func (b *Bridge) addSender(offering bool) error {
+	var sender *webrtc.RTPSender
+	if offering {
+		tr, err := b.pc.AddTransceiverFromTrack(b.track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv})
+		if err != nil {
+			return fmt.Errorf("media: webrtc transceiver: %w", err)
+		}
+		sender = tr.Sender()
+	} else {
+		s, err := b.pc.AddTrack(b.track)
+		if err != nil {
+			return fmt.Errorf("media: webrtc track: %w", err)
+		}
+		sender = s
+	}
+	b.hasSender = true
+	// RTCP for the sender goes through pion's interceptors only when read.
+	b.goWorker(func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := sender.Read(buf); err != nil {
+				return
+			}
+		}
+	})
+	return nil
+}
+
+// onTrack runs the browser → phone relay of one remote track, in the
+// goroutine pion starts for it.
+func (b *Bridge) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
+	if !b.addWorker() {
+		return
+	}
+	defer b.wg.Done()
+	b.goWorker(func() {
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := recv.Read(buf); err != nil {
+				return
+			}
+		}
+	})
+	buf := make([]byte, 1500)
+	var pkt rtp.Packet
+	for {
+		n, _, err := tr.Read(buf)
+		if err != nil {
+			if errors.Is(err, io.EOF) || n == 0 || b.isClosing() {
+				return
+			}
+			// A payload type pion does not know: the packet is there, the
+			// relay counts and drops it.
+		}
+		b.fromWeb(buf[:n], &pkt)
+	}
+}
+
+// waitGather waits until ICE gathering is complete and returns the local
+// description.
+func (b *Bridge) waitGather(done <-chan struct{}) (string, error) {
+	t := time.NewTimer(gatherTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+	case <-b.ctx.Done():
+		return "", fmt.Errorf("media: ice gathering: %w", ErrClosed)
+	case <-t.C:
+		return "", fmt.Errorf("media: ice gathering for %v: %w", gatherTimeout, context.DeadlineExceeded)
+	}
+	d := b.pc.LocalDescription()
+	if d == nil {
+		return "", fmt.Errorf("media: no local description: %w", ErrState)
+	}
+	return d.SDP, nil
+}
+
+// webAnswerSDP answers the browser's offer with pion and returns the SDP
+// for the browser, its direction set to dir.
+func (b *Bridge) webAnswerSDP(offer []byte, dir direction, ptime int) ([]byte, error) {
+	gathered := webrtc.GatheringCompletePromise(b.pc)
+	if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
+		return nil, fmt.Errorf("media: webrtc offer: %w: %w", err, ErrInvalidSDP)
+	}
+	if !b.hasSender {
+		if err := b.addSender(false); err != nil {
+			return nil, err
+		}
+	}
+	answer, err := b.pc.CreateAnswer(nil)
+	if err != nil {
+		return nil, fmt.Errorf("media: webrtc answer: %w", err)
+	}
+	if err := b.pc.SetLocalDescription(answer); err != nil {
+		return nil, fmt.Errorf("media: webrtc answer: %w", err)
+	}
+	sdp, err := b.waitGather(gathered)
+	if err != nil {
+		return nil, err
+	}
+	return rewriteWebSDP(sdp, dir, ptime)
+}
+
+// webOffer makes an offer for the browser with pion, its direction set to
+// dir.
+func (b *Bridge) webOffer(dir direction, ptime int) ([]byte, error) {
+	if err := b.addSender(true); err != nil {
+		return nil, err
+	}
+	gathered := webrtc.GatheringCompletePromise(b.pc)
+	offer, err := b.pc.CreateOffer(nil)
+	if err != nil {
+		return nil, fmt.Errorf("media: webrtc offer: %w", err)
+	}
+	if err := b.pc.SetLocalDescription(offer); err != nil {
+		return nil, fmt.Errorf("media: webrtc offer: %w", err)
+	}
+	sdp, err := b.waitGather(gathered)
+	if err != nil {
+		return nil, err
+	}
+	return rewriteWebSDP(sdp, dir, ptime)
+}
+
+// applyWebAnswer gives the browser's answer to pion.
+func (b *Bridge) applyWebAnswer(answer []byte) error {
+	if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
+		return fmt.Errorf("media: webrtc answer: %w: %w", err, ErrInvalidSDP)
+	}
+	return nil
+}
