@@ -63,3 +63,29 @@ func PutBuffer(b *[]byte) {
 	*b = (*b)[:0]
 	bufPool.Put(b)
 }
+
+// HandlerFuncs adapts functions to a Handler, e.g. to join the
+// transaction layer's HandleMessage with the registrar's reaction to a
+// closed flow:
+//
+//	transport.HandlerFuncs{Message: tx.HandleMessage, FlowClosed: reg.FlowClosed}
+//
+// A nil field ignores that event.
+type HandlerFuncs struct {
+	Message    func(sip.Message)
+	FlowClosed func(sip.Addr)
+}
+
+// HandleMessage calls f.Message.
+func (f HandlerFuncs) HandleMessage(msg sip.Message) {
+	if f.Message != nil {
+		f.Message(msg)
+	}
+}
+
+// HandleFlowClosed calls f.FlowClosed.
+func (f HandlerFuncs) HandleFlowClosed(flow sip.Addr) {
+	if f.FlowClosed != nil {
+		f.FlowClosed(flow)
+	}
+}

@@ -1,0 +1,48 @@
+package sipudp_test
+
+import (
+	"testing"
+
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/sip/transaction"
+	"github.com/switchboard/switchboard/sipudp"
+	"github.com/switchboard/switchboard/transport"
+	"github.com/switchboard/switchboard/transport/transporttest"
+)
+
+// TestWithTransactionLayer runs the real transaction layer over the Layer:
+// a phone behind a NAT asks, and the answer finds its real port; its
+// retransmission is absorbed and answered again by the server transaction.
+func TestWithTransactionLayer(t *testing.T) {
+	transporttest.CheckGoroutines(t)
+	tr := listen(t, "127.0.0.1:0", sipudp.Options{})
+	l := newLayer(transport.Config{}, tr)
+	served := make(chan string, 4)
+	tx := transaction.New(l, transaction.HandlerFunc(func(st *transaction.ServerTx, req *sip.Request) {
+		served <- req.CallID()
+		if st != nil {
+			res := sip.NewResponse(req, 200, "")
+			res.SetToTag(sip.NewTag())
+			_ = st.Respond(res)
+		}
+	}), transaction.Config{})
+	t.Cleanup(func() { tx.Close() })
+	runLayer(t, l, transport.HandlerFuncs{Message: tx.HandleMessage})
+
+	c := newClient(t, "udp4", "127.0.0.1:0")
+	c.send(tr.LocalAddr(), options("tx1"))
+	res := c.response()
+	if res.StatusCode != 200 || res.CallID() != "tx1" {
+		t.Fatalf("got %d %s", res.StatusCode, res.CallID())
+	}
+	c.send(tr.LocalAddr(), options("tx1"))
+	if again := c.response(); again.StatusCode != 200 || again.To().Tag() != res.To().Tag() {
+		t.Errorf("retransmission answered with %d, tag %q", again.StatusCode, again.To().Tag())
+	}
+	if got := <-served; got != "tx1" {
+		t.Errorf("served %s", got)
+	}
+	if len(served) != 0 {
+		t.Error("retransmission reached the handler")
+	}
+}

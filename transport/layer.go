@@ -1,0 +1,354 @@
+package transport
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/transport/locate"
+)
+
+// Defaults of Config.
+const (
+	DefaultMaxPendingPerSource = 256
+	DefaultMaxPending          = 16384
+	DefaultMTU                 = 1300
+)
+
+// Config configures a Layer. The zero value is ready to use.
+type Config struct {
+	// Workers is the number of goroutines that call the upper Handler.
+	// Default: GOMAXPROCS, at least 2.
+	Workers int
+	// MaxPendingPerSource caps the messages from one source IP address
+	// waiting for a worker; more are dropped, so that a flooding source
+	// cannot starve the others. Default 256.
+	MaxPendingPerSource int
+	// MaxPending caps the messages waiting from all sources. Default 16384.
+	MaxPending int
+	// MTU is the size above which a request bound for UDP goes over TCP
+	// instead when a TCP transport exists (RFC 3261 §18.1.1). Default
+	// 1300; negative turns the rule off.
+	MTU int
+	// ViaHost is the host put in the sent-by of the Vias that StampVia
+	// writes and of Vias rewritten for the MTU rule. Empty: the IP
+	// address the transport listens on or, for a wildcard listener, the
+	// local address the system would use towards the destination.
+	ViaHost string
+	// Locator resolves the sent-by name of a response's Via that has no
+	// received parameter (RFC 3263 §5). Nil: the system resolver.
+	Locator *locate.Locator
+	// Logger receives the layer's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Stats counts what the Layer received.
+type Stats struct {
+	// Received counts the messages transports delivered to the Layer.
+	Received uint64
+	// Dropped counts messages dropped because their source was over its
+	// cap, the Layer was over its total cap, or it was not serving.
+	Dropped uint64
+	// Pending is the number of messages waiting for a worker now.
+	Pending int
+}
+
+// Layer is the common layer of the SIP transports. It holds the
+// transports, runs them, reads from all of them through one fair queue,
+// and sends through the right one:
+//
+//   - received requests get received and rport in their top Via (RFC 3261
+//     §18.2.1, RFC 3581 §4) before they reach the upper Handler;
+//   - received messages wait in one bounded queue per source IP address,
+//     served round-robin by a fixed pool of workers, one message of a
+//     source at a time, so that one source cannot starve the others and
+//     its messages and the closing of its flows arrive in order;
+//   - Send picks the transport by destination transport and address
+//     family, applies the MTU rule to requests, and routes responses by
+//     connection, then by Via (RFC 3261 §18.2.2, RFC 3581 §4);
+//   - it keeps the table of open flows (RFC 5626) and passes flow-closed
+//     notifications up.
+//
+// A Layer serves once: after Serve returns, or Close, it is done.
+type Layer struct {
+	cfg Config
+	log *slog.Logger
+	loc *locate.Locator
+
+	// transports is an immutable snapshot, replaced under mu by Add, so
+	// that Send reads it without locking.
+	transports atomic.Pointer[[]Transport]
+
+	mu     sync.Mutex
+	run    *run // set while serving
+	closed bool
+
+	active    atomic.Pointer[run] // run, for the receive path without mu
+	closeOnce sync.Once
+	closeErr  error
+
+	flows    sync.Map // flow id → flowEntry
+	received atomic.Uint64
+	dropped  atomic.Uint64
+}
+
+type flowEntry struct {
+	t Transport // nil when the message came through Layer.HandleMessage
+}
+
+// run is one Serve call.
+type run struct {
+	ctx        context.Context
+	cancel     context.CancelCauseFunc
+	upper      Handler
+	sched      *scheduler
+	transports sync.WaitGroup
+}
+
+var (
+	errServing    = errors.New("transport: layer already serving")
+	errLayerClose = errors.New("transport: layer closed")
+)
+
+// NewLayer returns a Layer with cfg, its zero fields set to the defaults.
+func NewLayer(cfg Config) *Layer {
+	if cfg.Workers <= 0 {
+		cfg.Workers = max(2, runtime.GOMAXPROCS(0))
+	}
+	if cfg.MaxPendingPerSource <= 0 {
+		cfg.MaxPendingPerSource = DefaultMaxPendingPerSource
+	}
+	if cfg.MaxPending <= 0 {
+		cfg.MaxPending = DefaultMaxPending
+	}
+	if cfg.MTU == 0 {
+		cfg.MTU = DefaultMTU
+	}
+	l := &Layer{cfg: cfg, log: cfg.Logger, loc: cfg.Locator}
+	if l.log == nil {
+		l.log = slog.New(slog.DiscardHandler)
+	}
+	if l.loc == nil {
+		l.loc = &locate.Locator{}
+	}
+	l.transports.Store(new([]Transport))
+	return l
+}
+
+// Add hands t to the Layer, which from then on owns it: it serves t (at
+// once when Serve is running) and closes it when Serve returns or Close is
+// called. A transport added after Close is closed at once.
+func (l *Layer) Add(t Transport) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		_ = t.Close()
+		return
+	}
+	ts := append(slices.Clone(*l.transports.Load()), t)
+	l.transports.Store(&ts)
+	if l.run != nil {
+		l.start(l.run, t)
+	}
+}
+
+// Transports returns the transports added so far.
+func (l *Layer) Transports() []Transport { return slices.Clone(*l.transports.Load()) }
+
+// Serve runs every transport and the workers, delivering to h, until ctx
+// is done, Close is called, or a transport's Serve fails. It returns that
+// transport's error, or nil. When it returns, every transport is closed
+// and every goroutine of the Layer has ended; messages still queued are
+// dropped.
+//
+// h is called from the workers: while a call runs, that worker serves no
+// one else, so h should hand long work off.
+func (l *Layer) Serve(ctx context.Context, h Handler) error {
+	if h == nil {
+		return errors.New("transport: serve with nil handler")
+	}
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return ErrClosed
+	}
+	if l.run != nil {
+		l.mu.Unlock()
+		return errServing
+	}
+	rctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	r := &run{ctx: rctx, cancel: cancel, upper: h,
+		sched: newScheduler(l.cfg.MaxPendingPerSource, l.cfg.MaxPending)}
+	l.run = r
+	l.active.Store(r)
+	for _, t := range *l.transports.Load() {
+		l.start(r, t)
+	}
+	l.mu.Unlock()
+
+	var workers sync.WaitGroup
+	for range l.cfg.Workers {
+		workers.Go(func() { l.work(r) })
+	}
+	<-rctx.Done()
+
+	l.mu.Lock()
+	l.run, l.closed = nil, true
+	l.mu.Unlock()
+	l.active.Store(nil)
+	// Closing the transports is what unblocks their read loops, whatever
+	// each does with ctx.
+	l.closeTransports()
+	r.transports.Wait()
+	r.sched.close()
+	workers.Wait()
+
+	cause := context.Cause(rctx)
+	if ctx.Err() != nil || errors.Is(cause, errLayerClose) {
+		return nil
+	}
+	return cause
+}
+
+// start serves t under r; called with l.mu held, while r is running.
+func (l *Layer) start(r *run, t Transport) {
+	r.transports.Add(1)
+	go func() {
+		defer r.transports.Done()
+		err := t.Serve(r.ctx, &feed{l: l, t: t})
+		if r.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			r.cancel(fmt.Errorf("transport: serve %s %s: %w", t.Network(), t.LocalAddr().AddrPort, err))
+			return
+		}
+		l.log.Info("transport stopped", "transport", t.Network(), "addr", t.LocalAddr().AddrPort)
+	}()
+}
+
+// Close stops serving and closes every transport. It does not wait for
+// Serve to return.
+func (l *Layer) Close() error {
+	l.mu.Lock()
+	l.closed = true
+	r := l.run
+	l.mu.Unlock()
+	if r != nil {
+		r.cancel(errLayerClose)
+	}
+	return l.closeTransports()
+}
+
+func (l *Layer) closeTransports() error {
+	l.closeOnce.Do(func() {
+		var errs []error
+		for _, t := range *l.transports.Load() {
+			if err := t.Close(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+		l.closeErr = errors.Join(errs...)
+	})
+	return l.closeErr
+}
+
+// Stats returns the Layer's counters.
+func (l *Layer) Stats() Stats {
+	s := Stats{Received: l.received.Load(), Dropped: l.dropped.Load()}
+	if r := l.active.Load(); r != nil {
+		s.Pending = r.sched.len()
+	}
+	return s
+}
+
+// FlowOpen reports whether flow is a connection the Layer knows to be
+// open: a message came over it and it has not closed since. A registrar
+// checks it before routing to a binding's flow (RFC 5626 §5.3).
+func (l *Layer) FlowOpen(flow sip.Addr) bool {
+	if flow.Flow == 0 {
+		return false
+	}
+	_, ok := l.flows.Load(flow.Flow)
+	return ok
+}
+
+// HandleMessage makes the Layer a Handler for a transport that is served
+// outside it (not added with Add): it queues msg for the upper Handler
+// like a message read by an added transport. Flows learnt this way are
+// routed by trying each transport of their network.
+func (l *Layer) HandleMessage(msg sip.Message) { l.receive(msg, nil) }
+
+// HandleFlowClosed makes the Layer a Handler: it forgets flow and passes
+// the notification up after the messages already queued from its source.
+func (l *Layer) HandleFlowClosed(flow sip.Addr) { l.flowClosed(flow) }
+
+// feed is the Handler that the Layer gives to each transport it serves, so
+// that it knows which transport a flow belongs to.
+type feed struct {
+	l *Layer
+	t Transport
+}
+
+func (f *feed) HandleMessage(msg sip.Message)  { f.l.receive(msg, f.t) }
+func (f *feed) HandleFlowClosed(flow sip.Addr) { f.l.flowClosed(flow) }
+
+func (l *Layer) receive(msg sip.Message, t Transport) {
+	src := msg.Src()
+	if src.Flow != 0 {
+		if _, ok := l.flows.Load(src.Flow); !ok {
+			l.flows.Store(src.Flow, flowEntry{t: t})
+		}
+	}
+	r := l.active.Load()
+	if r == nil {
+		l.dropped.Add(1)
+		return
+	}
+	l.received.Add(1)
+	if !r.sched.push(sourceKey(src), item{msg: msg}, false) {
+		l.dropped.Add(1)
+		l.log.Debug("dropped message: source over its pending cap", "source", src,
+			"cap", l.cfg.MaxPendingPerSource)
+	}
+}
+
+func (l *Layer) flowClosed(flow sip.Addr) {
+	if flow.Flow != 0 {
+		l.flows.Delete(flow.Flow)
+	}
+	if r := l.active.Load(); r != nil {
+		r.sched.push(sourceKey(flow), item{closed: flow}, true)
+	}
+}
+
+// sourceKey is the fairness unit: the source IP address. Ports are left
+// out, since one host can open any number of them.
+func sourceKey(a sip.Addr) netip.Addr { return a.AddrPort.Addr().Unmap().WithZone("") }
+
+func (l *Layer) work(r *run) {
+	var src *source
+	for {
+		var it item
+		var ok bool
+		if src, it, ok = r.sched.next(src); !ok {
+			return
+		}
+		if it.msg == nil {
+			r.upper.HandleFlowClosed(it.closed)
+			continue
+		}
+		if req, ok := it.msg.(*sip.Request); ok {
+			StampReceived(req)
+		}
+		r.upper.HandleMessage(it.msg)
+	}
+}
