@@ -1,0 +1,146 @@
+package sipws
+
+import (
+	"net/http"
+	"net/netip"
+	"strings"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/transport"
+)
+
+// subprotocol is the WebSocket subprotocol of SIP (RFC 7118 §4).
+const subprotocol = "sip"
+
+// ServeHTTP upgrades a WebSocket handshake to a SIP flow and reads it until
+// it closes. It refuses, before upgrading: a handshake that does not offer
+// the subprotocol "sip" with 400; a browser Origin that is not allowed with
+// 403; and with 503 when Serve has not been called yet, the transport is
+// closed, or a connection limit is reached.
+func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !offersSIP(r.Header) {
+		// RFC 7118 §4: the subprotocol is what makes this SIP; a client
+		// without it speaks something else.
+		http.Error(w, `sipws: the WebSocket subprotocol "sip" is required (RFC 7118)`, http.StatusBadRequest)
+		return
+	}
+	if origin := r.Header.Get("Origin"); origin != "" && !t.allowOrigin(origin, r.Host) {
+		t.log.Info("sipws: origin refused", "origin", origin, "host", r.Host, "remote", r.RemoteAddr)
+		http.Error(w, "sipws: origin not allowed", http.StatusForbidden)
+		return
+	}
+	client, ok := t.clientAddr(r)
+	if !ok {
+		t.log.Warn("sipws: cannot tell the client's address", "remote", r.RemoteAddr)
+		http.Error(w, "sipws: unknown client address", http.StatusInternalServerError)
+		return
+	}
+	h, status, reason := t.reserve(client.Addr())
+	if status != 0 {
+		t.log.Info("sipws: connection refused", "remote", client, "reason", reason)
+		w.Header().Set("Retry-After", "5")
+		http.Error(w, "sipws: "+reason, status)
+		return
+	}
+	defer t.active.Done()
+
+	// The HTTP server's read and write timeouts are meant for requests; a
+	// flow lives as long as a registration. Clear them before the upgrade,
+	// when the connection still belongs to the server.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
+
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		Subprotocols: []string{subprotocol},
+		// The Origin was checked above, with our own rules and logging.
+		InsecureSkipVerify: true,
+	})
+	if err != nil {
+		// Accept has answered the client (426, 400...).
+		t.log.Debug("sipws: handshake failed", "remote", client, "err", err)
+		t.release(client.Addr())
+		return
+	}
+	if !strings.EqualFold(ws.Subprotocol(), subprotocol) {
+		// Unreachable given offersSIP, but a flow must never be anything
+		// else than SIP.
+		ws.Close(websocket.StatusPolicyViolation, `subprotocol "sip" required`)
+		t.release(client.Addr())
+		return
+	}
+	ws.SetReadLimit(int64(t.maxFrame))
+
+	name := sip.WS
+	if t.secure || r.TLS != nil {
+		name = sip.WSS
+	}
+	c := &conn{
+		t:  t,
+		ws: ws,
+		h:  h,
+		// Flow ids come from the transport package so that one id names
+		// one connection across all transports: the Layer routes by it.
+		src: sip.Addr{Transport: name, AddrPort: client, Flow: transport.NextFlowID()},
+	}
+	if !t.register(c) {
+		t.release(client.Addr())
+		ws.Close(websocket.StatusGoingAway, "server shutting down")
+		return
+	}
+	c.serve()
+}
+
+// offersSIP reports whether the handshake offers the "sip" subprotocol;
+// like the WebSocket library, it matches without regard to case.
+func offersSIP(h http.Header) bool {
+	for _, v := range h.Values("Sec-WebSocket-Protocol") {
+		for p := range strings.SplitSeq(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(p), subprotocol) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// clientAddr returns the client's address: the peer of the connection, or
+// with TrustedProxies the client named by X-Forwarded-For.
+func (t *Transport) clientAddr(r *http.Request) (netip.AddrPort, bool) {
+	peer, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
+	if !t.trusted(peer.Addr()) {
+		return peer, true
+	}
+	// Right to left: each trusted proxy appended the address it got the
+	// request from, so the first untrusted one is the client. Anything
+	// left of it was written by the client and proves nothing.
+	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
+	client := peer
+	for i := len(hops) - 1; i >= 0; i-- {
+		ip, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		client = netip.AddrPortFrom(ip.Unmap(), 0)
+		if !t.trusted(client.Addr()) {
+			break
+		}
+	}
+	return client, true
+}
+
+func (t *Transport) trusted(ip netip.Addr) bool {
+	for _, p := range t.proxies {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}

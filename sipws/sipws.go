@@ -1,0 +1,375 @@
+// Package sipws is the SIP over WebSocket transport (RFC 7118), the one
+// browsers speak: JsSIP, SIP.js and the bundled softphone.
+//
+// A Transport is both a transport.Transport and an http.Handler; the binary
+// mounts it at /ws of its HTTP server, which owns the listener, TLS and
+// HTTP routing:
+//
+//	ws, err := sipws.New(sipws.Options{LocalAddr: httpAddr, AllowedOrigins: origins})
+//	mux.Handle("/ws", ws)
+//	layer.Add(ws) // the transport Layer calls ws.Serve and ws.Close
+//
+// Each WebSocket connection is one flow (RFC 5626): messages read from it
+// carry Source = sip.Addr{Transport: WS or WSS, AddrPort: the client,
+// Flow: the connection's id}, and a server cannot dial a browser, so the
+// only way back to it is that flow. That is how a binding whose Contact is
+// "xxxx.invalid" is reached.
+//
+// The handshake must offer the subprotocol "sip" (RFC 7118 §4), and a
+// browser's Origin must be the gateway's own host or on the allow-list,
+// which stops other web sites from opening SIP sessions with a visitor's
+// cookies or network position (cross-site WebSocket hijacking). Clients
+// that send no Origin are not browsers and are let through: Origin only
+// protects browser users, and SIP authentication still applies to everyone.
+//
+// One WebSocket message carries exactly one SIP message (RFC 7118 §5.2).
+// Text and binary messages are both read; messages are sent as text unless
+// they are not valid UTF-8 (RFC 7118 §5.1). WebSocket pings detect dead
+// peers, because SIP.js does not answer the CRLF keep-alives of RFC 5626;
+// a client's own "\r\n\r\n" keep-alive is answered with "\r\n".
+package sipws
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/transport"
+)
+
+// Defaults of the zero Options.
+const (
+	DefaultPingInterval = 30 * time.Second
+	DefaultPongTimeout  = 10 * time.Second
+)
+
+// Options configure a Transport. The zero value is usable: a WS transport
+// that allows only same-host browsers, 64 KiB messages, pings every 30 s
+// and no connection caps.
+type Options struct {
+	// LocalAddr is the address of the HTTP listener the transport is
+	// mounted on, returned by LocalAddr for the sent-by of Vias.
+	LocalAddr netip.AddrPort
+
+	// Secure says that clients reach the HTTP listener over TLS, directly
+	// or through a TLS-terminating proxy: Network is then WSS, and every
+	// connection is WSS. Without it a connection is WSS only when its
+	// request arrived over TLS (http.Request.TLS is set).
+	Secure bool
+
+	// AllowedOrigins lists the browser origins that may connect besides
+	// the gateway's own host (the request's Host header), which is always
+	// allowed. An entry is a full origin, "https://app.example.com" or
+	// "http://localhost:3000", matched exactly; a host, "app.example.com",
+	// matched with any scheme; or a wildcard host, "*.example.com" or
+	// "https://*.example.com", matching every subdomain but not
+	// example.com itself. A port must match exactly: leave out the
+	// scheme's default port. "*" is refused: it would undo the protection.
+	AllowedOrigins []string
+
+	// MaxFrameSize bounds one WebSocket message, the size of one SIP
+	// message (default Limits.MaxMessageSize, itself 64 KiB by default).
+	// A longer message closes the connection with status 1009, since the
+	// rest of it would have to be read to answer.
+	MaxFrameSize int
+
+	// Limits are the parser's limits for the messages read.
+	Limits sip.Limits
+
+	// PingInterval is how often a WebSocket ping checks that the peer is
+	// alive (default 30 s; negative: never).
+	PingInterval time.Duration
+	// PongTimeout is how long a ping waits for its pong before the
+	// connection is closed as dead (default 10 s).
+	PongTimeout time.Duration
+
+	// MaxConns bounds the open connections (0: no bound); beyond it the
+	// handshake gets 503.
+	MaxConns int
+	// MaxConnsPerIP bounds the open connections from one client IP
+	// address (0: no bound); beyond it the handshake gets 503.
+	MaxConnsPerIP int
+
+	// TrustedProxies are the reverse proxies whose X-Forwarded-For header
+	// names the client. It is read only when the connection comes from one
+	// of them; the client is then the right-most address in it that is not
+	// a trusted proxy, with port 0 since the header carries none. Empty
+	// (the default) ignores the header, which any client can forge.
+	TrustedProxies []netip.Prefix
+
+	// Logger receives connection events and dropped input (nil: discard).
+	Logger *slog.Logger
+}
+
+// Transport is the SIP over WebSocket transport. It implements
+// transport.Transport and http.Handler. Create it with New.
+type Transport struct {
+	local        sip.Addr
+	secure       bool
+	origins      []originPattern
+	parser       sip.Parser
+	maxFrame     int
+	pingInterval time.Duration
+	pongTimeout  time.Duration
+	maxConns     int
+	maxPerIP     int
+	proxies      []netip.Prefix
+	log          *slog.Logger
+
+	// active counts ServeHTTP calls that hold a connection slot, so that
+	// Close can wait for every connection's goroutines to end.
+	active sync.WaitGroup
+
+	mu      sync.Mutex
+	handler transport.Handler // set by Serve; nil: refuse connections
+	closed  bool
+	done    chan struct{} // closed by Close, ends Serve
+	ready   chan struct{} // closed by Serve once handler is set
+	conns   map[uint64]*conn
+	byAddr  map[netip.AddrPort][]*conn // open connections, oldest first
+	perIP   map[netip.Addr]int         // slots held, handshakes included
+	total   int
+}
+
+// New returns a transport configured by opts, or an error when an option is
+// invalid.
+func New(opts Options) (*Transport, error) {
+	t := &Transport{
+		secure:       opts.Secure,
+		parser:       sip.Parser{Limits: opts.Limits},
+		maxFrame:     opts.MaxFrameSize,
+		pingInterval: opts.PingInterval,
+		pongTimeout:  opts.PongTimeout,
+		maxConns:     opts.MaxConns,
+		maxPerIP:     opts.MaxConnsPerIP,
+		proxies:      append([]netip.Prefix(nil), opts.TrustedProxies...),
+		log:          opts.Logger,
+		done:         make(chan struct{}),
+		ready:        make(chan struct{}),
+		conns:        make(map[uint64]*conn),
+		byAddr:       make(map[netip.AddrPort][]*conn),
+		perIP:        make(map[netip.Addr]int),
+	}
+	t.local = sip.Addr{Transport: t.Network(), AddrPort: opts.LocalAddr}
+	for _, s := range opts.AllowedOrigins {
+		p, err := parseOriginPattern(s)
+		if err != nil {
+			return nil, fmt.Errorf("sipws: allowed origin %q: %w", s, err)
+		}
+		t.origins = append(t.origins, p)
+	}
+	if t.maxFrame <= 0 {
+		t.maxFrame = opts.Limits.MaxMessageSize
+		if t.maxFrame <= 0 {
+			t.maxFrame = sip.DefaultMaxMessageSize
+		}
+	}
+	if t.pingInterval == 0 {
+		t.pingInterval = DefaultPingInterval
+	}
+	if t.pongTimeout <= 0 {
+		t.pongTimeout = DefaultPongTimeout
+	}
+	if t.maxConns < 0 || t.maxPerIP < 0 {
+		return nil, errors.New("sipws: negative connection limit")
+	}
+	if t.log == nil {
+		t.log = slog.New(slog.DiscardHandler)
+	}
+	return t, nil
+}
+
+// Network returns sip.WSS when Options.Secure is set, else sip.WS.
+func (t *Transport) Network() string {
+	if t.secure {
+		return sip.WSS
+	}
+	return sip.WS
+}
+
+// LocalAddr returns Options.LocalAddr with the transport's name.
+func (t *Transport) LocalAddr() sip.Addr { return t.local }
+
+// Serve lets connections in and delivers what they read to h until ctx is
+// done or Close is called; then it closes the transport and returns nil.
+// Until Serve is called the handshake is refused with 503, since there is
+// no one to hand messages to. Serve may be called once.
+func (t *Transport) Serve(ctx context.Context, h transport.Handler) error {
+	if h == nil {
+		return errors.New("sipws: nil handler")
+	}
+	t.mu.Lock()
+	switch {
+	case t.closed:
+		t.mu.Unlock()
+		return transport.ErrClosed
+	case t.handler != nil:
+		t.mu.Unlock()
+		return errors.New("sipws: already serving")
+	}
+	t.handler = h
+	close(t.ready)
+	t.mu.Unlock()
+
+	select {
+	case <-ctx.Done():
+		// Connections would otherwise keep calling h after Serve returned.
+		t.Close()
+	case <-t.done:
+	}
+	return nil
+}
+
+// Close refuses new connections and closes the open ones with status 1001
+// (going away), so that clients reconnect elsewhere. It returns once every
+// connection has ended and its flow has been reported closed; a peer that
+// does not take part in the close handshake delays that by at most 10 s
+// (5 s to write the close frame, 5 s to wait for the answer). Close must
+// not be called from a Handler method, which runs on a connection's own
+// goroutine.
+func (t *Transport) Close() error {
+	t.mu.Lock()
+	if !t.closed {
+		t.closed = true
+		close(t.done)
+	}
+	open := make([]*conn, 0, len(t.conns))
+	for _, c := range t.conns {
+		open = append(open, c)
+	}
+	t.mu.Unlock()
+
+	// In parallel: each close handshake may wait for a slow peer.
+	var wg sync.WaitGroup
+	for _, c := range open {
+		wg.Go(func() { c.ws.Close(websocket.StatusGoingAway, "server shutting down") })
+	}
+	wg.Wait()
+	t.active.Wait()
+	return nil
+}
+
+// Send writes msg to the connection dst names: dst.Flow when set, else the
+// most recent open connection from dst.AddrPort. A server cannot open a
+// WebSocket to a client, so with no such connection Send fails with
+// transport.ErrFlowClosed; after Close it fails with transport.ErrClosed.
+//
+// If ctx ends while the message is being written, the connection is closed
+// (and ErrFlowClosed returned): a half-written WebSocket frame cannot be
+// taken back. Writes to a peer that stopped reading are ended the same way
+// by the ping timeout.
+func (t *Transport) Send(ctx context.Context, msg sip.Message, dst sip.Addr) error {
+	c, err := t.lookup(dst)
+	if err != nil {
+		return err
+	}
+	// An expired ctx would make the WebSocket library close the
+	// connection before writing anything; the flow is still good.
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("sipws: send to %v: %w", c.src, err)
+	}
+	bp := transport.GetBuffer()
+	*bp = msg.AppendTo(*bp)
+	err = c.write(ctx, *bp)
+	transport.PutBuffer(bp)
+	if err != nil {
+		// The library closes the connection on every write error.
+		return fmt.Errorf("sipws: send to %v: %w: %w", c.src, transport.ErrFlowClosed, err)
+	}
+	return nil
+}
+
+func (t *Transport) lookup(dst sip.Addr) (*conn, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return nil, fmt.Errorf("sipws: send to %v: %w", dst, transport.ErrClosed)
+	}
+	if dst.Flow != 0 {
+		if c := t.conns[dst.Flow]; c != nil {
+			return c, nil
+		}
+	} else if cs := t.byAddr[dst.AddrPort]; len(cs) > 0 {
+		return cs[len(cs)-1], nil
+	}
+	return nil, fmt.Errorf("sipws: send to %v: %w", dst, transport.ErrFlowClosed)
+}
+
+// reserve takes a connection slot for a client at ip. It returns the
+// handler to deliver to, or an HTTP status and reason to refuse with. On
+// success the caller must call t.active.Done when it returns, and give the
+// slot back with release or, once registered, unregister.
+func (t *Transport) reserve(ip netip.Addr) (transport.Handler, int, string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case t.closed:
+		return nil, 503, "SIP transport closed"
+	case t.handler == nil:
+		return nil, 503, "SIP transport not serving yet"
+	case t.maxConns > 0 && t.total >= t.maxConns:
+		return nil, 503, "too many connections"
+	case t.maxPerIP > 0 && t.perIP[ip] >= t.maxPerIP:
+		return nil, 503, "too many connections from your address"
+	}
+	t.total++
+	t.perIP[ip]++
+	t.active.Add(1)
+	return t.handler, 0, ""
+}
+
+// release gives back a slot taken by reserve for a connection that was
+// never registered.
+func (t *Transport) release(ip netip.Addr) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.releaseLocked(ip)
+}
+
+func (t *Transport) releaseLocked(ip netip.Addr) {
+	t.total--
+	if t.perIP[ip]--; t.perIP[ip] <= 0 {
+		delete(t.perIP, ip)
+	}
+}
+
+// register makes c reachable by Send; false means the transport closed
+// during the handshake.
+func (t *Transport) register(c *conn) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return false
+	}
+	t.conns[c.src.Flow] = c
+	t.byAddr[c.src.AddrPort] = append(t.byAddr[c.src.AddrPort], c)
+	return true
+}
+
+// unregister makes c unreachable and frees its slot, before its flow is
+// reported closed: a client that reconnects at once is not refused.
+func (t *Transport) unregister(c *conn) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.releaseLocked(c.src.AddrPort.Addr())
+	delete(t.conns, c.src.Flow)
+	cs := t.byAddr[c.src.AddrPort]
+	for i, o := range cs {
+		if o == c {
+			cs = append(cs[:i], cs[i+1:]...)
+			break
+		}
+	}
+	if len(cs) == 0 {
+		delete(t.byAddr, c.src.AddrPort)
+	} else {
+		t.byAddr[c.src.AddrPort] = cs
+	}
+}
