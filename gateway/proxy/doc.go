@@ -1,0 +1,85 @@
+// Package proxy is the gateway's transaction-stateful SIP proxy core (RFC
+// 3261 §16) with its authorisation policy: it validates requests (§16.3),
+// pre-processes their routes (§16.4), decides targets from the location
+// service, a routing hook or the Request-URI (§16.5), forwards them with
+// Record-Route and forking (§16.6), collects responses in a response
+// context and forwards the right ones (§16.7), propagates CANCEL (§16.10)
+// and forwards ACKs for 2xx and stray responses statelessly (§16.11).
+//
+// # Shape
+//
+// A [Proxy] is a transaction.Handler: the binary hands it every request that
+// is neither a REGISTER (the registrar's) nor meant for the gateway itself
+// ([Proxy.IsForMe], answered with [OptionsResponse]). It reaches the rest of
+// the gateway through small interfaces defined here — [Locator], [Resolver],
+// [Credentials], [TrustedSources], [Throttle], [Router], [FlowTokens] — so
+// that the packages behind them (location, accounts, trunks, transport) can
+// change without this one. The transaction layer and the proxy need each
+// other; the usual Go idiom closes the loop:
+//
+//	var p *proxy.Proxy
+//	layer := transaction.New(sender, transaction.HandlerFunc(
+//		func(tx *transaction.ServerTx, req *sip.Request) { p.ServeSIP(tx, req) }),
+//		transaction.Config{OnStrayResponse: func(res *sip.Response) { p.ForwardResponse(res) }})
+//	p, err := proxy.New(proxy.Options{Transactions: layer, Sender: sender, ...})
+//
+// # Policy
+//
+//   - A request from a configured trunk ([TrustedSources]) is trusted.
+//   - An out-of-dialog request (no To tag) whose From names one of our
+//     domains must authenticate: 407 with Proxy-Authenticate for SHA-256
+//     and MD5, verified by sip/digest, and the From user must be the
+//     authenticated user (403 otherwise). Failures count in the [Throttle].
+//   - An in-dialog request (To tag) is not challenged when it is routed by a
+//     Route that this proxy recorded for that call: every Record-Route URI
+//     the proxy writes carries a stamp, an HMAC of the Call-ID, so that a
+//     forged "Route: <sip:gateway;lr>" with a made-up To tag does not turn
+//     the proxy into an open relay. Other in-dialog requests get the
+//     out-of-dialog policy.
+//   - Anyone may reach the users of our domains (unless
+//     Options.AuthenticateAll); only authenticated users may reach other
+//     domains (unless Options.LocalOnly), and trunks only ours: no open
+//     relay, no toll fraud (403).
+//
+// # Record-Route and flows
+//
+// Every forwarded request but ACK is record-routed with ";lr". When the
+// request leaves by another transport or interface than it came in, or
+// leaves over a connection (a WebSocket or outbound flow), the proxy
+// record-routes twice (RFC 5658): the top entry faces the callee, the
+// other the caller. An entry facing a connection-oriented flow carries a
+// flow token (RFC 5626 §5.2) in its user part, so that in-dialog requests
+// from the far side find the connection again. Popping its own Route
+// entries, the proxy follows the token that does not name the flow the
+// request came from.
+//
+// # Forking
+//
+// Targets are tried by decreasing q-value: targets of equal q in parallel,
+// groups in sequence (§16.6). Provisional responses but 100 and every 2xx
+// are forwarded at once; a 2xx or a 6xx cancels the other branches; when
+// every branch has answered, the best final response goes upstream: a 6xx
+// if any, else the lowest class, preferring within 4xx the responses that
+// let the caller retry (407, 401, 415, 420, 484) and then the informative
+// ones (486 before 480 before 404), with 503 turned into 500 and the
+// challenges of every 401 and 407 merged (§16.7). A flow target whose
+// connection is gone answers 430 (RFC 5626). Timer C runs per INVITE
+// branch (§16.6 step 11); when it fires the branch is canceled and its 487
+// reported as 408, or, if nothing was heard from it, treated as a 408. A
+// CANCEL from the caller cancels every branch and is answered 487 at once.
+// A target with several addresses (RFC 3263) fails over to the next one
+// on a transport error, a timeout or a 503.
+//
+// # Concurrency
+//
+// A Proxy is immutable after New and safe for concurrent use. Each
+// request is served in the goroutine that the transaction layer gives its
+// server transaction, which owns the request's response context. That
+// goroutine reads one client transaction's responses itself; when a
+// request forks, each further client transaction gets a goroutine that
+// relays its responses. Timers only post events. ServeSIP returns once
+// the relays have ended. For an INVITE that is after every branch has
+// ended — up to 64*T1 after a 2xx (Timer M), so that retransmitted 2xx
+// responses are forwarded — which the server transaction's own Timer L
+// matches.
+package proxy

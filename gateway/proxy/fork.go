@@ -1,0 +1,633 @@
+package proxy
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/sip/transaction"
+)
+
+// reasonCompletedElsewhere is the Reason of the CANCELs sent when another
+// branch answered (RFC 3326), so that phones do not show a missed call.
+const reasonCompletedElsewhere = `SIP;cause=200;text="Call completed elsewhere"`
+
+// call is the response context of one forwarded request (§16.7). Its state
+// belongs to the goroutine that runs run: the relays of the branches and
+// the timers only post events to it.
+type call struct {
+	p      *Proxy
+	tx     *transaction.ServerTx
+	req    *sip.Request // as received, routes pre-processed; read only
+	hash   string       // loop-detection hash
+	invite bool
+	stamp  string // Record-Route stamp of the Call-ID
+	inTok  string // flow token of the source, "" when it is no connection
+
+	groups   [][]Target // targets not tried yet, by decreasing q
+	branches []*branch
+	finals   []*sip.Response // final responses so far, ready to go upstream
+
+	finalSent bool // a final response went upstream
+	noMore    bool // start no more branches: 2xx, 6xx or CANCEL
+	abandoned bool // the server transaction ended before its final response
+
+	// One client transaction at a time is read by the loop itself, the
+	// others through relay goroutines: most requests have a single branch
+	// and need no goroutine of their own.
+	direct   *branch
+	directCt *transaction.ClientTx
+	directCh <-chan *sip.Response
+
+	events chan event
+	stop   chan struct{}
+	relays sync.WaitGroup
+}
+
+// branch is one target of the request: a client transaction, or several
+// in turn when the target's addresses fail over (RFC 3263).
+type branch struct {
+	target Target
+	base   *sip.Request // the request for the target, without Via and Record-Route
+	addrs  []sip.Addr
+	next   int // index of the address to try next
+	ct     *transaction.ClientTx
+	dst    sip.Addr
+
+	heard    bool // a provisional response arrived
+	final    bool // the branch's final response is settled
+	closed   bool // nothing more will come from the branch
+	canceled bool // a CANCEL was asked for
+	timedOut bool // Timer C fired
+
+	timer clock.Timer // Timer C, or the wait for a canceled branch
+	gen   uint64      // changes whenever timer is re-armed
+}
+
+type eventKind uint8
+
+const (
+	evResponse eventKind = iota
+	evClosed             // the client transaction delivers nothing more
+	evTimerC
+	evCancelTimeout
+)
+
+type event struct {
+	kind eventKind
+	b    *branch
+	ct   *transaction.ClientTx // evResponse, evClosed
+	res  *sip.Response         // evResponse
+	gen  uint64                // timers
+}
+
+func newCall(p *Proxy, tx *transaction.ServerTx, r *sip.Request, hash string) *call {
+	c := &call{
+		p:      p,
+		tx:     tx,
+		req:    r,
+		hash:   hash,
+		invite: r.Method == sip.MethodInvite,
+		stamp:  p.stamp(r.CallID()),
+		events: make(chan event, 4),
+		stop:   make(chan struct{}),
+	}
+	if r.Source.Flow != 0 {
+		c.inTok = p.tokens.Encode(r.Source)
+	}
+	return c
+}
+
+// run forwards the request to targets and serves the response context
+// until the request's fate is settled: the final response sent and, for an
+// INVITE, every branch over, so that every 2xx is forwarded.
+func (c *call) run(ctx context.Context, targets []Target) {
+	defer c.shutdown()
+	c.groups = groupByQ(targets, c.p.maxTargets)
+	c.settle(ctx)
+	canceled, done := c.tx.Canceled(), c.tx.Done()
+	for !c.finished() {
+		select {
+		case res, ok := <-c.directCh:
+			ev := event{kind: evResponse, b: c.direct, ct: c.directCt, res: res}
+			if !ok {
+				ev.kind, c.directCh = evClosed, nil
+			}
+			c.handle(ctx, ev)
+		case ev := <-c.events:
+			c.handle(ctx, ev)
+		case <-canceled:
+			canceled = nil
+			c.onCancel()
+		case <-done:
+			done = nil
+			if !c.finalSent {
+				// The caller is gone (transport error, shutdown).
+				c.cancelAll("")
+				c.abandoned = true
+			}
+		}
+	}
+}
+
+func (c *call) finished() bool {
+	if !c.finalSent {
+		return c.abandoned
+	}
+	if !c.invite {
+		return true
+	}
+	for _, b := range c.branches {
+		if !b.closed {
+			return false
+		}
+	}
+	return true
+}
+
+// shutdown stops the timers and the relays and waits for the relays.
+func (c *call) shutdown() {
+	close(c.stop)
+	for _, b := range c.branches {
+		if b.timer != nil {
+			b.timer.Stop()
+		}
+	}
+	c.relays.Wait()
+}
+
+// post hands an event to the loop, unless it has ended.
+func (c *call) post(ev event) bool {
+	select {
+	case c.events <- ev:
+		return true
+	case <-c.stop:
+		return false
+	}
+}
+
+// relay passes the responses of one client transaction to the loop.
+func (c *call) relay(b *branch, ct *transaction.ClientTx) {
+	defer c.relays.Done()
+	ch := ct.Responses()
+	for {
+		select {
+		case res, ok := <-ch:
+			if !ok {
+				c.post(event{kind: evClosed, b: b, ct: ct})
+				return
+			}
+			if !c.post(event{kind: evResponse, b: b, ct: ct, res: res}) {
+				return
+			}
+		case <-c.stop:
+			return
+		}
+	}
+}
+
+// groupByQ orders targets by decreasing q, keeps the first max, and groups
+// those of equal q: a group is forked in parallel, groups in sequence.
+func groupByQ(targets []Target, max int) [][]Target {
+	ts := slices.Clone(targets)
+	slices.SortStableFunc(ts, func(a, b Target) int { return cmp.Compare(b.Q, a.Q) })
+	if len(ts) > max {
+		ts = ts[:max]
+	}
+	var groups [][]Target
+	for i := 0; i < len(ts); {
+		j := i + 1
+		for j < len(ts) && ts[j].Q == ts[i].Q {
+			j++
+		}
+		groups = append(groups, ts[i:j])
+		i = j
+	}
+	return groups
+}
+
+// settle moves the context on when no branch is pending: to the next
+// group of targets, or to the best final response (§16.7 step 6).
+func (c *call) settle(ctx context.Context) {
+	for !c.finalSent {
+		if c.pending() {
+			return
+		}
+		if c.noMore || len(c.groups) == 0 {
+			c.sendBest()
+			return
+		}
+		g := c.groups[0]
+		c.groups = c.groups[1:]
+		for _, t := range g {
+			c.launch(ctx, t)
+		}
+	}
+}
+
+func (c *call) pending() bool {
+	for _, b := range c.branches {
+		if !b.final {
+			return true
+		}
+	}
+	return false
+}
+
+// launch starts a branch for t (§16.6 steps 1-9).
+func (c *call) launch(ctx context.Context, t Target) {
+	b := &branch{target: t}
+	c.branches = append(c.branches, b)
+	base := c.req.Clone()
+	if t.URI.Scheme != "" {
+		base.URI = t.URI
+	}
+	mf, ok := base.MaxForwards()
+	if !ok {
+		mf = 71 // absent: forward with the default of 70 (§16.6 step 3)
+	}
+	base.Set("Max-Forwards", strconv.Itoa(mf-1))
+	dest := t.Dest
+	if len(t.Path) > 0 {
+		// Path (RFC 3327) becomes the first Routes. A Path entry of our
+		// own (an edge registrar's, with a flow token) is ours to follow.
+		for i := len(t.Path) - 1; i >= 0; i-- {
+			base.Prepend("Route", t.Path[i])
+		}
+		var rt routing
+		if err := c.p.popOurRoutes(base, &rt); err != nil {
+			c.p.log.Debug("proxy: target path", "uri", t.URI.String(), "err", err)
+			c.fail(b, 500)
+			return
+		}
+		if !dest.IsValid() {
+			dest = rt.flow
+		}
+	}
+	b.base = base
+	if dest.IsValid() {
+		b.addrs = []sip.Addr{dest}
+	} else {
+		hop, err := nextHop(base)
+		if err == nil {
+			b.addrs, err = c.p.resolver.Resolve(ctx, hop)
+		}
+		if err != nil || len(b.addrs) == 0 {
+			c.p.log.Debug("proxy: no address for target", "uri", hop.String(), "err", err)
+			c.fail(b, 503)
+			return
+		}
+	}
+	if !c.attempt(ctx, b) {
+		c.fail(b, 503)
+	}
+}
+
+// attempt sends the branch's request to its next address, reporting
+// whether a client transaction started.
+func (c *call) attempt(ctx context.Context, b *branch) bool {
+	for b.next < len(b.addrs) {
+		dst := b.addrs[b.next]
+		b.next++
+		req := b.base
+		if b.next < len(b.addrs) {
+			req = req.Clone() // the base serves the next address too
+		}
+		c.p.recordRoute(req, c.req.Source, dst, c.stamp, c.inTok)
+		req.PrependVia(c.p.via(dst, newBranch(c.hash), c.inTok))
+		if c.invite {
+			// Armed before the INVITE leaves: its event waits for this
+			// step to end anyway, and nothing can answer before it is set.
+			c.arm(b, c.p.timerC, evTimerC)
+		}
+		ct, err := c.p.txs.Request(ctx, req, dst)
+		if err != nil {
+			c.stopTimer(b)
+			c.p.log.Debug("proxy: starting client transaction", "dst", dst, "err", err)
+			continue
+		}
+		b.ct, b.dst, b.heard = ct, dst, false
+		if c.directCh == nil {
+			c.direct, c.directCt, c.directCh = b, ct, ct.Responses()
+		} else {
+			c.relays.Add(1)
+			go c.relay(b, ct)
+		}
+		return true
+	}
+	return false
+}
+
+// fail settles a branch that could not be sent with a response of the
+// proxy's own.
+func (c *call) fail(b *branch, code int) {
+	b.final, b.closed = true, true
+	c.finals = append(c.finals, c.synth(code))
+}
+
+// synth builds a final response of the proxy's own, as if from a branch.
+func (c *call) synth(code int) *sip.Response {
+	res := sip.NewResponse(c.req, code, "")
+	res.SetToTag(sip.NewTag())
+	return res
+}
+
+func (c *call) handle(ctx context.Context, ev event) {
+	b := ev.b
+	switch ev.kind {
+	case evResponse:
+		if ev.ct != b.ct {
+			// An earlier address of the branch: it ended with the failure
+			// that moved the branch on, but a 2xx is always forwarded.
+			if c.invite && ev.res.IsSuccess() {
+				c.forward2xx(ctx, upstream(ev.res))
+			}
+			return
+		}
+		c.onResponse(ctx, b, ev.res)
+	case evClosed:
+		if ev.ct != b.ct {
+			return
+		}
+		b.closed = true
+		if !b.final {
+			// Only a closing layer ends a transaction without a final
+			// response; the server transaction is ending too.
+			b.final = true
+			c.finals = append(c.finals, c.synth(500))
+			c.settle(ctx)
+		}
+	case evTimerC:
+		if ev.gen == b.gen && !b.final {
+			c.onTimerC(ctx, b)
+		}
+	case evCancelTimeout:
+		if ev.gen == b.gen && !b.final {
+			// A canceled branch that never answers is given up (§9.1).
+			b.final, b.closed = true, true
+			c.finals = append(c.finals, c.synth(408))
+			c.settle(ctx)
+		}
+	}
+}
+
+// upstream returns the response to forward for res: a copy without the
+// proxy's Via (§16.7 step 3).
+func upstream(res *sip.Response) *sip.Response {
+	up := res.Clone()
+	up.PopVia()
+	return up
+}
+
+// onResponse processes a response of a branch's current transaction
+// (§16.7 steps 2-10).
+func (c *call) onResponse(ctx context.Context, b *branch, res *sip.Response) {
+	code := res.StatusCode
+	switch {
+	case code < 200:
+		b.heard = true
+		if c.invite && code > 100 && !b.final && !b.canceled {
+			c.arm(b, c.p.timerC, evTimerC) // §16.7 step 2
+		}
+		if code > 100 && !c.finalSent {
+			c.p.respond(c.tx, upstream(res))
+		}
+		return
+	case code < 300:
+		c.stopTimer(b)
+		b.final = true
+		if c.invite {
+			c.forward2xx(ctx, upstream(res))
+			if !c.finalSent {
+				c.finalSent, c.noMore = true, true
+				c.cancelAll(reasonCompletedElsewhere)
+			}
+			return
+		}
+		if !c.finalSent {
+			c.finalSent = true
+			c.p.respond(c.tx, upstream(res))
+		}
+		return
+	}
+	if b.final {
+		return // settled already, by Timer C
+	}
+	c.stopTimer(b)
+	if c.failover(ctx, b, res) {
+		return
+	}
+	b.final = true
+	up := upstream(res)
+	switch {
+	case b.timedOut && code == 487:
+		// Canceled by Timer C, not by the caller: the caller timed out.
+		up.StatusCode, up.Reason = 408, sip.StatusText(408)
+	case code == 503 && !res.Source.IsValid() && b.dst.Flow != 0:
+		// The connection of a flow target is gone (RFC 5626 §5.3).
+		up.StatusCode, up.Reason = 430, sip.StatusText(430)
+	}
+	c.finals = append(c.finals, up)
+	if code >= 600 && !c.noMore {
+		c.noMore = true // §16.7 step 5
+		c.cancelAll("")
+	}
+	c.settle(ctx)
+}
+
+// failover tries the branch's next address after a transport error, a
+// timeout or a 503 (RFC 3263 §4.3), reporting whether it did.
+func (c *call) failover(ctx context.Context, b *branch, res *sip.Response) bool {
+	if c.noMore || b.canceled || b.next >= len(b.addrs) {
+		return false
+	}
+	synthesized := !res.Source.IsValid()
+	if res.StatusCode != 503 && !(synthesized && res.StatusCode == 408) {
+		return false
+	}
+	return c.attempt(ctx, b)
+}
+
+// forward2xx forwards a 2xx to an INVITE: through the server transaction
+// while it takes it, else statelessly to the caller (§16.7 step 9, RFC
+// 6026), since every 2xx must reach the caller.
+func (c *call) forward2xx(ctx context.Context, up *sip.Response) {
+	if err := c.tx.Respond(up); err == nil {
+		return
+	}
+	if err := c.p.sender.Send(ctx, up, c.req.Source); err != nil {
+		c.p.log.Debug("proxy: forwarding 2xx", "err", err)
+	}
+}
+
+// onCancel propagates the caller's CANCEL (§16.10): every pending branch
+// is canceled, and the caller gets 487 at once.
+func (c *call) onCancel() {
+	if c.finalSent {
+		return
+	}
+	c.noMore = true
+	c.cancelAll("")
+	c.finalSent = true
+	c.p.reply(c.tx, c.req, 487, "", nil)
+}
+
+// onTimerC handles Timer C (§16.8): cancel a branch that sent a provisional
+// response, or treat a silent one as having answered 408.
+func (c *call) onTimerC(ctx context.Context, b *branch) {
+	b.timedOut = true
+	if b.heard {
+		c.cancel(ctx, b, "")
+		return
+	}
+	b.final = true
+	c.finals = append(c.finals, c.synth(408))
+	if b.ct != nil {
+		b.canceled = true
+		b.ct.Cancel() // sent if it ever answers provisionally
+	}
+	c.settle(ctx)
+}
+
+// cancelAll cancels every pending INVITE branch (§16.7 step 10).
+func (c *call) cancelAll(reason string) {
+	if !c.invite {
+		return
+	}
+	for _, b := range c.branches {
+		if !b.final && !b.canceled {
+			c.cancel(context.Background(), b, reason)
+		}
+	}
+}
+
+// cancel sends a CANCEL for a branch (§9.1), with a Reason header when one
+// is given and the branch has answered provisionally; otherwise the client
+// transaction sends it as soon as it may. The branch is given up when its
+// final response does not follow within CancelTimeout.
+func (c *call) cancel(ctx context.Context, b *branch, reason string) {
+	if b.ct == nil {
+		return
+	}
+	b.canceled = true
+	sent := false
+	// The transaction's state is ahead of the responses relayed so far;
+	// from Proceeding it only moves to states where a CANCEL is harmless.
+	if reason != "" && b.ct.State() == transaction.StateProceeding {
+		req := transaction.NewCancel(b.ct.Request())
+		req.Add("Reason", reason)
+		_, err := c.p.txs.Request(ctx, req, b.dst)
+		sent = err == nil
+	}
+	if !sent {
+		if err := b.ct.Cancel(); err != nil {
+			c.p.log.Debug("proxy: canceling branch", "err", err)
+		}
+	}
+	c.arm(b, c.p.cancelTimeout, evCancelTimeout)
+}
+
+// arm (re)starts the branch's timer.
+func (c *call) arm(b *branch, d time.Duration, kind eventKind) {
+	c.stopTimer(b)
+	g := b.gen
+	b.timer = c.p.clk.AfterFunc(d, func() { c.post(event{kind: kind, b: b, gen: g}) })
+}
+
+func (c *call) stopTimer(b *branch) {
+	if b.timer != nil {
+		b.timer.Stop()
+		b.timer = nil
+	}
+	b.gen++
+}
+
+// sendBest sends the best final response of the context upstream (§16.7
+// steps 6 and 7).
+func (c *call) sendBest() {
+	c.finalSent = true
+	res := bestResponse(c.finals)
+	if res == nil {
+		res = c.synth(500) // no branch at all; New targets never leave it so
+	}
+	c.p.respond(c.tx, res)
+}
+
+// bestResponse chooses among final responses (§16.7 step 6): the first
+// 6xx if any; otherwise the lowest class, and within it the response
+// rank prefers. A 503 becomes a 500, so that the caller does not take
+// this proxy for overloaded. A 401 or 407 carries the challenges of every
+// 401 and 407 (step 7). The responses are not changed.
+func bestResponse(finals []*sip.Response) *sip.Response {
+	var best *sip.Response
+	for _, r := range finals {
+		switch {
+		case best == nil:
+			best = r
+		case best.StatusCode >= 600:
+		case r.StatusCode >= 600 || rank(r.StatusCode) < rank(best.StatusCode):
+			best = r
+		}
+	}
+	if best == nil {
+		return nil
+	}
+	chosen := best
+	best = best.Clone()
+	switch best.StatusCode {
+	case 503:
+		best.StatusCode, best.Reason = 500, sip.StatusText(500)
+	case 401, 407:
+		for _, r := range finals {
+			if r == chosen || (r.StatusCode != 401 && r.StatusCode != 407) {
+				continue
+			}
+			for _, name := range [...]string{"WWW-Authenticate", "Proxy-Authenticate"} {
+				for _, v := range r.Values(name) {
+					best.Add(name, v)
+				}
+			}
+		}
+	}
+	return best
+}
+
+// rank orders final responses below 600, lower first: by class, then
+// within 4xx the responses that let the caller retry (§16.7 step 6: 401,
+// 407, 415, 420, 484), then the informative ones, and last those that say
+// least: timeouts and our own cancellations.
+func rank(code int) int {
+	class := code / 100 * 100
+	if class != 400 {
+		return class * 10
+	}
+	pref := 50
+	switch code {
+	case 407:
+		pref = 0
+	case 401:
+		pref = 1
+	case 415:
+		pref = 2
+	case 420:
+		pref = 3
+	case 484:
+		pref = 4
+	case 486:
+		pref = 10
+	case 480:
+		pref = 20
+	case 404:
+		pref = 30
+	case 408:
+		pref = 80
+	case 487:
+		pref = 90
+	}
+	return class*10 + pref
+}

@@ -1,0 +1,146 @@
+package proxy
+
+import (
+	"context"
+	"net/netip"
+	"time"
+
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/sip/transaction"
+	"github.com/switchboard/switchboard/transport"
+)
+
+// Transactions starts client transactions. *transaction.Layer implements
+// it; it must be the Layer whose Handler is the Proxy.
+type Transactions interface {
+	Request(ctx context.Context, req *sip.Request, dst sip.Addr) (*transaction.ClientTx, error)
+}
+
+// Target is one place a request may be forwarded to (RFC 3261 §16.5).
+type Target struct {
+	// URI becomes the branch's Request-URI: a registered Contact, or the
+	// Request-URI itself for a foreign domain.
+	URI sip.URI
+	// Q is the q-value in thousandths (0 to 1000). Targets of equal Q are
+	// tried in parallel, higher Q first (§16.6). A location service gives
+	// contacts registered without q 1000.
+	Q int
+	// Path is the Path of the registration (RFC 3327), top first: the
+	// header values become the branch's first Route headers.
+	Path []string
+	// Dest, when valid, is where the branch is sent, with no resolving:
+	// the flow a WebSocket or outbound (RFC 5626) binding registered over
+	// (sip.Addr.Flow set), or a trunk's address.
+	Dest sip.Addr
+	// Expires is when the binding lapses; a redirect (302) reports it in
+	// the Contact's expires parameter. Zero leaves the parameter out.
+	Expires time.Time
+}
+
+// Locator is the location service as the proxy needs it: the targets of an
+// address of record of one of our domains. aor is canonical:
+// "sip:user@domain" with scheme sip, no port, no parameters and the host
+// in lower case. No targets is not an error.
+type Locator interface {
+	Lookup(ctx context.Context, aor string) ([]Target, error)
+}
+
+// LocatorFunc adapts a function to Locator.
+type LocatorFunc func(ctx context.Context, aor string) ([]Target, error)
+
+// Lookup calls f(ctx, aor).
+func (f LocatorFunc) Lookup(ctx context.Context, aor string) ([]Target, error) { return f(ctx, aor) }
+
+// Resolver finds the addresses of the next hop named by a URI (RFC 3263),
+// best first; the proxy tries them in order when one fails with a
+// transport error, a timeout or a 503.
+type Resolver interface {
+	Resolve(ctx context.Context, uri sip.URI) ([]sip.Addr, error)
+}
+
+// ResolverFunc adapts a function to Resolver.
+type ResolverFunc func(ctx context.Context, uri sip.URI) ([]sip.Addr, error)
+
+// Resolve calls f(ctx, uri).
+func (f ResolverFunc) Resolve(ctx context.Context, uri sip.URI) ([]sip.Addr, error) {
+	return f(ctx, uri)
+}
+
+// Credentials are the accounts the proxy authenticates: the stored digest
+// HA1 of user in the proxy's realm for an algorithm ("MD5", "SHA-256" or
+// "SHA-512-256"), and whether there is one.
+type Credentials interface {
+	HA1(user, algorithm string) (ha1 string, ok bool)
+}
+
+// TrustedSources names the configured trunks and PBXs that are trusted by
+// their source address rather than by digest.
+type TrustedSources interface {
+	Trusted(src sip.Addr) (trunk string, ok bool)
+}
+
+// Throttle slows password guessing down per source. Allow is asked before
+// any hashing; Failure reports a wrong password or unknown user.
+// *accounts.Throttle implements it.
+type Throttle interface {
+	Allow(ip netip.Addr, user string) (retryAfter time.Duration, ok bool)
+	Failure(ip netip.Addr, user string) (blocked bool)
+}
+
+// Caller is who sent a request, as the proxy's policy established it.
+type Caller struct {
+	// User is the authenticated user of one of our domains, or "".
+	User string
+	// Trunk is the name of the trusted trunk the request came from, or "".
+	Trunk string
+	// Source is where the request came from.
+	Source sip.Addr
+}
+
+// Anonymous reports a caller that is neither authenticated nor trusted.
+func (c Caller) Anonymous() bool { return c.User == "" && c.Trunk == "" }
+
+// Router is the routing hook of trunks and dial plans. It is asked about
+// every out-of-dialog request after the caller was established and before
+// the location service: inbound, it maps a DID from a trunk to a local
+// user's targets; outbound, it maps a dial string from a local user to a
+// trunk's target. handled with no targets answers 404.
+//
+// The Router decides for whom it routes: a Router that sends anonymous
+// callers (Caller.Anonymous) to a trunk makes the gateway a toll-fraud
+// relay. The request must be read only.
+type Router interface {
+	Route(ctx context.Context, req *sip.Request, caller Caller) (targets []Target, handled bool)
+}
+
+// RouterFunc adapts a function to Router.
+type RouterFunc func(ctx context.Context, req *sip.Request, caller Caller) ([]Target, bool)
+
+// Route calls f(ctx, req, caller).
+func (f RouterFunc) Route(ctx context.Context, req *sip.Request, caller Caller) ([]Target, bool) {
+	return f(ctx, req, caller)
+}
+
+// FlowTokens turn a flow (a connection, with its transport and address)
+// into an unforgeable token that fits a SIP URI user part and a parameter
+// value, and back (RFC 5626 §5.2).
+type FlowTokens interface {
+	Encode(flow sip.Addr) string
+	Decode(token string) (sip.Addr, error)
+}
+
+// HMACTokens are the flow tokens of the transport package, keyed with
+// Secret: every gateway instance that must read a token needs the same
+// Secret, which must be random and secret (32 bytes): anyone who knows it
+// can steer requests into other users' connections.
+type HMACTokens struct {
+	Secret []byte
+}
+
+// Encode returns transport.EncodeFlowToken(t.Secret, flow).
+func (t HMACTokens) Encode(flow sip.Addr) string { return transport.EncodeFlowToken(t.Secret, flow) }
+
+// Decode returns transport.DecodeFlowToken(t.Secret, token).
+func (t HMACTokens) Decode(token string) (sip.Addr, error) {
+	return transport.DecodeFlowToken(t.Secret, token)
+}

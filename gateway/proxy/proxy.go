@@ -1,0 +1,492 @@
+package proxy
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+
+	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/sip/digest"
+	"github.com/switchboard/switchboard/sip/transaction"
+)
+
+// Defaults for zero fields of Options.
+const (
+	// DefaultTimerC is Timer C, which RFC 3261 §16.6 step 11 wants above
+	// three minutes.
+	DefaultTimerC = 3*time.Minute + 30*time.Second
+	// DefaultCancelTimeout is how long a canceled branch may take to
+	// answer before the proxy gives up on it: 64*T1, as §9.1 advises.
+	DefaultCancelTimeout = 64 * transaction.DefaultT1
+	// DefaultMaxTargets bounds the targets of one request.
+	DefaultMaxTargets = 16
+)
+
+// Endpoint is one of the gateway's own SIP addresses: what goes into the
+// proxy's Via and Record-Route for a transport, and what it recognises as
+// itself in Route headers and Request-URIs.
+type Endpoint struct {
+	// Transport is sip.UDP, sip.TCP, sip.TLS, sip.WS or sip.WSS.
+	Transport string
+	// Host is the host name or IP address to advertise.
+	Host string
+	// Port is the port to advertise; 0 leaves it out.
+	Port int
+}
+
+// Options configure a Proxy. Transactions, Sender and Endpoints are
+// required; every other zero field has a working default.
+type Options struct {
+	// Transactions starts the client transactions of forwarded requests:
+	// the *transaction.Layer whose Handler is the Proxy.
+	Transactions Transactions
+	// Sender sends what has no transaction: ACKs for 2xx responses and
+	// stray responses (§16.11). Normally the transaction layer's Sender.
+	Sender transaction.Sender
+	// Endpoints are the gateway's addresses, one per transport at least.
+	// The first one of a transport is used for it; a transport without an
+	// endpoint uses the first endpoint.
+	Endpoints []Endpoint
+	// Domains are the SIP domains the gateway is responsible for: their
+	// AORs are looked up in the Locator and their users authenticate. The
+	// first one is the domain of Request-URIs that name the gateway by
+	// address.
+	Domains []string
+	// RedirectDomains are the domains (among Domains) served in redirect
+	// mode: a request for one of their AORs is answered 302 with the
+	// targets as Contacts instead of being proxied.
+	RedirectDomains []string
+	// Aliases are more host names and addresses that mean this gateway
+	// (a public address behind NAT, a load balancer's name).
+	Aliases []string
+	// Realm is the digest realm; default the first domain.
+	Realm string
+
+	// Locator finds the targets of our AORs; nil finds none (480).
+	Locator Locator
+	// Resolver finds next-hop addresses; nil resolves IP literals only.
+	Resolver Resolver
+	// Credentials authenticate our users; nil authenticates nobody.
+	Credentials Credentials
+	// Trusted names the trunks trusted by address; nil trusts none.
+	Trusted TrustedSources
+	// Throttle limits authentication failures; nil limits nothing.
+	Throttle Throttle
+	// Router is the trunk and dial-plan hook; nil routes by domain only.
+	Router Router
+	// FlowTokens encode flows in Record-Route and Via; nil means
+	// HMACTokens keyed with Secret.
+	FlowTokens FlowTokens
+
+	// Secret keys the stamps of Record-Route entries, the digest nonces and
+	// the default flow tokens. Instances that must understand each other's
+	// routes (a cluster, a restart) share it. Empty: 32 random bytes, so
+	// dialogs and nonces do not survive a restart.
+	Secret []byte
+
+	// AuthenticateAll challenges every out-of-dialog request that is not
+	// from a trusted trunk, not only those from our domains: callers from
+	// other domains cannot reach our users anonymously.
+	AuthenticateAll bool
+	// LocalOnly forbids authenticated users to reach other domains
+	// directly: only the Router can send requests out.
+	LocalOnly bool
+
+	// TimerC is Timer C of INVITE branches (§16.6 step 11), reset by every
+	// provisional response; default DefaultTimerC.
+	TimerC time.Duration
+	// CancelTimeout is how long a canceled INVITE branch may take to send
+	// its final response; default DefaultCancelTimeout.
+	CancelTimeout time.Duration
+	// MaxTargets bounds the targets one request forks to (and the
+	// Contacts of a 302); default DefaultMaxTargets.
+	MaxTargets int
+
+	// Clock runs Timer C and dates nonces; nil is the system clock.
+	Clock clock.Clock
+	// Logger receives debug and warning events; nil discards them.
+	Logger *slog.Logger
+}
+
+// Proxy is the proxy core. Make it with New; it is safe for concurrent
+// use.
+type Proxy struct {
+	txs       Transactions
+	sender    transaction.Sender
+	endpoints []Endpoint
+	domains   map[string]bool
+	redirect  map[string]bool
+	hosts     map[string]bool // endpoint hosts and aliases, lower case
+	primary   string
+	realm     string
+
+	locator  Locator
+	resolver Resolver
+	creds    Credentials
+	trusted  TrustedSources
+	throttle Throttle
+	router   Router
+	tokens   FlowTokens
+	auth     *digest.Server
+	key      []byte
+
+	authAll       bool
+	localOnly     bool
+	timerC        time.Duration
+	cancelTimeout time.Duration
+	maxTargets    int
+	clk           clock.Clock
+	log           *slog.Logger
+}
+
+// New returns a Proxy configured by opts. It fails with an error wrapping
+// ErrInvalidOptions when Transactions, Sender or Endpoints are missing or
+// an endpoint is incomplete.
+func New(opts Options) (*Proxy, error) {
+	switch {
+	case opts.Transactions == nil:
+		return nil, fmt.Errorf("%w: no transactions", ErrInvalidOptions)
+	case opts.Sender == nil:
+		return nil, fmt.Errorf("%w: no sender", ErrInvalidOptions)
+	case len(opts.Endpoints) == 0:
+		return nil, fmt.Errorf("%w: no endpoints", ErrInvalidOptions)
+	}
+	p := &Proxy{
+		txs:           opts.Transactions,
+		sender:        opts.Sender,
+		domains:       make(map[string]bool),
+		redirect:      make(map[string]bool),
+		hosts:         make(map[string]bool),
+		locator:       opts.Locator,
+		resolver:      opts.Resolver,
+		creds:         opts.Credentials,
+		trusted:       opts.Trusted,
+		throttle:      opts.Throttle,
+		router:        opts.Router,
+		tokens:        opts.FlowTokens,
+		authAll:       opts.AuthenticateAll,
+		localOnly:     opts.LocalOnly,
+		timerC:        orDuration(opts.TimerC, DefaultTimerC),
+		cancelTimeout: orDuration(opts.CancelTimeout, DefaultCancelTimeout),
+		maxTargets:    opts.MaxTargets,
+		clk:           clock.Or(opts.Clock),
+		log:           opts.Logger,
+	}
+	for _, ep := range opts.Endpoints {
+		if ep.Host == "" || ep.Transport == "" {
+			return nil, fmt.Errorf("%w: endpoint %+v lacks a transport or host", ErrInvalidOptions, ep)
+		}
+		ep.Transport = strings.ToUpper(ep.Transport)
+		p.endpoints = append(p.endpoints, ep)
+		p.hosts[strings.ToLower(ep.Host)] = true
+	}
+	for _, a := range opts.Aliases {
+		p.hosts[strings.ToLower(a)] = true
+	}
+	for _, d := range opts.Domains {
+		d = strings.ToLower(d)
+		p.domains[d] = true
+		if p.primary == "" {
+			p.primary = d
+		}
+	}
+	for _, d := range opts.RedirectDomains {
+		p.redirect[strings.ToLower(d)] = true
+	}
+	p.key = opts.Secret
+	if len(p.key) == 0 {
+		p.key = make([]byte, 32)
+		rand.Read(p.key) // never fails since Go 1.24
+	}
+	if p.tokens == nil {
+		p.tokens = HMACTokens{Secret: p.key}
+	}
+	if p.resolver == nil {
+		p.resolver = ResolverFunc(resolveLiteral)
+	}
+	p.realm = opts.Realm
+	if p.realm == "" {
+		p.realm = p.primary
+	}
+	p.auth = &digest.Server{Realm: p.realm, Secret: p.key, Now: p.clk.Now}
+	if p.maxTargets <= 0 {
+		p.maxTargets = DefaultMaxTargets
+	}
+	if p.log == nil {
+		p.log = slog.New(slog.DiscardHandler)
+	}
+	return p, nil
+}
+
+func orDuration(v, def time.Duration) time.Duration {
+	if v > 0 {
+		return v
+	}
+	return def
+}
+
+// ServeSIP proxies req. It implements transaction.Handler: it returns once
+// the request's fate is settled — for an INVITE, when every branch has
+// ended, so that every 2xx is forwarded. A nil tx is an ACK that matched
+// no server transaction (the ACK of a 2xx): it is forwarded statelessly.
+func (p *Proxy) ServeSIP(tx *transaction.ServerTx, req *sip.Request) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if tx == nil {
+		if req != nil && req.Method == sip.MethodAck {
+			p.forwardAck(ctx, req)
+		}
+		return
+	}
+	p.serve(ctx, tx, req)
+}
+
+// serve is ServeSIP for a request with a server transaction.
+func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) {
+	// The request is shared with the transaction layer: work on a copy,
+	// whose typed headers this goroutine alone fills and changes.
+	r := req.Clone()
+	uri := r.URI // as received, which digest credentials name
+	if !p.validate(tx, r) {
+		return
+	}
+	hash := loopHash(r)
+	if p.looped(r, hash) {
+		p.reply(tx, r, 482, "", nil)
+		return
+	}
+	if tags := r.Tokens("Proxy-Require"); len(tags) > 0 {
+		// No extension is implemented for proxies (§16.3 step 5).
+		p.reply(tx, r, 420, "", func(res *sip.Response) { res.Set("Unsupported", strings.Join(tags, ", ")) })
+		return
+	}
+	rt, err := p.preprocessRoutes(r)
+	if err != nil {
+		p.reply(tx, r, 400, "Malformed Route", nil)
+		return
+	}
+	if r.Method == sip.MethodOptions && p.IsForMe(r) {
+		p.respond(tx, OptionsResponse(r))
+		return
+	}
+
+	inDialog := r.To().Tag() != "" && rt.stamped
+	caller := Caller{Source: r.Source}
+	if !inDialog {
+		var ok bool
+		if caller, ok = p.authorize(tx, r, uri); !ok {
+			return
+		}
+	}
+	targets, ok := p.targets(ctx, tx, r, caller, rt, inDialog)
+	if !ok {
+		return
+	}
+	newCall(p, tx, r, hash).run(ctx, targets)
+}
+
+// validate runs the checks of §16.3 steps 2 and 3 and answers a request
+// that fails them.
+func (p *Proxy) validate(tx *transaction.ServerTx, r *sip.Request) bool {
+	switch r.URI.Scheme {
+	case "sip", "sips":
+	case "tel":
+		if p.router == nil {
+			p.reply(tx, r, 416, "", nil)
+			return false
+		}
+	default:
+		p.reply(tx, r, 416, "", nil)
+		return false
+	}
+	if mf, ok := r.MaxForwards(); ok && mf == 0 {
+		// §16.3 step 3: an OPTIONS may be answered by its final
+		// recipient, which the gateway is when no user is named.
+		if r.Method == sip.MethodOptions && r.URI.User == "" && p.isLocalURI(&r.URI) {
+			p.respond(tx, OptionsResponse(r))
+		} else {
+			p.reply(tx, r, 483, "", nil)
+		}
+		return false
+	}
+	return true
+}
+
+// targets builds the target set (§16.5) and answers the request when there
+// is none or the policy refuses it. ok is false when it answered.
+func (p *Proxy) targets(ctx context.Context, tx *transaction.ServerTx, r *sip.Request, caller Caller, rt routing, inDialog bool) ([]Target, bool) {
+	switch {
+	case rt.flow.IsValid():
+		// One of our Routes named a flow: the request follows it.
+		return []Target{{URI: r.URI, Dest: rt.flow}}, true
+	case inDialog:
+		return []Target{{URI: r.URI}}, true
+	case r.Has("Route"):
+		// A route set beyond us, pre-loaded by the caller: the request
+		// leaves the gateway.
+		if !p.mayLeave(caller) {
+			p.reply(tx, r, 403, "Relaying Denied", nil)
+			return nil, false
+		}
+		return []Target{{URI: r.URI}}, true
+	}
+	if p.router != nil {
+		if ts, handled := p.router.Route(ctx, r, caller); handled {
+			ts, err := p.expand(ctx, ts)
+			if err != nil {
+				p.log.Warn("proxy: location lookup", "err", err)
+				p.reply(tx, r, 500, "", nil)
+				return nil, false
+			}
+			if len(ts) == 0 {
+				p.reply(tx, r, 404, "", nil)
+				return nil, false
+			}
+			return ts, true
+		}
+	}
+	if !p.isLocalURI(&r.URI) {
+		if r.URI.Scheme == "tel" {
+			p.reply(tx, r, 404, "", nil)
+			return nil, false
+		}
+		if !p.mayLeave(caller) {
+			p.reply(tx, r, 403, "Relaying Denied", nil)
+			return nil, false
+		}
+		return []Target{{URI: r.URI}}, true
+	}
+	aor := p.aor(&r.URI)
+	var ts []Target
+	if p.locator != nil {
+		var err error
+		if ts, err = p.locator.Lookup(ctx, aor); err != nil {
+			p.log.Warn("proxy: location lookup", "aor", aor, "err", err)
+			p.reply(tx, r, 500, "", nil)
+			return nil, false
+		}
+	}
+	if len(ts) == 0 {
+		p.reply(tx, r, p.absentStatus(&r.URI), "", nil)
+		return nil, false
+	}
+	if p.redirect[p.domainOf(&r.URI)] {
+		p.respond(tx, p.redirectResponse(r, ts))
+		return nil, false
+	}
+	return ts, true
+}
+
+// expand replaces the targets that are addresses of record of our domains
+// (a DID mapped to a local user, say) by their registered targets: the
+// proxy recurses on them (§16.5) rather than forwarding to itself.
+func (p *Proxy) expand(ctx context.Context, ts []Target) ([]Target, error) {
+	local := false
+	for i := range ts {
+		local = local || p.isAOR(&ts[i])
+	}
+	if !local {
+		return ts, nil
+	}
+	var out []Target
+	for _, t := range ts {
+		if !p.isAOR(&t) {
+			out = append(out, t)
+			continue
+		}
+		if p.locator == nil {
+			continue
+		}
+		found, err := p.locator.Lookup(ctx, p.aor(&t.URI))
+		if err != nil {
+			return nil, fmt.Errorf("proxy: targets of %s: %w", p.aor(&t.URI), err)
+		}
+		out = append(out, found...)
+	}
+	return out, nil
+}
+
+// isAOR reports a target that names an address of record of ours rather
+// than a place to send to.
+func (p *Proxy) isAOR(t *Target) bool {
+	return !t.Dest.IsValid() && len(t.Path) == 0 && t.URI.User != "" && p.domains[strings.ToLower(t.URI.Host)]
+}
+
+// mayLeave reports whether caller may send requests out of our domains.
+func (p *Proxy) mayLeave(c Caller) bool { return c.User != "" && !p.localOnly }
+
+// absentStatus is the answer for an AOR with no targets: 480 when the
+// account exists (it is just not registered), 404 when it does not.
+func (p *Proxy) absentStatus(u *sip.URI) int {
+	if p.creds == nil || u.User == "" {
+		return 480
+	}
+	if _, ok := p.creds.HA1(u.User, "MD5"); ok {
+		return 480
+	}
+	if _, ok := p.creds.HA1(u.User, "SHA-256"); ok {
+		return 480
+	}
+	return 404
+}
+
+// reply answers a request with a response of the proxy's own.
+func (p *Proxy) reply(tx *transaction.ServerTx, r *sip.Request, code int, reason string, decorate func(*sip.Response)) {
+	res := sip.NewResponse(r, code, reason)
+	res.SetToTag(sip.NewTag())
+	if decorate != nil {
+		decorate(res)
+	}
+	p.respond(tx, res)
+}
+
+func (p *Proxy) respond(tx *transaction.ServerTx, res *sip.Response) {
+	if err := tx.Respond(res); err != nil {
+		p.log.Debug("proxy: responding", "status", res.StatusCode, "err", err)
+	}
+}
+
+// Methods and extensions the gateway as a whole implements, for
+// OptionsResponse.
+const (
+	allowedMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, REFER, MESSAGE, SUBSCRIBE, NOTIFY"
+	supportedTags  = "path, outbound"
+	acceptedTypes  = "application/sdp"
+)
+
+// OptionsResponse returns the 200 OK with which the gateway answers an
+// OPTIONS addressed to itself (RFC 3261 §11.2): Allow, Supported and
+// Accept list what it implements. The To tag is new.
+func OptionsResponse(req *sip.Request) *sip.Response {
+	res := sip.NewResponse(req, 200, "")
+	res.SetToTag(sip.NewTag())
+	res.Add("Allow", allowedMethods)
+	res.Add("Supported", supportedTags)
+	res.Add("Accept", acceptedTypes)
+	return res
+}
+
+// IsForMe reports whether req is addressed to the gateway itself rather
+// than to a user: its Request-URI has no user part and names one of our
+// domains, endpoints or aliases, and it carries no Route beyond our own.
+// The binary answers such an OPTIONS with OptionsResponse (ServeSIP does
+// too).
+func (p *Proxy) IsForMe(req *sip.Request) bool {
+	if !req.URI.IsSIP() || req.URI.User != "" || !p.isLocalURI(&req.URI) {
+		return false
+	}
+	routes, err := req.Routes()
+	if err != nil {
+		return false
+	}
+	for i := range routes {
+		if !p.isOurs(&routes[i].URI) {
+			return false
+		}
+	}
+	return true
+}
