@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"runtime"
@@ -32,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/switchboard/switchboard/webclient"
 )
 
 // version is the release, set at build time with
@@ -125,7 +127,8 @@ func versionString() string {
 // listening tells the caller of run where its listeners are bound, which
 // tests need when they ask for port 0.
 type listening struct {
-	HTTP net.Addr
+	HTTP          net.Addr
+	UDP, TCP, TLS netip.AddrPort
 }
 
 // run starts the gateway with cfg, logging to stdout, and serves until ctx
@@ -148,15 +151,28 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, ready func(listening
 			logger.Warn("demo account", "user", a.User, "password", a.Password, "uri", "sip:"+a.User+"@"+cfg.Domain)
 		}
 	}
-	if cfg.ConfigFile != "" {
-		logger.Warn("the config file is not read yet: its accounts, trunks and routes are ignored", "path", cfg.ConfigFile)
+	var lc net.ListenConfig
+	ln, err := lc.Listen(ctx, "tcp", cfg.HTTP)
+	if err != nil {
+		return fmt.Errorf("listen http: %w", err)
 	}
-	logger.Warn("SIP transports are not built yet: no SIP listener is open",
-		"sip_udp", cfg.SIPUDP, "sip_tcp", cfg.SIPTCP, "sip_tls", cfg.SIPTLS)
+	stack, err := startSIP(ctx, cfg, ln.Addr(), logger)
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer stack.close()
 
 	var isReady atomic.Bool
+	mux := newMux(newMetricsRegistry(), &isReady, logger)
+	mux.Handle("/ws", stack.ws)
+	mux.Handle("GET /config.json", webclient.ConfigHandler(webclient.Config{Domain: cfg.Domain, WSPath: "/ws"}))
+	mux.Handle("/", webclient.Handler())
+	if !webclient.Built() {
+		logger.Warn("the softphone page is not built: run make webclient (make run does it)")
+	}
 	srv := &http.Server{
-		Handler: newMux(newMetricsRegistry(), &isReady, logger),
+		Handler: mux,
 		// No ReadTimeout or WriteTimeout: /ws connections live as long as a
 		// registration. Slow clients are bounded by the header timeout.
 		ReadHeaderTimeout: 10 * time.Second,
@@ -164,24 +180,24 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, ready func(listening
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
-	var lc net.ListenConfig
-	ln, err := lc.Listen(ctx, "tcp", cfg.HTTP)
-	if err != nil {
-		return fmt.Errorf("listen http: %w", err)
-	}
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 
 	isReady.Store(true)
-	logger.Info("listening", "http", "http://"+ln.Addr().String()+"/")
+	addrs := stack.addrs
+	addrs.HTTP = ln.Addr()
+	logger.Info("listening", "http", "http://"+ln.Addr().String()+"/",
+		"sip_udp", addrs.UDP, "sip_tcp", addrs.TCP, "sip_tls", addrs.TLS, "ws", "ws://"+ln.Addr().String()+"/ws")
 	if ready != nil {
-		ready(listening{HTTP: ln.Addr()})
+		ready(addrs)
 	}
 
 	select {
 	case err := <-served:
 		// Serve only returns early when the listener breaks.
 		return fmt.Errorf("serve http: %w", err)
+	case err := <-stack.served:
+		return fmt.Errorf("serve sip: %w", err)
 	case <-ctx.Done():
 	}
 
@@ -189,6 +205,9 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, ready func(listening
 	// while the requests in flight finish.
 	isReady.Store(false)
 	logger.Info("shutting down", "cause", context.Cause(ctx))
+	// Hijacked WebSocket connections outlive http.Server.Shutdown: close
+	// the SIP side first.
+	stack.close()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil {
@@ -279,14 +298,6 @@ func newMux(reg *prometheus.Registry, ready *atomic.Bool, logger *slog.Logger) *
 	})
 	mux.Handle("GET /metrics", promhttp.InstrumentMetricHandler(reg, metrics))
 
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		h := w.Header()
-		h.Set("Content-Type", "text/html; charset=utf-8")
-		h.Set("Content-Security-Policy", "default-src 'none'; frame-ancestors 'none'")
-		h.Set("X-Content-Type-Options", "nosniff")
-		h.Set("Referrer-Policy", "no-referrer")
-		io.WriteString(w, placeholderPage)
-	})
 	return mux
 }
 
@@ -298,19 +309,3 @@ func writeText(w http.ResponseWriter, code int, body string) {
 	w.WriteHeader(code)
 	io.WriteString(w, body)
 }
-
-// placeholderPage stands at / until the softphone (webclient) is built.
-const placeholderPage = `<!doctype html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>Switchboard</title>
-</head>
-<body>
-<h1>Switchboard</h1>
-<p>The softphone is not built yet: this page will host it.</p>
-<p>The gateway is running. Health: <a href="/healthz">/healthz</a>, readiness: <a href="/readyz">/readyz</a>, metrics: <a href="/metrics">/metrics</a>.</p>
-</body>
-</html>
-`

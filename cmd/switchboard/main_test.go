@@ -44,7 +44,7 @@ func testConfig(t *testing.T, extra map[string]string) Config {
 }
 
 // gateway is a run() started by a test.
-type gateway struct {
+type testGateway struct {
 	addr   string       // HTTP address, host:port
 	log    *syncBuffer  // what run wrote to stdout
 	cancel func()       // asks run to stop
@@ -52,7 +52,7 @@ type gateway struct {
 }
 
 // startGateway starts run with cfg and waits until it listens.
-func startGateway(t *testing.T, cfg Config) *gateway {
+func startGateway(t *testing.T, cfg Config) *testGateway {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	log := &syncBuffer{}
@@ -63,7 +63,7 @@ func startGateway(t *testing.T, cfg Config) *gateway {
 	}()
 	select {
 	case l := <-bound:
-		g := &gateway{addr: l.HTTP.String(), log: log, cancel: cancel, done: done}
+		g := &testGateway{addr: l.HTTP.String(), log: log, cancel: cancel, done: done}
 		t.Cleanup(func() { g.stop(t) })
 		return g
 	case err := <-done:
@@ -77,7 +77,7 @@ func startGateway(t *testing.T, cfg Config) *gateway {
 }
 
 // stop cancels run and returns its result; later calls return nil.
-func (g *gateway) stop(t *testing.T) error {
+func (g *testGateway) stop(t *testing.T) error {
 	t.Helper()
 	if g.done == nil {
 		return nil
@@ -93,7 +93,7 @@ func (g *gateway) stop(t *testing.T) error {
 	}
 }
 
-func (g *gateway) get(t *testing.T, path string) (int, http.Header, string) {
+func (g *testGateway) get(t *testing.T, path string) (int, http.Header, string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
 	defer cancel()
@@ -137,11 +137,15 @@ func TestRunServesHTTPAndStops(t *testing.T) {
 				t.Errorf("/metrics Content-Type = %q", ct)
 			}
 			code, hdr, body = g.get(t, "/")
-			if code != http.StatusOK || !strings.Contains(body, "softphone is not built yet") {
+			// The softphone, or the page saying how to build it.
+			if code != http.StatusOK || !strings.Contains(body, "Switchboard") {
 				t.Errorf("/ = %d %q", code, body)
 			}
-			if csp := hdr.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") {
+			if csp := hdr.Get("Content-Security-Policy"); !strings.Contains(csp, "frame-ancestors 'none'") {
 				t.Errorf("/ Content-Security-Policy = %q", csp)
+			}
+			if code, _, body := g.get(t, "/config.json"); code != http.StatusOK || !strings.Contains(body, `"domain"`) {
+				t.Errorf("/config.json = %d %q", code, body)
 			}
 			if code, _, _ := g.get(t, "/no-such-page"); code != http.StatusNotFound {
 				t.Errorf("/no-such-page = %d, want 404", code)

@@ -10,10 +10,6 @@ import (
 	"github.com/switchboard/switchboard/sip/transaction"
 )
 
-// challengeAlgorithms are offered in every 407, strongest first (RFC 8760
-// §2.4: one header field per algorithm, in order of preference).
-var challengeAlgorithms = [...]string{"SHA-256", "MD5"}
-
 // authorize establishes who sent the out-of-dialog request r, whose
 // Request-URI was uri when it arrived, and answers it when the policy
 // refuses it (ok false):
@@ -123,10 +119,19 @@ func (p *Proxy) consumeCredentials(r *sip.Request) {
 	}
 }
 
+// DefaultAlgorithms are the digest algorithms challenged with, in order:
+// MD5 first because JsSIP 3.x, sipp and many desk phones read only the
+// first challenge and give up unless it is MD5 (see registrar).
+var DefaultAlgorithms = []string{"MD5", "SHA-256"}
+
 // challenge answers r with 407 and one Proxy-Authenticate per algorithm.
 func (p *Proxy) challenge(tx *transaction.ServerTx, r *sip.Request, stale bool) {
 	p.reply(tx, r, 407, "", func(res *sip.Response) {
-		for _, alg := range challengeAlgorithms {
+		algs := p.algorithms
+		if len(algs) == 0 {
+			algs = DefaultAlgorithms
+		}
+		for _, alg := range algs {
 			ch, err := p.auth.Challenge(alg, stale)
 			if err != nil {
 				continue // cannot happen: both are implemented

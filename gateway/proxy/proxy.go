@@ -92,6 +92,9 @@ type Options struct {
 	// from a trusted trunk, not only those from our domains: callers from
 	// other domains cannot reach our users anonymously.
 	AuthenticateAll bool
+	// Algorithms are the digest algorithms challenged with, in the order
+	// offered; nil means DefaultAlgorithms.
+	Algorithms []string
 	// LocalOnly forbids authenticated users to reach other domains
 	// directly: only the Router can send requests out.
 	LocalOnly bool
@@ -115,14 +118,15 @@ type Options struct {
 // Proxy is the proxy core. Make it with New; it is safe for concurrent
 // use.
 type Proxy struct {
-	txs       Transactions
-	sender    transaction.Sender
-	endpoints []Endpoint
-	domains   map[string]bool
-	redirect  map[string]bool
-	hosts     map[string]bool // endpoint hosts and aliases, lower case
-	primary   string
-	realm     string
+	algorithms []string
+	txs        Transactions
+	sender     transaction.Sender
+	endpoints  []Endpoint
+	domains    map[string]bool
+	redirect   map[string]bool
+	hosts      map[string]bool // endpoint hosts and aliases, lower case
+	primary    string
+	realm      string
 
 	locator  Locator
 	resolver Resolver
@@ -169,6 +173,7 @@ func New(opts Options) (*Proxy, error) {
 		router:        opts.Router,
 		tokens:        opts.FlowTokens,
 		authAll:       opts.AuthenticateAll,
+		algorithms:    opts.Algorithms,
 		localOnly:     opts.LocalOnly,
 		timerC:        orDuration(opts.TimerC, DefaultTimerC),
 		cancelTimeout: orDuration(opts.CancelTimeout, DefaultCancelTimeout),

@@ -10,10 +10,13 @@ import (
 	"github.com/switchboard/switchboard/sip/digest"
 )
 
-// challengeAlgorithms are offered in every 401, strongest first (RFC 8760
-// §2.4): a client answers the first it supports. Accounts store an HA1 for
-// each.
-var challengeAlgorithms = [...]string{"SHA-256", "MD5"}
+// DefaultAlgorithms are the digest algorithms challenged with, in order.
+// MD5 comes first although SHA-256 is stronger: JsSIP 3.x and sipp read only
+// the first challenge and give up unless it is MD5, and so do many desk
+// phones. Clients that follow RFC 8760 §2.4 answer the first algorithm they
+// support, so put SHA-256 first (Options.Algorithms) where every client
+// supports it.
+var DefaultAlgorithms = []string{"MD5", "SHA-256"}
 
 // authenticate checks the request's credentials for toUser, whose AOR is
 // aor. It returns nil when they are good, else the response to send.
@@ -94,7 +97,7 @@ func (r *Registrar) credentials(req *sip.Request) (c digest.Credentials, found, 
 // challenge returns a 401 with one challenge per algorithm.
 func (r *Registrar) challenge(req *sip.Request, stale bool) *sip.Response {
 	res := reply(req, 401, "")
-	for _, alg := range challengeAlgorithms {
+	for _, alg := range r.algorithms {
 		ch, err := r.digest.Challenge(alg, stale)
 		if err != nil {
 			continue // cannot happen: both algorithms are implemented

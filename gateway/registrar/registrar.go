@@ -62,6 +62,9 @@ type Options struct {
 	// Throttle refuses sources after repeated authentication failures. Nil
 	// means a Throttle with its defaults on Clock.
 	Throttle *accounts.Throttle
+	// Algorithms are the digest algorithms challenged with, in the order
+	// offered; nil means DefaultAlgorithms.
+	Algorithms []string
 	// Clock is the time source; nil means the system clock.
 	Clock clock.Clock
 	// Logger receives registrations and authentication failures; nil
@@ -72,15 +75,16 @@ type Options struct {
 // Registrar answers REGISTER requests. Create it with New; its methods are
 // safe for concurrent use.
 type Registrar struct {
-	domain   string // canonical host of AORs, lower case
-	names    []string
-	ips      []netip.Addr
-	accounts *accounts.Store
-	loc      location.Store
-	digest   *digest.Server
-	throttle *accounts.Throttle
-	clock    clock.Clock
-	log      *slog.Logger
+	domain     string // canonical host of AORs, lower case
+	names      []string
+	ips        []netip.Addr
+	accounts   *accounts.Store
+	loc        location.Store
+	digest     *digest.Server
+	throttle   *accounts.Throttle
+	clock      clock.Clock
+	algorithms []string
+	log        *slog.Logger
 
 	minSecs, maxSecs, defSecs uint64
 	flowTimer                 string
@@ -105,14 +109,15 @@ func New(opts Options) (*Registrar, error) {
 		return nil, fmt.Errorf("registrar: digest realm %q is not the domain %q", opts.Digest.Realm, opts.Domain)
 	}
 	r := &Registrar{
-		domain:   strings.ToLower(opts.Domain),
-		accounts: opts.Accounts,
-		loc:      opts.Location,
-		digest:   opts.Digest,
-		throttle: opts.Throttle,
-		clock:    clock.Or(opts.Clock),
-		log:      opts.Logger,
-		seed:     maphash.MakeSeed(),
+		domain:     strings.ToLower(opts.Domain),
+		accounts:   opts.Accounts,
+		loc:        opts.Location,
+		digest:     opts.Digest,
+		throttle:   opts.Throttle,
+		clock:      clock.Or(opts.Clock),
+		algorithms: opts.Algorithms,
+		log:        opts.Logger,
+		seed:       maphash.MakeSeed(),
 	}
 	for _, h := range append([]string{opts.Domain}, opts.Aliases...) {
 		h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
@@ -121,6 +126,9 @@ func New(opts Options) (*Registrar, error) {
 		} else {
 			r.names = append(r.names, strings.ToLower(h))
 		}
+	}
+	if len(r.algorithms) == 0 {
+		r.algorithms = DefaultAlgorithms
 	}
 	if r.digest == nil {
 		r.digest = &digest.Server{Realm: opts.Domain, Now: r.clock.Now}

@@ -26,14 +26,15 @@ func TestRegisterFlow(t *testing.T) {
 			contact := "<sip:alice@192.0.2.10:5060>"
 			first := msg{callID: "flow-1", cseq: 1, contacts: []string{contact}}
 
-			// REGISTER → 401 with SHA-256 then MD5 challenges.
+			// REGISTER → 401 with MD5 then SHA-256 challenges (the default
+			// order, for JsSIP and phones that read only the first).
 			req := parse(t, first.bytes())
 			req.Source = udpSource
 			res := e.serve(req)
 			want(t, res, 401, "Unauthorized")
 			chs := challenges(t, res)
-			if len(chs) != 2 || chs[0].Algorithm != "SHA-256" || chs[1].Algorithm != "MD5" {
-				t.Fatalf("challenges %+v, want SHA-256 then MD5", chs)
+			if len(chs) != 2 || chs[0].Algorithm != "MD5" || chs[1].Algorithm != "SHA-256" {
+				t.Fatalf("challenges %+v, want MD5 then SHA-256", chs)
 			}
 			for _, ch := range chs {
 				if ch.Realm != domain || !slices.Equal(ch.QOP, []string{"auth"}) || ch.Stale {

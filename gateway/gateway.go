@@ -1,0 +1,189 @@
+// Package gateway is where Switchboard's SIP roles meet: it receives every
+// request the transaction layer hands up and sends it to the registrar, to
+// the gateway's own user agent (OPTIONS pings) or to the proxy core, and it
+// tells the location service when a connection closes.
+//
+// The roles themselves live in the subpackages: registrar, location,
+// accounts, proxy, trunk and config.
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/switchboard/switchboard/gateway/location"
+	"github.com/switchboard/switchboard/gateway/registrar"
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/sip/transaction"
+)
+
+// Methods the gateway accepts, in the Allow header of its answers.
+const allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, MESSAGE, REFER, SUBSCRIBE, NOTIFY"
+
+// supported lists the option tags the gateway understands (Supported, and
+// the Require check of RFC 3261 §8.2.2.3).
+var supported = []string{"path", "outbound", "replaces", "timer", "100rel"}
+
+// Options configures a Server.
+type Options struct {
+	// Domain is the SIP domain served.
+	Domain string
+	// Aliases are other names and addresses of the gateway: a request
+	// whose Request-URI host is one of them is for the gateway itself.
+	Aliases []string
+	// Registrar answers REGISTER for the domain.
+	Registrar *registrar.Registrar
+	// Location drops bindings whose connection closed; may be nil.
+	Location location.Store
+	// Proxy routes every other request; nil answers 404 to them.
+	Proxy transaction.Handler
+	// Logger receives the server's logs; nil discards them.
+	Logger *slog.Logger
+}
+
+// Server dispatches requests to the gateway's roles. It implements
+// transaction.Handler.
+type Server struct {
+	opts Options
+	log  *slog.Logger
+}
+
+// New returns a Server.
+func New(opts Options) *Server {
+	log := opts.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Server{opts: opts, log: log}
+}
+
+// SetProxy sets the handler of the requests the server does not answer
+// itself; the proxy is built after the transaction layer, which needs the
+// server first. Call it before serving.
+func (s *Server) SetProxy(p transaction.Handler) { s.opts.Proxy = p }
+
+// ServeSIP handles one request. tx is nil for an ACK to a 2xx, which has no
+// transaction of its own and only the proxy can route.
+func (s *Server) ServeSIP(tx *transaction.ServerTx, req *sip.Request) {
+	switch {
+	case req.Method == sip.MethodRegister && s.IsLocal(req.URI):
+		s.respond(tx, s.opts.Registrar.ServeRegister(context.Background(), req))
+	case s.forGateway(req):
+		s.serveLocal(tx, req)
+	case s.opts.Proxy != nil:
+		s.opts.Proxy.ServeSIP(tx, req)
+	default:
+		s.respond(tx, sip.NewResponse(req, 404, ""))
+	}
+}
+
+// FlowClosed drops the bindings that could only be reached over flow, which
+// has just closed (RFC 5626 §5.3).
+func (s *Server) FlowClosed(flow sip.Addr) {
+	if s.opts.Location == nil {
+		return
+	}
+	removed, err := s.opts.Location.DeleteFlow(context.Background(), flow)
+	if err != nil {
+		s.log.Warn("drop bindings of closed flow", "flow", flow, "err", err)
+		return
+	}
+	for _, b := range removed {
+		s.log.Info("binding dropped: its connection closed", "aor", b.AOR, "flow", flow)
+	}
+}
+
+// IsLocal reports whether u names the gateway's domain or one of its
+// aliases.
+func (s *Server) IsLocal(u sip.URI) bool {
+	if !u.IsSIP() {
+		return false
+	}
+	if strings.EqualFold(u.Host, s.opts.Domain) {
+		return true
+	}
+	for _, a := range s.opts.Aliases {
+		if strings.EqualFold(u.Host, a) {
+			return true
+		}
+	}
+	return false
+}
+
+// forGateway reports whether the gateway is the request's final recipient:
+// a user-less Request-URI of its own, as OPTIONS pings and keep-alives use.
+func (s *Server) forGateway(req *sip.Request) bool {
+	return req.URI.User == "" && s.IsLocal(req.URI) && req.To().Tag() == ""
+}
+
+// serveLocal answers a request addressed to the gateway itself, as a UAS.
+func (s *Server) serveLocal(tx *transaction.ServerTx, req *sip.Request) {
+	if tx == nil {
+		return // an ACK to one of our own 2xx: nothing to do
+	}
+	if unsupported := unsupportedTags(req.Tokens("Require")); len(unsupported) > 0 {
+		res := sip.NewResponse(req, 420, "")
+		res.Set("Unsupported", strings.Join(unsupported, ", "))
+		s.respond(tx, res)
+		return
+	}
+	switch req.Method {
+	case sip.MethodOptions:
+		res := sip.NewResponse(req, 200, "")
+		res.SetToTag(sip.NewTag())
+		res.Set("Allow", allow)
+		res.Set("Supported", strings.Join(supported, ", "))
+		res.Set("Accept", "application/sdp")
+		res.Set("Accept-Encoding", "identity")
+		res.Set("Accept-Language", "en")
+		s.respond(tx, res)
+	default:
+		code := 405
+		if !sip.IsKnownMethod(req.Method) {
+			code = 501 // RFC 3261 §8.2.1: a method we do not know
+		}
+		res := sip.NewResponse(req, code, "")
+		res.SetToTag(sip.NewTag())
+		if code == 405 {
+			res.Set("Allow", allow)
+		}
+		s.respond(tx, res)
+	}
+}
+
+// unsupportedTags returns the tags of a Require header that the gateway
+// does not support (RFC 4475 bext01).
+func unsupportedTags(tags []string) []string {
+	var out []string
+	for _, t := range tags {
+		known := false
+		for _, s := range supported {
+			if strings.EqualFold(t, s) {
+				known = true
+				break
+			}
+		}
+		if !known {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func (s *Server) respond(tx *transaction.ServerTx, res *sip.Response) {
+	if tx == nil || res == nil {
+		return
+	}
+	if res.StatusCode >= 200 && res.To().Tag() == "" {
+		res.SetToTag(sip.NewTag())
+	}
+	if !res.Has("Date") {
+		res.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	}
+	if err := tx.Respond(res); err != nil {
+		s.log.Debug("respond", "status", res.StatusCode, "err", err)
+	}
+}
