@@ -99,18 +99,9 @@ func (p *Parser) parse(in []byte, datagram bool) (Message, error) {
 	copy(buf, in[i:])
 	s := unsafe.String(unsafe.SliceData(buf), len(buf))
 
-	headEnd, bodyStart := headerEnd(s)
-	if headEnd < 0 {
-		if !datagram {
-			return nil, &ParseError{Status: 400, Reason: "Incomplete Message", Err: ErrIncomplete}
-		}
-		// A datagram that lacks the empty line: parse the headers it has so
-		// that the answer names the real fault.
-		headEnd, bodyStart = len(s), len(s)
-	}
-	lineEnd := strings.IndexByte(s[:headEnd], '\n')
+	lineEnd := strings.IndexByte(s, '\n')
 	if lineEnd < 0 {
-		lineEnd = headEnd
+		lineEnd = len(s)
 	}
 	startLine := strings.TrimSuffix(s[:lineEnd], "\r")
 
@@ -130,13 +121,17 @@ func (p *Parser) parse(in []byte, datagram bool) (Message, error) {
 		}
 		h = &req.Headers
 	}
-	next := lineEnd + 1
-	if next > headEnd {
-		next = headEnd
-	}
-	if err := h.parseFields(s[next:headEnd], &lim); err != nil {
+	next := min(lineEnd+1, len(s))
+	n, complete, err := h.parseFields(s[next:], &lim)
+	if err != nil {
 		return nil, err
 	}
+	if !complete && !datagram {
+		return nil, &ParseError{Status: 400, Reason: "Incomplete Message", Err: ErrIncomplete}
+	}
+	// A datagram that lacks the empty line has its headers parsed all the
+	// same, so that the answer names the real fault.
+	bodyStart := next + n
 	if err := h.index(); err != nil {
 		return nil, err
 	}
@@ -244,10 +239,26 @@ func (r *Response) parseStatusLine(line string) error {
 	return nil
 }
 
-// parseFields splits the header section into lines, undoing line folding.
-func (h *Headers) parseFields(s string, lim *Limits) error {
-	h.fields = make([]HeaderField, 0, strings.Count(s, "\n")+1)
+// parseFields splits the header section at the start of s into lines,
+// undoing line folding, up to the empty line that ends it. It returns the
+// length of the section with its empty line, and whether that line was
+// found. Bare LF line ends are tolerated.
+func (h *Headers) parseFields(s string, lim *Limits) (n int, complete bool, err error) {
+	// Size the list by the lines up to the first empty one: one
+	// allocation for the common message.
+	section := s
+	if k := strings.Index(s, "\n\r\n"); k >= 0 {
+		section = s[:k]
+	}
+	h.fields = make([]HeaderField, 0, min(strings.Count(section, "\n")+1, lim.MaxHeaders))
 	for i := 0; i < len(s); {
+		// The empty line ends the section.
+		if s[i] == '\n' {
+			return i + 1, true, nil
+		}
+		if s[i] == '\r' && i+1 < len(s) && s[i+1] == '\n' {
+			return i + 2, true, nil
+		}
 		// A logical line runs to a newline not followed by SP or HTAB.
 		end, folded := i, false
 		for {
@@ -271,14 +282,11 @@ func (h *Headers) parseFields(s string, lim *Limits) error {
 				line = line[:n-2]
 			}
 		}
-		if line == "" {
-			continue
-		}
 		if len(line) > lim.MaxLineLength {
-			return &ParseError{Status: 400, Reason: "Header Line Too Long", Err: ErrTooLarge}
+			return 0, false, &ParseError{Status: 400, Reason: "Header Line Too Long", Err: ErrTooLarge}
 		}
 		if len(h.fields) == lim.MaxHeaders {
-			return &ParseError{Status: 400, Reason: "Too Many Headers", Err: ErrTooLarge}
+			return 0, false, &ParseError{Status: 400, Reason: "Too Many Headers", Err: ErrTooLarge}
 		}
 		// field-name is a token, then optional SP/HTAB, then ':'.
 		j := 0
@@ -291,12 +299,12 @@ func (h *Headers) parseFields(s string, lim *Limits) error {
 		}
 		if j == len(line) || line[j] != ':' {
 			if name != "" && j < len(line) && !isWS(line[j]) && strings.IndexByte(line, ':') > 0 {
-				return malformed("Malformed Header Name")
+				return 0, false, malformed("Malformed Header Name")
 			}
-			return malformed("Malformed Header Line")
+			return 0, false, malformed("Malformed Header Line")
 		}
 		if name == "" {
-			return malformed("Malformed Header Name")
+			return 0, false, malformed("Malformed Header Name")
 		}
 		value := line[j+1:]
 		if folded {
@@ -306,7 +314,7 @@ func (h *Headers) parseFields(s string, lim *Limits) error {
 			Name: name, Value: trimWS(value), raw: line, id: lookupHeader(name),
 		})
 	}
-	return nil
+	return len(s), false, nil
 }
 
 // unfold replaces each line break and the whitespace after it with one SP
