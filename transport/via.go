@@ -31,18 +31,46 @@ func StampReceived(req *sip.Request) {
 		return
 	}
 	ip := src.Addr().Unmap().WithZone("")
-	ipText := ip.String()
+	var ipBuf [64]byte
+	ipText := ip.AppendTo(ipBuf[:0])
 	_, hasRport := v.Params.Get("rport")
 	received, hasReceived := v.Params.Get("received")
-	switch {
-	case hasRport:
-		v.Params = v.Params.Set("received", ipText)
-		v.Params = v.Params.Set("rport", strconv.Itoa(int(src.Port())))
-	case !sameIP(v.Host, ip) || hasReceived && received != ipText:
-		v.Params = v.Params.Set("received", ipText)
-	default:
+	if !hasRport && sameIP(v.Host, ip) && (!hasReceived || received == string(ipText)) {
 		return
 	}
+	// One pass over the parameters, replacing rport and received where
+	// they stand and appending received when absent: this runs for every
+	// request received, so it builds one string, not one per change.
+	var b strings.Builder
+	b.Grow(len(v.Params) + len(ipText) + 24)
+	wroteReceived := false
+	v.Params.Range(func(name, value string) bool {
+		switch {
+		case strings.EqualFold(name, "rport"):
+			var portBuf [8]byte
+			b.WriteString(";rport=")
+			b.Write(strconv.AppendUint(portBuf[:0], uint64(src.Port()), 10))
+		case strings.EqualFold(name, "received"):
+			if !wroteReceived {
+				b.WriteString(";received=")
+				b.Write(ipText)
+				wroteReceived = true
+			}
+		default:
+			b.WriteByte(';')
+			b.WriteString(name)
+			if value != "" {
+				b.WriteByte('=')
+				b.WriteString(value)
+			}
+		}
+		return true
+	})
+	if !wroteReceived {
+		b.WriteString(";received=")
+		b.Write(ipText)
+	}
+	v.Params = sip.Params(b.String())
 	req.SetTopVia(v)
 }
 
