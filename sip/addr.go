@@ -44,8 +44,9 @@ func parseAddressInto(a *Address, s string) error {
 
 // scanAddress reads one address starting at s[i] and returns the index just
 // after it and its parameters, at a ',' or at the end of s.
+// a must be zero: it is usually fresh heap memory, and clearing it again
+// would cost a write barrier per pointer while the GC runs.
 func scanAddress(a *Address, s string, i int) (int, error) {
-	*a = Address{}
 	i = skipWS(s, i)
 	if i == len(s) {
 		return i, syntaxError("empty address")

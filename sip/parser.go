@@ -348,20 +348,26 @@ const eager = 1<<hVia | 1<<hFrom | 1<<hTo | 1<<hCallID | 1<<hCSeq |
 // (Via, From, To, Call-ID, CSeq, Max-Forwards, Content-Length, Contact,
 // Route, Record-Route, Path), so that a built or changed message can then be
 // read from several goroutines. It returns the first malformed header.
-func (h *Headers) Index() error { return h.indexTyped() }
+func (h *Headers) Index() error { return h.indexTyped(false) }
 
 // index parses the eager headers and checks the mandatory ones (§8.1.1).
 func (h *Headers) index() error {
-	if err := h.indexTyped(); err != nil {
+	if err := h.indexTyped(true); err != nil {
 		return err
 	}
 	return h.checkMandatory()
 }
 
-// indexTyped parses the eager headers in one pass.
-func (h *Headers) indexTyped() error {
-	for id := hVia; id <= hPath; id++ {
-		h.resetTyped(id)
+// indexTyped parses the eager headers in one pass. fresh says that h was
+// just made by the parser, so its typed values are still zero.
+func (h *Headers) indexTyped(fresh bool) error {
+	h.via, h.contacts = h.viaArr[:0], h.contactArr[:0]
+	h.maxForwards, h.contentLength = -1, -1
+	if !fresh {
+		// Indexing a built or changed message: start from empty values.
+		for id := hVia; id <= hPath; id++ {
+			h.resetTyped(id)
+		}
 	}
 	var seen uint64
 	for i := range h.fields {

@@ -428,3 +428,22 @@ func TestConcurrentReadsOfParsedMessage(t *testing.T) {
 	<-done
 	<-done
 }
+
+func TestIndexAfterChanges(t *testing.T) {
+	r := mustParse(t, simpleInvite).(*Request)
+	r.Set("From", "<sip:new@example.org>;tag=9")
+	r.Set("Max-Forwards", "7")
+	if err := r.Index(); err != nil {
+		t.Fatal(err)
+	}
+	if f := r.From(); f.Display != "" || f.URI.User != "new" || f.Tag() != "9" {
+		t.Errorf("From after Index = %+v", f)
+	}
+	if mf, _ := r.MaxForwards(); mf != 7 {
+		t.Errorf("Max-Forwards = %d", mf)
+	}
+	r.Set("Via", "SIP/2.0/UDP bad host")
+	if err := r.Index(); err == nil {
+		t.Error("Index accepted a malformed Via")
+	}
+}

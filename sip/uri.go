@@ -40,8 +40,8 @@ func ParseURI(s string) (URI, error) {
 	return u, err
 }
 
+// parse fills u, which must be zero (see scanAddress).
 func (u *URI) parse(s string) error {
-	*u = URI{}
 	colon := strings.IndexByte(s, ':')
 	if colon <= 0 {
 		return syntaxError("missing URI scheme")

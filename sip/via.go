@@ -72,8 +72,8 @@ func (v *Via) AppendTo(b []byte) []byte {
 
 // scanVia reads one via-parm at s[i] and returns the index after it, at a
 // ',' or the end of s. LWS is allowed around '/', ':', ';' and '='.
+// v must be zero (see scanAddress).
 func scanVia(v *Via, s string, i int) (int, error) {
-	*v = Via{}
 	tok := func() string {
 		i = skipWS(s, i)
 		start := i
