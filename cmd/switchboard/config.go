@@ -74,6 +74,10 @@ type Config struct {
 
 	// AdminToken is the bearer token of the admin API.
 	AdminToken string `env:"ADMIN_TOKEN"`
+
+	// DigestAlgorithms are the digest algorithms of the 401 and 407
+	// challenges, in the order offered: MD5, SHA-256 or both.
+	DigestAlgorithms []string `env:"DIGEST_ALGORITHMS" envSeparator:"," envDefault:"MD5"`
 }
 
 // loadConfig reads the settings from environ (variable name to value, as
@@ -308,6 +312,14 @@ func (c *Config) validate() []error {
 	}
 
 	// The token is never echoed: it is a secret even when it is wrong.
+	if len(c.DigestAlgorithms) == 0 {
+		add("DIGEST_ALGORITHMS", "is empty; use MD5, SHA-256 or MD5,SHA-256")
+	}
+	for _, a := range c.DigestAlgorithms {
+		if a != "MD5" && a != "SHA-256" {
+			add("DIGEST_ALGORITHMS", "has %q; use MD5 and/or SHA-256", a)
+		}
+	}
 	if t := c.AdminToken; t != "" {
 		switch {
 		case len(t) < minAdminTokenLen:

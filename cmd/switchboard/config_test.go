@@ -25,14 +25,15 @@ func TestLoadConfigDefaults(t *testing.T) {
 		t.Fatalf("loadConfig(no variables): %v", err)
 	}
 	want := Config{
-		Domain:    "localhost",
-		SIPUDP:    "127.0.0.1:5060",
-		SIPTCP:    "127.0.0.1:5060",
-		HTTP:      "127.0.0.1:8080",
-		DataDir:   "./data",
-		RTPPorts:  PortRange{Start: 20000, End: 29999},
-		LogLevel:  "info",
-		LogFormat: "text",
+		Domain:           "localhost",
+		SIPUDP:           "127.0.0.1:5060",
+		SIPTCP:           "127.0.0.1:5060",
+		HTTP:             "127.0.0.1:8080",
+		DataDir:          "./data",
+		RTPPorts:         PortRange{Start: 20000, End: 29999},
+		LogLevel:         "info",
+		LogFormat:        "text",
+		DigestAlgorithms: []string{"MD5"},
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)

@@ -77,13 +77,14 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 	}
 	aliases := gatewayAliases(cfg, httpAddr)
 	reg, err := registrar.New(registrar.Options{
-		Domain:   cfg.Domain,
-		Aliases:  aliases,
-		Accounts: s.accounts,
-		Location: s.location,
-		Digest:   &digest.Server{Realm: cfg.Domain, Secret: secret},
-		Throttle: &accounts.Throttle{},
-		Logger:   logger.With("component", "registrar"),
+		Domain:     cfg.Domain,
+		Aliases:    aliases,
+		Accounts:   s.accounts,
+		Location:   s.location,
+		Digest:     &digest.Server{Realm: cfg.Domain, Secret: secret},
+		Throttle:   &accounts.Throttle{},
+		Algorithms: cfg.DigestAlgorithms,
+		Logger:     logger.With("component", "registrar"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("registrar: %w", err)
@@ -162,6 +163,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		Credentials:  credentials{s.accounts},
 		Throttle:     &accounts.Throttle{},
 		Secret:       secret,
+		Algorithms:   cfg.DigestAlgorithms,
 		Logger:       logger.With("component", "proxy"),
 	})
 	if err != nil {

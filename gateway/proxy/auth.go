@@ -119,10 +119,12 @@ func (p *Proxy) consumeCredentials(r *sip.Request) {
 	}
 }
 
-// DefaultAlgorithms are the digest algorithms challenged with, in order:
-// MD5 first because JsSIP 3.x, sipp and many desk phones read only the
-// first challenge and give up unless it is MD5 (see registrar).
-var DefaultAlgorithms = []string{"MD5", "SHA-256"}
+// DefaultAlgorithms are the digest algorithms challenged with by default:
+// MD5 only. SHA-256 is stronger, but clients disagree on which of several
+// challenges to answer: sipp and many desk phones read only the first and
+// JsSIP 3.x only the last, and both give up unless it is MD5. Offer
+// SHA-256 through Options.Algorithms where every client supports it.
+var DefaultAlgorithms = []string{"MD5"}
 
 // challenge answers r with 407 and one Proxy-Authenticate per algorithm.
 func (p *Proxy) challenge(tx *transaction.ServerTx, r *sip.Request, stale bool) {

@@ -118,6 +118,7 @@ func newFixture(t testing.TB, tweak func(*Options)) *fixture {
 		Locator:     f.loc,
 		Credentials: f,
 		Secret:      testSecret,
+		Algorithms:  []string{"SHA-256", "MD5"},
 		Clock:       f.clk,
 		Logger:      slog.New(slog.NewTextHandler(f.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}

@@ -10,13 +10,12 @@ import (
 	"github.com/switchboard/switchboard/sip/digest"
 )
 
-// DefaultAlgorithms are the digest algorithms challenged with, in order.
-// MD5 comes first although SHA-256 is stronger: JsSIP 3.x and sipp read only
-// the first challenge and give up unless it is MD5, and so do many desk
-// phones. Clients that follow RFC 8760 §2.4 answer the first algorithm they
-// support, so put SHA-256 first (Options.Algorithms) where every client
-// supports it.
-var DefaultAlgorithms = []string{"MD5", "SHA-256"}
+// DefaultAlgorithms are the digest algorithms challenged with by default:
+// MD5 only. SHA-256 is stronger, but clients disagree on which of several
+// challenges to answer: sipp and many desk phones read only the first and
+// JsSIP 3.x only the last, and both give up unless it is MD5. Offer
+// SHA-256 through Options.Algorithms where every client supports it.
+var DefaultAlgorithms = []string{"MD5"}
 
 // authenticate checks the request's credentials for toUser, whose AOR is
 // aor. It returns nil when they are good, else the response to send.

@@ -26,15 +26,14 @@ func TestRegisterFlow(t *testing.T) {
 			contact := "<sip:alice@192.0.2.10:5060>"
 			first := msg{callID: "flow-1", cseq: 1, contacts: []string{contact}}
 
-			// REGISTER → 401 with MD5 then SHA-256 challenges (the default
-			// order, for JsSIP and phones that read only the first).
+			// REGISTER → 401 with SHA-256 then MD5 challenges.
 			req := parse(t, first.bytes())
 			req.Source = udpSource
 			res := e.serve(req)
 			want(t, res, 401, "Unauthorized")
 			chs := challenges(t, res)
-			if len(chs) != 2 || chs[0].Algorithm != "MD5" || chs[1].Algorithm != "SHA-256" {
-				t.Fatalf("challenges %+v, want MD5 then SHA-256", chs)
+			if len(chs) != 2 || chs[0].Algorithm != "SHA-256" || chs[1].Algorithm != "MD5" {
+				t.Fatalf("challenges %+v, want SHA-256 then MD5", chs)
 			}
 			for _, ch := range chs {
 				if ch.Realm != domain || !slices.Equal(ch.QOP, []string{"auth"}) || ch.Stale {
@@ -696,4 +695,18 @@ func TestMalformedPath(t *testing.T) {
 	req.Add("Path", "<sip:edge.example.com;lr")
 	phone.authorize(req)
 	want(t, e.serve(req), 400, "Malformed Path")
+}
+
+// TestDefaultAlgorithms: without Options.Algorithms the 401 carries one MD5
+// challenge, the only one that sipp, JsSIP and most phones all answer.
+func TestDefaultAlgorithms(t *testing.T) {
+	e := newEnv(t)
+	e.opts.Algorithms = nil
+	e.open(location.Options{})
+	req := parse(t, msg{callID: "default-alg", cseq: 1, contacts: []string{"<sip:alice@192.0.2.10>"}}.bytes())
+	req.Source = udpSource
+	res := e.serve(req)
+	if chs := challenges(t, res); len(chs) != 1 || chs[0].Algorithm != "MD5" {
+		t.Fatalf("challenges %+v, want one MD5", chs)
+	}
 }
