@@ -32,6 +32,8 @@ fi
 
 step "dependencies (scripts/deps.sh)" bash scripts/deps.sh
 step "go test -race ./..." go test -race -count=1 ./...
+step "softphone unit and page tests (webclient: npm test)" npm --prefix webclient test --silent
+step "browser tests against the gateway (webclient: npm run test:gateway)" env SWITCHBOARD_RACE=1 npm --prefix webclient run --silent test:gateway
 
 echo
 echo "==> fuzz targets, $fuzztime each"
