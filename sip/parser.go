@@ -197,16 +197,15 @@ func (r *Request) parseRequestLine(line string, lim *Limits) error {
 	if len(uri) > lim.MaxURILength {
 		return &ParseError{Status: 414, Reason: "Request-URI Too Long", Err: ErrTooLarge}
 	}
-	u, err := ParseURI(uri)
-	if err != nil {
+	if err := r.URI.parse(uri); err != nil {
 		return malformedHeader("Request-URI", err)
 	}
 	// Headers are not allowed in a Request-URI (§19.1.1, RFC 4475 escruri).
-	if u.Headers != "" {
+	if r.URI.Headers != "" {
 		return malformedHeader("Request-URI", syntaxError("headers in Request-URI"))
 	}
-	r.Method, r.URI = method, u
-	r.line, r.lineMethod, r.lineURI = line, method, u
+	r.Method = method
+	r.line, r.lineMethod, r.lineURI = line, method, r.URI
 	return nil
 }
 
@@ -244,13 +243,9 @@ func (r *Response) parseStatusLine(line string) error {
 // length of the section with its empty line, and whether that line was
 // found. Bare LF line ends are tolerated.
 func (h *Headers) parseFields(s string, lim *Limits) (n int, complete bool, err error) {
-	// Size the list by the lines up to the first empty one: one
-	// allocation for the common message.
-	section := s
-	if k := strings.Index(s, "\n\r\n"); k >= 0 {
-		section = s[:k]
-	}
-	h.fields = make([]HeaderField, 0, min(strings.Count(section, "\n")+1, lim.MaxHeaders))
+	// Room for the common message in one allocation, without a pass to
+	// count the lines first.
+	h.fields = make([]HeaderField, 0, 16)
 	for i := 0; i < len(s); {
 		// The empty line ends the section.
 		if s[i] == '\n' {
