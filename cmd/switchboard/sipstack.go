@@ -56,9 +56,18 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		}
 	}()
 
-	accts, err := loadAccounts(cfg)
+	var file *config.File
+	if cfg.ConfigFile != "" {
+		f, err := config.Options{Domain: cfg.Domain}.Load(cfg.ConfigFile)
+		if err != nil {
+			return nil, err
+		}
+		file = f
+	}
+	accts := loadAccounts(cfg, file)
+	trunks, err := newTrunkRouting(cfg.Domain, file)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("trunks: %w", err)
 	}
 	if s.accounts, err = accounts.NewStore(accts); err != nil {
 		return nil, fmt.Errorf("accounts: %w", err)
@@ -140,6 +149,11 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 	}
 	s.transports.Add(s.ws)
 
+	dns := &locate.Locator{}
+	if err := trunks.resolveTrusted(ctx, dns.Locate); err != nil {
+		// Not fatal: a trunk named by host is trusted once it resolves.
+		logger.Warn("resolve trunk hosts", "err", err)
+	}
 	// The proxy needs the transaction layer and the layer its handler:
 	// the server dispatches to the proxy once both exist.
 	var px *proxy.Proxy
@@ -152,19 +166,22 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		},
 	})
 	px, err = proxy.New(proxy.Options{
-		Transactions: s.tx,
-		Sender:       s.transports,
-		Endpoints:    endpoints(s.addrs, httpAP, cfg.PublicIP),
-		Domains:      []string{cfg.Domain},
-		Aliases:      aliases,
-		Realm:        cfg.Domain,
-		Locator:      locator{s.location},
-		Resolver:     proxy.ResolverFunc((&locate.Locator{}).Locate),
-		Credentials:  credentials{s.accounts},
-		Throttle:     &accounts.Throttle{},
-		Secret:       secret,
-		Algorithms:   cfg.DigestAlgorithms,
-		Logger:       logger.With("component", "proxy"),
+		Transactions:    s.tx,
+		Sender:          s.transports,
+		Endpoints:       endpoints(s.addrs, httpAP, cfg.PublicIP),
+		Domains:         []string{cfg.Domain},
+		Aliases:         aliases,
+		Realm:           cfg.Domain,
+		Locator:         locator{s.location},
+		Resolver:        proxy.ResolverFunc(dns.Locate),
+		Router:          trunks,
+		Trusted:         trunks,
+		RedirectDomains: redirectDomains(cfg.Domain, file),
+		Credentials:     credentials{s.accounts},
+		Throttle:        &accounts.Throttle{},
+		Secret:          secret,
+		Algorithms:      cfg.DigestAlgorithms,
+		Logger:          logger.With("component", "proxy"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
@@ -204,22 +221,18 @@ func (s *sipStack) close() {
 
 // loadAccounts gathers the accounts of SWITCHBOARD_USERS (or the demo ones)
 // and of the config file.
-func loadAccounts(cfg Config) ([]accounts.Account, error) {
+func loadAccounts(cfg Config, f *config.File) []accounts.Account {
 	var out []accounts.Account
 	users, _ := startAccounts(cfg)
 	for _, u := range users {
 		out = append(out, accounts.FromPassword(u.User, cfg.Domain, u.Password))
 	}
-	if cfg.ConfigFile != "" {
-		f, err := config.Options{Domain: cfg.Domain}.Load(cfg.ConfigFile)
-		if err != nil {
-			return nil, err
-		}
+	if f != nil {
 		for _, a := range f.Accounts {
 			out = append(out, accounts.Account{User: a.User, Realm: a.Realm, HA1MD5: a.HA1MD5, HA1SHA256: a.HA1SHA256})
 		}
 	}
-	return out, nil
+	return out
 }
 
 // loadSecret reads the key of the digest nonces, creating it on first run,
@@ -258,6 +271,15 @@ func gatewayAliases(cfg Config, httpAddr net.Addr) []string {
 	}
 	add(cfg.PublicIP)
 	return out
+}
+
+// redirectDomains lists the domain when the config file asks for redirect
+// mode (302 with the contacts instead of proxying).
+func redirectDomains(domain string, f *config.File) []string {
+	if f != nil && f.Domain.Redirect {
+		return []string{domain}
+	}
+	return nil
 }
 
 // endpoints lists the gateway's own SIP addresses for the proxy's Via and

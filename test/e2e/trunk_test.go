@@ -3,7 +3,6 @@ package e2e
 import (
 	"fmt"
 	"net"
-	"os"
 	"strings"
 	"testing"
 )
@@ -36,17 +35,6 @@ trunk = "provider"
 `, providerIP, providerPort, providerIP)
 }
 
-// requireTrunkRouting skips the trunk tests: cmd/switchboard loads the
-// trunks of the config file (it validates them) but gives the proxy no
-// Router and no Trusted sources, so DIDs, routes and trusted_sources have
-// no effect on calls. SWITCHBOARD_E2E_TRUNKS=1 runs them anyway.
-func requireTrunkRouting(t *testing.T) {
-	t.Helper()
-	if os.Getenv("SWITCHBOARD_E2E_TRUNKS") != "1" {
-		t.Skip("trunk routing not wired in the binary yet: cmd/switchboard/sipstack.go passes no proxy.Options.Router " +
-			"(trunk.DialPlan, trunk.DIDMap) nor proxy.Options.Trusted (trunk.TrustedSources); SWITCHBOARD_E2E_TRUNKS=1 runs this test")
-	}
-}
 
 // requireProviderAddr skips when providerIP cannot be bound (a loopback
 // interface without 127.0.0.0/8).
@@ -63,7 +51,6 @@ func requireProviderAddr(t *testing.T) {
 // provider is sipp on 127.0.0.2.
 func TestTrunk(t *testing.T) {
 	requireSipp(t)
-	requireTrunkRouting(t)
 	requireProviderAddr(t)
 	providerPort := freePort(t, "udp", providerIP)
 	g := startGateway(t, gatewayOptions{config: trunkConfig(providerPort)})

@@ -1,0 +1,85 @@
+package main
+
+import (
+	"context"
+
+	"github.com/switchboard/switchboard/gateway/config"
+	"github.com/switchboard/switchboard/gateway/proxy"
+	"github.com/switchboard/switchboard/gateway/trunk"
+	"github.com/switchboard/switchboard/sip"
+)
+
+// trunkRouting is the proxy's Router and TrustedSources, built from the
+// config file's trunks and routes.
+type trunkRouting struct {
+	domain  string
+	trunks  map[string]config.Trunk
+	plan    *trunk.DialPlan
+	dids    *trunk.DIDMap
+	trusted *trunk.TrustedSources
+}
+
+func newTrunkRouting(domain string, f *config.File) (*trunkRouting, error) {
+	r := &trunkRouting{domain: domain, trunks: make(map[string]config.Trunk)}
+	if f == nil {
+		return r, nil
+	}
+	for _, t := range f.Trunks {
+		r.trunks[t.Name] = t
+	}
+	var err error
+	if r.plan, err = trunk.NewDialPlan(f.Routes); err != nil {
+		return nil, err
+	}
+	if r.dids, err = trunk.NewDIDMap(f.Trunks...); err != nil {
+		return nil, err
+	}
+	if r.trusted, err = trunk.NewTrustedSources(f.Trunks); err != nil {
+		return nil, err
+	}
+	return r, nil
+}
+
+// Trusted names the trunk a source address belongs to.
+func (r *trunkRouting) Trusted(src sip.Addr) (string, bool) {
+	if r.trusted == nil {
+		return "", false
+	}
+	return r.trusted.Trusted(src.AddrPort.Addr())
+}
+
+// Route sends a DID from a trunk to its local user, and a number dialed by a
+// local user out through the trunk its dial rule names. Anonymous callers
+// are never routed to a trunk: that would be an open toll-fraud relay.
+func (r *trunkRouting) Route(_ context.Context, req *sip.Request, caller proxy.Caller) ([]proxy.Target, bool) {
+	number := req.URI.User
+	switch {
+	case r.dids != nil && caller.Trunk != "":
+		user, ok := r.dids.Lookup(number)
+		if !ok {
+			return nil, false
+		}
+		return []proxy.Target{{URI: sip.URI{Scheme: "sip", User: user, Host: r.domain}, Q: 1000}}, true
+	case r.plan != nil && caller.User != "":
+		name, dialed, ok := r.plan.Match(number)
+		if !ok {
+			return nil, false
+		}
+		t, ok := r.trunks[name]
+		if !ok {
+			return nil, true // answered 404: the rule names no trunk
+		}
+		uri := trunk.NextHop(t)
+		uri.User = dialed
+		return []proxy.Target{{URI: uri, Q: 1000}}, true
+	}
+	return nil, false
+}
+
+// resolveTrusted puts the addresses of trunks named by host in force.
+func (r *trunkRouting) resolveTrusted(ctx context.Context, locate func(context.Context, sip.URI) ([]sip.Addr, error)) error {
+	if r.trusted == nil {
+		return nil
+	}
+	return r.trusted.Resolve(ctx, trunk.ResolverFunc(locate))
+}
