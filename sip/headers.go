@@ -28,8 +28,10 @@ type Headers struct {
 	recordRoutes  []Address
 	paths         []Address
 
-	// Inline storage, so that the common message (one or two Vias, one
-	// Contact) parses without allocating its typed lists.
+	// Inline storage, so that the common message (up to 14 header lines,
+	// one or two Vias, one Contact) parses in one allocation for the
+	// message instead of one per list.
+	fieldArr   [14]HeaderField
 	viaArr     [2]Via
 	contactArr [1]Address
 }

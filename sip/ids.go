@@ -44,7 +44,11 @@ func (r *Response) Clone() *Response {
 // array, and typed lists that pointed into src's inline arrays point into
 // h's, so the typed cache stays valid without parsing again.
 func (h *Headers) cloneFrom(src *Headers) {
-	h.fields = slices.Clone(src.fields)
+	if len(src.fields) > 0 && &src.fields[0] == &src.fieldArr[0] {
+		h.fields = h.fieldArr[:len(src.fields)]
+	} else {
+		h.fields = slices.Clone(src.fields)
+	}
 	if len(src.via) > 0 && &src.via[0] == &src.viaArr[0] {
 		h.via = h.viaArr[:len(src.via)]
 	}

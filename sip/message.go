@@ -196,7 +196,7 @@ func NewResponse(req *Request, code int, reason string) *Response {
 		reason = StatusText(code)
 	}
 	res := &Response{StatusCode: code, Reason: reason}
-	res.fields = make([]HeaderField, 0, 8)
+	res.fields = res.fieldArr[:0]
 	for _, name := range [...]string{"Via", "From", "To", "Call-ID", "CSeq"} {
 		res.CopyFrom(&req.Headers, name)
 	}

@@ -243,9 +243,9 @@ func (r *Response) parseStatusLine(line string) error {
 // length of the section with its empty line, and whether that line was
 // found. Bare LF line ends are tolerated.
 func (h *Headers) parseFields(s string, lim *Limits) (n int, complete bool, err error) {
-	// Room for the common message in one allocation, without a pass to
-	// count the lines first.
-	h.fields = make([]HeaderField, 0, 16)
+	// The common message fits the inline array; more lines move to the
+	// heap as they come.
+	h.fields = h.fieldArr[:0]
 	for i := 0; i < len(s); {
 		// The empty line ends the section.
 		if s[i] == '\n' {
