@@ -1,0 +1,365 @@
+package b2bua
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/media"
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/sip/transaction"
+)
+
+// Transactions starts client transactions: *transaction.Layer implements
+// it. It must be the Layer whose Handler passes in-dialog requests to
+// HandleInDialog.
+type Transactions interface {
+	Request(ctx context.Context, req *sip.Request, dst sip.Addr) (*transaction.ClientTx, error)
+}
+
+// Defaults of Options.
+const (
+	// DefaultSessionExpires is the session interval asked of callees
+	// (RFC 4028; the RFC recommends 1800 s).
+	DefaultSessionExpires = 1800 * time.Second
+	// DefaultMinSE is the smallest session interval accepted (RFC 4028
+	// §4: at least 90 s).
+	DefaultMinSE = 90 * time.Second
+	// DefaultRingTimeout bounds how long a callee may ring.
+	DefaultRingTimeout = 3 * time.Minute
+	// DefaultCancelTimeout bounds the wait for the final response of a
+	// canceled INVITE (64*T1).
+	DefaultCancelTimeout = 32 * time.Second
+)
+
+// Options configures a B2BUA. Engine, Transactions, Sender, StampVia and
+// Contact are required; every other zero field has a working default.
+// Options are read once, by New.
+type Options struct {
+	// Engine makes the media bridge of each call.
+	Engine *media.Engine
+	// Transactions starts the client transactions of both legs.
+	Transactions Transactions
+	// Sender sends what has no transaction: the ACK for a 2xx. Normally
+	// the transport layer, the transaction layer's Sender.
+	Sender transaction.Sender
+	// StampVia puts the gateway's top Via, with a new branch, on a request
+	// about to be sent to dst: transport.Layer.StampVia.
+	StampVia func(req *sip.Request, dst sip.Addr) (sip.Via, error)
+	// Contact returns the gateway's Contact for the leg that reaches dst:
+	// an address of the gateway on dst's transport (for a WebSocket leg,
+	// one with ";transport=ws"), at which in-dialog requests reach the
+	// gateway again.
+	Contact func(dst sip.Addr) sip.Address
+
+	// SessionExpires is the session interval (RFC 4028) asked of callees
+	// and the largest granted to callers; default DefaultSessionExpires.
+	// Negative turns session timers off: no Session-Expires is sent, and
+	// those of peers are ignored.
+	SessionExpires time.Duration
+	// MinSE is the smallest session interval accepted: a request asking
+	// for less gets 422 with Min-SE; default DefaultMinSE.
+	MinSE time.Duration
+	// RingTimeout bounds how long a callee may ring before the call is
+	// given up (CANCEL, 408 to the caller); default DefaultRingTimeout.
+	RingTimeout time.Duration
+	// CancelTimeout bounds the wait for the final response of a canceled
+	// INVITE; default DefaultCancelTimeout.
+	CancelTimeout time.Duration
+	// MaxCalls bounds the calls in progress; beyond it new calls get 503.
+	// Zero means no bound.
+	MaxCalls int
+	// UserAgent, when set, is sent in User-Agent and Server headers.
+	UserAgent string
+
+	// Clock runs the ring, session and cancel timers; nil is the system
+	// clock.
+	Clock clock.Clock
+	// Logger receives the call logs, each line with the call's id; nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+func (o Options) withDefaults() (Options, error) {
+	switch {
+	case o.Engine == nil:
+		return o, fmt.Errorf("%w: no media engine", ErrInvalidOptions)
+	case o.Transactions == nil:
+		return o, fmt.Errorf("%w: no transactions", ErrInvalidOptions)
+	case o.Sender == nil:
+		return o, fmt.Errorf("%w: no sender", ErrInvalidOptions)
+	case o.StampVia == nil:
+		return o, fmt.Errorf("%w: no StampVia", ErrInvalidOptions)
+	case o.Contact == nil:
+		return o, fmt.Errorf("%w: no Contact", ErrInvalidOptions)
+	}
+	if o.SessionExpires == 0 {
+		o.SessionExpires = DefaultSessionExpires
+	}
+	if o.MinSE <= 0 {
+		o.MinSE = DefaultMinSE
+	}
+	if o.SessionExpires > 0 && o.SessionExpires < o.MinSE {
+		o.SessionExpires = o.MinSE
+	}
+	if o.RingTimeout <= 0 {
+		o.RingTimeout = DefaultRingTimeout
+	}
+	if o.CancelTimeout <= 0 {
+		o.CancelTimeout = DefaultCancelTimeout
+	}
+	o.Clock = clock.Or(o.Clock)
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+	return o, nil
+}
+
+// Target is where the callee leg of a call goes.
+type Target struct {
+	// URI is the Request-URI of the callee's INVITE: a registered
+	// Contact, or the trunk's URI for the dialled number.
+	URI sip.URI
+	// Dst is where the callee leg's requests are sent: the flow of a
+	// WebSocket or outbound binding (Flow set), the source address of a
+	// phone behind NAT, or the trunk's address. Every request of the leg
+	// goes there.
+	Dst sip.Addr
+	// Route is the route set to put in the INVITE, top first: the Path of
+	// the binding, or the trunk's outbound proxy.
+	Route []sip.Address
+	// WebRTC says that the callee is a browser (it registered over WS or
+	// WSS): it gets a WebRTC offer. Otherwise it gets RTP/AVP.
+	WebRTC bool
+}
+
+// B2BUA is the call control of calls that cross between WebRTC and SIP.
+// Make it with New; it is safe for concurrent use.
+type B2BUA struct {
+	opts  Options
+	log   *slog.Logger
+	clock clock.Clock
+
+	mu      sync.Mutex
+	calls   map[string]*call
+	legs    map[legKey]*leg
+	closed  bool
+	waiting bool // Close is waiting for the goroutines: start no more
+	wg      sync.WaitGroup
+}
+
+// legKey finds the leg of an in-dialog request: its Call-ID and the tag
+// the gateway put in the dialog (the To tag of requests it receives).
+// Tags are random, so the remote tag is checked by the dialog itself.
+type legKey struct {
+	callID, localTag string
+}
+
+// New returns a B2BUA, or an error wrapping ErrInvalidOptions.
+func New(opts Options) (*B2BUA, error) {
+	o, err := opts.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	return &B2BUA{
+		opts:  o,
+		log:   o.Logger,
+		clock: o.Clock,
+		calls: make(map[string]*call),
+		legs:  make(map[legKey]*leg),
+	}, nil
+}
+
+// spawn runs f in a goroutine that Close waits for. It reports false, and
+// does not run f, once Close has stopped waiting for new work.
+func (b *B2BUA) spawn(f func()) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.waiting {
+		return false
+	}
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		f()
+	}()
+	return true
+}
+
+// register adds c and its legs to the tables; it fails once the B2BUA is
+// closing or holds MaxCalls calls.
+func (b *B2BUA) register(c *call) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return ErrClosed
+	}
+	if b.opts.MaxCalls > 0 && len(b.calls) >= b.opts.MaxCalls {
+		return fmt.Errorf("%w: %d", ErrTooManyCalls, len(b.calls))
+	}
+	b.calls[c.id] = c
+	b.legs[c.caller.key] = c.caller
+	b.legs[c.callee.key] = c.callee
+	return nil
+}
+
+func (b *B2BUA) unregister(c *call) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.calls[c.id] == c {
+		delete(b.calls, c.id)
+	}
+	for _, l := range []*leg{c.caller, c.callee} {
+		if b.legs[l.key] == l {
+			delete(b.legs, l.key)
+		}
+	}
+}
+
+// HandleInDialog serves a request within one of the B2BUA's dialogs — BYE,
+// re-INVITE, UPDATE, INFO, PRACK, OPTIONS, MESSAGE, and the ACK of a 2xx
+// (with a nil tx) — and reports true; it returns false at once for any
+// other request, which the caller routes as usual (the proxy). It blocks
+// until the request is answered, as a transaction.Handler does.
+//
+// A request belongs to the B2BUA when its To tag is one the B2BUA gave
+// out for its Call-ID. Call it before the proxy for every request with a
+// To tag.
+func (b *B2BUA) HandleInDialog(tx *transaction.ServerTx, req *sip.Request) bool {
+	tag := req.To().Tag()
+	if tag == "" || req.Method == sip.MethodCancel {
+		return false
+	}
+	b.mu.Lock()
+	l := b.legs[legKey{req.CallID(), tag}]
+	b.mu.Unlock()
+	if l == nil {
+		return false
+	}
+	// The request is shared with the transaction layer: reading headers
+	// fills its parse cache, so work on a copy of our own.
+	req = req.Clone()
+	if req.Method == sip.MethodAck {
+		l.c.onAck(l, req)
+		return true
+	}
+	if tx == nil {
+		return true
+	}
+	l.c.serve(l, tx, req)
+	return true
+}
+
+// LegInfo describes one leg of a call.
+type LegInfo struct {
+	// CallID, LocalTag and RemoteTag name the leg's dialog; RemoteTag is
+	// empty until the peer answered.
+	CallID    string `json:"call_id"`
+	LocalTag  string `json:"local_tag"`
+	RemoteTag string `json:"remote_tag,omitempty"`
+	// URI is the peer: the caller's From, the callee's Request-URI.
+	URI string `json:"uri"`
+	// Dst is where the leg's requests go.
+	Dst string `json:"dst"`
+	// WebRTC is set for the browser's leg.
+	WebRTC bool `json:"webrtc"`
+}
+
+// CallInfo is a snapshot of a call, for the admin API.
+type CallInfo struct {
+	// ID names the call in logs, CallInfo and Hangup.
+	ID string `json:"id"`
+	// State is "calling", "ringing", "early", "answered" or "ended".
+	State string `json:"state"`
+	// Started is when the caller's INVITE arrived; Answered when the
+	// callee answered (zero before).
+	Started  time.Time `json:"started"`
+	Answered time.Time `json:"answered,omitzero"`
+	// Caller is the leg of the INVITE the gateway answers, Callee the leg
+	// of the INVITE it sends.
+	Caller LegInfo `json:"caller"`
+	Callee LegInfo `json:"callee"`
+	// Media are the bridge's counters.
+	Media media.Stats `json:"media"`
+}
+
+// Calls returns a snapshot of the calls in progress, oldest first.
+func (b *B2BUA) Calls() []CallInfo {
+	b.mu.Lock()
+	calls := make([]*call, 0, len(b.calls))
+	for _, c := range b.calls {
+		calls = append(calls, c)
+	}
+	b.mu.Unlock()
+	out := make([]CallInfo, 0, len(calls))
+	for _, c := range calls {
+		out = append(out, c.info())
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].Started.Equal(out[j].Started) {
+			return out[i].Started.Before(out[j].Started)
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+// Hangup ends the call id: BYE on both legs once answered, 480 to the
+// caller and CANCEL to the callee before. It returns at once (the BYEs
+// complete in the background), or ErrNoCall.
+func (b *B2BUA) Hangup(id string) error {
+	b.mu.Lock()
+	c := b.calls[id]
+	b.mu.Unlock()
+	if c == nil {
+		return fmt.Errorf("%w: %q", ErrNoCall, id)
+	}
+	c.hangup(ErrHangup, nil)
+	return nil
+}
+
+// Close ends every call (BYE on both legs of answered calls, 503 to
+// callers still waiting), refuses new ones with 503, and waits until every
+// call has ended and the BYEs and CANCELs it sent are answered, or until
+// ctx is done: the SIGTERM drain. It returns ctx's error if ctx ended
+// first. The transaction layer must stay open until Close returns.
+func (b *B2BUA) Close(ctx context.Context) error {
+	b.mu.Lock()
+	b.closed = true
+	calls := make([]*call, 0, len(b.calls))
+	for _, c := range b.calls {
+		calls = append(calls, c)
+	}
+	b.mu.Unlock()
+	for _, c := range calls {
+		c.hangup(ErrClosed, nil)
+	}
+	// Calls still being set up answer their caller and leave the tables
+	// in their own goroutines.
+	for _, c := range calls {
+		select {
+		case <-c.finished:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	b.mu.Lock()
+	b.waiting = true
+	b.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		// Ends when the last BYE transaction does, Close returned or not.
+		b.wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,54 @@
+package b2bua
+
+import (
+	"testing"
+
+	"github.com/switchboard/switchboard/sip"
+)
+
+// TestBranch: a phone's call forked by the proxy, whose browser branch the
+// B2BUA runs: answered, then ended by the phone; and canceled.
+func TestBranch(t *testing.T) {
+	t.Run("answered", func(t *testing.T) {
+		h := newHarness(t, harnessOptions{})
+		br, ph := h.newBrowser(), newTestPhone(t)
+		oc := h.phone.invite("fork", ph.sdp(1, "0 101"))
+		in := h.browser.expect(sip.MethodInvite)
+		answer := br.answer(in.req.Body)
+		in.respond(180, nil)
+		oc.await(180)
+		in.respond(200, answer)
+		h.browser.expect(sip.MethodAck)
+		res := oc.await(200)
+		mustContain(t, res.Body, "RTP/AVP")
+		ph.learn(res.Body)
+		oc.ack(res, nil)
+		br.waitConnected()
+		audioToBrowser(t, ph, br)
+		audioToPhone(t, br, ph)
+		if r := h.phone.request(oc.dlg, sip.MethodBye, nil, ""); r.StatusCode != 200 {
+			t.Fatalf("bye: %d", r.StatusCode)
+		}
+		h.browser.expect(sip.MethodBye).respond(200, nil)
+		h.ended()
+	})
+	t.Run("canceled", func(t *testing.T) {
+		h := newHarness(t, harnessOptions{})
+		ph := newTestPhone(t)
+		oc := h.phone.invite("fork", ph.sdp(1, "0 101"))
+		in := h.browser.expect(sip.MethodInvite)
+		in.respond(180, nil)
+		oc.await(180)
+		if err := oc.tx.Cancel(); err != nil {
+			t.Fatal(err)
+		}
+		oc.await(487)
+		select {
+		case <-in.tx.Canceled():
+		case <-timeAfter():
+			t.Fatal("the browser's invite was not canceled")
+		}
+		in.respond(487, nil)
+		h.ended()
+	})
+}

@@ -1,0 +1,199 @@
+package b2bua
+
+import (
+	"bytes"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/switchboard/switchboard/sip"
+)
+
+// browserCallsPhone sets up a call from the browser to the phone, answered
+// with PCMU and telephone-event, and returns its parts.
+func browserCallsPhone(t *testing.T, h *harness) (*testBrowser, *testPhone, *outCall, *inbound) {
+	t.Helper()
+	return browserCallsPhoneWith(t, h, nil, nil)
+}
+
+// browserCallsPhoneWith is browserCallsPhone with more headers in the
+// browser's INVITE and in the phone's 200.
+func browserCallsPhoneWith(t *testing.T, h *harness, inviteHdrs, okHdrs []string) (*testBrowser, *testPhone, *outCall, *inbound) {
+	t.Helper()
+	br, ph := h.newBrowser(), newTestPhone(t)
+	oc := h.browser.invite("phone", br.offer(), inviteHdrs...)
+	in := h.phone.expect(sip.MethodInvite)
+	mustContain(t, in.req.Body, "RTP/AVP", "a=rtpmap:0 PCMU/8000")
+	if bytes.Contains(in.req.Body, []byte("fingerprint")) {
+		t.Errorf("phone's offer has dtls:\n%s", in.req.Body)
+	}
+	ph.learn(in.req.Body)
+	if in.req.CallID() == oc.req.CallID() || in.req.From().Tag() == oc.req.From().Tag() {
+		t.Errorf("callee leg shares the caller's call-id or tag")
+	}
+	in.respond(180, nil)
+	oc.await(180)
+	in.respond(200, ph.sdp(1, "0 101"), okHdrs...)
+	res := oc.await(200)
+	mustContain(t, res.Body, "UDP/TLS/RTP/SAVPF", "a=fingerprint:", "a=candidate:")
+	if res.To().Tag() == in.tag {
+		t.Errorf("caller's to tag is the callee's")
+	}
+	br.setAnswer(res.Body)
+	oc.ack(res, nil)
+	h.phone.expect(sip.MethodAck)
+	br.waitConnected()
+	oc.res = res
+	return br, ph, oc, in
+}
+
+func TestBrowserCallsPhone(t *testing.T) {
+	for _, byeFrom := range []string{"browser", "phone"} {
+		t.Run("bye from "+byeFrom, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{})
+			br, ph, oc, in := browserCallsPhone(t, h)
+
+			if p := audioToPhone(t, br, ph); p.PayloadType != 0 {
+				t.Errorf("phone got payload type %d, want 0", p.PayloadType)
+			}
+			if p := audioToBrowser(t, ph, br); p.PayloadType != 0 {
+				t.Errorf("browser got payload type %d, want 0", p.PayloadType)
+			}
+			calls := h.b2b.Calls()
+			if len(calls) != 1 || calls[0].State != "answered" || !calls[0].Caller.WebRTC || calls[0].Callee.WebRTC {
+				t.Fatalf("calls: %+v", calls)
+			}
+			if calls[0].Media.RTP.PacketsIn == 0 || calls[0].Media.Web.PacketsIn == 0 {
+				t.Errorf("media stats: %+v", calls[0].Media)
+			}
+
+			if byeFrom == "browser" {
+				if res := h.browser.request(oc.dlg, sip.MethodBye, nil, ""); res.StatusCode != 200 {
+					t.Fatalf("bye: %d", res.StatusCode)
+				}
+				h.phone.expect(sip.MethodBye).respond(200, nil)
+			} else {
+				if res := h.phone.request(in.dlg, sip.MethodBye, nil, ""); res.StatusCode != 200 {
+					t.Fatalf("bye: %d", res.StatusCode)
+				}
+				h.browser.expect(sip.MethodBye).respond(200, nil)
+			}
+			if cause := h.ended(); !strings.Contains(cause, "bye from the") {
+				t.Errorf("cause %q", cause)
+			}
+			if n := len(h.b2b.Calls()); n != 0 {
+				t.Errorf("%d calls left", n)
+			}
+		})
+	}
+}
+
+func TestErrorsMapToStatus(t *testing.T) {
+	for _, err := range []error{ErrCanceled, ErrHangup, ErrClosed} {
+		if code, _ := statusOf(err); code < 400 {
+			t.Errorf("%v: %d", err, code)
+		}
+	}
+	if code, _ := statusOf(errors.New("x")); code != 500 {
+		t.Errorf("unknown error: %d", code)
+	}
+}
+
+// phoneCallsBrowser sets up a call from the phone (with an SDP offer, or
+// a late offer when offer is false) to the browser.
+func phoneCallsBrowser(t *testing.T, h *harness, offer bool) (*testBrowser, *testPhone, *outCall, *inbound) {
+	t.Helper()
+	br, ph := h.newBrowser(), newTestPhone(t)
+	var body []byte
+	if offer {
+		body = ph.sdp(1, "0 8 101")
+	}
+	oc := h.phone.invite("browser", body)
+	in := h.browser.invite0()
+	mustContain(t, in.req.Body, "UDP/TLS/RTP/SAVPF", "a=fingerprint:", "a=ice-ufrag:", "a=candidate:")
+	if in.req.Source.Transport != sip.WS || in.req.CallID() == oc.req.CallID() {
+		t.Errorf("browser's invite: source %s, call-id %s", in.req.Source, in.req.CallID())
+	}
+	answer := br.answer(in.req.Body)
+	in.respond(180, nil)
+	oc.await(180)
+	in.respond(200, answer)
+	h.browser.expect(sip.MethodAck)
+	res := oc.await(200)
+	mustContain(t, res.Body, "RTP/AVP", "a=rtpmap:0 PCMU/8000")
+	ph.learn(res.Body)
+	if offer {
+		oc.ack(res, nil)
+	} else {
+		// The gateway offered in its 200: the answer goes in the ACK.
+		oc.ack(res, ph.sdp(1, "0 101"))
+	}
+	br.waitConnected()
+	return br, ph, oc, in
+}
+
+// invite0 takes the INVITE the gateway sends to the UA.
+func (u *testUA) invite0() *inbound {
+	u.t.Helper()
+	return u.expect(sip.MethodInvite)
+}
+
+func TestPhoneCallsBrowser(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		offer bool
+	}{{"offer", true}, {"late offer", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{})
+			br, ph, oc, _ := phoneCallsBrowser(t, h, tc.offer)
+			audioToBrowser(t, ph, br)
+			audioToPhone(t, br, ph)
+			if res := h.phone.request(oc.dlg, sip.MethodBye, nil, ""); res.StatusCode != 200 {
+				t.Fatalf("bye: %d", res.StatusCode)
+			}
+			h.browser.expect(sip.MethodBye).respond(200, nil)
+			h.ended()
+		})
+	}
+}
+
+func TestCancelBeforeAnswer(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	br := h.newBrowser()
+	oc := h.browser.invite("phone", br.offer())
+	in := h.phone.expect(sip.MethodInvite)
+	in.respond(180, nil)
+	oc.await(180)
+	if err := oc.tx.Cancel(); err != nil {
+		t.Fatal(err)
+	}
+	oc.await(487)
+	select {
+	case <-in.tx.Canceled():
+	case <-timeAfter():
+		t.Fatal("the phone's invite was not canceled")
+	}
+	in.respond(487, nil)
+	if cause := h.ended(); !strings.Contains(cause, "canceled") {
+		t.Errorf("cause %q", cause)
+	}
+}
+
+func TestFailureRelayed(t *testing.T) {
+	for _, tc := range []struct{ callee, caller int }{
+		{486, 486}, {480, 480}, {404, 404}, {603, 603}, {488, 488}, {302, 480}, {407, 502},
+	} {
+		t.Run(sip.StatusText(tc.callee), func(t *testing.T) {
+			h := newHarness(t, harnessOptions{})
+			br := h.newBrowser()
+			oc := h.browser.invite("phone", br.offer())
+			in := h.phone.expect(sip.MethodInvite)
+			in.respond(tc.callee, nil)
+			res := oc.await(tc.caller)
+			if tc.callee == tc.caller && res.Reason != sip.StatusText(tc.callee) {
+				t.Errorf("reason %q", res.Reason)
+			}
+			h.ended()
+		})
+	}
+}

@@ -1,0 +1,143 @@
+package b2bua
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/sip"
+)
+
+// TestUASChecks: what a UAS refuses in an INVITE (RFC 4475 invut, sdp01,
+// bext01; RFC 4028 §8.1).
+func TestUASChecks(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	ph := newTestPhone(t)
+	for _, tc := range []struct {
+		name   string
+		body   []byte
+		hdrs   []string
+		code   int
+		header string // name: value the response must carry
+	}{
+		{"invut", []byte("<audio>\r\n <pcmu port=\"443\"/>\r\n</audio>\r\n"), []string{"Content-Type", "application/unknownformat"}, 415, "Accept: application/sdp"},
+		{"sdp01", ph.sdp(1, "0"), []string{"Accept", "text/nobodyKnowsThis"}, 406, "Accept: application/sdp"},
+		{"bext01", ph.sdp(1, "0"), []string{"Require", "nothingSupportsThis, timer"}, 420, "Unsupported: nothingSupportsThis"},
+		{"encoded", ph.sdp(1, "0"), []string{"Content-Encoding", "gzip"}, 415, "Accept-Encoding: identity"},
+		{"short session", ph.sdp(1, "0"), []string{"Session-Expires", "30", "Supported", "timer"}, 422, "Min-SE: 90"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			oc := h.phone.invite("browser", tc.body, tc.hdrs...)
+			res := oc.await(tc.code)
+			name, value, _ := strings.Cut(tc.header, ": ")
+			if got := res.Get(name); got != value {
+				t.Errorf("%s: %q, want %q\n%s", name, got, value, res)
+			}
+		})
+	}
+	h.browser.idle(sip.MethodInvite)
+	if n := len(h.b2b.Calls()); n != 0 {
+		t.Errorf("%d calls", n)
+	}
+}
+
+func TestNotCrossing(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	ph := newTestPhone(t)
+	// A phone's offer routed to a SIP target: the proxy's business.
+	oc := h.phone.invite("phone", ph.sdp(1, "0"))
+	oc.await(500)
+	h.ended()
+}
+
+func TestParseDTMF(t *testing.T) {
+	for _, tc := range []struct {
+		ctype, body string
+		digit       rune
+		dur         time.Duration
+		ok          bool
+	}{
+		{"application/dtmf-relay", "Signal=5\r\nDuration=160\r\n", '5', 160 * time.Millisecond, true},
+		{"application/dtmf-relay", "Signal= #\nDuration= 250", '#', 250 * time.Millisecond, true},
+		{"application/dtmf-relay", "Signal=10\r\nDuration=100", '*', 100 * time.Millisecond, true},
+		{"Application/DTMF-Relay; charset=x", "signal=a", 'A', 0, true},
+		{"application/dtmf", "7", '7', 0, true},
+		{"application/dtmf", "11", '#', 0, true},
+		{"application/dtmf-relay", "Signal=X", 0, 0, false},
+		{"application/dtmf-relay", "Duration=100", 0, 0, false},
+		{"text/plain", "Signal=5", 0, 0, false},
+	} {
+		req := sip.NewRequest(sip.MethodInfo, sip.URI{Scheme: "sip", Host: "x"})
+		req.SetBody([]byte(tc.body), tc.ctype)
+		d, dur, ok := parseDTMF(req)
+		if d != tc.digit || dur != tc.dur || ok != tc.ok {
+			t.Errorf("%s %q: %q %v %v, want %q %v %v", tc.ctype, tc.body, d, dur, ok, tc.digit, tc.dur, tc.ok)
+		}
+	}
+}
+
+func TestHangup(t *testing.T) {
+	t.Run("ringing", func(t *testing.T) {
+		h := newHarness(t, harnessOptions{})
+		br := h.newBrowser()
+		oc := h.browser.invite("phone", br.offer())
+		in := h.phone.expect(sip.MethodInvite)
+		in.respond(180, nil)
+		oc.await(180)
+		calls := h.b2b.Calls()
+		if len(calls) != 1 || calls[0].State != "ringing" {
+			t.Fatalf("calls %+v", calls)
+		}
+		if err := h.b2b.Hangup(calls[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		oc.await(480)
+		select {
+		case <-in.tx.Canceled():
+		case <-timeAfter():
+			t.Fatal("the phone's invite was not canceled")
+		}
+		in.respond(487, nil)
+		h.ended()
+		if err := h.b2b.Hangup(calls[0].ID); err == nil {
+			t.Error("hangup of an ended call")
+		}
+	})
+	t.Run("answered", func(t *testing.T) {
+		h := newHarness(t, harnessOptions{})
+		browserCallsPhone(t, h)
+		calls := h.b2b.Calls()
+		if err := h.b2b.Hangup(calls[0].ID); err != nil {
+			t.Fatal(err)
+		}
+		h.browser.expect(sip.MethodBye).respond(200, nil)
+		h.phone.expect(sip.MethodBye).respond(200, nil)
+		h.ended()
+	})
+}
+
+// TestClose: Close ends the calls with BYE, waits for the answers, and
+// refuses new calls.
+func TestClose(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	browserCallsPhone(t, h)
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		done <- h.b2b.Close(ctx)
+	}()
+	h.browser.expect(sip.MethodBye).respond(200, nil)
+	h.phone.expect(sip.MethodBye).respond(200, nil)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-timeAfter():
+		t.Fatal("Close did not return")
+	}
+	oc := h.phone.invite("browser", newTestPhone(t).sdp(1, "0"))
+	oc.await(503)
+}

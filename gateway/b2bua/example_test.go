@@ -1,0 +1,60 @@
+package b2bua_test
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/switchboard/switchboard/gateway/b2bua"
+	"github.com/switchboard/switchboard/media"
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/sip/transaction"
+	"github.com/switchboard/switchboard/transport"
+)
+
+// Example shows the wiring in the binary: the B2BUA shares the transport
+// and transaction layers with the proxy, sees every request with a To tag
+// first, and gets the INVITEs that the proxy finds crossing between a
+// browser and a phone.
+func Example() {
+	var (
+		engine *media.Engine       // media.NewEngine(...)
+		tl     *transport.Layer    // transport.NewLayer(...) with its transports
+		proxy  transaction.Handler // the proxy core
+	)
+	var b *b2bua.B2BUA
+	layer := transaction.New(tl, transaction.HandlerFunc(func(tx *transaction.ServerTx, req *sip.Request) {
+		if req.To().Tag() != "" && b.HandleInDialog(tx, req) {
+			return // BYE, re-INVITE, UPDATE, INFO, ACK... of a B2BUA call
+		}
+		// The proxy routes; when the caller is a browser and the target a
+		// phone (or the reverse), it calls:
+		//
+		//	b.Call(tx, req, b2bua.Target{URI: contact, Dst: binding.Source, WebRTC: false})
+		proxy.ServeSIP(tx, req)
+	}), transaction.Config{})
+	b, err := b2bua.New(b2bua.Options{
+		Engine:       engine,
+		Transactions: layer,
+		Sender:       tl,
+		StampVia:     tl.StampVia,
+		Contact: func(dst sip.Addr) sip.Address {
+			// The gateway's address on dst's transport.
+			u := sip.URI{Scheme: "sip", Host: "gw.example.com"}
+			if dst.Transport == sip.WS || dst.Transport == sip.WSS {
+				u.Params = sip.Params(";transport=" + dst.Transport)
+			}
+			return sip.Address{URI: u}
+		},
+		Logger: slog.Default(),
+	})
+	if err != nil {
+		panic(err)
+	}
+
+	// SIGTERM: end the calls with BYE, then close the layers.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_ = b.Close(ctx)
+	_ = layer.Close()
+}

@@ -1,0 +1,304 @@
+package b2bua
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/sip/dialog"
+	"github.com/switchboard/switchboard/sip/transaction"
+)
+
+// leg is one side of a call: the dialog with the caller (the gateway is
+// its UAS) or with the callee (its UAC), with its own Call-ID, tags, CSeq
+// and Contact.
+type leg struct {
+	c       *call
+	role    string // callerRole or calleeRole
+	web     bool   // the peer is a browser
+	dst     sip.Addr
+	contact sip.Address
+	key     legKey
+	uri     sip.URI // the peer, for CallInfo
+
+	mu         sync.Mutex
+	dlg        *dialog.Dialog
+	acks       map[uint32]*pendingAck // 2xx sent on the leg, by CSeq, until their ACK
+	session    sessionTimer
+	peerUpdate bool // the peer allows UPDATE
+}
+
+func newLeg(c *call, role string, web bool, dst sip.Addr, key legKey, uri sip.URI) *leg {
+	return &leg{
+		c:       c,
+		role:    role,
+		web:     web,
+		dst:     dst,
+		contact: c.b.opts.Contact(dst),
+		key:     key,
+		uri:     uri,
+		acks:    make(map[uint32]*pendingAck),
+	}
+}
+
+func (l *leg) dialog() *dialog.Dialog {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dlg
+}
+
+func (l *leg) setDialog(d *dialog.Dialog) {
+	d.SetLocalContact(l.contact)
+	l.mu.Lock()
+	l.dlg = d
+	l.mu.Unlock()
+}
+
+func (l *leg) info() LegInfo {
+	li := LegInfo{
+		CallID:   l.key.callID,
+		LocalTag: l.key.localTag,
+		URI:      l.uri.String(),
+		Dst:      l.dst.String(),
+		WebRTC:   l.web,
+	}
+	if d := l.dialog(); d != nil {
+		li.RemoteTag = d.ID().RemoteTag
+	}
+	return li
+}
+
+// send stamps the gateway's Via on req and starts its client transaction
+// towards the leg's peer.
+func (l *leg) send(ctx context.Context, req *sip.Request) (*transaction.ClientTx, error) {
+	o := &l.c.b.opts
+	if _, err := o.StampVia(req, l.dst); err != nil {
+		return nil, fmt.Errorf("b2bua: via for %s: %w", l.dst, err)
+	}
+	tx, err := o.Transactions.Request(ctx, req, l.dst)
+	if err != nil {
+		return nil, fmt.Errorf("b2bua: %s to the %s: %w", req.Method, l.role, err)
+	}
+	return tx, nil
+}
+
+// newRequest builds a request in the leg's dialog.
+func (l *leg) newRequest(method string) (*sip.Request, error) {
+	d := l.dialog()
+	if d == nil {
+		return nil, fmt.Errorf("%w: no dialog with the %s", ErrDialogGone, l.role)
+	}
+	req, err := d.NewRequest(method)
+	if err != nil {
+		return nil, fmt.Errorf("b2bua: %s to the %s: %w", method, l.role, err)
+	}
+	if ua := l.c.b.opts.UserAgent; ua != "" {
+		req.Add("User-Agent", ua)
+	}
+	return req, nil
+}
+
+// do sends req, a request in the leg's dialog, and returns its final
+// response: the dialog learns it, a 2xx to a re-INVITE is acknowledged,
+// and a 481 or 408 ends the call (the dialog is gone). When ctx ends
+// first an INVITE is canceled and ctx's cause returned.
+func (l *leg) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	tx, err := l.send(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	for {
+		select {
+		case res, ok := <-tx.Responses():
+			if !ok {
+				return nil, fmt.Errorf("b2bua: %s to the %s: %w", req.Method, l.role, tx.Err())
+			}
+			if res.StatusCode < 200 {
+				continue
+			}
+			d := l.dialog()
+			_ = d.ReceiveResponse(res)
+			if req.Method == sip.MethodInvite && res.IsSuccess() {
+				if ack, err := l.ack(d, res); err == nil {
+					l.c.b.spawn(func() { l.reack(tx, ack) })
+				}
+			}
+			if res.StatusCode == 481 || res.StatusCode == 408 {
+				l.c.log.Info("dialog gone", "leg", l.role, "method", req.Method, "status", res.StatusCode)
+				l.c.hangup(fmt.Errorf("%w: %d to %s on the %s's leg", ErrDialogGone, res.StatusCode, req.Method, l.role), l)
+			}
+			return res, nil
+		case <-ctx.Done():
+			if req.Method == sip.MethodInvite {
+				_ = tx.Cancel()
+			}
+			return nil, context.Cause(ctx)
+		}
+	}
+}
+
+// ack acknowledges res, a 2xx to an INVITE of d, and returns the ACK.
+func (l *leg) ack(d *dialog.Dialog, res *sip.Response) (*sip.Request, error) {
+	ack, err := d.NewAck(res.CSeq().Seq)
+	if err != nil {
+		return nil, fmt.Errorf("b2bua: ack to the %s: %w", l.role, err)
+	}
+	if _, err := l.c.b.opts.StampVia(ack, l.dst); err != nil {
+		return nil, fmt.Errorf("b2bua: via for %s: %w", l.dst, err)
+	}
+	l.sendAck(ack)
+	return ack, nil
+}
+
+// sendAck sends an ACK for a 2xx, which is no transaction (RFC 3261
+// §17.1.1.3): straight to the transport, even after the call ended (the
+// 2xx that crossed a CANCEL is acknowledged, then ended with BYE).
+func (l *leg) sendAck(ack *sip.Request) {
+	if err := l.c.b.opts.Sender.Send(context.Background(), ack, l.dst); err != nil {
+		l.c.log.Debug("sending ack", "leg", l.role, "err", err)
+	}
+}
+
+// reack sends ack again for every retransmission of the 2xx to tx, until
+// the transaction ends or the call does.
+func (l *leg) reack(tx *transaction.ClientTx, ack *sip.Request) {
+	for {
+		select {
+		case res, ok := <-tx.Responses():
+			if !ok {
+				return
+			}
+			if res.IsSuccess() {
+				l.sendAck(ack)
+			}
+		case <-l.c.ctx.Done():
+			return
+		}
+	}
+}
+
+// bye ends the leg's dialog with a BYE, unless it has ended already.
+func (l *leg) bye() {
+	if d := l.dialog(); d != nil && d.State() == dialog.Confirmed {
+		l.byeDialog(d, true)
+	}
+}
+
+// byeDialog sends BYE in d and waits for its final response in a
+// goroutine that Close waits for; wait false sends it from the current
+// goroutine, which is already one.
+func (l *leg) byeDialog(d *dialog.Dialog, async bool) {
+	req, err := d.NewRequest(sip.MethodBye)
+	if err != nil {
+		l.c.log.Debug("bye", "leg", l.role, "err", err)
+		return
+	}
+	if ua := l.c.b.opts.UserAgent; ua != "" {
+		req.Add("User-Agent", ua)
+	}
+	run := func() {
+		// The call's context is done: the BYE outlives it.
+		tx, err := l.send(context.Background(), req)
+		if err != nil {
+			l.c.log.Info("bye", "leg", l.role, "err", err)
+			return
+		}
+		for res := range tx.Responses() {
+			if res.StatusCode >= 200 {
+				l.c.log.Debug("bye answered", "leg", l.role, "status", res.StatusCode)
+			}
+		}
+	}
+	if !async || !l.c.b.spawn(run) {
+		run()
+	}
+}
+
+// pendingAck is a 2xx the gateway sent to an INVITE on a leg, waiting for
+// its ACK.
+type pendingAck struct {
+	stop      func()
+	acked     chan struct{}
+	isAcked   bool
+	onAck     func(ack *sip.Request)
+	onTimeout func()
+}
+
+// respond2xx sends res, a 2xx to the INVITE of tx, and retransmits it
+// until the ACK (see call.onAck). onAck, if set, gets the ACK; onTimeout,
+// if set, runs when none came before the transaction ended (64*T1).
+func (l *leg) respond2xx(tx uas, res *sip.Response, onAck func(*sip.Request), onTimeout func()) error {
+	cseq := res.CSeq().Seq
+	p := &pendingAck{acked: make(chan struct{}), onAck: onAck, onTimeout: onTimeout}
+	l.mu.Lock()
+	l.acks[cseq] = p
+	l.mu.Unlock()
+	stop, err := tx.Respond2xx(res)
+	l.mu.Lock()
+	if err != nil {
+		delete(l.acks, cseq)
+		l.mu.Unlock()
+		return err
+	}
+	p.stop = stop
+	acked := p.isAcked
+	l.mu.Unlock()
+	if acked {
+		stop()
+		return nil
+	}
+	l.c.b.spawn(func() {
+		select {
+		case <-p.acked:
+		case <-tx.Done():
+			l.mu.Lock()
+			timedOut := l.acks[cseq] == p
+			if timedOut {
+				delete(l.acks, cseq)
+			}
+			l.mu.Unlock()
+			if timedOut && p.onTimeout != nil {
+				l.c.log.Info("no ack for the 2xx", "leg", l.role, "cseq", cseq)
+				p.onTimeout()
+			}
+		case <-l.c.ctx.Done():
+		}
+	})
+	return nil
+}
+
+// takeAck returns the pending 2xx that ack acknowledges, marking it
+// acknowledged, and the function that stops its retransmissions (nil when
+// respond2xx has yet to learn it, and will call it itself); nil for a
+// retransmitted ACK.
+func (l *leg) takeAck(ack *sip.Request) (*pendingAck, func()) {
+	cseq := ack.CSeq().Seq
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p := l.acks[cseq]
+	if p == nil {
+		return nil, nil
+	}
+	delete(l.acks, cseq)
+	p.isAcked = true
+	return p, p.stop
+}
+
+// reply builds a response to req, a request received in the leg's
+// dialog, with the gateway's Contact on a 2xx to a target refresh.
+func (l *leg) reply(req *sip.Request, code int, reason string) *sip.Response {
+	res := sip.NewResponse(req, code, reason)
+	res.SetToTag(l.key.localTag)
+	if code >= 200 && code < 300 && (req.Method == sip.MethodInvite || req.Method == sip.MethodUpdate) {
+		res.Add("Contact", l.contact.String())
+		res.Add("Allow", allowed)
+		if st := supportedTags(l.c.b.opts.SessionExpires); st != "" {
+			res.Add("Supported", st)
+		}
+	}
+	if ua := l.c.b.opts.UserAgent; ua != "" {
+		res.Add("Server", ua)
+	}
+	return res
+}
