@@ -40,8 +40,17 @@ type Options struct {
 	Location location.Store
 	// Proxy routes every other request; nil answers 404 to them.
 	Proxy transaction.Handler
+	// Calls gets the in-dialog requests first (those with a To tag, and
+	// ACKs without a transaction): the B2BUA takes those of its calls.
+	Calls InDialogHandler
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
+}
+
+// InDialogHandler takes the in-dialog requests of the calls it owns,
+// reporting whether it did; *b2bua.B2BUA is one.
+type InDialogHandler interface {
+	HandleInDialog(tx *transaction.ServerTx, req *sip.Request) bool
 }
 
 // Server dispatches requests to the gateway's roles. It implements
@@ -65,9 +74,15 @@ func New(opts Options) *Server {
 // server first. Call it before serving.
 func (s *Server) SetProxy(p transaction.Handler) { s.opts.Proxy = p }
 
+// SetCalls sets the handler of in-dialog requests, like SetProxy.
+func (s *Server) SetCalls(c InDialogHandler) { s.opts.Calls = c }
+
 // ServeSIP handles one request. tx is nil for an ACK to a 2xx, which has no
 // transaction of its own and only the proxy can route.
 func (s *Server) ServeSIP(tx *transaction.ServerTx, req *sip.Request) {
+	if s.opts.Calls != nil && (tx == nil || req.To().Tag() != "") && s.opts.Calls.HandleInDialog(tx, req) {
+		return
+	}
 	switch {
 	case req.Method == sip.MethodRegister && s.IsLocal(req.URI):
 		s.respond(tx, s.opts.Registrar.ServeRegister(context.Background(), req))

@@ -12,13 +12,16 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/switchboard/switchboard/gateway"
 	"github.com/switchboard/switchboard/gateway/accounts"
+	"github.com/switchboard/switchboard/gateway/b2bua"
 	"github.com/switchboard/switchboard/gateway/config"
 	"github.com/switchboard/switchboard/gateway/location"
 	"github.com/switchboard/switchboard/gateway/proxy"
 	"github.com/switchboard/switchboard/gateway/registrar"
+	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
 	"github.com/switchboard/switchboard/sip/transaction"
@@ -36,6 +39,8 @@ type sipStack struct {
 	tx         *transaction.Layer
 	ws         *sipws.Transport
 	location   *location.Memory
+	media      *media.Engine
+	calls      *b2bua.B2BUA
 	accounts   *accounts.Store
 	server     *gateway.Server
 	addrs      listening
@@ -165,7 +170,13 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 			}
 		},
 	})
+	eps := endpoints(s.addrs, httpAP, cfg.PublicIP)
+	s.media, s.calls, err = startCalls(cfg, s.tx, s.transports, eps, logger)
+	if err != nil {
+		return nil, err
+	}
 	px, err = proxy.New(proxy.Options{
+		Crossing:        crossing(s.calls, dns, logger.With("component", "b2bua")),
 		Transactions:    s.tx,
 		Sender:          s.transports,
 		Endpoints:       endpoints(s.addrs, httpAP, cfg.PublicIP),
@@ -187,6 +198,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	s.server.SetProxy(px)
+	s.server.SetCalls(s.calls)
 
 	s.wg.Add(1)
 	go func() {
@@ -207,12 +219,21 @@ func (s *sipStack) close() {
 		return
 	}
 	s.stopped = true
+	if s.calls != nil {
+		// Calls get their BYE while the transports can still carry it.
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		s.calls.Close(ctx)
+		cancel()
+	}
 	if s.transports != nil {
 		s.transports.Close()
 	}
 	s.wg.Wait()
 	if s.tx != nil {
 		s.tx.Close()
+	}
+	if s.media != nil {
+		s.media.Close()
 	}
 	if s.location != nil {
 		s.location.Close()

@@ -95,6 +95,12 @@ type Options struct {
 	// Algorithms are the digest algorithms challenged with, in the order
 	// offered; nil means DefaultAlgorithms.
 	Algorithms []string
+
+	// Crossing is offered every authorized out-of-dialog INVITE with its
+	// targets before the proxy forks it. It returns true when it took the
+	// call — a B2BUA does, for calls that cross between WebRTC and plain
+	// RTP endpoints — and has answered or will answer tx itself.
+	Crossing func(tx *transaction.ServerTx, req *sip.Request, targets []Target, caller Caller) bool
 	// LocalOnly forbids authenticated users to reach other domains
 	// directly: only the Router can send requests out.
 	LocalOnly bool
@@ -119,6 +125,7 @@ type Options struct {
 // use.
 type Proxy struct {
 	algorithms []string
+	crossing   func(tx *transaction.ServerTx, req *sip.Request, targets []Target, caller Caller) bool
 	txs        Transactions
 	sender     transaction.Sender
 	endpoints  []Endpoint
@@ -174,6 +181,7 @@ func New(opts Options) (*Proxy, error) {
 		tokens:        opts.FlowTokens,
 		authAll:       opts.AuthenticateAll,
 		algorithms:    opts.Algorithms,
+		crossing:      opts.Crossing,
 		localOnly:     opts.LocalOnly,
 		timerC:        orDuration(opts.TimerC, DefaultTimerC),
 		cancelTimeout: orDuration(opts.CancelTimeout, DefaultCancelTimeout),
@@ -290,6 +298,9 @@ func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Re
 	targets, ok := p.targets(ctx, tx, r, caller, rt, inDialog)
 	if !ok {
 		return
+	}
+	if !inDialog && r.Method == sip.MethodInvite && p.crossing != nil && p.crossing(tx, r, targets, caller) {
+		return // a back-to-back user agent took the call
 	}
 	newCall(p, tx, r, hash).run(ctx, targets)
 }
