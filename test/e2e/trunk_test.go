@@ -35,7 +35,6 @@ trunk = "provider"
 `, providerIP, providerPort, providerIP)
 }
 
-
 // requireProviderAddr skips when providerIP cannot be bound (a loopback
 // interface without 127.0.0.0/8).
 func requireProviderAddr(t *testing.T) {
