@@ -336,13 +336,23 @@ func (u *URI) HostPort() string {
 
 // JoinHostPort joins a host and a port (omitted when 0) as SIP writes them.
 func JoinHostPort(host string, port int) string {
+	return string(appendHostPort(make([]byte, 0, len(host)+8), host, port))
+}
+
+// appendHostPort writes host[:port], bracketing an IPv6 host.
+func appendHostPort(b []byte, host string, port int) []byte {
 	if strings.IndexByte(host, ':') >= 0 {
-		host = "[" + host + "]"
+		b = append(b, '[')
+		b = append(b, host...)
+		b = append(b, ']')
+	} else {
+		b = append(b, host...)
 	}
-	if port == 0 {
-		return host
+	if port != 0 {
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(port), 10)
 	}
-	return host + ":" + strconv.Itoa(port)
+	return b
 }
 
 // String returns the URI in its wire form.
@@ -370,17 +380,7 @@ func (u *URI) AppendTo(b []byte) []byte {
 		}
 		b = append(b, '@')
 	}
-	if strings.IndexByte(u.Host, ':') >= 0 {
-		b = append(b, '[')
-		b = append(b, u.Host...)
-		b = append(b, ']')
-	} else {
-		b = append(b, u.Host...)
-	}
-	if u.Port != 0 {
-		b = append(b, ':')
-		b = strconv.AppendInt(b, int64(u.Port), 10)
-	}
+	b = appendHostPort(b, u.Host, u.Port)
 	b = append(b, u.Params...)
 	if u.Headers != "" {
 		b = append(b, '?')

@@ -56,17 +56,7 @@ func (v *Via) AppendTo(b []byte) []byte {
 	b = append(b, "SIP/2.0/"...)
 	b = append(b, v.Transport...)
 	b = append(b, ' ')
-	if strings.IndexByte(v.Host, ':') >= 0 {
-		b = append(b, '[')
-		b = append(b, v.Host...)
-		b = append(b, ']')
-	} else {
-		b = append(b, v.Host...)
-	}
-	if v.Port != 0 {
-		b = append(b, ':')
-		b = strconv.AppendInt(b, int64(v.Port), 10)
-	}
+	b = appendHostPort(b, v.Host, v.Port)
 	return append(b, v.Params...)
 }
 
