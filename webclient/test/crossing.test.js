@@ -1,0 +1,444 @@
+// Calls that cross between a browser and a SIP phone, against the real
+// gateway: cmd/switchboard is built and run on loopback (test/gateway.js),
+// headless Chromium loads the softphone the gateway serves (fake audio
+// device), and sipp (test/sipp/*.xml) plays the phone over UDP with plain
+// RTP. The gateway's B2BUA bridges the two: WebRTC (DTLS-SRTP, ICE) on the
+// browser's side, RTP on the phone's.
+//
+//   (b) alice (browser) calls 1000, a sipp UAS that answers with PCMU and
+//       echoes RTP (-rtp_echo): the browser receives audio, hangs up, and
+//       the UAS gets the BYE (its scenario exits 0 only then).
+//   (c) 1000 (a sipp UAC, digest-authenticated on 407) calls alice, whose
+//       page auto-answers; the UAC plays PCMU from a pcap, the browser
+//       receives audio, the UAC hangs up and the browser's call ends.
+//
+// Run with `npm run test:gateway`. Needs sipp (skipped without it). When a
+// test fails, its error carries the page's SIP over WebSocket, sipp's
+// output and -trace_msg log, and the gateway's (debug) log for the test.
+
+import assert from 'node:assert/strict';
+import { spawn, spawnSync } from 'node:child_process';
+import dgram from 'node:dgram';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { buildGateway, DEFAULT_USERS, distBuilt, gatewayUnavailable, repoRoot, startGateway } from './gateway.js';
+import { launchBrowser, watchPage } from './helpers.js';
+
+const USERS = { ...DEFAULT_USERS, 1000: 'pass1000' };
+const SIPP = process.env.SIPP || 'sipp';
+const SIPP_DIR = path.join(repoRoot, 'test', 'sipp');
+const T = { timeout: 60_000 };
+
+function skipReason() {
+  const sipp = spawnSync(SIPP, ['-v'], { encoding: 'utf8' });
+  if (sipp.error) return `no sipp (${SIPP}) on PATH`;
+  if (process.env.SWITCHBOARD_BIN) return false;
+  if (!distBuilt()) return 'dist/ is not built, so the gateway would serve its placeholder: run npm run build';
+  return gatewayUnavailable() || false;
+}
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// Running sipp processes, killed if this process exits without it.
+const running = new Set();
+process.on('exit', () => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
+// bindable reports whether UDP port on 127.0.0.1 is free now.
+function bindable(port) {
+  return new Promise((resolve) => {
+    const s = dgram.createSocket('udp4');
+    s.once('error', () => resolve(false));
+    s.bind(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
+// freeUdpPorts returns a port the system picks such that port + k is free
+// for every k of offsets (sipp -rtp_echo takes -mp and -mp + 2). A port
+// could be taken between this check and sipp's bind; on loopback in a test
+// run that is unlikely and shows as a sipp start-up error.
+async function freeUdpPort(offsets = [0]) {
+  for (let i = 0; i < 50; i++) {
+    const s = dgram.createSocket('udp4');
+    await new Promise((resolve) => s.bind(0, '127.0.0.1', resolve));
+    const { port } = s.address();
+    await new Promise((resolve) => s.close(resolve));
+    if (port + Math.max(...offsets) > 65535) continue;
+    let ok = true;
+    for (const k of offsets) ok = ok && (await bindable(port + k));
+    if (ok) return port;
+  }
+  throw new Error('no free UDP port');
+}
+
+// startSipp runs sipp in dir (its -message_file goes there) with a hard
+// time limit. Returns { done: Promise<{ code, signal }>, output(), trace(),
+// kill() }.
+function startSipp(label, args, { dir, timeoutMs = 45_000 }) {
+  const messageFile = path.join(dir, `${label}-messages.log`);
+  const full = [...args, '-trace_msg', '-message_file', messageFile, '-nostdin'];
+  const child = spawn(SIPP, full, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  let output = '';
+  const add = (b) => {
+    output += b;
+    if (output.length > 200_000) output = output.slice(-100_000);
+  };
+  child.stdout.setEncoding('utf8').on('data', add);
+  child.stderr.setEncoding('utf8').on('data', add);
+  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+  let exit = null;
+  const done = new Promise((resolve) => {
+    child.on('error', (err) => {
+      add(`\n[spawn error: ${err.message}]`);
+      if (child.pid === undefined) {
+        clearTimeout(timer);
+        running.delete(child);
+        exit = { code: null, signal: null };
+        resolve(exit);
+      }
+    });
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer);
+      running.delete(child);
+      exit = { code, signal };
+      resolve(exit);
+    });
+  });
+  return {
+    label,
+    command: `${SIPP} ${full.join(' ')}`,
+    done,
+    get exited() {
+      return exit;
+    },
+    output: () => output,
+    trace: async () => {
+      try {
+        return await readFile(messageFile, 'utf8');
+      } catch {
+        return '(no message file)';
+      }
+    },
+    kill() {
+      if (!exit) child.kill('SIGKILL');
+      return done;
+    },
+  };
+}
+
+// linearToUlaw encodes one 16-bit sample as G.711 µ-law.
+function linearToUlaw(sample) {
+  const BIAS = 0x84;
+  const CLIP = 32635;
+  let sign = 0;
+  let s = sample;
+  if (s < 0) {
+    s = -s;
+    sign = 0x80;
+  }
+  if (s > CLIP) s = CLIP;
+  s += BIAS;
+  let exponent = 7;
+  for (let mask = 0x4000; (s & mask) === 0 && exponent > 0; mask >>= 1) exponent--;
+  const mantissa = (s >> (exponent + 3)) & 0x0f;
+  return ~(sign | (exponent << 4) | mantissa) & 0xff;
+}
+
+// pcmuPcap returns a pcap (Ethernet, IPv4, UDP) of seconds of a 440 Hz
+// tone as RTP PCMU (payload type 0), 20 ms a packet: what sipp's
+// play_pcap_audio sends (its own addresses and ports replace these).
+// Debian's sip-tester ships only an A-law pcap (g711a.pcap).
+function pcmuPcap(seconds = 6) {
+  const packets = seconds * 50;
+  const rtpLen = 12 + 160;
+  const udpLen = 8 + rtpLen;
+  const ipLen = 20 + udpLen;
+  const frameLen = 14 + ipLen;
+  const buf = Buffer.alloc(24 + packets * (16 + frameLen));
+  let o = 0;
+  o = buf.writeUInt32LE(0xa1b2c3d4, o);
+  o = buf.writeUInt16LE(2, o);
+  o = buf.writeUInt16LE(4, o);
+  o = buf.writeInt32LE(0, o);
+  o = buf.writeUInt32LE(0, o);
+  o = buf.writeUInt32LE(65535, o);
+  o = buf.writeUInt32LE(1, o); // DLT_EN10MB
+  const t0 = 1_700_000_000;
+  for (let i = 0; i < packets; i++) {
+    const usec = i * 20_000;
+    o = buf.writeUInt32LE(t0 + Math.floor(usec / 1e6), o);
+    o = buf.writeUInt32LE(usec % 1e6, o);
+    o = buf.writeUInt32LE(frameLen, o);
+    o = buf.writeUInt32LE(frameLen, o);
+    // Ethernet
+    Buffer.from([0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 6, 0x08, 0x00]).copy(buf, o);
+    o += 14;
+    // IPv4
+    const ip = o;
+    buf[o++] = 0x45;
+    buf[o++] = 0;
+    o = buf.writeUInt16BE(ipLen, o);
+    o = buf.writeUInt16BE(i & 0xffff, o);
+    o = buf.writeUInt16BE(0x4000, o);
+    buf[o++] = 64;
+    buf[o++] = 17;
+    o = buf.writeUInt16BE(0, o);
+    Buffer.from([127, 0, 0, 1, 127, 0, 0, 1]).copy(buf, o);
+    o += 8;
+    let sum = 0;
+    for (let k = 0; k < 20; k += 2) sum += buf.readUInt16BE(ip + k);
+    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >> 16);
+    buf.writeUInt16BE(~sum & 0xffff, ip + 10);
+    // UDP (checksum 0: none)
+    o = buf.writeUInt16BE(40000, o);
+    o = buf.writeUInt16BE(40002, o);
+    o = buf.writeUInt16BE(udpLen, o);
+    o = buf.writeUInt16BE(0, o);
+    // RTP
+    buf[o++] = 0x80;
+    buf[o++] = i === 0 ? 0x80 : 0x00; // marker on the first, PT 0
+    o = buf.writeUInt16BE(i & 0xffff, o);
+    o = buf.writeUInt32BE((i * 160) >>> 0, o);
+    o = buf.writeUInt32BE(0x5eed1000, o);
+    for (let n = 0; n < 160; n++) {
+      const sample = Math.round(8000 * Math.sin((2 * Math.PI * 440 * (i * 160 + n)) / 8000));
+      buf[o++] = linearToUlaw(sample);
+    }
+  }
+  return buf;
+}
+
+describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: skipReason() }, () => {
+  let build;
+  let gateway;
+  let browser;
+  let dir;
+
+  before(
+    async () => {
+      dir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-crossing-'));
+      await writeFile(path.join(dir, 'pcmu.pcap'), pcmuPcap(6));
+      build = await buildGateway();
+      gateway = await startGateway({ bin: build.bin, users: USERS });
+      browser = await launchBrowser();
+    },
+    { timeout: 300_000 },
+  );
+
+  after(async () => {
+    for (const child of running) child.kill('SIGKILL');
+    await browser?.close();
+    const stopped = await gateway?.stop();
+    await build?.cleanup();
+    if (dir) await rm(dir, { recursive: true, force: true });
+    if (stopped) {
+      assert.ok(
+        stopped.clean,
+        `the gateway did not stop cleanly on SIGTERM: ${JSON.stringify(stopped)}\n--- gateway log ---\n${gateway.log()}`,
+      );
+    }
+  });
+
+  // diagnosed wraps a test body fn({ open, sipp }): open(label, query)
+  // opens the gateway's page and records its SIP over WebSocket;
+  // sipp(label, args, opts) runs sipp against the gateway's UDP listener.
+  // On failure the error gets the pages' state and SIP, every sipp's
+  // command, output and message trace, and the gateway log of the test.
+  function diagnosed(fn) {
+    return async () => {
+      const mark = gateway.logMark();
+      const pages = [];
+      const sipps = [];
+      const open = async (label, query = '') => {
+        const page = await browser.newPage();
+        const entry = { label, page, trace: [], problems: watchPage(page) };
+        pages.push(entry);
+        const t0 = Date.now();
+        const note = (line) => entry.trace.push(`+${((Date.now() - t0) / 1000).toFixed(3)}s ${line}`);
+        page.on('websocket', (ws) => {
+          note(`=== WebSocket ${ws.url()}`);
+          ws.on('framesent', (f) => note(`>>> sent\n${f.payload}`));
+          ws.on('framereceived', (f) => note(`<<< received\n${f.payload}`));
+          ws.on('close', () => note('=== WebSocket closed'));
+        });
+        await page.goto(`${gateway.url}/${query}`);
+        await page.waitForFunction(() => window.softphone && window.softphone.state !== null, null, {
+          timeout: 10_000,
+        });
+        return page;
+      };
+      const sipp = (label, args, opts = {}) => {
+        const s = startSipp(label, [...args, gateway.sipUdp], { dir, ...opts });
+        sipps.push(s);
+        return s;
+      };
+      try {
+        await fn({ open, sipp });
+      } catch (err) {
+        const parts = [String(err && err.stack ? err.stack : err)];
+        for (const p of pages) {
+          let st = '(page closed)';
+          try {
+            st = JSON.stringify(await p.page.evaluate(() => window.softphone.state));
+          } catch {
+            // closed or crashed
+          }
+          parts.push(`--- page ${p.label}: state ${st}`);
+          if (p.problems.length) parts.push(`--- page ${p.label}: problems\n${p.problems.join('\n')}`);
+          parts.push(`--- page ${p.label}: SIP over WebSocket\n${p.trace.join('\n').replace(/\r\n/g, '\n')}`);
+        }
+        for (const s of sipps) {
+          parts.push(`--- sipp ${s.label}: ${s.command}\n--- exit ${JSON.stringify(s.exited)}\n${s.output()}`);
+          parts.push(`--- sipp ${s.label}: -trace_msg\n${(await s.trace()).replace(/\r\n/g, '\n')}`);
+        }
+        parts.push(`--- gateway log of this test ---\n${gateway.logSince(mark)}`);
+        const e = new Error(parts.join('\n'));
+        e.cause = err;
+        throw e;
+      } finally {
+        await Promise.all(pages.map((p) => p.page.close().catch(() => {})));
+        await Promise.all(sipps.map((s) => s.kill()));
+      }
+    };
+  }
+
+  const state = (page) => page.evaluate(() => window.softphone.state);
+
+  async function waitState(page, predicate, timeout = 10_000) {
+    const deadline = Date.now() + timeout;
+    let s;
+    while (Date.now() < deadline) {
+      s = await state(page);
+      if (predicate(s)) return s;
+      await sleep(50);
+    }
+    throw new Error(`timed out waiting for ${predicate}; state: ${JSON.stringify(s)}`);
+  }
+
+  async function waitStats(page, predicate, timeout = 10_000) {
+    const deadline = Date.now() + timeout;
+    let s;
+    while (Date.now() < deadline) {
+      s = await page.evaluate(() => window.softphone.getStats());
+      if (s && predicate(s)) return s;
+      await sleep(250);
+    }
+    throw new Error(`timed out waiting for ${predicate}; stats: ${JSON.stringify(s)}`);
+  }
+
+  // waitBound waits until something (sipp) has bound UDP port.
+  async function waitBound(port, proc, timeout = 5_000) {
+    const deadline = Date.now() + timeout;
+    while (Date.now() < deadline) {
+      if (proc.exited) throw new Error(`sipp ${proc.label} exited early: ${JSON.stringify(proc.exited)}`);
+      if (!(await bindable(port))) return;
+      await sleep(50);
+    }
+    throw new Error(`sipp ${proc.label} did not bind 127.0.0.1:${port} within ${timeout} ms`);
+  }
+
+  async function expectExit(proc, timeout, what) {
+    const res = await Promise.race([proc.done, sleep(timeout).then(() => null)]);
+    assert.ok(res, `sipp ${proc.label} still running after ${timeout} ms (${what})`);
+    assert.equal(res.code, 0, `sipp ${proc.label} exit ${JSON.stringify(res)} (${what})`);
+  }
+
+  test(
+    '(b) alice (browser) calls 1000 (sipp UAS, PCMU, RTP echo): audio comes back, hang up sends BYE to the phone',
+    T,
+    diagnosed(async ({ open, sipp }) => {
+      const port = await freeUdpPort();
+      const reg = sipp('register-1000', [
+        '-sf', path.join(SIPP_DIR, 'register-only.xml'),
+        '-inf', path.join(SIPP_DIR, 'domain.csv'),
+        '-au', '1000', '-ap', USERS[1000], '-s', '1000',
+        '-i', '127.0.0.1', '-p', String(port),
+        '-m', '1', '-timeout', '10s', '-timeout_error',
+      ], { timeoutMs: 15_000 });
+      await expectExit(reg, 15_000, 'REGISTER 1000 with digest');
+
+      const mediaPort = await freeUdpPort([0, 2]);
+      const uas = sipp('uas-1000', [
+        '-sf', path.join(SIPP_DIR, 'uas-echo.xml'),
+        '-i', '127.0.0.1', '-p', String(port),
+        '-mi', '127.0.0.1', '-mp', String(mediaPort), '-rtp_echo',
+        '-m', '1', '-timeout', '40s', '-timeout_error',
+      ]);
+      await waitBound(port, uas);
+
+      const alice = await open('alice');
+      assert.equal(
+        await alice.evaluate(([u, p]) => window.softphone.register(u, p), ['alice', USERS.alice]),
+        'registered',
+      );
+      assert.equal(await alice.evaluate(() => window.softphone.call('1000')), true);
+      await waitState(alice, (s) => s.call === 'active' && s.peer === '1000', 15_000);
+
+      // The B2BUA sends the browser's audio to the phone as PCMU; sipp
+      // echoes it; the B2BUA sends it back to the browser over SRTP.
+      // Polled until half a second of it (25 packets of 20 ms) came back,
+      // not only the first packet.
+      const stats = await waitStats(
+        alice,
+        (s) => s.inbound?.packetsReceived >= 25 && s.outbound?.packetsSent > 0,
+        15_000,
+      );
+      assert.ok(stats.inbound.packetsReceived > 0);
+      assert.equal(stats.connectionState, 'connected');
+      assert.match(stats.codec || '', /PCMU/i, 'the phone answered PCMU alone');
+
+      await alice.evaluate(() => window.softphone.hangup());
+      await waitState(alice, (s) => s.call === 'idle');
+      // uas-echo.xml exits 0 only after it got (and answered) a BYE.
+      await expectExit(uas, 10_000, 'the phone should get BYE');
+      assert.match(await uas.trace(), /^BYE sip:/m, 'the phone got a BYE');
+    }),
+  );
+
+  test(
+    '(c) 1000 (sipp UAC, PCMU from a pcap) calls alice (browser, auto-answer): audio arrives, BYE from the phone ends the call',
+    T,
+    diagnosed(async ({ open, sipp }) => {
+      const alice = await open('alice', '?autoanswer=1');
+      assert.equal(
+        await alice.evaluate(([u, p]) => window.softphone.register(u, p), ['alice', USERS.alice]),
+        'registered',
+      );
+
+      const port = await freeUdpPort();
+      const mediaPort = await freeUdpPort([0, 2]);
+      const uac = sipp('uac-1000', [
+        '-sf', path.join(SIPP_DIR, 'uac-pcap.xml'),
+        '-inf', path.join(SIPP_DIR, 'caller-1000.csv'),
+        '-au', '1000', '-ap', USERS[1000], '-auth_uri', `alice@${gateway.domain}`, '-s', 'alice',
+        '-i', '127.0.0.1', '-p', String(port),
+        '-mi', '127.0.0.1', '-mp', String(mediaPort),
+        '-m', '1', '-timeout', '40s', '-timeout_error',
+      ]);
+
+      await waitState(alice, (s) => s.call === 'active' && s.peer === '1000', 15_000);
+      // The pcap's PCMU goes to the B2BUA, which sends it to the browser.
+      // Half a second of it (25 packets), and the tone decoded as sound.
+      const stats = await waitStats(
+        alice,
+        (s) => s.inbound?.packetsReceived >= 25 && s.inbound.audioLevel > 0.01,
+        5_000,
+      );
+      assert.ok(stats.inbound.packetsReceived > 0);
+      assert.match(stats.codec || '', /PCMU/i, 'the phone offered PCMU alone');
+
+      // The UAC hangs up after 6 s of audio: the browser's call ends.
+      const end = await waitState(alice, (s) => s.call === 'idle', 15_000);
+      assert.equal(end.error, '');
+      await expectExit(uac, 10_000, 'the UAC should get 200 for its BYE');
+      const history = await alice.evaluate(() => window.softphone.history());
+      assert.equal(history[0].direction, 'in');
+      assert.equal(history[0].outcome, 'answered');
+      assert.equal((await state(alice)).registration, 'registered');
+    }),
+  );
+});
