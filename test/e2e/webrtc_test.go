@@ -1,0 +1,766 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"regexp"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/pion/ice/v4"
+	"github.com/pion/interceptor"
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/sip/dialog"
+	"github.com/switchboard/switchboard/sip/digest"
+)
+
+// webrtcWait bounds every wait of the WebRTC test.
+const webrtcWait = 10 * time.Second
+
+// TestWebRTCCallToPhone is issue #5 (a): a browser (pion, SIP over a
+// WebSocket) calls a phone (SIP and RTP over plain UDP) through the real
+// gateway binary. Audio must flow both ways; then an INFO DTMF reaches the
+// phone as RFC 4733 events, the phone holds with a re-INVITE, and the
+// browser hangs up.
+func TestWebRTCCallToPhone(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	httpAddr := net.JoinHostPort(g.host, strconv.Itoa(g.httpPort))
+
+	// 1. The phone registers as 1000 over UDP.
+	ph := newE2EPhone(t, g)
+	ph.register("1000")
+
+	// 2. The browser registers as alice over a WebSocket.
+	br := newE2EBrowser(t, httpAddr)
+	br.register("alice")
+
+	// The browser calls 1000.
+	ctx, cancel := context.WithTimeout(context.Background(), 3*webrtcWait)
+	defer cancel()
+	offer := br.offer()
+	type inviteResult struct {
+		req *sip.Request
+		res *sip.Response
+		err error
+	}
+	invited := make(chan inviteResult, 1)
+	go func() {
+		req, res, err := br.invite("1000", offer)
+		invited <- inviteResult{req, res, err}
+	}()
+
+	// The phone gets the INVITE and answers.
+	inv := ph.expectRequest(sip.MethodInvite)
+	t.Logf("the gateway's offer to the phone:\n%s", inv.Body)
+	if !bytes.Contains(inv.Body, []byte("RTP/AVP")) {
+		t.Fatalf("the phone's INVITE has no RTP/AVP offer:\n%s", inv)
+	}
+	if err := ph.learn(inv.Body); err != nil {
+		t.Fatalf("phone: %v\n%s", err, inv.Body)
+	}
+	ph.respond(sip.NewResponse(inv, 100, ""))
+	ok := sip.NewResponse(inv, 200, "")
+	ok.SetToTag(sip.NewTag())
+	ok.Add("Contact", fmt.Sprintf("<sip:1000@%s>", ph.sipAddr()))
+	ok.SetBody(ph.sdp(1, ""), "application/sdp")
+	phDlg, err := dialog.NewUAS(inv, ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ph.respond(ok)
+
+	var ir inviteResult
+	select {
+	case ir = <-invited:
+	case <-time.After(webrtcWait):
+		t.Fatal("the browser got no final answer to its INVITE")
+	}
+	if ir.err != nil {
+		t.Fatalf("browser INVITE: %v", ir.err)
+	}
+	if !bytes.Contains(ir.res.Body, []byte("UDP/TLS/RTP/SAVPF")) {
+		t.Fatalf("the browser's 200 has no WebRTC answer:\n%s", ir.res)
+	}
+	brDlg, err := dialog.NewUAC(ir.req, ir.res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := brDlg.NewAck(ir.req.CSeq().Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br.send(ack)
+	br.setAnswer(ir.res.Body)
+	ph.expectRequest(sip.MethodAck)
+
+	// 3. Audio both ways.
+	br.waitConnected()
+	stopMedia := make(chan struct{})
+	var mediaWG sync.WaitGroup
+	mediaWG.Add(2)
+	go func() { defer mediaWG.Done(); ph.sendAudio(stopMedia) }()
+	go func() { defer mediaWG.Done(); br.sendAudio(stopMedia) }()
+	stopped := false
+	stop := func() {
+		if !stopped {
+			stopped = true
+			close(stopMedia)
+			mediaWG.Wait()
+		}
+	}
+	defer stop()
+
+	const want = 10
+	deadline := time.After(webrtcWait)
+	tick := time.NewTicker(20 * time.Millisecond)
+	for ph.audio.Load() <= want || br.audio.Load() <= want {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			tick.Stop()
+			t.Fatalf("audio after %v: phone got %d packets, browser got %d; want > %d each", webrtcWait, ph.audio.Load(), br.audio.Load(), want)
+		}
+	}
+	tick.Stop()
+	t.Logf("audio flows: phone got %d packets, browser got %d", ph.audio.Load(), br.audio.Load())
+
+	// 4a. DTMF: INFO application/dtmf-relay becomes RFC 4733 events.
+	t.Run("info-dtmf", func(t *testing.T) {
+		info, err := brDlg.NewRequest(sip.MethodInfo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		info.SetBody([]byte("Signal=5\r\nDuration=160\r\n"), "application/dtmf-relay")
+		res := br.transact(info)
+		if res == nil {
+			t.FailNow()
+		}
+		if res.StatusCode != 200 {
+			t.Fatalf("INFO: %d %s", res.StatusCode, res.Reason)
+		}
+		select {
+		case ev := <-ph.events:
+			if ev != 5 {
+				t.Errorf("telephone-event %d, want 5", ev)
+			}
+		case <-time.After(webrtcWait):
+			t.Fatal("no telephone-event (PT 101) reached the phone")
+		}
+	})
+
+	// 4b. Hold from the phone: re-INVITE with a=sendonly, answered 200.
+	t.Run("hold", func(t *testing.T) {
+		reinv, err := phDlg.NewRequest(sip.MethodInvite)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reinv.SetBody(ph.sdp(2, "a=sendonly"), "application/sdp")
+		res := ph.transact(reinv)
+		if res.StatusCode != 200 {
+			t.Fatalf("hold re-INVITE: %d %s", res.StatusCode, res.Reason)
+		}
+		if !bytes.Contains(res.Body, []byte("a=recvonly")) {
+			t.Errorf("the answer to the hold is not recvonly:\n%s", res.Body)
+		}
+		ack, err := phDlg.NewAck(reinv.CSeq().Seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ph.send(ack)
+	})
+
+	stop()
+
+	// The browser hangs up; the phone gets the BYE.
+	bye, err := brDlg.NewRequest(sip.MethodBye)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byeRes := make(chan *sip.Response, 1)
+	go func() { byeRes <- br.transact(bye) }()
+	pbye := ph.expectRequest(sip.MethodBye)
+	ph.respond(sip.NewResponse(pbye, 200, ""))
+	select {
+	case res := <-byeRes:
+		if res == nil {
+			t.Fatal("no answer to the browser's BYE")
+		}
+		if res.StatusCode != 200 {
+			t.Fatalf("BYE: %d %s", res.StatusCode, res.Reason)
+		}
+	case <-ctx.Done():
+		t.Fatal("no answer to the browser's BYE")
+	}
+}
+
+// e2ePhone is a SIP phone over UDP with an RTP endpoint, both on
+// 127.0.0.1.
+type e2ePhone struct {
+	t      *testing.T
+	g      *gateway
+	sip    *net.UDPConn
+	rtp    *net.UDPConn
+	gwSIP  *net.UDPAddr
+	msgs   chan sip.Message
+	gwRTP  netip.AddrPort
+	audio  atomic.Int64 // PCMU packets received
+	events chan byte    // RFC 4733 events received (PT 101)
+	wg     sync.WaitGroup
+}
+
+func newE2EPhone(t *testing.T, g *gateway) *e2ePhone {
+	t.Helper()
+	s, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	gw, err := net.ResolveUDPAddr("udp4", g.sipAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &e2ePhone{t: t, g: g, sip: s, rtp: r, gwSIP: gw, msgs: make(chan sip.Message, 64), events: make(chan byte, 64)}
+	p.wg.Add(2)
+	go func() {
+		defer p.wg.Done()
+		buf := make([]byte, 65536)
+		for {
+			n, err := s.Read(buf)
+			if err != nil {
+				return
+			}
+			m, err := sip.ParseDatagram(append([]byte(nil), buf[:n]...))
+			if err != nil {
+				t.Logf("phone: unparsable datagram: %v\n%s", err, buf[:n])
+				continue
+			}
+			select {
+			case p.msgs <- m:
+			default:
+			}
+		}
+	}()
+	go func() {
+		defer p.wg.Done()
+		buf := make([]byte, 1500)
+		for {
+			n, err := r.Read(buf)
+			if err != nil {
+				return
+			}
+			var pkt rtp.Packet
+			if pkt.Unmarshal(buf[:n]) != nil {
+				continue
+			}
+			switch pkt.PayloadType {
+			case 0:
+				p.audio.Add(1)
+			case 101:
+				if len(pkt.Payload) == 4 {
+					select {
+					case p.events <- pkt.Payload[0]:
+					default:
+					}
+				}
+			}
+		}
+	}()
+	t.Cleanup(func() {
+		s.Close()
+		r.Close()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *e2ePhone) sipAddr() string { return p.sip.LocalAddr().String() }
+
+func (p *e2ePhone) sendRaw(b []byte) {
+	p.t.Helper()
+	if _, err := p.sip.WriteToUDP(b, p.gwSIP); err != nil {
+		p.t.Fatalf("phone: send: %v", err)
+	}
+}
+
+func (p *e2ePhone) send(req *sip.Request) {
+	p.t.Helper()
+	if _, ok := req.TopVia(); !ok {
+		req.Prepend("Via", "SIP/2.0/UDP "+p.sipAddr()+";branch="+sip.NewBranch()+";rport")
+	}
+	p.sendRaw(req.AppendTo(nil))
+}
+
+func (p *e2ePhone) respond(res *sip.Response) { p.sendRaw(res.AppendTo(nil)) }
+
+// next returns the next message the phone receives.
+func (p *e2ePhone) next(what string) sip.Message {
+	p.t.Helper()
+	select {
+	case m := <-p.msgs:
+		return m
+	case <-time.After(webrtcWait):
+		p.t.Fatalf("phone: no %s within %v", what, webrtcWait)
+		return nil
+	}
+}
+
+// expectRequest returns the next request of method, skipping
+// retransmissions and other messages (which are logged).
+func (p *e2ePhone) expectRequest(method string) *sip.Request {
+	p.t.Helper()
+	deadline := time.Now().Add(webrtcWait)
+	for time.Now().Before(deadline) {
+		m := p.next(method)
+		if req, ok := m.(*sip.Request); ok && req.Method == method {
+			return req
+		}
+		p.t.Logf("phone: skipped while waiting for %s:\n%s", method, m)
+	}
+	p.t.Fatalf("phone: no %s", method)
+	return nil
+}
+
+// transact sends req (with a fresh Via) and returns its final response.
+func (p *e2ePhone) transact(req *sip.Request) *sip.Response {
+	p.t.Helper()
+	p.send(req)
+	cseq := req.CSeq()
+	deadline := time.Now().Add(webrtcWait)
+	for time.Now().Before(deadline) {
+		m := p.next("response to " + req.Method)
+		res, ok := m.(*sip.Response)
+		if !ok || res.CSeq() != cseq {
+			p.t.Logf("phone: skipped while waiting for the answer to %s:\n%s", req.Method, m)
+			continue
+		}
+		if res.StatusCode >= 200 {
+			return res
+		}
+	}
+	p.t.Fatalf("phone: no answer to %s", req.Method)
+	return nil
+}
+
+// register registers user from the phone's socket, answering the 401.
+func (p *e2ePhone) register(user string) {
+	p.t.Helper()
+	callID, tag := sip.NewCallID(), sip.NewTag()
+	client := &digest.Client{Username: user, Password: users[user]}
+	var auth string
+	for cseq := 1; cseq <= 2; cseq++ {
+		raw := "REGISTER sip:" + domain + " SIP/2.0\r\n" +
+			"Via: SIP/2.0/UDP " + p.sipAddr() + ";branch=" + sip.NewBranch() + ";rport\r\n" +
+			"Max-Forwards: 70\r\n" +
+			"From: <sip:" + user + "@" + domain + ">;tag=" + tag + "\r\n" +
+			"To: <sip:" + user + "@" + domain + ">\r\n" +
+			"Call-ID: " + callID + "\r\n" +
+			"CSeq: " + strconv.Itoa(cseq) + " REGISTER\r\n" +
+			"Contact: <sip:" + user + "@" + p.sipAddr() + ">\r\n" +
+			"Expires: 300\r\n" + auth +
+			"Content-Length: 0\r\n\r\n"
+		req := mustParseRequest(p.t, raw)
+		res := p.transact(req)
+		switch res.StatusCode {
+		case 200:
+			return
+		case 401:
+			ch, err := digest.ParseChallenge(res.Get("WWW-Authenticate"))
+			if err != nil {
+				p.t.Fatalf("phone: challenge: %v\n%s", err, res)
+			}
+			cr, err := client.Authorize(ch, sip.MethodRegister, "sip:"+domain)
+			if err != nil {
+				p.t.Fatal(err)
+			}
+			auth = "Authorization: " + cr.String() + "\r\n"
+		default:
+			p.t.Fatalf("phone: REGISTER: %d %s", res.StatusCode, res.Reason)
+		}
+	}
+	p.t.Fatalf("phone: REGISTER not accepted with credentials")
+}
+
+var (
+	e2eMLine = regexp.MustCompile(`(?m)^m=audio (\d+) `)
+	e2eCLine = regexp.MustCompile(`(?m)^c=IN IP4 (\S+)`)
+)
+
+// learn takes the gateway's RTP address from its SDP.
+func (p *e2ePhone) learn(sdp []byte) error {
+	m, c := e2eMLine.FindSubmatch(sdp), e2eCLine.FindSubmatch(sdp)
+	if m == nil || c == nil {
+		return fmt.Errorf("no m=audio or c= line")
+	}
+	port, _ := strconv.Atoi(string(m[1]))
+	ip, err := netip.ParseAddr(string(c[1]))
+	if err != nil {
+		return err
+	}
+	p.gwRTP = netip.AddrPortFrom(ip, uint16(port))
+	return nil
+}
+
+// sdp is the phone's SDP: PCMU and telephone-event, with an extra line.
+func (p *e2ePhone) sdp(version int, extra string) []byte {
+	port := p.rtp.LocalAddr().(*net.UDPAddr).Port
+	s := "v=0\r\no=phone 4242 " + strconv.Itoa(version) + " IN IP4 127.0.0.1\r\ns=call\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+		"m=audio " + strconv.Itoa(port) + " RTP/AVP 0 101\r\n" +
+		"a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n"
+	if extra != "" {
+		s += extra + "\r\n"
+	}
+	return []byte(s)
+}
+
+// sendAudio sends PCMU every 20 ms to the gateway until stop is closed
+// (at most 500 packets).
+func (p *e2ePhone) sendAudio(stop <-chan struct{}) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	payload := bytes.Repeat([]byte{0xff}, 160)
+	for seq := uint16(1); seq <= 500; seq++ {
+		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: 0x5eed}, Payload: payload}
+		raw, _ := pkt.Marshal()
+		_, _ = p.rtp.WriteToUDPAddrPort(raw, p.gwRTP)
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// e2eBrowser is a browser: SIP over a WebSocket, media with pion.
+type e2eBrowser struct {
+	t         *testing.T
+	ws        *websocket.Conn
+	host      string // its .invalid host
+	msgs      chan sip.Message
+	pc        *webrtc.PeerConnection
+	track     *webrtc.TrackLocalStaticRTP
+	audio     atomic.Int64
+	connected chan struct{}
+	client    digest.Client
+	callID    string
+	tag       string
+}
+
+func newE2EBrowser(t *testing.T, httpAddr string) *e2eBrowser {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), webrtcWait)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws://"+httpAddr+"/ws", &websocket.DialOptions{
+		Subprotocols: []string{"sip"},
+		HTTPHeader:   http.Header{"Origin": {"http://" + httpAddr}},
+	})
+	if err != nil {
+		t.Fatalf("browser: websocket: %v", err)
+	}
+	if ws.Subprotocol() != "sip" {
+		t.Fatalf("browser: subprotocol %q, want sip", ws.Subprotocol())
+	}
+	b := &e2eBrowser{t: t, ws: ws, host: "df7jal23ls0d.invalid", msgs: make(chan sip.Message, 64), connected: make(chan struct{})}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			_, data, err := ws.Read(context.Background())
+			if err != nil {
+				return
+			}
+			m, err := sip.ParseMessage(data)
+			if err != nil {
+				t.Logf("browser: unparsable message: %v\n%s", err, data)
+				continue
+			}
+			select {
+			case b.msgs <- m:
+			default:
+			}
+		}
+	}()
+
+	// PCMU, which passes through, and telephone-event, as browsers offer.
+	m := &webrtc.MediaEngine{}
+	for _, c := range []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, PayloadType: 0},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/telephone-event", ClockRate: 8000, SDPFmtpLine: "0-16"}, PayloadType: 126},
+	} {
+		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var s webrtc.SettingEngine
+	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
+	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
+	s.SetIncludeLoopbackCandidate(true)
+	s.SetInterfaceFilter(func(string) bool { return true })
+	s.SetIPFilter(func(ip net.IP) bool { return ip.Equal(net.IPv4(127, 0, 0, 1)) })
+	s.SetRemoteIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	ir := &interceptor.Registry{}
+	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
+		t.Fatal(err)
+	}
+	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(s), webrtc.WithInterceptorRegistry(ir))
+	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.pc = pc
+	b.track, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, "audio", "browser")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sender, err := pc.AddTrack(b.track)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		buf := make([]byte, 1500)
+		for {
+			if _, _, err := sender.Read(buf); err != nil {
+				return
+			}
+		}
+	}()
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		for {
+			if _, _, err := tr.ReadRTP(); err != nil {
+				return
+			}
+			b.audio.Add(1)
+		}
+	})
+	var once sync.Once
+	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
+		if s == webrtc.PeerConnectionStateConnected {
+			once.Do(func() { close(b.connected) })
+		}
+	})
+	t.Cleanup(func() {
+		_ = pc.GracefulClose()
+		_ = ws.Close(websocket.StatusNormalClosure, "")
+		wg.Wait()
+	})
+	return b
+}
+
+func (b *e2eBrowser) send(req *sip.Request) {
+	b.t.Helper()
+	if _, ok := req.TopVia(); !ok {
+		req.Prepend("Via", "SIP/2.0/WS "+b.host+";branch="+sip.NewBranch())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), webrtcWait)
+	defer cancel()
+	if err := b.ws.Write(ctx, websocket.MessageText, req.AppendTo(nil)); err != nil {
+		b.t.Errorf("browser: send: %v", err)
+	}
+}
+
+// await returns the final response to the request whose CSeq is cseq, or
+// an error.
+func (b *e2eBrowser) await(cseq sip.CSeq) (*sip.Response, error) {
+	deadline := time.After(webrtcWait)
+	for {
+		select {
+		case m := <-b.msgs:
+			res, ok := m.(*sip.Response)
+			if !ok || res.CSeq() != cseq {
+				b.t.Logf("browser: skipped while waiting for the answer to %v:\n%s", cseq, m)
+				continue
+			}
+			if res.StatusCode >= 200 {
+				return res, nil
+			}
+		case <-deadline:
+			return nil, fmt.Errorf("no final response to %v within %v", cseq, webrtcWait)
+		}
+	}
+}
+
+// transact sends req and returns its final response; nil after an error,
+// which fails the test.
+func (b *e2eBrowser) transact(req *sip.Request) *sip.Response {
+	b.send(req)
+	res, err := b.await(req.CSeq())
+	if err != nil {
+		b.t.Errorf("browser: %s: %v", req.Method, err)
+	}
+	return res
+}
+
+// request builds an out-of-dialog request of the browser.
+func (b *e2eBrowser) request(method, ruri, to, contact string, cseq int, extra string, body []byte) *sip.Request {
+	b.t.Helper()
+	raw := method + " " + ruri + " SIP/2.0\r\n" +
+		"Via: SIP/2.0/WS " + b.host + ";branch=" + sip.NewBranch() + "\r\n" +
+		"Max-Forwards: 70\r\n" +
+		"From: <sip:alice@" + domain + ">;tag=" + b.tag + "\r\n" +
+		"To: " + to + "\r\n" +
+		"Call-ID: " + b.callID + "\r\n" +
+		"CSeq: " + strconv.Itoa(cseq) + " " + method + "\r\n" +
+		"Contact: " + contact + "\r\n" + extra
+	if len(body) > 0 {
+		raw += "Content-Type: application/sdp\r\n"
+	}
+	raw += "Content-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n" + string(body)
+	return mustParseRequest(b.t, raw)
+}
+
+func (b *e2eBrowser) register(user string) {
+	b.t.Helper()
+	b.client = digest.Client{Username: user, Password: users[user]}
+	b.callID, b.tag = sip.NewCallID(), sip.NewTag()
+	contact := "<sip:" + user + "@" + b.host + ";transport=ws>;expires=300"
+	var auth string
+	for cseq := 1; cseq <= 2; cseq++ {
+		req := b.request(sip.MethodRegister, "sip:"+domain, "<sip:"+user+"@"+domain+">", contact, cseq, auth, nil)
+		res := b.transact(req)
+		if res == nil {
+			b.t.FailNow()
+		}
+		switch res.StatusCode {
+		case 200:
+			return
+		case 401:
+			ch, err := digest.ParseChallenge(res.Get("WWW-Authenticate"))
+			if err != nil {
+				b.t.Fatalf("browser: challenge: %v\n%s", err, res)
+			}
+			cr, err := b.client.Authorize(ch, sip.MethodRegister, "sip:"+domain)
+			if err != nil {
+				b.t.Fatal(err)
+			}
+			auth = "Authorization: " + cr.String() + "\r\n"
+		default:
+			b.t.Fatalf("browser: REGISTER: %d %s", res.StatusCode, res.Reason)
+		}
+	}
+	b.t.Fatalf("browser: REGISTER not accepted with credentials")
+}
+
+// invite calls user@domain with offer, answering a 407, and returns the
+// INVITE that got the final response and that response (a 2xx, or an
+// error). It runs on its own goroutine: it does not fail the test.
+func (b *e2eBrowser) invite(user string, offer []byte) (*sip.Request, *sip.Response, error) {
+	b.callID, b.tag = sip.NewCallID(), sip.NewTag()
+	ruri := "sip:" + user + "@" + domain
+	contact := "<sip:alice@" + b.host + ";transport=ws;ob>"
+	var auth string
+	for cseq := 1; cseq <= 2; cseq++ {
+		req := b.request(sip.MethodInvite, ruri, "<"+ruri+">", contact, cseq, auth, offer)
+		b.send(req)
+		res, err := b.await(req.CSeq())
+		if err != nil {
+			return nil, nil, err
+		}
+		switch {
+		case res.IsSuccess():
+			return req, res, nil
+		case res.StatusCode == 407:
+			// ACK the 407 in its transaction (RFC 3261 §17.1.1.3).
+			via, _ := req.TopVia()
+			ack := sip.NewRequest(sip.MethodAck, req.URI)
+			ack.Add("Via", via.String())
+			ack.Add("Max-Forwards", "70")
+			ack.CopyFrom(&req.Headers, "From")
+			ack.CopyFrom(&res.Headers, "To")
+			ack.CopyFrom(&req.Headers, "Call-ID")
+			ack.Add("CSeq", strconv.Itoa(cseq)+" ACK")
+			ack.Add("Content-Length", "0")
+			b.send(ack)
+			ch, err := digest.ParseChallenge(res.Get("Proxy-Authenticate"))
+			if err != nil {
+				return nil, nil, fmt.Errorf("challenge: %v\n%s", err, res)
+			}
+			cr, err := b.client.Authorize(ch, sip.MethodInvite, ruri)
+			if err != nil {
+				return nil, nil, err
+			}
+			auth = "Proxy-Authorization: " + cr.String() + "\r\n"
+		default:
+			return nil, nil, fmt.Errorf("INVITE: %d %s\n%s", res.StatusCode, res.Reason, res)
+		}
+	}
+	return nil, nil, fmt.Errorf("INVITE not accepted with credentials")
+}
+
+// offer returns the browser's offer with every candidate.
+func (b *e2eBrowser) offer() []byte {
+	b.t.Helper()
+	o, err := b.pc.CreateOffer(nil)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	done := webrtc.GatheringCompletePromise(b.pc)
+	if err := b.pc.SetLocalDescription(o); err != nil {
+		b.t.Fatal(err)
+	}
+	select {
+	case <-done:
+	case <-time.After(webrtcWait):
+		b.t.Fatal("browser: ICE gathering did not complete")
+	}
+	return []byte(b.pc.LocalDescription().SDP)
+}
+
+func (b *e2eBrowser) setAnswer(sdp []byte) {
+	b.t.Helper()
+	if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(sdp)}); err != nil {
+		b.t.Fatalf("browser: answer: %v\n%s", err, sdp)
+	}
+}
+
+func (b *e2eBrowser) waitConnected() {
+	b.t.Helper()
+	select {
+	case <-b.connected:
+	case <-time.After(webrtcWait):
+		b.t.Fatalf("browser: not connected within %v (state %s)", webrtcWait, b.pc.ConnectionState())
+	}
+}
+
+// sendAudio sends PCMU every 20 ms until stop is closed (at most 500
+// packets).
+func (b *e2eBrowser) sendAudio(stop <-chan struct{}) {
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	payload := bytes.Repeat([]byte{0x7f}, 160)
+	for seq := uint16(1); seq <= 500; seq++ {
+		_ = b.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: seq, Timestamp: uint32(seq) * 160}, Payload: payload})
+		select {
+		case <-stop:
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func mustParseRequest(t *testing.T, raw string) *sip.Request {
+	t.Helper()
+	m, err := sip.ParseMessage([]byte(raw))
+	if err != nil {
+		t.Fatalf("parse: %v\n%s", err, raw)
+	}
+	req, ok := m.(*sip.Request)
+	if !ok {
+		t.Fatalf("not a request:\n%s", raw)
+	}
+	return req
+}
