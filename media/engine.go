@@ -61,6 +61,9 @@ func NewEngine(opts Options) (*Engine, error) {
 
 // configurePion fills the SettingEngine every PeerConnection of the engine
 // shares: host candidates of BindIP only, no mDNS, UDP only, one mux port.
+// muxReadBuffer is the receive buffer asked for the shared ICE socket.
+const muxReadBuffer = 4 << 20
+
 func (e *Engine) configurePion() error {
 	o := e.opts
 	s := &e.settings
@@ -101,6 +104,11 @@ func (e *Engine) configurePion() error {
 	if err != nil {
 		return fmt.Errorf("media: ice udp port: %w", err)
 	}
+	// Every call's SRTP arrives on this one socket: at hundreds of calls
+	// the default receive buffer holds a few milliseconds and overflows
+	// (the load bench saw its drops match the loss). The system caps the
+	// size at net.core.rmem_max.
+	_ = conn.SetReadBuffer(muxReadBuffer)
 	e.mux = webrtc.NewICEUDPMux(pionLoggers{e.log}.NewLogger("ice-mux"), conn)
 	s.SetICEUDPMux(e.mux)
 	return nil
