@@ -277,7 +277,11 @@ func (l *Layer) handleRequest(req *sip.Request) {
 		l.handleCancel(req, rfc3261, sk, lk) // unlocks l.mu
 		return
 	}
-	if l.pending >= l.max {
+	// Pending transactions are bounded by max; answered ones that linger
+	// only to absorb retransmissions (Timer J, K, I) by a larger bound,
+	// so that memory stays bounded without capping the request rate at
+	// max over the linger time.
+	if l.pending >= l.max || l.nServer >= lingerFactor*l.max {
 		l.rejected++
 		l.mu.Unlock()
 		l.log.Warn("sip transaction: answering 503", "method", req.Method, "max", l.max, "err", ErrTooManyTransactions)
@@ -379,6 +383,10 @@ func (l *Layer) addAckKey(tx *ServerTx, k legacyKey) {
 		l.legacy[k] = tx
 	}
 }
+
+// lingerFactor times MaxServerTransactions bounds the server transactions
+// kept in all, answered ones included.
+const lingerFactor = 16
 
 func (l *Layer) release() {
 	l.mu.Lock()

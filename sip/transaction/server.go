@@ -384,10 +384,6 @@ func (tx *ServerTx) handlerReturned() {
 	tx.handlerDone = true
 	pending := tx.state == StateTrying || tx.state == StateProceeding
 	canceled := tx.isCanceled
-	release := tx.state == StateTerminated && !tx.released
-	if release {
-		tx.released = true
-	}
 	tx.mu.Unlock()
 	if pending {
 		code := 500
@@ -398,6 +394,14 @@ func (tx *ServerTx) handlerReturned() {
 			tx.l.log.Debug("sip transaction: answering for the handler", "status", code, "err", err)
 		}
 	}
+	// The slot bounds pending work: once the handler is done and a final
+	// response is out, the transaction only absorbs retransmissions.
+	tx.mu.Lock()
+	release := !tx.released && !tx.isCancelTx()
+	if release {
+		tx.released = true
+	}
+	tx.mu.Unlock()
 	if release {
 		tx.l.release()
 	}
