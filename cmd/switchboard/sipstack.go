@@ -21,6 +21,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/location"
 	"github.com/switchboard/switchboard/gateway/proxy"
 	"github.com/switchboard/switchboard/gateway/registrar"
+	"github.com/switchboard/switchboard/gateway/trunk"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
@@ -45,9 +46,11 @@ type sipStack struct {
 	server     *gateway.Server
 	addrs      listening
 
-	wg      sync.WaitGroup
-	served  chan error
-	stopped bool
+	wg       sync.WaitGroup
+	regs     sync.WaitGroup
+	stopRegs context.CancelFunc
+	served   chan error
+	stopped  bool
 }
 
 // startSIP opens the SIP listeners and starts serving them. httpAddr is
@@ -200,10 +203,42 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 	s.server.SetProxy(px)
 	s.server.SetCalls(s.calls)
 
+	// Outbound registrations to the providers of trunks that ask for one,
+	// stopped (with an unregister) before the transports close.
+	regCtx, stopRegs := context.WithCancel(ctx)
+	s.stopRegs = stopRegs
+	if file != nil {
+		for _, t := range file.Trunks {
+			if !t.Register {
+				continue
+			}
+			reg, err := trunk.NewRegistration(trunk.RegistrationOptions{
+				Trunk:     t,
+				Requester: s.tx,
+				Resolver:  trunk.ResolverFunc(dns.Locate),
+				LocalAddr: localAddrFor(eps),
+				UserAgent: "Switchboard " + version,
+				Logger:    logger.With("component", "trunk", "trunk", t.Name),
+			})
+			if err != nil {
+				return nil, fmt.Errorf("trunk %s: %w", t.Name, err)
+			}
+			s.regs.Add(1)
+			go func() {
+				defer s.regs.Done()
+				if err := reg.Run(regCtx); err != nil {
+					logger.Warn("trunk registration", "trunk", t.Name, "err", err)
+				}
+			}()
+		}
+	}
+
 	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
-		s.served <- s.transports.Serve(ctx, transport.HandlerFuncs{
+		// Not ctx: on shutdown, BYEs and unregisters still go out; close
+		// stops the transports after them.
+		s.served <- s.transports.Serve(context.WithoutCancel(ctx), transport.HandlerFuncs{
 			Message:    s.tx.HandleMessage,
 			FlowClosed: s.server.FlowClosed,
 		})
@@ -219,6 +254,10 @@ func (s *sipStack) close() {
 		return
 	}
 	s.stopped = true
+	if s.stopRegs != nil {
+		s.stopRegs() // each registration unregisters, within its timeout
+		s.regs.Wait()
+	}
 	if s.calls != nil {
 		// Calls get their BYE while the transports can still carry it.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -353,4 +392,22 @@ func (c credentials) HA1(user, algorithm string) (string, bool) {
 		return "", false
 	}
 	return a.HA1(algorithm)
+}
+
+// localAddrFor gives a trunk registration the gateway's address on a
+// transport, as the provider must see it (the advertised endpoint).
+func localAddrFor(eps []proxy.Endpoint) func(transport string) sip.Addr {
+	return func(tr string) sip.Addr {
+		for _, e := range eps {
+			if e.Transport != tr {
+				continue
+			}
+			ip, err := netip.ParseAddr(e.Host)
+			if err != nil {
+				return sip.Addr{}
+			}
+			return sip.Addr{Transport: tr, AddrPort: netip.AddrPortFrom(ip, uint16(e.Port))}
+		}
+		return sip.Addr{}
+	}
 }

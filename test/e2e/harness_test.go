@@ -145,6 +145,8 @@ func requireSipp(t *testing.T) {
 // gateway is a running switchboard process.
 type gateway struct {
 	t *testing.T
+	// stopped is set once stop has run.
+	stopped bool
 	// host is the loopback address every listener is on.
 	host string
 	// sipPort is the port of both the UDP and the TCP listener.
@@ -317,6 +319,10 @@ func (g *gateway) waitReady() error {
 // test that started the gateway, so that it runs after the cleanups of
 // the sipp processes the test started later.
 func (g *gateway) stop() {
+	if g.stopped {
+		return // a test stopped it already
+	}
+	g.stopped = true
 	t := g.t
 	select {
 	case <-g.exited:
