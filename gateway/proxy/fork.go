@@ -474,7 +474,14 @@ func (c *call) onCancel() {
 	c.noMore = true
 	c.cancelAll("")
 	c.finalSent = true
-	c.p.reply(c.tx, c.req, 487, "", nil)
+	res := sip.NewResponse(c.req, 487, "")
+	// The To tag of the CANCEL's 200 (RFC 3261 §16.10).
+	if tag := c.tx.ToTag(); tag != "" {
+		res.SetToTag(tag)
+	} else {
+		res.SetToTag(sip.NewTag())
+	}
+	c.p.respond(c.tx, res)
 }
 
 // onTimerC handles Timer C (§16.8): cancel a branch that sent a provisional

@@ -330,14 +330,28 @@ func (tx *ServerTx) receive(req *sip.Request) (toTU bool) {
 }
 
 // cancelable reports whether the INVITE has no final response yet, and
-// returns the To tag its responses carry so far.
+// returns the To tag its responses carry so far, choosing one if none did:
+// the 200 to the CANCEL and the 487 that follows carry the same tag
+// (RFC 3261 §16.10).
 func (tx *ServerTx) cancelable() (ok bool, toTag string) {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
 	if !tx.invite || tx.state != StateProceeding {
 		return false, ""
 	}
+	if tx.toTag == "" {
+		tx.toTag = sip.NewTag()
+	}
 	return true, tx.toTag
+}
+
+// ToTag returns the To tag of the responses sent so far, "" if none had
+// one; after a CANCEL, the tag its 200 carried, which the 487 should carry
+// too.
+func (tx *ServerTx) ToTag() string {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	return tx.toTag
 }
 
 // signalCancel closes Canceled, unless a final response was sent
