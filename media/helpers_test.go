@@ -8,7 +8,6 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -20,6 +19,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/internal/leakcheck"
 )
 
 var loopback = netip.MustParseAddr("127.0.0.1")
@@ -34,23 +34,7 @@ func testLogger() *slog.Logger {
 
 // checkGoroutines fails the test if goroutines started during it are still
 // running when it ends (after its other cleanups, which run first).
-func checkGoroutines(t testing.TB) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > before {
-			if time.Now().After(deadline) {
-				buf := make([]byte, 1<<20)
-				n := runtime.Stack(buf, true)
-				t.Errorf("goroutines: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:n])
-				return
-			}
-			runtime.Gosched()
-			time.Sleep(5 * time.Millisecond) // polling a condition, with a deadline
-		}
-	})
-}
+func checkGoroutines(t testing.TB) { leakcheck.Count(t, 10*time.Second) }
 
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {

@@ -21,33 +21,15 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/transaction"
 )
 
 // checkGoroutines fails the test if goroutines started during it are still
-// running once its other cleanups have run. It polls, with a deadline:
-// goroutines that are ending need a moment to be gone.
-func checkGoroutines(t testing.TB) {
-	t.Helper()
-	before := runtime.NumGoroutine()
-	t.Cleanup(func() {
-		deadline := time.After(waitLimit)
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for runtime.NumGoroutine() > before {
-			select {
-			case <-deadline:
-				buf := make([]byte, 1<<20)
-				n := runtime.Stack(buf, true)
-				t.Errorf("goroutines: %d before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:n])
-				return
-			case <-tick.C:
-			}
-		}
-	})
-}
+// running when it ends (after its other cleanups, which run first).
+func checkGoroutines(t testing.TB) { leakcheck.Count(t, waitLimit) }
 
 // logSink is the B2BUA's log in a test: it reports the end of every call
 // on a channel, and prints everything with B2BUA_TEST_LOG=debug.
