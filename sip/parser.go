@@ -29,7 +29,9 @@ const (
 	DefaultMaxURILength   = 4 << 10
 )
 
-func (l Limits) withDefaults() Limits {
+// WithDefaults returns l with its zero fields set to the defaults, as the
+// parser applies them; transports size their buffers by it.
+func (l Limits) WithDefaults() Limits {
 	if l.MaxMessageSize <= 0 {
 		l.MaxMessageSize = DefaultMaxMessageSize
 	}
@@ -81,7 +83,7 @@ func tooLarge(reason string) *ParseError {
 }
 
 func (p *Parser) parse(in []byte, datagram bool) (Message, error) {
-	lim := p.Limits.withDefaults()
+	lim := p.Limits.WithDefaults()
 	if len(in) > lim.MaxMessageSize {
 		return nil, tooLarge("Message Too Large")
 	}
@@ -442,7 +444,7 @@ func (p *Parser) Frame(buf []byte) (n int, msg bool, err error) {
 	if n > 0 {
 		return n, false, nil
 	}
-	lim := p.Limits.withDefaults()
+	lim := p.Limits.WithDefaults()
 	s := unsafe.String(unsafe.SliceData(buf), len(buf))
 	headEnd, bodyStart := headerEnd(s)
 	if headEnd < 0 {

@@ -164,16 +164,13 @@ func newTransport(ln net.Listener, opts Options) *Transport {
 		local:   sip.Addr{Transport: network, AddrPort: la},
 		opts:    opts,
 		parser:  sip.Parser{Limits: opts.Limits},
-		maxMsg:  opts.Limits.MaxMessageSize,
+		maxMsg:  opts.Limits.WithDefaults().MaxMessageSize,
 		log:     opts.Logger,
 		conns:   make(map[uint64]*conn),
 		byAddr:  make(map[netip.AddrPort]*conn),
 		dialing: make(map[netip.AddrPort]*dialCall),
 		perIP:   make(map[netip.Addr]int),
 		ready:   make(chan struct{}),
-	}
-	if t.maxMsg <= 0 {
-		t.maxMsg = sip.DefaultMaxMessageSize
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)

@@ -115,10 +115,7 @@ func New(conn *net.UDPConn, opts Options) (*Transport, error) {
 	t.log = t.log.With("transport", sip.UDP, "local", la)
 	// One byte more than the largest message accepted, so that a datagram
 	// over the limit shows as such instead of arriving cut.
-	maxMsg := opts.Limits.MaxMessageSize
-	if maxMsg <= 0 {
-		maxMsg = sip.DefaultMaxMessageSize
-	}
+	maxMsg := opts.Limits.WithDefaults().MaxMessageSize
 	t.bufSize = min(maxMsg+1, maxPayload+1)
 	return t, nil
 }

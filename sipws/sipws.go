@@ -166,10 +166,7 @@ func New(opts Options) (*Transport, error) {
 		t.origins = append(t.origins, p)
 	}
 	if t.maxFrame <= 0 {
-		t.maxFrame = opts.Limits.MaxMessageSize
-		if t.maxFrame <= 0 {
-			t.maxFrame = sip.DefaultMaxMessageSize
-		}
+		t.maxFrame = opts.Limits.WithDefaults().MaxMessageSize
 	}
 	if t.pingInterval == 0 {
 		t.pingInterval = DefaultPingInterval

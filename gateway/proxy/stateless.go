@@ -12,6 +12,7 @@ import (
 
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/transport"
+	"github.com/switchboard/switchboard/transport/locate"
 )
 
 // forwardAck forwards the ACK of a 2xx, which is a transaction of its own
@@ -142,21 +143,7 @@ func resolveLiteral(_ context.Context, u sip.URI) ([]sip.Addr, error) {
 	}
 	port := u.Port
 	if port == 0 {
-		port = defaultPort(tr)
+		port = locate.DefaultPort(tr)
 	}
 	return []sip.Addr{{Transport: tr, AddrPort: netip.AddrPortFrom(ip.Unmap(), uint16(port))}}, nil
-}
-
-// defaultPort is the port of a transport when a URI names none (RFC 3261
-// §19.1.2, RFC 7118 §5).
-func defaultPort(tr string) int {
-	switch tr {
-	case sip.TLS:
-		return 5061
-	case sip.WS:
-		return 80
-	case sip.WSS:
-		return 443
-	}
-	return 5060
 }
