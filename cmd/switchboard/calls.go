@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -89,7 +88,7 @@ func crossing(b *b2bua.B2BUA, dns *locate.Locator, logger *slog.Logger) func(*tr
 		if len(targets) == 0 {
 			return false
 		}
-		callerWeb := isWebRTC(req)
+		callerWeb := b2bua.IsWebRTC(req)
 		for _, t := range targets {
 			if targetWeb(t) == callerWeb {
 				return false
@@ -119,15 +118,6 @@ func crossing(b *b2bua.B2BUA, dns *locate.Locator, logger *slog.Logger) func(*tr
 		b.Call(tx, req, target)
 		return true
 	}
-}
-
-// isWebRTC reports whether an INVITE comes from a browser: a WebRTC offer
-// (DTLS-SRTP profile), or no offer over a WebSocket.
-func isWebRTC(req *sip.Request) bool {
-	if len(req.Body) > 0 {
-		return bytes.Contains(req.Body, []byte("/TLS/RTP/SAVP"))
-	}
-	return req.Source.Transport == sip.WS || req.Source.Transport == sip.WSS
 }
 
 // targetWeb reports whether a target is a browser: it registered over a

@@ -156,15 +156,16 @@ func (b *B2BUA) newCall(tx uas, req *sip.Request, target Target) *call {
 		finished: make(chan struct{}),
 		pracked:  make(map[dialog.ID]uint32),
 	}
-	c.caller = newLeg(c, callerRole, isWebOffer(req), req.Source, legKey{req.CallID(), sip.NewTag()}, req.From().URI)
+	c.caller = newLeg(c, callerRole, IsWebRTC(req), req.Source, legKey{req.CallID(), sip.NewTag()}, req.From().URI)
 	c.callee = newLeg(c, calleeRole, target.WebRTC, target.Dst, legKey{sip.NewCallID(), sip.NewTag()}, target.URI)
 	c.caller.peerUpdate = req.HasToken("Allow", sip.MethodUpdate)
 	return c
 }
 
-// isWebOffer tells a browser's INVITE: DTLS-SRTP in its SDP, or no SDP
-// and a WebSocket transport.
-func isWebOffer(req *sip.Request) bool {
+// IsWebRTC reports whether an INVITE comes from a browser: DTLS-SRTP in
+// its SDP, or no SDP and a WebSocket transport. The gateway uses it to tell
+// calls that cross from calls the proxy can carry.
+func IsWebRTC(req *sip.Request) bool {
 	if len(req.Body) > 0 {
 		return bytes.Contains(req.Body, []byte("/TLS/RTP/SAVP"))
 	}
