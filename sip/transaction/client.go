@@ -374,22 +374,32 @@ func (tx *ClientTx) synthesize(code int) *sip.Response {
 // the response, a single Via equal to the INVITE's top Via, and the
 // INVITE's Route headers. Max-Forwards is the INVITE's (or 70).
 func (tx *ClientTx) buildAck(res *sip.Response) *sip.Request {
-	inv := tx.req
-	ack := sip.NewRequest(sip.MethodAck, inv.URI)
-	ack.Add("Via", tx.topVia)
-	if mf := inv.Get("Max-Forwards"); mf != "" {
-		ack.Add("Max-Forwards", mf)
-	} else {
-		ack.Add("Max-Forwards", "70")
-	}
-	ack.CopyFrom(&res.Headers, "To")
-	ack.CopyFrom(&inv.Headers, "From")
-	ack.CopyFrom(&inv.Headers, "Call-ID")
-	ack.Add("CSeq", sip.CSeq{Seq: inv.CSeq().Seq, Method: sip.MethodAck}.String())
-	ack.CopyFrom(&inv.Headers, "Route")
-	ack.Add("Content-Length", "0")
+	ack := sameHop(tx.req, sip.MethodAck, tx.topVia, &res.Headers)
 	warm(&ack.Headers)
 	return ack
+}
+
+// sameHop builds a request that follows inv hop by hop, as the ACK of a
+// non-2xx and a CANCEL do: inv's Request-URI, Call-ID, From, CSeq number and
+// Route headers, method as given, the single Via via, the To of toFrom, and
+// inv's Max-Forwards (or 70).
+func sameHop(inv *sip.Request, method, via string, toFrom *sip.Headers) *sip.Request {
+	r := sip.NewRequest(method, inv.URI)
+	if via != "" {
+		r.Add("Via", via)
+	}
+	if mf := inv.Get("Max-Forwards"); mf != "" {
+		r.Add("Max-Forwards", mf)
+	} else {
+		r.Add("Max-Forwards", "70")
+	}
+	r.CopyFrom(toFrom, "To")
+	r.CopyFrom(&inv.Headers, "From")
+	r.CopyFrom(&inv.Headers, "Call-ID")
+	r.Add("CSeq", sip.CSeq{Seq: inv.CSeq().Seq, Method: method}.String())
+	r.CopyFrom(&inv.Headers, "Route")
+	r.Add("Content-Length", "0")
+	return r
 }
 
 // NewCancel builds the CANCEL of inv (RFC 3261 §9.1): the same Request-URI,
@@ -398,20 +408,9 @@ func (tx *ClientTx) buildAck(res *sip.Response) *sip.Request {
 // headers, and inv's Max-Forwards (or 70). Start it with Layer.Request to
 // the INVITE's destination, or use ClientTx.Cancel.
 func NewCancel(inv *sip.Request) *sip.Request {
-	c := sip.NewRequest(sip.MethodCancel, inv.URI)
+	var via string
 	if v, ok := inv.TopVia(); ok {
-		c.Add("Via", v.String())
+		via = v.String()
 	}
-	if mf := inv.Get("Max-Forwards"); mf != "" {
-		c.Add("Max-Forwards", mf)
-	} else {
-		c.Add("Max-Forwards", "70")
-	}
-	c.CopyFrom(&inv.Headers, "To")
-	c.CopyFrom(&inv.Headers, "From")
-	c.CopyFrom(&inv.Headers, "Call-ID")
-	c.Add("CSeq", sip.CSeq{Seq: inv.CSeq().Seq, Method: sip.MethodCancel}.String())
-	c.CopyFrom(&inv.Headers, "Route")
-	c.Add("Content-Length", "0")
-	return c
+	return sameHop(inv, sip.MethodCancel, via, &inv.Headers)
 }

@@ -100,13 +100,6 @@ func (c *core) fire(s *timerSlot, g uint64, fn func(*outbox)) {
 
 // warm parses the typed headers that the stack and transports read, so that
 // later reads of them from several goroutines (the TU, timers, the Sender)
-// only read the cache of sip.Headers and never write it.
-func warm(h *sip.Headers) {
-	h.Via()
-	h.From()
-	h.To()
-	h.CallID()
-	h.CSeq()
-	h.MaxForwards()
-	h.ContentLength()
-}
+// only read the cache of sip.Headers and never write it. A malformed header
+// is left for whoever reads it to find.
+func warm(h *sip.Headers) { _ = h.Index() }
