@@ -24,11 +24,13 @@ func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !offersSIP(r.Header) {
 		// RFC 7118 §4: the subprotocol is what makes this SIP; a client
 		// without it speaks something else.
+		t.refused.Add(1)
 		http.Error(w, `sipws: the WebSocket subprotocol "sip" is required (RFC 7118)`, http.StatusBadRequest)
 		return
 	}
 	if origin := r.Header.Get("Origin"); origin != "" && !t.allowOrigin(origin, r.Host) {
 		t.log.Info("sipws: origin refused", "origin", origin, "host", r.Host, "remote", r.RemoteAddr)
+		t.refused.Add(1)
 		http.Error(w, "sipws: origin not allowed", http.StatusForbidden)
 		return
 	}
@@ -41,6 +43,7 @@ func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h, status, reason := t.reserve(client.Addr())
 	if status != 0 {
 		t.log.Info("sipws: connection refused", "remote", client, "reason", reason)
+		t.refused.Add(1)
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, "sipws: "+reason, status)
 		return

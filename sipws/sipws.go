@@ -36,6 +36,7 @@ import (
 	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -136,6 +137,28 @@ type Transport struct {
 	byAddr  map[netip.AddrPort][]*conn // open connections, oldest first
 	perIP   map[netip.Addr]int         // slots held, handshakes included
 	total   int
+
+	accepted atomic.Uint64
+	refused  atomic.Uint64
+}
+
+// Stats counts a Transport's connections, for metrics.
+type Stats struct {
+	// Open is the number of WebSocket connections carrying SIP now.
+	Open int
+	// Accepted counts connections upgraded since New.
+	Accepted uint64
+	// Refused counts handshakes refused: a wrong Origin or subprotocol,
+	// a connection limit, the transport closed.
+	Refused uint64
+}
+
+// Stats returns the transport's connection counters.
+func (t *Transport) Stats() Stats {
+	t.mu.Lock()
+	open := len(t.conns)
+	t.mu.Unlock()
+	return Stats{Open: open, Accepted: t.accepted.Load(), Refused: t.refused.Load()}
 }
 
 // New returns a transport configured by opts, or an error when an option is
@@ -347,6 +370,7 @@ func (t *Transport) register(c *conn) bool {
 	}
 	t.conns[c.src.Flow] = c
 	t.byAddr[c.src.AddrPort] = append(t.byAddr[c.src.AddrPort], c)
+	t.accepted.Add(1)
 	return true
 }
 

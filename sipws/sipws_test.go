@@ -502,8 +502,14 @@ func TestConnLimits(t *testing.T) {
 		if got := s.dialStatus(t, nil, []string{"sip"}); got != http.StatusServiceUnavailable {
 			t.Errorf("second connection: HTTP %d, want 503", got)
 		}
+		if got, want := s.tr.Stats(), (Stats{Open: 1, Accepted: 1, Refused: 1}); got != want {
+			t.Errorf("Stats = %+v, want %+v", got, want)
+		}
 		c.CloseNow()
 		s.rec.flowClosed(t)
+		if got := s.tr.Stats().Open; got != 0 {
+			t.Errorf("Stats().Open after close = %d, want 0", got)
+		}
 		s.dial(t, nil) // the slot is free again
 	})
 	t.Run("total", func(t *testing.T) {
