@@ -53,9 +53,38 @@ type Throttle struct {
 	// Clock is the time source; nil means the system clock.
 	Clock clock.Clock
 
-	mu      sync.Mutex
-	sources map[throttleKey]*list.Element // of *source
-	lru     list.List                     // front: most recent failure
+	mu       sync.Mutex
+	sources  map[throttleKey]*list.Element // of *source
+	lru      list.List                     // front: most recent failure
+	failures uint64
+	refused  uint64
+}
+
+// ThrottleStats counts a Throttle's work, for metrics.
+type ThrottleStats struct {
+	// Failures counts the failed authentications reported.
+	Failures uint64
+	// Refused counts the attempts Allow refused.
+	Refused uint64
+	// Blocked is the number of sources refused now.
+	Blocked int
+}
+
+// Stats returns the Throttle's counters.
+func (t *Throttle) Stats() ThrottleStats {
+	if t == nil {
+		return ThrottleStats{}
+	}
+	now := clock.Or(t.Clock).Now().UnixNano()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := ThrottleStats{Failures: t.failures, Refused: t.refused}
+	for _, e := range t.sources {
+		if e.Value.(*source).blockedUntil > now {
+			st.Blocked++
+		}
+	}
+	return st
 }
 
 type throttleKey struct {
@@ -124,6 +153,7 @@ func (t *Throttle) Allow(ip netip.Addr, user string) (retryAfter time.Duration, 
 	}
 	s := e.Value.(*source)
 	if s.blockedUntil > now {
+		t.refused++
 		return time.Duration(s.blockedUntil - now), false
 	}
 	return 0, true
@@ -139,6 +169,7 @@ func (t *Throttle) Failure(ip netip.Addr, user string) (blocked bool) {
 	now := clock.Or(t.Clock).Now().UnixNano()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.failures++
 	t.prune(now)
 	if t.sources == nil {
 		t.sources = make(map[throttleKey]*list.Element)

@@ -40,6 +40,9 @@ func TestThrottleBlocksAfterMaxFailures(t *testing.T) {
 	if _, ok := th.Allow(ip2, "alice"); !ok {
 		t.Error("another address is refused")
 	}
+	if got, want := th.Stats(), (ThrottleStats{Failures: 3, Refused: 1, Blocked: 1}); got != want {
+		t.Errorf("Stats = %+v, want %+v", got, want)
+	}
 	c.Advance(5*time.Minute - time.Second)
 	if retry, ok := th.Allow(ip1, ""); ok || retry != time.Second {
 		t.Errorf("Allow 1s before the end = %v, %v", retry, ok)
@@ -47,6 +50,9 @@ func TestThrottleBlocksAfterMaxFailures(t *testing.T) {
 	c.Advance(time.Second)
 	if _, ok := th.Allow(ip1, ""); !ok {
 		t.Error("still refused after BlockFor")
+	}
+	if got := th.Stats().Blocked; got != 0 {
+		t.Errorf("Stats().Blocked after BlockFor = %d, want 0", got)
 	}
 	// Counting starts afresh after a block.
 	for range 2 {
