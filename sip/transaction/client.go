@@ -46,6 +46,7 @@ type ClientTx struct {
 
 	cancelPending bool // Cancel was called before a provisional response
 	cancelSent    bool
+	reported      bool // OnFinal was called
 }
 
 func newClientTx(l *Layer, req *sip.Request, dst sip.Addr, via sip.Via) *ClientTx {
@@ -270,6 +271,12 @@ func (tx *ClientTx) receiveNonInvite(ob *outbox, res *sip.Response) {
 // transaction sends on the channel, under its lock, and only when there is
 // room. Called with the lock held.
 func (tx *ClientTx) deliver(res *sip.Response, final bool) {
+	if final && !tx.reported {
+		tx.reported = true
+		if f := tx.l.onFinal; f != nil {
+			f(false, tx.req.Method, res.StatusCode)
+		}
+	}
 	if tx.respClosed {
 		return
 	}

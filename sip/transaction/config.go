@@ -106,6 +106,14 @@ type Config struct {
 	// It is called in the goroutine that called HandleMessage and must not
 	// block. When nil, stray responses are dropped.
 	OnStrayResponse func(res *sip.Response)
+
+	// OnFinal, when set, learns the outcome of every transaction once: the
+	// first final status a server transaction sent, or the first final
+	// status a client transaction delivered to its TU (408 and 503 when it
+	// synthesized them). server tells which side. Metrics count with it.
+	// It is called with the transaction's lock held and must neither block
+	// nor call back into the Layer.
+	OnFinal func(server bool, method string, status int)
 }
 
 // timers are the resolved durations of a Config.

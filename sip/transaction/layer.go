@@ -104,6 +104,7 @@ type Layer struct {
 	clock   clock.Clock
 	log     *slog.Logger
 	stray   func(*sip.Response)
+	onFinal func(server bool, method string, status int)
 	max     int
 	retry   string
 
@@ -144,6 +145,7 @@ func New(s Sender, h Handler, cfg Config) *Layer {
 		clock:   clock.Or(cfg.Clock),
 		log:     cfg.Logger,
 		stray:   cfg.OnStrayResponse,
+		onFinal: cfg.OnFinal,
 		max:     cfg.MaxServerTransactions,
 		clients: make(map[clientKey]*ClientTx),
 		servers: make(map[serverKey]*ServerTx),

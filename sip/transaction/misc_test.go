@@ -1,6 +1,8 @@
 package transaction
 
 import (
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/switchboard/switchboard/sip"
@@ -73,4 +75,44 @@ func TestMalformedInput(t *testing.T) {
 		t.Fatalf("sent %s", labels(sent))
 	}
 	h.noServerTx()
+}
+
+// TestOnFinal: every transaction reports its outcome once, with the first
+// final status, on both sides; provisional responses and retransmitted
+// finals are not outcomes.
+func TestOnFinal(t *testing.T) {
+	type outcome struct {
+		server bool
+		method string
+		status int
+	}
+	var mu sync.Mutex
+	var got []outcome
+	h := newHarness(t, Config{OnFinal: func(server bool, method string, status int) {
+		mu.Lock()
+		got = append(got, outcome{server, method, status})
+		mu.Unlock()
+	}})
+
+	h.l.HandleMessage(msgSpec{method: "INVITE", branch: "z9hG4bKof1"}.req(t))
+	stx := h.serverTx()
+	for _, code := range []int{180, 486} {
+		if err := stx.Respond(response(stx.Request(), code, "uas")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := stx.Respond(response(stx.Request(), 500, "uas")); err == nil {
+		t.Fatal("second final response accepted")
+	}
+
+	ctx := mustRequest(t, h, "OPTIONS", peerUDP)
+	h.clk.Advance(64 * DefaultT1) // Timer F: a synthesized 408
+	drain(ctx)
+
+	mu.Lock()
+	defer mu.Unlock()
+	want := []outcome{{true, "INVITE", 486}, {false, "OPTIONS", 408}}
+	if !slices.Equal(got, want) {
+		t.Errorf("outcomes = %v, want %v", got, want)
+	}
 }

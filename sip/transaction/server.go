@@ -51,6 +51,7 @@ type ServerTx struct {
 	err        error
 
 	handlerDone bool
+	reported    bool // OnFinal was called
 	released    bool
 }
 
@@ -155,6 +156,12 @@ func (tx *ServerTx) Respond(res *sip.Response) error {
 	tx.mu.Lock()
 	var ob outbox
 	err := tx.respond(&ob, res)
+	if err == nil && res.StatusCode >= 200 && !tx.reported {
+		tx.reported = true
+		if f := tx.l.onFinal; f != nil {
+			f(true, tx.req.Method, res.StatusCode)
+		}
+	}
 	tx.mu.Unlock()
 	if err != nil {
 		return err
