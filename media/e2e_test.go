@@ -168,6 +168,9 @@ func TestBrowserCallsPhone(t *testing.T) {
 		st.RTP.FirstPacket < 0 || st.RTP.Remote != phoneB.conn.LocalAddr().String() {
 		t.Errorf("stats %+v", st)
 	}
+	if es := e.Stats(); es.Web.PacketsIn < st.Web.PacketsIn || es.RTP.PacketsOut < st.RTP.PacketsOut {
+		t.Errorf("engine traffic %+v %+v below the bridge's %+v", es.Web, es.RTP, st)
+	}
 
 	// Silence: the inactivity timeout ends the bridge, on the fake clock.
 	// (Loop: a packet in flight may move the last activity.)
@@ -185,6 +188,12 @@ func TestBrowserCallsPhone(t *testing.T) {
 	_ = b.Close()
 	if s := e.Stats(); s.Bridges != 0 || s.PortsDraining != 1 || s.Inactive != 1 {
 		t.Errorf("engine stats after the call: %+v", s)
+	}
+	// The bridge is gone; its traffic stays in the engine's sums.
+	final := b.Stats()
+	if s := e.Stats(); s.Web.PacketsIn != final.Web.PacketsIn || s.Web.BytesIn != final.Web.BytesIn ||
+		s.RTP.PacketsIn != final.RTP.PacketsIn || s.RTP.PacketsOut != final.RTP.PacketsOut {
+		t.Errorf("engine traffic after the call: web %+v rtp %+v; the bridge's: %+v", s.Web, s.RTP, final)
 	}
 }
 

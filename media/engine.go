@@ -29,6 +29,7 @@ type Engine struct {
 
 	mu      sync.Mutex
 	bridges map[*Bridge]struct{}
+	ended   [2]Traffic // web, rtp: the bridges gone
 	closed  bool
 	wg      sync.WaitGroup // bridge teardowns started by the bridges themselves
 
@@ -184,8 +185,13 @@ func (e *Engine) NewBridge(ctx context.Context, id string) (*Bridge, error) {
 }
 
 func (e *Engine) remove(b *Bridge) {
+	st := b.Stats() // final: the bridge's goroutines have stopped
 	e.mu.Lock()
-	delete(e.bridges, b)
+	if _, ok := e.bridges[b]; ok {
+		delete(e.bridges, b)
+		e.ended[0].add(&st.Web)
+		e.ended[1].add(&st.RTP)
+	}
 	e.mu.Unlock()
 }
 
@@ -208,9 +214,19 @@ func (e *Engine) goTeardown(f func()) {
 func (e *Engine) Stats() EngineStats {
 	e.mu.Lock()
 	n := len(e.bridges)
+	// Under e.mu, so that a bridge is counted either live or ended, and
+	// the sums never go back.
+	web, rtp := e.ended[0], e.ended[1]
+	for b := range e.bridges {
+		st := b.Stats()
+		web.add(&st.Web)
+		rtp.add(&st.RTP)
+	}
 	e.mu.Unlock()
 	inUse, draining := e.ports.counts()
 	return EngineStats{
+		Web:           web,
+		RTP:           rtp,
 		Bridges:       n,
 		BridgesTotal:  e.total.Load(),
 		Inactive:      e.inactive.Load(),

@@ -216,4 +216,27 @@ type EngineStats struct {
 	// PortsInUse and PortsDraining count RTP port pairs.
 	PortsInUse    int `json:"ports_in_use"`
 	PortsDraining int `json:"ports_draining"`
+	// Web and RTP sum the traffic of every bridge since the Engine
+	// started, open ones included, per leg.
+	Web Traffic `json:"web"`
+	RTP Traffic `json:"rtp"`
+}
+
+// Traffic sums the packet counters of one kind of leg over bridges. In and
+// Out are as in LegStats.
+type Traffic struct {
+	PacketsIn  uint64 `json:"packets_in"`
+	BytesIn    uint64 `json:"bytes_in"`
+	PacketsOut uint64 `json:"packets_out"`
+	BytesOut   uint64 `json:"bytes_out"`
+	// Lost sums LegStats.Lost, counting a negative Lost (duplicates) as 0.
+	Lost uint64 `json:"lost"`
+}
+
+func (t *Traffic) add(l *LegStats) {
+	t.PacketsIn += l.PacketsIn
+	t.BytesIn += l.BytesIn
+	t.PacketsOut += l.PacketsOut
+	t.BytesOut += l.BytesOut
+	t.Lost += uint64(max(l.Lost, 0))
 }
