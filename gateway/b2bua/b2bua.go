@@ -322,6 +322,29 @@ func (b *B2BUA) Hangup(id string) error {
 	return nil
 }
 
+// Drain refuses new calls with 503, as Close does, but leaves the calls in
+// progress alone, and waits until they have all ended or ctx is done: the
+// grace period of a graceful shutdown, which Close ends. It returns ctx's
+// error if ctx ended first.
+func (b *B2BUA) Drain(ctx context.Context) error {
+	b.mu.Lock()
+	b.closed = true
+	calls := make([]*call, 0, len(b.calls))
+	for _, c := range b.calls {
+		calls = append(calls, c)
+	}
+	b.mu.Unlock()
+	// No call can be added once closed is set: these are all that remain.
+	for _, c := range calls {
+		select {
+		case <-c.finished:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
 // Close ends every call (BYE on both legs of answered calls, 503 to
 // callers still waiting), refuses new ones with 503, and waits until every
 // call has ended and the BYEs and CANCELs it sent are answered, or until

@@ -2,6 +2,7 @@ package b2bua
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -119,6 +120,50 @@ func TestHangup(t *testing.T) {
 
 // TestClose: Close ends the calls with BYE, waits for the answers, and
 // refuses new calls.
+// TestDrain: new calls are refused at once, the call in progress goes on
+// until a party hangs up, and Drain returns then; a Drain whose context
+// ends first says so.
+func TestDrain(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	_, _, oc, _ := browserCallsPhone(t, h)
+	expired, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := h.b2b.Drain(expired); !errors.Is(err, context.Canceled) {
+		t.Errorf("Drain with an ended context = %v, want context.Canceled", err)
+	}
+	h.phone.invite("browser", newTestPhone(t).sdp(1, "0")).await(503)
+	if n := len(h.b2b.Calls()); n != 1 {
+		t.Fatalf("%d calls while draining, want the one in progress", n)
+	}
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitLimit)
+		defer cancel()
+		done <- h.b2b.Drain(ctx)
+	}()
+	if n := len(h.b2b.Calls()); n != 1 {
+		t.Fatalf("%d calls while draining, want the one in progress", n)
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("Drain returned with a call in progress: %v", err)
+	default:
+	}
+	if res := h.browser.request(oc.dlg, sip.MethodBye, nil, ""); res.StatusCode != 200 {
+		t.Fatalf("BYE: %d", res.StatusCode)
+	}
+	h.phone.expect(sip.MethodBye).respond(200, nil)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-timeAfter():
+		t.Fatal("Drain did not return once the call ended")
+	}
+}
+
 func TestClose(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	browserCallsPhone(t, h)
