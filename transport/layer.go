@@ -47,6 +47,9 @@ type Config struct {
 	Locator *locate.Locator
 	// Logger receives the layer's logs; nil discards them.
 	Logger *slog.Logger
+	// Trace logs every message received and sent, whole, at debug level:
+	// the SIP trace an operator turns on to see what a peer really sent.
+	Trace bool
 }
 
 // Stats counts what the Layer received.
@@ -303,6 +306,9 @@ func (f *feed) HandleFlowClosed(flow sip.Addr) { f.l.flowClosed(flow) }
 
 func (l *Layer) receive(msg sip.Message, t Transport) {
 	src := msg.Src()
+	if l.cfg.Trace {
+		l.trace("received", msg, src, nil)
+	}
 	if src.Flow != 0 {
 		if _, ok := l.flows.Load(src.Flow); !ok {
 			l.flows.Store(src.Flow, flowEntry{t: t})
@@ -319,6 +325,20 @@ func (l *Layer) receive(msg sip.Message, t Transport) {
 		l.log.Debug("dropped message: source over its pending cap", "source", src,
 			"cap", l.cfg.MaxPendingPerSource)
 	}
+}
+
+// trace logs msg, received from or sent to peer, for Config.Trace.
+func (l *Layer) trace(what string, msg sip.Message, peer sip.Addr, err error) {
+	ctx := context.Background()
+	if !l.log.Enabled(ctx, slog.LevelDebug) {
+		return
+	}
+	attrs := []slog.Attr{slog.String("peer", peer.String()), slog.String("call_id", msg.Header().CallID())}
+	if err != nil {
+		attrs = append(attrs, slog.String("err", err.Error()))
+	}
+	attrs = append(attrs, slog.String("message", msg.String()))
+	l.log.LogAttrs(ctx, slog.LevelDebug, "sip "+what, attrs...)
 }
 
 func (l *Layer) flowClosed(flow sip.Addr) {

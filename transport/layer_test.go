@@ -1,12 +1,16 @@
 package transport
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -581,4 +585,43 @@ func BenchmarkStampReceived(b *testing.B) {
 		r.Source = src
 		StampReceived(r)
 	}
+}
+
+// TestLayerTrace: with Trace, every message received and sent is logged
+// whole at debug level, with its peer; without it, nothing is.
+func TestLayerTrace(t *testing.T) {
+	for _, trace := range []bool{true, false} {
+		var buf bytes.Buffer
+		var mu sync.Mutex
+		logger := slog.New(slog.NewTextHandler(lockedWriter{&mu, &buf}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		l := NewLayer(Config{Trace: trace, Logger: logger})
+		udp := newFake(sip.UDP, "127.0.0.1:5060")
+		l.Add(udp)
+		h := newChanHandler()
+		serve(t, l, h)
+		udp.handler(t).HandleMessage(request(t, "", udpAddr("198.51.100.7:40000")))
+		req := recv(t, h.msgs).(*sip.Request)
+		if err := l.Send(context.Background(), sip.NewResponse(req, 486, ""), req.Source); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		out := buf.String()
+		mu.Unlock()
+		for _, want := range []string{`msg="sip received" peer="UDP 198.51.100.7:40000"`, `msg="sip sent" peer="UDP 198.51.100.7:40000"`, `SIP/2.0 486 Busy Here`} {
+			if got := strings.Contains(out, want); got != trace {
+				t.Errorf("trace %v: %q in the log is %v; log:\n%s", trace, want, got, out)
+			}
+		}
+	}
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	w  io.Writer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.w.Write(p)
 }

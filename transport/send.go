@@ -35,13 +35,19 @@ import (
 // never moved to TCP: RFC 3261 §18.2.1 leaves that to the sender of the
 // request. Send fails with ErrNoRoute when nothing tells where to go.
 func (l *Layer) Send(ctx context.Context, msg sip.Message, dst sip.Addr) error {
+	var err error
 	switch m := msg.(type) {
 	case *sip.Request:
-		return l.sendRequest(ctx, m, dst)
+		err = l.sendRequest(ctx, m, dst)
 	case *sip.Response:
-		return l.sendResponse(ctx, m, dst)
+		err = l.sendResponse(ctx, m, dst)
+	default:
+		return fmt.Errorf("transport: send %T: not a request or response", msg)
 	}
-	return fmt.Errorf("transport: send %T: not a request or response", msg)
+	if l.cfg.Trace {
+		l.trace("sent", msg, dst, err)
+	}
+	return err
 }
 
 // StampVia puts a new top Via on req for sending to dst:
