@@ -11,7 +11,9 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard/switchboard/gateway/location"
@@ -58,6 +60,10 @@ type InDialogHandler interface {
 type Server struct {
 	opts Options
 	log  *slog.Logger
+
+	// draining holds the Retry-After of the 503 that refuses new calls
+	// while the gateway drains; zero while it takes calls.
+	draining atomic.Int64
 }
 
 // New returns a Server.
@@ -77,10 +83,26 @@ func (s *Server) SetProxy(p transaction.Handler) { s.opts.Proxy = p }
 // SetCalls sets the handler of in-dialog requests, like SetProxy.
 func (s *Server) SetCalls(c InDialogHandler) { s.opts.Calls = c }
 
+// Drain makes the server refuse new calls — INVITEs outside a dialog —
+// with 503 and a Retry-After of retryAfter (at least a second), so that
+// callers try another server while the calls in progress end. Requests
+// within dialogs, registrations and pings are still served. It is the
+// first step of a graceful shutdown and cannot be undone.
+func (s *Server) Drain(retryAfter time.Duration) {
+	s.draining.Store(int64(max(retryAfter, time.Second)))
+}
+
 // ServeSIP handles one request. tx is nil for an ACK to a 2xx, which has no
 // transaction of its own and only the proxy can route.
 func (s *Server) ServeSIP(tx *transaction.ServerTx, req *sip.Request) {
-	if s.opts.Calls != nil && (tx == nil || req.To().Tag() != "") && s.opts.Calls.HandleInDialog(tx, req) {
+	inDialog := req.To().Tag() != ""
+	if s.opts.Calls != nil && (tx == nil || inDialog) && s.opts.Calls.HandleInDialog(tx, req) {
+		return
+	}
+	if wait := time.Duration(s.draining.Load()); wait > 0 && req.Method == sip.MethodInvite && !inDialog {
+		res := sip.NewResponse(req, 503, "Shutting Down")
+		res.Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+		s.respond(tx, res)
 		return
 	}
 	switch {
