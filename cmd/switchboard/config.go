@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/caarlos0/env/v11"
 )
@@ -74,6 +75,15 @@ type Config struct {
 
 	// AdminToken is the bearer token of the admin API.
 	AdminToken string `env:"ADMIN_TOKEN"`
+
+	// SIPTrace logs every SIP message received and sent, whole, at debug
+	// level (LogLevel must be debug to see it).
+	SIPTrace bool `env:"SIP_TRACE" envDefault:"false"`
+
+	// DrainTimeout is the grace period of a graceful stop (SIGTERM or
+	// SIGINT): no new calls are taken, and the calls in progress have this
+	// long to end by themselves before the gateway ends them with BYE.
+	DrainTimeout time.Duration `env:"DRAIN_TIMEOUT" envDefault:"20s"`
 
 	// DigestAlgorithms are the digest algorithms of the 401 and 407
 	// challenges, in the order offered: MD5, SHA-256 or both.
@@ -311,6 +321,10 @@ func (c *Config) validate() []error {
 		add("LOG_FORMAT", "%q is not a format; use text or json", c.LogFormat)
 	}
 
+	if c.DrainTimeout < 0 || c.DrainTimeout > maxDrainTimeout {
+		add("DRAIN_TIMEOUT", "%v is out of range; use a duration from 0s to %v, e.g. 20s", c.DrainTimeout, maxDrainTimeout)
+	}
+
 	// The token is never echoed: it is a secret even when it is wrong.
 	if len(c.DigestAlgorithms) == 0 {
 		add("DIGEST_ALGORITHMS", "is empty; use MD5, SHA-256 or MD5,SHA-256")
@@ -331,6 +345,10 @@ func (c *Config) validate() []error {
 
 	return problems
 }
+
+// maxDrainTimeout bounds the grace period of a stop: a supervisor kills a
+// process that takes longer anyway.
+const maxDrainTimeout = time.Hour
 
 // minAdminTokenLen keeps the admin token out of reach of guessing.
 const minAdminTokenLen = 16
@@ -367,6 +385,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("users", users),
 		slog.String("config", c.ConfigFile),
 		slog.Bool("admin_token_set", c.AdminToken != ""),
+		slog.Bool("sip_trace", c.SIPTrace),
+		slog.Duration("drain_timeout", c.DrainTimeout),
 	)
 }
 

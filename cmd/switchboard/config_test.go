@@ -33,6 +33,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		RTPPorts:         PortRange{Start: 20000, End: 29999},
 		LogLevel:         "info",
 		LogFormat:        "text",
+		DrainTimeout:     20 * time.Second,
 		DigestAlgorithms: []string{"MD5"},
 	}
 	if !reflect.DeepEqual(cfg, want) {
@@ -72,6 +73,15 @@ func TestLoadConfigValid(t *testing.T) {
 			check: func(t *testing.T, c Config) {
 				if c.SIPUDP != ":5070" || c.SIPTCP != "[::1]:5070" || c.HTTP != "0.0.0.0:80" {
 					t.Errorf("got %q %q %q", c.SIPUDP, c.SIPTCP, c.HTTP)
+				}
+			},
+		},
+		{
+			name: "sip trace and drain timeout",
+			env:  map[string]string{"SWITCHBOARD_SIP_TRACE": "true", "SWITCHBOARD_DRAIN_TIMEOUT": "1m30s"},
+			check: func(t *testing.T, c Config) {
+				if !c.SIPTrace || c.DrainTimeout != 90*time.Second {
+					t.Errorf("SIPTrace=%v DrainTimeout=%v", c.SIPTrace, c.DrainTimeout)
 				}
 			},
 		},
@@ -236,6 +246,9 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"log level", map[string]string{"SWITCHBOARD_LOG_LEVEL": "verbose"}, "SWITCHBOARD_LOG_LEVEL", "debug, info, warn or error"},
 		{"log level empty", map[string]string{"SWITCHBOARD_LOG_LEVEL": ""}, "SWITCHBOARD_LOG_LEVEL", "not a level"},
 		{"log format", map[string]string{"SWITCHBOARD_LOG_FORMAT": "logfmt"}, "SWITCHBOARD_LOG_FORMAT", "text or json"},
+		{"negative drain timeout", map[string]string{"SWITCHBOARD_DRAIN_TIMEOUT": "-1s"}, "SWITCHBOARD_DRAIN_TIMEOUT", "out of range"},
+		{"drain timeout without unit", map[string]string{"SWITCHBOARD_DRAIN_TIMEOUT": "20"}, "SWITCHBOARD_DRAIN_TIMEOUT", "missing unit"},
+		{"sip trace not a bool", map[string]string{"SWITCHBOARD_SIP_TRACE": "maybe"}, "SWITCHBOARD_SIP_TRACE", "invalid syntax"},
 		{"short admin token", map[string]string{"SWITCHBOARD_ADMIN_TOKEN": "hunter2"}, "SWITCHBOARD_ADMIN_TOKEN", "too short"},
 		{"admin token with space", map[string]string{"SWITCHBOARD_ADMIN_TOKEN": "0123456789 abcdef0123"}, "SWITCHBOARD_ADMIN_TOKEN", "spaces"},
 	}

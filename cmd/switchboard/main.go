@@ -77,17 +77,60 @@ func realMain(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "switchboard: warning: %s is not a setting (a typo?); ignoring it\n", key)
 	}
 
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	// Once the first signal has started the shutdown, give the signals back
-	// to the runtime, so that a second Ctrl-C ends a shutdown that hangs.
-	context.AfterFunc(ctx, stop)
-
-	if err := run(ctx, cfg, stdout, nil); err != nil {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	ctl, stopSignals := signalControl(cancel)
+	defer stopSignals()
+	if err := run(ctx, cfg, stdout, ctl); err != nil {
 		fmt.Fprintf(stderr, "switchboard: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// signalControl steers a running gateway from signals: SIGHUP reloads the
+// config file; the first SIGTERM or SIGINT stops the gateway (cancel) with
+// a drain, the second ends the drain at once, and the third, its
+// handling given back to the runtime, kills the process, should the
+// shutdown itself hang. stop releases the signals and ends the goroutine.
+func signalControl(cancel context.CancelCauseFunc) (ctl control, stop func()) {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
+	reload := make(chan struct{}, 1)
+	hurry := make(chan struct{})
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		stops := 0
+		for {
+			select {
+			case <-done:
+				return
+			case sig := <-sigs:
+				if sig == syscall.SIGHUP {
+					select {
+					case reload <- struct{}{}:
+					default: // a reload is already due
+					}
+					continue
+				}
+				stops++
+				switch stops {
+				case 1:
+					cancel(fmt.Errorf("signal %v", sig))
+				case 2:
+					close(hurry)
+					signal.Reset(os.Interrupt, syscall.SIGTERM)
+				}
+			}
+		}
+	}()
+	return control{reload: reload, hurry: hurry}, func() {
+		signal.Stop(sigs)
+		close(done)
+		<-finished
+	}
 }
 
 const usage = `usage:
@@ -129,13 +172,29 @@ func versionString() string {
 type listening struct {
 	HTTP          net.Addr
 	UDP, TCP, TLS netip.AddrPort
+
+	stack *sipStack // for tests that look inside
+}
+
+// control steers a running gateway besides its context: realMain drives it
+// from signals, tests directly. The zero value steers nothing.
+type control struct {
+	// ready, if not nil, is called once every listener is bound.
+	ready func(listening)
+	// reload asks for the config file to be read again (SIGHUP);
+	// reloaded, if not nil, learns the outcome of each.
+	reload   <-chan struct{}
+	reloaded func(error)
+	// hurry, closed, ends the drain of a stop at once (a second SIGTERM).
+	hurry <-chan struct{}
 }
 
 // run starts the gateway with cfg, logging to stdout, and serves until ctx
-// is done; then it shuts down and returns nil. If ready is not nil, it is
-// called once every listener is bound. run returns an error if the gateway
-// cannot start or a listener fails.
-func run(ctx context.Context, cfg Config, stdout io.Writer, ready func(listening)) error {
+// is done; then it drains (no new calls; the calls in progress have
+// cfg.DrainTimeout to end before they get BYE), shuts down and returns
+// nil. run returns an error if the gateway cannot start or a listener
+// fails.
+func run(ctx context.Context, cfg Config, stdout io.Writer, ctl control) error {
 	logger := newLogger(cfg, stdout)
 	logger.Info("starting switchboard", "version", version, "config", cfg)
 
@@ -156,15 +215,19 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, ready func(listening
 	if err != nil {
 		return fmt.Errorf("listen http: %w", err)
 	}
-	stack, err := startSIP(ctx, cfg, ln.Addr(), logger)
+	reg := newMetricsRegistry()
+	metrics := newSIPMetrics(reg)
+	stack, err := startSIP(ctx, cfg, ln.Addr(), logger, metrics)
 	if err != nil {
 		ln.Close()
 		return err
 	}
 	defer stack.close()
+	reg.MustRegister(newStackCollector(stack))
 
 	var isReady atomic.Bool
-	mux := newMux(newMetricsRegistry(), &isReady, logger)
+	mux := newMux(reg, &isReady, logger)
+	newAdminAPI(cfg.AdminToken, stack.location, stack.calls, logger.With("component", "admin")).register(mux)
 	mux.Handle("/ws", stack.ws)
 	mux.Handle("GET /config.json", webclient.ConfigHandler(webclient.Config{Domain: cfg.Domain, WSPath: "/ws"}))
 	mux.Handle("/", webclient.Handler())
@@ -186,25 +249,42 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, ready func(listening
 	isReady.Store(true)
 	addrs := stack.addrs
 	addrs.HTTP = ln.Addr()
+	addrs.stack = stack
 	logger.Info("listening", "http", "http://"+ln.Addr().String()+"/",
 		"sip_udp", addrs.UDP, "sip_tcp", addrs.TCP, "sip_tls", addrs.TLS, "ws", "ws://"+ln.Addr().String()+"/ws")
-	if ready != nil {
-		ready(addrs)
+	if ctl.ready != nil {
+		ctl.ready(addrs)
 	}
 
-	select {
-	case err := <-served:
-		// Serve only returns early when the listener breaks.
-		return fmt.Errorf("serve http: %w", err)
-	case err := <-stack.served:
-		return fmt.Errorf("serve sip: %w", err)
-	case <-ctx.Done():
+serving:
+	for {
+		select {
+		case err := <-served:
+			// Serve only returns early when the listener breaks.
+			return fmt.Errorf("serve http: %w", err)
+		case err := <-stack.served:
+			return fmt.Errorf("serve sip: %w", err)
+		case <-ctl.reload:
+			err := stack.reload(ctx, cfg, logger)
+			if err != nil {
+				metrics.reloads.WithLabelValues("error").Inc()
+				logger.Error("config reload failed; keeping the configuration in force", "err", err)
+			} else {
+				metrics.reloads.WithLabelValues("ok").Inc()
+			}
+			if ctl.reloaded != nil {
+				ctl.reloaded(err)
+			}
+		case <-ctx.Done():
+			break serving
+		}
 	}
 
 	// Fail readiness first, so that a load balancer stops sending new work
 	// while the requests in flight finish.
 	isReady.Store(false)
 	logger.Info("shutting down", "cause", context.Cause(ctx))
+	drain(ctx, cfg.DrainTimeout, ctl.hurry, stack, logger)
 	// Hijacked WebSocket connections outlive http.Server.Shutdown: close
 	// the SIP side first.
 	stack.close()
@@ -219,6 +299,35 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, ready func(listening
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// drain refuses new calls and waits up to grace, or until hurry is closed,
+// for the bridged calls in progress to end by themselves; the caller then
+// ends the rest with BYE.
+func drain(ctx context.Context, grace time.Duration, hurry <-chan struct{}, stack *sipStack, logger *slog.Logger) {
+	stack.server.Drain(grace)
+	n := len(stack.calls.Calls())
+	if n == 0 || grace <= 0 {
+		return
+	}
+	logger.Info("draining: new calls get 503; waiting for the calls in progress to end", "calls", n, "grace", grace)
+	dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), grace)
+	defer cancel()
+	if hurry != nil {
+		// Ends with dctx at the latest, which the deferred cancel ends.
+		go func() {
+			select {
+			case <-hurry:
+				cancel()
+			case <-dctx.Done():
+			}
+		}()
+	}
+	if err := stack.calls.Drain(dctx); err != nil {
+		logger.Info("drain over: ending the calls left with BYE", "calls", len(stack.calls.Calls()))
+		return
+	}
+	logger.Info("drained: every call has ended")
 }
 
 func newLogger(cfg Config, w io.Writer) *slog.Logger {

@@ -45,6 +45,7 @@ func testConfig(t *testing.T, extra map[string]string) Config {
 
 // gateway is a run() started by a test.
 type testGateway struct {
+	l      listening    // where it listens
 	addr   string       // HTTP address, host:port
 	log    *syncBuffer  // what run wrote to stdout
 	cancel func()       // asks run to stop
@@ -54,16 +55,23 @@ type testGateway struct {
 // startGateway starts run with cfg and waits until it listens.
 func startGateway(t *testing.T, cfg Config) *testGateway {
 	t.Helper()
+	return startGatewayWith(t, cfg, control{})
+}
+
+// startGatewayWith is startGateway with a control; its ready is replaced.
+func startGatewayWith(t *testing.T, cfg Config, ctl control) *testGateway {
+	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	log := &syncBuffer{}
 	bound := make(chan listening, 1)
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, cfg, log, func(l listening) { bound <- l })
+		ctl.ready = func(l listening) { bound <- l }
+		done <- run(ctx, cfg, log, ctl)
 	}()
 	select {
 	case l := <-bound:
-		g := &testGateway{addr: l.HTTP.String(), log: log, cancel: cancel, done: done}
+		g := &testGateway{l: l, addr: l.HTTP.String(), log: log, cancel: cancel, done: done}
 		t.Cleanup(func() { g.stop(t) })
 		return g
 	case err := <-done:
@@ -195,7 +203,7 @@ func TestRunFailsWhenPortTaken(t *testing.T) {
 	cfg := testConfig(t, map[string]string{"SWITCHBOARD_HTTP": ln.Addr().String()})
 
 	done := make(chan error, 1)
-	go func() { done <- run(t.Context(), cfg, io.Discard, nil) }()
+	go func() { done <- run(t.Context(), cfg, io.Discard, control{}) }()
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "listen http") {
@@ -214,7 +222,7 @@ func TestRunFailsWhenDataDirUnusable(t *testing.T) {
 	}
 	cfg := testConfig(t, nil)
 	cfg.DataDir = filepath.Join(blocker, "data")
-	err := run(t.Context(), cfg, io.Discard, nil)
+	err := run(t.Context(), cfg, io.Discard, control{})
 	if err == nil || !strings.Contains(err.Error(), "data directory") {
 		t.Errorf("run = %v, want a data directory error", err)
 	}

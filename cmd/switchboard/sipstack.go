@@ -44,7 +44,15 @@ type sipStack struct {
 	calls      *b2bua.B2BUA
 	accounts   *accounts.Store
 	server     *gateway.Server
+	routing    *routingTable
+	dns        *locate.Locator
 	addrs      listening
+
+	// registering are the trunks registered with their providers, as
+	// started; a reload does not change them.
+	registering []config.Trunk
+
+	regThrottle, proxyThrottle *accounts.Throttle
 
 	wg       sync.WaitGroup
 	regs     sync.WaitGroup
@@ -55,8 +63,12 @@ type sipStack struct {
 
 // startSIP opens the SIP listeners and starts serving them. httpAddr is
 // where the HTTP listener (and so the WebSocket transport) is bound.
-func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.Logger) (*sipStack, error) {
-	s := &sipStack{served: make(chan error, 1)}
+func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.Logger, metrics *sipMetrics) (*sipStack, error) {
+	s := &sipStack{
+		served:        make(chan error, 1),
+		regThrottle:   &accounts.Throttle{},
+		proxyThrottle: &accounts.Throttle{},
+	}
 	ok := false
 	defer func() {
 		if !ok {
@@ -99,7 +111,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		Accounts:   s.accounts,
 		Location:   s.location,
 		Digest:     &digest.Server{Realm: cfg.Domain, Secret: secret},
-		Throttle:   &accounts.Throttle{},
+		Throttle:   s.regThrottle,
 		Algorithms: cfg.DigestAlgorithms,
 		Logger:     logger.With("component", "registrar"),
 	})
@@ -114,7 +126,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		Logger:    logger.With("component", "gateway"),
 	})
 
-	s.transports = transport.NewLayer(transport.Config{Logger: logger.With("component", "transport")})
+	s.transports = transport.NewLayer(transport.Config{Logger: logger.With("component", "transport"), Trace: cfg.SIPTrace})
 	if cfg.SIPUDP != "" {
 		t, err := sipudp.Listen(ctx, cfg.SIPUDP, sipudp.Options{Logger: logger.With("component", "udp")})
 		if err != nil {
@@ -162,11 +174,15 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		// Not fatal: a trunk named by host is trusted once it resolves.
 		logger.Warn("resolve trunk hosts", "err", err)
 	}
+	s.routing = newRoutingTable(trunks)
+	s.dns = dns
+	s.registering = registeringTrunks(file)
 	// The proxy needs the transaction layer and the layer its handler:
 	// the server dispatches to the proxy once both exist.
 	var px *proxy.Proxy
 	s.tx = transaction.New(s.transports, s.server, transaction.Config{
-		Logger: logger.With("component", "transaction"),
+		Logger:  logger.With("component", "transaction"),
+		OnFinal: metrics.onFinal,
 		OnStrayResponse: func(res *sip.Response) {
 			if px != nil {
 				px.ForwardResponse(res)
@@ -188,11 +204,11 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		Realm:           cfg.Domain,
 		Locator:         locator{s.location},
 		Resolver:        proxy.ResolverFunc(dns.Locate),
-		Router:          trunks,
-		Trusted:         trunks,
+		Router:          s.routing,
+		Trusted:         s.routing,
 		RedirectDomains: redirectDomains(cfg.Domain, file),
 		Credentials:     credentials{s.accounts},
-		Throttle:        &accounts.Throttle{},
+		Throttle:        s.proxyThrottle,
 		Secret:          secret,
 		Algorithms:      cfg.DigestAlgorithms,
 		Logger:          logger.With("component", "proxy"),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"sync/atomic"
 
 	"github.com/switchboard/switchboard/gateway/config"
 	"github.com/switchboard/switchboard/gateway/proxy"
@@ -82,4 +83,25 @@ func (r *trunkRouting) resolveTrusted(ctx context.Context, locate func(context.C
 		return nil
 	}
 	return r.trusted.Resolve(ctx, trunk.ResolverFunc(locate))
+}
+
+// routingTable is the proxy's Router and TrustedSources: the trunk routing
+// in force, which a reload swaps whole, so that a request never sees half
+// of an old table and half of a new one.
+type routingTable struct {
+	cur atomic.Pointer[trunkRouting]
+}
+
+func newRoutingTable(r *trunkRouting) *routingTable {
+	t := &routingTable{}
+	t.cur.Store(r)
+	return t
+}
+
+// Trusted names the trunk a source address belongs to.
+func (t *routingTable) Trusted(src sip.Addr) (string, bool) { return t.cur.Load().Trusted(src) }
+
+// Route routes by the table in force.
+func (t *routingTable) Route(ctx context.Context, req *sip.Request, caller proxy.Caller) ([]proxy.Target, bool) {
+	return t.cur.Load().Route(ctx, req, caller)
 }

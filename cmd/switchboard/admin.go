@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/switchboard/switchboard/gateway/b2bua"
+	"github.com/switchboard/switchboard/gateway/location"
+)
+
+// adminAPI is the small JSON API of operators, under /admin/, behind a
+// bearer token:
+//
+//	GET    /admin/registrations  the registered contacts
+//	GET    /admin/calls          the bridged calls, with their media stats
+//	GET    /admin/calls/{id}     one of them
+//	DELETE /admin/calls/{id}     hang it up (BYE on both legs, or CANCEL)
+//
+// Without a token the API is off and answers 404, so that a gateway
+// never serves it unprotected.
+type adminAPI struct {
+	token    [sha256.Size]byte // of the token; compared in constant time
+	on       bool
+	location location.Store
+	calls    *b2bua.B2BUA
+	log      *slog.Logger
+}
+
+func newAdminAPI(token string, loc location.Store, calls *b2bua.B2BUA, log *slog.Logger) *adminAPI {
+	return &adminAPI{token: sha256.Sum256([]byte(token)), on: token != "", location: loc, calls: calls, log: log}
+}
+
+// register adds the API's routes to mux.
+func (a *adminAPI) register(mux *http.ServeMux) {
+	mux.Handle("GET /admin/registrations", a.guard(a.registrations))
+	mux.Handle("GET /admin/calls", a.guard(a.listCalls))
+	mux.Handle("GET /admin/calls/{id}", a.guard(a.getCall))
+	mux.Handle("DELETE /admin/calls/{id}", a.guard(a.hangup))
+	mux.Handle("/admin/", a.guard(func(w http.ResponseWriter, _ *http.Request) {
+		writeJSONError(w, http.StatusNotFound, "no such admin endpoint; see README.md")
+	}))
+}
+
+// guard lets a request through to h only with the right bearer token.
+func (a *adminAPI) guard(h http.HandlerFunc) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !a.on {
+			writeJSONError(w, http.StatusNotFound, "the admin API is off: set SWITCHBOARD_ADMIN_TOKEN to turn it on")
+			return
+		}
+		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
+		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], a.token[:]) != 1 {
+			a.log.Info("admin api: refused: wrong or missing bearer token", "remote", r.RemoteAddr, "path", r.URL.Path)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard admin"`)
+			writeJSONError(w, http.StatusUnauthorized, "a valid bearer token is required")
+			return
+		}
+		h(w, r)
+	})
+}
+
+// adminBinding is a registered contact as the API shows it.
+type adminBinding struct {
+	AOR       string    `json:"aor"`
+	Contact   string    `json:"contact"`
+	Source    string    `json:"source"`
+	Transport string    `json:"transport"`
+	Expires   time.Time `json:"expires"`
+	Q         float64   `json:"q"`
+	UserAgent string    `json:"user_agent,omitempty"`
+	Instance  string    `json:"instance,omitempty"`
+	RegID     int       `json:"reg_id,omitempty"`
+	Received  time.Time `json:"registered"`
+}
+
+func (a *adminAPI) registrations(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	bindings, err := a.location.All(ctx)
+	if err != nil {
+		writeJSONError(w, http.StatusServiceUnavailable, "location store: "+err.Error())
+		return
+	}
+	out := make([]adminBinding, 0, len(bindings))
+	for _, b := range bindings {
+		out = append(out, adminBinding{
+			AOR:       b.AOR,
+			Contact:   b.Contact.String(),
+			Source:    b.Source.AddrPort.String(),
+			Transport: strings.ToLower(b.Source.Transport),
+			Expires:   b.Expires.UTC(),
+			Q:         float64(b.Q) / 1000,
+			UserAgent: b.UserAgent,
+			Instance:  b.Instance,
+			RegID:     b.RegID,
+			Received:  b.Received.UTC(),
+		})
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"registrations": out})
+}
+
+func (a *adminAPI) listCalls(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]any{"calls": a.calls.Calls()})
+}
+
+func (a *adminAPI) getCall(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	for _, c := range a.calls.Calls() {
+		if c.ID == id {
+			writeJSON(w, http.StatusOK, c)
+			return
+		}
+	}
+	writeJSONError(w, http.StatusNotFound, "no call "+id)
+}
+
+func (a *adminAPI) hangup(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if err := a.calls.Hangup(id); err != nil {
+		if errors.Is(err, b2bua.ErrNoCall) {
+			writeJSONError(w, http.StatusNotFound, "no call "+id)
+			return
+		}
+		writeJSONError(w, http.StatusInternalServerError, err.Error())
+		return
+	}
+	a.log.Info("admin api: call hung up", "call", id, "remote", r.RemoteAddr)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func writeJSONError(w http.ResponseWriter, code int, msg string) {
+	writeJSON(w, code, map[string]string{"error": msg})
+}

@@ -1,0 +1,196 @@
+package main
+
+import (
+	"context"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/switchboard/switchboard/gateway/accounts"
+	"github.com/switchboard/switchboard/sip"
+)
+
+// sipMetrics are the counters that the SIP stack bumps as things happen;
+// everything else in /metrics is read from the stack when scraped.
+type sipMetrics struct {
+	transactions *prometheus.CounterVec
+	reloads      *prometheus.CounterVec
+}
+
+func newSIPMetrics(reg prometheus.Registerer) *sipMetrics {
+	m := &sipMetrics{
+		transactions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_sip_transactions_total",
+			Help: "SIP transactions by side (server: requests the gateway answered; client: requests it sent), method and final status; 408 and 503 include the ones the gateway synthesized on timeouts and transport errors.",
+		}, []string{"side", "method", "status"}),
+		reloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchboard_config_reloads_total",
+			Help: "Reloads of the config file on SIGHUP, by result (ok, error).",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(m.transactions, m.reloads)
+	return m
+}
+
+// onFinal is the transaction layer's OnFinal.
+func (m *sipMetrics) onFinal(server bool, method string, status int) {
+	side := "client"
+	if server {
+		side = "server"
+	}
+	m.transactions.WithLabelValues(side, methodLabel(method), strconv.Itoa(status)).Inc()
+}
+
+// methodLabel keeps the method label bounded: SIP lets a peer send any
+// token as a method, and each distinct label value is a new time series.
+// Status codes need no such care: the layer only passes 200-699.
+func methodLabel(method string) string {
+	if sip.IsKnownMethod(method) {
+		return method
+	}
+	return "other"
+}
+
+// stackCollector reads the SIP stack's state at each scrape: gauges of
+// what is there now, and counters the packages keep themselves.
+type stackCollector struct {
+	s *sipStack
+
+	registrations, users, accounts                        *prometheus.Desc
+	calls, callLegs, oneWay                               *prometheus.Desc
+	bridges, inactive, ports                              *prometheus.Desc
+	rtpPackets, rtpBytes, rtpLost                         *prometheus.Desc
+	wsOpen, wsConns                                       *prometheus.Desc
+	authFailures, authRefused, authBlocked                *prometheus.Desc
+	sipReceived, sipDropped, sipPending, txOpen, overload *prometheus.Desc
+}
+
+func newStackCollector(s *sipStack) *stackCollector {
+	d := func(name, help string, labels ...string) *prometheus.Desc {
+		return prometheus.NewDesc("switchboard_"+name, help, labels, nil)
+	}
+	return &stackCollector{
+		s:             s,
+		registrations: d("registrations", "Registered contacts (bindings), by the transport they registered over.", "transport"),
+		users:         d("registered_users", "Addresses of record with at least one registered contact."),
+		accounts:      d("accounts", "Accounts that can register and call."),
+		calls:         d("calls_active", "Calls bridged between WebRTC and SIP by the B2BUA now, by state (calling, ringing, early, answered).", "state"),
+		callLegs:      d("call_legs_active", "Legs of the bridged calls now, by type: webrtc (browser) or sip (phone, trunk).", "type"),
+		oneWay:        d("calls_one_way_audio", "Bridged calls where one side has been silent while the other sends."),
+		bridges:       d("media_bridges_total", "Media bridges made since start: one per bridged call attempt."),
+		inactive:      d("media_inactivity_timeouts_total", "Bridged calls ended because no media flowed."),
+		ports:         d("rtp_ports", "RTP port pairs of the SIP-side legs, by state (in_use, draining).", "state"),
+		rtpPackets:    d("rtp_packets_total", "RTP packets relayed, by leg (webrtc, sip) and direction (in: from the peer on that leg; out: to it).", "leg", "direction"),
+		rtpBytes:      d("rtp_bytes_total", "RTP bytes (header and payload, after SRTP) by leg and direction.", "leg", "direction"),
+		rtpLost:       d("rtp_lost_packets_total", "RTP packets lost on their way to the gateway, from sequence gaps, by leg.", "leg"),
+		wsOpen:        d("websocket_connections", "Open SIP over WebSocket connections."),
+		wsConns:       d("websocket_connections_total", "SIP over WebSocket handshakes, by result (accepted, refused).", "result"),
+		authFailures:  d("auth_failures_total", "Failed digest authentications (wrong password or unknown user), by role (registrar, proxy).", "role"),
+		authRefused:   d("auth_refused_total", "Authentication attempts refused unchecked because the source failed too often, by role.", "role"),
+		authBlocked:   d("auth_blocked_sources", "Sources refused now for failing authentication too often, by role.", "role"),
+		sipReceived:   d("sip_messages_received_total", "SIP messages the transports delivered."),
+		sipDropped:    d("sip_messages_dropped_total", "SIP messages dropped unread because their source or the gateway was over its queue cap."),
+		sipPending:    d("sip_messages_pending", "SIP messages waiting for a worker."),
+		txOpen:        d("sip_transactions_open", "SIP transactions not yet terminated, by side (server, client).", "side"),
+		overload:      d("sip_overload_rejected_total", "Requests answered 503 statelessly because too many server transactions were pending."),
+	}
+}
+
+func (c *stackCollector) Describe(ch chan<- *prometheus.Desc) {
+	prometheus.DescribeByCollect(c, ch)
+}
+
+func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.s
+	gauge := func(d *prometheus.Desc, v float64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, labels...)
+	}
+	counter := func(d *prometheus.Desc, v uint64, labels ...string) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, float64(v), labels...)
+	}
+
+	// Registrations.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if bindings, err := s.location.All(ctx); err == nil {
+		byTransport := map[string]int{}
+		aors := map[string]bool{}
+		for _, b := range bindings {
+			byTransport[strings.ToLower(b.Source.Transport)]++
+			aors[b.AOR] = true
+		}
+		for _, tr := range []string{"udp", "tcp", "tls", "ws", "wss"} {
+			gauge(c.registrations, float64(byTransport[tr]), tr)
+		}
+		gauge(c.users, float64(len(aors)))
+	}
+	gauge(c.accounts, float64(s.accounts.Len()))
+
+	// Bridged calls and their media.
+	calls := s.calls.Calls()
+	legs := map[string]int{"webrtc": 0, "sip": 0}
+	states := map[string]int{"calling": 0, "ringing": 0, "early": 0, "answered": 0}
+	oneWay := 0
+	for _, ci := range calls {
+		if _, ok := states[ci.State]; ok {
+			states[ci.State]++
+		}
+		for _, l := range []bool{ci.Caller.WebRTC, ci.Callee.WebRTC} {
+			if l {
+				legs["webrtc"]++
+			} else {
+				legs["sip"]++
+			}
+		}
+		if ci.Media.OneWayAudio {
+			oneWay++
+		}
+	}
+	for state, n := range states {
+		gauge(c.calls, float64(n), state)
+	}
+	for typ, n := range legs {
+		gauge(c.callLegs, float64(n), typ)
+	}
+	gauge(c.oneWay, float64(oneWay))
+	es := s.media.Stats()
+	counter(c.bridges, es.BridgesTotal)
+	counter(c.inactive, es.Inactive)
+	gauge(c.ports, float64(es.PortsInUse), "in_use")
+	gauge(c.ports, float64(es.PortsDraining), "draining")
+	for leg, t := range map[string]struct{ pin, bin, pout, bout, lost uint64 }{
+		"webrtc": {es.Web.PacketsIn, es.Web.BytesIn, es.Web.PacketsOut, es.Web.BytesOut, es.Web.Lost},
+		"sip":    {es.RTP.PacketsIn, es.RTP.BytesIn, es.RTP.PacketsOut, es.RTP.BytesOut, es.RTP.Lost},
+	} {
+		counter(c.rtpPackets, t.pin, leg, "in")
+		counter(c.rtpPackets, t.pout, leg, "out")
+		counter(c.rtpBytes, t.bin, leg, "in")
+		counter(c.rtpBytes, t.bout, leg, "out")
+		counter(c.rtpLost, t.lost, leg)
+	}
+
+	// WebSocket connections.
+	ws := s.ws.Stats()
+	gauge(c.wsOpen, float64(ws.Open))
+	counter(c.wsConns, ws.Accepted, "accepted")
+	counter(c.wsConns, ws.Refused, "refused")
+
+	// Authentication.
+	for role, th := range map[string]*accounts.Throttle{"registrar": s.regThrottle, "proxy": s.proxyThrottle} {
+		st := th.Stats()
+		counter(c.authFailures, st.Failures, role)
+		counter(c.authRefused, st.Refused, role)
+		gauge(c.authBlocked, float64(st.Blocked), role)
+	}
+
+	// The SIP layers.
+	ts := s.transports.Stats()
+	counter(c.sipReceived, ts.Received)
+	counter(c.sipDropped, ts.Dropped)
+	gauge(c.sipPending, float64(ts.Pending))
+	txs := s.tx.Stats()
+	gauge(c.txOpen, float64(txs.ServerTransactions), "server")
+	gauge(c.txOpen, float64(txs.ClientTransactions), "client")
+	counter(c.overload, txs.Rejected)
+}
