@@ -221,6 +221,9 @@ func tryStartGateway(t *testing.T, dir string, attempt int, opts gatewayOptions)
 		"SWITCHBOARD_USERS":     strings.Join(ul, ","),
 		"SWITCHBOARD_RTP_PORTS": rtpRange(g.sipPort),
 		"SWITCHBOARD_LOG_LEVEL": "debug",
+		// A call still up when a test stops its gateway must not hold the
+		// stop for the default 20 s drain.
+		"SWITCHBOARD_DRAIN_TIMEOUT": "2s",
 	}
 	if opts.config != "" {
 		path := filepath.Join(dir, "switchboard.toml")
