@@ -79,46 +79,66 @@ func contactFor(eps []proxy.Endpoint) func(dst sip.Addr) sip.Address {
 	}
 }
 
-// crossing hands the proxy's INVITEs that cross between a browser and
-// phones to the B2BUA: when every target is of the other kind than the
-// caller, the B2BUA calls the best one. Calls between two of a kind, and
-// users with both kinds of contacts, stay with the proxy.
-func crossing(b *b2bua.B2BUA, dns *locate.Locator, logger *slog.Logger) func(*transaction.ServerTx, *sip.Request, []proxy.Target, proxy.Caller) bool {
-	return func(tx *transaction.ServerTx, req *sip.Request, targets []proxy.Target, _ proxy.Caller) bool {
-		if len(targets) == 0 {
-			return false
+// bridge is the proxy's Bridge: it has the B2BUA run each branch of an
+// INVITE whose target is of the other kind than the caller — a browser
+// for a phone's or trunk's call, a phone or trunk for a browser's — and
+// leaves the branches between two of a kind to the proxy. The proxy forks
+// to every target at once, so a user with browsers and phones has them
+// all ring, whoever calls.
+//
+// Even a call to a single target of the other kind goes this way rather
+// than through B2BUA.Call: the bridged branch is the same call, and the
+// proxy's response context (Timer C, the caller's CANCEL, the 2xx and its
+// retransmissions) then serves every call alike.
+func bridge(b *b2bua.B2BUA, dns *locate.Locator, logger *slog.Logger) func(context.Context, *sip.Request, proxy.Target) (proxy.BridgedBranch, bool) {
+	return func(ctx context.Context, req *sip.Request, t proxy.Target) (proxy.BridgedBranch, bool) {
+		web := targetWeb(t)
+		if web == b2bua.IsWebRTC(req) {
+			return nil, false
 		}
-		callerWeb := b2bua.IsWebRTC(req)
-		for _, t := range targets {
-			if targetWeb(t) == callerWeb {
-				return false
-			}
-		}
-		t := targets[0]
-		for _, c := range targets[1:] {
-			if c.Q > t.Q {
-				t = c
-			}
-		}
-		dst := t.Dest
-		if !dst.IsValid() {
-			addrs, err := dns.Locate(context.Background(), t.URI)
-			if err != nil || len(addrs) == 0 {
-				logger.Info("crossing call: callee not reachable", "uri", t.URI.String(), "err", err)
-				return false
-			}
-			dst = addrs[0]
-		}
-		target := b2bua.Target{URI: t.URI, Dst: dst, WebRTC: targetWeb(t)}
+		target := b2bua.Target{URI: t.URI, Dst: t.Dest, WebRTC: web}
 		for _, p := range t.Path {
 			if a, err := sip.ParseAddress(p); err == nil {
 				target.Route = append(target.Route, a)
 			}
 		}
-		b.Call(tx, req, target)
-		return true
+		if !target.Dst.IsValid() {
+			// Loose routing: the first Route, else the Request-URI, names
+			// the next hop.
+			hop := t.URI
+			if len(target.Route) > 0 {
+				hop = target.Route[0].URI
+			}
+			addrs, err := dns.Locate(ctx, hop)
+			if err != nil || len(addrs) == 0 {
+				// Not forwarded unbridged: the target could not use the
+				// caller's SDP.
+				logger.Info("crossing branch: callee not reachable", "uri", t.URI.String(), "hop", hop.String(), "err", err)
+				return failedBranch(req, 503), true
+			}
+			target.Dst = addrs[0]
+		}
+		return b.Branch(ctx, req, target), true
 	}
 }
+
+// failedBranch is a bridged branch that ends at once with a response of
+// the gateway's own.
+func failedBranch(req *sip.Request, code int) proxy.BridgedBranch {
+	res := sip.NewResponse(req, code, "")
+	res.SetToTag(sip.NewTag())
+	ch := make(chan *sip.Response, 1)
+	ch <- res
+	close(ch)
+	return closedBranch(ch)
+}
+
+// closedBranch is a bridged branch whose responses are all on the channel
+// already: there is nothing to cancel.
+type closedBranch <-chan *sip.Response
+
+func (c closedBranch) Responses() <-chan *sip.Response { return c }
+func (closedBranch) Cancel()                           {}
 
 // targetWeb reports whether a target is a browser: it registered over a
 // WebSocket.

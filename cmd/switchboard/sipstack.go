@@ -195,7 +195,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		return nil, err
 	}
 	px, err = proxy.New(proxy.Options{
-		Crossing:        crossing(s.calls, dns, logger.With("component", "b2bua")),
+		Bridge:          bridge(s.calls, dns, logger.With("component", "b2bua")),
 		Transactions:    s.tx,
 		Sender:          s.transports,
 		Endpoints:       endpoints(s.addrs, httpAP, cfg.PublicIP),

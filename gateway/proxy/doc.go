@@ -70,16 +70,32 @@
 // A target with several addresses (RFC 3263) fails over to the next one
 // on a transport error, a timeout or a 503.
 //
+// # Bridged branches
+//
+// A call between a browser and a phone needs a back-to-back user agent
+// that translates SDP and relays media. Options.Bridge is asked about
+// each target of an initial INVITE; a target it takes becomes a
+// [BridgedBranch]: the bridge calls the target, and the proxy reads the
+// branch's responses, already the caller's, from it instead of from a
+// client transaction. Everything above holds for such a branch: its
+// provisional responses and every 2xx (with their retransmissions) are
+// forwarded, it takes part in the choice of the best response, a 2xx
+// elsewhere, a 6xx, the caller's CANCEL and Timer C cancel it through
+// BridgedBranch.Cancel. So a user with browsers and phones has them all
+// ring at once, whoever calls. The caller's ACK and later requests go to
+// the bridge, whose Contact the 2xx carries, not through the proxy.
+//
 // # Concurrency
 //
 // A Proxy is immutable after New and safe for concurrent use. Each
 // request is served in the goroutine that the transaction layer gives its
 // server transaction, which owns the request's response context. That
-// goroutine reads one client transaction's responses itself; when a
-// request forks, each further client transaction gets a goroutine that
-// relays its responses. Timers only post events. ServeSIP returns once
-// the relays have ended. For an INVITE that is after every branch has
-// ended — up to 64*T1 after a 2xx (Timer M), so that retransmitted 2xx
-// responses are forwarded — which the server transaction's own Timer L
-// matches.
+// goroutine reads one client transaction's (or bridged branch's)
+// responses itself; when a request forks, each further one gets a
+// goroutine that relays its responses. Timers only post events. ServeSIP
+// returns once the relays have ended. For an INVITE that is after every
+// branch has ended — up to 64*T1 after a 2xx (Timer M), so that
+// retransmitted 2xx responses are forwarded — which the server
+// transaction's own Timer L matches; for a bridged branch that answered,
+// until the bridge has the caller's ACK.
 package proxy

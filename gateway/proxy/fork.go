@@ -26,8 +26,10 @@ type call struct {
 	req    *sip.Request // as received, routes pre-processed; read only
 	hash   string       // loop-detection hash
 	invite bool
-	stamp  string // Record-Route stamp of the Call-ID
-	inTok  string // flow token of the source, "" when it is no connection
+	// bridging: an initial INVITE, whose targets Options.Bridge may take.
+	bridging bool
+	stamp    string // Record-Route stamp of the Call-ID
+	inTok    string // flow token of the source, "" when it is no connection
 
 	groups   [][]Target // targets not tried yet, by decreasing q
 	branches []*branch
@@ -37,11 +39,12 @@ type call struct {
 	noMore    bool // start no more branches: 2xx, 6xx or CANCEL
 	abandoned bool // the server transaction ended before its final response
 
-	// One client transaction at a time is read by the loop itself, the
-	// others through relay goroutines: most requests have a single branch
-	// and need no goroutine of their own.
+	// One source of responses (a client transaction or a bridged branch)
+	// at a time is read by the loop itself, the others through relay
+	// goroutines: most requests have a single branch and need no
+	// goroutine of their own.
 	direct   *branch
-	directCt *transaction.ClientTx
+	directCt *transaction.ClientTx // nil for a bridged branch
 	directCh <-chan *sip.Response
 
 	events chan event
@@ -50,14 +53,16 @@ type call struct {
 }
 
 // branch is one target of the request: a client transaction, or several
-// in turn when the target's addresses fail over (RFC 3263).
+// in turn when the target's addresses fail over (RFC 3263); or a bridged
+// branch, which has no client transaction and no address of its own.
 type branch struct {
-	target Target
-	base   *sip.Request // the request for the target, without Via and Record-Route
-	addrs  []sip.Addr
-	next   int // index of the address to try next
-	ct     *transaction.ClientTx
-	dst    sip.Addr
+	target  Target
+	base    *sip.Request // the request for the target, without Via and Record-Route
+	addrs   []sip.Addr
+	next    int // index of the address to try next
+	ct      *transaction.ClientTx
+	dst     sip.Addr
+	bridged BridgedBranch // set when Options.Bridge took the target
 
 	heard    bool // a provisional response arrived
 	final    bool // the branch's final response is settled
@@ -81,9 +86,12 @@ const (
 type event struct {
 	kind eventKind
 	b    *branch
-	ct   *transaction.ClientTx // evResponse, evClosed
-	res  *sip.Response         // evResponse
-	gen  uint64                // timers
+	// ct is the client transaction of evResponse and evClosed: the
+	// branch's current one unless the branch failed over since. A bridged
+	// branch has a single source, and nil here as in b.ct.
+	ct  *transaction.ClientTx
+	res *sip.Response // evResponse
+	gen uint64        // timers
 }
 
 func newCall(p *Proxy, tx *transaction.ServerTx, r *sip.Request, hash string) *call {
@@ -171,10 +179,21 @@ func (c *call) post(ev event) bool {
 	}
 }
 
-// relay passes the responses of one client transaction to the loop.
-func (c *call) relay(b *branch, ct *transaction.ClientTx) {
+// watch has the loop read ch, the responses of b from ct (nil for a
+// bridged branch): itself when it reads no other, else through a relay.
+func (c *call) watch(b *branch, ct *transaction.ClientTx, ch <-chan *sip.Response) {
+	if c.directCh == nil {
+		c.direct, c.directCt, c.directCh = b, ct, ch
+		return
+	}
+	c.relays.Add(1)
+	go c.relay(b, ct, ch)
+}
+
+// relay passes the responses of one client transaction, or of a bridged
+// branch, to the loop.
+func (c *call) relay(b *branch, ct *transaction.ClientTx, ch <-chan *sip.Response) {
 	defer c.relays.Done()
-	ch := ct.Responses()
 	for {
 		select {
 		case res, ok := <-ch:
@@ -239,10 +258,19 @@ func (c *call) pending() bool {
 	return false
 }
 
-// launch starts a branch for t (§16.6 steps 1-9).
+// launch starts a branch for t (§16.6 steps 1-9), or has Options.Bridge
+// run it.
 func (c *call) launch(ctx context.Context, t Target) {
 	b := &branch{target: t}
 	c.branches = append(c.branches, b)
+	if c.bridging {
+		if br, ok := c.p.bridge(ctx, c.req, t); ok {
+			b.bridged = br
+			c.arm(b, c.p.timerC, evTimerC)
+			c.watch(b, nil, br.Responses())
+			return
+		}
+	}
 	base := c.req.Clone()
 	if t.URI.Scheme != "" {
 		base.URI = t.URI
@@ -312,12 +340,7 @@ func (c *call) attempt(ctx context.Context, b *branch) bool {
 			continue
 		}
 		b.ct, b.dst, b.heard = ct, dst, false
-		if c.directCh == nil {
-			c.direct, c.directCt, c.directCh = b, ct, ct.Responses()
-		} else {
-			c.relays.Add(1)
-			go c.relay(b, ct)
-		}
+		c.watch(b, ct, ct.Responses())
 		return true
 	}
 	return false
@@ -345,7 +368,7 @@ func (c *call) handle(ctx context.Context, ev event) {
 			// An earlier address of the branch: it ended with the failure
 			// that moved the branch on, but a 2xx is always forwarded.
 			if c.invite && ev.res.IsSuccess() {
-				c.forward2xx(ctx, upstream(ev.res))
+				c.forward2xx(ctx, b.upstream(ev.res))
 			}
 			return
 		}
@@ -376,11 +399,14 @@ func (c *call) handle(ctx context.Context, ev event) {
 	}
 }
 
-// upstream returns the response to forward for res: a copy without the
-// proxy's Via (§16.7 step 3).
-func upstream(res *sip.Response) *sip.Response {
+// upstream returns the response to forward for res, a response of b: a
+// copy without the proxy's Via (§16.7 step 3). The responses of a bridged
+// branch have none: they were made for the caller.
+func (b *branch) upstream(res *sip.Response) *sip.Response {
 	up := res.Clone()
-	up.PopVia()
+	if b.bridged == nil {
+		up.PopVia()
+	}
 	return up
 }
 
@@ -395,14 +421,14 @@ func (c *call) onResponse(ctx context.Context, b *branch, res *sip.Response) {
 			c.arm(b, c.p.timerC, evTimerC) // §16.7 step 2
 		}
 		if code > 100 && !c.finalSent {
-			c.p.respond(c.tx, upstream(res))
+			c.p.respond(c.tx, b.upstream(res))
 		}
 		return
 	case code < 300:
 		c.stopTimer(b)
 		b.final = true
 		if c.invite {
-			c.forward2xx(ctx, upstream(res))
+			c.forward2xx(ctx, b.upstream(res))
 			if !c.finalSent {
 				c.finalSent, c.noMore = true, true
 				c.cancelAll(reasonCompletedElsewhere)
@@ -411,7 +437,7 @@ func (c *call) onResponse(ctx context.Context, b *branch, res *sip.Response) {
 		}
 		if !c.finalSent {
 			c.finalSent = true
-			c.p.respond(c.tx, upstream(res))
+			c.p.respond(c.tx, b.upstream(res))
 		}
 		return
 	}
@@ -423,7 +449,7 @@ func (c *call) onResponse(ctx context.Context, b *branch, res *sip.Response) {
 		return
 	}
 	b.final = true
-	up := upstream(res)
+	up := b.upstream(res)
 	switch {
 	case b.timedOut && code == 487:
 		// Canceled by Timer C, not by the caller: the caller timed out.
@@ -494,7 +520,11 @@ func (c *call) onTimerC(ctx context.Context, b *branch) {
 	}
 	b.final = true
 	c.finals = append(c.finals, c.synth(408))
-	if b.ct != nil {
+	switch {
+	case b.bridged != nil:
+		b.canceled = true
+		b.bridged.Cancel()
+	case b.ct != nil:
 		b.canceled = true
 		b.ct.Cancel() // sent if it ever answers provisionally
 	}
@@ -515,9 +545,17 @@ func (c *call) cancelAll(reason string) {
 
 // cancel sends a CANCEL for a branch (§9.1), with a Reason header when one
 // is given and the branch has answered provisionally; otherwise the client
-// transaction sends it as soon as it may. The branch is given up when its
-// final response does not follow within CancelTimeout.
+// transaction sends it as soon as it may. A bridged branch is canceled
+// through its Cancel (the bridge sends its own CANCEL, without the
+// reason). The branch is given up when its final response does not follow
+// within CancelTimeout.
 func (c *call) cancel(ctx context.Context, b *branch, reason string) {
+	if b.bridged != nil {
+		b.canceled = true
+		b.bridged.Cancel()
+		c.arm(b, c.p.cancelTimeout, evCancelTimeout)
+		return
+	}
 	if b.ct == nil {
 		return
 	}

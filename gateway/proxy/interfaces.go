@@ -37,6 +37,22 @@ type Target struct {
 	Expires time.Time
 }
 
+// BridgedBranch is a branch of a forked INVITE that something other than
+// a client transaction runs for the proxy: a back-to-back user agent's
+// call to the target (*b2bua.Leg), made by Options.Bridge.
+//
+// Its responses must be ready to go upstream as they are: built from the
+// caller's INVITE, with no Via of the proxy to remove. They are
+// provisional ones, then a final one; after a 2xx, its retransmissions
+// until the caller's ACK, which reaches the bridge, not the proxy. The
+// channel is closed when no more will come. Cancel gives the branch up:
+// before an answer it ends with a final response (487, say); after, it
+// does nothing. Cancel may be called more than once.
+type BridgedBranch interface {
+	Responses() <-chan *sip.Response
+	Cancel()
+}
+
 // Locator is the location service as the proxy needs it: the targets of an
 // address of record of one of our domains. aor is canonical:
 // "sip:user@domain" with scheme sip, no port, no parameters and the host

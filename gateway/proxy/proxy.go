@@ -96,11 +96,15 @@ type Options struct {
 	// offered; nil means DefaultAlgorithms.
 	Algorithms []string
 
-	// Crossing is offered every authorized out-of-dialog INVITE with its
-	// targets before the proxy forks it. It returns true when it took the
-	// call — a B2BUA does, for calls that cross between WebRTC and plain
-	// RTP endpoints — and has answered or will answer tx itself.
-	Crossing func(tx *transaction.ServerTx, req *sip.Request, targets []Target, caller Caller) bool
+	// Bridge is asked about each target of an authorized initial INVITE
+	// (no To tag) as the proxy forks to it. When it returns true it took
+	// the target: the branch's responses come from the BridgedBranch
+	// rather than from a client transaction — a B2BUA runs the branches
+	// that cross between WebRTC and plain RTP endpoints this way — and
+	// the proxy forwards nothing to the target itself. req is the INVITE
+	// as the proxy received it, after its own Routes were removed; it must
+	// be read only. ctx ends when the proxy is done with the request.
+	Bridge func(ctx context.Context, req *sip.Request, t Target) (BridgedBranch, bool)
 	// LocalOnly forbids authenticated users to reach other domains
 	// directly: only the Router can send requests out.
 	LocalOnly bool
@@ -125,7 +129,7 @@ type Options struct {
 // use.
 type Proxy struct {
 	algorithms []string
-	crossing   func(tx *transaction.ServerTx, req *sip.Request, targets []Target, caller Caller) bool
+	bridge     func(ctx context.Context, req *sip.Request, t Target) (BridgedBranch, bool)
 	txs        Transactions
 	sender     transaction.Sender
 	endpoints  []Endpoint
@@ -181,7 +185,7 @@ func New(opts Options) (*Proxy, error) {
 		tokens:        opts.FlowTokens,
 		authAll:       opts.AuthenticateAll,
 		algorithms:    opts.Algorithms,
-		crossing:      opts.Crossing,
+		bridge:        opts.Bridge,
 		localOnly:     opts.LocalOnly,
 		timerC:        orDuration(opts.TimerC, DefaultTimerC),
 		cancelTimeout: orDuration(opts.CancelTimeout, DefaultCancelTimeout),
@@ -299,10 +303,11 @@ func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Re
 	if !ok {
 		return
 	}
-	if !inDialog && r.Method == sip.MethodInvite && p.crossing != nil && p.crossing(tx, r, targets, caller) {
-		return // a back-to-back user agent took the call
-	}
-	newCall(p, tx, r, hash).run(ctx, targets)
+	c := newCall(p, tx, r, hash)
+	// Only an initial INVITE starts the calls that a bridge may run; an
+	// INVITE with a To tag belongs to a dialog, ours or not.
+	c.bridging = p.bridge != nil && c.invite && r.To().Tag() == ""
+	c.run(ctx, targets)
 }
 
 // validate runs the checks of §16.3 steps 2 and 3 and answers a request

@@ -704,12 +704,18 @@ func (b *e2eBrowser) invite(user string, offer []byte) (*sip.Request, *sip.Respo
 // offer returns the browser's offer with every candidate.
 func (b *e2eBrowser) offer() []byte {
 	b.t.Helper()
-	o, err := b.pc.CreateOffer(nil)
+	return b.gather(b.pc.CreateOffer(nil))
+}
+
+// gather sets desc, the browser's offer or answer, as its local
+// description and returns it with every candidate once ICE has gathered.
+func (b *e2eBrowser) gather(desc webrtc.SessionDescription, err error) []byte {
+	b.t.Helper()
 	if err != nil {
 		b.t.Fatal(err)
 	}
 	done := webrtc.GatheringCompletePromise(b.pc)
-	if err := b.pc.SetLocalDescription(o); err != nil {
+	if err := b.pc.SetLocalDescription(desc); err != nil {
 		b.t.Fatal(err)
 	}
 	select {
