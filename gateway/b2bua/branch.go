@@ -63,7 +63,13 @@ func (l *Leg) Responses() <-chan *sip.Response { return l.tx.responses }
 // Cancel gives the branch up: before the callee's answer the call ends
 // with a CANCEL towards the callee and a 487 on Responses; after, nothing
 // happens (the caller ends an unwanted answer with BYE).
-func (l *Leg) Cancel() { l.tx.cancel() }
+func (l *Leg) Cancel() { l.tx.cancel("") }
+
+// CancelWithReason is Cancel with a Reason header (RFC 3326) on the CANCEL
+// towards the callee, e.g. SIP;cause=200;text="Call completed elsewhere",
+// so that the phone does not show a missed call. The header is sent when
+// the callee has answered provisionally; before, the plain CANCEL goes.
+func (l *Leg) CancelWithReason(reason string) { l.tx.cancel(reason) }
 
 // branchTx is the caller's side of a Leg's call: the uas that puts its
 // responses on a channel instead of sending them.
@@ -77,6 +83,7 @@ type branchTx struct {
 	state      int // 0 proceeding, 1 failed, 2 answered
 	respClosed bool
 	isCanceled bool
+	reason     string // of the cancel, for the CANCEL's Reason header
 	ok         *sip.Response
 	okTimer    clock.Timer
 	okGen      uint64
@@ -208,11 +215,19 @@ func (t *branchTx) armOK(gen uint64) {
 func (t *branchTx) Canceled() <-chan struct{} { return t.canceled }
 func (t *branchTx) Done() <-chan struct{}     { return t.done }
 
-func (t *branchTx) cancel() {
+func (t *branchTx) cancel(reason string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.state == branchProceeding && !t.isCanceled {
 		t.isCanceled = true
+		t.reason = reason
 		close(t.canceled)
 	}
+}
+
+// cancelReason is the Reason the branch was canceled with.
+func (t *branchTx) cancelReason() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.reason
 }

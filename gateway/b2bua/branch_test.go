@@ -32,10 +32,26 @@ func TestBranch(t *testing.T) {
 		h.browser.expect(sip.MethodBye).respond(200, nil)
 		h.ended()
 	})
-	t.Run("canceled", func(t *testing.T) {
-		h := newHarness(t, harnessOptions{})
+	for _, user := range []string{"fork", "fork-elsewhere"} {
+		t.Run("canceled/"+user, func(t *testing.T) { branchCanceled(t, user) })
+	}
+}
+
+// branchCanceled: the caller's CANCEL reaches the browser's leg as a
+// CANCEL, with the Reason the proxy gave when another branch answered.
+func branchCanceled(t *testing.T, user string) {
+	h := newHarness(t, harnessOptions{})
+	cancels := make(chan *sip.Request, 4)
+	h.net.mu.Lock()
+	h.net.observe = func(to string, msg sip.Message) {
+		if req, ok := msg.(*sip.Request); ok && req.Method == sip.MethodCancel && to == "browser" {
+			cancels <- req
+		}
+	}
+	h.net.mu.Unlock()
+	{
 		ph := newTestPhone(t)
-		oc := h.phone.invite("fork", ph.sdp(1, "0 101"))
+		oc := h.phone.invite(user, ph.sdp(1, "0 101"))
 		in := h.browser.expect(sip.MethodInvite)
 		in.respond(180, nil)
 		oc.await(180)
@@ -50,5 +66,19 @@ func TestBranch(t *testing.T) {
 		}
 		in.respond(487, nil)
 		h.ended()
-	})
+		select {
+		case c := <-cancels:
+			want := ""
+			if user == "fork-elsewhere" {
+				want = completedElsewhere
+			}
+			if got := c.Get("Reason"); got != want {
+				t.Errorf("CANCEL to the browser: Reason %q, want %q", got, want)
+			}
+		case <-timeAfter():
+			t.Fatal("no CANCEL reached the browser")
+		}
+	}
 }
+
+const completedElsewhere = `SIP;cause=200;text="Call completed elsewhere"`

@@ -550,11 +550,29 @@ func (c *call) abandon(cause error) {
 	c.log.Info("call abandoned", "cause", cause, "status", code)
 	c.respondCaller(code, reason)
 	if c.binv != nil {
-		_ = c.binv.Cancel()
+		c.cancelCallee()
 		binv, forks := c.binv, c.forks
 		c.b.spawn(func() { c.drainCanceled(binv, forks) })
 	}
 	c.finish(cause)
+}
+
+// cancelCallee cancels the callee's INVITE, with the Reason the caller's
+// side gave (a proxy's "completed elsewhere") when there is one and the
+// callee has answered provisionally, as RFC 3326 allows only then.
+func (c *call) cancelCallee() {
+	var reason string
+	if r, ok := c.atx.(interface{ cancelReason() string }); ok {
+		reason = r.cancelReason()
+	}
+	if reason != "" && c.binv.State() == transaction.StateProceeding {
+		req := transaction.NewCancel(c.binv.Request())
+		req.Add("Reason", reason)
+		if _, err := c.b.opts.Transactions.Request(context.Background(), req, c.callee.dst); err == nil {
+			return
+		}
+	}
+	_ = c.binv.Cancel()
 }
 
 // drainCanceled waits for the final response of the callee's canceled

@@ -34,11 +34,12 @@
 //     at once; a 2xx that crosses the CANCEL is acknowledged and ended
 //     with BYE.
 //
-// When the proxy forks one INVITE over browsers and phones, it runs each
-// browser's branch (or each phone's, for a browser caller) through
-// [B2BUA.Branch] instead: the same call, whose caller-side responses come
-// on [Leg.Responses] for the proxy to forward like those of any branch,
-// and which [Leg.Cancel] gives up.
+// A proxy that forks (the gateway's does, for every INVITE) runs each
+// branch that crosses through [B2BUA.Branch] instead: the same call,
+// whose caller-side responses come on [Leg.Responses] for the proxy to
+// forward like those of any branch, and which [Leg.Cancel] gives up
+// ([Leg.CancelWithReason] when another branch answered, so that the
+// callee's CANCEL says so).
 //
 // Call returns once the caller has its final response. An answered call
 // then lives on its own until a BYE from either leg (200 there, BYE on

@@ -203,14 +203,19 @@ func (h *harness) serve(tx *transaction.ServerTx, req *sip.Request) {
 			Dst:    browserDst,
 			WebRTC: true,
 		}
-	case "fork":
+	case "fork", "fork-elsewhere":
 		// A proxy forking to a browser among other contacts: the B2BUA
-		// runs the browser's branch, the proxy relays what it yields.
+		// runs the browser's branch, the proxy relays what it yields;
+		// fork-elsewhere cancels as when another branch answered.
+		reason := ""
+		if req.URI.User == "fork-elsewhere" {
+			reason = completedElsewhere
+		}
 		h.relayBranch(tx, req, Target{
 			URI:    sip.URI{Scheme: "sip", User: "browser", Host: "df7jal23ls0d.invalid", Params: ";transport=ws"},
 			Dst:    browserDst,
 			WebRTC: true,
-		})
+		}, reason)
 		return
 	default:
 		_ = tx.Respond(sip.NewResponse(req, 404, ""))
@@ -221,7 +226,7 @@ func (h *harness) serve(tx *transaction.ServerTx, req *sip.Request) {
 
 // relayBranch is the part of a proxy that the tests need: one branch,
 // its responses forwarded upstream, the caller's CANCEL passed on.
-func (h *harness) relayBranch(tx *transaction.ServerTx, req *sip.Request, target Target) {
+func (h *harness) relayBranch(tx *transaction.ServerTx, req *sip.Request, target Target, reason string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	leg := h.b2b.Branch(ctx, req, target)
@@ -235,7 +240,11 @@ func (h *harness) relayBranch(tx *transaction.ServerTx, req *sip.Request, target
 			_ = tx.Respond(res)
 		case <-canceled:
 			canceled = nil
-			leg.Cancel()
+			if reason != "" {
+				leg.CancelWithReason(reason)
+			} else {
+				leg.Cancel()
+			}
 		case <-tx.Done():
 			return
 		}

@@ -23,6 +23,8 @@ type testNet struct {
 	queue  []delivery
 	closed bool
 	trace  func(string)
+	// observe, when set, sees every message delivered, and whereto.
+	observe func(to string, msg sip.Message)
 
 	wake chan struct{}
 	done chan struct{}
@@ -124,7 +126,7 @@ func (n *testNet) run() {
 		d := n.queue[0]
 		n.queue[0] = delivery{}
 		n.queue = n.queue[1:]
-		trace := n.trace
+		trace, observe := n.trace, n.observe
 		n.mu.Unlock()
 
 		msg, err := sip.ParseMessage(d.data)
@@ -134,6 +136,9 @@ func (n *testNet) run() {
 		transport.SetSource(msg, d.src)
 		if trace != nil {
 			trace(d.from.name + " -> " + d.to.name + ": " + firstLine(d.data))
+		}
+		if observe != nil {
+			observe(d.to.name, msg)
 		}
 		if d.to.recv != nil {
 			d.to.recv(msg)

@@ -546,13 +546,17 @@ func (c *call) cancelAll(reason string) {
 // cancel sends a CANCEL for a branch (§9.1), with a Reason header when one
 // is given and the branch has answered provisionally; otherwise the client
 // transaction sends it as soon as it may. A bridged branch is canceled
-// through its Cancel (the bridge sends its own CANCEL, without the
-// reason). The branch is given up when its final response does not follow
-// within CancelTimeout.
+// through its Cancel, or CancelWithReason when it has one (the bridge
+// sends its own CANCEL). The branch is given up when its final response
+// does not follow within CancelTimeout.
 func (c *call) cancel(ctx context.Context, b *branch, reason string) {
 	if b.bridged != nil {
 		b.canceled = true
-		b.bridged.Cancel()
+		if rb, ok := b.bridged.(interface{ CancelWithReason(string) }); ok && reason != "" {
+			rb.CancelWithReason(reason)
+		} else {
+			b.bridged.Cancel()
+		}
 		c.arm(b, c.p.cancelTimeout, evCancelTimeout)
 		return
 	}
