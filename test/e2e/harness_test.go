@@ -147,6 +147,9 @@ type gateway struct {
 	t *testing.T
 	// stopped is set once stop has run.
 	stopped bool
+	// terminated is set when the test sent SIGTERM itself: stop then
+	// waits for the exit instead of asking for it.
+	terminated bool
 	// host is the loopback address every listener is on.
 	host string
 	// sipPort is the port of both the UDP and the TCP listener.
@@ -329,10 +332,17 @@ func (g *gateway) stop() {
 	t := g.t
 	select {
 	case <-g.exited:
-		t.Errorf("gateway exited on its own during the test: %v", g.err)
+		switch {
+		case !g.terminated:
+			t.Errorf("gateway exited on its own during the test: %v", g.err)
+		case g.err != nil:
+			t.Errorf("gateway did not exit cleanly after SIGTERM: %v", g.err)
+		}
 	default:
-		if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-			t.Errorf("SIGTERM to the gateway: %v", err)
+		if !g.terminated {
+			if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+				t.Errorf("SIGTERM to the gateway: %v", err)
+			}
 		}
 		select {
 		case <-g.exited:

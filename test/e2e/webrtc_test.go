@@ -34,74 +34,10 @@ const webrtcWait = 10 * time.Second
 // browser hangs up.
 func TestWebRTCCallToPhone(t *testing.T) {
 	g := startGateway(t, gatewayOptions{})
-	httpAddr := net.JoinHostPort(g.host, strconv.Itoa(g.httpPort))
-
-	// 1. The phone registers as 1000 over UDP.
-	ph := newE2EPhone(t, g)
-	ph.register("1000")
-
-	// 2. The browser registers as alice over a WebSocket.
-	br := newE2EBrowser(t, httpAddr)
-	br.register("alice")
-
-	// The browser calls 1000.
+	c := browserCallsPhone(t, g)
+	br, ph, brDlg, phDlg := c.br, c.ph, c.brDlg, c.phDlg
 	ctx, cancel := context.WithTimeout(context.Background(), 3*webrtcWait)
 	defer cancel()
-	offer := br.offer()
-	type inviteResult struct {
-		req *sip.Request
-		res *sip.Response
-		err error
-	}
-	invited := make(chan inviteResult, 1)
-	go func() {
-		req, res, err := br.invite("1000", offer)
-		invited <- inviteResult{req, res, err}
-	}()
-
-	// The phone gets the INVITE and answers.
-	inv := ph.expectRequest(sip.MethodInvite)
-	t.Logf("the gateway's offer to the phone:\n%s", inv.Body)
-	if !bytes.Contains(inv.Body, []byte("RTP/AVP")) {
-		t.Fatalf("the phone's INVITE has no RTP/AVP offer:\n%s", inv)
-	}
-	if err := ph.learn(inv.Body); err != nil {
-		t.Fatalf("phone: %v\n%s", err, inv.Body)
-	}
-	ph.respond(sip.NewResponse(inv, 100, ""))
-	ok := sip.NewResponse(inv, 200, "")
-	ok.SetToTag(sip.NewTag())
-	ok.Add("Contact", fmt.Sprintf("<sip:1000@%s>", ph.sipAddr()))
-	ok.SetBody(ph.sdp(1, ""), "application/sdp")
-	phDlg, err := dialog.NewUAS(inv, ok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ph.respond(ok)
-
-	var ir inviteResult
-	select {
-	case ir = <-invited:
-	case <-time.After(webrtcWait):
-		t.Fatal("the browser got no final answer to its INVITE")
-	}
-	if ir.err != nil {
-		t.Fatalf("browser INVITE: %v", ir.err)
-	}
-	if !bytes.Contains(ir.res.Body, []byte("UDP/TLS/RTP/SAVPF")) {
-		t.Fatalf("the browser's 200 has no WebRTC answer:\n%s", ir.res)
-	}
-	brDlg, err := dialog.NewUAC(ir.req, ir.res)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ack, err := brDlg.NewAck(ir.req.CSeq().Seq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	br.send(ack)
-	br.setAnswer(ir.res.Body)
-	ph.expectRequest(sip.MethodAck)
 
 	// 3. Audio both ways.
 	br.waitConnected()
@@ -201,6 +137,87 @@ func TestWebRTCCallToPhone(t *testing.T) {
 	case <-ctx.Done():
 		t.Fatal("no answer to the browser's BYE")
 	}
+}
+
+// webCall is a call from a browser (alice, over a WebSocket) to a phone
+// (1000, over UDP), answered, with the dialog of each end.
+type webCall struct {
+	br           *e2eBrowser
+	ph           *e2ePhone
+	brDlg, phDlg *dialog.Dialog
+}
+
+// browserCallsPhone registers the phone and the browser, has the browser
+// call the phone through g, the phone answer, and the browser ACK.
+func browserCallsPhone(t *testing.T, g *gateway) webCall {
+	t.Helper()
+	httpAddr := net.JoinHostPort(g.host, strconv.Itoa(g.httpPort))
+	// 1. The phone registers as 1000 over UDP.
+	ph := newE2EPhone(t, g)
+	ph.register("1000")
+
+	// 2. The browser registers as alice over a WebSocket.
+	br := newE2EBrowser(t, httpAddr)
+	br.register("alice")
+
+	// The browser calls 1000.
+	offer := br.offer()
+	type inviteResult struct {
+		req *sip.Request
+		res *sip.Response
+		err error
+	}
+	invited := make(chan inviteResult, 1)
+	go func() {
+		req, res, err := br.invite("1000", offer)
+		invited <- inviteResult{req, res, err}
+	}()
+
+	// The phone gets the INVITE and answers.
+	inv := ph.expectRequest(sip.MethodInvite)
+	t.Logf("the gateway's offer to the phone:\n%s", inv.Body)
+	if !bytes.Contains(inv.Body, []byte("RTP/AVP")) {
+		t.Fatalf("the phone's INVITE has no RTP/AVP offer:\n%s", inv)
+	}
+	if err := ph.learn(inv.Body); err != nil {
+		t.Fatalf("phone: %v\n%s", err, inv.Body)
+	}
+	ph.respond(sip.NewResponse(inv, 100, ""))
+	ok := sip.NewResponse(inv, 200, "")
+	ok.SetToTag(sip.NewTag())
+	ok.Add("Contact", fmt.Sprintf("<sip:1000@%s>", ph.sipAddr()))
+	ok.SetBody(ph.sdp(1, ""), "application/sdp")
+	phDlg, err := dialog.NewUAS(inv, ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ph.respond(ok)
+
+	var ir inviteResult
+	select {
+	case ir = <-invited:
+	case <-time.After(webrtcWait):
+		t.Fatal("the browser got no final answer to its INVITE")
+	}
+	if ir.err != nil {
+		t.Fatalf("browser INVITE: %v", ir.err)
+	}
+	if !bytes.Contains(ir.res.Body, []byte("UDP/TLS/RTP/SAVPF")) {
+		t.Fatalf("the browser's 200 has no WebRTC answer:\n%s", ir.res)
+	}
+	brDlg, err := dialog.NewUAC(ir.req, ir.res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := brDlg.NewAck(ir.req.CSeq().Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br.send(ack)
+	br.setAnswer(ir.res.Body)
+	ph.expectRequest(sip.MethodAck)
+
+	return webCall{br: br, ph: ph, brDlg: brDlg, phDlg: phDlg}
 }
 
 // e2ePhone is a SIP phone over UDP with an RTP endpoint, both on
