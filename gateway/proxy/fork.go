@@ -3,8 +3,10 @@ package proxy
 import (
 	"cmp"
 	"context"
+	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,6 +52,9 @@ type call struct {
 	events chan event
 	stop   chan struct{}
 	relays sync.WaitGroup
+
+	log   *slog.Logger // the proxy's, with the Call-ID
+	start time.Time
 }
 
 // branch is one target of the request: a client transaction, or several
@@ -104,6 +109,8 @@ func newCall(p *Proxy, tx *transaction.ServerTx, r *sip.Request, hash string) *c
 		stamp:  p.stamp(r.CallID()),
 		events: make(chan event, 4),
 		stop:   make(chan struct{}),
+		log:    p.log.With("call_id", r.CallID()),
+		start:  p.clk.Now(),
 	}
 	if r.Source.Flow != 0 {
 		c.inTok = p.tokens.Encode(r.Source)
@@ -289,7 +296,7 @@ func (c *call) launch(ctx context.Context, t Target) {
 		}
 		var rt routing
 		if err := c.p.popOurRoutes(base, &rt); err != nil {
-			c.p.log.Debug("proxy: target path", "uri", t.URI.String(), "err", err)
+			c.log.Debug("proxy: target path", "uri", t.URI.String(), "err", err)
 			c.fail(b, 500)
 			return
 		}
@@ -306,7 +313,7 @@ func (c *call) launch(ctx context.Context, t Target) {
 			b.addrs, err = c.p.resolver.Resolve(ctx, hop)
 		}
 		if err != nil || len(b.addrs) == 0 {
-			c.p.log.Debug("proxy: no address for target", "uri", hop.String(), "err", err)
+			c.log.Debug("proxy: no address for target", "uri", hop.String(), "err", err)
 			c.fail(b, 503)
 			return
 		}
@@ -336,7 +343,7 @@ func (c *call) attempt(ctx context.Context, b *branch) bool {
 		ct, err := c.p.txs.Request(ctx, req, dst)
 		if err != nil {
 			c.stopTimer(b)
-			c.p.log.Debug("proxy: starting client transaction", "dst", dst, "err", err)
+			c.log.Debug("proxy: starting client transaction", "dst", dst, "err", err)
 			continue
 		}
 		b.ct, b.dst, b.heard = ct, dst, false
@@ -428,15 +435,20 @@ func (c *call) onResponse(ctx context.Context, b *branch, res *sip.Response) {
 		c.stopTimer(b)
 		b.final = true
 		if c.invite {
-			c.forward2xx(ctx, b.upstream(res))
-			if !c.finalSent {
+			first := !c.finalSent
+			if first {
 				c.finalSent, c.noMore = true, true
+				c.settled(code)
+			}
+			c.forward2xx(ctx, b.upstream(res))
+			if first {
 				c.cancelAll(reasonCompletedElsewhere)
 			}
 			return
 		}
 		if !c.finalSent {
 			c.finalSent = true
+			c.settled(code)
 			c.p.respond(c.tx, b.upstream(res))
 		}
 		return
@@ -487,7 +499,7 @@ func (c *call) forward2xx(ctx context.Context, up *sip.Response) {
 		return
 	}
 	if err := c.p.sender.Send(ctx, up, c.req.Source); err != nil {
-		c.p.log.Debug("proxy: forwarding 2xx", "err", err)
+		c.log.Debug("proxy: forwarding 2xx", "err", err)
 	}
 }
 
@@ -500,6 +512,7 @@ func (c *call) onCancel() {
 	c.noMore = true
 	c.cancelAll("")
 	c.finalSent = true
+	c.settled(487)
 	res := sip.NewResponse(c.req, 487, "")
 	// The To tag of the CANCEL's 200 (RFC 3261 §16.10).
 	if tag := c.tx.ToTag(); tag != "" {
@@ -575,7 +588,7 @@ func (c *call) cancel(ctx context.Context, b *branch, reason string) {
 	}
 	if !sent {
 		if err := b.ct.Cancel(); err != nil {
-			c.p.log.Debug("proxy: canceling branch", "err", err)
+			c.log.Debug("proxy: canceling branch", "err", err)
 		}
 	}
 	c.arm(b, c.p.cancelTimeout, evCancelTimeout)
@@ -604,7 +617,22 @@ func (c *call) sendBest() {
 	if res == nil {
 		res = c.synth(500) // no branch at all; New targets never leave it so
 	}
+	c.settled(res.StatusCode)
 	c.p.respond(c.tx, res)
+}
+
+// settled logs the outcome of the request, once its final response is
+// chosen: an operator's line per call attempt, and a debug line for
+// other requests.
+func (c *call) settled(code int) {
+	level := slog.LevelDebug
+	if c.invite {
+		level = slog.LevelInfo
+	}
+	from, to := c.req.From(), c.req.To()
+	c.log.Log(context.Background(), level, "proxy: "+strings.ToLower(c.req.Method)+" settled",
+		"status", code, "from", from.URI.String(), "to", to.URI.String(),
+		"branches", len(c.branches), "after", c.p.clk.Now().Sub(c.start), "source", c.req.Source.String())
 }
 
 // bestResponse chooses among final responses (§16.7 step 6): the first

@@ -42,6 +42,10 @@ func TestInviteThroughRecordRoute(t *testing.T) {
 	if len(prov) == 0 || prov[len(prov)-1].StatusCode != 180 {
 		t.Errorf("provisional responses %v, want a 180", prov)
 	}
+	// One line for the operator, written before the answer went out.
+	if log := f.logBuf.String(); !strings.Contains(log, `level=INFO msg="proxy: invite settled" call_id=`+inv.CallID()+" status=200 from=sip:alice@") {
+		t.Errorf("no info line with the call's outcome in the log:\n%s", log)
+	}
 
 	got := bob.waitRequest(sip.MethodInvite)
 	if want := bob.contact(); got.URI.String() != want {
