@@ -311,3 +311,39 @@ func TestDrainRefusesNewCalls(t *testing.T) {
 		t.Errorf("REGISTER while draining: %d", res.StatusCode)
 	}
 }
+
+// TestMediaAddrs: media binds where SIP listens, and a gateway listening
+// on every interface without SWITCHBOARD_PUBLIC_IP announces the address
+// of its default route, or says to set it.
+func TestMediaAddrs(t *testing.T) {
+	lo := netip.MustParseAddr("127.0.0.2")
+	for _, tt := range []struct {
+		env          map[string]string
+		bind, public netip.Addr
+	}{
+		{map[string]string{"SWITCHBOARD_SIP_UDP": "127.0.0.2:5060"}, lo, netip.Addr{}},
+		{map[string]string{"SWITCHBOARD_SIP_UDP": "", "SWITCHBOARD_SIP_TCP": "127.0.0.2:5060"}, lo, netip.Addr{}},
+		{map[string]string{"SWITCHBOARD_SIP_UDP": "0.0.0.0:5060", "SWITCHBOARD_PUBLIC_IP": "203.0.113.7"},
+			netip.IPv4Unspecified(), netip.MustParseAddr("203.0.113.7")},
+		{map[string]string{"SWITCHBOARD_SIP_UDP": ":5060", "SWITCHBOARD_PUBLIC_IP": "203.0.113.7"},
+			netip.IPv4Unspecified(), netip.MustParseAddr("203.0.113.7")},
+	} {
+		bind, public, guessed, err := mediaAddrs(testConfig(t, tt.env))
+		if err != nil || bind != tt.bind || public != tt.public || guessed {
+			t.Errorf("%v: bind %v, public %v, guessed %v, err %v; want %v, %v", tt.env, bind, public, guessed, err, tt.bind, tt.public)
+		}
+	}
+
+	route, routeErr := defaultRouteAddr(false)
+	bind, public, guessed, err := mediaAddrs(testConfig(t, map[string]string{"SWITCHBOARD_SIP_UDP": "0.0.0.0:5060"}))
+	switch {
+	case routeErr != nil:
+		// No default route here (a loopback-only namespace): the error
+		// must say what to set.
+		if err == nil || !strings.Contains(err.Error(), "SWITCHBOARD_PUBLIC_IP") {
+			t.Errorf("without a default route: err %v, want one naming SWITCHBOARD_PUBLIC_IP", err)
+		}
+	case err != nil || !bind.IsUnspecified() || public != route || !guessed:
+		t.Errorf("0.0.0.0 without a public IP: bind %v, public %v (default route %v), guessed %v, err %v", bind, public, route, guessed, err)
+	}
+}
