@@ -145,7 +145,7 @@ func (b *B2BUA) newCall(tx uas, req *sip.Request, target Target) *call {
 	c := &call{
 		b:        b,
 		id:       id,
-		log:      b.log.With("call", id),
+		log:      b.log.With("call", id, "call_id", req.CallID()), // the caller's: one grep finds the proxy's lines too
 		start:    b.clock.Now(),
 		ctx:      ctx,
 		cancel:   cancel,
@@ -177,7 +177,8 @@ func IsWebRTC(req *sip.Request) bool {
 func (c *call) begin() error {
 	target := c.target
 	c.log.Info("call", "from", c.caller.uri.String(), "to", target.URI.String(),
-		"caller_webrtc", c.caller.web, "callee_webrtc", c.callee.web, "late_offer", c.late, "dst", target.Dst.String())
+		"caller_webrtc", c.caller.web, "callee_webrtc", c.callee.web, "late_offer", c.late, "dst", target.Dst.String(),
+		"callee_call_id", c.callee.key.callID)
 	if c.caller.web == c.callee.web {
 		return ErrNotCrossing
 	}
