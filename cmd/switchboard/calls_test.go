@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net"
+	"testing"
+
+	"github.com/switchboard/switchboard/gateway/proxy"
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/transport/locate"
+)
+
+// noDNS fails every lookup, as a resolver without network does.
+type noDNS struct{}
+
+var errNoDNS = errors.New("no dns in this test")
+
+func (noDNS) LookupNAPTR(context.Context, string) ([]locate.NAPTR, error) { return nil, errNoDNS }
+func (noDNS) LookupSRV(context.Context, string, string, string) (string, []*net.SRV, error) {
+	return "", nil, errNoDNS
+}
+func (noDNS) LookupIPAddr(context.Context, string) ([]net.IPAddr, error) { return nil, errNoDNS }
+
+// TestBridgeLeavesSameKind: a branch between two of a kind stays with the
+// proxy, and a crossing branch whose next hop cannot be found ends at once
+// with 503 instead of going out unbridged with an SDP the target cannot
+// use. (The bridged calls themselves are tested end to end.)
+func TestBridgeLeavesSameKind(t *testing.T) {
+	bridge := bridge(nil, &locate.Locator{Resolver: noDNS{}}, discardLogger())
+	phoneReq := mustRequest(t, "INVITE sip:alice@localhost SIP/2.0\r\n"+
+		"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKbr1\r\n"+
+		"From: <sip:1000@localhost>;tag=a\r\nTo: <sip:alice@localhost>\r\n"+
+		"Call-ID: br1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
+	phoneTarget := proxy.Target{URI: sip.URI{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: 5080}}
+	if br, ok := bridge(context.Background(), phoneReq, phoneTarget); ok || br != nil {
+		t.Errorf("phone to phone: bridged (%v)", br)
+	}
+
+	browser := proxy.Target{URI: sip.URI{Scheme: "sip", User: "alice", Host: "df7jal23ls0d.invalid", Params: ";transport=ws"}}
+	br, ok := bridge(context.Background(), phoneReq, browser)
+	if !ok {
+		t.Fatal("phone to an unreachable browser: not taken")
+	}
+	res, open := <-br.Responses()
+	if !open || res.StatusCode != 503 || res.To().Tag() == "" {
+		t.Fatalf("phone to an unreachable browser: %v", res)
+	}
+	if _, open := <-br.Responses(); open {
+		t.Error("more than one response")
+	}
+	br.Cancel() // nothing to cancel; must not block or panic
+}
+
+func mustRequest(t *testing.T, raw string) *sip.Request {
+	t.Helper()
+	m, err := sip.ParseMessage([]byte(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m.(*sip.Request)
+}
