@@ -502,6 +502,10 @@ func TestConnLimits(t *testing.T) {
 		if got := s.dialStatus(t, nil, []string{"sip"}); got != http.StatusServiceUnavailable {
 			t.Errorf("second connection: HTTP %d, want 503", got)
 		}
+		// A message through it proves the server has registered the
+		// first connection, which happens after the client's handshake.
+		send(t, c, websocket.MessageText, request("cl1", 1))
+		s.rec.message(t)
 		if got, want := s.tr.Stats(), (Stats{Open: 1, Accepted: 1, Refused: 1}); got != want {
 			t.Errorf("Stats = %+v, want %+v", got, want)
 		}
