@@ -77,8 +77,9 @@
 // payload type and rewrites the stream the same way onto the gateway's own
 // SSRC. RFC 4733 events are relayed like audio, with their own payload
 // types; [Bridge.SendDTMF] generates them towards the phone (for SIP INFO).
-// RTCP is terminated on each leg: pion runs it for the web leg; on the RTP
-// leg it is counted.
+// RTCP is terminated on each leg: pion runs it for the web leg (sender and
+// receiver reports every 5 s, as browsers do for audio); on the RTP leg it
+// is counted.
 //
 // # Lifetime and statistics
 //

@@ -3,6 +3,7 @@ package media
 import (
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtp"
@@ -22,12 +23,17 @@ import (
 //
 // Until a source latches, packets go to the SDP's address.
 type latch struct {
-	mu           sync.Mutex
-	sdp          netip.AddrPort // from the peer's SDP; invalid on hold (0.0.0.0)
-	latched      netip.AddrPort
-	lastSeen     time.Time
 	relatchAfter time.Duration
 	loopbackOnly bool
+
+	// cur is the latched source, nil when none; seen is when it last sent,
+	// as the time since base. The packet path reads both without the lock.
+	cur  atomic.Pointer[netip.AddrPort]
+	seen atomic.Int64
+
+	mu   sync.Mutex
+	sdp  netip.AddrPort // from the peer's SDP; invalid on hold (0.0.0.0)
+	base time.Time      // set under mu before the first latch, then fixed
 }
 
 // setRemote records the address of the peer's latest SDP; a change
@@ -37,38 +43,55 @@ func (l *latch) setRemote(ap netip.AddrPort) {
 	defer l.mu.Unlock()
 	if ap != l.sdp {
 		l.sdp = ap
-		l.latched = netip.AddrPort{}
+		l.cur.Store(nil)
 	}
 }
 
 // accept reports whether a valid packet from src may be relayed, latching
-// src when allowed; relatched is set when the source changed.
+// src when allowed; relatched is set when the source changed. A packet from
+// the latched source takes no lock.
 func (l *latch) accept(src netip.AddrPort, now time.Time) (ok, relatched bool) {
 	if l.loopbackOnly && !isLoopback(src.Addr()) {
 		return false, false
 	}
+	if p := l.cur.Load(); p != nil && *p == src {
+		l.seen.Store(int64(now.Sub(l.base)))
+		return true, false
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if l.base.IsZero() {
+		l.base = now
+	}
+	p := l.cur.Load()
 	switch {
-	case src == l.latched:
-	case !l.latched.IsValid():
+	case p != nil && *p == src:
+	case p == nil:
 		relatched = true
-	case l.relatchAfter > 0 && now.Sub(l.lastSeen) >= l.relatchAfter:
+	case l.relatchAfter > 0 && now.Sub(l.base)-time.Duration(l.seen.Load()) >= l.relatchAfter:
 		relatched = true
 	default:
 		return false, false
 	}
-	l.latched, l.lastSeen = src, now
+	if relatched {
+		a := new(netip.AddrPort)
+		*a = src
+		l.cur.Store(a)
+	}
+	l.seen.Store(int64(now.Sub(l.base)))
 	return true, relatched
 }
 
 // target is where RTP for the peer goes: the latched source, else the SDP
 // address; invalid when there is none.
 func (l *latch) target() netip.AddrPort {
+	if p := l.cur.Load(); p != nil {
+		return *p
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.latched.IsValid() {
-		return l.latched
+	if p := l.cur.Load(); p != nil {
+		return *p
 	}
 	if a := l.sdp.Addr(); a.IsValid() && !a.IsUnspecified() && l.sdp.Port() != 0 {
 		return l.sdp
@@ -77,9 +100,10 @@ func (l *latch) target() netip.AddrPort {
 }
 
 func (l *latch) source() netip.AddrPort {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.latched
+	if p := l.cur.Load(); p != nil {
+		return *p
+	}
+	return netip.AddrPort{}
 }
 
 // readRTP is the RTP socket's reader: phone → browser.
@@ -123,18 +147,18 @@ func (b *Bridge) fromRTP(buf []byte, src netip.AddrPort, pkt *rtp.Packet) {
 		return
 	}
 	if err := pkt.Unmarshal(buf); err != nil || pkt.Version != 2 {
-		b.rtpIn.drop(func(d *Drops) { d.Malformed++ })
+		b.rtpIn.drop(dropMalformed)
 		return
 	}
 	pt := pkt.PayloadType
 	if r == nil || !r.toWeb.known[pt] {
-		b.rtpIn.drop(func(d *Drops) { d.PayloadType++ })
+		b.rtpIn.drop(dropPayloadType)
 		return
 	}
 	now := b.clock.Now()
 	ok, relatched := b.latch.accept(src, now)
 	if !ok {
-		b.rtpIn.drop(func(d *Drops) { d.Source++ })
+		b.rtpIn.drop(dropSource)
 		return
 	}
 	if relatched {
@@ -148,11 +172,11 @@ func (b *Bridge) fromRTP(buf []byte, src netip.AddrPort, pkt *rtp.Packet) {
 	b.rtpIn.packet(pkt.SSRC, pkt.SequenceNumber, pkt.Timestamp, len(buf), rate, now)
 	out := r.toWeb.out[pt]
 	if out == 0 {
-		b.rtpIn.drop(func(d *Drops) { d.PayloadType++ })
+		b.rtpIn.drop(dropPayloadType)
 		return
 	}
 	if !r.fwdToWeb {
-		b.rtpIn.drop(func(d *Drops) { d.Direction++ })
+		b.rtpIn.drop(dropDirection)
 		return
 	}
 	stripForRelay(pkt)
@@ -167,11 +191,11 @@ func (b *Bridge) fromRTP(buf []byte, src netip.AddrPort, pkt *rtp.Packet) {
 	s.mu.Unlock()
 	switch {
 	case err != nil:
-		b.rtpIn.drop(func(d *Drops) { d.Failed++ })
+		b.rtpIn.drop(dropFailed)
 		return
 	case n == 0:
 		// pion drops what is written before SRTP is up.
-		b.rtpIn.drop(func(d *Drops) { d.Direction++ })
+		b.rtpIn.drop(dropDirection)
 		return
 	}
 	b.webOut.add(pkt.MarshalSize())
@@ -180,7 +204,7 @@ func (b *Bridge) fromRTP(buf []byte, src netip.AddrPort, pkt *rtp.Packet) {
 // fromWeb relays one RTP packet from the browser to the RTP leg.
 func (b *Bridge) fromWeb(buf []byte, pkt *rtp.Packet) {
 	if err := pkt.Unmarshal(buf); err != nil {
-		b.webIn.drop(func(d *Drops) { d.Malformed++ })
+		b.webIn.drop(dropMalformed)
 		return
 	}
 	now := b.clock.Now()
@@ -193,22 +217,22 @@ func (b *Bridge) fromWeb(buf []byte, pkt *rtp.Packet) {
 	}
 	b.webIn.packet(pkt.SSRC, pkt.SequenceNumber, pkt.Timestamp, len(buf), rate, now)
 	if r == nil {
-		b.webIn.drop(func(d *Drops) { d.Direction++ })
+		b.webIn.drop(dropDirection)
 		return
 	}
 	out := r.toRTP.out[pt]
 	if out == 0 {
-		b.webIn.drop(func(d *Drops) { d.PayloadType++ })
+		b.webIn.drop(dropPayloadType)
 		return
 	}
 	if !r.fwdToRTP {
-		b.webIn.drop(func(d *Drops) { d.Direction++ })
+		b.webIn.drop(dropDirection)
 		return
 	}
 	stripForRelay(pkt)
 	pkt.PayloadType = out - 1
 	if !b.sendRTP(pkt, r.toRTP.rate[pt], r.ptime, now, true) {
-		b.webIn.drop(func(d *Drops) { d.Failed++ })
+		b.webIn.drop(dropFailed)
 	}
 }
 

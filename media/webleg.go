@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -26,7 +25,12 @@ var errNotBound = errors.New("media: web track not bound yet")
 // stamps every packet with the payload type of its one codec: the relay
 // sends audio and telephone-event on one SSRC, each with its own number.
 type webTrack struct {
-	mu   sync.RWMutex
+	// bound is pion's binding, nil until Bind and after Unbind; the
+	// packet path reads it without a lock.
+	bound atomic.Pointer[trackBinding]
+}
+
+type trackBinding struct {
 	id   string
 	ssrc uint32
 	w    webrtc.TrackLocalWriter
@@ -38,9 +42,7 @@ func (t *webTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters
 		if strings.EqualFold(c.MimeType, "audio/telephone-event") {
 			continue
 		}
-		t.mu.Lock()
-		t.id, t.ssrc, t.w = ctx.ID(), uint32(ctx.SSRC()), ctx.WriteStream()
-		t.mu.Unlock()
+		t.bound.Store(&trackBinding{id: ctx.ID(), ssrc: uint32(ctx.SSRC()), w: ctx.WriteStream()})
 		return c, nil
 	}
 	return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
@@ -48,10 +50,8 @@ func (t *webTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters
 
 // Unbind is called by pion when the track stops.
 func (t *webTrack) Unbind(ctx webrtc.TrackLocalContext) error {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if t.id == ctx.ID() {
-		t.w = nil
+	if b := t.bound.Load(); b != nil && b.id == ctx.ID() {
+		t.bound.CompareAndSwap(b, nil)
 	}
 	return nil
 }
@@ -63,23 +63,17 @@ func (t *webTrack) StreamID() string          { return "switchboard" }
 func (t *webTrack) Kind() webrtc.RTPCodecType { return webrtc.RTPCodecTypeAudio }
 
 // unbind forgets the binding of a PeerConnection that is dropped.
-func (t *webTrack) unbind() {
-	t.mu.Lock()
-	t.w = nil
-	t.mu.Unlock()
-}
+func (t *webTrack) unbind() { t.bound.Store(nil) }
 
 // writeRTP sends one packet on the track's SSRC; the caller has set the
 // payload type, sequence number and timestamp.
 func (t *webTrack) writeRTP(h *rtp.Header, payload []byte) (int, error) {
-	t.mu.RLock()
-	w, ssrc := t.w, t.ssrc
-	t.mu.RUnlock()
-	if w == nil {
+	b := t.bound.Load()
+	if b == nil {
 		return 0, errNotBound
 	}
-	h.SSRC = ssrc
-	return w.WriteRTP(h, payload)
+	h.SSRC = b.ssrc
+	return b.w.WriteRTP(h, payload)
 }
 
 // newWebLeg makes the PeerConnection of the bridge with the codecs of the
