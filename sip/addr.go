@@ -72,7 +72,9 @@ func scanAddress(a *Address, s string, i int) (int, error) {
 			j++
 		}
 		if j < len(s) && s[j] == '<' {
-			a.Display = trimWS(s[i:j])
+			if d := trimWS(s[i:j]); d != "" {
+				a.Display = d // (a is zero: an empty one need not be written)
+			}
 			i = j
 			angle = true
 		}
@@ -103,7 +105,9 @@ func scanAddress(a *Address, s string, i int) (int, error) {
 	if i, err = scanParams(s, i); err != nil {
 		return i, err
 	}
-	a.Params = Params(trimWS(s[start:i]))
+	if p := trimWS(s[start:i]); p != "" {
+		a.Params = Params(p)
+	}
 	i = skipWS(s, i)
 	if i < len(s) && s[i] != ',' {
 		return i, syntaxError("unexpected text after address")

@@ -11,8 +11,9 @@ const (
 	cParamUnr        // param-unreserved = "[" / "]" / "/" / ":" / "&" / "+" / "$"
 	cHnvUnr          // hnv-unreserved = "[" / "]" / "/" / "?" / ":" / "+" / "$"
 	cWord            // word = 1*(alphanum / "-" / "." / "!" / "%" / "*" / "_" / "+" / "`" / "'" / "~" / "(" / ")" / "<" / ">" / ":" / "\" / DQUOTE / "/" / "[" / "]" / "?" / "{" / "}")
-	cHost            // hostname and IPv4 characters: alphanum "-" "."
+	cHost            // hostname and IPv4 characters: alphanum "-" "." and, leniently, "_"
 	cUTF8            // octets of a multi-byte UTF-8 sequence (UTF8-NONASCII)
+	cParamVal        // unquoted header parameter value: token, host, ":" "[" "]"
 )
 
 var charClass = func() (t [256]uint16) {
@@ -35,7 +36,12 @@ var charClass = func() (t [256]uint16) {
 	set("[]/:&+$", cParamUnr)
 	set("[]/?:+$", cHnvUnr)
 	set("-.!%*_+`'~()<>:\\\"/[]?{}", cWord)
-	set("-.", cHost)
+	set("-._", cHost)
+	for c := range t {
+		if t[c]&(cToken|cHost) != 0 || c == ':' || c == '[' || c == ']' {
+			t[c] |= cParamVal
+		}
+	}
 	for c := 0x80; c <= 0xFF; c++ {
 		t[c] |= cUTF8
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -27,6 +28,7 @@ func FuzzParseMessage(f *testing.F) {
 	seedCorpus(f, func(b []byte) { f.Add(b) })
 	p := Parser{Limits: Limits{MaxMessageSize: 16 << 10}}
 	f.Fuzz(func(t *testing.T, data []byte) {
+		checkFields(t, data)
 		for _, datagram := range []bool{true, false} {
 			var m Message
 			var err error
@@ -106,6 +108,7 @@ func FuzzParseURI(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
+		checkPlainURI(t, s)
 		u, err := ParseURI(s)
 		if err != nil {
 			return
@@ -122,6 +125,69 @@ func FuzzParseURI(f *testing.F) {
 			t.Fatalf("%q not equal to its own round trip %q", s, out)
 		}
 	})
+}
+
+// checkPlainURI checks that the one-pass parser of common sip URIs agrees
+// with the full one on the text after "sip:" in s.
+func checkPlainURI(t *testing.T, s string) {
+	t.Helper()
+	s = strings.TrimPrefix(s, "sip:")
+	var plain, full URI
+	if !plain.parseSIPPlain(s) {
+		if plain != (URI{}) {
+			t.Fatalf("parseSIPPlain(%q) gave up but set %+v", s, plain)
+		}
+		return
+	}
+	if err := full.parseSIPFull(s); err != nil {
+		t.Fatalf("parseSIPPlain accepts %q, parseSIPFull rejects it: %v", s, err)
+	}
+	if plain != full {
+		t.Fatalf("%q: parseSIPPlain gave %+v, parseSIPFull %+v", s, plain, full)
+	}
+}
+
+// checkFields checks that the header lines of a message, split by the
+// parser's quick path where it applies, are what the general line parser
+// makes of each of them.
+func checkFields(t *testing.T, data []byte) {
+	t.Helper()
+	s := strings.TrimLeft(string(data), "\r\n")
+	_, s, found := strings.Cut(s, "\n")
+	if !found {
+		return
+	}
+	lim := Limits{}.WithDefaults()
+	var quick Headers
+	if _, _, err := quick.parseFields(s, &lim); err != nil {
+		return
+	}
+	var slow Headers
+	k := 0
+	for i := 0; i < len(s) && s[i] != '\n' && !strings.HasPrefix(s[i:], "\r\n"); k++ {
+		j := i
+		for j < len(s) && is(s[j], cToken) {
+			j++
+		}
+		f, next, err := slow.parseLine(s, i, j, k, &lim)
+		if err != nil {
+			t.Fatalf("line %d: quick path accepts, parseLine rejects: %v", k, err)
+		}
+		if k >= len(quick.fields) {
+			t.Fatalf("quick path has %d lines, parseLine more", len(quick.fields))
+		}
+		q := quick.fields[k]
+		if q.Name != f.Name || q.Value != f.Value {
+			t.Fatalf("line %d: quick path %q %q, parseLine %q %q", k, q.Name, q.Value, f.Name, f.Value)
+		}
+		if a, b := q.appendTo(nil, quick.raws), f.appendTo(nil, slow.raws); !bytes.Equal(a, b) {
+			t.Fatalf("line %d written back as %q, not %q", k, a, b)
+		}
+		i = next
+	}
+	if k != len(quick.fields) {
+		t.Fatalf("quick path has %d lines, parseLine %d", len(quick.fields), k)
+	}
 }
 
 // FuzzParseAddress: name-addr parsing is stable through String.

@@ -117,17 +117,42 @@ var compactForms = func() (t [26]headerID) {
 	return t
 }()
 
-// byLength groups known names by length: a lookup folds case against two or
-// three candidates instead of hashing.
-var byLength = func() (t [24][]headerID) {
+// nameTable finds a known name from its length and two of its letters:
+// nameHash gives every name of headerNames its own slot, so a lookup is one
+// table load and one comparison instead of a scan over candidates.
+var nameTable = func() (t [256]headerID) {
 	for id := hVia; id < hCount; id++ {
-		n := len(headerNames[id])
-		t[n] = append(t[n], id)
+		k := nameHash(headerNames[id])
+		if t[k] != hOther {
+			panic("sip: header names " + headerNames[t[k]] + " and " + headerNames[id] + " share a slot of nameTable")
+		}
+		t[k] = id
 	}
 	return t
 }()
 
+// nameHash mixes the length, the first and the middle letter of a name
+// (case folded): different for every name in headerNames, which init checks.
+// name must not be empty.
+func nameHash(name string) uint8 {
+	n := len(name)
+	return uint8(2*uint(name[0]|0x20) + 19*uint(name[n/2]|0x20) + 34*uint(n))
+}
+
 func lookupHeader(name string) headerID {
+	// Most senders write the canonical spelling: one table load and one
+	// comparison find it (index has this part written out).
+	if len(name) > 1 {
+		if id := nameTable[nameHash(name)]; headerNames[id] == name {
+			return id
+		}
+	}
+	return lookupHeaderFold(name)
+}
+
+// lookupHeaderFold is lookupHeader for compact forms and names not in
+// their canonical case.
+func lookupHeaderFold(name string) headerID {
 	if len(name) == 1 {
 		c := name[0] | 0x20
 		if c >= 'a' && c <= 'z' {
@@ -135,22 +160,17 @@ func lookupHeader(name string) headerID {
 		}
 		return hOther
 	}
-	if len(name) >= len(byLength) {
+	if name == "" {
 		return hOther
 	}
-	candidates := byLength[len(name)]
-	// Most senders write the canonical case: try it before folding.
-	for _, id := range candidates {
-		if name == headerNames[id] {
-			return id
-		}
+	id := nameTable[nameHash(name)]
+	// The lengths must match, as strings.EqualFold folds some non-ASCII
+	// letters to ASCII ones ("\u212a" to "k").
+	canon := headerNames[id]
+	if len(name) != len(canon) || !strings.EqualFold(name, canon) {
+		return hOther
 	}
-	for _, id := range candidates {
-		if strings.EqualFold(name, headerNames[id]) {
-			return id
-		}
-	}
-	return hOther
+	return id
 }
 
 // CanonicalHeaderName returns the canonical spelling of a known header name
@@ -169,10 +189,13 @@ type HeaderField struct {
 	// Value is the value with line folding undone and surrounding LWS
 	// trimmed.
 	Value string
-	// raw is the whole line as received (without its CRLF), written back
-	// unchanged so that a forwarded header keeps its exact bytes.
-	raw string
-	id  headerID
+	id    headerID
+	// raw, when not 0, numbers (from 1) the entry of the owner's raws that
+	// holds the whole line as received (without its CRLF), written back
+	// unchanged so that a forwarded header keeps its exact bytes. A line
+	// that reads exactly Name + ": " + Value needs none: the field writes
+	// it back byte for byte, and stays small.
+	raw uint32
 }
 
 func (f *HeaderField) is(id headerID, name string) bool {
@@ -182,9 +205,9 @@ func (f *HeaderField) is(id headerID, name string) bool {
 	return f.id == hOther && strings.EqualFold(f.Name, name)
 }
 
-func (f *HeaderField) appendTo(b []byte) []byte {
-	if f.raw != "" {
-		return append(b, f.raw...)
+func (f *HeaderField) appendTo(b []byte, raws []string) []byte {
+	if f.raw != 0 {
+		return append(b, raws[f.raw-1]...)
 	}
 	b = append(b, f.Name...)
 	b = append(b, ": "...)

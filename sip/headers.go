@@ -14,6 +14,9 @@ import (
 // must not be copied after first use: the typed cache points into it.
 type Headers struct {
 	fields []HeaderField
+	// raws holds the received lines that the fields cannot write back from
+	// Name and Value alone (see HeaderField.raw). It is only appended to.
+	raws []string
 
 	cached uint64 // bit 1<<headerID set when the typed value below is current
 
@@ -159,8 +162,12 @@ func (h *Headers) CopyFrom(src *Headers, name string) {
 	id := lookupHeader(name)
 	h.invalidate(id)
 	for i := range src.fields {
-		if src.fields[i].is(id, name) {
-			h.fields = append(h.fields, src.fields[i])
+		if f := src.fields[i]; f.is(id, name) {
+			if f.raw != 0 {
+				h.raws = append(h.raws, src.raws[f.raw-1])
+				f.raw = uint32(len(h.raws))
+			}
+			h.fields = append(h.fields, f)
 		}
 	}
 }
@@ -227,25 +234,31 @@ func (h *Headers) resetTyped(id headerID) bool {
 // parseField adds one header line to the typed cache of its header. seen
 // records the single-value headers met so far.
 func (h *Headers) parseField(f *HeaderField, seen *uint64) (err error) {
-	switch f.id {
+	id, v := f.id, f.Value
+	switch id {
 	case hVia:
-		h.via, err = scanViaList(h.via, f.Value)
+		h.via, err = scanViaList(h.via, v)
+		return err
 	case hContact:
-		if f.Value == "*" {
+		if v == "*" {
 			h.contacts = append(h.contacts, Address{Wildcard: true})
-		} else {
-			h.contacts, err = scanAddressList(h.contacts, f.Value)
+			return nil
 		}
+		h.contacts, err = scanAddressList(h.contacts, v)
+		return err
 	case hRoute:
-		h.routes, err = scanAddressList(h.routes, f.Value)
+		h.routes, err = scanAddressList(h.routes, v)
+		return err
 	case hRecordRoute:
-		h.recordRoutes, err = scanAddressList(h.recordRoutes, f.Value)
+		h.recordRoutes, err = scanAddressList(h.recordRoutes, v)
+		return err
 	case hPath:
-		h.paths, err = scanAddressList(h.paths, f.Value)
+		h.paths, err = scanAddressList(h.paths, v)
+		return err
 	case hContentLength:
 		// Repeated equal values are harmless; different ones are a framing
 		// conflict (RFC 4475 mcl01).
-		n, ok := parseUint(f.Value, 1<<31-1)
+		n, ok := parseUint(v, 1<<31-1)
 		if !ok {
 			return syntaxError("invalid Content-Length")
 		}
@@ -253,23 +266,18 @@ func (h *Headers) parseField(f *HeaderField, seen *uint64) (err error) {
 			return syntaxError("conflicting Content-Length values")
 		}
 		h.contentLength = int(n)
-	default:
-		// The remaining headers take exactly one value (RFC 4475 multi01).
-		if *seen&(1<<f.id) != 0 {
-			return syntaxError("more than one value")
-		}
-		*seen |= 1 << f.id
-		err = h.parseSingle(f.id, f.Value)
+		return nil
 	}
-	return err
-}
-
-func (h *Headers) parseSingle(id headerID, v string) (err error) {
+	// The remaining headers take exactly one value (RFC 4475 multi01).
+	if *seen&(1<<id) != 0 {
+		return syntaxError("more than one value")
+	}
+	*seen |= 1 << id
 	switch id {
 	case hFrom:
-		err = parseAddressInto(&h.from, v)
+		return parseAddressInto(&h.from, v)
 	case hTo:
-		err = parseAddressInto(&h.to, v)
+		return parseAddressInto(&h.to, v)
 	case hCallID:
 		if !isCallID(v) {
 			return syntaxError("invalid Call-ID")
@@ -277,6 +285,7 @@ func (h *Headers) parseSingle(id headerID, v string) (err error) {
 		h.callID = v
 	case hCSeq:
 		h.cseq, err = ParseCSeq(v)
+		return err
 	case hMaxForwards:
 		n, ok := parseUint(v, 255)
 		if !ok {
@@ -284,29 +293,26 @@ func (h *Headers) parseSingle(id headerID, v string) (err error) {
 		}
 		h.maxForwards = int(n)
 	}
-	return err
+	return nil
 }
 
 // isCallID checks callid = word [ "@" word ].
 func isCallID(s string) bool {
-	at := false
-	if s == "" {
-		return false
+	i := 0
+	for i < len(s) && is(s[i], cWord) {
+		i++
 	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c == '@' {
-			if at || i == 0 || i == len(s)-1 {
-				return false
-			}
-			at = true
-			continue
+	if i < len(s) && s[i] == '@' && i > 0 {
+		i++
+		start := i
+		for i < len(s) && is(s[i], cWord) {
+			i++
 		}
-		if !is(c, cWord) {
+		if i == start {
 			return false
 		}
 	}
-	return true
+	return i > 0 && i == len(s)
 }
 
 // Via returns every Via value in order, top first; nil when a Via is
@@ -609,7 +615,7 @@ func (h *Headers) Replaces() (r Replaces, ok bool, err error) {
 
 func (h *Headers) appendTo(b []byte) []byte {
 	for i := range h.fields {
-		b = h.fields[i].appendTo(b)
+		b = h.fields[i].appendTo(b, h.raws)
 		b = append(b, '\r', '\n')
 	}
 	return b

@@ -49,6 +49,8 @@ func (h *Headers) cloneFrom(src *Headers) {
 	} else {
 		h.fields = slices.Clone(src.fields)
 	}
+	// Both copies may append raw lines: neither may write over the other's.
+	h.raws = slices.Clip(src.raws)
 	if len(src.via) > 0 && &src.via[0] == &src.viaArr[0] {
 		h.via = h.viaArr[:len(src.via)]
 	}

@@ -137,6 +137,12 @@ func nextParam(s string, i int) (name, value string, hasValue bool, next int) {
 // quotedEnd returns the index just past the quoted-string starting at s[i];
 // ok is false, and the index len(s), when it is unterminated.
 func quotedEnd(s string, i int) (end int, ok bool) {
+	// Most quoted strings hold no quoted-pair: the first '"' ends them.
+	if q := strings.IndexByte(s[i+1:], '"'); q < 0 {
+		return len(s), false
+	} else if strings.IndexByte(s[i+1:i+1+q], '\\') < 0 {
+		return i + q + 2, true
+	}
 	for i++; i < len(s); i++ {
 		switch s[i] {
 		case '\\':
@@ -178,7 +184,7 @@ func scanParams(s string, i int) (int, error) {
 				continue
 			}
 			start = i
-			for i < len(s) && (is(s[i], cToken|cHost) || s[i] == ':' || s[i] == '[' || s[i] == ']') {
+			for i < len(s) && is(s[i], cParamVal) {
 				i++
 			}
 			if i == start {

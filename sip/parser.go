@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"slices"
 	"strings"
 	"unsafe"
 )
@@ -97,8 +98,11 @@ func (p *Parser) parse(in []byte, datagram bool) (Message, error) {
 	}
 	// One copy for the whole message: every string of the parsed message
 	// points into it, and it is never written again.
-	buf := make([]byte, len(in)-i)
-	copy(buf, in[i:])
+	// (make and copy of the same source in two statements: the compiler
+	// then skips zeroing the new array.)
+	src := in[i:]
+	buf := make([]byte, len(src))
+	copy(buf, src)
 	s := unsafe.String(unsafe.SliceData(buf), len(buf))
 
 	lineEnd := strings.IndexByte(s, '\n')
@@ -110,7 +114,7 @@ func (p *Parser) parse(in []byte, datagram bool) (Message, error) {
 	var h *Headers
 	var req *Request
 	var res *Response
-	if len(startLine) >= 4 && strings.EqualFold(startLine[:4], "SIP/") {
+	if len(startLine) >= 4 && isSIP(startLine[:3]) && startLine[3] == '/' {
 		res = &Response{}
 		if err := res.parseStatusLine(startLine); err != nil {
 			return nil, err
@@ -148,6 +152,9 @@ func (p *Parser) parse(in []byte, datagram bool) (Message, error) {
 	}
 	if req != nil {
 		req.Body = body
+		// Copied last, long after the URI was written: copying it at once
+		// would read its words back before the stores have landed.
+		req.lineURI = req.URI
 		return req, nil
 	}
 	res.Body = body
@@ -190,11 +197,16 @@ func (r *Request) parseRequestLine(line string, lim *Limits) error {
 	}
 	uri, version := rest[:sp2], rest[sp2+1:]
 	// One SP exactly between the elements (RFC 4475 lwsstart, trws, lwsruri).
-	if uri == "" || strings.IndexByte(version, ' ') >= 0 || strings.IndexByte(version, '\t') >= 0 {
+	if uri == "" {
 		return malformed("Malformed Request-Line")
 	}
-	if err := checkVersion(version); err != nil {
-		return err
+	if version != "SIP/2.0" {
+		if strings.IndexByte(version, ' ') >= 0 || strings.IndexByte(version, '\t') >= 0 {
+			return malformed("Malformed Request-Line")
+		}
+		if err := checkVersion(version); err != nil {
+			return err
+		}
 	}
 	if len(uri) > lim.MaxURILength {
 		return &ParseError{Status: 414, Reason: "Request-URI Too Long", Err: ErrTooLarge}
@@ -207,11 +219,14 @@ func (r *Request) parseRequestLine(line string, lim *Limits) error {
 		return malformedHeader("Request-URI", syntaxError("headers in Request-URI"))
 	}
 	r.Method = method
-	r.line, r.lineMethod, r.lineURI = line, method, r.URI
+	r.line, r.lineMethod = line, method
 	return nil
 }
 
 func checkVersion(v string) error {
+	if v == "SIP/2.0" {
+		return nil
+	}
 	if len(v) == 7 && strings.EqualFold(v[:4], "SIP/") && v[4:] == "2.0" {
 		return nil
 	}
@@ -243,75 +258,132 @@ func (r *Response) parseStatusLine(line string) error {
 // parseFields splits the header section at the start of s into lines,
 // undoing line folding, up to the empty line that ends it. It returns the
 // length of the section with its empty line, and whether that line was
-// found. Bare LF line ends are tolerated.
+// found. Bare LF line ends are tolerated. The fields' ids are left to index.
 func (h *Headers) parseFields(s string, lim *Limits) (n int, complete bool, err error) {
 	// The common message fits the inline array; more lines move to the
-	// heap as they come.
-	h.fields = h.fieldArr[:0]
-	for i := 0; i < len(s); {
+	// heap as they come. The slice lives in a local until the end, so that
+	// appending does not write it back to h for every line.
+	fields := h.fieldArr[:0]
+	i := 0
+	for i < len(s) {
 		// The empty line ends the section.
 		if s[i] == '\n' {
-			return i + 1, true, nil
-		}
-		if s[i] == '\r' && i+1 < len(s) && s[i+1] == '\n' {
-			return i + 2, true, nil
-		}
-		// A logical line runs to a newline not followed by SP or HTAB.
-		end, folded := i, false
-		for {
-			j := strings.IndexByte(s[end:], '\n')
-			if j < 0 {
-				end = len(s)
-				break
-			}
-			end += j + 1
-			if end < len(s) && isWS(s[end]) {
-				folded = true
-				continue
-			}
+			n, complete = i+1, true
 			break
 		}
-		line := s[i:end]
-		i = end
-		if n := len(line); n > 0 && line[n-1] == '\n' {
-			line = line[:n-1]
-			if n > 1 && line[n-2] == '\r' {
-				line = line[:n-2]
-			}
+		if s[i] == '\r' && i+1 < len(s) && s[i+1] == '\n' {
+			n, complete = i+2, true
+			break
 		}
-		if len(line) > lim.MaxLineLength {
-			return 0, false, &ParseError{Status: 400, Reason: "Header Line Too Long", Err: ErrTooLarge}
-		}
-		if len(h.fields) == lim.MaxHeaders {
-			return 0, false, &ParseError{Status: 400, Reason: "Too Many Headers", Err: ErrTooLarge}
-		}
-		// field-name is a token, then optional SP/HTAB, then ':'.
-		j := 0
-		for j < len(line) && is(line[j], cToken) {
+		// field-name is a token. CR and LF are not token characters, so
+		// the name ends within the line.
+		j := i
+		for j < len(s) && is(s[j], cToken) {
 			j++
 		}
-		name := line[:j]
-		for j < len(line) && isWS(line[j]) {
-			j++
+		// The usual line, "Name: value" with one SP after the colon, the
+		// value neither folded nor padded, is written back from Name and
+		// Value. Any other needs its raw text kept (parseLine).
+		e := strings.IndexByte(s[j:], '\n') + j // the LF, or j-1
+		next := e + 1
+		if e >= j && e > i && s[e-1] == '\r' {
+			e--
 		}
-		if j == len(line) || line[j] != ':' {
-			if name != "" && j < len(line) && !isWS(line[j]) && strings.IndexByte(line, ':') > 0 {
-				return 0, false, malformed("Malformed Header Name")
+		if e < j || next < len(s) && isWS(s[next]) || e-i > lim.MaxLineLength || len(fields) == lim.MaxHeaders ||
+			j == i || j+1 >= e || s[j] != ':' || s[j+1] != ' ' || isWS(s[j+2]) || isWS(s[e-1]) {
+			var f HeaderField
+			if f, i, err = h.parseLine(s, i, j, len(fields), lim); err != nil {
+				return 0, false, err
 			}
-			return 0, false, malformed("Malformed Header Line")
+			fields = append(fields, f)
+			continue
 		}
-		if name == "" {
-			return 0, false, malformed("Malformed Header Name")
+		// Field by field: a HeaderField built aside and copied in would be
+		// read back in wider words than it was written, which stalls. The
+		// name is looked up by index, in a loop that holds less.
+		k := len(fields)
+		if k == cap(fields) {
+			fields = slices.Grow(fields, 1)
 		}
-		value := line[j+1:]
-		if folded {
-			value = unfold(value)
-		}
-		h.fields = append(h.fields, HeaderField{
-			Name: name, Value: trimWS(value), raw: line, id: lookupHeader(name),
-		})
+		fields = fields[:k+1]
+		f := &fields[k]
+		f.Name, f.Value, f.id, f.raw = s[i:j], s[j+2:e], hOther, 0
+		i = next
 	}
-	return len(s), false, nil
+	if !complete {
+		n = len(s)
+	}
+	h.fields = fields
+	return n, complete, nil
+}
+
+// parseLine parses any header line, the one that starts at s[i] and whose
+// name ends at s[j], and returns it with the index of the next line; nfields
+// lines came before it. The line's text is kept in h.raws to be written
+// back.
+func (h *Headers) parseLine(s string, i, j, nfields int, lim *Limits) (HeaderField, int, error) {
+	// A logical line runs to a newline not followed by SP or HTAB.
+	end, folded := i, false
+	for {
+		k := strings.IndexByte(s[end:], '\n')
+		if k < 0 {
+			end = len(s)
+			break
+		}
+		end += k + 1
+		if end < len(s) && isWS(s[end]) {
+			folded = true
+			continue
+		}
+		break
+	}
+	line := s[i:end]
+	if n := len(line); n > 0 && line[n-1] == '\n' {
+		line = line[:n-1]
+		if n > 1 && line[n-2] == '\r' {
+			line = line[:n-2]
+		}
+	}
+	if len(line) > lim.MaxLineLength {
+		return HeaderField{}, 0, &ParseError{Status: 400, Reason: "Header Line Too Long", Err: ErrTooLarge}
+	}
+	if nfields == lim.MaxHeaders {
+		return HeaderField{}, 0, &ParseError{Status: 400, Reason: "Too Many Headers", Err: ErrTooLarge}
+	}
+	j -= i
+	if j == 0 {
+		return HeaderField{}, 0, badHeaderLine(line, j)
+	}
+	name := line[:j]
+	for j < len(line) && isWS(line[j]) {
+		j++
+	}
+	if j == len(line) || line[j] != ':' {
+		return HeaderField{}, 0, badHeaderLine(line, j)
+	}
+	value := line[j+1:]
+	if folded {
+		value = unfold(value)
+	}
+	h.raws = append(h.raws, line)
+	f := HeaderField{Name: name, Value: trimWS(value), raw: uint32(len(h.raws))}
+	return f, end, nil
+}
+
+// badHeaderLine says what is wrong with a header line that does not start
+// with a field-name, optional whitespace and a colon; the name, if any, ends
+// at line[j]. A colon after something that is not a name is a bad name; a
+// line with no colon where one should be is a bad line.
+func badHeaderLine(line string, j int) error {
+	k := j
+	for k < len(line) && isWS(line[k]) {
+		k++
+	}
+	colonNext := k < len(line) && line[k] == ':'
+	if j == 0 && colonNext || j > 0 && k < len(line) && strings.IndexByte(line, ':') > 0 {
+		return malformed("Malformed Header Name")
+	}
+	return malformed("Malformed Header Line")
 }
 
 // unfold replaces each line break and the whitespace after it with one SP
@@ -345,26 +417,42 @@ const eager = 1<<hVia | 1<<hFrom | 1<<hTo | 1<<hCallID | 1<<hCSeq |
 // (Via, From, To, Call-ID, CSeq, Max-Forwards, Content-Length, Contact,
 // Route, Record-Route, Path), so that a built or changed message can then be
 // read from several goroutines. It returns the first malformed header.
-func (h *Headers) Index() error { return h.indexTyped(false) }
+func (h *Headers) Index() error { return h.indexTyped() }
 
-// index parses the eager headers and checks the mandatory ones (§8.1.1).
+// index looks the names of the header lines up (see parseFields), parses
+// the eager headers and checks the mandatory ones (§8.1.1).
 func (h *Headers) index() error {
-	if err := h.indexTyped(true); err != nil {
-		return err
+	h.via, h.contacts = h.viaArr[:0], h.contactArr[:0]
+	h.maxForwards, h.contentLength = -1, -1
+	var seen uint64
+	for i := range h.fields {
+		f := &h.fields[i]
+		// lookupHeader, with its quick case written out here.
+		var id headerID
+		if name := f.Name; len(name) > 1 {
+			if id = nameTable[nameHash(name)]; headerNames[id] != name {
+				id = lookupHeaderFold(name)
+			}
+		} else {
+			id = lookupHeaderFold(name)
+		}
+		f.id = id
+		if eager&(1<<id) == 0 {
+			continue
+		}
+		if err := h.parseField(f, &seen); err != nil {
+			return malformedHeader(headerNames[f.id], err)
+		}
 	}
+	h.cached |= eager
 	return h.checkMandatory()
 }
 
-// indexTyped parses the eager headers in one pass. fresh says that h was
-// just made by the parser, so its typed values are still zero.
-func (h *Headers) indexTyped(fresh bool) error {
-	h.via, h.contacts = h.viaArr[:0], h.contactArr[:0]
-	h.maxForwards, h.contentLength = -1, -1
-	if !fresh {
-		// Indexing a built or changed message: start from empty values.
-		for id := hVia; id <= hPath; id++ {
-			h.resetTyped(id)
-		}
+// indexTyped parses the eager headers of a built or changed message in one
+// pass, from empty values.
+func (h *Headers) indexTyped() error {
+	for id := hVia; id <= hPath; id++ {
+		h.resetTyped(id)
 	}
 	var seen uint64
 	for i := range h.fields {

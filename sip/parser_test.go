@@ -115,6 +115,10 @@ func TestParseErrors(t *testing.T) {
 		{"bad call-id", base("Call-ID: a84b", "Call-ID: a 84b"), 400, "Malformed Call-ID"},
 		{"header without colon", base("Max-Forwards: 70", "Max-Forwards 70"), 400, "Malformed Header Line"},
 		{"bad header name", base("Max-Forwards:", "Max Forwards:"), 400, "Malformed Header Name"},
+		{"colon without name", base("Max-Forwards: 70", ": 70"), 400, "Malformed Header Name"},
+		{"junk after name", base("Max-Forwards: 70", "Max-Forwards; x:70"), 400, "Malformed Header Name"},
+		{"junk line", base("Max-Forwards: 70", "(70)"), 400, "Malformed Header Line"},
+		{"name only", base("Max-Forwards: 70", "Max-Forwards"), 400, "Malformed Header Line"},
 		{"bad method", base("INVITE sip", "IN(VITE sip"), 400, "Malformed Method"},
 		{"version", base("SIP/2.0\r\nVia", "SIP/2.1\r\nVia"), 505, "Version Not Supported"},
 		{"garbage version", base("SIP/2.0\r\nVia", "HTTP/1.1\r\nVia"), 400, "Malformed SIP-Version"},
@@ -445,5 +449,48 @@ func TestIndexAfterChanges(t *testing.T) {
 	r.Set("Via", "SIP/2.0/UDP bad host")
 	if err := r.Index(); err == nil {
 		t.Error("Index accepted a malformed Via")
+	}
+}
+
+// TestLookupHeader compares the hashed lookup of header names with a plain
+// search of headerNames: every name in several cases, compact forms, and
+// near misses.
+func TestLookupHeader(t *testing.T) {
+	want := func(name string) headerID {
+		if len(name) == 1 {
+			for c, id := range compactForms {
+				if id != hOther && strings.EqualFold(name, string(rune('a'+c))) {
+					return id
+				}
+			}
+			return hOther
+		}
+		for id := hVia; id < hCount; id++ {
+			if len(name) == len(headerNames[id]) && strings.EqualFold(name, headerNames[id]) {
+				return id
+			}
+		}
+		return hOther
+	}
+	var names []string
+	for id := hVia; id < hCount; id++ {
+		n := headerNames[id]
+		names = append(names, n, strings.ToLower(n), strings.ToUpper(n), n[:len(n)-1], n+"x", "X-"+n)
+		for i := range len(n) {
+			b := []byte(n)
+			b[i] ^= 0x01
+			names = append(names, string(b))
+			b[i] ^= 0x01 | 0x80
+			names = append(names, string(b))
+		}
+	}
+	for c := 0; c < 256; c++ {
+		names = append(names, string([]byte{byte(c)}), string([]byte{'v', byte(c)}))
+	}
+	names = append(names, "", "\u212aontact", "Contac\u212a", "\u017fubject", "Via ", " Via")
+	for _, n := range names {
+		if got, w := lookupHeader(n), want(n); got != w {
+			t.Errorf("lookupHeader(%q) = %q, want %q", n, headerNames[got], headerNames[w])
+		}
 	}
 }

@@ -42,6 +42,19 @@ func ParseURI(s string) (URI, error) {
 
 // parse fills u, which must be zero (see scanAddress).
 func (u *URI) parse(s string) error {
+	// "sip:" and "sips:" in any case, the schemes nearly every URI has.
+	if len(s) >= 4 && isSIP(s[:3]) && (s[3] == ':' || len(s) >= 5 && s[3]|0x20 == 's' && s[4] == ':') {
+		scheme, rest := "sip", s[4:]
+		if s[3] != ':' {
+			scheme, rest = "sips", s[5:]
+		}
+		u.Scheme = scheme
+		// parseSIP, written out.
+		if u.parseSIPPlain(rest) {
+			return nil
+		}
+		return u.parseSIPFull(rest)
+	}
 	colon := strings.IndexByte(s, ':')
 	if colon <= 0 {
 		return syntaxError("missing URI scheme")
@@ -75,7 +88,7 @@ func (u *URI) parse(s string) error {
 
 func schemeName(s string) string {
 	switch {
-	case len(s) == 3 && s[0]|0x20 == 's' && s[1]|0x20 == 'i' && s[2]|0x20 == 'p':
+	case isSIP(s):
 		return "sip"
 	case len(s) == 4 && strings.EqualFold(s, "sips"):
 		return "sips"
@@ -86,6 +99,14 @@ func schemeName(s string) string {
 }
 
 func (u *URI) parseSIP(s string) error {
+	if u.parseSIPPlain(s) {
+		return nil
+	}
+	return u.parseSIPFull(s)
+}
+
+// parseSIPFull parses any sip or sips URI after its scheme.
+func (u *URI) parseSIPFull(s string) error {
 	end := len(s)
 	if q := strings.IndexByte(s, '?'); q >= 0 {
 		// A '?' may stand unescaped in the user part (user-unreserved), so
@@ -138,6 +159,111 @@ func (u *URI) parseSIP(s string) error {
 	return nil
 }
 
+// parseSIPPlain parses in one pass the sip or sips URI that most messages
+// carry: [user "@"] host [":" port] *(";" param) ["?" headers], with no
+// escape, password or repeated parameter. It reports false, leaving u as it
+// was, for anything else, which parseSIPFull then parses (or rejects). Both
+// accept the same URIs and fill u the same (FuzzParseURI checks it).
+func (u *URI) parseSIPPlain(s string) bool {
+	// As in parseSIP, the user part ends at the first '@'; it may then hold
+	// '?' and ';' (user-unreserved), and headers start after the '@'.
+	var user string
+	i := 0
+	if at := strings.IndexByte(s, '@'); at >= 0 {
+		if at == 0 {
+			return false
+		}
+		user = s[:at]
+		for k := 0; k < len(user); k++ {
+			if !is(user[k], cAlnum|cMark|cUserUnr) {
+				return false // ':' of a password, '%' of an escape, or an error
+			}
+		}
+		i = at + 1
+	}
+	var host string
+	if i < len(s) && s[i] == '[' {
+		h, n, err := scanHost(s[i:])
+		if err != nil {
+			return false
+		}
+		host, i = h, i+n
+	} else {
+		start := i
+		for i < len(s) && is(s[i], cHost) {
+			i++
+		}
+		if i == start {
+			return false
+		}
+		host = s[start:i]
+	}
+	port, i, ok := scanPort(s, i)
+	if !ok {
+		return false
+	}
+	// Parameters: names and values of unreserved characters (no '%'), no
+	// name twice. The first few names are remembered to compare the next
+	// ones with.
+	pstart := i
+	var names [4]string // only the first n
+	for n := 0; i < len(s) && s[i] == ';'; n++ {
+		i++
+		start := i
+		for i < len(s) && is(s[i], cAlnum|cMark|cParamUnr) {
+			i++
+		}
+		name := s[start:i]
+		if name == "" {
+			return false
+		}
+		if n < len(names) {
+			for _, prev := range names[:n] {
+				if len(prev) == len(name) && strings.EqualFold(prev, name) {
+					return false
+				}
+			}
+			names[n] = name
+		} else if hasPlainParam(s[pstart:start-1], name) {
+			return false
+		}
+		if i < len(s) && s[i] == '=' {
+			i++
+			start = i
+			for i < len(s) && is(s[i], cAlnum|cMark|cParamUnr) {
+				i++
+			}
+			if i == start {
+				return false
+			}
+		}
+	}
+	params := s[pstart:i]
+	var headers string
+	if i < len(s) {
+		if s[i] != '?' {
+			return false
+		}
+		headers = s[i+1:]
+		if checkURIHeaders(headers) != nil {
+			return false
+		}
+	}
+	// u is zero: empty strings need not be written, which spares the
+	// write barriers of pointers to nothing while the GC marks.
+	u.Host, u.Port = host, port
+	if user != "" {
+		u.User = user
+	}
+	if params != "" {
+		u.Params = Params(params)
+	}
+	if headers != "" {
+		u.Headers = headers
+	}
+	return true
+}
+
 // parseHostPort reads host [":" port] at the start of s and returns where it
 // ended.
 func (u *URI) parseHostPort(s string) (int, error) {
@@ -146,19 +272,27 @@ func (u *URI) parseHostPort(s string) (int, error) {
 		return i, err
 	}
 	u.Host = host
-	if i < len(s) && s[i] == ':' {
-		j := i + 1
-		for j < len(s) && s[j] >= '0' && s[j] <= '9' {
-			j++
-		}
-		p, ok := parseUint(s[i+1:j], 65535)
-		if !ok {
-			return j, syntaxError("invalid port")
-		}
-		u.Port = int(p)
-		i = j
+	port, j, ok := scanPort(s, i)
+	if !ok {
+		return j, syntaxError("invalid port")
 	}
-	return i, nil
+	u.Port = port
+	return j, nil
+}
+
+// scanPort reads an optional ":" port at s[i:], returning the port (0 when
+// there is none), where it ended, and false for a port that is empty or
+// above 65535.
+func scanPort(s string, i int) (port, end int, ok bool) {
+	if i >= len(s) || s[i] != ':' {
+		return 0, i, true
+	}
+	j := i + 1
+	for j < len(s) && s[j] >= '0' && s[j] <= '9' {
+		j++
+	}
+	p, ok := parseUint(s[i+1:j], 65535)
+	return int(p), j, ok
 }
 
 // scanHost reads a host name, an IPv4 address or an IPv6 reference and
@@ -175,7 +309,7 @@ func scanHost(s string) (string, int, error) {
 		return s[1:end], end + 1, nil
 	}
 	i := 0
-	for i < len(s) && (is(s[i], cHost) || s[i] == '_') {
+	for i < len(s) && is(s[i], cHost) {
 		i++
 	}
 	if i == 0 {
@@ -484,6 +618,25 @@ func hasParamName(s, name string) bool {
 			n = decodeEscapes(n)
 		}
 		if strings.EqualFold(n, name) {
+			return true
+		}
+		for i < len(s) && s[i] != ';' {
+			i++
+		}
+	}
+	return false
+}
+
+// hasPlainParam is hasParamName for URI parameters without escapes, as
+// parseSIPPlain accepts them: names compare by length first.
+func hasPlainParam(s, name string) bool {
+	for i := 0; i < len(s); {
+		i++ // ';'
+		start := i
+		for i < len(s) && s[i] != ';' && s[i] != '=' {
+			i++
+		}
+		if i-start == len(name) && strings.EqualFold(s[start:i], name) {
 			return true
 		}
 		for i < len(s) && s[i] != ';' {

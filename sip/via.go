@@ -1,9 +1,6 @@
 package sip
 
-import (
-	"strconv"
-	"strings"
-)
+import "strconv"
 
 // BranchCookie starts every RFC 3261 branch (§8.1.1.7); a branch without it
 // comes from an RFC 2543 element and needs the old matching rules.
@@ -80,7 +77,7 @@ func scanVia(v *Via, s string, i int) (int, error) {
 		}
 		return false
 	}
-	if name := tok(); !strings.EqualFold(name, "SIP") || !slash() {
+	if name := tok(); !isSIP(name) || !slash() {
 		return i, syntaxError("invalid sent-protocol")
 	}
 	if version := tok(); version != "2.0" || !slash() {
@@ -122,6 +119,11 @@ func scanVia(v *Via, s string, i int) (int, error) {
 		return i, syntaxError("unexpected text in Via")
 	}
 	return i, nil
+}
+
+// isSIP reports whether s is "SIP" in any case.
+func isSIP(s string) bool {
+	return len(s) == 3 && s[0]|0x20 == 's' && s[1]|0x20 == 'i' && s[2]|0x20 == 'p'
 }
 
 // ParseVia parses a Via header value, which may hold several via-parms.
