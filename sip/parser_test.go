@@ -3,6 +3,8 @@ package sip
 import (
 	"bytes"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -319,6 +321,28 @@ func TestRejectBytes(t *testing.T) {
 	}
 	if _, ok := RejectBytes([]byte("INVITE sip:a@b SIP/2.0\r\nTo: <sip:a@b>\r\n\r\n"), pe); ok {
 		t.Error("answered without a Via")
+	}
+	if _, ok := RejectBytes([]byte("INVITE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP ;;\r\nTo: <sip:a@b>\r\n\r\n"), pe); ok {
+		t.Error("answered without a sent-by")
+	}
+
+	// RFC 4475 badinv01: the only Via is malformed. The answer keeps its
+	// protocol and sent-by, for the transport to send to the source.
+	badinv01, err := os.ReadFile(filepath.Join(tortureDir, "badinv01.dat"))
+	if err != nil {
+		t.Skip(err)
+	}
+	_, err = ParseDatagram(badinv01)
+	if !errors.As(err, &pe) {
+		t.Fatalf("badinv01 parsed: %v", err)
+	}
+	out, ok = RejectBytes(badinv01, pe)
+	if !ok {
+		t.Fatal("badinv01: no answer built")
+	}
+	res = mustParse(t, string(out)).(*Response)
+	if v, _ := res.TopVia(); res.StatusCode != 400 || v.String() != "SIP/2.0/UDP 192.0.2.15" || res.CallID() == "" {
+		t.Errorf("badinv01 answer:\n%s", out)
 	}
 }
 

@@ -9,9 +9,10 @@ import (
 // RejectBytes builds the stateless answer to a request that failed to
 // parse: the status and reason of perr, with the Via, From, To, Call-ID and
 // CSeq lines copied as they came, so the sender can match it to its
-// transaction and stop retransmitting. ok is false when data is not a
-// request or has no usable Via: then nothing can be sent, and the caller
-// only logs.
+// transaction and stop retransmitting. When no Via parses, the protocol and
+// sent-by of the first are kept without its parameters. ok is false when
+// data is not a request or has no Via with a usable sent-by: then nothing
+// can be sent, and the caller only logs.
 func RejectBytes(data []byte, perr *ParseError) (resp []byte, ok bool) {
 	s := string(bytes.TrimLeft(data, "\r\n"))
 	if perr == nil || perr.Status < 300 || len(s) < 4 || strings.EqualFold(s[:4], "SIP/") {
@@ -28,6 +29,7 @@ func RejectBytes(data []byte, perr *ParseError) (resp []byte, ok bool) {
 	out = append(out, perr.Reason...)
 	out = append(out, "\r\n"...)
 	vias, seen := 0, uint64(0)
+	var badVia string // the first Via value that did not parse
 	for s != "" {
 		var line string
 		line, s = nextLogicalLine(s)
@@ -48,6 +50,8 @@ func RejectBytes(data []byte, perr *ParseError) (resp []byte, ok bool) {
 			_, err = ParseVia(value)
 			if err == nil {
 				vias++
+			} else if badVia == "" {
+				badVia = value
 			}
 		case hTo:
 			var a Address
@@ -73,7 +77,22 @@ func RejectBytes(data []byte, perr *ParseError) (resp []byte, ok bool) {
 		out = append(out, "\r\n"...)
 	}
 	if vias == 0 {
-		return nil, false
+		// Every Via is malformed (RFC 4475 badinv01 wants a 400 all the
+		// same). The transport answers to the source address anyway; the
+		// answer needs a Via to be a response at all, so keep the part of
+		// the first one before its parameters when that much parses.
+		sentBy, _, _ := strings.Cut(badVia, ",")
+		sentBy, _, _ = strings.Cut(sentBy, ";")
+		sentBy = trimWS(sentBy)
+		if sentBy == "" {
+			return nil, false
+		}
+		if _, err := ParseVia(sentBy); err != nil {
+			return nil, false
+		}
+		out = append(out, "Via: "...)
+		out = append(out, sentBy...)
+		out = append(out, "\r\n"...)
 	}
 	out = append(out, "Content-Length: 0\r\n\r\n"...)
 	return out, true

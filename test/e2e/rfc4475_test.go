@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -386,12 +385,9 @@ func TestRFC4475(t *testing.T) {
 	})
 
 	// badinv01 (§3.1.2.1): the only Via is malformed ("SIP/2.0/UDP
-	// 127.0.0.1;;,;,,"). RFC 4475 says respond 400 (to the source address,
-	// as the Via is useless); the gateway drops the message.
+	// 127.0.0.1;;,;,,"). RFC 4475 says respond 400: to the source address,
+	// with the Via's sent-by and protocol kept.
 	t.Run("badinv01", func(t *testing.T) {
-		skipBug(t, "a request whose only Via is malformed (RFC 4475 badinv01) is dropped without an answer; "+
-			"sip.RejectBytes builds no 400 when no Via line parses (sipudp logs \"unparseable message ... answered=false "+
-			"err=\\\"sip: 400 Malformed Via: empty parameter name\\\"\"); RFC 4475 §3.1.2.1 wants 400 Bad Request")
 		p := newUDPPeer(t, g)
 		id := token()
 		req := "INVITE sip:bob@" + domain + " SIP/2.0\r\n" +
@@ -455,14 +451,4 @@ func TestRFC4475(t *testing.T) {
 			t.Errorf("OPTIONS after the checks: %d %s", res.status, res.reason)
 		}
 	})
-}
-
-// skipBug skips a test that shows a known gateway bug, unless
-// SWITCHBOARD_E2E_BUGS=1 asks to run it (it then fails until the bug is
-// fixed).
-func skipBug(t *testing.T, bug string) {
-	t.Helper()
-	if os.Getenv("SWITCHBOARD_E2E_BUGS") != "1" {
-		t.Skip("bug: " + bug + " (SWITCHBOARD_E2E_BUGS=1 runs this test)")
-	}
 }
