@@ -10,14 +10,14 @@ import (
 	"github.com/switchboard/switchboard/sip"
 )
 
-// tortureDir is the RFC 4475 corpus shipped beside the repository.
-const tortureDir = "../../../shared/torture"
+// tortureDir is the RFC 4475 corpus, kept with the sip package.
+const tortureDir = "../../sip/testdata/torture"
 
 func loadTorture(t *testing.T, name string) []byte {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(tortureDir, name+".dat"))
 	if errors.Is(err, os.ErrNotExist) {
-		t.Skipf("torture corpus not available: %v", err)
+		t.Fatalf("torture corpus: %v", err)
 	}
 	if err != nil {
 		t.Fatal(err)
