@@ -17,6 +17,8 @@ import (
 //     gateway exits 0 at once, long before the period is over.
 //   - "grace over": nobody hangs up; when the grace period ends the
 //     gateway sends BYE to both legs and exits 0.
+//   - "second signal": a second SIGTERM ends a long drain at once, with
+//     the same BYEs.
 func TestDrain(t *testing.T) {
 	t.Run("calls end", func(t *testing.T) {
 		g := startGateway(t, gatewayOptions{env: map[string]string{"SWITCHBOARD_DRAIN_TIMEOUT": "5m"}})
@@ -37,22 +39,40 @@ func TestDrain(t *testing.T) {
 		awaitBye(t, byeRes)
 		awaitExit(t, g, stopTimeout)
 	})
-	t.Run("grace over", func(t *testing.T) {
-		g := startGateway(t, gatewayOptions{env: map[string]string{"SWITCHBOARD_DRAIN_TIMEOUT": "1s"}})
-		c := browserCallsPhone(t, g)
-		terminate(t, g)
-		pbye := c.ph.expectRequest(sip.MethodBye)
-		if err := c.phDlg.ReceiveRequest(pbye); err != nil {
-			t.Errorf("the phone's BYE is not in its dialog: %v", err)
+	for name, ending := range map[string]struct {
+		grace  string
+		signal bool // a second SIGTERM ends the drain, not the grace period
+	}{
+		"grace over":    {grace: "1s"},
+		"second signal": {grace: "5m", signal: true},
+	} {
+		t.Run(name, func(t *testing.T) { drainEnds(t, ending.grace, ending.signal) })
+	}
+}
+
+// drainEnds: when the drain ends with a call still up, by its grace
+// period or by a second signal, the gateway ends the call with BYE on
+// both legs and exits 0.
+func drainEnds(t *testing.T, grace string, secondSignal bool) {
+	g := startGateway(t, gatewayOptions{env: map[string]string{"SWITCHBOARD_DRAIN_TIMEOUT": grace}})
+	c := browserCallsPhone(t, g)
+	terminate(t, g)
+	if secondSignal {
+		if err := g.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatalf("second SIGTERM: %v", err)
 		}
-		c.ph.respond(sip.NewResponse(pbye, 200, ""))
-		bbye := c.br.awaitRequest(sip.MethodBye)
-		if err := c.brDlg.ReceiveRequest(bbye); err != nil {
-			t.Errorf("the browser's BYE is not in its dialog: %v", err)
-		}
-		c.br.sendResponse(sip.NewResponse(bbye, 200, ""))
-		awaitExit(t, g, stopTimeout)
-	})
+	}
+	pbye := c.ph.expectRequest(sip.MethodBye)
+	if err := c.phDlg.ReceiveRequest(pbye); err != nil {
+		t.Errorf("the phone's BYE is not in its dialog: %v", err)
+	}
+	c.ph.respond(sip.NewResponse(pbye, 200, ""))
+	bbye := c.br.awaitRequest(sip.MethodBye)
+	if err := c.brDlg.ReceiveRequest(bbye); err != nil {
+		t.Errorf("the browser's BYE is not in its dialog: %v", err)
+	}
+	c.br.sendResponse(sip.NewResponse(bbye, 200, ""))
+	awaitExit(t, g, stopTimeout)
 }
 
 // terminate sends SIGTERM and waits until /readyz says 503: the drain has
