@@ -409,6 +409,18 @@ func sameHop(inv *sip.Request, method, via string, toFrom *sip.Headers) *sip.Req
 	return r
 }
 
+// NewAck builds the ACK of res, a non-2xx final response to inv (RFC 3261
+// §17.1.1.3): inv's Request-URI, Call-ID, From, CSeq number and Route, the
+// To of res (with its tag), and inv's top Via as its only Via. A client
+// transaction sends it by itself; NewAck is for a UA that runs without one.
+func NewAck(inv *sip.Request, res *sip.Response) *sip.Request {
+	var via string
+	if v, ok := inv.TopVia(); ok {
+		via = v.String()
+	}
+	return sameHop(inv, sip.MethodAck, via, &res.Headers)
+}
+
 // NewCancel builds the CANCEL of inv (RFC 3261 §9.1): the same Request-URI,
 // Call-ID, To, From and CSeq number (method CANCEL), a single Via equal to
 // inv's top Via (so the CANCEL has the INVITE's branch), inv's Route

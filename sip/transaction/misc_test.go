@@ -116,3 +116,21 @@ func TestOnFinal(t *testing.T) {
 		t.Errorf("outcomes = %v, want %v", got, want)
 	}
 }
+
+// TestNewAck: the ACK of a non-2xx is the one the client transaction sends
+// by itself (§17.1.1.3).
+func TestNewAck(t *testing.T) {
+	h := newHarness(t, Config{})
+	tx := mustRequest(t, h, "INVITE", peerUDP)
+	h.net.take()
+	res := response(tx.Request(), 486, "busy")
+	h.l.HandleMessage(wire(t, res, peerUDP))
+	sent := h.net.take()
+	if len(sent) != 1 {
+		t.Fatalf("sent %s, want the transaction's ACK", labels(sent))
+	}
+	want := sent[0].msg.String()
+	if got := NewAck(tx.Request(), res).String(); got != want {
+		t.Errorf("NewAck:\n%s\nthe transaction's ACK:\n%s", got, want)
+	}
+}

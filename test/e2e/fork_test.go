@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/dialog"
 	"github.com/switchboard/switchboard/sip/digest"
+	"github.com/switchboard/switchboard/sip/transaction"
 )
 
 // TestForkPhoneToBrowserAndPhone is issue #5 §1, a phone calling a web
@@ -337,16 +338,7 @@ func (p *e2ePhone) call(from, to string, sdp []byte) *sip.Request {
 		if res.StatusCode != 407 {
 			p.t.Fatalf("caller: first INVITE got %d %s, want 407", res.StatusCode, res.Reason)
 		}
-		via, _ := req.TopVia()
-		ack := sip.NewRequest(sip.MethodAck, req.URI)
-		ack.Add("Via", via.String())
-		ack.Add("Max-Forwards", "70")
-		ack.CopyFrom(&req.Headers, "From")
-		ack.CopyFrom(&res.Headers, "To")
-		ack.CopyFrom(&req.Headers, "Call-ID")
-		ack.Add("CSeq", strconv.Itoa(cseq)+" ACK")
-		ack.Add("Content-Length", "0")
-		p.send(ack)
+		p.send(transaction.NewAck(req, res))
 		ch, err := digest.ParseChallenge(res.Get("Proxy-Authenticate"))
 		if err != nil {
 			p.t.Fatalf("caller: challenge: %v\n%s", err, res)

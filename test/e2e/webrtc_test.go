@@ -22,6 +22,7 @@ import (
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/dialog"
 	"github.com/switchboard/switchboard/sip/digest"
+	"github.com/switchboard/switchboard/sip/transaction"
 )
 
 // webrtcWait bounds every wait of the WebRTC test.
@@ -692,16 +693,7 @@ func (b *e2eBrowser) invite(user string, offer []byte) (*sip.Request, *sip.Respo
 			return req, res, nil
 		case res.StatusCode == 407:
 			// ACK the 407 in its transaction (RFC 3261 §17.1.1.3).
-			via, _ := req.TopVia()
-			ack := sip.NewRequest(sip.MethodAck, req.URI)
-			ack.Add("Via", via.String())
-			ack.Add("Max-Forwards", "70")
-			ack.CopyFrom(&req.Headers, "From")
-			ack.CopyFrom(&res.Headers, "To")
-			ack.CopyFrom(&req.Headers, "Call-ID")
-			ack.Add("CSeq", strconv.Itoa(cseq)+" ACK")
-			ack.Add("Content-Length", "0")
-			b.send(ack)
+			b.send(transaction.NewAck(req, res))
 			ch, err := digest.ParseChallenge(res.Get("Proxy-Authenticate"))
 			if err != nil {
 				return nil, nil, fmt.Errorf("challenge: %v\n%s", err, res)
