@@ -189,7 +189,7 @@ func failedBranch(req *sip.Request, code int) proxy.BridgedBranch {
 type closedBranch <-chan *sip.Response
 
 func (c closedBranch) Responses() <-chan *sip.Response { return c }
-func (closedBranch) Cancel()                           {}
+func (closedBranch) CancelWithReason(string)           {}
 
 // targetWeb reports whether a target is a browser: it registered over a
 // WebSocket.

@@ -49,7 +49,7 @@ func TestBridgeLeavesSameKind(t *testing.T) {
 	if _, open := <-br.Responses(); open {
 		t.Error("more than one response")
 	}
-	br.Cancel() // nothing to cancel; must not block or panic
+	br.CancelWithReason("") // nothing to cancel; must not block or panic
 }
 
 func mustRequest(t *testing.T, raw string) *sip.Request {

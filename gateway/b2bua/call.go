@@ -559,21 +559,13 @@ func (c *call) abandon(cause error) {
 }
 
 // cancelCallee cancels the callee's INVITE, with the Reason the caller's
-// side gave (a proxy's "completed elsewhere") when there is one and the
-// callee has answered provisionally, as RFC 3326 allows only then.
+// side gave (a proxy's "completed elsewhere") when there is one.
 func (c *call) cancelCallee() {
 	var reason string
 	if r, ok := c.atx.(interface{ cancelReason() string }); ok {
 		reason = r.cancelReason()
 	}
-	if reason != "" && c.binv.State() == transaction.StateProceeding {
-		req := transaction.NewCancel(c.binv.Request())
-		req.Add("Reason", reason)
-		if _, err := c.b.opts.Transactions.Request(context.Background(), req, c.callee.dst); err == nil {
-			return
-		}
-	}
-	_ = c.binv.Cancel()
+	_ = c.binv.CancelWithReason(reason)
 }
 
 // drainCanceled waits for the final response of the callee's canceled

@@ -20,6 +20,7 @@ type fakeBridged struct {
 	tag      string
 	ch       chan *sip.Response
 	canceled chan struct{}
+	reason   string        // of the first cancel; read after canceled
 	watched  chan struct{} // closed when the proxy asks for Responses
 	once     sync.Once
 	wonce    sync.Once
@@ -31,7 +32,12 @@ func (b *fakeBridged) Responses() <-chan *sip.Response {
 	return b.ch
 }
 
-func (b *fakeBridged) Cancel() { b.once.Do(func() { close(b.canceled) }) }
+func (b *fakeBridged) CancelWithReason(reason string) {
+	b.once.Do(func() {
+		b.reason = reason
+		close(b.canceled)
+	})
+}
 
 // respond puts a response of the bridge's own on the branch: made for the
 // caller, with the caller's Via and the bridge's To tag and Contact.
@@ -221,6 +227,9 @@ func TestBridgedBranchCanceledByAnswer(t *testing.T) {
 		t.Errorf("200 To tag %q, want the phone's", res.To().Tag())
 	}
 	br.waitCanceled()
+	if br.reason != reasonCompletedElsewhere {
+		t.Errorf("bridged branch canceled with reason %q, want %q", br.reason, reasonCompletedElsewhere)
+	}
 	br.respond(487)
 	br.end()
 	f.settled()

@@ -528,7 +528,7 @@ func (c *call) onCancel() {
 func (c *call) onTimerC(ctx context.Context, b *branch) {
 	b.timedOut = true
 	if b.heard {
-		c.cancel(ctx, b, "")
+		c.cancel(b, "")
 		return
 	}
 	b.final = true
@@ -536,7 +536,7 @@ func (c *call) onTimerC(ctx context.Context, b *branch) {
 	switch {
 	case b.bridged != nil:
 		b.canceled = true
-		b.bridged.Cancel()
+		b.bridged.CancelWithReason("")
 	case b.ct != nil:
 		b.canceled = true
 		b.ct.Cancel() // sent if it ever answers provisionally
@@ -551,46 +551,27 @@ func (c *call) cancelAll(reason string) {
 	}
 	for _, b := range c.branches {
 		if !b.final && !b.canceled {
-			c.cancel(context.Background(), b, reason)
+			c.cancel(b, reason)
 		}
 	}
 }
 
 // cancel sends a CANCEL for a branch (§9.1), with a Reason header when one
-// is given and the branch has answered provisionally; otherwise the client
-// transaction sends it as soon as it may. A bridged branch is canceled
-// through its Cancel, or CancelWithReason when it has one (the bridge
-// sends its own CANCEL). The branch is given up when its final response
-// does not follow within CancelTimeout.
-func (c *call) cancel(ctx context.Context, b *branch, reason string) {
-	if b.bridged != nil {
-		b.canceled = true
-		if rb, ok := b.bridged.(interface{ CancelWithReason(string) }); ok && reason != "" {
-			rb.CancelWithReason(reason)
-		} else {
-			b.bridged.Cancel()
+// is given; the client transaction sends it as soon as it may, and a
+// bridged branch has the B2BUA send its own. The branch is given up when
+// its final response does not follow within CancelTimeout.
+func (c *call) cancel(b *branch, reason string) {
+	switch {
+	case b.bridged != nil:
+		b.bridged.CancelWithReason(reason)
+	case b.ct != nil:
+		if err := b.ct.CancelWithReason(reason); err != nil {
+			c.log.Debug("proxy: canceling branch", "err", err)
 		}
-		c.arm(b, c.p.cancelTimeout, evCancelTimeout)
-		return
-	}
-	if b.ct == nil {
+	default:
 		return
 	}
 	b.canceled = true
-	sent := false
-	// The transaction's state is ahead of the responses relayed so far;
-	// from Proceeding it only moves to states where a CANCEL is harmless.
-	if reason != "" && b.ct.State() == transaction.StateProceeding {
-		req := transaction.NewCancel(b.ct.Request())
-		req.Add("Reason", reason)
-		_, err := c.p.txs.Request(ctx, req, b.dst)
-		sent = err == nil
-	}
-	if !sent {
-		if err := b.ct.Cancel(); err != nil {
-			c.log.Debug("proxy: canceling branch", "err", err)
-		}
-	}
 	c.arm(b, c.p.cancelTimeout, evCancelTimeout)
 }
 

@@ -45,12 +45,13 @@ type Target struct {
 // caller's INVITE, with no Via of the proxy to remove. They are
 // provisional ones, then a final one; after a 2xx, its retransmissions
 // until the caller's ACK, which reaches the bridge, not the proxy. The
-// channel is closed when no more will come. Cancel gives the branch up:
-// before an answer it ends with a final response (487, say); after, it
-// does nothing. Cancel may be called more than once.
+// channel is closed when no more will come. CancelWithReason gives the
+// branch up, with the Reason (RFC 3326) for the target's CANCEL, if not
+// empty: before an answer the branch ends with a final response (487,
+// say); after, nothing happens. It may be called more than once.
 type BridgedBranch interface {
 	Responses() <-chan *sip.Response
-	Cancel()
+	CancelWithReason(reason string)
 }
 
 // Locator is the location service as the proxy needs it: the targets of an

@@ -46,7 +46,8 @@ type ClientTx struct {
 
 	cancelPending bool // Cancel was called before a provisional response
 	cancelSent    bool
-	reported      bool // OnFinal was called
+	cancelReason  string // the Reason header of the CANCEL, if any
+	reported      bool   // OnFinal was called
 }
 
 func newClientTx(l *Layer, req *sip.Request, dst sip.Addr, via sip.Via) *ClientTx {
@@ -109,7 +110,13 @@ func (tx *ClientTx) State() State {
 // outcome shows on the INVITE transaction (typically a 487). Cancel does
 // nothing once a final response has arrived or when called again. Errors of
 // the CANCEL transaction itself are only logged.
-func (tx *ClientTx) Cancel() error {
+func (tx *ClientTx) Cancel() error { return tx.CancelWithReason("") }
+
+// CancelWithReason is Cancel with a Reason header (RFC 3326) on the
+// CANCEL, e.g. SIP;cause=200;text="Call completed elsewhere" when another
+// branch of a fork answered, so that the phone does not show a missed
+// call. An empty reason sends none.
+func (tx *ClientTx) CancelWithReason(reason string) error {
 	if !tx.invite {
 		return fmt.Errorf("%w: only an invite can be canceled", ErrInvalidRequest)
 	}
@@ -117,10 +124,12 @@ func (tx *ClientTx) Cancel() error {
 	switch {
 	case tx.state == StateCalling:
 		tx.cancelPending = true
+		tx.cancelReason = reason
 		tx.mu.Unlock()
 		return nil
 	case tx.state == StateProceeding && !tx.cancelSent:
 		tx.cancelSent = true
+		tx.cancelReason = reason
 		tx.mu.Unlock()
 		tx.startCancel()
 		return nil
@@ -130,7 +139,14 @@ func (tx *ClientTx) Cancel() error {
 }
 
 func (tx *ClientTx) startCancel() {
-	c, err := tx.l.Request(tx.l.ctx, NewCancel(tx.req), tx.dst)
+	req := NewCancel(tx.req)
+	tx.mu.Lock()
+	reason := tx.cancelReason
+	tx.mu.Unlock()
+	if reason != "" {
+		req.Add("Reason", reason)
+	}
+	c, err := tx.l.Request(tx.l.ctx, req, tx.dst)
 	if err != nil {
 		tx.l.log.Debug("sip transaction: sending cancel", "branch", tx.key.branch, "err", err)
 		return

@@ -134,3 +134,34 @@ func TestNewAck(t *testing.T) {
 		t.Errorf("NewAck:\n%s\nthe transaction's ACK:\n%s", got, want)
 	}
 }
+
+// TestCancelWithReason: the CANCEL carries the Reason, whether it goes at
+// once (Proceeding) or waits for the first provisional response.
+func TestCancelWithReason(t *testing.T) {
+	const reason = `SIP;cause=200;text="Call completed elsewhere"`
+	for _, early := range []bool{true, false} {
+		h := newHarness(t, Config{})
+		tx := mustRequest(t, h, "INVITE", peerUDP)
+		h.net.take()
+		if early { // before any provisional response: the CANCEL waits
+			if err := tx.CancelWithReason(reason); err != nil {
+				t.Fatal(err)
+			}
+		}
+		h.l.HandleMessage(wire(t, response(tx.Request(), 180, "uas"), peerUDP))
+		if !early {
+			if err := tx.CancelWithReason(reason); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var cancel *sip.Request
+		for _, m := range h.net.wait(t, 1) {
+			if r, ok := m.msg.(*sip.Request); ok && r.Method == sip.MethodCancel {
+				cancel = r
+			}
+		}
+		if cancel == nil || cancel.Get("Reason") != reason {
+			t.Errorf("early %v: CANCEL %v, want one with Reason %q", early, cancel, reason)
+		}
+	}
+}
