@@ -53,7 +53,6 @@ type call struct {
 	stop   chan struct{}
 	relays sync.WaitGroup
 
-	log   *slog.Logger // the proxy's, with the Call-ID
 	start time.Time
 }
 
@@ -109,7 +108,6 @@ func newCall(p *Proxy, tx *transaction.ServerTx, r *sip.Request, hash string) *c
 		stamp:  p.stamp(r.CallID()),
 		events: make(chan event, 4),
 		stop:   make(chan struct{}),
-		log:    p.log.With("call_id", r.CallID()),
 		start:  p.clk.Now(),
 	}
 	if r.Source.Flow != 0 {
@@ -296,7 +294,7 @@ func (c *call) launch(ctx context.Context, t Target) {
 		}
 		var rt routing
 		if err := c.p.popOurRoutes(base, &rt); err != nil {
-			c.log.Debug("proxy: target path", "uri", t.URI.String(), "err", err)
+			c.p.log.Debug("proxy: target path", "call_id", c.req.CallID(), "uri", t.URI.String(), "err", err)
 			c.fail(b, 500)
 			return
 		}
@@ -313,7 +311,7 @@ func (c *call) launch(ctx context.Context, t Target) {
 			b.addrs, err = c.p.resolver.Resolve(ctx, hop)
 		}
 		if err != nil || len(b.addrs) == 0 {
-			c.log.Debug("proxy: no address for target", "uri", hop.String(), "err", err)
+			c.p.log.Debug("proxy: no address for target", "call_id", c.req.CallID(), "uri", hop.String(), "err", err)
 			c.fail(b, 503)
 			return
 		}
@@ -343,7 +341,7 @@ func (c *call) attempt(ctx context.Context, b *branch) bool {
 		ct, err := c.p.txs.Request(ctx, req, dst)
 		if err != nil {
 			c.stopTimer(b)
-			c.log.Debug("proxy: starting client transaction", "dst", dst, "err", err)
+			c.p.log.Debug("proxy: starting client transaction", "call_id", c.req.CallID(), "dst", dst, "err", err)
 			continue
 		}
 		b.ct, b.dst, b.heard = ct, dst, false
@@ -499,7 +497,7 @@ func (c *call) forward2xx(ctx context.Context, up *sip.Response) {
 		return
 	}
 	if err := c.p.sender.Send(ctx, up, c.req.Source); err != nil {
-		c.log.Debug("proxy: forwarding 2xx", "err", err)
+		c.p.log.Debug("proxy: forwarding 2xx", "call_id", c.req.CallID(), "err", err)
 	}
 }
 
@@ -566,7 +564,7 @@ func (c *call) cancel(b *branch, reason string) {
 		b.bridged.CancelWithReason(reason)
 	case b.ct != nil:
 		if err := b.ct.CancelWithReason(reason); err != nil {
-			c.log.Debug("proxy: canceling branch", "err", err)
+			c.p.log.Debug("proxy: canceling branch", "call_id", c.req.CallID(), "err", err)
 		}
 	default:
 		return
@@ -610,8 +608,12 @@ func (c *call) settled(code int) {
 	if c.invite {
 		level = slog.LevelInfo
 	}
+	ctx := context.Background()
+	if !c.p.log.Enabled(ctx, level) {
+		return // no work on the hot path of requests nobody logs
+	}
 	from, to := c.req.From(), c.req.To()
-	c.log.Log(context.Background(), level, "proxy: "+strings.ToLower(c.req.Method)+" settled",
+	c.p.log.Log(ctx, level, "proxy: "+strings.ToLower(c.req.Method)+" settled", "call_id", c.req.CallID(),
 		"status", code, "from", from.URI.String(), "to", to.URI.String(),
 		"branches", len(c.branches), "after", c.p.clk.Now().Sub(c.start), "source", c.req.Source.String())
 }
