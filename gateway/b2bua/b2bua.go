@@ -289,12 +289,7 @@ type CallInfo struct {
 
 // Calls returns a snapshot of the calls in progress, oldest first.
 func (b *B2BUA) Calls() []CallInfo {
-	b.mu.Lock()
-	calls := make([]*call, 0, len(b.calls))
-	for _, c := range b.calls {
-		calls = append(calls, c)
-	}
-	b.mu.Unlock()
+	calls := b.current(false)
 	out := make([]CallInfo, 0, len(calls))
 	for _, c := range calls {
 		out = append(out, c.info())
@@ -327,14 +322,27 @@ func (b *B2BUA) Hangup(id string) error {
 // grace period of a graceful shutdown, which Close ends. It returns ctx's
 // error if ctx ended first.
 func (b *B2BUA) Drain(ctx context.Context) error {
+	// No call can be added once closed: these are all that remain.
+	return waitEnded(ctx, b.current(true))
+}
+
+// current returns the calls in progress; with refuse set, the B2BUA takes
+// no new ones from then on.
+func (b *B2BUA) current(refuse bool) []*call {
 	b.mu.Lock()
-	b.closed = true
+	defer b.mu.Unlock()
+	if refuse {
+		b.closed = true
+	}
 	calls := make([]*call, 0, len(b.calls))
 	for _, c := range b.calls {
 		calls = append(calls, c)
 	}
-	b.mu.Unlock()
-	// No call can be added once closed is set: these are all that remain.
+	return calls
+}
+
+// waitEnded waits until every one of calls has ended, or ctx is done.
+func waitEnded(ctx context.Context, calls []*call) error {
 	for _, c := range calls {
 		select {
 		case <-c.finished:
@@ -351,24 +359,14 @@ func (b *B2BUA) Drain(ctx context.Context) error {
 // ctx is done: the SIGTERM drain. It returns ctx's error if ctx ended
 // first. The transaction layer must stay open until Close returns.
 func (b *B2BUA) Close(ctx context.Context) error {
-	b.mu.Lock()
-	b.closed = true
-	calls := make([]*call, 0, len(b.calls))
-	for _, c := range b.calls {
-		calls = append(calls, c)
-	}
-	b.mu.Unlock()
+	calls := b.current(true)
 	for _, c := range calls {
 		c.hangup(ErrClosed, nil)
 	}
 	// Calls still being set up answer their caller and leave the tables
 	// in their own goroutines.
-	for _, c := range calls {
-		select {
-		case <-c.finished:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
+	if err := waitEnded(ctx, calls); err != nil {
+		return err
 	}
 	b.mu.Lock()
 	b.waiting = true
