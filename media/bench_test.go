@@ -94,7 +94,7 @@ func BenchmarkLoopback(b *testing.B) {
 	}
 	web.setAnswer(ans)
 	web.waitConnected()
-	primeB(b, br, web, phone)
+	prime(b, br, web, phone, 0)
 	gw := br.RTPAddr()
 	pl := payload(0, 160)
 	raw := rawPCMU(b)
@@ -133,43 +133,6 @@ func BenchmarkLoopback(b *testing.B) {
 			}
 		}
 	})
-}
-
-// primeB sends both ways until media flows (DTLS up on both sides, RTP
-// latched), then drains what is left.
-func primeB(b *testing.B, br *Bridge, web *testBrowser, phone *testPhone) {
-	deadline := time.Now().Add(10 * time.Second)
-	for seq := uint16(1); ; seq++ {
-		if time.Now().After(deadline) {
-			b.Fatal("no media")
-		}
-		web.send(0, seq, uint32(seq)*160, payload(0, 160))
-		if pendingPacket(phone, new([]*rtp.Packet)) {
-			break
-		}
-	}
-	for seq := uint16(1); ; seq++ {
-		if time.Now().After(deadline) {
-			b.Fatal("no media")
-		}
-		phone.send(br.RTPAddr(), rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: seq, SSRC: 0x1234}, Payload: payload(0, 160)})
-		select {
-		case <-web.signal:
-		case <-time.After(20 * time.Millisecond):
-			continue
-		}
-		break
-	}
-	for pendingPacket(phone, new([]*rtp.Packet)) {
-	}
-	for {
-		select {
-		case <-web.signal:
-			continue
-		case <-time.After(20 * time.Millisecond):
-		}
-		return
-	}
 }
 
 // BenchmarkSDP measures the SDP work of the browser-offers flow: parsing a

@@ -202,7 +202,7 @@ func TestBrowserCallsPhone(t *testing.T) {
 // SRTP, so the assertions start once media flows. The browser goes first:
 // the phone has sent nothing yet, so its probes go to the phone's SDP
 // address, before any latching.
-func prime(t *testing.T, b *Bridge, br *testBrowser, phone *testPhone, pt uint8) {
+func prime(t testing.TB, b *Bridge, br *testBrowser, phone *testPhone, pt uint8) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	// The browser's SSRC is fixed: probe with numbers below the test's.
@@ -220,23 +220,14 @@ func prime(t *testing.T, b *Bridge, br *testBrowser, phone *testPhone, pt uint8)
 			t.Fatal("no media towards the browser")
 		}
 		phone.send(b.RTPAddr(), rtp.Packet{Header: rtp.Header{PayloadType: pt, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: 0x0f0f}, Payload: payload(0, 160)})
-		select {
-		case <-br.got:
-		case <-time.After(20 * time.Millisecond):
-			continue
+		if br.arrived(20 * time.Millisecond) {
+			break
 		}
-		break
 	}
 	// Drain what is still in flight.
 	for pendingPacket(phone, new([]*rtp.Packet)) {
 	}
-	for {
-		select {
-		case <-br.got:
-			continue
-		case <-time.After(20 * time.Millisecond):
-		}
-		break
+	for br.arrived(20 * time.Millisecond) {
 	}
 }
 

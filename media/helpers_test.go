@@ -107,6 +107,19 @@ func browserCodecs() []webrtc.RTPCodecParameters {
 	}
 }
 
+// arrived waits up to d for a packet at the browser (on got, or on signal
+// when set) and reports whether one came.
+func (tb *testBrowser) arrived(d time.Duration) bool {
+	select {
+	case <-tb.got:
+		return true
+	case <-tb.signal: // nil unless set: never ready
+		return true
+	case <-time.After(d):
+		return false
+	}
+}
+
 func newTestBrowser(t testing.TB) *testBrowser {
 	t.Helper()
 	m := &webrtc.MediaEngine{}
