@@ -47,6 +47,7 @@ test:
 	bash scripts/test.sh
 
 lint: staticcheck
+	@bash scripts/large-files.sh
 	@unformatted=$$(gofmt -l $$(git ls-files --cached --others --exclude-standard '*.go') </dev/null); \
 	if [ -n "$$unformatted" ]; then echo "gofmt would change:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
