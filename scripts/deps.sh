@@ -2,6 +2,8 @@
 # Installs what the test suite needs, when it is missing:
 #   - sipp (Debian package sip-tester): plays phones and trunks against the gateway;
 #   - chromium (Debian package chromium): the browser for the softphone tests;
+#   - ip (iproute2) and unshare (util-linux): the network namespaces of the
+#     tests that name foreign hosts or need many source addresses;
 #   - the softphone's npm packages, once webclient/package-lock.json exists.
 # Nothing is downloaded when everything is already there. Debian packages
 # are installed with apt-get, as root or through sudo.
@@ -11,6 +13,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
+command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 
 if ((${#missing[@]} > 0)); then
 	if [[ $EUID -eq 0 ]]; then
@@ -28,7 +32,7 @@ if ((${#missing[@]} > 0)); then
 	# Without recommends: chromium's would pull in systemd, avahi and
 	# printing services that a headless test browser never uses.
 	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-	for bin in sipp chromium; do
+	for bin in sipp chromium ip unshare; do
 		if ! command -v "$bin" >/dev/null 2>&1; then
 			echo "deps: $bin is still missing after apt-get install" >&2
 			exit 1
