@@ -36,6 +36,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/netns"
 )
 
 // Users of every gateway the tests start, as SWITCHBOARD_USERS spells them.
@@ -714,4 +716,14 @@ func tail(s string, n int) string {
 		return s
 	}
 	return "...\n" + s[len(s)-n:]
+}
+
+// isolated runs body as t inside a network namespace of its own that has
+// only loopback (internal/netns), for tests that name foreign hosts in
+// their messages or need more source addresses than 127.0.0.0/8 offers.
+// The child reuses the gateway binary this process built.
+func isolated(t *testing.T, opts netns.Options, body func(t *testing.T)) {
+	t.Helper()
+	opts.Env = append(opts.Env, "SWITCHBOARD_E2E_BINARY="+gatewayBin)
+	netns.Run(t, opts, body)
 }
