@@ -42,6 +42,7 @@ type sipStack struct {
 	location   *location.Memory
 	media      *media.Engine
 	calls      *b2bua.B2BUA
+	proxy      *proxy.Proxy
 	accounts   *accounts.Store
 	server     *gateway.Server
 	routing    *routingTable
@@ -216,6 +217,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 	if err != nil {
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
+	s.proxy = px
 	s.server.SetProxy(px)
 	s.server.SetCalls(s.calls)
 

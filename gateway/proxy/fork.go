@@ -30,8 +30,20 @@ type call struct {
 	invite bool
 	// bridging: an initial INVITE, whose targets Options.Bridge may take.
 	bridging bool
-	stamp    string // Record-Route stamp of the Call-ID
 	inTok    string // flow token of the source, "" when it is no connection
+
+	// rr: an initial request that may create a dialog (createsDialog).
+	// The proxy record-routes it with rrStamp and keeps its dialog under
+	// key once a branch is forwarded (opened); confirmed once a 2xx came
+	// through.
+	rr        bool
+	key       dialogKey
+	rrStamp   string
+	opened    bool
+	confirmed bool
+	// routed is the dialog check of a request within one of our dialogs,
+	// nil for others: its 2xx may refresh a target or end the dialog.
+	routed *routing
 
 	groups   [][]Target // targets not tried yet, by decreasing q
 	branches []*branch
@@ -105,7 +117,6 @@ func newCall(p *Proxy, tx *transaction.ServerTx, r *sip.Request, hash string) *c
 		req:    r,
 		hash:   hash,
 		invite: r.Method == sip.MethodInvite,
-		stamp:  p.stamp(r.CallID()),
 		events: make(chan event, 4),
 		stop:   make(chan struct{}),
 		start:  p.clk.Now(),
@@ -113,7 +124,41 @@ func newCall(p *Proxy, tx *transaction.ServerTx, r *sip.Request, hash string) *c
 	if r.Source.Flow != 0 {
 		c.inTok = p.tokens.Encode(r.Source)
 	}
+	if r.To().Tag() == "" && createsDialog(r.Method) {
+		c.rr = true
+		c.key = dialogKey{r.CallID(), r.From().Tag()}
+		c.rrStamp = p.stamp(toCaller, c.key.callID, c.key.callerTag, "")
+	}
 	return c
+}
+
+// createsDialog reports the methods whose initial request may create a
+// dialog, and so get the proxy's Record-Route (RFC 3261, 3515, 6665):
+// other requests have no use for one.
+func createsDialog(method string) bool {
+	switch method {
+	case sip.MethodInvite, sip.MethodSubscribe, sip.MethodRefer, sip.MethodNotify:
+		return true
+	}
+	return false
+}
+
+// open puts the dialog the call's initial request may create in the
+// proxy's table, reporting false when the table has no room.
+func (c *call) open() bool {
+	now := c.p.clk.Now()
+	if err := c.p.dialogs.open(c.key, callerSide(c.req), now, now.Add(c.earlyLifetime())); err != nil {
+		return false
+	}
+	c.opened = true
+	return true
+}
+
+// inDialog marks the call as the forwarding of a request that the dialog
+// check of rt admitted.
+func (c *call) inDialog(rt *routing) {
+	r := *rt
+	c.routed = &r
 }
 
 // run forwards the request to targets and serves the response context
@@ -165,6 +210,9 @@ func (c *call) finished() bool {
 
 // shutdown stops the timers and the relays and waits for the relays.
 func (c *call) shutdown() {
+	if c.opened && !c.confirmed {
+		c.p.dialogs.failed(c.key)
+	}
 	close(c.stop)
 	for _, b := range c.branches {
 		if b.timer != nil {
@@ -331,7 +379,9 @@ func (c *call) attempt(ctx context.Context, b *branch) bool {
 		if b.next < len(b.addrs) {
 			req = req.Clone() // the base serves the next address too
 		}
-		c.p.recordRoute(req, c.req.Source, dst, c.stamp, c.inTok)
+		if c.rr {
+			c.p.recordRoute(req, dst, c.rrStamp, c.inTok)
+		}
 		req.PrependVia(c.p.via(dst, newBranch(c.hash), c.inTok))
 		if c.invite {
 			// Armed before the INVITE leaves: its event waits for this
@@ -373,7 +423,7 @@ func (c *call) handle(ctx context.Context, ev event) {
 			// An earlier address of the branch: it ended with the failure
 			// that moved the branch on, but a 2xx is always forwarded.
 			if c.invite && ev.res.IsSuccess() {
-				c.forward2xx(ctx, b.upstream(ev.res))
+				c.forward2xx(ctx, c.upstream(b, ev.res))
 			}
 			return
 		}
@@ -406,13 +456,82 @@ func (c *call) handle(ctx context.Context, ev event) {
 
 // upstream returns the response to forward for res, a response of b: a
 // copy without the proxy's Via (§16.7 step 3). The responses of a bridged
-// branch have none: they were made for the caller.
-func (b *branch) upstream(res *sip.Response) *sip.Response {
+// branch have none: they were made for the caller. A response that
+// establishes an early or confirmed dialog with a callee has its
+// Record-Route rewritten for the caller, and the callee's side recorded.
+func (c *call) upstream(b *branch, res *sip.Response) *sip.Response {
 	up := res.Clone()
-	if b.bridged == nil {
-		up.PopVia()
+	if b.bridged != nil {
+		return up
+	}
+	up.PopVia()
+	if c.opened && res.StatusCode > 100 && res.StatusCode < 300 && up.To().Tag() != "" {
+		c.answered(b, up)
 	}
 	return up
+}
+
+// answered records the callee that sent up, a response with a To tag to
+// the call's initial request, and rewrites up's Record-Route for the
+// caller.
+func (c *call) answered(b *branch, up *sip.Response) {
+	var callee sip.Addr
+	if b.dst.Flow != 0 {
+		callee = b.dst
+	}
+	next, ok := c.p.rewriteRecordRoute(up, c.req.Source.Transport, callee)
+	if !ok {
+		return // the callee kept no route through us
+	}
+	confirmed := up.StatusCode >= 200
+	now := c.p.clk.Now()
+	c.p.dialogs.answered(c.key, up.To().Tag(), side{target: contactOf(&up.Headers), flow: callee, route: next},
+		confirmed, now, now.Add(c.earlyLifetime()))
+	c.confirmed = c.confirmed || confirmed
+}
+
+// earlyLifetime is how long an early dialog is kept past its last
+// provisional response: Timer C, then the wait for a canceled branch.
+func (c *call) earlyLifetime() time.Duration { return c.p.timerC + c.p.cancelTimeout }
+
+// callerSide is the caller's side of the dialog an initial request starts:
+// its Contact, its connection, and the Record-Route of the proxy before us.
+func callerSide(r *sip.Request) side {
+	s := side{target: contactOf(&r.Headers)}
+	if r.Source.Flow != 0 {
+		s.flow = r.Source
+	}
+	if rrs, err := r.RecordRoutes(); err == nil && len(rrs) > 0 {
+		s.route = rrs[0].URI
+	}
+	return s
+}
+
+// contactOf returns the URI of the first Contact, or a zero URI.
+func contactOf(h *sip.Headers) sip.URI {
+	if cs, err := h.Contacts(); err == nil && len(cs) > 0 {
+		return cs[0].URI
+	}
+	return sip.URI{}
+}
+
+// refreshed notes what a 2xx to a request within one of our dialogs
+// changes: the remote targets of both sides after a target refresh
+// (RFC 3261 §12.2, RFC 3311, RFC 6665), the end of the dialog after a BYE.
+func (c *call) refreshed(up *sip.Response) {
+	rt := c.routed
+	switch c.req.Method {
+	case sip.MethodInvite, sip.MethodUpdate, sip.MethodSubscribe, sip.MethodNotify:
+		fromCaller := rt.dir == toCallee
+		if t := contactOf(&c.req.Headers); t.Scheme != "" {
+			c.p.dialogs.refreshed(rt.dialog, rt.calleeTag, fromCaller, t)
+		}
+		if t := contactOf(&up.Headers); t.Scheme != "" {
+			c.p.dialogs.refreshed(rt.dialog, rt.calleeTag, !fromCaller, t)
+		}
+	case sip.MethodBye:
+		c.p.dialogs.ending(rt.dialog, c.p.clk.Now().Add(c.p.cancelTimeout))
+	}
 }
 
 // onResponse processes a response of a branch's current transaction
@@ -426,19 +545,23 @@ func (c *call) onResponse(ctx context.Context, b *branch, res *sip.Response) {
 			c.arm(b, c.p.timerC, evTimerC) // §16.7 step 2
 		}
 		if code > 100 && !c.finalSent {
-			c.p.respond(c.tx, b.upstream(res))
+			c.p.respond(c.tx, c.upstream(b, res))
 		}
 		return
 	case code < 300:
 		c.stopTimer(b)
 		b.final = true
+		up := c.upstream(b, res)
+		if c.routed != nil {
+			c.refreshed(up)
+		}
 		if c.invite {
 			first := !c.finalSent
 			if first {
 				c.finalSent, c.noMore = true, true
 				c.settled(code)
 			}
-			c.forward2xx(ctx, b.upstream(res))
+			c.forward2xx(ctx, up)
 			if first {
 				c.cancelAll(reasonCompletedElsewhere)
 			}
@@ -447,7 +570,7 @@ func (c *call) onResponse(ctx context.Context, b *branch, res *sip.Response) {
 		if !c.finalSent {
 			c.finalSent = true
 			c.settled(code)
-			c.p.respond(c.tx, b.upstream(res))
+			c.p.respond(c.tx, up)
 		}
 		return
 	}
@@ -459,7 +582,7 @@ func (c *call) onResponse(ctx context.Context, b *branch, res *sip.Response) {
 		return
 	}
 	b.final = true
-	up := b.upstream(res)
+	up := c.upstream(b, res)
 	switch {
 	case b.timedOut && code == 487:
 		// Canceled by Timer C, not by the caller: the caller timed out.

@@ -118,6 +118,14 @@ type Options struct {
 	// MaxTargets bounds the targets one request forks to (and the
 	// Contacts of a 302); default DefaultMaxTargets.
 	MaxTargets int
+	// MaxDialogs bounds the dialogs the proxy record-routes at once;
+	// default DefaultMaxDialogs. Beyond it the oldest early dialog is
+	// forgotten, and when all are confirmed a new one gets 503.
+	MaxDialogs int
+	// DialogLifetime is how long a record-routed dialog stays known after
+	// its last in-dialog request; default DefaultDialogLifetime. A
+	// request that arrives later is authorised as if out of dialog.
+	DialogLifetime time.Duration
 
 	// Clock runs Timer C and dates nonces; nil is the system clock.
 	Clock clock.Clock
@@ -148,6 +156,7 @@ type Proxy struct {
 	tokens   FlowTokens
 	auth     *digest.Server
 	key      []byte
+	dialogs  *dialogs
 
 	authAll       bool
 	localOnly     bool
@@ -233,6 +242,11 @@ func New(opts Options) (*Proxy, error) {
 	if p.maxTargets <= 0 {
 		p.maxTargets = DefaultMaxTargets
 	}
+	maxDialogs := opts.MaxDialogs
+	if maxDialogs <= 0 {
+		maxDialogs = DefaultMaxDialogs
+	}
+	p.dialogs = newDialogs(maxDialogs, orDuration(opts.DialogLifetime, DefaultDialogLifetime))
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -291,7 +305,22 @@ func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Re
 		return
 	}
 
-	inDialog := r.To().Tag() != "" && rt.stamped
+	// A request on one of our Record-Route stamps is in a dialog only if
+	// it goes where that dialog's party is; anything else is authorised
+	// as a request out of any dialog, so that a replayed stamp relays
+	// nothing.
+	var dest sip.Addr
+	inDialog := false
+	if rt.stamped && r.To().Tag() != "" {
+		dest, inDialog = p.dialogs.route(r, &rt, p.clk.Now())
+	}
+	if !inDialog && (rt.stamped || rt.badStamp) {
+		if !rt.stamped {
+			p.dialogs.noteMismatch()
+		}
+		p.log.Info("proxy: route stamp does not match the request's dialog, authorizing it as out of dialog",
+			"call_id", r.CallID(), "method", r.Method, "uri", r.URI.String(), "source", r.Source.String())
+	}
 	caller := Caller{Source: r.Source}
 	if !inDialog {
 		var ok bool
@@ -299,11 +328,19 @@ func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Re
 			return
 		}
 	}
-	targets, ok := p.targets(ctx, tx, r, caller, rt, inDialog)
+	targets, ok := p.targets(ctx, tx, r, caller, rt, inDialog, dest)
 	if !ok {
 		return
 	}
 	c := newCall(p, tx, r, hash)
+	if inDialog {
+		c.inDialog(&rt)
+	}
+	if c.rr && !c.open() {
+		p.log.Warn("proxy: no room for one more dialog", "call_id", r.CallID(), "source", r.Source.String())
+		p.reply(tx, r, 503, "Too Many Dialogs", func(res *sip.Response) { res.Set("Retry-After", "5") })
+		return
+	}
 	// Only an initial INVITE starts the calls that a bridge may run; an
 	// INVITE with a To tag belongs to a dialog, ours or not.
 	c.bridging = p.bridge != nil && c.invite && r.To().Tag() == ""
@@ -339,13 +376,18 @@ func (p *Proxy) validate(tx *transaction.ServerTx, r *sip.Request) bool {
 
 // targets builds the target set (§16.5) and answers the request when there
 // is none or the policy refuses it. ok is false when it answered.
-func (p *Proxy) targets(ctx context.Context, tx *transaction.ServerTx, r *sip.Request, caller Caller, rt routing, inDialog bool) ([]Target, bool) {
+//
+// A request in one of our dialogs goes where the dialog check sent it:
+// over dest, the connection of the party, when valid.
+func (p *Proxy) targets(ctx context.Context, tx *transaction.ServerTx, r *sip.Request, caller Caller, rt routing, inDialog bool, dest sip.Addr) ([]Target, bool) {
 	switch {
-	case rt.flow.IsValid():
-		// One of our Routes named a flow: the request follows it.
-		return []Target{{URI: r.URI, Dest: rt.flow}}, true
 	case inDialog:
-		return []Target{{URI: r.URI}}, true
+		return []Target{{URI: r.URI, Dest: dest}}, true
+	case rt.flow.IsValid() && p.mayLeave(caller):
+		// Out of any dialog we know (one forgotten in a restart, say), a
+		// Route of ours named a flow: an authenticated user may follow it
+		// as it may go anywhere.
+		return []Target{{URI: r.URI, Dest: rt.flow}}, true
 	case r.Has("Route"):
 		// A route set beyond us, pre-loaded by the caller: the request
 		// leaves the gateway.
@@ -511,3 +553,7 @@ func (p *Proxy) IsForMe(req *sip.Request) bool {
 	}
 	return true
 }
+
+// DialogStats returns the counters of the proxy's table of record-routed
+// dialogs.
+func (p *Proxy) DialogStats() DialogStats { return p.dialogs.stats() }

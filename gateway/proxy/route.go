@@ -13,8 +13,10 @@ import (
 
 // Parameters the proxy puts in its own URIs and Via.
 const (
-	// stampParam, on a Record-Route URI, holds the HMAC of the Call-ID
-	// that proves the proxy recorded that route for that call.
+	// stampParam, on a Record-Route URI, holds the stamp that proves the
+	// proxy recorded that route for one direction of one dialog: a
+	// direction letter, then an HMAC of the direction, the Call-ID and
+	// the tags known when the entry was made.
 	stampParam = "sbdlg"
 	// viaFlowParam, on the proxy's Via, holds the flow token of the
 	// connection the request came over, so that a stray response finds it
@@ -22,12 +24,32 @@ const (
 	viaFlowParam = "sbflow"
 )
 
+// Directions of a Record-Route entry. The proxy puts one entry in the
+// request it forwards, which only the callee sees and which sends the
+// callee's requests towards the caller; it rewrites that entry in the
+// callee's responses (§16.7 step 4) into the one the caller keeps, which
+// sends the caller's requests towards that callee. Neither party holds
+// the stamp that would send requests to itself or elsewhere.
+const (
+	toCaller byte = 'r'
+	toCallee byte = 'e'
+)
+
 // routing is what route pre-processing (§16.4) learnt from the Routes it
 // removed.
 type routing struct {
 	// stamped: a removed Route (or the Request-URI a strict router put
-	// there) was a Record-Route entry of ours for this Call-ID.
+	// there) was a Record-Route entry of ours whose stamp matches the
+	// request's Call-ID and tags.
 	stamped bool
+	// dir is the direction of that stamp; dialog and calleeTag name the
+	// dialog and, towards the callee, which callee.
+	dir       byte
+	dialog    dialogKey
+	calleeTag string
+	// badStamp: a removed Route of ours carried a stamp that does not
+	// match the request (another Call-ID, made-up tags, forged).
+	badStamp bool
 	// flow is the connection named by the flow token of a removed Route,
 	// when it is not the one the request came over: where the request
 	// must go.
@@ -70,16 +92,16 @@ func (p *Proxy) popOurRoutes(r *sip.Request, rt *routing) error {
 	return nil
 }
 
-// notePopped records what one of our URIs, removed from r, says.
+// notePopped records what one of our URIs, removed from r, says. Only the
+// first stamp counts: it is the entry the sender addressed.
 func (p *Proxy) notePopped(rt *routing, u *sip.URI, r *sip.Request) {
-	if s, ok := u.Params.Get(stampParam); ok && p.checkStamp(s, r.CallID()) {
-		rt.stamped = true
+	if s, ok := u.Params.Get(stampParam); ok && !rt.stamped {
+		p.checkStamp(rt, s, r)
 	}
 	if u.User == "" || rt.flow.IsValid() {
 		return
 	}
-	// A flow token names the connection of one side of the dialog: the
-	// request goes to the other side's, whichever that is (RFC 5626 §5.3).
+	// A flow token names the connection of the side the entry sends to.
 	f, err := p.tokens.Decode(u.User)
 	if err == nil && f.Flow != 0 && f.Flow != r.Source.Flow {
 		rt.flow = f
@@ -173,17 +195,50 @@ func (p *Proxy) aor(u *sip.URI) string {
 	return a.String()
 }
 
-// stamp returns the Record-Route stamp of a Call-ID: 72 bits of HMAC.
-func (p *Proxy) stamp(callID string) string {
+// stamp returns the Record-Route stamp of one direction of a dialog: the
+// direction letter and 96 bits of HMAC. Towards the caller the callee's
+// tag is not known yet and is "".
+func (p *Proxy) stamp(dir byte, callID, callerTag, calleeTag string) string {
 	m := hmac.New(sha256.New, p.key)
-	m.Write([]byte("record-route\x00"))
+	m.Write([]byte{'r', 'r', 0, dir, 0})
 	m.Write([]byte(callID))
+	m.Write([]byte{0})
+	m.Write([]byte(callerTag))
+	m.Write([]byte{0})
+	m.Write([]byte(calleeTag))
 	var sum [sha256.Size]byte
-	return base64.RawURLEncoding.EncodeToString(m.Sum(sum[:0])[:9])
+	b := make([]byte, 1, 17)
+	b[0] = dir
+	return string(base64.RawURLEncoding.AppendEncode(b, m.Sum(sum[:0])[:12]))
 }
 
-func (p *Proxy) checkStamp(s, callID string) bool {
-	return hmac.Equal([]byte(s), []byte(p.stamp(callID)))
+// checkStamp notes in rt the dialog and direction of a stamp that matches
+// r: its Call-ID, and its tags as they must be for the direction — a
+// request towards the callee comes from the caller, whose tag is the From
+// tag; one towards the caller comes from a callee, and carries the
+// caller's tag in To.
+func (p *Proxy) checkStamp(rt *routing, s string, r *sip.Request) {
+	if len(s) < 2 {
+		rt.badStamp = true
+		return
+	}
+	from, to := r.From().Tag(), r.To().Tag()
+	var key dialogKey
+	var calleeTag, bound string
+	switch s[0] {
+	case toCallee:
+		key, calleeTag, bound = dialogKey{r.CallID(), from}, to, to
+	case toCaller:
+		key, calleeTag = dialogKey{r.CallID(), to}, from
+	default:
+		rt.badStamp = true
+		return
+	}
+	if hmac.Equal([]byte(s), []byte(p.stamp(s[0], key.callID, key.callerTag, bound))) {
+		rt.stamped, rt.dir, rt.dialog, rt.calleeTag = true, s[0], key, calleeTag
+		return
+	}
+	rt.badStamp = true
 }
 
 // endpointFor returns the endpoint of a transport, or the first endpoint.
@@ -196,22 +251,59 @@ func (p *Proxy) endpointFor(transport string) Endpoint {
 	return p.endpoints[0]
 }
 
-// recordRoute adds the proxy's Record-Route to a request that came from in
-// and leaves for out (§16.6 step 4). One entry does when both sides use
-// the same endpoint and out is no connection; otherwise two (RFC 5658):
-// the top one faces out, the other in. An entry facing a connection
-// carries its flow token; inToken is in's (or "").
-func (p *Proxy) recordRoute(req *sip.Request, in, out sip.Addr, stamp, inToken string) {
-	inEP, outEP := p.endpointFor(in.Transport), p.endpointFor(out.Transport)
-	req.Prepend("Record-Route", rrValue(inEP, inToken, stamp))
-	if inEP == outEP && out.Flow == 0 {
-		return
+// recordRoute adds the proxy's Record-Route to an initial request leaving
+// for out (§16.6 step 4): one entry, facing out, which sends the callee's
+// requests towards the caller and so carries the caller's flow token
+// (inToken, or "") and the stamp of that direction. The callee's
+// responses get it rewritten for the caller (rewriteRecordRoute).
+func (p *Proxy) recordRoute(req *sip.Request, out sip.Addr, stamp, inToken string) {
+	req.Prepend("Record-Route", rrValue(p.endpointFor(out.Transport), inToken, stamp))
+}
+
+// rewriteRecordRoute rewrites, in res — a callee's response to an initial
+// request, on its way to the caller, the proxy's Via removed — the entry
+// of ours that the callee got into the one the caller keeps (§16.7 step
+// 4): facing the caller (on inTransport), stamped towards this callee for
+// this dialog, with the callee's flow token when callee is a connection.
+// It returns the next Route beyond us towards the callee, the entry just
+// above ours, if any; ok is false when res has no entry of ours.
+func (p *Proxy) rewriteRecordRoute(res *sip.Response, inTransport string, callee sip.Addr) (next sip.URI, ok bool) {
+	rrs, err := res.RecordRoutes()
+	if err != nil || len(rrs) == 0 {
+		return sip.URI{}, false
 	}
-	outToken := ""
-	if out.Flow != 0 {
-		outToken = p.tokens.Encode(out)
+	idx := -1
+	for i := range rrs {
+		if s, has := rrs[i].URI.Params.Get(stampParam); has && len(s) > 0 && s[0] == toCaller && p.isOurs(&rrs[i].URI) {
+			idx = i
+			break
+		}
 	}
-	req.Prepend("Record-Route", rrValue(outEP, outToken, stamp))
+	if idx < 0 {
+		return sip.URI{}, false
+	}
+	if idx > 0 {
+		next = rrs[idx-1].URI
+	}
+	token := ""
+	if callee.Flow != 0 {
+		token = p.tokens.Encode(callee)
+	}
+	stamp := p.stamp(toCallee, res.CallID(), res.From().Tag(), res.To().Tag())
+	mine := rrValue(p.endpointFor(inTransport), token, stamp)
+	vals := make([]string, len(rrs))
+	for i := range rrs {
+		if i == idx {
+			vals[i] = mine
+		} else {
+			vals[i] = rrs[i].String()
+		}
+	}
+	res.Del("Record-Route")
+	for _, v := range vals {
+		res.Add("Record-Route", v)
+	}
+	return next, true
 }
 
 // rrValue formats a Record-Route value: <sip:[token@]host[:port]

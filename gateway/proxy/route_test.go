@@ -28,7 +28,7 @@ func parseRequest(t *testing.T, lines ...string) *sip.Request {
 // Route pre-processing (§16.4) and what the removed Routes say.
 func TestPreprocessRoutes(t *testing.T) {
 	p := newFixture(t, nil).proxy
-	stamp := p.stamp("cid1")
+	stamp := p.stamp(toCallee, "cid1", "1", "")
 	other := sip.Addr{Transport: sip.WS, AddrPort: mustAddr(sip.WS, "198.51.100.20:51000").AddrPort, Flow: 9}
 	token := p.tokens.Encode(other)
 	tests := []struct {

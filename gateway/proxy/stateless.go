@@ -17,8 +17,9 @@ import (
 
 // forwardAck forwards the ACK of a 2xx, which is a transaction of its own
 // that ends where it is sent: statelessly (§16.11), by its Route. Only an
-// ACK routed by a Record-Route entry this proxy wrote for its call is
-// forwarded; anything else is dropped, as an ACK cannot be answered.
+// ACK routed by a Record-Route entry this proxy wrote for its dialog, and
+// going to that dialog's party, is forwarded; anything else is dropped,
+// as an ACK cannot be answered.
 func (p *Proxy) forwardAck(ctx context.Context, req *sip.Request) {
 	r := req.Clone()
 	if !r.URI.IsSIP() {
@@ -38,11 +39,16 @@ func (p *Proxy) forwardAck(ctx context.Context, req *sip.Request) {
 	top, _ := r.TopVia()
 	rt, err := p.preprocessRoutes(r)
 	if err != nil || !rt.stamped {
-		p.log.Debug("proxy: dropping ack not routed by this proxy", "call-id", r.CallID(), "err", err)
+		p.log.Debug("proxy: dropping ack not routed by this proxy", "call_id", r.CallID(), "err", err)
+		return
+	}
+	dst, ok := p.dialogs.route(r, &rt, p.clk.Now())
+	if !ok {
+		p.log.Info("proxy: dropping ack that does not match its dialog", "call_id", r.CallID(),
+			"uri", r.URI.String(), "source", r.Source.String())
 		return
 	}
 	p.consumeCredentials(r)
-	dst := rt.flow
 	if !dst.IsValid() {
 		hop, err := nextHop(r)
 		var addrs []sip.Addr
@@ -94,6 +100,7 @@ func (p *Proxy) ForwardResponse(res *sip.Response) {
 	}
 	up := res.Clone()
 	up.PopVia()
+	p.strayAnswer(up, res.Source)
 	if err := p.sender.Send(context.Background(), up, dst); err != nil {
 		p.log.Debug("proxy: forwarding stray response", "status", res.StatusCode, "dst", dst, "err", err)
 	}
@@ -146,4 +153,33 @@ func resolveLiteral(_ context.Context, u sip.URI) ([]sip.Addr, error) {
 		port = locate.DefaultPort(tr)
 	}
 	return []sip.Addr{{Transport: tr, AddrPort: netip.AddrPortFrom(ip.Unmap(), uint16(port))}}, nil
+}
+
+// strayAnswer does for up, a stray response on its way to the caller, what
+// the response context does for the responses of its branches: a
+// retransmitted 2xx (or reliable 1xx) that establishes a dialog gets the
+// caller's Record-Route, and the callee's side is recorded again, in case
+// the first copy was lost before the caller built its route set from it.
+// src is where the response came from: the callee's connection, if any.
+func (p *Proxy) strayAnswer(up *sip.Response, src sip.Addr) {
+	code := up.StatusCode
+	if code <= 100 || code >= 300 || !createsDialog(up.CSeq().Method) || up.To().Tag() == "" {
+		return
+	}
+	in, ok := up.TopVia()
+	if !ok {
+		return
+	}
+	var callee sip.Addr
+	if src.Flow != 0 {
+		callee = src
+	}
+	next, ok := p.rewriteRecordRoute(up, in.Transport, callee)
+	if !ok {
+		return
+	}
+	now := p.clk.Now()
+	key := dialogKey{up.CallID(), up.From().Tag()}
+	p.dialogs.answered(key, up.To().Tag(), side{target: contactOf(&up.Headers), flow: callee, route: next},
+		code >= 200, now, now)
 }

@@ -1,0 +1,297 @@
+package proxy
+
+import (
+	"container/list"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/switchboard/switchboard/sip"
+)
+
+// Defaults of the dialog table.
+const (
+	// DefaultMaxDialogs bounds the dialogs the proxy record-routes at once.
+	DefaultMaxDialogs = 50000
+	// DefaultDialogLifetime is how long a dialog stays known after its
+	// last in-dialog request: twelve hours, as Kamailio's dialog module
+	// keeps one. Clients that refresh sessions (RFC 4028) keep theirs far
+	// longer; one that sends nothing for longer must authenticate again.
+	DefaultDialogLifetime = 12 * time.Hour
+	// maxCallees bounds the early dialogs (To tags) of one request: one
+	// per branch of a fork, and a UAS may answer with several.
+	maxCallees = 2 * DefaultMaxTargets
+)
+
+// errDialogsFull is returned when the table holds MaxDialogs dialogs that
+// are all confirmed: the request that would start one more gets 503.
+var errDialogsFull = errors.New("proxy: dialog table full")
+
+// dialogKey names a dialog by its Call-ID and the tag of the caller: the
+// From tag of the request that created it.
+type dialogKey struct {
+	callID, callerTag string
+}
+
+// side is where requests for one party of a dialog go: its remote target
+// (the Contact it sent), the connection it is reached over, or the next
+// proxy on its path. A request that rides one of our Record-Route stamps
+// is forwarded only to the side the stamp points to, and only to what the
+// dialog recorded for it there.
+type side struct {
+	target sip.URI  // the party's Contact; zero when it sent none
+	flow   sip.Addr // the connection that reaches it, when it is one
+	route  sip.URI  // the next Route beyond us towards it; zero when none
+}
+
+// dialogState is what the proxy remembers of a dialog it record-routed.
+type dialogState struct {
+	key     dialogKey
+	caller  side
+	callees map[string]*side // by the callee's tag
+	// confirmed: a 2xx arrived; the dialog lives DialogLifetime past its
+	// last request rather than as long as the initial transaction.
+	confirmed bool
+	expires   time.Time
+	early     *list.Element // in dialogs.early while unconfirmed
+}
+
+// dialogs is the proxy's table of the dialogs it record-routed: what makes
+// a replayed Record-Route stamp worthless. It is bounded: beyond its
+// capacity the oldest early dialog is forgotten, and when every dialog is
+// confirmed no new one starts.
+type dialogs struct {
+	mu        sync.Mutex
+	m         map[dialogKey]*dialogState
+	early     list.List // of *dialogState, oldest first
+	max       int
+	lifetime  time.Duration
+	lastSweep time.Time
+
+	evicted, refused, mismatched uint64
+}
+
+// DialogStats counts the work of the proxy's dialog table, for metrics.
+type DialogStats struct {
+	// Dialogs is the number of dialogs known now.
+	Dialogs int
+	// Evicted counts early dialogs forgotten to make room.
+	Evicted uint64
+	// Refused counts dialogs not started because the table was full of
+	// confirmed ones.
+	Refused uint64
+	// Mismatched counts requests that carried a Record-Route entry of
+	// ours whose stamp does not verify (another Call-ID, made-up tags, a
+	// forgery) or whose dialog does not send them where they go (a
+	// forgotten dialog, another destination): they were authorised as
+	// out-of-dialog requests.
+	Mismatched uint64
+}
+
+func newDialogs(max int, lifetime time.Duration) *dialogs {
+	return &dialogs{m: make(map[dialogKey]*dialogState), max: max, lifetime: lifetime}
+}
+
+// sweepEvery is how often expired dialogs are dropped; they are never
+// used in between.
+const sweepEvery = 30 * time.Second
+
+// open starts the dialog of an initial request, whose caller is reached as
+// caller says. It lives until until, unless a 2xx confirms it. A dialog
+// already under way with the same key is left as it is.
+func (d *dialogs) open(key dialogKey, caller side, now, until time.Time) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.sweep(now)
+	if dl, ok := d.m[key]; ok && dl.expires.After(now) {
+		// A dialog of this Call-ID and tag is under way: whoever sends
+		// its initial request again cannot move its caller's side, or a
+		// callee that knows both could point it at any host.
+		return nil
+	}
+	if len(d.m) >= d.max && now.Sub(d.lastSweep) >= time.Second {
+		d.sweepAll(now)
+	}
+	if len(d.m) >= d.max {
+		front := d.early.Front()
+		if front == nil {
+			d.refused++
+			return errDialogsFull
+		}
+		d.forget(front.Value.(*dialogState))
+		d.evicted++
+	}
+	dl := &dialogState{key: key, caller: caller, expires: until}
+	dl.early = d.early.PushBack(dl)
+	d.m[key] = dl
+	return nil
+}
+
+// answered records the side of a callee that answered the dialog's initial
+// request with a To tag: provisionally (1xx) or finally (2xx), when the
+// dialog is confirmed. A final non-2xx is not recorded: the early dialog
+// ends with it.
+func (d *dialogs) answered(key dialogKey, tag string, callee side, confirmed bool, now, until time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	dl, ok := d.m[key]
+	if !ok || tag == "" {
+		return
+	}
+	if s, ok := dl.callees[tag]; ok {
+		if callee.target.Scheme != "" {
+			s.target = callee.target
+		}
+		if callee.flow.IsValid() {
+			s.flow = callee.flow
+		}
+	} else if len(dl.callees) < maxCallees {
+		if dl.callees == nil {
+			dl.callees = make(map[string]*side, 1)
+		}
+		c := callee
+		dl.callees[tag] = &c
+	}
+	switch {
+	case confirmed && !dl.confirmed:
+		dl.confirmed = true
+		d.early.Remove(dl.early)
+		dl.early = nil
+		dl.expires = now.Add(d.lifetime)
+	case !dl.confirmed && until.After(dl.expires):
+		dl.expires = until
+	}
+}
+
+// failed ends the dialog of an initial request that got a final non-2xx
+// answer, unless a 2xx confirmed it meanwhile.
+func (d *dialogs) failed(key dialogKey) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if dl, ok := d.m[key]; ok && !dl.confirmed {
+		d.forget(dl)
+	}
+}
+
+// route checks a request that carries one of our Record-Route stamps
+// against its dialog (§16.4 meets RFC 3261's "a proxy is not an open
+// relay"): the stamp named its dialog and direction, and the request may
+// only go where the dialog recorded the party of that side. dest is the
+// connection to send it over, when the side has one. A match refreshes
+// the dialog's lifetime.
+func (d *dialogs) route(r *sip.Request, rt *routing, now time.Time) (dest sip.Addr, ok bool) {
+	key, calleeTag := rt.dialog, rt.calleeTag
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	dl, found := d.m[key]
+	if !found || !dl.expires.After(now) {
+		d.mismatched++
+		return sip.Addr{}, false
+	}
+	to := &dl.caller
+	if rt.dir == toCallee {
+		if to = dl.callees[calleeTag]; to == nil {
+			d.mismatched++
+			return sip.Addr{}, false
+		}
+	}
+	if !to.admits(r, rt) {
+		d.mismatched++
+		return sip.Addr{}, false
+	}
+	if dl.confirmed {
+		dl.expires = now.Add(d.lifetime)
+	}
+	if rt.flow.IsValid() {
+		return rt.flow, true
+	}
+	return sip.Addr{}, true
+}
+
+// admits reports whether r, its routes popped, goes to this side: to its
+// remote target, through its next proxy if it has one, over its
+// connection if the entry named one.
+func (s *side) admits(r *sip.Request, rt *routing) bool {
+	if rt.flow.IsValid() && (rt.flow.Flow != s.flow.Flow || rt.flow.AddrPort != s.flow.AddrPort) {
+		return false
+	}
+	routes, err := r.Routes()
+	if err != nil {
+		return false
+	}
+	if len(routes) > 0 {
+		return s.route.Scheme != "" && routes[0].URI.Equal(&s.route)
+	}
+	if s.route.Scheme != "" {
+		return false // the request would skip the side's proxy
+	}
+	if s.target.Scheme == "" {
+		return rt.flow.IsValid() // no Contact to check: only the connection tells
+	}
+	return r.URI.Equal(&s.target)
+}
+
+// refreshed records a new remote target for one side of a dialog, after
+// a target refresh (re-INVITE, UPDATE, SUBSCRIBE, NOTIFY) succeeded:
+// callerSide tells whose Contact it is.
+func (d *dialogs) refreshed(key dialogKey, calleeTag string, callerSide bool, target sip.URI) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	dl, ok := d.m[key]
+	if !ok {
+		return
+	}
+	if callerSide {
+		dl.caller.target = target
+	} else if s := dl.callees[calleeTag]; s != nil {
+		s.target = target
+	}
+}
+
+// ending gives a dialog whose BYE passed only the time its retransmissions
+// and answers need.
+func (d *dialogs) ending(key dialogKey, until time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if dl, ok := d.m[key]; ok && until.Before(dl.expires) {
+		dl.expires = until
+	}
+}
+
+// noteMismatch counts a request whose stamp did not verify at all.
+func (d *dialogs) noteMismatch() {
+	d.mu.Lock()
+	d.mismatched++
+	d.mu.Unlock()
+}
+
+// stats returns the table's counters.
+func (d *dialogs) stats() DialogStats {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return DialogStats{Dialogs: len(d.m), Evicted: d.evicted, Refused: d.refused, Mismatched: d.mismatched}
+}
+
+// sweep drops the expired dialogs, at most once every sweepEvery.
+func (d *dialogs) sweep(now time.Time) {
+	if now.Sub(d.lastSweep) >= sweepEvery {
+		d.sweepAll(now)
+	}
+}
+
+func (d *dialogs) sweepAll(now time.Time) {
+	d.lastSweep = now
+	for _, dl := range d.m {
+		if !dl.expires.After(now) {
+			d.forget(dl)
+		}
+	}
+}
+
+func (d *dialogs) forget(dl *dialogState) {
+	if dl.early != nil {
+		d.early.Remove(dl.early)
+		dl.early = nil
+	}
+	delete(d.m, dl.key)
+}
