@@ -413,11 +413,15 @@ func (c credentials) HA1(user, algorithm string) (string, bool) {
 }
 
 // proxyThrottle adapts the gateway's throttle to the proxy: its failures
-// count under their own origin.
+// and its probes count under their own origins.
 type proxyThrottle struct{ *accounts.Throttle }
 
 func (t proxyThrottle) Failure(ip netip.Addr, user string) bool {
 	return t.Throttle.Failure(accounts.OriginProxy, ip, user)
+}
+
+func (t proxyThrottle) Probe(ip netip.Addr) bool {
+	return t.Throttle.Failure(accounts.OriginProbe, ip, "")
 }
 
 // localAddrFor gives a trunk registration the gateway's address on a
