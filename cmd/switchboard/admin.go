@@ -7,10 +7,14 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"math"
 	"net/http"
+	"net/netip"
+	"strconv"
 	"strings"
 	"time"
 
+	"github.com/switchboard/switchboard/gateway/accounts"
 	"github.com/switchboard/switchboard/gateway/b2bua"
 	"github.com/switchboard/switchboard/gateway/location"
 )
@@ -24,17 +28,20 @@ import (
 //	DELETE /admin/calls/{id}     hang it up (BYE on both legs, or CANCEL)
 //
 // Without a token the API is off and answers 404, so that a gateway
-// never serves it unprotected.
+// never serves it unprotected. A wrong token counts as a failure in the
+// gateway's authentication throttle, which the SIP side shares: a source
+// that failed too often, here or there, gets 429 with Retry-After.
 type adminAPI struct {
 	token    [sha256.Size]byte // of the token; compared in constant time
 	on       bool
 	location location.Store
 	calls    *b2bua.B2BUA
+	throttle *accounts.Throttle
 	log      *slog.Logger
 }
 
-func newAdminAPI(token string, loc location.Store, calls *b2bua.B2BUA, log *slog.Logger) *adminAPI {
-	return &adminAPI{token: sha256.Sum256([]byte(token)), on: token != "", location: loc, calls: calls, log: log}
+func newAdminAPI(token string, loc location.Store, calls *b2bua.B2BUA, th *accounts.Throttle, log *slog.Logger) *adminAPI {
+	return &adminAPI{token: sha256.Sum256([]byte(token)), on: token != "", location: loc, calls: calls, throttle: th, log: log}
 }
 
 // register adds the API's routes to mux.
@@ -55,10 +62,29 @@ func (a *adminAPI) guard(h http.HandlerFunc) http.Handler {
 			writeJSONError(w, http.StatusNotFound, "the admin API is off: set SWITCHBOARD_ADMIN_TOKEN to turn it on")
 			return
 		}
-		scheme, token, _ := strings.Cut(r.Header.Get("Authorization"), " ")
+		// A remote address that does not parse leaves the zero Addr: all
+		// such clients share one count.
+		var ip netip.Addr
+		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
+			ip = ap.Addr()
+		}
+		if wait, ok := a.throttle.Allow(ip, ""); !ok {
+			a.log.Info("admin api: refused: too many failures from this source", "remote", r.RemoteAddr, "path", r.URL.Path, "retry_after", wait)
+			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+			writeJSONError(w, http.StatusTooManyRequests, "too many failed attempts from this address; retry later")
+			return
+		}
+		header := r.Header.Get("Authorization")
+		scheme, token, _ := strings.Cut(header, " ")
 		sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
 		if !strings.EqualFold(scheme, "Bearer") || subtle.ConstantTimeCompare(sum[:], a.token[:]) != 1 {
-			a.log.Info("admin api: refused: wrong or missing bearer token", "remote", r.RemoteAddr, "path", r.URL.Path)
+			// A request without credentials guesses nothing: only a
+			// token presented, and wrong, counts.
+			blocked := false
+			if header != "" {
+				blocked = a.throttle.Failure(accounts.OriginAdmin, ip, "")
+			}
+			a.log.Info("admin api: refused: wrong or missing bearer token", "remote", r.RemoteAddr, "path", r.URL.Path, "blocked", blocked)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard admin"`)
 			writeJSONError(w, http.StatusUnauthorized, "a valid bearer token is required")
 			return

@@ -227,7 +227,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, ctl control) error {
 
 	var isReady atomic.Bool
 	mux := newMux(reg, &isReady, logger)
-	newAdminAPI(cfg.AdminToken, stack.location, stack.calls, logger.With("component", "admin")).register(mux)
+	newAdminAPI(cfg.AdminToken, stack.location, stack.calls, stack.throttle, logger.With("component", "admin")).register(mux)
 	mux.Handle("/ws", stack.ws)
 	mux.Handle("GET /config.json", webclient.ConfigHandler(webclient.Config{Domain: cfg.Domain, WSPath: "/ws"}))
 	mux.Handle("/", webclient.Handler())

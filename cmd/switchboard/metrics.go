@@ -62,7 +62,7 @@ type stackCollector struct {
 	bridges, inactive, ports                               *prometheus.Desc
 	rtpPackets, rtpBytes, rtpLost                          *prometheus.Desc
 	wsOpen, wsConns                                        *prometheus.Desc
-	authFailures, authRefused, authBlocked                 *prometheus.Desc
+	authFailures, authRefused, authBlocked, blockedUsers   *prometheus.Desc
 	sipReceived, sipDropped, sipPending, txOpen, overload  *prometheus.Desc
 	dialogs, dialogsEvicted, dialogsRefused, stampMismatch *prometheus.Desc
 }
@@ -87,9 +87,10 @@ func newStackCollector(s *sipStack) *stackCollector {
 		rtpLost:        d("rtp_lost_packets_total", "RTP packets lost on their way to the gateway, from sequence gaps, by leg.", "leg"),
 		wsOpen:         d("websocket_connections", "Open SIP over WebSocket connections."),
 		wsConns:        d("websocket_connections_total", "SIP over WebSocket handshakes, by result (accepted, refused).", "result"),
-		authFailures:   d("auth_failures_total", "Failed digest authentications (wrong password or unknown user), by role (registrar, proxy).", "role"),
-		authRefused:    d("auth_refused_total", "Authentication attempts refused unchecked because the source failed too often, by role.", "role"),
-		authBlocked:    d("auth_blocked_sources", "Sources refused now for failing authentication too often, by role.", "role"),
+		authFailures:   d("auth_failures_total", "Failures counted by the authentication throttle, by origin: register (REGISTER credentials: wrong password or unknown user), proxy (Proxy-Authorization), admin (admin API bearer token), probe (an anonymous request for an address of ours with no target).", "origin"),
+		authRefused:    d("auth_refused_total", "Requests and authentication attempts refused unchecked because their source, or their user name from an address it never authenticated from, failed too often."),
+		authBlocked:    d("auth_blocked_sources", "Sources (IPv4 addresses, IPv6 /64s) refused now for failing too often."),
+		blockedUsers:   d("auth_blocked_users", "User names refused now, to addresses their user never authenticated from, for failing too often."),
 		sipReceived:    d("sip_messages_received_total", "SIP messages the transports delivered."),
 		sipDropped:     d("sip_messages_dropped_total", "SIP messages dropped unread because their source or the gateway was over its queue cap."),
 		sipPending:     d("sip_messages_pending", "SIP messages waiting for a worker."),
@@ -182,12 +183,13 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.wsConns, ws.Refused, "refused")
 
 	// Authentication.
-	for role, th := range map[string]*accounts.Throttle{"registrar": s.regThrottle, "proxy": s.proxyThrottle} {
-		st := th.Stats()
-		counter(c.authFailures, st.Failures, role)
-		counter(c.authRefused, st.Refused, role)
-		gauge(c.authBlocked, float64(st.Blocked), role)
+	st := s.throttle.Stats()
+	for o, n := range st.Failures {
+		counter(c.authFailures, n, accounts.Origin(o).String())
 	}
+	counter(c.authRefused, st.Refused)
+	gauge(c.authBlocked, float64(st.BlockedSources))
+	gauge(c.blockedUsers, float64(st.BlockedUsers))
 
 	// The SIP layers.
 	ts := s.transports.Stats()

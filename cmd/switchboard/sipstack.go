@@ -53,7 +53,10 @@ type sipStack struct {
 	// started; a reload does not change them.
 	registering []config.Trunk
 
-	regThrottle, proxyThrottle *accounts.Throttle
+	// throttle counts the authentication failures of the registrar, the
+	// proxy and the admin API, and the proxy's answers to probes for
+	// user names: a source blocked by one is refused by all.
+	throttle *accounts.Throttle
 
 	wg       sync.WaitGroup
 	regs     sync.WaitGroup
@@ -66,9 +69,8 @@ type sipStack struct {
 // where the HTTP listener (and so the WebSocket transport) is bound.
 func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.Logger, metrics *sipMetrics) (*sipStack, error) {
 	s := &sipStack{
-		served:        make(chan error, 1),
-		regThrottle:   &accounts.Throttle{},
-		proxyThrottle: &accounts.Throttle{},
+		served:   make(chan error, 1),
+		throttle: &accounts.Throttle{Logger: logger.With("component", "throttle")},
 	}
 	ok := false
 	defer func() {
@@ -112,7 +114,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		Accounts:   s.accounts,
 		Location:   s.location,
 		Digest:     &digest.Server{Realm: cfg.Domain, Secret: secret},
-		Throttle:   s.regThrottle,
+		Throttle:   s.throttle,
 		Algorithms: cfg.DigestAlgorithms,
 		Logger:     logger.With("component", "registrar"),
 	})
@@ -209,7 +211,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		Trusted:         s.routing,
 		RedirectDomains: redirectDomains(cfg.Domain, file),
 		Credentials:     credentials{s.accounts},
-		Throttle:        s.proxyThrottle,
+		Throttle:        proxyThrottle{s.throttle},
 		Secret:          secret,
 		Algorithms:      cfg.DigestAlgorithms,
 		Logger:          logger.With("component", "proxy"),
@@ -410,6 +412,18 @@ func (c credentials) HA1(user, algorithm string) (string, bool) {
 		return "", false
 	}
 	return a.HA1(algorithm)
+}
+
+// proxyThrottle adapts the gateway's throttle to the proxy: its failures
+// and its probes count under their own origins.
+type proxyThrottle struct{ *accounts.Throttle }
+
+func (t proxyThrottle) Failure(ip netip.Addr, user string) bool {
+	return t.Throttle.Failure(accounts.OriginProxy, ip, user)
+}
+
+func (t proxyThrottle) Probe(ip netip.Addr) bool {
+	return t.Throttle.Failure(accounts.OriginProbe, ip, "")
 }
 
 // localAddrFor gives a trunk registration the gateway's address on a

@@ -2,8 +2,11 @@ package accounts
 
 import (
 	"container/list"
+	"crypto/sha256"
+	"log/slog"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
@@ -11,103 +14,160 @@ import (
 
 // Defaults for zero fields of Throttle.
 const (
-	DefaultMaxFailures = 10
-	DefaultWindow      = time.Minute
-	DefaultBlockFor    = 5 * time.Minute
-	DefaultMaxSources  = 10000
+	DefaultMaxFailures     = 10
+	DefaultUserMaxFailures = 20
+	DefaultWindow          = time.Minute
+	DefaultBlockFor        = 5 * time.Minute
+	DefaultTrustFor        = 7 * 24 * time.Hour
+	DefaultMaxSources      = 10000
 )
 
-// Throttle refuses sources that failed authentication too often: after
-// MaxFailures failures within Window, a source is refused for BlockFor.
-// The registrar asks Allow before verifying credentials, so a refused
-// source costs no hashing, and reports each wrong password (or unknown
-// user: the two are indistinguishable) with Failure. A success does not
-// clear the count, so one valid account cannot launder guesses at others
-// from the same address.
+// knownPerUser bounds the addresses remembered per user as ones it
+// authenticated from: a desk phone, a browser at work and one at home,
+// a mobile.
+const knownPerUser = 4
+
+// Origin says where a failure was seen, for logs and metrics.
+type Origin uint8
+
+// The origins of failures.
+const (
+	// OriginRegister is a REGISTER whose digest credentials failed.
+	OriginRegister Origin = iota
+	// OriginProxy is a request whose Proxy-Authorization failed.
+	OriginProxy
+	// OriginAdmin is a wrong or missing bearer token at the admin API.
+	OriginAdmin
+	// OriginProbe is an anonymous request for an address of ours that
+	// has no target: what a scan for user names gets.
+	OriginProbe
+
+	numOrigins
+)
+
+// String returns the origin's metric label: register, proxy, admin or
+// probe.
+func (o Origin) String() string {
+	switch o {
+	case OriginRegister:
+		return "register"
+	case OriginProxy:
+		return "proxy"
+	case OriginAdmin:
+		return "admin"
+	case OriginProbe:
+		return "probe"
+	}
+	return "unknown"
+}
+
+// Throttle slows down guessing: of passwords (REGISTER and proxy digest
+// credentials, admin API tokens) and of user names (anonymous requests
+// for addresses with no target). One Throttle serves every origin, so that
+// a source refused by one is refused by all.
 //
-// Sources are IP addresses; IPv6 addresses count per /64, the block one
-// subscriber usually gets, so that an attacker cannot rotate through it.
-// With PerUser set, failures count per address and digest username
-// instead, so that one misconfigured phone behind an office NAT does not
-// lock out its colleagues — at the price of letting one address guess at
-// many accounts, MaxFailures per account per Window.
+// Per source: after MaxFailures failures of any origin within Window, a
+// source is refused for BlockFor, whatever user it names. Sources are IP
+// addresses; IPv6 addresses count per /64, the block one subscriber
+// usually gets, so that an attacker cannot rotate through it.
 //
-// At most MaxSources sources are tracked; beyond that the least recently
-// failed is forgotten. Set the fields before first use. The zero value
-// uses the defaults and the system clock. Methods are safe for concurrent
-// use; a nil *Throttle allows everything.
+// Per user: after UserMaxFailures failures against one user name within
+// Window, from any number of sources, that name is refused for BlockFor to
+// every source that has not authenticated as that user within TrustFor.
+// A guesser spread over many addresses is slowed down, while the user's
+// own phones and browsers, at an address they authenticated from before,
+// go on working: an attacker cannot lock a user out from their usual
+// address, only from a new one while the attack lasts. Unknown user names
+// count like real ones, so the per-user refusal tells nothing either.
+//
+// Callers ask Allow before verifying credentials, so that a refused
+// attempt costs no hashing, report each wrong password (or unknown user:
+// the two must look the same) with Failure and each success with Success.
+// A success does not clear the count, so one valid account cannot launder
+// guesses at others from the same address.
+//
+// At most MaxSources sources, MaxSources user names and the known
+// addresses of MaxSources users are tracked; beyond that the least
+// recently seen is forgotten. Set the fields before first use. The zero
+// value uses the defaults and the system clock. Methods are safe for
+// concurrent use; while nothing is blocked Allow and Blocked take no lock.
+// A nil *Throttle allows everything.
 type Throttle struct {
-	// MaxFailures is how many failures within Window get a source blocked;
-	// default DefaultMaxFailures.
+	// MaxFailures is how many failures of one source within Window get
+	// it blocked; default DefaultMaxFailures.
 	MaxFailures int
+	// UserMaxFailures is how many failures against one user name within
+	// Window get the name blocked for unknown sources; default
+	// DefaultUserMaxFailures.
+	UserMaxFailures int
 	// Window is the sliding window failures are counted in; default
 	// DefaultWindow.
 	Window time.Duration
-	// BlockFor is how long a source is refused; default DefaultBlockFor.
+	// BlockFor is how long a source or user name is refused; default
+	// DefaultBlockFor.
 	BlockFor time.Duration
-	// MaxSources bounds the sources tracked; default DefaultMaxSources.
+	// TrustFor is how long an address a user authenticated from stays
+	// exempt from that user's blocks; default DefaultTrustFor.
+	TrustFor time.Duration
+	// MaxSources bounds each of the tables; default DefaultMaxSources.
 	MaxSources int
-	// PerUser counts failures per (address, username) instead of per
-	// address.
-	PerUser bool
 	// Clock is the time source; nil means the system clock.
 	Clock clock.Clock
+	// Logger receives a warning each time a source or user name is
+	// blocked; nil discards them.
+	Logger *slog.Logger
 
-	mu       sync.Mutex
-	sources  map[throttleKey]*list.Element // of *source
-	lru      list.List                     // front: most recent failure
-	failures uint64
-	refused  uint64
+	mu      sync.RWMutex
+	sources table[netip.Addr]
+	users   table[string]
+	known   knownTable
+
+	failures [numOrigins]atomic.Uint64
+	refused  atomic.Uint64
+	// sourceUntil and userUntil are the latest end of any source or user
+	// block (Unix ns): past it nothing of that kind is blocked, and
+	// Allow and Blocked answer without the lock.
+	sourceUntil, userUntil atomic.Int64
 }
 
 // ThrottleStats counts a Throttle's work, for metrics.
 type ThrottleStats struct {
-	// Failures counts the failed authentications reported.
-	Failures uint64
-	// Refused counts the attempts Allow refused.
+	// Failures counts the failures reported, indexed by Origin.
+	Failures [numOrigins]uint64
+	// Refused counts the attempts Allow and Blocked refused.
 	Refused uint64
-	// Blocked is the number of sources refused now.
-	Blocked int
+	// BlockedSources is the number of sources refused now.
+	BlockedSources int
+	// BlockedUsers is the number of user names refused now to sources
+	// their user never authenticated from.
+	BlockedUsers int
 }
 
 // Stats returns the Throttle's counters.
 func (t *Throttle) Stats() ThrottleStats {
+	var st ThrottleStats
 	if t == nil {
-		return ThrottleStats{}
+		return st
 	}
-	now := clock.Or(t.Clock).Now().UnixNano()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	st := ThrottleStats{Failures: t.failures, Refused: t.refused}
-	for _, e := range t.sources {
-		if e.Value.(*source).blockedUntil > now {
-			st.Blocked++
-		}
+	for i := range st.Failures {
+		st.Failures[i] = t.failures[i].Load()
 	}
+	st.Refused = t.refused.Load()
+	now := t.now()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	st.BlockedSources = t.sources.blocked(now)
+	st.BlockedUsers = t.users.blocked(now)
 	return st
 }
 
-type throttleKey struct {
-	ip   netip.Addr
-	user string
-}
-
-// source is the failure history of one key: the times of its last
-// MaxFailures failures in a ring, which is all an exact sliding window
-// needs.
-type source struct {
-	key          throttleKey
-	times        []int64 // Unix ns, ring of len MaxFailures
-	n            int     // failures in the ring, up to len(times)
-	next         int     // ring index of the next write
-	last         int64   // newest failure
-	blockedUntil int64
-}
-
-func (t *Throttle) maxFailures() int { return orInt(t.MaxFailures, DefaultMaxFailures) }
-func (t *Throttle) window() int64    { return int64(orDur(t.Window, DefaultWindow)) }
-func (t *Throttle) blockFor() int64  { return int64(orDur(t.BlockFor, DefaultBlockFor)) }
-func (t *Throttle) maxSources() int  { return orInt(t.MaxSources, DefaultMaxSources) }
+func (t *Throttle) maxFailures() int     { return orInt(t.MaxFailures, DefaultMaxFailures) }
+func (t *Throttle) userMaxFailures() int { return orInt(t.UserMaxFailures, DefaultUserMaxFailures) }
+func (t *Throttle) window() int64        { return int64(orDur(t.Window, DefaultWindow)) }
+func (t *Throttle) blockFor() int64      { return int64(orDur(t.BlockFor, DefaultBlockFor)) }
+func (t *Throttle) trustFor() int64      { return int64(orDur(t.TrustFor, DefaultTrustFor)) }
+func (t *Throttle) maxSources() int      { return orInt(t.MaxSources, DefaultMaxSources) }
+func (t *Throttle) now() int64           { return clock.Or(t.Clock).Now().UnixNano() }
 
 func orInt(v, def int) int {
 	if v > 0 {
@@ -123,112 +183,329 @@ func orDur(v, def time.Duration) time.Duration {
 	return def
 }
 
-func (t *Throttle) key(ip netip.Addr, user string) throttleKey {
+// sourceKey is what a source counts as: its IPv4 address, or the /64 of
+// its IPv6 address.
+func sourceKey(ip netip.Addr) netip.Addr {
 	ip = ip.Unmap().WithZone("")
 	if ip.Is6() {
 		if p, err := ip.Prefix(64); err == nil {
 			ip = p.Addr()
 		}
 	}
-	if !t.PerUser {
-		user = ""
-	}
-	return throttleKey{ip, user}
+	return ip
 }
 
-// Allow reports whether ip (and user, with PerUser) may try to
-// authenticate now; if not, retryAfter says for how long it is still
-// refused.
+// userKey bounds the memory a user name takes in the tables: a digest
+// username can be kilobytes long, an account's name is at most MaxUserLen.
+func userKey(user string) string {
+	if len(user) <= MaxUserLen {
+		return user
+	}
+	sum := sha256.Sum256([]byte(user))
+	return "\x00" + string(sum[:])
+}
+
+// Blocked reports whether ip is refused as a source now, whatever user it
+// names, and for how long still. It is cheap enough to ask for every
+// message; a refusal counts in Stats.
+func (t *Throttle) Blocked(ip netip.Addr) (retryAfter time.Duration, blocked bool) {
+	if t == nil {
+		return 0, false
+	}
+	now := t.now()
+	if now >= t.sourceUntil.Load() {
+		return 0, false
+	}
+	t.mu.RLock()
+	until := t.sources.until(sourceKey(ip))
+	t.mu.RUnlock()
+	if until <= now {
+		return 0, false
+	}
+	t.refused.Add(1)
+	return time.Duration(until - now), true
+}
+
+// Allow reports whether ip may try to authenticate as user now (user ""
+// asks about the source alone); if not, retryAfter says for how long it is
+// still refused. A refusal counts in Stats.
 func (t *Throttle) Allow(ip netip.Addr, user string) (retryAfter time.Duration, ok bool) {
 	if t == nil {
 		return 0, true
 	}
-	k := t.key(ip, user)
-	now := clock.Or(t.Clock).Now().UnixNano()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	e, found := t.sources[k]
-	if !found {
+	now := t.now()
+	checkUser := user != "" && now < t.userUntil.Load()
+	if now >= t.sourceUntil.Load() && !checkUser {
 		return 0, true
 	}
-	s := e.Value.(*source)
-	if s.blockedUntil > now {
-		t.refused++
-		return time.Duration(s.blockedUntil - now), false
+	src := sourceKey(ip)
+	t.mu.RLock()
+	until := t.sources.until(src)
+	if until <= now && checkUser {
+		k := userKey(user)
+		if u := t.users.until(k); u > now && !t.known.has(k, src, now-t.trustFor()) {
+			until = u
+		}
 	}
-	return 0, true
+	t.mu.RUnlock()
+	if until <= now {
+		return 0, true
+	}
+	t.refused.Add(1)
+	return time.Duration(until - now), false
 }
 
-// Failure records a failed authentication from ip (and user, with PerUser)
-// and reports whether the source is now blocked.
-func (t *Throttle) Failure(ip netip.Addr, user string) (blocked bool) {
+// Failure records a failure of origin o from ip against user ("" when no
+// user was named) and reports whether ip is now refused for user.
+func (t *Throttle) Failure(o Origin, ip netip.Addr, user string) (blocked bool) {
 	if t == nil {
 		return false
 	}
-	k := t.key(ip, user)
-	now := clock.Or(t.Clock).Now().UnixNano()
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.failures++
-	t.prune(now)
-	if t.sources == nil {
-		t.sources = make(map[throttleKey]*list.Element)
+	if o < numOrigins {
+		t.failures[o].Add(1)
 	}
-	var s *source
-	if e, ok := t.sources[k]; ok {
-		s = e.Value.(*source)
-		t.lru.MoveToFront(e)
-	} else {
-		for len(t.sources) >= t.maxSources() {
-			t.remove(t.lru.Back())
-		}
-		s = &source{key: k, times: make([]int64, t.maxFailures())}
-		t.sources[k] = t.lru.PushFront(s)
-	}
-	s.last = now
-	if s.blockedUntil > now {
-		return true // a race with Allow: already refused, nothing to add
-	}
-	s.times[s.next] = now
-	s.next = (s.next + 1) % len(s.times)
-	if s.n < len(s.times) {
-		s.n++
-	}
-	// The ring is full: its oldest entry, the one next overwrites, is the
-	// MaxFailures-th most recent failure.
-	if s.n == len(s.times) && now-s.times[s.next] <= t.window() {
-		s.blockedUntil = now + t.blockFor()
-		s.n, s.next = 0, 0 // count afresh once the block ends
-		return true
-	}
-	return false
-}
-
-// prune forgets sources with nothing left to remember: no failure within
-// Window and no block in force. The list is ordered by last failure, so
-// they are all at the back.
-func (t *Throttle) prune(now int64) {
+	src := sourceKey(ip)
+	now := t.now()
 	keep := max(t.window(), t.blockFor())
-	for e := t.lru.Back(); e != nil; e = t.lru.Back() {
-		s := e.Value.(*source)
-		if now-s.last <= keep {
-			return
-		}
-		t.remove(e)
+	var userBlocked, userNew bool
+	t.mu.Lock()
+	until, srcNew := t.sources.fail(src, now, t.maxFailures(), t.window(), t.blockFor(), keep, t.maxSources())
+	srcBlocked := until > now
+	t.users.prune(now - keep)
+	if srcNew && until > t.sourceUntil.Load() {
+		t.sourceUntil.Store(until)
 	}
+	if !srcBlocked && user != "" {
+		k := userKey(user)
+		var u int64
+		u, userNew = t.users.fail(k, now, t.userMaxFailures(), t.window(), t.blockFor(), keep, t.maxSources())
+		userBlocked = u > now && !t.known.has(k, src, now-t.trustFor())
+		if userNew && u > t.userUntil.Load() {
+			t.userUntil.Store(u)
+		}
+	}
+	t.mu.Unlock()
+
+	if srcNew {
+		t.log().Warn("auth throttle: source blocked after repeated failures",
+			"source", sourceString(src), "origin", o.String(), "failures", t.maxFailures(),
+			"window", time.Duration(t.window()), "blocked_for", time.Duration(t.blockFor()))
+	}
+	if userNew {
+		t.log().Warn("auth throttle: user blocked for addresses it never authenticated from",
+			"user", logUser(user), "origin", o.String(), "source", sourceString(src),
+			"failures", t.userMaxFailures(), "window", time.Duration(t.window()), "blocked_for", time.Duration(t.blockFor()))
+	}
+	return srcBlocked || userBlocked
 }
 
-func (t *Throttle) remove(e *list.Element) {
-	delete(t.sources, e.Value.(*source).key)
-	t.lru.Remove(e)
+// Success records that ip authenticated as user: the address becomes one
+// of the user's known ones, exempt from the user's blocks for TrustFor.
+func (t *Throttle) Success(ip netip.Addr, user string) {
+	if t == nil || user == "" {
+		return
+	}
+	src := sourceKey(ip)
+	now := t.now()
+	t.mu.Lock()
+	t.known.add(userKey(user), src, now, now-t.trustFor(), t.maxSources())
+	t.mu.Unlock()
 }
 
-// Len returns the number of sources tracked.
+// Len returns the number of sources and user names tracked for failures.
 func (t *Throttle) Len() int {
 	if t == nil {
 		return 0
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return len(t.sources)
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	return len(t.sources.m) + len(t.users.m)
+}
+
+func (t *Throttle) log() *slog.Logger {
+	if t.Logger == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return t.Logger
+}
+
+// sourceString names a source key as it counts: "192.0.2.1" or
+// "2001:db8::/64".
+func sourceString(src netip.Addr) string {
+	if src.Is6() {
+		return netip.PrefixFrom(src, 64).String()
+	}
+	return src.String()
+}
+
+// logUser keeps an attacker's kilobyte-long user name out of the log.
+func logUser(user string) string {
+	if len(user) > MaxUserLen {
+		return user[:MaxUserLen] + "…"
+	}
+	return user
+}
+
+// table counts the failures of keys (sources or user names) in a sliding
+// window and remembers their blocks.
+type table[K comparable] struct {
+	m   map[K]*list.Element // of *history[K]
+	lru list.List           // front: most recent failure
+}
+
+// history is the failure history of one key: the times of its last
+// limit failures in a ring, which is all an exact sliding window needs.
+type history[K comparable] struct {
+	key          K
+	times        []int64 // Unix ns, ring of len limit
+	n            int     // failures in the ring, up to len(times)
+	next         int     // ring index of the next write
+	last         int64   // newest failure
+	blockedUntil int64
+}
+
+// until returns the end of k's block (Unix ns), or 0.
+func (tb *table[K]) until(k K) int64 {
+	if e, ok := tb.m[k]; ok {
+		return e.Value.(*history[K]).blockedUntil
+	}
+	return 0
+}
+
+// fail records a failure of k at now. It returns the end of k's block, 0
+// when k is not blocked, and whether this failure blocked it. Keys with
+// no failure within keep are forgotten first; then, while the table holds
+// capacity keys, the least recently failed.
+func (tb *table[K]) fail(k K, now int64, limit int, window, blockFor, keep int64, capacity int) (until int64, newly bool) {
+	tb.prune(now - keep)
+	if tb.m == nil {
+		tb.m = make(map[K]*list.Element)
+	}
+	var h *history[K]
+	if e, ok := tb.m[k]; ok {
+		h = e.Value.(*history[K])
+		tb.lru.MoveToFront(e)
+	} else {
+		for len(tb.m) >= capacity {
+			tb.remove(tb.lru.Back())
+		}
+		h = &history[K]{key: k, times: make([]int64, limit)}
+		tb.m[k] = tb.lru.PushFront(h)
+	}
+	h.last = now
+	if h.blockedUntil > now {
+		return h.blockedUntil, false // a race with Allow: refused already
+	}
+	h.times[h.next] = now
+	h.next = (h.next + 1) % len(h.times)
+	if h.n < len(h.times) {
+		h.n++
+	}
+	// The ring is full: its oldest entry, the one next overwrites, is the
+	// limit-th most recent failure.
+	if h.n == len(h.times) && now-h.times[h.next] <= window {
+		h.blockedUntil = now + blockFor
+		h.n, h.next = 0, 0 // count afresh once the block ends
+		return h.blockedUntil, true
+	}
+	return 0, false
+}
+
+// prune forgets keys whose last failure is before cutoff: they have no
+// failure within the window and no block in force. The list is ordered by
+// last failure, so they are all at the back.
+func (tb *table[K]) prune(cutoff int64) {
+	for e := tb.lru.Back(); e != nil; e = tb.lru.Back() {
+		if e.Value.(*history[K]).last >= cutoff {
+			return
+		}
+		tb.remove(e)
+	}
+}
+
+func (tb *table[K]) remove(e *list.Element) {
+	delete(tb.m, e.Value.(*history[K]).key)
+	tb.lru.Remove(e)
+}
+
+// blocked counts the keys blocked at now.
+func (tb *table[K]) blocked(now int64) int {
+	n := 0
+	for _, e := range tb.m {
+		if e.Value.(*history[K]).blockedUntil > now {
+			n++
+		}
+	}
+	return n
+}
+
+// knownTable remembers, per user, the last few sources it authenticated
+// from. Only successes fill it, so an attacker without an account cannot
+// push real users out of it.
+type knownTable struct {
+	m   map[string]*list.Element // of *knownUser
+	lru list.List                // front: most recent success
+}
+
+type knownUser struct {
+	user string
+	srcs [knownPerUser]netip.Addr
+	at   [knownPerUser]int64 // last success from srcs[i], Unix ns; 0: empty
+	last int64
+}
+
+// has reports whether src authenticated as user since cutoff.
+func (kt *knownTable) has(user string, src netip.Addr, cutoff int64) bool {
+	e, ok := kt.m[user]
+	if !ok {
+		return false
+	}
+	ku := e.Value.(*knownUser)
+	for i := range ku.srcs {
+		if ku.at[i] >= cutoff && ku.at[i] != 0 && ku.srcs[i] == src {
+			return true
+		}
+	}
+	return false
+}
+
+// add records a success of user from src at now. Users with no success
+// since cutoff are forgotten first; then, while capacity users are
+// remembered, the least recently successful. A user's oldest source makes
+// room for a new one.
+func (kt *knownTable) add(user string, src netip.Addr, now, cutoff int64, capacity int) {
+	for e := kt.lru.Back(); e != nil && e.Value.(*knownUser).last < cutoff; e = kt.lru.Back() {
+		kt.remove(e)
+	}
+	if kt.m == nil {
+		kt.m = make(map[string]*list.Element)
+	}
+	var ku *knownUser
+	if e, ok := kt.m[user]; ok {
+		ku = e.Value.(*knownUser)
+		kt.lru.MoveToFront(e)
+	} else {
+		for len(kt.m) >= capacity {
+			kt.remove(kt.lru.Back())
+		}
+		ku = &knownUser{user: user}
+		kt.m[user] = kt.lru.PushFront(ku)
+	}
+	ku.last = now
+	slot := 0
+	for i := range ku.srcs {
+		if ku.at[i] != 0 && ku.srcs[i] == src {
+			slot = i
+			break
+		}
+		if ku.at[i] < ku.at[slot] {
+			slot = i
+		}
+	}
+	ku.srcs[slot], ku.at[slot] = src, now
+}
+
+func (kt *knownTable) remove(e *list.Element) {
+	delete(kt.m, e.Value.(*knownUser).user)
+	kt.lru.Remove(e)
 }

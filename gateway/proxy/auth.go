@@ -20,6 +20,11 @@ import (
 //     user of the From;
 //   - any other caller is anonymous: the target decides whether it may
 //     proceed.
+//
+// A source the Throttle refuses (it failed too often here, at the
+// registrar or at the admin API, or probed for user names) gets 403: as
+// an anonymous caller before anything is looked up for it, as one of our
+// users when it sends credentials, before they are checked.
 func (p *Proxy) authorize(tx *transaction.ServerTx, r *sip.Request, uri sip.URI) (Caller, bool) {
 	c := Caller{Source: r.Source}
 	if p.trusted != nil {
@@ -31,7 +36,7 @@ func (p *Proxy) authorize(tx *transaction.ServerTx, r *sip.Request, uri sip.URI)
 	from := r.From()
 	local := p.isLocalURI(&from.URI)
 	if !local && !p.authAll {
-		return c, true
+		return c, !p.throttled(tx, r, "")
 	}
 	user, ok := p.authenticate(tx, r, uri)
 	if !ok {
@@ -58,13 +63,8 @@ func (p *Proxy) authenticate(tx *transaction.ServerTx, r *sip.Request, uri sip.U
 		return "", false
 	}
 	ip := r.Source.AddrPort.Addr()
-	if p.throttle != nil {
-		if wait, ok := p.throttle.Allow(ip, cr.Username); !ok {
-			p.reply(tx, r, 403, "Too Many Failed Attempts", func(res *sip.Response) {
-				res.Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
-			})
-			return "", false
-		}
+	if p.throttled(tx, r, cr.Username) {
+		return "", false
 	}
 	if !digestURIMatches(cr.URI, &uri) {
 		p.reply(tx, r, 400, "Authorization URI Mismatch", nil)
@@ -78,6 +78,9 @@ func (p *Proxy) authenticate(tx *transaction.ServerTx, r *sip.Request, uri sip.U
 	})
 	switch {
 	case err == nil:
+		if p.throttle != nil {
+			p.throttle.Success(ip, cr.Username)
+		}
 	case errors.Is(err, digest.ErrStale), errors.Is(err, digest.ErrReplay):
 		p.challenge(tx, r, true)
 		return "", false
@@ -91,6 +94,23 @@ func (p *Proxy) authenticate(tx *transaction.ServerTx, r *sip.Request, uri sip.U
 	}
 	p.consumeCredentials(r)
 	return cr.Username, true
+}
+
+// throttled asks the Throttle whether r's source may go on, as user when
+// not empty, and answers r with 403 and Retry-After when it may not.
+func (p *Proxy) throttled(tx *transaction.ServerTx, r *sip.Request, user string) bool {
+	if p.throttle == nil {
+		return false
+	}
+	wait, ok := p.throttle.Allow(r.Source.AddrPort.Addr(), user)
+	if ok {
+		return false
+	}
+	p.log.Debug("proxy: refused: too many failures", "user", user, "source", r.Source, "retry_after", wait)
+	p.reply(tx, r, 403, "Too Many Failed Attempts", func(res *sip.Response) {
+		res.Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
+	})
+	return true
 }
 
 // credentialsOf returns the first Digest credentials of r for our realm.

@@ -96,12 +96,17 @@ type TrustedSources interface {
 	Trusted(src sip.Addr) (trunk string, ok bool)
 }
 
-// Throttle slows password guessing down per source. Allow is asked before
-// any hashing; Failure reports a wrong password or unknown user.
-// *accounts.Throttle implements it.
+// Throttle slows guessing down, of passwords and of user names, per
+// source and per user. Allow is asked before any hashing, and with user ""
+// about any caller that is not a trusted trunk; Failure reports a wrong
+// password or unknown user, Success good credentials, and Probe an
+// anonymous request for an address of ours with no target. The binary
+// adapts *accounts.Throttle, which the registrar and the admin API share.
 type Throttle interface {
 	Allow(ip netip.Addr, user string) (retryAfter time.Duration, ok bool)
 	Failure(ip netip.Addr, user string) (blocked bool)
+	Success(ip netip.Addr, user string)
+	Probe(ip netip.Addr) (blocked bool)
 }
 
 // Caller is who sent a request, as the proxy's policy established it.

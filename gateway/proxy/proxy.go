@@ -434,7 +434,7 @@ func (p *Proxy) targets(ctx context.Context, tx *transaction.ServerTx, r *sip.Re
 		}
 	}
 	if len(ts) == 0 {
-		p.reply(tx, r, p.absentStatus(&r.URI), "", nil)
+		p.reply(tx, r, p.absentStatus(r, caller), "", nil)
 		return nil, false
 	}
 	if p.redirect[p.domainOf(&r.URI)] {
@@ -482,9 +482,21 @@ func (p *Proxy) isAOR(t *Target) bool {
 // mayLeave reports whether caller may send requests out of our domains.
 func (p *Proxy) mayLeave(c Caller) bool { return c.User != "" && !p.localOnly }
 
-// absentStatus is the answer for an AOR with no targets: 480 when the
-// account exists (it is just not registered), 404 when it does not.
-func (p *Proxy) absentStatus(u *sip.URI) int {
+// absentStatus is the answer to r, from c, for an AOR of ours with no
+// targets. An authenticated user or a trusted trunk learns whether the
+// account exists: 480 when it does (it is just not registered), 404 when
+// it does not. An anonymous caller gets 480 either way, after the same
+// work — no account is looked up for it — so that it cannot tell real
+// accounts from made-up names; and the answer counts as a probe in the
+// Throttle, so that a source scanning for names is soon refused.
+func (p *Proxy) absentStatus(r *sip.Request, c Caller) int {
+	if c.Anonymous() {
+		if p.throttle != nil {
+			p.throttle.Probe(r.Source.AddrPort.Addr())
+		}
+		return 480
+	}
+	u := &r.URI
 	if p.creds == nil || u.User == "" {
 		return 480
 	}

@@ -147,7 +147,7 @@ func TestRejections(t *testing.T) {
 				r.Set("Route", "<sip:192.0.2.10;lr;sbdlg=AAAAAAAAAAAA>")
 			}, code: 403},
 		{name: "known user not registered", method: sip.MethodInvite, ruri: "sip:carol@" + testDomain, code: 480},
-		{name: "unknown user", method: sip.MethodInvite, ruri: "sip:nobody@" + testDomain, code: 404},
+		{name: "unknown user, to a stranger", method: sip.MethodInvite, ruri: "sip:nobody@" + testDomain, code: 480},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

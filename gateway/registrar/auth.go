@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard/switchboard/gateway/accounts"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
 )
@@ -57,11 +58,14 @@ func (r *Registrar) authenticate(req *sip.Request, toUser, aor string) *sip.Resp
 	})
 	switch {
 	case err == nil:
+		// The address becomes one of the user's usual ones, which a
+		// guesser elsewhere cannot get blocked for the user.
+		r.throttle.Success(src, cred.Username)
 		return nil
 	case errors.Is(err, digest.ErrStale), errors.Is(err, digest.ErrReplay):
 		return r.challenge(req, true)
 	case errors.Is(err, digest.ErrBadResponse):
-		blocked := r.throttle.Failure(src, cred.Username)
+		blocked := r.throttle.Failure(accounts.OriginRegister, src, cred.Username)
 		r.log.Info("registrar: authentication failed", "user", cred.Username, "known", known,
 			"source", req.Source.String(), "blocked", blocked)
 		return r.challenge(req, false)
