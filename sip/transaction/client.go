@@ -31,6 +31,9 @@ type ClientTx struct {
 	invite   bool
 	reliable bool
 	topVia   string // the request's top Via value, for the ACK
+	// forwarding: started with a Forwarding context; Timer F is then
+	// ForwardTimerF.
+	forwarding bool
 
 	retrans  timerSlot // A or E
 	interval time.Duration
@@ -172,7 +175,11 @@ func (tx *ClientTx) start(ob *outbox) {
 			tx.interval = t.e
 			tx.arm(ob, &tx.retrans, t.e, tx.onRetransmit)
 		}
-		tx.arm(ob, &tx.timeout, t.f, tx.onTimeout)
+		f := t.f
+		if tx.forwarding {
+			f = t.fwdF
+		}
+		tx.arm(ob, &tx.timeout, f, tx.onTimeout)
 	}
 	ob.send(tx.req, tx.dst)
 }
