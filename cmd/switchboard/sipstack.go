@@ -256,8 +256,9 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		// Not ctx: on shutdown, BYEs and unregisters still go out; close
 		// stops the transports after them.
 		s.served <- s.transports.Serve(context.WithoutCancel(ctx), transport.HandlerFuncs{
-			Message:    s.tx.HandleMessage,
-			FlowClosed: s.server.FlowClosed,
+			Message:     s.tx.HandleMessage,
+			FlowClosed:  s.server.FlowClosed,
+			Unreachable: s.tx.HandleUnreachable,
 		})
 	}()
 	ok = true
