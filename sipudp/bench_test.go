@@ -140,3 +140,32 @@ func BenchmarkReceiveLayer(b *testing.B) {
 		return l.Serve(ctx, h)
 	})
 }
+
+// BenchmarkSend measures Send of a 400-byte request to a loopback peer:
+// serialisation and the write, with ICMP errors on where the system has
+// them.
+func BenchmarkSend(b *testing.B) {
+	tr, err := sipudp.Listen(context.Background(), "127.0.0.1:0", sipudp.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tr.Close()
+	peer, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer peer.Close()
+	peer.SetReadBuffer(8 << 20)
+	m, err := sip.ParseMessage([]byte(options("bench-send")))
+	if err != nil {
+		b.Fatal(err)
+	}
+	dst := sip.Addr{Transport: sip.UDP, AddrPort: peer.LocalAddr().(*net.UDPAddr).AddrPort()}
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := tr.Send(ctx, m, dst); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

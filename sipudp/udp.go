@@ -9,6 +9,13 @@
 // ignored, and STUN Binding requests on the SIP port (RFC 5626 §4.4.2) are
 // answered with the source address as seen here.
 //
+// ICMP errors: on Linux, a datagram that comes back as undeliverable (an
+// ICMP destination unreachable, RFC 3261 §18.4) is reported to a Handler
+// that implements transport.UnreachableHandler, with its destination and
+// the start of the datagram, so that the transaction that sent it ends at
+// once with 503 instead of retransmitting to a closed port. Elsewhere such
+// errors go unheard, as before.
+//
 // The rest of the UDP rules live in package transport, which sees all
 // transports: received/rport stamping, response routing and the move of
 // large requests to TCP (RFC 3261 §18.1.1).
@@ -63,6 +70,11 @@ type Transport struct {
 	bufSize int
 	log     *slog.Logger
 
+	// errq is set when ICMP errors are read (Linux); unreach is where
+	// they go, the Handler of Serve when it wants them.
+	errq    bool
+	unreach atomic.Pointer[unreachable]
+
 	serving   atomic.Bool
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close
@@ -113,6 +125,11 @@ func New(conn *net.UDPConn, opts Options) (*Transport, error) {
 		t.log = slog.New(slog.DiscardHandler)
 	}
 	t.log = t.log.With("transport", sip.UDP, "local", la)
+	if err := enableErrQueue(conn, t.is4); err != nil {
+		t.log.Debug("ICMP errors will not be reported", "err", err)
+	} else {
+		t.errq = true
+	}
 	// One byte more than the largest message accepted, so that a datagram
 	// over the limit shows as such instead of arriving cut.
 	maxMsg := opts.Limits.WithDefaults().MaxMessageSize
@@ -143,6 +160,9 @@ func (t *Transport) Close() error {
 func (t *Transport) Serve(ctx context.Context, h transport.Handler) error {
 	if !t.serving.CompareAndSwap(false, true) {
 		return errors.New("sipudp: serve called twice")
+	}
+	if u, ok := h.(transport.UnreachableHandler); ok {
+		t.unreach.Store(&unreachable{u})
 	}
 	stop := context.AfterFunc(ctx, func() { t.Close() })
 	defer stop()
@@ -176,6 +196,11 @@ func (t *Transport) readLoop(h transport.Handler) error {
 			}
 			if errors.Is(err, net.ErrClosed) {
 				return nil
+			}
+			if t.errq && isICMPError(err) {
+				// The signal of queued ICMP errors, not a failure.
+				t.drainErrQueue()
+				continue
 			}
 			// Errors on an unconnected UDP socket are rare and passing
 			// (ICMP reports, memory pressure): back off and go on, but
@@ -237,7 +262,7 @@ func (t *Transport) reject(data []byte, src netip.AddrPort, err error) {
 	if !ok {
 		return
 	}
-	if _, err := t.conn.WriteToUDPAddrPort(resp, t.dst(src)); err != nil {
+	if err := t.write(resp, t.dst(src)); err != nil {
 		t.log.Debug("sending stateless answer failed", "source", src, "err", err)
 	}
 }
@@ -245,7 +270,7 @@ func (t *Transport) reject(data []byte, src netip.AddrPort, err error) {
 func (t *Transport) answerSTUN(req []byte, src netip.AddrPort) {
 	var arr [96]byte
 	resp := appendSTUNResponse(arr[:0], req, src)
-	if _, err := t.conn.WriteToUDPAddrPort(resp, t.dst(src)); err != nil {
+	if err := t.write(resp, t.dst(src)); err != nil {
 		t.log.Debug("sending stun answer failed", "source", src, "err", err)
 	}
 }
@@ -274,11 +299,33 @@ func (t *Transport) Send(ctx context.Context, msg sip.Message, dst sip.Addr) err
 	if len(*b) > maxPayload {
 		return fmt.Errorf("sipudp: %d bytes: %w", len(*b), transport.ErrTooLarge)
 	}
-	if _, err := t.conn.WriteToUDPAddrPort(*b, t.dst(dst.AddrPort)); err != nil {
+	if err := t.write(*b, t.dst(dst.AddrPort)); err != nil {
 		if errors.Is(err, net.ErrClosed) {
 			return fmt.Errorf("sipudp: send: %w", transport.ErrClosed)
 		}
 		return fmt.Errorf("sipudp: send to %s: %w", dst.AddrPort, err)
 	}
 	return nil
+}
+
+// unreachable holds the Handler that ICMP errors are reported to.
+type unreachable struct{ transport.UnreachableHandler }
+
+// sendTries bounds the writes of one datagram: each failed one consumed a
+// pending ICMP error of the socket (see drainErrQueue).
+const sendTries = 4
+
+// write sends b to dst. With ICMP errors on, a write fails with the
+// socket's pending error, which belongs to an earlier datagram to some
+// other destination; nothing was sent then, so it reads the error queue
+// and tries again.
+func (t *Transport) write(b []byte, dst netip.AddrPort) error {
+	var err error
+	for range sendTries {
+		if _, err = t.conn.WriteToUDPAddrPort(b, dst); err == nil || !t.errq || !isICMPError(err) {
+			return err
+		}
+		t.drainErrQueue()
+	}
+	return err
 }

@@ -16,11 +16,18 @@ import (
 const subprotocol = "sip"
 
 // ServeHTTP upgrades a WebSocket handshake to a SIP flow and reads it until
-// it closes. It refuses, before upgrading: a handshake that does not offer
+// it closes. It refuses, before upgrading: a Host that does not name the
+// gateway with 403 (see Options.AllowedHosts); a handshake that does not offer
 // the subprotocol "sip" with 400; a browser Origin that is not allowed with
 // 403; and with 503 when Serve has not been called yet, the transport is
 // closed, or a connection limit is reached.
 func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !t.allowHost(r) {
+		t.log.Info("sipws: host refused", "host", r.Host, "remote", r.RemoteAddr)
+		t.refused.Add(1)
+		http.Error(w, "sipws: host not allowed", http.StatusForbidden)
+		return
+	}
 	if !offersSIP(r.Header) {
 		// RFC 7118 §4: the subprotocol is what makes this SIP; a client
 		// without it speaks something else.

@@ -75,6 +75,14 @@ type Options struct {
 	// scheme's default port. "*" is refused: it would undo the protection.
 	AllowedOrigins []string
 
+	// AllowedHosts are the names (and addresses) clients reach the gateway
+	// by: the Host header of a handshake must name one of them, the host
+	// of LocalAddr, the address the connection came in on, or "localhost"
+	// on a loopback listener; any port goes. Anything else gets 403, which
+	// stops DNS rebinding. An entry is a host name, an IP address, or
+	// "*.example.com" for every subdomain of example.com.
+	AllowedHosts []string
+
 	// MaxFrameSize bounds one WebSocket message, the size of one SIP
 	// message (default Limits.MaxMessageSize, itself 64 KiB by default).
 	// A longer message closes the connection with status 1009, since the
@@ -115,6 +123,7 @@ type Transport struct {
 	local        sip.Addr
 	secure       bool
 	origins      []originPattern
+	hosts        []hostPattern
 	parser       sip.Parser
 	maxFrame     int
 	pingInterval time.Duration
@@ -148,8 +157,8 @@ type Stats struct {
 	Open int
 	// Accepted counts connections upgraded since New.
 	Accepted uint64
-	// Refused counts handshakes refused: a wrong Origin or subprotocol,
-	// a connection limit, the transport closed.
+	// Refused counts handshakes refused: a wrong Host, Origin or
+	// subprotocol, a connection limit, the transport closed.
 	Refused uint64
 }
 
@@ -187,6 +196,13 @@ func New(opts Options) (*Transport, error) {
 			return nil, fmt.Errorf("sipws: allowed origin %q: %w", s, err)
 		}
 		t.origins = append(t.origins, p)
+	}
+	for _, s := range opts.AllowedHosts {
+		p, err := parseHostPattern(s)
+		if err != nil {
+			return nil, fmt.Errorf("sipws: allowed host %q: %w", s, err)
+		}
+		t.hosts = append(t.hosts, p)
 	}
 	if t.maxFrame <= 0 {
 		t.maxFrame = opts.Limits.WithDefaults().MaxMessageSize

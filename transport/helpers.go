@@ -74,6 +74,8 @@ func PutBuffer(b *[]byte) {
 type HandlerFuncs struct {
 	Message    func(sip.Message)
 	FlowClosed func(sip.Addr)
+	// Unreachable, when set, receives what UnreachableHandler does.
+	Unreachable func(dst sip.Addr, quote []byte, cause error)
 }
 
 // HandleMessage calls f.Message.

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/switchboard/switchboard/sipws"
 )
 
 // envPrefix starts the name of every environment variable the gateway reads.
@@ -51,6 +53,11 @@ type Config struct {
 	// WSOrigins are the origins allowed to open a SIP WebSocket; empty
 	// means only the gateway's own host.
 	WSOrigins OriginList `env:"WS_ORIGINS"`
+
+	// WSHosts are more names by which clients reach /ws: a WebSocket
+	// handshake's Host must be the domain, a listen or public address,
+	// or one of these (DNS rebinding protection).
+	WSHosts HostList `env:"WS_HOSTS"`
 
 	// DataDir holds the embedded store.
 	DataDir string `env:"DATA_DIR" envDefault:"./data"`
@@ -379,6 +386,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("sip_tls", c.SIPTLS),
 		slog.String("http", c.HTTP),
 		slog.Any("ws_origins", []string(c.WSOrigins)),
+		slog.Any("ws_hosts", []string(c.WSHosts)),
 		slog.String("data_dir", c.DataDir),
 		slog.String("rtp_ports", c.RTPPorts.String()),
 		slog.String("public_ip", c.PublicIP),
@@ -632,4 +640,26 @@ func parseOrigin(s string) (string, error) {
 		}
 	}
 	return strings.ToLower(u.Scheme + "://" + u.Host), nil
+}
+
+// HostList is the list form of SWITCHBOARD_WS_HOSTS:
+// "sip.example.com,*.example.net,203.0.113.7". Entries are host names, IP
+// addresses or "*.domain", without a port: any port is allowed.
+type HostList []string
+
+// UnmarshalText parses comma-separated hosts.
+func (h *HostList) UnmarshalText(text []byte) error {
+	var out HostList
+	for i, entry := range strings.Split(string(text), ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			return fmt.Errorf("entry %d is empty; write a host name, e.g. sip.example.com", i+1)
+		}
+		if err := sipws.CheckAllowedHost(entry); err != nil {
+			return fmt.Errorf("entry %d, %q: %w", i+1, entry, err)
+		}
+		out = append(out, entry)
+	}
+	*h = out
+	return nil
 }

@@ -127,6 +127,16 @@ func TestLoadConfigValid(t *testing.T) {
 			},
 		},
 		{
+			name: "ws hosts are trimmed",
+			env:  map[string]string{"SWITCHBOARD_WS_HOSTS": "sip.example.com, *.example.net ,203.0.113.7"},
+			check: func(t *testing.T, c Config) {
+				want := HostList{"sip.example.com", "*.example.net", "203.0.113.7"}
+				if !slices.Equal(c.WSHosts, want) {
+					t.Errorf("WSHosts = %q, want %q", c.WSHosts, want)
+				}
+			},
+		},
+		{
 			name: "RTP range",
 			env:  map[string]string{"SWITCHBOARD_RTP_PORTS": "40000-40099"},
 			check: func(t *testing.T, c Config) {
@@ -241,6 +251,9 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"origin without scheme", map[string]string{"SWITCHBOARD_WS_ORIGINS": "app.example.com"}, "SWITCHBOARD_WS_ORIGINS", "http:// or https://"},
 		{"origin wildcard", map[string]string{"SWITCHBOARD_WS_ORIGINS": "*"}, "SWITCHBOARD_WS_ORIGINS", "http:// or https://"},
 		{"origin empty entry", map[string]string{"SWITCHBOARD_WS_ORIGINS": "https://a.example,"}, "SWITCHBOARD_WS_ORIGINS", "entry 2: empty origin"},
+		{"ws host with port", map[string]string{"SWITCHBOARD_WS_HOSTS": "sip.example.com:443"}, "SWITCHBOARD_WS_HOSTS", "any port is allowed"},
+		{"ws host wildcard", map[string]string{"SWITCHBOARD_WS_HOSTS": "*"}, "SWITCHBOARD_WS_HOSTS", "a host name"},
+		{"ws host empty entry", map[string]string{"SWITCHBOARD_WS_HOSTS": "sip.example.com,"}, "SWITCHBOARD_WS_HOSTS", "entry 2 is empty"},
 		{"config file missing", map[string]string{"SWITCHBOARD_CONFIG": filepath.Join(dir, "nope.conf")}, "SWITCHBOARD_CONFIG", "no such file"},
 		{"config file is a directory", map[string]string{"SWITCHBOARD_CONFIG": dir}, "SWITCHBOARD_CONFIG", "not a regular file"},
 		{"log level", map[string]string{"SWITCHBOARD_LOG_LEVEL": "verbose"}, "SWITCHBOARD_LOG_LEVEL", "debug, info, warn or error"},

@@ -165,6 +165,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 	s.ws, err = sipws.New(sipws.Options{
 		LocalAddr:      httpAP,
 		AllowedOrigins: cfg.WSOrigins,
+		AllowedHosts:   wsHosts(cfg, aliases),
 		Logger:         logger.With("component", "ws"),
 	})
 	if err != nil {
@@ -259,8 +260,9 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		// Not ctx: on shutdown, BYEs and unregisters still go out; close
 		// stops the transports after them.
 		s.served <- s.transports.Serve(context.WithoutCancel(ctx), transport.HandlerFuncs{
-			Message:    s.tx.HandleMessage,
-			FlowClosed: s.server.FlowClosed,
+			Message:     s.tx.HandleMessage,
+			FlowClosed:  s.server.FlowClosed,
+			Unreachable: s.tx.HandleUnreachable,
 		})
 	}()
 	ok = true
@@ -350,6 +352,21 @@ func gatewayAliases(cfg Config, httpAddr net.Addr) []string {
 		}
 	}
 	add(cfg.PublicIP)
+	return out
+}
+
+// wsHosts lists the names by which clients may reach /ws: the domain,
+// the gateway's addresses, and SWITCHBOARD_WS_HOSTS. A wildcard listen
+// address names nothing; sipws allows the address each connection came in
+// on anyway.
+func wsHosts(cfg Config, aliases []string) []string {
+	var out []string
+	for _, h := range append(append([]string{cfg.Domain}, aliases...), cfg.WSHosts...) {
+		if ip, err := netip.ParseAddr(h); err == nil && ip.IsUnspecified() {
+			continue
+		}
+		out = append(out, h)
+	}
 	return out
 }
 

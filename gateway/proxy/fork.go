@@ -388,7 +388,8 @@ func (c *call) attempt(ctx context.Context, b *branch) bool {
 			// step to end anyway, and nothing can answer before it is set.
 			c.arm(b, c.p.timerC, evTimerC)
 		}
-		ct, err := c.p.txs.Request(ctx, req, dst)
+		// Forwarding: a non-INVITE times out while the caller still waits.
+		ct, err := c.p.txs.Request(transaction.Forwarding(ctx), req, dst)
 		if err != nil {
 			c.stopTimer(b)
 			c.p.log.Debug("proxy: starting client transaction", "call_id", c.req.CallID(), "dst", dst, "err", err)

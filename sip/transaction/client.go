@@ -31,6 +31,9 @@ type ClientTx struct {
 	invite   bool
 	reliable bool
 	topVia   string // the request's top Via value, for the ACK
+	// forwarding: started with a Forwarding context; Timer F is then
+	// ForwardTimerF.
+	forwarding bool
 
 	retrans  timerSlot // A or E
 	interval time.Duration
@@ -172,7 +175,11 @@ func (tx *ClientTx) start(ob *outbox) {
 			tx.interval = t.e
 			tx.arm(ob, &tx.retrans, t.e, tx.onRetransmit)
 		}
-		tx.arm(ob, &tx.timeout, t.f, tx.onTimeout)
+		f := t.f
+		if tx.forwarding {
+			f = t.fwdF
+		}
+		tx.arm(ob, &tx.timeout, f, tx.onTimeout)
 	}
 	ob.send(tx.req, tx.dst)
 }
@@ -354,7 +361,9 @@ func (tx *ClientTx) flushCtx(ctx context.Context, ob outbox) {
 }
 
 // transportError: before a final response the TU gets a synthesized 503
-// (§8.1.3.1); in Completed (the ACK failed) the transaction just ends.
+// (§8.1.3.1); in Completed (the ACK failed) an INVITE transaction just
+// ends, and a non-INVITE one, which sends nothing more, keeps its outcome
+// (an ICMP error may report a retransmission late).
 func (tx *ClientTx) transportError(cause error) {
 	err := fmt.Errorf("%w: %w", ErrTransport, cause)
 	tx.mu.Lock()
@@ -365,7 +374,9 @@ func (tx *ClientTx) transportError(cause error) {
 		tx.deliver(tx.synthesize(503), true)
 		tx.terminate(&ob, err)
 	case StateCompleted:
-		tx.terminate(&ob, err)
+		if tx.invite {
+			tx.terminate(&ob, err)
+		}
 	}
 	tx.mu.Unlock()
 	if ob.removed {

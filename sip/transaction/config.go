@@ -60,6 +60,10 @@ type Config struct {
 	TimerE time.Duration
 	// TimerF is the non-INVITE client transaction timeout (64*T1).
 	TimerF time.Duration
+	// ForwardTimerF is the timeout of the non-INVITE client transactions
+	// started with a Forwarding context, those of a proxy (48*T1, and at
+	// most TimerF): see Forwarding.
+	ForwardTimerF time.Duration
 	// TimerG is the first INVITE final response retransmission interval
 	// (T1).
 	TimerG time.Duration
@@ -121,6 +125,7 @@ type timers struct {
 	t1, t2, t4                   time.Duration
 	a, b, d, e, f, g, h, i, j, k time.Duration
 	l, m                         time.Duration
+	fwdF                         time.Duration // F of a Forwarding transaction
 	trying                       time.Duration // < 0: at once
 }
 
@@ -153,6 +158,7 @@ func (c *Config) timers() timers {
 	t.d = linger(c.TimerD, DefaultTimerD)
 	t.e = orDefault(c.TimerE, t.t1)
 	t.f = orDefault(c.TimerF, 64*t.t1)
+	t.fwdF = min(orDefault(c.ForwardTimerF, 48*t.t1), t.f)
 	t.g = orDefault(c.TimerG, t.t1)
 	t.h = orDefault(c.TimerH, 64*t.t1)
 	t.i = linger(c.TimerI, t.t4)

@@ -457,6 +457,7 @@ func (l *Layer) reject(req *sip.Request, code int) {
 // and a CANCEL use the Layer's own context, which Close cancels. Canceling
 // ctx later does not end the transaction: Timer B or F does, or a final
 // response; an INVITE is given up with Cancel.
+// A proxy passes Forwarding(ctx), which shortens Timer F.
 //
 // The request must carry everything §8.1.1 asks for and a top Via whose
 // branch starts with "z9hG4bK" and is unique (sip.NewBranch): the layer adds
@@ -489,6 +490,7 @@ func (l *Layer) Request(ctx context.Context, req *sip.Request, dst sip.Addr) (*C
 		return nil, fmt.Errorf("%w: invalid destination", ErrInvalidRequest)
 	}
 	tx := newClientTx(l, req, dst, via)
+	tx.forwarding = isForwarding(ctx)
 	l.mu.Lock()
 	if l.closed {
 		l.mu.Unlock()

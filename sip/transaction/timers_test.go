@@ -15,7 +15,7 @@ func TestConfigTimers(t *testing.T) {
 		t1: 500 * ms, t2: 4 * s, t4: 5 * s,
 		a: 500 * ms, b: 32 * s, d: 32 * s, e: 500 * ms, f: 32 * s, g: 500 * ms,
 		h: 32 * s, i: 5 * s, j: 32 * s, k: 5 * s, l: 32 * s, m: 32 * s,
-		trying: 200 * ms,
+		fwdF: 24 * s, trying: 200 * ms,
 	}
 	with := func(f func(*timers)) timers { t := def; f(&t); return t }
 	tests := []struct {
@@ -27,6 +27,7 @@ func TestConfigTimers(t *testing.T) {
 		{"derived from T1", Config{T1: s}, with(func(t *timers) {
 			t.t1, t.a, t.e, t.g = s, s, s, s
 			t.b, t.f, t.h, t.j, t.l, t.m = 64*s, 64*s, 64*s, 64*s, 64*s, 64*s
+			t.fwdF = 48 * s
 		})},
 		{"I and K from T4", Config{T4: 2 * s}, with(func(t *timers) { t.t4, t.i, t.k = 2*s, 2*s, 2*s })},
 		{"each timer", Config{
@@ -37,7 +38,9 @@ func TestConfigTimers(t *testing.T) {
 			t.t2 = 3 * s
 			t.a, t.b, t.d, t.e, t.f, t.g, t.h = 1*ms, 2*ms, 3*ms, 4*ms, 5*ms, 6*ms, 7*ms
 			t.i, t.j, t.k, t.l, t.m, t.trying = 8*ms, 9*ms, 10*ms, 11*ms, 12*ms, 13*ms
+			t.fwdF = 5 * ms // never above F
 		})},
+		{"forward F", Config{ForwardTimerF: 20 * s}, with(func(t *timers) { t.fwdF = 20 * s })},
 		{"negative linger timers are zero", Config{TimerD: -1, TimerI: -1, TimerJ: -1, TimerK: -1},
 			with(func(t *timers) { t.d, t.i, t.j, t.k = 0, 0, 0, 0 })},
 		{"negative intervals are the default", Config{T1: -1, T2: -1, TimerA: -1, TimerB: -1, TimerL: -1}, def},
