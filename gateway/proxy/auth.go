@@ -139,21 +139,10 @@ func (p *Proxy) consumeCredentials(r *sip.Request) {
 	}
 }
 
-// DefaultAlgorithms are the digest algorithms challenged with by default:
-// MD5 only. SHA-256 is stronger, but clients disagree on which of several
-// challenges to answer: sipp and many desk phones read only the first and
-// JsSIP 3.x only the last, and both give up unless it is MD5. Offer
-// SHA-256 through Options.Algorithms where every client supports it.
-var DefaultAlgorithms = []string{"MD5"}
-
 // challenge answers r with 407 and one Proxy-Authenticate per algorithm.
 func (p *Proxy) challenge(tx *transaction.ServerTx, r *sip.Request, stale bool) {
 	p.reply(tx, r, 407, "", func(res *sip.Response) {
-		algs := p.algorithms
-		if len(algs) == 0 {
-			algs = DefaultAlgorithms
-		}
-		for _, alg := range algs {
+		for _, alg := range p.algorithms {
 			ch, err := p.auth.Challenge(alg, stale)
 			if err != nil {
 				continue // cannot happen: both are implemented

@@ -93,7 +93,7 @@ type Options struct {
 	// other domains cannot reach our users anonymously.
 	AuthenticateAll bool
 	// Algorithms are the digest algorithms challenged with, in the order
-	// offered; nil means DefaultAlgorithms.
+	// offered; nil means digest.DefaultAlgorithms().
 	Algorithms []string
 
 	// Bridge is asked about each target of an authorized initial INVITE
@@ -239,6 +239,9 @@ func New(opts Options) (*Proxy, error) {
 		p.realm = p.primary
 	}
 	p.auth = &digest.Server{Realm: p.realm, Secret: p.key, Now: p.clk.Now}
+	if len(p.algorithms) == 0 {
+		p.algorithms = digest.DefaultAlgorithms()
+	}
 	if p.maxTargets <= 0 {
 		p.maxTargets = DefaultMaxTargets
 	}

@@ -11,13 +11,6 @@ import (
 	"github.com/switchboard/switchboard/sip/digest"
 )
 
-// DefaultAlgorithms are the digest algorithms challenged with by default:
-// MD5 only. SHA-256 is stronger, but clients disagree on which of several
-// challenges to answer: sipp and many desk phones read only the first and
-// JsSIP 3.x only the last, and both give up unless it is MD5. Offer
-// SHA-256 through Options.Algorithms where every client supports it.
-var DefaultAlgorithms = []string{"MD5"}
-
 // authenticate checks the request's credentials for toUser, whose AOR is
 // aor. It returns nil when they are good, else the response to send.
 func (r *Registrar) authenticate(req *sip.Request, toUser, aor string) *sip.Response {

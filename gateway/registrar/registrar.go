@@ -63,7 +63,7 @@ type Options struct {
 	// means a Throttle with its defaults on Clock.
 	Throttle *accounts.Throttle
 	// Algorithms are the digest algorithms challenged with, in the order
-	// offered; nil means DefaultAlgorithms.
+	// offered; nil means digest.DefaultAlgorithms().
 	Algorithms []string
 	// Clock is the time source; nil means the system clock.
 	Clock clock.Clock
@@ -128,7 +128,7 @@ func New(opts Options) (*Registrar, error) {
 		}
 	}
 	if len(r.algorithms) == 0 {
-		r.algorithms = DefaultAlgorithms
+		r.algorithms = digest.DefaultAlgorithms()
 	}
 	if r.digest == nil {
 		r.digest = &digest.Server{Realm: opts.Domain, Now: r.clock.Now}

@@ -84,3 +84,11 @@ func HA1(algorithm, username, realm, password string) string {
 	}
 	return a.sum(username, realm, password)
 }
+
+// DefaultAlgorithms returns the algorithms a server challenges with when
+// its operator chose none: MD5 only. SHA-256 is stronger, but clients
+// disagree on which of several challenges to answer: sipp and many desk
+// phones read only the first and JsSIP 3.x only the last, and both give up
+// unless it is MD5. Offer SHA-256 where every client supports it. Each
+// call returns a new slice, so no caller can change another's default.
+func DefaultAlgorithms() []string { return []string{"MD5"} }

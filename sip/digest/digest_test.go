@@ -80,3 +80,16 @@ func TestHA1(t *testing.T) {
 		t.Errorf("SHA-512-256 HA1 has %d hex digits, want 64", n)
 	}
 }
+
+// The default is a fresh slice each time: one server changing its copy
+// cannot change another's.
+func TestDefaultAlgorithms(t *testing.T) {
+	a := DefaultAlgorithms()
+	if len(a) != 1 || a[0] != "MD5" {
+		t.Fatalf("DefaultAlgorithms() = %q, want [MD5]", a)
+	}
+	a[0] = "SHA-256"
+	if b := DefaultAlgorithms(); b[0] != "MD5" {
+		t.Fatalf("a caller changed the default: %q", b)
+	}
+}
