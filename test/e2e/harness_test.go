@@ -12,11 +12,9 @@
 // Settings, for running by hand:
 //
 //	SWITCHBOARD_E2E_BINARY=path   use this gateway binary instead of building one
-//	SWITCHBOARD_E2E_TRUNKS=1      run the trunk tests although the binary does not
-//	                              wire trunk routing yet (they fail today)
 //
-// Tests that need sipp skip with a message when it is not installed
-// (`make test` installs it); the socket-level checks run regardless.
+// Tests that need sipp fail with a message when it is not installed
+// (`make test` installs it, with scripts/deps.sh).
 package e2e
 
 import (
@@ -136,11 +134,11 @@ func buildGateway(out string) error {
 	return nil
 }
 
-// requireSipp skips a test that needs sipp when it is not installed.
+// requireSipp fails a test that needs sipp when it is not installed.
 func requireSipp(t *testing.T) {
 	t.Helper()
 	if sippBin == "" {
-		t.Skip("sipp is not installed: install the Debian package sip-tester (make test does) to run the sipp end-to-end tests")
+		t.Fatal("sipp is not installed: install the Debian package sip-tester (make test does, with scripts/deps.sh)")
 	}
 }
 

@@ -35,13 +35,13 @@ trunk = "provider"
 `, providerIP, providerPort, providerIP)
 }
 
-// requireProviderAddr skips when providerIP cannot be bound (a loopback
+// requireProviderAddr fails when providerIP cannot be bound (a loopback
 // interface without 127.0.0.0/8).
 func requireProviderAddr(t *testing.T) {
 	t.Helper()
 	c, err := net.ListenPacket("udp", net.JoinHostPort(providerIP, "0"))
 	if err != nil {
-		t.Skipf("cannot bind %s for the provider: %v", providerIP, err)
+		t.Fatalf("cannot bind %s for the provider (127.0.0.0/8 must be on lo): %v", providerIP, err)
 	}
 	c.Close()
 }

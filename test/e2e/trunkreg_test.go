@@ -18,7 +18,7 @@ func TestTrunkRegistration(t *testing.T) {
 	requireProviderAddr(t)
 	conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(providerIP)})
 	if err != nil {
-		t.Skipf("cannot bind the provider: %v", err)
+		t.Fatalf("cannot bind the provider at %s: %v", providerIP, err)
 	}
 	defer conn.Close()
 	port := conn.LocalAddr().(*net.UDPAddr).Port
