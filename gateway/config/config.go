@@ -100,9 +100,6 @@ type Trunk struct {
 	// DIDs map the trunk's inbound numbers to local users, ordered by
 	// number.
 	DIDs []DID
-	// Codecs, if not empty, limits and orders the codecs offered to the
-	// trunk (e.g. "PCMU", "PCMA", "G722", "opus", "telephone-event").
-	Codecs []string
 }
 
 // String names the trunk and where it is, never its password (so that
