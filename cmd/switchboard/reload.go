@@ -7,6 +7,7 @@ import (
 	"reflect"
 
 	"github.com/switchboard/switchboard/gateway/config"
+	"github.com/switchboard/switchboard/gateway/trunk"
 )
 
 // reload reads the config file again and puts its accounts, routes, DIDs
@@ -48,11 +49,11 @@ func (s *sipStack) reload(ctx context.Context, cfg Config, logger *slog.Logger) 
 
 // registeringTrunks returns the trunks of f that register with their
 // provider.
-func registeringTrunks(f *config.File) []config.Trunk {
+func registeringTrunks(f *config.File) []trunk.Trunk {
 	if f == nil {
 		return nil
 	}
-	var out []config.Trunk
+	var out []trunk.Trunk
 	for _, t := range f.Trunks {
 		if t.Register {
 			out = append(out, t)

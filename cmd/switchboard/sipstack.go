@@ -51,7 +51,7 @@ type sipStack struct {
 
 	// registering are the trunks registered with their providers, as
 	// started; a reload does not change them.
-	registering []config.Trunk
+	registering []trunk.Trunk
 
 	// throttle counts the authentication failures of the registrar, the
 	// proxy and the admin API, and the proxy's answers to probes for

@@ -14,14 +14,14 @@ import (
 // config file's trunks and routes.
 type trunkRouting struct {
 	domain  string
-	trunks  map[string]config.Trunk
+	trunks  map[string]trunk.Trunk
 	plan    *trunk.DialPlan
 	dids    *trunk.DIDMap
 	trusted *trunk.TrustedSources
 }
 
 func newTrunkRouting(domain string, f *config.File) (*trunkRouting, error) {
-	r := &trunkRouting{domain: domain, trunks: make(map[string]config.Trunk)}
+	r := &trunkRouting{domain: domain, trunks: make(map[string]trunk.Trunk)}
 	if f == nil {
 		return r, nil
 	}

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/gateway/trunk"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
 )
@@ -49,7 +50,7 @@ func TestExampleFile(t *testing.T) {
 		t.Fatalf("trunks = %+v", f.Trunks)
 	}
 	vc := f.Trunks[0]
-	wantTrunk := Trunk{
+	wantTrunk := trunk.Trunk{
 		Name: "voipco", Host: "sip.voipco.example", Port: 5060, Transport: sip.UDP,
 		Username: "acct-4711", Password: "provider-secret",
 		Register: true, RegisterExpires: 10 * time.Minute,
@@ -59,7 +60,7 @@ func TestExampleFile(t *testing.T) {
 			netip.MustParsePrefix("198.51.100.7/32"),
 			netip.MustParsePrefix("2001:db8:5::/48"),
 		},
-		DIDs: []DID{{"+15551230001", "alice"}, {"+15551230002", "1000"}},
+		DIDs: []trunk.DID{{Number: "+15551230001", User: "alice"}, {Number: "+15551230002", User: "1000"}},
 	}
 	if !reflect.DeepEqual(vc, wantTrunk) {
 		t.Errorf("trunk =\n%#v\nwant\n%#v", vc, wantTrunk)
@@ -68,7 +69,7 @@ func TestExampleFile(t *testing.T) {
 	if pbx.Transport != sip.TLS || pbx.Port != 0 || pbx.Register || pbx.FromDomain != "pbx.office.example" {
 		t.Errorf("pbx trunk = %+v", pbx)
 	}
-	if len(f.Routes) != 3 || f.Routes[0] != (Route{Pattern: `9(\d{10})`, Strip: 1, Prefix: "+1", Trunk: "voipco"}) {
+	if len(f.Routes) != 3 || f.Routes[0] != (trunk.Route{Pattern: `9(\d{10})`, Strip: 1, Prefix: "+1", Trunk: "voipco"}) {
 		t.Errorf("routes = %+v", f.Routes)
 	}
 }
@@ -154,8 +155,8 @@ host = "[2001:db8::1]"
 username = "acc"
 register = true`, func(t *testing.T, f *File) {
 			tr := f.Trunks[0]
-			want := Trunk{Name: "t", Host: "2001:db8::1", Transport: sip.UDP, Username: "acc", Register: true,
-				RegisterExpires: DefaultRegisterExpires, FromUser: "acc", FromDomain: "2001:db8::1", ContactUser: "acc"}
+			want := trunk.Trunk{Name: "t", Host: "2001:db8::1", Transport: sip.UDP, Username: "acc", Register: true,
+				RegisterExpires: trunk.DefaultRegisterExpires, FromUser: "acc", FromDomain: "2001:db8::1", ContactUser: "acc"}
 			if !reflect.DeepEqual(tr, want) {
 				t.Errorf("got %+v\nwant %+v", tr, want)
 			}
@@ -374,48 +375,6 @@ func TestLoad(t *testing.T) {
 	}
 	if _, err := (Options{Domain: "other.example"}).Load("example.toml"); !errors.Is(err, ErrInvalid) {
 		t.Errorf("Load(example) for another domain = %v", err)
-	}
-}
-
-func TestNormalizeNumber(t *testing.T) {
-	tests := []struct {
-		in, want string
-		ok       bool
-	}{
-		{"+15551230001", "15551230001", true},
-		{"15551230001", "15551230001", true},
-		{"+1 (555) 123-0001", "15551230001", true},
-		{"1.555.123.0001", "15551230001", true},
-		{"+15551230001;npdi;rn=+1555", "15551230001", true},
-		{"100", "100", true},
-		{"", "", false},
-		{"+", "", false},
-		{"alice", "", false},
-		{"++1555", "", false},
-		{"1555+", "", false},
-		{"*67555", "", false},
-		{"１２３", "", false},
-	}
-	for _, tt := range tests {
-		got, ok := NormalizeNumber(tt.in)
-		if got != tt.want || ok != tt.ok {
-			t.Errorf("NormalizeNumber(%q) = %q, %v; want %q, %v", tt.in, got, ok, tt.want, tt.ok)
-		}
-	}
-}
-
-func TestRouteRegexp(t *testing.T) {
-	re, err := Route{Pattern: `9(\d+)|0`}.Regexp()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for s, want := range map[string]bool{"912": true, "0": true, "x912": false, "9120x": false, "00": false} {
-		if re.MatchString(s) != want {
-			t.Errorf("%q: match = %v", s, !want)
-		}
-	}
-	if _, err := (Route{Pattern: `a)|(b`}).Regexp(); err == nil {
-		t.Error("a pattern with unbalanced parentheses compiled")
 	}
 }
 

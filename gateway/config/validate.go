@@ -12,15 +12,15 @@ import (
 
 	toml "github.com/pelletier/go-toml/v2"
 
+	"github.com/switchboard/switchboard/gateway/trunk"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
 )
 
 // Registration lifetimes accepted in register_expires.
 const (
-	DefaultRegisterExpires = time.Hour
-	MinRegisterExpires     = time.Minute
-	MaxRegisterExpires     = 24 * time.Hour
+	MinRegisterExpires = time.Minute
+	MaxRegisterExpires = 24 * time.Hour
 )
 
 // validator collects problems, locating them with the file's key lines.
@@ -112,8 +112,8 @@ func (v *validator) accounts(raw []rawAccount, realm string) []Account {
 	return out
 }
 
-func (v *validator) trunks(raw []rawTrunk) []Trunk {
-	var out []Trunk
+func (v *validator) trunks(raw []rawTrunk) []trunk.Trunk {
+	var out []trunk.Trunk
 	names := make(map[string]bool)
 	type owner struct{ trunk, user string }
 	dids := make(map[string]owner) // by normalized number
@@ -121,7 +121,7 @@ func (v *validator) trunks(raw []rawTrunk) []Trunk {
 		r := &raw[i]
 		path := "trunk#" + strconv.Itoa(i)
 		what := fmt.Sprintf("trunk %q", r.Name)
-		t := Trunk{
+		t := trunk.Trunk{
 			Name:        r.Name,
 			Host:        strings.TrimSuffix(strings.TrimPrefix(r.Host, "["), "]"),
 			Port:        r.Port,
@@ -186,7 +186,7 @@ func (v *validator) trunks(raw []rawTrunk) []Trunk {
 		expires := time.Duration(r.RegisterExpires) * time.Second
 		switch {
 		case r.RegisterExpires == 0:
-			t.RegisterExpires = DefaultRegisterExpires
+			t.RegisterExpires = trunk.DefaultRegisterExpires
 		case expires < MinRegisterExpires || expires > MaxRegisterExpires:
 			v.add(path+".register_expires", "trunk.register_expires", "%s: register_expires %d is out of range: use %d to %d seconds", what, r.RegisterExpires, int(MinRegisterExpires.Seconds()), int(MaxRegisterExpires.Seconds()))
 		default:
@@ -213,7 +213,7 @@ func (v *validator) trunks(raw []rawTrunk) []Trunk {
 		for _, n := range numbers {
 			user := r.DID[n]
 			key := path + ".did." + n
-			norm, ok := NormalizeNumber(n)
+			norm, ok := trunk.NormalizeNumber(n)
 			switch {
 			case !ok:
 				v.add(key, "trunk.did", "%s: DID %q is not a phone number: write digits, optionally with a leading '+'", what, n)
@@ -232,7 +232,7 @@ func (v *validator) trunks(raw []rawTrunk) []Trunk {
 				continue
 			}
 			dids[norm] = owner{r.Name, user}
-			t.DIDs = append(t.DIDs, DID{Number: n, User: user})
+			t.DIDs = append(t.DIDs, trunk.DID{Number: n, User: user})
 		}
 
 		if r.Codecs != nil {
@@ -246,12 +246,12 @@ func (v *validator) trunks(raw []rawTrunk) []Trunk {
 	return out
 }
 
-func (v *validator) routes(raw []rawRoute, trunks []Trunk) []Route {
-	var out []Route
+func (v *validator) routes(raw []rawRoute, trunks []trunk.Trunk) []trunk.Route {
+	var out []trunk.Route
 	for i, r := range raw {
 		path := "route#" + strconv.Itoa(i)
 		what := fmt.Sprintf("route #%d", i+1)
-		route := Route(r)
+		route := trunk.Route(r)
 		if r.Pattern == "" {
 			v.add(path, "route.pattern", "%s has no pattern: add pattern = '9(\\d+)' (a regular expression matching the whole number)", what)
 		} else if _, err := route.Regexp(); err != nil {
@@ -266,34 +266,12 @@ func (v *validator) routes(raw []rawRoute, trunks []Trunk) []Route {
 		switch {
 		case r.Trunk == "":
 			v.add(path, "route.trunk", "%s has no trunk: add trunk = \"name of a [[trunk]]\"", what)
-		case !slices.ContainsFunc(trunks, func(t Trunk) bool { return t.Name == r.Trunk }):
+		case !slices.ContainsFunc(trunks, func(t trunk.Trunk) bool { return t.Name == r.Trunk }):
 			v.add(path+".trunk", "route.trunk", "%s: trunk %q is not defined in a [[trunk]]", what, r.Trunk)
 		}
 		out = append(out, route)
 	}
 	return out
-}
-
-// NormalizeNumber returns the digits of a phone number as DIDs are
-// compared: the part before any ';' (SIP user parameters such as
-// ";npdi"), without a leading '+' and without the visual separators of
-// RFC 3966 (space, '-', '.', '(', ')'). It reports false when what remains
-// is empty or holds anything but digits.
-func NormalizeNumber(s string) (string, bool) {
-	s, _, _ = strings.Cut(s, ";")
-	s = strings.TrimSpace(s)
-	s = strings.TrimPrefix(s, "+")
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c >= '0' && c <= '9':
-			b.WriteByte(c)
-		case c == ' ' || c == '-' || c == '.' || c == '(' || c == ')':
-		default:
-			return "", false
-		}
-	}
-	return b.String(), b.Len() > 0
 }
 
 // parseSource parses a trusted source: a CIDR prefix or a single address.

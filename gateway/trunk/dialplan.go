@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
-
-	"github.com/switchboard/switchboard/gateway/config"
 )
 
 // DialPlan picks the trunk of an outbound call from the dialed number,
@@ -23,9 +21,9 @@ type route struct {
 }
 
 // NewDialPlan compiles routes, keeping their order. It fails on a route
-// that config.Load would have rejected: a bad pattern, a negative strip, or
+// that the config file's validation would have rejected: a bad pattern, a negative strip, or
 // no trunk.
-func NewDialPlan(routes []config.Route) (*DialPlan, error) {
+func NewDialPlan(routes []Route) (*DialPlan, error) {
 	p := &DialPlan{routes: make([]route, 0, len(routes))}
 	for i, r := range routes {
 		re, err := r.Regexp()

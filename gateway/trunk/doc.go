@@ -1,7 +1,8 @@
-// Package trunk is what the gateway knows about SIP trunks beyond their
-// configuration (package config): where outbound calls go, who inbound
-// calls ring, which sources are trunks, and the registrations the gateway
-// keeps at providers.
+// Package trunk is what the gateway knows about SIP trunks: what a trunk
+// is ([Trunk], with its [DID]s, and the dial rules, [Route]), where
+// outbound calls go, who inbound calls ring, which sources are trunks, and
+// the registrations the gateway keeps at providers. Package config reads
+// these types from the config file; this package does not know the file.
 //
 //   - [DialPlan] maps a dialed number to a trunk and the number to send
 //     it, with the file's [[route]] rules (first match wins, strip, prefix).
@@ -13,8 +14,8 @@
 //     before expiry, backs off on failure and unregisters on the way out.
 //
 // DialPlan, DIDMap and TrustedSources are immutable tables (TrustedSources
-// swaps its table atomically when it re-resolves), built from a loaded
-// config.File and rebuilt on reload; lookups take no lock.
+// swaps its table atomically when it re-resolves), built from the trunks
+// and routes in force and rebuilt on reload; lookups take no lock.
 //
 // The package sends nothing itself: a Registration sends through a
 // [Requester] (a *transaction.Layer) to addresses found by a [Resolver]

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
-	"github.com/switchboard/switchboard/gateway/config"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
 	"github.com/switchboard/switchboard/sip/transaction"
@@ -35,8 +34,8 @@ const (
 	password = "provider-secret"
 )
 
-func testTrunk() config.Trunk {
-	return config.Trunk{
+func testTrunk() Trunk {
+	return Trunk{
 		Name:            "voipco",
 		Host:            "sip.voip.example",
 		Transport:       sip.TCP,
@@ -131,7 +130,7 @@ type harness struct {
 	done    chan error
 }
 
-func newHarness(t *testing.T, tr config.Trunk, mod func(*RegistrationOptions)) *harness {
+func newHarness(t *testing.T, tr Trunk, mod func(*RegistrationOptions)) *harness {
 	t.Helper()
 	clk := clock.NewFake(epoch)
 	h := &harness{

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
-	"github.com/switchboard/switchboard/gateway/config"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
 	"github.com/switchboard/switchboard/sip/transaction"
@@ -54,9 +53,9 @@ type RegistrationOptions struct {
 	// Trunk is the trunk to register: Host, Port and Transport say where,
 	// FromUser@FromDomain is the address of record, ContactUser the user of
 	// the Contact, Username and Password answer challenges, and
-	// RegisterExpires is the lifetime asked for (config.DefaultRegisterExpires
+	// RegisterExpires is the lifetime asked for (DefaultRegisterExpires
 	// when zero).
-	Trunk config.Trunk
+	Trunk Trunk
 
 	// Requester sends the REGISTERs: the gateway's *transaction.Layer.
 	Requester Requester
@@ -160,7 +159,7 @@ func NewRegistration(opts RegistrationOptions) (*Registration, error) {
 		opts.Rand = rand.Float64
 	}
 	if t.RegisterExpires <= 0 {
-		t.RegisterExpires = config.DefaultRegisterExpires
+		t.RegisterExpires = DefaultRegisterExpires
 	}
 	if t.ContactUser == "" {
 		t.ContactUser = t.FromUser

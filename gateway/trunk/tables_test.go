@@ -7,55 +7,20 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/switchboard/switchboard/gateway/config"
 	"github.com/switchboard/switchboard/sip"
 )
 
 func TestDialPlan(t *testing.T) {
-	f, err := config.Parse([]byte(`
-[[trunk]]
-name = "pstn"
-host = "pstn.example"
-[[trunk]]
-name = "intl"
-host = "intl.example"
-[[trunk]]
-name = "pbx"
-host = "192.0.2.10"
-
-[[route]]           # 9 + 10 digits: national, out as E.164
-pattern = '9(\d{10})'
-strip = 1
-prefix = "+1"
-trunk = "pstn"
-
-[[route]]           # 011 + international: out as E.164
-pattern = '011\d{7,15}'
-strip = 3
-prefix = "+"
-trunk = "intl"
-
-[[route]]           # already E.164, US
-pattern = '\+1\d{10}'
-trunk = "pstn"
-
-[[route]]           # already E.164, elsewhere
-pattern = '\+\d{7,15}'
-trunk = "intl"
-
-[[route]]           # extensions; also what 9... does not catch
-pattern = '[2-8]\d{2}|9\d{2}'
-trunk = "pbx"
-
-[[route]]           # strip longer than some matches
-pattern = '\*\d*'
-strip = 3
-trunk = "pbx"
-`))
-	if err != nil {
-		t.Fatal(err)
+	// As the config file's [[route]]s would give them.
+	routes := []Route{
+		{Pattern: `9(\d{10})`, Strip: 1, Prefix: "+1", Trunk: "pstn"},  // national, out as E.164
+		{Pattern: `011\d{7,15}`, Strip: 3, Prefix: "+", Trunk: "intl"}, // international, out as E.164
+		{Pattern: `\+1\d{10}`, Trunk: "pstn"},                          // already E.164, US
+		{Pattern: `\+\d{7,15}`, Trunk: "intl"},                         // already E.164, elsewhere
+		{Pattern: `[2-8]\d{2}|9\d{2}`, Trunk: "pbx"},                   // extensions; also what 9... does not catch
+		{Pattern: `\*\d*`, Strip: 3, Trunk: "pbx"},                     // strip longer than some matches
 	}
-	p, err := NewDialPlan(f.Routes)
+	p, err := NewDialPlan(routes)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -88,10 +53,10 @@ trunk = "pbx"
 		}
 	}
 
-	if _, err := NewDialPlan([]config.Route{{Pattern: "(", Trunk: "x"}}); err == nil {
+	if _, err := NewDialPlan([]Route{{Pattern: "(", Trunk: "x"}}); err == nil {
 		t.Error("a bad pattern compiled")
 	}
-	if _, err := NewDialPlan([]config.Route{{Pattern: "1", Strip: -1, Trunk: "x"}}); err == nil {
+	if _, err := NewDialPlan([]Route{{Pattern: "1", Strip: -1, Trunk: "x"}}); err == nil {
 		t.Error("a negative strip was accepted")
 	}
 	empty, err := NewDialPlan(nil)
@@ -104,28 +69,16 @@ trunk = "pbx"
 }
 
 func TestDIDMap(t *testing.T) {
-	f, err := config.Parse([]byte(`
-[[trunk]]
-name = "a"
-host = "a.example"
-[trunk.did]
-"+15551230001" = "alice"
-"+1 (555) 123-0002" = "bob"
-[[trunk]]
-name = "b"
-host = "b.example"
-[trunk.did]
-"15551230001" = "alice"
-"100" = "reception"
-`))
+	// As the config file's [[trunk]]s would give them: numbers as written.
+	trunks := []Trunk{
+		{Name: "a", Host: "a.example", DIDs: []DID{{"+15551230001", "alice"}, {"+1 (555) 123-0002", "bob"}}},
+		{Name: "b", Host: "b.example", DIDs: []DID{{"15551230001", "alice"}, {"100", "reception"}}},
+	}
+	all, err := NewDIDMap(trunks...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	all, err := NewDIDMap(f.Trunks...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	onlyA, err := NewDIDMap(f.Trunks[0])
+	onlyA, err := NewDIDMap(trunks[0])
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,14 +110,14 @@ host = "b.example"
 		}
 	}
 
-	conflict := []config.Trunk{
-		{Name: "a", DIDs: []config.DID{{Number: "+1555", User: "x"}}},
-		{Name: "b", DIDs: []config.DID{{Number: "1555", User: "y"}}},
+	conflict := []Trunk{
+		{Name: "a", DIDs: []DID{{Number: "+1555", User: "x"}}},
+		{Name: "b", DIDs: []DID{{Number: "1555", User: "y"}}},
 	}
 	if _, err := NewDIDMap(conflict...); err == nil {
 		t.Error("conflicting DIDs were accepted")
 	}
-	if _, err := NewDIDMap(config.Trunk{Name: "a", DIDs: []config.DID{{Number: "abc", User: "x"}}}); err == nil {
+	if _, err := NewDIDMap(Trunk{Name: "a", DIDs: []DID{{Number: "abc", User: "x"}}}); err == nil {
 		t.Error("a DID that is no number was accepted")
 	}
 }
@@ -189,31 +142,19 @@ func udpAddr(s string) sip.Addr {
 }
 
 func TestTrustedSources(t *testing.T) {
-	f, err := config.Parse([]byte(`
-[[trunk]]
-name = "carrier"
-host = "sip.carrier.example"
-trusted_sources = ["203.0.113.0/24", "2001:db8:1::/48"]
-[[trunk]]
-name = "carrier-edge"   # one host of the carrier's range is another trunk
-host = "edge.carrier.example"
-trusted_sources = ["203.0.113.77"]
-[[trunk]]
-name = "dns"
-host = "sip.dns.example"
-transport = "tcp"
-port = 5080
-[[trunk]]
-name = "ip"
-host = "198.51.100.20"
-[[trunk]]
-name = "broken"
-host = "sip.broken.example"
-`))
-	if err != nil {
-		t.Fatal(err)
+	// As the config file's [[trunk]]s would give them: single addresses as
+	// /32 prefixes, UDP by default.
+	trunks := []Trunk{
+		{Name: "carrier", Host: "sip.carrier.example", Transport: sip.UDP, TrustedSources: []netip.Prefix{
+			netip.MustParsePrefix("203.0.113.0/24"), netip.MustParsePrefix("2001:db8:1::/48")}},
+		// One host of the carrier's range is another trunk.
+		{Name: "carrier-edge", Host: "edge.carrier.example", Transport: sip.UDP, TrustedSources: []netip.Prefix{
+			netip.MustParsePrefix("203.0.113.77/32")}},
+		{Name: "dns", Host: "sip.dns.example", Transport: sip.TCP, Port: 5080},
+		{Name: "ip", Host: "198.51.100.20", Transport: sip.UDP},
+		{Name: "broken", Host: "sip.broken.example", Transport: sip.UDP},
 	}
-	ts, err := NewTrustedSources(f.Trunks)
+	ts, err := NewTrustedSources(trunks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,19 +215,19 @@ host = "sip.broken.example"
 	}
 	check("after an empty answer", map[string]string{"192.0.2.53": "dns"})
 
-	if _, err := NewTrustedSources([]config.Trunk{{Host: "x"}}); err == nil {
+	if _, err := NewTrustedSources([]Trunk{{Host: "x"}}); err == nil {
 		t.Error("a trunk without a name was accepted")
 	}
 }
 
 func TestNextHop(t *testing.T) {
 	for _, tt := range []struct {
-		trunk config.Trunk
+		trunk Trunk
 		want  string
 	}{
-		{config.Trunk{Host: "sip.example", Transport: sip.UDP}, "sip:sip.example;transport=udp"},
-		{config.Trunk{Host: "sip.example", Port: 5061, Transport: sip.TLS}, "sip:sip.example:5061;transport=tls"},
-		{config.Trunk{Host: "2001:db8::1", Transport: sip.TCP}, "sip:[2001:db8::1];transport=tcp"},
+		{Trunk{Host: "sip.example", Transport: sip.UDP}, "sip:sip.example;transport=udp"},
+		{Trunk{Host: "sip.example", Port: 5061, Transport: sip.TLS}, "sip:sip.example:5061;transport=tls"},
+		{Trunk{Host: "2001:db8::1", Transport: sip.TCP}, "sip:[2001:db8::1];transport=tcp"},
 	} {
 		u := NextHop(tt.trunk)
 		if got := u.String(); got != tt.want {

@@ -10,7 +10,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/switchboard/switchboard/gateway/config"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -22,8 +21,8 @@ import (
 // Only the address is compared, not the port or the transport: providers
 // send from ports of their choosing.
 type TrustedSources struct {
-	static  []source       // configured prefixes and IP-literal hosts
-	resolve []config.Trunk // trunks whose host must be resolved
+	static  []source // configured prefixes and IP-literal hosts
+	resolve []Trunk  // trunks whose host must be resolved
 
 	mu       sync.Mutex                // serializes Resolve
 	resolved map[string][]netip.Prefix // last good answer per trunk
@@ -40,7 +39,7 @@ type source struct {
 // NewTrustedSources builds the sources of trunks. The prefixes listed in
 // trusted_sources, and hosts that are IP addresses, are in force at once;
 // host names are until Resolve has looked them up.
-func NewTrustedSources(trunks []config.Trunk) (*TrustedSources, error) {
+func NewTrustedSources(trunks []Trunk) (*TrustedSources, error) {
 	ts := &TrustedSources{resolved: make(map[string][]netip.Prefix)}
 	for i, t := range trunks {
 		if t.Name == "" {
@@ -133,7 +132,7 @@ func (ts *TrustedSources) Trusted(addr netip.Addr) (trunk string, ok bool) {
 // NextHop returns the URI that locates trunk t with RFC 3263:
 // sip:host[:port];transport=udp|tcp|tls. Its Resolver answer is where
 // requests to the trunk go.
-func NextHop(t config.Trunk) sip.URI {
+func NextHop(t Trunk) sip.URI {
 	tr := "udp"
 	switch t.Transport {
 	case sip.TCP:
