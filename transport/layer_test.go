@@ -461,7 +461,7 @@ func TestLayerResponseToSentByName(t *testing.T) {
 		srv: map[string][]*net.SRV{"_sip._udp.phone.example.com": {{Target: "a.example.com.", Port: 5070}}},
 		ip:  map[string][]net.IPAddr{"a.example.com": {{IP: net.ParseIP("192.0.2.44")}}},
 	}
-	l := NewLayer(Config{Locator: &locate.Locator{Resolver: res}})
+	l := NewLayer(Config{Locator: &locate.Locator{DNS: res}})
 	udp := newFake(sip.UDP, "127.0.0.1:5060")
 	l.Add(udp)
 	// A request that did not come through a Layer has no received.

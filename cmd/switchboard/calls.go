@@ -160,7 +160,7 @@ func bridge(b *b2bua.B2BUA, dns *locate.Locator, logger *slog.Logger) func(conte
 			if len(target.Route) > 0 {
 				hop = target.Route[0].URI
 			}
-			addrs, err := dns.Locate(ctx, hop)
+			addrs, err := dns.Resolve(ctx, hop)
 			if err != nil || len(addrs) == 0 {
 				// Not forwarded unbridged: the target could not use the
 				// caller's SDP.

@@ -27,7 +27,7 @@ func (noDNS) LookupIPAddr(context.Context, string) ([]net.IPAddr, error) { retur
 // with 503 instead of going out unbridged with an SDP the target cannot
 // use. (The bridged calls themselves are tested end to end.)
 func TestBridgeLeavesSameKind(t *testing.T) {
-	bridge := bridge(nil, &locate.Locator{Resolver: noDNS{}}, discardLogger())
+	bridge := bridge(nil, &locate.Locator{DNS: noDNS{}}, discardLogger())
 	phoneReq := mustRequest(t, "INVITE sip:alice@localhost SIP/2.0\r\n"+
 		"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKbr1\r\n"+
 		"From: <sip:1000@localhost>;tag=a\r\nTo: <sip:alice@localhost>\r\n"+

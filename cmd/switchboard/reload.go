@@ -30,7 +30,7 @@ func (s *sipStack) reload(ctx context.Context, cfg Config, logger *slog.Logger) 
 	if err != nil {
 		return fmt.Errorf("trunks: %w", err)
 	}
-	if err := routing.resolveTrusted(ctx, s.dns.Locate); err != nil {
+	if err := routing.resolveTrusted(ctx, s.dns); err != nil {
 		logger.Warn("reload: resolve trunk hosts", "err", err)
 	}
 	accts := loadAccounts(cfg, file)

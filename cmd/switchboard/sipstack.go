@@ -174,7 +174,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 	s.transports.Add(s.ws)
 
 	dns := &locate.Locator{}
-	if err := trunks.resolveTrusted(ctx, dns.Locate); err != nil {
+	if err := trunks.resolveTrusted(ctx, dns); err != nil {
 		// Not fatal: a trunk named by host is trusted once it resolves.
 		logger.Warn("resolve trunk hosts", "err", err)
 	}
@@ -207,7 +207,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		Aliases:         aliases,
 		Realm:           cfg.Domain,
 		Locator:         locator{s.location},
-		Resolver:        proxy.ResolverFunc(dns.Locate),
+		Resolver:        dns,
 		Router:          s.routing,
 		Trusted:         s.routing,
 		RedirectDomains: redirectDomains(cfg.Domain, file),
@@ -236,7 +236,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 			reg, err := trunk.NewRegistration(trunk.RegistrationOptions{
 				Trunk:     t,
 				Requester: s.tx,
-				Resolver:  trunk.ResolverFunc(dns.Locate),
+				Resolver:  dns,
 				LocalAddr: localAddrFor(eps),
 				UserAgent: "Switchboard " + version,
 				Logger:    logger.With("component", "trunk", "trunk", t.Name),

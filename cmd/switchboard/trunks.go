@@ -8,6 +8,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/proxy"
 	"github.com/switchboard/switchboard/gateway/trunk"
 	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/transport/locate"
 )
 
 // trunkRouting is the proxy's Router and TrustedSources, built from the
@@ -78,11 +79,11 @@ func (r *trunkRouting) Route(_ context.Context, req *sip.Request, caller proxy.C
 }
 
 // resolveTrusted puts the addresses of trunks named by host in force.
-func (r *trunkRouting) resolveTrusted(ctx context.Context, locate func(context.Context, sip.URI) ([]sip.Addr, error)) error {
+func (r *trunkRouting) resolveTrusted(ctx context.Context, res locate.Resolver) error {
 	if r.trusted == nil {
 		return nil
 	}
-	return r.trusted.Resolve(ctx, trunk.ResolverFunc(locate))
+	return r.trusted.Resolve(ctx, res)
 }
 
 // routingTable is the proxy's Router and TrustedSources: the trunk routing

@@ -14,13 +14,6 @@ import (
 	"github.com/switchboard/switchboard/sip/transaction"
 )
 
-// Transactions starts client transactions: *transaction.Layer implements
-// it. It must be the Layer whose Handler passes in-dialog requests to
-// HandleInDialog.
-type Transactions interface {
-	Request(ctx context.Context, req *sip.Request, dst sip.Addr) (*transaction.ClientTx, error)
-}
-
 // Defaults of Options.
 const (
 	// DefaultSessionExpires is the session interval asked of callees
@@ -42,8 +35,10 @@ const (
 type Options struct {
 	// Engine makes the media bridge of each call.
 	Engine *media.Engine
-	// Transactions starts the client transactions of both legs.
-	Transactions Transactions
+	// Transactions starts the client transactions of both legs: the
+	// *transaction.Layer whose Handler passes in-dialog requests to
+	// HandleInDialog.
+	Transactions transaction.Requester
 	// Sender sends what has no transaction: the ACK for a 2xx. Normally
 	// the transport layer, the transaction layer's Sender.
 	Sender transaction.Sender

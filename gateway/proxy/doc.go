@@ -11,8 +11,9 @@
 // A [Proxy] is a transaction.Handler: the binary hands it every request that
 // is neither a REGISTER (the registrar's) nor meant for the gateway itself
 // ([Proxy.IsForMe], answered with [OptionsResponse]). It reaches the rest of
-// the gateway through small interfaces defined here — [Locator], [Resolver],
-// [Credentials], [TrustedSources], [Throttle], [Router], [FlowTokens] — so
+// the gateway through small interfaces — [Locator], [Credentials],
+// [TrustedSources], [Throttle], [Router], [FlowTokens] defined here, and
+// transaction.Requester and locate.Resolver where they belong — so
 // that the packages behind them (location, accounts, trunks, transport) can
 // change without this one. The transaction layer and the proxy need each
 // other; the usual Go idiom closes the loop:

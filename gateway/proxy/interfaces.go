@@ -6,15 +6,8 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/sip"
-	"github.com/switchboard/switchboard/sip/transaction"
 	"github.com/switchboard/switchboard/transport"
 )
-
-// Transactions starts client transactions. *transaction.Layer implements
-// it; it must be the Layer whose Handler is the Proxy.
-type Transactions interface {
-	Request(ctx context.Context, req *sip.Request, dst sip.Addr) (*transaction.ClientTx, error)
-}
 
 // Target is one place a request may be forwarded to (RFC 3261 §16.5).
 type Target struct {
@@ -67,21 +60,6 @@ type LocatorFunc func(ctx context.Context, aor string) ([]Target, error)
 
 // Lookup calls f(ctx, aor).
 func (f LocatorFunc) Lookup(ctx context.Context, aor string) ([]Target, error) { return f(ctx, aor) }
-
-// Resolver finds the addresses of the next hop named by a URI (RFC 3263),
-// best first; the proxy tries them in order when one fails with a
-// transport error, a timeout or a 503.
-type Resolver interface {
-	Resolve(ctx context.Context, uri sip.URI) ([]sip.Addr, error)
-}
-
-// ResolverFunc adapts a function to Resolver.
-type ResolverFunc func(ctx context.Context, uri sip.URI) ([]sip.Addr, error)
-
-// Resolve calls f(ctx, uri).
-func (f ResolverFunc) Resolve(ctx context.Context, uri sip.URI) ([]sip.Addr, error) {
-	return f(ctx, uri)
-}
 
 // Credentials are the accounts the proxy authenticates: the stored digest
 // HA1 of user in the proxy's realm for an algorithm ("MD5", "SHA-256" or

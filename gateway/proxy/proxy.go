@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
 	"github.com/switchboard/switchboard/sip/transaction"
+	"github.com/switchboard/switchboard/transport/locate"
 )
 
 // Defaults for zero fields of Options.
@@ -43,7 +44,7 @@ type Endpoint struct {
 type Options struct {
 	// Transactions starts the client transactions of forwarded requests:
 	// the *transaction.Layer whose Handler is the Proxy.
-	Transactions Transactions
+	Transactions transaction.Requester
 	// Sender sends what has no transaction: ACKs for 2xx responses and
 	// stray responses (§16.11). Normally the transaction layer's Sender.
 	Sender transaction.Sender
@@ -68,8 +69,9 @@ type Options struct {
 
 	// Locator finds the targets of our AORs; nil finds none (480).
 	Locator Locator
-	// Resolver finds next-hop addresses; nil resolves IP literals only.
-	Resolver Resolver
+	// Resolver finds next-hop addresses (a *locate.Locator); nil resolves
+	// IP literals only.
+	Resolver locate.Resolver
 	// Credentials authenticate our users; nil authenticates nobody.
 	Credentials Credentials
 	// Trusted names the trunks trusted by address; nil trusts none.
@@ -138,7 +140,7 @@ type Options struct {
 type Proxy struct {
 	algorithms []string
 	bridge     func(ctx context.Context, req *sip.Request, t Target) (BridgedBranch, bool)
-	txs        Transactions
+	txs        transaction.Requester
 	sender     transaction.Sender
 	endpoints  []Endpoint
 	domains    map[string]bool
@@ -148,7 +150,7 @@ type Proxy struct {
 	realm      string
 
 	locator  Locator
-	resolver Resolver
+	resolver locate.Resolver
 	creds    Credentials
 	trusted  TrustedSources
 	throttle Throttle
@@ -232,7 +234,7 @@ func New(opts Options) (*Proxy, error) {
 		p.tokens = HMACTokens{Secret: p.key}
 	}
 	if p.resolver == nil {
-		p.resolver = ResolverFunc(resolveLiteral)
+		p.resolver = locate.ResolverFunc(resolveLiteral)
 	}
 	p.realm = opts.Realm
 	if p.realm == "" {

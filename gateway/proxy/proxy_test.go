@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard/switchboard/sip/dialog"
 	"github.com/switchboard/switchboard/sip/digest"
 	"github.com/switchboard/switchboard/sip/transaction"
+	"github.com/switchboard/switchboard/transport/locate"
 )
 
 // A local user calls another through the proxy: 407, then the INVITE with
@@ -792,7 +793,7 @@ func TestPathAndFailover(t *testing.T) {
 	})
 	t.Run("failover", func(t *testing.T) {
 		f := newFixture(t, func(o *Options) {
-			o.Resolver = ResolverFunc(func(_ context.Context, u sip.URI) ([]sip.Addr, error) {
+			o.Resolver = locate.ResolverFunc(func(_ context.Context, u sip.URI) ([]sip.Addr, error) {
 				return []sip.Addr{mustAddr(sip.UDP, "192.0.2.99:5060"), mustAddr(sip.UDP, "192.0.2.22:5060")}, nil
 			})
 		})

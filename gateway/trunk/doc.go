@@ -18,7 +18,7 @@
 // and routes in force and rebuilt on reload; lookups take no lock.
 //
 // The package sends nothing itself: a Registration sends through a
-// [Requester] (a *transaction.Layer) to addresses found by a [Resolver]
-// (the binary adapts transport/locate), on an injected clock, so that it
+// transaction.Requester (a *transaction.Layer) to addresses found by a
+// locate.Resolver (a *locate.Locator), on an injected clock, so that it
 // is tested without sockets, DNS or sleeps.
 package trunk

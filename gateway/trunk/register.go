@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
 	"github.com/switchboard/switchboard/sip/transaction"
+	"github.com/switchboard/switchboard/transport/locate"
 )
 
 // Registration states, as Status reports them.
@@ -58,9 +59,9 @@ type RegistrationOptions struct {
 	Trunk Trunk
 
 	// Requester sends the REGISTERs: the gateway's *transaction.Layer.
-	Requester Requester
+	Requester transaction.Requester
 	// Resolver finds the provider's addresses from NextHop(Trunk).
-	Resolver Resolver
+	Resolver locate.Resolver
 	// LocalAddr returns the gateway's address for a transport ("UDP",
 	// "TCP", "TLS") as the provider must see it: the listener's address,
 	// or with SWITCHBOARD_PUBLIC_IP the public address and the listener's

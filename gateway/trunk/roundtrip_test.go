@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
 	"github.com/switchboard/switchboard/sip/transaction"
+	"github.com/switchboard/switchboard/transport/locate"
 )
 
 // pipe is a Sender that delivers to another Layer as a network would: the
@@ -147,7 +148,7 @@ func TestRegistrationDigestRoundTrip(t *testing.T) {
 	r, err := NewRegistration(RegistrationOptions{
 		Trunk:     tr,
 		Requester: gateway,
-		Resolver: ResolverFunc(func(_ context.Context, u sip.URI) ([]sip.Addr, error) {
+		Resolver: locate.ResolverFunc(func(_ context.Context, u sip.URI) ([]sip.Addr, error) {
 			if u.Host != tr.Host {
 				t.Errorf("resolving %s", u.String())
 			}

@@ -11,6 +11,7 @@ import (
 	"sync/atomic"
 
 	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/transport/locate"
 )
 
 // TrustedSources tells which trunk, if any, a request comes from by its
@@ -71,7 +72,7 @@ func NewTrustedSources(trunks []Trunk) (*TrustedSources, error) {
 // addresses of its last successful one (none at first); the error joins
 // the failures. Call it at start and again now and then (DNS changes), or
 // after a reload; calls are serialized.
-func (ts *TrustedSources) Resolve(ctx context.Context, r Resolver) error {
+func (ts *TrustedSources) Resolve(ctx context.Context, r locate.Resolver) error {
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
 	var errs []error

@@ -452,6 +452,15 @@ func (l *Layer) reject(req *sip.Request, code int) {
 	}
 }
 
+// Requester starts client transactions: *Layer is one. The packages that
+// send requests (the proxy, the B2BUA, trunk registrations) take a
+// Requester rather than a *Layer.
+type Requester interface {
+	Request(ctx context.Context, req *sip.Request, dst sip.Addr) (*ClientTx, error)
+}
+
+var _ Requester = (*Layer)(nil)
+
 // Request starts a client transaction that sends req to dst. ctx is passed
 // to the Sender for the first transmission only; retransmissions, the ACK
 // and a CANCEL use the Layer's own context, which Close cancels. Canceling

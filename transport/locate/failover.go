@@ -21,7 +21,7 @@ type Targets struct {
 	next int
 }
 
-// NewTargets returns a walker over list (as Locate returns it).
+// NewTargets returns a walker over list (as Resolve returns it).
 func NewTargets(list []sip.Addr) *Targets { return &Targets{list: list} }
 
 // Next returns the next target, or false when none is left.

@@ -3,9 +3,12 @@
 // list of targets that a proxy or trunk walks for failover.
 //
 // Go's net package cannot look up NAPTR records, so the DNS is reached
-// through the small Resolver interface: NetResolver uses net.Resolver for
+// through the small DNS interface: NetResolver uses net.Resolver for
 // SRV, A and AAAA and reports no NAPTR records, and tests plug in a fake
 // zone.
+//
+// What finds next hops for the rest of the gateway is a [Resolver]: a
+// *Locator is one, and tests plug in tables.
 package locate
 
 import (
@@ -39,10 +42,25 @@ type NAPTR struct {
 	Replacement string // the SRV name to look up
 }
 
-// Resolver is the DNS as this package needs it. A name that does not exist
+// Resolver finds the addresses of the next hop named by a URI, best first,
+// as RFC 3263 orders them: the proxy, the trunks and the B2BUA try them in
+// turn when one fails. *Locator is the Resolver of the gateway.
+type Resolver interface {
+	Resolve(ctx context.Context, uri sip.URI) ([]sip.Addr, error)
+}
+
+// ResolverFunc adapts a function to Resolver.
+type ResolverFunc func(ctx context.Context, uri sip.URI) ([]sip.Addr, error)
+
+// Resolve calls f(ctx, uri).
+func (f ResolverFunc) Resolve(ctx context.Context, uri sip.URI) ([]sip.Addr, error) {
+	return f(ctx, uri)
+}
+
+// DNS is the DNS as this package needs it. A name that does not exist
 // or has no records of the type is an empty answer or an error for which
 // IsNotFound reports true; any other error is a failure (a timeout).
-type Resolver interface {
+type DNS interface {
 	// LookupNAPTR returns the NAPTR records of name.
 	LookupNAPTR(ctx context.Context, name string) ([]NAPTR, error)
 	// LookupSRV looks up _service._proto.name, or name itself when service
@@ -52,7 +70,7 @@ type Resolver interface {
 	LookupIPAddr(ctx context.Context, host string) ([]net.IPAddr, error)
 }
 
-// NetResolver is the Resolver of the system: a net.Resolver (nil means
+// NetResolver is the DNS of the system: a net.Resolver (nil means
 // net.DefaultResolver) for SRV, A and AAAA. It finds no NAPTR records,
 // since Go's net package cannot ask for them; RFC 3263 §4.1 then goes
 // straight to SRV.
@@ -88,8 +106,8 @@ func DefaultPort(transport string) int {
 // Locator finds SIP servers. The zero value uses the system resolver,
 // transports UDP, TCP and TLS, and a random source from math/rand/v2.
 type Locator struct {
-	// Resolver answers DNS queries; nil means NetResolver{}.
-	Resolver Resolver
+	// DNS answers DNS queries; nil means NetResolver{}.
+	DNS DNS
 	// Transports lists the transports that may be chosen, most preferred
 	// first; it orders the SRV queries made when there are no NAPTR
 	// records. Nil means UDP, TCP, TLS.
@@ -102,11 +120,11 @@ type Locator struct {
 
 var defaultTransports = []string{sip.UDP, sip.TCP, sip.TLS}
 
-func (l *Locator) resolver() Resolver {
-	if l == nil || l.Resolver == nil {
+func (l *Locator) dns() DNS {
+	if l == nil || l.DNS == nil {
 		return NetResolver{}
 	}
-	return l.Resolver
+	return l.DNS
 }
 
 func (l *Locator) transports() []string {
@@ -144,7 +162,7 @@ var services = []service{
 	{"SIPS+D2W", "_sips._ws", sip.WSS, true},
 }
 
-// Locate returns the ordered targets of a request for u (RFC 3263 §4): the
+// Resolve returns the ordered targets of a request for u (RFC 3263 §4): the
 // first is tried first, the others on failure (see Failover). u is the
 // Request-URI, or the URI of the top Route when there is one.
 //
@@ -162,7 +180,7 @@ var services = []service{
 // 2782's weighted random choice; every address of every SRV target is a
 // target. When several NAPTR records or transports have servers, all of
 // them are returned, most preferred first, as further failover targets.
-func (l *Locator) Locate(ctx context.Context, u sip.URI) ([]sip.Addr, error) {
+func (l *Locator) Resolve(ctx context.Context, u sip.URI) ([]sip.Addr, error) {
 	if !u.IsSIP() {
 		return nil, fmt.Errorf("locate %s uri: %w", u.Scheme, ErrUnsupportedTransport)
 	}
@@ -309,7 +327,7 @@ func transportParam(p string, secure bool) (string, error) {
 // flag "s", a service of a supported transport (only secure ones for
 // sips), in order and preference.
 func (l *Locator) naptrTargets(ctx context.Context, target string, secure bool) ([]sip.Addr, error) {
-	recs, err := l.resolver().LookupNAPTR(ctx, target)
+	recs, err := l.dns().LookupNAPTR(ctx, target)
 	if err != nil {
 		if IsNotFound(err) {
 			return nil, nil
@@ -347,7 +365,7 @@ func (l *Locator) naptrTargets(ctx context.Context, target string, secure bool) 
 // srvTargets looks up one SRV name and returns the addresses of its
 // targets in RFC 2782 order.
 func (l *Locator) srvTargets(ctx context.Context, name, transport string) ([]sip.Addr, error) {
-	_, recs, err := l.resolver().LookupSRV(ctx, "", "", name)
+	_, recs, err := l.dns().LookupSRV(ctx, "", "", name)
 	if err != nil {
 		if IsNotFound(err) {
 			return nil, nil
@@ -387,7 +405,7 @@ func (l *Locator) hostTargets(ctx context.Context, host, transport string, port 
 }
 
 func (l *Locator) lookupIP(ctx context.Context, host string) ([]netip.Addr, error) {
-	ips, err := l.resolver().LookupIPAddr(ctx, host)
+	ips, err := l.dns().LookupIPAddr(ctx, host)
 	if err != nil {
 		if IsNotFound(err) {
 			return nil, nil

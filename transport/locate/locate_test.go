@@ -121,7 +121,7 @@ func locateURI(t *testing.T, l *Locator, uri string) (string, error) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	addrs, err := l.Locate(context.Background(), u)
+	addrs, err := l.Resolve(context.Background(), u)
 	return fmt.Sprint(addrs), err
 }
 
@@ -167,7 +167,7 @@ func TestLocate(t *testing.T) {
 	} {
 		t.Run(tc.uri, func(t *testing.T) {
 			z := newZone()
-			got, err := locateURI(t, &Locator{Resolver: z}, tc.uri)
+			got, err := locateURI(t, &Locator{DNS: z}, tc.uri)
 			if tc.want == "" {
 				if !errors.Is(err, ErrNotFound) {
 					t.Errorf("got %s, %v; want ErrNotFound", got, err)
@@ -184,13 +184,13 @@ func TestLocate(t *testing.T) {
 
 func TestLocateErrors(t *testing.T) {
 	z := newZone()
-	l := &Locator{Resolver: z}
+	l := &Locator{DNS: z}
 	for _, uri := range []string{"sips:bob@a.example.com;transport=udp", "sip:bob@a.example.com;transport=sctp", "tel:+15551234"} {
 		if _, err := locateURI(t, l, uri); !errors.Is(err, ErrUnsupportedTransport) {
 			t.Errorf("%s: %v", uri, err)
 		}
 	}
-	onlyTCP := &Locator{Resolver: z, Transports: []string{sip.TCP}}
+	onlyTCP := &Locator{DNS: z, Transports: []string{sip.TCP}}
 	if got, err := locateURI(t, onlyTCP, "sip:bob@naptr.example.com"); err != nil || got != "[TCP 192.0.2.2:5060]" {
 		t.Errorf("tcp only: %s, %v", got, err)
 	}
@@ -274,7 +274,7 @@ func TestLocateUsesRand(t *testing.T) {
 		{Target: "a.srv.example.com.", Port: 1, Weight: 1},
 		{Target: "b.srv.example.com.", Port: 2, Weight: 1},
 	}
-	l := &Locator{Resolver: z, Transports: []string{sip.UDP}, Rand: seq(2, 0)}
+	l := &Locator{DNS: z, Transports: []string{sip.UDP}, Rand: seq(2, 0)}
 	got, err := locateURI(t, l, "sip:w.example.com")
 	if err != nil || got != "[UDP 192.0.2.20:2 UDP 192.0.2.10:1]" {
 		t.Errorf("%s, %v", got, err)
@@ -283,7 +283,7 @@ func TestLocateUsesRand(t *testing.T) {
 
 func TestSentBy(t *testing.T) {
 	z := newZone()
-	l := &Locator{Resolver: z}
+	l := &Locator{DNS: z}
 	ctx := context.Background()
 	for _, tc := range []struct {
 		tr, host string
@@ -308,7 +308,7 @@ func TestSentBy(t *testing.T) {
 
 func TestFailover(t *testing.T) {
 	z := newZone()
-	list, err := (&Locator{Resolver: z}).Locate(context.Background(), sip.URI{Scheme: "sip", Host: "naptr.example.com"})
+	list, err := (&Locator{DNS: z}).Resolve(context.Background(), sip.URI{Scheme: "sip", Host: "naptr.example.com"})
 	if err != nil || len(list) != 4 {
 		t.Fatalf("%v, %v", list, err)
 	}
