@@ -37,14 +37,18 @@ import (
 	"github.com/switchboard/switchboard/transport"
 )
 
-// Defaults of Options.
+// Defaults of Options. The total cap holds on a 2-core machine with 2 GB:
+// an idle connection costs the gateway about 6 KiB, one holding a message
+// that lacks its last byte up to 84 KiB (its buffer grows to the 64 KiB
+// message limit; scripts/bench-conns.sh, docs/performance.md), so 5,000
+// take 30–420 MB. TCP and TLS are capped each on its own.
 const (
 	DefaultIdleTimeout             = 10 * time.Minute
 	DefaultUnregisteredIdleTimeout = 60 * time.Second
 	DefaultDialTimeout             = 10 * time.Second
 	DefaultHandshakeTimeout        = 10 * time.Second
 	DefaultWriteTimeout            = 10 * time.Second
-	DefaultMaxConns                = 10000
+	DefaultMaxConns                = 5000
 	DefaultMaxConnsPerIP           = 64
 )
 
@@ -92,7 +96,7 @@ type Options struct {
 	// cap, the oldest accepted connection that carries no registration is
 	// closed to make room for the new one; when every connection carries
 	// one or was dialed, an accepted connection is refused and a dial
-	// fails with ErrTooManyConns. Default 10000.
+	// fails with ErrTooManyConns. Default 5000.
 	MaxConns int
 	// MaxConnsPerIP caps the accepted connections from one IPv4 address
 	// or one IPv6 /64 (transport.PeerGroup); more are refused. Default 64.

@@ -96,7 +96,7 @@ type Config struct {
 	// oldest connection without a registration makes room for the new one.
 	// UnregisteredIdleTimeout closes a TCP, TLS or WebSocket connection
 	// without a registration after that long without a SIP message.
-	TCPMaxConns             int           `env:"TCP_MAX_CONNS" envDefault:"10000"`
+	TCPMaxConns             int           `env:"TCP_MAX_CONNS" envDefault:"5000"`
 	TCPMaxConnsPerIP        int           `env:"TCP_MAX_CONNS_PER_IP" envDefault:"64"`
 	WSMaxConns              int           `env:"WS_MAX_CONNS" envDefault:"5000"`
 	WSMaxConnsPerIP         int           `env:"WS_MAX_CONNS_PER_IP" envDefault:"100"`

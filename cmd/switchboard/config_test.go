@@ -36,7 +36,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		DrainTimeout:     20 * time.Second,
 		DigestAlgorithms: []string{"MD5"},
 
-		TCPMaxConns:             10000,
+		TCPMaxConns:             5000,
 		TCPMaxConnsPerIP:        64,
 		WSMaxConns:              5000,
 		WSMaxConnsPerIP:         100,
