@@ -3,6 +3,7 @@ module github.com/switchboard/switchboard/bench
 go 1.26.8
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/emiago/sipgo v1.7.2
 	github.com/switchboard/switchboard v0.0.0
 )

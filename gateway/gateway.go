@@ -40,6 +40,9 @@ type Options struct {
 	Registrar *registrar.Registrar
 	// Location drops bindings whose connection closed; may be nil.
 	Location location.Store
+	// Flows learns which connections carry registrations, so that the
+	// transports shed the others first; may be nil. It needs Location.
+	Flows FlowHolder
 	// Proxy routes every other request; nil answers 404 to them.
 	Proxy transaction.Handler
 	// Calls gets the in-dialog requests first (those with a To tag, and
@@ -47,6 +50,14 @@ type Options struct {
 	Calls InDialogHandler
 	// Logger receives the server's logs; nil discards them.
 	Logger *slog.Logger
+}
+
+// FlowHolder learns, after each REGISTER, the connections (flows) an
+// address of record's bindings came over and until when, and forgets a
+// flow once it has closed; *transport.FlowHolds is one.
+type FlowHolder interface {
+	Set(aor string, flows map[sip.Addr]time.Time)
+	Drop(flow sip.Addr)
 }
 
 // InDialogHandler takes the in-dialog requests of the calls it owns,
@@ -107,7 +118,9 @@ func (s *Server) ServeSIP(tx *transaction.ServerTx, req *sip.Request) {
 	}
 	switch {
 	case req.Method == sip.MethodRegister && s.IsLocal(req.URI):
-		s.respond(tx, s.opts.Registrar.ServeRegister(context.Background(), req))
+		res := s.opts.Registrar.ServeRegister(context.Background(), req)
+		s.holdFlows(req, res)
+		s.respond(tx, res)
 	case s.forGateway(req):
 		s.serveLocal(tx, req)
 	case s.opts.Proxy != nil:
@@ -117,9 +130,36 @@ func (s *Server) ServeSIP(tx *transaction.ServerTx, req *sip.Request) {
 	}
 }
 
+// holdFlows tells Flows which connections aor's bindings came over, after
+// a REGISTER that may have changed them: read back from the store, since a
+// REGISTER over one connection can move a binding off another. Refusals
+// below 500 changed nothing; a 503 (too many bindings) or a 500 may come
+// after some changes were applied.
+func (s *Server) holdFlows(req *sip.Request, res *sip.Response) {
+	if s.opts.Flows == nil || s.opts.Location == nil || res.StatusCode >= 300 && res.StatusCode < 500 {
+		return
+	}
+	aor := s.opts.Registrar.AOR(req.To().URI.User)
+	bindings, err := s.opts.Location.Get(context.Background(), aor)
+	if err != nil {
+		s.log.Warn("read bindings back for the connection caps", "aor", aor, "err", err)
+		return
+	}
+	flows := make(map[sip.Addr]time.Time, len(bindings))
+	for _, b := range bindings {
+		if b.Source.Flow != 0 && b.Expires.After(flows[b.Source]) {
+			flows[b.Source] = b.Expires
+		}
+	}
+	s.opts.Flows.Set(aor, flows)
+}
+
 // FlowClosed drops the bindings that could only be reached over flow, which
 // has just closed (RFC 5626 §5.3).
 func (s *Server) FlowClosed(flow sip.Addr) {
+	if s.opts.Flows != nil {
+		s.opts.Flows.Drop(flow)
+	}
 	if s.opts.Location == nil {
 		return
 	}

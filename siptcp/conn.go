@@ -1,6 +1,7 @@
 package siptcp
 
 import (
+	"container/list"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"net"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard/switchboard/sip"
@@ -22,9 +24,21 @@ type conn struct {
 	addr    sip.Addr // transport, remote address, flow id
 	inbound bool
 
+	// Under t.mu.
+	registered bool
+	stranger   *list.Element // in t.strangers while accepted and not registered
+	removed    bool
+
+	active atomic.Int64 // clock time of the last traffic, Unix nanoseconds
+
 	wmu       sync.Mutex // one message written at a time
 	closeOnce sync.Once
 }
+
+// touch records traffic now.
+func (c *conn) touch() { c.active.Store(c.t.clock.Now().UnixNano()) }
+
+func (c *conn) lastActive() time.Time { return time.Unix(0, c.active.Load()) }
 
 var crlf = []byte("\r\n")
 
@@ -61,8 +75,14 @@ func (c *conn) finish() {
 	}
 }
 
-func (c *conn) close() {
-	c.closeOnce.Do(func() { c.nc.Close() })
+// close closes the connection and reports whether this call did.
+func (c *conn) close() bool {
+	closed := false
+	c.closeOnce.Do(func() {
+		closed = true
+		c.nc.Close()
+	})
+	return closed
 }
 
 func (c *conn) read(h transport.Handler) {
@@ -74,10 +94,12 @@ func (c *conn) read(h transport.Handler) {
 			c.t.log.Error("stream buffer full", "remote", c.addr.AddrPort, "flow", c.addr.Flow)
 			return
 		}
-		if err := c.nc.SetReadDeadline(time.Now().Add(c.t.opts.IdleTimeout)); err != nil {
-			return
-		}
+		// No read deadline: the transport's sweep closes idle connections,
+		// with a timeout that depends on what the gateway says of them.
 		n, rerr := c.nc.Read(buf)
+		if n > 0 {
+			c.touch()
+		}
 		f.wrote(n)
 		if !c.drain(f, h) {
 			return
@@ -188,5 +210,6 @@ func (c *conn) write(ctx context.Context, b []byte) error {
 		c.close()
 		return fmt.Errorf("siptcp: write to %s: %w: %w", c.addr, transport.ErrFlowClosed, err)
 	}
+	c.touch()
 	return nil
 }

@@ -2,8 +2,15 @@
 // §18, §26.2): messages framed by Content-Length on a byte stream, one
 // goroutine reading each connection, connections reused for responses and
 // for later requests to the same address, CRLF keep-alives (RFC 5626
-// §4.4.1), and limits on what a peer can hold: connections per source IP
-// address and in all, idle time, and message size.
+// §4.4.1), and limits on what a peer can hold: connections per source
+// (IPv4 address or IPv6 /64) and in all, idle time, and message size.
+//
+// Connections that carry a registration are kept in preference to the
+// others, which are strangers until the gateway says otherwise
+// (MarkRegistered): at the total cap the oldest stranger is closed to make
+// room for a new connection, and strangers are closed after a shorter idle
+// time. Connections the transport dialed (to a trunk, say) are not
+// strangers: they idle as long as registered ones and are never evicted.
 //
 // Every connection is a flow (RFC 5626): it has a flow id, unique in the
 // process (transport.NextFlowID), carried in the Source of each message it
@@ -12,6 +19,7 @@
 package siptcp
 
 import (
+	"container/list"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -24,18 +32,24 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/transport"
 )
 
-// Defaults of Options.
+// Defaults of Options. The total cap holds on a 2-core machine with 2 GB:
+// an idle connection costs the gateway about 6 KiB, one holding a message
+// that lacks its last byte up to 84 KiB (its buffer grows to the 64 KiB
+// message limit; scripts/bench-conns.sh, docs/performance.md), so 5,000
+// take 30–420 MB. TCP and TLS are capped each on its own.
 const (
-	DefaultIdleTimeout      = 10 * time.Minute
-	DefaultDialTimeout      = 10 * time.Second
-	DefaultHandshakeTimeout = 10 * time.Second
-	DefaultWriteTimeout     = 10 * time.Second
-	DefaultMaxConns         = 10000
-	DefaultMaxConnsPerIP    = 64
+	DefaultIdleTimeout             = 10 * time.Minute
+	DefaultUnregisteredIdleTimeout = 60 * time.Second
+	DefaultDialTimeout             = 10 * time.Second
+	DefaultHandshakeTimeout        = 10 * time.Second
+	DefaultWriteTimeout            = 10 * time.Second
+	DefaultMaxConns                = 5000
+	DefaultMaxConnsPerIP           = 64
 )
 
 // ErrTooManyConns means the transport is at its connection cap.
@@ -59,9 +73,16 @@ type Options struct {
 	// with 513 or 400 when possible and closed: it cannot be
 	// resynchronised.
 	Limits sip.Limits
-	// IdleTimeout closes a connection on which nothing has been received
-	// for that long. Default 10 minutes.
+	// IdleTimeout closes a connection that carries a registration, or
+	// that the transport dialed, when nothing has been received or sent
+	// on it for that long. Default 10 minutes.
 	IdleTimeout time.Duration
+	// UnregisteredIdleTimeout closes an accepted connection that carries
+	// no registration when nothing has been received or sent on it for
+	// that long. Default 60 s: a client that registers does so at once,
+	// and the longest silence of one that does not is the wait for an
+	// answer, whose provisional responses count as traffic.
+	UnregisteredIdleTimeout time.Duration
 	// DialTimeout bounds opening a connection, TLS handshake included.
 	// Default 10 s.
 	DialTimeout time.Duration
@@ -71,12 +92,17 @@ type Options struct {
 	// WriteTimeout bounds writing one message; a peer that does not read
 	// loses its connection. Default 10 s.
 	WriteTimeout time.Duration
-	// MaxConns caps the open connections, accepted and dialed. Default
-	// 10000.
+	// MaxConns caps the open connections, accepted and dialed. At the
+	// cap, the oldest accepted connection that carries no registration is
+	// closed to make room for the new one; when every connection carries
+	// one or was dialed, an accepted connection is refused and a dial
+	// fails with ErrTooManyConns. Default 5000.
 	MaxConns int
-	// MaxConnsPerIP caps the accepted connections from one IP address.
-	// Default 64.
+	// MaxConnsPerIP caps the accepted connections from one IPv4 address
+	// or one IPv6 /64 (transport.PeerGroup); more are refused. Default 64.
 	MaxConnsPerIP int
+	// Clock times idle connections; nil means the system clock.
+	Clock clock.Clock
 	// Logger receives the transport's logs; nil discards them.
 	Logger *slog.Logger
 }
@@ -91,6 +117,7 @@ type Transport struct {
 	parser  sip.Parser
 	maxMsg  int
 	log     *slog.Logger
+	clock   clock.Clock
 
 	// life ends when the transport closes; dials in progress end with it.
 	life     context.Context
@@ -100,8 +127,15 @@ type Transport struct {
 	conns   map[uint64]*conn // by flow id
 	byAddr  map[netip.AddrPort]*conn
 	dialing map[netip.AddrPort]*dialCall
-	perIP   map[netip.Addr]int
-	closed  bool
+	perIP   map[netip.Prefix]int // accepted connections by transport.PeerGroup
+	// strangers are the accepted connections that carry no registration,
+	// oldest first: the first to go at the cap.
+	strangers  list.List
+	registered int // connections marked registered
+	sweeper    clock.Timer
+	closed     bool
+
+	accepted, refusedPerIP, refusedTotal, evicted, closedIdle atomic.Uint64
 
 	serving atomic.Bool
 	h       transport.Handler // written before ready is closed
@@ -138,6 +172,9 @@ func newTransport(ln net.Listener, opts Options) *Transport {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
 	}
+	if opts.UnregisteredIdleTimeout <= 0 {
+		opts.UnregisteredIdleTimeout = DefaultUnregisteredIdleTimeout
+	}
 	if opts.DialTimeout <= 0 {
 		opts.DialTimeout = DefaultDialTimeout
 	}
@@ -166,10 +203,11 @@ func newTransport(ln net.Listener, opts Options) *Transport {
 		parser:  sip.Parser{Limits: opts.Limits},
 		maxMsg:  opts.Limits.WithDefaults().MaxMessageSize,
 		log:     opts.Logger,
+		clock:   clock.Or(opts.Clock),
 		conns:   make(map[uint64]*conn),
 		byAddr:  make(map[netip.AddrPort]*conn),
 		dialing: make(map[netip.AddrPort]*dialCall),
-		perIP:   make(map[netip.Addr]int),
+		perIP:   make(map[netip.Prefix]int),
 		ready:   make(chan struct{}),
 	}
 	if t.log == nil {
@@ -177,6 +215,9 @@ func newTransport(ln net.Listener, opts Options) *Transport {
 	}
 	t.log = t.log.With("transport", network, "local", la)
 	t.life, t.stopLife = context.WithCancel(context.Background())
+	t.mu.Lock()
+	t.sweeper = t.clock.AfterFunc(t.sweepInterval(), t.sweep)
+	t.mu.Unlock()
 	return t
 }
 
@@ -191,6 +232,63 @@ func (t *Transport) NumConns() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return len(t.conns)
+}
+
+// Stats counts a Transport's connections, for metrics.
+type Stats struct {
+	// Open is the number of open connections. Registered of them carry a
+	// registration; Unregistered are accepted ones that carry none, the
+	// ones shed first; the rest were dialed by the transport.
+	Open, Registered, Unregistered int
+	// Accepted counts the connections accepted.
+	Accepted uint64
+	// RefusedPerIP counts connections refused because their source (an
+	// IPv4 address or IPv6 /64) had MaxConnsPerIP open; RefusedTotal
+	// those refused at MaxConns with no connection to evict.
+	RefusedPerIP, RefusedTotal uint64
+	// Evicted counts connections closed to make room at MaxConns.
+	Evicted uint64
+	// ClosedIdle counts connections closed for being idle.
+	ClosedIdle uint64
+}
+
+// Stats returns the transport's connection counters.
+func (t *Transport) Stats() Stats {
+	t.mu.Lock()
+	s := Stats{Open: len(t.conns), Registered: t.registered, Unregistered: t.strangers.Len()}
+	t.mu.Unlock()
+	s.Accepted = t.accepted.Load()
+	s.RefusedPerIP = t.refusedPerIP.Load()
+	s.RefusedTotal = t.refusedTotal.Load()
+	s.Evicted = t.evicted.Load()
+	s.ClosedIdle = t.closedIdle.Load()
+	return s
+}
+
+// MarkRegistered says whether flow, one of the transport's connections,
+// carries a registration (see transport.RegistrationMarker). A connection
+// that stops carrying one is treated as a stranger that has just arrived,
+// idle since its last traffic.
+func (t *Transport) MarkRegistered(flow sip.Addr, registered bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.conns[flow.Flow]
+	if c == nil || c.registered == registered {
+		return
+	}
+	c.registered = registered
+	if registered {
+		t.registered++
+		if c.stranger != nil {
+			t.strangers.Remove(c.stranger)
+			c.stranger = nil
+		}
+		return
+	}
+	t.registered--
+	if c.inbound {
+		c.stranger = t.strangers.PushBack(c)
+	}
 }
 
 // Serve accepts connections until ctx is done or the transport is closed,
@@ -237,29 +335,61 @@ func (t *Transport) acceptLoop() error {
 
 func (t *Transport) accept(nc net.Conn) {
 	remote := unmap(nc.RemoteAddr().(*net.TCPAddr).AddrPort())
+	group := transport.PeerGroup(remote.Addr())
 	t.mu.Lock()
+	var victim *conn
 	switch {
 	case t.closed:
 		t.mu.Unlock()
 		nc.Close()
 		return
+	case t.perIP[group] >= t.opts.MaxConnsPerIP:
+		t.mu.Unlock()
+		nc.Close()
+		t.refusedPerIP.Add(1)
+		t.log.Debug("connection refused: source at its cap", "remote", remote, "group", group, "cap", t.opts.MaxConnsPerIP)
+		return
 	case len(t.conns) >= t.opts.MaxConns:
-		t.mu.Unlock()
-		nc.Close()
-		t.log.Debug("connection refused: transport at its cap", "remote", remote, "cap", t.opts.MaxConns)
-		return
-	case t.perIP[remote.Addr()] >= t.opts.MaxConnsPerIP:
-		t.mu.Unlock()
-		nc.Close()
-		t.log.Debug("connection refused: source at its cap", "remote", remote, "cap", t.opts.MaxConnsPerIP)
-		return
+		if victim = t.evictLocked(); victim == nil {
+			t.mu.Unlock()
+			nc.Close()
+			t.refusedTotal.Add(1)
+			t.log.Debug("connection refused: transport at its cap, every connection registered or dialed",
+				"remote", remote, "cap", t.opts.MaxConns)
+			return
+		}
 	}
 	if t.opts.TLS != nil {
 		nc = tls.Server(nc, t.opts.TLS)
 	}
 	c := t.addLocked(nc, remote, true)
 	t.mu.Unlock()
+	t.accepted.Add(1)
+	if victim != nil {
+		t.shed(victim, "for a new connection at the cap", c.addr.AddrPort)
+	}
 	go c.serve()
+}
+
+// evictLocked takes the oldest stranger out of the books, to be closed
+// once t.mu is released, and returns it; nil when there is none.
+func (t *Transport) evictLocked() *conn {
+	e := t.strangers.Front()
+	if e == nil {
+		return nil
+	}
+	c := e.Value.(*conn)
+	t.removeLocked(c)
+	t.evicted.Add(1)
+	return c
+}
+
+// shed closes an evicted connection; its reader then reports the flow
+// closed.
+func (t *Transport) shed(c *conn, why string, newcomer netip.AddrPort) {
+	t.log.Debug("connection evicted "+why, "remote", c.addr.AddrPort, "flow", c.addr.Flow,
+		"for", newcomer, "cap", t.opts.MaxConns)
+	c.close()
 }
 
 // addLocked registers a new connection; t.mu is held.
@@ -270,10 +400,12 @@ func (t *Transport) addLocked(nc net.Conn, remote netip.AddrPort, inbound bool) 
 		addr:    sip.Addr{Transport: t.network, AddrPort: remote, Flow: transport.NextFlowID()},
 		inbound: inbound,
 	}
+	c.touch()
 	t.conns[c.addr.Flow] = c
 	t.byAddr[remote] = c
 	if inbound {
-		t.perIP[remote.Addr()]++
+		t.perIP[transport.PeerGroup(remote.Addr())]++
+		c.stranger = t.strangers.PushBack(c)
 	}
 	t.wg.Add(1)
 	return c
@@ -283,14 +415,71 @@ func (t *Transport) addLocked(nc net.Conn, remote netip.AddrPort, inbound bool) 
 func (t *Transport) remove(c *conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.removeLocked(c)
+}
+
+// removeLocked forgets c, once: an evicted connection is forgotten before
+// its reader ends.
+func (t *Transport) removeLocked(c *conn) {
+	if c.removed {
+		return
+	}
+	c.removed = true
 	delete(t.conns, c.addr.Flow)
 	if t.byAddr[c.addr.AddrPort] == c {
 		delete(t.byAddr, c.addr.AddrPort)
 	}
+	if c.registered {
+		t.registered--
+	}
+	if c.stranger != nil {
+		t.strangers.Remove(c.stranger)
+		c.stranger = nil
+	}
 	if c.inbound {
-		ip := c.addr.AddrPort.Addr()
-		if t.perIP[ip]--; t.perIP[ip] <= 0 {
-			delete(t.perIP, ip)
+		g := transport.PeerGroup(c.addr.AddrPort.Addr())
+		if t.perIP[g]--; t.perIP[g] <= 0 {
+			delete(t.perIP, g)
+		}
+	}
+}
+
+// sweepInterval is how often idle connections are looked for: a quarter
+// of the shorter idle timeout, so that one closes at most a quarter late.
+func (t *Transport) sweepInterval() time.Duration {
+	return max(min(t.opts.IdleTimeout, t.opts.UnregisteredIdleTimeout)/4, time.Millisecond)
+}
+
+// sweep closes the connections idle beyond their timeout and schedules
+// the next sweep. It runs from the clock's timer.
+func (t *Transport) sweep() {
+	now := t.clock.Now()
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	type idleConn struct {
+		c     *conn
+		limit time.Duration
+	}
+	var idle []idleConn
+	for _, c := range t.conns {
+		limit := t.opts.IdleTimeout
+		if c.stranger != nil {
+			limit = t.opts.UnregisteredIdleTimeout
+		}
+		if now.Sub(c.lastActive()) >= limit {
+			idle = append(idle, idleConn{c, limit})
+		}
+	}
+	t.sweeper = t.clock.AfterFunc(t.sweepInterval(), t.sweep)
+	t.mu.Unlock()
+	for _, ic := range idle {
+		if ic.c.close() {
+			t.closedIdle.Add(1)
+			t.log.Debug("idle connection closed", "remote", ic.c.addr.AddrPort, "flow", ic.c.addr.Flow,
+				"idle_timeout", ic.limit)
 		}
 	}
 }
@@ -306,6 +495,7 @@ func (t *Transport) Close() error {
 	}
 	t.closed = true
 	t.stopLife()
+	t.sweeper.Stop()
 	conns := make([]*conn, 0, len(t.conns))
 	for _, c := range t.conns {
 		conns = append(conns, c)
@@ -411,11 +601,16 @@ func (t *Transport) dial(ctx context.Context, ap netip.AddrPort, msg sip.Message
 		nc = tc
 	}
 	t.mu.Lock()
+	var victim *conn
 	switch {
 	case t.closed:
 		d.err = fmt.Errorf("siptcp: dial %s: %w", ap, transport.ErrClosed)
 	case len(t.conns) >= t.opts.MaxConns:
-		d.err = fmt.Errorf("dial %s: %w", ap, ErrTooManyConns)
+		if victim = t.evictLocked(); victim == nil {
+			d.err = fmt.Errorf("dial %s: %w", ap, ErrTooManyConns)
+			break
+		}
+		fallthrough
 	default:
 		d.c = t.addLocked(nc, ap, false)
 	}
@@ -423,6 +618,9 @@ func (t *Transport) dial(ctx context.Context, ap netip.AddrPort, msg sip.Message
 	if d.c == nil {
 		nc.Close()
 		return
+	}
+	if victim != nil {
+		t.shed(victim, "for a dialed connection at the cap", ap)
 	}
 	t.log.Debug("connection opened", "remote", ap, "flow", d.c.addr.Flow)
 	go d.c.serve()

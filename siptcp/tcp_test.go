@@ -355,51 +355,6 @@ func TestClosedMidMessage(t *testing.T) {
 	}
 }
 
-func TestIdleTimeout(t *testing.T) {
-	transporttest.CheckGoroutines(t)
-	tr := listen(t, "127.0.0.1:0", siptcp.Options{IdleTimeout: 50 * time.Millisecond})
-	rec := transporttest.NewRecorder()
-	serve(t, tr, rec)
-	p := dial(t, tr.LocalAddr())
-	p.eof()
-	rec.FlowClosed(t)
-}
-
-func TestConnectionCaps(t *testing.T) {
-	transporttest.CheckGoroutines(t)
-	tr := listen(t, "127.0.0.1:0", siptcp.Options{MaxConnsPerIP: 2})
-	rec := transporttest.NewRecorder()
-	serve(t, tr, rec)
-	a, b := dial(t, tr.LocalAddr()), dial(t, tr.LocalAddr())
-	// Known open once a message has come over each.
-	a.write(options("a", "TCP"))
-	b.write(options("b", "TCP"))
-	rec.Message(t)
-	rec.Message(t)
-	c := dial(t, tr.LocalAddr())
-	c.eof()
-	a.write(options("a2", "TCP"))
-	if m := rec.Message(t); m.Header().CallID() != "a2" {
-		t.Errorf("got %s", m.Header().CallID())
-	}
-	// Closing one makes room.
-	a.conn.Close()
-	rec.FlowClosed(t)
-	d := dial(t, tr.LocalAddr())
-	d.write(options("d", "TCP"))
-	if m := rec.Message(t); m.Header().CallID() != "d" {
-		t.Errorf("got %s", m.Header().CallID())
-	}
-
-	all := listen(t, "127.0.0.1:0", siptcp.Options{MaxConns: 1})
-	rec2 := transporttest.NewRecorder()
-	serve(t, all, rec2)
-	e := dial(t, all.LocalAddr())
-	e.write(options("e", "TCP"))
-	rec2.Message(t)
-	dial(t, all.LocalAddr()).eof()
-}
-
 func TestTenThousandMessages(t *testing.T) {
 	transporttest.CheckGoroutines(t)
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{})

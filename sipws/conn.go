@@ -2,10 +2,12 @@ package sipws
 
 import (
 	"bytes"
+	"container/list"
 	"context"
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -25,7 +27,19 @@ type conn struct {
 	ws  *websocket.Conn
 	h   transport.Handler
 	src sip.Addr
+
+	// Under t.mu.
+	registered bool
+	stranger   *list.Element // in t.strangers while not registered
+	removed    bool
+
+	active atomic.Int64 // clock time of the last message either way, Unix nanoseconds
 }
+
+// touch records a message now.
+func (c *conn) touch() { c.active.Store(c.t.clock.Now().UnixNano()) }
+
+func (c *conn) lastActive() time.Time { return time.Unix(0, c.active.Load()) }
 
 // serve reads the connection until it ends, then reports the flow closed.
 func (c *conn) serve() {
@@ -78,6 +92,7 @@ func (c *conn) read() error {
 		if buf, err = readAll(r, buf); err != nil {
 			return err
 		}
+		c.touch()
 		res := c.t.readFrame(c.src, buf)
 		if res.err != nil {
 			if res.reply != nil {
@@ -131,7 +146,11 @@ func (c *conn) write(ctx context.Context, b []byte) error {
 	if !utf8.Valid(b) {
 		typ = websocket.MessageBinary
 	}
-	return c.ws.Write(ctx, typ, b)
+	if err := c.ws.Write(ctx, typ, b); err != nil {
+		return err
+	}
+	c.touch()
+	return nil
 }
 
 // keepalive pings the peer every PingInterval and closes the connection

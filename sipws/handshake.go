@@ -47,9 +47,12 @@ func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "sipws: unknown client address", http.StatusInternalServerError)
 		return
 	}
-	h, status, reason := t.reserve(client.Addr())
+	group := transport.PeerGroup(client.Addr())
+	h, status, reason := t.reserve(group)
 	if status != 0 {
-		t.log.Info("sipws: connection refused", "remote", client, "reason", reason)
+		// Debug: under a flood this line would come once per attempt;
+		// the counters in Stats say how many.
+		t.log.Debug("sipws: connection refused", "remote", client, "reason", reason)
 		t.refused.Add(1)
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, "sipws: "+reason, status)
@@ -72,14 +75,14 @@ func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		// Accept has answered the client (426, 400...).
 		t.log.Debug("sipws: handshake failed", "remote", client, "err", err)
-		t.release(client.Addr())
+		t.release(group)
 		return
 	}
 	if !strings.EqualFold(ws.Subprotocol(), subprotocol) {
 		// Unreachable given offersSIP, but a flow must never be anything
 		// else than SIP.
 		ws.Close(websocket.StatusPolicyViolation, `subprotocol "sip" required`)
-		t.release(client.Addr())
+		t.release(group)
 		return
 	}
 	ws.SetReadLimit(int64(t.maxFrame))
@@ -97,7 +100,7 @@ func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		src: sip.Addr{Transport: name, AddrPort: client, Flow: transport.NextFlowID()},
 	}
 	if !t.register(c) {
-		t.release(client.Addr())
+		t.release(group)
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return
 	}

@@ -27,9 +27,17 @@
 // they are not valid UTF-8 (RFC 7118 §5.1). WebSocket pings detect dead
 // peers, because SIP.js does not answer the CRLF keep-alives of RFC 5626;
 // a client's own "\r\n\r\n" keep-alive is answered with "\r\n".
+//
+// Connections are capped per client (IPv4 address or IPv6 /64) and in all.
+// A connection is a stranger until the gateway says it carries a
+// registration (MarkRegistered): at the total cap the oldest stranger is
+// closed to make room for a new connection, and a stranger that sends no
+// SIP message for UnregisteredIdleTimeout is closed, since answering pings
+// costs an attacker nothing.
 package sipws
 
 import (
+	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -41,19 +49,27 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/transport"
 )
 
-// Defaults of the zero Options.
+// Defaults of the zero Options. The caps hold on a 2-core machine with 2 GB:
+// an idle connection costs the gateway about 29 KiB (two goroutines and the
+// WebSocket library's buffers), one that sent a large message about 46 KiB
+// (scripts/bench-conns.sh; docs/performance.md), so 5,000 take 145–230 MB,
+// and their pings about 3 % of one core.
 const (
-	DefaultPingInterval = 30 * time.Second
-	DefaultPongTimeout  = 10 * time.Second
+	DefaultPingInterval            = 30 * time.Second
+	DefaultPongTimeout             = 10 * time.Second
+	DefaultMaxConns                = 5000
+	DefaultMaxConnsPerIP           = 100
+	DefaultUnregisteredIdleTimeout = 60 * time.Second
 )
 
 // Options configure a Transport. The zero value is usable: a WS transport
 // that allows only same-host browsers, 64 KiB messages, pings every 30 s
-// and no connection caps.
+// and the default connection caps.
 type Options struct {
 	// LocalAddr is the address of the HTTP listener the transport is
 	// mounted on, returned by LocalAddr for the sent-by of Vias.
@@ -99,12 +115,23 @@ type Options struct {
 	// connection is closed as dead (default 10 s).
 	PongTimeout time.Duration
 
-	// MaxConns bounds the open connections (0: no bound); beyond it the
-	// handshake gets 503.
+	// MaxConns bounds the open connections (default DefaultMaxConns). At
+	// the bound the oldest connection that carries no registration is
+	// closed to make room for the new one; when every connection carries
+	// one, the handshake gets 503.
 	MaxConns int
-	// MaxConnsPerIP bounds the open connections from one client IP
-	// address (0: no bound); beyond it the handshake gets 503.
+	// MaxConnsPerIP bounds the open connections from one client IPv4
+	// address or IPv6 /64 (transport.PeerGroup; default
+	// DefaultMaxConnsPerIP); beyond it the handshake gets 503. Users
+	// behind one NAT share an IPv4 address: raise it for large offices.
 	MaxConnsPerIP int
+	// UnregisteredIdleTimeout closes a connection that carries no
+	// registration when no SIP message (keep-alives included) has gone
+	// either way for that long (default 60 s). Pings do not count: a
+	// browser's WebSocket answers them by itself.
+	UnregisteredIdleTimeout time.Duration
+	// Clock times idle connections; nil means the system clock.
+	Clock clock.Clock
 
 	// TrustedProxies are the reverse proxies whose X-Forwarded-For header
 	// names the client. It is read only when the connection comes from one
@@ -130,8 +157,10 @@ type Transport struct {
 	pongTimeout  time.Duration
 	maxConns     int
 	maxPerIP     int
+	idleTimeout  time.Duration
 	proxies      []netip.Prefix
 	log          *slog.Logger
+	clock        clock.Clock
 
 	// active counts ServeHTTP calls that hold a connection slot, so that
 	// Close can wait for every connection's goroutines to end.
@@ -144,30 +173,75 @@ type Transport struct {
 	ready   chan struct{} // closed by Serve once handler is set
 	conns   map[uint64]*conn
 	byAddr  map[netip.AddrPort][]*conn // open connections, oldest first
-	perIP   map[netip.Addr]int         // slots held, handshakes included
+	perIP   map[netip.Prefix]int       // slots held, handshakes included
 	total   int
+	// strangers are the open connections that carry no registration,
+	// oldest first: the first to go at the cap.
+	strangers  list.List
+	registered int
+	sweeper    clock.Timer
 
-	accepted atomic.Uint64
-	refused  atomic.Uint64
+	accepted, refused                               atomic.Uint64
+	refusedPerIP, refusedTotal, evicted, closedIdle atomic.Uint64
 }
 
 // Stats counts a Transport's connections, for metrics.
 type Stats struct {
-	// Open is the number of WebSocket connections carrying SIP now.
-	Open int
+	// Open is the number of WebSocket connections carrying SIP now;
+	// Registered of them carry a registration.
+	Open, Registered int
 	// Accepted counts connections upgraded since New.
 	Accepted uint64
 	// Refused counts handshakes refused: a wrong Host, Origin or
 	// subprotocol, a connection limit, the transport closed.
 	Refused uint64
+	// RefusedPerIP counts the handshakes refused because their client (an
+	// IPv4 address or IPv6 /64) had MaxConnsPerIP open; RefusedTotal those
+	// refused at MaxConns with no connection to evict. Both are in
+	// Refused too.
+	RefusedPerIP, RefusedTotal uint64
+	// Evicted counts connections closed to make room at MaxConns.
+	Evicted uint64
+	// ClosedIdle counts connections closed by UnregisteredIdleTimeout.
+	ClosedIdle uint64
 }
 
 // Stats returns the transport's connection counters.
 func (t *Transport) Stats() Stats {
 	t.mu.Lock()
-	open := len(t.conns)
+	s := Stats{Open: len(t.conns), Registered: t.registered}
 	t.mu.Unlock()
-	return Stats{Open: open, Accepted: t.accepted.Load(), Refused: t.refused.Load()}
+	s.Accepted = t.accepted.Load()
+	s.Refused = t.refused.Load()
+	s.RefusedPerIP = t.refusedPerIP.Load()
+	s.RefusedTotal = t.refusedTotal.Load()
+	s.Evicted = t.evicted.Load()
+	s.ClosedIdle = t.closedIdle.Load()
+	return s
+}
+
+// MarkRegistered says whether flow, one of the transport's connections,
+// carries a registration (see transport.RegistrationMarker). A connection
+// that stops carrying one is treated as a stranger that has just arrived,
+// idle since its last message.
+func (t *Transport) MarkRegistered(flow sip.Addr, registered bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	c := t.conns[flow.Flow]
+	if c == nil || c.registered == registered {
+		return
+	}
+	c.registered = registered
+	if registered {
+		t.registered++
+		if c.stranger != nil {
+			t.strangers.Remove(c.stranger)
+			c.stranger = nil
+		}
+		return
+	}
+	t.registered--
+	c.stranger = t.strangers.PushBack(c)
 }
 
 // New returns a transport configured by opts, or an error when an option is
@@ -181,13 +255,15 @@ func New(opts Options) (*Transport, error) {
 		pongTimeout:  opts.PongTimeout,
 		maxConns:     opts.MaxConns,
 		maxPerIP:     opts.MaxConnsPerIP,
+		idleTimeout:  opts.UnregisteredIdleTimeout,
 		proxies:      append([]netip.Prefix(nil), opts.TrustedProxies...),
 		log:          opts.Logger,
+		clock:        clock.Or(opts.Clock),
 		done:         make(chan struct{}),
 		ready:        make(chan struct{}),
 		conns:        make(map[uint64]*conn),
 		byAddr:       make(map[netip.AddrPort][]*conn),
-		perIP:        make(map[netip.Addr]int),
+		perIP:        make(map[netip.Prefix]int),
 	}
 	t.local = sip.Addr{Transport: t.Network(), AddrPort: opts.LocalAddr}
 	for _, s := range opts.AllowedOrigins {
@@ -215,6 +291,15 @@ func New(opts Options) (*Transport, error) {
 	}
 	if t.maxConns < 0 || t.maxPerIP < 0 {
 		return nil, errors.New("sipws: negative connection limit")
+	}
+	if t.maxConns == 0 {
+		t.maxConns = DefaultMaxConns
+	}
+	if t.maxPerIP == 0 {
+		t.maxPerIP = DefaultMaxConnsPerIP
+	}
+	if t.idleTimeout <= 0 {
+		t.idleTimeout = DefaultUnregisteredIdleTimeout
 	}
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
@@ -252,6 +337,7 @@ func (t *Transport) Serve(ctx context.Context, h transport.Handler) error {
 	}
 	t.handler = h
 	close(t.ready)
+	t.sweeper = t.clock.AfterFunc(t.sweepInterval(), t.sweep)
 	t.mu.Unlock()
 
 	select {
@@ -275,6 +361,9 @@ func (t *Transport) Close() error {
 	if !t.closed {
 		t.closed = true
 		close(t.done)
+		if t.sweeper != nil {
+			t.sweeper.Stop()
+		}
 	}
 	open := make([]*conn, 0, len(t.conns))
 	for _, c := range t.conns {
@@ -338,41 +427,63 @@ func (t *Transport) lookup(dst sip.Addr) (*conn, error) {
 	return nil, fmt.Errorf("sipws: send to %v: %w", dst, transport.ErrFlowClosed)
 }
 
-// reserve takes a connection slot for a client at ip. It returns the
-// handler to deliver to, or an HTTP status and reason to refuse with. On
-// success the caller must call t.active.Done when it returns, and give the
-// slot back with release or, once registered, unregister.
-func (t *Transport) reserve(ip netip.Addr) (transport.Handler, int, string) {
+// reserve takes a connection slot for a client of group (its
+// transport.PeerGroup). It returns the handler to deliver to, or an HTTP
+// status and reason to refuse with. At the total cap it evicts the oldest
+// stranger for the newcomer. On success the caller must call t.active.Done
+// when it returns, and give the slot back with release or, once
+// registered, unregister.
+func (t *Transport) reserve(group netip.Prefix) (transport.Handler, int, string) {
 	t.mu.Lock()
-	defer t.mu.Unlock()
+	var victim *conn
 	switch {
 	case t.closed:
+		t.mu.Unlock()
 		return nil, 503, "SIP transport closed"
 	case t.handler == nil:
+		t.mu.Unlock()
 		return nil, 503, "SIP transport not serving yet"
-	case t.maxConns > 0 && t.total >= t.maxConns:
-		return nil, 503, "too many connections"
-	case t.maxPerIP > 0 && t.perIP[ip] >= t.maxPerIP:
+	case t.perIP[group] >= t.maxPerIP:
+		t.mu.Unlock()
+		t.refusedPerIP.Add(1)
 		return nil, 503, "too many connections from your address"
+	case t.total >= t.maxConns:
+		e := t.strangers.Front()
+		if e == nil {
+			t.mu.Unlock()
+			t.refusedTotal.Add(1)
+			return nil, 503, "too many connections"
+		}
+		victim = e.Value.(*conn)
+		t.unregisterLocked(victim)
+		t.evicted.Add(1)
 	}
 	t.total++
-	t.perIP[ip]++
+	t.perIP[group]++
 	t.active.Add(1)
-	return t.handler, 0, ""
+	h := t.handler
+	t.mu.Unlock()
+	if victim != nil {
+		t.log.Debug("sipws: connection evicted for a new one at the cap", "flow", victim.src, "cap", t.maxConns)
+		// No close handshake: a peer slow to answer would hold the
+		// connection beyond the cap.
+		victim.ws.CloseNow()
+	}
+	return h, 0, ""
 }
 
 // release gives back a slot taken by reserve for a connection that was
 // never registered.
-func (t *Transport) release(ip netip.Addr) {
+func (t *Transport) release(group netip.Prefix) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.releaseLocked(ip)
+	t.releaseLocked(group)
 }
 
-func (t *Transport) releaseLocked(ip netip.Addr) {
+func (t *Transport) releaseLocked(group netip.Prefix) {
 	t.total--
-	if t.perIP[ip]--; t.perIP[ip] <= 0 {
-		delete(t.perIP, ip)
+	if t.perIP[group]--; t.perIP[group] <= 0 {
+		delete(t.perIP, group)
 	}
 }
 
@@ -384,8 +495,10 @@ func (t *Transport) register(c *conn) bool {
 	if t.closed {
 		return false
 	}
+	c.touch()
 	t.conns[c.src.Flow] = c
 	t.byAddr[c.src.AddrPort] = append(t.byAddr[c.src.AddrPort], c)
+	c.stranger = t.strangers.PushBack(c)
 	t.accepted.Add(1)
 	return true
 }
@@ -395,8 +508,25 @@ func (t *Transport) register(c *conn) bool {
 func (t *Transport) unregister(c *conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.releaseLocked(c.src.AddrPort.Addr())
+	t.unregisterLocked(c)
+}
+
+// unregisterLocked does unregister's work once: an evicted connection is
+// unregistered before its reader ends.
+func (t *Transport) unregisterLocked(c *conn) {
+	if c.removed {
+		return
+	}
+	c.removed = true
+	t.releaseLocked(transport.PeerGroup(c.src.AddrPort.Addr()))
 	delete(t.conns, c.src.Flow)
+	if c.registered {
+		t.registered--
+	}
+	if c.stranger != nil {
+		t.strangers.Remove(c.stranger)
+		c.stranger = nil
+	}
 	cs := t.byAddr[c.src.AddrPort]
 	for i, o := range cs {
 		if o == c {
@@ -408,5 +538,35 @@ func (t *Transport) unregister(c *conn) {
 		delete(t.byAddr, c.src.AddrPort)
 	} else {
 		t.byAddr[c.src.AddrPort] = cs
+	}
+}
+
+// sweepInterval is how often idle strangers are looked for: a quarter of
+// their timeout, so that one closes at most a quarter late.
+func (t *Transport) sweepInterval() time.Duration {
+	return max(t.idleTimeout/4, time.Millisecond)
+}
+
+// sweep closes the strangers idle for UnregisteredIdleTimeout and
+// schedules the next sweep. It runs from the clock's timer.
+func (t *Transport) sweep() {
+	now := t.clock.Now()
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return
+	}
+	var idle []*conn
+	for e := t.strangers.Front(); e != nil; e = e.Next() {
+		if c := e.Value.(*conn); now.Sub(c.lastActive()) >= t.idleTimeout {
+			idle = append(idle, c)
+		}
+	}
+	t.sweeper = t.clock.AfterFunc(t.sweepInterval(), t.sweep)
+	t.mu.Unlock()
+	for _, c := range idle {
+		t.closedIdle.Add(1)
+		t.log.Debug("sipws: idle connection without registration closed", "flow", c.src, "idle_timeout", t.idleTimeout)
+		c.ws.CloseNow()
 	}
 }

@@ -495,37 +495,6 @@ func TestSend(t *testing.T) {
 	}
 }
 
-func TestConnLimits(t *testing.T) {
-	t.Run("per IP", func(t *testing.T) {
-		s := start(t, Options{MaxConnsPerIP: 1})
-		c := s.dial(t, nil)
-		if got := s.dialStatus(t, nil, []string{"sip"}); got != http.StatusServiceUnavailable {
-			t.Errorf("second connection: HTTP %d, want 503", got)
-		}
-		// A message through it proves the server has registered the
-		// first connection, which happens after the client's handshake.
-		send(t, c, websocket.MessageText, request("cl1", 1))
-		s.rec.message(t)
-		if got, want := s.tr.Stats(), (Stats{Open: 1, Accepted: 1, Refused: 1}); got != want {
-			t.Errorf("Stats = %+v, want %+v", got, want)
-		}
-		c.CloseNow()
-		s.rec.flowClosed(t)
-		if got := s.tr.Stats().Open; got != 0 {
-			t.Errorf("Stats().Open after close = %d, want 0", got)
-		}
-		s.dial(t, nil) // the slot is free again
-	})
-	t.Run("total", func(t *testing.T) {
-		s := start(t, Options{MaxConns: 2})
-		s.dial(t, nil)
-		s.dial(t, nil)
-		if got := s.dialStatus(t, nil, []string{"sip"}); got != http.StatusServiceUnavailable {
-			t.Errorf("third connection: HTTP %d, want 503", got)
-		}
-	})
-}
-
 func TestNotServing(t *testing.T) {
 	checkLeaks(t)
 	tr, err := New(Options{})

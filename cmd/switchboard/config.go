@@ -95,6 +95,19 @@ type Config struct {
 	// DigestAlgorithms are the digest algorithms of the 401 and 407
 	// challenges, in the order offered: MD5, SHA-256 or both.
 	DigestAlgorithms []string `env:"DIGEST_ALGORITHMS" envSeparator:"," envDefault:"MD5"`
+
+	// Connection caps. TCPMaxConns and TCPMaxConnsPerIP bound the
+	// connections of the SIP TCP listener, and separately of the TLS one,
+	// in all and from one IPv4 address or IPv6 /64; WSMaxConns and
+	// WSMaxConnsPerIP those of SIP over WebSocket. At a total cap the
+	// oldest connection without a registration makes room for the new one.
+	// UnregisteredIdleTimeout closes a TCP, TLS or WebSocket connection
+	// without a registration after that long without a SIP message.
+	TCPMaxConns             int           `env:"TCP_MAX_CONNS" envDefault:"5000"`
+	TCPMaxConnsPerIP        int           `env:"TCP_MAX_CONNS_PER_IP" envDefault:"64"`
+	WSMaxConns              int           `env:"WS_MAX_CONNS" envDefault:"5000"`
+	WSMaxConnsPerIP         int           `env:"WS_MAX_CONNS_PER_IP" envDefault:"100"`
+	UnregisteredIdleTimeout time.Duration `env:"UNREGISTERED_IDLE_TIMEOUT" envDefault:"60s"`
 }
 
 // loadConfig reads the settings from environ (variable name to value, as
@@ -341,6 +354,21 @@ func (c *Config) validate() []error {
 			add("DIGEST_ALGORITHMS", "has %q; use MD5 and/or SHA-256", a)
 		}
 	}
+	for _, cp := range []struct {
+		key string
+		v   int
+	}{
+		{"TCP_MAX_CONNS", c.TCPMaxConns}, {"TCP_MAX_CONNS_PER_IP", c.TCPMaxConnsPerIP},
+		{"WS_MAX_CONNS", c.WSMaxConns}, {"WS_MAX_CONNS_PER_IP", c.WSMaxConnsPerIP},
+	} {
+		if cp.v < 1 {
+			add(cp.key, "%d is not a cap; use a count of connections, at least 1", cp.v)
+		}
+	}
+	if c.UnregisteredIdleTimeout < time.Second || c.UnregisteredIdleTimeout > maxIdleTimeout {
+		add("UNREGISTERED_IDLE_TIMEOUT", "%v is out of range; use a duration from 1s to %v, e.g. 60s", c.UnregisteredIdleTimeout, maxIdleTimeout)
+	}
+
 	if t := c.AdminToken; t != "" {
 		switch {
 		case len(t) < minAdminTokenLen:
@@ -356,6 +384,10 @@ func (c *Config) validate() []error {
 // maxDrainTimeout bounds the grace period of a stop: a supervisor kills a
 // process that takes longer anyway.
 const maxDrainTimeout = time.Hour
+
+// maxIdleTimeout bounds UnregisteredIdleTimeout: registered connections
+// idle for 10 minutes, and a stranger must not outlast them.
+const maxIdleTimeout = 10 * time.Minute
 
 // minAdminTokenLen keeps the admin token out of reach of guessing.
 const minAdminTokenLen = 16
@@ -395,6 +427,11 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("admin_token_set", c.AdminToken != ""),
 		slog.Bool("sip_trace", c.SIPTrace),
 		slog.Duration("drain_timeout", c.DrainTimeout),
+		slog.Int("tcp_max_conns", c.TCPMaxConns),
+		slog.Int("tcp_max_conns_per_ip", c.TCPMaxConnsPerIP),
+		slog.Int("ws_max_conns", c.WSMaxConns),
+		slog.Int("ws_max_conns_per_ip", c.WSMaxConnsPerIP),
+		slog.Duration("unregistered_idle_timeout", c.UnregisteredIdleTimeout),
 	)
 }
 

@@ -35,6 +35,12 @@ func TestLoadConfigDefaults(t *testing.T) {
 		LogFormat:        "text",
 		DrainTimeout:     20 * time.Second,
 		DigestAlgorithms: []string{"MD5"},
+
+		TCPMaxConns:             5000,
+		TCPMaxConnsPerIP:        64,
+		WSMaxConns:              5000,
+		WSMaxConnsPerIP:         100,
+		UnregisteredIdleTimeout: time.Minute,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -73,6 +79,20 @@ func TestLoadConfigValid(t *testing.T) {
 			check: func(t *testing.T, c Config) {
 				if c.SIPUDP != ":5070" || c.SIPTCP != "[::1]:5070" || c.HTTP != "0.0.0.0:80" {
 					t.Errorf("got %q %q %q", c.SIPUDP, c.SIPTCP, c.HTTP)
+				}
+			},
+		},
+		{
+			name: "connection caps",
+			env: map[string]string{
+				"SWITCHBOARD_TCP_MAX_CONNS": "20000", "SWITCHBOARD_TCP_MAX_CONNS_PER_IP": "8",
+				"SWITCHBOARD_WS_MAX_CONNS": "300", "SWITCHBOARD_WS_MAX_CONNS_PER_IP": "1000",
+				"SWITCHBOARD_UNREGISTERED_IDLE_TIMEOUT": "15s",
+			},
+			check: func(t *testing.T, c Config) {
+				if c.TCPMaxConns != 20000 || c.TCPMaxConnsPerIP != 8 || c.WSMaxConns != 300 || c.WSMaxConnsPerIP != 1000 ||
+					c.UnregisteredIdleTimeout != 15*time.Second {
+					t.Errorf("got %d %d %d %d %v", c.TCPMaxConns, c.TCPMaxConnsPerIP, c.WSMaxConns, c.WSMaxConnsPerIP, c.UnregisteredIdleTimeout)
 				}
 			},
 		},
@@ -261,6 +281,12 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"log format", map[string]string{"SWITCHBOARD_LOG_FORMAT": "logfmt"}, "SWITCHBOARD_LOG_FORMAT", "text or json"},
 		{"negative drain timeout", map[string]string{"SWITCHBOARD_DRAIN_TIMEOUT": "-1s"}, "SWITCHBOARD_DRAIN_TIMEOUT", "out of range"},
 		{"drain timeout without unit", map[string]string{"SWITCHBOARD_DRAIN_TIMEOUT": "20"}, "SWITCHBOARD_DRAIN_TIMEOUT", "missing unit"},
+		{"no WebSocket cap", map[string]string{"SWITCHBOARD_WS_MAX_CONNS": "0"}, "SWITCHBOARD_WS_MAX_CONNS", "at least 1"},
+		{"empty WebSocket cap", map[string]string{"SWITCHBOARD_WS_MAX_CONNS_PER_IP": ""}, "SWITCHBOARD_WS_MAX_CONNS_PER_IP", "at least 1"},
+		{"negative TCP cap", map[string]string{"SWITCHBOARD_TCP_MAX_CONNS": "-5"}, "SWITCHBOARD_TCP_MAX_CONNS", "at least 1"},
+		{"TCP cap not a number", map[string]string{"SWITCHBOARD_TCP_MAX_CONNS_PER_IP": "lots"}, "SWITCHBOARD_TCP_MAX_CONNS_PER_IP", "invalid syntax"},
+		{"idle timeout too short", map[string]string{"SWITCHBOARD_UNREGISTERED_IDLE_TIMEOUT": "100ms"}, "SWITCHBOARD_UNREGISTERED_IDLE_TIMEOUT", "out of range"},
+		{"idle timeout too long", map[string]string{"SWITCHBOARD_UNREGISTERED_IDLE_TIMEOUT": "1h"}, "SWITCHBOARD_UNREGISTERED_IDLE_TIMEOUT", "out of range"},
 		{"sip trace not a bool", map[string]string{"SWITCHBOARD_SIP_TRACE": "maybe"}, "SWITCHBOARD_SIP_TRACE", "invalid syntax"},
 		{"short admin token", map[string]string{"SWITCHBOARD_ADMIN_TOKEN": "hunter2"}, "SWITCHBOARD_ADMIN_TOKEN", "too short"},
 		{"admin token with space", map[string]string{"SWITCHBOARD_ADMIN_TOKEN": "0123456789 abcdef0123"}, "SWITCHBOARD_ADMIN_TOKEN", "spaces"},

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboard/switchboard/gateway/accounts"
 	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/siptcp"
 )
 
 // sipMetrics are the counters that the SIP stack bumps as things happen;
@@ -65,6 +66,7 @@ type stackCollector struct {
 	authFailures, authRefused, authBlocked, blockedUsers   *prometheus.Desc
 	sipReceived, sipDropped, sipPending, txOpen, overload  *prometheus.Desc
 	dialogs, dialogsEvicted, dialogsRefused, stampMismatch *prometheus.Desc
+	conns, connsRefused, connsEvicted, connsIdle           *prometheus.Desc
 }
 
 func newStackCollector(s *sipStack) *stackCollector {
@@ -100,6 +102,10 @@ func newStackCollector(s *sipStack) *stackCollector {
 		dialogsEvicted: d("proxy_dialogs_evicted_total", "Early dialogs forgotten to make room in the proxy's dialog table."),
 		dialogsRefused: d("proxy_dialogs_refused_total", "Initial requests answered 503 because the proxy's dialog table was full of confirmed dialogs."),
 		stampMismatch:  d("proxy_route_stamp_mismatches_total", "Requests whose Record-Route stamp did not verify or did not match its dialog (a replayed or forged route): authorised as out-of-dialog requests instead."),
+		conns:          d("sip_connections", "Open SIP connections by transport (tcp, tls, ws or wss) and state: registered (a binding came over it), unregistered (accepted, no binding: shed first), dialed (opened by the gateway).", "transport", "state"),
+		connsRefused:   d("sip_connections_refused_total", "SIP connections refused by transport and reason: per_address (the client's IPv4 address or IPv6 /64 at its cap), total (the total cap reached and no unregistered connection to evict).", "transport", "reason"),
+		connsEvicted:   d("sip_connections_evicted_total", "Unregistered SIP connections closed to make room for a new one at the total cap, by transport.", "transport"),
+		connsIdle:      d("sip_connections_idle_closed_total", "SIP connections closed for being idle, by transport.", "transport"),
 	}
 }
 
@@ -181,6 +187,33 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.wsOpen, float64(ws.Open))
 	counter(c.wsConns, ws.Accepted, "accepted")
 	counter(c.wsConns, ws.Refused, "refused")
+
+	// Connections and their caps.
+	type connStats struct {
+		open, registered, unregistered                  int
+		refusedPerIP, refusedTotal, evicted, closedIdle uint64
+	}
+	all := map[string]connStats{}
+	for _, t := range []*siptcp.Transport{s.tcp, s.tls} {
+		if t != nil {
+			st := t.Stats()
+			all[strings.ToLower(t.Network())] = connStats{st.Open, st.Registered, st.Unregistered,
+				st.RefusedPerIP, st.RefusedTotal, st.Evicted, st.ClosedIdle}
+		}
+	}
+	all[strings.ToLower(s.ws.Network())] = connStats{ws.Open, ws.Registered, ws.Open - ws.Registered,
+		ws.RefusedPerIP, ws.RefusedTotal, ws.Evicted, ws.ClosedIdle}
+	for tr, st := range all {
+		gauge(c.conns, float64(st.registered), tr, "registered")
+		gauge(c.conns, float64(st.unregistered), tr, "unregistered")
+		if tr == "tcp" || tr == "tls" {
+			gauge(c.conns, float64(st.open-st.registered-st.unregistered), tr, "dialed")
+		}
+		counter(c.connsRefused, st.refusedPerIP, tr, "per_address")
+		counter(c.connsRefused, st.refusedTotal, tr, "total")
+		counter(c.connsEvicted, st.evicted, tr)
+		counter(c.connsIdle, st.closedIdle, tr)
+	}
 
 	// Authentication.
 	st := s.throttle.Stats()

@@ -150,6 +150,10 @@ func TestMetrics(t *testing.T) {
 		`switchboard_call_legs_active{type="webrtc"}`:                                             0,
 		`switchboard_rtp_packets_total{direction="in",leg="webrtc"}`:                              0,
 		`switchboard_websocket_connections`:                                                       0,
+		`switchboard_sip_connections{state="unregistered",transport="ws"}`:                        0,
+		`switchboard_sip_connections_refused_total{reason="per_address",transport="ws"}`:          0,
+		`switchboard_sip_connections_evicted_total{transport="ws"}`:                               0,
+		`switchboard_sip_connections{state="dialed",transport="tcp"}`:                             -1, // TCP is off
 		`switchboard_sip_transactions_total{method="INVITE",side="server",status="200"}`:          -1,
 		`switchboard_config_reloads_total{result="ok"}`:                                           -1,
 		`switchboard_sip_messages_received_total`:                                                 5,

@@ -38,6 +38,7 @@ import (
 type sipStack struct {
 	transports *transport.Layer
 	tx         *transaction.Layer
+	tcp, tls   *siptcp.Transport // nil when off
 	ws         *sipws.Transport
 	location   *location.Memory
 	media      *media.Engine
@@ -121,15 +122,18 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 	if err != nil {
 		return nil, fmt.Errorf("registrar: %w", err)
 	}
+	s.transports = transport.NewLayer(transport.Config{Logger: logger.With("component", "transport"), Trace: cfg.SIPTrace})
 	s.server = gateway.New(gateway.Options{
 		Domain:    cfg.Domain,
 		Aliases:   aliases,
 		Registrar: reg,
 		Location:  s.location,
-		Logger:    logger.With("component", "gateway"),
+		// The connection transports shed connections without a
+		// registration first.
+		Flows:  transport.NewFlowHolds(s.transports, nil),
+		Logger: logger.With("component", "gateway"),
 	})
 
-	s.transports = transport.NewLayer(transport.Config{Logger: logger.With("component", "transport"), Trace: cfg.SIPTrace})
 	if cfg.SIPUDP != "" {
 		t, err := sipudp.Listen(ctx, cfg.SIPUDP, sipudp.Options{Logger: logger.With("component", "udp")})
 		if err != nil {
@@ -139,11 +143,17 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		s.addrs.UDP = t.LocalAddr().AddrPort
 	}
 	if cfg.SIPTCP != "" {
-		t, err := siptcp.Listen(ctx, cfg.SIPTCP, siptcp.Options{Logger: logger.With("component", "tcp")})
+		t, err := siptcp.Listen(ctx, cfg.SIPTCP, siptcp.Options{
+			MaxConns:                cfg.TCPMaxConns,
+			MaxConnsPerIP:           cfg.TCPMaxConnsPerIP,
+			UnregisteredIdleTimeout: cfg.UnregisteredIdleTimeout,
+			Logger:                  logger.With("component", "tcp"),
+		})
 		if err != nil {
 			return nil, fmt.Errorf("listen sip tcp: %w", err)
 		}
 		s.transports.Add(t)
+		s.tcp = t
 		s.addrs.TCP = t.LocalAddr().AddrPort
 	}
 	if cfg.SIPTLS != "" {
@@ -152,21 +162,28 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 			return nil, fmt.Errorf("load tls certificate: %w", err)
 		}
 		t, err := siptcp.Listen(ctx, cfg.SIPTLS, siptcp.Options{
-			TLS:    &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
-			Logger: logger.With("component", "tls"),
+			TLS:                     &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+			MaxConns:                cfg.TCPMaxConns,
+			MaxConnsPerIP:           cfg.TCPMaxConnsPerIP,
+			UnregisteredIdleTimeout: cfg.UnregisteredIdleTimeout,
+			Logger:                  logger.With("component", "tls"),
 		})
 		if err != nil {
 			return nil, fmt.Errorf("listen sip tls: %w", err)
 		}
 		s.transports.Add(t)
+		s.tls = t
 		s.addrs.TLS = t.LocalAddr().AddrPort
 	}
 	httpAP, _ := netip.ParseAddrPort(httpAddr.String())
 	s.ws, err = sipws.New(sipws.Options{
-		LocalAddr:      httpAP,
-		AllowedOrigins: cfg.WSOrigins,
-		AllowedHosts:   wsHosts(cfg, aliases),
-		Logger:         logger.With("component", "ws"),
+		LocalAddr:               httpAP,
+		AllowedOrigins:          cfg.WSOrigins,
+		AllowedHosts:            wsHosts(cfg, aliases),
+		MaxConns:                cfg.WSMaxConns,
+		MaxConnsPerIP:           cfg.WSMaxConnsPerIP,
+		UnregisteredIdleTimeout: cfg.UnregisteredIdleTimeout,
+		Logger:                  logger.With("component", "ws"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("websocket transport: %w", err)

@@ -189,6 +189,10 @@ func (r *Registrar) aorOf(user string) string {
 	return u.String()
 }
 
+// AOR returns the address of record under which a REGISTER whose To names
+// user of the domain stores its bindings.
+func (r *Registrar) AOR(user string) string { return r.aorOf(user) }
+
 // lock takes the lock of aor's stripe and returns its unlock.
 func (r *Registrar) lock(aor string) func() {
 	m := &r.locks[maphash.String(r.seed, aor)%uint64(len(r.locks))]
