@@ -3,17 +3,16 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/dialog"
 	"github.com/switchboard/switchboard/sip/digest"
@@ -23,35 +22,7 @@ import (
 // TestMain fails the run if a goroutine started by this module's code (the
 // layers' handlers, the proxy's relays, the network) outlives the tests.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leaked := waitNoGoroutines(); leaked != "" {
-			fmt.Fprintf(os.Stderr, "goroutines leaked:\n%s\n", leaked)
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
-
-func waitNoGoroutines() string {
-	deadline := time.Now().Add(waitLimit)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var own []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "created by github.com/switchboard/switchboard/") {
-				own = append(own, g)
-			}
-		}
-		if len(own) == 0 {
-			return ""
-		}
-		if time.Now().After(deadline) {
-			return strings.Join(own, "\n\n")
-		}
-		runtime.Gosched()
-	}
+	os.Exit(leakcheck.Main(m, waitLimit, leakcheck.CreatedBy("github.com/switchboard/switchboard/")))
 }
 
 const (

@@ -1,6 +1,7 @@
 package leakcheck
 
 import (
+	"strings"
 	"testing"
 	"time"
 )
@@ -41,5 +42,91 @@ func TestCount(t *testing.T) {
 	ft.finish()
 	if ft.failed {
 		t.Error("a goroutine that ended was reported")
+	}
+}
+
+// parked is a goroutine that leakcheck's matches can name.
+func parked(started chan<- struct{}, stop <-chan struct{}) {
+	close(started)
+	<-stop
+}
+
+// park starts parked and returns once it runs (before, its stack names
+// only the go statement's wrapper); it ends when stop is closed.
+func park(stop <-chan struct{}) {
+	started := make(chan struct{})
+	go parked(started, stop)
+	<-started
+}
+
+func TestMatches(t *testing.T) {
+	stop := make(chan struct{})
+	park(stop)
+	for _, c := range []struct {
+		name  string
+		match Match
+		want  bool
+	}{
+		{"created by this package", CreatedBy("github.com/switchboard/switchboard/internal/leakcheck."), true},
+		{"created by this module", CreatedBy("github.com/switchboard/switchboard/"), true},
+		{"created by another package", CreatedBy("github.com/switchboard/switchboard/sip."), false},
+		{"running the function", Running("leakcheck.parked"), true},
+		{"running something else", Running("sipws.(*conn)", "net/http.(*conn).serve"), false},
+	} {
+		if got := len(Wait(50*time.Millisecond, c.match)) > 0; got != c.want {
+			t.Errorf("%s: sees the parked goroutine %v, want %v", c.name, got, c.want)
+		}
+	}
+	close(stop)
+	if left := Wait(time.Second, Running("leakcheck.parked")); len(left) > 0 {
+		t.Errorf("a goroutine that ended is still seen:\n%s", left)
+	}
+	if left := Goroutines(Running("leakcheck.TestMatches")); len(left) > 0 {
+		t.Errorf("the caller's own goroutine is counted:\n%s", left)
+	}
+}
+
+func TestCheck(t *testing.T) {
+	ft := &fakeT{}
+	Check(ft, 50*time.Millisecond, Running("leakcheck.parked"))
+	stop := make(chan struct{})
+	park(stop)
+	ft.finish()
+	if !ft.failed {
+		t.Error("a goroutine left running was not reported")
+	}
+	close(stop)
+
+	ft = &fakeT{}
+	Check(ft, time.Second, Running("leakcheck.parked"))
+	stop = make(chan struct{})
+	park(stop)
+	close(stop)
+	ft.finish()
+	if ft.failed {
+		t.Error("a goroutine that ended was reported")
+	}
+}
+
+// runner stands for testing.M: Run returns code after calling run.
+type runner struct {
+	code int
+	run  func()
+}
+
+func (r runner) Run() int { r.run(); return r.code }
+
+func TestMainChecksAfterPassingTests(t *testing.T) {
+	match := Running("leakcheck.parked")
+	var out strings.Builder
+	stop := make(chan struct{})
+	defer close(stop)
+	leaky := runner{run: func() { park(stop) }}
+	if code := mainTo(&out, leaky, 50*time.Millisecond, match); code != 1 || !strings.Contains(out.String(), "leakcheck.parked") {
+		t.Errorf("a leak after passing tests: code %d, output %q", code, out.String())
+	}
+	out.Reset()
+	if code := mainTo(&out, runner{code: 3, run: func() {}}, time.Second, match); code != 3 || out.Len() != 0 {
+		t.Errorf("failing tests: code %d, output %q; want their code and no check", code, out.String())
 	}
 }
