@@ -145,10 +145,10 @@ func TestInDialogRefused(t *testing.T) {
 	from := req.From()
 	from.Params = from.Params.Set("tag", "intruder")
 	req.Set("From", from.String())
-	if _, err := h.browser.node.stampVia(req, gwWS); err != nil {
+	if _, err := h.browser.node.StampVia(req, h.browser.gw); err != nil {
 		t.Fatal(err)
 	}
-	tx, err := h.browser.layer.Request(t.Context(), req, gwWS)
+	tx, err := h.browser.layer.Request(t.Context(), req, h.browser.gw)
 	if err != nil {
 		t.Fatal(err)
 	}

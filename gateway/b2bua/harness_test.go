@@ -22,6 +22,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/internal/leakcheck"
+	"github.com/switchboard/switchboard/internal/sipnet"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/transaction"
@@ -87,15 +88,18 @@ func discardLogger() *slog.Logger {
 // WebSocket and a phone's over UDP, on an in-memory network.
 type harness struct {
 	t       testing.TB
-	net     *testNet
+	net     *sipnet.Network
 	engine  *media.Engine
 	b2b     *B2BUA
-	gw      *testNode
+	gw      *sipnet.Node
 	layer   *transaction.Layer
 	phone   *testUA
 	browser *testUA
-	logs    *logSink
-	clock   clock.Clock
+	// browserDst is where the gateway reaches the browser: over the
+	// flow of its WebSocket connection.
+	browserDst sip.Addr
+	logs       *logSink
+	clock      clock.Clock
 }
 
 type harnessOptions struct {
@@ -106,11 +110,15 @@ type harnessOptions struct {
 func newHarness(t testing.TB, ho harnessOptions) *harness {
 	t.Helper()
 	checkGoroutines(t)
-	h := &harness{t: t, net: newTestNet(), logs: &logSink{ended: make(chan slog.Record, 16), echo: debugLog}}
-	t.Cleanup(h.net.close)
-	if debugLog {
-		h.net.trace = func(s string) { t.Log(s) }
-	}
+	h := &harness{t: t, net: sipnet.New(), logs: &logSink{ended: make(chan slog.Record, 16), echo: debugLog}}
+	t.Cleanup(func() {
+		h.net.Close()
+		if debugLog || t.Failed() {
+			for _, d := range h.net.Log.All() {
+				t.Logf("net: %s", d)
+			}
+		}
+	})
 
 	mo := ho.media
 	mo.LoopbackOnly = true
@@ -126,16 +134,16 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	h.engine = e
 	t.Cleanup(func() { _ = e.Close() })
 
-	h.gw = h.net.addNode("gateway", gwUDP, gwWS)
+	h.gw = h.net.AddNode("gateway", gwUDP, gwWS)
 	h.layer = transaction.New(h.gw, transaction.HandlerFunc(h.serve), transaction.Config{Logger: discardLogger()})
-	h.gw.recv = h.layer.HandleMessage
+	h.gw.Recv = h.layer.HandleMessage
 	t.Cleanup(func() { _ = h.layer.Close() })
 
 	o := ho.b2bua
 	o.Engine = e
 	o.Transactions = h.layer
 	o.Sender = h.gw
-	o.StampVia = h.gw.stampVia
+	o.StampVia = h.gw.StampVia
 	o.Contact = func(dst sip.Addr) sip.Address {
 		if dst.Transport == sip.WS {
 			return sip.Address{URI: sip.URI{Scheme: "sip", User: "gw", Host: "127.0.0.1", Port: 8080, Params: ";transport=ws"}}
@@ -152,6 +160,9 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 
 	h.phone = newTestUA(t, h.net, "phone", phoneAddr, gwUDP, "<sip:phone@127.0.0.1:5070>")
 	h.browser = newTestUA(t, h.net, "browser", browserWS, gwWS, "<sip:browser@df7jal23ls0d.invalid;transport=ws>")
+	flow := h.net.Connect(h.browser.node, sip.WS, gwWS)
+	h.browser.gw.Flow = flow
+	h.browserDst = sip.Addr{Transport: sip.WS, AddrPort: browserWS.AddrPort, Flow: flow}
 	// First of the cleanups: the calls a test leaves up end with BYEs,
 	// which the UAs, still running, answer by themselves.
 	t.Cleanup(func() {
@@ -200,7 +211,7 @@ func (h *harness) serve(tx *transaction.ServerTx, req *sip.Request) {
 	case "browser":
 		target = Target{
 			URI:    sip.URI{Scheme: "sip", User: "browser", Host: "df7jal23ls0d.invalid", Params: ";transport=ws"},
-			Dst:    browserDst,
+			Dst:    h.browserDst,
 			WebRTC: true,
 		}
 	case "fork", "fork-elsewhere":
@@ -213,7 +224,7 @@ func (h *harness) serve(tx *transaction.ServerTx, req *sip.Request) {
 		}
 		h.relayBranch(tx, req, Target{
 			URI:    sip.URI{Scheme: "sip", User: "browser", Host: "df7jal23ls0d.invalid", Params: ";transport=ws"},
-			Dst:    browserDst,
+			Dst:    h.browserDst,
 			WebRTC: true,
 		}, reason)
 		return
