@@ -15,7 +15,7 @@ func TestBranch(t *testing.T) {
 		br, ph := h.newBrowser(), newTestPhone(t)
 		oc := h.phone.invite("fork", ph.sdp(1, "0 101"))
 		in := h.browser.expect(sip.MethodInvite)
-		answer := br.answer(in.req.Body)
+		answer := br.Answer(in.req.Body)
 		in.respond(180, nil)
 		oc.await(180)
 		in.respond(200, answer)
@@ -24,7 +24,7 @@ func TestBranch(t *testing.T) {
 		mustContain(t, res.Body, "RTP/AVP")
 		ph.learn(res.Body)
 		oc.ack(res, nil)
-		br.waitConnected()
+		br.WaitConnected()
 		audioToBrowser(t, ph, br)
 		audioToPhone(t, br, ph)
 		if r := h.phone.request(oc.dlg, sip.MethodBye, nil, ""); r.StatusCode != 200 {
