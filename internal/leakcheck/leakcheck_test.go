@@ -23,16 +23,28 @@ func (f *fakeT) finish() {
 	}
 }
 
+// quiesce waits until no goroutine runs but the caller and main's: one
+// still ending (the previous test's, say) would end within Count's window
+// and hide the leak the test makes.
+func quiesce(t *testing.T) {
+	t.Helper()
+	others := func(stack string) bool { return !strings.Contains(stack, "\nmain.main()") }
+	if left := Wait(5*time.Second, others); len(left) > 0 {
+		t.Fatalf("goroutines still running:\n%s", strings.Join(left, "\n\n"))
+	}
+}
+
 func TestCount(t *testing.T) {
+	quiesce(t)
 	ft := &fakeT{}
 	Count(ft, 50*time.Millisecond)
 	stop := make(chan struct{})
-	go func() { <-stop }()
+	park(stop)
 	ft.finish()
 	if !ft.failed {
 		t.Error("a goroutine left running was not reported")
 	}
-	close(stop)
+	unpark(t, stop)
 
 	ft = &fakeT{}
 	Count(ft, time.Second)
@@ -49,6 +61,17 @@ func TestCount(t *testing.T) {
 func parked(started chan<- struct{}, stop <-chan struct{}) {
 	close(started)
 	<-stop
+}
+
+// unpark closes stop and waits until no parked goroutine is left: one
+// that lingered would end within the next test's check, and hide a leak
+// from Count.
+func unpark(t *testing.T, stop chan struct{}) {
+	t.Helper()
+	close(stop)
+	if left := Wait(time.Second, Running("leakcheck.parked")); len(left) > 0 {
+		t.Fatalf("parked goroutines did not end:\n%s", left)
+	}
 }
 
 // park starts parked and returns once it runs (before, its stack names
@@ -77,10 +100,7 @@ func TestMatches(t *testing.T) {
 			t.Errorf("%s: sees the parked goroutine %v, want %v", c.name, got, c.want)
 		}
 	}
-	close(stop)
-	if left := Wait(time.Second, Running("leakcheck.parked")); len(left) > 0 {
-		t.Errorf("a goroutine that ended is still seen:\n%s", left)
-	}
+	unpark(t, stop) // fails if Wait still sees it
 	if left := Goroutines(Running("leakcheck.TestMatches")); len(left) > 0 {
 		t.Errorf("the caller's own goroutine is counted:\n%s", left)
 	}
@@ -95,7 +115,7 @@ func TestCheck(t *testing.T) {
 	if !ft.failed {
 		t.Error("a goroutine left running was not reported")
 	}
-	close(stop)
+	unpark(t, stop)
 
 	ft = &fakeT{}
 	Check(ft, time.Second, Running("leakcheck.parked"))
@@ -120,7 +140,7 @@ func TestMainChecksAfterPassingTests(t *testing.T) {
 	match := Running("leakcheck.parked")
 	var out strings.Builder
 	stop := make(chan struct{})
-	defer close(stop)
+	defer unpark(t, stop)
 	leaky := runner{run: func() { park(stop) }}
 	if code := mainTo(&out, leaky, 50*time.Millisecond, match); code != 1 || !strings.Contains(out.String(), "leakcheck.parked") {
 		t.Errorf("a leak after passing tests: code %d, output %q", code, out.String())
