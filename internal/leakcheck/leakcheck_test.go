@@ -36,8 +36,15 @@ func quiesce(t *testing.T) {
 
 func TestCount(t *testing.T) {
 	quiesce(t)
+	reportsLeaks(t, func(ft *fakeT, limit time.Duration) { Count(ft, limit) })
+}
+
+// reportsLeaks checks the leak check that arm sets up on a fakeT: a
+// goroutine left running is reported, one that ended is not.
+func reportsLeaks(t *testing.T, arm func(ft *fakeT, limit time.Duration)) {
+	t.Helper()
 	ft := &fakeT{}
-	Count(ft, 50*time.Millisecond)
+	arm(ft, 50*time.Millisecond)
 	stop := make(chan struct{})
 	park(stop)
 	ft.finish()
@@ -47,10 +54,10 @@ func TestCount(t *testing.T) {
 	unpark(t, stop)
 
 	ft = &fakeT{}
-	Count(ft, time.Second)
-	done := make(chan struct{})
-	go func() { close(done) }()
-	<-done
+	arm(ft, time.Second)
+	stop = make(chan struct{})
+	park(stop)
+	close(stop)
 	ft.finish()
 	if ft.failed {
 		t.Error("a goroutine that ended was reported")
@@ -107,25 +114,7 @@ func TestMatches(t *testing.T) {
 }
 
 func TestCheck(t *testing.T) {
-	ft := &fakeT{}
-	Check(ft, 50*time.Millisecond, Running("leakcheck.parked"))
-	stop := make(chan struct{})
-	park(stop)
-	ft.finish()
-	if !ft.failed {
-		t.Error("a goroutine left running was not reported")
-	}
-	unpark(t, stop)
-
-	ft = &fakeT{}
-	Check(ft, time.Second, Running("leakcheck.parked"))
-	stop = make(chan struct{})
-	park(stop)
-	close(stop)
-	ft.finish()
-	if ft.failed {
-		t.Error("a goroutine that ended was reported")
-	}
+	reportsLeaks(t, func(ft *fakeT, limit time.Duration) { Check(ft, limit, Running("leakcheck.parked")) })
 }
 
 // runner stands for testing.M: Run returns code after calling run.
