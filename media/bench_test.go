@@ -82,18 +82,17 @@ func BenchmarkRelay(b *testing.B) {
 func BenchmarkLoopback(b *testing.B) {
 	e := newTestEngine(b, Options{})
 	br := newTestBridge(b, e)
-	web := newTestBrowser(b)
-	web.signal = make(chan struct{}, 1)
+	web := newSignallingBrowser(b, make(chan struct{}, 1))
 	phone := newTestPhone(b)
-	if _, err := br.WebOffer(web.offer()); err != nil {
+	if _, err := br.WebOffer(web.Offer()); err != nil {
 		b.Fatal(err)
 	}
-	ans, err := br.RTPAnswer(phone.sdp(1, "0 101"))
+	ans, err := br.RTPAnswer(phone.SDP(1, "0 101"))
 	if err != nil {
 		b.Fatal(err)
 	}
-	web.setAnswer(ans)
-	web.waitConnected()
+	web.SetAnswer(ans)
+	web.WaitConnected()
 	prime(b, br, web, phone, 0)
 	gw := br.RTPAddr()
 	pl := payload(0, 160)
@@ -101,14 +100,14 @@ func BenchmarkLoopback(b *testing.B) {
 	buf := make([]byte, 1500)
 	timeout := time.NewTimer(time.Minute)
 	defer timeout.Stop()
-	_ = phone.conn.SetReadDeadline(time.Now().Add(time.Minute))
+	_ = phone.Conn.SetReadDeadline(time.Now().Add(time.Minute))
 
 	b.Run("rtp-to-srtp", func(b *testing.B) {
 		b.ReportAllocs()
 		for i := 0; b.Loop(); i++ {
 			binary.BigEndian.PutUint16(raw[2:], uint16(i))
 			binary.BigEndian.PutUint32(raw[4:], uint32(i)*160)
-			if _, err := phone.conn.WriteToUDPAddrPort(raw, gw); err != nil {
+			if _, err := phone.Conn.WriteToUDPAddrPort(raw, gw); err != nil {
 				b.Fatal(err)
 			}
 			select {
@@ -128,7 +127,7 @@ func BenchmarkLoopback(b *testing.B) {
 			if _, err := web.track.writeRTP(&h, pl); err != nil {
 				b.Fatal(err)
 			}
-			if _, _, err := phone.conn.ReadFromUDPAddrPort(buf); err != nil {
+			if _, _, err := phone.Conn.ReadFromUDPAddrPort(buf); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -166,7 +165,7 @@ func BenchmarkSDP(b *testing.B) {
 func BenchmarkCallSetup(b *testing.B) {
 	e := newTestEngine(b, Options{DrainTime: -1})
 	phone := newTestPhone(b)
-	answer := phone.sdp(1, "0 101")
+	answer := phone.SDP(1, "0 101")
 	offer := []byte(chromeOffer)
 	b.ReportAllocs()
 	for b.Loop() {

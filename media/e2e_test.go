@@ -23,13 +23,13 @@ func TestBrowserCallsPhone(t *testing.T) {
 
 	// Offer/answer: the phone answers PCMU and renumbers telephone-event
 	// (126 in the offer, 101 in its answer).
-	rtpOffer, err := b.WebOffer(br.offer())
+	rtpOffer, err := b.WebOffer(br.Offer())
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustContain(t, rtpOffer, "RTP/AVP 111 9 0 8 110 126\r\n")
 	phoneA := newTestPhone(t)
-	webAnswer, err := b.RTPAnswer(phoneA.sdp(1, "0 101", "a=ptime:20", "a=sendrecv"))
+	webAnswer, err := b.RTPAnswer(phoneA.SDP(1, "0 101", "a=ptime:20", "a=sendrecv"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,13 +37,13 @@ func TestBrowserCallsPhone(t *testing.T) {
 		t.Errorf("web answer m= line %q: only what the phone accepted", got)
 	}
 	mustContain(t, webAnswer, "a=sendrecv", "a=setup:active", "a=fingerprint:", "a=candidate:", "a=end-of-candidates")
-	br.setAnswer(webAnswer)
-	br.waitConnected()
+	br.SetAnswer(webAnswer)
+	br.WaitConnected()
 	prime(t, b, br, phoneA, 0)
 
 	// Phone → browser: payload intact, payload type kept, one SSRC.
 	for i := range 5 {
-		phoneA.send(gw, rtp.Packet{
+		phoneA.SendPacket(gw, rtp.Packet{
 			Header:  rtp.Header{PayloadType: 0, SequenceNumber: uint16(100 + i), Timestamp: uint32(1000 + 160*i), SSRC: 0x1111},
 			Payload: payload(byte(i), 160),
 		})
@@ -118,23 +118,23 @@ func TestBrowserCallsPhone(t *testing.T) {
 	// The phone's answer moves to another address (early media from A, the
 	// 200 from B): the browser's stream keeps its SSRC and numbering.
 	phoneB := newTestPhone(t)
-	again, err := b.RTPAnswer(phoneB.sdp(2, "0 101"))
+	again, err := b.RTPAnswer(phoneB.SDP(2, "0 101"))
 	if err != nil || !bytes.Equal(again, webAnswer) {
 		t.Fatalf("second answer: %v, same web answer %v", err, bytes.Equal(again, webAnswer))
 	}
-	phoneB.send(gw, rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: 40000, Timestamp: 9999999, SSRC: 0x2222}, Payload: payload(0x90, 160)})
+	phoneB.SendPacket(gw, rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: 40000, Timestamp: 9999999, SSRC: 0x2222}, Payload: payload(0x90, 160)})
 	p := br.recv()
 	if p.SSRC != webSSRC || p.SequenceNumber != lastSeq+1 || p.Timestamp-lastTS < 160 || !bytes.Equal(p.Payload, payload(0x90, 160)) {
 		t.Fatalf("after the source change: ssrc %x seq %d ts +%d, want ssrc %x seq %d", p.SSRC, p.SequenceNumber, p.Timestamp-lastTS, webSSRC, lastSeq+1)
 	}
 	lastSeq = p.SequenceNumber
 	// B is latched now: A is dropped and counted.
-	phoneA.send(gw, rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: 105, Timestamp: 1800, SSRC: 0x1111}, Payload: payload(0, 160)})
+	phoneA.SendPacket(gw, rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: 105, Timestamp: 1800, SSRC: 0x1111}, Payload: payload(0, 160)})
 	waitFor(t, "a dropped packet from the old source", func() bool { return b.Stats().RTP.Dropped.Source == 1 })
 
 	// Hold from the phone (sendonly): nothing goes to the phone, its music
 	// on hold still reaches the browser.
-	hold, err := b.RTPReoffer(phoneB.sdp(3, "0 101", "a=sendonly"))
+	hold, err := b.RTPReoffer(phoneB.SDP(3, "0 101", "a=sendonly"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,13 +147,13 @@ func TestBrowserCallsPhone(t *testing.T) {
 	if phoneB.pending() {
 		t.Fatal("the phone got media while it held the call with sendonly")
 	}
-	phoneB.send(gw, rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: 40001, Timestamp: 10000159, SSRC: 0x2222}, Payload: payload(0xa0, 160)})
+	phoneB.SendPacket(gw, rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: 40001, Timestamp: 10000159, SSRC: 0x2222}, Payload: payload(0xa0, 160)})
 	if p := br.recv(); !bytes.Equal(p.Payload, payload(0xa0, 160)) || p.SequenceNumber != lastSeq+1 {
 		t.Fatalf("music on hold: seq %d", p.SequenceNumber)
 	}
 
 	// Resume.
-	resume, err := b.RTPReoffer(phoneB.sdp(4, "0 101", "a=sendrecv"))
+	resume, err := b.RTPReoffer(phoneB.SDP(4, "0 101", "a=sendrecv"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +165,7 @@ func TestBrowserCallsPhone(t *testing.T) {
 
 	st := b.Stats()
 	if st.Web.PacketsIn < 8 || st.RTP.PacketsIn < 7 || st.Web.PacketsOut < 7 || st.RTP.PacketsOut < 12 ||
-		st.RTP.FirstPacket < 0 || st.RTP.Remote != phoneB.conn.LocalAddr().String() {
+		st.RTP.FirstPacket < 0 || st.RTP.Remote != phoneB.Conn.LocalAddr().String() {
 		t.Errorf("stats %+v", st)
 	}
 	if es := e.Stats(); es.Web.PacketsIn < st.Web.PacketsIn || es.RTP.PacketsOut < st.RTP.PacketsOut {
@@ -219,7 +219,7 @@ func prime(t testing.TB, b *Bridge, br *testBrowser, phone *testPhone, pt uint8)
 		if time.Now().After(deadline) {
 			t.Fatal("no media towards the browser")
 		}
-		phone.send(b.RTPAddr(), rtp.Packet{Header: rtp.Header{PayloadType: pt, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: 0x0f0f}, Payload: payload(0, 160)})
+		phone.SendPacket(b.RTPAddr(), rtp.Packet{Header: rtp.Header{PayloadType: pt, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: 0x0f0f}, Payload: payload(0, 160)})
 		if br.arrived(20 * time.Millisecond) {
 			break
 		}
@@ -233,8 +233,8 @@ func prime(t testing.TB, b *Bridge, br *testBrowser, phone *testPhone, pt uint8)
 
 // pendingPacket appends the next packet of p if one is waiting.
 func pendingPacket(p *testPhone, to *[]*rtp.Packet) bool {
-	_ = p.conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-	n, _, err := p.conn.ReadFromUDPAddrPort(p.buf)
+	_ = p.Conn.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+	n, _, err := p.Conn.ReadFromUDPAddrPort(p.buf)
 	if err != nil {
 		return false
 	}
@@ -255,11 +255,11 @@ func TestPhoneCallsBrowser(t *testing.T) {
 	br := newTestBrowser(t)
 	phone := newTestPhone(t)
 
-	webOffer, err := b.RTPOffer(phone.sdp(1, "8 0 101", "a=ptime:20", "a=rtcp-mux"))
+	webOffer, err := b.RTPOffer(phone.SDP(1, "8 0 101", "a=ptime:20", "a=rtcp-mux"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	rtpAnswer, err := b.WebAnswer(br.answer(webOffer))
+	rtpAnswer, err := b.WebAnswer(br.Answer(webOffer))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -267,26 +267,26 @@ func TestPhoneCallsBrowser(t *testing.T) {
 		t.Errorf("rtp answer m= line %q", got)
 	}
 	mustContain(t, rtpAnswer, "a=rtcp-mux\r\n", "a=sendrecv\r\n", "a=ptime:20\r\n", "c=IN IP4 127.0.0.1\r\n")
-	br.waitConnected()
+	br.WaitConnected()
 	prime(t, b, br, phone, 8)
 
 	br.send(8, 7000, 160, payload(1, 160))
 	if p := phone.recv(); p.PayloadType != 8 || !bytes.Equal(p.Payload, payload(1, 160)) {
 		t.Fatalf("phone got pt %d", p.PayloadType)
 	}
-	phone.send(b.RTPAddr(), rtp.Packet{Header: rtp.Header{PayloadType: 8, SequenceNumber: 1, Timestamp: 1, SSRC: 7}, Payload: payload(2, 160)})
+	phone.SendPacket(b.RTPAddr(), rtp.Packet{Header: rtp.Header{PayloadType: 8, SequenceNumber: 1, Timestamp: 1, SSRC: 7}, Payload: payload(2, 160)})
 	if p := br.recv(); p.PayloadType != 8 || !bytes.Equal(p.Payload, payload(2, 160)) {
 		t.Fatalf("browser got pt %d", p.PayloadType)
 	}
 	// RTCP muxed on the RTP port is counted, not relayed.
 	raw := []byte{0x80, 201, 0, 1, 0, 0, 0, 7}
-	if _, err := phone.conn.WriteToUDPAddrPort(raw, b.RTPAddr()); err != nil {
+	if _, err := phone.Conn.WriteToUDPAddrPort(raw, b.RTPAddr()); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "rtcp counted", func() bool { return b.Stats().RTP.RTCPIn == 1 })
 
 	// The browser goes away (DTLS close_notify): the bridge ends.
-	_ = br.pc.GracefulClose()
+	_ = br.PC.GracefulClose()
 	select {
 	case <-b.Done():
 	case <-time.After(10 * time.Second):
@@ -313,18 +313,18 @@ func TestLateOffer(t *testing.T) {
 	if got := mLine(t, webOffer); got != "m=audio 9 UDP/TLS/RTP/SAVPF 111 9 0 8 110 101" {
 		t.Errorf("late web offer %q", got)
 	}
-	rtpOffer, err := b.WebAnswer(br.answer(webOffer))
+	rtpOffer, err := b.WebAnswer(br.Answer(webOffer))
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustContain(t, rtpOffer, "RTP/AVP 111 9 0 8 110 101\r\n", "a=sendrecv\r\n")
-	webAnswer, err := b.RTPAnswer(phone.sdp(1, "0 101"))
+	webAnswer, err := b.RTPAnswer(phone.SDP(1, "0 101"))
 	if err != nil || webAnswer != nil {
 		t.Fatalf("RTPAnswer after a late offer: %v, %q", err, webAnswer)
 	}
-	br.waitConnected()
+	br.WaitConnected()
 	prime(t, b, br, phone, 0)
-	phone.send(b.RTPAddr(), rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: 1, Timestamp: 1, SSRC: 9}, Payload: payload(3, 160)})
+	phone.SendPacket(b.RTPAddr(), rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: 1, Timestamp: 1, SSRC: 9}, Payload: payload(3, 160)})
 	if p := br.recv(); p.PayloadType != 0 || !bytes.Equal(p.Payload, payload(3, 160)) {
 		t.Fatalf("browser got pt %d", p.PayloadType)
 	}
@@ -342,25 +342,25 @@ func TestBrowserHolds(t *testing.T) {
 	b := newTestBridge(t, e)
 	br := newTestBrowser(t)
 	phone := newTestPhone(t)
-	if _, err := b.WebOffer(br.offer()); err != nil {
+	if _, err := b.WebOffer(br.Offer()); err != nil {
 		t.Fatal(err)
 	}
-	ans, err := b.RTPAnswer(phone.sdp(1, "0 101"))
+	ans, err := b.RTPAnswer(phone.SDP(1, "0 101"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	br.setAnswer(ans)
-	br.waitConnected()
+	br.SetAnswer(ans)
+	br.WaitConnected()
 	prime(t, b, br, phone, 0)
 
 	// The browser holds.
-	reoffer := bytes.Replace(br.offer(), []byte("a=sendrecv"), []byte("a=sendonly"), 1)
+	reoffer := bytes.Replace(br.Offer(), []byte("a=sendrecv"), []byte("a=sendonly"), 1)
 	rtpOffer, err := b.WebReoffer(reoffer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	mustContain(t, rtpOffer, "a=sendonly\r\n", "RTP/AVP 0 126\r\n")
-	webAnswer, err := b.RTPAnswer(phone.sdp(2, "0 101", "a=recvonly"))
+	webAnswer, err := b.RTPAnswer(phone.SDP(2, "0 101", "a=recvonly"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -372,10 +372,10 @@ func TestBrowserHolds(t *testing.T) {
 	if err := b.Rollback(); err != nil {
 		t.Fatal(err)
 	}
-	br.setAnswer(webAnswer)
+	br.SetAnswer(webAnswer)
 
 	dropped := b.Stats().RTP.Dropped.Direction
-	phone.send(b.RTPAddr(), rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: 1, Timestamp: 1, SSRC: 0x0f0f}, Payload: payload(3, 160)})
+	phone.SendPacket(b.RTPAddr(), rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: 1, Timestamp: 1, SSRC: 0x0f0f}, Payload: payload(3, 160)})
 	waitFor(t, "phone packet dropped while the browser holds", func() bool { return b.Stats().RTP.Dropped.Direction == dropped+1 })
 	br.send(0, 7000, 1, payload(4, 160))
 	if p := phone.recv(); !bytes.Equal(p.Payload, payload(4, 160)) {

@@ -34,9 +34,9 @@ func TestIPv6(t *testing.T) {
 
 	// The RTP leg relays over IPv6: latching, and DTMF towards the phone.
 	b3 := newTestBridge(t, e)
-	phone := &testPhone{t: t, conn: c, buf: make([]byte, 1500)}
+	phone := newTestPhoneOn(t, c)
 	negotiateRTPOnly(b3, c.LocalAddr().(*net.UDPAddr).AddrPort())
-	phone.send(b3.RTPAddr(), rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: 1, SSRC: 5}, Payload: payload(0, 160)})
+	phone.SendPacket(b3.RTPAddr(), rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: 1, SSRC: 5}, Payload: payload(0, 160)})
 	waitFor(t, "latched over IPv6", func() bool { return b3.Stats().RTP.Remote == c.LocalAddr().String() })
 	if err := b3.SendDTMF('1', MinDTMFDuration); err != nil {
 		t.Fatal(err)

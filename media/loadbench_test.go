@@ -27,6 +27,7 @@ import (
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
+	"github.com/switchboard/switchboard/internal/mediapeer"
 )
 
 // The load bench runs in two processes: TestLoadBench is the gateway (one
@@ -610,11 +611,7 @@ func newLBClient() (*lbClient, error) {
 	}
 	var s webrtc.SettingEngine
 	s.LoggerFactory = logs
-	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	s.SetIncludeLoopbackCandidate(true)
-	s.SetIPFilter(func(ip net.IP) bool { return ip.Equal(net.IPv4(127, 0, 0, 1)) })
-	s.SetRemoteIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
+	mediapeer.LoopbackOnly(&s)
 	s.SetICEUDPMux(c.mux)
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(s), webrtc.WithInterceptorRegistry(&interceptor.Registry{}))
 	if c.pc, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {

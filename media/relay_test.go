@@ -25,7 +25,7 @@ func negotiateRTPOnly(b *Bridge, remote netip.AddrPort) {
 }
 
 func addrOf(p *testPhone) netip.AddrPort {
-	return p.conn.LocalAddr().(*net.UDPAddr).AddrPort()
+	return p.Conn.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 
 func TestSymmetricRTPLatching(t *testing.T) {
@@ -42,31 +42,31 @@ func TestSymmetricRTPLatching(t *testing.T) {
 	stats := func() LegStats { return b.Stats().RTP }
 
 	// A payload type that was not negotiated does not latch.
-	c.send(gw, pkt(96, 1))
+	c.SendPacket(gw, pkt(96, 1))
 	waitFor(t, "unknown payload type dropped", func() bool { return stats().Dropped.PayloadType == 1 })
 	if stats().Remote != "" {
 		t.Fatalf("latched on an invalid packet: %s", stats().Remote)
 	}
 	// The first valid packet latches its source...
-	a.send(gw, pkt(0, 2))
+	a.SendPacket(gw, pkt(0, 2))
 	waitFor(t, "latched to a", func() bool { return stats().Remote == addrOf(a).String() })
 	// ...and then other sources are dropped and counted.
-	c.send(gw, pkt(0, 3))
-	c.send(gw, pkt(0, 4))
+	c.SendPacket(gw, pkt(0, 3))
+	c.SendPacket(gw, pkt(0, 4))
 	waitFor(t, "two packets from c dropped", func() bool { return stats().Dropped.Source == 2 })
-	a.send(gw, pkt(0, 5))
+	a.SendPacket(gw, pkt(0, 5))
 	waitFor(t, "a still accepted", func() bool { return stats().PacketsIn == 2 })
 
 	// After RelatchAfter of silence from a, c may take over.
 	clk.Advance(DefaultRelatchAfter)
-	c.send(gw, pkt(0, 6))
+	c.SendPacket(gw, pkt(0, 6))
 	waitFor(t, "latched to c after silence", func() bool { return stats().Remote == addrOf(c).String() })
-	a.send(gw, pkt(0, 7))
+	a.SendPacket(gw, pkt(0, 7))
 	waitFor(t, "a dropped now", func() bool { return stats().Dropped.Source == 3 })
 
 	// A new address in SDP (re-INVITE) lets d latch at once.
 	b.latch.setRemote(addrOf(d))
-	d.send(gw, pkt(0, 8))
+	d.SendPacket(gw, pkt(0, 8))
 	waitFor(t, "latched to d after the SDP change", func() bool { return stats().Remote == addrOf(d).String() })
 	if s := stats(); s.PacketsIn != 4 || s.Dropped.Source != 3 {
 		t.Errorf("stats %+v", s)

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -243,38 +243,14 @@ func messageWithBody(callID string, body string) string {
 // WebSocket library or of an HTTP server connection outlives it. Tests in
 // this package do not run in parallel, so any such goroutine is this
 // test's.
-func checkLeaks(t *testing.T) {
-	t.Cleanup(func() {
-		// Goroutines exit a little after the calls that wait for them
-		// return, and nothing signals that last step: poll the runtime.
-		deadline := time.Now().Add(wait)
-		tick := time.NewTicker(5 * time.Millisecond)
-		defer tick.Stop()
-		for {
-			leaked := leakedGoroutines()
-			if len(leaked) == 0 {
-				return
-			}
-			if time.Now().After(deadline) {
-				t.Errorf("%d goroutines leaked:\n\n%s", len(leaked), strings.Join(leaked, "\n\n"))
-				return
-			}
-			<-tick.C
-		}
-	})
-}
+func checkLeaks(t *testing.T) { leakcheck.Check(t, wait, watchedGoroutines) }
 
-func leakedGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var leaked []string
-	for g := range strings.SplitSeq(string(buf), "\n\n") {
-		if strings.Contains(g, "github.com/coder/websocket.") ||
-			strings.Contains(g, "sipws.(*conn)") ||
-			strings.Contains(g, "sipws.(*Transport)") ||
-			strings.Contains(g, "net/http.(*conn).serve") {
-			leaked = append(leaked, g)
-		}
-	}
-	return leaked
-}
+// leakedGoroutines returns the stacks of the goroutines checkLeaks looks for.
+func leakedGoroutines() []string { return leakcheck.Goroutines(watchedGoroutines) }
+
+var watchedGoroutines = leakcheck.Running(
+	"github.com/coder/websocket.",
+	"sipws.(*conn)",
+	"sipws.(*Transport)",
+	"net/http.(*conn).serve",
+)

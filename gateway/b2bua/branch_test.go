@@ -3,6 +3,7 @@ package b2bua
 import (
 	"testing"
 
+	"github.com/switchboard/switchboard/internal/sipnet"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -14,7 +15,7 @@ func TestBranch(t *testing.T) {
 		br, ph := h.newBrowser(), newTestPhone(t)
 		oc := h.phone.invite("fork", ph.sdp(1, "0 101"))
 		in := h.browser.expect(sip.MethodInvite)
-		answer := br.answer(in.req.Body)
+		answer := br.Answer(in.req.Body)
 		in.respond(180, nil)
 		oc.await(180)
 		in.respond(200, answer)
@@ -23,7 +24,7 @@ func TestBranch(t *testing.T) {
 		mustContain(t, res.Body, "RTP/AVP")
 		ph.learn(res.Body)
 		oc.ack(res, nil)
-		br.waitConnected()
+		br.WaitConnected()
 		audioToBrowser(t, ph, br)
 		audioToPhone(t, br, ph)
 		if r := h.phone.request(oc.dlg, sip.MethodBye, nil, ""); r.StatusCode != 200 {
@@ -41,14 +42,6 @@ func TestBranch(t *testing.T) {
 // CANCEL, with the Reason the proxy gave when another branch answered.
 func branchCanceled(t *testing.T, user string) {
 	h := newHarness(t, harnessOptions{})
-	cancels := make(chan *sip.Request, 4)
-	h.net.mu.Lock()
-	h.net.observe = func(to string, msg sip.Message) {
-		if req, ok := msg.(*sip.Request); ok && req.Method == sip.MethodCancel && to == "browser" {
-			cancels <- req
-		}
-	}
-	h.net.mu.Unlock()
 	{
 		ph := newTestPhone(t)
 		oc := h.phone.invite(user, ph.sdp(1, "0 101"))
@@ -66,17 +59,16 @@ func branchCanceled(t *testing.T, user string) {
 		}
 		in.respond(487, nil)
 		h.ended()
-		select {
-		case c := <-cancels:
-			want := ""
-			if user == "fork-elsewhere" {
-				want = completedElsewhere
-			}
-			if got := c.Get("Reason"); got != want {
-				t.Errorf("CANCEL to the browser: Reason %q, want %q", got, want)
-			}
-		case <-timeAfter():
-			t.Fatal("no CANCEL reached the browser")
+		d := h.net.Log.Wait(t, waitLimit, "a CANCEL to the browser", func(d sipnet.Delivery) bool {
+			req, ok := d.Message().(*sip.Request)
+			return ok && req.Method == sip.MethodCancel && d.To == "browser"
+		})
+		want := ""
+		if user == "fork-elsewhere" {
+			want = completedElsewhere
+		}
+		if got := d.Message().(*sip.Request).Get("Reason"); got != want {
+			t.Errorf("CANCEL to the browser: Reason %q, want %q", got, want)
 		}
 	}
 }

@@ -21,7 +21,7 @@ func browserCallsPhone(t *testing.T, h *harness) (*testBrowser, *testPhone, *out
 func browserCallsPhoneWith(t *testing.T, h *harness, inviteHdrs, okHdrs []string) (*testBrowser, *testPhone, *outCall, *inbound) {
 	t.Helper()
 	br, ph := h.newBrowser(), newTestPhone(t)
-	oc := h.browser.invite("phone", br.offer(), inviteHdrs...)
+	oc := h.browser.invite("phone", br.Offer(), inviteHdrs...)
 	in := h.phone.expect(sip.MethodInvite)
 	mustContain(t, in.req.Body, "RTP/AVP", "a=rtpmap:0 PCMU/8000")
 	if bytes.Contains(in.req.Body, []byte("fingerprint")) {
@@ -39,10 +39,10 @@ func browserCallsPhoneWith(t *testing.T, h *harness, inviteHdrs, okHdrs []string
 	if res.To().Tag() == in.tag {
 		t.Errorf("caller's to tag is the callee's")
 	}
-	br.setAnswer(res.Body)
+	br.SetAnswer(res.Body)
 	oc.ack(res, nil)
 	h.phone.expect(sip.MethodAck)
-	br.waitConnected()
+	br.WaitConnected()
 	oc.res = res
 	return br, ph, oc, in
 }
@@ -114,7 +114,7 @@ func phoneCallsBrowser(t *testing.T, h *harness, offer bool) (*testBrowser, *tes
 	if in.req.Source.Transport != sip.WS || in.req.CallID() == oc.req.CallID() {
 		t.Errorf("browser's invite: source %s, call-id %s", in.req.Source, in.req.CallID())
 	}
-	answer := br.answer(in.req.Body)
+	answer := br.Answer(in.req.Body)
 	in.respond(180, nil)
 	oc.await(180)
 	in.respond(200, answer)
@@ -128,7 +128,7 @@ func phoneCallsBrowser(t *testing.T, h *harness, offer bool) (*testBrowser, *tes
 		// The gateway offered in its 200: the answer goes in the ACK.
 		oc.ack(res, ph.sdp(1, "0 101"))
 	}
-	br.waitConnected()
+	br.WaitConnected()
 	return br, ph, oc, in
 }
 
@@ -160,7 +160,7 @@ func TestPhoneCallsBrowser(t *testing.T) {
 func TestCancelBeforeAnswer(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	br := h.newBrowser()
-	oc := h.browser.invite("phone", br.offer())
+	oc := h.browser.invite("phone", br.Offer())
 	in := h.phone.expect(sip.MethodInvite)
 	in.respond(180, nil)
 	oc.await(180)
@@ -186,7 +186,7 @@ func TestFailureRelayed(t *testing.T) {
 		t.Run(sip.StatusText(tc.callee), func(t *testing.T) {
 			h := newHarness(t, harnessOptions{})
 			br := h.newBrowser()
-			oc := h.browser.invite("phone", br.offer())
+			oc := h.browser.invite("phone", br.Offer())
 			in := h.phone.expect(sip.MethodInvite)
 			in.respond(tc.callee, nil)
 			res := oc.await(tc.caller)

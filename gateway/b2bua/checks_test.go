@@ -82,7 +82,7 @@ func TestHangup(t *testing.T) {
 	t.Run("ringing", func(t *testing.T) {
 		h := newHarness(t, harnessOptions{})
 		br := h.newBrowser()
-		oc := h.browser.invite("phone", br.offer())
+		oc := h.browser.invite("phone", br.Offer())
 		in := h.phone.expect(sip.MethodInvite)
 		in.respond(180, nil)
 		oc.await(180)

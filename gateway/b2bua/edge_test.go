@@ -13,7 +13,7 @@ import (
 func TestAnswerCrossesCancel(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	br, ph := h.newBrowser(), newTestPhone(t)
-	oc := h.browser.invite("phone", br.offer())
+	oc := h.browser.invite("phone", br.Offer())
 	in := h.phone.expect(sip.MethodInvite)
 	in.respond(180, nil)
 	oc.await(180)
@@ -72,7 +72,7 @@ func TestRingTimeout(t *testing.T) {
 	clk := fakeClock()
 	h := newHarness(t, harnessOptions{b2bua: Options{Clock: clk, RingTimeout: time.Minute}})
 	br := h.newBrowser()
-	oc := h.browser.invite("phone", br.offer())
+	oc := h.browser.invite("phone", br.Offer())
 	in := h.phone.expect(sip.MethodInvite)
 	in.respond(180, nil)
 	oc.await(180)
@@ -96,7 +96,7 @@ func TestBrowserEarlyAnswer(t *testing.T) {
 	br, ph := h.newBrowser(), newTestPhone(t)
 	oc := h.phone.invite("browser", ph.sdp(1, "0 101"))
 	in := h.browser.expect(sip.MethodInvite)
-	answer := br.answer(in.req.Body)
+	answer := br.Answer(in.req.Body)
 	in.respond(183, answer)
 	early := oc.await(183)
 	mustContain(t, early.Body, "RTP/AVP", "a=rtpmap:0 PCMU/8000")
@@ -108,7 +108,7 @@ func TestBrowserEarlyAnswer(t *testing.T) {
 	}
 	oc.ack(res, nil)
 	ph.learn(res.Body)
-	br.waitConnected()
+	br.WaitConnected()
 	audioToBrowser(t, ph, br)
 }
 
@@ -119,7 +119,7 @@ func TestLateOfferAckWithoutAnswer(t *testing.T) {
 	br := h.newBrowser()
 	oc := h.phone.invite("browser", nil)
 	in := h.browser.expect(sip.MethodInvite)
-	in.respond(200, br.answer(in.req.Body))
+	in.respond(200, br.Answer(in.req.Body))
 	h.browser.expect(sip.MethodAck)
 	res := oc.await(200)
 	oc.ack(res, nil)
@@ -145,10 +145,10 @@ func TestInDialogRefused(t *testing.T) {
 	from := req.From()
 	from.Params = from.Params.Set("tag", "intruder")
 	req.Set("From", from.String())
-	if _, err := h.browser.node.stampVia(req, gwWS); err != nil {
+	if _, err := h.browser.node.StampVia(req, h.browser.gw); err != nil {
 		t.Fatal(err)
 	}
-	tx, err := h.browser.layer.Request(t.Context(), req, gwWS)
+	tx, err := h.browser.layer.Request(t.Context(), req, h.browser.gw)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,7 +16,7 @@ import (
 func TestEarlyMedia(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	br, ph := h.newBrowser(), newTestPhone(t)
-	oc := h.browser.invite("phone", br.offer())
+	oc := h.browser.invite("phone", br.Offer())
 	in := h.phone.expect(sip.MethodInvite)
 	ph.learn(in.req.Body)
 	phoneSDP := ph.sdp(1, "0 101")
@@ -26,8 +26,8 @@ func TestEarlyMedia(t *testing.T) {
 	if got := h.b2b.Calls(); len(got) != 1 || got[0].State != "early" {
 		t.Fatalf("calls: %+v", got)
 	}
-	br.setAnswer(early.Body)
-	br.waitConnected()
+	br.SetAnswer(early.Body)
+	br.WaitConnected()
 	audioToBrowser(t, ph, br) // ringback
 
 	in.respond(200, phoneSDP)
@@ -72,8 +72,8 @@ func TestHoldFromPhone(t *testing.T) {
 	}
 	h.browser.idle(sip.MethodInvite)
 	h.browser.idle(sip.MethodUpdate)
-	if br.pc.SignalingState().String() != "stable" {
-		t.Errorf("browser signaling state %s", br.pc.SignalingState())
+	if br.PC.SignalingState().String() != "stable" {
+		t.Errorf("browser signaling state %s", br.PC.SignalingState())
 	}
 }
 
@@ -90,7 +90,7 @@ func TestHoldFromBrowser(t *testing.T) {
 	} {
 		// A browser holding re-offers with the direction changed (pion
 		// has no API for it: the text is changed as JsSIP's hold does).
-		offer := bytes.ReplaceAll(br.offer(), []byte("a=sendrecv"), []byte("a="+tc.dir))
+		offer := bytes.ReplaceAll(br.Offer(), []byte("a=sendrecv"), []byte("a="+tc.dir))
 		done := make(chan *sip.Response, 1)
 		go func() { done <- h.browser.request(oc.dlg, sip.MethodInvite, offer, contentSDP) }()
 		in := h.phone.expect(sip.MethodInvite)
@@ -107,7 +107,7 @@ func TestHoldFromBrowser(t *testing.T) {
 			t.Fatalf("%s: %d", tc.dir, res.StatusCode)
 		}
 		mustContain(t, res.Body, "UDP/TLS/RTP/SAVPF", tc.browserGets)
-		br.setAnswer(res.Body)
+		br.SetAnswer(res.Body)
 	}
 	audioToPhone(t, br, ph)
 }
@@ -124,7 +124,7 @@ func TestInfoDTMF(t *testing.T) {
 	}
 	deadline := time.Now().Add(waitLimit)
 	for time.Now().Before(deadline) {
-		p := ph.recv(time.Until(deadline))
+		p := ph.Recv(time.Until(deadline))
 		if p == nil {
 			break
 		}

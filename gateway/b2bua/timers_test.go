@@ -85,7 +85,7 @@ func TestSessionTimerCallee(t *testing.T) {
 func TestReliableProvisional(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	br := h.newBrowser()
-	oc := h.browser.invite("phone", br.offer())
+	oc := h.browser.invite("phone", br.Offer())
 	in := h.phone.expect(sip.MethodInvite)
 	if !in.req.HasToken("Supported", "100rel") {
 		t.Errorf("Supported %q", in.req.Get("Supported"))
@@ -110,7 +110,7 @@ func TestReliableProvisional(t *testing.T) {
 func Test422(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	br := h.newBrowser()
-	oc := h.browser.invite("phone", br.offer())
+	oc := h.browser.invite("phone", br.Offer())
 	in := h.phone.expect(sip.MethodInvite)
 	in.respond(422, nil, "Min-SE", "3600")
 	again := h.phone.expect(sip.MethodInvite)

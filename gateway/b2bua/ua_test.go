@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/sipnet"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/dialog"
 	"github.com/switchboard/switchboard/sip/transaction"
@@ -24,10 +25,10 @@ const waitLimit = 10 * time.Second
 type testUA struct {
 	t       testing.TB
 	name    string
-	node    *testNode
+	node    *sipnet.Node
 	layer   *transaction.Layer
 	addr    sip.Addr // its own address
-	gw      sip.Addr // where it sends requests: the gateway
+	gw      sip.Addr // where it sends requests: the gateway, over its flow if any
 	contact sip.Address
 	in      map[string]chan *inbound
 	auto    atomic.Bool // answer everything by itself: the test is over
@@ -43,7 +44,7 @@ type inbound struct {
 	dlg   *dialog.Dialog
 }
 
-func newTestUA(t testing.TB, n *testNet, name string, addr, gw sip.Addr, contact string) *testUA {
+func newTestUA(t testing.TB, n *sipnet.Network, name string, addr, gw sip.Addr, contact string) *testUA {
 	t.Helper()
 	c, err := sip.ParseAddress(contact)
 	if err != nil {
@@ -53,11 +54,11 @@ func newTestUA(t testing.TB, n *testNet, name string, addr, gw sip.Addr, contact
 	for _, m := range []string{sip.MethodInvite, sip.MethodAck, sip.MethodBye, sip.MethodUpdate, sip.MethodInfo, sip.MethodPrack, sip.MethodOptions, sip.MethodMessage} {
 		u.in[m] = make(chan *inbound, 64)
 	}
-	u.node = n.addNode(name, addr)
+	u.node = n.AddNode(name, addr)
 	u.layer = transaction.New(u.node, transaction.HandlerFunc(u.serve), transaction.Config{
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
-	u.node.recv = u.layer.HandleMessage
+	u.node.Recv = u.layer.HandleMessage
 	t.Cleanup(func() { _ = u.layer.Close() })
 	return u
 }
@@ -202,7 +203,7 @@ func (u *testUA) invite(user string, body []byte, hdrs ...string) *outCall {
 	} else {
 		req.Add("Content-Length", "0")
 	}
-	if _, err := u.node.stampVia(req, u.gw); err != nil {
+	if _, err := u.node.StampVia(req, u.gw); err != nil {
 		u.t.Fatal(err)
 	}
 	tx, err := u.layer.Request(context.Background(), req, u.gw)
@@ -256,7 +257,7 @@ func (u *testUA) ack(d *dialog.Dialog, res *sip.Response, body []byte) {
 	if body != nil {
 		ack.SetBody(body, contentSDP)
 	}
-	if _, err := u.node.stampVia(ack, u.gw); err != nil {
+	if _, err := u.node.StampVia(ack, u.gw); err != nil {
 		u.t.Fatal(err)
 	}
 	if err := u.node.Send(context.Background(), ack, u.gw); err != nil {
@@ -278,7 +279,7 @@ func (u *testUA) request(d *dialog.Dialog, method string, body []byte, ctype str
 	if body != nil {
 		req.SetBody(body, ctype)
 	}
-	if _, err := u.node.stampVia(req, u.gw); err != nil {
+	if _, err := u.node.StampVia(req, u.gw); err != nil {
 		u.t.Fatal(err)
 	}
 	tx, err := u.layer.Request(context.Background(), req, u.gw)
@@ -307,11 +308,10 @@ func (u *testUA) request(d *dialog.Dialog, method string, body []byte, ctype str
 
 // Addresses of the test network.
 var (
-	gwUDP      = sip.Addr{Transport: sip.UDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:5060")}
-	gwWS       = sip.Addr{Transport: sip.WS, AddrPort: netip.MustParseAddrPort("127.0.0.1:8080")}
-	phoneAddr  = sip.Addr{Transport: sip.UDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:5070")}
-	browserWS  = sip.Addr{Transport: sip.WS, AddrPort: netip.MustParseAddrPort("127.0.0.1:50001")}
-	browserDst = sip.Addr{Transport: sip.WS, AddrPort: browserWS.AddrPort, Flow: wsFlow}
+	gwUDP     = sip.Addr{Transport: sip.UDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:5060")}
+	gwWS      = sip.Addr{Transport: sip.WS, AddrPort: netip.MustParseAddrPort("127.0.0.1:8080")}
+	phoneAddr = sip.Addr{Transport: sip.UDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:5070")}
+	browserWS = sip.Addr{Transport: sip.WS, AddrPort: netip.MustParseAddrPort("127.0.0.1:50001")}
 )
 
 func timeAfter() <-chan time.Time { return time.After(waitLimit) }

@@ -14,9 +14,7 @@ import (
 // keeps the transactions from lingering (Timers J and K are zero).
 func BenchmarkProxyMessage(b *testing.B) {
 	f := newFixture(b, func(o *Options) { o.Logger = nil })
-	f.net.mu.Lock()
-	f.net.record = false
-	f.net.mu.Unlock()
+	f.net.SetLog(false)
 	dave := f.newUA("dave", otherDomain, mustAddr(sip.TCP, "192.0.2.31:5060"), nil)
 	bob := f.newUA("bob", testDomain, mustAddr(sip.TCP, "192.0.2.22:5060"), respond(200))
 	dave.quiet, bob.quiet = true, true

@@ -3,17 +3,17 @@ package proxy
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"log/slog"
 	"net/netip"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/internal/leakcheck"
+	"github.com/switchboard/switchboard/internal/sipnet"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/dialog"
 	"github.com/switchboard/switchboard/sip/digest"
@@ -23,36 +23,12 @@ import (
 // TestMain fails the run if a goroutine started by this module's code (the
 // layers' handlers, the proxy's relays, the network) outlives the tests.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leaked := waitNoGoroutines(); leaked != "" {
-			fmt.Fprintf(os.Stderr, "goroutines leaked:\n%s\n", leaked)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(leakcheck.Main(m, waitLimit, leakcheck.CreatedBy("github.com/switchboard/switchboard/")))
 }
 
-func waitNoGoroutines() string {
-	deadline := time.Now().Add(waitLimit)
-	for {
-		buf := make([]byte, 1<<20)
-		buf = buf[:runtime.Stack(buf, true)]
-		var own []string
-		for _, g := range strings.Split(string(buf), "\n\n") {
-			if strings.Contains(g, "created by github.com/switchboard/switchboard/") {
-				own = append(own, g)
-			}
-		}
-		if len(own) == 0 {
-			return ""
-		}
-		if time.Now().After(deadline) {
-			return strings.Join(own, "\n\n")
-		}
-		runtime.Gosched()
-	}
-}
+// waitLimit bounds every wait of the tests: a test that waits longer has
+// failed, not become slow.
+const waitLimit = 5 * time.Second
 
 const (
 	testDomain  = "switchboard.test"
@@ -95,17 +71,17 @@ func newFixture(t testing.TB, tweak func(*Options)) *fixture {
 	f := &fixture{
 		t:      t,
 		clk:    clock.NewFake(epoch),
-		net:    newNetwork(),
+		net:    sipnet.New(),
 		loc:    &testLocator{targets: make(map[string][]Target)},
 		users:  map[string]string{"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret"},
 		logBuf: &syncBuffer{},
 	}
-	f.node = f.net.addNode("proxy", proxyUDP, proxyTCP, proxyWS)
+	f.node = f.net.AddNode("proxy", proxyUDP, proxyTCP, proxyWS)
 	var p *Proxy
 	f.layer = transaction.New(f.node,
 		transaction.HandlerFunc(func(tx *transaction.ServerTx, req *sip.Request) { p.ServeSIP(tx, req) }),
 		transaction.Config{Clock: f.clk, OnStrayResponse: func(res *sip.Response) { p.ForwardResponse(res) }})
-	f.node.recv = f.layer.HandleMessage
+	f.node.Recv = f.layer.HandleMessage
 	opts := Options{
 		Transactions: f.layer,
 		Sender:       f.node,
@@ -139,10 +115,10 @@ func (f *fixture) close() {
 		u.layer.Close()
 	}
 	f.layer.Close()
-	f.net.close()
+	f.net.Close()
 	if f.t.Failed() {
 		f.t.Logf("proxy log:\n%s", f.logBuf.String())
-		for _, d := range f.net.log.all() {
+		for _, d := range f.net.Log.All() {
 			f.t.Logf("net: %s", d)
 		}
 	}
@@ -235,21 +211,19 @@ func (f *fixture) newUA(name, domain string, a sip.Addr, b behaviour) *ua {
 // a WebSocket connection.
 func (f *fixture) newWSUA(name, domain, ap string, b behaviour) *ua {
 	u := f.makeUA(name, domain, b, mustAddr(sip.WS, ap))
-	flow := f.net.connect(u.node, sip.WS, proxyWS)
+	flow := f.net.Connect(u.node, sip.WS, proxyWS)
 	u.toward = sip.Addr{Transport: sip.WS, AddrPort: proxyWS.AddrPort, Flow: flow}
 	return u
 }
 
 func (f *fixture) makeUA(name, domain string, b behaviour, a sip.Addr) *ua {
 	u := &ua{f: f, name: name, domain: domain, addr: a, tag: sip.NewTag(), behave: b}
-	u.reqs.init()
-	u.strays.init()
 	u.client = digest.Client{Username: name, Password: f.users[name]}
-	u.node = f.net.addNode(name, a)
+	u.node = f.net.AddNode(name, a)
 	cfg := f.uaConfig
 	cfg.Clock, cfg.OnStrayResponse = f.clk, u.strays.add
 	u.layer = transaction.New(u.node, transaction.HandlerFunc(u.serve), cfg)
-	u.node.recv = u.layer.HandleMessage
+	u.node.Recv = u.layer.HandleMessage
 	f.uas = append(f.uas, u)
 	return u
 }
@@ -492,21 +466,44 @@ func uacDialog(t testing.TB, req *sip.Request, res *sip.Response) *dialog.Dialog
 // another.
 func (f *fixture) netLog(from, to string, what func(sip.Message) bool) sip.Message {
 	f.t.Helper()
-	d := f.net.log.wait(f.t, from+" -> "+to, func(d delivered) bool {
-		return (from == "" || d.from == from) && (to == "" || d.to == to) && what(d.msg())
+	d := f.net.Log.Wait(f.t, waitLimit, from+" -> "+to, func(d sipnet.Delivery) bool {
+		return (from == "" || d.From == from) && (to == "" || d.To == to) && what(d.Message())
 	})
-	return d.msg()
+	return d.Message()
 }
 
 // sent reports whether any message from one node to another matched.
 func (f *fixture) sent(from, to string, what func(sip.Message) bool) bool {
-	for _, d := range f.net.log.all() {
-		if (from == "" || d.from == from) && (to == "" || d.to == to) && what(d.msg()) {
+	for _, d := range f.net.Log.All() {
+		if (from == "" || d.From == from) && (to == "" || d.To == to) && what(d.Message()) {
 			return true
 		}
 	}
 	return false
 }
+
+// The in-memory network of the tests, and its nodes: the proxy, the UAs.
+type (
+	network = sipnet.Network
+	node    = sipnet.Node
+)
+
+// label names a message: "INVITE", "180 INVITE".
+func label(m sip.Message) string { return sipnet.Label(m) }
+
+// recorder is sipnet's, waiting at most waitLimit.
+type recorder[T any] struct{ sipnet.Recorder[T] }
+
+// wait returns the first item not taken yet that matches, and takes it.
+func (r *recorder[T]) wait(t testing.TB, what string, match func(T) bool) T {
+	t.Helper()
+	return r.Wait(t, waitLimit, what, match)
+}
+
+// all returns every item so far.
+func (r *recorder[T]) all() []T { return r.All() }
+
+func (r *recorder[T]) add(x T) { r.Add(x) }
 
 func isRequest(method string) func(sip.Message) bool {
 	return func(m sip.Message) bool {

@@ -424,8 +424,8 @@ func TestLoopDetection(t *testing.T) {
 		t.Fatalf("got %d, want 482", res.StatusCode)
 	}
 	passes := 0
-	for _, d := range f.net.log.all() {
-		if d.to == "proxy" && label(d.msg()) == sip.MethodInvite {
+	for _, d := range f.net.Log.All() {
+		if d.To == "proxy" && label(d.Message()) == sip.MethodInvite {
 			passes++
 		}
 	}
@@ -485,11 +485,11 @@ func TestSequentialFork(t *testing.T) {
 		t.Fatalf("got %d, want 200", res.StatusCode)
 	}
 	busy, invite := -1, -1
-	for i, d := range f.net.log.all() {
+	for i, d := range f.net.Log.All() {
 		switch {
-		case busy < 0 && d.from == "first" && label(d.msg()) == "486 INVITE":
+		case busy < 0 && d.From == "first" && label(d.Message()) == "486 INVITE":
 			busy = i
-		case invite < 0 && d.to == "second" && label(d.msg()) == sip.MethodInvite:
+		case invite < 0 && d.To == "second" && label(d.Message()) == sip.MethodInvite:
 			invite = i
 		}
 	}

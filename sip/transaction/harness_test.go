@@ -14,53 +14,18 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/sip"
 )
 
 // TestMain fails the run if any goroutine started by this package (the
 // layer's handler goroutines, or the tests' own) outlives the tests.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if code == 0 {
-		if leaked := waitNoGoroutines(); leaked != "" {
-			fmt.Fprintf(os.Stderr, "goroutines leaked:\n%s\n", leaked)
-			code = 1
-		}
-	}
-	os.Exit(code)
+	os.Exit(leakcheck.Main(m, 5*time.Second, ownGoroutines))
 }
 
-const ownPackage = "github.com/switchboard/switchboard/sip/transaction."
-
-// ownGoroutines returns the stacks of the goroutines created by this
-// package's code.
-func ownGoroutines() []string {
-	buf := make([]byte, 1<<20)
-	buf = buf[:runtime.Stack(buf, true)]
-	var out []string
-	for _, g := range strings.Split(string(buf), "\n\n") {
-		if strings.Contains(g, "created by "+ownPackage) {
-			out = append(out, g)
-		}
-	}
-	return out
-}
-
-// waitNoGoroutines waits (yielding, with a deadline) until no goroutine of
-// this package is left, and returns the stacks of those left otherwise.
-func waitNoGoroutines() string {
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		gs := ownGoroutines()
-		if len(gs) == 0 {
-			return ""
-		}
-		if time.Now().After(deadline) {
-			return strings.Join(gs, "\n\n")
-		}
-		runtime.Gosched()
-	}
-}
+// ownGoroutines matches the goroutines created by this package's code.
+var ownGoroutines = leakcheck.CreatedBy("github.com/switchboard/switchboard/sip/transaction.")
 
 // eventually yields until cond holds, failing the test after a deadline.
 func eventually(t testing.TB, what string, cond func() bool) {

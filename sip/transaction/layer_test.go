@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -732,8 +733,8 @@ func TestClose(t *testing.T) {
 	if err := h.l.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if leaked := waitNoGoroutines(); leaked != "" {
-		t.Fatalf("goroutines left:\n%s", leaked)
+	if leaked := leakcheck.Wait(5*time.Second, ownGoroutines); len(leaked) > 0 {
+		t.Fatalf("goroutines left:\n%s", strings.Join(leaked, "\n\n"))
 	}
 }
 

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/pion/webrtc/v4"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/dialog"
 	"github.com/switchboard/switchboard/sip/digest"
@@ -76,7 +75,7 @@ func TestForkPhoneToBrowserAndPhone(t *testing.T) {
 	ok := sip.NewResponse(bin, 200, "")
 	ok.SetToTag(browserTag)
 	ok.Add("Contact", "<sip:alice@"+br.host+";transport=ws>")
-	ok.SetBody(br.answerOffer(bin.Body), "application/sdp")
+	ok.SetBody(br.Answer(bin.Body), "application/sdp")
 	brDlg, err := dialog.NewUAS(bin, ok)
 	if err != nil {
 		t.Fatal(err)
@@ -99,7 +98,7 @@ func TestForkPhoneToBrowserAndPhone(t *testing.T) {
 	if !bytes.Contains(answer.Body, []byte("RTP/AVP")) {
 		t.Fatalf("the caller's 200 has no RTP/AVP answer:\n%s", answer)
 	}
-	if err := caller.learn(answer.Body); err != nil {
+	if err := caller.Learn(answer.Body); err != nil {
 		t.Fatalf("caller: %v\n%s", err, answer.Body)
 	}
 	callerDlg, err := dialog.NewUAC(inv, answer)
@@ -166,7 +165,7 @@ func TestForkBrowserToBrowserAndPhone(t *testing.T) {
 		err error
 	}
 	invited := make(chan inviteResult, 1)
-	offer := alice.offer()
+	offer := alice.Offer()
 	go func() {
 		req, res, err := alice.invite("bob", offer)
 		invited <- inviteResult{req, res, err}
@@ -188,7 +187,7 @@ func TestForkBrowserToBrowserAndPhone(t *testing.T) {
 	if !bytes.Contains(din.Body, []byte("RTP/AVP")) || bytes.Contains(din.Body, []byte("SAVPF")) {
 		t.Fatalf("bob's phone did not get an RTP/AVP offer:\n%s", din)
 	}
-	if err := bobDesk.learn(din.Body); err != nil {
+	if err := bobDesk.Learn(din.Body); err != nil {
 		t.Fatalf("phone: %v\n%s", err, din.Body)
 	}
 	deskTag := sip.NewTag()
@@ -241,7 +240,7 @@ func TestForkBrowserToBrowserAndPhone(t *testing.T) {
 		t.Fatal(err)
 	}
 	alice.send(ack)
-	alice.setAnswer(ir.res.Body)
+	alice.SetAnswer(ir.res.Body)
 
 	expectAudio(t, bobDesk, alice)
 
@@ -265,12 +264,12 @@ func TestForkBrowserToBrowserAndPhone(t *testing.T) {
 // other's audio.
 func expectAudio(t *testing.T, ph *e2ePhone, br *e2eBrowser) {
 	t.Helper()
-	br.waitConnected()
+	br.WaitConnected()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); ph.sendAudio(stop) }()
-	go func() { defer wg.Done(); br.sendAudio(stop) }()
+	go func() { defer wg.Done(); ph.SendAudio(stop) }()
+	go func() { defer wg.Done(); br.SendAudio(stop) }()
 	defer func() {
 		close(stop)
 		wg.Wait()
@@ -279,14 +278,14 @@ func expectAudio(t *testing.T, ph *e2ePhone, br *e2eBrowser) {
 	deadline := time.After(webrtcWait)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
-	for ph.audio.Load() <= want || br.audio.Load() <= want {
+	for ph.Audio() <= want || br.Received() <= want {
 		select {
 		case <-tick.C:
 		case <-deadline:
-			t.Fatalf("audio after %v: phone got %d packets, browser got %d; want > %d each", webrtcWait, ph.audio.Load(), br.audio.Load(), want)
+			t.Fatalf("audio after %v: phone got %d packets, browser got %d; want > %d each", webrtcWait, ph.Audio(), br.Received(), want)
 		}
 	}
-	t.Logf("audio flows: phone got %d packets, browser got %d", ph.audio.Load(), br.audio.Load())
+	t.Logf("audio flows: phone got %d packets, browser got %d", ph.Audio(), br.Received())
 }
 
 // awaitBye waits for the final response to a BYE, which must be 200.
@@ -436,20 +435,5 @@ func (b *e2eBrowser) sendResponse(res *sip.Response) {
 	defer cancel()
 	if err := b.ws.Write(ctx, websocket.MessageText, res.AppendTo(nil)); err != nil {
 		b.t.Fatalf("browser: send %d: %v", res.StatusCode, err)
-	}
-}
-
-// answerOffer makes the browser's answer to offer, with every candidate.
-func (b *e2eBrowser) answerOffer(offer []byte) []byte {
-	b.t.Helper()
-	b.setRemote(webrtc.SDPTypeOffer, offer)
-	return b.gather(b.pc.CreateAnswer(nil))
-}
-
-// setRemote sets the browser's remote description.
-func (b *e2eBrowser) setRemote(typ webrtc.SDPType, sdp []byte) {
-	b.t.Helper()
-	if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: typ, SDP: string(sdp)}); err != nil {
-		b.t.Fatalf("browser: remote %s: %v\n%s", typ, err, sdp)
 	}
 }

@@ -6,19 +6,13 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/netip"
-	"regexp"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/pion/ice/v4"
-	"github.com/pion/interceptor"
-	"github.com/pion/rtp"
-	"github.com/pion/webrtc/v4"
+	"github.com/switchboard/switchboard/internal/mediapeer"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/dialog"
 	"github.com/switchboard/switchboard/sip/digest"
@@ -41,12 +35,12 @@ func TestWebRTCCallToPhone(t *testing.T) {
 	defer cancel()
 
 	// 3. Audio both ways.
-	br.waitConnected()
+	br.WaitConnected()
 	stopMedia := make(chan struct{})
 	var mediaWG sync.WaitGroup
 	mediaWG.Add(2)
-	go func() { defer mediaWG.Done(); ph.sendAudio(stopMedia) }()
-	go func() { defer mediaWG.Done(); br.sendAudio(stopMedia) }()
+	go func() { defer mediaWG.Done(); ph.SendAudio(stopMedia) }()
+	go func() { defer mediaWG.Done(); br.SendAudio(stopMedia) }()
 	stopped := false
 	stop := func() {
 		if !stopped {
@@ -60,16 +54,16 @@ func TestWebRTCCallToPhone(t *testing.T) {
 	const want = 10
 	deadline := time.After(webrtcWait)
 	tick := time.NewTicker(20 * time.Millisecond)
-	for ph.audio.Load() <= want || br.audio.Load() <= want {
+	for ph.Audio() <= want || br.Received() <= want {
 		select {
 		case <-tick.C:
 		case <-deadline:
 			tick.Stop()
-			t.Fatalf("audio after %v: phone got %d packets, browser got %d; want > %d each", webrtcWait, ph.audio.Load(), br.audio.Load(), want)
+			t.Fatalf("audio after %v: phone got %d packets, browser got %d; want > %d each", webrtcWait, ph.Audio(), br.Received(), want)
 		}
 	}
 	tick.Stop()
-	t.Logf("audio flows: phone got %d packets, browser got %d", ph.audio.Load(), br.audio.Load())
+	t.Logf("audio flows: phone got %d packets, browser got %d", ph.Audio(), br.Received())
 
 	// 4a. DTMF: INFO application/dtmf-relay becomes RFC 4733 events.
 	t.Run("info-dtmf", func(t *testing.T) {
@@ -86,7 +80,7 @@ func TestWebRTCCallToPhone(t *testing.T) {
 			t.Fatalf("INFO: %d %s", res.StatusCode, res.Reason)
 		}
 		select {
-		case ev := <-ph.events:
+		case ev := <-ph.Events():
 			if ev != 5 {
 				t.Errorf("telephone-event %d, want 5", ev)
 			}
@@ -162,7 +156,7 @@ func browserCallsPhone(t *testing.T, g *gateway) webCall {
 	br.register("alice")
 
 	// The browser calls 1000.
-	offer := br.offer()
+	offer := br.Offer()
 	type inviteResult struct {
 		req *sip.Request
 		res *sip.Response
@@ -180,7 +174,7 @@ func browserCallsPhone(t *testing.T, g *gateway) webCall {
 	if !bytes.Contains(inv.Body, []byte("RTP/AVP")) {
 		t.Fatalf("the phone's INVITE has no RTP/AVP offer:\n%s", inv)
 	}
-	if err := ph.learn(inv.Body); err != nil {
+	if err := ph.Learn(inv.Body); err != nil {
 		t.Fatalf("phone: %v\n%s", err, inv.Body)
 	}
 	ph.respond(sip.NewResponse(inv, 100, ""))
@@ -215,25 +209,23 @@ func browserCallsPhone(t *testing.T, g *gateway) webCall {
 		t.Fatal(err)
 	}
 	br.send(ack)
-	br.setAnswer(ir.res.Body)
+	br.SetAnswer(ir.res.Body)
 	ph.expectRequest(sip.MethodAck)
 
 	return webCall{br: br, ph: ph, brDlg: brDlg, phDlg: phDlg}
 }
 
-// e2ePhone is a SIP phone over UDP with an RTP endpoint, both on
+// e2ePhone is a SIP phone over UDP with an RTP endpoint (mediapeer's,
+// watching: it counts the PCMU and RFC 4733 events it receives), both on
 // 127.0.0.1.
 type e2ePhone struct {
-	t      *testing.T
-	g      *gateway
-	sip    *net.UDPConn
-	rtp    *net.UDPConn
-	gwSIP  *net.UDPAddr
-	msgs   chan sip.Message
-	gwRTP  netip.AddrPort
-	audio  atomic.Int64 // PCMU packets received
-	events chan byte    // RFC 4733 events received (PT 101)
-	wg     sync.WaitGroup
+	*mediapeer.Phone
+	t     *testing.T
+	g     *gateway
+	sip   *net.UDPConn
+	gwSIP *net.UDPAddr
+	msgs  chan sip.Message
+	wg    sync.WaitGroup
 }
 
 func newE2EPhone(t *testing.T, g *gateway) *e2ePhone {
@@ -242,16 +234,13 @@ func newE2EPhone(t *testing.T, g *gateway) *e2ePhone {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
 	gw, err := net.ResolveUDPAddr("udp4", g.sipAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &e2ePhone{t: t, g: g, sip: s, rtp: r, gwSIP: gw, msgs: make(chan sip.Message, 64), events: make(chan byte, 64)}
-	p.wg.Add(2)
+	p := &e2ePhone{Phone: mediapeer.NewPhone(t), t: t, g: g, sip: s, gwSIP: gw, msgs: make(chan sip.Message, 64)}
+	p.Watch()
+	p.wg.Add(1)
 	go func() {
 		defer p.wg.Done()
 		buf := make([]byte, 65536)
@@ -271,34 +260,8 @@ func newE2EPhone(t *testing.T, g *gateway) *e2ePhone {
 			}
 		}
 	}()
-	go func() {
-		defer p.wg.Done()
-		buf := make([]byte, 1500)
-		for {
-			n, err := r.Read(buf)
-			if err != nil {
-				return
-			}
-			var pkt rtp.Packet
-			if pkt.Unmarshal(buf[:n]) != nil {
-				continue
-			}
-			switch pkt.PayloadType {
-			case 0:
-				p.audio.Add(1)
-			case 101:
-				if len(pkt.Payload) == 4 {
-					select {
-					case p.events <- pkt.Payload[0]:
-					default:
-					}
-				}
-			}
-		}
-	}()
 	t.Cleanup(func() {
 		s.Close()
-		r.Close()
 		p.wg.Wait()
 	})
 	return p
@@ -411,69 +374,26 @@ func (p *e2ePhone) register(user string) {
 	p.t.Fatalf("phone: REGISTER not accepted with credentials")
 }
 
-var (
-	e2eMLine = regexp.MustCompile(`(?m)^m=audio (\d+) `)
-	e2eCLine = regexp.MustCompile(`(?m)^c=IN IP4 (\S+)`)
-)
-
-// learn takes the gateway's RTP address from its SDP.
-func (p *e2ePhone) learn(sdp []byte) error {
-	m, c := e2eMLine.FindSubmatch(sdp), e2eCLine.FindSubmatch(sdp)
-	if m == nil || c == nil {
-		return fmt.Errorf("no m=audio or c= line")
-	}
-	port, _ := strconv.Atoi(string(m[1]))
-	ip, err := netip.ParseAddr(string(c[1]))
-	if err != nil {
-		return err
-	}
-	p.gwRTP = netip.AddrPortFrom(ip, uint16(port))
-	return nil
-}
-
 // sdp is the phone's SDP: PCMU and telephone-event, with an extra line.
 func (p *e2ePhone) sdp(version int, extra string) []byte {
-	port := p.rtp.LocalAddr().(*net.UDPAddr).Port
-	s := "v=0\r\no=phone 4242 " + strconv.Itoa(version) + " IN IP4 127.0.0.1\r\ns=call\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
-		"m=audio " + strconv.Itoa(port) + " RTP/AVP 0 101\r\n" +
-		"a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n"
+	lines := []string{"a=ptime:20"}
 	if extra != "" {
-		s += extra + "\r\n"
+		lines = append(lines, extra)
 	}
-	return []byte(s)
+	return p.SDP(version, "0 101", lines...)
 }
 
-// sendAudio sends PCMU every 20 ms to the gateway until stop is closed
-// (at most 500 packets).
-func (p *e2ePhone) sendAudio(stop <-chan struct{}) {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	payload := bytes.Repeat([]byte{0xff}, 160)
-	for seq := uint16(1); seq <= 500; seq++ {
-		pkt := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: 0x5eed}, Payload: payload}
-		raw, _ := pkt.Marshal()
-		_, _ = p.rtp.WriteToUDPAddrPort(raw, p.gwRTP)
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-// e2eBrowser is a browser: SIP over a WebSocket, media with pion.
+// e2eBrowser is a browser: SIP over a WebSocket, media with pion
+// (mediapeer's, offering PCMU and telephone-event).
 type e2eBrowser struct {
-	t         *testing.T
-	ws        *websocket.Conn
-	host      string // its .invalid host
-	msgs      chan sip.Message
-	pc        *webrtc.PeerConnection
-	track     *webrtc.TrackLocalStaticRTP
-	audio     atomic.Int64
-	connected chan struct{}
-	client    digest.Client
-	callID    string
-	tag       string
+	*mediapeer.Browser
+	t      *testing.T
+	ws     *websocket.Conn
+	host   string // its .invalid host
+	msgs   chan sip.Message
+	client digest.Client
+	callID string
+	tag    string
 }
 
 func newE2EBrowser(t *testing.T, httpAddr string) *e2eBrowser {
@@ -490,7 +410,7 @@ func newE2EBrowser(t *testing.T, httpAddr string) *e2eBrowser {
 	if ws.Subprotocol() != "sip" {
 		t.Fatalf("browser: subprotocol %q, want sip", ws.Subprotocol())
 	}
-	b := &e2eBrowser{t: t, ws: ws, host: "df7jal23ls0d.invalid", msgs: make(chan sip.Message, 64), connected: make(chan struct{})}
+	b := &e2eBrowser{t: t, ws: ws, host: "df7jal23ls0d.invalid", msgs: make(chan sip.Message, 64)}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -512,70 +432,14 @@ func newE2EBrowser(t *testing.T, httpAddr string) *e2eBrowser {
 		}
 	}()
 
-	// PCMU, which passes through, and telephone-event, as browsers offer.
-	m := &webrtc.MediaEngine{}
-	for _, c := range []webrtc.RTPCodecParameters{
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, PayloadType: 0},
-		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/telephone-event", ClockRate: 8000, SDPFmtpLine: "0-16"}, PayloadType: 126},
-	} {
-		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
-			t.Fatal(err)
-		}
-	}
-	var s webrtc.SettingEngine
-	s.SetNetworkTypes([]webrtc.NetworkType{webrtc.NetworkTypeUDP4})
-	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
-	s.SetIncludeLoopbackCandidate(true)
-	s.SetInterfaceFilter(func(string) bool { return true })
-	s.SetIPFilter(func(ip net.IP) bool { return ip.Equal(net.IPv4(127, 0, 0, 1)) })
-	s.SetRemoteIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
-	ir := &interceptor.Registry{}
-	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
-		t.Fatal(err)
-	}
-	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(s), webrtc.WithInterceptorRegistry(ir))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b.pc = pc
-	b.track, err = webrtc.NewTrackLocalStaticRTP(webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, "audio", "browser")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sender, err := pc.AddTrack(b.track)
-	if err != nil {
-		t.Fatal(err)
-	}
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		buf := make([]byte, 1500)
-		for {
-			if _, _, err := sender.Read(buf); err != nil {
-				return
-			}
-		}
-	}()
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
-		for {
-			if _, _, err := tr.ReadRTP(); err != nil {
-				return
-			}
-			b.audio.Add(1)
-		}
-	})
-	var once sync.Once
-	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
-		if s == webrtc.PeerConnectionStateConnected {
-			once.Do(func() { close(b.connected) })
-		}
-	})
 	t.Cleanup(func() {
-		_ = pc.GracefulClose()
 		_ = ws.Close(websocket.StatusNormalClosure, "")
 		wg.Wait()
 	})
+	// PCMU, which passes through, and telephone-event, as browsers offer;
+	// its cleanup, which closes the PeerConnection, runs before the one
+	// above.
+	b.Browser = mediapeer.NewBrowser(t, mediapeer.BrowserOptions{Wait: webrtcWait})
 	return b
 }
 
@@ -708,63 +572,6 @@ func (b *e2eBrowser) invite(user string, offer []byte) (*sip.Request, *sip.Respo
 		}
 	}
 	return nil, nil, fmt.Errorf("INVITE not accepted with credentials")
-}
-
-// offer returns the browser's offer with every candidate.
-func (b *e2eBrowser) offer() []byte {
-	b.t.Helper()
-	return b.gather(b.pc.CreateOffer(nil))
-}
-
-// gather sets desc, the browser's offer or answer, as its local
-// description and returns it with every candidate once ICE has gathered.
-func (b *e2eBrowser) gather(desc webrtc.SessionDescription, err error) []byte {
-	b.t.Helper()
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	done := webrtc.GatheringCompletePromise(b.pc)
-	if err := b.pc.SetLocalDescription(desc); err != nil {
-		b.t.Fatal(err)
-	}
-	select {
-	case <-done:
-	case <-time.After(webrtcWait):
-		b.t.Fatal("browser: ICE gathering did not complete")
-	}
-	return []byte(b.pc.LocalDescription().SDP)
-}
-
-func (b *e2eBrowser) setAnswer(sdp []byte) {
-	b.t.Helper()
-	if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(sdp)}); err != nil {
-		b.t.Fatalf("browser: answer: %v\n%s", err, sdp)
-	}
-}
-
-func (b *e2eBrowser) waitConnected() {
-	b.t.Helper()
-	select {
-	case <-b.connected:
-	case <-time.After(webrtcWait):
-		b.t.Fatalf("browser: not connected within %v (state %s)", webrtcWait, b.pc.ConnectionState())
-	}
-}
-
-// sendAudio sends PCMU every 20 ms until stop is closed (at most 500
-// packets).
-func (b *e2eBrowser) sendAudio(stop <-chan struct{}) {
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	payload := bytes.Repeat([]byte{0x7f}, 160)
-	for seq := uint16(1); seq <= 500; seq++ {
-		_ = b.track.WriteRTP(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: seq, Timestamp: uint32(seq) * 160}, Payload: payload})
-		select {
-		case <-stop:
-			return
-		case <-tick.C:
-		}
-	}
 }
 
 func mustParseRequest(t *testing.T, raw string) *sip.Request {
