@@ -154,6 +154,16 @@ func (c *call) open() bool {
 	return true
 }
 
+// unopen forgets the dialog of an initial request that no 2xx confirmed:
+// before the caller hears the final answer, so that whatever the caller
+// sends next already meets a table without it.
+func (c *call) unopen() {
+	if c.opened && !c.confirmed {
+		c.p.dialogs.failed(c.key)
+	}
+	c.opened = false
+}
+
 // inDialog marks the call as the forwarding of a request that the dialog
 // check of rt admitted.
 func (c *call) inDialog(rt *routing) {
@@ -210,9 +220,7 @@ func (c *call) finished() bool {
 
 // shutdown stops the timers and the relays and waits for the relays.
 func (c *call) shutdown() {
-	if c.opened && !c.confirmed {
-		c.p.dialogs.failed(c.key)
-	}
+	c.unopen()
 	close(c.stop)
 	for _, b := range c.branches {
 		if b.timer != nil {
@@ -721,6 +729,7 @@ func (c *call) sendBest() {
 		res = c.synth(500) // no branch at all; New targets never leave it so
 	}
 	c.settled(res.StatusCode)
+	c.unopen()
 	c.p.respond(c.tx, res)
 }
 
