@@ -13,6 +13,7 @@ import (
 	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/gateway"
 	"github.com/switchboard/switchboard/gateway/accounts"
+	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/gateway/location"
 	"github.com/switchboard/switchboard/gateway/registrar"
 	"github.com/switchboard/switchboard/sip"
@@ -48,7 +49,12 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.loc.Close() })
-	reg, err := registrar.New(registrar.Options{Domain: domain, Accounts: accts, Location: st.loc,
+	id, err := identity.New(identity.Config{Domains: []string{domain},
+		Endpoints: []identity.Endpoint{{Transport: sip.TCP, Host: "127.0.0.1", Port: 5060}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := registrar.New(registrar.Options{Identity: id, Accounts: accts, Location: st.loc,
 		Algorithms: []string{"MD5"}, Clock: st.clk})
 	if err != nil {
 		t.Fatal(err)
@@ -59,7 +65,7 @@ func newStack(t *testing.T) *stack {
 	layer := transport.NewLayer(transport.Config{})
 	layer.Add(st.tcp)
 	st.flows = transport.NewFlowHolds(layer, st.clk)
-	srv := gateway.New(gateway.Options{Domain: domain, Registrar: reg, Location: st.loc, Flows: st.flows})
+	srv := gateway.New(gateway.Options{Identity: id, Registrar: reg, Location: st.loc, Flows: st.flows})
 	tx := transaction.New(layer, srv, transaction.Config{})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

@@ -16,26 +16,18 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/gateway/location"
 	"github.com/switchboard/switchboard/gateway/registrar"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/transaction"
 )
 
-// Methods the gateway accepts, in the Allow header of its answers.
-const allow = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, MESSAGE, REFER, SUBSCRIBE, NOTIFY"
-
-// supported lists the option tags the gateway understands (Supported, and
-// the Require check of RFC 3261 §8.2.2.3).
-var supported = []string{"path", "outbound", "replaces", "timer", "100rel"}
-
 // Options configures a Server.
 type Options struct {
-	// Domain is the SIP domain served.
-	Domain string
-	// Aliases are other names and addresses of the gateway: a request
-	// whose Request-URI host is one of them is for the gateway itself.
-	Aliases []string
+	// Identity is who the gateway is: a request whose Request-URI names
+	// it without a user is for the gateway itself.
+	Identity *identity.Identity
 	// Registrar answers REGISTER for the domain.
 	Registrar *registrar.Registrar
 	// Location drops bindings whose connection closed; may be nil.
@@ -173,22 +165,9 @@ func (s *Server) FlowClosed(flow sip.Addr) {
 	}
 }
 
-// IsLocal reports whether u names the gateway's domain or one of its
-// aliases.
-func (s *Server) IsLocal(u sip.URI) bool {
-	if !u.IsSIP() {
-		return false
-	}
-	if strings.EqualFold(u.Host, s.opts.Domain) {
-		return true
-	}
-	for _, a := range s.opts.Aliases {
-		if strings.EqualFold(u.Host, a) {
-			return true
-		}
-	}
-	return false
-}
+// IsLocal reports whether u names the gateway: one of its domains,
+// aliases or endpoint hosts.
+func (s *Server) IsLocal(u sip.URI) bool { return s.opts.Identity.IsLocal(&u) }
 
 // forGateway reports whether the gateway is the request's final recipient:
 // a user-less Request-URI of its own, as OPTIONS pings and keep-alives use.
@@ -201,53 +180,17 @@ func (s *Server) serveLocal(tx *transaction.ServerTx, req *sip.Request) {
 	if tx == nil {
 		return // an ACK to one of our own 2xx: nothing to do
 	}
-	if unsupported := unsupportedTags(req.Tokens("Require")); len(unsupported) > 0 {
+	if unsupported := identity.Unsupported(req.Tokens("Require")); len(unsupported) > 0 {
 		res := sip.NewResponse(req, 420, "")
 		res.Set("Unsupported", strings.Join(unsupported, ", "))
 		s.respond(tx, res)
 		return
 	}
-	switch req.Method {
-	case sip.MethodOptions:
-		res := sip.NewResponse(req, 200, "")
-		res.SetToTag(sip.NewTag())
-		res.Set("Allow", allow)
-		res.Set("Supported", strings.Join(supported, ", "))
-		res.Set("Accept", "application/sdp")
-		res.Set("Accept-Encoding", "identity")
-		res.Set("Accept-Language", "en")
-		s.respond(tx, res)
-	default:
-		code := 405
-		if !sip.IsKnownMethod(req.Method) {
-			code = 501 // RFC 3261 §8.2.1: a method we do not know
-		}
-		res := sip.NewResponse(req, code, "")
-		res.SetToTag(sip.NewTag())
-		if code == 405 {
-			res.Set("Allow", allow)
-		}
-		s.respond(tx, res)
+	if req.Method == sip.MethodOptions {
+		s.respond(tx, identity.OptionsResponse(req))
+		return
 	}
-}
-
-// unsupportedTags returns the tags of a Require header that the gateway
-// does not support (RFC 4475 bext01).
-func unsupportedTags(tags []string) []string {
-	var out []string
-	for _, t := range tags {
-		known := false
-		for _, s := range supported {
-			if strings.EqualFold(t, s) {
-				known = true
-				break
-			}
-		}
-		if !known {
-			out = append(out, t)
-		}
-	}
-	return out
+	s.respond(tx, identity.MethodNotAllowed(req))
 }
 
 func (s *Server) respond(tx *transaction.ServerTx, res *sip.Response) {

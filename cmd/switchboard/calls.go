@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/switchboard/switchboard/gateway/b2bua"
+	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/gateway/proxy"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/sip"
@@ -19,7 +20,7 @@ import (
 
 // startCalls builds the media engine and the B2BUA that carries calls
 // crossing between browsers and phones.
-func startCalls(cfg Config, tx *transaction.Layer, tl *transport.Layer, eps []proxy.Endpoint, logger *slog.Logger) (*media.Engine, *b2bua.B2BUA, error) {
+func startCalls(cfg Config, tx *transaction.Layer, tl *transport.Layer, ident *identity.Identity, logger *slog.Logger) (*media.Engine, *b2bua.B2BUA, error) {
 	opts := media.Options{
 		RTPPorts: [2]int{int(cfg.RTPPorts.Start), int(cfg.RTPPorts.End)},
 		Logger:   logger.With("component", "media"),
@@ -42,8 +43,7 @@ func startCalls(cfg Config, tx *transaction.Layer, tl *transport.Layer, eps []pr
 		Engine:       engine,
 		Transactions: tx,
 		Sender:       tl,
-		StampVia:     tl.StampVia,
-		Contact:      contactFor(eps),
+		Identity:     ident,
 		UserAgent:    "Switchboard " + version,
 		Logger:       logger.With("component", "b2bua"),
 	})
@@ -106,28 +106,6 @@ func defaultRouteAddr(v6 bool) (netip.Addr, error) {
 		return netip.Addr{}, err
 	}
 	return ap.Addr().Unmap(), nil
-}
-
-// contactFor returns the gateway's Contact on the transport of dst.
-func contactFor(eps []proxy.Endpoint) func(dst sip.Addr) sip.Address {
-	return func(dst sip.Addr) sip.Address {
-		want := dst.Transport
-		if want == sip.WSS {
-			want = sip.WS
-		}
-		ep := eps[0]
-		for _, e := range eps {
-			if e.Transport == want {
-				ep = e
-				break
-			}
-		}
-		u := sip.URI{Scheme: "sip", User: "switchboard", Host: ep.Host, Port: ep.Port}
-		if ep.Transport != sip.UDP {
-			u.Params = sip.Params(";transport=" + strings.ToLower(ep.Transport))
-		}
-		return sip.Address{URI: u}
-	}
 }
 
 // bridge is the proxy's Bridge: it has the B2BUA run each branch of an

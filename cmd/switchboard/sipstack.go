@@ -18,6 +18,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/accounts"
 	"github.com/switchboard/switchboard/gateway/b2bua"
 	"github.com/switchboard/switchboard/gateway/config"
+	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/gateway/location"
 	"github.com/switchboard/switchboard/gateway/proxy"
 	"github.com/switchboard/switchboard/gateway/registrar"
@@ -109,30 +110,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		return nil, err
 	}
 	aliases := gatewayAliases(cfg, httpAddr)
-	reg, err := registrar.New(registrar.Options{
-		Domain:     cfg.Domain,
-		Aliases:    aliases,
-		Accounts:   s.accounts,
-		Location:   s.location,
-		Digest:     &digest.Server{Realm: cfg.Domain, Secret: secret},
-		Throttle:   s.throttle,
-		Algorithms: cfg.DigestAlgorithms,
-		Logger:     logger.With("component", "registrar"),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("registrar: %w", err)
-	}
 	s.transports = transport.NewLayer(transport.Config{Logger: logger.With("component", "transport"), Trace: cfg.SIPTrace})
-	s.server = gateway.New(gateway.Options{
-		Domain:    cfg.Domain,
-		Aliases:   aliases,
-		Registrar: reg,
-		Location:  s.location,
-		// The connection transports shed connections without a
-		// registration first.
-		Flows:  transport.NewFlowHolds(s.transports, nil),
-		Logger: logger.With("component", "gateway"),
-	})
 
 	if cfg.SIPUDP != "" {
 		t, err := sipudp.Listen(ctx, cfg.SIPUDP, sipudp.Options{Logger: logger.With("component", "udp")})
@@ -190,6 +168,40 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 	}
 	s.transports.Add(s.ws)
 
+	_, announce, _, err := mediaAddrs(cfg)
+	if err != nil {
+		return nil, err
+	}
+	ident, err := identity.New(identity.Config{
+		Domains:   []string{cfg.Domain},
+		Aliases:   aliases,
+		Endpoints: endpoints(s.addrs, httpAP, announce),
+	})
+	if err != nil {
+		return nil, err
+	}
+	reg, err := registrar.New(registrar.Options{
+		Identity:   ident,
+		Accounts:   s.accounts,
+		Location:   s.location,
+		Digest:     &digest.Server{Realm: cfg.Domain, Secret: secret},
+		Throttle:   s.throttle,
+		Algorithms: cfg.DigestAlgorithms,
+		Logger:     logger.With("component", "registrar"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("registrar: %w", err)
+	}
+	s.server = gateway.New(gateway.Options{
+		Identity:  ident,
+		Registrar: reg,
+		Location:  s.location,
+		// The connection transports shed connections without a
+		// registration first.
+		Flows:  transport.NewFlowHolds(s.transports, nil),
+		Logger: logger.With("component", "gateway"),
+	})
+
 	dns := &locate.Locator{}
 	if err := trunks.resolveTrusted(ctx, dns); err != nil {
 		// Not fatal: a trunk named by host is trusted once it resolves.
@@ -210,8 +222,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 			}
 		},
 	})
-	eps := endpoints(s.addrs, httpAP, cfg.PublicIP)
-	s.media, s.calls, err = startCalls(cfg, s.tx, s.transports, eps, logger)
+	s.media, s.calls, err = startCalls(cfg, s.tx, s.transports, ident, logger)
 	if err != nil {
 		return nil, err
 	}
@@ -219,9 +230,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		Bridge:          bridge(s.calls, dns, logger.With("component", "b2bua")),
 		Transactions:    s.tx,
 		Sender:          s.transports,
-		Endpoints:       endpoints(s.addrs, httpAP, cfg.PublicIP),
-		Domains:         []string{cfg.Domain},
-		Aliases:         aliases,
+		Identity:        ident,
 		Realm:           cfg.Domain,
 		Locator:         locator{s.location},
 		Resolver:        dns,
@@ -254,7 +263,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 				Trunk:     t,
 				Requester: s.tx,
 				Resolver:  dns,
-				LocalAddr: localAddrFor(eps),
+				Identity:  ident,
 				UserAgent: "Switchboard " + version,
 				Logger:    logger.With("component", "trunk", "trunk", t.Name),
 			})
@@ -396,19 +405,21 @@ func redirectDomains(domain string, f *config.File) []string {
 	return nil
 }
 
-// endpoints lists the gateway's own SIP addresses for the proxy's Via and
-// Record-Route: the public IP when one is set, else the listening address.
-func endpoints(l listening, ws netip.AddrPort, publicIP string) []proxy.Endpoint {
-	var out []proxy.Endpoint
+// endpoints lists the gateway's own SIP addresses, as peers must see them:
+// the announced address (SWITCHBOARD_PUBLIC_IP, or the default route's for
+// a listener on every interface) when there is one, else the listening
+// address.
+func endpoints(l listening, ws netip.AddrPort, announce netip.Addr) []identity.Endpoint {
+	var out []identity.Endpoint
 	add := func(transport string, ap netip.AddrPort) {
 		if !ap.IsValid() {
 			return
 		}
-		host := ap.Addr().String()
-		if publicIP != "" {
-			host = publicIP
+		host := ap.Addr()
+		if announce.IsValid() {
+			host = announce
 		}
-		out = append(out, proxy.Endpoint{Transport: transport, Host: host, Port: int(ap.Port())})
+		out = append(out, identity.Endpoint{Transport: transport, Host: host.String(), Port: int(ap.Port())})
 	}
 	add(sip.UDP, l.UDP)
 	add(sip.TCP, l.TCP)
@@ -458,22 +469,4 @@ func (t proxyThrottle) Failure(ip netip.Addr, user string) bool {
 
 func (t proxyThrottle) Probe(ip netip.Addr) bool {
 	return t.Throttle.Failure(accounts.OriginProbe, ip, "")
-}
-
-// localAddrFor gives a trunk registration the gateway's address on a
-// transport, as the provider must see it (the advertised endpoint).
-func localAddrFor(eps []proxy.Endpoint) func(transport string) sip.Addr {
-	return func(tr string) sip.Addr {
-		for _, e := range eps {
-			if e.Transport != tr {
-				continue
-			}
-			ip, err := netip.ParseAddr(e.Host)
-			if err != nil {
-				return sip.Addr{}
-			}
-			return sip.Addr{Transport: tr, AddrPort: netip.AddrPortFrom(ip, uint16(e.Port))}
-		}
-		return sip.Addr{}
-	}
 }

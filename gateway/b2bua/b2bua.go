@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/transaction"
@@ -29,8 +30,8 @@ const (
 	DefaultCancelTimeout = 32 * time.Second
 )
 
-// Options configures a B2BUA. Engine, Transactions, Sender, StampVia and
-// Contact are required; every other zero field has a working default.
+// Options configures a B2BUA. Engine, Transactions, Sender and Identity
+// are required; every other zero field has a working default.
 // Options are read once, by New.
 type Options struct {
 	// Engine makes the media bridge of each call.
@@ -42,14 +43,10 @@ type Options struct {
 	// Sender sends what has no transaction: the ACK for a 2xx. Normally
 	// the transport layer, the transaction layer's Sender.
 	Sender transaction.Sender
-	// StampVia puts the gateway's top Via, with a new branch, on a request
-	// about to be sent to dst: transport.Layer.StampVia.
-	StampVia func(req *sip.Request, dst sip.Addr) (sip.Via, error)
-	// Contact returns the gateway's Contact for the leg that reaches dst:
-	// an address of the gateway on dst's transport (for a WebSocket leg,
-	// one with ";transport=ws"), at which in-dialog requests reach the
-	// gateway again.
-	Contact func(dst sip.Addr) sip.Address
+	// Identity is who the gateway is: each leg's Via and Contact name the
+	// gateway's endpoint on the leg's transport, at which in-dialog
+	// requests reach the gateway again.
+	Identity *identity.Identity
 
 	// SessionExpires is the session interval (RFC 4028) asked of callees
 	// and the largest granted to callers; default DefaultSessionExpires.
@@ -87,10 +84,8 @@ func (o Options) withDefaults() (Options, error) {
 		return o, fmt.Errorf("%w: no transactions", ErrInvalidOptions)
 	case o.Sender == nil:
 		return o, fmt.Errorf("%w: no sender", ErrInvalidOptions)
-	case o.StampVia == nil:
-		return o, fmt.Errorf("%w: no StampVia", ErrInvalidOptions)
-	case o.Contact == nil:
-		return o, fmt.Errorf("%w: no Contact", ErrInvalidOptions)
+	case o.Identity == nil:
+		return o, fmt.Errorf("%w: no identity", ErrInvalidOptions)
 	}
 	if o.SessionExpires == 0 {
 		o.SessionExpires = DefaultSessionExpires

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/dialog"
@@ -42,7 +43,6 @@ func (s state) String() string {
 
 // Header values of the gateway's requests and responses.
 const (
-	allowed      = "INVITE, ACK, CANCEL, BYE, OPTIONS, UPDATE, INFO, PRACK, MESSAGE"
 	contentSDP   = "application/sdp"
 	maxForwards  = 70
 	timerTag     = "timer"
@@ -242,7 +242,7 @@ func (c *call) calleeInvite(target Target, offer []byte) *sip.Request {
 	req.Add("Call-ID", c.callee.key.callID)
 	req.Add("CSeq", sip.CSeq{Seq: 1, Method: sip.MethodInvite}.String())
 	req.Add("Contact", c.callee.contact.String())
-	req.Add("Allow", allowed)
+	req.Add("Allow", identity.Allow)
 	if o.SessionExpires > 0 {
 		req.Add("Supported", reliableTag+", "+timerTag)
 		req.Add("Session-Expires", seconds(o.SessionExpires))
@@ -705,7 +705,7 @@ func (c *call) callerResponse(code int, reason string) *sip.Response {
 		res.Add("Contact", c.caller.contact.String())
 	}
 	if code >= 200 && code < 300 {
-		res.Add("Allow", allowed)
+		res.Add("Allow", identity.Allow)
 		res.Add("Supported", supportedTags(c.b.opts.SessionExpires))
 	}
 	if ua := c.b.opts.UserAgent; ua != "" {

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/gateway/b2bua"
+	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/transaction"
@@ -33,20 +34,23 @@ func Example() {
 		//	b.Call(tx, req, b2bua.Target{URI: contact, Dst: binding.Source, WebRTC: false})
 		proxy.ServeSIP(tx, req)
 	}), transaction.Config{})
-	b, err := b2bua.New(b2bua.Options{
+	id, err := identity.New(identity.Config{
+		Domains: []string{"example.com"},
+		Endpoints: []identity.Endpoint{
+			{Transport: sip.UDP, Host: "gw.example.com", Port: 5060},
+			{Transport: sip.WS, Host: "gw.example.com", Port: 443},
+		},
+	})
+	if err != nil {
+		panic(err)
+	}
+	b, err = b2bua.New(b2bua.Options{
 		Engine:       engine,
 		Transactions: layer,
 		Sender:       tl,
-		StampVia:     tl.StampVia,
-		Contact: func(dst sip.Addr) sip.Address {
-			// The gateway's address on dst's transport.
-			u := sip.URI{Scheme: "sip", Host: "gw.example.com"}
-			if dst.Transport == sip.WS || dst.Transport == sip.WSS {
-				u.Params = sip.Params(";transport=" + dst.Transport)
-			}
-			return sip.Address{URI: u}
-		},
-		Logger: slog.Default(),
+		// Who the gateway is: its Via and Contact on each leg.
+		Identity: id,
+		Logger:   slog.Default(),
 	})
 	if err != nil {
 		panic(err)

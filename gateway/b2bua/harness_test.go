@@ -15,6 +15,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/internal/mediapeer"
 	"github.com/switchboard/switchboard/internal/sipnet"
@@ -138,13 +139,14 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	o.Engine = e
 	o.Transactions = h.layer
 	o.Sender = h.gw
-	o.StampVia = h.gw.StampVia
-	o.Contact = func(dst sip.Addr) sip.Address {
-		if dst.Transport == sip.WS {
-			return sip.Address{URI: sip.URI{Scheme: "sip", User: "gw", Host: "127.0.0.1", Port: 8080, Params: ";transport=ws"}}
-		}
-		return sip.Address{URI: sip.URI{Scheme: "sip", User: "gw", Host: "127.0.0.1", Port: 5060}}
+	id, err := identity.New(identity.Config{Domains: []string{"localhost"}, Endpoints: []identity.Endpoint{
+		{Transport: sip.UDP, Host: "127.0.0.1", Port: 5060},
+		{Transport: sip.WS, Host: "127.0.0.1", Port: 8080},
+	}})
+	if err != nil {
+		t.Fatal(err)
 	}
+	o.Identity = id
 	o.Logger = slog.New(h.logs)
 	b, err := New(o)
 	if err != nil {

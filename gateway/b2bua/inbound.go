@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 
+	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/dialog"
@@ -44,17 +45,12 @@ func (c *call) serve(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 	case sip.MethodInfo, sip.MethodMessage:
 		c.serveInfo(l, tx, req)
 	case sip.MethodOptions:
-		res := l.reply(req, 200, "")
-		res.Add("Allow", allowed)
-		res.Add("Accept", contentSDP)
-		c.respond(tx, res)
+		c.respond(tx, l.stamp(identity.OptionsResponse(req)))
 	case sip.MethodPrack:
 		// The gateway sends no reliable provisional responses.
 		c.respond(tx, l.reply(req, 481, ""))
 	default:
-		res := l.reply(req, 405, "")
-		res.Add("Allow", allowed)
-		c.respond(tx, res)
+		c.respond(tx, l.stamp(identity.MethodNotAllowed(req)))
 	}
 }
 

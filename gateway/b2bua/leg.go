@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/dialog"
 	"github.com/switchboard/switchboard/sip/transaction"
@@ -35,11 +36,20 @@ func newLeg(c *call, role string, web bool, dst sip.Addr, key legKey, uri sip.UR
 		role:    role,
 		web:     web,
 		dst:     dst,
-		contact: c.b.opts.Contact(dst),
+		contact: c.b.opts.Identity.Contact(contactUser, dst.Transport),
 		key:     key,
 		uri:     uri,
 		acks:    make(map[uint32]*pendingAck),
 	}
+}
+
+// contactUser is the user part of the gateway's Contact in its calls.
+const contactUser = "switchboard"
+
+// stampVia puts the gateway's top Via, with a new branch, on a request to
+// the leg's peer.
+func (l *leg) stampVia(req *sip.Request) {
+	req.PrependVia(l.c.b.opts.Identity.Via(l.dst.Transport, sip.Params(";branch="+sip.NewBranch()+";rport")))
 }
 
 func (l *leg) dialog() *dialog.Dialog {
@@ -73,9 +83,7 @@ func (l *leg) info() LegInfo {
 // towards the leg's peer.
 func (l *leg) send(ctx context.Context, req *sip.Request) (*transaction.ClientTx, error) {
 	o := &l.c.b.opts
-	if _, err := o.StampVia(req, l.dst); err != nil {
-		return nil, fmt.Errorf("b2bua: via for %s: %w", l.dst, err)
-	}
+	l.stampVia(req)
 	tx, err := o.Transactions.Request(ctx, req, l.dst)
 	if err != nil {
 		return nil, fmt.Errorf("b2bua: %s to the %s: %w", req.Method, l.role, err)
@@ -144,9 +152,7 @@ func (l *leg) ack(d *dialog.Dialog, res *sip.Response) (*sip.Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("b2bua: ack to the %s: %w", l.role, err)
 	}
-	if _, err := l.c.b.opts.StampVia(ack, l.dst); err != nil {
-		return nil, fmt.Errorf("b2bua: via for %s: %w", l.dst, err)
-	}
+	l.stampVia(ack)
 	l.sendAck(ack)
 	return ack, nil
 }
@@ -285,6 +291,16 @@ func (l *leg) takeAck(ack *sip.Request) (*pendingAck, func()) {
 	return p, p.stop
 }
 
+// stamp adds what every response of the leg carries to res, a response
+// built elsewhere: the leg's To tag, and Server.
+func (l *leg) stamp(res *sip.Response) *sip.Response {
+	res.SetToTag(l.key.localTag)
+	if ua := l.c.b.opts.UserAgent; ua != "" {
+		res.Add("Server", ua)
+	}
+	return res
+}
+
 // reply builds a response to req, a request received in the leg's
 // dialog, with the gateway's Contact on a 2xx to a target refresh.
 func (l *leg) reply(req *sip.Request, code int, reason string) *sip.Response {
@@ -292,7 +308,7 @@ func (l *leg) reply(req *sip.Request, code int, reason string) *sip.Response {
 	res.SetToTag(l.key.localTag)
 	if code >= 200 && code < 300 && (req.Method == sip.MethodInvite || req.Method == sip.MethodUpdate) {
 		res.Add("Contact", l.contact.String())
-		res.Add("Allow", allowed)
+		res.Add("Allow", identity.Allow)
 		if st := supportedTags(l.c.b.opts.SessionExpires); st != "" {
 			res.Add("Supported", st)
 		}

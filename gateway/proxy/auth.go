@@ -34,7 +34,7 @@ func (p *Proxy) authorize(tx *transaction.ServerTx, r *sip.Request, uri sip.URI)
 		}
 	}
 	from := r.From()
-	local := p.isLocalURI(&from.URI)
+	local := p.id.IsLocal(&from.URI)
 	if !local && !p.authAll {
 		return c, !p.throttled(tx, r, "")
 	}

@@ -10,7 +10,7 @@
 //
 // A [Proxy] is a transaction.Handler: the binary hands it every request that
 // is neither a REGISTER (the registrar's) nor meant for the gateway itself
-// ([Proxy.IsForMe], answered with [OptionsResponse]). It reaches the rest of
+// ([Proxy.IsForMe], answered with identity.OptionsResponse). It reaches the rest of
 // the gateway through small interfaces — [Locator], [Credentials],
 // [TrustedSources], [Throttle], [Router], [FlowTokens] defined here, and
 // transaction.Requester and locate.Resolver where they belong — so

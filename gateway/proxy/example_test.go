@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 
+	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/gateway/proxy"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/transaction"
@@ -31,11 +32,18 @@ func Example() {
 		transaction.HandlerFunc(func(tx *transaction.ServerTx, req *sip.Request) { p.ServeSIP(tx, req) }),
 		transaction.Config{OnStrayResponse: func(res *sip.Response) { p.ForwardResponse(res) }})
 	defer layer.Close()
-	p, err := proxy.New(proxy.Options{
+	id, err := identity.New(identity.Config{
+		Domains:   []string{"example.com"},
+		Endpoints: []identity.Endpoint{{Transport: sip.UDP, Host: "192.0.2.10", Port: 5060}},
+	})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	p, err = proxy.New(proxy.Options{
 		Transactions: layer,
 		Sender:       out,
-		Endpoints:    []proxy.Endpoint{{Transport: sip.UDP, Host: "192.0.2.10", Port: 5060}},
-		Domains:      []string{"example.com"},
+		Identity:     id,
 	})
 	if err != nil {
 		fmt.Println(err)

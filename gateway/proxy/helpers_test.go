@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/internal/sipnet"
 	"github.com/switchboard/switchboard/sip"
@@ -43,6 +44,19 @@ var (
 	// testSecret makes stamps and tokens repeatable across a test's proxies.
 	testSecret = []byte("0123456789abcdef0123456789abcdef")
 )
+
+// testIdentity is the identity of the fixture's proxy, serving domains.
+func testIdentity(domains ...string) *identity.Identity {
+	id, err := identity.New(identity.Config{Domains: domains, Endpoints: []identity.Endpoint{
+		{Transport: sip.UDP, Host: "192.0.2.10", Port: 5060},
+		{Transport: sip.TCP, Host: "192.0.2.10", Port: 5060},
+		{Transport: sip.WS, Host: "192.0.2.10", Port: 8080},
+	}})
+	if err != nil {
+		panic(err)
+	}
+	return id
+}
 
 func mustAddr(tr, ap string) sip.Addr {
 	return sip.Addr{Transport: tr, AddrPort: netip.MustParseAddrPort(ap)}
@@ -85,18 +99,13 @@ func newFixture(t testing.TB, tweak func(*Options)) *fixture {
 	opts := Options{
 		Transactions: f.layer,
 		Sender:       f.node,
-		Endpoints: []Endpoint{
-			{Transport: sip.UDP, Host: "192.0.2.10", Port: 5060},
-			{Transport: sip.TCP, Host: "192.0.2.10", Port: 5060},
-			{Transport: sip.WS, Host: "192.0.2.10", Port: 8080},
-		},
-		Domains:     []string{testDomain},
-		Locator:     f.loc,
-		Credentials: f,
-		Secret:      testSecret,
-		Algorithms:  []string{"SHA-256", "MD5"},
-		Clock:       f.clk,
-		Logger:      slog.New(slog.NewTextHandler(f.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Identity:     testIdentity(testDomain),
+		Locator:      f.loc,
+		Credentials:  f,
+		Secret:       testSecret,
+		Algorithms:   []string{"SHA-256", "MD5"},
+		Clock:        f.clk,
+		Logger:       slog.New(slog.NewTextHandler(f.logBuf, &slog.HandlerOptions{Level: slog.LevelDebug})),
 	}
 	if tweak != nil {
 		tweak(&opts)

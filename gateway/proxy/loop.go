@@ -66,7 +66,7 @@ func statelessBranch(hash, received string) string {
 func (p *Proxy) looped(r *sip.Request, hash string) bool {
 	for _, v := range r.Via() {
 		b := v.Branch()
-		if !strings.HasPrefix(b, branchPrefix) || !p.hosts[strings.ToLower(v.Host)] {
+		if !strings.HasPrefix(b, branchPrefix) || !p.id.IsLocalHost(v.Host) {
 			continue
 		}
 		if rest := b[len(branchPrefix):]; len(rest) > len(hash) && rest[:len(hash)] == hash && rest[len(hash)] == '.' {

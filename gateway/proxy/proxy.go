@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
 	"github.com/switchboard/switchboard/sip/transaction"
@@ -27,19 +28,7 @@ const (
 	DefaultMaxTargets = 16
 )
 
-// Endpoint is one of the gateway's own SIP addresses: what goes into the
-// proxy's Via and Record-Route for a transport, and what it recognises as
-// itself in Route headers and Request-URIs.
-type Endpoint struct {
-	// Transport is sip.UDP, sip.TCP, sip.TLS, sip.WS or sip.WSS.
-	Transport string
-	// Host is the host name or IP address to advertise.
-	Host string
-	// Port is the port to advertise; 0 leaves it out.
-	Port int
-}
-
-// Options configure a Proxy. Transactions, Sender and Endpoints are
+// Options configure a Proxy. Transactions, Sender and Identity are
 // required; every other zero field has a working default.
 type Options struct {
 	// Transactions starts the client transactions of forwarded requests:
@@ -48,22 +37,15 @@ type Options struct {
 	// Sender sends what has no transaction: ACKs for 2xx responses and
 	// stray responses (§16.11). Normally the transaction layer's Sender.
 	Sender transaction.Sender
-	// Endpoints are the gateway's addresses, one per transport at least.
-	// The first one of a transport is used for it; a transport without an
-	// endpoint uses the first endpoint.
-	Endpoints []Endpoint
-	// Domains are the SIP domains the gateway is responsible for: their
-	// AORs are looked up in the Locator and their users authenticate. The
-	// first one is the domain of Request-URIs that name the gateway by
-	// address.
-	Domains []string
-	// RedirectDomains are the domains (among Domains) served in redirect
+	// Identity is who the gateway is: the domains whose AORs are looked
+	// up in the Locator and whose users authenticate, the names and
+	// addresses that mean the gateway in Route headers and Request-URIs,
+	// and the endpoints its Via and Record-Route name.
+	Identity *identity.Identity
+	// RedirectDomains are the domains (among the Identity's) served in redirect
 	// mode: a request for one of their AORs is answered 302 with the
 	// targets as Contacts instead of being proxied.
 	RedirectDomains []string
-	// Aliases are more host names and addresses that mean this gateway
-	// (a public address behind NAT, a load balancer's name).
-	Aliases []string
 	// Realm is the digest realm; default the first domain.
 	Realm string
 
@@ -142,11 +124,8 @@ type Proxy struct {
 	bridge     func(ctx context.Context, req *sip.Request, t Target) (BridgedBranch, bool)
 	txs        transaction.Requester
 	sender     transaction.Sender
-	endpoints  []Endpoint
-	domains    map[string]bool
+	id         *identity.Identity
 	redirect   map[string]bool
-	hosts      map[string]bool // endpoint hosts and aliases, lower case
-	primary    string
 	realm      string
 
 	locator  Locator
@@ -170,23 +149,21 @@ type Proxy struct {
 }
 
 // New returns a Proxy configured by opts. It fails with an error wrapping
-// ErrInvalidOptions when Transactions, Sender or Endpoints are missing or
-// an endpoint is incomplete.
+// ErrInvalidOptions when Transactions, Sender or Identity are missing.
 func New(opts Options) (*Proxy, error) {
 	switch {
 	case opts.Transactions == nil:
 		return nil, fmt.Errorf("%w: no transactions", ErrInvalidOptions)
 	case opts.Sender == nil:
 		return nil, fmt.Errorf("%w: no sender", ErrInvalidOptions)
-	case len(opts.Endpoints) == 0:
-		return nil, fmt.Errorf("%w: no endpoints", ErrInvalidOptions)
+	case opts.Identity == nil:
+		return nil, fmt.Errorf("%w: no identity", ErrInvalidOptions)
 	}
 	p := &Proxy{
 		txs:           opts.Transactions,
 		sender:        opts.Sender,
-		domains:       make(map[string]bool),
+		id:            opts.Identity,
 		redirect:      make(map[string]bool),
-		hosts:         make(map[string]bool),
 		locator:       opts.Locator,
 		resolver:      opts.Resolver,
 		creds:         opts.Credentials,
@@ -204,24 +181,6 @@ func New(opts Options) (*Proxy, error) {
 		clk:           clock.Or(opts.Clock),
 		log:           opts.Logger,
 	}
-	for _, ep := range opts.Endpoints {
-		if ep.Host == "" || ep.Transport == "" {
-			return nil, fmt.Errorf("%w: endpoint %+v lacks a transport or host", ErrInvalidOptions, ep)
-		}
-		ep.Transport = strings.ToUpper(ep.Transport)
-		p.endpoints = append(p.endpoints, ep)
-		p.hosts[strings.ToLower(ep.Host)] = true
-	}
-	for _, a := range opts.Aliases {
-		p.hosts[strings.ToLower(a)] = true
-	}
-	for _, d := range opts.Domains {
-		d = strings.ToLower(d)
-		p.domains[d] = true
-		if p.primary == "" {
-			p.primary = d
-		}
-	}
 	for _, d := range opts.RedirectDomains {
 		p.redirect[strings.ToLower(d)] = true
 	}
@@ -238,7 +197,7 @@ func New(opts Options) (*Proxy, error) {
 	}
 	p.realm = opts.Realm
 	if p.realm == "" {
-		p.realm = p.primary
+		p.realm = p.id.Domain()
 	}
 	p.auth = &digest.Server{Realm: p.realm, Secret: p.key, Now: p.clk.Now}
 	if len(p.algorithms) == 0 {
@@ -306,7 +265,7 @@ func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Re
 		return
 	}
 	if r.Method == sip.MethodOptions && p.IsForMe(r) {
-		p.respond(tx, OptionsResponse(r))
+		p.respond(tx, identity.OptionsResponse(r))
 		return
 	}
 
@@ -369,8 +328,8 @@ func (p *Proxy) validate(tx *transaction.ServerTx, r *sip.Request) bool {
 	if mf, ok := r.MaxForwards(); ok && mf == 0 {
 		// §16.3 step 3: an OPTIONS may be answered by its final
 		// recipient, which the gateway is when no user is named.
-		if r.Method == sip.MethodOptions && r.URI.User == "" && p.isLocalURI(&r.URI) {
-			p.respond(tx, OptionsResponse(r))
+		if r.Method == sip.MethodOptions && r.URI.User == "" && p.id.IsLocal(&r.URI) {
+			p.respond(tx, identity.OptionsResponse(r))
 		} else {
 			p.reply(tx, r, 483, "", nil)
 		}
@@ -417,7 +376,7 @@ func (p *Proxy) targets(ctx context.Context, tx *transaction.ServerTx, r *sip.Re
 			return ts, true
 		}
 	}
-	if !p.isLocalURI(&r.URI) {
+	if !p.id.IsLocal(&r.URI) {
 		if r.URI.Scheme == "tel" {
 			p.reply(tx, r, 404, "", nil)
 			return nil, false
@@ -428,7 +387,7 @@ func (p *Proxy) targets(ctx context.Context, tx *transaction.ServerTx, r *sip.Re
 		}
 		return []Target{{URI: r.URI}}, true
 	}
-	aor := p.aor(&r.URI)
+	aor := p.id.AOR(&r.URI)
 	var ts []Target
 	if p.locator != nil {
 		var err error
@@ -442,7 +401,7 @@ func (p *Proxy) targets(ctx context.Context, tx *transaction.ServerTx, r *sip.Re
 		p.reply(tx, r, p.absentStatus(r, caller), "", nil)
 		return nil, false
 	}
-	if p.redirect[p.domainOf(&r.URI)] {
+	if p.redirect[p.id.DomainOf(&r.URI)] {
 		p.respond(tx, p.redirectResponse(r, ts))
 		return nil, false
 	}
@@ -469,9 +428,9 @@ func (p *Proxy) expand(ctx context.Context, ts []Target) ([]Target, error) {
 		if p.locator == nil {
 			continue
 		}
-		found, err := p.locator.Lookup(ctx, p.aor(&t.URI))
+		found, err := p.locator.Lookup(ctx, p.id.AOR(&t.URI))
 		if err != nil {
-			return nil, fmt.Errorf("proxy: targets of %s: %w", p.aor(&t.URI), err)
+			return nil, fmt.Errorf("proxy: targets of %s: %w", p.id.AOR(&t.URI), err)
 		}
 		out = append(out, found...)
 	}
@@ -481,7 +440,7 @@ func (p *Proxy) expand(ctx context.Context, ts []Target) ([]Target, error) {
 // isAOR reports a target that names an address of record of ours rather
 // than a place to send to.
 func (p *Proxy) isAOR(t *Target) bool {
-	return !t.Dest.IsValid() && len(t.Path) == 0 && t.URI.User != "" && p.domains[strings.ToLower(t.URI.Host)]
+	return !t.Dest.IsValid() && len(t.Path) == 0 && t.URI.User != "" && p.id.IsDomain(t.URI.Host)
 }
 
 // mayLeave reports whether caller may send requests out of our domains.
@@ -530,33 +489,13 @@ func (p *Proxy) respond(tx *transaction.ServerTx, res *sip.Response) {
 	}
 }
 
-// Methods and extensions the gateway as a whole implements, for
-// OptionsResponse.
-const (
-	allowedMethods = "INVITE, ACK, CANCEL, BYE, OPTIONS, REGISTER, PRACK, UPDATE, INFO, REFER, MESSAGE, SUBSCRIBE, NOTIFY"
-	supportedTags  = "path, outbound"
-	acceptedTypes  = "application/sdp"
-)
-
-// OptionsResponse returns the 200 OK with which the gateway answers an
-// OPTIONS addressed to itself (RFC 3261 §11.2): Allow, Supported and
-// Accept list what it implements. The To tag is new.
-func OptionsResponse(req *sip.Request) *sip.Response {
-	res := sip.NewResponse(req, 200, "")
-	res.SetToTag(sip.NewTag())
-	res.Add("Allow", allowedMethods)
-	res.Add("Supported", supportedTags)
-	res.Add("Accept", acceptedTypes)
-	return res
-}
-
 // IsForMe reports whether req is addressed to the gateway itself rather
 // than to a user: its Request-URI has no user part and names one of our
 // domains, endpoints or aliases, and it carries no Route beyond our own.
-// The binary answers such an OPTIONS with OptionsResponse (ServeSIP does
-// too).
+// The gateway answers such an OPTIONS with identity.OptionsResponse
+// (ServeSIP does too).
 func (p *Proxy) IsForMe(req *sip.Request) bool {
-	if !req.URI.IsSIP() || req.URI.User != "" || !p.isLocalURI(&req.URI) {
+	if !req.URI.IsSIP() || req.URI.User != "" || !p.id.IsLocal(&req.URI) {
 		return false
 	}
 	routes, err := req.Routes()
@@ -564,7 +503,7 @@ func (p *Proxy) IsForMe(req *sip.Request) bool {
 		return false
 	}
 	for i := range routes {
-		if !p.isOurs(&routes[i].URI) {
+		if !p.id.IsSelf(&routes[i].URI) {
 			return false
 		}
 	}

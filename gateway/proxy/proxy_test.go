@@ -812,10 +812,9 @@ func TestNewOptions(t *testing.T) {
 	defer layer.Close()
 	sender := &node{}
 	for _, o := range []Options{
-		{Sender: sender, Endpoints: []Endpoint{{Transport: sip.UDP, Host: "h"}}},
-		{Transactions: layer, Endpoints: []Endpoint{{Transport: sip.UDP, Host: "h"}}},
+		{Sender: sender, Identity: testIdentity(testDomain)},
+		{Transactions: layer, Identity: testIdentity(testDomain)},
 		{Transactions: layer, Sender: sender},
-		{Transactions: layer, Sender: sender, Endpoints: []Endpoint{{Transport: sip.UDP}}},
 	} {
 		if _, err := New(o); !errors.Is(err, ErrInvalidOptions) {
 			t.Errorf("New(%+v): %v, want ErrInvalidOptions", o, err)

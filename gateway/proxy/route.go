@@ -82,7 +82,7 @@ func (p *Proxy) popOurRoutes(r *sip.Request, rt *routing) error {
 		return err
 	}
 	n := 0
-	for n < len(routes) && p.isOurs(&routes[n].URI) {
+	for n < len(routes) && p.id.IsSelf(&routes[n].URI) {
 		p.notePopped(rt, &routes[n].URI, r)
 		n++
 	}
@@ -139,60 +139,9 @@ func nextHop(req *sip.Request) (sip.URI, error) {
 	return top, nil
 }
 
-// isOurs reports whether u names this proxy: one of our domains, or one of
-// our endpoints or aliases on one of our ports.
-func (p *Proxy) isOurs(u *sip.URI) bool {
-	if !u.IsSIP() {
-		return false
-	}
-	host := strings.ToLower(u.Host)
-	if p.domains[host] {
-		return true
-	}
-	if !p.hosts[host] {
-		return false
-	}
-	if u.Port == 0 {
-		return true
-	}
-	for _, ep := range p.endpoints {
-		if ep.Port == u.Port {
-			return true
-		}
-	}
-	return false
-}
-
 // isOurRecordRoute reports whether u is a Record-Route URI of ours.
 func (p *Proxy) isOurRecordRoute(u *sip.URI) bool {
-	return u.Params.Has(stampParam) && p.isOurs(u)
-}
-
-// isLocalURI reports whether u is a SIP URI of one of our domains, or of
-// the gateway by address.
-func (p *Proxy) isLocalURI(u *sip.URI) bool {
-	if !u.IsSIP() {
-		return false
-	}
-	host := strings.ToLower(u.Host)
-	return p.domains[host] || p.hosts[host]
-}
-
-// domainOf returns the domain of a local URI: its host, or the primary
-// domain when it names the gateway by address.
-func (p *Proxy) domainOf(u *sip.URI) string {
-	host := strings.ToLower(u.Host)
-	if p.domains[host] || p.primary == "" {
-		return host
-	}
-	return p.primary
-}
-
-// aor returns the canonical address of record of a local URI:
-// "sip:user@domain", without port or parameters.
-func (p *Proxy) aor(u *sip.URI) string {
-	a := sip.URI{Scheme: "sip", User: u.User, Host: p.domainOf(u)}
-	return a.String()
+	return u.Params.Has(stampParam) && p.id.IsSelf(u)
 }
 
 // stamp returns the Record-Route stamp of one direction of a dialog: the
@@ -241,23 +190,13 @@ func (p *Proxy) checkStamp(rt *routing, s string, r *sip.Request) {
 	rt.badStamp = true
 }
 
-// endpointFor returns the endpoint of a transport, or the first endpoint.
-func (p *Proxy) endpointFor(transport string) Endpoint {
-	for _, ep := range p.endpoints {
-		if strings.EqualFold(ep.Transport, transport) {
-			return ep
-		}
-	}
-	return p.endpoints[0]
-}
-
 // recordRoute adds the proxy's Record-Route to an initial request leaving
 // for out (§16.6 step 4): one entry, facing out, which sends the callee's
 // requests towards the caller and so carries the caller's flow token
 // (inToken, or "") and the stamp of that direction. The callee's
 // responses get it rewritten for the caller (rewriteRecordRoute).
 func (p *Proxy) recordRoute(req *sip.Request, out sip.Addr, stamp, inToken string) {
-	req.Prepend("Record-Route", rrValue(p.endpointFor(out.Transport), inToken, stamp))
+	req.Prepend("Record-Route", p.id.RecordRoute(out.Transport, inToken, ";"+stampParam+"="+stamp))
 }
 
 // rewriteRecordRoute rewrites, in res — a callee's response to an initial
@@ -274,7 +213,7 @@ func (p *Proxy) rewriteRecordRoute(res *sip.Response, inTransport string, callee
 	}
 	idx := -1
 	for i := range rrs {
-		if s, has := rrs[i].URI.Params.Get(stampParam); has && len(s) > 0 && s[0] == toCaller && p.isOurs(&rrs[i].URI) {
+		if s, has := rrs[i].URI.Params.Get(stampParam); has && len(s) > 0 && s[0] == toCaller && p.id.IsSelf(&rrs[i].URI) {
 			idx = i
 			break
 		}
@@ -290,7 +229,7 @@ func (p *Proxy) rewriteRecordRoute(res *sip.Response, inTransport string, callee
 		token = p.tokens.Encode(callee)
 	}
 	stamp := p.stamp(toCallee, res.CallID(), res.From().Tag(), res.To().Tag())
-	mine := rrValue(p.endpointFor(inTransport), token, stamp)
+	mine := p.id.RecordRoute(inTransport, token, ";"+stampParam+"="+stamp)
 	vals := make([]string, len(rrs))
 	for i := range rrs {
 		if i == idx {
@@ -306,41 +245,15 @@ func (p *Proxy) rewriteRecordRoute(res *sip.Response, inTransport string, callee
 	return next, true
 }
 
-// rrValue formats a Record-Route value: <sip:[token@]host[:port]
-// [;transport=x];lr;sbdlg=stamp>.
-func rrValue(ep Endpoint, token, stamp string) string {
-	b := make([]byte, 0, 96+len(token))
-	b = append(b, "<sip:"...)
-	if token != "" {
-		b = append(b, token...) // base64url: unreserved in a user part
-		b = append(b, '@')
-	}
-	b = append(b, sip.JoinHostPort(ep.Host, ep.Port)...)
-	if ep.Transport != sip.UDP {
-		b = append(b, ";transport="...)
-		b = append(b, strings.ToLower(ep.Transport)...)
-	}
-	b = append(b, ";lr;"+stampParam+"="...)
-	b = append(b, stamp...)
-	b = append(b, '>')
-	return string(b)
-}
-
 // via returns the proxy's Via for a request leaving for out (§16.6 step
 // 8), with a branch made of the loop-detection hash and a unique part, and
 // the flow token of the request's source when it came over a connection.
 func (p *Proxy) via(out sip.Addr, branch, inToken string) sip.Via {
-	ep := p.endpointFor(out.Transport)
 	params := ";branch=" + branch + ";rport"
 	if inToken != "" {
 		params += ";" + viaFlowParam + "=" + inToken
 	}
-	return sip.Via{
-		Transport: strings.ToUpper(out.Transport),
-		Host:      ep.Host,
-		Port:      ep.Port,
-		Params:    sip.Params(params),
-	}
+	return p.id.Via(out.Transport, sip.Params(params))
 }
 
 // formatQ writes a q-value in thousandths as RFC 3261 §20.10 does: "1",

@@ -86,7 +86,7 @@ func (p *Proxy) ForwardResponse(res *sip.Response) {
 		return
 	}
 	ours := vias[0]
-	if !strings.HasPrefix(ours.Branch(), branchPrefix) || !p.hosts[strings.ToLower(ours.Host)] {
+	if !strings.HasPrefix(ours.Branch(), branchPrefix) || !p.id.IsLocalHost(ours.Host) {
 		p.log.Debug("proxy: dropping stray response not sent through this proxy", "status", res.StatusCode)
 		return
 	}

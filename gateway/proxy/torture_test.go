@@ -42,7 +42,7 @@ func TestTorture(t *testing.T) {
 			req := msg.(*sip.Request)
 			trunkAddr := mustAddr(sip.UDP, "203.0.113.5:5060")
 			f := newFixture(t, func(o *Options) {
-				o.Domains = append(o.Domains, "example.com", "registrar.example.com")
+				o.Identity = testIdentity(testDomain, "example.com", "registrar.example.com")
 				o.Trusted = trustedFunc(func(src sip.Addr) (string, bool) { return "carrier", src.AddrPort == trunkAddr.AddrPort })
 			})
 			trunk := f.newUA("trunk", otherDomain, trunkAddr, nil)

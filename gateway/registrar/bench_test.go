@@ -26,7 +26,7 @@ func BenchmarkServeRegisterRefresh(b *testing.B) {
 	}
 	defer loc.Close()
 	srv := &digest.Server{Realm: "example.com", Secret: []byte("0123456789abcdef0123456789abcdef")}
-	reg, err := registrar.New(registrar.Options{Domain: "example.com", Accounts: store, Location: loc, Digest: srv})
+	reg, err := registrar.New(registrar.Options{Identity: registrar.DomainIdentity("example.com"), Accounts: store, Location: loc, Digest: srv})
 	if err != nil {
 		b.Fatal(err)
 	}

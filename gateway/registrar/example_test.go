@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/gateway/accounts"
+	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/gateway/location"
 	"github.com/switchboard/switchboard/gateway/registrar"
 	"github.com/switchboard/switchboard/sip"
@@ -25,9 +26,12 @@ func ExampleRegistrar_ServeRegister() {
 	store, _ := accounts.NewStore(users)
 	loc, _ := location.Open(location.Options{Clock: clk}) // no Dir: in memory only
 	defer loc.Close()
-	reg, err := registrar.New(registrar.Options{
-		Domain: "example.com", Accounts: store, Location: loc, Clock: clk,
+	// Who the gateway is: its domain, and where it listens.
+	id, _ := identity.New(identity.Config{
+		Domains:   []string{"example.com"},
+		Endpoints: []identity.Endpoint{{Transport: sip.UDP, Host: "192.0.2.1", Port: 5060}},
 	})
+	reg, err := registrar.New(registrar.Options{Identity: id, Accounts: store, Location: loc, Clock: clk})
 	if err != nil {
 		panic(err)
 	}

@@ -41,7 +41,7 @@ func FuzzServeRegister(f *testing.F) {
 	}
 	defer loc.Close()
 	srv := &digest.Server{Realm: domain, Now: c.Now}
-	reg, err := registrar.New(registrar.Options{Domain: domain, Accounts: store, Location: loc, Digest: srv, Clock: c})
+	reg, err := registrar.New(registrar.Options{Identity: registrar.DomainIdentity(domain), Accounts: store, Location: loc, Digest: srv, Clock: c})
 	if err != nil {
 		f.Fatal(err)
 	}

@@ -55,7 +55,7 @@ func newEnv(t *testing.T, configure ...func(*registrar.Options, *location.Option
 	}
 	// Both algorithms, strongest first, so the tests cover SHA-256 too;
 	// TestDefaultAlgorithms checks the default.
-	e.opts = registrar.Options{Domain: domain, Accounts: e.accts, Clock: e.clock, Algorithms: []string{"SHA-256", "MD5"}}
+	e.opts = registrar.Options{Identity: registrar.DomainIdentity(domain), Accounts: e.accts, Clock: e.clock, Algorithms: []string{"SHA-256", "MD5"}}
 	lopts := location.Options{Dir: e.dir, Clock: e.clock}
 	for _, f := range configure {
 		f(&e.opts, &lopts)

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"hash/maphash"
 	"log/slog"
-	"net/netip"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/gateway/accounts"
+	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/gateway/location"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
@@ -30,13 +30,11 @@ const (
 // Options configure a Registrar. Domain, Accounts and Location are
 // required; every other zero field takes its default.
 type Options struct {
-	// Domain is the SIP domain served: the digest realm and the host of
-	// every AOR.
-	Domain string
-	// Aliases are other names of the same domain that a Request-URI or To
-	// may use — the gateway's IP addresses, other host names. AORs in an
-	// alias are stored under Domain.
-	Aliases []string
+	// Identity is who the gateway is. Its primary domain is the digest
+	// realm and the host of every AOR; a Request-URI or To may name any
+	// of its domains, aliases or endpoint hosts (AORs there are stored
+	// under the primary domain).
+	Identity *identity.Identity
 	// Accounts authenticates users.
 	Accounts *accounts.Store
 	// Location stores the bindings.
@@ -76,8 +74,7 @@ type Options struct {
 // safe for concurrent use.
 type Registrar struct {
 	domain     string // canonical host of AORs, lower case
-	names      []string
-	ips        []netip.Addr
+	id         *identity.Identity
 	accounts   *accounts.Store
 	loc        location.Store
 	digest     *digest.Server
@@ -99,17 +96,18 @@ type Registrar struct {
 // New returns a registrar, checking opts.
 func New(opts Options) (*Registrar, error) {
 	switch {
-	case opts.Domain == "":
-		return nil, errors.New("registrar: no domain")
+	case opts.Identity == nil:
+		return nil, errors.New("registrar: no identity")
 	case opts.Accounts == nil:
 		return nil, errors.New("registrar: no account store")
 	case opts.Location == nil:
 		return nil, errors.New("registrar: no location store")
-	case opts.Digest != nil && opts.Digest.Realm != opts.Domain:
-		return nil, fmt.Errorf("registrar: digest realm %q is not the domain %q", opts.Digest.Realm, opts.Domain)
+	case opts.Digest != nil && opts.Digest.Realm != opts.Identity.Domain():
+		return nil, fmt.Errorf("registrar: digest realm %q is not the domain %q", opts.Digest.Realm, opts.Identity.Domain())
 	}
 	r := &Registrar{
-		domain:     strings.ToLower(opts.Domain),
+		id:         opts.Identity,
+		domain:     opts.Identity.Domain(),
 		accounts:   opts.Accounts,
 		loc:        opts.Location,
 		digest:     opts.Digest,
@@ -119,19 +117,11 @@ func New(opts Options) (*Registrar, error) {
 		log:        opts.Logger,
 		seed:       maphash.MakeSeed(),
 	}
-	for _, h := range append([]string{opts.Domain}, opts.Aliases...) {
-		h = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]")
-		if ip, err := netip.ParseAddr(h); err == nil {
-			r.ips = append(r.ips, ip.Unmap().WithZone(""))
-		} else {
-			r.names = append(r.names, strings.ToLower(h))
-		}
-	}
 	if len(r.algorithms) == 0 {
 		r.algorithms = digest.DefaultAlgorithms()
 	}
 	if r.digest == nil {
-		r.digest = &digest.Server{Realm: opts.Domain, Now: r.clock.Now}
+		r.digest = &digest.Server{Realm: r.domain, Now: r.clock.Now}
 	}
 	if r.throttle == nil {
 		r.throttle = &accounts.Throttle{Clock: r.clock}
@@ -163,25 +153,9 @@ func seconds(d time.Duration) uint64 {
 	return max(1, uint64((d+time.Second-1)/time.Second))
 }
 
-// ours reports whether host names the domain or one of its aliases.
-func (r *Registrar) ours(host string) bool {
-	for _, n := range r.names {
-		if strings.EqualFold(host, n) {
-			return true
-		}
-	}
-	if len(r.ips) > 0 {
-		if ip, err := netip.ParseAddr(host); err == nil {
-			ip = ip.Unmap().WithZone("")
-			for _, a := range r.ips {
-				if a == ip {
-					return true
-				}
-			}
-		}
-	}
-	return false
-}
+// ours reports whether host names the gateway: a domain, an alias or an
+// endpoint host.
+func (r *Registrar) ours(host string) bool { return r.id.IsLocalHost(host) }
 
 // aorOf returns the canonical AOR of a user of the domain.
 func (r *Registrar) aorOf(user string) string {

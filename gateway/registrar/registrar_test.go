@@ -366,7 +366,7 @@ func TestAuthorizationChecks(t *testing.T) {
 
 func TestRequestChecks(t *testing.T) {
 	e := newEnv(t, func(o *registrar.Options, _ *location.Options) {
-		o.Aliases = []string{"192.0.2.53", "[2001:db8::53]", "SIP.Example.com"}
+		o.Identity = registrar.DomainIdentity(domain, "192.0.2.53", "[2001:db8::53]", "SIP.Example.com")
 	})
 	tests := []struct {
 		name   string
@@ -595,17 +595,17 @@ func TestNew(t *testing.T) {
 	loc, _ := location.Open(location.Options{})
 	defer loc.Close()
 	for name, o := range map[string]registrar.Options{
-		"no domain":    {Accounts: accts, Location: loc},
-		"no accounts":  {Domain: domain, Location: loc},
-		"no location":  {Domain: domain, Accounts: accts},
-		"realm":        {Domain: domain, Accounts: accts, Location: loc, Digest: &digest.Server{Realm: "other"}},
-		"min over max": {Domain: domain, Accounts: accts, Location: loc, MinExpires: time.Hour, MaxExpires: time.Minute},
+		"no identity":  {Accounts: accts, Location: loc},
+		"no accounts":  {Identity: registrar.DomainIdentity(domain), Location: loc},
+		"no location":  {Identity: registrar.DomainIdentity(domain), Accounts: accts},
+		"realm":        {Identity: registrar.DomainIdentity(domain), Accounts: accts, Location: loc, Digest: &digest.Server{Realm: "other"}},
+		"min over max": {Identity: registrar.DomainIdentity(domain), Accounts: accts, Location: loc, MinExpires: time.Hour, MaxExpires: time.Minute},
 	} {
 		if _, err := registrar.New(o); err == nil {
 			t.Errorf("%s: New succeeded", name)
 		}
 	}
-	if _, err := registrar.New(registrar.Options{Domain: domain, Accounts: accts, Location: loc}); err != nil {
+	if _, err := registrar.New(registrar.Options{Identity: registrar.DomainIdentity(domain), Accounts: accts, Location: loc}); err != nil {
 		t.Error(err)
 	}
 }

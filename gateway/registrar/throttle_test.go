@@ -141,7 +141,7 @@ func BenchmarkAuthFailure(b *testing.B) {
 			// nanosecond): the benchmark measures the verification, not
 			// the refusal.
 			th := &accounts.Throttle{MaxFailures: 2, UserMaxFailures: 2, Window: time.Nanosecond}
-			reg, err := registrar.New(registrar.Options{Domain: domain, Accounts: store, Location: loc, Digest: srv, Throttle: th})
+			reg, err := registrar.New(registrar.Options{Identity: registrar.DomainIdentity(domain), Accounts: store, Location: loc, Digest: srv, Throttle: th})
 			if err != nil {
 				b.Fatal(err)
 			}

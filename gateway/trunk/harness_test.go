@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
 	"github.com/switchboard/switchboard/sip/transaction"
@@ -21,7 +22,7 @@ const waitLimit = 5 * time.Second
 
 var (
 	epoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	// The gateway's TCP listener, as LocalAddr gives it.
+	// The gateway's TCP listener, its only endpoint (gwIdentity).
 	gwTCP = sip.Addr{Transport: sip.TCP, AddrPort: netip.MustParseAddrPort("192.0.2.10:5070")}
 	// Two addresses of the provider.
 	prov1 = sip.Addr{Transport: sip.TCP, AddrPort: netip.MustParseAddrPort("198.51.100.1:5060")}
@@ -148,12 +149,7 @@ func newHarness(t *testing.T, tr Trunk, mod func(*RegistrationOptions)) *harness
 		Trunk:     tr,
 		Requester: h.layer,
 		Resolver:  h.res,
-		LocalAddr: func(transport string) sip.Addr {
-			if transport == sip.TCP {
-				return gwTCP
-			}
-			return sip.Addr{}
-		},
+		Identity:  gwIdentity(),
 		Clock:     armClock{clk, h.armed},
 		UserAgent: "switchboard-test",
 		RetryMin:  10 * time.Second,
@@ -331,4 +327,16 @@ func expect(t *testing.T, s sent, want map[string]string) {
 			t.Errorf("%s: %q, want %q", name, got, v)
 		}
 	}
+}
+
+// gwIdentity is the identity of the gateway of the tests: one TCP
+// endpoint, gwTCP.
+func gwIdentity() *identity.Identity {
+	id, err := identity.New(identity.Config{Domains: []string{"gw.example"}, Endpoints: []identity.Endpoint{
+		{Transport: sip.TCP, Host: gwTCP.AddrPort.Addr().String(), Port: int(gwTCP.AddrPort.Port())},
+	}})
+	if err != nil {
+		panic(err)
+	}
+	return id
 }

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
 	"github.com/switchboard/switchboard/sip/transaction"
@@ -62,13 +63,11 @@ type RegistrationOptions struct {
 	Requester transaction.Requester
 	// Resolver finds the provider's addresses from NextHop(Trunk).
 	Resolver locate.Resolver
-	// LocalAddr returns the gateway's address for a transport ("UDP",
-	// "TCP", "TLS") as the provider must see it: the listener's address,
-	// or with SWITCHBOARD_PUBLIC_IP the public address and the listener's
-	// port. It makes the top Via's sent-by and the Contact, so it should
-	// not change between calls. A zero Addr means the transport is not
-	// available, and the attempt fails.
-	LocalAddr func(transport string) sip.Addr
+	// Identity is who the gateway is: its endpoint on the provider's
+	// transport, as the provider must see it, makes the top Via's sent-by
+	// and the Contact. A transport the gateway has no endpoint of makes
+	// the attempt fail.
+	Identity *identity.Identity
 
 	// Clock runs the refresh and retry timers; nil means the real clock.
 	Clock clock.Clock
@@ -141,8 +140,8 @@ type Registration struct {
 func NewRegistration(opts RegistrationOptions) (*Registration, error) {
 	t := opts.Trunk
 	switch {
-	case opts.Requester == nil, opts.Resolver == nil, opts.LocalAddr == nil:
-		return nil, errors.New("trunk: registration needs a Requester, a Resolver and LocalAddr")
+	case opts.Requester == nil, opts.Resolver == nil, opts.Identity == nil:
+		return nil, errors.New("trunk: registration needs a Requester, a Resolver and an Identity")
 	case t.Host == "" || t.FromDomain == "" || t.FromUser == "":
 		return nil, fmt.Errorf("trunk %q: registration needs a host, from_domain and from_user (or username)", t.Name)
 	}
@@ -350,15 +349,14 @@ func failover(err error) bool {
 // exchange sends REGISTERs to dst until one gets a final answer that is
 // not a challenge or a 423 it can satisfy.
 func (r *Registration) exchange(ctx context.Context, dst sip.Addr, expires uint32) (time.Duration, error) {
-	local := r.opts.LocalAddr(dst.Transport)
-	if !local.AddrPort.IsValid() {
+	if !r.opts.Identity.Serves(dst.Transport) {
 		return 0, fmt.Errorf("no local address for %s", dst.Transport)
 	}
-	contact := r.contact(local, dst.Transport)
+	contact := r.opts.Identity.URI(r.opts.Trunk.ContactUser, dst.Transport)
 	var authRounds [2]int // challenges answered: 401, 407
 	briefRounds := 0
 	for {
-		req, err := r.build(dst, local, contact, expires)
+		req, err := r.build(dst, contact, expires)
 		if err != nil {
 			return 0, err
 		}
@@ -426,31 +424,12 @@ func (r *Registration) challenged(res *sip.Response, rounds int) error {
 	return nil
 }
 
-// contact returns the Contact URI registered for local.
-func (r *Registration) contact(local sip.Addr, transport string) sip.URI {
-	u := sip.URI{
-		Scheme: "sip",
-		User:   r.opts.Trunk.ContactUser,
-		Host:   local.AddrPort.Addr().Unmap().WithZone("").String(),
-		Port:   int(local.AddrPort.Port()),
-	}
-	if transport != sip.UDP {
-		u.Params = sip.Params(";transport=" + strings.ToLower(transport))
-	}
-	return u
-}
-
 // build makes the next REGISTER (§10.2): a new branch and CSeq, the same
 // Call-ID and From tag, and credentials for every challenge kept.
-func (r *Registration) build(dst, local sip.Addr, contact sip.URI, expires uint32) (*sip.Request, error) {
+func (r *Registration) build(dst sip.Addr, contact sip.URI, expires uint32) (*sip.Request, error) {
 	r.cseq++
 	req := sip.NewRequest(sip.MethodRegister, r.registrar)
-	via := sip.Via{
-		Transport: dst.Transport,
-		Host:      local.AddrPort.Addr().Unmap().WithZone("").String(),
-		Port:      int(local.AddrPort.Port()),
-		Params:    sip.Params(";branch=" + sip.NewBranch() + ";rport"),
-	}
+	via := r.opts.Identity.Via(dst.Transport, sip.Params(";branch="+sip.NewBranch()+";rport"))
 	req.Add("Via", via.String())
 	req.Add("Max-Forwards", "70")
 	from := sip.Address{URI: r.aor, Params: sip.Params(";tag=" + r.fromTag)}

@@ -471,7 +471,7 @@ func TestRegistrationStop(t *testing.T) {
 
 func TestNewRegistration(t *testing.T) {
 	h := newHarness(t, testTrunk(), nil)
-	good := RegistrationOptions{Trunk: testTrunk(), Requester: h.layer, Resolver: h.res, LocalAddr: func(string) sip.Addr { return gwTCP }}
+	good := RegistrationOptions{Trunk: testTrunk(), Requester: h.layer, Resolver: h.res, Identity: gwIdentity()}
 	if _, err := NewRegistration(good); err != nil {
 		t.Fatal(err)
 	}

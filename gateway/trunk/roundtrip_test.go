@@ -154,9 +154,9 @@ func TestRegistrationDigestRoundTrip(t *testing.T) {
 			}
 			return []sip.Addr{prov1}, nil
 		}),
-		LocalAddr: func(string) sip.Addr { return gwTCP },
-		Clock:     armClock{clk, armed},
-		OnChange:  func(state string, expires time.Time, err error) { changes <- status{state, expires, err} },
+		Identity: gwIdentity(),
+		Clock:    armClock{clk, armed},
+		OnChange: func(state string, expires time.Time, err error) { changes <- status{state, expires, err} },
 	})
 	if err != nil {
 		t.Fatal(err)
