@@ -64,6 +64,8 @@ type stackCollector struct {
 	wsOpen, wsConns                                       *prometheus.Desc
 	authFailures, authRefused, authBlocked                *prometheus.Desc
 	sipReceived, sipDropped, sipPending, txOpen, overload *prometheus.Desc
+	sipPendingBytes, txPlaces, txHandlers, txEvicted      *prometheus.Desc
+	clientRefused, admission                              *prometheus.Desc
 }
 
 func newStackCollector(s *sipStack) *stackCollector {
@@ -71,29 +73,35 @@ func newStackCollector(s *sipStack) *stackCollector {
 		return prometheus.NewDesc("switchboard_"+name, help, labels, nil)
 	}
 	return &stackCollector{
-		s:             s,
-		registrations: d("registrations", "Registered contacts (bindings), by the transport they registered over.", "transport"),
-		users:         d("registered_users", "Addresses of record with at least one registered contact."),
-		accounts:      d("accounts", "Accounts that can register and call."),
-		calls:         d("calls_active", "Calls bridged between WebRTC and SIP by the B2BUA now, by state (calling, ringing, early, answered).", "state"),
-		callLegs:      d("call_legs_active", "Legs of the bridged calls now, by type: webrtc (browser) or sip (phone, trunk).", "type"),
-		oneWay:        d("calls_one_way_audio", "Bridged calls where one side has been silent while the other sends."),
-		bridges:       d("media_bridges_total", "Media bridges made since start: one per bridged call attempt."),
-		inactive:      d("media_inactivity_timeouts_total", "Bridged calls ended because no media flowed."),
-		ports:         d("rtp_ports", "RTP port pairs of the SIP-side legs, by state (in_use, draining).", "state"),
-		rtpPackets:    d("rtp_packets_total", "RTP packets relayed, by leg (webrtc, sip) and direction (in: from the peer on that leg; out: to it).", "leg", "direction"),
-		rtpBytes:      d("rtp_bytes_total", "RTP bytes (header and payload, after SRTP) by leg and direction.", "leg", "direction"),
-		rtpLost:       d("rtp_lost_packets_total", "RTP packets lost on their way to the gateway, from sequence gaps, by leg.", "leg"),
-		wsOpen:        d("websocket_connections", "Open SIP over WebSocket connections."),
-		wsConns:       d("websocket_connections_total", "SIP over WebSocket handshakes, by result (accepted, refused).", "result"),
-		authFailures:  d("auth_failures_total", "Failed digest authentications (wrong password or unknown user), by role (registrar, proxy).", "role"),
-		authRefused:   d("auth_refused_total", "Authentication attempts refused unchecked because the source failed too often, by role.", "role"),
-		authBlocked:   d("auth_blocked_sources", "Sources refused now for failing authentication too often, by role.", "role"),
-		sipReceived:   d("sip_messages_received_total", "SIP messages the transports delivered."),
-		sipDropped:    d("sip_messages_dropped_total", "SIP messages dropped unread because their source or the gateway was over its queue cap."),
-		sipPending:    d("sip_messages_pending", "SIP messages waiting for a worker."),
-		txOpen:        d("sip_transactions_open", "SIP transactions not yet terminated, by side (server, client).", "side"),
-		overload:      d("sip_overload_rejected_total", "Requests answered 503 statelessly because too many server transactions were pending."),
+		s:               s,
+		registrations:   d("registrations", "Registered contacts (bindings), by the transport they registered over.", "transport"),
+		users:           d("registered_users", "Addresses of record with at least one registered contact."),
+		accounts:        d("accounts", "Accounts that can register and call."),
+		calls:           d("calls_active", "Calls bridged between WebRTC and SIP by the B2BUA now, by state (calling, ringing, early, answered).", "state"),
+		callLegs:        d("call_legs_active", "Legs of the bridged calls now, by type: webrtc (browser) or sip (phone, trunk).", "type"),
+		oneWay:          d("calls_one_way_audio", "Bridged calls where one side has been silent while the other sends."),
+		bridges:         d("media_bridges_total", "Media bridges made since start: one per bridged call attempt."),
+		inactive:        d("media_inactivity_timeouts_total", "Bridged calls ended because no media flowed."),
+		ports:           d("rtp_ports", "RTP port pairs of the SIP-side legs, by state (in_use, draining).", "state"),
+		rtpPackets:      d("rtp_packets_total", "RTP packets relayed, by leg (webrtc, sip) and direction (in: from the peer on that leg; out: to it).", "leg", "direction"),
+		rtpBytes:        d("rtp_bytes_total", "RTP bytes (header and payload, after SRTP) by leg and direction.", "leg", "direction"),
+		rtpLost:         d("rtp_lost_packets_total", "RTP packets lost on their way to the gateway, from sequence gaps, by leg.", "leg"),
+		wsOpen:          d("websocket_connections", "Open SIP over WebSocket connections."),
+		wsConns:         d("websocket_connections_total", "SIP over WebSocket handshakes, by result (accepted, refused).", "result"),
+		authFailures:    d("auth_failures_total", "Failed digest authentications (wrong password or unknown user), by role (registrar, proxy).", "role"),
+		authRefused:     d("auth_refused_total", "Authentication attempts refused unchecked because the source failed too often, by role.", "role"),
+		authBlocked:     d("auth_blocked_sources", "Sources refused now for failing authentication too often, by role.", "role"),
+		sipReceived:     d("sip_messages_received_total", "SIP messages the transports delivered."),
+		sipDropped:      d("sip_messages_dropped_total", "SIP messages dropped unread because their source or the gateway was over its queue cap."),
+		sipPending:      d("sip_messages_pending", "SIP messages waiting for a worker."),
+		txOpen:          d("sip_transactions_open", "SIP transactions not yet terminated, by side (server, client).", "side"),
+		overload:        d("sip_overload_rejected_total", "Requests answered 503 statelessly (and ACKs dropped) because the server transactions, or those of their source, were at their bound."),
+		sipPendingBytes: d("sip_messages_pending_bytes", "Approximate bytes of the SIP messages waiting for a worker."),
+		txPlaces:        d("sip_transaction_places", "Places in use of the bound on server transactions: open server transactions, and handlers still running."),
+		txHandlers:      d("sip_handlers_running", "Request handlers running now."),
+		txEvicted:       d("sip_transactions_evicted_total", "Answered server transactions ended before their retransmission timer to make room for new requests."),
+		clientRefused:   d("sip_client_transactions_refused_total", "Requests the gateway did not send because too many client transactions were open."),
+		admission:       d("sip_admission_refused_total", "Requests refused before any transaction because their source is throttled for failing authentication, by action (answered: 403 sent statelessly; dropped).", "action"),
 	}
 }
 
@@ -189,8 +197,15 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.sipReceived, ts.Received)
 	counter(c.sipDropped, ts.Dropped)
 	gauge(c.sipPending, float64(ts.Pending))
+	gauge(c.sipPendingBytes, float64(ts.PendingBytes))
 	txs := s.tx.Stats()
 	gauge(c.txOpen, float64(txs.ServerTransactions), "server")
 	gauge(c.txOpen, float64(txs.ClientTransactions), "client")
 	counter(c.overload, txs.Rejected)
+	gauge(c.txPlaces, float64(txs.Pending))
+	gauge(c.txHandlers, float64(txs.Handlers))
+	counter(c.txEvicted, txs.Evicted)
+	counter(c.clientRefused, txs.ClientRejected)
+	counter(c.admission, txs.Refused, "answered")
+	counter(c.admission, txs.Dropped, "dropped")
 }

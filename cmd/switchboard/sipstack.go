@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"sync"
 	"time"
 
@@ -183,6 +185,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 	s.tx = transaction.New(s.transports, s.server, transaction.Config{
 		Logger:  logger.With("component", "transaction"),
 		OnFinal: metrics.onFinal,
+		Admit:   refuseThrottled(s.regThrottle, s.proxyThrottle),
 		OnStrayResponse: func(res *sip.Response) {
 			if px != nil {
 				px.ForwardResponse(res)
@@ -425,5 +428,33 @@ func localAddrFor(eps []proxy.Endpoint) func(transport string) sip.Addr {
 			return sip.Addr{Transport: tr, AddrPort: netip.AddrPortFrom(ip, uint16(e.Port))}
 		}
 		return sip.Addr{}
+	}
+}
+
+// refuseThrottled is the transaction layer's Admit: a source that the
+// authentication throttles block gets 403 with Retry-After statelessly for
+// each new out-of-dialog request, before any transaction or handler, so
+// that an address guessing passwords costs no memory while it is refused.
+// Requests inside a dialog (with a To tag) go on: the gateway never
+// authenticates them, and a call in progress from that address can still
+// end. A REGISTER is refused with or without one.
+func refuseThrottled(throttles ...*accounts.Throttle) func(*sip.Request) (*sip.Response, bool) {
+	return func(req *sip.Request) (*sip.Response, bool) {
+		if req.Method != sip.MethodRegister && req.To().Tag() != "" {
+			return nil, false
+		}
+		ip := req.Source.AddrPort.Addr()
+		var wait time.Duration
+		for _, th := range throttles {
+			if w, ok := th.Allow(ip, ""); !ok {
+				wait = max(wait, w)
+			}
+		}
+		if wait <= 0 {
+			return nil, false
+		}
+		res := sip.NewResponse(req, 403, "Too Many Failed Attempts")
+		res.Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
+		return res, false
 	}
 }
