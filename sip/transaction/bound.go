@@ -10,9 +10,11 @@ import (
 // The bound on server transactions (Config.MaxServerTransactions) is kept
 // in places: a server transaction takes one when it is created and gives it
 // back once it has terminated and its handler has returned; a handler of an
-// ACK without transaction holds one while it runs. Places are counted per
-// source too, so that the bound can refuse the sources that hold many
-// rather than whoever comes next:
+// ACK without transaction holds one while it runs. A large request takes
+// more than one, one per placeSize bytes it holds, so that the bound is
+// one on memory too: 10,000 requests of 64 KiB would otherwise hold
+// 640 MiB. Places are counted per source too, so that the bound can
+// refuse the sources that hold many rather than whoever comes next:
 //
 //   - a source at MaxServerTransactionsPerSource ends its own oldest
 //     answered transaction to make room, or is refused;
@@ -36,7 +38,24 @@ const (
 	// warnEvery spaces the warnings about refused requests, which come by
 	// the thousand a second under a flood.
 	warnEvery = 10 * time.Second
+	// placeSize is the memory one place stands for: a request holding
+	// more takes a place per placeSize.
+	placeSize = 4 << 10
+	// reqOverhead is what a parsed request holds besides its text (the
+	// sip.Request with its inline header arrays).
+	reqOverhead = 2 << 10
 )
+
+// weight is the number of places req takes: one per placeSize of what it
+// holds (its text, as header fields and body, and its structure), at least
+// one, at most max.
+func weight(req *sip.Request, max int) int {
+	n := reqOverhead + len(req.Body)
+	for _, f := range req.Fields() {
+		n += len(f.Name) + len(f.Value) + 4
+	}
+	return min(max, 1+(n-1)/placeSize)
+}
 
 // sourceOf is the unit of the per-source bound: the IP address, and for
 // IPv6 its /64, the block one subscriber usually gets, so that an attacker
@@ -104,7 +123,7 @@ func (q *txList) remove(tx *ServerTx) {
 // the bounds ask for it; they are returned, to be ended with endEvicted
 // once l.mu is released, whether a place was had or not. Called with l.mu
 // held.
-func (l *Layer) acquire(src netip.Addr) (ok bool, evicted []*ServerTx) {
+func (l *Layer) acquire(src netip.Addr, w int) (ok bool, evicted []*ServerTx) {
 	held := func() int {
 		if load := l.sources[src]; load != nil {
 			return load.places
@@ -127,41 +146,48 @@ func (l *Layer) acquire(src netip.Addr) (ok bool, evicted []*ServerTx) {
 		}
 		return nil
 	}
-	if held() >= l.perSource && !end(own()) {
-		return false, evicted
+	// Each loop ends: an end frees at least one place, or fails.
+	for held()+w > l.perSource {
+		if !end(own()) {
+			return false, evicted
+		}
 	}
-	if l.places >= l.max-l.max/reserveShare && held() >= lightLoad && !end(own()) {
-		return false, evicted
+	for l.places+w > l.max-l.max/reserveShare && held() >= lightLoad {
+		if !end(own()) {
+			return false, evicted
+		}
 	}
-	if l.places >= l.max && !end(&l.lingering) {
-		return false, evicted
+	for l.places+w > l.max {
+		if !end(&l.lingering) {
+			return false, evicted
+		}
 	}
 	load := l.sources[src]
 	if load == nil {
 		load = &sourceLoad{lingering: txList{idx: sourceList}}
 		l.sources[src] = load
 	}
-	load.places++
-	l.places++
+	load.places += w
+	l.places += w
 	return true, evicted
 }
 
-// release gives back a place of src. Called with l.mu held.
-func (l *Layer) release(src netip.Addr) {
+// release gives back w places of src. Called with l.mu held.
+func (l *Layer) release(src netip.Addr, w int) {
 	load := l.sources[src]
-	load.places--
-	l.places--
+	load.places -= w
+	l.places -= w
 	if load.places == 0 {
 		delete(l.sources, src)
 	}
 }
 
-// freePlace gives back tx's place once it is out of the tables and its
+// freePlace gives back tx's places once it is out of the tables and its
 // handler has returned. Called with l.mu held.
 func (l *Layer) freePlace(tx *ServerTx) {
 	if tx.place && !tx.inTable && !tx.running {
 		tx.place = false
-		l.release(tx.src)
+		l.release(tx.src, tx.weight)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -164,12 +165,14 @@ func TestServerBoundEveryState(t *testing.T) {
 	if st := l.Stats(); st.Evicted != 1 || st.ServerTransactions != 3 || st.Pending != 3 {
 		t.Fatalf("stats %+v", st)
 	}
-	// Its retransmission starts a new transaction (no longer absorbed).
+	// Its retransmission starts a new transaction (no longer absorbed),
+	// which ends the next oldest, .11's.
 	l.HandleMessage(spec("OPTIONS", 0, from("192.0.2.10")).req(t))
 	next()
 	net.wait(t, 1)
-	// Two handlers of INFO now run and one OPTIONS lingers: a third
-	// INFO ends it; a fourth finds nothing to end and gets 503.
+	eventually(t, "the OPTIONS handler returned", func() bool { return l.Stats().Handlers == 1 })
+	// One INFO runs, two OPTIONS linger: two more INFOs end them; a
+	// fourth INFO finds nothing to end and gets 503.
 	l.HandleMessage(spec("INFO", 1, from("192.0.2.21")).req(t))
 	next()
 	l.HandleMessage(spec("INFO", 2, from("192.0.2.22")).req(t))
@@ -395,4 +398,39 @@ func TestClientBound(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 	mustRequest(t, h, "OPTIONS", peerUDP)
+}
+
+// TestServerBoundLargeRequests: a request takes a place per 4 KiB it
+// holds, so that the bound caps memory, not only a count.
+func TestServerBoundLargeRequests(t *testing.T) {
+	h := newHarness(t, Config{MaxServerTransactions: 40, MaxServerTransactionsPerSource: 40, TryingDelay: time.Hour})
+	big := func(n int) *sip.Request {
+		s := spec("MESSAGE", n, from(fmt.Sprintf("192.0.2.%d", n)))
+		s.body = strings.Repeat("x", 20<<10)
+		return s.req(t)
+	}
+	w := weight(big(0), 1000)
+	if w < 5 || w > 7 {
+		t.Fatalf("a 20 KiB request weighs %d places, want about 6", w)
+	}
+	if small := weight(spec("OPTIONS", 0, phoneUDP).req(t), 1000); small != 1 {
+		t.Fatalf("a small request weighs %d places, want 1", small)
+	}
+	n := 0
+	for ; (n+1)*w <= 40; n++ {
+		h.l.HandleMessage(big(n))
+		h.serverTx()
+	}
+	if st := h.l.Stats(); st.Pending != n*w {
+		t.Fatalf("places %d, want %d", st.Pending, n*w)
+	}
+	h.l.HandleMessage(big(n))
+	if got := labels(h.net.wait(t, 1)); got != "503 MESSAGE" {
+		t.Fatalf("sent %s, want 503 beyond the bound", got)
+	}
+	// A weight never passes the per-source bound, or the request could
+	// never get in.
+	if got := weight(big(0), 3); got != 3 {
+		t.Fatalf("weight capped at 3: %d", got)
+	}
 }

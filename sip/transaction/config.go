@@ -97,7 +97,9 @@ type Config struct {
 	// kept to absorb retransmissions (Timers I, J, H). A transaction
 	// holds its place until it has terminated and its handler has
 	// returned; a handler of an ACK without transaction holds one while
-	// it runs. So it bounds the handler goroutines too. When it is
+	// it runs. So it bounds the handler goroutines too. A request that
+	// holds more than 4 KiB (text and parsed structure) takes a place per
+	// 4 KiB, so that the bound caps memory too. When it is
 	// reached, the oldest answered transaction that only absorbs
 	// retransmissions is ended early to make room; when there is none,
 	// the request gets 503 with Retry-After, statelessly. The last

@@ -76,7 +76,8 @@
 //     stays, as RFC 6026 keeps it there to match ACKs). A timeout gives a
 //     client TU a synthesized 408 and ErrTimeout.
 //   - Bounds: at most MaxServerTransactions server transactions exist, in
-//     every state, and as many handler goroutines; at most
+//     every state, and as many handler goroutines (a request over 4 KiB
+//     counts once per 4 KiB); at most
 //     MaxServerTransactionsPerSource of them come from one source (an IP
 //     address, an IPv6 /64), and the last eighth is kept for sources that
 //     hold few. At a bound, the oldest transaction that only absorbs

@@ -339,8 +339,8 @@ func (l *Layer) handleRequest(req *sip.Request) {
 		}
 		admitted = true
 	}
-	src := sourceOf(req.Source)
-	ok, evicted := l.acquire(src)
+	src, w := sourceOf(req.Source), weight(req, l.perSource)
+	ok, evicted := l.acquire(src, w)
 	if !ok {
 		l.overloaded(req.Method, req.Source) // unlocks l.mu
 		endEvicted(evicted)
@@ -348,7 +348,7 @@ func (l *Layer) handleRequest(req *sip.Request) {
 		return
 	}
 	tx := newServerTx(l, req, rfc3261, sk, lk)
-	tx.src, tx.place, tx.running = src, true, true
+	tx.src, tx.weight, tx.place, tx.running = src, w, true, true
 	l.insertServer(tx)
 	l.running++
 	l.handlers.Add(1)
@@ -410,7 +410,8 @@ func (l *Layer) handleCancel(req *sip.Request, rfc3261 bool, sk serverKey, lk le
 	tx := newServerTx(l, req, rfc3261, sk, lk)
 	tx.handlerDone = true
 	tx.src = sourceOf(req.Source)
-	ok, evicted := l.acquire(tx.src)
+	tx.weight = weight(req, l.perSource)
+	ok, evicted := l.acquire(tx.src, tx.weight)
 	tx.place, tx.endAtOnce = ok, !ok
 	l.insertServer(tx)
 	l.mu.Unlock()
@@ -517,8 +518,8 @@ func (l *Layer) dispatchAck(req *sip.Request) {
 		l.mu.Unlock()
 		return
 	}
-	src := sourceOf(req.Source)
-	ok, evicted := l.acquire(src)
+	src, w := sourceOf(req.Source), weight(req, l.perSource)
+	ok, evicted := l.acquire(src, w)
 	if !ok {
 		l.overloaded(req.Method, req.Source) // unlocks l.mu
 		endEvicted(evicted)
@@ -533,7 +534,7 @@ func (l *Layer) dispatchAck(req *sip.Request) {
 		defer func() {
 			l.mu.Lock()
 			l.running--
-			l.release(src)
+			l.release(src, w)
 			l.mu.Unlock()
 		}()
 		defer func() {

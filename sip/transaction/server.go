@@ -58,7 +58,8 @@ type ServerTx struct {
 
 	// Guarded by Layer.mu: the place the transaction holds (see bound.go).
 	src     netip.Addr
-	place   bool // holds a place
+	weight  int  // the places it takes (weight)
+	place   bool // holds its places
 	running bool // its handler runs
 	inTable bool // in the Layer's tables
 	listed  bool // on the lingering lists
