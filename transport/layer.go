@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/transport/locate"
@@ -17,9 +18,12 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultMaxPendingPerSource = 256
-	DefaultMaxPending          = 16384
-	DefaultMTU                 = 1300
+	DefaultMaxPendingPerSource      = 256
+	DefaultMaxPending               = 16384
+	DefaultMaxPendingBytesPerSource = 4 << 20
+	DefaultMaxPendingBytes          = 64 << 20
+	DefaultMaxFlows                 = 50000
+	DefaultMTU                      = 1300
 )
 
 // Config configures a Layer. The zero value is ready to use.
@@ -27,12 +31,25 @@ type Config struct {
 	// Workers is the number of goroutines that call the upper Handler.
 	// Default: GOMAXPROCS, at least 2.
 	Workers int
-	// MaxPendingPerSource caps the messages from one source IP address
-	// waiting for a worker; more are dropped, so that a flooding source
-	// cannot starve the others. Default 256.
+	// MaxPendingPerSource caps the messages from one source (an IP
+	// address; for IPv6 its /64) waiting for a worker; more are dropped,
+	// so that a flooding source cannot starve the others. Default 256.
 	MaxPendingPerSource int
-	// MaxPending caps the messages waiting from all sources. Default 16384.
+	// MaxPending caps the messages waiting from all sources. The last
+	// eighth is kept for sources with fewer than 8 messages waiting, so
+	// that many flooding sources together cannot shut the others out
+	// either. Default 16384.
 	MaxPending int
+	// MaxPendingBytesPerSource and MaxPendingBytes cap the same queues in
+	// bytes, counted as what a parsed message holds (its text and about
+	// 2 KiB of structure), so that large messages cannot make the counts
+	// above cost gigabytes. Defaults 4 MiB and 64 MiB.
+	MaxPendingBytesPerSource, MaxPendingBytes int
+	// MaxFlows caps the table of open flows (connections that sent a
+	// message). It is meant never to bind: the transports cap their
+	// connections well below it. A message on a new flow beyond it is
+	// dropped. Default 50000.
+	MaxFlows int
 	// MTU is the size above which a request bound for UDP goes over TCP
 	// instead when a TCP transport exists (RFC 3261 §18.1.1). Default
 	// 1300; negative turns the rule off.
@@ -57,10 +74,14 @@ type Stats struct {
 	// Received counts the messages transports delivered to the Layer.
 	Received uint64
 	// Dropped counts messages dropped because their source was over its
-	// cap, the Layer was over its total cap, or it was not serving.
+	// cap, the Layer was over its total cap or its flow table was full, or
+	// it was not serving.
 	Dropped uint64
-	// Pending is the number of messages waiting for a worker now.
-	Pending int
+	// Pending is the number of messages waiting for a worker now, and
+	// PendingBytes their size as the caps count it.
+	Pending, PendingBytes int
+	// Flows is the number of open flows known.
+	Flows int
 }
 
 // Layer is the common layer of the SIP transports. It holds the
@@ -98,8 +119,10 @@ type Layer struct {
 	closeErr  error
 
 	flows    sync.Map // flow id → flowEntry
+	nFlows   atomic.Int64
 	received atomic.Uint64
 	dropped  atomic.Uint64
+	warned   atomic.Int64 // Unix ns of the last warning about drops
 }
 
 type flowEntry struct {
@@ -130,6 +153,15 @@ func NewLayer(cfg Config) *Layer {
 	}
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = DefaultMaxPending
+	}
+	if cfg.MaxPendingBytesPerSource <= 0 {
+		cfg.MaxPendingBytesPerSource = DefaultMaxPendingBytesPerSource
+	}
+	if cfg.MaxPendingBytes <= 0 {
+		cfg.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	if cfg.MaxFlows <= 0 {
+		cfg.MaxFlows = DefaultMaxFlows
 	}
 	if cfg.MTU == 0 {
 		cfg.MTU = DefaultMTU
@@ -188,8 +220,10 @@ func (l *Layer) Serve(ctx context.Context, h Handler) error {
 	}
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	r := &run{ctx: rctx, cancel: cancel, upper: h,
-		sched: newScheduler(l.cfg.MaxPendingPerSource, l.cfg.MaxPending)}
+	r := &run{ctx: rctx, cancel: cancel, upper: h, sched: newScheduler(limits{
+		perSource: l.cfg.MaxPendingPerSource, total: l.cfg.MaxPending,
+		perSourceBytes: l.cfg.MaxPendingBytesPerSource, totalBytes: l.cfg.MaxPendingBytes,
+	})}
 	l.run = r
 	l.active.Store(r)
 	for _, t := range *l.transports.Load() {
@@ -266,9 +300,9 @@ func (l *Layer) closeTransports() error {
 
 // Stats returns the Layer's counters.
 func (l *Layer) Stats() Stats {
-	s := Stats{Received: l.received.Load(), Dropped: l.dropped.Load()}
+	s := Stats{Received: l.received.Load(), Dropped: l.dropped.Load(), Flows: int(l.nFlows.Load())}
 	if r := l.active.Load(); r != nil {
-		s.Pending = r.sched.len()
+		s.Pending, s.PendingBytes = r.sched.len()
 	}
 	return s
 }
@@ -309,21 +343,47 @@ func (l *Layer) receive(msg sip.Message, t Transport) {
 	if l.cfg.Trace {
 		l.trace("received", msg, src, nil)
 	}
-	if src.Flow != 0 {
-		if _, ok := l.flows.Load(src.Flow); !ok {
-			l.flows.Store(src.Flow, flowEntry{t: t})
-		}
-	}
 	r := l.active.Load()
 	if r == nil {
 		l.dropped.Add(1)
 		return
 	}
 	l.received.Add(1)
-	if !r.sched.push(sourceKey(src), item{msg: msg}, false) {
-		l.dropped.Add(1)
-		l.log.Debug("dropped message: source over its pending cap", "source", src,
-			"cap", l.cfg.MaxPendingPerSource)
+	if src.Flow != 0 && !l.learnFlow(src.Flow, t) {
+		l.drop("flow table full", src)
+		return
+	}
+	if !r.sched.push(sourceKey(src), item{msg: msg, size: msgSize(msg)}, false) {
+		l.drop("source or layer over its pending cap", src)
+	}
+}
+
+// learnFlow records flow as open, unless the table is full.
+func (l *Layer) learnFlow(flow uint64, t Transport) bool {
+	if _, ok := l.flows.Load(flow); ok {
+		return true
+	}
+	if l.nFlows.Load() >= int64(l.cfg.MaxFlows) {
+		return false
+	}
+	// A flow's messages come from its connection's one read loop, so no
+	// two calls race to store the same flow; LoadOrStore keeps the count
+	// right if one ever did.
+	if _, loaded := l.flows.LoadOrStore(flow, flowEntry{t: t}); !loaded {
+		l.nFlows.Add(1)
+	}
+	return true
+}
+
+// drop counts a dropped message and logs it: at debug level each time,
+// and at warning level at most once every 10 s, since under a flood drops
+// come by the thousand a second.
+func (l *Layer) drop(why string, src sip.Addr) {
+	n := l.dropped.Add(1)
+	l.log.Debug("dropped message", "why", why, "source", src)
+	now := time.Now().UnixNano()
+	if last := l.warned.Load(); now-last >= int64(10*time.Second) && l.warned.CompareAndSwap(last, now) {
+		l.log.Warn("dropping messages", "why", why, "source", src, "dropped_total", n)
 	}
 }
 
@@ -343,16 +403,28 @@ func (l *Layer) trace(what string, msg sip.Message, peer sip.Addr, err error) {
 
 func (l *Layer) flowClosed(flow sip.Addr) {
 	if flow.Flow != 0 {
-		l.flows.Delete(flow.Flow)
+		if _, ok := l.flows.LoadAndDelete(flow.Flow); ok {
+			l.nFlows.Add(-1)
+		}
 	}
 	if r := l.active.Load(); r != nil {
 		r.sched.push(sourceKey(flow), item{closed: flow}, true)
 	}
 }
 
-// sourceKey is the fairness unit: the source IP address. Ports are left
-// out, since one host can open any number of them.
-func sourceKey(a sip.Addr) netip.Addr { return a.AddrPort.Addr().Unmap().WithZone("") }
+// sourceKey is the fairness unit: the source IP address, and for IPv6 its
+// /64, the block one subscriber usually gets, so that an attacker cannot
+// rotate through it. Ports are left out, since one host can open any
+// number of them.
+func sourceKey(a sip.Addr) netip.Addr {
+	ip := a.AddrPort.Addr().Unmap().WithZone("")
+	if ip.Is6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return ip
+}
 
 func (l *Layer) work(r *run) {
 	var src *source

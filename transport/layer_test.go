@@ -625,3 +625,54 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	defer w.mu.Unlock()
 	return w.w.Write(p)
 }
+
+// TestLayerFlowCap: the flow table holds at most MaxFlows; a message on a
+// new flow beyond it is dropped, one on a known flow is not, and a closed
+// flow makes room.
+func TestLayerFlowCap(t *testing.T) {
+	l := NewLayer(Config{MaxFlows: 2})
+	tcp := newFake(sip.TCP, "127.0.0.1:5060")
+	l.Add(tcp)
+	h := newChanHandler()
+	serve(t, l, h)
+	feed := tcp.handler(t)
+	flows := make([]sip.Addr, 3)
+	for i := range flows {
+		flows[i] = sip.Addr{Transport: sip.TCP, AddrPort: netip.AddrPortFrom(netip.MustParseAddr("198.51.100.7"), uint16(40000+i)), Flow: NextFlowID()}
+	}
+	n := 0
+	send := func(f sip.Addr) {
+		n++
+		feed.HandleMessage(request(t, fmt.Sprintf("SIP/2.0/TCP 198.51.100.7;branch=z9hG4bKf%d", n), f))
+	}
+	send(flows[0])
+	send(flows[1])
+	recv(t, h.msgs)
+	recv(t, h.msgs)
+	send(flows[2])
+	if st := l.Stats(); st.Flows != 2 || st.Dropped != 1 || l.FlowOpen(flows[2]) {
+		t.Fatalf("stats %+v, flow 3 open %v: want it dropped", st, l.FlowOpen(flows[2]))
+	}
+	send(flows[0])
+	recv(t, h.msgs)
+	feed.HandleFlowClosed(flows[0])
+	recv(t, h.closed)
+	send(flows[2])
+	recv(t, h.msgs)
+	if st := l.Stats(); st.Flows != 2 || !l.FlowOpen(flows[2]) {
+		t.Fatalf("stats %+v after a close", st)
+	}
+}
+
+// TestSourceKeyIPv6: IPv6 sources share a queue per /64.
+func TestSourceKeyIPv6(t *testing.T) {
+	a := sourceKey(sip.Addr{AddrPort: netip.MustParseAddrPort("[2001:db8:1:2::1]:5060")})
+	b := sourceKey(sip.Addr{AddrPort: netip.MustParseAddrPort("[2001:db8:1:2:ffff::7]:5062")})
+	c := sourceKey(sip.Addr{AddrPort: netip.MustParseAddrPort("[2001:db8:1:3::1]:5060")})
+	if a != b || a == c {
+		t.Fatalf("keys %v %v %v", a, b, c)
+	}
+	if k := sourceKey(udpAddr("[::ffff:198.51.100.1]:5060")); k != netip.MustParseAddr("198.51.100.1") {
+		t.Fatalf("mapped IPv4 key %v", k)
+	}
+}

@@ -12,6 +12,36 @@ import (
 type item struct {
 	msg    sip.Message
 	closed sip.Addr
+	size   int // what msg holds in memory, roughly (msgSize)
+}
+
+// msgOverhead is what a parsed message holds besides its text: the
+// sip.Request or sip.Response with its inline header arrays, about 1.7 KiB.
+const msgOverhead = 2 << 10
+
+// msgSize is roughly what m holds in memory: the parsed structure, and the
+// one copy of the message's text that its strings point into.
+func msgSize(m sip.Message) int {
+	n := msgOverhead + len(m.Payload())
+	for _, f := range m.Header().Fields() {
+		n += len(f.Name) + len(f.Value) + 4
+	}
+	return n
+}
+
+// Fairness under load. The last 1/reserveShare of each total cap is kept
+// for light sources, those with fewer than lightLoad items queued: when
+// a few sources flood, they fill their own queues and the shared space up
+// to the reserve, and a source that sends now and then still gets in.
+const (
+	reserveShare = 8
+	lightLoad    = 8
+)
+
+// limits are the caps of a scheduler.
+type limits struct {
+	perSource, total           int // items
+	perSourceBytes, totalBytes int // msgSize of the items
 }
 
 // source is the queue of one source IP address.
@@ -19,6 +49,7 @@ type source struct {
 	key   netip.Addr
 	items []item // FIFO: items[head:] are pending
 	head  int
+	bytes int // size of the pending items
 	// scheduled is set while the source is in the ready list or a worker
 	// holds it; a source is served by one worker at a time, which keeps
 	// its messages in order (a REGISTER is handled before the closing of
@@ -40,26 +71,45 @@ type scheduler struct {
 	// when the head passes half of it, so it never grows without bound.
 	readyHead int
 	pending   int
-	perSource int
-	total     int
+	bytes     int
+	lim       limits
 	closed    bool
 	free      []*source // recycled sources, to spare an allocation per burst
 }
 
-func newScheduler(perSource, total int) *scheduler {
+func newScheduler(lim limits) *scheduler {
 	s := &scheduler{
-		sources:   make(map[netip.Addr]*source),
-		perSource: perSource,
-		total:     total,
+		sources: make(map[netip.Addr]*source),
+		lim:     lim,
 	}
 	s.cond.L = &s.mu
 	return s
 }
 
+// fits reports whether the caps let an item of size in for src (nil: a
+// source with nothing queued). Called with s.mu held.
+func (s *scheduler) fits(src *source, size int) bool {
+	n, b := 0, 0
+	if src != nil {
+		n, b = src.len(), src.bytes
+	}
+	switch {
+	case n >= s.lim.perSource || b+size > s.lim.perSourceBytes:
+		return false
+	case s.pending >= s.lim.total || s.bytes+size > s.lim.totalBytes:
+		return false
+	case n < lightLoad:
+		return true
+	}
+	// A heavy source stops short of the reserve.
+	return s.pending < s.lim.total-s.lim.total/reserveShare &&
+		s.bytes+size <= s.lim.totalBytes-s.lim.totalBytes/reserveShare
+}
+
 // push queues it for key. Unless force is set it refuses (returns false)
-// when the source already has perSource items pending or the scheduler
-// holds total items. Flow-closed notifications are forced: there is at most
-// one per connection, and losing one would leave a dead binding behind.
+// when the caps do not let it in (fits). Flow-closed notifications are
+// forced: there is at most one per connection, and losing one would leave
+// a dead binding behind.
 func (s *scheduler) push(key netip.Addr, it item, force bool) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -67,7 +117,7 @@ func (s *scheduler) push(key netip.Addr, it item, force bool) bool {
 		return false
 	}
 	src := s.sources[key]
-	if !force && (s.pending >= s.total || src != nil && src.len() >= s.perSource) {
+	if !force && !s.fits(src, it.size) {
 		return false
 	}
 	if src == nil {
@@ -80,6 +130,8 @@ func (s *scheduler) push(key netip.Addr, it item, force bool) bool {
 		src.items, src.head = src.items[:n], 0
 	}
 	src.items = append(src.items, it)
+	src.bytes += it.size
+	s.bytes += it.size
 	s.pending++
 	if !src.scheduled {
 		src.scheduled = true
@@ -128,6 +180,8 @@ func (s *scheduler) next(prev *source) (src *source, it item, ok bool) {
 	it = src.items[src.head]
 	src.items[src.head] = item{}
 	src.head++
+	src.bytes -= it.size
+	s.bytes -= it.size
 	s.pending--
 	return src, it, true
 }
@@ -151,14 +205,14 @@ func (s *scheduler) release(src *source) {
 func (s *scheduler) close() {
 	s.mu.Lock()
 	s.closed = true
-	s.sources, s.ready, s.readyHead, s.pending = nil, nil, 0, 0
+	s.sources, s.ready, s.readyHead, s.pending, s.bytes = nil, nil, 0, 0, 0
 	s.mu.Unlock()
 	s.cond.Broadcast()
 }
 
-// len returns how many items are queued.
-func (s *scheduler) len() int {
+// len returns how many items are queued, and their size.
+func (s *scheduler) len() (n, bytes int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.pending
+	return s.pending, s.bytes
 }

@@ -7,7 +7,7 @@ import (
 )
 
 func TestSchedulerRoundRobin(t *testing.T) {
-	s := newScheduler(3, 100)
+	s := newScheduler(limits{perSource: 3, total: 100, perSourceBytes: 1 << 20, totalBytes: 1 << 20})
 	a, b, c := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")
 	push := func(k netip.Addr, n int) bool {
 		return s.push(k, item{closed: udpAddr(netip.AddrPortFrom(k, uint16(n)).String())}, false)
@@ -22,7 +22,7 @@ func TestSchedulerRoundRobin(t *testing.T) {
 	push(c, 2)
 	var order []string
 	var src *source
-	for s.len() > 0 {
+	for n, _ := s.len(); n > 0; n, _ = s.len() {
 		var it item
 		src, it, _ = s.next(src)
 		order = append(order, it.closed.AddrPort.String())
@@ -49,7 +49,7 @@ func TestSchedulerRoundRobin(t *testing.T) {
 }
 
 func TestSchedulerTotalCap(t *testing.T) {
-	s := newScheduler(10, 4)
+	s := newScheduler(limits{perSource: 10, total: 4, perSourceBytes: 1 << 20, totalBytes: 1 << 20})
 	for i := range 10 {
 		k := netip.AddrFrom4([4]byte{192, 0, 2, byte(i)})
 		if got, want := s.push(k, item{}, false), i < 4; got != want {
@@ -58,5 +58,60 @@ func TestSchedulerTotalCap(t *testing.T) {
 	}
 	if len(s.sources) != 4 {
 		t.Errorf("%d sources, want 4", len(s.sources))
+	}
+}
+
+// TestSchedulerByteCaps: a source's queue and the whole are capped in
+// bytes too; what a worker takes gives its bytes back.
+func TestSchedulerByteCaps(t *testing.T) {
+	s := newScheduler(limits{perSource: 100, total: 100, perSourceBytes: 10000, totalBytes: 25000})
+	a, b, c := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")
+	big := item{size: 4000}
+	for i, want := range []bool{true, true, false} { // 8000, then 12000 > 10000
+		if got := s.push(a, big, false); got != want {
+			t.Fatalf("push a%d: %v", i, got)
+		}
+	}
+	s.push(b, big, false)
+	s.push(b, big, false)                    // 16000 in all
+	if !s.push(c, item{size: 9000}, false) { // 25000: at the cap
+		t.Fatal("push c refused below the total")
+	}
+	if s.push(c, item{size: 1}, false) {
+		t.Fatal("push beyond the total byte cap accepted")
+	}
+	if n, bytes := s.len(); n != 5 || bytes != 25000 {
+		t.Fatalf("len %d, %d bytes", n, bytes)
+	}
+	src, _, _ := s.next(nil)
+	if _, bytes := s.len(); bytes != 21000 {
+		t.Fatalf("%d bytes after next, want 21000", bytes)
+	}
+	s.release(src)
+	if !s.push(c, item{size: 1}, false) {
+		t.Fatal("push refused after room was made")
+	}
+}
+
+// TestSchedulerReserve: the last eighth of the total is kept for light
+// sources (fewer than 8 items queued): heavy sources stop short of it.
+func TestSchedulerReserve(t *testing.T) {
+	s := newScheduler(limits{perSource: 100, total: 80, perSourceBytes: 1 << 20, totalBytes: 1 << 20})
+	heavy := netip.MustParseAddr("192.0.2.1")
+	n := 0
+	for s.push(heavy, item{size: 1}, false) {
+		n++
+	}
+	if n != 70 {
+		t.Fatalf("a heavy source queued %d, want 70 (80 less the reserve)", n)
+	}
+	for i := range 10 {
+		light := netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i)})
+		if !s.push(light, item{size: 1}, false) {
+			t.Fatalf("light source %d refused in the reserve", i)
+		}
+	}
+	if s.push(netip.MustParseAddr("192.0.2.99"), item{size: 1}, false) {
+		t.Fatal("push beyond the total accepted")
 	}
 }

@@ -67,6 +67,8 @@ type stackCollector struct {
 	sipReceived, sipDropped, sipPending, txOpen, overload  *prometheus.Desc
 	dialogs, dialogsEvicted, dialogsRefused, stampMismatch *prometheus.Desc
 	conns, connsRefused, connsEvicted, connsIdle           *prometheus.Desc
+	sipPendingBytes, txPlaces, txHandlers, txEvicted       *prometheus.Desc
+	clientRefused, admission                               *prometheus.Desc
 }
 
 func newStackCollector(s *sipStack) *stackCollector {
@@ -74,38 +76,44 @@ func newStackCollector(s *sipStack) *stackCollector {
 		return prometheus.NewDesc("switchboard_"+name, help, labels, nil)
 	}
 	return &stackCollector{
-		s:              s,
-		registrations:  d("registrations", "Registered contacts (bindings), by the transport they registered over.", "transport"),
-		users:          d("registered_users", "Addresses of record with at least one registered contact."),
-		accounts:       d("accounts", "Accounts that can register and call."),
-		calls:          d("calls_active", "Calls bridged between WebRTC and SIP by the B2BUA now, by state (calling, ringing, early, answered).", "state"),
-		callLegs:       d("call_legs_active", "Legs of the bridged calls now, by type: webrtc (browser) or sip (phone, trunk).", "type"),
-		oneWay:         d("calls_one_way_audio", "Bridged calls where one side has been silent while the other sends."),
-		bridges:        d("media_bridges_total", "Media bridges made since start: one per bridged call attempt."),
-		inactive:       d("media_inactivity_timeouts_total", "Bridged calls ended because no media flowed."),
-		ports:          d("rtp_ports", "RTP port pairs of the SIP-side legs, by state (in_use, draining).", "state"),
-		rtpPackets:     d("rtp_packets_total", "RTP packets relayed, by leg (webrtc, sip) and direction (in: from the peer on that leg; out: to it).", "leg", "direction"),
-		rtpBytes:       d("rtp_bytes_total", "RTP bytes (header and payload, after SRTP) by leg and direction.", "leg", "direction"),
-		rtpLost:        d("rtp_lost_packets_total", "RTP packets lost on their way to the gateway, from sequence gaps, by leg.", "leg"),
-		wsOpen:         d("websocket_connections", "Open SIP over WebSocket connections."),
-		wsConns:        d("websocket_connections_total", "SIP over WebSocket handshakes, by result (accepted, refused).", "result"),
-		authFailures:   d("auth_failures_total", "Failures counted by the authentication throttle, by origin: register (REGISTER credentials: wrong password or unknown user), proxy (Proxy-Authorization), admin (admin API bearer token), probe (an anonymous request for an address of ours with no target).", "origin"),
-		authRefused:    d("auth_refused_total", "Requests and authentication attempts refused unchecked because their source, or their user name from an address it never authenticated from, failed too often."),
-		authBlocked:    d("auth_blocked_sources", "Sources (IPv4 addresses, IPv6 /64s) refused now for failing too often."),
-		blockedUsers:   d("auth_blocked_users", "User names refused now, to addresses their user never authenticated from, for failing too often."),
-		sipReceived:    d("sip_messages_received_total", "SIP messages the transports delivered."),
-		sipDropped:     d("sip_messages_dropped_total", "SIP messages dropped unread because their source or the gateway was over its queue cap."),
-		sipPending:     d("sip_messages_pending", "SIP messages waiting for a worker."),
-		txOpen:         d("sip_transactions_open", "SIP transactions not yet terminated, by side (server, client).", "side"),
-		overload:       d("sip_overload_rejected_total", "Requests answered 503 statelessly because too many server transactions were pending."),
-		dialogs:        d("proxy_dialogs", "Dialogs the proxy record-routed and knows now: the only ones its Record-Route stamps route requests in."),
-		dialogsEvicted: d("proxy_dialogs_evicted_total", "Early dialogs forgotten to make room in the proxy's dialog table."),
-		dialogsRefused: d("proxy_dialogs_refused_total", "Initial requests answered 503 because the proxy's dialog table was full of confirmed dialogs."),
-		stampMismatch:  d("proxy_route_stamp_mismatches_total", "Requests whose Record-Route stamp did not verify or did not match its dialog (a replayed or forged route): authorised as out-of-dialog requests instead."),
-		conns:          d("sip_connections", "Open SIP connections by transport (tcp, tls, ws or wss) and state: registered (a binding came over it), unregistered (accepted, no binding: shed first), dialed (opened by the gateway).", "transport", "state"),
-		connsRefused:   d("sip_connections_refused_total", "SIP connections refused by transport and reason: per_address (the client's IPv4 address or IPv6 /64 at its cap), total (the total cap reached and no unregistered connection to evict).", "transport", "reason"),
-		connsEvicted:   d("sip_connections_evicted_total", "Unregistered SIP connections closed to make room for a new one at the total cap, by transport.", "transport"),
-		connsIdle:      d("sip_connections_idle_closed_total", "SIP connections closed for being idle, by transport.", "transport"),
+		s:               s,
+		registrations:   d("registrations", "Registered contacts (bindings), by the transport they registered over.", "transport"),
+		users:           d("registered_users", "Addresses of record with at least one registered contact."),
+		accounts:        d("accounts", "Accounts that can register and call."),
+		calls:           d("calls_active", "Calls bridged between WebRTC and SIP by the B2BUA now, by state (calling, ringing, early, answered).", "state"),
+		callLegs:        d("call_legs_active", "Legs of the bridged calls now, by type: webrtc (browser) or sip (phone, trunk).", "type"),
+		oneWay:          d("calls_one_way_audio", "Bridged calls where one side has been silent while the other sends."),
+		bridges:         d("media_bridges_total", "Media bridges made since start: one per bridged call attempt."),
+		inactive:        d("media_inactivity_timeouts_total", "Bridged calls ended because no media flowed."),
+		ports:           d("rtp_ports", "RTP port pairs of the SIP-side legs, by state (in_use, draining).", "state"),
+		rtpPackets:      d("rtp_packets_total", "RTP packets relayed, by leg (webrtc, sip) and direction (in: from the peer on that leg; out: to it).", "leg", "direction"),
+		rtpBytes:        d("rtp_bytes_total", "RTP bytes (header and payload, after SRTP) by leg and direction.", "leg", "direction"),
+		rtpLost:         d("rtp_lost_packets_total", "RTP packets lost on their way to the gateway, from sequence gaps, by leg.", "leg"),
+		wsOpen:          d("websocket_connections", "Open SIP over WebSocket connections."),
+		wsConns:         d("websocket_connections_total", "SIP over WebSocket handshakes, by result (accepted, refused).", "result"),
+		authFailures:    d("auth_failures_total", "Failures counted by the authentication throttle, by origin: register (REGISTER credentials: wrong password or unknown user), proxy (Proxy-Authorization), admin (admin API bearer token), probe (an anonymous request for an address of ours with no target).", "origin"),
+		authRefused:     d("auth_refused_total", "Requests and authentication attempts refused unchecked because their source, or their user name from an address it never authenticated from, failed too often."),
+		authBlocked:     d("auth_blocked_sources", "Sources (IPv4 addresses, IPv6 /64s) refused now for failing too often."),
+		blockedUsers:    d("auth_blocked_users", "User names refused now, to addresses their user never authenticated from, for failing too often."),
+		sipReceived:     d("sip_messages_received_total", "SIP messages the transports delivered."),
+		sipDropped:      d("sip_messages_dropped_total", "SIP messages dropped unread because their source or the gateway was over its queue cap."),
+		sipPending:      d("sip_messages_pending", "SIP messages waiting for a worker."),
+		txOpen:          d("sip_transactions_open", "SIP transactions not yet terminated, by side (server, client).", "side"),
+		overload:        d("sip_overload_rejected_total", "Requests answered 503 statelessly (and ACKs dropped) because the server transactions, or those of their source, were at their bound."),
+		dialogs:         d("proxy_dialogs", "Dialogs the proxy record-routed and knows now: the only ones its Record-Route stamps route requests in."),
+		dialogsEvicted:  d("proxy_dialogs_evicted_total", "Early dialogs forgotten to make room in the proxy's dialog table."),
+		dialogsRefused:  d("proxy_dialogs_refused_total", "Initial requests answered 503 because the proxy's dialog table was full of confirmed dialogs."),
+		stampMismatch:   d("proxy_route_stamp_mismatches_total", "Requests whose Record-Route stamp did not verify or did not match its dialog (a replayed or forged route): authorised as out-of-dialog requests instead."),
+		conns:           d("sip_connections", "Open SIP connections by transport (tcp, tls, ws or wss) and state: registered (a binding came over it), unregistered (accepted, no binding: shed first), dialed (opened by the gateway).", "transport", "state"),
+		connsRefused:    d("sip_connections_refused_total", "SIP connections refused by transport and reason: per_address (the client's IPv4 address or IPv6 /64 at its cap), total (the total cap reached and no unregistered connection to evict).", "transport", "reason"),
+		connsEvicted:    d("sip_connections_evicted_total", "Unregistered SIP connections closed to make room for a new one at the total cap, by transport.", "transport"),
+		connsIdle:       d("sip_connections_idle_closed_total", "SIP connections closed for being idle, by transport.", "transport"),
+		sipPendingBytes: d("sip_messages_pending_bytes", "Approximate bytes of the SIP messages waiting for a worker."),
+		txPlaces:        d("sip_transaction_places", "Places in use of the bound on server transactions: open server transactions, and handlers still running."),
+		txHandlers:      d("sip_handlers_running", "Request handlers running now."),
+		txEvicted:       d("sip_transactions_evicted_total", "Answered server transactions ended before their retransmission timer to make room for new requests."),
+		clientRefused:   d("sip_client_transactions_refused_total", "Requests the gateway did not send because too many client transactions were open."),
+		admission:       d("sip_admission_refused_total", "Requests refused before any transaction because their source is throttled for failing authentication, by action (answered: 403 sent statelessly; dropped).", "action"),
 	}
 }
 
@@ -229,6 +237,7 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.sipReceived, ts.Received)
 	counter(c.sipDropped, ts.Dropped)
 	gauge(c.sipPending, float64(ts.Pending))
+	gauge(c.sipPendingBytes, float64(ts.PendingBytes))
 	txs := s.tx.Stats()
 	gauge(c.txOpen, float64(txs.ServerTransactions), "server")
 	gauge(c.txOpen, float64(txs.ClientTransactions), "client")
@@ -238,4 +247,10 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.dialogsEvicted, ds.Evicted)
 	counter(c.dialogsRefused, ds.Refused)
 	counter(c.stampMismatch, ds.Mismatched)
+	gauge(c.txPlaces, float64(txs.Pending))
+	gauge(c.txHandlers, float64(txs.Handlers))
+	counter(c.txEvicted, txs.Evicted)
+	counter(c.clientRefused, txs.ClientRejected)
+	counter(c.admission, txs.Refused, "answered")
+	counter(c.admission, txs.Dropped, "dropped")
 }

@@ -160,6 +160,11 @@ func TestMetrics(t *testing.T) {
 		`switchboard_auth_refused_total`:                                                          0,
 		`switchboard_rtp_ports{state="in_use"}`:                                                   0,
 		`switchboard_sip_transactions_total{method="REGISTER",side="client",status="200"}`:        -1,
+		`switchboard_sip_overload_rejected_total`:                                                 0,
+		`switchboard_sip_transactions_evicted_total`:                                              0,
+		`switchboard_sip_client_transactions_refused_total`:                                       0,
+		`switchboard_sip_admission_refused_total{action="answered"}`:                              0,
+		`switchboard_sip_messages_dropped_total`:                                                  0,
 		`switchboard_build_info{goversion="` + runtime.Version() + `",version="` + version + `"}`: 1,
 	} {
 		if got := g.metric(t, series); got != want {

@@ -22,8 +22,12 @@ const (
 	// DefaultTryingDelay is how long an INVITE server transaction waits for
 	// the TU before it sends 100 Trying itself (§17.2.1).
 	DefaultTryingDelay = 200 * time.Millisecond
-	// DefaultMaxServerTransactions bounds the pending server transactions.
+	// DefaultMaxServerTransactions bounds the server transactions.
 	DefaultMaxServerTransactions = 10000
+	// DefaultMaxServerTransactionsPerSource bounds those of one source.
+	DefaultMaxServerTransactionsPerSource = 1000
+	// DefaultMaxClientTransactions bounds the client transactions.
+	DefaultMaxClientTransactions = 20000
 	// DefaultRetryAfter is the Retry-After of the 503 sent beyond the
 	// bound.
 	DefaultRetryAfter = 5 * time.Second
@@ -92,10 +96,33 @@ type Config struct {
 	// means 200ms; negative means at once, before the handler runs.
 	TryingDelay time.Duration
 
-	// MaxServerTransactions bounds the server transactions (and the handler
-	// goroutines) pending at once; beyond it new requests get 503 with
-	// Retry-After statelessly. Zero means 10000.
+	// MaxServerTransactions bounds the server transactions kept at once,
+	// in every state: those whose handler runs and those answered and
+	// kept to absorb retransmissions (Timers I, J, H). A transaction
+	// holds its place until it has terminated and its handler has
+	// returned; a handler of an ACK without transaction holds one while
+	// it runs. So it bounds the handler goroutines too. A request that
+	// holds more than 4 KiB (text and parsed structure) takes a place per
+	// 4 KiB, so that the bound caps memory too. When it is
+	// reached, the oldest answered transaction that only absorbs
+	// retransmissions is ended early to make room; when there is none,
+	// the request gets 503 with Retry-After, statelessly. The last
+	// eighth of it is kept for light sources, those that hold fewer than
+	// 8: a few flooding sources cannot take it all. A CANCEL of a pending
+	// INVITE is never refused, lest an overloaded server be unable to
+	// drop calls: without a place, it is answered and forgotten. Zero
+	// means 10000.
 	MaxServerTransactions int
+	// MaxServerTransactionsPerSource bounds the places one source (an IP
+	// address; for IPv6 its /64) holds. At the bound the source's own
+	// oldest answered transaction is ended early, or, when it has none,
+	// its request gets 503: a flooding source is refused, not everyone.
+	// Zero means 1000; it is at most MaxServerTransactions.
+	MaxServerTransactionsPerSource int
+	// MaxClientTransactions bounds the client transactions. Beyond it
+	// Request fails with ErrTooManyTransactions, except for a CANCEL,
+	// of which there is at most one per INVITE. Zero means 20000.
+	MaxClientTransactions int
 	// RetryAfter is the Retry-After of that 503; zero means 5s. It is sent
 	// in whole seconds, at least 1.
 	RetryAfter time.Duration
@@ -110,6 +137,16 @@ type Config struct {
 	// It is called in the goroutine that called HandleMessage and must not
 	// block. When nil, stray responses are dropped.
 	OnStrayResponse func(res *sip.Response)
+
+	// Admit, when set, is asked about each request that would start a
+	// server transaction (not about ACKs, CANCELs and retransmissions),
+	// before anything is kept for it: a block list or a rate limiter
+	// refuses a source there without costing a transaction. It returns
+	// nil and false to let the request in; a response to answer it with
+	// statelessly (the layer adds a To tag when it has none); or drop
+	// true to discard it unanswered. It runs in the goroutine that called
+	// HandleMessage and must not block.
+	Admit func(req *sip.Request) (reject *sip.Response, drop bool)
 
 	// OnFinal, when set, learns the outcome of every transaction once: the
 	// first final status a server transaction sent, or the first final

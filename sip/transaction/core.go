@@ -27,8 +27,6 @@ type outbox struct {
 	then func()
 	// removed: the transaction terminated; take it out of the Layer.
 	removed bool
-	// release: free the server transaction's slot (see Layer.pending).
-	release bool
 	// cancel: a CANCEL was waiting for a provisional response; send it.
 	cancel bool
 }

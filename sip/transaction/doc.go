@@ -75,10 +75,30 @@
 //     (except in Accepted, where Respond returns it and the transaction
 //     stays, as RFC 6026 keeps it there to match ACKs). A timeout gives a
 //     client TU a synthesized 408 and ErrTimeout.
-//   - Bound: at most MaxServerTransactions server transactions and handler
-//     goroutines are pending; beyond it new requests get 503 with
-//     Retry-After, statelessly, and never reach the Handler. Retransmissions
-//     and CANCELs of existing transactions are still served.
+//   - Bounds: at most MaxServerTransactions server transactions exist, in
+//     every state, and as many handler goroutines (a request over 4 KiB
+//     counts once per 4 KiB); at most
+//     MaxServerTransactionsPerSource of them come from one source (an IP
+//     address, an IPv6 /64), and the last eighth is kept for sources that
+//     hold few. At a bound, the oldest transaction that only absorbs
+//     retransmissions (of the source, or of anyone at the global bound) is
+//     ended early to make room; when there is none, the request gets 503
+//     with Retry-After, statelessly, and never reaches the Handler. So a
+//     flooding source is refused, not everyone. Retransmissions and
+//     CANCELs of existing transactions are still served. Client
+//     transactions are bounded by MaxClientTransactions (a CANCEL always
+//     goes out). See bound.go.
+//   - Admission: Config.Admit is asked before a request starts a server
+//     transaction, and may answer it statelessly or drop it: a source
+//     blocked for failing authentication then costs no transaction.
+//   - Refusals of non-INVITE requests (final responses >= 300) sent within
+//     T1 of the request end their transaction at once instead of keeping
+//     it for Timer J: the request had no effect, so a retransmission
+//     handled anew gets the same answer as quickly, and challenges and
+//     refusals, which an attacker can make the server send by the
+//     thousand a second, pin no memory (RFC 3261 §8.2.7 lets a UAS
+//     challenge statelessly). Later refusals (a proxy's 408) and 2xx
+//     responses keep Timer J.
 //   - Reliable transports (Addr.Reliable): no retransmissions (A, E, G), and
 //     Timers D, I, J and K are zero, so the transaction ends right after the
 //     message that completes it.

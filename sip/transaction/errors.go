@@ -13,9 +13,10 @@ var (
 	// ErrTransport means the Sender failed. A client transaction also
 	// delivers a synthesized 503; a server transaction terminates.
 	ErrTransport = errors.New("transport error")
-	// ErrTooManyTransactions means Config.MaxServerTransactions was reached.
-	// No call returns it (the request is answered 503 statelessly): it is
-	// the error logged with each refused request or dropped ACK, which
+	// ErrTooManyTransactions means a bound was reached. Request returns it
+	// beyond Config.MaxClientTransactions. On the server side no call
+	// returns it (the request is answered 503 statelessly): it is the
+	// error logged with refused requests and dropped ACKs, which
 	// Stats.Rejected counts.
 	ErrTooManyTransactions = errors.New("too many transactions")
 	// ErrTerminated means the transaction has already terminated.

@@ -4,10 +4,12 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/sip"
@@ -98,15 +100,18 @@ type legacyKey struct {
 // transactions, runs their timers and sends through a Sender. Its methods
 // are safe for concurrent use.
 type Layer struct {
-	sender  Sender
-	handler Handler
-	t       timers
-	clock   clock.Clock
-	log     *slog.Logger
-	stray   func(*sip.Response)
-	onFinal func(server bool, method string, status int)
-	max     int
-	retry   string
+	sender    Sender
+	handler   Handler
+	t         timers
+	clock     clock.Clock
+	log       *slog.Logger
+	stray     func(*sip.Response)
+	onFinal   func(server bool, method string, status int)
+	admit     func(*sip.Request) (*sip.Response, bool)
+	max       int // Config.MaxServerTransactions
+	perSource int // Config.MaxServerTransactionsPerSource
+	maxClient int // Config.MaxClientTransactions
+	retry     string
 
 	// ctx is passed to Send for everything but the first transmission of a
 	// client request; Close cancels it.
@@ -121,12 +126,20 @@ type Layer struct {
 	servers map[serverKey]*ServerTx
 	legacy  map[legacyKey]*ServerTx
 	nServer int
-	// pending counts the slots bounded by max: each server transaction
-	// (but CANCEL's, see handleCancel) from its creation until it has
-	// terminated and its handler has returned, and each running handler of
-	// a transaction-less ACK.
-	pending  int
-	rejected uint64
+	// places counts the places bounded by max (see bound.go): each server
+	// transaction (a CANCEL's only when there is room, see handleCancel)
+	// from its creation until it has terminated and its handler has
+	// returned, and each running handler of a transaction-less ACK.
+	// sources holds them by source.
+	places  int
+	sources map[netip.Addr]*sourceLoad
+	// lingering lists, oldest first, the transactions that only absorb
+	// retransmissions now: those that may be ended early to make room.
+	lingering txList
+	running   int // handlers running
+	counts    Stats
+	warned    time.Time // when the last overload warning was logged
+	quiet     uint64    // overload warnings not logged since
 
 	handlers sync.WaitGroup
 }
@@ -139,17 +152,22 @@ func New(s Sender, h Handler, cfg Config) *Layer {
 		h = HandlerFunc(notImplemented)
 	}
 	l := &Layer{
-		sender:  s,
-		handler: h,
-		t:       cfg.timers(),
-		clock:   clock.Or(cfg.Clock),
-		log:     cfg.Logger,
-		stray:   cfg.OnStrayResponse,
-		onFinal: cfg.OnFinal,
-		max:     cfg.MaxServerTransactions,
-		clients: make(map[clientKey]*ClientTx),
-		servers: make(map[serverKey]*ServerTx),
-		legacy:  make(map[legacyKey]*ServerTx),
+		sender:    s,
+		handler:   h,
+		t:         cfg.timers(),
+		clock:     clock.Or(cfg.Clock),
+		log:       cfg.Logger,
+		stray:     cfg.OnStrayResponse,
+		onFinal:   cfg.OnFinal,
+		admit:     cfg.Admit,
+		max:       cfg.MaxServerTransactions,
+		perSource: cfg.MaxServerTransactionsPerSource,
+		maxClient: cfg.MaxClientTransactions,
+		clients:   make(map[clientKey]*ClientTx),
+		servers:   make(map[serverKey]*ServerTx),
+		legacy:    make(map[legacyKey]*ServerTx),
+		sources:   make(map[netip.Addr]*sourceLoad),
+		lingering: txList{idx: globalList},
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
@@ -157,13 +175,20 @@ func New(s Sender, h Handler, cfg Config) *Layer {
 	if l.max <= 0 {
 		l.max = DefaultMaxServerTransactions
 	}
+	if l.perSource <= 0 {
+		l.perSource = DefaultMaxServerTransactionsPerSource
+	}
+	l.perSource = min(l.perSource, l.max)
+	if l.maxClient <= 0 {
+		l.maxClient = DefaultMaxClientTransactions
+	}
 	retry := orDefault(cfg.RetryAfter, DefaultRetryAfter)
 	l.retry = strconv.Itoa(max(1, int(retry.Seconds())))
 	l.ctx, l.cancel = context.WithCancel(context.Background())
 	return l
 }
 
-// Stats is a snapshot of a Layer's load.
+// Stats is a snapshot of a Layer's load and of its counters since New.
 type Stats struct {
 	// ClientTransactions is the number of client transactions not yet
 	// terminated.
@@ -171,18 +196,39 @@ type Stats struct {
 	// ServerTransactions is the number of server transactions not yet
 	// terminated.
 	ServerTransactions int
-	// Pending is the number of slots in use out of MaxServerTransactions.
+	// Pending is the number of places in use out of
+	// MaxServerTransactions (see there).
 	Pending int
+	// Handlers is the number of handlers running.
+	Handlers int
+	// Sources is the number of sources that hold places.
+	Sources int
 	// Rejected counts the requests answered 503 and the ACKs dropped
-	// because MaxServerTransactions was reached, since New.
+	// because MaxServerTransactions or MaxServerTransactionsPerSource was
+	// reached.
 	Rejected uint64
+	// Evicted counts the answered transactions ended before their time
+	// to make room for new ones.
+	Evicted uint64
+	// ClientRejected counts the Request calls refused because
+	// MaxClientTransactions was reached.
+	ClientRejected uint64
+	// Refused and Dropped count the requests that Config.Admit answered
+	// and dropped.
+	Refused, Dropped uint64
 }
 
 // Stats returns the current load.
 func (l *Layer) Stats() Stats {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return Stats{len(l.clients), l.nServer, l.pending, l.rejected}
+	st := l.counts
+	st.ClientTransactions = len(l.clients)
+	st.ServerTransactions = l.nServer
+	st.Pending = l.places
+	st.Handlers = l.running
+	st.Sources = len(l.sources)
+	return st
 }
 
 // HandleMessage is called by the transport for every message it receives,
@@ -252,62 +298,99 @@ func (l *Layer) handleRequest(req *sip.Request) {
 		lk = legacyKeyOf(req, &via, match)
 	}
 
-	l.mu.Lock()
-	if l.closed {
-		l.mu.Unlock()
-		return
-	}
-	var tx *ServerTx
-	if rfc3261 {
-		tx = l.servers[sk]
-	} else {
-		tx = l.legacy[lk]
-	}
-	if tx != nil {
-		l.mu.Unlock()
-		if tx.receive(req) {
-			l.dispatchAck(req)
+	admitted := false
+	for {
+		l.mu.Lock()
+		if l.closed {
+			l.mu.Unlock()
+			return
 		}
-		return
-	}
-	switch req.Method {
-	case sip.MethodAck:
+		var tx *ServerTx
+		if rfc3261 {
+			tx = l.servers[sk]
+		} else {
+			tx = l.legacy[lk]
+		}
+		if tx != nil {
+			l.mu.Unlock()
+			if tx.receive(req) {
+				l.dispatchAck(req)
+			}
+			return
+		}
+		switch req.Method {
+		case sip.MethodAck:
+			l.mu.Unlock()
+			l.dispatchAck(req)
+			return
+		case sip.MethodCancel:
+			l.handleCancel(req, rfc3261, sk, lk) // unlocks l.mu
+			return
+		}
+		if admitted || l.admit == nil {
+			break // with l.mu held
+		}
+		// Admit may take locks of its own: ask it unlocked, then look the
+		// request up again, as a retransmission may have started its
+		// transaction meanwhile.
 		l.mu.Unlock()
-		l.dispatchAck(req)
-		return
-	case sip.MethodCancel:
-		l.handleCancel(req, rfc3261, sk, lk) // unlocks l.mu
-		return
+		if !l.admitRequest(req) {
+			return
+		}
+		admitted = true
 	}
-	// Pending transactions are bounded by max; answered ones that linger
-	// only to absorb retransmissions (Timer J, K, I) by a larger bound,
-	// so that memory stays bounded without capping the request rate at
-	// max over the linger time.
-	if l.pending >= l.max || l.nServer >= lingerFactor*l.max {
-		l.rejected++
-		l.mu.Unlock()
-		l.log.Warn("sip transaction: answering 503", "method", req.Method, "max", l.max, "err", ErrTooManyTransactions)
+	src, w := sourceOf(req.Source), weight(req, l.perSource)
+	ok, evicted := l.acquire(src, w)
+	if !ok {
+		l.overloaded(req.Method, req.Source) // unlocks l.mu
+		endEvicted(evicted)
 		l.reject(req, 503)
 		return
 	}
-	tx = newServerTx(l, req, rfc3261, sk, lk)
+	tx := newServerTx(l, req, rfc3261, sk, lk)
+	tx.src, tx.weight, tx.place, tx.running = src, w, true, true
 	l.insertServer(tx)
-	l.pending++
+	l.running++
 	l.handlers.Add(1)
 	l.mu.Unlock()
+	endEvicted(evicted)
 
 	tx.start()
 	go l.serve(tx)
+}
+
+// admitRequest asks Config.Admit about req and carries out a refusal. It
+// reports whether req may start a transaction.
+func (l *Layer) admitRequest(req *sip.Request) bool {
+	res, drop := l.admit(req)
+	switch {
+	case drop:
+		l.mu.Lock()
+		l.counts.Dropped++
+		l.mu.Unlock()
+		return false
+	case res == nil:
+		return true
+	}
+	l.mu.Lock()
+	l.counts.Refused++
+	l.mu.Unlock()
+	if res.To().Tag() == "" {
+		res.SetToTag(sip.NewTag())
+	}
+	l.sendStateless(res, req.Source)
+	return false
 }
 
 // handleCancel is called with l.mu held, for a CANCEL that matches no
 // CANCEL transaction. A CANCEL that matches an INVITE server transaction
 // gets a transaction of its own, answered by the layer: 200 if the INVITE
 // transaction has not sent a final response yet (and then Canceled is
-// signaled), 481 otherwise. Such CANCEL transactions are not counted against
-// MaxServerTransactions, lest an overloaded server be unable to drop calls:
-// there is at most one alive per INVITE transaction, and no handler. A
-// CANCEL that matches nothing gets 481 statelessly.
+// signaled), 481 otherwise. Such a CANCEL is never refused for
+// MaxServerTransactions, lest an overloaded server be unable to drop
+// calls: it takes a place when the bounds give it one, and otherwise is
+// answered all the same and its transaction ended at once, as if answered
+// statelessly. A CANCEL that matches nothing gets 481 statelessly.
 func (l *Layer) handleCancel(req *sip.Request, rfc3261 bool, sk serverKey, lk legacyKey) {
 	var inv *ServerTx
 	if rfc3261 {
@@ -326,8 +409,13 @@ func (l *Layer) handleCancel(req *sip.Request, rfc3261 bool, sk serverKey, lk le
 	}
 	tx := newServerTx(l, req, rfc3261, sk, lk)
 	tx.handlerDone = true
+	tx.src = sourceOf(req.Source)
+	tx.weight = weight(req, l.perSource)
+	ok, evicted := l.acquire(tx.src, tx.weight)
+	tx.place, tx.endAtOnce = ok, !ok
 	l.insertServer(tx)
 	l.mu.Unlock()
+	endEvicted(evicted)
 
 	// The 200 goes out before Canceled is signaled, so that the TU's 487
 	// cannot overtake it. A final response that the TU sends in between
@@ -349,18 +437,30 @@ func (l *Layer) handleCancel(req *sip.Request, rfc3261 bool, sk serverKey, lk le
 	}
 }
 
+// insertServer is called with l.mu held.
 func (l *Layer) insertServer(tx *ServerTx) {
 	if tx.rfc3261 {
 		l.servers[tx.key] = tx
 	} else {
 		l.legacy[tx.lkey] = tx
 	}
+	tx.inTable = true
 	l.nServer++
 }
 
+// removeServer takes a terminated transaction out of the tables, once.
 func (l *Layer) removeServer(tx *ServerTx) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.unlinkServer(tx)
+}
+
+// unlinkServer is removeServer with l.mu held.
+func (l *Layer) unlinkServer(tx *ServerTx) {
+	if !tx.inTable {
+		return // ended early to make room, or removed already
+	}
+	tx.inTable = false
 	if tx.rfc3261 {
 		if l.servers[tx.key] == tx {
 			delete(l.servers, tx.key)
@@ -374,6 +474,8 @@ func (l *Layer) removeServer(tx *ServerTx) {
 		}
 	}
 	l.nServer--
+	l.unlist(tx)
+	l.freePlace(tx)
 }
 
 // addAckKey indexes an RFC 2543 INVITE transaction under the To tag of its
@@ -386,14 +488,13 @@ func (l *Layer) addAckKey(tx *ServerTx, k legacyKey) {
 	}
 }
 
-// lingerFactor times MaxServerTransactions bounds the server transactions
-// kept in all, answered ones included.
-const lingerFactor = 16
-
-func (l *Layer) release() {
+// handlerDone notes that tx's handler has returned.
+func (l *Layer) handlerDone(tx *ServerTx) {
 	l.mu.Lock()
-	l.pending--
-	l.mu.Unlock()
+	defer l.mu.Unlock()
+	tx.running = false
+	l.running--
+	l.freePlace(tx)
 }
 
 // serve runs the handler of a server transaction.
@@ -417,18 +518,25 @@ func (l *Layer) dispatchAck(req *sip.Request) {
 		l.mu.Unlock()
 		return
 	}
-	if l.pending >= l.max {
-		l.rejected++
-		l.mu.Unlock()
-		l.log.Warn("sip transaction: dropping ack", "max", l.max, "err", ErrTooManyTransactions)
+	src, w := sourceOf(req.Source), weight(req, l.perSource)
+	ok, evicted := l.acquire(src, w)
+	if !ok {
+		l.overloaded(req.Method, req.Source) // unlocks l.mu
+		endEvicted(evicted)
 		return
 	}
-	l.pending++
+	l.running++
 	l.handlers.Add(1)
 	l.mu.Unlock()
+	endEvicted(evicted)
 	go func() {
 		defer l.handlers.Done()
-		defer l.release()
+		defer func() {
+			l.mu.Lock()
+			l.running--
+			l.release(src, w)
+			l.mu.Unlock()
+		}()
 		defer func() {
 			if r := recover(); r != nil {
 				l.log.Error("sip transaction: handler panic", "method", req.Method, "panic", r, "stack", string(debug.Stack()))
@@ -446,9 +554,13 @@ func (l *Layer) reject(req *sip.Request, code int) {
 	if code == 503 {
 		res.Set("Retry-After", l.retry)
 	}
+	l.sendStateless(res, req.Source)
+}
+
+func (l *Layer) sendStateless(res *sip.Response, dst sip.Addr) {
 	warm(&res.Headers)
-	if err := l.sender.Send(l.ctx, res, req.Source); err != nil {
-		l.log.Debug("sip transaction: sending stateless response", "status", code, "err", err)
+	if err := l.sender.Send(l.ctx, res, dst); err != nil {
+		l.log.Debug("sip transaction: sending stateless response", "status", res.StatusCode, "err", err)
 	}
 }
 
@@ -504,6 +616,13 @@ func (l *Layer) Request(ctx context.Context, req *sip.Request, dst sip.Addr) (*C
 	if l.closed {
 		l.mu.Unlock()
 		return nil, ErrClosed
+	}
+	// A CANCEL is let through: there is at most one per INVITE, and an
+	// overloaded gateway must still be able to stop its calls.
+	if len(l.clients) >= l.maxClient && req.Method != sip.MethodCancel {
+		l.counts.ClientRejected++
+		l.mu.Unlock()
+		return nil, fmt.Errorf("%w: %d client transactions", ErrTooManyTransactions, l.maxClient)
 	}
 	if _, dup := l.clients[tx.key]; dup {
 		l.mu.Unlock()

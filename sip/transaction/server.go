@@ -3,6 +3,7 @@ package transaction
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/switchboard/switchboard/sip"
@@ -52,7 +53,18 @@ type ServerTx struct {
 
 	handlerDone bool
 	reported    bool // OnFinal was called
-	released    bool
+	lingerAsked bool // list was called
+	endAtOnce   bool // a CANCEL without a place: no Timer J
+	born        time.Time
+
+	// Guarded by Layer.mu: the place the transaction holds (see bound.go).
+	src     netip.Addr
+	weight  int  // the places it takes (weight)
+	place   bool // holds its places
+	running bool // its handler runs
+	inTable bool // in the Layer's tables
+	listed  bool // on the lingering lists
+	links   [2]link
 }
 
 // newServerTx builds the transaction of req; it is not yet started.
@@ -66,6 +78,7 @@ func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk lega
 		key:      sk,
 		lkey:     lk,
 		done:     make(chan struct{}),
+		born:     l.clock.Now(),
 	}
 	tx.l = l
 	tx.flush = func(ctx context.Context, ob outbox) { _ = tx.flushCtx(ctx, ob) }
@@ -234,6 +247,7 @@ func (tx *ServerTx) respond(ob *outbox, res *sip.Response) error {
 					tx.arm(ob, &tx.retrans, t.g, tx.onRetransmit)
 				}
 				tx.arm(ob, &tx.timeout, t.h, tx.onTimeout)
+				tx.maybeLinger()
 			}
 			return nil
 		case StateAccepted:
@@ -256,7 +270,24 @@ func (tx *ServerTx) respond(ob *outbox, res *sip.Response) error {
 			return nil
 		}
 		tx.state = StateCompleted
-		tx.arm(ob, &tx.linger, unreliable(t.j, tx.reliable), tx.onLinger)
+		// A refusal (>= 300) sent within T1 of its request ends at once,
+		// as over a reliable transport, rather than stay for Timer J: the
+		// request had no effect, so a retransmission (no sooner than T1
+		// later) handled anew gets the same answer as quickly (a challenge
+		// gets a fresh nonce), and a flood of refused requests (wrong
+		// passwords, challenges) then pins no memory. RFC 3261 §8.2.7
+		// lets a UAS answer so statelessly. So does a CANCEL that found
+		// no place (handleCancel). A refusal that took longer (a proxy's
+		// 408 after its branch timed out) stays, so that a retransmission
+		// gets it again at once instead of being handled as long again;
+		// a 2xx stays too: its request may have changed something, and
+		// must not be carried out twice.
+		j := unreliable(t.j, tx.reliable)
+		if tx.endAtOnce || code >= 300 && tx.l.clock.Now().Sub(tx.born) < t.t1 {
+			j = 0
+		}
+		tx.arm(ob, &tx.linger, j, tx.onLinger)
+		tx.maybeLinger()
 		return nil
 	case StateCompleted:
 		return ErrFinalSent
@@ -389,14 +420,18 @@ func (tx *ServerTx) terminate(ob *outbox, err error) {
 	}
 	close(tx.done)
 	ob.removed = true
-	if tx.handlerDone && !tx.released && !tx.isCancelTx() {
-		tx.released = true
-		ob.release = true
-	}
 }
 
-// isCancelTx reports a CANCEL transaction, which holds no slot.
-func (tx *ServerTx) isCancelTx() bool { return tx.req.Method == sip.MethodCancel }
+// maybeLinger puts the transaction on the Layer's lists of those that may
+// be ended early once it only absorbs retransmissions: its handler has
+// returned and its final response is out (Completed, Confirmed). Called
+// with the lock held.
+func (tx *ServerTx) maybeLinger() {
+	if tx.handlerDone && !tx.lingerAsked && (tx.state == StateCompleted || tx.state == StateConfirmed) {
+		tx.lingerAsked = true
+		tx.l.list(tx)
+	}
+}
 
 // handlerReturned runs when ServeSIP returns: it answers the request if the
 // handler did not, and frees the slot if the transaction is over.
@@ -415,17 +450,10 @@ func (tx *ServerTx) handlerReturned() {
 			tx.l.log.Debug("sip transaction: answering for the handler", "status", code, "err", err)
 		}
 	}
-	// The slot bounds pending work: once the handler is done and a final
-	// response is out, the transaction only absorbs retransmissions.
 	tx.mu.Lock()
-	release := !tx.released && !tx.isCancelTx()
-	if release {
-		tx.released = true
-	}
+	tx.maybeLinger()
 	tx.mu.Unlock()
-	if release {
-		tx.l.release()
-	}
+	tx.l.handlerDone(tx)
 }
 
 // autoResponse builds a response of the layer's own, with the To tag of the
@@ -466,9 +494,6 @@ func (tx *ServerTx) after(ob outbox) {
 	if ob.removed {
 		tx.l.removeServer(tx)
 	}
-	if ob.release {
-		tx.l.release()
-	}
 }
 
 // transportError terminates the transaction (RFC 3261 §17.2.4), except in
@@ -486,10 +511,13 @@ func (tx *ServerTx) transportError(err error) {
 }
 
 // shutdown is Layer.Close's.
-func (tx *ServerTx) shutdown() {
+func (tx *ServerTx) shutdown() { tx.shutdownWith(ErrClosed) }
+
+// shutdownWith terminates the transaction with err, at once.
+func (tx *ServerTx) shutdownWith(err error) {
 	tx.mu.Lock()
 	var ob outbox
-	tx.terminate(&ob, ErrClosed)
+	tx.terminate(&ob, err)
 	tx.mu.Unlock()
 	tx.after(ob)
 }

@@ -12,6 +12,7 @@
 // Settings, for running by hand:
 //
 //	SWITCHBOARD_E2E_BINARY=path   use this gateway binary instead of building one
+//	                              (for every test, the flood test included)
 //
 // Tests that need sipp fail with a message when it is not installed
 // (`make test` installs it, with scripts/deps.sh).
@@ -66,6 +67,10 @@ const (
 var (
 	// gatewayBin is the switchboard binary under test.
 	gatewayBin string
+	// plainBin is the same binary built without the race detector, for
+	// the tests that measure memory or rates: -race multiplies both by 5
+	// to 10. It is gatewayBin when the tests run without -race.
+	plainBin string
 	// sippBin is sipp's path, or "" when it is not installed.
 	sippBin string
 	// scenarioDir holds the sipp scenarios (test/sipp).
@@ -88,7 +93,7 @@ func mainWithCleanup(m *testing.M) int {
 	}
 
 	if p := os.Getenv("SWITCHBOARD_E2E_BINARY"); p != "" {
-		gatewayBin = p
+		gatewayBin, plainBin = p, p
 		return m.Run()
 	}
 	tmp, err := os.MkdirTemp("", "switchboard-e2e-")
@@ -98,16 +103,24 @@ func mainWithCleanup(m *testing.M) int {
 	}
 	defer os.RemoveAll(tmp)
 	gatewayBin = filepath.Join(tmp, "switchboard")
-	if err := buildGateway(gatewayBin); err != nil {
+	if err := buildGateway(gatewayBin, raceEnabled); err != nil {
 		fmt.Fprintln(os.Stderr, "e2e: building the gateway:", err)
 		return 1
+	}
+	plainBin = gatewayBin
+	if raceEnabled {
+		plainBin = filepath.Join(tmp, "switchboard-plain")
+		if err := buildGateway(plainBin, false); err != nil {
+			fmt.Fprintln(os.Stderr, "e2e: building the gateway without -race:", err)
+			return 1
+		}
 	}
 	return m.Run()
 }
 
 // buildGateway builds ./cmd/switchboard into out, with the race detector
-// when this test binary has it.
-func buildGateway(out string) error {
+// when race is set.
+func buildGateway(out string, race bool) error {
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
 		return err
@@ -120,7 +133,7 @@ func buildGateway(out string) error {
 		goBin = "/usr/local/go/bin/go"
 	}
 	args := []string{"build"}
-	if raceEnabled {
+	if race {
 		args = append(args, "-race")
 	}
 	args = append(args, "-o", out, "./cmd/switchboard")
@@ -172,6 +185,8 @@ type gatewayOptions struct {
 	config string
 	// env are more settings, SWITCHBOARD_* name to value.
 	env map[string]string
+	// bin is the binary to run; empty: gatewayBin.
+	bin string
 }
 
 // startGateway starts a gateway on free loopback ports, waits until
@@ -239,7 +254,11 @@ func tryStartGateway(t *testing.T, dir string, attempt int, opts gatewayOptions)
 		env[k] = v
 	}
 
-	g.cmd = exec.Command(gatewayBin)
+	bin := opts.bin
+	if bin == "" {
+		bin = gatewayBin
+	}
+	g.cmd = exec.Command(bin)
 	// Only what the gateway needs from our environment: no stray
 	// SWITCHBOARD_* setting of the developer's shell leaks in.
 	for _, kv := range os.Environ() {
@@ -258,7 +277,7 @@ func tryStartGateway(t *testing.T, dir string, attempt int, opts gatewayOptions)
 	g.cmd.Stderr = logFile
 	g.cmd.Dir = dir
 	if err := g.cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", gatewayBin, err)
+		t.Fatalf("start %s: %v", bin, err)
 	}
 	go func() {
 		g.err = g.cmd.Wait()

@@ -1,0 +1,249 @@
+package transaction
+
+import (
+	"net/netip"
+	"time"
+
+	"github.com/switchboard/switchboard/sip"
+)
+
+// The bound on server transactions (Config.MaxServerTransactions) is kept
+// in places: a server transaction takes one when it is created and gives it
+// back once it has terminated and its handler has returned; a handler of an
+// ACK without transaction holds one while it runs. A large request takes
+// more than one, one per placeSize bytes it holds, so that the bound is
+// one on memory too: 10,000 requests of 64 KiB would otherwise hold
+// 640 MiB. Places are counted per source too, so that the bound can
+// refuse the sources that hold many rather than whoever comes next:
+//
+//   - a source at MaxServerTransactionsPerSource ends its own oldest
+//     answered transaction to make room, or is refused;
+//   - past max-max/reserveShare places, only light sources (holding fewer
+//     than lightLoad places) get one, unless a heavy source makes room
+//     from its own answered transactions;
+//   - at max, the oldest answered transaction of any source is ended.
+//
+// "Answered" means lingering: the handler has returned and the transaction
+// is in Completed or Confirmed, where it only absorbs retransmissions and
+// the ACK. Ending one early loses that absorption: a retransmitted request
+// starts a new transaction, and an ACK reaches the Handler without one.
+// That is the price of a bounded table under a flood; until the bound is
+// reached nothing is ended early.
+const (
+	// reserveShare: the last max/reserveShare places are for light
+	// sources.
+	reserveShare = 8
+	// lightLoad: a source that holds fewer places is light.
+	lightLoad = 8
+	// warnEvery spaces the warnings about refused requests, which come by
+	// the thousand a second under a flood.
+	warnEvery = 10 * time.Second
+	// placeSize is the memory one place stands for: a request holding
+	// more takes a place per placeSize.
+	placeSize = 4 << 10
+	// reqOverhead is what a parsed request holds besides its text (the
+	// sip.Request with its inline header arrays).
+	reqOverhead = 2 << 10
+)
+
+// weight is the number of places req takes: one per placeSize of what it
+// holds (its text, as header fields and body, and its structure), at least
+// one, at most max.
+func weight(req *sip.Request, max int) int {
+	n := reqOverhead + len(req.Body)
+	for _, f := range req.Fields() {
+		n += len(f.Name) + len(f.Value) + 4
+	}
+	return min(max, 1+(n-1)/placeSize)
+}
+
+// sourceOf is the unit of the per-source bound: the IP address, and for
+// IPv6 its /64, the block one subscriber usually gets, so that an attacker
+// cannot rotate through it. Ports are left out: one host can open any
+// number of them.
+func sourceOf(a sip.Addr) netip.Addr {
+	ip := a.AddrPort.Addr().Unmap().WithZone("")
+	if ip.Is6() {
+		if p, err := ip.Prefix(64); err == nil {
+			return p.Addr()
+		}
+	}
+	return ip
+}
+
+// sourceLoad is what one source holds.
+type sourceLoad struct {
+	places    int
+	lingering txList // of sourceList, oldest first
+}
+
+// The two lists a lingering transaction is on.
+const (
+	globalList = iota
+	sourceList
+)
+
+// link is a transaction's place in one txList.
+type link struct{ prev, next *ServerTx }
+
+// txList is an intrusive FIFO of server transactions, linked through
+// their links[idx]. It is guarded by Layer.mu.
+type txList struct {
+	head, tail *ServerTx
+	idx        int
+}
+
+func (q *txList) push(tx *ServerTx) {
+	lk := &tx.links[q.idx]
+	lk.prev, lk.next = q.tail, nil
+	if q.tail != nil {
+		q.tail.links[q.idx].next = tx
+	} else {
+		q.head = tx
+	}
+	q.tail = tx
+}
+
+func (q *txList) remove(tx *ServerTx) {
+	lk := &tx.links[q.idx]
+	if lk.prev != nil {
+		lk.prev.links[q.idx].next = lk.next
+	} else {
+		q.head = lk.next
+	}
+	if lk.next != nil {
+		lk.next.links[q.idx].prev = lk.prev
+	} else {
+		q.tail = lk.prev
+	}
+	*lk = link{}
+}
+
+// acquire takes a place for src, ending answered transactions early when
+// the bounds ask for it; they are returned, to be ended with endEvicted
+// once l.mu is released, whether a place was had or not. Called with l.mu
+// held.
+func (l *Layer) acquire(src netip.Addr, w int) (ok bool, evicted []*ServerTx) {
+	held := func() int {
+		if load := l.sources[src]; load != nil {
+			return load.places
+		}
+		return 0
+	}
+	// end ends the oldest transaction of q, if there is one.
+	end := func(q *txList) bool {
+		if q == nil || q.head == nil {
+			return false
+		}
+		tx := q.head
+		l.evict(tx)
+		evicted = append(evicted, tx)
+		return true
+	}
+	own := func() *txList {
+		if load := l.sources[src]; load != nil {
+			return &load.lingering
+		}
+		return nil
+	}
+	// Each loop ends: an end frees at least one place, or fails.
+	for held()+w > l.perSource {
+		if !end(own()) {
+			return false, evicted
+		}
+	}
+	for l.places+w > l.max-l.max/reserveShare && held() >= lightLoad {
+		if !end(own()) {
+			return false, evicted
+		}
+	}
+	for l.places+w > l.max {
+		if !end(&l.lingering) {
+			return false, evicted
+		}
+	}
+	load := l.sources[src]
+	if load == nil {
+		load = &sourceLoad{lingering: txList{idx: sourceList}}
+		l.sources[src] = load
+	}
+	load.places += w
+	l.places += w
+	return true, evicted
+}
+
+// release gives back w places of src. Called with l.mu held.
+func (l *Layer) release(src netip.Addr, w int) {
+	load := l.sources[src]
+	load.places -= w
+	l.places -= w
+	if load.places == 0 {
+		delete(l.sources, src)
+	}
+}
+
+// freePlace gives back tx's places once it is out of the tables and its
+// handler has returned. Called with l.mu held.
+func (l *Layer) freePlace(tx *ServerTx) {
+	if tx.place && !tx.inTable && !tx.running {
+		tx.place = false
+		l.release(tx.src, tx.weight)
+	}
+}
+
+// list puts tx, which only absorbs retransmissions now, on the lists of
+// transactions that may be ended early.
+func (l *Layer) list(tx *ServerTx) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !tx.inTable || !tx.place || tx.listed {
+		return
+	}
+	tx.listed = true
+	l.lingering.push(tx)
+	l.sources[tx.src].lingering.push(tx)
+}
+
+// unlist takes tx off those lists. Called with l.mu held.
+func (l *Layer) unlist(tx *ServerTx) {
+	if !tx.listed {
+		return
+	}
+	tx.listed = false
+	l.lingering.remove(tx)
+	l.sources[tx.src].lingering.remove(tx)
+}
+
+// evict takes a lingering tx out of the tables and frees its place; the
+// caller ends it with endEvicted after releasing l.mu. Called with l.mu
+// held.
+func (l *Layer) evict(tx *ServerTx) {
+	l.counts.Evicted++
+	l.unlinkServer(tx)
+}
+
+// endEvicted terminates transactions that evict took out.
+func endEvicted(txs []*ServerTx) {
+	for _, tx := range txs {
+		tx.shutdownWith(nil)
+	}
+}
+
+// overloaded counts a request refused for the bounds and logs it, at most
+// once per warnEvery with the number not logged since. Called with l.mu
+// held; it unlocks it.
+func (l *Layer) overloaded(method string, src sip.Addr) {
+	l.counts.Rejected++
+	now := l.clock.Now()
+	if !l.warned.IsZero() && now.Sub(l.warned) < warnEvery {
+		l.quiet++
+		l.mu.Unlock()
+		return
+	}
+	quiet, places, sources := l.quiet, l.places, len(l.sources)
+	l.warned, l.quiet = now, 0
+	l.mu.Unlock()
+	l.log.Warn("sip transaction: refusing requests: too many transactions", "method", method, "source", src,
+		"max", l.max, "max_per_source", l.perSource, "open", places, "sources", sources,
+		"refused_since_last_warning", quiet, "err", ErrTooManyTransactions)
+}

@@ -1,0 +1,436 @@
+package transaction
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/sip"
+)
+
+// answering is a Layer on a fake clock whose Handler answers every request
+// at once with the status that code gives, then returns: the transactions
+// are left lingering (Completed) or ended, as the status asks.
+type answering struct {
+	t   *testing.T
+	clk *clock.Fake
+	net *netRec
+	l   *Layer
+}
+
+func newAnswering(t *testing.T, cfg Config, code func(req *sip.Request) int) *answering {
+	a := &answering{t: t, clk: clock.NewFake(epoch)}
+	a.net = newNetRec(a.clk)
+	cfg.Clock = a.clk
+	a.l = New(a.net, HandlerFunc(func(tx *ServerTx, req *sip.Request) {
+		if tx == nil {
+			return
+		}
+		if err := tx.Respond(response(req, code(req), "uas")); err != nil {
+			t.Errorf("respond: %v", err)
+		}
+	}), cfg)
+	t.Cleanup(func() { a.l.Close() })
+	return a
+}
+
+// send delivers a request from src and waits for its answer to be sent.
+// It returns the answer.
+func (a *answering) send(s msgSpec) sentMsg {
+	a.t.Helper()
+	a.l.HandleMessage(s.req(a.t))
+	sent := a.net.wait(a.t, 1)
+	if len(sent) != 1 {
+		a.t.Fatalf("sent %s, want one answer", labels(sent))
+	}
+	return sent[0]
+}
+
+// settled waits until no handler runs.
+func (a *answering) settled() Stats {
+	a.t.Helper()
+	eventually(a.t, "handlers returned", func() bool { return a.l.Stats().Handlers == 0 })
+	return a.l.Stats()
+}
+
+// from returns a UDP address of host ip.
+func from(ip string) sip.Addr {
+	return sip.Addr{Transport: sip.UDP, AddrPort: netip.AddrPortFrom(netip.MustParseAddr(ip), 5060)}
+}
+
+func spec(method string, n int, src sip.Addr) msgSpec {
+	return msgSpec{method: method, branch: fmt.Sprintf("z9hG4bK%s%d", src.AddrPort.Addr(), n),
+		sentBy: src.AddrPort.String(), src: src}
+}
+
+// TestRefusalEndsAtOnce: a final response >= 300 to a non-INVITE request
+// ends its transaction at once, over UDP too, instead of keeping it for
+// Timer J; a retransmission is then handled anew. A 2xx still stays for
+// Timer J and absorbs retransmissions.
+func TestRefusalEndsAtOnce(t *testing.T) {
+	status := 401
+	a := newAnswering(t, Config{}, func(*sip.Request) int { return status })
+	reg := spec("REGISTER", 1, phoneUDP)
+	if got := a.send(reg); got.String() != "401 REGISTER" {
+		t.Fatalf("sent %s", got)
+	}
+	if st := a.settled(); st.ServerTransactions != 0 || st.Pending != 0 || st.Sources != 0 {
+		t.Fatalf("after a 401: %+v, want nothing kept", st)
+	}
+	// The retransmission reaches the handler again, and is answered again.
+	status = 403
+	if got := a.send(reg); got.String() != "403 REGISTER" {
+		t.Fatalf("retransmission answered with %s, want a new answer (403)", got)
+	}
+
+	status = 200
+	opt := spec("OPTIONS", 2, phoneUDP)
+	a.send(opt)
+	if st := a.settled(); st.ServerTransactions != 1 || st.Pending != 1 {
+		t.Fatalf("after a 200: %+v, want the transaction kept for Timer J", st)
+	}
+	status = 500
+	if got := a.send(opt); got.String() != "200 OPTIONS" {
+		t.Fatalf("retransmission answered with %s, want the 200 again", got)
+	}
+	a.clk.Advance(64 * DefaultT1)
+	if st := a.l.Stats(); st.ServerTransactions != 0 || st.Pending != 0 {
+		t.Fatalf("after Timer J: %+v", st)
+	}
+	// An INVITE refused keeps RFC 3261 behaviour: Completed until its
+	// ACK, retransmitting the final response.
+	status = 486
+	a.send(spec("INVITE", 3, phoneUDP))
+	if st := a.settled(); st.ServerTransactions != 1 {
+		t.Fatalf("INVITE answered 486: %+v, want it kept for its ACK", st)
+	}
+}
+
+// TestServerBoundEveryState: answered transactions kept for Timer J count
+// against MaxServerTransactions. At the bound the oldest of them is ended
+// to make room (its Done closes, Stats.Evicted counts it); when none is
+// answered, new requests get 503.
+func TestServerBoundEveryState(t *testing.T) {
+	block := make(chan struct{})
+	clk := clock.NewFake(epoch)
+	net := newNetRec(clk)
+	txs := make(chan *ServerTx, 16)
+	next := func() *ServerTx {
+		t.Helper()
+		select {
+		case tx := <-txs:
+			return tx
+		case <-time.After(waitLimit):
+			t.Fatal("timed out waiting for the handler")
+		}
+		return nil
+	}
+	l := New(net, HandlerFunc(func(tx *ServerTx, req *sip.Request) {
+		if tx == nil {
+			return
+		}
+		txs <- tx
+		if req.Method == "INFO" {
+			<-block // holds its place while it runs
+		}
+		tx.Respond(response(req, 200, "uas"))
+	}), Config{Clock: clk, MaxServerTransactions: 3, MaxServerTransactionsPerSource: 3})
+	t.Cleanup(func() { close(block); l.Close() })
+
+	// Three answered OPTIONS from three sources fill the table.
+	var first *ServerTx
+	for i := range 3 {
+		src := from(fmt.Sprintf("192.0.2.%d", 10+i))
+		l.HandleMessage(spec("OPTIONS", i, src).req(t))
+		tx := next()
+		if i == 0 {
+			first = tx
+		}
+		net.wait(t, 1)
+	}
+	eventually(t, "handlers returned", func() bool { return l.Stats().Handlers == 0 })
+	if st := l.Stats(); st.ServerTransactions != 3 || st.Pending != 3 {
+		t.Fatalf("stats %+v, want 3 lingering transactions", st)
+	}
+	// A fourth request ends the oldest to make room.
+	l.HandleMessage(spec("INFO", 0, from("192.0.2.20")).req(t))
+	next()
+	if !isClosed(first.Done()) || first.State() != StateTerminated {
+		t.Fatalf("oldest transaction %v, want ended early", first.State())
+	}
+	if st := l.Stats(); st.Evicted != 1 || st.ServerTransactions != 3 || st.Pending != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Its retransmission starts a new transaction (no longer absorbed),
+	// which ends the next oldest, .11's.
+	l.HandleMessage(spec("OPTIONS", 0, from("192.0.2.10")).req(t))
+	next()
+	net.wait(t, 1)
+	eventually(t, "the OPTIONS handler returned", func() bool { return l.Stats().Handlers == 1 })
+	// One INFO runs, two OPTIONS linger: two more INFOs end them; a
+	// fourth INFO finds nothing to end and gets 503.
+	l.HandleMessage(spec("INFO", 1, from("192.0.2.21")).req(t))
+	next()
+	l.HandleMessage(spec("INFO", 2, from("192.0.2.22")).req(t))
+	next()
+	eventually(t, "three handlers", func() bool { return l.Stats().Handlers == 3 })
+	l.HandleMessage(spec("INFO", 3, from("192.0.2.23")).req(t))
+	sent := net.wait(t, 1)
+	if labels(sent) != "503 INFO" {
+		t.Fatalf("sent %s, want 503 INFO", labels(sent))
+	}
+	if st := l.Stats(); st.Rejected != 1 || st.Pending != 3 || st.Handlers != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestServerBoundPerSource: a source at MaxServerTransactionsPerSource
+// ends its own oldest answered transaction to make room, or gets 503 when
+// all of its are pending, while other sources are still served.
+func TestServerBoundPerSource(t *testing.T) {
+	h := newHarness(t, Config{MaxServerTransactions: 100, MaxServerTransactionsPerSource: 2, TryingDelay: time.Hour})
+	flood, other := from("192.0.2.66"), from("192.0.2.77")
+	h.l.HandleMessage(spec("OPTIONS", 1, flood).req(t))
+	a := h.serverTx()
+	h.l.HandleMessage(spec("OPTIONS", 2, flood).req(t))
+	h.serverTx()
+	h.l.HandleMessage(spec("OPTIONS", 3, flood).req(t))
+	if got := labels(h.net.wait(t, 1)); got != "503 OPTIONS" {
+		t.Fatalf("third request of the source: sent %s, want 503", got)
+	}
+	h.l.HandleMessage(spec("OPTIONS", 1, other).req(t))
+	h.serverTx() // another source is served
+	if st := h.l.Stats(); st.Rejected != 1 || st.Sources != 2 || st.Pending != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+	// a is answered and ends with Timer J; the harness's handler, which
+	// waits for that, returns; the place comes back to the source.
+	if err := a.Respond(response(a.Request(), 200, "x")); err != nil {
+		t.Fatal(err)
+	}
+	h.net.take()
+	h.clk.Advance(64 * DefaultT1)
+	eventually(t, "place back", func() bool { return h.l.Stats().Pending == 2 })
+	h.l.HandleMessage(spec("OPTIONS", 4, flood).req(t))
+	h.serverTx()
+}
+
+// TestServerBoundPerSourceEvictsOwn: at its bound a source makes room from
+// its own answered transactions, not from others'.
+func TestServerBoundPerSourceEvictsOwn(t *testing.T) {
+	a := newAnswering(t, Config{MaxServerTransactions: 100, MaxServerTransactionsPerSource: 2},
+		func(*sip.Request) int { return 200 })
+	flood, other := from("192.0.2.66"), from("192.0.2.77")
+	a.send(spec("OPTIONS", 1, other))
+	for i := range 5 {
+		a.send(spec("OPTIONS", i, flood))
+	}
+	st := a.settled()
+	if st.Evicted != 3 || st.ServerTransactions != 3 || st.Rejected != 0 {
+		t.Fatalf("stats %+v, want the source's 3 oldest ended, the other source's kept", st)
+	}
+	// The other source's transaction still absorbs its retransmission.
+	if got := a.send(spec("OPTIONS", 1, other)); got.String() != "200 OPTIONS" {
+		t.Fatalf("sent %s", got)
+	}
+	if st := a.l.Stats(); st.Evicted != 3 {
+		t.Fatalf("the other source's transaction was ended: %+v", st)
+	}
+}
+
+// TestServerBoundReserve: once the places left are the reserve (the last
+// eighth), a source that holds lightLoad or more gets 503, while a light
+// source is still served up to the bound.
+func TestServerBoundReserve(t *testing.T) {
+	h := newHarness(t, Config{MaxServerTransactions: 80, MaxServerTransactionsPerSource: 80, TryingDelay: time.Hour})
+	// Seven heavy sources take 10 each: 70, the bound less its reserve.
+	n := 0
+	for s := range 7 {
+		src := from(fmt.Sprintf("192.0.2.%d", 100+s))
+		for range 10 {
+			n++
+			h.l.HandleMessage(spec("OPTIONS", n, src).req(t))
+			h.serverTx()
+		}
+	}
+	if st := h.l.Stats(); st.Pending != 70 || st.Rejected != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	h.l.HandleMessage(spec("OPTIONS", 999, from("192.0.2.100")).req(t))
+	if got := labels(h.net.wait(t, 1)); got != "503 OPTIONS" {
+		t.Fatalf("heavy source in the reserve: sent %s, want 503", got)
+	}
+	// Light sources get the reserve, up to the bound.
+	for i := range 10 {
+		h.l.HandleMessage(spec("OPTIONS", 1, from(fmt.Sprintf("192.0.2.%d", 200+i))).req(t))
+		h.serverTx()
+	}
+	h.l.HandleMessage(spec("OPTIONS", 1, from("192.0.2.250")).req(t))
+	if got := labels(h.net.wait(t, 1)); got != "503 OPTIONS" {
+		t.Fatalf("at the bound: sent %s, want 503", got)
+	}
+	if st := h.l.Stats(); st.Pending != 80 || st.Rejected != 2 || st.Sources != 17 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestSourceOfIPv6: IPv6 sources count per /64; IPv4 per address, mapped
+// or not.
+func TestSourceOfIPv6(t *testing.T) {
+	a := sourceOf(sip.Addr{AddrPort: netip.MustParseAddrPort("[2001:db8:1:2:aaaa::1]:5060")})
+	b := sourceOf(sip.Addr{AddrPort: netip.MustParseAddrPort("[2001:db8:1:2:bbbb::9%eth0]:5070")})
+	c := sourceOf(sip.Addr{AddrPort: netip.MustParseAddrPort("[2001:db8:1:3::1]:5060")})
+	if a != b || a == c {
+		t.Fatalf("sources %v %v %v: want the first two equal (same /64), the third apart", a, b, c)
+	}
+	v4 := sourceOf(sip.Addr{AddrPort: netip.MustParseAddrPort("192.0.2.1:5060")})
+	mapped := sourceOf(sip.Addr{AddrPort: netip.MustParseAddrPort("[::ffff:192.0.2.1]:9")})
+	if v4 != mapped || v4 != netip.MustParseAddr("192.0.2.1") {
+		t.Fatalf("IPv4 %v, mapped %v", v4, mapped)
+	}
+}
+
+// TestAdmit: Config.Admit decides before any transaction exists: a
+// response is sent statelessly (with a To tag), a drop sends nothing, and
+// neither reaches the handler or keeps anything. ACKs, CANCELs and
+// retransmissions are not asked.
+func TestAdmit(t *testing.T) {
+	blocked, dropped := from("192.0.2.66"), from("192.0.2.67")
+	var asked []string
+	h := newHarness(t, Config{TryingDelay: time.Hour, Admit: func(req *sip.Request) (*sip.Response, bool) {
+		asked = append(asked, req.Method)
+		switch req.Source.AddrPort.Addr() {
+		case blocked.AddrPort.Addr():
+			res := sip.NewResponse(req, 403, "Go Away")
+			res.Set("Retry-After", "300")
+			return res, false
+		case dropped.AddrPort.Addr():
+			return nil, true
+		}
+		return nil, false
+	}})
+	h.l.HandleMessage(spec("REGISTER", 1, blocked).req(t))
+	sent := h.net.take()
+	if labels(sent) != "403 REGISTER" {
+		t.Fatalf("blocked source: sent %s", labels(sent))
+	}
+	if res := sent[0].msg.(*sip.Response); res.To().Tag() == "" || res.Get("Retry-After") != "300" || sent[0].dst != blocked {
+		t.Fatalf("refusal: %s to %v", res, sent[0].dst)
+	}
+	h.l.HandleMessage(spec("REGISTER", 2, dropped).req(t))
+	if sent := h.net.take(); len(sent) != 0 {
+		t.Fatalf("dropped source: sent %s", labels(sent))
+	}
+	h.noServerTx()
+	if st := h.l.Stats(); st.Refused != 1 || st.Dropped != 1 || st.ServerTransactions != 0 || st.Pending != 0 || st.Sources != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+
+	// Admitted: an INVITE; its retransmission, CANCEL and an ACK of it
+	// are not asked about.
+	inv := spec("INVITE", 3, phoneUDP)
+	h.l.HandleMessage(inv.req(t))
+	tx := h.serverTx()
+	h.l.HandleMessage(inv.req(t))
+	cancel := inv
+	cancel.method = "CANCEL"
+	h.l.HandleMessage(cancel.req(t))
+	tx.Respond(response(tx.Request(), 487, "uas"))
+	ack := inv
+	ack.method, ack.toTag = "ACK", "uas"
+	h.l.HandleMessage(ack.req(t))
+	if fmt.Sprint(asked) != "[REGISTER REGISTER INVITE]" {
+		t.Fatalf("Admit asked about %v", asked)
+	}
+}
+
+// TestCancelWithoutPlace: a CANCEL of a pending INVITE is answered even
+// when the bound leaves it no place; its transaction then ends at once.
+func TestCancelWithoutPlace(t *testing.T) {
+	h := newHarness(t, Config{MaxServerTransactions: 1, TryingDelay: time.Hour})
+	inv := spec("INVITE", 1, phoneUDP)
+	h.l.HandleMessage(inv.req(t))
+	tx := h.serverTx()
+	cancel := inv
+	cancel.method = "CANCEL"
+	h.l.HandleMessage(cancel.req(t))
+	if got := labels(h.net.take()); got != "200 CANCEL" {
+		t.Fatalf("sent %s", got)
+	}
+	if !isClosed(tx.Canceled()) {
+		t.Fatal("not canceled")
+	}
+	if st := h.l.Stats(); st.ServerTransactions != 1 || st.Pending != 1 {
+		t.Fatalf("stats %+v, want only the INVITE kept", st)
+	}
+}
+
+// TestClientBound: beyond MaxClientTransactions Request fails with
+// ErrTooManyTransactions, but a CANCEL still goes out.
+func TestClientBound(t *testing.T) {
+	h := newHarness(t, Config{MaxClientTransactions: 2})
+	inv := mustRequest(t, h, "INVITE", peerUDP)
+	mustRequest(t, h, "OPTIONS", peerUDP)
+	_, err := h.l.Request(context.Background(), clientReq(t, "OPTIONS", sip.UDP), peerUDP)
+	assertErr(t, err, ErrTooManyTransactions)
+	if st := h.l.Stats(); st.ClientTransactions != 2 || st.ClientRejected != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	h.net.take()
+	h.l.HandleMessage(wire(t, response(inv.Request(), 180, "uas"), peerUDP))
+	if err := inv.Cancel(); err != nil {
+		t.Fatal(err)
+	}
+	if got := labels(h.net.take()); got != "CANCEL" {
+		t.Fatalf("sent %s, want the CANCEL beyond the bound", got)
+	}
+	if st := h.l.Stats(); st.ClientTransactions != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+	// Room comes back when transactions end: the OPTIONS and the CANCEL
+	// time out (Timer F); the INVITE, in Proceeding, waits for its TU.
+	h.clk.Advance(64 * DefaultT1)
+	if st := h.l.Stats(); st.ClientTransactions != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+	mustRequest(t, h, "OPTIONS", peerUDP)
+}
+
+// TestServerBoundLargeRequests: a request takes a place per 4 KiB it
+// holds, so that the bound caps memory, not only a count.
+func TestServerBoundLargeRequests(t *testing.T) {
+	h := newHarness(t, Config{MaxServerTransactions: 40, MaxServerTransactionsPerSource: 40, TryingDelay: time.Hour})
+	big := func(n int) *sip.Request {
+		s := spec("MESSAGE", n, from(fmt.Sprintf("192.0.2.%d", n)))
+		s.body = strings.Repeat("x", 20<<10)
+		return s.req(t)
+	}
+	w := weight(big(0), 1000)
+	if w < 5 || w > 7 {
+		t.Fatalf("a 20 KiB request weighs %d places, want about 6", w)
+	}
+	if small := weight(spec("OPTIONS", 0, phoneUDP).req(t), 1000); small != 1 {
+		t.Fatalf("a small request weighs %d places, want 1", small)
+	}
+	n := 0
+	for ; (n+1)*w <= 40; n++ {
+		h.l.HandleMessage(big(n))
+		h.serverTx()
+	}
+	if st := h.l.Stats(); st.Pending != n*w {
+		t.Fatalf("places %d, want %d", st.Pending, n*w)
+	}
+	h.l.HandleMessage(big(n))
+	if got := labels(h.net.wait(t, 1)); got != "503 MESSAGE" {
+		t.Fatalf("sent %s, want 503 beyond the bound", got)
+	}
+	// A weight never passes the per-source bound, or the request could
+	// never get in.
+	if got := weight(big(0), 3); got != 3 {
+		t.Fatalf("weight capped at 3: %d", got)
+	}
+}
