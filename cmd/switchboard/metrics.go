@@ -64,6 +64,7 @@ type stackCollector struct {
 	wsOpen, wsConns                                       *prometheus.Desc
 	authFailures, authRefused, authBlocked                *prometheus.Desc
 	sipReceived, sipDropped, sipPending, txOpen, overload *prometheus.Desc
+	locRecords, locSyncs, locSnapshots, locWriteErrors    *prometheus.Desc
 }
 
 func newStackCollector(s *sipStack) *stackCollector {
@@ -71,29 +72,33 @@ func newStackCollector(s *sipStack) *stackCollector {
 		return prometheus.NewDesc("switchboard_"+name, help, labels, nil)
 	}
 	return &stackCollector{
-		s:             s,
-		registrations: d("registrations", "Registered contacts (bindings), by the transport they registered over.", "transport"),
-		users:         d("registered_users", "Addresses of record with at least one registered contact."),
-		accounts:      d("accounts", "Accounts that can register and call."),
-		calls:         d("calls_active", "Calls bridged between WebRTC and SIP by the B2BUA now, by state (calling, ringing, early, answered).", "state"),
-		callLegs:      d("call_legs_active", "Legs of the bridged calls now, by type: webrtc (browser) or sip (phone, trunk).", "type"),
-		oneWay:        d("calls_one_way_audio", "Bridged calls where one side has been silent while the other sends."),
-		bridges:       d("media_bridges_total", "Media bridges made since start: one per bridged call attempt."),
-		inactive:      d("media_inactivity_timeouts_total", "Bridged calls ended because no media flowed."),
-		ports:         d("rtp_ports", "RTP port pairs of the SIP-side legs, by state (in_use, draining).", "state"),
-		rtpPackets:    d("rtp_packets_total", "RTP packets relayed, by leg (webrtc, sip) and direction (in: from the peer on that leg; out: to it).", "leg", "direction"),
-		rtpBytes:      d("rtp_bytes_total", "RTP bytes (header and payload, after SRTP) by leg and direction.", "leg", "direction"),
-		rtpLost:       d("rtp_lost_packets_total", "RTP packets lost on their way to the gateway, from sequence gaps, by leg.", "leg"),
-		wsOpen:        d("websocket_connections", "Open SIP over WebSocket connections."),
-		wsConns:       d("websocket_connections_total", "SIP over WebSocket handshakes, by result (accepted, refused).", "result"),
-		authFailures:  d("auth_failures_total", "Failed digest authentications (wrong password or unknown user), by role (registrar, proxy).", "role"),
-		authRefused:   d("auth_refused_total", "Authentication attempts refused unchecked because the source failed too often, by role.", "role"),
-		authBlocked:   d("auth_blocked_sources", "Sources refused now for failing authentication too often, by role.", "role"),
-		sipReceived:   d("sip_messages_received_total", "SIP messages the transports delivered."),
-		sipDropped:    d("sip_messages_dropped_total", "SIP messages dropped unread because their source or the gateway was over its queue cap."),
-		sipPending:    d("sip_messages_pending", "SIP messages waiting for a worker."),
-		txOpen:        d("sip_transactions_open", "SIP transactions not yet terminated, by side (server, client).", "side"),
-		overload:      d("sip_overload_rejected_total", "Requests answered 503 statelessly because too many server transactions were pending."),
+		s:              s,
+		registrations:  d("registrations", "Registered contacts (bindings), by the transport they registered over.", "transport"),
+		users:          d("registered_users", "Addresses of record with at least one registered contact."),
+		accounts:       d("accounts", "Accounts that can register and call."),
+		calls:          d("calls_active", "Calls bridged between WebRTC and SIP by the B2BUA now, by state (calling, ringing, early, answered).", "state"),
+		callLegs:       d("call_legs_active", "Legs of the bridged calls now, by type: webrtc (browser) or sip (phone, trunk).", "type"),
+		oneWay:         d("calls_one_way_audio", "Bridged calls where one side has been silent while the other sends."),
+		bridges:        d("media_bridges_total", "Media bridges made since start: one per bridged call attempt."),
+		inactive:       d("media_inactivity_timeouts_total", "Bridged calls ended because no media flowed."),
+		ports:          d("rtp_ports", "RTP port pairs of the SIP-side legs, by state (in_use, draining).", "state"),
+		rtpPackets:     d("rtp_packets_total", "RTP packets relayed, by leg (webrtc, sip) and direction (in: from the peer on that leg; out: to it).", "leg", "direction"),
+		rtpBytes:       d("rtp_bytes_total", "RTP bytes (header and payload, after SRTP) by leg and direction.", "leg", "direction"),
+		rtpLost:        d("rtp_lost_packets_total", "RTP packets lost on their way to the gateway, from sequence gaps, by leg.", "leg"),
+		wsOpen:         d("websocket_connections", "Open SIP over WebSocket connections."),
+		wsConns:        d("websocket_connections_total", "SIP over WebSocket handshakes, by result (accepted, refused).", "result"),
+		authFailures:   d("auth_failures_total", "Failed digest authentications (wrong password or unknown user), by role (registrar, proxy).", "role"),
+		authRefused:    d("auth_refused_total", "Authentication attempts refused unchecked because the source failed too often, by role.", "role"),
+		authBlocked:    d("auth_blocked_sources", "Sources refused now for failing authentication too often, by role.", "role"),
+		sipReceived:    d("sip_messages_received_total", "SIP messages the transports delivered."),
+		sipDropped:     d("sip_messages_dropped_total", "SIP messages dropped unread because their source or the gateway was over its queue cap."),
+		sipPending:     d("sip_messages_pending", "SIP messages waiting for a worker."),
+		txOpen:         d("sip_transactions_open", "SIP transactions not yet terminated, by side (server, client).", "side"),
+		overload:       d("sip_overload_rejected_total", "Requests answered 503 statelessly because too many server transactions were pending."),
+		locRecords:     d("location_journal_records_total", "Changes of registrations written to the location journal."),
+		locSyncs:       d("location_journal_syncs_total", "Syncs of the location journal; concurrent changes share one (group commit)."),
+		locSnapshots:   d("location_snapshots_total", "Snapshots of the location store written: at start, on compaction, and after a failed journal write."),
+		locWriteErrors: d("location_write_errors_total", "Failed writes of the location journal or snapshot."),
 	}
 }
 
@@ -126,6 +131,11 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.users, float64(len(aors)))
 	}
 	gauge(c.accounts, float64(s.accounts.Len()))
+	ls := s.location.Stats()
+	counter(c.locRecords, ls.Records)
+	counter(c.locSyncs, ls.Syncs)
+	counter(c.locSnapshots, ls.Snapshots)
+	counter(c.locWriteErrors, ls.WriteErrors)
 
 	// Bridged calls and their media.
 	calls := s.calls.Calls()
