@@ -329,7 +329,7 @@ func TestDamagedJournalOnRestart(t *testing.T) {
 // error naming the file and offset; what was read before stays, with the
 // journal after it.
 func TestDamagedSnapshotOnRestart(t *testing.T) {
-	for _, damage := range []string{"cut", "flip"} {
+	for _, damage := range []string{"cut", "flip", "header"} {
 		t.Run(damage, func(t *testing.T) {
 			m, c := openMem(t, Options{Dir: t.TempDir()})
 			mustPut(t, m, phone(t, c, "a", 1))
@@ -347,12 +347,18 @@ func TestDamagedSnapshotOnRestart(t *testing.T) {
 				data = data[:recordStart(t, data, 2)] // no end record
 			case "flip":
 				data[second+frameLen+4] ^= 1
+			case "header":
+				// Its generation unknown, every journal is replayed.
+				data[10] ^= 1
 			}
 			os.WriteFile(snap, data, 0o600)
 			m2, logs := reopen(t, image, c)
 			want := []string{"sip:a@192.0.2.1:5060", "", "sip:c@192.0.2.3:5060"}
-			if damage == "cut" {
+			switch damage {
+			case "cut":
 				want[1] = "sip:b@192.0.2.2:5060"
+			case "header":
+				want[0] = ""
 			}
 			for i, u := range []string{"a", "b", "c"} {
 				if got := contacts(mustGet(t, m2, "sip:"+u+"@example.com")); got != want[i] {
@@ -360,10 +366,7 @@ func TestDamagedSnapshotOnRestart(t *testing.T) {
 				}
 			}
 			errs := logs.lines("ERROR")
-			offset := len(data)
-			if damage == "flip" {
-				offset = second
-			}
+			offset := map[string]int{"cut": len(data), "flip": second, "header": 0}[damage]
 			if len(errs) != 1 || !strings.Contains(errs[0], "path="+snap) || !strings.Contains(errs[0], fmt.Sprintf("offset=%d", offset)) {
 				t.Errorf("errors %q, want one naming %s at %d", errs, snap, offset)
 			}
