@@ -324,7 +324,7 @@ func (d *disk) readFile(path, magic string, fn func(aorState)) (res scanResult, 
 		return res, false, nil
 	}
 	if err != nil {
-		return res, false, fmt.Errorf("location: open %w", err)
+		return res, false, fmt.Errorf("location: %w", err)
 	}
 	defer f.Close()
 	fi, err := f.Stat()
@@ -366,7 +366,7 @@ func (d *disk) loadLegacy(apply func(aorState)) error {
 		return nil
 	}
 	if err != nil {
-		return fmt.Errorf("location: read %w", err)
+		return fmt.Errorf("location: %w", err)
 	}
 	d.legacy = true
 	states, err := parseLegacy(data)
