@@ -29,7 +29,9 @@ type Options struct {
 	// JournalLimit is the size in bytes past which the journal is
 	// compacted into a new snapshot: the limit, or the size of the last
 	// snapshot when that is larger, so that compacting stays cheap
-	// against what it saves. Default DefaultJournalLimit.
+	// against what it saves. The journal goes past it only by what is
+	// written while the compaction runs; new records then go to a new
+	// journal. Default DefaultJournalLimit.
 	JournalLimit int64
 	// SweepInterval is how often expired bindings are dropped from memory.
 	// They are never returned in between. Default DefaultSweepInterval.
@@ -519,7 +521,8 @@ type Stats struct {
 	// that made them durable: with concurrent changes one sync carries
 	// several records (group commit).
 	Records, Syncs uint64
-	// Snapshots counts the snapshots written (compactions).
+	// Snapshots counts the snapshots written: at Open, on compaction,
+	// and in place of a journal write that failed.
 	Snapshots uint64
 	// WriteErrors counts failed journal and snapshot writes.
 	WriteErrors uint64
