@@ -27,6 +27,7 @@ declare -A target_execs=(
 	[FuzzParseChallenge]=120000 [FuzzParseCredentials]=120000
 	[FuzzFromUserList]=100000 [FuzzServeRegister]=100000
 	[FuzzParseSession]=40000 [FuzzFraming]=30000 [FuzzReadFrame]=50000
+	[FuzzLocationFile]=40000
 )
 scale=${FUZZ_EXECS:-1}
 if ! [[ $scale =~ ^[1-9][0-9]*$ ]]; then

@@ -69,6 +69,7 @@ type stackCollector struct {
 	conns, connsRefused, connsEvicted, connsIdle           *prometheus.Desc
 	sipPendingBytes, txPlaces, txHandlers, txEvicted       *prometheus.Desc
 	clientRefused, admission                               *prometheus.Desc
+	locRecords, locSyncs, locSnapshots, locWriteErrors     *prometheus.Desc
 }
 
 func newStackCollector(s *sipStack) *stackCollector {
@@ -114,6 +115,10 @@ func newStackCollector(s *sipStack) *stackCollector {
 		txEvicted:       d("sip_transactions_evicted_total", "Answered server transactions ended before their retransmission timer to make room for new requests."),
 		clientRefused:   d("sip_client_transactions_refused_total", "Requests the gateway did not send because too many client transactions were open."),
 		admission:       d("sip_admission_refused_total", "Requests refused before any transaction because their source is throttled for failing authentication, by action (answered: 403 sent statelessly; dropped).", "action"),
+		locRecords:      d("location_journal_records_total", "Changes of registrations written to the location journal."),
+		locSyncs:        d("location_journal_syncs_total", "Syncs of the location journal; concurrent changes share one (group commit)."),
+		locSnapshots:    d("location_snapshots_total", "Snapshots of the location store written: at start, on compaction, and after a failed journal write."),
+		locWriteErrors:  d("location_write_errors_total", "Failed writes of the location journal or snapshot."),
 	}
 }
 
@@ -146,6 +151,11 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.users, float64(len(aors)))
 	}
 	gauge(c.accounts, float64(s.accounts.Len()))
+	ls := s.location.Stats()
+	counter(c.locRecords, ls.Records)
+	counter(c.locSyncs, ls.Syncs)
+	counter(c.locSnapshots, ls.Snapshots)
+	counter(c.locWriteErrors, ls.WriteErrors)
 
 	// Bridged calls and their media.
 	calls := s.calls.Calls()

@@ -166,6 +166,11 @@ func TestMetrics(t *testing.T) {
 		`switchboard_sip_admission_refused_total{action="answered"}`:                              0,
 		`switchboard_sip_messages_dropped_total`:                                                  0,
 		`switchboard_build_info{goversion="` + runtime.Version() + `",version="` + version + `"}`: 1,
+		// The 200 is sent once the binding is in the journal and synced.
+		`switchboard_location_journal_records_total`: 1,
+		`switchboard_location_journal_syncs_total`:   1,
+		`switchboard_location_snapshots_total`:       1,
+		`switchboard_location_write_errors_total`:    0,
 	} {
 		if got := g.metric(t, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)

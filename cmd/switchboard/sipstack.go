@@ -310,7 +310,8 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 }
 
 // close stops the SIP side: transports first, so that nothing new comes
-// in, then the transactions, then the store, which flushes its bindings.
+// in, then the transactions, then the store, which writes what is left of
+// its journal (every acknowledged binding is on disk already).
 func (s *sipStack) close() {
 	if s.stopped {
 		return

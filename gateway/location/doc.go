@@ -11,15 +11,26 @@
 // rule that decides which stored binding a new one replaces is a function
 // of the bindings alone ([Binding.Matches]).
 //
-// [Memory] is the embedded implementation: bindings live in memory and are
-// written behind, at most every FlushInterval, to a JSON snapshot under the
-// data directory, so registrations survive a restart. Expired bindings are
-// never returned and are swept periodically on the injected clock.
+// [Memory] is the embedded implementation: bindings are served from
+// memory and kept durable in the data directory by a journal and a
+// snapshot. Every change appends a record holding the whole state of its
+// AOR to the journal, and the call returns once the record is synced;
+// changes made while the journal is being synced are written and synced
+// together next (group commit), so concurrent REGISTERs share one sync.
+// Each record carries its length and a CRC-32C: a record cut short by a
+// crash at the end of the journal is recognised and dropped (it was never
+// acknowledged), and damage anywhere else is reported with the file and
+// offset. When the journal passes JournalLimit it is compacted: a snapshot
+// of the whole state is written to a temporary file, synced, renamed over
+// the old one and its directory synced, and the journals it replaces are
+// removed. Expired bindings are never returned, are swept periodically on
+// the injected clock, and are left out of snapshots and restarts.
 //
 // Flows do not survive a restart: a connection (TCP, TLS, WebSocket) dies
 // with the process. A binding that can only be reached over its flow
-// ([Binding.NeedsFlow]) — a browser's ".invalid" contact, an outbound
-// registration, a NATed phone on TCP — is dropped when the snapshot is
-// loaded. It could not be reached anyway, and its user agent re-registers
-// as soon as it reconnects.
+// ([Binding.NeedsFlow]) over a connection — a browser's ".invalid"
+// contact, an outbound registration over TCP or WebSocket, a NATed phone
+// on TCP — is therefore never written to disk: it could not be reached
+// after a restart anyway, and its user agent re-registers as soon as it
+// reconnects. A browser's registrations and refreshes cost no disk write.
 package location

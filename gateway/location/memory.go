@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"slices"
 	"sync"
 	"time"
@@ -16,24 +15,24 @@ import (
 
 // Defaults for zero fields of Options.
 const (
-	DefaultFlushInterval     = 5 * time.Second
+	DefaultJournalLimit      = 8 << 20
 	DefaultSweepInterval     = 30 * time.Second
 	DefaultMaxBindingsPerAOR = 20
 )
 
-// SnapshotName is the file Memory keeps under its directory.
-const SnapshotName = "locations.json"
-
 // Options configure a Memory store. The zero value is a store that lives
 // in memory only, with the defaults.
 type Options struct {
-	// Dir is the data directory the snapshot is kept in; it is created if
-	// missing. Empty means no persistence.
+	// Dir is the data directory the snapshot and the journal are kept in;
+	// it is created if missing. Empty means no persistence.
 	Dir string
-	// FlushInterval is the most often the snapshot is rewritten: the first
-	// change after a write schedules the next write this much later, and
-	// every change until then goes into it. Default DefaultFlushInterval.
-	FlushInterval time.Duration
+	// JournalLimit is the size in bytes past which the journal is
+	// compacted into a new snapshot: the limit, or the size of the last
+	// snapshot when that is larger, so that compacting stays cheap
+	// against what it saves. The journal goes past it only by what is
+	// written while the compaction runs; new records then go to a new
+	// journal. Default DefaultJournalLimit.
+	JournalLimit int64
 	// SweepInterval is how often expired bindings are dropped from memory.
 	// They are never returned in between. Default DefaultSweepInterval.
 	SweepInterval time.Duration
@@ -41,43 +40,45 @@ type Options struct {
 	// default DefaultMaxBindingsPerAOR. AORs are accounts, so this bounds
 	// the whole store.
 	MaxBindingsPerAOR int
-	// Clock drives expiry, sweeps and flushes; nil means the system clock.
+	// Clock drives expiry and sweeps; nil means the system clock.
 	Clock clock.Clock
-	// Logger receives write failures and sweeps; nil discards.
+	// Logger receives write failures, damaged files and sweeps; nil
+	// discards.
 	Logger *slog.Logger
 
-	// onFlush, when set by this package's tests, is called by the writer
-	// after each snapshot write attempt.
-	onFlush func(error)
+	// Set by this package's tests only.
+	hooks *hooks
 }
 
-// Memory is a Store served from memory and written behind to a JSON
-// snapshot (see the package documentation). Create it with Open and stop
-// it with Close, which writes pending changes.
+// hooks let this package's tests stop the store at chosen points.
+type hooks struct {
+	// beforeSync is called by the writer after writing a batch to the
+	// journal and before syncing it.
+	beforeSync func()
+	// step is called at each step of a snapshot where a crash may
+	// happen: "state taken", "snapshot written", "journals removed".
+	step func(name string)
+	// create, when set, replaces the creation of a journal file.
+	create func(path string) (journalFile, error)
+}
+
+// Memory is a Store served from memory, made durable by a journal and
+// snapshots (see the package documentation). Create it with Open and stop
+// it with Close.
 type Memory struct {
 	clock      clock.Clock
 	log        *slog.Logger
-	path       string // snapshot file; "" without persistence
-	flushEvery time.Duration
 	sweepEvery time.Duration
 	maxPerAOR  int
-	onFlush    func(error)
 
 	mu      sync.RWMutex
-	aors    map[string][]Binding
+	aors    map[string][]Binding        // each list sorted and never changed in place
 	flows   map[sip.Addr]map[string]int // reliable source → AOR → bindings from it
-	version uint64                      // bumped on every change
 	closed  bool
 	sweeper clock.Timer
 
-	// The writer goroutine's channels; nil without persistence.
-	dirty    chan struct{}   // cap 1: a change since the last write
-	tick     chan struct{}   // cap 1: the flush interval has passed
-	flushReq chan chan error // Flush asks for a write now
-	stop     chan struct{}   // closed by Close
-	done     chan struct{}   // closed when the writer has returned
-	written  uint64          // version last written; writer-owned
-	finalErr error           // the last write's error, read after done
+	// Persistence; nil without a data directory.
+	disk *disk
 
 	closeOnce sync.Once
 	closeErr  error
@@ -85,39 +86,32 @@ type Memory struct {
 
 var _ Store = (*Memory)(nil)
 
-// Open returns a store, loading the snapshot under opts.Dir if there is
-// one. Bindings that have expired, and bindings that need a flow that came
+// Open returns a store. With a data directory it loads the snapshot and
+// replays the journal found there, then writes what it loaded as a new
+// snapshot, so that it never appends to a file a crash may have cut short.
+//
+// Bindings that have expired, and bindings that need a flow that came
 // over a connection (which died with the previous process), are dropped.
-// A snapshot that cannot be decoded is renamed with a ".corrupt" suffix and
-// the store starts empty: registrations are soft state that user agents
-// refresh, and a damaged file must not keep the gateway from starting.
+// Damage to the files does not keep the gateway from starting:
+// registrations are soft state that user agents refresh. Open logs each
+// damaged file with the offset of the damage, keeps what it could read
+// before it, and renames the file with a ".corrupt" suffix for the
+// operator. A record cut short by a crash at the end of the journal is
+// dropped with a warning: it was never acknowledged. Open fails when the
+// directory cannot be read or the new snapshot cannot be written, since
+// no registration could be made durable then.
 func Open(opts Options) (*Memory, error) {
-	m := &Memory{
-		clock:      clock.Or(opts.Clock),
-		log:        opts.Logger,
-		flushEvery: cmp.Or(opts.FlushInterval, DefaultFlushInterval),
-		sweepEvery: cmp.Or(opts.SweepInterval, DefaultSweepInterval),
-		maxPerAOR:  cmp.Or(opts.MaxBindingsPerAOR, DefaultMaxBindingsPerAOR),
-		onFlush:    opts.onFlush,
-		aors:       make(map[string][]Binding),
-		flows:      make(map[sip.Addr]map[string]int),
-	}
-	if m.log == nil {
-		m.log = slog.New(slog.DiscardHandler)
-	}
+	m := newMemory(opts)
 	if opts.Dir != "" {
-		m.path = filepath.Join(opts.Dir, SnapshotName)
-		records, err := loadSnapshot(opts.Dir, m.path, m.log)
+		d, state, err := openDisk(m, opts)
 		if err != nil {
 			return nil, err
 		}
-		m.restore(records)
-		m.dirty = make(chan struct{}, 1)
-		m.tick = make(chan struct{}, 1)
-		m.flushReq = make(chan chan error)
-		m.stop = make(chan struct{})
-		m.done = make(chan struct{})
-		go m.writeLoop()
+		m.restore(state)
+		m.disk = d
+		if err := d.start(); err != nil {
+			return nil, err
+		}
 	}
 	m.mu.Lock()
 	m.sweeper = m.clock.AfterFunc(m.sweepEvery, m.sweep)
@@ -125,41 +119,68 @@ func Open(opts Options) (*Memory, error) {
 	return m, nil
 }
 
-// restore fills the store from a snapshot's records.
-func (m *Memory) restore(records []record) {
+// newMemory returns an empty store, not yet persistent nor swept.
+func newMemory(opts Options) *Memory {
+	m := &Memory{
+		clock:      clock.Or(opts.Clock),
+		log:        opts.Logger,
+		sweepEvery: cmp.Or(opts.SweepInterval, DefaultSweepInterval),
+		maxPerAOR:  cmp.Or(opts.MaxBindingsPerAOR, DefaultMaxBindingsPerAOR),
+		aors:       make(map[string][]Binding),
+		flows:      make(map[sip.Addr]map[string]int),
+	}
+	if m.log == nil {
+		m.log = slog.New(slog.DiscardHandler)
+	}
+	return m
+}
+
+// restore fills the store from the bindings read from disk, by AOR.
+func (m *Memory) restore(state map[string][]record) {
 	now := m.clock.Now()
 	loaded, dropped := 0, 0
-	byAOR := make(map[string][]Binding)
-	for _, r := range records {
-		b, err := r.binding()
-		switch {
-		case err != nil:
-			m.log.Warn("location: skipping unreadable binding in snapshot", "aor", r.AOR, "err", err)
-			dropped++
-			continue
-		case !b.Expires.After(now):
-			dropped++
-			continue
-		case b.NeedsFlow() && b.Source.Reliable():
-			// Its connection died with the previous process.
-			dropped++
-			continue
+	for aor, records := range state {
+		list := make([]Binding, 0, len(records))
+		for _, r := range records {
+			b, err := r.binding()
+			switch {
+			case err != nil:
+				m.log.Warn("location: skipping unreadable binding", "aor", r.AOR, "err", err)
+				dropped++
+				continue
+			case b.AOR != aor:
+				m.log.Warn("location: skipping binding filed under another AOR", "aor", aor, "binding_aor", b.AOR)
+				dropped++
+				continue
+			case !b.Expires.After(now):
+				dropped++
+				continue
+			case !durable(&b):
+				// Its connection died with the previous process.
+				dropped++
+				continue
+			}
+			list = append(list, b)
 		}
-		byAOR[b.AOR] = append(byAOR[b.AOR], b)
-	}
-	for aor, list := range byAOR {
 		sortBindings(list)
 		if len(list) > m.maxPerAOR {
 			dropped += len(list) - m.maxPerAOR
 			list = list[:m.maxPerAOR]
 		}
-		m.setLocked(aor, list)
-		loaded += len(list)
+		if len(list) > 0 {
+			m.setLocked(aor, list)
+			loaded += len(list)
+		}
 	}
-	m.version = 0 // what is in memory is what is on disk, less the dropped
 	if loaded+dropped > 0 {
 		m.log.Info("location: loaded bindings", "loaded", loaded, "dropped", dropped)
 	}
+}
+
+// durable reports whether b is kept across a restart: not when it can be
+// reached only over a connection, which dies with the process.
+func durable(b *Binding) bool {
+	return !b.NeedsFlow() || !b.Source.Reliable()
 }
 
 // sortBindings orders bindings as Get returns them: q descending, then most
@@ -196,8 +217,10 @@ func live(dst, list []Binding, now time.Time) []Binding {
 	return dst
 }
 
-// Put stores b (see Store).
-func (m *Memory) Put(_ context.Context, b Binding) error {
+// Put stores b (see Store). With a data directory it returns once the
+// change is in the journal and synced, or is a change of a binding that
+// is not kept across a restart anyway (see durable).
+func (m *Memory) Put(ctx context.Context, b Binding) error {
 	now := m.clock.Now()
 	switch {
 	case b.AOR == "":
@@ -208,8 +231,8 @@ func (m *Memory) Put(_ context.Context, b Binding) error {
 		return fmt.Errorf("%w: already expired", ErrInvalidBinding)
 	}
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.closed {
+		m.mu.Unlock()
 		return ErrClosed
 	}
 	old := m.aors[b.AOR]
@@ -224,23 +247,29 @@ func (m *Memory) Put(_ context.Context, b Binding) error {
 		}
 	}
 	if len(list) >= m.maxPerAOR {
+		m.mu.Unlock()
 		return fmt.Errorf("%w: %s has %d", ErrTooManyBindings, b.AOR, len(list))
 	}
 	list = append(list, b.clone(replaced))
 	sortBindings(list)
-	m.setLocked(b.AOR, list)
-	return nil
+	commit, err := m.changeLocked(b.AOR, list)
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return commit.wait(ctx)
 }
 
 // Delete removes the binding b matches (see Store).
-func (m *Memory) Delete(_ context.Context, b Binding) error {
+func (m *Memory) Delete(ctx context.Context, b Binding) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.closed {
+		m.mu.Unlock()
 		return ErrClosed
 	}
 	old := m.aors[b.AOR]
 	if !slices.ContainsFunc(old, func(o Binding) bool { return o.Matches(&b) }) {
+		m.mu.Unlock()
 		return nil
 	}
 	list := make([]Binding, 0, len(old))
@@ -249,32 +278,44 @@ func (m *Memory) Delete(_ context.Context, b Binding) error {
 			list = append(list, old[i])
 		}
 	}
-	m.setLocked(b.AOR, list)
-	return nil
+	commit, err := m.changeLocked(b.AOR, list)
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return commit.wait(ctx)
 }
 
 // DeleteAOR removes every binding of aor.
-func (m *Memory) DeleteAOR(_ context.Context, aor string) error {
+func (m *Memory) DeleteAOR(ctx context.Context, aor string) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.closed {
+		m.mu.Unlock()
 		return ErrClosed
 	}
+	var commit *batch
+	var err error
 	if _, ok := m.aors[aor]; ok {
-		m.setLocked(aor, nil)
+		commit, err = m.changeLocked(aor, nil)
 	}
-	return nil
+	m.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	return commit.wait(ctx)
 }
 
-// DeleteFlow removes the bindings that need flow (see Store).
-func (m *Memory) DeleteFlow(_ context.Context, flow sip.Addr) ([]Binding, error) {
+// DeleteFlow removes the bindings that need flow (see Store). They are
+// never written to disk, so it does not wait for the disk.
+func (m *Memory) DeleteFlow(ctx context.Context, flow sip.Addr) ([]Binding, error) {
 	now := m.clock.Now()
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.closed {
+		m.mu.Unlock()
 		return nil, ErrClosed
 	}
 	var removed []Binding
+	var commit *batch
 	// Collect the AORs first: setLocked changes the index being read.
 	aors := make([]string, 0, len(m.flows[flow]))
 	for aor := range m.flows[flow] {
@@ -293,8 +334,17 @@ func (m *Memory) DeleteFlow(_ context.Context, flow sip.Addr) ([]Binding, error)
 			list = append(list, b)
 		}
 		if len(list) != len(old) {
-			m.setLocked(aor, list)
+			c, err := m.changeLocked(aor, list)
+			if err != nil {
+				m.mu.Unlock()
+				return nil, err
+			}
+			commit = cmp.Or(c, commit)
 		}
+	}
+	m.mu.Unlock()
+	if err := commit.wait(ctx); err != nil {
+		return nil, err
 	}
 	return removed, nil
 }
@@ -331,9 +381,27 @@ func (m *Memory) Len() int {
 	return n
 }
 
+// changeLocked replaces the bindings of aor with list, as setLocked does,
+// and appends the change to the journal's next batch, which it returns:
+// the caller waits on it once it has let go of the lock. The batch is nil
+// when there is nothing to wait for: no data directory, or no change to
+// what a restart would load. The caller holds m.mu; on error nothing
+// changed.
+func (m *Memory) changeLocked(aor string, list []Binding) (*batch, error) {
+	var commit *batch
+	if m.disk != nil && !sameDurable(m.aors[aor], list) {
+		var err error
+		if commit, err = m.disk.appendLocked(aor, list); err != nil {
+			return nil, err
+		}
+	}
+	m.setLocked(aor, list)
+	return commit, nil
+}
+
 // setLocked replaces the bindings of aor with list (nil or empty removes
-// the AOR), keeps the flow index in step and marks the store changed.
-// list must be a slice of its own, sorted.
+// the AOR) and keeps the flow index in step. list must be a slice of its
+// own, sorted; it is never changed after.
 func (m *Memory) setLocked(aor string, list []Binding) {
 	// Index the new list before unindexing the old, so that a binding
 	// refreshed over the same flow does not drop and remake its entry.
@@ -347,13 +415,6 @@ func (m *Memory) setLocked(aor string, list []Binding) {
 		delete(m.aors, aor)
 	} else {
 		m.aors[aor] = list
-	}
-	m.version++
-	if m.dirty != nil {
-		select {
-		case m.dirty <- struct{}{}:
-		default:
-		}
 	}
 }
 
@@ -420,30 +481,91 @@ func (m *Memory) sweep() {
 	m.sweeper = m.clock.AfterFunc(m.sweepEvery, m.sweep)
 }
 
-// Flush writes pending changes to the snapshot now, without waiting for
-// the flush interval. Without persistence it does nothing.
-func (m *Memory) Flush(ctx context.Context) error {
-	if m.path == "" {
-		return nil
-	}
-	reply := make(chan error, 1)
-	select {
-	case m.flushReq <- reply:
-	case <-m.done:
-		return ErrClosed
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	select {
-	case err := <-reply:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
+// sameDurable reports whether old and list hold the same bindings as far
+// as a restart would load them: then changing one to the other needs no
+// journal record. A browser's refresh over its WebSocket is such a change.
+func sameDurable(old, list []Binding) bool {
+	i, j := 0, 0
+	for {
+		for i < len(old) && !durable(&old[i]) {
+			i++
+		}
+		for j < len(list) && !durable(&list[j]) {
+			j++
+		}
+		if i == len(old) || j == len(list) {
+			return i == len(old) && j == len(list)
+		}
+		if !equalBinding(&old[i], &list[j]) {
+			return false
+		}
+		i++
+		j++
 	}
 }
 
-// Close stops the sweeps and the writer, writes pending changes, and
-// returns the error of that last write. Later calls return the same.
+// equalBinding reports whether a and b are equal in every field a record
+// keeps.
+func equalBinding(a, b *Binding) bool {
+	return a.AOR == b.AOR && a.Contact == b.Contact && a.Expires.Equal(b.Expires) &&
+		a.Q == b.Q && a.CallID == b.CallID && a.CSeq == b.CSeq &&
+		a.Instance == b.Instance && a.RegID == b.RegID && slices.Equal(a.Path, b.Path) &&
+		a.Source == b.Source && a.Received.Equal(b.Received) && a.UserAgent == b.UserAgent
+}
+
+// Stats are counters of a Memory store, for metrics.
+type Stats struct {
+	// Bindings held, expired ones not yet swept included.
+	Bindings int
+	// Records and Syncs count the journal records written and the syncs
+	// that made them durable: with concurrent changes one sync carries
+	// several records (group commit).
+	Records, Syncs uint64
+	// Snapshots counts the snapshots written: at Open, on compaction,
+	// and in place of a journal write that failed.
+	Snapshots uint64
+	// WriteErrors counts failed journal and snapshot writes.
+	WriteErrors uint64
+	// JournalBytes is the size of the journal being written.
+	JournalBytes int64
+}
+
+// Stats returns the store's counters.
+func (m *Memory) Stats() Stats {
+	s := Stats{Bindings: m.Len()}
+	if d := m.disk; d != nil {
+		s.Records = d.records.Load()
+		s.Syncs = d.syncs.Load()
+		s.Snapshots = d.snapshots.Load()
+		s.WriteErrors = d.writeErrors.Load()
+		s.JournalBytes = d.journalBytes.Load()
+	}
+	return s
+}
+
+// Compact writes a snapshot of the store now and removes the journal it
+// makes redundant; the store does it by itself as the journal grows.
+// Without a data directory it does nothing.
+func (m *Memory) Compact(ctx context.Context) error {
+	if m.disk == nil {
+		return nil
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	m.mu.RLock()
+	closed := m.closed
+	m.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	return m.disk.compact()
+}
+
+// Close stops the sweeps and the journal writer once it has written what
+// it was given, and returns the error of that last write. Later calls
+// return the same. Every change whose call returned nil is already on
+// disk, so Close has nothing else to save.
 func (m *Memory) Close() error {
 	m.closeOnce.Do(func() {
 		m.mu.Lock()
@@ -452,86 +574,9 @@ func (m *Memory) Close() error {
 			m.sweeper.Stop()
 		}
 		m.mu.Unlock()
-		if m.path != "" {
-			close(m.stop)
-			<-m.done
-			m.closeErr = m.finalErr
+		if m.disk != nil {
+			m.closeErr = m.disk.close()
 		}
 	})
 	return m.closeErr
-}
-
-// writeLoop is the writer goroutine: it waits for a change, lets FlushInterval
-// pass so that later changes join the same write, and writes.
-func (m *Memory) writeLoop() {
-	defer close(m.done)
-	for {
-		select {
-		case <-m.stop:
-			m.finalErr = m.flush()
-			return
-		case reply := <-m.flushReq:
-			reply <- m.flush()
-		case <-m.dirty:
-			if !m.waitInterval() {
-				m.finalErr = m.flush()
-				return
-			}
-			if err := m.flush(); err != nil {
-				// Try again after another interval.
-				select {
-				case m.dirty <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}
-}
-
-// waitInterval waits FlushInterval on the clock, serving Flush requests
-// meanwhile. It reports false when the store is closing.
-func (m *Memory) waitInterval() bool {
-	select { // a tick left over from an interval cut short by Flush
-	case <-m.tick:
-	default:
-	}
-	t := m.clock.AfterFunc(m.flushEvery, func() {
-		select {
-		case m.tick <- struct{}{}:
-		default:
-		}
-	})
-	defer t.Stop()
-	for {
-		select {
-		case <-m.tick:
-			return true
-		case <-m.stop:
-			return false
-		case reply := <-m.flushReq:
-			reply <- m.flush()
-		}
-	}
-}
-
-// flush writes the snapshot if anything changed since the last write.
-func (m *Memory) flush() error {
-	m.mu.RLock()
-	v := m.version
-	if v == m.written {
-		m.mu.RUnlock()
-		return nil
-	}
-	snap := m.snapshotLocked()
-	m.mu.RUnlock()
-	err := writeSnapshot(m.path, snap)
-	if err != nil {
-		m.log.Error("location: writing snapshot failed", "path", m.path, "err", err)
-	} else {
-		m.written = v
-	}
-	if m.onFlush != nil {
-		m.onFlush(err)
-	}
-	return err
 }

@@ -64,21 +64,27 @@ func openMem(t *testing.T, opts Options) (*Memory, *clock.Fake) {
 	}
 	t.Cleanup(func() {
 		m.Close()
-		checkNoWriter(t)
+		checkNoWriter(t, m)
 	})
 	return m, c
 }
 
-// checkNoWriter fails if a writer goroutine outlives its store. Close
-// waits until the writer has closed its done channel; the goroutine may
-// still be returning then, so give it until a deadline to be gone.
-func checkNoWriter(t *testing.T) {
+// checkNoWriter fails if the journal writer or the compactor of m
+// outlives it. Close waits until they have said they are done; the
+// goroutines may still be returning then, so give them until a deadline
+// to be gone. They are told apart from other stores' by their receiver.
+func checkNoWriter(t *testing.T, m *Memory) {
 	t.Helper()
+	if m.disk == nil {
+		return
+	}
+	writer := fmt.Sprintf("location.(*disk).writeLoop(%p", m.disk)
+	compactor := fmt.Sprintf("location.(*disk).compactLoop(%p", m.disk)
 	deadline := time.Now().Add(5 * time.Second)
 	buf := make([]byte, 1<<20)
 	for {
 		stacks := string(buf[:runtime.Stack(buf, true)])
-		if !strings.Contains(stacks, "location.(*Memory).writeLoop") {
+		if !strings.Contains(stacks, writer) && !strings.Contains(stacks, compactor) {
 			return
 		}
 		if time.Now().After(deadline) {
@@ -388,15 +394,15 @@ func TestClosed(t *testing.T) {
 	if c.Pending() != 0 {
 		t.Errorf("%d timers left after Close", c.Pending())
 	}
-	checkNoWriter(t)
+	checkNoWriter(t, m)
 	if _, err := m.Get(ctx, aor); !errors.Is(err, ErrClosed) {
 		t.Errorf("Get after Close: %v", err)
 	}
 	if err := m.Put(ctx, binding(t, c, "<sip:a@b>", time.Hour)); !errors.Is(err, ErrClosed) {
 		t.Errorf("Put after Close: %v", err)
 	}
-	if err := m.Flush(ctx); !errors.Is(err, ErrClosed) {
-		t.Errorf("Flush after Close: %v", err)
+	if err := m.Compact(ctx); !errors.Is(err, ErrClosed) {
+		t.Errorf("Compact after Close: %v", err)
 	}
 	for name, f := range map[string]func() error{
 		"Delete":     func() error { return m.Delete(ctx, Binding{AOR: aor}) },
@@ -448,68 +454,12 @@ func TestRestart(t *testing.T) {
 	}
 }
 
-func TestWriteBehind(t *testing.T) {
-	dir := t.TempDir()
-	flushed := make(chan error, 10)
-	m, c := openMem(t, Options{Dir: dir, FlushInterval: 10 * time.Second, onFlush: func(err error) { flushed <- err }})
-	path := filepath.Join(dir, SnapshotName)
-	mustPut(t, m, binding(t, c, "<sip:a@192.0.2.10>", time.Hour))
-	mustPut(t, m, binding(t, c, "<sip:b@192.0.2.10>", time.Hour))
-	if _, err := os.Stat(path); !errors.Is(err, os.ErrNotExist) {
-		t.Fatalf("snapshot written before the flush interval: %v", err)
-	}
-	// The writer arms its flush timer asynchronously after the first
-	// change: wait until it is pending beside the sweeper's, then let the
-	// interval pass once.
-	waitFor(t, "the flush timer", func() bool { return c.Pending() == 2 })
-	c.Advance(9 * time.Second)
-	select {
-	case <-flushed:
-		t.Fatal("written before the flush interval")
-	default:
-	}
-	c.Advance(time.Second)
-	if err := receive(t, flushed); err != nil {
-		t.Fatal(err)
-	}
-	var s snapshot
-	data, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(data, &s); err != nil || len(s.Bindings) != 2 || s.Version != snapshotVersion {
-		t.Fatalf("snapshot %s: %v", data, err)
-	}
-	if fi, _ := os.Stat(path); fi.Mode().Perm() != 0o600 {
-		t.Errorf("snapshot mode %v, want 0600", fi.Mode().Perm())
-	}
-	// Flush writes at once; with nothing changed it writes nothing.
-	mustPut(t, m, binding(t, c, "<sip:c@192.0.2.10>", time.Hour))
-	if err := m.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := receive(t, flushed); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-flushed:
-		t.Error("Flush without changes rewrote the snapshot")
-	default:
-	}
-	if matches, _ := filepath.Glob(path + ".tmp-*"); len(matches) != 0 {
-		t.Errorf("temporary files left: %v", matches)
-	}
-}
-
 func TestLoadDropsAndRecovers(t *testing.T) {
-	t.Run("corrupt", func(t *testing.T) {
+	t.Run("legacy corrupt", func(t *testing.T) {
 		dir := t.TempDir()
-		path := filepath.Join(dir, SnapshotName)
+		path := filepath.Join(dir, legacyFile)
 		os.WriteFile(path, []byte("{not json"), 0o600)
-		os.WriteFile(path+".tmp-123", []byte("half"), 0o600)
+		os.WriteFile(filepath.Join(dir, SnapshotName+".tmp-123"), []byte("half"), 0o600)
 		m, _ := openMem(t, Options{Dir: dir})
 		if m.Len() != 0 {
 			t.Error("loaded bindings from a corrupt file")
@@ -517,14 +467,16 @@ func TestLoadDropsAndRecovers(t *testing.T) {
 		if _, err := os.Stat(path + ".corrupt"); err != nil {
 			t.Errorf("corrupt file not set aside: %v", err)
 		}
-		if _, err := os.Stat(path + ".tmp-123"); !errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(filepath.Join(dir, SnapshotName+".tmp-123")); !errors.Is(err, os.ErrNotExist) {
 			t.Error("stale temporary file not removed")
 		}
 	})
-	t.Run("records", func(t *testing.T) {
+	// An earlier version's JSON snapshot is read once, filtered as a
+	// snapshot is, and replaced by the new files.
+	t.Run("legacy records", func(t *testing.T) {
 		dir := t.TempDir()
 		exp := start.Add(time.Hour)
-		s := snapshot{Version: snapshotVersion, Bindings: []record{
+		s := legacySnapshot{Version: 1, Bindings: []record{
 			{AOR: aor, Contact: "<sip:ok@192.0.2.1>", Expires: exp, Q: 1000},
 			{AOR: aor, Contact: "<sip:gone@192.0.2.1>", Expires: start.Add(-time.Second)},
 			{AOR: aor, Contact: "not an address", Expires: exp},
@@ -532,12 +484,19 @@ func TestLoadDropsAndRecovers(t *testing.T) {
 			{AOR: aor, Contact: "<sip:x@y.invalid>", Expires: exp, Transport: "WSS", Addr: "192.0.2.1:443", Flow: 3},
 			{AOR: "", Contact: "<sip:no-aor@192.0.2.1>", Expires: exp},
 		}}
-		if err := writeSnapshot(filepath.Join(dir, SnapshotName), s); err != nil {
+		data, _ := json.Marshal(s)
+		if err := os.WriteFile(filepath.Join(dir, legacyFile), data, 0o600); err != nil {
 			t.Fatal(err)
 		}
 		m, _ := openMem(t, Options{Dir: dir})
 		if got := contacts(mustGet(t, m, aor)); got != "sip:ok@192.0.2.1" || m.Len() != 1 {
 			t.Errorf("loaded %s (Len %d), want only sip:ok@192.0.2.1", got, m.Len())
+		}
+		if _, err := os.Stat(filepath.Join(dir, legacyFile)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("legacy snapshot not removed: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, SnapshotName)); err != nil {
+			t.Errorf("no snapshot written: %v", err)
 		}
 	})
 	t.Run("unwritable dir", func(t *testing.T) {
@@ -552,7 +511,7 @@ func TestLoadDropsAndRecovers(t *testing.T) {
 // TestConcurrent runs every method at once (for -race), with the writer and
 // the sweeper on a fake clock advanced meanwhile.
 func TestConcurrent(t *testing.T) {
-	m, c := openMem(t, Options{Dir: t.TempDir(), FlushInterval: time.Second, SweepInterval: time.Second})
+	m, c := openMem(t, Options{Dir: t.TempDir(), JournalLimit: 4 << 10, SweepInterval: time.Second})
 	var wg sync.WaitGroup
 	for g := range 6 {
 		wg.Add(1)
@@ -562,6 +521,10 @@ func TestConcurrent(t *testing.T) {
 				b := binding(t, c, fmt.Sprintf("<sip:g%d-%d@x%d.invalid>", g, i%7, g), time.Duration(1+i%5)*time.Second)
 				b.AOR = fmt.Sprintf("sip:u%d@example.com", i%3)
 				b.Source = wsFlow(uint64(g))
+				if g%2 == 0 { // a phone over UDP: journaled
+					b.Contact = addr(t, fmt.Sprintf("<sip:g%d-%d@192.0.2.%d:5060>", g, i%7, g))
+					b.Source = udpFrom(fmt.Sprintf("192.0.2.%d:5060", g))
+				}
 				if err := m.Put(ctx, b); err != nil && !errors.Is(err, ErrTooManyBindings) && !errors.Is(err, ErrInvalidBinding) {
 					t.Error(err)
 					return
@@ -579,29 +542,7 @@ func TestConcurrent(t *testing.T) {
 		c.Advance(500 * time.Millisecond)
 	}
 	wg.Wait()
-	if err := m.Flush(ctx); err != nil {
+	if err := m.Compact(ctx); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// TestWriteFailure: a failed write is reported, kept pending and retried.
-func TestWriteFailure(t *testing.T) {
-	dir := filepath.Join(t.TempDir(), "data")
-	m, c := openMem(t, Options{Dir: dir})
-	mustPut(t, m, binding(t, c, "<sip:a@192.0.2.10>", time.Hour))
-	if err := os.RemoveAll(dir); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Flush(ctx); err == nil {
-		t.Fatal("Flush into a removed directory succeeded")
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := m.Close(); err != nil {
-		t.Fatalf("Close did not retry the pending write: %v", err)
-	}
-	if _, err := os.Stat(filepath.Join(dir, SnapshotName)); err != nil {
-		t.Error(err)
 	}
 }

@@ -24,6 +24,17 @@ var (
 // use. Methods return bindings by value: changing one changes nothing
 // stored.
 //
+// A change is durable when its method returns nil: Put, Delete, DeleteAOR
+// and DeleteFlow return only once the change would survive a crash of the
+// process or of the host (for a database: once it is committed), so that
+// the registrar can acknowledge a REGISTER as soon as Put returns. A
+// binding that can be reached only over its connection
+// ([Binding.NeedsFlow] from a reliable transport) dies with the process
+// anyway, and a store may keep it in memory only. When a method returns an
+// error the change may or may not have been applied and kept; ctx bounds
+// the wait for durability, not the change itself. Get and All may show a
+// change whose call has not returned yet.
+//
 // Store does not serialise a read-check-write across calls: the registrar
 // holds its own per-AOR lock around Get and Put. A store shared between
 // gateway instances must add that guarantee itself (a transaction or a

@@ -62,6 +62,11 @@
 //     refreshes are applied before new bindings, so only new bindings can
 //     be refused.
 //
+// The 200 is built only after the location store has returned from every
+// change the request makes, and a [location.Store] returns nil only once a
+// change is durable: a REGISTER answered 200 survives a crash of the
+// gateway. A store failure is a 500, and the user agent tries again.
+//
 // The 200 lists every current binding of the AOR, each Contact with its
 // parameters as registered (+sip.instance and reg-id echoed) and an
 // expires parameter — JsSIP and SIP.js treat a 200 that does not list
