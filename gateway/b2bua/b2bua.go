@@ -122,6 +122,11 @@ type Target struct {
 	// Route is the route set to put in the INVITE, top first: the Path of
 	// the binding, or the trunk's outbound proxy.
 	Route []sip.Address
+	// Failover are more addresses of the callee's next hop, best first
+	// (RFC 3263): the INVITE goes to each in turn after Dst when it gets a
+	// 503, a timeout or a transport error before any provisional
+	// response.
+	Failover []sip.Addr
 	// WebRTC says that the callee is a browser (it registered over WS or
 	// WSS): it gets a WebRTC offer. Otherwise it gets RTP/AVP.
 	WebRTC bool

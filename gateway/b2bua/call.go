@@ -82,9 +82,11 @@ type call struct {
 	binv      *transaction.ClientTx
 	breq      *sip.Request
 	forks     *dialog.Forks
-	retried   bool   // the callee's INVITE was sent again after a 422
-	callerSDP []byte // the answer for the caller, made from the callee's
-	lateOffer []byte // late offer: the RTP offer for the caller
+	retried   bool       // the callee's INVITE was sent again after a 422
+	heard     bool       // the callee sent a provisional response (not 100)
+	failovers []sip.Addr // addresses of the callee's next hop not tried yet
+	callerSDP []byte     // the answer for the caller, made from the callee's
+	lateOffer []byte     // late offer: the RTP offer for the caller
 	bAck      *sip.Request
 
 	finishOnce sync.Once
@@ -143,18 +145,19 @@ func (b *B2BUA) newCall(tx uas, req *sip.Request, target Target) *call {
 	id := sip.NewTag()
 	ctx, cancel := context.WithCancelCause(context.Background())
 	c := &call{
-		b:        b,
-		id:       id,
-		log:      b.log.With("call", id, "call_id", req.CallID()), // the caller's: one grep finds the proxy's lines too
-		start:    b.clock.Now(),
-		ctx:      ctx,
-		cancel:   cancel,
-		atx:      tx,
-		areq:     req,
-		target:   target,
-		late:     len(req.Body) == 0,
-		finished: make(chan struct{}),
-		pracked:  make(map[dialog.ID]uint32),
+		b:         b,
+		id:        id,
+		log:       b.log.With("call", id, "call_id", req.CallID()), // the caller's: one grep finds the proxy's lines too
+		start:     b.clock.Now(),
+		ctx:       ctx,
+		cancel:    cancel,
+		atx:       tx,
+		areq:      req,
+		target:    target,
+		late:      len(req.Body) == 0,
+		finished:  make(chan struct{}),
+		pracked:   make(map[dialog.ID]uint32),
+		failovers: append([]sip.Addr(nil), target.Failover...),
 	}
 	c.caller = newLeg(c, callerRole, IsWebRTC(req), req.Source, legKey{req.CallID(), sip.NewTag()}, req.From().URI)
 	c.callee = newLeg(c, calleeRole, target.WebRTC, target.Dst, legKey{sip.NewCallID(), sip.NewTag()}, target.URI)
@@ -213,6 +216,13 @@ func (c *call) begin() error {
 		return fmt.Errorf("b2bua: callee invite: %w", err)
 	}
 	tx, err := c.callee.send(c.ctx, req)
+	for err != nil && len(c.failovers) > 0 && !errors.Is(err, context.Canceled) {
+		// The first address could not even be sent to: the next one.
+		c.log.Info("callee unreachable, failing over", "dst", c.callee.dst.String(), "err", err)
+		c.callee.dst, c.failovers = c.failovers[0], c.failovers[1:]
+		req.PopVia() // send stamps a new one
+		tx, err = c.callee.send(c.ctx, req)
+	}
 	if err != nil {
 		return err
 	}
@@ -273,6 +283,9 @@ func (c *call) setup() {
 		case res, ok := <-c.binv.Responses():
 			switch {
 			case !ok:
+				if c.failover(nil) {
+					continue
+				}
 				c.abandon(fmt.Errorf("%w: callee transaction ended without a response: %w", ErrProtocol, c.binv.Err()))
 				return
 			case res.StatusCode < 200:
@@ -281,7 +294,7 @@ func (c *call) setup() {
 				c.onAnswer(res)
 				return
 			default:
-				if !c.retry422(res) {
+				if !c.retry422(res) && !c.failover(res) {
 					c.onFailure(res)
 					return
 				}
@@ -316,6 +329,7 @@ func (c *call) onProvisional(res *sip.Response) {
 	if res.StatusCode == 100 {
 		return
 	}
+	c.heard = true
 	fr, err := c.forks.ReceiveResponse(res)
 	if err != nil {
 		c.log.Debug("callee provisional response", "status", res.StatusCode, "err", err)
@@ -538,6 +552,38 @@ func (c *call) retry422(res *sip.Response) bool {
 		return false
 	}
 	c.log.Debug("callee asked for a longer session interval", "min_se", minSE)
+	c.breq, c.forks, c.binv = req, forks, tx
+	return true
+}
+
+// failover sends the callee's INVITE again to the next address of its next
+// hop (RFC 3263 §4.3), as the proxy does for its branches: after res, a
+// 503 or a timeout or transport error the client transaction made up (res
+// nil: the transaction ended without one), and only while the callee has
+// sent nothing but 100. It reports whether it did.
+func (c *call) failover(res *sip.Response) bool {
+	if c.heard || len(c.failovers) == 0 {
+		return false
+	}
+	if res != nil && res.StatusCode != 503 && !(res.StatusCode == 408 && !res.Source.IsValid()) {
+		return false
+	}
+	next := c.failovers[0]
+	c.failovers = c.failovers[1:]
+	req := c.breq.Clone()
+	req.Del("Via")
+	forks, err := dialog.NewForks(req)
+	if err != nil {
+		return false
+	}
+	prev := c.callee.dst
+	c.callee.dst = next
+	tx, err := c.callee.send(c.ctx, req)
+	if err != nil {
+		c.log.Info("callee failover", "dst", next.String(), "err", err)
+		return c.failover(nil)
+	}
+	c.log.Info("callee failed over to its next address", "from", prev.String(), "to", next.String())
 	c.breq, c.forks, c.binv = req, forks, tx
 	return true
 }

@@ -3,6 +3,7 @@ package b2bua
 import (
 	"bytes"
 	"errors"
+	"net/netip"
 	"strings"
 	"testing"
 
@@ -45,6 +46,34 @@ func browserCallsPhoneWith(t *testing.T, h *harness, inviteHdrs, okHdrs []string
 	br.WaitConnected()
 	oc.res = res
 	return br, ph, oc, in
+}
+
+// deadAddrs are addresses where no node of the test network listens.
+var deadAddrs = []sip.Addr{
+	{Transport: sip.UDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:5999")},
+	{Transport: sip.UDP, AddrPort: netip.MustParseAddrPort("127.0.0.1:5998")},
+}
+
+// TestCalleeFailover: the callee's INVITE goes to the next address of its
+// next hop when one fails (RFC 3263 §4.3), as the proxy's branches do; the
+// caller gets 480 when none is left (a callee's 503 is not passed on).
+func TestCalleeFailover(t *testing.T) {
+	t.Run("reaches the phone", func(t *testing.T) {
+		h := newHarness(t, harnessOptions{})
+		br := h.newBrowser()
+		oc := h.browser.invite("phone-failover", br.Offer())
+		in := h.phone.expect(sip.MethodInvite)
+		in.respond(486, nil)
+		oc.await(486)
+		h.ended()
+	})
+	t.Run("nowhere", func(t *testing.T) {
+		h := newHarness(t, harnessOptions{})
+		br := h.newBrowser()
+		oc := h.browser.invite("nowhere", br.Offer())
+		oc.await(480)
+		h.ended()
+	})
 }
 
 func TestBrowserCallsPhone(t *testing.T) {

@@ -205,6 +205,13 @@ func (h *harness) serve(tx *transaction.ServerTx, req *sip.Request) {
 	switch req.URI.User {
 	case "phone":
 		target = Target{URI: sip.URI{Scheme: "sip", User: "phone", Host: "127.0.0.1", Port: 5070}, Dst: phoneAddr}
+	case "phone-failover", "nowhere":
+		// The phone's next hop resolved to dead addresses first (RFC
+		// 3263 failover): nothing listens at deadAddrs.
+		target = Target{URI: sip.URI{Scheme: "sip", User: "phone", Host: "phone.example"}, Dst: deadAddrs[0], Failover: deadAddrs[1:]}
+		if req.URI.User == "phone-failover" {
+			target.Failover = append(target.Failover, phoneAddr)
+		}
 	case "browser":
 		target = Target{
 			URI:    sip.URI{Scheme: "sip", User: "browser", Host: "df7jal23ls0d.invalid", Params: ";transport=ws"},
