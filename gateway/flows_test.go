@@ -15,10 +15,8 @@ import (
 	"github.com/switchboard/switchboard/gateway/accounts"
 	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/gateway/location"
-	"github.com/switchboard/switchboard/gateway/registrar"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
-	"github.com/switchboard/switchboard/sip/transaction"
 	"github.com/switchboard/switchboard/siptcp"
 	"github.com/switchboard/switchboard/transport"
 	"github.com/switchboard/switchboard/transport/transporttest"
@@ -26,15 +24,28 @@ import (
 
 const domain = "example.com"
 
-// stack is the gateway's SIP side as the binary wires it, on a TCP
-// listener on loopback, with a fake clock for expiry.
+// stack is a gateway on a TCP listener on loopback, with a fake clock
+// for expiry.
 type stack struct {
-	clk   *clock.Fake
-	tcp   *siptcp.Transport
-	flows *transport.FlowHolds
-	loc   *location.Memory
-	// closed hears of each flow after the gateway has handled its close.
+	clk *clock.Fake
+	tcp *siptcp.Transport
+	gw  *gateway.Gateway
+	// closed hears of each flow after the gateway has dropped its
+	// bindings.
 	closed chan sip.Addr
+}
+
+// closeWatch is a location store that tells when the gateway dropped the
+// bindings of a closed connection.
+type closeWatch struct {
+	*location.Memory
+	closed chan sip.Addr
+}
+
+func (w closeWatch) DeleteFlow(ctx context.Context, flow sip.Addr) ([]location.Binding, error) {
+	b, err := w.Memory.DeleteFlow(ctx, flow)
+	w.closed <- flow
+	return b, err
 }
 
 func newStack(t *testing.T) *stack {
@@ -45,17 +56,13 @@ func newStack(t *testing.T) *stack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.loc, err = location.Open(location.Options{Clock: st.clk}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.loc.Close() })
-	id, err := identity.New(identity.Config{Domains: []string{domain},
-		Endpoints: []identity.Endpoint{{Transport: sip.TCP, Host: "127.0.0.1", Port: 5060}}})
+	loc, err := location.Open(location.Options{Clock: st.clk})
 	if err != nil {
 		t.Fatal(err)
 	}
-	reg, err := registrar.New(registrar.Options{Identity: id, Accounts: accts, Location: st.loc,
-		Algorithms: []string{"MD5"}, Clock: st.clk})
+	t.Cleanup(func() { loc.Close() })
+	id, err := identity.New(identity.Config{Domains: []string{domain},
+		Endpoints: []identity.Endpoint{{Transport: sip.TCP, Host: "127.0.0.1", Port: 5060}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -64,23 +71,25 @@ func newStack(t *testing.T) *stack {
 	}
 	layer := transport.NewLayer(transport.Config{})
 	layer.Add(st.tcp)
-	st.flows = transport.NewFlowHolds(layer, st.clk)
-	srv := gateway.New(gateway.Options{Identity: id, Registrar: reg, Location: st.loc, Flows: st.flows})
-	tx := transaction.New(layer, srv, transaction.Config{})
-	ctx, cancel := context.WithCancel(context.Background())
+	st.gw, err = gateway.New(gateway.Config{
+		Identity:   id,
+		Transports: layer,
+		Location:   closeWatch{loc, st.closed},
+		Accounts:   accts,
+		Secret:     []byte("0123456789abcdef0123456789abcdef"),
+		Algorithms: []string{"MD5"},
+		Clock:      st.clk,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	done := make(chan error, 1)
-	go func() {
-		done <- layer.Serve(ctx, transport.HandlerFuncs{Message: tx.HandleMessage, FlowClosed: func(f sip.Addr) {
-			srv.FlowClosed(f)
-			st.closed <- f
-		}})
-	}()
+	go func() { done <- st.gw.Serve(context.Background()) }()
 	t.Cleanup(func() {
-		cancel()
+		st.gw.Close(context.Background())
 		if err := <-done; err != nil {
-			t.Errorf("layer: %v", err)
+			t.Errorf("serve: %v", err)
 		}
-		tx.Close()
 	})
 	return st
 }
@@ -217,7 +226,7 @@ func TestRegistrationHoldsItsConnection(t *testing.T) {
 	st.registered(t, 1)
 	st.clk.Advance(time.Second)
 	st.registered(t, 0)
-	if n := st.flows.Len(); n != 0 {
+	if n := st.gw.HeldFlows(); n != 0 {
 		t.Errorf("%d flows held after the lapse", n)
 	}
 
@@ -225,7 +234,7 @@ func TestRegistrationHoldsItsConnection(t *testing.T) {
 	if code := b.register(contact, 600, "alice-secret"); code != 200 {
 		t.Fatalf("REGISTER: %d", code)
 	}
-	if n := st.flows.Len(); n != 1 {
+	if n := st.gw.HeldFlows(); n != 1 {
 		t.Fatalf("%d flows held, want 1", n)
 	}
 	b.conn.Close()
@@ -234,7 +243,7 @@ func TestRegistrationHoldsItsConnection(t *testing.T) {
 	case <-time.After(transporttest.Timeout):
 		t.Fatal("the gateway did not hear of the close")
 	}
-	if n := st.flows.Len(); n != 0 {
+	if n := st.gw.HeldFlows(); n != 0 {
 		t.Errorf("%d flows held after the close, want 0", n)
 	}
 }

@@ -1,209 +1,373 @@
-// Package gateway is where Switchboard's SIP roles meet: it receives every
-// request the transaction layer hands up and sends it to the registrar, to
-// the gateway's own user agent (OPTIONS pings) or to the proxy core, and it
-// tells the location service when a connection closes.
+// Package gateway assembles Switchboard's SIP roles into one gateway:
+// New builds the registrar, the proxy, the B2BUA, trunk routing and the
+// authentication policy from a Config, on the transport layer the caller
+// opened, and the Gateway then dispatches every request the transaction
+// layer hands up: REGISTER to the registrar, a request for the gateway
+// itself (OPTIONS pings) to its own answers, in-dialog requests of bridged
+// calls to the B2BUA, and everything else to the proxy, which forks to the
+// callee's contacts and has the B2BUA run each branch that crosses between
+// WebRTC and plain RTP.
 //
-// The roles themselves live in the subpackages: registrar, location,
-// accounts, proxy, trunk and config.
+// The roles themselves live in the subpackages: identity (who the gateway
+// is), registrar, location, accounts, proxy, b2bua, trunk and config. The
+// binary (cmd/switchboard) only reads settings, opens listeners, serves
+// HTTP and exports metrics.
 package gateway
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"log/slog"
-	"net/http"
-	"strconv"
-	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/gateway/accounts"
+	"github.com/switchboard/switchboard/gateway/b2bua"
 	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/gateway/location"
+	"github.com/switchboard/switchboard/gateway/proxy"
 	"github.com/switchboard/switchboard/gateway/registrar"
+	"github.com/switchboard/switchboard/gateway/trunk"
+	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/sip/digest"
 	"github.com/switchboard/switchboard/sip/transaction"
+	"github.com/switchboard/switchboard/transport"
+	"github.com/switchboard/switchboard/transport/locate"
 )
 
-// Options configures a Server.
-type Options struct {
-	// Identity is who the gateway is: a request whose Request-URI names
-	// it without a user is for the gateway itself.
+// Config is what a Gateway is made of. Identity, Transports, Location,
+// Accounts and Secret are required; every other zero field has a working
+// default.
+type Config struct {
+	// Identity is who the gateway is: its domain (the digest realm), the
+	// names and addresses it answers to, and its advertised endpoints.
 	Identity *identity.Identity
-	// Registrar answers REGISTER for the domain.
-	Registrar *registrar.Registrar
-	// Location drops bindings whose connection closed; may be nil.
+	// Transports are the gateway's listening transports. The Gateway owns
+	// them from New on: Close closes them.
+	Transports *transport.Layer
+	// Location stores the registrations. The caller closes it after Close.
 	Location location.Store
-	// Flows learns which connections carry registrations, so that the
-	// transports shed the others first; may be nil. It needs Location.
-	Flows FlowHolder
-	// Proxy routes every other request; nil answers 404 to them.
-	Proxy transaction.Handler
-	// Calls gets the in-dialog requests first (those with a To tag, and
-	// ACKs without a transaction): the B2BUA takes those of its calls.
-	Calls InDialogHandler
-	// Logger receives the server's logs; nil discards them.
+	// Accounts are the users that register and call; Reload replaces
+	// them.
+	Accounts *accounts.Store
+	// Throttle limits authentication failures across the registrar, the
+	// proxy and the admin API; nil makes one of the gateway's own.
+	Throttle *accounts.Throttle
+	// Media relays the calls that cross between browsers and phones. Nil
+	// bridges nothing: a branch that crosses gets 488.
+	Media *media.Engine
+	// Secret keys the digest nonces, the proxy's Record-Route stamps and
+	// the flow tokens: 32 random bytes, kept across restarts so that
+	// nonces and dialogs survive them.
+	Secret []byte
+	// Algorithms are the digest algorithms challenged with; nil means
+	// digest.DefaultAlgorithms().
+	Algorithms []string
+
+	// Trunks and Routes are the trunks (with their DIDs and trusted
+	// sources) and the outbound dial rules; Redirect serves the domain in
+	// redirect mode (302 with the contacts). Reload replaces the first
+	// two; trunk registrations change only with a restart.
+	Trunks   []trunk.Trunk
+	Routes   []trunk.Route
+	Redirect bool
+
+	// UserAgent is sent in User-Agent and Server headers.
+	UserAgent string
+	// Transaction tunes the transaction layer (timers, bounds, OnFinal
+	// for metrics). Its Admit and OnStrayResponse are the gateway's own.
+	Transaction transaction.Config
+	// Clock runs every role's timers and dates expiries; nil is the
+	// system clock.
+	Clock clock.Clock
+	// Logger receives every role's logs, each with its component; nil
+	// discards them.
 	Logger *slog.Logger
 }
 
-// FlowHolder learns, after each REGISTER, the connections (flows) an
-// address of record's bindings came over and until when, and forgets a
-// flow once it has closed; *transport.FlowHolds is one.
-type FlowHolder interface {
-	Set(aor string, flows map[sip.Addr]time.Time)
-	Drop(flow sip.Addr)
-}
+// ErrInvalidConfig is wrapped by New's errors about its Config.
+var ErrInvalidConfig = errors.New("gateway: invalid config")
 
-// InDialogHandler takes the in-dialog requests of the calls it owns,
-// reporting whether it did; *b2bua.B2BUA is one.
-type InDialogHandler interface {
-	HandleInDialog(tx *transaction.ServerTx, req *sip.Request) bool
-}
-
-// Server dispatches requests to the gateway's roles. It implements
-// transaction.Handler.
-type Server struct {
-	opts Options
-	log  *slog.Logger
+// Gateway is Switchboard's SIP side. Make it with New, run it with Serve,
+// stop it with Close. It is safe for concurrent use.
+type Gateway struct {
+	cfg       Config
+	base      *slog.Logger // Config.Logger, or a discarding one
+	log       *slog.Logger
+	tx        *transaction.Layer
+	registrar *registrar.Registrar
+	proxy     *proxy.Proxy
+	calls     *b2bua.B2BUA // nil without Config.Media
+	routing   *routingTable
+	dns       *locate.Locator
+	flows     *transport.FlowHolds
+	throttle  *accounts.Throttle
 
 	// draining holds the Retry-After of the 503 that refuses new calls
 	// while the gateway drains; zero while it takes calls.
 	draining atomic.Int64
+
+	mu       sync.Mutex
+	stopRegs context.CancelFunc // set while Serve runs
+	regs     sync.WaitGroup     // the trunk registrations
+	serving  sync.WaitGroup     // Serve
+	closed   bool
 }
 
-// New returns a Server.
-func New(opts Options) *Server {
-	log := opts.Logger
+// New builds the gateway's roles from cfg. Nothing is sent or received
+// before Serve.
+func New(cfg Config) (*Gateway, error) {
+	switch {
+	case cfg.Identity == nil:
+		return nil, fmt.Errorf("%w: no identity", ErrInvalidConfig)
+	case cfg.Transports == nil:
+		return nil, fmt.Errorf("%w: no transports", ErrInvalidConfig)
+	case cfg.Location == nil:
+		return nil, fmt.Errorf("%w: no location store", ErrInvalidConfig)
+	case cfg.Accounts == nil:
+		return nil, fmt.Errorf("%w: no accounts", ErrInvalidConfig)
+	case len(cfg.Secret) < 16:
+		return nil, fmt.Errorf("%w: a secret of %d bytes, want 16 or more", ErrInvalidConfig, len(cfg.Secret))
+	}
+	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Server{opts: opts, log: log}
+	g := &Gateway{
+		cfg:      cfg,
+		base:     log,
+		log:      log.With("component", "gateway"),
+		dns:      &locate.Locator{},
+		throttle: cfg.Throttle,
+	}
+	if g.throttle == nil {
+		g.throttle = &accounts.Throttle{Logger: log.With("component", "throttle")}
+	}
+	domain := cfg.Identity.Domain()
+	// The connection transports shed connections without a registration
+	// first.
+	g.flows = transport.NewFlowHolds(cfg.Transports, cfg.Clock)
+
+	var err error
+	g.registrar, err = registrar.New(registrar.Options{
+		Identity:   cfg.Identity,
+		Accounts:   cfg.Accounts,
+		Location:   cfg.Location,
+		Digest:     &digest.Server{Realm: domain, Secret: cfg.Secret},
+		Throttle:   g.throttle,
+		Algorithms: cfg.Algorithms,
+		Clock:      cfg.Clock,
+		Logger:     log.With("component", "registrar"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("registrar: %w", err)
+	}
+
+	txc := cfg.Transaction
+	if txc.Logger == nil {
+		txc.Logger = log.With("component", "transaction")
+	}
+	if txc.Clock == nil {
+		txc.Clock = cfg.Clock
+	}
+	txc.Admit = g.admit
+	txc.OnStrayResponse = g.forwardStray
+	g.tx = transaction.New(cfg.Transports, g, txc)
+
+	if cfg.Media != nil {
+		g.calls, err = b2bua.New(b2bua.Options{
+			Engine:       cfg.Media,
+			Transactions: g.tx,
+			Sender:       cfg.Transports,
+			Identity:     cfg.Identity,
+			UserAgent:    cfg.UserAgent,
+			Clock:        cfg.Clock,
+			Logger:       log.With("component", "b2bua"),
+		})
+		if err != nil {
+			g.tx.Close()
+			return nil, fmt.Errorf("b2bua: %w", err)
+		}
+	}
+
+	routing, err := newTrunkRouting(domain, cfg.Trunks, cfg.Routes)
+	if err != nil {
+		g.tx.Close()
+		return nil, fmt.Errorf("trunks: %w", err)
+	}
+	g.routing = newRoutingTable(routing)
+	var redirect []string
+	if cfg.Redirect {
+		redirect = []string{domain}
+	}
+	g.proxy, err = proxy.New(proxy.Options{
+		Bridge:          g.bridge,
+		Transactions:    g.tx,
+		Sender:          cfg.Transports,
+		Identity:        cfg.Identity,
+		Realm:           domain,
+		Locator:         locator{cfg.Location},
+		Resolver:        g.dns,
+		Router:          g.routing,
+		Trusted:         g.routing,
+		RedirectDomains: redirect,
+		Credentials:     credentials{cfg.Accounts},
+		Throttle:        proxyThrottle{g.throttle},
+		Secret:          cfg.Secret,
+		Algorithms:      cfg.Algorithms,
+		Clock:           cfg.Clock,
+		Logger:          log.With("component", "proxy"),
+	})
+	if err != nil {
+		g.tx.Close()
+		return nil, fmt.Errorf("proxy: %w", err)
+	}
+	return g, nil
 }
 
-// SetProxy sets the handler of the requests the server does not answer
-// itself; the proxy is built after the transaction layer, which needs the
-// server first. Call it before serving.
-func (s *Server) SetProxy(p transaction.Handler) { s.opts.Proxy = p }
+// Serve serves the gateway's transports and keeps the registrations of the
+// trunks that ask for one, until Close; it returns Close's nil, or the
+// error that stopped a transport. Trunk hosts named by DNS are resolved
+// first, for the trusted sources; a failure there is logged, not fatal: a
+// trunk is trusted once its host resolves. ctx bounds that resolution and
+// the registrations; the transports serve until Close, so that BYEs and
+// unregisters still go out while the gateway stops.
+func (g *Gateway) Serve(ctx context.Context) error {
+	g.mu.Lock()
+	if g.closed || g.stopRegs != nil {
+		g.mu.Unlock()
+		return errors.New("gateway: Serve called twice or after Close")
+	}
+	regCtx, stop := context.WithCancel(ctx)
+	g.stopRegs = stop
+	g.serving.Add(1)
+	g.mu.Unlock()
+	defer g.serving.Done()
 
-// SetCalls sets the handler of in-dialog requests, like SetProxy.
-func (s *Server) SetCalls(c InDialogHandler) { s.opts.Calls = c }
+	if err := g.routing.cur.Load().resolveTrusted(ctx, g.dns); err != nil {
+		g.log.Warn("resolve trunk hosts", "err", err)
+	}
+	for _, t := range g.cfg.Trunks {
+		if t.Register {
+			if err := g.startRegistration(regCtx, t); err != nil {
+				return err
+			}
+		}
+	}
+	return g.cfg.Transports.Serve(context.WithoutCancel(ctx), transport.HandlerFuncs{
+		Message:     g.tx.HandleMessage,
+		FlowClosed:  g.FlowClosed,
+		Unreachable: g.tx.HandleUnreachable,
+	})
+}
 
-// Drain makes the server refuse new calls — INVITEs outside a dialog —
+// startRegistration keeps t registered with its provider until ctx ends,
+// when it unregisters.
+func (g *Gateway) startRegistration(ctx context.Context, t trunk.Trunk) error {
+	reg, err := trunk.NewRegistration(trunk.RegistrationOptions{
+		Trunk:     t,
+		Requester: g.tx,
+		Resolver:  g.dns,
+		Identity:  g.cfg.Identity,
+		UserAgent: g.cfg.UserAgent,
+		Logger:    g.base.With("component", "trunk", "trunk", t.Name),
+	})
+	if err != nil {
+		return fmt.Errorf("trunk %s: %w", t.Name, err)
+	}
+	g.regs.Add(1)
+	go func() {
+		defer g.regs.Done()
+		if err := reg.Run(ctx); err != nil {
+			g.log.Warn("trunk registration", "trunk", t.Name, "err", err)
+		}
+	}()
+	return nil
+}
+
+// Close stops the gateway: the trunk registrations unregister, the bridged
+// calls get their BYE while the transports can still carry them (ctx
+// bounds the wait), then the transports close, Serve returns, and the
+// transactions end. It may be called more than once.
+func (g *Gateway) Close(ctx context.Context) {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return
+	}
+	g.closed = true
+	stop := g.stopRegs
+	g.mu.Unlock()
+	if stop != nil {
+		stop() // each registration unregisters, within its timeout
+		g.regs.Wait()
+	}
+	if g.calls != nil {
+		_ = g.calls.Close(ctx)
+	}
+	g.cfg.Transports.Close()
+	g.serving.Wait()
+	g.tx.Close()
+}
+
+// Drain makes the gateway refuse new calls — INVITEs outside a dialog —
 // with 503 and a Retry-After of retryAfter (at least a second), so that
 // callers try another server while the calls in progress end. Requests
 // within dialogs, registrations and pings are still served. It is the
-// first step of a graceful shutdown and cannot be undone.
-func (s *Server) Drain(retryAfter time.Duration) {
-	s.draining.Store(int64(max(retryAfter, time.Second)))
+// first step of a graceful shutdown and cannot be undone. The bridged
+// calls in progress are Calls().Drain's to wait for.
+func (g *Gateway) Drain(retryAfter time.Duration) {
+	g.draining.Store(int64(max(retryAfter, time.Second)))
 }
 
-// ServeSIP handles one request. tx is nil for an ACK to a 2xx, which has no
-// transaction of its own and only the proxy can route.
-func (s *Server) ServeSIP(tx *transaction.ServerTx, req *sip.Request) {
-	inDialog := req.To().Tag() != ""
-	if s.opts.Calls != nil && (tx == nil || inDialog) && s.opts.Calls.HandleInDialog(tx, req) {
-		return
-	}
-	if wait := time.Duration(s.draining.Load()); wait > 0 && req.Method == sip.MethodInvite && !inDialog {
-		res := sip.NewResponse(req, 503, "Shutting Down")
-		res.Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
-		s.respond(tx, res)
-		return
-	}
-	switch {
-	case req.Method == sip.MethodRegister && s.IsLocal(req.URI):
-		res := s.opts.Registrar.ServeRegister(context.Background(), req)
-		s.holdFlows(req, res)
-		s.respond(tx, res)
-	case s.forGateway(req):
-		s.serveLocal(tx, req)
-	case s.opts.Proxy != nil:
-		s.opts.Proxy.ServeSIP(tx, req)
-	default:
-		s.respond(tx, sip.NewResponse(req, 404, ""))
-	}
-}
-
-// holdFlows tells Flows which connections aor's bindings came over, after
-// a REGISTER that may have changed them: read back from the store, since a
-// REGISTER over one connection can move a binding off another. Refusals
-// below 500 changed nothing; a 503 (too many bindings) or a 500 may come
-// after some changes were applied.
-func (s *Server) holdFlows(req *sip.Request, res *sip.Response) {
-	if s.opts.Flows == nil || s.opts.Location == nil || res.StatusCode >= 300 && res.StatusCode < 500 {
-		return
-	}
-	aor := s.opts.Registrar.AOR(req.To().URI.User)
-	bindings, err := s.opts.Location.Get(context.Background(), aor)
+// Reload puts new accounts, trunks and routes in force, whole or not at
+// all: when one of them is bad nothing changes and the error says why.
+// Trunk hosts are resolved again for the trusted sources (a failure is
+// logged). Calls and registrations in progress are kept; trunk
+// registrations change only with a restart, and Reload logs so when the
+// new trunks ask for another.
+func (g *Gateway) Reload(ctx context.Context, accts []accounts.Account, trunks []trunk.Trunk, routes []trunk.Route) error {
+	routing, err := newTrunkRouting(g.cfg.Identity.Domain(), trunks, routes)
 	if err != nil {
-		s.log.Warn("read bindings back for the connection caps", "aor", aor, "err", err)
-		return
+		return fmt.Errorf("trunks: %w", err)
 	}
-	flows := make(map[sip.Addr]time.Time, len(bindings))
-	for _, b := range bindings {
-		if b.Source.Flow != 0 && b.Expires.After(flows[b.Source]) {
-			flows[b.Source] = b.Expires
-		}
+	if err := routing.resolveTrusted(ctx, g.dns); err != nil {
+		g.log.Warn("reload: resolve trunk hosts", "err", err)
 	}
-	s.opts.Flows.Set(aor, flows)
+	// Set changes nothing when an account is bad: the routing is swapped
+	// only after it succeeded.
+	if err := g.cfg.Accounts.Set(accts); err != nil {
+		return fmt.Errorf("accounts: %w", err)
+	}
+	g.routing.cur.Store(routing)
+	if !sameRegistrations(g.cfg.Trunks, trunks) {
+		g.log.Warn("reload: trunk registrations changed in the config file; they take effect at the next restart")
+	}
+	g.log.Info("config reloaded", "accounts", len(accts), "trunks", len(trunks), "routes", len(routes))
+	return nil
 }
 
-// FlowClosed drops the bindings that could only be reached over flow, which
-// has just closed (RFC 5626 §5.3).
-func (s *Server) FlowClosed(flow sip.Addr) {
-	if s.opts.Flows != nil {
-		s.opts.Flows.Drop(flow)
-	}
-	if s.opts.Location == nil {
-		return
-	}
-	removed, err := s.opts.Location.DeleteFlow(context.Background(), flow)
-	if err != nil {
-		s.log.Warn("drop bindings of closed flow", "flow", flow, "err", err)
-		return
-	}
-	for _, b := range removed {
-		s.log.Info("binding dropped: its connection closed", "aor", b.AOR, "flow", flow)
-	}
-}
+// Calls returns the B2BUA of the bridged calls, nil without Config.Media.
+func (g *Gateway) Calls() *b2bua.B2BUA { return g.calls }
 
-// IsLocal reports whether u names the gateway: one of its domains,
-// aliases or endpoint hosts.
-func (s *Server) IsLocal(u sip.URI) bool { return s.opts.Identity.IsLocal(&u) }
+// Throttle returns the authentication throttle of the gateway, which the
+// admin API shares.
+func (g *Gateway) Throttle() *accounts.Throttle { return g.throttle }
 
-// forGateway reports whether the gateway is the request's final recipient:
-// a user-less Request-URI of its own, as OPTIONS pings and keep-alives use.
-func (s *Server) forGateway(req *sip.Request) bool {
-	return req.URI.User == "" && s.IsLocal(req.URI) && req.To().Tag() == ""
-}
+// TransactionStats returns the load of the transaction layer.
+func (g *Gateway) TransactionStats() transaction.Stats { return g.tx.Stats() }
 
-// serveLocal answers a request addressed to the gateway itself, as a UAS.
-func (s *Server) serveLocal(tx *transaction.ServerTx, req *sip.Request) {
-	if tx == nil {
-		return // an ACK to one of our own 2xx: nothing to do
-	}
-	if unsupported := identity.Unsupported(req.Tokens("Require")); len(unsupported) > 0 {
-		res := sip.NewResponse(req, 420, "")
-		res.Set("Unsupported", strings.Join(unsupported, ", "))
-		s.respond(tx, res)
-		return
-	}
-	if req.Method == sip.MethodOptions {
-		s.respond(tx, identity.OptionsResponse(req))
-		return
-	}
-	s.respond(tx, identity.MethodNotAllowed(req))
-}
+// DialogStats returns the counters of the proxy's dialog table.
+func (g *Gateway) DialogStats() proxy.DialogStats { return g.proxy.DialogStats() }
 
-func (s *Server) respond(tx *transaction.ServerTx, res *sip.Response) {
-	if tx == nil || res == nil {
-		return
-	}
-	if res.StatusCode >= 200 && res.To().Tag() == "" {
-		res.SetToTag(sip.NewTag())
-	}
-	if !res.Has("Date") {
-		res.Set("Date", time.Now().UTC().Format(http.TimeFormat))
-	}
-	if err := tx.Respond(res); err != nil {
-		s.log.Debug("respond", "status", res.StatusCode, "err", err)
-	}
-}
+// HeldFlows returns how many connections the gateway holds now because
+// registrations came over them.
+func (g *Gateway) HeldFlows() int { return g.flows.Len() }
+
+// forwardStray is the transaction layer's OnStrayResponse: the proxy
+// forwards what matches no client transaction.
+func (g *Gateway) forwardStray(res *sip.Response) { g.proxy.ForwardResponse(res) }

@@ -227,7 +227,7 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, ctl control) error {
 
 	var isReady atomic.Bool
 	mux := newMux(reg, &isReady, logger)
-	newAdminAPI(cfg.AdminToken, stack.location, stack.calls, stack.throttle, logger.With("component", "admin")).register(mux)
+	newAdminAPI(cfg.AdminToken, stack.location, stack.gw.Calls(), stack.gw.Throttle(), logger.With("component", "admin")).register(mux)
 	mux.Handle("/ws", stack.ws)
 	mux.Handle("GET /config.json", webclient.ConfigHandler(webclient.Config{Domain: cfg.Domain, WSPath: "/ws"}))
 	mux.Handle("/", webclient.Handler())
@@ -305,8 +305,8 @@ serving:
 // for the bridged calls in progress to end by themselves; the caller then
 // ends the rest with BYE.
 func drain(ctx context.Context, grace time.Duration, hurry <-chan struct{}, stack *sipStack, logger *slog.Logger) {
-	stack.server.Drain(grace)
-	n := len(stack.calls.Calls())
+	stack.gw.Drain(grace)
+	n := len(stack.gw.Calls().Calls())
 	if n == 0 || grace <= 0 {
 		return
 	}
@@ -323,8 +323,8 @@ func drain(ctx context.Context, grace time.Duration, hurry <-chan struct{}, stac
 			}
 		}()
 	}
-	if err := stack.calls.Drain(dctx); err != nil {
-		logger.Info("drain over: ending the calls left with BYE", "calls", len(stack.calls.Calls()))
+	if err := stack.gw.Calls().Drain(dctx); err != nil {
+		logger.Info("drain over: ending the calls left with BYE", "calls", len(stack.gw.Calls().Calls()))
 		return
 	}
 	logger.Info("drained: every call has ended")

@@ -158,7 +158,7 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.locWriteErrors, ls.WriteErrors)
 
 	// Bridged calls and their media.
-	calls := s.calls.Calls()
+	calls := s.gw.Calls().Calls()
 	legs := map[string]int{"webrtc": 0, "sip": 0}
 	states := map[string]int{"calling": 0, "ringing": 0, "early": 0, "answered": 0}
 	oneWay := 0
@@ -234,7 +234,7 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 
 	// Authentication.
-	st := s.throttle.Stats()
+	st := s.gw.Throttle().Stats()
 	for o, n := range st.Failures {
 		counter(c.authFailures, n, accounts.Origin(o).String())
 	}
@@ -248,11 +248,11 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.sipDropped, ts.Dropped)
 	gauge(c.sipPending, float64(ts.Pending))
 	gauge(c.sipPendingBytes, float64(ts.PendingBytes))
-	txs := s.tx.Stats()
+	txs := s.gw.TransactionStats()
 	gauge(c.txOpen, float64(txs.ServerTransactions), "server")
 	gauge(c.txOpen, float64(txs.ClientTransactions), "client")
 	counter(c.overload, txs.Rejected)
-	ds := s.proxy.DialogStats()
+	ds := s.gw.DialogStats()
 	gauge(c.dialogs, float64(ds.Dialogs))
 	counter(c.dialogsEvicted, ds.Evicted)
 	counter(c.dialogsRefused, ds.Refused)

@@ -314,7 +314,7 @@ func (g *testGateway) reload(t *testing.T, reload chan<- struct{}, reloaded <-ch
 // with a Retry-After, while registrations go on.
 func TestDrainRefusesNewCalls(t *testing.T) {
 	g := startGateway(t, udpConfig(t, nil))
-	g.l.stack.server.Drain(4500 * time.Millisecond)
+	g.l.stack.gw.Drain(4500 * time.Millisecond)
 	phone := newSIPPhone(t, g.l.UDP)
 	res := phone.send("INVITE", "sip:bob@localhost", "From: <sip:alice@localhost>;tag=d1", "To: <sip:bob@localhost>",
 		"Contact: <sip:alice@"+phone.conn.LocalAddr().String()+">")

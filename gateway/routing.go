@@ -1,10 +1,10 @@
-package main
+package gateway
 
 import (
 	"context"
+	"reflect"
 	"sync/atomic"
 
-	"github.com/switchboard/switchboard/gateway/config"
 	"github.com/switchboard/switchboard/gateway/proxy"
 	"github.com/switchboard/switchboard/gateway/trunk"
 	"github.com/switchboard/switchboard/sip"
@@ -12,7 +12,8 @@ import (
 )
 
 // trunkRouting is the proxy's Router and TrustedSources, built from the
-// config file's trunks and routes.
+// trunks and routes in force: the gateway's policy for calls to and from
+// trunks.
 type trunkRouting struct {
 	domain  string
 	trunks  map[string]trunk.Trunk
@@ -21,22 +22,19 @@ type trunkRouting struct {
 	trusted *trunk.TrustedSources
 }
 
-func newTrunkRouting(domain string, f *config.File) (*trunkRouting, error) {
+func newTrunkRouting(domain string, trunks []trunk.Trunk, routes []trunk.Route) (*trunkRouting, error) {
 	r := &trunkRouting{domain: domain, trunks: make(map[string]trunk.Trunk)}
-	if f == nil {
-		return r, nil
-	}
-	for _, t := range f.Trunks {
+	for _, t := range trunks {
 		r.trunks[t.Name] = t
 	}
 	var err error
-	if r.plan, err = trunk.NewDialPlan(f.Routes); err != nil {
+	if r.plan, err = trunk.NewDialPlan(routes); err != nil {
 		return nil, err
 	}
-	if r.dids, err = trunk.NewDIDMap(f.Trunks...); err != nil {
+	if r.dids, err = trunk.NewDIDMap(trunks...); err != nil {
 		return nil, err
 	}
-	if r.trusted, err = trunk.NewTrustedSources(f.Trunks); err != nil {
+	if r.trusted, err = trunk.NewTrustedSources(trunks); err != nil {
 		return nil, err
 	}
 	return r, nil
@@ -105,4 +103,21 @@ func (t *routingTable) Trusted(src sip.Addr) (string, bool) { return t.cur.Load(
 // Route routes by the table in force.
 func (t *routingTable) Route(ctx context.Context, req *sip.Request, caller proxy.Caller) ([]proxy.Target, bool) {
 	return t.cur.Load().Route(ctx, req, caller)
+}
+
+// sameRegistrations reports whether two trunk lists ask for the same
+// registrations with providers.
+func sameRegistrations(a, b []trunk.Trunk) bool {
+	var ra, rb []trunk.Trunk
+	for _, t := range a {
+		if t.Register {
+			ra = append(ra, t)
+		}
+	}
+	for _, t := range b {
+		if t.Register {
+			rb = append(rb, t)
+		}
+	}
+	return reflect.DeepEqual(ra, rb)
 }

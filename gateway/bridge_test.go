@@ -1,9 +1,11 @@
-package main
+package gateway
 
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"net/netip"
 	"testing"
 
 	"github.com/switchboard/switchboard/gateway/proxy"
@@ -23,11 +25,13 @@ func (noDNS) LookupSRV(context.Context, string, string, string) (string, []*net.
 func (noDNS) LookupIPAddr(context.Context, string) ([]net.IPAddr, error) { return nil, errNoDNS }
 
 // TestBridgeLeavesSameKind: a branch between two of a kind stays with the
-// proxy, and a crossing branch whose next hop cannot be found ends at once
-// with 503 instead of going out unbridged with an SDP the target cannot
-// use. (The bridged calls themselves are tested end to end.)
+// proxy, and a crossing branch whose next hop cannot be found, or that no
+// media relay can carry, ends at once (503, 488) instead of going out
+// unbridged with an SDP the target cannot use. (The bridged calls
+// themselves are tested end to end.)
 func TestBridgeLeavesSameKind(t *testing.T) {
-	bridge := bridge(nil, &locate.Locator{DNS: noDNS{}}, discardLogger())
+	g := &Gateway{dns: &locate.Locator{DNS: noDNS{}}, log: slog.New(slog.DiscardHandler)}
+	bridge := g.bridge
 	phoneReq := mustRequest(t, "INVITE sip:alice@localhost SIP/2.0\r\n"+
 		"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKbr1\r\n"+
 		"From: <sip:1000@localhost>;tag=a\r\nTo: <sip:alice@localhost>\r\n"+
@@ -50,6 +54,17 @@ func TestBridgeLeavesSameKind(t *testing.T) {
 		t.Error("more than one response")
 	}
 	br.CancelWithReason("") // nothing to cancel; must not block or panic
+
+	// A phone reaches a browser by its flow, but there is no media relay.
+	flow := browser
+	flow.Dest = sip.Addr{Transport: sip.WS, AddrPort: netip.MustParseAddrPort("127.0.0.1:40000"), Flow: 3}
+	br, ok = bridge(context.Background(), phoneReq, flow)
+	if !ok {
+		t.Fatal("phone to a browser without media: not taken")
+	}
+	if res := <-br.Responses(); res.StatusCode != 488 {
+		t.Fatalf("phone to a browser without media: %d, want 488", res.StatusCode)
+	}
 }
 
 func mustRequest(t *testing.T, raw string) *sip.Request {

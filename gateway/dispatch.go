@@ -1,0 +1,119 @@
+package gateway
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/switchboard/switchboard/gateway/identity"
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/sip/transaction"
+)
+
+// ServeSIP handles one request. tx is nil for an ACK to a 2xx, which has no
+// transaction of its own and only the proxy can route.
+func (g *Gateway) ServeSIP(tx *transaction.ServerTx, req *sip.Request) {
+	inDialog := req.To().Tag() != ""
+	if g.calls != nil && (tx == nil || inDialog) && g.calls.HandleInDialog(tx, req) {
+		return
+	}
+	if wait := time.Duration(g.draining.Load()); wait > 0 && req.Method == sip.MethodInvite && !inDialog {
+		res := sip.NewResponse(req, 503, "Shutting Down")
+		res.Set("Retry-After", strconv.Itoa(int((wait+time.Second-1)/time.Second)))
+		g.respond(tx, res)
+		return
+	}
+	switch {
+	case req.Method == sip.MethodRegister && g.IsLocal(req.URI):
+		res := g.registrar.ServeRegister(context.Background(), req)
+		g.holdFlows(req, res)
+		g.respond(tx, res)
+	case g.forGateway(req):
+		g.serveLocal(tx, req)
+	default:
+		g.proxy.ServeSIP(tx, req)
+	}
+}
+
+// holdFlows tells Flows which connections aor's bindings came over, after
+// a REGISTER that may have changed them: read back from the store, since a
+// REGISTER over one connection can move a binding off another. Refusals
+// below 500 changed nothing; a 503 (too many bindings) or a 500 may come
+// after some changes were applied.
+func (g *Gateway) holdFlows(req *sip.Request, res *sip.Response) {
+	if res.StatusCode >= 300 && res.StatusCode < 500 {
+		return
+	}
+	aor := g.registrar.AOR(req.To().URI.User)
+	bindings, err := g.cfg.Location.Get(context.Background(), aor)
+	if err != nil {
+		g.log.Warn("read bindings back for the connection caps", "aor", aor, "err", err)
+		return
+	}
+	flows := make(map[sip.Addr]time.Time, len(bindings))
+	for _, b := range bindings {
+		if b.Source.Flow != 0 && b.Expires.After(flows[b.Source]) {
+			flows[b.Source] = b.Expires
+		}
+	}
+	g.flows.Set(aor, flows)
+}
+
+// FlowClosed drops the bindings that could only be reached over flow, which
+// has just closed (RFC 5626 §5.3).
+func (g *Gateway) FlowClosed(flow sip.Addr) {
+	g.flows.Drop(flow)
+	removed, err := g.cfg.Location.DeleteFlow(context.Background(), flow)
+	if err != nil {
+		g.log.Warn("drop bindings of closed flow", "flow", flow, "err", err)
+		return
+	}
+	for _, b := range removed {
+		g.log.Info("binding dropped: its connection closed", "aor", b.AOR, "flow", flow)
+	}
+}
+
+// IsLocal reports whether u names the gateway: one of its domains,
+// aliases or endpoint hosts.
+func (g *Gateway) IsLocal(u sip.URI) bool { return g.cfg.Identity.IsLocal(&u) }
+
+// forGateway reports whether the gateway is the request's final recipient:
+// a user-less Request-URI of its own, as OPTIONS pings and keep-alives use.
+func (g *Gateway) forGateway(req *sip.Request) bool {
+	return req.URI.User == "" && g.IsLocal(req.URI) && req.To().Tag() == ""
+}
+
+// serveLocal answers a request addressed to the gateway itself, as a UAS.
+func (g *Gateway) serveLocal(tx *transaction.ServerTx, req *sip.Request) {
+	if tx == nil {
+		return // an ACK to one of our own 2xx: nothing to do
+	}
+	if unsupported := identity.Unsupported(req.Tokens("Require")); len(unsupported) > 0 {
+		res := sip.NewResponse(req, 420, "")
+		res.Set("Unsupported", strings.Join(unsupported, ", "))
+		g.respond(tx, res)
+		return
+	}
+	if req.Method == sip.MethodOptions {
+		g.respond(tx, identity.OptionsResponse(req))
+		return
+	}
+	g.respond(tx, identity.MethodNotAllowed(req))
+}
+
+func (g *Gateway) respond(tx *transaction.ServerTx, res *sip.Response) {
+	if tx == nil || res == nil {
+		return
+	}
+	if res.StatusCode >= 200 && res.To().Tag() == "" {
+		res.SetToTag(sip.NewTag())
+	}
+	if !res.Has("Date") {
+		res.Set("Date", time.Now().UTC().Format(http.TimeFormat))
+	}
+	if err := tx.Respond(res); err != nil {
+		g.log.Debug("respond", "status", res.StatusCode, "err", err)
+	}
+}

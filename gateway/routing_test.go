@@ -1,0 +1,82 @@
+package gateway
+
+import (
+	"context"
+	"net/netip"
+	"testing"
+
+	"github.com/switchboard/switchboard/gateway/proxy"
+	"github.com/switchboard/switchboard/gateway/trunk"
+	"github.com/switchboard/switchboard/sip"
+)
+
+// The trunk policy: a DID from the trunk rings its user; a number dialed
+// by a local user goes out through the trunk of its rule; anything from an
+// anonymous caller, or a number from a trunk, is not routed to a trunk —
+// the gateway is no toll-fraud relay.
+func TestTrunkRouting(t *testing.T) {
+	trunks := []trunk.Trunk{{
+		Name: "carrier", Host: "198.51.100.7", Port: 5060, Transport: sip.UDP,
+		TrustedSources: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")},
+		DIDs:           []trunk.DID{{Number: "+15551230001", User: "alice"}},
+	}}
+	routes := []trunk.Route{{Pattern: `9(\d+)`, Strip: 1, Trunk: "carrier"}}
+	r, err := newTrunkRouting("example.com", trunks, routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := newRoutingTable(r)
+	src := sip.Addr{Transport: sip.UDP, AddrPort: netip.MustParseAddrPort("198.51.100.9:5060")}
+	if name, ok := table.Trusted(src); !ok || name != "carrier" {
+		t.Fatalf("Trusted(%v) = %q, %v", src, name, ok)
+	}
+	stranger := sip.Addr{Transport: sip.UDP, AddrPort: netip.MustParseAddrPort("203.0.113.9:5060")}
+	if _, ok := table.Trusted(stranger); ok {
+		t.Fatal("a stranger is trusted")
+	}
+
+	for _, tc := range []struct {
+		name    string
+		ruri    string
+		caller  proxy.Caller
+		handled bool
+		want    string // the target's URI
+	}{
+		{"did from the trunk", "sip:+15551230001@example.com", proxy.Caller{Trunk: "carrier"}, true, "sip:alice@example.com"},
+		{"unknown did from the trunk", "sip:+15559999999@example.com", proxy.Caller{Trunk: "carrier"}, false, ""},
+		{"number from a user", "sip:9123456@example.com", proxy.Caller{User: "alice"}, true, "sip:123456@198.51.100.7:5060;transport=udp"},
+		{"number from a stranger", "sip:9123456@example.com", proxy.Caller{}, false, ""},
+		{"number from the trunk", "sip:9123456@example.com", proxy.Caller{Trunk: "carrier"}, false, ""},
+		{"did from a stranger", "sip:+15551230001@example.com", proxy.Caller{}, false, ""},
+		{"no rule", "sip:bob@example.com", proxy.Caller{User: "alice"}, false, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			u, err := sip.ParseURI(tc.ruri)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ts, handled := table.Route(context.Background(), sip.NewRequest(sip.MethodInvite, u), tc.caller)
+			if handled != tc.handled {
+				t.Fatalf("handled %v, want %v", handled, tc.handled)
+			}
+			got := ""
+			if len(ts) == 1 {
+				got = ts[0].URI.String()
+			}
+			if got != tc.want {
+				t.Errorf("target %q, want %q", got, tc.want)
+			}
+		})
+	}
+
+	// A reload swaps the whole table: the route is gone at once.
+	empty, err := newTrunkRouting("example.com", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table.cur.Store(empty)
+	u, _ := sip.ParseURI("sip:9123456@example.com")
+	if _, handled := table.Route(context.Background(), sip.NewRequest(sip.MethodInvite, u), proxy.Caller{User: "alice"}); handled {
+		t.Error("a route of the old table is still in force")
+	}
+}
