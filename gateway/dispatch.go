@@ -14,9 +14,9 @@ import (
 
 // ServeSIP handles one request. tx is nil for an ACK to a 2xx, which has no
 // transaction of its own and only the proxy can route.
-func (g *Gateway) ServeSIP(tx *transaction.ServerTx, req *sip.Request) {
+func (g *Gateway) ServeSIP(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) {
 	inDialog := req.To().Tag() != ""
-	if g.calls != nil && (tx == nil || inDialog) && g.calls.HandleInDialog(tx, req) {
+	if g.calls != nil && (tx == nil || inDialog) && g.calls.HandleInDialog(ctx, tx, req) {
 		return
 	}
 	if wait := time.Duration(g.draining.Load()); wait > 0 && req.Method == sip.MethodInvite && !inDialog {
@@ -27,13 +27,13 @@ func (g *Gateway) ServeSIP(tx *transaction.ServerTx, req *sip.Request) {
 	}
 	switch {
 	case req.Method == sip.MethodRegister && g.IsLocal(req.URI):
-		res := g.registrar.ServeRegister(context.Background(), req)
-		g.holdFlows(req, res)
+		res := g.registrar.ServeRegister(ctx, req)
+		g.holdFlows(ctx, req, res)
 		g.respond(tx, res)
 	case g.forGateway(req):
 		g.serveLocal(tx, req)
 	default:
-		g.proxy.ServeSIP(tx, req)
+		g.proxy.ServeSIP(ctx, tx, req)
 	}
 }
 
@@ -42,12 +42,12 @@ func (g *Gateway) ServeSIP(tx *transaction.ServerTx, req *sip.Request) {
 // REGISTER over one connection can move a binding off another. Refusals
 // below 500 changed nothing; a 503 (too many bindings) or a 500 may come
 // after some changes were applied.
-func (g *Gateway) holdFlows(req *sip.Request, res *sip.Response) {
+func (g *Gateway) holdFlows(ctx context.Context, req *sip.Request, res *sip.Response) {
 	if res.StatusCode >= 300 && res.StatusCode < 500 {
 		return
 	}
 	aor := g.registrar.AOR(req.To().URI.User)
-	bindings, err := g.cfg.Location.Get(context.Background(), aor)
+	bindings, err := g.cfg.Location.Get(ctx, aor)
 	if err != nil {
 		g.log.Warn("read bindings back for the connection caps", "aor", aor, "err", err)
 		return
@@ -65,7 +65,7 @@ func (g *Gateway) holdFlows(req *sip.Request, res *sip.Response) {
 // has just closed (RFC 5626 §5.3).
 func (g *Gateway) FlowClosed(flow sip.Addr) {
 	g.flows.Drop(flow)
-	removed, err := g.cfg.Location.DeleteFlow(context.Background(), flow)
+	removed, err := g.cfg.Location.DeleteFlow(g.ctx, flow)
 	if err != nil {
 		g.log.Warn("drop bindings of closed flow", "flow", flow, "err", err)
 		return

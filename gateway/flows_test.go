@@ -71,7 +71,7 @@ func newStack(t *testing.T) *stack {
 	}
 	layer := transport.NewLayer(transport.Config{})
 	layer.Add(st.tcp)
-	st.gw, err = gateway.New(gateway.Config{
+	st.gw, err = gateway.New(context.Background(), gateway.Config{
 		Identity:   id,
 		Transports: layer,
 		Location:   closeWatch{loc, st.closed},

@@ -107,6 +107,12 @@ type Gateway struct {
 	flows     *transport.FlowHolds
 	throttle  *accounts.Throttle
 
+	// ctx is the context of the work the gateway does on its own (the
+	// handlers, the bindings of a closed connection): New's, canceled by
+	// Close.
+	ctx    context.Context
+	cancel context.CancelFunc
+
 	// draining holds the Retry-After of the 503 that refuses new calls
 	// while the gateway drains; zero while it takes calls.
 	draining atomic.Int64
@@ -119,8 +125,10 @@ type Gateway struct {
 }
 
 // New builds the gateway's roles from cfg. Nothing is sent or received
-// before Serve.
-func New(cfg Config) (*Gateway, error) {
+// before Serve. ctx is the parent of the gateway's own work (the handlers
+// of requests, what it does when a connection closes): its values reach
+// them, and its end, or Close, ends them.
+func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	switch {
 	case cfg.Identity == nil:
 		return nil, fmt.Errorf("%w: no identity", ErrInvalidConfig)
@@ -176,7 +184,8 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	txc.Admit = g.admit
 	txc.OnStrayResponse = g.forwardStray
-	g.tx = transaction.New(cfg.Transports, g, txc)
+	g.ctx, g.cancel = context.WithCancel(ctx)
+	g.tx = transaction.New(g.ctx, cfg.Transports, g, txc)
 
 	if cfg.Media != nil {
 		g.calls, err = b2bua.New(b2bua.Options{
@@ -189,14 +198,14 @@ func New(cfg Config) (*Gateway, error) {
 			Logger:       log.With("component", "b2bua"),
 		})
 		if err != nil {
-			g.tx.Close()
+			g.abandon()
 			return nil, fmt.Errorf("b2bua: %w", err)
 		}
 	}
 
 	routing, err := newTrunkRouting(domain, cfg.Trunks, cfg.Routes)
 	if err != nil {
-		g.tx.Close()
+		g.abandon()
 		return nil, fmt.Errorf("trunks: %w", err)
 	}
 	g.routing = newRoutingTable(routing)
@@ -223,10 +232,16 @@ func New(cfg Config) (*Gateway, error) {
 		Logger:          log.With("component", "proxy"),
 	})
 	if err != nil {
-		g.tx.Close()
+		g.abandon()
 		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	return g, nil
+}
+
+// abandon undoes a New that failed half way.
+func (g *Gateway) abandon() {
+	g.tx.Close()
+	g.cancel()
 }
 
 // Serve serves the gateway's transports and keeps the registrations of the
@@ -312,6 +327,7 @@ func (g *Gateway) Close(ctx context.Context) {
 	g.cfg.Transports.Close()
 	g.serving.Wait()
 	g.tx.Close()
+	g.cancel()
 }
 
 // Drain makes the gateway refuse new calls — INVITEs outside a dialog —
@@ -370,4 +386,6 @@ func (g *Gateway) HeldFlows() int { return g.flows.Len() }
 
 // forwardStray is the transaction layer's OnStrayResponse: the proxy
 // forwards what matches no client transaction.
-func (g *Gateway) forwardStray(res *sip.Response) { g.proxy.ForwardResponse(res) }
+func (g *Gateway) forwardStray(ctx context.Context, res *sip.Response) {
+	g.proxy.ForwardResponse(ctx, res)
+}

@@ -131,7 +131,9 @@ func newBridge(e *Engine, id string, pair *portPair) *Bridge {
 
 // run launches the RTP readers and ties the bridge to ctx.
 func (b *Bridge) run(ctx context.Context) {
-	b.ctx, b.cancel = context.WithCancel(context.Background())
+	// The readers stop when the bridge is torn down, which ctx's end
+	// starts but does not finish: their context keeps ctx's values only.
+	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
 	b.wg.Add(2)
 	go b.readRTP()
 	go b.readRTCP()

@@ -21,6 +21,7 @@ import (
 // pion settings. It makes one Bridge per call crossing. An Engine is safe
 // for concurrent use.
 type Engine struct {
+	ctx      context.Context
 	opts     Options
 	log      *slog.Logger
 	clock    clock.Clock
@@ -40,12 +41,15 @@ type Engine struct {
 }
 
 // NewEngine checks opts, applies their defaults and binds the ICE UDP mux.
-func NewEngine(opts Options) (*Engine, error) {
+// ctx gives the engine's logs their context; its values reach pion's log
+// lines too.
+func NewEngine(ctx context.Context, opts Options) (*Engine, error) {
 	o, err := opts.withDefaults()
 	if err != nil {
 		return nil, err
 	}
 	e := &Engine{
+		ctx:      ctx,
 		opts:     o,
 		log:      o.Logger,
 		clock:    o.Clock,
@@ -70,7 +74,7 @@ const muxReadBuffer = 4 << 20
 func (e *Engine) configurePion() error {
 	o := e.opts
 	s := &e.settings
-	s.LoggerFactory = pionLoggers{e.log}
+	s.LoggerFactory = pionLoggers{e.ctx, e.log}
 	network, netType := "udp4", webrtc.NetworkTypeUDP4
 	if o.BindIP.Is6() {
 		network, netType = "udp6", webrtc.NetworkTypeUDP6
@@ -112,7 +116,7 @@ func (e *Engine) configurePion() error {
 	// (the load bench saw its drops match the loss). The system caps the
 	// size at net.core.rmem_max.
 	_ = conn.SetReadBuffer(muxReadBuffer)
-	e.mux = webrtc.NewICEUDPMux(pionLoggers{e.log}.NewLogger("ice-mux"), conn)
+	e.mux = webrtc.NewICEUDPMux(pionLoggers{e.ctx, e.log}.NewLogger("ice-mux"), conn)
 	s.SetICEUDPMux(e.mux)
 	return nil
 }

@@ -14,7 +14,7 @@ import (
 // the phone, and the phone's answer becomes the WebRTC answer (made by
 // pion, with the gateway's ICE candidates and DTLS fingerprint).
 func ExampleBridge_WebOffer() {
-	e, err := media.NewEngine(media.Options{
+	e, err := media.NewEngine(context.Background(), media.Options{
 		LoopbackOnly: true,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})

@@ -54,7 +54,7 @@ func newTestEngine(t testing.TB, o Options) *Engine {
 	if o.Logger == nil {
 		o.Logger = testLogger()
 	}
-	e, err := NewEngine(o)
+	e, err := NewEngine(context.Background(), o)
 	if err != nil {
 		t.Fatalf("NewEngine: %v", err)
 	}
@@ -111,7 +111,7 @@ func newSignallingBrowser(t testing.TB, signal chan struct{}) *testBrowser {
 		Codecs:        browserCodecs(),
 		Track:         tb.track,
 		Signal:        signal,
-		LoggerFactory: pionLoggers{testLogger().With("side", "browser")},
+		LoggerFactory: pionLoggers{context.Background(), testLogger().With("side", "browser")},
 		Wait:          15 * time.Second,
 	})
 	return tb

@@ -600,7 +600,7 @@ func newLBClient() (*lbClient, error) {
 	_ = conn.SetReadBuffer(1 << 20)
 	enableRxTimestamps(conn)
 	c.sock = &stampConn{UDPConn: conn}
-	logs := pionLoggers{testLogger()}
+	logs := pionLoggers{context.Background(), testLogger()}
 	c.mux = webrtc.NewICEUDPMux(logs.NewLogger("ice-mux"), c.sock)
 
 	m := &webrtc.MediaEngine{}

@@ -13,17 +13,23 @@ const levelTrace = slog.LevelDebug - 4
 
 // pionLoggers adapts pion's logging to the Engine's slog.Logger. pion's info
 // messages (state changes) become debug: the gateway logs calls, not ICE.
-type pionLoggers struct{ log *slog.Logger }
-
-func (f pionLoggers) NewLogger(scope string) logging.LeveledLogger {
-	return pionLogger{f.log.With("pion", scope)}
+type pionLoggers struct {
+	ctx context.Context // pion's loggers have none: the engine's
+	log *slog.Logger
 }
 
-type pionLogger struct{ log *slog.Logger }
+func (f pionLoggers) NewLogger(scope string) logging.LeveledLogger {
+	return pionLogger{f.ctx, f.log.With("pion", scope)}
+}
+
+type pionLogger struct {
+	ctx context.Context
+	log *slog.Logger
+}
 
 func (l pionLogger) logf(level slog.Level, format string, args ...any) {
-	if l.log.Enabled(context.Background(), level) {
-		l.log.Log(context.Background(), level, fmt.Sprintf(format, args...))
+	if l.log.Enabled(l.ctx, level) {
+		l.log.Log(l.ctx, level, fmt.Sprintf(format, args...))
 	}
 }
 

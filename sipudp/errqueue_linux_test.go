@@ -241,7 +241,7 @@ func TestUnreachableEndsTransaction(t *testing.T) {
 	transporttest.CheckGoroutines(t)
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{})
 	l := newLayer(transport.Config{}, tr)
-	txl := transaction.New(l, nil, transaction.Config{})
+	txl := transaction.New(context.Background(), l, nil, transaction.Config{})
 	t.Cleanup(func() { txl.Close() })
 	runLayer(t, l, transport.HandlerFuncs{Message: txl.HandleMessage, Unreachable: txl.HandleUnreachable})
 

@@ -1,6 +1,7 @@
 package sipudp_test
 
 import (
+	"context"
 	"testing"
 
 	"github.com/switchboard/switchboard/sip"
@@ -18,7 +19,7 @@ func TestWithTransactionLayer(t *testing.T) {
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{})
 	l := newLayer(transport.Config{}, tr)
 	served := make(chan string, 4)
-	tx := transaction.New(l, transaction.HandlerFunc(func(st *transaction.ServerTx, req *sip.Request) {
+	tx := transaction.New(context.Background(), l, transaction.HandlerFunc(func(_ context.Context, st *transaction.ServerTx, req *sip.Request) {
 		served <- req.CallID()
 		if st != nil {
 			res := sip.NewResponse(req, 200, "")

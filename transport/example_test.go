@@ -27,7 +27,7 @@ func ExampleLayer() {
 	layer.Add(udp)
 	layer.Add(tcp)
 
-	tx := transaction.New(layer, transaction.HandlerFunc(func(st *transaction.ServerTx, req *sip.Request) {
+	tx := transaction.New(context.Background(), layer, transaction.HandlerFunc(func(_ context.Context, st *transaction.ServerTx, req *sip.Request) {
 		if st != nil {
 			_ = st.Respond(sip.NewResponse(req, 200, ""))
 		}

@@ -158,7 +158,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 	if err != nil {
 		return nil, err
 	}
-	s.media, err = media.NewEngine(media.Options{
+	s.media, err = media.NewEngine(ctx, media.Options{
 		RTPPorts: [2]int{int(cfg.RTPPorts.Start), int(cfg.RTPPorts.End)},
 		BindIP:   bind,
 		PublicIP: announce,
@@ -183,7 +183,9 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 	if file != nil {
 		gc.Trunks, gc.Routes, gc.Redirect = file.Trunks, file.Routes, file.Domain.Redirect
 	}
-	if s.gw, err = gateway.New(gc); err != nil {
+	// Not ctx itself: a stop drains, and the calls and requests in
+	// progress go on until Close.
+	if s.gw, err = gateway.New(context.WithoutCancel(ctx), gc); err != nil {
 		return nil, err
 	}
 	go func() { s.served <- s.gw.Serve(ctx) }()

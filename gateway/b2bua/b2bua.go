@@ -223,8 +223,8 @@ func (b *B2BUA) unregister(c *call) {
 //
 // A request belongs to the B2BUA when its To tag is one the B2BUA gave
 // out for its Call-ID. Call it before the proxy for every request with a
-// To tag.
-func (b *B2BUA) HandleInDialog(tx *transaction.ServerTx, req *sip.Request) bool {
+// To tag. ctx is the request's, as the transaction.Handler got it.
+func (b *B2BUA) HandleInDialog(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) bool {
 	tag := req.To().Tag()
 	if tag == "" || req.Method == sip.MethodCancel {
 		return false

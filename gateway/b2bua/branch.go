@@ -37,7 +37,7 @@ func (b *B2BUA) Branch(ctx context.Context, req *sip.Request, target Target) *Le
 		_ = bt.Respond(res)
 		return &Leg{tx: bt}
 	}
-	c := b.newCall(bt, req, target)
+	c := b.newCall(ctx, bt, req, target)
 	leg := &Leg{id: c.id, tx: bt}
 	run := func() {
 		stop := context.AfterFunc(ctx, leg.Cancel)

@@ -108,7 +108,7 @@ type call struct {
 // The caller's leg is WebRTC when its SDP offer uses DTLS-SRTP
 // (UDP/TLS/RTP/SAVPF), or when it has no SDP and came over WS or WSS;
 // target.WebRTC tells the callee's. Exactly one of them must be a browser.
-func (b *B2BUA) Call(tx *transaction.ServerTx, req *sip.Request, target Target) {
+func (b *B2BUA) Call(ctx context.Context, tx *transaction.ServerTx, req *sip.Request, target Target) {
 	// The request is shared with the transaction layer: reading headers
 	// fills its parse cache, so work on a copy of our own.
 	req = req.Clone()
@@ -121,7 +121,7 @@ func (b *B2BUA) Call(tx *transaction.ServerTx, req *sip.Request, target Target) 
 		_ = tx.Respond(res)
 		return
 	}
-	c := b.newCall(tx, req, target)
+	c := b.newCall(ctx, tx, req, target)
 	_ = tx.Respond(sip.NewResponse(req, 100, ""))
 	c.run()
 }
@@ -141,9 +141,11 @@ func (c *call) run() {
 	c.setup()
 }
 
-func (b *B2BUA) newCall(tx uas, req *sip.Request, target Target) *call {
+func (b *B2BUA) newCall(ctx context.Context, tx uas, req *sip.Request, target Target) *call {
 	id := sip.NewTag()
-	ctx, cancel := context.WithCancelCause(context.Background())
+	// The call outlives the INVITE it came with: its context keeps the
+	// INVITE's values, not its end.
+	ctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	c := &call{
 		b:         b,
 		id:        id,

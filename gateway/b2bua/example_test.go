@@ -19,20 +19,20 @@ import (
 // browser and a phone.
 func Example() {
 	var (
-		engine *media.Engine       // media.NewEngine(...)
+		engine *media.Engine       // media.NewEngine(ctx, ...)
 		tl     *transport.Layer    // transport.NewLayer(...) with its transports
 		proxy  transaction.Handler // the proxy core
 	)
 	var b *b2bua.B2BUA
-	layer := transaction.New(tl, transaction.HandlerFunc(func(tx *transaction.ServerTx, req *sip.Request) {
-		if req.To().Tag() != "" && b.HandleInDialog(tx, req) {
+	layer := transaction.New(context.Background(), tl, transaction.HandlerFunc(func(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) {
+		if req.To().Tag() != "" && b.HandleInDialog(ctx, tx, req) {
 			return // BYE, re-INVITE, UPDATE, INFO, ACK... of a B2BUA call
 		}
 		// The proxy routes; when the caller is a browser and the target a
 		// phone (or the reverse), it calls:
 		//
-		//	b.Call(tx, req, b2bua.Target{URI: contact, Dst: binding.Source, WebRTC: false})
-		proxy.ServeSIP(tx, req)
+		//	b.Call(ctx, tx, req, b2bua.Target{URI: contact, Dst: binding.Source, WebRTC: false})
+		proxy.ServeSIP(ctx, tx, req)
 	}), transaction.Config{})
 	id, err := identity.New(identity.Config{
 		Domains: []string{"example.com"},

@@ -123,7 +123,7 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	if mo.Logger == nil {
 		mo.Logger = discardLogger()
 	}
-	e, err := media.NewEngine(mo)
+	e, err := media.NewEngine(context.Background(), mo)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,7 +131,7 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	t.Cleanup(func() { _ = e.Close() })
 
 	h.gw = h.net.AddNode("gateway", gwUDP, gwWS)
-	h.layer = transaction.New(h.gw, transaction.HandlerFunc(h.serve), transaction.Config{Logger: discardLogger()})
+	h.layer = transaction.New(context.Background(), h.gw, transaction.HandlerFunc(h.serve), transaction.Config{Logger: discardLogger()})
 	h.gw.Recv = h.layer.HandleMessage
 	t.Cleanup(func() { _ = h.layer.Close() })
 
@@ -193,8 +193,8 @@ func (h *harness) newBrowser() *testBrowser {
 
 // serve is the gateway's handler: in-dialog requests to the B2BUA, new
 // INVITEs routed by user to the phone or the browser.
-func (h *harness) serve(tx *transaction.ServerTx, req *sip.Request) {
-	if h.b2b.HandleInDialog(tx, req) || tx == nil {
+func (h *harness) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) {
+	if h.b2b.HandleInDialog(ctx, tx, req) || tx == nil {
 		return
 	}
 	if req.Method != sip.MethodInvite || req.To().Tag() != "" {
@@ -226,7 +226,7 @@ func (h *harness) serve(tx *transaction.ServerTx, req *sip.Request) {
 		if req.URI.User == "fork-elsewhere" {
 			reason = completedElsewhere
 		}
-		h.relayBranch(tx, req, Target{
+		h.relayBranch(ctx, tx, req, Target{
 			URI:    sip.URI{Scheme: "sip", User: "browser", Host: "df7jal23ls0d.invalid", Params: ";transport=ws"},
 			Dst:    h.browserDst,
 			WebRTC: true,
@@ -236,13 +236,13 @@ func (h *harness) serve(tx *transaction.ServerTx, req *sip.Request) {
 		_ = tx.Respond(sip.NewResponse(req, 404, ""))
 		return
 	}
-	h.b2b.Call(tx, req, target)
+	h.b2b.Call(ctx, tx, req, target)
 }
 
 // relayBranch is the part of a proxy that the tests need: one branch,
 // its responses forwarded upstream, the caller's CANCEL passed on.
-func (h *harness) relayBranch(tx *transaction.ServerTx, req *sip.Request, target Target, reason string) {
-	ctx, cancel := context.WithCancel(context.Background())
+func (h *harness) relayBranch(ctx context.Context, tx *transaction.ServerTx, req *sip.Request, target Target, reason string) {
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	leg := h.b2b.Branch(ctx, req, target)
 	canceled := tx.Canceled()

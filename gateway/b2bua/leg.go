@@ -161,7 +161,7 @@ func (l *leg) ack(d *dialog.Dialog, res *sip.Response) (*sip.Request, error) {
 // §17.1.1.3): straight to the transport, even after the call ended (the
 // 2xx that crossed a CANCEL is acknowledged, then ended with BYE).
 func (l *leg) sendAck(ack *sip.Request) {
-	if err := l.c.b.opts.Sender.Send(context.Background(), ack, l.dst); err != nil {
+	if err := l.c.b.opts.Sender.Send(context.WithoutCancel(l.c.ctx), ack, l.dst); err != nil {
 		l.c.log.Debug("sending ack", "leg", l.role, "err", err)
 	}
 }
@@ -205,7 +205,7 @@ func (l *leg) byeDialog(d *dialog.Dialog, async bool) {
 	}
 	run := func() {
 		// The call's context is done: the BYE outlives it.
-		tx, err := l.send(context.Background(), req)
+		tx, err := l.send(context.WithoutCancel(l.c.ctx), req)
 		if err != nil {
 			l.c.log.Info("bye", "leg", l.role, "err", err)
 			return

@@ -55,7 +55,7 @@ func newTestUA(t testing.TB, n *sipnet.Network, name string, addr, gw sip.Addr, 
 		u.in[m] = make(chan *inbound, 64)
 	}
 	u.node = n.AddNode(name, addr)
-	u.layer = transaction.New(u.node, transaction.HandlerFunc(u.serve), transaction.Config{
+	u.layer = transaction.New(context.Background(), u.node, transaction.HandlerFunc(u.serve), transaction.Config{
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	})
 	u.node.Recv = u.layer.HandleMessage
@@ -63,7 +63,7 @@ func newTestUA(t testing.TB, n *sipnet.Network, name string, addr, gw sip.Addr, 
 	return u
 }
 
-func (u *testUA) serve(tx *transaction.ServerTx, req *sip.Request) {
+func (u *testUA) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) {
 	if u.auto.Load() {
 		if tx != nil {
 			res := sip.NewResponse(req, 200, "")

@@ -19,9 +19,9 @@
 // other; the usual Go idiom closes the loop:
 //
 //	var p *proxy.Proxy
-//	layer := transaction.New(sender, transaction.HandlerFunc(
-//		func(tx *transaction.ServerTx, req *sip.Request) { p.ServeSIP(tx, req) }),
-//		transaction.Config{OnStrayResponse: func(res *sip.Response) { p.ForwardResponse(res) }})
+//	layer := transaction.New(ctx, sender, transaction.HandlerFunc(
+//		func(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) { p.ServeSIP(ctx, tx, req) }),
+//		transaction.Config{OnStrayResponse: func(ctx context.Context, res *sip.Response) { p.ForwardResponse(ctx, res) }})
 //	p, err := proxy.New(proxy.Options{Transactions: layer, Sender: sender, ...})
 //
 // # Policy

@@ -28,9 +28,9 @@ func (p printer) Send(_ context.Context, msg sip.Message, _ sip.Addr) error {
 func Example() {
 	out := make(printer, 4)
 	var p *proxy.Proxy
-	layer := transaction.New(out,
-		transaction.HandlerFunc(func(tx *transaction.ServerTx, req *sip.Request) { p.ServeSIP(tx, req) }),
-		transaction.Config{OnStrayResponse: func(res *sip.Response) { p.ForwardResponse(res) }})
+	layer := transaction.New(context.Background(), out,
+		transaction.HandlerFunc(func(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) { p.ServeSIP(ctx, tx, req) }),
+		transaction.Config{OnStrayResponse: func(ctx context.Context, res *sip.Response) { p.ForwardResponse(ctx, res) }})
 	defer layer.Close()
 	id, err := identity.New(identity.Config{
 		Domains:   []string{"example.com"},

@@ -53,6 +53,9 @@ type call struct {
 	noMore    bool // start no more branches: 2xx, 6xx or CANCEL
 	abandoned bool // the server transaction ended before its final response
 
+	// ctx is the request's, as run got it.
+	ctx context.Context
+
 	// One source of responses (a client transaction or a bridged branch)
 	// at a time is read by the loop itself, the others through relay
 	// goroutines: most requests have a single branch and need no
@@ -175,6 +178,7 @@ func (c *call) inDialog(rt *routing) {
 // until the request's fate is settled: the final response sent and, for an
 // INVITE, every branch over, so that every 2xx is forwarded.
 func (c *call) run(ctx context.Context, targets []Target) {
+	c.ctx = ctx
 	defer c.shutdown()
 	c.groups = groupByQ(targets, c.p.maxTargets)
 	c.settle(ctx)
@@ -628,7 +632,9 @@ func (c *call) forward2xx(ctx context.Context, up *sip.Response) {
 	if err := c.tx.Respond(up); err == nil {
 		return
 	}
-	if err := c.p.sender.Send(ctx, up, c.req.Source); err != nil {
+	// Every 2xx reaches the caller, even after the request's context
+	// ended with its server transaction.
+	if err := c.p.sender.Send(context.WithoutCancel(ctx), up, c.req.Source); err != nil {
 		c.p.log.Debug("proxy: forwarding 2xx", "call_id", c.req.CallID(), "err", err)
 	}
 }
@@ -741,7 +747,7 @@ func (c *call) settled(code int) {
 	if c.invite {
 		level = slog.LevelInfo
 	}
-	ctx := context.Background()
+	ctx := c.ctx
 	if !c.p.log.Enabled(ctx, level) {
 		return // no work on the hot path of requests nobody logs
 	}

@@ -92,9 +92,9 @@ func newFixture(t testing.TB, tweak func(*Options)) *fixture {
 	}
 	f.node = f.net.AddNode("proxy", proxyUDP, proxyTCP, proxyWS)
 	var p *Proxy
-	f.layer = transaction.New(f.node,
-		transaction.HandlerFunc(func(tx *transaction.ServerTx, req *sip.Request) { p.ServeSIP(tx, req) }),
-		transaction.Config{Clock: f.clk, OnStrayResponse: func(res *sip.Response) { p.ForwardResponse(res) }})
+	f.layer = transaction.New(context.Background(), f.node,
+		transaction.HandlerFunc(func(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) { p.ServeSIP(ctx, tx, req) }),
+		transaction.Config{Clock: f.clk, OnStrayResponse: func(ctx context.Context, res *sip.Response) { p.ForwardResponse(ctx, res) }})
 	f.node.Recv = f.layer.HandleMessage
 	opts := Options{
 		Transactions: f.layer,
@@ -230,14 +230,15 @@ func (f *fixture) makeUA(name, domain string, b behaviour, a sip.Addr) *ua {
 	u.client = digest.Client{Username: name, Password: f.users[name]}
 	u.node = f.net.AddNode(name, a)
 	cfg := f.uaConfig
-	cfg.Clock, cfg.OnStrayResponse = f.clk, u.strays.add
-	u.layer = transaction.New(u.node, transaction.HandlerFunc(u.serve), cfg)
+	cfg.Clock = f.clk
+	cfg.OnStrayResponse = func(_ context.Context, res *sip.Response) { u.strays.add(res) }
+	u.layer = transaction.New(context.Background(), u.node, transaction.HandlerFunc(u.serve), cfg)
 	u.node.Recv = u.layer.HandleMessage
 	f.uas = append(f.uas, u)
 	return u
 }
 
-func (u *ua) serve(tx *transaction.ServerTx, req *sip.Request) {
+func (u *ua) serve(_ context.Context, tx *transaction.ServerTx, req *sip.Request) {
 	if !u.quiet {
 		u.reqs.add(req.Clone())
 	}

@@ -228,8 +228,8 @@ func orDuration(v, def time.Duration) time.Duration {
 // the request's fate is settled — for an INVITE, when every branch has
 // ended, so that every 2xx is forwarded. A nil tx is an ACK that matched
 // no server transaction (the ACK of a 2xx): it is forwarded statelessly.
-func (p *Proxy) ServeSIP(tx *transaction.ServerTx, req *sip.Request) {
-	ctx, cancel := context.WithCancel(context.Background())
+func (p *Proxy) ServeSIP(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) {
+	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if tx == nil {
 		if req != nil && req.Method == sip.MethodAck {

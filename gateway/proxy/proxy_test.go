@@ -808,7 +808,7 @@ func TestPathAndFailover(t *testing.T) {
 }
 
 func TestNewOptions(t *testing.T) {
-	layer := transaction.New(nil, nil, transaction.Config{})
+	layer := transaction.New(context.Background(), nil, nil, transaction.Config{})
 	defer layer.Close()
 	sender := &node{}
 	for _, o := range []Options{

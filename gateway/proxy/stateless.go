@@ -67,7 +67,7 @@ func (p *Proxy) forwardAck(ctx context.Context, req *sip.Request) {
 		inTok = p.tokens.Encode(r.Source)
 	}
 	r.PrependVia(p.via(dst, statelessBranch(hash, top.Branch()), inTok))
-	if err := p.sender.Send(ctx, r, dst); err != nil {
+	if err := p.sender.Send(context.WithoutCancel(ctx), r, dst); err != nil {
 		p.log.Debug("proxy: forwarding ack", "dst", dst, "err", err)
 	}
 }
@@ -80,7 +80,7 @@ func (p *Proxy) forwardAck(ctx context.Context, req *sip.Request) {
 // connection the request came from when the proxy's Via recorded one.
 // Other responses are dropped. It is the transaction layer's
 // Config.OnStrayResponse.
-func (p *Proxy) ForwardResponse(res *sip.Response) {
+func (p *Proxy) ForwardResponse(ctx context.Context, res *sip.Response) {
 	vias := res.Via()
 	if len(vias) < 2 {
 		return
@@ -101,7 +101,7 @@ func (p *Proxy) ForwardResponse(res *sip.Response) {
 	up := res.Clone()
 	up.PopVia()
 	p.strayAnswer(up, res.Source)
-	if err := p.sender.Send(context.Background(), up, dst); err != nil {
+	if err := p.sender.Send(ctx, up, dst); err != nil {
 		p.log.Debug("proxy: forwarding stray response", "status", res.StatusCode, "dst", dst, "err", err)
 	}
 }

@@ -143,7 +143,7 @@ func newHarness(t *testing.T, tr Trunk, mod func(*RegistrationOptions)) *harness
 		res:     &resolverMap{addrs: map[string][]sip.Addr{tr.Host: {prov1, prov2}}},
 		srv:     &digest.Server{Realm: realm, Secret: []byte("0123456789abcdef0123456789abcdef"), Now: clk.Now},
 	}
-	h.layer = transaction.New(h.net, nil, transaction.Config{Clock: clk})
+	h.layer = transaction.New(context.Background(), h.net, nil, transaction.Config{Clock: clk})
 	t.Cleanup(func() { h.layer.Close() })
 	opts := RegistrationOptions{
 		Trunk:     tr,

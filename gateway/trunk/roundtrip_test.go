@@ -50,7 +50,7 @@ type registrar struct {
 	bindings   map[string]uint32 // contact → seconds granted
 }
 
-func (p *registrar) ServeSIP(tx *transaction.ServerTx, req *sip.Request) {
+func (p *registrar) ServeSIP(_ context.Context, tx *transaction.ServerTx, req *sip.Request) {
 	if tx == nil {
 		return
 	}
@@ -135,9 +135,9 @@ func TestRegistrationDigestRoundTrip(t *testing.T) {
 		maxExpires: 120,
 		bindings:   make(map[string]uint32),
 	}
-	provider := transaction.New(toGateway, reg, transaction.Config{Clock: clk})
+	provider := transaction.New(context.Background(), toGateway, reg, transaction.Config{Clock: clk})
 	defer provider.Close()
-	gateway := transaction.New(toProvider, nil, transaction.Config{Clock: clk})
+	gateway := transaction.New(context.Background(), toProvider, nil, transaction.Config{Clock: clk})
 	defer gateway.Close()
 	toProvider.to, toGateway.to = provider, gateway
 

@@ -17,7 +17,7 @@ func BenchmarkServerNonInvite(b *testing.B) {
 		sent <- struct{}{}
 		return nil
 	})
-	l := New(sender, HandlerFunc(func(tx *ServerTx, req *sip.Request) {
+	l := New(context.Background(), sender, HandlerFunc(func(_ context.Context, tx *ServerTx, req *sip.Request) {
 		res := sip.NewResponse(req, 200, "")
 		res.SetToTag("bench")
 		_ = tx.Respond(res)
@@ -46,7 +46,7 @@ func BenchmarkClientNonInviteUDP(b *testing.B) {
 }
 
 func benchClient(b *testing.B, dst sip.Addr) {
-	l := New(senderFunc(func(context.Context, sip.Message, sip.Addr) error { return nil }), nil, Config{})
+	l := New(context.Background(), senderFunc(func(context.Context, sip.Message, sip.Addr) error { return nil }), nil, Config{})
 	defer l.Close()
 	reqs := benchRequests(b, dst)
 	ress := make([]*sip.Response, b.N)

@@ -26,7 +26,7 @@ func newAnswering(t *testing.T, cfg Config, code func(req *sip.Request) int) *an
 	a := &answering{t: t, clk: clock.NewFake(epoch)}
 	a.net = newNetRec(a.clk)
 	cfg.Clock = a.clk
-	a.l = New(a.net, HandlerFunc(func(tx *ServerTx, req *sip.Request) {
+	a.l = New(context.Background(), a.net, HandlerFunc(func(_ context.Context, tx *ServerTx, req *sip.Request) {
 		if tx == nil {
 			return
 		}
@@ -129,7 +129,7 @@ func TestServerBoundEveryState(t *testing.T) {
 		}
 		return nil
 	}
-	l := New(net, HandlerFunc(func(tx *ServerTx, req *sip.Request) {
+	l := New(context.Background(), net, HandlerFunc(func(_ context.Context, tx *ServerTx, req *sip.Request) {
 		if tx == nil {
 			return
 		}

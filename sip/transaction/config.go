@@ -1,6 +1,7 @@
 package transaction
 
 import (
+	"context"
 	"log/slog"
 	"time"
 
@@ -136,7 +137,8 @@ type Config struct {
 	// client transaction: a proxy forwards it statelessly (RFC 3261 §16.7).
 	// It is called in the goroutine that called HandleMessage and must not
 	// block. When nil, stray responses are dropped.
-	OnStrayResponse func(res *sip.Response)
+	// ctx ends when the Layer closes.
+	OnStrayResponse func(ctx context.Context, res *sip.Response)
 
 	// Admit, when set, is asked about each request that would start a
 	// server transaction (not about ACKs, CANCELs and retransmissions),

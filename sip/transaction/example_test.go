@@ -57,7 +57,7 @@ func Example() {
 	bob := sip.Addr{Transport: sip.TCP, AddrPort: netip.MustParseAddrPort("192.0.2.2:5060")}
 	toBob, toAlice := &pipe{from: alice}, &pipe{from: bob}
 
-	uas := transaction.New(toAlice, transaction.HandlerFunc(func(tx *transaction.ServerTx, req *sip.Request) {
+	uas := transaction.New(context.Background(), toAlice, transaction.HandlerFunc(func(_ context.Context, tx *transaction.ServerTx, req *sip.Request) {
 		if tx == nil {
 			return // the ACK of a 2xx: a dialog's business
 		}
@@ -72,7 +72,7 @@ func Example() {
 		}
 	}), transaction.Config{})
 	defer uas.Close()
-	uac := transaction.New(toBob, nil, transaction.Config{})
+	uac := transaction.New(context.Background(), toBob, nil, transaction.Config{})
 	defer uac.Close()
 	toBob.to, toAlice.to = uas, uac
 

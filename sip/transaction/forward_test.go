@@ -150,9 +150,9 @@ func TestForwardingAnswersInTime(t *testing.T) {
 				}
 				return false
 			}
-			caller := New(memPort{n, phoneUDP}, nil, Config{Clock: clk})
+			caller := New(context.Background(), memPort{n, phoneUDP}, nil, Config{Clock: clk})
 			txs := make(chan *ServerTx, 1)
-			proxy := New(memPort{n, proxyAddr}, HandlerFunc(func(tx *ServerTx, _ *sip.Request) {
+			proxy := New(context.Background(), memPort{n, proxyAddr}, HandlerFunc(func(_ context.Context, tx *ServerTx, _ *sip.Request) {
 				if tx != nil {
 					txs <- tx
 					<-tx.Done()

@@ -174,7 +174,7 @@ func newHarness(t testing.TB, cfg Config) *harness {
 	}
 	h.net = newNetRec(h.clk)
 	cfg.Clock = h.clk
-	h.l = New(h.net, HandlerFunc(func(tx *ServerTx, req *sip.Request) {
+	h.l = New(context.Background(), h.net, HandlerFunc(func(_ context.Context, tx *ServerTx, req *sip.Request) {
 		if tx == nil {
 			h.acks <- req
 			return

@@ -41,22 +41,28 @@ type Sender interface {
 // for an ACK that reaches an INVITE server transaction in the Accepted
 // state (RFC 6026 §8.7): such ACKs are handed over, never absorbed.
 //
+// ctx ends when the transaction ends (Terminated), when an INVITE is
+// canceled (a CANCEL matched it), and when the Layer closes; for an ACK
+// without transaction, when ServeSIP returns or the Layer closes. What the
+// handler must send whatever happens (a final response, a 2xx forwarded
+// upstream) it sends with context.WithoutCancel(ctx).
+//
 // If ServeSIP returns before a final response was sent, the layer answers
 // 487 Request Terminated if the request was canceled and 500 Server
 // Internal Error otherwise, so a transaction can never be left pending. A
 // panic in ServeSIP is recovered, logged and answered the same way.
 type Handler interface {
-	ServeSIP(tx *ServerTx, req *sip.Request)
+	ServeSIP(ctx context.Context, tx *ServerTx, req *sip.Request)
 }
 
 // HandlerFunc adapts a function to Handler.
-type HandlerFunc func(tx *ServerTx, req *sip.Request)
+type HandlerFunc func(ctx context.Context, tx *ServerTx, req *sip.Request)
 
-// ServeSIP calls f(tx, req).
-func (f HandlerFunc) ServeSIP(tx *ServerTx, req *sip.Request) { f(tx, req) }
+// ServeSIP calls f(ctx, tx, req).
+func (f HandlerFunc) ServeSIP(ctx context.Context, tx *ServerTx, req *sip.Request) { f(ctx, tx, req) }
 
 // notImplemented is the Handler of a Layer made with a nil one.
-func notImplemented(tx *ServerTx, req *sip.Request) {
+func notImplemented(_ context.Context, tx *ServerTx, req *sip.Request) {
 	if tx != nil {
 		_ = tx.Respond(tx.autoResponse(501))
 	}
@@ -105,7 +111,7 @@ type Layer struct {
 	t         timers
 	clock     clock.Clock
 	log       *slog.Logger
-	stray     func(*sip.Response)
+	stray     func(context.Context, *sip.Response)
 	onFinal   func(server bool, method string, status int)
 	admit     func(*sip.Request) (*sip.Response, bool)
 	max       int // Config.MaxServerTransactions
@@ -146,8 +152,10 @@ type Layer struct {
 
 // New returns a Layer that sends through s and hands new requests to h. A
 // nil h answers every request with 501 Not Implemented (a client-only
-// Layer).
-func New(s Sender, h Handler, cfg Config) *Layer {
+// Layer). ctx is the parent of the contexts the Layer gives its handlers
+// and stray responses: its values reach them, and its end or Close ends
+// them.
+func New(ctx context.Context, s Sender, h Handler, cfg Config) *Layer {
 	if h == nil {
 		h = HandlerFunc(notImplemented)
 	}
@@ -184,7 +192,7 @@ func New(s Sender, h Handler, cfg Config) *Layer {
 	}
 	retry := orDefault(cfg.RetryAfter, DefaultRetryAfter)
 	l.retry = strconv.Itoa(max(1, int(retry.Seconds())))
-	l.ctx, l.cancel = context.WithCancel(context.Background())
+	l.ctx, l.cancel = context.WithCancel(ctx)
 	return l
 }
 
@@ -268,7 +276,7 @@ func (l *Layer) handleResponse(res *sip.Response) {
 	l.mu.Unlock()
 	if tx == nil {
 		if l.stray != nil {
-			l.stray(res)
+			l.stray(l.ctx, res)
 		} else {
 			l.log.Debug("sip transaction: dropping stray response", "status", res.StatusCode, "branch", via.Branch())
 		}
@@ -506,7 +514,7 @@ func (l *Layer) serve(tx *ServerTx) {
 			l.log.Error("sip transaction: handler panic", "method", tx.req.Method, "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
-	l.handler.ServeSIP(tx, tx.req)
+	l.handler.ServeSIP(tx.ctx, tx, tx.req)
 }
 
 // dispatchAck hands an ACK that no transaction absorbs to the Handler with
@@ -529,8 +537,10 @@ func (l *Layer) dispatchAck(req *sip.Request) {
 	l.handlers.Add(1)
 	l.mu.Unlock()
 	endEvicted(evicted)
+	ctx, cancel := context.WithCancel(l.ctx)
 	go func() {
 		defer l.handlers.Done()
+		defer cancel()
 		defer func() {
 			l.mu.Lock()
 			l.running--
@@ -542,7 +552,7 @@ func (l *Layer) dispatchAck(req *sip.Request) {
 				l.log.Error("sip transaction: handler panic", "method", req.Method, "panic", r, "stack", string(debug.Stack()))
 			}
 		}()
-		l.handler.ServeSIP(nil, req)
+		l.handler.ServeSIP(ctx, nil, req)
 	}()
 }
 

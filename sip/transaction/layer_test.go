@@ -95,7 +95,7 @@ func TestServerMatching(t *testing.T) {
 // and CSeq method; others go to OnStrayResponse.
 func TestClientMatching(t *testing.T) {
 	var strays []string
-	h := newHarness(t, Config{OnStrayResponse: func(res *sip.Response) {
+	h := newHarness(t, Config{OnStrayResponse: func(_ context.Context, res *sip.Response) {
 		strays = append(strays, label(res))
 	}})
 	tx := mustRequest(t, h, "INVITE", peerUDP)
@@ -255,7 +255,7 @@ func TestHandlerAutoResponse(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := newHarness(t, Config{TryingDelay: time.Hour})
 			returned := make(chan struct{})
-			h.l.handler = HandlerFunc(func(tx *ServerTx, req *sip.Request) {
+			h.l.handler = HandlerFunc(func(_ context.Context, tx *ServerTx, req *sip.Request) {
 				defer close(returned)
 				tt.handler(tx, req, h)
 			})
@@ -283,7 +283,7 @@ func TestHandlerAutoResponse(t *testing.T) {
 func TestNilHandler(t *testing.T) {
 	clk := newHarness(t, Config{}).clk
 	net := newNetRec(clk)
-	l := New(net, nil, Config{Clock: clk})
+	l := New(context.Background(), net, nil, Config{Clock: clk})
 	defer l.Close()
 	l.HandleMessage(msgSpec{method: "OPTIONS", branch: "z9hG4bKx"}.req(t))
 	if got := labels(net.wait(t, 1)); got != "501 OPTIONS" {
@@ -605,7 +605,7 @@ func TestHandlerNeverReturns(t *testing.T) {
 	h := newHarness(t, Config{})
 	release := make(chan struct{})
 	t.Cleanup(func() { close(release) }) // before Close, which waits for handlers
-	h.l.handler = HandlerFunc(func(tx *ServerTx, req *sip.Request) {
+	h.l.handler = HandlerFunc(func(_ context.Context, tx *ServerTx, req *sip.Request) {
 		switch req.Method {
 		case "INVITE":
 			_ = tx.Respond(response(req, 486, "x"))
@@ -760,7 +760,7 @@ func TestConcurrentLayers(t *testing.T) {
 		client.HandleMessage(wire(t, m, srvAddr))
 		return nil
 	})
-	server = New(toClient, HandlerFunc(func(tx *ServerTx, req *sip.Request) {
+	server = New(context.Background(), toClient, HandlerFunc(func(_ context.Context, tx *ServerTx, req *sip.Request) {
 		if tx == nil {
 			return
 		}
@@ -773,7 +773,7 @@ func TestConcurrentLayers(t *testing.T) {
 		_ = tx.Respond(response(req, 200, "s"))
 	}), Config{Clock: h.clk})
 	defer server.Close()
-	client = New(toServer, nil, Config{Clock: h.clk})
+	client = New(context.Background(), toServer, nil, Config{Clock: h.clk})
 	defer client.Close()
 
 	stop := make(chan struct{})

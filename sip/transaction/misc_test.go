@@ -1,6 +1,7 @@
 package transaction
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"testing"
@@ -55,7 +56,7 @@ func TestCancelNoOps(t *testing.T) {
 // crash, and never reach the TU.
 func TestMalformedInput(t *testing.T) {
 	var strays int
-	h := newHarness(t, Config{OnStrayResponse: func(*sip.Response) { strays++ }})
+	h := newHarness(t, Config{OnStrayResponse: func(context.Context, *sip.Response) { strays++ }})
 	tx := mustRequest(t, h, "OPTIONS", peerUDP)
 	h.net.take()
 

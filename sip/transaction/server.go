@@ -57,6 +57,11 @@ type ServerTx struct {
 	endAtOnce   bool // a CANCEL without a place: no Timer J
 	born        time.Time
 
+	// ctx is the handler's: stop ends it when the transaction ends or
+	// is canceled.
+	ctx  context.Context
+	stop context.CancelFunc
+
 	// Guarded by Layer.mu: the place the transaction holds (see bound.go).
 	src     netip.Addr
 	weight  int  // the places it takes (weight)
@@ -80,6 +85,7 @@ func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk lega
 		done:     make(chan struct{}),
 		born:     l.clock.Now(),
 	}
+	tx.ctx, tx.stop = context.WithCancel(l.ctx)
 	tx.l = l
 	tx.flush = func(ctx context.Context, ob outbox) { _ = tx.flushCtx(ctx, ob) }
 	if tx.invite {
@@ -400,6 +406,7 @@ func (tx *ServerTx) signalCancel() {
 	if tx.state == StateProceeding && !tx.isCanceled {
 		tx.isCanceled = true
 		close(tx.canceled)
+		tx.stop()
 	}
 }
 
@@ -419,6 +426,7 @@ func (tx *ServerTx) terminate(ob *outbox, err error) {
 		tx.err = err
 	}
 	close(tx.done)
+	tx.stop()
 	ob.removed = true
 }
 

@@ -1,0 +1,70 @@
+package transaction
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/sip"
+)
+
+// The handler's context ends when its transaction ends, when its INVITE
+// is canceled, and when the Layer closes; it carries the values of the
+// Layer's context.
+func TestHandlerContext(t *testing.T) {
+	type key struct{}
+	run := func(t *testing.T, h *harness, spec msgSpec, act func(tx *ServerTx)) context.Context {
+		t.Helper()
+		got := make(chan context.Context, 1)
+		txs := make(chan *ServerTx, 1)
+		h.l.handler = HandlerFunc(func(ctx context.Context, tx *ServerTx, _ *sip.Request) {
+			txs <- tx
+			got <- ctx
+			<-ctx.Done()
+		})
+		h.l.HandleMessage(spec.req(t))
+		tx := <-txs
+		ctx := <-got
+		if ctx.Err() != nil {
+			t.Fatalf("the context ended before anything happened: %v", ctx.Err())
+		}
+		act(tx)
+		select {
+		case <-ctx.Done():
+		case <-time.After(waitLimit):
+			t.Fatal("the handler's context did not end")
+		}
+		if !errors.Is(ctx.Err(), context.Canceled) {
+			t.Errorf("context error %v", ctx.Err())
+		}
+		return ctx
+	}
+
+	t.Run("transaction ends", func(t *testing.T) {
+		h := newHarness(t, Config{})
+		run(t, h, msgSpec{method: "OPTIONS", branch: sip.NewBranch()}, func(tx *ServerTx) {
+			_ = tx.Respond(response(tx.Request(), 200, "x"))
+			// Timer J on UDP: the transaction ends after it.
+			h.clk.Advance(64 * DefaultT1)
+		})
+	})
+	t.Run("invite canceled", func(t *testing.T) {
+		h := newHarness(t, Config{TryingDelay: time.Hour})
+		spec := msgSpec{method: "INVITE", branch: sip.NewBranch()}
+		run(t, h, spec, func(*ServerTx) {
+			spec.method = "CANCEL"
+			h.l.HandleMessage(spec.req(t))
+		})
+	})
+	t.Run("layer closes", func(t *testing.T) {
+		h := newHarness(t, Config{})
+		h.l.Close()
+		h2 := &harness{t: t, clk: h.clk, net: h.net}
+		h2.l = New(context.WithValue(context.Background(), key{}, "v"), h.net, nil, Config{Clock: h.clk})
+		ctx := run(t, h2, msgSpec{method: "OPTIONS", branch: sip.NewBranch()}, func(*ServerTx) { h2.l.Close() })
+		if ctx.Value(key{}) != "v" {
+			t.Error("the handler's context lacks the Layer's values")
+		}
+	})
+}
