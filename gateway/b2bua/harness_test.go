@@ -242,7 +242,9 @@ func (h *harness) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.
 // relayBranch is the part of a proxy that the tests need: one branch,
 // its responses forwarded upstream, the caller's CANCEL passed on.
 func (h *harness) relayBranch(ctx context.Context, tx *transaction.ServerTx, req *sip.Request, target Target, reason string) {
-	ctx, cancel := context.WithCancel(ctx)
+	// The request's context ends on the caller's CANCEL, which would
+	// cancel the branch without the reason this relay gives it.
+	ctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancel()
 	leg := h.b2b.Branch(ctx, req, target)
 	canceled := tx.Canceled()

@@ -151,8 +151,10 @@ func TestServerBoundEveryState(t *testing.T) {
 			first = tx
 		}
 		net.wait(t, 1)
+		// Listed as lingering once its handler returned: in this order,
+		// oldest first, before the next request starts.
+		eventually(t, "handler returned", func() bool { return l.Stats().Handlers == 0 })
 	}
-	eventually(t, "handlers returned", func() bool { return l.Stats().Handlers == 0 })
 	if st := l.Stats(); st.ServerTransactions != 3 || st.Pending != 3 {
 		t.Fatalf("stats %+v, want 3 lingering transactions", st)
 	}

@@ -68,3 +68,30 @@ func TestHandlerContext(t *testing.T) {
 		}
 	})
 }
+
+// An ACK without transaction is handled before HandleMessage returns, so
+// that the request that follows it from the same source (a BYE right after
+// the ACK of a 2xx) cannot overtake it on its way on.
+func TestAckHandledInOrder(t *testing.T) {
+	h := newHarness(t, Config{})
+	order := make(chan string, 2)
+	h.l.handler = HandlerFunc(func(_ context.Context, tx *ServerTx, req *sip.Request) {
+		order <- req.Method
+		if tx != nil {
+			_ = tx.Respond(response(req, 200, "x"))
+		}
+	})
+	h.l.HandleMessage(msgSpec{method: "ACK", branch: sip.NewBranch(), toTag: "t1"}.req(t))
+	select {
+	case m := <-order:
+		if m != "ACK" {
+			t.Fatalf("handled %s first", m)
+		}
+	default:
+		t.Fatal("HandleMessage returned before the ACK was handled")
+	}
+	h.l.HandleMessage(msgSpec{method: "BYE", branch: sip.NewBranch(), toTag: "t1", cseq: 2}.req(t))
+	if m := <-order; m != "BYE" {
+		t.Fatalf("then %s", m)
+	}
+}

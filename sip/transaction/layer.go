@@ -518,8 +518,12 @@ func (l *Layer) serve(tx *ServerTx) {
 }
 
 // dispatchAck hands an ACK that no transaction absorbs to the Handler with
-// a nil *ServerTx, in a goroutine that takes a slot while it runs. Beyond
-// the bound the ACK is dropped (an ACK is never answered).
+// a nil *ServerTx, in the caller's goroutine (the transport's worker for
+// its source), holding a slot while it runs. Not in a goroutine of its
+// own: the request that follows an ACK from the same source (a BYE right
+// after the ACK of a 2xx) must not overtake it on its way on, and the
+// source's worker serves that source's messages in order. Beyond the
+// bound the ACK is dropped (an ACK is never answered).
 func (l *Layer) dispatchAck(req *sip.Request) {
 	l.mu.Lock()
 	if l.closed {
@@ -538,22 +542,20 @@ func (l *Layer) dispatchAck(req *sip.Request) {
 	l.mu.Unlock()
 	endEvicted(evicted)
 	ctx, cancel := context.WithCancel(l.ctx)
-	go func() {
-		defer l.handlers.Done()
-		defer cancel()
-		defer func() {
-			l.mu.Lock()
-			l.running--
-			l.release(src, w)
-			l.mu.Unlock()
-		}()
-		defer func() {
-			if r := recover(); r != nil {
-				l.log.Error("sip transaction: handler panic", "method", req.Method, "panic", r, "stack", string(debug.Stack()))
-			}
-		}()
-		l.handler.ServeSIP(ctx, nil, req)
+	defer l.handlers.Done()
+	defer cancel()
+	defer func() {
+		l.mu.Lock()
+		l.running--
+		l.release(src, w)
+		l.mu.Unlock()
 	}()
+	defer func() {
+		if r := recover(); r != nil {
+			l.log.Error("sip transaction: handler panic", "method", req.Method, "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
+	l.handler.ServeSIP(ctx, nil, req)
 }
 
 // reject answers req statelessly (481 to a CANCEL that matches nothing, 503
