@@ -290,9 +290,22 @@ func (p *sigPeer) transact(req *sip.Request) *sip.Response {
 // digest challenge with the password of users.
 func (p *sigPeer) register() {
 	p.t.Helper()
+	if res := p.registerWith(nil); res.StatusCode != 200 {
+		p.t.Fatalf("%s: REGISTER: %d %s", p.user, res.StatusCode, res.Reason)
+	}
+}
+
+// registerWith registers as register does, with edit applied to the
+// REGISTER (more headers, another Contact), and returns the final
+// response.
+func (p *sigPeer) registerWith(edit func(*sip.Request)) *sip.Response {
+	p.t.Helper()
 	req := p.request(sip.MethodRegister, "sip:"+domain)
 	req.Set("To", "<"+p.aor()+">")
 	req.Set("Expires", "300")
+	if edit != nil {
+		edit(req)
+	}
 	res := p.transact(req)
 	if res.StatusCode == 401 {
 		ch, err := digest.ParseChallenge(res.Get("WWW-Authenticate"))
@@ -310,9 +323,7 @@ func (p *sigPeer) register() {
 		req.Set("Authorization", cr.String())
 		res = p.transact(req)
 	}
-	if res.StatusCode != 200 {
-		p.t.Fatalf("%s: REGISTER: %d %s", p.user, res.StatusCode, res.Reason)
-	}
+	return res
 }
 
 // expectRequest returns the next request of method the peer received.

@@ -140,6 +140,8 @@ type webCall struct {
 	br           *e2eBrowser
 	ph           *e2ePhone
 	brDlg, phDlg *dialog.Dialog
+	// phInvite is the INVITE the phone got.
+	phInvite *sip.Request
 }
 
 // browserCallsPhone registers the phone and the browser, has the browser
@@ -212,7 +214,7 @@ func browserCallsPhone(t *testing.T, g *gateway) webCall {
 	br.SetAnswer(ir.res.Body)
 	ph.expectRequest(sip.MethodAck)
 
-	return webCall{br: br, ph: ph, brDlg: brDlg, phDlg: phDlg}
+	return webCall{br: br, ph: ph, brDlg: brDlg, phDlg: phDlg, phInvite: inv}
 }
 
 // e2ePhone is a SIP phone over UDP with an RTP endpoint (mediapeer's,
