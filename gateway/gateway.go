@@ -67,6 +67,13 @@ type Config struct {
 	// Algorithms are the digest algorithms challenged with; nil means
 	// digest.DefaultAlgorithms().
 	Algorithms []string
+	// AuthenticateAll challenges every out-of-dialog request that is not
+	// from a trusted trunk, not only those that claim one of our users:
+	// strangers cannot reach users anonymously.
+	AuthenticateAll bool
+	// LocalOnly keeps authenticated users from sending requests to other
+	// domains directly: only the Routes lead out, through trunks.
+	LocalOnly bool
 
 	// Trunks and Routes are the trunks (with their DIDs and trusted
 	// sources) and the outbound dial rules; Redirect serves the domain in
@@ -228,6 +235,8 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		Throttle:        proxyThrottle{g.throttle},
 		Secret:          cfg.Secret,
 		Algorithms:      cfg.Algorithms,
+		AuthenticateAll: cfg.AuthenticateAll,
+		LocalOnly:       cfg.LocalOnly,
 		Clock:           cfg.Clock,
 		Logger:          log.With("component", "proxy"),
 	})

@@ -96,6 +96,13 @@ type Config struct {
 	// challenges, in the order offered: MD5, SHA-256 or both.
 	DigestAlgorithms []string `env:"DIGEST_ALGORITHMS" envSeparator:"," envDefault:"MD5"`
 
+	// AuthenticateAll challenges every request from outside that is not
+	// from a trusted trunk: strangers cannot call users anonymously.
+	AuthenticateAll bool `env:"AUTHENTICATE_ALL" envDefault:"false"`
+	// LocalOnly keeps users from calling other domains directly: only
+	// the config file's routes lead out, through trunks.
+	LocalOnly bool `env:"LOCAL_ONLY" envDefault:"false"`
+
 	// Connection caps. TCPMaxConns and TCPMaxConnsPerIP bound the
 	// connections of the SIP TCP listener, and separately of the TLS one,
 	// in all and from one IPv4 address or IPv6 /64; WSMaxConns and

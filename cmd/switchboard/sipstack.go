@@ -168,17 +168,19 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		return nil, fmt.Errorf("media engine: %w", err)
 	}
 	gc := gateway.Config{
-		Identity:    ident,
-		Transports:  s.transports,
-		Location:    s.location,
-		Accounts:    s.accounts,
-		Throttle:    &accounts.Throttle{Logger: logger.With("component", "throttle")},
-		Media:       s.media,
-		Secret:      secret,
-		Algorithms:  cfg.DigestAlgorithms,
-		UserAgent:   "Switchboard " + version,
-		Transaction: transaction.Config{OnFinal: metrics.onFinal},
-		Logger:      logger,
+		Identity:        ident,
+		Transports:      s.transports,
+		Location:        s.location,
+		Accounts:        s.accounts,
+		Throttle:        &accounts.Throttle{Logger: logger.With("component", "throttle")},
+		Media:           s.media,
+		Secret:          secret,
+		Algorithms:      cfg.DigestAlgorithms,
+		AuthenticateAll: cfg.AuthenticateAll,
+		LocalOnly:       cfg.LocalOnly,
+		UserAgent:       "Switchboard " + version,
+		Transaction:     transaction.Config{OnFinal: metrics.onFinal},
+		Logger:          logger,
 	}
 	if file != nil {
 		gc.Trunks, gc.Routes, gc.Redirect = file.Trunks, file.Routes, file.Domain.Redirect

@@ -343,3 +343,25 @@ func (p *sigPeer) expectRequest(method string) *sip.Request {
 		}
 	}
 }
+
+// authorize returns req again, with a new CSeq and no Via, answering the
+// 407 res with the peer's credentials.
+func (p *sigPeer) authorize(req *sip.Request, res *sip.Response) *sip.Request {
+	p.t.Helper()
+	ch, err := digest.ParseChallenge(res.Get("Proxy-Authenticate"))
+	if err != nil {
+		p.t.Fatalf("%s: proxy challenge: %v", p.user, err)
+	}
+	client := digest.Client{Username: p.user, Password: users[p.user]}
+	cr, err := client.Authorize(ch, req.Method, req.URI.String())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	again := req.Clone()
+	again.PopVia()
+	cseq := again.CSeq()
+	cseq.Seq++
+	again.Set("CSeq", cseq.String())
+	again.Set("Proxy-Authorization", cr.String())
+	return again
+}

@@ -19,15 +19,26 @@ const (
 	trunkIP   = "192.0.2.50"
 )
 
-// listener counts whatever reaches a host on UDP and TCP port 5060.
+// listener counts whatever reaches a host on UDP and TCP port 5060, and
+// signals each arrival on arrived (without blocking: a burst may signal
+// once).
 type listener struct {
-	name string
-	got  atomic.Int64
+	name    string
+	got     atomic.Int64
+	arrived chan struct{}
+}
+
+func (l *listener) hit() {
+	l.got.Add(1)
+	select {
+	case l.arrived <- struct{}{}:
+	default:
+	}
 }
 
 func listen(t *testing.T, name, ip string) *listener {
 	t.Helper()
-	l := &listener{name: name}
+	l := &listener{name: name, arrived: make(chan struct{}, 1)}
 	u, err := net.ListenPacket("udp", net.JoinHostPort(ip, "5060"))
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +55,7 @@ func listen(t *testing.T, name, ip string) *listener {
 			if _, _, err := u.ReadFrom(buf); err != nil {
 				return
 			}
-			l.got.Add(1)
+			l.hit()
 		}
 	}()
 	go func() {
@@ -54,7 +65,7 @@ func listen(t *testing.T, name, ip string) *listener {
 			if err != nil {
 				return
 			}
-			l.got.Add(1)
+			l.hit()
 			c.Close()
 		}
 	}()
