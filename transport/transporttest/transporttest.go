@@ -1,19 +1,16 @@
-// Package transporttest has helpers for testing SIP transports over
-// loopback sockets: a Handler that records what it receives and waits for
-// it with deadlines, a goroutine-leak check, and in-memory TLS
-// certificates.
+// Package transporttest is the harness of the SIP transports' tests,
+// which run over real sockets on loopback: it serves a transport or a
+// Layer for the length of a test (Serve, ServeLayer), records what they
+// deliver and waits for it with deadlines (Recorder), plays the peer as a
+// raw UDP socket or TCP connection (UDPPeer, TCPPeer) and makes in-memory
+// TLS certificates (TLSConfigs). Goroutine leaks are checked with
+// internal/leakcheck.
 package transporttest
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
-	"net"
+	"context"
+	"fmt"
 	"runtime"
 	"slices"
 	"strings"
@@ -29,20 +26,47 @@ import (
 const Timeout = 10 * time.Second
 
 // Recorder is a transport.Handler that keeps what it receives, in order,
-// for a test to take with Message and FlowClosed.
+// for a test to take with Message and FlowClosed. Make it with
+// NewRecorder.
 type Recorder struct {
 	// OnMessage, when set, is called with each message before it is
 	// recorded (from the caller's goroutine), e.g. to answer it.
 	OnMessage func(sip.Message)
+	// Max, when positive, makes HandleMessage wait while Max messages are
+	// recorded and not taken, as a slow consumer does: the transport must
+	// then slow its peer down, not lose messages. Set it before the
+	// Recorder is used.
+	Max int
 
 	mu      sync.Mutex
 	msgs    []sip.Message
 	closed  []sip.Addr
-	changed chan struct{} // closed and replaced at every event
+	closes  map[uint64]int // flow-closed notifications by flow id
+	changed chan struct{}  // closed and replaced at every event
 }
 
-// NewRecorder returns an empty Recorder.
-func NewRecorder() *Recorder { return &Recorder{changed: make(chan struct{})} }
+// NewRecorder returns an empty Recorder. When the test ends it fails t if
+// a flow was reported closed more than once: a transport tells of each
+// closed connection exactly once. Make the Recorder before serving it,
+// so that this check runs after the transport has stopped.
+func NewRecorder(t testing.TB) *Recorder {
+	r := &Recorder{closes: make(map[uint64]int), changed: make(chan struct{})}
+	t.Cleanup(func() {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		var twice []uint64
+		for flow, n := range r.closes {
+			if n > 1 {
+				twice = append(twice, flow)
+			}
+		}
+		slices.Sort(twice)
+		for _, flow := range twice {
+			t.Errorf("flow %d reported closed %d times", flow, r.closes[flow])
+		}
+	})
+	return r
+}
 
 // HandleMessage records msg.
 func (r *Recorder) HandleMessage(msg sip.Message) {
@@ -50,6 +74,12 @@ func (r *Recorder) HandleMessage(msg sip.Message) {
 		r.OnMessage(msg)
 	}
 	r.mu.Lock()
+	for r.Max > 0 && len(r.msgs) >= r.Max {
+		ch := r.changed
+		r.mu.Unlock()
+		<-ch
+		r.mu.Lock()
+	}
 	r.msgs = append(r.msgs, msg)
 	r.signal()
 	r.mu.Unlock()
@@ -59,6 +89,7 @@ func (r *Recorder) HandleMessage(msg sip.Message) {
 func (r *Recorder) HandleFlowClosed(flow sip.Addr) {
 	r.mu.Lock()
 	r.closed = append(r.closed, flow)
+	r.closes[flow.Flow]++
 	r.signal()
 	r.mu.Unlock()
 }
@@ -72,34 +103,57 @@ func (r *Recorder) signal() {
 // one; it fails the test when none comes.
 func (r *Recorder) Message(t testing.TB) sip.Message {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	m, err := r.Next(ctx)
+	if err != nil {
+		t.Fatalf("no message within %v", Timeout)
+	}
+	return m
+}
+
+// Next takes the oldest recorded message, waiting for one until ctx ends.
+// Unlike Message it may be called from any goroutine.
+func (r *Recorder) Next(ctx context.Context) (sip.Message, error) {
 	var m sip.Message
-	if !r.wait(func() bool {
+	err := r.wait(ctx, func() bool {
 		if len(r.msgs) == 0 {
 			return false
 		}
 		m, r.msgs = r.msgs[0], r.msgs[1:]
+		r.signal() // for a HandleMessage waiting below Max
 		return true
-	}) {
-		t.Fatalf("no message within %v", Timeout)
-	}
-	return m
+	})
+	return m, err
 }
 
 // FlowClosed takes the oldest flow-closed notification, waiting up to
 // Timeout for one; it fails the test when none comes.
 func (r *Recorder) FlowClosed(t testing.TB) sip.Addr {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
 	var a sip.Addr
-	if !r.wait(func() bool {
+	if r.wait(ctx, func() bool {
 		if len(r.closed) == 0 {
 			return false
 		}
 		a, r.closed = r.closed[0], r.closed[1:]
 		return true
-	}) {
+	}) != nil {
 		t.Fatalf("no flow closed within %v", Timeout)
 	}
 	return a
+}
+
+// NoMessage fails the test if a message is recorded and not taken.
+func (r *Recorder) NoMessage(t testing.TB) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.msgs) > 0 {
+		t.Fatalf("unexpected message delivered:\n%s", r.msgs[0])
+	}
 }
 
 // Counts returns how many messages and flow-closed notifications are
@@ -113,26 +167,26 @@ func (r *Recorder) Counts() (messages, closed int) {
 // WaitMessages waits up to Timeout until n messages are recorded and not
 // taken, and reports whether they are.
 func (r *Recorder) WaitMessages(n int) bool {
-	return r.wait(func() bool { return len(r.msgs) >= n })
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	return r.wait(ctx, func() bool { return len(r.msgs) >= n }) == nil
 }
 
-// wait runs cond under the lock at every event until it holds or Timeout
-// passes.
-func (r *Recorder) wait(cond func() bool) bool {
-	deadline := time.NewTimer(Timeout)
-	defer deadline.Stop()
+// wait runs cond under the lock at every event until it holds or ctx
+// ends.
+func (r *Recorder) wait(ctx context.Context, cond func() bool) error {
 	for {
 		r.mu.Lock()
 		ok := cond()
 		ch := r.changed
 		r.mu.Unlock()
 		if ok {
-			return true
+			return nil
 		}
 		select {
 		case <-ch:
-		case <-deadline.C:
-			return false
+		case <-ctx.Done():
+			return fmt.Errorf("transporttest: %w", ctx.Err())
 		}
 	}
 }
@@ -218,43 +272,4 @@ func goroutines() []goroutine {
 		out = slices.Delete(out, 0, 1)
 	}
 	return out
-}
-
-// TLSConfigs returns a server config with a fresh self-signed certificate
-// for localhost, 127.0.0.1 and ::1, made in memory, and a client config
-// that trusts only that certificate.
-func TLSConfigs(t testing.TB) (server, client *tls.Config) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "switchboard test"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		DNSNames:              []string{"localhost"},
-		IPAddresses:           []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	server = &tls.Config{
-		Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key, Leaf: cert}},
-		MinVersion:   tls.VersionTLS12,
-	}
-	client = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	return server, client
 }
