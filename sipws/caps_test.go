@@ -41,7 +41,7 @@ func (s *server) flowOf(t *testing.T, c *websocket.Conn) sip.Addr {
 	t.Helper()
 	id := "f" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	send(t, c, websocket.MessageText, request(id, 1))
-	m := s.rec.message(t)
+	m := s.rec.Message(t)
 	if m.Header().CallID() != id {
 		t.Fatalf("got %s, want %s", m.Header().CallID(), id)
 	}
@@ -91,7 +91,7 @@ func TestCapPerAddress(t *testing.T) {
 	s.checkStats(t, Stats{Open: 3, Accepted: 3, Refused: 1, RefusedPerIP: 1})
 	// Closing one makes room.
 	a.CloseNow()
-	s.rec.flowClosed(t)
+	s.rec.FlowClosed(t)
 	if _, status := s.dialFrom(t, one); status != http.StatusSwitchingProtocols {
 		t.Errorf("after a close: HTTP %d, want 101", status)
 	}
@@ -154,7 +154,7 @@ func TestEvictOldestUnregistered(t *testing.T) {
 	c := s.dial(t, nil)
 	cFlow := s.flowOf(t, c)
 	closedByServer(t, a)
-	if got := s.rec.flowClosed(t); got != aFlow {
+	if got := s.rec.FlowClosed(t); got != aFlow {
 		t.Errorf("flow closed %v, want a's %v", got, aFlow)
 	}
 	s.checkStats(t, Stats{Open: 3, Registered: 1, Accepted: 4, Evicted: 1})
@@ -181,7 +181,7 @@ func TestEvictOldestUnregistered(t *testing.T) {
 	s.tr.MarkRegistered(regFlow, false)
 	s.flowOf(t, s.dial(t, nil))
 	closedByServer(t, reg)
-	if got := s.rec.flowClosed(t); got != regFlow {
+	if got := s.rec.FlowClosed(t); got != regFlow {
 		t.Errorf("flow closed %v, want the unregistered one %v", got, regFlow)
 	}
 }
@@ -227,7 +227,7 @@ func TestIdleTimeout(t *testing.T) {
 	clk.Advance(idle/4 + time.Second)
 	closedIdle(1)
 	closedByServer(t, stranger)
-	if got := s.rec.flowClosed(t); got != strangerFlow {
+	if got := s.rec.FlowClosed(t); got != strangerFlow {
 		t.Errorf("flow closed %v, want %v", got, strangerFlow)
 	}
 	clk.Advance(time.Hour)
@@ -237,7 +237,7 @@ func TestIdleTimeout(t *testing.T) {
 	clk.Advance(idle / 4)
 	closedIdle(2)
 	closedByServer(t, reg)
-	s.rec.flowClosed(t)
+	s.rec.FlowClosed(t)
 }
 
 func TestDefaultCaps(t *testing.T) {
