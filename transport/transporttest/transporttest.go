@@ -8,12 +8,9 @@
 package transporttest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"runtime"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -189,87 +186,4 @@ func (r *Recorder) wait(ctx context.Context, cond func() bool) error {
 			return fmt.Errorf("transporttest: %w", ctx.Err())
 		}
 	}
-}
-
-// CheckGoroutines fails t, at its cleanup, if goroutines started during
-// the test are still running: every goroutine of a transport has an owner
-// that must have stopped it. Goroutines take a moment to exit after they
-// signal that they are done, so the check retries for up to Timeout
-// before it reports. Call it first in a test, before the transports are
-// made, so that it runs after their cleanups. Do not use it in parallel
-// tests.
-func CheckGoroutines(t testing.TB) {
-	t.Helper()
-	before := map[string]bool{}
-	for _, g := range goroutines() {
-		before[g.id] = true
-	}
-	t.Cleanup(func() {
-		var leaked []goroutine
-		for wait := time.Millisecond; ; wait *= 2 {
-			leaked = leaked[:0]
-			for _, g := range goroutines() {
-				if !before[g.id] && !g.ignored() {
-					leaked = append(leaked, g)
-				}
-			}
-			if len(leaked) == 0 {
-				return
-			}
-			if wait > Timeout/2 {
-				break
-			}
-			// Nothing signals a goroutine's last instruction, so this
-			// one wait polls; it synchronises nothing of the test.
-			time.Sleep(wait)
-		}
-		var b strings.Builder
-		for _, g := range leaked {
-			b.WriteString(g.stack)
-			b.WriteString("\n\n")
-		}
-		t.Errorf("%d goroutine(s) leaked:\n%s", len(leaked), b.String())
-	})
-}
-
-type goroutine struct{ id, stack string }
-
-// ignored reports goroutines that belong to the testing framework or the
-// runtime rather than to the code under test.
-func (g goroutine) ignored() bool {
-	for _, s := range []string{"testing.tRunner", "testing.(*T).Run", "testing.runFuzzing",
-		"testing.(*F).Fuzz", "runtime.goexit0", "created by runtime.gc", "os/signal.signal_recv",
-		"created by testing.(*T).Parallel"} {
-		if strings.Contains(g.stack, s) {
-			return true
-		}
-	}
-	return false
-}
-
-func goroutines() []goroutine {
-	buf := make([]byte, 1<<20)
-	for {
-		n := runtime.Stack(buf, true)
-		if n < len(buf) {
-			buf = buf[:n]
-			break
-		}
-		buf = make([]byte, 2*len(buf))
-	}
-	var out []goroutine
-	for _, block := range bytes.Split(buf, []byte("\n\n")) {
-		s := string(block)
-		// "goroutine 12 [running]:"
-		f := strings.Fields(s)
-		if len(f) < 2 || f[0] != "goroutine" {
-			continue
-		}
-		out = append(out, goroutine{id: f[1], stack: s})
-	}
-	// The calling goroutine is first; it is the test itself.
-	if len(out) > 0 {
-		out = slices.Delete(out, 0, 1)
-	}
-	return out
 }
