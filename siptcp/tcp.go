@@ -202,7 +202,7 @@ func newTransport(ln net.Listener, opts Options) *Transport {
 	}
 	t.conns = transport.NewConnTable[*conn](transport.ConnLimits{
 		MaxConns:            opts.MaxConns,
-		MaxPerPeer:          opts.MaxConnsPerIP,
+		MaxConnsPerIP:       opts.MaxConnsPerIP,
 		IdleTimeout:         opts.IdleTimeout,
 		StrangerIdleTimeout: opts.UnregisteredIdleTimeout,
 	}, t.clock)
@@ -230,31 +230,18 @@ func (t *Transport) NumConns() int {
 	return t.conns.Len()
 }
 
-// Stats counts a Transport's connections, for metrics.
-type Stats struct {
-	// Open is the number of open connections. Registered of them carry a
-	// registration; Unregistered are accepted ones that carry none, the
-	// ones shed first; the rest were dialed by the transport.
-	Open, Registered, Unregistered int
-	// Accepted counts the connections accepted.
-	Accepted uint64
-	// RefusedPerIP counts connections refused because their source (an
-	// IPv4 address or IPv6 /64) had MaxConnsPerIP open; RefusedTotal
-	// those refused at MaxConns with no connection to evict.
-	RefusedPerIP, RefusedTotal uint64
-	// Evicted counts connections closed to make room at MaxConns.
-	Evicted uint64
-	// ClosedIdle counts connections closed for being idle.
-	ClosedIdle uint64
-}
+// Stats counts a Transport's connections, for metrics: Open, of which
+// Registered carry a registration, Unregistered are accepted ones that
+// carry none (the ones shed first) and the rest were dialed; and the
+// connections accepted, refused at MaxConnsPerIP or MaxConns, evicted to
+// make room at MaxConns, and closed for being idle.
+type Stats = transport.ConnStats
 
 // Stats returns the transport's connection counters.
 func (t *Transport) Stats() Stats {
 	t.mu.Lock()
-	s := t.conns.Stats()
-	t.mu.Unlock()
-	return Stats{Open: s.Open, Registered: s.Registered, Unregistered: s.Unregistered, Accepted: s.Accepted,
-		RefusedPerIP: s.RefusedPerPeer, RefusedTotal: s.RefusedTotal, Evicted: s.Evicted, ClosedIdle: s.ClosedIdle}
+	defer t.mu.Unlock()
+	return t.conns.Stats()
 }
 
 // MarkRegistered says whether flow, one of the transport's connections,
@@ -322,7 +309,7 @@ func (t *Transport) accept(nc net.Conn) {
 	if err != nil {
 		t.mu.Unlock()
 		nc.Close()
-		if errors.Is(err, transport.ErrTooManyFromPeer) {
+		if errors.Is(err, transport.ErrTooManyFromIP) {
 			t.log.Debug("connection refused: source at its cap", "remote", remote, "group", group, "cap", t.opts.MaxConnsPerIP)
 		} else {
 			t.log.Debug("connection refused: transport at its cap, every connection registered or dialed",

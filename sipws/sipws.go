@@ -206,7 +206,7 @@ func (t *Transport) Stats() Stats {
 	s := t.conns.Stats()
 	t.mu.Unlock()
 	return Stats{Open: s.Open, Registered: s.Registered, Accepted: s.Accepted, Refused: t.refused.Load(),
-		RefusedPerIP: s.RefusedPerPeer, RefusedTotal: s.RefusedTotal, Evicted: s.Evicted, ClosedIdle: s.ClosedIdle}
+		RefusedPerIP: s.RefusedPerIP, RefusedTotal: s.RefusedTotal, Evicted: s.Evicted, ClosedIdle: s.ClosedIdle}
 }
 
 // MarkRegistered says whether flow, one of the transport's connections,
@@ -281,7 +281,7 @@ func New(opts Options) (*Transport, error) {
 	// answers pings by itself, and a registration is worth keeping.
 	t.conns = transport.NewConnTable[*conn](transport.ConnLimits{
 		MaxConns:            t.maxConns,
-		MaxPerPeer:          t.maxPerIP,
+		MaxConnsPerIP:       t.maxPerIP,
 		StrangerIdleTimeout: t.idleTimeout,
 	}, t.clock)
 	return t, nil
@@ -422,7 +422,7 @@ func (t *Transport) reserve(group netip.Prefix) (transport.Handler, int, string)
 	}
 	victim, err := t.conns.Admit(group)
 	switch {
-	case errors.Is(err, transport.ErrTooManyFromPeer):
+	case errors.Is(err, transport.ErrTooManyFromIP):
 		t.mu.Unlock()
 		return nil, 503, "too many connections from your address"
 	case err != nil:

@@ -13,9 +13,10 @@ import (
 
 // Errors of ConnTable.Admit.
 var (
-	// ErrTooManyFromPeer means that the connection's peer (its PeerGroup)
-	// has ConnLimits.MaxPerPeer connections already.
-	ErrTooManyFromPeer = errors.New("transport: too many connections from one address")
+	// ErrTooManyFromIP means that the connection's IPv4 address or IPv6
+	// /64 (its PeerGroup) has ConnLimits.MaxConnsPerIP connections
+	// already.
+	ErrTooManyFromIP = errors.New("transport: too many connections from one address")
 	// ErrTooManyConns means that the transport has ConnLimits.MaxConns
 	// connections and none it may evict.
 	ErrTooManyConns = errors.New("transport: too many connections")
@@ -26,9 +27,9 @@ type ConnLimits struct {
 	// MaxConns caps the connections, accepted and dialed, together with
 	// the places Admit took for connections not added yet. 0: no cap.
 	MaxConns int
-	// MaxPerPeer caps the accepted connections from one PeerGroup (an
-	// IPv4 address or an IPv6 /64). 0: no cap.
-	MaxPerPeer int
+	// MaxConnsPerIP caps the accepted connections from one IPv4 address
+	// or IPv6 /64 (PeerGroup). 0: no cap.
+	MaxConnsPerIP int
 	// IdleTimeout is how long a connection that is not a stranger may go
 	// without traffic. 0: for ever.
 	IdleTimeout time.Duration
@@ -38,7 +39,8 @@ type ConnLimits struct {
 }
 
 // ConnTable keeps the books of a connection-oriented transport (siptcp,
-// sipws): its connections by flow id, how many come from each peer, which
+// sipws): its connections by flow id, how many come from each address
+// (PeerGroup: an IPv4 address or IPv6 /64), which
 // carry a registration and how long each has been silent; and it holds
 // them to ConnLimits. An accepted connection is a stranger until
 // MarkRegistered says that it carries a registration: at MaxConns the
@@ -56,12 +58,12 @@ type ConnTable[C any] struct {
 	clock  clock.Clock
 
 	entries    map[uint64]*ConnEntry[C] // by flow id
-	perPeer    map[netip.Prefix]int     // places held by accepted connections
+	perIP      map[netip.Prefix]int     // places held by accepted connections, by PeerGroup
 	places     int                      // places held in all
 	strangers  list.List                // of *ConnEntry[C], oldest first
 	registered int
 
-	accepted, refusedPerPeer, refusedTotal, evicted, closedIdle atomic.Uint64
+	accepted, refusedPerIP, refusedTotal, evicted, closedIdle atomic.Uint64
 }
 
 // ConnEntry is a connection's line in a ConnTable.
@@ -69,7 +71,7 @@ type ConnEntry[C any] struct {
 	table *ConnTable[C]
 	conn  C
 	flow  uint64
-	peer  netip.Prefix // not valid for a dialed connection
+	group netip.Prefix // not valid for a dialed connection
 
 	// Under the transport's lock.
 	registered, removed bool
@@ -85,28 +87,29 @@ func NewConnTable[C any](limits ConnLimits, clk clock.Clock) *ConnTable[C] {
 		limits:  limits,
 		clock:   clock.Or(clk),
 		entries: make(map[uint64]*ConnEntry[C]),
-		perPeer: make(map[netip.Prefix]int),
+		perIP:   make(map[netip.Prefix]int),
 	}
 }
 
-// Admit takes a place for a connection accepted from peer (its
-// PeerGroup), to be filled with Add or given back with Cancel. It fails
-// with ErrTooManyFromPeer when peer holds MaxPerPeer places, and with
+// Admit takes a place for a connection accepted from group (the
+// PeerGroup of its address), to be filled with Add or given back with
+// Cancel. It fails with ErrTooManyFromIP when group holds MaxConnsPerIP
+// places, and with
 // ErrTooManyConns when MaxConns are held and there is no stranger to
 // evict; both count in Stats. At MaxConns the oldest stranger is evicted:
 // it is returned, out of the table already, for the transport to forget
 // and to close once its lock is released; otherwise victim is the zero C.
-func (t *ConnTable[C]) Admit(peer netip.Prefix) (victim C, err error) {
-	if t.limits.MaxPerPeer > 0 && t.perPeer[peer] >= t.limits.MaxPerPeer {
-		t.refusedPerPeer.Add(1)
-		return victim, ErrTooManyFromPeer
+func (t *ConnTable[C]) Admit(group netip.Prefix) (victim C, err error) {
+	if t.limits.MaxConnsPerIP > 0 && t.perIP[group] >= t.limits.MaxConnsPerIP {
+		t.refusedPerIP.Add(1)
+		return victim, ErrTooManyFromIP
 	}
 	if victim, err = t.makeRoom(); err != nil {
 		t.refusedTotal.Add(1)
 		return victim, err
 	}
 	t.places++
-	t.perPeer[peer]++
+	t.perIP[group]++
 	return victim, nil
 }
 
@@ -136,27 +139,27 @@ func (t *ConnTable[C]) makeRoom() (victim C, err error) {
 	return e.conn, nil
 }
 
-// Cancel gives back a place that Admit took for a connection from peer
+// Cancel gives back a place that Admit took for a connection from group
 // (the zero Prefix: AdmitDialed) that will not be added, one whose
 // handshake failed, say.
-func (t *ConnTable[C]) Cancel(peer netip.Prefix) {
+func (t *ConnTable[C]) Cancel(group netip.Prefix) {
 	t.places--
-	if peer.IsValid() {
-		if t.perPeer[peer]--; t.perPeer[peer] <= 0 {
-			delete(t.perPeer, peer)
+	if group.IsValid() {
+		if t.perIP[group]--; t.perIP[group] <= 0 {
+			delete(t.perIP, group)
 		}
 	}
 }
 
-// Add enters c, the connection of flow, in the place that Admit(peer) or
-// AdmitDialed (peer is then the zero Prefix) took for it, and returns its
+// Add enters c, the connection of flow, in the place that Admit(group) or
+// AdmitDialed (group is then the zero Prefix) took for it, and returns its
 // entry. The connection counts as active now; an accepted one is the
 // newest stranger, and counts in Stats.Accepted.
-func (t *ConnTable[C]) Add(c C, flow uint64, peer netip.Prefix) *ConnEntry[C] {
-	e := &ConnEntry[C]{table: t, conn: c, flow: flow, peer: peer}
+func (t *ConnTable[C]) Add(c C, flow uint64, group netip.Prefix) *ConnEntry[C] {
+	e := &ConnEntry[C]{table: t, conn: c, flow: flow, group: group}
 	e.Touch()
 	t.entries[flow] = e
-	if peer.IsValid() {
+	if group.IsValid() {
 		e.stranger = t.strangers.PushBack(e)
 		t.accepted.Add(1)
 	}
@@ -179,7 +182,7 @@ func (t *ConnTable[C]) Remove(e *ConnEntry[C]) bool {
 		t.strangers.Remove(e.stranger)
 		e.stranger = nil
 	}
-	t.Cancel(e.peer)
+	t.Cancel(e.group)
 	return true
 }
 
@@ -225,7 +228,7 @@ func (t *ConnTable[C]) MarkRegistered(flow uint64, registered bool) {
 		return
 	}
 	t.registered--
-	if e.peer.IsValid() {
+	if e.group.IsValid() {
 		e.stranger = t.strangers.PushBack(e)
 	}
 }
@@ -277,27 +280,28 @@ type ConnStats struct {
 	Open, Registered, Unregistered int
 	// Accepted counts the accepted connections added.
 	Accepted uint64
-	// RefusedPerPeer counts the connections Admit refused because their
-	// peer held MaxPerPeer places; RefusedTotal those refused at MaxConns
-	// with no stranger to evict.
-	RefusedPerPeer, RefusedTotal uint64
+	// RefusedPerIP counts the connections Admit refused because their
+	// address (IPv4, or IPv6 /64) held MaxConnsPerIP places;
+	// RefusedTotal those refused at MaxConns with no stranger to evict.
+	RefusedPerIP, RefusedTotal uint64
 	// Evicted counts the strangers evicted to make room at MaxConns.
 	Evicted uint64
-	// ClosedIdle counts what CountClosedIdle was told.
+	// ClosedIdle counts the connections closed for being idle
+	// (CountClosedIdle).
 	ClosedIdle uint64
 }
 
 // Stats returns the table's counts.
 func (t *ConnTable[C]) Stats() ConnStats {
 	return ConnStats{
-		Open:           len(t.entries),
-		Registered:     t.registered,
-		Unregistered:   t.strangers.Len(),
-		Accepted:       t.accepted.Load(),
-		RefusedPerPeer: t.refusedPerPeer.Load(),
-		RefusedTotal:   t.refusedTotal.Load(),
-		Evicted:        t.evicted.Load(),
-		ClosedIdle:     t.closedIdle.Load(),
+		Open:         len(t.entries),
+		Registered:   t.registered,
+		Unregistered: t.strangers.Len(),
+		Accepted:     t.accepted.Load(),
+		RefusedPerIP: t.refusedPerIP.Load(),
+		RefusedTotal: t.refusedTotal.Load(),
+		Evicted:      t.evicted.Load(),
+		ClosedIdle:   t.closedIdle.Load(),
 	}
 }
 

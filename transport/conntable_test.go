@@ -82,23 +82,23 @@ func (tb *table) checkStats(want transport.ConnStats) {
 }
 
 func TestConnTablePerPeer(t *testing.T) {
-	tb := newTable(t, transport.ConnLimits{MaxPerPeer: 2}, nil)
+	tb := newTable(t, transport.ConnLimits{MaxConnsPerIP: 2}, nil)
 	a := tb.must(tb.accept("a", "192.0.2.1"))
 	tb.must(tb.accept("b", "192.0.2.1"))
-	if _, _, err := tb.accept("c", "192.0.2.1"); !errors.Is(err, transport.ErrTooManyFromPeer) {
-		t.Errorf("a third from one IPv4 address: %v, want ErrTooManyFromPeer", err)
+	if _, _, err := tb.accept("c", "192.0.2.1"); !errors.Is(err, transport.ErrTooManyFromIP) {
+		t.Errorf("a third from one IPv4 address: %v, want ErrTooManyFromIP", err)
 	}
 	// An IPv4 address is a peer by itself; an IPv6 one by its /64.
 	tb.must(tb.accept("d", "192.0.2.2"))
 	tb.must(tb.accept("e", "2001:db8:1::1"))
 	tb.must(tb.accept("f", "2001:db8:1:0:8000::3"))
-	if _, _, err := tb.accept("g", "2001:db8:1:0:ffff:ffff:ffff:fffe"); !errors.Is(err, transport.ErrTooManyFromPeer) {
-		t.Errorf("a third from one /64: %v, want ErrTooManyFromPeer", err)
+	if _, _, err := tb.accept("g", "2001:db8:1:0:ffff:ffff:ffff:fffe"); !errors.Is(err, transport.ErrTooManyFromIP) {
+		t.Errorf("a third from one /64: %v, want ErrTooManyFromIP", err)
 	}
 	tb.must(tb.accept("h", "2001:db8:2::1"))
 	// Dialed connections do not count toward any peer.
 	tb.must(tb.dial("trunk"))
-	tb.checkStats(transport.ConnStats{Open: 7, Unregistered: 6, Accepted: 6, RefusedPerPeer: 2})
+	tb.checkStats(transport.ConnStats{Open: 7, Unregistered: 6, Accepted: 6, RefusedPerIP: 2})
 	// A connection that goes makes room, once.
 	if !tb.Remove(a.entry) || tb.Remove(a.entry) {
 		t.Error("Remove did not report once that it removed a")
@@ -169,7 +169,7 @@ func TestConnTableDialed(t *testing.T) {
 }
 
 func TestConnTableCancel(t *testing.T) {
-	tb := newTable(t, transport.ConnLimits{MaxConns: 2, MaxPerPeer: 1}, nil)
+	tb := newTable(t, transport.ConnLimits{MaxConns: 2, MaxConnsPerIP: 1}, nil)
 	peer := transport.PeerGroup(netip.MustParseAddr("192.0.2.1"))
 	// A place taken and given back (a failed handshake) is free again,
 	// for the peer and in all.
@@ -186,13 +186,13 @@ func TestConnTableCancel(t *testing.T) {
 	if _, err := tb.Admit(peer); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tb.Admit(peer); !errors.Is(err, transport.ErrTooManyFromPeer) {
-		t.Errorf("second from the peer: %v, want ErrTooManyFromPeer", err)
+	if _, err := tb.Admit(peer); !errors.Is(err, transport.ErrTooManyFromIP) {
+		t.Errorf("second from the peer: %v, want ErrTooManyFromIP", err)
 	}
 	if _, err := tb.Admit(transport.PeerGroup(netip.MustParseAddr("192.0.2.2"))); !errors.Is(err, transport.ErrTooManyConns) {
 		t.Errorf("at the cap: %v, want ErrTooManyConns", err)
 	}
-	tb.checkStats(transport.ConnStats{RefusedPerPeer: 1, RefusedTotal: 1})
+	tb.checkStats(transport.ConnStats{RefusedPerIP: 1, RefusedTotal: 1})
 }
 
 func TestConnTableIdle(t *testing.T) {
