@@ -39,8 +39,7 @@ func checkStats(t *testing.T, tr *siptcp.Transport, want siptcp.Stats) {
 func TestCapPerAddress(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{MaxConnsPerIP: 2})
-	rec := transporttest.NewRecorder(t)
-	transporttest.Serve(t, tr, rec)
+	rec := transporttest.Record(t, tr)
 	one := netip.MustParseAddr("127.0.0.1")
 	a := transporttest.DialTCPFrom(t, one, tr.LocalAddr())
 	accepted(t, a, rec, "a")
@@ -62,8 +61,7 @@ func TestCapPerSlash64(t *testing.T) {
 	netns.Run(t, netns.Options{LocalRoutes: []string{"2001:db8:1::/64", "2001:db8:2::/64"}}, func(t *testing.T) {
 		leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 		tr := listen(t, "[::1]:0", siptcp.Options{MaxConnsPerIP: 3})
-		rec := transporttest.NewRecorder(t)
-		transporttest.Serve(t, tr, rec)
+		rec := transporttest.Record(t, tr)
 		for i, src := range []string{"2001:db8:1::1", "2001:db8:1::2", "2001:db8:1:0:8000::3"} {
 			accepted(t, transporttest.DialTCPFrom(t, netip.MustParseAddr(src), tr.LocalAddr()), rec, "in"+string(rune('0'+i)))
 		}
@@ -81,8 +79,7 @@ func TestEvictOldestUnregistered(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{MaxConns: 3})
 	l := transporttest.NewLayer(transport.Config{}, tr)
-	rec := transporttest.NewRecorder(t)
-	transporttest.Serve(t, l, rec)
+	rec := transporttest.Record(t, l)
 	to := tr.LocalAddr()
 	src := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{127, 0, 0, byte(i)}) }
 
@@ -136,8 +133,7 @@ func TestEvictOldestUnregistered(t *testing.T) {
 func TestDialEvictsAtCap(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{MaxConns: 1})
-	rec := transporttest.NewRecorder(t)
-	transporttest.Serve(t, tr, rec)
+	rec := transporttest.Record(t, tr)
 	stranger := transporttest.DialTCP(t, tr.LocalAddr())
 	accepted(t, stranger, rec, "s")
 
@@ -176,8 +172,7 @@ func TestIdleTimeouts(t *testing.T) {
 	const short, long = time.Minute, 10 * time.Minute
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{Clock: clk, UnregisteredIdleTimeout: short, IdleTimeout: long})
 	l := transporttest.NewLayer(transport.Config{}, tr)
-	rec := transporttest.NewRecorder(t)
-	transporttest.Serve(t, l, rec)
+	rec := transporttest.Record(t, l)
 	closedIdle := func(want uint64) {
 		t.Helper()
 		// The sweep runs inside Advance: its count is final when Advance
@@ -239,8 +234,7 @@ func TestUnregisteredIdleAfterRegistration(t *testing.T) {
 	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{Clock: clk, UnregisteredIdleTimeout: time.Minute})
 	l := transporttest.NewLayer(transport.Config{}, tr)
-	rec := transporttest.NewRecorder(t)
-	transporttest.Serve(t, l, rec)
+	rec := transporttest.Record(t, l)
 	p := transporttest.DialTCP(t, tr.LocalAddr())
 	flow := accepted(t, p, rec, "r").Source
 	l.MarkRegistered(flow, true)

@@ -42,8 +42,7 @@ func TestRoundTripThroughLayer(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{})
 	l := transporttest.NewLayer(transport.Config{}, tr)
-	rec := transporttest.Answering(t, l)
-	transporttest.Serve(t, l, rec)
+	rec := transporttest.Answer(t, l)
 	p := transporttest.DialTCP(t, tr.LocalAddr())
 	p.Write(options("rt1", "TCP"))
 	res := p.Response()
@@ -81,8 +80,7 @@ func TestIPv6RoundTrip(t *testing.T) {
 	}
 	tr := listen(t, "[::1]:0", siptcp.Options{})
 	l := transporttest.NewLayer(transport.Config{}, tr)
-	rec := transporttest.Answering(t, l)
-	transporttest.Serve(t, l, rec)
+	rec := transporttest.Answer(t, l)
 	p := transporttest.DialTCP(t, tr.LocalAddr())
 	p.Write(options("v6", "TCP"))
 	if res := p.Response(); res.StatusCode != 200 {
@@ -97,8 +95,7 @@ func TestIPv6RoundTrip(t *testing.T) {
 func TestManyMessagesInOneWrite(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{})
-	rec := transporttest.NewRecorder(t)
-	transporttest.Serve(t, tr, rec)
+	rec := transporttest.Record(t, tr)
 	var b strings.Builder
 	for i := range 50 {
 		b.WriteString(withBody(fmt.Sprintf("one%d", i), strings.Repeat("x", i)))
@@ -115,8 +112,7 @@ func TestManyMessagesInOneWrite(t *testing.T) {
 func TestSplitWrites(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{})
-	rec := transporttest.NewRecorder(t)
-	transporttest.Serve(t, tr, rec)
+	rec := transporttest.Record(t, tr)
 	stream := withBody("split0", "hello, world") + "\r\n\r\n" + withBody("split1", strings.Repeat("z", 3000)) + withBody("split2", "")
 	for _, sizes := range [][]int{{1}, {7, 13, 1, 250}, {4095, 2, 4097}} {
 		p := transporttest.DialTCP(t, tr.LocalAddr())
@@ -142,7 +138,7 @@ func TestSplitWrites(t *testing.T) {
 func TestKeepAlive(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{})
-	transporttest.Serve(t, tr, transporttest.NewRecorder(t))
+	transporttest.Record(t, tr)
 	p := transporttest.DialTCP(t, tr.LocalAddr())
 	p.Write("\r\n") // a pong: no answer
 	p.Write(strings.Replace(options("ka1", "TCP"), "CSeq: 1 OPTIONS", "CSeq: 1 BYE", 1))
@@ -159,8 +155,7 @@ func TestKeepAlive(t *testing.T) {
 func TestMalformedMessageKeepsConnection(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{})
-	rec := transporttest.NewRecorder(t)
-	transporttest.Serve(t, tr, rec)
+	rec := transporttest.Record(t, tr)
 	p := transporttest.DialTCP(t, tr.LocalAddr())
 	p.Write(strings.Replace(options("bad1", "TCP"), "Max-Forwards: 70", "Max-Forwards: lots", 1))
 	if res := p.Response(); res.StatusCode != 400 || res.Reason != "Malformed Max-Forwards" || res.CallID() != "bad1" {
@@ -184,8 +179,7 @@ func TestBrokenFramingClosesConnection(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 			tr := listen(t, "127.0.0.1:0", siptcp.Options{Limits: sip.Limits{MaxMessageSize: 1024}})
-			rec := transporttest.NewRecorder(t)
-			transporttest.Serve(t, tr, rec)
+			rec := transporttest.Record(t, tr)
 			p := transporttest.DialTCP(t, tr.LocalAddr())
 			p.Write(tc.data)
 			if res := p.Response(); res.StatusCode != tc.status {
@@ -208,8 +202,7 @@ func TestClosedMidMessage(t *testing.T) {
 		t.Run(fmt.Sprintf("abrupt=%v", abrupt), func(t *testing.T) {
 			leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 			tr := listen(t, "127.0.0.1:0", siptcp.Options{})
-			rec := transporttest.NewRecorder(t)
-			transporttest.Serve(t, tr, rec)
+			rec := transporttest.Record(t, tr)
 			p := transporttest.DialTCP(t, tr.LocalAddr())
 			p.Write(options("whole", "TCP"))
 			first := rec.Message(t)
@@ -236,8 +229,7 @@ func TestClosedMidMessage(t *testing.T) {
 func TestTenThousandMessages(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{})
-	rec := transporttest.NewRecorder(t)
-	transporttest.Serve(t, tr, rec)
+	rec := transporttest.Record(t, tr)
 	p := transporttest.DialTCP(t, tr.LocalAddr())
 	const n = 10000
 	go func() {
@@ -266,13 +258,11 @@ func TestTLSRoundTripAndReuse(t *testing.T) {
 		t.Fatalf("network %s", srv.Network())
 	}
 	sl := transporttest.NewLayer(transport.Config{}, srv)
-	srvRec := transporttest.Answering(t, sl)
-	transporttest.Serve(t, sl, srvRec)
+	srvRec := transporttest.Answer(t, sl)
 
 	cli := listen(t, "127.0.0.1:0", siptcp.Options{TLS: serverTLS, ClientTLS: clientTLS})
-	cliRec := transporttest.NewRecorder(t)
 	cl := transporttest.NewLayer(transport.Config{}, cli)
-	transporttest.Serve(t, cl, cliRec)
+	cliRec := transporttest.Record(t, cl)
 
 	dst := sip.Addr{Transport: sip.TLS, AddrPort: srv.LocalAddr().AddrPort}
 	var flows []uint64
@@ -302,7 +292,7 @@ func TestTLSRoundTripAndReuse(t *testing.T) {
 
 	// A client that does not trust the certificate cannot connect.
 	untrusting := listen(t, "127.0.0.1:0", siptcp.Options{TLS: serverTLS, ClientTLS: &tls.Config{}})
-	transporttest.Serve(t, untrusting, transporttest.NewRecorder(t))
+	transporttest.Record(t, untrusting)
 	m, _ := sip.ParseMessage([]byte(options("tlsbad", "TLS")))
 	if err := untrusting.Send(context.Background(), m, dst); err == nil {
 		t.Error("handshake with an untrusted certificate succeeded")
@@ -312,10 +302,9 @@ func TestTLSRoundTripAndReuse(t *testing.T) {
 func TestConcurrentSendsShareOneDial(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	srv := listen(t, "127.0.0.1:0", siptcp.Options{})
-	rec := transporttest.NewRecorder(t)
-	transporttest.Serve(t, srv, rec)
+	rec := transporttest.Record(t, srv)
 	cli := listen(t, "127.0.0.1:0", siptcp.Options{})
-	transporttest.Serve(t, cli, transporttest.NewRecorder(t))
+	transporttest.Record(t, cli)
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Go(func() {
@@ -339,13 +328,11 @@ func TestResponseAfterFlowClosed(t *testing.T) {
 	// The phone listens on its own port (its Via sent-by) and sends its
 	// request from another connection, which it closes before the answer.
 	phone := listen(t, "127.0.0.1:0", siptcp.Options{})
-	phoneRec := transporttest.NewRecorder(t)
-	transporttest.Serve(t, phone, phoneRec)
+	phoneRec := transporttest.Record(t, phone)
 
 	srv := listen(t, "127.0.0.1:0", siptcp.Options{})
 	sl := transporttest.NewLayer(transport.Config{}, srv)
-	srvRec := transporttest.NewRecorder(t)
-	transporttest.Serve(t, sl, srvRec)
+	srvRec := transporttest.Record(t, sl)
 
 	p := transporttest.DialTCP(t, srv.LocalAddr())
 	p.Write(strings.Replace(options("late", "TCP"), "10.0.0.1:5062", phone.LocalAddr().AddrPort.String(), 1))
@@ -379,7 +366,7 @@ func isFlowClosed(err error) bool {
 func TestSendErrors(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{DialTimeout: 2 * time.Second})
-	transporttest.Serve(t, tr, transporttest.NewRecorder(t))
+	transporttest.Record(t, tr)
 	m, _ := sip.ParseMessage([]byte(options("e", "TCP")))
 	ctx := context.Background()
 	// A port nobody listens on: take one and free it.

@@ -39,8 +39,7 @@ func listen(t *testing.T, addr string, opts sipudp.Options) *sipudp.Transport {
 func roundTrip(t *testing.T, listenAddr, clientNet, clientAddr, wantReceived string) {
 	tr := listen(t, listenAddr, sipudp.Options{})
 	l := transporttest.NewLayer(transport.Config{}, tr)
-	rec := transporttest.Answering(t, l)
-	transporttest.Serve(t, l, rec)
+	rec := transporttest.Answer(t, l)
 	c := transporttest.ListenUDP(t, clientNet, clientAddr)
 
 	c.Send(tr.LocalAddr(), options("rt1"))
@@ -86,7 +85,7 @@ func TestRepliesFromListeningPort(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{})
 	l := transporttest.NewLayer(transport.Config{}, tr)
-	transporttest.Serve(t, l, transporttest.Answering(t, l))
+	transporttest.Answer(t, l)
 	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
 	c.Send(tr.LocalAddr(), options("port1"))
 	if _, from := c.Read(); from != tr.LocalAddr().AddrPort {
@@ -111,8 +110,7 @@ func TestRepliesFromListeningPort(t *testing.T) {
 func TestMalformedRequestGets400(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{})
-	rec := transporttest.NewRecorder(t)
-	transporttest.Serve(t, tr, rec)
+	rec := transporttest.Record(t, tr)
 	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
 	bad := strings.Replace(options("bad1"), "Max-Forwards: 70", "Max-Forwards: seventy", 1)
 	c.Send(tr.LocalAddr(), bad)
@@ -136,8 +134,7 @@ func TestOversizedDatagram(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	logs := newLogRecorder()
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{Limits: sip.Limits{MaxMessageSize: 1024}, Logger: logs.logger()})
-	rec := transporttest.NewRecorder(t)
-	transporttest.Serve(t, tr, rec)
+	rec := transporttest.Record(t, tr)
 	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
 	big := strings.Replace(options("big1"), "Content-Length: 0", "X-Pad: "+strings.Repeat("x", 1500)+"\r\nContent-Length: 0", 1)
 	c.Send(tr.LocalAddr(), big)
@@ -154,8 +151,7 @@ func TestOversizedDatagram(t *testing.T) {
 func TestKeepAlivesIgnored(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{})
-	rec := transporttest.NewRecorder(t)
-	transporttest.Serve(t, tr, rec)
+	rec := transporttest.Record(t, tr)
 	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
 	for _, ka := range []string{"\r\n\r\n", "\r\n", "\x00\x00\x00\x00", ""} {
 		c.Send(tr.LocalAddr(), ka)
@@ -175,7 +171,7 @@ func TestKeepAlivesIgnored(t *testing.T) {
 func TestSTUNBinding(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{})
-	transporttest.Serve(t, tr, transporttest.NewRecorder(t))
+	transporttest.Record(t, tr)
 	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
 	req := make([]byte, 20)
 	binary.BigEndian.PutUint16(req[0:], 0x0001)
@@ -210,8 +206,7 @@ func TestSTUNBinding(t *testing.T) {
 func TestManyDatagrams(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{ReadBuffer: 1 << 20})
-	rec := transporttest.NewRecorder(t)
-	transporttest.Serve(t, tr, rec)
+	rec := transporttest.Record(t, tr)
 	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
 	const n, window = 2000, 64
 	for i := range n {

@@ -15,25 +15,14 @@ import (
 	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/internal/netns"
 	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
 // dialFrom opens a SIP WebSocket to s from the source address src, or
 // returns the HTTP status of the refused handshake.
 func (s *server) dialFrom(t *testing.T, src netip.Addr) (*websocket.Conn, int) {
 	t.Helper()
-	d := &net.Dialer{Timeout: wait, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
-	client := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	c, resp, err := websocket.Dial(ctx, s.url(), &websocket.DialOptions{HTTPClient: client, Subprotocols: []string{"sip"}})
-	if err != nil {
-		if resp == nil {
-			t.Fatalf("dial from %s: %v", src, err)
-		}
-		return nil, resp.StatusCode
-	}
-	t.Cleanup(func() { c.CloseNow() })
-	return c, http.StatusSwitchingProtocols
+	return transporttest.DialWS(t, s.url(), src)
 }
 
 // flowOf sends a request over c and returns the flow the server saw it on.

@@ -2,13 +2,18 @@ package transporttest
 
 import (
 	"bufio"
+	"context"
+	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/switchboard/switchboard/sip"
 )
@@ -75,20 +80,22 @@ func (p *UDPPeer) Read() ([]byte, netip.AddrPort) {
 func (p *UDPPeer) Response() *sip.Response {
 	p.t.Helper()
 	b, _ := p.Read()
-	return response(p.t, b)
+	return parse[*sip.Response](p.t, b)
 }
 
-func response(t testing.TB, b []byte) *sip.Response {
+// parse parses b as a message of type M: sip.Message, *sip.Request or
+// *sip.Response. It fails the test when b is anything else.
+func parse[M sip.Message](t testing.TB, b []byte) M {
 	t.Helper()
 	m, err := sip.ParseMessage(b)
 	if err != nil {
-		t.Fatalf("response does not parse: %v\n%s", err, b)
+		t.Fatalf("message does not parse: %v\n%s", err, b)
 	}
-	res, ok := m.(*sip.Response)
+	got, ok := m.(M)
 	if !ok {
-		t.Fatalf("not a response: %s", b)
+		t.Fatalf("got a %T, want a %T:\n%s", m, got, b)
 	}
-	return res
+	return got
 }
 
 // TCPPeer is a raw TCP connection playing a phone. Its methods fail the
@@ -126,9 +133,10 @@ func dialTCP(t testing.TB, d net.Dialer, to sip.Addr) *TCPPeer {
 // Addr returns the address the peer sends from.
 func (p *TCPPeer) Addr() netip.AddrPort { return p.Conn.LocalAddr().(*net.TCPAddr).AddrPort() }
 
-// Write writes s.
+// Write writes s within Timeout.
 func (p *TCPPeer) Write(s string) {
 	p.t.Helper()
+	p.Conn.SetWriteDeadline(time.Now().Add(Timeout))
 	if _, err := io.WriteString(p.Conn, s); err != nil {
 		p.t.Fatal(err)
 	}
@@ -137,6 +145,24 @@ func (p *TCPPeer) Write(s string) {
 // Message reads one SIP message, framed by its Content-Length, waiting
 // up to Timeout. CRLFs before it (keep-alive answers) are passed over.
 func (p *TCPPeer) Message() sip.Message {
+	p.t.Helper()
+	return parse[sip.Message](p.t, p.frame())
+}
+
+// Response reads one message, which must be a response.
+func (p *TCPPeer) Response() *sip.Response {
+	p.t.Helper()
+	return parse[*sip.Response](p.t, p.frame())
+}
+
+// Request reads one message, which must be a request.
+func (p *TCPPeer) Request() *sip.Request {
+	p.t.Helper()
+	return parse[*sip.Request](p.t, p.frame())
+}
+
+// frame reads the bytes of one message, as Message does.
+func (p *TCPPeer) frame() []byte {
 	p.t.Helper()
 	p.Conn.SetReadDeadline(time.Now().Add(Timeout))
 	var head []byte
@@ -163,31 +189,7 @@ func (p *TCPPeer) Message() sip.Message {
 	if _, err := io.ReadFull(p.R, msg[len(head):]); err != nil {
 		p.t.Fatalf("read body of %d bytes: %v", length, err)
 	}
-	m, err := sip.ParseMessage(msg)
-	if err != nil {
-		p.t.Fatalf("message does not parse: %v\n%s", err, msg)
-	}
-	return m
-}
-
-// Response reads one message, which must be a response.
-func (p *TCPPeer) Response() *sip.Response {
-	p.t.Helper()
-	res, ok := p.Message().(*sip.Response)
-	if !ok {
-		p.t.Fatal("got a request, want a response")
-	}
-	return res
-}
-
-// Request reads one message, which must be a request.
-func (p *TCPPeer) Request() *sip.Request {
-	p.t.Helper()
-	req, ok := p.Message().(*sip.Request)
-	if !ok {
-		p.t.Fatal("got a response, want a request")
-	}
-	return req
+	return msg
 }
 
 // Read reads exactly n bytes (a keep-alive's "\r\n" answer, say) within
@@ -199,12 +201,55 @@ func (p *TCPPeer) Read(n int) (string, error) {
 	return string(b), err
 }
 
-// EOF waits up to Timeout for the other end to close the connection,
-// reading and dropping what comes before.
+// EOF waits up to Timeout for the other end to close the connection
+// cleanly, reading and dropping what comes before; a reset fails the test
+// as the connection staying open does.
 func (p *TCPPeer) EOF() {
 	p.t.Helper()
-	p.Conn.SetReadDeadline(time.Now().Add(Timeout))
-	if _, err := io.Copy(io.Discard, p.R); err != nil {
+	if err := p.drain(); err != nil {
 		p.t.Fatalf("connection not closed: %v", err)
 	}
+}
+
+// Closed waits up to Timeout for the other end to close or reset the
+// connection, reading and dropping what comes before.
+func (p *TCPPeer) Closed() {
+	p.t.Helper()
+	var ne net.Error
+	if err := p.drain(); errors.As(err, &ne) && ne.Timeout() {
+		p.t.Fatalf("connection still open after %v", Timeout)
+	}
+}
+
+// drain reads until the connection ends, or Timeout, and returns the
+// error that ended it: nil for a clean close.
+func (p *TCPPeer) drain() error {
+	p.Conn.SetReadDeadline(time.Now().Add(Timeout))
+	_, err := io.Copy(io.Discard, p.R)
+	return err
+}
+
+// DialWS opens a SIP WebSocket (subprotocol "sip") to url within Timeout,
+// from the source address src unless it is the zero Addr; it is closed
+// when the test ends. A refused handshake returns nil and its HTTP
+// status, a handshake accepted 101.
+func DialWS(t testing.TB, url string, src netip.Addr) (*websocket.Conn, int) {
+	t.Helper()
+	d := &net.Dialer{Timeout: Timeout}
+	if src.IsValid() {
+		d.LocalAddr = net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))
+	}
+	client := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	defer client.CloseIdleConnections() // a refused handshake's
+	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	defer cancel()
+	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: client, Subprotocols: []string{"sip"}})
+	if err != nil {
+		if resp == nil {
+			t.Fatalf("websocket to %s from %s: %v", url, src, err)
+		}
+		return nil, resp.StatusCode
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return c, http.StatusSwitchingProtocols
 }

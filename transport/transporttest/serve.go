@@ -88,15 +88,27 @@ func ServeLayer(t testing.TB, cfg transport.Config, h transport.Handler, trs ...
 	return l
 }
 
-// Answering returns a Recorder (see NewRecorder) that answers every
-// request it records with 200 through l, to where the request came from:
-// its connection, for the connection-oriented transports.
-func Answering(t testing.TB, l *transport.Layer) *Recorder {
+// Record serves s (see Serve) with a new Recorder until the test ends,
+// and returns the Recorder.
+func Record(t testing.TB, s Server) *Recorder {
+	t.Helper()
+	rec := NewRecorder(t)
+	Serve(t, s, rec)
+	return rec
+}
+
+// Answer serves l (see Serve) until the test ends with a Recorder that
+// answers every request it records with 200 through l, to where the
+// request came from: its connection, for the connection-oriented
+// transports. It returns the Recorder.
+func Answer(t testing.TB, l *transport.Layer) *Recorder {
+	t.Helper()
 	rec := NewRecorder(t)
 	rec.OnMessage = func(m sip.Message) {
 		if req, ok := m.(*sip.Request); ok {
 			_ = l.Send(context.Background(), sip.NewResponse(req, 200, ""), req.Source)
 		}
 	}
+	Serve(t, l, rec)
 	return rec
 }

@@ -1,10 +1,17 @@
 // Package transporttest is the harness of the SIP transports' tests,
 // which run over real sockets on loopback: it serves a transport or a
 // Layer for the length of a test (Serve, ServeLayer), records what they
-// deliver and waits for it with deadlines (Recorder), plays the peer as a
-// raw UDP socket or TCP connection (UDPPeer, TCPPeer) and makes in-memory
-// TLS certificates (TLSConfigs). Goroutine leaks are checked with
-// internal/leakcheck.
+// deliver and waits for it with deadlines (Recorder; Record and Answer
+// serve with one), plays the peer as a raw UDP socket or TCP connection
+// (UDPPeer, TCPPeer) and makes in-memory TLS certificates (TLSConfigs).
+// Goroutine leaks are checked with internal/leakcheck:
+//
+//	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
+//	tr := ... // a transport listening on loopback, closed at the end
+//	rec := transporttest.Record(t, tr)
+//	p := transporttest.DialTCP(t, tr.LocalAddr())
+//	p.Write(transporttest.OptionsRequest("call-1", sip.TCP))
+//	m := rec.Message(t)
 package transporttest
 
 import (

@@ -5,9 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/coder/websocket"
 
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/transport"
@@ -146,5 +150,65 @@ func TestUDPPeer(t *testing.T) {
 	}
 	if !a.Addr().Addr().Is4() || a.Addr().Addr() != netip.MustParseAddr("127.0.0.1") {
 		t.Errorf("Addr %v", a.Addr())
+	}
+}
+
+// TestTCPPeerClosed: EOF takes only a clean close, Closed a reset too.
+func TestTCPPeerClosed(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	to := sip.Addr{Transport: sip.TCP, AddrPort: ln.Addr().(*net.TCPAddr).AddrPort()}
+	accept := func() *net.TCPConn {
+		c, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c.(*net.TCPConn)
+	}
+	clean := transporttest.DialTCP(t, to)
+	accept().Close()
+	clean.EOF()
+	reset := transporttest.DialTCP(t, to)
+	c := accept()
+	c.SetLinger(0) // Close sends a RST
+	c.Close()
+	reset.Closed()
+}
+
+func TestDialWS(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/full" {
+			http.Error(w, "full", http.StatusServiceUnavailable)
+			return
+		}
+		c, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"sip"}})
+		if err != nil {
+			return
+		}
+		defer c.CloseNow()
+		_, m, err := c.Read(context.Background())
+		if err == nil {
+			c.Write(context.Background(), websocket.MessageText, m)
+		}
+	}))
+	defer srv.Close()
+	url := "ws" + strings.TrimPrefix(srv.URL, "http")
+	if c, status := transporttest.DialWS(t, url+"/full", netip.Addr{}); c != nil || status != http.StatusServiceUnavailable {
+		t.Errorf("refused handshake: %v, HTTP %d", c, status)
+	}
+	c, status := transporttest.DialWS(t, url, netip.MustParseAddr("127.0.0.2"))
+	if c == nil || status != http.StatusSwitchingProtocols || c.Subprotocol() != "sip" {
+		t.Fatalf("handshake: HTTP %d", status)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), transporttest.Timeout)
+	defer cancel()
+	if err := c.Write(ctx, websocket.MessageText, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if _, m, err := c.Read(ctx); err != nil || string(m) != "hello" {
+		t.Errorf("echo %q, %v", m, err)
 	}
 }
