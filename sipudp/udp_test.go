@@ -5,13 +5,11 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/sip"
@@ -132,8 +130,8 @@ func TestMalformedRequestGets400(t *testing.T) {
 
 func TestOversizedDatagram(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
-	logs := newLogRecorder()
-	tr := listen(t, "127.0.0.1:0", sipudp.Options{Limits: sip.Limits{MaxMessageSize: 1024}, Logger: logs.logger()})
+	var logs transporttest.Logs
+	tr := listen(t, "127.0.0.1:0", sipudp.Options{Limits: sip.Limits{MaxMessageSize: 1024}, Logger: logs.Logger()})
 	rec := transporttest.Record(t, tr)
 	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
 	big := strings.Replace(options("big1"), "Content-Length: 0", "X-Pad: "+strings.Repeat("x", 1500)+"\r\nContent-Length: 0", 1)
@@ -141,7 +139,7 @@ func TestOversizedDatagram(t *testing.T) {
 	if res := c.Response(); res.StatusCode != 513 {
 		t.Errorf("status %d %s", res.StatusCode, res.Reason)
 	}
-	logs.wait(t, "unparseable message")
+	logs.Line(t, `msg="unparseable message"`)
 	c.Send(tr.LocalAddr(), options("small1"))
 	if m := rec.Message(t); m.Header().CallID() != "small1" {
 		t.Errorf("delivered %s", m.Header().CallID())
@@ -227,7 +225,7 @@ func TestManyDatagrams(t *testing.T) {
 func TestPerSourceCapOverUDP(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{})
-	logs := newLogRecorder()
+	var logs transporttest.Logs
 	release := make(chan struct{})
 	first := make(chan struct{})
 	var once sync.Once
@@ -235,7 +233,7 @@ func TestPerSourceCapOverUDP(t *testing.T) {
 	rec.OnMessage = func(sip.Message) {
 		once.Do(func() { close(first); <-release })
 	}
-	l := transporttest.ServeLayer(t, transport.Config{Workers: 1, MaxPendingPerSource: 2, Logger: logs.logger()}, rec, tr)
+	l := transporttest.ServeLayer(t, transport.Config{Workers: 1, MaxPendingPerSource: 2, Logger: logs.Logger()}, rec, tr)
 	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
 	c.Send(tr.LocalAddr(), options("cap0"))
 	<-first
@@ -245,7 +243,7 @@ func TestPerSourceCapOverUDP(t *testing.T) {
 	// One in the worker, two queued, seven dropped with a log naming the
 	// source.
 	for range 7 {
-		r := logs.wait(t, "dropped message")
+		r := logs.Line(t, `msg="dropped message"`)
 		if !strings.Contains(r, c.Addr().String()) {
 			t.Errorf("log without source: %s", r)
 		}
@@ -300,51 +298,6 @@ func TestLargeRequestGoesOverTCP(t *testing.T) {
 		}
 		if got.Source.Transport != want || v.Transport != want || v.SentBy() != wantSentBy {
 			t.Errorf("%d bytes came over %s with Via %s", size, got.Source.Transport, v.String())
-		}
-	}
-}
-
-// logRecorder is a slog handler that passes each record's text to a
-// channel, so that a test can wait for a log line.
-type logRecorder struct {
-	ch chan string
-}
-
-func newLogRecorder() *logRecorder { return &logRecorder{ch: make(chan string, 1024)} }
-
-func (r *logRecorder) logger() *slog.Logger { return slog.New(r) }
-
-func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-
-func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
-	var b strings.Builder
-	b.WriteString(rec.Message)
-	rec.Attrs(func(a slog.Attr) bool {
-		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
-		return true
-	})
-	select {
-	case r.ch <- b.String():
-	default:
-	}
-	return nil
-}
-
-func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
-func (r *logRecorder) WithGroup(string) slog.Handler      { return r }
-
-// wait returns the next log line that starts with msg.
-func (r *logRecorder) wait(t *testing.T, msg string) string {
-	t.Helper()
-	deadline := time.After(transporttest.Timeout)
-	for {
-		select {
-		case s := <-r.ch:
-			if strings.HasPrefix(s, msg) {
-				return s
-			}
-		case <-deadline:
-			t.Fatalf("no log %q within %v", msg, transporttest.Timeout)
 		}
 	}
 }

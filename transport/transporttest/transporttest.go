@@ -2,8 +2,9 @@
 // which run over real sockets on loopback: it serves a transport or a
 // Layer for the length of a test (Serve, ServeLayer), records what they
 // deliver and waits for it with deadlines (Recorder; Record and Answer
-// serve with one), plays the peer as a raw UDP socket or TCP connection
-// (UDPPeer, TCPPeer) and makes in-memory TLS certificates (TLSConfigs).
+// serve with one), plays the peer as a raw UDP socket, a TCP connection
+// or a WebSocket (UDPPeer, TCPPeer, DialWS), collects logs to wait for a
+// line (Logs) and makes in-memory TLS certificates (TLSConfigs).
 // Goroutine leaks are checked with internal/leakcheck:
 //
 //	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())

@@ -153,6 +153,29 @@ func TestUDPPeer(t *testing.T) {
 	}
 }
 
+// TestLogsLine: Line waits for a line written later, takes alike lines
+// in turn, and passes over the others for good.
+func TestLogsLine(t *testing.T) {
+	var logs transporttest.Logs
+	log := logs.Logger()
+	log.Debug("dropped message", "source", "192.0.2.1:5060")
+	log.Info("other")
+	log.Debug("dropped message", "source", "192.0.2.2:5060")
+	if got := logs.Line(t, `msg="dropped message"`); !strings.Contains(got, "source=192.0.2.1:5060") {
+		t.Errorf("first line %q", got)
+	}
+	if got := logs.Line(t, `msg="dropped message"`); !strings.Contains(got, "source=192.0.2.2:5060") {
+		t.Errorf("second line %q", got)
+	}
+	go log.Warn("late", "n", 1)
+	if got := logs.Line(t, "msg=late"); !strings.Contains(got, "level=WARN") {
+		t.Errorf("late line %q", got)
+	}
+	if all := logs.String(); strings.Count(all, "\n") != 4 || !strings.Contains(all, "msg=other") {
+		t.Errorf("String() =\n%s", all)
+	}
+}
+
 // TestTCPPeerClosed: EOF takes only a clean close, Closed a reset too.
 func TestTCPPeerClosed(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
