@@ -107,7 +107,7 @@ func TestUnreachableReported(t *testing.T) {
 			dst := closedPort(t, tc.network, tc.ip)
 			req := options("icmp1")
 			rep := rec.awaitReport(t, func() {
-				if err := tr.Send(context.Background(), mustParse(t, req), dst); err != nil {
+				if err := tr.Send(context.Background(), transporttest.ParseRequest(t, req), dst); err != nil {
 					t.Errorf("send: %v", err)
 				}
 			})
@@ -124,15 +124,6 @@ func TestUnreachableReported(t *testing.T) {
 	}
 }
 
-func mustParse(t *testing.T, s string) sip.Message {
-	t.Helper()
-	m, err := sip.ParseMessage([]byte(s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 // TestUnreachableSendsOn: the socket's pending ICMP error, set by a
 // datagram to a closed port, must not fail the next send, to someone
 // else: Send reads the error queue and sends again.
@@ -144,7 +135,7 @@ func TestUnreachableSendsOn(t *testing.T) {
 	dst := closedPort(t, "udp4", "127.0.0.1")
 	deadline := time.Now().Add(icmpDeadline)
 	for {
-		if err := tr.Send(context.Background(), mustParse(t, options("lost")), dst); err != nil {
+		if err := tr.Send(context.Background(), transporttest.ParseRequest(t, options("lost")), dst); err != nil {
 			t.Fatalf("send to the closed port: %v", err)
 		}
 		if pendingError(t, conn, resendEvery) {
@@ -155,7 +146,7 @@ func TestUnreachableSendsOn(t *testing.T) {
 		}
 	}
 	to := sip.Addr{Transport: sip.UDP, AddrPort: peer.Addr()}
-	if err := tr.Send(context.Background(), mustParse(t, options("next")), to); err != nil {
+	if err := tr.Send(context.Background(), transporttest.ParseRequest(t, options("next")), to); err != nil {
 		t.Fatalf("send after an ICMP error: %v", err)
 	}
 	b, _ := peer.Read()

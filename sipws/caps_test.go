@@ -177,11 +177,7 @@ func TestEvictOldestUnregistered(t *testing.T) {
 
 func mustRequest(t *testing.T, raw string) *sip.Request {
 	t.Helper()
-	m, err := sip.ParseMessage([]byte(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.(*sip.Request)
+	return transporttest.ParseRequest(t, raw)
 }
 
 func TestIdleTimeout(t *testing.T) {

@@ -32,6 +32,12 @@ func OptionsRequest(callID, transport string) string {
 		"Content-Length: 0\r\n\r\n"
 }
 
+// ParseRequest parses raw, which must be a request.
+func ParseRequest(t testing.TB, raw string) *sip.Request {
+	t.Helper()
+	return parse[*sip.Request](t, []byte(raw))
+}
+
 // UDPPeer is a plain UDP socket on loopback playing a phone: it sends raw
 // text and reads what comes back. Its methods fail the test, so call them
 // from the test's goroutine.
