@@ -5,7 +5,6 @@ import (
 	"context"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 )
 
@@ -13,10 +12,9 @@ import (
 // to wait for one or to read them all. Its zero value is ready to use; it
 // is safe for concurrent use.
 type Logs struct {
-	mu      sync.Mutex
-	text    []byte
-	next    int           // where the lines Line has not passed over begin
-	changed chan struct{} // closed and replaced at every Write
+	guarded
+	text []byte
+	next int // where the lines Line has not passed over begin
 }
 
 // Logger returns a logger that writes every record to l, Debug ones
@@ -30,10 +28,7 @@ func (l *Logs) Write(p []byte) (int, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.text = append(l.text, p...)
-	if l.changed != nil {
-		close(l.changed)
-		l.changed = nil
-	}
+	l.changedLocked()
 	return len(p), nil
 }
 
@@ -53,30 +48,21 @@ func (l *Logs) Line(t testing.TB, s string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
-	for {
-		l.mu.Lock()
+	var line string
+	if l.wait(ctx, func() bool {
 		for {
 			end := bytes.IndexByte(l.text[l.next:], '\n')
 			if end < 0 {
-				break
+				return false
 			}
-			line := string(l.text[l.next : l.next+end])
+			line = string(l.text[l.next : l.next+end])
 			l.next += end + 1
 			if strings.Contains(line, s) {
-				l.mu.Unlock()
-				return line
+				return true
 			}
 		}
-		if l.changed == nil {
-			l.changed = make(chan struct{})
-		}
-		ch := l.changed
-		l.mu.Unlock()
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			t.Fatalf("no log line with %q within %v; the log:\n%s", s, Timeout, l.String())
-			return ""
-		}
+	}) != nil {
+		t.Fatalf("no log line with %q within %v; the log:\n%s", s, Timeout, l.String())
 	}
+	return line
 }

@@ -17,9 +17,7 @@ package transporttest
 
 import (
 	"context"
-	"fmt"
 	"slices"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,11 +41,10 @@ type Recorder struct {
 	// Recorder is used.
 	Max int
 
-	mu      sync.Mutex
-	msgs    []sip.Message
-	closed  []sip.Addr
-	closes  map[uint64]int // flow-closed notifications by flow id
-	changed chan struct{}  // closed and replaced at every event
+	guarded
+	msgs   []sip.Message
+	closed []sip.Addr
+	closes map[uint64]int // flow-closed notifications by flow id
 }
 
 // NewRecorder returns an empty Recorder. When the test ends it fails t if
@@ -55,7 +52,7 @@ type Recorder struct {
 // closed connection exactly once. Make the Recorder before serving it,
 // so that this check runs after the transport has stopped.
 func NewRecorder(t testing.TB) *Recorder {
-	r := &Recorder{closes: make(map[uint64]int), changed: make(chan struct{})}
+	r := &Recorder{closes: make(map[uint64]int)}
 	t.Cleanup(func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -78,16 +75,14 @@ func (r *Recorder) HandleMessage(msg sip.Message) {
 	if r.OnMessage != nil {
 		r.OnMessage(msg)
 	}
-	r.mu.Lock()
-	for r.Max > 0 && len(r.msgs) >= r.Max {
-		ch := r.changed
-		r.mu.Unlock()
-		<-ch
-		r.mu.Lock()
-	}
-	r.msgs = append(r.msgs, msg)
-	r.signal()
-	r.mu.Unlock()
+	_ = r.wait(context.Background(), func() bool {
+		if r.Max > 0 && len(r.msgs) >= r.Max {
+			return false
+		}
+		r.msgs = append(r.msgs, msg)
+		r.changedLocked()
+		return true
+	})
 }
 
 // HandleFlowClosed records flow.
@@ -95,13 +90,8 @@ func (r *Recorder) HandleFlowClosed(flow sip.Addr) {
 	r.mu.Lock()
 	r.closed = append(r.closed, flow)
 	r.closes[flow.Flow]++
-	r.signal()
+	r.changedLocked()
 	r.mu.Unlock()
-}
-
-func (r *Recorder) signal() {
-	close(r.changed)
-	r.changed = make(chan struct{})
 }
 
 // Message takes the oldest recorded message, waiting up to Timeout for
@@ -126,7 +116,7 @@ func (r *Recorder) Next(ctx context.Context) (sip.Message, error) {
 			return false
 		}
 		m, r.msgs = r.msgs[0], r.msgs[1:]
-		r.signal() // for a HandleMessage waiting below Max
+		r.changedLocked() // for a HandleMessage waiting below Max
 		return true
 	})
 	return m, err
@@ -175,23 +165,4 @@ func (r *Recorder) WaitMessages(n int) bool {
 	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
 	defer cancel()
 	return r.wait(ctx, func() bool { return len(r.msgs) >= n }) == nil
-}
-
-// wait runs cond under the lock at every event until it holds or ctx
-// ends.
-func (r *Recorder) wait(ctx context.Context, cond func() bool) error {
-	for {
-		r.mu.Lock()
-		ok := cond()
-		ch := r.changed
-		r.mu.Unlock()
-		if ok {
-			return nil
-		}
-		select {
-		case <-ch:
-		case <-ctx.Done():
-			return fmt.Errorf("transporttest: %w", ctx.Err())
-		}
-	}
 }
