@@ -15,6 +15,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/accounts"
 	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/gateway/location"
+	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
 	"github.com/switchboard/switchboard/siptcp"
@@ -50,7 +51,7 @@ func (w closeWatch) DeleteFlow(ctx context.Context, flow sip.Addr) ([]location.B
 
 func newStack(t *testing.T) *stack {
 	t.Helper()
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	st := &stack{clk: clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), closed: make(chan sip.Addr, 16)}
 	accts, err := accounts.NewStore([]accounts.Account{accounts.FromPassword("alice", domain, "alice-secret")})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/internal/netns"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/siptcp"
@@ -16,26 +17,14 @@ import (
 	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
-// dialFrom opens a connection to the transport from the source address src.
-func dialFrom(t *testing.T, src netip.Addr, to sip.Addr) *peer {
-	t.Helper()
-	d := net.Dialer{Timeout: transporttest.Timeout, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
-	c, err := d.Dial("tcp", to.AddrPort.String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &peer{t, c, bufio.NewReader(c)}
-}
-
 // accepted checks that the transport serves p: its request reaches rec,
-// which is returned.
-func (p *peer) accepted(rec *transporttest.Recorder, callID string) *sip.Request {
-	p.t.Helper()
-	p.write(options(callID, "TCP"))
-	m := rec.Message(p.t)
+// and is returned.
+func accepted(t *testing.T, p *transporttest.TCPPeer, rec *transporttest.Recorder, callID string) *sip.Request {
+	t.Helper()
+	p.Write(options(callID, "TCP"))
+	m := rec.Message(t)
 	if m.Header().CallID() != callID {
-		p.t.Fatalf("got %s, want %s", m.Header().CallID(), callID)
+		t.Fatalf("got %s, want %s", m.Header().CallID(), callID)
 	}
 	return m.(*sip.Request)
 }
@@ -48,22 +37,21 @@ func checkStats(t *testing.T, tr *siptcp.Transport, want siptcp.Stats) {
 }
 
 func TestCapPerAddress(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{MaxConnsPerIP: 2})
-	rec := transporttest.NewRecorder()
-	serve(t, tr, rec)
+	rec := transporttest.Record(t, tr)
 	one := netip.MustParseAddr("127.0.0.1")
-	a := dialFrom(t, one, tr.LocalAddr())
-	a.accepted(rec, "a")
-	dialFrom(t, one, tr.LocalAddr()).accepted(rec, "b")
-	dialFrom(t, one, tr.LocalAddr()).eof() // a third from 127.0.0.1
+	a := transporttest.DialTCPFrom(t, one, tr.LocalAddr())
+	accepted(t, a, rec, "a")
+	accepted(t, transporttest.DialTCPFrom(t, one, tr.LocalAddr()), rec, "b")
+	transporttest.DialTCPFrom(t, one, tr.LocalAddr()).EOF() // a third from 127.0.0.1
 	// Another address has its own share.
-	dialFrom(t, netip.MustParseAddr("127.0.0.2"), tr.LocalAddr()).accepted(rec, "c")
+	accepted(t, transporttest.DialTCPFrom(t, netip.MustParseAddr("127.0.0.2"), tr.LocalAddr()), rec, "c")
 	checkStats(t, tr, siptcp.Stats{Open: 3, Unregistered: 3, Accepted: 3, RefusedPerIP: 1})
 	// Closing one makes room.
-	a.conn.Close()
+	a.Conn.Close()
 	rec.FlowClosed(t)
-	dialFrom(t, one, tr.LocalAddr()).accepted(rec, "d")
+	accepted(t, transporttest.DialTCPFrom(t, one, tr.LocalAddr()), rec, "d")
 }
 
 // TestCapPerSlash64 runs in a network namespace where the prefixes
@@ -71,59 +59,57 @@ func TestCapPerAddress(t *testing.T) {
 // from many addresses of each.
 func TestCapPerSlash64(t *testing.T) {
 	netns.Run(t, netns.Options{LocalRoutes: []string{"2001:db8:1::/64", "2001:db8:2::/64"}}, func(t *testing.T) {
-		transporttest.CheckGoroutines(t)
+		leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 		tr := listen(t, "[::1]:0", siptcp.Options{MaxConnsPerIP: 3})
-		rec := transporttest.NewRecorder()
-		serve(t, tr, rec)
+		rec := transporttest.Record(t, tr)
 		for i, src := range []string{"2001:db8:1::1", "2001:db8:1::2", "2001:db8:1:0:8000::3"} {
-			dialFrom(t, netip.MustParseAddr(src), tr.LocalAddr()).accepted(rec, "in"+string(rune('0'+i)))
+			accepted(t, transporttest.DialTCPFrom(t, netip.MustParseAddr(src), tr.LocalAddr()), rec, "in"+string(rune('0'+i)))
 		}
 		// Other addresses of the same /64 are refused...
 		for _, src := range []string{"2001:db8:1::4", "2001:db8:1:0:ffff:ffff:ffff:fffe"} {
-			dialFrom(t, netip.MustParseAddr(src), tr.LocalAddr()).eof()
+			transporttest.DialTCPFrom(t, netip.MustParseAddr(src), tr.LocalAddr()).EOF()
 		}
 		// ...and those of the next /64 are not.
-		dialFrom(t, netip.MustParseAddr("2001:db8:2::1"), tr.LocalAddr()).accepted(rec, "other")
+		accepted(t, transporttest.DialTCPFrom(t, netip.MustParseAddr("2001:db8:2::1"), tr.LocalAddr()), rec, "other")
 		checkStats(t, tr, siptcp.Stats{Open: 4, Unregistered: 4, Accepted: 4, RefusedPerIP: 2})
 	})
 }
 
 func TestEvictOldestUnregistered(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{MaxConns: 3})
-	l := newLayer(transport.Config{}, tr)
-	rec := transporttest.NewRecorder()
-	runLayer(t, l, rec)
+	l := transporttest.NewLayer(transport.Config{}, tr)
+	rec := transporttest.Record(t, l)
 	to := tr.LocalAddr()
 	src := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{127, 0, 0, byte(i)}) }
 
 	// reg registers (the gateway says so through the Layer); a and b are
 	// strangers, a the older.
-	reg := dialFrom(t, src(1), to)
-	regFlow := reg.accepted(rec, "reg").Source
+	reg := transporttest.DialTCPFrom(t, src(1), to)
+	regFlow := accepted(t, reg, rec, "reg").Source
 	l.MarkRegistered(regFlow, true)
-	a := dialFrom(t, src(2), to)
-	aFlow := a.accepted(rec, "a").Source
-	b := dialFrom(t, src(3), to)
-	bFlow := b.accepted(rec, "b").Source
+	a := transporttest.DialTCPFrom(t, src(2), to)
+	aFlow := accepted(t, a, rec, "a").Source
+	b := transporttest.DialTCPFrom(t, src(3), to)
+	bFlow := accepted(t, b, rec, "b").Source
 	checkStats(t, tr, siptcp.Stats{Open: 3, Registered: 1, Unregistered: 2, Accepted: 3})
 
 	// At the cap, a newcomer takes the place of the oldest stranger.
-	c := dialFrom(t, src(4), to)
-	cFlow := c.accepted(rec, "c").Source
-	a.eof()
+	c := transporttest.DialTCPFrom(t, src(4), to)
+	cFlow := accepted(t, c, rec, "c").Source
+	a.EOF()
 	if got := rec.FlowClosed(t); got != aFlow {
 		t.Errorf("flow closed %v, want a's %v", got, aFlow)
 	}
 	checkStats(t, tr, siptcp.Stats{Open: 3, Registered: 1, Unregistered: 2, Accepted: 4, Evicted: 1})
 
 	// The registered connection still carries messages both ways.
-	reg.accepted(rec, "reg2")
+	accepted(t, reg, rec, "reg2")
 	m, _ := sip.ParseMessage([]byte(options("to-reg", "TCP")))
 	if err := l.Send(context.Background(), m, regFlow); err != nil {
 		t.Fatalf("send over the registered flow: %v", err)
 	}
-	if got := reg.request().Header().CallID(); got != "to-reg" {
+	if got := reg.Request().Header().CallID(); got != "to-reg" {
 		t.Errorf("registered client got %s", got)
 	}
 
@@ -131,48 +117,25 @@ func TestEvictOldestUnregistered(t *testing.T) {
 	l.MarkRegistered(bFlow, true)
 	l.MarkRegistered(cFlow, true)
 	checkStats(t, tr, siptcp.Stats{Open: 3, Registered: 3, Accepted: 4, Evicted: 1})
-	dialFrom(t, src(5), to).eof()
+	transporttest.DialTCPFrom(t, src(5), to).EOF()
 	checkStats(t, tr, siptcp.Stats{Open: 3, Registered: 3, Accepted: 4, Evicted: 1, RefusedTotal: 1})
 
 	// A registration that ends makes its connection a stranger again: the
 	// first to go.
 	l.MarkRegistered(regFlow, false)
-	dialFrom(t, src(6), to).accepted(rec, "f")
-	reg.eof()
+	accepted(t, transporttest.DialTCPFrom(t, src(6), to), rec, "f")
+	reg.EOF()
 	if got := rec.FlowClosed(t); got != regFlow {
 		t.Errorf("flow closed %v, want the unregistered one %v", got, regFlow)
 	}
 }
 
-// request reads one request the way response reads a response.
-func (p *peer) request() sip.Message {
-	p.t.Helper()
-	p.conn.SetReadDeadline(time.Now().Add(transporttest.Timeout))
-	var head []byte
-	for {
-		line, err := p.r.ReadString('\n')
-		if err != nil {
-			p.t.Fatalf("read request: %v (so far %q)", err, head)
-		}
-		head = append(head, line...)
-		if line == "\r\n" && len(head) > 2 {
-			break
-		}
-	}
-	m, err := sip.ParseMessage(head)
-	if err != nil {
-		p.t.Fatalf("request does not parse: %v\n%s", err, head)
-	}
-	return m
-}
-
 func TestDialEvictsAtCap(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{MaxConns: 1})
-	rec := transporttest.NewRecorder()
-	serve(t, tr, rec)
-	stranger := dial(t, tr.LocalAddr())
-	stranger.accepted(rec, "s")
+	rec := transporttest.Record(t, tr)
+	stranger := transporttest.DialTCP(t, tr.LocalAddr())
+	accepted(t, stranger, rec, "s")
 
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -184,13 +147,13 @@ func TestDialEvictsAtCap(t *testing.T) {
 	if err := tr.Send(context.Background(), m, dst); err != nil {
 		t.Fatalf("dial at the cap: %v", err)
 	}
-	stranger.eof()
+	stranger.EOF()
 	rec.FlowClosed(t)
 	checkStats(t, tr, siptcp.Stats{Open: 1, Accepted: 1, Evicted: 1})
 
 	// The dialed connection is not a stranger: a newcomer cannot evict it,
 	// and another dial fails.
-	dial(t, tr.LocalAddr()).eof()
+	transporttest.DialTCP(t, tr.LocalAddr()).EOF()
 	other, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -204,13 +167,12 @@ func TestDialEvictsAtCap(t *testing.T) {
 }
 
 func TestIdleTimeouts(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	const short, long = time.Minute, 10 * time.Minute
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{Clock: clk, UnregisteredIdleTimeout: short, IdleTimeout: long})
-	l := newLayer(transport.Config{}, tr)
-	rec := transporttest.NewRecorder()
-	runLayer(t, l, rec)
+	l := transporttest.NewLayer(transport.Config{}, tr)
+	rec := transporttest.Record(t, l)
 	closedIdle := func(want uint64) {
 		t.Helper()
 		// The sweep runs inside Advance: its count is final when Advance
@@ -220,10 +182,10 @@ func TestIdleTimeouts(t *testing.T) {
 		}
 	}
 
-	stranger := dial(t, tr.LocalAddr())
-	stranger.accepted(rec, "s")
-	reg := dial(t, tr.LocalAddr())
-	l.MarkRegistered(reg.accepted(rec, "r").Source, true)
+	stranger := transporttest.DialTCP(t, tr.LocalAddr())
+	accepted(t, stranger, rec, "s")
+	reg := transporttest.DialTCP(t, tr.LocalAddr())
+	l.MarkRegistered(accepted(t, reg, rec, "r").Source, true)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -242,8 +204,8 @@ func TestIdleTimeouts(t *testing.T) {
 	// Traffic keeps the stranger: a keep-alive just before its timeout.
 	clk.Advance(short - time.Second)
 	closedIdle(0)
-	stranger.write("\r\n\r\n")
-	if b, err := stranger.r.ReadString('\n'); err != nil || b != "\r\n" {
+	stranger.Write("\r\n\r\n")
+	if b, err := stranger.Read(2); err != nil || b != "\r\n" {
 		t.Fatalf("keep-alive answer %q, %v", b, err)
 	}
 	clk.Advance(short - time.Second)
@@ -252,7 +214,7 @@ func TestIdleTimeouts(t *testing.T) {
 	// the registered and the dialed connections stay.
 	clk.Advance(short/4 + time.Second)
 	closedIdle(1)
-	stranger.eof()
+	stranger.EOF()
 	rec.FlowClosed(t)
 	if n := tr.NumConns(); n != 2 {
 		t.Errorf("%d connections open, want the registered and the dialed one", n)
@@ -260,7 +222,7 @@ func TestIdleTimeouts(t *testing.T) {
 	// They go after the long timeout.
 	clk.Advance(long)
 	closedIdle(3)
-	reg.eof()
+	reg.EOF()
 	dialed.SetReadDeadline(time.Now().Add(transporttest.Timeout))
 	if _, err := bufio.NewReader(dialed).ReadString(0); err == nil {
 		t.Error("dialed connection still open")
@@ -268,14 +230,13 @@ func TestIdleTimeouts(t *testing.T) {
 }
 
 func TestUnregisteredIdleAfterRegistration(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{Clock: clk, UnregisteredIdleTimeout: time.Minute})
-	l := newLayer(transport.Config{}, tr)
-	rec := transporttest.NewRecorder()
-	runLayer(t, l, rec)
-	p := dial(t, tr.LocalAddr())
-	flow := p.accepted(rec, "r").Source
+	l := transporttest.NewLayer(transport.Config{}, tr)
+	rec := transporttest.Record(t, l)
+	p := transporttest.DialTCP(t, tr.LocalAddr())
+	flow := accepted(t, p, rec, "r").Source
 	l.MarkRegistered(flow, true)
 	clk.Advance(5 * time.Minute)
 	if got := tr.Stats().ClosedIdle; got != 0 {
@@ -288,5 +249,5 @@ func TestUnregisteredIdleAfterRegistration(t *testing.T) {
 	if got := tr.Stats().ClosedIdle; got != 1 {
 		t.Fatalf("%d closed idle, want 1", got)
 	}
-	p.eof()
+	p.EOF()
 }

@@ -1,7 +1,6 @@
 package siptcp
 
 import (
-	"container/list"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -10,7 +9,6 @@ import (
 	"net"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/switchboard/switchboard/sip"
@@ -24,21 +22,11 @@ type conn struct {
 	addr    sip.Addr // transport, remote address, flow id
 	inbound bool
 
-	// Under t.mu.
-	registered bool
-	stranger   *list.Element // in t.strangers while accepted and not registered
-	removed    bool
-
-	active atomic.Int64 // clock time of the last traffic, Unix nanoseconds
+	entry *transport.ConnEntry[*conn] // in t.conns
 
 	wmu       sync.Mutex // one message written at a time
 	closeOnce sync.Once
 }
-
-// touch records traffic now.
-func (c *conn) touch() { c.active.Store(c.t.clock.Now().UnixNano()) }
-
-func (c *conn) lastActive() time.Time { return time.Unix(0, c.active.Load()) }
 
 var crlf = []byte("\r\n")
 
@@ -98,7 +86,7 @@ func (c *conn) read(h transport.Handler) {
 		// with a timeout that depends on what the gateway says of them.
 		n, rerr := c.nc.Read(buf)
 		if n > 0 {
-			c.touch()
+			c.entry.Touch()
 		}
 		f.wrote(n)
 		if !c.drain(f, h) {
@@ -210,6 +198,6 @@ func (c *conn) write(ctx context.Context, b []byte) error {
 		c.close()
 		return fmt.Errorf("siptcp: write to %s: %w: %w", c.addr, transport.ErrFlowClosed, err)
 	}
-	c.touch()
+	c.entry.Touch()
 	return nil
 }

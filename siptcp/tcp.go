@@ -19,7 +19,6 @@
 package siptcp
 
 import (
-	"container/list"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -124,18 +123,11 @@ type Transport struct {
 	stopLife context.CancelFunc
 
 	mu      sync.Mutex
-	conns   map[uint64]*conn // by flow id
+	conns   *transport.ConnTable[*conn] // the caps' books, under mu
 	byAddr  map[netip.AddrPort]*conn
 	dialing map[netip.AddrPort]*dialCall
-	perIP   map[netip.Prefix]int // accepted connections by transport.PeerGroup
-	// strangers are the accepted connections that carry no registration,
-	// oldest first: the first to go at the cap.
-	strangers  list.List
-	registered int // connections marked registered
-	sweeper    clock.Timer
-	closed     bool
-
-	accepted, refusedPerIP, refusedTotal, evicted, closedIdle atomic.Uint64
+	sweeper clock.Timer
+	closed  bool
 
 	serving atomic.Bool
 	h       transport.Handler // written before ready is closed
@@ -204,19 +196,23 @@ func newTransport(ln net.Listener, opts Options) *Transport {
 		maxMsg:  opts.Limits.WithDefaults().MaxMessageSize,
 		log:     opts.Logger,
 		clock:   clock.Or(opts.Clock),
-		conns:   make(map[uint64]*conn),
 		byAddr:  make(map[netip.AddrPort]*conn),
 		dialing: make(map[netip.AddrPort]*dialCall),
-		perIP:   make(map[netip.Prefix]int),
 		ready:   make(chan struct{}),
 	}
+	t.conns = transport.NewConnTable[*conn](transport.ConnLimits{
+		MaxConns:            opts.MaxConns,
+		MaxConnsPerIP:       opts.MaxConnsPerIP,
+		IdleTimeout:         opts.IdleTimeout,
+		StrangerIdleTimeout: opts.UnregisteredIdleTimeout,
+	}, t.clock)
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
 	t.log = t.log.With("transport", network, "local", la)
 	t.life, t.stopLife = context.WithCancel(context.Background())
 	t.mu.Lock()
-	t.sweeper = t.clock.AfterFunc(t.sweepInterval(), t.sweep)
+	t.sweeper = t.clock.AfterFunc(t.conns.SweepInterval(), t.sweep)
 	t.mu.Unlock()
 	return t
 }
@@ -231,38 +227,21 @@ func (t *Transport) LocalAddr() sip.Addr { return t.local }
 func (t *Transport) NumConns() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return len(t.conns)
+	return t.conns.Len()
 }
 
-// Stats counts a Transport's connections, for metrics.
-type Stats struct {
-	// Open is the number of open connections. Registered of them carry a
-	// registration; Unregistered are accepted ones that carry none, the
-	// ones shed first; the rest were dialed by the transport.
-	Open, Registered, Unregistered int
-	// Accepted counts the connections accepted.
-	Accepted uint64
-	// RefusedPerIP counts connections refused because their source (an
-	// IPv4 address or IPv6 /64) had MaxConnsPerIP open; RefusedTotal
-	// those refused at MaxConns with no connection to evict.
-	RefusedPerIP, RefusedTotal uint64
-	// Evicted counts connections closed to make room at MaxConns.
-	Evicted uint64
-	// ClosedIdle counts connections closed for being idle.
-	ClosedIdle uint64
-}
+// Stats counts a Transport's connections, for metrics: Open, of which
+// Registered carry a registration, Unregistered are accepted ones that
+// carry none (the ones shed first) and the rest were dialed; and the
+// connections accepted, refused at MaxConnsPerIP or MaxConns, evicted to
+// make room at MaxConns, and closed for being idle.
+type Stats = transport.ConnStats
 
 // Stats returns the transport's connection counters.
 func (t *Transport) Stats() Stats {
 	t.mu.Lock()
-	s := Stats{Open: len(t.conns), Registered: t.registered, Unregistered: t.strangers.Len()}
-	t.mu.Unlock()
-	s.Accepted = t.accepted.Load()
-	s.RefusedPerIP = t.refusedPerIP.Load()
-	s.RefusedTotal = t.refusedTotal.Load()
-	s.Evicted = t.evicted.Load()
-	s.ClosedIdle = t.closedIdle.Load()
-	return s
+	defer t.mu.Unlock()
+	return t.conns.Stats()
 }
 
 // MarkRegistered says whether flow, one of the transport's connections,
@@ -272,23 +251,7 @@ func (t *Transport) Stats() Stats {
 func (t *Transport) MarkRegistered(flow sip.Addr, registered bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c := t.conns[flow.Flow]
-	if c == nil || c.registered == registered {
-		return
-	}
-	c.registered = registered
-	if registered {
-		t.registered++
-		if c.stranger != nil {
-			t.strangers.Remove(c.stranger)
-			c.stranger = nil
-		}
-		return
-	}
-	t.registered--
-	if c.inbound {
-		c.stranger = t.strangers.PushBack(c)
-	}
+	t.conns.MarkRegistered(flow.Flow, registered)
 }
 
 // Serve accepts connections until ctx is done or the transport is closed,
@@ -337,51 +300,35 @@ func (t *Transport) accept(nc net.Conn) {
 	remote := unmap(nc.RemoteAddr().(*net.TCPAddr).AddrPort())
 	group := transport.PeerGroup(remote.Addr())
 	t.mu.Lock()
-	var victim *conn
-	switch {
-	case t.closed:
+	if t.closed {
 		t.mu.Unlock()
 		nc.Close()
 		return
-	case t.perIP[group] >= t.opts.MaxConnsPerIP:
+	}
+	victim, err := t.conns.Admit(group)
+	if err != nil {
 		t.mu.Unlock()
 		nc.Close()
-		t.refusedPerIP.Add(1)
-		t.log.Debug("connection refused: source at its cap", "remote", remote, "group", group, "cap", t.opts.MaxConnsPerIP)
-		return
-	case len(t.conns) >= t.opts.MaxConns:
-		if victim = t.evictLocked(); victim == nil {
-			t.mu.Unlock()
-			nc.Close()
-			t.refusedTotal.Add(1)
+		if errors.Is(err, transport.ErrTooManyFromIP) {
+			t.log.Debug("connection refused: source at its cap", "remote", remote, "group", group, "cap", t.opts.MaxConnsPerIP)
+		} else {
 			t.log.Debug("connection refused: transport at its cap, every connection registered or dialed",
 				"remote", remote, "cap", t.opts.MaxConns)
-			return
 		}
+		return
+	}
+	if victim != nil {
+		t.forgetLocked(victim)
 	}
 	if t.opts.TLS != nil {
 		nc = tls.Server(nc, t.opts.TLS)
 	}
-	c := t.addLocked(nc, remote, true)
+	c := t.addLocked(nc, remote, group)
 	t.mu.Unlock()
-	t.accepted.Add(1)
 	if victim != nil {
 		t.shed(victim, "for a new connection at the cap", c.addr.AddrPort)
 	}
 	go c.serve()
-}
-
-// evictLocked takes the oldest stranger out of the books, to be closed
-// once t.mu is released, and returns it; nil when there is none.
-func (t *Transport) evictLocked() *conn {
-	e := t.strangers.Front()
-	if e == nil {
-		return nil
-	}
-	c := e.Value.(*conn)
-	t.removeLocked(c)
-	t.evicted.Add(1)
-	return c
 }
 
 // shed closes an evicted connection; its reader then reports the flow
@@ -392,21 +339,17 @@ func (t *Transport) shed(c *conn, why string, newcomer netip.AddrPort) {
 	c.close()
 }
 
-// addLocked registers a new connection; t.mu is held.
-func (t *Transport) addLocked(nc net.Conn, remote netip.AddrPort, inbound bool) *conn {
+// addLocked registers a new connection in the place t.conns gave it: an
+// accepted one from group, a dialed one (the zero group); t.mu is held.
+func (t *Transport) addLocked(nc net.Conn, remote netip.AddrPort, group netip.Prefix) *conn {
 	c := &conn{
 		t:       t,
 		nc:      nc,
 		addr:    sip.Addr{Transport: t.network, AddrPort: remote, Flow: transport.NextFlowID()},
-		inbound: inbound,
+		inbound: group.IsValid(),
 	}
-	c.touch()
-	t.conns[c.addr.Flow] = c
+	c.entry = t.conns.Add(c, c.addr.Flow, group)
 	t.byAddr[remote] = c
-	if inbound {
-		t.perIP[transport.PeerGroup(remote.Addr())]++
-		c.stranger = t.strangers.PushBack(c)
-	}
 	t.wg.Add(1)
 	return c
 }
@@ -418,42 +361,25 @@ func (t *Transport) remove(c *conn) {
 	t.removeLocked(c)
 }
 
-// removeLocked forgets c, once: an evicted connection is forgotten before
-// its reader ends.
+// removeLocked forgets c, once: an evicted connection is out of t.conns
+// before its reader ends.
 func (t *Transport) removeLocked(c *conn) {
-	if c.removed {
-		return
-	}
-	c.removed = true
-	delete(t.conns, c.addr.Flow)
-	if t.byAddr[c.addr.AddrPort] == c {
-		delete(t.byAddr, c.addr.AddrPort)
-	}
-	if c.registered {
-		t.registered--
-	}
-	if c.stranger != nil {
-		t.strangers.Remove(c.stranger)
-		c.stranger = nil
-	}
-	if c.inbound {
-		g := transport.PeerGroup(c.addr.AddrPort.Addr())
-		if t.perIP[g]--; t.perIP[g] <= 0 {
-			delete(t.perIP, g)
-		}
+	if t.conns.Remove(c.entry) {
+		t.forgetLocked(c)
 	}
 }
 
-// sweepInterval is how often idle connections are looked for: a quarter
-// of the shorter idle timeout, so that one closes at most a quarter late.
-func (t *Transport) sweepInterval() time.Duration {
-	return max(min(t.opts.IdleTimeout, t.opts.UnregisteredIdleTimeout)/4, time.Millisecond)
+// forgetLocked drops c, which is out of t.conns, from the transport's own
+// index.
+func (t *Transport) forgetLocked(c *conn) {
+	if t.byAddr[c.addr.AddrPort] == c {
+		delete(t.byAddr, c.addr.AddrPort)
+	}
 }
 
 // sweep closes the connections idle beyond their timeout and schedules
 // the next sweep. It runs from the clock's timer.
 func (t *Transport) sweep() {
-	now := t.clock.Now()
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
@@ -464,20 +390,14 @@ func (t *Transport) sweep() {
 		limit time.Duration
 	}
 	var idle []idleConn
-	for _, c := range t.conns {
-		limit := t.opts.IdleTimeout
-		if c.stranger != nil {
-			limit = t.opts.UnregisteredIdleTimeout
-		}
-		if now.Sub(c.lastActive()) >= limit {
-			idle = append(idle, idleConn{c, limit})
-		}
+	for c, limit := range t.conns.Idle() {
+		idle = append(idle, idleConn{c, limit})
 	}
-	t.sweeper = t.clock.AfterFunc(t.sweepInterval(), t.sweep)
+	t.sweeper = t.clock.AfterFunc(t.conns.SweepInterval(), t.sweep)
 	t.mu.Unlock()
 	for _, ic := range idle {
 		if ic.c.close() {
-			t.closedIdle.Add(1)
+			t.conns.CountClosedIdle()
 			t.log.Debug("idle connection closed", "remote", ic.c.addr.AddrPort, "flow", ic.c.addr.Flow,
 				"idle_timeout", ic.limit)
 		}
@@ -496,10 +416,7 @@ func (t *Transport) Close() error {
 	t.closed = true
 	t.stopLife()
 	t.sweeper.Stop()
-	conns := make([]*conn, 0, len(t.conns))
-	for _, c := range t.conns {
-		conns = append(conns, c)
-	}
+	conns := t.conns.Conns()
 	t.mu.Unlock()
 	err := t.ln.Close()
 	for _, c := range conns {
@@ -533,12 +450,13 @@ func (t *Transport) Send(ctx context.Context, msg sip.Message, dst sip.Addr) err
 func (t *Transport) connFor(ctx context.Context, msg sip.Message, dst sip.Addr) (*conn, error) {
 	if dst.Flow != 0 {
 		t.mu.Lock()
-		c, closed := t.conns[dst.Flow], t.closed
+		c, ok := t.conns.Conn(dst.Flow)
+		closed := t.closed
 		t.mu.Unlock()
 		switch {
 		case closed:
 			return nil, fmt.Errorf("siptcp: send: %w", transport.ErrClosed)
-		case c == nil:
+		case !ok:
 			return nil, fmt.Errorf("siptcp: %s: %w", dst, transport.ErrFlowClosed)
 		}
 		return c, nil
@@ -602,17 +520,15 @@ func (t *Transport) dial(ctx context.Context, ap netip.AddrPort, msg sip.Message
 	}
 	t.mu.Lock()
 	var victim *conn
-	switch {
-	case t.closed:
+	if t.closed {
 		d.err = fmt.Errorf("siptcp: dial %s: %w", ap, transport.ErrClosed)
-	case len(t.conns) >= t.opts.MaxConns:
-		if victim = t.evictLocked(); victim == nil {
-			d.err = fmt.Errorf("dial %s: %w", ap, ErrTooManyConns)
-			break
+	} else if victim, err = t.conns.AdmitDialed(); err != nil {
+		d.err = fmt.Errorf("dial %s: %w", ap, ErrTooManyConns)
+	} else {
+		if victim != nil {
+			t.forgetLocked(victim)
 		}
-		fallthrough
-	default:
-		d.c = t.addLocked(nc, ap, false)
+		d.c = t.addLocked(nc, ap, netip.Prefix{})
 	}
 	t.mu.Unlock()
 	if d.c == nil {

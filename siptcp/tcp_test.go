@@ -13,22 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/siptcp"
 	"github.com/switchboard/switchboard/transport"
 	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
-func options(callID, transportName string) string {
-	return "OPTIONS sip:gw@127.0.0.1 SIP/2.0\r\n" +
-		"Via: SIP/2.0/" + transportName + " 10.0.0.1:5062;branch=z9hG4bK" + callID + ";rport\r\n" +
-		"Max-Forwards: 70\r\n" +
-		"To: <sip:gw@127.0.0.1>\r\n" +
-		"From: <sip:alice@example.com>;tag=1928301774\r\n" +
-		"Call-ID: " + callID + "\r\n" +
-		"CSeq: 1 OPTIONS\r\n" +
-		"Content-Length: 0\r\n\r\n"
-}
+// options returns an OPTIONS request sent over the transport named.
+var options = transporttest.OptionsRequest
 
 func withBody(callID, body string) string {
 	return strings.Replace(options(callID, "TCP"), "Content-Length: 0\r\n\r\n",
@@ -45,131 +38,19 @@ func listen(t *testing.T, addr string, opts siptcp.Options) *siptcp.Transport {
 	return tr
 }
 
-func serve(t *testing.T, tr transport.Transport, h transport.Handler) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tr.Serve(ctx, h) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("serve: %v", err)
-			}
-		case <-time.After(transporttest.Timeout):
-			t.Error("serve did not return")
-		}
-	})
-}
-
-func newLayer(cfg transport.Config, trs ...transport.Transport) *transport.Layer {
-	l := transport.NewLayer(cfg)
-	for _, tr := range trs {
-		l.Add(tr)
-	}
-	return l
-}
-
-func runLayer(t *testing.T, l *transport.Layer, h transport.Handler) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Serve(ctx, h) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("layer: %v", err)
-			}
-		case <-time.After(transporttest.Timeout):
-			t.Error("layer did not stop")
-		}
-	})
-}
-
-// answering returns a Recorder that answers each request with 200 through
-// l, over the request's connection.
-func answering(l *transport.Layer) *transporttest.Recorder {
-	rec := transporttest.NewRecorder()
-	rec.OnMessage = func(m sip.Message) {
-		if req, ok := m.(*sip.Request); ok {
-			_ = l.Send(context.Background(), sip.NewResponse(req, 200, ""), req.Source)
-		}
-	}
-	return rec
-}
-
-// peer is a raw TCP connection playing a phone.
-type peer struct {
-	t    *testing.T
-	conn net.Conn
-	r    *bufio.Reader
-}
-
-func dial(t *testing.T, to sip.Addr) *peer {
-	t.Helper()
-	c, err := net.DialTimeout("tcp", to.AddrPort.String(), transporttest.Timeout)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &peer{t, c, bufio.NewReader(c)}
-}
-
-func (p *peer) write(s string) {
-	p.t.Helper()
-	if _, err := io.WriteString(p.conn, s); err != nil {
-		p.t.Fatal(err)
-	}
-}
-
-// response reads one response framed by Content-Length.
-func (p *peer) response() *sip.Response {
-	p.t.Helper()
-	p.conn.SetReadDeadline(time.Now().Add(transporttest.Timeout))
-	var head strings.Builder
-	for {
-		line, err := p.r.ReadString('\n')
-		if err != nil {
-			p.t.Fatalf("read response: %v (so far %q)", err, head.String())
-		}
-		head.WriteString(line)
-		if line == "\r\n" && head.Len() > 2 {
-			break
-		}
-	}
-	m, err := sip.ParseMessage([]byte(head.String()))
-	if err != nil {
-		p.t.Fatalf("response does not parse: %v\n%s", err, head.String())
-	}
-	return m.(*sip.Response)
-}
-
-// eof waits for the server to close the connection.
-func (p *peer) eof() {
-	p.t.Helper()
-	p.conn.SetReadDeadline(time.Now().Add(transporttest.Timeout))
-	if _, err := io.Copy(io.Discard, p.r); err != nil {
-		p.t.Fatalf("connection not closed: %v", err)
-	}
-}
-
 func TestRoundTripThroughLayer(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{})
-	l := newLayer(transport.Config{}, tr)
-	rec := answering(l)
-	runLayer(t, l, rec)
-	p := dial(t, tr.LocalAddr())
-	p.write(options("rt1", "TCP"))
-	res := p.response()
+	l := transporttest.NewLayer(transport.Config{}, tr)
+	rec := transporttest.Answer(t, l)
+	p := transporttest.DialTCP(t, tr.LocalAddr())
+	p.Write(options("rt1", "TCP"))
+	res := p.Response()
 	if res.StatusCode != 200 || res.CallID() != "rt1" {
 		t.Fatalf("got %d %s", res.StatusCode, res.CallID())
 	}
 	req := rec.Message(t).(*sip.Request)
-	local := p.conn.LocalAddr().(*net.TCPAddr).AddrPort()
+	local := p.Addr()
 	if req.Source.Transport != sip.TCP || req.Source.AddrPort != local || req.Source.Flow == 0 {
 		t.Errorf("source %v, peer %v", req.Source, local)
 	}
@@ -181,8 +62,8 @@ func TestRoundTripThroughLayer(t *testing.T) {
 		t.Errorf("rport %d", port)
 	}
 	// The same connection carries the next exchange.
-	p.write(options("rt2", "TCP"))
-	if res := p.response(); res.CallID() != "rt2" {
+	p.Write(options("rt2", "TCP"))
+	if res := p.Response(); res.CallID() != "rt2" {
 		t.Errorf("second answer %s", res.CallID())
 	}
 	if req2 := rec.Message(t); req2.Src() != req.Source {
@@ -191,19 +72,18 @@ func TestRoundTripThroughLayer(t *testing.T) {
 }
 
 func TestIPv6RoundTrip(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	if ln, err := net.Listen("tcp6", "[::1]:0"); err != nil {
 		t.Skipf("no ::1: %v", err)
 	} else {
 		ln.Close()
 	}
 	tr := listen(t, "[::1]:0", siptcp.Options{})
-	l := newLayer(transport.Config{}, tr)
-	rec := answering(l)
-	runLayer(t, l, rec)
-	p := dial(t, tr.LocalAddr())
-	p.write(options("v6", "TCP"))
-	if res := p.response(); res.StatusCode != 200 {
+	l := transporttest.NewLayer(transport.Config{}, tr)
+	rec := transporttest.Answer(t, l)
+	p := transporttest.DialTCP(t, tr.LocalAddr())
+	p.Write(options("v6", "TCP"))
+	if res := p.Response(); res.StatusCode != 200 {
 		t.Fatalf("status %d", res.StatusCode)
 	}
 	req := rec.Message(t).(*sip.Request)
@@ -213,15 +93,14 @@ func TestIPv6RoundTrip(t *testing.T) {
 }
 
 func TestManyMessagesInOneWrite(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{})
-	rec := transporttest.NewRecorder()
-	serve(t, tr, rec)
+	rec := transporttest.Record(t, tr)
 	var b strings.Builder
 	for i := range 50 {
 		b.WriteString(withBody(fmt.Sprintf("one%d", i), strings.Repeat("x", i)))
 	}
-	dial(t, tr.LocalAddr()).write(b.String())
+	transporttest.DialTCP(t, tr.LocalAddr()).Write(b.String())
 	for i := range 50 {
 		m := rec.Message(t)
 		if m.Header().CallID() != fmt.Sprintf("one%d", i) || len(m.Payload()) != i {
@@ -231,17 +110,16 @@ func TestManyMessagesInOneWrite(t *testing.T) {
 }
 
 func TestSplitWrites(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{})
-	rec := transporttest.NewRecorder()
-	serve(t, tr, rec)
+	rec := transporttest.Record(t, tr)
 	stream := withBody("split0", "hello, world") + "\r\n\r\n" + withBody("split1", strings.Repeat("z", 3000)) + withBody("split2", "")
 	for _, sizes := range [][]int{{1}, {7, 13, 1, 250}, {4095, 2, 4097}} {
-		p := dial(t, tr.LocalAddr())
+		p := transporttest.DialTCP(t, tr.LocalAddr())
 		rest := stream
 		for i := 0; rest != ""; i++ {
 			n := min(sizes[i%len(sizes)], len(rest))
-			p.write(rest[:n])
+			p.Write(rest[:n])
 			rest = rest[n:]
 		}
 		for i := range 3 {
@@ -251,44 +129,39 @@ func TestSplitWrites(t *testing.T) {
 			}
 		}
 		// The ping inside the stream was answered.
-		p.conn.SetReadDeadline(time.Now().Add(transporttest.Timeout))
-		pong := make([]byte, 2)
-		if _, err := io.ReadFull(p.r, pong); err != nil || string(pong) != "\r\n" {
+		if pong, err := p.Read(2); err != nil || pong != "\r\n" {
 			t.Errorf("pong %q, %v", pong, err)
 		}
 	}
 }
 
 func TestKeepAlive(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{})
-	serve(t, tr, transporttest.NewRecorder())
-	p := dial(t, tr.LocalAddr())
-	p.write("\r\n") // a pong: no answer
-	p.write(strings.Replace(options("ka1", "TCP"), "CSeq: 1 OPTIONS", "CSeq: 1 BYE", 1))
+	transporttest.Record(t, tr)
+	p := transporttest.DialTCP(t, tr.LocalAddr())
+	p.Write("\r\n") // a pong: no answer
+	p.Write(strings.Replace(options("ka1", "TCP"), "CSeq: 1 OPTIONS", "CSeq: 1 BYE", 1))
 	// The first bytes back are the 400, not a CRLF.
-	if res := p.response(); res.StatusCode != 400 {
+	if res := p.Response(); res.StatusCode != 400 {
 		t.Fatalf("status %d", res.StatusCode)
 	}
-	p.write("\r\n\r\n")
-	pong := make([]byte, 2)
-	p.conn.SetReadDeadline(time.Now().Add(transporttest.Timeout))
-	if _, err := io.ReadFull(p.r, pong); err != nil || string(pong) != "\r\n" {
+	p.Write("\r\n\r\n")
+	if pong, err := p.Read(2); err != nil || pong != "\r\n" {
 		t.Fatalf("pong %q, %v", pong, err)
 	}
 }
 
 func TestMalformedMessageKeepsConnection(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{})
-	rec := transporttest.NewRecorder()
-	serve(t, tr, rec)
-	p := dial(t, tr.LocalAddr())
-	p.write(strings.Replace(options("bad1", "TCP"), "Max-Forwards: 70", "Max-Forwards: lots", 1))
-	if res := p.response(); res.StatusCode != 400 || res.Reason != "Malformed Max-Forwards" || res.CallID() != "bad1" {
+	rec := transporttest.Record(t, tr)
+	p := transporttest.DialTCP(t, tr.LocalAddr())
+	p.Write(strings.Replace(options("bad1", "TCP"), "Max-Forwards: 70", "Max-Forwards: lots", 1))
+	if res := p.Response(); res.StatusCode != 400 || res.Reason != "Malformed Max-Forwards" || res.CallID() != "bad1" {
 		t.Errorf("got %d %q", res.StatusCode, res.Reason)
 	}
-	p.write(options("good1", "TCP"))
+	p.Write(options("good1", "TCP"))
 	if m := rec.Message(t); m.Header().CallID() != "good1" {
 		t.Errorf("delivered %s", m.Header().CallID())
 	}
@@ -304,16 +177,15 @@ func TestBrokenFramingClosesConnection(t *testing.T) {
 		{"endless header", strings.Replace(options("endless", "TCP"), "Content-Length: 0\r\n\r\n", "X: "+strings.Repeat("y", 3000), 1), 513},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			transporttest.CheckGoroutines(t)
+			leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 			tr := listen(t, "127.0.0.1:0", siptcp.Options{Limits: sip.Limits{MaxMessageSize: 1024}})
-			rec := transporttest.NewRecorder()
-			serve(t, tr, rec)
-			p := dial(t, tr.LocalAddr())
-			p.write(tc.data)
-			if res := p.response(); res.StatusCode != tc.status {
+			rec := transporttest.Record(t, tr)
+			p := transporttest.DialTCP(t, tr.LocalAddr())
+			p.Write(tc.data)
+			if res := p.Response(); res.StatusCode != tc.status {
 				t.Errorf("status %d %s", res.StatusCode, res.Reason)
 			}
-			p.eof()
+			p.EOF()
 			closed := rec.FlowClosed(t)
 			if closed.Transport != sip.TCP || closed.Flow == 0 {
 				t.Errorf("closed %v", closed)
@@ -328,20 +200,19 @@ func TestBrokenFramingClosesConnection(t *testing.T) {
 func TestClosedMidMessage(t *testing.T) {
 	for _, abrupt := range []bool{false, true} {
 		t.Run(fmt.Sprintf("abrupt=%v", abrupt), func(t *testing.T) {
-			transporttest.CheckGoroutines(t)
+			leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 			tr := listen(t, "127.0.0.1:0", siptcp.Options{})
-			rec := transporttest.NewRecorder()
-			serve(t, tr, rec)
-			p := dial(t, tr.LocalAddr())
-			p.write(options("whole", "TCP"))
+			rec := transporttest.Record(t, tr)
+			p := transporttest.DialTCP(t, tr.LocalAddr())
+			p.Write(options("whole", "TCP"))
 			first := rec.Message(t)
 			msg := withBody("half", strings.Repeat("h", 100))
-			p.write(msg[:len(msg)/2])
+			p.Write(msg[:len(msg)/2])
 			if abrupt {
 				// SO_LINGER 0 makes Close send a RST.
-				p.conn.(*net.TCPConn).SetLinger(0)
+				p.Conn.(*net.TCPConn).SetLinger(0)
 			}
-			p.conn.Close()
+			p.Conn.Close()
 			if got := rec.FlowClosed(t); got != first.Src() {
 				t.Errorf("closed %v, flow was %v", got, first.Src())
 			}
@@ -356,14 +227,13 @@ func TestClosedMidMessage(t *testing.T) {
 }
 
 func TestTenThousandMessages(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{})
-	rec := transporttest.NewRecorder()
-	serve(t, tr, rec)
-	p := dial(t, tr.LocalAddr())
+	rec := transporttest.Record(t, tr)
+	p := transporttest.DialTCP(t, tr.LocalAddr())
 	const n = 10000
 	go func() {
-		w := bufio.NewWriterSize(p.conn, 8192)
+		w := bufio.NewWriterSize(p.Conn, 8192)
 		for i := range n {
 			io.WriteString(w, withBody(fmt.Sprintf("m%d", i), "x"))
 		}
@@ -381,20 +251,18 @@ func TestTenThousandMessages(t *testing.T) {
 }
 
 func TestTLSRoundTripAndReuse(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	serverTLS, clientTLS := transporttest.TLSConfigs(t)
 	srv := listen(t, "127.0.0.1:0", siptcp.Options{TLS: serverTLS})
 	if srv.Network() != sip.TLS {
 		t.Fatalf("network %s", srv.Network())
 	}
-	sl := newLayer(transport.Config{}, srv)
-	srvRec := answering(sl)
-	runLayer(t, sl, srvRec)
+	sl := transporttest.NewLayer(transport.Config{}, srv)
+	srvRec := transporttest.Answer(t, sl)
 
 	cli := listen(t, "127.0.0.1:0", siptcp.Options{TLS: serverTLS, ClientTLS: clientTLS})
-	cliRec := transporttest.NewRecorder()
-	cl := newLayer(transport.Config{}, cli)
-	runLayer(t, cl, cliRec)
+	cl := transporttest.NewLayer(transport.Config{}, cli)
+	cliRec := transporttest.Record(t, cl)
 
 	dst := sip.Addr{Transport: sip.TLS, AddrPort: srv.LocalAddr().AddrPort}
 	var flows []uint64
@@ -424,7 +292,7 @@ func TestTLSRoundTripAndReuse(t *testing.T) {
 
 	// A client that does not trust the certificate cannot connect.
 	untrusting := listen(t, "127.0.0.1:0", siptcp.Options{TLS: serverTLS, ClientTLS: &tls.Config{}})
-	serve(t, untrusting, transporttest.NewRecorder())
+	transporttest.Record(t, untrusting)
 	m, _ := sip.ParseMessage([]byte(options("tlsbad", "TLS")))
 	if err := untrusting.Send(context.Background(), m, dst); err == nil {
 		t.Error("handshake with an untrusted certificate succeeded")
@@ -432,12 +300,11 @@ func TestTLSRoundTripAndReuse(t *testing.T) {
 }
 
 func TestConcurrentSendsShareOneDial(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	srv := listen(t, "127.0.0.1:0", siptcp.Options{})
-	rec := transporttest.NewRecorder()
-	serve(t, srv, rec)
+	rec := transporttest.Record(t, srv)
 	cli := listen(t, "127.0.0.1:0", siptcp.Options{})
-	serve(t, cli, transporttest.NewRecorder())
+	transporttest.Record(t, cli)
 	var wg sync.WaitGroup
 	for i := range 20 {
 		wg.Go(func() {
@@ -457,22 +324,20 @@ func TestConcurrentSendsShareOneDial(t *testing.T) {
 }
 
 func TestResponseAfterFlowClosed(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	// The phone listens on its own port (its Via sent-by) and sends its
 	// request from another connection, which it closes before the answer.
 	phone := listen(t, "127.0.0.1:0", siptcp.Options{})
-	phoneRec := transporttest.NewRecorder()
-	serve(t, phone, phoneRec)
+	phoneRec := transporttest.Record(t, phone)
 
 	srv := listen(t, "127.0.0.1:0", siptcp.Options{})
-	sl := newLayer(transport.Config{}, srv)
-	srvRec := transporttest.NewRecorder()
-	runLayer(t, sl, srvRec)
+	sl := transporttest.NewLayer(transport.Config{}, srv)
+	srvRec := transporttest.Record(t, sl)
 
-	p := dial(t, srv.LocalAddr())
-	p.write(strings.Replace(options("late", "TCP"), "10.0.0.1:5062", phone.LocalAddr().AddrPort.String(), 1))
+	p := transporttest.DialTCP(t, srv.LocalAddr())
+	p.Write(strings.Replace(options("late", "TCP"), "10.0.0.1:5062", phone.LocalAddr().AddrPort.String(), 1))
 	req := srvRec.Message(t).(*sip.Request)
-	p.conn.Close()
+	p.Conn.Close()
 	if got := srvRec.FlowClosed(t); got != req.Source {
 		t.Fatalf("closed %v", got)
 	}
@@ -499,9 +364,9 @@ func isFlowClosed(err error) bool {
 }
 
 func TestSendErrors(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", siptcp.Options{DialTimeout: 2 * time.Second})
-	serve(t, tr, transporttest.NewRecorder())
+	transporttest.Record(t, tr)
 	m, _ := sip.ParseMessage([]byte(options("e", "TCP")))
 	ctx := context.Background()
 	// A port nobody listens on: take one and free it.

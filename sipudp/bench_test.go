@@ -11,6 +11,7 @@ import (
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sipudp"
 	"github.com/switchboard/switchboard/transport"
+	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
 // benchMessage is a small REGISTER as phones send them (about 400 bytes).
@@ -49,22 +50,15 @@ func (c *counter) HandleFlowClosed(sip.Addr) {}
 const window = 256
 
 // benchReceive sends b.N datagrams from one goroutine through a real
-// loopback socket to serve's handler, and reports messages per second.
-func benchReceive(b *testing.B, serve func(ctx context.Context, tr *sipudp.Transport, h transport.Handler) error) {
+// loopback socket to the handler of what server makes of the transport,
+// and reports messages per second.
+func benchReceive(b *testing.B, server func(tr *sipudp.Transport) transporttest.Server) {
 	tr, err := sipudp.Listen(context.Background(), "127.0.0.1:0", sipudp.Options{ReadBuffer: 4 << 20})
 	if err != nil {
 		b.Fatal(err)
 	}
 	h := &counter{progress: make(chan struct{}, 1)}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- serve(ctx, tr, h) }()
-	defer func() {
-		cancel()
-		if err := <-done; err != nil {
-			b.Error(err)
-		}
-	}()
+	transporttest.Serve(b, server(tr), h)
 	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(tr.LocalAddr().AddrPort))
 	if err != nil {
 		b.Fatal(err)
@@ -125,19 +119,15 @@ func cpuTime() time.Duration {
 // BenchmarkReceive measures socket → parse → handler with the transport
 // alone: the read loop calls the handler directly.
 func BenchmarkReceive(b *testing.B) {
-	benchReceive(b, func(ctx context.Context, tr *sipudp.Transport, h transport.Handler) error {
-		return tr.Serve(ctx, h)
-	})
+	benchReceive(b, func(tr *sipudp.Transport) transporttest.Server { return tr })
 }
 
 // BenchmarkReceiveLayer measures socket → parse → Layer (per-source
 // queue, worker, received/rport stamping) → handler: what the transaction
 // layer will see.
 func BenchmarkReceiveLayer(b *testing.B) {
-	benchReceive(b, func(ctx context.Context, tr *sipudp.Transport, h transport.Handler) error {
-		l := transport.NewLayer(transport.Config{})
-		l.Add(tr)
-		return l.Serve(ctx, h)
+	benchReceive(b, func(tr *sipudp.Transport) transporttest.Server {
+		return transporttest.NewLayer(transport.Config{}, tr)
 	})
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/transaction"
 	"github.com/switchboard/switchboard/sipudp"
@@ -54,8 +55,8 @@ type unreachRecorder struct {
 	reports chan report
 }
 
-func newUnreachRecorder() *unreachRecorder {
-	return &unreachRecorder{Recorder: transporttest.NewRecorder(), reports: make(chan report, 64)}
+func newUnreachRecorder(t *testing.T) *unreachRecorder {
+	return &unreachRecorder{Recorder: transporttest.NewRecorder(t), reports: make(chan report, 64)}
 }
 
 func (r *unreachRecorder) HandleUnreachable(dst sip.Addr, quote []byte, cause error) {
@@ -92,7 +93,7 @@ func TestUnreachableReported(t *testing.T) {
 		{"dual stack to ipv4", "[::]:0", "udp4", "127.0.0.1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			transporttest.CheckGoroutines(t)
+			leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 			if tc.ip == "::1" {
 				if c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
 					t.Fatalf("this test needs the IPv6 loopback ::1 (enable IPv6 on lo): %v", err)
@@ -101,12 +102,12 @@ func TestUnreachableReported(t *testing.T) {
 				}
 			}
 			tr := listen(t, tc.listen, sipudp.Options{})
-			rec := newUnreachRecorder()
-			serve(t, tr, rec)
+			rec := newUnreachRecorder(t)
+			transporttest.Serve(t, tr, rec)
 			dst := closedPort(t, tc.network, tc.ip)
 			req := options("icmp1")
 			rep := rec.awaitReport(t, func() {
-				if err := tr.Send(context.Background(), mustParse(t, req), dst); err != nil {
+				if err := tr.Send(context.Background(), transporttest.ParseRequest(t, req), dst); err != nil {
 					t.Errorf("send: %v", err)
 				}
 			})
@@ -123,35 +124,18 @@ func TestUnreachableReported(t *testing.T) {
 	}
 }
 
-func mustParse(t *testing.T, s string) sip.Message {
-	t.Helper()
-	m, err := sip.ParseMessage([]byte(s))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
 // TestUnreachableSendsOn: the socket's pending ICMP error, set by a
 // datagram to a closed port, must not fail the next send, to someone
 // else: Send reads the error queue and sends again.
 func TestUnreachableSendsOn(t *testing.T) {
-	transporttest.CheckGoroutines(t)
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := sipudp.New(conn, sipudp.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tr.Close() })
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
+	conn, tr := listenConn(t)
 	// Not served: no read loop takes the pending error first.
-	peer := newClient(t, "udp4", "127.0.0.1:0")
+	peer := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
 	dst := closedPort(t, "udp4", "127.0.0.1")
 	deadline := time.Now().Add(icmpDeadline)
 	for {
-		if err := tr.Send(context.Background(), mustParse(t, options("lost")), dst); err != nil {
+		if err := tr.Send(context.Background(), transporttest.ParseRequest(t, options("lost")), dst); err != nil {
 			t.Fatalf("send to the closed port: %v", err)
 		}
 		if pendingError(t, conn, resendEvery) {
@@ -161,14 +145,30 @@ func TestUnreachableSendsOn(t *testing.T) {
 			t.Fatalf("no ICMP error within %v", icmpDeadline)
 		}
 	}
-	to := sip.Addr{Transport: sip.UDP, AddrPort: peer.addr()}
-	if err := tr.Send(context.Background(), mustParse(t, options("next")), to); err != nil {
+	to := sip.Addr{Transport: sip.UDP, AddrPort: peer.Addr()}
+	if err := tr.Send(context.Background(), transporttest.ParseRequest(t, options("next")), to); err != nil {
 		t.Fatalf("send after an ICMP error: %v", err)
 	}
-	b, _ := peer.read()
+	b, _ := peer.Read()
 	if !strings.Contains(string(b), "Call-ID: next") {
 		t.Fatalf("peer got %q", b)
 	}
+}
+
+// listenConn returns a transport on 127.0.0.1, closed when the test ends,
+// and its socket, for a test to use past the transport.
+func listenConn(t *testing.T) (*net.UDPConn, *sipudp.Transport) {
+	t.Helper()
+	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := sipudp.New(conn, sipudp.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return conn, tr
 }
 
 // pendingError polls conn for up to d and reports whether an ICMP error
@@ -205,18 +205,10 @@ func pendingError(t *testing.T, conn *net.UDPConn, d time.Duration) bool {
 // datagrams go out past Send here, which would read them too), and a
 // burst of them is no read failure: the transport keeps serving.
 func TestUnreachableKeepsReading(t *testing.T) {
-	transporttest.CheckGoroutines(t)
-	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr, err := sipudp.New(conn, sipudp.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { tr.Close() })
-	rec := newUnreachRecorder()
-	serve(t, tr, rec)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
+	conn, tr := listenConn(t)
+	rec := newUnreachRecorder(t)
+	transporttest.Serve(t, tr, rec)
 	// More than the 16 failed reads in a row after which a read loop
 	// gives up, and fewer than the kernel's ICMP burst of 50. A write may
 	// fail with the error of an earlier one: that is Send's to handle.
@@ -226,8 +218,8 @@ func TestUnreachableKeepsReading(t *testing.T) {
 	}
 	dst := closedPort(t, "udp4", "127.0.0.1")
 	rec.awaitReport(t, func() { _, _ = conn.WriteToUDPAddrPort([]byte(options("last")), dst.AddrPort) })
-	c := newClient(t, "udp4", "127.0.0.1:0")
-	c.send(tr.LocalAddr(), options("still"))
+	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
+	c.Send(tr.LocalAddr(), options("still"))
 	if m := rec.Message(t); m.Header().CallID() != "still" {
 		t.Fatalf("got %s, want the request sent after the burst", m.Header().CallID())
 	}
@@ -238,15 +230,15 @@ func TestUnreachableKeepsReading(t *testing.T) {
 // 503 and a transport error, and a request to a port that is open but
 // silent goes on.
 func TestUnreachableEndsTransaction(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{})
-	l := newLayer(transport.Config{}, tr)
+	l := transporttest.NewLayer(transport.Config{}, tr)
 	txl := transaction.New(context.Background(), l, nil, transaction.Config{})
 	t.Cleanup(func() { txl.Close() })
-	runLayer(t, l, transport.HandlerFuncs{Message: txl.HandleMessage, Unreachable: txl.HandleUnreachable})
+	transporttest.Serve(t, l, transport.HandlerFuncs{Message: txl.HandleMessage, Unreachable: txl.HandleUnreachable})
 
-	silent := newClient(t, "udp4", "127.0.0.1:0")
-	quiet := start(t, l, txl, "BYE", sip.Addr{Transport: sip.UDP, AddrPort: silent.addr()})
+	silent := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
+	quiet := start(t, l, txl, "BYE", sip.Addr{Transport: sip.UDP, AddrPort: silent.Addr()})
 	dead := start(t, l, txl, "BYE", closedPort(t, "udp4", "127.0.0.1"))
 	began := time.Now()
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/transaction"
 	"github.com/switchboard/switchboard/sipudp"
@@ -15,9 +16,9 @@ import (
 // a phone behind a NAT asks, and the answer finds its real port; its
 // retransmission is absorbed and answered again by the server transaction.
 func TestWithTransactionLayer(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{})
-	l := newLayer(transport.Config{}, tr)
+	l := transporttest.NewLayer(transport.Config{}, tr)
 	served := make(chan string, 4)
 	tx := transaction.New(context.Background(), l, transaction.HandlerFunc(func(_ context.Context, st *transaction.ServerTx, req *sip.Request) {
 		served <- req.CallID()
@@ -28,16 +29,16 @@ func TestWithTransactionLayer(t *testing.T) {
 		}
 	}), transaction.Config{})
 	t.Cleanup(func() { tx.Close() })
-	runLayer(t, l, transport.HandlerFuncs{Message: tx.HandleMessage})
+	transporttest.Serve(t, l, transport.HandlerFuncs{Message: tx.HandleMessage})
 
-	c := newClient(t, "udp4", "127.0.0.1:0")
-	c.send(tr.LocalAddr(), options("tx1"))
-	res := c.response()
+	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
+	c.Send(tr.LocalAddr(), options("tx1"))
+	res := c.Response()
 	if res.StatusCode != 200 || res.CallID() != "tx1" {
 		t.Fatalf("got %d %s", res.StatusCode, res.CallID())
 	}
-	c.send(tr.LocalAddr(), options("tx1"))
-	if again := c.response(); again.StatusCode != 200 || again.To().Tag() != res.To().Tag() {
+	c.Send(tr.LocalAddr(), options("tx1"))
+	if again := c.Response(); again.StatusCode != 200 || again.To().Tag() != res.To().Tag() {
 		t.Errorf("retransmission answered with %d, tag %q", again.StatusCode, again.To().Tag())
 	}
 	if got := <-served; got != "tx1" {

@@ -5,14 +5,13 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
+	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/siptcp"
 	"github.com/switchboard/switchboard/sipudp"
@@ -22,16 +21,7 @@ import (
 
 // options returns a request from a phone behind a NAT: its Via names a
 // private address, and asks for rport.
-func options(callID string) string {
-	return "OPTIONS sip:gw@127.0.0.1 SIP/2.0\r\n" +
-		"Via: SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bK" + callID + ";rport\r\n" +
-		"Max-Forwards: 70\r\n" +
-		"To: <sip:gw@127.0.0.1>\r\n" +
-		"From: <sip:alice@example.com>;tag=1928301774\r\n" +
-		"Call-ID: " + callID + "\r\n" +
-		"CSeq: 1 OPTIONS\r\n" +
-		"Content-Length: 0\r\n\r\n"
-}
+func options(callID string) string { return transporttest.OptionsRequest(callID, sip.UDP) }
 
 // listen opens a UDP transport on addr, closed at the end of the test.
 func listen(t *testing.T, addr string, opts sipudp.Options) *sipudp.Transport {
@@ -44,142 +34,28 @@ func listen(t *testing.T, addr string, opts sipudp.Options) *sipudp.Transport {
 	return tr
 }
 
-// newLayer returns a Layer holding trs.
-func newLayer(cfg transport.Config, trs ...transport.Transport) *transport.Layer {
-	l := transport.NewLayer(cfg)
-	for _, tr := range trs {
-		l.Add(tr)
-	}
-	return l
-}
-
-// serveLayer runs a Layer over trs, delivering to h, until the test ends.
-func serveLayer(t *testing.T, cfg transport.Config, h transport.Handler, trs ...transport.Transport) *transport.Layer {
-	t.Helper()
-	l := newLayer(cfg, trs...)
-	runLayer(t, l, h)
-	return l
-}
-
-// runLayer serves l with h until the test ends.
-func runLayer(t *testing.T, l *transport.Layer, h transport.Handler) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Serve(ctx, h) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("layer: %v", err)
-			}
-		case <-time.After(transporttest.Timeout):
-			t.Error("layer did not stop")
-		}
-	})
-}
-
-// serve runs tr alone with h until the test ends.
-func serve(t *testing.T, tr transport.Transport, h transport.Handler) {
-	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- tr.Serve(ctx, h) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("serve: %v", err)
-		}
-	})
-}
-
-// client is a plain UDP socket playing a phone.
-type client struct {
-	t    *testing.T
-	conn *net.UDPConn
-}
-
-func newClient(t *testing.T, network, addr string) *client {
-	t.Helper()
-	c, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.MustParseAddrPort(addr)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &client{t, c}
-}
-
-func (c *client) addr() netip.AddrPort { return c.conn.LocalAddr().(*net.UDPAddr).AddrPort() }
-
-func (c *client) send(to sip.Addr, data string) {
-	c.t.Helper()
-	if _, err := c.conn.WriteToUDPAddrPort([]byte(data), to.AddrPort); err != nil {
-		c.t.Fatal(err)
-	}
-}
-
-// read returns the next datagram and where it came from.
-func (c *client) read() ([]byte, netip.AddrPort) {
-	c.t.Helper()
-	buf := make([]byte, 65536)
-	c.conn.SetReadDeadline(time.Now().Add(transporttest.Timeout))
-	n, from, err := c.conn.ReadFromUDPAddrPort(buf)
-	if err != nil {
-		c.t.Fatalf("read: %v", err)
-	}
-	return buf[:n], from
-}
-
-func (c *client) response() *sip.Response {
-	c.t.Helper()
-	b, _ := c.read()
-	m, err := sip.ParseMessage(b)
-	if err != nil {
-		c.t.Fatalf("response does not parse: %v\n%s", err, b)
-	}
-	res, ok := m.(*sip.Response)
-	if !ok {
-		c.t.Fatalf("not a response: %s", b)
-	}
-	return res
-}
-
-// answering returns a Recorder that answers every request with 200
-// through l.
-func answering(l *transport.Layer) *transporttest.Recorder {
-	rec := transporttest.NewRecorder()
-	rec.OnMessage = func(m sip.Message) {
-		if req, ok := m.(*sip.Request); ok {
-			_ = l.Send(context.Background(), sip.NewResponse(req, 200, ""), req.Source)
-		}
-	}
-	return rec
-}
-
 func roundTrip(t *testing.T, listenAddr, clientNet, clientAddr, wantReceived string) {
 	tr := listen(t, listenAddr, sipudp.Options{})
-	l := newLayer(transport.Config{}, tr)
-	rec := answering(l)
-	runLayer(t, l, rec)
-	c := newClient(t, clientNet, clientAddr)
+	l := transporttest.NewLayer(transport.Config{}, tr)
+	rec := transporttest.Answer(t, l)
+	c := transporttest.ListenUDP(t, clientNet, clientAddr)
 
-	c.send(tr.LocalAddr(), options("rt1"))
-	res := c.response()
+	c.Send(tr.LocalAddr(), options("rt1"))
+	res := c.Response()
 	if res.StatusCode != 200 {
 		t.Fatalf("status %d", res.StatusCode)
 	}
 	// The request as the upper layer saw it.
 	req := rec.Message(t).(*sip.Request)
-	if req.Source != (sip.Addr{Transport: sip.UDP, AddrPort: c.addr()}) {
-		t.Errorf("source %v, client %v", req.Source, c.addr())
+	if req.Source != (sip.Addr{Transport: sip.UDP, AddrPort: c.Addr()}) {
+		t.Errorf("source %v, client %v", req.Source, c.Addr())
 	}
 	v, _ := req.TopVia()
 	if v.Received() != wantReceived {
 		t.Errorf("received %q, want %q", v.Received(), wantReceived)
 	}
-	if p, _ := v.RPort(); p != int(c.addr().Port()) {
-		t.Errorf("rport %d, want %d", p, c.addr().Port())
+	if p, _ := v.RPort(); p != int(c.Addr().Port()) {
+		t.Errorf("rport %d, want %d", p, c.Addr().Port())
 	}
 	// The response reached the client's real port, not the Via's 5062,
 	// and carries the stamped Via back.
@@ -189,12 +65,12 @@ func roundTrip(t *testing.T, listenAddr, clientNet, clientAddr, wantReceived str
 }
 
 func TestRoundTripThroughLayer(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	roundTrip(t, "127.0.0.1:0", "udp4", "127.0.0.1:0", "127.0.0.1")
 }
 
 func TestRoundTripIPv6(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	if c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
 		t.Fatalf("this test needs the IPv6 loopback ::1 (enable IPv6 on lo): %v", err)
 	} else {
@@ -204,47 +80,46 @@ func TestRoundTripIPv6(t *testing.T) {
 }
 
 func TestRepliesFromListeningPort(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{})
-	l := newLayer(transport.Config{}, tr)
-	runLayer(t, l, answering(l))
-	c := newClient(t, "udp4", "127.0.0.1:0")
-	c.send(tr.LocalAddr(), options("port1"))
-	if _, from := c.read(); from != tr.LocalAddr().AddrPort {
+	l := transporttest.NewLayer(transport.Config{}, tr)
+	transporttest.Answer(t, l)
+	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
+	c.Send(tr.LocalAddr(), options("port1"))
+	if _, from := c.Read(); from != tr.LocalAddr().AddrPort {
 		t.Errorf("answer from %v, want the listening %v", from, tr.LocalAddr().AddrPort)
 	}
 	// A request the Layer sends leaves from the listening port too.
 	req, _ := sip.ParseMessage([]byte(options("out1")))
 	r := req.(*sip.Request)
 	r.Del("Via")
-	if _, err := l.StampVia(r, sip.Addr{Transport: sip.UDP, AddrPort: c.addr()}); err != nil {
+	if _, err := l.StampVia(r, sip.Addr{Transport: sip.UDP, AddrPort: c.Addr()}); err != nil {
 		t.Fatal(err)
 	}
-	if err := l.Send(context.Background(), r, sip.Addr{Transport: sip.UDP, AddrPort: c.addr()}); err != nil {
+	if err := l.Send(context.Background(), r, sip.Addr{Transport: sip.UDP, AddrPort: c.Addr()}); err != nil {
 		t.Fatal(err)
 	}
-	b, from := c.read()
+	b, from := c.Read()
 	if from != tr.LocalAddr().AddrPort || !strings.Contains(string(b), "Via: SIP/2.0/UDP "+tr.LocalAddr().AddrPort.String()+";branch=z9hG4bK") {
 		t.Errorf("request from %v:\n%s", from, b)
 	}
 }
 
 func TestMalformedRequestGets400(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{})
-	rec := transporttest.NewRecorder()
-	serve(t, tr, rec)
-	c := newClient(t, "udp4", "127.0.0.1:0")
+	rec := transporttest.Record(t, tr)
+	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
 	bad := strings.Replace(options("bad1"), "Max-Forwards: 70", "Max-Forwards: seventy", 1)
-	c.send(tr.LocalAddr(), bad)
-	res := c.response()
+	c.Send(tr.LocalAddr(), bad)
+	res := c.Response()
 	if res.StatusCode != 400 || res.Reason != "Malformed Max-Forwards" || res.CallID() != "bad1" {
 		t.Errorf("got %d %q for %s", res.StatusCode, res.Reason, res.CallID())
 	}
 	// Without a usable Via nothing can be answered; the next good message
 	// is the first one delivered.
-	c.send(tr.LocalAddr(), strings.Replace(bad, "Via: SIP/2.0/UDP", "Via: SIP/3.0/UDP", 1))
-	c.send(tr.LocalAddr(), options("good1"))
+	c.Send(tr.LocalAddr(), strings.Replace(bad, "Via: SIP/2.0/UDP", "Via: SIP/3.0/UDP", 1))
+	c.Send(tr.LocalAddr(), options("good1"))
 	if m := rec.Message(t); m.Header().CallID() != "good1" {
 		t.Errorf("delivered %s", m.Header().CallID())
 	}
@@ -254,56 +129,54 @@ func TestMalformedRequestGets400(t *testing.T) {
 }
 
 func TestOversizedDatagram(t *testing.T) {
-	transporttest.CheckGoroutines(t)
-	logs := newLogRecorder()
-	tr := listen(t, "127.0.0.1:0", sipudp.Options{Limits: sip.Limits{MaxMessageSize: 1024}, Logger: logs.logger()})
-	rec := transporttest.NewRecorder()
-	serve(t, tr, rec)
-	c := newClient(t, "udp4", "127.0.0.1:0")
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
+	var logs transporttest.Logs
+	tr := listen(t, "127.0.0.1:0", sipudp.Options{Limits: sip.Limits{MaxMessageSize: 1024}, Logger: logs.Logger()})
+	rec := transporttest.Record(t, tr)
+	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
 	big := strings.Replace(options("big1"), "Content-Length: 0", "X-Pad: "+strings.Repeat("x", 1500)+"\r\nContent-Length: 0", 1)
-	c.send(tr.LocalAddr(), big)
-	if res := c.response(); res.StatusCode != 513 {
+	c.Send(tr.LocalAddr(), big)
+	if res := c.Response(); res.StatusCode != 513 {
 		t.Errorf("status %d %s", res.StatusCode, res.Reason)
 	}
-	logs.wait(t, "unparseable message")
-	c.send(tr.LocalAddr(), options("small1"))
+	logs.Line(t, `msg="unparseable message"`)
+	c.Send(tr.LocalAddr(), options("small1"))
 	if m := rec.Message(t); m.Header().CallID() != "small1" {
 		t.Errorf("delivered %s", m.Header().CallID())
 	}
 }
 
 func TestKeepAlivesIgnored(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{})
-	rec := transporttest.NewRecorder()
-	serve(t, tr, rec)
-	c := newClient(t, "udp4", "127.0.0.1:0")
+	rec := transporttest.Record(t, tr)
+	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
 	for _, ka := range []string{"\r\n\r\n", "\r\n", "\x00\x00\x00\x00", ""} {
-		c.send(tr.LocalAddr(), ka)
+		c.Send(tr.LocalAddr(), ka)
 	}
 	// Loopback keeps order: if a keep-alive had been answered, that answer
 	// would come before the 400.
-	c.send(tr.LocalAddr(), strings.Replace(options("ka1"), "CSeq: 1 OPTIONS", "CSeq: 1 INVITE", 1))
-	if res := c.response(); res.StatusCode != 400 {
+	c.Send(tr.LocalAddr(), strings.Replace(options("ka1"), "CSeq: 1 OPTIONS", "CSeq: 1 INVITE", 1))
+	if res := c.Response(); res.StatusCode != 400 {
 		t.Errorf("status %d", res.StatusCode)
 	}
-	c.send(tr.LocalAddr(), options("ka2"))
+	c.Send(tr.LocalAddr(), options("ka2"))
 	if m := rec.Message(t); m.Header().CallID() != "ka2" {
 		t.Errorf("delivered %s", m.Header().CallID())
 	}
 }
 
 func TestSTUNBinding(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{})
-	serve(t, tr, transporttest.NewRecorder())
-	c := newClient(t, "udp4", "127.0.0.1:0")
+	transporttest.Record(t, tr)
+	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
 	req := make([]byte, 20)
 	binary.BigEndian.PutUint16(req[0:], 0x0001)
 	binary.BigEndian.PutUint32(req[4:], 0x2112A442)
 	copy(req[8:], "transaction1")
-	c.send(tr.LocalAddr(), string(req))
-	resp, _ := c.read()
+	c.Send(tr.LocalAddr(), string(req))
+	resp, _ := c.Read()
 	if len(resp) != 20+12+8 || binary.BigEndian.Uint16(resp) != 0x0101 || string(resp[8:20]) != "transaction1" {
 		t.Fatalf("response %x", resp)
 	}
@@ -319,8 +192,8 @@ func TestSTUNBinding(t *testing.T) {
 	for i := range ip {
 		ip[i] = attr[8+i] ^ req[4+i]
 	}
-	if got := netip.AddrPortFrom(netip.AddrFrom4(ip), port); got != c.addr() {
-		t.Errorf("mapped address %v, want %v", got, c.addr())
+	if got := netip.AddrPortFrom(netip.AddrFrom4(ip), port); got != c.Addr() {
+		t.Errorf("mapped address %v, want %v", got, c.Addr())
 	}
 	fp := resp[32:]
 	if binary.BigEndian.Uint16(fp) != 0x8028 || binary.BigEndian.Uint32(fp[4:]) != crc32.ChecksumIEEE(resp[:32])^0x5354554e {
@@ -329,11 +202,10 @@ func TestSTUNBinding(t *testing.T) {
 }
 
 func TestManyDatagrams(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{ReadBuffer: 1 << 20})
-	rec := transporttest.NewRecorder()
-	serve(t, tr, rec)
-	c := newClient(t, "udp4", "127.0.0.1:0")
+	rec := transporttest.Record(t, tr)
+	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
 	const n, window = 2000, 64
 	for i := range n {
 		// Keep at most window datagrams in flight, so that the socket
@@ -341,7 +213,7 @@ func TestManyDatagrams(t *testing.T) {
 		if i >= window && !rec.WaitMessages(i-window+1) {
 			t.Fatalf("stalled after %d", i)
 		}
-		c.send(tr.LocalAddr(), options(fmt.Sprintf("many%d", i)))
+		c.Send(tr.LocalAddr(), options(fmt.Sprintf("many%d", i)))
 	}
 	for i := range n {
 		if got, want := rec.Message(t).Header().CallID(), fmt.Sprintf("many%d", i); got != want {
@@ -351,28 +223,28 @@ func TestManyDatagrams(t *testing.T) {
 }
 
 func TestPerSourceCapOverUDP(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{})
-	logs := newLogRecorder()
+	var logs transporttest.Logs
 	release := make(chan struct{})
 	first := make(chan struct{})
 	var once sync.Once
-	rec := transporttest.NewRecorder()
+	rec := transporttest.NewRecorder(t)
 	rec.OnMessage = func(sip.Message) {
 		once.Do(func() { close(first); <-release })
 	}
-	l := serveLayer(t, transport.Config{Workers: 1, MaxPendingPerSource: 2, Logger: logs.logger()}, rec, tr)
-	c := newClient(t, "udp4", "127.0.0.1:0")
-	c.send(tr.LocalAddr(), options("cap0"))
+	l := transporttest.ServeLayer(t, transport.Config{Workers: 1, MaxPendingPerSource: 2, Logger: logs.Logger()}, rec, tr)
+	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
+	c.Send(tr.LocalAddr(), options("cap0"))
 	<-first
 	for i := 1; i <= 9; i++ {
-		c.send(tr.LocalAddr(), options(fmt.Sprintf("cap%d", i)))
+		c.Send(tr.LocalAddr(), options(fmt.Sprintf("cap%d", i)))
 	}
 	// One in the worker, two queued, seven dropped with a log naming the
 	// source.
 	for range 7 {
-		r := logs.wait(t, "dropped message")
-		if !strings.Contains(r, c.addr().String()) {
+		r := logs.Line(t, `msg="dropped message"`)
+		if !strings.Contains(r, c.Addr().String()) {
 			t.Errorf("log without source: %s", r)
 		}
 	}
@@ -388,7 +260,7 @@ func TestPerSourceCapOverUDP(t *testing.T) {
 }
 
 func TestLargeRequestGoesOverTCP(t *testing.T) {
-	transporttest.CheckGoroutines(t)
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	ctx := context.Background()
 	// The peer listens on UDP and TCP on the same port, as phones do.
 	peerTCP, err := siptcp.Listen(ctx, "127.0.0.1:0", siptcp.Options{})
@@ -396,15 +268,15 @@ func TestLargeRequestGoesOverTCP(t *testing.T) {
 		t.Fatal(err)
 	}
 	peerUDP := listen(t, peerTCP.LocalAddr().AddrPort.String(), sipudp.Options{})
-	peer := transporttest.NewRecorder()
-	serveLayer(t, transport.Config{}, peer, peerUDP, peerTCP)
+	peer := transporttest.NewRecorder(t)
+	transporttest.ServeLayer(t, transport.Config{}, peer, peerUDP, peerTCP)
 
 	ourTCP, err := siptcp.Listen(ctx, "127.0.0.1:0", siptcp.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ourUDP := listen(t, "127.0.0.1:0", sipudp.Options{})
-	l := serveLayer(t, transport.Config{}, transporttest.NewRecorder(), ourUDP, ourTCP)
+	l := transporttest.ServeLayer(t, transport.Config{}, transporttest.NewRecorder(t), ourUDP, ourTCP)
 
 	dst := sip.Addr{Transport: sip.UDP, AddrPort: peerUDP.LocalAddr().AddrPort}
 	for _, size := range []int{100, 2000} {
@@ -426,51 +298,6 @@ func TestLargeRequestGoesOverTCP(t *testing.T) {
 		}
 		if got.Source.Transport != want || v.Transport != want || v.SentBy() != wantSentBy {
 			t.Errorf("%d bytes came over %s with Via %s", size, got.Source.Transport, v.String())
-		}
-	}
-}
-
-// logRecorder is a slog handler that passes each record's text to a
-// channel, so that a test can wait for a log line.
-type logRecorder struct {
-	ch chan string
-}
-
-func newLogRecorder() *logRecorder { return &logRecorder{ch: make(chan string, 1024)} }
-
-func (r *logRecorder) logger() *slog.Logger { return slog.New(r) }
-
-func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-
-func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
-	var b strings.Builder
-	b.WriteString(rec.Message)
-	rec.Attrs(func(a slog.Attr) bool {
-		fmt.Fprintf(&b, " %s=%v", a.Key, a.Value)
-		return true
-	})
-	select {
-	case r.ch <- b.String():
-	default:
-	}
-	return nil
-}
-
-func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
-func (r *logRecorder) WithGroup(string) slog.Handler      { return r }
-
-// wait returns the next log line that starts with msg.
-func (r *logRecorder) wait(t *testing.T, msg string) string {
-	t.Helper()
-	deadline := time.After(transporttest.Timeout)
-	for {
-		select {
-		case s := <-r.ch:
-			if strings.HasPrefix(s, msg) {
-				return s
-			}
-		case <-deadline:
-			t.Fatalf("no log %q within %v", msg, transporttest.Timeout)
 		}
 	}
 }

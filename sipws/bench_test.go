@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/transport"
+	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
 // counter is a handler that counts messages and tells when it has seen
@@ -36,22 +37,16 @@ func benchServer(b *testing.B, h transport.Handler) (*Transport, *websocket.Conn
 		b.Fatal(err)
 	}
 	srv := httptest.NewServer(tr)
-	ctx, cancel := context.WithCancel(context.Background())
-	served := make(chan error, 1)
-	go func() { served <- tr.Serve(ctx, h) }()
+	b.Cleanup(srv.Close)
+	transporttest.Serve(b, tr, h)
 	<-tr.ready
-	c, _, err := websocket.Dial(ctx, "ws"+srv.URL[len("http"):], &websocket.DialOptions{
+	c, _, err := websocket.Dial(context.Background(), "ws"+srv.URL[len("http"):], &websocket.DialOptions{
 		HTTPClient: srv.Client(), Subprotocols: []string{"sip"},
 	})
 	if err != nil {
 		b.Fatal(err)
 	}
-	b.Cleanup(func() {
-		c.CloseNow()
-		cancel()
-		<-served
-		srv.Close()
-	})
+	b.Cleanup(func() { c.CloseNow() })
 	return tr, c
 }
 

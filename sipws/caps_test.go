@@ -15,25 +15,14 @@ import (
 	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/internal/netns"
 	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
 // dialFrom opens a SIP WebSocket to s from the source address src, or
 // returns the HTTP status of the refused handshake.
 func (s *server) dialFrom(t *testing.T, src netip.Addr) (*websocket.Conn, int) {
 	t.Helper()
-	d := &net.Dialer{Timeout: wait, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
-	client := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
-	ctx, cancel := context.WithTimeout(context.Background(), wait)
-	defer cancel()
-	c, resp, err := websocket.Dial(ctx, s.url(), &websocket.DialOptions{HTTPClient: client, Subprotocols: []string{"sip"}})
-	if err != nil {
-		if resp == nil {
-			t.Fatalf("dial from %s: %v", src, err)
-		}
-		return nil, resp.StatusCode
-	}
-	t.Cleanup(func() { c.CloseNow() })
-	return c, http.StatusSwitchingProtocols
+	return transporttest.DialWS(t, s.url(), src)
 }
 
 // flowOf sends a request over c and returns the flow the server saw it on.
@@ -41,7 +30,7 @@ func (s *server) flowOf(t *testing.T, c *websocket.Conn) sip.Addr {
 	t.Helper()
 	id := "f" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	send(t, c, websocket.MessageText, request(id, 1))
-	m := s.rec.message(t)
+	m := s.rec.Message(t)
 	if m.Header().CallID() != id {
 		t.Fatalf("got %s, want %s", m.Header().CallID(), id)
 	}
@@ -91,7 +80,7 @@ func TestCapPerAddress(t *testing.T) {
 	s.checkStats(t, Stats{Open: 3, Accepted: 3, Refused: 1, RefusedPerIP: 1})
 	// Closing one makes room.
 	a.CloseNow()
-	s.rec.flowClosed(t)
+	s.rec.FlowClosed(t)
 	if _, status := s.dialFrom(t, one); status != http.StatusSwitchingProtocols {
 		t.Errorf("after a close: HTTP %d, want 101", status)
 	}
@@ -154,7 +143,7 @@ func TestEvictOldestUnregistered(t *testing.T) {
 	c := s.dial(t, nil)
 	cFlow := s.flowOf(t, c)
 	closedByServer(t, a)
-	if got := s.rec.flowClosed(t); got != aFlow {
+	if got := s.rec.FlowClosed(t); got != aFlow {
 		t.Errorf("flow closed %v, want a's %v", got, aFlow)
 	}
 	s.checkStats(t, Stats{Open: 3, Registered: 1, Accepted: 4, Evicted: 1})
@@ -181,18 +170,14 @@ func TestEvictOldestUnregistered(t *testing.T) {
 	s.tr.MarkRegistered(regFlow, false)
 	s.flowOf(t, s.dial(t, nil))
 	closedByServer(t, reg)
-	if got := s.rec.flowClosed(t); got != regFlow {
+	if got := s.rec.FlowClosed(t); got != regFlow {
 		t.Errorf("flow closed %v, want the unregistered one %v", got, regFlow)
 	}
 }
 
 func mustRequest(t *testing.T, raw string) *sip.Request {
 	t.Helper()
-	m, err := sip.ParseMessage([]byte(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.(*sip.Request)
+	return transporttest.ParseRequest(t, raw)
 }
 
 func TestIdleTimeout(t *testing.T) {
@@ -227,7 +212,7 @@ func TestIdleTimeout(t *testing.T) {
 	clk.Advance(idle/4 + time.Second)
 	closedIdle(1)
 	closedByServer(t, stranger)
-	if got := s.rec.flowClosed(t); got != strangerFlow {
+	if got := s.rec.FlowClosed(t); got != strangerFlow {
 		t.Errorf("flow closed %v, want %v", got, strangerFlow)
 	}
 	clk.Advance(time.Hour)
@@ -237,7 +222,7 @@ func TestIdleTimeout(t *testing.T) {
 	clk.Advance(idle / 4)
 	closedIdle(2)
 	closedByServer(t, reg)
-	s.rec.flowClosed(t)
+	s.rec.FlowClosed(t)
 }
 
 func TestDefaultCaps(t *testing.T) {

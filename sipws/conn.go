@@ -2,12 +2,10 @@ package sipws
 
 import (
 	"bytes"
-	"container/list"
 	"context"
 	"errors"
 	"io"
 	"net"
-	"sync/atomic"
 	"time"
 	"unicode/utf8"
 
@@ -28,18 +26,10 @@ type conn struct {
 	h   transport.Handler
 	src sip.Addr
 
-	// Under t.mu.
-	registered bool
-	stranger   *list.Element // in t.strangers while not registered
-	removed    bool
-
-	active atomic.Int64 // clock time of the last message either way, Unix nanoseconds
+	// entry is the connection's line in t.conns; Touch it at every
+	// message either way.
+	entry *transport.ConnEntry[*conn]
 }
-
-// touch records a message now.
-func (c *conn) touch() { c.active.Store(c.t.clock.Now().UnixNano()) }
-
-func (c *conn) lastActive() time.Time { return time.Unix(0, c.active.Load()) }
 
 // serve reads the connection until it ends, then reports the flow closed.
 func (c *conn) serve() {
@@ -92,7 +82,7 @@ func (c *conn) read() error {
 		if buf, err = readAll(r, buf); err != nil {
 			return err
 		}
-		c.touch()
+		c.entry.Touch()
 		res := c.t.readFrame(c.src, buf)
 		if res.err != nil {
 			if res.reply != nil {
@@ -149,7 +139,7 @@ func (c *conn) write(ctx context.Context, b []byte) error {
 	if err := c.ws.Write(ctx, typ, b); err != nil {
 		return err
 	}
-	c.touch()
+	c.entry.Touch()
 	return nil
 }
 

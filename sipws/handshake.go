@@ -99,7 +99,7 @@ func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// one connection across all transports: the Layer routes by it.
 		src: sip.Addr{Transport: name, AddrPort: client, Flow: transport.NextFlowID()},
 	}
-	if !t.register(c) {
+	if !t.register(c, group) {
 		t.release(group)
 		ws.Close(websocket.StatusGoingAway, "server shutting down")
 		return

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -14,91 +13,18 @@ import (
 
 	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
 // wait bounds every blocking step of a test: no test should come near it.
-const wait = 10 * time.Second
-
-// recorder is a transport.Handler that hands what it gets to the test.
-type recorder struct {
-	msgs   chan sip.Message
-	closed chan sip.Addr
-
-	mu     sync.Mutex
-	closes map[uint64]int
-}
-
-func newRecorder(buffer int) *recorder {
-	return &recorder{
-		msgs:   make(chan sip.Message, buffer),
-		closed: make(chan sip.Addr, 64),
-		closes: make(map[uint64]int),
-	}
-}
-
-func (r *recorder) HandleMessage(m sip.Message) { r.msgs <- m }
-
-func (r *recorder) HandleFlowClosed(a sip.Addr) {
-	r.mu.Lock()
-	r.closes[a.Flow]++
-	r.mu.Unlock()
-	r.closed <- a
-}
-
-// message returns the next message delivered to the handler.
-func (r *recorder) message(t *testing.T) sip.Message {
-	t.Helper()
-	select {
-	case m := <-r.msgs:
-		return m
-	case <-time.After(wait):
-		t.Fatal("no message reached the handler")
-		return nil
-	}
-}
-
-// flowClosed returns the next flow reported closed.
-func (r *recorder) flowClosed(t *testing.T) sip.Addr {
-	t.Helper()
-	select {
-	case a := <-r.closed:
-		return a
-	case <-time.After(wait):
-		t.Fatal("no flow was reported closed")
-		return sip.Addr{}
-	}
-}
-
-// noMessage checks that nothing was delivered so far.
-func (r *recorder) noMessage(t *testing.T) {
-	t.Helper()
-	select {
-	case m := <-r.msgs:
-		t.Fatalf("unexpected message delivered:\n%s", m)
-	default:
-	}
-}
-
-// checkOnce fails the test if a flow was reported closed twice.
-func (r *recorder) checkOnce(t *testing.T) {
-	t.Helper()
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for flow, n := range r.closes {
-		if n != 1 {
-			t.Errorf("flow %d reported closed %d times", flow, n)
-		}
-	}
-}
+const wait = transporttest.Timeout
 
 // server is a Transport serving behind an httptest server on loopback.
 type server struct {
-	tr  *Transport
-	srv *httptest.Server
-	rec *recorder
-	// served receives Serve's result.
-	served chan error
-	cancel context.CancelFunc
+	tr      *Transport
+	srv     *httptest.Server
+	rec     *transporttest.Recorder
+	serving *transporttest.Serving
 }
 
 // start serves a Transport made from opts; everything is closed, and
@@ -107,11 +33,13 @@ func start(t *testing.T, opts Options) *server {
 	return startWith(t, opts, httptest.NewServer, 256)
 }
 
-func startWith(t *testing.T, opts Options, newServer func(http.Handler) *httptest.Server, buffer int) *server {
+// startWith is start with the HTTP server newServer makes, and a Recorder
+// that holds at most maxWaiting messages (transporttest.Recorder.Max).
+func startWith(t *testing.T, opts Options, newServer func(http.Handler) *httptest.Server, maxWaiting int) *server {
 	t.Helper()
 	checkLeaks(t) // first, so that it runs after every other cleanup
-	s := &server{rec: newRecorder(buffer), served: make(chan error, 1)}
-	t.Cleanup(func() { s.rec.checkOnce(t) })
+	s := &server{rec: transporttest.NewRecorder(t)}
+	s.rec.Max = maxWaiting
 	tr, err := New(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -119,15 +47,7 @@ func startWith(t *testing.T, opts Options, newServer func(http.Handler) *httptes
 	s.tr = tr
 	s.srv = newServer(tr)
 	t.Cleanup(s.srv.Close)
-	ctx, cancel := context.WithCancel(context.Background())
-	s.cancel = cancel
-	go func() { s.served <- tr.Serve(ctx, s.rec) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-s.served; err != nil {
-			t.Errorf("Serve: %v", err)
-		}
-	})
+	s.serving = transporttest.Serve(t, tr, s.rec)
 	select {
 	case <-tr.ready:
 	case <-time.After(wait):

@@ -3,15 +3,15 @@ package sipws
 import (
 	"bytes"
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/coder/websocket"
+
+	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
 // dialHost dials s with the Host header host and returns the HTTP status:
@@ -35,29 +35,11 @@ func (s *server) dialHost(t *testing.T, host string) int {
 	return resp.StatusCode
 }
 
-// syncBuffer is a log sink that the server's goroutines write to.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
 func TestHost(t *testing.T) {
-	var logs syncBuffer
+	var logs transporttest.Logs
 	s := start(t, Options{
 		AllowedHosts: []string{"sip.example.com", "*.example.net", "203.0.113.7", "[2001:db8::7]"},
-		Logger:       slog.New(slog.NewTextHandler(&logs, nil)),
+		Logger:       logs.Logger(),
 	})
 	self := strings.TrimPrefix(s.srv.URL, "http://") // 127.0.0.1:port
 	tests := []struct {

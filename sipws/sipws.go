@@ -37,7 +37,6 @@
 package sipws
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
@@ -171,18 +170,13 @@ type Transport struct {
 	closed  bool
 	done    chan struct{} // closed by Close, ends Serve
 	ready   chan struct{} // closed by Serve once handler is set
-	conns   map[uint64]*conn
+	// conns keeps the caps' books: a place is taken at the handshake, a
+	// connection added once upgraded.
+	conns   *transport.ConnTable[*conn]
 	byAddr  map[netip.AddrPort][]*conn // open connections, oldest first
-	perIP   map[netip.Prefix]int       // slots held, handshakes included
-	total   int
-	// strangers are the open connections that carry no registration,
-	// oldest first: the first to go at the cap.
-	strangers  list.List
-	registered int
-	sweeper    clock.Timer
+	sweeper clock.Timer
 
-	accepted, refused                               atomic.Uint64
-	refusedPerIP, refusedTotal, evicted, closedIdle atomic.Uint64
+	refused atomic.Uint64
 }
 
 // Stats counts a Transport's connections, for metrics.
@@ -209,15 +203,10 @@ type Stats struct {
 // Stats returns the transport's connection counters.
 func (t *Transport) Stats() Stats {
 	t.mu.Lock()
-	s := Stats{Open: len(t.conns), Registered: t.registered}
+	s := t.conns.Stats()
 	t.mu.Unlock()
-	s.Accepted = t.accepted.Load()
-	s.Refused = t.refused.Load()
-	s.RefusedPerIP = t.refusedPerIP.Load()
-	s.RefusedTotal = t.refusedTotal.Load()
-	s.Evicted = t.evicted.Load()
-	s.ClosedIdle = t.closedIdle.Load()
-	return s
+	return Stats{Open: s.Open, Registered: s.Registered, Accepted: s.Accepted, Refused: t.refused.Load(),
+		RefusedPerIP: s.RefusedPerIP, RefusedTotal: s.RefusedTotal, Evicted: s.Evicted, ClosedIdle: s.ClosedIdle}
 }
 
 // MarkRegistered says whether flow, one of the transport's connections,
@@ -227,21 +216,7 @@ func (t *Transport) Stats() Stats {
 func (t *Transport) MarkRegistered(flow sip.Addr, registered bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	c := t.conns[flow.Flow]
-	if c == nil || c.registered == registered {
-		return
-	}
-	c.registered = registered
-	if registered {
-		t.registered++
-		if c.stranger != nil {
-			t.strangers.Remove(c.stranger)
-			c.stranger = nil
-		}
-		return
-	}
-	t.registered--
-	c.stranger = t.strangers.PushBack(c)
+	t.conns.MarkRegistered(flow.Flow, registered)
 }
 
 // New returns a transport configured by opts, or an error when an option is
@@ -261,9 +236,7 @@ func New(opts Options) (*Transport, error) {
 		clock:        clock.Or(opts.Clock),
 		done:         make(chan struct{}),
 		ready:        make(chan struct{}),
-		conns:        make(map[uint64]*conn),
 		byAddr:       make(map[netip.AddrPort][]*conn),
-		perIP:        make(map[netip.Prefix]int),
 	}
 	t.local = sip.Addr{Transport: t.Network(), AddrPort: opts.LocalAddr}
 	for _, s := range opts.AllowedOrigins {
@@ -304,6 +277,13 @@ func New(opts Options) (*Transport, error) {
 	if t.log == nil {
 		t.log = slog.New(slog.DiscardHandler)
 	}
+	// Registered connections never idle out: a browser's WebSocket
+	// answers pings by itself, and a registration is worth keeping.
+	t.conns = transport.NewConnTable[*conn](transport.ConnLimits{
+		MaxConns:            t.maxConns,
+		MaxConnsPerIP:       t.maxPerIP,
+		StrangerIdleTimeout: t.idleTimeout,
+	}, t.clock)
 	return t, nil
 }
 
@@ -337,7 +317,7 @@ func (t *Transport) Serve(ctx context.Context, h transport.Handler) error {
 	}
 	t.handler = h
 	close(t.ready)
-	t.sweeper = t.clock.AfterFunc(t.sweepInterval(), t.sweep)
+	t.sweeper = t.clock.AfterFunc(t.conns.SweepInterval(), t.sweep)
 	t.mu.Unlock()
 
 	select {
@@ -365,10 +345,7 @@ func (t *Transport) Close() error {
 			t.sweeper.Stop()
 		}
 	}
-	open := make([]*conn, 0, len(t.conns))
-	for _, c := range t.conns {
-		open = append(open, c)
-	}
+	open := t.conns.Conns()
 	t.mu.Unlock()
 
 	// In parallel: each close handshake may wait for a slow peer.
@@ -418,7 +395,7 @@ func (t *Transport) lookup(dst sip.Addr) (*conn, error) {
 		return nil, fmt.Errorf("sipws: send to %v: %w", dst, transport.ErrClosed)
 	}
 	if dst.Flow != 0 {
-		if c := t.conns[dst.Flow]; c != nil {
+		if c, ok := t.conns.Conn(dst.Flow); ok {
 			return c, nil
 		}
 	} else if cs := t.byAddr[dst.AddrPort]; len(cs) > 0 {
@@ -435,7 +412,6 @@ func (t *Transport) lookup(dst sip.Addr) (*conn, error) {
 // registered, unregister.
 func (t *Transport) reserve(group netip.Prefix) (transport.Handler, int, string) {
 	t.mu.Lock()
-	var victim *conn
 	switch {
 	case t.closed:
 		t.mu.Unlock()
@@ -443,23 +419,19 @@ func (t *Transport) reserve(group netip.Prefix) (transport.Handler, int, string)
 	case t.handler == nil:
 		t.mu.Unlock()
 		return nil, 503, "SIP transport not serving yet"
-	case t.perIP[group] >= t.maxPerIP:
-		t.mu.Unlock()
-		t.refusedPerIP.Add(1)
-		return nil, 503, "too many connections from your address"
-	case t.total >= t.maxConns:
-		e := t.strangers.Front()
-		if e == nil {
-			t.mu.Unlock()
-			t.refusedTotal.Add(1)
-			return nil, 503, "too many connections"
-		}
-		victim = e.Value.(*conn)
-		t.unregisterLocked(victim)
-		t.evicted.Add(1)
 	}
-	t.total++
-	t.perIP[group]++
+	victim, err := t.conns.Admit(group)
+	switch {
+	case errors.Is(err, transport.ErrTooManyFromIP):
+		t.mu.Unlock()
+		return nil, 503, "too many connections from your address"
+	case err != nil:
+		t.mu.Unlock()
+		return nil, 503, "too many connections"
+	}
+	if victim != nil {
+		t.forgetLocked(victim)
+	}
 	t.active.Add(1)
 	h := t.handler
 	t.mu.Unlock()
@@ -477,29 +449,19 @@ func (t *Transport) reserve(group netip.Prefix) (transport.Handler, int, string)
 func (t *Transport) release(group netip.Prefix) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.releaseLocked(group)
+	t.conns.Cancel(group)
 }
 
-func (t *Transport) releaseLocked(group netip.Prefix) {
-	t.total--
-	if t.perIP[group]--; t.perIP[group] <= 0 {
-		delete(t.perIP, group)
-	}
-}
-
-// register makes c reachable by Send; false means the transport closed
-// during the handshake.
-func (t *Transport) register(c *conn) bool {
+// register makes c, from group, reachable by Send in the place reserve
+// took; false means the transport closed during the handshake.
+func (t *Transport) register(c *conn, group netip.Prefix) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
 		return false
 	}
-	c.touch()
-	t.conns[c.src.Flow] = c
+	c.entry = t.conns.Add(c, c.src.Flow, group)
 	t.byAddr[c.src.AddrPort] = append(t.byAddr[c.src.AddrPort], c)
-	c.stranger = t.strangers.PushBack(c)
-	t.accepted.Add(1)
 	return true
 }
 
@@ -508,25 +470,16 @@ func (t *Transport) register(c *conn) bool {
 func (t *Transport) unregister(c *conn) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.unregisterLocked(c)
+	// Once: an evicted connection is out of t.conns before its reader
+	// ends.
+	if t.conns.Remove(c.entry) {
+		t.forgetLocked(c)
+	}
 }
 
-// unregisterLocked does unregister's work once: an evicted connection is
-// unregistered before its reader ends.
-func (t *Transport) unregisterLocked(c *conn) {
-	if c.removed {
-		return
-	}
-	c.removed = true
-	t.releaseLocked(transport.PeerGroup(c.src.AddrPort.Addr()))
-	delete(t.conns, c.src.Flow)
-	if c.registered {
-		t.registered--
-	}
-	if c.stranger != nil {
-		t.strangers.Remove(c.stranger)
-		c.stranger = nil
-	}
+// forgetLocked drops c, which is out of t.conns, from the transport's own
+// index.
+func (t *Transport) forgetLocked(c *conn) {
 	cs := t.byAddr[c.src.AddrPort]
 	for i, o := range cs {
 		if o == c {
@@ -541,31 +494,22 @@ func (t *Transport) unregisterLocked(c *conn) {
 	}
 }
 
-// sweepInterval is how often idle strangers are looked for: a quarter of
-// their timeout, so that one closes at most a quarter late.
-func (t *Transport) sweepInterval() time.Duration {
-	return max(t.idleTimeout/4, time.Millisecond)
-}
-
 // sweep closes the strangers idle for UnregisteredIdleTimeout and
 // schedules the next sweep. It runs from the clock's timer.
 func (t *Transport) sweep() {
-	now := t.clock.Now()
 	t.mu.Lock()
 	if t.closed {
 		t.mu.Unlock()
 		return
 	}
 	var idle []*conn
-	for e := t.strangers.Front(); e != nil; e = e.Next() {
-		if c := e.Value.(*conn); now.Sub(c.lastActive()) >= t.idleTimeout {
-			idle = append(idle, c)
-		}
+	for c := range t.conns.Idle() {
+		idle = append(idle, c)
 	}
-	t.sweeper = t.clock.AfterFunc(t.sweepInterval(), t.sweep)
+	t.sweeper = t.clock.AfterFunc(t.conns.SweepInterval(), t.sweep)
 	t.mu.Unlock()
 	for _, c := range idle {
-		t.closedIdle.Add(1)
+		t.conns.CountClosedIdle()
 		t.log.Debug("sipws: idle connection without registration closed", "flow", c.src, "idle_timeout", t.idleTimeout)
 		c.ws.CloseNow()
 	}

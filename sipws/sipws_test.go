@@ -15,6 +15,7 @@ import (
 
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/transport"
+	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
 var _ transport.Transport = (*Transport)(nil)
@@ -150,7 +151,7 @@ func TestRoundTrip(t *testing.T) {
 			c := s.dial(t, nil)
 			send(t, c, typ, request("rt1", 1))
 
-			req, ok := s.rec.message(t).(*sip.Request)
+			req, ok := s.rec.Message(t).(*sip.Request)
 			if !ok {
 				t.Fatal("handler got a response, want a request")
 			}
@@ -181,7 +182,7 @@ func TestSendBinaryBody(t *testing.T) {
 	s := start(t, Options{})
 	c := s.dial(t, nil)
 	send(t, c, websocket.MessageText, messageWithBody("bin1", "hello"))
-	req := s.rec.message(t).(*sip.Request)
+	req := s.rec.Message(t).(*sip.Request)
 
 	res := sip.NewResponse(req, 200, "")
 	body := []byte{0xff, 0xfe, 0x00, 0x80} // not UTF-8
@@ -211,7 +212,7 @@ func TestFrameSize(t *testing.T) {
 		msg = messageWithBody("size1", body)
 	}
 	send(t, c, websocket.MessageText, msg)
-	if m := s.rec.message(t); len(m.Payload()) != len(body) {
+	if m := s.rec.Message(t); len(m.Payload()) != len(body) {
 		t.Fatalf("body of %d bytes, want %d", len(m.Payload()), len(body))
 	}
 
@@ -223,8 +224,8 @@ func TestFrameSize(t *testing.T) {
 	if got := websocket.CloseStatus(err); got != websocket.StatusMessageTooBig {
 		t.Errorf("read after oversized frame: %v, want close status 1009", err)
 	}
-	s.rec.flowClosed(t)
-	s.rec.noMessage(t)
+	s.rec.FlowClosed(t)
+	s.rec.NoMessage(t)
 }
 
 func TestKeepalive(t *testing.T) {
@@ -243,10 +244,10 @@ func TestKeepalive(t *testing.T) {
 		t.Fatalf("got %q, want one \"\\r\\n\"", data)
 	}
 	send(t, c, websocket.MessageText, request("ka", 1))
-	if m := s.rec.message(t); m.Header().CallID() != "ka" {
+	if m := s.rec.Message(t); m.Header().CallID() != "ka" {
 		t.Errorf("got %q", m.Header().CallID())
 	}
-	s.rec.noMessage(t)
+	s.rec.NoMessage(t)
 }
 
 func TestBadMessages(t *testing.T) {
@@ -300,10 +301,10 @@ func TestBadMessages(t *testing.T) {
 			t.Errorf("%s: second answer %q", tt.name, data)
 		}
 	}
-	s.rec.noMessage(t)
+	s.rec.NoMessage(t)
 	// The connection survived it all.
 	send(t, c, websocket.MessageText, good)
-	if m := s.rec.message(t); m.Header().CallID() != "bad" {
+	if m := s.rec.Message(t); m.Header().CallID() != "bad" {
 		t.Errorf("got %q", m.Header().CallID())
 	}
 }
@@ -312,10 +313,10 @@ func TestAbruptClose(t *testing.T) {
 	s := start(t, Options{})
 	c := s.dial(t, nil)
 	send(t, c, websocket.MessageText, request("ab", 1))
-	src := s.rec.message(t).Src()
+	src := s.rec.Message(t).Src()
 
 	c.CloseNow() // no close handshake, as when a tab is killed
-	if got := s.rec.flowClosed(t); got != src {
+	if got := s.rec.FlowClosed(t); got != src {
 		t.Errorf("closed flow %v, want %v", got, src)
 	}
 	err := s.tr.Send(context.Background(), sip.NewResponse(&sip.Request{}, 200, ""), src)
@@ -328,11 +329,11 @@ func TestPeerCloses(t *testing.T) {
 	s := start(t, Options{})
 	c := s.dial(t, nil)
 	send(t, c, websocket.MessageText, request("pc", 1))
-	src := s.rec.message(t).Src()
+	src := s.rec.Message(t).Src()
 	if err := c.Close(websocket.StatusNormalClosure, "bye"); err != nil {
 		t.Errorf("close handshake: %v", err)
 	}
-	if got := s.rec.flowClosed(t); got != src {
+	if got := s.rec.FlowClosed(t); got != src {
 		t.Errorf("closed flow %v, want %v", got, src)
 	}
 }
@@ -343,8 +344,8 @@ func TestPingTimeout(t *testing.T) {
 	// reads, like a peer whose network vanished.
 	c := s.dial(t, nil)
 	send(t, c, websocket.MessageText, request("ping", 1))
-	src := s.rec.message(t).Src()
-	if got := s.rec.flowClosed(t); got != src {
+	src := s.rec.Message(t).Src()
+	if got := s.rec.FlowClosed(t); got != src {
 		t.Errorf("closed flow %v, want %v", got, src)
 	}
 	err := s.tr.Send(context.Background(), sip.NewResponse(&sip.Request{}, 200, ""), src)
@@ -383,10 +384,8 @@ func TestPingAnswered(t *testing.T) {
 			t.Fatalf("only %d pings arrived", i)
 		}
 	}
-	select {
-	case a := <-s.rec.closed:
-		t.Fatalf("flow %v closed although it answered pings", a)
-	default:
+	if _, closed := s.rec.Counts(); closed > 0 {
+		t.Fatalf("flow %v closed although it answered pings", s.rec.FlowClosed(t))
 	}
 }
 
@@ -412,10 +411,8 @@ func TestManyMessages(t *testing.T) {
 	answered := make(chan error, 1)
 	go func() {
 		for i := range n {
-			var m sip.Message
-			select {
-			case m = <-s.rec.msgs:
-			case <-ctx.Done():
+			m, err := s.rec.Next(ctx)
+			if err != nil {
 				answered <- fmt.Errorf("message %d never came", i+1)
 				return
 			}
@@ -453,9 +450,9 @@ func TestSend(t *testing.T) {
 	c1 := s.dial(t, nil)
 	c2 := s.dial(t, nil)
 	send(t, c1, websocket.MessageText, request("one", 1))
-	req1 := s.rec.message(t).(*sip.Request)
+	req1 := s.rec.Message(t).(*sip.Request)
 	send(t, c2, websocket.MessageText, request("two", 1))
-	req2 := s.rec.message(t).(*sip.Request)
+	req2 := s.rec.Message(t).(*sip.Request)
 	if req1.Source.Flow == req2.Source.Flow {
 		t.Fatalf("two connections share flow %d", req1.Source.Flow)
 	}
@@ -508,7 +505,7 @@ func TestNotServing(t *testing.T) {
 		t.Errorf("before Serve: HTTP %d, want 503", got)
 	}
 	tr.Close()
-	if err := tr.Serve(context.Background(), newRecorder(1)); !errors.Is(err, transport.ErrClosed) {
+	if err := tr.Serve(context.Background(), transporttest.NewRecorder(t)); !errors.Is(err, transport.ErrClosed) {
 		t.Errorf("Serve after Close: %v, want ErrClosed", err)
 	}
 	if got := s.dialStatus(t, nil, []string{"sip"}); got != http.StatusServiceUnavailable {
@@ -518,7 +515,7 @@ func TestNotServing(t *testing.T) {
 
 func TestServeTwice(t *testing.T) {
 	s := start(t, Options{})
-	if err := s.tr.Serve(context.Background(), newRecorder(1)); err == nil {
+	if err := s.tr.Serve(context.Background(), transporttest.NewRecorder(t)); err == nil {
 		t.Error("second Serve succeeded")
 	}
 	if err := s.tr.Serve(context.Background(), nil); err == nil {
@@ -537,7 +534,7 @@ func TestClose(t *testing.T) {
 			// Make sure all three are flows before closing.
 			for i, c := range conns {
 				send(t, c, websocket.MessageText, request("close", i+1))
-				s.rec.message(t)
+				s.rec.Message(t)
 			}
 			// The clients must read to answer the close handshake.
 			statuses := make(chan websocket.StatusCode, len(conns))
@@ -552,19 +549,14 @@ func TestClose(t *testing.T) {
 					t.Fatal(err)
 				}
 			} else {
-				s.cancel()
+				s.serving.Cancel()
 			}
-			select {
-			case err := <-s.served:
-				s.served <- err // for the cleanup
-			case <-time.After(wait):
-				t.Fatal("Serve did not return")
-			}
+			s.serving.Wait(t) // its error is the cleanup's to check
 			for range conns {
 				if got := <-statuses; got != websocket.StatusGoingAway {
 					t.Errorf("client saw close status %v, want 1001", got)
 				}
-				s.rec.flowClosed(t)
+				s.rec.FlowClosed(t)
 			}
 			if got := s.dialStatus(t, nil, []string{"sip"}); got != http.StatusServiceUnavailable {
 				t.Errorf("after Close: HTTP %d, want 503", got)
@@ -584,7 +576,7 @@ func TestWSS(t *testing.T) {
 	}
 	c := s.dial(t, nil)
 	send(t, c, websocket.MessageText, request("wss", 1))
-	req := s.rec.message(t).(*sip.Request)
+	req := s.rec.Message(t).(*sip.Request)
 	if req.Source.Transport != sip.WSS || !req.Source.Secure() {
 		t.Errorf("Source = %v, want WSS", req.Source)
 	}
@@ -622,7 +614,7 @@ func TestSecureOptionMarksFlows(t *testing.T) {
 	s := start(t, Options{Secure: true})
 	c := s.dial(t, nil)
 	send(t, c, websocket.MessageText, request("sec", 1))
-	if src := s.rec.message(t).Src(); src.Transport != sip.WSS {
+	if src := s.rec.Message(t).Src(); src.Transport != sip.WSS {
 		t.Errorf("Source = %v, want WSS", src)
 	}
 }
@@ -694,7 +686,7 @@ func TestLeakCheckSeesConnections(t *testing.T) {
 	s := start(t, Options{})
 	c := s.dial(t, nil)
 	send(t, c, websocket.MessageText, request("leak", 1))
-	s.rec.message(t)
+	s.rec.Message(t)
 	var reader, pinger bool
 	for _, g := range leakedGoroutines() {
 		reader = reader || strings.Contains(g, "sipws.(*conn).read")

@@ -2,9 +2,11 @@
 // them: every goroutine of the gateway has an owner that must stop it.
 //
 // Count compares the number of goroutines before and after one test.
-// Where a package's tests run beside goroutines that are not theirs (a
-// library's pool, an HTTP server's connections), Check and Main look only
-// at the goroutines a Match selects, after one test or after them all.
+// Check and Main look only at the goroutines a Match selects, after one
+// test or after them all: those a test started (Started), those started
+// by the module's code (CreatedBy), or, where a package's tests run beside
+// goroutines that are not theirs (a library's pool, an HTTP server's
+// connections), those running named code (Running).
 package leakcheck
 
 import (
@@ -53,6 +55,44 @@ func Running(names ...string) Match {
 		}
 		return false
 	}
+}
+
+// Started matches the goroutines started after it was called, except the
+// testing package's own (the tests' goroutines, its fuzzing workers) and
+// the runtime's, whatever code started them: a timer's callback or a
+// context.AfterFunc that a transport left blocked is seen, and a
+// goroutine that ends during the test cannot hide one that starts, as it
+// can from Count. Goroutine ids are never reused, so the ones running at
+// the call name exactly what was there before.
+func Started() Match {
+	before := map[string]bool{}
+	for _, g := range strings.Split(stacks(), "\n\n") {
+		before[goroutineID(g)] = true
+	}
+	return func(stack string) bool { return !before[goroutineID(stack)] && !background(stack) }
+}
+
+// goroutineID returns the id in a stack's first line, "goroutine 12
+// [running]:".
+func goroutineID(stack string) string {
+	f := strings.Fields(stack)
+	if len(f) < 2 || f[0] != "goroutine" {
+		return ""
+	}
+	return f[1]
+}
+
+// background reports the goroutines that belong to the testing package
+// or the runtime rather than to the code under test.
+func background(stack string) bool {
+	for _, s := range []string{"testing.tRunner", "testing.(*T).Run", "testing.runFuzzing",
+		"testing.(*F).Fuzz", "runtime.goexit0", "created by runtime.gc", "os/signal.signal_recv",
+		"created by testing.(*T).Parallel"} {
+		if strings.Contains(stack, s) {
+			return true
+		}
+	}
+	return false
 }
 
 // Goroutines returns the stacks of the running goroutines that match,

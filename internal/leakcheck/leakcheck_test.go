@@ -117,6 +117,31 @@ func TestCheck(t *testing.T) {
 	reportsLeaks(t, func(ft *fakeT, limit time.Duration) { Check(ft, limit, Running("leakcheck.parked")) })
 }
 
+func TestStarted(t *testing.T) {
+	reportsLeaks(t, func(ft *fakeT, limit time.Duration) { Check(ft, limit, Started()) })
+
+	// A goroutine that ran before is not counted, nor are the tests'
+	// own: this one and a subtest started after.
+	stop := make(chan struct{})
+	park(stop)
+	defer unpark(t, stop)
+	started := Started()
+	if left := Goroutines(started); len(left) > 0 {
+		t.Errorf("goroutines running before are matched:\n%s", left)
+	}
+	t.Run("subtest", func(t *testing.T) {
+		var own []string
+		for _, g := range strings.Split(stacks(), "\n\n") {
+			if started(g) {
+				own = append(own, g)
+			}
+		}
+		if len(own) > 0 {
+			t.Errorf("the tests' goroutines are matched:\n%s", own)
+		}
+	})
+}
+
 // runner stands for testing.M: Run returns code after calling run.
 type runner struct {
 	code int

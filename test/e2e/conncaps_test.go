@@ -1,9 +1,7 @@
 package e2e
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -19,6 +17,7 @@ import (
 	"github.com/switchboard/switchboard/internal/netns"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
+	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
 // capWait bounds every wait of the connection cap tests.
@@ -66,19 +65,11 @@ func (g *gateway) wsURL() string {
 // connection.
 func dialWS(t *testing.T, g *gateway, src netip.Addr) (*wsClient, int) {
 	t.Helper()
-	d := &net.Dialer{Timeout: capWait, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
-	hc := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
-	ctx, cancel := context.WithTimeout(context.Background(), capWait)
-	defer cancel()
-	c, res, err := websocket.Dial(ctx, g.wsURL(), &websocket.DialOptions{HTTPClient: hc, Subprotocols: []string{"sip"}})
-	if err != nil {
-		if res == nil {
-			t.Fatalf("websocket from %s: %v", src, err)
-		}
-		return nil, res.StatusCode
+	c, status := transporttest.DialWS(t, g.wsURL(), src)
+	if c == nil {
+		return nil, status
 	}
-	t.Cleanup(func() { c.CloseNow() })
-	return &wsClient{t: t, c: c}, http.StatusSwitchingProtocols
+	return &wsClient{t: t, c: c}, status
 }
 
 // sipConn is one SIP client connection, over TCP or a WebSocket.
@@ -137,85 +128,18 @@ func (w *wsClient) closed() {
 
 func (w *wsClient) via() string { return "WS " + token() + ".invalid" }
 
-type tcpClient struct {
-	t *testing.T
-	c net.Conn
-	r *bufio.Reader
-}
+type tcpClient struct{ *transporttest.TCPPeer }
 
 // dialTCP connects to the gateway's SIP TCP listener at to from src.
 func dialTCP(t *testing.T, src netip.Addr, to string) *tcpClient {
 	t.Helper()
-	d := net.Dialer{Timeout: capWait, LocalAddr: net.TCPAddrFromAddrPort(netip.AddrPortFrom(src, 0))}
-	c, err := d.Dial("tcp", to)
-	if err != nil {
-		t.Fatalf("tcp from %s: %v", src, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return &tcpClient{t: t, c: c, r: bufio.NewReader(c)}
+	return &tcpClient{transporttest.DialTCPFrom(t, src, sip.Addr{Transport: sip.TCP, AddrPort: netip.MustParseAddrPort(to)})}
 }
 
-func (p *tcpClient) send(msg string) {
-	p.t.Helper()
-	p.c.SetWriteDeadline(time.Now().Add(capWait))
-	if _, err := io.WriteString(p.c, msg); err != nil {
-		p.t.Fatalf("tcp write: %v", err)
-	}
-}
-
-func (p *tcpClient) next() sip.Message {
-	p.t.Helper()
-	m, err := p.read()
-	if err != nil {
-		p.t.Fatalf("tcp read: %v", err)
-	}
-	return m
-}
-
-// read reads one message framed by Content-Length.
-func (p *tcpClient) read() (sip.Message, error) {
-	p.c.SetReadDeadline(time.Now().Add(capWait))
-	var b []byte
-	length := 0
-	for {
-		line, err := p.r.ReadString('\n')
-		if err != nil {
-			return nil, err
-		}
-		if len(b) == 0 && strings.TrimSpace(line) == "" {
-			continue // a keep-alive
-		}
-		b = append(b, line...)
-		if name, v, ok := strings.Cut(line, ":"); ok && strings.EqualFold(strings.TrimSpace(name), "Content-Length") {
-			length, _ = strconv.Atoi(strings.TrimSpace(v))
-		}
-		if line == "\r\n" {
-			break
-		}
-	}
-	body := make([]byte, length)
-	if _, err := io.ReadFull(p.r, body); err != nil {
-		return nil, err
-	}
-	return sip.ParseMessage(append(b, body...))
-}
-
-func (p *tcpClient) closed() {
-	p.t.Helper()
-	for {
-		if _, err := p.read(); err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				p.t.Fatal("tcp connection still open")
-			}
-			return
-		}
-	}
-}
-
-func (p *tcpClient) via() string {
-	return "TCP " + p.c.LocalAddr().String()
-}
+func (p *tcpClient) send(msg string)   { p.Write(msg) }
+func (p *tcpClient) next() sip.Message { return p.Message() }
+func (p *tcpClient) closed()           { p.Closed() }
+func (p *tcpClient) via() string       { return "TCP " + p.Addr().String() }
 
 // ping sends an OPTIONS to the gateway itself over c and checks the 200.
 func ping(t *testing.T, c sipConn) {
