@@ -114,7 +114,7 @@ func (c *conn) drain(f *framer, h transport.Handler) bool {
 		case none:
 			return true
 		case ping:
-			if c.write(context.Background(), crlf) != nil {
+			if c.write(c.t.life, crlf) != nil {
 				return false
 			}
 		case message:
@@ -141,7 +141,7 @@ func (c *conn) reject(data []byte, err error) bool {
 	resp, ok := transport.Reject(data, err)
 	c.t.log.Debug("unparseable message", "remote", c.addr.AddrPort, "flow", c.addr.Flow,
 		"size", len(data), "answered", ok, "err", err)
-	return ok && c.write(context.Background(), resp) == nil
+	return ok && c.write(c.t.life, resp) == nil
 }
 
 // Bounds of lingeringClose.

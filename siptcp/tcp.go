@@ -157,10 +157,10 @@ func Listen(ctx context.Context, addr string, opts Options) (*Transport, error) 
 	if err != nil {
 		return nil, fmt.Errorf("siptcp: listen: %w", err)
 	}
-	return newTransport(ln, opts), nil
+	return newTransport(ctx, ln, opts), nil
 }
 
-func newTransport(ln net.Listener, opts Options) *Transport {
+func newTransport(ctx context.Context, ln net.Listener, opts Options) *Transport {
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
 	}
@@ -210,7 +210,9 @@ func newTransport(ln net.Listener, opts Options) *Transport {
 		t.log = slog.New(slog.DiscardHandler)
 	}
 	t.log = t.log.With("transport", network, "local", la)
-	t.life, t.stopLife = context.WithCancel(context.Background())
+	// Listen's ctx bounds the listening only: the transport lives until
+	// Close, with ctx's values.
+	t.life, t.stopLife = context.WithCancel(context.WithoutCancel(ctx))
 	t.mu.Lock()
 	t.sweeper = t.clock.AfterFunc(t.conns.SweepInterval(), t.sweep)
 	t.mu.Unlock()

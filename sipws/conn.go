@@ -22,6 +22,7 @@ import (
 // (every method but Reader and Read may be called concurrently).
 type conn struct {
 	t   *Transport
+	ctx context.Context // the handshake's values, no end
 	ws  *websocket.Conn
 	h   transport.Handler
 	src sip.Addr
@@ -70,9 +71,7 @@ func (c *conn) serve() {
 
 // read handles messages until the connection fails or closes.
 func (c *conn) read() error {
-	// Background: a context with a Done channel would cost the library a
-	// timer per read; the connection is ended by closing it instead.
-	ctx := context.Background()
+	ctx := c.ctx
 	var buf []byte
 	for {
 		_, r, err := c.ws.Reader(ctx)
@@ -155,7 +154,7 @@ func (c *conn) keepalive(stop <-chan struct{}) {
 			return
 		case <-tick.C:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), c.t.pongTimeout)
+		ctx, cancel := context.WithTimeout(c.ctx, c.t.pongTimeout)
 		err := c.ws.Ping(ctx)
 		cancel()
 		if err == nil {

@@ -1,6 +1,7 @@
 package sipws
 
 import (
+	"context"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -92,9 +93,14 @@ func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		name = sip.WSS
 	}
 	c := &conn{
-		t:  t,
-		ws: ws,
-		h:  h,
+		t: t,
+		// The handshake's context, without its end: the connection
+		// outlives the HTTP handler, and a context with a Done channel
+		// would cost the library a timer per read; the connection is
+		// ended by closing it instead.
+		ctx: context.WithoutCancel(r.Context()),
+		ws:  ws,
+		h:   h,
 		// Flow ids come from the transport package so that one id names
 		// one connection across all transports: the Layer routes by it.
 		src: sip.Addr{Transport: name, AddrPort: client, Flow: transport.NextFlowID()},

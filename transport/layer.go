@@ -340,13 +340,13 @@ func (f *feed) HandleFlowClosed(flow sip.Addr) { f.l.flowClosed(flow) }
 
 func (l *Layer) receive(msg sip.Message, t Transport) {
 	src := msg.Src()
-	if l.cfg.Trace {
-		l.trace("received", msg, src, nil)
-	}
 	r := l.active.Load()
 	if r == nil {
 		l.dropped.Add(1)
 		return
+	}
+	if l.cfg.Trace {
+		l.trace(r.ctx, "received", msg, src, nil)
 	}
 	l.received.Add(1)
 	if src.Flow != 0 && !l.learnFlow(src.Flow, t) {
@@ -388,8 +388,7 @@ func (l *Layer) drop(why string, src sip.Addr) {
 }
 
 // trace logs msg, received from or sent to peer, for Config.Trace.
-func (l *Layer) trace(what string, msg sip.Message, peer sip.Addr, err error) {
-	ctx := context.Background()
+func (l *Layer) trace(ctx context.Context, what string, msg sip.Message, peer sip.Addr, err error) {
 	if !l.log.Enabled(ctx, slog.LevelDebug) {
 		return
 	}

@@ -45,7 +45,7 @@ func (l *Layer) Send(ctx context.Context, msg sip.Message, dst sip.Addr) error {
 		return fmt.Errorf("transport: send %T: not a request or response", msg)
 	}
 	if l.cfg.Trace {
-		l.trace("sent", msg, dst, err)
+		l.trace(ctx, "sent", msg, dst, err)
 	}
 	return err
 }

@@ -46,7 +46,7 @@ func (l *Logs) String() string {
 // `msg="dropped message"`.
 func (l *Logs) Line(t testing.TB, s string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	ctx, cancel := context.WithTimeout(t.Context(), Timeout)
 	defer cancel()
 	var line string
 	if l.wait(ctx, func() bool {

@@ -247,7 +247,7 @@ func DialWS(t testing.TB, url string, src netip.Addr) (*websocket.Conn, int) {
 	}
 	client := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
 	defer client.CloseIdleConnections() // a refused handshake's
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	ctx, cancel := context.WithTimeout(t.Context(), Timeout)
 	defer cancel()
 	c, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPClient: client, Subprotocols: []string{"sip"}})
 	if err != nil {

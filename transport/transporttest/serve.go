@@ -28,7 +28,7 @@ type Serving struct {
 // that Serve has returned when they run.
 func Serve(t testing.TB, s Server, h transport.Handler) *Serving {
 	t.Helper()
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(t.Context())
 	sv := &Serving{cancel: cancel, done: make(chan struct{})}
 	go func() {
 		defer close(sv.done)
@@ -106,7 +106,7 @@ func Answer(t testing.TB, l *transport.Layer) *Recorder {
 	rec := NewRecorder(t)
 	rec.OnMessage = func(m sip.Message) {
 		if req, ok := m.(*sip.Request); ok {
-			_ = l.Send(context.Background(), sip.NewResponse(req, 200, ""), req.Source)
+			_ = l.Send(t.Context(), sip.NewResponse(req, 200, ""), req.Source)
 		}
 	}
 	Serve(t, l, rec)

@@ -32,6 +32,7 @@ const Timeout = 10 * time.Second
 // for a test to take with Message and FlowClosed. Make it with
 // NewRecorder.
 type Recorder struct {
+	ctx context.Context // the test's: its end ends every wait
 	// OnMessage, when set, is called with each message before it is
 	// recorded (from the caller's goroutine), e.g. to answer it.
 	OnMessage func(sip.Message)
@@ -52,7 +53,7 @@ type Recorder struct {
 // closed connection exactly once. Make the Recorder before serving it,
 // so that this check runs after the transport has stopped.
 func NewRecorder(t testing.TB) *Recorder {
-	r := &Recorder{closes: make(map[uint64]int)}
+	r := &Recorder{ctx: t.Context(), closes: make(map[uint64]int)}
 	t.Cleanup(func() {
 		r.mu.Lock()
 		defer r.mu.Unlock()
@@ -75,7 +76,7 @@ func (r *Recorder) HandleMessage(msg sip.Message) {
 	if r.OnMessage != nil {
 		r.OnMessage(msg)
 	}
-	_ = r.wait(context.Background(), func() bool {
+	_ = r.wait(r.ctx, func() bool {
 		if r.Max > 0 && len(r.msgs) >= r.Max {
 			return false
 		}
@@ -98,7 +99,7 @@ func (r *Recorder) HandleFlowClosed(flow sip.Addr) {
 // one; it fails the test when none comes.
 func (r *Recorder) Message(t testing.TB) sip.Message {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	ctx, cancel := context.WithTimeout(t.Context(), Timeout)
 	defer cancel()
 	m, err := r.Next(ctx)
 	if err != nil {
@@ -126,7 +127,7 @@ func (r *Recorder) Next(ctx context.Context) (sip.Message, error) {
 // Timeout for one; it fails the test when none comes.
 func (r *Recorder) FlowClosed(t testing.TB) sip.Addr {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	ctx, cancel := context.WithTimeout(t.Context(), Timeout)
 	defer cancel()
 	var a sip.Addr
 	if r.wait(ctx, func() bool {
@@ -162,7 +163,7 @@ func (r *Recorder) Counts() (messages, closed int) {
 // WaitMessages waits up to Timeout until n messages are recorded and not
 // taken, and reports whether they are.
 func (r *Recorder) WaitMessages(n int) bool {
-	ctx, cancel := context.WithTimeout(context.Background(), Timeout)
+	ctx, cancel := context.WithTimeout(r.ctx, Timeout)
 	defer cancel()
 	return r.wait(ctx, func() bool { return len(r.msgs) >= n }) == nil
 }

@@ -21,12 +21,14 @@ import (
 // fakeT records what the harness reports, running cleanups on demand.
 type fakeT struct {
 	testing.TB
+	ctx      context.Context
 	cleanups []func()
 	errors   []string
 }
 
-func (f *fakeT) Helper()           {}
-func (f *fakeT) Cleanup(fn func()) { f.cleanups = append(f.cleanups, fn) }
+func (f *fakeT) Helper()                  {}
+func (f *fakeT) Context() context.Context { return f.ctx }
+func (f *fakeT) Cleanup(fn func())        { f.cleanups = append(f.cleanups, fn) }
 func (f *fakeT) Errorf(format string, args ...any) {
 	f.errors = append(f.errors, fmt.Sprintf(format, args...))
 }
@@ -38,7 +40,7 @@ func (f *fakeT) finish() {
 }
 
 func TestRecorderFlowClosedOnce(t *testing.T) {
-	ft := &fakeT{}
+	ft := &fakeT{ctx: t.Context()}
 	rec := transporttest.NewRecorder(ft)
 	once, twice := sip.Addr{Transport: sip.TCP, Flow: 1}, sip.Addr{Transport: sip.TCP, Flow: 2}
 	rec.HandleFlowClosed(once)
@@ -126,7 +128,7 @@ type serverFunc func(ctx context.Context, h transport.Handler) error
 func (f serverFunc) Serve(ctx context.Context, h transport.Handler) error { return f(ctx, h) }
 
 func TestServeReportsError(t *testing.T) {
-	ft := &fakeT{}
+	ft := &fakeT{ctx: t.Context()}
 	sv := transporttest.Serve(ft, serverFunc(func(ctx context.Context, _ transport.Handler) error {
 		<-ctx.Done()
 		return errors.New("broken listener")
