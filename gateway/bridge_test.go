@@ -11,6 +11,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/proxy"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/transport/locate"
+	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
 // noDNS fails every lookup, as a resolver without network does.
@@ -32,7 +33,7 @@ func (noDNS) LookupIPAddr(context.Context, string) ([]net.IPAddr, error) { retur
 func TestBridgeLeavesSameKind(t *testing.T) {
 	g := &Gateway{dns: &locate.Locator{DNS: noDNS{}}, log: slog.New(slog.DiscardHandler)}
 	bridge := g.bridge
-	phoneReq := mustRequest(t, "INVITE sip:alice@localhost SIP/2.0\r\n"+
+	phoneReq := transporttest.ParseRequest(t, "INVITE sip:alice@localhost SIP/2.0\r\n"+
 		"Via: SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKbr1\r\n"+
 		"From: <sip:1000@localhost>;tag=a\r\nTo: <sip:alice@localhost>\r\n"+
 		"Call-ID: br1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
@@ -65,13 +66,4 @@ func TestBridgeLeavesSameKind(t *testing.T) {
 	if res := <-br.Responses(); res.StatusCode != 488 {
 		t.Fatalf("phone to a browser without media: %d, want 488", res.StatusCode)
 	}
-}
-
-func mustRequest(t *testing.T, raw string) *sip.Request {
-	t.Helper()
-	m, err := sip.ParseMessage([]byte(raw))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m.(*sip.Request)
 }

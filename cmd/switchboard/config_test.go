@@ -2,14 +2,7 @@ package main
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
-	"math/big"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -17,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
 func TestLoadConfigDefaults(t *testing.T) {
@@ -49,7 +44,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 
 func TestLoadConfigValid(t *testing.T) {
 	dir := t.TempDir()
-	cert, key := writeKeyPair(t, dir)
+	cert, key := transporttest.KeyPairFiles(t, dir)
 	configFile := filepath.Join(dir, "switchboard.conf")
 	if err := os.WriteFile(configFile, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -213,8 +208,8 @@ func TestLoadConfigValid(t *testing.T) {
 
 func TestLoadConfigInvalid(t *testing.T) {
 	dir := t.TempDir()
-	cert, key := writeKeyPair(t, dir)
-	otherCert, _ := writeKeyPair(t, t.TempDir())
+	cert, key := transporttest.KeyPairFiles(t, dir)
+	otherCert, _ := transporttest.KeyPairFiles(t, t.TempDir())
 	notDir := filepath.Join(dir, "file")
 	if err := os.WriteFile(notDir, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -494,38 +489,4 @@ func TestREADMEDocumentsEveryVariable(t *testing.T) {
 	for key := range rows {
 		t.Errorf("README.md documents %s, which Config does not read", key)
 	}
-}
-
-// writeKeyPair writes a self-signed certificate and its key as PEM files in
-// dir and returns their paths.
-func writeKeyPair(t *testing.T, dir string) (certFile, keyFile string) {
-	t.Helper()
-	priv, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		DNSNames:     []string{"localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &priv.PublicKey, priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(priv)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile = filepath.Join(dir, "cert.pem")
-	keyFile = filepath.Join(dir, "key.pem")
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return certFile, keyFile
 }

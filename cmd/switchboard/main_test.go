@@ -13,10 +13,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
 // testTimeout bounds every wait in these tests, so that a hang fails the
@@ -45,11 +46,11 @@ func testConfig(t *testing.T, extra map[string]string) Config {
 
 // gateway is a run() started by a test.
 type testGateway struct {
-	l      listening    // where it listens
-	addr   string       // HTTP address, host:port
-	log    *syncBuffer  // what run wrote to stdout
-	cancel func()       // asks run to stop
-	done   <-chan error // receives run's result
+	l      listening           // where it listens
+	addr   string              // HTTP address, host:port
+	log    *transporttest.Logs // what run wrote to stdout
+	cancel func()              // asks run to stop
+	done   <-chan error        // receives run's result
 }
 
 // startGateway starts run with cfg and waits until it listens.
@@ -62,7 +63,7 @@ func startGateway(t *testing.T, cfg Config) *testGateway {
 func startGatewayWith(t *testing.T, cfg Config, ctl control) *testGateway {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
-	log := &syncBuffer{}
+	log := &transporttest.Logs{}
 	bound := make(chan listening, 1)
 	done := make(chan error, 1)
 	go func() {
@@ -326,25 +327,6 @@ func TestVersionString(t *testing.T) {
 	if got := versionString(); !strings.HasPrefix(got, "switchboard v1.2.3 (") || !strings.Contains(got, "go1.") {
 		t.Errorf("versionString() = %q", got)
 	}
-}
-
-// syncBuffer is a bytes.Buffer that run's goroutines and the test can use
-// at once.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }

@@ -1,7 +1,6 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"log/slog"
 	"net/netip"
@@ -19,6 +18,7 @@ import (
 	"github.com/switchboard/switchboard/sip/dialog"
 	"github.com/switchboard/switchboard/sip/digest"
 	"github.com/switchboard/switchboard/sip/transaction"
+	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
 // TestMain fails the run if a goroutine started by this module's code (the
@@ -73,7 +73,7 @@ type fixture struct {
 	proxy  *Proxy
 	loc    *testLocator
 	users  map[string]string // user → password
-	logBuf *syncBuffer
+	logBuf *transporttest.Logs
 	uas    []*ua
 	// uaConfig is the transaction.Config of the UAs made from now on
 	// (Clock and OnStrayResponse are set for them).
@@ -88,7 +88,7 @@ func newFixture(t testing.TB, tweak func(*Options)) *fixture {
 		net:    sipnet.New(),
 		loc:    &testLocator{targets: make(map[string][]Target)},
 		users:  map[string]string{"alice": "alice-secret", "bob": "bob-secret", "carol": "carol-secret"},
-		logBuf: &syncBuffer{},
+		logBuf: &transporttest.Logs{},
 	}
 	f.node = f.net.AddNode("proxy", proxyUDP, proxyTCP, proxyWS)
 	var p *Proxy
@@ -140,24 +140,6 @@ func (f *fixture) HA1(user, algorithm string) (string, bool) {
 		return "", false
 	}
 	return digest.HA1(algorithm, user, testDomain, pw), true
-}
-
-// syncBuffer is a log sink safe for concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // testLocator is a Locator over a map; any, when set, is the target of
