@@ -45,6 +45,11 @@ const (
 	numOrigins
 )
 
+// originBlockedUser is the origin of the failures Allow records for a
+// source that goes on trying a blocked name: counted for the source, not
+// in Stats.
+const originBlockedUser = numOrigins + 1
+
 // String returns the origin's metric label: register, proxy, admin or
 // probe.
 func (o Origin) String() string {
@@ -57,6 +62,8 @@ func (o Origin) String() string {
 		return "admin"
 	case OriginProbe:
 		return "probe"
+	case originBlockedUser:
+		return "blocked user"
 	}
 	return "unknown"
 }
@@ -241,10 +248,11 @@ func (t *Throttle) Allow(ip netip.Addr, user string) (retryAfter time.Duration, 
 	src := sourceKey(ip)
 	t.mu.RLock()
 	until := t.sources.until(src)
+	byUser := false
 	if until <= now && checkUser {
 		k := userKey(user)
 		if u := t.users.until(k); u > now && !t.known.has(k, src, now-t.trustFor()) {
-			until = u
+			until, byUser = u, true
 		}
 	}
 	t.mu.RUnlock()
@@ -252,6 +260,14 @@ func (t *Throttle) Allow(ip netip.Addr, user string) (retryAfter time.Duration, 
 		return 0, true
 	}
 	t.refused.Add(1)
+	if byUser {
+		// A source that goes on trying a blocked name fails as if it had
+		// guessed: otherwise a flood at one name, refused here one
+		// request at a time, would never get its sources blocked, and so
+		// never dropped before any work (the transaction layer's Admit
+		// asks Blocked, which knows sources only).
+		t.Failure(originBlockedUser, ip, "")
+	}
 	return time.Duration(until - now), false
 }
 

@@ -392,3 +392,26 @@ func BenchmarkThrottleAllow(b *testing.B) {
 		}
 	})
 }
+
+// A source that goes on trying a blocked name is blocked itself after
+// MaxFailures refusals, so that a flood at one name ends up refused by
+// source, before any work, rather than one request at a time.
+func TestThrottleBlockedUserBlocksItsGuessers(t *testing.T) {
+	th, _ := newThrottle() // 3 per source, 5 per user
+	src := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}) }
+	for i := range 5 {
+		th.Failure(OriginRegister, src(i), "alice")
+	}
+	guesser := netip.MustParseAddr("198.51.100.9")
+	for i := range 3 {
+		if _, blocked := th.Blocked(guesser); blocked {
+			t.Fatalf("source blocked after %d refusals", i)
+		}
+		if _, ok := th.Allow(guesser, "alice"); ok {
+			t.Fatal("alice's blocked name allowed to a new source")
+		}
+	}
+	if _, blocked := th.Blocked(guesser); !blocked {
+		t.Error("a source that tried a blocked name 3 times is not blocked")
+	}
+}
