@@ -86,6 +86,7 @@ type Bridge struct {
 	relayStarted  bool
 	lastRTPOffset atomic.Int64 // time of the last RTP packet from either leg, since start
 
+	transport      transportFacts
 	route          atomic.Pointer[route]
 	toWeb, toRTP   *outStream
 	webIn, rtpIn   recvStats
@@ -750,8 +751,12 @@ func (b *Bridge) Stats() Stats {
 	b.rtpIn.snapshot(b.start, &s.RTP)
 	b.rtpOut.snapshot(&s.RTP)
 	if src := b.latch.source(); src.IsValid() {
-		s.RTP.Remote = src.String()
+		s.RTP.Remote, s.RTP.Latched = src.String(), true
+	} else if dst := b.latch.target(); dst.IsValid() {
+		s.RTP.Remote = dst.String()
 	}
+	s.RTP.Local = b.RTPAddr().String()
+	s.Web.Transport = b.transport.get()
 	s.OneWayAudio = b.oneWayAudio(now)
 	return s
 }
