@@ -134,7 +134,11 @@ func (c *call) run() {
 		}
 		code, reason := statusOf(err)
 		c.log.Info("call not started", "err", err, "status", code)
-		c.respondCaller(code, reason)
+		res := c.callerResponse(code, reason)
+		if errors.Is(err, ErrTooManyCalls) {
+			res.Set("Retry-After", strconv.Itoa(int(c.b.opts.BusyRetryAfter/time.Second)))
+		}
+		c.respondCallerWith(res)
 		c.finish(err)
 		return
 	}
@@ -764,8 +768,12 @@ func (c *call) callerResponse(code int, reason string) *sip.Response {
 
 // respondCaller sends a final failure response to the caller's INVITE.
 func (c *call) respondCaller(code int, reason string) {
-	if err := c.atx.Respond(c.callerResponse(code, reason)); err != nil && !errors.Is(err, transaction.ErrFinalSent) {
-		c.log.Debug("answering the caller", "status", code, "err", err)
+	c.respondCallerWith(c.callerResponse(code, reason))
+}
+
+func (c *call) respondCallerWith(res *sip.Response) {
+	if err := c.atx.Respond(res); err != nil && !errors.Is(err, transaction.ErrFinalSent) {
+		c.log.Debug("answering the caller", "status", res.StatusCode, "err", err)
 	}
 }
 

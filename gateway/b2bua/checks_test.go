@@ -186,3 +186,32 @@ func TestClose(t *testing.T) {
 	oc := h.phone.invite("browser", newTestPhone(t).sdp(1, "0"))
 	oc.await(503)
 }
+
+// TestMaxCalls: beyond MaxCalls a new call gets 503 with Retry-After at
+// once, as a caller through a proxy's fork (Branch) does; when a call
+// ends, its place is free again.
+func TestMaxCalls(t *testing.T) {
+	h := newHarness(t, harnessOptions{b2bua: Options{MaxCalls: 1, BusyRetryAfter: 7 * time.Second}})
+	_, _, oc, _ := browserCallsPhone(t, h)
+	for _, user := range []string{"browser", "fork"} {
+		res := h.phone.invite(user, newTestPhone(t).sdp(1, "0")).await(503)
+		if ra := res.Get("Retry-After"); ra != "7" {
+			t.Errorf("%s: 503 with Retry-After %q, want 7", user, ra)
+		}
+		h.ended()
+	}
+	if n := len(h.b2b.Calls()); n != 1 {
+		t.Fatalf("%d calls, want the one in progress", n)
+	}
+	if res := h.browser.request(oc.dlg, sip.MethodBye, nil, ""); res.StatusCode != 200 {
+		t.Fatalf("BYE: %d", res.StatusCode)
+	}
+	h.phone.expect(sip.MethodBye).respond(200, nil)
+	h.ended()
+	// The place is free: the next call reaches the phone.
+	br := h.newBrowser()
+	next := h.browser.invite("phone", br.Offer())
+	h.phone.expect(sip.MethodInvite).respond(486, nil)
+	next.await(486)
+	h.ended()
+}
