@@ -41,12 +41,15 @@ const (
 	// OriginProbe is an anonymous request for an address of ours that
 	// has no target: what a scan for user names gets.
 	OriginProbe
+	// OriginHTTP is a request to the gateway's HTTP API whose Digest
+	// credentials (of a SIP account) failed: /api/ice-servers.
+	OriginHTTP
 
 	numOrigins
 )
 
-// String returns the origin's metric label: register, proxy, admin or
-// probe.
+// String returns the origin's metric label: register, proxy, admin,
+// probe or http.
 func (o Origin) String() string {
 	switch o {
 	case OriginRegister:
@@ -57,6 +60,8 @@ func (o Origin) String() string {
 		return "admin"
 	case OriginProbe:
 		return "probe"
+	case OriginHTTP:
+		return "http"
 	}
 	return "unknown"
 }
