@@ -3,6 +3,7 @@ package b2bua
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -214,4 +215,55 @@ func TestMaxCalls(t *testing.T) {
 	h.phone.expect(sip.MethodInvite).respond(486, nil)
 	next.await(486)
 	h.ended()
+}
+
+// TestCallEndLogsTransport: CallInfo and the call-end log line say how
+// the web leg's media went (candidate types and protocols, DTLS role,
+// SRTP profile) and where the RTP leg's went.
+func TestCallEndLogsTransport(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	_, ph, oc, _ := browserCallsPhone(t, h)
+	deadline := time.Now().Add(waitLimit)
+	var info CallInfo
+	for {
+		info = h.b2b.Calls()[0]
+		if info.Media.Web.Transport != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no transport facts for the web leg")
+		}
+		time.Sleep(5 * time.Millisecond) // polling, with a deadline
+	}
+	tr := info.Media.Web.Transport
+	if tr.Local.Type != "host" || tr.Local.Protocol != "udp" || tr.DTLSRole != "client" || tr.SRTPProfile == "" {
+		t.Errorf("CallInfo transport %+v", tr)
+	}
+	if want := ph.Conn.LocalAddr().String(); info.Media.RTP.Remote != want {
+		t.Errorf("rtp remote %q, want the phone's SDP address %s", info.Media.RTP.Remote, want)
+	}
+	if res := h.browser.request(oc.dlg, sip.MethodBye, nil, ""); res.StatusCode != 200 {
+		t.Fatalf("BYE: %d", res.StatusCode)
+	}
+	h.phone.expect(sip.MethodBye).respond(200, nil)
+	select {
+	case r := <-h.logs.ended:
+		got := map[string]string{}
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "web_transport" {
+				for _, g := range a.Value.Resolve().Group() {
+					got[g.Key] = g.Value.String()
+				}
+			}
+			if a.Key == "rtp_remote" {
+				got["rtp_remote"] = a.Value.String()
+			}
+			return true
+		})
+		if got["local"] != "host/udp" || got["dtls_role"] != "client" || got["srtp_profile"] == "" || got["rtp_remote"] == "" {
+			t.Errorf("call ended line: %v", got)
+		}
+	case <-timeAfter():
+		t.Fatal("no call ended line")
+	}
 }
