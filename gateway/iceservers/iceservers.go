@@ -183,25 +183,18 @@ func CheckURL(raw string) (turn bool, err error) {
 	return turn, nil
 }
 
-// validHost reports whether s is an IP address or a DNS name.
+// validHost reports whether s is an IP address or a DNS name: letters,
+// digits, hyphens and dots, no empty label.
 func validHost(s string) bool {
 	if _, err := netip.ParseAddr(s); err == nil {
 		return true
 	}
-	if s == "" || len(s) > 253 {
-		return false
+	name := strings.TrimSuffix(s, ".")
+	bad := func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '.')
 	}
-	for label := range strings.SplitSeq(strings.TrimSuffix(s, "."), ".") {
-		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
-			return false
-		}
-		for _, r := range label {
-			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-				return false
-			}
-		}
-	}
-	return true
+	return name != "" && len(name) <= 253 && strings.IndexFunc(name, bad) < 0 &&
+		!strings.HasPrefix(name, ".") && !strings.Contains(name, "..")
 }
 
 // Enabled reports whether there is any server to hand out.
