@@ -113,7 +113,14 @@ func (b *Bridge) newWebLeg(codecs []Codec) error {
 // learnTransport records how the connected web leg's media travels, and
 // counts it in the engine's Stats the first time.
 func (b *Bridge) learnTransport(pc *webrtc.PeerConnection) {
+	b.pcCloseMu.Lock()
+	if b.isClosing() {
+		// Closed or about to be: the call is over, nothing to learn.
+		b.pcCloseMu.Unlock()
+		return
+	}
 	t, first := b.transport.learn(pc)
+	b.pcCloseMu.Unlock()
 	b.log.Debug("webrtc leg connected", "local", t.Local.Type+"/"+t.Local.Protocol, "remote", t.Remote.Type+"/"+t.Remote.Protocol,
 		"remote_address", t.Remote.Address, "dtls_role", t.DTLSRole, "srtp_profile", t.SRTPProfile)
 	if first {
