@@ -60,6 +60,10 @@ type Config struct {
 	// Media relays the calls that cross between browsers and phones. Nil
 	// bridges nothing: a branch that crosses gets 488.
 	Media *media.Engine
+	// MaxCalls bounds the bridged calls in progress; beyond it a call
+	// that would cross gets 503 with Retry-After (b2bua.Options.MaxCalls).
+	// Zero: no bound.
+	MaxCalls int
 	// Secret keys the digest nonces, the proxy's Record-Route stamps and
 	// the flow tokens: 32 random bytes, kept across restarts so that
 	// nonces and dialogs survive them.
@@ -200,6 +204,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 			Transactions: g.tx,
 			Sender:       cfg.Transports,
 			Identity:     cfg.Identity,
+			MaxCalls:     cfg.MaxCalls,
 			UserAgent:    cfg.UserAgent,
 			Clock:        cfg.Clock,
 			Logger:       log.With("component", "b2bua"),

@@ -86,6 +86,10 @@ type Bridge struct {
 	relayStarted  bool
 	lastRTPOffset atomic.Int64 // time of the last RTP packet from either leg, since start
 
+	transport transportFacts
+	// pcCloseMu keeps PeerConnection.GetStats and Close apart: pion's
+	// close writes what GetStats reads without a lock of its own.
+	pcCloseMu      sync.Mutex
 	route          atomic.Pointer[route]
 	toWeb, toRTP   *outStream
 	webIn, rtpIn   recvStats
@@ -218,7 +222,10 @@ func (b *Bridge) teardown() {
 	pc := b.pc
 	b.mu.Unlock()
 	if pc != nil {
-		if err := pc.GracefulClose(); err != nil {
+		b.pcCloseMu.Lock()
+		err := pc.GracefulClose()
+		b.pcCloseMu.Unlock()
+		if err != nil {
 			b.log.Debug("webrtc close", "err", err)
 		}
 	}
@@ -367,7 +374,9 @@ func (b *Bridge) offerWeb(codecs []Codec, dir direction, ptime int) ([]byte, err
 func (b *Bridge) dropWebLeg() {
 	if b.pc != nil {
 		b.pcDropped.Store(true)
+		b.pcCloseMu.Lock()
 		_ = b.pc.Close()
+		b.pcCloseMu.Unlock()
 	}
 	b.pc, b.pcDropped, b.hasSender = nil, nil, false
 	b.track.unbind()
@@ -750,8 +759,12 @@ func (b *Bridge) Stats() Stats {
 	b.rtpIn.snapshot(b.start, &s.RTP)
 	b.rtpOut.snapshot(&s.RTP)
 	if src := b.latch.source(); src.IsValid() {
-		s.RTP.Remote = src.String()
+		s.RTP.Remote, s.RTP.Latched = src.String(), true
+	} else if dst := b.latch.target(); dst.IsValid() {
+		s.RTP.Remote = dst.String()
 	}
+	s.RTP.Local = b.RTPAddr().String()
+	s.Web.Transport = b.transport.get()
 	s.OneWayAudio = b.oneWayAudio(now)
 	return s
 }

@@ -2,6 +2,7 @@ package media
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -28,6 +29,9 @@ type Engine struct {
 	announce netip.Addr // c= address of the RTP leg
 	settings webrtc.SettingEngine
 	mux      ice.UDPMux // nil with Options.ICEPortRange
+	tcpMux   ice.TCPMux // nil without Options.ICETCP
+	tcpLn    *tcpListener
+	iceAddr  netip.AddrPort // the shared ICE port, UDP and TCP
 	ports    *portPool
 
 	mu      sync.Mutex
@@ -38,6 +42,9 @@ type Engine struct {
 
 	total    atomic.Uint64
 	inactive atomic.Uint64
+
+	transportsMu sync.Mutex
+	transports   map[TransportKey]uint64
 }
 
 // NewEngine checks opts, applies their defaults and binds the ICE UDP mux.
@@ -49,12 +56,13 @@ func NewEngine(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e := &Engine{
-		ctx:      ctx,
-		opts:     o,
-		log:      o.Logger,
-		clock:    o.Clock,
-		announce: o.BindIP,
-		bridges:  map[*Bridge]struct{}{},
+		ctx:        ctx,
+		opts:       o,
+		log:        o.Logger,
+		clock:      o.Clock,
+		announce:   o.BindIP,
+		bridges:    map[*Bridge]struct{}{},
+		transports: map[TransportKey]uint64{},
 	}
 	if o.PublicIP.IsValid() {
 		e.announce = o.PublicIP
@@ -67,19 +75,34 @@ func NewEngine(ctx context.Context, opts Options) (*Engine, error) {
 }
 
 // configurePion fills the SettingEngine every PeerConnection of the engine
-// shares: host candidates of BindIP only, no mDNS, UDP only, one mux port.
+// shares: host candidates of BindIP only, no mDNS, UDP (and TCP with
+// Options.ICETCP), one mux port.
 // muxReadBuffer is the receive buffer asked for the shared ICE socket.
 const muxReadBuffer = 4 << 20
+
+// ICE-TCP buffers per connection: packets waiting for the agent (audio is
+// 50 a second), and bytes waiting for a slow TCP peer beyond which packets
+// are dropped, as UDP would lose them.
+const (
+	tcpMuxReadPackets = 64
+	tcpMuxWriteBuffer = 256 << 10
+)
 
 func (e *Engine) configurePion() error {
 	o := e.opts
 	s := &e.settings
 	s.LoggerFactory = pionLoggers{e.ctx, e.log}
-	network, netType := "udp4", webrtc.NetworkTypeUDP4
-	if o.BindIP.Is6() {
-		network, netType = "udp6", webrtc.NetworkTypeUDP6
+	netTypes := []webrtc.NetworkType{webrtc.NetworkTypeUDP4}
+	if o.ICETCP {
+		netTypes = append(netTypes, webrtc.NetworkTypeTCP4)
 	}
-	s.SetNetworkTypes([]webrtc.NetworkType{netType})
+	if o.BindIP.Is6() {
+		netTypes = []webrtc.NetworkType{webrtc.NetworkTypeUDP6}
+		if o.ICETCP {
+			netTypes = append(netTypes, webrtc.NetworkTypeTCP6)
+		}
+	}
+	s.SetNetworkTypes(netTypes)
 	s.SetICEMulticastDNSMode(ice.MulticastDNSModeDisabled)
 	s.SetIncludeLoopbackCandidate(o.BindIP.IsLoopback())
 	bind := o.BindIP
@@ -95,6 +118,8 @@ func (e *Engine) configurePion() error {
 	}
 	s.SetLite(o.ICELite)
 	if o.PublicIP.IsValid() {
+		// The rule rewrites the host candidates of both the UDP and the
+		// TCP mux: the browser sees the announced address for each.
 		err := s.SetICEAddressRewriteRules(webrtc.ICEAddressRewriteRule{
 			External:        []string{o.PublicIP.String()},
 			AsCandidateType: webrtc.ICECandidateTypeHost,
@@ -107,10 +132,11 @@ func (e *Engine) configurePion() error {
 	if r := o.ICEPortRange; r != [2]int{} {
 		return s.SetEphemeralUDPPortRange(uint16(r[0]), uint16(r[1]))
 	}
-	conn, err := net.ListenUDP(network, net.UDPAddrFromAddrPort(netip.AddrPortFrom(bind, uint16(o.ICEUDPPort))))
+	conn, ln, err := listenICE(bind, o.ICEUDPPort, o.ICETCP)
 	if err != nil {
-		return fmt.Errorf("media: ice udp port: %w", err)
+		return err
 	}
+	e.iceAddr = conn.LocalAddr().(*net.UDPAddr).AddrPort()
 	// Every call's SRTP arrives on this one socket: at hundreds of calls
 	// the default receive buffer holds a few milliseconds and overflows
 	// (the load bench saw its drops match the loss). The system caps the
@@ -118,8 +144,26 @@ func (e *Engine) configurePion() error {
 	_ = conn.SetReadBuffer(muxReadBuffer)
 	e.mux = webrtc.NewICEUDPMux(pionLoggers{e.ctx, e.log}.NewLogger("ice-mux"), conn)
 	s.SetICEUDPMux(e.mux)
+	if ln != nil {
+		e.tcpLn = newTCPListener(ln, o.ICETCPMaxConns, o.ICETCPMaxConnsPerIP, e.log)
+		e.tcpMux = ice.NewTCPMuxDefault(ice.TCPMuxParams{
+			Listener:                     e.tcpLn,
+			Logger:                       pionLoggers{e.ctx, e.log}.NewLogger("ice-tcp-mux"),
+			ReadBufferSize:               tcpMuxReadPackets,
+			WriteBufferSize:              tcpMuxWriteBuffer,
+			FirstStunBindTimeout:         o.ICETCPFirstMessage,
+			AliveDurationForConnFromStun: o.ICETCPFirstMessage,
+		})
+		s.SetICETCPMux(e.tcpMux)
+	}
 	return nil
 }
+
+// ICEAddr returns the local address of the ICE port that every web leg
+// shares, UDP and, with Options.ICETCP, TCP: BindIP and the port, which
+// Options.ICEUDPPort names or the system picked. It is the zero AddrPort
+// with Options.ICEPortRange.
+func (e *Engine) ICEAddr() netip.AddrPort { return e.iceAddr }
 
 // rtcpReportInterval paces the web leg's RTCP sender and receiver reports:
 // RFC 3550's recommended minimum (§6.2) and what browsers use for audio
@@ -241,7 +285,7 @@ func (e *Engine) Stats() EngineStats {
 	}
 	e.mu.Unlock()
 	inUse, draining := e.ports.counts()
-	return EngineStats{
+	st := EngineStats{
 		Web:           web,
 		RTP:           rtp,
 		Bridges:       n,
@@ -250,6 +294,23 @@ func (e *Engine) Stats() EngineStats {
 		PortsInUse:    inUse,
 		PortsDraining: draining,
 	}
+	e.transportsMu.Lock()
+	st.Transports = make(map[TransportKey]uint64, len(e.transports))
+	for k, v := range e.transports {
+		st.Transports[k] = v
+	}
+	e.transportsMu.Unlock()
+	if e.tcpLn != nil {
+		st.ICETCPConns, st.ICETCPRefused = e.tcpLn.counts()
+	}
+	return st
+}
+
+// countTransport counts a web leg that connected over k.
+func (e *Engine) countTransport(k TransportKey) {
+	e.transportsMu.Lock()
+	e.transports[k]++
+	e.transportsMu.Unlock()
 }
 
 // Close closes every bridge, the ICE mux and every draining port, and
@@ -273,6 +334,10 @@ func (e *Engine) Close() error {
 	var err error
 	if e.mux != nil {
 		err = e.mux.Close()
+	}
+	if e.tcpMux != nil {
+		// Waits for the mux's goroutines, the accept loop included.
+		err = errors.Join(err, e.tcpMux.Close())
 	}
 	e.ports.close()
 	return err

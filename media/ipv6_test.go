@@ -37,7 +37,7 @@ func TestIPv6(t *testing.T) {
 	phone := newTestPhoneOn(t, c)
 	negotiateRTPOnly(b3, c.LocalAddr().(*net.UDPAddr).AddrPort())
 	phone.SendPacket(b3.RTPAddr(), rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: 1, SSRC: 5}, Payload: payload(0, 160)})
-	waitFor(t, "latched over IPv6", func() bool { return b3.Stats().RTP.Remote == c.LocalAddr().String() })
+	waitFor(t, "latched over IPv6", func() bool { st := b3.Stats().RTP; return st.Latched && st.Remote == c.LocalAddr().String() })
 	if err := b3.SendDTMF('1', MinDTMFDuration); err != nil {
 		t.Fatal(err)
 	}

@@ -27,6 +27,22 @@ type Options struct {
 	// UDP mux: the ICE username tells calls apart). 0 picks a free port.
 	// Ignored when ICEPortRange is set.
 	ICEUDPPort int
+	// ICETCP also serves ICE-TCP (RFC 6544): every WebRTC leg gets a
+	// passive TCP host candidate on the TCP port of the same number as
+	// the ICE UDP port (pion's TCP mux), so that a browser whose network
+	// blocks UDP still connects. It needs the shared port: not with
+	// ICEPortRange.
+	ICETCP bool
+	// ICETCPMaxConns bounds the open ICE-TCP connections, and
+	// ICETCPMaxConnsPerIP those from one IPv4 address or IPv6 /64; a
+	// connection beyond either is closed at once. Defaults
+	// DefaultICETCPMaxConns and DefaultICETCPMaxConnsPerIP.
+	ICETCPMaxConns      int
+	ICETCPMaxConnsPerIP int
+	// ICETCPFirstMessage bounds the wait for the first STUN message on a
+	// new ICE-TCP connection, which names its call; default
+	// DefaultICETCPFirstMessage.
+	ICETCPFirstMessage time.Duration
 	// ICEPortRange, when set, gives each WebRTC leg its own port from this
 	// inclusive range instead of the shared ICEUDPPort.
 	ICEPortRange [2]int
@@ -70,6 +86,16 @@ const (
 	DefaultDrainTime         = 5 * time.Second
 	DefaultOneWayAudioAfter  = 5 * time.Second
 	DefaultRelatchAfter      = 3 * time.Second
+
+	// A browser opens one ICE-TCP connection per call, and a few more
+	// while ICE tries its pairs; an office behind one NAT address holds
+	// many browsers.
+	DefaultICETCPMaxConns      = 2000
+	DefaultICETCPMaxConnsPerIP = 100
+	// DefaultICETCPFirstMessage is far above a browser's first check,
+	// which follows the connect at once, and far below pion's 30 s, so
+	// that idle connections cannot pile up.
+	DefaultICETCPFirstMessage = 5 * time.Second
 )
 
 // withDefaults returns o with every default applied, or an error wrapping
@@ -100,6 +126,15 @@ func (o Options) withDefaults() (Options, error) {
 	if o.Codecs == nil {
 		o.Codecs = DefaultCodecs()
 	}
+	if o.ICETCPMaxConns <= 0 {
+		o.ICETCPMaxConns = DefaultICETCPMaxConns
+	}
+	if o.ICETCPMaxConnsPerIP <= 0 {
+		o.ICETCPMaxConnsPerIP = DefaultICETCPMaxConnsPerIP
+	}
+	if o.ICETCPFirstMessage <= 0 {
+		o.ICETCPFirstMessage = DefaultICETCPFirstMessage
+	}
 	o.Clock = clock.Or(o.Clock)
 	if o.Logger == nil {
 		o.Logger = slog.Default()
@@ -123,6 +158,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if r := o.ICEPortRange; r != [2]int{} && (r[0] < 1 || r[1] > 65535 || r[0] > r[1]) {
 		return bad("ice port range %d-%d", r[0], r[1])
+	}
+	if o.ICETCP && o.ICEPortRange != [2]int{} {
+		return bad("ice-tcp needs the shared ice port, not a port range")
 	}
 	if o.BindIP.IsUnspecified() && !o.PublicIP.IsValid() {
 		return bad("bind address %s needs a public address to announce", o.BindIP)

@@ -40,16 +40,25 @@ func TestSymmetricRTPLatching(t *testing.T) {
 		return rtp.Packet{Header: rtp.Header{PayloadType: pt, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: 1}, Payload: payload(0, 160)}
 	}
 	stats := func() LegStats { return b.Stats().RTP }
+	latched := func() string {
+		if s := stats(); s.Latched {
+			return s.Remote
+		}
+		return ""
+	}
 
 	// A payload type that was not negotiated does not latch.
 	c.SendPacket(gw, pkt(96, 1))
 	waitFor(t, "unknown payload type dropped", func() bool { return stats().Dropped.PayloadType == 1 })
-	if stats().Remote != "" {
-		t.Fatalf("latched on an invalid packet: %s", stats().Remote)
+	if l := latched(); l != "" {
+		t.Fatalf("latched on an invalid packet: %s", l)
+	}
+	if r := stats().Remote; r != addrOf(a).String() {
+		t.Errorf("remote %s before latching, want the SDP's %s", r, addrOf(a))
 	}
 	// The first valid packet latches its source...
 	a.SendPacket(gw, pkt(0, 2))
-	waitFor(t, "latched to a", func() bool { return stats().Remote == addrOf(a).String() })
+	waitFor(t, "latched to a", func() bool { return latched() == addrOf(a).String() })
 	// ...and then other sources are dropped and counted.
 	c.SendPacket(gw, pkt(0, 3))
 	c.SendPacket(gw, pkt(0, 4))
@@ -60,14 +69,14 @@ func TestSymmetricRTPLatching(t *testing.T) {
 	// After RelatchAfter of silence from a, c may take over.
 	clk.Advance(DefaultRelatchAfter)
 	c.SendPacket(gw, pkt(0, 6))
-	waitFor(t, "latched to c after silence", func() bool { return stats().Remote == addrOf(c).String() })
+	waitFor(t, "latched to c after silence", func() bool { return latched() == addrOf(c).String() })
 	a.SendPacket(gw, pkt(0, 7))
 	waitFor(t, "a dropped now", func() bool { return stats().Dropped.Source == 3 })
 
 	// A new address in SDP (re-INVITE) lets d latch at once.
 	b.latch.setRemote(addrOf(d))
 	d.SendPacket(gw, pkt(0, 8))
-	waitFor(t, "latched to d after the SDP change", func() bool { return stats().Remote == addrOf(d).String() })
+	waitFor(t, "latched to d after the SDP change", func() bool { return latched() == addrOf(d).String() })
 	if s := stats(); s.PacketsIn != 4 || s.Dropped.Source != 3 {
 		t.Errorf("stats %+v", s)
 	}

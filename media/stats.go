@@ -49,8 +49,15 @@ type LegStats struct {
 	FirstPacket time.Duration `json:"first_packet_ns"`
 	// Dropped counts packets from the peer that were not relayed.
 	Dropped Drops `json:"dropped"`
-	// Remote is the address RTP is latched to (RTP leg), if any.
-	Remote string `json:"remote,omitempty"`
+	// Remote is where the leg's RTP goes (RTP leg): the source address
+	// it latched to, once the peer sent, else the address of the peer's
+	// SDP; Latched tells which. Local is the gateway's RTP address.
+	Remote  string `json:"remote,omitempty"`
+	Latched bool   `json:"latched,omitempty"`
+	Local   string `json:"local,omitempty"`
+	// Transport is how the media travels (web leg), once ICE and DTLS
+	// are up; nil before.
+	Transport *Transport `json:"transport,omitempty"`
 }
 
 // Drops counts packets not relayed, by cause.
@@ -228,6 +235,14 @@ type EngineStats struct {
 	// started, open ones included, per leg.
 	Web Traffic `json:"web"`
 	RTP Traffic `json:"rtp"`
+	// Transports counts the web legs that connected since the Engine
+	// started, by the candidate types and protocols of their selected
+	// pair (at most 4×2×4×2 keys).
+	Transports map[TransportKey]uint64 `json:"-"`
+	// ICETCPConns is the number of open ICE-TCP connections;
+	// ICETCPRefused counts those closed at once for a cap.
+	ICETCPConns   int    `json:"ice_tcp_conns"`
+	ICETCPRefused uint64 `json:"ice_tcp_refused_total"`
 }
 
 // Traffic sums the packet counters of one kind of leg over bridges. In and

@@ -93,6 +93,10 @@ func (b *Bridge) newWebLeg(codecs []Codec) error {
 			return
 		}
 		switch s {
+		case webrtc.PeerConnectionStateConnected:
+			// Not in pion's callback: GetStats takes the locks that
+			// the callback's caller may hold.
+			b.goWorker(func() { b.learnTransport(pc) })
 		case webrtc.PeerConnectionStateFailed:
 			b.fail(fmt.Errorf("media: ice or dtls: %w", ErrWebFailed))
 		case webrtc.PeerConnectionStateClosed:
@@ -101,8 +105,27 @@ func (b *Bridge) newWebLeg(codecs []Codec) error {
 			}
 		}
 	})
+	pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(b.transport.pairChanged)
 	b.pc, b.pcDropped = pc, dropped
 	return nil
+}
+
+// learnTransport records how the connected web leg's media travels, and
+// counts it in the engine's Stats the first time.
+func (b *Bridge) learnTransport(pc *webrtc.PeerConnection) {
+	b.pcCloseMu.Lock()
+	if b.isClosing() {
+		// Closed or about to be: the call is over, nothing to learn.
+		b.pcCloseMu.Unlock()
+		return
+	}
+	t, first := b.transport.learn(pc)
+	b.pcCloseMu.Unlock()
+	b.log.Debug("webrtc leg connected", "local", t.Local.Type+"/"+t.Local.Protocol, "remote", t.Remote.Type+"/"+t.Remote.Protocol,
+		"remote_address", t.Remote.Address, "dtls_role", t.DTLSRole, "srtp_profile", t.SRTPProfile)
+	if first {
+		b.e.countTransport(t.Key())
+	}
 }
 
 // addSender attaches the browser-bound track: on the transceiver that the

@@ -333,10 +333,17 @@ func plain(w http.ResponseWriter, code int, msg string) {
 }
 
 // Config is what the page learns from /config.json: the SIP domain it
-// registers in and the path of the SIP WebSocket on the page's own host.
+// registers in, the path of the SIP WebSocket on the page's own host, and
+// where it gets its STUN and TURN servers.
 type Config struct {
 	Domain string `json:"domain"`
 	WSPath string `json:"wsPath"`
+	// ICEServersPath, when set, is the gateway's endpoint of ICE servers
+	// (with TURN credentials), on the page's own host. It answers only
+	// HTTP Digest with the signed-in user's SIP credentials, so that the
+	// public /config.json hands TURN credentials to nobody: the page asks
+	// there before each call and gives the answer to its PeerConnection.
+	ICEServersPath string `json:"iceServersPath,omitempty"`
 }
 
 // DefaultWSPath is the WebSocket path when Config.WSPath is empty.
@@ -350,7 +357,7 @@ func ConfigHandler(cfg Config) http.Handler {
 	}
 	body, err := json.Marshal(cfg)
 	if err != nil {
-		panic(err) // two strings always marshal
+		panic(err) // strings always marshal
 	}
 	body = append(body, '\n')
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -304,6 +304,7 @@ func TestConfigHandler(t *testing.T) {
 		{Config{Domain: "localhost", WSPath: "/ws"}, `{"domain":"localhost","wsPath":"/ws"}`},
 		{Config{Domain: "sip.example.com"}, `{"domain":"sip.example.com","wsPath":"/ws"}`},
 		{Config{Domain: `a"b`, WSPath: "/sip"}, `{"domain":"a\"b","wsPath":"/sip"}`},
+		{Config{Domain: "d", ICEServersPath: "/api/ice-servers"}, `{"domain":"d","wsPath":"/ws","iceServersPath":"/api/ice-servers"}`},
 	}
 	for _, tt := range tests {
 		res := serve(t, ConfigHandler(tt.cfg), "GET", "/config.json", nil)

@@ -69,6 +69,23 @@ type Config struct {
 	// gateway is behind NAT; empty means "announce the local address".
 	PublicIP string `env:"PUBLIC_IP"`
 
+	// Media ports, ICE and TURN (validated in mediaconfig.go).
+	// ICEPort is the UDP port of every browser leg, and with ICETCP the
+	// TCP port of the same number (ICE-TCP); ICELite makes the gateway an
+	// ICE-lite agent; MaxCalls caps the bridged calls.
+	ICEPort  int  `env:"ICE_PORT" envDefault:"10000"`
+	ICETCP   bool `env:"ICE_TCP" envDefault:"true"`
+	ICELite  bool `env:"ICE_LITE" envDefault:"false"`
+	MaxCalls int  `env:"MAX_CALLS" envDefault:"500"`
+	// TURNURLs are the STUN and TURN servers handed to browsers, with
+	// static credentials (TURNUsername, TURNPassword) or time-limited ones
+	// made with TURNSecret, valid for TURNTTL.
+	TURNURLs     []string      `env:"TURN_URLS" envSeparator:","`
+	TURNUsername string        `env:"TURN_USERNAME"`
+	TURNPassword string        `env:"TURN_PASSWORD"`
+	TURNSecret   string        `env:"TURN_SECRET"`
+	TURNTTL      time.Duration `env:"TURN_TTL" envDefault:"24h"`
+
 	// Users are quick-start accounts.
 	Users Accounts `env:"USERS"`
 
@@ -376,6 +393,8 @@ func (c *Config) validate() []error {
 		add("UNREGISTERED_IDLE_TIMEOUT", "%v is out of range; use a duration from 1s to %v, e.g. 60s", c.UnregisteredIdleTimeout, maxIdleTimeout)
 	}
 
+	c.validateMedia(add)
+
 	if t := c.AdminToken; t != "" {
 		switch {
 		case len(t) < minAdminTokenLen:
@@ -429,6 +448,15 @@ func (c Config) LogValue() slog.Value {
 		slog.String("data_dir", c.DataDir),
 		slog.String("rtp_ports", c.RTPPorts.String()),
 		slog.String("public_ip", c.PublicIP),
+		slog.Int("ice_port", c.ICEPort),
+		slog.Bool("ice_tcp", c.ICETCP),
+		slog.Bool("ice_lite", c.ICELite),
+		slog.Int("max_calls", c.MaxCalls),
+		slog.Any("turn_urls", c.TURNURLs),
+		slog.String("turn_username", c.TURNUsername),
+		slog.Bool("turn_password_set", c.TURNPassword != ""),
+		slog.Bool("turn_secret_set", c.TURNSecret != ""),
+		slog.Duration("turn_ttl", c.TURNTTL),
 		slog.Any("users", users),
 		slog.String("config", c.ConfigFile),
 		slog.Bool("admin_token_set", c.AdminToken != ""),

@@ -26,6 +26,10 @@ func TestLoadConfigDefaults(t *testing.T) {
 		HTTP:             "127.0.0.1:8080",
 		DataDir:          "./data",
 		RTPPorts:         PortRange{Start: 20000, End: 29999},
+		ICEPort:          10000,
+		ICETCP:           true,
+		MaxCalls:         500,
+		TURNTTL:          24 * time.Hour,
 		LogLevel:         "info",
 		LogFormat:        "text",
 		DrainTimeout:     20 * time.Second,
@@ -285,6 +289,18 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"sip trace not a bool", map[string]string{"SWITCHBOARD_SIP_TRACE": "maybe"}, "SWITCHBOARD_SIP_TRACE", "invalid syntax"},
 		{"short admin token", map[string]string{"SWITCHBOARD_ADMIN_TOKEN": "hunter2"}, "SWITCHBOARD_ADMIN_TOKEN", "too short"},
 		{"admin token with space", map[string]string{"SWITCHBOARD_ADMIN_TOKEN": "0123456789 abcdef0123"}, "SWITCHBOARD_ADMIN_TOKEN", "spaces"},
+		{"ICE port in the RTP range", map[string]string{"SWITCHBOARD_ICE_PORT": "20002"}, "SWITCHBOARD_ICE_PORT", "inside SWITCHBOARD_RTP_PORTS"},
+		{"ICE port on SIP UDP", map[string]string{"SWITCHBOARD_ICE_PORT": "5060"}, "SWITCHBOARD_ICE_PORT", "port of SWITCHBOARD_SIP_UDP"},
+		{"ICE-TCP port on HTTP", map[string]string{"SWITCHBOARD_ICE_PORT": "8080"}, "SWITCHBOARD_ICE_PORT", "port of SWITCHBOARD_HTTP"},
+		{"ICE port too high", map[string]string{"SWITCHBOARD_ICE_PORT": "70000"}, "SWITCHBOARD_ICE_PORT", "not a port"},
+		{"negative call cap", map[string]string{"SWITCHBOARD_MAX_CALLS": "-1"}, "SWITCHBOARD_MAX_CALLS", "not a cap"},
+		{"TURN without credentials", map[string]string{"SWITCHBOARD_TURN_URLS": "turn:turn.example.com"}, "SWITCHBOARD_TURN_URLS", "no credentials"},
+		{"TURN bad URL", map[string]string{"SWITCHBOARD_TURN_URLS": "https://turn.example.com", "SWITCHBOARD_TURN_SECRET": "0123456789abcdef0123"}, "SWITCHBOARD_TURN_URLS", "not a STUN or TURN URL"},
+		{"TURN secret and static", map[string]string{"SWITCHBOARD_TURN_URLS": "turn:t.example", "SWITCHBOARD_TURN_SECRET": "0123456789abcdef0123", "SWITCHBOARD_TURN_USERNAME": "u", "SWITCHBOARD_TURN_PASSWORD": "pass-word-x"}, "SWITCHBOARD_TURN_SECRET", "not both"},
+		{"TURN username alone", map[string]string{"SWITCHBOARD_TURN_URLS": "turn:t.example", "SWITCHBOARD_TURN_USERNAME": "u"}, "SWITCHBOARD_TURN_USERNAME", "go together"},
+		{"TURN secret without TURN URL", map[string]string{"SWITCHBOARD_TURN_URLS": "stun:t.example", "SWITCHBOARD_TURN_SECRET": "0123456789abcdef0123"}, "SWITCHBOARD_TURN_URLS", "no turn: or turns: URL"},
+		{"TURN secret short", map[string]string{"SWITCHBOARD_TURN_URLS": "turn:t.example", "SWITCHBOARD_TURN_SECRET": "hunter2"}, "SWITCHBOARD_TURN_SECRET", "too short"},
+		{"TURN TTL too long", map[string]string{"SWITCHBOARD_TURN_URLS": "turn:t.example", "SWITCHBOARD_TURN_SECRET": "0123456789abcdef0123", "SWITCHBOARD_TURN_TTL": "720h"}, "SWITCHBOARD_TURN_TTL", "out of range"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -305,6 +321,12 @@ func TestLoadConfigInvalid(t *testing.T) {
 			}
 			if !strings.Contains(fe.Error(), tt.wantMsg) {
 				t.Errorf("problem %q does not say %q", fe, tt.wantMsg)
+			}
+			for k, v := range tt.env {
+				secret := strings.Contains(k, "SECRET") || strings.Contains(k, "PASSWORD") || strings.Contains(k, "TOKEN")
+				if secret && v != "" && strings.Contains(err.Error(), v) {
+					t.Errorf("the error shows the value of %s: %v", k, err)
+				}
 			}
 		})
 	}

@@ -172,6 +172,9 @@ func versionString() string {
 type listening struct {
 	HTTP          net.Addr
 	UDP, TCP, TLS netip.AddrPort
+	// ICE is the media port of the browser legs: UDP, and TCP with
+	// SWITCHBOARD_ICE_TCP.
+	ICE netip.AddrPort
 
 	stack *sipStack // for tests that look inside
 }
@@ -229,7 +232,8 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, ctl control) error {
 	mux := newMux(reg, &isReady, logger)
 	newAdminAPI(cfg.AdminToken, stack.location, stack.gw.Calls(), stack.gw.Throttle(), logger.With("component", "admin")).register(mux)
 	mux.Handle("/ws", stack.ws)
-	mux.Handle("GET /config.json", webclient.ConfigHandler(webclient.Config{Domain: cfg.Domain, WSPath: "/ws"}))
+	mux.Handle("GET /config.json", webclient.ConfigHandler(webclient.Config{Domain: cfg.Domain, WSPath: "/ws", ICEServersPath: iceServersPathFor(stack)}))
+	newICEAPI(cfg, stack, logger.With("component", "ice-servers")).register(mux)
 	mux.Handle("/", webclient.Handler())
 	if !webclient.Built() {
 		logger.Warn("the softphone page is not built: run make webclient (make run does it)")
@@ -251,7 +255,8 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, ctl control) error {
 	addrs.HTTP = ln.Addr()
 	addrs.stack = stack
 	logger.Info("listening", "http", "http://"+ln.Addr().String()+"/",
-		"sip_udp", addrs.UDP, "sip_tcp", addrs.TCP, "sip_tls", addrs.TLS, "ws", "ws://"+ln.Addr().String()+"/ws")
+		"sip_udp", addrs.UDP, "sip_tcp", addrs.TCP, "sip_tls", addrs.TLS, "ws", "ws://"+ln.Addr().String()+"/ws",
+		"ice_udp", addrs.ICE, "ice_tcp", iceTCPAddr(cfg, addrs.ICE), "rtp", cfg.RTPPorts.String(), "turn", stack.ice)
 	if ctl.ready != nil {
 		ctl.ready(addrs)
 	}

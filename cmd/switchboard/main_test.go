@@ -33,6 +33,7 @@ func testConfig(t *testing.T, extra map[string]string) Config {
 		"SWITCHBOARD_SIP_UDP":  "",
 		"SWITCHBOARD_SIP_TCP":  "",
 		"SWITCHBOARD_DATA_DIR": filepath.Join(t.TempDir(), "data"),
+		"SWITCHBOARD_ICE_PORT": "0",
 	}
 	for k, v := range extra {
 		environ[k] = v

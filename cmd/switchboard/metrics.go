@@ -69,6 +69,7 @@ type stackCollector struct {
 	conns, connsRefused, connsEvicted, connsIdle           *prometheus.Desc
 	sipPendingBytes, txPlaces, txHandlers, txEvicted       *prometheus.Desc
 	clientRefused, admission                               *prometheus.Desc
+	webTransports, iceTCPConns, iceTCPRefused              *prometheus.Desc
 	locRecords, locSyncs, locSnapshots, locWriteErrors     *prometheus.Desc
 }
 
@@ -92,7 +93,7 @@ func newStackCollector(s *sipStack) *stackCollector {
 		rtpLost:         d("rtp_lost_packets_total", "RTP packets lost on their way to the gateway, from sequence gaps, by leg.", "leg"),
 		wsOpen:          d("websocket_connections", "Open SIP over WebSocket connections."),
 		wsConns:         d("websocket_connections_total", "SIP over WebSocket handshakes, by result (accepted, refused).", "result"),
-		authFailures:    d("auth_failures_total", "Failures counted by the authentication throttle, by origin: register (REGISTER credentials: wrong password or unknown user), proxy (Proxy-Authorization), admin (admin API bearer token), probe (an anonymous request for an address of ours with no target).", "origin"),
+		authFailures:    d("auth_failures_total", "Failures counted by the authentication throttle, by origin: register (REGISTER credentials: wrong password or unknown user), proxy (Proxy-Authorization), admin (admin API bearer token), probe (an anonymous request for an address of ours with no target), http (Digest credentials at /api/ice-servers).", "origin"),
 		authRefused:     d("auth_refused_total", "Requests and authentication attempts refused unchecked because their source, or their user name from an address it never authenticated from, failed too often."),
 		authBlocked:     d("auth_blocked_sources", "Sources (IPv4 addresses, IPv6 /64s) refused now for failing too often."),
 		blockedUsers:    d("auth_blocked_users", "User names refused now, to addresses their user never authenticated from, for failing too often."),
@@ -115,6 +116,9 @@ func newStackCollector(s *sipStack) *stackCollector {
 		txEvicted:       d("sip_transactions_evicted_total", "Answered server transactions ended before their retransmission timer to make room for new requests."),
 		clientRefused:   d("sip_client_transactions_refused_total", "Requests the gateway did not send because too many client transactions were open."),
 		admission:       d("sip_admission_refused_total", "Requests refused before any transaction because their source is throttled for failing authentication, by action (answered: 403 sent statelessly; dropped).", "action"),
+		webTransports:   d("webrtc_transports_total", "Bridged calls whose web leg connected, by the candidate types (host, srflx, prflx, relay) and protocols (udp, tcp) of its selected ICE pair: the gateway's (local) and the browser's (remote).", "local_type", "local_protocol", "remote_type", "remote_protocol"),
+		iceTCPConns:     d("ice_tcp_connections", "Open ICE-TCP connections on the ICE port."),
+		iceTCPRefused:   d("ice_tcp_connections_refused_total", "ICE-TCP connections closed at once: over the cap per address or in all."),
 		locRecords:      d("location_journal_records_total", "Changes of registrations written to the location journal."),
 		locSyncs:        d("location_journal_syncs_total", "Syncs of the location journal; concurrent changes share one (group commit)."),
 		locSnapshots:    d("location_snapshots_total", "Snapshots of the location store written: at start, on compaction, and after a failed journal write."),
@@ -199,6 +203,11 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(c.rtpBytes, t.bout, leg, "out")
 		counter(c.rtpLost, t.lost, leg)
 	}
+	for k, n := range es.Transports {
+		counter(c.webTransports, n, k.LocalType, k.LocalProtocol, k.RemoteType, k.RemoteProtocol)
+	}
+	gauge(c.iceTCPConns, float64(es.ICETCPConns))
+	counter(c.iceTCPRefused, es.ICETCPRefused)
 
 	// WebSocket connections.
 	ws := s.ws.Stats()

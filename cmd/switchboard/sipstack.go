@@ -16,6 +16,7 @@ import (
 	"github.com/switchboard/switchboard/gateway"
 	"github.com/switchboard/switchboard/gateway/accounts"
 	"github.com/switchboard/switchboard/gateway/config"
+	"github.com/switchboard/switchboard/gateway/iceservers"
 	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/gateway/location"
 	"github.com/switchboard/switchboard/media"
@@ -41,6 +42,10 @@ type sipStack struct {
 	media      *media.Engine
 	accounts   *accounts.Store
 	addrs      listening
+	// secret keys the digest nonces, of SIP and of /api/ice-servers.
+	secret []byte
+	// ice hands out the STUN and TURN servers of browsers; nil: none.
+	ice *iceservers.Issuer
 
 	served  chan error
 	stopped bool
@@ -74,6 +79,10 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 	}
 	secret, err := loadSecret(filepath.Join(cfg.DataDir, "nonce.key"))
 	if err != nil {
+		return nil, err
+	}
+	s.secret = secret
+	if s.ice, err = iceIssuer(cfg); err != nil {
 		return nil, err
 	}
 	aliases := gatewayAliases(cfg, httpAddr)
@@ -158,15 +167,11 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 	if err != nil {
 		return nil, err
 	}
-	s.media, err = media.NewEngine(ctx, media.Options{
-		RTPPorts: [2]int{int(cfg.RTPPorts.Start), int(cfg.RTPPorts.End)},
-		BindIP:   bind,
-		PublicIP: announce,
-		Logger:   logger.With("component", "media"),
-	})
+	s.media, err = media.NewEngine(ctx, mediaOptions(cfg, bind, announce, logger))
 	if err != nil {
 		return nil, fmt.Errorf("media engine: %w", err)
 	}
+	s.addrs.ICE = s.media.ICEAddr()
 	gc := gateway.Config{
 		Identity:        ident,
 		Transports:      s.transports,
@@ -174,6 +179,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		Accounts:        s.accounts,
 		Throttle:        &accounts.Throttle{Logger: logger.With("component", "throttle")},
 		Media:           s.media,
+		MaxCalls:        cfg.MaxCalls,
 		Secret:          secret,
 		Algorithms:      cfg.DigestAlgorithms,
 		AuthenticateAll: cfg.AuthenticateAll,

@@ -41,6 +41,9 @@ const (
 	// OriginProbe is an anonymous request for an address of ours that
 	// has no target: what a scan for user names gets.
 	OriginProbe
+	// OriginHTTP is a request to the gateway's HTTP API whose Digest
+	// credentials (of a SIP account) failed: /api/ice-servers.
+	OriginHTTP
 
 	numOrigins
 )
@@ -50,8 +53,8 @@ const (
 // in Stats.
 const originBlockedUser = numOrigins + 1
 
-// String returns the origin's metric label: register, proxy, admin or
-// probe.
+// String returns the origin's metric label: register, proxy, admin,
+// probe or http.
 func (o Origin) String() string {
 	switch o {
 	case OriginRegister:
@@ -62,6 +65,8 @@ func (o Origin) String() string {
 		return "admin"
 	case OriginProbe:
 		return "probe"
+	case OriginHTTP:
+		return "http"
 	case originBlockedUser:
 		return "blocked user"
 	}

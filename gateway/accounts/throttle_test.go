@@ -78,16 +78,17 @@ func TestThrottleBlocksAfterMaxFailures(t *testing.T) {
 }
 
 // Every origin counts in the one per-source count: a source that failed
-// at the registrar, the proxy and the admin API, and probed, is blocked
-// everywhere.
+// at the registrar, the proxy, the admin API and the HTTP API, and
+// probed, is blocked everywhere.
 func TestThrottleOriginsShareTheSourceCount(t *testing.T) {
 	th, _ := newThrottle()
-	th.MaxFailures = 4
+	th.MaxFailures = 5
 	th.Failure(OriginRegister, ip1, "alice")
 	th.Failure(OriginProxy, ip1, "bob")
 	th.Failure(OriginAdmin, ip1, "")
+	th.Failure(OriginHTTP, ip1, "carol")
 	if !th.Failure(OriginProbe, ip1, "") {
-		t.Fatal("four failures of four origins did not block the source")
+		t.Fatal("five failures of five origins did not block the source")
 	}
 	st := th.Stats()
 	for o := range Origin(len(st.Failures)) {
@@ -98,7 +99,7 @@ func TestThrottleOriginsShareTheSourceCount(t *testing.T) {
 	if got := Origin(len(st.Failures)).String(); got != "unknown" {
 		t.Errorf("an origin out of range is %q", got)
 	}
-	if strings.Join([]string{OriginRegister.String(), OriginProxy.String(), OriginAdmin.String(), OriginProbe.String()}, ",") != "register,proxy,admin,probe" {
+	if strings.Join([]string{OriginRegister.String(), OriginProxy.String(), OriginAdmin.String(), OriginProbe.String(), OriginHTTP.String()}, ",") != "register,proxy,admin,probe,http" {
 		t.Error("origin labels changed")
 	}
 }

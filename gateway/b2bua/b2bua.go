@@ -28,6 +28,10 @@ const (
 	// DefaultCancelTimeout bounds the wait for the final response of a
 	// canceled INVITE (64*T1).
 	DefaultCancelTimeout = 32 * time.Second
+	// DefaultBusyRetryAfter is the Retry-After of the 503 beyond
+	// MaxCalls: calls last minutes, but a place frees up every few
+	// seconds on a busy gateway.
+	DefaultBusyRetryAfter = 5 * time.Second
 )
 
 // Options configures a B2BUA. Engine, Transactions, Sender and Identity
@@ -62,9 +66,13 @@ type Options struct {
 	// CancelTimeout bounds the wait for the final response of a canceled
 	// INVITE; default DefaultCancelTimeout.
 	CancelTimeout time.Duration
-	// MaxCalls bounds the calls in progress; beyond it new calls get 503.
-	// Zero means no bound.
+	// MaxCalls bounds the calls in progress; beyond it new calls get 503
+	// with Retry-After: BusyRetryAfter. Zero means no bound.
 	MaxCalls int
+	// BusyRetryAfter is the Retry-After of the 503 beyond MaxCalls;
+	// default DefaultBusyRetryAfter. A trunk may hold all its calls to
+	// the gateway for that long, so it is short.
+	BusyRetryAfter time.Duration
 	// UserAgent, when set, is sent in User-Agent and Server headers.
 	UserAgent string
 
@@ -101,6 +109,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.CancelTimeout <= 0 {
 		o.CancelTimeout = DefaultCancelTimeout
+	}
+	if o.BusyRetryAfter < time.Second {
+		o.BusyRetryAfter = DefaultBusyRetryAfter
 	}
 	o.Clock = clock.Or(o.Clock)
 	if o.Logger == nil {

@@ -134,7 +134,11 @@ func (c *call) run() {
 		}
 		code, reason := statusOf(err)
 		c.log.Info("call not started", "err", err, "status", code)
-		c.respondCaller(code, reason)
+		res := c.callerResponse(code, reason)
+		if errors.Is(err, ErrTooManyCalls) {
+			res.Set("Retry-After", strconv.Itoa(int(c.b.opts.BusyRetryAfter/time.Second)))
+		}
+		c.respondCallerWith(res)
 		c.finish(err)
 		return
 	}
@@ -737,7 +741,8 @@ func (c *call) finish(cause error) {
 		c.b.unregister(c)
 		c.log.Info("call ended", "cause", cause, "duration", c.b.clock.Now().Sub(c.start),
 			"web_in", st.Web.PacketsIn, "web_out", st.Web.PacketsOut,
-			"rtp_in", st.RTP.PacketsIn, "rtp_out", st.RTP.PacketsOut, "one_way_audio", st.OneWayAudio)
+			"rtp_in", st.RTP.PacketsIn, "rtp_out", st.RTP.PacketsOut, "one_way_audio", st.OneWayAudio,
+			"web_transport", transportAttr(st.Web.Transport), "rtp_remote", st.RTP.Remote)
 		close(c.finished)
 	})
 }
@@ -764,8 +769,12 @@ func (c *call) callerResponse(code int, reason string) *sip.Response {
 
 // respondCaller sends a final failure response to the caller's INVITE.
 func (c *call) respondCaller(code int, reason string) {
-	if err := c.atx.Respond(c.callerResponse(code, reason)); err != nil && !errors.Is(err, transaction.ErrFinalSent) {
-		c.log.Debug("answering the caller", "status", code, "err", err)
+	c.respondCallerWith(c.callerResponse(code, reason))
+}
+
+func (c *call) respondCallerWith(res *sip.Response) {
+	if err := c.atx.Respond(res); err != nil && !errors.Is(err, transaction.ErrFinalSent) {
+		c.log.Debug("answering the caller", "status", res.StatusCode, "err", err)
 	}
 }
 
@@ -831,4 +840,21 @@ func (c *call) info() CallInfo {
 // hasSDP reports an SDP body.
 func hasSDP(h *sip.Headers, body []byte) bool {
 	return len(body) > 0 && mediaType(h.ContentType()) == contentSDP
+}
+
+// transportAttr says in the call-end log line how the web leg's media
+// went: the gateway's and the browser's candidate type/protocol, the
+// browser's address, the gateway's DTLS role and the SRTP profile; "none"
+// when ICE and DTLS never came up.
+func transportAttr(t *media.Transport) slog.Value {
+	if t == nil {
+		return slog.StringValue("none")
+	}
+	return slog.GroupValue(
+		slog.String("local", t.Local.Type+"/"+t.Local.Protocol),
+		slog.String("remote", t.Remote.Type+"/"+t.Remote.Protocol),
+		slog.String("remote_address", t.Remote.Address),
+		slog.String("dtls_role", t.DTLSRole),
+		slog.String("srtp_profile", t.SRTPProfile),
+	)
 }

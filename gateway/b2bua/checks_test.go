@@ -3,6 +3,7 @@ package b2bua
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -185,4 +186,84 @@ func TestClose(t *testing.T) {
 	}
 	oc := h.phone.invite("browser", newTestPhone(t).sdp(1, "0"))
 	oc.await(503)
+}
+
+// TestMaxCalls: beyond MaxCalls a new call gets 503 with Retry-After at
+// once, as a caller through a proxy's fork (Branch) does; when a call
+// ends, its place is free again.
+func TestMaxCalls(t *testing.T) {
+	h := newHarness(t, harnessOptions{b2bua: Options{MaxCalls: 1, BusyRetryAfter: 7 * time.Second}})
+	_, _, oc, _ := browserCallsPhone(t, h)
+	for _, user := range []string{"browser", "fork"} {
+		res := h.phone.invite(user, newTestPhone(t).sdp(1, "0")).await(503)
+		if ra := res.Get("Retry-After"); ra != "7" {
+			t.Errorf("%s: 503 with Retry-After %q, want 7", user, ra)
+		}
+		h.ended()
+	}
+	if n := len(h.b2b.Calls()); n != 1 {
+		t.Fatalf("%d calls, want the one in progress", n)
+	}
+	if res := h.browser.request(oc.dlg, sip.MethodBye, nil, ""); res.StatusCode != 200 {
+		t.Fatalf("BYE: %d", res.StatusCode)
+	}
+	h.phone.expect(sip.MethodBye).respond(200, nil)
+	h.ended()
+	// The place is free: the next call reaches the phone.
+	br := h.newBrowser()
+	next := h.browser.invite("phone", br.Offer())
+	h.phone.expect(sip.MethodInvite).respond(486, nil)
+	next.await(486)
+	h.ended()
+}
+
+// TestCallEndLogsTransport: CallInfo and the call-end log line say how
+// the web leg's media went (candidate types and protocols, DTLS role,
+// SRTP profile) and where the RTP leg's went.
+func TestCallEndLogsTransport(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	_, ph, oc, _ := browserCallsPhone(t, h)
+	deadline := time.Now().Add(waitLimit)
+	var info CallInfo
+	for {
+		info = h.b2b.Calls()[0]
+		if info.Media.Web.Transport != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no transport facts for the web leg")
+		}
+		time.Sleep(5 * time.Millisecond) // polling, with a deadline
+	}
+	tr := info.Media.Web.Transport
+	if tr.Local.Type != "host" || tr.Local.Protocol != "udp" || tr.DTLSRole != "client" || tr.SRTPProfile == "" {
+		t.Errorf("CallInfo transport %+v", tr)
+	}
+	if want := ph.Conn.LocalAddr().String(); info.Media.RTP.Remote != want {
+		t.Errorf("rtp remote %q, want the phone's SDP address %s", info.Media.RTP.Remote, want)
+	}
+	if res := h.browser.request(oc.dlg, sip.MethodBye, nil, ""); res.StatusCode != 200 {
+		t.Fatalf("BYE: %d", res.StatusCode)
+	}
+	h.phone.expect(sip.MethodBye).respond(200, nil)
+	select {
+	case r := <-h.logs.ended:
+		got := map[string]string{}
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "web_transport" {
+				for _, g := range a.Value.Resolve().Group() {
+					got[g.Key] = g.Value.String()
+				}
+			}
+			if a.Key == "rtp_remote" {
+				got["rtp_remote"] = a.Value.String()
+			}
+			return true
+		})
+		if got["local"] != "host/udp" || got["dtls_role"] != "client" || got["srtp_profile"] == "" || got["rtp_remote"] == "" {
+			t.Errorf("call ended line: %v", got)
+		}
+	case <-timeAfter():
+		t.Fatal("no call ended line")
+	}
 }

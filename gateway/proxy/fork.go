@@ -48,6 +48,9 @@ type call struct {
 	groups   [][]Target // targets not tried yet, by decreasing q
 	branches []*branch
 	finals   []*sip.Response // final responses so far, ready to go upstream
+	// busy are the finals that are a bridged branch's 503 with
+	// Retry-After: the gateway itself at capacity, which stays a 503.
+	busy []*sip.Response
 
 	finalSent bool // a final response went upstream
 	noMore    bool // start no more branches: 2xx, 6xx or CANCEL
@@ -605,6 +608,9 @@ func (c *call) onResponse(ctx context.Context, b *branch, res *sip.Response) {
 		up.StatusCode, up.Reason = 430, sip.StatusText(430)
 	}
 	c.finals = append(c.finals, up)
+	if code == 503 && b.bridged != nil && up.Has("Retry-After") {
+		c.busy = append(c.busy, up)
+	}
 	if code >= 600 && !c.noMore {
 		c.noMore = true // §16.7 step 5
 		c.cancelAll("")
@@ -730,7 +736,7 @@ func (c *call) stopTimer(b *branch) {
 // steps 6 and 7).
 func (c *call) sendBest() {
 	c.finalSent = true
-	res := bestResponse(c.finals)
+	res := bestResponse(c.finals, c.busy)
 	if res == nil {
 		res = c.synth(500) // no branch at all; New targets never leave it so
 	}
@@ -760,9 +766,12 @@ func (c *call) settled(code int) {
 // bestResponse chooses among final responses (§16.7 step 6): the first
 // 6xx if any; otherwise the lowest class, and within it the response
 // rank prefers. A 503 becomes a 500, so that the caller does not take
-// this proxy for overloaded. A 401 or 407 carries the challenges of every
-// 401 and 407 (step 7). The responses are not changed.
-func bestResponse(finals []*sip.Response) *sip.Response {
+// this proxy for overloaded, unless it is one of busy: then the gateway
+// is overloaded, any request it proxied would get the same (step 6's
+// exception), and the caller should heed its Retry-After. A 401 or 407
+// carries the challenges of every 401 and 407 (step 7). The responses
+// are not changed.
+func bestResponse(finals, busy []*sip.Response) *sip.Response {
 	var best *sip.Response
 	for _, r := range finals {
 		switch {
@@ -780,7 +789,9 @@ func bestResponse(finals []*sip.Response) *sip.Response {
 	best = best.Clone()
 	switch best.StatusCode {
 	case 503:
-		best.StatusCode, best.Reason = 500, sip.StatusText(500)
+		if !slices.Contains(busy, chosen) {
+			best.StatusCode, best.Reason = 500, sip.StatusText(500)
+		}
 	case 401, 407:
 		for _, r := range finals {
 			if r == chosen || (r.StatusCode != 401 && r.StatusCode != 407) {

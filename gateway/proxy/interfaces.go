@@ -42,6 +42,10 @@ type Target struct {
 // branch up, with the Reason (RFC 3326) for the target's CANCEL, if not
 // empty: before an answer the branch ends with a final response (487,
 // say); after, nothing happens. It may be called more than once.
+//
+// A 503 with Retry-After from a bridged branch says that the gateway
+// itself is at capacity (its call cap): when it is the best response it
+// goes upstream as a 503, where any other 503 becomes a 500.
 type BridgedBranch interface {
 	Responses() <-chan *sip.Response
 	CancelWithReason(reason string)

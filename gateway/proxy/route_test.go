@@ -124,12 +124,22 @@ func TestBestResponseRules(t *testing.T) {
 		for _, c := range tt.codes {
 			finals = append(finals, sip.NewResponse(req, c, ""))
 		}
-		if got := bestResponse(finals); got.StatusCode != tt.want {
+		if got := bestResponse(finals, nil); got.StatusCode != tt.want {
 			t.Errorf("best of %v = %d, want %d", tt.codes, got.StatusCode, tt.want)
 		}
 	}
-	if bestResponse(nil) != nil {
+	if bestResponse(nil, nil) != nil {
 		t.Error("best of nothing")
+	}
+	// The gateway's own 503 (a bridged branch at the call cap) stays a
+	// 503, with its Retry-After, unless a better response came.
+	busy := sip.NewResponse(req, 503, "")
+	busy.Set("Retry-After", "5")
+	if got := bestResponse([]*sip.Response{busy}, []*sip.Response{busy}); got.StatusCode != 503 || got.Get("Retry-After") != "5" {
+		t.Errorf("busy bridge: %d with Retry-After %q, want 503 with 5", got.StatusCode, got.Get("Retry-After"))
+	}
+	if got := bestResponse([]*sip.Response{busy, sip.NewResponse(req, 486, "")}, []*sip.Response{busy}); got.StatusCode != 486 {
+		t.Errorf("busy bridge and 486: %d, want 486", got.StatusCode)
 	}
 }
 

@@ -57,6 +57,16 @@ type BrowserOptions struct {
 	LoggerFactory logging.LoggerFactory
 	// Wait bounds ICE gathering and WaitConnected; zero: DefaultWait.
 	Wait time.Duration
+	// Network, when set, replaces LoopbackOnly's UDP4: TCP4 alone plays
+	// a browser whose network blocks UDP, which reaches the far end over
+	// ICE-TCP (pion dials the passive TCP candidates it is given).
+	Network []webrtc.NetworkType
+	// ICEServers are the STUN and TURN servers the browser gathers
+	// with; RelayOnly keeps it to their relay candidates (ICE transport
+	// policy "relay"), as a browser on a network that lets nothing
+	// through but its TURN server.
+	ICEServers []webrtc.ICEServer
+	RelayOnly  bool
 }
 
 // Browser is a pion PeerConnection with one audio track each way, on
@@ -100,12 +110,19 @@ func NewBrowser(t testing.TB, o BrowserOptions) *Browser {
 		s.LoggerFactory = o.LoggerFactory
 	}
 	LoopbackOnly(&s)
+	if o.Network != nil {
+		s.SetNetworkTypes(o.Network)
+	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
 		t.Fatal(err)
 	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(s), webrtc.WithInterceptorRegistry(ir))
-	pc, err := api.NewPeerConnection(webrtc.Configuration{})
+	cfg := webrtc.Configuration{ICEServers: o.ICEServers}
+	if o.RelayOnly {
+		cfg.ICETransportPolicy = webrtc.ICETransportPolicyRelay
+	}
+	pc, err := api.NewPeerConnection(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,6 +252,17 @@ func (b *Browser) WaitConnected() {
 	case <-time.After(b.wait):
 		b.t.Fatalf("browser: not connected within %v (state %s)", b.wait, b.PC.ConnectionState())
 	}
+}
+
+// SelectedPair returns the candidate pair ICE selected, the browser's
+// candidate first; it fails the test before the browser is connected.
+func (b *Browser) SelectedPair() (local, remote webrtc.ICECandidate) {
+	b.t.Helper()
+	p, err := b.PC.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || p == nil {
+		b.t.Fatalf("browser: no selected candidate pair (%v)", err)
+	}
+	return *p.Local, *p.Remote
 }
 
 // SendPCMU writes one PCMU packet, numbered after the last one it wrote.

@@ -7,7 +7,6 @@ import (
 	"net"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -264,28 +263,7 @@ func TestForkBrowserToBrowserAndPhone(t *testing.T) {
 // other's audio.
 func expectAudio(t *testing.T, ph *e2ePhone, br *e2eBrowser) {
 	t.Helper()
-	br.WaitConnected()
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(2)
-	go func() { defer wg.Done(); ph.SendAudio(stop) }()
-	go func() { defer wg.Done(); br.SendAudio(stop) }()
-	defer func() {
-		close(stop)
-		wg.Wait()
-	}()
-	const want = 10
-	deadline := time.After(webrtcWait)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for ph.Audio() <= want || br.Received() <= want {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			t.Fatalf("audio after %v: phone got %d packets, browser got %d; want > %d each", webrtcWait, ph.Audio(), br.Received(), want)
-		}
-	}
-	t.Logf("audio flows: phone got %d packets, browser got %d", ph.Audio(), br.Received())
+	flowAudio(t, br, ph)()
 }
 
 // awaitBye waits for the final response to a BYE, which must be 200.

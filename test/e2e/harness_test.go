@@ -168,6 +168,7 @@ type gateway struct {
 	// sipPort is the port of both the UDP and the TCP listener.
 	sipPort  int
 	httpPort int
+	icePort  int // SWITCHBOARD_ICE_PORT, UDP and TCP
 	logPath  string
 
 	cmd    *exec.Cmd
@@ -219,6 +220,9 @@ func tryStartGateway(t *testing.T, dir string, attempt int, opts gatewayOptions)
 	g := &gateway{t: t, host: "127.0.0.1", exited: make(chan struct{})}
 	g.sipPort = freeSIPPort(t, g.host)
 	g.httpPort = freePort(t, "tcp", g.host)
+	for g.icePort = freeSIPPort(t, g.host); g.icePort == g.sipPort || g.icePort == g.httpPort; {
+		g.icePort = freeSIPPort(t, g.host)
+	}
 	g.logPath = filepath.Join(dir, fmt.Sprintf("gateway-%d.log", attempt))
 	logFile, err := os.Create(g.logPath)
 	if err != nil {
@@ -237,7 +241,8 @@ func tryStartGateway(t *testing.T, dir string, attempt int, opts gatewayOptions)
 		"SWITCHBOARD_HTTP":      net.JoinHostPort(g.host, strconv.Itoa(g.httpPort)),
 		"SWITCHBOARD_DATA_DIR":  filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
 		"SWITCHBOARD_USERS":     strings.Join(ul, ","),
-		"SWITCHBOARD_RTP_PORTS": rtpRange(g.sipPort),
+		"SWITCHBOARD_RTP_PORTS": rtpRange(g.sipPort, g.icePort),
+		"SWITCHBOARD_ICE_PORT":  strconv.Itoa(g.icePort),
 		"SWITCHBOARD_LOG_LEVEL": "debug",
 		// A call still up when a test stops its gateway must not hold the
 		// stop for the default 20 s drain.
@@ -297,12 +302,14 @@ func tryStartGateway(t *testing.T, dir string, attempt int, opts gatewayOptions)
 	return g, nil
 }
 
-// rtpRange is an RTP port range that does not hold sipPort (the gateway
-// refuses one that does).
-func rtpRange(sipPort int) string {
+// rtpRange is an RTP port range that does not hold sipPort or icePort
+// (the gateway refuses one that does).
+func rtpRange(sipPort, icePort int) string {
 	start := 20000
-	if sipPort >= start && sipPort <= start+999 {
-		start = 21000
+	for _, p := range []int{sipPort, icePort, sipPort, icePort} {
+		if p >= start && p <= start+999 {
+			start += 1000
+		}
 	}
 	return fmt.Sprintf("%d-%d", start, start+999)
 }

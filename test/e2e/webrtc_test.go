@@ -35,35 +35,8 @@ func TestWebRTCCallToPhone(t *testing.T) {
 	defer cancel()
 
 	// 3. Audio both ways.
-	br.WaitConnected()
-	stopMedia := make(chan struct{})
-	var mediaWG sync.WaitGroup
-	mediaWG.Add(2)
-	go func() { defer mediaWG.Done(); ph.SendAudio(stopMedia) }()
-	go func() { defer mediaWG.Done(); br.SendAudio(stopMedia) }()
-	stopped := false
-	stop := func() {
-		if !stopped {
-			stopped = true
-			close(stopMedia)
-			mediaWG.Wait()
-		}
-	}
+	stop := flowAudio(t, br, ph)
 	defer stop()
-
-	const want = 10
-	deadline := time.After(webrtcWait)
-	tick := time.NewTicker(20 * time.Millisecond)
-	for ph.Audio() <= want || br.Received() <= want {
-		select {
-		case <-tick.C:
-		case <-deadline:
-			tick.Stop()
-			t.Fatalf("audio after %v: phone got %d packets, browser got %d; want > %d each", webrtcWait, ph.Audio(), br.Received(), want)
-		}
-	}
-	tick.Stop()
-	t.Logf("audio flows: phone got %d packets, browser got %d", ph.Audio(), br.Received())
 
 	// 4a. DTMF: INFO application/dtmf-relay becomes RFC 4733 events.
 	t.Run("info-dtmf", func(t *testing.T) {
@@ -134,6 +107,40 @@ func TestWebRTCCallToPhone(t *testing.T) {
 	}
 }
 
+// flowAudio waits until the browser is connected, has both ends send
+// audio, and waits until each has received some; stop ends the sending
+// (it may be called more than once).
+func flowAudio(t *testing.T, br *e2eBrowser, ph *e2ePhone) (stop func()) {
+	t.Helper()
+	br.WaitConnected()
+	stopMedia := make(chan struct{})
+	var mediaWG sync.WaitGroup
+	mediaWG.Add(2)
+	go func() { defer mediaWG.Done(); ph.SendAudio(stopMedia) }()
+	go func() { defer mediaWG.Done(); br.SendAudio(stopMedia) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			close(stopMedia)
+			mediaWG.Wait()
+		})
+	}
+	const want = 10
+	deadline := time.After(webrtcWait)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for ph.Audio() <= want || br.Received() <= want {
+		select {
+		case <-tick.C:
+		case <-deadline:
+			stop()
+			t.Fatalf("audio after %v: phone got %d packets, browser got %d; want > %d each", webrtcWait, ph.Audio(), br.Received(), want)
+		}
+	}
+	t.Logf("audio flows: phone got %d packets, browser got %d", ph.Audio(), br.Received())
+	return stop
+}
+
 // webCall is a call from a browser (alice, over a WebSocket) to a phone
 // (1000, over UDP), answered, with the dialog of each end.
 type webCall struct {
@@ -148,13 +155,20 @@ type webCall struct {
 // call the phone through g, the phone answer, and the browser ACK.
 func browserCallsPhone(t *testing.T, g *gateway) webCall {
 	t.Helper()
+	return browserCallsPhoneWith(t, g, mediapeer.BrowserOptions{})
+}
+
+// browserCallsPhoneWith is browserCallsPhone with a browser of options o
+// (its Wait is set).
+func browserCallsPhoneWith(t *testing.T, g *gateway, o mediapeer.BrowserOptions) webCall {
+	t.Helper()
 	httpAddr := net.JoinHostPort(g.host, strconv.Itoa(g.httpPort))
 	// 1. The phone registers as 1000 over UDP.
 	ph := newE2EPhone(t, g)
 	ph.register("1000")
 
 	// 2. The browser registers as alice over a WebSocket.
-	br := newE2EBrowser(t, httpAddr)
+	br := newE2EBrowserWith(t, httpAddr, o)
 	br.register("alice")
 
 	// The browser calls 1000.
@@ -400,6 +414,13 @@ type e2eBrowser struct {
 
 func newE2EBrowser(t *testing.T, httpAddr string) *e2eBrowser {
 	t.Helper()
+	return newE2EBrowserWith(t, httpAddr, mediapeer.BrowserOptions{})
+}
+
+// newE2EBrowserWith is newE2EBrowser with a media peer of options o (its
+// Wait is set).
+func newE2EBrowserWith(t *testing.T, httpAddr string, o mediapeer.BrowserOptions) *e2eBrowser {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), webrtcWait)
 	defer cancel()
 	ws, _, err := websocket.Dial(ctx, "ws://"+httpAddr+"/ws", &websocket.DialOptions{
@@ -441,7 +462,8 @@ func newE2EBrowser(t *testing.T, httpAddr string) *e2eBrowser {
 	// PCMU, which passes through, and telephone-event, as browsers offer;
 	// its cleanup, which closes the PeerConnection, runs before the one
 	// above.
-	b.Browser = mediapeer.NewBrowser(t, mediapeer.BrowserOptions{Wait: webrtcWait})
+	o.Wait = webrtcWait
+	b.Browser = mediapeer.NewBrowser(t, o)
 	return b
 }
 

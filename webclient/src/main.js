@@ -5,6 +5,7 @@
 import JsSIP from 'jssip';
 import { Sounds, LevelMeter } from './audio.js';
 import { loadConfig, wsURL } from './config.js';
+import { fetchICEServers } from './iceservers.js';
 import { createHistory } from './history.js';
 import { describeMediaError } from './messages.js';
 import { Call, Phone, getMicrophone } from './phone.js';
@@ -68,7 +69,10 @@ ui.setUser(storage.getItem(USER_KEY));
 ui.renderHistory(history.list());
 
 const ready = loadConfig(location).then((cfg) => {
-  phone = new Phone({ sip: JsSIP, wsUrl: wsURL(location, cfg.wsPath), domain: cfg.domain });
+  const iceServers = cfg.iceServersPath
+    ? (user, password) => fetchICEServers(new URL(cfg.iceServersPath, location.href), user, password, { md5: JsSIP.Utils.calculateMD5 })
+    : null;
+  phone = new Phone({ sip: JsSIP, wsUrl: wsURL(location, cfg.wsPath), domain: cfg.domain, iceServers });
   phone.on('change', onChange);
   phone.on('incoming', () => {
     if (autoAnswer) phone.answer();

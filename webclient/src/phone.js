@@ -23,13 +23,11 @@ export const Call = Object.freeze({
 });
 
 // The gateway puts all of its ICE candidates in its SDP and needs none
-// trickled, so there are no STUN or TURN servers to wait for; host
-// candidates are gathered in milliseconds. Once the first candidate is
-// known, the offer or answer is sent when gathering completes or after this
-// long, whichever is first.
+// trickled; host candidates are gathered in milliseconds, and a TURN
+// server's relay candidate in a round trip or two. Once the first
+// candidate is known, the offer or answer is sent when gathering completes
+// or after this long, whichever is first.
 export const ICE_GATHERING_TIMEOUT_MS = 1000;
-
-const PC_CONFIG = Object.freeze({ iceServers: [] });
 const MEDIA_CONSTRAINTS = Object.freeze({ audio: true, video: false });
 const REGISTER_RETRY_MS = 30_000;
 
@@ -80,6 +78,8 @@ export class Phone {
   #domain;
   #getUserMedia;
   #iceTimeoutMs;
+  #iceServers;
+  #credentials = null; // { user, password } of the signed-in user, for iceServers
   #timers;
   #now;
 
@@ -95,10 +95,13 @@ export class Phone {
   #iceTimers = new Set();
   #watchedPcs = new WeakSet();
 
-  // options: sip (the JsSIP module), wsUrl, domain; for tests: getUserMedia,
+  // options: sip (the JsSIP module), wsUrl, domain; iceServers, a
+  // function (user, password) that resolves with the STUN and TURN
+  // servers of a call (none when absent); for tests: getUserMedia,
   // iceTimeoutMs, timers ({ setTimeout, clearTimeout }), now.
-  constructor({ sip, wsUrl, domain, getUserMedia, iceTimeoutMs, timers, now }) {
+  constructor({ sip, wsUrl, domain, iceServers, getUserMedia, iceTimeoutMs, timers, now }) {
     this.#sip = sip;
+    this.#iceServers = iceServers || null;
     this.#wsUrl = wsUrl;
     this.#domain = domain;
     this.#getUserMedia = getUserMedia || getMicrophone;
@@ -185,6 +188,7 @@ export class Phone {
       return Promise.resolve(this.#state.registration);
     }
     this.#ua = ua;
+    this.#credentials = { user: authUser, password };
     this.#everConnected = false;
     this.#bindUA(ua);
     this.#set({
@@ -211,6 +215,7 @@ export class Phone {
     const ua = this.#ua;
     if (!ua) return;
     this.#ua = null; // events of this UA are ignored from now on
+    this.#credentials = null;
     this.#clearRetry();
     if (this.#call) {
       this.hangup();
@@ -331,6 +336,7 @@ export class Phone {
     const call = this.#startCall('out', dial, dial);
     this.#set({ call: Call.CALLING, status: text.calling(dial), error: '' });
 
+    const servers = this.#pcConfig();
     let stream;
     try {
       stream = await this.#getUserMedia(MEDIA_CONSTRAINTS);
@@ -340,6 +346,7 @@ export class Phone {
       }
       return false;
     }
+    const pcConfig = await servers;
     if (this.#call !== call || this.#ua !== ua) {
       // Hung up (or signed out) while the browser asked for the microphone.
       stopStream(stream);
@@ -352,7 +359,7 @@ export class Phone {
       ua.call(dial, {
         mediaStream: stream,
         mediaConstraints: MEDIA_CONSTRAINTS,
-        pcConfig: PC_CONFIG,
+        pcConfig,
       });
     } catch (err) {
       console.warn('softphone: call failed', err);
@@ -368,6 +375,7 @@ export class Phone {
     const call = this.#call;
     if (!session || this.#state.call !== Call.INCOMING) return false;
     this.#set({ call: Call.ANSWERING, status: text.answering, error: '' });
+    const servers = this.#pcConfig();
     let stream;
     try {
       stream = await this.#getUserMedia(MEDIA_CONSTRAINTS);
@@ -378,6 +386,7 @@ export class Phone {
       }
       return false;
     }
+    const pcConfig = await servers;
     if (this.#call !== call || session.isEnded()) {
       stopStream(stream);
       return false;
@@ -385,12 +394,27 @@ export class Phone {
     this.#localStream = stream;
     this.#emit('localstream', stream);
     try {
-      session.answer({ mediaStream: stream, mediaConstraints: MEDIA_CONSTRAINTS, pcConfig: PC_CONFIG });
+      session.answer({ mediaStream: stream, mediaConstraints: MEDIA_CONSTRAINTS, pcConfig });
     } catch (err) {
       console.warn('softphone: answer failed', err);
       return false;
     }
     return true;
+  }
+
+  // #pcConfig resolves with the RTCConfiguration of a call: the ICE
+  // servers fetched afresh for it (TURN credentials expire), none when
+  // there is no source or it fails. It never rejects.
+  async #pcConfig() {
+    const creds = this.#credentials;
+    if (!this.#iceServers || !creds) return { iceServers: [] };
+    try {
+      const iceServers = await this.#iceServers(creds.user, creds.password);
+      return { iceServers: Array.isArray(iceServers) ? iceServers : [] };
+    } catch (err) {
+      console.warn('softphone: no ICE servers', err);
+      return { iceServers: [] };
+    }
   }
 
   // decline turns the ringing call down with 603 Decline.

@@ -8,7 +8,7 @@ import { FakeUA, fakeSip, fakeStream, fakeTimers } from './fakesip.js';
 
 const WS = 'ws://gw.test/ws';
 
-function setup({ mic } = {}) {
+function setup({ mic, iceServers } = {}) {
   const timers = fakeTimers();
   let clock = 1_000_000;
   const streams = [];
@@ -16,6 +16,7 @@ function setup({ mic } = {}) {
     sip: fakeSip,
     wsUrl: WS,
     domain: 'example.test',
+    iceServers,
     timers,
     now: () => clock,
     getUserMedia: mic || (async () => {
@@ -258,6 +259,30 @@ describe('outgoing calls', () => {
     assert.equal(t.ended.length, 1);
     assert.equal(t.ended[0].duration, 65);
     assert.equal(t.ended[0].outcome, 'answered');
+  });
+});
+
+describe('ICE servers', () => {
+  const turn = [{ urls: ['turn:turn.example:3478'], username: '1767312000:alice', credential: 'pw' }];
+
+  test('each call asks for them afresh, as the signed-in user', async () => {
+    const asked = [];
+    const t = setup({ iceServers: async (user, password) => (asked.push([user, password]), turn) });
+    const ua = await registered(t);
+    assert.equal(await t.phone.call('1000'), true);
+    assert.deepEqual(ua.calls[0].options.pcConfig, { iceServers: turn });
+    ua.calls[0].session.emit('failed', { originator: 'remote', cause: 'Busy', message: { status_code: 486 } });
+    const session = ua.incoming({ user: 'bob', host: 'example.test', name: 'Bob' });
+    assert.equal(await t.phone.answer(), true);
+    assert.deepEqual(session.answered.pcConfig, { iceServers: turn });
+    assert.deepEqual(asked, [['alice', 'secret'], ['alice', 'secret']]);
+  });
+
+  test('a failure leaves the call without servers', async () => {
+    const t = setup({ iceServers: async () => { throw new Error('offline'); } });
+    const ua = await registered(t);
+    assert.equal(await t.phone.call('1000'), true);
+    assert.deepEqual(ua.calls[0].options.pcConfig, { iceServers: [] });
   });
 });
 

@@ -21,11 +21,21 @@ test('config from /config.json', async () => {
   assert.deepEqual(await loadConfig(page, fetchReturning(200, { domain: 'sip.example.com', wsPath: '/sip' })), {
     domain: 'sip.example.com',
     wsPath: '/sip',
+    iceServersPath: '',
   });
+  assert.deepEqual(
+    await loadConfig(page, fetchReturning(200, { domain: 'd', wsPath: '/ws', iceServersPath: '/api/ice-servers' })),
+    { domain: 'd', wsPath: '/ws', iceServersPath: '/api/ice-servers' },
+  );
+  // The user's credentials answer its challenge: only a path of the page's
+  // own host is taken.
+  for (const evil of ['//evil.test/x', 'https://evil.test/x', '/\\evil.test/x', 42]) {
+    assert.equal((await loadConfig(page, fetchReturning(200, { domain: 'd', iceServersPath: evil }))).iceServersPath, '');
+  }
 });
 
 test('config falls back to the page host and /ws', async () => {
-  const fallback = { domain: 'gw.example.test', wsPath: '/ws' };
+  const fallback = { domain: 'gw.example.test', wsPath: '/ws', iceServersPath: '' };
   assert.deepEqual(await loadConfig(page, fetchReturning(404, '')), fallback);
   assert.deepEqual(await loadConfig(page, fetchReturning(200, '{not json')), fallback);
   assert.deepEqual(await loadConfig(page, async () => { throw new TypeError('offline'); }), fallback);
