@@ -37,6 +37,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/internal/netns"
+	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
 // Users of every gateway the tests start, as SWITCHBOARD_USERS spells them.
@@ -168,7 +169,11 @@ type gateway struct {
 	// sipPort is the port of both the UDP and the TCP listener.
 	sipPort  int
 	httpPort int
-	logPath  string
+	// httpsPort is the HTTPS (WSS) port when gatewayOptions.https was set;
+	// ca issued its certificate, for localhost and host.
+	httpsPort int
+	ca        *transporttest.CA
+	logPath   string
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd.Wait returned
@@ -187,6 +192,8 @@ type gatewayOptions struct {
 	env map[string]string
 	// bin is the binary to run; empty: gatewayBin.
 	bin string
+	// https turns on SWITCHBOARD_HTTPS, with a certificate of a test CA.
+	https bool
 }
 
 // startGateway starts a gateway on free loopback ports, waits until
@@ -249,6 +256,13 @@ func tryStartGateway(t *testing.T, dir string, attempt int, opts gatewayOptions)
 			t.Fatal(err)
 		}
 		env["SWITCHBOARD_CONFIG"] = path
+	}
+	if opts.https {
+		g.ca = transporttest.NewCA(t)
+		g.httpsPort = freePort(t, "tcp", g.host)
+		cert, key := g.ca.IssueFiles(t, dir, "localhost", g.host)
+		env["SWITCHBOARD_HTTPS"] = net.JoinHostPort(g.host, strconv.Itoa(g.httpsPort))
+		env["SWITCHBOARD_TLS_CERT"], env["SWITCHBOARD_TLS_KEY"] = cert, key
 	}
 	for k, v := range opts.env {
 		env[k] = v
