@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"path/filepath"
 	"slices"
@@ -132,7 +133,20 @@ func (c *certSource) httpHandler(next http.Handler) http.Handler {
 	if c == nil || c.acme == nil {
 		return next
 	}
-	return c.acme.HTTPHandler(next)
+	h := c.acme.HTTPHandler(next)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// autocert checks the Host header whole against its names, but a
+		// validation server may name the port ("sip.example.com:80", as
+		// pebble does).
+		if strings.HasPrefix(r.URL.Path, "/.well-known/acme-challenge/") {
+			if host, _, err := net.SplitHostPort(r.Host); err == nil {
+				r2 := *r
+				r2.Host = host
+				r = &r2
+			}
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // loggedCache logs the certificates ACME obtains as they are cached.
