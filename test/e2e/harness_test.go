@@ -21,6 +21,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -194,6 +195,13 @@ type gatewayOptions struct {
 	bin string
 	// https turns on SWITCHBOARD_HTTPS, with a certificate of a test CA.
 	https bool
+	// host is the address every listener is on (default 127.0.0.1);
+	// httpPort the HTTP listener's port (0: a free one).
+	host     string
+	httpPort int
+	// dataDir is the data directory (default: a fresh one per start), for
+	// a test that restarts a gateway on its state.
+	dataDir string
 }
 
 // startGateway starts a gateway on free loopback ports, waits until
@@ -223,9 +231,14 @@ var errListen = errors.New("gateway could not listen")
 
 func tryStartGateway(t *testing.T, dir string, attempt int, opts gatewayOptions) (*gateway, error) {
 	t.Helper()
-	g := &gateway{t: t, host: "127.0.0.1", exited: make(chan struct{})}
+	g := &gateway{t: t, host: "127.0.0.1", httpPort: opts.httpPort, exited: make(chan struct{})}
+	if opts.host != "" {
+		g.host = opts.host
+	}
 	g.sipPort = freeSIPPort(t, g.host)
-	g.httpPort = freePort(t, "tcp", g.host)
+	if g.httpPort == 0 {
+		g.httpPort = freePort(t, "tcp", g.host)
+	}
 	g.logPath = filepath.Join(dir, fmt.Sprintf("gateway-%d.log", attempt))
 	logFile, err := os.Create(g.logPath)
 	if err != nil {
@@ -242,7 +255,7 @@ func tryStartGateway(t *testing.T, dir string, attempt int, opts gatewayOptions)
 		"SWITCHBOARD_SIP_UDP":   g.sipAddr(),
 		"SWITCHBOARD_SIP_TCP":   g.sipAddr(),
 		"SWITCHBOARD_HTTP":      net.JoinHostPort(g.host, strconv.Itoa(g.httpPort)),
-		"SWITCHBOARD_DATA_DIR":  filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
+		"SWITCHBOARD_DATA_DIR":  cmp.Or(opts.dataDir, filepath.Join(dir, fmt.Sprintf("data-%d", attempt))),
 		"SWITCHBOARD_USERS":     strings.Join(ul, ","),
 		"SWITCHBOARD_RTP_PORTS": rtpRange(g.sipPort),
 		"SWITCHBOARD_LOG_LEVEL": "debug",
