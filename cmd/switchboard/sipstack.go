@@ -180,6 +180,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		Throttle:        &accounts.Throttle{Logger: logger.With("component", "throttle")},
 		Media:           s.media,
 		MaxCalls:        cfg.MaxCalls,
+		FlowGrace:       cfg.flowGrace(),
 		Secret:          secret,
 		Algorithms:      cfg.DigestAlgorithms,
 		AuthenticateAll: cfg.AuthenticateAll,
