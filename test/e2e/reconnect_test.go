@@ -1,0 +1,252 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/switchboard/switchboard/sip"
+)
+
+// browserInstance is the +sip.instance of the reconnect tests' browser.
+const browserInstance = "urn:uuid:5c3ad7a2-8f0e-4c55-9a7b-2b1d6e0c4f15"
+
+// cut drops the browser's WebSocket without a closing handshake, as a
+// network change or a sleeping laptop does.
+func (b *e2eBrowser) cut() {
+	if err := b.ws.CloseNow(); err != nil {
+		b.t.Logf("browser: cut: %v", err)
+	}
+}
+
+// expectRequest returns the next request of method the browser receives,
+// skipping other messages (which are logged).
+func (b *e2eBrowser) expectRequest(method string) *sip.Request {
+	b.t.Helper()
+	deadline := time.After(webrtcWait)
+	for {
+		select {
+		case m := <-b.msgs:
+			if req, ok := m.(*sip.Request); ok && req.Method == method {
+				return req
+			}
+			b.t.Logf("browser: skipped while waiting for %s:\n%s", method, m)
+		case <-deadline:
+			b.t.Fatalf("browser: no %s within %v", method, webrtcWait)
+			return nil
+		}
+	}
+}
+
+// respond sends res over the browser's WebSocket.
+func (b *e2eBrowser) respond(res *sip.Response) {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), webrtcWait)
+	defer cancel()
+	if err := b.ws.Write(ctx, websocket.MessageText, res.AppendTo(nil)); err != nil {
+		b.t.Errorf("browser: respond: %v", err)
+	}
+}
+
+// reconnectCall is browserCallsPhone with a browser that registers an
+// RFC 5626 instance, as JsSIP and the softphone do, and the gateway's
+// admin API on.
+func reconnectCall(t *testing.T, env map[string]string) (*gateway, webCall) {
+	t.Helper()
+	all := map[string]string{"SWITCHBOARD_ADMIN_TOKEN": adminToken}
+	for k, v := range env {
+		all[k] = v
+	}
+	g := startGateway(t, gatewayOptions{env: all})
+	ph := newE2EPhone(t, g)
+	ph.register("1000")
+	br := newE2EBrowser(t, net.JoinHostPort(g.host, strconv.Itoa(g.httpPort)))
+	br.instance = browserInstance
+	br.register("alice")
+	return g, callPhone(t, br, ph)
+}
+
+// adminCall is what the admin API says of a call.
+type adminCall struct {
+	ID     string
+	State  string
+	Cause  string
+	Caller struct {
+		Dst           string
+		FlowDownSince time.Time `json:"flow_down_since"`
+	}
+}
+
+// adminCalls returns the calls in progress and the ended ones.
+func (g *gateway) adminCalls(t *testing.T) (calls, ended []adminCall) {
+	t.Helper()
+	res, body := g.httpGet(t, "/admin/calls", http.Header{"Authorization": {"Bearer " + adminToken}})
+	var out struct{ Calls, Ended []adminCall }
+	if res.StatusCode != 200 || json.Unmarshal(body, &out) != nil {
+		t.Fatalf("/admin/calls: %d %s", res.StatusCode, body)
+	}
+	return out.Calls, out.Ended
+}
+
+// waitAdmin polls the admin API until cond holds of its calls.
+func (g *gateway) waitAdmin(t *testing.T, what string, cond func(calls, ended []adminCall) bool) {
+	t.Helper()
+	deadline := time.Now().Add(webrtcWait)
+	for {
+		calls, ended := g.adminCalls(t)
+		if cond(calls, ended) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: not within %v; calls %+v, ended %+v", what, webrtcWait, calls, ended)
+		}
+		time.Sleep(20 * time.Millisecond) // polling the API, with a deadline
+	}
+}
+
+// waitAudio waits until both ends received more than want more packets.
+func waitAudio(t *testing.T, what string, c webCall, want int64) {
+	t.Helper()
+	ph0, br0 := c.ph.Audio(), c.br.Received()
+	deadline := time.Now().Add(webrtcWait)
+	for c.ph.Audio()-ph0 <= want || c.br.Received()-br0 <= want {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: phone got %d more packets, browser %d; want > %d each", what, c.ph.Audio()-ph0, c.br.Received()-br0, want)
+		}
+		time.Sleep(20 * time.Millisecond) // polling counters, with a deadline
+	}
+}
+
+// TestReconnectMidCall is issue 15 point 1 through the binary: the
+// browser's WebSocket drops mid-call; the call stays up and its media
+// goes on; the browser connects again and registers the same instance;
+// the phone's BYE reaches it over the new WebSocket.
+func TestReconnectMidCall(t *testing.T) {
+	g, c := reconnectCall(t, nil)
+	stop := flowAudio(t, c.br, c.ph)
+	defer stop()
+
+	c.br.cut()
+	g.waitAdmin(t, "the call waits for the browser", func(calls, _ []adminCall) bool {
+		return len(calls) == 1 && !calls[0].Caller.FlowDownSince.IsZero()
+	})
+	waitAudio(t, "audio while the WebSocket is down", c, 10)
+
+	c.br.dial()
+	c.br.register("alice")
+	g.waitAdmin(t, "the call follows the browser", func(calls, _ []adminCall) bool {
+		return len(calls) == 1 && calls[0].Caller.FlowDownSince.IsZero()
+	})
+	waitAudio(t, "audio after the reconnect", c, 10)
+	g.expectMetric(t, "switchboard_call_reconnects_total", 1)
+	g.expectMetric(t, "switchboard_registration_reconnects_total", 1)
+
+	// The phone hangs up: the BYE reaches the browser over its new
+	// WebSocket (the old one is closed: nothing else could carry it).
+	bye, err := c.phDlg.NewRequest(sip.MethodBye)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byeRes := make(chan *sip.Response, 1)
+	go func() { byeRes <- c.ph.transact(bye) }()
+	got := c.br.expectRequest(sip.MethodBye)
+	c.br.respond(sip.NewResponse(got, 200, ""))
+	if res := <-byeRes; res.StatusCode != 200 {
+		t.Fatalf("phone's BYE: %d %s", res.StatusCode, res.Reason)
+	}
+	g.waitAdmin(t, "the call ended by the phone", func(calls, ended []adminCall) bool {
+		return len(calls) == 0 && len(ended) == 1 && strings.Contains(ended[0].Cause, "bye from the callee")
+	})
+	g.expectMetric(t, "switchboard_calls_lost_connection_total", 0)
+}
+
+// TestReconnectGraceRunsOut: a browser that does not come back within
+// SWITCHBOARD_RECONNECT_GRACE loses its call: BYE to the phone, and the
+// admin API and the metrics say why.
+func TestReconnectGraceRunsOut(t *testing.T) {
+	g, c := reconnectCall(t, map[string]string{"SWITCHBOARD_RECONNECT_GRACE": "1s"})
+	stop := flowAudio(t, c.br, c.ph)
+	defer stop()
+	cut := time.Now()
+	c.br.cut()
+	bye := c.ph.expectRequest(sip.MethodBye)
+	c.ph.respond(sip.NewResponse(bye, 200, ""))
+	if waited := time.Since(cut); waited < time.Second {
+		t.Errorf("BYE %v after the cut, before the grace of 1s", waited)
+	}
+	g.waitAdmin(t, "the call ended for its lost connection", func(calls, ended []adminCall) bool {
+		return len(calls) == 0 && len(ended) == 1 && strings.Contains(ended[0].Cause, "connection lost")
+	})
+	g.expectMetric(t, "switchboard_calls_lost_connection_total", 1)
+	g.expectMetric(t, "switchboard_call_reconnects_total", 0)
+
+	// Coming back too late finds no call: the gateway's dialog is gone
+	// (the proxy challenges the request as a new one).
+	c.br.dial()
+	c.br.register("alice")
+	info, err := c.brDlg.NewRequest(sip.MethodInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := c.br.transact(info); res == nil || res.StatusCode < 400 {
+		t.Errorf("INFO after the call ended: %v, want a failure", res)
+	}
+}
+
+// TestICERestartThroughGateway is issue 15 point 2 through the binary:
+// the pion browser re-INVITEs with new ICE credentials (what
+// restartIce() does); the gateway answers on the browser's leg alone,
+// the phone hears nothing of it, and audio goes on over the new ICE
+// session with the same DTLS-SRTP.
+func TestICERestartThroughGateway(t *testing.T) {
+	g, c := reconnectCall(t, nil)
+	stop := flowAudio(t, c.br, c.ph)
+	defer stop()
+
+	reinv, err := c.brDlg.NewRequest(sip.MethodInvite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reinv.SetBody(c.br.RestartOffer(), "application/sdp")
+	res := c.br.transact(reinv)
+	if res == nil || res.StatusCode != 200 {
+		t.Fatalf("ICE restart re-INVITE: %v", res)
+	}
+	ack, err := c.brDlg.NewAck(reinv.CSeq().Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.br.send(ack)
+	answered := time.Now()
+	c.br.SetAnswer(res.Body)
+	waitAudio(t, "audio after the ICE restart", c, 10)
+	t.Logf("audio both ways %v after the restart's answer", time.Since(answered))
+	g.expectMetric(t, "switchboard_ice_restarts_total", 1)
+
+	// The phone got no re-INVITE: its next request is the BYE.
+	bye, err := c.brDlg.NewRequest(sip.MethodBye)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byeRes := make(chan *sip.Response, 1)
+	go func() { byeRes <- c.br.transact(bye) }()
+	m := c.ph.next("BYE")
+	if !isRequest(m, sip.MethodBye) {
+		t.Fatalf("the phone got, after the ICE restart:\n%s", m)
+	}
+	c.ph.respond(sip.NewResponse(m.(*sip.Request), 200, ""))
+	if res := <-byeRes; res == nil || res.StatusCode != 200 {
+		t.Errorf("BYE: %v", res)
+	}
+}
+
+func isRequest(m sip.Message, method string) bool {
+	req, ok := m.(*sip.Request)
+	return ok && req.Method == method
+}
