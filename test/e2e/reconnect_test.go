@@ -12,6 +12,7 @@ import (
 
 	"github.com/coder/websocket"
 	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/sip/dialog"
 )
 
 // browserInstance is the +sip.instance of the reconnect tests' browser.
@@ -249,4 +250,102 @@ func TestICERestartThroughGateway(t *testing.T) {
 func isRequest(m sip.Message, method string) bool {
 	req, ok := m.(*sip.Request)
 	return ok && req.Method == method
+}
+
+// registerInstance registers p as an RFC 5626 instance with reg-id 1, as
+// JsSIP does.
+func (p *sigPeer) registerInstance(instance string) {
+	p.t.Helper()
+	res := p.registerWith(func(req *sip.Request) {
+		req.Set("Contact", "<"+p.contact()+">;reg-id=1;+sip.instance=\"<"+instance+">\"")
+		req.Set("Supported", "outbound, path")
+	})
+	if res.StatusCode != 200 {
+		p.t.Fatalf("%s: REGISTER of instance: %d %s", p.user, res.StatusCode, res.Reason)
+	}
+}
+
+// TestReconnectProxiedCall is issue 15 point 4 through the binary: a call
+// between two browsers goes through the proxy, whose Record-Route entries
+// carry each browser's flow token. The callee's WebSocket drops, and it
+// registers the same instance over a new one: the dialog's route set,
+// fixed at its start, still names the old connection, and the proxy
+// follows the token to the new one, both ways.
+func TestReconnectProxiedCall(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	const bobInstance = "urn:uuid:0d9e4a3c-55a1-4f7e-8d3b-6c2b7e1f0a42"
+	bob := newSigPeer(t, g, sip.WS, "bob", domain, "")
+	bob.registerInstance(bobInstance)
+	alice := newSigPeer(t, g, sip.WS, "alice", domain, "")
+	alice.register()
+
+	inv := alice.request(sip.MethodInvite, "sip:bob@"+domain)
+	res := alice.transact(inv)
+	if res.StatusCode == 407 {
+		inv = alice.authorize(inv, res)
+		res = alice.transact(inv)
+	}
+	if res.StatusCode != 200 {
+		t.Fatalf("INVITE: %d %s", res.StatusCode, res.Reason)
+	}
+	atBob := bob.expectRequest(sip.MethodInvite)
+	aliceDlg, err := dialog.NewUAC(inv, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ack, err := aliceDlg.NewAck(inv.CSeq().Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	alice.send(ack)
+	bob.expectRequest(sip.MethodAck)
+	// Bob's side of the dialog, as his answer made it.
+	ok := sip.NewResponse(atBob, 200, "")
+	ok.SetToTag(bob.tag)
+	ok.CopyFrom(&atBob.Headers, "Record-Route")
+	ok.Set("Contact", "<"+bob.contact()+">")
+	bobDlg, err := dialog.NewUAS(atBob, ok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(bobDlg.RouteSet()) == 0 {
+		t.Fatalf("no route set at the callee: %q", atBob.Values("Record-Route"))
+	}
+
+	// Bob's WebSocket drops; he comes back over a new one, with the same
+	// instance (a new peer: a new connection, as JsSIP opens).
+	bob.stop()
+	again := newSigPeer(t, g, sip.WS, "bob", domain, "")
+	again.tag = bob.tag
+	again.registerInstance(bobInstance)
+
+	// Alice's request rides her route set, whose token names bob's old
+	// connection: it reaches him over the new one.
+	info, err := aliceDlg.NewRequest(sip.MethodInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := alice.transact(info); res.StatusCode != 200 {
+		t.Fatalf("INFO to the reconnected browser: %d %s", res.StatusCode, res.Reason)
+	}
+	again.expectRequest(sip.MethodInfo)
+	// Bob's own requests, over the new connection with the same route
+	// set, reach alice.
+	info, err = bobDlg.NewRequest(sip.MethodInfo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := again.transact(info); res.StatusCode != 200 {
+		t.Fatalf("INFO from the reconnected browser: %d %s", res.StatusCode, res.Reason)
+	}
+	alice.expectRequest(sip.MethodInfo)
+	bye, err := aliceDlg.NewRequest(sip.MethodBye)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res := alice.transact(bye); res.StatusCode != 200 {
+		t.Fatalf("BYE to the reconnected browser: %d %s", res.StatusCode, res.Reason)
+	}
+	again.expectRequest(sip.MethodBye)
+	g.expectMetric(t, "switchboard_registration_reconnects_total", 1)
 }
