@@ -349,3 +349,112 @@ func TestReconnectProxiedCall(t *testing.T) {
 	again.expectRequest(sip.MethodBye)
 	g.expectMetric(t, "switchboard_registration_reconnects_total", 1)
 }
+
+// adminRTP is what the admin API says of the one call's RTP leg.
+type adminRTP struct {
+	Remote  string
+	Latched bool
+	Dropped struct{ Source uint64 }
+}
+
+func (g *gateway) rtpLeg(t *testing.T) adminRTP {
+	t.Helper()
+	res, body := g.httpGet(t, "/admin/calls", http.Header{"Authorization": {"Bearer " + adminToken}})
+	var out struct {
+		Calls []struct {
+			Media struct{ RTP adminRTP }
+		}
+	}
+	if res.StatusCode != 200 || json.Unmarshal(body, &out) != nil || len(out.Calls) != 1 {
+		t.Fatalf("/admin/calls: %d %s", res.StatusCode, body)
+	}
+	return out.Calls[0].Media.RTP
+}
+
+// TestPhoneMovesThroughGateway is issue 15 point 3 through the binary: the
+// phone of a call moves to 127.0.0.2, registers from there and re-INVITEs
+// with its new media address. The gateway's requests go there, the RTP
+// leg latches to the new source, and packets from anywhere else — the
+// phone's old address, which goes on sending, and a stranger on 127.0.0.3
+// — are dropped: only signalling moves the media.
+func TestPhoneMovesThroughGateway(t *testing.T) {
+	g, c := reconnectCall(t, nil)
+	stop := flowAudio(t, c.br, c.ph)
+	defer stop()
+
+	moved := newE2EPhoneAt(t, g, net.IPv4(127, 0, 0, 2))
+	moved.register("1000")
+	c.phDlg.SetLocalContact(sip.Address{URI: sip.URI{Scheme: "sip", User: "1000", Host: "127.0.0.2", Port: moved.sip.LocalAddr().(*net.UDPAddr).Port}})
+	reinv, err := c.phDlg.NewRequest(sip.MethodInvite)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reinv.SetBody(moved.sdp(2, ""), "application/sdp")
+	res := moved.transact(reinv)
+	if res.StatusCode != 200 {
+		t.Fatalf("re-INVITE from the new address: %d %s", res.StatusCode, res.Reason)
+	}
+	if err := moved.Learn(res.Body); err != nil {
+		t.Fatal(err)
+	}
+	ack, err := c.phDlg.NewAck(reinv.CSeq().Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved.send(ack)
+
+	// A stranger sends to the call's RTP port, before and after the phone
+	// does: dropped.
+	stranger := newE2EPhoneAt(t, g, net.IPv4(127, 0, 0, 3))
+	stranger.Far = moved.Far
+	for range 5 {
+		stranger.SendPCMU(make([]byte, 160))
+	}
+	stopMoved := make(chan struct{})
+	done := make(chan struct{})
+	go func() { defer close(done); moved.SendAudio(stopMoved) }()
+	defer func() { close(stopMoved); <-done }()
+	deadline := time.Now().Add(webrtcWait)
+	for {
+		leg := g.rtpLeg(t)
+		if leg.Latched && leg.Remote == moved.Addr().String() && moved.Audio() > 10 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("RTP leg %+v, phone at its new address got %d packets; want latched to %s and > 10", leg, moved.Audio(), moved.Addr())
+		}
+		time.Sleep(20 * time.Millisecond) // polling the API, with a deadline
+	}
+	for range 5 {
+		stranger.SendPCMU(make([]byte, 160))
+	}
+	// The old address goes on sending, 50 packets a second, and the
+	// stranger sent 10: all dropped.
+	before := g.rtpLeg(t).Dropped.Source
+	waitAudio(t, "audio with the phone at its new address", webCall{br: c.br, ph: moved}, 10)
+	oldAudio := c.ph.Audio()
+	waitAudio(t, "more audio with the phone at its new address", webCall{br: c.br, ph: moved}, 10)
+	if n := c.ph.Audio() - oldAudio; n > 0 {
+		t.Errorf("the phone's old address got %d packets after the move", n)
+	}
+	leg := g.rtpLeg(t)
+	if leg.Remote != moved.Addr().String() || leg.Dropped.Source <= before {
+		t.Errorf("RTP leg %+v after the move, want %s latched and the old address's packets dropped (more than %d)", leg, moved.Addr(), before)
+	}
+	if stranger.Audio() != 0 {
+		t.Errorf("the stranger got %d packets", stranger.Audio())
+	}
+
+	// The browser hangs up: the BYE goes to the phone's new address.
+	bye, err := c.brDlg.NewRequest(sip.MethodBye)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byeRes := make(chan *sip.Response, 1)
+	go func() { byeRes <- c.br.transact(bye) }()
+	got := moved.expectRequest(sip.MethodBye)
+	moved.respond(sip.NewResponse(got, 200, ""))
+	if res := <-byeRes; res == nil || res.StatusCode != 200 {
+		t.Errorf("BYE: %v", res)
+	}
+}

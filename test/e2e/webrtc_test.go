@@ -252,7 +252,14 @@ type e2ePhone struct {
 
 func newE2EPhone(t *testing.T, g *gateway) *e2ePhone {
 	t.Helper()
-	s, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return newE2EPhoneAt(t, g, net.IPv4(127, 0, 0, 1))
+}
+
+// newE2EPhoneAt is newE2EPhone with SIP and RTP on ip, a loopback
+// address.
+func newE2EPhoneAt(t *testing.T, g *gateway, ip net.IP) *e2ePhone {
+	t.Helper()
+	s, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +267,11 @@ func newE2EPhone(t *testing.T, g *gateway) *e2ePhone {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &e2ePhone{Phone: mediapeer.NewPhone(t), t: t, g: g, sip: s, gwSIP: gw, msgs: make(chan sip.Message, 64)}
+	media, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &e2ePhone{Phone: mediapeer.NewPhoneOn(t, media), t: t, g: g, sip: s, gwSIP: gw, msgs: make(chan sip.Message, 64)}
 	p.Watch()
 	p.wg.Add(1)
 	go func() {
