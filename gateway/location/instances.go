@@ -94,7 +94,10 @@ const sweepInterval = time.Minute
 
 // Register records that b, a binding as the registrar stored it, came
 // over b.Source. When b's instance registered over another flow before,
-// it returns that flow and true: the user agent moved to b.Source.
+// and that flow is still its own (no other instance registered over it
+// since), it returns that flow and true: the user agent moved to b.Source,
+// and what was tied to the old flow may follow it. A flow that another
+// instance registered over since is that one's: nothing of it moves.
 // Bindings that do not use outbound (Binding.Outbound) or did not come
 // over a connection (Source.Flow 0) are ignored, as are expired ones.
 func (in *Instances) Register(b *Binding) (replaced sip.Addr, moved bool) {
@@ -123,11 +126,13 @@ func (in *Instances) Register(b *Binding) (replaced sip.Addr, moved bool) {
 		return sip.Addr{}, false
 	}
 	inst.expires = b.Expires
-	in.byFlow[b.Source] = inst
 	if inst.flow == b.Source {
+		in.byFlow[b.Source] = inst
 		return sip.Addr{}, false
 	}
 	old := inst.flow
+	owned := in.byFlow[old] == inst
+	in.byFlow[b.Source] = inst
 	inst.flow = b.Source
 	// A user agent may come back to a flow it had left: it is current
 	// again, not replaced.
@@ -145,6 +150,9 @@ func (in *Instances) Register(b *Binding) (replaced sip.Addr, moved bool) {
 		inst.replaced = append(inst.replaced[:0], inst.replaced[n:]...)
 	}
 	in.moves++
+	if !owned {
+		return sip.Addr{}, false
+	}
 	return old, true
 }
 

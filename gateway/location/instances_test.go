@@ -116,11 +116,17 @@ func TestInstancesSharedFlow(t *testing.T) {
 	in := &Instances{Clock: c}
 	in.Register(outbound(c, "alice", "<urn:uuid:a>", wsFlow(1)))
 	in.Register(outbound(c, "bob", "<urn:uuid:b>", wsFlow(1)))
-	in.Register(outbound(c, "alice", "<urn:uuid:a>", wsFlow(2)))
+	// Alice moves, but flow 1 is bob's now: what goes over it (bob's
+	// calls) must not move to alice's connection.
+	if old, moved := in.Register(outbound(c, "alice", "<urn:uuid:a>", wsFlow(2))); moved {
+		t.Errorf("alice's move off bob's flow moved %v", old)
+	}
 	if got := in.Follow(wsFlow(1)); got != wsFlow(1) {
 		t.Errorf("bob's current flow follows alice to %v", got)
 	}
-	in.Register(outbound(c, "bob", "<urn:uuid:b>", wsFlow(3)))
+	if old, moved := in.Register(outbound(c, "bob", "<urn:uuid:b>", wsFlow(3))); !moved || old != wsFlow(1) {
+		t.Errorf("bob's move: %v %v", old, moved)
+	}
 	if got := in.Follow(wsFlow(1)); got != wsFlow(3) {
 		t.Errorf("flow 1 follows to %v, want bob's flow 3", got)
 	}
