@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"net"
 	"net/http"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/dialog"
 )
@@ -23,35 +21,6 @@ const browserInstance = "urn:uuid:5c3ad7a2-8f0e-4c55-9a7b-2b1d6e0c4f15"
 func (b *e2eBrowser) cut() {
 	if err := b.ws.CloseNow(); err != nil {
 		b.t.Logf("browser: cut: %v", err)
-	}
-}
-
-// expectRequest returns the next request of method the browser receives,
-// skipping other messages (which are logged).
-func (b *e2eBrowser) expectRequest(method string) *sip.Request {
-	b.t.Helper()
-	deadline := time.After(webrtcWait)
-	for {
-		select {
-		case m := <-b.msgs:
-			if req, ok := m.(*sip.Request); ok && req.Method == method {
-				return req
-			}
-			b.t.Logf("browser: skipped while waiting for %s:\n%s", method, m)
-		case <-deadline:
-			b.t.Fatalf("browser: no %s within %v", method, webrtcWait)
-			return nil
-		}
-	}
-}
-
-// respond sends res over the browser's WebSocket.
-func (b *e2eBrowser) respond(res *sip.Response) {
-	b.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), webrtcWait)
-	defer cancel()
-	if err := b.ws.Write(ctx, websocket.MessageText, res.AppendTo(nil)); err != nil {
-		b.t.Errorf("browser: respond: %v", err)
 	}
 }
 
@@ -156,8 +125,8 @@ func TestReconnectMidCall(t *testing.T) {
 	}
 	byeRes := make(chan *sip.Response, 1)
 	go func() { byeRes <- c.ph.transact(bye) }()
-	got := c.br.expectRequest(sip.MethodBye)
-	c.br.respond(sip.NewResponse(got, 200, ""))
+	got := c.br.awaitRequest(sip.MethodBye)
+	c.br.sendResponse(sip.NewResponse(got, 200, ""))
 	if res := <-byeRes; res.StatusCode != 200 {
 		t.Fatalf("phone's BYE: %d %s", res.StatusCode, res.Reason)
 	}

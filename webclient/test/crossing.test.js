@@ -364,11 +364,12 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
     return Number(line.slice(series.length + 1));
   }
 
-  // phoneThatHangsUp registers 1000 with sipp and runs it as a UAS that
-  // answers with PCMU, echoes RTP, and hangs up when it gets an INFO (the
-  // browser's DTMF, relayed: no telephone-event) and fails on any other
-  // request, such as a re-INVITE.
-  async function phoneThatHangsUp(sipp) {
+  // echoPhone registers 1000 with sipp and runs scenario as its UAS, which
+  // echoes RTP: uas-echo.xml waits for the caller's BYE; uas-echo-hangup.xml
+  // answers with PCMU alone, hangs up when it gets an INFO (the browser's
+  // DTMF, relayed: no telephone-event) and fails on any other request,
+  // such as a re-INVITE.
+  async function echoPhone(sipp, scenario) {
     const port = await freeUdpPort();
     const reg = sipp('register-1000', [
       '-sf', path.join(SIPP_DIR, 'register-only.xml'),
@@ -380,7 +381,7 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
     await expectExit(reg, 15_000, 'REGISTER 1000 with digest');
     const mediaPort = await freeUdpPort([0, 2]);
     const uas = sipp('uas-1000', [
-      '-sf', path.join(SIPP_DIR, 'uas-echo-hangup.xml'),
+      '-sf', path.join(SIPP_DIR, scenario),
       '-i', '127.0.0.1', '-p', String(port),
       '-mi', '127.0.0.1', '-mp', String(mediaPort), '-rtp_echo',
       '-m', '1', '-timeout', '50s', '-timeout_error',
@@ -438,24 +439,7 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
     '(b) alice (browser) calls 1000 (sipp UAS, PCMU, RTP echo): audio comes back, hang up sends BYE to the phone',
     T,
     diagnosed(async ({ open, sipp }) => {
-      const port = await freeUdpPort();
-      const reg = sipp('register-1000', [
-        '-sf', path.join(SIPP_DIR, 'register-only.xml'),
-        '-inf', path.join(SIPP_DIR, 'domain.csv'),
-        '-au', '1000', '-ap', USERS[1000], '-s', '1000',
-        '-i', '127.0.0.1', '-p', String(port),
-        '-m', '1', '-timeout', '10s', '-timeout_error',
-      ], { timeoutMs: 15_000 });
-      await expectExit(reg, 15_000, 'REGISTER 1000 with digest');
-
-      const mediaPort = await freeUdpPort([0, 2]);
-      const uas = sipp('uas-1000', [
-        '-sf', path.join(SIPP_DIR, 'uas-echo.xml'),
-        '-i', '127.0.0.1', '-p', String(port),
-        '-mi', '127.0.0.1', '-mp', String(mediaPort), '-rtp_echo',
-        '-m', '1', '-timeout', '40s', '-timeout_error',
-      ]);
-      await waitBound(port, uas);
+      const uas = await echoPhone(sipp, 'uas-echo.xml');
 
       const alice = await open('alice');
       assert.equal(
@@ -490,7 +474,7 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
     '(d) alice (browser) in a call with 1000 (sipp, RTP echo) loses her WebSocket: the page reconnects, audio goes on, the BYE comes over the new one',
     { timeout: 90_000 },
     diagnosed(async ({ open, sipp }) => {
-      const uas = await phoneThatHangsUp(sipp);
+      const uas = await echoPhone(sipp, 'uas-echo-hangup.xml');
       const relay = {};
       const alice = await open('alice', '', { relay });
       assert.equal(
@@ -534,7 +518,7 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
     '(e) alice restarts ICE (restartIce()) in a call with 1000: the gateway answers on her leg alone, audio goes on',
     T,
     diagnosed(async ({ open, sipp }) => {
-      const uas = await phoneThatHangsUp(sipp);
+      const uas = await echoPhone(sipp, 'uas-echo-hangup.xml');
       const relay = {};
       const alice = await open('alice', '', { relay });
       assert.equal(
