@@ -205,31 +205,36 @@ func TestEndedCallsBounded(t *testing.T) {
 }
 
 // TestICERestartNotRelayed is issue 15 point 2 on the B2BUA: the
-// browser's re-INVITE with new ICE credentials is answered on its leg
-// alone — the phone gets no re-INVITE — and audio flows again both ways.
+// browser's re-INVITE or UPDATE with new ICE credentials is answered on
+// its leg alone — the phone gets no re-INVITE — and audio flows again both
+// ways.
 func TestICERestartNotRelayed(t *testing.T) {
-	h := newHarness(t, harnessOptions{})
-	br, ph, oc, _ := browserCallsPhone(t, h)
-	audioToPhone(t, br, ph)
-	before := sdpValue(oc.res.Body, "a=ice-ufrag:")
+	for _, method := range []string{sip.MethodInvite, sip.MethodUpdate} {
+		t.Run(method, func(t *testing.T) {
+			h := newHarness(t, harnessOptions{})
+			br, ph, oc, _ := browserCallsPhone(t, h)
+			audioToPhone(t, br, ph)
+			before := sdpValue(oc.res.Body, "a=ice-ufrag:")
 
-	res := h.browser.request(oc.dlg, sip.MethodInvite, br.RestartOffer(), contentSDP)
-	if res.StatusCode != 200 {
-		t.Fatalf("ice restart re-invite: %d", res.StatusCode)
-	}
-	mustContain(t, res.Body, "UDP/TLS/RTP/SAVPF", "a=candidate:", "a=sendrecv")
-	if after := sdpValue(res.Body, "a=ice-ufrag:"); after == before || after == "" {
-		t.Errorf("ice-ufrag %q after the restart, %q before", after, before)
-	}
-	restarted := time.Now()
-	br.SetAnswer(res.Body)
-	audioToPhone(t, br, ph)
-	audioToBrowser(t, ph, br)
-	t.Logf("audio both ways %v after the restart's answer", time.Since(restarted))
-	h.phone.idle(sip.MethodInvite)
-	h.phone.idle(sip.MethodUpdate)
-	if n := h.engine.Stats().ICERestarts; n != 1 {
-		t.Errorf("%d ice restarts counted, want 1", n)
+			res := h.browser.request(oc.dlg, method, br.RestartOffer(), contentSDP)
+			if res.StatusCode != 200 {
+				t.Fatalf("ice restart %s: %d", method, res.StatusCode)
+			}
+			mustContain(t, res.Body, "UDP/TLS/RTP/SAVPF", "a=candidate:", "a=sendrecv")
+			if after := sdpValue(res.Body, "a=ice-ufrag:"); after == before || after == "" {
+				t.Errorf("ice-ufrag %q after the restart, %q before", after, before)
+			}
+			restarted := time.Now()
+			br.SetAnswer(res.Body)
+			audioToPhone(t, br, ph)
+			audioToBrowser(t, ph, br)
+			t.Logf("audio both ways %v after the restart's answer", time.Since(restarted))
+			h.phone.idle(sip.MethodInvite)
+			h.phone.idle(sip.MethodUpdate)
+			if n := h.engine.Stats().ICERestarts; n != 1 {
+				t.Errorf("%d ice restarts counted, want 1", n)
+			}
+		})
 	}
 }
 
