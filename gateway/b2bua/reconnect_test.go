@@ -84,6 +84,35 @@ func TestReconnectKeepsCall(t *testing.T) {
 	}
 }
 
+// TestReconnectCalleeBrowser: the browser that was called (the callee
+// leg) reconnects the same way: the phone's BYE reaches it over the new
+// connection.
+func TestReconnectCalleeBrowser(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	br, ph, oc, _ := phoneCallsBrowser(t, h, true)
+	old := h.dropFlow()
+	if calls := h.b2b.Calls(); len(calls) != 1 || calls[0].Callee.FlowDownSince.IsZero() {
+		t.Fatalf("calls while the connection is down: %+v", calls)
+	}
+	audioToBrowser(t, ph, br)
+	now := h.reconnect()
+	h.b2b.FlowMoved(old, now)
+	done := make(chan *sip.Response, 1)
+	go func() { done <- h.phone.request(oc.dlg, sip.MethodBye, nil, "") }()
+	bye := h.browser.expect(sip.MethodBye)
+	if bye.req.Source.Flow != now.Flow {
+		t.Errorf("bye came over flow %d, want the new %d", bye.req.Source.Flow, now.Flow)
+	}
+	bye.respond(200, nil)
+	if res := <-done; res.StatusCode != 200 {
+		t.Errorf("phone's bye: %d", res.StatusCode)
+	}
+	h.ended()
+	if st := h.b2b.Stats(); st.Reconnects != 1 {
+		t.Errorf("stats %+v, want 1 reconnect", st)
+	}
+}
+
 // TestReconnectHoldsRequests: what the gateway has for the browser while
 // its connection is down — here the phone's hang-up — waits for the new
 // connection instead of being lost on the closed one.
