@@ -34,7 +34,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { buildGateway, DEFAULT_USERS, distBuilt, gatewayUnavailable, repoRoot, startGateway } from './gateway.js';
-import { launchBrowser, watchPage } from './helpers.js';
+import { launchBrowser, relayWebSocket, watchPage } from './helpers.js';
 
 const USERS = { ...DEFAULT_USERS, 1000: 'pass1000' };
 const SIPP = process.env.SIPP || 'sipp';
@@ -322,39 +322,6 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
   }
 
   const state = (page) => page.evaluate(() => window.softphone.state);
-
-  // relayWebSocket routes page's WebSockets to the gateway through the
-  // test (see open's relay).
-  async function relayWebSocket(page, relay, note) {
-    relay.sockets = [];
-    await page.routeWebSocket(/\/ws$/, (ws) => {
-      const server = ws.connectToServer();
-      const conn = { sent: [], received: [], closed: false };
-      relay.sockets.push(conn);
-      note(`=== relayed WebSocket #${relay.sockets.length}`);
-      const close = () => {
-        if (conn.closed) return;
-        conn.closed = true;
-        server.close();
-        ws.close({ code: 4000, reason: 'cut' });
-      };
-      conn.cut = () => {
-        note(`=== the test cuts relayed WebSocket #${relay.sockets.indexOf(conn) + 1}`);
-        close();
-      };
-      ws.onMessage((m) => {
-        conn.sent.push(String(m));
-        server.send(m);
-      });
-      server.onMessage((m) => {
-        conn.received.push(String(m));
-        ws.send(m);
-      });
-      ws.onClose(close);
-      server.onClose(close);
-    });
-    relay.cut = () => relay.sockets.at(-1).cut();
-  }
 
   // metric returns the value of a sample of the gateway's /metrics.
   async function metric(series) {
