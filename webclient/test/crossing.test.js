@@ -357,6 +357,23 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
     return uas;
   }
 
+  // aliceCallsHangingUpPhone opens alice's page, its WebSocket through a
+  // relay, has her call 1000, an echoPhone of uas-echo-hangup.xml, and
+  // waits for audio. Returns { uas, relay, alice }.
+  async function aliceCallsHangingUpPhone(open, sipp) {
+    const uas = await echoPhone(sipp, 'uas-echo-hangup.xml');
+    const relay = {};
+    const alice = await open('alice', '', { relay });
+    assert.equal(
+      await alice.evaluate(([u, p]) => window.softphone.register(u, p), ['alice', USERS.alice]),
+      'registered',
+    );
+    assert.equal(await alice.evaluate(() => window.softphone.call('1000')), true);
+    await waitState(alice, (s) => s.call === 'active' && s.peer === '1000', 15_000);
+    await moreAudio(alice, 25, 15_000);
+    return { uas, relay, alice };
+  }
+
   // moreAudio waits until the page received n more packets.
   async function moreAudio(page, n, timeout) {
     const from = (await page.evaluate(() => window.softphone.getStats())).inbound?.packetsReceived ?? 0;
@@ -441,17 +458,8 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
     '(d) alice (browser) in a call with 1000 (sipp, RTP echo) loses her WebSocket: the page reconnects, audio goes on, the BYE comes over the new one',
     { timeout: 90_000 },
     diagnosed(async ({ open, sipp }) => {
-      const uas = await echoPhone(sipp, 'uas-echo-hangup.xml');
-      const relay = {};
-      const alice = await open('alice', '', { relay });
-      assert.equal(
-        await alice.evaluate(([u, p]) => window.softphone.register(u, p), ['alice', USERS.alice]),
-        'registered',
-      );
       const survived = await metric('switchboard_call_reconnects_total');
-      assert.equal(await alice.evaluate(() => window.softphone.call('1000')), true);
-      await waitState(alice, (s) => s.call === 'active' && s.peer === '1000', 15_000);
-      await moreAudio(alice, 25, 15_000);
+      const { uas, relay, alice } = await aliceCallsHangingUpPhone(open, sipp);
 
       relay.cut();
       await waitState(alice, (s) => s.registration === 'disconnected', 5_000);
@@ -485,16 +493,7 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
     '(e) alice restarts ICE (restartIce()) in a call with 1000: the gateway answers on her leg alone, audio goes on',
     T,
     diagnosed(async ({ open, sipp }) => {
-      const uas = await echoPhone(sipp, 'uas-echo-hangup.xml');
-      const relay = {};
-      const alice = await open('alice', '', { relay });
-      assert.equal(
-        await alice.evaluate(([u, p]) => window.softphone.register(u, p), ['alice', USERS.alice]),
-        'registered',
-      );
-      assert.equal(await alice.evaluate(() => window.softphone.call('1000')), true);
-      await waitState(alice, (s) => s.call === 'active' && s.peer === '1000', 15_000);
-      await moreAudio(alice, 25, 15_000);
+      const { uas, relay, alice } = await aliceCallsHangingUpPhone(open, sipp);
       const restarts = await metric('switchboard_ice_restarts_total');
 
       assert.equal(await alice.evaluate(() => window.softphone.restartIce()), true);
