@@ -192,6 +192,19 @@ describe('the softphone against the real gateway', { skip: skipReason() }, () =>
     throw new Error(`timed out waiting for ${predicate}; state: ${JSON.stringify(s)}`);
   }
 
+  // registerBoth signs alice and bob in on their pages.
+  async function registerBoth(alice, bob) {
+    for (const [page, user] of [
+      [alice, 'alice'],
+      [bob, 'bob'],
+    ]) {
+      assert.equal(
+        await page.evaluate(([u, p]) => window.softphone.register(u, p), [user, USERS[user]]),
+        'registered',
+      );
+    }
+  }
+
   // accepted calls act() until it returns true: JsSIP refuses a re-INVITE
   // (hold, unhold) while its previous offer/answer is still being applied
   // to the RTCPeerConnection, and says so only by returning false.
@@ -310,15 +323,7 @@ describe('the softphone against the real gateway', { skip: skipReason() }, () =>
     diagnosed(async ({ open, sip }) => {
       const alice = await open('alice');
       const bob = await open('bob', '?autoanswer=1');
-      for (const [page, user] of [
-        [alice, 'alice'],
-        [bob, 'bob'],
-      ]) {
-        assert.equal(
-          await page.evaluate(([u, p]) => window.softphone.register(u, p), [user, USERS[user]]),
-          'registered',
-        );
-      }
+      await registerBoth(alice, bob);
 
       assert.equal(await alice.evaluate(() => window.softphone.call('bob')), true);
       await waitState(bob, (s) => s.call === 'active' && s.peer === 'alice', 15_000);
@@ -383,15 +388,7 @@ describe('the softphone against the real gateway', { skip: skipReason() }, () =>
       const alice = await open('alice');
       const relay = {};
       const bob = await open('bob', '?autoanswer=1', { relay });
-      for (const [page, user] of [
-        [alice, 'alice'],
-        [bob, 'bob'],
-      ]) {
-        assert.equal(
-          await page.evaluate(([u, p]) => window.softphone.register(u, p), [user, USERS[user]]),
-          'registered',
-        );
-      }
+      await registerBoth(alice, bob);
       assert.equal(await alice.evaluate(() => window.softphone.call('bob')), true);
       await waitState(bob, (s) => s.call === 'active', 15_000);
       await waitState(alice, (s) => s.call === 'active', 15_000);
