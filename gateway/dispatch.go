@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/gateway/identity"
+	"github.com/switchboard/switchboard/gateway/location"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/transaction"
 )
@@ -59,12 +60,38 @@ func (g *Gateway) holdFlows(ctx context.Context, req *sip.Request, res *sip.Resp
 		}
 	}
 	g.flows.Set(aor, flows)
+	g.followInstances(bindings)
+}
+
+// followInstances moves what was tied to the old connection of a user
+// agent that registered again over a new one (RFC 5626: the same
+// +sip.instance and reg-id) — the legs of its bridged calls — to the new
+// one; the proxy follows its flow tokens through g.instances. bindings
+// are as the registrar stored them, for a REGISTER it accepted.
+func (g *Gateway) followInstances(bindings []location.Binding) {
+	for i := range bindings {
+		b := &bindings[i]
+		old, moved := g.instances.Register(b)
+		if !moved {
+			continue
+		}
+		g.log.Info("user agent reconnected: what went over its old connection follows it", "aor", b.AOR,
+			"instance", b.Instance, "reg_id", b.RegID, "from", old.String(), "to", b.Source.String())
+		if g.calls != nil {
+			g.calls.FlowMoved(old, b.Source)
+		}
+	}
 }
 
 // FlowClosed drops the bindings that could only be reached over flow, which
-// has just closed (RFC 5626 §5.3).
+// has just closed (RFC 5626 §5.3), and has the bridged calls over it wait
+// for their user agent to come back (b2bua.B2BUA.FlowClosed).
 func (g *Gateway) FlowClosed(flow sip.Addr) {
 	g.flows.Drop(flow)
+	if g.calls != nil {
+		// Its calls wait a while for it to come back over a new one.
+		g.calls.FlowClosed(flow)
+	}
 	removed, err := g.cfg.Location.DeleteFlow(g.ctx, flow)
 	if err != nil {
 		g.log.Warn("drop bindings of closed flow", "flow", flow, "err", err)

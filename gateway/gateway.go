@@ -64,6 +64,10 @@ type Config struct {
 	// that would cross gets 503 with Retry-After (b2bua.Options.MaxCalls).
 	// Zero: no bound.
 	MaxCalls int
+	// FlowGrace is how long a bridged call waits for a browser whose
+	// WebSocket closed to register again over a new one
+	// (b2bua.Options.FlowGrace); zero: b2bua.DefaultFlowGrace.
+	FlowGrace time.Duration
 	// Secret keys the digest nonces, the proxy's Record-Route stamps and
 	// the flow tokens: 32 random bytes, kept across restarts so that
 	// nonces and dialogs survive them.
@@ -117,6 +121,9 @@ type Gateway struct {
 	dns       *locate.Locator
 	flows     *transport.FlowHolds
 	throttle  *accounts.Throttle
+	// instances follows outbound user agents (browsers) from connection
+	// to connection, for the bridged calls and the proxy's flow tokens.
+	instances *location.Instances
 
 	// ctx is the context of the work the gateway does on its own (the
 	// handlers, the bindings of a closed connection): New's, canceled by
@@ -157,11 +164,12 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{
-		cfg:      cfg,
-		base:     log,
-		log:      log.With("component", "gateway"),
-		dns:      &locate.Locator{},
-		throttle: cfg.Throttle,
+		cfg:       cfg,
+		base:      log,
+		log:       log.With("component", "gateway"),
+		dns:       &locate.Locator{},
+		throttle:  cfg.Throttle,
+		instances: &location.Instances{Clock: cfg.Clock},
 	}
 	if g.throttle == nil {
 		g.throttle = &accounts.Throttle{Logger: log.With("component", "throttle")}
@@ -205,6 +213,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 			Sender:       cfg.Transports,
 			Identity:     cfg.Identity,
 			MaxCalls:     cfg.MaxCalls,
+			FlowGrace:    cfg.FlowGrace,
 			UserAgent:    cfg.UserAgent,
 			Clock:        cfg.Clock,
 			Logger:       log.With("component", "b2bua"),
@@ -239,6 +248,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		Credentials:     credentials{cfg.Accounts},
 		Throttle:        proxyThrottle{g.throttle},
 		Secret:          cfg.Secret,
+		Reconnects:      g.instances,
 		Algorithms:      cfg.Algorithms,
 		AuthenticateAll: cfg.AuthenticateAll,
 		LocalOnly:       cfg.LocalOnly,
@@ -397,6 +407,10 @@ func (g *Gateway) DialogStats() proxy.DialogStats { return g.proxy.DialogStats()
 // HeldFlows returns how many connections the gateway holds now because
 // registrations came over them.
 func (g *Gateway) HeldFlows() int { return g.flows.Len() }
+
+// InstanceStats returns the counters of the user agents the gateway
+// follows from connection to connection (reconnects).
+func (g *Gateway) InstanceStats() location.InstanceStats { return g.instances.Stats() }
 
 // forwardStray is the transaction layer's OnStrayResponse: the proxy
 // forwards what matches no client transaction.

@@ -40,8 +40,9 @@ type Engine struct {
 	closed  bool
 	wg      sync.WaitGroup // bridge teardowns started by the bridges themselves
 
-	total    atomic.Uint64
-	inactive atomic.Uint64
+	total       atomic.Uint64
+	inactive    atomic.Uint64
+	iceRestarts atomic.Uint64
 
 	transportsMu sync.Mutex
 	transports   map[TransportKey]uint64
@@ -291,6 +292,7 @@ func (e *Engine) Stats() EngineStats {
 		Bridges:       n,
 		BridgesTotal:  e.total.Load(),
 		Inactive:      e.inactive.Load(),
+		ICERestarts:   e.iceRestarts.Load(),
 		PortsInUse:    inUse,
 		PortsDraining: draining,
 	}

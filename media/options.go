@@ -64,9 +64,12 @@ type Options struct {
 	// OneWayAudioAfter is how long one leg must stay silent, while the
 	// other sends, for Stats.OneWayAudio. Default 5s.
 	OneWayAudioAfter time.Duration
-	// RelatchAfter lets symmetric RTP move to a new source address once the
-	// latched source has been silent this long; a new address from SDP
-	// always allows it. Default 3s; negative disables silence re-latching.
+	// RelatchAfter, when positive, lets symmetric RTP move to a new
+	// source address once the latched source has been silent this long:
+	// a phone whose NAT mapping changed is heard again, but any host that
+	// learns the port may then take the call's media over. Zero (the
+	// default) or negative: only the phone's signalling moves the latch
+	// (a new address in its SDP, or packets from that very address).
 	RelatchAfter time.Duration
 	// Codecs is the codec policy: the formats allowed on both legs, in the
 	// order the gateway prefers them for its own offers. Default
@@ -85,7 +88,6 @@ const (
 	DefaultInactivityTimeout = 30 * time.Second
 	DefaultDrainTime         = 5 * time.Second
 	DefaultOneWayAudioAfter  = 5 * time.Second
-	DefaultRelatchAfter      = 3 * time.Second
 
 	// A browser opens one ICE-TCP connection per call, and a few more
 	// while ICE tries its pairs; an office behind one NAT address holds
@@ -119,9 +121,6 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.OneWayAudioAfter <= 0 {
 		o.OneWayAudioAfter = DefaultOneWayAudioAfter
-	}
-	if o.RelatchAfter == 0 {
-		o.RelatchAfter = DefaultRelatchAfter
 	}
 	if o.Codecs == nil {
 		o.Codecs = DefaultCodecs()

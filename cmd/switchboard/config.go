@@ -133,6 +133,11 @@ type Config struct {
 	// long to end by themselves before the gateway ends them with BYE.
 	DrainTimeout time.Duration `env:"DRAIN_TIMEOUT" envDefault:"20s"`
 
+	// ReconnectGrace is how long a bridged call waits for a browser whose
+	// WebSocket dropped to register again over a new one; 0 ends the
+	// call at once.
+	ReconnectGrace time.Duration `env:"RECONNECT_GRACE" envDefault:"30s"`
+
 	// DigestAlgorithms are the digest algorithms of the 401 and 407
 	// challenges, in the order offered: MD5, SHA-256 or both.
 	DigestAlgorithms []string `env:"DIGEST_ALGORITHMS" envSeparator:"," envDefault:"MD5"`
@@ -383,6 +388,9 @@ func (c *Config) validate() []error {
 	if c.DrainTimeout < 0 || c.DrainTimeout > maxDrainTimeout {
 		add("DRAIN_TIMEOUT", "%v is out of range; use a duration from 0s to %v, e.g. 20s", c.DrainTimeout, maxDrainTimeout)
 	}
+	if c.ReconnectGrace < 0 || c.ReconnectGrace > maxReconnectGrace {
+		add("RECONNECT_GRACE", "%v is out of range; use a duration from 0s to %v, e.g. 30s", c.ReconnectGrace, maxReconnectGrace)
+	}
 
 	// The token is never echoed: it is a secret even when it is wrong.
 	if len(c.DigestAlgorithms) == 0 {
@@ -502,6 +510,20 @@ func loadCertPool(path string) (*x509.CertPool, error) {
 // process that takes longer anyway.
 const maxDrainTimeout = time.Hour
 
+// maxReconnectGrace bounds ReconnectGrace: a browser's media path fails
+// after half a minute without packets anyway, and a call whose browser is
+// gone holds its phone that long.
+const maxReconnectGrace = 10 * time.Minute
+
+// flowGrace is ReconnectGrace as the gateway takes it: there, zero means
+// the default and negative none.
+func (c *Config) flowGrace() time.Duration {
+	if c.ReconnectGrace == 0 {
+		return -1
+	}
+	return c.ReconnectGrace
+}
+
 // maxIdleTimeout bounds UnregisteredIdleTimeout: registered connections
 // idle for 10 minutes, and a stranger must not outlast them.
 const maxIdleTimeout = 10 * time.Minute
@@ -558,6 +580,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("admin_token_set", c.AdminToken != ""),
 		slog.Bool("sip_trace", c.SIPTrace),
 		slog.Duration("drain_timeout", c.DrainTimeout),
+		slog.Duration("reconnect_grace", c.ReconnectGrace),
 		slog.Int("tcp_max_conns", c.TCPMaxConns),
 		slog.Int("tcp_max_conns_per_ip", c.TCPMaxConnsPerIP),
 		slog.Int("ws_max_conns", c.WSMaxConns),

@@ -35,6 +35,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		LogLevel:         "info",
 		LogFormat:        "text",
 		DrainTimeout:     20 * time.Second,
+		ReconnectGrace:   30 * time.Second,
 		DigestAlgorithms: []string{"MD5"},
 		ForwardedHeader:  "X-Forwarded-For",
 
@@ -327,6 +328,8 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"log level empty", map[string]string{"SWITCHBOARD_LOG_LEVEL": ""}, "SWITCHBOARD_LOG_LEVEL", "not a level"},
 		{"log format", map[string]string{"SWITCHBOARD_LOG_FORMAT": "logfmt"}, "SWITCHBOARD_LOG_FORMAT", "text or json"},
 		{"negative drain timeout", map[string]string{"SWITCHBOARD_DRAIN_TIMEOUT": "-1s"}, "SWITCHBOARD_DRAIN_TIMEOUT", "out of range"},
+		{"negative reconnect grace", map[string]string{"SWITCHBOARD_RECONNECT_GRACE": "-1s"}, "SWITCHBOARD_RECONNECT_GRACE", "out of range"},
+		{"reconnect grace too long", map[string]string{"SWITCHBOARD_RECONNECT_GRACE": "11m"}, "SWITCHBOARD_RECONNECT_GRACE", "out of range"},
 		{"drain timeout without unit", map[string]string{"SWITCHBOARD_DRAIN_TIMEOUT": "20"}, "SWITCHBOARD_DRAIN_TIMEOUT", "missing unit"},
 		{"no WebSocket cap", map[string]string{"SWITCHBOARD_WS_MAX_CONNS": "0"}, "SWITCHBOARD_WS_MAX_CONNS", "at least 1"},
 		{"empty WebSocket cap", map[string]string{"SWITCHBOARD_WS_MAX_CONNS_PER_IP": ""}, "SWITCHBOARD_WS_MAX_CONNS_PER_IP", "at least 1"},

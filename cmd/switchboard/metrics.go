@@ -71,6 +71,7 @@ type stackCollector struct {
 	clientRefused, admission                               *prometheus.Desc
 	webTransports, iceTCPConns, iceTCPRefused              *prometheus.Desc
 	locRecords, locSyncs, locSnapshots, locWriteErrors     *prometheus.Desc
+	reconnects, flowLost, uaMoves, iceRestarts             *prometheus.Desc
 }
 
 func newStackCollector(s *sipStack) *stackCollector {
@@ -123,6 +124,10 @@ func newStackCollector(s *sipStack) *stackCollector {
 		locSyncs:        d("location_journal_syncs_total", "Syncs of the location journal; concurrent changes share one (group commit)."),
 		locSnapshots:    d("location_snapshots_total", "Snapshots of the location store written: at start, on compaction, and after a failed journal write."),
 		locWriteErrors:  d("location_write_errors_total", "Failed writes of the location journal or snapshot."),
+		reconnects:      d("call_reconnects_total", "Legs of bridged calls that survived a reconnect: their browser's connection was replaced by a new one of the same user agent (RFC 5626 instance and reg-id), which the call moved to."),
+		flowLost:        d("calls_lost_connection_total", "Bridged calls ended because a browser's connection closed and no new one came within SWITCHBOARD_RECONNECT_GRACE."),
+		uaMoves:         d("registration_reconnects_total", "Registrations that moved a user agent (RFC 5626 instance and reg-id) to a new connection: reconnects of browsers and outbound phones."),
+		iceRestarts:     d("ice_restarts_total", "ICE restarts of browsers answered on their leg alone, without renegotiating the phone's."),
 	}
 }
 
@@ -208,6 +213,11 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.iceTCPConns, float64(es.ICETCPConns))
 	counter(c.iceTCPRefused, es.ICETCPRefused)
+	counter(c.iceRestarts, es.ICERestarts)
+	bs := s.gw.Calls().Stats()
+	counter(c.reconnects, bs.Reconnects)
+	counter(c.flowLost, bs.FlowLost)
+	counter(c.uaMoves, s.gw.InstanceStats().Moves)
 
 	// WebSocket connections.
 	ws := s.ws.Stats()

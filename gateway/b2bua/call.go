@@ -204,6 +204,7 @@ func (c *call) begin() error {
 	c.mu.Lock()
 	c.bridge = bridge // under the lock for info, which Calls runs anywhere
 	c.mu.Unlock()
+	c.tellRTPPeer()
 	var offer []byte
 	switch {
 	case c.caller.web:
@@ -224,8 +225,10 @@ func (c *call) begin() error {
 	tx, err := c.callee.send(c.ctx, req)
 	for err != nil && len(c.failovers) > 0 && !errors.Is(err, context.Canceled) {
 		// The first address could not even be sent to: the next one.
-		c.log.Info("callee unreachable, failing over", "dst", c.callee.dst.String(), "err", err)
-		c.callee.dst, c.failovers = c.failovers[0], c.failovers[1:]
+		c.log.Info("callee unreachable, failing over", "dst", c.callee.dest().String(), "err", err)
+		c.callee.setDest(c.failovers[0])
+		c.failovers = c.failovers[1:]
+		c.tellRTPPeer()
 		req.PopVia() // send stamps a new one
 		tx, err = c.callee.send(c.ctx, req)
 	}
@@ -582,8 +585,9 @@ func (c *call) failover(res *sip.Response) bool {
 	if err != nil {
 		return false
 	}
-	prev := c.callee.dst
-	c.callee.dst = next
+	prev := c.callee.dest()
+	c.callee.setDest(next)
+	c.tellRTPPeer()
 	tx, err := c.callee.send(c.ctx, req)
 	if err != nil {
 		c.log.Info("callee failover", "dst", next.String(), "err", err)
@@ -739,6 +743,12 @@ func (c *call) finish(cause error) {
 			st = br.Stats()
 		}
 		c.b.unregister(c)
+		ci := c.info()
+		ci.Ended, ci.Media = c.b.clock.Now(), st
+		if cause != nil {
+			ci.Cause = cause.Error()
+		}
+		c.b.remember(ci)
 		c.log.Info("call ended", "cause", cause, "duration", c.b.clock.Now().Sub(c.start),
 			"web_in", st.Web.PacketsIn, "web_out", st.Web.PacketsOut,
 			"rtp_in", st.RTP.PacketsIn, "rtp_out", st.RTP.PacketsOut, "one_way_audio", st.OneWayAudio,
@@ -790,6 +800,18 @@ func (c *call) media() *media.Bridge {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.bridge
+}
+
+// tellRTPPeer tells the bridge where the SIP side's signalling goes, so
+// that RTP latches only from there or from the SDP's address.
+func (c *call) tellRTPPeer() {
+	l := c.callee
+	if l.web {
+		l = c.caller
+	}
+	if br := c.media(); br != nil {
+		br.SetRTPPeer(l.dest().AddrPort.Addr())
+	}
 }
 
 // other returns the leg across from l.

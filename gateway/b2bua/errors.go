@@ -43,6 +43,11 @@ var (
 	// ErrSessionExpired ends a call whose session timer ran out (RFC 4028
 	// §10): the refresher of a leg did not refresh in time.
 	ErrSessionExpired = errors.New("b2bua: session expired")
+	// ErrFlowLost ends a call when the connection that reaches one of
+	// its legs (a browser's WebSocket) closed and no new connection of
+	// the same user agent replaced it within Options.FlowGrace: BYE on
+	// the other leg.
+	ErrFlowLost = errors.New("b2bua: connection lost")
 	// ErrDialogGone ends a call when a request in one of its dialogs was
 	// answered 481 or 408, or timed out (RFC 3261 §12.2.1.2).
 	ErrDialogGone = errors.New("b2bua: dialog gone")

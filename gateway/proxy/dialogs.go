@@ -178,8 +178,9 @@ func (d *dialogs) failed(key dialogKey) {
 // relay"): the stamp named its dialog and direction, and the request may
 // only go where the dialog recorded the party of that side. dest is the
 // connection to send it over, when the side has one. A match refreshes
-// the dialog's lifetime.
-func (d *dialogs) route(r *sip.Request, rt *routing, now time.Time) (dest sip.Addr, ok bool) {
+// the dialog's lifetime. follow maps a recorded connection to the one
+// that replaced it (a reconnect).
+func (d *dialogs) route(r *sip.Request, rt *routing, now time.Time, follow func(sip.Addr) sip.Addr) (dest sip.Addr, ok bool) {
 	key, calleeTag := rt.dialog, rt.calleeTag
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -195,7 +196,7 @@ func (d *dialogs) route(r *sip.Request, rt *routing, now time.Time) (dest sip.Ad
 			return sip.Addr{}, false
 		}
 	}
-	if !to.admits(r, rt) {
+	if !to.admits(r, rt, follow) {
 		d.mismatched++
 		return sip.Addr{}, false
 	}
@@ -210,10 +211,13 @@ func (d *dialogs) route(r *sip.Request, rt *routing, now time.Time) (dest sip.Ad
 
 // admits reports whether r, its routes popped, goes to this side: to its
 // remote target, through its next proxy if it has one, over its
-// connection if the entry named one.
-func (s *side) admits(r *sip.Request, rt *routing) bool {
-	if rt.flow.IsValid() && (rt.flow.Flow != s.flow.Flow || rt.flow.AddrPort != s.flow.AddrPort) {
-		return false
+// connection (or the one that replaced it) if the entry named one.
+func (s *side) admits(r *sip.Request, rt *routing, follow func(sip.Addr) sip.Addr) bool {
+	if rt.flow.IsValid() {
+		recorded := follow(s.flow)
+		if rt.flow.Flow != recorded.Flow || rt.flow.AddrPort != recorded.AddrPort {
+			return false
+		}
 	}
 	routes, err := r.Routes()
 	if err != nil {

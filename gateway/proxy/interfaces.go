@@ -133,6 +133,15 @@ type FlowTokens interface {
 	Decode(token string) (sip.Addr, error)
 }
 
+// Reconnects maps a flow to the one that replaced it: a user agent whose
+// connection dropped, and that registered again over a new one with the
+// same +sip.instance and reg-id (RFC 5626), is reached over the new one.
+// Follow returns flow itself when nothing replaced it.
+// *location.Instances implements it.
+type Reconnects interface {
+	Follow(flow sip.Addr) sip.Addr
+}
+
 // HMACTokens are the flow tokens of the transport package, keyed with
 // Secret: every gateway instance that must read a token needs the same
 // Secret, which must be random and secret (32 bytes): anyone who knows it

@@ -65,6 +65,11 @@ type Options struct {
 	// FlowTokens encode flows in Record-Route and Via; nil means
 	// HMACTokens keyed with Secret.
 	FlowTokens FlowTokens
+	// Reconnects follows the flow a token names to the connection that
+	// replaced it, so that the route set of a dialog, fixed at its start,
+	// still reaches a browser that reconnected; nil: a token leads to the
+	// flow it names.
+	Reconnects Reconnects
 
 	// Secret keys the stamps of Record-Route entries, the digest nonces and
 	// the default flow tokens. Instances that must understand each other's
@@ -135,6 +140,7 @@ type Proxy struct {
 	throttle Throttle
 	router   Router
 	tokens   FlowTokens
+	moved    Reconnects
 	auth     *digest.Server
 	key      []byte
 	dialogs  *dialogs
@@ -171,6 +177,7 @@ func New(opts Options) (*Proxy, error) {
 		throttle:      opts.Throttle,
 		router:        opts.Router,
 		tokens:        opts.FlowTokens,
+		moved:         opts.Reconnects,
 		authAll:       opts.AuthenticateAll,
 		algorithms:    opts.Algorithms,
 		bridge:        opts.Bridge,
@@ -215,6 +222,15 @@ func New(opts Options) (*Proxy, error) {
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	return p, nil
+}
+
+// follow returns the connection that now carries what flow carried: flow
+// itself, unless its user agent registered again over a new connection.
+func (p *Proxy) follow(flow sip.Addr) sip.Addr {
+	if p.moved == nil || flow.Flow == 0 {
+		return flow
+	}
+	return p.moved.Follow(flow)
 }
 
 func orDuration(v, def time.Duration) time.Duration {
@@ -276,7 +292,7 @@ func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Re
 	var dest sip.Addr
 	inDialog := false
 	if rt.stamped && r.To().Tag() != "" {
-		dest, inDialog = p.dialogs.route(r, &rt, p.clk.Now())
+		dest, inDialog = p.dialogs.route(r, &rt, p.clk.Now(), p.follow)
 	}
 	if !inDialog && (rt.stamped || rt.badStamp) {
 		if !rt.stamped {

@@ -101,10 +101,14 @@ func (p *Proxy) notePopped(rt *routing, u *sip.URI, r *sip.Request) {
 	if u.User == "" || rt.flow.IsValid() {
 		return
 	}
-	// A flow token names the connection of the side the entry sends to.
+	// A flow token names the connection of the side the entry sends to,
+	// or the one that replaced it since: a browser that reconnected sends
+	// over the new one, and is sent to over it.
 	f, err := p.tokens.Decode(u.User)
-	if err == nil && f.Flow != 0 && f.Flow != r.Source.Flow {
-		rt.flow = f
+	if err == nil && f.Flow != 0 {
+		if f = p.follow(f); f.Flow != r.Source.Flow {
+			rt.flow = f
+		}
 	}
 }
 

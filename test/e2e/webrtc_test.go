@@ -170,7 +170,13 @@ func browserCallsPhoneWith(t *testing.T, g *gateway, o mediapeer.BrowserOptions)
 	// 2. The browser registers as alice over a WebSocket.
 	br := newE2EBrowserWith(t, httpAddr, o)
 	br.register("alice")
+	return callPhone(t, br, ph)
+}
 
+// callPhone has br, registered, call ph, registered as 1000, and ph
+// answer; br ACKs.
+func callPhone(t *testing.T, br *e2eBrowser, ph *e2ePhone) webCall {
+	t.Helper()
 	// The browser calls 1000.
 	offer := br.Offer()
 	type inviteResult struct {
@@ -246,7 +252,14 @@ type e2ePhone struct {
 
 func newE2EPhone(t *testing.T, g *gateway) *e2ePhone {
 	t.Helper()
-	s, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return newE2EPhoneAt(t, g, net.IPv4(127, 0, 0, 1))
+}
+
+// newE2EPhoneAt is newE2EPhone with SIP and RTP on ip, a loopback
+// address.
+func newE2EPhoneAt(t *testing.T, g *gateway, ip net.IP) *e2ePhone {
+	t.Helper()
+	s, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +267,11 @@ func newE2EPhone(t *testing.T, g *gateway) *e2ePhone {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &e2ePhone{Phone: mediapeer.NewPhone(t), t: t, g: g, sip: s, gwSIP: gw, msgs: make(chan sip.Message, 64)}
+	media, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &e2ePhone{Phone: mediapeer.NewPhoneOn(t, media), t: t, g: g, sip: s, gwSIP: gw, msgs: make(chan sip.Message, 64)}
 	p.Watch()
 	p.wg.Add(1)
 	go func() {
@@ -403,13 +420,17 @@ func (p *e2ePhone) sdp(version int, extra string) []byte {
 // (mediapeer's, offering PCMU and telephone-event).
 type e2eBrowser struct {
 	*mediapeer.Browser
-	t      *testing.T
-	ws     *websocket.Conn
-	host   string // its .invalid host
-	msgs   chan sip.Message
-	client digest.Client
-	callID string
-	tag    string
+	t        *testing.T
+	httpAddr string
+	ws       *websocket.Conn
+	host     string // its .invalid host
+	// instance, when set, is the +sip.instance its REGISTER gives, with
+	// reg-id 1 and Supported: outbound (RFC 5626), as JsSIP's does.
+	instance string
+	msgs     chan sip.Message
+	client   digest.Client
+	callID   string
+	tag      string
 }
 
 func newE2EBrowser(t *testing.T, httpAddr string) *e2eBrowser {
@@ -421,11 +442,26 @@ func newE2EBrowser(t *testing.T, httpAddr string) *e2eBrowser {
 // Wait is set).
 func newE2EBrowserWith(t *testing.T, httpAddr string, o mediapeer.BrowserOptions) *e2eBrowser {
 	t.Helper()
+	b := &e2eBrowser{t: t, httpAddr: httpAddr, host: "df7jal23ls0d.invalid", msgs: make(chan sip.Message, 64)}
+	b.dial()
+	// PCMU, which passes through, and telephone-event, as browsers offer;
+	// its cleanup, which closes the PeerConnection, runs before the one
+	// of the WebSocket.
+	o.Wait = webrtcWait
+	b.Browser = mediapeer.NewBrowser(t, o)
+	return b
+}
+
+// dial opens a new WebSocket to the gateway, over which the browser
+// sends and receives from now on.
+func (b *e2eBrowser) dial() {
+	t := b.t
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), webrtcWait)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws://"+httpAddr+"/ws", &websocket.DialOptions{
+	ws, _, err := websocket.Dial(ctx, "ws://"+b.httpAddr+"/ws", &websocket.DialOptions{
 		Subprotocols: []string{"sip"},
-		HTTPHeader:   http.Header{"Origin": {"http://" + httpAddr}},
+		HTTPHeader:   http.Header{"Origin": {"http://" + b.httpAddr}},
 	})
 	if err != nil {
 		t.Fatalf("browser: websocket: %v", err)
@@ -433,7 +469,7 @@ func newE2EBrowserWith(t *testing.T, httpAddr string, o mediapeer.BrowserOptions
 	if ws.Subprotocol() != "sip" {
 		t.Fatalf("browser: subprotocol %q, want sip", ws.Subprotocol())
 	}
-	b := &e2eBrowser{t: t, ws: ws, host: "df7jal23ls0d.invalid", msgs: make(chan sip.Message, 64)}
+	b.ws = ws
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -454,17 +490,10 @@ func newE2EBrowserWith(t *testing.T, httpAddr string, o mediapeer.BrowserOptions
 			}
 		}
 	}()
-
 	t.Cleanup(func() {
 		_ = ws.Close(websocket.StatusNormalClosure, "")
 		wg.Wait()
 	})
-	// PCMU, which passes through, and telephone-event, as browsers offer;
-	// its cleanup, which closes the PeerConnection, runs before the one
-	// above.
-	o.Wait = webrtcWait
-	b.Browser = mediapeer.NewBrowser(t, o)
-	return b
 }
 
 func (b *e2eBrowser) send(req *sip.Request) {
@@ -534,9 +563,14 @@ func (b *e2eBrowser) register(user string) {
 	b.client = digest.Client{Username: user, Password: users[user]}
 	b.callID, b.tag = sip.NewCallID(), sip.NewTag()
 	contact := "<sip:" + user + "@" + b.host + ";transport=ws>;expires=300"
+	var outbound string
+	if b.instance != "" {
+		contact += ";reg-id=1;+sip.instance=\"<" + b.instance + ">\""
+		outbound = "Supported: outbound, path\r\n"
+	}
 	var auth string
 	for cseq := 1; cseq <= 2; cseq++ {
-		req := b.request(sip.MethodRegister, "sip:"+domain, "<sip:"+user+"@"+domain+">", contact, cseq, auth, nil)
+		req := b.request(sip.MethodRegister, "sip:"+domain, "<sip:"+user+"@"+domain+">", contact, cseq, outbound+auth, nil)
 		res := b.transact(req)
 		if res == nil {
 			b.t.FailNow()

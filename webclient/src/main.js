@@ -88,6 +88,11 @@ const ready = loadConfig(location).then((cfg) => {
 addEventListener('pagehide', () => {
   if (phone) phone.signOut();
 });
+// Online again, likely on another network: the call's media restarts ICE
+// (it waits for the WebSocket to be back if that is down too).
+addEventListener('online', () => {
+  if (phone) phone.networkChanged();
+});
 
 async function signIn(user, password) {
   sounds.unlock();
@@ -196,6 +201,7 @@ window.softphone = Object.freeze({
   mute: (on = true) => phone && phone.setMuted(on),
   hold: (on = true) => phone && phone.setHeld(on),
   dtmf: (tones) => phone && phone.sendDTMF(tones),
+  restartIce: () => Boolean(phone && phone.restartIce()),
   getStats: () => (phone ? phone.getStats() : Promise.resolve(null)),
   history: () => history.list(),
   micLevel: () => level,

@@ -31,6 +31,14 @@ export const ICE_GATHERING_TIMEOUT_MS = 1000;
 const MEDIA_CONSTRAINTS = Object.freeze({ audio: true, video: false });
 const REGISTER_RETRY_MS = 30_000;
 
+// A call's ICE connection that stays 'disconnected' this long (a network
+// change: the old path is gone for good) is restarted without waiting for
+// 'failed', which Chromium reports only after some 30 s more. A restart
+// that cannot go out yet (another re-offer in progress) is tried again
+// after ICE_RESTART_RETRY_MS.
+export const ICE_DISCONNECTED_RESTART_MS = 3000;
+export const ICE_RESTART_RETRY_MS = 1000;
+
 const initialState = Object.freeze({
   registration: Reg.SIGNED_OUT,
   user: '',
@@ -45,6 +53,7 @@ const initialState = Object.freeze({
   remoteHeld: false, // they did
   earlyMedia: false, // the ringing call sends its own audio (183 with SDP)
   tonesReceived: '', // DTMF the other side sent (SIP INFO)
+  iceRestarts: 0, // ICE restarts of this call that the other side answered
   status: text.signedOut, // what is going on, in words
   error: '', // what went wrong, in words; '' when nothing
 });
@@ -94,6 +103,10 @@ export class Phone {
   #localStream = null;
   #iceTimers = new Set();
   #watchedPcs = new WeakSet();
+  // An ICE restart waiting for the connection to the gateway (the re-offer
+  // must reach it) or for the current re-offer to end: its reason.
+  #restartPending = '';
+  #restartTimer = null; // ICE_DISCONNECTED_RESTART_MS or ICE_RESTART_RETRY_MS
 
   // options: sip (the JsSIP module), wsUrl, domain; iceServers, a
   // function (user, password) that resolves with the STUN and TURN
@@ -271,6 +284,9 @@ export class Phone {
           status: text.registered(this.#state.aor),
           error: '',
         });
+        // Back over a new WebSocket: the gateway now reaches the call
+        // over it, and an ICE restart asked for meanwhile can go out.
+        if (this.#restartPending) this.restartIce(this.#restartPending);
       }),
     );
     ua.on(
@@ -474,6 +490,83 @@ export class Phone {
     }
   }
 
+  // restartIce re-offers the call's media with new ICE credentials (an
+  // ICE restart, RFC 8445 §2.4), as RTCPeerConnection.restartIce() asks:
+  // after a network change the old candidate pairs are dead, and the
+  // gateway answers with its new credentials on the browser's leg alone.
+  // The DTLS-SRTP session and the phone's side stay as they are. While
+  // the WebSocket is down, or another re-offer is in progress, the
+  // restart waits and goes out as soon as it can. It returns true when
+  // the re-offer went out now.
+  restartIce(reason = 'asked') {
+    const s = this.#session;
+    if (!s || this.#state.call !== Call.ACTIVE) return false;
+    this.#clearRestartTimer();
+    if (this.#state.registration !== Reg.REGISTERED) {
+      this.#restartPending = reason;
+      return false;
+    }
+    const pc = s.connection;
+    let sent = false;
+    try {
+      // The next offer has new credentials in any case (iceRestart), but
+      // restartIce() also tells the browser's ICE agent itself.
+      if (pc && typeof pc.restartIce === 'function') pc.restartIce();
+      sent = s.renegotiate({ rtcOfferConstraints: { iceRestart: true } }, () => {
+        if (this.#session === s) this.#set({ iceRestarts: this.#state.iceRestarts + 1 });
+      });
+    } catch (err) {
+      console.warn('softphone: ICE restart failed', err);
+    }
+    if (!sent) {
+      this.#restartPending = reason;
+      this.#restartTimer = this.#timers.setTimeout(() => {
+        this.#restartTimer = null;
+        if (this.#restartPending) this.restartIce(this.#restartPending);
+      }, ICE_RESTART_RETRY_MS);
+      return false;
+    }
+    this.#restartPending = '';
+    console.info(`softphone: ICE restart (${reason})`);
+    return true;
+  }
+
+  // networkChanged is for the browser's 'online' event: the network is
+  // back, likely another one, and the call's ICE path with it is restarted.
+  networkChanged() {
+    return this.restartIce('online');
+  }
+
+  #onIceState(pc) {
+    switch (pc.iceConnectionState) {
+      case 'failed':
+        this.restartIce('ice-failed');
+        break;
+      case 'disconnected':
+        if (this.#restartTimer === null) {
+          this.#restartTimer = this.#timers.setTimeout(() => {
+            this.#restartTimer = null;
+            if (this.#session && this.#session.connection === pc && pc.iceConnectionState === 'disconnected') {
+              this.restartIce('ice-disconnected');
+            }
+          }, ICE_DISCONNECTED_RESTART_MS);
+        }
+        break;
+      case 'connected':
+      case 'completed':
+        if (!this.#restartPending) this.#clearRestartTimer();
+        break;
+      default:
+    }
+  }
+
+  #clearRestartTimer() {
+    if (this.#restartTimer !== null) {
+      this.#timers.clearTimeout(this.#restartTimer);
+      this.#restartTimer = null;
+    }
+  }
+
   // getStats summarises the call's RTCPeerConnection statistics; null when
   // there is no call.
   async getStats() {
@@ -525,6 +618,7 @@ export class Phone {
       remoteHeld: false,
       earlyMedia: false,
       tonesReceived: '',
+      iceRestarts: 0,
     });
     return this.#call;
   }
@@ -650,6 +744,9 @@ export class Phone {
         this.#emit('remotetrack', { track: e.track, streams: e.streams || [] });
       }
     });
+    pc.addEventListener('iceconnectionstatechange', () => {
+      if (this.#session && this.#session.connection === pc) this.#onIceState(pc);
+    });
   }
 
   #clearIceTimers() {
@@ -668,6 +765,8 @@ export class Phone {
   #endCall({ outcome, text: words, error }) {
     const call = this.#call;
     this.#clearIceTimers();
+    this.#clearRestartTimer();
+    this.#restartPending = '';
     stopStream(this.#localStream);
     this.#localStream = null;
     this.#session = null;
@@ -693,6 +792,7 @@ export class Phone {
       remoteHeld: false,
       earlyMedia: false,
       tonesReceived: '',
+      iceRestarts: 0,
       status: words,
       // A connection problem already shown stays shown.
       error: error ? words : reg === Reg.DISCONNECTED ? this.#state.error : '',

@@ -11,6 +11,16 @@
 //   (c) 1000 (a sipp UAC, digest-authenticated on 407) calls alice, whose
 //       page auto-answers; the UAC plays PCMU from a pcap, the browser
 //       receives audio, the UAC hangs up and the browser's call ends.
+//   (d) alice calls 1000 (a sipp UAS that echoes RTP and hangs up when an
+//       INFO comes); the test cuts her WebSocket (the page's WebSocket goes
+//       through a relay the test holds): audio goes on, JsSIP reconnects
+//       and registers its instance again, the call goes on, her DTMF (INFO)
+//       reaches the phone and the phone's BYE reaches her over the new
+//       WebSocket (issue 15).
+//   (e) the same call, and the page restarts ICE (restartIce()): the
+//       gateway answers the re-INVITE with new ICE credentials and the
+//       same DTLS fingerprint, audio goes on, and the phone, which fails on
+//       any request but the INFO, hears nothing of it.
 //
 // Run with `npm run test:gateway`. Needs sipp (skipped without it). When a
 // test fails, its error carries the page's SIP over WebSocket, sipp's
@@ -24,7 +34,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { buildGateway, DEFAULT_USERS, distBuilt, gatewayUnavailable, repoRoot, startGateway } from './gateway.js';
-import { launchBrowser, watchPage } from './helpers.js';
+import { launchBrowser, relayWebSocket, watchPage } from './helpers.js';
 
 const USERS = { ...DEFAULT_USERS, 1000: 'pass1000' };
 const SIPP = process.env.SIPP || 'sipp';
@@ -253,7 +263,11 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
       const mark = gateway.logMark();
       const pages = [];
       const sipps = [];
-      const open = async (label, query = '') => {
+      // open's relay, an object, makes the page's WebSocket go through a
+      // relay the test controls: relay.sockets are its connections, each
+      // { sent, received } (the SIP messages), and relay.cut() drops the
+      // latest one at both ends, as a network change does.
+      const open = async (label, query = '', { relay } = {}) => {
         const page = await browser.newPage();
         const entry = { label, page, trace: [], problems: watchPage(page) };
         pages.push(entry);
@@ -265,6 +279,7 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
           ws.on('framereceived', (f) => note(`<<< received\n${f.payload}`));
           ws.on('close', () => note('=== WebSocket closed'));
         });
+        if (relay) await relayWebSocket(page, relay, note);
         await page.goto(`${gateway.url}/${query}`);
         await page.waitForFunction(() => window.softphone && window.softphone.state !== null, null, {
           timeout: 10_000,
@@ -307,6 +322,63 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
   }
 
   const state = (page) => page.evaluate(() => window.softphone.state);
+
+  // metric returns the value of a sample of the gateway's /metrics.
+  async function metric(series) {
+    const body = await (await fetch(`${gateway.url}/metrics`)).text();
+    const line = body.split('\n').find((l) => l.startsWith(`${series} `));
+    assert.ok(line, `no ${series} in /metrics`);
+    return Number(line.slice(series.length + 1));
+  }
+
+  // echoPhone registers 1000 with sipp and runs scenario as its UAS, which
+  // echoes RTP: uas-echo.xml waits for the caller's BYE; uas-echo-hangup.xml
+  // answers with PCMU alone, hangs up when it gets an INFO (the browser's
+  // DTMF, relayed: no telephone-event) and fails on any other request,
+  // such as a re-INVITE.
+  async function echoPhone(sipp, scenario) {
+    const port = await freeUdpPort();
+    const reg = sipp('register-1000', [
+      '-sf', path.join(SIPP_DIR, 'register-only.xml'),
+      '-inf', path.join(SIPP_DIR, 'domain.csv'),
+      '-au', '1000', '-ap', USERS[1000], '-s', '1000',
+      '-i', '127.0.0.1', '-p', String(port),
+      '-m', '1', '-timeout', '10s', '-timeout_error',
+    ], { timeoutMs: 15_000 });
+    await expectExit(reg, 15_000, 'REGISTER 1000 with digest');
+    const mediaPort = await freeUdpPort([0, 2]);
+    const uas = sipp('uas-1000', [
+      '-sf', path.join(SIPP_DIR, scenario),
+      '-i', '127.0.0.1', '-p', String(port),
+      '-mi', '127.0.0.1', '-mp', String(mediaPort), '-rtp_echo',
+      '-m', '1', '-timeout', '50s', '-timeout_error',
+    ], { timeoutMs: 55_000 });
+    await waitBound(port, uas);
+    return uas;
+  }
+
+  // aliceCallsHangingUpPhone opens alice's page, its WebSocket through a
+  // relay, has her call 1000, an echoPhone of uas-echo-hangup.xml, and
+  // waits for audio. Returns { uas, relay, alice }.
+  async function aliceCallsHangingUpPhone(open, sipp) {
+    const uas = await echoPhone(sipp, 'uas-echo-hangup.xml');
+    const relay = {};
+    const alice = await open('alice', '', { relay });
+    assert.equal(
+      await alice.evaluate(([u, p]) => window.softphone.register(u, p), ['alice', USERS.alice]),
+      'registered',
+    );
+    assert.equal(await alice.evaluate(() => window.softphone.call('1000')), true);
+    await waitState(alice, (s) => s.call === 'active' && s.peer === '1000', 15_000);
+    await moreAudio(alice, 25, 15_000);
+    return { uas, relay, alice };
+  }
+
+  // moreAudio waits until the page received n more packets.
+  async function moreAudio(page, n, timeout) {
+    const from = (await page.evaluate(() => window.softphone.getStats())).inbound?.packetsReceived ?? 0;
+    return waitStats(page, (s) => s.inbound?.packetsReceived >= from + n, timeout);
+  }
 
   async function waitState(page, predicate, timeout = 10_000) {
     const deadline = Date.now() + timeout;
@@ -351,24 +423,7 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
     '(b) alice (browser) calls 1000 (sipp UAS, PCMU, RTP echo): audio comes back, hang up sends BYE to the phone',
     T,
     diagnosed(async ({ open, sipp }) => {
-      const port = await freeUdpPort();
-      const reg = sipp('register-1000', [
-        '-sf', path.join(SIPP_DIR, 'register-only.xml'),
-        '-inf', path.join(SIPP_DIR, 'domain.csv'),
-        '-au', '1000', '-ap', USERS[1000], '-s', '1000',
-        '-i', '127.0.0.1', '-p', String(port),
-        '-m', '1', '-timeout', '10s', '-timeout_error',
-      ], { timeoutMs: 15_000 });
-      await expectExit(reg, 15_000, 'REGISTER 1000 with digest');
-
-      const mediaPort = await freeUdpPort([0, 2]);
-      const uas = sipp('uas-1000', [
-        '-sf', path.join(SIPP_DIR, 'uas-echo.xml'),
-        '-i', '127.0.0.1', '-p', String(port),
-        '-mi', '127.0.0.1', '-mp', String(mediaPort), '-rtp_echo',
-        '-m', '1', '-timeout', '40s', '-timeout_error',
-      ]);
-      await waitBound(port, uas);
+      const uas = await echoPhone(sipp, 'uas-echo.xml');
 
       const alice = await open('alice');
       assert.equal(
@@ -396,6 +451,74 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
       // uas-echo.xml exits 0 only after it got (and answered) a BYE.
       await expectExit(uas, 10_000, 'the phone should get BYE');
       assert.match(await uas.trace(), /^BYE sip:/m, 'the phone got a BYE');
+    }),
+  );
+
+  test(
+    '(d) alice (browser) in a call with 1000 (sipp, RTP echo) loses her WebSocket: the page reconnects, audio goes on, the BYE comes over the new one',
+    { timeout: 90_000 },
+    diagnosed(async ({ open, sipp }) => {
+      const survived = await metric('switchboard_call_reconnects_total');
+      const { uas, relay, alice } = await aliceCallsHangingUpPhone(open, sipp);
+
+      relay.cut();
+      await waitState(alice, (s) => s.registration === 'disconnected', 5_000);
+      // The media never went over the WebSocket: it goes on.
+      await moreAudio(alice, 25, 5_000);
+      assert.equal((await state(alice)).call, 'active');
+
+      // JsSIP reconnects (after 2 s) and registers its instance again.
+      await waitState(alice, (s) => s.registration === 'registered', 20_000);
+      assert.equal(relay.sockets.length, 2);
+      assert.match(relay.sockets[1].sent.find((m) => m.startsWith('REGISTER ')) || '', /reg-id=1;\+sip\.instance="<urn:uuid:/);
+      assert.equal((await state(alice)).call, 'active');
+      assert.equal(await metric('switchboard_call_reconnects_total'), survived + 1);
+      const stats = await moreAudio(alice, 25, 10_000);
+      assert.equal(stats.connectionState, 'connected');
+
+      // The browser's DTMF goes to the phone as INFO over the new
+      // WebSocket; the phone hangs up, and its BYE reaches the page over
+      // the new WebSocket.
+      assert.equal(await alice.evaluate(() => window.softphone.dtmf('5')), true);
+      const end = await waitState(alice, (s) => s.call === 'idle', 15_000);
+      assert.equal(end.error, '');
+      await expectExit(uas, 10_000, 'the phone should get its INFO, send BYE and get 200');
+      assert.ok(relay.sockets[1].received.some((m) => m.startsWith('BYE ')), 'the BYE came over the new WebSocket');
+      assert.ok(!relay.sockets[0].received.some((m) => m.startsWith('BYE ')));
+      assert.equal((await alice.evaluate(() => window.softphone.history()))[0].outcome, 'answered');
+    }),
+  );
+
+  test(
+    '(e) alice restarts ICE (restartIce()) in a call with 1000: the gateway answers on her leg alone, audio goes on',
+    T,
+    diagnosed(async ({ open, sipp }) => {
+      const { uas, relay, alice } = await aliceCallsHangingUpPhone(open, sipp);
+      const restarts = await metric('switchboard_ice_restarts_total');
+
+      assert.equal(await alice.evaluate(() => window.softphone.restartIce()), true);
+      await waitState(alice, (s) => s.iceRestarts === 1, 10_000);
+      assert.equal(await metric('switchboard_ice_restarts_total'), restarts + 1);
+      const stats = await moreAudio(alice, 25, 10_000);
+      assert.equal(stats.iceConnectionState === 'connected' || stats.iceConnectionState === 'completed', true);
+
+      // The re-INVITE had new ICE credentials and the same DTLS
+      // fingerprint; so had the gateway's answer.
+      const attr = (sdp, name) => (new RegExp(`^a=${name}:(.*)$`, 'm').exec(sdp) || [])[1];
+      const invites = relay.sockets[0].sent.filter((m) => m.startsWith('INVITE '));
+      const answers = relay.sockets[0].received.filter((m) => /^SIP\/2\.0 200 .*[\s\S]*CSeq: \d+ INVITE/.test(m) && m.includes('v=0'));
+      assert.equal(invites.length >= 2, true, 'an initial INVITE and the restart');
+      const [first, again] = [invites[0], invites.at(-1)];
+      assert.notEqual(attr(again, 'ice-ufrag'), attr(first, 'ice-ufrag'));
+      assert.equal(attr(again, 'fingerprint'), attr(first, 'fingerprint'));
+      assert.notEqual(attr(answers.at(-1), 'ice-ufrag'), attr(answers[0], 'ice-ufrag'));
+      assert.equal(attr(answers.at(-1), 'fingerprint'), attr(answers[0], 'fingerprint'));
+
+      // The phone saw no re-INVITE: its scenario fails on any request but
+      // the INFO that makes it hang up.
+      assert.equal(await alice.evaluate(() => window.softphone.dtmf('5')), true);
+      await waitState(alice, (s) => s.call === 'idle', 15_000);
+      await expectExit(uas, 10_000, 'the phone should see nothing of the restart, then get its INFO');
     }),
   );
 
