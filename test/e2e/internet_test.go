@@ -440,15 +440,6 @@ func talk(t *testing.T, s *site, w *simInternet, p *page, path officePath, toPho
 	waitFor(t, p, "the call to end", "window.softphone.state", callWait, func(st state) bool { return st.Call == "idle" })
 }
 
-// adminCall is a call as the admin API shows it.
-type adminCall struct {
-	ID    string
-	State string
-	Media struct {
-		Web, RTP adminLeg
-	}
-}
-
 type adminLeg struct {
 	PacketsIn  uint64 `json:"packets_in"`
 	BytesIn    uint64 `json:"bytes_in"`

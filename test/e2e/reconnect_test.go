@@ -42,7 +42,8 @@ func reconnectCall(t *testing.T, env map[string]string) (*gateway, webCall) {
 	return g, callPhone(t, br, ph)
 }
 
-// adminCall is what the admin API says of a call.
+// adminCall is what the admin API says of a call: its state, why it
+// ended, where its caller's flow went, and its media.
 type adminCall struct {
 	ID     string
 	State  string
@@ -50,6 +51,9 @@ type adminCall struct {
 	Caller struct {
 		Dst           string
 		FlowDownSince time.Time `json:"flow_down_since"`
+	}
+	Media struct {
+		Web, RTP adminLeg
 	}
 }
 
