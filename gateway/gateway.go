@@ -117,6 +117,8 @@ type Gateway struct {
 	dns       *locate.Locator
 	flows     *transport.FlowHolds
 	throttle  *accounts.Throttle
+	// node is this instance's name in the bindings it stores; "" alone.
+	node string
 
 	// ctx is the context of the work the gateway does on its own (the
 	// handlers, the bindings of a closed connection): New's, canceled by
@@ -181,6 +183,8 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		Algorithms: cfg.Algorithms,
 		Clock:      cfg.Clock,
 		Logger:     log.With("component", "registrar"),
+		Node:       g.node,
+		Changed:    g.holdFlows,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("registrar: %w", err)
