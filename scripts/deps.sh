@@ -6,6 +6,8 @@
 #     tests that name foreign hosts or need many source addresses;
 #   - turnserver (coturn): the TURN server of the relay-only call test (the
 #     tests start their own on loopback; the package's service is not used);
+#   - redis-server: the shared location store of the cluster tests (they
+#     start their own on loopback; the package's service is not used);
 #   - the softphone's npm packages, once webclient/package-lock.json exists.
 # Nothing is downloaded when everything is already there. Debian packages
 # are installed with apt-get, as root or through sudo.
@@ -18,6 +20,7 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 
 if ((${#missing[@]} > 0)); then
 	if [[ $EUID -eq 0 ]]; then
@@ -35,7 +38,7 @@ if ((${#missing[@]} > 0)); then
 	# Without recommends: chromium's would pull in systemd, avahi and
 	# printing services that a headless test browser never uses.
 	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-	for bin in sipp chromium ip unshare turnserver; do
+	for bin in sipp chromium ip unshare turnserver redis-server; do
 		if ! command -v "$bin" >/dev/null 2>&1; then
 			echo "deps: $bin is still missing after apt-get install" >&2
 			exit 1
@@ -52,4 +55,4 @@ if [[ -f webclient/package-lock.json ]]; then
 	(cd webclient && npm ci --no-audit --no-fund)
 fi
 
-echo "deps: sipp $(command -v sipp), chromium $(command -v chromium), turnserver $(command -v turnserver)"
+echo "deps: sipp $(command -v sipp), chromium $(command -v chromium), turnserver $(command -v turnserver), redis-server $(command -v redis-server)"
