@@ -264,7 +264,7 @@ func (m *Memory) Put(ctx context.Context, b Binding) error {
 // directory it returns once the change is durable, as Put does.
 func (m *Memory) Update(ctx context.Context, u Update) ([]Binding, error) {
 	now := m.clock.Now()
-	if err := u.check(now); err != nil {
+	if err := u.Validate(now); err != nil {
 		return nil, err
 	}
 	m.mu.Lock()

@@ -37,8 +37,11 @@ type Update struct {
 	CSeq   uint32
 }
 
-// check reports what makes u unusable, or nil.
-func (u *Update) check(now time.Time) error {
+// Validate reports what makes u unusable at now, wrapping
+// ErrInvalidBinding, or nil: an AOR missing, a binding of another AOR, a
+// binding to store without a Contact URI or already expired. Stores call
+// it before they change anything.
+func (u *Update) Validate(now time.Time) error {
 	if u.AOR == "" {
 		return fmt.Errorf("%w: no AOR", ErrInvalidBinding)
 	}
