@@ -78,6 +78,12 @@ type Config struct {
 	// LocalOnly keeps authenticated users from sending requests to other
 	// domains directly: only the Routes lead out, through trunks.
 	LocalOnly bool
+	// Cluster, when set, is the gateway's place among the instances that
+	// share its Location (cluster mode, a *cluster.Membership): a binding
+	// whose connection another live instance holds is reached through
+	// that instance, one whose instance is gone is skipped, and Secret
+	// must be the cluster's. Nil: the gateway runs alone.
+	Cluster Cluster
 
 	// Trunks and Routes are the trunks (with their DIDs and trusted
 	// sources) and the outbound dial rules; Redirect serves the domain in
@@ -98,6 +104,16 @@ type Config struct {
 	// Logger receives every role's logs, each with its component; nil
 	// discards them.
 	Logger *slog.Logger
+}
+
+// Cluster is what the gateway needs to know of the other instances that
+// share its location store.
+type Cluster interface {
+	// Node is this instance's name in the bindings it stores: the SIP URI
+	// the other instances reach it at ("sip:10.0.0.2:5060;transport=tcp").
+	Node() string
+	// Alive reports whether the instance named node is running.
+	Alive(node string) bool
 }
 
 // ErrInvalidConfig is wrapped by New's errors about its Config.
@@ -154,6 +170,13 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	case len(cfg.Secret) < 16:
 		return nil, fmt.Errorf("%w: a secret of %d bytes, want 16 or more", ErrInvalidConfig, len(cfg.Secret))
 	}
+	var node string
+	if cfg.Cluster != nil {
+		node = cfg.Cluster.Node()
+		if u, err := sip.ParseURI(node); err != nil || !u.IsSIP() || u.User != "" {
+			return nil, fmt.Errorf("%w: cluster node %q is not a SIP URI of a host", ErrInvalidConfig, node)
+		}
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -164,6 +187,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		log:      log.With("component", "gateway"),
 		dns:      &locate.Locator{},
 		throttle: cfg.Throttle,
+		node:     node,
 	}
 	if g.throttle == nil {
 		g.throttle = &accounts.Throttle{Logger: log.With("component", "throttle")}
@@ -235,7 +259,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		Sender:          cfg.Transports,
 		Identity:        cfg.Identity,
 		Realm:           domain,
-		Locator:         locator{cfg.Location},
+		Locator:         locator{g},
 		Resolver:        g.dns,
 		Router:          g.routing,
 		Trusted:         g.routing,
