@@ -30,7 +30,7 @@ func (l locator) Lookup(ctx context.Context, aor string) ([]proxy.Target, error)
 		case !b.NeedsFlow():
 		case cluster == nil || b.Node == l.g.node:
 			t.Dest = b.Source
-		case !cluster.Alive(b.Node):
+		case !cluster.Alive(b.Node, b.Received):
 			continue
 		default:
 			node, err := sip.ParseURI(b.Node)

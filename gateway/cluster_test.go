@@ -27,12 +27,15 @@ const (
 	deadNode = "sip:127.0.0.1:5063;transport=tcp"
 )
 
-// fakeCluster knows which nodes are alive.
-type fakeCluster struct{ alive []string }
+// fakeCluster knows which nodes are alive, as of lastBeat.
+type fakeCluster struct {
+	alive    []string
+	lastBeat time.Time
+}
 
 func (fakeCluster) Node() string { return selfNode }
-func (c fakeCluster) Alive(node string) bool {
-	return node == selfNode || slices.Contains(c.alive, node)
+func (c fakeCluster) Alive(node string, at time.Time) bool {
+	return node == selfNode || slices.Contains(c.alive, node) || at.After(c.lastBeat)
 }
 
 var clusterSecret = []byte("0123456789abcdef0123456789abcdef")
@@ -56,7 +59,7 @@ func clusterGateway(t *testing.T, loc location.Store) *Gateway {
 		t.Fatal(err)
 	}
 	return &Gateway{
-		cfg:   Config{Location: loc, Cluster: fakeCluster{alive: []string{liveNode}}},
+		cfg:   Config{Location: loc, Cluster: fakeCluster{alive: []string{liveNode}, lastBeat: time.Now().Add(time.Hour)}},
 		node:  selfNode,
 		proxy: p,
 		dns:   &locate.Locator{DNS: noDNS{}},

@@ -112,8 +112,10 @@ type Cluster interface {
 	// Node is this instance's name in the bindings it stores: the SIP URI
 	// the other instances reach it at ("sip:10.0.0.2:5060;transport=tcp").
 	Node() string
-	// Alive reports whether the instance named node is running.
-	Alive(node string) bool
+	// Alive reports whether the instance named node is running, or was
+	// at at (when a binding names it: when the binding was made), later
+	// than this instance last learnt otherwise.
+	Alive(node string, at time.Time) bool
 }
 
 // ErrInvalidConfig is wrapped by New's errors about its Config.

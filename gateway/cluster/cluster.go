@@ -89,8 +89,9 @@ type Membership struct {
 	clock    clock.Clock
 	log      *slog.Logger
 
-	live    atomic.Pointer[[]string] // other live nodes, sorted
-	healthy atomic.Bool
+	live     atomic.Pointer[[]string]  // other live nodes, sorted
+	lastBeat atomic.Pointer[time.Time] // when the view was last refreshed
+	healthy  atomic.Bool
 
 	mu      sync.Mutex // serialises beats
 	failing bool       // the last beat failed
@@ -138,13 +139,19 @@ func New(opts Options) (*Membership, error) {
 func (m *Membership) Node() string { return m.node }
 
 // Alive reports whether node is this one or a node whose heartbeat was in
-// Redis at the last beat.
-func (m *Membership) Alive(node string) bool {
+// Redis at the last beat, or whether it was running at at, a time after
+// the last beat: a binding that node stored or refreshed since is its
+// proof of life, which no beat has contradicted yet. (A node that joined
+// a moment ago is reached before this one beats again.)
+func (m *Membership) Alive(node string, at time.Time) bool {
 	if node == m.node {
 		return true
 	}
-	_, found := slices.BinarySearch(*m.live.Load(), node)
-	return found
+	if _, found := slices.BinarySearch(*m.live.Load(), node); found {
+		return true
+	}
+	last := m.lastBeat.Load()
+	return last != nil && at.After(*last)
 }
 
 // Peers returns the other live nodes, sorted.
@@ -200,6 +207,8 @@ func (m *Membership) Beat(ctx context.Context) error {
 	slices.Sort(others)
 	m.note(others)
 	m.live.Store(&others)
+	now := m.clock.Now()
+	m.lastBeat.Store(&now)
 	m.healthy.Store(true)
 	rejoin := m.failing || had != m.boot
 	switch {

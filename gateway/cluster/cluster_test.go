@@ -9,6 +9,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/gateway/cluster"
 	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/internal/redistest"
@@ -47,11 +48,11 @@ func TestNodesSeeEachOtherAndLeave(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.Client(t)
 	a, b := join(t, client, nodeA), join(t, client, nodeB)
-	if b.Alive(nodeA) {
+	if b.Alive(nodeA, time.Time{}) {
 		t.Fatal("a node never seen is alive")
 	}
 	beat(t, a, b)
-	if !b.Alive(nodeA) || !b.Alive(nodeB) {
+	if !b.Alive(nodeA, time.Time{}) || !b.Alive(nodeB, time.Time{}) {
 		t.Errorf("b sees %v", b.Peers())
 	}
 	beat(t, a)
@@ -62,7 +63,7 @@ func TestNodesSeeEachOtherAndLeave(t *testing.T) {
 		t.Fatal(err)
 	}
 	beat(t, b)
-	if b.Alive(nodeA) {
+	if b.Alive(nodeA, time.Time{}) {
 		t.Error("a node that left is alive")
 	}
 	if s := b.Stats(); s.Peers != 0 || !s.Healthy || s.Beats != 2 {
@@ -86,7 +87,7 @@ func TestDeadNodeExpires(t *testing.T) {
 	a := join(t, client, nodeA, func(o *cluster.Options) { o.TTL = 300 * time.Millisecond })
 	b := join(t, client, nodeB)
 	beat(t, a, b)
-	if !b.Alive(nodeA) {
+	if !b.Alive(nodeA, time.Time{}) {
 		t.Fatal("a not alive")
 	}
 	select {
@@ -98,7 +99,7 @@ func TestDeadNodeExpires(t *testing.T) {
 		t.Fatal("a's key did not expire")
 	}
 	beat(t, b)
-	if b.Alive(nodeA) {
+	if b.Alive(nodeA, time.Time{}) {
 		t.Error("a dead node is alive")
 	}
 }
@@ -175,14 +176,41 @@ func TestStartLeave(t *testing.T) {
 		t.Fatal("no beat")
 	}
 	beat(t, b)
-	if !b.Alive(nodeA) {
+	if !b.Alive(nodeA, time.Time{}) {
 		t.Error("a not alive while beating")
 	}
 	if err := a.Leave(ctx); err != nil {
 		t.Fatal(err)
 	}
 	beat(t, b)
-	if b.Alive(nodeA) {
+	if b.Alive(nodeA, time.Time{}) {
 		t.Error("a alive after Leave")
+	}
+}
+
+// TestAliveByBindingTime: a binding made by a node after this one's last
+// beat proves that node alive (it joined since), one made before its
+// last beat does not outlive the beat's verdict.
+func TestAliveByBindingTime(t *testing.T) {
+	srv := redistest.Start(t)
+	client := srv.Client(t)
+	clk := clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
+	b := join(t, client, nodeB, func(o *cluster.Options) { o.Clock = clk })
+	if b.Alive(nodeA, clk.Now().Add(time.Second)) {
+		t.Error("a node is alive before this one ever beat")
+	}
+	beat(t, b)
+	lastBeat := clk.Now()
+	clk.Advance(time.Second)
+	if !b.Alive(nodeA, clk.Now()) {
+		t.Error("a node that stored a binding after the last beat is not alive")
+	}
+	if b.Alive(nodeA, lastBeat) || b.Alive(nodeA, lastBeat.Add(-time.Second)) {
+		t.Error("a node absent at the last beat is alive for a binding made before it")
+	}
+	a := join(t, client, nodeA)
+	beat(t, a, b)
+	if !b.Alive(nodeA, time.Time{}) {
+		t.Error("a beating node is not alive")
 	}
 }
