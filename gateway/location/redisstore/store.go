@@ -459,6 +459,24 @@ func (s *Store) heldBindings(aor string, now time.Time) []location.Binding {
 	return out
 }
 
+// Held returns the unexpired bindings this instance holds the connections
+// of, by AOR, from memory: for metrics, without a round trip.
+func (s *Store) Held() []location.Binding {
+	now := s.clock.Now()
+	s.mu.Lock()
+	aors := make([]string, 0, len(s.held))
+	for aor := range s.held {
+		aors = append(aors, aor)
+	}
+	s.mu.Unlock()
+	slices.Sort(aors)
+	var out []location.Binding
+	for _, aor := range aors {
+		out = append(out, s.heldBindings(aor, now)...)
+	}
+	return out
+}
+
 // sweep drops expired bindings from memory and schedules the next sweep.
 func (s *Store) sweep() {
 	now := s.clock.Now()
