@@ -8,6 +8,9 @@
 #     tests start their own on loopback; the package's service is not used);
 #   - redis-server: the shared location store of the cluster tests (they
 #     start their own on loopback; the package's service is not used);
+#   - nginx: the reverse proxy in front of the gateway in the browser tests;
+#   - openssl and certutil (libnss3-tools): the test CA those tests make,
+#     and the NSS database through which Chromium trusts it;
 #   - the softphone's npm packages, once webclient/package-lock.json exists.
 # Nothing is downloaded when everything is already there. Debian packages
 # are installed with apt-get, as root or through sudo.
@@ -21,6 +24,9 @@ command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
 
 if ((${#missing[@]} > 0)); then
 	if [[ $EUID -eq 0 ]]; then
@@ -38,7 +44,7 @@ if ((${#missing[@]} > 0)); then
 	# Without recommends: chromium's would pull in systemd, avahi and
 	# printing services that a headless test browser never uses.
 	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-	for bin in sipp chromium ip unshare turnserver redis-server; do
+	for bin in sipp chromium ip unshare turnserver openssl certutil redis-server; do
 		if ! command -v "$bin" >/dev/null 2>&1; then
 			echo "deps: $bin is still missing after apt-get install" >&2
 			exit 1
