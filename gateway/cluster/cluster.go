@@ -203,14 +203,22 @@ func (m *Membership) Beat(ctx context.Context) error {
 		return fmt.Errorf("cluster: heartbeat: %w", err)
 	}
 	had := res[0]
+	rejoin := m.failing || had != m.boot
 	others := slices.DeleteFunc(res[1:], func(n string) bool { return n == m.node })
+	if rejoin {
+		// Redis lost the others' keys (a restart) or let them expire
+		// (an outage longer than the TTL): they put them back at their
+		// next beat. Until this one's next beat, who was alive stays
+		// so, lest calls to their users fail for a beat.
+		others = append(others, *m.live.Load()...)
+	}
 	slices.Sort(others)
+	others = slices.Compact(others)
 	m.note(others)
 	m.live.Store(&others)
 	now := m.clock.Now()
 	m.lastBeat.Store(&now)
 	m.healthy.Store(true)
-	rejoin := m.failing || had != m.boot
 	switch {
 	case had != "" && had != m.boot:
 		m.log.Error("cluster: another process beats under this node's name; give every instance its own SWITCHBOARD_CLUSTER_HOST or SIP TCP port", "node", m.node)

@@ -106,7 +106,9 @@ func TestDeadNodeExpires(t *testing.T) {
 
 // TestRejoinAfterOutageAndRestart: a beat that reaches Redis after
 // failing, or that finds Redis emptied, calls Rejoined; the secret is put
-// back, so a node that starts later gets the same one.
+// back, so a node that starts later gets the same one. The other nodes,
+// whose keys Redis lost, stay alive until the next beat, by which they
+// have beaten again.
 func TestRejoinAfterOutageAndRestart(t *testing.T) {
 	srv := redistest.Start(t)
 	client := srv.Client(t)
@@ -122,8 +124,13 @@ func TestRejoinAfterOutageAndRestart(t *testing.T) {
 		o.Secret = secret
 		o.Rejoined = func(context.Context) { rejoins.Add(1) }
 	})
+	b := join(t, client, nodeB)
+	beat(t, b)
 	beat(t, a) // joining is rejoining with nothing to write back
 	beat(t, a)
+	if !a.Alive(nodeB, time.Time{}) {
+		t.Fatal("b not alive")
+	}
 	if n := rejoins.Load(); n != 1 {
 		t.Fatalf("%d rejoins after two beats, want 1", n)
 	}
@@ -139,6 +146,13 @@ func TestRejoinAfterOutageAndRestart(t *testing.T) {
 	beat(t, a)
 	if n := rejoins.Load(); n != 2 || !a.Healthy() {
 		t.Errorf("%d rejoins after the outage (healthy %v), want 2", n, a.Healthy())
+	}
+	if !a.Alive(nodeB, time.Time{}) {
+		t.Error("b, alive before Redis restarted, is gone at the first beat after it")
+	}
+	beat(t, a)
+	if a.Alive(nodeB, time.Time{}) {
+		t.Error("b, which did not beat since Redis restarted, is alive after the second beat")
 	}
 	if got, err := cluster.Secret(ctx, client, ""); err != nil || !bytes.Equal(got, secret) {
 		t.Errorf("after Redis restarted empty, a new node got another secret (%v)", err)
