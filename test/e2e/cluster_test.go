@@ -3,14 +3,17 @@ package e2e
 import (
 	"bytes"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/switchboard/switchboard/internal/redistest"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/dialog"
+	"github.com/switchboard/switchboard/sip/transaction"
 )
 
 // Cluster mode (issue 13): gateways that share one location service on a
@@ -394,4 +397,244 @@ func TestClusterCalls(t *testing.T) {
 		b3.sendResponse(sip.NewResponse(bbye, 200, ""))
 		awaitBye(t, byeRes)
 	})
+}
+
+// sigkill ends g at once with SIGKILL, as a crash would, and waits for
+// the exit; the gateway's log is printed if t fails.
+func (g *gateway) sigkill(t *testing.T) {
+	t.Helper()
+	g.stopped = true // no SIGTERM and no clean exit to check
+	if err := g.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatalf("SIGKILL: %v", err)
+	}
+	select {
+	case <-g.exited:
+	case <-time.After(stopTimeout):
+		t.Fatalf("the gateway still runs %v after SIGKILL", stopTimeout)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("--- gateway log of the killed instance (%s) ---\n%s", g.logPath, tail(readFile(g.logPath), 256<<10))
+		}
+	})
+}
+
+// readyz returns the status and body of the gateway's /readyz.
+func (g *gateway) readyz(t *testing.T) (int, string) {
+	t.Helper()
+	res, body := g.httpGet(t, "/readyz", nil)
+	return res.StatusCode, string(body)
+}
+
+// waitReadyz polls /readyz until it answers status, within clusterWait,
+// and returns the body.
+func (g *gateway) waitReadyz(t *testing.T, status int) string {
+	t.Helper()
+	deadline := time.Now().Add(clusterWait)
+	for {
+		code, body := g.readyz(t)
+		if code == status {
+			return body
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz: %d %q after %v, want %d", code, body, clusterWait, status)
+		}
+		time.Sleep(100 * time.Millisecond) // polling /readyz, with a deadline
+	}
+}
+
+// audioGoesOn waits until the phone and the browser, which are sending
+// (flowAudio), each receive more packets than now.
+func audioGoesOn(t *testing.T, ph *e2ePhone, br *e2eBrowser) {
+	t.Helper()
+	const more = 10
+	phWant, brWant := ph.Audio()+more, br.Received()+more
+	deadline := time.Now().Add(webrtcWait)
+	for ph.Audio() < phWant || br.Received() < brWant {
+		if time.Now().After(deadline) {
+			t.Fatalf("audio stopped: phone at %d packets (want %d), browser at %d (want %d)", ph.Audio(), phWant, br.Received(), brWant)
+		}
+		time.Sleep(20 * time.Millisecond) // polling packet counters, with a deadline
+	}
+}
+
+// hangUpFromPhone sends the phone's BYE in phDlg and returns its final
+// response; the browser, when not nil, answers the BYE it gets.
+func hangUpFromPhone(t *testing.T, ph *e2ePhone, phDlg *dialog.Dialog, br *e2eBrowser) *sip.Response {
+	t.Helper()
+	bye, err := phDlg.NewRequest(sip.MethodBye)
+	if err != nil {
+		t.Fatal(err)
+	}
+	byeRes := make(chan *sip.Response, 1)
+	go func() { byeRes <- ph.transactAsync(bye) }()
+	if br != nil {
+		bbye := br.awaitRequest(sip.MethodBye)
+		br.sendResponse(sip.NewResponse(bbye, 200, ""))
+	}
+	select {
+	case res := <-byeRes:
+		if res == nil {
+			t.Fatal("no answer to the phone's BYE")
+		}
+		return res
+	case <-time.After(webrtcWait):
+		t.Fatal("no answer to the phone's BYE")
+	}
+	return nil
+}
+
+// finalAnswer returns the final response to the phone's INVITE inv, and
+// acknowledges it when it is a failure.
+func finalAnswer(t *testing.T, ph *e2ePhone, inv *sip.Request) *sip.Response {
+	t.Helper()
+	var final *sip.Response
+	ph.awaitResponses(inv.CSeq(), func(res *sip.Response) bool {
+		final = res
+		return res.StatusCode >= 200
+	})
+	if final.StatusCode >= 300 {
+		ph.send(transaction.NewAck(inv, final))
+	}
+	return final
+}
+
+// TestClusterInstanceKilled: one of three instances dies (SIGKILL) with
+// calls up. The call it bridged ends; a call bridged on another instance
+// goes on, with audio; within seconds the others stop routing to the
+// dead instance's users (a call to one gets 480, not a timeout), and a
+// browser that reconnects to another instance and registers again is
+// reached there.
+func TestClusterInstanceKilled(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	g1, g2, g3 := c.gws[0], c.gws[1], c.gws[2]
+	for _, g := range c.gws {
+		g.waitMetric(t, "switchboard_cluster_peers", 2, clusterWait)
+	}
+	bob := newClusterBrowser(t, g3, "bob", "bob3")
+	alice := newClusterBrowser(t, g2, "alice", "alice2")
+	ph1 := newE2EPhone(t, g1)
+	ph1.register("1000")
+	ph2 := newE2EPhone(t, g1)
+	ph2.register("1001")
+
+	bobCall, _ := phoneCallsBrowser(t, ph1, "1000", bob, "bob")
+	aliceCall, _ := phoneCallsBrowser(t, ph2, "1001", alice, "alice")
+	expectAudio(t, ph2, alice)
+	stop := flowAudio(t, bob, ph1)
+	defer stop()
+
+	g2.sigkill(t)
+
+	// The call bridged on g3 goes on.
+	audioGoesOn(t, ph1, bob)
+	stop()
+	// The others give g2 up within its heartbeat's TTL.
+	killed := time.Now()
+	g1.waitMetric(t, "switchboard_cluster_peers", 1, clusterWait)
+	g3.waitMetric(t, "switchboard_cluster_peers", 1, clusterWait)
+	t.Logf("the others gave the dead instance up %v after the kill", time.Since(killed).Round(100*time.Millisecond))
+
+	// The call bridged on g2 has ended: its phone's BYE finds no one.
+	if res := hangUpFromPhone(t, ph2, aliceCall, nil); res.StatusCode < 300 {
+		t.Errorf("the BYE of the call bridged on the dead instance: %d %s, want a failure", res.StatusCode, res.Reason)
+	}
+	// alice's binding through g2 is not a target any more: 480 at once.
+	if res := finalAnswer(t, ph2, ph2.call("1001", "alice", ph2.sdp(1, ""))); res.StatusCode != 480 {
+		t.Errorf("a call to alice, whose instance died: %d %s, want 480", res.StatusCode, res.Reason)
+	}
+
+	// alice's browser reconnects to g3 and registers again: she is
+	// reached there, with audio.
+	alice3 := newClusterBrowser(t, g3, "alice", "alice3")
+	phDlg, _ := phoneCallsBrowser(t, ph2, "1001", alice3, "alice")
+	expectAudio(t, ph2, alice3)
+	if res := hangUpFromPhone(t, ph2, phDlg, alice3); res.StatusCode != 200 {
+		t.Errorf("BYE: %d %s", res.StatusCode, res.Reason)
+	}
+	if res := hangUpFromPhone(t, ph1, bobCall, bob); res.StatusCode != 200 {
+		t.Errorf("BYE of the call on g3: %d %s", res.StatusCode, res.Reason)
+	}
+}
+
+// TestClusterDrain: SIGTERM drains one instance: it refuses new calls
+// with 503 while its bridged call goes on, and the others take new calls
+// to the same users.
+func TestClusterDrain(t *testing.T) {
+	c := startCluster(t, 2, map[string]string{"SWITCHBOARD_DRAIN_TIMEOUT": "5m"})
+	g1, g2 := c.gws[0], c.gws[1]
+	bob := newClusterBrowser(t, g1, "bob", "bob1")
+	alice := newClusterBrowser(t, g2, "alice", "alice2")
+	ph := newE2EPhone(t, g2)
+	ph.register("1000")
+	bobCall, _ := phoneCallsBrowser(t, ph, "1000", bob, "bob")
+
+	terminate(t, g1)
+	caller := newE2EPhone(t, g1)
+	refusesCalls(t, g1, caller)
+	caller.toward(g2)
+	caller.register("1001")
+	phDlg, _ := phoneCallsBrowser(t, caller, "1001", alice, "alice")
+	expectAudio(t, caller, alice)
+	expectAudio(t, ph, bob)
+	if res := hangUpFromPhone(t, caller, phDlg, alice); res.StatusCode != 200 {
+		t.Errorf("BYE: %d %s", res.StatusCode, res.Reason)
+	}
+	if res := hangUpFromPhone(t, ph, bobCall, bob); res.StatusCode != 200 {
+		t.Errorf("BYE of the drained instance's call: %d %s", res.StatusCode, res.Reason)
+	}
+	awaitExit(t, g1, stopTimeout)
+}
+
+// TestClusterRedisRestart: Redis stops with three instances up. They
+// show it on /readyz and /metrics, refuse new registrations with 503
+// and Retry-After, and go on calling the users connected to them. When
+// Redis is back, empty, they reconnect by themselves, write their
+// bindings back, and calls across instances and registrations work
+// again.
+func TestClusterRedisRestart(t *testing.T) {
+	c := startCluster(t, 3, nil)
+	g1, g2 := c.gws[0], c.gws[1]
+	for _, g := range c.gws {
+		g.waitMetric(t, "switchboard_cluster_peers", 2, clusterWait)
+	}
+	// Two users connected to g2: bob is called during the outage, alice
+	// after it (a test browser makes one call).
+	bob := newClusterBrowser(t, g2, "bob", "bob2")
+	alice := newClusterBrowser(t, g2, "alice", "alice2")
+	local := newE2EPhone(t, g2)
+	local.register("1000")
+	far := newE2EPhone(t, g1)
+	far.register("1001")
+
+	c.redis.Stop()
+	for _, g := range c.gws {
+		if body := g.waitReadyz(t, http.StatusServiceUnavailable); !strings.Contains(body, "redis") {
+			t.Errorf("/readyz during the outage says %q, want it to name redis", body)
+		}
+		g.waitMetric(t, "switchboard_cluster_redis_up", 0, clusterWait)
+	}
+	res := newSigPeer(t, g1, sip.UDP, "1000", domain, "").registerWith(nil)
+	if res.StatusCode != 503 || res.Get("Retry-After") == "" {
+		t.Errorf("a REGISTER during the outage: %d %s, Retry-After %q; want 503 with Retry-After", res.StatusCode, res.Reason, res.Get("Retry-After"))
+	}
+	// A call to bob, connected to g2, through g2.
+	phDlg, _ := phoneCallsBrowser(t, local, "1000", bob, "bob")
+	expectAudio(t, local, bob)
+	if res := hangUpFromPhone(t, local, phDlg, bob); res.StatusCode != 200 {
+		t.Errorf("BYE: %d %s", res.StatusCode, res.Reason)
+	}
+
+	c.redis.Restart()
+	for _, g := range c.gws {
+		g.waitReadyz(t, http.StatusOK)
+		g.waitMetric(t, "switchboard_cluster_redis_up", 1, clusterWait)
+	}
+	// g2 wrote alice's binding back: a call through g1 reaches her.
+	phDlg, _ = phoneCallsBrowser(t, far, "1001", alice, "alice")
+	expectAudio(t, far, alice)
+	if res := hangUpFromPhone(t, far, phDlg, alice); res.StatusCode != 200 {
+		t.Errorf("BYE: %d %s", res.StatusCode, res.Reason)
+	}
+	newSigPeer(t, g1, sip.UDP, "1000", domain, "").register()
 }
