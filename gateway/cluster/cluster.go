@@ -18,7 +18,9 @@
 // While Redis is out of reach a node keeps the last view it had of the
 // others. The beat that reaches Redis again, or that finds the node's own
 // key gone (Redis restarted without its data), calls Options.Rejoined, so
-// that the node's bindings are written back.
+// that the node's bindings are written back; it keeps the nodes it knew
+// as well as those it finds, since the others have not beaten since Redis
+// lost their keys, and the next beat drops those that did not come back.
 package cluster
 
 import (
