@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # bench-sip.sh: REGISTER/s and calls/s under sipp load, on loopback only.
 #
-#   scripts/bench-sip.sh [switchboard|kamailio|both]     (default: switchboard)
+#   scripts/bench-sip.sh [switchboard|redis|kamailio|both|stores]     (default: switchboard)
+#
+# redis is switchboard in cluster mode, its location store in a redis-server
+# the script starts on a free loopback port (no persistence); stores runs
+# switchboard then redis, to compare the embedded store with Redis. For
+# redis the script also reports the store's round trips to Redis
+# (switchboard_cluster_redis_calls_total) per successful REGISTER and per
+# call.
 #
 # For each target it starts the server on free 127.0.0.1 ports, then
 #   1. REGISTER with digest auth (401 then credentials), a different user per
@@ -122,9 +129,14 @@ ladder() {
 	report "$(printf '%-11s %-8s highest rate with 0 failed: %s/s' "$target" "$name" "$best")"
 }
 
+# METRICS is the gateway's /metrics URL; REDIS_PID the redis-server's.
+METRICS=
+REDIS_PID=
+
 start_switchboard() {
 	local port=$1 hport
 	hport=$(free_port)
+	METRICS=http://127.0.0.1:$hport/metrics
 	(cd "$ROOT" && go build -o "$OUT/switchboard" ./cmd/switchboard)
 	mkdir -p "$OUT/sb-data"
 	SWITCHBOARD_SIP_UDP=127.0.0.1:$port SWITCHBOARD_SIP_TCP=127.0.0.1:$port \
@@ -140,6 +152,40 @@ start_switchboard() {
 	done
 	echo "switchboard not ready; see $OUT/switchboard.log" >&2
 	return 1
+}
+
+# start_redis starts switchboard in cluster mode on a redis-server of its
+# own, on a free loopback port, without persistence.
+start_redis() {
+	local rport i
+	command -v redis-server >/dev/null || { echo "redis-server is not installed (scripts/deps.sh)" >&2; return 1; }
+	rport=$(free_port)
+	redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no \
+		--dir "$OUT" >"$OUT/redis.log" 2>&1 &
+	PIDS+=($!)
+	REDIS_PID=$!
+	for i in $(seq 1 100); do
+		redis-cli -p "$rport" ping >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	SWITCHBOARD_REDIS_URL=redis://127.0.0.1:$rport/0 start_switchboard "$1"
+}
+
+# redis_calls prints the store's calls to Redis so far (0 without Redis).
+redis_calls() {
+	[ -n "$REDIS_PID" ] || { echo 0; return; }
+	curl -fsS "$METRICS" | awk '$1 == "switchboard_cluster_redis_calls_total" {print $2}'
+}
+
+# per_op LABEL BEFORE: reports Redis calls since BEFORE per successful
+# operation of the last ladder (sum of ok= in results.txt for LABEL).
+per_op() {
+	local label=$1 before=$2 after ops
+	[ -n "$REDIS_PID" ] || return 0
+	after=$(redis_calls)
+	ops=$(grep "^redis  *$label " "$RESULTS" | sed -n 's/.* ok=\([0-9]*\).*/\1/p' | awk '{s+=$1} END {print s+0}')
+	report "$(printf 'redis       %-8s redis round trips: %s for %s successful (%s each)' "$label" \
+		"$((after - before))" "$ops" "$(awk -v c="$((after - before))" -v o="$ops" 'BEGIN{ if (o>0) printf "%.2f", c/o; else print "-" }')")"
 }
 
 start_kamailio() {
@@ -216,6 +262,11 @@ EOF
 stop_server() {
 	kill "$SERVER_PID" 2>/dev/null || true
 	wait "$SERVER_PID" 2>/dev/null || true
+	if [ -n "$REDIS_PID" ]; then
+		kill "$REDIS_PID" 2>/dev/null || true
+		wait "$REDIS_PID" 2>/dev/null || true
+		REDIS_PID=
+	fi
 }
 
 bench_target() {
@@ -226,8 +277,11 @@ bench_target() {
 
 	# 1. REGISTER/s.
 	uport=$(free_port)
+	local before
+	before=$(redis_calls)
 	ladder register "$target" "$REG_RATES" \
 		sipp -sf "$SIPP_DIR/bench-register.xml" -inf "$USERS_CSV" -i 127.0.0.1 -p "$uport" "$server"
+	per_op register "$before"
 
 	# 2. calls/s: UAS u1 registered on its port, then answering.
 	# First let the REGISTER transactions of step 1 end (non-INVITE server
@@ -246,9 +300,11 @@ bench_target() {
 	PIDS+=($uas)
 	sleep 0.5
 	cport=$(free_port)
+	before=$(redis_calls)
 	ladder call "$target" "$CALL_RATES" \
 		sipp -sf "$SIPP_DIR/uac-call.xml" -inf "$OUT/caller.csv" -au u0 -ap "$PASS" \
 		-auth_uri u1@localhost -s u1 -i 127.0.0.1 -p "$cport" "$server"
+	per_op call "$before"
 	kill "$uas" 2>/dev/null || true
 	wait "$uas" 2>/dev/null || true
 	stop_server
@@ -257,8 +313,9 @@ bench_target() {
 echo "logs in $OUT; $(date -u '+%F %T UTC'); $(nproc) cores; load:$(uptime | sed 's/.*load average://')"
 case $TARGETS in
 both) bench_target switchboard; bench_target kamailio ;;
-switchboard | kamailio) bench_target "$TARGETS" ;;
-*) echo "usage: $0 [switchboard|kamailio|both]" >&2; exit 2 ;;
+stores) bench_target switchboard; bench_target redis ;;
+switchboard | redis | kamailio) bench_target "$TARGETS" ;;
+*) echo "usage: $0 [switchboard|redis|kamailio|both|stores]" >&2; exit 2 ;;
 esac
 echo "load after:$(uptime | sed 's/.*load average://')"
 echo "results: $RESULTS"
