@@ -294,7 +294,12 @@ func TestClusterCalls(t *testing.T) {
 		if g2.answeredCalls(t) != 1 || g1.answeredCalls(t) != 0 {
 			t.Errorf("bridged calls: g1 %v, g2 %v; want the browser's instance, g2", g1.answeredCalls(t), g2.answeredCalls(t))
 		}
-		// The phone hangs up, through g1 and g2.
+		// The phone hangs up, through g1 and g2: the BYE, like the ACK
+		// before it, costs no round trip to Redis.
+		trips := func() float64 {
+			return g1.metric(t, "switchboard_cluster_redis_calls_total") + g2.metric(t, "switchboard_cluster_redis_calls_total")
+		}
+		before := trips()
 		bye, err := phDlg.NewRequest(sip.MethodBye)
 		if err != nil {
 			t.Fatal(err)
@@ -307,6 +312,9 @@ func TestClusterCalls(t *testing.T) {
 		}
 		bob.sendResponse(sip.NewResponse(bbye, 200, ""))
 		awaitBye(t, byeRes)
+		if after := trips(); after != before {
+			t.Errorf("the BYE made %v round trips to Redis, want none", after-before)
+		}
 	})
 
 	t.Run("browser on g3 to phone behind NAT at g1", func(t *testing.T) {
