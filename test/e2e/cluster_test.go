@@ -114,27 +114,36 @@ func phoneCallsBrowser(t *testing.T, ph *e2ePhone, from string, br *e2eBrowser, 
 	t.Helper()
 	inv := ph.call(from, user, ph.sdp(1, ""))
 	brDlg = answerBridged(t, br, user)
+	return ph.acceptAnswer(inv), brDlg
+}
+
+// acceptAnswer waits for the 200 to the phone's INVITE inv (any final
+// failure fails the test), learns its SDP, sends the ACK and returns the
+// phone's dialog.
+func (p *e2ePhone) acceptAnswer(inv *sip.Request) *dialog.Dialog {
+	t := p.t
+	t.Helper()
 	var answer *sip.Response
-	ph.awaitResponses(inv.CSeq(), func(res *sip.Response) bool {
+	p.awaitResponses(inv.CSeq(), func(res *sip.Response) bool {
 		if res.StatusCode >= 300 {
 			t.Fatalf("caller: %d %s, want 200", res.StatusCode, res.Reason)
 		}
 		answer = res
 		return res.IsSuccess()
 	})
-	if err := ph.Learn(answer.Body); err != nil {
+	if err := p.Learn(answer.Body); err != nil {
 		t.Fatalf("caller: %v\n%s", err, answer.Body)
 	}
-	phDlg, err := dialog.NewUAC(inv, answer)
+	d, err := dialog.NewUAC(inv, answer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ack, err := phDlg.NewAck(inv.CSeq().Seq)
+	ack, err := d.NewAck(inv.CSeq().Seq)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ph.send(ack)
-	return phDlg, brDlg
+	p.send(ack)
+	return d
 }
 
 // browserCallsPhoneOn has the browser (alice) call the phone's user and
@@ -351,27 +360,7 @@ func TestClusterCalls(t *testing.T) {
 		ring.SetToTag(sip.NewTag())
 		desk.respond(ring)
 		b3Dlg := answerBridged(t, b3, "bob")
-
-		var answer *sip.Response
-		caller.awaitResponses(inv.CSeq(), func(res *sip.Response) bool {
-			if res.StatusCode >= 300 {
-				t.Fatalf("caller: %d %s, want 200", res.StatusCode, res.Reason)
-			}
-			answer = res
-			return res.IsSuccess()
-		})
-		if err := caller.Learn(answer.Body); err != nil {
-			t.Fatal(err)
-		}
-		callerDlg, err := dialog.NewUAC(inv, answer)
-		if err != nil {
-			t.Fatal(err)
-		}
-		ack, err := callerDlg.NewAck(inv.CSeq().Seq)
-		if err != nil {
-			t.Fatal(err)
-		}
-		caller.send(ack)
+		callerDlg := caller.acceptAnswer(inv)
 
 		// The other branches are canceled.
 		if cancel := b2.awaitRequest(sip.MethodCancel); cancel.CallID() != b2in.CallID() {
