@@ -28,6 +28,9 @@
 # a static password, record_route, lookup, t_relay).
 #
 # Settings (environment): DUR (10), DRAIN (35 s between the two steps), REG_RATES, CALL_RATES, NUSERS (1000),
+# CALLERS (1: the sipp UACs of the call ladder, each on its own source address
+# 127.0.0.2…, sharing the rate, so that the gateway's per-source transaction
+# cap of 1000 does not set the call rate),
 # KAM_CHILDREN (2), OUT (a directory for logs; default a new temp dir).
 set -euo pipefail
 
@@ -37,6 +40,7 @@ TARGETS=${1:-switchboard}
 DUR=${DUR:-10}
 REG_RATES=${REG_RATES:-"100 200 400 800 1200 1600 2400 3200"}
 CALL_RATES=${CALL_RATES:-"50 100 200 300 400 600 800 1200"}
+CALLERS=${CALLERS:-1}
 NUSERS=${NUSERS:-1000}
 KAM_CHILDREN=${KAM_CHILDREN:-2}
 DRAIN=${DRAIN:-35}
@@ -129,6 +133,42 @@ ladder() {
 	report "$(printf '%-11s %-8s highest rate with 0 failed: %s/s' "$target" "$name" "$best")"
 }
 
+# call_ladder NAME TARGET RATES SERVER: the call ladder with CALLERS sipp
+# UACs at once, the k-th from 127.0.0.(k+1) at RATE/CALLERS; their counts
+# are added up.
+call_ladder() {
+	local name=$1 target=$2 rates=$3 server=$4
+	local best=0 r k ok fail el t0 f n rk pids tok tfail
+	for r in $rates; do
+		t0=$(date +%s.%N)
+		pids=()
+		rk=$(((r + CALLERS - 1) / CALLERS))
+		for ((k = 0; k < CALLERS; k++)); do
+			f=$OUT/$target-$name-$r-$k.out
+			(cd "$OUT" && timeout $((DUR * 4 + 30)) sipp -sf "$SIPP_DIR/uac-call.xml" -inf "$OUT/caller.csv" \
+				-au u0 -ap "$PASS" -auth_uri u1@localhost -s u1 -i "127.0.0.$((k + 2))" -p "$(free_port)" \
+				-r "$rk" -m $((rk * DUR)) -recv_timeout 5000 -timeout $((DUR * 4 + 20))s -nostdin -trace_err \
+				-error_file "$OUT/$target-$name-$r-$k.err" "$server" >"$f" 2>&1) &
+			pids+=($!)
+		done
+		for n in "${pids[@]}"; do wait "$n" || true; done
+		el=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}')
+		tok=0 tfail=0
+		for ((k = 0; k < CALLERS; k++)); do
+			read -r ok fail _ < <(counters "$OUT/$target-$name-$r-$k.out")
+			tok=$((tok + ok)) tfail=$((tfail + fail))
+		done
+		report "$(printf '%-11s %-8s rate=%-5s calls=%-6s ok=%-6s failed=%-5s elapsed=%-6s achieved=%s/s callers=%s' \
+			"$target" "$name" "$r" $((rk * CALLERS * DUR)) "$tok" "$tfail" "$el" \
+			"$(awk -v o="$tok" -v e="$el" 'BEGIN{ if (e>0) printf "%.0f", o/e; else print 0 }')" "$CALLERS")"
+		if [ "$tfail" != 0 ] || [ "$tok" != $((rk * CALLERS * DUR)) ]; then
+			break
+		fi
+		best=$r
+	done
+	report "$(printf '%-11s %-8s highest rate with 0 failed: %s/s' "$target" "$name" "$best")"
+}
+
 # METRICS is the gateway's /metrics URL; REDIS_PID the redis-server's.
 METRICS=
 REDIS_PID=
@@ -141,6 +181,7 @@ start_switchboard() {
 	mkdir -p "$OUT/sb-data"
 	SWITCHBOARD_SIP_UDP=127.0.0.1:$port SWITCHBOARD_SIP_TCP=127.0.0.1:$port \
 		SWITCHBOARD_HTTP=127.0.0.1:$hport SWITCHBOARD_DATA_DIR=$OUT/sb-data \
+		SWITCHBOARD_ICE_PORT=$(free_port) \
 		SWITCHBOARD_USERS=$USERS_ENV SWITCHBOARD_LOG_LEVEL=warn \
 		"$OUT/switchboard" >"$OUT/switchboard.log" 2>&1 &
 	PIDS+=($!)
@@ -301,9 +342,13 @@ bench_target() {
 	sleep 0.5
 	cport=$(free_port)
 	before=$(redis_calls)
-	ladder call "$target" "$CALL_RATES" \
-		sipp -sf "$SIPP_DIR/uac-call.xml" -inf "$OUT/caller.csv" -au u0 -ap "$PASS" \
-		-auth_uri u1@localhost -s u1 -i 127.0.0.1 -p "$cport" "$server"
+	if ((CALLERS > 1)); then
+		call_ladder call "$target" "$CALL_RATES" "$server"
+	else
+		ladder call "$target" "$CALL_RATES" \
+			sipp -sf "$SIPP_DIR/uac-call.xml" -inf "$OUT/caller.csv" -au u0 -ap "$PASS" \
+			-auth_uri u1@localhost -s u1 -i 127.0.0.1 -p "$cport" "$server"
+	fi
 	per_op call "$before"
 	kill "$uas" 2>/dev/null || true
 	wait "$uas" 2>/dev/null || true
