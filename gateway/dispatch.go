@@ -28,9 +28,7 @@ func (g *Gateway) ServeSIP(ctx context.Context, tx *transaction.ServerTx, req *s
 	}
 	switch {
 	case req.Method == sip.MethodRegister && g.IsLocal(req.URI):
-		res := g.registrar.ServeRegister(ctx, req)
-		g.holdFlows(ctx, req, res)
-		g.respond(tx, res)
+		g.respond(tx, g.registrar.ServeRegister(ctx, req))
 	case g.forGateway(req):
 		g.serveLocal(tx, req)
 	default:
@@ -39,23 +37,14 @@ func (g *Gateway) ServeSIP(ctx context.Context, tx *transaction.ServerTx, req *s
 }
 
 // holdFlows tells Flows which connections aor's bindings came over, after
-// a REGISTER that may have changed them: read back from the store, since a
-// REGISTER over one connection can move a binding off another. Refusals
-// below 500 changed nothing; a 503 (too many bindings) or a 500 may come
-// after some changes were applied.
-func (g *Gateway) holdFlows(ctx context.Context, req *sip.Request, res *sip.Response) {
-	if res.StatusCode >= 300 && res.StatusCode < 500 {
-		return
-	}
-	aor := g.registrar.AOR(req.To().URI.User)
-	bindings, err := g.cfg.Location.Get(ctx, aor)
-	if err != nil {
-		g.log.Warn("read bindings back for the connection caps", "aor", aor, "err", err)
-		return
-	}
+// a REGISTER changed them (the registrar's Changed): a REGISTER over one
+// connection can move a binding off another. Only the connections of this
+// instance count: in a cluster, a binding another instance holds names a
+// flow of that process.
+func (g *Gateway) holdFlows(aor string, bindings []location.Binding) {
 	flows := make(map[sip.Addr]time.Time, len(bindings))
 	for _, b := range bindings {
-		if b.Source.Flow != 0 && b.Expires.After(flows[b.Source]) {
+		if b.Source.Flow != 0 && b.Node == g.node && b.Expires.After(flows[b.Source]) {
 			flows[b.Source] = b.Expires
 		}
 	}

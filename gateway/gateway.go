@@ -82,6 +82,12 @@ type Config struct {
 	// LocalOnly keeps authenticated users from sending requests to other
 	// domains directly: only the Routes lead out, through trunks.
 	LocalOnly bool
+	// Cluster, when set, is the gateway's place among the instances that
+	// share its Location (cluster mode, a *cluster.Membership): a binding
+	// whose connection another live instance holds is reached through
+	// that instance, one whose instance is gone is skipped, and Secret
+	// must be the cluster's. Nil: the gateway runs alone.
+	Cluster Cluster
 
 	// Trunks and Routes are the trunks (with their DIDs and trusted
 	// sources) and the outbound dial rules; Redirect serves the domain in
@@ -104,6 +110,18 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Cluster is what the gateway needs to know of the other instances that
+// share its location store.
+type Cluster interface {
+	// Node is this instance's name in the bindings it stores: the SIP URI
+	// the other instances reach it at ("sip:10.0.0.2:5060;transport=tcp").
+	Node() string
+	// Alive reports whether the instance named node is running, or was
+	// at at (when a binding names it: when the binding was made), later
+	// than this instance last learnt otherwise.
+	Alive(node string, at time.Time) bool
+}
+
 // ErrInvalidConfig is wrapped by New's errors about its Config.
 var ErrInvalidConfig = errors.New("gateway: invalid config")
 
@@ -124,6 +142,8 @@ type Gateway struct {
 	// instances follows outbound user agents (browsers) from connection
 	// to connection, for the bridged calls and the proxy's flow tokens.
 	instances *location.Instances
+	// node is this instance's name in the bindings it stores; "" alone.
+	node string
 
 	// ctx is the context of the work the gateway does on its own (the
 	// handlers, the bindings of a closed connection): New's, canceled by
@@ -159,6 +179,13 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	case len(cfg.Secret) < 16:
 		return nil, fmt.Errorf("%w: a secret of %d bytes, want 16 or more", ErrInvalidConfig, len(cfg.Secret))
 	}
+	var node string
+	if cfg.Cluster != nil {
+		node = cfg.Cluster.Node()
+		if u, err := sip.ParseURI(node); err != nil || !u.IsSIP() || u.User != "" {
+			return nil, fmt.Errorf("%w: cluster node %q is not a SIP URI of a host", ErrInvalidConfig, node)
+		}
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -170,6 +197,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		dns:       &locate.Locator{},
 		throttle:  cfg.Throttle,
 		instances: &location.Instances{Clock: cfg.Clock},
+		node:      node,
 	}
 	if g.throttle == nil {
 		g.throttle = &accounts.Throttle{Logger: log.With("component", "throttle")}
@@ -189,6 +217,8 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		Algorithms: cfg.Algorithms,
 		Clock:      cfg.Clock,
 		Logger:     log.With("component", "registrar"),
+		Node:       g.node,
+		Changed:    g.holdFlows,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("registrar: %w", err)
@@ -240,7 +270,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		Sender:          cfg.Transports,
 		Identity:        cfg.Identity,
 		Realm:           domain,
-		Locator:         locator{cfg.Location},
+		Locator:         locator{g},
 		Resolver:        g.dns,
 		Router:          g.routing,
 		Trusted:         g.routing,

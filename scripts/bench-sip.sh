@@ -1,7 +1,14 @@
 #!/usr/bin/env bash
 # bench-sip.sh: REGISTER/s and calls/s under sipp load, on loopback only.
 #
-#   scripts/bench-sip.sh [switchboard|kamailio|both]     (default: switchboard)
+#   scripts/bench-sip.sh [switchboard|redis|kamailio|both|stores]     (default: switchboard)
+#
+# redis is switchboard in cluster mode, its location store in a redis-server
+# the script starts on a free loopback port (no persistence); stores runs
+# switchboard then redis, to compare the embedded store with Redis. For
+# redis the script also reports the store's round trips to Redis
+# (switchboard_cluster_redis_calls_total) per successful REGISTER and per
+# call.
 #
 # For each target it starts the server on free 127.0.0.1 ports, then
 #   1. REGISTER with digest auth (401 then credentials), a different user per
@@ -21,6 +28,9 @@
 # a static password, record_route, lookup, t_relay).
 #
 # Settings (environment): DUR (10), DRAIN (35 s between the two steps), REG_RATES, CALL_RATES, NUSERS (1000),
+# CALLERS (1: the sipp UACs of the call ladder, each on its own source address
+# 127.0.0.2…, sharing the rate, so that the gateway's per-source transaction
+# cap of 1000 does not set the call rate),
 # KAM_CHILDREN (2), OUT (a directory for logs; default a new temp dir).
 set -euo pipefail
 
@@ -30,6 +40,7 @@ TARGETS=${1:-switchboard}
 DUR=${DUR:-10}
 REG_RATES=${REG_RATES:-"100 200 400 800 1200 1600 2400 3200"}
 CALL_RATES=${CALL_RATES:-"50 100 200 300 400 600 800 1200"}
+CALLERS=${CALLERS:-1}
 NUSERS=${NUSERS:-1000}
 KAM_CHILDREN=${KAM_CHILDREN:-2}
 DRAIN=${DRAIN:-35}
@@ -122,13 +133,55 @@ ladder() {
 	report "$(printf '%-11s %-8s highest rate with 0 failed: %s/s' "$target" "$name" "$best")"
 }
 
+# call_ladder NAME TARGET RATES SERVER: the call ladder with CALLERS sipp
+# UACs at once, the k-th from 127.0.0.(k+1) at RATE/CALLERS; their counts
+# are added up.
+call_ladder() {
+	local name=$1 target=$2 rates=$3 server=$4
+	local best=0 r k ok fail el t0 f n rk pids tok tfail
+	for r in $rates; do
+		t0=$(date +%s.%N)
+		pids=()
+		rk=$(((r + CALLERS - 1) / CALLERS))
+		for ((k = 0; k < CALLERS; k++)); do
+			f=$OUT/$target-$name-$r-$k.out
+			(cd "$OUT" && timeout $((DUR * 4 + 30)) sipp -sf "$SIPP_DIR/uac-call.xml" -inf "$OUT/caller.csv" \
+				-au u0 -ap "$PASS" -auth_uri u1@localhost -s u1 -i "127.0.0.$((k + 2))" -p "$(free_port)" \
+				-r "$rk" -m $((rk * DUR)) -recv_timeout 5000 -timeout $((DUR * 4 + 20))s -nostdin -trace_err \
+				-error_file "$OUT/$target-$name-$r-$k.err" "$server" >"$f" 2>&1) &
+			pids+=($!)
+		done
+		for n in "${pids[@]}"; do wait "$n" || true; done
+		el=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}')
+		tok=0 tfail=0
+		for ((k = 0; k < CALLERS; k++)); do
+			read -r ok fail _ < <(counters "$OUT/$target-$name-$r-$k.out")
+			tok=$((tok + ok)) tfail=$((tfail + fail))
+		done
+		report "$(printf '%-11s %-8s rate=%-5s calls=%-6s ok=%-6s failed=%-5s elapsed=%-6s achieved=%s/s callers=%s' \
+			"$target" "$name" "$r" $((rk * CALLERS * DUR)) "$tok" "$tfail" "$el" \
+			"$(awk -v o="$tok" -v e="$el" 'BEGIN{ if (e>0) printf "%.0f", o/e; else print 0 }')" "$CALLERS")"
+		if [ "$tfail" != 0 ] || [ "$tok" != $((rk * CALLERS * DUR)) ]; then
+			break
+		fi
+		best=$r
+	done
+	report "$(printf '%-11s %-8s highest rate with 0 failed: %s/s' "$target" "$name" "$best")"
+}
+
+# METRICS is the gateway's /metrics URL; REDIS_PID the redis-server's.
+METRICS=
+REDIS_PID=
+
 start_switchboard() {
 	local port=$1 hport
 	hport=$(free_port)
+	METRICS=http://127.0.0.1:$hport/metrics
 	(cd "$ROOT" && go build -o "$OUT/switchboard" ./cmd/switchboard)
 	mkdir -p "$OUT/sb-data"
 	SWITCHBOARD_SIP_UDP=127.0.0.1:$port SWITCHBOARD_SIP_TCP=127.0.0.1:$port \
 		SWITCHBOARD_HTTP=127.0.0.1:$hport SWITCHBOARD_DATA_DIR=$OUT/sb-data \
+		SWITCHBOARD_ICE_PORT=$(free_port) \
 		SWITCHBOARD_USERS=$USERS_ENV SWITCHBOARD_LOG_LEVEL=warn \
 		"$OUT/switchboard" >"$OUT/switchboard.log" 2>&1 &
 	PIDS+=($!)
@@ -140,6 +193,40 @@ start_switchboard() {
 	done
 	echo "switchboard not ready; see $OUT/switchboard.log" >&2
 	return 1
+}
+
+# start_redis starts switchboard in cluster mode on a redis-server of its
+# own, on a free loopback port, without persistence.
+start_redis() {
+	local rport i
+	command -v redis-server >/dev/null || { echo "redis-server is not installed (scripts/deps.sh)" >&2; return 1; }
+	rport=$(free_port)
+	redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no \
+		--dir "$OUT" >"$OUT/redis.log" 2>&1 &
+	PIDS+=($!)
+	REDIS_PID=$!
+	for i in $(seq 1 100); do
+		redis-cli -p "$rport" ping >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	SWITCHBOARD_REDIS_URL=redis://127.0.0.1:$rport/0 start_switchboard "$1"
+}
+
+# redis_calls prints the store's calls to Redis so far (0 without Redis).
+redis_calls() {
+	[ -n "$REDIS_PID" ] || { echo 0; return; }
+	curl -fsS "$METRICS" | awk '$1 == "switchboard_cluster_redis_calls_total" {print $2}'
+}
+
+# per_op LABEL BEFORE: reports Redis calls since BEFORE per successful
+# operation of the last ladder (sum of ok= in results.txt for LABEL).
+per_op() {
+	local label=$1 before=$2 after ops
+	[ -n "$REDIS_PID" ] || return 0
+	after=$(redis_calls)
+	ops=$(grep "^redis  *$label " "$RESULTS" | sed -n 's/.* ok=\([0-9]*\).*/\1/p' | awk '{s+=$1} END {print s+0}')
+	report "$(printf 'redis       %-8s redis round trips: %s for %s successful (%s each)' "$label" \
+		"$((after - before))" "$ops" "$(awk -v c="$((after - before))" -v o="$ops" 'BEGIN{ if (o>0) printf "%.2f", c/o; else print "-" }')")"
 }
 
 start_kamailio() {
@@ -216,6 +303,11 @@ EOF
 stop_server() {
 	kill "$SERVER_PID" 2>/dev/null || true
 	wait "$SERVER_PID" 2>/dev/null || true
+	if [ -n "$REDIS_PID" ]; then
+		kill "$REDIS_PID" 2>/dev/null || true
+		wait "$REDIS_PID" 2>/dev/null || true
+		REDIS_PID=
+	fi
 }
 
 bench_target() {
@@ -226,8 +318,11 @@ bench_target() {
 
 	# 1. REGISTER/s.
 	uport=$(free_port)
+	local before
+	before=$(redis_calls)
 	ladder register "$target" "$REG_RATES" \
 		sipp -sf "$SIPP_DIR/bench-register.xml" -inf "$USERS_CSV" -i 127.0.0.1 -p "$uport" "$server"
+	per_op register "$before"
 
 	# 2. calls/s: UAS u1 registered on its port, then answering.
 	# First let the REGISTER transactions of step 1 end (non-INVITE server
@@ -246,9 +341,15 @@ bench_target() {
 	PIDS+=($uas)
 	sleep 0.5
 	cport=$(free_port)
-	ladder call "$target" "$CALL_RATES" \
-		sipp -sf "$SIPP_DIR/uac-call.xml" -inf "$OUT/caller.csv" -au u0 -ap "$PASS" \
-		-auth_uri u1@localhost -s u1 -i 127.0.0.1 -p "$cport" "$server"
+	before=$(redis_calls)
+	if ((CALLERS > 1)); then
+		call_ladder call "$target" "$CALL_RATES" "$server"
+	else
+		ladder call "$target" "$CALL_RATES" \
+			sipp -sf "$SIPP_DIR/uac-call.xml" -inf "$OUT/caller.csv" -au u0 -ap "$PASS" \
+			-auth_uri u1@localhost -s u1 -i 127.0.0.1 -p "$cport" "$server"
+	fi
+	per_op call "$before"
 	kill "$uas" 2>/dev/null || true
 	wait "$uas" 2>/dev/null || true
 	stop_server
@@ -257,8 +358,9 @@ bench_target() {
 echo "logs in $OUT; $(date -u '+%F %T UTC'); $(nproc) cores; load:$(uptime | sed 's/.*load average://')"
 case $TARGETS in
 both) bench_target switchboard; bench_target kamailio ;;
-switchboard | kamailio) bench_target "$TARGETS" ;;
-*) echo "usage: $0 [switchboard|kamailio|both]" >&2; exit 2 ;;
+stores) bench_target switchboard; bench_target redis ;;
+switchboard | redis | kamailio) bench_target "$TARGETS" ;;
+*) echo "usage: $0 [switchboard|redis|kamailio|both|stores]" >&2; exit 2 ;;
 esac
 echo "load after:$(uptime | sed 's/.*load average://')"
 echo "results: $RESULTS"

@@ -161,6 +161,13 @@ type Config struct {
 	WSMaxConns              int           `env:"WS_MAX_CONNS" envDefault:"5000"`
 	WSMaxConnsPerIP         int           `env:"WS_MAX_CONNS_PER_IP" envDefault:"100"`
 	UnregisteredIdleTimeout time.Duration `env:"UNREGISTERED_IDLE_TIMEOUT" envDefault:"60s"`
+
+	// RedisURL, when set, keeps the location service in Redis (or Valkey)
+	// and makes this gateway one instance of a cluster that shares it;
+	// ClusterHost is the host by which the other instances reach this
+	// one's SIP TCP listener (validated in clusterstack.go).
+	RedisURL    string `env:"REDIS_URL"`
+	ClusterHost string `env:"CLUSTER_HOST"`
 }
 
 // loadConfig reads the settings from environ (variable name to value, as
@@ -417,6 +424,7 @@ func (c *Config) validate() []error {
 	}
 
 	c.validateMedia(add)
+	c.validateCluster(add)
 	if _, err := forwarded.ParseHeader(c.ForwardedHeader); err != nil {
 		add("FORWARDED_HEADER", "%q is not a forwarding header; use X-Forwarded-For (with X-Forwarded-Proto) or Forwarded (RFC 7239): the one your proxy writes", c.ForwardedHeader)
 	}
@@ -586,6 +594,8 @@ func (c Config) LogValue() slog.Value {
 		slog.Int("ws_max_conns", c.WSMaxConns),
 		slog.Int("ws_max_conns_per_ip", c.WSMaxConnsPerIP),
 		slog.Duration("unregistered_idle_timeout", c.UnregisteredIdleTimeout),
+		slog.Bool("redis_url_set", c.RedisURL != ""),
+		slog.String("cluster_host", c.ClusterHost),
 	)
 }
 

@@ -147,7 +147,7 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	// Registrations.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if bindings, err := s.location.All(ctx); err == nil {
+	if bindings, err := s.registrations(ctx); err == nil {
 		byTransport := map[string]int{}
 		aors := map[string]bool{}
 		for _, b := range bindings {
@@ -160,11 +160,13 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.users, float64(len(aors)))
 	}
 	gauge(c.accounts, float64(s.accounts.Len()))
-	ls := s.location.Stats()
-	counter(c.locRecords, ls.Records)
-	counter(c.locSyncs, ls.Syncs)
-	counter(c.locSnapshots, ls.Snapshots)
-	counter(c.locWriteErrors, ls.WriteErrors)
+	if s.memory != nil {
+		ls := s.memory.Stats()
+		counter(c.locRecords, ls.Records)
+		counter(c.locSyncs, ls.Syncs)
+		counter(c.locSnapshots, ls.Snapshots)
+		counter(c.locWriteErrors, ls.WriteErrors)
+	}
 
 	// Bridged calls and their media.
 	calls := s.gw.Calls().Calls()

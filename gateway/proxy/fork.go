@@ -31,6 +31,7 @@ type call struct {
 	// bridging: an initial INVITE, whose targets Options.Bridge may take.
 	bridging bool
 	inTok    string // flow token of the source, "" when it is no connection
+	fromPeer bool   // sent by another instance of the cluster (Caller.Peer)
 
 	// rr: an initial request that may create a dialog (createsDialog).
 	// The proxy record-routes it with rrStamp and keeps its dialog under
@@ -153,7 +154,11 @@ func createsDialog(method string) bool {
 // proxy's table, reporting false when the table has no room.
 func (c *call) open() bool {
 	now := c.p.clk.Now()
-	if err := c.p.dialogs.open(c.key, callerSide(c.req), now, now.Add(c.earlyLifetime())); err != nil {
+	caller := callerSide(c.req)
+	if c.fromPeer {
+		caller.flow = sip.Addr{}
+	}
+	if err := c.p.dialogs.open(c.key, caller, now, now.Add(c.earlyLifetime())); err != nil {
 		return false
 	}
 	c.opened = true

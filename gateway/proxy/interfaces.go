@@ -28,6 +28,12 @@ type Target struct {
 	// Expires is when the binding lapses; a redirect (302) reports it in
 	// the Contact's expires parameter. Zero leaves the parameter out.
 	Expires time.Time
+	// Peer: the target is reached over a connection that another
+	// instance of the gateway's cluster holds, through the first Path
+	// entry, a PeerRoute to that instance. That instance delivers the
+	// request, and runs the B2BUA of a call that crosses to a browser
+	// there; the Bridge sees this.
+	Peer bool
 }
 
 // BridgedBranch is a branch of a forked INVITE that something other than
@@ -99,10 +105,13 @@ type Caller struct {
 	Trunk string
 	// Source is where the request came from.
 	Source sip.Addr
+	// Peer: another instance of the cluster sent the request on a peer
+	// route (Proxy.PeerRoute), having authorised it.
+	Peer bool
 }
 
 // Anonymous reports a caller that is neither authenticated nor trusted.
-func (c Caller) Anonymous() bool { return c.User == "" && c.Trunk == "" }
+func (c Caller) Anonymous() bool { return c.User == "" && c.Trunk == "" && !c.Peer }
 
 // Router is the routing hook of trunks and dial plans. It is asked about
 // every out-of-dialog request after the caller was established and before

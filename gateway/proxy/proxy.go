@@ -302,7 +302,13 @@ func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Re
 			"call_id", r.CallID(), "method", r.Method, "uri", r.URI.String(), "source", r.Source.String())
 	}
 	caller := Caller{Source: r.Source}
-	if !inDialog {
+	switch {
+	case inDialog:
+	case rt.peer:
+		// Another instance of the cluster authorised it and sends it
+		// here for a connection of ours.
+		caller.Peer = true
+	default:
 		var ok bool
 		if caller, ok = p.authorize(tx, r, uri); !ok {
 			return
@@ -313,6 +319,12 @@ func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Re
 		return
 	}
 	c := newCall(p, tx, r, hash)
+	if caller.Peer {
+		// The connection from a peer is no party's: requests within the
+		// dialog go back through the peer's Record-Route, over whatever
+		// connection reaches it then.
+		c.fromPeer, c.inTok = true, ""
+	}
 	if inDialog {
 		c.inDialog(&rt)
 	}
@@ -363,10 +375,10 @@ func (p *Proxy) targets(ctx context.Context, tx *transaction.ServerTx, r *sip.Re
 	switch {
 	case inDialog:
 		return []Target{{URI: r.URI, Dest: dest}}, true
-	case rt.flow.IsValid() && p.mayLeave(caller):
+	case rt.flow.IsValid() && (p.mayLeave(caller) || caller.Peer):
 		// Out of any dialog we know (one forgotten in a restart, say), a
 		// Route of ours named a flow: an authenticated user may follow it
-		// as it may go anywhere.
+		// as it may go anywhere; a peer route was written for it.
 		return []Target{{URI: r.URI, Dest: rt.flow}}, true
 	case r.Has("Route"):
 		// A route set beyond us, pre-loaded by the caller: the request

@@ -302,6 +302,16 @@ func newE2EPhoneAt(t *testing.T, g *gateway, ip net.IP) *e2ePhone {
 
 func (p *e2ePhone) sipAddr() string { return p.sip.LocalAddr().String() }
 
+// toward makes the phone send what it sends from now on to g.
+func (p *e2ePhone) toward(g *gateway) {
+	p.t.Helper()
+	a, err := net.ResolveUDPAddr("udp4", g.sipAddr())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.gwSIP = a
+}
+
 func (p *e2ePhone) sendRaw(b []byte) {
 	p.t.Helper()
 	if _, err := p.sip.WriteToUDP(b, p.gwSIP); err != nil {
@@ -371,6 +381,14 @@ func (p *e2ePhone) transact(req *sip.Request) *sip.Response {
 // register registers user from the phone's socket, answering the 401.
 func (p *e2ePhone) register(user string) {
 	p.t.Helper()
+	p.registerAs(user, "<sip:"+user+"@"+p.sipAddr()+">", nil)
+}
+
+// registerAs registers user with contact, answering the 401; the answer
+// goes to answerTo when it is not nil (another gateway of a cluster),
+// else where the REGISTER went.
+func (p *e2ePhone) registerAs(user, contact string, answerTo *gateway) {
+	p.t.Helper()
 	callID, tag := sip.NewCallID(), sip.NewTag()
 	client := &digest.Client{Username: user, Password: users[user]}
 	var auth string
@@ -382,7 +400,7 @@ func (p *e2ePhone) register(user string) {
 			"To: <sip:" + user + "@" + domain + ">\r\n" +
 			"Call-ID: " + callID + "\r\n" +
 			"CSeq: " + strconv.Itoa(cseq) + " REGISTER\r\n" +
-			"Contact: <sip:" + user + "@" + p.sipAddr() + ">\r\n" +
+			"Contact: " + contact + "\r\n" +
 			"Expires: 300\r\n" + auth +
 			"Content-Length: 0\r\n\r\n"
 		req := mustParseRequest(p.t, raw)
@@ -400,6 +418,9 @@ func (p *e2ePhone) register(user string) {
 				p.t.Fatal(err)
 			}
 			auth = "Authorization: " + cr.String() + "\r\n"
+			if answerTo != nil {
+				p.toward(answerTo)
+			}
 		default:
 			p.t.Fatalf("phone: REGISTER: %d %s", res.StatusCode, res.Reason)
 		}

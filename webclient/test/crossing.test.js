@@ -29,6 +29,7 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -38,6 +39,7 @@ import { launchBrowser, relayWebSocket, watchPage } from './helpers.js';
 
 const USERS = { ...DEFAULT_USERS, 1000: 'pass1000' };
 const SIPP = process.env.SIPP || 'sipp';
+const REDIS = process.env.REDIS_SERVER || 'redis-server';
 const SIPP_DIR = path.join(repoRoot, 'test', 'sipp');
 const T = { timeout: 60_000 };
 
@@ -222,6 +224,38 @@ function pcmuPcap(seconds = 6) {
   return buf;
 }
 
+// state, waitState and waitStats read the softphone page; expectExit
+// waits for a sipp to end with 0.
+const state = (page) => page.evaluate(() => window.softphone.state);
+
+async function waitState(page, predicate, timeout = 10_000) {
+  const deadline = Date.now() + timeout;
+  let s;
+  while (Date.now() < deadline) {
+    s = await state(page);
+    if (predicate(s)) return s;
+    await sleep(50);
+  }
+  throw new Error(`timed out waiting for ${predicate}; state: ${JSON.stringify(s)}`);
+}
+
+async function waitStats(page, predicate, timeout = 10_000) {
+  const deadline = Date.now() + timeout;
+  let s;
+  while (Date.now() < deadline) {
+    s = await page.evaluate(() => window.softphone.getStats());
+    if (s && predicate(s)) return s;
+    await sleep(250);
+  }
+  throw new Error(`timed out waiting for ${predicate}; stats: ${JSON.stringify(s)}`);
+}
+
+async function expectExit(proc, timeout, what) {
+  const res = await Promise.race([proc.done, sleep(timeout).then(() => null)]);
+  assert.ok(res, `sipp ${proc.label} still running after ${timeout} ms (${what})`);
+  assert.equal(res.code, 0, `sipp ${proc.label} exit ${JSON.stringify(res)} (${what})`);
+}
+
 describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: skipReason() }, () => {
   let build;
   let gateway;
@@ -321,8 +355,6 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
     };
   }
 
-  const state = (page) => page.evaluate(() => window.softphone.state);
-
   // metric returns the value of a sample of the gateway's /metrics.
   async function metric(series) {
     const body = await (await fetch(`${gateway.url}/metrics`)).text();
@@ -380,28 +412,6 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
     return waitStats(page, (s) => s.inbound?.packetsReceived >= from + n, timeout);
   }
 
-  async function waitState(page, predicate, timeout = 10_000) {
-    const deadline = Date.now() + timeout;
-    let s;
-    while (Date.now() < deadline) {
-      s = await state(page);
-      if (predicate(s)) return s;
-      await sleep(50);
-    }
-    throw new Error(`timed out waiting for ${predicate}; state: ${JSON.stringify(s)}`);
-  }
-
-  async function waitStats(page, predicate, timeout = 10_000) {
-    const deadline = Date.now() + timeout;
-    let s;
-    while (Date.now() < deadline) {
-      s = await page.evaluate(() => window.softphone.getStats());
-      if (s && predicate(s)) return s;
-      await sleep(250);
-    }
-    throw new Error(`timed out waiting for ${predicate}; stats: ${JSON.stringify(s)}`);
-  }
-
   // waitBound waits until something (sipp) has bound UDP port.
   async function waitBound(port, proc, timeout = 5_000) {
     const deadline = Date.now() + timeout;
@@ -411,12 +421,6 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
       await sleep(50);
     }
     throw new Error(`sipp ${proc.label} did not bind 127.0.0.1:${port} within ${timeout} ms`);
-  }
-
-  async function expectExit(proc, timeout, what) {
-    const res = await Promise.race([proc.done, sleep(timeout).then(() => null)]);
-    assert.ok(res, `sipp ${proc.label} still running after ${timeout} ms (${what})`);
-    assert.equal(res.code, 0, `sipp ${proc.label} exit ${JSON.stringify(res)} (${what})`);
   }
 
   test(
@@ -563,5 +567,157 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
       assert.equal(history[0].outcome, 'answered');
       assert.equal((await state(alice)).registration, 'registered');
     }),
+  );
+});
+
+// startRedis runs a redis-server of the test's own on a free loopback
+// port, without persistence. Returns { url, log(), stop() }.
+async function startRedis(dir) {
+  const probe = net.createServer();
+  await new Promise((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address();
+  await new Promise((resolve) => probe.close(resolve));
+  const child = spawn(REDIS, ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', dir], {
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  let log = '';
+  child.stdout.setEncoding('utf8').on('data', (b) => (log += b));
+  child.stderr.setEncoding('utf8').on('data', (b) => (log += b));
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const pong = await new Promise((resolve) => {
+      const c = net.connect(port, '127.0.0.1');
+      c.setTimeout(1000, () => c.destroy());
+      c.on('error', () => resolve(false));
+      c.on('close', () => resolve(false));
+      c.on('data', (d) => {
+        resolve(String(d).startsWith('+PONG'));
+        c.destroy();
+      });
+      c.on('connect', () => c.write('PING\r\n'));
+    });
+    if (pong) break;
+    if (Date.now() > deadline) throw new Error(`redis-server did not answer PING on port ${port}:\n${log}`);
+    await sleep(50);
+  }
+  return {
+    url: `redis://127.0.0.1:${port}/0`,
+    log: () => log,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+      running.delete(child);
+    },
+  };
+}
+
+function clusterSkipReason() {
+  const redis = spawnSync(REDIS, ['--version'], { encoding: 'utf8' });
+  if (redis.error) return `no redis-server (${REDIS}) on PATH: run scripts/deps.sh`;
+  return skipReason();
+}
+
+// Cluster mode (issue 13) with a real browser: two gateways share a
+// redis-server. Chromium registers alice at gateway 2; a sipp phone calls
+// her through gateway 1, which sends the call to gateway 2; gateway 2,
+// which holds her WebSocket, bridges it and relays the audio.
+describe('a call across two gateways of a cluster (Redis)', { skip: clusterSkipReason() }, () => {
+  let build;
+  let redis;
+  let g1;
+  let g2;
+  let browser;
+  let dir;
+
+  before(
+    async () => {
+      dir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-cluster-'));
+      await writeFile(path.join(dir, 'pcmu.pcap'), pcmuPcap(6));
+      redis = await startRedis(dir);
+      build = await buildGateway();
+      const env = (ice, rtp) => ({
+        SWITCHBOARD_REDIS_URL: redis.url,
+        SWITCHBOARD_ICE_PORT: String(ice),
+        SWITCHBOARD_RTP_PORTS: rtp,
+      });
+      g1 = await startGateway({ bin: build.bin, users: USERS, env: env(await freeUdpPort(), '21000-21999') });
+      g2 = await startGateway({ bin: build.bin, users: USERS, env: env(await freeUdpPort(), '22000-22999') });
+      browser = await launchBrowser();
+    },
+    { timeout: 300_000 },
+  );
+
+  after(async () => {
+    for (const child of running) if (child.spawnargs[0] === SIPP) child.kill('SIGKILL');
+    await browser?.close();
+    const stopped = [await g1?.stop(), await g2?.stop()];
+    await redis?.stop();
+    await build?.cleanup();
+    if (dir) await rm(dir, { recursive: true, force: true });
+    for (const [i, st] of stopped.entries()) {
+      if (st) assert.ok(st.clean, `gateway ${i + 1} did not stop cleanly on SIGTERM: ${JSON.stringify(st)}`);
+    }
+  });
+
+  test(
+    '1000 (sipp UAC) at gateway 1 calls alice (Chromium, auto-answer) at gateway 2: gateway 2 bridges, audio arrives',
+    T,
+    async () => {
+      const marks = [g1.logMark(), g2.logMark()];
+      const page = await browser.newPage();
+      const problems = watchPage(page);
+      let uac;
+      try {
+        await page.goto(`${g2.url}/?autoanswer=1`);
+        await page.waitForFunction(() => window.softphone && window.softphone.state !== null, null, { timeout: 10_000 });
+        assert.equal(
+          await page.evaluate(([u, p]) => window.softphone.register(u, p), ['alice', USERS.alice]),
+          'registered',
+        );
+
+        const port = await freeUdpPort();
+        const mediaPort = await freeUdpPort([0, 2]);
+        uac = startSipp('uac-1000', [
+          '-sf', path.join(SIPP_DIR, 'uac-pcap.xml'),
+          '-inf', path.join(SIPP_DIR, 'caller-1000.csv'),
+          '-au', '1000', '-ap', USERS[1000], '-auth_uri', `alice@${g1.domain}`, '-s', 'alice',
+          '-i', '127.0.0.1', '-p', String(port),
+          '-mi', '127.0.0.1', '-mp', String(mediaPort),
+          '-m', '1', '-timeout', '40s', '-timeout_error',
+          g1.sipUdp,
+        ], { dir });
+
+        await waitState(page, (s) => s.call === 'active' && s.peer === '1000', 15_000);
+        const stats = await waitStats(
+          page,
+          (s) => s.inbound?.packetsReceived >= 25 && s.inbound.audioLevel > 0.01,
+          5_000,
+        );
+        assert.match(stats.codec || '', /PCMU/i, 'the phone offered PCMU alone');
+
+        const end = await waitState(page, (s) => s.call === 'idle', 15_000);
+        assert.equal(end.error, '');
+        await expectExit(uac, 10_000, 'the UAC should get 200 for its BYE');
+        // The browser's instance ran the B2BUA; the phone's proxied.
+        assert.match(g2.logSince(marks[1]), /msg="call answered" component=b2bua/);
+        assert.doesNotMatch(g1.logSince(marks[0]), /component=b2bua/);
+        assert.deepEqual(problems, []);
+      } catch (err) {
+        const parts = [String(err && err.stack ? err.stack : err)];
+        if (uac) parts.push(`--- sipp: ${uac.command}\n${uac.output()}\n${(await uac.trace()).replace(/\r\n/g, '\n')}`);
+        parts.push(`--- gateway 1 log ---\n${g1.logSince(marks[0])}`);
+        parts.push(`--- gateway 2 log ---\n${g2.logSince(marks[1])}`);
+        parts.push(`--- redis-server log ---\n${redis.log()}`);
+        const e = new Error(parts.join('\n'));
+        e.cause = err;
+        throw e;
+      } finally {
+        await page.close().catch(() => {});
+        await uac?.kill();
+      }
+    },
   );
 });
