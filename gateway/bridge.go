@@ -20,12 +20,12 @@ import (
 // than through B2BUA.Call: the bridged branch is the same call, and the
 // proxy's response context (Timer C, the caller's CANCEL, the 2xx and its
 // retransmissions) then serves every call alike.
-func (g *Gateway) bridge(ctx context.Context, req *sip.Request, t proxy.Target) (proxy.BridgedBranch, bool) {
+func (g *Gateway) bridge(ctx context.Context, req *sip.Request, caller proxy.Caller, t proxy.Target) (proxy.BridgedBranch, bool) {
 	web := targetWeb(t)
 	if web == b2bua.IsWebRTC(req) {
 		return nil, false
 	}
-	target := b2bua.Target{URI: t.URI, Dst: t.Dest, WebRTC: web}
+	target := b2bua.Target{URI: t.URI, Dst: t.Dest, WebRTC: web, User: t.User, CallerUser: caller.User}
 	for _, p := range t.Path {
 		if a, err := sip.ParseAddress(p); err == nil {
 			target.Route = append(target.Route, a)

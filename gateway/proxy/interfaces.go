@@ -28,6 +28,11 @@ type Target struct {
 	// Expires is when the binding lapses; a redirect (302) reports it in
 	// the Contact's expires parameter. Zero leaves the parameter out.
 	Expires time.Time
+	// User is the user of one of our domains whose registration the
+	// target is (the proxy sets it for the targets the Locator found), ""
+	// for a trunk or a foreign host: the REFERs of that party in the
+	// dialog are trusted as that user's (package transfer).
+	User string
 }
 
 // BridgedBranch is a branch of a forked INVITE that something other than
