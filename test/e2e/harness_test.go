@@ -47,6 +47,7 @@ var users = map[string]string{
 	"bob":   "bob-secret",
 	"1000":  "pass1000",
 	"1001":  "pass1001",
+	"carol": "carol-secret",
 }
 
 // domain is the SIP domain and digest realm of the gateways.
@@ -508,6 +509,8 @@ type sippOptions struct {
 	user, password, authURI string
 	// remote is the gateway's address; default the gateway of the test.
 	remote string
+	// extra are more arguments (media: -mi, -mp, -rtp_echo).
+	extra []string
 }
 
 // startSipp starts sipp with scenario (a file of test/sipp) for one call
@@ -569,6 +572,7 @@ func startSipp(t *testing.T, g *gateway, name, scenario string, o sippOptions) *
 	if o.authURI != "" {
 		args = append(args, "-auth_uri", o.authURI)
 	}
+	args = append(args, o.extra...)
 	args = append(args, o.remote)
 
 	out, err := os.Create(s.stdout)
