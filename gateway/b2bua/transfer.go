@@ -34,6 +34,10 @@ type referSub struct {
 	from  *leg   // the transferor's leg, where the NOTIFYs go
 	id    uint32 // the CSeq of the transferor's REFER: the id of its NOTIFYs
 	quiet bool   // the transferor asked for no subscription (RFC 4488)
+	// answered is closed once the transferor has the answer to its
+	// REFER: its NOTIFYs wait for it, so that they never overtake the
+	// 202 (RFC 3515 lets them, but not every agent copes).
+	answered chan struct{}
 }
 
 // referKey names a relayed REFER by the leg it was relayed on and its
@@ -120,7 +124,9 @@ func (c *call) serveRefer(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 	}
 	key := referKey{other, out.CSeq().Seq}
 	// Before the REFER leaves: its first NOTIFY may overtake the 202.
-	if !c.xfer.add(key, &referSub{from: l, id: req.CSeq().Seq, quiet: quiet}) {
+	sub := &referSub{from: l, id: req.CSeq().Seq, quiet: quiet, answered: make(chan struct{})}
+	defer close(sub.answered)
+	if !c.xfer.add(key, sub) {
 		res := l.reply(req, 503, "Service Unavailable (too many transfers in progress)")
 		res.Set("Retry-After", "5")
 		c.log.Info("transfer: refused, too many in progress", "leg", l.role, "max", maxRefers)
@@ -191,6 +197,10 @@ func (c *call) serveNotify(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 	if sub.quiet {
 		c.respond(tx, l.reply(req, 200, ""))
 	} else {
+		select {
+		case <-sub.answered:
+		case <-c.ctx.Done():
+		}
 		c.respond(tx, l.reply(req, c.relayNotify(sub, req), ""))
 	}
 	if terminated && status >= 200 && status < 300 {

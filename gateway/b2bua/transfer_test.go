@@ -5,10 +5,22 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/switchboard/switchboard/internal/sipnet"
 	"github.com/switchboard/switchboard/sip"
 )
 
 const sipfrag = "message/sipfrag;version=2.0"
+
+// bridgedCall is browserCallsPhone, with audio flowing: the web leg's
+// connection is settled before the test ends the call (media's
+// learnTransport can race pion's own close of a leg that is torn down
+// as it connects).
+func bridgedCall(t *testing.T, h *harness) (*outCall, *inbound) {
+	t.Helper()
+	br, ph, oc, in := browserCallsPhone(t, h)
+	audioToBrowser(t, ph, br)
+	return oc, in
+}
 
 // refer sends a REFER from the browser in oc's dialog, on a goroutine of
 // its own (the B2BUA answers it once the phone has), and returns where
@@ -48,7 +60,7 @@ func notifyFromPhone(h *harness, in *inbound, event, state, frag string) <-chan 
 // sipfrag says the target answered, ends the call on both legs.
 func TestTransferRelayed(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	_, _, oc, in := browserCallsPhone(t, h)
+	oc, in := bridgedCall(t, h)
 
 	done := referFromBrowser(h, oc, "<sip:carol@example.test>")
 	ref := h.phone.expect(sip.MethodRefer)
@@ -56,19 +68,31 @@ func TestTransferRelayed(t *testing.T) {
 		ref.req.Get("Referred-By") != "<sip:browser@example.test>" {
 		t.Fatalf("the phone's REFER:\n%s", ref.req)
 	}
+	phoneID := strconv.FormatUint(uint64(ref.req.CSeq().Seq), 10)
+	// The phone's first NOTIFY overtakes its 202; the gateway holds it
+	// until the browser has its 202.
+	trying := notifyFromPhone(h, in, "refer;id="+phoneID, "active;expires=60", "SIP/2.0 100 Trying\r\n")
+	h.net.Log.Wait(t, waitLimit, "the phone's NOTIFY", func(d sipnet.Delivery) bool {
+		return d.String() == "phone -> gateway: NOTIFY"
+	})
 	ref.respond(202, nil)
 	accepted := awaitResponse(t, done)
 	if accepted.StatusCode != 202 {
 		t.Fatalf("the browser's REFER: %d", accepted.StatusCode)
 	}
 	browserID := strconv.FormatUint(uint64(accepted.CSeq().Seq), 10)
-	phoneID := strconv.FormatUint(uint64(ref.req.CSeq().Seq), 10)
 
-	for _, step := range []struct{ state, frag string }{
-		{"active;expires=60", "SIP/2.0 100 Trying\r\n"},
-		{"terminated;reason=noresource", "SIP/2.0 200 OK\r\n"},
+	for _, step := range []struct {
+		state, frag string
+		res         <-chan *sip.Response
+	}{
+		{"active;expires=60", "SIP/2.0 100 Trying\r\n", trying},
+		{"terminated;reason=noresource", "SIP/2.0 200 OK\r\n", nil},
 	} {
-		res := notifyFromPhone(h, in, "refer;id="+phoneID, step.state, step.frag)
+		res := step.res
+		if res == nil {
+			res = notifyFromPhone(h, in, "refer;id="+phoneID, step.state, step.frag)
+		}
 		n := h.browser.expect(sip.MethodNotify)
 		if n.req.CallID() != oc.req.CallID() || n.req.Get("Event") != "refer;id="+browserID ||
 			n.req.Get("Subscription-State") != step.state || string(n.req.Body) != step.frag ||
@@ -82,6 +106,15 @@ func TestTransferRelayed(t *testing.T) {
 	}
 	h.phone.expect(sip.MethodBye).respond(200, nil)
 	h.browser.expect(sip.MethodBye).respond(200, nil)
+	var order []string
+	for _, d := range h.net.Log.All() {
+		if l := d.String(); strings.HasPrefix(l, "gateway -> browser: ") {
+			order = append(order, strings.TrimPrefix(l, "gateway -> browser: "))
+		}
+	}
+	if got := strings.Join(order, ","); !strings.Contains(got, "202 REFER,NOTIFY,NOTIFY,BYE") {
+		t.Errorf("the browser got %s; want the 202 before the NOTIFYs", got)
+	}
 	if cause := h.ended(); !strings.Contains(cause, "transferred") {
 		t.Errorf("cause %q, want transferred", cause)
 	}
@@ -93,7 +126,7 @@ func TestTransferRelayed(t *testing.T) {
 // them.
 func TestTransferRefusals(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	_, _, oc, in := browserCallsPhone(t, h)
+	oc, in := bridgedCall(t, h)
 
 	done := referFromBrowser(h, oc, "<sip:carol@example.test>")
 	h.phone.expect(sip.MethodRefer).respond(405, nil)
@@ -135,7 +168,7 @@ func TestTransferRefusals(t *testing.T) {
 // target answered, as the transferor learns nothing and hangs up itself.
 func TestTransferNoReferSub(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	_, _, oc, in := browserCallsPhone(t, h)
+	oc, in := bridgedCall(t, h)
 
 	done := referFromBrowser(h, oc, "<sip:carol@example.test>", "Refer-Sub", "false", "Supported", "norefersub")
 	ref := h.phone.expect(sip.MethodRefer)
@@ -162,7 +195,7 @@ func TestTransferNoReferSub(t *testing.T) {
 // makes room again.
 func TestTransferCap(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	_, _, oc, in := browserCallsPhone(t, h)
+	oc, in := bridgedCall(t, h)
 
 	var first *inbound
 	for i := range maxRefers {
