@@ -239,3 +239,48 @@ func TestTransferToTrunkNumber(t *testing.T) {
 	r.call.bye()
 	provider.expectSuccess()
 }
+
+// TestPhoneTransfersBrowser is issue 12 point 1 with a real desk phone:
+// sipp (test/sipp/uas-transfer.xml), registered as 1000, answers alice's
+// browser, echoes her audio, and transfers her to carol with a REFER. The
+// browser calls carol and reports it in NOTIFYs, which sipp checks (the
+// final one must say 200); the gateway ends the transferred call with BYE
+// on both sides; alice and carol, a phone or a browser, then talk.
+func TestPhoneTransfersBrowser(t *testing.T) {
+	for _, carolWeb := range []bool{false, true} {
+		t.Run(map[bool]string{false: "to-phone", true: "to-browser"}[carolWeb], func(t *testing.T) {
+			g := startGateway(t, gatewayOptions{})
+			desk := registerPhone(t, g, "1000", "1000", false)
+			mediaPort := freePort(t, "udp", desk.ip)
+			s := startSipp(t, g, "1000-uas", "uas-transfer.xml", sippOptions{ip: desk.ip, port: desk.port,
+				inf: domain + ";carol", service: "1000",
+				extra: []string{"-mi", desk.ip, "-mp", fmt.Sprint(mediaPort), "-rtp_echo"}})
+			s.waitBound(false, desk.ip, desk.port)
+			a := newParty(t, g, "A", "alice", true)
+			c := newParty(t, g, "C", "carol", carolWeb)
+
+			ab, res := a.dial("sip:1000@" + domain)
+			if ab == nil {
+				t.Fatalf("alice calls the desk phone: %v", res)
+			}
+			audioEchoed(t, ab)
+			// The desk phone's signal to transfer.
+			if res := ab.request(sip.MethodInfo, nil); res.StatusCode != 200 {
+				t.Fatalf("INFO: %d", res.StatusCode)
+			}
+			if ref := a.expectRefer(); ref.Get("Refer-To") != "<sip:carol@"+domain+">" {
+				t.Errorf("the REFER alice got has Refer-To %q", ref.Get("Refer-To"))
+			}
+			r := a.expectFollowed()
+			if r.call == nil {
+				t.Fatalf("alice's call to carol: %v", r.res)
+			}
+			cb := c.expectCall()
+			ab.expectEnded()
+			audioBothWays(t, r.call, cb)
+			r.call.bye()
+			cb.expectEnded()
+			s.expectSuccess()
+		})
+	}
+}
