@@ -41,6 +41,7 @@ const ui = createUI(document, {
   hangup: () => phone.hangup(),
   mute: () => phone.toggleMute(),
   hold: () => phone.toggleHold(),
+  transfer: (target) => phone.transfer(target),
   digit: (d) => {
     const call = phone.snapshot().call;
     if (call === Call.ACTIVE) {
@@ -195,6 +196,7 @@ window.softphone = Object.freeze({
   hangup: () => phone && phone.hangup(),
   mute: (on = true) => phone && phone.setMuted(on),
   hold: (on = true) => phone && phone.setHeld(on),
+  transfer: (target) => phone && phone.transfer(target),
   dtmf: (tones) => phone && phone.sendDTMF(tones),
   getStats: () => (phone ? phone.getStats() : Promise.resolve(null)),
   history: () => history.list(),

@@ -1,5 +1,5 @@
 // Phone wraps a JsSIP user agent: sign-in (REGISTER), one call at a time,
-// mute, hold and DTMF. It knows nothing of the DOM: it keeps a small state
+// mute, hold, DTMF and blind transfer (either side). It knows nothing of the DOM: it keeps a small state
 // object and tells listeners when it changes, so the page (ui.js), the test
 // hook (window.softphone) and Node tests can all observe it.
 
@@ -45,6 +45,11 @@ const initialState = Object.freeze({
   remoteHeld: false, // they did
   earlyMedia: false, // the ringing call sends its own audio (183 with SDP)
   tonesReceived: '', // DTMF the other side sent (SIP INFO)
+  // transfer is where a blind transfer of ours stands: '' (none),
+  // 'trying' (REFER sent or accepted), 'failed' (the call goes on); and
+  // transferredFrom is who transferred us into this call, '' if nobody.
+  transfer: '',
+  transferredFrom: '',
   status: text.signedOut, // what is going on, in words
   error: '', // what went wrong, in words; '' when nothing
 });
@@ -91,6 +96,10 @@ export class Phone {
 
   #session = null;
   #call = null; // { direction, peer, target, startedAt, answeredAt, override }
+  // #previous is the call we were in when the other side transferred us
+  // (it REFERred us elsewhere): { session, call, stream }, until the new
+  // call is answered or fails, when we are back in it.
+  #previous = null;
   #localStream = null;
   #iceTimers = new Set();
   #watchedPcs = new WeakSet();
@@ -474,6 +483,95 @@ export class Phone {
     }
   }
 
+  // transfer hands the other side of the active call to target (a blind
+  // transfer, RFC 3515): the other side calls target, we hear how it goes,
+  // and our call ends once target answers. If target does not answer, the
+  // call goes on. It returns false when there is no call to transfer.
+  transfer(target) {
+    const dial = cleanTarget(target);
+    const s = this.#session;
+    const call = this.#call;
+    if (!dial) {
+      this.#set({ error: text.noTransferTarget });
+      return false;
+    }
+    if (!s || this.#state.call !== Call.ACTIVE || this.#state.transfer === 'trying') return false;
+    const peer = call.peer;
+    const mine = (fn) => (e) => {
+      if (this.#call === call) fn(e);
+    };
+    const failed = (words) => this.#set({ transfer: 'failed', status: words, error: words });
+    try {
+      s.refer(dial, {
+        eventHandlers: {
+          requestFailed: mine(({ response }) => failed(text.transferRefused(peer, dial, response && response.status_code))),
+          trying: mine(() => this.#set({ status: text.transferCalling(peer, dial) })),
+          progress: mine(() => this.#set({ status: text.transferRinging(peer, dial) })),
+          accepted: mine(() => {
+            call.override = { outcome: 'answered', text: text.transferred(peer, dial) };
+            terminate(s);
+          }),
+          failed: mine(({ status_line: line }) => failed(text.transferFailed(peer, dial, line && line.status_code))),
+        },
+      });
+    } catch (err) {
+      console.warn('softphone: transfer failed', err);
+      this.#set({ error: text.badTarget(dial) });
+      return false;
+    }
+    this.#set({ transfer: 'trying', status: text.transferring(peer, dial), error: '' });
+    return true;
+  }
+
+  // #followRefer takes the other side's REFER (it transfers us): we call
+  // its target, and that call takes the place of this one once answered;
+  // if it fails we are back in this one. A REFER with a Replaces (an
+  // attended transfer) is followed the same way.
+  async #followRefer(e) {
+    const previous = { session: this.#session, call: this.#call, stream: this.#localStream };
+    const uri = e.request.refer_to.uri;
+    const { target } = this.#identify({ uri });
+    if (this.#previous || this.#state.call !== Call.ACTIVE) {
+      e.reject();
+      return;
+    }
+    let stream;
+    try {
+      stream = await this.#getUserMedia(MEDIA_CONSTRAINTS);
+    } catch (err) {
+      e.reject();
+      this.#set({ error: describeMediaError(err) });
+      return;
+    }
+    const pcConfig = await this.#pcConfig();
+    if (this.#session !== previous.session || previous.session.isEnded()) {
+      stopStream(stream);
+      e.reject();
+      return;
+    }
+    this.#previous = previous;
+    // The call we leave behind ends with the BYE of the one who
+    // transferred us: it stops its microphone stream then.
+    const release = () => {
+      stopStream(previous.stream);
+      if (this.#previous === previous) this.#previous = null;
+    };
+    previous.session.on('ended', release);
+    previous.session.on('failed', release);
+    const from = previous.call.peer;
+    this.#startCall('out', target, target);
+    this.#localStream = stream;
+    this.#emit('localstream', stream);
+    this.#set({ call: Call.CALLING, transferredFrom: from, status: text.beingTransferred(from, target), error: '' });
+    try {
+      // newRTCSession fires inside accept() and attaches the new session.
+      e.accept(null, { mediaStream: stream, mediaConstraints: MEDIA_CONSTRAINTS, pcConfig });
+    } catch (err) {
+      console.warn('softphone: following a transfer failed', err);
+      this.#endCall({ outcome: 'failed', text: text.badTarget(target), error: true });
+    }
+  }
+
   // getStats summarises the call's RTCPeerConnection statistics; null when
   // there is no call.
   async getStats() {
@@ -525,6 +623,8 @@ export class Phone {
       remoteHeld: false,
       earlyMedia: false,
       tonesReceived: '',
+      transfer: '',
+      transferredFrom: '',
     });
     return this.#call;
   }
@@ -637,6 +737,7 @@ export class Phone {
         if (e.originator === 'remote') this.#set({ tonesReceived: this.#state.tonesReceived + e.dtmf.tone });
       }),
     );
+    session.on('refer', mine((e) => this.#followRefer(e)));
     const onMute = mine(() => this.#set({ muted: Boolean(session.isMuted().audio) }));
     session.on('muted', onMute);
     session.on('unmuted', onMute);
@@ -663,6 +764,28 @@ export class Phone {
       call.override ||
       describeEnd(event, { direction: call.direction, peer: call.peer, answered: Boolean(call.answeredAt) });
     this.#endCall(words);
+    const back = this.#previous;
+    if (back && back.call !== call && !back.session.isEnded()) {
+      // The call we were transferred to failed: back in the one we were in.
+      this.#previous = null;
+      this.#session = back.session;
+      this.#call = back.call;
+      this.#localStream = back.stream;
+      const { local, remote } = back.session.isOnHold();
+      const again = text.transferBack(call.peer, back.call.peer, words.text);
+      this.#set({
+        call: Call.ACTIVE,
+        direction: back.call.direction,
+        peer: back.call.peer,
+        target: back.call.target,
+        answeredAt: back.call.answeredAt,
+        muted: Boolean(back.session.isMuted().audio),
+        held: local,
+        remoteHeld: remote,
+        status: again,
+        error: again,
+      });
+    }
   }
 
   #endCall({ outcome, text: words, error }) {
@@ -693,6 +816,8 @@ export class Phone {
       remoteHeld: false,
       earlyMedia: false,
       tonesReceived: '',
+      transfer: '',
+      transferredFrom: '',
       status: words,
       // A connection problem already shown stays shown.
       error: error ? words : reg === Reg.DISCONNECTED ? this.#state.error : '',

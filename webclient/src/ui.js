@@ -29,7 +29,7 @@ const OUTCOME_LABEL = {
 };
 
 // handlers: signIn(user, password), signOut(), call(target), answer(),
-// decline(), hangup(), mute(), hold(), digit(d), micTest(), redial(target),
+// decline(), hangup(), mute(), hold(), transfer(target), digit(d), micTest(), redial(target),
 // clearHistory(), gesture() (any click or key: lets audio start).
 export function createUI(doc, handlers) {
   const $ = (id) => {
@@ -58,6 +58,9 @@ export function createUI(doc, handlers) {
     mute: $('mute'),
     hold: $('hold'),
     hangup: $('hangup'),
+    transferForm: $('transfer-form'),
+    transferTarget: $('transfer-target'),
+    transfer: $('transfer'),
     tones: $('tones'),
     dial: $('dial'),
     number: $('number'),
@@ -94,6 +97,10 @@ export function createUI(doc, handlers) {
   el.answer.addEventListener('click', () => handlers.answer());
   el.decline.addEventListener('click', () => handlers.decline());
   el.hangup.addEventListener('click', () => handlers.hangup());
+  el.transferForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    handlers.transfer(el.transferTarget.value);
+  });
   el.mute.addEventListener('click', () => handlers.mute());
   el.hold.addEventListener('click', () => handlers.hold());
   el.micTest.addEventListener('click', () => handlers.micTest());
@@ -191,6 +198,8 @@ export function createUI(doc, handlers) {
     else if (s.call === 'active' && s.remoteHeld) callLabel = 'Held by the other side';
     setText(el.callState, callLabel);
     el.mute.disabled = el.hold.disabled = s.call !== 'active';
+    el.transfer.disabled = el.transferTarget.disabled = s.call !== 'active' || s.transfer === 'trying';
+    if (!inCall) el.transferTarget.value = '';
     el.mute.setAttribute('aria-pressed', String(s.muted));
     el.hold.setAttribute('aria-pressed', String(s.held));
     if (s.call === 'active' && s.answeredAt) startTimer(s.answeredAt);
