@@ -281,6 +281,16 @@ func TestPhoneTransfersBrowser(t *testing.T) {
 			r.call.bye()
 			cb.expectEnded()
 			s.expectSuccess()
+			// The desk phone heard the outcome: its last NOTIFY says 200.
+			var last string
+			for m := range strings.SplitSeq(s.messageLog(), "\n-----") {
+				if strings.Contains(m, "\nNOTIFY ") || strings.HasPrefix(strings.TrimSpace(m), "NOTIFY ") {
+					last = m
+				}
+			}
+			if !strings.Contains(last, "\nSIP/2.0 200 ") {
+				t.Errorf("the desk phone's last NOTIFY does not say 200:\n%s", last)
+			}
 		})
 	}
 }
