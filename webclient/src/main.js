@@ -42,6 +42,9 @@ const ui = createUI(document, {
   mute: () => phone.toggleMute(),
   hold: () => phone.toggleHold(),
   transfer: (target) => phone.transfer(target),
+  consult: (target) => phone.call(target),
+  switchTo: (id) => phone.switchTo(id),
+  transferHeld: (id) => phone.transferHeld(id),
   digit: (d) => {
     const call = phone.snapshot().call;
     if (call === Call.ACTIVE) {
@@ -197,6 +200,8 @@ window.softphone = Object.freeze({
   mute: (on = true) => phone && phone.setMuted(on),
   hold: (on = true) => phone && phone.setHeld(on),
   transfer: (target) => phone && phone.transfer(target),
+  switchTo: (id) => phone && phone.switchTo(id),
+  transferHeld: (id) => phone && phone.transferHeld(id),
   dtmf: (tones) => phone && phone.sendDTMF(tones),
   getStats: () => (phone ? phone.getStats() : Promise.resolve(null)),
   history: () => history.list(),

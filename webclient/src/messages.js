@@ -59,6 +59,8 @@ export const text = Object.freeze({
     `${peer} could not be transferred to ${to}${code ? ` (${transferReason(code)})` : ''}. You are still in the call.`,
   transferFailed: (peer, to, code) =>
     `${to} did not take the call${code ? ` (${transferReason(code)})` : ''}. You are still in the call with ${peer}.`,
+  waiting: (peer) => `${peer} is calling. Answer to put the current call on hold.`,
+  replaced: (peer) => `The call was transferred: now in a call with ${peer}.`,
   beingTransferred: (from, to) => `${from} is transferring you to ${to}. Calling ${to}…`,
   transferBack: (to, from, why) => `The transfer to ${to} failed: ${why} You are back in the call with ${from}.`,
 });

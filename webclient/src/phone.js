@@ -50,6 +50,12 @@ const initialState = Object.freeze({
   // transferredFrom is who transferred us into this call, '' if nobody.
   transfer: '',
   transferredFrom: '',
+  // waiting is who calls while we are in a call (call waiting), '' when
+  // nobody; others are the calls on hold in the background, [{ id, peer }]:
+  // answering a waiting call or dialling holds the current one, and
+  // switchTo(id) takes a held one back.
+  waiting: '',
+  others: [],
   status: text.signedOut, // what is going on, in words
   error: '', // what went wrong, in words; '' when nothing
 });
@@ -100,6 +106,11 @@ export class Phone {
   // (it REFERred us elsewhere): { session, call, stream }, until the new
   // call is answered or fails, when we are back in it.
   #previous = null;
+  #others = []; // the held calls in the background: { session, call, stream }
+  #waiting = null; // a call ringing while we are in one: { session, call }
+  #replacing = null; // the call an INVITE with Replaces is about to replace
+  #nextId = 1;
+  #watched = new WeakSet(); // sessions #background follows
   #localStream = null;
   #iceTimers = new Set();
   #watchedPcs = new WeakSet();
@@ -153,7 +164,7 @@ export class Phone {
 
   // snapshot is a copy of the state: safe to keep, never the password.
   snapshot() {
-    return { ...this.#state };
+    return { ...this.#state, others: this.#state.others.map((o) => ({ ...o })) };
   }
 
   #set(patch) {
@@ -333,7 +344,7 @@ export class Phone {
       this.#set({ error: text.noTarget });
       return false;
     }
-    if (this.#call) {
+    if (this.#call && !this.#parkCurrent()) {
       this.#set({ error: text.busyElsewhere });
       return false;
     }
@@ -380,6 +391,29 @@ export class Phone {
 
   // answer picks up the ringing call.
   async answer() {
+    if (this.#waiting) {
+      const w = this.#waiting;
+      if (this.#call && !this.#parkCurrent()) return false;
+      this.#waiting = null;
+      this.#session = w.session;
+      this.#call = w.call;
+      this.#attach(w.session);
+      this.#set({
+        call: Call.INCOMING,
+        direction: 'in',
+        peer: w.call.peer,
+        target: w.call.target,
+        answeredAt: 0,
+        muted: false,
+        held: false,
+        remoteHeld: false,
+        earlyMedia: false,
+        tonesReceived: '',
+        transfer: '',
+        transferredFrom: '',
+        waiting: '',
+      });
+    }
     const session = this.#session;
     const call = this.#call;
     if (!session || this.#state.call !== Call.INCOMING) return false;
@@ -428,6 +462,10 @@ export class Phone {
 
   // decline turns the ringing call down with 603 Decline.
   decline() {
+    if (this.#waiting) {
+      terminate(this.#waiting.session, { status_code: 486, reason_phrase: 'Busy Here' });
+      return;
+    }
     if (this.#session && this.#state.call === Call.INCOMING) {
       terminate(this.#session, { status_code: 603, reason_phrase: 'Decline' });
     }
@@ -481,6 +519,124 @@ export class Phone {
       console.warn('softphone: DTMF not sent', err);
       return false;
     }
+  }
+
+  // #parkCurrent puts the active call on hold in the background, to make
+  // room for another; false when there is no active call to park.
+  #parkCurrent() {
+    const session = this.#session;
+    if (!session || this.#state.call !== Call.ACTIVE || this.#state.transfer === 'trying') return false;
+    if (!session.isOnHold().local) session.hold();
+    this.#others.push({ session, call: this.#call, stream: this.#localStream });
+    this.#clearIceTimers();
+    this.#session = null;
+    this.#call = null;
+    this.#localStream = null;
+    this.#set({ call: Call.IDLE, peer: '', target: '', answeredAt: 0, others: this.#othersState() });
+    return true;
+  }
+
+  #othersState() {
+    return this.#others.map((o) => ({ id: o.call.id, peer: o.call.peer }));
+  }
+
+  // switchTo takes the held call id back (and holds the current one).
+  switchTo(id) {
+    const i = this.#others.findIndex((o) => o.call.id === id);
+    if (i < 0) return false;
+    if (this.#call && !this.#parkCurrent()) return false;
+    const [o] = this.#others.splice(this.#others.findIndex((x) => x.call.id === id), 1);
+    this.#session = o.session;
+    this.#call = o.call;
+    this.#localStream = o.stream;
+    o.session.unhold();
+    const { remote } = o.session.isOnHold();
+    this.#set({
+      call: Call.ACTIVE,
+      direction: o.call.direction,
+      peer: o.call.peer,
+      target: o.call.target,
+      answeredAt: o.call.answeredAt,
+      muted: Boolean(o.session.isMuted().audio),
+      held: false,
+      remoteHeld: remote,
+      others: this.#othersState(),
+      status: text.connected(o.call.peer),
+      error: '',
+    });
+    // The page plays one remote stream: this call's again.
+    const pc = o.session.connection;
+    const r = pc && pc.getReceivers().find((x) => x.track && x.track.kind === 'audio');
+    if (r) this.#emit('remotetrack', { track: r.track, streams: [] });
+    return true;
+  }
+
+  // transferHeld connects the held call id with the current call (an
+  // attended transfer, RFC 3891): the held party is asked to call the
+  // current one with a Replaces of our call with it, and once it has, both
+  // of our calls end.
+  transferHeld(id) {
+    const o = this.#others.find((x) => x.call.id === id);
+    const current = this.#session;
+    if (!o || !current || this.#state.call !== Call.ACTIVE || this.#state.transfer === 'trying') return false;
+    const from = o.call.peer;
+    const to = this.#call.peer;
+    const failed = (words) => this.#set({ transfer: 'failed', status: words, error: words });
+    const live = () => this.#others.includes(o);
+    try {
+      o.session.refer(current.remote_identity.uri, {
+        replaces: current,
+        eventHandlers: {
+          requestFailed: ({ response }) => live() && failed(text.transferRefused(from, to, response && response.status_code)),
+          accepted: () => {
+            o.call.override = { outcome: 'answered', text: text.transferred(from, to) };
+            terminate(o.session);
+          },
+          failed: ({ status_line: line }) => live() && failed(text.transferFailed(from, to, line && line.status_code)),
+        },
+      });
+    } catch (err) {
+      console.warn('softphone: attended transfer failed', err);
+      return false;
+    }
+    this.#set({ transfer: 'trying', status: text.transferring(from, to), error: '' });
+    return true;
+  }
+
+  // #background follows a call that is not the current one (held, or
+  // waiting): its end takes it out of the lists.
+  #background(session, call) {
+    if (this.#watched.has(session)) return;
+    this.#watched.add(session);
+    const gone = (event) => {
+      if (this.#waiting && this.#waiting.session === session) {
+        this.#waiting = null;
+        this.#emit('callended', { direction: 'in', peer: call.peer, target: call.target, startedAt: call.startedAt, duration: 0, outcome: 'missed' });
+        this.#set({ waiting: '', status: this.#state.call === Call.IDLE ? text.missedWhileBusy(call.peer) : this.#state.status });
+        return;
+      }
+      const i = this.#others.findIndex((o) => o.session === session);
+      if (i < 0) return;
+      const [o] = this.#others.splice(i, 1);
+      stopStream(o.stream);
+      const words =
+        call.override ||
+        describeEnd(event, { direction: call.direction, peer: call.peer, answered: Boolean(call.answeredAt) });
+      const end = this.#now();
+      this.#emit('callended', {
+        direction: call.direction,
+        peer: call.peer,
+        target: call.target,
+        startedAt: call.startedAt,
+        duration: call.answeredAt ? Math.round((end - call.answeredAt) / 1000) : 0,
+        outcome: words.outcome,
+      });
+      const patch = { others: this.#othersState(), status: words.text };
+      if (call.override && this.#state.transfer === 'trying') patch.transfer = '';
+      this.#set(patch);
+    };
+    session.on('ended', gone);
+    session.on('failed', gone);
   }
 
   // transfer hands the other side of the active call to target (a blind
@@ -612,7 +768,7 @@ export class Phone {
   }
 
   #startCall(direction, peer, target) {
-    this.#call = { direction, peer, target, startedAt: this.#now(), answeredAt: 0, override: null };
+    this.#call = { id: this.#nextId++, direction, peer, target, startedAt: this.#now(), answeredAt: 0, override: null };
     this.#set({
       direction,
       peer,
@@ -632,6 +788,30 @@ export class Phone {
   #onNewSession({ session, originator }) {
     if (originator === 'remote') {
       const { peer, target } = this.#identify(session.remote_identity);
+      if (this.#replacing) {
+        // An INVITE with Replaces for our current call (an attended
+        // transfer elsewhere): it takes that call's place, answered at once.
+        this.#replacing = null;
+        const old = { session: this.#session, stream: this.#localStream };
+        old.session.on('ended', () => stopStream(old.stream));
+        old.session.on('failed', () => stopStream(old.stream));
+        this.#localStream = null;
+        this.#startCall('in', peer, target);
+        this.#session = session;
+        this.#attach(session);
+        this.#set({ call: Call.INCOMING, status: text.replaced(peer), error: '' });
+        this.answer();
+        return;
+      }
+      if (this.#call && !this.#waiting && this.#state.call === Call.ACTIVE) {
+        // Call waiting: it rings beside the current call.
+        const call = { id: this.#nextId++, direction: 'in', peer, target, startedAt: this.#now(), answeredAt: 0, override: null };
+        this.#waiting = { session, call };
+        this.#background(session, call);
+        this.#set({ waiting: peer, status: text.waiting(peer) });
+        this.#emit('waiting', this.snapshot());
+        return;
+      }
       if (this.#call) {
         terminate(session, { status_code: 486, reason_phrase: 'Busy Here' });
         this.#emit('callended', {
@@ -738,6 +918,14 @@ export class Phone {
       }),
     );
     session.on('refer', mine((e) => this.#followRefer(e)));
+    session.on(
+      'replaces',
+      mine((e) => {
+        this.#replacing = session;
+        e.accept();
+      }),
+    );
+    this.#background(session, this.#call);
     const onMute = mine(() => this.#set({ muted: Boolean(session.isMuted().audio) }));
     session.on('muted', onMute);
     session.on('unmuted', onMute);

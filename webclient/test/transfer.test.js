@@ -132,6 +132,73 @@ describe('transfer with the softphone', { skip: skipReason() }, () => {
     }),
   );
 
+  test('call waiting: answering holds the first call; the user switches between them', { timeout: 90_000 }, () =>
+    run(async (pages) => {
+      const alice = await open(pages, 'alice');
+      const bob = await open(pages, 'bob');
+      const carol = await open(pages, 'carol');
+
+      assert.equal(await bob.evaluate(() => window.softphone.call('alice')), true);
+      await waitFor('alice rings', () => state(alice), (s) => s.call === 'incoming');
+      await alice.evaluate(() => window.softphone.answer());
+      await waitFor('alice and bob in a call', () => state(alice), (s) => s.call === 'active' && s.peer === 'bob');
+
+      assert.equal(await carol.evaluate(() => window.softphone.call('alice')), true);
+      const w = await waitFor('carol waits', () => state(alice), (s) => s.waiting === 'carol');
+      assert.equal(w.status, 'carol is calling. Answer to put the current call on hold.');
+      await alice.getByRole('button', { name: 'Answer carol and hold the current call' }).click();
+      const a = await waitFor('alice with carol, bob on hold', () => state(alice), (s) => s.call === 'active' && s.peer === 'carol');
+      assert.deepEqual(a.others.map((o) => o.peer), ['bob']);
+      await waitFor('bob hears he is held', () => state(bob), (s) => s.remoteHeld);
+      await audioFlows('alice with carol', alice);
+
+      await alice.getByRole('button', { name: 'Resume the call with bob' }).click();
+      const b = await waitFor('alice back with bob', () => state(alice), (s) => s.call === 'active' && s.peer === 'bob');
+      assert.deepEqual(b.others.map((o) => o.peer), ['carol']);
+      await waitFor('carol hears she is held', () => state(carol), (s) => s.remoteHeld);
+      await waitFor('bob is not held', () => state(bob), (s) => !s.remoteHeld);
+      await audioFlows('alice with bob', alice);
+
+      await alice.evaluate(() => window.softphone.hangup());
+      await waitFor('bob: the call ended', () => state(bob), (s) => s.call === 'idle');
+      const left = await waitFor('alice: carol still on hold', () => state(alice), (s) => s.call === 'idle' && s.others.length === 1);
+      await alice.evaluate((id) => window.softphone.switchTo(id), left.others[0].id);
+      await waitFor('alice back with carol', () => state(alice), (s) => s.call === 'active' && s.peer === 'carol');
+      await audioFlows('alice with carol again', alice);
+      await alice.evaluate(() => window.softphone.hangup());
+      await waitFor('carol: the call ended', () => state(carol), (s) => s.call === 'idle');
+    }),
+  );
+
+  test('attended transfer: alice consults carol, then connects bob with carol', { timeout: 90_000 }, () =>
+    run(async (pages) => {
+      const alice = await open(pages, 'alice');
+      const bob = await open(pages, 'bob', '?autoanswer=1');
+      const carol = await open(pages, 'carol', '?autoanswer=1');
+
+      assert.equal(await alice.evaluate(() => window.softphone.call('bob')), true);
+      await waitFor('alice and bob in a call', () => state(alice), (s) => s.call === 'active' && s.peer === 'bob');
+      await waitFor('bob in the call', () => state(bob), (s) => s.call === 'active');
+
+      await alice.getByLabel('Transfer to').fill('carol');
+      await alice.getByRole('button', { name: 'Call first' }).click();
+      await waitFor('alice consults carol', () => state(alice), (s) => s.call === 'active' && s.peer === 'carol' && s.others.length === 1);
+      await waitFor('carol in the call', () => state(carol), (s) => s.call === 'active' && s.peer === 'alice');
+      await audioFlows('alice with carol', alice);
+
+      await alice.getByRole('button', { name: 'Transfer bob to carol' }).click();
+      const b = await waitFor('bob in a call with carol', () => state(bob), (s) => s.call === 'active' && s.peer === 'carol');
+      assert.equal(b.transferredFrom, 'alice');
+      const c = await waitFor('carol in a call with bob', () => state(carol), (s) => s.call === 'active' && s.peer === 'bob');
+      assert.equal(c.others.length, 0);
+      await waitFor('alice: both calls ended', () => state(alice), (s) => s.call === 'idle' && s.others.length === 0);
+      await audioFlows('bob', bob);
+      await audioFlows('carol', carol);
+      await bob.evaluate(() => window.softphone.hangup());
+      await waitFor('carol: the call ended', () => state(carol), (s) => s.call === 'idle');
+    }),
+  );
+
   test('a transfer to someone not there fails: the call goes on', { timeout: 90_000 }, () =>
     run(async (pages) => {
       const alice = await open(pages, 'alice');
