@@ -4,6 +4,8 @@
 #   - chromium (Debian package chromium): the browser for the softphone tests;
 #   - ip (iproute2) and unshare (util-linux): the network namespaces of the
 #     tests that name foreign hosts or need many source addresses;
+#   - iptables and sysctl (procps): the NAT routers and firewalls of the
+#     simulated internet (internal/netsim, test/e2e TestCallsAcrossTheInternet);
 #   - turnserver (coturn): the TURN server of the relay-only call test (the
 #     tests start their own on loopback; the package's service is not used);
 #   - nginx: the reverse proxy in front of the gateway in the browser tests;
@@ -20,6 +22,8 @@ command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+command -v iptables >/dev/null 2>&1 || [[ -x /usr/sbin/iptables ]] || missing+=(iptables)
+command -v sysctl >/dev/null 2>&1 || [[ -x /usr/sbin/sysctl ]] || missing+=(procps)
 command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)

@@ -214,7 +214,7 @@ func TestTransferToTrunkNumber(t *testing.T) {
 	g := startGateway(t, gatewayOptions{config: trunkConfig(providerPort)})
 	mediaPort := freePort(t, "udp", providerIP)
 	provider := startSipp(t, g, "provider-uas", "uas-echo.xml", sippOptions{ip: providerIP, port: providerPort,
-		extra: []string{"-mi", providerIP, "-mp", fmt.Sprint(mediaPort), "-rtp_echo"}})
+		args: []string{"-mi", providerIP, "-mp", fmt.Sprint(mediaPort), "-rtp_echo"}})
 	provider.waitBound(false, providerIP, providerPort)
 	a := newParty(t, g, "A", "alice", true)
 	b := newParty(t, g, "B", "1000", false)
@@ -254,7 +254,7 @@ func TestPhoneTransfersBrowser(t *testing.T) {
 			mediaPort := freePort(t, "udp", desk.ip)
 			s := startSipp(t, g, "1000-uas", "uas-transfer.xml", sippOptions{ip: desk.ip, port: desk.port,
 				inf: domain + ";carol", service: "1000",
-				extra: []string{"-mi", desk.ip, "-mp", fmt.Sprint(mediaPort), "-rtp_echo"}})
+				args: []string{"-mi", desk.ip, "-mp", fmt.Sprint(mediaPort), "-rtp_echo"}})
 			s.waitBound(false, desk.ip, desk.port)
 			a := newParty(t, g, "A", "alice", true)
 			c := newParty(t, g, "C", "carol", carolWeb)
