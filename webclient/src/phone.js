@@ -1,5 +1,6 @@
-// Phone wraps a JsSIP user agent: sign-in (REGISTER), one call at a time,
-// mute, hold, DTMF and blind transfer (either side). It knows nothing of the DOM: it keeps a small state
+// Phone wraps a JsSIP user agent: sign-in (REGISTER), a current call and
+// calls on hold (call waiting), mute, hold, DTMF, blind and attended
+// transfer (either side). It knows nothing of the DOM: it keeps a small state
 // object and tells listeners when it changes, so the page (ui.js), the test
 // hook (window.softphone) and Node tests can all observe it.
 
