@@ -245,6 +245,21 @@ export class Phone {
         this.#endCall({ outcome: this.#call.answeredAt ? 'answered' : 'cancelled', text: text.signedOut });
       }
     }
+    // The calls on hold and a waiting call end with the user agent; taken
+    // out of the lists first, so that their ends change nothing more.
+    const others = this.#others;
+    const waiting = this.#waiting;
+    const previous = this.#previous;
+    this.#others = [];
+    this.#waiting = null;
+    this.#previous = null;
+    this.#replacing = null;
+    for (const o of others) {
+      terminate(o.session);
+      stopStream(o.stream);
+    }
+    if (waiting) terminate(waiting.session);
+    if (previous) stopStream(previous.stream);
     try {
       ua.stop();
     } catch (err) {
@@ -623,15 +638,7 @@ export class Phone {
       const words =
         call.override ||
         describeEnd(event, { direction: call.direction, peer: call.peer, answered: Boolean(call.answeredAt) });
-      const end = this.#now();
-      this.#emit('callended', {
-        direction: call.direction,
-        peer: call.peer,
-        target: call.target,
-        startedAt: call.startedAt,
-        duration: call.answeredAt ? Math.round((end - call.answeredAt) / 1000) : 0,
-        outcome: words.outcome,
-      });
+      this.#emit('callended', this.#historyEntry(call, words.outcome));
       const patch = { others: this.#othersState(), status: words.text };
       if (call.override && this.#state.transfer === 'trying') patch.transfer = '';
       this.#set(patch);
@@ -977,6 +984,18 @@ export class Phone {
     }
   }
 
+  // #historyEntry is the call history's record of call, ended now.
+  #historyEntry(call, outcome) {
+    return {
+      direction: call.direction,
+      peer: call.peer,
+      target: call.target,
+      startedAt: call.startedAt,
+      duration: call.answeredAt ? Math.round((this.#now() - call.answeredAt) / 1000) : 0,
+      outcome,
+    };
+  }
+
   #endCall({ outcome, text: words, error }) {
     const call = this.#call;
     this.#clearIceTimers();
@@ -984,15 +1003,7 @@ export class Phone {
     this.#localStream = null;
     this.#session = null;
     this.#call = null;
-    const end = this.#now();
-    this.#emit('callended', {
-      direction: call.direction,
-      peer: call.peer,
-      target: call.target,
-      startedAt: call.startedAt,
-      duration: call.answeredAt ? Math.round((end - call.answeredAt) / 1000) : 0,
-      outcome,
-    });
+    this.#emit('callended', this.#historyEntry(call, outcome));
     const reg = this.#state.registration;
     this.#set({
       call: Call.IDLE,

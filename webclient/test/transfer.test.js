@@ -13,7 +13,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { buildGateway, distBuilt, gatewayUnavailable, startGateway } from './gateway.js';
-import { launchBrowser, watchPage } from './helpers.js';
+import { launchBrowser, waitFor, watchPage } from './helpers.js';
 
 const USERS = { alice: 'alice-secret', bob: 'bob-secret', carol: 'carol-secret' };
 
@@ -21,19 +21,6 @@ function skipReason() {
   if (process.env.SWITCHBOARD_BIN) return false;
   if (!distBuilt()) return 'dist/ is not built, so the gateway would serve its placeholder: run npm run build';
   return gatewayUnavailable() || false;
-}
-
-// waitFor polls probe until predicate holds (the page's CSP forbids
-// string expressions, so the state is read, not awaited in the page).
-async function waitFor(what, probe, predicate, timeout = 15_000) {
-  const deadline = Date.now() + timeout;
-  let v;
-  while (Date.now() < deadline) {
-    v = await probe();
-    if (v && predicate(v)) return v;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)}`);
 }
 
 const state = (page) => page.evaluate(() => window.softphone.state);
