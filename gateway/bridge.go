@@ -27,12 +27,12 @@ import (
 // the proxy, which sends the INVITE there as it came; a browser here
 // calling a phone that another instance holds is bridged here, its leg
 // routed through that instance.
-func (g *Gateway) bridge(ctx context.Context, req *sip.Request, t proxy.Target) (proxy.BridgedBranch, bool) {
+func (g *Gateway) bridge(ctx context.Context, req *sip.Request, caller proxy.Caller, t proxy.Target) (proxy.BridgedBranch, bool) {
 	web := targetWeb(t)
 	if web == b2bua.IsWebRTC(req) || web && t.Peer {
 		return nil, false
 	}
-	target := b2bua.Target{URI: t.URI, Dst: t.Dest, WebRTC: web}
+	target := b2bua.Target{URI: t.URI, Dst: t.Dest, WebRTC: web, User: t.User, CallerUser: caller.User}
 	for _, p := range t.Path {
 		if a, err := sip.ParseAddress(p); err == nil {
 			target.Route = append(target.Route, a)

@@ -157,7 +157,7 @@ func TestBridgeInCluster(t *testing.T) {
 		"From: <sip:1000@example.com>;tag=a\r\nTo: <sip:alice@example.com>\r\n"+
 		"Call-ID: cl1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
 	browserThere := proxy.Target{URI: sip.URI{Scheme: "sip", User: "alice", Host: "there.invalid", Params: ";transport=ws"}, Path: []string{route}, Peer: true}
-	if br, ok := g.bridge(context.Background(), phoneReq, browserThere); ok || br != nil {
+	if br, ok := g.bridge(context.Background(), phoneReq, proxy.Caller{}, browserThere); ok || br != nil {
 		t.Error("a phone's call to a browser on another instance was bridged here")
 	}
 
@@ -169,7 +169,7 @@ func TestBridgeInCluster(t *testing.T) {
 		"Call-ID: cl2\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Type: application/sdp\r\n"+
 		"Content-Length: "+strconv.Itoa(len(sdp))+"\r\n\r\n"+sdp)
 	phoneThere := proxy.Target{URI: sip.URI{Scheme: "sip", User: "1000", Host: "192.168.1.9", Port: 5060}, Path: []string{route}, Peer: true}
-	br, ok := g.bridge(context.Background(), browserReq, phoneThere)
+	br, ok := g.bridge(context.Background(), browserReq, proxy.Caller{User: "alice"}, phoneThere)
 	if !ok {
 		t.Fatal("a browser's call to a phone on another instance was not bridged here")
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/location"
 	"github.com/switchboard/switchboard/gateway/proxy"
 	"github.com/switchboard/switchboard/gateway/registrar"
+	"github.com/switchboard/switchboard/gateway/transfer"
 	"github.com/switchboard/switchboard/gateway/trunk"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/sip"
@@ -143,7 +144,8 @@ type Gateway struct {
 	// to connection, for the bridged calls and the proxy's flow tokens.
 	instances *location.Instances
 	// node is this instance's name in the bindings it stores; "" alone.
-	node string
+	node     string
+	transfer *transfer.Policy
 
 	// ctx is the context of the work the gateway does on its own (the
 	// handlers, the bindings of a closed connection): New's, canceled by
@@ -236,8 +238,10 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g.ctx, g.cancel = context.WithCancel(ctx)
 	g.tx = transaction.New(g.ctx, cfg.Transports, g, txc)
 
+	g.transfer = &transfer.Policy{Reachable: g.reachable, Logger: log.With("component", "transfer")}
 	if cfg.Media != nil {
 		g.calls, err = b2bua.New(b2bua.Options{
+			Transfer:     g.transfer,
 			Engine:       cfg.Media,
 			Transactions: g.tx,
 			Sender:       cfg.Transports,
@@ -264,8 +268,14 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if cfg.Redirect {
 		redirect = []string{domain}
 	}
+	var replaces func(sip.Replaces) (proxy.Target, string, bool)
+	if g.calls != nil {
+		replaces = g.replaces
+	}
 	g.proxy, err = proxy.New(proxy.Options{
 		Bridge:          g.bridge,
+		Transfer:        g.transfer,
+		Replaces:        replaces,
 		Transactions:    g.tx,
 		Sender:          cfg.Transports,
 		Identity:        cfg.Identity,
@@ -430,6 +440,11 @@ func (g *Gateway) Throttle() *accounts.Throttle { return g.throttle }
 
 // TransactionStats returns the load of the transaction layer.
 func (g *Gateway) TransactionStats() transaction.Stats { return g.tx.Stats() }
+
+// TransferStats returns the counters of the transfer policy: the REFERs
+// let through and refused, and the INVITEs with Replaces routed to the
+// party of a dialog the gateway knows.
+func (g *Gateway) TransferStats() transfer.Stats { return g.transfer.Stats() }
 
 // DialogStats returns the counters of the proxy's dialog table.
 func (g *Gateway) DialogStats() proxy.DialogStats { return g.proxy.DialogStats() }

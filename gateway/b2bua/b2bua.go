@@ -11,6 +11,7 @@ import (
 
 	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/gateway/identity"
+	"github.com/switchboard/switchboard/gateway/transfer"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/transaction"
@@ -92,6 +93,9 @@ type Options struct {
 	// EndedCalls is how many ended calls Ended keeps, with their causes;
 	// default DefaultEndedCalls, negative none.
 	EndedCalls int
+	// Transfer is the policy applied to the REFERs the calls relay; nil
+	// is a zero transfer.Policy (only our users transfer).
+	Transfer *transfer.Policy
 
 	// Clock runs the ring, session, cancel and grace timers; nil is the
 	// system clock.
@@ -136,6 +140,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.EndedCalls == 0 {
 		o.EndedCalls = DefaultEndedCalls
 	}
+	if o.Transfer == nil {
+		o.Transfer = &transfer.Policy{}
+	}
 	o.Clock = clock.Or(o.Clock)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -164,14 +171,20 @@ type Target struct {
 	// WebRTC says that the callee is a browser (it registered over WS or
 	// WSS): it gets a WebRTC offer. Otherwise it gets RTP/AVP.
 	WebRTC bool
+	// User is the user of ours whose registration the callee is, and
+	// CallerUser the user of ours the caller authenticated as; "" for a
+	// trunk or a stranger. A party's REFERs are trusted as its user's
+	// (package transfer).
+	User, CallerUser string
 }
 
 // B2BUA is the call control of calls that cross between WebRTC and SIP.
 // Make it with New; it is safe for concurrent use.
 type B2BUA struct {
-	opts  Options
-	log   *slog.Logger
-	clock clock.Clock
+	opts     Options
+	log      *slog.Logger
+	clock    clock.Clock
+	transfer *transfer.Policy
 
 	mu      sync.Mutex
 	calls   map[string]*call
@@ -199,12 +212,13 @@ func New(opts Options) (*B2BUA, error) {
 		return nil, err
 	}
 	return &B2BUA{
-		opts:  o,
-		log:   o.Logger,
-		clock: o.Clock,
-		calls: make(map[string]*call),
-		legs:  make(map[legKey]*leg),
-		down:  make(map[*leg]struct{}),
+		opts:     o,
+		log:      o.Logger,
+		clock:    o.Clock,
+		calls:    make(map[string]*call),
+		legs:     make(map[legKey]*leg),
+		down:     make(map[*leg]struct{}),
+		transfer: o.Transfer,
 	}, nil
 }
 
@@ -255,7 +269,7 @@ func (b *B2BUA) unregister(c *call) {
 }
 
 // HandleInDialog serves a request within one of the B2BUA's dialogs — BYE,
-// re-INVITE, UPDATE, INFO, PRACK, OPTIONS, MESSAGE, and the ACK of a 2xx
+// re-INVITE, UPDATE, INFO, PRACK, OPTIONS, MESSAGE, REFER, NOTIFY, and the ACK of a 2xx
 // (with a nil tx) — and reports true; it returns false at once for any
 // other request, which the caller routes as usual (the proxy). It blocks
 // until the request is answered, as a transaction.Handler does.

@@ -47,6 +47,7 @@ const (
 	maxForwards  = 70
 	timerTag     = "timer"
 	reliableTag  = "100rel"
+	replacesTag  = "replaces"
 	callerRole   = "caller"
 	calleeRole   = "callee"
 	refresherUAC = "uac"
@@ -88,6 +89,8 @@ type call struct {
 	callerSDP []byte     // the answer for the caller, made from the callee's
 	lateOffer []byte     // late offer: the RTP offer for the caller
 	bAck      *sip.Request
+
+	xfer transfers // the REFERs relayed, whose NOTIFYs come back
 
 	finishOnce sync.Once
 
@@ -168,6 +171,7 @@ func (b *B2BUA) newCall(ctx context.Context, tx uas, req *sip.Request, target Ta
 	c.caller = newLeg(c, callerRole, IsWebRTC(req), req.Source, legKey{req.CallID(), sip.NewTag()}, req.From().URI)
 	c.callee = newLeg(c, calleeRole, target.WebRTC, target.Dst, legKey{sip.NewCallID(), sip.NewTag()}, target.URI)
 	c.caller.peerUpdate = req.HasToken("Allow", sip.MethodUpdate)
+	c.caller.user, c.callee.user = target.CallerUser, target.User
 	return c
 }
 
@@ -262,15 +266,18 @@ func (c *call) calleeInvite(target Target, offer []byte) *sip.Request {
 	req.Add("CSeq", sip.CSeq{Seq: 1, Method: sip.MethodInvite}.String())
 	req.Add("Contact", c.callee.contact.String())
 	req.Add("Allow", identity.Allow)
+	req.Add("Supported", identity.CallSupported(true, o.SessionExpires > 0))
 	if o.SessionExpires > 0 {
-		req.Add("Supported", reliableTag+", "+timerTag)
 		req.Add("Session-Expires", seconds(o.SessionExpires))
 		req.Add("Min-SE", seconds(o.MinSE))
-	} else {
-		req.Add("Supported", reliableTag)
 	}
-	for _, h := range []string{"Subject", "Priority"} {
+	// An attended transfer's INVITE (RFC 3891, 3892): the proxy has set
+	// its Replaces to the dialog as the callee knows it.
+	for _, h := range []string{"Subject", "Priority", "Replaces", "Referred-By"} {
 		req.CopyFrom(&a.Headers, h)
+	}
+	if a.Has("Replaces") && a.HasToken("Require", replacesTag) {
+		req.Add("Require", replacesTag)
 	}
 	if o.UserAgent != "" {
 		req.Add("User-Agent", o.UserAgent)
@@ -769,7 +776,7 @@ func (c *call) callerResponse(code int, reason string) *sip.Response {
 	}
 	if code >= 200 && code < 300 {
 		res.Add("Allow", identity.Allow)
-		res.Add("Supported", supportedTags(c.b.opts.SessionExpires))
+		res.Add("Supported", identity.CallSupported(false, c.b.opts.SessionExpires > 0))
 	}
 	if ua := c.b.opts.UserAgent; ua != "" {
 		res.Add("Server", ua)
@@ -786,13 +793,6 @@ func (c *call) respondCallerWith(res *sip.Response) {
 	if err := c.atx.Respond(res); err != nil && !errors.Is(err, transaction.ErrFinalSent) {
 		c.log.Debug("answering the caller", "status", res.StatusCode, "err", err)
 	}
-}
-
-func supportedTags(se time.Duration) string {
-	if se > 0 {
-		return timerTag
-	}
-	return ""
 }
 
 // media returns the bridge, nil before begin made it.

@@ -55,6 +55,10 @@ var (
 	// between a WebRTC and a classic SIP endpoint: both legs are browsers,
 	// or neither is. Such calls are for the proxy.
 	ErrNotCrossing = errors.New("b2bua: call does not cross between webrtc and sip")
+	// ErrTransferred ends a call whose transferee reported that the
+	// transfer target answered (a NOTIFY with a 2xx sipfrag): BYE on both
+	// legs.
+	ErrTransferred = errors.New("b2bua: transferred")
 	// ErrProtocol means a peer broke offer/answer: a 2xx without the SDP
 	// answer, an ACK without the answer that a late offer needs.
 	ErrProtocol = errors.New("b2bua: protocol error")

@@ -51,6 +51,10 @@ func (c *call) serve(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 		c.respond(tx, res)
 	case sip.MethodInfo, sip.MethodMessage:
 		c.serveInfo(l, tx, req)
+	case sip.MethodRefer:
+		c.serveRefer(l, tx, req)
+	case sip.MethodNotify:
+		c.serveNotify(l, tx, req)
 	case sip.MethodOptions:
 		c.respond(tx, l.stamp(identity.OptionsResponse(req)))
 	case sip.MethodPrack:

@@ -21,6 +21,7 @@ type leg struct {
 	contact sip.Address
 	key     legKey
 	uri     sip.URI // the peer, for CallInfo
+	user    string  // the user of ours the peer is, "" for a trunk or stranger
 
 	mu         sync.Mutex
 	dst        sip.Addr  // where the leg's requests go; see dest
@@ -137,7 +138,8 @@ func (l *leg) newRequest(method string) (*sip.Request, error) {
 
 // do sends req, a request in the leg's dialog, and returns its final
 // response: the dialog learns it, a 2xx to a re-INVITE is acknowledged,
-// and a 481 or 408 ends the call (the dialog is gone). When ctx ends
+// and a 481 or 408 ends the call (the dialog is gone; to a NOTIFY, only
+// its subscription is, RFC 5057 §5.4). When ctx ends
 // first an INVITE is canceled and ctx's cause returned.
 func (l *leg) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	tx, err := l.send(ctx, req)
@@ -160,7 +162,7 @@ func (l *leg) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 					l.c.b.spawn(func() { l.reack(tx, ack) })
 				}
 			}
-			if res.StatusCode == 481 || res.StatusCode == 408 {
+			if (res.StatusCode == 481 || res.StatusCode == 408) && req.Method != sip.MethodNotify {
 				l.c.log.Info("dialog gone", "leg", l.role, "method", req.Method, "status", res.StatusCode)
 				l.c.hangup(fmt.Errorf("%w: %d to %s on the %s's leg", ErrDialogGone, res.StatusCode, req.Method, l.role), l)
 			}
@@ -337,9 +339,7 @@ func (l *leg) reply(req *sip.Request, code int, reason string) *sip.Response {
 	if code >= 200 && code < 300 && (req.Method == sip.MethodInvite || req.Method == sip.MethodUpdate) {
 		res.Add("Contact", l.contact.String())
 		res.Add("Allow", identity.Allow)
-		if st := supportedTags(l.c.b.opts.SessionExpires); st != "" {
-			res.Add("Supported", st)
-		}
+		res.Add("Supported", identity.CallSupported(false, l.c.b.opts.SessionExpires > 0))
 	}
 	if ua := l.c.b.opts.UserAgent; ua != "" {
 		res.Add("Server", ua)

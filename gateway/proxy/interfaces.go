@@ -34,6 +34,11 @@ type Target struct {
 	// request, and runs the B2BUA of a call that crosses to a browser
 	// there; the Bridge sees this.
 	Peer bool
+	// User is the user of one of our domains whose registration the
+	// target is (the proxy sets it for the targets the Locator found), ""
+	// for a trunk or a foreign host: the REFERs of that party in the
+	// dialog are trusted as that user's (package transfer).
+	User string
 }
 
 // BridgedBranch is a branch of a forked INVITE that something other than

@@ -42,7 +42,7 @@ func (p *Proxy) forwardAck(ctx context.Context, req *sip.Request) {
 		p.log.Debug("proxy: dropping ack not routed by this proxy", "call_id", r.CallID(), "err", err)
 		return
 	}
-	dst, ok := p.dialogs.route(r, &rt, p.clk.Now(), p.follow)
+	dst, _, ok := p.dialogs.route(r, &rt, p.clk.Now(), p.follow)
 	if !ok {
 		p.log.Info("proxy: dropping ack that does not match its dialog", "call_id", r.CallID(),
 			"uri", r.URI.String(), "source", r.Source.String())

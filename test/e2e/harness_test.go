@@ -48,6 +48,7 @@ var users = map[string]string{
 	"bob":   "bob-secret",
 	"1000":  "pass1000",
 	"1001":  "pass1001",
+	"carol": "carol-secret",
 }
 
 // domain is the SIP domain and digest realm of the gateways.

@@ -41,6 +41,10 @@ const ui = createUI(document, {
   hangup: () => phone.hangup(),
   mute: () => phone.toggleMute(),
   hold: () => phone.toggleHold(),
+  transfer: (target) => phone.transfer(target),
+  consult: (target) => phone.call(target),
+  switchTo: (id) => phone.switchTo(id),
+  transferHeld: (id) => phone.transferHeld(id),
   digit: (d) => {
     const call = phone.snapshot().call;
     if (call === Call.ACTIVE) {
@@ -200,6 +204,9 @@ window.softphone = Object.freeze({
   hangup: () => phone && phone.hangup(),
   mute: (on = true) => phone && phone.setMuted(on),
   hold: (on = true) => phone && phone.setHeld(on),
+  transfer: (target) => phone && phone.transfer(target),
+  switchTo: (id) => phone && phone.switchTo(id),
+  transferHeld: (id) => phone && phone.transferHeld(id),
   dtmf: (tones) => phone && phone.sendDTMF(tones),
   restartIce: () => Boolean(phone && phone.restartIce()),
   getStats: () => (phone ? phone.getStats() : Promise.resolve(null)),

@@ -21,6 +21,10 @@
 //       gateway answers the re-INVITE with new ICE credentials and the
 //       same DTLS fingerprint, audio goes on, and the phone, which fails on
 //       any request but the INFO, hears nothing of it.
+//   (f) alice (browser) calls 1000, a sipp UAS (uas-transfer.xml) that
+//       transfers her to carol (browser, auto-answer) with a REFER when
+//       her DTMF (SIP INFO) arrives: alice's page follows it, sipp sees
+//       the NOTIFYs and the BYE, and alice and carol talk.
 //
 // Run with `npm run test:gateway`. Needs sipp (skipped without it). When a
 // test fails, its error carries the page's SIP over WebSocket, sipp's
@@ -37,7 +41,7 @@ import { after, before, describe, test } from 'node:test';
 import { buildGateway, DEFAULT_USERS, distBuilt, gatewayUnavailable, repoRoot, startGateway } from './gateway.js';
 import { launchBrowser, relayWebSocket, watchPage } from './helpers.js';
 
-const USERS = { ...DEFAULT_USERS, 1000: 'pass1000' };
+const USERS = { ...DEFAULT_USERS, 1000: 'pass1000', carol: 'carol-secret' };
 const SIPP = process.env.SIPP || 'sipp';
 const REDIS = process.env.REDIS_SERVER || 'redis-server';
 const SIPP_DIR = path.join(repoRoot, 'test', 'sipp');
@@ -566,6 +570,62 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
       assert.equal(history[0].direction, 'in');
       assert.equal(history[0].outcome, 'answered');
       assert.equal((await state(alice)).registration, 'registered');
+    }),
+  );
+
+  test(
+    '(f) 1000 (sipp UAS) transfers alice (browser) to carol (browser) with REFER: alice follows, they talk',
+    T,
+    diagnosed(async ({ open, sipp }) => {
+      const port = await freeUdpPort();
+      const reg = sipp('register-1000', [
+        '-sf', path.join(SIPP_DIR, 'register-only.xml'),
+        '-inf', path.join(SIPP_DIR, 'domain.csv'),
+        '-au', '1000', '-ap', USERS[1000], '-s', '1000',
+        '-i', '127.0.0.1', '-p', String(port),
+        '-m', '1', '-timeout', '10s', '-timeout_error',
+      ], { timeoutMs: 15_000 });
+      await expectExit(reg, 15_000, 'REGISTER 1000 with digest');
+
+      const fields = path.join(dir, 'transfer.csv');
+      await writeFile(fields, `SEQUENTIAL\n${gateway.domain};carol\n`);
+      const mediaPort = await freeUdpPort([0, 2]);
+      const uas = sipp('uas-transfer-1000', [
+        '-sf', path.join(SIPP_DIR, 'uas-transfer.xml'),
+        '-inf', fields, '-s', '1000',
+        '-i', '127.0.0.1', '-p', String(port),
+        '-mi', '127.0.0.1', '-mp', String(mediaPort), '-rtp_echo',
+        '-m', '1', '-timeout', '40s', '-timeout_error',
+      ]);
+      await waitBound(port, uas);
+
+      const carol = await open('carol', '?autoanswer=1');
+      const alice = await open('alice');
+      for (const [page, user] of [[carol, 'carol'], [alice, 'alice']]) {
+        assert.equal(await page.evaluate(([u, p]) => window.softphone.register(u, p), [user, USERS[user]]), 'registered');
+      }
+      assert.equal(await alice.evaluate(() => window.softphone.call('1000')), true);
+      await waitState(alice, (s) => s.call === 'active' && s.peer === '1000', 15_000);
+      await waitStats(alice, (s) => s.inbound?.packetsReceived >= 25, 15_000);
+
+      // The desk phone's signal to transfer (uas-transfer.xml waits for
+      // an INFO): a DTMF tone, which the page sends as SIP INFO.
+      assert.equal(await alice.evaluate(() => window.softphone.dtmf('1')), true);
+      const a = await waitState(alice, (s) => s.call === 'active' && s.peer === 'carol', 15_000);
+      assert.equal(a.transferredFrom, '1000');
+      await waitState(carol, (s) => s.call === 'active' && s.peer === 'alice', 15_000);
+      // uas-transfer.xml exits 0 only once the final NOTIFY said 200 and
+      // the BYE that ends the transferred call came.
+      await expectExit(uas, 15_000, 'the phone should see the transfer succeed and get BYE');
+      const notifies = (await uas.trace()).split(/^-{10,}.*$/m).filter((m) => /^NOTIFY /m.test(m));
+      assert.ok(notifies.length >= 2, `the phone got ${notifies.length} NOTIFYs`);
+      assert.match(notifies.at(-1), /^SIP\/2\.0 200 /m, 'the final NOTIFY says the target answered');
+      for (const page of [alice, carol]) {
+        const before = (await page.evaluate(() => window.softphone.getStats()))?.inbound?.packetsReceived ?? 0;
+        await waitStats(page, (s) => s.inbound?.packetsReceived > before + 25 && s.outbound?.packetsSent > 0, 15_000);
+      }
+      await alice.evaluate(() => window.softphone.hangup());
+      await waitState(carol, (s) => s.call === 'idle');
     }),
   );
 });

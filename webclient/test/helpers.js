@@ -200,3 +200,18 @@ export async function relayWebSocket(page, relay, note = () => {}) {
   });
   relay.cut = () => relay.sockets.at(-1).cut();
 }
+
+// waitFor polls probe (every 100 ms, for at most timeout ms) until
+// predicate holds of what it returns, and returns that; else it throws,
+// naming what and the last value. The page's CSP forbids string
+// expressions, so tests read the page's state rather than await in it.
+export async function waitFor(what, probe, predicate, timeout = 15_000) {
+  const deadline = Date.now() + timeout;
+  let v;
+  while (Date.now() < deadline) {
+    v = await probe();
+    if (v && predicate(v)) return v;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)}`);
+}
