@@ -89,7 +89,8 @@ type Bridge struct {
 
 	transport transportFacts
 	// pcCloseMu keeps PeerConnection.GetStats and Close apart: pion's
-	// close writes what GetStats reads without a lock of its own.
+	// close writes what GetStats reads without a lock of its own. Only
+	// the bridge closes the PeerConnection (see DisableCloseByDTLS).
 	pcCloseMu      sync.Mutex
 	route          atomic.Pointer[route]
 	toWeb, toRTP   *outStream

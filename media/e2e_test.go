@@ -252,7 +252,7 @@ func pendingPacket(p *testPhone, to *[]*rtp.Packet) bool {
 // browser answers.
 func TestPhoneCallsBrowser(t *testing.T) {
 	checkGoroutines(t)
-	e := newTestEngine(t, Options{})
+	e := newTestEngine(t, Options{ICEFailedAfter: 3 * time.Second})
 	b := newTestBridge(t, e)
 	br := newTestBrowser(t)
 	phone := newTestPhone(t)
@@ -287,11 +287,12 @@ func TestPhoneCallsBrowser(t *testing.T) {
 	}
 	waitFor(t, "rtcp counted", func() bool { return b.Stats().RTP.RTCPIn == 1 })
 
-	// The browser goes away (DTLS close_notify): the bridge ends.
+	// The browser goes away (DTLS close_notify, then silence): the web
+	// leg's ICE fails after ICEFailedAfter and the bridge ends.
 	_ = br.PC.GracefulClose()
 	select {
 	case <-b.Done():
-	case <-time.After(10 * time.Second):
+	case <-time.After(15 * time.Second):
 		t.Fatal("bridge did not end when the browser left")
 	}
 	if !errors.Is(b.Err(), ErrWebFailed) {

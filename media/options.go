@@ -57,6 +57,13 @@ type Options struct {
 	// for this long (ErrInactive), while media is expected in at least one
 	// direction. Default 30s.
 	InactivityTimeout time.Duration
+	// ICEFailedAfter is how long a web leg may hear nothing from its
+	// browser (no media, no ICE check) before it fails and the bridge ends
+	// with ErrWebFailed: the browser closed its PeerConnection, or its
+	// network went away and no ICE restart came. The first 5 s of it (a
+	// third, when shorter) make the leg disconnected. Default
+	// DefaultICEFailedAfter.
+	ICEFailedAfter time.Duration
 	// DrainTime keeps a released RTP port pair bound, unused, for this long
 	// before it can serve another call. Default 5s; negative closes
 	// released pairs at once.
@@ -88,6 +95,10 @@ const (
 	DefaultInactivityTimeout = 30 * time.Second
 	DefaultDrainTime         = 5 * time.Second
 	DefaultOneWayAudioAfter  = 5 * time.Second
+	// DefaultICEFailedAfter is pion's own (5 s to disconnected, 25 s more
+	// to failed): time enough for a browser on a new network to restart
+	// ICE.
+	DefaultICEFailedAfter = 30 * time.Second
 
 	// A browser opens one ICE-TCP connection per call, and a few more
 	// while ICE tries its pairs; an office behind one NAT address holds
@@ -115,6 +126,9 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	if o.InactivityTimeout <= 0 {
 		o.InactivityTimeout = DefaultInactivityTimeout
+	}
+	if o.ICEFailedAfter <= 0 {
+		o.ICEFailedAfter = DefaultICEFailedAfter
 	}
 	if o.DrainTime == 0 {
 		o.DrainTime = DefaultDrainTime

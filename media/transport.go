@@ -87,19 +87,12 @@ func (f *transportFacts) learn(pc *webrtc.PeerConnection) (t Transport, first bo
 		t.Local, t.Remote = candidateOf(pair.Local), candidateOf(pair.Remote)
 	}
 	t.DTLSRole = dtlsRole(pc)
-	// pion closes a PeerConnection itself when the browser's DTLS says
-	// close_notify, in a goroutine of its own, and its close writes
-	// without a lock what GetStats reads last. Its first step marks the
-	// signalling state closed: not then. After GetStats, taking the lock
-	// that the close takes before that write (GetReceivers takes it)
-	// orders GetStats' read before any close that starts later.
-	if pc.SignalingState() != webrtc.SignalingStateClosed {
-		for _, s := range pc.GetStats() {
-			if ts, ok := s.(webrtc.TransportStats); ok && ts.SRTPCipher != "" {
-				t.SRTPProfile = ts.SRTPCipher
-			}
+	// The caller holds pcCloseMu, and pion never closes pc by itself
+	// (DisableCloseByDTLS): no close runs while GetStats reads.
+	for _, s := range pc.GetStats() {
+		if ts, ok := s.(webrtc.TransportStats); ok && ts.SRTPCipher != "" {
+			t.SRTPProfile = ts.SRTPCipher
 		}
-		_ = pc.GetReceivers()
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
