@@ -32,24 +32,22 @@
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
-import dgram from 'node:dgram';
 import net from 'node:net';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { buildGateway, mustRun, DEFAULT_USERS, distBuilt, gatewayUnavailable, repoRoot, startGateway } from './gateway.js';
-import { launchBrowser, relayWebSocket, watchPage } from './helpers.js';
+import { buildGateway, mustRun, DEFAULT_USERS, distBuilt, gatewayUnavailable, startGateway } from './gateway.js';
+import { failureReport, launchBrowser, relayWebSocket, traceWebSocket, watchPage } from './helpers.js';
+import { echoPhone as sippEchoPhone, expectExit, freeUdpPort, killSipps, sippMissing, SIPP_DIR, startSipp, transferringPhone } from './sipp.js';
 
 const USERS = { ...DEFAULT_USERS, 1000: 'pass1000', carol: 'carol-secret' };
-const SIPP = process.env.SIPP || 'sipp';
 const REDIS = process.env.REDIS_SERVER || 'redis-server';
-const SIPP_DIR = path.join(repoRoot, 'test', 'sipp');
 const T = { timeout: 60_000 };
 
 function skipReason() {
-  const sipp = spawnSync(SIPP, ['-v'], { encoding: 'utf8' });
-  if (sipp.error) return `no sipp (${SIPP}) on PATH`;
+  const sipp = sippMissing();
+  if (sipp) return sipp;
   if (process.env.SWITCHBOARD_BIN) return false;
   if (!distBuilt()) return 'dist/ is not built, so the gateway would serve its placeholder: run npm run build';
   return gatewayUnavailable() || false;
@@ -57,94 +55,11 @@ function skipReason() {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
-// Running sipp processes, killed if this process exits without it.
+// Running redis-servers, killed if this process exits without it.
 const running = new Set();
 process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
-
-// bindable reports whether UDP port on 127.0.0.1 is free now.
-function bindable(port) {
-  return new Promise((resolve) => {
-    const s = dgram.createSocket('udp4');
-    s.once('error', () => resolve(false));
-    s.bind(port, '127.0.0.1', () => s.close(() => resolve(true)));
-  });
-}
-
-// freeUdpPorts returns a port the system picks such that port + k is free
-// for every k of offsets (sipp -rtp_echo takes -mp and -mp + 2). A port
-// could be taken between this check and sipp's bind; on loopback in a test
-// run that is unlikely and shows as a sipp start-up error.
-async function freeUdpPort(offsets = [0]) {
-  for (let i = 0; i < 50; i++) {
-    const s = dgram.createSocket('udp4');
-    await new Promise((resolve) => s.bind(0, '127.0.0.1', resolve));
-    const { port } = s.address();
-    await new Promise((resolve) => s.close(resolve));
-    if (port + Math.max(...offsets) > 65535) continue;
-    let ok = true;
-    for (const k of offsets) ok = ok && (await bindable(port + k));
-    if (ok) return port;
-  }
-  throw new Error('no free UDP port');
-}
-
-// startSipp runs sipp in dir (its -message_file goes there) with a hard
-// time limit. Returns { done: Promise<{ code, signal }>, output(), trace(),
-// kill() }.
-function startSipp(label, args, { dir, timeoutMs = 45_000 }) {
-  const messageFile = path.join(dir, `${label}-messages.log`);
-  const full = [...args, '-trace_msg', '-message_file', messageFile, '-nostdin'];
-  const child = spawn(SIPP, full, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  running.add(child);
-  let output = '';
-  const add = (b) => {
-    output += b;
-    if (output.length > 200_000) output = output.slice(-100_000);
-  };
-  child.stdout.setEncoding('utf8').on('data', add);
-  child.stderr.setEncoding('utf8').on('data', add);
-  const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
-  let exit = null;
-  const done = new Promise((resolve) => {
-    child.on('error', (err) => {
-      add(`\n[spawn error: ${err.message}]`);
-      if (child.pid === undefined) {
-        clearTimeout(timer);
-        running.delete(child);
-        exit = { code: null, signal: null };
-        resolve(exit);
-      }
-    });
-    child.on('exit', (code, signal) => {
-      clearTimeout(timer);
-      running.delete(child);
-      exit = { code, signal };
-      resolve(exit);
-    });
-  });
-  return {
-    label,
-    command: `${SIPP} ${full.join(' ')}`,
-    done,
-    get exited() {
-      return exit;
-    },
-    output: () => output,
-    trace: async () => {
-      try {
-        return await readFile(messageFile, 'utf8');
-      } catch {
-        return '(no message file)';
-      }
-    },
-    kill() {
-      if (!exit) child.kill('SIGKILL');
-      return done;
-    },
-  };
-}
 
 // linearToUlaw encodes one 16-bit sample as G.711 µ-law.
 function linearToUlaw(sample) {
@@ -228,8 +143,7 @@ function pcmuPcap(seconds = 6) {
   return buf;
 }
 
-// state, waitState and waitStats read the softphone page; expectExit
-// waits for a sipp to end with 0.
+// state, waitState and waitStats read the softphone page.
 const state = (page) => page.evaluate(() => window.softphone.state);
 
 async function waitState(page, predicate, timeout = 10_000) {
@@ -254,12 +168,6 @@ async function waitStats(page, predicate, timeout = 10_000) {
   throw new Error(`timed out waiting for ${predicate}; stats: ${JSON.stringify(s)}`);
 }
 
-async function expectExit(proc, timeout, what) {
-  const res = await Promise.race([proc.done, sleep(timeout).then(() => null)]);
-  assert.ok(res, `sipp ${proc.label} still running after ${timeout} ms (${what})`);
-  assert.equal(res.code, 0, `sipp ${proc.label} exit ${JSON.stringify(res)} (${what})`);
-}
-
 describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: mustRun(skipReason()) }, () => {
   let build;
   let gateway;
@@ -278,7 +186,7 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: m
   );
 
   after(async () => {
-    for (const child of running) child.kill('SIGKILL');
+    killSipps();
     await browser?.close();
     const stopped = await gateway?.stop();
     await build?.cleanup();
@@ -311,12 +219,7 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: m
         pages.push(entry);
         const t0 = Date.now();
         const note = (line) => entry.trace.push(`+${((Date.now() - t0) / 1000).toFixed(3)}s ${line}`);
-        page.on('websocket', (ws) => {
-          note(`=== WebSocket ${ws.url()}`);
-          ws.on('framesent', (f) => note(`>>> sent\n${f.payload}`));
-          ws.on('framereceived', (f) => note(`<<< received\n${f.payload}`));
-          ws.on('close', () => note('=== WebSocket closed'));
-        });
+        traceWebSocket(page, note);
         if (relay) await relayWebSocket(page, relay, note);
         await page.goto(`${gateway.url}/${query}`);
         await page.waitForFunction(() => window.softphone && window.softphone.state !== null, null, {
@@ -332,26 +235,7 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: m
       try {
         await fn({ open, sipp });
       } catch (err) {
-        const parts = [String(err && err.stack ? err.stack : err)];
-        for (const p of pages) {
-          let st = '(page closed)';
-          try {
-            st = JSON.stringify(await p.page.evaluate(() => window.softphone.state));
-          } catch {
-            // closed or crashed
-          }
-          parts.push(`--- page ${p.label}: state ${st}`);
-          if (p.problems.length) parts.push(`--- page ${p.label}: problems\n${p.problems.join('\n')}`);
-          parts.push(`--- page ${p.label}: SIP over WebSocket\n${p.trace.join('\n').replace(/\r\n/g, '\n')}`);
-        }
-        for (const s of sipps) {
-          parts.push(`--- sipp ${s.label}: ${s.command}\n--- exit ${JSON.stringify(s.exited)}\n${s.output()}`);
-          parts.push(`--- sipp ${s.label}: -trace_msg\n${(await s.trace()).replace(/\r\n/g, '\n')}`);
-        }
-        parts.push(`--- gateway log of this test ---\n${gateway.logSince(mark)}`);
-        const e = new Error(parts.join('\n'));
-        e.cause = err;
-        throw e;
+        throw await failureReport(err, { pages, sipps, state, gatewayLog: gateway.logSince(mark) });
       } finally {
         await Promise.all(pages.map((p) => p.page.close().catch(() => {})));
         await Promise.all(sipps.map((s) => s.kill()));
@@ -372,26 +256,7 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: m
   // answers with PCMU alone, hangs up when it gets an INFO (the browser's
   // DTMF, relayed: no telephone-event) and fails on any other request,
   // such as a re-INVITE.
-  async function echoPhone(sipp, scenario) {
-    const port = await freeUdpPort();
-    const reg = sipp('register-1000', [
-      '-sf', path.join(SIPP_DIR, 'register-only.xml'),
-      '-inf', path.join(SIPP_DIR, 'domain.csv'),
-      '-au', '1000', '-ap', USERS[1000], '-s', '1000',
-      '-i', '127.0.0.1', '-p', String(port),
-      '-m', '1', '-timeout', '10s', '-timeout_error',
-    ], { timeoutMs: 15_000 });
-    await expectExit(reg, 15_000, 'REGISTER 1000 with digest');
-    const mediaPort = await freeUdpPort([0, 2]);
-    const uas = sipp('uas-1000', [
-      '-sf', path.join(SIPP_DIR, scenario),
-      '-i', '127.0.0.1', '-p', String(port),
-      '-mi', '127.0.0.1', '-mp', String(mediaPort), '-rtp_echo',
-      '-m', '1', '-timeout', '50s', '-timeout_error',
-    ], { timeoutMs: 55_000 });
-    await waitBound(port, uas);
-    return uas;
-  }
+  const echoPhone = (sipp, scenario) => sippEchoPhone(sipp, { password: USERS[1000], scenario });
 
   // aliceCallsHangingUpPhone opens alice's page, its WebSocket through a
   // relay, has her call 1000, an echoPhone of uas-echo-hangup.xml, and
@@ -414,17 +279,6 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: m
   async function moreAudio(page, n, timeout) {
     const from = (await page.evaluate(() => window.softphone.getStats())).inbound?.packetsReceived ?? 0;
     return waitStats(page, (s) => s.inbound?.packetsReceived >= from + n, timeout);
-  }
-
-  // waitBound waits until something (sipp) has bound UDP port.
-  async function waitBound(port, proc, timeout = 5_000) {
-    const deadline = Date.now() + timeout;
-    while (Date.now() < deadline) {
-      if (proc.exited) throw new Error(`sipp ${proc.label} exited early: ${JSON.stringify(proc.exited)}`);
-      if (!(await bindable(port))) return;
-      await sleep(50);
-    }
-    throw new Error(`sipp ${proc.label} did not bind 127.0.0.1:${port} within ${timeout} ms`);
   }
 
   test(
@@ -577,27 +431,7 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: m
     '(f) 1000 (sipp UAS) transfers alice (browser) to carol (browser) with REFER: alice follows, they talk',
     T,
     diagnosed(async ({ open, sipp }) => {
-      const port = await freeUdpPort();
-      const reg = sipp('register-1000', [
-        '-sf', path.join(SIPP_DIR, 'register-only.xml'),
-        '-inf', path.join(SIPP_DIR, 'domain.csv'),
-        '-au', '1000', '-ap', USERS[1000], '-s', '1000',
-        '-i', '127.0.0.1', '-p', String(port),
-        '-m', '1', '-timeout', '10s', '-timeout_error',
-      ], { timeoutMs: 15_000 });
-      await expectExit(reg, 15_000, 'REGISTER 1000 with digest');
-
-      const fields = path.join(dir, 'transfer.csv');
-      await writeFile(fields, `SEQUENTIAL\n${gateway.domain};carol\n`);
-      const mediaPort = await freeUdpPort([0, 2]);
-      const uas = sipp('uas-transfer-1000', [
-        '-sf', path.join(SIPP_DIR, 'uas-transfer.xml'),
-        '-inf', fields, '-s', '1000',
-        '-i', '127.0.0.1', '-p', String(port),
-        '-mi', '127.0.0.1', '-mp', String(mediaPort), '-rtp_echo',
-        '-m', '1', '-timeout', '40s', '-timeout_error',
-      ]);
-      await waitBound(port, uas);
+      const uas = await transferringPhone(sipp, { password: USERS[1000], domain: gateway.domain, target: 'carol', dir });
 
       const carol = await open('carol', '?autoanswer=1');
       const alice = await open('alice');
@@ -711,7 +545,7 @@ describe('a call across two gateways of a cluster (Redis)', { skip: mustRun(clus
   );
 
   after(async () => {
-    for (const child of running) if (child.spawnargs[0] === SIPP) child.kill('SIGKILL');
+    killSipps();
     await browser?.close();
     const stopped = [await g1?.stop(), await g2?.stop()];
     await redis?.stop();
