@@ -1,0 +1,99 @@
+package transaction
+
+import (
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard/switchboard/sip"
+)
+
+// Overload. Each server transaction's handler runs in a goroutine of its
+// own, so when requests come faster than the CPUs serve them the backlog
+// is not a queue the layer sees but runnable goroutines: every handler
+// then waits longer for a CPU before it starts, and a client that waits
+// past T1 sends its request again, which doubles the load. The layer
+// measures that wait, from the request's handover to the handler's
+// start, smoothed over the last handlers (an exponentially weighted mean
+// of weight 1/overloadSmoothing), and is overloaded while it exceeds
+// Config.OverloadDelay. Overloaded tells the Admit hook so, for the
+// sources that hold their share of the places or more: refusing their
+// new work at once, statelessly, costs a small fraction of serving it,
+// and keeps what is served within the delay, so that the goodput stays
+// near the most the machine can serve instead of collapsing into
+// retransmissions and timeouts.
+//
+// The mean moves only when handlers start. A layer that refuses every new
+// request starts none, so a mean older than overloadStale says nothing:
+// the layer is not overloaded then, and the next requests, let in,
+// measure afresh.
+const (
+	// DefaultOverloadDelay is the handlers' mean wait for a CPU past
+	// which the layer is overloaded.
+	DefaultOverloadDelay = 20 * time.Millisecond
+	overloadSmoothing    = 16
+	overloadStale        = 100 * time.Millisecond
+)
+
+// monoEpoch is the origin of the layer's monotonic readings.
+var monoEpoch = time.Now()
+
+// monoNow returns the monotonic time in ns since monoEpoch: the wait
+// measured is wall time, whatever clock the timers run on.
+func monoNow() int64 { return int64(time.Since(monoEpoch)) }
+
+// overload is the measure of the handlers' wait.
+type overload struct {
+	limit int64        // Config.OverloadDelay in ns; <= 0: never overloaded
+	mean  atomic.Int64 // ns
+	last  atomic.Int64 // monoNow of the last sample
+}
+
+// sample adds the wait of a handler that starts now, handed over at
+// handed (monoNow).
+func (o *overload) sample(handed int64) {
+	if o.limit <= 0 {
+		return
+	}
+	now := monoNow()
+	d := now - handed
+	for {
+		m := o.mean.Load()
+		if o.mean.CompareAndSwap(m, m+(d-m)/overloadSmoothing) {
+			break
+		}
+	}
+	o.last.Store(now)
+}
+
+// over reports whether the handlers wait too long.
+func (o *overload) over() bool {
+	return o.limit > 0 && o.mean.Load() > o.limit && monoNow()-o.last.Load() < int64(overloadStale)
+}
+
+// Overloaded reports whether the layer is overloaded (its handlers wait
+// longer than Config.OverloadDelay for a CPU, on average) and req's
+// source holds at least its share of the server transactions' places:
+// the places in use times its weight over the weights of every source
+// that holds some (Config.SourceWeight). So under overload the sources
+// that take the most are refused first, a source alone is refused as
+// much as the load asks, and a light one, or a trunk under its weighted
+// share, goes on. It is meant for Config.Admit, which decides which
+// requests may be refused: new work (a 503 with Retry-After), not what
+// completes work begun (requests within a dialog, answers to a
+// challenge). It is cheap when the layer is not overloaded.
+func (l *Layer) Overloaded(req *sip.Request) bool {
+	if !l.load.over() {
+		return false
+	}
+	src := sourceOf(req.Source)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	held, weight, total := 0, 0, l.weights
+	if load := l.sources[src]; load != nil {
+		held, weight = load.places, load.weight
+	} else {
+		weight = l.sourceWeight(src)
+		total += weight
+	}
+	return (held+1)*total > l.places*weight
+}

@@ -1,0 +1,85 @@
+package transaction
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/sip"
+)
+
+// TestOverloaded: the layer is overloaded once its handlers' mean wait for
+// a CPU passes OverloadDelay; then Overloaded picks the sources that hold
+// their weighted share of the places or more (a source alone always), not
+// a light one nor a trunk under its share; a mean that no handler has
+// refreshed for overloadStale says nothing.
+func TestOverloaded(t *testing.T) {
+	flood, trunk, phone := from("192.0.2.66"), from("192.0.2.10"), from("192.0.2.30")
+	weights := func(src netip.Addr) int {
+		if src == trunk.AddrPort.Addr() {
+			return 10
+		}
+		return 1
+	}
+	a := newAnswering(t, Config{SourceWeight: weights}, func(*sip.Request) int { return 200 })
+	for i := range 30 {
+		a.send(spec("OPTIONS", i, flood))
+	}
+	a.settled()
+	if st := a.l.Stats(); st.Overloaded {
+		t.Fatalf("overloaded after 30 requests served at once: %+v", st)
+	}
+	req := func(src sip.Addr) *sip.Request { return spec("OPTIONS", 999, src).req(t) }
+	if a.l.Overloaded(req(flood)) {
+		t.Fatal("Overloaded without overload")
+	}
+
+	// Handlers that waited 50 ms for a CPU, on and on.
+	for range 4 * overloadSmoothing {
+		a.l.load.sample(monoNow() - int64(50*time.Millisecond))
+	}
+	if st := a.l.Stats(); !st.Overloaded || st.HandlerDelay < 30*time.Millisecond {
+		t.Fatalf("after waits of 50 ms: %+v, want overloaded", st)
+	}
+	if !a.l.Overloaded(req(flood)) {
+		t.Error("the source alone, holding every place, is not refused")
+	}
+	for i := range 2 {
+		a.send(spec("OPTIONS", i, trunk))
+	}
+	a.settled()
+	switch {
+	case !a.l.Overloaded(req(flood)):
+		t.Error("the flood, over its share, is not refused")
+	case a.l.Overloaded(req(trunk)):
+		t.Error("the trunk, under its weighted share, is refused")
+	case a.l.Overloaded(req(phone)):
+		t.Error("a phone that holds nothing is refused")
+	}
+
+	// Waits back under the limit end it.
+	for range 4 * overloadSmoothing {
+		a.l.load.sample(monoNow())
+	}
+	if a.l.Overloaded(req(flood)) {
+		t.Error("still overloaded once handlers start at once")
+	}
+	// A stale mean says nothing.
+	for range 4 * overloadSmoothing {
+		a.l.load.sample(monoNow() - int64(50*time.Millisecond))
+	}
+	a.l.load.last.Store(monoNow() - int64(2*overloadStale))
+	if a.l.Overloaded(req(flood)) {
+		t.Error("overloaded on a stale mean")
+	}
+
+	// OverloadDelay < 0: never.
+	b := newAnswering(t, Config{OverloadDelay: -1}, func(*sip.Request) int { return 200 })
+	b.send(spec("OPTIONS", 1, flood))
+	for range 4 * overloadSmoothing {
+		b.l.load.sample(monoNow() - int64(time.Second))
+	}
+	if b.l.Overloaded(req(flood)) {
+		t.Error("overloaded with OverloadDelay < 0")
+	}
+}
