@@ -49,7 +49,7 @@ func (w closeWatch) DeleteFlow(ctx context.Context, flow sip.Addr) ([]location.B
 	return b, err
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T, opts ...func(*gateway.Config)) *stack {
 	t.Helper()
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	st := &stack{clk: clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), closed: make(chan sip.Addr, 16)}
@@ -72,7 +72,7 @@ func newStack(t *testing.T) *stack {
 	}
 	layer := transport.NewLayer(transport.Config{})
 	layer.Add(st.tcp)
-	st.gw, err = gateway.New(context.Background(), gateway.Config{
+	cfg := gateway.Config{
 		Identity:   id,
 		Transports: layer,
 		Location:   closeWatch{loc, st.closed},
@@ -80,7 +80,11 @@ func newStack(t *testing.T) *stack {
 		Secret:     []byte("0123456789abcdef0123456789abcdef"),
 		Algorithms: []string{"MD5"},
 		Clock:      st.clk,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	st.gw, err = gateway.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
