@@ -1,42 +1,79 @@
 #!/usr/bin/env bash
-# bench-sip.sh: REGISTER/s and calls/s under sipp load, on loopback only.
+# bench-sip.sh: Switchboard's SIP engine beside Kamailio's under sipp load,
+# in one run on the same machine, on loopback only.
 #
-#   scripts/bench-sip.sh [switchboard|kamailio|both]     (default: switchboard)
+#   scripts/bench-sip.sh [both|switchboard|kamailio]     (default: both)
 #
-# For each target it starts the server on free 127.0.0.1 ports, then
-#   1. REGISTER with digest auth (401 then credentials), a different user per
-#      call (u0..u999, all with the password pw-secret), test/sipp/bench-register.xml,
-#      at increasing rates (-r) for DUR seconds each (-m = rate*DUR);
-#   2. calls through the proxy: a sipp UAS registered as u1 (register-only.xml,
-#      then uas-answer.xml on the same port), a sipp UAC (uac-call.xml, caller u0,
-#      407 then Proxy-Authorization, INVITE/180/200/ACK/BYE, no pause) at
-#      increasing rates;
-# and reports for each rate the calls that succeeded and failed, and the
-# highest rate with 0 failed calls. A rate stops the ladder at its first failure.
-# Everything is bounded: -m per run, -recv_timeout per message, -timeout per run,
-# and every process started here is stopped by its pid on exit.
+# It starts the servers on free 127.0.0.1 ports (both at once; an idle
+# server costs nothing) and measures, for each:
 #
-# kamailio: needs the Debian package (apt-get install kamailio); the script writes
-# a minimal registrar+proxy config (usrloc in memory, auth with pv_auth_check and
-# a static password, record_route, lookup, t_relay).
+#   1. REGISTER with digest (401, then credentials, then 200), a different
+#      user per call (u0..u999, one password), test/sipp/bench-register.xml,
+#      on a ladder of rates (-r) of DUR seconds each (-m = rate*DUR). A
+#      target's ladder stops at its first rate with a failed call; its knee
+#      is the highest rate before it, with 0 failures.
+#   2. Overload: REGISTER at OVER_FACTOR (2) times the knee for OVER_DUR
+#      (30) seconds: goodput (successful calls/s), how the failures failed
+#      (an answer such as 503, or a timeout), the server's largest RSS;
+#      then at once a DUR-second step at the knee, to see it recover.
+#   3. and 4. The same for calls through the proxy: a sipp UAS registered
+#      as u1 (register-only.xml, then uas-answer.xml on the same port), a
+#      sipp UAC (uac-call.xml, caller u0: INVITE, 407, INVITE with
+#      Proxy-Authorization, 180, 200, ACK, BYE, no pause).
 #
-# Settings (environment): DUR (10), DRAIN (35 s between the two steps), REG_RATES, CALL_RATES, NUSERS (1000),
-# KAM_CHILDREN (2), OUT (a directory for logs; default a new temp dir).
+# The ladders interleave the targets rate by rate (Switchboard, then
+# Kamailio, at each rate), so that both see the same machine; each step
+# starts once both servers are idle again. For every step the results give
+# the calls that succeeded and failed, the rate achieved, and the CPU time
+# of the server (its whole process tree, from /proc) and of sipp per
+# successful call, in µs: per registration that is two transactions (401
+# and 200), per call five (INVITE, INVITE, BYE, and the ACKs). sipp runs
+# with -default_behaviors all,-abortunexp: with several workers Kamailio
+# may pass a 180 after its 200, and a call must not be aborted for that.
+#
+# Kamailio: the Debian package, installed with apt-get when missing. The
+# script writes a minimal registrar+proxy config (usrloc in memory, auth
+# with pv_auth_check and a static password, record_route, lookup, t_relay)
+# with KAM_CHILDREN (4) UDP workers and KAM_SHM (1024) MB of shared memory.
+#
+# Profiles: PPROF_AT="register:RATE call:RATE" takes a CPU profile of
+# Switchboard (SWITCHBOARD_PPROF) during the step at that rate (from its
+# second second to two seconds before its end), and
+# writes `go tool pprof -top` of it to $OUT/pprof-*.txt.
+#
+# Settings (environment): DUR (10), REG_RATES, CALL_RATES, OVER_DUR (30),
+# OVER_FACTOR (2), NUSERS (1000), KAM_CHILDREN (4), KAM_SHM (1024),
+# KAM_PKG (32), SKIP (register or call: leave that half out), OUT (a
+# directory for logs; default a new temp dir). Everything is bounded: -m
+# per run, -recv_timeout per message, -timeout per run, and every process
+# started here is stopped by its pid on exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SIPP_DIR=$ROOT/test/sipp
-TARGETS=${1:-switchboard}
+TARGETS=${1:-both}
 DUR=${DUR:-10}
-REG_RATES=${REG_RATES:-"100 200 400 800 1200 1600 2400 3200"}
-CALL_RATES=${CALL_RATES:-"50 100 200 300 400 600 800 1200"}
+REG_RATES=${REG_RATES:-"1000 2000 3000 4000 5000 6000 7000 8000 9000 10000 11000 12000 14000 16000"}
+CALL_RATES=${CALL_RATES:-"200 400 600 800 1000 1200 1400 1600 1800 2000 2400 2800 3200"}
+OVER_DUR=${OVER_DUR:-30}
+OVER_FACTOR=${OVER_FACTOR:-2}
 NUSERS=${NUSERS:-1000}
-KAM_CHILDREN=${KAM_CHILDREN:-2}
-DRAIN=${DRAIN:-35}
+KAM_CHILDREN=${KAM_CHILDREN:-4}
+KAM_SHM=${KAM_SHM:-1024}
+KAM_PKG=${KAM_PKG:-32}
+PPROF_AT=${PPROF_AT:-}
+SKIP=${SKIP:-}
 PASS=pw-secret
 OUT=${OUT:-$(mktemp -d /tmp/bench-sip.XXXXXX)}
 mkdir -p "$OUT"
 PIDS=()
+TICK=$(getconf CLK_TCK)
+
+case $TARGETS in
+both) LIST=(switchboard kamailio) ;;
+switchboard | kamailio) LIST=("$TARGETS") ;;
+*) echo "usage: $0 [both|switchboard|kamailio]" >&2; exit 2 ;;
+esac
 
 cleanup() {
 	local p
@@ -49,6 +86,8 @@ cleanup() {
 	done
 }
 trap cleanup EXIT INT TERM
+
+command -v sipp >/dev/null || { echo "sipp is not installed: apt-get install -y sip-tester" >&2; exit 1; }
 
 # free_port prints a port free on 127.0.0.1 for both UDP and TCP, outside
 # the RTP range 20000-29999.
@@ -71,6 +110,51 @@ while True:
 EOF
 }
 
+# tree PID prints PID and its descendants.
+tree() {
+	local p=$1 c
+	echo "$p"
+	for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do
+		tree "$c"
+	done
+}
+
+# cpu_us PID prints the CPU time (user + system) of PID's process tree in µs.
+cpu_us() {
+	local t=0 p f
+	for p in $(tree "$1"); do
+		f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+		f=${f##*) }
+		set -- $f
+		# Fields 14 and 15 of stat are the 12th and 13th after the name.
+		t=$((t + ${12} + ${13}))
+	done
+	echo $((t * 1000000 / TICK))
+}
+
+# mem_kb PID prints the memory of PID's process tree in KiB: the sum of
+# their proportional set sizes (Kamailio's workers share their memory).
+mem_kb() {
+	local t=0 p v
+	for p in $(tree "$1"); do
+		v=$(awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
+		t=$((t + ${v:-0}))
+	done
+	echo "$t"
+}
+
+# settle PID waits (at most 40 s) until the process tree uses less than
+# 5 % of a core over half a second: the previous step's backlog is done.
+settle() {
+	local i a b
+	for i in $(seq 1 80); do
+		a=$(cpu_us "$1")
+		sleep 0.5
+		b=$(cpu_us "$1")
+		[ $((b - a)) -lt 25000 ] && return 0
+	done
+}
+
 # Users: u0..u(NUSERS-1), one password.
 USERS_CSV=$OUT/users.csv
 {
@@ -82,57 +166,31 @@ USERS_CSV=$OUT/users.csv
 USERS_ENV=$(for ((i = 0; i < NUSERS; i++)); do printf 'u%d:%s,' "$i" "$PASS"; done)
 USERS_ENV=${USERS_ENV%,}
 printf 'SEQUENTIAL\nlocalhost;u0;localhost\n' >"$OUT/caller.csv"
-
-# counters FILE: "successful failed elapsed_s" from sipp's final statistics screen
-# (its Elapsed Time is 0 on the final screen; ladder replaces it with wall time).
-counters() {
-	local f=$1 ok fail el
-	ok=$(grep 'Successful call' "$f" | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}')
-	fail=$(grep 'Failed call' "$f" | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}')
-	el=$(grep 'Elapsed Time' "$f" | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}' |
-		awk -F: '{printf "%.2f", $1*3600+$2*60+$3+$4/1e6}')
-	echo "${ok:-0} ${fail:-0} ${el:-0}"
-}
+# The UAS's binding must outlast the run.
+sed 's/Expires: 300/Expires: 3600/' "$SIPP_DIR/register-only.xml" >"$OUT/register-uas.xml"
 
 RESULTS=$OUT/results.txt
 : >"$RESULTS"
 report() { echo "$*" | tee -a "$RESULTS"; }
 
-# ladder NAME TARGET RATES CMD...: runs CMD with -r RATE -m RATE*DUR for each rate.
-ladder() {
-	local name=$1 target=$2 rates=$3
-	shift 3
-	local best=0 r ok fail el f t0
-	for r in $rates; do
-		f=$OUT/$target-$name-$r.out
-		t0=$(date +%s.%N)
-		(cd "$OUT" && timeout $((DUR * 4 + 30)) "$@" -r "$r" -m $((r * DUR)) \
-			-recv_timeout 5000 -timeout $((DUR * 4 + 20))s -nostdin -trace_err \
-			-error_file "$OUT/$target-$name-$r.err" >"$f" 2>&1) || true
-		read -r ok fail el < <(counters "$f")
-		el=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}')
-		report "$(printf '%-11s %-8s rate=%-5s calls=%-6s ok=%-6s failed=%-5s elapsed=%-6s achieved=%s/s' \
-			"$target" "$name" "$r" $((r * DUR)) "$ok" "$fail" "$el" \
-			"$(awk -v o="$ok" -v e="$el" 'BEGIN{ if (e>0) printf "%.0f", o/e; else print 0 }')")"
-		if [ "$fail" != 0 ] || [ "$ok" != $((r * DUR)) ]; then
-			break
-		fi
-		best=$r
-	done
-	report "$(printf '%-11s %-8s highest rate with 0 failed: %s/s' "$target" "$name" "$best")"
+# sstat FILE COLUMN prints COLUMN of the last line of a sipp -trace_stat file.
+sstat() {
+	awk -F';' -v col="$2" 'NR==1{for(i=1;i<=NF;i++) if($i==col) c=i; next} {v=$c} END{print v+0}' "$1"
 }
+
+declare -A PORT PID HPORT UASPORT KNEE KNEE_ACH
 
 start_switchboard() {
 	local port=$1 hport
 	hport=$(free_port)
-	(cd "$ROOT" && go build -o "$OUT/switchboard" ./cmd/switchboard)
+	HPORT[switchboard]=$hport
 	mkdir -p "$OUT/sb-data"
 	SWITCHBOARD_SIP_UDP=127.0.0.1:$port SWITCHBOARD_SIP_TCP=127.0.0.1:$port \
-		SWITCHBOARD_HTTP=127.0.0.1:$hport SWITCHBOARD_DATA_DIR=$OUT/sb-data \
-		SWITCHBOARD_USERS=$USERS_ENV SWITCHBOARD_LOG_LEVEL=warn \
+		SWITCHBOARD_HTTP=127.0.0.1:$hport SWITCHBOARD_ICE_PORT=$(free_port) SWITCHBOARD_DATA_DIR=$OUT/sb-data \
+		SWITCHBOARD_USERS=$USERS_ENV SWITCHBOARD_LOG_LEVEL=warn SWITCHBOARD_PPROF=true \
 		"$OUT/switchboard" >"$OUT/switchboard.log" 2>&1 &
 	PIDS+=($!)
-	SERVER_PID=$!
+	PID[switchboard]=$!
 	local i
 	for i in $(seq 1 100); do
 		curl -fsS "http://127.0.0.1:$hport/readyz" >/dev/null 2>&1 && return 0
@@ -144,7 +202,13 @@ start_switchboard() {
 
 start_kamailio() {
 	local port=$1 mpath
-	command -v kamailio >/dev/null || { echo "kamailio is not installed" >&2; return 1; }
+	if ! command -v kamailio >/dev/null; then
+		echo "installing kamailio with apt-get" >&2
+		local sudo=()
+		[ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kamailio >"$OUT/kam-install.log" 2>&1 ||
+			{ echo "apt-get install kamailio failed: $OUT/kam-install.log" >&2; return 1; }
+	fi
 	mpath=$(dirname "$(find /usr/lib -name registrar.so -path '*kamailio*' | head -1)")
 	mkdir -p "$OUT/kam"
 	cat >"$OUT/kam/kamailio.cfg" <<EOF
@@ -205,60 +269,147 @@ request_route {
 EOF
 	kamailio -c -f "$OUT/kam/kamailio.cfg" >"$OUT/kam/check.log" 2>&1 ||
 		{ echo "kamailio config check failed: $OUT/kam/check.log" >&2; cat "$OUT/kam/check.log" >&2; return 1; }
-	kamailio -f "$OUT/kam/kamailio.cfg" -DD -E -m 256 -M 16 -P "$OUT/kam/kamailio.pid" \
+	kamailio -f "$OUT/kam/kamailio.cfg" -DD -E -m "$KAM_SHM" -M "$KAM_PKG" -P "$OUT/kam/kamailio.pid" \
 		-Y "$OUT/kam" -w "$OUT/kam" >"$OUT/kam/kamailio.log" 2>&1 &
 	PIDS+=($!)
-	SERVER_PID=$!
-	sleep 1.5
-	kill -0 "$SERVER_PID" || { echo "kamailio exited: $OUT/kam/kamailio.log" >&2; return 1; }
+	PID[kamailio]=$!
+	sleep 2
+	kill -0 "${PID[kamailio]}" || { echo "kamailio exited: $OUT/kam/kamailio.log" >&2; return 1; }
 }
 
-stop_server() {
-	kill "$SERVER_PID" 2>/dev/null || true
-	wait "$SERVER_PID" 2>/dev/null || true
-}
-
-bench_target() {
-	local target=$1 port uport cport
-	port=$(free_port)
-	"start_$target" "$port"
-	local server=127.0.0.1:$port
-
-	# 1. REGISTER/s.
-	uport=$(free_port)
-	ladder register "$target" "$REG_RATES" \
-		sipp -sf "$SIPP_DIR/bench-register.xml" -inf "$USERS_CSV" -i 127.0.0.1 -p "$uport" "$server"
-
-	# 2. calls/s: UAS u1 registered on its port, then answering.
-	# First let the REGISTER transactions of step 1 end (non-INVITE server
-	# transactions live 32 s on UDP after their final response; the gateway
-	# caps its table at 10000 and answers 503 above that).
-	sleep "$DRAIN"
-	uport=$(free_port)
-	(cd "$OUT" && timeout 20 sipp -sf "$SIPP_DIR/register-only.xml" -inf "$SIPP_DIR/domain.csv" \
-		-au u1 -ap "$PASS" -s u1 -i 127.0.0.1 -p "$uport" -m 1 -timeout 10s -timeout_error \
-		-nostdin "$server" >"$OUT/$target-uas-register.out" 2>&1) ||
-		{ report "$target: UAS registration failed: $OUT/$target-uas-register.out"; stop_server; return 0; }
-	(cd "$OUT" && exec timeout 900 sipp -sf "$SIPP_DIR/uas-answer.xml" -i 127.0.0.1 -p "$uport" \
-		-m 1000000 -timeout 880s -nostdin -trace_err -error_file "$OUT/$target-uas.err" \
-		"$server" >"$OUT/$target-uas.out" 2>&1) &
-	local uas=$!
-	PIDS+=($uas)
-	sleep 0.5
+# step KIND TARGET RATE SECS TAG: one sipp run of KIND (register or call)
+# against TARGET at RATE calls/s for SECS seconds. It sets the globals
+# OK FAIL ACH (calls/s achieved) and prints a line of results.
+step() {
+	local kind=$1 t=$2 r=$3 secs=$4 tag=$5 n f server c0 c1 t0 t1 el scen maxmem=0 mon=
+	n=$((r * secs))
+	f=$OUT/$t-$kind-$tag-$r
+	server=127.0.0.1:${PORT[$t]}
+	local cport
 	cport=$(free_port)
-	ladder call "$target" "$CALL_RATES" \
-		sipp -sf "$SIPP_DIR/uac-call.xml" -inf "$OUT/caller.csv" -au u0 -ap "$PASS" \
-		-auth_uri u1@localhost -s u1 -i 127.0.0.1 -p "$cport" "$server"
-	kill "$uas" 2>/dev/null || true
-	wait "$uas" 2>/dev/null || true
-	stop_server
+	local args
+	if [ "$kind" = register ]; then
+		args=(-sf "$SIPP_DIR/bench-register.xml" -inf "$USERS_CSV")
+	else
+		args=(-sf "$SIPP_DIR/uac-call.xml" -inf "$OUT/caller.csv" -au u0 -ap "$PASS" -auth_uri u1@localhost -s u1)
+	fi
+	if [ "$tag" = over ]; then
+		# The memory of the server, every second while the load lasts.
+		(while kill -0 "${PID[$t]}" 2>/dev/null; do mem_kb "${PID[$t]}"; sleep 1; done >"$f.mem") &
+		mon=$!
+	fi
+	if [ "$t" = switchboard ] && [[ " $PPROF_AT " == *" $kind:$r "* ]] && [ "$tag" = ladder ]; then
+		(sleep 1 && curl -fsS -o "$f.pprof" "http://127.0.0.1:${HPORT[switchboard]}/debug/pprof/profile?seconds=$((secs - 2))" &&
+			go tool pprof -top -nodecount=40 "$OUT/switchboard" "$f.pprof" >"$OUT/pprof-$kind-$r.txt" 2>&1) &
+	fi
+	c0=$(cpu_us "${PID[$t]}")
+	t0=$(date +%s.%N)
+	(cd "$OUT" && timeout $((secs * 4 + 60)) bash -c '"$@" >"$0.out" 2>&1; times' "$f" \
+		sipp "${args[@]}" -i 127.0.0.1 -p "$cport" -r "$r" -m "$n" -recv_timeout 5000 \
+		-timeout $((secs * 4 + 40))s -nostdin -default_behaviors all,-abortunexp \
+		-trace_err -error_file "$f.err" -trace_stat -stf "$f.csv" -fd 1 "$server" >"$f.times") || true
+	t1=$(date +%s.%N)
+	c1=$(cpu_us "${PID[$t]}")
+	if [ -n "$mon" ]; then
+		kill "$mon" 2>/dev/null || true
+		wait "$mon" 2>/dev/null || true
+		maxmem=$(sort -n "$f.mem" | tail -1)
+	fi
+	el=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')
+	OK=$(sstat "$f.csv" 'SuccessfulCall(C)')
+	FAIL=$(sstat "$f.csv" 'FailedCall(C)')
+	local tmo n503 nora retr sippcpu
+	tmo=$(($(sstat "$f.csv" 'FailedTimeoutOnRecv(C)') + $(sstat "$f.csv" 'FailedMaxUDPRetrans(C)')))
+	# The scenarios fail a call on a 503 through a regexp that never
+	# matches, and check its Retry-After on the way.
+	n503=$(sstat "$f.csv" 'FailedRegexpDoesntMatch(C)')
+	nora=$(sstat "$f.csv" 'FailedRegexpHdrNotFound(C)')
+	retr=$(sstat "$f.csv" 'Retransmissions(C)')
+	# times: the second line is the children's (sipp's) user and system time.
+	sippcpu=$(awk 'NR==2{ split($1,u,/[ms]/); split($2,s,/[ms]/); printf "%.0f", (u[1]*60+u[2]+s[1]*60+s[2])*1e6 }' "$f.times")
+	ACH=$(awk -v o="$OK" -v e="$el" 'BEGIN{ if (e>0) printf "%.0f", o/e; else print 0 }')
+	local per sper
+	per=$(awk -v c=$((c1 - c0)) -v o="$OK" 'BEGIN{ if (o>0) printf "%.0f", c/o; else print "-" }')
+	sper=$(awk -v c="${sippcpu:-0}" -v o="$OK" 'BEGIN{ if (o>0) printf "%.0f", c/o; else print "-" }')
+	report "$(printf '%-11s %-8s %-6s rate=%-5s calls=%-6s ok=%-6s failed=%-5s (timeouts %s, 503 %s, 503 without Retry-After %s) retrans=%-5s elapsed=%-6s achieved=%-5s/s cpu/call: server %s µs, sipp %s µs%s' \
+		"$t" "$kind" "$tag" "$r" "$n" "$OK" "$FAIL" "$tmo" "$n503" "$nora" "$retr" "$el" "$ACH" "$per" "$sper" \
+		"$([ -n "$mon" ] && echo ", max memory $((maxmem / 1024)) MiB")")"
 }
 
-echo "logs in $OUT; $(date -u '+%F %T UTC'); $(nproc) cores; load:$(uptime | sed 's/.*load average://')"
-case $TARGETS in
-both) bench_target switchboard; bench_target kamailio ;;
-switchboard | kamailio) bench_target "$TARGETS" ;;
-*) echo "usage: $0 [switchboard|kamailio|both]" >&2; exit 2 ;;
-esac
-echo "load after:$(uptime | sed 's/.*load average://')"
+# ladder KIND: the interleaved ladders of every target for KIND; sets KNEE.
+ladder() {
+	local kind=$1 rates=$2 r t
+	declare -A done=()
+	for t in "${LIST[@]}"; do KNEE[$t]=0; KNEE_ACH[$t]=0; done
+	for r in $rates; do
+		local any=0
+		for t in "${LIST[@]}"; do
+			[ -n "${done[$t]:-}" ] && continue
+			any=1
+			settle "${PID[$t]}"
+			step "$kind" "$t" "$r" "$DUR" ladder
+			if [ "$FAIL" != 0 ] || [ "$OK" != $((r * DUR)) ]; then
+				done[$t]=1
+			else
+				KNEE[$t]=$r
+				KNEE_ACH[$t]=$ACH
+			fi
+		done
+		[ $any = 0 ] && break
+	done
+	for t in "${LIST[@]}"; do
+		report "$(printf '%-11s %-8s highest rate with 0 failed: %s/s (%s/s achieved)' "$t" "$kind" "${KNEE[$t]}" "${KNEE_ACH[$t]}")"
+	done
+}
+
+# overload KIND: each target at OVER_FACTOR times its knee for OVER_DUR
+# seconds, then at its knee for DUR seconds.
+overload() {
+	local kind=$1 t r
+	for t in "${LIST[@]}"; do
+		[ "${KNEE[$t]}" -gt 0 ] || continue
+		settle "${PID[$t]}"
+		r=$(awk -v k="${KNEE[$t]}" -v f="$OVER_FACTOR" 'BEGIN{printf "%d", k*f}')
+		step "$kind" "$t" "$r" "$OVER_DUR" over
+		report "$(printf '%-11s %-8s goodput at %s× the knee: %s/s, %s%% of the knee'"'"'s %s/s' \
+			"$t" "$kind" "$OVER_FACTOR" "$ACH" "$(awk -v a="$ACH" -v k="${KNEE_ACH[$t]}" 'BEGIN{ if (k>0) printf "%.0f", 100*a/k; else print "-" }')" "${KNEE_ACH[$t]}")"
+		step "$kind" "$t" "${KNEE[$t]}" "$DUR" after
+	done
+}
+
+echo "logs in $OUT; $(date -u '+%F %T UTC'); $(nproc) cores; load:$(uptime | sed 's/.*load average://')" | tee -a "$RESULTS"
+for t in "${LIST[@]}"; do
+	PORT[$t]=$(free_port)
+	if [ "$t" = switchboard ]; then
+		(cd "$ROOT" && go build -o "$OUT/switchboard" ./cmd/switchboard)
+	fi
+	"start_$t" "${PORT[$t]}"
+done
+report "servers: $(for t in "${LIST[@]}"; do printf '%s pid %s port %s; ' "$t" "${PID[$t]}" "${PORT[$t]}"; done)kamailio children $KAM_CHILDREN, shm ${KAM_SHM} MB"
+
+if [ "$SKIP" != register ]; then
+	ladder register "$REG_RATES"
+	overload register
+fi
+
+if [ "$SKIP" != call ]; then
+	# The callee: a sipp UAS per target, registered as u1 on its port.
+	for t in "${LIST[@]}"; do
+		settle "${PID[$t]}"
+		UASPORT[$t]=$(free_port)
+		(cd "$OUT" && timeout 20 sipp -sf "$OUT/register-uas.xml" -inf "$SIPP_DIR/domain.csv" \
+			-au u1 -ap "$PASS" -s u1 -i 127.0.0.1 -p "${UASPORT[$t]}" -m 1 -timeout 10s -timeout_error \
+			-nostdin "127.0.0.1:${PORT[$t]}" >"$OUT/$t-uas-register.out" 2>&1) ||
+			{ echo "$t: UAS registration failed: $OUT/$t-uas-register.out" >&2; exit 1; }
+		(cd "$OUT" && exec timeout 3600 sipp -sf "$SIPP_DIR/uas-answer.xml" -i 127.0.0.1 -p "${UASPORT[$t]}" \
+			-m 10000000 -timeout 3500s -nostdin -default_behaviors all,-abortunexp -trace_err \
+			-error_file "$OUT/$t-uas.err" "127.0.0.1:${PORT[$t]}" >"$OUT/$t-uas.out" 2>&1) &
+		PIDS+=($!)
+	done
+	sleep 0.5
+	ladder call "$CALL_RATES"
+	overload call
+fi
+
+echo "load after:$(uptime | sed 's/.*load average://')" | tee -a "$RESULTS"
 echo "results: $RESULTS"
