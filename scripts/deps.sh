@@ -6,6 +6,9 @@
 #     tests that name foreign hosts or need many source addresses;
 #   - turnserver (coturn): the TURN server of the relay-only call test (the
 #     tests start their own on loopback; the package's service is not used);
+#   - nginx: the reverse proxy in front of the gateway in the browser tests;
+#   - openssl and certutil (libnss3-tools): the test CA those tests make,
+#     and the NSS database through which Chromium trusts it;
 #   - the softphone's npm packages, once webclient/package-lock.json exists.
 # Nothing is downloaded when everything is already there. Debian packages
 # are installed with apt-get, as root or through sudo.
@@ -18,6 +21,9 @@ command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
 command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
+command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
 
 if ((${#missing[@]} > 0)); then
 	if [[ $EUID -eq 0 ]]; then
@@ -35,7 +41,7 @@ if ((${#missing[@]} > 0)); then
 	# Without recommends: chromium's would pull in systemd, avahi and
 	# printing services that a headless test browser never uses.
 	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-	for bin in sipp chromium ip unshare turnserver; do
+	for bin in sipp chromium ip unshare turnserver openssl certutil; do
 		if ! command -v "$bin" >/dev/null 2>&1; then
 			echo "deps: $bin is still missing after apt-get install" >&2
 			exit 1

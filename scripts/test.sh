@@ -28,6 +28,7 @@ declare -A target_execs=(
 	[FuzzFromUserList]=100000 [FuzzServeRegister]=100000
 	[FuzzParseSession]=40000 [FuzzFraming]=30000 [FuzzReadFrame]=50000
 	[FuzzLocationFile]=40000
+	[FuzzForwarded]=60000 [FuzzXForwardedFor]=60000
 )
 scale=${FUZZ_EXECS:-1}
 if ! [[ $scale =~ ^[1-9][0-9]*$ ]]; then

@@ -3,7 +3,6 @@ package sipws
 import (
 	"context"
 	"net/http"
-	"net/netip"
 	"strings"
 	"time"
 
@@ -23,8 +22,14 @@ const subprotocol = "sip"
 // 403; and with 503 when Serve has not been called yet, the transport is
 // closed, or a connection limit is reached.
 func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	client, err := t.forwarded.Client(r)
+	if err != nil {
+		t.log.Warn("sipws: cannot tell the client's address", "remote", r.RemoteAddr, "err", err)
+		http.Error(w, "sipws: unknown client address", http.StatusInternalServerError)
+		return
+	}
 	if !t.allowHost(r) {
-		t.log.Info("sipws: host refused", "host", r.Host, "remote", r.RemoteAddr)
+		t.log.Info("sipws: host refused", "host", r.Host, "remote", client.Addr)
 		t.refused.Add(1)
 		http.Error(w, "sipws: host not allowed", http.StatusForbidden)
 		return
@@ -37,23 +42,17 @@ func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if origin := r.Header.Get("Origin"); origin != "" && !t.allowOrigin(origin, r.Host) {
-		t.log.Info("sipws: origin refused", "origin", origin, "host", r.Host, "remote", r.RemoteAddr)
+		t.log.Info("sipws: origin refused", "origin", origin, "host", r.Host, "remote", client.Addr)
 		t.refused.Add(1)
 		http.Error(w, "sipws: origin not allowed", http.StatusForbidden)
 		return
 	}
-	client, ok := t.clientAddr(r)
-	if !ok {
-		t.log.Warn("sipws: cannot tell the client's address", "remote", r.RemoteAddr)
-		http.Error(w, "sipws: unknown client address", http.StatusInternalServerError)
-		return
-	}
-	group := transport.PeerGroup(client.Addr())
+	group := transport.PeerGroup(client.Addr.Addr())
 	h, status, reason := t.reserve(group)
 	if status != 0 {
 		// Debug: under a flood this line would come once per attempt;
 		// the counters in Stats say how many.
-		t.log.Debug("sipws: connection refused", "remote", client, "reason", reason)
+		t.log.Debug("sipws: connection refused", "remote", client.Addr, "reason", reason)
 		t.refused.Add(1)
 		w.Header().Set("Retry-After", "5")
 		http.Error(w, "sipws: "+reason, status)
@@ -75,7 +74,7 @@ func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	})
 	if err != nil {
 		// Accept has answered the client (426, 400...).
-		t.log.Debug("sipws: handshake failed", "remote", client, "err", err)
+		t.log.Debug("sipws: handshake failed", "remote", client.Addr, "err", err)
 		t.release(group)
 		return
 	}
@@ -89,7 +88,7 @@ func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ws.SetReadLimit(int64(t.maxFrame))
 
 	name := sip.WS
-	if t.secure || r.TLS != nil {
+	if t.secure || client.TLS {
 		name = sip.WSS
 	}
 	c := &conn{
@@ -103,7 +102,7 @@ func (t *Transport) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h:   h,
 		// Flow ids come from the transport package so that one id names
 		// one connection across all transports: the Layer routes by it.
-		src: sip.Addr{Transport: name, AddrPort: client, Flow: transport.NextFlowID()},
+		src: sip.Addr{Transport: name, AddrPort: client.Addr, Flow: transport.NextFlowID()},
 	}
 	if !t.register(c, group) {
 		t.release(group)
@@ -121,44 +120,6 @@ func offersSIP(h http.Header) bool {
 			if strings.EqualFold(strings.TrimSpace(p), subprotocol) {
 				return true
 			}
-		}
-	}
-	return false
-}
-
-// clientAddr returns the client's address: the peer of the connection, or
-// with TrustedProxies the client named by X-Forwarded-For.
-func (t *Transport) clientAddr(r *http.Request) (netip.AddrPort, bool) {
-	peer, err := netip.ParseAddrPort(r.RemoteAddr)
-	if err != nil {
-		return netip.AddrPort{}, false
-	}
-	peer = netip.AddrPortFrom(peer.Addr().Unmap(), peer.Port())
-	if !t.trusted(peer.Addr()) {
-		return peer, true
-	}
-	// Right to left: each trusted proxy appended the address it got the
-	// request from, so the first untrusted one is the client. Anything
-	// left of it was written by the client and proves nothing.
-	hops := strings.Split(strings.Join(r.Header.Values("X-Forwarded-For"), ","), ",")
-	client := peer
-	for i := len(hops) - 1; i >= 0; i-- {
-		ip, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
-		if err != nil {
-			break
-		}
-		client = netip.AddrPortFrom(ip.Unmap(), 0)
-		if !t.trusted(client.Addr()) {
-			break
-		}
-	}
-	return client, true
-}
-
-func (t *Transport) trusted(ip netip.Addr) bool {
-	for _, p := range t.proxies {
-		if p.Contains(ip) {
-			return true
 		}
 	}
 	return false

@@ -42,6 +42,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -49,6 +50,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/forwarded"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/transport"
 )
@@ -77,7 +79,8 @@ type Options struct {
 	// Secure says that clients reach the HTTP listener over TLS, directly
 	// or through a TLS-terminating proxy: Network is then WSS, and every
 	// connection is WSS. Without it a connection is WSS only when its
-	// request arrived over TLS (http.Request.TLS is set).
+	// request arrived over TLS (http.Request.TLS is set) or a trusted
+	// proxy says that the client used TLS (see Forwarded).
 	Secure bool
 
 	// AllowedOrigins lists the browser origins that may connect besides
@@ -132,12 +135,14 @@ type Options struct {
 	// Clock times idle connections; nil means the system clock.
 	Clock clock.Clock
 
-	// TrustedProxies are the reverse proxies whose X-Forwarded-For header
-	// names the client. It is read only when the connection comes from one
-	// of them; the client is then the right-most address in it that is not
-	// a trusted proxy, with port 0 since the header carries none. Empty
-	// (the default) ignores the header, which any client can forge.
-	TrustedProxies []netip.Prefix
+	// Forwarded says which reverse proxies are believed when their
+	// forwarding headers name the client (X-Forwarded-For or Forwarded)
+	// and say that it used TLS (X-Forwarded-Proto, proto=): the client is
+	// then the right-most hop that is not a trusted proxy, with port 0
+	// when the header gives none, and its flow is WSS when it reached the
+	// proxy over TLS. The zero value (the default) ignores the headers,
+	// which any client can forge.
+	Forwarded forwarded.Trust
 
 	// Logger receives connection events and dropped input (nil: discard).
 	Logger *slog.Logger
@@ -157,7 +162,7 @@ type Transport struct {
 	maxConns     int
 	maxPerIP     int
 	idleTimeout  time.Duration
-	proxies      []netip.Prefix
+	forwarded    forwarded.Trust
 	log          *slog.Logger
 	clock        clock.Clock
 
@@ -231,7 +236,7 @@ func New(opts Options) (*Transport, error) {
 		maxConns:     opts.MaxConns,
 		maxPerIP:     opts.MaxConnsPerIP,
 		idleTimeout:  opts.UnregisteredIdleTimeout,
-		proxies:      append([]netip.Prefix(nil), opts.TrustedProxies...),
+		forwarded:    forwarded.Trust{Proxies: slices.Clone(opts.Forwarded.Proxies), Header: opts.Forwarded.Header},
 		log:          opts.Logger,
 		clock:        clock.Or(opts.Clock),
 		done:         make(chan struct{}),

@@ -13,6 +13,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/switchboard/switchboard/forwarded"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/transport"
 	"github.com/switchboard/switchboard/transport/transporttest"
@@ -619,44 +620,35 @@ func TestSecureOptionMarksFlows(t *testing.T) {
 	}
 }
 
-func TestClientAddr(t *testing.T) {
-	tr, err := New(Options{TrustedProxies: []netip.Prefix{
-		netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("::1/128"),
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tests := []struct {
-		remote string
-		xff    []string
-		want   string
+// TestForwardedClient: behind a trusted proxy a flow's source is the
+// client the proxy names, and WSS when the client reached the proxy over
+// TLS; a client that is no trusted proxy cannot name itself.
+func TestForwardedClient(t *testing.T) {
+	trust := forwarded.Trust{Proxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}}
+	for _, tt := range []struct {
+		name  string
+		trust forwarded.Trust
+		want  sip.Addr
 	}{
-		{"192.0.2.1:4000", nil, "192.0.2.1:4000"},
-		{"192.0.2.1:4000", []string{"198.51.100.7"}, "192.0.2.1:4000"}, // untrusted peer: header ignored
-		{"10.1.1.1:4000", []string{"198.51.100.7"}, "198.51.100.7:0"},
-		{"10.1.1.1:4000", []string{"6.6.6.6, 198.51.100.7, 10.2.2.2"}, "198.51.100.7:0"},
-		{"10.1.1.1:4000", []string{"6.6.6.6", "198.51.100.7"}, "198.51.100.7:0"},
-		{"10.1.1.1:4000", nil, "10.1.1.1:4000"},
-		{"10.1.1.1:4000", []string{"garbage"}, "10.1.1.1:4000"},
-		{"10.1.1.1:4000", []string{"10.3.3.3"}, "10.3.3.3:0"}, // all trusted: the farthest
-		{"[::1]:4000", []string{"2001:db8::1"}, "[2001:db8::1]:0"},
-		{"[::ffff:192.0.2.1]:4000", nil, "192.0.2.1:4000"},
-	}
-	for _, tt := range tests {
-		r := httptest.NewRequest("GET", "/ws", nil)
-		r.RemoteAddr = tt.remote
-		for _, v := range tt.xff {
-			r.Header.Add("X-Forwarded-For", v)
-		}
-		got, ok := tr.clientAddr(r)
-		if !ok || got.String() != tt.want {
-			t.Errorf("clientAddr(%s, %q) = %v, %v; want %s", tt.remote, tt.xff, got, ok, tt.want)
-		}
-	}
-	r := httptest.NewRequest("GET", "/ws", nil)
-	r.RemoteAddr = "@"
-	if _, ok := tr.clientAddr(r); ok {
-		t.Error("clientAddr accepted a non-IP remote address")
+		{"trusted", trust, sip.Addr{Transport: sip.WSS, AddrPort: netip.MustParseAddrPort("198.51.100.7:0")}},
+		{"untrusted", forwarded.Trust{Proxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}, sip.Addr{Transport: sip.WS}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := start(t, Options{Forwarded: tt.trust})
+			c := s.dial(t, http.Header{"X-Forwarded-For": {"198.51.100.7"}, "X-Forwarded-Proto": {"https"}})
+			send(t, c, websocket.MessageText, request("fwd", 1))
+			src := s.rec.Message(t).Src()
+			want := tt.want
+			if !want.AddrPort.IsValid() {
+				want.AddrPort = src.AddrPort
+				if !src.AddrPort.Addr().IsLoopback() {
+					t.Errorf("Source = %v, want the loopback peer", src)
+				}
+			}
+			if src.Transport != want.Transport || src.AddrPort != want.AddrPort {
+				t.Errorf("Source = %v, want %v", src, want)
+			}
+		})
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard/switchboard/forwarded"
 	"github.com/switchboard/switchboard/gateway/accounts"
 	"github.com/switchboard/switchboard/gateway/b2bua"
 	"github.com/switchboard/switchboard/gateway/location"
@@ -37,11 +38,12 @@ type adminAPI struct {
 	location location.Store
 	calls    *b2bua.B2BUA
 	throttle *accounts.Throttle
+	trust    *forwarded.Trust // who may name the client
 	log      *slog.Logger
 }
 
-func newAdminAPI(token string, loc location.Store, calls *b2bua.B2BUA, th *accounts.Throttle, log *slog.Logger) *adminAPI {
-	return &adminAPI{token: sha256.Sum256([]byte(token)), on: token != "", location: loc, calls: calls, throttle: th, log: log}
+func newAdminAPI(token string, loc location.Store, calls *b2bua.B2BUA, th *accounts.Throttle, trust *forwarded.Trust, log *slog.Logger) *adminAPI {
+	return &adminAPI{token: sha256.Sum256([]byte(token)), on: token != "", location: loc, calls: calls, throttle: th, trust: trust, log: log}
 }
 
 // register adds the API's routes to mux.
@@ -62,14 +64,17 @@ func (a *adminAPI) guard(h http.HandlerFunc) http.Handler {
 			writeJSONError(w, http.StatusNotFound, "the admin API is off: set SWITCHBOARD_ADMIN_TOKEN to turn it on")
 			return
 		}
+		// The client, as the trusted proxies name it: behind a proxy every
+		// request comes from the proxy, which must not take the blame.
 		// A remote address that does not parse leaves the zero Addr: all
 		// such clients share one count.
 		var ip netip.Addr
-		if ap, err := netip.ParseAddrPort(r.RemoteAddr); err == nil {
-			ip = ap.Addr()
+		remote := r.RemoteAddr
+		if c, err := a.trust.Client(r); err == nil {
+			ip, remote = c.Addr.Addr(), c.Addr.String()
 		}
 		if wait, ok := a.throttle.Allow(ip, ""); !ok {
-			a.log.Info("admin api: refused: too many failures from this source", "remote", r.RemoteAddr, "path", r.URL.Path, "retry_after", wait)
+			a.log.Info("admin api: refused: too many failures from this source", "remote", remote, "path", r.URL.Path, "retry_after", wait)
 			w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(wait.Seconds()))))
 			writeJSONError(w, http.StatusTooManyRequests, "too many failed attempts from this address; retry later")
 			return
@@ -84,7 +89,7 @@ func (a *adminAPI) guard(h http.HandlerFunc) http.Handler {
 			if header != "" {
 				blocked = a.throttle.Failure(accounts.OriginAdmin, ip, "")
 			}
-			a.log.Info("admin api: refused: wrong or missing bearer token", "remote", r.RemoteAddr, "path", r.URL.Path, "blocked", blocked)
+			a.log.Info("admin api: refused: wrong or missing bearer token", "remote", remote, "path", r.URL.Path, "blocked", blocked)
 			w.Header().Set("WWW-Authenticate", `Bearer realm="switchboard admin"`)
 			writeJSONError(w, http.StatusUnauthorized, "a valid bearer token is required")
 			return
@@ -158,7 +163,11 @@ func (a *adminAPI) hangup(w http.ResponseWriter, r *http.Request) {
 		writeJSONError(w, http.StatusInternalServerError, err.Error())
 		return
 	}
-	a.log.Info("admin api: call hung up", "call", id, "remote", r.RemoteAddr)
+	remote := r.RemoteAddr
+	if c, err := a.trust.Client(r); err == nil {
+		remote = c.Addr.String()
+	}
+	a.log.Info("admin api: call hung up", "call", id, "remote", remote)
 	w.WriteHeader(http.StatusNoContent)
 }
 

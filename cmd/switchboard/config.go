@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -17,6 +18,7 @@ import (
 
 	"github.com/caarlos0/env/v11"
 
+	"github.com/switchboard/switchboard/forwarded"
 	"github.com/switchboard/switchboard/sipws"
 )
 
@@ -41,14 +43,36 @@ type Config struct {
 	SIPTCP string `env:"SIP_TCP" envDefault:"127.0.0.1:5060"`
 	SIPTLS string `env:"SIP_TLS"`
 
-	// TLSCert and TLSKey are the PEM files of the TLS listener's
-	// certificate chain and private key.
+	// TLSCert and TLSKey are the PEM files of the certificate chain and
+	// private key of every TLS listener (SIP TLS and HTTPS), read again
+	// on SIGHUP.
 	TLSCert string `env:"TLS_CERT"`
 	TLSKey  string `env:"TLS_KEY"`
 
 	// HTTP is the listen address of the web server: softphone page,
 	// SIP over WebSocket, metrics and health checks.
 	HTTP string `env:"HTTP" envDefault:"127.0.0.1:8080"`
+
+	// HTTPS is the listen address of the web server over TLS: the same
+	// endpoints as HTTP, with /ws as WSS. When it is set, HTTP redirects
+	// to it, except for /healthz, /readyz and /metrics.
+	HTTPS string `env:"HTTPS"`
+
+	// ACMEDomains are the names to get certificates for with ACME
+	// (RFC 8555), cached under DataDir; ACMEDirectory is the ACME
+	// server's directory URL (empty: Let's Encrypt), ACMECA the PEM file
+	// of the CA certificates trusted for it (empty: the system's), and
+	// ACMEEmail the contact address given to it.
+	ACMEDomains   DomainList `env:"ACME_DOMAINS"`
+	ACMEDirectory string     `env:"ACME_DIRECTORY"`
+	ACMECA        string     `env:"ACME_CA"`
+	ACMEEmail     string     `env:"ACME_EMAIL"`
+
+	// TrustedProxies are the reverse proxies whose ForwardedHeader is
+	// believed: it then names the client (for logs, the throttle and the
+	// Via of WebSocket requests) and says whether it used TLS.
+	TrustedProxies  PrefixList `env:"TRUSTED_PROXIES"`
+	ForwardedHeader string     `env:"FORWARDED_HEADER" envDefault:"X-Forwarded-For"`
 
 	// WSOrigins are the origins allowed to open a SIP WebSocket; empty
 	// means only the gateway's own host.
@@ -159,7 +183,12 @@ func loadConfig(environ map[string]string) (Config, error) {
 	}
 	clearEmpty(&cfg, environ)
 	for _, p := range cfg.validate() {
-		// A variable that did not parse has already said what is wrong.
+		// A variable that did not parse has already said what is wrong;
+		// ACME names that did not parse still mean that certificates are
+		// to come from ACME, so a listener does not lack one.
+		if errors.Is(p, errNoCertificateSource) && failed[envPrefix+"ACME_DOMAINS"] {
+			continue
+		}
 		if fe, ok := p.(*FieldError); !ok || !failed[fe.Key] {
 			problems = append(problems, p)
 		}
@@ -284,6 +313,7 @@ func (c *Config) validate() []error {
 		{"SIP_TCP", c.SIPTCP, "tcp"},
 		{"SIP_TLS", c.SIPTLS, "tcp"},
 		{"HTTP", c.HTTP, "tcp"},
+		{"HTTPS", c.HTTPS, "tcp"},
 	}
 	if c.HTTP == "" {
 		add("HTTP", "must not be empty: it serves /healthz, /metrics and the softphone; e.g. 127.0.0.1:8080")
@@ -307,22 +337,7 @@ func (c *Config) validate() []error {
 		}
 	}
 
-	switch {
-	case c.TLSCert == "" && c.TLSKey == "":
-		if c.SIPTLS != "" {
-			add("SIP_TLS", "needs a certificate: set %sTLS_CERT and %sTLS_KEY to PEM files", envPrefix, envPrefix)
-		}
-	case c.TLSCert == "" || c.TLSKey == "":
-		add("TLS_CERT", "%sTLS_CERT and %sTLS_KEY go together: set both or neither", envPrefix, envPrefix)
-	case c.SIPTLS == "":
-		add("TLS_CERT", "is set but %sSIP_TLS is empty, so nothing would use it; set %sSIP_TLS (e.g. 127.0.0.1:5061) or unset the certificate", envPrefix, envPrefix)
-	default:
-		// Load the pair now so that a wrong path, a key that does not match
-		// or a bad PEM block stops the start, not the first TLS handshake.
-		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
-			add("TLS_CERT", "cannot load the key pair: %w", err)
-		}
-	}
+	problems = append(problems, c.validateTLS()...)
 
 	if c.DataDir == "" {
 		add("DATA_DIR", "must not be empty; e.g. ./data or /var/lib/switchboard")
@@ -398,6 +413,9 @@ func (c *Config) validate() []error {
 	}
 
 	c.validateMedia(add)
+	if _, err := forwarded.ParseHeader(c.ForwardedHeader); err != nil {
+		add("FORWARDED_HEADER", "%q is not a forwarding header; use X-Forwarded-For (with X-Forwarded-Proto) or Forwarded (RFC 7239): the one your proxy writes", c.ForwardedHeader)
+	}
 
 	if t := c.AdminToken; t != "" {
 		switch {
@@ -409,6 +427,79 @@ func (c *Config) validate() []error {
 	}
 
 	return problems
+}
+
+// validateTLS checks the settings of the TLS listeners and their
+// certificates: files, ACME, or both.
+func (c *Config) validateTLS() []error {
+	var problems []error
+	add := func(key string, format string, args ...any) {
+		problems = append(problems, &FieldError{Key: envPrefix + key, Err: fmt.Errorf(format, args...)})
+	}
+	files := c.TLSCert != "" || c.TLSKey != ""
+	acme := len(c.ACMEDomains) > 0
+	listener := c.SIPTLS != "" || c.HTTPS != ""
+	switch {
+	case !files:
+	case c.TLSCert == "" || c.TLSKey == "":
+		add("TLS_CERT", "%sTLS_CERT and %sTLS_KEY go together: set both or neither", envPrefix, envPrefix)
+	case !listener:
+		add("TLS_CERT", "is set but %sSIP_TLS and %sHTTPS are empty, so nothing would use it; set one of them (e.g. %sHTTPS=:443) or unset the certificate", envPrefix, envPrefix, envPrefix)
+	default:
+		// Load the pair now so that a wrong path, a key that does not match
+		// or a bad PEM block stops the start, not the first TLS handshake.
+		if _, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey); err != nil {
+			add("TLS_CERT", "cannot load the key pair: %w", err)
+		}
+	}
+	if !files && !acme {
+		for _, l := range []struct{ key, addr string }{{"SIP_TLS", c.SIPTLS}, {"HTTPS", c.HTTPS}} {
+			if l.addr != "" {
+				problems = append(problems, &FieldError{Key: envPrefix + l.key, Err: fmt.Errorf("%w: set %sTLS_CERT and %sTLS_KEY to PEM files, or %sACME_DOMAINS to get one", errNoCertificateSource, envPrefix, envPrefix, envPrefix)})
+			}
+		}
+	}
+	if acme && !listener {
+		add("ACME_DOMAINS", "is set but %sSIP_TLS and %sHTTPS are empty, so no certificate would be used; set %sHTTPS (e.g. :443)", envPrefix, envPrefix, envPrefix)
+	}
+	if !acme {
+		for _, k := range []struct{ key, v string }{{"ACME_DIRECTORY", c.ACMEDirectory}, {"ACME_CA", c.ACMECA}, {"ACME_EMAIL", c.ACMEEmail}} {
+			if k.v != "" {
+				add(k.key, "is set but %sACME_DOMAINS is empty; list the names to get certificates for", envPrefix)
+			}
+		}
+	}
+	if d := c.ACMEDirectory; d != "" {
+		if u, err := url.Parse(d); err != nil || u.Scheme != "https" || u.Host == "" || u.User != nil {
+			add("ACME_DIRECTORY", "%q is not an https:// URL; give the ACME server's directory, e.g. https://acme.example.net/directory", d)
+		}
+	}
+	if c.ACMECA != "" {
+		if _, err := loadCertPool(c.ACMECA); err != nil {
+			add("ACME_CA", "%w", err)
+		}
+	}
+	if e := c.ACMEEmail; e != "" && (!strings.Contains(e, "@") || strings.ContainsFunc(e, isSpaceOrControl) || strings.ContainsAny(e, ",<>")) {
+		add("ACME_EMAIL", "%q is not an e-mail address", e)
+	}
+	return problems
+}
+
+// errNoCertificateSource is the problem of a TLS listener without files or
+// ACME names.
+var errNoCertificateSource = errors.New("needs a certificate")
+
+// loadCertPool reads a PEM file of CA certificates.
+func loadCertPool(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
 }
 
 // maxDrainTimeout bounds the grace period of a stop: a supervisor kills a
@@ -447,6 +538,11 @@ func (c Config) LogValue() slog.Value {
 		slog.String("sip_tcp", c.SIPTCP),
 		slog.String("sip_tls", c.SIPTLS),
 		slog.String("http", c.HTTP),
+		slog.String("https", c.HTTPS),
+		slog.Any("acme_domains", []string(c.ACMEDomains)),
+		slog.String("acme_directory", c.ACMEDirectory),
+		slog.Any("trusted_proxies", c.TrustedProxies.Strings()),
+		slog.String("forwarded_header", c.ForwardedHeader),
 		slog.Any("ws_origins", []string(c.WSOrigins)),
 		slog.Any("ws_hosts", []string(c.WSHosts)),
 		slog.String("data_dir", c.DataDir),
@@ -738,4 +834,94 @@ func (h *HostList) UnmarshalText(text []byte) error {
 	}
 	*h = out
 	return nil
+}
+
+// DomainList is the list form of SWITCHBOARD_ACME_DOMAINS:
+// "sip.example.com,www.example.com". Entries are DNS names with at least
+// two labels, lower case; not IP addresses, nor wildcards, which ACME's
+// HTTP and TLS challenges cannot prove.
+type DomainList []string
+
+// UnmarshalText parses comma-separated names.
+func (d *DomainList) UnmarshalText(text []byte) error {
+	var out DomainList
+	for i, entry := range strings.Split(string(text), ",") {
+		entry = strings.ToLower(strings.TrimSuffix(strings.TrimSpace(entry), "."))
+		_, ipErr := netip.ParseAddr(entry)
+		switch {
+		case entry == "":
+			return fmt.Errorf("entry %d is empty; write a DNS name, e.g. sip.example.com", i+1)
+		case ipErr == nil:
+			return fmt.Errorf("entry %d: %s is an IP address; ACME certificates here are for DNS names", i+1, entry)
+		case strings.Contains(entry, "*"):
+			return fmt.Errorf("entry %d: %s is a wildcard, which needs the DNS challenge; list each name", i+1, entry)
+		case !validHost(entry) || !strings.Contains(entry, "."):
+			return fmt.Errorf("entry %d: %q is not a DNS name with a dot, e.g. sip.example.com", i+1, entry)
+		case slices.Contains(out, entry):
+			return fmt.Errorf("entry %d: %s is listed twice", i+1, entry)
+		}
+		out = append(out, entry)
+	}
+	*d = out
+	return nil
+}
+
+// PrefixList is the list form of SWITCHBOARD_TRUSTED_PROXIES:
+// "10.0.0.0/8,192.0.2.7,2001:db8::/32". A bare address is one host.
+type PrefixList []netip.Prefix
+
+// UnmarshalText parses comma-separated CIDR prefixes and addresses.
+func (p *PrefixList) UnmarshalText(text []byte) error {
+	var out PrefixList
+	for i, entry := range strings.Split(string(text), ",") {
+		entry = strings.TrimSpace(entry)
+		var pfx netip.Prefix
+		if strings.Contains(entry, "/") {
+			var err error
+			if pfx, err = netip.ParsePrefix(entry); err != nil {
+				return fmt.Errorf("entry %d: %q is not a CIDR prefix, e.g. 10.0.0.0/8: %w", i+1, entry, err)
+			}
+			if pfx != pfx.Masked() {
+				return fmt.Errorf("entry %d: %s has bits set past its length; did you mean %s?", i+1, entry, pfx.Masked())
+			}
+		} else {
+			ip, err := netip.ParseAddr(entry)
+			if err != nil {
+				return fmt.Errorf("entry %d: %q is neither an IP address nor a CIDR prefix, e.g. 10.0.0.0/8", i+1, entry)
+			}
+			pfx = netip.PrefixFrom(ip, ip.BitLen())
+		}
+		if pfx.Addr().Zone() != "" {
+			return fmt.Errorf("entry %d: %s has a zone; drop it", i+1, entry)
+		}
+		if pfx.Bits() == 0 {
+			return fmt.Errorf("entry %d: %s trusts every address, so any client could name itself; list your proxies", i+1, entry)
+		}
+		if a := pfx.Addr(); a.Is4In6() {
+			// Clients' addresses are compared unmapped.
+			if pfx.Bits() < 96 {
+				return fmt.Errorf("entry %d: %s reaches past the IPv4-mapped range; write IPv4 prefixes as such", i+1, entry)
+			}
+			pfx = netip.PrefixFrom(a.Unmap(), pfx.Bits()-96)
+		}
+		out = append(out, pfx)
+	}
+	*p = out
+	return nil
+}
+
+// Strings returns the prefixes as text, for logs.
+func (p PrefixList) Strings() []string {
+	out := make([]string, len(p))
+	for i, pfx := range p {
+		out[i] = pfx.String()
+	}
+	return out
+}
+
+// trust returns the forwarded.Trust of the settings; validate has checked
+// the header.
+func (c *Config) trust() forwarded.Trust {
+	h, _ := forwarded.ParseHeader(c.ForwardedHeader)
+	return forwarded.Trust{Proxies: c.TrustedProxies, Header: h}
 }

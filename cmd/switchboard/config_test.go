@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/forwarded"
 	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
@@ -34,6 +36,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		LogFormat:        "text",
 		DrainTimeout:     20 * time.Second,
 		DigestAlgorithms: []string{"MD5"},
+		ForwardedHeader:  "X-Forwarded-For",
 
 		TCPMaxConns:             5000,
 		TCPMaxConnsPerIP:        64,
@@ -122,6 +125,31 @@ func TestLoadConfigValid(t *testing.T) {
 			check: func(t *testing.T, c Config) {
 				if c.SIPTLS != "127.0.0.1:5061" || c.TLSCert != cert || c.TLSKey != key {
 					t.Errorf("got %q %q %q", c.SIPTLS, c.TLSCert, c.TLSKey)
+				}
+			},
+		},
+		{
+			name: "HTTPS with files, ACME and trusted proxies",
+			env: map[string]string{
+				"SWITCHBOARD_HTTPS":            "[::1]:8443",
+				"SWITCHBOARD_TLS_CERT":         cert,
+				"SWITCHBOARD_TLS_KEY":          key,
+				"SWITCHBOARD_ACME_DOMAINS":     " Sip.Example.com., www.example.com",
+				"SWITCHBOARD_ACME_DIRECTORY":   "https://acme.example.net/dir",
+				"SWITCHBOARD_ACME_CA":          cert,
+				"SWITCHBOARD_ACME_EMAIL":       "ops@example.com",
+				"SWITCHBOARD_TRUSTED_PROXIES":  "10.0.0.0/8, 192.0.2.7, 2001:db8::/32, ::ffff:198.51.100.0/120",
+				"SWITCHBOARD_FORWARDED_HEADER": "forwarded",
+			},
+			check: func(t *testing.T, c Config) {
+				if want := (DomainList{"sip.example.com", "www.example.com"}); !reflect.DeepEqual(c.ACMEDomains, want) {
+					t.Errorf("ACMEDomains = %q, want %q", c.ACMEDomains, want)
+				}
+				if got, want := strings.Join(c.TrustedProxies.Strings(), " "), "10.0.0.0/8 192.0.2.7/32 2001:db8::/32 198.51.100.0/24"; got != want {
+					t.Errorf("TrustedProxies = %s, want %s", got, want)
+				}
+				if tr := c.trust(); tr.Header != forwarded.Forwarded || !tr.Trusted(netip.MustParseAddr("::ffff:10.1.2.3")) || tr.Trusted(netip.MustParseAddr("192.0.2.8")) {
+					t.Errorf("trust() = %+v", tr)
 				}
 			},
 		},
@@ -237,7 +265,27 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"wildcard overlaps loopback", map[string]string{"SWITCHBOARD_HTTP": ":5060"}, "SWITCHBOARD_HTTP", "own port"},
 		{"TLS without certificate", map[string]string{"SWITCHBOARD_SIP_TLS": "127.0.0.1:5061"}, "SWITCHBOARD_SIP_TLS", "SWITCHBOARD_TLS_CERT and SWITCHBOARD_TLS_KEY"},
 		{"certificate without key", map[string]string{"SWITCHBOARD_SIP_TLS": "127.0.0.1:5061", "SWITCHBOARD_TLS_CERT": cert}, "SWITCHBOARD_TLS_CERT", "set both or neither"},
-		{"certificate without listener", map[string]string{"SWITCHBOARD_TLS_CERT": cert, "SWITCHBOARD_TLS_KEY": key}, "SWITCHBOARD_TLS_CERT", "SWITCHBOARD_SIP_TLS is empty"},
+		{"certificate without listener", map[string]string{"SWITCHBOARD_TLS_CERT": cert, "SWITCHBOARD_TLS_KEY": key}, "SWITCHBOARD_TLS_CERT", "SWITCHBOARD_SIP_TLS and SWITCHBOARD_HTTPS are empty"},
+		{"HTTPS without certificate", map[string]string{"SWITCHBOARD_HTTPS": "127.0.0.1:8443"}, "SWITCHBOARD_HTTPS", "or SWITCHBOARD_ACME_DOMAINS"},
+		{"HTTPS and HTTP share a port", map[string]string{"SWITCHBOARD_HTTPS": "127.0.0.1:8080", "SWITCHBOARD_TLS_CERT": cert, "SWITCHBOARD_TLS_KEY": key}, "SWITCHBOARD_HTTPS", "also the address of SWITCHBOARD_HTTP"},
+		{"HTTPS not host:port", map[string]string{"SWITCHBOARD_HTTPS": "443", "SWITCHBOARD_TLS_CERT": cert, "SWITCHBOARD_TLS_KEY": key}, "SWITCHBOARD_HTTPS", "not host:port"},
+		{"ACME without listener", map[string]string{"SWITCHBOARD_ACME_DOMAINS": "sip.example.com"}, "SWITCHBOARD_ACME_DOMAINS", "SWITCHBOARD_HTTPS (e.g. :443)"},
+		{"ACME name is an address", map[string]string{"SWITCHBOARD_HTTPS": ":8443", "SWITCHBOARD_ACME_DOMAINS": "192.0.2.1"}, "SWITCHBOARD_ACME_DOMAINS", "IP address"},
+		{"ACME wildcard", map[string]string{"SWITCHBOARD_HTTPS": ":8443", "SWITCHBOARD_ACME_DOMAINS": "*.example.com"}, "SWITCHBOARD_ACME_DOMAINS", "wildcard"},
+		{"ACME name without dot", map[string]string{"SWITCHBOARD_HTTPS": ":8443", "SWITCHBOARD_ACME_DOMAINS": "localhost"}, "SWITCHBOARD_ACME_DOMAINS", "with a dot"},
+		{"ACME name twice", map[string]string{"SWITCHBOARD_HTTPS": ":8443", "SWITCHBOARD_ACME_DOMAINS": "a.example,A.example."}, "SWITCHBOARD_ACME_DOMAINS", "listed twice"},
+		{"ACME empty entry", map[string]string{"SWITCHBOARD_HTTPS": ":8443", "SWITCHBOARD_ACME_DOMAINS": "a.example,"}, "SWITCHBOARD_ACME_DOMAINS", "entry 2 is empty"},
+		{"ACME directory not https", map[string]string{"SWITCHBOARD_HTTPS": ":8443", "SWITCHBOARD_ACME_DOMAINS": "a.example", "SWITCHBOARD_ACME_DIRECTORY": "http://acme.example/dir"}, "SWITCHBOARD_ACME_DIRECTORY", "https:// URL"},
+		{"ACME CA not PEM", map[string]string{"SWITCHBOARD_HTTPS": ":8443", "SWITCHBOARD_ACME_DOMAINS": "a.example", "SWITCHBOARD_ACME_CA": notDir}, "SWITCHBOARD_ACME_CA", "no PEM certificate"},
+		{"ACME CA missing", map[string]string{"SWITCHBOARD_HTTPS": ":8443", "SWITCHBOARD_ACME_DOMAINS": "a.example", "SWITCHBOARD_ACME_CA": filepath.Join(dir, "nope.pem")}, "SWITCHBOARD_ACME_CA", "no such file"},
+		{"ACME setting without names", map[string]string{"SWITCHBOARD_ACME_EMAIL": "ops@example.com"}, "SWITCHBOARD_ACME_EMAIL", "SWITCHBOARD_ACME_DOMAINS is empty"},
+		{"ACME email", map[string]string{"SWITCHBOARD_HTTPS": ":8443", "SWITCHBOARD_ACME_DOMAINS": "a.example", "SWITCHBOARD_ACME_EMAIL": "ops"}, "SWITCHBOARD_ACME_EMAIL", "not an e-mail"},
+		{"trusted proxy not a prefix", map[string]string{"SWITCHBOARD_TRUSTED_PROXIES": "proxy.example"}, "SWITCHBOARD_TRUSTED_PROXIES", "neither an IP address nor a CIDR"},
+		{"trusted proxy bad prefix", map[string]string{"SWITCHBOARD_TRUSTED_PROXIES": "10.0.0.0/33"}, "SWITCHBOARD_TRUSTED_PROXIES", "not a CIDR prefix"},
+		{"trusted proxy host bits", map[string]string{"SWITCHBOARD_TRUSTED_PROXIES": "10.1.2.3/8"}, "SWITCHBOARD_TRUSTED_PROXIES", "10.0.0.0/8"},
+		{"trusted proxies: everyone", map[string]string{"SWITCHBOARD_TRUSTED_PROXIES": "0.0.0.0/0"}, "SWITCHBOARD_TRUSTED_PROXIES", "every address"},
+		{"trusted proxies: empty entry", map[string]string{"SWITCHBOARD_TRUSTED_PROXIES": "10.0.0.1,"}, "SWITCHBOARD_TRUSTED_PROXIES", "entry 2"},
+		{"forwarded header", map[string]string{"SWITCHBOARD_FORWARDED_HEADER": "X-Real-IP"}, "SWITCHBOARD_FORWARDED_HEADER", "the one your proxy writes"},
 		{
 			"key does not match certificate",
 			map[string]string{"SWITCHBOARD_SIP_TLS": "127.0.0.1:5061", "SWITCHBOARD_TLS_CERT": otherCert, "SWITCHBOARD_TLS_KEY": key},

@@ -170,7 +170,7 @@ func versionString() string {
 // listening tells the caller of run where its listeners are bound, which
 // tests need when they ask for port 0.
 type listening struct {
-	HTTP          net.Addr
+	HTTP, HTTPS   net.Addr // HTTPS is nil when off
 	UDP, TCP, TLS netip.AddrPort
 	// ICE is the media port of the browser legs: UDP, and TCP with
 	// SWITCHBOARD_ICE_TCP.
@@ -218,19 +218,32 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, ctl control) error {
 	if err != nil {
 		return fmt.Errorf("listen http: %w", err)
 	}
+	defer ln.Close()
+	var tlsLn net.Listener
+	if cfg.HTTPS != "" {
+		if tlsLn, err = lc.Listen(ctx, "tcp", cfg.HTTPS); err != nil {
+			return fmt.Errorf("listen https: %w", err)
+		}
+		defer tlsLn.Close()
+	}
+	certs, err := newCertSource(cfg, logger.With("component", "tls"))
+	if err != nil {
+		return err
+	}
 	reg := newMetricsRegistry()
 	metrics := newSIPMetrics(reg)
-	stack, err := startSIP(ctx, cfg, ln.Addr(), logger, metrics)
+	web := webAddrs{http: addrPort(ln), https: addrPort(tlsLn)}
+	stack, err := startSIP(ctx, cfg, web, certs, logger, metrics)
 	if err != nil {
-		ln.Close()
 		return err
 	}
 	defer stack.close()
 	reg.MustRegister(newStackCollector(stack))
 
+	trust := cfg.trust()
 	var isReady atomic.Bool
 	mux := newMux(reg, &isReady, logger)
-	newAdminAPI(cfg.AdminToken, stack.location, stack.gw.Calls(), stack.gw.Throttle(), logger.With("component", "admin")).register(mux)
+	newAdminAPI(cfg.AdminToken, stack.location, stack.gw.Calls(), stack.gw.Throttle(), &trust, logger.With("component", "admin")).register(mux)
 	mux.Handle("/ws", stack.ws)
 	mux.Handle("GET /config.json", webclient.ConfigHandler(webclient.Config{Domain: cfg.Domain, WSPath: "/ws", ICEServersPath: iceServersPathFor(stack)}))
 	newICEAPI(cfg, stack, logger.With("component", "ice-servers")).register(mux)
@@ -241,25 +254,32 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, ctl control) error {
 	if !webclient.Built() {
 		logger.Warn("the softphone page is not built: run make webclient (make run does it)")
 	}
-	srv := &http.Server{
-		Handler: mux,
-		// No ReadTimeout or WriteTimeout: /ws connections live as long as a
-		// registration. Slow clients are bounded by the header timeout.
-		ReadHeaderTimeout: 10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	var plain http.Handler = mux
+	if tlsLn != nil {
+		plain = redirectToHTTPS(mux, web.https.Port(), &trust)
 	}
-	served := make(chan error, 1)
+	srv := newWebServer(certs.httpHandler(plain), logger)
+	served := make(chan error, 2)
 	go func() { served <- srv.Serve(ln) }()
+	var tlsSrv *http.Server
+	if tlsLn != nil {
+		tlsSrv = newWebServer(mux, logger)
+		tlsSrv.TLSConfig = certs.tlsConfig("http/1.1")
+		go func() { served <- tlsSrv.ServeTLS(tlsLn, "", "") }()
+	}
 
 	isReady.Store(true)
 	addrs := stack.addrs
 	addrs.HTTP = ln.Addr()
 	addrs.stack = stack
-	logger.Info("listening", "http", "http://"+ln.Addr().String()+"/",
-		"sip_udp", addrs.UDP, "sip_tcp", addrs.TCP, "sip_tls", addrs.TLS, "ws", "ws://"+ln.Addr().String()+"/ws",
-		"ice_udp", addrs.ICE, "ice_tcp", iceTCPAddr(cfg, addrs.ICE), "rtp", cfg.RTPPorts.String(), "turn", stack.ice)
+	attrs := []any{"http", "http://" + ln.Addr().String() + "/",
+		"sip_udp", addrs.UDP, "sip_tcp", addrs.TCP, "sip_tls", addrs.TLS, "ws", "ws://" + ln.Addr().String() + "/ws",
+		"ice_udp", addrs.ICE, "ice_tcp", iceTCPAddr(cfg, addrs.ICE), "rtp", cfg.RTPPorts.String(), "turn", stack.ice}
+	if tlsLn != nil {
+		addrs.HTTPS = tlsLn.Addr()
+		attrs = append(attrs, "https", "https://"+tlsLn.Addr().String()+"/", "wss", "wss://"+tlsLn.Addr().String()+"/ws")
+	}
+	logger.Info("listening", attrs...)
 	if ctl.ready != nil {
 		ctl.ready(addrs)
 	}
@@ -274,6 +294,9 @@ serving:
 			return fmt.Errorf("serve sip: %w", err)
 		case <-ctl.reload:
 			err := stack.reload(ctx, cfg, logger)
+			if certs != nil {
+				err = errors.Join(err, certs.reload())
+			}
 			if err != nil {
 				metrics.reloads.WithLabelValues("error").Inc()
 				logger.Error("config reload failed; keeping the configuration in force", "err", err)
@@ -298,12 +321,22 @@ serving:
 	stack.close()
 	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownTimeout)
 	defer cancel()
-	if err := srv.Shutdown(shutdownCtx); err != nil {
-		srv.Close()
-		return fmt.Errorf("shut down http: %w", err)
+	servers := []*http.Server{srv}
+	if tlsSrv != nil {
+		servers = append(servers, tlsSrv)
 	}
-	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-		return fmt.Errorf("serve http: %w", err)
+	for _, s := range servers {
+		if err := s.Shutdown(shutdownCtx); err != nil {
+			for _, s := range servers {
+				s.Close()
+			}
+			return fmt.Errorf("shut down http: %w", err)
+		}
+	}
+	for range servers {
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serve http: %w", err)
+		}
 	}
 	logger.Info("stopped")
 	return nil
@@ -361,7 +394,7 @@ func startAccounts(cfg Config) (accounts Accounts, demo bool) {
 		{User: "alice", Password: "alice-secret"},
 		{User: "bob", Password: "bob-secret"},
 	}
-	for _, addr := range []string{cfg.SIPUDP, cfg.SIPTCP, cfg.SIPTLS, cfg.HTTP} {
+	for _, addr := range []string{cfg.SIPUDP, cfg.SIPTCP, cfg.SIPTLS, cfg.HTTP, cfg.HTTPS} {
 		if addr != "" && !isLoopback(addr) {
 			for i := range accounts {
 				accounts[i].Password = rand.Text()

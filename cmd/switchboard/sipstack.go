@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,9 +51,10 @@ type sipStack struct {
 }
 
 // startSIP opens the SIP listeners, builds the gateway on them and starts
-// serving. httpAddr is where the HTTP listener (and so the WebSocket
-// transport) is bound.
-func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.Logger, metrics *sipMetrics) (*sipStack, error) {
+// serving. web is where the web listeners (and so the WebSocket
+// transport) are bound; certs, nil without TLS, has the certificate of
+// the SIP TLS listener.
+func startSIP(ctx context.Context, cfg Config, web webAddrs, certs *certSource, logger *slog.Logger, metrics *sipMetrics) (*sipStack, error) {
 	s := &sipStack{served: make(chan error, 1)}
 	ok := false
 	defer func() {
@@ -85,7 +85,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 	if s.ice, err = iceIssuer(cfg); err != nil {
 		return nil, err
 	}
-	aliases := gatewayAliases(cfg, httpAddr)
+	aliases := gatewayAliases(cfg, web)
 	s.transports = transport.NewLayer(transport.Config{Logger: logger.With("component", "transport"), Trace: cfg.SIPTrace})
 	if cfg.SIPUDP != "" {
 		t, err := sipudp.Listen(ctx, cfg.SIPUDP, sipudp.Options{
@@ -118,12 +118,8 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		s.addrs.TCP = t.LocalAddr().AddrPort
 	}
 	if cfg.SIPTLS != "" {
-		cert, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("load tls certificate: %w", err)
-		}
 		t, err := siptcp.Listen(ctx, cfg.SIPTLS, siptcp.Options{
-			TLS:                     &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12},
+			TLS:                     certs.tlsConfig(),
 			MaxConns:                cfg.TCPMaxConns,
 			MaxConnsPerIP:           cfg.TCPMaxConnsPerIP,
 			UnregisteredIdleTimeout: cfg.UnregisteredIdleTimeout,
@@ -136,9 +132,9 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 		s.tls = t
 		s.addrs.TLS = t.LocalAddr().AddrPort
 	}
-	httpAP, _ := netip.ParseAddrPort(httpAddr.String())
 	s.ws, err = sipws.New(sipws.Options{
-		LocalAddr:               httpAP,
+		LocalAddr:               web.http,
+		Forwarded:               cfg.trust(),
 		AllowedOrigins:          cfg.WSOrigins,
 		AllowedHosts:            wsHosts(cfg, aliases),
 		MaxConns:                cfg.WSMaxConns,
@@ -162,7 +158,7 @@ func startSIP(ctx context.Context, cfg Config, httpAddr net.Addr, logger *slog.L
 	ident, err := identity.New(identity.Config{
 		Domains:   []string{cfg.Domain},
 		Aliases:   aliases,
-		Endpoints: endpoints(s.addrs, httpAP, announce),
+		Endpoints: endpoints(s.addrs, web, announce),
 	})
 	if err != nil {
 		return nil, err
@@ -267,8 +263,8 @@ func loadSecret(path string) ([]byte, error) {
 }
 
 // gatewayAliases lists the names a Request-URI may use for the gateway
-// itself besides its domain: its listening addresses.
-func gatewayAliases(cfg Config, httpAddr net.Addr) []string {
+// itself besides its domain: its listening addresses and its ACME names.
+func gatewayAliases(cfg Config, web webAddrs) []string {
 	seen := map[string]bool{cfg.Domain: true}
 	var out []string
 	add := func(h string) {
@@ -277,12 +273,15 @@ func gatewayAliases(cfg Config, httpAddr net.Addr) []string {
 			out = append(out, h)
 		}
 	}
-	for _, a := range []string{cfg.SIPUDP, cfg.SIPTCP, cfg.SIPTLS, httpAddr.String()} {
+	for _, a := range []string{cfg.SIPUDP, cfg.SIPTCP, cfg.SIPTLS, web.http.String(), cfg.HTTPS} {
 		if host, _, err := net.SplitHostPort(a); err == nil {
 			add(host)
 		}
 	}
 	add(cfg.PublicIP)
+	for _, d := range cfg.ACMEDomains {
+		add(d)
+	}
 	return out
 }
 
@@ -305,7 +304,7 @@ func wsHosts(cfg Config, aliases []string) []string {
 // the announced address (SWITCHBOARD_PUBLIC_IP, or the default route's for
 // a listener on every interface) when there is one, else the listening
 // address.
-func endpoints(l listening, ws netip.AddrPort, announce netip.Addr) []identity.Endpoint {
+func endpoints(l listening, web webAddrs, announce netip.Addr) []identity.Endpoint {
 	var out []identity.Endpoint
 	add := func(transport string, ap netip.AddrPort) {
 		if !ap.IsValid() {
@@ -320,6 +319,9 @@ func endpoints(l listening, ws netip.AddrPort, announce netip.Addr) []identity.E
 	add(sip.UDP, l.UDP)
 	add(sip.TCP, l.TCP)
 	add(sip.TLS, l.TLS)
-	add(sip.WS, ws)
+	add(sip.WS, web.http)
+	// A WSS flow's Via, Contact and Record-Route name the HTTPS port:
+	// that is where a browser reaches the gateway over TLS.
+	add(sip.WSS, web.https)
 	return out
 }

@@ -102,6 +102,35 @@ func TestHeaders(t *testing.T) {
 	}
 }
 
+// With both a WS and a WSS endpoint (HTTP and HTTPS), a WSS flow's Via,
+// Contact and Record-Route name the WSS endpoint, with transport=wss, and
+// a Record-Route on that port is ours.
+func TestWSSEndpoint(t *testing.T) {
+	id, err := New(Config{Domains: []string{"example.com"}, Endpoints: []Endpoint{
+		{Transport: sip.UDP, Host: "192.0.2.10", Port: 5060},
+		{Transport: sip.WS, Host: "192.0.2.10", Port: 8080},
+		{Transport: sip.WSS, Host: "192.0.2.10", Port: 8443},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := id.Via(sip.WSS, ";branch=z9hG4bK1"); v.String() != "SIP/2.0/WSS 192.0.2.10:8443;branch=z9hG4bK1" {
+		t.Errorf("Via %s", v.String())
+	}
+	if v := id.Via(sip.WS, ";branch=z9hG4bK1"); v.String() != "SIP/2.0/WS 192.0.2.10:8080;branch=z9hG4bK1" {
+		t.Errorf("Via %s", v.String())
+	}
+	if rr := id.RecordRoute(sip.WSS, "tok", ";x=1"); rr != "<sip:tok@192.0.2.10:8443;transport=wss;lr;x=1>" {
+		t.Errorf("Record-Route %s", rr)
+	}
+	if c := id.Contact("", sip.WSS); c.String() != "<sip:192.0.2.10:8443;transport=wss>" {
+		t.Errorf("Contact %s", c.String())
+	}
+	if !id.IsSelf(uri(t, "sip:tok@192.0.2.10:8443;transport=wss;lr")) {
+		t.Error("a Record-Route on the WSS port is not ours")
+	}
+}
+
 func TestNewRefuses(t *testing.T) {
 	for _, cfg := range []Config{
 		{Endpoints: []Endpoint{{Transport: sip.UDP, Host: "h"}}},

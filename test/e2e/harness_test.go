@@ -21,6 +21,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -37,6 +38,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/internal/netns"
+	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
 // Users of every gateway the tests start, as SWITCHBOARD_USERS spells them.
@@ -169,7 +171,11 @@ type gateway struct {
 	sipPort  int
 	httpPort int
 	icePort  int // SWITCHBOARD_ICE_PORT, UDP and TCP
-	logPath  string
+	// httpsPort is the HTTPS (WSS) port when gatewayOptions.https was set;
+	// ca issued its certificate, for localhost and host.
+	httpsPort int
+	ca        *transporttest.CA
+	logPath   string
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed when cmd.Wait returned
@@ -188,6 +194,15 @@ type gatewayOptions struct {
 	env map[string]string
 	// bin is the binary to run; empty: gatewayBin.
 	bin string
+	// https turns on SWITCHBOARD_HTTPS, with a certificate of a test CA.
+	https bool
+	// host is the address every listener is on (default 127.0.0.1);
+	// httpPort the HTTP listener's port (0: a free one).
+	host     string
+	httpPort int
+	// dataDir is the data directory (default: a fresh one per start), for
+	// a test that restarts a gateway on its state.
+	dataDir string
 }
 
 // startGateway starts a gateway on free loopback ports, waits until
@@ -217,9 +232,14 @@ var errListen = errors.New("gateway could not listen")
 
 func tryStartGateway(t *testing.T, dir string, attempt int, opts gatewayOptions) (*gateway, error) {
 	t.Helper()
-	g := &gateway{t: t, host: "127.0.0.1", exited: make(chan struct{})}
+	g := &gateway{t: t, host: "127.0.0.1", httpPort: opts.httpPort, exited: make(chan struct{})}
+	if opts.host != "" {
+		g.host = opts.host
+	}
 	g.sipPort = freeSIPPort(t, g.host)
-	g.httpPort = freePort(t, "tcp", g.host)
+	if g.httpPort == 0 {
+		g.httpPort = freePort(t, "tcp", g.host)
+	}
 	for g.icePort = freeSIPPort(t, g.host); g.icePort == g.sipPort || g.icePort == g.httpPort; {
 		g.icePort = freeSIPPort(t, g.host)
 	}
@@ -239,7 +259,7 @@ func tryStartGateway(t *testing.T, dir string, attempt int, opts gatewayOptions)
 		"SWITCHBOARD_SIP_UDP":   g.sipAddr(),
 		"SWITCHBOARD_SIP_TCP":   g.sipAddr(),
 		"SWITCHBOARD_HTTP":      net.JoinHostPort(g.host, strconv.Itoa(g.httpPort)),
-		"SWITCHBOARD_DATA_DIR":  filepath.Join(dir, fmt.Sprintf("data-%d", attempt)),
+		"SWITCHBOARD_DATA_DIR":  cmp.Or(opts.dataDir, filepath.Join(dir, fmt.Sprintf("data-%d", attempt))),
 		"SWITCHBOARD_USERS":     strings.Join(ul, ","),
 		"SWITCHBOARD_RTP_PORTS": rtpRange(g.sipPort, g.icePort),
 		"SWITCHBOARD_ICE_PORT":  strconv.Itoa(g.icePort),
@@ -254,6 +274,16 @@ func tryStartGateway(t *testing.T, dir string, attempt int, opts gatewayOptions)
 			t.Fatal(err)
 		}
 		env["SWITCHBOARD_CONFIG"] = path
+	}
+	if opts.https {
+		g.ca = transporttest.NewCA(t)
+		// Not a port the other listeners will take: they are not bound yet.
+		for g.httpsPort = freePort(t, "tcp", g.host); g.httpsPort == g.sipPort || g.httpsPort == g.httpPort || g.httpsPort == g.icePort; {
+			g.httpsPort = freePort(t, "tcp", g.host)
+		}
+		cert, key := g.ca.IssueFiles(t, dir, "localhost", g.host)
+		env["SWITCHBOARD_HTTPS"] = net.JoinHostPort(g.host, strconv.Itoa(g.httpsPort))
+		env["SWITCHBOARD_TLS_CERT"], env["SWITCHBOARD_TLS_KEY"] = cert, key
 	}
 	for k, v := range opts.env {
 		env[k] = v

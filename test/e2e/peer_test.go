@@ -2,10 +2,12 @@ package e2e
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -27,7 +29,7 @@ const peerWait = 10 * time.Second
 // Record-Route as a UAS must.
 type sigPeer struct {
 	t         *testing.T
-	transport string // sip.UDP, sip.TCP or sip.WS
+	transport string // sip.UDP, sip.TCP, sip.WS or sip.WSS
 	user      string
 	domain    string // of its AOR
 	sentBy    string // host[:port] of its Via and Contact
@@ -118,13 +120,23 @@ func newSigPeer(t *testing.T, g *gateway, transport, user, userDomain, ip string
 				}
 			}
 		}()
-	case sip.WS:
-		httpAddr := net.JoinHostPort(g.host, strconv.Itoa(g.httpPort))
+	case sip.WS, sip.WSS:
+		url, origin := "ws://"+net.JoinHostPort(g.host, strconv.Itoa(g.httpPort))+"/ws", "http://"+net.JoinHostPort(g.host, strconv.Itoa(g.httpPort))
+		client := http.DefaultClient
+		if transport == sip.WSS {
+			if g.ca == nil {
+				t.Fatal("sigPeer: WSS needs a gateway started with gatewayOptions.https")
+			}
+			hostport := net.JoinHostPort(g.host, strconv.Itoa(g.httpsPort))
+			url, origin = "wss://"+hostport+"/ws", "https://"+hostport
+			client = &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: g.ca.Pool()}}}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), peerWait)
 		defer cancel()
-		ws, _, err := websocket.Dial(ctx, "ws://"+httpAddr+"/ws", &websocket.DialOptions{
+		ws, _, err := websocket.Dial(ctx, url, &websocket.DialOptions{
+			HTTPClient:   client,
 			Subprotocols: []string{"sip"},
-			HTTPHeader:   http.Header{"Origin": {"http://" + httpAddr}},
+			HTTPHeader:   http.Header{"Origin": {origin}},
 		})
 		if err != nil {
 			t.Fatalf("%s: websocket: %v", user, err)
@@ -165,8 +177,8 @@ func (p *sigPeer) contact() string {
 	switch p.transport {
 	case sip.TCP:
 		return "sip:" + p.user + "@" + p.sentBy + ";transport=tcp"
-	case sip.WS:
-		return "sip:" + p.user + "@" + p.sentBy + ";transport=ws"
+	case sip.WS, sip.WSS:
+		return "sip:" + p.user + "@" + p.sentBy + ";transport=" + strings.ToLower(p.transport)
 	}
 	return "sip:" + p.user + "@" + p.sentBy
 }

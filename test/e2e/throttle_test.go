@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/switchboard/switchboard/sip/digest"
 )
 
@@ -40,6 +42,10 @@ type attackPeer struct {
 	conn net.Conn
 	rd   *bufio.Reader // TCP: the stream the responses are framed in
 	seq  int
+	// ws is set for a peer over WebSocket, which reads and writes like
+	// one over TCP; sentBy is then its .invalid host.
+	ws     bool
+	sentBy string
 }
 
 func newAttackPeer(t *testing.T, g *gateway, ip string, tcp bool) *attackPeer {
@@ -63,14 +69,42 @@ func newAttackPeer(t *testing.T, g *gateway, ip string, tcp bool) *attackPeer {
 	return p
 }
 
+// newWSAttackPeer is an attackPeer over a SIP WebSocket from ip, whose
+// handshake carries header.
+func newWSAttackPeer(t *testing.T, g *gateway, ip string, header http.Header) *attackPeer {
+	t.Helper()
+	d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}, Timeout: ioTimeout}
+	client := &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	ctx, cancel := context.WithTimeout(context.Background(), ioTimeout)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws://"+net.JoinHostPort(g.host, strconv.Itoa(g.httpPort))+"/ws",
+		&websocket.DialOptions{HTTPClient: client, HTTPHeader: header, Subprotocols: []string{"sip"}})
+	if err != nil {
+		t.Fatalf("websocket from %s: %v", ip, err)
+	}
+	// The connection's context is the test's: NetConn closes the
+	// connection when it ends.
+	conn := websocket.NetConn(context.Background(), c, websocket.MessageText)
+	t.Cleanup(func() { conn.Close() })
+	return &attackPeer{t: t, tcp: true, ws: true, ip: ip, conn: conn, rd: bufio.NewReader(conn), sentBy: token()[:12] + ".invalid"}
+}
+
 func (p *attackPeer) transport() string {
-	if p.tcp {
+	switch {
+	case p.ws:
+		return "WS"
+	case p.tcp:
 		return "TCP"
 	}
 	return "UDP"
 }
 
-func (p *attackPeer) local() string { return p.conn.LocalAddr().String() }
+func (p *attackPeer) local() string {
+	if p.sentBy != "" {
+		return p.sentBy
+	}
+	return p.conn.LocalAddr().String()
+}
 
 // request builds a request from the peer: From is a user at the peer's
 // own address (a stranger) unless from names another; extra are more
@@ -500,4 +534,59 @@ func (g *gateway) metricValue(t *testing.T, series string) float64 {
 		}
 	}
 	return -1
+}
+
+// TestForwardedForFromStrangers: X-Forwarded-For is believed only from a
+// trusted proxy. A WebSocket client that is none, naming a new address in
+// each handshake, is still throttled under its own; through the proxy,
+// the client the proxy names is the one throttled, and registered.
+func TestForwardedForFromStrangers(t *testing.T) {
+	const proxy = "127.0.0.69"
+	g := startGateway(t, gatewayOptions{env: map[string]string{
+		"SWITCHBOARD_TRUSTED_PROXIES": proxy,
+		"SWITCHBOARD_ADMIN_TOKEN":     "e2e-admin-token-0123456789",
+	}})
+	xff := func(ip string) http.Header { return http.Header{"X-Forwarded-For": {ip}} }
+	for i := range e2eMaxFailures {
+		p := newWSAttackPeer(t, g, "127.0.0.61", xff("1.2.3."+strconv.Itoa(i)))
+		if r := p.register("alice", "guess-"+strconv.Itoa(i)); r.status != 401 {
+			t.Fatalf("wrong password %d: %d %s, want 401", i+1, r.status, r.reason)
+		}
+	}
+	if r := newWSAttackPeer(t, g, "127.0.0.61", xff("1.2.3.99")).register("alice", users["alice"]); !throttleRefusal(r) {
+		t.Errorf("the guesser, naming yet another address: %d %s, want 403 Too Many Failed Attempts", r.status, r.reason)
+	}
+	// Through the trusted proxy: the guesser, named, is refused; another
+	// client is not, and is registered under its own address.
+	if r := newWSAttackPeer(t, g, proxy, xff("127.0.0.61")).register("alice", users["alice"]); !throttleRefusal(r) {
+		t.Errorf("the guesser named by the proxy: %d %s, want 403 Too Many Failed Attempts", r.status, r.reason)
+	}
+	if r := newWSAttackPeer(t, g, proxy, xff("198.51.100.7")).register("bob", users["bob"]); r.status != 200 {
+		t.Fatalf("bob through the proxy: %d %s, want 200", r.status, r.reason)
+	}
+	if regs := g.adminRegistrations(t, "e2e-admin-token-0123456789"); !strings.Contains(regs, `"source": "198.51.100.7:0"`) {
+		t.Errorf("bob's binding does not name the client the proxy named:\n%s", regs)
+	}
+}
+
+// adminRegistrations returns the admin API's registrations, as JSON.
+func (g *gateway) adminRegistrations(t *testing.T, token string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "GET", "http://"+net.JoinHostPort(g.host, strconv.Itoa(g.httpPort))+"/admin/registrations", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 {
+		t.Fatalf("GET /admin/registrations: %d %s", res.StatusCode, b)
+	}
+	return string(b)
 }

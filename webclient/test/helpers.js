@@ -123,11 +123,14 @@ export async function startStaticServer({ root = distDir, routes = {}, onUpgrade
 // close() }. Playwright gives each launch a new temporary profile
 // (user-data-dir) and deletes it on close; each newPage is in a context
 // of its own, with its own storage, like a separate person's browser.
-export async function launchBrowser({ viewport = { width: 360, height: 740 }, args = [] } = {}) {
+// env adds to Chromium's environment: { HOME } of a test CA (testca.js)
+// makes it trust that CA.
+export async function launchBrowser({ viewport = { width: 360, height: 740 }, args = [], env = {} } = {}) {
   const browser = await chromium.launch({
     executablePath: chromiumPath,
     headless: true,
     args: [...chromiumArgs, ...args],
+    env: { ...process.env, ...env },
     timeout: 20_000,
   });
   return {
