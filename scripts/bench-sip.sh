@@ -85,7 +85,10 @@ cleanup() {
 		[ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
 	done
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A signal ends the run: without the exit, bash would go on after the
+# step that was running.
+trap 'exit 130' INT TERM
 
 command -v sipp >/dev/null || { echo "sipp is not installed: apt-get install -y sip-tester" >&2; exit 1; }
 

@@ -1,6 +1,7 @@
 package transaction
 
 import (
+	"math/rand/v2"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,15 @@ import (
 // near the most the machine can serve instead of collapsing into
 // retransmissions and timeouts.
 //
+// The refusal is proportional, not all or nothing: at a mean wait of d
+// past the limit, a share (d-limit)/limit of the new work is refused, all
+// of it from twice the limit on. Refusing everything as soon as the limit
+// is passed made the layer swing between serving nothing new and serving
+// everything; and a wait just past the limit, which a machine shared with
+// other processes shows now and then, is no reason to refuse most work.
+// The limit is well under T1 (500 ms), the wait after which a UDP client
+// sends its request again.
+//
 // The mean moves only when handlers start. A layer that refuses every new
 // request starts none, so a mean older than overloadStale says nothing:
 // the layer is not overloaded then, and the next requests, let in,
@@ -29,7 +39,7 @@ import (
 const (
 	// DefaultOverloadDelay is the handlers' mean wait for a CPU past
 	// which the layer is overloaded.
-	DefaultOverloadDelay = 20 * time.Millisecond
+	DefaultOverloadDelay = 50 * time.Millisecond
 	overloadSmoothing    = 16
 	overloadStale        = 100 * time.Millisecond
 )
@@ -70,9 +80,21 @@ func (o *overload) over() bool {
 	return o.limit > 0 && o.mean.Load() > o.limit && monoNow()-o.last.Load() < int64(overloadStale)
 }
 
+// shed reports whether to refuse one more piece of new work: with the
+// share (mean-limit)/limit, at random, once over.
+func (o *overload) shed() bool {
+	if !o.over() {
+		return false
+	}
+	excess := o.mean.Load() - o.limit
+	return excess >= o.limit || rand.Int64N(o.limit) < excess
+}
+
 // Overloaded reports whether the layer is overloaded (its handlers wait
-// longer than Config.OverloadDelay for a CPU, on average) and req's
-// source holds at least its share of the server transactions' places:
+// longer than Config.OverloadDelay for a CPU, on average; past the limit
+// by a share x of it, it answers true for that share of the calls, at
+// random, and always from twice the limit on) and req's source holds at
+// least its share of the server transactions' places:
 // the places in use times its weight over the weights of every source
 // that holds some (Config.SourceWeight). So under overload the sources
 // that take the most are refused first, a source alone is refused as
@@ -82,7 +104,7 @@ func (o *overload) over() bool {
 // completes work begun (requests within a dialog, answers to a
 // challenge). It is cheap when the layer is not overloaded.
 func (l *Layer) Overloaded(req *sip.Request) bool {
-	if !l.load.over() {
+	if !l.load.shed() {
 		return false
 	}
 	src := sourceOf(req.Source)

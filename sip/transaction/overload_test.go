@@ -34,12 +34,13 @@ func TestOverloaded(t *testing.T) {
 		t.Fatal("Overloaded without overload")
 	}
 
-	// Handlers that waited 50 ms for a CPU, on and on.
+	// Handlers that waited 150 ms for a CPU, on and on: past twice the
+	// limit, every piece of new work from a heavy source is refused.
 	for range 4 * overloadSmoothing {
-		a.l.load.sample(monoNow() - int64(50*time.Millisecond))
+		a.l.load.sample(monoNow() - int64(150*time.Millisecond))
 	}
-	if st := a.l.Stats(); !st.Overloaded || st.HandlerDelay < 30*time.Millisecond {
-		t.Fatalf("after waits of 50 ms: %+v, want overloaded", st)
+	if st := a.l.Stats(); !st.Overloaded || st.HandlerDelay < 2*DefaultOverloadDelay {
+		t.Fatalf("after waits of 150 ms: %+v, want overloaded", st)
 	}
 	if !a.l.Overloaded(req(flood)) {
 		t.Error("the source alone, holding every place, is not refused")
@@ -66,7 +67,7 @@ func TestOverloaded(t *testing.T) {
 	}
 	// A stale mean says nothing.
 	for range 4 * overloadSmoothing {
-		a.l.load.sample(monoNow() - int64(50*time.Millisecond))
+		a.l.load.sample(monoNow() - int64(150*time.Millisecond))
 	}
 	a.l.load.last.Store(monoNow() - int64(2*overloadStale))
 	if a.l.Overloaded(req(flood)) {
@@ -81,5 +82,33 @@ func TestOverloaded(t *testing.T) {
 	}
 	if b.l.Overloaded(req(flood)) {
 		t.Error("overloaded with OverloadDelay < 0")
+	}
+}
+
+// TestOverloadShedShare: past the limit by half of it, about half of the
+// new work is refused; from twice the limit on, all of it; under it,
+// none.
+func TestOverloadShedShare(t *testing.T) {
+	limit := int64(DefaultOverloadDelay)
+	o := overload{limit: limit}
+	share := func(mean int64) float64 {
+		o.mean.Store(mean)
+		o.last.Store(monoNow())
+		n := 0
+		for range 2000 {
+			if o.shed() {
+				n++
+			}
+		}
+		return float64(n) / 2000
+	}
+	if got := share(limit); got != 0 {
+		t.Errorf("at the limit: %.2f refused, want none", got)
+	}
+	if got := share(limit + limit/2); got < 0.35 || got > 0.65 {
+		t.Errorf("half past the limit: %.2f refused, want about half", got)
+	}
+	if got := share(2 * limit); got != 1 {
+		t.Errorf("at twice the limit: %.2f refused, want all", got)
 	}
 }
