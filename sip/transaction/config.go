@@ -139,7 +139,7 @@ type Config struct {
 	// in whole seconds, at least 1.
 	RetryAfter time.Duration
 	// OverloadDelay is the handlers' mean wait for a CPU past which the
-	// layer is overloaded (Layer.Overloaded); zero means 50ms, negative
+	// layer is overloaded (Layer.Overloaded); zero means 100ms, negative
 	// never overloaded.
 	OverloadDelay time.Duration
 

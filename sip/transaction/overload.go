@@ -39,7 +39,7 @@ import (
 const (
 	// DefaultOverloadDelay is the handlers' mean wait for a CPU past
 	// which the layer is overloaded.
-	DefaultOverloadDelay = 50 * time.Millisecond
+	DefaultOverloadDelay = 100 * time.Millisecond
 	overloadSmoothing    = 16
 	overloadStale        = 100 * time.Millisecond
 )

@@ -34,13 +34,15 @@ func TestOverloaded(t *testing.T) {
 		t.Fatal("Overloaded without overload")
 	}
 
-	// Handlers that waited 150 ms for a CPU, on and on: past twice the
-	// limit, every piece of new work from a heavy source is refused.
+	// Handlers that waited three times the limit for a CPU, on and on:
+	// past twice the limit, every piece of new work from a heavy source
+	// is refused.
+	long := int64(3 * DefaultOverloadDelay)
 	for range 4 * overloadSmoothing {
-		a.l.load.sample(monoNow() - int64(150*time.Millisecond))
+		a.l.load.sample(monoNow() - long)
 	}
 	if st := a.l.Stats(); !st.Overloaded || st.HandlerDelay < 2*DefaultOverloadDelay {
-		t.Fatalf("after waits of 150 ms: %+v, want overloaded", st)
+		t.Fatalf("after waits of %v: %+v, want overloaded", time.Duration(long), st)
 	}
 	if !a.l.Overloaded(req(flood)) {
 		t.Error("the source alone, holding every place, is not refused")
@@ -67,7 +69,7 @@ func TestOverloaded(t *testing.T) {
 	}
 	// A stale mean says nothing.
 	for range 4 * overloadSmoothing {
-		a.l.load.sample(monoNow() - int64(150*time.Millisecond))
+		a.l.load.sample(monoNow() - long)
 	}
 	a.l.load.last.Store(monoNow() - int64(2*overloadStale))
 	if a.l.Overloaded(req(flood)) {
