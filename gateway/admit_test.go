@@ -21,17 +21,7 @@ func TestOverloadSheds(t *testing.T) {
 	st := newStack(t, func(c *gateway.Config) { c.Transaction.OverloadDelay = time.Nanosecond })
 	p := st.dial(t)
 	register := func(auth string) *sip.Response {
-		p.cseq++
-		p.send(fmt.Sprintf("REGISTER sip:%s SIP/2.0\r\n"+
-			"Via: SIP/2.0/TCP phone.invalid;branch=%s\r\n"+
-			"Max-Forwards: 70\r\n"+
-			"From: <sip:alice@%s>;tag=ph1\r\n"+
-			"To: <sip:alice@%s>\r\n"+
-			"Call-ID: shed-%p\r\n"+
-			"CSeq: %d REGISTER\r\n"+
-			"Contact: <sip:alice@phone.invalid;transport=tcp>;expires=600\r\n%s"+
-			"Content-Length: 0\r\n\r\n", domain, sip.NewBranch(), domain, domain, p, p.cseq, auth))
-		return p.response()
+		return p.registerOnce("sip:alice@phone.invalid;transport=tcp", 600, auth)
 	}
 
 	var shed *sip.Response

@@ -133,17 +133,7 @@ func (p *phone) register(contact string, expires int, password string) int {
 	p.t.Helper()
 	auth := ""
 	for range 2 {
-		p.cseq++
-		p.send(fmt.Sprintf("REGISTER sip:%s SIP/2.0\r\n"+
-			"Via: SIP/2.0/TCP phone.invalid;branch=%s\r\n"+
-			"Max-Forwards: 70\r\n"+
-			"From: <sip:alice@%s>;tag=ph1\r\n"+
-			"To: <sip:alice@%s>\r\n"+
-			"Call-ID: phone-%p\r\n"+
-			"CSeq: %d REGISTER\r\n"+
-			"Contact: <%s>;expires=%d\r\n%s"+
-			"Content-Length: 0\r\n\r\n", domain, sip.NewBranch(), domain, domain, p, p.cseq, contact, expires, auth))
-		res := p.response()
+		res := p.registerOnce(contact, expires, auth)
 		if res.StatusCode != 401 {
 			return res.StatusCode
 		}
@@ -159,6 +149,23 @@ func (p *phone) register(contact string, expires int, password string) int {
 		auth = "Authorization: " + cr.String() + "\r\n"
 	}
 	return 401
+}
+
+// registerOnce sends one REGISTER of contact for alice with expires and
+// the Authorization line auth ("" for none), and returns its response.
+func (p *phone) registerOnce(contact string, expires int, auth string) *sip.Response {
+	p.t.Helper()
+	p.cseq++
+	p.send(fmt.Sprintf("REGISTER sip:%s SIP/2.0\r\n"+
+		"Via: SIP/2.0/TCP phone.invalid;branch=%s\r\n"+
+		"Max-Forwards: 70\r\n"+
+		"From: <sip:alice@%s>;tag=ph1\r\n"+
+		"To: <sip:alice@%s>\r\n"+
+		"Call-ID: phone-%p\r\n"+
+		"CSeq: %d REGISTER\r\n"+
+		"Contact: <%s>;expires=%d\r\n%s"+
+		"Content-Length: 0\r\n\r\n", domain, sip.NewBranch(), domain, domain, p, p.cseq, contact, expires, auth))
+	return p.response()
 }
 
 func (p *phone) send(s string) {
