@@ -204,6 +204,9 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g.retryAfter = strconv.Itoa(max(1, int(cmp.Or(txc.RetryAfter, transaction.DefaultRetryAfter).Seconds())))
 	txc.Admit = g.admit
 	txc.OnStrayResponse = g.forwardStray
+	if txc.QueueDelay == nil {
+		txc.QueueDelay = cfg.Transports.QueueDelay
+	}
 	// The trunk routing is built below; the layer asks for a weight only
 	// once requests come, after New.
 	txc.SourceWeight = func(src netip.Addr) int { return g.routing.weight(src) }

@@ -134,6 +134,8 @@ type Layer struct {
 	received atomic.Uint64
 	dropped  atomic.Uint64
 	warned   atomic.Int64 // Unix ns of the last warning about drops
+
+	queueWait waitMeter // of the messages, from their queueing to a worker
 }
 
 type flowEntry struct {
@@ -355,7 +357,7 @@ func (l *Layer) receive(msg sip.Message, t Transport) {
 		l.drop("flow table full", src)
 		return
 	}
-	if !r.sched.push(sourceKey(src), item{msg: msg, size: msgSize(msg)}, false) {
+	if !r.sched.push(sourceKey(src), item{msg: msg, size: msgSize(msg), at: monoNow()}, false) {
 		l.drop("source or layer over its pending cap", src)
 	}
 }
@@ -439,6 +441,7 @@ func (l *Layer) work(r *run) {
 			r.upper.HandleFlowClosed(it.closed)
 			continue
 		}
+		l.queueWait.sample(it.at)
 		if req, ok := it.msg.(*sip.Request); ok {
 			StampReceived(req)
 		}

@@ -12,7 +12,8 @@ import (
 type item struct {
 	msg    sip.Message
 	closed sip.Addr
-	size   int // what msg holds in memory, roughly (msgSize)
+	size   int   // what msg holds in memory, roughly (msgSize)
+	at     int64 // monoNow when msg was queued
 }
 
 // msgOverhead is what a parsed message holds besides its text: the

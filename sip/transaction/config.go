@@ -138,10 +138,15 @@ type Config struct {
 	// RetryAfter is the Retry-After of that 503; zero means 5s. It is sent
 	// in whole seconds, at least 1.
 	RetryAfter time.Duration
-	// OverloadDelay is the handlers' mean wait for a CPU past which the
-	// layer is overloaded (Layer.Overloaded); zero means 100ms, negative
-	// never overloaded.
+	// OverloadDelay is the requests' mean wait past which the layer is
+	// overloaded (Layer.Overloaded): their handlers' wait for a CPU, and
+	// QueueDelay. Zero means 100ms, negative never overloaded.
 	OverloadDelay time.Duration
+	// QueueDelay, when set, says how long requests wait before they reach
+	// the layer: transport.Layer.QueueDelay, the wait for a worker. A
+	// queue that grows hides the overload from the handlers' wait. It is
+	// called often: it must be cheap.
+	QueueDelay func() time.Duration
 
 	// Clock runs the timers; nil means the real clock.
 	Clock clock.Clock

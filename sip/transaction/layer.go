@@ -193,7 +193,7 @@ func New(ctx context.Context, s Sender, h Handler, cfg Config) *Layer {
 	if l.maxClient <= 0 {
 		l.maxClient = DefaultMaxClientTransactions
 	}
-	l.load.limit = int64(cfg.OverloadDelay)
+	l.load.limit, l.load.queue = int64(cfg.OverloadDelay), cfg.QueueDelay
 	if cfg.OverloadDelay == 0 {
 		l.load.limit = int64(DefaultOverloadDelay)
 	}

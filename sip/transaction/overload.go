@@ -53,9 +53,10 @@ func monoNow() int64 { return int64(time.Since(monoEpoch)) }
 
 // overload is the measure of the handlers' wait.
 type overload struct {
-	limit int64        // Config.OverloadDelay in ns; <= 0: never overloaded
-	mean  atomic.Int64 // ns
-	last  atomic.Int64 // monoNow of the last sample
+	limit int64                // Config.OverloadDelay in ns; <= 0: never overloaded
+	queue func() time.Duration // Config.QueueDelay, or nil
+	mean  atomic.Int64         // ns
+	last  atomic.Int64         // monoNow of the last sample
 }
 
 // sample adds the wait of a handler that starts now, handed over at
@@ -75,23 +76,40 @@ func (o *overload) sample(handed int64) {
 	o.last.Store(now)
 }
 
-// over reports whether the handlers wait too long.
+// wait is what a request waits now before its handler runs: the
+// handlers' mean wait, unless stale, and the queue's below the layer.
+func (o *overload) wait() int64 {
+	var d int64
+	if monoNow()-o.last.Load() < int64(overloadStale) {
+		d = o.mean.Load()
+	}
+	if o.queue != nil {
+		d += int64(o.queue())
+	}
+	return d
+}
+
+// over reports whether requests wait too long.
 func (o *overload) over() bool {
-	return o.limit > 0 && o.mean.Load() > o.limit && monoNow()-o.last.Load() < int64(overloadStale)
+	return o.limit > 0 && o.wait() > o.limit
 }
 
 // shed reports whether to refuse one more piece of new work: with the
-// share (mean-limit)/limit, at random, once over.
+// share (wait-limit)/limit, at random, once over.
 func (o *overload) shed() bool {
-	if !o.over() {
+	if o.limit <= 0 {
 		return false
 	}
-	excess := o.mean.Load() - o.limit
+	excess := o.wait() - o.limit
+	if excess <= 0 {
+		return false
+	}
 	return excess >= o.limit || rand.Int64N(o.limit) < excess
 }
 
-// Overloaded reports whether the layer is overloaded (its handlers wait
-// longer than Config.OverloadDelay for a CPU, on average; past the limit
+// Overloaded reports whether the layer is overloaded (requests wait
+// longer than Config.OverloadDelay, on average, in the queue below the
+// layer (Config.QueueDelay) and for a CPU to run their handler; past the limit
 // by a share x of it, it answers true for that share of the calls, at
 // random, and always from twice the limit on) and req's source holds at
 // least its share of the server transactions' places:

@@ -2,6 +2,7 @@ package transaction
 
 import (
 	"net/netip"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -112,5 +113,28 @@ func TestOverloadShedShare(t *testing.T) {
 	}
 	if got := share(2 * limit); got != 1 {
 		t.Errorf("at twice the limit: %.2f refused, want all", got)
+	}
+}
+
+// TestOverloadQueue: the wait below the layer (Config.QueueDelay) counts
+// too: a queue that makes requests wait past twice the limit overloads
+// the layer though its handlers start at once.
+func TestOverloadQueue(t *testing.T) {
+	var queue atomic.Int64
+	a := newAnswering(t, Config{QueueDelay: func() time.Duration { return time.Duration(queue.Load()) }},
+		func(*sip.Request) int { return 200 })
+	flood := from("192.0.2.66")
+	a.send(spec("OPTIONS", 1, flood))
+	req := spec("OPTIONS", 999, flood).req(t)
+	if a.l.Overloaded(req) {
+		t.Fatal("overloaded with an empty queue")
+	}
+	queue.Store(int64(3 * DefaultOverloadDelay))
+	if !a.l.Overloaded(req) || !a.l.Stats().Overloaded {
+		t.Fatal("not overloaded with requests waiting three times the limit in the queue")
+	}
+	queue.Store(0)
+	if a.l.Overloaded(req) {
+		t.Fatal("still overloaded once the queue is empty")
 	}
 }
