@@ -2,6 +2,7 @@ package gateway_test
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -13,40 +14,32 @@ import (
 // Under overload the gateway answers new work from the source that holds
 // the load with 503 and Retry-After at once, before any transaction, and
 // lets through what completes work begun: the answer to a challenge and a
-// request within a dialog. OverloadDelay of 1 ns makes every handler's
-// wait for a CPU count as overload, so the layer is overloaded from the
-// second request on, as long as requests keep coming (a mean that no
-// handler refreshed for 100 ms says nothing, hence the retries).
+// request within a dialog. The overload is the test's: a queue wait
+// (Transaction.QueueDelay) of three hours against a limit of one.
 func TestOverloadSheds(t *testing.T) {
-	st := newStack(t, func(c *gateway.Config) { c.Transaction.OverloadDelay = time.Nanosecond })
+	var queue atomic.Int64
+	st := newStack(t, func(c *gateway.Config) {
+		c.Transaction.OverloadDelay = time.Hour
+		c.Transaction.QueueDelay = func() time.Duration { return time.Duration(queue.Load()) }
+	})
 	p := st.dial(t)
 	register := func(auth string) *sip.Response {
 		return p.registerOnce("sip:alice@phone.invalid;transport=tcp", 600, auth)
 	}
 
-	var shed *sip.Response
-	var challenge string
-	for i := 0; i < 50 && shed == nil; i++ {
-		switch res := register(""); res.StatusCode {
-		case 503:
-			shed = res
-		case 401:
-			challenge = res.Get("WWW-Authenticate")
-		default:
-			t.Fatalf("REGISTER without credentials: %d", res.StatusCode)
-		}
+	res := register("")
+	if res.StatusCode != 401 {
+		t.Fatalf("REGISTER without credentials, no overload: %d, want 401", res.StatusCode)
 	}
-	if shed == nil {
-		t.Fatal("50 new REGISTERs in a row under overload, none refused with 503")
+	challenge := res.Get("WWW-Authenticate")
+
+	queue.Store(int64(3 * time.Hour))
+	shed := register("")
+	if shed.StatusCode != 503 || shed.Get("Retry-After") != "5" {
+		t.Fatalf("new REGISTER under overload: %d with Retry-After %q, want 503 with 5", shed.StatusCode, shed.Get("Retry-After"))
 	}
-	if shed.Get("Retry-After") != "5" {
-		t.Errorf("503 with Retry-After %q, want 5", shed.Get("Retry-After"))
-	}
-	if n := st.gw.Shed(); n == 0 {
-		t.Error("Shed() = 0 after a 503 for overload")
-	}
-	if challenge == "" {
-		t.Fatal("no challenge before the overload")
+	if n := st.gw.Shed(); n != 1 {
+		t.Errorf("Shed() = %d after one 503 for overload", n)
 	}
 
 	// The answer to the challenge completes work begun: it goes on.
@@ -75,5 +68,11 @@ func TestOverloadSheds(t *testing.T) {
 		"Content-Length: 0\r\n\r\n", domain, sip.NewBranch(), domain, domain))
 	if res := p.response(); res.StatusCode == 503 {
 		t.Errorf("in-dialog BYE refused with 503 under overload")
+	}
+
+	// Once the queue is empty, new work is served again.
+	queue.Store(0)
+	if res := register(""); res.StatusCode != 401 {
+		t.Errorf("REGISTER without credentials after the overload: %d, want 401", res.StatusCode)
 	}
 }
