@@ -22,7 +22,7 @@ import (
 //     and a call in progress from that address can still end. A REGISTER
 //     is refused with or without one.
 //   - new work while the gateway is overloaded, from the sources that
-//     hold their share of it or more (transaction.Layer.Overloaded): 503
+//     bring their share of it or more (transaction.Layer.Overloaded): 503
 //     with Retry-After, at once and statelessly, rather than a timeout
 //     later. New work is an out-of-dialog request without credentials: a
 //     REGISTER or INVITE that starts an exchange, an OPTIONS, a MESSAGE.

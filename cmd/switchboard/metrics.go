@@ -116,7 +116,7 @@ func newStackCollector(s *sipStack) *stackCollector {
 		txEvicted:       d("sip_transactions_evicted_total", "Answered server transactions ended before their retransmission timer to make room for new requests."),
 		clientRefused:   d("sip_client_transactions_refused_total", "Requests the gateway did not send because too many client transactions were open."),
 		admission:       d("sip_admission_refused_total", "Requests refused before any transaction because their source is throttled for failing authentication, by action (answered: 403 sent statelessly; dropped).", "action"),
-		shed:            d("sip_overload_shed_total", "New requests answered 503 with Retry-After at once, before any transaction, because the gateway was overloaded and their source held its share of the load or more."),
+		shed:            d("sip_overload_shed_total", "New requests answered 503 with Retry-After at once, before any transaction, because the gateway was overloaded and their source brought its share of the new requests or more."),
 		handlerWait:     d("sip_handler_wait_seconds", "The request handlers' mean wait for a CPU. With sip_queue_wait_seconds past 100 ms the gateway is overloaded and refuses a share of the new work (all of it past 200 ms)."),
 		queueWait:       d("sip_queue_wait_seconds", "SIP messages' mean wait for a worker, over the last ones; 0 when none was taken for 100 ms."),
 		webTransports:   d("webrtc_transports_total", "Bridged calls whose web leg connected, by the candidate types (host, srflx, prflx, relay) and protocols (udp, tcp) of its selected ICE pair: the gateway's (local) and the browser's (remote).", "local_type", "local_protocol", "remote_type", "remote_protocol"),

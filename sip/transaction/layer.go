@@ -142,6 +142,11 @@ type Layer struct {
 	places  int
 	sources map[netip.Addr]*sourceLoad
 	weights int // the sum of the weights of sources
+	// recent holds the sources of the last new requests (those asked of
+	// Admit), a ring of recentN entries, next at recentAt: the measure of
+	// who brings the load, for Overloaded.
+	recent            [recentSize]netip.Addr
+	recentN, recentAt int
 	// lingering lists, oldest first, the transactions that only absorb
 	// retransmissions now: those that may be ended early to make room.
 	lingering txList
@@ -355,6 +360,9 @@ func (l *Layer) handleRequest(req *sip.Request) {
 		case sip.MethodCancel:
 			l.handleCancel(req, rfc3261, sk, lk) // unlocks l.mu
 			return
+		}
+		if !admitted {
+			l.noteRecent(sourceOf(req.Source))
 		}
 		if admitted || l.admit == nil {
 			break // with l.mu held

@@ -2,6 +2,8 @@ package transaction
 
 import (
 	"math/rand/v2"
+	"net/netip"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -17,7 +19,7 @@ import (
 // start, smoothed over the last handlers (an exponentially weighted mean
 // of weight 1/overloadSmoothing), and is overloaded while it exceeds
 // Config.OverloadDelay. Overloaded tells the Admit hook so, for the
-// sources that hold their share of the places or more: refusing their
+// sources that bring their share of the new requests or more: refusing their
 // new work at once, statelessly, costs a small fraction of serving it,
 // and keeps what is served within the delay, so that the goodput stays
 // near the most the machine can serve instead of collapsing into
@@ -107,20 +109,35 @@ func (o *overload) shed() bool {
 	return excess >= o.limit || rand.Int64N(o.limit) < excess
 }
 
+// recentSize is how many of the last new requests Overloaded weighs.
+const recentSize = 64
+
+// noteRecent records src as the source of a new request. Called with l.mu
+// held.
+func (l *Layer) noteRecent(src netip.Addr) {
+	l.recent[l.recentAt] = src
+	l.recentAt = (l.recentAt + 1) % recentSize
+	l.recentN = min(l.recentN+1, recentSize)
+}
+
 // Overloaded reports whether the layer is overloaded (requests wait
 // longer than Config.OverloadDelay, on average, in the queue below the
-// layer (Config.QueueDelay) and for a CPU to run their handler; past the limit
-// by a share x of it, it answers true for that share of the calls, at
-// random, and always from twice the limit on) and req's source holds at
-// least its share of the server transactions' places:
-// the places in use times its weight over the weights of every source
-// that holds some (Config.SourceWeight). So under overload the sources
-// that take the most are refused first, a source alone is refused as
-// much as the load asks, and a light one, or a trunk under its weighted
-// share, goes on. It is meant for Config.Admit, which decides which
-// requests may be refused: new work (a 503 with Retry-After), not what
-// completes work begun (requests within a dialog, answers to a
-// challenge). It is cheap when the layer is not overloaded.
+// layer (Config.QueueDelay) and for a CPU to run their handler; past the
+// limit by a share x of it, it answers true for that share of the calls,
+// at random, and always from twice the limit on) and req's source brings
+// at least its share of the load: of the last 64 new requests, at least
+// the share its weight is of the weights of their sources
+// (Config.SourceWeight). So under overload the sources that bring the
+// most are refused, a source alone is refused as much as the load asks,
+// and a light one, or a trunk under its weighted share, goes on. It is
+// meant for Config.Admit, which decides which requests may be refused:
+// new work (a 503 with Retry-After), not what completes work begun
+// (requests within a dialog, answers to a challenge). It is cheap when
+// the layer is not overloaded.
+//
+// The share is of the requests, not of the places held: a flood of
+// requests that end at once (challenges, refusals) holds few places, and
+// by the places a newcomer would hold its share with nothing.
 func (l *Layer) Overloaded(req *sip.Request) bool {
 	if !l.load.shed() {
 		return false
@@ -128,12 +145,22 @@ func (l *Layer) Overloaded(req *sip.Request) bool {
 	src := sourceOf(req.Source)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	held, weight, total := 0, 0, l.weights
-	if load := l.sources[src]; load != nil {
-		held, weight = load.places, load.weight
-	} else {
-		weight = l.sourceWeight(src)
-		total += weight
+	var others [recentSize]netip.Addr
+	k, mine := 0, 0
+	for _, a := range l.recent[:l.recentN] {
+		if a == src {
+			mine++
+			continue
+		}
+		if !slices.Contains(others[:k], a) {
+			others[k] = a
+			k++
+		}
 	}
-	return (held+1)*total > l.places*weight
+	weight := l.sourceWeight(src)
+	total := weight
+	for _, a := range others[:k] {
+		total += l.sourceWeight(a)
+	}
+	return mine*total >= max(l.recentN, 1)*weight
 }

@@ -61,6 +61,23 @@ func TestOverloaded(t *testing.T) {
 		t.Error("a phone that holds nothing is refused")
 	}
 
+	// A light newcomer is spared while the flood holds a place or two
+	// (its requests ending at once): by the shares alone it would hold
+	// its share with nothing.
+	c := newAnswering(t, Config{OverloadDelay: time.Hour, QueueDelay: func() time.Duration { return 3 * time.Hour }},
+		func(*sip.Request) int { return 200 })
+	c.send(spec("OPTIONS", 1, flood))
+	c.settled()
+	if c.l.Stats().Pending == 0 {
+		t.Fatal("the flood holds no place")
+	}
+	if c.l.Overloaded(req(phone)) {
+		t.Error("a phone that holds nothing is refused while the flood holds a place")
+	}
+	if !c.l.Overloaded(req(flood)) {
+		t.Error("the flood alone is not refused")
+	}
+
 	// Waits back under the limit end it.
 	for range 4 * overloadSmoothing {
 		a.l.load.sample(monoNow())
