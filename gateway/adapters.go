@@ -5,24 +5,41 @@ import (
 	"net/netip"
 
 	"github.com/switchboard/switchboard/gateway/accounts"
-	"github.com/switchboard/switchboard/gateway/location"
 	"github.com/switchboard/switchboard/gateway/proxy"
+	"github.com/switchboard/switchboard/sip"
 )
 
-// locator adapts the location store to the proxy.
-type locator struct{ store location.Store }
+// locator adapts the location store to the proxy. A binding reached over
+// its connection is sent over it when this instance holds it; in a
+// cluster, one that another live instance holds is sent there on a peer
+// route, which names the connection for that instance, and one whose
+// instance is gone is skipped: its connection died with it.
+type locator struct{ g *Gateway }
 
 func (l locator) Lookup(ctx context.Context, aor string) ([]proxy.Target, error) {
-	bindings, err := l.store.Get(ctx, aor)
+	bindings, err := l.g.cfg.Location.Get(ctx, aor)
 	if err != nil {
 		return nil, err
 	}
+	cluster := l.g.cfg.Cluster
 	out := make([]proxy.Target, 0, len(bindings))
 	for i := range bindings {
 		b := &bindings[i]
 		t := proxy.Target{URI: b.Contact.URI, Q: b.Q, Path: b.Path, Expires: b.Expires}
-		if b.NeedsFlow() {
+		switch {
+		case !b.NeedsFlow():
+		case cluster == nil || b.Node == l.g.node:
 			t.Dest = b.Source
+		case !cluster.Alive(b.Node, b.Received):
+			continue
+		default:
+			node, err := sip.ParseURI(b.Node)
+			if err != nil {
+				l.g.log.Warn("binding names an instance that is no SIP URI", "aor", aor, "node", b.Node)
+				continue
+			}
+			t.Path = append([]string{l.g.proxy.PeerRoute(node, b.Source, b.Expires)}, b.Path...)
+			t.Peer = true
 		}
 		out = append(out, t)
 	}

@@ -20,12 +20,19 @@ import (
 // than through B2BUA.Call: the bridged branch is the same call, and the
 // proxy's response context (Timer C, the caller's CANCEL, the 2xx and its
 // retransmissions) then serves every call alike.
-func (g *Gateway) bridge(ctx context.Context, req *sip.Request, t proxy.Target) (proxy.BridgedBranch, bool) {
+//
+// In a cluster, the instance that holds the browser's connection runs the
+// B2BUA and relays the media: the browser's ICE and DTLS end where its
+// signalling does. A browser on another instance (Target.Peer) is left to
+// the proxy, which sends the INVITE there as it came; a browser here
+// calling a phone that another instance holds is bridged here, its leg
+// routed through that instance.
+func (g *Gateway) bridge(ctx context.Context, req *sip.Request, caller proxy.Caller, t proxy.Target) (proxy.BridgedBranch, bool) {
 	web := targetWeb(t)
-	if web == b2bua.IsWebRTC(req) {
+	if web == b2bua.IsWebRTC(req) || web && t.Peer {
 		return nil, false
 	}
-	target := b2bua.Target{URI: t.URI, Dst: t.Dest, WebRTC: web}
+	target := b2bua.Target{URI: t.URI, Dst: t.Dest, WebRTC: web, User: t.User, CallerUser: caller.User}
 	for _, p := range t.Path {
 		if a, err := sip.ParseAddress(p); err == nil {
 			target.Route = append(target.Route, a)

@@ -38,12 +38,12 @@ func TestBridgeLeavesSameKind(t *testing.T) {
 		"From: <sip:1000@localhost>;tag=a\r\nTo: <sip:alice@localhost>\r\n"+
 		"Call-ID: br1\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n")
 	phoneTarget := proxy.Target{URI: sip.URI{Scheme: "sip", User: "bob", Host: "127.0.0.1", Port: 5080}}
-	if br, ok := bridge(context.Background(), phoneReq, phoneTarget); ok || br != nil {
+	if br, ok := bridge(context.Background(), phoneReq, proxy.Caller{}, phoneTarget); ok || br != nil {
 		t.Errorf("phone to phone: bridged (%v)", br)
 	}
 
 	browser := proxy.Target{URI: sip.URI{Scheme: "sip", User: "alice", Host: "df7jal23ls0d.invalid", Params: ";transport=ws"}}
-	br, ok := bridge(context.Background(), phoneReq, browser)
+	br, ok := bridge(context.Background(), phoneReq, proxy.Caller{}, browser)
 	if !ok {
 		t.Fatal("phone to an unreachable browser: not taken")
 	}
@@ -59,7 +59,7 @@ func TestBridgeLeavesSameKind(t *testing.T) {
 	// A phone reaches a browser by its flow, but there is no media relay.
 	flow := browser
 	flow.Dest = sip.Addr{Transport: sip.WS, AddrPort: netip.MustParseAddrPort("127.0.0.1:40000"), Flow: 3}
-	br, ok = bridge(context.Background(), phoneReq, flow)
+	br, ok = bridge(context.Background(), phoneReq, proxy.Caller{}, flow)
 	if !ok {
 		t.Fatal("phone to a browser without media: not taken")
 	}

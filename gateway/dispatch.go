@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/gateway/identity"
+	"github.com/switchboard/switchboard/gateway/location"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/transaction"
 )
@@ -27,9 +28,7 @@ func (g *Gateway) ServeSIP(ctx context.Context, tx *transaction.ServerTx, req *s
 	}
 	switch {
 	case req.Method == sip.MethodRegister && g.IsLocal(req.URI):
-		res := g.registrar.ServeRegister(ctx, req)
-		g.holdFlows(ctx, req, res)
-		g.respond(tx, res)
+		g.respond(tx, g.registrar.ServeRegister(ctx, req))
 	case g.forGateway(req):
 		g.serveLocal(tx, req)
 	default:
@@ -38,33 +37,50 @@ func (g *Gateway) ServeSIP(ctx context.Context, tx *transaction.ServerTx, req *s
 }
 
 // holdFlows tells Flows which connections aor's bindings came over, after
-// a REGISTER that may have changed them: read back from the store, since a
-// REGISTER over one connection can move a binding off another. Refusals
-// below 500 changed nothing; a 503 (too many bindings) or a 500 may come
-// after some changes were applied.
-func (g *Gateway) holdFlows(ctx context.Context, req *sip.Request, res *sip.Response) {
-	if res.StatusCode >= 300 && res.StatusCode < 500 {
-		return
-	}
-	aor := g.registrar.AOR(req.To().URI.User)
-	bindings, err := g.cfg.Location.Get(ctx, aor)
-	if err != nil {
-		g.log.Warn("read bindings back for the connection caps", "aor", aor, "err", err)
-		return
-	}
+// a REGISTER changed them (the registrar's Changed): a REGISTER over one
+// connection can move a binding off another. Only the connections of this
+// instance count: in a cluster, a binding another instance holds names a
+// flow of that process.
+func (g *Gateway) holdFlows(aor string, bindings []location.Binding) {
 	flows := make(map[sip.Addr]time.Time, len(bindings))
 	for _, b := range bindings {
-		if b.Source.Flow != 0 && b.Expires.After(flows[b.Source]) {
+		if b.Source.Flow != 0 && b.Node == g.node && b.Expires.After(flows[b.Source]) {
 			flows[b.Source] = b.Expires
 		}
 	}
 	g.flows.Set(aor, flows)
+	g.followInstances(bindings)
+}
+
+// followInstances moves what was tied to the old connection of a user
+// agent that registered again over a new one (RFC 5626: the same
+// +sip.instance and reg-id) — the legs of its bridged calls — to the new
+// one; the proxy follows its flow tokens through g.instances. bindings
+// are as the registrar stored them, for a REGISTER it accepted.
+func (g *Gateway) followInstances(bindings []location.Binding) {
+	for i := range bindings {
+		b := &bindings[i]
+		old, moved := g.instances.Register(b)
+		if !moved {
+			continue
+		}
+		g.log.Info("user agent reconnected: what went over its old connection follows it", "aor", b.AOR,
+			"instance", b.Instance, "reg_id", b.RegID, "from", old.String(), "to", b.Source.String())
+		if g.calls != nil {
+			g.calls.FlowMoved(old, b.Source)
+		}
+	}
 }
 
 // FlowClosed drops the bindings that could only be reached over flow, which
-// has just closed (RFC 5626 §5.3).
+// has just closed (RFC 5626 §5.3), and has the bridged calls over it wait
+// for their user agent to come back (b2bua.B2BUA.FlowClosed).
 func (g *Gateway) FlowClosed(flow sip.Addr) {
 	g.flows.Drop(flow)
+	if g.calls != nil {
+		// Its calls wait a while for it to come back over a new one.
+		g.calls.FlowClosed(flow)
+	}
 	removed, err := g.cfg.Location.DeleteFlow(g.ctx, flow)
 	if err != nil {
 		g.log.Warn("drop bindings of closed flow", "flow", flow, "err", err)

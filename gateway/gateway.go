@@ -33,6 +33,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/location"
 	"github.com/switchboard/switchboard/gateway/proxy"
 	"github.com/switchboard/switchboard/gateway/registrar"
+	"github.com/switchboard/switchboard/gateway/transfer"
 	"github.com/switchboard/switchboard/gateway/trunk"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/sip"
@@ -67,6 +68,10 @@ type Config struct {
 	// that would cross gets 503 with Retry-After (b2bua.Options.MaxCalls).
 	// Zero: no bound.
 	MaxCalls int
+	// FlowGrace is how long a bridged call waits for a browser whose
+	// WebSocket closed to register again over a new one
+	// (b2bua.Options.FlowGrace); zero: b2bua.DefaultFlowGrace.
+	FlowGrace time.Duration
 	// Secret keys the digest nonces, the proxy's Record-Route stamps and
 	// the flow tokens: 32 random bytes, kept across restarts so that
 	// nonces and dialogs survive them.
@@ -81,6 +86,12 @@ type Config struct {
 	// LocalOnly keeps authenticated users from sending requests to other
 	// domains directly: only the Routes lead out, through trunks.
 	LocalOnly bool
+	// Cluster, when set, is the gateway's place among the instances that
+	// share its Location (cluster mode, a *cluster.Membership): a binding
+	// whose connection another live instance holds is reached through
+	// that instance, one whose instance is gone is skipped, and Secret
+	// must be the cluster's. Nil: the gateway runs alone.
+	Cluster Cluster
 
 	// Trunks and Routes are the trunks (with their DIDs and trusted
 	// sources) and the outbound dial rules; Redirect serves the domain in
@@ -103,6 +114,18 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Cluster is what the gateway needs to know of the other instances that
+// share its location store.
+type Cluster interface {
+	// Node is this instance's name in the bindings it stores: the SIP URI
+	// the other instances reach it at ("sip:10.0.0.2:5060;transport=tcp").
+	Node() string
+	// Alive reports whether the instance named node is running, or was
+	// at at (when a binding names it: when the binding was made), later
+	// than this instance last learnt otherwise.
+	Alive(node string, at time.Time) bool
+}
+
 // ErrInvalidConfig is wrapped by New's errors about its Config.
 var ErrInvalidConfig = errors.New("gateway: invalid config")
 
@@ -120,6 +143,12 @@ type Gateway struct {
 	dns       *locate.Locator
 	flows     *transport.FlowHolds
 	throttle  *accounts.Throttle
+	// instances follows outbound user agents (browsers) from connection
+	// to connection, for the bridged calls and the proxy's flow tokens.
+	instances *location.Instances
+	// node is this instance's name in the bindings it stores; "" alone.
+	node     string
+	transfer *transfer.Policy
 
 	// shed counts the requests refused for overload; retryAfter is their
 	// Retry-After.
@@ -160,16 +189,25 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	case len(cfg.Secret) < 16:
 		return nil, fmt.Errorf("%w: a secret of %d bytes, want 16 or more", ErrInvalidConfig, len(cfg.Secret))
 	}
+	var node string
+	if cfg.Cluster != nil {
+		node = cfg.Cluster.Node()
+		if u, err := sip.ParseURI(node); err != nil || !u.IsSIP() || u.User != "" {
+			return nil, fmt.Errorf("%w: cluster node %q is not a SIP URI of a host", ErrInvalidConfig, node)
+		}
+	}
 	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	g := &Gateway{
-		cfg:      cfg,
-		base:     log,
-		log:      log.With("component", "gateway"),
-		dns:      &locate.Locator{},
-		throttle: cfg.Throttle,
+		cfg:       cfg,
+		base:      log,
+		log:       log.With("component", "gateway"),
+		dns:       &locate.Locator{},
+		throttle:  cfg.Throttle,
+		instances: &location.Instances{Clock: cfg.Clock},
+		node:      node,
 	}
 	if g.throttle == nil {
 		g.throttle = &accounts.Throttle{Logger: log.With("component", "throttle")}
@@ -189,6 +227,8 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		Algorithms: cfg.Algorithms,
 		Clock:      cfg.Clock,
 		Logger:     log.With("component", "registrar"),
+		Node:       g.node,
+		Changed:    g.holdFlows,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("registrar: %w", err)
@@ -213,13 +253,16 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g.ctx, g.cancel = context.WithCancel(ctx)
 	g.tx = transaction.New(g.ctx, cfg.Transports, g, txc)
 
+	g.transfer = &transfer.Policy{Reachable: g.reachable, Logger: log.With("component", "transfer")}
 	if cfg.Media != nil {
 		g.calls, err = b2bua.New(b2bua.Options{
+			Transfer:     g.transfer,
 			Engine:       cfg.Media,
 			Transactions: g.tx,
 			Sender:       cfg.Transports,
 			Identity:     cfg.Identity,
 			MaxCalls:     cfg.MaxCalls,
+			FlowGrace:    cfg.FlowGrace,
 			UserAgent:    cfg.UserAgent,
 			Clock:        cfg.Clock,
 			Logger:       log.With("component", "b2bua"),
@@ -240,13 +283,19 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if cfg.Redirect {
 		redirect = []string{domain}
 	}
+	var replaces func(sip.Replaces) (proxy.Target, string, bool)
+	if g.calls != nil {
+		replaces = g.replaces
+	}
 	g.proxy, err = proxy.New(proxy.Options{
 		Bridge:          g.bridge,
+		Transfer:        g.transfer,
+		Replaces:        replaces,
 		Transactions:    g.tx,
 		Sender:          cfg.Transports,
 		Identity:        cfg.Identity,
 		Realm:           domain,
-		Locator:         locator{cfg.Location},
+		Locator:         locator{g},
 		Resolver:        g.dns,
 		Router:          g.routing,
 		Trusted:         g.routing,
@@ -254,6 +303,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		Credentials:     credentials{cfg.Accounts},
 		Throttle:        proxyThrottle{g.throttle},
 		Secret:          cfg.Secret,
+		Reconnects:      g.instances,
 		Algorithms:      cfg.Algorithms,
 		AuthenticateAll: cfg.AuthenticateAll,
 		LocalOnly:       cfg.LocalOnly,
@@ -410,12 +460,21 @@ func (g *Gateway) TransactionStats() transaction.Stats { return g.tx.Stats() }
 // (see admit).
 func (g *Gateway) Shed() uint64 { return g.shed.Load() }
 
+// TransferStats returns the counters of the transfer policy: the REFERs
+// let through and refused, and the INVITEs with Replaces routed to the
+// party of a dialog the gateway knows.
+func (g *Gateway) TransferStats() transfer.Stats { return g.transfer.Stats() }
+
 // DialogStats returns the counters of the proxy's dialog table.
 func (g *Gateway) DialogStats() proxy.DialogStats { return g.proxy.DialogStats() }
 
 // HeldFlows returns how many connections the gateway holds now because
 // registrations came over them.
 func (g *Gateway) HeldFlows() int { return g.flows.Len() }
+
+// InstanceStats returns the counters of the user agents the gateway
+// follows from connection to connection (reconnects).
+func (g *Gateway) InstanceStats() location.InstanceStats { return g.instances.Stats() }
 
 // forwardStray is the transaction layer's OnStrayResponse: the proxy
 // forwards what matches no client transaction.

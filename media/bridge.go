@@ -72,6 +72,7 @@ type Bridge struct {
 	webCodecs   []Codec  // negotiated, in the web leg's numbering
 	webDir      direction
 	webOurDir   direction
+	webUfrag    string // the browser's ICE username fragment in force
 
 	// RTP leg.
 	rtpOrigin     origin
@@ -88,7 +89,8 @@ type Bridge struct {
 
 	transport transportFacts
 	// pcCloseMu keeps PeerConnection.GetStats and Close apart: pion's
-	// close writes what GetStats reads without a lock of its own.
+	// close writes what GetStats reads without a lock of its own. Only
+	// the bridge closes the PeerConnection (see DisableCloseByDTLS).
 	pcCloseMu      sync.Mutex
 	route          atomic.Pointer[route]
 	toWeb, toRTP   *outStream
@@ -406,7 +408,7 @@ func (b *Bridge) WebAnswer(answer []byte) (rtpSDP []byte, err error) {
 	if err := b.applyWebAnswer(answer); err != nil {
 		return nil, err
 	}
-	b.webCodecs, b.webDir = accepted, s.dir
+	b.webCodecs, b.webDir, b.webUfrag = accepted, s.dir, s.iceUfrag
 
 	if b.state == stateLateOffered {
 		d := &rtpDesc{codecs: accepted, dir: b.effWeb(), ptime: 20}
@@ -534,7 +536,7 @@ func (b *Bridge) webAnswerTo(offer []byte, dir direction, ptime int) ([]byte, er
 }
 
 func (b *Bridge) commitWebOffer(p *session, dir direction, answer []byte) {
-	b.webDir, b.webOurDir = p.dir, dir
+	b.webDir, b.webOurDir, b.webUfrag = p.dir, dir, p.iceUfrag
 	b.webAnswer = answer
 	b.webPending, b.webPendingS = nil, nil
 }
@@ -568,6 +570,53 @@ func (b *Bridge) WebReoffer(offer []byte) (rtpOffer []byte, err error) {
 	b.rtpOffer = &d
 	b.state = stateWebReoffered
 	return out, nil
+}
+
+// WebRefresh answers, on the web leg alone, a re-offer of the browser
+// that changes nothing the phone sees: the direction in force and every
+// codec in use, with their numbers. That is what a browser sends after a
+// network change — new ICE credentials, an ICE restart, over the same
+// DTLS-SRTP session — and what a session refresh with SDP looks like.
+// pion restarts ICE when the credentials changed; the RTP leg and the
+// relay go on untouched, and the returned answer has the gateway's new
+// credentials and every candidate. A re-offer that changes the direction
+// or leaves out a codec in use fails with ErrChangesRTP, changing
+// nothing: carry it to the phone with WebReoffer.
+func (b *Bridge) WebRefresh(offer []byte) (webAnswer []byte, err error) {
+	if err := b.lock("web refresh", stateActive); err != nil {
+		return nil, err
+	}
+	defer b.mu.Unlock()
+	s, err := parseSession(offer, true)
+	if err != nil {
+		return nil, err
+	}
+	if s.dir != b.webDir || !keepsCodecs(s.codecs, b.webCodecs) {
+		return nil, fmt.Errorf("media: web refresh: %w", ErrChangesRTP)
+	}
+	restart := s.iceUfrag != b.webUfrag
+	out, err := b.webAnswerTo(offer, b.webOurDir, b.rtpPtime)
+	if err != nil {
+		return nil, err
+	}
+	b.webAnswer, b.webUfrag = out, s.iceUfrag
+	if restart {
+		b.e.iceRestarts.Add(1)
+		b.log.Info("webrtc leg: ice restart answered", "ice_ufrag", s.iceUfrag)
+	}
+	return out, nil
+}
+
+// keepsCodecs reports whether offer still has every codec of inUse, with
+// the same payload type.
+func keepsCodecs(offer, inUse []Codec) bool {
+	for _, c := range inUse {
+		o, ok := find(offer, c)
+		if !ok || o.PayloadType != c.PayloadType {
+			return false
+		}
+	}
+	return true
 }
 
 // RTPRefresh returns the gateway's current RTP SDP as an offer, for a
@@ -643,6 +692,14 @@ func (b *Bridge) Rollback() error {
 	b.webPending, b.webPendingS = nil, nil
 	return nil
 }
+
+// SetRTPPeer tells the bridge where the RTP side's signalling comes from
+// (the phone's or trunk's SIP address, as the gateway sees it): from then
+// on a new RTP source latches only from that address or from the one in
+// the peer's SDP, never from a stranger that sends first. A phone behind
+// NAT sends its media from the address its signalling comes from. Without
+// it any first source may latch (RFC 4961 "comedia").
+func (b *Bridge) SetRTPPeer(ip netip.Addr) { b.latch.setPeer(ip) }
 
 // writeRTPDesc renders d with the gateway's address and port and the leg's
 // o= line.

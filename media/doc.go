@@ -62,9 +62,11 @@
 // packets of the old call never reach a new one. RTP is symmetric: the
 // first packet that parses as RTP with a negotiated payload type latches
 // its source address, the gateway then sends there and drops (and counts)
-// packets from any other source. A new address in the phone's SDP, or
-// [Options.RelatchAfter] of silence from the latched source, allows a new
-// latch.
+// packets from any other source. Only signalling moves the latch: a new
+// address in the phone's SDP allows a new latch, and packets from the
+// SDP's own address take it over from a stranger that got in first; a
+// stray packet never does (unless [Options.RelatchAfter] allows it after
+// silence).
 //
 // # The relay
 //

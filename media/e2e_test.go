@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
 )
 
 // TestBrowserCallsPhone runs a whole call over loopback: a pion
@@ -250,7 +252,7 @@ func pendingPacket(p *testPhone, to *[]*rtp.Packet) bool {
 // browser answers.
 func TestPhoneCallsBrowser(t *testing.T) {
 	checkGoroutines(t)
-	e := newTestEngine(t, Options{})
+	e := newTestEngine(t, Options{ICEFailedAfter: 3 * time.Second})
 	b := newTestBridge(t, e)
 	br := newTestBrowser(t)
 	phone := newTestPhone(t)
@@ -285,11 +287,12 @@ func TestPhoneCallsBrowser(t *testing.T) {
 	}
 	waitFor(t, "rtcp counted", func() bool { return b.Stats().RTP.RTCPIn == 1 })
 
-	// The browser goes away (DTLS close_notify): the bridge ends.
+	// The browser goes away (DTLS close_notify, then silence): the web
+	// leg's ICE fails after ICEFailedAfter and the bridge ends.
 	_ = br.PC.GracefulClose()
 	select {
 	case <-b.Done():
-	case <-time.After(10 * time.Second):
+	case <-time.After(15 * time.Second):
 		t.Fatal("bridge did not end when the browser left")
 	}
 	if !errors.Is(b.Err(), ErrWebFailed) {
@@ -405,4 +408,93 @@ func TestContextEndsBridge(t *testing.T) {
 	if _, err := b.WebOffer([]byte(chromeOffer)); !errors.Is(err, ErrClosed) {
 		t.Fatalf("WebOffer after the end: %v", err)
 	}
+}
+
+// TestBrowserICERestart: a browser that changed networks re-offers with
+// new ICE credentials; WebRefresh answers on the web leg alone (new
+// gateway credentials, every candidate, the same DTLS session), ICE
+// restarts and audio flows again both ways. A re-offer that changes what
+// the phone sees is left to WebReoffer.
+func TestBrowserICERestart(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	b := newTestBridge(t, e)
+	br := newTestBrowser(t)
+	phone := newTestPhone(t)
+	if _, err := b.WebOffer(br.Offer()); err != nil {
+		t.Fatal(err)
+	}
+	first, err := b.RTPAnswer(phone.SDP(1, "0 101", "a=ptime:20"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br.SetAnswer(first)
+	br.WaitConnected()
+	prime(t, b, br, phone, 0)
+
+	// A hold is not a refresh: the phone must hear of it.
+	hold := bytes.Replace([]byte(br.PC.LocalDescription().SDP), []byte("a=sendrecv"), []byte("a=sendonly"), 1)
+	if _, err := b.WebRefresh(hold); !errors.Is(err, ErrChangesRTP) {
+		t.Fatalf("WebRefresh of a hold: %v, want ErrChangesRTP", err)
+	}
+
+	offer := br.RestartOffer()
+	answer, err := b.WebRefresh(offer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, o := sdpAttr(t, answer, "ice-ufrag"), sdpAttr(t, first, "ice-ufrag"); a == o {
+		t.Errorf("the answer to an ice restart keeps the ice-ufrag %q", a)
+	}
+	if a, o := sdpAttr(t, answer, "fingerprint"), sdpAttr(t, first, "fingerprint"); a != o {
+		t.Errorf("fingerprint changed: %q, was %q", a, o)
+	}
+	mustContain(t, answer, "a=sendrecv", "a=setup:active", "a=candidate:", "a=end-of-candidates", "m=audio 9 UDP/TLS/RTP/SAVPF 0 126")
+	restarted := time.Now()
+	br.SetAnswer(answer)
+
+	// Audio again, both ways, over the restarted ICE session: the phone's
+	// packets reach the browser and the browser's the phone.
+	waitFor(t, "browser ice connected again", func() bool {
+		return br.PC.ICEConnectionState() == webrtc.ICEConnectionStateConnected
+	})
+	var got []*rtp.Packet
+	// The browser's SSRC is fixed and SRTP refuses replays: its numbers
+	// go on after prime's.
+	for seq := uint16(8000); len(got) == 0; seq++ {
+		if time.Since(restarted) > 10*time.Second {
+			t.Fatal("no audio at the phone after the ice restart")
+		}
+		br.send(0, seq, uint32(seq)*160, payload(7, 160))
+		pendingPacket(phone, &got)
+	}
+	toPhone := time.Since(restarted)
+	for seq := uint16(200); ; seq++ {
+		if time.Since(restarted) > 10*time.Second {
+			t.Fatal("no audio at the browser after the ice restart")
+		}
+		phone.SendPacket(b.RTPAddr(), rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: 0x0f0f}, Payload: payload(8, 160)})
+		if br.arrived(20 * time.Millisecond) {
+			break
+		}
+	}
+	t.Logf("audio after the ice restart: to the phone in %v, to the browser in %v", toPhone, time.Since(restarted))
+	if n := e.Stats().ICERestarts; n != 1 {
+		t.Errorf("engine counts %d ice restarts, want 1", n)
+	}
+	if b.Err() != nil {
+		t.Fatalf("bridge ended: %v", b.Err())
+	}
+}
+
+// sdpAttr returns the value of the first a=name: line of sdp.
+func sdpAttr(t testing.TB, sdp []byte, name string) string {
+	t.Helper()
+	for line := range strings.SplitSeq(string(sdp), "\r\n") {
+		if v, ok := strings.CutPrefix(line, "a="+name+":"); ok {
+			return v
+		}
+	}
+	t.Fatalf("no a=%s in\n%s", name, sdp)
+	return ""
 }

@@ -40,8 +40,9 @@ type Engine struct {
 	closed  bool
 	wg      sync.WaitGroup // bridge teardowns started by the bridges themselves
 
-	total    atomic.Uint64
-	inactive atomic.Uint64
+	total       atomic.Uint64
+	inactive    atomic.Uint64
+	iceRestarts atomic.Uint64
 
 	transportsMu sync.Mutex
 	transports   map[TransportKey]uint64
@@ -80,6 +81,10 @@ func NewEngine(ctx context.Context, opts Options) (*Engine, error) {
 // muxReadBuffer is the receive buffer asked for the shared ICE socket.
 const muxReadBuffer = 4 << 20
 
+// iceKeepalive is pion's default interval of the checks that keep a
+// selected pair's NAT bindings open.
+const iceKeepalive = 2 * time.Second
+
 // ICE-TCP buffers per connection: packets waiting for the agent (audio is
 // 50 a second), and bytes waiting for a slow TCP peer beyond which packets
 // are dropped, as UDP would lose them.
@@ -117,6 +122,15 @@ func (e *Engine) configurePion() error {
 		s.SetRemoteIPFilter(func(ip net.IP) bool { return ip.IsLoopback() })
 	}
 	s.SetLite(o.ICELite)
+	// The bridge alone closes its PeerConnection, under pcCloseMu: pion
+	// would close one itself when the browser's DTLS says close_notify,
+	// in a goroutine of its own, and that close writes without a lock
+	// what GetStats reads (learnTransport). A browser that closed its
+	// PeerConnection without a BYE goes silent instead, and ICE fails
+	// after ICEFailedAfter.
+	s.DisableCloseByDTLS(true)
+	disconnected := min(5*time.Second, o.ICEFailedAfter/3)
+	s.SetICETimeouts(disconnected, o.ICEFailedAfter-disconnected, iceKeepalive)
 	if o.PublicIP.IsValid() {
 		// The rule rewrites the host candidates of both the UDP and the
 		// TCP mux: the browser sees the announced address for each.
@@ -291,6 +305,7 @@ func (e *Engine) Stats() EngineStats {
 		Bridges:       n,
 		BridgesTotal:  e.total.Load(),
 		Inactive:      e.inactive.Load(),
+		ICERestarts:   e.iceRestarts.Load(),
 		PortsInUse:    inUse,
 		PortsDraining: draining,
 	}

@@ -32,6 +32,11 @@ var (
 	// ErrNoDTMF means telephone-event (RFC 4733) was not negotiated on the
 	// RTP leg, so SendDTMF cannot send the digit.
 	ErrNoDTMF = errors.New("telephone-event not negotiated")
+	// ErrChangesRTP means a re-offer of the browser changes what the phone
+	// sends or receives (the direction, a codec in use), so WebRefresh
+	// cannot answer it on the web leg alone: carry it to the phone with
+	// WebReoffer.
+	ErrChangesRTP = errors.New("re-offer changes the rtp leg")
 	// ErrInvalidOptions means NewEngine was given inconsistent Options.
 	ErrInvalidOptions = errors.New("invalid options")
 )

@@ -57,6 +57,13 @@ type Options struct {
 	// for this long (ErrInactive), while media is expected in at least one
 	// direction. Default 30s.
 	InactivityTimeout time.Duration
+	// ICEFailedAfter is how long a web leg may hear nothing from its
+	// browser (no media, no ICE check) before it fails and the bridge ends
+	// with ErrWebFailed: the browser closed its PeerConnection, or its
+	// network went away and no ICE restart came. The first 5 s of it (a
+	// third, when shorter) make the leg disconnected. Default
+	// DefaultICEFailedAfter.
+	ICEFailedAfter time.Duration
 	// DrainTime keeps a released RTP port pair bound, unused, for this long
 	// before it can serve another call. Default 5s; negative closes
 	// released pairs at once.
@@ -64,9 +71,12 @@ type Options struct {
 	// OneWayAudioAfter is how long one leg must stay silent, while the
 	// other sends, for Stats.OneWayAudio. Default 5s.
 	OneWayAudioAfter time.Duration
-	// RelatchAfter lets symmetric RTP move to a new source address once the
-	// latched source has been silent this long; a new address from SDP
-	// always allows it. Default 3s; negative disables silence re-latching.
+	// RelatchAfter, when positive, lets symmetric RTP move to a new
+	// source address once the latched source has been silent this long:
+	// a phone whose NAT mapping changed is heard again, but any host that
+	// learns the port may then take the call's media over. Zero (the
+	// default) or negative: only the phone's signalling moves the latch
+	// (a new address in its SDP, or packets from that very address).
 	RelatchAfter time.Duration
 	// Codecs is the codec policy: the formats allowed on both legs, in the
 	// order the gateway prefers them for its own offers. Default
@@ -85,7 +95,10 @@ const (
 	DefaultInactivityTimeout = 30 * time.Second
 	DefaultDrainTime         = 5 * time.Second
 	DefaultOneWayAudioAfter  = 5 * time.Second
-	DefaultRelatchAfter      = 3 * time.Second
+	// DefaultICEFailedAfter is pion's own (5 s to disconnected, 25 s more
+	// to failed): time enough for a browser on a new network to restart
+	// ICE.
+	DefaultICEFailedAfter = 30 * time.Second
 
 	// A browser opens one ICE-TCP connection per call, and a few more
 	// while ICE tries its pairs; an office behind one NAT address holds
@@ -114,14 +127,14 @@ func (o Options) withDefaults() (Options, error) {
 	if o.InactivityTimeout <= 0 {
 		o.InactivityTimeout = DefaultInactivityTimeout
 	}
+	if o.ICEFailedAfter <= 0 {
+		o.ICEFailedAfter = DefaultICEFailedAfter
+	}
 	if o.DrainTime == 0 {
 		o.DrainTime = DefaultDrainTime
 	}
 	if o.OneWayAudioAfter <= 0 {
 		o.OneWayAudioAfter = DefaultOneWayAudioAfter
-	}
-	if o.RelatchAfter == 0 {
-		o.RelatchAfter = DefaultRelatchAfter
 	}
 	if o.Codecs == nil {
 		o.Codecs = DefaultCodecs()

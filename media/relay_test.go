@@ -36,9 +36,6 @@ func TestSymmetricRTPLatching(t *testing.T) {
 	a, c, d := newTestPhone(t), newTestPhone(t), newTestPhone(t)
 	negotiateRTPOnly(b, addrOf(a))
 	gw := b.RTPAddr()
-	pkt := func(pt uint8, seq uint16) rtp.Packet {
-		return rtp.Packet{Header: rtp.Header{PayloadType: pt, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: 1}, Payload: payload(0, 160)}
-	}
 	stats := func() LegStats { return b.Stats().RTP }
 	latched := func() string {
 		if s := stats(); s.Latched {
@@ -48,7 +45,7 @@ func TestSymmetricRTPLatching(t *testing.T) {
 	}
 
 	// A payload type that was not negotiated does not latch.
-	c.SendPacket(gw, pkt(96, 1))
+	c.SendPacket(gw, latchPacket(96, 1))
 	waitFor(t, "unknown payload type dropped", func() bool { return stats().Dropped.PayloadType == 1 })
 	if l := latched(); l != "" {
 		t.Fatalf("latched on an invalid packet: %s", l)
@@ -57,28 +54,99 @@ func TestSymmetricRTPLatching(t *testing.T) {
 		t.Errorf("remote %s before latching, want the SDP's %s", r, addrOf(a))
 	}
 	// The first valid packet latches its source...
-	a.SendPacket(gw, pkt(0, 2))
+	a.SendPacket(gw, latchPacket(0, 2))
 	waitFor(t, "latched to a", func() bool { return latched() == addrOf(a).String() })
 	// ...and then other sources are dropped and counted.
-	c.SendPacket(gw, pkt(0, 3))
-	c.SendPacket(gw, pkt(0, 4))
+	c.SendPacket(gw, latchPacket(0, 3))
+	c.SendPacket(gw, latchPacket(0, 4))
 	waitFor(t, "two packets from c dropped", func() bool { return stats().Dropped.Source == 2 })
-	a.SendPacket(gw, pkt(0, 5))
+	a.SendPacket(gw, latchPacket(0, 5))
 	waitFor(t, "a still accepted", func() bool { return stats().PacketsIn == 2 })
 
-	// After RelatchAfter of silence from a, c may take over.
-	clk.Advance(DefaultRelatchAfter)
-	c.SendPacket(gw, pkt(0, 6))
-	waitFor(t, "latched to c after silence", func() bool { return latched() == addrOf(c).String() })
-	a.SendPacket(gw, pkt(0, 7))
-	waitFor(t, "a dropped now", func() bool { return stats().Dropped.Source == 3 })
+	// Silence from a does not let a stranger in: only signalling moves
+	// the latch.
+	clk.Advance(time.Minute)
+	c.SendPacket(gw, latchPacket(0, 6))
+	waitFor(t, "c dropped after a's silence", func() bool { return stats().Dropped.Source == 3 })
+	if l := latched(); l != addrOf(a).String() {
+		t.Fatalf("latched to %s after silence, want a", l)
+	}
 
-	// A new address in SDP (re-INVITE) lets d latch at once.
+	// A new address in SDP (re-INVITE) lets the next source latch: a
+	// stranger that gets in first is dropped once the SDP's address
+	// itself sends.
 	b.latch.setRemote(addrOf(d))
-	d.SendPacket(gw, pkt(0, 8))
-	waitFor(t, "latched to d after the SDP change", func() bool { return latched() == addrOf(d).String() })
-	if s := stats(); s.PacketsIn != 4 || s.Dropped.Source != 3 {
+	c.SendPacket(gw, latchPacket(0, 7))
+	waitFor(t, "c got in first", func() bool { return latched() == addrOf(c).String() })
+	d.SendPacket(gw, latchPacket(0, 8))
+	waitFor(t, "latched to d, the SDP's address", func() bool { return latched() == addrOf(d).String() })
+	c.SendPacket(gw, latchPacket(0, 9))
+	a.SendPacket(gw, latchPacket(0, 10))
+	waitFor(t, "c and a dropped now", func() bool { return stats().Dropped.Source == 5 })
+	if s := stats(); s.PacketsIn != 4 || latched() != addrOf(d).String() {
 		t.Errorf("stats %+v", s)
+	}
+}
+
+// TestRelatchAfterSilence: with Options.RelatchAfter, a source silent
+// that long may be replaced by another.
+func TestRelatchAfterSilence(t *testing.T) {
+	checkGoroutines(t)
+	clk := newFake()
+	e := newTestEngine(t, Options{Clock: clk, RelatchAfter: 3 * time.Second})
+	b := newTestBridge(t, e)
+	a, c := newTestPhone(t), newTestPhone(t)
+	negotiateRTPOnly(b, addrOf(a))
+	gw := b.RTPAddr()
+	latched := func() string {
+		if s := b.Stats().RTP; s.Latched {
+			return s.Remote
+		}
+		return ""
+	}
+	a.SendPacket(gw, latchPacket(0, 1))
+	waitFor(t, "latched to a", func() bool { return latched() == addrOf(a).String() })
+	c.SendPacket(gw, latchPacket(0, 2))
+	waitFor(t, "c dropped", func() bool { return b.Stats().RTP.Dropped.Source == 1 })
+	clk.Advance(3 * time.Second)
+	c.SendPacket(gw, latchPacket(0, 3))
+	waitFor(t, "latched to c after silence", func() bool { return latched() == addrOf(c).String() })
+}
+
+// latchPacket is a PCMU (pt 0) or other packet of SSRC 1.
+func latchPacket(pt uint8, seq uint16) rtp.Packet {
+	return rtp.Packet{Header: rtp.Header{PayloadType: pt, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: 1}, Payload: payload(0, 160)}
+}
+
+// TestLatchOnlyFromPeer: once the gateway knows where the phone's
+// signalling comes from, a stranger that sends first does not latch; the
+// SDP's address or the signalling's (a phone behind NAT) does.
+func TestLatchOnlyFromPeer(t *testing.T) {
+	ap := netip.MustParseAddrPort
+	for _, tc := range []struct {
+		name, sdp, peer, from string
+		ok                    bool
+	}{
+		{"the sdp's address", "192.0.2.10:4000", "192.0.2.10", "192.0.2.10:4000", true},
+		{"the sdp's ip, another port", "192.0.2.10:4000", "198.51.100.1", "192.0.2.10:4100", true},
+		{"a phone behind nat", "10.0.0.5:4000", "203.0.113.7", "203.0.113.7:31000", true},
+		{"a stranger", "192.0.2.10:4000", "192.0.2.10", "198.51.100.66:4000", false},
+		{"a stranger, nat", "10.0.0.5:4000", "203.0.113.7", "198.51.100.66:31000", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var l latch
+			l.setRemote(ap(tc.sdp))
+			l.setPeer(netip.MustParseAddr(tc.peer))
+			if ok, _ := l.accept(ap(tc.from), t0); ok != tc.ok {
+				t.Fatalf("accept(%s) = %v, want %v", tc.from, ok, tc.ok)
+			}
+		})
+	}
+	// Without a peer, the first source latches, whoever it is.
+	var l latch
+	l.setRemote(ap("192.0.2.10:4000"))
+	if ok, _ := l.accept(ap("198.51.100.66:4000"), t0); !ok {
+		t.Fatal("no peer: the first source did not latch")
 	}
 }
 

@@ -14,12 +14,22 @@ import (
 // one its SDP names, so that phones behind NAT work.
 //
 // The first valid packet (it parses as RTP and carries a payload type
-// negotiated on the leg) latches the source. From then on the source is
-// checked strictly: packets from any other address are dropped and counted.
-// A new source may latch again only when
-//   - an SDP from the peer (answer, re-INVITE) changed its address or port,
-//   - or the latched source has been silent for Options.RelatchAfter
-//     (a NAT rebinding, a media server swapped behind one SDP).
+// negotiated on the leg) latches the source; once the gateway knows where
+// the peer's signalling comes from (Bridge.SetRTPPeer), only a packet from
+// that address or from the SDP's may latch, so that a stranger cannot get
+// in between a phone's re-INVITE and its first packet. From then on the
+// source is checked strictly: packets from any other address are dropped
+// and counted. Only the peer's signalling moves the latch, never a stray
+// packet:
+//   - an SDP from the peer (answer, re-INVITE) that changes its address or
+//     port unlatches, and the next valid packet latches again;
+//   - a packet from the very address of the peer's SDP takes the latch
+//     over from another source, so that a stranger who got in first is
+//     dropped as soon as the phone itself sends;
+//   - only when Options.RelatchAfter is positive may another source take
+//     over after that long of silence from the latched one (a NAT
+//     rebinding heals, at the price of letting whoever learns the port
+//     take the media over).
 //
 // Until a source latches, packets go to the SDP's address.
 type latch struct {
@@ -33,7 +43,26 @@ type latch struct {
 
 	mu   sync.Mutex
 	sdp  netip.AddrPort // from the peer's SDP; invalid on hold (0.0.0.0)
+	peer netip.Addr     // where the peer's signalling comes from; invalid: unknown
 	base time.Time      // set under mu before the first latch, then fixed
+}
+
+// setPeer records where the peer's signalling comes from: from then on
+// only that address and the SDP's may latch.
+func (l *latch) setPeer(ip netip.Addr) {
+	l.mu.Lock()
+	l.peer = ip.Unmap()
+	l.mu.Unlock()
+}
+
+// mayLatch reports whether a packet from src may become the latched
+// source. l.mu is held.
+func (l *latch) mayLatch(src netip.AddrPort) bool {
+	if !l.peer.IsValid() || src == l.sdp {
+		return true
+	}
+	ip := src.Addr().Unmap()
+	return ip == l.peer || ip == l.sdp.Addr().Unmap()
 }
 
 // setRemote records the address of the peer's latest SDP; a change
@@ -66,7 +95,9 @@ func (l *latch) accept(src netip.AddrPort, now time.Time) (ok, relatched bool) {
 	p := l.cur.Load()
 	switch {
 	case p != nil && *p == src:
-	case p == nil:
+	case !l.mayLatch(src):
+		return false, false
+	case p == nil, src == l.sdp:
 		relatched = true
 	case l.relatchAfter > 0 && now.Sub(l.base)-time.Duration(l.seen.Load()) >= l.relatchAfter:
 		relatched = true

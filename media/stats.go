@@ -228,6 +228,9 @@ type EngineStats struct {
 	BridgesTotal uint64 `json:"bridges_total"`
 	// Inactive counts bridges ended by the inactivity timeout.
 	Inactive uint64 `json:"inactive_total"`
+	// ICERestarts counts the ICE restarts of browsers that WebRefresh
+	// answered.
+	ICERestarts uint64 `json:"ice_restarts_total"`
 	// PortsInUse and PortsDraining count RTP port pairs.
 	PortsInUse    int `json:"ports_in_use"`
 	PortsDraining int `json:"ports_draining"`

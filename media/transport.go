@@ -87,6 +87,8 @@ func (f *transportFacts) learn(pc *webrtc.PeerConnection) (t Transport, first bo
 		t.Local, t.Remote = candidateOf(pair.Local), candidateOf(pair.Remote)
 	}
 	t.DTLSRole = dtlsRole(pc)
+	// The caller holds pcCloseMu, and pion never closes pc by itself
+	// (DisableCloseByDTLS): no close runs while GetStats reads.
 	for _, s := range pc.GetStats() {
 		if ts, ok := s.(webrtc.TransportStats); ok && ts.SRTPCipher != "" {
 			t.SRTPProfile = ts.SRTPCipher
@@ -94,7 +96,10 @@ func (f *transportFacts) learn(pc *webrtc.PeerConnection) (t Transport, first bo
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.t = &t
+	// A copy: the result t is read by the caller after the unlock, and
+	// pairChanged writes through f.t.
+	kept := t
+	f.t = &kept
 	first = !f.counted && t.Local.Type != ""
 	f.counted = f.counted || first
 	return t, first

@@ -210,10 +210,13 @@ func (b *Bridge) waitGather(done <-chan struct{}) (string, error) {
 // webAnswerSDP answers the browser's offer with pion and returns the SDP
 // for the browser, its direction set to dir.
 func (b *Bridge) webAnswerSDP(offer []byte, dir direction, ptime int) ([]byte, error) {
-	gathered := webrtc.GatheringCompletePromise(b.pc)
 	if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
 		return nil, fmt.Errorf("media: webrtc offer: %w: %w", err, ErrInvalidSDP)
 	}
+	// Not before: an offer with new ICE credentials restarts ICE and its
+	// gathering inside SetRemoteDescription, and the answer must wait for
+	// the new candidates, not take the old gathering's end for theirs.
+	gathered := webrtc.GatheringCompletePromise(b.pc)
 	if !b.hasSender {
 		if err := b.addSender(false); err != nil {
 			return nil, err

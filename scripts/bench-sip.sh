@@ -2,9 +2,17 @@
 # bench-sip.sh: Switchboard's SIP engine beside Kamailio's under sipp load,
 # in one run on the same machine, on loopback only.
 #
-#   scripts/bench-sip.sh [both|switchboard|kamailio]     (default: both)
+#   scripts/bench-sip.sh [both|stores|switchboard|redis|kamailio]   (default: both)
 #
-# It starts the servers on free 127.0.0.1 ports (both at once; an idle
+# both compares Switchboard with Kamailio; stores compares Switchboard on
+# its embedded location store (switchboard) with Switchboard in cluster
+# mode, its location store in a redis-server the script starts on a free
+# loopback port without persistence (redis). For redis the results also
+# give the store's round trips to Redis (switchboard_cluster_redis_calls_total)
+# per successful REGISTER and per call, and its server CPU includes the
+# redis-server's.
+#
+# It starts the servers on free 127.0.0.1 ports (all at once; an idle
 # server costs nothing) and measures, for each:
 #
 #   1. REGISTER with digest (401, then credentials, then 200), a different
@@ -19,7 +27,9 @@
 #   3. and 4. The same for calls through the proxy: a sipp UAS registered
 #      as u1 (register-only.xml, then uas-answer.xml on the same port), a
 #      sipp UAC (uac-call.xml, caller u0: INVITE, 407, INVITE with
-#      Proxy-Authorization, 180, 200, ACK, BYE, no pause).
+#      Proxy-Authorization, 180, 200, ACK, BYE, no pause). With CALLERS
+#      above 1, that many sipp UACs at once, the k-th from 127.0.0.(k+1)
+#      (2 and up), share the rate: the load of several sources.
 #
 # The ladders interleave the targets rate by rate (Switchboard, then
 # Kamailio, at each rate), so that both see the same machine; each step
@@ -41,11 +51,14 @@
 # second second to two seconds before its end), and
 # writes `go tool pprof -top` of it to $OUT/pprof-*.txt.
 #
-# Settings (environment): SB_DATA (Switchboard's data directory; default
-# a new one on tmpfs, /dev/shm), DUR (10), REG_RATES, CALL_RATES, OVER_DUR (30),
-# OVER_FACTOR (2), NUSERS (1000), KAM_CHILDREN (4), KAM_SHM (1024),
-# KAM_PKG (32), SKIP (register or call: leave that half out), OUT (a
-# directory for logs; default a new temp dir). Everything is bounded: -m
+# Settings (environment): SB_DATA (Switchboard's data directory, one
+# subdirectory per target; default a new one on tmpfs, /dev/shm), DUR
+# (10), REG_RATES, CALL_RATES, CALLERS (1), DRAIN (0: seconds to wait
+# between the REGISTER and the call halves, beyond the servers going idle,
+# e.g. 35 to let the REGISTERs' transactions end), OVER_DUR (30),
+# OVER_FACTOR (2; 0 leaves the overload steps out), NUSERS (1000),
+# KAM_CHILDREN (4), KAM_SHM (1024), KAM_PKG (32), SKIP (register or call:
+# leave that half out), OUT (a directory for logs; default a new temp dir). Everything is bounded: -m
 # per run, -recv_timeout per message, -timeout per run, and every process
 # started here is stopped by its pid on exit.
 set -euo pipefail
@@ -64,6 +77,8 @@ KAM_SHM=${KAM_SHM:-1024}
 KAM_PKG=${KAM_PKG:-32}
 PPROF_AT=${PPROF_AT:-}
 SKIP=${SKIP:-}
+CALLERS=${CALLERS:-1}
+DRAIN=${DRAIN:-0}
 PASS=pw-secret
 # sipp's socket buffers. Its default (128 KiB on this machine) overflowed
 # at 4,000 REGISTER/s on a busy host: 240,000 datagrams dropped in sipp's
@@ -88,16 +103,27 @@ TICK=$(getconf CLK_TCK)
 
 case $TARGETS in
 both) LIST=(switchboard kamailio) ;;
-switchboard | kamailio) LIST=("$TARGETS") ;;
-*) echo "usage: $0 [both|switchboard|kamailio]" >&2; exit 2 ;;
+stores) LIST=(switchboard redis) ;;
+switchboard | redis | kamailio) LIST=("$TARGETS") ;;
+*) echo "usage: $0 [both|stores|switchboard|redis|kamailio]" >&2; exit 2 ;;
 esac
+((CALLERS >= 1 && CALLERS <= 200)) || { echo "CALLERS must be 1 to 200" >&2; exit 2; }
 
 cleanup() {
 	local p
 	for p in "${PIDS[@]:-}"; do
 		[ -n "$p" ] && kill "$p" 2>/dev/null || true
 	done
-	sleep 0.5
+	# A gateway shuts down gracefully; give it up to 5 s.
+	local i alive
+	for i in $(seq 1 50); do
+		alive=0
+		for p in "${PIDS[@]:-}"; do
+			[ -n "$p" ] && kill -0 "$p" 2>/dev/null && alive=1
+		done
+		[ $alive = 0 ] && break
+		sleep 0.1
+	done
 	for p in "${PIDS[@]:-}"; do
 		[ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
 	done
@@ -154,6 +180,25 @@ cpu_us() {
 	echo $((t * 1000000 / TICK))
 }
 
+# cpu_target TARGET prints the CPU time of TARGET's processes in µs: the
+# server's tree and, for redis, the redis-server's.
+cpu_target() {
+	local t=0 p
+	for p in ${SERVER_PIDS[$1]}; do
+		t=$((t + $(cpu_us "$p")))
+	done
+	echo "$t"
+}
+
+# mem_target TARGET prints the memory of TARGET's processes in KiB.
+mem_target() {
+	local t=0 p
+	for p in ${SERVER_PIDS[$1]}; do
+		t=$((t + $(mem_kb "$p")))
+	done
+	echo "$t"
+}
+
 # mem_kb PID prints the memory of PID's process tree in KiB: the sum of
 # their proportional set sizes (Kamailio's workers share their memory).
 mem_kb() {
@@ -165,14 +210,14 @@ mem_kb() {
 	echo "$t"
 }
 
-# settle PID waits (at most 40 s) until the process tree uses less than
-# 5 % of a core over half a second: the previous step's backlog is done.
+# settle TARGET waits (at most 40 s) until TARGET's processes use less
+# than 5 % of a core over half a second: the previous step's backlog is done.
 settle() {
 	local i a b
 	for i in $(seq 1 80); do
-		a=$(cpu_us "$1")
+		a=$(cpu_target "$1")
 		sleep 0.5
-		b=$(cpu_us "$1")
+		b=$(cpu_target "$1")
 		[ $((b - a)) -lt 25000 ] && return 0
 	done
 }
@@ -200,26 +245,61 @@ sstat() {
 	awk -F';' -v col="$2" 'NR==1{for(i=1;i<=NF;i++) if($i==col) c=i; next} {v=$c} END{print v+0}' "$1"
 }
 
-declare -A PORT PID HPORT UASPORT KNEE KNEE_ACH PEAK PEAK_ACH
+# PID is a target's server process (its tree: Kamailio's workers);
+# SERVER_PIDS all the processes whose CPU and memory count for the target
+# (with redis, the redis-server too). RT_CALLS and RT_OPS add up a
+# ladder's round trips to Redis and its successful operations.
+declare -A PORT PID SERVER_PIDS HPORT UASPORT KNEE KNEE_ACH PEAK PEAK_ACH RT_CALLS RT_OPS
 
+# start_switchboard PORT [TARGET [ENV...]]: Switchboard as TARGET
+# (switchboard), with the extra settings ENV (NAME=value).
 start_switchboard() {
-	local port=$1 hport
+	local port=$1 t=${2:-switchboard} hport
+	shift $(($# < 2 ? $# : 2))
 	hport=$(free_port)
-	HPORT[switchboard]=$hport
-	mkdir -p "$SB_DATA"
-	SWITCHBOARD_SIP_UDP=127.0.0.1:$port SWITCHBOARD_SIP_TCP=127.0.0.1:$port \
-		SWITCHBOARD_HTTP=127.0.0.1:$hport SWITCHBOARD_ICE_PORT=$(free_port) SWITCHBOARD_DATA_DIR=$SB_DATA \
-		SWITCHBOARD_USERS=$USERS_ENV SWITCHBOARD_LOG_LEVEL=warn SWITCHBOARD_PPROF=true \
-		"$OUT/switchboard" >"$OUT/switchboard.log" 2>&1 &
+	HPORT[$t]=$hport
+	mkdir -p "$SB_DATA/$t"
+	env SWITCHBOARD_SIP_UDP=127.0.0.1:$port SWITCHBOARD_SIP_TCP=127.0.0.1:$port \
+		SWITCHBOARD_HTTP=127.0.0.1:$hport SWITCHBOARD_ICE_PORT="$(free_port)" SWITCHBOARD_DATA_DIR="$SB_DATA/$t" \
+		SWITCHBOARD_USERS="$USERS_ENV" SWITCHBOARD_LOG_LEVEL=warn SWITCHBOARD_PPROF=true "$@" \
+		"$OUT/switchboard" >"$OUT/$t.log" 2>&1 &
 	PIDS+=($!)
-	PID[switchboard]=$!
+	PID[$t]=$!
+	SERVER_PIDS[$t]="${SERVER_PIDS[$t]:-} $!"
 	local i
 	for i in $(seq 1 100); do
 		curl -fsS "http://127.0.0.1:$hport/readyz" >/dev/null 2>&1 && return 0
 		sleep 0.1
 	done
-	echo "switchboard not ready; see $OUT/switchboard.log" >&2
+	echo "$t not ready; see $OUT/$t.log" >&2
 	return 1
+}
+
+# start_redis PORT: Switchboard in cluster mode on a redis-server of its
+# own, on a free loopback port, without persistence.
+start_redis() {
+	local rport i
+	command -v redis-server >/dev/null || { echo "redis-server is not installed: scripts/deps.sh installs it" >&2; return 1; }
+	command -v redis-cli >/dev/null || { echo "redis-cli is not installed: scripts/deps.sh installs it" >&2; return 1; }
+	rport=$(free_port)
+	redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no \
+		--dir "$OUT" >"$OUT/redis-server.log" 2>&1 &
+	PIDS+=($!)
+	SERVER_PIDS[redis]=$!
+	for i in $(seq 1 100); do
+		redis-cli -p "$rport" ping >/dev/null 2>&1 && break
+		[ "$i" = 100 ] && { echo "redis-server not ready: $OUT/redis-server.log" >&2; return 1; }
+		sleep 0.1
+	done
+	start_switchboard "$1" redis SWITCHBOARD_REDIS_URL="redis://127.0.0.1:$rport/0"
+}
+
+# redis_calls TARGET prints the location store's calls to Redis so far
+# (0 for a target without Redis).
+redis_calls() {
+	[ "$1" = redis ] || { echo 0; return; }
+	{ curl -fsS "http://127.0.0.1:${HPORT[redis]}/metrics" || true; } |
+		awk '$1 == "switchboard_cluster_redis_calls_total" {v=$2} END {printf "%d", v+0}'
 }
 
 start_kamailio() {
@@ -295,86 +375,114 @@ EOF
 		-Y "$OUT/kam" -w "$OUT/kam" >"$OUT/kam/kamailio.log" 2>&1 &
 	PIDS+=($!)
 	PID[kamailio]=$!
+	SERVER_PIDS[kamailio]=$!
 	sleep 2
 	kill -0 "${PID[kamailio]}" || { echo "kamailio exited: $OUT/kam/kamailio.log" >&2; return 1; }
 }
 
 # step KIND TARGET RATE SECS TAG: one sipp run of KIND (register or call)
-# against TARGET at RATE calls/s for SECS seconds. It sets the globals
-# OK FAIL ACH (calls/s achieved) and prints a line of results.
+# against TARGET at RATE calls/s for SECS seconds (for calls with CALLERS
+# above 1, CALLERS sipps at once sharing the rate). It sets the globals
+# OK FAIL EXPECT (calls offered) ACH (calls/s achieved) and RT (round
+# trips to Redis) and prints a line of results.
 step() {
-	local kind=$1 t=$2 r=$3 secs=$4 tag=$5 n f server c0 c1 t0 t1 el scen maxmem=0 mon=
-	n=$((r * secs))
+	local kind=$1 t=$2 r=$3 secs=$4 tag=$5 f server c0 c1 t0 t1 el maxmem=0 mon= rt0
 	f=$OUT/$t-$kind-$tag-$r
 	server=127.0.0.1:${PORT[$t]}
-	local cport
-	cport=$(free_port)
-	local args
+	local args nsipp=1 rk=$r
 	if [ "$kind" = register ]; then
 		args=(-sf "$SIPP_DIR/bench-register.xml" -inf "$USERS_CSV")
 	else
 		args=(-sf "$SIPP_DIR/uac-call.xml" -inf "$OUT/caller.csv" -au u0 -ap "$PASS" -auth_uri u1@localhost -s u1)
+		if ((CALLERS > 1)); then
+			nsipp=$CALLERS
+			rk=$(((r + CALLERS - 1) / CALLERS))
+		fi
 	fi
+	EXPECT=$((rk * nsipp * secs))
 	if [ "$tag" = over ]; then
 		# The memory of the server, every second while the load lasts.
-		(while kill -0 "${PID[$t]}" 2>/dev/null; do mem_kb "${PID[$t]}"; sleep 1; done >"$f.mem") &
+		(while kill -0 "${PID[$t]}" 2>/dev/null; do mem_target "$t"; sleep 1; done >"$f.mem") &
 		mon=$!
 	fi
-	if [ "$t" = switchboard ] && [[ " $PPROF_AT " == *" $kind:$r "* ]] && [ "$tag" = ladder ]; then
-		(sleep 1 && curl -fsS -o "$f.pprof" "http://127.0.0.1:${HPORT[switchboard]}/debug/pprof/profile?seconds=$((secs - 2))" &&
-			go tool pprof -top -nodecount=40 "$OUT/switchboard" "$f.pprof" >"$OUT/pprof-$kind-$r.txt" 2>&1) &
+	if [ "$t" != kamailio ] && [[ " $PPROF_AT " == *" $kind:$r "* ]] && [ "$tag" = ladder ]; then
+		(sleep 1 && curl -fsS -o "$f.pprof" "http://127.0.0.1:${HPORT[$t]}/debug/pprof/profile?seconds=$((secs - 2))" &&
+			go tool pprof -top -nodecount=40 "$OUT/switchboard" "$f.pprof" >"$OUT/pprof-$t-$kind-$r.txt" 2>&1) &
 	fi
-	c0=$(cpu_us "${PID[$t]}")
+	rt0=$(redis_calls "$t")
+	c0=$(cpu_target "$t")
 	t0=$(date +%s.%N)
-	(cd "$OUT" && timeout $((secs * 4 + 60)) bash -c '"$@" >"$0.out" 2>&1; times' "$f" \
-		sipp "${args[@]}" -i 127.0.0.1 -p "$cport" -r "$r" -m "$n" -recv_timeout 5000 -buff_size "$SIPP_BUF" \
-		-timeout $((secs * 4 + 40))s -nostdin -default_behaviors all,-abortunexp \
-		-trace_err -error_file "$f.err" -trace_stat -stf "$f.csv" -fd 1 "$server" >"$f.times") || true
+	local k fk src pids=()
+	for ((k = 0; k < nsipp; k++)); do
+		fk=$f
+		src=127.0.0.1
+		if ((nsipp > 1)); then
+			fk=$f-$k
+			src=127.0.0.$((k + 2))
+		fi
+		(cd "$OUT" && timeout $((secs * 4 + 60)) bash -c '"$@" >"$0.out" 2>&1; times' "$fk" \
+			sipp "${args[@]}" -i "$src" -p "$(free_port)" -r "$rk" -m $((rk * secs)) -recv_timeout 5000 -buff_size "$SIPP_BUF" \
+			-timeout $((secs * 4 + 40))s -nostdin -default_behaviors all,-abortunexp \
+			-trace_err -error_file "$fk.err" -trace_stat -stf "$fk.csv" -fd 1 "$server" >"$fk.times") &
+		pids+=($!)
+	done
+	for k in "${pids[@]}"; do wait "$k" || true; done
 	t1=$(date +%s.%N)
-	c1=$(cpu_us "${PID[$t]}")
+	c1=$(cpu_target "$t")
+	RT=$(($(redis_calls "$t") - rt0))
 	if [ -n "$mon" ]; then
 		kill "$mon" 2>/dev/null || true
 		wait "$mon" 2>/dev/null || true
 		maxmem=$(sort -n "$f.mem" | tail -1)
 	fi
 	el=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')
-	OK=$(sstat "$f.csv" 'SuccessfulCall(C)')
-	FAIL=$(sstat "$f.csv" 'FailedCall(C)')
-	local tmo n503 nora retr sippcpu
-	tmo=$(($(sstat "$f.csv" 'FailedTimeoutOnRecv(C)') + $(sstat "$f.csv" 'FailedMaxUDPRetrans(C)')))
-	# The scenarios fail a call on a 503 through a regexp that never
-	# matches, and check its Retry-After on the way.
-	n503=$(sstat "$f.csv" 'FailedRegexpDoesntMatch(C)')
-	nora=$(sstat "$f.csv" 'FailedRegexpHdrNotFound(C)')
-	retr=$(sstat "$f.csv" 'Retransmissions(C)')
-	# times: the second line is the children's (sipp's) user and system time.
-	sippcpu=$(awk 'NR==2{ split($1,u,/[ms]/); split($2,s,/[ms]/); printf "%.0f", (u[1]*60+u[2]+s[1]*60+s[2])*1e6 }' "$f.times")
+	OK=0 FAIL=0
+	local tmo=0 n503=0 nora=0 retr=0 sippcpu=0 c
+	for ((k = 0; k < nsipp; k++)); do
+		fk=$f
+		((nsipp > 1)) && fk=$f-$k
+		c=$fk.csv
+		OK=$((OK + $(sstat "$c" 'SuccessfulCall(C)')))
+		FAIL=$((FAIL + $(sstat "$c" 'FailedCall(C)')))
+		tmo=$((tmo + $(sstat "$c" 'FailedTimeoutOnRecv(C)') + $(sstat "$c" 'FailedMaxUDPRetrans(C)')))
+		# The scenarios fail a call on a 503 through a regexp that never
+		# matches, and check its Retry-After on the way.
+		n503=$((n503 + $(sstat "$c" 'FailedRegexpDoesntMatch(C)')))
+		nora=$((nora + $(sstat "$c" 'FailedRegexpHdrNotFound(C)')))
+		retr=$((retr + $(sstat "$c" 'Retransmissions(C)')))
+		# times: the second line is the children's (sipp's) user and system time.
+		sippcpu=$((sippcpu + $(awk 'NR==2{ split($1,u,/[ms]/); split($2,s,/[ms]/); printf "%.0f", (u[1]*60+u[2]+s[1]*60+s[2])*1e6 } END{ if (NR<2) print 0 }' "$fk.times")))
+	done
 	ACH=$(awk -v o="$OK" -v e="$el" 'BEGIN{ if (e>0) printf "%.0f", o/e; else print 0 }')
-	local per sper
+	local per sper extra=
 	per=$(awk -v c=$((c1 - c0)) -v o="$OK" 'BEGIN{ if (o>0) printf "%.0f", c/o; else print "-" }')
-	sper=$(awk -v c="${sippcpu:-0}" -v o="$OK" 'BEGIN{ if (o>0) printf "%.0f", c/o; else print "-" }')
+	sper=$(awk -v c="$sippcpu" -v o="$OK" 'BEGIN{ if (o>0) printf "%.0f", c/o; else print "-" }')
+	[ -n "$mon" ] && extra+=", max memory $((maxmem / 1024)) MiB"
+	((nsipp > 1)) && extra+=", callers $nsipp"
+	[ "$t" = redis ] && extra+=", redis round trips $RT ($(awk -v c="$RT" -v o="$OK" 'BEGIN{ if (o>0) printf "%.2f", c/o; else print "-" }') each)"
 	report "$(printf '%-11s %-8s %-6s rate=%-5s calls=%-6s ok=%-6s failed=%-5s (timeouts %s, 503 %s, 503 without Retry-After %s) retrans=%-5s elapsed=%-6s achieved=%-5s/s cpu/call: server %s µs, sipp %s µs%s' \
-		"$t" "$kind" "$tag" "$r" "$n" "$OK" "$FAIL" "$tmo" "$n503" "$nora" "$retr" "$el" "$ACH" "$per" "$sper" \
-		"$([ -n "$mon" ] && echo ", max memory $((maxmem / 1024)) MiB")")"
+		"$t" "$kind" "$tag" "$r" "$EXPECT" "$OK" "$FAIL" "$tmo" "$n503" "$nora" "$retr" "$el" "$ACH" "$per" "$sper" "$extra")"
 }
 
 # ladder KIND: the interleaved ladders of every target for KIND; sets KNEE.
 ladder() {
 	local kind=$1 rates=$2 r t
 	declare -A done=()
-	for t in "${LIST[@]}"; do KNEE[$t]=0; KNEE_ACH[$t]=0; PEAK[$t]=0; PEAK_ACH[$t]=0; done
+	for t in "${LIST[@]}"; do KNEE[$t]=0; KNEE_ACH[$t]=0; PEAK[$t]=0; PEAK_ACH[$t]=0; RT_CALLS[$t]=0; RT_OPS[$t]=0; done
 	for r in $rates; do
 		local any=0
 		for t in "${LIST[@]}"; do
 			[ -n "${done[$t]:-}" ] && continue
 			any=1
-			settle "${PID[$t]}"
+			settle "$t"
 			step "$kind" "$t" "$r" "$DUR" ladder
+			RT_CALLS[$t]=$((${RT_CALLS[$t]} + RT))
+			RT_OPS[$t]=$((${RT_OPS[$t]} + OK))
 			if [ "$ACH" -gt "${PEAK_ACH[$t]}" ]; then
 				PEAK[$t]=$r
 				PEAK_ACH[$t]=$ACH
 			fi
-			if [ "$FAIL" != 0 ] || [ "$OK" != $((r * DUR)) ]; then
+			if [ "$FAIL" != 0 ] || [ "$OK" != "$EXPECT" ]; then
 				done[$t]=1
 			else
 				KNEE[$t]=$r
@@ -385,6 +493,10 @@ ladder() {
 	done
 	for t in "${LIST[@]}"; do
 		report "$(printf '%-11s %-8s highest rate with 0 failed: %s/s (%s/s achieved)' "$t" "$kind" "${KNEE[$t]}" "${KNEE_ACH[$t]}")"
+		if [ "$t" = redis ]; then
+			report "$(printf '%-11s %-8s redis round trips on the ladder: %s for %s successful (%s each)' "$t" "$kind" \
+				"${RT_CALLS[$t]}" "${RT_OPS[$t]}" "$(awk -v c="${RT_CALLS[$t]}" -v o="${RT_OPS[$t]}" 'BEGIN{ if (o>0) printf "%.2f", c/o; else print "-" }')")"
+		fi
 	done
 }
 
@@ -394,13 +506,14 @@ ladder() {
 # is taken at the rate of its best goodput on the ladder instead.
 overload() {
 	local kind=$1 t r knee kach what
+	[ "$OVER_FACTOR" != 0 ] || return 0
 	for t in "${LIST[@]}"; do
 		knee=${KNEE[$t]} kach=${KNEE_ACH[$t]} what=knee
 		if [ "$knee" -eq 0 ]; then
 			knee=${PEAK[$t]} kach=${PEAK_ACH[$t]} what="best rate ($knee/s, not 0 failures)"
 		fi
 		[ "$knee" -gt 0 ] || continue
-		settle "${PID[$t]}"
+		settle "$t"
 		r=$(awk -v k="$knee" -v f="$OVER_FACTOR" 'BEGIN{printf "%d", k*f}')
 		step "$kind" "$t" "$r" "$OVER_DUR" over
 		report "$(printf '%-11s %-8s goodput at %s× the %s: %s/s, %s%% of its %s/s' \
@@ -410,14 +523,14 @@ overload() {
 }
 
 echo "logs in $OUT; $(date -u '+%F %T UTC'); $(nproc) cores; load:$(uptime | sed 's/.*load average://')" | tee -a "$RESULTS"
+if [[ " ${LIST[*]} " == *" switchboard "* ]] || [[ " ${LIST[*]} " == *" redis "* ]]; then
+	(cd "$ROOT" && go build -o "$OUT/switchboard" ./cmd/switchboard)
+fi
 for t in "${LIST[@]}"; do
 	PORT[$t]=$(free_port)
-	if [ "$t" = switchboard ]; then
-		(cd "$ROOT" && go build -o "$OUT/switchboard" ./cmd/switchboard)
-	fi
 	"start_$t" "${PORT[$t]}"
 done
-report "servers: $(for t in "${LIST[@]}"; do printf '%s pid %s port %s; ' "$t" "${PID[$t]}" "${PORT[$t]}"; done)kamailio children $KAM_CHILDREN, shm ${KAM_SHM} MB"
+report "servers: $(for t in "${LIST[@]}"; do printf '%s pids %s port %s; ' "$t" "$(echo ${SERVER_PIDS[$t]})" "${PORT[$t]}"; done)kamailio children $KAM_CHILDREN, shm ${KAM_SHM} MB; callers $CALLERS"
 
 if [ "$SKIP" != register ]; then
 	ladder register "$REG_RATES"
@@ -425,9 +538,11 @@ if [ "$SKIP" != register ]; then
 fi
 
 if [ "$SKIP" != call ]; then
+	# Let the REGISTERs' transactions end first, if asked.
+	[ "$SKIP" = register ] || [ "$DRAIN" = 0 ] || sleep "$DRAIN"
 	# The callee: a sipp UAS per target, registered as u1 on its port.
 	for t in "${LIST[@]}"; do
-		settle "${PID[$t]}"
+		settle "$t"
 		UASPORT[$t]=$(free_port)
 		(cd "$OUT" && timeout 20 sipp -sf "$OUT/register-uas.xml" -inf "$SIPP_DIR/domain.csv" \
 			-au u1 -ap "$PASS" -s u1 -i 127.0.0.1 -p "${UASPORT[$t]}" -m 1 -timeout 10s -timeout_error \

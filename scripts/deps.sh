@@ -4,8 +4,12 @@
 #   - chromium (Debian package chromium): the browser for the softphone tests;
 #   - ip (iproute2) and unshare (util-linux): the network namespaces of the
 #     tests that name foreign hosts or need many source addresses;
+#   - iptables and sysctl (procps): the NAT routers and firewalls of the
+#     simulated internet (internal/netsim, test/e2e TestCallsAcrossTheInternet);
 #   - turnserver (coturn): the TURN server of the relay-only call test (the
 #     tests start their own on loopback; the package's service is not used);
+#   - redis-server: the shared location store of the cluster tests (they
+#     start their own on loopback; the package's service is not used);
 #   - nginx: the reverse proxy in front of the gateway in the browser tests;
 #   - openssl and certutil (libnss3-tools): the test CA those tests make,
 #     and the NSS database through which Chromium trusts it;
@@ -20,7 +24,10 @@ command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+command -v iptables >/dev/null 2>&1 || [[ -x /usr/sbin/iptables ]] || missing+=(iptables)
+command -v sysctl >/dev/null 2>&1 || [[ -x /usr/sbin/sysctl ]] || missing+=(procps)
 command -v turnserver >/dev/null 2>&1 || missing+=(coturn)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
@@ -41,7 +48,7 @@ if ((${#missing[@]} > 0)); then
 	# Without recommends: chromium's would pull in systemd, avahi and
 	# printing services that a headless test browser never uses.
 	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-	for bin in sipp chromium ip unshare turnserver openssl certutil; do
+	for bin in sipp chromium ip unshare turnserver openssl certutil redis-server; do
 		if ! command -v "$bin" >/dev/null 2>&1; then
 			echo "deps: $bin is still missing after apt-get install" >&2
 			exit 1
@@ -58,4 +65,4 @@ if [[ -f webclient/package-lock.json ]]; then
 	(cd webclient && npm ci --no-audit --no-fund)
 fi
 
-echo "deps: sipp $(command -v sipp), chromium $(command -v chromium), turnserver $(command -v turnserver)"
+echo "deps: sipp $(command -v sipp), chromium $(command -v chromium), turnserver $(command -v turnserver), redis-server $(command -v redis-server)"

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs Switchboard's whole test suite, as `make test` and CI do:
-#   1. scripts/deps.sh installs what the tests need (sipp, chromium, npm packages);
+#   1. scripts/deps.sh installs what the tests need (sipp, chromium, npm packages),
+#      and the softphone is bundled (make webclient) for the gateway to embed;
 #   2. go test -race over every package;
 #   3. every fuzz target for a fixed number of executions, so new parsers
 #      are fuzzed from the day they land.
@@ -56,6 +57,9 @@ if ! command -v go >/dev/null 2>&1; then
 fi
 
 step "dependencies (scripts/deps.sh)" bash scripts/deps.sh
+# Before go test: the e2e tests embed the softphone in the gateway they
+# build, and TestCallsAcrossTheInternet runs it in Chromium.
+step "softphone bundle (make webclient)" make --no-print-directory webclient
 step "go test -race ./..." go test -race -count=1 ./...
 step "softphone unit and page tests (webclient: npm test)" npm --prefix webclient test --silent
 step "browser tests against the gateway (webclient: npm run test:gateway)" env SWITCHBOARD_RACE=1 npm --prefix webclient run --silent test:gateway

@@ -24,8 +24,9 @@ import (
 // bearer token:
 //
 //	GET    /admin/registrations  the registered contacts
-//	GET    /admin/calls          the bridged calls, with their media stats
-//	GET    /admin/calls/{id}     one of them
+//	GET    /admin/calls          the bridged calls, with their media stats,
+//	                             and the last ones that ended, with why
+//	GET    /admin/calls/{id}     one of them, in progress or ended
 //	DELETE /admin/calls/{id}     hang it up (BYE on both legs, or CANCEL)
 //
 // Without a token the API is off and answers 404, so that a gateway
@@ -139,16 +140,14 @@ func (a *adminAPI) registrations(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *adminAPI) listCalls(w http.ResponseWriter, _ *http.Request) {
-	writeJSON(w, http.StatusOK, map[string]any{"calls": a.calls.Calls()})
+	writeJSON(w, http.StatusOK, map[string]any{"calls": a.calls.Calls(), "ended": a.calls.Ended()})
 }
 
 func (a *adminAPI) getCall(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
-	for _, c := range a.calls.Calls() {
-		if c.ID == id {
-			writeJSON(w, http.StatusOK, c)
-			return
-		}
+	if c, ok := a.calls.Lookup(id); ok {
+		writeJSON(w, http.StatusOK, c)
+		return
 	}
 	writeJSONError(w, http.StatusNotFound, "no call "+id)
 }

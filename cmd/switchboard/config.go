@@ -137,6 +137,11 @@ type Config struct {
 	// long to end by themselves before the gateway ends them with BYE.
 	DrainTimeout time.Duration `env:"DRAIN_TIMEOUT" envDefault:"20s"`
 
+	// ReconnectGrace is how long a bridged call waits for a browser whose
+	// WebSocket dropped to register again over a new one; 0 ends the
+	// call at once.
+	ReconnectGrace time.Duration `env:"RECONNECT_GRACE" envDefault:"30s"`
+
 	// DigestAlgorithms are the digest algorithms of the 401 and 407
 	// challenges, in the order offered: MD5, SHA-256 or both.
 	DigestAlgorithms []string `env:"DIGEST_ALGORITHMS" envSeparator:"," envDefault:"MD5"`
@@ -160,6 +165,13 @@ type Config struct {
 	WSMaxConns              int           `env:"WS_MAX_CONNS" envDefault:"5000"`
 	WSMaxConnsPerIP         int           `env:"WS_MAX_CONNS_PER_IP" envDefault:"100"`
 	UnregisteredIdleTimeout time.Duration `env:"UNREGISTERED_IDLE_TIMEOUT" envDefault:"60s"`
+
+	// RedisURL, when set, keeps the location service in Redis (or Valkey)
+	// and makes this gateway one instance of a cluster that shares it;
+	// ClusterHost is the host by which the other instances reach this
+	// one's SIP TCP listener (validated in clusterstack.go).
+	RedisURL    string `env:"REDIS_URL"`
+	ClusterHost string `env:"CLUSTER_HOST"`
 }
 
 // loadConfig reads the settings from environ (variable name to value, as
@@ -387,6 +399,9 @@ func (c *Config) validate() []error {
 	if c.DrainTimeout < 0 || c.DrainTimeout > maxDrainTimeout {
 		add("DRAIN_TIMEOUT", "%v is out of range; use a duration from 0s to %v, e.g. 20s", c.DrainTimeout, maxDrainTimeout)
 	}
+	if c.ReconnectGrace < 0 || c.ReconnectGrace > maxReconnectGrace {
+		add("RECONNECT_GRACE", "%v is out of range; use a duration from 0s to %v, e.g. 30s", c.ReconnectGrace, maxReconnectGrace)
+	}
 
 	// The token is never echoed: it is a secret even when it is wrong.
 	if len(c.DigestAlgorithms) == 0 {
@@ -413,6 +428,7 @@ func (c *Config) validate() []error {
 	}
 
 	c.validateMedia(add)
+	c.validateCluster(add)
 	if _, err := forwarded.ParseHeader(c.ForwardedHeader); err != nil {
 		add("FORWARDED_HEADER", "%q is not a forwarding header; use X-Forwarded-For (with X-Forwarded-Proto) or Forwarded (RFC 7239): the one your proxy writes", c.ForwardedHeader)
 	}
@@ -506,6 +522,20 @@ func loadCertPool(path string) (*x509.CertPool, error) {
 // process that takes longer anyway.
 const maxDrainTimeout = time.Hour
 
+// maxReconnectGrace bounds ReconnectGrace: a browser's media path fails
+// after half a minute without packets anyway, and a call whose browser is
+// gone holds its phone that long.
+const maxReconnectGrace = 10 * time.Minute
+
+// flowGrace is ReconnectGrace as the gateway takes it: there, zero means
+// the default and negative none.
+func (c *Config) flowGrace() time.Duration {
+	if c.ReconnectGrace == 0 {
+		return -1
+	}
+	return c.ReconnectGrace
+}
+
 // maxIdleTimeout bounds UnregisteredIdleTimeout: registered connections
 // idle for 10 minutes, and a stranger must not outlast them.
 const maxIdleTimeout = 10 * time.Minute
@@ -562,11 +592,14 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("admin_token_set", c.AdminToken != ""),
 		slog.Bool("sip_trace", c.SIPTrace),
 		slog.Duration("drain_timeout", c.DrainTimeout),
+		slog.Duration("reconnect_grace", c.ReconnectGrace),
 		slog.Int("tcp_max_conns", c.TCPMaxConns),
 		slog.Int("tcp_max_conns_per_ip", c.TCPMaxConnsPerIP),
 		slog.Int("ws_max_conns", c.WSMaxConns),
 		slog.Int("ws_max_conns_per_ip", c.WSMaxConnsPerIP),
 		slog.Duration("unregistered_idle_timeout", c.UnregisteredIdleTimeout),
+		slog.Bool("redis_url_set", c.RedisURL != ""),
+		slog.String("cluster_host", c.ClusterHost),
 	)
 }
 

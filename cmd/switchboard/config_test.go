@@ -35,6 +35,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		LogLevel:         "info",
 		LogFormat:        "text",
 		DrainTimeout:     20 * time.Second,
+		ReconnectGrace:   30 * time.Second,
 		DigestAlgorithms: []string{"MD5"},
 		ForwardedHeader:  "X-Forwarded-For",
 
@@ -225,6 +226,25 @@ func TestLoadConfigValid(t *testing.T) {
 			},
 		},
 	}
+	tests = append(tests, struct {
+		name  string
+		env   map[string]string
+		check func(t *testing.T, c Config)
+	}{
+		name: "cluster mode",
+		env: map[string]string{
+			"SWITCHBOARD_REDIS_URL":    "rediss://:pw@redis.internal:6380/2",
+			"SWITCHBOARD_CLUSTER_HOST": "10.0.0.2",
+		},
+		check: func(t *testing.T, c Config) {
+			if c.RedisURL != "rediss://:pw@redis.internal:6380/2" || c.ClusterHost != "10.0.0.2" {
+				t.Errorf("got %q %q", c.RedisURL, c.ClusterHost)
+			}
+			if strings.Contains(c.LogValue().String(), "pw@") {
+				t.Error("the startup log shows the Redis password")
+			}
+		},
+	})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg, err := loadConfig(tt.env)
@@ -327,6 +347,8 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"log level empty", map[string]string{"SWITCHBOARD_LOG_LEVEL": ""}, "SWITCHBOARD_LOG_LEVEL", "not a level"},
 		{"log format", map[string]string{"SWITCHBOARD_LOG_FORMAT": "logfmt"}, "SWITCHBOARD_LOG_FORMAT", "text or json"},
 		{"negative drain timeout", map[string]string{"SWITCHBOARD_DRAIN_TIMEOUT": "-1s"}, "SWITCHBOARD_DRAIN_TIMEOUT", "out of range"},
+		{"negative reconnect grace", map[string]string{"SWITCHBOARD_RECONNECT_GRACE": "-1s"}, "SWITCHBOARD_RECONNECT_GRACE", "out of range"},
+		{"reconnect grace too long", map[string]string{"SWITCHBOARD_RECONNECT_GRACE": "11m"}, "SWITCHBOARD_RECONNECT_GRACE", "out of range"},
 		{"drain timeout without unit", map[string]string{"SWITCHBOARD_DRAIN_TIMEOUT": "20"}, "SWITCHBOARD_DRAIN_TIMEOUT", "missing unit"},
 		{"no WebSocket cap", map[string]string{"SWITCHBOARD_WS_MAX_CONNS": "0"}, "SWITCHBOARD_WS_MAX_CONNS", "at least 1"},
 		{"empty WebSocket cap", map[string]string{"SWITCHBOARD_WS_MAX_CONNS_PER_IP": ""}, "SWITCHBOARD_WS_MAX_CONNS_PER_IP", "at least 1"},
@@ -349,6 +371,12 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"TURN secret without TURN URL", map[string]string{"SWITCHBOARD_TURN_URLS": "stun:t.example", "SWITCHBOARD_TURN_SECRET": "0123456789abcdef0123"}, "SWITCHBOARD_TURN_URLS", "no turn: or turns: URL"},
 		{"TURN secret short", map[string]string{"SWITCHBOARD_TURN_URLS": "turn:t.example", "SWITCHBOARD_TURN_SECRET": "hunter2"}, "SWITCHBOARD_TURN_SECRET", "too short"},
 		{"TURN TTL too long", map[string]string{"SWITCHBOARD_TURN_URLS": "turn:t.example", "SWITCHBOARD_TURN_SECRET": "0123456789abcdef0123", "SWITCHBOARD_TURN_TTL": "720h"}, "SWITCHBOARD_TURN_TTL", "out of range"},
+		{"Redis URL not one", map[string]string{"SWITCHBOARD_REDIS_URL": "http://user:Pw-SECRET-1@redis.example:6379"}, "SWITCHBOARD_REDIS_URL", "not a Redis URL"},
+		{"cluster without SIP TCP", map[string]string{"SWITCHBOARD_REDIS_URL": "redis://127.0.0.1:6379/0", "SWITCHBOARD_SIP_TCP": ""}, "SWITCHBOARD_REDIS_URL", "needs SWITCHBOARD_SIP_TCP"},
+		{"cluster host without Redis", map[string]string{"SWITCHBOARD_CLUSTER_HOST": "10.0.0.2"}, "SWITCHBOARD_CLUSTER_HOST", "REDIS_URL is empty"},
+		{"cluster host with port", map[string]string{"SWITCHBOARD_REDIS_URL": "redis://127.0.0.1:6379", "SWITCHBOARD_CLUSTER_HOST": "10.0.0.2:5060"}, "SWITCHBOARD_CLUSTER_HOST", "no port"},
+		{"cluster host unspecified", map[string]string{"SWITCHBOARD_REDIS_URL": "redis://127.0.0.1:6379", "SWITCHBOARD_CLUSTER_HOST": "0.0.0.0"}, "SWITCHBOARD_CLUSTER_HOST", "cannot be reached"},
+		{"cluster host is the domain", map[string]string{"SWITCHBOARD_REDIS_URL": "redis://127.0.0.1:6379", "SWITCHBOARD_CLUSTER_HOST": "localhost"}, "SWITCHBOARD_CLUSTER_HOST", "every instance serves"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -371,7 +399,7 @@ func TestLoadConfigInvalid(t *testing.T) {
 				t.Errorf("problem %q does not say %q", fe, tt.wantMsg)
 			}
 			for k, v := range tt.env {
-				secret := strings.Contains(k, "SECRET") || strings.Contains(k, "PASSWORD") || strings.Contains(k, "TOKEN")
+				secret := strings.Contains(k, "SECRET") || strings.Contains(k, "PASSWORD") || strings.Contains(k, "TOKEN") || strings.Contains(k, "REDIS_URL")
 				if secret && v != "" && strings.Contains(err.Error(), v) {
 					t.Errorf("the error shows the value of %s: %v", k, err)
 				}

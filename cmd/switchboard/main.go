@@ -239,10 +239,13 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, ctl control) error {
 	}
 	defer stack.close()
 	reg.MustRegister(newStackCollector(stack))
+	if stack.member != nil {
+		reg.MustRegister(newClusterCollector(stack))
+	}
 
 	trust := cfg.trust()
 	var isReady atomic.Bool
-	mux := newMux(reg, &isReady, logger)
+	mux := newMux(reg, &isReady, logger, stack.clusterReady)
 	newAdminAPI(cfg.AdminToken, stack.location, stack.gw.Calls(), stack.gw.Throttle(), &trust, logger.With("component", "admin")).register(mux)
 	mux.Handle("/ws", stack.ws)
 	mux.Handle("GET /config.json", webclient.ConfigHandler(webclient.Config{Domain: cfg.Domain, WSPath: "/ws", ICEServersPath: iceServersPathFor(stack)}))
@@ -425,8 +428,9 @@ func newMetricsRegistry() *prometheus.Registry {
 }
 
 // newMux routes the HTTP endpoints. ready is true while the gateway accepts
-// new work.
-func newMux(reg *prometheus.Registry, ready *atomic.Bool, logger *slog.Logger) *http.ServeMux {
+// new work, and checks say what else it lacks for now (Redis in cluster
+// mode).
+func newMux(reg *prometheus.Registry, ready *atomic.Bool, logger *slog.Logger, checks ...func() error) *http.ServeMux {
 	mux := http.NewServeMux()
 
 	// Liveness: the process answers HTTP. Deliberately checks nothing else,
@@ -438,6 +442,12 @@ func newMux(reg *prometheus.Registry, ready *atomic.Bool, logger *slog.Logger) *
 		if !ready.Load() {
 			writeText(w, http.StatusServiceUnavailable, "not ready\n")
 			return
+		}
+		for _, check := range checks {
+			if err := check(); err != nil {
+				writeText(w, http.StatusServiceUnavailable, "not ready: "+err.Error()+"\n")
+				return
+			}
 		}
 		writeText(w, http.StatusOK, "ready\n")
 	})

@@ -71,6 +71,8 @@ type stackCollector struct {
 	clientRefused, admission, shed, handlerWait, queueWait *prometheus.Desc
 	webTransports, iceTCPConns, iceTCPRefused              *prometheus.Desc
 	locRecords, locSyncs, locSnapshots, locWriteErrors     *prometheus.Desc
+	reconnects, flowLost, uaMoves, iceRestarts             *prometheus.Desc
+	transfers, transfersRefused, replaced                  *prometheus.Desc
 }
 
 func newStackCollector(s *sipStack) *stackCollector {
@@ -78,54 +80,61 @@ func newStackCollector(s *sipStack) *stackCollector {
 		return prometheus.NewDesc("switchboard_"+name, help, labels, nil)
 	}
 	return &stackCollector{
-		s:               s,
-		registrations:   d("registrations", "Registered contacts (bindings), by the transport they registered over.", "transport"),
-		users:           d("registered_users", "Addresses of record with at least one registered contact."),
-		accounts:        d("accounts", "Accounts that can register and call."),
-		calls:           d("calls_active", "Calls bridged between WebRTC and SIP by the B2BUA now, by state (calling, ringing, early, answered).", "state"),
-		callLegs:        d("call_legs_active", "Legs of the bridged calls now, by type: webrtc (browser) or sip (phone, trunk).", "type"),
-		oneWay:          d("calls_one_way_audio", "Bridged calls where one side has been silent while the other sends."),
-		bridges:         d("media_bridges_total", "Media bridges made since start: one per bridged call attempt."),
-		inactive:        d("media_inactivity_timeouts_total", "Bridged calls ended because no media flowed."),
-		ports:           d("rtp_ports", "RTP port pairs of the SIP-side legs, by state (in_use, draining).", "state"),
-		rtpPackets:      d("rtp_packets_total", "RTP packets relayed, by leg (webrtc, sip) and direction (in: from the peer on that leg; out: to it).", "leg", "direction"),
-		rtpBytes:        d("rtp_bytes_total", "RTP bytes (header and payload, after SRTP) by leg and direction.", "leg", "direction"),
-		rtpLost:         d("rtp_lost_packets_total", "RTP packets lost on their way to the gateway, from sequence gaps, by leg.", "leg"),
-		wsOpen:          d("websocket_connections", "Open SIP over WebSocket connections."),
-		wsConns:         d("websocket_connections_total", "SIP over WebSocket handshakes, by result (accepted, refused).", "result"),
-		authFailures:    d("auth_failures_total", "Failures counted by the authentication throttle, by origin: register (REGISTER credentials: wrong password or unknown user), proxy (Proxy-Authorization), admin (admin API bearer token), probe (an anonymous request for an address of ours with no target), http (Digest credentials at /api/ice-servers).", "origin"),
-		authRefused:     d("auth_refused_total", "Requests and authentication attempts refused unchecked because their source, or their user name from an address it never authenticated from, failed too often."),
-		authBlocked:     d("auth_blocked_sources", "Sources (IPv4 addresses, IPv6 /64s) refused now for failing too often."),
-		blockedUsers:    d("auth_blocked_users", "User names refused now, to addresses their user never authenticated from, for failing too often."),
-		sipReceived:     d("sip_messages_received_total", "SIP messages the transports delivered."),
-		sipDropped:      d("sip_messages_dropped_total", "SIP messages dropped unread because their source or the gateway was over its queue cap."),
-		sipPending:      d("sip_messages_pending", "SIP messages waiting for a worker."),
-		txOpen:          d("sip_transactions_open", "SIP transactions not yet terminated, by side (server, client).", "side"),
-		overload:        d("sip_overload_rejected_total", "Requests answered 503 statelessly (and ACKs dropped) because the server transactions, or those of their source, were at their bound."),
-		dialogs:         d("proxy_dialogs", "Dialogs the proxy record-routed and knows now: the only ones its Record-Route stamps route requests in."),
-		dialogsEvicted:  d("proxy_dialogs_evicted_total", "Early dialogs forgotten to make room in the proxy's dialog table."),
-		dialogsRefused:  d("proxy_dialogs_refused_total", "Initial requests answered 503 because the proxy's dialog table was full of confirmed dialogs."),
-		stampMismatch:   d("proxy_route_stamp_mismatches_total", "Requests whose Record-Route stamp did not verify or did not match its dialog (a replayed or forged route): authorised as out-of-dialog requests instead."),
-		conns:           d("sip_connections", "Open SIP connections by transport (tcp, tls, ws or wss) and state: registered (a binding came over it), unregistered (accepted, no binding: shed first), dialed (opened by the gateway).", "transport", "state"),
-		connsRefused:    d("sip_connections_refused_total", "SIP connections refused by transport and reason: per_address (the client's IPv4 address or IPv6 /64 at its cap), total (the total cap reached and no unregistered connection to evict).", "transport", "reason"),
-		connsEvicted:    d("sip_connections_evicted_total", "Unregistered SIP connections closed to make room for a new one at the total cap, by transport.", "transport"),
-		connsIdle:       d("sip_connections_idle_closed_total", "SIP connections closed for being idle, by transport.", "transport"),
-		sipPendingBytes: d("sip_messages_pending_bytes", "Approximate bytes of the SIP messages waiting for a worker."),
-		txPlaces:        d("sip_transaction_places", "Places in use of the bound on server transactions: open server transactions, and handlers still running."),
-		txHandlers:      d("sip_handlers_running", "Request handlers running now."),
-		txEvicted:       d("sip_transactions_evicted_total", "Answered server transactions ended before their retransmission timer to make room for new requests."),
-		clientRefused:   d("sip_client_transactions_refused_total", "Requests the gateway did not send because too many client transactions were open."),
-		admission:       d("sip_admission_refused_total", "Requests refused before any transaction because their source is throttled for failing authentication, by action (answered: 403 sent statelessly; dropped).", "action"),
-		shed:            d("sip_overload_shed_total", "New requests answered 503 with Retry-After at once, before any transaction, because the gateway was overloaded and their source brought its share of the new requests or more."),
-		handlerWait:     d("sip_handler_wait_seconds", "The request handlers' mean wait for a CPU. With sip_queue_wait_seconds past 100 ms the gateway is overloaded and refuses a share of the new work (all of it past 200 ms)."),
-		queueWait:       d("sip_queue_wait_seconds", "SIP messages' mean wait for a worker, over the last ones; 0 when none was taken for 100 ms."),
-		webTransports:   d("webrtc_transports_total", "Bridged calls whose web leg connected, by the candidate types (host, srflx, prflx, relay) and protocols (udp, tcp) of its selected ICE pair: the gateway's (local) and the browser's (remote).", "local_type", "local_protocol", "remote_type", "remote_protocol"),
-		iceTCPConns:     d("ice_tcp_connections", "Open ICE-TCP connections on the ICE port."),
-		iceTCPRefused:   d("ice_tcp_connections_refused_total", "ICE-TCP connections closed at once: over the cap per address or in all."),
-		locRecords:      d("location_journal_records_total", "Changes of registrations written to the location journal."),
-		locSyncs:        d("location_journal_syncs_total", "Syncs of the location journal; concurrent changes share one (group commit)."),
-		locSnapshots:    d("location_snapshots_total", "Snapshots of the location store written: at start, on compaction, and after a failed journal write."),
-		locWriteErrors:  d("location_write_errors_total", "Failed writes of the location journal or snapshot."),
+		s:                s,
+		registrations:    d("registrations", "Registered contacts (bindings), by the transport they registered over.", "transport"),
+		users:            d("registered_users", "Addresses of record with at least one registered contact."),
+		accounts:         d("accounts", "Accounts that can register and call."),
+		calls:            d("calls_active", "Calls bridged between WebRTC and SIP by the B2BUA now, by state (calling, ringing, early, answered).", "state"),
+		callLegs:         d("call_legs_active", "Legs of the bridged calls now, by type: webrtc (browser) or sip (phone, trunk).", "type"),
+		oneWay:           d("calls_one_way_audio", "Bridged calls where one side has been silent while the other sends."),
+		bridges:          d("media_bridges_total", "Media bridges made since start: one per bridged call attempt."),
+		inactive:         d("media_inactivity_timeouts_total", "Bridged calls ended because no media flowed."),
+		ports:            d("rtp_ports", "RTP port pairs of the SIP-side legs, by state (in_use, draining).", "state"),
+		rtpPackets:       d("rtp_packets_total", "RTP packets relayed, by leg (webrtc, sip) and direction (in: from the peer on that leg; out: to it).", "leg", "direction"),
+		rtpBytes:         d("rtp_bytes_total", "RTP bytes (header and payload, after SRTP) by leg and direction.", "leg", "direction"),
+		rtpLost:          d("rtp_lost_packets_total", "RTP packets lost on their way to the gateway, from sequence gaps, by leg.", "leg"),
+		wsOpen:           d("websocket_connections", "Open SIP over WebSocket connections."),
+		wsConns:          d("websocket_connections_total", "SIP over WebSocket handshakes, by result (accepted, refused).", "result"),
+		authFailures:     d("auth_failures_total", "Failures counted by the authentication throttle, by origin: register (REGISTER credentials: wrong password or unknown user), proxy (Proxy-Authorization), admin (admin API bearer token), probe (an anonymous request for an address of ours with no target), http (Digest credentials at /api/ice-servers).", "origin"),
+		authRefused:      d("auth_refused_total", "Requests and authentication attempts refused unchecked because their source, or their user name from an address it never authenticated from, failed too often."),
+		authBlocked:      d("auth_blocked_sources", "Sources (IPv4 addresses, IPv6 /64s) refused now for failing too often."),
+		blockedUsers:     d("auth_blocked_users", "User names refused now, to addresses their user never authenticated from, for failing too often."),
+		sipReceived:      d("sip_messages_received_total", "SIP messages the transports delivered."),
+		sipDropped:       d("sip_messages_dropped_total", "SIP messages dropped unread because their source or the gateway was over its queue cap."),
+		sipPending:       d("sip_messages_pending", "SIP messages waiting for a worker."),
+		txOpen:           d("sip_transactions_open", "SIP transactions not yet terminated, by side (server, client).", "side"),
+		overload:         d("sip_overload_rejected_total", "Requests answered 503 statelessly (and ACKs dropped) because the server transactions, or those of their source, were at their bound."),
+		dialogs:          d("proxy_dialogs", "Dialogs the proxy record-routed and knows now: the only ones its Record-Route stamps route requests in."),
+		dialogsEvicted:   d("proxy_dialogs_evicted_total", "Early dialogs forgotten to make room in the proxy's dialog table."),
+		dialogsRefused:   d("proxy_dialogs_refused_total", "Initial requests answered 503 because the proxy's dialog table was full of confirmed dialogs."),
+		stampMismatch:    d("proxy_route_stamp_mismatches_total", "Requests whose Record-Route stamp did not verify or did not match its dialog (a replayed or forged route): authorised as out-of-dialog requests instead."),
+		conns:            d("sip_connections", "Open SIP connections by transport (tcp, tls, ws or wss) and state: registered (a binding came over it), unregistered (accepted, no binding: shed first), dialed (opened by the gateway).", "transport", "state"),
+		connsRefused:     d("sip_connections_refused_total", "SIP connections refused by transport and reason: per_address (the client's IPv4 address or IPv6 /64 at its cap), total (the total cap reached and no unregistered connection to evict).", "transport", "reason"),
+		connsEvicted:     d("sip_connections_evicted_total", "Unregistered SIP connections closed to make room for a new one at the total cap, by transport.", "transport"),
+		connsIdle:        d("sip_connections_idle_closed_total", "SIP connections closed for being idle, by transport.", "transport"),
+		sipPendingBytes:  d("sip_messages_pending_bytes", "Approximate bytes of the SIP messages waiting for a worker."),
+		txPlaces:         d("sip_transaction_places", "Places in use of the bound on server transactions: open server transactions, and handlers still running."),
+		txHandlers:       d("sip_handlers_running", "Request handlers running now."),
+		txEvicted:        d("sip_transactions_evicted_total", "Answered server transactions ended before their retransmission timer to make room for new requests."),
+		clientRefused:    d("sip_client_transactions_refused_total", "Requests the gateway did not send because too many client transactions were open."),
+		admission:        d("sip_admission_refused_total", "Requests refused before any transaction because their source is throttled for failing authentication, by action (answered: 403 sent statelessly; dropped).", "action"),
+		shed:             d("sip_overload_shed_total", "New requests answered 503 with Retry-After at once, before any transaction, because the gateway was overloaded and their source brought its share of the new requests or more."),
+		handlerWait:      d("sip_handler_wait_seconds", "The request handlers' mean wait for a CPU. With sip_queue_wait_seconds past 100 ms the gateway is overloaded and refuses a share of the new work (all of it past 200 ms)."),
+		queueWait:        d("sip_queue_wait_seconds", "SIP messages' mean wait for a worker, over the last ones; 0 when none was taken for 100 ms."),
+		webTransports:    d("webrtc_transports_total", "Bridged calls whose web leg connected, by the candidate types (host, srflx, prflx, relay) and protocols (udp, tcp) of its selected ICE pair: the gateway's (local) and the browser's (remote).", "local_type", "local_protocol", "remote_type", "remote_protocol"),
+		iceTCPConns:      d("ice_tcp_connections", "Open ICE-TCP connections on the ICE port."),
+		iceTCPRefused:    d("ice_tcp_connections_refused_total", "ICE-TCP connections closed at once: over the cap per address or in all."),
+		locRecords:       d("location_journal_records_total", "Changes of registrations written to the location journal."),
+		locSyncs:         d("location_journal_syncs_total", "Syncs of the location journal; concurrent changes share one (group commit)."),
+		locSnapshots:     d("location_snapshots_total", "Snapshots of the location store written: at start, on compaction, and after a failed journal write."),
+		locWriteErrors:   d("location_write_errors_total", "Failed writes of the location journal or snapshot."),
+		reconnects:       d("call_reconnects_total", "Legs of bridged calls that survived a reconnect: their browser's connection was replaced by a new one of the same user agent (RFC 5626 instance and reg-id), which the call moved to."),
+		flowLost:         d("calls_lost_connection_total", "Bridged calls ended because a browser's connection closed and no new one came within SWITCHBOARD_RECONNECT_GRACE."),
+		uaMoves:          d("registration_reconnects_total", "Registrations that moved a user agent (RFC 5626 instance and reg-id) to a new connection: reconnects of browsers and outbound phones."),
+		iceRestarts:      d("ice_restarts_total", "ICE restarts of browsers answered on their leg alone, without renegotiating the phone's."),
+		transfers:        d("transfer_refers_total", "REFERs (call transfers) the transfer policy let through, proxied or relayed across a bridged call."),
+		transfersRefused: d("transfer_refused_total", "REFERs refused by the transfer policy, by reason: malformed (no, several or a bad Refer-To, or an unsupported scheme), header (Refer-To embeds a header other than Replaces), method (a method other than INVITE), target (a trunk or stranger transferring to what it may not reach).", "reason"),
+		replaced:         d("transfer_replaces_total", "INVITEs with Replaces (attended transfers) routed to the party of a dialog the gateway knows, rewritten for a bridged call's other leg."),
 	}
 }
 
@@ -145,7 +154,7 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	// Registrations.
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if bindings, err := s.location.All(ctx); err == nil {
+	if bindings, err := s.registrations(ctx); err == nil {
 		byTransport := map[string]int{}
 		aors := map[string]bool{}
 		for _, b := range bindings {
@@ -158,11 +167,13 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 		gauge(c.users, float64(len(aors)))
 	}
 	gauge(c.accounts, float64(s.accounts.Len()))
-	ls := s.location.Stats()
-	counter(c.locRecords, ls.Records)
-	counter(c.locSyncs, ls.Syncs)
-	counter(c.locSnapshots, ls.Snapshots)
-	counter(c.locWriteErrors, ls.WriteErrors)
+	if s.memory != nil {
+		ls := s.memory.Stats()
+		counter(c.locRecords, ls.Records)
+		counter(c.locSyncs, ls.Syncs)
+		counter(c.locSnapshots, ls.Snapshots)
+		counter(c.locWriteErrors, ls.WriteErrors)
+	}
 
 	// Bridged calls and their media.
 	calls := s.gw.Calls().Calls()
@@ -211,6 +222,11 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(c.iceTCPConns, float64(es.ICETCPConns))
 	counter(c.iceTCPRefused, es.ICETCPRefused)
+	counter(c.iceRestarts, es.ICERestarts)
+	bs := s.gw.Calls().Stats()
+	counter(c.reconnects, bs.Reconnects)
+	counter(c.flowLost, bs.FlowLost)
+	counter(c.uaMoves, s.gw.InstanceStats().Moves)
 
 	// WebSocket connections.
 	ws := s.ws.Stats()
@@ -270,6 +286,12 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.dialogsEvicted, ds.Evicted)
 	counter(c.dialogsRefused, ds.Refused)
 	counter(c.stampMismatch, ds.Mismatched)
+	xs := s.gw.TransferStats()
+	counter(c.transfers, xs.Passed)
+	counter(c.replaced, xs.Replaced)
+	for reason, n := range xs.Refused {
+		counter(c.transfersRefused, n, reason)
+	}
 	gauge(c.txPlaces, float64(txs.Pending))
 	gauge(c.txHandlers, float64(txs.Handlers))
 	counter(c.txEvicted, txs.Evicted)

@@ -171,6 +171,10 @@ func TestMetrics(t *testing.T) {
 		`switchboard_location_journal_syncs_total`:   1,
 		`switchboard_location_snapshots_total`:       1,
 		`switchboard_location_write_errors_total`:    0,
+		`switchboard_call_reconnects_total`:          0,
+		`switchboard_calls_lost_connection_total`:    0,
+		`switchboard_registration_reconnects_total`:  0,
+		`switchboard_ice_restarts_total`:             0,
 	} {
 		if got := g.metric(t, series); got != want {
 			t.Errorf("%s = %v, want %v", series, got, want)
@@ -211,7 +215,7 @@ func TestAdminAPI(t *testing.T) {
 		t.Errorf("registrations: %+v", regs.Registrations)
 	}
 	code, _, body = g.admin(t, http.MethodGet, "/admin/calls", "Bearer "+token)
-	if code != http.StatusOK || !strings.Contains(body, `"calls": []`) {
+	if code != http.StatusOK || !strings.Contains(body, `"calls": []`) || !strings.Contains(body, `"ended": []`) {
 		t.Errorf("calls: %d %s", code, body)
 	}
 	for _, m := range []string{http.MethodGet, http.MethodDelete} {

@@ -9,15 +9,18 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/switchboard/switchboard/gateway"
 	"github.com/switchboard/switchboard/gateway/accounts"
+	"github.com/switchboard/switchboard/gateway/cluster"
 	"github.com/switchboard/switchboard/gateway/config"
 	"github.com/switchboard/switchboard/gateway/iceservers"
 	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/gateway/location"
+	"github.com/switchboard/switchboard/gateway/location/redisstore"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/transaction"
@@ -37,7 +40,7 @@ type sipStack struct {
 	transports *transport.Layer
 	tcp, tls   *siptcp.Transport // nil when off
 	ws         *sipws.Transport
-	location   *location.Memory
+	location   location.Store
 	media      *media.Engine
 	accounts   *accounts.Store
 	addrs      listening
@@ -45,6 +48,13 @@ type sipStack struct {
 	secret []byte
 	// ice hands out the STUN and TURN servers of browsers; nil: none.
 	ice *iceservers.Issuer
+
+	// memory is the embedded store, nil in cluster mode; shared, member
+	// and redis are cluster mode's store, heartbeat and client, nil alone.
+	memory *location.Memory
+	shared *redisstore.Store
+	member *cluster.Membership
+	redis  *redis.Client
 
 	served  chan error
 	stopped bool
@@ -70,18 +80,6 @@ func startSIP(ctx context.Context, cfg Config, web webAddrs, certs *certSource, 
 	if s.accounts, err = accounts.NewStore(loadAccounts(cfg, file)); err != nil {
 		return nil, fmt.Errorf("accounts: %w", err)
 	}
-	s.location, err = location.Open(location.Options{
-		Dir:    filepath.Join(cfg.DataDir, "location"),
-		Logger: logger.With("component", "location"),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("open location store: %w", err)
-	}
-	secret, err := loadSecret(filepath.Join(cfg.DataDir, "nonce.key"))
-	if err != nil {
-		return nil, err
-	}
-	s.secret = secret
 	if s.ice, err = iceIssuer(cfg); err != nil {
 		return nil, err
 	}
@@ -163,6 +161,11 @@ func startSIP(ctx context.Context, cfg Config, web webAddrs, certs *certSource, 
 	if err != nil {
 		return nil, err
 	}
+	// After the listeners: in cluster mode this instance is named by its
+	// TCP listener's address.
+	if err := s.openLocation(ctx, cfg, ident, logger); err != nil {
+		return nil, err
+	}
 	s.media, err = media.NewEngine(ctx, mediaOptions(cfg, bind, announce, logger))
 	if err != nil {
 		return nil, fmt.Errorf("media engine: %w", err)
@@ -176,13 +179,17 @@ func startSIP(ctx context.Context, cfg Config, web webAddrs, certs *certSource, 
 		Throttle:        &accounts.Throttle{Logger: logger.With("component", "throttle")},
 		Media:           s.media,
 		MaxCalls:        cfg.MaxCalls,
-		Secret:          secret,
+		FlowGrace:       cfg.flowGrace(),
+		Secret:          s.secret,
 		Algorithms:      cfg.DigestAlgorithms,
 		AuthenticateAll: cfg.AuthenticateAll,
 		LocalOnly:       cfg.LocalOnly,
 		UserAgent:       "Switchboard " + version,
 		Transaction:     transaction.Config{OnFinal: metrics.onFinal},
 		Logger:          logger,
+	}
+	if m := s.gatewayCluster(); m != nil {
+		gc.Cluster = m
 	}
 	if file != nil {
 		gc.Trunks, gc.Routes, gc.Redirect = file.Trunks, file.Routes, file.Domain.Redirect
@@ -215,6 +222,7 @@ func (s *sipStack) close() {
 	if s.media != nil {
 		s.media.Close()
 	}
+	s.closeCluster()
 	if s.location != nil {
 		s.location.Close()
 	}
@@ -279,6 +287,7 @@ func gatewayAliases(cfg Config, web webAddrs) []string {
 		}
 	}
 	add(cfg.PublicIP)
+	add(cfg.ClusterHost)
 	for _, d := range cfg.ACMEDomains {
 		add(d)
 	}

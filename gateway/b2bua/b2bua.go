@@ -6,10 +6,12 @@ import (
 	"log/slog"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/gateway/identity"
+	"github.com/switchboard/switchboard/gateway/transfer"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/transaction"
@@ -32,6 +34,13 @@ const (
 	// MaxCalls: calls last minutes, but a place frees up every few
 	// seconds on a busy gateway.
 	DefaultBusyRetryAfter = 5 * time.Second
+	// DefaultFlowGrace is how long a call waits for a user agent whose
+	// connection closed to come back over a new one: JsSIP and SIP.js
+	// reconnect within seconds, a laptop waking up or a phone changing
+	// networks takes longer.
+	DefaultFlowGrace = 30 * time.Second
+	// DefaultEndedCalls is how many ended calls Ended keeps.
+	DefaultEndedCalls = 100
 )
 
 // Options configures a B2BUA. Engine, Transactions, Sender and Identity
@@ -75,9 +84,21 @@ type Options struct {
 	BusyRetryAfter time.Duration
 	// UserAgent, when set, is sent in User-Agent and Server headers.
 	UserAgent string
+	// FlowGrace is how long a call whose leg is reached over a
+	// connection (a browser's WebSocket, a phone's TCP flow) waits, once
+	// that connection closed, for its user agent to register again over
+	// a new one (see FlowClosed); default DefaultFlowGrace. Negative ends
+	// such a call at once.
+	FlowGrace time.Duration
+	// EndedCalls is how many ended calls Ended keeps, with their causes;
+	// default DefaultEndedCalls, negative none.
+	EndedCalls int
+	// Transfer is the policy applied to the REFERs the calls relay; nil
+	// is a zero transfer.Policy (only our users transfer).
+	Transfer *transfer.Policy
 
-	// Clock runs the ring, session and cancel timers; nil is the system
-	// clock.
+	// Clock runs the ring, session, cancel and grace timers; nil is the
+	// system clock.
 	Clock clock.Clock
 	// Logger receives the call logs, each line with the call's id; nil
 	// discards them.
@@ -113,6 +134,15 @@ func (o Options) withDefaults() (Options, error) {
 	if o.BusyRetryAfter < time.Second {
 		o.BusyRetryAfter = DefaultBusyRetryAfter
 	}
+	if o.FlowGrace == 0 {
+		o.FlowGrace = DefaultFlowGrace
+	}
+	if o.EndedCalls == 0 {
+		o.EndedCalls = DefaultEndedCalls
+	}
+	if o.Transfer == nil {
+		o.Transfer = &transfer.Policy{}
+	}
 	o.Clock = clock.Or(o.Clock)
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
@@ -141,21 +171,31 @@ type Target struct {
 	// WebRTC says that the callee is a browser (it registered over WS or
 	// WSS): it gets a WebRTC offer. Otherwise it gets RTP/AVP.
 	WebRTC bool
+	// User is the user of ours whose registration the callee is, and
+	// CallerUser the user of ours the caller authenticated as; "" for a
+	// trunk or a stranger. A party's REFERs are trusted as its user's
+	// (package transfer).
+	User, CallerUser string
 }
 
 // B2BUA is the call control of calls that cross between WebRTC and SIP.
 // Make it with New; it is safe for concurrent use.
 type B2BUA struct {
-	opts  Options
-	log   *slog.Logger
-	clock clock.Clock
+	opts     Options
+	log      *slog.Logger
+	clock    clock.Clock
+	transfer *transfer.Policy
 
 	mu      sync.Mutex
 	calls   map[string]*call
 	legs    map[legKey]*leg
+	down    map[*leg]struct{} // legs waiting for their connection to come back
+	ended   []CallInfo        // the last ended calls, oldest first
 	closed  bool
 	waiting bool // Close is waiting for the goroutines: start no more
 	wg      sync.WaitGroup
+
+	reconnects, flowLost atomic.Uint64
 }
 
 // legKey finds the leg of an in-dialog request: its Call-ID and the tag
@@ -172,11 +212,13 @@ func New(opts Options) (*B2BUA, error) {
 		return nil, err
 	}
 	return &B2BUA{
-		opts:  o,
-		log:   o.Logger,
-		clock: o.Clock,
-		calls: make(map[string]*call),
-		legs:  make(map[legKey]*leg),
+		opts:     o,
+		log:      o.Logger,
+		clock:    o.Clock,
+		calls:    make(map[string]*call),
+		legs:     make(map[legKey]*leg),
+		down:     make(map[*leg]struct{}),
+		transfer: o.Transfer,
 	}, nil
 }
 
@@ -227,7 +269,7 @@ func (b *B2BUA) unregister(c *call) {
 }
 
 // HandleInDialog serves a request within one of the B2BUA's dialogs — BYE,
-// re-INVITE, UPDATE, INFO, PRACK, OPTIONS, MESSAGE, and the ACK of a 2xx
+// re-INVITE, UPDATE, INFO, PRACK, OPTIONS, MESSAGE, REFER, NOTIFY, and the ACK of a 2xx
 // (with a nil tx) — and reports true; it returns false at once for any
 // other request, which the caller routes as usual (the proxy). It blocks
 // until the request is answered, as a transaction.Handler does.
@@ -273,6 +315,9 @@ type LegInfo struct {
 	Dst string `json:"dst"`
 	// WebRTC is set for the browser's leg.
 	WebRTC bool `json:"webrtc"`
+	// FlowDownSince is set while the connection that reaches the peer
+	// has closed and the call waits for a new one (Options.FlowGrace).
+	FlowDownSince time.Time `json:"flow_down_since,omitzero"`
 }
 
 // CallInfo is a snapshot of a call, for the admin API.
@@ -291,6 +336,26 @@ type CallInfo struct {
 	Callee LegInfo `json:"callee"`
 	// Media are the bridge's counters.
 	Media media.Stats `json:"media"`
+	// Ended is when an ended call ended, and Cause why (an error wrapping
+	// one of the package's sentinels, or of media's); both are empty
+	// while the call is in progress.
+	Ended time.Time `json:"ended,omitzero"`
+	Cause string    `json:"cause,omitempty"`
+}
+
+// Stats counts what the B2BUA did since New, for metrics.
+type Stats struct {
+	// Reconnects counts the legs of calls in progress that moved to a new
+	// connection of their user agent (FlowMoved): reconnects survived.
+	Reconnects uint64
+	// FlowLost counts the calls ended because the connection of a leg
+	// closed and none replaced it within Options.FlowGrace.
+	FlowLost uint64
+}
+
+// Stats returns the B2BUA's counters.
+func (b *B2BUA) Stats() Stats {
+	return Stats{Reconnects: b.reconnects.Load(), FlowLost: b.flowLost.Load()}
 }
 
 // Calls returns a snapshot of the calls in progress, oldest first.
@@ -307,6 +372,50 @@ func (b *B2BUA) Calls() []CallInfo {
 		return out[i].ID < out[j].ID
 	})
 	return out
+}
+
+// Ended returns the last ended calls, newest first, each with when and why
+// it ended (Options.EndedCalls of them).
+func (b *B2BUA) Ended() []CallInfo {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]CallInfo, len(b.ended))
+	for i, ci := range b.ended {
+		out[len(out)-1-i] = ci
+	}
+	return out
+}
+
+// Lookup returns the call id, in progress or among those Ended keeps.
+func (b *B2BUA) Lookup(id string) (CallInfo, bool) {
+	b.mu.Lock()
+	c := b.calls[id]
+	if c == nil {
+		defer b.mu.Unlock()
+		for i := len(b.ended) - 1; i >= 0; i-- {
+			if b.ended[i].ID == id {
+				return b.ended[i], true
+			}
+		}
+		return CallInfo{}, false
+	}
+	b.mu.Unlock()
+	return c.info(), true
+}
+
+// remember keeps ci, an ended call, for Ended.
+func (b *B2BUA) remember(ci CallInfo) {
+	n := b.opts.EndedCalls
+	if n <= 0 {
+		return
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if len(b.ended) >= n {
+		copy(b.ended, b.ended[len(b.ended)-n+1:])
+		b.ended = b.ended[:n-1]
+	}
+	b.ended = append(b.ended, ci)
 }
 
 // Hangup ends the call id: BYE on both legs once answered, 480 to the
@@ -369,6 +478,9 @@ func (b *B2BUA) Close(ctx context.Context) error {
 	for _, c := range calls {
 		c.hangup(ErrClosed, nil)
 	}
+	// The BYEs for legs whose connection is down go out now, and fail:
+	// the gateway is stopping, and will not wait for them to come back.
+	b.releaseWaits()
 	// Calls still being set up answer their caller and leave the tables
 	// in their own goroutines.
 	if err := waitEnded(ctx, calls); err != nil {

@@ -47,6 +47,7 @@ const (
 	maxForwards  = 70
 	timerTag     = "timer"
 	reliableTag  = "100rel"
+	replacesTag  = "replaces"
 	callerRole   = "caller"
 	calleeRole   = "callee"
 	refresherUAC = "uac"
@@ -88,6 +89,8 @@ type call struct {
 	callerSDP []byte     // the answer for the caller, made from the callee's
 	lateOffer []byte     // late offer: the RTP offer for the caller
 	bAck      *sip.Request
+
+	xfer transfers // the REFERs relayed, whose NOTIFYs come back
 
 	finishOnce sync.Once
 
@@ -168,6 +171,7 @@ func (b *B2BUA) newCall(ctx context.Context, tx uas, req *sip.Request, target Ta
 	c.caller = newLeg(c, callerRole, IsWebRTC(req), req.Source, legKey{req.CallID(), sip.NewTag()}, req.From().URI)
 	c.callee = newLeg(c, calleeRole, target.WebRTC, target.Dst, legKey{sip.NewCallID(), sip.NewTag()}, target.URI)
 	c.caller.peerUpdate = req.HasToken("Allow", sip.MethodUpdate)
+	c.caller.user, c.callee.user = target.CallerUser, target.User
 	return c
 }
 
@@ -204,6 +208,7 @@ func (c *call) begin() error {
 	c.mu.Lock()
 	c.bridge = bridge // under the lock for info, which Calls runs anywhere
 	c.mu.Unlock()
+	c.tellRTPPeer()
 	var offer []byte
 	switch {
 	case c.caller.web:
@@ -224,8 +229,10 @@ func (c *call) begin() error {
 	tx, err := c.callee.send(c.ctx, req)
 	for err != nil && len(c.failovers) > 0 && !errors.Is(err, context.Canceled) {
 		// The first address could not even be sent to: the next one.
-		c.log.Info("callee unreachable, failing over", "dst", c.callee.dst.String(), "err", err)
-		c.callee.dst, c.failovers = c.failovers[0], c.failovers[1:]
+		c.log.Info("callee unreachable, failing over", "dst", c.callee.dest().String(), "err", err)
+		c.callee.setDest(c.failovers[0])
+		c.failovers = c.failovers[1:]
+		c.tellRTPPeer()
 		req.PopVia() // send stamps a new one
 		tx, err = c.callee.send(c.ctx, req)
 	}
@@ -259,15 +266,18 @@ func (c *call) calleeInvite(target Target, offer []byte) *sip.Request {
 	req.Add("CSeq", sip.CSeq{Seq: 1, Method: sip.MethodInvite}.String())
 	req.Add("Contact", c.callee.contact.String())
 	req.Add("Allow", identity.Allow)
+	req.Add("Supported", identity.CallSupported(true, o.SessionExpires > 0))
 	if o.SessionExpires > 0 {
-		req.Add("Supported", reliableTag+", "+timerTag)
 		req.Add("Session-Expires", seconds(o.SessionExpires))
 		req.Add("Min-SE", seconds(o.MinSE))
-	} else {
-		req.Add("Supported", reliableTag)
 	}
-	for _, h := range []string{"Subject", "Priority"} {
+	// An attended transfer's INVITE (RFC 3891, 3892): the proxy has set
+	// its Replaces to the dialog as the callee knows it.
+	for _, h := range []string{"Subject", "Priority", "Replaces", "Referred-By"} {
 		req.CopyFrom(&a.Headers, h)
+	}
+	if a.Has("Replaces") && a.HasToken("Require", replacesTag) {
+		req.Add("Require", replacesTag)
 	}
 	if o.UserAgent != "" {
 		req.Add("User-Agent", o.UserAgent)
@@ -582,8 +592,9 @@ func (c *call) failover(res *sip.Response) bool {
 	if err != nil {
 		return false
 	}
-	prev := c.callee.dst
-	c.callee.dst = next
+	prev := c.callee.dest()
+	c.callee.setDest(next)
+	c.tellRTPPeer()
 	tx, err := c.callee.send(c.ctx, req)
 	if err != nil {
 		c.log.Info("callee failover", "dst", next.String(), "err", err)
@@ -739,6 +750,12 @@ func (c *call) finish(cause error) {
 			st = br.Stats()
 		}
 		c.b.unregister(c)
+		ci := c.info()
+		ci.Ended, ci.Media = c.b.clock.Now(), st
+		if cause != nil {
+			ci.Cause = cause.Error()
+		}
+		c.b.remember(ci)
 		c.log.Info("call ended", "cause", cause, "duration", c.b.clock.Now().Sub(c.start),
 			"web_in", st.Web.PacketsIn, "web_out", st.Web.PacketsOut,
 			"rtp_in", st.RTP.PacketsIn, "rtp_out", st.RTP.PacketsOut, "one_way_audio", st.OneWayAudio,
@@ -759,7 +776,7 @@ func (c *call) callerResponse(code int, reason string) *sip.Response {
 	}
 	if code >= 200 && code < 300 {
 		res.Add("Allow", identity.Allow)
-		res.Add("Supported", supportedTags(c.b.opts.SessionExpires))
+		res.Add("Supported", identity.CallSupported(false, c.b.opts.SessionExpires > 0))
 	}
 	if ua := c.b.opts.UserAgent; ua != "" {
 		res.Add("Server", ua)
@@ -778,18 +795,23 @@ func (c *call) respondCallerWith(res *sip.Response) {
 	}
 }
 
-func supportedTags(se time.Duration) string {
-	if se > 0 {
-		return timerTag
-	}
-	return ""
-}
-
 // media returns the bridge, nil before begin made it.
 func (c *call) media() *media.Bridge {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.bridge
+}
+
+// tellRTPPeer tells the bridge where the SIP side's signalling goes, so
+// that RTP latches only from there or from the SDP's address.
+func (c *call) tellRTPPeer() {
+	l := c.callee
+	if l.web {
+		l = c.caller
+	}
+	if br := c.media(); br != nil {
+		br.SetRTPPeer(l.dest().AddrPort.Addr())
+	}
 }
 
 // other returns the leg across from l.

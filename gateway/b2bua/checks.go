@@ -32,7 +32,11 @@ func (b *B2BUA) checkInvite(req *sip.Request) *sip.Response {
 	}
 	var unsupported []string
 	for _, t := range req.Tokens("Require") {
-		if !strings.EqualFold(t, timerTag) || b.opts.SessionExpires < 0 {
+		switch {
+		case strings.EqualFold(t, timerTag) && b.opts.SessionExpires >= 0:
+		case strings.EqualFold(t, replacesTag) && req.Has("Replaces"):
+			// Passed on to the callee, which holds the dialog.
+		default:
 			unsupported = append(unsupported, t)
 		}
 	}

@@ -157,13 +157,14 @@ func TestInDialogRefused(t *testing.T) {
 			t.Fatalf("forged bye: %d", res.StatusCode)
 		}
 	}
-	// Methods: unknown (501), not allowed here (405), OPTIONS (200), and a
+	// Methods: unknown (501), not allowed here (405), a REFER without
+	// Refer-To (400), OPTIONS (200), and a
 	// PRACK with no reliable response to acknowledge (481, RFC 3262 §3,
 	// last: a 481 ends the sender's dialog).
 	for _, tc := range []struct {
 		method string
 		code   int
-	}{{"FOO", 501}, {sip.MethodRefer, 405}, {sip.MethodOptions, 200}, {sip.MethodPrack, 481}} {
+	}{{"FOO", 501}, {sip.MethodSubscribe, 405}, {sip.MethodRefer, 400}, {sip.MethodOptions, 200}, {sip.MethodPrack, 481}} {
 		if res := h.browser.request(oc.dlg, tc.method, nil, ""); res.StatusCode != tc.code {
 			t.Errorf("%s: %d, want %d", tc.method, res.StatusCode, tc.code)
 		}

@@ -43,6 +43,11 @@ var (
 	// ErrSessionExpired ends a call whose session timer ran out (RFC 4028
 	// §10): the refresher of a leg did not refresh in time.
 	ErrSessionExpired = errors.New("b2bua: session expired")
+	// ErrFlowLost ends a call when the connection that reaches one of
+	// its legs (a browser's WebSocket) closed and no new connection of
+	// the same user agent replaced it within Options.FlowGrace: BYE on
+	// the other leg.
+	ErrFlowLost = errors.New("b2bua: connection lost")
 	// ErrDialogGone ends a call when a request in one of its dialogs was
 	// answered 481 or 408, or timed out (RFC 3261 §12.2.1.2).
 	ErrDialogGone = errors.New("b2bua: dialog gone")
@@ -50,6 +55,10 @@ var (
 	// between a WebRTC and a classic SIP endpoint: both legs are browsers,
 	// or neither is. Such calls are for the proxy.
 	ErrNotCrossing = errors.New("b2bua: call does not cross between webrtc and sip")
+	// ErrTransferred ends a call whose transferee reported that the
+	// transfer target answered (a NOTIFY with a 2xx sipfrag): BYE on both
+	// legs.
+	ErrTransferred = errors.New("b2bua: transferred")
 	// ErrProtocol means a peer broke offer/answer: a 2xx without the SDP
 	// answer, an ACK without the answer that a late offer needs.
 	ErrProtocol = errors.New("b2bua: protocol error")

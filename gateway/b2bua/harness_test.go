@@ -236,6 +236,9 @@ func (h *harness) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.
 		_ = tx.Respond(sip.NewResponse(req, 404, ""))
 		return
 	}
+	// As the proxy would have it: the caller authenticated as the user
+	// of its From, and the callee is the registration of its user.
+	target.CallerUser, target.User = req.From().URI.User, target.URI.User
 	h.b2b.Call(ctx, tx, req, target)
 }
 

@@ -21,8 +21,15 @@ func (c *call) serve(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 		c.respond(tx, l.reply(req, 501, ""))
 		return
 	}
+	var before sip.URI
+	if d := l.dialog(); d != nil {
+		before = d.RemoteTarget()
+	}
 	if !c.receive(l, tx, req) {
 		return
+	}
+	if !l.web && (req.Method == sip.MethodInvite || req.Method == sip.MethodUpdate) {
+		l.retarget(req, before)
 	}
 	switch req.Method {
 	case sip.MethodBye:
@@ -44,6 +51,10 @@ func (c *call) serve(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 		c.respond(tx, res)
 	case sip.MethodInfo, sip.MethodMessage:
 		c.serveInfo(l, tx, req)
+	case sip.MethodRefer:
+		c.serveRefer(l, tx, req)
+	case sip.MethodNotify:
+		c.serveNotify(l, tx, req)
 	case sip.MethodOptions:
 		c.respond(tx, l.stamp(identity.OptionsResponse(req)))
 	case sip.MethodPrack:
@@ -170,6 +181,17 @@ func (c *call) serveOffer(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 		// renegotiated by the gateway.
 		err = fmt.Errorf("b2bua: re-invite without offer from the browser: %w", media.ErrNoCommonCodec)
 	default:
+		// An offer that changes nothing for the phone (an ICE restart
+		// after a network change, a refresh) is answered here: the phone
+		// is not bothered with a re-INVITE.
+		sdp, err = br.WebRefresh(body)
+		if err == nil {
+			c.log.Info("browser's re-offer answered on its leg alone", "leg", l.role, "method", req.Method)
+			break
+		}
+		if !errors.Is(err, media.ErrChangesRTP) {
+			break
+		}
 		var fail *sip.Response
 		sdp, fail, err = c.relayWebOffer(l, tx, body)
 		if fail != nil {

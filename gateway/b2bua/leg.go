@@ -18,12 +18,14 @@ type leg struct {
 	c       *call
 	role    string // callerRole or calleeRole
 	web     bool   // the peer is a browser
-	dst     sip.Addr
 	contact sip.Address
 	key     legKey
 	uri     sip.URI // the peer, for CallInfo
+	user    string  // the user of ours the peer is, "" for a trunk or stranger
 
 	mu         sync.Mutex
+	dst        sip.Addr  // where the leg's requests go; see dest
+	down       *flowDown // while dst is a connection that closed
 	dlg        *dialog.Dialog
 	acks       map[uint32]*pendingAck // 2xx sent on the leg, by CSeq, until their ACK
 	session    sessionTimer
@@ -46,10 +48,25 @@ func newLeg(c *call, role string, web bool, dst sip.Addr, key legKey, uri sip.UR
 // contactUser is the user part of the gateway's Contact in its calls.
 const contactUser = "switchboard"
 
-// stampVia puts the gateway's top Via, with a new branch, on a request to
-// the leg's peer.
-func (l *leg) stampVia(req *sip.Request) {
-	req.PrependVia(l.c.b.opts.Identity.Via(l.dst.Transport, sip.Params(";branch="+sip.NewBranch()+";rport")))
+// stampVia puts the gateway's top Via, with a new branch, on a request
+// going to dst.
+func (l *leg) stampVia(req *sip.Request, dst sip.Addr) {
+	req.PrependVia(l.c.b.opts.Identity.Via(dst.Transport, sip.Params(";branch="+sip.NewBranch()+";rport")))
+}
+
+// dest returns where the leg's requests go: the peer's address, or the
+// connection that reaches it, which a reconnect or a phone that moved
+// changes.
+func (l *leg) dest() sip.Addr {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.dst
+}
+
+func (l *leg) setDest(dst sip.Addr) {
+	l.mu.Lock()
+	l.dst = dst
+	l.mu.Unlock()
 }
 
 func (l *leg) dialog() *dialog.Dialog {
@@ -66,12 +83,18 @@ func (l *leg) setDialog(d *dialog.Dialog) {
 }
 
 func (l *leg) info() LegInfo {
+	l.mu.Lock()
+	dst, down := l.dst, l.down
+	l.mu.Unlock()
 	li := LegInfo{
 		CallID:   l.key.callID,
 		LocalTag: l.key.localTag,
 		URI:      l.uri.String(),
-		Dst:      l.dst.String(),
+		Dst:      dst.String(),
 		WebRTC:   l.web,
+	}
+	if down != nil {
+		li.FlowDownSince = down.since
 	}
 	if d := l.dialog(); d != nil {
 		li.RemoteTag = d.ID().RemoteTag
@@ -80,11 +103,17 @@ func (l *leg) info() LegInfo {
 }
 
 // send stamps the gateway's Via on req and starts its client transaction
-// towards the leg's peer.
+// towards the leg's peer. While the connection that reaches the peer is
+// down, it waits for the new one (or the end of Options.FlowGrace, or
+// ctx).
 func (l *leg) send(ctx context.Context, req *sip.Request) (*transaction.ClientTx, error) {
 	o := &l.c.b.opts
-	l.stampVia(req)
-	tx, err := o.Transactions.Request(ctx, req, l.dst)
+	dst, err := l.waitFlow(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("b2bua: %s to the %s: %w", req.Method, l.role, err)
+	}
+	l.stampVia(req, dst)
+	tx, err := o.Transactions.Request(ctx, req, dst)
 	if err != nil {
 		return nil, fmt.Errorf("b2bua: %s to the %s: %w", req.Method, l.role, err)
 	}
@@ -109,7 +138,8 @@ func (l *leg) newRequest(method string) (*sip.Request, error) {
 
 // do sends req, a request in the leg's dialog, and returns its final
 // response: the dialog learns it, a 2xx to a re-INVITE is acknowledged,
-// and a 481 or 408 ends the call (the dialog is gone). When ctx ends
+// and a 481 or 408 ends the call (the dialog is gone; to a NOTIFY, only
+// its subscription is, RFC 5057 §5.4). When ctx ends
 // first an INVITE is canceled and ctx's cause returned.
 func (l *leg) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 	tx, err := l.send(ctx, req)
@@ -132,7 +162,7 @@ func (l *leg) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
 					l.c.b.spawn(func() { l.reack(tx, ack) })
 				}
 			}
-			if res.StatusCode == 481 || res.StatusCode == 408 {
+			if (res.StatusCode == 481 || res.StatusCode == 408) && req.Method != sip.MethodNotify {
 				l.c.log.Info("dialog gone", "leg", l.role, "method", req.Method, "status", res.StatusCode)
 				l.c.hangup(fmt.Errorf("%w: %d to %s on the %s's leg", ErrDialogGone, res.StatusCode, req.Method, l.role), l)
 			}
@@ -152,7 +182,7 @@ func (l *leg) ack(d *dialog.Dialog, res *sip.Response) (*sip.Request, error) {
 	if err != nil {
 		return nil, fmt.Errorf("b2bua: ack to the %s: %w", l.role, err)
 	}
-	l.stampVia(ack)
+	l.stampVia(ack, l.dest())
 	l.sendAck(ack)
 	return ack, nil
 }
@@ -161,7 +191,7 @@ func (l *leg) ack(d *dialog.Dialog, res *sip.Response) (*sip.Request, error) {
 // §17.1.1.3): straight to the transport, even after the call ended (the
 // 2xx that crossed a CANCEL is acknowledged, then ended with BYE).
 func (l *leg) sendAck(ack *sip.Request) {
-	if err := l.c.b.opts.Sender.Send(context.WithoutCancel(l.c.ctx), ack, l.dst); err != nil {
+	if err := l.c.b.opts.Sender.Send(context.WithoutCancel(l.c.ctx), ack, l.dest()); err != nil {
 		l.c.log.Debug("sending ack", "leg", l.role, "err", err)
 	}
 }
@@ -309,9 +339,7 @@ func (l *leg) reply(req *sip.Request, code int, reason string) *sip.Response {
 	if code >= 200 && code < 300 && (req.Method == sip.MethodInvite || req.Method == sip.MethodUpdate) {
 		res.Add("Contact", l.contact.String())
 		res.Add("Allow", identity.Allow)
-		if st := supportedTags(l.c.b.opts.SessionExpires); st != "" {
-			res.Add("Supported", st)
-		}
+		res.Add("Supported", identity.CallSupported(false, l.c.b.opts.SessionExpires > 0))
 	}
 	if ua := l.c.b.opts.UserAgent; ua != "" {
 		res.Add("Server", ua)

@@ -51,7 +51,7 @@ func newTestUA(t testing.TB, n *sipnet.Network, name string, addr, gw sip.Addr, 
 		t.Fatal(err)
 	}
 	u := &testUA{t: t, name: name, addr: addr, gw: gw, contact: c, in: make(map[string]chan *inbound)}
-	for _, m := range []string{sip.MethodInvite, sip.MethodAck, sip.MethodBye, sip.MethodUpdate, sip.MethodInfo, sip.MethodPrack, sip.MethodOptions, sip.MethodMessage} {
+	for _, m := range []string{sip.MethodInvite, sip.MethodAck, sip.MethodBye, sip.MethodUpdate, sip.MethodInfo, sip.MethodPrack, sip.MethodOptions, sip.MethodMessage, sip.MethodRefer, sip.MethodNotify} {
 		u.in[m] = make(chan *inbound, 64)
 	}
 	u.node = n.AddNode(name, addr)

@@ -162,17 +162,23 @@ func TestOptionsResponse(t *testing.T) {
 			t.Errorf("Allow lists %q", m)
 		}
 	}
-	for _, m := range []string{sip.MethodRefer, sip.MethodSubscribe, sip.MethodNotify, "PUBLISH"} {
+	for _, m := range []string{sip.MethodSubscribe, "PUBLISH"} {
 		if IsAllowed(m) {
 			t.Errorf("Allow lists %s, which the gateway answers with 405", m)
 		}
 	}
-	if got := Unsupported([]string{"timer", "Path", "100rel", "replaces"}); strings.Join(got, ",") != "100rel,replaces" {
+	if got := Unsupported([]string{"timer", "Path", "100rel", "replaces", "norefersub", "join"}); strings.Join(got, ",") != "100rel,join" {
 		t.Errorf("Unsupported = %q", got)
 	}
-	req.Method = "REFER"
+	req.Method = "SUBSCRIBE"
 	if res := MethodNotAllowed(req); res.StatusCode != 405 || res.Get("Allow") != Allow {
-		t.Errorf("REFER: %d, Allow %q", res.StatusCode, res.Get("Allow"))
+		t.Errorf("SUBSCRIBE: %d, Allow %q", res.StatusCode, res.Get("Allow"))
+	}
+	if got, want := CallSupported(true, true), "100rel, timer, replaces, norefersub"; got != want {
+		t.Errorf("CallSupported(invite, timers) = %q, want %q", got, want)
+	}
+	if got, want := CallSupported(false, false), "replaces, norefersub"; got != want {
+		t.Errorf("CallSupported() = %q, want %q", got, want)
 	}
 	req.Method = "FOO"
 	if res := MethodNotAllowed(req); res.StatusCode != 501 || res.Has("Allow") {

@@ -42,6 +42,13 @@ type Binding struct {
 	Received time.Time
 	// UserAgent is the User-Agent header of the registration.
 	UserAgent string
+	// Node is the gateway instance the registration came to, which holds
+	// its connection, named by its address on the SIP listener the other
+	// instances of a cluster reach it at ("sip:10.0.0.2:5060;transport=tcp").
+	// A request for a binding that NeedsFlow must go through that
+	// instance, which alone can send over Source. Empty when the gateway
+	// runs alone.
+	Node string
 }
 
 // Outbound reports whether the binding was registered with RFC 5626
@@ -108,6 +115,7 @@ func (b Binding) clone(old *Binding) Binding {
 	b.CallID = reuse(b.CallID, old.CallID)
 	b.Instance = reuse(b.Instance, old.Instance)
 	b.UserAgent = reuse(b.UserAgent, old.UserAgent)
+	b.Node = reuse(b.Node, old.Node)
 	b.Source.Transport = reuse(b.Source.Transport, old.Source.Transport)
 	if b.Path != nil {
 		p := make([]string, len(b.Path))

@@ -260,6 +260,38 @@ func (m *Memory) Put(ctx context.Context, b Binding) error {
 	return commit.wait(ctx)
 }
 
+// Update applies u (see Store) under the store's lock. With a data
+// directory it returns once the change is durable, as Put does.
+func (m *Memory) Update(ctx context.Context, u Update) ([]Binding, error) {
+	now := m.clock.Now()
+	if err := u.Validate(now); err != nil {
+		return nil, err
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, ErrClosed
+	}
+	old := m.aors[u.AOR]
+	list, err := u.apply(old, now, m.maxPerAOR)
+	if err != nil {
+		kept := live(nil, old, now)
+		m.mu.Unlock()
+		return kept, err
+	}
+	commit, err := m.changeLocked(u.AOR, list)
+	if err != nil {
+		m.mu.Unlock()
+		return nil, err
+	}
+	out := live(nil, list, now)
+	m.mu.Unlock()
+	if err := commit.wait(ctx); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // Delete removes the binding b matches (see Store).
 func (m *Memory) Delete(ctx context.Context, b Binding) error {
 	m.mu.Lock()
@@ -510,7 +542,8 @@ func equalBinding(a, b *Binding) bool {
 	return a.AOR == b.AOR && a.Contact == b.Contact && a.Expires.Equal(b.Expires) &&
 		a.Q == b.Q && a.CallID == b.CallID && a.CSeq == b.CSeq &&
 		a.Instance == b.Instance && a.RegID == b.RegID && slices.Equal(a.Path, b.Path) &&
-		a.Source == b.Source && a.Received.Equal(b.Received) && a.UserAgent == b.UserAgent
+		a.Source == b.Source && a.Received.Equal(b.Received) && a.UserAgent == b.UserAgent &&
+		a.Node == b.Node
 }
 
 // Stats are counters of a Memory store, for metrics.

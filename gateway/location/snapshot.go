@@ -36,6 +36,7 @@ type record struct {
 	Flow      uint64    `json:"flow,omitempty"`
 	Received  time.Time `json:"received"`
 	UserAgent string    `json:"user_agent,omitempty"`
+	Node      string    `json:"node,omitempty"`
 }
 
 func newRecord(b *Binding) record {
@@ -53,6 +54,7 @@ func newRecord(b *Binding) record {
 		Flow:      b.Source.Flow,
 		Received:  b.Received.UTC(),
 		UserAgent: b.UserAgent,
+		Node:      b.Node,
 	}
 	if b.Source.AddrPort.IsValid() {
 		r.Addr = b.Source.AddrPort.String()
@@ -81,6 +83,7 @@ func (r *record) binding() (Binding, error) {
 		Source:    sip.Addr{Transport: r.Transport, Flow: r.Flow},
 		Received:  r.Received,
 		UserAgent: r.UserAgent,
+		Node:      r.Node,
 	}
 	if r.Addr != "" {
 		if b.Source.AddrPort, err = netip.ParseAddrPort(r.Addr); err != nil {

@@ -18,6 +18,15 @@ var (
 	// ErrInvalidBinding means a binding lacks its AOR or Contact URI, or
 	// has already expired.
 	ErrInvalidBinding = errors.New("invalid binding")
+	// ErrOutOfOrder means an Update would change a binding made under the
+	// same Call-ID with a CSeq that is not higher than the binding's (RFC
+	// 3261 §10.3 step 7): a retransmission, a replay or a REGISTER
+	// overtaken by a later one. Nothing changed.
+	ErrOutOfOrder = errors.New("register out of order")
+	// ErrUnavailable means a shared store cannot be reached for now: the
+	// change was not made, and the caller may try again later. The
+	// registrar answers 503 with Retry-After.
+	ErrUnavailable = errors.New("location store unavailable")
 )
 
 // Store is the location service. Implementations are safe for concurrent
@@ -35,10 +44,11 @@ var (
 // the wait for durability, not the change itself. Get and All may show a
 // change whose call has not returned yet.
 //
-// Store does not serialise a read-check-write across calls: the registrar
-// holds its own per-AOR lock around Get and Put. A store shared between
-// gateway instances must add that guarantee itself (a transaction or a
-// conditional write on the AOR).
+// Update is the registrar's one call per REGISTER: it reads, checks and
+// writes the bindings of an AOR as one atomic step, so that two REGISTERs
+// for the same AOR — on one gateway or on two sharing the store — cannot
+// interleave and lose a binding. Put, Delete and DeleteAOR are atomic each
+// but do not check the order of REGISTERs.
 type Store interface {
 	// Get returns the unexpired bindings of aor, highest q first and, for
 	// equal q, most recently refreshed first. No bindings is not an error.
@@ -52,6 +62,12 @@ type Store interface {
 	Delete(ctx context.Context, b Binding) error
 	// DeleteAOR removes every binding of aor.
 	DeleteAOR(ctx context.Context, aor string) error
+	// Update applies what one REGISTER asks of u.AOR (see Update), all of
+	// it or nothing, and returns the bindings of the AOR after it, as Get
+	// orders them. When it fails with ErrTooManyBindings it returns the
+	// bindings as they stay, so that the caller can tell when the first
+	// one lapses.
+	Update(ctx context.Context, u Update) ([]Binding, error)
 	// DeleteFlow removes the bindings that came over flow and can be
 	// reached over it only (Binding.NeedsFlow), and returns them; a
 	// transport calls it when a connection closes (RFC 5626 §5.3).

@@ -84,7 +84,7 @@ func newBridgeFixture(t *testing.T, tweak func(*Options)) (*fixture, <-chan *fak
 	var mu sync.Mutex
 	var all []*fakeBridged
 	f := newFixture(t, func(o *Options) {
-		o.Bridge = func(_ context.Context, req *sip.Request, tg Target) (BridgedBranch, bool) {
+		o.Bridge = func(_ context.Context, req *sip.Request, _ Caller, tg Target) (BridgedBranch, bool) {
 			if tr, _ := tg.URI.Params.Get("transport"); tr != "ws" {
 				return nil, false
 			}

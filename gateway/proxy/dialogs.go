@@ -42,6 +42,10 @@ type side struct {
 	target sip.URI  // the party's Contact; zero when it sent none
 	flow   sip.Addr // the connection that reaches it, when it is one
 	route  sip.URI  // the next Route beyond us towards it; zero when none
+	// user is the user of ours the party authenticated (the caller) or
+	// registered (a callee) as; "" for a trunk or a stranger. Its REFERs
+	// in the dialog are trusted as that user's.
+	user string
 }
 
 // dialogState is what the proxy remembers of a dialog it record-routed.
@@ -177,43 +181,85 @@ func (d *dialogs) failed(key dialogKey) {
 // against its dialog (§16.4 meets RFC 3261's "a proxy is not an open
 // relay"): the stamp named its dialog and direction, and the request may
 // only go where the dialog recorded the party of that side. dest is the
-// connection to send it over, when the side has one. A match refreshes
-// the dialog's lifetime.
-func (d *dialogs) route(r *sip.Request, rt *routing, now time.Time) (dest sip.Addr, ok bool) {
+// connection to send it over, when the side has one; sender the user of
+// ours the dialog recorded for the side that sent it. A match refreshes
+// the dialog's lifetime. follow maps a recorded connection to the one
+// that replaced it (a reconnect).
+func (d *dialogs) route(r *sip.Request, rt *routing, now time.Time, follow func(sip.Addr) sip.Addr) (dest sip.Addr, sender string, ok bool) {
 	key, calleeTag := rt.dialog, rt.calleeTag
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	dl, found := d.m[key]
 	if !found || !dl.expires.After(now) {
 		d.mismatched++
-		return sip.Addr{}, false
+		return sip.Addr{}, "", false
 	}
-	to := &dl.caller
+	to, from := &dl.caller, dl.callees[calleeTag]
 	if rt.dir == toCallee {
-		if to = dl.callees[calleeTag]; to == nil {
+		if to, from = from, &dl.caller; to == nil {
 			d.mismatched++
-			return sip.Addr{}, false
+			return sip.Addr{}, "", false
 		}
 	}
-	if !to.admits(r, rt) {
+	if !to.admits(r, rt, follow) {
 		d.mismatched++
-		return sip.Addr{}, false
+		return sip.Addr{}, "", false
 	}
 	if dl.confirmed {
 		dl.expires = now.Add(d.lifetime)
 	}
-	if rt.flow.IsValid() {
-		return rt.flow, true
+	if from != nil {
+		sender = from.user
 	}
-	return sip.Addr{}, true
+	if rt.flow.IsValid() {
+		return rt.flow, sender, true
+	}
+	return sip.Addr{}, sender, true
+}
+
+// replaced returns the party that an INVITE with Replaces rep, sent to
+// ruri, must reach: of the confirmed dialog rep names, the party that is
+// not the transferor, whose tag and dialog the Replaces came from. The
+// Request-URI tells which one that is when it names a party (its Contact,
+// or its user of ours, as a Refer-To does); else the tags do, as RFC 3891
+// §3 orients them (to-tag is the recipient's). Some agents orient them by
+// their INVITE's From and To instead, hence the Request-URI first.
+func (d *dialogs) replaced(rep sip.Replaces, ruri *sip.URI, now time.Time) (side, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for _, tags := range [2][2]string{{rep.FromTag, rep.ToTag}, {rep.ToTag, rep.FromTag}} {
+		dl, ok := d.m[dialogKey{rep.CallID, tags[0]}]
+		if !ok || !dl.confirmed || !dl.expires.After(now) {
+			continue
+		}
+		callee := dl.callees[tags[1]]
+		if callee == nil {
+			continue
+		}
+		caller := &dl.caller
+		switch {
+		case ruri.Equal(&caller.target), caller.user != "" && ruri.User == caller.user:
+			return *caller, true
+		case ruri.Equal(&callee.target), callee.user != "" && ruri.User == callee.user:
+			return *callee, true
+		case tags[0] == rep.ToTag:
+			return *caller, true
+		default:
+			return *callee, true
+		}
+	}
+	return side{}, false
 }
 
 // admits reports whether r, its routes popped, goes to this side: to its
 // remote target, through its next proxy if it has one, over its
-// connection if the entry named one.
-func (s *side) admits(r *sip.Request, rt *routing) bool {
-	if rt.flow.IsValid() && (rt.flow.Flow != s.flow.Flow || rt.flow.AddrPort != s.flow.AddrPort) {
-		return false
+// connection (or the one that replaced it) if the entry named one.
+func (s *side) admits(r *sip.Request, rt *routing, follow func(sip.Addr) sip.Addr) bool {
+	if rt.flow.IsValid() {
+		recorded := follow(s.flow)
+		if rt.flow.Flow != recorded.Flow || rt.flow.AddrPort != recorded.AddrPort {
+			return false
+		}
 	}
 	routes, err := r.Routes()
 	if err != nil {

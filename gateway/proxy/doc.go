@@ -54,6 +54,22 @@
 // entries, the proxy follows the token that does not name the flow the
 // request came from.
 //
+// # Cluster
+//
+// Instances of a gateway that share a location store (cluster mode) reach
+// a browser's WebSocket, or any connection, only through the instance that
+// holds it. The locator of another instance gives such a target a first
+// Path entry written by [Proxy.PeerRoute]: the holder's SIP address, the
+// connection's flow token and a stamp (an expiry and an HMAC keyed with
+// the cluster's shared Secret), with [Target.Peer] set. The holder pops
+// its own route, verifies the stamp, and forwards the request over the
+// connection without authorising it again: the instance that looked the
+// target up did. A stamp that does not verify, or has expired, makes the
+// request an ordinary one with a Route of ours. Only instances ever see a
+// peer route; each instance record-routes, so requests within the dialog
+// keep to both, and the holder keeps no flow token of the connection from
+// its peer, which is no party's.
+//
 // # Forking
 //
 // Targets are tried by decreasing q-value: targets of equal q in parallel,

@@ -31,6 +31,7 @@ type call struct {
 	// bridging: an initial INVITE, whose targets Options.Bridge may take.
 	bridging bool
 	inTok    string // flow token of the source, "" when it is no connection
+	fromPeer bool   // sent by another instance of the cluster (Caller.Peer)
 
 	// rr: an initial request that may create a dialog (createsDialog).
 	// The proxy record-routes it with rrStamp and keeps its dialog under
@@ -58,6 +59,8 @@ type call struct {
 
 	// ctx is the request's, as run got it.
 	ctx context.Context
+	// caller is who sent the request, as the proxy established it.
+	caller Caller
 
 	// One source of responses (a client transaction or a bridged branch)
 	// at a time is read by the loop itself, the others through relay
@@ -153,7 +156,11 @@ func createsDialog(method string) bool {
 // proxy's table, reporting false when the table has no room.
 func (c *call) open() bool {
 	now := c.p.clk.Now()
-	if err := c.p.dialogs.open(c.key, callerSide(c.req), now, now.Add(c.earlyLifetime())); err != nil {
+	caller := callerSide(c.req, c.caller.User)
+	if c.fromPeer {
+		caller.flow = sip.Addr{}
+	}
+	if err := c.p.dialogs.open(c.key, caller, now, now.Add(c.earlyLifetime())); err != nil {
 		return false
 	}
 	c.opened = true
@@ -353,7 +360,7 @@ func (c *call) launch(ctx context.Context, t Target) {
 	b := &branch{target: t}
 	c.branches = append(c.branches, b)
 	if c.bridging {
-		if br, ok := c.p.bridge(ctx, c.req, t); ok {
+		if br, ok := c.p.bridge(ctx, c.req, c.caller, t); ok {
 			b.bridged = br
 			c.arm(b, c.p.timerC, evTimerC)
 			c.watch(b, nil, br.Responses())
@@ -522,7 +529,7 @@ func (c *call) answered(b *branch, up *sip.Response) {
 	}
 	confirmed := up.StatusCode >= 200
 	now := c.p.clk.Now()
-	c.p.dialogs.answered(c.key, up.To().Tag(), side{target: contactOf(&up.Headers), flow: callee, route: next},
+	c.p.dialogs.answered(c.key, up.To().Tag(), side{target: contactOf(&up.Headers), flow: callee, route: next, user: b.target.User},
 		confirmed, now, now.Add(c.earlyLifetime()))
 	c.confirmed = c.confirmed || confirmed
 }
@@ -532,9 +539,10 @@ func (c *call) answered(b *branch, up *sip.Response) {
 func (c *call) earlyLifetime() time.Duration { return c.p.timerC + c.p.cancelTimeout }
 
 // callerSide is the caller's side of the dialog an initial request starts:
-// its Contact, its connection, and the Record-Route of the proxy before us.
-func callerSide(r *sip.Request) side {
-	s := side{target: contactOf(&r.Headers)}
+// its Contact, its connection, the Record-Route of the proxy before us,
+// and the user of ours it authenticated as.
+func callerSide(r *sip.Request, user string) side {
+	s := side{target: contactOf(&r.Headers), user: user}
 	if r.Source.Flow != 0 {
 		s.flow = r.Source
 	}

@@ -28,6 +28,17 @@ type Target struct {
 	// Expires is when the binding lapses; a redirect (302) reports it in
 	// the Contact's expires parameter. Zero leaves the parameter out.
 	Expires time.Time
+	// Peer: the target is reached over a connection that another
+	// instance of the gateway's cluster holds, through the first Path
+	// entry, a PeerRoute to that instance. That instance delivers the
+	// request, and runs the B2BUA of a call that crosses to a browser
+	// there; the Bridge sees this.
+	Peer bool
+	// User is the user of one of our domains whose registration the
+	// target is (the proxy sets it for the targets the Locator found), ""
+	// for a trunk or a foreign host: the REFERs of that party in the
+	// dialog are trusted as that user's (package transfer).
+	User string
 }
 
 // BridgedBranch is a branch of a forked INVITE that something other than
@@ -99,10 +110,13 @@ type Caller struct {
 	Trunk string
 	// Source is where the request came from.
 	Source sip.Addr
+	// Peer: another instance of the cluster sent the request on a peer
+	// route (Proxy.PeerRoute), having authorised it.
+	Peer bool
 }
 
 // Anonymous reports a caller that is neither authenticated nor trusted.
-func (c Caller) Anonymous() bool { return c.User == "" && c.Trunk == "" }
+func (c Caller) Anonymous() bool { return c.User == "" && c.Trunk == "" && !c.Peer }
 
 // Router is the routing hook of trunks and dial plans. It is asked about
 // every out-of-dialog request after the caller was established and before
@@ -131,6 +145,15 @@ func (f RouterFunc) Route(ctx context.Context, req *sip.Request, caller Caller) 
 type FlowTokens interface {
 	Encode(flow sip.Addr) string
 	Decode(token string) (sip.Addr, error)
+}
+
+// Reconnects maps a flow to the one that replaced it: a user agent whose
+// connection dropped, and that registered again over a new one with the
+// same +sip.instance and reg-id (RFC 5626), is reached over the new one.
+// Follow returns flow itself when nothing replaced it.
+// *location.Instances implements it.
+type Reconnects interface {
+	Follow(flow sip.Addr) sip.Addr
 }
 
 // HMACTokens are the flow tokens of the transport package, keyed with

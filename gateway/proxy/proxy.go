@@ -10,6 +10,7 @@ import (
 
 	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/gateway/identity"
+	"github.com/switchboard/switchboard/gateway/transfer"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
 	"github.com/switchboard/switchboard/sip/transaction"
@@ -65,6 +66,11 @@ type Options struct {
 	// FlowTokens encode flows in Record-Route and Via; nil means
 	// HMACTokens keyed with Secret.
 	FlowTokens FlowTokens
+	// Reconnects follows the flow a token names to the connection that
+	// replaced it, so that the route set of a dialog, fixed at its start,
+	// still reaches a browser that reconnected; nil: a token leads to the
+	// flow it names.
+	Reconnects Reconnects
 
 	// Secret keys the stamps of Record-Route entries, the digest nonces and
 	// the default flow tokens. Instances that must understand each other's
@@ -88,7 +94,19 @@ type Options struct {
 	// the proxy forwards nothing to the target itself. req is the INVITE
 	// as the proxy received it, after its own Routes were removed; it must
 	// be read only. ctx ends when the proxy is done with the request.
-	Bridge func(ctx context.Context, req *sip.Request, t Target) (BridgedBranch, bool)
+	// caller is who the proxy established sent req.
+	Bridge func(ctx context.Context, req *sip.Request, caller Caller, t Target) (BridgedBranch, bool)
+	// Transfer is the transfer policy applied to every REFER the proxy
+	// forwards, in a dialog or out of one; nil is a zero transfer.Policy
+	// (only our users transfer).
+	Transfer *transfer.Policy
+	// Replaces is asked about each INVITE with a Replaces header (RFC
+	// 3891) outside a dialog before any other routing: when the dialog it
+	// names is one whose party the hook knows how to reach (a leg of a
+	// call the B2BUA bridges), the INVITE goes to that party alone, with
+	// its Replaces header set to replaces, the dialog as that party knows
+	// it. Dialogs the proxy record-routed itself are matched without it.
+	Replaces func(r sip.Replaces) (t Target, replaces string, ok bool)
 	// LocalOnly forbids authenticated users to reach other domains
 	// directly: only the Router can send requests out.
 	LocalOnly bool
@@ -121,7 +139,9 @@ type Options struct {
 // use.
 type Proxy struct {
 	algorithms []string
-	bridge     func(ctx context.Context, req *sip.Request, t Target) (BridgedBranch, bool)
+	bridge     func(ctx context.Context, req *sip.Request, caller Caller, t Target) (BridgedBranch, bool)
+	transfer   *transfer.Policy
+	replaces   func(r sip.Replaces) (Target, string, bool)
 	txs        transaction.Requester
 	sender     transaction.Sender
 	id         *identity.Identity
@@ -135,6 +155,7 @@ type Proxy struct {
 	throttle Throttle
 	router   Router
 	tokens   FlowTokens
+	moved    Reconnects
 	auth     *digest.Server
 	key      []byte
 	dialogs  *dialogs
@@ -171,9 +192,12 @@ func New(opts Options) (*Proxy, error) {
 		throttle:      opts.Throttle,
 		router:        opts.Router,
 		tokens:        opts.FlowTokens,
+		moved:         opts.Reconnects,
 		authAll:       opts.AuthenticateAll,
 		algorithms:    opts.Algorithms,
 		bridge:        opts.Bridge,
+		transfer:      opts.Transfer,
+		replaces:      opts.Replaces,
 		localOnly:     opts.LocalOnly,
 		timerC:        orDuration(opts.TimerC, DefaultTimerC),
 		cancelTimeout: orDuration(opts.CancelTimeout, DefaultCancelTimeout),
@@ -195,6 +219,9 @@ func New(opts Options) (*Proxy, error) {
 	if p.resolver == nil {
 		p.resolver = locate.ResolverFunc(resolveLiteral)
 	}
+	if p.transfer == nil {
+		p.transfer = &transfer.Policy{}
+	}
 	p.realm = opts.Realm
 	if p.realm == "" {
 		p.realm = p.id.Domain()
@@ -215,6 +242,15 @@ func New(opts Options) (*Proxy, error) {
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	return p, nil
+}
+
+// follow returns the connection that now carries what flow carried: flow
+// itself, unless its user agent registered again over a new connection.
+func (p *Proxy) follow(flow sip.Addr) sip.Addr {
+	if p.moved == nil || flow.Flow == 0 {
+		return flow
+	}
+	return p.moved.Follow(flow)
 }
 
 func orDuration(v, def time.Duration) time.Duration {
@@ -274,9 +310,10 @@ func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Re
 	// as a request out of any dialog, so that a replayed stamp relays
 	// nothing.
 	var dest sip.Addr
+	var sender string // the user of ours the dialog recorded for the sending side
 	inDialog := false
 	if rt.stamped && r.To().Tag() != "" {
-		dest, inDialog = p.dialogs.route(r, &rt, p.clk.Now())
+		dest, sender, inDialog = p.dialogs.route(r, &rt, p.clk.Now(), p.follow)
 	}
 	if !inDialog && (rt.stamped || rt.badStamp) {
 		if !rt.stamped {
@@ -286,9 +323,23 @@ func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Re
 			"call_id", r.CallID(), "method", r.Method, "uri", r.URI.String(), "source", r.Source.String())
 	}
 	caller := Caller{Source: r.Source}
-	if !inDialog {
+	switch {
+	case inDialog:
+		caller.User = sender
+	case rt.peer:
+		// Another instance of the cluster authorised it and sends it
+		// here for a connection of ours.
+		caller.Peer = true
+	default:
 		var ok bool
 		if caller, ok = p.authorize(tx, r, uri); !ok {
+			return
+		}
+	}
+	if r.Method == sip.MethodRefer {
+		party := transfer.Party{User: caller.User, Trunk: caller.Trunk, Source: r.Source}
+		if res := p.transfer.Check(ctx, r, party); res != nil {
+			p.respond(tx, res)
 			return
 		}
 	}
@@ -297,6 +348,13 @@ func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Re
 		return
 	}
 	c := newCall(p, tx, r, hash)
+	c.caller = caller
+	if caller.Peer {
+		// The connection from a peer is no party's: requests within the
+		// dialog go back through the peer's Record-Route, over whatever
+		// connection reaches it then.
+		c.fromPeer, c.inTok = true, ""
+	}
 	if inDialog {
 		c.inDialog(&rt)
 	}
@@ -347,10 +405,23 @@ func (p *Proxy) targets(ctx context.Context, tx *transaction.ServerTx, r *sip.Re
 	switch {
 	case inDialog:
 		return []Target{{URI: r.URI, Dest: dest}}, true
-	case rt.flow.IsValid() && p.mayLeave(caller):
+	case r.Method == sip.MethodInvite && r.To().Tag() == "" && r.Has("Replaces"):
+		if t, ok := p.replacesTarget(r); ok {
+			sender := transfer.Party{User: caller.User, Trunk: caller.Trunk, Source: r.Source}
+			if res := p.transfer.CheckReplaces(r, sender, transfer.Party{User: t.User}); res != nil {
+				p.respond(tx, res)
+				return nil, false
+			}
+			p.log.Info("proxy: invite with replaces goes to the party of the dialog it names",
+				"call_id", r.CallID(), "replaces", r.Get("Replaces"), "uri", t.URI.String())
+			return []Target{t}, true
+		}
+	}
+	switch {
+	case rt.flow.IsValid() && (p.mayLeave(caller) || caller.Peer):
 		// Out of any dialog we know (one forgotten in a restart, say), a
 		// Route of ours named a flow: an authenticated user may follow it
-		// as it may go anywhere.
+		// as it may go anywhere; a peer route was written for it.
 		return []Target{{URI: r.URI, Dest: rt.flow}}, true
 	case r.Has("Route"):
 		// A route set beyond us, pre-loaded by the caller: the request
@@ -396,6 +467,7 @@ func (p *Proxy) targets(ctx context.Context, tx *transaction.ServerTx, r *sip.Re
 			p.reply(tx, r, 500, "", nil)
 			return nil, false
 		}
+		registered(ts, r.URI.User)
 	}
 	if len(ts) == 0 {
 		p.reply(tx, r, p.absentStatus(r, caller), "", nil)
@@ -432,9 +504,20 @@ func (p *Proxy) expand(ctx context.Context, ts []Target) ([]Target, error) {
 		if err != nil {
 			return nil, fmt.Errorf("proxy: targets of %s: %w", p.id.AOR(&t.URI), err)
 		}
+		registered(found, t.URI.User)
 		out = append(out, found...)
 	}
 	return out, nil
+}
+
+// registered marks targets the Locator found for user's address of record
+// as that user's registrations.
+func registered(ts []Target, user string) {
+	for i := range ts {
+		if ts[i].User == "" {
+			ts[i].User = user
+		}
+	}
 }
 
 // isAOR reports a target that names an address of record of ours rather
@@ -508,6 +591,35 @@ func (p *Proxy) IsForMe(req *sip.Request) bool {
 		}
 	}
 	return true
+}
+
+// replacesTarget finds where r, an INVITE with Replaces outside a dialog,
+// must go: to the party of the dialog it names, when the gateway knows it:
+// the other leg of a bridged call (Options.Replaces, which also gives the
+// Replaces as that party knows the dialog, set on r), or a party of a
+// dialog this proxy record-routed. Such an INVITE joins a call that
+// exists; the transfer policy then decides whether its sender may reach
+// that party.
+func (p *Proxy) replacesTarget(r *sip.Request) (Target, bool) {
+	rep, ok, err := r.Replaces()
+	if !ok || err != nil {
+		return Target{}, false
+	}
+	if p.replaces != nil {
+		if t, value, ok := p.replaces(rep); ok {
+			r.Set("Replaces", value)
+			return t, true
+		}
+	}
+	s, ok := p.dialogs.replaced(rep, &r.URI, p.clk.Now())
+	if !ok {
+		return Target{}, false
+	}
+	t := Target{URI: s.target, Dest: s.flow, User: s.user}
+	if s.route.Scheme != "" {
+		t.Path = []string{"<" + s.route.String() + ">"}
+	}
+	return t, true
 }
 
 // DialogStats returns the counters of the proxy's table of record-routed

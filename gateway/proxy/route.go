@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/switchboard/switchboard/sip"
 )
@@ -22,6 +23,10 @@ const (
 	// connection the request came over, so that a stray response finds it
 	// again without state.
 	viaFlowParam = "sbflow"
+	// peerParam, on a peer route (PeerRoute), holds the stamp that shows
+	// another instance of the cluster wrote it: an expiry and an HMAC of
+	// it and the route's flow token.
+	peerParam = "sbpeer"
 )
 
 // Directions of a Record-Route entry. The proxy puts one entry in the
@@ -54,6 +59,10 @@ type routing struct {
 	// when it is not the one the request came over: where the request
 	// must go.
 	flow sip.Addr
+	// peer: the Route that named flow is a peer route of the cluster
+	// (PeerRoute): another instance authorised the request and sends it
+	// here for the connection only this instance holds.
+	peer bool
 }
 
 // preprocessRoutes applies §16.4 to r: the fix for a strict router
@@ -101,11 +110,64 @@ func (p *Proxy) notePopped(rt *routing, u *sip.URI, r *sip.Request) {
 	if u.User == "" || rt.flow.IsValid() {
 		return
 	}
-	// A flow token names the connection of the side the entry sends to.
-	f, err := p.tokens.Decode(u.User)
-	if err == nil && f.Flow != 0 && f.Flow != r.Source.Flow {
-		rt.flow = f
+	// A flow token names the connection of the side the entry sends to,
+	// or the one that replaced it since: a browser that reconnected sends
+	// over the new one, and is sent to over it. A peer route may name a
+	// UDP source too: a phone behind NAT is reached from the socket of
+	// the instance it registered with.
+	peer := false
+	if s, ok := u.Params.Get(peerParam); ok {
+		peer = p.checkPeer(s, u.User)
 	}
+	f, err := p.tokens.Decode(u.User)
+	if err != nil || (f.Flow == 0 && !peer) {
+		return
+	}
+	if f = p.follow(f); f.Flow != r.Source.Flow {
+		rt.flow, rt.peer = f, peer
+	}
+}
+
+// PeerRoute returns the Path entry by which another instance of a
+// cluster, sharing this proxy's Secret, reaches flow through the instance
+// at node (its SIP URI), which holds the connection: node with the flow
+// token as user part, ";lr", and a stamp good until until. The instance
+// at node, seeing its own route with a stamp that verifies, sends the
+// request over flow without authorising it again: the instance that
+// looked the target up did (see Target.Peer). Only instances see the
+// route: the one at node removes it before it forwards.
+func (p *Proxy) PeerRoute(node sip.URI, flow sip.Addr, until time.Time) string {
+	token := p.tokens.Encode(flow)
+	node.User = token
+	node.Params = node.Params.Del("lr").Set("lr", "").Set(peerParam, p.peerStamp(token, until.Unix()))
+	return "<" + node.String() + ">"
+}
+
+// peerStamp is the stamp of a peer route: the expiry in Unix seconds, a
+// dot, and 96 bits of HMAC of the expiry and the flow token.
+func (p *Proxy) peerStamp(token string, until int64) string {
+	exp := strconv.FormatInt(until, 10)
+	m := hmac.New(sha256.New, p.key)
+	m.Write([]byte("peer\x00"))
+	m.Write([]byte(exp))
+	m.Write([]byte{0})
+	m.Write([]byte(token))
+	var sum [sha256.Size]byte
+	return exp + "." + base64.RawURLEncoding.EncodeToString(m.Sum(sum[:0])[:12])
+}
+
+// checkPeer reports whether s is a peer stamp this cluster wrote for
+// token that has not expired.
+func (p *Proxy) checkPeer(s, token string) bool {
+	exp, _, ok := strings.Cut(s, ".")
+	if !ok || len(exp) > 12 {
+		return false
+	}
+	until, err := strconv.ParseInt(exp, 10, 64)
+	if err != nil || !hmac.Equal([]byte(s), []byte(p.peerStamp(token, until))) {
+		return false
+	}
+	return p.clk.Now().Unix() < until
 }
 
 // setRoutes replaces the Route headers of h with routes, one per line.

@@ -42,7 +42,7 @@ func (p *Proxy) forwardAck(ctx context.Context, req *sip.Request) {
 		p.log.Debug("proxy: dropping ack not routed by this proxy", "call_id", r.CallID(), "err", err)
 		return
 	}
-	dst, ok := p.dialogs.route(r, &rt, p.clk.Now())
+	dst, _, ok := p.dialogs.route(r, &rt, p.clk.Now(), p.follow)
 	if !ok {
 		p.log.Info("proxy: dropping ack that does not match its dialog", "call_id", r.CallID(),
 			"uri", r.URI.String(), "source", r.Source.String())
@@ -95,7 +95,7 @@ func (p *Proxy) ForwardResponse(ctx context.Context, res *sip.Response) {
 	dst, _ := transport.ResponseAddr(vias[1])
 	if tok, ok := ours.Params.Get(viaFlowParam); ok {
 		if f, err := p.tokens.Decode(tok); err == nil {
-			dst = f
+			dst = p.follow(f)
 		}
 	}
 	up := res.Clone()

@@ -55,17 +55,21 @@
 //   - Path: Path headers are stored with the binding whenever present (the
 //     edge proxy that added them needs them to reach the UA) and echoed in
 //     the 200 when the request had "Supported: path".
-//   - Limits: when the location store refuses a binding for its AOR having
-//     too many, the answer is 503 "Too Many Registrations" with Retry-After
-//     set to when the AOR's first binding expires: the condition is
-//     temporary, whereas 403 would make most UAs stop trying. Removals and
-//     refreshes are applied before new bindings, so only new bindings can
-//     be refused.
+//   - Limits: when the location store refuses the request for giving its
+//     AOR too many bindings, the answer is 503 "Too Many Registrations"
+//     with Retry-After set to when the AOR's first binding expires: the
+//     condition is temporary, whereas 403 would make most UAs stop trying.
+//     Only a request that adds bindings can be refused.
 //
-// The 200 is built only after the location store has returned from every
-// change the request makes, and a [location.Store] returns nil only once a
-// change is durable: a REGISTER answered 200 survives a crash of the
-// gateway. A store failure is a 500, and the user agent tries again.
+// The changes of one REGISTER are one [location.Store.Update]: the store
+// checks the order and applies every Contact in one atomic step, all or
+// nothing (§10.3 step 8), so that two REGISTERs of one AOR cannot
+// interleave even on two gateways sharing a store, and a shared store
+// costs one round trip per REGISTER. The 200 is built only after Update
+// returned, and a store returns only once a change is durable: a REGISTER
+// answered 200 survives a crash of the gateway. A store failure is a 500,
+// and the user agent tries again; a shared store out of reach
+// (location.ErrUnavailable) is a 503 with Retry-After.
 //
 // The 200 lists every current binding of the AOR, each Contact with its
 // parameters as registered (+sip.instance and reg-id echoed) and an

@@ -4,11 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"log/slog"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
@@ -25,6 +23,9 @@ const (
 	DefaultMaxExpires = 3600 * time.Second
 	DefaultExpires    = 3600 * time.Second
 	DefaultFlowTimer  = 120 * time.Second
+	// DefaultUnavailableRetry is long enough for a Redis failover, short
+	// enough that registrations come back soon after.
+	DefaultUnavailableRetry = 10 * time.Second
 )
 
 // Options configure a Registrar. Domain, Accounts and Location are
@@ -68,6 +69,18 @@ type Options struct {
 	// Logger receives registrations and authentication failures; nil
 	// discards.
 	Logger *slog.Logger
+	// Node names the gateway instance in the bindings it stores
+	// (location.Binding.Node): its address on the SIP listener the other
+	// instances of a cluster reach it at. Empty when it runs alone.
+	Node string
+	// Changed, if not nil, is called after a REGISTER changed the
+	// bindings of aor, with the bindings after the change, before the
+	// 200 is returned.
+	Changed func(aor string, bindings []location.Binding)
+	// UnavailableRetry is the Retry-After of the 503 that answers a
+	// REGISTER while a shared location store is out of reach; default
+	// DefaultUnavailableRetry.
+	UnavailableRetry time.Duration
 }
 
 // Registrar answers REGISTER requests. Create it with New; its methods are
@@ -86,11 +99,9 @@ type Registrar struct {
 	minSecs, maxSecs, defSecs uint64
 	flowTimer                 string
 
-	// Bindings of one AOR are read, checked and written under one of
-	// these, so two REGISTERs for an AOR cannot interleave (§10.3 step 7
-	// is a read-check-write).
-	seed  maphash.Seed
-	locks [64]sync.Mutex
+	node             string
+	changed          func(aor string, bindings []location.Binding)
+	unavailableRetry time.Duration
 }
 
 // New returns a registrar, checking opts.
@@ -115,7 +126,10 @@ func New(opts Options) (*Registrar, error) {
 		clock:      clock.Or(opts.Clock),
 		algorithms: opts.Algorithms,
 		log:        opts.Logger,
-		seed:       maphash.MakeSeed(),
+		node:       opts.Node,
+		changed:    opts.Changed,
+
+		unavailableRetry: orDur(opts.UnavailableRetry, DefaultUnavailableRetry),
 	}
 	if len(r.algorithms) == 0 {
 		r.algorithms = digest.DefaultAlgorithms()
@@ -166,13 +180,6 @@ func (r *Registrar) aorOf(user string) string {
 // AOR returns the address of record under which a REGISTER whose To names
 // user of the domain stores its bindings.
 func (r *Registrar) AOR(user string) string { return r.aorOf(user) }
-
-// lock takes the lock of aor's stripe and returns its unlock.
-func (r *Registrar) lock(aor string) func() {
-	m := &r.locks[maphash.String(r.seed, aor)%uint64(len(r.locks))]
-	m.Lock()
-	return m.Unlock
-}
 
 // reply builds a response to req with a To tag, which every final
 // response of a UAS carries (§8.2.6.2).

@@ -578,16 +578,18 @@ func TestTooManyBindings(t *testing.T) {
 	phone := e.ua("alice")
 	want(t, phone.register(msg{contacts: []string{"<sip:a@192.0.2.1>;expires=600", "<sip:b@192.0.2.1>"}}), 200, "")
 	e.clock.Advance(100 * time.Second)
-	// One refresh and one new binding: the refresh is applied, the new one
-	// refused. The refreshed binding is the most recent, so it is listed
-	// first.
+	// One refresh and one new binding: the new one is one too many, and
+	// the whole request is refused (RFC 3261 §10.3 step 8: all or
+	// nothing), the refresh with it.
 	res := phone.send(msg{contacts: []string{"<sip:c@192.0.2.1>", "<sip:b@192.0.2.1>;expires=120"}})
 	want(t, res, 503, "Too Many Registrations")
-	if ra := res.Get("Retry-After"); ra != "120" {
-		t.Errorf("Retry-After %q, want 120 (when the refreshed binding expires)", ra)
+	if ra := res.Get("Retry-After"); ra != "500" {
+		t.Errorf("Retry-After %q, want 500 (when the first binding expires)", ra)
 	}
 	res = phone.send(msg{})
-	wantListed(t, res, "sip:b@192.0.2.1 120", "sip:a@192.0.2.1 500")
+	wantListed(t, res, "sip:a@192.0.2.1 500", "sip:b@192.0.2.1 3500")
+	// A refresh alone is never too many.
+	want(t, phone.send(msg{contacts: []string{"<sip:b@192.0.2.1>;expires=120"}}), 200, "")
 }
 
 func TestNew(t *testing.T) {

@@ -15,12 +15,6 @@ import (
 // maxUserAgent bounds the User-Agent text kept per binding.
 const maxUserAgent = 256
 
-// change is what one Contact of a REGISTER asks for.
-type change struct {
-	b      location.Binding
-	remove bool
-}
-
 // update applies the Contacts of an authenticated REGISTER to aor's
 // bindings (§10.3 steps 6 to 8) and returns the response.
 func (r *Registrar) update(ctx context.Context, req *sip.Request, aor string) *sip.Response {
@@ -54,43 +48,14 @@ func (r *Registrar) update(ctx context.Context, req *sip.Request, aor string) *s
 	if res != nil {
 		return res
 	}
-
-	unlock := r.lock(aor)
-	defer unlock()
-	current, err := r.loc.Get(ctx, aor)
-	if err != nil {
-		return r.storeFailed(req, aor, err)
-	}
-	if res := r.checkOrder(req, current, changes); res != nil {
+	u := location.Update{AOR: aor, Changes: changes, CallID: req.CallID(), CSeq: req.CSeq().Seq}
+	bindings, res := r.apply(ctx, req, u, now)
+	if res != nil {
 		return res
 	}
-	// Removals, then refreshes, then new bindings: only a new binding can
-	// be one too many, and then everything else has been applied.
 	outbound := false
-	for pass := range 3 {
-		for i := range changes {
-			ch := &changes[i]
-			if pass != applyPass(ch, current) {
-				continue
-			}
-			if ch.remove {
-				err = r.loc.Delete(ctx, ch.b)
-			} else {
-				err = r.loc.Put(ctx, ch.b)
-				outbound = outbound || ch.b.Outbound()
-			}
-			if errors.Is(err, location.ErrTooManyBindings) {
-				return r.tooMany(ctx, req, aor, now)
-			}
-			if err != nil {
-				return r.storeFailed(req, aor, err)
-			}
-			r.logChange(ctx, ch, pass, req)
-		}
-	}
-	bindings, err := r.loc.Get(ctx, aor)
-	if err != nil {
-		return r.storeFailed(req, aor, err)
+	for i := range changes {
+		outbound = outbound || !changes[i].Remove && changes[i].Binding.Outbound()
 	}
 	res = r.ok(req, bindings, now, outbound)
 	if len(pathValues) > 0 && hasToken(req, "Supported", "path") {
@@ -101,10 +66,45 @@ func (r *Registrar) update(ctx context.Context, req *sip.Request, aor string) *s
 	return res
 }
 
+// apply has the location store apply u, in one atomic step, and returns
+// the bindings of the AOR after it; res is the answer when the store
+// refused or failed.
+func (r *Registrar) apply(ctx context.Context, req *sip.Request, u location.Update, now time.Time) (bindings []location.Binding, res *sip.Response) {
+	bindings, err := r.loc.Update(ctx, u)
+	switch {
+	case err == nil:
+	case errors.Is(err, location.ErrOutOfOrder):
+		r.log.Debug("registrar: out-of-order REGISTER", "aor", u.AOR, "cseq", u.CSeq)
+		return nil, reply(req, 500, "Out of Order")
+	case errors.Is(err, location.ErrTooManyBindings):
+		r.log.Warn("registrar: too many bindings", "aor", u.AOR, "source", req.Source.String())
+		res := reply(req, 503, "Too Many Registrations")
+		res.Add("Retry-After", retryAfter(firstExpiry(bindings, now)))
+		return nil, res
+	case errors.Is(err, location.ErrUnavailable):
+		// A shared store out of reach: the user agent comes back when
+		// it may be there again, rather than giving up as it would on
+		// a 500.
+		r.log.Warn("registrar: location store unavailable", "aor", u.AOR, "err", err)
+		res := reply(req, 503, "Location Service Unavailable")
+		res.Add("Retry-After", retryAfter(r.unavailableRetry))
+		return nil, res
+	default:
+		return nil, r.storeFailed(req, u.AOR, err)
+	}
+	for i := range u.Changes {
+		r.logChange(ctx, &u.Changes[i], req)
+	}
+	if r.changed != nil {
+		r.changed(u.AOR, bindings)
+	}
+	return bindings, nil
+}
+
 // changes turns the Contacts of a REGISTER into the bindings to store or
 // remove, with the request's Path values. A Contact the registrar refuses
 // fails the whole request: res is then the answer.
-func (r *Registrar) changes(req *sip.Request, contacts []sip.Address, aor string, now time.Time, hdrExp uint64, hasHdrExp bool) (changes []change, pathValues []string, res *sip.Response) {
+func (r *Registrar) changes(req *sip.Request, contacts []sip.Address, aor string, now time.Time, hdrExp uint64, hasHdrExp bool) (changes []location.Change, pathValues []string, res *sip.Response) {
 	callID, cseq := req.CallID(), req.CSeq().Seq
 	paths, err := req.Paths()
 	if err != nil {
@@ -122,7 +122,7 @@ func (r *Registrar) changes(req *sip.Request, contacts []sip.Address, aor string
 		userAgent = strings.ToValidUTF8(userAgent[:maxUserAgent], "")
 	}
 
-	changes = make([]change, 0, len(contacts))
+	changes = make([]location.Change, 0, len(contacts))
 	flows := 0
 	for _, c := range contacts {
 		if !c.URI.IsSIP() {
@@ -156,8 +156,8 @@ func (r *Registrar) changes(req *sip.Request, contacts []sip.Address, aor string
 		if regID > 0 && secs > 0 {
 			flows++
 		}
-		changes = append(changes, change{
-			b: location.Binding{
+		changes = append(changes, location.Change{
+			Binding: location.Binding{
 				AOR:       aor,
 				Contact:   sip.Address{Display: c.Display, URI: c.URI, Params: c.Params.Del("expires")},
 				Expires:   now.Add(time.Duration(secs) * time.Second),
@@ -170,8 +170,9 @@ func (r *Registrar) changes(req *sip.Request, contacts []sip.Address, aor string
 				Source:    req.Source,
 				Received:  now,
 				UserAgent: userAgent,
+				Node:      r.node,
 			},
-			remove: secs == 0,
+			Remove: secs == 0,
 		})
 	}
 	// RFC 5626 §6: a registration with reg-id is one flow of one instance.
@@ -182,56 +183,13 @@ func (r *Registrar) changes(req *sip.Request, contacts []sip.Address, aor string
 
 }
 
-// applyPass returns 0 for a removal, 1 for a refresh of a current binding
-// and 2 for a new binding.
-func applyPass(ch *change, current []location.Binding) int {
-	if ch.remove {
-		return 0
-	}
-	for i := range current {
-		if current[i].Matches(&ch.b) {
-			return 1
-		}
-	}
-	return 2
-}
-
-// checkOrder applies §10.3 step 7: a binding made by the same Call-ID may
-// only be changed by a higher CSeq; otherwise the whole request fails.
-func (r *Registrar) checkOrder(req *sip.Request, current []location.Binding, changes []change) *sip.Response {
-	for i := range changes {
-		b := &changes[i].b
-		for j := range current {
-			cur := &current[j]
-			if cur.Matches(b) && cur.CallID == b.CallID && b.CSeq <= cur.CSeq {
-				r.log.Debug("registrar: out-of-order REGISTER", "aor", b.AOR, "cseq", b.CSeq, "stored", cur.CSeq)
-				return reply(req, 500, "Out of Order")
-			}
-		}
-	}
-	return nil
-}
-
 // removeAll handles "Contact: *" with "Expires: 0".
 func (r *Registrar) removeAll(ctx context.Context, req *sip.Request, aor string, now time.Time) *sip.Response {
-	callID, cseq := req.CallID(), req.CSeq().Seq
-	unlock := r.lock(aor)
-	defer unlock()
-	current, err := r.loc.Get(ctx, aor)
-	if err != nil {
-		return r.storeFailed(req, aor, err)
+	u := location.Update{AOR: aor, RemoveAll: true, CallID: req.CallID(), CSeq: req.CSeq().Seq}
+	if _, res := r.apply(ctx, req, u, now); res != nil {
+		return res
 	}
-	for i := range current {
-		if current[i].CallID == callID && cseq <= current[i].CSeq {
-			return reply(req, 500, "Out of Order")
-		}
-	}
-	if err := r.loc.DeleteAOR(ctx, aor); err != nil {
-		return r.storeFailed(req, aor, err)
-	}
-	if len(current) > 0 {
-		r.log.Info("registrar: unregistered all", "aor", aor, "count", len(current), "source", req.Source.String())
-	}
+	r.log.Info("registrar: unregistered all", "aor", aor, "source", req.Source.String())
 	return r.ok(req, nil, now, false)
 }
 
@@ -263,17 +221,6 @@ func contactValue(b *location.Binding, now time.Time) string {
 	return a.String()
 }
 
-// tooMany answers a REGISTER that would give aor too many bindings: 503,
-// to come back when the first binding (as stored now, with this request's
-// other changes applied) expires and frees its place.
-func (r *Registrar) tooMany(ctx context.Context, req *sip.Request, aor string, now time.Time) *sip.Response {
-	r.log.Warn("registrar: too many bindings", "aor", aor, "source", req.Source.String())
-	res := reply(req, 503, "Too Many Registrations")
-	bindings, _ := r.loc.Get(ctx, aor)
-	res.Add("Retry-After", retryAfter(firstExpiry(bindings, now)))
-	return res
-}
-
 // firstExpiry returns how long until the first of bindings expires.
 func firstExpiry(bindings []location.Binding, now time.Time) time.Duration {
 	var first time.Duration
@@ -290,23 +237,21 @@ func (r *Registrar) storeFailed(req *sip.Request, aor string, err error) *sip.Re
 	return reply(req, 500, "")
 }
 
-func (r *Registrar) logChange(ctx context.Context, ch *change, pass int, req *sip.Request) {
-	level := slog.LevelInfo
-	if pass == 1 {
-		level = slog.LevelDebug
+// logChange logs what one Contact did. Removals are logged at info
+// level; bindings stored, new or refreshed (the store does not tell them
+// apart), at debug level, since every user agent refreshes every few
+// minutes.
+func (r *Registrar) logChange(ctx context.Context, ch *location.Change, req *sip.Request) {
+	b := &ch.Binding
+	if ch.Remove {
+		r.log.Info("registrar: unregistered", "aor", b.AOR, "contact", b.Contact.URI.String(), "source", req.Source.String())
+		return
 	}
-	if !r.log.Enabled(ctx, level) {
+	if !r.log.Enabled(ctx, slog.LevelDebug) {
 		return // spare formatting the URI on every refresh
 	}
-	switch pass {
-	case 0:
-		r.log.Info("registrar: unregistered", "aor", ch.b.AOR, "contact", ch.b.Contact.URI.String(), "source", req.Source.String())
-	case 1:
-		r.log.Debug("registrar: refreshed", "aor", ch.b.AOR, "contact", ch.b.Contact.URI.String(), "expires", ch.b.Expires)
-	default:
-		r.log.Info("registrar: registered", "aor", ch.b.AOR, "contact", ch.b.Contact.URI.String(),
-			"source", req.Source.String(), "outbound", ch.b.Outbound(), "user_agent", ch.b.UserAgent)
-	}
+	r.log.Debug("registrar: registered", "aor", b.AOR, "contact", b.Contact.URI.String(), "expires", b.Expires,
+		"source", req.Source.String(), "outbound", b.Outbound(), "user_agent", b.UserAgent)
 }
 
 // badRequest answers a header that failed to parse with the parser's own

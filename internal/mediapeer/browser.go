@@ -202,6 +202,18 @@ func (b *Browser) Offer() []byte {
 	return b.gather(o)
 }
 
+// RestartOffer returns an offer that restarts ICE (new ICE credentials,
+// the same DTLS session), with every candidate: what a browser sends after
+// a network change, or after RTCPeerConnection.restartIce().
+func (b *Browser) RestartOffer() []byte {
+	b.t.Helper()
+	o, err := b.PC.CreateOffer(&webrtc.OfferOptions{ICERestart: true})
+	if err != nil {
+		b.t.Fatalf("browser: ice restart offer: %v", err)
+	}
+	return b.gather(o)
+}
+
 // Answer takes the far end's offer and returns the browser's answer,
 // with every candidate.
 func (b *Browser) Answer(offer []byte) []byte {

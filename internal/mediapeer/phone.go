@@ -48,7 +48,8 @@ func NewPhone(t testing.TB) *Phone {
 }
 
 // NewPhoneOn makes a phone on a socket the test opened (on ::1, say); the
-// phone closes it when t ends. Its SDP is NewPhone's, an IPv4 one.
+// phone closes it when t ends. Its SDP names its IPv4 address, or
+// 127.0.0.1 for a socket on IPv6.
 func NewPhoneOn(t testing.TB, c *net.UDPConn) *Phone {
 	p := &Phone{Conn: c, t: t, events: make(chan byte, 64)}
 	t.Cleanup(func() {
@@ -68,8 +69,14 @@ func (p *Phone) Port() int { return int(p.Addr().Port()) }
 // the payload types pts ("0 101"; 0 PCMU, 8 PCMA, 9 G722, 18 G729, 101
 // telephone-event/8000), then the extra attribute lines in order.
 func (p *Phone) SDP(version int, pts string, extra ...string) []byte {
+	// A phone on another IPv4 loopback address (one that moved) says so;
+	// one on ::1 keeps the IPv4 SDP of NewPhone.
+	ip := "127.0.0.1"
+	if a := p.Addr().Addr().Unmap(); a.Is4() {
+		ip = a.String()
+	}
 	var b strings.Builder
-	b.WriteString("v=0\r\no=phone 4242 " + strconv.Itoa(version) + " IN IP4 127.0.0.1\r\ns=call\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n")
+	b.WriteString("v=0\r\no=phone 4242 " + strconv.Itoa(version) + " IN IP4 " + ip + "\r\ns=call\r\nc=IN IP4 " + ip + "\r\nt=0 0\r\n")
 	b.WriteString("m=audio " + strconv.Itoa(p.Port()) + " RTP/AVP " + pts + "\r\n")
 	for _, pt := range strings.Fields(pts) {
 		switch pt {

@@ -12,10 +12,15 @@
 // route does, and then runs the test's body there. The namespace ends with
 // the child process, which a deadline ends too.
 //
+// A test that builds a network of namespaces (internal/netsim) asks for a
+// contained sandbox (Options.Contained): the child gets a mount namespace
+// and a PID namespace too, so that the named network namespaces it adds
+// and every process it starts end with it, however it ends.
+//
 // It needs root, or unprivileged user namespaces (then it maps the user to
-// root in a user namespace of its own), and unshare (util-linux) and ip
-// (iproute2); scripts/deps.sh installs them. Without them the test fails
-// with a message rather than skipping.
+// root in a user namespace of its own; a contained sandbox needs root), and
+// unshare (util-linux) and ip (iproute2); scripts/deps.sh installs them.
+// Without them the test fails with a message rather than skipping.
 package netns
 
 import (
@@ -28,6 +33,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -54,11 +60,30 @@ type Options struct {
 	Env []string
 	// Timeout bounds the child process; DefaultTimeout when zero.
 	Timeout time.Duration
+	// Contained gives the test a mount and a PID namespace of its own
+	// besides the network namespace. Named network namespaces (ip netns
+	// add) then live on a tmpfs at /run/netns that only the test sees,
+	// and the test is the first process of its PID namespace: when it
+	// ends, passes, fails, times out or loses its parent, the kernel
+	// kills every process it started, and its namespaces go with them.
+	// It needs root.
+	Contained bool
 }
+
+// NetnsDir is where ip keeps named network namespaces; in a contained
+// sandbox a tmpfs of its own is mounted there.
+const NetnsDir = "/run/netns"
+
+// contained is set in the child of a contained test, before its body runs.
+var contained bool
 
 // Inside reports whether this process is the child that runs a test in
 // its namespace. A TestMain uses it to skip work the parent already did.
 func Inside() bool { return os.Getenv(envInside) != "" }
+
+// Contained reports whether this process runs a test in a contained
+// sandbox (Options.Contained).
+func Contained() bool { return contained }
 
 // Run runs body as the test t inside a network namespace that has only
 // loopback, set up as opts says. In the parent process it re-executes the
@@ -74,6 +99,11 @@ func Run(t *testing.T, opts Options, body func(t *testing.T)) {
 		}
 		if err := checkSealed(); err != nil {
 			t.Fatalf("netns: the namespace is not sealed: %v", err)
+		}
+		if opts.Contained {
+			if err := contain(); err != nil {
+				t.Fatalf("netns: containing the test: %v", err)
+			}
 		}
 		body(t)
 		return
@@ -103,7 +133,15 @@ func runChild(t *testing.T, opts Options) {
 	defer cancel()
 
 	args := []string{"--net"}
-	if os.Geteuid() != 0 {
+	switch {
+	case opts.Contained && os.Geteuid() != 0:
+		t.Fatalf("netns: %s builds a network of namespaces and needs root (CI runs the tests as root); run it as root, e.g. sudo -E go test -run '%s' ./...", t.Name(), runPattern(t.Name()))
+	case opts.Contained:
+		// --fork: the test becomes PID 1 of the new PID namespace, whose
+		// end kills every process in it; --kill-child: unshare's own end
+		// (the deadline below) ends the test.
+		args = append(args, "--mount", "--pid", "--fork", "--kill-child", "--mount-proc")
+	case os.Geteuid() != 0:
 		args = append(args, "--user", "--map-root-user")
 	}
 	args = append(args, "--", self, "-test.run", runPattern(t.Name()), "-test.count=1", "-test.v")
@@ -113,6 +151,9 @@ func runChild(t *testing.T, opts Options) {
 	cmd := exec.CommandContext(ctx, unshare, args...)
 	cmd.Env = append(append(os.Environ(), envInside+"="+t.Name()), opts.Env...)
 	cmd.WaitDelay = 5 * time.Second
+	// If this process dies without killing the child (go test's own
+	// timeout, a signal), the child dies with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err = cmd.Run()
@@ -181,6 +222,27 @@ func setUp(opts Options) error {
 			return os.WriteFile("/proc/sys/net/ipv6/ip_nonlocal_bind", []byte("1\n"), 0o644)
 		}
 	}
+	return nil
+}
+
+// contain finishes a contained sandbox: mounts made here stay here, and
+// named network namespaces live on a tmpfs of the sandbox.
+func contain() error {
+	if os.Getpid() != 1 {
+		return fmt.Errorf("the test is process %d, not the first process of a PID namespace", os.Getpid())
+	}
+	if err := syscall.Mount("none", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, ""); err != nil {
+		return fmt.Errorf("making / private: %w", err)
+	}
+	// The directory itself may be created on the host's /run, as any ip
+	// netns add does; nothing is put in it there.
+	if err := os.MkdirAll(NetnsDir, 0o755); err != nil {
+		return err
+	}
+	if err := syscall.Mount("netns", NetnsDir, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "mode=0755"); err != nil {
+		return fmt.Errorf("mounting a tmpfs on %s: %w", NetnsDir, err)
+	}
+	contained = true
 	return nil
 }
 

@@ -3,6 +3,12 @@ package netns
 import (
 	"net"
 	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -69,5 +75,54 @@ func TestRunPattern(t *testing.T) {
 		if got := runPattern(name); got != want {
 			t.Errorf("runPattern(%q) = %q, want %q", name, got, want)
 		}
+	}
+}
+
+// TestRunContained: a contained test is the first process of its own PID
+// namespace, its named network namespaces are its own, and a process it
+// leaves running dies with it. The leftover holds a lock on a file that
+// the parent takes once the child has ended: it can only if the holder is
+// gone.
+func TestRunContained(t *testing.T) {
+	lock := filepath.Join(os.TempDir(), "netns-contained-"+strconv.Itoa(os.Getpid())+".lock")
+	Run(t, Options{Contained: true, Timeout: time.Minute, Env: []string{"NETNS_TEST_LOCK=" + lock}}, func(t *testing.T) {
+		if !Contained() || os.Getpid() != 1 {
+			t.Fatalf("Contained() = %v, pid %d: want a contained test as process 1", Contained(), os.Getpid())
+		}
+		if out, err := exec.Command("ip", "netns", "add", "netns-contained-test").CombinedOutput(); err != nil {
+			t.Fatalf("ip netns add: %v: %s", err, out)
+		}
+		if out, _ := exec.Command("ip", "netns", "list").CombinedOutput(); !strings.Contains(string(out), "netns-contained-test") {
+			t.Fatalf("ip netns list: %s", out)
+		}
+		f, err := os.OpenFile(os.Getenv("NETNS_TEST_LOCK"), os.O_CREATE|os.O_RDWR, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+			t.Fatal(err)
+		}
+		// The leftover shares the locked file; nothing stops it.
+		sleep := exec.Command("sleep", "600")
+		sleep.ExtraFiles = []*os.File{f}
+		if err := sleep.Start(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if Inside() {
+		return
+	}
+	defer os.Remove(lock)
+	f, err := os.OpenFile(lock, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatalf("the contained test did not make its lock file: %v", err)
+	}
+	defer f.Close()
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		t.Fatalf("a process the contained test started outlived it (its lock is still held): %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(NetnsDir, "netns-contained-test")); err == nil {
+		t.Fatalf("the contained test's namespace is visible in the host's %s", NetnsDir)
 	}
 }

@@ -9,9 +9,10 @@
 // its Source as a transport would (with received and rport in a request's
 // top Via, RFC 3581) and hands it over, in the order sent. Connect opens a
 // connection (a flow) between two nodes: what is sent with the flow's id
-// reaches the other end with that id in its Source. A WebSocket node can
-// be reached only over its flow, as in life: a server cannot dial a
-// browser. Log keeps every message delivered, for tests to wait for.
+// reaches the other end with that id in its Source, until Disconnect
+// closes it. A WebSocket node can be reached only over its flow, as in
+// life: a server cannot dial a browser. Log keeps every message
+// delivered, for tests to wait for.
 package sipnet
 
 import (
@@ -115,6 +116,14 @@ func (n *Network) Connect(client *Node, tr string, server sip.Addr) uint64 {
 		nodes: [2]*Node{client, srv},
 	}
 	return n.nextFlow
+}
+
+// Disconnect closes the connection flow, as a dropped WebSocket or TCP
+// connection: Send over it fails with ErrNoFlow from now on.
+func (n *Network) Disconnect(flow uint64) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	delete(n.flows, flow)
 }
 
 // SetLog turns the recording of deliveries on (as after New) or off: a

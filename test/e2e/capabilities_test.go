@@ -10,9 +10,11 @@ import (
 
 // TestCapabilitiesAreHonest keeps the gateway's one Allow and Supported
 // lists true against the binary: OPTIONS gives exactly them; every method
-// in Allow is served within a bridged call (not 405 or 501), and every
-// known method outside it gets 405 with the same Allow; every tag in
-// Supported is accepted in Require, and 100rel, which is not, gets 420.
+// in Allow is served within a bridged call (not 405 or 501; REFER is
+// relayed to the other party), and every known method outside it gets 405
+// with the same Allow; every tag in Supported is accepted in Require and
+// does what it says (replaces and norefersub across a bridged call), and
+// 100rel, which is not, gets 420.
 func TestCapabilitiesAreHonest(t *testing.T) {
 	g := startGateway(t, gatewayOptions{})
 
@@ -57,6 +59,13 @@ func TestCapabilitiesAreHonest(t *testing.T) {
 		// RFC 4028: the gateway asks its callees for a session interval
 		// (tested on the bridged call below).
 		"timer": nil,
+		// RFC 3891: an attended transfer whose Replaces names a leg of a
+		// bridged call (A, a browser, consulted C, a phone, through the
+		// B2BUA) reaches C as C knows the dialog.
+		"replaces": func(t *testing.T) { attendedTransfer(t, kinds{a: true, b: false, c: false}) },
+		// RFC 4488: a REFER with Refer-Sub: false relayed across a bridged
+		// call gets no NOTIFY, though the transferee sends them.
+		"norefersub": func(t *testing.T) { noReferSub(t, kinds{a: true, b: false, c: false}, false) },
 	}
 	for _, tag := range strings.Split(identity.Supported(), ", ") {
 		check, ok := checks[tag]
@@ -89,34 +98,40 @@ func TestCapabilitiesAreHonest(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if method == sip.MethodPrack {
+		switch method {
+		case sip.MethodPrack:
 			req.Set("RAck", "1 1 INVITE")
+		case sip.MethodRefer:
+			req.Set("Refer-To", "<sip:1001@"+domain+">")
+		case sip.MethodNotify:
+			// No REFER of the phone's is pending: 481, the
+			// subscription does not exist.
+			req.Set("Event", "refer;id=1")
+			req.Set("Subscription-State", "terminated")
 		}
 		done := make(chan *sip.Response, 1)
 		go func() { done <- c.ph.transact(req) }()
-		if method == sip.MethodInfo || method == sip.MethodMessage {
+		switch method {
+		case sip.MethodInfo, sip.MethodMessage:
 			// Relayed to the browser, which answers.
 			in := c.br.awaitRequest(method)
 			c.br.sendResponse(sip.NewResponse(in, 200, ""))
+		case sip.MethodRefer:
+			in := c.br.awaitRequest(method)
+			c.br.sendResponse(sip.NewResponse(in, 202, ""))
 		}
 		res := <-done
 		if res.StatusCode == 405 || res.StatusCode == 501 {
 			t.Errorf("%s is in Allow but got %d", method, res.StatusCode)
 		}
 	}
-	for _, method := range []string{sip.MethodRefer, sip.MethodSubscribe, sip.MethodNotify, "PUBLISH"} {
+	for _, method := range []string{sip.MethodSubscribe, "PUBLISH"} {
 		req, err := c.phDlg.NewRequest(method)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if method == sip.MethodRefer {
-			req.Set("Refer-To", "<sip:1001@"+domain+">")
-		}
-		if method == sip.MethodSubscribe || method == sip.MethodNotify {
+		if method == sip.MethodSubscribe {
 			req.Set("Event", "dialog")
-		}
-		if method == sip.MethodNotify {
-			req.Set("Subscription-State", "active")
 		}
 		res := c.ph.transact(req)
 		if res.StatusCode != 405 || res.Get("Allow") != identity.Allow {

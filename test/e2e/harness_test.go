@@ -38,6 +38,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/internal/netns"
+	"github.com/switchboard/switchboard/internal/netsim"
 	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
@@ -47,6 +48,7 @@ var users = map[string]string{
 	"bob":   "bob-secret",
 	"1000":  "pass1000",
 	"1001":  "pass1001",
+	"carol": "carol-secret",
 }
 
 // domain is the SIP domain and digest realm of the gateways.
@@ -167,6 +169,9 @@ type gateway struct {
 	terminated bool
 	// host is the loopback address every listener is on.
 	host string
+	// reach is the address at which the test reaches the HTTP listener
+	// (host when empty): a gateway behind NAT listens on another.
+	reach string
 	// sipPort is the port of both the UDP and the TCP listener.
 	sipPort  int
 	httpPort int
@@ -203,6 +208,12 @@ type gatewayOptions struct {
 	// dataDir is the data directory (default: a fresh one per start), for
 	// a test that restarts a gateway on its state.
 	dataDir string
+	// in runs the gateway in a host of a simulated internet (netsim), on
+	// the standard ports, which nothing else takes there: SIP 5060, HTTP
+	// 80, ICE 10000. reach is then the address at which the test reaches
+	// it (default host), for a gateway behind NAT.
+	in    *netsim.Host
+	reach string
 }
 
 // startGateway starts a gateway on free loopback ports, waits until
@@ -232,16 +243,20 @@ var errListen = errors.New("gateway could not listen")
 
 func tryStartGateway(t *testing.T, dir string, attempt int, opts gatewayOptions) (*gateway, error) {
 	t.Helper()
-	g := &gateway{t: t, host: "127.0.0.1", httpPort: opts.httpPort, exited: make(chan struct{})}
+	g := &gateway{t: t, host: "127.0.0.1", reach: opts.reach, httpPort: opts.httpPort, exited: make(chan struct{})}
 	if opts.host != "" {
 		g.host = opts.host
 	}
-	g.sipPort = freeSIPPort(t, g.host)
-	if g.httpPort == 0 {
-		g.httpPort = freePort(t, "tcp", g.host)
-	}
-	for g.icePort = freeSIPPort(t, g.host); g.icePort == g.sipPort || g.icePort == g.httpPort; {
-		g.icePort = freeSIPPort(t, g.host)
+	if opts.in != nil {
+		g.sipPort, g.httpPort, g.icePort = 5060, 80, 10000
+	} else {
+		g.sipPort = freeSIPPort(t, g.host)
+		if g.httpPort == 0 {
+			g.httpPort = freePort(t, "tcp", g.host)
+		}
+		for g.icePort = freeSIPPort(t, g.host); g.icePort == g.sipPort || g.icePort == g.httpPort; {
+			g.icePort = freeSIPPort(t, g.host)
+		}
 	}
 	g.logPath = filepath.Join(dir, fmt.Sprintf("gateway-%d.log", attempt))
 	logFile, err := os.Create(g.logPath)
@@ -294,6 +309,9 @@ func tryStartGateway(t *testing.T, dir string, attempt int, opts gatewayOptions)
 		bin = gatewayBin
 	}
 	g.cmd = exec.Command(bin)
+	if opts.in != nil {
+		g.cmd = opts.in.Command(context.Background(), bin)
+	}
 	// Only what the gateway needs from our environment: no stray
 	// SWITCHBOARD_* setting of the developer's shell leaks in.
 	for _, kv := range os.Environ() {
@@ -347,7 +365,7 @@ func rtpRange(sipPort, icePort int) string {
 // waitReady polls GET /readyz until it answers 200, the process exits or
 // readyTimeout passes.
 func (g *gateway) waitReady() error {
-	url := fmt.Sprintf("http://%s/readyz", net.JoinHostPort(g.host, strconv.Itoa(g.httpPort)))
+	url := fmt.Sprintf("http://%s/readyz", net.JoinHostPort(cmp.Or(g.reach, g.host), strconv.Itoa(g.httpPort)))
 	client := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(readyTimeout)
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -508,6 +526,13 @@ type sippOptions struct {
 	user, password, authURI string
 	// remote is the gateway's address; default the gateway of the test.
 	remote string
+	// args are more arguments (media: -mi, -mp, -rtp_echo); files are
+	// written into sipp's working directory first (a pcap to play).
+	args  []string
+	files map[string][]byte
+	// in runs sipp in a host of a simulated internet (netsim); port must
+	// be given, and the control socket takes sipp's default port.
+	in *netsim.Host
 }
 
 // startSipp starts sipp with scenario (a file of test/sipp) for one call
@@ -520,6 +545,9 @@ func startSipp(t *testing.T, g *gateway, name, scenario string, o sippOptions) *
 		o.ip = "127.0.0.1"
 	}
 	if o.port == 0 {
+		if o.in != nil {
+			t.Fatal("startSipp: a sipp in a simulated internet needs a port")
+		}
 		o.port = freePort(t, map[bool]string{false: "udp", true: "tcp"}[o.tcp], o.ip)
 	}
 	if o.remote == "" {
@@ -528,6 +556,11 @@ func startSipp(t *testing.T, g *gateway, name, scenario string, o sippOptions) *
 	dir := filepath.Join(t.TempDir(), name)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	for name, b := range o.files {
+		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s := &sipp{
 		t:        t,
@@ -546,9 +579,11 @@ func startSipp(t *testing.T, g *gateway, name, scenario string, o sippOptions) *
 		"-nostdin",
 		"-trace_msg", "-message_file", s.messages,
 		"-trace_err", "-error_file", s.errors,
+	}
+	if o.in == nil {
 		// The control socket binds every interface on 8888 and up unless
 		// told: keep it on loopback, on a port of its own.
-		"-ci", o.ip, "-cp", strconv.Itoa(freePort(t, "udp", o.ip)),
+		args = append(args, "-ci", o.ip, "-cp", strconv.Itoa(freePort(t, "udp", o.ip)))
 	}
 	if o.tcp {
 		args = append(args, "-t", "t1")
@@ -569,6 +604,7 @@ func startSipp(t *testing.T, g *gateway, name, scenario string, o sippOptions) *
 	if o.authURI != "" {
 		args = append(args, "-auth_uri", o.authURI)
 	}
+	args = append(args, o.args...)
 	args = append(args, o.remote)
 
 	out, err := os.Create(s.stdout)
@@ -578,6 +614,9 @@ func startSipp(t *testing.T, g *gateway, name, scenario string, o sippOptions) *
 	ctx, cancel := context.WithTimeout(context.Background(), sippTimeout+sippGrace)
 	s.ctx, s.cancel = ctx, cancel
 	s.cmd = exec.CommandContext(ctx, sippBin, args...)
+	if o.in != nil {
+		s.cmd = o.in.Command(ctx, sippBin, args...)
+	}
 	s.cmd.Dir = dir
 	s.cmd.Stdout = out
 	s.cmd.Stderr = out
@@ -683,14 +722,14 @@ func (s *sipp) received() []*response {
 
 // waitBound waits until something listens on ip:port for sipp's
 // transport (a UAS that has opened its socket), so that the requests sent
-// to it are not lost before it runs. It reads /proc/net and does not
-// touch the socket; elsewhere it returns at once and relies on UDP
-// retransmissions.
+// to it are not lost before it runs. It reads sipp's /proc/PID/net, of
+// sipp's network namespace, and does not touch the socket; elsewhere it
+// returns at once and relies on UDP retransmissions.
 func (s *sipp) waitBound(tcp bool, ip string, port int) {
 	s.t.Helper()
-	table := "/proc/net/udp"
+	table := fmt.Sprintf("/proc/%d/net/udp", s.cmd.Process.Pid)
 	if tcp {
-		table = "/proc/net/tcp"
+		table = fmt.Sprintf("/proc/%d/net/tcp", s.cmd.Process.Pid)
 	}
 	if _, err := os.Stat(table); err != nil {
 		return

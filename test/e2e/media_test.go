@@ -18,6 +18,7 @@ import (
 
 	"github.com/pion/webrtc/v4"
 	"github.com/switchboard/switchboard/internal/mediapeer"
+	"github.com/switchboard/switchboard/internal/netsim"
 	"github.com/switchboard/switchboard/sip/digest"
 )
 
@@ -142,8 +143,8 @@ func TestMaxCalls(t *testing.T) {
 	}
 }
 
-// coturn is a TURN server (coturn's turnserver) on loopback for one test,
-// with time-limited credentials from secret.
+// coturn is a TURN server (coturn's turnserver) for one test, with
+// time-limited credentials from a shared secret.
 type coturn struct {
 	port int
 	log  string
@@ -153,28 +154,60 @@ type coturn struct {
 // STUN; it is stopped when t ends.
 func startCoturn(t *testing.T, secret string) *coturn {
 	t.Helper()
+	return startCoturnWith(t, coturnOptions{secret: secret})
+}
+
+// coturnOptions say where a TURN server runs.
+type coturnOptions struct {
+	secret string
+	// in runs it in a host of a simulated internet (netsim), on ip, at
+	// the standard ports: 3478, and 443 for TLS when certFile and keyFile
+	// are given. Without in, it runs on 127.0.0.1 at free ports.
+	in                *netsim.Host
+	ip                string
+	certFile, keyFile string
+}
+
+func startCoturnWith(t *testing.T, o coturnOptions) *coturn {
+	t.Helper()
 	bin, err := exec.LookPath("turnserver")
 	if err != nil {
 		t.Fatal("turnserver is not installed: install the Debian package coturn (make test does, with scripts/deps.sh)")
 	}
 	dir := t.TempDir()
-	c := &coturn{port: freeSIPPort(t, "127.0.0.1"), log: filepath.Join(dir, "turnserver.log")}
-	relay := freePort(t, "udp", "127.0.0.1")
+	c := &coturn{log: filepath.Join(dir, "turnserver.log")}
+	args := []string{"-n",
+		"--use-auth-secret", "--static-auth-secret=" + o.secret, "--realm=switchboard.test",
+		"--no-cli", "--no-dtls", "--no-rfc5780", "--no-software-attribute", "--fingerprint",
+		"--log-file=stdout", "--simple-log", "--verbose",
+		"--pidfile=" + filepath.Join(dir, "turnserver.pid"), "--db=" + filepath.Join(dir, "turndb")}
+	if o.in == nil {
+		o.ip = "127.0.0.1"
+		c.port = freeSIPPort(t, o.ip)
+		relay := freePort(t, "udp", o.ip)
+		args = append(args, "--min-port="+strconv.Itoa(relay), "--max-port="+strconv.Itoa(min(relay+200, 65535)),
+			// The gateway is on loopback, which coturn refuses to relay
+			// to unless told: only in this test.
+			"--allow-loopback-peers")
+	} else {
+		c.port = 3478
+		args = append(args, "--min-port=49152", "--max-port=49407")
+	}
+	if o.certFile != "" {
+		args = append(args, "--tls-listening-port=443", "--cert="+o.certFile, "--pkey="+o.keyFile)
+	} else {
+		args = append(args, "--no-tls")
+	}
+	args = append(args, "--listening-ip="+o.ip, "--listening-port="+strconv.Itoa(c.port), "--relay-ip="+o.ip)
 	logFile, err := os.Create(c.log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer logFile.Close()
-	cmd := exec.Command(bin, "-n",
-		"--listening-ip=127.0.0.1", "--listening-port="+strconv.Itoa(c.port),
-		"--relay-ip=127.0.0.1", "--min-port="+strconv.Itoa(relay), "--max-port="+strconv.Itoa(min(relay+200, 65535)),
-		"--use-auth-secret", "--static-auth-secret="+secret, "--realm=switchboard.test",
-		// The gateway is on loopback, which coturn refuses to relay to
-		// unless told: only in this test.
-		"--allow-loopback-peers",
-		"--no-cli", "--no-tls", "--no-dtls", "--no-rfc5780", "--no-software-attribute", "--fingerprint",
-		"--log-file=stdout", "--simple-log", "--verbose",
-		"--pidfile="+filepath.Join(dir, "turnserver.pid"), "--db="+filepath.Join(dir, "turndb"))
+	cmd := exec.Command(bin, args...)
+	if o.in != nil {
+		cmd = o.in.Command(context.Background(), bin, args...)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start turnserver: %v", err)
@@ -188,7 +221,7 @@ func startCoturn(t *testing.T, secret string) *coturn {
 			t.Logf("--- turnserver log ---\n%s", tail(readFile(c.log), 64<<10))
 		}
 	})
-	if err := stunPing(net.JoinHostPort("127.0.0.1", strconv.Itoa(c.port)), exited); err != nil {
+	if err := stunPing(net.JoinHostPort(o.ip, strconv.Itoa(c.port)), exited); err != nil {
 		t.Fatalf("turnserver: %v\n%s", err, readFile(c.log))
 	}
 	return c

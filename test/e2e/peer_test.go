@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,20 +42,31 @@ type sigPeer struct {
 
 	responses chan *sip.Response
 	requests  chan *sip.Request
+
+	// intercept, once set, takes every message instead of the channels
+	// and the automatic answers: a user agent of the test's own
+	// (transfer_kit_test.go) built on the peer's socket.
+	intercept atomic.Pointer[func(sip.Message)]
 }
 
 // newSigPeer connects a peer for user@domain to the gateway over transport,
-// from source address ip (UDP and TCP; "" is 127.0.0.1).
+// from source address ip (UDP and TCP; "" is 127.0.0.1; over UDP "ip:port"
+// names the port too).
 func newSigPeer(t *testing.T, g *gateway, transport, user, userDomain, ip string) *sigPeer {
 	t.Helper()
 	if ip == "" {
 		ip = "127.0.0.1"
 	}
+	port := 0
+	if h, pt, err := net.SplitHostPort(ip); err == nil {
+		ip = h
+		port, _ = strconv.Atoi(pt)
+	}
 	p := &sigPeer{t: t, transport: transport, user: user, domain: userDomain, tag: sip.NewTag(),
 		responses: make(chan *sip.Response, 64), requests: make(chan *sip.Request, 64)}
 	switch transport {
 	case sip.UDP:
-		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(ip)})
+		c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.ParseIP(ip), Port: port})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -188,6 +200,10 @@ func (p *sigPeer) receive(data []byte) {
 	m, err := sip.ParseMessage(data)
 	if err != nil {
 		p.t.Logf("%s: unparsable message: %v\n%s", p.user, err, data)
+		return
+	}
+	if f := p.intercept.Load(); f != nil {
+		(*f)(m)
 		return
 	}
 	switch m := m.(type) {

@@ -170,7 +170,13 @@ func browserCallsPhoneWith(t *testing.T, g *gateway, o mediapeer.BrowserOptions)
 	// 2. The browser registers as alice over a WebSocket.
 	br := newE2EBrowserWith(t, httpAddr, o)
 	br.register("alice")
+	return callPhone(t, br, ph)
+}
 
+// callPhone has br, registered, call ph, registered as 1000, and ph
+// answer; br ACKs.
+func callPhone(t *testing.T, br *e2eBrowser, ph *e2ePhone) webCall {
+	t.Helper()
 	// The browser calls 1000.
 	offer := br.Offer()
 	type inviteResult struct {
@@ -246,7 +252,14 @@ type e2ePhone struct {
 
 func newE2EPhone(t *testing.T, g *gateway) *e2ePhone {
 	t.Helper()
-	s, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	return newE2EPhoneAt(t, g, net.IPv4(127, 0, 0, 1))
+}
+
+// newE2EPhoneAt is newE2EPhone with SIP and RTP on ip, a loopback
+// address.
+func newE2EPhoneAt(t *testing.T, g *gateway, ip net.IP) *e2ePhone {
+	t.Helper()
+	s, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -254,7 +267,11 @@ func newE2EPhone(t *testing.T, g *gateway) *e2ePhone {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &e2ePhone{Phone: mediapeer.NewPhone(t), t: t, g: g, sip: s, gwSIP: gw, msgs: make(chan sip.Message, 64)}
+	media, err := net.ListenUDP("udp4", &net.UDPAddr{IP: ip})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &e2ePhone{Phone: mediapeer.NewPhoneOn(t, media), t: t, g: g, sip: s, gwSIP: gw, msgs: make(chan sip.Message, 64)}
 	p.Watch()
 	p.wg.Add(1)
 	go func() {
@@ -284,6 +301,16 @@ func newE2EPhone(t *testing.T, g *gateway) *e2ePhone {
 }
 
 func (p *e2ePhone) sipAddr() string { return p.sip.LocalAddr().String() }
+
+// toward makes the phone send what it sends from now on to g.
+func (p *e2ePhone) toward(g *gateway) {
+	p.t.Helper()
+	a, err := net.ResolveUDPAddr("udp4", g.sipAddr())
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.gwSIP = a
+}
 
 func (p *e2ePhone) sendRaw(b []byte) {
 	p.t.Helper()
@@ -354,6 +381,14 @@ func (p *e2ePhone) transact(req *sip.Request) *sip.Response {
 // register registers user from the phone's socket, answering the 401.
 func (p *e2ePhone) register(user string) {
 	p.t.Helper()
+	p.registerAs(user, "<sip:"+user+"@"+p.sipAddr()+">", nil)
+}
+
+// registerAs registers user with contact, answering the 401; the answer
+// goes to answerTo when it is not nil (another gateway of a cluster),
+// else where the REGISTER went.
+func (p *e2ePhone) registerAs(user, contact string, answerTo *gateway) {
+	p.t.Helper()
 	callID, tag := sip.NewCallID(), sip.NewTag()
 	client := &digest.Client{Username: user, Password: users[user]}
 	var auth string
@@ -365,7 +400,7 @@ func (p *e2ePhone) register(user string) {
 			"To: <sip:" + user + "@" + domain + ">\r\n" +
 			"Call-ID: " + callID + "\r\n" +
 			"CSeq: " + strconv.Itoa(cseq) + " REGISTER\r\n" +
-			"Contact: <sip:" + user + "@" + p.sipAddr() + ">\r\n" +
+			"Contact: " + contact + "\r\n" +
 			"Expires: 300\r\n" + auth +
 			"Content-Length: 0\r\n\r\n"
 		req := mustParseRequest(p.t, raw)
@@ -383,6 +418,9 @@ func (p *e2ePhone) register(user string) {
 				p.t.Fatal(err)
 			}
 			auth = "Authorization: " + cr.String() + "\r\n"
+			if answerTo != nil {
+				p.toward(answerTo)
+			}
 		default:
 			p.t.Fatalf("phone: REGISTER: %d %s", res.StatusCode, res.Reason)
 		}
@@ -403,13 +441,17 @@ func (p *e2ePhone) sdp(version int, extra string) []byte {
 // (mediapeer's, offering PCMU and telephone-event).
 type e2eBrowser struct {
 	*mediapeer.Browser
-	t      *testing.T
-	ws     *websocket.Conn
-	host   string // its .invalid host
-	msgs   chan sip.Message
-	client digest.Client
-	callID string
-	tag    string
+	t        *testing.T
+	httpAddr string
+	ws       *websocket.Conn
+	host     string // its .invalid host
+	// instance, when set, is the +sip.instance its REGISTER gives, with
+	// reg-id 1 and Supported: outbound (RFC 5626), as JsSIP's does.
+	instance string
+	msgs     chan sip.Message
+	client   digest.Client
+	callID   string
+	tag      string
 }
 
 func newE2EBrowser(t *testing.T, httpAddr string) *e2eBrowser {
@@ -421,11 +463,26 @@ func newE2EBrowser(t *testing.T, httpAddr string) *e2eBrowser {
 // Wait is set).
 func newE2EBrowserWith(t *testing.T, httpAddr string, o mediapeer.BrowserOptions) *e2eBrowser {
 	t.Helper()
+	b := &e2eBrowser{t: t, httpAddr: httpAddr, host: "df7jal23ls0d.invalid", msgs: make(chan sip.Message, 64)}
+	b.dial()
+	// PCMU, which passes through, and telephone-event, as browsers offer;
+	// its cleanup, which closes the PeerConnection, runs before the one
+	// of the WebSocket.
+	o.Wait = webrtcWait
+	b.Browser = mediapeer.NewBrowser(t, o)
+	return b
+}
+
+// dial opens a new WebSocket to the gateway, over which the browser
+// sends and receives from now on.
+func (b *e2eBrowser) dial() {
+	t := b.t
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), webrtcWait)
 	defer cancel()
-	ws, _, err := websocket.Dial(ctx, "ws://"+httpAddr+"/ws", &websocket.DialOptions{
+	ws, _, err := websocket.Dial(ctx, "ws://"+b.httpAddr+"/ws", &websocket.DialOptions{
 		Subprotocols: []string{"sip"},
-		HTTPHeader:   http.Header{"Origin": {"http://" + httpAddr}},
+		HTTPHeader:   http.Header{"Origin": {"http://" + b.httpAddr}},
 	})
 	if err != nil {
 		t.Fatalf("browser: websocket: %v", err)
@@ -433,7 +490,7 @@ func newE2EBrowserWith(t *testing.T, httpAddr string, o mediapeer.BrowserOptions
 	if ws.Subprotocol() != "sip" {
 		t.Fatalf("browser: subprotocol %q, want sip", ws.Subprotocol())
 	}
-	b := &e2eBrowser{t: t, ws: ws, host: "df7jal23ls0d.invalid", msgs: make(chan sip.Message, 64)}
+	b.ws = ws
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -454,17 +511,10 @@ func newE2EBrowserWith(t *testing.T, httpAddr string, o mediapeer.BrowserOptions
 			}
 		}
 	}()
-
 	t.Cleanup(func() {
 		_ = ws.Close(websocket.StatusNormalClosure, "")
 		wg.Wait()
 	})
-	// PCMU, which passes through, and telephone-event, as browsers offer;
-	// its cleanup, which closes the PeerConnection, runs before the one
-	// above.
-	o.Wait = webrtcWait
-	b.Browser = mediapeer.NewBrowser(t, o)
-	return b
 }
 
 func (b *e2eBrowser) send(req *sip.Request) {
@@ -534,9 +584,14 @@ func (b *e2eBrowser) register(user string) {
 	b.client = digest.Client{Username: user, Password: users[user]}
 	b.callID, b.tag = sip.NewCallID(), sip.NewTag()
 	contact := "<sip:" + user + "@" + b.host + ";transport=ws>;expires=300"
+	var outbound string
+	if b.instance != "" {
+		contact += ";reg-id=1;+sip.instance=\"<" + b.instance + ">\""
+		outbound = "Supported: outbound, path\r\n"
+	}
 	var auth string
 	for cseq := 1; cseq <= 2; cseq++ {
-		req := b.request(sip.MethodRegister, "sip:"+domain, "<sip:"+user+"@"+domain+">", contact, cseq, auth, nil)
+		req := b.request(sip.MethodRegister, "sip:"+domain, "<sip:"+user+"@"+domain+">", contact, cseq, outbound+auth, nil)
 		res := b.transact(req)
 		if res == nil {
 			b.t.FailNow()

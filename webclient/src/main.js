@@ -41,6 +41,10 @@ const ui = createUI(document, {
   hangup: () => phone.hangup(),
   mute: () => phone.toggleMute(),
   hold: () => phone.toggleHold(),
+  transfer: (target) => phone.transfer(target),
+  consult: (target) => phone.call(target),
+  switchTo: (id) => phone.switchTo(id),
+  transferHeld: (id) => phone.transferHeld(id),
   digit: (d) => {
     const call = phone.snapshot().call;
     if (call === Call.ACTIVE) {
@@ -87,6 +91,11 @@ const ready = loadConfig(location).then((cfg) => {
 
 addEventListener('pagehide', () => {
   if (phone) phone.signOut();
+});
+// Online again, likely on another network: the call's media restarts ICE
+// (it waits for the WebSocket to be back if that is down too).
+addEventListener('online', () => {
+  if (phone) phone.networkChanged();
 });
 
 async function signIn(user, password) {
@@ -195,7 +204,11 @@ window.softphone = Object.freeze({
   hangup: () => phone && phone.hangup(),
   mute: (on = true) => phone && phone.setMuted(on),
   hold: (on = true) => phone && phone.setHeld(on),
+  transfer: (target) => phone && phone.transfer(target),
+  switchTo: (id) => phone && phone.switchTo(id),
+  transferHeld: (id) => phone && phone.transferHeld(id),
   dtmf: (tones) => phone && phone.sendDTMF(tones),
+  restartIce: () => Boolean(phone && phone.restartIce()),
   getStats: () => (phone ? phone.getStats() : Promise.resolve(null)),
   history: () => history.list(),
   micLevel: () => level,

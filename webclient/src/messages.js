@@ -50,7 +50,47 @@ export const text = Object.freeze({
   onHold: (peer) => `${peer} is on hold.`,
   heldByRemote: (peer) => `${peer} put the call on hold.`,
   missedWhileBusy: (peer) => `Missed a call from ${peer} while in a call.`,
+  noTransferTarget: 'Enter a number or SIP address to transfer the call to.',
+  transferring: (peer, to) => `Transferring ${peer} to ${to}…`,
+  transferCalling: (peer, to) => `${peer} is calling ${to}…`,
+  transferRinging: (peer, to) => `${to} is ringing for ${peer}…`,
+  transferred: (peer, to) => `${peer} was transferred to ${to}.`,
+  transferRefused: (peer, to, code) =>
+    `${peer} could not be transferred to ${to}${code ? ` (${transferReason(code)})` : ''}. You are still in the call.`,
+  transferFailed: (peer, to, code) =>
+    `${to} did not take the call${code ? ` (${transferReason(code)})` : ''}. You are still in the call with ${peer}.`,
+  waiting: (peer) => `${peer} is calling. Answer to put the current call on hold.`,
+  replaced: (peer) => `The call was transferred: now in a call with ${peer}.`,
+  beingTransferred: (from, to) => `${from} is transferring you to ${to}. Calling ${to}…`,
+  transferBack: (to, from, why) => `The transfer to ${to} failed: ${why} You are back in the call with ${from}.`,
 });
+
+// transferReason says in words why a transfer did not happen, from the
+// status code of the REFER's answer or of the NOTIFY's sipfrag.
+export function transferReason(code) {
+  switch (Number(code)) {
+    case 486:
+    case 600:
+      return 'busy';
+    case 408:
+    case 480:
+      return 'no answer';
+    case 403:
+      return 'not allowed';
+    case 404:
+    case 604:
+      return 'no such number or user';
+    case 487:
+      return 'cancelled';
+    case 603:
+      return 'declined';
+    case 405:
+    case 501:
+      return 'the other side cannot be transferred';
+    default:
+      return `error ${code}`;
+  }
+}
 
 // describeMediaError turns a getUserMedia failure into words.
 export function describeMediaError(err) {

@@ -1,5 +1,6 @@
-// Phone wraps a JsSIP user agent: sign-in (REGISTER), one call at a time,
-// mute, hold and DTMF. It knows nothing of the DOM: it keeps a small state
+// Phone wraps a JsSIP user agent: sign-in (REGISTER), a current call and
+// calls on hold (call waiting), mute, hold, DTMF, blind and attended
+// transfer (either side). It knows nothing of the DOM: it keeps a small state
 // object and tells listeners when it changes, so the page (ui.js), the test
 // hook (window.softphone) and Node tests can all observe it.
 
@@ -31,6 +32,14 @@ export const ICE_GATHERING_TIMEOUT_MS = 1000;
 const MEDIA_CONSTRAINTS = Object.freeze({ audio: true, video: false });
 const REGISTER_RETRY_MS = 30_000;
 
+// A call's ICE connection that stays 'disconnected' this long (a network
+// change: the old path is gone for good) is restarted without waiting for
+// 'failed', which Chromium reports only after some 30 s more. A restart
+// that cannot go out yet (another re-offer in progress) is tried again
+// after ICE_RESTART_RETRY_MS.
+export const ICE_DISCONNECTED_RESTART_MS = 3000;
+export const ICE_RESTART_RETRY_MS = 1000;
+
 const initialState = Object.freeze({
   registration: Reg.SIGNED_OUT,
   user: '',
@@ -45,6 +54,18 @@ const initialState = Object.freeze({
   remoteHeld: false, // they did
   earlyMedia: false, // the ringing call sends its own audio (183 with SDP)
   tonesReceived: '', // DTMF the other side sent (SIP INFO)
+  iceRestarts: 0, // ICE restarts of this call that the other side answered
+  // transfer is where a blind transfer of ours stands: '' (none),
+  // 'trying' (REFER sent or accepted), 'failed' (the call goes on); and
+  // transferredFrom is who transferred us into this call, '' if nobody.
+  transfer: '',
+  transferredFrom: '',
+  // waiting is who calls while we are in a call (call waiting), '' when
+  // nobody; others are the calls on hold in the background, [{ id, peer }]:
+  // answering a waiting call or dialling holds the current one, and
+  // switchTo(id) takes a held one back.
+  waiting: '',
+  others: [],
   status: text.signedOut, // what is going on, in words
   error: '', // what went wrong, in words; '' when nothing
 });
@@ -91,9 +112,22 @@ export class Phone {
 
   #session = null;
   #call = null; // { direction, peer, target, startedAt, answeredAt, override }
+  // #previous is the call we were in when the other side transferred us
+  // (it REFERred us elsewhere): { session, call, stream }, until the new
+  // call is answered or fails, when we are back in it.
+  #previous = null;
+  #others = []; // the held calls in the background: { session, call, stream }
+  #waiting = null; // a call ringing while we are in one: { session, call }
+  #replacing = null; // the call an INVITE with Replaces is about to replace
+  #nextId = 1;
+  #watched = new WeakSet(); // sessions #background follows
   #localStream = null;
   #iceTimers = new Set();
   #watchedPcs = new WeakSet();
+  // An ICE restart waiting for the connection to the gateway (the re-offer
+  // must reach it) or for the current re-offer to end: its reason.
+  #restartPending = '';
+  #restartTimer = null; // ICE_DISCONNECTED_RESTART_MS or ICE_RESTART_RETRY_MS
 
   // options: sip (the JsSIP module), wsUrl, domain; iceServers, a
   // function (user, password) that resolves with the STUN and TURN
@@ -144,7 +178,7 @@ export class Phone {
 
   // snapshot is a copy of the state: safe to keep, never the password.
   snapshot() {
-    return { ...this.#state };
+    return { ...this.#state, others: this.#state.others.map((o) => ({ ...o })) };
   }
 
   #set(patch) {
@@ -224,6 +258,21 @@ export class Phone {
         this.#endCall({ outcome: this.#call.answeredAt ? 'answered' : 'cancelled', text: text.signedOut });
       }
     }
+    // The calls on hold and a waiting call end with the user agent; taken
+    // out of the lists first, so that their ends change nothing more.
+    const others = this.#others;
+    const waiting = this.#waiting;
+    const previous = this.#previous;
+    this.#others = [];
+    this.#waiting = null;
+    this.#previous = null;
+    this.#replacing = null;
+    for (const o of others) {
+      terminate(o.session);
+      stopStream(o.stream);
+    }
+    if (waiting) terminate(waiting.session);
+    if (previous) stopStream(previous.stream);
     try {
       ua.stop();
     } catch (err) {
@@ -271,6 +320,9 @@ export class Phone {
           status: text.registered(this.#state.aor),
           error: '',
         });
+        // Back over a new WebSocket: the gateway now reaches the call
+        // over it, and an ICE restart asked for meanwhile can go out.
+        if (this.#restartPending) this.restartIce(this.#restartPending);
       }),
     );
     ua.on(
@@ -324,7 +376,7 @@ export class Phone {
       this.#set({ error: text.noTarget });
       return false;
     }
-    if (this.#call) {
+    if (this.#call && !this.#parkCurrent()) {
       this.#set({ error: text.busyElsewhere });
       return false;
     }
@@ -371,6 +423,29 @@ export class Phone {
 
   // answer picks up the ringing call.
   async answer() {
+    if (this.#waiting) {
+      const w = this.#waiting;
+      if (this.#call && !this.#parkCurrent()) return false;
+      this.#waiting = null;
+      this.#session = w.session;
+      this.#call = w.call;
+      this.#attach(w.session);
+      this.#set({
+        call: Call.INCOMING,
+        direction: 'in',
+        peer: w.call.peer,
+        target: w.call.target,
+        answeredAt: 0,
+        muted: false,
+        held: false,
+        remoteHeld: false,
+        earlyMedia: false,
+        tonesReceived: '',
+        transfer: '',
+        transferredFrom: '',
+        waiting: '',
+      });
+    }
     const session = this.#session;
     const call = this.#call;
     if (!session || this.#state.call !== Call.INCOMING) return false;
@@ -419,6 +494,10 @@ export class Phone {
 
   // decline turns the ringing call down with 603 Decline.
   decline() {
+    if (this.#waiting) {
+      terminate(this.#waiting.session, { status_code: 486, reason_phrase: 'Busy Here' });
+      return;
+    }
     if (this.#session && this.#state.call === Call.INCOMING) {
       terminate(this.#session, { status_code: 603, reason_phrase: 'Decline' });
     }
@@ -474,6 +553,286 @@ export class Phone {
     }
   }
 
+  // restartIce re-offers the call's media with new ICE credentials (an
+  // ICE restart, RFC 8445 §2.4), as RTCPeerConnection.restartIce() asks:
+  // after a network change the old candidate pairs are dead, and the
+  // gateway answers with its new credentials on the browser's leg alone.
+  // The DTLS-SRTP session and the phone's side stay as they are. While
+  // the WebSocket is down, or another re-offer is in progress, the
+  // restart waits and goes out as soon as it can. It returns true when
+  // the re-offer went out now.
+  restartIce(reason = 'asked') {
+    const s = this.#session;
+    if (!s || this.#state.call !== Call.ACTIVE) return false;
+    this.#clearRestartTimer();
+    if (this.#state.registration !== Reg.REGISTERED) {
+      this.#restartPending = reason;
+      return false;
+    }
+    const pc = s.connection;
+    let sent = false;
+    try {
+      // The next offer has new credentials in any case (iceRestart), but
+      // restartIce() also tells the browser's ICE agent itself.
+      if (pc && typeof pc.restartIce === 'function') pc.restartIce();
+      sent = s.renegotiate({ rtcOfferConstraints: { iceRestart: true } }, () => {
+        if (this.#session === s) this.#set({ iceRestarts: this.#state.iceRestarts + 1 });
+      });
+    } catch (err) {
+      console.warn('softphone: ICE restart failed', err);
+    }
+    if (!sent) {
+      this.#restartPending = reason;
+      this.#restartTimer = this.#timers.setTimeout(() => {
+        this.#restartTimer = null;
+        if (this.#restartPending) this.restartIce(this.#restartPending);
+      }, ICE_RESTART_RETRY_MS);
+      return false;
+    }
+    this.#restartPending = '';
+    console.info(`softphone: ICE restart (${reason})`);
+    return true;
+  }
+
+  // networkChanged is for the browser's 'online' event: the network is
+  // back, likely another one, and the call's ICE path with it is restarted.
+  networkChanged() {
+    return this.restartIce('online');
+  }
+
+  #onIceState(pc) {
+    switch (pc.iceConnectionState) {
+      case 'failed':
+        this.restartIce('ice-failed');
+        break;
+      case 'disconnected':
+        if (this.#restartTimer === null) {
+          this.#restartTimer = this.#timers.setTimeout(() => {
+            this.#restartTimer = null;
+            if (this.#session && this.#session.connection === pc && pc.iceConnectionState === 'disconnected') {
+              this.restartIce('ice-disconnected');
+            }
+          }, ICE_DISCONNECTED_RESTART_MS);
+        }
+        break;
+      case 'connected':
+      case 'completed':
+        if (!this.#restartPending) this.#clearRestartTimer();
+        break;
+      default:
+    }
+  }
+
+  #clearRestartTimer() {
+    if (this.#restartTimer !== null) {
+      this.#timers.clearTimeout(this.#restartTimer);
+      this.#restartTimer = null;
+    }
+  }
+
+  // #parkCurrent puts the active call on hold in the background, to make
+  // room for another; false when there is no active call to park.
+  #parkCurrent() {
+    const session = this.#session;
+    if (!session || this.#state.call !== Call.ACTIVE || this.#state.transfer === 'trying') return false;
+    if (!session.isOnHold().local) session.hold();
+    this.#others.push({ session, call: this.#call, stream: this.#localStream });
+    this.#clearIceTimers();
+    // An ICE restart waiting for this call is dropped: it is on hold,
+    // and restartIce acts on the current call only.
+    this.#clearRestartTimer();
+    this.#restartPending = '';
+    this.#session = null;
+    this.#call = null;
+    this.#localStream = null;
+    this.#set({ call: Call.IDLE, peer: '', target: '', answeredAt: 0, others: this.#othersState() });
+    return true;
+  }
+
+  #othersState() {
+    return this.#others.map((o) => ({ id: o.call.id, peer: o.call.peer }));
+  }
+
+  // switchTo takes the held call id back (and holds the current one).
+  switchTo(id) {
+    const i = this.#others.findIndex((o) => o.call.id === id);
+    if (i < 0) return false;
+    if (this.#call && !this.#parkCurrent()) return false;
+    const [o] = this.#others.splice(this.#others.findIndex((x) => x.call.id === id), 1);
+    this.#session = o.session;
+    this.#call = o.call;
+    this.#localStream = o.stream;
+    o.session.unhold();
+    const { remote } = o.session.isOnHold();
+    this.#set({
+      call: Call.ACTIVE,
+      direction: o.call.direction,
+      peer: o.call.peer,
+      target: o.call.target,
+      answeredAt: o.call.answeredAt,
+      muted: Boolean(o.session.isMuted().audio),
+      held: false,
+      remoteHeld: remote,
+      others: this.#othersState(),
+      status: text.connected(o.call.peer),
+      error: '',
+    });
+    // The page plays one remote stream: this call's again.
+    const pc = o.session.connection;
+    const r = pc && pc.getReceivers().find((x) => x.track && x.track.kind === 'audio');
+    if (r) this.#emit('remotetrack', { track: r.track, streams: [] });
+    return true;
+  }
+
+  // transferHeld connects the held call id with the current call (an
+  // attended transfer, RFC 3891): the held party is asked to call the
+  // current one with a Replaces of our call with it, and once it has, both
+  // of our calls end.
+  transferHeld(id) {
+    const o = this.#others.find((x) => x.call.id === id);
+    const current = this.#session;
+    if (!o || !current || this.#state.call !== Call.ACTIVE || this.#state.transfer === 'trying') return false;
+    const from = o.call.peer;
+    const to = this.#call.peer;
+    const failed = (words) => this.#set({ transfer: 'failed', status: words, error: words });
+    const live = () => this.#others.includes(o);
+    try {
+      o.session.refer(current.remote_identity.uri, {
+        replaces: current,
+        eventHandlers: {
+          requestFailed: ({ response }) => live() && failed(text.transferRefused(from, to, response && response.status_code)),
+          accepted: () => {
+            o.call.override = { outcome: 'answered', text: text.transferred(from, to) };
+            terminate(o.session);
+          },
+          failed: ({ status_line: line }) => live() && failed(text.transferFailed(from, to, line && line.status_code)),
+        },
+      });
+    } catch (err) {
+      console.warn('softphone: attended transfer failed', err);
+      return false;
+    }
+    this.#set({ transfer: 'trying', status: text.transferring(from, to), error: '' });
+    return true;
+  }
+
+  // #background follows a call that is not the current one (held, or
+  // waiting): its end takes it out of the lists.
+  #background(session, call) {
+    if (this.#watched.has(session)) return;
+    this.#watched.add(session);
+    const gone = (event) => {
+      if (this.#waiting && this.#waiting.session === session) {
+        this.#waiting = null;
+        this.#emit('callended', { direction: 'in', peer: call.peer, target: call.target, startedAt: call.startedAt, duration: 0, outcome: 'missed' });
+        this.#set({ waiting: '', status: this.#state.call === Call.IDLE ? text.missedWhileBusy(call.peer) : this.#state.status });
+        return;
+      }
+      const i = this.#others.findIndex((o) => o.session === session);
+      if (i < 0) return;
+      const [o] = this.#others.splice(i, 1);
+      stopStream(o.stream);
+      const words =
+        call.override ||
+        describeEnd(event, { direction: call.direction, peer: call.peer, answered: Boolean(call.answeredAt) });
+      this.#emit('callended', this.#historyEntry(call, words.outcome));
+      const patch = { others: this.#othersState(), status: words.text };
+      if (call.override && this.#state.transfer === 'trying') patch.transfer = '';
+      this.#set(patch);
+    };
+    session.on('ended', gone);
+    session.on('failed', gone);
+  }
+
+  // transfer hands the other side of the active call to target (a blind
+  // transfer, RFC 3515): the other side calls target, we hear how it goes,
+  // and our call ends once target answers. If target does not answer, the
+  // call goes on. It returns false when there is no call to transfer.
+  transfer(target) {
+    const dial = cleanTarget(target);
+    const s = this.#session;
+    const call = this.#call;
+    if (!dial) {
+      this.#set({ error: text.noTransferTarget });
+      return false;
+    }
+    if (!s || this.#state.call !== Call.ACTIVE || this.#state.transfer === 'trying') return false;
+    const peer = call.peer;
+    const mine = (fn) => (e) => {
+      if (this.#call === call) fn(e);
+    };
+    const failed = (words) => this.#set({ transfer: 'failed', status: words, error: words });
+    try {
+      s.refer(dial, {
+        eventHandlers: {
+          requestFailed: mine(({ response }) => failed(text.transferRefused(peer, dial, response && response.status_code))),
+          trying: mine(() => this.#set({ status: text.transferCalling(peer, dial) })),
+          progress: mine(() => this.#set({ status: text.transferRinging(peer, dial) })),
+          accepted: mine(() => {
+            call.override = { outcome: 'answered', text: text.transferred(peer, dial) };
+            terminate(s);
+          }),
+          failed: mine(({ status_line: line }) => failed(text.transferFailed(peer, dial, line && line.status_code))),
+        },
+      });
+    } catch (err) {
+      console.warn('softphone: transfer failed', err);
+      this.#set({ error: text.badTarget(dial) });
+      return false;
+    }
+    this.#set({ transfer: 'trying', status: text.transferring(peer, dial), error: '' });
+    return true;
+  }
+
+  // #followRefer takes the other side's REFER (it transfers us): we call
+  // its target, and that call takes the place of this one once answered;
+  // if it fails we are back in this one. A REFER with a Replaces (an
+  // attended transfer) is followed the same way.
+  async #followRefer(e) {
+    const previous = { session: this.#session, call: this.#call, stream: this.#localStream };
+    const uri = e.request.refer_to.uri;
+    const { target } = this.#identify({ uri });
+    if (this.#previous || this.#state.call !== Call.ACTIVE) {
+      e.reject();
+      return;
+    }
+    let stream;
+    try {
+      stream = await this.#getUserMedia(MEDIA_CONSTRAINTS);
+    } catch (err) {
+      e.reject();
+      this.#set({ error: describeMediaError(err) });
+      return;
+    }
+    const pcConfig = await this.#pcConfig();
+    if (this.#session !== previous.session || previous.session.isEnded()) {
+      stopStream(stream);
+      e.reject();
+      return;
+    }
+    this.#previous = previous;
+    // The call we leave behind ends with the BYE of the one who
+    // transferred us: it stops its microphone stream then.
+    const release = () => {
+      stopStream(previous.stream);
+      if (this.#previous === previous) this.#previous = null;
+    };
+    previous.session.on('ended', release);
+    previous.session.on('failed', release);
+    const from = previous.call.peer;
+    this.#startCall('out', target, target);
+    this.#localStream = stream;
+    this.#emit('localstream', stream);
+    this.#set({ call: Call.CALLING, transferredFrom: from, status: text.beingTransferred(from, target), error: '' });
+    try {
+      // newRTCSession fires inside accept() and attaches the new session.
+      e.accept(null, { mediaStream: stream, mediaConstraints: MEDIA_CONSTRAINTS, pcConfig });
+    } catch (err) {
+      console.warn('softphone: following a transfer failed', err);
+      this.#endCall({ outcome: 'failed', text: text.badTarget(target), error: true });
+    }
+  }
+
   // getStats summarises the call's RTCPeerConnection statistics; null when
   // there is no call.
   async getStats() {
@@ -514,7 +873,7 @@ export class Phone {
   }
 
   #startCall(direction, peer, target) {
-    this.#call = { direction, peer, target, startedAt: this.#now(), answeredAt: 0, override: null };
+    this.#call = { id: this.#nextId++, direction, peer, target, startedAt: this.#now(), answeredAt: 0, override: null };
     this.#set({
       direction,
       peer,
@@ -525,6 +884,9 @@ export class Phone {
       remoteHeld: false,
       earlyMedia: false,
       tonesReceived: '',
+      iceRestarts: 0,
+      transfer: '',
+      transferredFrom: '',
     });
     return this.#call;
   }
@@ -532,6 +894,30 @@ export class Phone {
   #onNewSession({ session, originator }) {
     if (originator === 'remote') {
       const { peer, target } = this.#identify(session.remote_identity);
+      if (this.#replacing) {
+        // An INVITE with Replaces for our current call (an attended
+        // transfer elsewhere): it takes that call's place, answered at once.
+        this.#replacing = null;
+        const old = { session: this.#session, stream: this.#localStream };
+        old.session.on('ended', () => stopStream(old.stream));
+        old.session.on('failed', () => stopStream(old.stream));
+        this.#localStream = null;
+        this.#startCall('in', peer, target);
+        this.#session = session;
+        this.#attach(session);
+        this.#set({ call: Call.INCOMING, status: text.replaced(peer), error: '' });
+        this.answer();
+        return;
+      }
+      if (this.#call && !this.#waiting && this.#state.call === Call.ACTIVE) {
+        // Call waiting: it rings beside the current call.
+        const call = { id: this.#nextId++, direction: 'in', peer, target, startedAt: this.#now(), answeredAt: 0, override: null };
+        this.#waiting = { session, call };
+        this.#background(session, call);
+        this.#set({ waiting: peer, status: text.waiting(peer) });
+        this.#emit('waiting', this.snapshot());
+        return;
+      }
       if (this.#call) {
         terminate(session, { status_code: 486, reason_phrase: 'Busy Here' });
         this.#emit('callended', {
@@ -637,6 +1023,15 @@ export class Phone {
         if (e.originator === 'remote') this.#set({ tonesReceived: this.#state.tonesReceived + e.dtmf.tone });
       }),
     );
+    session.on('refer', mine((e) => this.#followRefer(e)));
+    session.on(
+      'replaces',
+      mine((e) => {
+        this.#replacing = session;
+        e.accept();
+      }),
+    );
+    this.#background(session, this.#call);
     const onMute = mine(() => this.#set({ muted: Boolean(session.isMuted().audio) }));
     session.on('muted', onMute);
     session.on('unmuted', onMute);
@@ -649,6 +1044,9 @@ export class Phone {
       if (this.#session && this.#session.connection === pc) {
         this.#emit('remotetrack', { track: e.track, streams: e.streams || [] });
       }
+    });
+    pc.addEventListener('iceconnectionstatechange', () => {
+      if (this.#session && this.#session.connection === pc) this.#onIceState(pc);
     });
   }
 
@@ -663,24 +1061,52 @@ export class Phone {
       call.override ||
       describeEnd(event, { direction: call.direction, peer: call.peer, answered: Boolean(call.answeredAt) });
     this.#endCall(words);
+    const back = this.#previous;
+    if (back && back.call !== call && !back.session.isEnded()) {
+      // The call we were transferred to failed: back in the one we were in.
+      this.#previous = null;
+      this.#session = back.session;
+      this.#call = back.call;
+      this.#localStream = back.stream;
+      const { local, remote } = back.session.isOnHold();
+      const again = text.transferBack(call.peer, back.call.peer, words.text);
+      this.#set({
+        call: Call.ACTIVE,
+        direction: back.call.direction,
+        peer: back.call.peer,
+        target: back.call.target,
+        answeredAt: back.call.answeredAt,
+        muted: Boolean(back.session.isMuted().audio),
+        held: local,
+        remoteHeld: remote,
+        status: again,
+        error: again,
+      });
+    }
+  }
+
+  // #historyEntry is the call history's record of call, ended now.
+  #historyEntry(call, outcome) {
+    return {
+      direction: call.direction,
+      peer: call.peer,
+      target: call.target,
+      startedAt: call.startedAt,
+      duration: call.answeredAt ? Math.round((this.#now() - call.answeredAt) / 1000) : 0,
+      outcome,
+    };
   }
 
   #endCall({ outcome, text: words, error }) {
     const call = this.#call;
     this.#clearIceTimers();
+    this.#clearRestartTimer();
+    this.#restartPending = '';
     stopStream(this.#localStream);
     this.#localStream = null;
     this.#session = null;
     this.#call = null;
-    const end = this.#now();
-    this.#emit('callended', {
-      direction: call.direction,
-      peer: call.peer,
-      target: call.target,
-      startedAt: call.startedAt,
-      duration: call.answeredAt ? Math.round((end - call.answeredAt) / 1000) : 0,
-      outcome,
-    });
+    this.#emit('callended', this.#historyEntry(call, outcome));
     const reg = this.#state.registration;
     this.#set({
       call: Call.IDLE,
@@ -693,6 +1119,9 @@ export class Phone {
       remoteHeld: false,
       earlyMedia: false,
       tonesReceived: '',
+      iceRestarts: 0,
+      transfer: '',
+      transferredFrom: '',
       status: words,
       // A connection problem already shown stays shown.
       error: error ? words : reg === Reg.DISCONNECTED ? this.#state.error : '',

@@ -29,7 +29,8 @@ const OUTCOME_LABEL = {
 };
 
 // handlers: signIn(user, password), signOut(), call(target), answer(),
-// decline(), hangup(), mute(), hold(), digit(d), micTest(), redial(target),
+// decline(), hangup(), mute(), hold(), transfer(target), consult(target),
+// switchTo(id), transferHeld(id), digit(d), micTest(), redial(target),
 // clearHistory(), gesture() (any click or key: lets audio start).
 export function createUI(doc, handlers) {
   const $ = (id) => {
@@ -58,6 +59,16 @@ export function createUI(doc, handlers) {
     mute: $('mute'),
     hold: $('hold'),
     hangup: $('hangup'),
+    transferForm: $('transfer-form'),
+    transferTarget: $('transfer-target'),
+    transfer: $('transfer'),
+    consult: $('consult'),
+    waiting: $('waiting'),
+    waitingFrom: $('waiting-from'),
+    answerWaiting: $('answer-waiting'),
+    declineWaiting: $('decline-waiting'),
+    held: $('held'),
+    heldList: $('held-list'),
     tones: $('tones'),
     dial: $('dial'),
     number: $('number'),
@@ -94,6 +105,20 @@ export function createUI(doc, handlers) {
   el.answer.addEventListener('click', () => handlers.answer());
   el.decline.addEventListener('click', () => handlers.decline());
   el.hangup.addEventListener('click', () => handlers.hangup());
+  el.transferForm.addEventListener('submit', (e) => {
+    e.preventDefault();
+    handlers.transfer(el.transferTarget.value);
+  });
+  el.consult.addEventListener('click', () => handlers.consult(el.transferTarget.value));
+  el.answerWaiting.addEventListener('click', () => handlers.answer());
+  el.declineWaiting.addEventListener('click', () => handlers.decline());
+  el.heldList.addEventListener('click', (e) => {
+    const b = e.target.closest('button[data-call]');
+    if (!b) return;
+    const id = Number(b.dataset.call);
+    if (b.dataset.action === 'resume') handlers.switchTo(id);
+    else handlers.transferHeld(id);
+  });
   el.mute.addEventListener('click', () => handlers.mute());
   el.hold.addEventListener('click', () => handlers.hold());
   el.micTest.addEventListener('click', () => handlers.micTest());
@@ -123,6 +148,39 @@ export function createUI(doc, handlers) {
       e.preventDefault();
       backspace();
     }
+  }
+
+  // renderHeld lists the calls on hold: each can be resumed, or, during
+  // another call, connected with it (an attended transfer).
+  function renderHeld(s, prev) {
+    const others = s.others || [];
+    el.held.hidden = others.length === 0;
+    const key = JSON.stringify([others, s.call === 'active' && s.peer]);
+    if (key === JSON.stringify([prev.others || [], prev.call === 'active' && prev.peer])) return;
+    el.heldList.replaceChildren(
+      ...others.map((o) => {
+        const li = doc.createElement('li');
+        const name = doc.createElement('span');
+        name.textContent = o.peer;
+        const resume = doc.createElement('button');
+        resume.type = 'button';
+        resume.dataset.call = String(o.id);
+        resume.dataset.action = 'resume';
+        resume.textContent = 'Resume';
+        resume.setAttribute('aria-label', `Resume the call with ${o.peer}`);
+        li.append(name, ' ', resume);
+        if (s.call === 'active') {
+          const join = doc.createElement('button');
+          join.type = 'button';
+          join.dataset.call = String(o.id);
+          join.dataset.action = 'transfer';
+          join.textContent = `Transfer to ${s.peer}`;
+          join.setAttribute('aria-label', `Transfer ${o.peer} to ${s.peer}`);
+          li.append(' ', join);
+        }
+        return li;
+      }),
+    );
   }
 
   function backspace() {
@@ -191,6 +249,13 @@ export function createUI(doc, handlers) {
     else if (s.call === 'active' && s.remoteHeld) callLabel = 'Held by the other side';
     setText(el.callState, callLabel);
     el.mute.disabled = el.hold.disabled = s.call !== 'active';
+    el.transfer.disabled = el.transferTarget.disabled = el.consult.disabled = s.call !== 'active' || s.transfer === 'trying';
+    el.waiting.hidden = !s.waiting;
+    setText(el.waitingFrom, s.waiting || '');
+    el.answerWaiting.setAttribute('aria-label', s.waiting ? `Answer ${s.waiting} and hold the current call` : 'Answer the waiting call');
+    el.declineWaiting.setAttribute('aria-label', s.waiting ? `Decline ${s.waiting}` : 'Decline the waiting call');
+    renderHeld(s, prev);
+    if (!inCall) el.transferTarget.value = '';
     el.mute.setAttribute('aria-pressed', String(s.muted));
     el.hold.setAttribute('aria-pressed', String(s.held));
     if (s.call === 'active' && s.answeredAt) startTimer(s.answeredAt);

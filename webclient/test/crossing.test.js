@@ -11,6 +11,20 @@
 //   (c) 1000 (a sipp UAC, digest-authenticated on 407) calls alice, whose
 //       page auto-answers; the UAC plays PCMU from a pcap, the browser
 //       receives audio, the UAC hangs up and the browser's call ends.
+//   (d) alice calls 1000 (a sipp UAS that echoes RTP and hangs up when an
+//       INFO comes); the test cuts her WebSocket (the page's WebSocket goes
+//       through a relay the test holds): audio goes on, JsSIP reconnects
+//       and registers its instance again, the call goes on, her DTMF (INFO)
+//       reaches the phone and the phone's BYE reaches her over the new
+//       WebSocket (issue 15).
+//   (e) the same call, and the page restarts ICE (restartIce()): the
+//       gateway answers the re-INVITE with new ICE credentials and the
+//       same DTLS fingerprint, audio goes on, and the phone, which fails on
+//       any request but the INFO, hears nothing of it.
+//   (f) alice (browser) calls 1000, a sipp UAS (uas-transfer.xml) that
+//       transfers her to carol (browser, auto-answer) with a REFER when
+//       her DTMF (SIP INFO) arrives: alice's page follows it, sipp sees
+//       the NOTIFYs and the BYE, and alice and carol talk.
 //
 // Run with `npm run test:gateway`. Needs sipp (skipped without it). When a
 // test fails, its error carries the page's SIP over WebSocket, sipp's
@@ -19,15 +33,17 @@
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { buildGateway, DEFAULT_USERS, distBuilt, gatewayUnavailable, repoRoot, startGateway } from './gateway.js';
-import { launchBrowser, watchPage } from './helpers.js';
+import { launchBrowser, relayWebSocket, watchPage } from './helpers.js';
 
-const USERS = { ...DEFAULT_USERS, 1000: 'pass1000' };
+const USERS = { ...DEFAULT_USERS, 1000: 'pass1000', carol: 'carol-secret' };
 const SIPP = process.env.SIPP || 'sipp';
+const REDIS = process.env.REDIS_SERVER || 'redis-server';
 const SIPP_DIR = path.join(repoRoot, 'test', 'sipp');
 const T = { timeout: 60_000 };
 
@@ -212,6 +228,38 @@ function pcmuPcap(seconds = 6) {
   return buf;
 }
 
+// state, waitState and waitStats read the softphone page; expectExit
+// waits for a sipp to end with 0.
+const state = (page) => page.evaluate(() => window.softphone.state);
+
+async function waitState(page, predicate, timeout = 10_000) {
+  const deadline = Date.now() + timeout;
+  let s;
+  while (Date.now() < deadline) {
+    s = await state(page);
+    if (predicate(s)) return s;
+    await sleep(50);
+  }
+  throw new Error(`timed out waiting for ${predicate}; state: ${JSON.stringify(s)}`);
+}
+
+async function waitStats(page, predicate, timeout = 10_000) {
+  const deadline = Date.now() + timeout;
+  let s;
+  while (Date.now() < deadline) {
+    s = await page.evaluate(() => window.softphone.getStats());
+    if (s && predicate(s)) return s;
+    await sleep(250);
+  }
+  throw new Error(`timed out waiting for ${predicate}; stats: ${JSON.stringify(s)}`);
+}
+
+async function expectExit(proc, timeout, what) {
+  const res = await Promise.race([proc.done, sleep(timeout).then(() => null)]);
+  assert.ok(res, `sipp ${proc.label} still running after ${timeout} ms (${what})`);
+  assert.equal(res.code, 0, `sipp ${proc.label} exit ${JSON.stringify(res)} (${what})`);
+}
+
 describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: skipReason() }, () => {
   let build;
   let gateway;
@@ -253,7 +301,11 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
       const mark = gateway.logMark();
       const pages = [];
       const sipps = [];
-      const open = async (label, query = '') => {
+      // open's relay, an object, makes the page's WebSocket go through a
+      // relay the test controls: relay.sockets are its connections, each
+      // { sent, received } (the SIP messages), and relay.cut() drops the
+      // latest one at both ends, as a network change does.
+      const open = async (label, query = '', { relay } = {}) => {
         const page = await browser.newPage();
         const entry = { label, page, trace: [], problems: watchPage(page) };
         pages.push(entry);
@@ -265,6 +317,7 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
           ws.on('framereceived', (f) => note(`<<< received\n${f.payload}`));
           ws.on('close', () => note('=== WebSocket closed'));
         });
+        if (relay) await relayWebSocket(page, relay, note);
         await page.goto(`${gateway.url}/${query}`);
         await page.waitForFunction(() => window.softphone && window.softphone.state !== null, null, {
           timeout: 10_000,
@@ -306,28 +359,61 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
     };
   }
 
-  const state = (page) => page.evaluate(() => window.softphone.state);
-
-  async function waitState(page, predicate, timeout = 10_000) {
-    const deadline = Date.now() + timeout;
-    let s;
-    while (Date.now() < deadline) {
-      s = await state(page);
-      if (predicate(s)) return s;
-      await sleep(50);
-    }
-    throw new Error(`timed out waiting for ${predicate}; state: ${JSON.stringify(s)}`);
+  // metric returns the value of a sample of the gateway's /metrics.
+  async function metric(series) {
+    const body = await (await fetch(`${gateway.url}/metrics`)).text();
+    const line = body.split('\n').find((l) => l.startsWith(`${series} `));
+    assert.ok(line, `no ${series} in /metrics`);
+    return Number(line.slice(series.length + 1));
   }
 
-  async function waitStats(page, predicate, timeout = 10_000) {
-    const deadline = Date.now() + timeout;
-    let s;
-    while (Date.now() < deadline) {
-      s = await page.evaluate(() => window.softphone.getStats());
-      if (s && predicate(s)) return s;
-      await sleep(250);
-    }
-    throw new Error(`timed out waiting for ${predicate}; stats: ${JSON.stringify(s)}`);
+  // echoPhone registers 1000 with sipp and runs scenario as its UAS, which
+  // echoes RTP: uas-echo.xml waits for the caller's BYE; uas-echo-hangup.xml
+  // answers with PCMU alone, hangs up when it gets an INFO (the browser's
+  // DTMF, relayed: no telephone-event) and fails on any other request,
+  // such as a re-INVITE.
+  async function echoPhone(sipp, scenario) {
+    const port = await freeUdpPort();
+    const reg = sipp('register-1000', [
+      '-sf', path.join(SIPP_DIR, 'register-only.xml'),
+      '-inf', path.join(SIPP_DIR, 'domain.csv'),
+      '-au', '1000', '-ap', USERS[1000], '-s', '1000',
+      '-i', '127.0.0.1', '-p', String(port),
+      '-m', '1', '-timeout', '10s', '-timeout_error',
+    ], { timeoutMs: 15_000 });
+    await expectExit(reg, 15_000, 'REGISTER 1000 with digest');
+    const mediaPort = await freeUdpPort([0, 2]);
+    const uas = sipp('uas-1000', [
+      '-sf', path.join(SIPP_DIR, scenario),
+      '-i', '127.0.0.1', '-p', String(port),
+      '-mi', '127.0.0.1', '-mp', String(mediaPort), '-rtp_echo',
+      '-m', '1', '-timeout', '50s', '-timeout_error',
+    ], { timeoutMs: 55_000 });
+    await waitBound(port, uas);
+    return uas;
+  }
+
+  // aliceCallsHangingUpPhone opens alice's page, its WebSocket through a
+  // relay, has her call 1000, an echoPhone of uas-echo-hangup.xml, and
+  // waits for audio. Returns { uas, relay, alice }.
+  async function aliceCallsHangingUpPhone(open, sipp) {
+    const uas = await echoPhone(sipp, 'uas-echo-hangup.xml');
+    const relay = {};
+    const alice = await open('alice', '', { relay });
+    assert.equal(
+      await alice.evaluate(([u, p]) => window.softphone.register(u, p), ['alice', USERS.alice]),
+      'registered',
+    );
+    assert.equal(await alice.evaluate(() => window.softphone.call('1000')), true);
+    await waitState(alice, (s) => s.call === 'active' && s.peer === '1000', 15_000);
+    await moreAudio(alice, 25, 15_000);
+    return { uas, relay, alice };
+  }
+
+  // moreAudio waits until the page received n more packets.
+  async function moreAudio(page, n, timeout) {
+    const from = (await page.evaluate(() => window.softphone.getStats())).inbound?.packetsReceived ?? 0;
+    return waitStats(page, (s) => s.inbound?.packetsReceived >= from + n, timeout);
   }
 
   // waitBound waits until something (sipp) has bound UDP port.
@@ -341,34 +427,11 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
     throw new Error(`sipp ${proc.label} did not bind 127.0.0.1:${port} within ${timeout} ms`);
   }
 
-  async function expectExit(proc, timeout, what) {
-    const res = await Promise.race([proc.done, sleep(timeout).then(() => null)]);
-    assert.ok(res, `sipp ${proc.label} still running after ${timeout} ms (${what})`);
-    assert.equal(res.code, 0, `sipp ${proc.label} exit ${JSON.stringify(res)} (${what})`);
-  }
-
   test(
     '(b) alice (browser) calls 1000 (sipp UAS, PCMU, RTP echo): audio comes back, hang up sends BYE to the phone',
     T,
     diagnosed(async ({ open, sipp }) => {
-      const port = await freeUdpPort();
-      const reg = sipp('register-1000', [
-        '-sf', path.join(SIPP_DIR, 'register-only.xml'),
-        '-inf', path.join(SIPP_DIR, 'domain.csv'),
-        '-au', '1000', '-ap', USERS[1000], '-s', '1000',
-        '-i', '127.0.0.1', '-p', String(port),
-        '-m', '1', '-timeout', '10s', '-timeout_error',
-      ], { timeoutMs: 15_000 });
-      await expectExit(reg, 15_000, 'REGISTER 1000 with digest');
-
-      const mediaPort = await freeUdpPort([0, 2]);
-      const uas = sipp('uas-1000', [
-        '-sf', path.join(SIPP_DIR, 'uas-echo.xml'),
-        '-i', '127.0.0.1', '-p', String(port),
-        '-mi', '127.0.0.1', '-mp', String(mediaPort), '-rtp_echo',
-        '-m', '1', '-timeout', '40s', '-timeout_error',
-      ]);
-      await waitBound(port, uas);
+      const uas = await echoPhone(sipp, 'uas-echo.xml');
 
       const alice = await open('alice');
       assert.equal(
@@ -396,6 +459,74 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
       // uas-echo.xml exits 0 only after it got (and answered) a BYE.
       await expectExit(uas, 10_000, 'the phone should get BYE');
       assert.match(await uas.trace(), /^BYE sip:/m, 'the phone got a BYE');
+    }),
+  );
+
+  test(
+    '(d) alice (browser) in a call with 1000 (sipp, RTP echo) loses her WebSocket: the page reconnects, audio goes on, the BYE comes over the new one',
+    { timeout: 90_000 },
+    diagnosed(async ({ open, sipp }) => {
+      const survived = await metric('switchboard_call_reconnects_total');
+      const { uas, relay, alice } = await aliceCallsHangingUpPhone(open, sipp);
+
+      relay.cut();
+      await waitState(alice, (s) => s.registration === 'disconnected', 5_000);
+      // The media never went over the WebSocket: it goes on.
+      await moreAudio(alice, 25, 5_000);
+      assert.equal((await state(alice)).call, 'active');
+
+      // JsSIP reconnects (after 2 s) and registers its instance again.
+      await waitState(alice, (s) => s.registration === 'registered', 20_000);
+      assert.equal(relay.sockets.length, 2);
+      assert.match(relay.sockets[1].sent.find((m) => m.startsWith('REGISTER ')) || '', /reg-id=1;\+sip\.instance="<urn:uuid:/);
+      assert.equal((await state(alice)).call, 'active');
+      assert.equal(await metric('switchboard_call_reconnects_total'), survived + 1);
+      const stats = await moreAudio(alice, 25, 10_000);
+      assert.equal(stats.connectionState, 'connected');
+
+      // The browser's DTMF goes to the phone as INFO over the new
+      // WebSocket; the phone hangs up, and its BYE reaches the page over
+      // the new WebSocket.
+      assert.equal(await alice.evaluate(() => window.softphone.dtmf('5')), true);
+      const end = await waitState(alice, (s) => s.call === 'idle', 15_000);
+      assert.equal(end.error, '');
+      await expectExit(uas, 10_000, 'the phone should get its INFO, send BYE and get 200');
+      assert.ok(relay.sockets[1].received.some((m) => m.startsWith('BYE ')), 'the BYE came over the new WebSocket');
+      assert.ok(!relay.sockets[0].received.some((m) => m.startsWith('BYE ')));
+      assert.equal((await alice.evaluate(() => window.softphone.history()))[0].outcome, 'answered');
+    }),
+  );
+
+  test(
+    '(e) alice restarts ICE (restartIce()) in a call with 1000: the gateway answers on her leg alone, audio goes on',
+    T,
+    diagnosed(async ({ open, sipp }) => {
+      const { uas, relay, alice } = await aliceCallsHangingUpPhone(open, sipp);
+      const restarts = await metric('switchboard_ice_restarts_total');
+
+      assert.equal(await alice.evaluate(() => window.softphone.restartIce()), true);
+      await waitState(alice, (s) => s.iceRestarts === 1, 10_000);
+      assert.equal(await metric('switchboard_ice_restarts_total'), restarts + 1);
+      const stats = await moreAudio(alice, 25, 10_000);
+      assert.equal(stats.iceConnectionState === 'connected' || stats.iceConnectionState === 'completed', true);
+
+      // The re-INVITE had new ICE credentials and the same DTLS
+      // fingerprint; so had the gateway's answer.
+      const attr = (sdp, name) => (new RegExp(`^a=${name}:(.*)$`, 'm').exec(sdp) || [])[1];
+      const invites = relay.sockets[0].sent.filter((m) => m.startsWith('INVITE '));
+      const answers = relay.sockets[0].received.filter((m) => /^SIP\/2\.0 200 .*[\s\S]*CSeq: \d+ INVITE/.test(m) && m.includes('v=0'));
+      assert.equal(invites.length >= 2, true, 'an initial INVITE and the restart');
+      const [first, again] = [invites[0], invites.at(-1)];
+      assert.notEqual(attr(again, 'ice-ufrag'), attr(first, 'ice-ufrag'));
+      assert.equal(attr(again, 'fingerprint'), attr(first, 'fingerprint'));
+      assert.notEqual(attr(answers.at(-1), 'ice-ufrag'), attr(answers[0], 'ice-ufrag'));
+      assert.equal(attr(answers.at(-1), 'fingerprint'), attr(answers[0], 'fingerprint'));
+
+      // The phone saw no re-INVITE: its scenario fails on any request but
+      // the INFO that makes it hang up.
+      assert.equal(await alice.evaluate(() => window.softphone.dtmf('5')), true);
+      await waitState(alice, (s) => s.call === 'idle', 15_000);
+      await expectExit(uas, 10_000, 'the phone should see nothing of the restart, then get its INFO');
     }),
   );
 
@@ -440,5 +571,213 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: s
       assert.equal(history[0].outcome, 'answered');
       assert.equal((await state(alice)).registration, 'registered');
     }),
+  );
+
+  test(
+    '(f) 1000 (sipp UAS) transfers alice (browser) to carol (browser) with REFER: alice follows, they talk',
+    T,
+    diagnosed(async ({ open, sipp }) => {
+      const port = await freeUdpPort();
+      const reg = sipp('register-1000', [
+        '-sf', path.join(SIPP_DIR, 'register-only.xml'),
+        '-inf', path.join(SIPP_DIR, 'domain.csv'),
+        '-au', '1000', '-ap', USERS[1000], '-s', '1000',
+        '-i', '127.0.0.1', '-p', String(port),
+        '-m', '1', '-timeout', '10s', '-timeout_error',
+      ], { timeoutMs: 15_000 });
+      await expectExit(reg, 15_000, 'REGISTER 1000 with digest');
+
+      const fields = path.join(dir, 'transfer.csv');
+      await writeFile(fields, `SEQUENTIAL\n${gateway.domain};carol\n`);
+      const mediaPort = await freeUdpPort([0, 2]);
+      const uas = sipp('uas-transfer-1000', [
+        '-sf', path.join(SIPP_DIR, 'uas-transfer.xml'),
+        '-inf', fields, '-s', '1000',
+        '-i', '127.0.0.1', '-p', String(port),
+        '-mi', '127.0.0.1', '-mp', String(mediaPort), '-rtp_echo',
+        '-m', '1', '-timeout', '40s', '-timeout_error',
+      ]);
+      await waitBound(port, uas);
+
+      const carol = await open('carol', '?autoanswer=1');
+      const alice = await open('alice');
+      for (const [page, user] of [[carol, 'carol'], [alice, 'alice']]) {
+        assert.equal(await page.evaluate(([u, p]) => window.softphone.register(u, p), [user, USERS[user]]), 'registered');
+      }
+      assert.equal(await alice.evaluate(() => window.softphone.call('1000')), true);
+      await waitState(alice, (s) => s.call === 'active' && s.peer === '1000', 15_000);
+      await waitStats(alice, (s) => s.inbound?.packetsReceived >= 25, 15_000);
+
+      // The desk phone's signal to transfer (uas-transfer.xml waits for
+      // an INFO): a DTMF tone, which the page sends as SIP INFO.
+      assert.equal(await alice.evaluate(() => window.softphone.dtmf('1')), true);
+      const a = await waitState(alice, (s) => s.call === 'active' && s.peer === 'carol', 15_000);
+      assert.equal(a.transferredFrom, '1000');
+      await waitState(carol, (s) => s.call === 'active' && s.peer === 'alice', 15_000);
+      // uas-transfer.xml exits 0 only once the final NOTIFY said 200 and
+      // the BYE that ends the transferred call came.
+      await expectExit(uas, 15_000, 'the phone should see the transfer succeed and get BYE');
+      const notifies = (await uas.trace()).split(/^-{10,}.*$/m).filter((m) => /^NOTIFY /m.test(m));
+      assert.ok(notifies.length >= 2, `the phone got ${notifies.length} NOTIFYs`);
+      assert.match(notifies.at(-1), /^SIP\/2\.0 200 /m, 'the final NOTIFY says the target answered');
+      for (const page of [alice, carol]) {
+        const before = (await page.evaluate(() => window.softphone.getStats()))?.inbound?.packetsReceived ?? 0;
+        await waitStats(page, (s) => s.inbound?.packetsReceived > before + 25 && s.outbound?.packetsSent > 0, 15_000);
+      }
+      await alice.evaluate(() => window.softphone.hangup());
+      await waitState(carol, (s) => s.call === 'idle');
+    }),
+  );
+});
+
+// startRedis runs a redis-server of the test's own on a free loopback
+// port, without persistence. Returns { url, log(), stop() }.
+async function startRedis(dir) {
+  const probe = net.createServer();
+  await new Promise((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address();
+  await new Promise((resolve) => probe.close(resolve));
+  const child = spawn(REDIS, ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', dir], {
+    cwd: dir,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  running.add(child);
+  let log = '';
+  child.stdout.setEncoding('utf8').on('data', (b) => (log += b));
+  child.stderr.setEncoding('utf8').on('data', (b) => (log += b));
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const pong = await new Promise((resolve) => {
+      const c = net.connect(port, '127.0.0.1');
+      c.setTimeout(1000, () => c.destroy());
+      c.on('error', () => resolve(false));
+      c.on('close', () => resolve(false));
+      c.on('data', (d) => {
+        resolve(String(d).startsWith('+PONG'));
+        c.destroy();
+      });
+      c.on('connect', () => c.write('PING\r\n'));
+    });
+    if (pong) break;
+    if (Date.now() > deadline) throw new Error(`redis-server did not answer PING on port ${port}:\n${log}`);
+    await sleep(50);
+  }
+  return {
+    url: `redis://127.0.0.1:${port}/0`,
+    log: () => log,
+    async stop() {
+      child.kill('SIGTERM');
+      await exited;
+      running.delete(child);
+    },
+  };
+}
+
+function clusterSkipReason() {
+  const redis = spawnSync(REDIS, ['--version'], { encoding: 'utf8' });
+  if (redis.error) return `no redis-server (${REDIS}) on PATH: run scripts/deps.sh`;
+  return skipReason();
+}
+
+// Cluster mode (issue 13) with a real browser: two gateways share a
+// redis-server. Chromium registers alice at gateway 2; a sipp phone calls
+// her through gateway 1, which sends the call to gateway 2; gateway 2,
+// which holds her WebSocket, bridges it and relays the audio.
+describe('a call across two gateways of a cluster (Redis)', { skip: clusterSkipReason() }, () => {
+  let build;
+  let redis;
+  let g1;
+  let g2;
+  let browser;
+  let dir;
+
+  before(
+    async () => {
+      dir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-cluster-'));
+      await writeFile(path.join(dir, 'pcmu.pcap'), pcmuPcap(6));
+      redis = await startRedis(dir);
+      build = await buildGateway();
+      const env = (ice, rtp) => ({
+        SWITCHBOARD_REDIS_URL: redis.url,
+        SWITCHBOARD_ICE_PORT: String(ice),
+        SWITCHBOARD_RTP_PORTS: rtp,
+      });
+      g1 = await startGateway({ bin: build.bin, users: USERS, env: env(await freeUdpPort(), '21000-21999') });
+      g2 = await startGateway({ bin: build.bin, users: USERS, env: env(await freeUdpPort(), '22000-22999') });
+      browser = await launchBrowser();
+    },
+    { timeout: 300_000 },
+  );
+
+  after(async () => {
+    for (const child of running) if (child.spawnargs[0] === SIPP) child.kill('SIGKILL');
+    await browser?.close();
+    const stopped = [await g1?.stop(), await g2?.stop()];
+    await redis?.stop();
+    await build?.cleanup();
+    if (dir) await rm(dir, { recursive: true, force: true });
+    for (const [i, st] of stopped.entries()) {
+      if (st) assert.ok(st.clean, `gateway ${i + 1} did not stop cleanly on SIGTERM: ${JSON.stringify(st)}`);
+    }
+  });
+
+  test(
+    '1000 (sipp UAC) at gateway 1 calls alice (Chromium, auto-answer) at gateway 2: gateway 2 bridges, audio arrives',
+    T,
+    async () => {
+      const marks = [g1.logMark(), g2.logMark()];
+      const page = await browser.newPage();
+      const problems = watchPage(page);
+      let uac;
+      try {
+        await page.goto(`${g2.url}/?autoanswer=1`);
+        await page.waitForFunction(() => window.softphone && window.softphone.state !== null, null, { timeout: 10_000 });
+        assert.equal(
+          await page.evaluate(([u, p]) => window.softphone.register(u, p), ['alice', USERS.alice]),
+          'registered',
+        );
+
+        const port = await freeUdpPort();
+        const mediaPort = await freeUdpPort([0, 2]);
+        uac = startSipp('uac-1000', [
+          '-sf', path.join(SIPP_DIR, 'uac-pcap.xml'),
+          '-inf', path.join(SIPP_DIR, 'caller-1000.csv'),
+          '-au', '1000', '-ap', USERS[1000], '-auth_uri', `alice@${g1.domain}`, '-s', 'alice',
+          '-i', '127.0.0.1', '-p', String(port),
+          '-mi', '127.0.0.1', '-mp', String(mediaPort),
+          '-m', '1', '-timeout', '40s', '-timeout_error',
+          g1.sipUdp,
+        ], { dir });
+
+        await waitState(page, (s) => s.call === 'active' && s.peer === '1000', 15_000);
+        const stats = await waitStats(
+          page,
+          (s) => s.inbound?.packetsReceived >= 25 && s.inbound.audioLevel > 0.01,
+          5_000,
+        );
+        assert.match(stats.codec || '', /PCMU/i, 'the phone offered PCMU alone');
+
+        const end = await waitState(page, (s) => s.call === 'idle', 15_000);
+        assert.equal(end.error, '');
+        await expectExit(uac, 10_000, 'the UAC should get 200 for its BYE');
+        // The browser's instance ran the B2BUA; the phone's proxied.
+        assert.match(g2.logSince(marks[1]), /msg="call answered" component=b2bua/);
+        assert.doesNotMatch(g1.logSince(marks[0]), /component=b2bua/);
+        assert.deepEqual(problems, []);
+      } catch (err) {
+        const parts = [String(err && err.stack ? err.stack : err)];
+        if (uac) parts.push(`--- sipp: ${uac.command}\n${uac.output()}\n${(await uac.trace()).replace(/\r\n/g, '\n')}`);
+        parts.push(`--- gateway 1 log ---\n${g1.logSince(marks[0])}`);
+        parts.push(`--- gateway 2 log ---\n${g2.logSince(marks[1])}`);
+        parts.push(`--- redis-server log ---\n${redis.log()}`);
+        const e = new Error(parts.join('\n'));
+        e.cause = err;
+        throw e;
+      } finally {
+        await page.close().catch(() => {});
+        await uac?.kill();
+      }
+    },
   );
 });

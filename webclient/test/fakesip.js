@@ -32,6 +32,13 @@ export class FakeSession extends Emitter {
     this.answered = null; // options of answer()
     this.dtmf = [];
     this.local = { hold: false, mute: false };
+    this.renegotiations = []; // { options, done } of renegotiate()
+    this.reofferBusy = false; // renegotiate() refuses, as JsSIP does mid-offer
+  }
+  renegotiate(options, done) {
+    if (this.reofferBusy) return false;
+    this.renegotiations.push({ options, done });
+    return true;
   }
   isEnded() {
     return this.ended;
@@ -162,4 +169,18 @@ export function fakeTimers() {
       for (const t of due) t.fn();
     },
   };
+}
+
+// FakePeerConnection is an RTCPeerConnection stand-in for ICE: the tests
+// set its iceConnectionState with ice(state), which fires the event.
+export class FakePeerConnection extends EventTarget {
+  iceConnectionState = 'new';
+  restarts = 0;
+  restartIce() {
+    this.restarts += 1;
+  }
+  ice(state) {
+    this.iceConnectionState = state;
+    this.dispatchEvent(new Event('iceconnectionstatechange'));
+  }
 }

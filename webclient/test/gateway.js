@@ -12,9 +12,11 @@
 // `npm run build` first (`npm run test:gateway` does).
 
 import { spawn, spawnSync } from 'node:child_process';
+import dgram from 'node:dgram';
 import { accessSync, constants as fsConstants, existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
+import net from 'node:net';
 import path from 'node:path';
 import { webclientDir } from './helpers.js';
 
@@ -106,6 +108,26 @@ process.on('exit', () => {
 //
 // Returns { url, wsUrl, httpAddr, sipUdp, sipTcp, domain, dataDir, pid,
 // log(), logMark(), logSince(mark), exited, stop() }.
+// freeIcePort returns a port that was free a moment ago for UDP and TCP
+// on 127.0.0.1 (the ICE port serves both, ICE-TCP on the same number).
+async function freeIcePort() {
+  for (let i = 0; i < 50; i++) {
+    const udp = dgram.createSocket('udp4');
+    const port = await new Promise((resolve, reject) => {
+      udp.once('error', reject);
+      udp.bind(0, '127.0.0.1', () => resolve(udp.address().port));
+    });
+    const tcpFree = await new Promise((resolve) => {
+      const srv = net.createServer();
+      srv.once('error', () => resolve(false));
+      srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
+    });
+    await new Promise((resolve) => udp.close(resolve));
+    if (tcpFree) return port;
+  }
+  throw new Error('no port free for both UDP and TCP');
+}
+
 export async function startGateway({ bin, users = DEFAULT_USERS, env = {}, readyTimeoutMs = 15_000 } = {}) {
   if (!bin) throw new Error('startGateway: no bin (use buildGateway)');
   const dataDir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-data-'));
@@ -123,6 +145,9 @@ export async function startGateway({ bin, users = DEFAULT_USERS, env = {}, ready
       .join(','),
     SWITCHBOARD_LOG_LEVEL: 'debug',
     SWITCHBOARD_LOG_FORMAT: 'text',
+    // Not the fixed default: other gateways (other tests, other checkouts
+    // on the machine) may hold it.
+    SWITCHBOARD_ICE_PORT: String(await freeIcePort()),
     ...env,
   });
 

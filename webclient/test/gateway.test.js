@@ -14,7 +14,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { buildGateway, distBuilt, gatewayUnavailable, startGateway } from './gateway.js';
-import { launchBrowser, watchPage } from './helpers.js';
+import { launchBrowser, relayWebSocket, watchPage } from './helpers.js';
 
 const USERS = { alice: 'alice-secret', bob: 'bob-secret' };
 const T = { timeout: 45_000 };
@@ -82,7 +82,7 @@ describe('the softphone against the real gateway', { skip: skipReason() }, () =>
   });
 
   // diagnosed wraps a test body fn({ t, open, sip }). open(label, query,
-  // { asSent }) opens the gateway's page in a browser context of its own
+  // { asSent, relay }) opens the gateway's page in a browser context of its own
   // and records its SIP over WebSocket; sip(label) is that record, as
   // [{ dir: 'sent' | 'received', text }]. When the test fails, the error
   // gets every page's state, problems and SIP trace, and the gateway log.
@@ -92,7 +92,7 @@ describe('the softphone against the real gateway', { skip: skipReason() }, () =>
       const pages = [];
       let removedChallenges = 0;
 
-      const open = async (label, query = '', { asSent = !md5Workaround } = {}) => {
+      const open = async (label, query = '', { asSent = !md5Workaround, relay } = {}) => {
         const page = await browser.newPage();
         const entry = { label, page, trace: [], messages: [], problems: watchPage(page) };
         pages.push(entry);
@@ -102,7 +102,11 @@ describe('the softphone against the real gateway', { skip: skipReason() }, () =>
           entry.messages.push({ dir, text });
           note(`${dir === 'sent' ? '>>> sent' : '<<< received'}\n${text}`);
         };
-        if (asSent) {
+        if (relay) {
+          // Through a relay the test can cut (helpers.js), as sent.
+          await relayWebSocket(page, relay, note);
+        }
+        if (asSent || relay) {
           page.on('websocket', (ws) => {
             note(`=== WebSocket ${ws.url()}`);
             ws.on('framesent', (f) => record('sent', f.payload.toString()));
@@ -186,6 +190,19 @@ describe('the softphone against the real gateway', { skip: skipReason() }, () =>
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     throw new Error(`timed out waiting for ${predicate}; state: ${JSON.stringify(s)}`);
+  }
+
+  // registerBoth signs alice and bob in on their pages.
+  async function registerBoth(alice, bob) {
+    for (const [page, user] of [
+      [alice, 'alice'],
+      [bob, 'bob'],
+    ]) {
+      assert.equal(
+        await page.evaluate(([u, p]) => window.softphone.register(u, p), [user, USERS[user]]),
+        'registered',
+      );
+    }
   }
 
   // accepted calls act() until it returns true: JsSIP refuses a re-INVITE
@@ -306,15 +323,7 @@ describe('the softphone against the real gateway', { skip: skipReason() }, () =>
     diagnosed(async ({ open, sip }) => {
       const alice = await open('alice');
       const bob = await open('bob', '?autoanswer=1');
-      for (const [page, user] of [
-        [alice, 'alice'],
-        [bob, 'bob'],
-      ]) {
-        assert.equal(
-          await page.evaluate(([u, p]) => window.softphone.register(u, p), [user, USERS[user]]),
-          'registered',
-        );
-      }
+      await registerBoth(alice, bob);
 
       assert.equal(await alice.evaluate(() => window.softphone.call('bob')), true);
       await waitState(bob, (s) => s.call === 'active' && s.peer === 'alice', 15_000);
@@ -370,6 +379,41 @@ describe('the softphone against the real gateway', { skip: skipReason() }, () =>
       // Both stay registered after the call.
       assert.equal((await state(alice)).registration, 'registered');
       assert.equal((await state(bob)).registration, 'registered');
+    }),
+  );
+  test(
+    "bob's WebSocket drops in a call with alice: he reconnects, the call goes on, alice's requests reach him over the new one",
+    { timeout: 60_000 },
+    diagnosed(async ({ open }) => {
+      const alice = await open('alice');
+      const relay = {};
+      const bob = await open('bob', '?autoanswer=1', { relay });
+      await registerBoth(alice, bob);
+      assert.equal(await alice.evaluate(() => window.softphone.call('bob')), true);
+      await waitState(bob, (s) => s.call === 'active', 15_000);
+      await waitState(alice, (s) => s.call === 'active', 15_000);
+      const received = async () => (await bob.evaluate(() => window.softphone.getStats())).inbound?.packetsReceived ?? 0;
+      await waitStats(bob, (s) => s.inbound?.packetsReceived > 0);
+
+      relay.cut();
+      await waitState(bob, (s) => s.registration === 'disconnected', 5_000);
+      // The media goes browser to browser: it goes on.
+      const before = await received();
+      await waitStats(bob, (s) => s.inbound?.packetsReceived > before + 25, 5_000);
+      // JsSIP reconnects and registers its instance again.
+      await waitState(bob, (s) => s.registration === 'registered', 20_000);
+      assert.equal(relay.sockets.length, 2);
+
+      // Alice's requests ride her route set, whose flow token names bob's
+      // old connection: the proxy follows it to the new one.
+      assert.equal(await alice.evaluate(() => window.softphone.dtmf('7')), true);
+      await waitState(bob, (s) => s.tonesReceived === '7');
+      await alice.evaluate(() => window.softphone.hangup());
+      await waitState(alice, (s) => s.call === 'idle');
+      const end = await waitState(bob, (s) => s.call === 'idle');
+      assert.equal(end.status, 'alice hung up.');
+      assert.ok(relay.sockets[1].received.some((m) => m.startsWith('BYE ')), 'the BYE came over the new WebSocket');
+      assert.ok(relay.sockets[1].received.some((m) => m.startsWith('INFO ')), 'so did the INFO');
     }),
   );
 });

@@ -164,3 +164,54 @@ export function watchPage(page) {
   });
   return problems;
 }
+
+// relayWebSocket routes page's WebSockets to the gateway (the path ending
+// in /ws) through the test, as a TCP relay would: relay.sockets are its
+// connections, each { sent, received } (the SIP messages, as text), and
+// relay.cut() drops the latest one at both ends, as a network change does.
+// note(line) is told what happens. Call it before page.goto.
+export async function relayWebSocket(page, relay, note = () => {}) {
+  relay.sockets = [];
+  await page.routeWebSocket(/\/ws$/, (ws) => {
+    const server = ws.connectToServer();
+    const conn = { sent: [], received: [], closed: false };
+    relay.sockets.push(conn);
+    note(`=== relayed WebSocket #${relay.sockets.length}`);
+    const close = () => {
+      if (conn.closed) return;
+      conn.closed = true;
+      server.close();
+      ws.close({ code: 4000, reason: 'cut' });
+    };
+    conn.cut = () => {
+      note(`=== the test cuts relayed WebSocket #${relay.sockets.indexOf(conn) + 1}`);
+      close();
+    };
+    ws.onMessage((m) => {
+      conn.sent.push(String(m));
+      server.send(m);
+    });
+    server.onMessage((m) => {
+      conn.received.push(String(m));
+      ws.send(m);
+    });
+    ws.onClose(close);
+    server.onClose(close);
+  });
+  relay.cut = () => relay.sockets.at(-1).cut();
+}
+
+// waitFor polls probe (every 100 ms, for at most timeout ms) until
+// predicate holds of what it returns, and returns that; else it throws,
+// naming what and the last value. The page's CSP forbids string
+// expressions, so tests read the page's state rather than await in it.
+export async function waitFor(what, probe, predicate, timeout = 15_000) {
+  const deadline = Date.now() + timeout;
+  let v;
+  while (Date.now() < deadline) {
+    v = await probe();
+    if (v && predicate(v)) return v;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)}`);
+}

@@ -3,8 +3,16 @@
 
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { Call, ICE_GATHERING_TIMEOUT_MS, Phone, Reg, cleanTarget } from '../src/phone.js';
-import { FakeUA, fakeSip, fakeStream, fakeTimers } from './fakesip.js';
+import {
+  Call,
+  ICE_DISCONNECTED_RESTART_MS,
+  ICE_GATHERING_TIMEOUT_MS,
+  ICE_RESTART_RETRY_MS,
+  Phone,
+  Reg,
+  cleanTarget,
+} from '../src/phone.js';
+import { FakePeerConnection, FakeUA, fakeSip, fakeStream, fakeTimers } from './fakesip.js';
 
 const WS = 'ws://gw.test/ws';
 
@@ -370,6 +378,78 @@ describe('ICE gathering', () => {
     const { session } = ua.calls[0];
     session.emit('icecandidate', { candidate: {}, ready: () => {} });
     session.emit('sdp', { originator: 'local', type: 'offer', sdp: 'v=0' });
+    assert.equal(t.timers.pending.size, 0);
+  });
+});
+
+describe('ICE restart', () => {
+  // activeCall has the registered phone in an answered call whose session
+  // has a fake RTCPeerConnection.
+  async function activeCall() {
+    const t = setup();
+    const ua = await registered(t);
+    await t.phone.call('1000');
+    const { session } = ua.calls[0];
+    const pc = new FakePeerConnection();
+    session.connection = pc;
+    session.emit('peerconnection', { peerconnection: pc });
+    session.emit('accepted', {});
+    pc.ice('connected');
+    return { t, ua, session, pc };
+  }
+
+  test('failed ICE restarts at once, with new credentials, and counts the answer', async () => {
+    const { t, session, pc } = await activeCall();
+    pc.ice('failed');
+    assert.equal(session.renegotiations.length, 1);
+    assert.deepEqual(session.renegotiations[0].options, { rtcOfferConstraints: { iceRestart: true } });
+    assert.equal(pc.restarts, 1);
+    assert.equal(t.phone.snapshot().iceRestarts, 0);
+    session.renegotiations[0].done();
+    assert.equal(t.phone.snapshot().iceRestarts, 1);
+  });
+
+  test('disconnected ICE restarts after a while, unless it recovers', async () => {
+    const { t, session, pc } = await activeCall();
+    pc.ice('disconnected');
+    assert.equal(session.renegotiations.length, 0);
+    assert.equal([...t.timers.pending.values()][0].ms, ICE_DISCONNECTED_RESTART_MS);
+    pc.ice('connected'); // a blip
+    assert.equal(t.timers.pending.size, 0);
+    pc.ice('disconnected');
+    t.timers.fireAll();
+    assert.equal(session.renegotiations.length, 1);
+  });
+
+  test('while the WebSocket is down the restart waits for the new registration', async () => {
+    const { t, ua, session, pc } = await activeCall();
+    ua.disconnect();
+    assert.equal(t.phone.networkChanged(), false); // the browser's 'online'
+    pc.ice('failed');
+    assert.equal(session.renegotiations.length, 0);
+    assert.equal(t.phone.snapshot().call, Call.ACTIVE, 'a lost WebSocket does not end the call');
+    ua.connect();
+    assert.equal(session.renegotiations.length, 0, 'not before the gateway knows the new connection');
+    ua.emit('registered', {});
+    assert.equal(session.renegotiations.length, 1);
+  });
+
+  test('a re-offer in progress makes the restart try again', async () => {
+    const { t, session } = await activeCall();
+    session.reofferBusy = true;
+    assert.equal(t.phone.restartIce(), false);
+    assert.equal([...t.timers.pending.values()][0].ms, ICE_RESTART_RETRY_MS);
+    session.reofferBusy = false;
+    t.timers.fireAll();
+    assert.equal(session.renegotiations.length, 1);
+  });
+
+  test('no call, or a call that ended, restarts nothing', async () => {
+    const { t, session, pc } = await activeCall();
+    session.emit('ended', { originator: 'remote', cause: 'Terminated' });
+    pc.ice('failed');
+    assert.equal(t.phone.restartIce(), false);
+    assert.equal(session.renegotiations.length, 0);
     assert.equal(t.timers.pending.size, 0);
   });
 });

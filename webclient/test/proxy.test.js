@@ -17,7 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { buildGateway, distBuilt, gatewayUnavailable, startGateway } from './gateway.js';
-import { launchBrowser, watchPage } from './helpers.js';
+import { launchBrowser, waitFor, watchPage } from './helpers.js';
 import { nginxUnavailable, startNginx } from './nginx.js';
 import { makeTestCA, testCAUnavailable } from './testca.js';
 
@@ -41,17 +41,6 @@ function freePort() {
       s.close(() => resolve(port));
     });
   });
-}
-
-async function waitFor(what, probe, predicate, timeout = 10_000) {
-  const deadline = Date.now() + timeout;
-  let v;
-  while (Date.now() < deadline) {
-    v = await probe();
-    if (v && predicate(v)) return v;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-  throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)}`);
 }
 
 describe('the softphone through nginx over HTTPS', { skip: skipReason() }, () => {

@@ -7,6 +7,7 @@
 //
 //   const ca = await makeTestCA(dir, ['127.0.0.1', 'sip.example.test']);
 //   // ca.caFile, ca.certFile, ca.keyFile; ca.home for Chromium's HOME
+//   await trustCA(home, caFile);   // an NSS database trusting another CA
 //
 // Needs openssl and certutil (Debian packages openssl and libnss3-tools;
 // scripts/deps.sh installs them).
@@ -54,9 +55,16 @@ export async function makeTestCA(dir, hosts) {
     '-CAcreateserial', '-out', f('cert.pem'), '-days', '1', '-extfile', f('leaf.ext')]);
 
   const home = f('home');
+  await trustCA(home, f('ca.pem'));
+  return { caFile: f('ca.pem'), certFile: f('cert.pem'), keyFile: f('key.pem'), home };
+}
+
+// trustCA makes an NSS database under home that trusts the CA of caFile
+// (PEM) for servers: Chromium run with HOME=home trusts it. The Go tests
+// hand their CA (transporttest.NewCA) to Chromium this way.
+export async function trustCA(home, caFile) {
   const db = path.join(home, '.pki', 'nssdb');
   await mkdir(db, { recursive: true });
   run('certutil', ['-d', `sql:${db}`, '-N', '--empty-password']);
-  run('certutil', ['-d', `sql:${db}`, '-A', '-t', 'C,,', '-n', 'switchboard test CA', '-i', f('ca.pem')]);
-  return { caFile: f('ca.pem'), certFile: f('cert.pem'), keyFile: f('key.pem'), home };
+  run('certutil', ['-d', `sql:${db}`, '-A', '-t', 'C,,', '-n', 'switchboard test CA', '-i', caFile]);
 }

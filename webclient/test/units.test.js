@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { loadConfig, wsURL } from '../src/config.js';
 import { HISTORY_KEY, createHistory } from '../src/history.js';
-import { describeEnd, describeMediaError } from '../src/messages.js';
+import { describeEnd, describeMediaError, text, transferReason } from '../src/messages.js';
 import { formatDuration } from '../src/ui.js';
 
 const page = new URL('http://gw.example.test:8080/?autoanswer=1');
@@ -100,4 +100,19 @@ test('call timer format', () => {
   assert.equal(formatDuration(0), '0:00');
   assert.equal(formatDuration(65), '1:05');
   assert.equal(formatDuration(3725), '1:02:05');
+});
+
+test('transfer outcomes in words', () => {
+  assert.equal(transferReason(486), 'busy');
+  assert.equal(transferReason('480'), 'no answer');
+  assert.equal(transferReason(403), 'not allowed');
+  assert.equal(transferReason(603), 'declined');
+  assert.equal(transferReason(503), 'error 503');
+  assert.equal(text.transferred('bob', 'carol'), 'bob was transferred to carol.');
+  assert.equal(
+    text.transferFailed('bob', 'carol', 486),
+    'carol did not take the call (busy). You are still in the call with bob.',
+  );
+  assert.equal(text.transferRefused('bob', 'carol'), 'bob could not be transferred to carol. You are still in the call.');
+  assert.equal(text.beingTransferred('alice', 'carol'), 'alice is transferring you to carol. Calling carol…');
 });
