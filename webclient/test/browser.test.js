@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
+import { mustRun } from './gateway.js';
 import { distDir, launchBrowser, startStaticServer, watchPage } from './helpers.js';
 
 const built = existsSync(path.join(distDir, 'index.html'));
@@ -18,7 +19,7 @@ const screenshotDir = path.dirname(new URL(import.meta.url).pathname);
 const expected = [/WebSocket connection to .* failed/, /Failed to load resource: .*404/];
 const unexpected = (problems) => problems.filter((p) => !expected.some((re) => re.test(p)));
 
-describe('softphone page', { skip: built ? false : 'dist/ is not built: run npm run build' }, () => {
+describe('softphone page', { skip: mustRun(built ? false : 'dist/ is not built: run npm run build') }, () => {
   let server;
   let browser;
 

@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createFakeGateway } from './fakegateway.js';
+import { mustRun } from './gateway.js';
 import { distDir, launchBrowser, startStaticServer } from './helpers.js';
 
 const built = existsSync(path.join(distDir, 'index.html'));
@@ -15,7 +16,7 @@ const T = { timeout: 30_000 };
 const screenshotDir = path.dirname(new URL(import.meta.url).pathname);
 const USERS = { alice: 'alice-pw', bob: 'bob-pw', carol: 'carol-pw' };
 
-describe('calls through a fake gateway', { skip: built ? false : 'dist/ is not built: run npm run build' }, () => {
+describe('calls through a fake gateway', { skip: mustRun(built ? false : 'dist/ is not built: run npm run build') }, () => {
   let gateway;
   let server;
   let browser;

@@ -38,7 +38,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { buildGateway, DEFAULT_USERS, distBuilt, gatewayUnavailable, repoRoot, startGateway } from './gateway.js';
+import { buildGateway, mustRun, DEFAULT_USERS, distBuilt, gatewayUnavailable, repoRoot, startGateway } from './gateway.js';
 import { launchBrowser, relayWebSocket, watchPage } from './helpers.js';
 
 const USERS = { ...DEFAULT_USERS, 1000: 'pass1000', carol: 'carol-secret' };
@@ -260,7 +260,7 @@ async function expectExit(proc, timeout, what) {
   assert.equal(res.code, 0, `sipp ${proc.label} exit ${JSON.stringify(res)} (${what})`);
 }
 
-describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: skipReason() }, () => {
+describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: mustRun(skipReason()) }, () => {
   let build;
   let gateway;
   let browser;
@@ -684,7 +684,7 @@ function clusterSkipReason() {
 // redis-server. Chromium registers alice at gateway 2; a sipp phone calls
 // her through gateway 1, which sends the call to gateway 2; gateway 2,
 // which holds her WebSocket, bridges it and relays the audio.
-describe('a call across two gateways of a cluster (Redis)', { skip: clusterSkipReason() }, () => {
+describe('a call across two gateways of a cluster (Redis)', { skip: mustRun(clusterSkipReason()) }, () => {
   let build;
   let redis;
   let g1;

@@ -13,7 +13,7 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { buildGateway, distBuilt, gatewayUnavailable, startGateway } from './gateway.js';
+import { buildGateway, mustRun, distBuilt, gatewayUnavailable, startGateway } from './gateway.js';
 import { launchBrowser, relayWebSocket, watchPage } from './helpers.js';
 
 const USERS = { alice: 'alice-secret', bob: 'bob-secret' };
@@ -55,7 +55,7 @@ function onlyMD5Challenges(message) {
   return [head.join('\r\n') + message.slice(end), removed];
 }
 
-describe('the softphone against the real gateway', { skip: skipReason() }, () => {
+describe('the softphone against the real gateway', { skip: mustRun(skipReason()) }, () => {
   let build;
   let gateway;
   let browser;

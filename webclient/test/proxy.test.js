@@ -16,7 +16,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { buildGateway, distBuilt, gatewayUnavailable, startGateway } from './gateway.js';
+import { buildGateway, mustRun, distBuilt, gatewayUnavailable, startGateway } from './gateway.js';
 import { launchBrowser, waitFor, watchPage } from './helpers.js';
 import { nginxUnavailable, startNginx } from './nginx.js';
 import { makeTestCA, testCAUnavailable } from './testca.js';
@@ -43,7 +43,7 @@ function freePort() {
   });
 }
 
-describe('the softphone through nginx over HTTPS', { skip: skipReason() }, () => {
+describe('the softphone through nginx over HTTPS', { skip: mustRun(skipReason()) }, () => {
   let dir;
   let build;
   let gateway;

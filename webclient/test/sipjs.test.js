@@ -11,7 +11,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import * as esbuild from 'esbuild';
-import { buildGateway, distBuilt, gatewayUnavailable, startGateway } from './gateway.js';
+import { buildGateway, mustRun, distBuilt, gatewayUnavailable, startGateway } from './gateway.js';
 import { launchBrowser, waitFor, watchPage, webclientDir } from './helpers.js';
 
 const USERS = { alice: 'alice-secret', bob: 'bob-secret', carol: 'carol-secret' };
@@ -34,7 +34,7 @@ async function sipjsBundle() {
   return out.outputFiles[0].text;
 }
 
-describe('transfer from a SIP.js user agent', { skip: skipReason() }, () => {
+describe('transfer from a SIP.js user agent', { skip: mustRun(skipReason()) }, () => {
   let build;
   let gateway;
   let browser;
