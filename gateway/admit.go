@@ -7,29 +7,50 @@ import (
 	"github.com/switchboard/switchboard/sip"
 )
 
-// admit is the transaction layer's Admit: each new out-of-dialog request
-// from a source that the authentication throttle blocks is refused before
-// any transaction or handler, so that an address guessing passwords costs
-// no memory while it is refused. Over UDP it is dropped: answering would
-// cost a send per junk datagram (at 25,000 a second, CPU that the other
-// sources need) and would reflect the flood to whatever address the
-// datagrams claim. Over TCP, TLS and WebSocket, where the source is a
-// connection and the rate is bounded by it, it gets 403 with Retry-After,
-// statelessly. Requests inside a dialog (with a To tag) go on: the gateway
-// never authenticates them, and a call in progress from that address can
-// still end. A REGISTER is refused with or without one.
+// admit is the transaction layer's Admit. It refuses, before any
+// transaction or handler:
+//
+//   - each new out-of-dialog request from a source that the
+//     authentication throttle blocks, so that an address guessing
+//     passwords costs no memory while it is refused. Over UDP it is
+//     dropped: answering would cost a send per junk datagram (at 25,000 a
+//     second, CPU that the other sources need) and would reflect the
+//     flood to whatever address the datagrams claim. Over TCP, TLS and
+//     WebSocket, where the source is a connection and the rate is bounded
+//     by it, it gets 403 with Retry-After, statelessly. Requests inside a
+//     dialog (with a To tag) go on: the gateway never authenticates them,
+//     and a call in progress from that address can still end. A REGISTER
+//     is refused with or without one.
+//   - new work while the gateway is overloaded, from the sources that
+//     bring their share of it or more (transaction.Layer.Overloaded): 503
+//     with Retry-After, at once and statelessly, rather than a timeout
+//     later. New work is an out-of-dialog request without credentials: a
+//     REGISTER or INVITE that starts an exchange, an OPTIONS, a MESSAGE.
+//     What completes work already begun goes on: requests within a dialog
+//     (the BYE that ends a call), and requests that answer a challenge,
+//     whose first half was served.
 func (g *Gateway) admit(req *sip.Request) (reject *sip.Response, drop bool) {
-	if req.Method != sip.MethodRegister && req.To().Tag() != "" {
-		return nil, false
+	if req.Method == sip.MethodRegister || req.To().Tag() == "" {
+		if wait, blocked := g.throttle.Blocked(req.Source.AddrPort.Addr()); blocked {
+			if !req.Source.Reliable() {
+				return nil, true
+			}
+			res := sip.NewResponse(req, 403, "Too Many Failed Attempts")
+			res.Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
+			return res, false
+		}
 	}
-	wait, blocked := g.throttle.Blocked(req.Source.AddrPort.Addr())
-	if !blocked {
-		return nil, false
+	if newWork(req) && g.tx.Overloaded(req) {
+		g.shed.Add(1)
+		res := sip.NewResponse(req, 503, "Overloaded")
+		res.Set("Retry-After", g.retryAfter)
+		return res, false
 	}
-	if !req.Source.Reliable() {
-		return nil, true
-	}
-	res := sip.NewResponse(req, 403, "Too Many Failed Attempts")
-	res.Set("Retry-After", strconv.FormatInt(int64(math.Ceil(wait.Seconds())), 10))
-	return res, false
+	return nil, false
+}
+
+// newWork reports whether req starts work rather than completes it: out
+// of dialog, and without credentials.
+func newWork(req *sip.Request) bool {
+	return req.To().Tag() == "" && !req.Has("Authorization") && !req.Has("Proxy-Authorization")
 }

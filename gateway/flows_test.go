@@ -49,7 +49,7 @@ func (w closeWatch) DeleteFlow(ctx context.Context, flow sip.Addr) ([]location.B
 	return b, err
 }
 
-func newStack(t *testing.T) *stack {
+func newStack(t *testing.T, opts ...func(*gateway.Config)) *stack {
 	t.Helper()
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	st := &stack{clk: clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)), closed: make(chan sip.Addr, 16)}
@@ -72,7 +72,7 @@ func newStack(t *testing.T) *stack {
 	}
 	layer := transport.NewLayer(transport.Config{})
 	layer.Add(st.tcp)
-	st.gw, err = gateway.New(context.Background(), gateway.Config{
+	cfg := gateway.Config{
 		Identity:   id,
 		Transports: layer,
 		Location:   closeWatch{loc, st.closed},
@@ -80,7 +80,11 @@ func newStack(t *testing.T) *stack {
 		Secret:     []byte("0123456789abcdef0123456789abcdef"),
 		Algorithms: []string{"MD5"},
 		Clock:      st.clk,
-	})
+	}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	st.gw, err = gateway.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -129,17 +133,7 @@ func (p *phone) register(contact string, expires int, password string) int {
 	p.t.Helper()
 	auth := ""
 	for range 2 {
-		p.cseq++
-		p.send(fmt.Sprintf("REGISTER sip:%s SIP/2.0\r\n"+
-			"Via: SIP/2.0/TCP phone.invalid;branch=%s\r\n"+
-			"Max-Forwards: 70\r\n"+
-			"From: <sip:alice@%s>;tag=ph1\r\n"+
-			"To: <sip:alice@%s>\r\n"+
-			"Call-ID: phone-%p\r\n"+
-			"CSeq: %d REGISTER\r\n"+
-			"Contact: <%s>;expires=%d\r\n%s"+
-			"Content-Length: 0\r\n\r\n", domain, sip.NewBranch(), domain, domain, p, p.cseq, contact, expires, auth))
-		res := p.response()
+		res := p.registerOnce(contact, expires, auth)
 		if res.StatusCode != 401 {
 			return res.StatusCode
 		}
@@ -155,6 +149,23 @@ func (p *phone) register(contact string, expires int, password string) int {
 		auth = "Authorization: " + cr.String() + "\r\n"
 	}
 	return 401
+}
+
+// registerOnce sends one REGISTER of contact for alice with expires and
+// the Authorization line auth ("" for none), and returns its response.
+func (p *phone) registerOnce(contact string, expires int, auth string) *sip.Response {
+	p.t.Helper()
+	p.cseq++
+	p.send(fmt.Sprintf("REGISTER sip:%s SIP/2.0\r\n"+
+		"Via: SIP/2.0/TCP phone.invalid;branch=%s\r\n"+
+		"Max-Forwards: 70\r\n"+
+		"From: <sip:alice@%s>;tag=ph1\r\n"+
+		"To: <sip:alice@%s>\r\n"+
+		"Call-ID: phone-%p\r\n"+
+		"CSeq: %d REGISTER\r\n"+
+		"Contact: <%s>;expires=%d\r\n%s"+
+		"Content-Length: 0\r\n\r\n", domain, sip.NewBranch(), domain, domain, p, p.cseq, contact, expires, auth))
+	return p.response()
 }
 
 func (p *phone) send(s string) {

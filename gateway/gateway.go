@@ -15,10 +15,13 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -147,6 +150,11 @@ type Gateway struct {
 	node     string
 	transfer *transfer.Policy
 
+	// shed counts the requests refused for overload; retryAfter is their
+	// Retry-After.
+	shed       atomic.Uint64
+	retryAfter string
+
 	// ctx is the context of the work the gateway does on its own (the
 	// handlers, the bindings of a closed connection): New's, canceled by
 	// Close.
@@ -233,8 +241,15 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if txc.Clock == nil {
 		txc.Clock = cfg.Clock
 	}
+	g.retryAfter = strconv.Itoa(max(1, int(cmp.Or(txc.RetryAfter, transaction.DefaultRetryAfter).Seconds())))
 	txc.Admit = g.admit
 	txc.OnStrayResponse = g.forwardStray
+	if txc.QueueDelay == nil {
+		txc.QueueDelay = cfg.Transports.QueueDelay
+	}
+	// The trunk routing is built below; the layer asks for a weight only
+	// once requests come, after New.
+	txc.SourceWeight = func(src netip.Addr) int { return g.routing.weight(src) }
 	g.ctx, g.cancel = context.WithCancel(ctx)
 	g.tx = transaction.New(g.ctx, cfg.Transports, g, txc)
 
@@ -440,6 +455,10 @@ func (g *Gateway) Throttle() *accounts.Throttle { return g.throttle }
 
 // TransactionStats returns the load of the transaction layer.
 func (g *Gateway) TransactionStats() transaction.Stats { return g.tx.Stats() }
+
+// Shed returns how many new requests were refused with 503 for overload
+// (see admit).
+func (g *Gateway) Shed() uint64 { return g.shed.Load() }
 
 // TransferStats returns the counters of the transfer policy: the REFERs
 // let through and refused, and the INVITEs with Replaces routed to the

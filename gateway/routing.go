@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"net/netip"
 	"reflect"
 	"sync/atomic"
 
@@ -99,6 +100,24 @@ func newRoutingTable(r *trunkRouting) *routingTable {
 
 // Trusted names the trunk a source address belongs to.
 func (t *routingTable) Trusted(src sip.Addr) (string, bool) { return t.cur.Load().Trusted(src) }
+
+// weight is the transaction layer's SourceWeight: a trusted trunk's
+// Weight (trunk.DefaultWeight when it names none), 1 for any other
+// address.
+func (t *routingTable) weight(src netip.Addr) int {
+	r := t.cur.Load()
+	if r.trusted == nil {
+		return 1
+	}
+	name, ok := r.trusted.Trusted(src)
+	if !ok {
+		return 1
+	}
+	if w := r.trunks[name].Weight; w > 0 {
+		return w
+	}
+	return trunk.DefaultWeight
+}
 
 // Route routes by the table in force.
 func (t *routingTable) Route(ctx context.Context, req *sip.Request, caller proxy.Caller) ([]proxy.Target, bool) {

@@ -80,3 +80,33 @@ func TestTrunkRouting(t *testing.T) {
 		t.Error("a route of the old table is still in force")
 	}
 }
+
+// The weight of a source in the transaction layer's fair shares: a
+// trusted trunk's own, or trunk.DefaultWeight when it names none; 1 for
+// any other address, and for everyone once no trunk is configured.
+func TestSourceWeight(t *testing.T) {
+	trunks := []trunk.Trunk{
+		{Name: "big", Host: "198.51.100.7", Port: 5060, Transport: sip.UDP, Weight: 50,
+			TrustedSources: []netip.Prefix{netip.MustParsePrefix("198.51.100.0/24")}},
+		{Name: "plain", Host: "203.0.113.7", Port: 5060, Transport: sip.UDP,
+			TrustedSources: []netip.Prefix{netip.MustParsePrefix("203.0.113.0/24")}},
+	}
+	r, err := newTrunkRouting("example.com", trunks, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := newRoutingTable(r)
+	for src, want := range map[string]int{"198.51.100.9": 50, "203.0.113.9": trunk.DefaultWeight, "192.0.2.1": 1} {
+		if got := table.weight(netip.MustParseAddr(src)); got != want {
+			t.Errorf("weight(%s) = %d, want %d", src, got, want)
+		}
+	}
+	empty, err := newTrunkRouting("example.com", nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table.cur.Store(empty)
+	if got := table.weight(netip.MustParseAddr("198.51.100.9")); got != 1 {
+		t.Errorf("without trunks: weight %d, want 1", got)
+	}
+}

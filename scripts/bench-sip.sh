@@ -1,65 +1,141 @@
 #!/usr/bin/env bash
-# bench-sip.sh: REGISTER/s and calls/s under sipp load, on loopback only.
+# bench-sip.sh: Switchboard's SIP engine beside Kamailio's under sipp load,
+# in one run on the same machine, on loopback only.
 #
-#   scripts/bench-sip.sh [switchboard|redis|kamailio|both|stores]     (default: switchboard)
+#   scripts/bench-sip.sh [both|stores|switchboard|redis|kamailio]   (default: both)
 #
-# redis is switchboard in cluster mode, its location store in a redis-server
-# the script starts on a free loopback port (no persistence); stores runs
-# switchboard then redis, to compare the embedded store with Redis. For
-# redis the script also reports the store's round trips to Redis
-# (switchboard_cluster_redis_calls_total) per successful REGISTER and per
-# call.
+# both compares Switchboard with Kamailio; stores compares Switchboard on
+# its embedded location store (switchboard) with Switchboard in cluster
+# mode, its location store in a redis-server the script starts on a free
+# loopback port without persistence (redis). For redis the results also
+# give the store's round trips to Redis (switchboard_cluster_redis_calls_total)
+# per successful REGISTER and per call, and its server CPU includes the
+# redis-server's.
 #
-# For each target it starts the server on free 127.0.0.1 ports, then
-#   1. REGISTER with digest auth (401 then credentials), a different user per
-#      call (u0..u999, all with the password pw-secret), test/sipp/bench-register.xml,
-#      at increasing rates (-r) for DUR seconds each (-m = rate*DUR);
-#   2. calls through the proxy: a sipp UAS registered as u1 (register-only.xml,
-#      then uas-answer.xml on the same port), a sipp UAC (uac-call.xml, caller u0,
-#      407 then Proxy-Authorization, INVITE/180/200/ACK/BYE, no pause) at
-#      increasing rates;
-# and reports for each rate the calls that succeeded and failed, and the
-# highest rate with 0 failed calls. A rate stops the ladder at its first failure.
-# Everything is bounded: -m per run, -recv_timeout per message, -timeout per run,
-# and every process started here is stopped by its pid on exit.
+# It starts the servers on free 127.0.0.1 ports (all at once; an idle
+# server costs nothing) and measures, for each:
 #
-# kamailio: needs the Debian package (apt-get install kamailio); the script writes
-# a minimal registrar+proxy config (usrloc in memory, auth with pv_auth_check and
-# a static password, record_route, lookup, t_relay).
+#   1. REGISTER with digest (401, then credentials, then 200), a different
+#      user per call (u0..u999, one password), test/sipp/bench-register.xml,
+#      on a ladder of rates (-r) of DUR seconds each (-m = rate*DUR). A
+#      target's ladder stops at its first rate with a failed call; its knee
+#      is the highest rate before it, with 0 failures.
+#   2. Overload: REGISTER at OVER_FACTOR (2) times the knee for OVER_DUR
+#      (30) seconds: goodput (successful calls/s), how the failures failed
+#      (an answer such as 503, or a timeout), the server's largest RSS;
+#      then at once a DUR-second step at the knee, to see it recover.
+#   3. and 4. The same for calls through the proxy: a sipp UAS registered
+#      as u1 (register-only.xml, then uas-answer.xml on the same port), a
+#      sipp UAC (uac-call.xml, caller u0: INVITE, 407, INVITE with
+#      Proxy-Authorization, 180, 200, ACK, BYE, no pause). With CALLERS
+#      above 1, that many sipp UACs at once, the k-th from 127.0.0.(k+1)
+#      (2 and up), share the rate: the load of several sources.
 #
-# Settings (environment): DUR (10), DRAIN (35 s between the two steps), REG_RATES, CALL_RATES, NUSERS (1000),
-# CALLERS (1: the sipp UACs of the call ladder, each on its own source address
-# 127.0.0.2…, sharing the rate, so that the gateway's per-source transaction
-# cap of 1000 does not set the call rate),
-# KAM_CHILDREN (2), OUT (a directory for logs; default a new temp dir).
+# The ladders interleave the targets rate by rate (Switchboard, then
+# Kamailio, at each rate), so that both see the same machine; each step
+# starts once both servers are idle again. For every step the results give
+# the calls that succeeded and failed, the rate achieved, and the CPU time
+# of the server (its whole process tree, from /proc) and of sipp per
+# successful call, in µs: per registration that is two transactions (401
+# and 200), per call five (INVITE, INVITE, BYE, and the ACKs). sipp runs
+# with -default_behaviors all,-abortunexp: with several workers Kamailio
+# may pass a 180 after its 200, and a call must not be aborted for that.
+#
+# Kamailio: the Debian package, installed with apt-get when missing. The
+# script writes a minimal registrar+proxy config (usrloc in memory, auth
+# with pv_auth_check and a static password, record_route, lookup, t_relay)
+# with KAM_CHILDREN (4) UDP workers and KAM_SHM (1024) MB of shared memory.
+#
+# Profiles: PPROF_AT="register:RATE call:RATE" takes a CPU profile of
+# Switchboard (SWITCHBOARD_PPROF) during the step at that rate (from its
+# second second to two seconds before its end), and
+# writes `go tool pprof -top` of it to $OUT/pprof-*.txt.
+#
+# Settings (environment): SB_DATA (Switchboard's data directory, one
+# subdirectory per target; default a new one on tmpfs, /dev/shm), DUR
+# (10), REG_RATES, CALL_RATES, CALLERS (1), DRAIN (0: seconds to wait
+# between the REGISTER and the call halves, beyond the servers going idle,
+# e.g. 35 to let the REGISTERs' transactions end), OVER_DUR (30),
+# OVER_FACTOR (2; 0 leaves the overload steps out), NUSERS (1000),
+# KAM_CHILDREN (4), KAM_SHM (1024), KAM_PKG (32), SKIP (register or call:
+# leave that half out), OUT (a directory for logs; default a new temp dir). Everything is bounded: -m
+# per run, -recv_timeout per message, -timeout per run, and every process
+# started here is stopped by its pid on exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SIPP_DIR=$ROOT/test/sipp
-TARGETS=${1:-switchboard}
+TARGETS=${1:-both}
 DUR=${DUR:-10}
-REG_RATES=${REG_RATES:-"100 200 400 800 1200 1600 2400 3200"}
-CALL_RATES=${CALL_RATES:-"50 100 200 300 400 600 800 1200"}
-CALLERS=${CALLERS:-1}
+REG_RATES=${REG_RATES:-"1000 2000 3000 4000 5000 6000 7000 8000 9000 10000 11000 12000 14000 16000"}
+CALL_RATES=${CALL_RATES:-"200 400 600 800 1000 1200 1400 1600 1800 2000 2400 2800 3200"}
+OVER_DUR=${OVER_DUR:-30}
+OVER_FACTOR=${OVER_FACTOR:-2}
 NUSERS=${NUSERS:-1000}
-KAM_CHILDREN=${KAM_CHILDREN:-2}
-DRAIN=${DRAIN:-35}
+KAM_CHILDREN=${KAM_CHILDREN:-4}
+KAM_SHM=${KAM_SHM:-1024}
+KAM_PKG=${KAM_PKG:-32}
+PPROF_AT=${PPROF_AT:-}
+SKIP=${SKIP:-}
+CALLERS=${CALLERS:-1}
+DRAIN=${DRAIN:-0}
 PASS=pw-secret
+# sipp's socket buffers. Its default (128 KiB on this machine) overflowed
+# at 4,000 REGISTER/s on a busy host: 240,000 datagrams dropped in sipp's
+# socket against 916 in the gateway's, which sipp counts as the server's
+# timeouts. The kernel caps it at net.core.rmem_max.
+SIPP_BUF=${SIPP_BUF:-8388608}
 OUT=${OUT:-$(mktemp -d /tmp/bench-sip.XXXXXX)}
 mkdir -p "$OUT"
+# Kamailio keeps its registrations in memory only (usrloc db_mode 0); so
+# that both do the same work, Switchboard's journal goes to tmpfs, where
+# its fdatasync costs nothing. SB_DATA=$OUT/sb-data measures it on disk.
+if [ -z "${SB_DATA:-}" ]; then
+	if [ -d /dev/shm ] && [ -w /dev/shm ]; then
+		SB_DATA=$(mktemp -d /dev/shm/bench-sip.XXXXXX)
+		SB_DATA_TMP=$SB_DATA
+	else
+		SB_DATA=$OUT/sb-data
+	fi
+fi
 PIDS=()
+TICK=$(getconf CLK_TCK)
+
+case $TARGETS in
+both) LIST=(switchboard kamailio) ;;
+stores) LIST=(switchboard redis) ;;
+switchboard | redis | kamailio) LIST=("$TARGETS") ;;
+*) echo "usage: $0 [both|stores|switchboard|redis|kamailio]" >&2; exit 2 ;;
+esac
+((CALLERS >= 1 && CALLERS <= 200)) || { echo "CALLERS must be 1 to 200" >&2; exit 2; }
 
 cleanup() {
 	local p
 	for p in "${PIDS[@]:-}"; do
 		[ -n "$p" ] && kill "$p" 2>/dev/null || true
 	done
-	sleep 0.5
+	# A gateway shuts down gracefully; give it up to 5 s.
+	local i alive
+	for i in $(seq 1 50); do
+		alive=0
+		for p in "${PIDS[@]:-}"; do
+			[ -n "$p" ] && kill -0 "$p" 2>/dev/null && alive=1
+		done
+		[ $alive = 0 ] && break
+		sleep 0.1
+	done
 	for p in "${PIDS[@]:-}"; do
 		[ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
 	done
+	[ -n "${SB_DATA_TMP:-}" ] && rm -rf "$SB_DATA_TMP"
+	return 0
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+# A signal ends the run: without the exit, bash would go on after the
+# step that was running.
+trap 'exit 130' INT TERM
+
+command -v sipp >/dev/null || { echo "sipp is not installed: apt-get install -y sip-tester" >&2; exit 1; }
 
 # free_port prints a port free on 127.0.0.1 for both UDP and TCP, outside
 # the RTP range 20000-29999.
@@ -82,6 +158,70 @@ while True:
 EOF
 }
 
+# tree PID prints PID and its descendants.
+tree() {
+	local p=$1 c
+	echo "$p"
+	for c in $(ps -o pid= --ppid "$p" 2>/dev/null); do
+		tree "$c"
+	done
+}
+
+# cpu_us PID prints the CPU time (user + system) of PID's process tree in µs.
+cpu_us() {
+	local t=0 p f
+	for p in $(tree "$1"); do
+		f=$(cat "/proc/$p/stat" 2>/dev/null) || continue
+		f=${f##*) }
+		set -- $f
+		# Fields 14 and 15 of stat are the 12th and 13th after the name.
+		t=$((t + ${12} + ${13}))
+	done
+	echo $((t * 1000000 / TICK))
+}
+
+# cpu_target TARGET prints the CPU time of TARGET's processes in µs: the
+# server's tree and, for redis, the redis-server's.
+cpu_target() {
+	local t=0 p
+	for p in ${SERVER_PIDS[$1]}; do
+		t=$((t + $(cpu_us "$p")))
+	done
+	echo "$t"
+}
+
+# mem_target TARGET prints the memory of TARGET's processes in KiB.
+mem_target() {
+	local t=0 p
+	for p in ${SERVER_PIDS[$1]}; do
+		t=$((t + $(mem_kb "$p")))
+	done
+	echo "$t"
+}
+
+# mem_kb PID prints the memory of PID's process tree in KiB: the sum of
+# their proportional set sizes (Kamailio's workers share their memory).
+mem_kb() {
+	local t=0 p v
+	for p in $(tree "$1"); do
+		v=$(awk '/^Pss:/{print $2}' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
+		t=$((t + ${v:-0}))
+	done
+	echo "$t"
+}
+
+# settle TARGET waits (at most 40 s) until TARGET's processes use less
+# than 5 % of a core over half a second: the previous step's backlog is done.
+settle() {
+	local i a b
+	for i in $(seq 1 80); do
+		a=$(cpu_target "$1")
+		sleep 0.5
+		b=$(cpu_target "$1")
+		[ $((b - a)) -lt 25000 ] && return 0
+	done
+}
+
 # Users: u0..u(NUSERS-1), one password.
 USERS_CSV=$OUT/users.csv
 {
@@ -93,145 +233,84 @@ USERS_CSV=$OUT/users.csv
 USERS_ENV=$(for ((i = 0; i < NUSERS; i++)); do printf 'u%d:%s,' "$i" "$PASS"; done)
 USERS_ENV=${USERS_ENV%,}
 printf 'SEQUENTIAL\nlocalhost;u0;localhost\n' >"$OUT/caller.csv"
-
-# counters FILE: "successful failed elapsed_s" from sipp's final statistics screen
-# (its Elapsed Time is 0 on the final screen; ladder replaces it with wall time).
-counters() {
-	local f=$1 ok fail el
-	ok=$(grep 'Successful call' "$f" | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}')
-	fail=$(grep 'Failed call' "$f" | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}')
-	el=$(grep 'Elapsed Time' "$f" | tail -1 | awk -F'|' '{gsub(/ /,"",$3); print $3}' |
-		awk -F: '{printf "%.2f", $1*3600+$2*60+$3+$4/1e6}')
-	echo "${ok:-0} ${fail:-0} ${el:-0}"
-}
+# The UAS's binding must outlast the run.
+sed 's/Expires: 300/Expires: 3600/' "$SIPP_DIR/register-only.xml" >"$OUT/register-uas.xml"
 
 RESULTS=$OUT/results.txt
 : >"$RESULTS"
 report() { echo "$*" | tee -a "$RESULTS"; }
 
-# ladder NAME TARGET RATES CMD...: runs CMD with -r RATE -m RATE*DUR for each rate.
-ladder() {
-	local name=$1 target=$2 rates=$3
-	shift 3
-	local best=0 r ok fail el f t0
-	for r in $rates; do
-		f=$OUT/$target-$name-$r.out
-		t0=$(date +%s.%N)
-		(cd "$OUT" && timeout $((DUR * 4 + 30)) "$@" -r "$r" -m $((r * DUR)) \
-			-recv_timeout 5000 -timeout $((DUR * 4 + 20))s -nostdin -trace_err \
-			-error_file "$OUT/$target-$name-$r.err" >"$f" 2>&1) || true
-		read -r ok fail el < <(counters "$f")
-		el=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}')
-		report "$(printf '%-11s %-8s rate=%-5s calls=%-6s ok=%-6s failed=%-5s elapsed=%-6s achieved=%s/s' \
-			"$target" "$name" "$r" $((r * DUR)) "$ok" "$fail" "$el" \
-			"$(awk -v o="$ok" -v e="$el" 'BEGIN{ if (e>0) printf "%.0f", o/e; else print 0 }')")"
-		if [ "$fail" != 0 ] || [ "$ok" != $((r * DUR)) ]; then
-			break
-		fi
-		best=$r
-	done
-	report "$(printf '%-11s %-8s highest rate with 0 failed: %s/s' "$target" "$name" "$best")"
+# sstat FILE COLUMN prints COLUMN of the last line of a sipp -trace_stat file.
+sstat() {
+	awk -F';' -v col="$2" 'NR==1{for(i=1;i<=NF;i++) if($i==col) c=i; next} {v=$c} END{print v+0}' "$1"
 }
 
-# call_ladder NAME TARGET RATES SERVER: the call ladder with CALLERS sipp
-# UACs at once, the k-th from 127.0.0.(k+1) at RATE/CALLERS; their counts
-# are added up.
-call_ladder() {
-	local name=$1 target=$2 rates=$3 server=$4
-	local best=0 r k ok fail el t0 f n rk pids tok tfail
-	for r in $rates; do
-		t0=$(date +%s.%N)
-		pids=()
-		rk=$(((r + CALLERS - 1) / CALLERS))
-		for ((k = 0; k < CALLERS; k++)); do
-			f=$OUT/$target-$name-$r-$k.out
-			(cd "$OUT" && timeout $((DUR * 4 + 30)) sipp -sf "$SIPP_DIR/uac-call.xml" -inf "$OUT/caller.csv" \
-				-au u0 -ap "$PASS" -auth_uri u1@localhost -s u1 -i "127.0.0.$((k + 2))" -p "$(free_port)" \
-				-r "$rk" -m $((rk * DUR)) -recv_timeout 5000 -timeout $((DUR * 4 + 20))s -nostdin -trace_err \
-				-error_file "$OUT/$target-$name-$r-$k.err" "$server" >"$f" 2>&1) &
-			pids+=($!)
-		done
-		for n in "${pids[@]}"; do wait "$n" || true; done
-		el=$(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN{printf "%.2f", b-a}')
-		tok=0 tfail=0
-		for ((k = 0; k < CALLERS; k++)); do
-			read -r ok fail _ < <(counters "$OUT/$target-$name-$r-$k.out")
-			tok=$((tok + ok)) tfail=$((tfail + fail))
-		done
-		report "$(printf '%-11s %-8s rate=%-5s calls=%-6s ok=%-6s failed=%-5s elapsed=%-6s achieved=%s/s callers=%s' \
-			"$target" "$name" "$r" $((rk * CALLERS * DUR)) "$tok" "$tfail" "$el" \
-			"$(awk -v o="$tok" -v e="$el" 'BEGIN{ if (e>0) printf "%.0f", o/e; else print 0 }')" "$CALLERS")"
-		if [ "$tfail" != 0 ] || [ "$tok" != $((rk * CALLERS * DUR)) ]; then
-			break
-		fi
-		best=$r
-	done
-	report "$(printf '%-11s %-8s highest rate with 0 failed: %s/s' "$target" "$name" "$best")"
-}
+# PID is a target's server process (its tree: Kamailio's workers);
+# SERVER_PIDS all the processes whose CPU and memory count for the target
+# (with redis, the redis-server too). RT_CALLS and RT_OPS add up a
+# ladder's round trips to Redis and its successful operations.
+declare -A PORT PID SERVER_PIDS HPORT UASPORT KNEE KNEE_ACH PEAK PEAK_ACH RT_CALLS RT_OPS
 
-# METRICS is the gateway's /metrics URL; REDIS_PID the redis-server's.
-METRICS=
-REDIS_PID=
-
+# start_switchboard PORT [TARGET [ENV...]]: Switchboard as TARGET
+# (switchboard), with the extra settings ENV (NAME=value).
 start_switchboard() {
-	local port=$1 hport
+	local port=$1 t=${2:-switchboard} hport
+	shift $(($# < 2 ? $# : 2))
 	hport=$(free_port)
-	METRICS=http://127.0.0.1:$hport/metrics
-	(cd "$ROOT" && go build -o "$OUT/switchboard" ./cmd/switchboard)
-	mkdir -p "$OUT/sb-data"
-	SWITCHBOARD_SIP_UDP=127.0.0.1:$port SWITCHBOARD_SIP_TCP=127.0.0.1:$port \
-		SWITCHBOARD_HTTP=127.0.0.1:$hport SWITCHBOARD_DATA_DIR=$OUT/sb-data \
-		SWITCHBOARD_ICE_PORT=$(free_port) \
-		SWITCHBOARD_USERS=$USERS_ENV SWITCHBOARD_LOG_LEVEL=warn \
-		"$OUT/switchboard" >"$OUT/switchboard.log" 2>&1 &
+	HPORT[$t]=$hport
+	mkdir -p "$SB_DATA/$t"
+	env SWITCHBOARD_SIP_UDP=127.0.0.1:$port SWITCHBOARD_SIP_TCP=127.0.0.1:$port \
+		SWITCHBOARD_HTTP=127.0.0.1:$hport SWITCHBOARD_ICE_PORT="$(free_port)" SWITCHBOARD_DATA_DIR="$SB_DATA/$t" \
+		SWITCHBOARD_USERS="$USERS_ENV" SWITCHBOARD_LOG_LEVEL=warn SWITCHBOARD_PPROF=true "$@" \
+		"$OUT/switchboard" >"$OUT/$t.log" 2>&1 &
 	PIDS+=($!)
-	SERVER_PID=$!
+	PID[$t]=$!
+	SERVER_PIDS[$t]="${SERVER_PIDS[$t]:-} $!"
 	local i
 	for i in $(seq 1 100); do
 		curl -fsS "http://127.0.0.1:$hport/readyz" >/dev/null 2>&1 && return 0
 		sleep 0.1
 	done
-	echo "switchboard not ready; see $OUT/switchboard.log" >&2
+	echo "$t not ready; see $OUT/$t.log" >&2
 	return 1
 }
 
-# start_redis starts switchboard in cluster mode on a redis-server of its
+# start_redis PORT: Switchboard in cluster mode on a redis-server of its
 # own, on a free loopback port, without persistence.
 start_redis() {
 	local rport i
-	command -v redis-server >/dev/null || { echo "redis-server is not installed (scripts/deps.sh)" >&2; return 1; }
+	command -v redis-server >/dev/null || { echo "redis-server is not installed: scripts/deps.sh installs it" >&2; return 1; }
+	command -v redis-cli >/dev/null || { echo "redis-cli is not installed: scripts/deps.sh installs it" >&2; return 1; }
 	rport=$(free_port)
 	redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no \
-		--dir "$OUT" >"$OUT/redis.log" 2>&1 &
+		--dir "$OUT" >"$OUT/redis-server.log" 2>&1 &
 	PIDS+=($!)
-	REDIS_PID=$!
+	SERVER_PIDS[redis]=$!
 	for i in $(seq 1 100); do
 		redis-cli -p "$rport" ping >/dev/null 2>&1 && break
+		[ "$i" = 100 ] && { echo "redis-server not ready: $OUT/redis-server.log" >&2; return 1; }
 		sleep 0.1
 	done
-	SWITCHBOARD_REDIS_URL=redis://127.0.0.1:$rport/0 start_switchboard "$1"
+	start_switchboard "$1" redis SWITCHBOARD_REDIS_URL="redis://127.0.0.1:$rport/0"
 }
 
-# redis_calls prints the store's calls to Redis so far (0 without Redis).
+# redis_calls TARGET prints the location store's calls to Redis so far
+# (0 for a target without Redis).
 redis_calls() {
-	[ -n "$REDIS_PID" ] || { echo 0; return; }
-	curl -fsS "$METRICS" | awk '$1 == "switchboard_cluster_redis_calls_total" {print $2}'
-}
-
-# per_op LABEL BEFORE: reports Redis calls since BEFORE per successful
-# operation of the last ladder (sum of ok= in results.txt for LABEL).
-per_op() {
-	local label=$1 before=$2 after ops
-	[ -n "$REDIS_PID" ] || return 0
-	after=$(redis_calls)
-	ops=$(grep "^redis  *$label " "$RESULTS" | sed -n 's/.* ok=\([0-9]*\).*/\1/p' | awk '{s+=$1} END {print s+0}')
-	report "$(printf 'redis       %-8s redis round trips: %s for %s successful (%s each)' "$label" \
-		"$((after - before))" "$ops" "$(awk -v c="$((after - before))" -v o="$ops" 'BEGIN{ if (o>0) printf "%.2f", c/o; else print "-" }')")"
+	[ "$1" = redis ] || { echo 0; return; }
+	{ curl -fsS "http://127.0.0.1:${HPORT[redis]}/metrics" || true; } |
+		awk '$1 == "switchboard_cluster_redis_calls_total" {v=$2} END {printf "%d", v+0}'
 }
 
 start_kamailio() {
 	local port=$1 mpath
-	command -v kamailio >/dev/null || { echo "kamailio is not installed" >&2; return 1; }
+	if ! command -v kamailio >/dev/null; then
+		echo "installing kamailio with apt-get" >&2
+		local sudo=()
+		[ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
+		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends kamailio >"$OUT/kam-install.log" 2>&1 ||
+			{ echo "apt-get install kamailio failed: $OUT/kam-install.log" >&2; return 1; }
+	fi
 	mpath=$(dirname "$(find /usr/lib -name registrar.so -path '*kamailio*' | head -1)")
 	mkdir -p "$OUT/kam"
 	cat >"$OUT/kam/kamailio.cfg" <<EOF
@@ -292,75 +371,192 @@ request_route {
 EOF
 	kamailio -c -f "$OUT/kam/kamailio.cfg" >"$OUT/kam/check.log" 2>&1 ||
 		{ echo "kamailio config check failed: $OUT/kam/check.log" >&2; cat "$OUT/kam/check.log" >&2; return 1; }
-	kamailio -f "$OUT/kam/kamailio.cfg" -DD -E -m 256 -M 16 -P "$OUT/kam/kamailio.pid" \
+	kamailio -f "$OUT/kam/kamailio.cfg" -DD -E -m "$KAM_SHM" -M "$KAM_PKG" -P "$OUT/kam/kamailio.pid" \
 		-Y "$OUT/kam" -w "$OUT/kam" >"$OUT/kam/kamailio.log" 2>&1 &
 	PIDS+=($!)
-	SERVER_PID=$!
-	sleep 1.5
-	kill -0 "$SERVER_PID" || { echo "kamailio exited: $OUT/kam/kamailio.log" >&2; return 1; }
+	PID[kamailio]=$!
+	SERVER_PIDS[kamailio]=$!
+	sleep 2
+	kill -0 "${PID[kamailio]}" || { echo "kamailio exited: $OUT/kam/kamailio.log" >&2; return 1; }
 }
 
-stop_server() {
-	kill "$SERVER_PID" 2>/dev/null || true
-	wait "$SERVER_PID" 2>/dev/null || true
-	if [ -n "$REDIS_PID" ]; then
-		kill "$REDIS_PID" 2>/dev/null || true
-		wait "$REDIS_PID" 2>/dev/null || true
-		REDIS_PID=
-	fi
-}
-
-bench_target() {
-	local target=$1 port uport cport
-	port=$(free_port)
-	"start_$target" "$port"
-	local server=127.0.0.1:$port
-
-	# 1. REGISTER/s.
-	uport=$(free_port)
-	local before
-	before=$(redis_calls)
-	ladder register "$target" "$REG_RATES" \
-		sipp -sf "$SIPP_DIR/bench-register.xml" -inf "$USERS_CSV" -i 127.0.0.1 -p "$uport" "$server"
-	per_op register "$before"
-
-	# 2. calls/s: UAS u1 registered on its port, then answering.
-	# First let the REGISTER transactions of step 1 end (non-INVITE server
-	# transactions live 32 s on UDP after their final response; the gateway
-	# caps its table at 10000 and answers 503 above that).
-	sleep "$DRAIN"
-	uport=$(free_port)
-	(cd "$OUT" && timeout 20 sipp -sf "$SIPP_DIR/register-only.xml" -inf "$SIPP_DIR/domain.csv" \
-		-au u1 -ap "$PASS" -s u1 -i 127.0.0.1 -p "$uport" -m 1 -timeout 10s -timeout_error \
-		-nostdin "$server" >"$OUT/$target-uas-register.out" 2>&1) ||
-		{ report "$target: UAS registration failed: $OUT/$target-uas-register.out"; stop_server; return 0; }
-	(cd "$OUT" && exec timeout 900 sipp -sf "$SIPP_DIR/uas-answer.xml" -i 127.0.0.1 -p "$uport" \
-		-m 1000000 -timeout 880s -nostdin -trace_err -error_file "$OUT/$target-uas.err" \
-		"$server" >"$OUT/$target-uas.out" 2>&1) &
-	local uas=$!
-	PIDS+=($uas)
-	sleep 0.5
-	cport=$(free_port)
-	before=$(redis_calls)
-	if ((CALLERS > 1)); then
-		call_ladder call "$target" "$CALL_RATES" "$server"
+# step KIND TARGET RATE SECS TAG: one sipp run of KIND (register or call)
+# against TARGET at RATE calls/s for SECS seconds (for calls with CALLERS
+# above 1, CALLERS sipps at once sharing the rate). It sets the globals
+# OK FAIL EXPECT (calls offered) ACH (calls/s achieved) and RT (round
+# trips to Redis) and prints a line of results.
+step() {
+	local kind=$1 t=$2 r=$3 secs=$4 tag=$5 f server c0 c1 t0 t1 el maxmem=0 mon= rt0
+	f=$OUT/$t-$kind-$tag-$r
+	server=127.0.0.1:${PORT[$t]}
+	local args nsipp=1 rk=$r
+	if [ "$kind" = register ]; then
+		args=(-sf "$SIPP_DIR/bench-register.xml" -inf "$USERS_CSV")
 	else
-		ladder call "$target" "$CALL_RATES" \
-			sipp -sf "$SIPP_DIR/uac-call.xml" -inf "$OUT/caller.csv" -au u0 -ap "$PASS" \
-			-auth_uri u1@localhost -s u1 -i 127.0.0.1 -p "$cport" "$server"
+		args=(-sf "$SIPP_DIR/uac-call.xml" -inf "$OUT/caller.csv" -au u0 -ap "$PASS" -auth_uri u1@localhost -s u1)
+		if ((CALLERS > 1)); then
+			nsipp=$CALLERS
+			rk=$(((r + CALLERS - 1) / CALLERS))
+		fi
 	fi
-	per_op call "$before"
-	kill "$uas" 2>/dev/null || true
-	wait "$uas" 2>/dev/null || true
-	stop_server
+	EXPECT=$((rk * nsipp * secs))
+	if [ "$tag" = over ]; then
+		# The memory of the server, every second while the load lasts.
+		(while kill -0 "${PID[$t]}" 2>/dev/null; do mem_target "$t"; sleep 1; done >"$f.mem") &
+		mon=$!
+	fi
+	if [ "$t" != kamailio ] && [[ " $PPROF_AT " == *" $kind:$r "* ]] && [ "$tag" = ladder ]; then
+		(sleep 1 && curl -fsS -o "$f.pprof" "http://127.0.0.1:${HPORT[$t]}/debug/pprof/profile?seconds=$((secs - 2))" &&
+			go tool pprof -top -nodecount=40 "$OUT/switchboard" "$f.pprof" >"$OUT/pprof-$t-$kind-$r.txt" 2>&1) &
+	fi
+	rt0=$(redis_calls "$t")
+	c0=$(cpu_target "$t")
+	t0=$(date +%s.%N)
+	local k fk src pids=()
+	for ((k = 0; k < nsipp; k++)); do
+		fk=$f
+		src=127.0.0.1
+		if ((nsipp > 1)); then
+			fk=$f-$k
+			src=127.0.0.$((k + 2))
+		fi
+		(cd "$OUT" && timeout $((secs * 4 + 60)) bash -c '"$@" >"$0.out" 2>&1; times' "$fk" \
+			sipp "${args[@]}" -i "$src" -p "$(free_port)" -r "$rk" -m $((rk * secs)) -recv_timeout 5000 -buff_size "$SIPP_BUF" \
+			-timeout $((secs * 4 + 40))s -nostdin -default_behaviors all,-abortunexp \
+			-trace_err -error_file "$fk.err" -trace_stat -stf "$fk.csv" -fd 1 "$server" >"$fk.times") &
+		pids+=($!)
+	done
+	for k in "${pids[@]}"; do wait "$k" || true; done
+	t1=$(date +%s.%N)
+	c1=$(cpu_target "$t")
+	RT=$(($(redis_calls "$t") - rt0))
+	if [ -n "$mon" ]; then
+		kill "$mon" 2>/dev/null || true
+		wait "$mon" 2>/dev/null || true
+		maxmem=$(sort -n "$f.mem" | tail -1)
+	fi
+	el=$(awk -v a="$t0" -v b="$t1" 'BEGIN{printf "%.2f", b-a}')
+	OK=0 FAIL=0
+	local tmo=0 n503=0 nora=0 retr=0 sippcpu=0 c
+	for ((k = 0; k < nsipp; k++)); do
+		fk=$f
+		((nsipp > 1)) && fk=$f-$k
+		c=$fk.csv
+		OK=$((OK + $(sstat "$c" 'SuccessfulCall(C)')))
+		FAIL=$((FAIL + $(sstat "$c" 'FailedCall(C)')))
+		tmo=$((tmo + $(sstat "$c" 'FailedTimeoutOnRecv(C)') + $(sstat "$c" 'FailedMaxUDPRetrans(C)')))
+		# The scenarios fail a call on a 503 through a regexp that never
+		# matches, and check its Retry-After on the way.
+		n503=$((n503 + $(sstat "$c" 'FailedRegexpDoesntMatch(C)')))
+		nora=$((nora + $(sstat "$c" 'FailedRegexpHdrNotFound(C)')))
+		retr=$((retr + $(sstat "$c" 'Retransmissions(C)')))
+		# times: the second line is the children's (sipp's) user and system time.
+		sippcpu=$((sippcpu + $(awk 'NR==2{ split($1,u,/[ms]/); split($2,s,/[ms]/); printf "%.0f", (u[1]*60+u[2]+s[1]*60+s[2])*1e6 } END{ if (NR<2) print 0 }' "$fk.times")))
+	done
+	ACH=$(awk -v o="$OK" -v e="$el" 'BEGIN{ if (e>0) printf "%.0f", o/e; else print 0 }')
+	local per sper extra=
+	per=$(awk -v c=$((c1 - c0)) -v o="$OK" 'BEGIN{ if (o>0) printf "%.0f", c/o; else print "-" }')
+	sper=$(awk -v c="$sippcpu" -v o="$OK" 'BEGIN{ if (o>0) printf "%.0f", c/o; else print "-" }')
+	[ -n "$mon" ] && extra+=", max memory $((maxmem / 1024)) MiB"
+	((nsipp > 1)) && extra+=", callers $nsipp"
+	[ "$t" = redis ] && extra+=", redis round trips $RT ($(awk -v c="$RT" -v o="$OK" 'BEGIN{ if (o>0) printf "%.2f", c/o; else print "-" }') each)"
+	report "$(printf '%-11s %-8s %-6s rate=%-5s calls=%-6s ok=%-6s failed=%-5s (timeouts %s, 503 %s, 503 without Retry-After %s) retrans=%-5s elapsed=%-6s achieved=%-5s/s cpu/call: server %s µs, sipp %s µs%s' \
+		"$t" "$kind" "$tag" "$r" "$EXPECT" "$OK" "$FAIL" "$tmo" "$n503" "$nora" "$retr" "$el" "$ACH" "$per" "$sper" "$extra")"
 }
 
-echo "logs in $OUT; $(date -u '+%F %T UTC'); $(nproc) cores; load:$(uptime | sed 's/.*load average://')"
-case $TARGETS in
-both) bench_target switchboard; bench_target kamailio ;;
-stores) bench_target switchboard; bench_target redis ;;
-switchboard | redis | kamailio) bench_target "$TARGETS" ;;
-*) echo "usage: $0 [switchboard|redis|kamailio|both|stores]" >&2; exit 2 ;;
-esac
-echo "load after:$(uptime | sed 's/.*load average://')"
+# ladder KIND: the interleaved ladders of every target for KIND; sets KNEE.
+ladder() {
+	local kind=$1 rates=$2 r t
+	declare -A done=()
+	for t in "${LIST[@]}"; do KNEE[$t]=0; KNEE_ACH[$t]=0; PEAK[$t]=0; PEAK_ACH[$t]=0; RT_CALLS[$t]=0; RT_OPS[$t]=0; done
+	for r in $rates; do
+		local any=0
+		for t in "${LIST[@]}"; do
+			[ -n "${done[$t]:-}" ] && continue
+			any=1
+			settle "$t"
+			step "$kind" "$t" "$r" "$DUR" ladder
+			RT_CALLS[$t]=$((${RT_CALLS[$t]} + RT))
+			RT_OPS[$t]=$((${RT_OPS[$t]} + OK))
+			if [ "$ACH" -gt "${PEAK_ACH[$t]}" ]; then
+				PEAK[$t]=$r
+				PEAK_ACH[$t]=$ACH
+			fi
+			if [ "$FAIL" != 0 ] || [ "$OK" != "$EXPECT" ]; then
+				done[$t]=1
+			else
+				KNEE[$t]=$r
+				KNEE_ACH[$t]=$ACH
+			fi
+		done
+		[ $any = 0 ] && break
+	done
+	for t in "${LIST[@]}"; do
+		report "$(printf '%-11s %-8s highest rate with 0 failed: %s/s (%s/s achieved)' "$t" "$kind" "${KNEE[$t]}" "${KNEE_ACH[$t]}")"
+		if [ "$t" = redis ]; then
+			report "$(printf '%-11s %-8s redis round trips on the ladder: %s for %s successful (%s each)' "$t" "$kind" \
+				"${RT_CALLS[$t]}" "${RT_OPS[$t]}" "$(awk -v c="${RT_CALLS[$t]}" -v o="${RT_OPS[$t]}" 'BEGIN{ if (o>0) printf "%.2f", c/o; else print "-" }')")"
+		fi
+	done
+}
+
+# overload KIND: each target at OVER_FACTOR times its knee for OVER_DUR
+# seconds, then at its knee for DUR seconds. A target without a rate of 0
+# failures (a busy machine makes one 503 or timeout out of 10,000 likely)
+# is taken at the rate of its best goodput on the ladder instead.
+overload() {
+	local kind=$1 t r knee kach what
+	[ "$OVER_FACTOR" != 0 ] || return 0
+	for t in "${LIST[@]}"; do
+		knee=${KNEE[$t]} kach=${KNEE_ACH[$t]} what=knee
+		if [ "$knee" -eq 0 ]; then
+			knee=${PEAK[$t]} kach=${PEAK_ACH[$t]} what="best rate ($knee/s, not 0 failures)"
+		fi
+		[ "$knee" -gt 0 ] || continue
+		settle "$t"
+		r=$(awk -v k="$knee" -v f="$OVER_FACTOR" 'BEGIN{printf "%d", k*f}')
+		step "$kind" "$t" "$r" "$OVER_DUR" over
+		report "$(printf '%-11s %-8s goodput at %s× the %s: %s/s, %s%% of its %s/s' \
+			"$t" "$kind" "$OVER_FACTOR" "$what" "$ACH" "$(awk -v a="$ACH" -v k="$kach" 'BEGIN{ if (k>0) printf "%.0f", 100*a/k; else print "-" }')" "$kach")"
+		step "$kind" "$t" "$knee" "$DUR" after
+	done
+}
+
+echo "logs in $OUT; $(date -u '+%F %T UTC'); $(nproc) cores; load:$(uptime | sed 's/.*load average://')" | tee -a "$RESULTS"
+if [[ " ${LIST[*]} " == *" switchboard "* ]] || [[ " ${LIST[*]} " == *" redis "* ]]; then
+	(cd "$ROOT" && go build -o "$OUT/switchboard" ./cmd/switchboard)
+fi
+for t in "${LIST[@]}"; do
+	PORT[$t]=$(free_port)
+	"start_$t" "${PORT[$t]}"
+done
+report "servers: $(for t in "${LIST[@]}"; do printf '%s pids %s port %s; ' "$t" "$(echo ${SERVER_PIDS[$t]})" "${PORT[$t]}"; done)kamailio children $KAM_CHILDREN, shm ${KAM_SHM} MB; callers $CALLERS"
+
+if [ "$SKIP" != register ]; then
+	ladder register "$REG_RATES"
+	overload register
+fi
+
+if [ "$SKIP" != call ]; then
+	# Let the REGISTERs' transactions end first, if asked.
+	[ "$SKIP" = register ] || [ "$DRAIN" = 0 ] || sleep "$DRAIN"
+	# The callee: a sipp UAS per target, registered as u1 on its port.
+	for t in "${LIST[@]}"; do
+		settle "$t"
+		UASPORT[$t]=$(free_port)
+		(cd "$OUT" && timeout 20 sipp -sf "$OUT/register-uas.xml" -inf "$SIPP_DIR/domain.csv" \
+			-au u1 -ap "$PASS" -s u1 -i 127.0.0.1 -p "${UASPORT[$t]}" -m 1 -timeout 10s -timeout_error \
+			-nostdin "127.0.0.1:${PORT[$t]}" >"$OUT/$t-uas-register.out" 2>&1) ||
+			{ echo "$t: UAS registration failed: $OUT/$t-uas-register.out" >&2; exit 1; }
+		(cd "$OUT" && exec timeout 3600 sipp -sf "$SIPP_DIR/uas-answer.xml" -i 127.0.0.1 -p "${UASPORT[$t]}" -buff_size "$SIPP_BUF" \
+			-m 10000000 -timeout 3500s -nostdin -default_behaviors all,-abortunexp -trace_err \
+			-error_file "$OUT/$t-uas.err" "127.0.0.1:${PORT[$t]}" >"$OUT/$t-uas.out" 2>&1) &
+		PIDS+=($!)
+	done
+	sleep 0.5
+	ladder call "$CALL_RATES"
+	overload call
+fi
+
+echo "load after:$(uptime | sed 's/.*load average://')" | tee -a "$RESULTS"
 echo "results: $RESULTS"

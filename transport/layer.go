@@ -18,12 +18,10 @@ import (
 
 // Defaults of Config.
 const (
-	DefaultMaxPendingPerSource      = 256
-	DefaultMaxPending               = 16384
-	DefaultMaxPendingBytesPerSource = 4 << 20
-	DefaultMaxPendingBytes          = 64 << 20
-	DefaultMaxFlows                 = 50000
-	DefaultMTU                      = 1300
+	DefaultMaxPending      = 16384
+	DefaultMaxPendingBytes = 64 << 20
+	DefaultMaxFlows        = 50000
+	DefaultMTU             = 1300
 )
 
 // Config configures a Layer. The zero value is ready to use.
@@ -31,20 +29,25 @@ type Config struct {
 	// Workers is the number of goroutines that call the upper Handler.
 	// Default: GOMAXPROCS, at least 2.
 	Workers int
-	// MaxPendingPerSource caps the messages from one source (an IP
-	// address; for IPv6 its /64) waiting for a worker; more are dropped,
-	// so that a flooding source cannot starve the others. Default 256.
-	MaxPendingPerSource int
-	// MaxPending caps the messages waiting from all sources. The last
-	// eighth is kept for sources with fewer than 8 messages waiting, so
-	// that many flooding sources together cannot shut the others out
-	// either. Default 16384.
+	// MaxPending caps the messages waiting for a worker from all sources;
+	// more are dropped. The sources share it fairly: the last eighth is
+	// kept for sources with fewer than 8 messages waiting and for those
+	// under their share of the rest (the rest over the sources with
+	// messages waiting), so that flooding sources, one or many, cannot
+	// shut the others out, while a source alone (a trunk, an SBC, a load
+	// balancer, which send everything from one address) may use all the
+	// rest. Default 16384.
 	MaxPending int
-	// MaxPendingBytesPerSource and MaxPendingBytes cap the same queues in
-	// bytes, counted as what a parsed message holds (its text and about
-	// 2 KiB of structure), so that large messages cannot make the counts
-	// above cost gigabytes. Defaults 4 MiB and 64 MiB.
-	MaxPendingBytesPerSource, MaxPendingBytes int
+	// MaxPendingBytes caps the same queue in bytes, counted as what a
+	// parsed message holds (its text and about 2 KiB of structure), so
+	// that large messages cannot make the count above cost gigabytes; it
+	// is shared the same way. Default 64 MiB.
+	MaxPendingBytes int
+	// MaxPendingPerSource and MaxPendingBytesPerSource, when positive,
+	// cap the messages of one source (an IP address; for IPv6 its /64)
+	// whatever the others send, in number and in bytes. Zero: no cap of
+	// their own; a source is held to its share only when others compete.
+	MaxPendingPerSource, MaxPendingBytesPerSource int
 	// MaxFlows caps the table of open flows (connections that sent a
 	// message). It is meant never to bind: the transports cap their
 	// connections well below it. A message on a new flow beyond it is
@@ -67,6 +70,14 @@ type Config struct {
 	// Trace logs every message received and sent, whole, at debug level:
 	// the SIP trace an operator turns on to see what a peer really sent.
 	Trace bool
+}
+
+// limits are the caps of the Layer's queue.
+func (c *Config) limits() limits {
+	return limits{
+		perSource: c.MaxPendingPerSource, total: c.MaxPending,
+		perSourceBytes: c.MaxPendingBytesPerSource, totalBytes: c.MaxPendingBytes,
+	}
 }
 
 // Stats counts what the Layer received.
@@ -123,6 +134,8 @@ type Layer struct {
 	received atomic.Uint64
 	dropped  atomic.Uint64
 	warned   atomic.Int64 // Unix ns of the last warning about drops
+
+	queueWait waitMeter // of the messages, from their queueing to a worker
 }
 
 type flowEntry struct {
@@ -148,14 +161,8 @@ func NewLayer(cfg Config) *Layer {
 	if cfg.Workers <= 0 {
 		cfg.Workers = max(2, runtime.GOMAXPROCS(0))
 	}
-	if cfg.MaxPendingPerSource <= 0 {
-		cfg.MaxPendingPerSource = DefaultMaxPendingPerSource
-	}
 	if cfg.MaxPending <= 0 {
 		cfg.MaxPending = DefaultMaxPending
-	}
-	if cfg.MaxPendingBytesPerSource <= 0 {
-		cfg.MaxPendingBytesPerSource = DefaultMaxPendingBytesPerSource
 	}
 	if cfg.MaxPendingBytes <= 0 {
 		cfg.MaxPendingBytes = DefaultMaxPendingBytes
@@ -220,10 +227,7 @@ func (l *Layer) Serve(ctx context.Context, h Handler) error {
 	}
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	r := &run{ctx: rctx, cancel: cancel, upper: h, sched: newScheduler(limits{
-		perSource: l.cfg.MaxPendingPerSource, total: l.cfg.MaxPending,
-		perSourceBytes: l.cfg.MaxPendingBytesPerSource, totalBytes: l.cfg.MaxPendingBytes,
-	})}
+	r := &run{ctx: rctx, cancel: cancel, upper: h, sched: newScheduler(l.cfg.limits())}
 	l.run = r
 	l.active.Store(r)
 	for _, t := range *l.transports.Load() {
@@ -353,7 +357,7 @@ func (l *Layer) receive(msg sip.Message, t Transport) {
 		l.drop("flow table full", src)
 		return
 	}
-	if !r.sched.push(sourceKey(src), item{msg: msg, size: msgSize(msg)}, false) {
+	if !r.sched.push(sourceKey(src), item{msg: msg, size: msgSize(msg), at: monoNow()}, false) {
 		l.drop("source or layer over its pending cap", src)
 	}
 }
@@ -437,6 +441,7 @@ func (l *Layer) work(r *run) {
 			r.upper.HandleFlowClosed(it.closed)
 			continue
 		}
+		l.queueWait.sample(it.at)
 		if req, ok := it.msg.(*sip.Request); ok {
 			StampReceived(req)
 		}

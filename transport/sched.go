@@ -12,7 +12,8 @@ import (
 type item struct {
 	msg    sip.Message
 	closed sip.Addr
-	size   int // what msg holds in memory, roughly (msgSize)
+	size   int   // what msg holds in memory, roughly (msgSize)
+	at     int64 // monoNow when msg was queued
 }
 
 // msgOverhead is what a parsed message holds besides its text: the
@@ -30,15 +31,19 @@ func msgSize(m sip.Message) int {
 }
 
 // Fairness under load. The last 1/reserveShare of each total cap is kept
-// for light sources, those with fewer than lightLoad items queued: when
-// a few sources flood, they fill their own queues and the shared space up
-// to the reserve, and a source that sends now and then still gets in.
+// for light sources, those with fewer than lightLoad items queued, and
+// for sources under their fair share of the rest: when a few sources
+// flood, they fill the shared space up to the reserve, and a source that
+// sends now and then still gets in. A source alone may fill all the
+// shared space: a trunk, an SBC or a load balancer sends everything from
+// one address.
 const (
 	reserveShare = 8
 	lightLoad    = 8
 )
 
-// limits are the caps of a scheduler.
+// limits are the caps of a scheduler. The per-source ones bind only when
+// positive.
 type limits struct {
 	perSource, total           int // items
 	perSourceBytes, totalBytes int // msgSize of the items
@@ -94,16 +99,24 @@ func (s *scheduler) fits(src *source, size int) bool {
 		n, b = src.len(), src.bytes
 	}
 	switch {
-	case n >= s.lim.perSource || b+size > s.lim.perSourceBytes:
+	case s.lim.perSource > 0 && n >= s.lim.perSource:
+		return false
+	case s.lim.perSourceBytes > 0 && b+size > s.lim.perSourceBytes:
 		return false
 	case s.pending >= s.lim.total || s.bytes+size > s.lim.totalBytes:
 		return false
-	case n < lightLoad:
+	}
+	shared, sharedBytes := s.lim.total-s.lim.total/reserveShare, s.lim.totalBytes-s.lim.totalBytes/reserveShare
+	if s.pending < shared && s.bytes+size <= sharedBytes || n < lightLoad {
 		return true
 	}
-	// A heavy source stops short of the reserve.
-	return s.pending < s.lim.total-s.lim.total/reserveShare &&
-		s.bytes+size <= s.lim.totalBytes-s.lim.totalBytes/reserveShare
+	// In the reserve: a source under its share of the shared space (every
+	// source with work counts, this one too) goes on, a heavy one stops.
+	sources := len(s.sources)
+	if src == nil {
+		sources++
+	}
+	return n < shared/sources && b+size <= sharedBytes/sources
 }
 
 // push queues it for key. Unless force is set it refuses (returns false)

@@ -115,3 +115,41 @@ func TestSchedulerReserve(t *testing.T) {
 		t.Fatal("push beyond the total accepted")
 	}
 }
+
+// TestSchedulerSourceAlone: with the Layer's default caps, one source
+// alone (a trunk, or everything a load test sends from 127.0.0.1) may
+// queue all but the reserve, 14336 of 16384 messages; it used to be
+// held to 256 whether anyone else sent or not. Under contention it stops
+// at its share, and another heavy source under its share still gets in.
+func TestSchedulerSourceAlone(t *testing.T) {
+	s := newScheduler(NewLayer(Config{}).cfg.limits())
+	trunk, flood := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	msg := item{size: msgOverhead + 500}
+	n := 0
+	for s.push(trunk, msg, false) {
+		n++
+	}
+	if want := DefaultMaxPending - DefaultMaxPending/reserveShare; n != want {
+		t.Fatalf("a source alone queued %d, want %d", n, want)
+	}
+	// Drained to 2000, it meets a flood that fills the shared space.
+	for range n - 2000 {
+		src, _, _ := s.next(nil)
+		s.release(src)
+	}
+	m := 0
+	for s.push(flood, msg, false) {
+		m++
+	}
+	if want := DefaultMaxPending - DefaultMaxPending/reserveShare - 2000; m != want {
+		t.Fatalf("the flood queued %d, want %d", m, want)
+	}
+	// The trunk holds 2000, under its share (14336/2): it goes on into
+	// the reserve; the flood, over it, does not.
+	if !s.push(trunk, msg, false) {
+		t.Fatal("the trunk under its share was refused in the reserve")
+	}
+	if s.push(flood, msg, false) {
+		t.Fatal("the flood over its share got into the reserve")
+	}
+}

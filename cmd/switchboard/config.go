@@ -128,6 +128,10 @@ type Config struct {
 	// level (LogLevel must be debug to see it).
 	SIPTrace bool `env:"SIP_TRACE" envDefault:"false"`
 
+	// Pprof serves Go's profiles under /debug/pprof/ on the HTTP
+	// listener, for measuring the gateway under load.
+	Pprof bool `env:"PPROF" envDefault:"false"`
+
 	// DrainTimeout is the grace period of a graceful stop (SIGTERM or
 	// SIGINT): no new calls are taken, and the calls in progress have this
 	// long to end by themselves before the gateway ends them with BYE.

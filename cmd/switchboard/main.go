@@ -251,6 +251,9 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, ctl control) error {
 	mux.Handle("GET /config.json", webclient.ConfigHandler(webclient.Config{Domain: cfg.Domain, WSPath: "/ws", ICEServersPath: iceServersPathFor(stack)}))
 	newICEAPI(cfg, stack, logger.With("component", "ice-servers")).register(mux)
 	mux.Handle("/", webclient.Handler())
+	if cfg.Pprof {
+		registerPprof(mux)
+	}
 	if !webclient.Built() {
 		logger.Warn("the softphone page is not built: run make webclient (make run does it)")
 	}

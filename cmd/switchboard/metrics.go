@@ -68,7 +68,7 @@ type stackCollector struct {
 	dialogs, dialogsEvicted, dialogsRefused, stampMismatch *prometheus.Desc
 	conns, connsRefused, connsEvicted, connsIdle           *prometheus.Desc
 	sipPendingBytes, txPlaces, txHandlers, txEvicted       *prometheus.Desc
-	clientRefused, admission                               *prometheus.Desc
+	clientRefused, admission, shed, handlerWait, queueWait *prometheus.Desc
 	webTransports, iceTCPConns, iceTCPRefused              *prometheus.Desc
 	locRecords, locSyncs, locSnapshots, locWriteErrors     *prometheus.Desc
 	reconnects, flowLost, uaMoves, iceRestarts             *prometheus.Desc
@@ -118,6 +118,9 @@ func newStackCollector(s *sipStack) *stackCollector {
 		txEvicted:        d("sip_transactions_evicted_total", "Answered server transactions ended before their retransmission timer to make room for new requests."),
 		clientRefused:    d("sip_client_transactions_refused_total", "Requests the gateway did not send because too many client transactions were open."),
 		admission:        d("sip_admission_refused_total", "Requests refused before any transaction because their source is throttled for failing authentication, by action (answered: 403 sent statelessly; dropped).", "action"),
+		shed:             d("sip_overload_shed_total", "New requests answered 503 with Retry-After at once, before any transaction, because the gateway was overloaded and their source brought its share of the new requests or more."),
+		handlerWait:      d("sip_handler_wait_seconds", "The request handlers' mean wait for a CPU. With sip_queue_wait_seconds past 100 ms the gateway is overloaded and refuses a share of the new work (all of it past 200 ms)."),
+		queueWait:        d("sip_queue_wait_seconds", "SIP messages' mean wait for a worker, over the last ones; 0 when none was taken for 100 ms."),
 		webTransports:    d("webrtc_transports_total", "Bridged calls whose web leg connected, by the candidate types (host, srflx, prflx, relay) and protocols (udp, tcp) of its selected ICE pair: the gateway's (local) and the browser's (remote).", "local_type", "local_protocol", "remote_type", "remote_protocol"),
 		iceTCPConns:      d("ice_tcp_connections", "Open ICE-TCP connections on the ICE port."),
 		iceTCPRefused:    d("ice_tcp_connections_refused_total", "ICE-TCP connections closed at once: over the cap per address or in all."),
@@ -273,6 +276,7 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.sipDropped, ts.Dropped)
 	gauge(c.sipPending, float64(ts.Pending))
 	gauge(c.sipPendingBytes, float64(ts.PendingBytes))
+	gauge(c.queueWait, s.transports.QueueDelay().Seconds())
 	txs := s.gw.TransactionStats()
 	gauge(c.txOpen, float64(txs.ServerTransactions), "server")
 	gauge(c.txOpen, float64(txs.ClientTransactions), "client")
@@ -292,6 +296,9 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.txHandlers, float64(txs.Handlers))
 	counter(c.txEvicted, txs.Evicted)
 	counter(c.clientRefused, txs.ClientRejected)
-	counter(c.admission, txs.Refused, "answered")
+	shed := s.gw.Shed()
+	counter(c.admission, txs.Refused-min(shed, txs.Refused), "answered")
+	counter(c.shed, shed)
+	gauge(c.handlerWait, txs.HandlerDelay.Seconds())
 	counter(c.admission, txs.Dropped, "dropped")
 }

@@ -165,6 +165,7 @@ type rawTrunk struct {
 	TrustedSources  []string          `toml:"trusted_sources"`
 	DID             map[string]string `toml:"did"`
 	Codecs          []string          `toml:"codecs"`
+	Weight          int               `toml:"weight"`
 }
 
 type rawRoute struct {

@@ -202,6 +202,18 @@ trusted_sources = ["::ffff:192.0.2.1"]`, func(t *testing.T, f *File) {
 				t.Errorf("got %v", got)
 			}
 		}},
+		{"weight", Options{}, `
+[[trunk]]
+name = "a"
+host = "a.example"
+weight = 50
+[[trunk]]
+name = "b"
+host = "b.example"`, func(t *testing.T, f *File) {
+			if f.Trunks[0].Weight != 50 || f.Trunks[1].Weight != 0 {
+				t.Errorf("weights %d and %d, want 50 and 0 (the default)", f.Trunks[0].Weight, f.Trunks[1].Weight)
+			}
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -268,6 +280,8 @@ func TestParseBad(t *testing.T) {
 		{"trunk bad from_domain", Options{}, goodTrunk + "from_domain = \"a b\"", 5, "from_domain \"a b\" is not a host name"},
 		{"trunk expires low", Options{}, goodTrunk + "register_expires = 10", 5, "register_expires 10 is out of range"},
 		{"trunk register no user", Options{}, goodTrunk + "register = true", 5, "registers but has no username"},
+		{"trunk weight", Options{}, goodTrunk + "weight = 1001", 5, "weight 1001 is out of range: use 1 to 1000"},
+		{"trunk weight negative", Options{}, goodTrunk + "weight = -1", 5, "weight -1 is out of range"},
 		{"trunk source", Options{}, goodTrunk + "trusted_sources = [\"10.0.0.0/8\", \"bogus\"]", 5, `entry 2: "bogus" is not an IP address`},
 		{"trunk source host bits", Options{}, goodTrunk + "trusted_sources = [\"203.0.113.5/24\"]", 5, `did you mean "203.0.113.0/24"?`},
 		{"trunk source bad prefix", Options{}, goodTrunk + "trusted_sources = [\"203.0.113.0/33\"]", 5, `not a CIDR prefix`},

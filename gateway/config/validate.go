@@ -192,6 +192,11 @@ func (v *validator) trunks(raw []rawTrunk) []trunk.Trunk {
 		default:
 			t.RegisterExpires = expires
 		}
+		if r.Weight < 0 || r.Weight > trunk.MaxWeight {
+			v.add(path+".weight", "trunk.weight", "%s: weight %d is out of range: use 1 to %d, or leave it out for %d", what, r.Weight, trunk.MaxWeight, trunk.DefaultWeight)
+		} else {
+			t.Weight = r.Weight
+		}
 		if r.Register && t.FromUser == "" {
 			v.add(path+".register", "trunk.username", "%s registers but has no username (or from_user) to register as", what)
 		}

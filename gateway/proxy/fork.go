@@ -217,6 +217,16 @@ func (c *call) run(ctx context.Context, targets []Target) {
 	}
 }
 
+// finished reports whether the loop has nothing left to do: the final
+// response went upstream, and every branch has settled, or may be left to
+// its client transaction. A branch the response context has no more
+// decisions about (its final response is in, or no branch may answer
+// any more: a 2xx went up, a 6xx came, the caller canceled) is released
+// (ClientTx.Release): its transaction acknowledges a non-2xx itself, and
+// a later 2xx comes to ForwardResponse, which forwards it statelessly as
+// every 2xx must be (RFC 6026), so that an answered call holds no
+// goroutine for Timer M. A bridged branch is waited for until it closes:
+// its responses come only through the loop.
 func (c *call) finished() bool {
 	if !c.finalSent {
 		return c.abandoned
@@ -225,14 +235,20 @@ func (c *call) finished() bool {
 		return true
 	}
 	for _, b := range c.branches {
-		if !b.closed {
+		switch {
+		case b.bridged != nil:
+			if !b.closed {
+				return false
+			}
+		case !b.final && !c.noMore:
 			return false
 		}
 	}
 	return true
 }
 
-// shutdown stops the timers and the relays and waits for the relays.
+// shutdown stops the timers and the relays, waits for the relays and
+// releases the client transactions.
 func (c *call) shutdown() {
 	c.unopen()
 	close(c.stop)
@@ -242,6 +258,11 @@ func (c *call) shutdown() {
 		}
 	}
 	c.relays.Wait()
+	for _, b := range c.branches {
+		if b.ct != nil {
+			b.ct.Release()
+		}
+	}
 }
 
 // post hands an event to the loop, unless it has ended.

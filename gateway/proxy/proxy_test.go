@@ -746,6 +746,45 @@ func TestStray2xx(t *testing.T) {
 	}
 }
 
+// An answered call holds nothing of the proxy's but its lingering server
+// transaction: the handler returns once the 2xx went up (no goroutine
+// waits for Timer M), the client transaction ends, and a 2xx the callee
+// retransmits meanwhile is forwarded all the same, statelessly.
+func TestAnsweredCallReleased(t *testing.T) {
+	f := newFixture(t, nil)
+	dave := f.newUA("dave", otherDomain, mustAddr(sip.UDP, "192.0.2.31:5060"), nil)
+	bob := f.newUA("bob", testDomain, mustAddr(sip.UDP, "192.0.2.22:5060"), respond(180, 200))
+	bob.register(1000)
+	ct := dave.send(dave.request(sip.MethodInvite, "sip:bob@"+testDomain))
+	if res, _ := dave.final(ct); res.StatusCode != 200 {
+		t.Fatalf("got %d", res.StatusCode)
+	}
+	atBob := bob.waitRequest(sip.MethodInvite)
+	// The clock stands still: nothing here waits for a timer.
+	deadline := time.Now().Add(waitLimit)
+	for st := f.layer.Stats(); st.Handlers != 0 || st.ClientTransactions != 0; st = f.layer.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("proxy after the 200: %+v, want no handler and no client transaction", st)
+		}
+		runtime.Gosched()
+	}
+	if st := f.layer.Stats(); st.ServerTransactions != 1 {
+		t.Fatalf("proxy: %+v, want the INVITE's server transaction kept for Timer L", st)
+	}
+	if err := bob.node.Send(context.Background(), bob.response(atBob, 200), proxyUDP); err != nil {
+		t.Fatal(err)
+	}
+	// The caller's transaction is in Accepted still: it delivers the 2xx.
+	select {
+	case got := <-ct.Responses():
+		if got.StatusCode != 200 || len(got.Via()) != 1 || got.CallID() != atBob.CallID() || len(got.Values("Record-Route")) == 0 {
+			t.Errorf("retransmitted 200 at the caller:\n%s", got)
+		}
+	case <-time.After(waitLimit):
+		t.Fatal("the retransmitted 200 did not reach the caller")
+	}
+}
+
 // Redirect mode answers 302 with the contacts, their q and expiry.
 func TestRedirect(t *testing.T) {
 	f := newFixture(t, func(o *Options) { o.RedirectDomains = []string{testDomain} })

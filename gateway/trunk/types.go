@@ -52,7 +52,20 @@ type Trunk struct {
 	// DIDs map the trunk's inbound numbers to local users, ordered by
 	// number.
 	DIDs []DID
+	// Weight is the trunk's share of the gateway when sources compete for
+	// it, against 1 for any other source address (a phone, an office
+	// behind NAT): under overload, or with the server transactions at
+	// their bound, a source is refused first when it holds more than its
+	// weight's share, so a trunk carrying the calls of many is served
+	// while one address floods. Zero means DefaultWeight.
+	Weight int
 }
+
+// DefaultWeight is the Weight of a trunk that names none.
+const DefaultWeight = 10
+
+// MaxWeight bounds Weight.
+const MaxWeight = 1000
 
 // String names the trunk and where it is, never its password (so that
 // printing a Trunk with %v is safe).

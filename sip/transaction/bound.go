@@ -16,19 +16,26 @@ import (
 // 640 MiB. Places are counted per source too, so that the bound can
 // refuse the sources that hold many rather than whoever comes next:
 //
-//   - a source at MaxServerTransactionsPerSource ends its own oldest
-//     answered transaction to make room, or is refused;
-//   - past max-max/reserveShare places, only light sources (holding fewer
-//     than lightLoad places) get one, unless a heavy source makes room
-//     from its own answered transactions;
+//   - with MaxServerTransactionsPerSource set, a source at it ends its own
+//     oldest answered transaction to make room, or is refused;
+//   - past max-max/reserveShare places (the shared part), a heavy source
+//     (holding lightLoad places or more) that holds more than its fair
+//     share of the shared part makes room from its own answered
+//     transactions, or is refused. A source's share is the shared part
+//     times its weight (Config.SourceWeight) over the weights of the
+//     sources that hold places: a source alone may use all of it, and a
+//     trunk of weight 10 holds ten times what one phone holds before it
+//     pays. Light sources, and sources under their share, may go on into
+//     the reserve;
 //   - at max, the oldest answered transaction of any source is ended.
 //
 // "Answered" means lingering: the handler has returned and the transaction
 // is in Completed or Confirmed, where it only absorbs retransmissions and
-// the ACK. Ending one early loses that absorption: a retransmitted request
-// starts a new transaction, and an ACK reaches the Handler without one.
-// That is the price of a bounded table under a flood; until the bound is
-// reached nothing is ended early.
+// the ACK, or in Accepted without a 2xx to retransmit, where it absorbs
+// retransmitted INVITEs and passes ACKs on. Ending one early loses that
+// absorption: a retransmitted request starts a new transaction, and an ACK
+// reaches the Handler without one. That is the price of a bounded table
+// under load; until the bound is reached nothing is ended early.
 const (
 	// reserveShare: the last max/reserveShare places are for light
 	// sources.
@@ -57,6 +64,15 @@ func weight(req *sip.Request, max int) int {
 	return min(max, 1+(n-1)/placeSize)
 }
 
+// placeCap is the most places one request may take: all a source may
+// hold.
+func (l *Layer) placeCap() int {
+	if l.perSource > 0 {
+		return l.perSource
+	}
+	return l.max
+}
+
 // sourceOf is the unit of the per-source bound: the IP address, and for
 // IPv6 its /64, the block one subscriber usually gets, so that an attacker
 // cannot rotate through it. Ports are left out: one host can open any
@@ -74,8 +90,21 @@ func sourceOf(a sip.Addr) netip.Addr {
 // sourceLoad is what one source holds.
 type sourceLoad struct {
 	places    int
+	weight    int    // Config.SourceWeight, asked when the source came
 	lingering txList // of sourceList, oldest first
 }
+
+// sourceWeight is the weight of src for the fair shares: Config.SourceWeight,
+// at least 1 and at most maxWeight.
+func (l *Layer) sourceWeight(src netip.Addr) int {
+	if l.weigh == nil {
+		return 1
+	}
+	return min(max(l.weigh(src), 1), maxWeight)
+}
+
+// maxWeight caps a source's weight, so that shares stay well inside an int.
+const maxWeight = 1 << 16
 
 // The two lists a lingering transaction is on.
 const (
@@ -124,11 +153,13 @@ func (q *txList) remove(tx *ServerTx) {
 // once l.mu is released, whether a place was had or not. Called with l.mu
 // held.
 func (l *Layer) acquire(src netip.Addr, w int) (ok bool, evicted []*ServerTx) {
-	held := func() int {
-		if load := l.sources[src]; load != nil {
-			return load.places
-		}
-		return 0
+	load := l.sources[src]
+	weight, total := 0, l.weights
+	if load != nil {
+		weight = load.weight
+	} else {
+		weight = l.sourceWeight(src)
+		total += weight
 	}
 	// end ends the oldest transaction of q, if there is one.
 	end := func(q *txList) bool {
@@ -146,15 +177,25 @@ func (l *Layer) acquire(src netip.Addr, w int) (ok bool, evicted []*ServerTx) {
 		}
 		return nil
 	}
+	// The places the source holds, after its evictions.
+	holds := func() int {
+		if load := l.sources[src]; load != nil {
+			return load.places
+		}
+		return 0
+	}
 	// Each loop ends: an end frees at least one place, or fails.
-	for held()+w > l.perSource {
+	for l.perSource > 0 && holds()+w > l.perSource {
 		if !end(own()) {
 			return false, evicted
 		}
 	}
-	for l.places+w > l.max-l.max/reserveShare && held() >= lightLoad {
-		if !end(own()) {
-			return false, evicted
+	shared := l.max - l.max/reserveShare
+	if held := holds(); l.places+w > shared && held >= lightLoad && held+w > shared*weight/total {
+		for l.places+w > shared {
+			if !end(own()) {
+				return false, evicted
+			}
 		}
 	}
 	for l.places+w > l.max {
@@ -162,10 +203,11 @@ func (l *Layer) acquire(src netip.Addr, w int) (ok bool, evicted []*ServerTx) {
 			return false, evicted
 		}
 	}
-	load := l.sources[src]
+	load = l.sources[src]
 	if load == nil {
-		load = &sourceLoad{lingering: txList{idx: sourceList}}
+		load = &sourceLoad{weight: weight, lingering: txList{idx: sourceList}}
 		l.sources[src] = load
+		l.weights += weight
 	}
 	load.places += w
 	l.places += w
@@ -179,6 +221,7 @@ func (l *Layer) release(src netip.Addr, w int) {
 	l.places -= w
 	if load.places == 0 {
 		delete(l.sources, src)
+		l.weights -= load.weight
 	}
 }
 

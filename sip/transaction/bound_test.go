@@ -436,3 +436,128 @@ func TestServerBoundLargeRequests(t *testing.T) {
 		t.Fatalf("weight capped at 3: %d", got)
 	}
 }
+
+// TestServerBoundSourceAlone: without MaxServerTransactionsPerSource, a
+// source alone may hold every place but the reserve, the way a trunk or a
+// load balancer sends everything from one address; past that it makes room
+// from its own answered transactions. With the old fixed bound of a
+// tenth of the table (1000 of 10000) it got 503 beyond that.
+func TestServerBoundSourceAlone(t *testing.T) {
+	h := newHarness(t, Config{MaxServerTransactions: 2000, TryingDelay: time.Hour})
+	trunk := from("192.0.2.10")
+	for i := range 1750 {
+		h.l.HandleMessage(spec("OPTIONS", i, trunk).req(t))
+		if got := h.net.take(); len(got) > 0 {
+			t.Fatalf("request %d: sent %s, want it handled", i, labels(got))
+		}
+		h.serverTx()
+	}
+	if st := h.l.Stats(); st.Pending != 1750 || st.Rejected != 0 {
+		t.Fatalf("stats %+v, want 1750 places held by the one source", st)
+	}
+	h.l.HandleMessage(spec("OPTIONS", 1750, trunk).req(t))
+	if got := labels(h.net.wait(t, 1)); got != "503 OPTIONS" {
+		t.Fatalf("past the shared part with nothing answered: sent %s, want 503", got)
+	}
+
+	// Answered, its transactions make room for its next requests.
+	a := newAnswering(t, Config{MaxServerTransactions: 80}, func(*sip.Request) int { return 200 })
+	for i := range 200 {
+		if got := a.send(spec("OPTIONS", i, trunk)); got.String() != "200 OPTIONS" {
+			t.Fatalf("request %d: sent %s", i, got)
+		}
+	}
+	if st := a.settled(); st.Rejected != 0 || st.Pending != 70 || st.Evicted != 130 {
+		t.Fatalf("stats %+v, want 70 kept, 130 ended early, none refused", st)
+	}
+}
+
+// TestServerBoundWeightedShares: under contention a source that holds more
+// than its share of the shared part (by Config.SourceWeight) pays with its
+// own answered transactions or is refused, while a trunk of weight 10
+// under its share goes on into the reserve. The flood cannot keep the
+// trunk out by filling the table first.
+func TestServerBoundWeightedShares(t *testing.T) {
+	flood, trunk := from("192.0.2.66"), from("192.0.2.10")
+	weights := func(src netip.Addr) int {
+		if src == trunk.AddrPort.Addr() {
+			return 10
+		}
+		return 1
+	}
+	h := newHarness(t, Config{MaxServerTransactions: 80, SourceWeight: weights, TryingDelay: time.Hour})
+	for i := range 70 {
+		h.l.HandleMessage(spec("OPTIONS", i, flood).req(t))
+		h.serverTx()
+	}
+	// The trunk's share of the shared part is 70*10/11 = 63: it gets the
+	// reserve, past its 8 light places.
+	for i := range 10 {
+		h.l.HandleMessage(spec("OPTIONS", i, trunk).req(t))
+		h.serverTx()
+	}
+	h.l.HandleMessage(spec("OPTIONS", 70, flood).req(t))
+	if got := labels(h.net.wait(t, 1)); got != "503 OPTIONS" {
+		t.Fatalf("the flood over its share: sent %s, want 503", got)
+	}
+	if st := h.l.Stats(); st.Pending != 80 || st.Rejected != 1 || st.Sources != 2 {
+		t.Fatalf("stats %+v", st)
+	}
+
+	// Without the weight the trunk is one more heavy source: 70/2 = 35
+	// is its share, so it is served as long as it holds under that.
+	h2 := newHarness(t, Config{MaxServerTransactions: 80, TryingDelay: time.Hour})
+	for i := range 70 {
+		h2.l.HandleMessage(spec("OPTIONS", i, flood).req(t))
+		h2.serverTx()
+	}
+	for i := range 10 {
+		h2.l.HandleMessage(spec("OPTIONS", i, trunk).req(t))
+		h2.serverTx()
+	}
+	if st := h2.l.Stats(); st.Pending != 80 || st.Rejected != 0 {
+		t.Fatalf("unweighted: stats %+v", st)
+	}
+}
+
+// TestServerBoundAcceptedEvicted: an INVITE answered 2xx whose handler
+// has returned only absorbs retransmissions in Accepted (Timer L): at the
+// bound it is ended early like a Completed one, unless Respond2xx still
+// retransmits its 2xx.
+func TestServerBoundAcceptedEvicted(t *testing.T) {
+	var stop func()
+	a := newAnswering(t, Config{MaxServerTransactions: 8}, func(*sip.Request) int { return 200 })
+	for i := range 8 {
+		if got := a.send(spec("INVITE", i, from(fmt.Sprintf("192.0.2.%d", 100+i)))); got.String() != "200 INVITE" {
+			t.Fatalf("sent %s", got)
+		}
+	}
+	if st := a.settled(); st.ServerTransactions != 8 || st.Evicted != 0 {
+		t.Fatalf("stats %+v, want the 8 INVITEs in Accepted", st)
+	}
+	if got := a.send(spec("INVITE", 8, from("192.0.2.200"))); got.String() != "200 INVITE" {
+		t.Fatalf("at the bound: sent %s, want the oldest ended to make room", got)
+	}
+	if st := a.settled(); st.ServerTransactions != 8 || st.Evicted != 1 || st.Rejected != 0 {
+		t.Fatalf("stats %+v, want one Accepted transaction ended early", st)
+	}
+
+	// One whose 2xx Respond2xx retransmits is kept until stop.
+	h := newHarness(t, Config{MaxServerTransactions: 1})
+	h.l.HandleMessage(spec("INVITE", 1, from("192.0.2.1")).req(t))
+	tx := h.serverTx()
+	var err error
+	if stop, err = tx.Respond2xx(response(tx.Request(), 200, "uas")); err != nil {
+		t.Fatal(err)
+	}
+	h.net.take()
+	h.l.HandleMessage(spec("INVITE", 2, from("192.0.2.2")).req(t))
+	if got := labels(h.net.wait(t, 1)); got != "503 INVITE" {
+		t.Fatalf("while the 2xx is retransmitted: sent %s, want 503", got)
+	}
+	stop()
+	// The harness's handler waits for the transaction's end; stop lists
+	// it all the same once that handler returned, which Timer L ends.
+	h.clk.Advance(64 * DefaultT1)
+	eventually(t, "the place back", func() bool { return h.l.Stats().Pending == 0 })
+}

@@ -47,6 +47,10 @@ type ClientTx struct {
 	done       chan struct{}
 	err        error
 
+	// released: the TU reads no more (Release); a 2xx goes to
+	// Config.OnStrayResponse and ends the transaction.
+	released bool
+
 	cancelPending bool // Cancel was called before a provisional response
 	cancelSent    bool
 	cancelReason  string // the Reason header of the CANCEL, if any
@@ -105,6 +109,27 @@ func (tx *ClientTx) State() State {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
 	return tx.state
+}
+
+// Release tells the transaction that the TU reads its Responses no more:
+// a proxy that forwarded its final response and has nothing left to
+// decide. An INVITE transaction in the Accepted state then ends at once,
+// and so does one that reaches it later: the 2xx that arrive afterwards
+// (retransmissions, other forks) match no transaction and go to
+// Config.OnStrayResponse, which a proxy forwards statelessly as it would
+// from Accepted (RFC 6026 §7.3), without a TU that waits for Timer M. A
+// 2xx that ends a released transaction goes there too. In other states
+// the transaction runs on (it acknowledges a non-2xx itself), and
+// provisional and non-2xx responses are dropped.
+func (tx *ClientTx) Release() {
+	tx.mu.Lock()
+	var ob outbox
+	tx.released = true
+	if tx.state == StateAccepted {
+		tx.terminate(&ob, nil)
+	}
+	tx.mu.Unlock()
+	tx.flushCtx(tx.l.ctx, ob)
 }
 
 // Cancel cancels an INVITE (RFC 3261 §9.1): it sends a CANCEL built by
@@ -250,6 +275,11 @@ func (tx *ClientTx) receiveInvite(ob *outbox, res *sip.Response) {
 			tx.timeout.stop()
 			tx.state = StateAccepted
 			tx.deliver(res, true)
+			if tx.released {
+				ob.stray = res
+				tx.terminate(ob, nil)
+				return
+			}
 			tx.arm(ob, &tx.accepted, t.m, tx.onAccepted)
 		default:
 			tx.retrans.stop()
@@ -300,7 +330,7 @@ func (tx *ClientTx) deliver(res *sip.Response, final bool) {
 			f(false, tx.req.Method, res.StatusCode)
 		}
 	}
-	if tx.respClosed {
+	if tx.respClosed || tx.released {
 		return
 	}
 	room := cap(tx.responses)
@@ -354,6 +384,9 @@ func (tx *ClientTx) flushCtx(ctx context.Context, ob outbox) {
 	}
 	if ob.cancel {
 		tx.startCancel()
+	}
+	if ob.stray != nil {
+		tx.l.handleStray(ob.stray)
 	}
 	if ob.then != nil {
 		ob.then()

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -413,5 +414,77 @@ func assertErr(t testing.TB, got, want error) {
 	t.Helper()
 	if !errors.Is(got, want) {
 		t.Fatalf("err = %v, want %v", got, want)
+	}
+}
+
+// TestClientRelease: a released INVITE transaction in Accepted ends at
+// once, and a 2xx retransmitted later goes to OnStrayResponse; one
+// released before its final response ends with its 2xx, which goes there
+// too, and is not delivered. A non-2xx after Release is still
+// acknowledged by the transaction.
+func TestClientRelease(t *testing.T) {
+	clk := clock.NewFake(epoch)
+	net := newNetRec(clk)
+	strays := make(chan *sip.Response, 4)
+	l := New(context.Background(), net, nil, Config{Clock: clk, OnStrayResponse: func(_ context.Context, res *sip.Response) { strays <- res }})
+	t.Cleanup(func() { l.Close() })
+	stray := func(what string) *sip.Response {
+		t.Helper()
+		select {
+		case res := <-strays:
+			return res
+		case <-time.After(waitLimit):
+			t.Fatalf("no stray response: %s", what)
+		}
+		return nil
+	}
+
+	req := clientReq(t, sip.MethodInvite, sip.UDP)
+	tx, err := l.Request(context.Background(), req, peerUDP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok := wire(t, response(req, 200, "uas"), peerUDP)
+	l.HandleMessage(ok)
+	if got, _ := drain(tx); len(got) != 1 || got[0] != "200" || tx.State() != StateAccepted {
+		t.Fatalf("delivered %v, state %v", got, tx.State())
+	}
+	tx.Release()
+	if !isClosed(tx.Done()) || l.Stats().ClientTransactions != 0 {
+		t.Fatalf("released in Accepted: state %v, %+v", tx.State(), l.Stats())
+	}
+	l.HandleMessage(wire(t, ok, peerUDP))
+	if res := stray("the retransmitted 2xx"); res.StatusCode != 200 {
+		t.Fatalf("stray %d", res.StatusCode)
+	}
+
+	// Released while it rings.
+	req = clientReq(t, sip.MethodInvite, sip.UDP)
+	if tx, err = l.Request(context.Background(), req, peerUDP); err != nil {
+		t.Fatal(err)
+	}
+	l.HandleMessage(wire(t, response(req, 180, "uas"), peerUDP))
+	tx.Release()
+	l.HandleMessage(wire(t, response(req, 200, "uas"), peerUDP))
+	if res := stray("the 2xx of a released transaction"); res.StatusCode != 200 {
+		t.Fatalf("stray %d", res.StatusCode)
+	}
+	if got, _ := drain(tx); len(got) != 1 || got[0] != "180" || !isClosed(tx.Done()) {
+		t.Fatalf("delivered %v (want only the 180), state %v", got, tx.State())
+	}
+
+	// Released, then refused: the ACK goes out all the same.
+	req = clientReq(t, sip.MethodInvite, sip.UDP)
+	if tx, err = l.Request(context.Background(), req, peerUDP); err != nil {
+		t.Fatal(err)
+	}
+	net.wait(t, 1)
+	tx.Release()
+	l.HandleMessage(wire(t, response(req, 486, "uas"), peerUDP))
+	if got := labels(net.wait(t, 1)); got != "ACK" {
+		t.Fatalf("sent %s, want the ACK of the 486", got)
+	}
+	if got, _ := drain(tx); len(got) != 0 || tx.State() != StateCompleted {
+		t.Fatalf("delivered %v, state %v", got, tx.State())
 	}
 }

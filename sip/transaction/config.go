@@ -3,6 +3,7 @@ package transaction
 import (
 	"context"
 	"log/slog"
+	"net/netip"
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
@@ -25,8 +26,6 @@ const (
 	DefaultTryingDelay = 200 * time.Millisecond
 	// DefaultMaxServerTransactions bounds the server transactions.
 	DefaultMaxServerTransactions = 10000
-	// DefaultMaxServerTransactionsPerSource bounds those of one source.
-	DefaultMaxServerTransactionsPerSource = 1000
 	// DefaultMaxClientTransactions bounds the client transactions.
 	DefaultMaxClientTransactions = 20000
 	// DefaultRetryAfter is the Retry-After of the 503 sent beyond the
@@ -99,7 +98,7 @@ type Config struct {
 
 	// MaxServerTransactions bounds the server transactions kept at once,
 	// in every state: those whose handler runs and those answered and
-	// kept to absorb retransmissions (Timers I, J, H). A transaction
+	// kept to absorb retransmissions (Timers I, J, H, L). A transaction
 	// holds its place until it has terminated and its handler has
 	// returned; a handler of an ACK without transaction holds one while
 	// it runs. So it bounds the handler goroutines too. A request that
@@ -107,19 +106,31 @@ type Config struct {
 	// 4 KiB, so that the bound caps memory too. When it is
 	// reached, the oldest answered transaction that only absorbs
 	// retransmissions is ended early to make room; when there is none,
-	// the request gets 503 with Retry-After, statelessly. The last
-	// eighth of it is kept for light sources, those that hold fewer than
-	// 8: a few flooding sources cannot take it all. A CANCEL of a pending
-	// INVITE is never refused, lest an overloaded server be unable to
-	// drop calls: without a place, it is answered and forgotten. Zero
-	// means 10000.
+	// the request gets 503 with Retry-After, statelessly. Sources share
+	// it fairly (see bound.go): the last eighth is kept for light
+	// sources, those that hold fewer than 8, and for those under their
+	// share; a source alone may use all the rest, and past it a source
+	// that holds more than its share (by SourceWeight) pays with its own
+	// answered transactions or is refused, not everyone. A CANCEL of a
+	// pending INVITE is never refused, lest an overloaded server be
+	// unable to drop calls: without a place, it is answered and
+	// forgotten. Zero means 10000.
 	MaxServerTransactions int
-	// MaxServerTransactionsPerSource bounds the places one source (an IP
-	// address; for IPv6 its /64) holds. At the bound the source's own
-	// oldest answered transaction is ended early, or, when it has none,
-	// its request gets 503: a flooding source is refused, not everyone.
-	// Zero means 1000; it is at most MaxServerTransactions.
+	// MaxServerTransactionsPerSource, when positive, bounds the places
+	// one source (an IP address; for IPv6 its /64) holds, whatever the
+	// others hold: at the bound the source's own oldest answered
+	// transaction is ended early, or, when it has none, its request gets
+	// 503. Zero means no bound of its own: a source is held to its fair
+	// share only when others compete (MaxServerTransactions).
 	MaxServerTransactionsPerSource int
+	// SourceWeight, when set, gives the weight of a source (an IP
+	// address; for IPv6 its /64) in the fair shares of
+	// MaxServerTransactions: a trusted trunk, which carries the calls of
+	// many, may hold ten times what a phone holds, say. It is asked when
+	// a source that holds nothing starts a transaction, with Layer's lock
+	// held: it must be quick and must not call back into the Layer. Nil,
+	// or a weight below 1, means 1; weights are capped at 65536.
+	SourceWeight func(src netip.Addr) int
 	// MaxClientTransactions bounds the client transactions. Beyond it
 	// Request fails with ErrTooManyTransactions, except for a CANCEL,
 	// of which there is at most one per INVITE. Zero means 20000.
@@ -127,6 +138,15 @@ type Config struct {
 	// RetryAfter is the Retry-After of that 503; zero means 5s. It is sent
 	// in whole seconds, at least 1.
 	RetryAfter time.Duration
+	// OverloadDelay is the requests' mean wait past which the layer is
+	// overloaded (Layer.Overloaded): their handlers' wait for a CPU, and
+	// QueueDelay. Zero means 100ms, negative never overloaded.
+	OverloadDelay time.Duration
+	// QueueDelay, when set, says how long requests wait before they reach
+	// the layer: transport.Layer.QueueDelay, the wait for a worker. A
+	// queue that grows hides the overload from the handlers' wait. It is
+	// called often: it must be cheap.
+	QueueDelay func() time.Duration
 
 	// Clock runs the timers; nil means the real clock.
 	Clock clock.Clock

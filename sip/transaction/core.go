@@ -29,6 +29,9 @@ type outbox struct {
 	removed bool
 	// cancel: a CANCEL was waiting for a provisional response; send it.
 	cancel bool
+	// stray: a response for Config.OnStrayResponse (a released
+	// transaction's 2xx).
+	stray *sip.Response
 }
 
 func (o *outbox) send(msg sip.Message, dst sip.Addr) {

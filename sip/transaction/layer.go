@@ -114,10 +114,12 @@ type Layer struct {
 	stray     func(context.Context, *sip.Response)
 	onFinal   func(server bool, method string, status int)
 	admit     func(*sip.Request) (*sip.Response, bool)
-	max       int // Config.MaxServerTransactions
-	perSource int // Config.MaxServerTransactionsPerSource
-	maxClient int // Config.MaxClientTransactions
+	weigh     func(netip.Addr) int // Config.SourceWeight
+	max       int                  // Config.MaxServerTransactions
+	perSource int                  // Config.MaxServerTransactionsPerSource
+	maxClient int                  // Config.MaxClientTransactions
 	retry     string
+	load      overload
 
 	// ctx is passed to Send for everything but the first transmission of a
 	// client request; Close cancels it.
@@ -139,6 +141,12 @@ type Layer struct {
 	// sources holds them by source.
 	places  int
 	sources map[netip.Addr]*sourceLoad
+	weights int // the sum of the weights of sources
+	// recent holds the sources of the last new requests (those asked of
+	// Admit), a ring of recentN entries, next at recentAt: the measure of
+	// who brings the load, for Overloaded.
+	recent            [recentSize]netip.Addr
+	recentN, recentAt int
 	// lingering lists, oldest first, the transactions that only absorb
 	// retransmissions now: those that may be ended early to make room.
 	lingering txList
@@ -168,6 +176,7 @@ func New(ctx context.Context, s Sender, h Handler, cfg Config) *Layer {
 		stray:     cfg.OnStrayResponse,
 		onFinal:   cfg.OnFinal,
 		admit:     cfg.Admit,
+		weigh:     cfg.SourceWeight,
 		max:       cfg.MaxServerTransactions,
 		perSource: cfg.MaxServerTransactionsPerSource,
 		maxClient: cfg.MaxClientTransactions,
@@ -183,12 +192,15 @@ func New(ctx context.Context, s Sender, h Handler, cfg Config) *Layer {
 	if l.max <= 0 {
 		l.max = DefaultMaxServerTransactions
 	}
-	if l.perSource <= 0 {
-		l.perSource = DefaultMaxServerTransactionsPerSource
+	if l.perSource > l.max {
+		l.perSource = 0 // no bound of its own
 	}
-	l.perSource = min(l.perSource, l.max)
 	if l.maxClient <= 0 {
 		l.maxClient = DefaultMaxClientTransactions
+	}
+	l.load.limit, l.load.queue = int64(cfg.OverloadDelay), cfg.QueueDelay
+	if cfg.OverloadDelay == 0 {
+		l.load.limit = int64(DefaultOverloadDelay)
 	}
 	retry := orDefault(cfg.RetryAfter, DefaultRetryAfter)
 	l.retry = strconv.Itoa(max(1, int(retry.Seconds())))
@@ -212,8 +224,8 @@ type Stats struct {
 	// Sources is the number of sources that hold places.
 	Sources int
 	// Rejected counts the requests answered 503 and the ACKs dropped
-	// because MaxServerTransactions or MaxServerTransactionsPerSource was
-	// reached.
+	// because MaxServerTransactions, a source's share of it or
+	// MaxServerTransactionsPerSource was reached.
 	Rejected uint64
 	// Evicted counts the answered transactions ended before their time
 	// to make room for new ones.
@@ -224,6 +236,10 @@ type Stats struct {
 	// Refused and Dropped count the requests that Config.Admit answered
 	// and dropped.
 	Refused, Dropped uint64
+	// HandlerDelay is the handlers' mean wait for a CPU, and Overloaded
+	// whether it is over Config.OverloadDelay (see Overloaded).
+	HandlerDelay time.Duration
+	Overloaded   bool
 }
 
 // Stats returns the current load.
@@ -236,6 +252,8 @@ func (l *Layer) Stats() Stats {
 	st.Pending = l.places
 	st.Handlers = l.running
 	st.Sources = len(l.sources)
+	st.HandlerDelay = time.Duration(l.load.mean.Load())
+	st.Overloaded = l.load.over()
 	return st
 }
 
@@ -275,14 +293,22 @@ func (l *Layer) handleResponse(res *sip.Response) {
 	tx := l.clients[clientKey{via.Branch(), cseq.Method}]
 	l.mu.Unlock()
 	if tx == nil {
-		if l.stray != nil {
-			l.stray(l.ctx, res)
-		} else {
-			l.log.Debug("sip transaction: dropping stray response", "status", res.StatusCode, "branch", via.Branch())
-		}
+		l.handleStray(res)
 		return
 	}
 	tx.receive(res)
+}
+
+// handleStray passes a response that no transaction takes to
+// Config.OnStrayResponse, or drops it.
+func (l *Layer) handleStray(res *sip.Response) {
+	if l.stray != nil {
+		l.stray(l.ctx, res)
+		return
+	}
+	if via, ok := res.TopVia(); ok {
+		l.log.Debug("sip transaction: dropping stray response", "status", res.StatusCode, "branch", via.Branch())
+	}
 }
 
 func (l *Layer) handleRequest(req *sip.Request) {
@@ -335,6 +361,9 @@ func (l *Layer) handleRequest(req *sip.Request) {
 			l.handleCancel(req, rfc3261, sk, lk) // unlocks l.mu
 			return
 		}
+		if !admitted {
+			l.noteRecent(sourceOf(req.Source))
+		}
 		if admitted || l.admit == nil {
 			break // with l.mu held
 		}
@@ -347,7 +376,7 @@ func (l *Layer) handleRequest(req *sip.Request) {
 		}
 		admitted = true
 	}
-	src, w := sourceOf(req.Source), weight(req, l.perSource)
+	src, w := sourceOf(req.Source), weight(req, l.placeCap())
 	ok, evicted := l.acquire(src, w)
 	if !ok {
 		l.overloaded(req.Method, req.Source) // unlocks l.mu
@@ -364,6 +393,7 @@ func (l *Layer) handleRequest(req *sip.Request) {
 	endEvicted(evicted)
 
 	tx.start()
+	tx.handed = monoNow()
 	go l.serve(tx)
 }
 
@@ -418,7 +448,7 @@ func (l *Layer) handleCancel(req *sip.Request, rfc3261 bool, sk serverKey, lk le
 	tx := newServerTx(l, req, rfc3261, sk, lk)
 	tx.handlerDone = true
 	tx.src = sourceOf(req.Source)
-	tx.weight = weight(req, l.perSource)
+	tx.weight = weight(req, l.placeCap())
 	ok, evicted := l.acquire(tx.src, tx.weight)
 	tx.place, tx.endAtOnce = ok, !ok
 	l.insertServer(tx)
@@ -507,6 +537,7 @@ func (l *Layer) handlerDone(tx *ServerTx) {
 
 // serve runs the handler of a server transaction.
 func (l *Layer) serve(tx *ServerTx) {
+	l.load.sample(tx.handed)
 	defer l.handlers.Done()
 	defer tx.handlerReturned()
 	defer func() {
@@ -530,7 +561,7 @@ func (l *Layer) dispatchAck(req *sip.Request) {
 		l.mu.Unlock()
 		return
 	}
-	src, w := sourceOf(req.Source), weight(req, l.perSource)
+	src, w := sourceOf(req.Source), weight(req, l.placeCap())
 	ok, evicted := l.acquire(src, w)
 	if !ok {
 		l.overloaded(req.Method, req.Source) // unlocks l.mu

@@ -56,6 +56,7 @@ type ServerTx struct {
 	lingerAsked bool // list was called
 	endAtOnce   bool // a CANCEL without a place: no Timer J
 	born        time.Time
+	handed      int64 // monoNow when the handler's goroutine was started
 
 	// ctx is the handler's: stop ends it when the transaction ends or
 	// is canceled.
@@ -212,6 +213,7 @@ func (tx *ServerTx) Respond2xx(res *sip.Response) (stop func(), err error) {
 	return func() {
 		tx.mu.Lock()
 		tx.ok2xx.stop()
+		tx.maybeLinger()
 		tx.mu.Unlock()
 	}, nil
 }
@@ -432,13 +434,24 @@ func (tx *ServerTx) terminate(ob *outbox, err error) {
 
 // maybeLinger puts the transaction on the Layer's lists of those that may
 // be ended early once it only absorbs retransmissions: its handler has
-// returned and its final response is out (Completed, Confirmed). Called
-// with the lock held.
+// returned and its final response is out (Completed, Confirmed), or its
+// 2xx is (Accepted), unless Respond2xx still retransmits it. Called with
+// the lock held.
 func (tx *ServerTx) maybeLinger() {
-	if tx.handlerDone && !tx.lingerAsked && (tx.state == StateCompleted || tx.state == StateConfirmed) {
-		tx.lingerAsked = true
-		tx.l.list(tx)
+	if !tx.handlerDone || tx.lingerAsked {
+		return
 	}
+	switch tx.state {
+	case StateCompleted, StateConfirmed:
+	case StateAccepted:
+		if tx.ok2xx.t != nil {
+			return
+		}
+	default:
+		return
+	}
+	tx.lingerAsked = true
+	tx.l.list(tx)
 }
 
 // handlerReturned runs when ServeSIP returns: it answers the request if the

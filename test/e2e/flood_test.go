@@ -106,23 +106,15 @@ func TestFloodRegister(t *testing.T) {
 	rate := float64(sent.Load()) / elapsed.Seconds()
 	t.Logf("flood: %d requests in %v from %d sources: %.0f/s (aim %d/s), %d send errors",
 		sent.Load(), elapsed.Round(time.Millisecond), floodSources, rate, floodRate, sendErrs.Load())
-	t.Logf("good user: %d of %d registrations within %v (%d late, %d unanswered, %d refused %v); %d requests sent again after 500 ms; slowest %v",
-		good.ok, good.tries, goodWithin, good.late, good.lost, good.refused, good.statuses, good.retransmitted,
-		good.slowest.Round(time.Millisecond))
+	t.Logf("good user's registrations: %v", &good)
 	t.Logf("gateway: max RSS %.1f MB, max open server transactions %d, max client %d; %s",
 		float64(probe.maxRSS)/(1<<20), probe.maxServerTx, probe.maxClientTx, probe.last)
 
 	if rate < floodMinRate {
 		t.Errorf("the flood reached %.0f requests/s, below the %d/s that make this test mean something", rate, floodMinRate)
 	}
-	if good.tries == 0 || float64(good.ok) < goodShare*float64(good.tries) {
-		t.Errorf("good user: %d of %d registrations within %v, want at least %.0f %%", good.ok, good.tries, goodWithin, goodShare*100)
-	}
-	if probe.rssSamples == 0 {
-		t.Errorf("no RSS sample of the gateway (pid %d): %v", g.cmd.Process.Pid, probe.rssErr)
-	} else if probe.maxRSS >= maxRSS {
-		t.Errorf("gateway RSS reached %.1f MB, want under %d MB", float64(probe.maxRSS)/(1<<20), maxRSS>>20)
-	}
+	good.check(t, "good user's registrations")
+	probe.checkRSS(t, g)
 	if probe.metricSamples == 0 {
 		t.Errorf("no /metrics sample of the gateway: %v", probe.metricErr)
 	} else if probe.maxServerTx > maxServerTx {
@@ -329,19 +321,38 @@ func goodUser(t *testing.T, gw *net.UDPAddr, stop <-chan struct{}, st *goodStats
 			}
 			auth = "Authorization: " + cr.String() + "\r\n"
 		}
-		took := time.Since(began)
-		st.slowest = max(st.slowest, took)
-		switch {
-		case status == 200 && took <= goodWithin:
-			st.ok++
-		case status == 200:
-			st.late++
-		case status == 0:
-			st.lost++
-		default:
-			st.refused++
-			st.statuses = append(st.statuses, status)
-		}
+		st.count(status, time.Since(began))
+	}
+}
+
+// count counts one try that ended with status (0: no answer) after took.
+func (st *goodStats) count(status int, took time.Duration) {
+	st.slowest = max(st.slowest, took)
+	switch {
+	case status == 200 && took <= goodWithin:
+		st.ok++
+	case status == 200:
+		st.late++
+	case status == 0:
+		st.lost++
+	default:
+		st.refused++
+		st.statuses = append(st.statuses, status)
+	}
+}
+
+// String says how the tries went.
+func (st *goodStats) String() string {
+	return fmt.Sprintf("%d of %d within %v (%d late, %d unanswered, %d refused %v); %d requests sent again after 500 ms; slowest %v",
+		st.ok, st.tries, goodWithin, st.late, st.lost, st.refused, st.statuses, st.retransmitted, st.slowest.Round(time.Millisecond))
+}
+
+// check fails t unless goodShare of who's tries succeeded within
+// goodWithin.
+func (st *goodStats) check(t *testing.T, who string) {
+	t.Helper()
+	if st.tries == 0 || float64(st.ok) < goodShare*float64(st.tries) {
+		t.Errorf("%s: %d of %d within %v, want at least %.0f %%", who, st.ok, st.tries, goodWithin, goodShare*100)
 	}
 }
 
@@ -391,6 +402,17 @@ func probeGateway(g *gateway, stop <-chan struct{}, st *probeStats) {
 			}
 		}
 		st.last = b.String()
+	}
+}
+
+// checkRSS fails t unless the gateway's RSS was sampled and stayed under
+// maxRSS.
+func (st *probeStats) checkRSS(t *testing.T, g *gateway) {
+	t.Helper()
+	if st.rssSamples == 0 {
+		t.Errorf("no RSS sample of the gateway (pid %d): %v", g.cmd.Process.Pid, st.rssErr)
+	} else if st.maxRSS >= maxRSS {
+		t.Errorf("gateway RSS reached %.1f MB, want under %d MB", float64(st.maxRSS)/(1<<20), maxRSS>>20)
 	}
 }
 

@@ -1,0 +1,166 @@
+package transaction
+
+import (
+	"math/rand/v2"
+	"net/netip"
+	"slices"
+	"sync/atomic"
+	"time"
+
+	"github.com/switchboard/switchboard/sip"
+)
+
+// Overload. Each server transaction's handler runs in a goroutine of its
+// own, so when requests come faster than the CPUs serve them the backlog
+// is not a queue the layer sees but runnable goroutines: every handler
+// then waits longer for a CPU before it starts, and a client that waits
+// past T1 sends its request again, which doubles the load. The layer
+// measures that wait, from the request's handover to the handler's
+// start, smoothed over the last handlers (an exponentially weighted mean
+// of weight 1/overloadSmoothing), and is overloaded while it exceeds
+// Config.OverloadDelay. Overloaded tells the Admit hook so, for the
+// sources that bring their share of the new requests or more: refusing their
+// new work at once, statelessly, costs a small fraction of serving it,
+// and keeps what is served within the delay, so that the goodput stays
+// near the most the machine can serve instead of collapsing into
+// retransmissions and timeouts.
+//
+// The refusal is proportional, not all or nothing: at a mean wait of d
+// past the limit, a share (d-limit)/limit of the new work is refused, all
+// of it from twice the limit on. Refusing everything as soon as the limit
+// is passed made the layer swing between serving nothing new and serving
+// everything; and a wait just past the limit, which a machine shared with
+// other processes shows now and then, is no reason to refuse most work.
+// The limit is well under T1 (500 ms), the wait after which a UDP client
+// sends its request again.
+//
+// The mean moves only when handlers start. A layer that refuses every new
+// request starts none, so a mean older than overloadStale says nothing:
+// the layer is not overloaded then, and the next requests, let in,
+// measure afresh.
+const (
+	// DefaultOverloadDelay is the handlers' mean wait for a CPU past
+	// which the layer is overloaded.
+	DefaultOverloadDelay = 100 * time.Millisecond
+	overloadSmoothing    = 16
+	overloadStale        = 100 * time.Millisecond
+)
+
+// monoEpoch is the origin of the layer's monotonic readings.
+var monoEpoch = time.Now()
+
+// monoNow returns the monotonic time in ns since monoEpoch: the wait
+// measured is wall time, whatever clock the timers run on.
+func monoNow() int64 { return int64(time.Since(monoEpoch)) }
+
+// overload is the measure of the handlers' wait.
+type overload struct {
+	limit int64                // Config.OverloadDelay in ns; <= 0: never overloaded
+	queue func() time.Duration // Config.QueueDelay, or nil
+	mean  atomic.Int64         // ns
+	last  atomic.Int64         // monoNow of the last sample
+}
+
+// sample adds the wait of a handler that starts now, handed over at
+// handed (monoNow).
+func (o *overload) sample(handed int64) {
+	if o.limit <= 0 {
+		return
+	}
+	now := monoNow()
+	d := now - handed
+	for {
+		m := o.mean.Load()
+		if o.mean.CompareAndSwap(m, m+(d-m)/overloadSmoothing) {
+			break
+		}
+	}
+	o.last.Store(now)
+}
+
+// wait is what a request waits now before its handler runs: the
+// handlers' mean wait, unless stale, and the queue's below the layer.
+func (o *overload) wait() int64 {
+	var d int64
+	if monoNow()-o.last.Load() < int64(overloadStale) {
+		d = o.mean.Load()
+	}
+	if o.queue != nil {
+		d += int64(o.queue())
+	}
+	return d
+}
+
+// over reports whether requests wait too long.
+func (o *overload) over() bool {
+	return o.limit > 0 && o.wait() > o.limit
+}
+
+// shed reports whether to refuse one more piece of new work: with the
+// share (wait-limit)/limit, at random, once over.
+func (o *overload) shed() bool {
+	if o.limit <= 0 {
+		return false
+	}
+	excess := o.wait() - o.limit
+	if excess <= 0 {
+		return false
+	}
+	return excess >= o.limit || rand.Int64N(o.limit) < excess
+}
+
+// recentSize is how many of the last new requests Overloaded weighs.
+const recentSize = 64
+
+// noteRecent records src as the source of a new request. Called with l.mu
+// held.
+func (l *Layer) noteRecent(src netip.Addr) {
+	l.recent[l.recentAt] = src
+	l.recentAt = (l.recentAt + 1) % recentSize
+	l.recentN = min(l.recentN+1, recentSize)
+}
+
+// Overloaded reports whether the layer is overloaded (requests wait
+// longer than Config.OverloadDelay, on average, in the queue below the
+// layer (Config.QueueDelay) and for a CPU to run their handler; past the
+// limit by a share x of it, it answers true for that share of the calls,
+// at random, and always from twice the limit on) and req's source brings
+// at least its share of the load: of the last 64 new requests, at least
+// the share its weight is of the weights of their sources
+// (Config.SourceWeight). So under overload the sources that bring the
+// most are refused, a source alone is refused as much as the load asks,
+// and a light one, or a trunk under its weighted share, goes on. It is
+// meant for Config.Admit, which decides which requests may be refused:
+// new work (a 503 with Retry-After), not what completes work begun
+// (requests within a dialog, answers to a challenge). It is cheap when
+// the layer is not overloaded.
+//
+// The share is of the requests, not of the places held: a flood of
+// requests that end at once (challenges, refusals) holds few places, and
+// by the places a newcomer would hold its share with nothing.
+func (l *Layer) Overloaded(req *sip.Request) bool {
+	if !l.load.shed() {
+		return false
+	}
+	src := sourceOf(req.Source)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var others [recentSize]netip.Addr
+	k, mine := 0, 0
+	for _, a := range l.recent[:l.recentN] {
+		if a == src {
+			mine++
+			continue
+		}
+		if !slices.Contains(others[:k], a) {
+			others[k] = a
+			k++
+		}
+	}
+	weight := l.sourceWeight(src)
+	total := weight
+	for _, a := range others[:k] {
+		total += l.sourceWeight(a)
+	}
+	return mine*total >= max(l.recentN, 1)*weight
+}

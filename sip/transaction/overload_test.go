@@ -1,0 +1,157 @@
+package transaction
+
+import (
+	"net/netip"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/sip"
+)
+
+// TestOverloaded: the layer is overloaded once its handlers' mean wait for
+// a CPU passes OverloadDelay; then Overloaded picks the sources that hold
+// their weighted share of the places or more (a source alone always), not
+// a light one nor a trunk under its share; a mean that no handler has
+// refreshed for overloadStale says nothing.
+func TestOverloaded(t *testing.T) {
+	flood, trunk, phone := from("192.0.2.66"), from("192.0.2.10"), from("192.0.2.30")
+	weights := func(src netip.Addr) int {
+		if src == trunk.AddrPort.Addr() {
+			return 10
+		}
+		return 1
+	}
+	a := newAnswering(t, Config{SourceWeight: weights}, func(*sip.Request) int { return 200 })
+	for i := range 30 {
+		a.send(spec("OPTIONS", i, flood))
+	}
+	a.settled()
+	if st := a.l.Stats(); st.Overloaded {
+		t.Fatalf("overloaded after 30 requests served at once: %+v", st)
+	}
+	req := func(src sip.Addr) *sip.Request { return spec("OPTIONS", 999, src).req(t) }
+	if a.l.Overloaded(req(flood)) {
+		t.Fatal("Overloaded without overload")
+	}
+
+	// Handlers that waited three times the limit for a CPU, on and on:
+	// past twice the limit, every piece of new work from a heavy source
+	// is refused.
+	long := int64(3 * DefaultOverloadDelay)
+	for range 4 * overloadSmoothing {
+		a.l.load.sample(monoNow() - long)
+	}
+	if st := a.l.Stats(); !st.Overloaded || st.HandlerDelay < 2*DefaultOverloadDelay {
+		t.Fatalf("after waits of %v: %+v, want overloaded", time.Duration(long), st)
+	}
+	if !a.l.Overloaded(req(flood)) {
+		t.Error("the source alone, holding every place, is not refused")
+	}
+	for i := range 2 {
+		a.send(spec("OPTIONS", i, trunk))
+	}
+	a.settled()
+	switch {
+	case !a.l.Overloaded(req(flood)):
+		t.Error("the flood, over its share, is not refused")
+	case a.l.Overloaded(req(trunk)):
+		t.Error("the trunk, under its weighted share, is refused")
+	case a.l.Overloaded(req(phone)):
+		t.Error("a phone that holds nothing is refused")
+	}
+
+	// A light newcomer is spared while the flood holds a place or two
+	// (its requests ending at once): by the shares alone it would hold
+	// its share with nothing.
+	c := newAnswering(t, Config{OverloadDelay: time.Hour, QueueDelay: func() time.Duration { return 3 * time.Hour }},
+		func(*sip.Request) int { return 200 })
+	c.send(spec("OPTIONS", 1, flood))
+	c.settled()
+	if c.l.Stats().Pending == 0 {
+		t.Fatal("the flood holds no place")
+	}
+	if c.l.Overloaded(req(phone)) {
+		t.Error("a phone that holds nothing is refused while the flood holds a place")
+	}
+	if !c.l.Overloaded(req(flood)) {
+		t.Error("the flood alone is not refused")
+	}
+
+	// Waits back under the limit end it.
+	for range 4 * overloadSmoothing {
+		a.l.load.sample(monoNow())
+	}
+	if a.l.Overloaded(req(flood)) {
+		t.Error("still overloaded once handlers start at once")
+	}
+	// A stale mean says nothing.
+	for range 4 * overloadSmoothing {
+		a.l.load.sample(monoNow() - long)
+	}
+	a.l.load.last.Store(monoNow() - int64(2*overloadStale))
+	if a.l.Overloaded(req(flood)) {
+		t.Error("overloaded on a stale mean")
+	}
+
+	// OverloadDelay < 0: never.
+	b := newAnswering(t, Config{OverloadDelay: -1}, func(*sip.Request) int { return 200 })
+	b.send(spec("OPTIONS", 1, flood))
+	for range 4 * overloadSmoothing {
+		b.l.load.sample(monoNow() - int64(time.Second))
+	}
+	if b.l.Overloaded(req(flood)) {
+		t.Error("overloaded with OverloadDelay < 0")
+	}
+}
+
+// TestOverloadShedShare: past the limit by half of it, about half of the
+// new work is refused; from twice the limit on, all of it; under it,
+// none.
+func TestOverloadShedShare(t *testing.T) {
+	limit := int64(DefaultOverloadDelay)
+	o := overload{limit: limit}
+	share := func(mean int64) float64 {
+		o.mean.Store(mean)
+		o.last.Store(monoNow())
+		n := 0
+		for range 2000 {
+			if o.shed() {
+				n++
+			}
+		}
+		return float64(n) / 2000
+	}
+	if got := share(limit); got != 0 {
+		t.Errorf("at the limit: %.2f refused, want none", got)
+	}
+	if got := share(limit + limit/2); got < 0.35 || got > 0.65 {
+		t.Errorf("half past the limit: %.2f refused, want about half", got)
+	}
+	if got := share(2 * limit); got != 1 {
+		t.Errorf("at twice the limit: %.2f refused, want all", got)
+	}
+}
+
+// TestOverloadQueue: the wait below the layer (Config.QueueDelay) counts
+// too: a queue that makes requests wait past twice the limit overloads
+// the layer though its handlers start at once.
+func TestOverloadQueue(t *testing.T) {
+	var queue atomic.Int64
+	a := newAnswering(t, Config{QueueDelay: func() time.Duration { return time.Duration(queue.Load()) }},
+		func(*sip.Request) int { return 200 })
+	flood := from("192.0.2.66")
+	a.send(spec("OPTIONS", 1, flood))
+	req := spec("OPTIONS", 999, flood).req(t)
+	if a.l.Overloaded(req) {
+		t.Fatal("overloaded with an empty queue")
+	}
+	queue.Store(int64(3 * DefaultOverloadDelay))
+	if !a.l.Overloaded(req) || !a.l.Stats().Overloaded {
+		t.Fatal("not overloaded with requests waiting three times the limit in the queue")
+	}
+	queue.Store(0)
+	if a.l.Overloaded(req) {
+		t.Fatal("still overloaded once the queue is empty")
+	}
+}
