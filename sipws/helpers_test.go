@@ -49,7 +49,7 @@ func startWith(t *testing.T, opts Options, newServer func(http.Handler) *httptes
 	t.Cleanup(s.srv.Close)
 	s.serving = transporttest.Serve(t, tr, s.rec)
 	select {
-	case <-tr.ready:
+	case <-tr.Serving():
 	case <-time.After(wait):
 		t.Fatal("Serve did not start")
 	}

@@ -303,6 +303,10 @@ func (t *Transport) Network() string {
 // LocalAddr returns Options.LocalAddr with the transport's name.
 func (t *Transport) LocalAddr() sip.Addr { return t.local }
 
+// Serving is closed once Serve has its handler: from then on an upgrade
+// is served rather than refused with 503 ("not serving yet").
+func (t *Transport) Serving() <-chan struct{} { return t.ready }
+
 // Serve lets connections in and delivers what they read to h until ctx is
 // done or Close is called; then it closes the transport and returns nil.
 // Until Serve is called the handshake is refused with 503, since there is

@@ -505,6 +505,11 @@ func TestNotServing(t *testing.T) {
 	if got := s.dialStatus(t, nil, []string{"sip"}); got != http.StatusServiceUnavailable {
 		t.Errorf("before Serve: HTTP %d, want 503", got)
 	}
+	select {
+	case <-tr.Serving():
+		t.Error("Serving closed before Serve")
+	default:
+	}
 	tr.Close()
 	if err := tr.Serve(context.Background(), transporttest.NewRecorder(t)); !errors.Is(err, transport.ErrClosed) {
 		t.Errorf("Serve after Close: %v, want ErrClosed", err)

@@ -271,6 +271,15 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, ctl control) error {
 		go func() { served <- tlsSrv.ServeTLS(tlsLn, "", "") }()
 	}
 
+	// Gateway.Serve resolves the trunks' hosts before the transports get
+	// its handler, and a WebSocket upgrade before that is refused with
+	// 503: "listening" and /readyz wait for it.
+	select {
+	case <-stack.ws.Serving():
+	case err := <-stack.served:
+		return fmt.Errorf("serve sip: %w", err)
+	case <-ctx.Done():
+	}
 	isReady.Store(true)
 	addrs := stack.addrs
 	addrs.HTTP = ln.Addr()
