@@ -215,3 +215,60 @@ export async function waitFor(what, probe, predicate, timeout = 15_000) {
   }
   throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)}`);
 }
+
+// softphoneState, waitState and waitStats read the softphone page
+// (window.softphone): its state, and its call's getStats() summary.
+export const softphoneState = (page) => page.evaluate(() => window.softphone.state);
+
+export async function waitState(page, predicate, timeout = 10_000) {
+  const deadline = Date.now() + timeout;
+  let s;
+  while (Date.now() < deadline) {
+    s = await softphoneState(page);
+    if (predicate(s)) return s;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`timed out waiting for ${predicate}; state: ${JSON.stringify(s)}`);
+}
+
+export async function waitStats(page, predicate, timeout = 10_000) {
+  const deadline = Date.now() + timeout;
+  let s;
+  while (Date.now() < deadline) {
+    s = await page.evaluate(() => window.softphone.getStats());
+    if (s && predicate(s)) return s;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`timed out waiting for ${predicate}; stats: ${JSON.stringify(s)}`);
+}
+
+// recordPeerConnections, given to page.addInitScript, runs in the page
+// before its scripts: it keeps the page's RTCPeerConnections in
+// window.__pagedriverPCs, where a test finds them, since neither the
+// softphone nor SIP.js keeps one for its callers after a call.
+export function recordPeerConnections() {
+  const Native = window.RTCPeerConnection;
+  const all = [];
+  Object.defineProperty(window, '__pagedriverPCs', { value: all });
+  window.RTCPeerConnection = new Proxy(Native, {
+    construct(target, args) {
+      const pc = new target(...args);
+      all.push(pc);
+      return pc;
+    },
+  });
+}
+
+// sipjsBundle is SIP.js (npm sip.js) as one script that sets window.SIP,
+// for a test to load into a page of the gateway's origin.
+export async function sipjsBundle() {
+  const esbuild = await import('esbuild');
+  const out = await esbuild.build({
+    stdin: { contents: "import * as SIP from 'sip.js'; window.SIP = SIP;", resolveDir: webclientDir },
+    bundle: true,
+    format: 'iife',
+    write: false,
+    logLevel: 'silent',
+  });
+  return out.outputFiles[0].text;
+}

@@ -10,9 +10,8 @@
 
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import * as esbuild from 'esbuild';
 import { buildGateway, mustRun, distBuilt, gatewayUnavailable, startGateway } from './gateway.js';
-import { launchBrowser, waitFor, watchPage, webclientDir } from './helpers.js';
+import { launchBrowser, sipjsBundle, waitFor, watchPage } from './helpers.js';
 
 const USERS = { alice: 'alice-secret', bob: 'bob-secret', carol: 'carol-secret' };
 
@@ -20,18 +19,6 @@ function skipReason() {
   if (process.env.SWITCHBOARD_BIN) return false;
   if (!distBuilt()) return 'dist/ is not built, so the gateway would serve its placeholder: run npm run build';
   return gatewayUnavailable() || false;
-}
-
-// sipjsBundle is SIP.js as one script that sets window.SIP.
-async function sipjsBundle() {
-  const out = await esbuild.build({
-    stdin: { contents: "import * as SIP from 'sip.js'; window.SIP = SIP;", resolveDir: webclientDir },
-    bundle: true,
-    format: 'iife',
-    write: false,
-    logLevel: 'silent',
-  });
-  return out.outputFiles[0].text;
 }
 
 describe('transfer from a SIP.js user agent', { skip: mustRun(skipReason()) }, () => {
