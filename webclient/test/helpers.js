@@ -148,8 +148,9 @@ export async function launchBrowser({ viewport = { width: 360, height: 740 }, ar
 }
 
 // watchPage collects what would otherwise go unnoticed: uncaught errors and
-// console errors of a page, and requests to anywhere but loopback.
-export function watchPage(page) {
+// console errors of a page, and requests to anywhere but loopback and the
+// host names of hosts (which the test maps to loopback).
+export function watchPage(page, { hosts = [] } = {}) {
   const problems = [];
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
   page.on('console', (msg) => {
@@ -158,7 +159,7 @@ export function watchPage(page) {
   page.on('request', (req) => {
     const { hostname, protocol } = new URL(req.url());
     if ((protocol === 'http:' || protocol === 'https:' || protocol === 'ws:' || protocol === 'wss:') &&
-        hostname !== '127.0.0.1' && hostname !== 'localhost' && hostname !== '[::1]') {
+        hostname !== '127.0.0.1' && hostname !== 'localhost' && hostname !== '[::1]' && !hosts.includes(hostname)) {
       problems.push(`request off loopback: ${req.url()}`);
     }
   });
