@@ -29,6 +29,10 @@ import (
 // gets 503 beyond it.
 const maxRefers = 4
 
+// earlyExpires is the expiry, in seconds, of the subscription state the
+// transferor gets with a progress report that claimed to end it.
+const earlyExpires = 60
+
 // referSub is a REFER the call relayed, whose NOTIFYs it relays back.
 type referSub struct {
 	from  *leg   // the transferor's leg, where the NOTIFYs go
@@ -189,10 +193,20 @@ func (c *call) serveNotify(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 	}
 	st, _, _ := req.SubscriptionState()
 	terminated := strings.EqualFold(st.Value, "terminated")
+	status := sipfragStatus(req)
+	// SIP.js (0.21) ends the subscription with each NOTIFY, the one of
+	// its new call's 180 too, and still sends the final one. Taken at its
+	// word, the final NOTIFY would get 481 and the transferred call would
+	// never end: a progress report keeps the subscription, and reaches
+	// the transferor as active. maxRefers bounds what a transferee that
+	// never reports an outcome leaves behind.
+	early := terminated && status >= 100 && status < 200
+	if early {
+		terminated = false
+	}
 	if terminated {
 		c.xfer.remove(key)
 	}
-	status := sipfragStatus(req)
 	c.log.Info("transfer: progress", "status", status, "terminated", terminated, "relayed", !sub.quiet)
 	if sub.quiet {
 		c.respond(tx, l.reply(req, 200, ""))
@@ -201,7 +215,7 @@ func (c *call) serveNotify(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 		case <-sub.answered:
 		case <-c.ctx.Done():
 		}
-		c.respond(tx, l.reply(req, c.relayNotify(sub, req), ""))
+		c.respond(tx, l.reply(req, c.relayNotify(sub, req, early), ""))
 	}
 	if terminated && status >= 200 && status < 300 {
 		c.log.Info("transfer: the target answered, the transferred call ends")
@@ -210,14 +224,20 @@ func (c *call) serveNotify(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 }
 
 // relayNotify sends req's news to the transferor of sub and returns the
-// status to answer the transferee with.
-func (c *call) relayNotify(sub *referSub, req *sip.Request) int {
+// status to answer the transferee with. active says that the
+// subscription goes on whatever req says (a progress report that claimed
+// to end it).
+func (c *call) relayNotify(sub *referSub, req *sip.Request, active bool) int {
 	out, err := sub.from.newRequest(sip.MethodNotify)
 	if err != nil {
 		return 481
 	}
 	out.Set("Event", "refer;id="+strconv.FormatUint(uint64(sub.id), 10))
-	out.CopyFrom(&req.Headers, "Subscription-State")
+	if active {
+		out.Set("Subscription-State", "active;expires="+strconv.Itoa(earlyExpires))
+	} else {
+		out.CopyFrom(&req.Headers, "Subscription-State")
+	}
 	if len(req.Body) > 0 {
 		out.SetBody(req.Body, req.ContentType())
 	}

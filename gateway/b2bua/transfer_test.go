@@ -120,6 +120,42 @@ func TestTransferRelayed(t *testing.T) {
 	}
 }
 
+// TestTransferEarlyTerminated: a transferee that ends the subscription
+// with its progress report and sends the final NOTIFY all the same (as
+// SIP.js does) still ends the transferred call. The transferor gets the
+// progress with the subscription active, then the final NOTIFY as sent.
+func TestTransferEarlyTerminated(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	oc, in := bridgedCall(t, h)
+
+	done := referFromBrowser(h, oc, "<sip:carol@example.test>")
+	ref := h.phone.expect(sip.MethodRefer)
+	ref.respond(202, nil)
+	if res := awaitResponse(t, done); res.StatusCode != 202 {
+		t.Fatalf("the browser's REFER: %d", res.StatusCode)
+	}
+	id := "refer;id=" + strconv.FormatUint(uint64(ref.req.CSeq().Seq), 10)
+	for _, step := range []struct{ frag, want string }{
+		{"SIP/2.0 180 Ringing", "active;expires=60"},
+		{"SIP/2.0 200 OK", "terminated"},
+	} {
+		res := notifyFromPhone(h, in, id, "terminated", step.frag)
+		n := h.browser.expect(sip.MethodNotify)
+		if got := n.req.Get("Subscription-State"); got != step.want || string(n.req.Body) != step.frag {
+			t.Fatalf("the browser's NOTIFY for %q: state %q, want %q:\n%s", step.frag, got, step.want, n.req)
+		}
+		n.respond(200, nil)
+		if r := awaitResponse(t, res); r.StatusCode != 200 {
+			t.Fatalf("the phone's NOTIFY of %q: %d", step.frag, r.StatusCode)
+		}
+	}
+	h.phone.expect(sip.MethodBye).respond(200, nil)
+	h.browser.expect(sip.MethodBye).respond(200, nil)
+	if cause := h.ended(); !strings.Contains(cause, "transferred") {
+		t.Errorf("cause %q, want transferred", cause)
+	}
+}
+
 // TestTransferRefusals: a phone that takes no REFER declines it, a REFER
 // whose Refer-To embeds a Route never reaches the phone, and NOTIFYs that
 // belong to no relayed REFER are refused; the call goes on through all of

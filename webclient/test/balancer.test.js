@@ -27,16 +27,26 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { buildGateway, mustRun, DEFAULT_USERS, distBuilt, gatewayUnavailable, startGateway } from './gateway.js';
-import { launchBrowser, recordPeerConnections, sipjsBundle, waitFor, waitState, waitStats, watchPage } from './helpers.js';
+import {
+  failureReport,
+  launchBrowser,
+  recordPeerConnections,
+  sipjsBundle,
+  traceWebSocket,
+  waitFor,
+  waitState,
+  waitStats,
+  watchPage,
+} from './helpers.js';
 import { redisUnavailable, startRedis } from './redis.js';
-import { expectExit, killSipps, pcapCallerArgs, pcmuPcap, sippUnavailable, startSipp } from './sipp.js';
+import { expectExit, killSipps, pcapCallerArgs, pcmuPcap, sippMissing, startSipp } from './sipp.js';
 
 const USERS = { ...DEFAULT_USERS, 1000: 'pass1000' };
 const NAME = 'sip.cluster.test';
 const BALANCER_IP = '127.0.0.2';
 
 function skipReason() {
-  const missing = sippUnavailable() || redisUnavailable();
+  const missing = sippMissing() || redisUnavailable();
   if (missing) return missing;
   if (process.env.SWITCHBOARD_BIN) return false;
   if (!distBuilt()) return 'dist/ is not built, so the gateway would serve its placeholder: run npm run build';
@@ -189,12 +199,7 @@ describe('a browser behind a load balancer moves to another gateway of the clust
       const trace = [];
       const t0 = Date.now();
       const note = (line) => trace.push(`+${((Date.now() - t0) / 1000).toFixed(3)}s ${line}`);
-      page.on('websocket', (ws) => {
-        note(`=== WebSocket ${ws.url()}`);
-        ws.on('framesent', (f) => note(`>>> sent\n${f.payload}`));
-        ws.on('framereceived', (f) => note(`<<< received\n${f.payload}`));
-        ws.on('close', () => note('=== WebSocket closed'));
-      });
+      traceWebSocket(page, note);
       const websockets = () => balancer.connections.filter((c) => /^GET \/ws /.test(c.head));
       const sipps = [];
       const sipp = (label, args) => {
@@ -206,27 +211,19 @@ describe('a browser behind a load balancer moves to another gateway of the clust
       try {
         await fn({ page, g1, g2, note, problems, websockets, sipp });
       } catch (err) {
-        const parts = [String(err && err.stack ? err.stack : err)];
-        let st = '(page closed)';
-        try {
-          st = JSON.stringify(await page.evaluate(() => (window.t ? { ...window.t, sm: undefined, session: undefined } : window.softphone.state)));
-        } catch {
-          // closed or crashed
-        }
-        parts.push(`--- page: state ${st}`);
-        if (problems.length) parts.push(`--- page: problems\n${problems.join('\n')}`);
-        parts.push(`--- page: SIP over WebSocket\n${trace.join('\n').replace(/\r\n/g, '\n')}`);
-        parts.push(`--- balancer connections\n${JSON.stringify(balancer.connections)}`);
-        for (const s of sipps) {
-          parts.push(`--- sipp ${s.label}: ${s.command}\n--- exit ${JSON.stringify(s.exited)}\n${s.output()}`);
-          parts.push(`--- sipp ${s.label}: -trace_msg\n${(await s.trace()).replace(/\r\n/g, '\n')}`);
-        }
-        parts.push(`--- gateway 1 log ---\n${g1.log()}`);
-        parts.push(`--- gateway 2 log ---\n${g2.log()}`);
-        parts.push(`--- redis-server log ---\n${redis.log()}`);
-        const e = new Error(parts.join('\n'));
-        e.cause = err;
-        throw e;
+        // The page is the softphone, or SIP.js with its state in window.t.
+        const state = (p) => p.evaluate(() => (window.t ? { ...window.t, sm: undefined, session: undefined } : window.softphone.state));
+        throw await failureReport(err, {
+          pages: [{ label: 'page', page, problems, trace }],
+          sipps,
+          state,
+          logs: {
+            'balancer connections': JSON.stringify(balancer.connections),
+            'gateway 1 log': g1.log(),
+            'gateway 2 log': g2.log(),
+            'redis-server log': redis.log(),
+          },
+        });
       } finally {
         await page.close().catch(() => {});
         await Promise.all(sipps.map((s) => s.kill()));

@@ -36,25 +36,25 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { buildGateway, mustRun, DEFAULT_USERS, distBuilt, gatewayUnavailable, startGateway } from './gateway.js';
-import { launchBrowser, relayWebSocket, softphoneState as state, waitState, waitStats, watchPage } from './helpers.js';
+import { failureReport, launchBrowser, relayWebSocket, softphoneState as state, traceWebSocket, waitState, waitStats, watchPage } from './helpers.js';
 import { redisUnavailable, startRedis } from './redis.js';
 import {
-  SIPP_DIR,
+  echoPhone as sippEchoPhone,
   expectExit,
   freeUdpPort,
   killSipps,
   pcapCallerArgs,
   pcmuPcap,
-  sippUnavailable,
+  sippMissing,
   startSipp,
-  waitBound,
+  transferringPhone,
 } from './sipp.js';
 
 const USERS = { ...DEFAULT_USERS, 1000: 'pass1000', carol: 'carol-secret' };
 const T = { timeout: 60_000 };
 
 function skipReason() {
-  const sipp = sippUnavailable();
+  const sipp = sippMissing();
   if (sipp) return sipp;
   if (process.env.SWITCHBOARD_BIN) return false;
   if (!distBuilt()) return 'dist/ is not built, so the gateway would serve its placeholder: run npm run build';
@@ -112,12 +112,7 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: m
         pages.push(entry);
         const t0 = Date.now();
         const note = (line) => entry.trace.push(`+${((Date.now() - t0) / 1000).toFixed(3)}s ${line}`);
-        page.on('websocket', (ws) => {
-          note(`=== WebSocket ${ws.url()}`);
-          ws.on('framesent', (f) => note(`>>> sent\n${f.payload}`));
-          ws.on('framereceived', (f) => note(`<<< received\n${f.payload}`));
-          ws.on('close', () => note('=== WebSocket closed'));
-        });
+        traceWebSocket(page, note);
         if (relay) await relayWebSocket(page, relay, note);
         await page.goto(`${gateway.url}/${query}`);
         await page.waitForFunction(() => window.softphone && window.softphone.state !== null, null, {
@@ -133,26 +128,7 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: m
       try {
         await fn({ open, sipp });
       } catch (err) {
-        const parts = [String(err && err.stack ? err.stack : err)];
-        for (const p of pages) {
-          let st = '(page closed)';
-          try {
-            st = JSON.stringify(await p.page.evaluate(() => window.softphone.state));
-          } catch {
-            // closed or crashed
-          }
-          parts.push(`--- page ${p.label}: state ${st}`);
-          if (p.problems.length) parts.push(`--- page ${p.label}: problems\n${p.problems.join('\n')}`);
-          parts.push(`--- page ${p.label}: SIP over WebSocket\n${p.trace.join('\n').replace(/\r\n/g, '\n')}`);
-        }
-        for (const s of sipps) {
-          parts.push(`--- sipp ${s.label}: ${s.command}\n--- exit ${JSON.stringify(s.exited)}\n${s.output()}`);
-          parts.push(`--- sipp ${s.label}: -trace_msg\n${(await s.trace()).replace(/\r\n/g, '\n')}`);
-        }
-        parts.push(`--- gateway log of this test ---\n${gateway.logSince(mark)}`);
-        const e = new Error(parts.join('\n'));
-        e.cause = err;
-        throw e;
+        throw await failureReport(err, { pages, sipps, state, gatewayLog: gateway.logSince(mark) });
       } finally {
         await Promise.all(pages.map((p) => p.page.close().catch(() => {})));
         await Promise.all(sipps.map((s) => s.kill()));
@@ -173,26 +149,7 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: m
   // answers with PCMU alone, hangs up when it gets an INFO (the browser's
   // DTMF, relayed: no telephone-event) and fails on any other request,
   // such as a re-INVITE.
-  async function echoPhone(sipp, scenario) {
-    const port = await freeUdpPort();
-    const reg = sipp('register-1000', [
-      '-sf', path.join(SIPP_DIR, 'register-only.xml'),
-      '-inf', path.join(SIPP_DIR, 'domain.csv'),
-      '-au', '1000', '-ap', USERS[1000], '-s', '1000',
-      '-i', '127.0.0.1', '-p', String(port),
-      '-m', '1', '-timeout', '10s', '-timeout_error',
-    ], { timeoutMs: 15_000 });
-    await expectExit(reg, 15_000, 'REGISTER 1000 with digest');
-    const mediaPort = await freeUdpPort([0, 2]);
-    const uas = sipp('uas-1000', [
-      '-sf', path.join(SIPP_DIR, scenario),
-      '-i', '127.0.0.1', '-p', String(port),
-      '-mi', '127.0.0.1', '-mp', String(mediaPort), '-rtp_echo',
-      '-m', '1', '-timeout', '50s', '-timeout_error',
-    ], { timeoutMs: 55_000 });
-    await waitBound(port, uas);
-    return uas;
-  }
+  const echoPhone = (sipp, scenario) => sippEchoPhone(sipp, { password: USERS[1000], scenario });
 
   // aliceCallsHangingUpPhone opens alice's page, its WebSocket through a
   // relay, has her call 1000, an echoPhone of uas-echo-hangup.xml, and
@@ -358,27 +315,7 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: m
     '(f) 1000 (sipp UAS) transfers alice (browser) to carol (browser) with REFER: alice follows, they talk',
     T,
     diagnosed(async ({ open, sipp }) => {
-      const port = await freeUdpPort();
-      const reg = sipp('register-1000', [
-        '-sf', path.join(SIPP_DIR, 'register-only.xml'),
-        '-inf', path.join(SIPP_DIR, 'domain.csv'),
-        '-au', '1000', '-ap', USERS[1000], '-s', '1000',
-        '-i', '127.0.0.1', '-p', String(port),
-        '-m', '1', '-timeout', '10s', '-timeout_error',
-      ], { timeoutMs: 15_000 });
-      await expectExit(reg, 15_000, 'REGISTER 1000 with digest');
-
-      const fields = path.join(dir, 'transfer.csv');
-      await writeFile(fields, `SEQUENTIAL\n${gateway.domain};carol\n`);
-      const mediaPort = await freeUdpPort([0, 2]);
-      const uas = sipp('uas-transfer-1000', [
-        '-sf', path.join(SIPP_DIR, 'uas-transfer.xml'),
-        '-inf', fields, '-s', '1000',
-        '-i', '127.0.0.1', '-p', String(port),
-        '-mi', '127.0.0.1', '-mp', String(mediaPort), '-rtp_echo',
-        '-m', '1', '-timeout', '40s', '-timeout_error',
-      ]);
-      await waitBound(port, uas);
+      const uas = await transferringPhone(sipp, { password: USERS[1000], domain: gateway.domain, target: 'carol', dir });
 
       const carol = await open('carol', '?autoanswer=1');
       const alice = await open('alice');
@@ -464,6 +401,8 @@ describe('a call across two gateways of a cluster (Redis)', { skip: mustRun(clus
       const marks = [g1.logMark(), g2.logMark()];
       const page = await browser.newPage();
       const problems = watchPage(page);
+      const trace = [];
+      traceWebSocket(page, (line) => trace.push(line));
       let uac;
       try {
         await page.goto(`${g2.url}/?autoanswer=1`);
@@ -492,14 +431,16 @@ describe('a call across two gateways of a cluster (Redis)', { skip: mustRun(clus
         assert.doesNotMatch(g1.logSince(marks[0]), /component=b2bua/);
         assert.deepEqual(problems, []);
       } catch (err) {
-        const parts = [String(err && err.stack ? err.stack : err)];
-        if (uac) parts.push(`--- sipp: ${uac.command}\n${uac.output()}\n${(await uac.trace()).replace(/\r\n/g, '\n')}`);
-        parts.push(`--- gateway 1 log ---\n${g1.logSince(marks[0])}`);
-        parts.push(`--- gateway 2 log ---\n${g2.logSince(marks[1])}`);
-        parts.push(`--- redis-server log ---\n${redis.log()}`);
-        const e = new Error(parts.join('\n'));
-        e.cause = err;
-        throw e;
+        throw await failureReport(err, {
+          pages: [{ label: 'alice', page, problems, trace }],
+          sipps: uac ? [uac] : [],
+          state,
+          logs: {
+            'gateway 1 log': g1.logSince(marks[0]),
+            'gateway 2 log': g2.logSince(marks[1]),
+            'redis-server log': redis.log(),
+          },
+        });
       } finally {
         await page.close().catch(() => {});
         await uac?.kill();

@@ -166,6 +166,49 @@ export function watchPage(page, { hosts = [] } = {}) {
   return problems;
 }
 
+// traceWebSocket notes each WebSocket of page, and the SIP messages
+// (text frames) it sends and receives, with note(line): for the failure
+// report of a test.
+export function traceWebSocket(page, note) {
+  page.on('websocket', (ws) => {
+    note(`=== WebSocket ${ws.url()}`);
+    ws.on('framesent', (f) => note(`>>> sent\n${f.payload}`));
+    ws.on('framereceived', (f) => note(`<<< received\n${f.payload}`));
+    ws.on('close', () => note('=== WebSocket closed'));
+  });
+}
+
+// failureReport returns err with what a browser test saw attached: for
+// each of pages ({ label, page, problems, trace }) what state(page)
+// returns, its problems and its SIP over WebSocket (traceWebSocket); each
+// sipp's command, exit, output and message trace (test/sipp.js
+// startSipp); the gateway's log of the test, when there is one gateway;
+// and each of logs ({ heading: text }: other gateways, redis-server, a
+// balancer's connections).
+export async function failureReport(err, { pages, sipps = [], state, gatewayLog, logs = {} }) {
+  const parts = [String(err && err.stack ? err.stack : err)];
+  for (const p of pages) {
+    let st = '(page closed)';
+    try {
+      st = JSON.stringify(await state(p.page));
+    } catch {
+      // closed or crashed
+    }
+    parts.push(`--- page ${p.label}: state ${st}`);
+    if (p.problems.length) parts.push(`--- page ${p.label}: problems\n${p.problems.join('\n')}`);
+    parts.push(`--- page ${p.label}: SIP over WebSocket\n${p.trace.join('\n').replace(/\r\n/g, '\n')}`);
+  }
+  for (const s of sipps) {
+    parts.push(`--- sipp ${s.label}: ${s.command}\n--- exit ${JSON.stringify(s.exited)}\n${s.output()}`);
+    parts.push(`--- sipp ${s.label}: -trace_msg\n${(await s.trace()).replace(/\r\n/g, '\n')}`);
+  }
+  if (gatewayLog !== undefined) parts.push(`--- gateway log of this test ---\n${gatewayLog}`);
+  for (const [heading, text] of Object.entries(logs)) parts.push(`--- ${heading} ---\n${text}`);
+  const e = new Error(parts.join('\n'));
+  e.cause = err;
+  return e;
+}
+
 // relayWebSocket routes page's WebSockets to the gateway (the path ending
 // in /ws) through the test, as a TCP relay would: relay.sockets are its
 // connections, each { sent, received } (the SIP messages, as text), and

@@ -27,7 +27,7 @@
 
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { launchBrowser, recordPeerConnections } from './helpers.js';
+import { launchBrowser, recordPeerConnections, traceWebSocket } from './helpers.js';
 import { trustCA } from './testca.js';
 
 const OPEN_TIMEOUT_MS = 15_000;
@@ -112,12 +112,7 @@ function watch(page) {
     const { hostname, protocol } = new URL(req.url());
     if (/^(https?|wss?):$/.test(protocol) && !hosts.has(hostname)) entry.problems.push(`request to an unknown host: ${req.url()}`);
   });
-  page.on('websocket', (ws) => {
-    note(`=== WebSocket ${ws.url()}`);
-    ws.on('framesent', (f) => note(`>>> sent\n${f.payload}`));
-    ws.on('framereceived', (f) => note(`<<< received\n${f.payload}`));
-    ws.on('close', () => note('=== WebSocket closed'));
-  });
+  traceWebSocket(page, note);
   return entry;
 }
 

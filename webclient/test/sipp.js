@@ -1,31 +1,35 @@
-// sipp, the SIP phone of the browser tests that cross into SIP
-// (crossing.test.js, balancer.test.js): running it with a time limit and a
-// message trace, free UDP ports for it, a PCMU pcap for it to play, and
-// waiting for its end.
+// sipp for the browser end-to-end tests (crossing.test.js, sipjs.test.js,
+// balancer.test.js): desk phones played by sipp (test/sipp/*.xml) over UDP
+// on loopback, with a hard time limit each, a -trace_msg log for failure
+// reports, free UDP ports for them, a PCMU pcap for them to play, and none
+// left running when the test process ends.
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import dgram from 'node:dgram';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { repoRoot } from './gateway.js';
 
 export const SIPP = process.env.SIPP || 'sipp';
 export const SIPP_DIR = path.join(repoRoot, 'test', 'sipp');
 
-// sippUnavailable says why sipp cannot run here, or '' when it can.
-export function sippUnavailable() {
-  const sipp = spawnSync(SIPP, ['-v'], { encoding: 'utf8' });
-  return sipp.error ? `no sipp (${SIPP}) on PATH` : '';
-}
-
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+// sippMissing says why sipp cannot be run here, or '' when it can.
+export function sippMissing() {
+  const sipp = spawnSync(SIPP, ['-v'], { encoding: 'utf8' });
+  return sipp.error ? `no sipp (${SIPP}) on PATH: run scripts/deps.sh` : '';
+}
 
 // Running sipp processes, killed if this process exits without it.
 const running = new Set();
-process.on('exit', () => {
+process.on('exit', () => killSipps());
+
+// killSipps kills every sipp still running.
+export function killSipps() {
   for (const child of running) child.kill('SIGKILL');
-});
+}
 
 // bindable reports whether UDP port on 127.0.0.1 is free now.
 export function bindable(port) {
@@ -36,7 +40,7 @@ export function bindable(port) {
   });
 }
 
-// freeUdpPorts returns a port the system picks such that port + k is free
+// freeUdpPort returns a port the system picks such that port + k is free
 // for every k of offsets (sipp -rtp_echo takes -mp and -mp + 2). A port
 // could be taken between this check and sipp's bind; on loopback in a test
 // run that is unlikely and shows as a sipp start-up error.
@@ -55,8 +59,8 @@ export async function freeUdpPort(offsets = [0]) {
 }
 
 // startSipp runs sipp in dir (its -message_file goes there) with a hard
-// time limit. Returns { done: Promise<{ code, signal }>, output(), trace(),
-// kill() }.
+// time limit. Returns { label, command, done: Promise<{ code, signal }>,
+// exited, output(), trace(), kill() }.
 export function startSipp(label, args, { dir, timeoutMs = 45_000 }) {
   const messageFile = path.join(dir, `${label}-messages.log`);
   const full = [...args, '-trace_msg', '-message_file', messageFile, '-nostdin'];
@@ -109,12 +113,6 @@ export function startSipp(label, args, { dir, timeoutMs = 45_000 }) {
     },
   };
 }
-
-// killSipps kills every sipp still running.
-export function killSipps() {
-  for (const child of running) child.kill('SIGKILL');
-}
-
 
 // linearToUlaw encodes one 16-bit sample as G.711 µ-law.
 function linearToUlaw(sample) {
@@ -231,4 +229,51 @@ export async function pcapCallerArgs({ callee, domain, password }) {
     '-mi', '127.0.0.1', '-mp', String(mediaPort),
     '-m', '1', '-timeout', '40s', '-timeout_error',
   ];
+}
+
+// registerPhone registers 1000 (digest, with password) from a port of its
+// own with register-only.xml, run by sipp (a launcher that adds the
+// gateway's address: sipp(label, args, opts)), and returns that port,
+// where the phone's UAS is then to run.
+export async function registerPhone(sipp, password) {
+  const port = await freeUdpPort();
+  const reg = sipp('register-1000', [
+    '-sf', path.join(SIPP_DIR, 'register-only.xml'),
+    '-inf', path.join(SIPP_DIR, 'domain.csv'),
+    '-au', '1000', '-ap', password, '-s', '1000',
+    '-i', '127.0.0.1', '-p', String(port),
+    '-m', '1', '-timeout', '10s', '-timeout_error',
+  ], { timeoutMs: 15_000 });
+  await expectExit(reg, 15_000, 'REGISTER 1000 with digest');
+  return port;
+}
+
+// echoPhone registers 1000 and runs scenario (a file of test/sipp) as its
+// UAS, with RTP echo on a media port of its own; args go before the rest
+// (-inf, -s). Returns the UAS, once it listens.
+export async function echoPhone(sipp, { password, scenario, label = 'uas-1000', args = [] }) {
+  const port = await registerPhone(sipp, password);
+  const mediaPort = await freeUdpPort([0, 2]);
+  const uas = sipp(label, [
+    '-sf', path.join(SIPP_DIR, scenario), ...args,
+    '-i', '127.0.0.1', '-p', String(port),
+    '-mi', '127.0.0.1', '-mp', String(mediaPort), '-rtp_echo',
+    '-m', '1', '-timeout', '50s', '-timeout_error',
+  ], { timeoutMs: 55_000 });
+  await waitBound(port, uas);
+  return uas;
+}
+
+// transferringPhone is an echoPhone of uas-transfer.xml, which on its
+// caller's INFO REFERs the caller to target@domain; its fields file goes
+// to dir.
+export async function transferringPhone(sipp, { password, domain, target, dir }) {
+  const fields = path.join(dir, 'transfer.csv');
+  await writeFile(fields, `SEQUENTIAL\n${domain};${target}\n`);
+  return echoPhone(sipp, {
+    password,
+    scenario: 'uas-transfer.xml',
+    label: 'uas-transfer-1000',
+    args: ['-inf', fields, '-s', '1000'],
+  });
 }
