@@ -9,7 +9,7 @@ import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { createFakeGateway } from './fakegateway.js';
 import { mustRun } from './gateway.js';
-import { distDir, launchBrowser, startStaticServer } from './helpers.js';
+import { distDir, launchBrowser, softphoneState as state, startStaticServer, waitState } from './helpers.js';
 
 const built = existsSync(path.join(distDir, 'index.html'));
 const T = { timeout: 30_000 };
@@ -56,21 +56,6 @@ describe('calls through a fake gateway', { skip: mustRun(built ? false : 'dist/ 
       assert.equal(outcome, 'registered');
     }
     return page;
-  }
-
-  const state = (page) => page.evaluate(() => window.softphone.state);
-
-  // waitState polls the phone's state until predicate(state) holds. (The
-  // page's CSP forbids eval, so the predicate runs here, not in the page.)
-  async function waitState(page, predicate, timeout = 10_000) {
-    const deadline = Date.now() + timeout;
-    let s;
-    while (Date.now() < deadline) {
-      s = await state(page);
-      if (predicate(s)) return s;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    throw new Error(`timed out waiting for ${predicate}; state: ${JSON.stringify(s)}`);
   }
 
   test('a wrong password sends the user back to the form, in words', T, async () => {

@@ -31,18 +31,26 @@
 // output and -trace_msg log, and the gateway's (debug) log for the test.
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
-import net from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { buildGateway, mustRun, DEFAULT_USERS, distBuilt, gatewayUnavailable, startGateway } from './gateway.js';
-import { failureReport, launchBrowser, relayWebSocket, traceWebSocket, watchPage } from './helpers.js';
-import { echoPhone as sippEchoPhone, expectExit, freeUdpPort, killSipps, sippMissing, SIPP_DIR, startSipp, transferringPhone } from './sipp.js';
+import { failureReport, launchBrowser, relayWebSocket, softphoneState as state, traceWebSocket, waitState, waitStats, watchPage } from './helpers.js';
+import { redisUnavailable, startRedis } from './redis.js';
+import {
+  echoPhone as sippEchoPhone,
+  expectExit,
+  freeUdpPort,
+  killSipps,
+  pcapCallerArgs,
+  pcmuPcap,
+  sippMissing,
+  startSipp,
+  transferringPhone,
+} from './sipp.js';
 
 const USERS = { ...DEFAULT_USERS, 1000: 'pass1000', carol: 'carol-secret' };
-const REDIS = process.env.REDIS_SERVER || 'redis-server';
 const T = { timeout: 60_000 };
 
 function skipReason() {
@@ -51,121 +59,6 @@ function skipReason() {
   if (process.env.SWITCHBOARD_BIN) return false;
   if (!distBuilt()) return 'dist/ is not built, so the gateway would serve its placeholder: run npm run build';
   return gatewayUnavailable() || false;
-}
-
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-// Running redis-servers, killed if this process exits without it.
-const running = new Set();
-process.on('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
-
-// linearToUlaw encodes one 16-bit sample as G.711 µ-law.
-function linearToUlaw(sample) {
-  const BIAS = 0x84;
-  const CLIP = 32635;
-  let sign = 0;
-  let s = sample;
-  if (s < 0) {
-    s = -s;
-    sign = 0x80;
-  }
-  if (s > CLIP) s = CLIP;
-  s += BIAS;
-  let exponent = 7;
-  for (let mask = 0x4000; (s & mask) === 0 && exponent > 0; mask >>= 1) exponent--;
-  const mantissa = (s >> (exponent + 3)) & 0x0f;
-  return ~(sign | (exponent << 4) | mantissa) & 0xff;
-}
-
-// pcmuPcap returns a pcap (Ethernet, IPv4, UDP) of seconds of a 440 Hz
-// tone as RTP PCMU (payload type 0), 20 ms a packet: what sipp's
-// play_pcap_audio sends (its own addresses and ports replace these).
-// Debian's sip-tester ships only an A-law pcap (g711a.pcap).
-function pcmuPcap(seconds = 6) {
-  const packets = seconds * 50;
-  const rtpLen = 12 + 160;
-  const udpLen = 8 + rtpLen;
-  const ipLen = 20 + udpLen;
-  const frameLen = 14 + ipLen;
-  const buf = Buffer.alloc(24 + packets * (16 + frameLen));
-  let o = 0;
-  o = buf.writeUInt32LE(0xa1b2c3d4, o);
-  o = buf.writeUInt16LE(2, o);
-  o = buf.writeUInt16LE(4, o);
-  o = buf.writeInt32LE(0, o);
-  o = buf.writeUInt32LE(0, o);
-  o = buf.writeUInt32LE(65535, o);
-  o = buf.writeUInt32LE(1, o); // DLT_EN10MB
-  const t0 = 1_700_000_000;
-  for (let i = 0; i < packets; i++) {
-    const usec = i * 20_000;
-    o = buf.writeUInt32LE(t0 + Math.floor(usec / 1e6), o);
-    o = buf.writeUInt32LE(usec % 1e6, o);
-    o = buf.writeUInt32LE(frameLen, o);
-    o = buf.writeUInt32LE(frameLen, o);
-    // Ethernet
-    Buffer.from([0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 6, 0x08, 0x00]).copy(buf, o);
-    o += 14;
-    // IPv4
-    const ip = o;
-    buf[o++] = 0x45;
-    buf[o++] = 0;
-    o = buf.writeUInt16BE(ipLen, o);
-    o = buf.writeUInt16BE(i & 0xffff, o);
-    o = buf.writeUInt16BE(0x4000, o);
-    buf[o++] = 64;
-    buf[o++] = 17;
-    o = buf.writeUInt16BE(0, o);
-    Buffer.from([127, 0, 0, 1, 127, 0, 0, 1]).copy(buf, o);
-    o += 8;
-    let sum = 0;
-    for (let k = 0; k < 20; k += 2) sum += buf.readUInt16BE(ip + k);
-    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >> 16);
-    buf.writeUInt16BE(~sum & 0xffff, ip + 10);
-    // UDP (checksum 0: none)
-    o = buf.writeUInt16BE(40000, o);
-    o = buf.writeUInt16BE(40002, o);
-    o = buf.writeUInt16BE(udpLen, o);
-    o = buf.writeUInt16BE(0, o);
-    // RTP
-    buf[o++] = 0x80;
-    buf[o++] = i === 0 ? 0x80 : 0x00; // marker on the first, PT 0
-    o = buf.writeUInt16BE(i & 0xffff, o);
-    o = buf.writeUInt32BE((i * 160) >>> 0, o);
-    o = buf.writeUInt32BE(0x5eed1000, o);
-    for (let n = 0; n < 160; n++) {
-      const sample = Math.round(8000 * Math.sin((2 * Math.PI * 440 * (i * 160 + n)) / 8000));
-      buf[o++] = linearToUlaw(sample);
-    }
-  }
-  return buf;
-}
-
-// state, waitState and waitStats read the softphone page.
-const state = (page) => page.evaluate(() => window.softphone.state);
-
-async function waitState(page, predicate, timeout = 10_000) {
-  const deadline = Date.now() + timeout;
-  let s;
-  while (Date.now() < deadline) {
-    s = await state(page);
-    if (predicate(s)) return s;
-    await sleep(50);
-  }
-  throw new Error(`timed out waiting for ${predicate}; state: ${JSON.stringify(s)}`);
-}
-
-async function waitStats(page, predicate, timeout = 10_000) {
-  const deadline = Date.now() + timeout;
-  let s;
-  while (Date.now() < deadline) {
-    s = await page.evaluate(() => window.softphone.getStats());
-    if (s && predicate(s)) return s;
-    await sleep(250);
-  }
-  throw new Error(`timed out waiting for ${predicate}; stats: ${JSON.stringify(s)}`);
 }
 
 describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: mustRun(skipReason()) }, () => {
@@ -394,16 +287,7 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: m
         'registered',
       );
 
-      const port = await freeUdpPort();
-      const mediaPort = await freeUdpPort([0, 2]);
-      const uac = sipp('uac-1000', [
-        '-sf', path.join(SIPP_DIR, 'uac-pcap.xml'),
-        '-inf', path.join(SIPP_DIR, 'caller-1000.csv'),
-        '-au', '1000', '-ap', USERS[1000], '-auth_uri', `alice@${gateway.domain}`, '-s', 'alice',
-        '-i', '127.0.0.1', '-p', String(port),
-        '-mi', '127.0.0.1', '-mp', String(mediaPort),
-        '-m', '1', '-timeout', '40s', '-timeout_error',
-      ]);
+      const uac = sipp('uac-1000', await pcapCallerArgs({ callee: 'alice', domain: gateway.domain, password: USERS[1000] }));
 
       await waitState(alice, (s) => s.call === 'active' && s.peer === '1000', 15_000);
       // The pcap's PCMU goes to the B2BUA, which sends it to the browser.
@@ -464,54 +348,8 @@ describe('calls crossing between the browser and a SIP phone (B2BUA)', { skip: m
   );
 });
 
-// startRedis runs a redis-server of the test's own on a free loopback
-// port, without persistence. Returns { url, log(), stop() }.
-async function startRedis(dir) {
-  const probe = net.createServer();
-  await new Promise((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address();
-  await new Promise((resolve) => probe.close(resolve));
-  const child = spawn(REDIS, ['--bind', '127.0.0.1', '--port', String(port), '--save', '', '--appendonly', 'no', '--dir', dir], {
-    cwd: dir,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  running.add(child);
-  let log = '';
-  child.stdout.setEncoding('utf8').on('data', (b) => (log += b));
-  child.stderr.setEncoding('utf8').on('data', (b) => (log += b));
-  const exited = new Promise((resolve) => child.on('exit', resolve));
-  const deadline = Date.now() + 10_000;
-  for (;;) {
-    const pong = await new Promise((resolve) => {
-      const c = net.connect(port, '127.0.0.1');
-      c.setTimeout(1000, () => c.destroy());
-      c.on('error', () => resolve(false));
-      c.on('close', () => resolve(false));
-      c.on('data', (d) => {
-        resolve(String(d).startsWith('+PONG'));
-        c.destroy();
-      });
-      c.on('connect', () => c.write('PING\r\n'));
-    });
-    if (pong) break;
-    if (Date.now() > deadline) throw new Error(`redis-server did not answer PING on port ${port}:\n${log}`);
-    await sleep(50);
-  }
-  return {
-    url: `redis://127.0.0.1:${port}/0`,
-    log: () => log,
-    async stop() {
-      child.kill('SIGTERM');
-      await exited;
-      running.delete(child);
-    },
-  };
-}
-
 function clusterSkipReason() {
-  const redis = spawnSync(REDIS, ['--version'], { encoding: 'utf8' });
-  if (redis.error) return `no redis-server (${REDIS}) on PATH: run scripts/deps.sh`;
-  return skipReason();
+  return redisUnavailable() || skipReason();
 }
 
 // Cluster mode (issue 13) with a real browser: two gateways share a
@@ -563,6 +401,8 @@ describe('a call across two gateways of a cluster (Redis)', { skip: mustRun(clus
       const marks = [g1.logMark(), g2.logMark()];
       const page = await browser.newPage();
       const problems = watchPage(page);
+      const trace = [];
+      traceWebSocket(page, (line) => trace.push(line));
       let uac;
       try {
         await page.goto(`${g2.url}/?autoanswer=1`);
@@ -572,17 +412,8 @@ describe('a call across two gateways of a cluster (Redis)', { skip: mustRun(clus
           'registered',
         );
 
-        const port = await freeUdpPort();
-        const mediaPort = await freeUdpPort([0, 2]);
-        uac = startSipp('uac-1000', [
-          '-sf', path.join(SIPP_DIR, 'uac-pcap.xml'),
-          '-inf', path.join(SIPP_DIR, 'caller-1000.csv'),
-          '-au', '1000', '-ap', USERS[1000], '-auth_uri', `alice@${g1.domain}`, '-s', 'alice',
-          '-i', '127.0.0.1', '-p', String(port),
-          '-mi', '127.0.0.1', '-mp', String(mediaPort),
-          '-m', '1', '-timeout', '40s', '-timeout_error',
-          g1.sipUdp,
-        ], { dir });
+        const caller = await pcapCallerArgs({ callee: 'alice', domain: g1.domain, password: USERS[1000] });
+        uac = startSipp('uac-1000', [...caller, g1.sipUdp], { dir });
 
         await waitState(page, (s) => s.call === 'active' && s.peer === '1000', 15_000);
         const stats = await waitStats(
@@ -600,14 +431,16 @@ describe('a call across two gateways of a cluster (Redis)', { skip: mustRun(clus
         assert.doesNotMatch(g1.logSince(marks[0]), /component=b2bua/);
         assert.deepEqual(problems, []);
       } catch (err) {
-        const parts = [String(err && err.stack ? err.stack : err)];
-        if (uac) parts.push(`--- sipp: ${uac.command}\n${uac.output()}\n${(await uac.trace()).replace(/\r\n/g, '\n')}`);
-        parts.push(`--- gateway 1 log ---\n${g1.logSince(marks[0])}`);
-        parts.push(`--- gateway 2 log ---\n${g2.logSince(marks[1])}`);
-        parts.push(`--- redis-server log ---\n${redis.log()}`);
-        const e = new Error(parts.join('\n'));
-        e.cause = err;
-        throw e;
+        throw await failureReport(err, {
+          pages: [{ label: 'alice', page, problems, trace }],
+          sipps: uac ? [uac] : [],
+          state,
+          logs: {
+            'gateway 1 log': g1.logSince(marks[0]),
+            'gateway 2 log': g2.logSince(marks[1]),
+            'redis-server log': redis.log(),
+          },
+        });
       } finally {
         await page.close().catch(() => {});
         await uac?.kill();

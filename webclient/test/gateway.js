@@ -7,6 +7,7 @@
 //   const gw = await startGateway({ bin });    // gw.url, gw.wsUrl, gw.log()
 //   ...
 //   await gw.stop();                           // { code, signal, clean }
+//   await gw.kill();                           // SIGKILL: a crash
 //
 // The binary embeds webclient/dist as it was when it was built: run
 // `npm run build` first (`npm run test:gateway` does).
@@ -119,7 +120,7 @@ process.on('exit', () => {
 // gateway's, and a developer's own settings must not change the test).
 //
 // Returns { url, wsUrl, httpAddr, sipUdp, sipTcp, domain, dataDir, pid,
-// log(), logMark(), logSince(mark), exited, stop() }.
+// log(), logMark(), logSince(mark), exited, kill(), stop() }.
 // freeIcePort returns a port that was free a moment ago for UDP and TCP
 // on 127.0.0.1 (the ICE port serves both, ICE-TCP on the same number).
 async function freeIcePort() {
@@ -246,6 +247,15 @@ export async function startGateway({ bin, users = DEFAULT_USERS, env = {}, ready
     logSince: (mark) => (mark >= dropped ? log.slice(mark - dropped) : fullLog()),
     get exited() {
       return exit;
+    },
+    // kill sends SIGKILL, as a crash or a lost machine ends an instance
+    // (no drain, no goodbye), waits for the exit and removes the data
+    // directory. Returns { code, signal }.
+    async kill() {
+      if (!exit) child.kill('SIGKILL');
+      const { code, signal } = await exited;
+      await rm(dataDir, { recursive: true, force: true });
+      return { code, signal };
     },
     // stop sends SIGTERM, waits for the exit (SIGKILL after 15 s) and
     // removes the data directory. clean is true when the gateway was

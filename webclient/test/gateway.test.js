@@ -14,7 +14,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { buildGateway, mustRun, distBuilt, gatewayUnavailable, startGateway } from './gateway.js';
-import { launchBrowser, relayWebSocket, watchPage } from './helpers.js';
+import { launchBrowser, relayWebSocket, softphoneState as state, waitState, waitStats, watchPage } from './helpers.js';
 
 const USERS = { alice: 'alice-secret', bob: 'bob-secret' };
 const T = { timeout: 45_000 };
@@ -177,21 +177,6 @@ describe('the softphone against the real gateway', { skip: mustRun(skipReason())
     };
   }
 
-  const state = (page) => page.evaluate(() => window.softphone.state);
-
-  // waitState polls the phone's state until predicate(state) holds (the
-  // page's CSP forbids eval: the predicate runs here).
-  async function waitState(page, predicate, timeout = 10_000) {
-    const deadline = Date.now() + timeout;
-    let s;
-    while (Date.now() < deadline) {
-      s = await state(page);
-      if (predicate(s)) return s;
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
-    throw new Error(`timed out waiting for ${predicate}; state: ${JSON.stringify(s)}`);
-  }
-
   // registerBoth signs alice and bob in on their pages.
   async function registerBoth(alice, bob) {
     for (const [page, user] of [
@@ -215,18 +200,6 @@ describe('the softphone against the real gateway', { skip: mustRun(skipReason())
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     throw new Error(`${what} was refused for ${timeout} ms`);
-  }
-
-  // waitStats polls window.softphone.getStats() until predicate holds.
-  async function waitStats(page, predicate, timeout = 10_000) {
-    const deadline = Date.now() + timeout;
-    let s;
-    while (Date.now() < deadline) {
-      s = await page.evaluate(() => window.softphone.getStats());
-      if (s && predicate(s)) return s;
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-    throw new Error(`timed out waiting for ${predicate}; stats: ${JSON.stringify(s)}`);
   }
 
   const firstLine = (m) => m.text.slice(0, m.text.indexOf('\r\n'));

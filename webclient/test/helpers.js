@@ -148,8 +148,9 @@ export async function launchBrowser({ viewport = { width: 360, height: 740 }, ar
 }
 
 // watchPage collects what would otherwise go unnoticed: uncaught errors and
-// console errors of a page, and requests to anywhere but loopback.
-export function watchPage(page) {
+// console errors of a page, and requests to anywhere but loopback and the
+// host names of hosts (which the test maps to loopback).
+export function watchPage(page, { hosts = [] } = {}) {
   const problems = [];
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
   page.on('console', (msg) => {
@@ -158,7 +159,7 @@ export function watchPage(page) {
   page.on('request', (req) => {
     const { hostname, protocol } = new URL(req.url());
     if ((protocol === 'http:' || protocol === 'https:' || protocol === 'ws:' || protocol === 'wss:') &&
-        hostname !== '127.0.0.1' && hostname !== 'localhost' && hostname !== '[::1]') {
+        hostname !== '127.0.0.1' && hostname !== 'localhost' && hostname !== '[::1]' && !hosts.includes(hostname)) {
       problems.push(`request off loopback: ${req.url()}`);
     }
   });
@@ -181,8 +182,10 @@ export function traceWebSocket(page, note) {
 // each of pages ({ label, page, problems, trace }) what state(page)
 // returns, its problems and its SIP over WebSocket (traceWebSocket); each
 // sipp's command, exit, output and message trace (test/sipp.js
-// startSipp); and the gateway's log of the test.
-export async function failureReport(err, { pages, sipps = [], state, gatewayLog }) {
+// startSipp); the gateway's log of the test, when there is one gateway;
+// and each of logs ({ heading: text }: other gateways, redis-server, a
+// balancer's connections).
+export async function failureReport(err, { pages, sipps = [], state, gatewayLog, logs = {} }) {
   const parts = [String(err && err.stack ? err.stack : err)];
   for (const p of pages) {
     let st = '(page closed)';
@@ -199,7 +202,8 @@ export async function failureReport(err, { pages, sipps = [], state, gatewayLog 
     parts.push(`--- sipp ${s.label}: ${s.command}\n--- exit ${JSON.stringify(s.exited)}\n${s.output()}`);
     parts.push(`--- sipp ${s.label}: -trace_msg\n${(await s.trace()).replace(/\r\n/g, '\n')}`);
   }
-  parts.push(`--- gateway log of this test ---\n${gatewayLog}`);
+  if (gatewayLog !== undefined) parts.push(`--- gateway log of this test ---\n${gatewayLog}`);
+  for (const [heading, text] of Object.entries(logs)) parts.push(`--- ${heading} ---\n${text}`);
   const e = new Error(parts.join('\n'));
   e.cause = err;
   return e;
@@ -254,4 +258,61 @@ export async function waitFor(what, probe, predicate, timeout = 15_000) {
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
   throw new Error(`timed out waiting for ${what}: ${JSON.stringify(v)}`);
+}
+
+// softphoneState, waitState and waitStats read the softphone page
+// (window.softphone): its state, and its call's getStats() summary.
+export const softphoneState = (page) => page.evaluate(() => window.softphone.state);
+
+export async function waitState(page, predicate, timeout = 10_000) {
+  const deadline = Date.now() + timeout;
+  let s;
+  while (Date.now() < deadline) {
+    s = await softphoneState(page);
+    if (predicate(s)) return s;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`timed out waiting for ${predicate}; state: ${JSON.stringify(s)}`);
+}
+
+export async function waitStats(page, predicate, timeout = 10_000) {
+  const deadline = Date.now() + timeout;
+  let s;
+  while (Date.now() < deadline) {
+    s = await page.evaluate(() => window.softphone.getStats());
+    if (s && predicate(s)) return s;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+  throw new Error(`timed out waiting for ${predicate}; stats: ${JSON.stringify(s)}`);
+}
+
+// recordPeerConnections, given to page.addInitScript, runs in the page
+// before its scripts: it keeps the page's RTCPeerConnections in
+// window.__pagedriverPCs, where a test finds them, since neither the
+// softphone nor SIP.js keeps one for its callers after a call.
+export function recordPeerConnections() {
+  const Native = window.RTCPeerConnection;
+  const all = [];
+  Object.defineProperty(window, '__pagedriverPCs', { value: all });
+  window.RTCPeerConnection = new Proxy(Native, {
+    construct(target, args) {
+      const pc = new target(...args);
+      all.push(pc);
+      return pc;
+    },
+  });
+}
+
+// sipjsBundle is SIP.js (npm sip.js) as one script that sets window.SIP,
+// for a test to load into a page of the gateway's origin.
+export async function sipjsBundle() {
+  const esbuild = await import('esbuild');
+  const out = await esbuild.build({
+    stdin: { contents: "import * as SIP from 'sip.js'; window.SIP = SIP;", resolveDir: webclientDir },
+    bundle: true,
+    format: 'iife',
+    write: false,
+    logLevel: 'silent',
+  });
+  return out.outputFiles[0].text;
 }

@@ -27,7 +27,7 @@
 
 import { createInterface } from 'node:readline';
 import { parseArgs } from 'node:util';
-import { launchBrowser, traceWebSocket } from './helpers.js';
+import { launchBrowser, recordPeerConnections, traceWebSocket } from './helpers.js';
 import { trustCA } from './testca.js';
 
 const OPEN_TIMEOUT_MS = 15_000;
@@ -66,22 +66,6 @@ const rules = [
 const browser = await launchBrowser({ env: { HOME: opts.home }, args: [`--host-resolver-rules=${rules}`, ...(process.env.PAGEDRIVER_ARGS || '').split(' ').filter(Boolean)] });
 
 const pages = new Map();
-
-// recordPeerConnections runs in each page before its scripts: it keeps
-// the page's RTCPeerConnections where the ice request finds them, since
-// the softphone does not expose its own.
-function recordPeerConnections() {
-  const Native = window.RTCPeerConnection;
-  const all = [];
-  Object.defineProperty(window, '__pagedriverPCs', { value: all });
-  window.RTCPeerConnection = new Proxy(Native, {
-    construct(target, args) {
-      const pc = new target(...args);
-      all.push(pc);
-      return pc;
-    },
-  });
-}
 
 // icePairs summarises the ICE candidate pairs of the latest
 // RTCPeerConnection of the page; it runs in the page.

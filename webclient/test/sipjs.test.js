@@ -20,9 +20,8 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import * as esbuild from 'esbuild';
 import { buildGateway, mustRun, distBuilt, gatewayUnavailable, startGateway } from './gateway.js';
-import { failureReport, launchBrowser, traceWebSocket, waitFor, watchPage, webclientDir } from './helpers.js';
+import { failureReport, launchBrowser, sipjsBundle, traceWebSocket, waitFor, watchPage } from './helpers.js';
 import { expectExit, killSipps, sippMissing, startSipp, transferringPhone } from './sipp.js';
 
 const USERS = { alice: 'alice-secret', bob: 'bob-secret', carol: 'carol-secret', 1000: 'pass1000' };
@@ -31,18 +30,6 @@ function skipReason() {
   if (process.env.SWITCHBOARD_BIN) return false;
   if (!distBuilt()) return 'dist/ is not built, so the gateway would serve its placeholder: run npm run build';
   return gatewayUnavailable() || false;
-}
-
-// sipjsBundle is SIP.js as one script that sets window.SIP.
-async function sipjsBundle() {
-  const out = await esbuild.build({
-    stdin: { contents: "import * as SIP from 'sip.js'; window.SIP = SIP;", resolveDir: webclientDir },
-    bundle: true,
-    format: 'iife',
-    write: false,
-    logLevel: 'silent',
-  });
-  return out.outputFiles[0].text;
 }
 
 describe('transfer with a SIP.js user agent', { skip: mustRun(skipReason()) }, () => {

@@ -1,7 +1,8 @@
-// sipp for the browser end-to-end tests: desk phones played by sipp
-// (test/sipp/*.xml) over UDP on loopback, with a hard time limit each, a
-// -trace_msg log for failure reports, and none left running when the
-// test process ends.
+// sipp for the browser end-to-end tests (crossing.test.js, sipjs.test.js,
+// balancer.test.js): desk phones played by sipp (test/sipp/*.xml) over UDP
+// on loopback, with a hard time limit each, a -trace_msg log for failure
+// reports, free UDP ports for them, a PCMU pcap for them to play, and none
+// left running when the test process ends.
 
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
@@ -113,6 +114,88 @@ export function startSipp(label, args, { dir, timeoutMs = 45_000 }) {
   };
 }
 
+// linearToUlaw encodes one 16-bit sample as G.711 µ-law.
+function linearToUlaw(sample) {
+  const BIAS = 0x84;
+  const CLIP = 32635;
+  let sign = 0;
+  let s = sample;
+  if (s < 0) {
+    s = -s;
+    sign = 0x80;
+  }
+  if (s > CLIP) s = CLIP;
+  s += BIAS;
+  let exponent = 7;
+  for (let mask = 0x4000; (s & mask) === 0 && exponent > 0; mask >>= 1) exponent--;
+  const mantissa = (s >> (exponent + 3)) & 0x0f;
+  return ~(sign | (exponent << 4) | mantissa) & 0xff;
+}
+
+// pcmuPcap returns a pcap (Ethernet, IPv4, UDP) of seconds of a 440 Hz
+// tone as RTP PCMU (payload type 0), 20 ms a packet: what sipp's
+// play_pcap_audio sends (its own addresses and ports replace these).
+// Debian's sip-tester ships only an A-law pcap (g711a.pcap).
+export function pcmuPcap(seconds = 6) {
+  const packets = seconds * 50;
+  const rtpLen = 12 + 160;
+  const udpLen = 8 + rtpLen;
+  const ipLen = 20 + udpLen;
+  const frameLen = 14 + ipLen;
+  const buf = Buffer.alloc(24 + packets * (16 + frameLen));
+  let o = 0;
+  o = buf.writeUInt32LE(0xa1b2c3d4, o);
+  o = buf.writeUInt16LE(2, o);
+  o = buf.writeUInt16LE(4, o);
+  o = buf.writeInt32LE(0, o);
+  o = buf.writeUInt32LE(0, o);
+  o = buf.writeUInt32LE(65535, o);
+  o = buf.writeUInt32LE(1, o); // DLT_EN10MB
+  const t0 = 1_700_000_000;
+  for (let i = 0; i < packets; i++) {
+    const usec = i * 20_000;
+    o = buf.writeUInt32LE(t0 + Math.floor(usec / 1e6), o);
+    o = buf.writeUInt32LE(usec % 1e6, o);
+    o = buf.writeUInt32LE(frameLen, o);
+    o = buf.writeUInt32LE(frameLen, o);
+    // Ethernet
+    Buffer.from([0, 1, 2, 3, 4, 5, 0, 1, 2, 3, 4, 6, 0x08, 0x00]).copy(buf, o);
+    o += 14;
+    // IPv4
+    const ip = o;
+    buf[o++] = 0x45;
+    buf[o++] = 0;
+    o = buf.writeUInt16BE(ipLen, o);
+    o = buf.writeUInt16BE(i & 0xffff, o);
+    o = buf.writeUInt16BE(0x4000, o);
+    buf[o++] = 64;
+    buf[o++] = 17;
+    o = buf.writeUInt16BE(0, o);
+    Buffer.from([127, 0, 0, 1, 127, 0, 0, 1]).copy(buf, o);
+    o += 8;
+    let sum = 0;
+    for (let k = 0; k < 20; k += 2) sum += buf.readUInt16BE(ip + k);
+    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >> 16);
+    buf.writeUInt16BE(~sum & 0xffff, ip + 10);
+    // UDP (checksum 0: none)
+    o = buf.writeUInt16BE(40000, o);
+    o = buf.writeUInt16BE(40002, o);
+    o = buf.writeUInt16BE(udpLen, o);
+    o = buf.writeUInt16BE(0, o);
+    // RTP
+    buf[o++] = 0x80;
+    buf[o++] = i === 0 ? 0x80 : 0x00; // marker on the first, PT 0
+    o = buf.writeUInt16BE(i & 0xffff, o);
+    o = buf.writeUInt32BE((i * 160) >>> 0, o);
+    o = buf.writeUInt32BE(0x5eed1000, o);
+    for (let n = 0; n < 160; n++) {
+      const sample = Math.round(8000 * Math.sin((2 * Math.PI * 440 * (i * 160 + n)) / 8000));
+      buf[o++] = linearToUlaw(sample);
+    }
+  }
+  return buf;
+}
+
 // expectExit waits for a sipp to end with 0.
 export async function expectExit(proc, timeout, what) {
   const res = await Promise.race([proc.done, sleep(timeout).then(() => null)]);
@@ -129,6 +212,23 @@ export async function waitBound(port, proc, timeout = 5_000) {
     await sleep(50);
   }
   throw new Error(`sipp ${proc.label} did not bind 127.0.0.1:${port} within ${timeout} ms`);
+}
+
+// pcapCallerArgs are the arguments of sipp as 1000 calling callee@domain
+// (uac-pcap.xml: digest on 407 with password, then PCMU from pcmu.pcap in
+// sipp's directory for 6 s, then BYE) from free loopback ports; the
+// gateway's address goes after them.
+export async function pcapCallerArgs({ callee, domain, password }) {
+  const port = await freeUdpPort();
+  const mediaPort = await freeUdpPort([0, 2]);
+  return [
+    '-sf', path.join(SIPP_DIR, 'uac-pcap.xml'),
+    '-inf', path.join(SIPP_DIR, 'caller-1000.csv'),
+    '-au', '1000', '-ap', password, '-auth_uri', `${callee}@${domain}`, '-s', callee,
+    '-i', '127.0.0.1', '-p', String(port),
+    '-mi', '127.0.0.1', '-mp', String(mediaPort),
+    '-m', '1', '-timeout', '40s', '-timeout_error',
+  ];
 }
 
 // registerPhone registers 1000 (digest, with password) from a port of its
