@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/delay"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/transport/locate"
 )
@@ -135,7 +136,7 @@ type Layer struct {
 	dropped  atomic.Uint64
 	warned   atomic.Int64 // Unix ns of the last warning about drops
 
-	queueWait waitMeter // of the messages, from their queueing to a worker
+	queueWait delay.Mean // of the messages, from their queueing to a worker
 }
 
 type flowEntry struct {
@@ -357,7 +358,7 @@ func (l *Layer) receive(msg sip.Message, t Transport) {
 		l.drop("flow table full", src)
 		return
 	}
-	if !r.sched.push(sourceKey(src), item{msg: msg, size: msgSize(msg), at: monoNow()}, false) {
+	if !r.sched.push(sourceKey(src), item{msg: msg, size: msgSize(msg), at: delay.Now()}, false) {
 		l.drop("source or layer over its pending cap", src)
 	}
 }
@@ -441,7 +442,7 @@ func (l *Layer) work(r *run) {
 			r.upper.HandleFlowClosed(it.closed)
 			continue
 		}
-		l.queueWait.sample(it.at)
+		l.queueWait.Sample(it.at, delay.Now())
 		if req, ok := it.msg.(*sip.Request); ok {
 			StampReceived(req)
 		}

@@ -13,7 +13,7 @@ type item struct {
 	msg    sip.Message
 	closed sip.Addr
 	size   int   // what msg holds in memory, roughly (msgSize)
-	at     int64 // monoNow when msg was queued
+	at     int64 // delay.Now when msg was queued
 }
 
 // msgOverhead is what a parsed message holds besides its text: the

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/internal/delay"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -252,7 +253,7 @@ func (l *Layer) Stats() Stats {
 	st.Pending = l.places
 	st.Handlers = l.running
 	st.Sources = len(l.sources)
-	st.HandlerDelay = time.Duration(l.load.mean.Load())
+	st.HandlerDelay = l.load.handlers.Last()
 	st.Overloaded = l.load.over()
 	return st
 }
@@ -393,7 +394,7 @@ func (l *Layer) handleRequest(req *sip.Request) {
 	endEvicted(evicted)
 
 	tx.start()
-	tx.handed = monoNow()
+	tx.handed = delay.Now()
 	go l.serve(tx)
 }
 

@@ -4,9 +4,9 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
-	"sync/atomic"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/delay"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -35,56 +35,33 @@ import (
 // sends its request again.
 //
 // The mean moves only when handlers start. A layer that refuses every new
-// request starts none, so a mean older than overloadStale says nothing:
+// request starts none, so a mean older than delay.Stale says nothing:
 // the layer is not overloaded then, and the next requests, let in,
 // measure afresh.
-const (
-	// DefaultOverloadDelay is the handlers' mean wait for a CPU past
-	// which the layer is overloaded.
-	DefaultOverloadDelay = 100 * time.Millisecond
-	overloadSmoothing    = 16
-	overloadStale        = 100 * time.Millisecond
-)
 
-// monoEpoch is the origin of the layer's monotonic readings.
-var monoEpoch = time.Now()
-
-// monoNow returns the monotonic time in ns since monoEpoch: the wait
-// measured is wall time, whatever clock the timers run on.
-func monoNow() int64 { return int64(time.Since(monoEpoch)) }
+// DefaultOverloadDelay is the handlers' mean wait for a CPU past which
+// the layer is overloaded.
+const DefaultOverloadDelay = 100 * time.Millisecond
 
 // overload is the measure of the handlers' wait.
 type overload struct {
-	limit int64                // Config.OverloadDelay in ns; <= 0: never overloaded
-	queue func() time.Duration // Config.QueueDelay, or nil
-	mean  atomic.Int64         // ns
-	last  atomic.Int64         // monoNow of the last sample
+	limit    int64                // Config.OverloadDelay in ns; <= 0: never overloaded
+	queue    func() time.Duration // Config.QueueDelay, or nil
+	handlers delay.Mean           // from a request's handover to its handler's start
 }
 
 // sample adds the wait of a handler that starts now, handed over at
-// handed (monoNow).
+// handed (delay.Now).
 func (o *overload) sample(handed int64) {
-	if o.limit <= 0 {
-		return
+	if o.limit > 0 {
+		o.handlers.Sample(handed, delay.Now())
 	}
-	now := monoNow()
-	d := now - handed
-	for {
-		m := o.mean.Load()
-		if o.mean.CompareAndSwap(m, m+(d-m)/overloadSmoothing) {
-			break
-		}
-	}
-	o.last.Store(now)
 }
 
 // wait is what a request waits now before its handler runs: the
 // handlers' mean wait, unless stale, and the queue's below the layer.
 func (o *overload) wait() int64 {
-	var d int64
-	if monoNow()-o.last.Load() < int64(overloadStale) {
-		d = o.mean.Load()
-	}
+	d := int64(o.handlers.Get())
 	if o.queue != nil {
 		d += int64(o.queue())
 	}

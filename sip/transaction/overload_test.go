@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/delay"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -13,7 +14,7 @@ import (
 // a CPU passes OverloadDelay; then Overloaded picks the sources that hold
 // their weighted share of the places or more (a source alone always), not
 // a light one nor a trunk under its share; a mean that no handler has
-// refreshed for overloadStale says nothing.
+// refreshed for delay.Stale says nothing.
 func TestOverloaded(t *testing.T) {
 	flood, trunk, phone := from("192.0.2.66"), from("192.0.2.10"), from("192.0.2.30")
 	weights := func(src netip.Addr) int {
@@ -39,8 +40,8 @@ func TestOverloaded(t *testing.T) {
 	// past twice the limit, every piece of new work from a heavy source
 	// is refused.
 	long := int64(3 * DefaultOverloadDelay)
-	for range 4 * overloadSmoothing {
-		a.l.load.sample(monoNow() - long)
+	for range 4 * delay.Smoothing {
+		a.l.load.sample(delay.Now() - long)
 	}
 	if st := a.l.Stats(); !st.Overloaded || st.HandlerDelay < 2*DefaultOverloadDelay {
 		t.Fatalf("after waits of %v: %+v, want overloaded", time.Duration(long), st)
@@ -79,17 +80,17 @@ func TestOverloaded(t *testing.T) {
 	}
 
 	// Waits back under the limit end it.
-	for range 4 * overloadSmoothing {
-		a.l.load.sample(monoNow())
+	for range 4 * delay.Smoothing {
+		a.l.load.sample(delay.Now())
 	}
 	if a.l.Overloaded(req(flood)) {
 		t.Error("still overloaded once handlers start at once")
 	}
 	// A stale mean says nothing.
-	for range 4 * overloadSmoothing {
-		a.l.load.sample(monoNow() - long)
+	past := delay.Now() - int64(2*delay.Stale)
+	for range 4 * delay.Smoothing {
+		a.l.load.handlers.Sample(past-long, past)
 	}
-	a.l.load.last.Store(monoNow() - int64(2*overloadStale))
 	if a.l.Overloaded(req(flood)) {
 		t.Error("overloaded on a stale mean")
 	}
@@ -97,8 +98,8 @@ func TestOverloaded(t *testing.T) {
 	// OverloadDelay < 0: never.
 	b := newAnswering(t, Config{OverloadDelay: -1}, func(*sip.Request) int { return 200 })
 	b.send(spec("OPTIONS", 1, flood))
-	for range 4 * overloadSmoothing {
-		b.l.load.sample(monoNow() - int64(time.Second))
+	for range 4 * delay.Smoothing {
+		b.l.load.sample(delay.Now() - int64(time.Second))
 	}
 	if b.l.Overloaded(req(flood)) {
 		t.Error("overloaded with OverloadDelay < 0")
@@ -110,10 +111,11 @@ func TestOverloaded(t *testing.T) {
 // none.
 func TestOverloadShedShare(t *testing.T) {
 	limit := int64(DefaultOverloadDelay)
-	o := overload{limit: limit}
+	var wait int64
+	// The queue's wait alone: no handler has started, so theirs is 0.
+	o := overload{limit: limit, queue: func() time.Duration { return time.Duration(wait) }}
 	share := func(mean int64) float64 {
-		o.mean.Store(mean)
-		o.last.Store(monoNow())
+		wait = mean
 		n := 0
 		for range 2000 {
 			if o.shed() {
