@@ -77,24 +77,34 @@ func attendedTransfer(t *testing.T, k kinds) {
 	ca := c.expectCall()
 	audioBothWays(t, ac, ca)
 
-	if res := ab.refer("sip:carol@"+domain, ac, nil); res.StatusCode != 202 {
-		t.Fatalf("REFER: %d %s", res.StatusCode, res.Reason)
-	}
-	r := b.expectFollowed()
-	if r.call == nil {
-		t.Fatalf("B's INVITE with Replaces: %v", r.res)
-	}
-	cb := c.expectCall()
-	if code, _ := a.expectNotify(true); code != 200 {
-		t.Errorf("A's final NOTIFY: %d, want 200", code)
-	}
+	bc, cb := transferTo(t, a, b, c, ab, ac)
 	ca.expectEnded()
 	ac.expectEnded()
 	ab.expectEnded()
 	ba.expectEnded()
-	audioBothWays(t, r.call, cb)
-	r.call.bye()
+	audioBothWays(t, bc, cb)
+	bc.bye()
 	cb.expectEnded()
+}
+
+// transferTo has A REFER B, over A's call ab, to carol (C), with the
+// Replaces of A's call with C when replacing is that call; B follows and
+// C answers, and A's last NOTIFY says 200. It returns B's and C's legs of
+// the new call.
+func transferTo(t *testing.T, a, b, c *party, ab, replacing *pcall) (bc, cb *pcall) {
+	t.Helper()
+	if res := ab.refer("sip:carol@"+domain, replacing, nil); res.StatusCode != 202 {
+		t.Fatalf("REFER: %d %s", res.StatusCode, res.Reason)
+	}
+	r := b.expectFollowed()
+	if r.call == nil {
+		t.Fatalf("B's INVITE to C: %v", r.res)
+	}
+	cb = c.expectCall()
+	if code, _ := a.expectNotify(true); code != 200 {
+		t.Errorf("A's final NOTIFY: %d, want 200", code)
+	}
+	return r.call, cb
 }
 
 // TestBlindTransfer is issue 12 point 1 (and 3 for the proxied calls):
@@ -109,21 +119,11 @@ func TestBlindTransfer(t *testing.T) {
 			ba := b.expectCall()
 			audioBothWays(t, ab, ba)
 
-			if res := ab.refer("sip:carol@"+domain, nil, nil); res.StatusCode != 202 {
-				t.Fatalf("REFER: %d %s", res.StatusCode, res.Reason)
-			}
-			r := b.expectFollowed()
-			if r.call == nil {
-				t.Fatalf("B's INVITE to C: %v", r.res)
-			}
-			cb := c.expectCall()
-			if code, _ := a.expectNotify(true); code != 200 {
-				t.Errorf("A's final NOTIFY: %d, want 200", code)
-			}
+			bc, cb := transferTo(t, a, b, c, ab, nil)
 			ab.expectEnded()
 			ba.expectEnded()
-			audioBothWays(t, r.call, cb)
-			r.call.bye()
+			audioBothWays(t, bc, cb)
+			bc.bye()
 			cb.expectEnded()
 		})
 	}
