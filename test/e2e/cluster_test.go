@@ -165,19 +165,7 @@ func browserCallsPhoneOn(t *testing.T, br *e2eBrowser, ph *e2ePhone, user string
 	if !bytes.Contains(inv.Body, []byte("RTP/AVP")) {
 		t.Fatalf("the phone's INVITE has no RTP/AVP offer:\n%s", inv)
 	}
-	if err := ph.Learn(inv.Body); err != nil {
-		t.Fatalf("phone: %v\n%s", err, inv.Body)
-	}
-	ok := sip.NewResponse(inv, 200, "")
-	ok.SetToTag(sip.NewTag())
-	ok.Add("Contact", "<sip:"+user+"@"+ph.sipAddr()+">")
-	ok.CopyFrom(&inv.Headers, "Record-Route")
-	ok.SetBody(ph.sdp(1, ""), "application/sdp")
-	phDlg, err := dialog.NewUAS(inv, ok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ph.respond(ok)
+	phDlg = ph.answer(inv, user)
 	var r result
 	select {
 	case r = <-done:
@@ -187,7 +175,7 @@ func browserCallsPhoneOn(t *testing.T, br *e2eBrowser, ph *e2ePhone, user string
 	if r.err != nil {
 		t.Fatalf("browser INVITE: %v", r.err)
 	}
-	brDlg, err = dialog.NewUAC(r.req, r.res)
+	brDlg, err := dialog.NewUAC(r.req, r.res)
 	if err != nil {
 		t.Fatal(err)
 	}

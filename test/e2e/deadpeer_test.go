@@ -63,12 +63,7 @@ func phoneCall(t *testing.T, g *gateway) (caller, callee *e2ePhone, dlg *dialog.
 	if in.CallID() != inv.CallID() {
 		t.Fatalf("the callee's INVITE is not the caller's, proxied:\n%s", in)
 	}
-	ok := sip.NewResponse(in, 200, "")
-	ok.SetToTag(sip.NewTag())
-	ok.CopyFrom(&in.Headers, "Record-Route")
-	ok.Add("Contact", "<sip:1001@"+callee.sipAddr()+">")
-	ok.SetBody(callee.sdp(1, ""), "application/sdp")
-	callee.respond(ok)
+	callee.respond(callee.ok200(in, "1001"))
 
 	var answer *sip.Response
 	caller.awaitResponses(inv.CSeq(), func(res *sip.Response) bool {

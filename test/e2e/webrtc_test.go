@@ -196,19 +196,8 @@ func callPhone(t *testing.T, br *e2eBrowser, ph *e2ePhone) webCall {
 	if !bytes.Contains(inv.Body, []byte("RTP/AVP")) {
 		t.Fatalf("the phone's INVITE has no RTP/AVP offer:\n%s", inv)
 	}
-	if err := ph.Learn(inv.Body); err != nil {
-		t.Fatalf("phone: %v\n%s", err, inv.Body)
-	}
 	ph.respond(sip.NewResponse(inv, 100, ""))
-	ok := sip.NewResponse(inv, 200, "")
-	ok.SetToTag(sip.NewTag())
-	ok.Add("Contact", fmt.Sprintf("<sip:1000@%s>", ph.sipAddr()))
-	ok.SetBody(ph.sdp(1, ""), "application/sdp")
-	phDlg, err := dialog.NewUAS(inv, ok)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ph.respond(ok)
+	phDlg := ph.answer(inv, "1000")
 
 	var ir inviteResult
 	select {
@@ -248,6 +237,33 @@ type e2ePhone struct {
 	gwSIP *net.UDPAddr
 	msgs  chan sip.Message
 	wg    sync.WaitGroup
+}
+
+// ok200 is the phone's 200 to inv as user: a To tag, the Record-Route
+// set, its Contact and its SDP offer or answer.
+func (p *e2ePhone) ok200(inv *sip.Request, user string) *sip.Response {
+	ok := sip.NewResponse(inv, 200, "")
+	ok.SetToTag(sip.NewTag())
+	ok.CopyFrom(&inv.Headers, "Record-Route")
+	ok.Add("Contact", "<sip:"+user+"@"+p.sipAddr()+">")
+	ok.SetBody(p.sdp(1, ""), "application/sdp")
+	return ok
+}
+
+// answer takes inv's media offer and answers it as user with ok200,
+// returning the phone's dialog.
+func (p *e2ePhone) answer(inv *sip.Request, user string) *dialog.Dialog {
+	p.t.Helper()
+	if err := p.Learn(inv.Body); err != nil {
+		p.t.Fatalf("phone: %v\n%s", err, inv.Body)
+	}
+	ok := p.ok200(inv, user)
+	d, err := dialog.NewUAS(inv, ok)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.respond(ok)
+	return d
 }
 
 func newE2EPhone(t *testing.T, g *gateway) *e2ePhone {
