@@ -128,6 +128,15 @@ type Options struct {
 	// its last in-dialog request; default DefaultDialogLifetime. A
 	// request that arrives later is authorised as if out of dialog.
 	DialogLifetime time.Duration
+	// MaxQueued bounds the in-dialog requests of one dialog, from one
+	// side, that the proxy holds to forward them in the order they
+	// arrived (see Arrive); default DefaultMaxQueued. Beyond it Arrive
+	// answers 503.
+	MaxQueued int
+	// OrderWait is how long an in-dialog request waits for one of its
+	// dialog that arrived before it and never reached ServeSIP; default
+	// DefaultOrderWait.
+	OrderWait time.Duration
 
 	// Clock runs Timer C and dates nonces; nil is the system clock.
 	Clock clock.Clock
@@ -159,6 +168,7 @@ type Proxy struct {
 	auth     *digest.Server
 	key      []byte
 	dialogs  *dialogs
+	order    *order
 
 	authAll       bool
 	localOnly     bool
@@ -238,6 +248,11 @@ func New(opts Options) (*Proxy, error) {
 		maxDialogs = DefaultMaxDialogs
 	}
 	p.dialogs = newDialogs(maxDialogs, orDuration(opts.DialogLifetime, DefaultDialogLifetime))
+	maxQueued := opts.MaxQueued
+	if maxQueued <= 0 {
+		maxQueued = DefaultMaxQueued
+	}
+	p.order = newOrder(maxQueued, orDuration(opts.OrderWait, DefaultOrderWait), p.clk)
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -264,6 +279,10 @@ func orDuration(v, def time.Duration) time.Duration {
 // the request's fate is settled — for an INVITE, when every branch has
 // ended, so that every 2xx is forwarded. A nil tx is an ACK that matched
 // no server transaction (the ACK of a 2xx): it is forwarded statelessly.
+//
+// The in-dialog requests of one dialog from one side that Arrive saw are
+// forwarded in the order it saw them: each waits here until the one
+// before it was sent.
 func (p *Proxy) ServeSIP(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -273,11 +292,14 @@ func (p *Proxy) ServeSIP(ctx context.Context, tx *transaction.ServerTx, req *sip
 		}
 		return
 	}
-	p.serve(ctx, tx, req)
+	sent := p.order.await(ctx, req)
+	defer sent()
+	p.serve(ctx, tx, req, sent)
 }
 
-// serve is ServeSIP for a request with a server transaction.
-func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) {
+// serve is ServeSIP for a request with a server transaction; sent passes
+// the turn of its dialog on once the request went out.
+func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Request, sent func()) {
 	// The request is shared with the transaction layer: work on a copy,
 	// whose typed headers this goroutine alone fills and changes.
 	r := req.Clone()
@@ -348,6 +370,7 @@ func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Re
 		return
 	}
 	c := newCall(p, tx, r, hash)
+	c.sent = sent
 	c.caller = caller
 	if caller.Peer {
 		// The connection from a peer is no party's: requests within the
