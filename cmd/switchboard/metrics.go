@@ -133,7 +133,7 @@ func newStackCollector(s *sipStack) *stackCollector {
 		uaMoves:          d("registration_reconnects_total", "Registrations that moved a user agent (RFC 5626 instance and reg-id) to a new connection: reconnects of browsers and outbound phones."),
 		iceRestarts:      d("ice_restarts_total", "ICE restarts of browsers answered on their leg alone, without renegotiating the phone's."),
 		transfers:        d("transfer_refers_total", "REFERs (call transfers) the transfer policy let through, proxied or relayed across a bridged call."),
-		transfersRefused: d("transfer_refused_total", "REFERs refused by the transfer policy, by reason: malformed (no, several or a bad Refer-To, or an unsupported scheme), header (Refer-To embeds a header other than Replaces), method (a method other than INVITE), target (a trunk or stranger transferring to what it may not reach).", "reason"),
+		transfersRefused: d("transfer_refused_total", "REFERs refused by the transfer policy, by reason: malformed (no, several or a bad Refer-To, or an unsupported scheme), header (Refer-To embeds a header other than Replaces), method (a method other than INVITE), target (a trunk or stranger transferring to what it may not reach, or sending an INVITE with Replaces to a party it may not reach), local_only (an INVITE with Replaces from a user kept to our domains for a party outside them).", "reason"),
 		replaced:         d("transfer_replaces_total", "INVITEs with Replaces (attended transfers) routed to the party of a dialog the gateway knows, rewritten for a bridged call's other leg."),
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -430,8 +431,10 @@ func (p *Proxy) targets(ctx context.Context, tx *transaction.ServerTx, r *sip.Re
 		return []Target{{URI: r.URI, Dest: dest}}, true
 	case r.Method == sip.MethodInvite && r.To().Tag() == "" && r.Has("Replaces"):
 		if t, ok := p.replacesTarget(r); ok {
-			sender := transfer.Party{User: caller.User, Trunk: caller.Trunk, Source: r.Source}
-			if res := p.transfer.CheckReplaces(r, sender, transfer.Party{User: t.User}); res != nil {
+			// A user kept to our domains reaches by Replaces what it could
+			// dial: our users and trunks, not a party elsewhere.
+			sender := transfer.Party{User: caller.User, Trunk: caller.Trunk, Source: r.Source, LocalOnly: p.localOnly}
+			if res := p.transfer.CheckReplaces(r, sender, p.replacedParty(t)); res != nil {
 				p.respond(tx, res)
 				return nil, false
 			}
@@ -643,6 +646,29 @@ func (p *Proxy) replacesTarget(r *sip.Request) (Target, bool) {
 		t.Path = []string{"<" + s.route.String() + ">"}
 	}
 	return t, true
+}
+
+// replacedParty is the party that an INVITE with Replaces would reach at
+// t, for the transfer policy: the user of ours it is, or the trusted
+// trunk its address (the connection or the address its leg's requests go
+// to, else an IP address in its URI) belongs to.
+func (p *Proxy) replacedParty(t Target) transfer.Party {
+	party := transfer.Party{User: t.User}
+	if party.User != "" || p.trusted == nil {
+		return party
+	}
+	addr := t.Dest
+	if !addr.IsValid() {
+		ip, err := netip.ParseAddr(strings.Trim(t.URI.Host, "[]"))
+		if err != nil {
+			return party
+		}
+		addr = sip.Addr{Transport: sip.UDP, AddrPort: netip.AddrPortFrom(ip, uint16(t.URI.Port))}
+	}
+	if name, ok := p.trusted.Trusted(addr); ok {
+		party.Trunk = name
+	}
+	return party
 }
 
 // DialogStats returns the counters of the proxy's table of record-routed
