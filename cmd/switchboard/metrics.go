@@ -72,6 +72,7 @@ type stackCollector struct {
 	webTransports, iceTCPConns, iceTCPRefused              *prometheus.Desc
 	locRecords, locSyncs, locSnapshots, locWriteErrors     *prometheus.Desc
 	reconnects, flowLost, uaMoves, iceRestarts             *prometheus.Desc
+	callsBusy                                              *prometheus.Desc
 	transfers, transfersRefused, replaced                  *prometheus.Desc
 }
 
@@ -130,6 +131,7 @@ func newStackCollector(s *sipStack) *stackCollector {
 		locWriteErrors:   d("location_write_errors_total", "Failed writes of the location journal or snapshot."),
 		reconnects:       d("call_reconnects_total", "Legs of bridged calls that survived a reconnect: their browser's connection was replaced by a new one of the same user agent (RFC 5626 instance and reg-id), which the call moved to."),
 		flowLost:         d("calls_lost_connection_total", "Bridged calls ended because a browser's connection closed and no new one came within SWITCHBOARD_RECONNECT_GRACE."),
+		callsBusy:        d("calls_refused_busy_total", "Calls that would cross (browser ⇄ phone or trunk) refused with 503 because SWITCHBOARD_MAX_CALLS bridged calls were in progress."),
 		uaMoves:          d("registration_reconnects_total", "Registrations that moved a user agent (RFC 5626 instance and reg-id) to a new connection: reconnects of browsers and outbound phones."),
 		iceRestarts:      d("ice_restarts_total", "ICE restarts of browsers answered on their leg alone, without renegotiating the phone's."),
 		transfers:        d("transfer_refers_total", "REFERs (call transfers) the transfer policy let through, proxied or relayed across a bridged call."),
@@ -226,6 +228,7 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	bs := s.gw.Calls().Stats()
 	counter(c.reconnects, bs.Reconnects)
 	counter(c.flowLost, bs.FlowLost)
+	counter(c.callsBusy, bs.Busy)
 	counter(c.uaMoves, s.gw.InstanceStats().Moves)
 
 	// WebSocket connections.

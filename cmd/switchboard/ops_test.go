@@ -173,6 +173,7 @@ func TestMetrics(t *testing.T) {
 		`switchboard_location_write_errors_total`:    0,
 		`switchboard_call_reconnects_total`:          0,
 		`switchboard_calls_lost_connection_total`:    0,
+		`switchboard_calls_refused_busy_total`:       0,
 		`switchboard_registration_reconnects_total`:  0,
 		`switchboard_ice_restarts_total`:             0,
 	} {
