@@ -29,6 +29,11 @@ import (
 //     What completes work already begun goes on: requests within a dialog
 //     (the BYE that ends a call), and requests that answer a challenge,
 //     whose first half was served.
+//
+// A request admitted within a dialog then takes its place in the order of
+// its dialog (proxy.Proxy.Arrive), here because Admit sees the requests of
+// a source in the order they arrived: the proxy forwards them in that
+// order, or answers 503 when too many of one dialog wait.
 func (g *Gateway) admit(req *sip.Request) (reject *sip.Response, drop bool) {
 	if req.Method == sip.MethodRegister || req.To().Tag() == "" {
 		if wait, blocked := g.throttle.Blocked(req.Source.AddrPort.Addr()); blocked {
@@ -45,6 +50,11 @@ func (g *Gateway) admit(req *sip.Request) (reject *sip.Response, drop bool) {
 		res := sip.NewResponse(req, 503, "Overloaded")
 		res.Set("Retry-After", g.retryAfter)
 		return res, false
+	}
+	if req.To().Tag() != "" && g.proxy != nil {
+		if res := g.proxy.Arrive(req); res != nil {
+			return res, false
+		}
 	}
 	return nil, false
 }

@@ -17,6 +17,11 @@ import (
 // transaction of its own and only the proxy can route.
 func (g *Gateway) ServeSIP(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) {
 	inDialog := req.To().Tag() != ""
+	if inDialog {
+		// The place admit gave it in its dialog's order, if the proxy
+		// does not serve it (the proxy gives it up as soon as it sent it).
+		defer g.proxy.Forget(req)
+	}
 	if g.calls != nil && (tx == nil || inDialog) && g.calls.HandleInDialog(ctx, tx, req) {
 		return
 	}

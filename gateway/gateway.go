@@ -468,6 +468,10 @@ func (g *Gateway) TransferStats() transfer.Stats { return g.transfer.Stats() }
 // DialogStats returns the counters of the proxy's dialog table.
 func (g *Gateway) DialogStats() proxy.DialogStats { return g.proxy.DialogStats() }
 
+// OrderStats returns the counters of the proxy's ordering of in-dialog
+// requests.
+func (g *Gateway) OrderStats() proxy.OrderStats { return g.proxy.OrderStats() }
+
 // HeldFlows returns how many connections the gateway holds now because
 // registrations came over them.
 func (g *Gateway) HeldFlows() int { return g.flows.Len() }

@@ -33,6 +33,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/switchboard/switchboard/transport"
 	"github.com/switchboard/switchboard/webclient"
 )
 
@@ -273,12 +274,9 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, ctl control) error {
 
 	// Gateway.Serve resolves the trunks' hosts before the transports get
 	// its handler, and a WebSocket upgrade before that is refused with
-	// 503: "listening" and /readyz wait for it.
-	select {
-	case <-stack.ws.Serving():
-	case err := <-stack.served:
-		return fmt.Errorf("serve sip: %w", err)
-	case <-ctx.Done():
+	// 503: "listening" and /readyz wait for every transport to serve.
+	if err := allServing(ctx, stack.transports.Transports(), stack.served); err != nil {
+		return err
 	}
 	isReady.Store(true)
 	addrs := stack.addrs
@@ -434,6 +432,32 @@ func newMetricsRegistry() *prometheus.Registry {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 	)
 	return reg
+}
+
+// servingTransport is a transport that tells when it serves what it
+// receives (sipws refuses WebSocket upgrades with 503 until then).
+type servingTransport interface {
+	Serving() <-chan struct{}
+}
+
+// allServing waits until every transport of ts that tells when it serves
+// does (the others serve once bound), and returns nil; or the error of the
+// SIP side's Serve when it ended first; or nil when ctx ends first.
+func allServing(ctx context.Context, ts []transport.Transport, served <-chan error) error {
+	for _, t := range ts {
+		s, ok := t.(servingTransport)
+		if !ok {
+			continue
+		}
+		select {
+		case <-s.Serving():
+		case err := <-served:
+			return fmt.Errorf("serve sip: %w", err)
+		case <-ctx.Done():
+			return nil
+		}
+	}
+	return nil
 }
 
 // newMux routes the HTTP endpoints. ready is true while the gateway accepts

@@ -66,12 +66,14 @@ type stackCollector struct {
 	authFailures, authRefused, authBlocked, blockedUsers   *prometheus.Desc
 	sipReceived, sipDropped, sipPending, txOpen, overload  *prometheus.Desc
 	dialogs, dialogsEvicted, dialogsRefused, stampMismatch *prometheus.Desc
+	orderRefused, orderSkipped                             *prometheus.Desc
 	conns, connsRefused, connsEvicted, connsIdle           *prometheus.Desc
 	sipPendingBytes, txPlaces, txHandlers, txEvicted       *prometheus.Desc
 	clientRefused, admission, shed, handlerWait, queueWait *prometheus.Desc
 	webTransports, iceTCPConns, iceTCPRefused              *prometheus.Desc
 	locRecords, locSyncs, locSnapshots, locWriteErrors     *prometheus.Desc
 	reconnects, flowLost, uaMoves, iceRestarts             *prometheus.Desc
+	callsBusy                                              *prometheus.Desc
 	transfers, transfersRefused, replaced                  *prometheus.Desc
 }
 
@@ -107,6 +109,8 @@ func newStackCollector(s *sipStack) *stackCollector {
 		dialogs:          d("proxy_dialogs", "Dialogs the proxy record-routed and knows now: the only ones its Record-Route stamps route requests in."),
 		dialogsEvicted:   d("proxy_dialogs_evicted_total", "Early dialogs forgotten to make room in the proxy's dialog table."),
 		dialogsRefused:   d("proxy_dialogs_refused_total", "Initial requests answered 503 because the proxy's dialog table was full of confirmed dialogs."),
+		orderRefused:     d("proxy_in_dialog_refused_total", "In-dialog requests answered 503 because 32 of their dialog, from the same side, were held to be forwarded in the order they arrived."),
+		orderSkipped:     d("proxy_in_dialog_skipped_total", "In-dialog requests that those behind them stopped waiting for: they had not reached the proxy within 2 s of arriving (refused by the transaction layer after they arrived)."),
 		stampMismatch:    d("proxy_route_stamp_mismatches_total", "Requests whose Record-Route stamp did not verify or did not match its dialog (a replayed or forged route): authorised as out-of-dialog requests instead."),
 		conns:            d("sip_connections", "Open SIP connections by transport (tcp, tls, ws or wss) and state: registered (a binding came over it), unregistered (accepted, no binding: shed first), dialed (opened by the gateway).", "transport", "state"),
 		connsRefused:     d("sip_connections_refused_total", "SIP connections refused by transport and reason: per_address (the client's IPv4 address or IPv6 /64 at its cap), total (the total cap reached and no unregistered connection to evict).", "transport", "reason"),
@@ -130,10 +134,11 @@ func newStackCollector(s *sipStack) *stackCollector {
 		locWriteErrors:   d("location_write_errors_total", "Failed writes of the location journal or snapshot."),
 		reconnects:       d("call_reconnects_total", "Legs of bridged calls that survived a reconnect: their browser's connection was replaced by a new one of the same user agent (RFC 5626 instance and reg-id), which the call moved to."),
 		flowLost:         d("calls_lost_connection_total", "Bridged calls ended because a browser's connection closed and no new one came within SWITCHBOARD_RECONNECT_GRACE."),
+		callsBusy:        d("calls_refused_busy_total", "Calls that would cross (browser ⇄ phone or trunk) refused with 503 because SWITCHBOARD_MAX_CALLS bridged calls were in progress."),
 		uaMoves:          d("registration_reconnects_total", "Registrations that moved a user agent (RFC 5626 instance and reg-id) to a new connection: reconnects of browsers and outbound phones."),
 		iceRestarts:      d("ice_restarts_total", "ICE restarts of browsers answered on their leg alone, without renegotiating the phone's."),
 		transfers:        d("transfer_refers_total", "REFERs (call transfers) the transfer policy let through, proxied or relayed across a bridged call."),
-		transfersRefused: d("transfer_refused_total", "REFERs refused by the transfer policy, by reason: malformed (no, several or a bad Refer-To, or an unsupported scheme), header (Refer-To embeds a header other than Replaces), method (a method other than INVITE), target (a trunk or stranger transferring to what it may not reach).", "reason"),
+		transfersRefused: d("transfer_refused_total", "REFERs refused by the transfer policy, by reason: malformed (no, several or a bad Refer-To, or an unsupported scheme), header (Refer-To embeds a header other than Replaces), method (a method other than INVITE), target (a trunk or stranger transferring to what it may not reach, or sending an INVITE with Replaces to a party it may not reach), local_only (an INVITE with Replaces from a user kept to our domains for a party outside them).", "reason"),
 		replaced:         d("transfer_replaces_total", "INVITEs with Replaces (attended transfers) routed to the party of a dialog the gateway knows, rewritten for a bridged call's other leg."),
 	}
 }
@@ -226,6 +231,7 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	bs := s.gw.Calls().Stats()
 	counter(c.reconnects, bs.Reconnects)
 	counter(c.flowLost, bs.FlowLost)
+	counter(c.callsBusy, bs.Busy)
 	counter(c.uaMoves, s.gw.InstanceStats().Moves)
 
 	// WebSocket connections.
@@ -286,6 +292,9 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.dialogsEvicted, ds.Evicted)
 	counter(c.dialogsRefused, ds.Refused)
 	counter(c.stampMismatch, ds.Mismatched)
+	ords := s.gw.OrderStats()
+	counter(c.orderRefused, ords.Refused)
+	counter(c.orderSkipped, ords.Skipped)
 	xs := s.gw.TransferStats()
 	counter(c.transfers, xs.Passed)
 	counter(c.replaced, xs.Replaced)

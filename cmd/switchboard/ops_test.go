@@ -173,6 +173,9 @@ func TestMetrics(t *testing.T) {
 		`switchboard_location_write_errors_total`:    0,
 		`switchboard_call_reconnects_total`:          0,
 		`switchboard_calls_lost_connection_total`:    0,
+		`switchboard_calls_refused_busy_total`:       0,
+		`switchboard_proxy_in_dialog_refused_total`:  0,
+		`switchboard_proxy_in_dialog_skipped_total`:  0,
 		`switchboard_registration_reconnects_total`:  0,
 		`switchboard_ice_restarts_total`:             0,
 	} {

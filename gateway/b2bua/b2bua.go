@@ -196,6 +196,7 @@ type B2BUA struct {
 	wg      sync.WaitGroup
 
 	reconnects, flowLost atomic.Uint64
+	busy                 atomic.Uint64 // calls refused at MaxCalls
 }
 
 // legKey finds the leg of an in-dialog request: its Call-ID and the tag
@@ -247,6 +248,7 @@ func (b *B2BUA) register(c *call) error {
 		return ErrClosed
 	}
 	if b.opts.MaxCalls > 0 && len(b.calls) >= b.opts.MaxCalls {
+		b.busy.Add(1)
 		return fmt.Errorf("%w: %d", ErrTooManyCalls, len(b.calls))
 	}
 	b.calls[c.id] = c
@@ -351,11 +353,14 @@ type Stats struct {
 	// FlowLost counts the calls ended because the connection of a leg
 	// closed and none replaced it within Options.FlowGrace.
 	FlowLost uint64
+	// Busy counts the calls refused with 503 because Options.MaxCalls
+	// calls were in progress.
+	Busy uint64
 }
 
 // Stats returns the B2BUA's counters.
 func (b *B2BUA) Stats() Stats {
-	return Stats{Reconnects: b.reconnects.Load(), FlowLost: b.flowLost.Load()}
+	return Stats{Reconnects: b.reconnects.Load(), FlowLost: b.flowLost.Load(), Busy: b.busy.Load()}
 }
 
 // Calls returns a snapshot of the calls in progress, oldest first.

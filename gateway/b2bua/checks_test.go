@@ -194,12 +194,18 @@ func TestClose(t *testing.T) {
 func TestMaxCalls(t *testing.T) {
 	h := newHarness(t, harnessOptions{b2bua: Options{MaxCalls: 1, BusyRetryAfter: 7 * time.Second}})
 	_, _, oc, _ := browserCallsPhone(t, h)
-	for _, user := range []string{"browser", "fork"} {
+	if n := h.b2b.Stats().Busy; n != 0 {
+		t.Fatalf("%d calls counted busy below the cap", n)
+	}
+	for i, user := range []string{"browser", "fork"} {
 		res := h.phone.invite(user, newTestPhone(t).sdp(1, "0")).await(503)
 		if ra := res.Get("Retry-After"); ra != "7" {
 			t.Errorf("%s: 503 with Retry-After %q, want 7", user, ra)
 		}
 		h.ended()
+		if n := h.b2b.Stats().Busy; n != uint64(i+1) {
+			t.Errorf("after %d calls refused at the cap, Stats().Busy = %d", i+1, n)
+		}
 	}
 	if n := len(h.b2b.Calls()); n != 1 {
 		t.Fatalf("%d calls, want the one in progress", n)
@@ -215,6 +221,9 @@ func TestMaxCalls(t *testing.T) {
 	h.phone.expect(sip.MethodInvite).respond(486, nil)
 	next.await(486)
 	h.ended()
+	if n := h.b2b.Stats().Busy; n != 2 {
+		t.Errorf("Stats().Busy = %d after a call below the cap, want still 2", n)
+	}
 }
 
 // TestCallEndLogsTransport: CallInfo and the call-end log line say how

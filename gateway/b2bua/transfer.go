@@ -215,7 +215,14 @@ func (c *call) serveNotify(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 		case <-sub.answered:
 		case <-c.ctx.Done():
 		}
-		c.respond(tx, l.reply(req, c.relayNotify(sub, req, early), ""))
+		code := c.relayNotify(sub, req, early)
+		if (code == 481 || code == 489) && !terminated {
+			// The transferor dropped the subscription (RFC 5057 §5.1:
+			// a 481 ends that usage, not the call): relay no more.
+			c.xfer.remove(key)
+			c.log.Info("transfer: the transferor ended the subscription", "status", code)
+		}
+		c.respond(tx, l.reply(req, code, ""))
 	}
 	if terminated && status >= 200 && status < 300 {
 		c.log.Info("transfer: the target answered, the transferred call ends")

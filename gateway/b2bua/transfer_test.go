@@ -32,6 +32,19 @@ func referFromBrowser(h *harness, oc *outCall, referTo string, hdrs ...string) <
 	return done
 }
 
+// referAccepted has the browser transfer the phone to carol, the phone
+// accept, and returns the Event of the phone's NOTIFYs for it.
+func referAccepted(t *testing.T, h *harness, oc *outCall) string {
+	t.Helper()
+	done := referFromBrowser(h, oc, "<sip:carol@example.test>")
+	ref := h.phone.expect(sip.MethodRefer)
+	ref.respond(202, nil)
+	if res := awaitResponse(t, done); res.StatusCode != 202 {
+		t.Fatalf("the browser's REFER: %d", res.StatusCode)
+	}
+	return "refer;id=" + strconv.FormatUint(uint64(ref.req.CSeq().Seq), 10)
+}
+
 func awaitResponse(t *testing.T, ch <-chan *sip.Response) *sip.Response {
 	t.Helper()
 	select {
@@ -128,13 +141,7 @@ func TestTransferEarlyTerminated(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	oc, in := bridgedCall(t, h)
 
-	done := referFromBrowser(h, oc, "<sip:carol@example.test>")
-	ref := h.phone.expect(sip.MethodRefer)
-	ref.respond(202, nil)
-	if res := awaitResponse(t, done); res.StatusCode != 202 {
-		t.Fatalf("the browser's REFER: %d", res.StatusCode)
-	}
-	id := "refer;id=" + strconv.FormatUint(uint64(ref.req.CSeq().Seq), 10)
+	id := referAccepted(t, h, oc)
 	for _, step := range []struct{ frag, want string }{
 		{"SIP/2.0 180 Ringing", "active;expires=60"},
 		{"SIP/2.0 200 OK", "terminated"},
@@ -176,8 +183,8 @@ func TestTransferRefusals(t *testing.T) {
 	}
 	h.phone.idle(sip.MethodRefer)
 
-	// A 481 last: the phone's dialog ends on it (package dialog treats a
-	// 481 to any request so).
+	// A 481 to a NOTIFY ends its subscription only (RFC 5057): the
+	// phone's dialog, and the call, go on.
 	for _, tc := range []struct {
 		event string
 		code  int
@@ -195,6 +202,39 @@ func TestTransferRefusals(t *testing.T) {
 	h.browser.idle(sip.MethodNotify)
 	if calls := h.b2b.Calls(); len(calls) != 1 || calls[0].State != "answered" {
 		t.Fatalf("calls %+v", calls)
+	}
+}
+
+// TestTransferTransferorDropsSubscription: the transferor answers a
+// relayed NOTIFY with 481, as a user agent that forgot the subscription
+// does: that ends the subscription, not the call (RFC 5057 §5.1). The
+// transferee learns it (481), the call goes on, and when it ends the
+// transferor's leg still gets its BYE.
+func TestTransferTransferorDropsSubscription(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	oc, in := bridgedCall(t, h)
+
+	id := referAccepted(t, h, oc)
+	res := notifyFromPhone(h, in, id, "active;expires=60", "SIP/2.0 100 Trying\r\n")
+	h.browser.expect(sip.MethodNotify).respond(481, nil)
+	if r := awaitResponse(t, res); r.StatusCode != 481 {
+		t.Errorf("the phone's NOTIFY: %d, want the transferor's 481", r.StatusCode)
+	}
+	if calls := h.b2b.Calls(); len(calls) != 1 || calls[0].State != "answered" {
+		t.Fatalf("after the 481 to a NOTIFY: calls %+v, want the call answered", calls)
+	}
+	// The subscription is gone: the next NOTIFY is not relayed.
+	if r := awaitResponse(t, notifyFromPhone(h, in, id, "terminated", "SIP/2.0 486 Busy Here\r\n")); r.StatusCode != 481 {
+		t.Errorf("a NOTIFY of the dropped subscription: %d, want 481", r.StatusCode)
+	}
+	h.browser.idle(sip.MethodNotify)
+
+	if r := h.phone.request(in.dlg, sip.MethodBye, nil, ""); r.StatusCode != 200 {
+		t.Fatalf("the phone's BYE: %d", r.StatusCode)
+	}
+	h.browser.expect(sip.MethodBye).respond(200, nil)
+	if cause := h.ended(); cause == "" {
+		t.Error("the call did not end")
 	}
 }
 

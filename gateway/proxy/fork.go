@@ -56,6 +56,9 @@ type call struct {
 	finalSent bool // a final response went upstream
 	noMore    bool // start no more branches: 2xx, 6xx or CANCEL
 	abandoned bool // the server transaction ended before its final response
+	// sent, when set, is called once the first branches were sent: the
+	// next request of the dialog may go (see order).
+	sent func()
 
 	// ctx is the request's, as run got it.
 	ctx context.Context
@@ -192,6 +195,9 @@ func (c *call) run(ctx context.Context, targets []Target) {
 	defer c.shutdown()
 	c.groups = groupByQ(targets, c.p.maxTargets)
 	c.settle(ctx)
+	if c.sent != nil {
+		c.sent()
+	}
 	canceled, done := c.tx.Canceled(), c.tx.Done()
 	for !c.finished() {
 		select {

@@ -94,7 +94,13 @@ func newFixture(t testing.TB, tweak func(*Options)) *fixture {
 	var p *Proxy
 	f.layer = transaction.New(context.Background(), f.node,
 		transaction.HandlerFunc(func(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) { p.ServeSIP(ctx, tx, req) }),
-		transaction.Config{Clock: f.clk, OnStrayResponse: func(ctx context.Context, res *sip.Response) { p.ForwardResponse(ctx, res) }})
+		transaction.Config{
+			Clock:           f.clk,
+			OnStrayResponse: func(ctx context.Context, res *sip.Response) { p.ForwardResponse(ctx, res) },
+			// As the gateway does: the proxy learns the order in which
+			// the requests of a dialog arrived.
+			Admit: func(req *sip.Request) (*sip.Response, bool) { return p.Arrive(req), false },
+		})
 	f.node.Recv = f.layer.HandleMessage
 	opts := Options{
 		Transactions: f.layer,

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -128,6 +129,15 @@ type Options struct {
 	// its last in-dialog request; default DefaultDialogLifetime. A
 	// request that arrives later is authorised as if out of dialog.
 	DialogLifetime time.Duration
+	// MaxQueued bounds the in-dialog requests of one dialog, from one
+	// side, that the proxy holds to forward them in the order they
+	// arrived (see Arrive); default DefaultMaxQueued. Beyond it Arrive
+	// answers 503.
+	MaxQueued int
+	// OrderWait is how long an in-dialog request waits for one of its
+	// dialog that arrived before it and never reached ServeSIP; default
+	// DefaultOrderWait.
+	OrderWait time.Duration
 
 	// Clock runs Timer C and dates nonces; nil is the system clock.
 	Clock clock.Clock
@@ -159,6 +169,7 @@ type Proxy struct {
 	auth     *digest.Server
 	key      []byte
 	dialogs  *dialogs
+	order    *order
 
 	authAll       bool
 	localOnly     bool
@@ -238,6 +249,11 @@ func New(opts Options) (*Proxy, error) {
 		maxDialogs = DefaultMaxDialogs
 	}
 	p.dialogs = newDialogs(maxDialogs, orDuration(opts.DialogLifetime, DefaultDialogLifetime))
+	maxQueued := opts.MaxQueued
+	if maxQueued <= 0 {
+		maxQueued = DefaultMaxQueued
+	}
+	p.order = newOrder(maxQueued, orDuration(opts.OrderWait, DefaultOrderWait), p.clk)
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -264,6 +280,10 @@ func orDuration(v, def time.Duration) time.Duration {
 // the request's fate is settled — for an INVITE, when every branch has
 // ended, so that every 2xx is forwarded. A nil tx is an ACK that matched
 // no server transaction (the ACK of a 2xx): it is forwarded statelessly.
+//
+// The in-dialog requests of one dialog from one side that Arrive saw are
+// forwarded in the order it saw them: each waits here until the one
+// before it was sent.
 func (p *Proxy) ServeSIP(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -273,11 +293,14 @@ func (p *Proxy) ServeSIP(ctx context.Context, tx *transaction.ServerTx, req *sip
 		}
 		return
 	}
-	p.serve(ctx, tx, req)
+	sent := p.order.await(ctx, req)
+	defer sent()
+	p.serve(ctx, tx, req, sent)
 }
 
-// serve is ServeSIP for a request with a server transaction.
-func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) {
+// serve is ServeSIP for a request with a server transaction; sent passes
+// the turn of its dialog on once the request went out.
+func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Request, sent func()) {
 	// The request is shared with the transaction layer: work on a copy,
 	// whose typed headers this goroutine alone fills and changes.
 	r := req.Clone()
@@ -348,6 +371,7 @@ func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Re
 		return
 	}
 	c := newCall(p, tx, r, hash)
+	c.sent = sent
 	c.caller = caller
 	if caller.Peer {
 		// The connection from a peer is no party's: requests within the
@@ -407,8 +431,10 @@ func (p *Proxy) targets(ctx context.Context, tx *transaction.ServerTx, r *sip.Re
 		return []Target{{URI: r.URI, Dest: dest}}, true
 	case r.Method == sip.MethodInvite && r.To().Tag() == "" && r.Has("Replaces"):
 		if t, ok := p.replacesTarget(r); ok {
-			sender := transfer.Party{User: caller.User, Trunk: caller.Trunk, Source: r.Source}
-			if res := p.transfer.CheckReplaces(r, sender, transfer.Party{User: t.User}); res != nil {
+			// A user kept to our domains reaches by Replaces what it could
+			// dial: our users and trunks, not a party elsewhere.
+			sender := transfer.Party{User: caller.User, Trunk: caller.Trunk, Source: r.Source, LocalOnly: p.localOnly}
+			if res := p.transfer.CheckReplaces(r, sender, p.replacedParty(t)); res != nil {
 				p.respond(tx, res)
 				return nil, false
 			}
@@ -620,6 +646,29 @@ func (p *Proxy) replacesTarget(r *sip.Request) (Target, bool) {
 		t.Path = []string{"<" + s.route.String() + ">"}
 	}
 	return t, true
+}
+
+// replacedParty is the party that an INVITE with Replaces would reach at
+// t, for the transfer policy: the user of ours it is, or the trusted
+// trunk its address (the connection or the address its leg's requests go
+// to, else an IP address in its URI) belongs to.
+func (p *Proxy) replacedParty(t Target) transfer.Party {
+	party := transfer.Party{User: t.User}
+	if party.User != "" || p.trusted == nil {
+		return party
+	}
+	addr := t.Dest
+	if !addr.IsValid() {
+		ip, err := netip.ParseAddr(strings.Trim(t.URI.Host, "[]"))
+		if err != nil {
+			return party
+		}
+		addr = sip.Addr{Transport: sip.UDP, AddrPort: netip.AddrPortFrom(ip, uint16(t.URI.Port))}
+	}
+	if name, ok := p.trusted.Trusted(addr); ok {
+		party.Trunk = name
+	}
+	return party
 }
 
 // DialogStats returns the counters of the proxy's table of record-routed

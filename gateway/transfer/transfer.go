@@ -44,6 +44,9 @@ var (
 	// not a user of ours that any caller may reach; or an INVITE with
 	// Replaces from such a party reaches a trunk or a foreign party.
 	ErrTarget = errors.New("transfer: target not allowed for this transferor")
+	// ErrLocalOnly: an INVITE with Replaces from a user of ours kept to
+	// our domains names a dialog whose party is outside them.
+	ErrLocalOnly = errors.New("transfer: replaced party outside our domains")
 )
 
 // ReferTo is a Refer-To that passed ParseReferTo.
@@ -111,6 +114,10 @@ type Party struct {
 	Trunk string
 	// Source is where its REFER came from, for the logs.
 	Source sip.Addr
+	// LocalOnly says that the party, one of our users, may not reach
+	// other domains directly (SWITCHBOARD_LOCAL_ONLY): only our users and
+	// trunks, which the dial plan reaches.
+	LocalOnly bool
 }
 
 // Trusted reports whether the party is one of our users: such a party may
@@ -141,6 +148,7 @@ const (
 	reasonHeader
 	reasonMethod
 	reasonTarget
+	reasonLocalOnly
 	numReasons
 )
 
@@ -185,18 +193,26 @@ func (p *Policy) Check(ctx context.Context, refer *sip.Request, transferor Party
 // already, so a user of ours may be reached by anyone, as any call may
 // reach it; a trunk or a foreign party only by one of our users, as for
 // any call that leaves the gateway: knowing a dialog's tags must not let a
-// stranger or a trunk dial out. Passes and refusals are counted, each
-// refusal logged.
+// stranger or a trunk dial out, nor a user of ours kept to our domains
+// (sender.LocalOnly) reach a party outside them that is no trunk. Passes
+// and refusals are counted, each refusal logged.
 func (p *Policy) CheckReplaces(invite *sip.Request, sender, target Party) *sip.Response {
-	if target.Trusted() || sender.Trusted() {
+	switch {
+	case target.Trusted(),
+		sender.Trusted() && !sender.LocalOnly,
+		sender.Trusted() && target.Trunk != "":
 		p.replaced.Add(1)
 		return nil
 	}
-	p.refused[reasonTarget].Add(1)
-	p.logger().Info("transfer refused", "err", ErrTarget, "status", 403,
-		"user", sender.User, "trunk", sender.Trunk, "source", sender.Source.String(),
+	which, err, reason := reasonTarget, ErrTarget, "Forbidden (replaced party not reachable by the caller)"
+	if sender.Trusted() {
+		which, err, reason = reasonLocalOnly, ErrLocalOnly, "Forbidden (replaced party is outside our domains)"
+	}
+	p.refused[which].Add(1)
+	p.logger().Info("transfer refused", "err", err, "status", 403,
+		"user", sender.User, "trunk", sender.Trunk, "source", sender.Source.String(), "local_only", sender.LocalOnly,
 		"call_id", invite.CallID(), "replaces", invite.Get("Replaces"), "target_trunk", target.Trunk)
-	res := sip.NewResponse(invite, 403, "Forbidden (replaced party not reachable by the caller)")
+	res := sip.NewResponse(invite, 403, reason)
 	if res.To().Tag() == "" {
 		res.SetToTag(sip.NewTag())
 	}
@@ -221,7 +237,10 @@ type Stats struct {
 	// Refused counts the REFERs refused, by reason: malformed (no, many
 	// or an unparsable Refer-To, or an unsupported scheme), header (an
 	// embedded header other than Replaces), method (a method other than
-	// INVITE), target (a target the transferor may not send its peer to).
+	// INVITE), target (a target the transferor may not send its peer to);
+	// and the INVITEs with Replaces refused: target (from a trunk or a
+	// stranger), local_only (from a user kept to our domains, for a party
+	// outside them).
 	Refused map[string]uint64
 }
 
@@ -231,10 +250,11 @@ func (p *Policy) Stats() Stats {
 		Passed:   p.passed.Load(),
 		Replaced: p.replaced.Load(),
 		Refused: map[string]uint64{
-			"malformed": p.refused[reasonMalformed].Load(),
-			"header":    p.refused[reasonHeader].Load(),
-			"method":    p.refused[reasonMethod].Load(),
-			"target":    p.refused[reasonTarget].Load(),
+			"malformed":  p.refused[reasonMalformed].Load(),
+			"header":     p.refused[reasonHeader].Load(),
+			"method":     p.refused[reasonMethod].Load(),
+			"target":     p.refused[reasonTarget].Load(),
+			"local_only": p.refused[reasonLocalOnly].Load(),
 		},
 	}
 }

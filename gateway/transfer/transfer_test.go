@@ -151,6 +151,7 @@ func TestCheckReplaces(t *testing.T) {
 	invite.Set("Replaces", "x1;to-tag=t1;from-tag=f1")
 	alice, carol := Party{User: "alice"}, Party{User: "carol"}
 	stranger, trunk := Party{}, Party{Trunk: "carrier"}
+	localAlice := Party{User: "alice", LocalOnly: true}
 	for _, tc := range []struct {
 		name           string
 		sender, target Party
@@ -163,6 +164,10 @@ func TestCheckReplaces(t *testing.T) {
 		{"stranger to a trunk", stranger, trunk, true},
 		{"stranger to a stranger", stranger, stranger, true},
 		{"trunk to a trunk", trunk, trunk, true},
+		// SWITCHBOARD_LOCAL_ONLY: our users reach our users and trunks.
+		{"local-only user to a user", localAlice, carol, false},
+		{"local-only user to a trunk", localAlice, trunk, false},
+		{"local-only user to a stranger", localAlice, stranger, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			res := p.CheckReplaces(invite, tc.sender, tc.target)
@@ -174,10 +179,13 @@ func TestCheckReplaces(t *testing.T) {
 			}
 		})
 	}
-	if st := p.Stats(); st.Replaced != 4 || st.Refused["target"] != 3 {
+	if st := p.Stats(); st.Replaced != 6 || st.Refused["target"] != 3 || st.Refused["local_only"] != 1 {
 		t.Errorf("stats %+v", st)
 	}
-	if n := strings.Count(logs.String(), "transfer refused"); n != 3 {
-		t.Errorf("%d refusals logged, want 3", n)
+	if n := strings.Count(logs.String(), "transfer refused"); n != 4 {
+		t.Errorf("%d refusals logged, want 4", n)
+	}
+	if !strings.Contains(logs.String(), "local_only=true") {
+		t.Errorf("the local-only refusal is not logged as such:\n%s", logs.String())
 	}
 }

@@ -145,28 +145,6 @@ func TestResponsesAfterBye(t *testing.T) {
 }
 
 func TestNewUACErrors(t *testing.T) {
-	subscribe := `
-SUBSCRIBE sip:bob@biloxi.example.com SIP/2.0
-Via: SIP/2.0/TCP gw.atlanta.example.com:5060;branch=z9hG4bKs1
-Max-Forwards: 70
-To: <sip:bob@biloxi.example.com>
-From: <sip:alice@atlanta.example.com>;tag=a11ce02
-Call-ID: sub-1@gw.atlanta.example.com
-CSeq: 7 SUBSCRIBE
-Event: dialog
-Contact: <sip:alice@gw.atlanta.example.com;transport=tcp>
-Content-Length: 0
-`
-	subResponse := func(status, tag string) string {
-		return "SIP/2.0 " + status + "\n" +
-			"Via: SIP/2.0/TCP gw.atlanta.example.com:5060;branch=z9hG4bKs1\n" +
-			"To: <sip:bob@biloxi.example.com>;tag=" + tag + "\n" +
-			"From: <sip:alice@atlanta.example.com>;tag=a11ce02\n" +
-			"Call-ID: sub-1@gw.atlanta.example.com\n" +
-			"CSeq: 7 SUBSCRIBE\n" +
-			"Contact: <sip:bob@192.0.2.4>\n" +
-			"Content-Length: 0\n"
-	}
 	tests := []struct {
 		name      string
 		req       string
@@ -194,10 +172,10 @@ Content-Length: 0
 			return res
 		}, ErrMalformed, 0, ""},
 		{"other call", aliceInvite, func(t testing.TB) *sip.Response { return parseRes(t, subResponse("200 OK", "b1")) }, ErrMismatch, 0, ""},
-		{"subscribe 200", subscribe, func(t testing.TB) *sip.Response { return parseRes(t, subResponse("200 OK", "n1")) }, nil, Confirmed, "n1"},
-		{"subscribe 202", subscribe, func(t testing.TB) *sip.Response { return parseRes(t, subResponse("202 Accepted", "n1")) }, nil, Confirmed, "n1"},
+		{"subscribe 200", aliceSubscribe, func(t testing.TB) *sip.Response { return parseRes(t, subResponse("200 OK", "n1")) }, nil, Confirmed, "n1"},
+		{"subscribe 202", aliceSubscribe, func(t testing.TB) *sip.Response { return parseRes(t, subResponse("202 Accepted", "n1")) }, nil, Confirmed, "n1"},
 		// Only INVITE has early dialogs (RFC 3261 §12.1).
-		{"subscribe 180", subscribe, func(t testing.TB) *sip.Response { return parseRes(t, subResponse("180 Ringing", "n1")) }, ErrNoDialog, 0, ""},
+		{"subscribe 180", aliceSubscribe, func(t testing.TB) *sip.Response { return parseRes(t, subResponse("180 Ringing", "n1")) }, ErrNoDialog, 0, ""},
 		{"options", `
 OPTIONS sip:bob@biloxi.example.com SIP/2.0
 Via: SIP/2.0/TCP gw.atlanta.example.com:5060;branch=z9hG4bKo1

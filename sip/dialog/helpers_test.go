@@ -202,3 +202,29 @@ func carolRequest(t testing.TB, method string, cseq string, extra ...string) *si
 }
 
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+// aliceSubscribe is a SUBSCRIBE that creates a subscription dialog.
+const aliceSubscribe = `
+SUBSCRIBE sip:bob@biloxi.example.com SIP/2.0
+Via: SIP/2.0/TCP gw.atlanta.example.com:5060;branch=z9hG4bKs1
+Max-Forwards: 70
+To: <sip:bob@biloxi.example.com>
+From: <sip:alice@atlanta.example.com>;tag=a11ce02
+Call-ID: sub-1@gw.atlanta.example.com
+CSeq: 7 SUBSCRIBE
+Event: dialog
+Contact: <sip:alice@gw.atlanta.example.com;transport=tcp>
+Content-Length: 0
+`
+
+// subResponse is Bob's response to aliceSubscribe, with To tag tag.
+func subResponse(status, tag string) string {
+	return "SIP/2.0 " + status + "\n" +
+		"Via: SIP/2.0/TCP gw.atlanta.example.com:5060;branch=z9hG4bKs1\n" +
+		"To: <sip:bob@biloxi.example.com>;tag=" + tag + "\n" +
+		"From: <sip:alice@atlanta.example.com>;tag=a11ce02\n" +
+		"Call-ID: sub-1@gw.atlanta.example.com\n" +
+		"CSeq: 7 SUBSCRIBE\n" +
+		"Contact: <sip:bob@192.0.2.4>\n" +
+		"Content-Length: 0\n"
+}

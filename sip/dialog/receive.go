@@ -81,7 +81,10 @@ func (d *Dialog) ReceiveRequest(req *sip.Request) error {
 //     NOTIFY) replaces the remote target with its Contact, if present;
 //   - a 481 or 408 to any request terminates the dialog (RFC 3261
 //     §12.2.1.2). A transaction timeout counts as a 408: call
-//     [Dialog.Terminate].
+//     [Dialog.Terminate]. Except a 481 to a request of a subscription
+//     usage (NOTIFY, SUBSCRIBE, REFER) in a dialog that an INVITE created:
+//     it ends that subscription only (RFC 5057 §5.1), which the caller
+//     keeps; the INVITE usage, and so the dialog, goes on.
 //
 // Once the dialog has ended, responses change nothing (the 200 to a BYE
 // arrives then); a 2xx to the creating request of an early dialog that
@@ -132,6 +135,10 @@ func (d *Dialog) ReceiveResponse(res *sip.Response) error {
 		return nil
 	}
 	switch {
+	case code == 481 && d.createMethod == sip.MethodInvite && subscriptionUsage(cseq.Method):
+		// The subscription that the request belongs to is gone, not the
+		// call that shares its dialog (RFC 5057 §5.1): the caller ends
+		// the subscription.
 	case code == 481 || code == 408:
 		d.state = Terminated
 	case creating && d.state == Early:
@@ -209,4 +216,15 @@ func (d *Dialog) SendResponse(res *sip.Response) error {
 		d.contact, d.contactSet = contact, true
 	}
 	return nil
+}
+
+// subscriptionUsage reports the methods whose requests belong to a
+// subscription usage of a dialog (RFC 5057 §3, RFC 6665, RFC 3515) rather
+// than to its INVITE usage.
+func subscriptionUsage(method string) bool {
+	switch method {
+	case sip.MethodNotify, sip.MethodSubscribe, sip.MethodRefer:
+		return true
+	}
+	return false
 }

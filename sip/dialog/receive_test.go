@@ -171,6 +171,12 @@ func TestTargetRefreshSent(t *testing.T) {
 		// 481 and 408 end the dialog (§12.2.1.2).
 		{sip.MethodInfo, 481, "", "sip:bob@192.0.2.4", Terminated},
 		{sip.MethodInvite, 408, "", "sip:bob@192.0.2.4", Terminated},
+		{sip.MethodBye, 481, "", "sip:bob@192.0.2.4", Terminated},
+		// A 481 to a request of a subscription usage ends only that
+		// usage (RFC 5057 §5.1): the call and its dialog go on.
+		{sip.MethodNotify, 481, "", "sip:bob@192.0.2.4", Confirmed},
+		{sip.MethodSubscribe, 481, "", "sip:bob@192.0.2.4", Confirmed},
+		{sip.MethodRefer, 481, "", "sip:bob@192.0.2.4", Confirmed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+sip.StatusText(tt.code), func(t *testing.T) {
@@ -195,8 +201,25 @@ func TestTargetRefreshSent(t *testing.T) {
 		})
 	}
 
-	// A bad Contact in a 2xx to a re-INVITE is an error and changes nothing.
+	// The call goes on after a 481 to a NOTIFY: the next requests are
+	// built, the BYE ends it.
 	d := newUACDialog(t)
+	notify, err := d.NewRequest(sip.MethodNotify)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.ReceiveResponse(bobAnswer(notify, 481, "")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.NewRequest(sip.MethodInfo); err != nil {
+		t.Errorf("a request after a 481 to a NOTIFY: %v", err)
+	}
+	if _, err := d.NewRequest(sip.MethodBye); err != nil || d.State() != Terminated {
+		t.Errorf("BYE after a 481 to a NOTIFY: %v, state %v", err, d.State())
+	}
+
+	// A bad Contact in a 2xx to a re-INVITE is an error and changes nothing.
+	d = newUACDialog(t)
 	req, err := d.NewRequest(sip.MethodInvite)
 	if err != nil {
 		t.Fatal(err)
@@ -290,5 +313,26 @@ func TestBye(t *testing.T) {
 	u.Terminate()
 	if u.State() != Terminated {
 		t.Errorf("state after Terminate %v", u.State())
+	}
+}
+
+// A dialog that a SUBSCRIBE created has no usage but its subscription: a
+// 481 to a refresh ends it.
+func TestSubscriptionDialog481(t *testing.T) {
+	req, res := parseReq(t, aliceSubscribe), parseRes(t, subResponse("200 OK", "n1"))
+	d, err := NewUAC(req, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	refresh, err := d.NewRequest(sip.MethodSubscribe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := sip.NewResponse(reparse(t, refresh), 481, "")
+	if err := d.ReceiveResponse(parseRes(t, gone.String())); err != nil {
+		t.Fatal(err)
+	}
+	if d.State() != Terminated {
+		t.Errorf("state %v after a 481 to the refresh, want terminated", d.State())
 	}
 }

@@ -125,10 +125,14 @@ func TestICELiteCall(t *testing.T) {
 }
 
 // TestMaxCalls: with SWITCHBOARD_MAX_CALLS=1 a second bridged call gets
-// 503 with Retry-After while the first is up, through the proxy's fork.
+// 503 with Retry-After while the first is up, through the proxy's fork,
+// and switchboard_calls_refused_busy_total counts it.
 func TestMaxCalls(t *testing.T) {
 	g := startGateway(t, gatewayOptions{env: map[string]string{"SWITCHBOARD_MAX_CALLS": "1"}})
 	c := browserCallsPhone(t, g)
+	if n := g.metric(t, "switchboard_calls_refused_busy_total"); n != 0 {
+		t.Fatalf("switchboard_calls_refused_busy_total = %v below the cap", n)
+	}
 	stop := flowAudio(t, c.br, c.ph)
 	defer stop()
 
@@ -140,6 +144,9 @@ func TestMaxCalls(t *testing.T) {
 	msg := err.Error()
 	if !strings.HasPrefix(msg, "INVITE: 503 ") || !regexp.MustCompile(`(?m)^Retry-After: 5\r?$`).MatchString(msg) {
 		t.Fatalf("second call: %v; want 503 with Retry-After: 5", err)
+	}
+	if n := g.metric(t, "switchboard_calls_refused_busy_total"); n != 1 {
+		t.Errorf("switchboard_calls_refused_busy_total = %v, want 1", n)
 	}
 }
 
