@@ -206,7 +206,9 @@ func (c *call) serveOffer(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 	if err != nil {
 		code, reason := statusOf(err)
 		c.log.Info("offer refused", "leg", l.role, "method", req.Method, "status", code, "err", err)
-		respond(l.reply(req, code, reason))
+		res := l.reply(req, code, reason)
+		c.b.warnCodecs(res, err)
+		respond(res)
 		return
 	}
 	res := l.reply(req, 200, "")
@@ -293,6 +295,15 @@ func (c *call) relayWebOffer(l *leg, tx *transaction.ServerTx, offer []byte) ([]
 // SIP side has no telephone-event, is relayed to the other leg, and its
 // answer relayed back.
 func (c *call) serveInfo(l *leg, tx *transaction.ServerTx, req *sip.Request) {
+	if req.Method == sip.MethodInfo && !l.web && isPictureFastUpdate(req) {
+		// RFC 5168: the SIP side asks for a keyframe. The browser gets a
+		// PLI; the INFO is answered here and goes no further.
+		if err := c.media().RequestKeyframe(); err != nil {
+			c.log.Debug("picture_fast_update", "err", err)
+		}
+		c.respond(tx, l.reply(req, 200, ""))
+		return
+	}
 	if req.Method == sip.MethodInfo && l.web {
 		if digit, dur, ok := parseDTMF(req); ok {
 			err := c.media().SendDTMF(digit, dur)
