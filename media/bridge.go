@@ -819,6 +819,9 @@ func (b *Bridge) SetRTPPeer(ip netip.Addr) { b.latch.setPeer(ip) }
 // o= line.
 func (b *Bridge) writeRTPDesc(d *rtpDesc) []byte {
 	d.addr, d.port = b.e.announce, b.pair.port
+	if d.video != nil && b.vid != nil {
+		d.video.port = b.vid.pair.port
+	}
 	return b.rtpOrigin.next(func(v uint64) []byte { return d.write(b.rtpOrigin.id, v) })
 }
 
