@@ -313,3 +313,209 @@ func TestHostileVideoSDP(t *testing.T) {
 		}
 	}
 }
+
+// videoToBrowser sends IDRs as pt from the phone until one reaches the
+// browser, and returns it.
+func videoToBrowser(t *testing.T, vp *videoPhone, gw netip.AddrPort, br *mediapeer.Browser, pt uint8) *rtp.Packet {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for seq := uint16(1); ; seq += 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("no video reached the browser")
+		}
+		for _, p := range mediapeer.H264Packets(mediapeer.H264IDR(), pt, 0xabc, seq, uint32(seq)*3000) {
+			raw, _ := p.Marshal()
+			_, _ = vp.rtp.WriteToUDPAddrPort(raw, gw)
+		}
+		select {
+		case p := <-br.VideoPackets():
+			return p
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// videoToPhone sends IDRs as pt from the browser until one reaches the
+// phone, and returns it.
+func videoToPhone(t *testing.T, br *mediapeer.Browser, vp *videoPhone, pt uint8) *rtp.Packet {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	buf := make([]byte, 1500)
+	for seq := uint16(1); ; seq += 3 {
+		if time.Now().After(deadline) {
+			t.Fatal("no video reached the phone")
+		}
+		for _, p := range mediapeer.H264Packets(mediapeer.H264IDR(), pt, 0, seq, uint32(seq)*3000) {
+			br.SendVideo(p)
+		}
+		_ = vp.rtp.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		for {
+			n, err := vp.rtp.Read(buf)
+			if err != nil {
+				break
+			}
+			var p rtp.Packet
+			if p.Unmarshal(buf[:n]) == nil && mediapeer.IsH264IDR(p.Payload) {
+				return &p
+			}
+		}
+	}
+}
+
+// TestVideoAddedByPhone: an audio call from the phone gets video in the
+// phone's re-INVITE (the browser renegotiated through RTPReofferWeb), then
+// loses it again, the audio going on throughout.
+func TestVideoAddedByPhone(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	b := newTestBridge(t, e)
+	phone := mediapeer.NewPhone(t)
+	webOffer, err := b.RTPOffer(phone.SDP(1, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := mediapeer.NewBrowser(t, mediapeer.BrowserOptions{VideoLater: true, Video: []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, PayloadType: 102},
+	}})
+	rtpAnswer, err := b.WebAnswer(br.Answer(webOffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(rtpAnswer), "m=video") {
+		t.Fatalf("audio call with video:\n%s", rtpAnswer)
+	}
+	if err := phone.Learn(rtpAnswer); err != nil {
+		t.Fatal(err)
+	}
+	br.WaitConnected()
+
+	vp := newVideoPhone(t)
+	reoffer := append(phone.SDP(2, "0"), vp.media(true, 0)...)
+	if _, err := b.RTPReoffer(reoffer); !errors.Is(err, ErrChangesWeb) {
+		t.Fatalf("RTPReoffer adding video: %v, want ErrChangesWeb", err)
+	}
+	webReoffer, err := b.RTPReofferWeb(reoffer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, webReoffer, "m=video 9 ", "H264/90000")
+	br.AddVideo()
+	rtpAnswer, err = b.WebAnswer(br.Answer(webReoffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, rtpAnswer, "m=audio ", "RTP/AVP 100", "a=rtpmap:100 H264/90000")
+	gw := netip.AddrPortFrom(loopback, uint16(videoPort(t, rtpAnswer)))
+	if gw.Port() == 0 {
+		t.Fatalf("video refused:\n%s", rtpAnswer)
+	}
+	if p := videoToBrowser(t, vp, gw, br, 100); p.PayloadType != 97 {
+		t.Errorf("browser got video pt %d, want the gateway's 97", p.PayloadType)
+	}
+	if p := videoToPhone(t, br, vp, 97); p.PayloadType != 100 {
+		t.Errorf("phone got video pt %d, want 100", p.PayloadType)
+	}
+
+	// The phone drops video: port 0.
+	drop := append(phone.SDP(3, "0"), "m=video 0 RTP/AVP 100\r\n"...)
+	if _, err := b.RTPReoffer(drop); !errors.Is(err, ErrChangesWeb) {
+		t.Fatalf("RTPReoffer removing video: %v, want ErrChangesWeb", err)
+	}
+	webReoffer, err = b.RTPReofferWeb(drop)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, webReoffer, "m=video 0 ")
+	rtpAnswer, err = b.WebAnswer(br.Answer(webReoffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, rtpAnswer, "m=video 0 ")
+	phone.SendPCMU(make([]byte, 160))
+	waitFor(t, "audio after video went", func() bool { return br.Received() > 0 })
+}
+
+// TestVideoAddedByBrowser: the browser's re-offer with a new video stream
+// reaches the phone as a re-offer with video, and video flows.
+func TestVideoAddedByBrowser(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	b := newTestBridge(t, e)
+	br := mediapeer.NewBrowser(t, mediapeer.BrowserOptions{VideoLater: true, Video: []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96},
+	}})
+	rtpOffer, err := b.WebOffer(br.Offer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(rtpOffer), "m=video") {
+		t.Fatalf("audio offer with video:\n%s", rtpOffer)
+	}
+	phone := mediapeer.NewPhone(t)
+	webAnswer, err := b.RTPAnswer(phone.SDP(1, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br.SetAnswer(webAnswer)
+	br.WaitConnected()
+
+	br.AddVideo()
+	rtpReoffer, err := b.WebReoffer(br.Offer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, rtpReoffer, "m=audio ", "a=rtpmap:96 VP8/90000")
+	gw := netip.AddrPortFrom(loopback, uint16(videoPort(t, rtpReoffer)))
+	vp := newVideoPhone(t)
+	phoneVideo := "m=video " + strconv.Itoa(port(vp.rtp)) + " RTP/AVP 120\r\na=rtpmap:120 VP8/90000\r\na=rtcp-fb:120 ccm fir\r\na=rtcp:" + strconv.Itoa(port(vp.rtcp)) + "\r\n"
+	webAnswer, err = b.RTPAnswer(append(phone.SDP(2, "0"), phoneVideo...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, webAnswer, "a=rtpmap:96 VP8/90000")
+	br.SetAnswer(webAnswer)
+
+	// VP8 keyframes both ways, 120 on the phone's side, 96 on the browser's.
+	buf := make([]byte, 1500)
+	deadline := time.Now().Add(10 * time.Second)
+	for got := false; !got; {
+		if time.Now().After(deadline) {
+			t.Fatal("no VP8 at the browser")
+		}
+		raw, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 120, SequenceNumber: 1, Timestamp: 1, SSRC: 7, Marker: true}, Payload: mediapeer.VP8Keyframe()}).Marshal()
+		_, _ = vp.rtp.WriteToUDPAddrPort(raw, gw)
+		select {
+		case p := <-br.VideoPackets():
+			got = p.PayloadType == 96 && mediapeer.IsVP8Keyframe(p.Payload)
+			if got {
+				// FIR, not PLI: the phone offered ccm fir only.
+				br.RequestKeyframe(p.SSRC)
+			}
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	for got := false; !got; {
+		if time.Now().After(deadline) {
+			t.Fatal("no VP8 at the phone")
+		}
+		br.SendVideo(&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 96, Marker: true}, Payload: mediapeer.VP8Keyframe()})
+		_ = vp.rtp.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
+		if n, err := vp.rtp.Read(buf); err == nil {
+			var p rtp.Packet
+			got = p.Unmarshal(buf[:n]) == nil && p.PayloadType == 120 && mediapeer.IsVP8Keyframe(p.Payload)
+		}
+	}
+	_ = vp.rtcp.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		n, err := vp.rtcp.Read(buf)
+		if err != nil {
+			t.Fatalf("no FIR at the phone: %v", err)
+		}
+		if pkts, err := rtcp.Unmarshal(buf[:n]); err == nil {
+			if _, ok := pkts[0].(*rtcp.FullIntraRequest); ok {
+				break
+			}
+		}
+	}
+}

@@ -73,6 +73,9 @@ type BrowserOptions struct {
 	// (SendVideo); what it receives of video comes on VideoPackets, and
 	// the keyframe requests (PLI, FIR) for what it sends are counted.
 	Video []webrtc.RTPCodecParameters
+	// VideoLater keeps the video track out of the first offer or answer:
+	// AddVideo adds it, for a re-offer that adds video to a call.
+	VideoLater bool
 }
 
 // Browser is a pion PeerConnection with one audio track each way, on
@@ -90,6 +93,7 @@ type Browser struct {
 	connected chan struct{}
 
 	video     *webrtc.TrackLocalStaticRTP
+	wg        *sync.WaitGroup // the goroutines that end with the browser
 	videoGot  chan *rtp.Packet
 	keyframes atomic.Int64
 }
@@ -173,24 +177,10 @@ func NewBrowser(t testing.TB, o BrowserOptions) *Browser {
 		if err != nil {
 			t.Fatal(err)
 		}
-		vs, err := pc.AddTrack(b.video)
-		if err != nil {
-			t.Fatal(err)
+		b.wg = &wg
+		if !o.VideoLater {
+			b.AddVideo()
 		}
-		wg.Go(func() {
-			for {
-				pkts, _, err := vs.ReadRTCP()
-				if err != nil {
-					return
-				}
-				for _, p := range pkts {
-					switch p.(type) {
-					case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-						b.keyframes.Add(1)
-					}
-				}
-			}
-		})
 	}
 	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
 		if tr.Kind() == webrtc.RTPCodecTypeVideo {
@@ -236,6 +226,30 @@ func (b *Browser) receive(tr *webrtc.TrackRemote, signal chan struct{}) {
 			}
 		}
 	}
+}
+
+// AddVideo adds the video track (BrowserOptions.Video): the next offer
+// carries it.
+func (b *Browser) AddVideo() {
+	b.t.Helper()
+	vs, err := b.PC.AddTrack(b.video)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.wg.Go(func() {
+		for {
+			pkts, _, err := vs.ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, p := range pkts {
+				switch p.(type) {
+				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+					b.keyframes.Add(1)
+				}
+			}
+		}
+	})
 }
 
 // receiveVideo reads the far end's video track until it ends.
