@@ -27,10 +27,11 @@ const (
 	stateActive                      // both legs negotiated
 	stateWebReoffered                // WebReoffer: waiting for the phone's answer (RTPAnswer)
 	stateRTPRefreshed                // RTPRefresh: waiting for the phone's answer (RTPAnswer)
+	stateRTPReoffered                // RTPReofferWeb: waiting for the browser's answer (WebAnswer)
 	stateClosed
 )
 
-var stateNames = [...]string{"idle", "web-offered", "rtp-offered", "late-offered", "late-rtp-offered", "active", "web-reoffered", "rtp-refreshed", "closed"}
+var stateNames = [...]string{"idle", "web-offered", "rtp-offered", "late-offered", "late-rtp-offered", "active", "web-reoffered", "rtp-refreshed", "rtp-reoffered", "closed"}
 
 func (s state) String() string { return stateNames[s] }
 
@@ -431,7 +432,7 @@ func (b *Bridge) dropWebLeg() {
 //
 // It fails with ErrNoCommonCodec when the browser accepted no codec.
 func (b *Bridge) WebAnswer(answer []byte) (rtpSDP []byte, err error) {
-	if err := b.lock("web answer", stateRTPOffered, stateLateOffered); err != nil {
+	if err := b.lock("web answer", stateRTPOffered, stateLateOffered, stateRTPReoffered); err != nil {
 		return nil, err
 	}
 	defer b.mu.Unlock()
@@ -787,19 +788,82 @@ func (b *Bridge) RTPReoffer(offer []byte) (rtpAnswer []byte, err error) {
 	return out, nil
 }
 
+// RTPReofferWeb takes a re-offer of the phone that RTPReoffer refused
+// with ErrChangesWeb (it adds or removes video) and returns the re-offer
+// for the browser (a re-INVITE to it; same ICE and DTLS session). The
+// browser's answer goes to WebAnswer, which returns the answer owed to
+// the phone; a refusal of the browser goes to Rollback, and the phone
+// gets the refusal. The audio stays as negotiated.
+func (b *Bridge) RTPReofferWeb(offer []byte) (webOffer []byte, err error) {
+	if err := b.lock("rtp reoffer to the web", stateActive); err != nil {
+		return nil, err
+	}
+	defer b.mu.Unlock()
+	s, err := parseSession(offer, false)
+	if err != nil {
+		return nil, err
+	}
+	if intersect(s.codecs, b.rtpSend) == nil {
+		return nil, mismatch("rtp reoffer", s.codecs, b.rtpSend)
+	}
+	video, err := b.webVideoOffer(s.video)
+	if err != nil {
+		return nil, err
+	}
+	if video.on && !b.hasVideoSender {
+		if err := b.addVideoSender(true); err != nil {
+			return nil, err
+		}
+	}
+	dir := phoneDir(s)
+	gathered := webrtc.GatheringCompletePromise(b.pc)
+	o, err := b.pc.CreateOffer(nil)
+	if err != nil {
+		return nil, fmt.Errorf("media: webrtc reoffer: %w", err)
+	}
+	if err := b.pc.SetLocalDescription(o); err != nil {
+		return nil, fmt.Errorf("media: webrtc reoffer: %w", err)
+	}
+	sdp, err := b.waitGather(gathered)
+	if err != nil {
+		return nil, err
+	}
+	out, err := rewriteWebSDP(sdp, dir, s.ptime, video)
+	if err != nil {
+		return nil, err
+	}
+	b.webOffered, b.webOurDir = b.webCodecs, dir
+	b.webVideoOffered, b.webVOurDir = nil, video.dir
+	if video.on {
+		b.webVideoOffered = video.codecs
+	}
+	b.rtpPendingS = s
+	b.state = stateRTPReoffered
+	return out, nil
+}
+
 // Rollback abandons the gateway's pending offer to the phone when the
 // phone rejected it (a 488 or 491 to the re-INVITE, or a failed call
 // attempt that will be retried elsewhere): after WebReoffer or RTPRefresh
 // the bridge goes back to the session in force, after WebOffer to the
 // start (WebOffer may be called again).
 func (b *Bridge) Rollback() error {
-	if err := b.lock("rollback", stateWebOffered, stateWebReoffered, stateRTPRefreshed); err != nil {
+	if err := b.lock("rollback", stateWebOffered, stateWebReoffered, stateRTPRefreshed, stateRTPReoffered); err != nil {
 		return err
 	}
 	defer b.mu.Unlock()
-	if b.state == stateWebOffered {
+	switch b.state {
+	case stateWebOffered:
 		b.state = stateIdle
-	} else {
+	case stateRTPReoffered:
+		// The browser refused the re-offer: pion forgets its offer, the
+		// web leg keeps what it had.
+		if err := b.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
+			b.log.Debug("webrtc rollback", "err", err)
+		}
+		b.webOffered, b.rtpPendingS = b.webCodecs, nil
+		b.state = stateActive
+	default:
 		b.state = stateActive
 	}
 	b.rtpOffer = nil
@@ -819,6 +883,9 @@ func (b *Bridge) SetRTPPeer(ip netip.Addr) { b.latch.setPeer(ip) }
 // o= line.
 func (b *Bridge) writeRTPDesc(d *rtpDesc) []byte {
 	d.addr, d.port = b.e.announce, b.pair.port
+	if d.video != nil && b.vid != nil {
+		d.video.port = b.vid.pair.port
+	}
 	return b.rtpOrigin.next(func(v uint64) []byte { return d.write(b.rtpOrigin.id, v) })
 }
 

@@ -715,7 +715,8 @@ func rejectWebMedia(m *sdp.MediaDescription) {
 	}
 	attrs := m.Attributes[:0:0]
 	for _, a := range m.Attributes {
-		if a.Key == "mid" {
+		pt, _, _ := strings.Cut(a.Value, " ")
+		if a.Key == "mid" || a.Key == "rtpmap" && len(m.MediaName.Formats) > 0 && pt == m.MediaName.Formats[0] {
 			attrs = append(attrs, a)
 		}
 	}

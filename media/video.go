@@ -112,6 +112,9 @@ func (b *Bridge) ensureVideo() error {
 		return fmt.Errorf("media: video leg: %w", ErrClosed)
 	}
 	b.wg.Done()
+	if b.pc != nil {
+		v.pc.Store(b.pc)
+	}
 	b.vid = v
 	b.vidA.Store(v)
 	b.goWorker(func() { b.readVideo(v, pair.rtp, false) })
