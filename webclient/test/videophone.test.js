@@ -1,0 +1,144 @@
+// Video calls between the softphone and a SIP video phone, through the
+// real gateway's B2BUA: Chromium (fake camera) on the WebRTC side, baresip
+// (Debian's; fakevideo source, VP8 or H.264 over plain RTP/AVP) on the SIP
+// side. Both directions; frames decoded in the browser (getStats), and the
+// phone's own account of the video it received (its log).
+//
+// Run with `npm run test:gateway`, or alone after `npm run build`:
+// `node --test test/videophone.test.js`. Needs baresip-core and
+// baresip-ffmpeg (scripts/deps.sh installs them): without them it fails,
+// saying so, under SWITCHBOARD_NO_SKIP=1 as make test sets it.
+
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { baresipMissing, startBaresip } from './baresip.js';
+import { buildGateway, distBuilt, gatewayUnavailable, mustRun, startGateway } from './gateway.js';
+import { failureReport, launchBrowser, softphoneState as state, waitFor, waitState, watchPage } from './helpers.js';
+
+const USERS = { alice: 'alice-secret', 1000: 'phone-secret-1000' };
+const T = { timeout: 90_000 };
+
+function skipReason() {
+  const missing = baresipMissing();
+  if (missing) return missing;
+  if (process.env.SWITCHBOARD_BIN) return false;
+  if (!distBuilt()) return 'dist/ is not built, so the gateway would serve its placeholder: run npm run build';
+  return gatewayUnavailable() || false;
+}
+
+// RECEIVING is baresip's line for the first video picture it decoded.
+const RECEIVING = /video: receiving with resolution (\d+) x (\d+)/;
+
+const stats = (page) => page.evaluate(() => window.softphone.getStats());
+
+describe('video calls between the softphone and a SIP video phone (baresip)', { skip: mustRun(skipReason()) }, () => {
+  let build;
+  let gateway;
+  let browser;
+
+  before(
+    async () => {
+      build = await buildGateway();
+      // The domain is the gateway's address, so that baresip needs no DNS.
+      gateway = await startGateway({ bin: build.bin, users: USERS, env: { SWITCHBOARD_DOMAIN: '127.0.0.1' } });
+      browser = await launchBrowser();
+    },
+    { timeout: 300_000 },
+  );
+
+  after(async () => {
+    await browser?.close();
+    const stopped = await gateway?.stop();
+    await build?.cleanup();
+    if (stopped) assert.ok(stopped.clean, `the gateway did not stop cleanly: ${JSON.stringify(stopped)}`);
+  });
+
+  async function session(fn) {
+    const mark = gateway.logMark();
+    const pages = [];
+    const phones = [];
+    const open = async (query = '') => {
+      const page = await browser.newPage();
+      const entry = { label: 'alice', page, trace: [], problems: watchPage(page) };
+      pages.push(entry);
+      page.on('websocket', (ws) => {
+        ws.on('framesent', (f) => entry.trace.push(`>>> sent\n${f.payload}`));
+        ws.on('framereceived', (f) => entry.trace.push(`<<< received\n${f.payload}`));
+      });
+      await page.goto(`${gateway.url}/${query}`);
+      await page.waitForFunction(() => window.softphone && window.softphone.state !== null, null, { timeout: 10_000 });
+      assert.equal(await page.evaluate(([u, p]) => window.softphone.register(u, p), ['alice', USERS.alice]), 'registered');
+      return page;
+    };
+    const phone = async (opts) => {
+      const p = await startBaresip({ gateway, user: '1000', password: USERS[1000], ...opts });
+      phones.push(p);
+      return p;
+    };
+    try {
+      await fn({ open, phone });
+      for (const p of pages) assert.deepEqual(p.problems, [], 'page problems');
+    } catch (err) {
+      const logs = {};
+      phones.forEach((p, i) => {
+        logs[`baresip #${i + 1}: ${p.command}`] = p.log();
+      });
+      throw await failureReport(err, { pages, state, gatewayLog: gateway.logSince(mark), logs });
+    } finally {
+      await Promise.all(pages.map((p) => p.page.close().catch(() => {})));
+      await Promise.all(phones.map((p) => p.stop()));
+    }
+  }
+
+  // decodes waits until the page decodes more than `after` video frames
+  // of codec (a regexp of the MIME type).
+  const decodes = (page, codec, after = 0) =>
+    waitFor(
+      `the browser to decode the phone's ${codec} video`,
+      () => stats(page),
+      (s) => s.video?.inbound?.framesDecoded > after + 10 && s.video.inbound.frameWidth > 0 && codec.test(s.video.codec || ''),
+      30_000,
+    );
+
+  test('the browser calls the phone with video (VP8): frames decoded both ways', T, () =>
+    session(async ({ open, phone }) => {
+      const ph = await phone({ video: 'VP8' });
+      await ph.registered();
+      const alice = await open();
+      await alice.evaluate(() => window.softphone.video(true));
+      assert.equal(await alice.evaluate(() => window.softphone.call('1000')), true);
+      await waitState(alice, (s) => s.call === 'active', 15_000);
+      const s = await decodes(alice, /VP8/i);
+      assert.equal(s.video.inbound.frameWidth, 352, 'the phone’s picture size');
+      assert.ok(s.video.outbound?.framesEncoded > 0, 'the browser sends video too');
+      await waitState(alice, (st) => st.video && st.remoteVideo);
+      // The phone decodes the browser's video: baresip logs the size of
+      // the first picture it decodes (the fake camera's 640×480).
+      const [, w, h] = await ph.until('the phone to decode the browser’s video', RECEIVING, 15_000);
+      assert.deepEqual([w, h], ['640', '480']);
+      await alice.evaluate(() => window.softphone.hangup());
+      await waitState(alice, (st) => st.call === 'idle');
+    }),
+  );
+
+  test('the phone calls the browser with video (H.264), and the browser adds its camera mid-call', T, () =>
+    session(async ({ open, phone }) => {
+      const alice = await open('?autoanswer=1');
+      const ph = await phone({ video: 'H264', dial: `sip:alice@${gateway.sipUdp}` });
+      await waitState(alice, (s) => s.call === 'active', 20_000);
+      const s = await decodes(alice, /H264/i);
+      assert.ok(s.video.inbound.keyFramesDecoded >= 1, 'a key frame first');
+      assert.equal((await state(alice)).video, false, 'answered without the camera');
+      assert.doesNotMatch(ph.log(), RECEIVING, 'the phone got no video before the camera was on');
+      // Alice turns her camera on: a re-INVITE from the browser, through
+      // the gateway, to the phone.
+      assert.equal(await alice.evaluate(() => window.softphone.video(true)), true);
+      await waitFor('the browser to send H.264', () => stats(alice), (x) => x.video?.outbound?.framesEncoded > 10, 15_000);
+      await decodes(alice, /H264/i, s.video.inbound.framesDecoded);
+      const [, w, h] = await ph.until('the phone to decode the browser’s video', RECEIVING, 15_000);
+      assert.deepEqual([w, h], ['640', '480']);
+      await alice.evaluate(() => window.softphone.hangup());
+      await waitState(alice, (st) => st.call === 'idle');
+    }),
+  );
+});
