@@ -10,9 +10,10 @@
 // `npm run build && node --test test/video.test.js`.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
-import { buildGateway, distBuilt, gatewayUnavailable, mustRun, startGateway } from './gateway.js';
-import { failureReport, launchBrowser, softphoneState as state, waitFor, waitState, watchPage } from './helpers.js';
+import { describe, test } from 'node:test';
+import { distBuilt, gatewayUnavailable, mustRun } from './gateway.js';
+import { softphoneState as state, waitFor, waitState } from './helpers.js';
+import { gatewaySuite, pageSession } from './suite.js';
 
 const USERS = { alice: 'alice-secret', bob: 'bob-secret' };
 const T = { timeout: 90_000 };
@@ -49,67 +50,12 @@ function elementVideo(page) {
   });
 }
 
-// sipOf maps a page to its SIP over WebSocket: [{ dir, text }].
-const sipOf = new WeakMap();
 const sdpOf = (text) => text.slice(text.indexOf('\r\n\r\n') + 4);
 const firstLine = (text) => text.slice(0, text.indexOf('\r\n'));
 
 describe('video calls of the softphone through the gateway', { skip: mustRun(skipReason()) }, () => {
-  let build;
-  let gateway;
-  let browser;
-
-  before(
-    async () => {
-      build = await buildGateway();
-      gateway = await startGateway({ bin: build.bin, users: USERS });
-      browser = await launchBrowser();
-    },
-    { timeout: 300_000 },
-  );
-
-  after(async () => {
-    await browser?.close();
-    const stopped = await gateway?.stop();
-    await build?.cleanup();
-    if (stopped) assert.ok(stopped.clean, `the gateway did not stop cleanly: ${JSON.stringify(stopped)}`);
-  });
-
-  // session runs fn({ open }) with pages that are closed afterwards; a
-  // failure carries each page's state, problems and SIP, and the gateway's
-  // log of the test.
-  async function session(fn) {
-    const mark = gateway.logMark();
-    const pages = [];
-    const open = async (label, { query = '', viewport } = {}) => {
-      const page = await browser.newPage(viewport ? { viewport } : {});
-      const entry = { label, page, trace: [], frames: [], problems: watchPage(page) };
-      pages.push(entry);
-      page.on('websocket', (ws) => {
-        ws.on('framesent', (f) => {
-          entry.frames.push({ dir: 'sent', text: String(f.payload) });
-          entry.trace.push(`>>> sent\n${f.payload}`);
-        });
-        ws.on('framereceived', (f) => {
-          entry.frames.push({ dir: 'received', text: String(f.payload) });
-          entry.trace.push(`<<< received\n${f.payload}`);
-        });
-      });
-      await page.goto(`${gateway.url}/${query}`);
-      await page.waitForFunction(() => window.softphone && window.softphone.state !== null, null, { timeout: 10_000 });
-      assert.equal(await page.evaluate(([u, p]) => window.softphone.register(u, p), [label, USERS[label]]), 'registered');
-      sipOf.set(page, entry.frames);
-      return page;
-    };
-    try {
-      await fn({ open });
-      for (const p of pages) assert.deepEqual(p.problems, [], `${p.label}: page problems`);
-    } catch (err) {
-      throw await failureReport(err, { pages, state, gatewayLog: gateway.logSince(mark) });
-    } finally {
-      await Promise.all(pages.map((p) => p.page.close().catch(() => {})));
-    }
-  }
+  const ctx = gatewaySuite({ users: USERS });
+  const session = (fn) => pageSession(ctx, fn);
 
   async function connect(alice, bob) {
     assert.equal(await alice.evaluate(() => window.softphone.call('bob')), true);
@@ -124,7 +70,7 @@ describe('video calls of the softphone through the gateway', { skip: mustRun(ski
   }
 
   test('video on before the call: frames decoded both ways, SDP passed through untouched', T, () =>
-    session(async ({ open }) => {
+    session(async ({ open, sip }) => {
       const alice = await open('alice');
       const bob = await open('bob', { query: '?autoanswer=1' });
       // The toggle before the call: the choice for the next one, said in
@@ -154,8 +100,8 @@ describe('video calls of the softphone through the gateway', { skip: mustRun(ski
 
       // Proxied: the SDP bob received is the one alice sent, byte for
       // byte, with its video section.
-      const sentInvite = sipOf.get(alice).find((f) => f.dir === 'sent' && firstLine(f.text).startsWith('INVITE '));
-      const gotInvite = sipOf.get(bob).find((f) => f.dir === 'received' && firstLine(f.text).startsWith('INVITE '));
+      const sentInvite = sip(alice).find((f) => f.dir === 'sent' && firstLine(f.text).startsWith('INVITE '));
+      const gotInvite = sip(bob).find((f) => f.dir === 'received' && firstLine(f.text).startsWith('INVITE '));
       assert.ok(sentInvite && gotInvite, 'the INVITE on both sides');
       assert.match(sdpOf(sentInvite.text), /^m=video /m);
       assert.equal(sdpOf(gotInvite.text), sdpOf(sentInvite.text));
@@ -168,19 +114,19 @@ describe('video calls of the softphone through the gateway', { skip: mustRun(ski
   );
 
   test('video added mid-call by each side with a re-INVITE, then taken off; the call goes on', T, () =>
-    session(async ({ open }) => {
+    session(async ({ open, sip }) => {
       const alice = await open('alice');
       const bob = await open('bob', { query: '?autoanswer=1' });
       await connect(alice, bob);
       // Sound only: no video section offered, nothing decoded.
-      const invite = sipOf.get(alice).find((f) => f.dir === 'sent' && firstLine(f.text).startsWith('INVITE '));
+      const invite = sip(alice).find((f) => f.dir === 'sent' && firstLine(f.text).startsWith('INVITE '));
       assert.doesNotMatch(sdpOf(invite.text), /^m=video /m, 'an audio call offers no video');
       assert.equal((await stats(alice)).video, null);
       assert.equal(await alice.locator('#video').isHidden(), true);
 
       // Bob turns his camera on: a re-INVITE adds the video, alice sees it.
       assert.equal(await bob.evaluate(() => window.softphone.video(true)), true);
-      const reinvites = () => sipOf.get(bob).filter((f) => f.dir === 'sent' && firstLine(f.text).startsWith('INVITE ')).length;
+      const reinvites = () => sip(bob).filter((f) => f.dir === 'sent' && firstLine(f.text).startsWith('INVITE ')).length;
       assert.equal(reinvites(), 1, 'bob sent one re-INVITE');
       await videoIn(alice, 'alice to decode bob’s video');
       await waitState(alice, (s) => s.remoteVideo && !s.video);
@@ -209,7 +155,7 @@ describe('video calls of the softphone through the gateway', { skip: mustRun(ski
       assert.equal(bs.call, 'active');
       // And on again: the SDP reuses its video section rather than adding one.
       assert.equal(await bob.evaluate(() => window.softphone.video(true)), true);
-      const last = sipOf.get(bob).filter((f) => f.dir === 'sent' && firstLine(f.text).startsWith('INVITE ')).at(-1);
+      const last = sip(bob).filter((f) => f.dir === 'sent' && firstLine(f.text).startsWith('INVITE ')).at(-1);
       assert.equal(sdpOf(last.text).match(/^m=video /gm).length, 1, 'one video section after off and on');
       await waitState(alice, (s) => s.remoteVideo, 15_000);
       await hangup(alice, bob);
@@ -221,7 +167,7 @@ describe('video calls of the softphone through the gateway', { skip: mustRun(ski
     ['a desktop (1280×800)', { width: 1280, height: 800 }],
   ]) {
     test(`a video call fits ${name}, its controls labelled`, T, () =>
-      session(async ({ open }) => {
+      session(async ({ open, sip }) => {
         const alice = await open('alice', { viewport });
         const bob = await open('bob', { query: '?autoanswer=1' });
         await alice.evaluate(() => window.softphone.video(true));

@@ -10,10 +10,11 @@
 // saying so, under SWITCHBOARD_NO_SKIP=1 as make test sets it.
 
 import assert from 'node:assert/strict';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import { baresipMissing, startBaresip } from './baresip.js';
-import { buildGateway, distBuilt, gatewayUnavailable, mustRun, startGateway } from './gateway.js';
-import { failureReport, launchBrowser, softphoneState as state, waitFor, waitState, watchPage } from './helpers.js';
+import { distBuilt, gatewayUnavailable, mustRun } from './gateway.js';
+import { softphoneState as state, waitFor, waitState } from './helpers.js';
+import { gatewaySuite, pageSession } from './suite.js';
 
 const USERS = { alice: 'alice-secret', 1000: 'phone-secret-1000' };
 const T = { timeout: 90_000 };
@@ -33,67 +34,34 @@ const RECEIVING = /video: receiving with resolution (\d+) x (\d+)/;
 const stats = (page) => page.evaluate(() => window.softphone.getStats());
 
 describe('video calls between the softphone and a SIP video phone (baresip)', { skip: mustRun(skipReason()) }, () => {
-  let build;
-  let gateway;
-  let browser;
+  // The domain is the gateway's address, so that baresip needs no DNS.
+  const ctx = gatewaySuite({ users: USERS, env: { SWITCHBOARD_DOMAIN: '127.0.0.1', SWITCHBOARD_ADMIN_TOKEN: ADMIN_TOKEN } });
 
-  before(
-    async () => {
-      build = await buildGateway();
-      // The domain is the gateway's address, so that baresip needs no DNS.
-      gateway = await startGateway({ bin: build.bin, users: USERS, env: { SWITCHBOARD_DOMAIN: '127.0.0.1', SWITCHBOARD_ADMIN_TOKEN: ADMIN_TOKEN } });
-      browser = await launchBrowser();
-    },
-    { timeout: 300_000 },
-  );
-
-  after(async () => {
-    await browser?.close();
-    const stopped = await gateway?.stop();
-    await build?.cleanup();
-    if (stopped) assert.ok(stopped.clean, `the gateway did not stop cleanly: ${JSON.stringify(stopped)}`);
-  });
-
+  // session runs fn({ open, phone }): open(query) is alice's softphone,
+  // phone(options) a baresip registered as 1000 (startBaresip), stopped
+  // after the test, its log in the failure report.
   async function session(fn) {
-    const mark = gateway.logMark();
-    const pages = [];
     const phones = [];
-    const open = async (query = '') => {
-      const page = await browser.newPage();
-      const entry = { label: 'alice', page, trace: [], problems: watchPage(page) };
-      pages.push(entry);
-      page.on('websocket', (ws) => {
-        ws.on('framesent', (f) => entry.trace.push(`>>> sent\n${f.payload}`));
-        ws.on('framereceived', (f) => entry.trace.push(`<<< received\n${f.payload}`));
-      });
-      await page.goto(`${gateway.url}/${query}`);
-      await page.waitForFunction(() => window.softphone && window.softphone.state !== null, null, { timeout: 10_000 });
-      assert.equal(await page.evaluate(([u, p]) => window.softphone.register(u, p), ['alice', USERS.alice]), 'registered');
-      return page;
-    };
-    const phone = async (opts) => {
-      const p = await startBaresip({ gateway, user: '1000', password: USERS[1000], ...opts });
-      phones.push(p);
-      return p;
-    };
     try {
-      await fn({ open, phone });
-      for (const p of pages) assert.deepEqual(p.problems, [], 'page problems');
-    } catch (err) {
-      const logs = {};
-      phones.forEach((p, i) => {
-        logs[`baresip #${i + 1}: ${p.command}`] = p.log();
-      });
-      throw await failureReport(err, { pages, state, gatewayLog: gateway.logSince(mark), logs });
+      await pageSession(ctx, ({ open, addLog }) =>
+        fn({
+          open: (query = '') => open('alice', { query }),
+          phone: async (opts) => {
+            const p = await startBaresip({ gateway: ctx.gateway, user: '1000', password: USERS[1000], ...opts });
+            phones.push(p);
+            addLog(`baresip #${phones.length}: ${p.command}`, () => p.log());
+            return p;
+          },
+        }),
+      );
     } finally {
-      await Promise.all(pages.map((p) => p.page.close().catch(() => {})));
       await Promise.all(phones.map((p) => p.stop()));
     }
   }
 
   // callVideo is the video counters of the one bridged call (admin API).
   async function callVideo() {
-    const res = await fetch(`${gateway.url}/admin/calls`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
+    const res = await fetch(`${ctx.gateway.url}/admin/calls`, { headers: { Authorization: `Bearer ${ADMIN_TOKEN}` } });
     assert.equal(res.status, 200);
     const { calls } = await res.json();
     assert.equal(calls.length, 1, `one bridged call: ${JSON.stringify(calls)}`);
@@ -145,7 +113,7 @@ describe('video calls between the softphone and a SIP video phone (baresip)', { 
   test('the phone calls the browser with video (H.264), and the browser adds its camera mid-call', T, () =>
     session(async ({ open, phone }) => {
       const alice = await open('?autoanswer=1');
-      const ph = await phone({ video: 'H264', dial: `sip:alice@${gateway.sipUdp}` });
+      const ph = await phone({ video: 'H264', dial: `sip:alice@${ctx.gateway.sipUdp}` });
       await waitState(alice, (s) => s.call === 'active', 20_000);
       const s = await decodes(alice, /H264/i);
       assert.ok(s.video.inbound.keyFramesDecoded >= 1, 'a key frame first');
