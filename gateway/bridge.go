@@ -33,6 +33,9 @@ func (g *Gateway) bridge(ctx context.Context, req *sip.Request, caller proxy.Cal
 		return nil, false
 	}
 	target := b2bua.Target{URI: t.URI, Dst: t.Dest, WebRTC: web, User: t.User, CallerUser: caller.User}
+	if g.routing != nil {
+		target.Codecs = g.routing.codecs(caller, t)
+	}
 	for _, p := range t.Path {
 		if a, err := sip.ParseAddress(p); err == nil {
 			target.Route = append(target.Route, a)

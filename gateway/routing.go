@@ -8,6 +8,7 @@ import (
 
 	"github.com/switchboard/switchboard/gateway/proxy"
 	"github.com/switchboard/switchboard/gateway/trunk"
+	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/transport/locate"
 )
@@ -72,9 +73,18 @@ func (r *trunkRouting) Route(_ context.Context, req *sip.Request, caller proxy.C
 		}
 		uri := trunk.NextHop(t)
 		uri.User = dialed
-		return []proxy.Target{{URI: uri, Q: 1000}}, true
+		return []proxy.Target{{URI: uri, Q: 1000, Trunk: t.Name}}, true
 	}
 	return nil, false
+}
+
+// codecs is the codec policy of the named trunk; nil (the gateway's) for
+// "" or a trunk that names none.
+func (r *trunkRouting) codecs(name string) []media.Codec {
+	if name == "" {
+		return nil
+	}
+	return r.trunks[name].Codecs
 }
 
 // resolveTrusted puts the addresses of trunks named by host in force.
@@ -96,6 +106,17 @@ func newRoutingTable(r *trunkRouting) *routingTable {
 	t := &routingTable{}
 	t.cur.Store(r)
 	return t
+}
+
+// codecs is the codec policy of a call that crosses between a browser
+// and a trunk: that trunk's, whichever side it is on (a call crosses, so
+// at most one side is a trunk); nil, the gateway's, for anyone else.
+func (t *routingTable) codecs(caller proxy.Caller, target proxy.Target) []media.Codec {
+	r := t.cur.Load()
+	if cs := r.codecs(target.Trunk); cs != nil {
+		return cs
+	}
+	return r.codecs(caller.Trunk)
 }
 
 // Trusted names the trunk a source address belongs to.

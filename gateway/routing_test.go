@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"net/netip"
+	"reflect"
 	"testing"
 
 	"github.com/switchboard/switchboard/gateway/proxy"
@@ -78,6 +79,56 @@ func TestTrunkRouting(t *testing.T) {
 	u, _ := sip.ParseURI("sip:9123456@example.com")
 	if _, handled := table.Route(context.Background(), sip.NewRequest(sip.MethodInvite, u), proxy.Caller{User: "alice"}); handled {
 		t.Error("a route of the old table is still in force")
+	}
+}
+
+// A call that crosses to or from a trunk follows that trunk's codecs:
+// the dial rule's target names its trunk, and a trusted caller is one;
+// everyone else gets the gateway's policy (nil).
+func TestTrunkCodecs(t *testing.T) {
+	pcma, err := trunk.ParseCodecs([]string{"PCMA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	trunks := []trunk.Trunk{
+		{Name: "narrow", Host: "198.51.100.7", Transport: sip.UDP, Codecs: pcma,
+			DIDs: []trunk.DID{{Number: "+15551230001", User: "alice"}}},
+		{Name: "open", Host: "198.51.100.8", Transport: sip.UDP},
+	}
+	routes := []trunk.Route{{Pattern: `9(\d+)`, Strip: 1, Trunk: "narrow"}, {Pattern: `8(\d+)`, Strip: 1, Trunk: "open"}}
+	r, err := newTrunkRouting("example.com", trunks, routes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	table := newRoutingTable(r)
+	route := func(ruri string, caller proxy.Caller) proxy.Target {
+		t.Helper()
+		u, err := sip.ParseURI(ruri)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts, _ := table.Route(context.Background(), sip.NewRequest(sip.MethodInvite, u), caller)
+		if len(ts) != 1 {
+			t.Fatalf("%s routes to %d targets", ruri, len(ts))
+		}
+		return ts[0]
+	}
+	out := route("sip:9123@example.com", proxy.Caller{User: "alice"})
+	if out.Trunk != "narrow" {
+		t.Fatalf("the dial rule's target names trunk %q", out.Trunk)
+	}
+	if got := table.codecs(proxy.Caller{User: "alice"}, out); !reflect.DeepEqual(got, pcma) {
+		t.Errorf("a call out through the trunk: codecs %v, want %v", trunk.CodecNames(got), trunk.CodecNames(pcma))
+	}
+	in := route("sip:+15551230001@example.com", proxy.Caller{Trunk: "narrow"})
+	if got := table.codecs(proxy.Caller{Trunk: "narrow"}, in); !reflect.DeepEqual(got, pcma) {
+		t.Errorf("a call in from the trunk: codecs %v", trunk.CodecNames(got))
+	}
+	if got := table.codecs(proxy.Caller{User: "alice"}, route("sip:8123@example.com", proxy.Caller{User: "alice"})); got != nil {
+		t.Errorf("a trunk without codecs: %v, want the gateway's (nil)", trunk.CodecNames(got))
+	}
+	if got := table.codecs(proxy.Caller{User: "alice"}, proxy.Target{User: "bob"}); got != nil {
+		t.Errorf("a call between users: %v, want the gateway's (nil)", trunk.CodecNames(got))
 	}
 }
 

@@ -27,10 +27,11 @@ const (
 	stateActive                      // both legs negotiated
 	stateWebReoffered                // WebReoffer: waiting for the phone's answer (RTPAnswer)
 	stateRTPRefreshed                // RTPRefresh: waiting for the phone's answer (RTPAnswer)
+	stateRTPReoffered                // RTPReofferWeb: waiting for the browser's answer (WebAnswer)
 	stateClosed
 )
 
-var stateNames = [...]string{"idle", "web-offered", "rtp-offered", "late-offered", "late-rtp-offered", "active", "web-reoffered", "rtp-refreshed", "closed"}
+var stateNames = [...]string{"idle", "web-offered", "rtp-offered", "late-offered", "late-rtp-offered", "active", "web-reoffered", "rtp-refreshed", "rtp-reoffered", "closed"}
 
 func (s state) String() string { return stateNames[s] }
 
@@ -86,6 +87,21 @@ type Bridge struct {
 	rtpOfferOurs  bool // the last RTP negotiation answered an offer of the gateway
 	relayStarted  bool
 	lastRTPOffset atomic.Int64 // time of the last RTP packet from either leg, since start
+
+	// Video (video.go): the policy of the bridge and what is in force.
+	audioPolicy, videoPolicy []Codec
+	ordered                  bool // the policy orders the RTP leg's offers
+	vid                      *videoLeg
+	vidA                     atomic.Pointer[videoLeg] // vid, for readers without b.mu
+	hasVideoSender           bool
+	webVideoOffered          []Codec // the gateway's video offer to the browser
+	webVideo                 []Codec // in force, the web leg's numbering; nil: none
+	webVDir, webVOurDir      direction
+	rtpVSend, rtpVRecv       []Codec
+	rtpVDir                  direction
+	rtpV                     *videoSession // the phone's video stream in force
+	kfMu                     sync.Mutex
+	onKeyframe               func()
 
 	transport transportFacts
 	// pcCloseMu keeps PeerConnection.GetStats and Close apart: pion's
@@ -234,8 +250,16 @@ func (b *Bridge) teardown() {
 	now := time.Now()
 	_ = b.pair.rtp.SetReadDeadline(now)
 	_ = b.pair.rtcp.SetReadDeadline(now)
+	v := b.vidA.Load()
+	if v != nil {
+		_ = v.pair.rtp.SetReadDeadline(now)
+		_ = v.pair.rtcp.SetReadDeadline(now)
+	}
 	b.wg.Wait()
 	b.e.ports.release(b.pair)
+	if v != nil {
+		b.e.ports.release(v.pair)
+	}
 	b.e.remove(b)
 }
 
@@ -298,11 +322,14 @@ func (b *Bridge) WebOffer(offer []byte) (rtpOffer []byte, err error) {
 	if err != nil {
 		return nil, err
 	}
-	codecs := intersect(s.codecs, b.e.opts.Codecs)
+	codecs := b.allowAudio(s.codecs)
 	if codecs == nil {
-		return nil, fmt.Errorf("media: web offer: %w", ErrNoCommonCodec)
+		return nil, mismatch("web offer", s.codecs, b.audioPolicy)
 	}
-	d := &rtpDesc{codecs: codecs, dir: s.dir, ptime: ptimeOr20(s.ptime), maxptime: s.maxptime}
+	d := &rtpDesc{codecs: codecs, dir: s.dir, ptime: ptimeOr20(s.ptime), maxptime: s.maxptime, videoIdx: -1}
+	if d.video, err = b.offerVideo(s.video); err != nil {
+		return nil, err
+	}
 	out := b.writeRTPDesc(d)
 	b.webPending, b.webPendingS = append([]byte(nil), offer...), s
 	b.rtpOffer = d
@@ -325,12 +352,16 @@ func (b *Bridge) RTPOffer(offer []byte) (webOffer []byte, err error) {
 	if err != nil {
 		return nil, err
 	}
-	codecs := intersect(s.codecs, b.e.opts.Codecs)
+	codecs := b.allowAudio(s.codecs)
 	if codecs == nil {
-		return nil, fmt.Errorf("media: rtp offer: %w", ErrNoCommonCodec)
+		return nil, mismatch("rtp offer", s.codecs, b.audioPolicy)
 	}
 	dir := phoneDir(s)
-	out, err := b.offerWeb(codecs, dir, s.ptime)
+	video, err := b.webVideoOffer(s.video)
+	if err != nil {
+		return nil, err
+	}
+	out, err := b.offerWeb(codecs, dir, s.ptime, video)
 	if err != nil {
 		return nil, err
 	}
@@ -349,7 +380,7 @@ func (b *Bridge) LateOffer() (webOffer []byte, err error) {
 		return nil, err
 	}
 	defer b.mu.Unlock()
-	out, err := b.offerWeb(b.e.opts.Codecs, dirSendRecv, 0)
+	out, err := b.offerWeb(b.audioPolicy, dirSendRecv, 0, webVideo{})
 	if err != nil {
 		return nil, err
 	}
@@ -358,16 +389,20 @@ func (b *Bridge) LateOffer() (webOffer []byte, err error) {
 }
 
 // offerWeb makes the web leg and its offer.
-func (b *Bridge) offerWeb(codecs []Codec, dir direction, ptime int) ([]byte, error) {
+func (b *Bridge) offerWeb(codecs []Codec, dir direction, ptime int, video webVideo) ([]byte, error) {
 	if err := b.newWebLeg(codecs); err != nil {
 		return nil, err
 	}
-	out, err := b.webOffer(dir, ptime)
+	out, err := b.webOffer(dir, ptime, video)
 	if err != nil {
 		b.dropWebLeg()
 		return nil, err
 	}
 	b.webOffered, b.webOurDir = codecs, dir
+	b.webVideoOffered, b.webVOurDir = nil, video.dir
+	if video.on {
+		b.webVideoOffered = video.codecs
+	}
 	return out, nil
 }
 
@@ -380,8 +415,12 @@ func (b *Bridge) dropWebLeg() {
 		_ = b.pc.Close()
 		b.pcCloseMu.Unlock()
 	}
-	b.pc, b.pcDropped, b.hasSender = nil, nil, false
+	b.pc, b.pcDropped, b.hasSender, b.hasVideoSender = nil, nil, false, false
 	b.track.unbind()
+	if b.vid != nil {
+		b.vid.track.unbind()
+		b.vid.pc.Store(nil)
+	}
 }
 
 // WebAnswer takes the browser's answer to the gateway's WebRTC offer and
@@ -393,7 +432,7 @@ func (b *Bridge) dropWebLeg() {
 //
 // It fails with ErrNoCommonCodec when the browser accepted no codec.
 func (b *Bridge) WebAnswer(answer []byte) (rtpSDP []byte, err error) {
-	if err := b.lock("web answer", stateRTPOffered, stateLateOffered); err != nil {
+	if err := b.lock("web answer", stateRTPOffered, stateLateOffered, stateRTPReoffered); err != nil {
 		return nil, err
 	}
 	defer b.mu.Unlock()
@@ -403,12 +442,20 @@ func (b *Bridge) WebAnswer(answer []byte) (rtpSDP []byte, err error) {
 	}
 	accepted := answered(s.codecs, b.webOffered)
 	if accepted == nil {
-		return nil, fmt.Errorf("media: web answer: %w", ErrNoCommonCodec)
+		return nil, mismatch("web answer", b.webOffered, s.codecs)
 	}
 	if err := b.applyWebAnswer(answer); err != nil {
 		return nil, err
 	}
 	b.webCodecs, b.webDir, b.webUfrag = accepted, s.dir, s.iceUfrag
+	var acceptedV []Codec
+	if s.video != nil && b.webVideoOffered != nil {
+		acceptedV = answeredVideo(s.video.codecs, b.webVideoOffered)
+	}
+	b.webVideo, b.webVDir = acceptedV, dirInactive
+	if acceptedV != nil {
+		b.webVDir = s.video.dir
+	}
 
 	if b.state == stateLateOffered {
 		d := &rtpDesc{codecs: accepted, dir: b.effWeb(), ptime: 20}
@@ -431,11 +478,21 @@ func (b *Bridge) WebAnswer(answer []byte) (rtpSDP []byte, err error) {
 		rtcpMux:  p.rtcpMux,
 		lines:    p.lines,
 		audio:    p.audio,
+		videoIdx: -1,
+	}
+	d.video = b.answerPhoneVideo(p.video, acceptedV, s.video)
+	if p.video != nil {
+		d.videoIdx = p.video.index
 	}
 	out := b.writeRTPDesc(d)
 	b.rtpLast = d
 	b.rtpSend, b.rtpRecv = codecs, codecs
 	b.applyRTPRemote(p)
+	if d.video != nil && d.video.on {
+		b.applyRTPVideo(p.video, d.video.codecs, d.video.codecs)
+	} else {
+		b.applyRTPVideo(nil, nil, nil)
+	}
 	b.rtpPendingS = nil
 	b.rtpOfferOurs = false
 	b.activate()
@@ -473,7 +530,11 @@ func (b *Bridge) RTPAnswer(answer []byte) (webAnswer []byte, err error) {
 	}
 	accepted := answered(s.codecs, offer.codecs)
 	if accepted == nil {
-		return nil, fmt.Errorf("media: rtp answer: %w", ErrNoCommonCodec)
+		return nil, mismatch("rtp answer", offer.codecs, s.codecs)
+	}
+	var acceptedV []Codec
+	if offer.video != nil && offer.video.on && s.video != nil {
+		acceptedV = answeredVideo(s.video.codecs, offer.video.codecs)
 	}
 
 	switch b.state {
@@ -481,26 +542,28 @@ func (b *Bridge) RTPAnswer(answer []byte) (webAnswer []byte, err error) {
 		p := b.webPendingS
 		webCodecs := intersect(p.codecs, accepted)
 		if webCodecs == nil {
-			return nil, fmt.Errorf("media: rtp answer: %w", ErrNoCommonCodec)
+			return nil, mismatch("rtp answer", p.codecs, accepted)
 		}
 		if err := b.newWebLeg(webCodecs); err != nil {
 			return nil, err
 		}
 		dir := phoneDir(s) & p.dir.reverse()
-		out, err := b.webAnswerTo(b.webPending, dir, s.ptime)
+		video := webVideoAnswer(p.video, acceptedV, s.video)
+		out, err := b.webAnswerTo(b.webPending, dir, s.ptime, video)
 		if err != nil {
 			b.dropWebLeg()
 			return nil, err
 		}
-		b.commitWebOffer(p, dir, out)
+		b.commitWebOffer(p, dir, out, video)
 	case stateWebReoffered:
 		p := b.webPendingS
 		dir := phoneDir(s) & p.dir.reverse()
-		out, err := b.webAnswerTo(b.webPending, dir, s.ptime)
+		video := webVideoAnswer(p.video, acceptedV, s.video)
+		out, err := b.webAnswerTo(b.webPending, dir, s.ptime, video)
 		if err != nil {
 			return nil, err
 		}
-		b.commitWebOffer(p, dir, out)
+		b.commitWebOffer(p, dir, out, video)
 	case stateActive:
 		if intersect(accepted, b.webCodecs) == nil {
 			return nil, fmt.Errorf("media: rtp answer: %w", ErrNoCommonCodec)
@@ -511,6 +574,11 @@ func (b *Bridge) RTPAnswer(answer []byte) (webAnswer []byte, err error) {
 	b.rtpSend = accepted
 	b.rtpRecv = append(intersect(offer.codecs, accepted), accepted...)
 	b.applyRTPRemote(s)
+	if acceptedV != nil {
+		b.applyRTPVideo(s.video, acceptedV, append(intersectVideo(offer.video.codecs, acceptedV, false), acceptedV...))
+	} else if offer.video != nil {
+		b.applyRTPVideo(nil, nil, nil)
+	}
 	b.rtpOfferOurs = true
 	out := b.webAnswer
 	if b.state == stateLateRTPOffered || b.state == stateRTPRefreshed {
@@ -522,8 +590,8 @@ func (b *Bridge) RTPAnswer(answer []byte) (webAnswer []byte, err error) {
 
 // webAnswerTo answers the browser's (re-)offer with pion; the codecs of
 // the answer become the web leg's.
-func (b *Bridge) webAnswerTo(offer []byte, dir direction, ptime int) ([]byte, error) {
-	out, err := b.webAnswerSDP(offer, dir, ptime)
+func (b *Bridge) webAnswerTo(offer []byte, dir direction, ptime int, video webVideo) ([]byte, error) {
+	out, err := b.webAnswerSDP(offer, dir, ptime, video)
 	if err != nil {
 		return nil, err
 	}
@@ -535,7 +603,11 @@ func (b *Bridge) webAnswerTo(offer []byte, dir direction, ptime int) ([]byte, er
 	return out, nil
 }
 
-func (b *Bridge) commitWebOffer(p *session, dir direction, answer []byte) {
+func (b *Bridge) commitWebOffer(p *session, dir direction, answer []byte, video webVideo) {
+	b.webVideo, b.webVDir, b.webVOurDir = nil, dirInactive, video.dir
+	if video.on && p.video != nil {
+		b.webVideo, b.webVDir = video.codecs, p.video.dir
+	}
 	b.webDir, b.webOurDir, b.webUfrag = p.dir, dir, p.iceUfrag
 	b.webAnswer = answer
 	b.webPending, b.webPendingS = nil, nil
@@ -562,9 +634,25 @@ func (b *Bridge) WebReoffer(offer []byte) (rtpOffer []byte, err error) {
 	d := *b.rtpLast
 	d.codecs = intersect(b.rtpLast.codecs, s.codecs)
 	if d.codecs == nil {
-		return nil, fmt.Errorf("media: web reoffer: %w", ErrNoCommonCodec)
+		return nil, mismatch("web reoffer", s.codecs, b.rtpLast.codecs)
 	}
 	d.dir = s.dir
+	// Video added, kept or removed by the browser: the phone is offered
+	// the same, in the slot the stream had (RFC 3264 §8.4: a removed
+	// stream stays, with port 0).
+	nv, err := b.offerVideo(s.video)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case nv != nil:
+		d.video = nv
+	case d.video != nil:
+		d.video = &videoDesc{codecs: d.video.codecs}
+	}
+	if d.video != nil && d.lines == nil {
+		d.videoIdx = -1
+	}
 	out := b.writeRTPDesc(&d)
 	b.webPending, b.webPendingS = append([]byte(nil), offer...), s
 	b.rtpOffer = &d
@@ -591,11 +679,11 @@ func (b *Bridge) WebRefresh(offer []byte) (webAnswer []byte, err error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.dir != b.webDir || !keepsCodecs(s.codecs, b.webCodecs) {
+	if s.dir != b.webDir || !keepsCodecs(s.codecs, b.webCodecs) || !b.keepsVideo(s.video) {
 		return nil, fmt.Errorf("media: web refresh: %w", ErrChangesRTP)
 	}
 	restart := s.iceUfrag != b.webUfrag
-	out, err := b.webAnswerTo(offer, b.webOurDir, b.rtpPtime)
+	out, err := b.webAnswerTo(offer, b.webOurDir, b.rtpPtime, b.videoInForce())
 	if err != nil {
 		return nil, err
 	}
@@ -653,7 +741,22 @@ func (b *Bridge) RTPReoffer(offer []byte) (rtpAnswer []byte, err error) {
 	}
 	codecs := intersect(s.codecs, b.rtpSend)
 	if codecs == nil {
-		return nil, fmt.Errorf("media: rtp reoffer: %w", ErrNoCommonCodec)
+		return nil, mismatch("rtp reoffer", s.codecs, b.rtpSend)
+	}
+	// Video that comes or goes needs the browser renegotiated: the
+	// gateway does that with RTPReofferWeb. Video kept is answered here.
+	var keptV []Codec
+	if s.video != nil && b.rtpVSend != nil {
+		keptV = intersectVideo(s.video.codecs, b.rtpVSend, false)
+	}
+	wantsVideo := s.video != nil && intersectVideo(s.video.codecs, b.videoPolicy, false) != nil
+	if wantsVideo && b.rtpVSend == nil && b.rtpLast != nil && b.rtpLast.video != nil && !b.rtpLast.video.on {
+		// Refused before (by the browser or the policy): refused again,
+		// not a change.
+		wantsVideo = false
+	}
+	if wantsVideo != (b.rtpVSend != nil) || wantsVideo && keptV == nil {
+		return nil, fmt.Errorf("media: rtp reoffer: video added or removed: %w", ErrChangesWeb)
 	}
 	d := &rtpDesc{
 		codecs:   codecs,
@@ -663,13 +766,79 @@ func (b *Bridge) RTPReoffer(offer []byte) (rtpAnswer []byte, err error) {
 		rtcpMux:  s.rtcpMux,
 		lines:    s.lines,
 		audio:    s.audio,
+		videoIdx: -1,
+	}
+	if s.video != nil {
+		d.videoIdx = s.video.index
+		d.video = &videoDesc{codecs: s.video.codecs}
+		if keptV != nil {
+			web := b.webVDir & b.webVOurDir.reverse()
+			d.video = &videoDesc{on: true, codecs: keptV, rtcpMux: s.video.rtcpMux, dir: phoneVideoDir(s.video).reverse() & web}
+		}
 	}
 	out := b.writeRTPDesc(d)
 	b.rtpLast = d
 	b.rtpSend, b.rtpRecv = codecs, codecs
 	b.applyRTPRemote(s)
+	if keptV != nil {
+		b.applyRTPVideo(s.video, keptV, keptV)
+	}
 	b.rtpOfferOurs = false
 	b.updateRoute()
+	return out, nil
+}
+
+// RTPReofferWeb takes a re-offer of the phone that RTPReoffer refused
+// with ErrChangesWeb (it adds or removes video) and returns the re-offer
+// for the browser (a re-INVITE to it; same ICE and DTLS session). The
+// browser's answer goes to WebAnswer, which returns the answer owed to
+// the phone; a refusal of the browser goes to Rollback, and the phone
+// gets the refusal. The audio stays as negotiated.
+func (b *Bridge) RTPReofferWeb(offer []byte) (webOffer []byte, err error) {
+	if err := b.lock("rtp reoffer to the web", stateActive); err != nil {
+		return nil, err
+	}
+	defer b.mu.Unlock()
+	s, err := parseSession(offer, false)
+	if err != nil {
+		return nil, err
+	}
+	if intersect(s.codecs, b.rtpSend) == nil {
+		return nil, mismatch("rtp reoffer", s.codecs, b.rtpSend)
+	}
+	video, err := b.webVideoOffer(s.video)
+	if err != nil {
+		return nil, err
+	}
+	if video.on && !b.hasVideoSender {
+		if err := b.addVideoSender(true); err != nil {
+			return nil, err
+		}
+	}
+	dir := phoneDir(s)
+	gathered := webrtc.GatheringCompletePromise(b.pc)
+	o, err := b.pc.CreateOffer(nil)
+	if err != nil {
+		return nil, fmt.Errorf("media: webrtc reoffer: %w", err)
+	}
+	if err := b.pc.SetLocalDescription(o); err != nil {
+		return nil, fmt.Errorf("media: webrtc reoffer: %w", err)
+	}
+	sdp, err := b.waitGather(gathered)
+	if err != nil {
+		return nil, err
+	}
+	out, err := rewriteWebSDP(sdp, dir, s.ptime, video)
+	if err != nil {
+		return nil, err
+	}
+	b.webOffered, b.webOurDir = b.webCodecs, dir
+	b.webVideoOffered, b.webVOurDir = nil, video.dir
+	if video.on {
+		b.webVideoOffered = video.codecs
+	}
+	b.rtpPendingS = s
+	b.state = stateRTPReoffered
 	return out, nil
 }
 
@@ -679,13 +848,22 @@ func (b *Bridge) RTPReoffer(offer []byte) (rtpAnswer []byte, err error) {
 // the bridge goes back to the session in force, after WebOffer to the
 // start (WebOffer may be called again).
 func (b *Bridge) Rollback() error {
-	if err := b.lock("rollback", stateWebOffered, stateWebReoffered, stateRTPRefreshed); err != nil {
+	if err := b.lock("rollback", stateWebOffered, stateWebReoffered, stateRTPRefreshed, stateRTPReoffered); err != nil {
 		return err
 	}
 	defer b.mu.Unlock()
-	if b.state == stateWebOffered {
+	switch b.state {
+	case stateWebOffered:
 		b.state = stateIdle
-	} else {
+	case stateRTPReoffered:
+		// The browser refused the re-offer: pion forgets its offer, the
+		// web leg keeps what it had.
+		if err := b.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
+			b.log.Debug("webrtc rollback", "err", err)
+		}
+		b.webOffered, b.rtpPendingS = b.webCodecs, nil
+		b.state = stateActive
+	default:
 		b.state = stateActive
 	}
 	b.rtpOffer = nil
@@ -705,6 +883,9 @@ func (b *Bridge) SetRTPPeer(ip netip.Addr) { b.latch.setPeer(ip) }
 // o= line.
 func (b *Bridge) writeRTPDesc(d *rtpDesc) []byte {
 	d.addr, d.port = b.e.announce, b.pair.port
+	if d.video != nil && b.vid != nil {
+		d.video.port = b.vid.pair.port
+	}
 	return b.rtpOrigin.next(func(v uint64) []byte { return d.write(b.rtpOrigin.id, v) })
 }
 
@@ -768,6 +949,7 @@ func (b *Bridge) updateRoute() {
 	r.rtcpMux = b.rtpLast != nil && b.rtpLast.rtcpMux
 	r.ptime = time.Duration(ptimeOr20(b.rtpPtime)) * time.Millisecond
 	b.route.Store(r)
+	b.updateVideoRoute()
 	b.log.Debug("relay", "to_web", r.fwdToWeb, "to_rtp", r.fwdToRTP)
 }
 
@@ -823,6 +1005,9 @@ func (b *Bridge) Stats() Stats {
 	s.RTP.Local = b.RTPAddr().String()
 	s.Web.Transport = b.transport.get()
 	s.OneWayAudio = b.oneWayAudio(now)
+	if v := b.vidA.Load(); v != nil {
+		s.Video = v.snapshot()
+	}
 	return s
 }
 

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -42,15 +43,171 @@ func DefaultCodecs() []Codec {
 	}
 }
 
-// codecKey identifies a payload format independently of its number.
+// DefaultVideoCodecs returns the default video policy, in the order the
+// gateway prefers them: VP8, then H.264 in packetization mode 1 (the only
+// one browsers and video phones share) with the constrained baseline and
+// the baseline profile, at level 3.1. Video is relayed, never transcoded:
+// the two ends must share one of these.
+func DefaultVideoCodecs() []Codec {
+	return []Codec{
+		{Name: "VP8", ClockRate: 90000, PayloadType: 96},
+		{Name: "H264", ClockRate: 90000, Fmtp: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", PayloadType: 97},
+		{Name: "H264", ClockRate: 90000, Fmtp: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", PayloadType: 98},
+	}
+}
+
+// codecKey identifies a payload format independently of its number. For
+// H.264 the packetization mode and the profile (profile_idc and
+// profile-iop, RFC 6184 §8.1) take part: streams of another mode or
+// profile cannot be relayed to a peer that did not ask for them. The
+// level does not: it is negotiated (see answerFmtp).
 type codecKey struct {
 	name     string // lower case
 	rate     uint32
 	channels uint16 // normalised: never 0
+	variant  string // H.264: "<packetization-mode>/<profile-idc and iop in hex>"
 }
 
 func (c Codec) key() codecKey {
-	return codecKey{name: strings.ToLower(c.Name), rate: c.ClockRate, channels: c.channels()}
+	k := codecKey{name: strings.ToLower(c.Name), rate: c.ClockRate, channels: c.channels()}
+	if c.isH264() {
+		p, _ := parseH264(c.Fmtp)
+		k.variant = strconv.Itoa(p.mode) + "/" + p.profile
+	}
+	return k
+}
+
+// isVideo reports whether c is a video format the gateway knows. Every
+// other format is taken for audio.
+func (c Codec) isVideo() bool {
+	switch strings.ToLower(c.Name) {
+	case "vp8", "vp9", "h264", "h265", "av1", "h263", "h263-1998", "h263-2000":
+		return c.ClockRate == 90000
+	}
+	return false
+}
+
+func (c Codec) isH264() bool { return strings.EqualFold(c.Name, "H264") }
+
+// h264Params is what the gateway reads of an H.264 a=fmtp (RFC 6184 §8.1).
+type h264Params struct {
+	mode    int    // packetization-mode, 0 when absent
+	profile string // profile_idc and profile-iop, 4 lower-case hex digits; "4200" (baseline) when absent
+	level   uint8  // level_idc; 0x0a (level 1.0, the lowest) when absent
+	set     bool   // profile-level-id was present
+}
+
+// parseH264 reads an H.264 fmtp; ok is false when profile-level-id is not
+// six hex digits or packetization-mode is not 0, 1 or 2.
+func parseH264(fmtp string) (p h264Params, ok bool) {
+	p = h264Params{profile: "4200", level: 0x0a}
+	ok = true
+	for _, kv := range strings.Split(fmtp, ";") {
+		k, v, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		switch strings.ToLower(strings.TrimSpace(k)) {
+		case "packetization-mode":
+			n, err := strconv.Atoi(strings.TrimSpace(v))
+			if err != nil || n < 0 || n > 2 {
+				ok = false
+				continue
+			}
+			p.mode = n
+		case "profile-level-id":
+			v = strings.ToLower(strings.TrimSpace(v))
+			x, err := strconv.ParseUint(v, 16, 32)
+			if err != nil || len(v) != 6 {
+				ok = false
+				continue
+			}
+			p.profile, p.level, p.set = v[:4], uint8(x), true
+		}
+	}
+	return p, ok
+}
+
+// answerFmtp is the fmtp an answer carries for an offered format: the
+// offer's parameters, and for H.264 the offer's profile with a level not
+// above the offer's, nor above what the other leg takes (other, an fmtp
+// of the same format on the other leg): RFC 6184 §8.2.2 lets the answerer
+// lower the level, never raise it, and the gateway can take no more than
+// the far end does.
+func answerFmtp(c Codec, other string) string {
+	if !c.isH264() {
+		return c.Fmtp
+	}
+	mine, _ := parseH264(c.Fmtp)
+	theirs, _ := parseH264(other)
+	if !theirs.set || !mine.set || theirs.level >= mine.level {
+		return c.Fmtp
+	}
+	parts := strings.Split(c.Fmtp, ";")
+	for i, kv := range parts {
+		k, _, _ := strings.Cut(strings.TrimSpace(kv), "=")
+		if strings.EqualFold(strings.TrimSpace(k), "profile-level-id") {
+			parts[i] = fmt.Sprintf("profile-level-id=%s%02x", mine.profile, theirs.level)
+		}
+	}
+	return strings.Join(parts, ";")
+}
+
+// splitMedia separates the audio and the video formats of list.
+func splitMedia(list []Codec) (audio, video []Codec) {
+	for _, c := range list {
+		if c.isVideo() {
+			video = append(video, c)
+		} else {
+			audio = append(audio, c)
+		}
+	}
+	return audio, video
+}
+
+// intersectVideo returns the video codecs of offer that allowed has, in the
+// order and with the numbers of offer (in the order of allowed when
+// ordered), fmtp levels lowered as answerFmtp says when the offer is the
+// other leg's answer. nil when none is left.
+func intersectVideo(offer, allowed []Codec, ordered bool) []Codec {
+	var out []Codec
+	seen := map[codecKey]bool{}
+	pick := func(c Codec) {
+		if !c.isVideo() || seen[c.key()] {
+			return
+		}
+		if _, ok := find(allowed, c); ok {
+			seen[c.key()] = true
+			out = append(out, c)
+		}
+	}
+	if ordered {
+		for _, a := range allowed {
+			if c, ok := find(offer, a); ok {
+				pick(c)
+			}
+		}
+		return out
+	}
+	for _, c := range offer {
+		pick(c)
+	}
+	return out
+}
+
+// names lists the formats of list as "name/rate", once each, for errors
+// and Warning headers.
+func names(list []Codec) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, c := range list {
+		if c.Name == "" {
+			continue
+		}
+		n := c.Name + "/" + strconv.FormatUint(uint64(c.ClockRate), 10)
+		if !seen[strings.ToLower(n)] {
+			seen[strings.ToLower(n)] = true
+			out = append(out, n)
+		}
+	}
+	return out
 }
 
 func (c Codec) channels() uint16 {
@@ -129,7 +286,7 @@ func intersect(offer, allowed []Codec) []Codec {
 	rates := map[uint32]bool{}
 	seen := map[codecKey]bool{}
 	for _, c := range offer {
-		if c.isDTMF() || seen[c.key()] {
+		if c.isDTMF() || c.isVideo() || seen[c.key()] {
 			continue
 		}
 		if _, ok := find(allowed, c); ok {

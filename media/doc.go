@@ -22,7 +22,9 @@
 //	phone calls browser:      RTPOffer → (INVITE browser) → WebAnswer → (200 to phone)
 //	phone INVITE without SDP: LateOffer → (INVITE browser) → WebAnswer → (200 to phone,
 //	                          with the gateway's offer) → RTPAnswer (the ACK's answer)
-//	phone re-INVITE:          RTPReoffer (answered on the RTP leg alone)
+//	phone re-INVITE:          RTPReoffer (answered on the RTP leg alone; it fails
+//	                          with ErrChangesWeb when video comes or goes, which
+//	                          needs the browser renegotiated)
 //	phone re-INVITE, no SDP:  RTPRefresh → (200 to phone) → RTPAnswer (the ACK's answer)
 //	browser re-INVITE:        WebReoffer → (re-INVITE phone) → RTPAnswer → (200 to browser)
 //	re-offer rejected:        Rollback (the session in force stays)
@@ -53,6 +55,26 @@
 // are forwarded in a direction only when the sender's leg may send and the
 // receiver's leg may receive. A re-INVITE from the phone is answered on the
 // RTP leg alone; the browser's session (ICE, DTLS) is not renegotiated.
+//
+// # Video
+//
+// A call carries video beside the audio when both ends offer a format of
+// the video policy ([DefaultVideoCodecs]: VP8 and H.264 in packetization
+// mode 1; [Options.VideoCodecs], or [BridgeOptions.Codecs] per bridge). It
+// is relayed, never transcoded, on its own even/odd port pair of the RTP
+// leg and a second transceiver of the one bundled PeerConnection; H.264
+// matches on packetization mode and profile, and an answer's level is
+// never above the offer's (RFC 6184). A peer that refuses video (port 0)
+// leaves the call audio-only. Keyframe requests are translated: the
+// browser's PLI or FIR becomes RTCP feedback (PLI, else FIR) towards a
+// phone that offered a=rtcp-fb for it, or a call of the function given to
+// [Bridge.OnKeyframeRequest] (the gateway sends SIP INFO
+// picture_fast_update, RFC 5168); the phone's PLI or FIR, or
+// [Bridge.RequestKeyframe], is a PLI to the browser. The gateway ends the
+// browser's congestion control: transport-wide feedback from pion's
+// interceptor, and the phone's b=TIAS or b=AS both in the SDP for the
+// browser and as REMB. A browser that adds or removes video in a
+// re-INVITE has it carried to the phone (WebReoffer).
 //
 // # The RTP leg
 //

@@ -14,6 +14,8 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/interceptor/pkg/report"
+	"github.com/pion/interceptor/pkg/twcc"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 	"github.com/switchboard/switchboard/clock"
 )
@@ -191,7 +193,7 @@ const rtcpReportInterval = 5 * time.Second
 // of its own because the MediaEngine holds exactly the codecs the call
 // negotiated on the other leg: no transcoding, so the browser must be
 // offered or answered nothing else.
-func (e *Engine) newPeerConnection(codecs []Codec) (*webrtc.PeerConnection, error) {
+func (e *Engine) newPeerConnection(codecs, video []Codec) (*webrtc.PeerConnection, error) {
 	m := &webrtc.MediaEngine{}
 	for _, c := range codecs {
 		var ch uint16
@@ -220,6 +222,9 @@ func (e *Engine) newPeerConnection(codecs []Codec) (*webrtc.PeerConnection, erro
 	if err != nil {
 		return nil, err
 	}
+	if err := registerVideo(m, ir, webVideoCodecs(codecs, video)); err != nil {
+		return nil, err
+	}
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(e.settings), webrtc.WithInterceptorRegistry(ir))
 	return api.NewPeerConnection(webrtc.Configuration{
 		BundlePolicy:  webrtc.BundlePolicyMaxBundle,
@@ -227,11 +232,112 @@ func (e *Engine) newPeerConnection(codecs []Codec) (*webrtc.PeerConnection, erro
 	})
 }
 
+// webVideoCodecs numbers the video policy for the web leg: the policy's
+// payload types, but those the audio codecs of the call use are moved to
+// free dynamic numbers (one BUNDLE transport demultiplexes both streams).
+func webVideoCodecs(audio, video []Codec) []Codec {
+	used := map[uint8]bool{}
+	for _, c := range audio {
+		used[c.PayloadType] = true
+	}
+	out := make([]Codec, 0, len(video))
+	for _, c := range video {
+		if used[c.PayloadType] {
+			for pt := uint8(96); pt < 128; pt++ {
+				if !used[pt] {
+					c.PayloadType = pt
+					break
+				}
+			}
+		}
+		used[c.PayloadType] = true
+		out = append(out, c)
+	}
+	return out
+}
+
+// videoFeedback is what the web leg says it takes for video: keyframe
+// requests, and the browser's congestion control terminated by the
+// gateway (transport-wide feedback from pion's interceptor, REMB when the
+// SIP side caps the bitrate). No NACK: the gateway keeps no history to
+// resend from, and the phone's leg has none either.
+var videoFeedback = []webrtc.RTCPFeedback{
+	{Type: "goog-remb"}, {Type: "transport-cc"}, {Type: "ccm", Parameter: "fir"}, {Type: "nack", Parameter: "pli"},
+}
+
+// registerVideo puts the video codecs, the transport-cc header extension
+// and its interceptor in a web leg's API: for video only, so that audio
+// streams go on without per-packet feedback.
+func registerVideo(m *webrtc.MediaEngine, ir *interceptor.Registry, video []Codec) error {
+	if len(video) == 0 {
+		return nil
+	}
+	for _, c := range video {
+		err := m.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{
+				MimeType:     "video/" + c.Name,
+				ClockRate:    c.ClockRate,
+				SDPFmtpLine:  c.Fmtp,
+				RTCPFeedback: videoFeedback,
+			},
+			PayloadType: webrtc.PayloadType(c.PayloadType),
+		}, webrtc.RTPCodecTypeVideo)
+		if err != nil {
+			return fmt.Errorf("media: codec %s: %w", c.rtpmap(), err)
+		}
+	}
+	if err := m.RegisterHeaderExtension(webrtc.RTPHeaderExtensionCapability{URI: sdp.TransportCCURI}, webrtc.RTPCodecTypeVideo); err != nil {
+		return fmt.Errorf("media: transport-cc: %w", err)
+	}
+	tw, err := twcc.NewSenderInterceptor()
+	if err != nil {
+		return fmt.Errorf("media: transport-cc: %w", err)
+	}
+	ir.Add(tw)
+	return nil
+}
+
 // NewBridge makes the bridge of one call crossing and binds its RTP port
 // pair. The bridge ends when ctx is done, on Close, or by itself
 // (inactivity, WebRTC failure): Done tells which. id names it in logs and
 // Stats.
 func (e *Engine) NewBridge(ctx context.Context, id string) (*Bridge, error) {
+	return e.NewBridgeWith(ctx, id, BridgeOptions{})
+}
+
+// BridgeOptions configure one bridge. The zero value takes the engine's
+// policy.
+type BridgeOptions struct {
+	// Codecs, when not nil, is the codec policy of this bridge in place
+	// of Options.Codecs and Options.VideoCodecs (a trunk's own list): it
+	// filters what the RTP leg is offered, and orders it (the policy's
+	// order, not the browser's). Audio and video formats may be mixed; a
+	// list without video formats makes the call audio-only. It needs one
+	// audio codec.
+	Codecs []Codec
+}
+
+// NewBridgeWith is NewBridge with options of the bridge's own.
+func (e *Engine) NewBridgeWith(ctx context.Context, id string, o BridgeOptions) (*Bridge, error) {
+	audio, video := e.opts.Codecs, e.opts.VideoCodecs
+	if o.Codecs != nil {
+		audio, video = splitMedia(o.Codecs)
+		n := 0
+		for _, c := range audio {
+			if c.Name == "" || c.ClockRate == 0 || c.PayloadType > 127 {
+				return nil, fmt.Errorf("media: bridge codec %q/%d payload type %d: %w", c.Name, c.ClockRate, c.PayloadType, ErrInvalidOptions)
+			}
+			if !c.isDTMF() {
+				n++
+			}
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("media: bridge codecs without audio: %w", ErrInvalidOptions)
+		}
+	} else {
+		a, v := splitMedia(audio)
+		audio, video = a, append(v, video...)
+	}
 	e.mu.Lock()
 	closed := e.closed
 	e.mu.Unlock()
@@ -246,6 +352,7 @@ func (e *Engine) NewBridge(ctx context.Context, id string) (*Bridge, error) {
 		return nil, err
 	}
 	b := newBridge(e, id, pair)
+	b.audioPolicy, b.videoPolicy, b.ordered = audio, video, o.Codecs != nil
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.closed {

@@ -1,6 +1,10 @@
 package media
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"strings"
+)
 
 // Sentinel errors. Every error a Bridge or Engine returns wraps one of them
 // (or a context error), so the gateway decides the SIP status with errors.Is
@@ -40,3 +44,41 @@ var (
 	// ErrInvalidOptions means NewEngine was given inconsistent Options.
 	ErrInvalidOptions = errors.New("invalid options")
 )
+
+// ErrChangesWeb means a re-offer of the phone changes what the browser
+// sends or receives beyond what the relay can enforce alone (video added
+// or removed), so RTPReoffer cannot answer it on the RTP leg: the gateway
+// renegotiates the browser with the offer of WebReofferFor (a re-INVITE
+// to the browser) and answers the phone with what WebAnswer returns.
+var ErrChangesWeb = errors.New("re-offer changes the web leg")
+
+// CodecMismatchError is the error of a negotiation in which the two legs
+// share no codec: Offered names what the offerer offered, Allowed what the
+// other side (the policy, or the other leg's offer or answer) allows, as
+// "name/rate". It wraps ErrNoCommonCodec; the gateway puts both lists in
+// the Warning of its 488.
+type CodecMismatchError struct {
+	Op      string
+	Offered []string
+	Allowed []string
+}
+
+func (e *CodecMismatchError) Error() string {
+	return fmt.Sprintf("media: %s: offered %s, allowed %s: %v", e.Op,
+		listOrNone(e.Offered), listOrNone(e.Allowed), ErrNoCommonCodec)
+}
+
+// Unwrap makes errors.Is(err, ErrNoCommonCodec) hold.
+func (e *CodecMismatchError) Unwrap() error { return ErrNoCommonCodec }
+
+func listOrNone(l []string) string {
+	if len(l) == 0 {
+		return "none"
+	}
+	return strings.Join(l, " ")
+}
+
+// mismatch builds the CodecMismatchError of op.
+func mismatch(op string, offered, allowed []Codec) error {
+	return &CodecMismatchError{Op: op, Offered: names(offered), Allowed: names(allowed)}
+}

@@ -82,6 +82,11 @@ type Options struct {
 	// order the gateway prefers them for its own offers. Default
 	// DefaultCodecs().
 	Codecs []Codec
+	// VideoCodecs is the video policy, in the order the gateway prefers
+	// them: the formats a call may carry video with, beside the audio.
+	// nil: DefaultVideoCodecs(); empty: no video (m=video is answered with
+	// port 0). Video formats listed in Codecs count as video too.
+	VideoCodecs []Codec
 	// Clock drives the inactivity timeout, drains, DTMF pacing and packet
 	// arrival times. Default the system clock.
 	Clock clock.Clock
@@ -136,6 +141,9 @@ func (o Options) withDefaults() (Options, error) {
 	if o.OneWayAudioAfter <= 0 {
 		o.OneWayAudioAfter = DefaultOneWayAudioAfter
 	}
+	if o.VideoCodecs == nil {
+		o.VideoCodecs = DefaultVideoCodecs()
+	}
 	if o.Codecs == nil {
 		o.Codecs = DefaultCodecs()
 	}
@@ -189,7 +197,7 @@ func (o Options) withDefaults() (Options, error) {
 	}
 	audio := 0
 	pts := map[uint8]bool{}
-	for _, c := range o.Codecs {
+	for _, c := range append(append([]Codec(nil), o.Codecs...), o.VideoCodecs...) {
 		if c.Name == "" || c.ClockRate == 0 || c.PayloadType > 127 {
 			return bad("codec %q/%d payload type %d", c.Name, c.ClockRate, c.PayloadType)
 		}
@@ -197,7 +205,7 @@ func (o Options) withDefaults() (Options, error) {
 			return bad("payload type %d used twice", c.PayloadType)
 		}
 		pts[c.PayloadType] = true
-		if !c.isDTMF() {
+		if !c.isDTMF() && !c.isVideo() {
 			audio++
 		}
 	}

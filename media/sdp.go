@@ -14,6 +14,14 @@ import (
 // every candidate of a multi-homed browser is a few kilobytes.
 const maxSDPSize = 64 << 10
 
+// maxMediaLines bounds the m= lines of an SDP: a call has an audio and a
+// video stream, a browser with a data channel and a screen share a few
+// more. Each line costs a slot in every answer the gateway writes.
+const maxMediaLines = 16
+
+// maxFormats bounds the payload types of one m= line (128 are possible).
+const maxFormats = 64
+
 // direction is a media direction attribute (RFC 3264 §5.1), always from the
 // point of view of the party whose SDP it is.
 type direction uint8
@@ -95,6 +103,28 @@ type session struct {
 
 	// WebRTC leg only.
 	iceUfrag string
+
+	// video is the first video stream with the leg's transport, nil when
+	// there is none or it was rejected (port 0).
+	video *videoSession
+}
+
+// videoSession is what the package needs of a video m= line.
+type videoSession struct {
+	index   int // in session.lines
+	port    int
+	addr    netip.Addr // invalid on hold (0.0.0.0)
+	rtcp    netip.AddrPort
+	rtcpMux bool
+	codecs  []Codec
+	dir     direction
+	// pli and fir tell whether the peer takes keyframe requests as RTCP
+	// feedback (a=rtcp-fb nack pli, ccm fir; RFC 4585, RFC 5104) for
+	// every one of its codecs ("*" or each payload type).
+	pli, fir bool
+	// bitrate is the peer's b=TIAS, else its b=AS (kbit/s) as bit/s: the
+	// most it wants to receive; 0 when it says nothing.
+	bitrate uint64
 }
 
 // proto classes of an m= line.
@@ -129,21 +159,30 @@ func parseSession(body []byte, web bool) (s *session, err error) {
 	if err := desc.Unmarshal(normalizeEOL(body)); err != nil {
 		return nil, fmt.Errorf("media: %w: %w", err, ErrInvalidSDP)
 	}
+	if n := len(desc.MediaDescriptions); n > maxMediaLines {
+		return nil, fmt.Errorf("media: %d m= lines, at most %d: %w", n, maxMediaLines, ErrInvalidSDP)
+	}
 	s = &session{desc: desc, audio: -1, dir: dirSendRecv}
+	video := -1
 	for i, m := range desc.MediaDescriptions {
+		if len(m.MediaName.Formats) > maxFormats {
+			return nil, fmt.Errorf("media: %d payload types on one m= line, at most %d: %w", len(m.MediaName.Formats), maxFormats, ErrInvalidSDP)
+		}
 		s.lines = append(s.lines, mediaLine{
 			media:   m.MediaName.Media,
 			proto:   strings.Join(m.MediaName.Protos, "/"),
 			formats: m.MediaName.Formats,
 		})
-		if s.audio >= 0 || !strings.EqualFold(m.MediaName.Media, "audio") || m.MediaName.Port.Value == 0 {
-			continue
-		}
 		proto := s.lines[i].proto
-		if web && !isDTLSRTP(proto) || !web && !isPlainRTP(proto) {
+		if m.MediaName.Port.Value == 0 || web && !isDTLSRTP(proto) || !web && !isPlainRTP(proto) {
 			continue
 		}
-		s.audio = i
+		switch {
+		case s.audio < 0 && strings.EqualFold(m.MediaName.Media, "audio"):
+			s.audio = i
+		case video < 0 && strings.EqualFold(m.MediaName.Media, "video"):
+			video = i
+		}
 	}
 	if s.audio < 0 {
 		kind := "rtp/avp"
@@ -175,6 +214,11 @@ func parseSession(body []byte, web bool) (s *session, err error) {
 	if ci == nil {
 		ci = desc.ConnectionInformation
 	}
+	if video >= 0 {
+		if s.video, err = parseVideo(desc, video, web); err != nil {
+			return nil, err
+		}
+	}
 	if web {
 		s.iceUfrag = attr(desc.Attributes, m.Attributes, "ice-ufrag")
 		if s.iceUfrag == "" || attr(desc.Attributes, m.Attributes, "ice-pwd") == "" {
@@ -203,6 +247,108 @@ func parseSession(body []byte, web bool) (s *session, err error) {
 		}
 	}
 	return s, nil
+}
+
+// parseVideo reads the video m= line i. A line whose codecs are all of
+// unknown formats is kept: the negotiation finds nothing in common and
+// answers it with port 0.
+func parseVideo(desc *sdp.SessionDescription, i int, web bool) (*videoSession, error) {
+	m := desc.MediaDescriptions[i]
+	v := &videoSession{index: i, port: m.MediaName.Port.Value, dir: dirSendRecv}
+	if v.port < 0 || v.port > 65535 {
+		return nil, fmt.Errorf("media: video port %d: %w", v.port, ErrInvalidSDP)
+	}
+	var err error
+	if v.codecs, err = parseCodecs(m); err != nil {
+		return nil, err
+	}
+	for _, c := range v.codecs {
+		if c.isH264() {
+			if _, ok := parseH264(c.Fmtp); !ok {
+				return nil, fmt.Errorf("media: h264 fmtp %q of payload type %d: %w", c.Fmtp, c.PayloadType, ErrInvalidSDP)
+			}
+		}
+	}
+	if d, ok := directionOf(desc.Attributes); ok {
+		v.dir = d
+	}
+	if d, ok := directionOf(m.Attributes); ok {
+		v.dir = d
+	}
+	_, v.rtcpMux = m.Attribute("rtcp-mux")
+	v.pli, v.fir = feedbackOf(m, v.codecs)
+	for _, bw := range m.Bandwidth {
+		switch strings.ToUpper(bw.Type) {
+		case "TIAS":
+			v.bitrate = bw.Bandwidth
+		case "AS":
+			if v.bitrate == 0 && bw.Bandwidth < 1<<40 {
+				v.bitrate = bw.Bandwidth * 1000
+			}
+		}
+	}
+	if web {
+		return v, nil
+	}
+	ci := m.ConnectionInformation
+	if ci == nil {
+		ci = desc.ConnectionInformation
+	}
+	if ci == nil || ci.Address == nil {
+		return nil, fmt.Errorf("media: no c= line for the video stream: %w", ErrInvalidSDP)
+	}
+	a, err := netip.ParseAddr(ci.Address.Address)
+	if err != nil {
+		return nil, fmt.Errorf("media: video connection address %q: %w", ci.Address.Address, ErrInvalidSDP)
+	}
+	if a = a.Unmap(); !a.IsUnspecified() {
+		v.addr = a
+	}
+	v.rtcp = netip.AddrPortFrom(v.addr, uint16(v.port+1))
+	if r, ok := m.Attribute("rtcp"); ok {
+		if p, err := parseRTCPAttr(r, v.addr); err == nil {
+			v.rtcp = p
+		}
+	}
+	return v, nil
+}
+
+// feedbackOf reports whether every video codec of m takes PLI and FIR as
+// RTCP feedback (a=rtcp-fb, RFC 4585 §4.2).
+func feedbackOf(m *sdp.MediaDescription, codecs []Codec) (pli, fir bool) {
+	pliPT, firPT := map[string]bool{}, map[string]bool{}
+	for _, a := range m.Attributes {
+		if a.Key != "rtcp-fb" {
+			continue
+		}
+		f := strings.Fields(a.Value)
+		if len(f) < 3 {
+			continue
+		}
+		switch strings.ToLower(f[1] + " " + f[2]) {
+		case "nack pli":
+			pliPT[f[0]] = true
+		case "ccm fir":
+			firPT[f[0]] = true
+		}
+	}
+	all := func(set map[string]bool) bool {
+		if set["*"] {
+			return true
+		}
+		n := 0
+		for _, c := range codecs {
+			if !c.isVideo() {
+				continue
+			}
+			if !set[strconv.Itoa(int(c.PayloadType))] {
+				return false
+			}
+			n++
+		}
+		return n > 0
+	}
+	return all(pliPT), all(firPT)
 }
 
 // normalizeEOL turns bare LF line ends, which some phones send, into CRLF;
@@ -338,6 +484,23 @@ type rtpDesc struct {
 	// answered in order, the ones not relayed with port 0.
 	lines []mediaLine
 	audio int
+
+	// video, when set, adds the video stream: in the slot videoIdx of
+	// lines, or after every line when videoIdx is negative or lines is
+	// nil.
+	video    *videoDesc
+	videoIdx int
+}
+
+// videoDesc is the video stream of an rtpDesc.
+type videoDesc struct {
+	on      bool // false: the stream is rejected or removed (port 0)
+	port    int  // the gateway's video port, set by writeRTPDesc
+	codecs  []Codec
+	dir     direction
+	rtcpMux bool
+	// bitrate, when positive, is written as b=AS (kbit/s) and b=TIAS.
+	bitrate uint64
 }
 
 // origin keeps the o= line of one leg: the session id is fixed and the
@@ -376,11 +539,18 @@ func (d *rtpDesc) write(id, version uint64) []byte {
 		id, version, at, d.addr, at, d.addr)
 	if d.lines == nil {
 		d.writeAudio(&b)
+		if d.video != nil {
+			d.writeVideo(&b)
+		}
 		return b.Bytes()
 	}
 	for i, l := range d.lines {
 		if i == d.audio {
 			d.writeAudio(&b)
+			continue
+		}
+		if i == d.videoIdx && d.video != nil {
+			d.writeVideo(&b)
 			continue
 		}
 		formats := l.formats
@@ -389,7 +559,49 @@ func (d *rtpDesc) write(id, version uint64) []byte {
 		}
 		fmt.Fprintf(&b, "m=%s 0 %s %s\r\n", l.media, l.proto, strings.Join(formats, " "))
 	}
+	if d.video != nil && (d.videoIdx < 0 || d.videoIdx >= len(d.lines)) {
+		d.writeVideo(&b)
+	}
 	return b.Bytes()
+}
+
+// writeVideo writes the video stream. The gateway asks for keyframes with
+// RTCP feedback and takes them that way (it translates them to and from
+// the browser), so it always says PLI and FIR.
+func (d *rtpDesc) writeVideo(b *bytes.Buffer) {
+	v := d.video
+	if !v.on || len(v.codecs) == 0 {
+		pts := "0"
+		if len(v.codecs) > 0 {
+			pts = strconv.Itoa(int(v.codecs[0].PayloadType))
+		}
+		b.WriteString("m=video 0 RTP/AVP " + pts + "\r\n")
+		return
+	}
+	b.WriteString("m=video ")
+	b.WriteString(strconv.Itoa(v.port))
+	b.WriteString(" RTP/AVP")
+	for _, c := range v.codecs {
+		b.WriteByte(' ')
+		b.WriteString(strconv.Itoa(int(c.PayloadType)))
+	}
+	b.WriteString("\r\n")
+	if v.bitrate > 0 {
+		fmt.Fprintf(b, "b=AS:%d\r\nb=TIAS:%d\r\n", (v.bitrate+999)/1000, v.bitrate)
+	}
+	for _, c := range v.codecs {
+		fmt.Fprintf(b, "a=rtpmap:%d %s\r\n", c.PayloadType, c.rtpmap())
+		if c.Fmtp != "" {
+			fmt.Fprintf(b, "a=fmtp:%d %s\r\n", c.PayloadType, c.Fmtp)
+		}
+	}
+	b.WriteString("a=rtcp-fb:* nack pli\r\na=rtcp-fb:* ccm fir\r\n")
+	if v.rtcpMux {
+		b.WriteString("a=rtcp-mux\r\n")
+	}
+	b.WriteString("a=")
+	b.WriteString(v.dir.String())
+	b.WriteString("\r\n")
 }
 
 func (d *rtpDesc) writeAudio(b *bytes.Buffer) {
@@ -421,33 +633,140 @@ func (d *rtpDesc) writeAudio(b *bytes.Buffer) {
 	b.WriteString("\r\n")
 }
 
+// webVideo says what the SDP for the browser carries of video: the
+// stream is rejected (port 0) unless on, else restricted to codecs (the
+// web leg's numbering, with the fmtp to write), with its direction and
+// the bitrate the browser may send at most (b=AS, b=TIAS; 0 none).
+type webVideo struct {
+	on      bool
+	codecs  []Codec
+	dir     direction
+	bitrate uint64
+}
+
 // rewriteWebSDP sets the direction (and a=ptime, when ptime > 0) of the
-// audio stream in an SDP that pion wrote. The relay, not pion, enforces
-// direction, so the transceiver stays sendrecv and only the SDP the browser
-// sees says what the other leg allows.
-func rewriteWebSDP(body string, dir direction, ptime int) ([]byte, error) {
+// audio stream in an SDP that pion wrote, and what v says of the video
+// stream. The relay, not pion, enforces direction, so the transceivers
+// stay sendrecv and only the SDP the browser sees says what the other leg
+// allows; likewise pion knows every video codec of the policy, and the
+// SDP the browser sees has those the phone took.
+func rewriteWebSDP(body string, dir direction, ptime int, v webVideo) ([]byte, error) {
 	desc := &sdp.SessionDescription{}
 	if err := desc.Unmarshal([]byte(body)); err != nil {
 		return nil, fmt.Errorf("media: sdp from pion: %w", err)
 	}
+	audioDone, videoDone := false, false
+	var rejectedMid string
 	for _, m := range desc.MediaDescriptions {
-		if !strings.EqualFold(m.MediaName.Media, "audio") || m.MediaName.Port.Value == 0 {
+		if m.MediaName.Port.Value == 0 {
 			continue
 		}
-		attrs := m.Attributes[:0:0]
-		hasPtime := false
-		for _, a := range m.Attributes {
-			if _, ok := parseDirection(a.Key); ok {
-				a = sdp.NewPropertyAttribute(dir.String())
+		switch {
+		case !audioDone && strings.EqualFold(m.MediaName.Media, "audio"):
+			audioDone = true
+			attrs := m.Attributes[:0:0]
+			hasPtime := false
+			for _, a := range m.Attributes {
+				if _, ok := parseDirection(a.Key); ok {
+					a = sdp.NewPropertyAttribute(dir.String())
+				}
+				hasPtime = hasPtime || a.Key == "ptime"
+				attrs = append(attrs, a)
 			}
-			hasPtime = hasPtime || a.Key == "ptime"
-			attrs = append(attrs, a)
+			if ptime > 0 && !hasPtime {
+				attrs = append(attrs, sdp.NewAttribute("ptime", strconv.Itoa(ptime)))
+			}
+			m.Attributes = attrs
+		case !videoDone && strings.EqualFold(m.MediaName.Media, "video"):
+			videoDone = true
+			if !v.on || len(v.codecs) == 0 {
+				rejectedMid, _ = m.Attribute("mid")
+				rejectWebMedia(m)
+				continue
+			}
+			restrictWebVideo(m, v)
 		}
-		if ptime > 0 && !hasPtime {
-			attrs = append(attrs, sdp.NewAttribute("ptime", strconv.Itoa(ptime)))
+	}
+	if rejectedMid != "" {
+		// A rejected stream leaves the BUNDLE group (RFC 8843 §7.3.3).
+		for i, a := range desc.Attributes {
+			if a.Key != "group" || !strings.HasPrefix(a.Value, "BUNDLE") {
+				continue
+			}
+			f := strings.Fields(a.Value)
+			kept := f[:1]
+			for _, mid := range f[1:] {
+				if mid != rejectedMid {
+					kept = append(kept, mid)
+				}
+			}
+			desc.Attributes[i].Value = strings.Join(kept, " ")
 		}
-		m.Attributes = attrs
-		break
 	}
 	return desc.Marshal()
+}
+
+// rejectWebMedia turns m into a rejected stream: port 0, its mid and
+// nothing else.
+func rejectWebMedia(m *sdp.MediaDescription) {
+	m.MediaName.Port = sdp.RangedPort{Value: 0}
+	if len(m.MediaName.Formats) > 1 {
+		m.MediaName.Formats = m.MediaName.Formats[:1]
+	}
+	attrs := m.Attributes[:0:0]
+	for _, a := range m.Attributes {
+		pt, _, _ := strings.Cut(a.Value, " ")
+		if a.Key == "mid" || a.Key == "rtpmap" && len(m.MediaName.Formats) > 0 && pt == m.MediaName.Formats[0] {
+			attrs = append(attrs, a)
+		}
+	}
+	m.Attributes = append(attrs, sdp.NewPropertyAttribute("inactive"))
+	m.Bandwidth = nil
+}
+
+// restrictWebVideo keeps the payload types of v.codecs on m, with their
+// fmtp, and sets the direction and bandwidth.
+func restrictWebVideo(m *sdp.MediaDescription, v webVideo) {
+	keep := map[string]Codec{}
+	var formats []string
+	for _, f := range m.MediaName.Formats {
+		n, err := strconv.ParseUint(f, 10, 8)
+		if err != nil {
+			continue
+		}
+		if c, ok := byPT(v.codecs, uint8(n)); ok {
+			keep[f] = c
+			formats = append(formats, f)
+		}
+	}
+	m.MediaName.Formats = formats
+	attrs := m.Attributes[:0:0]
+	for _, a := range m.Attributes {
+		switch a.Key {
+		case "rtpmap", "rtcp-fb", "fmtp":
+			pt, _, _ := strings.Cut(a.Value, " ")
+			c, ok := keep[pt]
+			if pt != "*" && !ok {
+				continue
+			}
+			if a.Key == "fmtp" {
+				if c.Fmtp == "" {
+					continue
+				}
+				a = sdp.NewAttribute("fmtp", pt+" "+c.Fmtp)
+			}
+		}
+		if _, ok := parseDirection(a.Key); ok {
+			a = sdp.NewPropertyAttribute(v.dir.String())
+		}
+		attrs = append(attrs, a)
+	}
+	m.Attributes = attrs
+	m.Bandwidth = nil
+	if v.bitrate > 0 {
+		m.Bandwidth = []sdp.Bandwidth{
+			{Type: "AS", Bandwidth: (v.bitrate + 999) / 1000},
+			{Type: "TIAS", Bandwidth: v.bitrate},
+		}
+	}
 }

@@ -25,6 +25,8 @@ type Stats struct {
 	// Options.OneWayAudioAfter although the other is sending and nothing
 	// (hold) says that it should be silent.
 	OneWayAudio bool `json:"one_way_audio"`
+	// Video counts the call's video, zero when it has none.
+	Video VideoCounts `json:"video"`
 }
 
 // LegStats counts one leg of a bridge. "In" is what the peer on that leg

@@ -28,6 +28,7 @@ type webTrack struct {
 	// bound is pion's binding, nil until Bind and after Unbind; the
 	// packet path reads it without a lock.
 	bound atomic.Pointer[trackBinding]
+	kind  webrtc.RTPCodecType // zero: audio
 }
 
 type trackBinding struct {
@@ -39,7 +40,7 @@ type trackBinding struct {
 // Bind is called by pion when negotiation is complete.
 func (t *webTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters, error) {
 	for _, c := range ctx.CodecParameters() {
-		if strings.EqualFold(c.MimeType, "audio/telephone-event") {
+		if strings.EqualFold(c.MimeType, "audio/telephone-event") || strings.EqualFold(c.MimeType, "video/rtx") {
 			continue
 		}
 		t.bound.Store(&trackBinding{id: ctx.ID(), ssrc: uint32(ctx.SSRC()), w: ctx.WriteStream()})
@@ -57,10 +58,20 @@ func (t *webTrack) Unbind(ctx webrtc.TrackLocalContext) error {
 }
 
 // ID, RID, StreamID and Kind describe the track in SDP (a=msid).
-func (t *webTrack) ID() string                { return "audio" }
-func (t *webTrack) RID() string               { return "" }
-func (t *webTrack) StreamID() string          { return "switchboard" }
-func (t *webTrack) Kind() webrtc.RTPCodecType { return webrtc.RTPCodecTypeAudio }
+func (t *webTrack) ID() string {
+	if t.kind == webrtc.RTPCodecTypeVideo {
+		return "video"
+	}
+	return "audio"
+}
+func (t *webTrack) RID() string      { return "" }
+func (t *webTrack) StreamID() string { return "switchboard" }
+func (t *webTrack) Kind() webrtc.RTPCodecType {
+	if t.kind == webrtc.RTPCodecTypeVideo {
+		return t.kind
+	}
+	return webrtc.RTPCodecTypeAudio
+}
 
 // unbind forgets the binding of a PeerConnection that is dropped.
 func (t *webTrack) unbind() { t.bound.Store(nil) }
@@ -79,7 +90,7 @@ func (t *webTrack) writeRTP(h *rtp.Header, payload []byte) (int, error) {
 // newWebLeg makes the PeerConnection of the bridge with the codecs of the
 // call, with its callbacks.
 func (b *Bridge) newWebLeg(codecs []Codec) error {
-	pc, err := b.e.newPeerConnection(codecs)
+	pc, err := b.e.newPeerConnection(codecs, b.videoPolicy)
 	if err != nil {
 		return err
 	}
@@ -107,6 +118,9 @@ func (b *Bridge) newWebLeg(codecs []Codec) error {
 	})
 	pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(b.transport.pairChanged)
 	b.pc, b.pcDropped = pc, dropped
+	if b.vid != nil {
+		b.vid.pc.Store(pc)
+	}
 	return nil
 }
 
@@ -146,16 +160,48 @@ func (b *Bridge) addSender(offering bool) error {
 		sender = s
 	}
 	b.hasSender = true
-	// RTCP for the sender goes through pion's interceptors only when read.
+	b.readSenderRTCP(sender, nil)
+	return nil
+}
+
+// addVideoSender attaches the browser-bound video track, likewise.
+func (b *Bridge) addVideoSender(offering bool) error {
+	v := b.vid
+	var sender *webrtc.RTPSender
+	if offering {
+		tr, err := b.pc.AddTransceiverFromTrack(v.track, webrtc.RTPTransceiverInit{Direction: webrtc.RTPTransceiverDirectionSendrecv})
+		if err != nil {
+			return fmt.Errorf("media: webrtc video transceiver: %w", err)
+		}
+		sender = tr.Sender()
+	} else {
+		s, err := b.pc.AddTrack(v.track)
+		if err != nil {
+			return fmt.Errorf("media: webrtc video track: %w", err)
+		}
+		sender = s
+	}
+	b.hasVideoSender = true
+	b.readSenderRTCP(sender, v)
+	return nil
+}
+
+// readSenderRTCP reads the browser's RTCP about what the gateway sends it
+// (it goes through pion's interceptors only when read); for video, PLI
+// and FIR are passed on to the phone.
+func (b *Bridge) readSenderRTCP(sender *webrtc.RTPSender, v *videoLeg) {
 	b.goWorker(func() {
 		buf := make([]byte, 1500)
 		for {
-			if _, _, err := sender.Read(buf); err != nil {
+			n, _, err := sender.Read(buf)
+			if err != nil {
 				return
+			}
+			if v != nil {
+				b.videoRTCPFromWeb(v, buf[:n])
 			}
 		}
 	})
-	return nil
 }
 
 // onTrack runs the browser → phone relay of one remote track, in the
@@ -173,6 +219,14 @@ func (b *Bridge) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 			}
 		}
 	})
+	var v *videoLeg
+	if tr.Kind() == webrtc.RTPCodecTypeVideo {
+		v = b.vidA.Load()
+		if v == nil {
+			return
+		}
+		v.webSSRC.Store(uint32(tr.SSRC()))
+	}
 	buf := make([]byte, 1500)
 	var pkt rtp.Packet
 	for {
@@ -183,6 +237,10 @@ func (b *Bridge) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 			}
 			// A payload type pion does not know: the packet is there, the
 			// relay counts and drops it.
+		}
+		if v != nil {
+			b.videoFromWeb(v, buf[:n], &pkt)
+			continue
 		}
 		b.fromWeb(buf[:n], &pkt)
 	}
@@ -209,7 +267,7 @@ func (b *Bridge) waitGather(done <-chan struct{}) (string, error) {
 
 // webAnswerSDP answers the browser's offer with pion and returns the SDP
 // for the browser, its direction set to dir.
-func (b *Bridge) webAnswerSDP(offer []byte, dir direction, ptime int) ([]byte, error) {
+func (b *Bridge) webAnswerSDP(offer []byte, dir direction, ptime int, video webVideo) ([]byte, error) {
 	if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeOffer, SDP: string(offer)}); err != nil {
 		return nil, fmt.Errorf("media: webrtc offer: %w: %w", err, ErrInvalidSDP)
 	}
@@ -219,6 +277,11 @@ func (b *Bridge) webAnswerSDP(offer []byte, dir direction, ptime int) ([]byte, e
 	gathered := webrtc.GatheringCompletePromise(b.pc)
 	if !b.hasSender {
 		if err := b.addSender(false); err != nil {
+			return nil, err
+		}
+	}
+	if video.on && !b.hasVideoSender && b.vid != nil {
+		if err := b.addVideoSender(false); err != nil {
 			return nil, err
 		}
 	}
@@ -233,14 +296,21 @@ func (b *Bridge) webAnswerSDP(offer []byte, dir direction, ptime int) ([]byte, e
 	if err != nil {
 		return nil, err
 	}
-	return rewriteWebSDP(sdp, dir, ptime)
+	return rewriteWebSDP(sdp, dir, ptime, video)
 }
 
 // webOffer makes an offer for the browser with pion, its direction set to
 // dir.
-func (b *Bridge) webOffer(dir direction, ptime int) ([]byte, error) {
-	if err := b.addSender(true); err != nil {
-		return nil, err
+func (b *Bridge) webOffer(dir direction, ptime int, video webVideo) ([]byte, error) {
+	if !b.hasSender {
+		if err := b.addSender(true); err != nil {
+			return nil, err
+		}
+	}
+	if video.on && !b.hasVideoSender {
+		if err := b.addVideoSender(true); err != nil {
+			return nil, err
+		}
 	}
 	gathered := webrtc.GatheringCompletePromise(b.pc)
 	offer, err := b.pc.CreateOffer(nil)
@@ -254,7 +324,7 @@ func (b *Bridge) webOffer(dir direction, ptime int) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	return rewriteWebSDP(sdp, dir, ptime)
+	return rewriteWebSDP(sdp, dir, ptime, video)
 }
 
 // applyWebAnswer gives the browser's answer to pion.

@@ -13,6 +13,8 @@
 #   - nginx: the reverse proxy in front of the gateway in the browser tests;
 #   - openssl and certutil (libnss3-tools): the test CA those tests make,
 #     and the NSS database through which Chromium trusts it;
+#   - baresip (baresip-core, with VP8 and a fake camera, and baresip-ffmpeg,
+#     for H.264): the SIP video phone of the softphone's video tests;
 #   - the softphone's npm packages, once webclient/package-lock.json exists.
 # Nothing is downloaded when everything is already there. Debian packages
 # are installed with apt-get, as root or through sudo.
@@ -31,6 +33,8 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v nginx >/dev/null 2>&1 || [[ -x /usr/sbin/nginx ]] || missing+=(nginx)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v certutil >/dev/null 2>&1 || missing+=(libnss3-tools)
+command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
+[[ -f /usr/lib/baresip/modules/avcodec.so ]] || missing+=(baresip-ffmpeg)
 
 if ((${#missing[@]} > 0)); then
 	if [[ $EUID -eq 0 ]]; then
@@ -48,7 +52,7 @@ if ((${#missing[@]} > 0)); then
 	# Without recommends: chromium's would pull in systemd, avahi and
 	# printing services that a headless test browser never uses.
 	"${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
-	for bin in sipp chromium ip unshare turnserver openssl certutil redis-server; do
+	for bin in sipp chromium ip unshare turnserver openssl certutil redis-server baresip; do
 		if ! command -v "$bin" >/dev/null 2>&1; then
 			echo "deps: $bin is still missing after apt-get install" >&2
 			exit 1

@@ -281,8 +281,9 @@ func setPageHeaders(hdr http.Header, r *http.Request) {
 		"img-src 'self' data:; media-src 'self' blob: mediastream:; connect-src "+connect+"; "+
 		"object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 	hdr.Set("Referrer-Policy", "no-referrer")
-	// The page needs the microphone, and nothing else of the sort.
-	hdr.Set("Permissions-Policy", "microphone=(self), camera=(), geolocation=()")
+	// The page needs the microphone and, for video calls, the camera, for
+	// itself only (no frame it embeds), and nothing else of the sort.
+	hdr.Set("Permissions-Policy", "microphone=(self), camera=(self), geolocation=()")
 }
 
 // acceptsGzip reports whether an Accept-Encoding value allows gzip: it

@@ -128,6 +128,11 @@ func TestPageSecurityHeaders(t *testing.T) {
 					t.Errorf("CSP %q lacks %q", csp, want)
 				}
 			}
+			// Video calls need the camera: camera=() made getUserMedia
+			// fail with "camera is not allowed in this document".
+			if got := res.Header.Get("Permissions-Policy"); got != "microphone=(self), camera=(self), geolocation=()" {
+				t.Errorf("Permissions-Policy = %q", got)
+			}
 			if got := res.Header.Get("Referrer-Policy"); got != "no-referrer" {
 				t.Errorf("Referrer-Policy = %q", got)
 			}

@@ -176,6 +176,9 @@ type Target struct {
 	// trunk or a stranger. A party's REFERs are trusted as its user's
 	// (package transfer).
 	User, CallerUser string
+	// Codecs, when not nil, is the codec policy of the call (a trunk's
+	// own list) in place of the media engine's: media.BridgeOptions.
+	Codecs []media.Codec
 }
 
 // B2BUA is the call control of calls that cross between WebRTC and SIP.

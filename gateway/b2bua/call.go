@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard/switchboard/gateway/identity"
@@ -67,6 +68,7 @@ type call struct {
 	id       string
 	log      *slog.Logger
 	start    time.Time
+	kfInfo   atomic.Bool     // an INFO picture_fast_update is in flight
 	ctx      context.Context // done when the call ends; parent of the bridge's
 	cancel   context.CancelCauseFunc
 	caller   *leg
@@ -138,6 +140,7 @@ func (c *call) run() {
 		code, reason := statusOf(err)
 		c.log.Info("call not started", "err", err, "status", code)
 		res := c.callerResponse(code, reason)
+		c.b.warnCodecs(res, err)
 		if errors.Is(err, ErrTooManyCalls) {
 			res.Set("Retry-After", strconv.Itoa(int(c.b.opts.BusyRetryAfter/time.Second)))
 		}
@@ -201,10 +204,11 @@ func (c *call) begin() error {
 	if err := c.b.register(c); err != nil {
 		return err
 	}
-	bridge, err := c.b.opts.Engine.NewBridge(c.ctx, c.id)
+	bridge, err := c.b.opts.Engine.NewBridgeWith(c.ctx, c.id, media.BridgeOptions{Codecs: target.Codecs})
 	if err != nil {
 		return err
 	}
+	bridge.OnKeyframeRequest(c.pictureFastUpdate)
 	c.mu.Lock()
 	c.bridge = bridge // under the lock for info, which Calls runs anywhere
 	c.mu.Unlock()
@@ -463,7 +467,9 @@ func (c *call) onAnswer(res *sip.Response) {
 	if err != nil {
 		c.log.Info("answer not bridged", "err", err)
 		c.callee.bye()
-		c.respondCaller(statusOf(err))
+		res := c.callerResponse(statusOf(err))
+		c.b.warnCodecs(res, err)
+		c.respondCallerWith(res)
 		c.finish(err)
 		return
 	}

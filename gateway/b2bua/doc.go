@@ -56,14 +56,25 @@
 //   - BYE ends the call.
 //   - re-INVITE or UPDATE with SDP from the SIP side (hold with sendonly
 //     or inactive, resume, a new address) is answered on that leg alone
-//     with media.RTPReoffer: the browser's ICE and DTLS session is never
-//     renegotiated. A re-INVITE without SDP gets the gateway's current SDP
-//     as an offer (RTPRefresh); the answer comes in the ACK.
+//     with media.RTPReoffer. One that adds or removes video
+//     (media.ErrChangesWeb) is carried to the browser as a re-INVITE
+//     (RTPReofferWeb; same ICE and DTLS session) and the phone answered
+//     from the browser's answer (WebAnswer); a refusal there rolls back
+//     and is relayed. A re-INVITE without SDP gets the gateway's current
+//     SDP as an offer (RTPRefresh); the answer comes in the ACK.
 //   - re-INVITE or UPDATE with SDP from the browser is carried to the SIP
 //     side as a re-INVITE (WebReoffer), and the browser answered from the
 //     phone's answer; a refusal there rolls the bridge back and is relayed.
 //     Concurrent offers on the call get 491.
 //   - UPDATE without SDP is a session refresh, answered on its leg.
+//   - INFO picture_fast_update (RFC 5168, application/media_control+xml)
+//     from the SIP side asks the browser for a keyframe (a PLI,
+//     media.RequestKeyframe) and gets 200; it goes no further. The other
+//     way, a browser's keyframe request for a phone that takes no RTCP
+//     feedback becomes an INFO picture_fast_update to the phone, one at
+//     a time (media.OnKeyframeRequest).
+//   - a 488 for want of a common codec carries a Warning (399) naming
+//     what each side offered (media.CodecMismatchError).
 //   - INFO with application/dtmf-relay or application/dtmf from the browser
 //     (what JsSIP sends) becomes RFC 4733 events towards the SIP side
 //     (media.SendDTMF) and gets 200; any other INFO, and MESSAGE, is relayed

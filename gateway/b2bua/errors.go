@@ -133,3 +133,23 @@ func quoteWarning(text string) string {
 	}, text)
 	return "\"" + text + "\""
 }
+
+// warnCodecs adds to a 488 the Warning that names what each side offered
+// (RFC 3261 §20.43, code 399: miscellaneous), when err says it.
+func (b *B2BUA) warnCodecs(res *sip.Response, err error) {
+	var m *media.CodecMismatchError
+	if res.StatusCode != 488 || !errors.As(err, &m) {
+		return
+	}
+	list := func(l []string) string {
+		if len(l) == 0 {
+			return "none"
+		}
+		return strings.Join(l, " ")
+	}
+	host := "-"
+	if b.opts.Identity != nil {
+		host = b.opts.Identity.Domain()
+	}
+	res.Add("Warning", "399 "+host+" "+quoteWarning("no common codec: offered "+list(m.Offered)+"; allowed "+list(m.Allowed)))
+}

@@ -296,11 +296,16 @@ type testBrowser = mediapeer.Browser
 
 func newTestBrowser(t testing.TB) *testBrowser {
 	t.Helper()
-	return mediapeer.NewBrowser(t, mediapeer.BrowserOptions{Codecs: []webrtc.RTPCodecParameters{
+	return mediapeer.NewBrowser(t, mediapeer.BrowserOptions{Codecs: newTestBrowserCodecs()})
+}
+
+// newTestBrowserCodecs are the audio codecs of the test browser.
+func newTestBrowserCodecs() []webrtc.RTPCodecParameters {
+	return []webrtc.RTPCodecParameters{
 		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeOpus, ClockRate: 48000, Channels: 2, SDPFmtpLine: "minptime=10;useinbandfec=1"}, PayloadType: 111},
 		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, PayloadType: 0},
 		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/telephone-event", ClockRate: 8000, SDPFmtpLine: "0-16"}, PayloadType: 126},
-	}})
+	}
 }
 
 // testPhone is the phone's media: mediapeer's plain RTP endpoint.

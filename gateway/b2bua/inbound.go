@@ -161,6 +161,21 @@ func (c *call) serveOffer(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 	switch {
 	case !l.web && body != nil:
 		sdp, err = br.RTPReoffer(body)
+		if !errors.Is(err, media.ErrChangesWeb) {
+			break
+		}
+		// Video comes or goes: the browser is renegotiated (its ICE and
+		// DTLS session stays), and the phone answered from its answer.
+		var fail *sip.Response
+		sdp, fail, err = c.relayOffer(l, tx, body, br.RTPReofferWeb, br.WebAnswer)
+		if fail != nil {
+			code, reason := failureFor(fail)
+			if fail.StatusCode == 491 || fail.StatusCode == 488 || fail.StatusCode == 487 {
+				code, reason = fail.StatusCode, fail.Reason
+			}
+			respond(l.reply(req, code, reason))
+			return
+		}
 	case !l.web:
 		// A re-INVITE without SDP (RFC 3261 §14.1): offer in the 2xx.
 		if sdp, err = br.RTPRefresh(); err == nil {
@@ -193,7 +208,7 @@ func (c *call) serveOffer(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 			break
 		}
 		var fail *sip.Response
-		sdp, fail, err = c.relayWebOffer(l, tx, body)
+		sdp, fail, err = c.relayOffer(l, tx, body, br.WebReoffer, br.RTPAnswer)
 		if fail != nil {
 			code, reason := failureFor(fail)
 			if fail.StatusCode == 491 || fail.StatusCode == 488 || fail.StatusCode == 487 {
@@ -206,7 +221,9 @@ func (c *call) serveOffer(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 	if err != nil {
 		code, reason := statusOf(err)
 		c.log.Info("offer refused", "leg", l.role, "method", req.Method, "status", code, "err", err)
-		respond(l.reply(req, code, reason))
+		res := l.reply(req, code, reason)
+		c.b.warnCodecs(res, err)
+		respond(res)
 		return
 	}
 	res := l.reply(req, 200, "")
@@ -239,12 +256,13 @@ func (c *call) serveOffer(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 	c.log.Debug("re-offer answered", "leg", l.role, "method", req.Method)
 }
 
-// relayWebOffer carries a re-offer of the browser on l to the SIP leg in
-// a re-INVITE and returns the browser's answer, or the SIP side's failure
-// response.
-func (c *call) relayWebOffer(l *leg, tx *transaction.ServerTx, offer []byte) ([]byte, *sip.Response, error) {
+// relayOffer carries a re-offer on l to the other leg in a re-INVITE and
+// returns l's answer, or the other side's failure response: a browser's
+// re-offer to the SIP side (WebReoffer, RTPAnswer), or a phone's that
+// adds or removes video to the browser (RTPReofferWeb, WebAnswer).
+func (c *call) relayOffer(l *leg, tx *transaction.ServerTx, offer []byte, reoffer, answer func([]byte) ([]byte, error)) ([]byte, *sip.Response, error) {
 	br := c.media()
-	rtpOffer, err := br.WebReoffer(offer)
+	rtpOffer, err := reoffer(offer)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -283,7 +301,10 @@ func (c *call) relayWebOffer(l *leg, tx *transaction.ServerTx, offer []byte) ([]
 		_ = br.Rollback()
 		return nil, nil, fmt.Errorf("%w: 2xx to re-invite without sdp", ErrProtocol)
 	}
-	sdp, err := br.RTPAnswer(res.Body)
+	sdp, err := answer(res.Body)
+	if err != nil {
+		_ = br.Rollback()
+	}
 	return sdp, nil, err
 }
 
@@ -293,6 +314,15 @@ func (c *call) relayWebOffer(l *leg, tx *transaction.ServerTx, offer []byte) ([]
 // SIP side has no telephone-event, is relayed to the other leg, and its
 // answer relayed back.
 func (c *call) serveInfo(l *leg, tx *transaction.ServerTx, req *sip.Request) {
+	if req.Method == sip.MethodInfo && !l.web && isPictureFastUpdate(req) {
+		// RFC 5168: the SIP side asks for a keyframe. The browser gets a
+		// PLI; the INFO is answered here and goes no further.
+		if err := c.media().RequestKeyframe(); err != nil {
+			c.log.Debug("picture_fast_update", "err", err)
+		}
+		c.respond(tx, l.reply(req, 200, ""))
+		return
+	}
 	if req.Method == sip.MethodInfo && l.web {
 		if digit, dur, ok := parseDTMF(req); ok {
 			err := c.media().SendDTMF(digit, dur)

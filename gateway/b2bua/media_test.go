@@ -143,9 +143,25 @@ func TestNoCommonCodec(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	ph := newTestPhone(t)
 	oc := h.phone.invite("browser", ph.sdp(1, "18"))
-	oc.await(488)
+	res := oc.await(488)
+	if w := res.Get("Warning"); !strings.HasPrefix(w, "399 ") || !strings.Contains(w, "offered G729/8000") || !strings.Contains(w, "allowed opus/48000") {
+		t.Errorf("488's Warning %q does not name both sides' codecs", w)
+	}
 	h.browser.idle(sip.MethodInvite)
 	h.ended()
+}
+
+// TestPictureFastUpdateFromPhone: the phone's INFO picture_fast_update
+// (RFC 5168) is answered 200 by the gateway and not relayed to the
+// browser.
+func TestPictureFastUpdateFromPhone(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	_, _, _, in := browserCallsPhone(t, h)
+	res := h.phone.request(in.dlg, sip.MethodInfo, pictureFastUpdateBody, contentMediaControl)
+	if res.StatusCode != 200 {
+		t.Fatalf("INFO picture_fast_update: %d", res.StatusCode)
+	}
+	h.browser.idle(sip.MethodInfo)
 }
 
 // TestInactivity: no RTP for the inactivity timeout ends the call with

@@ -172,6 +172,17 @@ from_user = "+15550001"`, func(t *testing.T, f *File) {
 				t.Errorf("got %+v", tr)
 			}
 		}},
+		{"trunk codecs", Options{}, `
+[[trunk]]
+name = "t"
+host = "h.example"
+codecs = ["PCMA", "h264", "G722/8000"]`, func(t *testing.T, f *File) {
+			got := trunk.CodecNames(f.Trunks[0].Codecs)
+			want := []string{"PCMA/8000", "H264/90000", "G722/8000", "telephone-event/8000"}
+			if !reflect.DeepEqual(got, want) {
+				t.Errorf("codecs %q, want %q", got, want)
+			}
+		}},
 		{"same DID on two trunks, same user", Options{}, `
 [[trunk]]
 name = "a"
@@ -289,8 +300,11 @@ func TestParseBad(t *testing.T) {
 		{"trunk did no user", Options{}, goodTrunk + "[trunk.did]\n\"123\" = \"\"", 6, `DID "123" maps to no user`},
 		{"trunk did bad user", Options{}, goodTrunk + "[trunk.did]\n\"123\" = \"a b\"", 6, `which is not a valid user`},
 		{"trunk did conflict", Options{}, goodTrunk + "[trunk.did]\n\"+1555\" = \"a\"\n\"1555\" = \"b\"", 7, `DID "1555" maps to "b", but trunk "t" maps it to "a"`},
-		{"trunk codecs", Options{}, goodTrunk + "codecs = [\"PCMU\"]", 5, `trunk "t": codecs is not supported yet`},
-		{"trunk codecs empty", Options{}, goodTrunk + "codecs = []", 5, `codecs is not supported yet`},
+		{"trunk codecs unknown", Options{}, goodTrunk + "codecs = [\"PCMA\", \"G729\"]", 5, `trunk "t": codecs: codec "G729": unknown codec: the gateway relays, never transcodes, so only formats browsers speak can pass: opus, G722, PCMU, PCMA, VP8, H264 (and telephone-event)`},
+		{"trunk codecs rate", Options{}, goodTrunk + "codecs = [\"opus/8000\"]", 5, `codec "opus/8000": unknown codec at that rate: the gateway relays opus/48000/2`},
+		{"trunk codecs empty", Options{}, goodTrunk + "codecs = []", 5, `trunk "t": codecs: the list is empty: leave codecs out for the gateway's codecs`},
+		{"trunk codecs video only", Options{}, goodTrunk + "codecs = [\"VP8\"]", 5, `no audio codec among VP8`},
+		{"trunk codecs twice", Options{}, goodTrunk + "codecs = [\"PCMU\", \"pcmu/8000\"]", 5, `codec "pcmu/8000" is listed twice`},
 
 		{"route no pattern", Options{}, goodTrunk + "[[route]]\ntrunk = \"t\"", 5, "route #1 has no pattern"},
 		{"route bad pattern", Options{}, goodTrunk + "[[route]]\npattern = '9(\\d+'\ntrunk = \"t\"", 6, "missing closing )"},

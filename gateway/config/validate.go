@@ -241,10 +241,11 @@ func (v *validator) trunks(raw []rawTrunk) []trunk.Trunk {
 		}
 
 		if r.Codecs != nil {
-			// Refused rather than ignored: an operator who writes it expects
-			// the trunk to get only those codecs, and nothing enforces that
-			// yet.
-			v.add(path+".codecs", "trunk.codecs", "%s: codecs is not supported yet (a per-trunk codec policy is planned); remove it: the trunk is offered the gateway's codecs", what)
+			codecs, err := trunk.ParseCodecs(r.Codecs)
+			if err != nil {
+				v.add(path+".codecs", "trunk.codecs", "%s: codecs: %v", what, err)
+			}
+			t.Codecs = codecs
 		}
 		out = append(out, t)
 	}

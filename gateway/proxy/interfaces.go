@@ -39,6 +39,10 @@ type Target struct {
 	// for a trunk or a foreign host: the REFERs of that party in the
 	// dialog are trusted as that user's (package transfer).
 	User string
+	// Trunk is the name of the trunk the target is (the Router sets it
+	// for a dial rule's target), "" otherwise: a bridged call to it
+	// follows the trunk's codec policy.
+	Trunk string
 }
 
 // BridgedBranch is a branch of a forked INVITE that something other than

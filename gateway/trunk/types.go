@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchboard/switchboard/media"
 )
 
 // DefaultRegisterExpires is the registration lifetime asked of a provider
@@ -52,6 +54,10 @@ type Trunk struct {
 	// DIDs map the trunk's inbound numbers to local users, ordered by
 	// number.
 	DIDs []DID
+	// Codecs is the trunk's codec policy (ParseCodecs): the calls bridged
+	// to and from it offer it these formats only, in this order. nil is
+	// the gateway's policy.
+	Codecs []media.Codec
 	// Weight is the trunk's share of the gateway when sources compete for
 	// it, against 1 for any other source address (a phone, an office
 	// behind NAT): under overload, or with the server transactions at

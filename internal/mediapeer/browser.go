@@ -20,6 +20,7 @@ import (
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/logging"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 )
@@ -67,6 +68,14 @@ type BrowserOptions struct {
 	// through but its TURN server.
 	ICEServers []webrtc.ICEServer
 	RelayOnly  bool
+	// Video, when set, are the video codecs the browser offers and
+	// accepts, with a video track that sends the first of them
+	// (SendVideo); what it receives of video comes on VideoPackets, and
+	// the keyframe requests (PLI, FIR) for what it sends are counted.
+	Video []webrtc.RTPCodecParameters
+	// VideoLater keeps the video track out of the first offer or answer:
+	// AddVideo adds it, for a re-offer that adds video to a call.
+	VideoLater bool
 }
 
 // Browser is a pion PeerConnection with one audio track each way, on
@@ -82,6 +91,11 @@ type Browser struct {
 	got       chan *rtp.Packet
 	received  atomic.Int64
 	connected chan struct{}
+
+	video     *webrtc.TrackLocalStaticRTP
+	wg        *sync.WaitGroup // the goroutines that end with the browser
+	videoGot  chan *rtp.Packet
+	keyframes atomic.Int64
 }
 
 // DefaultCodecs are what a Browser offers when its options name none.
@@ -102,6 +116,11 @@ func NewBrowser(t testing.TB, o BrowserOptions) *Browser {
 	m := &webrtc.MediaEngine{}
 	for _, c := range codecs {
 		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeAudio); err != nil {
+			t.Fatalf("browser: codec %s: %v", c.MimeType, err)
+		}
+	}
+	for _, c := range o.Video {
+		if err := m.RegisterCodec(c, webrtc.RTPCodecTypeVideo); err != nil {
 			t.Fatalf("browser: codec %s: %v", c.MimeType, err)
 		}
 	}
@@ -152,7 +171,24 @@ func NewBrowser(t testing.TB, o BrowserOptions) *Browser {
 			}
 		}
 	})
-	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) { b.receive(tr, o.Signal) })
+	b.videoGot = make(chan *rtp.Packet, 512)
+	if len(o.Video) > 0 {
+		b.video, err = webrtc.NewTrackLocalStaticRTP(o.Video[0].RTPCodecCapability, "video", "browser")
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.wg = &wg
+		if !o.VideoLater {
+			b.AddVideo()
+		}
+	}
+	pc.OnTrack(func(tr *webrtc.TrackRemote, _ *webrtc.RTPReceiver) {
+		if tr.Kind() == webrtc.RTPCodecTypeVideo {
+			b.receiveVideo(tr)
+			return
+		}
+		b.receive(tr, o.Signal)
+	})
 	var once sync.Once
 	pc.OnConnectionStateChange(func(s webrtc.PeerConnectionState) {
 		if s == webrtc.PeerConnectionStateConnected {
@@ -189,6 +225,74 @@ func (b *Browser) receive(tr *webrtc.TrackRemote, signal chan struct{}) {
 			default: // the test reads none, or too few: it counts
 			}
 		}
+	}
+}
+
+// AddVideo adds the video track (BrowserOptions.Video): the next offer
+// carries it.
+func (b *Browser) AddVideo() {
+	b.t.Helper()
+	vs, err := b.PC.AddTrack(b.video)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.wg.Go(func() {
+		for {
+			pkts, _, err := vs.ReadRTCP()
+			if err != nil {
+				return
+			}
+			for _, p := range pkts {
+				switch p.(type) {
+				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
+					b.keyframes.Add(1)
+				}
+			}
+		}
+	})
+}
+
+// receiveVideo reads the far end's video track until it ends.
+func (b *Browser) receiveVideo(tr *webrtc.TrackRemote) {
+	for {
+		p, _, err := tr.ReadRTP()
+		if err != nil {
+			if err == io.EOF {
+				return
+			}
+			continue
+		}
+		select {
+		case b.videoGot <- p:
+		default:
+		}
+	}
+}
+
+// SendVideo writes one packet on the video track (BrowserOptions.Video).
+func (b *Browser) SendVideo(p *rtp.Packet) {
+	b.t.Helper()
+	if b.video == nil {
+		b.t.Fatal("browser: SendVideo needs BrowserOptions.Video")
+	}
+	if err := b.video.WriteRTP(p); err != nil {
+		b.t.Fatalf("browser: send video: %v", err)
+	}
+}
+
+// VideoPackets returns the video packets the browser receives.
+func (b *Browser) VideoPackets() <-chan *rtp.Packet { return b.videoGot }
+
+// KeyframeRequests returns how many PLI and FIR the browser got for the
+// video it sends.
+func (b *Browser) KeyframeRequests() int64 { return b.keyframes.Load() }
+
+// RequestKeyframe sends a PLI for the video stream ssrc it receives, as a
+// browser's decoder does when it lost a frame.
+func (b *Browser) RequestKeyframe(ssrc uint32) {
+	b.t.Helper()
+	if err := b.PC.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{MediaSSRC: ssrc}}); err != nil {
+		b.t.Fatalf("browser: pli: %v", err)
 	}
 }
 

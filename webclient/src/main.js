@@ -41,6 +41,7 @@ const ui = createUI(document, {
   hangup: () => phone.hangup(),
   mute: () => phone.toggleMute(),
   hold: () => phone.toggleHold(),
+  video: () => phone.toggleVideo(),
   transfer: (target) => phone.transfer(target),
   consult: (target) => phone.call(target),
   switchTo: (id) => phone.switchTo(id),
@@ -81,8 +82,17 @@ const ready = loadConfig(location).then((cfg) => {
   phone.on('incoming', () => {
     if (autoAnswer) phone.answer();
   });
-  phone.on('localstream', (stream) => startMeter(stream));
-  phone.on('remotetrack', ({ track, streams }) => ui.setRemoteStream(streams[0] || new MediaStream([track])));
+  phone.on('localstream', (stream) => {
+    startMeter(stream);
+    const video = stream ? stream.getVideoTracks().filter((t) => t.readyState === 'live') : [];
+    ui.setLocalVideo(video.length ? new MediaStream(video) : null);
+  });
+  phone.on('remotetrack', ({ track, streams }) => {
+    // The audio element plays the sound; the video element, muted, only
+    // the picture.
+    if (track.kind === 'video') ui.setRemoteVideo(new MediaStream([track]));
+    else ui.setRemoteStream(streams[0] || new MediaStream([track]));
+  });
   phone.on('callended', (entry) => ui.renderHistory(history.add(entry)));
   ui.render(phone.snapshot());
   ui.setReady();
@@ -115,6 +125,8 @@ function onChange(s) {
     if (s.call === Call.IDLE) {
       stopMeter();
       ui.setRemoteStream(null);
+      ui.setRemoteVideo(null);
+      ui.setLocalVideo(null);
     }
     lastCall = s.call;
   }
@@ -209,6 +221,12 @@ window.softphone = Object.freeze({
   transferHeld: (id) => phone && phone.transferHeld(id),
   dtmf: (tones) => phone && phone.sendDTMF(tones),
   restartIce: () => Boolean(phone && phone.restartIce()),
+  // video(on): the video toggle; resolves with true when the call (or the
+  // next one) is as asked.
+  video: async (on = true) => {
+    await ready;
+    return phone.setVideo(on);
+  },
   getStats: () => (phone ? phone.getStats() : Promise.resolve(null)),
   history: () => history.list(),
   micLevel: () => level,

@@ -63,6 +63,14 @@ export const text = Object.freeze({
   replaced: (peer) => `The call was transferred: now in a call with ${peer}.`,
   beingTransferred: (from, to) => `${from} is transferring you to ${to}. Calling ${to}…`,
   transferBack: (to, from, why) => `The transfer to ${to} failed: ${why} You are back in the call with ${from}.`,
+  // Video: the words of the video live region, and its errors.
+  videoOn: 'Video on.',
+  videoOff: 'Video off.',
+  videoNext: (on) => (on ? 'Video on for the next call.' : 'Video off for the next call.'),
+  remoteVideoOn: (peer) => `${peer}'s video is on.`,
+  remoteVideoOff: (peer) => `${peer}'s video is off.`,
+  videoRefused: (peer) => `${peer} does not take video. The call goes on with sound only.`,
+  videoBusy: 'Wait a moment: the call is being changed.',
 });
 
 // transferReason says in words why a transfer did not happen, from the
@@ -111,6 +119,27 @@ export function describeMediaError(err) {
       return 'The browser allows the microphone only on secure pages: open the softphone over https:// (or on localhost).';
     default:
       return `The microphone could not be opened (${(err && (err.name || err.message)) || 'unknown error'}).`;
+  }
+}
+
+// describeCameraError turns a getUserMedia failure for the camera into
+// words; the call goes on (or starts) with sound only.
+export function describeCameraError(err) {
+  switch (err && err.name) {
+    case 'NotAllowedError':
+    case 'PermissionDeniedError':
+    case 'SecurityError':
+      return 'No camera permission: sound only. Allow this page to use the camera (see the icon in the address bar) and turn video on again.';
+    case 'NotFoundError':
+    case 'DevicesNotFoundError':
+    case 'OverconstrainedError':
+      return 'No camera found: sound only.';
+    case 'NotReadableError':
+    case 'TrackStartError':
+    case 'AbortError':
+      return 'The camera could not be started (another app may be using it): sound only.';
+    default:
+      return `The camera could not be opened (${(err && (err.name || err.message)) || 'unknown error'}): sound only.`;
   }
 }
 

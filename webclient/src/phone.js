@@ -1,10 +1,10 @@
 // Phone wraps a JsSIP user agent: sign-in (REGISTER), a current call and
 // calls on hold (call waiting), mute, hold, DTMF, blind and attended
-// transfer (either side). It knows nothing of the DOM: it keeps a small state
+// transfer (either side), video on or off before and during a call. It knows nothing of the DOM: it keeps a small state
 // object and tells listeners when it changes, so the page (ui.js), the test
 // hook (window.softphone) and Node tests can all observe it.
 
-import { Cause, describeEnd, describeMediaError, text } from './messages.js';
+import { Cause, describeCameraError, describeEnd, describeMediaError, text } from './messages.js';
 
 export const Reg = Object.freeze({
   SIGNED_OUT: 'signed-out',
@@ -30,6 +30,9 @@ export const Call = Object.freeze({
 // or after this long, whichever is first.
 export const ICE_GATHERING_TIMEOUT_MS = 1000;
 const MEDIA_CONSTRAINTS = Object.freeze({ audio: true, video: false });
+// A phone-sized picture: 640×480 at most, and 24 frames a second are
+// plenty for a face; the browser scales down when the link is poor.
+const VIDEO_CONSTRAINTS = Object.freeze({ width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 24, max: 30 } });
 const REGISTER_RETRY_MS = 30_000;
 
 // A call's ICE connection that stays 'disconnected' this long (a network
@@ -55,6 +58,16 @@ const initialState = Object.freeze({
   earlyMedia: false, // the ringing call sends its own audio (183 with SDP)
   tonesReceived: '', // DTMF the other side sent (SIP INFO)
   iceRestarts: 0, // ICE restarts of this call that the other side answered
+  // videoWanted is the video toggle: calls start (and are answered) with
+  // the camera when it is on; during a call it follows video. video says
+  // that this call sends our camera, remoteVideo that the other side's
+  // video arrives (its track is live and unmuted); videoChanging that a
+  // re-INVITE adding or removing our video is in progress.
+  videoWanted: false,
+  video: false,
+  remoteVideo: false,
+  videoChanging: false,
+  videoNotice: '', // the last video change, in words (the page's video live region)
   // transfer is where a blind transfer of ours stands: '' (none),
   // 'trying' (REFER sent or accepted), 'failed' (the call goes on); and
   // transferredFrom is who transferred us into this call, '' if nobody.
@@ -391,7 +404,7 @@ export class Phone {
     const servers = this.#pcConfig();
     let stream;
     try {
-      stream = await this.#getUserMedia(MEDIA_CONSTRAINTS);
+      stream = await this.#openMedia();
     } catch (err) {
       if (this.#call === call) {
         this.#endCall({ outcome: 'failed', text: describeMediaError(err), error: true });
@@ -405,12 +418,13 @@ export class Phone {
       return false;
     }
     this.#localStream = stream;
+    this.#set({ video: hasVideo(stream) });
     this.#emit('localstream', stream);
     try {
       // newRTCSession fires inside ua.call() and attaches the session.
       ua.call(dial, {
         mediaStream: stream,
-        mediaConstraints: MEDIA_CONSTRAINTS,
+        mediaConstraints: constraintsOf(stream),
         pcConfig,
       });
     } catch (err) {
@@ -453,7 +467,7 @@ export class Phone {
     const servers = this.#pcConfig();
     let stream;
     try {
-      stream = await this.#getUserMedia(MEDIA_CONSTRAINTS);
+      stream = await this.#openMedia();
     } catch (err) {
       if (this.#call === call) {
         call.override = { outcome: 'failed', text: describeMediaError(err), error: true };
@@ -467,9 +481,10 @@ export class Phone {
       return false;
     }
     this.#localStream = stream;
+    this.#set({ video: hasVideo(stream) });
     this.#emit('localstream', stream);
     try {
-      session.answer({ mediaStream: stream, mediaConstraints: MEDIA_CONSTRAINTS, pcConfig });
+      session.answer({ mediaStream: stream, mediaConstraints: constraintsOf(stream), pcConfig });
     } catch (err) {
       console.warn('softphone: answer failed', err);
       return false;
@@ -490,6 +505,154 @@ export class Phone {
       console.warn('softphone: no ICE servers', err);
       return { iceServers: [] };
     }
+  }
+
+  // #openMedia opens the microphone, and the camera too when video is
+  // wanted. A camera that cannot be opened is no reason to fail the call:
+  // it goes on with sound only, and the error says why. A microphone that
+  // cannot be opened rejects.
+  async #openMedia() {
+    if (!this.#state.videoWanted) return this.#getUserMedia(MEDIA_CONSTRAINTS);
+    try {
+      return await this.#getUserMedia({ audio: true, video: VIDEO_CONSTRAINTS });
+    } catch (err) {
+      const stream = await this.#getUserMedia(MEDIA_CONSTRAINTS);
+      this.#set({ error: describeCameraError(err) });
+      return stream;
+    }
+  }
+
+  // setVideo turns the video toggle on or off. Outside a call it is the
+  // choice for the next one; in the active call it adds our camera to the
+  // call or takes it off, with a re-INVITE (an SDP re-offer) either way.
+  // It resolves with true when the state is as asked.
+  async setVideo(on) {
+    on = Boolean(on);
+    const s = this.#session;
+    if (!s || this.#state.call !== Call.ACTIVE) {
+      if (this.#state.videoWanted !== on) this.#set({ videoWanted: on, videoNotice: text.videoNext(on) });
+      return true;
+    }
+    if (this.#state.video === on) {
+      this.#set({ videoWanted: on });
+      return true;
+    }
+    if (this.#state.videoChanging || this.#state.held || !s.isReadyToReOffer()) {
+      this.#set({ error: text.videoBusy });
+      return false;
+    }
+    const pc = s.connection;
+    const stream = this.#localStream;
+    if (!pc || !stream) return false;
+    this.#set({ videoChanging: true });
+    let ok = false;
+    try {
+      ok = on ? await this.#addVideo(s, pc, stream) : await this.#removeVideo(s, pc, stream);
+    } finally {
+      if (this.#session === s) this.#set({ videoChanging: false });
+    }
+    return ok;
+  }
+
+  toggleVideo() {
+    return this.setVideo(!this.#state.videoWanted);
+  }
+
+  async #addVideo(s, pc, stream) {
+    let cam;
+    try {
+      cam = await this.#getUserMedia({ audio: false, video: VIDEO_CONSTRAINTS });
+    } catch (err) {
+      if (this.#session === s) this.#set({ error: describeCameraError(err) });
+      return false;
+    }
+    const track = cam.getVideoTracks()[0];
+    if (this.#session !== s || !track) {
+      stopStream(cam);
+      return false;
+    }
+    stream.addTrack(track);
+    // A video m-line with nothing to send (the other side's video, or
+    // ours turned off before) is used again: an on/off/on does not grow
+    // the SDP by a section each time.
+    const idle = pc
+      .getTransceivers()
+      .find((t) => !t.stopped && t.receiver.track && t.receiver.track.kind === 'video' && !t.sender.track && t.currentDirection !== 'stopped');
+    let sender;
+    if (idle) {
+      await idle.sender.replaceTrack(track);
+      if (idle.sender.setStreams) idle.sender.setStreams(stream);
+      idle.direction = 'sendrecv';
+      sender = idle.sender;
+    } else {
+      sender = pc.addTrack(track, stream);
+    }
+    const answered = await this.#reoffer(s);
+    const tr = pc.getTransceivers().find((t) => t.sender === sender);
+    const sending = answered && tr && !tr.stopped && /send/.test(tr.currentDirection || '');
+    if (!sending) {
+      // Refused (an error answer, or the video section turned down in
+      // the answer): back to sound only, and the call goes on.
+      stream.removeTrack(track);
+      track.stop();
+      try {
+        if (tr && !tr.stopped) pc.removeTrack(sender);
+      } catch (err) {
+        console.debug('softphone: removeTrack', err);
+      }
+      if (this.#session === s) {
+        const words = text.videoRefused(this.#call.peer);
+        this.#set({ video: false, videoWanted: false, error: words, videoNotice: words });
+        this.#emit('localstream', stream);
+      }
+      return false;
+    }
+    if (this.#session !== s) return false;
+    this.#set({ video: true, videoWanted: true, videoNotice: text.videoOn, error: '' });
+    this.#emit('localstream', stream);
+    return true;
+  }
+
+  async #removeVideo(s, pc, stream) {
+    for (const sender of pc.getSenders()) {
+      if (!sender.track || sender.track.kind !== 'video') continue;
+      const track = sender.track;
+      pc.removeTrack(sender);
+      stream.removeTrack(track);
+      track.stop();
+    }
+    this.#set({ video: false, videoWanted: false, videoNotice: text.videoOff });
+    this.#emit('localstream', stream);
+    // Our camera is off in any case; the re-offer tells the other side to
+    // stop waiting for our video.
+    return this.#reoffer(s);
+  }
+
+  // #reoffer sends a re-INVITE with a new offer of the call's media and
+  // resolves with true once the answer is applied, false when it was
+  // refused. JsSIP's renegotiate() ends the call when a re-INVITE fails;
+  // a refused video must not, so the failure is handled here: the offer
+  // is rolled back and the call goes on as it was.
+  #reoffer(s) {
+    return new Promise((resolve) => {
+      const pc = s.connection;
+      const failed = () => {
+        const back = pc && pc.signalingState === 'have-local-offer' ? pc.setLocalDescription({ type: 'rollback' }) : Promise.resolve();
+        back.catch((err) => console.debug('softphone: rollback', err)).then(() => resolve(false));
+      };
+      try {
+        if (typeof s._sendReinvite === 'function') {
+          // The same re-INVITE as renegotiate(), with our own failure
+          // handling (JsSIP 3.13: renegotiate = checks + _sendReinvite).
+          s._sendReinvite({ eventHandlers: { succeeded: () => resolve(true), failed } });
+        } else if (!s.renegotiate({}, () => resolve(true))) {
+          resolve(false);
+        }
+      } catch (err) {
+        console.warn('softphone: re-INVITE failed', err);
+        resolve(false);
+      }
+    });
   }
 
   // decline turns the ringing call down with 603 Decline.
@@ -679,8 +842,13 @@ export class Phone {
     });
     // The page plays one remote stream: this call's again.
     const pc = o.session.connection;
-    const r = pc && pc.getReceivers().find((x) => x.track && x.track.kind === 'audio');
-    if (r) this.#emit('remotetrack', { track: r.track, streams: [] });
+    for (const kind of ['audio', 'video']) {
+      const r = pc && pc.getReceivers().find((x) => x.track && x.track.kind === kind && x.track.readyState === 'live');
+      if (r) this.#emit('remotetrack', { track: r.track, streams: [] });
+    }
+    this.#set({ video: hasVideo(o.stream), remoteVideo: false });
+    this.#emit('localstream', o.stream);
+    if (pc) this.#remoteVideoChanged(pc);
     return true;
   }
 
@@ -798,7 +966,7 @@ export class Phone {
     }
     let stream;
     try {
-      stream = await this.#getUserMedia(MEDIA_CONSTRAINTS);
+      stream = await this.#openMedia();
     } catch (err) {
       e.reject();
       this.#set({ error: describeMediaError(err) });
@@ -822,11 +990,12 @@ export class Phone {
     const from = previous.call.peer;
     this.#startCall('out', target, target);
     this.#localStream = stream;
+    this.#set({ video: hasVideo(stream) });
     this.#emit('localstream', stream);
     this.#set({ call: Call.CALLING, transferredFrom: from, status: text.beingTransferred(from, target), error: '' });
     try {
       // newRTCSession fires inside accept() and attaches the new session.
-      e.accept(null, { mediaStream: stream, mediaConstraints: MEDIA_CONSTRAINTS, pcConfig });
+      e.accept(null, { mediaStream: stream, mediaConstraints: constraintsOf(stream), pcConfig });
     } catch (err) {
       console.warn('softphone: following a transfer failed', err);
       this.#endCall({ outcome: 'failed', text: text.badTarget(target), error: true });
@@ -846,10 +1015,39 @@ export class Phone {
       outbound: null,
       inbound: null,
       roundTripTime: null,
+      // video: { codec, inbound, outbound } of the video stream that
+      // carries the most frames each way; null while there is none.
+      video: null,
     };
     const codecs = new Map();
     let inboundCodec = null;
+    let videoIn = null;
+    let videoOut = null;
     report.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video' && (!videoIn || (s.framesDecoded || 0) > videoIn.framesDecoded)) {
+        videoIn = {
+          packetsReceived: s.packetsReceived || 0,
+          framesDecoded: s.framesDecoded || 0,
+          keyFramesDecoded: s.keyFramesDecoded || 0,
+          frameWidth: s.frameWidth || 0,
+          frameHeight: s.frameHeight || 0,
+          pliCount: s.pliCount || 0, // PLIs we sent: asking for a key frame
+          firCount: s.firCount || 0,
+          nackCount: s.nackCount || 0,
+          codecId: s.codecId,
+        };
+      }
+      if (s.type === 'outbound-rtp' && s.kind === 'video' && (!videoOut || (s.framesEncoded || 0) > videoOut.framesEncoded)) {
+        videoOut = {
+          packetsSent: s.packetsSent || 0,
+          framesEncoded: s.framesEncoded || 0,
+          keyFramesEncoded: s.keyFramesEncoded || 0,
+          frameWidth: s.frameWidth || 0,
+          frameHeight: s.frameHeight || 0,
+          pliCount: s.pliCount || 0, // PLIs the other side sent us
+          codecId: s.codecId,
+        };
+      }
       if (s.type === 'codec') codecs.set(s.id, s.mimeType);
       if (s.type === 'outbound-rtp' && s.kind === 'audio') {
         out.outbound = { packetsSent: s.packetsSent, bytesSent: s.bytesSent };
@@ -869,6 +1067,12 @@ export class Phone {
       }
     });
     out.codec = (inboundCodec && codecs.get(inboundCodec)) || null;
+    if (videoIn || videoOut) {
+      const id = (videoIn && videoIn.codecId) || (videoOut && videoOut.codecId);
+      out.video = { codec: (id && codecs.get(id)) || null, inbound: videoIn, outbound: videoOut };
+      if (videoIn) delete videoIn.codecId;
+      if (videoOut) delete videoOut.codecId;
+    }
     return out;
   }
 
@@ -887,6 +1091,10 @@ export class Phone {
       iceRestarts: 0,
       transfer: '',
       transferredFrom: '',
+      video: false,
+      remoteVideo: false,
+      videoChanging: false,
+      videoNotice: '',
     });
     return this.#call;
   }
@@ -1002,6 +1210,7 @@ export class Phone {
         status: text.connected(this.#call.peer),
         error: '',
       });
+      this.#checkVideoAnswered(session);
     });
     session.on('accepted', onAnswered);
     session.on('confirmed', onAnswered);
@@ -1037,12 +1246,53 @@ export class Phone {
     session.on('unmuted', onMute);
   }
 
+  // #checkVideoAnswered turns our camera off when the answer turned our
+  // video down (a phone without video answers its m-line with port 0):
+  // the call goes on with sound, and the page says why.
+  #checkVideoAnswered(session) {
+    const pc = session.connection;
+    const stream = this.#localStream;
+    if (!pc || !hasVideo(stream)) return;
+    const sending = pc
+      .getTransceivers()
+      .some((t) => t.sender.track && t.sender.track.kind === 'video' && !t.stopped && /send/.test(t.currentDirection || ''));
+    if (sending) {
+      this.#set({ video: true, videoNotice: text.videoOn });
+      return;
+    }
+    for (const t of videoTracks(stream)) {
+      stream.removeTrack(t);
+      t.stop();
+    }
+    const words = text.videoRefused(this.#call.peer);
+    this.#set({ video: false, videoNotice: words, error: words });
+    this.#emit('localstream', stream);
+  }
+
+  // #remoteVideoChanged updates remoteVideo from the call's receivers: a
+  // video track that is live and unmuted (Chromium unmutes it when its
+  // first frame arrives, and mutes it when the other side stops sending).
+  #remoteVideoChanged(pc) {
+    if (!this.#session || this.#session.connection !== pc) return;
+    const on = pc.getReceivers().some((r) => r.track && r.track.kind === 'video' && r.track.readyState === 'live' && !r.track.muted);
+    if (on === this.#state.remoteVideo) return;
+    const peer = this.#call ? this.#call.peer : '';
+    this.#set({ remoteVideo: on, videoNotice: on ? text.remoteVideoOn(peer) : text.remoteVideoOff(peer) });
+  }
+
   #watchPc(pc) {
     if (this.#watchedPcs.has(pc)) return;
     this.#watchedPcs.add(pc);
     pc.addEventListener('track', (e) => {
+      if (e.track.kind === 'video') {
+        const changed = () => this.#remoteVideoChanged(pc);
+        e.track.addEventListener('mute', changed);
+        e.track.addEventListener('unmute', changed);
+        e.track.addEventListener('ended', changed);
+      }
       if (this.#session && this.#session.connection === pc) {
         this.#emit('remotetrack', { track: e.track, streams: e.streams || [] });
+        if (e.track.kind === 'video') this.#remoteVideoChanged(pc);
       }
     });
     pc.addEventListener('iceconnectionstatechange', () => {
@@ -1079,9 +1329,11 @@ export class Phone {
         muted: Boolean(back.session.isMuted().audio),
         held: local,
         remoteHeld: remote,
+        video: hasVideo(back.stream),
         status: again,
         error: again,
       });
+      this.#emit('localstream', back.stream);
     }
   }
 
@@ -1122,11 +1374,29 @@ export class Phone {
       iceRestarts: 0,
       transfer: '',
       transferredFrom: '',
+      video: false,
+      remoteVideo: false,
+      videoChanging: false,
+      videoNotice: '',
       status: words,
       // A connection problem already shown stays shown.
       error: error ? words : reg === Reg.DISCONNECTED ? this.#state.error : '',
     });
   }
+}
+
+// constraintsOf is what JsSIP is told of a stream it is given: with
+// video: false it would take the camera's track out of it.
+function constraintsOf(stream) {
+  return { audio: true, video: hasVideo(stream) };
+}
+
+function hasVideo(stream) {
+  return Boolean(stream && videoTracks(stream).some((t) => t.readyState === 'live'));
+}
+
+function videoTracks(stream) {
+  return stream.getTracks().filter((t) => t.kind === 'video');
 }
 
 function stopStream(stream) {

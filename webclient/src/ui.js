@@ -30,7 +30,7 @@ const OUTCOME_LABEL = {
 
 // handlers: signIn(user, password), signOut(), call(target), answer(),
 // decline(), hangup(), mute(), hold(), transfer(target), consult(target),
-// switchTo(id), transferHeld(id), digit(d), micTest(), redial(target),
+// switchTo(id), transferHeld(id), video() (the video toggle), digit(d), micTest(), redial(target),
 // clearHistory(), gesture() (any click or key: lets audio start).
 export function createUI(doc, handlers) {
   const $ = (id) => {
@@ -84,6 +84,12 @@ export function createUI(doc, handlers) {
     historyEmpty: $('history-empty'),
     historyClear: $('history-clear'),
     remoteAudio: $('remote-audio'),
+    video: $('video'),
+    remoteVideo: $('remote-video'),
+    localVideo: $('local-video'),
+    videoToggle: $('video-toggle'),
+    videoHint: $('video-hint'),
+    videoStatus: $('video-status'),
   };
   const baseTitle = doc.title;
   let last = null; // the state shown last
@@ -120,6 +126,7 @@ export function createUI(doc, handlers) {
     else handlers.transferHeld(id);
   });
   el.mute.addEventListener('click', () => handlers.mute());
+  el.videoToggle.addEventListener('click', () => handlers.video());
   el.hold.addEventListener('click', () => handlers.hold());
   el.micTest.addEventListener('click', () => handlers.micTest());
   el.signout.addEventListener('click', () => handlers.signOut());
@@ -181,6 +188,33 @@ export function createUI(doc, handlers) {
         return li;
       }),
     );
+  }
+
+  // renderVideo shows the video area while a call has a picture either
+  // way, and the toggle: its pressed state is the camera's (in a call)
+  // or the choice for the next call; the live region says each change.
+  function renderVideo(s, talking) {
+    const on = talking ? s.video : s.videoWanted;
+    el.video.hidden = !(talking && (s.video || s.remoteVideo));
+    el.remoteVideo.hidden = !s.remoteVideo;
+    el.localVideo.hidden = !s.video;
+    el.video.classList.toggle('local-only', Boolean(s.video && !s.remoteVideo));
+    el.remoteVideo.setAttribute('aria-label', s.peer ? `Video of ${s.peer}` : 'Video of the other side');
+    el.videoToggle.setAttribute('aria-pressed', String(Boolean(on)));
+    el.videoToggle.disabled = Boolean(s.videoChanging) || (talking && s.held);
+    setText(el.videoToggle, on ? 'Video on' : 'Video off');
+    setText(
+      el.videoHint,
+      talking
+        ? on
+          ? 'Your camera is on: press to turn it off'
+          : 'Your camera is off: press to turn it on'
+        : on
+          ? 'Calls start with your camera'
+          : 'Calls start with sound only',
+    );
+    el.videoToggle.setAttribute('aria-label', on ? 'Video on. Turn the camera off' : 'Video off. Turn the camera on');
+    setText(el.videoStatus, s.videoNotice || '');
   }
 
   function backspace() {
@@ -261,6 +295,8 @@ export function createUI(doc, handlers) {
     if (s.call === 'active' && s.answeredAt) startTimer(s.answeredAt);
     else stopTimer();
     if (prev.call === 'idle' || prev.call === undefined) setText(el.tones, '');
+
+    renderVideo(s, inCall && !ringing);
 
     el.number.readOnly = inCall;
     el.backspace.disabled = inCall;
@@ -345,6 +381,14 @@ export function createUI(doc, handlers) {
     setRemoteStream(stream) {
       if (el.remoteAudio.srcObject !== stream) el.remoteAudio.srcObject = stream;
       if (stream) el.remoteAudio.play().catch(() => {});
+    },
+    setRemoteVideo(stream) {
+      if (el.remoteVideo.srcObject !== stream) el.remoteVideo.srcObject = stream;
+      if (stream) el.remoteVideo.play().catch(() => {});
+    },
+    setLocalVideo(stream) {
+      if (el.localVideo.srcObject !== stream) el.localVideo.srcObject = stream;
+      if (stream) el.localVideo.play().catch(() => {});
     },
     setNumber(v) {
       el.number.value = v;

@@ -466,3 +466,74 @@ test('cleanTarget keeps URIs and user names, tidies numbers', () => {
   ];
   for (const [input, want] of cases) assert.equal(cleanTarget(input), want, input);
 });
+
+describe('video', () => {
+  // avStream is a MediaStream stand-in with a microphone and, when video,
+  // a camera track.
+  function avStream(video) {
+    const track = (kind) => ({ kind, readyState: 'live', stopped: false, stop() { this.stopped = true; this.readyState = 'ended'; } });
+    const tracks = [track('audio'), ...(video ? [track('video')] : [])];
+    return { tracks, getTracks: () => tracks, getVideoTracks: () => tracks.filter((t) => t.kind === 'video') };
+  }
+
+  test('the toggle outside a call is the choice for the next one: the call opens the camera, and JsSIP is told so', async () => {
+    const asked = [];
+    const t = setup({ mic: async (c) => (asked.push(c), avStream(Boolean(c.video))) });
+    const ua = await registered(t);
+    assert.equal(await t.phone.setVideo(true), true);
+    let s = t.phone.snapshot();
+    assert.equal(s.videoWanted, true);
+    assert.equal(s.video, false, 'no call, no camera yet');
+    assert.equal(s.videoNotice, 'Video on for the next call.');
+    await t.phone.call('1000');
+    assert.ok(asked[0].audio && asked[0].video, `getUserMedia asked for ${JSON.stringify(asked[0])}`);
+    const { options } = ua.calls[0];
+    // With video: false, JsSIP would take the camera out of the stream.
+    assert.deepEqual(options.mediaConstraints, { audio: true, video: true });
+    assert.equal(t.phone.snapshot().video, true);
+    ua.calls[0].session.emit('failed', { originator: 'remote', cause: 'Busy', message: { status_code: 486 } });
+    s = t.phone.snapshot();
+    assert.equal(s.video, false);
+    assert.equal(s.videoWanted, true, 'the choice stays for the next call');
+    assert.equal(options.mediaStream.tracks[1].stopped, true, 'the camera is released with the call');
+  });
+
+  test('with the toggle off, a call asks for the microphone alone', async () => {
+    const asked = [];
+    const t = setup({ mic: async (c) => (asked.push(c), avStream(Boolean(c.video))) });
+    const ua = await registered(t);
+    await t.phone.call('1000');
+    assert.equal(asked[0].video, false);
+    assert.deepEqual(ua.calls[0].options.mediaConstraints, { audio: true, video: false });
+  });
+
+  test('a camera that cannot be opened leaves a call with sound, and says why', async () => {
+    const t = setup({
+      mic: async (c) => {
+        if (c.video) throw Object.assign(new Error('busy'), { name: 'NotReadableError' });
+        return avStream(false);
+      },
+    });
+    const ua = await registered(t);
+    await t.phone.setVideo(true);
+    assert.equal(await t.phone.call('1000'), true);
+    assert.equal(ua.calls.length, 1, 'the call went out');
+    const s = t.phone.snapshot();
+    assert.equal(s.video, false);
+    assert.equal(s.error, 'The camera could not be started (another app may be using it): sound only.');
+    assert.deepEqual(ua.calls[0].options.mediaConstraints, { audio: true, video: false });
+  });
+
+  test('turning video on during a call needs an active call that can take a re-offer', async () => {
+    const t = setup({ mic: async (c) => avStream(Boolean(c.video)) });
+    const ua = await registered(t);
+    await t.phone.call('1000');
+    const { session } = ua.calls[0];
+    session.isReadyToReOffer = () => false; // JsSIP: an offer/answer in progress
+    session.emit('accepted', {});
+    assert.equal(t.phone.snapshot().call, Call.ACTIVE);
+    assert.equal(await t.phone.setVideo(true), false);
+    assert.equal(t.phone.snapshot().error, 'Wait a moment: the call is being changed.');
+    assert.equal(t.phone.snapshot().video, false);
+  });
+});

@@ -1,0 +1,69 @@
+package b2bua
+
+import (
+	"bytes"
+	"strings"
+
+	"github.com/switchboard/switchboard/sip"
+)
+
+// contentMediaControl is the body type of RFC 5168's keyframe request.
+const contentMediaControl = "application/media_control+xml"
+
+// pictureFastUpdateBody asks for a full picture (RFC 5168 §3).
+var pictureFastUpdateBody = []byte(`<?xml version="1.0" encoding="utf-8" ?>
+<media_control>
+  <vc_primitive>
+    <to_encoder>
+      <picture_fast_update/>
+    </to_encoder>
+  </vc_primitive>
+</media_control>
+`)
+
+// isPictureFastUpdate reports whether req is RFC 5168's INFO asking for a
+// keyframe.
+func isPictureFastUpdate(req *sip.Request) bool {
+	ct := strings.ToLower(strings.TrimSpace(req.ContentType()))
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = strings.TrimSpace(ct[:i])
+	}
+	return ct == contentMediaControl && bytes.Contains(req.Body, []byte("picture_fast_update"))
+}
+
+// pictureFastUpdate sends the SIP side an INFO with picture_fast_update:
+// the browser asked for a keyframe and the phone takes no RTCP feedback
+// for it. The media bridge calls it; one INFO at a time, so that a burst
+// of requests from the browser costs the phone one.
+func (c *call) pictureFastUpdate() {
+	if !c.kfInfo.CompareAndSwap(false, true) {
+		return
+	}
+	ok := c.b.spawn(func() {
+		defer c.kfInfo.Store(false)
+		c.mu.Lock()
+		answered := c.state >= stateAnswered
+		c.mu.Unlock()
+		if !answered {
+			return
+		}
+		l := c.callee
+		if c.callee.web {
+			l = c.caller
+		}
+		req, err := l.newRequest(sip.MethodInfo)
+		if err != nil {
+			return
+		}
+		req.SetBody(pictureFastUpdateBody, contentMediaControl)
+		res, err := l.do(c.ctx, req)
+		if err != nil {
+			c.log.Debug("picture_fast_update", "err", err)
+			return
+		}
+		c.log.Debug("picture_fast_update", "status", res.StatusCode)
+	})
+	if !ok {
+		c.kfInfo.Store(false)
+	}
+}

@@ -1,0 +1,133 @@
+package b2bua
+
+import (
+	"net"
+	"regexp"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/webrtc/v4"
+	"github.com/switchboard/switchboard/internal/mediapeer"
+	"github.com/switchboard/switchboard/sip"
+)
+
+// videoCodecs are a browser's video formats: VP8 and H.264 (mode 1).
+func videoCodecs() []webrtc.RTPCodecParameters {
+	return []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96},
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000,
+			SDPFmtpLine: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}, PayloadType: 102},
+	}
+}
+
+// videoSocket is a phone's video port on loopback.
+func videoSocket(t *testing.T) *net.UDPConn {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	return c
+}
+
+// phoneVideo is the phone's m=video: VP8 as 100, with RTCP feedback or
+// without (then the gateway asks it for keyframes with INFO).
+func phoneVideo(c *net.UDPConn, fb bool) string {
+	s := "m=video " + strconv.Itoa(c.LocalAddr().(*net.UDPAddr).Port) + " RTP/AVP 100\r\na=rtpmap:100 VP8/90000\r\n"
+	if fb {
+		s += "a=rtcp-fb:100 nack pli\r\n"
+	}
+	return s
+}
+
+var mVideo = regexp.MustCompile(`(?m)^m=video (\d+) `)
+
+// TestVideoCallKeyframeByInfo: a browser's video call to a phone that
+// takes no RTCP feedback; the browser's PLI reaches the phone as INFO
+// picture_fast_update (RFC 5168).
+func TestVideoCallKeyframeByInfo(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	br := mediapeer.NewBrowser(t, mediapeer.BrowserOptions{Codecs: newTestBrowserCodecs(), Video: videoCodecs()})
+	t.Cleanup(h.autoAnswer)
+	ph, vc := newTestPhone(t), videoSocket(t)
+	oc := h.browser.invite("phone", br.Offer())
+	in := h.phone.expect(sip.MethodInvite)
+	mustContain(t, in.req.Body, "m=video ", "VP8/90000")
+	ph.learn(in.req.Body)
+	m := mVideo.FindSubmatch(in.req.Body)
+	gwPort, _ := strconv.Atoi(string(m[1]))
+	in.respond(200, append(ph.sdp(1, "0 101"), phoneVideo(vc, false)...))
+	res := oc.await(200)
+	mustContain(t, res.Body, "m=video 9 ", "VP8/90000")
+	br.SetAnswer(res.Body)
+	oc.ack(res, nil)
+	h.phone.expect(sip.MethodAck)
+	br.WaitConnected()
+
+	// Video from the phone, so that the browser has a stream to ask a
+	// keyframe of.
+	var got *rtp.Packet
+	for seq := uint16(1); got == nil; seq++ {
+		if seq > 500 {
+			t.Fatal("no video at the browser")
+		}
+		raw, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 100, SequenceNumber: seq, Timestamp: uint32(seq) * 3000, SSRC: 9}, Payload: mediapeer.VP8Keyframe()}).Marshal()
+		_, _ = vc.WriteToUDP(raw, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: gwPort})
+		select {
+		case got = <-br.VideoPackets():
+		case <-time.After(20 * time.Millisecond): // resend until ICE and DTLS let it through
+		}
+	}
+	br.RequestKeyframe(got.SSRC)
+	info := h.phone.expect(sip.MethodInfo)
+	if ct := info.req.ContentType(); ct != contentMediaControl {
+		t.Errorf("INFO content type %q", ct)
+	}
+	mustContain(t, info.req.Body, "picture_fast_update")
+	info.respond(200, nil)
+}
+
+// TestVideoAddedByPhoneReinvite: the phone's re-INVITE adding video
+// renegotiates the browser (a re-INVITE to it) and the phone is answered
+// with video; the audio goes on.
+func TestVideoAddedByPhoneReinvite(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	br := mediapeer.NewBrowser(t, mediapeer.BrowserOptions{Codecs: newTestBrowserCodecs(), Video: videoCodecs(), VideoLater: true})
+	t.Cleanup(h.autoAnswer)
+	ph := newTestPhone(t)
+	oc := h.browser.invite("phone", br.Offer())
+	in := h.phone.expect(sip.MethodInvite)
+	ph.learn(in.req.Body)
+	in.respond(200, ph.sdp(1, "0 101"))
+	res := oc.await(200)
+	br.SetAnswer(res.Body)
+	oc.ack(res, nil)
+	h.phone.expect(sip.MethodAck)
+	br.WaitConnected()
+
+	vc := videoSocket(t)
+	done := make(chan *sip.Response, 1)
+	go func() {
+		done <- h.phone.request(in.dlg, sip.MethodInvite, append(ph.sdp(2, "0 101"), phoneVideo(vc, true)...), contentSDP)
+	}()
+	reinv := h.browser.expect(sip.MethodInvite)
+	mustContain(t, reinv.req.Body, "m=video 9 ", "VP8/90000")
+	br.AddVideo()
+	reinv.respond(200, br.Answer(reinv.req.Body))
+	var ok *sip.Response
+	select {
+	case ok = <-done:
+	case <-timeAfter():
+		t.Fatal("no answer to the phone's re-INVITE")
+	}
+	if ok.StatusCode != 200 {
+		t.Fatalf("phone's re-INVITE: %d", ok.StatusCode)
+	}
+	mustContain(t, ok.Body, "m=audio ", "RTP/AVP 100", "a=rtpmap:100 VP8/90000")
+	if m := mVideo.FindSubmatch(ok.Body); m == nil || string(m[1]) == "0" {
+		t.Fatalf("video refused:\n%s", ok.Body)
+	}
+	audioToPhone(t, br, ph)
+}
