@@ -211,7 +211,7 @@ func New(ctx context.Context, s Sender, h Handler, cfg Config) *Layer {
 	if l.maxClient <= 0 {
 		l.maxClient = DefaultMaxClientTransactions
 	}
-	l.load.limit, l.load.queue = int64(cfg.OverloadDelay), cfg.QueueDelay
+	l.load.limit, l.load.queue, l.load.queueLen = int64(cfg.OverloadDelay), cfg.QueueDelay, cfg.QueueLen
 	if cfg.OverloadDelay == 0 {
 		l.load.limit = int64(DefaultOverloadDelay)
 	}
@@ -407,6 +407,7 @@ func (l *Layer) handleRequest(req *sip.Request) {
 
 	tx.start()
 	tx.handed = delay.Now()
+	l.load.handed()
 	l.dispatch(tx)
 }
 
