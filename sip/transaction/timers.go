@@ -28,18 +28,20 @@ type timerHeap struct {
 	base  time.Time     // grain origin
 	grain time.Duration // 0: exact
 
+	ring func() // fire, as a func made once
+
 	mu      sync.Mutex
 	h       []*timerSlot
 	seq     uint64
 	alarm   clock.Timer
 	alarmAt time.Time
-	alarmID uint64 // of the current alarm: an older one that fires only fires
 	closed  bool
 }
 
 // init sets the heap up on clock c.
 func (th *timerHeap) init(c clock.Clock) {
 	th.clock, th.base = c, c.Now()
+	th.ring = th.fire
 	if _, real := c.(clock.Real); real {
 		th.grain = alarmGrain
 	}
@@ -103,21 +105,20 @@ func (th *timerHeap) schedule(now time.Time) {
 	if th.alarm != nil {
 		th.alarm.Stop()
 	}
-	th.alarmID++
-	id := th.alarmID
 	th.alarmAt = at
-	th.alarm = th.clock.AfterFunc(at.Sub(now), func() { th.fire(id) })
+	th.alarm = th.clock.AfterFunc(at.Sub(now), th.ring)
 }
 
 // fire is the alarm: it fires every entry due, in order, and sets the
-// alarm for the next.
-func (th *timerHeap) fire(id uint64) {
+// alarm for the next. An alarm that was stopped too late may fire too:
+// it finds nothing due, or fires early what the current alarm would have.
+func (th *timerHeap) fire() {
 	now := th.clock.Now()
 	var buf [32]firing
 	due := buf[:0]
 	th.mu.Lock()
-	if id == th.alarmID {
-		th.alarm = nil
+	if th.alarm != nil && !now.Before(th.alarmAt) {
+		th.alarm = nil // it is this one, or due anyway
 	}
 	for len(th.h) > 0 && !th.h[0].at.After(now) {
 		s := th.h[0]
