@@ -140,7 +140,7 @@ type Config struct {
 	RetryAfter time.Duration
 	// OverloadDelay is the requests' mean wait past which the layer is
 	// overloaded (Layer.Overloaded): their handlers' wait for a CPU, and
-	// QueueDelay. Zero means 200ms, negative never overloaded.
+	// QueueDelay. Zero means 100ms, negative never overloaded.
 	OverloadDelay time.Duration
 	// QueueDelay, when set, says how long requests wait before they reach
 	// the layer: transport.Layer.QueueDelay, the wait for a worker. A

@@ -32,14 +32,11 @@ import (
 // is passed made the layer swing between serving nothing new and serving
 // everything; and a wait just past the limit, which a machine shared with
 // other processes shows now and then, is no reason to refuse most work.
-// Twice the limit is under T1 (500 ms), the wait after which a UDP client
-// sends its request again: up to T1 a wait costs nothing but the wait,
-// and a request served then is served once. The limit was 100 ms; on a
-// host where other processes leave the gateway a fraction of a core, a
-// step of 2,000 REGISTER/s made requests wait over 100 ms (the gateway
-// needed more CPU than the host gave it) and a few percent were refused,
-// where Kamailio beside it queued the same requests for several hundred
-// milliseconds and served them all.
+// The limit is well under T1 (500 ms), the wait after which a UDP client
+// sends its request again. The decision is taken when a request leaves
+// the transport queue, after its wait there, and the mean lags: a limit
+// of 200 ms (all shed at 400 ms) let waits pass T1 at twice the knee,
+// and the retransmissions cut the goodput to half the knee's.
 //
 // The floor. A long wait is a reason to refuse only when it is our own
 // backlog that makes it: requests queued below the layer
@@ -62,7 +59,7 @@ import (
 
 // DefaultOverloadDelay is the handlers' mean wait for a CPU past which
 // the layer is overloaded.
-const DefaultOverloadDelay = 200 * time.Millisecond
+const DefaultOverloadDelay = 100 * time.Millisecond
 
 // shedFloor is the backlog under which the layer never sheds (see above
 // and Config.QueueLen).
