@@ -394,15 +394,12 @@ func (tx *ClientTx) flushCtx(ctx context.Context, ob outbox) {
 // stopped or re-armed since. It never waits for the TU: it takes only
 // this transaction's lock.
 func (tx *ClientTx) fire(s *timerSlot, gen uint64) {
-	tx.mu.Lock()
-	if !tx.due(s, gen) {
+	if tx.take(s, gen) {
+		var ob outbox
+		tx.onTimer(s, &ob)
 		tx.mu.Unlock()
-		return
+		tx.flushCtx(tx.l.ctx, ob)
 	}
-	var ob outbox
-	tx.onTimer(s, &ob)
-	tx.mu.Unlock()
-	tx.flushCtx(tx.l.ctx, ob)
 }
 
 // onTimer runs the step of the timer s. Called with the lock held.

@@ -115,11 +115,14 @@ func (c *core) arm(ob *outbox, s *timerSlot, d time.Duration) {
 	c.l.timers.add(s, d)
 }
 
-// due reports whether the timer s, armed with gen, is to fire now: it
-// was not stopped or re-armed since, and the transaction runs. It marks
-// it fired. Called with the lock held.
-func (c *core) due(s *timerSlot, gen uint64) bool {
+// take locks the transaction for the firing of timer s, armed with gen,
+// and reports true, unless the timer was stopped or re-armed since or
+// the transaction ended (then it returns false, unlocked). It marks the
+// timer fired.
+func (c *core) take(s *timerSlot, gen uint64) bool {
+	c.mu.Lock()
 	if s.gen != gen || c.state == StateTerminated {
+		c.mu.Unlock()
 		return false
 	}
 	s.armed = false

@@ -512,15 +512,12 @@ func (tx *ServerTx) flushCtx(ctx context.Context, ob outbox) error {
 // stopped or re-armed since. It never waits for the TU: it takes only
 // this transaction's lock.
 func (tx *ServerTx) fire(s *timerSlot, gen uint64) {
-	tx.mu.Lock()
-	if !tx.due(s, gen) {
+	if tx.take(s, gen) {
+		var ob outbox
+		tx.onTimer(s, &ob)
 		tx.mu.Unlock()
-		return
+		_ = tx.flushCtx(tx.l.ctx, ob)
 	}
-	var ob outbox
-	tx.onTimer(s, &ob)
-	tx.mu.Unlock()
-	_ = tx.flushCtx(tx.l.ctx, ob)
 }
 
 // onTimer runs the step of the timer s. Called with the lock held.
