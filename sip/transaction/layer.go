@@ -439,6 +439,7 @@ func (l *Layer) worker(tx *ServerTx) {
 	defer l.workers.Done()
 	for {
 		l.serve(tx)
+		tx = nil // not kept alive while the worker waits
 		if l.ctx.Err() != nil {
 			return
 		}
