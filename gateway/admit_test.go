@@ -15,12 +15,14 @@ import (
 // the load with 503 and Retry-After at once, before any transaction, and
 // lets through what completes work begun: the answer to a challenge and a
 // request within a dialog. The overload is the test's: a queue wait
-// (Transaction.QueueDelay) of three hours against a limit of one.
+// (Transaction.QueueDelay) of three hours against a limit of one, with
+// a backlog (Transaction.QueueLen) of a thousand requests.
 func TestOverloadSheds(t *testing.T) {
 	var queue atomic.Int64
 	st := newStack(t, func(c *gateway.Config) {
 		c.Transaction.OverloadDelay = time.Hour
 		c.Transaction.QueueDelay = func() time.Duration { return time.Duration(queue.Load()) }
+		c.Transaction.QueueLen = func() int { return 1000 }
 	})
 	p := st.dial(t)
 	register := func(auth string) *sip.Response {

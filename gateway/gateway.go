@@ -247,6 +247,9 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if txc.QueueDelay == nil {
 		txc.QueueDelay = cfg.Transports.QueueDelay
 	}
+	if txc.QueueLen == nil {
+		txc.QueueLen = cfg.Transports.QueueLen
+	}
 	// The trunk routing is built below; the layer asks for a weight only
 	// once requests come, after New.
 	txc.SourceWeight = func(src netip.Addr) int { return g.routing.weight(src) }

@@ -10,3 +10,14 @@ import "time"
 // It is meant for transaction.Config.QueueDelay: a queue that grows is the
 // first sign of overload, before the handlers wait for a CPU.
 func (l *Layer) QueueDelay() time.Duration { return l.queueWait.Get() }
+
+// QueueLen is how many received messages wait for a worker now. It is
+// meant for transaction.Config.QueueLen: a wait with hardly anything
+// queued is the host's doing, not an overload of ours.
+func (l *Layer) QueueLen() int {
+	if r := l.active.Load(); r != nil {
+		n, _ := r.sched.len()
+		return n
+	}
+	return 0
+}

@@ -103,6 +103,9 @@ func (l *Layer) sourceWeight(src netip.Addr) int {
 	return min(max(l.weigh(src), 1), maxWeight)
 }
 
+// maxFreeLoads bounds the sourceLoads kept for reuse.
+const maxFreeLoads = 64
+
 // maxWeight caps a source's weight, so that shares stay well inside an int.
 const maxWeight = 1 << 16
 
@@ -205,7 +208,13 @@ func (l *Layer) acquire(src netip.Addr, w int) (ok bool, evicted []*ServerTx) {
 	}
 	load = l.sources[src]
 	if load == nil {
-		load = &sourceLoad{weight: weight, lingering: txList{idx: sourceList}}
+		if n := len(l.freeLoads); n > 0 {
+			load = l.freeLoads[n-1]
+			l.freeLoads = l.freeLoads[:n-1]
+		} else {
+			load = &sourceLoad{lingering: txList{idx: sourceList}}
+		}
+		load.weight = weight
 		l.sources[src] = load
 		l.weights += weight
 	}
@@ -222,6 +231,12 @@ func (l *Layer) release(src netip.Addr, w int) {
 	if load.places == 0 {
 		delete(l.sources, src)
 		l.weights -= load.weight
+		// A source with no places has no lingering transaction either:
+		// its load is as new, and is kept for the next one, since a
+		// phone's transactions come one after the other.
+		if len(l.freeLoads) < maxFreeLoads && load.lingering.head == nil {
+			l.freeLoads = append(l.freeLoads, load)
+		}
 	}
 }
 

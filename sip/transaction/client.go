@@ -68,8 +68,7 @@ func newClientTx(l *Layer, req *sip.Request, dst sip.Addr, via sip.Via) *ClientT
 		responses: make(chan *sip.Response, responseBuffer),
 		done:      make(chan struct{}),
 	}
-	tx.l = l
-	tx.flush = tx.flushCtx
+	tx.init(l, tx, &tx.retrans, &tx.timeout, &tx.linger, &tx.accepted)
 	if tx.invite {
 		tx.state = StateCalling
 	} else {
@@ -192,19 +191,19 @@ func (tx *ClientTx) start(ob *outbox) {
 	if tx.invite {
 		if !tx.reliable {
 			tx.interval = t.a
-			tx.arm(ob, &tx.retrans, t.a, tx.onRetransmit)
+			tx.arm(ob, &tx.retrans, t.a)
 		}
-		tx.arm(ob, &tx.timeout, t.b, tx.onTimeout)
+		tx.arm(ob, &tx.timeout, t.b)
 	} else {
 		if !tx.reliable {
 			tx.interval = t.e
-			tx.arm(ob, &tx.retrans, t.e, tx.onRetransmit)
+			tx.arm(ob, &tx.retrans, t.e)
 		}
 		f := t.f
 		if tx.forwarding {
 			f = t.fwdF
 		}
-		tx.arm(ob, &tx.timeout, f, tx.onTimeout)
+		tx.arm(ob, &tx.timeout, f)
 	}
 	ob.send(tx.req, tx.dst)
 }
@@ -223,7 +222,7 @@ func (tx *ClientTx) onRetransmit(ob *outbox) {
 		return
 	}
 	ob.send(tx.req, tx.dst)
-	tx.arm(ob, &tx.retrans, tx.interval, tx.onRetransmit)
+	tx.arm(ob, &tx.retrans, tx.interval)
 }
 
 // onTimeout is Timer B (Calling) or Timer F (Trying, Proceeding).
@@ -280,7 +279,7 @@ func (tx *ClientTx) receiveInvite(ob *outbox, res *sip.Response) {
 				tx.terminate(ob, nil)
 				return
 			}
-			tx.arm(ob, &tx.accepted, t.m, tx.onAccepted)
+			tx.arm(ob, &tx.accepted, t.m)
 		default:
 			tx.retrans.stop()
 			tx.timeout.stop()
@@ -289,7 +288,7 @@ func (tx *ClientTx) receiveInvite(ob *outbox, res *sip.Response) {
 			ob.send(tx.ack, tx.dst)
 			tx.deliver(res, true)
 			tx.closeResponses()
-			tx.arm(ob, &tx.linger, unreliable(t.d, tx.reliable), tx.onLinger)
+			tx.arm(ob, &tx.linger, unreliable(t.d, tx.reliable))
 		}
 	case StateCompleted:
 		if code >= 300 { // a retransmission of the final response
@@ -315,7 +314,7 @@ func (tx *ClientTx) receiveNonInvite(ob *outbox, res *sip.Response) {
 		tx.state = StateCompleted
 		tx.deliver(res, true)
 		tx.closeResponses()
-		tx.arm(ob, &tx.linger, unreliable(tx.l.t.k, tx.reliable), tx.onLinger)
+		tx.arm(ob, &tx.linger, unreliable(tx.l.t.k, tx.reliable))
 	}
 	// Completed: retransmissions are absorbed.
 }
@@ -375,7 +374,7 @@ func (tx *ClientTx) flushCtx(ctx context.Context, ob outbox) {
 		m := ob.msgs[i]
 		if err := tx.l.sender.Send(ctx, m.msg, m.dst); err != nil {
 			tx.transportError(err)
-			ob.then = nil
+			ob.nDue = 0
 			break
 		}
 	}
@@ -388,8 +387,32 @@ func (tx *ClientTx) flushCtx(ctx context.Context, ob outbox) {
 	if ob.stray != nil {
 		tx.l.handleStray(ob.stray)
 	}
-	if ob.then != nil {
-		ob.then()
+	ob.runDue()
+}
+
+// fire runs the step of the timer s, armed with gen, unless it was
+// stopped or re-armed since. It never waits for the TU: it takes only
+// this transaction's lock.
+func (tx *ClientTx) fire(s *timerSlot, gen uint64) {
+	if tx.take(s, gen) {
+		var ob outbox
+		tx.onTimer(s, &ob)
+		tx.mu.Unlock()
+		tx.flushCtx(tx.l.ctx, ob)
+	}
+}
+
+// onTimer runs the step of the timer s. Called with the lock held.
+func (tx *ClientTx) onTimer(s *timerSlot, ob *outbox) {
+	switch s {
+	case &tx.retrans:
+		tx.onRetransmit(ob)
+	case &tx.timeout:
+		tx.onTimeout(ob)
+	case &tx.linger:
+		tx.onLinger(ob)
+	case &tx.accepted:
+		tx.onAccepted(ob)
 	}
 }
 

@@ -147,6 +147,14 @@ type Config struct {
 	// queue that grows hides the overload from the handlers' wait. It is
 	// called often: it must be cheap.
 	QueueDelay func() time.Duration
+	// QueueLen, when set, says how many requests wait below the layer:
+	// transport.Layer.QueueLen. With it the layer never sheds while
+	// fewer than 64 requests wait there and for their handlers to start,
+	// whatever the waits: a wait with no backlog of ours behind it is the
+	// host keeping the process off the CPUs, and refusing work does not
+	// shorten it. Nil: no such floor. It is called often: it must be
+	// cheap.
+	QueueLen func() int
 
 	// Clock runs the timers; nil means the real clock.
 	Clock clock.Clock

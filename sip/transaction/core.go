@@ -1,11 +1,9 @@
 package transaction
 
 import (
-	"context"
 	"sync"
 	"time"
 
-	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -21,10 +19,12 @@ type outMsg struct {
 type outbox struct {
 	n    int
 	msgs [2]outMsg
-	// then runs after the messages were sent successfully: it is how a
-	// zero-duration timer (D, I, J, K on reliable transports) fires "right
-	// after" the message that started it left.
-	then func()
+	// due are zero-duration timers, run after the messages were sent
+	// successfully: it is how a zero-duration timer (D, I, J, K on
+	// reliable transports) fires "right after" the message that started
+	// it left. A step arms at most one.
+	due  [2]firing
+	nDue int
 	// removed: the transaction terminated; take it out of the Layer.
 	removed bool
 	// cancel: a CANCEL was waiting for a provisional response; send it.
@@ -39,20 +39,49 @@ func (o *outbox) send(msg sip.Message, dst sip.Addr) {
 	o.n++
 }
 
-// timerSlot holds one named timer of a transaction. gen changes whenever
-// the timer is stopped or re-armed, so a callback that was already running
-// when Stop was called (real clock) sees that it is stale and does nothing.
+// runDue fires the zero-duration timers of a step whose messages went out.
+func (o *outbox) runDue() {
+	for _, f := range o.due[:o.nDue] {
+		f.s.c.owner.fire(f.s, f.gen)
+	}
+}
+
+// timerSlot is one named timer of a transaction, an entry of its Layer's
+// timer heap (timers.go) while armed. gen changes whenever the timer is
+// stopped or re-armed, so a firing that had already left the heap when
+// the timer was stopped sees that it is stale and does nothing.
 type timerSlot struct {
-	t   clock.Timer
+	c     *core  // the transaction, set when it is built
+	armed bool   // in the heap (or leaving it to fire); guarded by c.mu
+	gen   uint64 // guarded by c.mu
+
+	// Guarded by the heap's lock.
+	at   time.Time // when it fires
+	seq  uint64    // arming order, among timers of the same at
+	pos  int       // 1 + its index in the heap; 0 when not in it
+	fgen uint64    // gen when armed
+}
+
+// firing is a timer due to fire, with the gen it was armed with.
+type firing struct {
+	s   *timerSlot
 	gen uint64
 }
 
+// stop disarms the timer. Called with c.mu held.
 func (s *timerSlot) stop() {
-	if s.t != nil {
-		s.t.Stop()
-		s.t = nil
+	if s.armed {
+		s.c.l.timers.remove(s)
+		s.armed = false
 	}
 	s.gen++
+}
+
+// owner is the transaction type around a core: it runs the step of one
+// of its timers (fireStep). Through the interface, an outbox would escape
+// to the heap; fireStep keeps it on the stack of the concrete method.
+type owner interface {
+	fire(s *timerSlot, gen uint64)
 }
 
 // core is what client and server transactions share: the lock that guards
@@ -61,42 +90,43 @@ type core struct {
 	l     *Layer
 	mu    sync.Mutex
 	state State
-	// flush performs an outbox; set by the owner.
-	flush func(ctx context.Context, ob outbox)
+	owner owner
 }
 
-// arm (re)starts slot s so that fn runs under the lock after d. A zero d
-// runs fn right after the current step's messages are sent. Called with the
-// lock held.
-func (c *core) arm(ob *outbox, s *timerSlot, d time.Duration, fn func(*outbox)) {
+// init sets up the core of the transaction o, whose timers are slots.
+func (c *core) init(l *Layer, o owner, slots ...*timerSlot) {
+	c.l, c.owner = l, o
+	for _, s := range slots {
+		s.c = c
+	}
+}
+
+// arm (re)starts slot s so that the owner's step for it runs under the
+// lock after d. A zero d runs it right after the current step's messages
+// are sent. Called with the lock held.
+func (c *core) arm(ob *outbox, s *timerSlot, d time.Duration) {
 	s.stop()
-	g := s.gen
 	if d <= 0 {
-		prev := ob.then
-		ob.then = func() {
-			if prev != nil {
-				prev()
-			}
-			c.fire(s, g, fn)
-		}
+		ob.due[ob.nDue] = firing{s, s.gen}
+		ob.nDue++
 		return
 	}
-	s.t = c.l.clock.AfterFunc(d, func() { c.fire(s, g, fn) })
+	s.armed = true
+	c.l.timers.add(s, d)
 }
 
-// fire runs a timer's step unless the timer was stopped or re-armed since.
-// It never waits for the TU: it takes only this transaction's lock.
-func (c *core) fire(s *timerSlot, g uint64, fn func(*outbox)) {
+// take locks the transaction for the firing of timer s, armed with gen,
+// and reports true, unless the timer was stopped or re-armed since or
+// the transaction ended (then it returns false, unlocked). It marks the
+// timer fired.
+func (c *core) take(s *timerSlot, gen uint64) bool {
 	c.mu.Lock()
-	if s.gen != g || c.state == StateTerminated {
+	if s.gen != gen || c.state == StateTerminated {
 		c.mu.Unlock()
-		return
+		return false
 	}
-	s.t = nil
-	var ob outbox
-	fn(&ob)
-	c.mu.Unlock()
-	c.flush(c.l.ctx, ob)
+	s.armed = false
+	return true
 }
 
 // warm parses the typed headers that the stack and transports read, so that

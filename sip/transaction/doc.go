@@ -39,9 +39,12 @@
 // may reach it in either order.
 //
 // Goroutines: one per running handler, bounded by MaxServerTransactions and
-// waited for by Close. Timers are clock callbacks (the real clock runs each
-// in a short-lived goroutine of time.AfterFunc; Close stops them all).
-// Nothing else is started.
+// waited for by Close. They are workers of a pool: a worker whose handler
+// returned waits for the next one (up to 128 wait), keeping the stack it
+// grew, and Close ends them. The timers of all transactions are entries of
+// one heap with a single clock timer for the earliest (timers.go); the
+// real clock runs it in a short-lived goroutine of time.AfterFunc, which
+// fires every timer due, and Close stops it. Nothing else is started.
 //
 // # Choices
 //

@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard/switchboard/internal/delay"
@@ -32,7 +33,24 @@ import (
 // everything; and a wait just past the limit, which a machine shared with
 // other processes shows now and then, is no reason to refuse most work.
 // The limit is well under T1 (500 ms), the wait after which a UDP client
-// sends its request again.
+// sends its request again. The decision is taken when a request leaves
+// the transport queue, after its wait there, and the mean lags: a limit
+// of 200 ms (all shed at 400 ms) let waits pass T1 at twice the knee,
+// and the retransmissions cut the goodput to half the knee's.
+//
+// The floor. A long wait is a reason to refuse only when it is our own
+// backlog that makes it: requests queued below the layer
+// (Config.QueueLen) and handlers handed over that have not started. On a
+// machine shared with other processes the system may keep the gateway
+// off the CPUs for a while; the few requests then in flight wait long,
+// and the mean says overloaded, but refusing new work shortens no wait
+// that the host imposes, and on a busy host it refused one REGISTER in
+// ten far below the knee, and went on refusing right after an overload
+// while the queues were already empty. So with Config.QueueLen set the
+// layer never sheds while fewer than shedFloor requests wait; a real
+// overload fills the queues past it within some tens of milliseconds.
+// Without Config.QueueLen there is no floor: the layer does not know what
+// waits below it.
 //
 // The mean moves only when handlers start. A layer that refuses every new
 // request starts none, so a mean older than delay.Stale says nothing:
@@ -43,19 +61,42 @@ import (
 // the layer is overloaded.
 const DefaultOverloadDelay = 100 * time.Millisecond
 
+// shedFloor is the backlog under which the layer never sheds (see above
+// and Config.QueueLen).
+const shedFloor = 64
+
 // overload is the measure of the handlers' wait.
 type overload struct {
 	limit    int64                // Config.OverloadDelay in ns; <= 0: never overloaded
 	queue    func() time.Duration // Config.QueueDelay, or nil
+	queueLen func() int           // Config.QueueLen, or nil: no floor
 	handlers delay.Mean           // from a request's handover to its handler's start
+	waiting  atomic.Int64         // handlers handed over, not started
+}
+
+// handed notes a handler handed over, which sample will see start.
+func (o *overload) handed() {
+	if o.limit > 0 {
+		o.waiting.Add(1)
+	}
 }
 
 // sample adds the wait of a handler that starts now, handed over at
 // handed (delay.Now).
 func (o *overload) sample(handed int64) {
 	if o.limit > 0 {
+		o.waiting.Add(-1)
 		o.handlers.Sample(handed, delay.Now())
 	}
+}
+
+// floored reports whether so little waits that a long wait is the host's
+// doing, not ours (shedFloor).
+func (o *overload) floored() bool {
+	if o.queueLen == nil {
+		return false
+	}
+	return int64(o.queueLen())+o.waiting.Load() < shedFloor
 }
 
 // wait is what a request waits now before its handler runs: the
@@ -70,7 +111,7 @@ func (o *overload) wait() int64 {
 
 // over reports whether requests wait too long.
 func (o *overload) over() bool {
-	return o.limit > 0 && o.wait() > o.limit
+	return o.limit > 0 && o.wait() > o.limit && !o.floored()
 }
 
 // shed reports whether to refuse one more piece of new work: with the
@@ -80,7 +121,7 @@ func (o *overload) shed() bool {
 		return false
 	}
 	excess := o.wait() - o.limit
-	if excess <= 0 {
+	if excess <= 0 || o.floored() {
 		return false
 	}
 	return excess >= o.limit || rand.Int64N(o.limit) < excess

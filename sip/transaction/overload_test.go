@@ -157,3 +157,54 @@ func TestOverloadQueue(t *testing.T) {
 		t.Fatal("still overloaded once the queue is empty")
 	}
 }
+
+// TestOverloadFloor: with Config.QueueLen the layer sheds only while a
+// backlog of its own stands behind the wait. Requests that waited three
+// times the limit with hardly anything queued (the host kept the process
+// off the CPUs) are not refused; the same waits with shedFloor requests
+// queued, or handed to handlers that have not started, are; and once the
+// backlog drains the layer serves again at once, though the mean of the
+// waits is still high (on a busy host it went on refusing after an
+// overload while the queues were empty).
+func TestOverloadFloor(t *testing.T) {
+	var queued atomic.Int64
+	a := newAnswering(t, Config{
+		QueueDelay: func() time.Duration { return 3 * DefaultOverloadDelay },
+		QueueLen:   func() int { return int(queued.Load()) },
+	}, func(*sip.Request) int { return 200 })
+	flood := from("192.0.2.66")
+	a.send(spec("OPTIONS", 1, flood))
+	a.settled()
+	req := spec("OPTIONS", 999, flood).req(t)
+
+	if a.l.Overloaded(req) || a.l.Stats().Overloaded {
+		t.Fatal("overloaded by long waits with nothing queued")
+	}
+	queued.Store(shedFloor - 1)
+	if a.l.Overloaded(req) {
+		t.Fatalf("overloaded with %d queued, under the floor of %d", shedFloor-1, shedFloor)
+	}
+	queued.Store(shedFloor)
+	if !a.l.Overloaded(req) || !a.l.Stats().Overloaded {
+		t.Fatalf("not overloaded with %d queued and waits of three times the limit", shedFloor)
+	}
+	// Handlers handed over and not started are a backlog too.
+	queued.Store(shedFloor / 2)
+	a.l.load.waiting.Add(shedFloor / 2)
+	if !a.l.Overloaded(req) {
+		t.Error("not overloaded with half the floor queued and half waiting for a CPU")
+	}
+	a.l.load.waiting.Add(-shedFloor / 2)
+
+	// The load drops: the queue drains, the mean still says three times
+	// the limit; new work is served at once.
+	queued.Store(0)
+	if a.l.Overloaded(req) {
+		t.Error("still refusing once the queue drained")
+	}
+	a.send(spec("OPTIONS", 2, flood))
+	a.settled()
+	if st := a.l.Stats(); st.Overloaded {
+		t.Errorf("after the queue drained: %+v", st)
+	}
+}

@@ -87,8 +87,7 @@ func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk lega
 		born:     l.clock.Now(),
 	}
 	tx.ctx, tx.stop = context.WithCancel(l.ctx)
-	tx.l = l
-	tx.flush = func(ctx context.Context, ob outbox) { _ = tx.flushCtx(ctx, ob) }
+	tx.init(l, tx, &tx.tryingT, &tx.retrans, &tx.timeout, &tx.linger, &tx.accepted, &tx.ok2xx)
 	if tx.invite {
 		tx.state = StateProceeding
 		tx.canceled = make(chan struct{})
@@ -114,7 +113,7 @@ func (tx *ServerTx) start() {
 		if tx.l.t.trying < 0 {
 			tx.sendTrying(&ob)
 		} else {
-			tx.arm(&ob, &tx.tryingT, tx.l.t.trying, tx.sendTrying)
+			tx.arm(&ob, &tx.tryingT, tx.l.t.trying)
 		}
 	}
 	tx.mu.Unlock()
@@ -207,7 +206,7 @@ func (tx *ServerTx) Respond2xx(res *sip.Response) (stop func(), err error) {
 	if tx.state == StateAccepted {
 		tx.ok = res
 		tx.okIntvl = tx.l.t.t1
-		tx.arm(&ob, &tx.ok2xx, tx.okIntvl, tx.on2xx)
+		tx.arm(&ob, &tx.ok2xx, tx.okIntvl)
 	}
 	tx.mu.Unlock()
 	return func() {
@@ -224,7 +223,7 @@ func (tx *ServerTx) on2xx(ob *outbox) {
 	}
 	ob.send(tx.ok, tx.dst)
 	tx.okIntvl = min(2*tx.okIntvl, tx.l.t.t2)
-	tx.arm(ob, &tx.ok2xx, tx.okIntvl, tx.on2xx)
+	tx.arm(ob, &tx.ok2xx, tx.okIntvl)
 }
 
 // respond runs the state machine for a response from the TU. Called with
@@ -246,15 +245,15 @@ func (tx *ServerTx) respond(ob *outbox, res *sip.Response) error {
 			case code < 300:
 				tx.state = StateAccepted
 				tx.indexAck(res)
-				tx.arm(ob, &tx.accepted, t.l, tx.onAccepted)
+				tx.arm(ob, &tx.accepted, t.l)
 			default:
 				tx.state = StateCompleted
 				tx.indexAck(res)
 				if !tx.reliable {
 					tx.interval = t.g
-					tx.arm(ob, &tx.retrans, t.g, tx.onRetransmit)
+					tx.arm(ob, &tx.retrans, t.g)
 				}
-				tx.arm(ob, &tx.timeout, t.h, tx.onTimeout)
+				tx.arm(ob, &tx.timeout, t.h)
 				tx.maybeLinger()
 			}
 			return nil
@@ -294,7 +293,7 @@ func (tx *ServerTx) respond(ob *outbox, res *sip.Response) error {
 		if tx.endAtOnce || code >= 300 && tx.l.clock.Now().Sub(tx.born) < t.t1 {
 			j = 0
 		}
-		tx.arm(ob, &tx.linger, j, tx.onLinger)
+		tx.arm(ob, &tx.linger, j)
 		tx.maybeLinger()
 		return nil
 	case StateCompleted:
@@ -325,7 +324,7 @@ func (tx *ServerTx) onRetransmit(ob *outbox) {
 	}
 	ob.send(tx.last, tx.dst)
 	tx.interval = min(2*tx.interval, tx.l.t.t2)
-	tx.arm(ob, &tx.retrans, tx.interval, tx.onRetransmit)
+	tx.arm(ob, &tx.retrans, tx.interval)
 }
 
 // onTimeout is Timer H.
@@ -364,7 +363,7 @@ func (tx *ServerTx) receive(req *sip.Request) (toTU bool) {
 			tx.retrans.stop()
 			tx.timeout.stop()
 			tx.state = StateConfirmed
-			tx.arm(&ob, &tx.linger, unreliable(tx.l.t.i, tx.reliable), tx.onLinger)
+			tx.arm(&ob, &tx.linger, unreliable(tx.l.t.i, tx.reliable))
 		}
 	case StateConfirmed: // ACK retransmissions absorbed
 	case StateAccepted:
@@ -444,7 +443,7 @@ func (tx *ServerTx) maybeLinger() {
 	switch tx.state {
 	case StateCompleted, StateConfirmed:
 	case StateAccepted:
-		if tx.ok2xx.t != nil {
+		if tx.ok2xx.armed {
 			return
 		}
 	default:
@@ -500,15 +499,43 @@ func (tx *ServerTx) flushCtx(ctx context.Context, ob outbox) error {
 		if e := tx.l.sender.Send(ctx, m.msg, m.dst); e != nil {
 			err = fmt.Errorf("%w: %w", ErrTransport, e)
 			tx.transportError(err)
-			ob.then = nil
+			ob.nDue = 0
 			break
 		}
 	}
 	tx.after(ob)
-	if ob.then != nil {
-		ob.then()
-	}
+	ob.runDue()
 	return err
+}
+
+// fire runs the step of the timer s, armed with gen, unless it was
+// stopped or re-armed since. It never waits for the TU: it takes only
+// this transaction's lock.
+func (tx *ServerTx) fire(s *timerSlot, gen uint64) {
+	if tx.take(s, gen) {
+		var ob outbox
+		tx.onTimer(s, &ob)
+		tx.mu.Unlock()
+		_ = tx.flushCtx(tx.l.ctx, ob)
+	}
+}
+
+// onTimer runs the step of the timer s. Called with the lock held.
+func (tx *ServerTx) onTimer(s *timerSlot, ob *outbox) {
+	switch s {
+	case &tx.tryingT:
+		tx.sendTrying(ob)
+	case &tx.retrans:
+		tx.onRetransmit(ob)
+	case &tx.timeout:
+		tx.onTimeout(ob)
+	case &tx.linger:
+		tx.onLinger(ob)
+	case &tx.accepted:
+		tx.onAccepted(ob)
+	case &tx.ok2xx:
+		tx.on2xx(ob)
+	}
 }
 
 func (tx *ServerTx) after(ob outbox) {
