@@ -77,6 +77,14 @@ type VideoCounts struct {
 	KeyframesToBrowser  uint64 `json:"keyframe_requests_to_browser"`
 }
 
+func (c *VideoCounts) add(o VideoCounts) {
+	c.PacketsToWeb += o.PacketsToWeb
+	c.PacketsToRTP += o.PacketsToRTP
+	c.KeyframesToPhone += o.KeyframesToPhone
+	c.KeyframesToPhoneSIP += o.KeyframesToPhoneSIP
+	c.KeyframesToBrowser += o.KeyframesToBrowser
+}
+
 func (v *videoLeg) snapshot() VideoCounts {
 	return VideoCounts{
 		PacketsToWeb:        v.counts.PacketsToWeb.Load(),

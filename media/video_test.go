@@ -519,3 +519,38 @@ func TestVideoAddedByBrowser(t *testing.T) {
 		}
 	}
 }
+
+// TestBridgeOptionsCodecs: a bridge's own policy filters and orders what
+// the phone is offered, and one without video formats keeps the call
+// audio-only.
+func TestBridgeOptionsCodecs(t *testing.T) {
+	e := newTestEngine(t, Options{})
+	b, err := e.NewBridgeWith(context.Background(), t.Name(), BridgeOptions{Codecs: []Codec{
+		{Name: "PCMA", ClockRate: 8000, PayloadType: 8},
+		{Name: "PCMU", ClockRate: 8000, PayloadType: 0},
+		{Name: "telephone-event", ClockRate: 8000, PayloadType: 101},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	br := mediapeer.NewBrowser(t, mediapeer.BrowserOptions{
+		Codecs: []webrtc.RTPCodecParameters{
+			{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, PayloadType: 0},
+			{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMA, ClockRate: 8000}, PayloadType: 8},
+			{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/telephone-event", ClockRate: 8000, SDPFmtpLine: "0-16"}, PayloadType: 126},
+		},
+		Video: []webrtc.RTPCodecParameters{{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96}},
+	})
+	offer, err := b.WebOffer(br.Offer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, offer, " RTP/AVP 8 0 126\r\n")
+	if strings.Contains(string(offer), "m=video") {
+		t.Errorf("video offered against the bridge's policy:\n%s", offer)
+	}
+	if _, err := e.NewBridgeWith(context.Background(), "x", BridgeOptions{Codecs: DefaultVideoCodecs()}); !errors.Is(err, ErrInvalidOptions) {
+		t.Errorf("a policy without audio: %v", err)
+	}
+}
