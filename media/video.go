@@ -258,17 +258,25 @@ func (b *Bridge) sendREMB(v *videoLeg, bitrate uint64, ssrc uint32) {
 // videoRTCPFromPhone terminates the phone's video RTCP: a PLI or FIR in it
 // becomes a PLI to the browser.
 func (b *Bridge) videoRTCPFromPhone(v *videoLeg, buf []byte) {
+	if asksKeyframe(buf) {
+		b.keyframeToBrowser(v)
+	}
+}
+
+// asksKeyframe reports whether an RTCP compound packet holds a PLI or a
+// FIR.
+func asksKeyframe(buf []byte) bool {
 	pkts, err := rtcp.Unmarshal(buf)
 	if err != nil {
-		return
+		return false
 	}
 	for _, p := range pkts {
 		switch p.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-			b.keyframeToBrowser(v)
-			return
+			return true
 		}
 	}
+	return false
 }
 
 // keyframeToBrowser asks the browser for a keyframe with a PLI.
@@ -288,16 +296,8 @@ func (b *Bridge) keyframeToBrowser(v *videoLeg) bool {
 // PLI or FIR becomes RTCP feedback to the phone when it offered it, else a
 // call of OnKeyframeRequest (the gateway sends SIP INFO).
 func (b *Bridge) videoRTCPFromWeb(v *videoLeg, buf []byte) {
-	pkts, err := rtcp.Unmarshal(buf)
-	if err != nil {
-		return
-	}
-	for _, p := range pkts {
-		switch p.(type) {
-		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-			b.keyframeToPhone(v)
-			return
-		}
+	if asksKeyframe(buf) {
+		b.keyframeToPhone(v)
 	}
 }
 
@@ -471,19 +471,7 @@ func (b *Bridge) answerPhoneVideo(offered *videoSession, accepted []Codec, their
 // answeredVideo is answered for video: the codecs of an answer that were
 // offered, in the answer's numbering.
 func answeredVideo(answer, offered []Codec) []Codec {
-	var in []Codec
-	for _, c := range answer {
-		if c.Name == "" {
-			o, ok := byPT(offered, c.PayloadType)
-			if !ok {
-				continue
-			}
-			o.Fmtp = c.Fmtp
-			c = o
-		}
-		in = append(in, c)
-	}
-	return intersectVideo(in, offered, false)
+	return intersectVideo(named(answer, offered), offered, false)
 }
 
 // phoneVideoDir is phoneDir for a video stream.

@@ -100,61 +100,27 @@ func TestVideoBrowserCallsPhone(t *testing.T) {
 	br.SetAnswer(webAnswer)
 	br.WaitConnected()
 
-	// Phone → browser: an IDR, payload type 100 becomes 102.
-	var got *rtp.Packet
-	deadline := time.Now().Add(10 * time.Second)
-	for seq := uint16(1); got == nil; seq += 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("no video reached the browser")
-		}
-		for _, p := range mediapeer.H264Packets(mediapeer.H264IDR(), 100, 0xabc, seq, uint32(seq)*3000) {
-			raw, _ := p.Marshal()
-			_, _ = vp.rtp.WriteToUDPAddrPort(raw, gwVideo)
-		}
-		select {
-		case p := <-br.VideoPackets():
-			got = p
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	// Phone → browser: an IDR, payload type 100 becomes 102, on one
+	// stream with consecutive sequence numbers.
+	got := videoToBrowser(t, vp, gwVideo, br, 100)
 	if got.PayloadType != 102 {
 		t.Fatalf("browser got video pt %d, want 102", got.PayloadType)
 	}
-	idr := got
-	for !mediapeer.IsH264IDR(idr.Payload) {
-		select {
-		case idr = <-br.VideoPackets():
-		case <-time.After(5 * time.Second):
-			t.Fatal("no IDR reached the browser")
+	select {
+	case next := <-br.VideoPackets():
+		if next.SSRC != got.SSRC || next.SequenceNumber != got.SequenceNumber+1 || next.Timestamp != got.Timestamp {
+			t.Errorf("video to the browser broke: ssrc %x seq %d ts %d after %x %d %d", next.SSRC, next.SequenceNumber, next.Timestamp, got.SSRC, got.SequenceNumber, got.Timestamp)
 		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the rest of the access unit did not reach the browser")
 	}
 
 	// Browser → phone: pt 102 becomes 100, keyframe intact.
-	buf := make([]byte, 1500)
-	var atPhone *rtp.Packet
-	for seq := uint16(1); atPhone == nil; seq += 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("no video reached the phone")
-		}
-		for _, p := range mediapeer.H264Packets(mediapeer.H264IDR(), 102, 0, seq, uint32(seq)*3000) {
-			br.SendVideo(p)
-		}
-		_ = vp.rtp.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		for {
-			n, err := vp.rtp.Read(buf)
-			if err != nil {
-				break
-			}
-			var p rtp.Packet
-			if p.Unmarshal(buf[:n]) == nil && mediapeer.IsH264IDR(p.Payload) {
-				atPhone = &p
-				break
-			}
-		}
-	}
+	atPhone := videoToPhone(t, br, vp, 102)
 	if atPhone.PayloadType != 100 {
 		t.Fatalf("phone got pt %d, want 100", atPhone.PayloadType)
 	}
+	buf := make([]byte, 1500)
 
 	// Browser's PLI → the phone's RTCP port, as RTCP feedback.
 	br.RequestKeyframe(got.SSRC)
@@ -307,6 +273,7 @@ func TestHostileVideoSDP(t *testing.T) {
 		"m-lines":          many,
 		"profile-level-id": head + "m=video 5006 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mode=1;profile-level-id=zzzzzzzzzz\r\n",
 		"pt out of range":  head + "m=video 5006 RTP/AVP 300\r\n",
+		"formats":          head + "m=video 5006 RTP/AVP" + strings.Repeat(" 96", maxFormats+1) + "\r\n",
 	} {
 		if _, err := parseSession([]byte(body), false); !errors.Is(err, ErrInvalidSDP) {
 			t.Errorf("%s: err %v, want ErrInvalidSDP", name, err)
