@@ -115,10 +115,15 @@ func TestVideoBrowserCallsPhone(t *testing.T) {
 		t.Fatal("the rest of the access unit did not reach the browser")
 	}
 
-	// Browser → phone: pt 102 becomes 100, keyframe intact.
+	// Browser → phone: pt 102 becomes 100, keyframe intact; the browser
+	// is told, by REMB, to keep to the phone's b=AS:500.
 	atPhone := videoToPhone(t, br, vp, 102)
 	if atPhone.PayloadType != 100 {
 		t.Fatalf("phone got pt %d, want 100", atPhone.PayloadType)
+	}
+	waitFor(t, "a REMB at the browser", func() bool { return br.REMB() != 0 })
+	if r := br.REMB(); r < 490000 || r > 510000 {
+		t.Errorf("REMB %d bit/s, want the phone's 500 kbit/s", r)
 	}
 	buf := make([]byte, 1500)
 
