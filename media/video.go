@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -536,4 +538,55 @@ func (b *Bridge) videoInForce() webVideo {
 		w.bitrate = b.rtpV.bitrate
 	}
 	return w
+}
+
+// settleRefusedOffer ends pion's pending offer that the browser refused.
+// pion cannot roll a local offer back, so the offer is answered, for the
+// browser, with what is in force: each m= line of the browser's current
+// answer, by mid, and the lines the offer added rejected (port 0). The
+// browser never sees it; it keeps its own session as it was.
+func (b *Bridge) settleRefusedOffer() error {
+	pending, current := b.pc.PendingLocalDescription(), b.pc.CurrentRemoteDescription()
+	if pending == nil || current == nil {
+		return nil
+	}
+	offer, answer := &sdp.SessionDescription{}, &sdp.SessionDescription{}
+	if err := offer.UnmarshalString(pending.SDP); err != nil {
+		return err
+	}
+	if err := answer.UnmarshalString(current.SDP); err != nil {
+		return err
+	}
+	byMid := map[string]*sdp.MediaDescription{}
+	for _, m := range answer.MediaDescriptions {
+		mid, _ := m.Attribute("mid")
+		byMid[mid] = m
+	}
+	answer.MediaDescriptions = answer.MediaDescriptions[:0]
+	mids := []string{"BUNDLE"}
+	for _, m := range offer.MediaDescriptions {
+		mid, _ := m.Attribute("mid")
+		if r, ok := byMid[mid]; ok {
+			answer.MediaDescriptions = append(answer.MediaDescriptions, r)
+			mids = append(mids, mid)
+			continue
+		}
+		rej := &sdp.MediaDescription{
+			MediaName:             sdp.MediaName{Media: m.MediaName.Media, Port: sdp.RangedPort{Value: 0}, Protos: m.MediaName.Protos, Formats: m.MediaName.Formats},
+			ConnectionInformation: m.ConnectionInformation,
+			Attributes:            m.Attributes,
+		}
+		rejectWebMedia(rej)
+		answer.MediaDescriptions = append(answer.MediaDescriptions, rej)
+	}
+	for i, a := range answer.Attributes {
+		if a.Key == "group" && strings.HasPrefix(a.Value, "BUNDLE") {
+			answer.Attributes[i].Value = strings.Join(mids, " ")
+		}
+	}
+	raw, err := answer.Marshal()
+	if err != nil {
+		return err
+	}
+	return b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(raw)})
 }

@@ -526,3 +526,68 @@ func TestBridgeOptionsCodecs(t *testing.T) {
 		t.Errorf("a policy without audio: %v", err)
 	}
 }
+
+// TestVideoAddRefusedByBrowser: the browser refuses the re-offer that
+// adds video (the gateway gets a 488 for its re-INVITE): Rollback keeps
+// the audio call as it was, and a later re-offer adding video works.
+func TestVideoAddRefusedByBrowser(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	b := newTestBridge(t, e)
+	phone := mediapeer.NewPhone(t)
+	webOffer, err := b.RTPOffer(phone.SDP(1, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := mediapeer.NewBrowser(t, mediapeer.BrowserOptions{VideoLater: true, Video: []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96},
+	}})
+	if _, err := b.WebAnswer(br.Answer(webOffer)); err != nil {
+		t.Fatal(err)
+	}
+	br.WaitConnected()
+	vp := newVideoPhone(t)
+	vp8 := "m=video " + strconv.Itoa(port(vp.rtp)) + " RTP/AVP 100\r\na=rtpmap:100 VP8/90000\r\n"
+	if _, err := b.RTPReofferWeb(append(phone.SDP(2, "0"), vp8...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.RTPReoffer(phone.SDP(3, "0", "a=sendonly")); err != nil {
+		t.Fatalf("hold after the refused video: %v", err)
+	}
+	webReoffer, err := b.RTPReofferWeb(append(phone.SDP(4, "0"), vp8...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br.AddVideo()
+	rtpAnswer, err := b.WebAnswer(br.Answer(webReoffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if videoPort(t, rtpAnswer) == 0 {
+		t.Fatalf("video refused after the rollback:\n%s", rtpAnswer)
+	}
+	if err := phone.Learn(rtpAnswer); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "audio at the browser", func() bool {
+		phone.SendPCMU(make([]byte, 160))
+		return br.Received() > 0
+	})
+	gw := netip.AddrPortFrom(loopback, uint16(videoPort(t, rtpAnswer)))
+	deadline := time.Now().Add(10 * time.Second)
+	for seq, got := uint16(1), false; !got; seq++ {
+		if time.Now().After(deadline) {
+			t.Fatal("no video at the browser after the rollback")
+		}
+		raw, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 100, SequenceNumber: seq, SSRC: 5}, Payload: mediapeer.VP8Keyframe()}).Marshal()
+		_, _ = vp.rtp.WriteToUDPAddrPort(raw, gw)
+		select {
+		case p := <-br.VideoPackets():
+			got = mediapeer.IsVP8Keyframe(p.Payload)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
