@@ -591,3 +591,24 @@ func TestVideoAddRefusedByBrowser(t *testing.T) {
 		}
 	}
 }
+
+// TestAnswerFmtpLevel: an answer's H.264 level is never above the
+// offer's, and drops to what the other leg takes (RFC 6184 §8.2.2).
+func TestAnswerFmtpLevel(t *testing.T) {
+	offer := Codec{Name: "H264", ClockRate: 90000, Fmtp: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}
+	for other, want := range map[string]string{
+		"packetization-mode=1;profile-level-id=42e01e": "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01e",
+		"packetization-mode=1;profile-level-id=42e028": offer.Fmtp, // 4.0 > 3.1: not raised
+		"packetization-mode=1":                         offer.Fmtp,
+	} {
+		if got := answerFmtp(offer, other); got != want {
+			t.Errorf("answer to %q against %q: %q, want %q", offer.Fmtp, other, got, want)
+		}
+	}
+	if vp8 := (Codec{Name: "VP8", ClockRate: 90000, Fmtp: "max-fr=30"}); answerFmtp(vp8, "max-fr=15") != "max-fr=30" {
+		t.Error("a VP8 fmtp changed")
+	}
+	if (Codec{Name: "H264", ClockRate: 90000, Fmtp: "packetization-mode=0;profile-level-id=42e01f"}).key() == offer.key() {
+		t.Error("packetization modes 0 and 1 are the same format")
+	}
+}
