@@ -537,7 +537,7 @@ func (d *rtpDesc) write(id, version uint64) []byte {
 	if d.lines == nil {
 		d.writeAudio(&b)
 		if d.video != nil {
-			d.writeVideo(&b)
+			d.writeVideo(&b, "RTP/AVP")
 		}
 		return b.Bytes()
 	}
@@ -547,7 +547,7 @@ func (d *rtpDesc) write(id, version uint64) []byte {
 			continue
 		}
 		if i == d.videoIdx && d.video != nil {
-			d.writeVideo(&b)
+			d.writeVideo(&b, l.proto)
 			continue
 		}
 		formats := l.formats
@@ -557,27 +557,28 @@ func (d *rtpDesc) write(id, version uint64) []byte {
 		fmt.Fprintf(&b, "m=%s 0 %s %s\r\n", l.media, l.proto, strings.Join(formats, " "))
 	}
 	if d.video != nil && (d.videoIdx < 0 || d.videoIdx >= len(d.lines)) {
-		d.writeVideo(&b)
+		d.writeVideo(&b, "RTP/AVP")
 	}
 	return b.Bytes()
 }
 
-// writeVideo writes the video stream. The gateway asks for keyframes with
+// writeVideo writes the video stream with proto, the offer's in an answer
+// (a video phone may offer RTP/AVPF). The gateway asks for keyframes with
 // RTCP feedback and takes them that way (it translates them to and from
 // the browser), so it always says PLI and FIR.
-func (d *rtpDesc) writeVideo(b *bytes.Buffer) {
+func (d *rtpDesc) writeVideo(b *bytes.Buffer, proto string) {
 	v := d.video
 	if !v.on || len(v.codecs) == 0 {
 		pts := "0"
 		if len(v.codecs) > 0 {
 			pts = strconv.Itoa(int(v.codecs[0].PayloadType))
 		}
-		b.WriteString("m=video 0 RTP/AVP " + pts + "\r\n")
+		b.WriteString("m=video 0 " + proto + " " + pts + "\r\n")
 		return
 	}
 	b.WriteString("m=video ")
 	b.WriteString(strconv.Itoa(v.port))
-	b.WriteString(" RTP/AVP")
+	b.WriteString(" " + proto)
 	for _, c := range v.codecs {
 		b.WriteByte(' ')
 		b.WriteString(strconv.Itoa(int(c.PayloadType)))

@@ -248,6 +248,20 @@ func TestVideoPhoneCallsBrowser(t *testing.T) {
 	if videoPort(t, rtpAnswer) == 0 {
 		t.Fatalf("video refused:\n%s", rtpAnswer)
 	}
+
+	// A phone offering RTP/AVPF for its video gets RTP/AVPF back.
+	b2 := newTestBridge(t, e)
+	avpf := strings.Replace(vp.media(true, 0), "RTP/AVP 100", "RTP/AVPF 100", 1)
+	webOffer, err = b2.RTPOffer(append(phone.SDP(1, "0"), avpf...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br2 := videoBrowser(t)
+	rtpAnswer, err = b2.WebAnswer(br2.Answer(webOffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, rtpAnswer, " RTP/AVPF 100\r\n")
 }
 
 // TestNoCommonCodecNamesBoth: the error says what each side has.
