@@ -858,8 +858,8 @@ func (b *Bridge) Rollback() error {
 	case stateRTPReoffered:
 		// The browser refused the re-offer: pion forgets its offer, the
 		// web leg keeps what it had.
-		if err := b.pc.SetLocalDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeRollback}); err != nil {
-			b.log.Debug("webrtc rollback", "err", err)
+		if err := b.settleRefusedOffer(); err != nil {
+			b.log.Warn("webrtc leg: refused re-offer", "err", err)
 		}
 		b.webOffered, b.rtpPendingS = b.webCodecs, nil
 		b.state = stateActive

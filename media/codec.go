@@ -326,6 +326,12 @@ func dtmfFor(list []Codec, rate uint32) (Codec, bool) {
 // type that the answer lists without a=rtpmap takes the offer's. As in
 // intersect, telephone-event is kept only at the rates of the audio kept.
 func answered(answer, offered []Codec) []Codec {
+	return intersect(named(answer, offered), offered)
+}
+
+// named gives the payload types of an answer listed without a=rtpmap the
+// format the offer gave them.
+func named(answer, offered []Codec) []Codec {
 	var in []Codec
 	for _, c := range answer {
 		if c.Name == "" {
@@ -338,5 +344,5 @@ func answered(answer, offered []Codec) []Codec {
 		}
 		in = append(in, c)
 	}
-	return intersect(in, offered)
+	return in
 }

@@ -39,6 +39,7 @@ type Engine struct {
 	mu      sync.Mutex
 	bridges map[*Bridge]struct{}
 	ended   [2]Traffic // web, rtp: the bridges gone
+	endedV  VideoCounts
 	closed  bool
 	wg      sync.WaitGroup // bridge teardowns started by the bridges themselves
 
@@ -373,6 +374,7 @@ func (e *Engine) remove(b *Bridge) {
 		delete(e.bridges, b)
 		e.ended[0].add(&st.Web)
 		e.ended[1].add(&st.RTP)
+		e.endedV.add(st.Video)
 	}
 	e.mu.Unlock()
 }
@@ -398,11 +400,12 @@ func (e *Engine) Stats() EngineStats {
 	n := len(e.bridges)
 	// Under e.mu, so that a bridge is counted either live or ended, and
 	// the sums never go back.
-	web, rtp := e.ended[0], e.ended[1]
+	web, rtp, video := e.ended[0], e.ended[1], e.endedV
 	for b := range e.bridges {
 		st := b.Stats()
 		web.add(&st.Web)
 		rtp.add(&st.RTP)
+		video.add(st.Video)
 	}
 	e.mu.Unlock()
 	inUse, draining := e.ports.counts()
@@ -415,6 +418,7 @@ func (e *Engine) Stats() EngineStats {
 		ICERestarts:   e.iceRestarts.Load(),
 		PortsInUse:    inUse,
 		PortsDraining: draining,
+		Video:         video,
 	}
 	e.transportsMu.Lock()
 	st.Transports = make(map[TransportKey]uint64, len(e.transports))

@@ -229,24 +229,34 @@ func parseSession(body []byte, web bool) (s *session, err error) {
 		}
 		return s, nil
 	}
+	if s.addr, s.rtcp, err = rtpAddrs(ci, m, s.port, "audio"); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// rtpAddrs reads where a plain RTP stream goes: the c= address (invalid
+// for 0.0.0.0, RFC 2543 hold) and the RTCP address, from a=rtcp (RFC
+// 3605) or else the next port.
+func rtpAddrs(ci *sdp.ConnectionInformation, m *sdp.MediaDescription, port int, kind string) (netip.Addr, netip.AddrPort, error) {
 	if ci == nil || ci.Address == nil {
-		return nil, fmt.Errorf("media: no c= line for the audio stream: %w", ErrInvalidSDP)
+		return netip.Addr{}, netip.AddrPort{}, fmt.Errorf("media: no c= line for the %s stream: %w", kind, ErrInvalidSDP)
 	}
 	a, err := netip.ParseAddr(ci.Address.Address)
 	if err != nil {
-		return nil, fmt.Errorf("media: connection address %q: %w", ci.Address.Address, ErrInvalidSDP)
+		return netip.Addr{}, netip.AddrPort{}, fmt.Errorf("media: %s connection address %q: %w", kind, ci.Address.Address, ErrInvalidSDP)
 	}
-	a = a.Unmap()
-	if !a.IsUnspecified() {
-		s.addr = a
+	var addr netip.Addr
+	if a = a.Unmap(); !a.IsUnspecified() {
+		addr = a
 	}
-	s.rtcp = netip.AddrPortFrom(s.addr, uint16(s.port+1))
+	rtcp := netip.AddrPortFrom(addr, uint16(port+1))
 	if v, ok := m.Attribute("rtcp"); ok {
-		if p, err := parseRTCPAttr(v, s.addr); err == nil {
-			s.rtcp = p
+		if p, err := parseRTCPAttr(v, addr); err == nil {
+			rtcp = p
 		}
 	}
-	return s, nil
+	return addr, rtcp, nil
 }
 
 // parseVideo reads the video m= line i. A line whose codecs are all of
@@ -294,21 +304,8 @@ func parseVideo(desc *sdp.SessionDescription, i int, web bool) (*videoSession, e
 	if ci == nil {
 		ci = desc.ConnectionInformation
 	}
-	if ci == nil || ci.Address == nil {
-		return nil, fmt.Errorf("media: no c= line for the video stream: %w", ErrInvalidSDP)
-	}
-	a, err := netip.ParseAddr(ci.Address.Address)
-	if err != nil {
-		return nil, fmt.Errorf("media: video connection address %q: %w", ci.Address.Address, ErrInvalidSDP)
-	}
-	if a = a.Unmap(); !a.IsUnspecified() {
-		v.addr = a
-	}
-	v.rtcp = netip.AddrPortFrom(v.addr, uint16(v.port+1))
-	if r, ok := m.Attribute("rtcp"); ok {
-		if p, err := parseRTCPAttr(r, v.addr); err == nil {
-			v.rtcp = p
-		}
+	if v.addr, v.rtcp, err = rtpAddrs(ci, m, v.port, "video"); err != nil {
+		return nil, err
 	}
 	return v, nil
 }
@@ -540,7 +537,7 @@ func (d *rtpDesc) write(id, version uint64) []byte {
 	if d.lines == nil {
 		d.writeAudio(&b)
 		if d.video != nil {
-			d.writeVideo(&b)
+			d.writeVideo(&b, "RTP/AVP")
 		}
 		return b.Bytes()
 	}
@@ -550,7 +547,7 @@ func (d *rtpDesc) write(id, version uint64) []byte {
 			continue
 		}
 		if i == d.videoIdx && d.video != nil {
-			d.writeVideo(&b)
+			d.writeVideo(&b, l.proto)
 			continue
 		}
 		formats := l.formats
@@ -560,27 +557,28 @@ func (d *rtpDesc) write(id, version uint64) []byte {
 		fmt.Fprintf(&b, "m=%s 0 %s %s\r\n", l.media, l.proto, strings.Join(formats, " "))
 	}
 	if d.video != nil && (d.videoIdx < 0 || d.videoIdx >= len(d.lines)) {
-		d.writeVideo(&b)
+		d.writeVideo(&b, "RTP/AVP")
 	}
 	return b.Bytes()
 }
 
-// writeVideo writes the video stream. The gateway asks for keyframes with
+// writeVideo writes the video stream with proto, the offer's in an answer
+// (a video phone may offer RTP/AVPF). The gateway asks for keyframes with
 // RTCP feedback and takes them that way (it translates them to and from
 // the browser), so it always says PLI and FIR.
-func (d *rtpDesc) writeVideo(b *bytes.Buffer) {
+func (d *rtpDesc) writeVideo(b *bytes.Buffer, proto string) {
 	v := d.video
 	if !v.on || len(v.codecs) == 0 {
 		pts := "0"
 		if len(v.codecs) > 0 {
 			pts = strconv.Itoa(int(v.codecs[0].PayloadType))
 		}
-		b.WriteString("m=video 0 RTP/AVP " + pts + "\r\n")
+		b.WriteString("m=video 0 " + proto + " " + pts + "\r\n")
 		return
 	}
 	b.WriteString("m=video ")
 	b.WriteString(strconv.Itoa(v.port))
-	b.WriteString(" RTP/AVP")
+	b.WriteString(" " + proto)
 	for _, c := range v.codecs {
 		b.WriteByte(' ')
 		b.WriteString(strconv.Itoa(int(c.PayloadType)))

@@ -248,6 +248,9 @@ type EngineStats struct {
 	// ICETCPRefused counts those closed at once for a cap.
 	ICETCPConns   int    `json:"ice_tcp_conns"`
 	ICETCPRefused uint64 `json:"ice_tcp_refused_total"`
+	// Video sums the video counters of every bridge since the Engine
+	// started, open ones included.
+	Video VideoCounts `json:"video"`
 }
 
 // Traffic sums the packet counters of one kind of leg over bridges. In and

@@ -4,11 +4,13 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strings"
 	"sync/atomic"
 	"time"
 
 	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
+	"github.com/pion/sdp/v3"
 	"github.com/pion/webrtc/v4"
 )
 
@@ -75,6 +77,14 @@ type VideoCounts struct {
 	KeyframesToPhone    uint64 `json:"keyframe_requests_to_phone_rtcp"`
 	KeyframesToPhoneSIP uint64 `json:"keyframe_requests_to_phone_info"`
 	KeyframesToBrowser  uint64 `json:"keyframe_requests_to_browser"`
+}
+
+func (c *VideoCounts) add(o VideoCounts) {
+	c.PacketsToWeb += o.PacketsToWeb
+	c.PacketsToRTP += o.PacketsToRTP
+	c.KeyframesToPhone += o.KeyframesToPhone
+	c.KeyframesToPhoneSIP += o.KeyframesToPhoneSIP
+	c.KeyframesToBrowser += o.KeyframesToBrowser
 }
 
 func (v *videoLeg) snapshot() VideoCounts {
@@ -250,17 +260,25 @@ func (b *Bridge) sendREMB(v *videoLeg, bitrate uint64, ssrc uint32) {
 // videoRTCPFromPhone terminates the phone's video RTCP: a PLI or FIR in it
 // becomes a PLI to the browser.
 func (b *Bridge) videoRTCPFromPhone(v *videoLeg, buf []byte) {
+	if asksKeyframe(buf) {
+		b.keyframeToBrowser(v)
+	}
+}
+
+// asksKeyframe reports whether an RTCP compound packet holds a PLI or a
+// FIR.
+func asksKeyframe(buf []byte) bool {
 	pkts, err := rtcp.Unmarshal(buf)
 	if err != nil {
-		return
+		return false
 	}
 	for _, p := range pkts {
 		switch p.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-			b.keyframeToBrowser(v)
-			return
+			return true
 		}
 	}
+	return false
 }
 
 // keyframeToBrowser asks the browser for a keyframe with a PLI.
@@ -280,16 +298,8 @@ func (b *Bridge) keyframeToBrowser(v *videoLeg) bool {
 // PLI or FIR becomes RTCP feedback to the phone when it offered it, else a
 // call of OnKeyframeRequest (the gateway sends SIP INFO).
 func (b *Bridge) videoRTCPFromWeb(v *videoLeg, buf []byte) {
-	pkts, err := rtcp.Unmarshal(buf)
-	if err != nil {
-		return
-	}
-	for _, p := range pkts {
-		switch p.(type) {
-		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
-			b.keyframeToPhone(v)
-			return
-		}
+	if asksKeyframe(buf) {
+		b.keyframeToPhone(v)
 	}
 }
 
@@ -463,19 +473,7 @@ func (b *Bridge) answerPhoneVideo(offered *videoSession, accepted []Codec, their
 // answeredVideo is answered for video: the codecs of an answer that were
 // offered, in the answer's numbering.
 func answeredVideo(answer, offered []Codec) []Codec {
-	var in []Codec
-	for _, c := range answer {
-		if c.Name == "" {
-			o, ok := byPT(offered, c.PayloadType)
-			if !ok {
-				continue
-			}
-			o.Fmtp = c.Fmtp
-			c = o
-		}
-		in = append(in, c)
-	}
-	return intersectVideo(in, offered, false)
+	return intersectVideo(named(answer, offered), offered, false)
 }
 
 // phoneVideoDir is phoneDir for a video stream.
@@ -540,4 +538,55 @@ func (b *Bridge) videoInForce() webVideo {
 		w.bitrate = b.rtpV.bitrate
 	}
 	return w
+}
+
+// settleRefusedOffer ends pion's pending offer that the browser refused.
+// pion cannot roll a local offer back, so the offer is answered, for the
+// browser, with what is in force: each m= line of the browser's current
+// answer, by mid, and the lines the offer added rejected (port 0). The
+// browser never sees it; it keeps its own session as it was.
+func (b *Bridge) settleRefusedOffer() error {
+	pending, current := b.pc.PendingLocalDescription(), b.pc.CurrentRemoteDescription()
+	if pending == nil || current == nil {
+		return nil
+	}
+	offer, answer := &sdp.SessionDescription{}, &sdp.SessionDescription{}
+	if err := offer.UnmarshalString(pending.SDP); err != nil {
+		return err
+	}
+	if err := answer.UnmarshalString(current.SDP); err != nil {
+		return err
+	}
+	byMid := map[string]*sdp.MediaDescription{}
+	for _, m := range answer.MediaDescriptions {
+		mid, _ := m.Attribute("mid")
+		byMid[mid] = m
+	}
+	answer.MediaDescriptions = answer.MediaDescriptions[:0]
+	mids := []string{"BUNDLE"}
+	for _, m := range offer.MediaDescriptions {
+		mid, _ := m.Attribute("mid")
+		if r, ok := byMid[mid]; ok {
+			answer.MediaDescriptions = append(answer.MediaDescriptions, r)
+			mids = append(mids, mid)
+			continue
+		}
+		rej := &sdp.MediaDescription{
+			MediaName:             sdp.MediaName{Media: m.MediaName.Media, Port: sdp.RangedPort{Value: 0}, Protos: m.MediaName.Protos, Formats: m.MediaName.Formats},
+			ConnectionInformation: m.ConnectionInformation,
+			Attributes:            m.Attributes,
+		}
+		rejectWebMedia(rej)
+		answer.MediaDescriptions = append(answer.MediaDescriptions, rej)
+	}
+	for i, a := range answer.Attributes {
+		if a.Key == "group" && strings.HasPrefix(a.Value, "BUNDLE") {
+			answer.Attributes[i].Value = strings.Join(mids, " ")
+		}
+	}
+	raw, err := answer.Marshal()
+	if err != nil {
+		return err
+	}
+	return b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(raw)})
 }

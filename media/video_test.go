@@ -100,61 +100,32 @@ func TestVideoBrowserCallsPhone(t *testing.T) {
 	br.SetAnswer(webAnswer)
 	br.WaitConnected()
 
-	// Phone → browser: an IDR, payload type 100 becomes 102.
-	var got *rtp.Packet
-	deadline := time.Now().Add(10 * time.Second)
-	for seq := uint16(1); got == nil; seq += 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("no video reached the browser")
-		}
-		for _, p := range mediapeer.H264Packets(mediapeer.H264IDR(), 100, 0xabc, seq, uint32(seq)*3000) {
-			raw, _ := p.Marshal()
-			_, _ = vp.rtp.WriteToUDPAddrPort(raw, gwVideo)
-		}
-		select {
-		case p := <-br.VideoPackets():
-			got = p
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	// Phone → browser: an IDR, payload type 100 becomes 102, on one
+	// stream with consecutive sequence numbers.
+	got := videoToBrowser(t, vp, gwVideo, br, 100)
 	if got.PayloadType != 102 {
 		t.Fatalf("browser got video pt %d, want 102", got.PayloadType)
 	}
-	idr := got
-	for !mediapeer.IsH264IDR(idr.Payload) {
-		select {
-		case idr = <-br.VideoPackets():
-		case <-time.After(5 * time.Second):
-			t.Fatal("no IDR reached the browser")
+	select {
+	case next := <-br.VideoPackets():
+		if next.SSRC != got.SSRC || next.SequenceNumber != got.SequenceNumber+1 || next.Timestamp != got.Timestamp {
+			t.Errorf("video to the browser broke: ssrc %x seq %d ts %d after %x %d %d", next.SSRC, next.SequenceNumber, next.Timestamp, got.SSRC, got.SequenceNumber, got.Timestamp)
 		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the rest of the access unit did not reach the browser")
 	}
 
-	// Browser → phone: pt 102 becomes 100, keyframe intact.
-	buf := make([]byte, 1500)
-	var atPhone *rtp.Packet
-	for seq := uint16(1); atPhone == nil; seq += 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("no video reached the phone")
-		}
-		for _, p := range mediapeer.H264Packets(mediapeer.H264IDR(), 102, 0, seq, uint32(seq)*3000) {
-			br.SendVideo(p)
-		}
-		_ = vp.rtp.SetReadDeadline(time.Now().Add(50 * time.Millisecond))
-		for {
-			n, err := vp.rtp.Read(buf)
-			if err != nil {
-				break
-			}
-			var p rtp.Packet
-			if p.Unmarshal(buf[:n]) == nil && mediapeer.IsH264IDR(p.Payload) {
-				atPhone = &p
-				break
-			}
-		}
-	}
+	// Browser → phone: pt 102 becomes 100, keyframe intact; the browser
+	// is told, by REMB, to keep to the phone's b=AS:500.
+	atPhone := videoToPhone(t, br, vp, 102)
 	if atPhone.PayloadType != 100 {
 		t.Fatalf("phone got pt %d, want 100", atPhone.PayloadType)
 	}
+	waitFor(t, "a REMB at the browser", func() bool { return br.REMB() != 0 })
+	if r := br.REMB(); r < 490000 || r > 510000 {
+		t.Errorf("REMB %d bit/s, want the phone's 500 kbit/s", r)
+	}
+	buf := make([]byte, 1500)
 
 	// Browser's PLI → the phone's RTCP port, as RTCP feedback.
 	br.RequestKeyframe(got.SSRC)
@@ -277,6 +248,20 @@ func TestVideoPhoneCallsBrowser(t *testing.T) {
 	if videoPort(t, rtpAnswer) == 0 {
 		t.Fatalf("video refused:\n%s", rtpAnswer)
 	}
+
+	// A phone offering RTP/AVPF for its video gets RTP/AVPF back.
+	b2 := newTestBridge(t, e)
+	avpf := strings.Replace(vp.media(true, 0), "RTP/AVP 100", "RTP/AVPF 100", 1)
+	webOffer, err = b2.RTPOffer(append(phone.SDP(1, "0"), avpf...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br2 := videoBrowser(t)
+	rtpAnswer, err = b2.WebAnswer(br2.Answer(webOffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, rtpAnswer, " RTP/AVPF 100\r\n")
 }
 
 // TestNoCommonCodecNamesBoth: the error says what each side has.
@@ -307,6 +292,7 @@ func TestHostileVideoSDP(t *testing.T) {
 		"m-lines":          many,
 		"profile-level-id": head + "m=video 5006 RTP/AVP 97\r\na=rtpmap:97 H264/90000\r\na=fmtp:97 packetization-mode=1;profile-level-id=zzzzzzzzzz\r\n",
 		"pt out of range":  head + "m=video 5006 RTP/AVP 300\r\n",
+		"formats":          head + "m=video 5006 RTP/AVP" + strings.Repeat(" 96", maxFormats+1) + "\r\n",
 	} {
 		if _, err := parseSession([]byte(body), false); !errors.Is(err, ErrInvalidSDP) {
 			t.Errorf("%s: err %v, want ErrInvalidSDP", name, err)
@@ -517,5 +503,126 @@ func TestVideoAddedByBrowser(t *testing.T) {
 				break
 			}
 		}
+	}
+}
+
+// TestBridgeOptionsCodecs: a bridge's own policy filters and orders what
+// the phone is offered, and one without video formats keeps the call
+// audio-only.
+func TestBridgeOptionsCodecs(t *testing.T) {
+	e := newTestEngine(t, Options{})
+	b, err := e.NewBridgeWith(context.Background(), t.Name(), BridgeOptions{Codecs: []Codec{
+		{Name: "PCMA", ClockRate: 8000, PayloadType: 8},
+		{Name: "PCMU", ClockRate: 8000, PayloadType: 0},
+		{Name: "telephone-event", ClockRate: 8000, PayloadType: 101},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	br := mediapeer.NewBrowser(t, mediapeer.BrowserOptions{
+		Codecs: []webrtc.RTPCodecParameters{
+			{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMU, ClockRate: 8000}, PayloadType: 0},
+			{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypePCMA, ClockRate: 8000}, PayloadType: 8},
+			{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: "audio/telephone-event", ClockRate: 8000, SDPFmtpLine: "0-16"}, PayloadType: 126},
+		},
+		Video: []webrtc.RTPCodecParameters{{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96}},
+	})
+	offer, err := b.WebOffer(br.Offer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, offer, " RTP/AVP 8 0 126\r\n")
+	if strings.Contains(string(offer), "m=video") {
+		t.Errorf("video offered against the bridge's policy:\n%s", offer)
+	}
+	if _, err := e.NewBridgeWith(context.Background(), "x", BridgeOptions{Codecs: DefaultVideoCodecs()}); !errors.Is(err, ErrInvalidOptions) {
+		t.Errorf("a policy without audio: %v", err)
+	}
+}
+
+// TestVideoAddRefusedByBrowser: the browser refuses the re-offer that
+// adds video (the gateway gets a 488 for its re-INVITE): Rollback keeps
+// the audio call as it was, and a later re-offer adding video works.
+func TestVideoAddRefusedByBrowser(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	b := newTestBridge(t, e)
+	phone := mediapeer.NewPhone(t)
+	webOffer, err := b.RTPOffer(phone.SDP(1, "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := mediapeer.NewBrowser(t, mediapeer.BrowserOptions{VideoLater: true, Video: []webrtc.RTPCodecParameters{
+		{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000}, PayloadType: 96},
+	}})
+	if _, err := b.WebAnswer(br.Answer(webOffer)); err != nil {
+		t.Fatal(err)
+	}
+	br.WaitConnected()
+	vp := newVideoPhone(t)
+	vp8 := "m=video " + strconv.Itoa(port(vp.rtp)) + " RTP/AVP 100\r\na=rtpmap:100 VP8/90000\r\n"
+	if _, err := b.RTPReofferWeb(append(phone.SDP(2, "0"), vp8...)); err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.RTPReoffer(phone.SDP(3, "0", "a=sendonly")); err != nil {
+		t.Fatalf("hold after the refused video: %v", err)
+	}
+	webReoffer, err := b.RTPReofferWeb(append(phone.SDP(4, "0"), vp8...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br.AddVideo()
+	rtpAnswer, err := b.WebAnswer(br.Answer(webReoffer))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if videoPort(t, rtpAnswer) == 0 {
+		t.Fatalf("video refused after the rollback:\n%s", rtpAnswer)
+	}
+	if err := phone.Learn(rtpAnswer); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "audio at the browser", func() bool {
+		phone.SendPCMU(make([]byte, 160))
+		return br.Received() > 0
+	})
+	gw := netip.AddrPortFrom(loopback, uint16(videoPort(t, rtpAnswer)))
+	deadline := time.Now().Add(10 * time.Second)
+	for seq, got := uint16(1), false; !got; seq++ {
+		if time.Now().After(deadline) {
+			t.Fatal("no video at the browser after the rollback")
+		}
+		raw, _ := (&rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 100, SequenceNumber: seq, SSRC: 5}, Payload: mediapeer.VP8Keyframe()}).Marshal()
+		_, _ = vp.rtp.WriteToUDPAddrPort(raw, gw)
+		select {
+		case p := <-br.VideoPackets():
+			got = mediapeer.IsVP8Keyframe(p.Payload)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// TestAnswerFmtpLevel: an answer's H.264 level is never above the
+// offer's, and drops to what the other leg takes (RFC 6184 §8.2.2).
+func TestAnswerFmtpLevel(t *testing.T) {
+	offer := Codec{Name: "H264", ClockRate: 90000, Fmtp: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"}
+	for other, want := range map[string]string{
+		"packetization-mode=1;profile-level-id=42e01e": "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01e",
+		"packetization-mode=1;profile-level-id=42e028": offer.Fmtp, // 4.0 > 3.1: not raised
+		"packetization-mode=1":                         offer.Fmtp,
+	} {
+		if got := answerFmtp(offer, other); got != want {
+			t.Errorf("answer to %q against %q: %q, want %q", offer.Fmtp, other, got, want)
+		}
+	}
+	if vp8 := (Codec{Name: "VP8", ClockRate: 90000, Fmtp: "max-fr=30"}); answerFmtp(vp8, "max-fr=15") != "max-fr=30" {
+		t.Error("a VP8 fmtp changed")
+	}
+	if (Codec{Name: "H264", ClockRate: 90000, Fmtp: "packetization-mode=0;profile-level-id=42e01f"}).key() == offer.key() {
+		t.Error("packetization modes 0 and 1 are the same format")
 	}
 }

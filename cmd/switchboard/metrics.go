@@ -75,6 +75,7 @@ type stackCollector struct {
 	reconnects, flowLost, uaMoves, iceRestarts             *prometheus.Desc
 	callsBusy                                              *prometheus.Desc
 	transfers, transfersRefused, replaced                  *prometheus.Desc
+	videoPackets, keyframes                                *prometheus.Desc
 }
 
 func newStackCollector(s *sipStack) *stackCollector {
@@ -140,6 +141,8 @@ func newStackCollector(s *sipStack) *stackCollector {
 		transfers:        d("transfer_refers_total", "REFERs (call transfers) the transfer policy let through, proxied or relayed across a bridged call."),
 		transfersRefused: d("transfer_refused_total", "REFERs refused by the transfer policy, by reason: malformed (no, several or a bad Refer-To, or an unsupported scheme), header (Refer-To embeds a header other than Replaces), method (a method other than INVITE), target (a trunk or stranger transferring to what it may not reach, or sending an INVITE with Replaces to a party it may not reach), local_only (an INVITE with Replaces from a user kept to our domains for a party outside them).", "reason"),
 		replaced:         d("transfer_replaces_total", "INVITEs with Replaces (attended transfers) routed to the party of a dialog the gateway knows, rewritten for a bridged call's other leg."),
+		videoPackets:     d("media_video_packets_total", "Video packets relayed by bridged calls, to the browser (to=webrtc) or the phone (to=sip).", "to"),
+		keyframes:        d("media_keyframe_requests_total", "Keyframe requests translated: to the browser (PLI), to the phone as RTCP (PLI or FIR) or as SIP INFO picture_fast_update.", "to"),
 	}
 }
 
@@ -228,6 +231,11 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.iceTCPConns, float64(es.ICETCPConns))
 	counter(c.iceTCPRefused, es.ICETCPRefused)
 	counter(c.iceRestarts, es.ICERestarts)
+	counter(c.videoPackets, es.Video.PacketsToWeb, "webrtc")
+	counter(c.videoPackets, es.Video.PacketsToRTP, "sip")
+	counter(c.keyframes, es.Video.KeyframesToBrowser, "webrtc")
+	counter(c.keyframes, es.Video.KeyframesToPhone, "sip_rtcp")
+	counter(c.keyframes, es.Video.KeyframesToPhoneSIP, "sip_info")
 	bs := s.gw.Calls().Stats()
 	counter(c.reconnects, bs.Reconnects)
 	counter(c.flowLost, bs.FlowLost)

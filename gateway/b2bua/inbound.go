@@ -169,10 +169,7 @@ func (c *call) serveOffer(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 		var fail *sip.Response
 		sdp, fail, err = c.relayOffer(l, tx, body, br.RTPReofferWeb, br.WebAnswer)
 		if fail != nil {
-			code, reason := failureFor(fail)
-			if fail.StatusCode == 491 || fail.StatusCode == 488 || fail.StatusCode == 487 {
-				code, reason = fail.StatusCode, fail.Reason
-			}
+			code, reason := relayedFailure(fail)
 			respond(l.reply(req, code, reason))
 			return
 		}
@@ -210,10 +207,7 @@ func (c *call) serveOffer(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 		var fail *sip.Response
 		sdp, fail, err = c.relayOffer(l, tx, body, br.WebReoffer, br.RTPAnswer)
 		if fail != nil {
-			code, reason := failureFor(fail)
-			if fail.StatusCode == 491 || fail.StatusCode == 488 || fail.StatusCode == 487 {
-				code, reason = fail.StatusCode, fail.Reason
-			}
+			code, reason := relayedFailure(fail)
 			respond(l.reply(req, code, reason))
 			return
 		}
@@ -254,6 +248,15 @@ func (c *call) serveOffer(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 		return
 	}
 	c.log.Debug("re-offer answered", "leg", l.role, "method", req.Method)
+}
+
+// relayedFailure is the status answered to a re-offer that the other leg
+// refused: its 491, 488 or 487 as it is, else as failureFor says.
+func relayedFailure(fail *sip.Response) (int, string) {
+	if fail.StatusCode == 491 || fail.StatusCode == 488 || fail.StatusCode == 487 {
+		return fail.StatusCode, fail.Reason
+	}
+	return failureFor(fail)
 }
 
 // relayOffer carries a re-offer on l to the other leg in a re-INVITE and

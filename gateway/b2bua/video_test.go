@@ -131,3 +131,53 @@ func TestVideoAddedByPhoneReinvite(t *testing.T) {
 	}
 	audioToPhone(t, br, ph)
 }
+
+// TestVideoAddedByBrowserReinvite: the browser's re-INVITE adding video
+// reaches the phone as a re-INVITE with m=video; a phone that refuses it
+// (port 0) leaves the call audio-only, and the browser is told so.
+func TestVideoAddedByBrowserReinvite(t *testing.T) {
+	for _, refuse := range []bool{false, true} {
+		t.Run("refuse="+strconv.FormatBool(refuse), func(t *testing.T) {
+			h := newHarness(t, harnessOptions{})
+			br := mediapeer.NewBrowser(t, mediapeer.BrowserOptions{Codecs: newTestBrowserCodecs(), Video: videoCodecs(), VideoLater: true})
+			t.Cleanup(h.autoAnswer)
+			ph := newTestPhone(t)
+			oc := h.browser.invite("phone", br.Offer())
+			in := h.phone.expect(sip.MethodInvite)
+			ph.learn(in.req.Body)
+			in.respond(200, ph.sdp(1, "0 101"))
+			res := oc.await(200)
+			br.SetAnswer(res.Body)
+			oc.ack(res, nil)
+			h.phone.expect(sip.MethodAck)
+			br.WaitConnected()
+
+			br.AddVideo()
+			done := make(chan *sip.Response, 1)
+			go func() { done <- h.browser.request(oc.dlg, sip.MethodInvite, br.Offer(), contentSDP) }()
+			reinv := h.phone.expect(sip.MethodInvite)
+			mustContain(t, reinv.req.Body, "m=audio ", "m=video ", "VP8/90000")
+			video := phoneVideo(videoSocket(t), true)
+			if refuse {
+				video = "m=video 0 RTP/AVP 96\r\n"
+			}
+			reinv.respond(200, append(ph.sdp(2, "0 101"), video...))
+			h.phone.expect(sip.MethodAck)
+			var ok *sip.Response
+			select {
+			case ok = <-done:
+			case <-timeAfter():
+				t.Fatal("no answer to the browser's re-INVITE")
+			}
+			if ok.StatusCode != 200 {
+				t.Fatalf("browser's re-INVITE: %d", ok.StatusCode)
+			}
+			m := mVideo.FindSubmatch(ok.Body)
+			if m == nil || (string(m[1]) == "0") != refuse {
+				t.Fatalf("refused %v, browser's answer:\n%s", refuse, ok.Body)
+			}
+			br.SetAnswer(ok.Body)
+			audioToPhone(t, br, ph)
+		})
+	}
+}

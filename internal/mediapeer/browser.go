@@ -96,6 +96,7 @@ type Browser struct {
 	wg        *sync.WaitGroup // the goroutines that end with the browser
 	videoGot  chan *rtp.Packet
 	keyframes atomic.Int64
+	remb      atomic.Uint64
 }
 
 // DefaultCodecs are what a Browser offers when its options name none.
@@ -243,9 +244,11 @@ func (b *Browser) AddVideo() {
 				return
 			}
 			for _, p := range pkts {
-				switch p.(type) {
+				switch p := p.(type) {
 				case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
 					b.keyframes.Add(1)
+				case *rtcp.ReceiverEstimatedMaximumBitrate:
+					b.remb.Store(uint64(p.Bitrate))
 				}
 			}
 		}
@@ -286,6 +289,10 @@ func (b *Browser) VideoPackets() <-chan *rtp.Packet { return b.videoGot }
 // KeyframeRequests returns how many PLI and FIR the browser got for the
 // video it sends.
 func (b *Browser) KeyframeRequests() int64 { return b.keyframes.Load() }
+
+// REMB returns the bitrate of the last REMB the browser got for the video
+// it sends (bit/s), 0 before any.
+func (b *Browser) REMB() uint64 { return b.remb.Load() }
 
 // RequestKeyframe sends a PLI for the video stream ssrc it receives, as a
 // browser's decoder does when it lost a frame.
