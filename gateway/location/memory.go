@@ -186,6 +186,12 @@ func durable(b *Binding) bool {
 // sortBindings orders bindings as Get returns them: q descending, then most
 // recently refreshed first.
 func sortBindings(list []Binding) {
+	if len(list) < 2 {
+		// Most AORs have one binding. The comparator takes Bindings by
+		// value, and its frame is what grew a REGISTER goroutine's
+		// stack in the profile of the REGISTER ladder.
+		return
+	}
 	slices.SortStableFunc(list, func(a, b Binding) int {
 		if c := cmp.Compare(b.Q, a.Q); c != 0 {
 			return c
