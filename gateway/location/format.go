@@ -256,30 +256,17 @@ func scan(r io.Reader, size int64, path, magic string, fn func(aorState)) (scanR
 			return res, nil
 		}
 		switch kind, body := payload[0], payload[1:]; kind {
-		case kindAOR:
-			var s aorState
-			if err := json.Unmarshal(body, &s); err != nil {
+		case kindAOR, kindBindings:
+			s, err := decodeAOR(kind, body)
+			switch {
+			case err != nil:
 				res.bad = append(res.bad, damaged("undecodable record: %v", err))
-				break
-			}
-			if s.AOR == "" {
+			case s.AOR == "":
 				res.bad = append(res.bad, damaged("record without an address of record"))
-				break
+			default:
+				res.records++
+				fn(s)
 			}
-			res.records++
-			fn(s)
-		case kindBindings:
-			s, err := decodeBindings(body)
-			if err != nil {
-				res.bad = append(res.bad, damaged("undecodable record: %v", err))
-				break
-			}
-			if s.AOR == "" {
-				res.bad = append(res.bad, damaged("record without an address of record"))
-				break
-			}
-			res.records++
-			fn(s)
 		case kindEnd:
 			if len(body) != endBodyLen {
 				res.bad = append(res.bad, damaged("end record of %d bytes", len(body)))
@@ -294,6 +281,17 @@ func scan(r io.Reader, size int64, path, magic string, fn func(aorState)) (scanR
 		res.end = off
 	}
 	return res, nil
+}
+
+// decodeAOR decodes the body of a record of an AOR's state: binary, or
+// the JSON of earlier versions.
+func decodeAOR(kind byte, body []byte) (aorState, error) {
+	if kind == kindBindings {
+		return decodeBindings(body)
+	}
+	var s aorState
+	err := json.Unmarshal(body, &s)
+	return s, err
 }
 
 func allZero(b []byte) bool {

@@ -146,15 +146,9 @@ func (r *recordReader) uvarint(field string) uint64 {
 		return 0
 	}
 	v, n := binary.Uvarint(r.b)
-	switch {
-	case n == 0:
-		r.fail(field, errTruncated)
-		return 0
-	case n < 0:
-		r.fail(field, errors.New("number overflows 64 bits"))
+	if !r.advance(field, n) {
 		return 0
 	}
-	r.b, r.off = r.b[n:], r.off+n
 	return v
 }
 
@@ -163,16 +157,25 @@ func (r *recordReader) varint(field string) int64 {
 		return 0
 	}
 	v, n := binary.Varint(r.b)
+	if !r.advance(field, n) {
+		return 0
+	}
+	return v
+}
+
+// advance moves past a number of n bytes as binary.Uvarint and Varint
+// report it: 0 when the bytes ended, negative when it overflowed.
+func (r *recordReader) advance(field string, n int) bool {
 	switch {
 	case n == 0:
 		r.fail(field, errTruncated)
-		return 0
+		return false
 	case n < 0:
 		r.fail(field, errors.New("number overflows 64 bits"))
-		return 0
+		return false
 	}
 	r.b, r.off = r.b[n:], r.off+n
-	return v
+	return true
 }
 
 // bytes returns the next length-prefixed field, still in the record.
