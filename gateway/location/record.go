@@ -40,8 +40,9 @@ import (
 const kindBindings = 'B'
 
 // minBindingLen is the fewest bytes one encoded binding takes: a byte for
-// each of its 17 length, count or number fields and two for each time.
-const minBindingLen = 17
+// each of its 12 strings, counts and numbers, and two for each of its
+// two times.
+const minBindingLen = 16
 
 // errTruncated means a binary record ended in the middle of a field.
 var errTruncated = errors.New("record ends early")

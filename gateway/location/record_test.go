@@ -279,3 +279,25 @@ func TestLoadJSONRecords(t *testing.T) {
 		t.Errorf("the new snapshot's records by kind: %v", kinds)
 	}
 }
+
+// TestBindingsMinimal: a binding with every field empty or zero (its times
+// at the Unix epoch) takes minBindingLen bytes, and a record of such
+// bindings decodes: the check of the count against the bytes left refuses
+// no record that holds what it counts.
+func TestBindingsMinimal(t *testing.T) {
+	epoch := time.Unix(0, 0)
+	x := Binding{Expires: epoch, Received: epoch}
+	b := appendBinding(nil, &x)
+	if n := len(b) - len(x.Contact.AppendTo(nil)); n != minBindingLen {
+		t.Errorf("an empty binding takes %d bytes besides its Contact's text, minBindingLen is %d", n, minBindingLen)
+	}
+	body := appendString(nil, aor)
+	body = binary.AppendUvarint(body, 3)
+	for range 3 {
+		body = appendString(body, "")
+		body = append(body, make([]byte, minBindingLen-1)...)
+	}
+	if s, err := decodeBindings(body); err != nil || len(s.Bindings) != 3 {
+		t.Errorf("3 minimal bindings: %d, %v", len(s.Bindings), err)
+	}
+}
