@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"log/slog"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -509,6 +510,9 @@ func (kt *knownTable) add(user string, src netip.Addr, now, cutoff int64, capaci
 		for len(kt.m) >= capacity {
 			kt.remove(kt.lru.Back())
 		}
+		// user may point into a request's buffer, which the table must
+		// not keep alive.
+		user = strings.Clone(user)
 		ku = &knownUser{user: user}
 		kt.m[user] = kt.lru.PushFront(ku)
 	}

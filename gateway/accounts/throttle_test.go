@@ -8,6 +8,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/switchboard/switchboard/clock"
 )
@@ -414,5 +415,23 @@ func TestThrottleBlockedUserBlocksItsGuessers(t *testing.T) {
 	}
 	if _, blocked := th.Blocked(guesser); !blocked {
 		t.Error("a source that tried a blocked name 3 times is not blocked")
+	}
+}
+
+// TestSuccessCopiesUser: the table of known sources keeps a copy of the
+// user name, not the request's buffer it was parsed from.
+func TestSuccessCopiesUser(t *testing.T) {
+	th := &Throttle{Clock: clock.NewFake(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))}
+	buf := []byte("Authorization: Digest username=\"alice\"" + strings.Repeat(" ", 4000))
+	user := unsafe.String(&buf[len("Authorization: Digest username=\"")], len("alice"))
+	th.Success(ip1, user)
+	th.mu.RLock()
+	defer th.mu.RUnlock()
+	e, ok := th.known.m["alice"]
+	if !ok {
+		t.Fatal("alice not known")
+	}
+	if kept := e.Value.(*knownUser).user; unsafe.StringData(kept) == unsafe.StringData(user) {
+		t.Error("the table keeps the request's buffer alive")
 	}
 }

@@ -25,10 +25,13 @@ import (
 //	crc      4 bytes  CRC-32C of the length bytes and the payload
 //	payload  length bytes: a kind byte, then its body
 //
-// A kindAOR record holds the whole state of one address of record, as JSON
-// ({"aor":..., "bindings":[...]}; no bindings: the AOR has none), so
+// A kindBindings record holds the whole state of one address of record
+// in a binary form (see kindBindings; no bindings: the AOR has none), so
 // replaying records is "last one wins" per AOR and needs no other rule of
-// the store. A snapshot ends with one kindEnd record whose body is the
+// the store. A kindAOR record holds the same as JSON ({"aor":...,
+// "bindings":[...]}): versions before the binary record wrote it, and it
+// is still read, so that their files load; the snapshot written at Open
+// then holds binary records only. A snapshot ends with one kindEnd record whose body is the
 // count of its kindAOR records, little-endian in 8 bytes: a snapshot
 // without it was cut short.
 //
@@ -89,17 +92,7 @@ func appendRecord(dst []byte, kind byte, fill func([]byte) ([]byte, error)) ([]b
 
 // appendAOR appends the record of aor's bindings to dst.
 func appendAOR(dst []byte, aor string, list []Binding) ([]byte, error) {
-	return appendRecord(dst, kindAOR, func(b []byte) ([]byte, error) {
-		s := aorState{AOR: aor, Bindings: make([]record, len(list))}
-		for i := range list {
-			s.Bindings[i] = newRecord(&list[i])
-		}
-		body, err := json.Marshal(s)
-		if err != nil {
-			return b, fmt.Errorf("encode bindings of %s: %w", aor, err)
-		}
-		return append(b, body...), nil
-	})
+	return appendBindings(dst, aor, list, keepAll)
 }
 
 // appendEnd appends a snapshot's end record, counting n AOR records.
@@ -263,18 +256,17 @@ func scan(r io.Reader, size int64, path, magic string, fn func(aorState)) (scanR
 			return res, nil
 		}
 		switch kind, body := payload[0], payload[1:]; kind {
-		case kindAOR:
-			var s aorState
-			if err := json.Unmarshal(body, &s); err != nil {
+		case kindAOR, kindBindings:
+			s, err := decodeAOR(kind, body)
+			switch {
+			case err != nil:
 				res.bad = append(res.bad, damaged("undecodable record: %v", err))
-				break
-			}
-			if s.AOR == "" {
+			case s.AOR == "":
 				res.bad = append(res.bad, damaged("record without an address of record"))
-				break
+			default:
+				res.records++
+				fn(s)
 			}
-			res.records++
-			fn(s)
 		case kindEnd:
 			if len(body) != endBodyLen {
 				res.bad = append(res.bad, damaged("end record of %d bytes", len(body)))
@@ -289,6 +281,17 @@ func scan(r io.Reader, size int64, path, magic string, fn func(aorState)) (scanR
 		res.end = off
 	}
 	return res, nil
+}
+
+// decodeAOR decodes the body of a record of an AOR's state: binary, or
+// the JSON of earlier versions.
+func decodeAOR(kind byte, body []byte) (aorState, error) {
+	if kind == kindBindings {
+		return decodeBindings(body)
+	}
+	var s aorState
+	err := json.Unmarshal(body, &s)
+	return s, err
 }
 
 func allZero(b []byte) bool {

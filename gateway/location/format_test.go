@@ -104,6 +104,9 @@ func TestScanTornTail(t *testing.T) {
 				// damage unless it runs past the end of the file.
 				continue
 			}
+			if bytes.Equal(torn, data) {
+				continue // the fill wrote the record's own bytes (its last fields are zeros)
+			}
 			res, aors := scanBytes(t, torn, journalMagic)
 			wantTorn := len(torn) > last // nothing of the record written is no tear
 			if res.torn != wantTorn || res.corrupt != nil || res.end != int64(last) || len(aors) != 2 {

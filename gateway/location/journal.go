@@ -153,18 +153,12 @@ func (d *disk) start() error {
 // appendLocked appends the record of aor's durable bindings to the
 // current batch and returns the batch. The caller holds m.mu.
 func (d *disk) appendLocked(aor string, list []Binding) (*batch, error) {
-	keep := make([]Binding, 0, len(list))
-	for i := range list {
-		if durable(&list[i]) {
-			keep = append(keep, list[i])
-		}
-	}
 	b := d.cur
 	if b == nil {
 		b = &batch{buf: d.spare, done: make(chan struct{})}
 		d.spare = nil
 	}
-	buf, err := appendAOR(b.buf, aor, keep)
+	buf, err := appendBindings(b.buf, aor, list, durable)
 	if err != nil {
 		return nil, err
 	}

@@ -444,7 +444,7 @@ func TestWriterInterruptedAtEveryOffset(t *testing.T) {
 	b.CSeq, b.UserAgent = 3, "Desk/2"
 	mustPut(t, m, b)
 	after := dump(t, m)
-	if len(record) < 100 {
+	if len(record) < 50 {
 		t.Fatalf("record of %d bytes", len(record))
 	}
 	journal := filepath.Base(onlyJournal(t, base))
@@ -531,7 +531,7 @@ func TestCrashDuringCompaction(t *testing.T) {
 // TestCompactionBoundsJournal: the journal is compacted into a snapshot
 // once it passes its limit, old journals go, and the state is unchanged.
 func TestCompactionBoundsJournal(t *testing.T) {
-	const limit = 4 << 10
+	const limit = 1 << 10
 	dir := t.TempDir()
 	m, c := openMem(t, Options{Dir: dir, JournalLimit: limit})
 	for i := range 300 {
@@ -559,7 +559,7 @@ func TestCompactionBoundsJournal(t *testing.T) {
 			t.Errorf("files: %v, want the snapshot and at most one journal", names)
 		}
 	}
-	// 300 records of about 230 bytes: 17 journals' worth.
+	// 300 records of about 70 bytes: 20 journals' worth.
 	if s := m.Stats(); s.Snapshots < 10 {
 		t.Errorf("%d snapshots for %d journal records, want ≥ 10", s.Snapshots, s.Records)
 	}

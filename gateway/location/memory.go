@@ -186,12 +186,38 @@ func durable(b *Binding) bool {
 // sortBindings orders bindings as Get returns them: q descending, then most
 // recently refreshed first.
 func sortBindings(list []Binding) {
+	if len(list) <= smallSort {
+		// A stable insertion sort that compares in place: the lists of
+		// REGISTERs are short and nearly sorted (one binding changed),
+		// and slices.SortStableFunc's comparator takes two Bindings by
+		// value, whose frames grew REGISTER goroutines' stacks in the
+		// profile of the REGISTER ladder.
+		for i := 1; i < len(list); i++ {
+			for j := i; j > 0 && before(&list[j], &list[j-1]); j-- {
+				list[j], list[j-1] = list[j-1], list[j]
+			}
+		}
+		return
+	}
 	slices.SortStableFunc(list, func(a, b Binding) int {
 		if c := cmp.Compare(b.Q, a.Q); c != 0 {
 			return c
 		}
 		return b.Received.Compare(a.Received)
 	})
+}
+
+// smallSort is the longest list sortBindings sorts by insertion; longer
+// ones (a restart's, from a file that may hold any number) take
+// O(n log n).
+const smallSort = 2 * DefaultMaxBindingsPerAOR
+
+// before reports whether a goes strictly before b in Get's order.
+func before(a, b *Binding) bool {
+	if a.Q != b.Q {
+		return a.Q > b.Q
+	}
+	return a.Received.After(b.Received)
 }
 
 // Get returns the unexpired bindings of aor (see Store).

@@ -1,14 +1,17 @@
 package location
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -544,5 +547,30 @@ func TestConcurrent(t *testing.T) {
 	wg.Wait()
 	if err := m.Compact(ctx); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSortBindings: short lists (sorted by insertion) and long ones come
+// out in Get's order, equal bindings in the order they were in.
+func TestSortBindings(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for n := range 3 * smallSort {
+		list := make([]Binding, n)
+		for i := range list {
+			list[i] = Binding{CallID: fmt.Sprint(i), Q: 500 * rng.IntN(3), Received: start.Add(time.Duration(rng.IntN(4)) * time.Second)}
+		}
+		want := slices.Clone(list)
+		slices.SortStableFunc(want, func(a, b Binding) int {
+			if c := cmp.Compare(b.Q, a.Q); c != 0 {
+				return c
+			}
+			return b.Received.Compare(a.Received)
+		})
+		sortBindings(list)
+		for i := range list {
+			if list[i].CallID != want[i].CallID {
+				t.Fatalf("%d bindings: at %d got %s (q %d, %v), want %s", n, i, list[i].CallID, list[i].Q, list[i].Received, want[i].CallID)
+			}
+		}
 	}
 }

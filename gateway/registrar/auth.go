@@ -100,6 +100,8 @@ func (r *Registrar) challenge(req *sip.Request, stale bool) *sip.Response {
 		}
 		res.Add("WWW-Authenticate", ch.String())
 	}
+	// The gateway would add one, formatting it anew for every 401.
+	res.Add("Date", r.dateOf(r.clock.Now()))
 	return res
 }
 

@@ -18,3 +18,10 @@ func DomainIdentity(domain string, aliases ...string) *identity.Identity {
 	}
 	return id
 }
+
+// SetToTag and ContactValue are the registrar's own ways of writing the
+// To of a response and a Contact of a 200.
+var (
+	SetToTag     = setToTag
+	ContactValue = contactValue
+)

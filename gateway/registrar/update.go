@@ -206,19 +206,47 @@ func (r *Registrar) ok(req *sip.Request, bindings []location.Binding, now time.T
 			res.Add("Flow-Timer", r.flowTimer)
 		}
 	}
-	res.Add("Date", now.UTC().Format(dateLayout))
+	res.Add("Date", r.dateOf(now))
 	return res
 }
 
 // dateLayout is the SIP-date of RFC 3261 §20.17: RFC 1123 in GMT.
 const dateLayout = "Mon, 02 Jan 2006 15:04:05 GMT"
 
+// sipDate is a Date header value and the second it names.
+type sipDate struct {
+	unix  int64
+	value string
+}
+
+// dateOf returns the Date header value for now. It changes once a second,
+// so the value is formatted once a second, not for every 200.
+func (r *Registrar) dateOf(now time.Time) string {
+	sec := now.Unix()
+	if d := r.date.Load(); d != nil && d.unix == sec {
+		return d.value
+	}
+	d := &sipDate{unix: sec, value: now.UTC().Format(dateLayout)}
+	r.date.Store(d)
+	return d.value
+}
+
 // contactValue returns the Contact of a binding as the 200 lists it: as
-// registered, with expires set to the seconds left.
+// registered, with expires set to the seconds left. A stored Contact
+// has no expires (Binding.Contact), so the parameter is appended, in one
+// allocation; one that has is rewritten with Params.Set.
 func contactValue(b *location.Binding, now time.Time) string {
-	a := b.Contact
-	a.Params = a.Params.Set("expires", strconv.FormatUint(seconds(b.Expires.Sub(now)), 10))
-	return a.String()
+	a := &b.Contact
+	secs := seconds(b.Expires.Sub(now))
+	if a.Params.Has("expires") {
+		c := *a
+		c.Params = c.Params.Set("expires", strconv.FormatUint(secs, 10))
+		return c.String()
+	}
+	var arr [256]byte
+	v := a.AppendTo(arr[:0])
+	v = strconv.AppendUint(append(v, ";expires="...), secs, 10)
+	return string(v)
 }
 
 // firstExpiry returns how long until the first of bindings expires.

@@ -5,29 +5,58 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
-	"hash"
-	"io"
 	"strings"
 )
 
 // algorithm describes one value of the algorithm parameter.
 type algorithm struct {
-	name    string // canonical spelling, as RFC 7616 registers it
-	base    string // name without -sess: the HA1 it needs
-	sess    bool
-	newHash func() hash.Hash
-	hexLen  int
-	rank    int // preference in Select: stronger is higher
+	id     int    // index in algorithms
+	name   string // canonical spelling, as RFC 7616 registers it
+	base   string // name without -sess: the HA1 it needs
+	sess   bool
+	hash   hashKind
+	hexLen int
+	rank   int // preference in Select: stronger is higher
+}
+
+// hashKind names the hash function of an algorithm.
+type hashKind int
+
+const (
+	hashMD5 hashKind = iota
+	hashSHA256
+	hashSHA512256
+)
+
+// appendDigest appends the hash of data to dst. The one-shot functions,
+// called directly, let data and the result stay on the caller's stack: a
+// Verify allocates nothing to hash, where a hash.Hash would take its input
+// to the heap.
+func (a *algorithm) appendDigest(dst, data []byte) []byte {
+	switch a.hash {
+	case hashSHA256:
+		s := sha256.Sum256(data)
+		return append(dst, s[:]...)
+	case hashSHA512256:
+		s := sha512.Sum512_256(data)
+		return append(dst, s[:]...)
+	default:
+		s := md5.Sum(data)
+		return append(dst, s[:]...)
+	}
 }
 
 var algorithms = [...]algorithm{
-	{name: "MD5", base: "MD5", newHash: md5.New, hexLen: 2 * md5.Size, rank: 1},
-	{name: "MD5-sess", base: "MD5", sess: true, newHash: md5.New, hexLen: 2 * md5.Size, rank: 1},
-	{name: "SHA-256", base: "SHA-256", newHash: sha256.New, hexLen: 2 * sha256.Size, rank: 2},
-	{name: "SHA-256-sess", base: "SHA-256", sess: true, newHash: sha256.New, hexLen: 2 * sha256.Size, rank: 2},
-	{name: "SHA-512-256", base: "SHA-512-256", newHash: sha512.New512_256, hexLen: 2 * sha512.Size256, rank: 3},
-	{name: "SHA-512-256-sess", base: "SHA-512-256", sess: true, newHash: sha512.New512_256, hexLen: 2 * sha512.Size256, rank: 3},
+	{id: 0, name: "MD5", base: "MD5", hash: hashMD5, hexLen: 2 * md5.Size, rank: 1},
+	{id: 1, name: "MD5-sess", base: "MD5", sess: true, hash: hashMD5, hexLen: 2 * md5.Size, rank: 1},
+	{id: 2, name: "SHA-256", base: "SHA-256", hash: hashSHA256, hexLen: 2 * sha256.Size, rank: 2},
+	{id: 3, name: "SHA-256-sess", base: "SHA-256", sess: true, hash: hashSHA256, hexLen: 2 * sha256.Size, rank: 2},
+	{id: 4, name: "SHA-512-256", base: "SHA-512-256", hash: hashSHA512256, hexLen: 2 * sha512.Size256, rank: 3},
+	{id: 5, name: "SHA-512-256-sess", base: "SHA-512-256", sess: true, hash: hashSHA512256, hexLen: 2 * sha512.Size256, rank: 3},
 }
+
+// maxHex is the longest hex digest of any algorithm.
+const maxHex = 2 * sha256.Size
 
 // lookupAlgorithm resolves an algorithm parameter; absent means MD5 (RFC 7616
 // §3.3). It returns nil for algorithms this package does not implement.
@@ -46,29 +75,56 @@ func lookupAlgorithm(name string) *algorithm {
 // sum returns the lowercase hex digest of parts joined by colons, the H()
 // and KD() of RFC 7616 §3.4.
 func (a *algorithm) sum(parts ...string) string {
-	h := a.newHash()
-	for i, p := range parts {
-		if i > 0 {
-			io.WriteString(h, ":")
-		}
-		io.WriteString(h, p)
-	}
-	var buf [sha512.Size]byte
-	return hex.EncodeToString(h.Sum(buf[:0]))
+	var in [256]byte
+	var buf [maxHex]byte
+	return string(a.appendHex(buf[:0], join(in[:0], parts...)))
 }
 
-// response computes the request-digest of RFC 7616 §3.4.1 (with qop) or RFC
-// 2069 (without). ha1 is the stored H(username:realm:password); for -sess it
-// is extended with the nonces here, so one stored value serves both variants.
-func (a *algorithm) response(ha1, nonce, nc, cnonce, qop, method, uri string) string {
+// join appends parts joined by colons to dst.
+func join(dst []byte, parts ...string) []byte {
+	for i, p := range parts {
+		if i > 0 {
+			dst = append(dst, ':')
+		}
+		dst = append(dst, p...)
+	}
+	return dst
+}
+
+// appendHex appends the lowercase hex digest of data to dst.
+func (a *algorithm) appendHex(dst, data []byte) []byte {
+	var raw [sha512.Size256]byte
+	return hex.AppendEncode(dst, a.appendDigest(raw[:0], data))
+}
+
+// appendResponse appends the request-digest of RFC 7616 §3.4.1 (with qop)
+// or RFC 2069 (without) to dst. ha1 is the stored H(username:realm:password);
+// for -sess it is extended with the nonces here, so one stored value serves
+// both variants. Its buffers are on the stack: long enough for most
+// requests, and append moves longer ones to the heap.
+func (a *algorithm) appendResponse(dst []byte, ha1, nonce, nc, cnonce, qop, method, uri string) []byte {
+	var in [256]byte
+	var h1, h2 [maxHex]byte
+	ha1b := append(h1[:0], ha1...)
 	if a.sess {
-		ha1 = a.sum(ha1, nonce, cnonce)
+		ha1b = a.appendHex(h1[:0], join(in[:0], ha1, nonce, cnonce))
 	}
-	ha2 := a.sum(method, uri)
-	if qop == "" {
-		return a.sum(ha1, nonce, ha2)
+	ha2 := a.appendHex(h2[:0], join(in[:0], method, uri))
+	data := append(in[:0], ha1b...)
+	data = append(append(data, ':'), nonce...)
+	if qop != "" {
+		data = append(append(data, ':'), nc...)
+		data = append(append(data, ':'), cnonce...)
+		data = append(append(data, ':'), qop...)
 	}
-	return a.sum(ha1, nonce, nc, cnonce, qop, ha2)
+	data = append(append(data, ':'), ha2...)
+	return a.appendHex(dst, data)
+}
+
+// response returns appendResponse's digest as a string.
+func (a *algorithm) response(ha1, nonce, nc, cnonce, qop, method, uri string) string {
+	var buf [maxHex]byte
+	return string(a.appendResponse(buf[:0], ha1, nonce, nc, cnonce, qop, method, uri))
 }
 
 // HA1 returns the lowercase hex H(username ":" realm ":" password) for the

@@ -51,9 +51,10 @@ type Server struct {
 	// DefaultMaxTrackedNonces.
 	MaxTrackedNonces int
 
-	once sync.Once
-	key  []byte
-	macs sync.Pool // of hash.Hash keyed with key
+	once      sync.Once
+	key       []byte
+	macs      sync.Pool // of *macState keyed with key
+	macSuffix [len(algorithms)][]byte
 
 	mu   sync.Mutex
 	seen map[string]*seenNonce
@@ -71,7 +72,14 @@ func (s *Server) init() {
 		s.key = make([]byte, 32)
 		rand.Read(s.key) // never fails since Go 1.24
 	}
-	s.macs.New = func() any { return hmac.New(sha256.New, s.key) }
+	s.macs.New = func() any { return &macState{h: hmac.New(sha256.New, s.key)} }
+	// What follows the head in every MAC: the realm's length and the
+	// realm, then the algorithm's name.
+	for i := range algorithms {
+		b := binary.BigEndian.AppendUint32(nil, uint32(len(s.Realm)))
+		b = append(b, s.Realm...)
+		s.macSuffix[i] = append(b, algorithms[i].name...)
+	}
 	s.seen = make(map[string]*seenNonce)
 }
 
@@ -96,22 +104,30 @@ func (s *Server) maxTracked() int {
 	return DefaultMaxTrackedNonces
 }
 
+// macState is a keyed HMAC with buffers of its own: what is written to a
+// hash.Hash goes to the heap, so the input is copied here first and the
+// sum made here, and a pooled macState makes a MAC allocate nothing.
+type macState struct {
+	h   hash.Hash
+	in  [16]byte
+	sum [sha256.Size]byte
+}
+
 // mac appends the nonce HMAC of head (time || random) to dst. The realm and
 // algorithm are bound in, so a nonce is only good where it was issued.
-func (s *Server) mac(dst, head []byte, a *algorithm) []byte {
-	h := s.macs.Get().(hash.Hash)
-	h.Reset()
-	h.Write([]byte(macLabel))
-	h.Write(head)
-	var n [4]byte
-	binary.BigEndian.PutUint32(n[:], uint32(len(s.Realm)))
-	h.Write(n[:])
-	h.Write([]byte(s.Realm))
-	h.Write([]byte(a.name))
-	dst = h.Sum(dst)
-	s.macs.Put(h)
+func (s *Server) mac(dst []byte, head *[16]byte, a *algorithm) []byte {
+	m := s.macs.Get().(*macState)
+	m.h.Reset()
+	m.h.Write(macLabelBytes)
+	m.in = *head
+	m.h.Write(m.in[:])
+	m.h.Write(s.macSuffix[a.id])
+	dst = append(dst, m.h.Sum(m.sum[:0])...)
+	s.macs.Put(m)
 	return dst
 }
+
+var macLabelBytes = []byte(macLabel)
 
 // Challenge returns a fresh challenge for the algorithm ("MD5", "SHA-256",
 // "SHA-512-256", optionally "-sess"; "" means MD5 without naming it) with
@@ -126,9 +142,11 @@ func (s *Server) Challenge(algorithm string, stale bool) (Challenge, error) {
 	}
 	s.once.Do(s.init)
 	var raw [nonceRawLen]byte
-	binary.BigEndian.PutUint64(raw[:8], uint64(s.now().UnixNano()))
-	rand.Read(raw[8:16])
-	s.mac(raw[:16], raw[:16], a)
+	var head [16]byte
+	binary.BigEndian.PutUint64(head[:8], uint64(s.now().UnixNano()))
+	rand.Read(head[8:16])
+	copy(raw[:], head[:])
+	s.mac(raw[:16], &head, a)
 	name := a.name
 	if algorithm == "" {
 		name = ""
@@ -147,12 +165,15 @@ func (s *Server) checkNonce(nonce string, a *algorithm) (int64, bool) {
 	if len(nonce) != nonceLen {
 		return 0, false
 	}
+	var src [nonceLen]byte
+	copy(src[:], nonce)
 	var raw [nonceRawLen]byte
-	if n, err := base64.RawURLEncoding.Decode(raw[:], []byte(nonce)); err != nil || n != nonceRawLen {
+	if n, err := base64.RawURLEncoding.Decode(raw[:], src[:]); err != nil || n != nonceRawLen {
 		return 0, false
 	}
+	head := [16]byte(raw[:16])
 	var want [sha256.Size]byte
-	if !hmac.Equal(s.mac(want[:0], raw[:16], a), raw[16:]) {
+	if !hmac.Equal(s.mac(want[:0], &head, a), raw[16:]) {
 		return 0, false
 	}
 	return int64(binary.BigEndian.Uint64(raw[:8])), true
@@ -233,12 +254,9 @@ func (s *Server) verify(c Credentials, method string, lookupHA1 func(string) (st
 	if !known {
 		ha1 = zeros[:a.hexLen]
 	}
-	want := a.response(ha1, c.Nonce, c.NC, c.CNonce, c.QOP, method, c.URI)
-	got := c.Response
-	if strings.ContainsAny(got, "ABCDEF") {
-		got = strings.ToLower(got) // RFC says lowercase; some clients disagree
-	}
-	match := subtle.ConstantTimeCompare([]byte(want), []byte(got)) == 1
+	var buf [maxHex]byte
+	want := a.appendResponse(buf[:0], ha1, c.Nonce, c.NC, c.CNonce, c.QOP, method, c.URI)
+	match := equalHex(want, c.Response)
 	if !known || !match {
 		return ErrBadResponse
 	}
@@ -248,6 +266,24 @@ func (s *Server) verify(c Credentials, method string, lookupHA1 func(string) (st
 		return ErrStale
 	}
 	return s.track(c.Nonce, c.Username, issued, nc, now)
+}
+
+// equalHex reports whether got is the lowercase hex want, in either case
+// (the RFC says lowercase; some clients disagree). The time it takes does
+// not depend on want, the secret, beyond its length.
+func equalHex(want []byte, got string) bool {
+	if len(got) != len(want) {
+		return false
+	}
+	var diff byte
+	for i := 0; i < len(want); i++ {
+		c := got[i]
+		if 'A' <= c && c <= 'F' {
+			c += 'a' - 'A' // got is the client's own, not secret
+		}
+		diff |= want[i] ^ c
+	}
+	return subtle.ConstantTimeByteEq(diff, 0) == 1
 }
 
 // normalizeHA1 validates a stored HA1 for a, lowercasing it.
@@ -322,7 +358,11 @@ func (h *nonceHeap) Pop() any {
 // track accepts nc for the nonce and user if it is higher than any seen.
 // Keying by user as well keeps one account from burning another's nonce.
 func (s *Server) track(nonce, user string, issued int64, nc uint32, now int64) error {
-	key := nonce + user // nonce has a fixed length, so this is unambiguous
+	// nonce has a fixed length, so nonce+user is unambiguous. The key is
+	// built on the stack: looking it up allocates nothing, only a new
+	// entry does.
+	var kb [nonceLen + 64]byte
+	k := append(append(kb[:0], nonce...), user...)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ttl := s.ttl()
@@ -330,7 +370,7 @@ func (s *Server) track(nonce, user string, issued int64, nc uint32, now int64) e
 		e := heap.Pop(&s.age).(*seenNonce)
 		delete(s.seen, e.key)
 	}
-	if e, ok := s.seen[key]; ok {
+	if e, ok := s.seen[string(k)]; ok {
 		if nc <= e.nc {
 			return ErrReplay
 		}
@@ -345,8 +385,8 @@ func (s *Server) track(nonce, user string, issued int64, nc uint32, now int64) e
 		delete(s.seen, e.key)
 		s.evictedUpTo, s.evicted = max(s.evictedUpTo, e.issued), true
 	}
-	e := &seenNonce{key: key, issued: issued, nc: nc}
+	e := &seenNonce{key: string(k), issued: issued, nc: nc}
 	heap.Push(&s.age, e)
-	s.seen[key] = e
+	s.seen[e.key] = e
 	return nil
 }
