@@ -57,24 +57,57 @@ func DefaultVideoCodecs() []Codec {
 }
 
 // codecKey identifies a payload format independently of its number. For
-// H.264 the packetization mode and the profile (profile_idc and
-// profile-iop, RFC 6184 §8.1) take part: streams of another mode or
-// profile cannot be relayed to a peer that did not ask for them. The
-// level does not: it is negotiated (see answerFmtp).
+// H.264 the packetization mode and the profile (h264Profile: profile_idc
+// read with its constraint flags, RFC 6184 §8.1) take part: streams of
+// another mode or profile cannot be relayed to a peer that did not ask for
+// them. The level does not: it is negotiated (see answerFmtp).
 type codecKey struct {
 	name     string // lower case
 	rate     uint32
 	channels uint16 // normalised: never 0
-	variant  string // H.264: "<packetization-mode>/<profile-idc and iop in hex>"
+	variant  string // H.264: "<packetization-mode>/<h264Profile>"
 }
 
 func (c Codec) key() codecKey {
 	k := codecKey{name: strings.ToLower(c.Name), rate: c.ClockRate, channels: c.channels()}
 	if c.isH264() {
 		p, _ := parseH264(c.Fmtp)
-		k.variant = strconv.Itoa(p.mode) + "/" + p.profile
+		k.variant = strconv.Itoa(p.mode) + "/" + h264Profile(p.profile)
 	}
 	return k
+}
+
+// h264Profile names the profile that a profile_idc and its profile-iop
+// byte (4 hex digits, as parseH264 keeps them) describe, so that two ways
+// of writing one profile match: phones write constrained baseline as
+// 42e0, 42c0 or 4d80 (main with constraint_set0: a stream both profiles
+// decode, H.264 §A.2.1.1), browsers as 42e0, and plain baseline as 4200
+// or 4280 (constraint_set0 only restates it). The low bits of the iop
+// byte (reserved) keep a profile apart, and so does any profile_idc not
+// named here.
+func h264Profile(hex4 string) string {
+	x, err := strconv.ParseUint(hex4, 16, 16)
+	if err != nil || len(hex4) != 4 {
+		return hex4
+	}
+	idc, iop := byte(x>>8), byte(x)
+	set0, set1 := iop&0x80 != 0, iop&0x40 != 0
+	set45 := iop & 0x0c // constraint_set4 and 5: progressive, constrained high
+	switch {
+	case iop&0x03 != 0:
+		return hex4
+	case idc == 0x42 && set1, idc == 0x4d && set0, idc == 0x58 && set0 && set1:
+		return "constrained-baseline"
+	case idc == 0x42, idc == 0x58 && set0:
+		return "baseline"
+	case idc == 0x4d:
+		return "main"
+	case idc == 0x64 && set45 == 0x0c:
+		return "constrained-high"
+	case idc == 0x64 && set45 == 0:
+		return "high"
+	}
+	return hex4
 }
 
 // isVideo reports whether c is a video format the gateway knows. Every

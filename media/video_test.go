@@ -626,3 +626,37 @@ func TestAnswerFmtpLevel(t *testing.T) {
 		t.Error("packetization modes 0 and 1 are the same format")
 	}
 }
+
+// TestH264Profiles: the ways phones and browsers write one H.264 profile
+// are one format, and different profiles or modes are not.
+func TestH264Profiles(t *testing.T) {
+	h264 := func(plid string) Codec {
+		return Codec{Name: "H264", ClockRate: 90000, Fmtp: "packetization-mode=1;profile-level-id=" + plid}
+	}
+	for _, same := range [][]string{
+		{"42e01f", "42c01e", "4de01f", "4d801f", "42f00b", "58c01f"},
+		{"42001f", "42801f", "588028"},
+		{"4d001f", "4d401f"},
+		{"64001f", "640028"},
+		{"640c1f", "640c28"},
+	} {
+		for _, plid := range same[1:] {
+			if h264(plid).key() != h264(same[0]).key() {
+				t.Errorf("%s and %s are not the same profile", plid, same[0])
+			}
+		}
+	}
+	for _, pair := range [][2]string{
+		{"42e01f", "42001f"}, // constrained baseline is not baseline
+		{"42e01f", "4d001f"},
+		{"4d001f", "64001f"},
+		{"64001f", "640c1f"},
+		{"64081f", "64001f"}, // progressive high is not high
+		{"42e11f", "42e01f"}, // reserved bits set: named by the digits
+		{"f4001f", "64001f"},
+	} {
+		if h264(pair[0]).key() == h264(pair[1]).key() {
+			t.Errorf("%s and %s are the same profile", pair[0], pair[1])
+		}
+	}
+}
