@@ -327,7 +327,7 @@ func (m *media) sendVideo(stop <-chan struct{}) {
 		}
 		if needKey {
 			sent++
-			emit("keyframe_sent", map[string]any{"reason": reason, "n": sent})
+			emit("keyframe_sent", map[string]any{"reason": reason, "n": sent, "ssrc": videoSSRC})
 			needKey = false
 		}
 		for _, p := range pkts {
