@@ -44,15 +44,18 @@ func DefaultCodecs() []Codec {
 }
 
 // DefaultVideoCodecs returns the default video policy, in the order the
-// gateway prefers them: VP8, then H.264 in packetization mode 1 (the only
-// one browsers and video phones share) with the constrained baseline and
-// the baseline profile, at level 3.1. Video is relayed, never transcoded:
+// gateway prefers them: VP8, then H.264 in packetization mode 1 with the
+// constrained baseline and the baseline profile, at level 3.1, then the
+// same in mode 0 (single NAL units: what many desk phones offer alone, and
+// browsers take too). Video is relayed, never transcoded:
 // the two ends must share one of these.
 func DefaultVideoCodecs() []Codec {
 	return []Codec{
 		{Name: "VP8", ClockRate: 90000, PayloadType: 96},
 		{Name: "H264", ClockRate: 90000, Fmtp: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", PayloadType: 97},
 		{Name: "H264", ClockRate: 90000, Fmtp: "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42001f", PayloadType: 98},
+		{Name: "H264", ClockRate: 90000, Fmtp: "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f", PayloadType: 99},
+		{Name: "H264", ClockRate: 90000, Fmtp: "level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42001f", PayloadType: 100},
 	}
 }
 

@@ -60,12 +60,13 @@
 //
 // A call carries video beside the audio when both ends offer a format of
 // the video policy ([DefaultVideoCodecs]: VP8 and H.264 in packetization
-// mode 1; [Options.VideoCodecs], or [BridgeOptions.Codecs] per bridge). It
+// modes 1 and 0; [Options.VideoCodecs], or [BridgeOptions.Codecs] per bridge). It
 // is relayed, never transcoded, on its own even/odd port pair of the RTP
 // leg and a second transceiver of the one bundled PeerConnection; H.264
-// matches on packetization mode and profile, and an answer's level is
-// never above the offer's (RFC 6184). A peer that refuses video (port 0)
-// leaves the call audio-only. Keyframe requests are translated: the
+// matches on packetization mode and profile (however the profile-level-id
+// spells it: the browser is offered the policy's spelling), and an
+// answer's level is never above the offer's (RFC 6184). A peer that
+// refuses video (port 0) leaves the call audio-only. Keyframe requests are translated: the
 // browser's PLI or FIR becomes RTCP feedback (PLI, else FIR) towards a
 // phone that offered a=rtcp-fb for it, or a call of the function given to
 // [Bridge.OnKeyframeRequest] (the gateway sends SIP INFO

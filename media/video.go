@@ -421,6 +421,12 @@ func (b *Bridge) webVideoOffer(v *videoSession) (webVideo, error) {
 	for _, c := range vc {
 		if w, ok := find(numbered, c); ok {
 			c.PayloadType = w.PayloadType
+			if c.isH264() {
+				// The profile as the policy writes it, which is how
+				// browsers write it (42c01e and 42e01f are one profile,
+				// but pion matches the digits), at the phone's level.
+				c.Fmtp = answerFmtp(w, c.Fmtp)
+			}
 			out = append(out, c)
 		}
 	}

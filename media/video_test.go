@@ -660,3 +660,41 @@ func TestH264Profiles(t *testing.T) {
 		}
 	}
 }
+
+// TestVideoPhoneProfileSpelling: a phone that writes constrained baseline
+// as 42c01e, or offers H.264 in packetization mode 0 alone, still gets
+// video from a browser, which is offered the profile as browsers write it.
+func TestVideoPhoneProfileSpelling(t *testing.T) {
+	for _, tc := range []struct {
+		name, phoneFmtp, browserFmtp, webWants string
+	}{
+		{"42c01e", "packetization-mode=1;profile-level-id=42c01e",
+			"level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f", "packetization-mode=1;profile-level-id=42e01e"},
+		{"mode 0", "profile-level-id=42e01e",
+			"level-asymmetry-allowed=1;packetization-mode=0;profile-level-id=42e01f", "packetization-mode=0;profile-level-id=42e01e"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newTestEngine(t, Options{})
+			b := newTestBridge(t, e)
+			phone := mediapeer.NewPhone(t)
+			vp := newVideoPhone(t)
+			m := strings.Replace(vp.media(false, 0), "packetization-mode=1;profile-level-id=42e01e", tc.phoneFmtp, 1)
+			webOffer, err := b.RTPOffer(append(phone.SDP(1, "0"), m...))
+			if err != nil {
+				t.Fatal(err)
+			}
+			mustContain(t, webOffer, "m=video 9 UDP/TLS/RTP/SAVPF", tc.webWants)
+			br := mediapeer.NewBrowser(t, mediapeer.BrowserOptions{Video: []webrtc.RTPCodecParameters{
+				{RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeH264, ClockRate: 90000, SDPFmtpLine: tc.browserFmtp}, PayloadType: 102},
+			}})
+			rtpAnswer, err := b.WebAnswer(br.Answer(webOffer))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if videoPort(t, rtpAnswer) == 0 {
+				t.Fatalf("video refused:\n%s", rtpAnswer)
+			}
+			mustContain(t, rtpAnswer, "a=rtpmap:100 H264/90000", "a=fmtp:100 "+tc.phoneFmtp)
+		})
+	}
+}
