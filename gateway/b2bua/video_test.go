@@ -89,10 +89,10 @@ func TestVideoCallKeyframeByInfo(t *testing.T) {
 	info.respond(200, nil)
 }
 
-// TestVideoAddedByPhoneReinvite: the phone's re-INVITE adding video
-// renegotiates the browser (a re-INVITE to it) and the phone is answered
-// with video; the audio goes on.
-func TestVideoAddedByPhoneReinvite(t *testing.T) {
+// audioCallVideoLater is a browser's answered audio call to a phone, the
+// browser ready to add video later.
+func audioCallVideoLater(t *testing.T) (*harness, *mediapeer.Browser, *testPhone, *outCall, *inbound) {
+	t.Helper()
 	h := newHarness(t, harnessOptions{})
 	br := mediapeer.NewBrowser(t, mediapeer.BrowserOptions{Codecs: newTestBrowserCodecs(), Video: videoCodecs(), VideoLater: true})
 	t.Cleanup(h.autoAnswer)
@@ -106,6 +106,14 @@ func TestVideoAddedByPhoneReinvite(t *testing.T) {
 	oc.ack(res, nil)
 	h.phone.expect(sip.MethodAck)
 	br.WaitConnected()
+	return h, br, ph, oc, in
+}
+
+// TestVideoAddedByPhoneReinvite: the phone's re-INVITE adding video
+// renegotiates the browser (a re-INVITE to it) and the phone is answered
+// with video; the audio goes on.
+func TestVideoAddedByPhoneReinvite(t *testing.T) {
+	h, br, ph, _, in := audioCallVideoLater(t)
 
 	vc := videoSocket(t)
 	done := make(chan *sip.Response, 1)
@@ -138,19 +146,7 @@ func TestVideoAddedByPhoneReinvite(t *testing.T) {
 func TestVideoAddedByBrowserReinvite(t *testing.T) {
 	for _, refuse := range []bool{false, true} {
 		t.Run("refuse="+strconv.FormatBool(refuse), func(t *testing.T) {
-			h := newHarness(t, harnessOptions{})
-			br := mediapeer.NewBrowser(t, mediapeer.BrowserOptions{Codecs: newTestBrowserCodecs(), Video: videoCodecs(), VideoLater: true})
-			t.Cleanup(h.autoAnswer)
-			ph := newTestPhone(t)
-			oc := h.browser.invite("phone", br.Offer())
-			in := h.phone.expect(sip.MethodInvite)
-			ph.learn(in.req.Body)
-			in.respond(200, ph.sdp(1, "0 101"))
-			res := oc.await(200)
-			br.SetAnswer(res.Body)
-			oc.ack(res, nil)
-			h.phone.expect(sip.MethodAck)
-			br.WaitConnected()
+			h, br, ph, oc, _ := audioCallVideoLater(t)
 
 			br.AddVideo()
 			done := make(chan *sip.Response, 1)
