@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/netip"
 	"os"
@@ -100,11 +101,16 @@ func TestLoadBench(t *testing.T) {
 		gwPorts[uint16(a.LocalAddr().(*net.UDPAddr).Port)] = true
 	}
 
+	if os.Getenv("SWITCHBOARD_LOADBENCH_VIDEO") == "1" {
+		lbVideoLevels(t, e, cl, levels, window, gwPorts)
+		return
+	}
+
 	var rows []string
 	for _, n := range levels {
 		setupStart, added := time.Now(), n-len(bridges)
 		for len(bridges) < n {
-			b, err := lbSetup(e, cl, len(bridges))
+			b, err := lbSetup(e, cl, len(bridges), false)
 			if err != nil {
 				t.Logf("call %d: %v", len(bridges), err)
 				break
@@ -159,9 +165,14 @@ func TestLoadBench(t *testing.T) {
 	if err := cl.call(lbCmd{Op: "close"}, nil); err != nil {
 		t.Log(err)
 	}
+	lbPrintTable(t, "| calls | baseline p50 µs | baseline p99 µs | added p50 µs →browser | added p99 µs →browser | added p50 µs →phone | added p99 µs →phone | lost →browser | lost →phone | socket drops gateway / clients | gateway CPU (1 core = 100 %) | gateway CPU µs per call-second | clients CPU | gateway KiB per call (heap + stacks) |",
+		"|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", rows)
+}
+
+// lbPrintTable logs the markdown table and prints it on stdout.
+func lbPrintTable(t *testing.T, header, align string, rows []string) {
 	var b strings.Builder
-	b.WriteString("\n| calls | baseline p50 µs | baseline p99 µs | added p50 µs →browser | added p99 µs →browser | added p50 µs →phone | added p99 µs →phone | lost →browser | lost →phone | socket drops gateway / clients | gateway CPU (1 core = 100 %) | gateway CPU µs per call-second | clients CPU | gateway KiB per call (heap + stacks) |\n")
-	b.WriteString("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	b.WriteString("\n" + header + "\n" + align + "\n")
 	for _, r := range rows {
 		b.WriteString(r + "\n")
 	}
@@ -171,6 +182,79 @@ func TestLoadBench(t *testing.T) {
 
 func us(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
+// lbVideoLevels is TestLoadBench with SWITCHBOARD_LOADBENCH_VIDEO=1: at each
+// level, N audio-only calls and then N calls with audio and video (VP8,
+// about 1 Mbit/s each way), each set set up afresh and ended after its
+// window, so that the two rows of a level are taken minutes apart at most
+// and their ratio is what to read on a busy host.
+func lbVideoLevels(t *testing.T, e *Engine, cl *lbClients, levels []int, window time.Duration, muxPorts map[uint16]bool) {
+	var bridges []*Bridge
+	end := func() {
+		for _, b := range bridges {
+			_ = b.Close()
+		}
+		bridges = nil
+		if err := cl.call(lbCmd{Op: "reset"}, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer end()
+	var rows []string
+	for _, n := range levels {
+		var base lbReply
+		if err := cl.call(lbCmd{Op: "baseline", N: n, Window: 3 * time.Second}, &base); err != nil {
+			t.Fatal(err)
+		}
+		var perCall [2]float64
+		for k, video := range []bool{false, true} {
+			end()
+			gwPorts := maps.Clone(muxPorts)
+			for len(bridges) < n {
+				b, err := lbSetup(e, cl, len(bridges), video)
+				if err != nil {
+					t.Fatalf("call %d (video %v): %v", len(bridges), video, err)
+				}
+				bridges = append(bridges, b)
+				gwPorts[uint16(b.pair.port)], gwPorts[uint16(b.pair.port+1)] = true, true
+				if video {
+					gwPorts[uint16(b.vid.pair.port)], gwPorts[uint16(b.vid.pair.port+1)] = true, true
+				}
+			}
+			runtime.GC()
+			r, err := lbRun(cl, window, gwPorts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &r.clients
+			perCall[k] = float64(r.cpu.Microseconds()) / float64(n) / r.elapsed.Seconds()
+			kind, vlat, vlost := "audio", "– | –", "–"
+			if video {
+				kind = "audio + video"
+				vlat = fmt.Sprintf("%.0f / %.0f | %.0f / %.0f",
+					us(c.VWebP50-base.P50), us(c.VWebP99-base.P99), us(c.VPhP50-base.P50), us(c.VPhP99-base.P99))
+				vlost = fmt.Sprintf("%d/%d, %d/%d", c.VSentWeb-c.VGotWeb, c.VSentWeb, c.VSentPh-c.VGotPh, c.VSentPh)
+			}
+			row := fmt.Sprintf("| %d | %s | %.0f / %.0f | %.0f / %.0f | %s | %d/%d, %d/%d | %s | %d / %d | %.0f %% | %.0f | %.0f %% | %.0f %% |",
+				n, kind,
+				us(c.WebP50-base.P50), us(c.WebP99-base.P99), us(c.PhP50-base.P50), us(c.PhP99-base.P99),
+				vlat,
+				c.SentWeb-c.GotWeb, c.SentWeb, c.SentPh-c.GotPh, c.SentPh,
+				vlost, r.gwDrops, c.Drops,
+				100*r.cpu.Seconds()/r.elapsed.Seconds(), perCall[k],
+				100*c.CPU.Seconds()/c.Elapsed.Seconds(), r.host.pct(r.host.busy))
+			t.Logf("N=%d %s: baseline p50/p99 %.0f/%.0f µs; audio sends due %d per direction, made %d/%d; video sent %d per direction; host UDP RcvbufErrors %d; %.1f %% stolen",
+				n, kind, us(base.P50), us(base.P99), c.Due, c.SentPh, c.SentWeb, c.VSentPh, c.Rcvbuf, r.host.pct(r.host.steal))
+			t.Log(row)
+			rows = append(rows, row)
+		}
+		ratio := fmt.Sprintf("| %d | **video / audio** |%s **%.2f** | | |", n, strings.Repeat(" |", 8), perCall[1]/perCall[0])
+		t.Log(ratio)
+		rows = append(rows, ratio)
+	}
+	lbPrintTable(t, "| calls | media | audio added p50 / p99 µs →browser | audio →phone | video added p50 / p99 µs →browser | video →phone | audio lost →browser, →phone | video lost →browser, →phone | socket drops gateway / clients | gateway CPU (1 core = 100 %) | gateway CPU µs per call-second | clients CPU | host busy (all processes, 2 CPUs = 100 %) |",
+		"|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", rows)
+}
+
 // lbCmd is a command of the gateway to the clients' process.
 type lbCmd struct {
 	Op     string        `json:"op"` // new, answer, baseline, run, close
@@ -179,6 +263,10 @@ type lbCmd struct {
 	GW     string        `json:"gw,omitempty"`
 	N      int           `json:"n,omitempty"`
 	Window time.Duration `json:"window,omitempty"`
+	// Video: the call carries video too (new, answer: the gateway's video
+	// address in GWV).
+	Video bool   `json:"video,omitempty"`
+	GWV   string `json:"gwv,omitempty"`
 }
 
 // lbReply is the clients' answer; Ev marks the events of a run ("start",
@@ -188,6 +276,7 @@ type lbReply struct {
 	Ev    string `json:"ev,omitempty"`
 	Offer string `json:"offer,omitempty"`
 	Phone int    `json:"phone,omitempty"`
+	VPort int    `json:"vport,omitempty"` // the phone's video port
 	// baseline
 	P50, P99 time.Duration `json:",omitempty"`
 	// run: →browser at the browser's socket (Web) and after its pion
@@ -195,7 +284,10 @@ type lbReply struct {
 	WebP50, WebP99, TrackP50, TrackP99, PhP50, PhP99 time.Duration `json:",omitempty"`
 	SentWeb, GotWeb, SentPh, GotPh, Due              int           `json:",omitempty"`
 	CPU, Elapsed                                     time.Duration `json:",omitempty"`
-	Rcvbuf, Drops                                    int64         `json:",omitempty"`
+	// the same for video, at the sockets
+	VWebP50, VWebP99, VPhP50, VPhP99   time.Duration `json:",omitempty"`
+	VSentWeb, VGotWeb, VSentPh, VGotPh int           `json:",omitempty"`
+	Rcvbuf, Drops                      int64         `json:",omitempty"`
 }
 
 // lbClients is the gateway's end of the clients' process.
@@ -293,10 +385,11 @@ func (c *lbClients) call(m lbCmd, r *lbReply) error {
 	return c.recv(r)
 }
 
-// lbSetup makes call i: the browser offers, the phone answers.
-func lbSetup(e *Engine, cl *lbClients, i int) (*Bridge, error) {
+// lbSetup makes call i: the browser offers, the phone answers; with
+// video, both offer and answer a VP8 stream beside the audio.
+func lbSetup(e *Engine, cl *lbClients, i int, video bool) (*Bridge, error) {
 	var r lbReply
-	if err := cl.call(lbCmd{Op: "new", I: i}, &r); err != nil {
+	if err := cl.call(lbCmd{Op: "new", I: i, Video: video}, &r); err != nil {
 		return nil, err
 	}
 	b, err := e.NewBridge(context.Background(), "load-"+strconv.Itoa(i))
@@ -304,23 +397,37 @@ func lbSetup(e *Engine, cl *lbClients, i int) (*Bridge, error) {
 		return nil, err
 	}
 	fail := func(err error) (*Bridge, error) { _ = b.Close(); return nil, err }
-	if _, err := b.WebOffer([]byte(r.Offer)); err != nil {
-		return fail(err)
-	}
-	ans, err := b.RTPAnswer(lbPhoneSDP(r.Phone))
+	offer, err := b.WebOffer([]byte(r.Offer))
 	if err != nil {
 		return fail(err)
 	}
-	if err := cl.call(lbCmd{Op: "answer", I: i, SDP: string(ans), GW: b.RTPAddr().String()}, &r); err != nil {
+	var gwv string
+	if video {
+		m := videoMLine.FindSubmatch(offer)
+		if m == nil {
+			return fail(fmt.Errorf("no m=video in the gateway's offer:\n%s", offer))
+		}
+		gwv = "127.0.0.1:" + string(m[1])
+	}
+	ans, err := b.RTPAnswer(lbPhoneSDP(r.Phone, r.VPort))
+	if err != nil {
+		return fail(err)
+	}
+	if err := cl.call(lbCmd{Op: "answer", I: i, SDP: string(ans), GW: b.RTPAddr().String(), GWV: gwv}, &r); err != nil {
 		return fail(err)
 	}
 	return b, nil
 }
 
-func lbPhoneSDP(port int) []byte {
-	return []byte("v=0\r\no=phone 4242 1 IN IP4 127.0.0.1\r\ns=call\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
+// lbPhoneSDP is the phone's answer; vport 0: no video.
+func lbPhoneSDP(port, vport int) []byte {
+	s := "v=0\r\no=phone 4242 1 IN IP4 127.0.0.1\r\ns=call\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" +
 		"m=audio " + strconv.Itoa(port) + " RTP/AVP 0 101\r\n" +
-		"a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n")
+		"a=rtpmap:0 PCMU/8000\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-16\r\na=ptime:20\r\n"
+	if vport != 0 {
+		s += "m=video " + strconv.Itoa(vport) + " RTP/AVP 96\r\na=rtpmap:96 VP8/90000\r\n"
+	}
+	return []byte(s)
 }
 
 type lbResult struct {
@@ -435,19 +542,29 @@ func TestLoadBenchClients(t *testing.T) {
 		}
 		switch m.Op {
 		case "new":
-			c, err := newLBClient()
+			c, err := newLBClient(m.Video)
 			if err != nil {
 				errReply(err)
 				continue
 			}
 			calls = append(calls, c)
-			reply(lbReply{Offer: c.offer, Phone: c.phone.LocalAddr().(*net.UDPAddr).Port})
+			r := lbReply{Offer: c.offer, Phone: c.phone.LocalAddr().(*net.UDPAddr).Port}
+			if c.vphone != nil {
+				r.VPort = c.vphone.LocalAddr().(*net.UDPAddr).Port
+			}
+			reply(r)
+		case "reset": // end every call
+			for _, c := range calls {
+				c.close()
+			}
+			calls = nil
+			reply(lbReply{})
 		case "answer":
 			if m.I >= len(calls) {
 				errReply(fmt.Errorf("no call %d", m.I))
 				continue
 			}
-			if err := calls[m.I].connect(m.SDP, m.GW); err != nil {
+			if err := calls[m.I].connect(m.SDP, m.GW, m.GWV); err != nil {
 				errReply(err)
 				continue
 			}
@@ -518,6 +635,18 @@ func (r *lbRecv) note(p []byte, sock, now time.Duration, late bool) {
 	r.mu.Unlock()
 }
 
+// collect adds what r received to got, its latencies at the socket to lat
+// and, when late is not nil, those after the client's pion to late.
+func (r *lbRecv) collect(got *int, lat, late *[]time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	*got += r.got
+	*lat = append(*lat, r.lat...)
+	if late != nil {
+		*late = append(*late, r.late...)
+	}
+}
+
 func (r *lbRecv) reset(n int) {
 	r.mu.Lock()
 	r.got = 0
@@ -535,8 +664,10 @@ func (r *lbRecv) reset(n int) {
 // phone's, rather than after its pion stack.
 type stampConn struct {
 	*net.UDPConn
-	oob  [lbOOBSize]byte     // for the mux's one reader
-	ring [1024]atomic.Uint64 // seq<<48 | arrival (ns since lbEpoch)
+	oob [lbOOBSize]byte // for the mux's one reader
+	// seq<<48 | arrival (ns since lbEpoch), audio and video apart (their
+	// sequence numbers overlap), told apart by the payload type
+	ring, vring [1024]atomic.Uint64
 }
 
 const lbTimeMask = 1<<48 - 1
@@ -545,7 +676,11 @@ func (c *stampConn) ReadFromAddrPort(b []byte) (int, netip.AddrPort, error) {
 	n, a, at, err := readStamped(c.UDPConn, b, c.oob[:])
 	if err == nil && n >= 12 && b[0]&0xc0 == 0x80 && !isRTCP(b[:n]) {
 		seq := binary.BigEndian.Uint16(b[2:])
-		c.ring[seq&1023].Store(uint64(seq)<<48 | uint64(at)&lbTimeMask)
+		ring := &c.ring
+		if b[1]&0x7f >= 96 {
+			ring = &c.vring
+		}
+		ring[seq&1023].Store(uint64(seq)<<48 | uint64(at)&lbTimeMask)
 	}
 	return n, a, err
 }
@@ -563,8 +698,12 @@ func (c *stampConn) WriteToAddrPort(b []byte, a netip.AddrPort) (int, error) {
 }
 
 // readAt returns when the packet with seq was read from the socket.
-func (c *stampConn) readAt(seq uint16) (time.Duration, bool) {
-	v := c.ring[seq&1023].Load()
+func (c *stampConn) readAt(seq uint16, video bool) (time.Duration, bool) {
+	ring := &c.ring
+	if video {
+		ring = &c.vring
+	}
+	v := ring[seq&1023].Load()
 	return time.Duration(v & lbTimeMask), uint16(v>>48) == seq
 }
 
@@ -586,11 +725,21 @@ type lbClient struct {
 	phPkt         []byte
 	webPl         []byte
 	webHdr        rtp.Header
+
+	// video, when the call has it: the browser's track, the phone's video
+	// socket and the gateway's video address
+	vtrack          *webTrack
+	vphone          *net.UDPConn
+	gwV             netip.AddrPort
+	toWebV, toPhV   lbRecv
+	seqPhV, seqWebV uint32
+	vphPkt, vwebPl  []byte
+	vwebHdr         rtp.Header
 }
 
 // newLBClient makes a browser, as light as pion allows (no interceptors:
 // it sends no RTCP), on a socket of its own, and a phone socket.
-func newLBClient() (*lbClient, error) {
+func newLBClient(video bool) (*lbClient, error) {
 	c := &lbClient{connected: make(chan struct{}), phPkt: make([]byte, 12+160), webPl: make([]byte, 160)}
 	fail := func(err error) (*lbClient, error) { c.close(); return nil, err }
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -609,6 +758,14 @@ func newLBClient() (*lbClient, error) {
 			return fail(err)
 		}
 	}
+	if video {
+		if err := m.RegisterCodec(webrtc.RTPCodecParameters{
+			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
+			PayloadType:        96,
+		}, webrtc.RTPCodecTypeVideo); err != nil {
+			return fail(err)
+		}
+	}
 	var s webrtc.SettingEngine
 	s.LoggerFactory = logs
 	mediapeer.LoopbackOnly(&s)
@@ -623,8 +780,22 @@ func newLBClient() (*lbClient, error) {
 		return fail(err)
 	}
 	go drainRTCP(sender.Read)
+	if video {
+		c.vtrack = &webTrack{kind: webrtc.RTPCodecTypeVideo}
+		vs, err := c.pc.AddTrack(c.vtrack)
+		if err != nil {
+			return fail(err)
+		}
+		go drainRTCP(vs.Read)
+		c.vphPkt, c.vwebPl = make([]byte, 12+videoPayload), make([]byte, videoPayload)
+	}
 	c.pc.OnTrack(func(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		go drainRTCP(recv.Read)
+		isVideo := tr.Kind() == webrtc.RTPCodecTypeVideo
+		to := &c.toWeb
+		if isVideo {
+			to = &c.toWebV
+		}
 		buf := make([]byte, 1500)
 		var h rtp.Header
 		for {
@@ -637,11 +808,11 @@ func newLBClient() (*lbClient, error) {
 			if err != nil {
 				continue
 			}
-			sock, ok := c.sock.readAt(h.SequenceNumber)
+			sock, ok := c.sock.readAt(h.SequenceNumber, isVideo)
 			if !ok {
 				sock = -1
 			}
-			c.toWeb.note(buf[hl:n], sock, now, true)
+			to.note(buf[hl:n], sock, now, true)
 		}
 	})
 	var once sync.Once
@@ -655,19 +826,28 @@ func newLBClient() (*lbClient, error) {
 	}
 	_ = c.phone.SetReadBuffer(1 << 20)
 	enableRxTimestamps(c.phone)
-	go func() {
+	phoneReader := func(conn *net.UDPConn, to *lbRecv) {
 		buf, oob := make([]byte, 1500), make([]byte, lbOOBSize)
 		var h rtp.Header
 		for {
-			n, _, at, err := readStamped(c.phone, buf, oob)
+			n, _, at, err := readStamped(conn, buf, oob)
 			if err != nil {
 				return
 			}
 			if hl, err := h.Unmarshal(buf[:n]); err == nil {
-				c.toPh.note(buf[hl:n], at, at, false)
+				to.note(buf[hl:n], at, at, false)
 			}
 		}
-	}()
+	}
+	go phoneReader(c.phone, &c.toPh)
+	if video {
+		if c.vphone, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
+			return fail(err)
+		}
+		_ = c.vphone.SetReadBuffer(1 << 20)
+		enableRxTimestamps(c.vphone)
+		go phoneReader(c.vphone, &c.toPhV)
+	}
 
 	o, err := c.pc.CreateOffer(nil)
 	if err != nil {
@@ -693,10 +873,15 @@ func drainRTCP(read func([]byte) (int, interceptor.Attributes, error)) {
 
 // connect applies the gateway's answer and waits until media flows both
 // ways (ICE and DTLS up on both sides, RTP latched).
-func (c *lbClient) connect(answer, gw string) error {
+func (c *lbClient) connect(answer, gw, gwv string) error {
 	var err error
 	if c.gw, err = netip.ParseAddrPort(gw); err != nil {
 		return err
+	}
+	if c.vphone != nil {
+		if c.gwV, err = netip.ParseAddrPort(gwv); err != nil {
+			return fmt.Errorf("the gateway's video address: %w", err)
+		}
 	}
 	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
 		return err
@@ -707,15 +892,37 @@ func (c *lbClient) connect(answer, gw string) error {
 		return errors.New("browser not connected")
 	}
 	deadline := time.Now().Add(20 * time.Second)
-	for !c.toWeb.primed.Load() || !c.toPh.primed.Load() {
+	for !c.toWeb.primed.Load() || !c.toPh.primed.Load() ||
+		c.vphone != nil && (!c.toWebV.primed.Load() || !c.toPhV.primed.Load()) {
 		if time.Now().After(deadline) {
 			return errors.New("no media through the call")
 		}
 		c.sendPhone(false)
 		c.sendWeb(false)
+		if c.vphone != nil {
+			c.sendVideo(false)
+		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
+}
+
+// sendVideo sends one 1200-byte VP8 packet each way (the phone's, then
+// the browser's).
+func (c *lbClient) sendVideo(measured bool) {
+	c.seqPhV++
+	p := c.vphPkt
+	p[0], p[1] = 0x80, 96
+	binary.BigEndian.PutUint16(p[2:], uint16(c.seqPhV))
+	binary.BigEndian.PutUint32(p[4:], c.seqPhV/3*3000) // about 3 packets a frame
+	binary.BigEndian.PutUint32(p[8:], 0xdef)
+	stamp(p[12:], c.seqPhV, measured)
+	_, _ = c.vphone.WriteToUDPAddrPort(p, c.gwV)
+
+	c.seqWebV++
+	c.vwebHdr = rtp.Header{Version: 2, PayloadType: 96, SequenceNumber: uint16(c.seqWebV), Timestamp: c.seqWebV / 3 * 3000}
+	stamp(c.vwebPl, c.seqWebV, measured)
+	_, _ = c.vtrack.writeRTP(&c.vwebHdr, c.vwebPl)
 }
 
 // sendPhone and sendWeb send one packet each, allocating nothing; the send
@@ -748,33 +955,64 @@ func (c *lbClient) close() {
 	if c.phone != nil {
 		_ = c.phone.Close()
 	}
+	if c.vphone != nil {
+		_ = c.vphone.Close()
+	}
 }
 
+// Video calls send, each way, a 1200-byte VP8 packet every 10 ms and, every
+// lbBurstEvery ticks, lbBurst more at once (a key frame): about 1 Mbit/s.
+const (
+	lbBurstEvery = 200
+	lbBurst      = 9
+)
+
 // lbClientsRun sends 20 ms packets both ways on every call, staggered over
-// the period: 1 s of warm-up, the measured window (between the "start" and
-// "end" events), then 500 ms for the last packets to arrive.
+// the period, and the video of the calls that have it: 1 s of warm-up,
+// the measured window (between the "start" and "end" events), then 500 ms
+// for the last packets to arrive.
 func lbClientsRun(calls []*lbClient, window time.Duration, event func(lbReply)) lbReply {
 	var measuring atomic.Bool
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	var sentWeb, sentPh atomic.Int64
+	var sentWeb, sentPh, sentV atomic.Int64
 	ports := map[uint16]bool{}
 	for i, c := range calls {
 		ports[uint16(c.sock.LocalAddr().(*net.UDPAddr).Port)] = true
 		ports[uint16(c.phone.LocalAddr().(*net.UDPAddr).Port)] = true
+		period := 20 * time.Millisecond
+		if c.vphone != nil {
+			ports[uint16(c.vphone.LocalAddr().(*net.UDPAddr).Port)] = true
+			period = 10 * time.Millisecond
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			time.Sleep(time.Duration(i) * 20 * time.Millisecond / time.Duration(len(calls)))
-			tk := time.NewTicker(20 * time.Millisecond)
+			tk := time.NewTicker(period)
 			defer tk.Stop()
-			for {
+			for tick := 0; ; tick++ {
 				select {
 				case <-stop:
 					return
 				case <-tk.C:
 				}
 				m := measuring.Load()
+				if c.vphone != nil {
+					k := 1
+					if tick%lbBurstEvery == lbBurstEvery-1 {
+						k += lbBurst
+					}
+					for range k {
+						c.sendVideo(m)
+					}
+					if m {
+						sentV.Add(int64(k))
+					}
+					if tick%2 == 1 {
+						continue
+					}
+				}
 				c.sendPhone(m)
 				c.sendWeb(m)
 				if m {
@@ -789,6 +1027,8 @@ func lbClientsRun(calls []*lbClient, window time.Duration, event func(lbReply)) 
 	for _, c := range calls {
 		c.toWeb.reset(per)
 		c.toPh.reset(per)
+		c.toWebV.reset(3 * per)
+		c.toPhV.reset(3 * per)
 	}
 	rcvbuf0, drops0 := udpRcvbufErrors(), udpSocketDrops(ports)
 	cpu0, t0 := cpuTime(), time.Now()
@@ -806,23 +1046,21 @@ func lbClientsRun(calls []*lbClient, window time.Duration, event func(lbReply)) 
 		Rcvbuf: udpRcvbufErrors() - rcvbuf0, Drops: udpSocketDrops(ports) - drops0,
 		CPU: cpu1 - cpu0, Elapsed: t1.Sub(t0),
 		SentWeb: int(sentWeb.Load()), SentPh: int(sentPh.Load()),
+		VSentWeb: int(sentV.Load()), VSentPh: int(sentV.Load()),
 		Due: len(calls) * int(window/(20*time.Millisecond)),
 	}
-	var web, track, ph []time.Duration
+	var web, track, ph, vweb, vph []time.Duration
 	for _, c := range calls {
-		c.toWeb.mu.Lock()
-		r.GotWeb += c.toWeb.got
-		web = append(web, c.toWeb.lat...)
-		track = append(track, c.toWeb.late...)
-		c.toWeb.mu.Unlock()
-		c.toPh.mu.Lock()
-		r.GotPh += c.toPh.got
-		ph = append(ph, c.toPh.lat...)
-		c.toPh.mu.Unlock()
+		c.toWebV.collect(&r.VGotWeb, &vweb, nil)
+		c.toPhV.collect(&r.VGotPh, &vph, nil)
+		c.toWeb.collect(&r.GotWeb, &web, &track)
+		c.toPh.collect(&r.GotPh, &ph, nil)
 	}
 	r.WebP50, r.WebP99 = percentiles(web)
 	r.TrackP50, r.TrackP99 = percentiles(track)
 	r.PhP50, r.PhP99 = percentiles(ph)
+	r.VWebP50, r.VWebP99 = percentiles(vweb)
+	r.VPhP50, r.VPhP99 = percentiles(vph)
 	return r
 }
 
