@@ -15,7 +15,7 @@ import { after, before, describe, test } from 'node:test';
 import { distBuilt, gatewayUnavailable, mustRun } from './gateway.js';
 import { waitFor, waitState } from './helpers.js';
 import { buildPionPhone, pionPhoneMissing, startPionPhone } from './pionphone.js';
-import { gatewaySuite, pageSession } from './suite.js';
+import { gatewaySuite, phoneSession } from './suite.js';
 
 const USERS = { alice: 'alice-secret', 1000: 'phone-secret-1000' };
 const T = { timeout: 90_000 };
@@ -41,28 +41,21 @@ describe('video calls between the softphone and a pion SIP video phone', { skip:
   );
   after(() => build?.cleanup());
 
-  // session runs fn({ open, phone }): open(query) is alice's softphone,
-  // phone(options) the pion phone registered as 1000 (startPionPhone),
-  // stopped after the test, its events in the failure report.
-  async function session(fn) {
-    const phones = [];
-    try {
-      await pageSession(ctx, ({ open, addLog }) =>
-        fn({
-          open: (query = '') => open('alice', { query }),
-          phone: async (opts) => {
-            const p = startPionPhone({ bin: build.bin, gateway: ctx.gateway, user: '1000', password: USERS[1000], ...opts });
-            phones.push(p);
-            addLog(`videophone #${phones.length}: ${p.command}`, () => p.log());
-            await p.next('registered');
-            return p;
-          },
-        }),
-      );
-    } finally {
-      await Promise.all(phones.map((p) => p.stop()));
-    }
-  }
+  // session runs fn({ open, phone }) (phoneSession): open(query) is
+  // alice's softphone, phone(options) the pion phone registered as 1000
+  // (startPionPhone), stopped after the test, its events in the failure
+  // report.
+  const session = (fn) =>
+    phoneSession(
+      ctx,
+      {
+        user: 'alice',
+        label: 'videophone',
+        start: (opts) => startPionPhone({ bin: build.bin, gateway: ctx.gateway, user: '1000', password: USERS[1000], ...opts }),
+        ready: (p) => p.next('registered'),
+      },
+      fn,
+    );
 
   // decodes waits until the page decodes more than `after` + 10 frames of
   // the phone's video (64×48) in codec (a regexp of the MIME type).

@@ -81,3 +81,28 @@ export async function pageSession(ctx, fn) {
     await Promise.all(pages.map((p) => p.page.close().catch(() => {})));
   }
 }
+
+// phoneSession runs fn({ open, phone }) in a pageSession: open(query) is
+// user's softphone, phone(options) a SIP phone started by start(options)
+// (an object, or a promise of one, with command, log() and stop()), named
+// label in the failure report with its log, stopped after fn, and waited
+// for with ready(phone) when given.
+export async function phoneSession(ctx, { user, label, start, ready }, fn) {
+  const phones = [];
+  try {
+    await pageSession(ctx, ({ open, addLog }) =>
+      fn({
+        open: (query = '') => open(user, { query }),
+        phone: async (opts) => {
+          const p = await start(opts);
+          phones.push(p);
+          addLog(`${label} #${phones.length}: ${p.command}`, () => p.log());
+          if (ready) await ready(p);
+          return p;
+        },
+      }),
+    );
+  } finally {
+    await Promise.all(phones.map((p) => p.stop()));
+  }
+}

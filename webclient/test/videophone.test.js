@@ -14,7 +14,7 @@ import { describe, test } from 'node:test';
 import { baresipMissing, startBaresip } from './baresip.js';
 import { distBuilt, gatewayUnavailable, mustRun } from './gateway.js';
 import { softphoneState as state, waitFor, waitState } from './helpers.js';
-import { gatewaySuite, pageSession } from './suite.js';
+import { gatewaySuite, phoneSession } from './suite.js';
 
 const USERS = { alice: 'alice-secret', 1000: 'phone-secret-1000' };
 const T = { timeout: 90_000 };
@@ -37,27 +37,15 @@ describe('video calls between the softphone and a SIP video phone (baresip)', { 
   // The domain is the gateway's address, so that baresip needs no DNS.
   const ctx = gatewaySuite({ users: USERS, env: { SWITCHBOARD_DOMAIN: '127.0.0.1', SWITCHBOARD_ADMIN_TOKEN: ADMIN_TOKEN } });
 
-  // session runs fn({ open, phone }): open(query) is alice's softphone,
-  // phone(options) a baresip registered as 1000 (startBaresip), stopped
-  // after the test, its log in the failure report.
-  async function session(fn) {
-    const phones = [];
-    try {
-      await pageSession(ctx, ({ open, addLog }) =>
-        fn({
-          open: (query = '') => open('alice', { query }),
-          phone: async (opts) => {
-            const p = await startBaresip({ gateway: ctx.gateway, user: '1000', password: USERS[1000], ...opts });
-            phones.push(p);
-            addLog(`baresip #${phones.length}: ${p.command}`, () => p.log());
-            return p;
-          },
-        }),
-      );
-    } finally {
-      await Promise.all(phones.map((p) => p.stop()));
-    }
-  }
+  // session runs fn({ open, phone }) (phoneSession): open(query) is
+  // alice's softphone, phone(options) a baresip registered as 1000
+  // (startBaresip), stopped after the test, its log in the failure report.
+  const session = (fn) =>
+    phoneSession(
+      ctx,
+      { user: 'alice', label: 'baresip', start: (opts) => startBaresip({ gateway: ctx.gateway, user: '1000', password: USERS[1000], ...opts }) },
+      fn,
+    );
 
   // callVideo is the video counters of the one bridged call (admin API).
   async function callVideo() {
