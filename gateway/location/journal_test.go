@@ -2,6 +2,7 @@ package location
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -203,6 +204,48 @@ func TestGroupCommit(t *testing.T) {
 	}
 	if s := m.Stats(); s.Syncs != 2 || s.Records != n+1 {
 		t.Errorf("%d records in %d syncs, want %d in 2", s.Records, s.Syncs, n+1)
+	}
+}
+
+// TestAbandonedChangeWritten: a Put that stops waiting when its context
+// ends, while another Put writes, is written all the same, by that other
+// Put before it returns: nothing is left in memory for a later change or
+// Close to write.
+func TestAbandonedChangeWritten(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var once sync.Once
+	h := &hooks{beforeSync: func() {
+		once.Do(func() {
+			close(entered)
+			<-release
+		})
+	}}
+	m, c := openMem(t, Options{Dir: t.TempDir(), hooks: h})
+	var released sync.Once
+	free := func() { released.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	first := make(chan error, 1)
+	go func() { first <- m.Put(ctx, phone(t, c, "first", 1)) }()
+	receive(t, entered)
+	gone, cancel := context.WithCancel(ctx)
+	second := make(chan error, 1)
+	go func() { second <- m.Put(gone, phone(t, c, "second", 2)) }()
+	waitFor(t, "the second record appended", func() bool { return m.Stats().Records == 2 })
+	cancel()
+	if err := receive(t, second); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Put whose context ended: %v, want context.Canceled", err)
+	}
+	free()
+	if err := receive(t, first); err != nil {
+		t.Fatal(err)
+	}
+	if s := m.Stats(); s.Syncs != 2 {
+		t.Errorf("%d syncs once the first Put returned, want 2", s.Syncs)
+	}
+	want := dump(t, m)
+	m2, _ := reopen(t, crashImage(t, m), c)
+	if got := dump(t, m2); got != want || strings.Count(want, "\n") != 1 {
+		t.Errorf("after a crash:\n%s\nwant\n%s", got, want)
 	}
 }
 
