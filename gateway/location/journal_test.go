@@ -162,21 +162,29 @@ func TestCrashKeepsAcknowledged(t *testing.T) {
 	}
 }
 
-// TestGroupCommit: a Put returns only once its record is synced, and the
-// Puts made while the writer syncs share its next sync.
-func TestGroupCommit(t *testing.T) {
-	entered, release := make(chan struct{}), make(chan struct{})
+// openBlockedAtSync opens a store whose first journal sync blocks: entered
+// is closed when the writer reaches it, and free lets it go on (called
+// too before Close, which waits for the write).
+func openBlockedAtSync(t *testing.T) (m *Memory, c *clock.Fake, entered <-chan struct{}, free func()) {
+	in, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	h := &hooks{beforeSync: func() {
 		once.Do(func() {
-			close(entered)
+			close(in)
 			<-release
 		})
 	}}
-	m, c := openMem(t, Options{Dir: t.TempDir(), hooks: h})
+	m, c = openMem(t, Options{Dir: t.TempDir(), hooks: h})
 	var released sync.Once
-	free := func() { released.Do(func() { close(release) }) }
-	t.Cleanup(free) // before Close, which waits for the writer
+	free = func() { released.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	return m, c, in, free
+}
+
+// TestGroupCommit: a Put returns only once its record is synced, and the
+// Puts made while the writer syncs share its next sync.
+func TestGroupCommit(t *testing.T) {
+	m, c, entered, free := openBlockedAtSync(t)
 	first := make(chan error, 1)
 	go func() { first <- m.Put(ctx, phone(t, c, "first", 1)) }()
 	receive(t, entered)
@@ -212,18 +220,7 @@ func TestGroupCommit(t *testing.T) {
 // Put before it returns: nothing is left in memory for a later change or
 // Close to write.
 func TestAbandonedChangeWritten(t *testing.T) {
-	entered, release := make(chan struct{}), make(chan struct{})
-	var once sync.Once
-	h := &hooks{beforeSync: func() {
-		once.Do(func() {
-			close(entered)
-			<-release
-		})
-	}}
-	m, c := openMem(t, Options{Dir: t.TempDir(), hooks: h})
-	var released sync.Once
-	free := func() { released.Do(func() { close(release) }) }
-	t.Cleanup(free)
+	m, c, entered, free := openBlockedAtSync(t)
 	first := make(chan error, 1)
 	go func() { first <- m.Put(ctx, phone(t, c, "first", 1)) }()
 	receive(t, entered)
