@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -243,6 +244,63 @@ func TestAbandonedChangeWritten(t *testing.T) {
 	m2, _ := reopen(t, crashImage(t, m), c)
 	if got := dump(t, m2); got != want || strings.Count(want, "\n") != 1 {
 		t.Errorf("after a crash:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestCloseWaitsForWrite: Close called while a Put syncs and another
+// waits returns only once the sync is done and the waiting change is
+// written, and both are on disk.
+func TestCloseWaitsForWrite(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var syncing, overlaps atomic.Int32
+	var first atomic.Bool
+	h := &hooks{beforeSync: func() {
+		if syncing.Add(1) > 1 {
+			overlaps.Add(1)
+		}
+		if first.CompareAndSwap(false, true) {
+			close(entered)
+			<-release
+		}
+		syncing.Add(-1)
+	}}
+	m, c := openMem(t, Options{Dir: t.TempDir(), hooks: h})
+	var released sync.Once
+	free := func() { released.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	puts := make(chan error, 2)
+	go func() { puts <- m.Put(ctx, phone(t, c, "first", 1)) }()
+	receive(t, entered)
+	go func() { puts <- m.Put(ctx, phone(t, c, "second", 2)) }()
+	waitFor(t, "the second record appended", func() bool { return m.Stats().Records == 2 })
+	want := dump(t, m)
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	waitFor(t, "Close to begin", func() bool {
+		m.mu.RLock()
+		defer m.mu.RUnlock()
+		return m.closed
+	})
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) during a sync", err)
+	default:
+	}
+	free()
+	if err := receive(t, closed); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := receive(t, puts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := m.Stats(); s.Syncs != 2 || overlaps.Load() != 0 {
+		t.Errorf("%d syncs, %d of them during another; want 2 and none", s.Syncs, overlaps.Load())
+	}
+	m2, _ := reopen(t, copyDir(t, m.disk.dir), c)
+	if got := dump(t, m2); got != want || strings.Count(want, "\n") != 1 {
+		t.Errorf("after Close:\n%s\nwant\n%s", got, want)
 	}
 }
 
