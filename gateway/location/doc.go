@@ -17,6 +17,8 @@
 // AOR to the journal, and the call returns once the record is synced;
 // changes made while the journal is being synced are written and synced
 // together next (group commit), so concurrent REGISTERs share one sync.
+// The journal has no writer goroutine: the first caller to find it free
+// writes and syncs the batch itself.
 // Each record carries its length and a CRC-32C: a record cut short by a
 // crash at the end of the journal is recognised and dropped (it was never
 // acknowledged), and damage anywhere else is reported with the file and

@@ -21,27 +21,125 @@ type journalFile interface {
 	Close() error
 }
 
-// batch is the journal records appended since the writer last took them:
+// batch is the journal records appended since the last write took them:
 // one write and one sync for every change in it (group commit).
 type batch struct {
+	d    *disk
 	buf  []byte
 	done chan struct{} // closed once the batch is durable or failed
 	err  error         // set before done is closed
+	// waiters is the callers waiting for the batch while another
+	// writes, under m.mu. A batch left with none is written by the
+	// token holder before it lets go (see lead).
+	waiters int
 }
 
 // wait waits until the batch is durable. A nil batch is durable already.
+//
+// There is no writer goroutine: the caller that finds the journal free
+// writes and syncs the batch itself (it becomes the leader, see lead),
+// and the callers that arrive while it syncs append to the next batch and
+// wait, one of them writing it once the leader is done. One REGISTER at
+// a time thus costs no goroutine wake-up and hand-off, and concurrent
+// ones still share a sync.
+//
 // When ctx ends first the change stays in memory and is written all the
-// same; the caller only stops waiting for it.
+// same, by its other waiters or the caller writing now, or by this caller
+// if it was the last waiter and the journal is free; the caller only
+// stops waiting for it.
 func (b *batch) wait(ctx context.Context) error {
 	if b == nil {
 		return nil
 	}
-	select {
-	case <-b.done:
-		return b.err
-	case <-ctx.Done():
-		return fmt.Errorf("location: waiting for the journal: %w", ctx.Err())
+	d := b.d
+	for {
+		select {
+		case <-b.done:
+			return b.err
+		default:
+		}
+		d.m.mu.Lock()
+		select {
+		case d.token <- struct{}{}:
+			d.m.mu.Unlock()
+			d.lead()
+			continue // b was written by now, by this call or before
+		default:
+		}
+		b.waiters++
+		d.m.mu.Unlock()
+		select {
+		case <-b.done:
+			return b.err
+		case d.token <- struct{}{}:
+			// The writer is done and b is not written: b is the
+			// current batch, which lead takes.
+			d.m.mu.Lock()
+			b.waiters--
+			d.m.mu.Unlock()
+			d.lead()
+		case <-ctx.Done():
+			d.abandon(b)
+			return fmt.Errorf("location: waiting for the journal: %w", ctx.Err())
+		}
 	}
+}
+
+// abandon is wait's end when its context ends: when b is still to be
+// written and nobody else waits for it, it is written now if the journal
+// is free, and otherwise by the caller writing now before it lets go.
+func (d *disk) abandon(b *batch) {
+	d.m.mu.Lock()
+	b.waiters--
+	if b.waiters > 0 || d.cur != b {
+		d.m.mu.Unlock()
+		return
+	}
+	select {
+	case d.token <- struct{}{}:
+		d.m.mu.Unlock()
+		d.lead()
+	default:
+		d.m.mu.Unlock()
+	}
+}
+
+// lead is the writer's turn of a caller holding the token: it writes and
+// syncs the current batch, then the batches after it that no caller waits
+// for (their callers gave up, or have not begun waiting yet), and gives
+// the token back. The token is given back under m.mu, where abandon looks
+// at it, so that no batch is left with neither waiter nor writer.
+func (d *disk) lead() {
+	first := true
+	var spare []byte
+	for {
+		d.m.mu.Lock()
+		if spare != nil {
+			d.spare = spare
+		}
+		b, gen := d.cur, d.gen
+		if b == nil || (!first && b.waiters > 0) {
+			<-d.token
+			d.m.mu.Unlock()
+			return
+		}
+		d.cur = nil
+		d.m.mu.Unlock()
+		first = false
+		spare = d.write(b, gen)
+	}
+}
+
+// write writes batch b to the journal of generation gen, wakes its
+// waiters and returns its buffer for reuse, nil when too large to keep.
+// The caller holds the token.
+func (d *disk) write(b *batch, gen uint64) []byte {
+	b.err = d.commit(b.buf, gen)
+	close(b.done)
+	if cap(b.buf) > 1<<20 {
+		return nil
+	}
+	return b.buf[:0]
 }
 
 // disk keeps a Memory store's state in its data directory: a snapshot
@@ -68,7 +166,9 @@ type disk struct {
 	cur   *batch
 	spare []byte
 
-	wake     chan struct{} // cap 1: cur has records
+	// token is held by the one caller writing to the journal (cap 1:
+	// a send takes it, a receive gives it back). close takes it for good.
+	token    chan struct{}
 	compactC chan struct{} // cap 1: the journal is over its limit
 	stop     chan struct{} // closed by close
 	wg       sync.WaitGroup
@@ -86,7 +186,7 @@ type disk struct {
 	aside  []string // damaged files to rename with ".corrupt"
 	legacy bool     // a JSON snapshot of an earlier version to remove
 
-	// The writer's own. resnap is set when a batch could be written
+	// The token holder's own. resnap is set when a batch could be written
 	// neither to the journal nor as a snapshot.
 	jf       journalFile
 	jfGen    uint64
@@ -106,7 +206,7 @@ func openDisk(m *Memory, opts Options) (*disk, map[string][]record, error) {
 		dir:      opts.Dir,
 		limit:    cmp.Or(opts.JournalLimit, DefaultJournalLimit),
 		log:      m.log,
-		wake:     make(chan struct{}, 1),
+		token:    make(chan struct{}, 1),
 		compactC: make(chan struct{}, 1),
 		stop:     make(chan struct{}),
 	}
@@ -126,7 +226,7 @@ func openDisk(m *Memory, opts Options) (*disk, map[string][]record, error) {
 // start writes what was loaded as the snapshot of a new generation, so
 // that no journal that a crash may have cut short is appended to, sets
 // damaged files aside, removes the files the snapshot replaces, and starts
-// the writer and the compactor.
+// the compactor.
 func (d *disk) start() error {
 	gen, err := d.snapshot()
 	if err != nil {
@@ -144,8 +244,7 @@ func (d *disk) start() error {
 	if d.legacy {
 		os.Remove(filepath.Join(d.dir, legacyFile))
 	}
-	d.wg.Add(2)
-	go d.writeLoop()
+	d.wg.Add(1)
 	go d.compactLoop()
 	return nil
 }
@@ -155,7 +254,7 @@ func (d *disk) start() error {
 func (d *disk) appendLocked(aor string, list []Binding) (*batch, error) {
 	b := d.cur
 	if b == nil {
-		b = &batch{buf: d.spare, done: make(chan struct{})}
+		b = &batch{d: d, buf: d.spare, done: make(chan struct{})}
 		d.spare = nil
 	}
 	buf, err := appendBindings(b.buf, aor, list, durable)
@@ -163,56 +262,9 @@ func (d *disk) appendLocked(aor string, list []Binding) (*batch, error) {
 		return nil, err
 	}
 	b.buf = buf
-	if d.cur == nil {
-		d.cur = b
-		select {
-		case d.wake <- struct{}{}:
-		default:
-		}
-	}
+	d.cur = b
 	d.records.Add(1)
 	return b, nil
-}
-
-// writeLoop is the writer: it takes the batch of records appended since
-// its last write, writes and syncs it, and wakes its waiters. Changes made
-// while it syncs go into the next batch, so concurrent changes share a
-// sync. On stop it writes what is left and returns.
-func (d *disk) writeLoop() {
-	defer d.wg.Done()
-	for {
-		stopping := false
-		select {
-		case <-d.wake:
-		case <-d.stop:
-			stopping = true
-		}
-		d.m.mu.Lock()
-		b, gen := d.cur, d.gen
-		d.cur = nil
-		d.m.mu.Unlock()
-		if b != nil {
-			b.err = d.commit(b.buf, gen)
-			close(b.done)
-			if stopping {
-				d.finalErr = b.err
-			}
-			if cap(b.buf) <= 1<<20 {
-				d.m.mu.Lock()
-				d.spare = b.buf[:0]
-				d.m.mu.Unlock()
-			}
-		}
-		if stopping {
-			if d.jf != nil {
-				if err := d.jf.Close(); err != nil && d.finalErr == nil {
-					d.finalErr = fmt.Errorf("location: close journal: %w", err)
-				}
-				d.jf = nil
-			}
-			return
-		}
-	}
 }
 
 // commit appends buf to the journal of generation gen and syncs it. When
@@ -388,10 +440,26 @@ func (d *disk) step(name string) {
 	}
 }
 
-// close stops the writer, once it has written the last batch, and the
-// compactor, and returns the last write's error.
+// close waits for the write under way, writes what is left, closes the
+// journal and stops the compactor, and returns the last write's error.
+// It keeps the token: nothing is written after.
 func (d *disk) close() error {
 	close(d.stop)
+	d.token <- struct{}{}
+	d.m.mu.Lock()
+	b, gen := d.cur, d.gen
+	d.cur = nil
+	d.m.mu.Unlock()
+	if b != nil {
+		d.write(b, gen)
+		d.finalErr = b.err
+	}
+	if d.jf != nil {
+		if err := d.jf.Close(); err != nil && d.finalErr == nil {
+			d.finalErr = fmt.Errorf("location: close journal: %w", err)
+		}
+		d.jf = nil
+	}
 	d.wg.Wait()
 	d.snapMu.Lock() // a compaction called by Compact ends first
 	d.closed = true

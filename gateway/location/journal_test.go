@@ -2,6 +2,7 @@ package location
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -161,21 +163,29 @@ func TestCrashKeepsAcknowledged(t *testing.T) {
 	}
 }
 
-// TestGroupCommit: a Put returns only once its record is synced, and the
-// Puts made while the writer syncs share its next sync.
-func TestGroupCommit(t *testing.T) {
-	entered, release := make(chan struct{}), make(chan struct{})
+// openBlockedAtSync opens a store whose first journal sync blocks: entered
+// is closed when the writer reaches it, and free lets it go on (called
+// too before Close, which waits for the write).
+func openBlockedAtSync(t *testing.T) (m *Memory, c *clock.Fake, entered <-chan struct{}, free func()) {
+	in, release := make(chan struct{}), make(chan struct{})
 	var once sync.Once
 	h := &hooks{beforeSync: func() {
 		once.Do(func() {
-			close(entered)
+			close(in)
 			<-release
 		})
 	}}
-	m, c := openMem(t, Options{Dir: t.TempDir(), hooks: h})
+	m, c = openMem(t, Options{Dir: t.TempDir(), hooks: h})
 	var released sync.Once
-	free := func() { released.Do(func() { close(release) }) }
-	t.Cleanup(free) // before Close, which waits for the writer
+	free = func() { released.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	return m, c, in, free
+}
+
+// TestGroupCommit: a Put returns only once its record is synced, and the
+// Puts made while the writer syncs share its next sync.
+func TestGroupCommit(t *testing.T) {
+	m, c, entered, free := openBlockedAtSync(t)
 	first := make(chan error, 1)
 	go func() { first <- m.Put(ctx, phone(t, c, "first", 1)) }()
 	receive(t, entered)
@@ -203,6 +213,94 @@ func TestGroupCommit(t *testing.T) {
 	}
 	if s := m.Stats(); s.Syncs != 2 || s.Records != n+1 {
 		t.Errorf("%d records in %d syncs, want %d in 2", s.Records, s.Syncs, n+1)
+	}
+}
+
+// TestAbandonedChangeWritten: a Put that stops waiting when its context
+// ends, while another Put writes, is written all the same, by that other
+// Put before it returns: nothing is left in memory for a later change or
+// Close to write.
+func TestAbandonedChangeWritten(t *testing.T) {
+	m, c, entered, free := openBlockedAtSync(t)
+	first := make(chan error, 1)
+	go func() { first <- m.Put(ctx, phone(t, c, "first", 1)) }()
+	receive(t, entered)
+	gone, cancel := context.WithCancel(ctx)
+	second := make(chan error, 1)
+	go func() { second <- m.Put(gone, phone(t, c, "second", 2)) }()
+	waitFor(t, "the second record appended", func() bool { return m.Stats().Records == 2 })
+	cancel()
+	if err := receive(t, second); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Put whose context ended: %v, want context.Canceled", err)
+	}
+	free()
+	if err := receive(t, first); err != nil {
+		t.Fatal(err)
+	}
+	if s := m.Stats(); s.Syncs != 2 {
+		t.Errorf("%d syncs once the first Put returned, want 2", s.Syncs)
+	}
+	want := dump(t, m)
+	m2, _ := reopen(t, crashImage(t, m), c)
+	if got := dump(t, m2); got != want || strings.Count(want, "\n") != 1 {
+		t.Errorf("after a crash:\n%s\nwant\n%s", got, want)
+	}
+}
+
+// TestCloseWaitsForWrite: Close called while a Put syncs and another
+// waits returns only once the sync is done and the waiting change is
+// written, and both are on disk.
+func TestCloseWaitsForWrite(t *testing.T) {
+	entered, release := make(chan struct{}), make(chan struct{})
+	var syncing, overlaps atomic.Int32
+	var first atomic.Bool
+	h := &hooks{beforeSync: func() {
+		if syncing.Add(1) > 1 {
+			overlaps.Add(1)
+		}
+		if first.CompareAndSwap(false, true) {
+			close(entered)
+			<-release
+		}
+		syncing.Add(-1)
+	}}
+	m, c := openMem(t, Options{Dir: t.TempDir(), hooks: h})
+	var released sync.Once
+	free := func() { released.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	puts := make(chan error, 2)
+	go func() { puts <- m.Put(ctx, phone(t, c, "first", 1)) }()
+	receive(t, entered)
+	go func() { puts <- m.Put(ctx, phone(t, c, "second", 2)) }()
+	waitFor(t, "the second record appended", func() bool { return m.Stats().Records == 2 })
+	want := dump(t, m)
+	closed := make(chan error, 1)
+	go func() { closed <- m.Close() }()
+	waitFor(t, "Close to begin", func() bool {
+		m.mu.RLock()
+		defer m.mu.RUnlock()
+		return m.closed
+	})
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) during a sync", err)
+	default:
+	}
+	free()
+	if err := receive(t, closed); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := receive(t, puts); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := m.Stats(); s.Syncs != 2 || overlaps.Load() != 0 {
+		t.Errorf("%d syncs, %d of them during another; want 2 and none", s.Syncs, overlaps.Load())
+	}
+	m2, _ := reopen(t, copyDir(t, m.disk.dir), c)
+	if got := dump(t, m2); got != want || strings.Count(want, "\n") != 1 {
+		t.Errorf("after Close:\n%s\nwant\n%s", got, want)
 	}
 }
 

@@ -52,8 +52,8 @@ type Options struct {
 
 // hooks let this package's tests stop the store at chosen points.
 type hooks struct {
-	// beforeSync is called by the writer after writing a batch to the
-	// journal and before syncing it.
+	// beforeSync is called by the caller writing a batch, after writing
+	// it to the journal and before syncing it.
 	beforeSync func()
 	// step is called at each step of a snapshot where a crash may
 	// happen: "state taken", "snapshot written", "journals removed".
@@ -621,8 +621,8 @@ func (m *Memory) Compact(ctx context.Context) error {
 	return m.disk.compact()
 }
 
-// Close stops the sweeps and the journal writer once it has written what
-// it was given, and returns the error of that last write. Later calls
+// Close stops the sweeps, waits for the journal write under way, writes
+// what no call has written yet, and returns the error of that last write. Later calls
 // return the same. Every change whose call returned nil is already on
 // disk, so Close has nothing else to save.
 func (m *Memory) Close() error {
