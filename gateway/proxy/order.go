@@ -30,9 +30,7 @@ func (p *Proxy) Arrive(req *sip.Request) *sip.Response {
 	}
 	p.log.Warn("proxy: too many requests of one dialog waiting to be forwarded", "call_id", req.CallID(),
 		"method", req.Method, "source", req.Source.String(), "max", p.order.MaxQueued())
-	res := sip.NewResponse(req, 503, "Too Many Requests In Dialog")
-	res.Set("Retry-After", "1")
-	return res
+	return inorder.Refusal(req)
 }
 
 // Forget gives up the place that Arrive gave req, for a request served

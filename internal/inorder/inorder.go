@@ -170,6 +170,14 @@ func (o *Order) Arrive(req *sip.Request) bool {
 	return true
 }
 
+// Refusal is the answer to a request that Arrive refused: 503, to be
+// retried in a second, when those ahead of it have gone.
+func Refusal(req *sip.Request) *sip.Response {
+	res := sip.NewResponse(req, 503, "Too Many Requests In Dialog")
+	res.Set("Retry-After", "1")
+	return res
+}
+
 func (t *ticket) give() {
 	if !t.turned {
 		t.turned = true

@@ -1,0 +1,194 @@
+package b2bua
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/internal/inorder"
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/sip/dialog"
+	"github.com/switchboard/switchboard/sip/transaction"
+)
+
+// sendBurst sends n requests of method in d back to back, without waiting
+// for any answer, each with body "<round>-<i>", and returns their client
+// transactions in the order they were sent.
+func (u *testUA) sendBurst(d *dialog.Dialog, method string, round, n int, hdrs ...string) []*transaction.ClientTx {
+	u.t.Helper()
+	txs := make([]*transaction.ClientTx, 0, n)
+	for i := range n {
+		req, err := d.NewRequest(method)
+		if err != nil {
+			u.t.Fatal(err)
+		}
+		for j := 0; j+1 < len(hdrs); j += 2 {
+			req.Add(hdrs[j], hdrs[j+1])
+		}
+		req.SetBody(fmt.Appendf(nil, "%d-%d", round, i), "application/x-test")
+		if _, err := u.node.StampVia(req, u.gw); err != nil {
+			u.t.Fatal(err)
+		}
+		tx, err := u.layer.Request(context.Background(), req, u.gw)
+		if err != nil {
+			u.t.Fatal(err)
+		}
+		txs = append(txs, tx)
+	}
+	return txs
+}
+
+// finalOf waits for the final response of tx.
+func finalOf(t testing.TB, tx *transaction.ClientTx) *sip.Response {
+	t.Helper()
+	for {
+		select {
+		case res, ok := <-tx.Responses():
+			if !ok {
+				t.Fatalf("no final response: %v", tx.Err())
+				return nil
+			}
+			if res.StatusCode >= 200 {
+				return res
+			}
+		case <-timeAfter():
+			t.Fatal("no final response")
+			return nil
+		}
+	}
+}
+
+// relayed is a request as the far leg received it.
+type relayed struct {
+	body string
+	cseq uint32
+}
+
+// relayedTo returns the requests of method delivered to node on the
+// test network, in the order they were delivered, from the seen-th on.
+func relayedTo(t testing.TB, h *harness, node, method string, seen int) []relayed {
+	t.Helper()
+	var out []relayed
+	for _, d := range h.net.Log.All() {
+		if d.To != node || !bytes.HasPrefix(d.Data, []byte(method+" ")) {
+			continue
+		}
+		m, err := sip.ParseMessage(d.Data)
+		if err != nil {
+			t.Fatalf("delivered to the %s: %v", node, err)
+		}
+		req := m.(*sip.Request)
+		out = append(out, relayed{string(req.Body), req.CSeq().Seq})
+	}
+	if seen > len(out) {
+		return nil
+	}
+	return out[seen:]
+}
+
+// TestInDialogOrder: INFOs that the browser sends back to back reach the
+// phone in the order they were sent, with CSeqs that grow in that order,
+// round after round; none is refused as out of order on the way in. The
+// phone's order is the network's (its own handlers race each other).
+func TestInDialogOrder(t *testing.T) {
+	const rounds, burst = 20, 8
+	h := newHarness(t, harnessOptions{})
+	_, _, oc, _ := browserCallsPhone(t, h)
+
+	// The phone answers every INFO at once.
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case in := <-h.phone.in[sip.MethodInfo]:
+				in.respond(200, nil)
+			case <-stop:
+				return
+			}
+		}
+	})
+	defer wg.Wait()
+	defer close(stop)
+
+	seen := 0
+	for r := range rounds {
+		txs := h.browser.sendBurst(oc.dlg, sip.MethodInfo, r, burst, "Info-Package", "x-test")
+		for i, tx := range txs {
+			if res := finalOf(t, tx); res.StatusCode != 200 {
+				t.Fatalf("round %d: info %d of %d answered %d %s", r, i, burst, res.StatusCode, res.Reason)
+			}
+		}
+		round := relayedTo(t, h, "phone", sip.MethodInfo, seen)
+		seen += len(round)
+		var bodies []string
+		for _, x := range round {
+			bodies = append(bodies, x.body)
+		}
+		if len(round) != burst {
+			t.Fatalf("round %d: the phone got %v, want %d infos", r, bodies, burst)
+		}
+		for i := range burst {
+			if round[i].body != fmt.Sprintf("%d-%d", r, i) {
+				t.Fatalf("round %d: the phone got %v, want %d-0 to %d-%d in order", r, bodies, r, r, burst-1)
+			}
+			if i > 0 && round[i].cseq <= round[i-1].cseq {
+				t.Fatalf("round %d: relayed CSeqs do not grow in the order of arrival: %v", r, round)
+			}
+		}
+	}
+}
+
+// TestInDialogOrderCap: while MaxQueued requests of the browser's leg
+// hold places that no handler took (the transaction layer refused them
+// after they arrived), the next one is refused 503 at once, and the phone
+// gets nothing; once they are Wait old they are swept, and the next INFO
+// is relayed.
+func TestInDialogOrderCap(t *testing.T) {
+	const max = 4
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	ord := inorder.New(inorder.Options{MaxQueued: max, Clock: clk})
+	h := newHarness(t, harnessOptions{b2bua: Options{Order: ord}})
+	_, _, oc, _ := browserCallsPhone(t, h)
+
+	for range max {
+		req, err := oc.dlg.NewRequest(sip.MethodInfo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Source = browserWS
+		if !ord.Arrive(req) {
+			t.Fatal("refused below the cap")
+		}
+	}
+	res := h.browser.request(oc.dlg, sip.MethodInfo, []byte("<xml/>"), "application/media_control+xml")
+	if res.StatusCode != 503 || res.Get("Retry-After") == "" {
+		t.Fatalf("info beyond the cap: %d %s, Retry-After %q", res.StatusCode, res.Reason, res.Get("Retry-After"))
+	}
+	if st := ord.Stats(); st.Refused != 1 || st.Queued != max {
+		t.Fatalf("stats %+v", st)
+	}
+	h.phone.idle(sip.MethodInfo)
+
+	clk.Advance(inorder.DefaultWait)
+	done := make(chan *sip.Response, 1)
+	go func() {
+		done <- h.browser.request(oc.dlg, sip.MethodInfo, []byte("<xml/>"), "application/media_control+xml")
+	}()
+	h.phone.expect(sip.MethodInfo).respond(200, nil)
+	select {
+	case res := <-done:
+		if res.StatusCode != 200 {
+			t.Fatalf("info after the sweep: %d", res.StatusCode)
+		}
+	case <-timeAfter():
+		t.Fatal("no answer to the info")
+	}
+	if st := ord.Stats(); st.Queued != 0 {
+		t.Fatalf("places left: %+v", st)
+	}
+}
