@@ -15,6 +15,30 @@ import (
 	"github.com/switchboard/switchboard/sip/transaction"
 )
 
+// sendNow sends a request of method in d and returns its client
+// transaction, without waiting for any answer.
+func (u *testUA) sendNow(d *dialog.Dialog, method string, body []byte, ctype string, hdrs ...string) *transaction.ClientTx {
+	u.t.Helper()
+	req, err := d.NewRequest(method)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	for j := 0; j+1 < len(hdrs); j += 2 {
+		req.Add(hdrs[j], hdrs[j+1])
+	}
+	if body != nil {
+		req.SetBody(body, ctype)
+	}
+	if _, err := u.node.StampVia(req, u.gw); err != nil {
+		u.t.Fatal(err)
+	}
+	tx, err := u.layer.Request(context.Background(), req, u.gw)
+	if err != nil {
+		u.t.Fatal(err)
+	}
+	return tx
+}
+
 // sendBurst sends n requests of method in d back to back, without waiting
 // for any answer, each with body "<round>-<i>", and returns their client
 // transactions in the order they were sent.
@@ -22,22 +46,7 @@ func (u *testUA) sendBurst(d *dialog.Dialog, method string, round, n int, hdrs .
 	u.t.Helper()
 	txs := make([]*transaction.ClientTx, 0, n)
 	for i := range n {
-		req, err := d.NewRequest(method)
-		if err != nil {
-			u.t.Fatal(err)
-		}
-		for j := 0; j+1 < len(hdrs); j += 2 {
-			req.Add(hdrs[j], hdrs[j+1])
-		}
-		req.SetBody(fmt.Appendf(nil, "%d-%d", round, i), "application/x-test")
-		if _, err := u.node.StampVia(req, u.gw); err != nil {
-			u.t.Fatal(err)
-		}
-		tx, err := u.layer.Request(context.Background(), req, u.gw)
-		if err != nil {
-			u.t.Fatal(err)
-		}
-		txs = append(txs, tx)
+		txs = append(txs, u.sendNow(d, method, fmt.Appendf(nil, "%d-%d", round, i), "application/x-test", hdrs...))
 	}
 	return txs
 }
@@ -191,4 +200,81 @@ func TestInDialogOrderCap(t *testing.T) {
 	if st := ord.Stats(); st.Queued != 0 {
 		t.Fatalf("places left: %+v", st)
 	}
+}
+
+// TestInDialogOrderNotifies: the NOTIFYs of a refer subscription that the
+// phone sends back to back reach the browser in that order, with CSeqs
+// that grow in that order (SIP.js answers an older one 500).
+func TestInDialogOrderNotifies(t *testing.T) {
+	const rounds, burst = 10, 8
+	h := newHarness(t, harnessOptions{})
+	oc, in := bridgedCall(t, h)
+	event := referAccepted(t, h, oc)
+
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case n := <-h.browser.in[sip.MethodNotify]:
+				n.respond(200, nil)
+			case <-stop:
+				return
+			}
+		}
+	})
+	defer wg.Wait()
+	defer close(stop)
+
+	seen := 0
+	for r := range rounds {
+		txs := h.phone.sendBurst(in.dlg, sip.MethodNotify, r, burst, "Event", event, "Subscription-State", "active;expires=60")
+		for i, tx := range txs {
+			if res := finalOf(t, tx); res.StatusCode != 200 {
+				t.Fatalf("round %d: notify %d of %d answered %d %s", r, i, burst, res.StatusCode, res.Reason)
+			}
+		}
+		round := relayedTo(t, h, "browser", sip.MethodNotify, seen)
+		seen += len(round)
+		if len(round) != burst {
+			t.Fatalf("round %d: the browser got %v, want %d notifies", r, round, burst)
+		}
+		for i := range burst {
+			if round[i].body != fmt.Sprintf("%d-%d", r, i) || (i > 0 && round[i].cseq <= round[i-1].cseq) {
+				t.Fatalf("round %d: the browser got %v, want %d-0 to %d-%d with growing CSeqs", r, round, r, r, burst-1)
+			}
+		}
+	}
+}
+
+// TestInDialogOrderAndOffer: a request waiting for its turn holds nothing
+// of the call. The browser sends a re-INVITE, an INFO and a second
+// re-INVITE back to back: the INFO is relayed while the phone has yet to
+// answer the first re-INVITE, whose offer/answer the call holds, and the
+// second re-INVITE gets 491 rather than waiting for it.
+func TestInDialogOrderAndOffer(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	br, ph, oc, _ := browserCallsPhone(t, h)
+
+	hold := bytes.ReplaceAll(br.Offer(), []byte("a=sendrecv"), []byte("a=sendonly"))
+	first := h.browser.sendNow(oc.dlg, sip.MethodInvite, hold, contentSDP)
+	info := h.browser.sendNow(oc.dlg, sip.MethodInfo, []byte("<xml/>"), "application/media_control+xml")
+	second := h.browser.sendNow(oc.dlg, sip.MethodInvite, hold, contentSDP)
+
+	reinvite := h.phone.expect(sip.MethodInvite)
+	h.phone.expect(sip.MethodInfo).respond(200, nil)
+	if res := finalOf(t, info); res.StatusCode != 200 {
+		t.Fatalf("info: %d", res.StatusCode)
+	}
+	if res := finalOf(t, second); res.StatusCode != 491 {
+		t.Fatalf("second re-invite: %d, want 491", res.StatusCode)
+	}
+	reinvite.respond(200, ph.sdp(2, "0 101", "a=recvonly"))
+	h.phone.expect(sip.MethodAck)
+	res := finalOf(t, first)
+	if res.StatusCode != 200 {
+		t.Fatalf("first re-invite: %d", res.StatusCode)
+	}
+	_ = oc.dlg.ReceiveResponse(res)
+	h.browser.ack(oc.dlg, res, nil)
 }
