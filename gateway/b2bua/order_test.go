@@ -99,22 +99,20 @@ func relayedTo(t testing.TB, h *harness, node, method string, seen int) []relaye
 	return out[seen:]
 }
 
-// TestInDialogOrder: INFOs that the browser sends back to back reach the
-// phone in the order they were sent, with CSeqs that grow in that order,
-// round after round; none is refused as out of order on the way in. The
-// phone's order is the network's (its own handlers race each other).
-func TestInDialogOrder(t *testing.T) {
-	const rounds, burst = 20, 8
-	h := newHarness(t, harnessOptions{})
-	_, _, oc, _ := browserCallsPhone(t, h)
-
-	// The phone answers every INFO at once.
+// inOrder has from send rounds of burst requests of method in d back to
+// back, to answers each at once, and checks that each round reached to
+// (the node named toNode), as the network delivered it, in the order it
+// was sent, with CSeqs that grow in that order, and that every request
+// was answered 200 (none refused as out of order on the way in). The
+// order is the network's: to's own handlers race each other.
+func inOrder(t *testing.T, h *harness, from, to *testUA, toNode string, d *dialog.Dialog, method string, rounds, burst int, hdrs ...string) {
+	t.Helper()
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		for {
 			select {
-			case in := <-h.phone.in[sip.MethodInfo]:
+			case in := <-to.in[method]:
 				in.respond(200, nil)
 			case <-stop:
 				return
@@ -126,30 +124,32 @@ func TestInDialogOrder(t *testing.T) {
 
 	seen := 0
 	for r := range rounds {
-		txs := h.browser.sendBurst(oc.dlg, sip.MethodInfo, r, burst, "Info-Package", "x-test")
+		txs := from.sendBurst(d, method, r, burst, hdrs...)
 		for i, tx := range txs {
 			if res := finalOf(t, tx); res.StatusCode != 200 {
-				t.Fatalf("round %d: info %d of %d answered %d %s", r, i, burst, res.StatusCode, res.Reason)
+				t.Fatalf("round %d: %s %d of %d answered %d %s", r, method, i, burst, res.StatusCode, res.Reason)
 			}
 		}
-		round := relayedTo(t, h, "phone", sip.MethodInfo, seen)
+		round := relayedTo(t, h, toNode, method, seen)
 		seen += len(round)
-		var bodies []string
-		for _, x := range round {
-			bodies = append(bodies, x.body)
-		}
 		if len(round) != burst {
-			t.Fatalf("round %d: the phone got %v, want %d infos", r, bodies, burst)
+			t.Fatalf("round %d: the %s got %v, want %d of %s", r, toNode, round, burst, method)
 		}
 		for i := range burst {
-			if round[i].body != fmt.Sprintf("%d-%d", r, i) {
-				t.Fatalf("round %d: the phone got %v, want %d-0 to %d-%d in order", r, bodies, r, r, burst-1)
-			}
-			if i > 0 && round[i].cseq <= round[i-1].cseq {
-				t.Fatalf("round %d: relayed CSeqs do not grow in the order of arrival: %v", r, round)
+			if round[i].body != fmt.Sprintf("%d-%d", r, i) || (i > 0 && round[i].cseq <= round[i-1].cseq) {
+				t.Fatalf("round %d: the %s got %v, want %d-0 to %d-%d in order, with growing CSeqs", r, toNode, round, r, r, burst-1)
 			}
 		}
 	}
+}
+
+// TestInDialogOrder: INFOs that the browser sends back to back reach the
+// phone in the order they were sent, with CSeqs that grow in that order,
+// round after round; none is refused as out of order on the way in.
+func TestInDialogOrder(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	_, _, oc, _ := browserCallsPhone(t, h)
+	inOrder(t, h, h.browser, h.phone, "phone", oc.dlg, sip.MethodInfo, 20, 8, "Info-Package", "x-test")
 }
 
 // TestInDialogOrderCap: while MaxQueued requests of the browser's leg
@@ -206,45 +206,10 @@ func TestInDialogOrderCap(t *testing.T) {
 // phone sends back to back reach the browser in that order, with CSeqs
 // that grow in that order (SIP.js answers an older one 500).
 func TestInDialogOrderNotifies(t *testing.T) {
-	const rounds, burst = 10, 8
 	h := newHarness(t, harnessOptions{})
 	oc, in := bridgedCall(t, h)
 	event := referAccepted(t, h, oc)
-
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			select {
-			case n := <-h.browser.in[sip.MethodNotify]:
-				n.respond(200, nil)
-			case <-stop:
-				return
-			}
-		}
-	})
-	defer wg.Wait()
-	defer close(stop)
-
-	seen := 0
-	for r := range rounds {
-		txs := h.phone.sendBurst(in.dlg, sip.MethodNotify, r, burst, "Event", event, "Subscription-State", "active;expires=60")
-		for i, tx := range txs {
-			if res := finalOf(t, tx); res.StatusCode != 200 {
-				t.Fatalf("round %d: notify %d of %d answered %d %s", r, i, burst, res.StatusCode, res.Reason)
-			}
-		}
-		round := relayedTo(t, h, "browser", sip.MethodNotify, seen)
-		seen += len(round)
-		if len(round) != burst {
-			t.Fatalf("round %d: the browser got %v, want %d notifies", r, round, burst)
-		}
-		for i := range burst {
-			if round[i].body != fmt.Sprintf("%d-%d", r, i) || (i > 0 && round[i].cseq <= round[i-1].cseq) {
-				t.Fatalf("round %d: the browser got %v, want %d-0 to %d-%d with growing CSeqs", r, round, r, r, burst-1)
-			}
-		}
-	}
+	inOrder(t, h, h.phone, h.browser, "browser", in.dlg, sip.MethodNotify, 10, 8, "Event", event, "Subscription-State", "active;expires=60")
 }
 
 // TestInDialogOrderAndOffer: a request waiting for its turn holds nothing
