@@ -35,6 +35,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/registrar"
 	"github.com/switchboard/switchboard/gateway/transfer"
 	"github.com/switchboard/switchboard/gateway/trunk"
+	"github.com/switchboard/switchboard/internal/inorder"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
@@ -257,8 +258,13 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	g.tx = transaction.New(g.ctx, cfg.Transports, g, txc)
 
 	g.transfer = &transfer.Policy{Reachable: g.reachable, Logger: log.With("component", "transfer")}
+	// One order of in-dialog requests for the proxy and the B2BUA: admit
+	// gives the places (proxy.Proxy.Arrive), and whichever of the two
+	// serves a request waits there for its turn.
+	order := inorder.New(inorder.Options{Clock: cfg.Clock})
 	if cfg.Media != nil {
 		g.calls, err = b2bua.New(b2bua.Options{
+			Order:        order,
 			Transfer:     g.transfer,
 			Engine:       cfg.Media,
 			Transactions: g.tx,
@@ -291,6 +297,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		replaces = g.replaces
 	}
 	g.proxy, err = proxy.New(proxy.Options{
+		Order:           order,
 		Bridge:          g.bridge,
 		Transfer:        g.transfer,
 		Replaces:        replaces,
@@ -471,8 +478,8 @@ func (g *Gateway) TransferStats() transfer.Stats { return g.transfer.Stats() }
 // DialogStats returns the counters of the proxy's dialog table.
 func (g *Gateway) DialogStats() proxy.DialogStats { return g.proxy.DialogStats() }
 
-// OrderStats returns the counters of the proxy's ordering of in-dialog
-// requests.
+// OrderStats returns the counters of the ordering of in-dialog requests that
+// the proxy and the B2BUA share.
 func (g *Gateway) OrderStats() proxy.OrderStats { return g.proxy.OrderStats() }
 
 // HeldFlows returns how many connections the gateway holds now because

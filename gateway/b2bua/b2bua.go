@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/gateway/transfer"
+	"github.com/switchboard/switchboard/internal/inorder"
 	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/transaction"
@@ -96,6 +97,13 @@ type Options struct {
 	// Transfer is the policy applied to the REFERs the calls relay; nil
 	// is a zero transfer.Policy (only our users transfer).
 	Transfer *transfer.Policy
+	// Order is where the transaction layer's Admit gave each in-dialog
+	// request its place, in the order the requests arrived (the gateway
+	// shares one with its proxy: proxy.Proxy.Arrive). The requests of
+	// one leg are relayed to the other in that order: each waits in
+	// HandleInDialog for those ahead of it to be sent. Nil relays them
+	// as their handlers run, in no particular order.
+	Order *inorder.Order
 
 	// Clock runs the ring, session, cancel and grace timers; nil is the
 	// system clock.
@@ -282,6 +290,9 @@ func (b *B2BUA) unregister(c *call) {
 // A request belongs to the B2BUA when its To tag is one the B2BUA gave
 // out for its Call-ID. Call it before the proxy for every request with a
 // To tag. ctx is the request's, as the transaction.Handler got it.
+//
+// With Options.Order, the requests of one leg are served, and relayed to
+// the other, in the order they arrived.
 func (b *B2BUA) HandleInDialog(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) bool {
 	tag := req.To().Tag()
 	if tag == "" || req.Method == sip.MethodCancel {
@@ -295,6 +306,7 @@ func (b *B2BUA) HandleInDialog(ctx context.Context, tx *transaction.ServerTx, re
 	}
 	// The request is shared with the transaction layer: reading headers
 	// fills its parse cache, so work on a copy of our own.
+	orig := req
 	req = req.Clone()
 	if req.Method == sip.MethodAck {
 		l.c.onAck(l, req)
@@ -303,7 +315,15 @@ func (b *B2BUA) HandleInDialog(ctx context.Context, tx *transaction.ServerTx, re
 	if tx == nil {
 		return true
 	}
-	l.c.serve(l, tx, req)
+	// Its turn among the requests of its leg, from the same side, that
+	// arrived before it: waited for here, where it holds nothing that one
+	// of them may need, and passed on once it was relayed or answered.
+	sent := func() {}
+	if b.opts.Order != nil {
+		sent = b.opts.Order.Await(ctx, orig)
+	}
+	defer sent()
+	l.c.serve(l, tx, req, sent)
 	return true
 }
 

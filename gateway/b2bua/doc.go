@@ -101,6 +101,11 @@
 // request is served in its own handler goroutine, and one watcher
 // goroutine per call acknowledges the callee's 2xx retransmissions and
 // follows the bridge. Offer/answer exchanges are serialised per call.
+// With Options.Order, the requests of one leg wait in HandleInDialog,
+// before they take anything of the call, for those of the same leg that
+// arrived before them to be relayed (sent, not answered) or answered: the
+// other leg gets them in the order they arrived, with CSeqs that grow in
+// that order (two NOTIFYs of a REFER, an INFO then a BYE).
 // Timers run on Options.Clock. Every goroutine the package starts is
 // counted, and [B2BUA.Close] waits for them.
 //

@@ -16,6 +16,7 @@ import (
 	"github.com/pion/webrtc/v4"
 	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/gateway/identity"
+	"github.com/switchboard/switchboard/internal/inorder"
 	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/internal/mediapeer"
 	"github.com/switchboard/switchboard/internal/sipnet"
@@ -96,6 +97,7 @@ type harness struct {
 	browserDst sip.Addr
 	logs       *logSink
 	clock      clock.Clock
+	order      *inorder.Order
 }
 
 type harnessOptions struct {
@@ -131,11 +133,26 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	t.Cleanup(func() { _ = e.Close() })
 
 	h.gw = h.net.AddNode("gateway", gwUDP, gwWS)
-	h.layer = transaction.New(context.Background(), h.gw, transaction.HandlerFunc(h.serve), transaction.Config{Logger: discardLogger()})
+	// As the gateway's: the in-dialog requests take their places in
+	// order as they arrive, and the B2BUA relays them in that order.
+	h.order = ho.b2bua.Order
+	if h.order == nil {
+		h.order = inorder.New(inorder.Options{Clock: ho.b2bua.Clock})
+	}
+	h.layer = transaction.New(context.Background(), h.gw, transaction.HandlerFunc(h.serve), transaction.Config{
+		Logger: discardLogger(),
+		Admit: func(req *sip.Request) (*sip.Response, bool) {
+			if !h.order.Arrive(req) {
+				return inorder.Refusal(req), false
+			}
+			return nil, false
+		},
+	})
 	h.gw.Recv = h.layer.HandleMessage
 	t.Cleanup(func() { _ = h.layer.Close() })
 
 	o := ho.b2bua
+	o.Order = h.order
 	o.Engine = e
 	o.Transactions = h.layer
 	o.Sender = h.gw
@@ -194,6 +211,7 @@ func (h *harness) newBrowser() *testBrowser {
 // serve is the gateway's handler: in-dialog requests to the B2BUA, new
 // INVITEs routed by user to the phone or the browser.
 func (h *harness) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) {
+	defer h.order.Forget(req) // a request the B2BUA did not take
 	if h.b2b.HandleInDialog(ctx, tx, req) || tx == nil {
 		return
 	}

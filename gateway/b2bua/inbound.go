@@ -16,7 +16,10 @@ import (
 
 // serve answers a request received in one of the call's dialogs. It runs
 // in the request's handler goroutine and returns once it has answered.
-func (c *call) serve(l *leg, tx *transaction.ServerTx, req *sip.Request) {
+// sent passes the turn of the leg's next request on (see Options.Order):
+// called once what req becomes on the other leg was sent, and by the
+// caller once serve returns.
+func (c *call) serve(l *leg, tx *transaction.ServerTx, req *sip.Request, sent func()) {
 	if !sip.IsKnownMethod(req.Method) {
 		c.respond(tx, l.reply(req, 501, ""))
 		return
@@ -37,10 +40,10 @@ func (c *call) serve(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 		c.log.Info("bye", "leg", l.role)
 		c.hangup(byeFrom(l.role), l)
 	case sip.MethodInvite:
-		c.serveOffer(l, tx, req)
+		c.serveOffer(l, tx, req, sent)
 	case sip.MethodUpdate:
 		if hasSDP(&req.Headers, req.Body) {
-			c.serveOffer(l, tx, req)
+			c.serveOffer(l, tx, req, sent)
 			return
 		}
 		// A session refresh (RFC 4028), answered on this leg alone.
@@ -50,11 +53,11 @@ func (c *call) serve(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 		l.armSession()
 		c.respond(tx, res)
 	case sip.MethodInfo, sip.MethodMessage:
-		c.serveInfo(l, tx, req)
+		c.serveInfo(l, tx, req, sent)
 	case sip.MethodRefer:
-		c.serveRefer(l, tx, req)
+		c.serveRefer(l, tx, req, sent)
 	case sip.MethodNotify:
-		c.serveNotify(l, tx, req)
+		c.serveNotify(l, tx, req, sent)
 	case sip.MethodOptions:
 		c.respond(tx, l.stamp(identity.OptionsResponse(req)))
 	case sip.MethodPrack:
@@ -127,7 +130,7 @@ func (c *call) onAck(l *leg, ack *sip.Request) {
 // gateway's current SDP as an offer, whose answer comes in the ACK. From
 // the browser the offer is carried to the SIP side in a re-INVITE, and the
 // browser's answer made from the phone's.
-func (c *call) serveOffer(l *leg, tx *transaction.ServerTx, req *sip.Request) {
+func (c *call) serveOffer(l *leg, tx *transaction.ServerTx, req *sip.Request, sent func()) {
 	if !c.beginOA() {
 		res := l.reply(req, 491, "")
 		c.respond(tx, res)
@@ -167,7 +170,7 @@ func (c *call) serveOffer(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 		// Video comes or goes: the browser is renegotiated (its ICE and
 		// DTLS session stays), and the phone answered from its answer.
 		var fail *sip.Response
-		sdp, fail, err = c.relayOffer(l, tx, body, br.RTPReofferWeb, br.WebAnswer)
+		sdp, fail, err = c.relayOffer(l, tx, body, br.RTPReofferWeb, br.WebAnswer, sent)
 		if fail != nil {
 			code, reason := relayedFailure(fail)
 			respond(l.reply(req, code, reason))
@@ -205,7 +208,7 @@ func (c *call) serveOffer(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 			break
 		}
 		var fail *sip.Response
-		sdp, fail, err = c.relayOffer(l, tx, body, br.WebReoffer, br.RTPAnswer)
+		sdp, fail, err = c.relayOffer(l, tx, body, br.WebReoffer, br.RTPAnswer, sent)
 		if fail != nil {
 			code, reason := relayedFailure(fail)
 			respond(l.reply(req, code, reason))
@@ -263,7 +266,7 @@ func relayedFailure(fail *sip.Response) (int, string) {
 // returns l's answer, or the other side's failure response: a browser's
 // re-offer to the SIP side (WebReoffer, RTPAnswer), or a phone's that
 // adds or removes video to the browser (RTPReofferWeb, WebAnswer).
-func (c *call) relayOffer(l *leg, tx *transaction.ServerTx, offer []byte, reoffer, answer func([]byte) ([]byte, error)) ([]byte, *sip.Response, error) {
+func (c *call) relayOffer(l *leg, tx *transaction.ServerTx, offer []byte, reoffer, answer func([]byte) ([]byte, error), sent func()) ([]byte, *sip.Response, error) {
 	br := c.media()
 	rtpOffer, err := reoffer(offer)
 	if err != nil {
@@ -289,7 +292,7 @@ func (c *call) relayOffer(l *leg, tx *transaction.ServerTx, offer []byte, reoffe
 		case <-stop:
 		}
 	}()
-	res, err := other.do(ctx, req)
+	res, err := other.relay(ctx, req, sent)
 	if err != nil {
 		_ = br.Rollback()
 		return nil, nil, err
@@ -316,7 +319,7 @@ func (c *call) relayOffer(l *leg, tx *transaction.ServerTx, offer []byte, reoffe
 // RFC 4733 events towards the SIP side; anything else, or DTMF when the
 // SIP side has no telephone-event, is relayed to the other leg, and its
 // answer relayed back.
-func (c *call) serveInfo(l *leg, tx *transaction.ServerTx, req *sip.Request) {
+func (c *call) serveInfo(l *leg, tx *transaction.ServerTx, req *sip.Request, sent func()) {
 	if req.Method == sip.MethodInfo && !l.web && isPictureFastUpdate(req) {
 		// RFC 5168: the SIP side asks for a keyframe. The browser gets a
 		// PLI; the INFO is answered here and goes no further.
@@ -353,7 +356,7 @@ func (c *call) serveInfo(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 	if len(req.Body) > 0 {
 		out.SetBody(req.Body, req.ContentType())
 	}
-	res, err := other.do(c.ctx, out)
+	res, err := other.relay(c.ctx, out, sent)
 	if err != nil {
 		c.respond(tx, l.reply(req, 500, ""))
 		return

@@ -142,7 +142,18 @@ func (l *leg) newRequest(method string) (*sip.Request, error) {
 // its subscription is, RFC 5057 §5.4). When ctx ends
 // first an INVITE is canceled and ctx's cause returned.
 func (l *leg) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
+	return l.relay(ctx, req, nil)
+}
+
+// relay is do for a request that relays one received on the other leg:
+// sent, if set, is called once req left (or could not), so that the
+// next request of that leg may be relayed (Options.Order) without
+// waiting for req's answer.
+func (l *leg) relay(ctx context.Context, req *sip.Request, sent func()) (*sip.Response, error) {
 	tx, err := l.send(ctx, req)
+	if sent != nil {
+		sent()
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -106,7 +106,7 @@ func (x *transfers) find(l *leg, id uint32, hasID bool) (referKey, *referSub, bo
 // with the transferee's answer: 202, or its refusal. Refer-Sub: false
 // (RFC 4488) is honoured whether the transferee honours it or not: the
 // NOTIFYs of such a REFER are answered here and not relayed.
-func (c *call) serveRefer(l *leg, tx *transaction.ServerTx, req *sip.Request) {
+func (c *call) serveRefer(l *leg, tx *transaction.ServerTx, req *sip.Request, sent func()) {
 	party := transfer.Party{User: l.user, Source: req.Source}
 	if res := c.b.transfer.Check(c.ctx, req, party); res != nil {
 		c.respond(tx, l.stamp(res))
@@ -138,7 +138,7 @@ func (c *call) serveRefer(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 		return
 	}
 	c.log.Info("transfer: refer relayed", "from", l.role, "refer_to", req.Get("Refer-To"), "quiet", quiet)
-	res, err := other.do(c.ctx, out)
+	res, err := other.relay(c.ctx, out, sent)
 	if err != nil || !res.IsSuccess() {
 		c.xfer.remove(key)
 		code, reason := 480, ""
@@ -172,7 +172,7 @@ func referFailure(res *sip.Response) (int, string) {
 // none. A final NOTIFY whose sipfrag says that the target answered ends
 // the transferred call: the transferor's leg ends once the target
 // answers (RFC 5589 §6).
-func (c *call) serveNotify(l *leg, tx *transaction.ServerTx, req *sip.Request) {
+func (c *call) serveNotify(l *leg, tx *transaction.ServerTx, req *sip.Request, sent func()) {
 	ev, ok, err := req.Event()
 	if !ok || err != nil || !strings.EqualFold(ev.Value, "refer") {
 		c.respond(tx, l.reply(req, 489, ""))
@@ -215,7 +215,7 @@ func (c *call) serveNotify(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 		case <-sub.answered:
 		case <-c.ctx.Done():
 		}
-		code := c.relayNotify(sub, req, early)
+		code := c.relayNotify(sub, req, early, sent)
 		if (code == 481 || code == 489) && !terminated {
 			// The transferor dropped the subscription (RFC 5057 §5.1:
 			// a 481 ends that usage, not the call): relay no more.
@@ -231,10 +231,11 @@ func (c *call) serveNotify(l *leg, tx *transaction.ServerTx, req *sip.Request) {
 }
 
 // relayNotify sends req's news to the transferor of sub and returns the
-// status to answer the transferee with. active says that the
+// status to answer the transferee with; sent is called once it left.
+// active says that the
 // subscription goes on whatever req says (a progress report that claimed
 // to end it).
-func (c *call) relayNotify(sub *referSub, req *sip.Request, active bool) int {
+func (c *call) relayNotify(sub *referSub, req *sip.Request, active bool, sent func()) int {
 	out, err := sub.from.newRequest(sip.MethodNotify)
 	if err != nil {
 		return 481
@@ -248,7 +249,7 @@ func (c *call) relayNotify(sub *referSub, req *sip.Request, active bool) int {
 	if len(req.Body) > 0 {
 		out.SetBody(req.Body, req.ContentType())
 	}
-	res, err := sub.from.do(c.ctx, out)
+	res, err := sub.from.relay(c.ctx, out, sent)
 	switch {
 	case err != nil:
 		return 480

@@ -269,23 +269,7 @@ func (u *testUA) ack(d *dialog.Dialog, res *sip.Response, body []byte) {
 // a re-INVITE is acknowledged with ackBody.
 func (u *testUA) request(d *dialog.Dialog, method string, body []byte, ctype string, hdrs ...string) *sip.Response {
 	u.t.Helper()
-	req, err := d.NewRequest(method)
-	if err != nil {
-		u.t.Fatal(err)
-	}
-	for i := 0; i+1 < len(hdrs); i += 2 {
-		req.Add(hdrs[i], hdrs[i+1])
-	}
-	if body != nil {
-		req.SetBody(body, ctype)
-	}
-	if _, err := u.node.StampVia(req, u.gw); err != nil {
-		u.t.Fatal(err)
-	}
-	tx, err := u.layer.Request(context.Background(), req, u.gw)
-	if err != nil {
-		u.t.Fatal(err)
-	}
+	tx := u.sendNow(d, method, body, ctype, hdrs...)
 	for {
 		select {
 		case res, ok := <-tx.Responses():

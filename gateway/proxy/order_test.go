@@ -71,15 +71,7 @@ func (f *fixture) entered(n int) {
 	f.t.Helper()
 	deadline := time.Now().Add(waitLimit)
 	for {
-		o := f.proxy.order
-		o.mu.Lock()
-		got := 0
-		for _, t := range o.tickets {
-			if t.entered {
-				got++
-			}
-		}
-		o.mu.Unlock()
+		got := f.proxy.OrderStats().Entered
 		if got == n {
 			return
 		}

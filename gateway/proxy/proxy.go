@@ -12,6 +12,7 @@ import (
 	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/gateway/transfer"
+	"github.com/switchboard/switchboard/internal/inorder"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
 	"github.com/switchboard/switchboard/sip/transaction"
@@ -138,6 +139,11 @@ type Options struct {
 	// dialog that arrived before it and never reached ServeSIP; default
 	// DefaultOrderWait.
 	OrderWait time.Duration
+	// Order, when set, is the ordering of in-dialog requests that the
+	// proxy shares with another handler of the same transaction layer
+	// (the B2BUA): Arrive gives places in it, and MaxQueued and
+	// OrderWait are its own.
+	Order *inorder.Order
 
 	// Clock runs Timer C and dates nonces; nil is the system clock.
 	Clock clock.Clock
@@ -169,7 +175,7 @@ type Proxy struct {
 	auth     *digest.Server
 	key      []byte
 	dialogs  *dialogs
-	order    *order
+	order    *inorder.Order
 
 	authAll       bool
 	localOnly     bool
@@ -249,11 +255,10 @@ func New(opts Options) (*Proxy, error) {
 		maxDialogs = DefaultMaxDialogs
 	}
 	p.dialogs = newDialogs(maxDialogs, orDuration(opts.DialogLifetime, DefaultDialogLifetime))
-	maxQueued := opts.MaxQueued
-	if maxQueued <= 0 {
-		maxQueued = DefaultMaxQueued
+	p.order = opts.Order
+	if p.order == nil {
+		p.order = inorder.New(inorder.Options{MaxQueued: opts.MaxQueued, Wait: opts.OrderWait, Clock: p.clk})
 	}
-	p.order = newOrder(maxQueued, orDuration(opts.OrderWait, DefaultOrderWait), p.clk)
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
@@ -293,7 +298,7 @@ func (p *Proxy) ServeSIP(ctx context.Context, tx *transaction.ServerTx, req *sip
 		}
 		return
 	}
-	sent := p.order.await(ctx, req)
+	sent := p.order.Await(ctx, req)
 	defer sent()
 	p.serve(ctx, tx, req, sent)
 }

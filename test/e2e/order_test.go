@@ -3,6 +3,7 @@ package e2e
 import (
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/dialog"
@@ -74,4 +75,55 @@ func TestInDialogOrder(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestBridgedInDialogOrder is TestInDialogOrder across the B2BUA: the
+// browser of a bridged call sends bursts of INFOs back to back over its
+// WebSocket, and the phone must receive them in the order they were sent,
+// with CSeqs that grow in that order (the phone answers a lower CSeq 481,
+// and that ends the call).
+func TestBridgedInDialogOrder(t *testing.T) {
+	g := startGateway(t, gatewayOptions{})
+	browser := newParty(t, g, "browser", "alice", true)
+	phone := newParty(t, g, "phone", "bob", false)
+	type info struct {
+		body string
+		seq  uint32
+	}
+	infos := make(chan info, 64)
+	receive := func(m sip.Message) {
+		if req, ok := m.(*sip.Request); ok && req.Method == sip.MethodInfo {
+			infos <- info{string(req.Body), req.CSeq().Seq}
+		}
+		phone.receive(m)
+	}
+	phone.sig.intercept.Store(&receive)
+	bc := browser.call(phone)
+	phone.expectCall()
+
+	const rounds, burst = 25, 8
+	for round := range rounds {
+		for i := range burst {
+			n, err := bc.dlg.NewRequest(sip.MethodInfo)
+			if err != nil {
+				t.Fatal(err)
+			}
+			n.SetBody([]byte(strconv.Itoa(round)+"-"+strconv.Itoa(i)), "application/x-test")
+			browser.send(n)
+		}
+		var last uint32
+		for i := range burst {
+			select {
+			case in := <-infos:
+				if want := strconv.Itoa(round) + "-" + strconv.Itoa(i); in.body != want || in.seq <= last {
+					t.Fatalf("round %d: INFO %d of the burst reached the phone as %q with CSeq %d (the last %d), want %q",
+						round, i, in.body, in.seq, last, want)
+				}
+				last = in.seq
+			case <-time.After(peerWait):
+				t.Fatalf("round %d: the phone got %d INFOs of %d", round, i, burst)
+			}
+		}
+	}
+	bc.bye()
 }
