@@ -371,16 +371,21 @@ func (b *Bridge) RTPOffer(offer []byte) (webOffer []byte, err error) {
 }
 
 // LateOffer starts a call whose SIP side sent an INVITE without SDP: it
-// returns a WebRTC offer for the browser made from the codec policy. The
-// browser's answer goes to WebAnswer, which returns the gateway's RTP
-// offer for the phone (in the 200 OK); the phone's answer (in the ACK)
-// goes to RTPAnswer.
+// returns a WebRTC offer for the browser made from the codec policy, with
+// a sendrecv video stream when the policy has video. The browser's answer
+// goes to WebAnswer, which returns the gateway's RTP offer for the phone
+// (in the 200 OK), with video when the browser took it; the phone's
+// answer (in the ACK) goes to RTPAnswer.
 func (b *Bridge) LateOffer() (webOffer []byte, err error) {
 	if err := b.lock("late offer", stateIdle); err != nil {
 		return nil, err
 	}
 	defer b.mu.Unlock()
-	out, err := b.offerWeb(b.audioPolicy, dirSendRecv, 0, webVideo{})
+	video, err := b.lateVideoOffer()
+	if err != nil {
+		return nil, err
+	}
+	out, err := b.offerWeb(b.audioPolicy, dirSendRecv, 0, video)
 	if err != nil {
 		return nil, err
 	}
@@ -458,7 +463,8 @@ func (b *Bridge) WebAnswer(answer []byte) (rtpSDP []byte, err error) {
 	}
 
 	if b.state == stateLateOffered {
-		d := &rtpDesc{codecs: accepted, dir: b.effWeb(), ptime: 20}
+		d := &rtpDesc{codecs: accepted, dir: b.effWeb(), ptime: 20, videoIdx: -1}
+		d.video = b.lateRTPVideo(s.video)
 		out := b.writeRTPDesc(d)
 		b.rtpOffer = d
 		b.state = stateLateRTPOffered

@@ -66,7 +66,15 @@
 // matches on packetization mode and profile (however the profile-level-id
 // spells it: the browser is offered the policy's spelling), and an
 // answer's level is never above the offer's (RFC 6184). A peer that
-// refuses video (port 0) leaves the call audio-only. Keyframe requests are translated: the
+// refuses video (port 0) leaves the call audio-only. After a phone's
+// INVITE without SDP ([Bridge.LateOffer]) the browser is offered a
+// sendrecv video stream with every format of the policy; when it takes
+// one, the gateway's offer in the 200 to the phone has m=video with the
+// formats the browser took, on the video port pair, and the phone's
+// answer in the ACK sets up the video route. A phone that refuses it
+// there (port 0) gets an audio-only call: nothing is relayed as video,
+// and the browser's video stays negotiated but idle (its SDP is not
+// renegotiated). Keyframe requests are translated: the
 // browser's PLI or FIR becomes RTCP feedback (PLI, else FIR) towards a
 // phone that offered a=rtcp-fb for it, or a call of the function given to
 // [Bridge.OnKeyframeRequest] (the gateway sends SIP INFO

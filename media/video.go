@@ -433,6 +433,48 @@ func (b *Bridge) webVideoOffer(v *videoSession) (webVideo, error) {
 	return webVideo{on: out != nil, codecs: out, dir: phoneVideoDir(v), bitrate: v.bitrate}, nil
 }
 
+// lateVideoOffer is the video of the web offer for a late offer: every
+// video codec of the policy, numbered as the web leg's PeerConnection
+// knows them, sendrecv (the phone's abilities are not known yet). None
+// when the policy has no video. Called with b.mu held.
+func (b *Bridge) lateVideoOffer() (webVideo, error) {
+	var vc []Codec
+	for _, c := range webVideoCodecs(b.audioPolicy, b.videoPolicy) {
+		if c.isVideo() {
+			vc = append(vc, c)
+		}
+	}
+	if vc == nil {
+		return webVideo{}, nil
+	}
+	if err := b.ensureVideo(); err != nil {
+		return webVideo{}, err
+	}
+	return webVideo{on: true, codecs: vc, dir: dirSendRecv}, nil
+}
+
+// lateRTPVideo is the video of the gateway's RTP offer after a late
+// offer, from the browser's answer (theirs): the codecs it accepted, in
+// the web leg's numbering and the policy's spelling at the browser's
+// level, in the direction the browser allows; nil when it took no video.
+// Called with b.mu held, after WebAnswer recorded the answer.
+func (b *Bridge) lateRTPVideo(theirs *videoSession) *videoDesc {
+	if b.webVideo == nil || theirs == nil || b.vid == nil {
+		return nil
+	}
+	var out []Codec
+	for _, c := range intersectVideo(b.webVideoOffered, b.webVideo, false) {
+		if a, ok := find(b.webVideo, c); ok {
+			c.Fmtp = answerFmtp(c, a.Fmtp)
+		}
+		out = append(out, c)
+	}
+	if out == nil {
+		return nil
+	}
+	return &videoDesc{on: true, codecs: out, dir: b.webVDir & b.webVOurDir.reverse()}
+}
+
 // webVideoAnswer is the video of the answer to the browser's video
 // stream offered: the codecs the phone accepted (accepted, in its
 // answer's numbering; theirs its video stream), in the browser's numbering
