@@ -252,6 +252,7 @@ func (b *Bridge) teardown() {
 	_ = b.pair.rtcp.SetReadDeadline(now)
 	v := b.vidA.Load()
 	if v != nil {
+		v.stopVideoReports()
 		_ = v.pair.rtp.SetReadDeadline(now)
 		_ = v.pair.rtcp.SetReadDeadline(now)
 	}

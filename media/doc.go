@@ -82,7 +82,12 @@
 // [Bridge.RequestKeyframe], is a PLI to the browser. The gateway ends the
 // browser's congestion control: transport-wide feedback from pion's
 // interceptor, and the phone's b=TIAS or b=AS both in the SDP for the
-// browser and as REMB. A browser that adds or removes video in a
+// browser and as REMB. Towards the phone the gateway reports on video
+// every 5 s of the injected clock, on its RTCP port (a=rtcp, or the RTP
+// port with rtcp-mux): an SR for the stream it sends (NTP time of the
+// clock, the RTP time extrapolated from the last packet sent) once it sent
+// some, else an RR, with a report block on the phone's stream (loss,
+// jitter, LSR/DLSR from the phone's SR) and an SDES CNAME. A browser that adds or removes video in a
 // re-INVITE has it carried to the phone (WebReoffer).
 //
 // # The RTP leg

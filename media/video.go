@@ -44,6 +44,12 @@ type videoLeg struct {
 	firSeq    atomic.Uint32
 	lastREMB  atomic.Int64 // since the bridge's start
 
+	// in and out count the video from and to the phone, for the RTCP
+	// reports the gateway sends it (videortcp.go).
+	in      recvStats
+	out     sendStats
+	reports videoReports
+
 	counts videoCounters
 }
 
@@ -67,6 +73,7 @@ type videoRoute struct {
 type videoCounters struct {
 	PacketsToWeb, PacketsToRTP          atomic.Uint64
 	ToPhoneRTCP, ToPhoneInfo, ToBrowser atomic.Uint64
+	ReportsToPhone                      atomic.Uint64
 }
 
 // VideoCounts is the video part of Stats: relayed packets each way and
@@ -77,6 +84,9 @@ type VideoCounts struct {
 	KeyframesToPhone    uint64 `json:"keyframe_requests_to_phone_rtcp"`
 	KeyframesToPhoneSIP uint64 `json:"keyframe_requests_to_phone_info"`
 	KeyframesToBrowser  uint64 `json:"keyframe_requests_to_browser"`
+	// ReportsToPhone counts the RTCP sender and receiver reports the
+	// gateway sent the phone for video.
+	ReportsToPhone uint64 `json:"rtcp_reports_to_phone"`
 }
 
 func (c *VideoCounts) add(o VideoCounts) {
@@ -85,6 +95,7 @@ func (c *VideoCounts) add(o VideoCounts) {
 	c.KeyframesToPhone += o.KeyframesToPhone
 	c.KeyframesToPhoneSIP += o.KeyframesToPhoneSIP
 	c.KeyframesToBrowser += o.KeyframesToBrowser
+	c.ReportsToPhone += o.ReportsToPhone
 }
 
 func (v *videoLeg) snapshot() VideoCounts {
@@ -94,6 +105,7 @@ func (v *videoLeg) snapshot() VideoCounts {
 		KeyframesToPhone:    v.counts.ToPhoneRTCP.Load(),
 		KeyframesToPhoneSIP: v.counts.ToPhoneInfo.Load(),
 		KeyframesToBrowser:  v.counts.ToBrowser.Load(),
+		ReportsToPhone:      v.counts.ReportsToPhone.Load(),
 	}
 }
 
@@ -129,6 +141,7 @@ func (b *Bridge) ensureVideo() error {
 	b.vidA.Store(v)
 	b.goWorker(func() { b.readVideo(v, pair.rtp, false) })
 	b.goWorker(func() { b.readVideo(v, pair.rtcp, true) })
+	b.startVideoReports(v)
 	return nil
 }
 
@@ -179,6 +192,7 @@ func (b *Bridge) videoFromRTP(v *videoLeg, buf []byte, src netip.AddrPort, pkt *
 	}
 	b.touch(now)
 	v.phoneSSRC.Store(pkt.SSRC)
+	v.in.packet(pkt.SSRC, pkt.SequenceNumber, pkt.Timestamp, len(buf), 90000, now)
 	out := r.toWeb.out[pt]
 	if out == 0 || !r.fwdToWeb {
 		return
@@ -240,6 +254,7 @@ func (b *Bridge) videoFromWeb(v *videoLeg, buf []byte, pkt *rtp.Packet) {
 	}
 	if _, err := v.pair.rtp.WriteToUDPAddrPort(s.buf[:n], dst); err == nil {
 		v.counts.PacketsToRTP.Add(1)
+		v.out.add(n)
 	}
 }
 
@@ -258,9 +273,14 @@ func (b *Bridge) sendREMB(v *videoLeg, bitrate uint64, ssrc uint32) {
 }
 
 // videoRTCPFromPhone terminates the phone's video RTCP: a PLI or FIR in it
-// becomes a PLI to the browser.
+// becomes a PLI to the browser; its SR is kept for the gateway's reports.
 func (b *Bridge) videoRTCPFromPhone(v *videoLeg, buf []byte) {
-	if asksKeyframe(buf) {
+	pkts, err := rtcp.Unmarshal(buf)
+	if err != nil {
+		return
+	}
+	v.phoneSR(pkts, b.clock.Now())
+	if hasKeyframeRequest(pkts) {
 		b.keyframeToBrowser(v)
 	}
 }
@@ -269,9 +289,10 @@ func (b *Bridge) videoRTCPFromPhone(v *videoLeg, buf []byte) {
 // FIR.
 func asksKeyframe(buf []byte) bool {
 	pkts, err := rtcp.Unmarshal(buf)
-	if err != nil {
-		return false
-	}
+	return err == nil && hasKeyframeRequest(pkts)
+}
+
+func hasKeyframeRequest(pkts []rtcp.Packet) bool {
 	for _, p := range pkts {
 		switch p.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
@@ -330,13 +351,8 @@ func (b *Bridge) keyframeToPhone(v *videoLeg) {
 	if err != nil {
 		return
 	}
-	conn, dst := v.pair.rtcp, r.rtcp
-	if t := v.latch.target(); r.rtcpMux && t.IsValid() {
-		conn, dst = v.pair.rtp, t
-	} else if t.IsValid() && !dst.Addr().IsValid() {
-		dst = netip.AddrPortFrom(t.Addr(), t.Port()+1)
-	}
-	if !dst.IsValid() || b.e.opts.LoopbackOnly && !isLoopback(dst.Addr()) {
+	conn, dst := b.videoRTCPDest(v, r)
+	if !dst.IsValid() {
 		return
 	}
 	if _, err := conn.WriteToUDPAddrPort(raw, dst); err == nil {

@@ -1,0 +1,121 @@
+package media
+
+import (
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/pion/rtcp"
+	"github.com/switchboard/switchboard/internal/mediapeer"
+)
+
+// readReport reads the phone's video RTCP socket until a sender or
+// receiver report arrives (keyframe requests are skipped) and returns the
+// compound packet.
+func readReport(t *testing.T, vp *videoPhone) []rtcp.Packet {
+	t.Helper()
+	buf := make([]byte, 1500)
+	_ = vp.rtcp.SetReadDeadline(time.Now().Add(10 * time.Second))
+	for {
+		n, err := vp.rtcp.Read(buf)
+		if err != nil {
+			t.Fatalf("no RTCP report at the phone: %v", err)
+		}
+		pkts, err := rtcp.Unmarshal(buf[:n])
+		if err != nil {
+			t.Fatalf("unparseable RTCP at the phone: %v", err)
+		}
+		switch pkts[0].(type) {
+		case *rtcp.SenderReport, *rtcp.ReceiverReport:
+			return pkts
+		}
+	}
+}
+
+// TestVideoRTCPReportsToPhone: every 5 s of the bridge's clock the
+// phone's video RTCP port gets a receiver report while the gateway has
+// sent it no video, then a sender report naming the gateway's video SSRC,
+// with the NTP time of the clock and the RTP time of the stream it sends,
+// a report block on the phone's video SSRC, and a CNAME.
+func TestVideoRTCPReportsToPhone(t *testing.T) {
+	checkGoroutines(t)
+	clk := newFake()
+	e := newTestEngine(t, Options{Clock: clk})
+	b := newTestBridge(t, e)
+	br := videoBrowser(t)
+	rtpOffer, err := b.WebOffer(br.Offer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gwVideo := netip.AddrPortFrom(loopback, uint16(videoPort(t, rtpOffer)))
+	phone := mediapeer.NewPhone(t)
+	vp := newVideoPhone(t)
+	webAnswer, err := b.RTPAnswer(append(phone.SDP(1, "0"), vp.media(true, 0)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br.SetAnswer(webAnswer)
+	br.WaitConnected()
+
+	// The phone's video reaches the browser; the gateway has sent none
+	// yet: a receiver report on the phone's stream.
+	videoToBrowser(t, vp, gwVideo, br, 100)
+	clk.Advance(rtcpEvery)
+	pkts := readReport(t, vp)
+	rr, ok := pkts[0].(*rtcp.ReceiverReport)
+	if !ok {
+		t.Fatalf("first report %T, want a receiver report", pkts[0])
+	}
+	if rr.SSRC != b.vidA.Load().toRTP.ssrc || len(rr.Reports) != 1 || rr.Reports[0].SSRC != 0xabc {
+		t.Fatalf("receiver report %+v, want the gateway's SSRC %x reporting on the phone's 0xabc", rr, b.vidA.Load().toRTP.ssrc)
+	}
+	if len(pkts) < 2 {
+		t.Fatal("report without SDES")
+	}
+	if sdes, ok := pkts[1].(*rtcp.SourceDescription); !ok || len(sdes.Chunks) != 1 || sdes.Chunks[0].Source != rr.SSRC {
+		t.Fatalf("second packet %+v, want the SDES CNAME of the sender", pkts[1])
+	}
+
+	// The browser's video reaches the phone: the next report is an SR on
+	// the SSRC the phone receives, at the clock's NTP time.
+	atPhone := videoToPhone(t, br, vp, 102)
+	sentAt := clk.Now()
+	clk.Advance(rtcpEvery)
+	pkts = readReport(t, vp)
+	sr, ok := pkts[0].(*rtcp.SenderReport)
+	if !ok {
+		t.Fatalf("report %T after video went to the phone, want a sender report", pkts[0])
+	}
+	if sr.SSRC != atPhone.SSRC {
+		t.Errorf("SR names SSRC %x, the phone's video comes from %x", sr.SSRC, atPhone.SSRC)
+	}
+	if want := ntpTime(clk.Now()); sr.NTPTime != want {
+		t.Errorf("SR NTP time %x, want the clock's %x", sr.NTPTime, want)
+	}
+	// The RTP time is the last timestamp sent plus the 5 s since, at
+	// 90 kHz; videoToPhone sent access units 9000 apart, atPhone among
+	// them, all at sentAt.
+	if d := sr.RTPTime - atPhone.Timestamp - uint32(clk.Now().Sub(sentAt).Seconds()*90000); d%9000 != 0 || d > 9000*1000 {
+		t.Errorf("SR RTP time %d, last sent %d + 450000 + a multiple of 9000 expected", sr.RTPTime, atPhone.Timestamp)
+	}
+	// Packets still on their way from the browser may be counted after
+	// the report was made: at most the stats' count.
+	if st := b.Stats().Video; sr.PacketCount == 0 || uint64(sr.PacketCount) > st.PacketsToRTP || sr.OctetCount == 0 {
+		t.Errorf("SR counts %d packets %d octets, stats say %d packets", sr.PacketCount, sr.OctetCount, st.PacketsToRTP)
+	}
+	if len(sr.Reports) != 1 || sr.Reports[0].SSRC != 0xabc {
+		t.Errorf("SR report blocks %+v, want one on the phone's 0xabc", sr.Reports)
+	}
+	if n := b.Stats().Video.ReportsToPhone; n != 2 {
+		t.Errorf("%d reports counted, want 2", n)
+	}
+}
+
+// TestNTPTime: the Unix epoch is 2208988800 s after NTP's, and half a
+// second is half the fraction.
+func TestNTPTime(t *testing.T) {
+	got := ntpTime(time.Unix(1, 5e8))
+	if got>>32 != 2208988801 || uint32(got) != 1<<31 {
+		t.Errorf("ntpTime = %x", got)
+	}
+}
