@@ -84,7 +84,8 @@ type Bridge struct {
 	rtpRecv       []Codec  // negotiated, the gateway's numbering then the phone's
 	rtpDir        direction
 	rtpPtime      int
-	rtpOfferOurs  bool // the last RTP negotiation answered an offer of the gateway
+	rtpRTCP       netip.AddrPort // the phone's audio RTCP address, from its SDP
+	rtpOfferOurs  bool           // the last RTP negotiation answered an offer of the gateway
 	relayStarted  bool
 	lastRTPOffset atomic.Int64 // time of the last RTP packet from either leg, since start
 
@@ -922,6 +923,7 @@ func (b *Bridge) effRTP() direction {
 func (b *Bridge) applyRTPRemote(s *session) {
 	b.latch.setRemote(netip.AddrPortFrom(s.addr, uint16(s.port)))
 	b.rtpDir = phoneDir(s)
+	b.rtpRTCP = s.rtcp
 	if s.ptime > 0 {
 		b.rtpPtime = s.ptime
 	}
@@ -954,6 +956,7 @@ func (b *Bridge) updateRoute() {
 	r.fwdToWeb = phone.sends() && web.recvs()
 	r.webSends, r.rtpSends = web.sends(), phone.sends()
 	r.rtcpMux = b.rtpLast != nil && b.rtpLast.rtcpMux
+	r.rtcp = b.rtpRTCP
 	r.ptime = time.Duration(ptimeOr20(b.rtpPtime)) * time.Millisecond
 	b.route.Store(r)
 	b.updateVideoRoute()

@@ -87,7 +87,12 @@
 // port with rtcp-mux): an SR for the stream it sends (NTP time of the
 // clock, the RTP time extrapolated from the last packet sent) once it sent
 // some, else an RR, with a report block on the phone's stream (loss,
-// jitter, LSR/DLSR from the phone's SR) and an SDES CNAME. A browser that adds or removes video in a
+// jitter, LSR/DLSR from the phone's SR) and an SDES CNAME. With it goes
+// an SR for the audio the gateway sends the phone, at the same NTP time
+// and with the same CNAME, so that the phone can put the two in sync (lip
+// sync as good as the arrival times of the browser's packets: the
+// browser's own SRs are not translated). An audio-only call sends no RTCP
+// to the phone, as before. A browser that adds or removes video in a
 // re-INVITE has it carried to the phone (WebReoffer).
 //
 // # The RTP leg
@@ -117,7 +122,8 @@
 // types; [Bridge.SendDTMF] generates them towards the phone (for SIP INFO).
 // RTCP is terminated on each leg: pion runs it for the web leg (sender and
 // receiver reports every 5 s, as browsers do for audio); on the RTP leg it
-// is counted.
+// is counted (and, in a call with video, the gateway sends its own
+// reports: see Video).
 //
 // # Lifetime and statistics
 //

@@ -116,6 +116,44 @@ func (b *Bridge) sendVideoReport(v *videoLeg, now time.Time) {
 	if _, err := conn.WriteToUDPAddrPort(raw, dst); err == nil {
 		v.counts.ReportsToPhone.Add(1)
 	}
+	b.sendAudioSR(v.reports.cname, now)
+}
+
+// sendAudioSR sends the phone an SR for the audio the gateway sends it,
+// with the same NTP time and CNAME as the video's, so that the phone can
+// put the two in sync (RFC 3550 §6.4.1). Only calls with video send it:
+// an audio-only call's RTP leg sends no RTCP, as before.
+func (b *Bridge) sendAudioSR(cname string, now time.Time) {
+	r := b.route.Load()
+	n := b.rtpOut.packets.Load()
+	if r == nil || n == 0 {
+		return
+	}
+	conn, dst := udpWriter(b.pair.rtcp), r.rtcp
+	if t := b.latch.target(); r.rtcpMux && t.IsValid() {
+		conn, dst = b.pair.rtp, t
+	}
+	if !dst.IsValid() || b.e.opts.LoopbackOnly && !isLoopback(dst.Addr()) {
+		return
+	}
+	s := b.toRTP
+	s.mu.Lock()
+	ts := s.lastTS
+	if !s.lastAt.IsZero() && s.rate > 0 {
+		ts += uint32(now.Sub(s.lastAt).Seconds() * float64(s.rate))
+	}
+	s.mu.Unlock()
+	raw, err := rtcp.Marshal([]rtcp.Packet{
+		&rtcp.SenderReport{SSRC: s.ssrc, NTPTime: ntpTime(now), RTPTime: ts,
+			PacketCount: uint32(n), OctetCount: uint32(b.rtpOut.bytes.Load())},
+		&rtcp.SourceDescription{Chunks: []rtcp.SourceDescriptionChunk{{
+			Source: s.ssrc, Items: []rtcp.SourceDescriptionItem{{Type: rtcp.SDESCNAME, Text: cname}},
+		}}},
+	})
+	if err != nil {
+		return
+	}
+	_, _ = conn.WriteToUDPAddrPort(raw, dst)
 }
 
 // receptionReport is the report block on the phone's video stream (RFC

@@ -2,6 +2,7 @@ package media
 
 import (
 	"net/netip"
+	"strconv"
 	"testing"
 	"time"
 
@@ -50,7 +51,8 @@ func TestVideoRTCPReportsToPhone(t *testing.T) {
 	gwVideo := netip.AddrPortFrom(loopback, uint16(videoPort(t, rtpOffer)))
 	phone := mediapeer.NewPhone(t)
 	vp := newVideoPhone(t)
-	webAnswer, err := b.RTPAnswer(append(phone.SDP(1, "0"), vp.media(true, 0)...))
+	audioRTCP := newVideoPhone(t).rtcp // the phone's audio RTCP socket
+	webAnswer, err := b.RTPAnswer(append(phone.SDP(1, "0", "a=rtcp:"+strconv.Itoa(port(audioRTCP))), vp.media(true, 0)...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +81,7 @@ func TestVideoRTCPReportsToPhone(t *testing.T) {
 	// The browser's video reaches the phone: the next report is an SR on
 	// the SSRC the phone receives, at the clock's NTP time.
 	atPhone := videoToPhone(t, br, vp, 102)
+	audio := mediapeer.AudioToPhone(t, br, phone)
 	sentAt := clk.Now()
 	clk.Advance(rtcpEvery)
 	pkts = readReport(t, vp)
@@ -108,6 +111,34 @@ func TestVideoRTCPReportsToPhone(t *testing.T) {
 	}
 	if n := b.Stats().Video.ReportsToPhone; n != 2 {
 		t.Errorf("%d reports counted, want 2", n)
+	}
+
+	// The audio the phone gets has its SR too, at the same NTP time and
+	// with the same CNAME, so that the phone can sync the two.
+	buf := make([]byte, 1500)
+	_ = audioRTCP.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, err := audioRTCP.Read(buf)
+	if err != nil {
+		t.Fatalf("no audio SR at the phone: %v", err)
+	}
+	apkts, err := rtcp.Unmarshal(buf[:n])
+	if err != nil || len(apkts) < 2 {
+		t.Fatalf("audio RTCP %v: %v", apkts, err)
+	}
+	asr, ok := apkts[0].(*rtcp.SenderReport)
+	if !ok || asr.SSRC != audio.SSRC || asr.NTPTime != sr.NTPTime {
+		t.Fatalf("audio report %+v, want an SR on %x at NTP %x", apkts[0], audio.SSRC, sr.NTPTime)
+	}
+	if d := asr.RTPTime - audio.Timestamp - 40000; d%160 != 0 || d > 160*1000 {
+		t.Errorf("audio SR RTP time %d, last sent %d + 40000 + a multiple of 160 expected", asr.RTPTime, audio.Timestamp)
+	}
+	vc, ok1 := pkts[1].(*rtcp.SourceDescription)
+	ac, ok2 := apkts[1].(*rtcp.SourceDescription)
+	if !ok1 || !ok2 || len(vc.Chunks) == 0 || len(ac.Chunks) == 0 || len(vc.Chunks[0].Items) == 0 || len(ac.Chunks[0].Items) == 0 {
+		t.Fatalf("SDES %+v and %+v", pkts[1], apkts[1])
+	}
+	if vc.Chunks[0].Items[0].Text != ac.Chunks[0].Items[0].Text {
+		t.Errorf("CNAME %q for video, %q for audio", vc.Chunks[0].Items[0].Text, ac.Chunks[0].Items[0].Text)
 	}
 }
 
