@@ -79,7 +79,9 @@
 // phone that offered a=rtcp-fb for it, or a call of the function given to
 // [Bridge.OnKeyframeRequest] (the gateway sends SIP INFO
 // picture_fast_update, RFC 5168); the phone's PLI or FIR, or
-// [Bridge.RequestKeyframe], is a PLI to the browser. The gateway ends the
+// [Bridge.RequestKeyframe], is a PLI to the browser. At most one
+// keyframe request goes each way per 500 ms of the injected clock; the
+// others are dropped and counted (a keyframe is on its way already). The gateway ends the
 // browser's congestion control: transport-wide feedback from pion's
 // interceptor, and the phone's b=TIAS or b=AS both in the SDP for the
 // browser and as REMB. Towards the phone the gateway reports on video

@@ -22,6 +22,13 @@ var ErrNoVideo = errors.New("no video in the call")
 // frame at 30 frames a second.
 const videoFrame = 33 * time.Millisecond
 
+// keyframeEvery is the least time between two keyframe requests in one
+// direction: a keyframe takes longer than that to come, so a request
+// sooner asks for the one on its way, and a peer that floods requests
+// (a lossy browser, a hostile phone) must not make the other side send
+// keyframes back to back. The requests dropped are counted.
+const keyframeEvery = 500 * time.Millisecond
+
 // rembEvery paces the REMB that caps the browser's video at the bitrate the
 // SIP side asked for (b=TIAS, b=AS).
 const rembEvery = time.Second
@@ -43,6 +50,10 @@ type videoLeg struct {
 	phoneSSRC atomic.Uint32 // the phone's video SSRC, for PLI to it
 	firSeq    atomic.Uint32
 	lastREMB  atomic.Int64 // since the bridge's start
+
+	// kfToPhone and kfToBrowser hold when the last keyframe request went
+	// each way, as time since the bridge's start plus one (0: never).
+	kfToPhone, kfToBrowser atomic.Int64
 
 	// in and out count the video from and to the phone, for the RTCP
 	// reports the gateway sends it (videortcp.go).
@@ -74,6 +85,7 @@ type videoCounters struct {
 	PacketsToWeb, PacketsToRTP          atomic.Uint64
 	ToPhoneRTCP, ToPhoneInfo, ToBrowser atomic.Uint64
 	ReportsToPhone                      atomic.Uint64
+	DroppedToPhone, DroppedToBrowser    atomic.Uint64
 }
 
 // VideoCounts is the video part of Stats: relayed packets each way and
@@ -87,6 +99,11 @@ type VideoCounts struct {
 	// ReportsToPhone counts the RTCP sender and receiver reports the
 	// gateway sent the phone for video.
 	ReportsToPhone uint64 `json:"rtcp_reports_to_phone"`
+	// KeyframesToPhoneDropped and KeyframesToBrowserDropped count the
+	// keyframe requests not passed on: less than 500 ms after the last one
+	// that went the same way.
+	KeyframesToPhoneDropped   uint64 `json:"keyframe_requests_to_phone_dropped"`
+	KeyframesToBrowserDropped uint64 `json:"keyframe_requests_to_browser_dropped"`
 }
 
 func (c *VideoCounts) add(o VideoCounts) {
@@ -96,6 +113,8 @@ func (c *VideoCounts) add(o VideoCounts) {
 	c.KeyframesToPhoneSIP += o.KeyframesToPhoneSIP
 	c.KeyframesToBrowser += o.KeyframesToBrowser
 	c.ReportsToPhone += o.ReportsToPhone
+	c.KeyframesToPhoneDropped += o.KeyframesToPhoneDropped
+	c.KeyframesToBrowserDropped += o.KeyframesToBrowserDropped
 }
 
 func (v *videoLeg) snapshot() VideoCounts {
@@ -106,6 +125,9 @@ func (v *videoLeg) snapshot() VideoCounts {
 		KeyframesToPhoneSIP: v.counts.ToPhoneInfo.Load(),
 		KeyframesToBrowser:  v.counts.ToBrowser.Load(),
 		ReportsToPhone:      v.counts.ReportsToPhone.Load(),
+
+		KeyframesToPhoneDropped:   v.counts.DroppedToPhone.Load(),
+		KeyframesToBrowserDropped: v.counts.DroppedToBrowser.Load(),
 	}
 }
 
@@ -308,6 +330,12 @@ func (b *Bridge) keyframeToBrowser(v *videoLeg) bool {
 	if pc == nil || ssrc == 0 {
 		return false
 	}
+	if !b.keyframeAllowed(&v.kfToBrowser) {
+		// The keyframe asked for less than keyframeEvery ago answers
+		// this request too.
+		v.counts.DroppedToBrowser.Add(1)
+		return true
+	}
 	if err := pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{SenderSSRC: v.toRTP.ssrc, MediaSSRC: ssrc}}); err != nil {
 		return false
 	}
@@ -327,6 +355,10 @@ func (b *Bridge) videoRTCPFromWeb(v *videoLeg, buf []byte) {
 func (b *Bridge) keyframeToPhone(v *videoLeg) {
 	r := v.route.Load()
 	if r == nil {
+		return
+	}
+	if !b.keyframeAllowed(&v.kfToPhone) {
+		v.counts.DroppedToPhone.Add(1)
 		return
 	}
 	if !r.pli && !r.fir {
@@ -360,6 +392,21 @@ func (b *Bridge) keyframeToPhone(v *videoLeg) {
 	}
 }
 
+// keyframeAllowed reports whether a keyframe request may go the way whose
+// last request last holds, and records it as the last when so.
+func (b *Bridge) keyframeAllowed(last *atomic.Int64) bool {
+	at := int64(b.clock.Now().Sub(b.start)) + 1
+	for {
+		prev := last.Load()
+		if prev != 0 && time.Duration(at-prev) < keyframeEvery {
+			return false
+		}
+		if last.CompareAndSwap(prev, at) {
+			return true
+		}
+	}
+}
+
 // OnKeyframeRequest sets f, called (on a goroutine of the bridge; it must
 // not block long) when the browser asks for a keyframe and the SIP peer
 // takes no keyframe request as RTCP feedback: the gateway then sends it a
@@ -372,7 +419,9 @@ func (b *Bridge) OnKeyframeRequest(f func()) {
 
 // RequestKeyframe asks the browser for a keyframe (a PLI), for the SIP
 // peer's INFO picture_fast_update. It fails with ErrNoVideo when the call
-// carries no video from the browser yet.
+// carries no video from the browser yet. A request less than 500 ms after
+// the last one to the browser is dropped and counted
+// (Stats.Video.KeyframesToBrowserDropped), not an error.
 func (b *Bridge) RequestKeyframe() error {
 	v := b.vidA.Load()
 	if v == nil || !b.keyframeToBrowser(v) {

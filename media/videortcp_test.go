@@ -150,3 +150,60 @@ func TestNTPTime(t *testing.T) {
 		t.Errorf("ntpTime = %x", got)
 	}
 }
+
+// TestKeyframeRequestsRateLimited: keyframe requests go at most once per
+// keyframeEvery of the bridge's clock in each direction; the others are
+// dropped and counted.
+func TestKeyframeRequestsRateLimited(t *testing.T) {
+	checkGoroutines(t)
+	clk := newFake()
+	e := newTestEngine(t, Options{Clock: clk})
+	b := newTestBridge(t, e)
+	br := videoBrowser(t)
+	rtpOffer, err := b.WebOffer(br.Offer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	gwVideo := netip.AddrPortFrom(loopback, uint16(videoPort(t, rtpOffer)))
+	phone := mediapeer.NewPhone(t)
+	vp := newVideoPhone(t)
+	webAnswer, err := b.RTPAnswer(append(phone.SDP(1, "0"), vp.media(true, 0)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br.SetAnswer(webAnswer)
+	br.WaitConnected()
+	got := videoToBrowser(t, vp, gwVideo, br, 100)
+	videoToPhone(t, br, vp, 102)
+
+	// To the browser: three requests at one instant, one PLI.
+	for range 3 {
+		if err := b.RequestKeyframe(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := b.Stats().Video; st.KeyframesToBrowser != 1 || st.KeyframesToBrowserDropped != 2 {
+		t.Fatalf("to the browser: %d sent, %d dropped; want 1 and 2", st.KeyframesToBrowser, st.KeyframesToBrowserDropped)
+	}
+	clk.Advance(keyframeEvery - time.Millisecond)
+	_ = b.RequestKeyframe()
+	clk.Advance(time.Millisecond)
+	_ = b.RequestKeyframe()
+	if st := b.Stats().Video; st.KeyframesToBrowser != 2 || st.KeyframesToBrowserDropped != 3 {
+		t.Fatalf("to the browser after %v: %d sent, %d dropped; want 2 and 3", keyframeEvery, st.KeyframesToBrowser, st.KeyframesToBrowserDropped)
+	}
+	waitFor(t, "two PLIs at the browser", func() bool { return br.KeyframeRequests() >= 2 })
+
+	// To the phone: the browser's three PLIs at one instant, one PLI
+	// at the phone.
+	for range 3 {
+		br.RequestKeyframe(got.SSRC)
+	}
+	waitFor(t, "three requests from the browser", func() bool {
+		st := b.Stats().Video
+		return st.KeyframesToPhone+st.KeyframesToPhoneDropped >= 3
+	})
+	if st := b.Stats().Video; st.KeyframesToPhone != 1 || st.KeyframesToPhoneDropped != 2 {
+		t.Fatalf("to the phone: %d sent, %d dropped; want 1 and 2", st.KeyframesToPhone, st.KeyframesToPhoneDropped)
+	}
+}
