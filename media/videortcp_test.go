@@ -10,6 +10,36 @@ import (
 	"github.com/switchboard/switchboard/internal/mediapeer"
 )
 
+// videoCall is a connected call of a video browser to a video phone.
+type videoCall struct {
+	b       *Bridge
+	br      *mediapeer.Browser
+	phone   *mediapeer.Phone
+	vp      *videoPhone
+	gwVideo netip.AddrPort // the gateway's video RTP address
+}
+
+// browserCallsVideoPhone runs WebOffer and RTPAnswer between a video
+// browser and a phone that answers H.264, with RTCP feedback when fb (and
+// the audio attributes extra), and waits until the browser is connected.
+func browserCallsVideoPhone(t *testing.T, o Options, fb bool, extra ...string) *videoCall {
+	t.Helper()
+	e := newTestEngine(t, o)
+	c := &videoCall{b: newTestBridge(t, e), br: videoBrowser(t), phone: mediapeer.NewPhone(t), vp: newVideoPhone(t)}
+	rtpOffer, err := c.b.WebOffer(c.br.Offer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.gwVideo = netip.AddrPortFrom(loopback, uint16(videoPort(t, rtpOffer)))
+	webAnswer, err := c.b.RTPAnswer(append(c.phone.SDP(1, "0", extra...), c.vp.media(fb, 0)...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.br.SetAnswer(webAnswer)
+	c.br.WaitConnected()
+	return c
+}
+
 // readReport reads the phone's video RTCP socket until a sender or
 // receiver report arrives (keyframe requests are skipped) and returns the
 // compound packet.
@@ -41,23 +71,9 @@ func readReport(t *testing.T, vp *videoPhone) []rtcp.Packet {
 func TestVideoRTCPReportsToPhone(t *testing.T) {
 	checkGoroutines(t)
 	clk := newFake()
-	e := newTestEngine(t, Options{Clock: clk})
-	b := newTestBridge(t, e)
-	br := videoBrowser(t)
-	rtpOffer, err := b.WebOffer(br.Offer())
-	if err != nil {
-		t.Fatal(err)
-	}
-	gwVideo := netip.AddrPortFrom(loopback, uint16(videoPort(t, rtpOffer)))
-	phone := mediapeer.NewPhone(t)
-	vp := newVideoPhone(t)
 	audioRTCP := newVideoPhone(t).rtcp // the phone's audio RTCP socket
-	webAnswer, err := b.RTPAnswer(append(phone.SDP(1, "0", "a=rtcp:"+strconv.Itoa(port(audioRTCP))), vp.media(true, 0)...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	br.SetAnswer(webAnswer)
-	br.WaitConnected()
+	c := browserCallsVideoPhone(t, Options{Clock: clk}, true, "a=rtcp:"+strconv.Itoa(port(audioRTCP)))
+	b, br, vp, phone, gwVideo := c.b, c.br, c.vp, c.phone, c.gwVideo
 
 	// The phone's video reaches the browser; the gateway has sent none
 	// yet: a receiver report on the phone's stream.
@@ -157,22 +173,8 @@ func TestNTPTime(t *testing.T) {
 func TestKeyframeRequestsRateLimited(t *testing.T) {
 	checkGoroutines(t)
 	clk := newFake()
-	e := newTestEngine(t, Options{Clock: clk})
-	b := newTestBridge(t, e)
-	br := videoBrowser(t)
-	rtpOffer, err := b.WebOffer(br.Offer())
-	if err != nil {
-		t.Fatal(err)
-	}
-	gwVideo := netip.AddrPortFrom(loopback, uint16(videoPort(t, rtpOffer)))
-	phone := mediapeer.NewPhone(t)
-	vp := newVideoPhone(t)
-	webAnswer, err := b.RTPAnswer(append(phone.SDP(1, "0"), vp.media(true, 0)...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	br.SetAnswer(webAnswer)
-	br.WaitConnected()
+	c := browserCallsVideoPhone(t, Options{Clock: clk}, true)
+	b, br, vp, gwVideo := c.b, c.br, c.vp, c.gwVideo
 	got := videoToBrowser(t, vp, gwVideo, br, 100)
 	videoToPhone(t, br, vp, 102)
 
