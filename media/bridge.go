@@ -84,7 +84,8 @@ type Bridge struct {
 	rtpRecv       []Codec  // negotiated, the gateway's numbering then the phone's
 	rtpDir        direction
 	rtpPtime      int
-	rtpOfferOurs  bool // the last RTP negotiation answered an offer of the gateway
+	rtpRTCP       netip.AddrPort // the phone's audio RTCP address, from its SDP
+	rtpOfferOurs  bool           // the last RTP negotiation answered an offer of the gateway
 	relayStarted  bool
 	lastRTPOffset atomic.Int64 // time of the last RTP packet from either leg, since start
 
@@ -252,6 +253,7 @@ func (b *Bridge) teardown() {
 	_ = b.pair.rtcp.SetReadDeadline(now)
 	v := b.vidA.Load()
 	if v != nil {
+		v.stopVideoReports()
 		_ = v.pair.rtp.SetReadDeadline(now)
 		_ = v.pair.rtcp.SetReadDeadline(now)
 	}
@@ -371,16 +373,21 @@ func (b *Bridge) RTPOffer(offer []byte) (webOffer []byte, err error) {
 }
 
 // LateOffer starts a call whose SIP side sent an INVITE without SDP: it
-// returns a WebRTC offer for the browser made from the codec policy. The
-// browser's answer goes to WebAnswer, which returns the gateway's RTP
-// offer for the phone (in the 200 OK); the phone's answer (in the ACK)
-// goes to RTPAnswer.
+// returns a WebRTC offer for the browser made from the codec policy, with
+// a sendrecv video stream when the policy has video. The browser's answer
+// goes to WebAnswer, which returns the gateway's RTP offer for the phone
+// (in the 200 OK), with video when the browser took it; the phone's
+// answer (in the ACK) goes to RTPAnswer.
 func (b *Bridge) LateOffer() (webOffer []byte, err error) {
 	if err := b.lock("late offer", stateIdle); err != nil {
 		return nil, err
 	}
 	defer b.mu.Unlock()
-	out, err := b.offerWeb(b.audioPolicy, dirSendRecv, 0, webVideo{})
+	video, err := b.lateVideoOffer()
+	if err != nil {
+		return nil, err
+	}
+	out, err := b.offerWeb(b.audioPolicy, dirSendRecv, 0, video)
 	if err != nil {
 		return nil, err
 	}
@@ -458,7 +465,8 @@ func (b *Bridge) WebAnswer(answer []byte) (rtpSDP []byte, err error) {
 	}
 
 	if b.state == stateLateOffered {
-		d := &rtpDesc{codecs: accepted, dir: b.effWeb(), ptime: 20}
+		d := &rtpDesc{codecs: accepted, dir: b.effWeb(), ptime: 20, videoIdx: -1}
+		d.video = b.lateRTPVideo(s.video)
 		out := b.writeRTPDesc(d)
 		b.rtpOffer = d
 		b.state = stateLateRTPOffered
@@ -915,6 +923,7 @@ func (b *Bridge) effRTP() direction {
 func (b *Bridge) applyRTPRemote(s *session) {
 	b.latch.setRemote(netip.AddrPortFrom(s.addr, uint16(s.port)))
 	b.rtpDir = phoneDir(s)
+	b.rtpRTCP = s.rtcp
 	if s.ptime > 0 {
 		b.rtpPtime = s.ptime
 	}
@@ -947,6 +956,7 @@ func (b *Bridge) updateRoute() {
 	r.fwdToWeb = phone.sends() && web.recvs()
 	r.webSends, r.rtpSends = web.sends(), phone.sends()
 	r.rtcpMux = b.rtpLast != nil && b.rtpLast.rtcpMux
+	r.rtcp = b.rtpRTCP
 	r.ptime = time.Duration(ptimeOr20(b.rtpPtime)) * time.Millisecond
 	b.route.Store(r)
 	b.updateVideoRoute()

@@ -66,15 +66,35 @@
 // matches on packetization mode and profile (however the profile-level-id
 // spells it: the browser is offered the policy's spelling), and an
 // answer's level is never above the offer's (RFC 6184). A peer that
-// refuses video (port 0) leaves the call audio-only. Keyframe requests are translated: the
+// refuses video (port 0) leaves the call audio-only. After a phone's
+// INVITE without SDP ([Bridge.LateOffer]) the browser is offered a
+// sendrecv video stream with every format of the policy; when it takes
+// one, the gateway's offer in the 200 to the phone has m=video with the
+// formats the browser took, on the video port pair, and the phone's
+// answer in the ACK sets up the video route. A phone that refuses it
+// there (port 0) gets an audio-only call: nothing is relayed as video,
+// and the browser's video stays negotiated but idle (its SDP is not
+// renegotiated). Keyframe requests are translated: the
 // browser's PLI or FIR becomes RTCP feedback (PLI, else FIR) towards a
 // phone that offered a=rtcp-fb for it, or a call of the function given to
 // [Bridge.OnKeyframeRequest] (the gateway sends SIP INFO
 // picture_fast_update, RFC 5168); the phone's PLI or FIR, or
-// [Bridge.RequestKeyframe], is a PLI to the browser. The gateway ends the
+// [Bridge.RequestKeyframe], is a PLI to the browser. At most one
+// keyframe request goes each way per 500 ms of the injected clock; the
+// others are dropped and counted (a keyframe is on its way already). The gateway ends the
 // browser's congestion control: transport-wide feedback from pion's
 // interceptor, and the phone's b=TIAS or b=AS both in the SDP for the
-// browser and as REMB. A browser that adds or removes video in a
+// browser and as REMB. Towards the phone the gateway reports on video
+// every 5 s of the injected clock, on its RTCP port (a=rtcp, or the RTP
+// port with rtcp-mux): an SR for the stream it sends (NTP time of the
+// clock, the RTP time extrapolated from the last packet sent) once it sent
+// some, else an RR, with a report block on the phone's stream (loss,
+// jitter, LSR/DLSR from the phone's SR) and an SDES CNAME. With it goes
+// an SR for the audio the gateway sends the phone, at the same NTP time
+// and with the same CNAME, so that the phone can put the two in sync (lip
+// sync as good as the arrival times of the browser's packets: the
+// browser's own SRs are not translated). An audio-only call sends no RTCP
+// to the phone, as before. A browser that adds or removes video in a
 // re-INVITE has it carried to the phone (WebReoffer).
 //
 // # The RTP leg
@@ -104,7 +124,8 @@
 // types; [Bridge.SendDTMF] generates them towards the phone (for SIP INFO).
 // RTCP is terminated on each leg: pion runs it for the web leg (sender and
 // receiver reports every 5 s, as browsers do for audio); on the RTP leg it
-// is counted.
+// is counted (and, in a call with video, the gateway sends its own
+// reports: see Video).
 //
 // # Lifetime and statistics
 //

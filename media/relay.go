@@ -2,6 +2,7 @@ package media
 
 import (
 	"math/rand/v2"
+	"net/netip"
 	"sync"
 	"time"
 
@@ -28,8 +29,10 @@ type route struct {
 	fwdToWeb bool // the phone sends and the browser receives
 	fwdToRTP bool // the browser sends and the phone receives
 
-	// rtcpMux is set when RTCP shares the RTP socket on the RTP leg.
+	// rtcpMux is set when RTCP shares the RTP socket on the RTP leg;
+	// else rtcp is the phone's RTCP address from its SDP.
 	rtcpMux bool
+	rtcp    netip.AddrPort
 	// dtmf is the telephone-event codec (phone's numbering) for SendDTMF,
 	// at the clock rate of the first audio codec; dtmfOK is false without
 	// one.
@@ -99,8 +102,9 @@ type outStream struct {
 	lastSeq uint16
 	lastTS  uint32
 	lastAt  time.Time
-	marker  bool // next packet starts a new source: set M
-	reset   bool // treat the next packet as a new source even with the same SSRC
+	rate    uint32 // clock rate of the last packet relayed, for RTCP SR
+	marker  bool   // next packet starts a new source: set M
+	reset   bool   // treat the next packet as a new source even with the same SSRC
 
 	buf [1500]byte // marshal buffer for the RTP leg
 }
@@ -129,6 +133,9 @@ func (s *outStream) rewrite(h *rtp.Header, rate uint32, frame time.Duration, now
 		s.marker = s.started
 		s.started = true
 		s.reset = false
+	}
+	if rate > 0 {
+		s.rate = rate
 	}
 	h.SequenceNumber += s.seqOff
 	h.Timestamp += s.tsOff

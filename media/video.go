@@ -22,6 +22,13 @@ var ErrNoVideo = errors.New("no video in the call")
 // frame at 30 frames a second.
 const videoFrame = 33 * time.Millisecond
 
+// keyframeEvery is the least time between two keyframe requests in one
+// direction: a keyframe takes longer than that to come, so a request
+// sooner asks for the one on its way, and a peer that floods requests
+// (a lossy browser, a hostile phone) must not make the other side send
+// keyframes back to back. The requests dropped are counted.
+const keyframeEvery = 500 * time.Millisecond
+
 // rembEvery paces the REMB that caps the browser's video at the bitrate the
 // SIP side asked for (b=TIAS, b=AS).
 const rembEvery = time.Second
@@ -43,6 +50,16 @@ type videoLeg struct {
 	phoneSSRC atomic.Uint32 // the phone's video SSRC, for PLI to it
 	firSeq    atomic.Uint32
 	lastREMB  atomic.Int64 // since the bridge's start
+
+	// kfToPhone and kfToBrowser hold when the last keyframe request went
+	// each way, as time since the bridge's start plus one (0: never).
+	kfToPhone, kfToBrowser atomic.Int64
+
+	// in and out count the video from and to the phone, for the RTCP
+	// reports the gateway sends it (videortcp.go).
+	in      recvStats
+	out     sendStats
+	reports videoReports
 
 	counts videoCounters
 }
@@ -67,6 +84,8 @@ type videoRoute struct {
 type videoCounters struct {
 	PacketsToWeb, PacketsToRTP          atomic.Uint64
 	ToPhoneRTCP, ToPhoneInfo, ToBrowser atomic.Uint64
+	ReportsToPhone                      atomic.Uint64
+	DroppedToPhone, DroppedToBrowser    atomic.Uint64
 }
 
 // VideoCounts is the video part of Stats: relayed packets each way and
@@ -77,6 +96,14 @@ type VideoCounts struct {
 	KeyframesToPhone    uint64 `json:"keyframe_requests_to_phone_rtcp"`
 	KeyframesToPhoneSIP uint64 `json:"keyframe_requests_to_phone_info"`
 	KeyframesToBrowser  uint64 `json:"keyframe_requests_to_browser"`
+	// ReportsToPhone counts the RTCP sender and receiver reports the
+	// gateway sent the phone for video.
+	ReportsToPhone uint64 `json:"rtcp_reports_to_phone"`
+	// KeyframesToPhoneDropped and KeyframesToBrowserDropped count the
+	// keyframe requests not passed on: less than 500 ms after the last one
+	// that went the same way.
+	KeyframesToPhoneDropped   uint64 `json:"keyframe_requests_to_phone_dropped"`
+	KeyframesToBrowserDropped uint64 `json:"keyframe_requests_to_browser_dropped"`
 }
 
 func (c *VideoCounts) add(o VideoCounts) {
@@ -85,6 +112,9 @@ func (c *VideoCounts) add(o VideoCounts) {
 	c.KeyframesToPhone += o.KeyframesToPhone
 	c.KeyframesToPhoneSIP += o.KeyframesToPhoneSIP
 	c.KeyframesToBrowser += o.KeyframesToBrowser
+	c.ReportsToPhone += o.ReportsToPhone
+	c.KeyframesToPhoneDropped += o.KeyframesToPhoneDropped
+	c.KeyframesToBrowserDropped += o.KeyframesToBrowserDropped
 }
 
 func (v *videoLeg) snapshot() VideoCounts {
@@ -94,6 +124,10 @@ func (v *videoLeg) snapshot() VideoCounts {
 		KeyframesToPhone:    v.counts.ToPhoneRTCP.Load(),
 		KeyframesToPhoneSIP: v.counts.ToPhoneInfo.Load(),
 		KeyframesToBrowser:  v.counts.ToBrowser.Load(),
+		ReportsToPhone:      v.counts.ReportsToPhone.Load(),
+
+		KeyframesToPhoneDropped:   v.counts.DroppedToPhone.Load(),
+		KeyframesToBrowserDropped: v.counts.DroppedToBrowser.Load(),
 	}
 }
 
@@ -129,6 +163,7 @@ func (b *Bridge) ensureVideo() error {
 	b.vidA.Store(v)
 	b.goWorker(func() { b.readVideo(v, pair.rtp, false) })
 	b.goWorker(func() { b.readVideo(v, pair.rtcp, true) })
+	b.startVideoReports(v)
 	return nil
 }
 
@@ -179,6 +214,7 @@ func (b *Bridge) videoFromRTP(v *videoLeg, buf []byte, src netip.AddrPort, pkt *
 	}
 	b.touch(now)
 	v.phoneSSRC.Store(pkt.SSRC)
+	v.in.packet(pkt.SSRC, pkt.SequenceNumber, pkt.Timestamp, len(buf), 90000, now)
 	out := r.toWeb.out[pt]
 	if out == 0 || !r.fwdToWeb {
 		return
@@ -240,6 +276,7 @@ func (b *Bridge) videoFromWeb(v *videoLeg, buf []byte, pkt *rtp.Packet) {
 	}
 	if _, err := v.pair.rtp.WriteToUDPAddrPort(s.buf[:n], dst); err == nil {
 		v.counts.PacketsToRTP.Add(1)
+		v.out.add(n)
 	}
 }
 
@@ -258,9 +295,14 @@ func (b *Bridge) sendREMB(v *videoLeg, bitrate uint64, ssrc uint32) {
 }
 
 // videoRTCPFromPhone terminates the phone's video RTCP: a PLI or FIR in it
-// becomes a PLI to the browser.
+// becomes a PLI to the browser; its SR is kept for the gateway's reports.
 func (b *Bridge) videoRTCPFromPhone(v *videoLeg, buf []byte) {
-	if asksKeyframe(buf) {
+	pkts, err := rtcp.Unmarshal(buf)
+	if err != nil {
+		return
+	}
+	v.phoneSR(pkts, b.clock.Now())
+	if hasKeyframeRequest(pkts) {
 		b.keyframeToBrowser(v)
 	}
 }
@@ -269,9 +311,10 @@ func (b *Bridge) videoRTCPFromPhone(v *videoLeg, buf []byte) {
 // FIR.
 func asksKeyframe(buf []byte) bool {
 	pkts, err := rtcp.Unmarshal(buf)
-	if err != nil {
-		return false
-	}
+	return err == nil && hasKeyframeRequest(pkts)
+}
+
+func hasKeyframeRequest(pkts []rtcp.Packet) bool {
 	for _, p := range pkts {
 		switch p.(type) {
 		case *rtcp.PictureLossIndication, *rtcp.FullIntraRequest:
@@ -286,6 +329,12 @@ func (b *Bridge) keyframeToBrowser(v *videoLeg) bool {
 	pc, ssrc := v.pc.Load(), v.webSSRC.Load()
 	if pc == nil || ssrc == 0 {
 		return false
+	}
+	if !b.keyframeAllowed(&v.kfToBrowser) {
+		// The keyframe asked for less than keyframeEvery ago answers
+		// this request too.
+		v.counts.DroppedToBrowser.Add(1)
+		return true
 	}
 	if err := pc.WriteRTCP([]rtcp.Packet{&rtcp.PictureLossIndication{SenderSSRC: v.toRTP.ssrc, MediaSSRC: ssrc}}); err != nil {
 		return false
@@ -306,6 +355,10 @@ func (b *Bridge) videoRTCPFromWeb(v *videoLeg, buf []byte) {
 func (b *Bridge) keyframeToPhone(v *videoLeg) {
 	r := v.route.Load()
 	if r == nil {
+		return
+	}
+	if !b.keyframeAllowed(&v.kfToPhone) {
+		v.counts.DroppedToPhone.Add(1)
 		return
 	}
 	if !r.pli && !r.fir {
@@ -330,17 +383,27 @@ func (b *Bridge) keyframeToPhone(v *videoLeg) {
 	if err != nil {
 		return
 	}
-	conn, dst := v.pair.rtcp, r.rtcp
-	if t := v.latch.target(); r.rtcpMux && t.IsValid() {
-		conn, dst = v.pair.rtp, t
-	} else if t.IsValid() && !dst.Addr().IsValid() {
-		dst = netip.AddrPortFrom(t.Addr(), t.Port()+1)
-	}
-	if !dst.IsValid() || b.e.opts.LoopbackOnly && !isLoopback(dst.Addr()) {
+	conn, dst := b.videoRTCPDest(v, r)
+	if !dst.IsValid() {
 		return
 	}
 	if _, err := conn.WriteToUDPAddrPort(raw, dst); err == nil {
 		v.counts.ToPhoneRTCP.Add(1)
+	}
+}
+
+// keyframeAllowed reports whether a keyframe request may go the way whose
+// last request last holds, and records it as the last when so.
+func (b *Bridge) keyframeAllowed(last *atomic.Int64) bool {
+	at := int64(b.clock.Now().Sub(b.start)) + 1
+	for {
+		prev := last.Load()
+		if prev != 0 && time.Duration(at-prev) < keyframeEvery {
+			return false
+		}
+		if last.CompareAndSwap(prev, at) {
+			return true
+		}
 	}
 }
 
@@ -356,7 +419,9 @@ func (b *Bridge) OnKeyframeRequest(f func()) {
 
 // RequestKeyframe asks the browser for a keyframe (a PLI), for the SIP
 // peer's INFO picture_fast_update. It fails with ErrNoVideo when the call
-// carries no video from the browser yet.
+// carries no video from the browser yet. A request less than 500 ms after
+// the last one to the browser is dropped and counted
+// (Stats.Video.KeyframesToBrowserDropped), not an error.
 func (b *Bridge) RequestKeyframe() error {
 	v := b.vidA.Load()
 	if v == nil || !b.keyframeToBrowser(v) {
@@ -431,6 +496,48 @@ func (b *Bridge) webVideoOffer(v *videoSession) (webVideo, error) {
 		}
 	}
 	return webVideo{on: out != nil, codecs: out, dir: phoneVideoDir(v), bitrate: v.bitrate}, nil
+}
+
+// lateVideoOffer is the video of the web offer for a late offer: every
+// video codec of the policy, numbered as the web leg's PeerConnection
+// knows them, sendrecv (the phone's abilities are not known yet). None
+// when the policy has no video. Called with b.mu held.
+func (b *Bridge) lateVideoOffer() (webVideo, error) {
+	var vc []Codec
+	for _, c := range webVideoCodecs(b.audioPolicy, b.videoPolicy) {
+		if c.isVideo() {
+			vc = append(vc, c)
+		}
+	}
+	if vc == nil {
+		return webVideo{}, nil
+	}
+	if err := b.ensureVideo(); err != nil {
+		return webVideo{}, err
+	}
+	return webVideo{on: true, codecs: vc, dir: dirSendRecv}, nil
+}
+
+// lateRTPVideo is the video of the gateway's RTP offer after a late
+// offer, from the browser's answer (theirs): the codecs it accepted, in
+// the web leg's numbering and the policy's spelling at the browser's
+// level, in the direction the browser allows; nil when it took no video.
+// Called with b.mu held, after WebAnswer recorded the answer.
+func (b *Bridge) lateRTPVideo(theirs *videoSession) *videoDesc {
+	if b.webVideo == nil || theirs == nil || b.vid == nil {
+		return nil
+	}
+	var out []Codec
+	for _, c := range intersectVideo(b.webVideoOffered, b.webVideo, false) {
+		if a, ok := find(b.webVideo, c); ok {
+			c.Fmtp = answerFmtp(c, a.Fmtp)
+		}
+		out = append(out, c)
+	}
+	if out == nil {
+		return nil
+	}
+	return &videoDesc{on: true, codecs: out, dir: b.webVDir & b.webVOurDir.reverse()}
 }
 
 // webVideoAnswer is the video of the answer to the browser's video

@@ -76,7 +76,8 @@ func videoBrowser(t *testing.T) *mediapeer.Browser {
 // browser and a SIP video phone, with keyframe requests each way.
 func TestVideoBrowserCallsPhone(t *testing.T) {
 	checkGoroutines(t)
-	e := newTestEngine(t, Options{})
+	clk := newFake()
+	e := newTestEngine(t, Options{Clock: clk})
 	b := newTestBridge(t, e)
 	var infos atomic.Int64
 	b.OnKeyframeRequest(func() { infos.Add(1) })
@@ -150,6 +151,7 @@ func TestVideoBrowserCallsPhone(t *testing.T) {
 	pli, _ := rtcp.Marshal([]rtcp.Packet{&rtcp.PictureLossIndication{SenderSSRC: 0xabc, MediaSSRC: atPhone.SSRC}})
 	_, _ = vp.rtcp.WriteToUDPAddrPort(pli, netip.AddrPortFrom(loopback, gwVideo.Port()+1))
 	waitFor(t, "a PLI at the browser", func() bool { return br.KeyframeRequests() >= 1 })
+	clk.Advance(keyframeEvery) // else the second request is one too many
 	if err := b.RequestKeyframe(); err != nil {
 		t.Fatal(err)
 	}
@@ -164,24 +166,10 @@ func TestVideoBrowserCallsPhone(t *testing.T) {
 // keyframe requests through OnKeyframeRequest (the gateway's INFO).
 func TestVideoKeyframeByInfo(t *testing.T) {
 	checkGoroutines(t)
-	e := newTestEngine(t, Options{})
-	b := newTestBridge(t, e)
+	c := browserCallsVideoPhone(t, Options{}, false)
+	b, br, vp, gwVideo := c.b, c.br, c.vp, c.gwVideo
 	infos := make(chan struct{}, 4)
 	b.OnKeyframeRequest(func() { infos <- struct{}{} })
-	br := videoBrowser(t)
-	rtpOffer, err := b.WebOffer(br.Offer())
-	if err != nil {
-		t.Fatal(err)
-	}
-	gwVideo := netip.AddrPortFrom(loopback, uint16(videoPort(t, rtpOffer)))
-	phone := mediapeer.NewPhone(t)
-	vp := newVideoPhone(t)
-	webAnswer, err := b.RTPAnswer(append(phone.SDP(1, "0"), vp.media(false, 0)...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	br.SetAnswer(webAnswer)
-	br.WaitConnected()
 	var got *rtp.Packet
 	for seq := uint16(1); got == nil; seq++ {
 		p := mediapeer.H264Packets(mediapeer.H264IDR()[2:], 100, 0xabc, seq, uint32(seq)*3000)[0]

@@ -46,6 +46,13 @@ func (t *webTrack) Bind(ctx webrtc.TrackLocalContext) (webrtc.RTPCodecParameters
 		t.bound.Store(&trackBinding{id: ctx.ID(), ssrc: uint32(ctx.SSRC()), w: ctx.WriteStream()})
 		return c, nil
 	}
+	if t.kind == webrtc.RTPCodecTypeVideo && len(ctx.CodecParameters()) == 0 {
+		// The browser refused the video stream of the gateway's offer
+		// (port 0, a late offer to a browser without a camera): pion
+		// starts the sender anyway, and an error would fail the whole
+		// answer. The track stays unbound and sends nothing.
+		return webrtc.RTPCodecParameters{}, nil
+	}
 	return webrtc.RTPCodecParameters{}, webrtc.ErrUnsupportedCodec
 }
 

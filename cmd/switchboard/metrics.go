@@ -76,6 +76,7 @@ type stackCollector struct {
 	callsBusy                                              *prometheus.Desc
 	transfers, transfersRefused, replaced                  *prometheus.Desc
 	videoPackets, keyframes                                *prometheus.Desc
+	keyframesDropped, videoReports                         *prometheus.Desc
 }
 
 func newStackCollector(s *sipStack) *stackCollector {
@@ -143,6 +144,8 @@ func newStackCollector(s *sipStack) *stackCollector {
 		replaced:         d("transfer_replaces_total", "INVITEs with Replaces (attended transfers) routed to the party of a dialog the gateway knows, rewritten for a bridged call's other leg."),
 		videoPackets:     d("media_video_packets_total", "Video packets relayed by bridged calls, to the browser (to=webrtc) or the phone (to=sip).", "to"),
 		keyframes:        d("media_keyframe_requests_total", "Keyframe requests translated: to the browser (PLI), to the phone as RTCP (PLI or FIR) or as SIP INFO picture_fast_update.", "to"),
+		keyframesDropped: d("media_keyframe_requests_dropped_total", "Keyframe requests not passed on, less than 500 ms after the last one the same way: to the browser or to the phone.", "to"),
+		videoReports:     d("media_video_rtcp_reports_total", "RTCP sender and receiver reports the gateway sent phones for video."),
 	}
 }
 
@@ -236,6 +239,9 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.keyframes, es.Video.KeyframesToBrowser, "webrtc")
 	counter(c.keyframes, es.Video.KeyframesToPhone, "sip_rtcp")
 	counter(c.keyframes, es.Video.KeyframesToPhoneSIP, "sip_info")
+	counter(c.keyframesDropped, es.Video.KeyframesToBrowserDropped, "webrtc")
+	counter(c.keyframesDropped, es.Video.KeyframesToPhoneDropped, "sip")
+	counter(c.videoReports, es.Video.ReportsToPhone)
 	bs := s.gw.Calls().Stats()
 	counter(c.reconnects, bs.Reconnects)
 	counter(c.flowLost, bs.FlowLost)
