@@ -250,8 +250,13 @@ func tryStartGateway(t *testing.T, dir string, attempt int, opts gatewayOptions)
 	if opts.in != nil {
 		g.sipPort, g.httpPort, g.icePort = 5060, 80, 10000
 	} else {
-		g.sipPort = freeSIPPort(t, g.host)
-		if g.httpPort == 0 {
+		// Each port was free a moment ago and is closed again, so the
+		// kernel may hand the same one out twice: the gateway then
+		// refuses its configuration (HTTP on the SIP TCP port).
+		for g.sipPort = freeSIPPort(t, g.host); g.sipPort == g.httpPort; {
+			g.sipPort = freeSIPPort(t, g.host)
+		}
+		for g.httpPort == 0 || g.httpPort == g.sipPort {
 			g.httpPort = freePort(t, "tcp", g.host)
 		}
 		for g.icePort = freeSIPPort(t, g.host); g.icePort == g.sipPort || g.icePort == g.httpPort; {
