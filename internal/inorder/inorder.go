@@ -153,13 +153,13 @@ func (o *Order) Arrive(req *sip.Request) bool {
 	if now.Sub(o.lastSweep) >= o.wait {
 		o.sweep(now)
 	}
+	if _, dup := o.tickets[req]; dup {
+		return true // it has its place: a full queue does not take it away
+	}
 	q := o.queues[k]
 	if len(q) >= o.max {
 		o.refused++
 		return false
-	}
-	if _, dup := o.tickets[req]; dup {
-		return true
 	}
 	t := &ticket{req: req, key: k, at: now, turn: make(chan struct{})}
 	o.queues[k] = append(q, t)

@@ -349,3 +349,18 @@ func TestOrderConcurrent(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestOrderDuplicate: a request given to Arrive twice keeps its one
+// place, even at the cap.
+func TestOrderDuplicate(t *testing.T) {
+	o := New(Options{MaxQueued: 1, Clock: fakeClock()})
+	req := info(1)
+	mustArrive(t, o, req, req)
+	if st := o.Stats(); st.Queued != 1 || st.Refused != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+	o.Await(context.Background(), req)()
+	if st := o.Stats(); st.Queued != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
