@@ -158,6 +158,10 @@ func (o *Order) Arrive(req *sip.Request) bool {
 	}
 	q := o.queues[k]
 	if len(q) >= o.max {
+		// Places given up on may fill it between two sweeps.
+		q = o.sweepQueue(k, now)
+	}
+	if len(q) >= o.max {
 		o.refused++
 		return false
 	}
@@ -264,10 +268,27 @@ func (o *Order) Forget(req *sip.Request) {
 func (o *Order) sweep(now time.Time) {
 	o.lastSweep = now
 	for _, t := range o.tickets {
-		if !t.entered && now.Sub(t.at) >= o.wait {
+		if o.stale(t, now) {
 			o.remove(t)
 		}
 	}
+}
+
+// stale reports whether t's request never reached a handler within Wait
+// of arriving.
+func (o *Order) stale(t *ticket, now time.Time) bool {
+	return !t.entered && now.Sub(t.at) >= o.wait
+}
+
+// sweepQueue drops the places of the dialog side k that are stale as
+// sweep says, and returns what is left of its queue. o.mu is held.
+func (o *Order) sweepQueue(k key, now time.Time) []*ticket {
+	for _, t := range slices.Clone(o.queues[k]) {
+		if o.stale(t, now) {
+			o.remove(t)
+		}
+	}
+	return o.queues[k]
 }
 
 // remove takes t out of the index and of its dialog's queue, passing the

@@ -364,3 +364,22 @@ func TestOrderDuplicate(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 }
+
+// TestOrderCapStale: a dialog whose places are held by requests that
+// never reached a handler for Wait is not refused: those are given up
+// on, although the last sweep is more recent than Wait.
+func TestOrderCapStale(t *testing.T) {
+	clk := fakeClock()
+	o := New(Options{MaxQueued: 2, Wait: wait, Clock: clk})
+	mustArrive(t, o, request(sip.MethodInfo, "d2", "a", "b", 1)) // sweeps
+	clk.Advance(wait / 2)
+	mustArrive(t, o, info(1), info(2)) // refused by the transaction layer, say
+	clk.Advance(wait / 2)
+	mustArrive(t, o, request(sip.MethodInfo, "d3", "a", "b", 1)) // sweeps: they are young
+	clk.Advance(wait / 2)
+	next := info(3)
+	if !o.Arrive(next) {
+		t.Fatalf("refused behind places given up on: %+v", o.Stats())
+	}
+	o.Await(context.Background(), next)()
+}
