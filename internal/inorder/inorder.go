@@ -191,7 +191,7 @@ func (t *ticket) give() {
 
 // Await waits for req's turn: until the requests of its dialog that
 // arrived before it were sent, or ctx ends. Those ahead that have not
-// reached a handler after Wait are given up on. It returns the function
+// reached a handler Wait after req arrived are given up on. It returns the function
 // that passes the turn on, which the caller must call once req was sent
 // or answered (more calls do nothing). A request without a place (it
 // arrived before Arrive was asked, or was given up on) does not wait.
@@ -213,15 +213,20 @@ func (o *Order) Await(ctx context.Context, req *sip.Request) (done func()) {
 		return done
 	default:
 	}
-	expired := make(chan struct{})
-	timer := o.clk.AfterFunc(o.wait, func() { close(expired) })
-	defer timer.Stop()
-	select {
-	case <-t.turn:
-		return done
-	case <-ctx.Done():
-		return done
-	case <-expired:
+	// Those ahead arrived before req: Wait after req arrived, they are
+	// all Wait old. A handler that started late does not wait a whole
+	// Wait more.
+	if left := o.wait - o.clk.Now().Sub(t.at); left > 0 {
+		expired := make(chan struct{})
+		timer := o.clk.AfterFunc(left, func() { close(expired) })
+		defer timer.Stop()
+		select {
+		case <-t.turn:
+			return done
+		case <-ctx.Done():
+			return done
+		case <-expired:
+		}
 	}
 	// What is still ahead reached a handler: it is being sent, or waits
 	// for its own turn, and passes the turn on in a bounded time (its

@@ -383,3 +383,19 @@ func TestOrderCapStale(t *testing.T) {
 	}
 	o.Await(context.Background(), next)()
 }
+
+// TestOrderSkipsFromArrival: the Wait of a request ahead runs from when
+// it arrived: a request whose handler starts late does not wait a whole
+// Wait more for one ahead that never reached a handler.
+func TestOrderSkipsFromArrival(t *testing.T) {
+	clk := fakeClock()
+	o := New(Options{Wait: wait, Clock: clk})
+	lost, late := info(1), info(2)
+	mustArrive(t, o, lost, late)
+	clk.Advance(wait)
+	a := await(context.Background(), o, late)
+	a.turn(t)()
+	if st := o.Stats(); st.Skipped != 1 || st.Queued != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
