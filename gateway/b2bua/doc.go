@@ -105,7 +105,11 @@
 // before they take anything of the call, for those of the same leg that
 // arrived before them to be relayed (sent, not answered) or answered: the
 // other leg gets them in the order they arrived, with CSeqs that grow in
-// that order (two NOTIFYs of a REFER, an INFO then a BYE).
+// that order (two NOTIFYs of a REFER, an INFO then a BYE). Whatever sends
+// a request in a leg's dialog — a relay, a session refresh, a keyframe
+// request, a BYE — takes its CSeq and hands it to the transaction layer
+// under the leg's turn, so that the requests of a leg leave in the order
+// of their CSeqs.
 // Timers run on Options.Clock. Every goroutine the package starts is
 // counted, and [B2BUA.Close] waits for them.
 //

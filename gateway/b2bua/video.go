@@ -51,12 +51,10 @@ func (c *call) pictureFastUpdate() {
 		if c.callee.web {
 			l = c.caller
 		}
-		req, err := l.newRequest(sip.MethodInfo)
-		if err != nil {
-			return
-		}
-		req.SetBody(pictureFastUpdateBody, contentMediaControl)
-		res, err := l.do(c.ctx, req)
+		res, err := l.do(c.ctx, sip.MethodInfo, func(req *sip.Request) error {
+			req.SetBody(pictureFastUpdateBody, contentMediaControl)
+			return nil
+		})
 		if err != nil {
 			c.log.Debug("picture_fast_update", "err", err)
 			return
