@@ -177,3 +177,58 @@ func TestVideoAddedByBrowserReinvite(t *testing.T) {
 		})
 	}
 }
+
+// lateVideoCall is a phone's call without SDP to a browser with video
+// (up to the 200 to the phone, the gateway's offer in it); the browser
+// takes the video unless its options have none.
+func lateVideoCall(t *testing.T, h *harness, opts mediapeer.BrowserOptions) (*mediapeer.Browser, *testPhone, *outCall, *sip.Response) {
+	t.Helper()
+	br := mediapeer.NewBrowser(t, opts)
+	t.Cleanup(h.autoAnswer)
+	ph := newTestPhone(t)
+	oc := h.phone.invite("browser", nil)
+	in := h.browser.expect(sip.MethodInvite)
+	mustContain(t, in.req.Body, "m=audio 9 ", "m=video 9 ")
+	in.respond(200, br.Answer(in.req.Body))
+	h.browser.expect(sip.MethodAck)
+	res := oc.await(200)
+	ph.learn(res.Body)
+	return br, ph, oc, res
+}
+
+// TestLateOfferVideoAddedAfterBrowserRefused: after a late offer whose
+// video a browser without video refused, the phone's re-INVITE adding
+// video is refused cleanly: the browser is asked and refuses again, the
+// phone's answer has video with port 0, and the call keeps its audio.
+func TestLateOfferVideoAddedAfterBrowserRefused(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	br, ph, oc, res := lateVideoCall(t, h, mediapeer.BrowserOptions{Codecs: newTestBrowserCodecs()})
+	if m := mVideo.FindSubmatch(res.Body); m != nil && string(m[1]) != "0" {
+		t.Fatalf("video offered to the phone that the browser refused:\n%s", res.Body)
+	}
+	oc.ack(res, ph.sdp(1, "0 101"))
+	br.WaitConnected()
+
+	done := make(chan *sip.Response, 1)
+	go func() {
+		done <- h.phone.request(oc.dlg, sip.MethodInvite, append(ph.sdp(2, "0 101"), phoneVideo(videoSocket(t), true)...), contentSDP)
+	}()
+	var ok *sip.Response
+	select {
+	case reinv := <-h.browser.in[sip.MethodInvite]:
+		reinv.respond(200, br.Answer(reinv.req.Body))
+		h.browser.expect(sip.MethodAck)
+		ok = <-done
+	case ok = <-done:
+	case <-timeAfter():
+		t.Fatal("no answer to the phone's re-INVITE")
+	}
+	if ok.StatusCode != 200 {
+		t.Fatalf("phone's re-INVITE adding video: %d %s", ok.StatusCode, ok.Reason)
+	}
+	if m := mVideo.FindSubmatch(ok.Body); m == nil || string(m[1]) != "0" {
+		t.Fatalf("video not refused with port 0:\n%s", ok.Body)
+	}
+	audioToBrowser(t, ph, br)
+	audioToPhone(t, br, ph)
+}
