@@ -189,3 +189,30 @@ func keyframeAtBrowser(t *testing.T, br *mediapeer.Browser) {
 		}
 	}
 }
+
+// TestLateOfferVideoAddedAfterBrowserRefused: a browser that refused the
+// late offer's video is not asked again when the phone adds video: the
+// phone's re-offer is answered at once, video with port 0, audio kept.
+func TestLateOfferVideoAddedAfterBrowserRefused(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	b := newTestBridge(t, e)
+	br := mediapeer.NewBrowser(t, mediapeer.BrowserOptions{})
+	webOffer, err := b.LateOffer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.WebAnswer(br.Answer(webOffer)); err != nil {
+		t.Fatal(err)
+	}
+	phone := mediapeer.NewPhone(t)
+	if _, err := b.RTPAnswer(phone.SDP(1, "0")); err != nil {
+		t.Fatal(err)
+	}
+	vp := newVideoPhone(t)
+	out, err := b.RTPReoffer(append(phone.SDP(2, "0"), vp.answer(97)...))
+	if err != nil {
+		t.Fatalf("phone adds video: %v", err)
+	}
+	mustContain(t, out, "m=audio ", "m=video 0 ")
+}
