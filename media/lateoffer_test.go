@@ -216,3 +216,37 @@ func TestLateOfferVideoAddedAfterBrowserRefused(t *testing.T) {
 	}
 	mustContain(t, out, "m=audio ", "m=video 0 ")
 }
+
+// TestLateOfferWebDropVideo: after the phone refused the late offer's
+// video in its answer, WebDropVideo re-offers the browser without it;
+// once the browser answered, the legs agree and there is nothing more to
+// drop, and audio goes on both ways.
+func TestLateOfferWebDropVideo(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	b := newTestBridge(t, e)
+	br := videoBrowser(t)
+	rtpOffer := lateVideoCall(t, b, br)
+	phone := mediapeer.NewPhone(t)
+	answer := append(phone.SDP(1, "0"), "m=video 0 RTP/AVP 97\r\n"...)
+	if _, err := b.RTPAnswer(answer); err != nil {
+		t.Fatal(err)
+	}
+	webOffer, err := b.WebDropVideo(answer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, webOffer, "m=audio 9 UDP/TLS/RTP/SAVPF", "m=video 0 ")
+	if _, err := b.WebAnswer(br.Answer(webOffer)); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := b.WebDropVideo(answer); err != nil || again != nil {
+		t.Fatalf("second WebDropVideo: %v\n%s", err, again)
+	}
+	if err := phone.Learn(rtpOffer); err != nil {
+		t.Fatal(err)
+	}
+	br.WaitConnected()
+	mediapeer.AudioToBrowser(t, phone, br)
+	mediapeer.AudioToPhone(t, br, phone)
+}

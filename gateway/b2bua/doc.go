@@ -26,7 +26,9 @@
 //  4. on the callee's 2xx: ACKs it, translates its SDP into the caller's
 //     answer (or, after a late offer, into the gateway's offer, whose
 //     answer comes in the caller's ACK), and answers the caller 200,
-//     retransmitting it until the ACK arrives;
+//     retransmitting it until the ACK arrives; when that answer refuses
+//     the video the browser took, the browser is renegotiated without it
+//     (a re-INVITE, media.WebDropVideo);
 //  5. on a failure response: relays it (486, 480, 404, 603, 488…; a
 //     redirect becomes 480, a challenge to the gateway 502), once, after
 //     a single retry with a longer session interval for a 422;

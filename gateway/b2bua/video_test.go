@@ -232,3 +232,36 @@ func TestLateOfferVideoAddedAfterBrowserRefused(t *testing.T) {
 	audioToBrowser(t, ph, br)
 	audioToPhone(t, br, ph)
 }
+
+// TestLateOfferVideoRefusedByPhone: after a late offer, the phone's
+// answer in its ACK refuses the video the browser took (port 0): the
+// browser is renegotiated without it (a re-INVITE whose m=video has port
+// 0), rather than left sending video that goes nowhere and waiting for
+// video that never comes; the audio goes on both ways, and so does the
+// call's offer/answer.
+func TestLateOfferVideoRefusedByPhone(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	br, ph, oc, res := lateVideoCall(t, h, mediapeer.BrowserOptions{Codecs: newTestBrowserCodecs(), Video: videoCodecs()})
+	if m := mVideo.FindSubmatch(res.Body); m == nil || string(m[1]) == "0" {
+		t.Fatalf("no video offered to the phone:\n%s", res.Body)
+	}
+	oc.ack(res, append(ph.sdp(1, "0 101"), "m=video 0 RTP/AVP 96\r\n"...))
+
+	reinv := h.browser.expect(sip.MethodInvite)
+	if m := mVideo.FindSubmatch(reinv.req.Body); m == nil || string(m[1]) != "0" {
+		t.Fatalf("the browser's re-INVITE keeps the video:\n%s", reinv.req.Body)
+	}
+	mustContain(t, reinv.req.Body, "m=audio 9 ", "a=fingerprint:")
+	reinv.respond(200, br.Answer(reinv.req.Body))
+	h.browser.expect(sip.MethodAck)
+	br.WaitConnected()
+	audioToBrowser(t, ph, br)
+	audioToPhone(t, br, ph)
+
+	// The bridge is back to a settled state: the phone's next re-offer
+	// is answered.
+	if res := h.phone.request(oc.dlg, sip.MethodInvite, ph.sdp(2, "0 101"), contentSDP); res.StatusCode != 200 {
+		t.Fatalf("phone's re-INVITE after the renegotiation: %d", res.StatusCode)
+	}
+	h.browser.idle(sip.MethodInvite)
+}
