@@ -130,8 +130,9 @@ func (l *leg) transmit(ctx context.Context, req *sip.Request, dst sip.Addr) (*tr
 	return tx, nil
 }
 
-// errNotBuilt wraps why start sent nothing: the dialog could not carry
-// the request (gone, or ended by a BYE), or fill refused it.
+// errNotBuilt wraps why start sent nothing: the call ended first, the
+// dialog could not carry the request (gone, or ended by a BYE), or fill
+// refused it.
 var errNotBuilt = errors.New("b2bua: request not built")
 
 // start builds a request of method in d (the leg's dialog when nil), has
@@ -160,13 +161,13 @@ func (l *leg) start(ctx context.Context, d *dialog.Dialog, method string, fill f
 		select {
 		case l.turn <- struct{}{}:
 		case <-ctx.Done():
-			return nil, nil, fmt.Errorf("b2bua: %s to the %s: %w", method, l.role, context.Cause(ctx))
+			return nil, nil, fmt.Errorf("%w: %s to the %s: %w", errNotBuilt, method, l.role, context.Cause(ctx))
 		}
 	}
 	defer func() { <-l.turn }()
 	dst, err := l.waitFlow(ctx)
 	if err != nil {
-		return nil, nil, fmt.Errorf("b2bua: %s to the %s: %w", method, l.role, err)
+		return nil, nil, fmt.Errorf("%w: %s to the %s: %w", errNotBuilt, method, l.role, err)
 	}
 	if d == nil {
 		if d = l.dialog(); d == nil {

@@ -191,9 +191,9 @@ func (t *ticket) give() {
 
 // Await waits for req's turn: until the requests of its dialog that
 // arrived before it were sent, or ctx ends. Those ahead that have not
-// reached a handler Wait after req arrived are given up on. It returns the function
-// that passes the turn on, which the caller must call once req was sent
-// or answered (more calls do nothing). A request without a place (it
+// reached a handler Wait after req arrived are given up on. It returns
+// the function that passes the turn on, which the caller must call once
+// req was sent or answered (more calls do nothing). A request without a place (it
 // arrived before Arrive was asked, or was given up on) does not wait.
 //
 // The caller must hold nothing that a request ahead of req needs to be
