@@ -97,6 +97,7 @@ type Bridge struct {
 	hasVideoSender           bool
 	webVideoOffered          []Codec // the gateway's video offer to the browser
 	webVideo                 []Codec // in force, the web leg's numbering; nil: none
+	webVideoRefused          bool    // the browser's last answer refused the video offered
 	webVDir, webVOurDir      direction
 	rtpVSend, rtpVRecv       []Codec
 	rtpVDir                  direction
@@ -463,6 +464,7 @@ func (b *Bridge) WebAnswer(answer []byte) (rtpSDP []byte, err error) {
 	if acceptedV != nil {
 		b.webVDir = s.video.dir
 	}
+	b.webVideoRefused = b.webVideoOffered != nil && acceptedV == nil
 
 	if b.state == stateLateOffered {
 		d := &rtpDesc{codecs: accepted, dir: b.effWeb(), ptime: 20, videoIdx: -1}
@@ -758,9 +760,10 @@ func (b *Bridge) RTPReoffer(offer []byte) (rtpAnswer []byte, err error) {
 		keptV = intersectVideo(s.video.codecs, b.rtpVSend, false)
 	}
 	wantsVideo := s.video != nil && intersectVideo(s.video.codecs, b.videoPolicy, false) != nil
-	if wantsVideo && b.rtpVSend == nil && b.rtpLast != nil && b.rtpLast.video != nil && !b.rtpLast.video.on {
+	if wantsVideo && b.rtpVSend == nil && (b.webVideoRefused || b.rtpLast != nil && b.rtpLast.video != nil && !b.rtpLast.video.on) {
 		// Refused before (by the browser or the policy): refused again,
-		// not a change.
+		// not a change. The browser that refused the video of a late
+		// offer left no m=video in the phone's SDP, hence the flag.
 		wantsVideo = false
 	}
 	if wantsVideo != (b.rtpVSend != nil) || wantsVideo && keptV == nil {

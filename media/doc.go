@@ -22,6 +22,8 @@
 //	phone calls browser:      RTPOffer → (INVITE browser) → WebAnswer → (200 to phone)
 //	phone INVITE without SDP: LateOffer → (INVITE browser) → WebAnswer → (200 to phone,
 //	                          with the gateway's offer) → RTPAnswer (the ACK's answer)
+//	                          [→ WebDropVideo → (re-INVITE browser) → WebAnswer, when the
+//	                          phone refused the video the browser took]
 //	phone re-INVITE:          RTPReoffer (answered on the RTP leg alone; it fails
 //	                          with ErrChangesWeb when video comes or goes, which
 //	                          needs the browser renegotiated)
@@ -73,8 +75,10 @@
 // formats the browser took, on the video port pair, and the phone's
 // answer in the ACK sets up the video route. A phone that refuses it
 // there (port 0) gets an audio-only call: nothing is relayed as video,
-// and the browser's video stays negotiated but idle (its SDP is not
-// renegotiated). Keyframe requests are translated: the
+// and [Bridge.WebDropVideo] makes the browser's re-offer without it (the
+// gateway renegotiates the browser). A browser that refused the late
+// offer's video is not asked again when the phone adds video later: the
+// phone's re-offer is answered with video port 0. Keyframe requests are translated: the
 // browser's PLI or FIR becomes RTCP feedback (PLI, else FIR) towards a
 // phone that offered a=rtcp-fb for it, or a call of the function given to
 // [Bridge.OnKeyframeRequest] (the gateway sends SIP INFO

@@ -89,7 +89,8 @@ func TestLateOfferVideo(t *testing.T) {
 
 // TestLateOfferVideoRefusedByPhone: the phone's answer in the ACK refuses
 // video (port 0): the call is audio-only, nothing is relayed as video, and
-// audio works both ways.
+// audio works both ways, before and after WebDropVideo renegotiated the
+// browser without the video.
 func TestLateOfferVideoRefusedByPhone(t *testing.T) {
 	checkGoroutines(t)
 	e := newTestEngine(t, Options{})
@@ -98,7 +99,8 @@ func TestLateOfferVideoRefusedByPhone(t *testing.T) {
 	rtpOffer := lateVideoCall(t, b, br)
 	gwVideo := netip.AddrPortFrom(loopback, uint16(videoPort(t, rtpOffer)))
 	phone := mediapeer.NewPhone(t)
-	if _, err := b.RTPAnswer(append(phone.SDP(1, "0"), "m=video 0 RTP/AVP 97\r\n"...)); err != nil {
+	answer := append(phone.SDP(1, "0"), "m=video 0 RTP/AVP 97\r\n"...)
+	if _, err := b.RTPAnswer(answer); err != nil {
 		t.Fatal(err)
 	}
 	if r := b.vidA.Load().route.Load(); r == nil || r.fwdToWeb || r.fwdToRTP || r.toWeb.known[97] || r.toRTP.known[97] {
@@ -128,10 +130,27 @@ func TestLateOfferVideoRefusedByPhone(t *testing.T) {
 	if st := b.Stats().Video; st.PacketsToWeb != 0 || st.PacketsToRTP != 0 {
 		t.Errorf("video relayed after a refusal: %+v", st)
 	}
+
+	// The browser is renegotiated without the video (WebDropVideo);
+	// then the legs agree, and there is nothing more to drop.
+	webOffer, err := b.WebDropVideo(answer)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, webOffer, "m=audio 9 UDP/TLS/RTP/SAVPF", "m=video 0 ")
+	if _, err := b.WebAnswer(br.Answer(webOffer)); err != nil {
+		t.Fatal(err)
+	}
+	if again, err := b.WebDropVideo(answer); err != nil || again != nil {
+		t.Fatalf("second WebDropVideo: %v\n%s", err, again)
+	}
+	mediapeer.AudioToBrowser(t, phone, br)
+	mediapeer.AudioToPhone(t, br, phone)
 }
 
 // TestLateOfferBrowserRefusesVideo: a browser without video answers the
-// late offer's video with port 0: the phone is offered audio only.
+// late offer's video with port 0: the phone is offered audio only, and
+// its later re-offer adding video is answered with video port 0.
 func TestLateOfferBrowserRefusesVideo(t *testing.T) {
 	checkGoroutines(t)
 	e := newTestEngine(t, Options{})
@@ -155,6 +174,16 @@ func TestLateOfferBrowserRefusesVideo(t *testing.T) {
 	}
 	br.WaitConnected()
 	mediapeer.AudioToBrowser(t, phone, br)
+	mediapeer.AudioToPhone(t, br, phone)
+
+	// The phone adds video later: the browser, which refused it, is not
+	// asked again (pion could not re-offer its rejected section); the
+	// phone's re-offer is answered at once, video with port 0.
+	out, err := b.RTPReoffer(append(phone.SDP(2, "0"), newVideoPhone(t).answer(97)...))
+	if err != nil {
+		t.Fatalf("phone adds video: %v", err)
+	}
+	mustContain(t, out, "m=audio ", "m=video 0 ")
 	mediapeer.AudioToPhone(t, br, phone)
 }
 

@@ -407,6 +407,24 @@ func (b *Bridge) keyframeAllowed(last *atomic.Int64) bool {
 	}
 }
 
+// WebDropVideo is for a late offer whose answer from the SIP side (the
+// ACK's, given to RTPAnswer) refused the video that the browser took:
+// the browser would go on sending video that goes nowhere and waiting for
+// video that never comes. It returns a re-offer for the browser (same ICE
+// and DTLS session) with the video removed (port 0), made from answer, the
+// SIP side's SDP in force; nil when the legs agree on video. As after
+// RTPReofferWeb, the browser's answer goes to WebAnswer (the RTP SDP it
+// returns is what the SIP side has already) and a refusal to Rollback.
+func (b *Bridge) WebDropVideo(answer []byte) (webOffer []byte, err error) {
+	b.mu.Lock()
+	half := b.state == stateActive && b.webVideo != nil && b.rtpVSend == nil
+	b.mu.Unlock()
+	if !half {
+		return nil, nil
+	}
+	return b.RTPReofferWeb(answer)
+}
+
 // OnKeyframeRequest sets f, called (on a goroutine of the bridge; it must
 // not block long) when the browser asks for a keyframe and the SIP peer
 // takes no keyframe request as RTCP feedback: the gateway then sends it a

@@ -208,6 +208,10 @@ type B2BUA struct {
 
 	reconnects, flowLost atomic.Uint64
 	busy                 atomic.Uint64 // calls refused at MaxCalls
+
+	// onTurnWait, set by tests before the first call, is told of each
+	// request that waits for its leg's turn (see leg.start).
+	onTurnWait func(role, method string)
 }
 
 // legKey finds the leg of an in-dialog request: its Call-ID and the tag

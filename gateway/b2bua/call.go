@@ -529,7 +529,9 @@ func (c *call) lateAnswer(ack *sip.Request) {
 	if _, err := c.media().RTPAnswer(ack.Body); err != nil {
 		c.log.Info("late offer answer", "err", err)
 		c.hangup(err, nil)
+		return
 	}
+	c.dropWebVideo(ack.Body)
 }
 
 // onFailure relays the callee's failure response to the caller.

@@ -182,14 +182,12 @@ func (c *call) prack(d *dialog.Dialog, res *sip.Response) bool {
 	}
 	c.pracked[id] = rseq
 	c.mu.Unlock()
-	req, err := d.NewRequest(sip.MethodPrack)
+	rack := strconv.FormatUint(uint64(rseq), 10) + " " + res.CSeq().String()
+	_, _, err = c.callee.start(c.ctx, d, sip.MethodPrack, func(req *sip.Request) error {
+		req.Add("RAck", rack)
+		return nil
+	})
 	if err != nil {
-		c.log.Debug("prack", "err", err)
-		return true
-	}
-	cseq := res.CSeq()
-	req.Add("RAck", strconv.FormatUint(uint64(rseq), 10)+" "+cseq.String())
-	if _, err := c.callee.send(c.ctx, req); err != nil {
 		c.log.Info("prack", "err", err)
 	}
 	return true

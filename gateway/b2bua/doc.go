@@ -26,7 +26,9 @@
 //  4. on the callee's 2xx: ACKs it, translates its SDP into the caller's
 //     answer (or, after a late offer, into the gateway's offer, whose
 //     answer comes in the caller's ACK), and answers the caller 200,
-//     retransmitting it until the ACK arrives;
+//     retransmitting it until the ACK arrives; when that answer refuses
+//     the video the browser took, the browser is renegotiated without it
+//     (a re-INVITE, media.WebDropVideo);
 //  5. on a failure response: relays it (486, 480, 404, 603, 488…; a
 //     redirect becomes 480, a challenge to the gateway 502), once, after
 //     a single retry with a longer session interval for a 422;
@@ -105,7 +107,11 @@
 // before they take anything of the call, for those of the same leg that
 // arrived before them to be relayed (sent, not answered) or answered: the
 // other leg gets them in the order they arrived, with CSeqs that grow in
-// that order (two NOTIFYs of a REFER, an INFO then a BYE).
+// that order (two NOTIFYs of a REFER, an INFO then a BYE). Whatever sends
+// a request in a leg's dialog — a relay, a session refresh, a keyframe
+// request, a BYE — takes its CSeq and hands it to the transaction layer
+// under the leg's turn, so that the requests of a leg leave in the order
+// of their CSeqs.
 // Timers run on Options.Clock. Every goroutine the package starts is
 // counted, and [B2BUA.Close] waits for them.
 //

@@ -103,6 +103,9 @@ type harness struct {
 type harnessOptions struct {
 	media media.Options
 	b2bua Options
+	// requester, if set, wraps the transaction layer as the B2BUA's
+	// Transactions.
+	requester func(transaction.Requester) transaction.Requester
 }
 
 func newHarness(t testing.TB, ho harnessOptions) *harness {
@@ -155,6 +158,9 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	o.Order = h.order
 	o.Engine = e
 	o.Transactions = h.layer
+	if ho.requester != nil {
+		o.Transactions = ho.requester(h.layer)
+	}
 	o.Sender = h.gw
 	id, err := identity.New(identity.Config{Domains: []string{"localhost"}, Endpoints: []identity.Endpoint{
 		{Transport: sip.UDP, Host: "127.0.0.1", Port: 5060},

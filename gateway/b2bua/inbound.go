@@ -273,13 +273,11 @@ func (c *call) relayOffer(l *leg, tx *transaction.ServerTx, offer []byte, reoffe
 		return nil, nil, err
 	}
 	other := c.other(l)
-	req, err := other.newRequest(sip.MethodInvite)
-	if err != nil {
-		_ = br.Rollback()
-		return nil, nil, err
+	fill := func(req *sip.Request) error {
+		other.refreshHeaders(req)
+		req.SetBody(rtpOffer, contentSDP)
+		return nil
 	}
-	other.refreshHeaders(req)
-	req.SetBody(rtpOffer, contentSDP)
 	// The browser may cancel its re-INVITE: so is the relayed one.
 	ctx, cancel := context.WithCancelCause(c.ctx)
 	defer cancel(nil)
@@ -292,7 +290,7 @@ func (c *call) relayOffer(l *leg, tx *transaction.ServerTx, offer []byte, reoffe
 		case <-stop:
 		}
 	}()
-	res, err := other.relay(ctx, req, sent)
+	res, err := other.relay(ctx, sip.MethodInvite, fill, sent)
 	if err != nil {
 		_ = br.Rollback()
 		return nil, nil, err
@@ -344,19 +342,20 @@ func (c *call) serveInfo(l *leg, tx *transaction.ServerTx, req *sip.Request, sen
 			}
 		}
 	}
-	other := c.other(l)
-	out, err := other.newRequest(req.Method)
-	if err != nil {
+	fill := func(out *sip.Request) error {
+		for _, h := range []string{"Info-Package", "Content-Disposition", "Subject"} {
+			out.CopyFrom(&req.Headers, h)
+		}
+		if len(req.Body) > 0 {
+			out.SetBody(req.Body, req.ContentType())
+		}
+		return nil
+	}
+	res, err := c.other(l).relay(c.ctx, req.Method, fill, sent)
+	if errors.Is(err, errNotBuilt) {
 		c.respond(tx, l.reply(req, 481, ""))
 		return
 	}
-	for _, h := range []string{"Info-Package", "Content-Disposition", "Subject"} {
-		out.CopyFrom(&req.Headers, h)
-	}
-	if len(req.Body) > 0 {
-		out.SetBody(req.Body, req.ContentType())
-	}
-	res, err := other.relay(c.ctx, out, sent)
 	if err != nil {
 		c.respond(tx, l.reply(req, 500, ""))
 		return

@@ -2,6 +2,7 @@ package b2bua
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -30,6 +31,9 @@ type leg struct {
 	acks       map[uint32]*pendingAck // 2xx sent on the leg, by CSeq, until their ACK
 	session    sessionTimer
 	peerUpdate bool // the peer allows UPDATE
+
+	// turn is the leg's sending turn, a one-place semaphore: see start.
+	turn chan struct{}
 }
 
 func newLeg(c *call, role string, web bool, dst sip.Addr, key legKey, uri sip.URI) *leg {
@@ -42,6 +46,7 @@ func newLeg(c *call, role string, web bool, dst sip.Addr, key legKey, uri sip.UR
 		key:     key,
 		uri:     uri,
 		acks:    make(map[uint32]*pendingAck),
+		turn:    make(chan struct{}, 1),
 	}
 }
 
@@ -107,50 +112,103 @@ func (l *leg) info() LegInfo {
 // down, it waits for the new one (or the end of Options.FlowGrace, or
 // ctx).
 func (l *leg) send(ctx context.Context, req *sip.Request) (*transaction.ClientTx, error) {
-	o := &l.c.b.opts
 	dst, err := l.waitFlow(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("b2bua: %s to the %s: %w", req.Method, l.role, err)
 	}
+	return l.transmit(ctx, req, dst)
+}
+
+// transmit stamps the gateway's Via on req and starts its client
+// transaction towards dst.
+func (l *leg) transmit(ctx context.Context, req *sip.Request, dst sip.Addr) (*transaction.ClientTx, error) {
 	l.stampVia(req, dst)
-	tx, err := o.Transactions.Request(ctx, req, dst)
+	tx, err := l.c.b.opts.Transactions.Request(ctx, req, dst)
 	if err != nil {
 		return nil, fmt.Errorf("b2bua: %s to the %s: %w", req.Method, l.role, err)
 	}
 	return tx, nil
 }
 
-// newRequest builds a request in the leg's dialog.
-func (l *leg) newRequest(method string) (*sip.Request, error) {
-	d := l.dialog()
+// errNotBuilt wraps why start sent nothing: the call ended first, the
+// dialog could not carry the request (gone, or ended by a BYE), or fill
+// refused it.
+var errNotBuilt = errors.New("b2bua: request not built")
+
+// start builds a request of method in d (the leg's dialog when nil), has
+// fill, if set, complete it, and starts its client transaction towards
+// the leg's peer.
+//
+// The CSeq is taken and the request handed to the transaction layer
+// under the leg's turn, so that the requests of a leg leave in the order
+// of their CSeqs, whichever goroutine sends them: requests relayed from
+// the other leg, and the gateway's own (session refreshes, keyframe
+// requests, BYE). A peer answers a request whose CSeq is lower than one
+// it has seen with 500 (RFC 3261 §12.2.2). While the connection to the
+// peer is down (waitFlow), the turn waits for it with the request: those
+// that come later wait behind.
+func (l *leg) start(ctx context.Context, d *dialog.Dialog, method string, fill func(*sip.Request) error) (*sip.Request, *transaction.ClientTx, error) {
+	// Checked first: a request of a call that ended takes no CSeq.
+	if err := context.Cause(ctx); err != nil {
+		return nil, nil, fmt.Errorf("%w: %s to the %s: %w", errNotBuilt, method, l.role, err)
+	}
+	select {
+	case l.turn <- struct{}{}:
+	default:
+		if f := l.c.b.onTurnWait; f != nil {
+			f(l.role, method)
+		}
+		select {
+		case l.turn <- struct{}{}:
+		case <-ctx.Done():
+			return nil, nil, fmt.Errorf("%w: %s to the %s: %w", errNotBuilt, method, l.role, context.Cause(ctx))
+		}
+	}
+	defer func() { <-l.turn }()
+	dst, err := l.waitFlow(ctx)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%w: %s to the %s: %w", errNotBuilt, method, l.role, err)
+	}
 	if d == nil {
-		return nil, fmt.Errorf("%w: no dialog with the %s", ErrDialogGone, l.role)
+		if d = l.dialog(); d == nil {
+			return nil, nil, fmt.Errorf("%w: %w: no dialog with the %s", errNotBuilt, ErrDialogGone, l.role)
+		}
 	}
 	req, err := d.NewRequest(method)
 	if err != nil {
-		return nil, fmt.Errorf("b2bua: %s to the %s: %w", method, l.role, err)
+		return nil, nil, fmt.Errorf("%w: %s to the %s: %w", errNotBuilt, method, l.role, err)
 	}
 	if ua := l.c.b.opts.UserAgent; ua != "" {
 		req.Add("User-Agent", ua)
 	}
-	return req, nil
+	if fill != nil {
+		if err := fill(req); err != nil {
+			return nil, nil, fmt.Errorf("%w: %s to the %s: %w", errNotBuilt, method, l.role, err)
+		}
+	}
+	tx, err := l.transmit(ctx, req, dst)
+	if err != nil {
+		return nil, nil, err
+	}
+	return req, tx, nil
 }
 
-// do sends req, a request in the leg's dialog, and returns its final
-// response: the dialog learns it, a 2xx to a re-INVITE is acknowledged,
-// and a 481 or 408 ends the call (the dialog is gone; to a NOTIFY, only
-// its subscription is, RFC 5057 §5.4). When ctx ends
-// first an INVITE is canceled and ctx's cause returned.
-func (l *leg) do(ctx context.Context, req *sip.Request) (*sip.Response, error) {
-	return l.relay(ctx, req, nil)
+// do sends a request of method in the leg's dialog, completed by fill
+// (see start), and returns its final response: the dialog learns it, a
+// 2xx to a re-INVITE is acknowledged, and a 481 or 408 ends the call
+// (the dialog is gone; to a NOTIFY, only its subscription is, RFC 5057
+// §5.4). When ctx ends first an INVITE is canceled and ctx's cause
+// returned.
+func (l *leg) do(ctx context.Context, method string, fill func(*sip.Request) error) (*sip.Response, error) {
+	return l.relay(ctx, method, fill, nil)
 }
 
 // relay is do for a request that relays one received on the other leg:
-// sent, if set, is called once req left (or could not), so that the
-// next request of that leg may be relayed (Options.Order) without
-// waiting for req's answer.
-func (l *leg) relay(ctx context.Context, req *sip.Request, sent func()) (*sip.Response, error) {
-	tx, err := l.send(ctx, req)
+// sent, if set, is called once the request left (or could not), so that
+// the next request of that leg may be relayed (Options.Order) without
+// waiting for its answer.
+func (l *leg) relay(ctx context.Context, method string, fill func(*sip.Request) error, sent func()) (*sip.Response, error) {
+	req, tx, err := l.start(ctx, nil, method, fill)
 	if sent != nil {
 		sent()
 	}
@@ -236,17 +294,13 @@ func (l *leg) bye() {
 // goroutine that Close waits for; wait false sends it from the current
 // goroutine, which is already one.
 func (l *leg) byeDialog(d *dialog.Dialog, async bool) {
-	req, err := d.NewRequest(sip.MethodBye)
-	if err != nil {
-		l.c.log.Debug("bye", "leg", l.role, "err", err)
-		return
-	}
-	if ua := l.c.b.opts.UserAgent; ua != "" {
-		req.Add("User-Agent", ua)
-	}
 	run := func() {
 		// The call's context is done: the BYE outlives it.
-		tx, err := l.send(context.WithoutCancel(l.c.ctx), req)
+		_, tx, err := l.start(context.WithoutCancel(l.c.ctx), d, sip.MethodBye, nil)
+		if errors.Is(err, errNotBuilt) {
+			l.c.log.Debug("bye", "leg", l.role, "err", err)
+			return
+		}
 		if err != nil {
 			l.c.log.Info("bye", "leg", l.role, "err", err)
 			return

@@ -243,3 +243,79 @@ func TestInDialogOrderAndOffer(t *testing.T) {
 	_ = oc.dlg.ReceiveResponse(res)
 	h.browser.ack(oc.dlg, res, nil)
 }
+
+// gatedRequester holds, on its way to the transaction layer, the request
+// whose body is hold, until release is closed.
+type gatedRequester struct {
+	next    transaction.Requester
+	hold    string
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (g *gatedRequester) Request(ctx context.Context, req *sip.Request, dst sip.Addr) (*transaction.ClientTx, error) {
+	if string(req.Body) == g.hold {
+		close(g.entered)
+		select {
+		case <-g.release:
+		case <-ctx.Done():
+			return nil, context.Cause(ctx)
+		}
+	}
+	return g.next.Request(ctx, req, dst)
+}
+
+// TestOwnRequestAfterRelayed: a request the gateway sends of its own in
+// a leg's dialog (here a session refresh) takes its CSeq after, and
+// leaves after, a request relayed to that leg that took its CSeq before
+// and has yet to leave: the phone gets them in the order of their CSeqs
+// (a lower CSeq after a higher one gets 500, RFC 3261 §12.2.2).
+func TestOwnRequestAfterRelayed(t *testing.T) {
+	clk := fakeClock()
+	gate := &gatedRequester{hold: "held", entered: make(chan struct{}), release: make(chan struct{})}
+	h := newHarness(t, harnessOptions{b2bua: Options{Clock: clk}, requester: func(next transaction.Requester) transaction.Requester {
+		gate.next = next
+		return gate
+	}})
+	waits := make(chan string, 4)
+	h.b2b.onTurnWait = func(role, method string) { waits <- role + " " + method }
+	_, _, oc, _ := browserCallsPhoneWith(t, h, nil, []string{"Session-Expires", "90;refresher=uac", "Require", "timer", "Allow", "INVITE, ACK, BYE, CANCEL, UPDATE, INFO"})
+
+	info := h.browser.sendNow(oc.dlg, sip.MethodInfo, []byte("held"), "application/x-test")
+	select {
+	case <-gate.entered:
+	case <-timeAfter():
+		t.Fatal("the info was not relayed")
+	}
+	clk.Advance(45 * time.Second) // the gateway refreshes the phone's session
+	select {
+	case w := <-waits:
+		if w != "callee UPDATE" {
+			t.Fatalf("waiting for the turn: %s", w)
+		}
+	case in := <-h.phone.in[sip.MethodUpdate]:
+		t.Fatalf("the refresh (CSeq %d) left before the info relayed before it", in.req.CSeq().Seq)
+	case <-timeAfter():
+		t.Fatal("no refresh")
+	}
+	close(gate.release)
+	in := h.phone.expect(sip.MethodInfo)
+	in.respond(200, nil)
+	if res := finalOf(t, info); res.StatusCode != 200 {
+		t.Fatalf("info: %d", res.StatusCode)
+	}
+	up := h.phone.expect(sip.MethodUpdate)
+	up.respond(200, nil, "Session-Expires", "90;refresher=uac", "Require", "timer")
+	if in.req.CSeq().Seq >= up.req.CSeq().Seq {
+		t.Fatalf("info CSeq %d, update CSeq %d", in.req.CSeq().Seq, up.req.CSeq().Seq)
+	}
+	var order []string
+	for _, d := range h.net.Log.All() {
+		if d.To == "phone" && (bytes.HasPrefix(d.Data, []byte("INFO ")) || bytes.HasPrefix(d.Data, []byte("UPDATE "))) {
+			order = append(order, string(d.Data[:bytes.IndexByte(d.Data, ' ')]))
+		}
+	}
+	if len(order) != 2 || order[0] != sip.MethodInfo {
+		t.Fatalf("the phone got %v, want INFO then UPDATE", order)
+	}
+}

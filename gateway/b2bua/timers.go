@@ -181,26 +181,27 @@ func (l *leg) refresh() {
 		return
 	}
 	for attempt := 0; attempt < 2; attempt++ {
-		req, err := l.newRequest(method)
-		if err != nil {
-			return
-		}
-		l.refreshHeaders(req)
 		reinvite := method == sip.MethodInvite
+		var offer []byte
 		if reinvite {
 			if !c.beginOA() {
 				l.retryRefresh()
 				return
 			}
-			offer, err := c.media().RTPRefresh()
-			if err != nil {
+			var err error
+			if offer, err = c.media().RTPRefresh(); err != nil {
 				c.endOA()
 				l.retryRefresh()
 				return
 			}
-			req.SetBody(offer, contentSDP)
 		}
-		res, err := l.do(c.ctx, req)
+		res, err := l.do(c.ctx, method, func(req *sip.Request) error {
+			l.refreshHeaders(req)
+			if reinvite {
+				req.SetBody(offer, contentSDP)
+			}
+			return nil
+		})
 		if reinvite {
 			l.finishRefresh(res, err)
 		}

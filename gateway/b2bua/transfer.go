@@ -1,6 +1,7 @@
 package b2bua
 
 import (
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -23,6 +24,9 @@ import (
 // which ends the call. When a NOTIFY reports that the target answered,
 // the transferred call ends with BYE on both legs, whatever the
 // transferor does.
+
+// errTooManyRefers refuses a REFER beyond maxRefers.
+var errTooManyRefers = errors.New("b2bua: too many transfers in progress")
 
 // maxRefers bounds the refer subscriptions relayed at once in one call: a
 // party that keeps REFERing without its peer ever reporting an outcome
@@ -113,32 +117,38 @@ func (c *call) serveRefer(l *leg, tx *transaction.ServerTx, req *sip.Request, se
 		return
 	}
 	other := c.other(l)
-	out, err := other.newRequest(sip.MethodRefer)
-	if err != nil {
-		c.respond(tx, l.reply(req, 481, ""))
-		return
-	}
-	for _, h := range []string{"Refer-To", "Referred-By"} {
-		out.CopyFrom(&req.Headers, h)
-	}
 	quiet := strings.EqualFold(strings.TrimSpace(req.Get("Refer-Sub")), "false")
-	if quiet {
-		out.Set("Refer-Sub", "false")
-		out.Set("Supported", "norefersub")
-	}
-	key := referKey{other, out.CSeq().Seq}
-	// Before the REFER leaves: its first NOTIFY may overtake the 202.
 	sub := &referSub{from: l, id: req.CSeq().Seq, quiet: quiet, answered: make(chan struct{})}
 	defer close(sub.answered)
-	if !c.xfer.add(key, sub) {
+	var key referKey
+	fill := func(out *sip.Request) error {
+		for _, h := range []string{"Refer-To", "Referred-By"} {
+			out.CopyFrom(&req.Headers, h)
+		}
+		if quiet {
+			out.Set("Refer-Sub", "false")
+			out.Set("Supported", "norefersub")
+		}
+		// Before the REFER leaves: its first NOTIFY may overtake the 202.
+		key = referKey{other, out.CSeq().Seq}
+		if !c.xfer.add(key, sub) {
+			return errTooManyRefers
+		}
+		c.log.Info("transfer: refer relayed", "from", l.role, "refer_to", req.Get("Refer-To"), "quiet", quiet)
+		return nil
+	}
+	res, err := other.relay(c.ctx, sip.MethodRefer, fill, sent)
+	switch {
+	case errors.Is(err, errTooManyRefers):
 		res := l.reply(req, 503, "Service Unavailable (too many transfers in progress)")
 		res.Set("Retry-After", "5")
 		c.log.Info("transfer: refused, too many in progress", "leg", l.role, "max", maxRefers)
 		c.respond(tx, res)
 		return
+	case errors.Is(err, errNotBuilt):
+		c.respond(tx, l.reply(req, 481, ""))
+		return
 	}
-	c.log.Info("transfer: refer relayed", "from", l.role, "refer_to", req.Get("Refer-To"), "quiet", quiet)
-	res, err := other.relay(c.ctx, out, sent)
 	if err != nil || !res.IsSuccess() {
 		c.xfer.remove(key)
 		code, reason := 480, ""
@@ -236,21 +246,22 @@ func (c *call) serveNotify(l *leg, tx *transaction.ServerTx, req *sip.Request, s
 // subscription goes on whatever req says (a progress report that claimed
 // to end it).
 func (c *call) relayNotify(sub *referSub, req *sip.Request, active bool, sent func()) int {
-	out, err := sub.from.newRequest(sip.MethodNotify)
-	if err != nil {
-		return 481
+	fill := func(out *sip.Request) error {
+		out.Set("Event", "refer;id="+strconv.FormatUint(uint64(sub.id), 10))
+		if active {
+			out.Set("Subscription-State", "active;expires="+strconv.Itoa(earlyExpires))
+		} else {
+			out.CopyFrom(&req.Headers, "Subscription-State")
+		}
+		if len(req.Body) > 0 {
+			out.SetBody(req.Body, req.ContentType())
+		}
+		return nil
 	}
-	out.Set("Event", "refer;id="+strconv.FormatUint(uint64(sub.id), 10))
-	if active {
-		out.Set("Subscription-State", "active;expires="+strconv.Itoa(earlyExpires))
-	} else {
-		out.CopyFrom(&req.Headers, "Subscription-State")
-	}
-	if len(req.Body) > 0 {
-		out.SetBody(req.Body, req.ContentType())
-	}
-	res, err := sub.from.relay(c.ctx, out, sent)
+	res, err := sub.from.relay(c.ctx, sip.MethodNotify, fill, sent)
 	switch {
+	case errors.Is(err, errNotBuilt):
+		return 481
 	case err != nil:
 		return 480
 	case res.IsSuccess():

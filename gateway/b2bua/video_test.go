@@ -177,3 +177,99 @@ func TestVideoAddedByBrowserReinvite(t *testing.T) {
 		})
 	}
 }
+
+// lateVideoCall is a phone's call without SDP to a browser with video
+// (up to the 200 to the phone, the gateway's offer in it); the browser
+// takes the video unless its options have none.
+func lateVideoCall(t *testing.T, h *harness, opts mediapeer.BrowserOptions) (*mediapeer.Browser, *testPhone, *outCall, *sip.Response) {
+	t.Helper()
+	br := mediapeer.NewBrowser(t, opts)
+	t.Cleanup(h.autoAnswer)
+	ph := newTestPhone(t)
+	oc := h.phone.invite("browser", nil)
+	in := h.browser.expect(sip.MethodInvite)
+	mustContain(t, in.req.Body, "m=audio 9 ", "m=video 9 ")
+	in.respond(200, br.Answer(in.req.Body))
+	h.browser.expect(sip.MethodAck)
+	res := oc.await(200)
+	ph.learn(res.Body)
+	return br, ph, oc, res
+}
+
+// TestLateOfferVideoAddedAfterBrowserRefused: after a late offer whose
+// video a browser without video refused, the phone's re-INVITE adding
+// video is refused cleanly: the browser is asked and refuses again, the
+// phone's answer has video with port 0, and the call keeps its audio.
+func TestLateOfferVideoAddedAfterBrowserRefused(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	br, ph, oc, res := lateVideoCall(t, h, mediapeer.BrowserOptions{Codecs: newTestBrowserCodecs()})
+	if m := mVideo.FindSubmatch(res.Body); m != nil && string(m[1]) != "0" {
+		t.Fatalf("video offered to the phone that the browser refused:\n%s", res.Body)
+	}
+	oc.ack(res, ph.sdp(1, "0 101"))
+	br.WaitConnected()
+
+	done := make(chan *sip.Response, 1)
+	go func() {
+		done <- h.phone.request(oc.dlg, sip.MethodInvite, append(ph.sdp(2, "0 101"), phoneVideo(videoSocket(t), true)...), contentSDP)
+	}()
+	var ok *sip.Response
+	select {
+	case reinv := <-h.browser.in[sip.MethodInvite]:
+		reinv.respond(200, br.Answer(reinv.req.Body))
+		h.browser.expect(sip.MethodAck)
+		ok = <-done
+	case ok = <-done:
+	case <-timeAfter():
+		t.Fatal("no answer to the phone's re-INVITE")
+	}
+	if ok.StatusCode != 200 {
+		t.Fatalf("phone's re-INVITE adding video: %d %s", ok.StatusCode, ok.Reason)
+	}
+	if m := mVideo.FindSubmatch(ok.Body); m == nil || string(m[1]) != "0" {
+		t.Fatalf("video not refused with port 0:\n%s", ok.Body)
+	}
+	audioToBrowser(t, ph, br)
+	audioToPhone(t, br, ph)
+}
+
+// TestLateOfferVideoRefusedByPhone: after a late offer, the phone's
+// answer in its ACK refuses the video the browser took (port 0): the
+// browser is renegotiated without it (a re-INVITE whose m=video has port
+// 0), rather than left sending video that goes nowhere and waiting for
+// video that never comes; the audio goes on both ways, and so does the
+// call's offer/answer.
+func TestLateOfferVideoRefusedByPhone(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	br, ph, oc, res := lateVideoCall(t, h, mediapeer.BrowserOptions{Codecs: newTestBrowserCodecs(), Video: videoCodecs()})
+	if m := mVideo.FindSubmatch(res.Body); m == nil || string(m[1]) == "0" {
+		t.Fatalf("no video offered to the phone:\n%s", res.Body)
+	}
+	oc.ack(res, append(ph.sdp(1, "0 101"), "m=video 0 RTP/AVP 96\r\n"...))
+
+	reinv := h.browser.expect(sip.MethodInvite)
+	if m := mVideo.FindSubmatch(reinv.req.Body); m == nil || string(m[1]) != "0" {
+		t.Fatalf("the browser's re-INVITE keeps the video:\n%s", reinv.req.Body)
+	}
+	mustContain(t, reinv.req.Body, "m=audio 9 ", "a=fingerprint:")
+	reinv.respond(200, br.Answer(reinv.req.Body))
+	h.browser.expect(sip.MethodAck)
+	br.WaitConnected()
+	audioToBrowser(t, ph, br)
+	audioToPhone(t, br, ph)
+
+	// The bridge is back to a settled state: the phone's next re-offer
+	// is answered. Until the gateway took the browser's answer it gets
+	// 491, and tries again, as RFC 3261 §14.1 has it.
+	deadline := time.Now().Add(waitLimit)
+	for {
+		res := h.phone.request(oc.dlg, sip.MethodInvite, ph.sdp(2, "0 101"), contentSDP)
+		if res.StatusCode == 200 {
+			break
+		}
+		if res.StatusCode != 491 || time.Now().After(deadline) {
+			t.Fatalf("phone's re-INVITE after the renegotiation: %d", res.StatusCode)
+		}
+	}
+	h.browser.idle(sip.MethodInvite)
+}

@@ -153,13 +153,17 @@ func (o *Order) Arrive(req *sip.Request) bool {
 	if now.Sub(o.lastSweep) >= o.wait {
 		o.sweep(now)
 	}
+	if _, dup := o.tickets[req]; dup {
+		return true // it has its place: a full queue does not take it away
+	}
 	q := o.queues[k]
+	if len(q) >= o.max {
+		// Places given up on may fill it between two sweeps.
+		q = o.sweepQueue(k, now)
+	}
 	if len(q) >= o.max {
 		o.refused++
 		return false
-	}
-	if _, dup := o.tickets[req]; dup {
-		return true
 	}
 	t := &ticket{req: req, key: k, at: now, turn: make(chan struct{})}
 	o.queues[k] = append(q, t)
@@ -187,9 +191,9 @@ func (t *ticket) give() {
 
 // Await waits for req's turn: until the requests of its dialog that
 // arrived before it were sent, or ctx ends. Those ahead that have not
-// reached a handler after Wait are given up on. It returns the function
-// that passes the turn on, which the caller must call once req was sent
-// or answered (more calls do nothing). A request without a place (it
+// reached a handler Wait after req arrived are given up on. It returns
+// the function that passes the turn on, which the caller must call once
+// req was sent or answered (more calls do nothing). A request without a place (it
 // arrived before Arrive was asked, or was given up on) does not wait.
 //
 // The caller must hold nothing that a request ahead of req needs to be
@@ -209,15 +213,20 @@ func (o *Order) Await(ctx context.Context, req *sip.Request) (done func()) {
 		return done
 	default:
 	}
-	expired := make(chan struct{})
-	timer := o.clk.AfterFunc(o.wait, func() { close(expired) })
-	defer timer.Stop()
-	select {
-	case <-t.turn:
-		return done
-	case <-ctx.Done():
-		return done
-	case <-expired:
+	// Those ahead arrived before req: Wait after req arrived, they are
+	// all Wait old. A handler that started late does not wait a whole
+	// Wait more.
+	if left := o.wait - o.clk.Now().Sub(t.at); left > 0 {
+		expired := make(chan struct{})
+		timer := o.clk.AfterFunc(left, func() { close(expired) })
+		defer timer.Stop()
+		select {
+		case <-t.turn:
+			return done
+		case <-ctx.Done():
+			return done
+		case <-expired:
+		}
 	}
 	// What is still ahead reached a handler: it is being sent, or waits
 	// for its own turn, and passes the turn on in a bounded time (its
@@ -264,10 +273,27 @@ func (o *Order) Forget(req *sip.Request) {
 func (o *Order) sweep(now time.Time) {
 	o.lastSweep = now
 	for _, t := range o.tickets {
-		if !t.entered && now.Sub(t.at) >= o.wait {
+		if o.stale(t, now) {
 			o.remove(t)
 		}
 	}
+}
+
+// stale reports whether t's request never reached a handler within Wait
+// of arriving.
+func (o *Order) stale(t *ticket, now time.Time) bool {
+	return !t.entered && now.Sub(t.at) >= o.wait
+}
+
+// sweepQueue drops the places of the dialog side k that are stale as
+// sweep says, and returns what is left of its queue. o.mu is held.
+func (o *Order) sweepQueue(k key, now time.Time) []*ticket {
+	for _, t := range slices.Clone(o.queues[k]) {
+		if o.stale(t, now) {
+			o.remove(t)
+		}
+	}
+	return o.queues[k]
 }
 
 // remove takes t out of the index and of its dialog's queue, passing the
