@@ -47,7 +47,10 @@ func (g *Gateway) admit(req *sip.Request) (reject *sip.Response, drop bool) {
 		}
 	}
 	if newWork(req) && g.tx.Overloaded(req) {
-		return g.overloaded(req), false
+		g.shed.Add(1)
+		res := sip.NewResponse(req, 503, "Overloaded")
+		res.Set("Retry-After", g.retryAfter)
+		return res, false
 	}
 	if req.To().Tag() != "" && g.proxy != nil {
 		if res := g.proxy.Arrive(req); res != nil {
@@ -55,27 +58,6 @@ func (g *Gateway) admit(req *sip.Request) (reject *sip.Response, drop bool) {
 		}
 	}
 	return nil, false
-}
-
-// triage is the transport layer's (transport.Layer.SetTriage): while
-// messages queue up, it refuses new work under overload as it arrives,
-// with admit's rule, instead of after its wait in the queue; the rest
-// goes on to admit. An ACK or a CANCEL is never new work.
-func (g *Gateway) triage(req *sip.Request) *sip.Response {
-	if req.Method == sip.MethodAck || req.Method == sip.MethodCancel || !newWork(req) || !g.tx.Overloaded(req) {
-		return nil
-	}
-	res := g.overloaded(req)
-	res.SetToTag(sip.NewTag())
-	return res
-}
-
-// overloaded counts a request shed for overload and returns its 503.
-func (g *Gateway) overloaded(req *sip.Request) *sip.Response {
-	g.shed.Add(1)
-	res := sip.NewResponse(req, 503, "Overloaded")
-	res.Set("Retry-After", g.retryAfter)
-	return res
 }
 
 // newWork reports whether req starts work rather than completes it: out

@@ -256,7 +256,6 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	txc.SourceWeight = func(src netip.Addr) int { return g.routing.weight(src) }
 	g.ctx, g.cancel = context.WithCancel(ctx)
 	g.tx = transaction.New(g.ctx, cfg.Transports, g, txc)
-	cfg.Transports.SetTriage(g.triage)
 
 	g.transfer = &transfer.Policy{Reachable: g.reachable, Logger: log.With("component", "transfer")}
 	// One order of in-dialog requests for the proxy and the B2BUA: admit

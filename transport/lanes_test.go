@@ -204,12 +204,14 @@ func TestLayerOneSourceOrder(t *testing.T) {
 	}
 }
 
-// TestLayerDropsQueuedRetransmission: a retransmission of a request still
-// queued (a client's answer to a slow queue) is dropped, not queued twice;
-// once the request is taken, a retransmission goes up again, for the
-// transaction to absorb. An ACK with its INVITE's branch is not one.
-func TestLayerDropsQueuedRetransmission(t *testing.T) {
-	l := NewLayer(Config{Workers: 1})
+// heldLayer serves a Layer of cfg with one worker over a fake UDP transport and
+// holds the worker with a request from src, so that what the test feeds
+// next waits in the queue; the handler passes each message on when told
+// through its block channel.
+func heldLayer(t *testing.T, cfg Config, src sip.Addr) (*Layer, *fakeTransport, *chanHandler, Handler) {
+	t.Helper()
+	cfg.Workers = 1
+	l := NewLayer(cfg)
 	udp := newFake(sip.UDP, "127.0.0.1:5060")
 	l.Add(udp)
 	h := newChanHandler()
@@ -217,10 +219,18 @@ func TestLayerDropsQueuedRetransmission(t *testing.T) {
 	serve(t, l, h)
 	t.Cleanup(func() { close(h.block) })
 	feed := udp.handler(t)
-	src := udpAddr("198.51.100.1:5060")
 	feed.HandleMessage(requestIn(t, "busy", 1, src))
-	recv(t, h.msgs) // the only worker is held by it
+	recv(t, h.msgs)
+	return l, udp, h, feed
+}
 
+// TestLayerDropsQueuedRetransmission: a retransmission of a request still
+// queued (a client's answer to a slow queue) is dropped, not queued twice;
+// once the request is taken, a retransmission goes up again, for the
+// transaction to absorb. An ACK with its INVITE's branch is not one.
+func TestLayerDropsQueuedRetransmission(t *testing.T) {
+	src := udpAddr("198.51.100.1:5060")
+	l, _, h, feed := heldLayer(t, Config{}, src)
 	r := requestIn(t, "slow", 1, src)
 	feed.HandleMessage(r)
 	feed.HandleMessage(requestIn(t, "slow", 1, src)) // its retransmission
@@ -250,51 +260,5 @@ func TestLayerDropsQueuedRetransmission(t *testing.T) {
 	}
 	if s := l.Stats(); s.Duplicates != 1 {
 		t.Errorf("stats %+v, want still 1 duplicate", s)
-	}
-}
-
-// TestLayerTriage: from a backlog of 64 messages on, each request is
-// shown to the triage before it is queued; one it answers is answered at
-// once, to its source, and not queued. Below the backlog the triage is
-// not asked.
-func TestLayerTriage(t *testing.T) {
-	l := NewLayer(Config{Workers: 1})
-	udp := newFake(sip.UDP, "127.0.0.1:5060")
-	l.Add(udp)
-	h := newChanHandler()
-	h.block = make(chan struct{})
-	serve(t, l, h)
-	t.Cleanup(func() { close(h.block) })
-	var asked int
-	l.SetTriage(func(req *sip.Request) *sip.Response {
-		asked++ // the fake's feed calls receive from this goroutine only
-		if req.CallID() != "refuse-me" {
-			return nil
-		}
-		res := sip.NewResponse(req, 503, "Overloaded")
-		res.Set("Retry-After", "5")
-		return res
-	})
-	feed := udp.handler(t)
-	src := udpAddr("198.51.100.1:40000")
-	feed.HandleMessage(requestIn(t, "busy", 1, src))
-	recv(t, h.msgs) // the only worker is held
-	for n := range triageBacklog {
-		feed.HandleMessage(requestIn(t, fmt.Sprintf("call-%d", n), 1, src))
-	}
-	if asked != 0 {
-		t.Fatalf("triage asked %d times below a backlog of %d", asked, triageBacklog)
-	}
-	feed.HandleMessage(requestIn(t, "pass-me", 1, src))
-	feed.HandleMessage(requestIn(t, "refuse-me", 1, src))
-	if asked != 2 {
-		t.Fatalf("triage asked %d times at the backlog, want 2", asked)
-	}
-	if s := l.Stats(); s.Triaged != 1 || s.Pending != triageBacklog+1 {
-		t.Fatalf("stats %+v, want 1 triaged, %d pending", s, triageBacklog+1)
-	}
-	sends := udp.sends()
-	if len(sends) != 1 || !strings.HasPrefix(sends[0].wire, "SIP/2.0 503 ") || sends[0].dst.AddrPort != src.AddrPort {
-		t.Fatalf("sent %+v, want one 503 to %s", sends, src)
 	}
 }

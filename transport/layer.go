@@ -93,9 +93,6 @@ type Stats struct {
 	// Duplicates counts retransmissions of a request dropped because the
 	// request was still queued: the answer to it answers them.
 	Duplicates uint64
-	// Triaged counts requests answered at once by the triage (SetTriage)
-	// and not queued.
-	Triaged uint64
 	// Pending is the number of messages waiting for a worker now, and
 	// PendingBytes their size as the caps count it.
 	Pending, PendingBytes int
@@ -151,9 +148,6 @@ type Layer struct {
 	warned     atomic.Int64 // Unix ns of the last warning about drops
 
 	queueWait delay.Mean // of the messages, from their queueing to a worker
-
-	triage  atomic.Pointer[func(*sip.Request) *sip.Response] // SetTriage
-	triaged atomic.Uint64
 }
 
 type flowEntry struct {
@@ -322,7 +316,7 @@ func (l *Layer) closeTransports() error {
 
 // Stats returns the Layer's counters.
 func (l *Layer) Stats() Stats {
-	s := Stats{Received: l.received.Load(), Dropped: l.dropped.Load(), Duplicates: l.duplicates.Load(), Triaged: l.triaged.Load(), Flows: int(l.nFlows.Load())}
+	s := Stats{Received: l.received.Load(), Dropped: l.dropped.Load(), Duplicates: l.duplicates.Load(), Flows: int(l.nFlows.Load())}
 	if r := l.active.Load(); r != nil {
 		s.Pending, s.PendingBytes = r.sched.len()
 	}
@@ -375,11 +369,6 @@ func (l *Layer) receive(msg sip.Message, t Transport) {
 		l.drop("flow table full", src)
 		return
 	}
-	if req, ok := msg.(*sip.Request); ok && r.sched.backlog.Load() >= triageBacklog {
-		if l.refuse(r, req) {
-			return
-		}
-	}
 	it := item{msg: msg, size: msgSize(msg), at: delay.Now(), lane: laneOf(msg, src), dup: dupKeyOf(msg, src)}
 	switch r.sched.push(sourceKey(src), it, false) {
 	case refused:
@@ -387,53 +376,6 @@ func (l *Layer) receive(msg sip.Message, t Transport) {
 	case duplicate:
 		l.duplicates.Add(1)
 	}
-}
-
-// triageBacklog is the backlog from which received requests go through
-// the triage of SetTriage before they are queued: the transaction
-// layer's floor for shedding (below it a long wait is the host's doing,
-// and refusing shortens nothing), and below it the triage costs the
-// receive path nothing.
-const triageBacklog = 64
-
-// SetTriage sets f to look at each request received while at least 64
-// messages wait for a worker, before it is queued: when f returns a
-// response, the request is answered with it at once, from the receive
-// path, and dropped. It is meant for refusing new work with 503 and
-// Retry-After under overload (gateway: the same policy as its Admit):
-// refused as it comes, a request waits in no queue for its refusal, and
-// it does not lengthen the queue's wait for the work already begun (the
-// ACKs, BYEs, answers to challenges and responses behind it), which with
-// the refusal taken at the head of the queue grew past T1 at twice the
-// knee and ended in retransmissions and timeouts. f runs in a
-// transport's read loop: it must be cheap and must not block. A request
-// answered here never reaches a transaction, so a retransmission of a
-// request already answered is refused rather than answered again; a
-// client that retransmits has had no answer, and either tells it to stop.
-func (l *Layer) SetTriage(f func(req *sip.Request) *sip.Response) {
-	if f == nil {
-		l.triage.Store(nil)
-		return
-	}
-	l.triage.Store(&f)
-}
-
-// refuse answers req when the triage says so, reporting whether it did.
-func (l *Layer) refuse(r *run, req *sip.Request) bool {
-	f := l.triage.Load()
-	if f == nil {
-		return false
-	}
-	res := (*f)(req)
-	if res == nil {
-		return false
-	}
-	l.triaged.Add(1)
-	StampReceived(req) // the answer goes where the request came from
-	if err := l.Send(context.WithoutCancel(r.ctx), res, req.Source); err != nil {
-		l.log.Debug("sending the triage's answer failed", "source", req.Source, "status", res.StatusCode, "err", err)
-	}
-	return true
 }
 
 // laneOf is the lane of its source that a message from src waits in: by

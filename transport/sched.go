@@ -3,7 +3,6 @@ package transport
 import (
 	"net/netip"
 	"sync"
-	"sync/atomic"
 
 	"github.com/switchboard/switchboard/sip"
 )
@@ -141,12 +140,10 @@ type scheduler struct {
 	readyHead int
 	idle      int // workers waiting in next
 	pending   int
-	// backlog mirrors pending, for a look without the lock.
-	backlog atomic.Int64
-	bytes   int
-	lim     limits
-	closed  bool
-	free    []*source // recycled sources, to spare an allocation per burst
+	bytes     int
+	lim       limits
+	closed    bool
+	free      []*source // recycled sources, to spare an allocation per burst
 	// dups holds the dupKey of every datagram request queued, so that
 	// its retransmissions, which a client sends when the queue is slow,
 	// are not queued again behind it: bounded by the total cap.
@@ -229,7 +226,6 @@ func (s *scheduler) push(key netip.Addr, it item, force bool) pushResult {
 	src.bytes += it.size
 	s.bytes += it.size
 	s.pending++
-	s.backlog.Store(int64(s.pending))
 	if !ln.busy && !ln.ready {
 		ln.ready = true
 		src.pushRing(it.lane)
@@ -312,7 +308,6 @@ func (s *scheduler) next(prev hold) (h hold, it item, ok bool) {
 	src.bytes -= it.size
 	s.bytes -= it.size
 	s.pending--
-	s.backlog.Store(int64(s.pending))
 	if it.dup != (dupKey{}) {
 		delete(s.dups, it.dup)
 	}
@@ -354,7 +349,6 @@ func (s *scheduler) close() {
 	s.mu.Lock()
 	s.closed = true
 	s.sources, s.ready, s.readyHead, s.pending, s.bytes, s.dups = nil, nil, 0, 0, 0, nil
-	s.backlog.Store(0)
 	s.mu.Unlock()
 	s.cond.Broadcast()
 }
