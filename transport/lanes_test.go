@@ -262,3 +262,33 @@ func TestLayerDropsQueuedRetransmission(t *testing.T) {
 		t.Errorf("stats %+v, want still 1 duplicate", s)
 	}
 }
+
+// TestSchedulerRecycleBound: a source recycled after a burst keeps no
+// large lane, and no more than maxFree sources are kept.
+func TestSchedulerRecycleBound(t *testing.T) {
+	s := newScheduler(NewLayer(Config{}).cfg.limits())
+	a := netip.MustParseAddr("192.0.2.1")
+	for range 100 {
+		s.push(a, item{lane: 3}, false)
+	}
+	var h hold
+	for n, _ := s.len(); n > 0; n, _ = s.len() {
+		h, _, _ = s.next(h)
+	}
+	s.release(h)
+	if len(s.free) != 1 || cap(s.free[0].lanes[3].items) != 0 {
+		t.Fatalf("%d sources kept, the burst's lane with room for %d", len(s.free), cap(s.free[0].lanes[3].items))
+	}
+	for i := range maxFree + 10 {
+		k := netip.AddrFrom4([4]byte{198, 51, byte(i >> 8), byte(i)})
+		s.push(k, item{}, false)
+	}
+	h = hold{}
+	for n, _ := s.len(); n > 0; n, _ = s.len() {
+		h, _, _ = s.next(h)
+	}
+	s.release(h)
+	if len(s.free) != maxFree {
+		t.Errorf("%d sources kept, want %d", len(s.free), maxFree)
+	}
+}

@@ -332,17 +332,29 @@ func (s *scheduler) release(h hold) {
 		return
 	}
 	delete(s.sources, src.key)
-	keep := true
+	if len(s.free) >= maxFree {
+		return
+	}
+	// A recycled source keeps only small lanes: 16 lanes of a source that
+	// once queued thousands would otherwise pin their arrays, times the
+	// sources kept.
 	for i := range src.lanes {
 		q := &src.lanes[i]
 		q.items, q.head = q.items[:0], 0
-		keep = keep && cap(q.items) <= 64
+		if cap(q.items) > maxFreeLane {
+			q.items = nil
+		}
 	}
 	src.ringHead, src.ringLen, src.queued = 0, 0, false
-	if keep && len(s.free) < 1024 {
-		s.free = append(s.free, src)
-	}
+	s.free = append(s.free, src)
 }
+
+// The recycled sources: at most maxFree, each lane keeping an array of
+// at most maxFreeLane items, about 2.5 MiB in all.
+const (
+	maxFree     = 256
+	maxFreeLane = 4
+)
 
 // close wakes every worker and drops what is queued.
 func (s *scheduler) close() {
