@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -89,6 +90,9 @@ type Stats struct {
 	// cap, the Layer was over its total cap or its flow table was full, or
 	// it was not serving.
 	Dropped uint64
+	// Duplicates counts retransmissions of a request dropped because the
+	// request was still queued: the answer to it answers them.
+	Duplicates uint64
 	// Pending is the number of messages waiting for a worker now, and
 	// PendingBytes their size as the caps count it.
 	Pending, PendingBytes int
@@ -103,9 +107,13 @@ type Stats struct {
 //   - received requests get received and rport in their top Via (RFC 3261
 //     §18.2.1, RFC 3581 §4) before they reach the upper Handler;
 //   - received messages wait in one bounded queue per source IP address,
-//     served round-robin by a fixed pool of workers, one message of a
-//     source at a time, so that one source cannot starve the others and
-//     its messages and the closing of its flows arrive in order;
+//     served round-robin by a fixed pool of workers, so that one source
+//     cannot starve the others; within a source, the messages of one
+//     Call-ID over UDP, and those of one connection (with its closing)
+//     over a stream, are handled one at a time in the order they came,
+//     and the rest by as many workers as are free (a trunk sends
+//     everything from one address); a retransmission of a request still
+//     queued is dropped;
 //   - Send picks the transport by destination transport and address
 //     family, applies the MTU rule to requests, and routes responses by
 //     connection, then by Via (RFC 3261 §18.2.2, RFC 3581 §4);
@@ -134,7 +142,10 @@ type Layer struct {
 	nFlows   atomic.Int64
 	received atomic.Uint64
 	dropped  atomic.Uint64
-	warned   atomic.Int64 // Unix ns of the last warning about drops
+	// duplicates counts retransmissions dropped for their request was
+	// still queued.
+	duplicates atomic.Uint64
+	warned     atomic.Int64 // Unix ns of the last warning about drops
 
 	queueWait delay.Mean // of the messages, from their queueing to a worker
 }
@@ -305,7 +316,7 @@ func (l *Layer) closeTransports() error {
 
 // Stats returns the Layer's counters.
 func (l *Layer) Stats() Stats {
-	s := Stats{Received: l.received.Load(), Dropped: l.dropped.Load(), Flows: int(l.nFlows.Load())}
+	s := Stats{Received: l.received.Load(), Dropped: l.dropped.Load(), Duplicates: l.duplicates.Load(), Flows: int(l.nFlows.Load())}
 	if r := l.active.Load(); r != nil {
 		s.Pending, s.PendingBytes = r.sched.len()
 	}
@@ -358,9 +369,53 @@ func (l *Layer) receive(msg sip.Message, t Transport) {
 		l.drop("flow table full", src)
 		return
 	}
-	if !r.sched.push(sourceKey(src), item{msg: msg, size: msgSize(msg), at: delay.Now()}, false) {
+	it := item{msg: msg, size: msgSize(msg), at: delay.Now(), lane: laneOf(msg, src), dup: dupKeyOf(msg, src)}
+	switch r.sched.push(sourceKey(src), it, false) {
+	case refused:
 		l.drop("source or layer over its pending cap", src)
+	case duplicate:
+		l.duplicates.Add(1)
 	}
+}
+
+// laneOf is the lane of its source that a message from src waits in: by
+// its connection over a stream transport, whose messages are handled in
+// the order they came, and over UDP by its Call-ID, which names the
+// dialog or the transaction that the order matters in. FNV-1a, not a
+// seeded hash, so that the order is the same from run to run; a sender
+// that picks its Call-IDs to fill one lane only slows its own source.
+func laneOf(msg sip.Message, src sip.Addr) uint8 {
+	if src.Flow != 0 {
+		return flowLane(src.Flow)
+	}
+	h := uint32(2166136261)
+	for _, c := range []byte(msg.Header().CallID()) {
+		h = (h ^ uint32(c)) * 16777619
+	}
+	return uint8(h ^ h>>8 ^ h>>16 ^ h>>24)
+}
+
+// flowLane is the lane of a connection's messages and of its closing.
+func flowLane(flow uint64) uint8 { return uint8((flow * 0x9e3779b97f4a7c15) >> 56) }
+
+// dupKeyOf is the key that finds a retransmission of msg while msg is
+// queued: for a request over UDP with an RFC 3261 branch; zero for the
+// rest (responses, stream transports, which do not retransmit, and the
+// old branches, matched otherwise).
+func dupKeyOf(msg sip.Message, src sip.Addr) dupKey {
+	req, ok := msg.(*sip.Request)
+	if !ok || src.Transport != sip.UDP {
+		return dupKey{}
+	}
+	v, ok := req.TopVia()
+	if !ok {
+		return dupKey{}
+	}
+	b := v.Branch()
+	if !strings.HasPrefix(b, sip.BranchCookie) || len(b) == len(sip.BranchCookie) {
+		return dupKey{}
+	}
+	return dupKey{branch: b, method: req.Method, callID: req.CallID(), src: src.AddrPort}
 }
 
 // learnFlow records flow as open, unless the table is full.
@@ -412,7 +467,7 @@ func (l *Layer) flowClosed(flow sip.Addr) {
 		}
 	}
 	if r := l.active.Load(); r != nil {
-		r.sched.push(sourceKey(flow), item{closed: flow}, true)
+		r.sched.push(sourceKey(flow), item{closed: flow, at: delay.Now(), lane: flowLane(flow.Flow)}, true)
 	}
 }
 
@@ -431,11 +486,11 @@ func sourceKey(a sip.Addr) netip.Addr {
 }
 
 func (l *Layer) work(r *run) {
-	var src *source
+	var h hold
 	for {
 		var it item
 		var ok bool
-		if src, it, ok = r.sched.next(src); !ok {
+		if h, it, ok = r.sched.next(h); !ok {
 			return
 		}
 		if it.msg == nil {

@@ -13,7 +13,21 @@ type item struct {
 	msg    sip.Message
 	closed sip.Addr
 	size   int   // what msg holds in memory, roughly (msgSize)
-	at     int64 // delay.Now when msg was queued
+	at     int64 // delay.Now when it was queued
+	lane   uint8 // the lane of its source it waits in (laneOf)
+	// dup is the key of a datagram request while it waits (dupKeyOf);
+	// zero for the rest.
+	dup dupKey
+}
+
+// dupKey names a request by what a retransmission of it repeats: the
+// branch of its top Via, its method and the address it came from (RFC
+// 3261 §17.2.3 matches on the Via's sent-by; the source address stands
+// for it, and a retransmission comes from the same one), and its Call-ID,
+// so that a client that reuses a branch across calls loses nothing.
+type dupKey struct {
+	branch, method, callID string
+	src                    netip.AddrPort
 }
 
 // msgOverhead is what a parsed message holds besides its text: the
@@ -49,20 +63,69 @@ type limits struct {
 	perSourceBytes, totalBytes int // msgSize of the items
 }
 
-// source is the queue of one source IP address.
-type source struct {
-	key   netip.Addr
-	items []item // FIFO: items[head:] are pending
+// nLanes is how many lanes a source's queue is split into (see source).
+const nLanes = 16
+
+// lane is a FIFO of a source's items that must be handled in order.
+type lane struct {
+	items []item // items[head:] are pending
 	head  int
-	bytes int // size of the pending items
-	// scheduled is set while the source is in the ready list or a worker
-	// holds it; a source is served by one worker at a time, which keeps
-	// its messages in order (a REGISTER is handled before the closing of
-	// its flow) and caps what one source takes to one worker.
-	scheduled bool
+	busy  bool // a worker holds the lane (handles its head item)
+	ready bool // in its source's ring
 }
 
-func (s *source) len() int { return len(s.items) - s.head }
+func (q *lane) len() int { return len(q.items) - q.head }
+
+// source is the queue of one source IP address. Its items wait in
+// lanes: the items of one dialog or transaction (one Call-ID) over UDP,
+// and those of one connection over a stream transport, go to the same
+// lane (laneOf), and a lane is held by one worker at a time, which keeps
+// them in order (the ACK before the BYE, a REGISTER before the closing of
+// its flow). Different lanes of a source are served by different workers
+// at once: a trunk, an SBC or a load test sends everything from one
+// address, and a source served by one worker at a time got one core's
+// worth of the transport layer, its queue growing until requests timed
+// out in it. Between sources the service stays round-robin: a source
+// takes one turn in the ready list whatever number of lanes it has ready.
+type source struct {
+	key   netip.Addr
+	lanes [nLanes]lane
+	// ring holds the lanes with work and no worker, in the order they
+	// became ready: ring[(ringHead+i)%nLanes] for i < ringLen.
+	ring              [nLanes]uint8
+	ringHead, ringLen uint8
+	n, bytes          int  // pending items in all lanes, and their size
+	held              int  // lanes held by workers
+	queued            bool // in the scheduler's ready list
+}
+
+func (s *source) pushRing(l uint8) {
+	s.ring[(s.ringHead+s.ringLen)%nLanes] = l
+	s.ringLen++
+}
+
+func (s *source) popRing() uint8 {
+	l := s.ring[s.ringHead]
+	s.ringHead = (s.ringHead + 1) % nLanes
+	s.ringLen--
+	return l
+}
+
+// hold is what a worker holds while it handles an item: a lane of a
+// source.
+type hold struct {
+	src  *source
+	lane uint8
+}
+
+// pushResult is what push did with an item.
+type pushResult int
+
+const (
+	queued    pushResult = iota
+	refused              // over the caps
+	duplicate            // a retransmission of a request still queued: dropped
+)
 
 // scheduler queues work per source and hands it to workers round-robin
 // across sources, so that a flooding source fills only its own queue and
@@ -71,20 +134,26 @@ type scheduler struct {
 	mu      sync.Mutex
 	cond    sync.Cond
 	sources map[netip.Addr]*source
-	ready   []*source // FIFO of sources with work: ready[readyHead:]
+	ready   []*source // FIFO of sources with a ready lane: ready[readyHead:]
 	// readyHead indexes the first ready source; the slice is compacted
 	// when the head passes half of it, so it never grows without bound.
 	readyHead int
+	idle      int // workers waiting in next
 	pending   int
 	bytes     int
 	lim       limits
 	closed    bool
 	free      []*source // recycled sources, to spare an allocation per burst
+	// dups holds the dupKey of every datagram request queued, so that
+	// its retransmissions, which a client sends when the queue is slow,
+	// are not queued again behind it: bounded by the total cap.
+	dups map[dupKey]struct{}
 }
 
 func newScheduler(lim limits) *scheduler {
 	s := &scheduler{
 		sources: make(map[netip.Addr]*source),
+		dups:    make(map[dupKey]struct{}),
 		lim:     lim,
 	}
 	s.cond.L = &s.mu
@@ -96,7 +165,7 @@ func newScheduler(lim limits) *scheduler {
 func (s *scheduler) fits(src *source, size int) bool {
 	n, b := 0, 0
 	if src != nil {
-		n, b = src.len(), src.bytes
+		n, b = src.n, src.bytes
 	}
 	switch {
 	case s.lim.perSource > 0 && n >= s.lim.perSource:
@@ -119,39 +188,63 @@ func (s *scheduler) fits(src *source, size int) bool {
 	return n < shared/sources && b+size <= sharedBytes/sources
 }
 
-// push queues it for key. Unless force is set it refuses (returns false)
+// push queues it for key in its lane. Unless force is set it refuses it
 // when the caps do not let it in (fits). Flow-closed notifications are
 // forced: there is at most one per connection, and losing one would leave
 // a dead binding behind.
-func (s *scheduler) push(key netip.Addr, it item, force bool) bool {
+func (s *scheduler) push(key netip.Addr, it item, force bool) pushResult {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return false
+		return refused
+	}
+	if it.dup != (dupKey{}) {
+		if _, ok := s.dups[it.dup]; ok {
+			return duplicate
+		}
 	}
 	src := s.sources[key]
 	if !force && !s.fits(src, it.size) {
-		return false
+		return refused
 	}
 	if src == nil {
 		src = s.newSource(key)
 		s.sources[key] = src
 	}
-	if src.head > 0 && len(src.items) == cap(src.items) {
-		n := copy(src.items, src.items[src.head:])
-		clear(src.items[n:])
-		src.items, src.head = src.items[:n], 0
+	if it.dup != (dupKey{}) {
+		s.dups[it.dup] = struct{}{}
 	}
-	src.items = append(src.items, it)
+	it.lane %= nLanes
+	ln := &src.lanes[it.lane]
+	if ln.head > 0 && len(ln.items) == cap(ln.items) {
+		n := copy(ln.items, ln.items[ln.head:])
+		clear(ln.items[n:])
+		ln.items, ln.head = ln.items[:n], 0
+	}
+	ln.items = append(ln.items, it)
+	src.n++
 	src.bytes += it.size
 	s.bytes += it.size
 	s.pending++
-	if !src.scheduled {
-		src.scheduled = true
-		s.ready = append(s.ready, src)
+	if !ln.busy && !ln.ready {
+		ln.ready = true
+		src.pushRing(it.lane)
+		s.enqueue(src)
+	}
+	return queued
+}
+
+// enqueue puts src, which has a ready lane, in the ready list unless it
+// is there, and wakes a worker for it. Called with s.mu held.
+func (s *scheduler) enqueue(src *source) {
+	if src.queued {
+		return
+	}
+	src.queued = true
+	s.ready = append(s.ready, src)
+	if s.idle > 0 {
 		s.cond.Signal()
 	}
-	return true
 }
 
 func (s *scheduler) newSource(key netip.Addr) *source {
@@ -164,22 +257,24 @@ func (s *scheduler) newSource(key netip.Addr) *source {
 	return &source{key: key}
 }
 
-// next finishes prev (the source whose item the worker just handled, or
-// nil) and waits for the next item. ok is false once the scheduler is
-// closed.
-func (s *scheduler) next(prev *source) (src *source, it item, ok bool) {
+// next finishes prev (what the worker held for the item it just handled;
+// zero: nothing) and waits for the next item. ok is false once the
+// scheduler is closed.
+func (s *scheduler) next(prev hold) (h hold, it item, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if prev != nil {
+	if prev.src != nil {
 		s.release(prev)
 	}
 	for len(s.ready) == s.readyHead && !s.closed {
+		s.idle++
 		s.cond.Wait()
+		s.idle--
 	}
 	if s.closed {
-		return nil, item{}, false
+		return hold{}, item{}, false
 	}
-	src = s.ready[s.readyHead]
+	src := s.ready[s.readyHead]
 	s.ready[s.readyHead] = nil
 	s.readyHead++
 	switch {
@@ -190,35 +285,82 @@ func (s *scheduler) next(prev *source) (src *source, it item, ok bool) {
 		clear(s.ready[n:])
 		s.ready, s.readyHead = s.ready[:n], 0
 	}
-	it = src.items[src.head]
-	src.items[src.head] = item{}
-	src.head++
+	l := src.popRing()
+	ln := &src.lanes[l]
+	ln.ready, ln.busy = false, true
+	src.held++
+	// The source's other ready lanes wait for its next turn, at the end
+	// of the list: round-robin between sources, not between lanes.
+	src.queued = false
+	if src.ringLen > 0 {
+		s.enqueue(src)
+	}
+	if len(s.ready) > s.readyHead && s.idle > 0 {
+		s.cond.Signal()
+	}
+	it = ln.items[ln.head]
+	ln.items[ln.head] = item{}
+	ln.head++
+	if ln.head == len(ln.items) {
+		ln.items, ln.head = ln.items[:0], 0
+	}
+	src.n--
 	src.bytes -= it.size
 	s.bytes -= it.size
 	s.pending--
-	return src, it, true
+	if it.dup != (dupKey{}) {
+		delete(s.dups, it.dup)
+	}
+	return hold{src: src, lane: l}, it, true
 }
 
-// release puts a served source back at the end of the ready list when it
-// has more work (round-robin), or forgets it, so that the map holds only
-// sources with pending work and does not grow with every address seen.
-func (s *scheduler) release(src *source) {
-	if src.len() > 0 {
-		s.ready = append(s.ready, src)
+// release gives back the lane h held: ready again when it has more
+// work, and the source in the ready list for it; a source with nothing
+// queued and no lane held is forgotten, so that the map holds only
+// sources with work and does not grow with every address seen.
+func (s *scheduler) release(h hold) {
+	src, ln := h.src, &h.src.lanes[h.lane]
+	ln.busy = false
+	src.held--
+	if ln.len() > 0 {
+		ln.ready = true
+		src.pushRing(h.lane)
+		s.enqueue(src)
+		return
+	}
+	if src.n > 0 || src.held > 0 {
 		return
 	}
 	delete(s.sources, src.key)
-	src.items, src.head, src.scheduled = src.items[:0], 0, false
-	if cap(src.items) <= 64 && len(s.free) < 1024 {
-		s.free = append(s.free, src)
+	if len(s.free) >= maxFree {
+		return
 	}
+	// A recycled source keeps only small lanes: 16 lanes of a source that
+	// once queued thousands would otherwise pin their arrays, times the
+	// sources kept.
+	for i := range src.lanes {
+		q := &src.lanes[i]
+		q.items, q.head = q.items[:0], 0
+		if cap(q.items) > maxFreeLane {
+			q.items = nil
+		}
+	}
+	src.ringHead, src.ringLen, src.queued = 0, 0, false
+	s.free = append(s.free, src)
 }
+
+// The recycled sources: at most maxFree, each lane keeping an array of
+// at most maxFreeLane items, about 2.5 MiB in all.
+const (
+	maxFree     = 256
+	maxFreeLane = 4
+)
 
 // close wakes every worker and drops what is queued.
 func (s *scheduler) close() {
 	s.mu.Lock()
 	s.closed = true
-	s.sources, s.ready, s.readyHead, s.pending, s.bytes = nil, nil, 0, 0, 0
+	s.sources, s.ready, s.readyHead, s.pending, s.bytes, s.dups = nil, nil, 0, 0, 0, nil
 	s.mu.Unlock()
 	s.cond.Broadcast()
 }
@@ -228,4 +370,19 @@ func (s *scheduler) len() (n, bytes int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.pending, s.bytes
+}
+
+// headWait is how long the next item to be served has waited at now
+// (delay.Now): the queue's wait as it is, where the mean of the waits of
+// the items served lags behind a queue that grows. Zero when nothing
+// waits.
+func (s *scheduler) headWait(now int64) int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.ready) == s.readyHead {
+		return 0
+	}
+	src := s.ready[s.readyHead]
+	ln := &src.lanes[src.ring[src.ringHead]]
+	return max(0, now-ln.items[ln.head].at)
 }

@@ -10,7 +10,7 @@ func TestSchedulerRoundRobin(t *testing.T) {
 	s := newScheduler(limits{perSource: 3, total: 100, perSourceBytes: 1 << 20, totalBytes: 1 << 20})
 	a, b, c := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")
 	push := func(k netip.Addr, n int) bool {
-		return s.push(k, item{closed: udpAddr(netip.AddrPortFrom(k, uint16(n)).String())}, false)
+		return s.push(k, item{closed: udpAddr(netip.AddrPortFrom(k, uint16(n)).String())}, false) == queued
 	}
 	for i := 1; i <= 5; i++ {
 		if got, want := push(a, i), i <= 3; got != want {
@@ -21,7 +21,7 @@ func TestSchedulerRoundRobin(t *testing.T) {
 	push(c, 1)
 	push(c, 2)
 	var order []string
-	var src *source
+	var src hold
 	for n, _ := s.len(); n > 0; n, _ = s.len() {
 		var it item
 		src, it, _ = s.next(src)
@@ -39,11 +39,11 @@ func TestSchedulerRoundRobin(t *testing.T) {
 	for range 5 {
 		push(a, 9)
 	}
-	if !s.push(a, item{}, true) {
+	if s.push(a, item{}, true) != queued {
 		t.Error("forced push refused")
 	}
 	s.close()
-	if _, _, ok := s.next(nil); ok {
+	if _, _, ok := s.next(hold{}); ok {
 		t.Error("next after close")
 	}
 }
@@ -52,7 +52,7 @@ func TestSchedulerTotalCap(t *testing.T) {
 	s := newScheduler(limits{perSource: 10, total: 4, perSourceBytes: 1 << 20, totalBytes: 1 << 20})
 	for i := range 10 {
 		k := netip.AddrFrom4([4]byte{192, 0, 2, byte(i)})
-		if got, want := s.push(k, item{}, false), i < 4; got != want {
+		if got, want := s.push(k, item{}, false) == queued, i < 4; got != want {
 			t.Errorf("push %d: %v", i, got)
 		}
 	}
@@ -68,27 +68,27 @@ func TestSchedulerByteCaps(t *testing.T) {
 	a, b, c := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2"), netip.MustParseAddr("192.0.2.3")
 	big := item{size: 4000}
 	for i, want := range []bool{true, true, false} { // 8000, then 12000 > 10000
-		if got := s.push(a, big, false); got != want {
+		if got := s.push(a, big, false) == queued; got != want {
 			t.Fatalf("push a%d: %v", i, got)
 		}
 	}
 	s.push(b, big, false)
-	s.push(b, big, false)                    // 16000 in all
-	if !s.push(c, item{size: 9000}, false) { // 25000: at the cap
+	s.push(b, big, false)                             // 16000 in all
+	if s.push(c, item{size: 9000}, false) != queued { // 25000: at the cap
 		t.Fatal("push c refused below the total")
 	}
-	if s.push(c, item{size: 1}, false) {
+	if s.push(c, item{size: 1}, false) == queued {
 		t.Fatal("push beyond the total byte cap accepted")
 	}
 	if n, bytes := s.len(); n != 5 || bytes != 25000 {
 		t.Fatalf("len %d, %d bytes", n, bytes)
 	}
-	src, _, _ := s.next(nil)
+	src, _, _ := s.next(hold{})
 	if _, bytes := s.len(); bytes != 21000 {
 		t.Fatalf("%d bytes after next, want 21000", bytes)
 	}
 	s.release(src)
-	if !s.push(c, item{size: 1}, false) {
+	if s.push(c, item{size: 1}, false) != queued {
 		t.Fatal("push refused after room was made")
 	}
 }
@@ -99,7 +99,7 @@ func TestSchedulerReserve(t *testing.T) {
 	s := newScheduler(limits{perSource: 100, total: 80, perSourceBytes: 1 << 20, totalBytes: 1 << 20})
 	heavy := netip.MustParseAddr("192.0.2.1")
 	n := 0
-	for s.push(heavy, item{size: 1}, false) {
+	for s.push(heavy, item{size: 1}, false) == queued {
 		n++
 	}
 	if n != 70 {
@@ -107,11 +107,11 @@ func TestSchedulerReserve(t *testing.T) {
 	}
 	for i := range 10 {
 		light := netip.AddrFrom4([4]byte{192, 0, 2, byte(10 + i)})
-		if !s.push(light, item{size: 1}, false) {
+		if s.push(light, item{size: 1}, false) != queued {
 			t.Fatalf("light source %d refused in the reserve", i)
 		}
 	}
-	if s.push(netip.MustParseAddr("192.0.2.99"), item{size: 1}, false) {
+	if s.push(netip.MustParseAddr("192.0.2.99"), item{size: 1}, false) == queued {
 		t.Fatal("push beyond the total accepted")
 	}
 }
@@ -126,7 +126,7 @@ func TestSchedulerSourceAlone(t *testing.T) {
 	trunk, flood := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
 	msg := item{size: msgOverhead + 500}
 	n := 0
-	for s.push(trunk, msg, false) {
+	for s.push(trunk, msg, false) == queued {
 		n++
 	}
 	if want := DefaultMaxPending - DefaultMaxPending/reserveShare; n != want {
@@ -134,11 +134,11 @@ func TestSchedulerSourceAlone(t *testing.T) {
 	}
 	// Drained to 2000, it meets a flood that fills the shared space.
 	for range n - 2000 {
-		src, _, _ := s.next(nil)
+		src, _, _ := s.next(hold{})
 		s.release(src)
 	}
 	m := 0
-	for s.push(flood, msg, false) {
+	for s.push(flood, msg, false) == queued {
 		m++
 	}
 	if want := DefaultMaxPending - DefaultMaxPending/reserveShare - 2000; m != want {
@@ -146,10 +146,10 @@ func TestSchedulerSourceAlone(t *testing.T) {
 	}
 	// The trunk holds 2000, under its share (14336/2): it goes on into
 	// the reserve; the flood, over it, does not.
-	if !s.push(trunk, msg, false) {
+	if s.push(trunk, msg, false) != queued {
 		t.Fatal("the trunk under its share was refused in the reserve")
 	}
-	if s.push(flood, msg, false) {
+	if s.push(flood, msg, false) == queued {
 		t.Fatal("the flood over its share got into the reserve")
 	}
 }

@@ -1,6 +1,10 @@
 package transport
 
-import "time"
+import (
+	"time"
+
+	"github.com/switchboard/switchboard/internal/delay"
+)
 
 // QueueDelay is how long received messages wait for a worker, on average
 // over the last ones (package delay); zero when no message was taken for
@@ -9,7 +13,19 @@ import "time"
 // the transaction layer's measure of its handlers' wait misses that part.
 // It is meant for transaction.Config.QueueDelay: a queue that grows is the
 // first sign of overload, before the handlers wait for a CPU.
-func (l *Layer) QueueDelay() time.Duration { return l.queueWait.Get() }
+//
+// While messages wait it is at least the wait of the next one to be
+// served: the mean moves only as messages are taken, and when the
+// workers fall behind it lags the queue that grows by the very wait it
+// measures, so that shedding based on it came late, after requests had
+// waited past T1 and been sent again.
+func (l *Layer) QueueDelay() time.Duration {
+	d := l.queueWait.Get()
+	if r := l.active.Load(); r != nil {
+		d = max(d, time.Duration(r.sched.headWait(delay.Now())))
+	}
+	return d
+}
 
 // QueueLen is how many received messages wait for a worker now. It is
 // meant for transaction.Config.QueueLen: a wait with hardly anything

@@ -67,6 +67,7 @@ type stackCollector struct {
 	sipReceived, sipDropped, sipPending, txOpen, overload  *prometheus.Desc
 	dialogs, dialogsEvicted, dialogsRefused, stampMismatch *prometheus.Desc
 	orderRefused, orderSkipped                             *prometheus.Desc
+	sipDuplicates                                          *prometheus.Desc
 	conns, connsRefused, connsEvicted, connsIdle           *prometheus.Desc
 	sipPendingBytes, txPlaces, txHandlers, txEvicted       *prometheus.Desc
 	clientRefused, admission, shed, handlerWait, queueWait *prometheus.Desc
@@ -106,6 +107,7 @@ func newStackCollector(s *sipStack) *stackCollector {
 		sipReceived:      d("sip_messages_received_total", "SIP messages the transports delivered."),
 		sipDropped:       d("sip_messages_dropped_total", "SIP messages dropped unread because their source or the gateway was over its queue cap."),
 		sipPending:       d("sip_messages_pending", "SIP messages waiting for a worker."),
+		sipDuplicates:    d("sip_messages_duplicate_total", "Retransmissions of SIP requests over UDP dropped unread because the request was still waiting for a worker."),
 		txOpen:           d("sip_transactions_open", "SIP transactions not yet terminated, by side (server, client).", "side"),
 		overload:         d("sip_overload_rejected_total", "Requests answered 503 statelessly (and ACKs dropped) because the server transactions, or those of their source, were at their bound."),
 		dialogs:          d("proxy_dialogs", "Dialogs the proxy record-routed and knows now: the only ones its Record-Route stamps route requests in."),
@@ -294,6 +296,7 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	ts := s.transports.Stats()
 	counter(c.sipReceived, ts.Received)
 	counter(c.sipDropped, ts.Dropped)
+	counter(c.sipDuplicates, ts.Duplicates)
 	gauge(c.sipPending, float64(ts.Pending))
 	gauge(c.sipPendingBytes, float64(ts.PendingBytes))
 	gauge(c.queueWait, s.transports.QueueDelay().Seconds())
