@@ -76,6 +76,10 @@ type BrowserOptions struct {
 	// VideoLater keeps the video track out of the first offer or answer:
 	// AddVideo adds it, for a re-offer that adds video to a call.
 	VideoLater bool
+	// AnswerDTLSRole is the DTLS role the browser takes when it answers
+	// an offer of setup:actpass; zero: pion's default, the client
+	// (setup:active).
+	AnswerDTLSRole webrtc.DTLSRole
 }
 
 // Browser is a pion PeerConnection with one audio track each way, on
@@ -130,6 +134,11 @@ func NewBrowser(t testing.TB, o BrowserOptions) *Browser {
 		s.LoggerFactory = o.LoggerFactory
 	}
 	LoopbackOnly(&s)
+	if o.AnswerDTLSRole != 0 {
+		if err := s.SetAnsweringDTLSRole(o.AnswerDTLSRole); err != nil {
+			t.Fatalf("browser: %v", err)
+		}
+	}
 	if o.Network != nil {
 		s.SetNetworkTypes(o.Network)
 	}
