@@ -51,8 +51,9 @@ type LeanBrowser struct {
 	tie   uint64 // ICE tiebreaker
 	offer string
 
-	remote  atomic.Pointer[leanRemote] // set by SetAnswer
-	checkID atomic.Pointer[[stun.TransactionIDSize]byte]
+	remote atomic.Pointer[leanRemote] // set by SetAnswer
+	// the transactions of the last nominating check and keepalive
+	checkID, keepID atomic.Pointer[[stun.TransactionIDSize]byte]
 	iceUp   chan struct{} // closed on the first answer to our check
 	iceOnce sync.Once
 	pipe    *dtlsPipe
@@ -354,7 +355,7 @@ func (l *LeanBrowser) Connect(ctx context.Context) error {
 // the far end hears from the browser while no media flows.
 func (l *LeanBrowser) Keepalive() error {
 	r := l.remote.Load()
-	if r == nil {
+	if r == nil || l.in.Load() == nil {
 		return ErrLeanNotConnected
 	}
 	return l.check(r, false)
@@ -362,7 +363,11 @@ func (l *LeanBrowser) Keepalive() error {
 
 func (l *LeanBrowser) check(r *leanRemote, nominate bool) error {
 	id := stun.NewTransactionID()
-	l.checkID.Store(&id)
+	if nominate {
+		l.checkID.Store(&id)
+	} else {
+		l.keepID.Store(&id)
+	}
 	setters := []stun.Setter{
 		stun.NewTransactionIDSetter(id), stun.BindingRequest,
 		stun.NewUsername(r.ufrag + ":" + l.ufrag),
@@ -454,13 +459,16 @@ func (l *LeanBrowser) handleSTUN(b []byte, from netip.AddrPort, r *leanRemote) {
 		l.stunIn.Add(1)
 		_, _ = l.conn.WriteToUDPAddrPort(resp.Raw, from)
 	case stun.BindingSuccess:
-		id := l.checkID.Load()
-		if id == nil || *id != m.TransactionID || stun.NewShortTermIntegrity(r.pwd).Check(m) != nil {
+		check, keep := l.checkID.Load(), l.keepID.Load()
+		nominated := check != nil && *check == m.TransactionID
+		if !nominated && (keep == nil || *keep != m.TransactionID) || stun.NewShortTermIntegrity(r.pwd).Check(m) != nil {
 			l.dropped.Add(1)
 			return
 		}
 		l.stunIn.Add(1)
-		l.iceOnce.Do(func() { close(l.iceUp) })
+		if nominated {
+			l.iceOnce.Do(func() { close(l.iceUp) })
+		}
 	default:
 		l.dropped.Add(1)
 	}
