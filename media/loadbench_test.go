@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -92,6 +93,9 @@ func TestLoadBench(t *testing.T) {
 	// process, an RTP and an RTCP socket in the gateway's; Go raised the
 	// soft limit to the hard one, which must hold them.
 	lbNofile(t, 2*slices.Max(levels)+200)
+	if os.Getenv("SWITCHBOARD_LOADBENCH_VIDEO") == "1" {
+		kind = lbPion // the lean browser offers audio only
+	}
 	t.Logf("clients: %s browsers (%s)", kind, lbClientEnv)
 
 	e := newTestEngine(t, Options{InactivityTimeout: time.Hour, DrainTime: -1})
@@ -313,8 +317,8 @@ type lbCmd struct {
 // lbReply is the clients' answer; Ev marks the events of a run ("start",
 // "end") before its result.
 type lbReply struct {
-	Err   string `json:"err,omitempty"`
-	Ev    string `json:"ev,omitempty"`
+	Err string `json:"err,omitempty"`
+	Ev  string `json:"ev,omitempty"`
 	// new: per call, the browser's offer, the phone's port and its video
 	// port (0: no video)
 	Offers []string `json:"offers,omitempty"`
@@ -615,6 +619,21 @@ func TestLoadBenchClients(t *testing.T) {
 	kind, err := lbClientKind()
 	if err != nil {
 		t.Fatal(err)
+	}
+	// SWITCHBOARD_LOADBENCH_CLIENT_CPUPROFILE: a CPU profile of the
+	// clients' process, for the load generator's own cost.
+	if path := os.Getenv("SWITCHBOARD_LOADBENCH_CLIENT_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		}()
 	}
 	cert, err := selfsign.GenerateSelfSigned()
 	if err != nil {

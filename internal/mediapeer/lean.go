@@ -54,10 +54,10 @@ type LeanBrowser struct {
 	remote atomic.Pointer[leanRemote] // set by SetAnswer
 	// the transactions of the last nominating check and keepalive
 	checkID, keepID atomic.Pointer[[stun.TransactionIDSize]byte]
-	iceUp   chan struct{} // closed on the first answer to our check
-	iceOnce sync.Once
-	pipe    *dtlsPipe
-	dtls    *dtls.Conn
+	iceUp           chan struct{} // closed on the first answer to our check
+	iceOnce         sync.Once
+	pipe            *dtlsPipe
+	dtls            *dtls.Conn
 
 	// The SRTP contexts: out is the sender's (one goroutine at a time),
 	// in is the read loop's, set once the keys are known.
@@ -65,8 +65,8 @@ type LeanBrowser struct {
 	outBuf []byte
 	in     atomic.Pointer[srtp.Context]
 
-	rtcp, stunIn, dropped atomic.Int64
-	closeOnce             sync.Once
+	rtcp, stunIn, consent, dropped atomic.Int64
+	closeOnce                      sync.Once
 }
 
 // leanRemote is what the answer said of the far end.
@@ -81,6 +81,8 @@ type leanRemote struct {
 type LeanStats struct {
 	// STUN messages answered or taken as the answer to a check.
 	STUN int64
+	// Consent: answers to Keepalive.
+	Consent int64
 	// RTCP packets received (SRTCP, not decrypted).
 	RTCP int64
 	// Dropped: datagrams refused (unknown source, bad STUN, undecryptable).
@@ -194,7 +196,7 @@ func (l *LeanBrowser) LocalAddr() netip.AddrPort { return l.local }
 
 // Stats returns the read loop's counters.
 func (l *LeanBrowser) Stats() LeanStats {
-	return LeanStats{STUN: l.stunIn.Load(), RTCP: l.rtcp.Load(), Dropped: l.dropped.Load()}
+	return LeanStats{STUN: l.stunIn.Load(), Consent: l.consent.Load(), RTCP: l.rtcp.Load(), Dropped: l.dropped.Load()}
 }
 
 // SetAnswer takes the far end's answer: its ICE credentials, fingerprint,
@@ -468,6 +470,8 @@ func (l *LeanBrowser) handleSTUN(b []byte, from netip.AddrPort, r *leanRemote) {
 		l.stunIn.Add(1)
 		if nominated {
 			l.iceOnce.Do(func() { close(l.iceUp) })
+		} else {
+			l.consent.Add(1)
 		}
 	default:
 		l.dropped.Add(1)

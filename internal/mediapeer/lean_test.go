@@ -106,6 +106,15 @@ func TestLeanBrowserWithPion(t *testing.T) {
 					t.Fatal("nothing from the lean browser reached pion")
 				}
 			}
+			// Consent: the far end answers the browser's keepalive.
+			if c := l.Stats().Consent; c != 0 {
+				t.Fatalf("%d answers to keepalives before any", c)
+			}
+			if err := l.Keepalive(); err != nil {
+				t.Fatal(err)
+			}
+			waitLean(t, "the answer to a keepalive", func() bool { return l.Stats().Consent == 1 })
+
 			// pion → lean
 			for done := false; !done; {
 				pc.SendPCMU([]byte("pion to lean"))
