@@ -181,6 +181,8 @@ func TestLoadBench(t *testing.T) {
 			n, r.host.pct(r.host.busy), runtime.NumCPU(), r.host.pct(r.host.steal))
 		t.Logf("N=%d →browser after the client's stack (pion's, or the lean browser's decryption): p50 %.0f µs, p99 %.0f µs; sends due %d per direction, made %d/%d; host UDP RcvbufErrors %d; gateway in the window: %d GC cycles, %.0f heap allocations per call-second (ICE and RTCP timers: none on the packet path)",
 			n, us(c.TrackP50), us(c.TrackP99), c.Due, c.SentPh, c.SentWeb, c.Rcvbuf, r.gcs, float64(r.allocs)/float64(n)/r.elapsed.Seconds())
+		t.Logf("N=%d clients' process (%s browsers): %.0f KiB of heap and stacks per call, %.1f goroutines per call; %.1f µs of CPU per packet",
+			n, kind, float64(c.Mem)/1024/float64(n), float64(c.Goroutines)/float64(n), clientPerPkt)
 		rows = append(rows, row)
 		t.Log(row)
 	}
@@ -337,6 +339,10 @@ type lbReply struct {
 	VWebP50, VWebP99, VPhP50, VPhP99   time.Duration `json:",omitempty"`
 	VSentWeb, VGotWeb, VSentPh, VGotPh int           `json:",omitempty"`
 	Rcvbuf, Drops                      int64         `json:",omitempty"`
+	// the clients' process after the run: heap and stacks in use, and
+	// its goroutines
+	Mem        uint64 `json:",omitempty"`
+	Goroutines int    `json:",omitempty"`
 }
 
 // lbClients is the gateway's end of the clients' process.
@@ -1310,6 +1316,9 @@ func lbClientsRun(calls []*lbClient, window time.Duration, event func(lbReply)) 
 		VSentWeb: int(sentV.Load()), VSentPh: int(sentV.Load()),
 		Due: len(calls) * int(window/(20*time.Millisecond)),
 	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	r.Mem, r.Goroutines = ms.HeapInuse+ms.StackInuse, runtime.NumGoroutine()
 	var web, track, ph, vweb, vph []time.Duration
 	for _, c := range calls {
 		c.toWebV.collect(&r.VGotWeb, &vweb, nil)
