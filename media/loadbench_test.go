@@ -1419,6 +1419,13 @@ func lbBaseline(n int, d time.Duration) (p50, p99 time.Duration, err error) {
 		}
 		wg.Wait()
 	}()
+	type pair struct {
+		src *net.UDPConn
+		to  netip.AddrPort
+		p   []byte
+		seq uint32
+	}
+	pairs := make([]pair, n)
 	for i := range n {
 		src, err := listen()
 		if err != nil {
@@ -1428,7 +1435,7 @@ func lbBaseline(n int, d time.Duration) (p50, p99 time.Duration, err error) {
 		if err != nil {
 			return 0, 0, err
 		}
-		to := dst.LocalAddr().(*net.UDPAddr).AddrPort()
+		pairs[i] = pair{src: src, to: dst.LocalAddr().(*net.UDPAddr).AddrPort(), p: make([]byte, 12+160)}
 		enableRxTimestamps(dst)
 		go func() {
 			buf, oob := make([]byte, 1500), make([]byte, lbOOBSize)
@@ -1445,29 +1452,18 @@ func lbBaseline(n int, d time.Duration) (p50, p99 time.Duration, err error) {
 				}
 			}
 		}()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			time.Sleep(time.Duration(i) * 20 * time.Millisecond / time.Duration(n))
-			tk := time.NewTicker(20 * time.Millisecond)
-			defer tk.Stop()
-			p := make([]byte, 12+160)
-			var seq uint32
-			for {
-				select {
-				case <-stop:
-					return
-				case <-tk.C:
-				}
-				seq++
-				p[0], p[1] = 0x80, 0
-				binary.BigEndian.PutUint16(p[2:], uint16(seq))
-				binary.BigEndian.PutUint32(p[4:], seq*160)
-				stamp(p[12:], seq, measuring.Load())
-				_, _ = src.WriteToUDPAddrPort(p, to)
-			}
-		}()
 	}
+	// The same pacing as the calls' (lbPace), from the same loops.
+	lbPace(n, 20*time.Millisecond, stop, &wg, func(i, _ int) {
+		pr := &pairs[i]
+		pr.seq++
+		p := pr.p
+		p[0], p[1] = 0x80, 0
+		binary.BigEndian.PutUint16(p[2:], uint16(pr.seq))
+		binary.BigEndian.PutUint32(p[4:], pr.seq*160)
+		stamp(p[12:], pr.seq, measuring.Load())
+		_, _ = pr.src.WriteToUDPAddrPort(p, pr.to)
+	})
 	time.Sleep(500 * time.Millisecond)
 	measuring.Store(true)
 	time.Sleep(d)
