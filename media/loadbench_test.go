@@ -979,16 +979,24 @@ func lbListen() (*net.UDPConn, error) {
 
 // lbPhoneReader notes what a phone socket receives until it is closed.
 func lbPhoneReader(conn *net.UDPConn, to *lbRecv) {
-	buf, oob := make([]byte, 1500), make([]byte, lbOOBSize)
 	var h rtp.Header
+	lbReadLoop(conn, func(b []byte, _ netip.AddrPort, at time.Duration) {
+		if hl, err := h.Unmarshal(b); err == nil {
+			to.note(b[hl:], at, at, false)
+		}
+	})
+}
+
+// lbReadLoop hands f each datagram read from conn, with the time it
+// reached the socket, until conn is closed.
+func lbReadLoop(conn *net.UDPConn, f func(b []byte, from netip.AddrPort, at time.Duration)) {
+	buf, oob := make([]byte, 1500), make([]byte, lbOOBSize)
 	for {
-		n, _, at, err := readStamped(conn, buf, oob)
+		n, from, at, err := readStamped(conn, buf, oob)
 		if err != nil {
 			return
 		}
-		if hl, err := h.Unmarshal(buf[:n]); err == nil {
-			to.note(buf[hl:n], at, at, false)
-		}
+		f(buf[:n], from, at)
 	}
 }
 
@@ -1005,19 +1013,12 @@ func (c *lbClient) newLean(cert *tls.Certificate) error {
 		return err
 	}
 	c.leanConn, c.offer = conn, c.lean.Offer()
-	go func() {
-		buf, oob := make([]byte, 1500), make([]byte, lbOOBSize)
-		var h rtp.Header
-		for {
-			n, from, at, err := readStamped(conn, buf, oob)
-			if err != nil {
-				return
-			}
-			if p, ok, _ := c.lean.Handle(buf[:n], from, &h); ok {
-				c.toWeb.note(p, at, lbNow(), true)
-			}
+	var h rtp.Header
+	go lbReadLoop(conn, func(b []byte, from netip.AddrPort, at time.Duration) {
+		if p, ok, _ := c.lean.Handle(b, from, &h); ok {
+			c.toWeb.note(p, at, lbNow(), true)
 		}
-	}()
+	})
 	return nil
 }
 
