@@ -181,8 +181,8 @@ func TestLoadBench(t *testing.T) {
 			n, r.host.pct(r.host.busy), runtime.NumCPU(), r.host.pct(r.host.steal))
 		t.Logf("N=%d →browser after the client's stack (pion's, or the lean browser's decryption): p50 %.0f µs, p99 %.0f µs; sends due %d per direction, made %d/%d; host UDP RcvbufErrors %d; gateway in the window: %d GC cycles, %.0f heap allocations per call-second (ICE and RTCP timers: none on the packet path)",
 			n, us(c.TrackP50), us(c.TrackP99), c.Due, c.SentPh, c.SentWeb, c.Rcvbuf, r.gcs, float64(r.allocs)/float64(n)/r.elapsed.Seconds())
-		t.Logf("N=%d clients' process (%s browsers): %.0f KiB of heap and stacks per call, %.1f goroutines per call; %.1f µs of CPU per packet",
-			n, kind, float64(c.Mem)/1024/float64(n), float64(c.Goroutines)/float64(n), clientPerPkt)
+		t.Logf("N=%d clients' process (%s browsers): %.0f KiB of heap and stacks per call, %.1f goroutines per call; %.1f µs of CPU per packet; lean browsers so far: %d SRTCP received, %d datagrams refused (%d SRTP that did not decrypt)",
+			n, kind, float64(c.Mem)/1024/float64(n), float64(c.Goroutines)/float64(n), clientPerPkt, c.LeanRTCP, c.LeanDropped, c.LeanUndecryptable)
 		rows = append(rows, row)
 		t.Log(row)
 	}
@@ -343,6 +343,10 @@ type lbReply struct {
 	// its goroutines
 	Mem        uint64 `json:",omitempty"`
 	Goroutines int    `json:",omitempty"`
+	// the lean browsers' counters since they were made: SRTCP received,
+	// datagrams refused (unknown source, bad STUN, SRTP that does not
+	// decrypt)
+	LeanRTCP, LeanDropped, LeanUndecryptable int64 `json:",omitempty"`
 }
 
 // lbClients is the gateway's end of the clients' process.
@@ -1322,6 +1326,12 @@ func lbClientsRun(calls []*lbClient, window time.Duration, event func(lbReply)) 
 	r.Mem, r.Goroutines = ms.HeapInuse+ms.StackInuse, runtime.NumGoroutine()
 	var web, track, ph, vweb, vph []time.Duration
 	for _, c := range calls {
+		if c.lean != nil {
+			st := c.lean.Stats()
+			r.LeanRTCP += st.RTCP
+			r.LeanDropped += st.Dropped
+			r.LeanUndecryptable += st.Undecryptable
+		}
 		c.toWebV.collect(&r.VGotWeb, &vweb, nil)
 		c.toPhV.collect(&r.VGotPh, &vph, nil)
 		c.toWeb.collect(&r.GotWeb, &web, &track)

@@ -65,8 +65,8 @@ type LeanBrowser struct {
 	outBuf []byte
 	in     atomic.Pointer[srtp.Context]
 
-	rtcp, stunIn, consent, dropped atomic.Int64
-	closeOnce                      sync.Once
+	rtcp, stunIn, consent, dropped, undecryptable atomic.Int64
+	closeOnce                                     sync.Once
 }
 
 // leanRemote is what the answer said of the far end.
@@ -85,8 +85,10 @@ type LeanStats struct {
 	Consent int64
 	// RTCP packets received (SRTCP, not decrypted).
 	RTCP int64
-	// Dropped: datagrams refused (unknown source, bad STUN, undecryptable).
-	Dropped int64
+	// Dropped: datagrams refused (unknown source, bad or stale STUN,
+	// anything before the answer, SRTP before the keys), Undecryptable
+	// among them the SRTP packets that did not decrypt.
+	Dropped, Undecryptable int64
 }
 
 // Errors of LeanBrowser.
@@ -196,7 +198,8 @@ func (l *LeanBrowser) LocalAddr() netip.AddrPort { return l.local }
 
 // Stats returns the read loop's counters.
 func (l *LeanBrowser) Stats() LeanStats {
-	return LeanStats{STUN: l.stunIn.Load(), Consent: l.consent.Load(), RTCP: l.rtcp.Load(), Dropped: l.dropped.Load()}
+	return LeanStats{STUN: l.stunIn.Load(), Consent: l.consent.Load(), RTCP: l.rtcp.Load(),
+		Dropped: l.dropped.Load(), Undecryptable: l.undecryptable.Load()}
 }
 
 // SetAnswer takes the far end's answer: its ICE credentials, fingerprint,
@@ -425,6 +428,7 @@ func (l *LeanBrowser) Handle(b []byte, from netip.AddrPort, h *rtp.Header) (payl
 		d, err := in.DecryptRTP(b, b, h)
 		if err != nil {
 			l.dropped.Add(1)
+			l.undecryptable.Add(1)
 			return nil, false, fmt.Errorf("lean browser: SRTP: %w", err)
 		}
 		return d[h.MarshalSize():], true, nil

@@ -106,6 +106,24 @@ func TestLeanBrowserWithPion(t *testing.T) {
 					t.Fatal("nothing from the lean browser reached pion")
 				}
 			}
+			// Hostile datagrams from the far end's address: SRTP that
+			// does not decrypt is refused with an error, truncated or
+			// odd ones are dropped, nothing panics.
+			from := l.remote.Load().addr
+			var hh rtp.Header
+			forged := append([]byte{0x80, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 1}, bytes.Repeat([]byte{0xaa}, 40)...)
+			if _, ok, err := l.Handle(forged, from, &hh); ok || err == nil {
+				t.Errorf("forged SRTP: ok %v, err %v", ok, err)
+			}
+			if u := l.Stats().Undecryptable; u != 1 {
+				t.Errorf("Undecryptable = %d after one forged packet", u)
+			}
+			for _, b := range [][]byte{nil, {0}, {0x80}, {0x80, 0xc8}, {22, 254, 253}, {0, 1, 0, 0}, {200}, bytes.Repeat([]byte{0x90}, 11)} {
+				if _, ok, _ := l.Handle(append([]byte(nil), b...), from, &hh); ok {
+					t.Errorf("Handle(%x) took it for RTP", b)
+				}
+			}
+
 			// Consent: the far end answers the browser's keepalive.
 			if c := l.Stats().Consent; c != 0 {
 				t.Fatalf("%d answers to keepalives before any", c)
