@@ -36,8 +36,8 @@ import (
 
 // The load bench runs in two processes: TestLoadBench is the gateway (one
 // Engine, N bridges) and re-executes the test binary as
-// TestLoadBenchClients, which plays the N browsers (pion PeerConnections)
-// and the N phones (UDP sockets). So the gateway's CPU and heap are
+// TestLoadBenchClients, which plays the N browsers (mediapeer's lean
+// browsers, or pion PeerConnections) and the N phones (UDP sockets). So the gateway's CPU and heap are
 // measured alone, and the clients do not share the gateway's Go scheduler.
 // The two talk JSON lines over two pipes (fd 3 and 4 of the child).
 const (
@@ -57,7 +57,9 @@ const (
 // SWITCHBOARD_LOADBENCH_SECS (default 5) change the levels and the
 // measured window. Calls are added level by level and kept, so each level
 // measures all calls set up so far. -cpuprofile and -memprofile profile the
-// gateway process only.
+// gateway process only. SWITCHBOARD_LOADBENCH_CLIENT=pion plays the
+// browsers with pion PeerConnections instead of lean browsers, and
+// SWITCHBOARD_LOADBENCH_CLIENT_CPUPROFILE profiles the clients' process.
 func TestLoadBench(t *testing.T) {
 	if os.Getenv(lbEnv) != "1" {
 		t.Skip("set SWITCHBOARD_LOADBENCH=1 to run the media load bench")
