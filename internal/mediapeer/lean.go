@@ -107,6 +107,7 @@ const (
 	leanHost   = 126<<24 | 65535<<8 | 255
 	leanRetry  = 50 * time.Millisecond // ICE check retransmission
 	leanPipeIn = 32                    // DTLS records queued for the handshake
+	leanMaxRTP = 1200                  // the largest RTP packet WriteRTP sends
 )
 
 // NewLeanBrowser makes a browser on conn, which must be bound to a
@@ -118,7 +119,7 @@ func NewLeanBrowser(conn *net.UDPConn, cert *tls.Certificate) (*LeanBrowser, err
 	if !ok || la.IP.To4() == nil || !la.IP.IsLoopback() {
 		return nil, fmt.Errorf("lean browser: %v is not a loopback IPv4 address", conn.LocalAddr())
 	}
-	l := &LeanBrowser{conn: conn, local: la.AddrPort(), iceUp: make(chan struct{}), outBuf: make([]byte, 1500)}
+	l := &LeanBrowser{conn: conn, local: la.AddrPort(), iceUp: make(chan struct{}), outBuf: make([]byte, 2*leanMaxRTP+64)}
 	l.local = netip.AddrPortFrom(l.local.Addr().Unmap(), l.local.Port())
 	if cert != nil {
 		l.cert = *cert
@@ -492,7 +493,7 @@ func (l *LeanBrowser) WriteRTP(h *rtp.Header, payload []byte) error {
 	h.SSRC = l.ssrc
 	h.Version = 2
 	hl := h.MarshalSize()
-	if hl+len(payload) > 1200 {
+	if hl+len(payload) > leanMaxRTP {
 		return fmt.Errorf("lean browser: RTP packet of %d bytes", hl+len(payload))
 	}
 	plain := l.outBuf[:hl+len(payload)]
@@ -500,9 +501,9 @@ func (l *LeanBrowser) WriteRTP(h *rtp.Header, payload []byte) error {
 		return fmt.Errorf("lean browser: RTP header: %w", err)
 	}
 	copy(plain[hl:], payload)
-	// Encrypt into the upper half of the buffer, so as to allocate
-	// nothing: the plaintext stays below 1200 bytes, 300 left above.
-	enc, err := l.out.EncryptRTP(l.outBuf[1200:1200], plain, h)
+	// Encrypt into the upper half of the buffer, which has room for the
+	// largest packet and its tag, so as to allocate nothing.
+	enc, err := l.out.EncryptRTP(l.outBuf[leanMaxRTP:leanMaxRTP], plain, h)
 	if err != nil {
 		return fmt.Errorf("lean browser: SRTP: %w", err)
 	}
