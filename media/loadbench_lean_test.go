@@ -4,7 +4,6 @@ import (
 	"context"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -36,20 +35,7 @@ func TestLoadBenchLeanBrowser(t *testing.T) {
 				_ = conn.Close()
 				t.Fatal(err)
 			}
-			got := make(chan []byte, 16)
-			var wg sync.WaitGroup
-			wg.Go(func() {
-				l.Serve(func(h *rtp.Header, p []byte) {
-					select {
-					case got <- append([]byte(nil), p...):
-					default:
-					}
-				})
-			})
-			t.Cleanup(func() {
-				_ = l.Close()
-				wg.Wait()
-			})
+			got := mediapeer.ServeLean(t, l)
 			phone := mediapeer.NewPhone(t)
 			rtpOffer, err := b.WebOffer([]byte(l.Offer()))
 			if err != nil {
@@ -75,8 +61,6 @@ func TestLoadBenchLeanBrowser(t *testing.T) {
 			}
 
 			deadline := time.After(10 * time.Second)
-			tick := time.NewTicker(20 * time.Millisecond)
-			defer tick.Stop()
 			h := rtp.Header{PayloadType: 0}
 			for done := false; !done; {
 				h.SequenceNumber++
@@ -96,19 +80,7 @@ func TestLoadBenchLeanBrowser(t *testing.T) {
 				default:
 				}
 			}
-			for done := false; !done; {
-				phone.SendPCMU([]byte("phone to browser"))
-				select {
-				case p := <-got:
-					if string(p) != "phone to browser" {
-						t.Fatalf("the browser got %q", p)
-					}
-					done = true
-				case <-tick.C:
-				case <-deadline:
-					t.Fatal("nothing from the phone reached the lean browser")
-				}
-			}
+			mediapeer.AudioToLean(t, func() { phone.SendPCMU([]byte("phone to browser")) }, got, "phone to browser")
 			if s := l.Stats(); s.Undecryptable != 0 {
 				t.Errorf("lean browser: %d SRTP packets did not decrypt", s.Undecryptable)
 			}

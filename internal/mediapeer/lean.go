@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/pion/dtls/v3"
@@ -626,4 +627,48 @@ func (p *dtlsPipe) SetReadDeadline(t time.Time) error {
 	p.kick = make(chan struct{})
 	p.mu.Unlock()
 	return nil
+}
+
+// ServeLean runs l's read loop (Serve) for t and returns the payloads of
+// the RTP packets l receives; one that finds the channel full is dropped.
+// l is closed, and its loop waited for, when t ends.
+func ServeLean(t testing.TB, l *LeanBrowser) <-chan []byte {
+	got := make(chan []byte, 64)
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		l.Serve(func(_ *rtp.Header, p []byte) {
+			select {
+			case got <- append([]byte(nil), p...):
+			default:
+			}
+		})
+	})
+	t.Cleanup(func() {
+		_ = l.Close()
+		wg.Wait()
+	})
+	return got
+}
+
+// AudioToLean calls send every 20 ms until the payload want comes on got
+// (from ServeLean); it fails t when another payload comes first, or none
+// within DefaultWait.
+func AudioToLean(t testing.TB, send func(), got <-chan []byte, want string) {
+	t.Helper()
+	deadline := time.After(DefaultWait)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		send()
+		select {
+		case p := <-got:
+			if string(p) != want {
+				t.Fatalf("lean browser: got %q, want %q", p, want)
+			}
+			return
+		case <-tick.C:
+		case <-deadline:
+			t.Fatalf("lean browser: %q did not arrive within %v", want, DefaultWait)
+		}
+	}
 }

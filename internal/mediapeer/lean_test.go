@@ -7,7 +7,6 @@ import (
 	"net"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -46,23 +45,7 @@ func TestLeanBrowserWithPion(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			leakcheck.Count(t, DefaultWait)
 			l := newLean(t)
-			got := make(chan []byte, 64)
-			var wg sync.WaitGroup
-			wg.Go(func() {
-				l.Serve(func(h *rtp.Header, p []byte) {
-					if h.PayloadType != 0 {
-						return
-					}
-					select {
-					case got <- append([]byte(nil), p...):
-					default:
-					}
-				})
-			})
-			t.Cleanup(func() {
-				_ = l.Close()
-				wg.Wait()
-			})
+			got := ServeLean(t, l)
 			offer := l.Offer()
 			for _, want := range []string{"a=group:BUNDLE 0", "a=setup:actpass", "a=rtcp-mux", "PCMU/8000", "telephone-event/8000", "a=ice-ufrag:", "a=fingerprint:sha-256 ", "typ host", "a=ssrc:"} {
 				if !strings.Contains(offer, want) {
@@ -144,19 +127,7 @@ func TestLeanBrowserWithPion(t *testing.T) {
 			waitLean(t, "the answer to a keepalive", func() bool { return l.Stats().Consent == 1 })
 
 			// pion → lean
-			for done := false; !done; {
-				pc.SendPCMU([]byte("pion to lean"))
-				select {
-				case p := <-got:
-					if string(p) != "pion to lean" {
-						t.Fatalf("lean got %q", p)
-					}
-					done = true
-				case <-tick.C:
-				case <-deadline:
-					t.Fatal("nothing from pion reached the lean browser")
-				}
-			}
+			AudioToLean(t, func() { pc.SendPCMU([]byte("pion to lean")) }, got, "pion to lean")
 		})
 	}
 }
@@ -202,12 +173,7 @@ func TestLeanBrowserRefusesAnswer(t *testing.T) {
 func TestLeanBrowserChecksTheFarEnd(t *testing.T) {
 	leakcheck.Count(t, DefaultWait)
 	l := newLean(t)
-	var wg sync.WaitGroup
-	wg.Go(func() { l.Serve(nil) })
-	defer func() {
-		_ = l.Close()
-		wg.Wait()
-	}()
+	ServeLean(t, l)
 	pc := NewBrowser(t, BrowserOptions{})
 	answer := string(pc.Answer([]byte(l.Offer())))
 	fp := regexp.MustCompile(`a=fingerprint:sha-256 ([0-9A-F:]+)`)
