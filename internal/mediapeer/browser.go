@@ -5,7 +5,10 @@
 // own signalling (an in-memory SIP network, a WebSocket, or a direct call
 // into the media engine). Each belongs to one test, fails it when
 // something it waits for does not come, and is closed, with its
-// goroutines, when the test ends.
+// goroutines, when the test ends. A LeanBrowser, a browser's media end
+// from pion's ICE, DTLS and SRTP parts without a PeerConnection, is for
+// load generators that play many browsers: it returns errors rather than
+// failing a test, and its owner closes it.
 package mediapeer
 
 import (
