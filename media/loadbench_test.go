@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +26,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
 	"github.com/pion/ice/v4"
 	"github.com/pion/interceptor"
 	"github.com/pion/rtp"
@@ -33,8 +36,8 @@ import (
 
 // The load bench runs in two processes: TestLoadBench is the gateway (one
 // Engine, N bridges) and re-executes the test binary as
-// TestLoadBenchClients, which plays the N browsers (pion PeerConnections)
-// and the N phones (UDP sockets). So the gateway's CPU and heap are
+// TestLoadBenchClients, which plays the N browsers (mediapeer's lean
+// browsers, or pion PeerConnections) and the N phones (UDP sockets). So the gateway's CPU and heap are
 // measured alone, and the clients do not share the gateway's Go scheduler.
 // The two talk JSON lines over two pipes (fd 3 and 4 of the child).
 const (
@@ -54,7 +57,9 @@ const (
 // SWITCHBOARD_LOADBENCH_SECS (default 5) change the levels and the
 // measured window. Calls are added level by level and kept, so each level
 // measures all calls set up so far. -cpuprofile and -memprofile profile the
-// gateway process only.
+// gateway process only. SWITCHBOARD_LOADBENCH_CLIENT=pion plays the
+// browsers with pion PeerConnections instead of lean browsers, and
+// SWITCHBOARD_LOADBENCH_CLIENT_CPUPROFILE profiles the clients' process.
 func TestLoadBench(t *testing.T) {
 	if os.Getenv(lbEnv) != "1" {
 		t.Skip("set SWITCHBOARD_LOADBENCH=1 to run the media load bench")
@@ -81,6 +86,19 @@ func TestLoadBench(t *testing.T) {
 		}
 		window = time.Duration(n) * time.Second
 	}
+
+	kind, err := lbClientKind()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Each call holds a browser and a phone socket in the clients'
+	// process, an RTP and an RTCP socket in the gateway's; Go raised the
+	// soft limit to the hard one, which must hold them.
+	lbNofile(t, 2*slices.Max(levels)+200)
+	if os.Getenv("SWITCHBOARD_LOADBENCH_VIDEO") == "1" {
+		kind = lbPion // the lean browser offers audio only
+	}
+	t.Logf("clients: %s browsers (%s)", kind, lbClientEnv)
 
 	e := newTestEngine(t, Options{InactivityTimeout: time.Hour, DrainTime: -1})
 	runtime.GC()
@@ -110,13 +128,15 @@ func TestLoadBench(t *testing.T) {
 	for _, n := range levels {
 		setupStart, added := time.Now(), n-len(bridges)
 		for len(bridges) < n {
-			b, err := lbSetup(e, cl, len(bridges), false)
+			bs, err := lbSetupBatch(e, cl, len(bridges), min(lbBatch, n-len(bridges)), false)
 			if err != nil {
-				t.Logf("call %d: %v", len(bridges), err)
+				t.Logf("calls from %d: %v", len(bridges), err)
 				break
 			}
-			bridges = append(bridges, b)
-			gwPorts[uint16(b.pair.port)], gwPorts[uint16(b.pair.port+1)] = true, true
+			bridges = append(bridges, bs...)
+			for _, b := range bs {
+				gwPorts[uint16(b.pair.port)], gwPorts[uint16(b.pair.port+1)] = true, true
+			}
 		}
 		if len(bridges) < n {
 			t.Logf("stopped at %d calls", len(bridges))
@@ -144,29 +164,51 @@ func TestLoadBench(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := &r.clients
-		row := fmt.Sprintf("| %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %d/%d | %d/%d | %d / %d | %.0f %% | %.0f | %.0f %% | %.0f |",
+		// The load generator's cost: its process CPU per packet it
+		// handled in the window (sent or received, browsers and phones).
+		clientPkts := c.SentWeb + c.SentPh + c.GotWeb + c.GotPh
+		clientPerPkt := float64(c.CPU.Nanoseconds()) / 1000 / float64(max(clientPkts, 1))
+		row := fmt.Sprintf("| %d | %.0f | %.0f | %.0f | %.0f | %.0f | %.0f | %d/%d | %d/%d | %d / %d | %.0f %% | %.0f | %.0f %% | %.1f | %.0f |",
 			n, us(base.P50), us(base.P99),
 			us(c.WebP50-base.P50), us(c.WebP99-base.P99), us(c.PhP50-base.P50), us(c.PhP99-base.P99),
 			c.SentWeb-c.GotWeb, c.SentWeb, c.SentPh-c.GotPh, c.SentPh,
 			r.gwDrops, c.Drops,
 			100*r.cpu.Seconds()/r.elapsed.Seconds(),
 			float64(r.cpu.Microseconds())/float64(n)/r.elapsed.Seconds(),
-			100*c.CPU.Seconds()/c.Elapsed.Seconds(),
+			100*c.CPU.Seconds()/c.Elapsed.Seconds(), clientPerPkt,
 			(heapPerCall+stackPerCall)/1024)
 		t.Logf("N=%d set up in %v (added %d calls); gateway per call: %.1f goroutines, heap %.0f KiB, stacks %.0f KiB, idle CPU %.0f µs per second",
 			n, setup.Round(time.Millisecond), added, goroutinesPerCall, heapPerCall/1024, stackPerCall/1024, idleCPU)
 		t.Logf("N=%d host during the window: %.0f %% of its %d CPUs busy (all processes), %.1f %% stolen by the hypervisor",
 			n, r.host.pct(r.host.busy), runtime.NumCPU(), r.host.pct(r.host.steal))
-		t.Logf("N=%d →browser after the client's pion (as the old table): p50 %.0f µs, p99 %.0f µs; sends due %d per direction, made %d/%d; host UDP RcvbufErrors %d; gateway in the window: %d GC cycles, %.0f heap allocations per call-second (ICE and RTCP timers: none on the packet path)",
+		t.Logf("N=%d →browser after the client's stack (pion's, or the lean browser's decryption): p50 %.0f µs, p99 %.0f µs; sends due %d per direction, made %d/%d; host UDP RcvbufErrors %d; gateway in the window: %d GC cycles, %.0f heap allocations per call-second (ICE and RTCP timers: none on the packet path)",
 			n, us(c.TrackP50), us(c.TrackP99), c.Due, c.SentPh, c.SentWeb, c.Rcvbuf, r.gcs, float64(r.allocs)/float64(n)/r.elapsed.Seconds())
+		t.Logf("N=%d clients' process (%s browsers): %.0f KiB of heap and stacks per call, %.1f goroutines per call; %.1f µs of CPU per packet; lean browsers so far: %d SRTCP received, %d datagrams refused (%d SRTP that did not decrypt)",
+			n, kind, float64(c.Mem)/1024/float64(n), float64(c.Goroutines)/float64(n), clientPerPkt, c.LeanRTCP, c.LeanDropped, c.LeanUndecryptable)
 		rows = append(rows, row)
 		t.Log(row)
 	}
 	if err := cl.call(lbCmd{Op: "close"}, nil); err != nil {
 		t.Log(err)
 	}
-	lbPrintTable(t, "| calls | baseline p50 µs | baseline p99 µs | added p50 µs →browser | added p99 µs →browser | added p50 µs →phone | added p99 µs →phone | lost →browser | lost →phone | socket drops gateway / clients | gateway CPU (1 core = 100 %) | gateway CPU µs per call-second | clients CPU | gateway KiB per call (heap + stacks) |",
-		"|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", rows)
+	lbPrintTable(t, "| calls | baseline p50 µs | baseline p99 µs | added p50 µs →browser | added p99 µs →browser | added p50 µs →phone | added p99 µs →phone | lost →browser | lost →phone | socket drops gateway / clients | gateway CPU (1 core = 100 %) | gateway CPU µs per call-second | clients CPU | clients CPU µs per packet | gateway KiB per call (heap + stacks) |",
+		"|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", rows)
+}
+
+// lbNofile fails t unless the process may open need files, raising the
+// soft limit when it is lower.
+func lbNofile(t *testing.T, need int) {
+	var l syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l); err != nil {
+		t.Fatalf("RLIMIT_NOFILE: %v", err)
+	}
+	if l.Cur >= uint64(need) {
+		return
+	}
+	l.Cur = min(uint64(need), l.Max)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l); err != nil || l.Cur < uint64(need) {
+		t.Fatalf("RLIMIT_NOFILE: %d open files needed, the hard limit is %d (%v): raise it (ulimit -Hn)", need, l.Max, err)
+	}
 }
 
 // lbPrintTable logs the markdown table and prints it on stdout.
@@ -210,14 +252,16 @@ func lbVideoLevels(t *testing.T, e *Engine, cl *lbClients, levels []int, window 
 			end()
 			gwPorts := maps.Clone(muxPorts)
 			for len(bridges) < n {
-				b, err := lbSetup(e, cl, len(bridges), video)
+				bs, err := lbSetupBatch(e, cl, len(bridges), min(lbBatch, n-len(bridges)), video)
 				if err != nil {
-					t.Fatalf("call %d (video %v): %v", len(bridges), video, err)
+					t.Fatalf("calls from %d (video %v): %v", len(bridges), video, err)
 				}
-				bridges = append(bridges, b)
-				gwPorts[uint16(b.pair.port)], gwPorts[uint16(b.pair.port+1)] = true, true
-				if video {
-					gwPorts[uint16(b.vid.pair.port)], gwPorts[uint16(b.vid.pair.port+1)] = true, true
+				bridges = append(bridges, bs...)
+				for _, b := range bs {
+					gwPorts[uint16(b.pair.port)], gwPorts[uint16(b.pair.port+1)] = true, true
+					if video {
+						gwPorts[uint16(b.vid.pair.port)], gwPorts[uint16(b.vid.pair.port+1)] = true, true
+					}
 				}
 			}
 			runtime.GC()
@@ -267,16 +311,25 @@ type lbCmd struct {
 	// address in GWV).
 	Video bool   `json:"video,omitempty"`
 	GWV   string `json:"gwv,omitempty"`
+	// a batch: new makes N calls from I on; answer connects the N calls
+	// from I on, with the answers and addresses in SDPs, GWs and GWVs
+	SDPs []string `json:"sdps,omitempty"`
+	GWs  []string `json:"gws,omitempty"`
+	GWVs []string `json:"gwvs,omitempty"`
 }
 
 // lbReply is the clients' answer; Ev marks the events of a run ("start",
 // "end") before its result.
 type lbReply struct {
-	Err   string `json:"err,omitempty"`
-	Ev    string `json:"ev,omitempty"`
-	Offer string `json:"offer,omitempty"`
-	Phone int    `json:"phone,omitempty"`
-	VPort int    `json:"vport,omitempty"` // the phone's video port
+	Err string `json:"err,omitempty"`
+	Ev  string `json:"ev,omitempty"`
+	// new: per call, the browser's offer, the phone's port and its video
+	// port (0: no video)
+	Offers []string `json:"offers,omitempty"`
+	Phones []int    `json:"phones,omitempty"`
+	VPorts []int    `json:"vports,omitempty"`
+	// Client is the clients' kind of browser: lean or pion.
+	Client string `json:"client,omitempty"`
 	// baseline
 	P50, P99 time.Duration `json:",omitempty"`
 	// run: →browser at the browser's socket (Web) and after its pion
@@ -288,6 +341,14 @@ type lbReply struct {
 	VWebP50, VWebP99, VPhP50, VPhP99   time.Duration `json:",omitempty"`
 	VSentWeb, VGotWeb, VSentPh, VGotPh int           `json:",omitempty"`
 	Rcvbuf, Drops                      int64         `json:",omitempty"`
+	// the clients' process after the run: heap and stacks in use, and
+	// its goroutines
+	Mem        uint64 `json:",omitempty"`
+	Goroutines int    `json:",omitempty"`
+	// the lean browsers' counters since they were made: SRTCP received,
+	// datagrams refused (unknown source, bad STUN, SRTP that does not
+	// decrypt)
+	LeanRTCP, LeanDropped, LeanUndecryptable int64 `json:",omitempty"`
 }
 
 // lbClients is the gateway's end of the clients' process.
@@ -385,38 +446,79 @@ func (c *lbClients) call(m lbCmd, r *lbReply) error {
 	return c.recv(r)
 }
 
-// lbSetup makes call i: the browser offers, the phone answers; with
-// video, both offer and answer a VP8 stream beside the audio.
-func lbSetup(e *Engine, cl *lbClients, i int, video bool) (*Bridge, error) {
+// lbSetupBatch makes calls i to i+n-1: the browsers offer, the phones
+// answer. The gateway's side of each call is set up on a few goroutines
+// and the clients connect theirs in parallel too, so that 1000 calls do
+// not take minutes. With video, both offer and answer a VP8 stream beside
+// the audio. On an error no bridge of the batch is left open.
+func lbSetupBatch(e *Engine, cl *lbClients, i, n int, video bool) ([]*Bridge, error) {
 	var r lbReply
-	if err := cl.call(lbCmd{Op: "new", I: i, Video: video}, &r); err != nil {
+	if err := cl.call(lbCmd{Op: "new", I: i, N: n, Video: video}, &r); err != nil {
 		return nil, err
 	}
-	b, err := e.NewBridge(context.Background(), "load-"+strconv.Itoa(i))
-	if err != nil {
-		return nil, err
+	if len(r.Offers) != n || len(r.Phones) != n || len(r.VPorts) != n {
+		return nil, fmt.Errorf("the clients made %d offers for %d calls", len(r.Offers), n)
 	}
-	fail := func(err error) (*Bridge, error) { _ = b.Close(); return nil, err }
-	offer, err := b.WebOffer([]byte(r.Offer))
-	if err != nil {
-		return fail(err)
-	}
-	var gwv string
-	if video {
-		m := videoMLine.FindSubmatch(offer)
-		if m == nil {
-			return fail(fmt.Errorf("no m=video in the gateway's offer:\n%s", offer))
+	bridges := make([]*Bridge, n)
+	cmd := lbCmd{Op: "answer", I: i, N: n, SDPs: make([]string, n), GWs: make([]string, n), GWVs: make([]string, n)}
+	errs := make([]error, n)
+	lbParallel(n, 8, func(j int) {
+		b, err := e.NewBridge(context.Background(), "load-"+strconv.Itoa(i+j))
+		if err != nil {
+			errs[j] = err
+			return
 		}
-		gwv = "127.0.0.1:" + string(m[1])
+		bridges[j] = b
+		offer, err := b.WebOffer([]byte(r.Offers[j]))
+		if err != nil {
+			errs[j] = err
+			return
+		}
+		if video {
+			m := videoMLine.FindSubmatch(offer)
+			if m == nil {
+				errs[j] = fmt.Errorf("no m=video in the gateway's offer:\n%s", offer)
+				return
+			}
+			cmd.GWVs[j] = "127.0.0.1:" + string(m[1])
+		}
+		ans, err := b.RTPAnswer(lbPhoneSDP(r.Phones[j], r.VPorts[j]))
+		if err != nil {
+			errs[j] = err
+			return
+		}
+		cmd.SDPs[j], cmd.GWs[j] = string(ans), b.RTPAddr().String()
+	})
+	err := errors.Join(errs...)
+	if err == nil {
+		err = cl.call(cmd, &r)
 	}
-	ans, err := b.RTPAnswer(lbPhoneSDP(r.Phone, r.VPort))
 	if err != nil {
-		return fail(err)
+		for _, b := range bridges {
+			if b != nil {
+				_ = b.Close()
+			}
+		}
+		return nil, err
 	}
-	if err := cl.call(lbCmd{Op: "answer", I: i, SDP: string(ans), GW: b.RTPAddr().String(), GWV: gwv}, &r); err != nil {
-		return fail(err)
+	return bridges, nil
+}
+
+// lbBatch is how many calls lbSetupBatch sets up at once.
+const lbBatch = 50
+
+// lbParallel runs f(0) … f(n-1) on at most workers goroutines and waits.
+func lbParallel(n, workers int, f func(j int)) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(workers, n) {
+		wg.Go(func() {
+			for j := int(next.Add(1)) - 1; j < n; j = int(next.Add(1)) - 1 {
+				f(j)
+			}
+		})
 	}
-	return b, nil
+	wg.Wait()
 }
 
 // lbPhoneSDP is the phone's answer; vport 0: no video.
@@ -526,8 +628,58 @@ func TestLoadBenchClients(t *testing.T) {
 		}
 	}
 	errReply := func(err error) { reply(lbReply{Err: err.Error()}) }
+	kind, err := lbClientKind()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// SWITCHBOARD_LOADBENCH_CLIENT_CPUPROFILE: a CPU profile of the
+	// clients' process, for the load generator's own cost.
+	if path := os.Getenv("SWITCHBOARD_LOADBENCH_CLIENT_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			t.Fatal(err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			_ = f.Close()
+		}()
+	}
+	cert, err := selfsign.GenerateSelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex // calls, against the keepalive loop; only this goroutine changes it
 	var calls []*lbClient
+	// Consent (RFC 7675) on every lean call, every 2 s, as a browser
+	// does: the gateway must hear from its browsers between runs, when
+	// no media flows (pion's browsers have their ICE agent's keepalives).
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		tk := time.NewTicker(2 * time.Second)
+		defer tk.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tk.C:
+			}
+			mu.Lock()
+			cs := slices.Clone(calls)
+			mu.Unlock()
+			for _, c := range cs {
+				if c.lean != nil {
+					_ = c.lean.Keepalive()
+				}
+			}
+		}
+	})
 	defer func() {
+		close(stop)
+		wg.Wait()
 		for _, c := range calls {
 			c.close()
 		}
@@ -542,33 +694,60 @@ func TestLoadBenchClients(t *testing.T) {
 		}
 		switch m.Op {
 		case "new":
-			c, err := newLBClient(m.Video)
-			if err != nil {
+			if m.I != len(calls) || m.N <= 0 {
+				errReply(fmt.Errorf("new: calls %d+%d with %d made", m.I, m.N, len(calls)))
+				continue
+			}
+			made := make([]*lbClient, m.N)
+			errs := make([]error, m.N)
+			lbParallel(m.N, 4, func(j int) { made[j], errs[j] = newLBClient(kind, m.Video, &cert) })
+			r := lbReply{Offers: make([]string, m.N), Phones: make([]int, m.N), VPorts: make([]int, m.N)}
+			for j, c := range made {
+				if c == nil {
+					continue
+				}
+				r.Offers[j], r.Phones[j] = c.offer, c.phone.LocalAddr().(*net.UDPAddr).Port
+				if c.vphone != nil {
+					r.VPorts[j] = c.vphone.LocalAddr().(*net.UDPAddr).Port
+				}
+			}
+			if err := errors.Join(errs...); err != nil {
+				for _, c := range made {
+					if c != nil {
+						c.close()
+					}
+				}
 				errReply(err)
 				continue
 			}
-			calls = append(calls, c)
-			r := lbReply{Offer: c.offer, Phone: c.phone.LocalAddr().(*net.UDPAddr).Port}
-			if c.vphone != nil {
-				r.VPort = c.vphone.LocalAddr().(*net.UDPAddr).Port
-			}
+			mu.Lock()
+			calls = append(calls, made...)
+			mu.Unlock()
 			reply(r)
 		case "reset": // end every call
+			mu.Lock()
 			for _, c := range calls {
 				c.close()
 			}
 			calls = nil
+			mu.Unlock()
 			reply(lbReply{})
 		case "answer":
-			if m.I >= len(calls) {
-				errReply(fmt.Errorf("no call %d", m.I))
+			if m.I < 0 || m.N <= 0 || m.I+m.N > len(calls) || len(m.SDPs) != m.N || len(m.GWs) != m.N || len(m.GWVs) != m.N {
+				errReply(fmt.Errorf("answer: calls %d+%d of %d", m.I, m.N, len(calls)))
 				continue
 			}
-			if err := calls[m.I].connect(m.SDP, m.GW, m.GWV); err != nil {
+			errs := make([]error, m.N)
+			lbParallel(m.N, 32, func(j int) {
+				if err := calls[m.I+j].connect(m.SDPs[j], m.GWs[j], m.GWVs[j]); err != nil {
+					errs[j] = fmt.Errorf("call %d: %w", m.I+j, err)
+				}
+			})
+			if err := errors.Join(errs...); err != nil {
 				errReply(err)
 				continue
 			}
-			reply(lbReply{})
+			reply(lbReply{Client: kind})
 		case "baseline":
 			p50, p99, err := lbBaseline(m.N, m.Window)
 			if err != nil {
@@ -709,9 +888,13 @@ func (c *stampConn) readAt(seq uint16, video bool) (time.Duration, bool) {
 
 // lbClient is one call's browser and phone, in the clients' process.
 type lbClient struct {
+	// the browser: pion's PeerConnection on its mux and socket, or
+	// mediapeer's lean browser on its socket
 	pc        *webrtc.PeerConnection
 	mux       ice.UDPMux
 	sock      *stampConn
+	lean      *mediapeer.LeanBrowser
+	leanConn  *net.UDPConn
 	track     *webTrack
 	phone     *net.UDPConn
 	gw        netip.AddrPort
@@ -737,17 +920,129 @@ type lbClient struct {
 	vwebHdr         rtp.Header
 }
 
-// newLBClient makes a browser, as light as pion allows (no interceptors:
-// it sends no RTCP), on a socket of its own, and a phone socket.
-func newLBClient(video bool) (*lbClient, error) {
+// The load generator's browsers: mediapeer's lean browser (ICE, DTLS and
+// SRTP from pion's parts, one read loop per socket) unless
+// SWITCHBOARD_LOADBENCH_CLIENT=pion asks for pion PeerConnections, the
+// browsers of the earlier tables. Video calls always use pion's: the lean
+// browser offers audio only.
+const (
+	lbClientEnv = "SWITCHBOARD_LOADBENCH_CLIENT"
+	lbLean      = "lean"
+	lbPion      = "pion"
+)
+
+func lbClientKind() (string, error) {
+	switch k := os.Getenv(lbClientEnv); k {
+	case "", lbLean:
+		return lbLean, nil
+	case lbPion:
+		return lbPion, nil
+	default:
+		return "", fmt.Errorf("%s=%q: want lean or pion", lbClientEnv, k)
+	}
+}
+
+// newLBClient makes a call's phone socket and its browser (lean, or pion
+// with video), each on a socket of its own. cert is the lean browsers'
+// certificate, shared.
+func newLBClient(kind string, video bool, cert *tls.Certificate) (*lbClient, error) {
 	c := &lbClient{connected: make(chan struct{}), phPkt: make([]byte, 12+160), webPl: make([]byte, 160)}
 	fail := func(err error) (*lbClient, error) { c.close(); return nil, err }
+	var err error
+	if c.phone, err = lbListen(); err != nil {
+		return fail(err)
+	}
+	go lbPhoneReader(c.phone, &c.toPh)
+	if video {
+		if c.vphone, err = lbListen(); err != nil {
+			return fail(err)
+		}
+		go lbPhoneReader(c.vphone, &c.toPhV)
+	}
+	if kind == lbLean && !video {
+		if err := c.newLean(cert); err != nil {
+			return fail(err)
+		}
+		return c, nil
+	}
+	if err := c.newPion(video); err != nil {
+		return fail(err)
+	}
+	return c, nil
+}
+
+// lbListen opens a loopback UDP socket with receive timestamps and a 1 MiB
+// receive buffer.
+func lbListen() (*net.UDPConn, error) {
 	conn, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	if err != nil {
 		return nil, err
 	}
 	_ = conn.SetReadBuffer(1 << 20)
 	enableRxTimestamps(conn)
+	return conn, nil
+}
+
+// lbPhoneReader notes what a phone socket receives until it is closed.
+func lbPhoneReader(conn *net.UDPConn, to *lbRecv) {
+	var h rtp.Header
+	lbReadLoop(conn, func(b []byte, _ netip.AddrPort, at time.Duration) {
+		if hl, err := h.Unmarshal(b); err == nil {
+			to.note(b[hl:], at, at, false)
+		}
+	})
+}
+
+// lbReadLoop hands f each datagram read from conn, with the time it
+// reached the socket, until conn is closed.
+func lbReadLoop(conn *net.UDPConn, f func(b []byte, from netip.AddrPort, at time.Duration)) {
+	buf, oob := make([]byte, 1500), make([]byte, lbOOBSize)
+	for {
+		n, from, at, err := readStamped(conn, buf, oob)
+		if err != nil {
+			return
+		}
+		f(buf[:n], from, at)
+	}
+}
+
+// newLean makes the lean browser and its read loop, which takes the
+// kernel's receive time of each datagram and, for SRTP, the time after
+// decryption (the "after the client's stack" latency).
+func (c *lbClient) newLean(cert *tls.Certificate) error {
+	conn, err := lbListen()
+	if err != nil {
+		return err
+	}
+	if c.lean, err = mediapeer.NewLeanBrowser(conn, cert); err != nil {
+		_ = conn.Close()
+		return err
+	}
+	c.leanConn, c.offer = conn, c.lean.Offer()
+	var h rtp.Header
+	go lbReadLoop(conn, func(b []byte, from netip.AddrPort, at time.Duration) {
+		if p, ok, _ := c.lean.Handle(b, from, &h); ok {
+			c.toWeb.note(p, at, lbNow(), true)
+		}
+	})
+	return nil
+}
+
+// browserPort is the port of the browser's socket.
+func (c *lbClient) browserPort() uint16 {
+	if c.lean != nil {
+		return c.lean.LocalAddr().Port()
+	}
+	return uint16(c.sock.LocalAddr().(*net.UDPAddr).Port)
+}
+
+// newPion makes a pion browser, as light as pion allows (no interceptors:
+// it sends no RTCP).
+func (c *lbClient) newPion(video bool) error {
+	conn, err := lbListen()
+	if err != nil {
+		return err
+	}
 	c.sock = &stampConn{UDPConn: conn}
 	logs := pionLoggers{context.Background(), testLogger()}
 	c.mux = webrtc.NewICEUDPMux(logs.NewLogger("ice-mux"), c.sock)
@@ -755,7 +1050,7 @@ func newLBClient(video bool) (*lbClient, error) {
 	m := &webrtc.MediaEngine{}
 	for _, cp := range browserCodecs() {
 		if err := m.RegisterCodec(cp, webrtc.RTPCodecTypeAudio); err != nil {
-			return fail(err)
+			return err
 		}
 	}
 	if video {
@@ -763,7 +1058,7 @@ func newLBClient(video bool) (*lbClient, error) {
 			RTPCodecCapability: webrtc.RTPCodecCapability{MimeType: webrtc.MimeTypeVP8, ClockRate: 90000},
 			PayloadType:        96,
 		}, webrtc.RTPCodecTypeVideo); err != nil {
-			return fail(err)
+			return err
 		}
 	}
 	var s webrtc.SettingEngine
@@ -772,19 +1067,19 @@ func newLBClient(video bool) (*lbClient, error) {
 	s.SetICEUDPMux(c.mux)
 	api := webrtc.NewAPI(webrtc.WithMediaEngine(m), webrtc.WithSettingEngine(s), webrtc.WithInterceptorRegistry(&interceptor.Registry{}))
 	if c.pc, err = api.NewPeerConnection(webrtc.Configuration{}); err != nil {
-		return fail(err)
+		return err
 	}
 	c.track = &webTrack{}
 	sender, err := c.pc.AddTrack(c.track)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	go drainRTCP(sender.Read)
 	if video {
 		c.vtrack = &webTrack{kind: webrtc.RTPCodecTypeVideo}
 		vs, err := c.pc.AddTrack(c.vtrack)
 		if err != nil {
-			return fail(err)
+			return err
 		}
 		go drainRTCP(vs.Read)
 		c.vphPkt, c.vwebPl = make([]byte, 12+videoPayload), make([]byte, videoPayload)
@@ -821,45 +1116,17 @@ func newLBClient(video bool) (*lbClient, error) {
 			once.Do(func() { close(c.connected) })
 		}
 	})
-	if c.phone, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
-		return fail(err)
-	}
-	_ = c.phone.SetReadBuffer(1 << 20)
-	enableRxTimestamps(c.phone)
-	phoneReader := func(conn *net.UDPConn, to *lbRecv) {
-		buf, oob := make([]byte, 1500), make([]byte, lbOOBSize)
-		var h rtp.Header
-		for {
-			n, _, at, err := readStamped(conn, buf, oob)
-			if err != nil {
-				return
-			}
-			if hl, err := h.Unmarshal(buf[:n]); err == nil {
-				to.note(buf[hl:n], at, at, false)
-			}
-		}
-	}
-	go phoneReader(c.phone, &c.toPh)
-	if video {
-		if c.vphone, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}); err != nil {
-			return fail(err)
-		}
-		_ = c.vphone.SetReadBuffer(1 << 20)
-		enableRxTimestamps(c.vphone)
-		go phoneReader(c.vphone, &c.toPhV)
-	}
-
 	o, err := c.pc.CreateOffer(nil)
 	if err != nil {
-		return fail(err)
+		return err
 	}
 	gathered := webrtc.GatheringCompletePromise(c.pc)
 	if err := c.pc.SetLocalDescription(o); err != nil {
-		return fail(err)
+		return err
 	}
 	<-gathered
 	c.offer = c.pc.LocalDescription().SDP
-	return c, nil
+	return nil
 }
 
 func drainRTCP(read func([]byte) (int, interceptor.Attributes, error)) {
@@ -883,13 +1150,24 @@ func (c *lbClient) connect(answer, gw, gwv string) error {
 			return fmt.Errorf("the gateway's video address: %w", err)
 		}
 	}
-	if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
-		return err
-	}
-	select {
-	case <-c.connected:
-	case <-time.After(20 * time.Second):
-		return errors.New("browser not connected")
+	if c.lean != nil {
+		if err := c.lean.SetAnswer(answer); err != nil {
+			return err
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		if err := c.lean.Connect(ctx); err != nil {
+			return err
+		}
+	} else {
+		if err := c.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: answer}); err != nil {
+			return err
+		}
+		select {
+		case <-c.connected:
+		case <-time.After(20 * time.Second):
+			return errors.New("browser not connected")
+		}
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for !c.toWeb.primed.Load() || !c.toPh.primed.Load() ||
@@ -942,10 +1220,17 @@ func (c *lbClient) sendWeb(measured bool) {
 	c.seqWeb++
 	c.webHdr = rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: uint16(c.seqWeb), Timestamp: c.seqWeb * 160}
 	stamp(c.webPl, c.seqWeb, measured)
+	if c.lean != nil {
+		_ = c.lean.WriteRTP(&c.webHdr, c.webPl)
+		return
+	}
 	_, _ = c.track.writeRTP(&c.webHdr, c.webPl)
 }
 
 func (c *lbClient) close() {
+	if c.lean != nil {
+		_ = c.lean.Close()
+	}
 	if c.pc != nil {
 		_ = c.pc.Close()
 	}
@@ -977,51 +1262,40 @@ func lbClientsRun(calls []*lbClient, window time.Duration, event func(lbReply)) 
 	var wg sync.WaitGroup
 	var sentWeb, sentPh, sentV atomic.Int64
 	ports := map[uint16]bool{}
-	for i, c := range calls {
-		ports[uint16(c.sock.LocalAddr().(*net.UDPAddr).Port)] = true
+	period := 20 * time.Millisecond
+	for _, c := range calls {
+		ports[c.browserPort()] = true
 		ports[uint16(c.phone.LocalAddr().(*net.UDPAddr).Port)] = true
-		period := 20 * time.Millisecond
 		if c.vphone != nil {
 			ports[uint16(c.vphone.LocalAddr().(*net.UDPAddr).Port)] = true
 			period = 10 * time.Millisecond
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			time.Sleep(time.Duration(i) * 20 * time.Millisecond / time.Duration(len(calls)))
-			tk := time.NewTicker(period)
-			defer tk.Stop()
-			for tick := 0; ; tick++ {
-				select {
-				case <-stop:
-					return
-				case <-tk.C:
-				}
-				m := measuring.Load()
-				if c.vphone != nil {
-					k := 1
-					if tick%lbBurstEvery == lbBurstEvery-1 {
-						k += lbBurst
-					}
-					for range k {
-						c.sendVideo(m)
-					}
-					if m {
-						sentV.Add(int64(k))
-					}
-					if tick%2 == 1 {
-						continue
-					}
-				}
-				c.sendPhone(m)
-				c.sendWeb(m)
-				if m {
-					sentWeb.Add(1)
-					sentPh.Add(1)
-				}
-			}
-		}()
 	}
+	lbPace(len(calls), period, stop, &wg, func(i, tick int) {
+		c := calls[i]
+		m := measuring.Load()
+		if c.vphone != nil {
+			k := 1
+			if tick%lbBurstEvery == lbBurstEvery-1 {
+				k += lbBurst
+			}
+			for range k {
+				c.sendVideo(m)
+			}
+			if m {
+				sentV.Add(int64(k))
+			}
+		}
+		if period < 20*time.Millisecond && tick%2 == 1 {
+			return // audio every other 10 ms tick
+		}
+		c.sendPhone(m)
+		c.sendWeb(m)
+		if m {
+			sentWeb.Add(1)
+			sentPh.Add(1)
+		}
+	})
 	time.Sleep(time.Second)
 	per := int(window/(20*time.Millisecond)) + 50
 	for _, c := range calls {
@@ -1049,8 +1323,17 @@ func lbClientsRun(calls []*lbClient, window time.Duration, event func(lbReply)) 
 		VSentWeb: int(sentV.Load()), VSentPh: int(sentV.Load()),
 		Due: len(calls) * int(window/(20*time.Millisecond)),
 	}
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	r.Mem, r.Goroutines = ms.HeapInuse+ms.StackInuse, runtime.NumGoroutine()
 	var web, track, ph, vweb, vph []time.Duration
 	for _, c := range calls {
+		if c.lean != nil {
+			st := c.lean.Stats()
+			r.LeanRTCP += st.RTCP
+			r.LeanDropped += st.Dropped
+			r.LeanUndecryptable += st.Undecryptable
+		}
 		c.toWebV.collect(&r.VGotWeb, &vweb, nil)
 		c.toPhV.collect(&r.VGotPh, &vph, nil)
 		c.toWeb.collect(&r.GotWeb, &web, &track)
@@ -1063,6 +1346,53 @@ func lbClientsRun(calls []*lbClient, window time.Duration, event func(lbReply)) 
 	r.VPhP50, r.VPhP99 = percentiles(vph)
 	return r
 }
+
+// lbPace calls send(i, tick) for each of n calls once per period, call i
+// at offset i·period/n in it (the calls are staggered), from one pacing
+// loop per CPU rather than a timer per call: loop k serves the calls
+// i ≡ k (mod loops) in the order of their offsets, and at each wake-up
+// sends every call that is due (or due within lbPaceSlack, which is below
+// a timer's precision). A loop that has fallen a period behind skips the
+// ticks it missed, as a time.Ticker does, so that an overloaded generator
+// shows as sends made short of those due rather than as bursts. The loops
+// end when stop is closed; wg counts them.
+func lbPace(n int, period time.Duration, stop <-chan struct{}, wg *sync.WaitGroup, send func(i, tick int)) {
+	loops := min(runtime.NumCPU(), n)
+	t0 := time.Now()
+	offset := func(i int) time.Duration { return time.Duration(i) * period / time.Duration(n) }
+	for k := range loops {
+		wg.Go(func() {
+			timer := time.NewTimer(time.Hour)
+			defer timer.Stop()
+			for tick := 0; ; tick++ {
+				// At the start of a round, skip the rounds already past.
+				if late := time.Since(t0.Add(offset(k) + time.Duration(tick)*period)); late > period {
+					tick += int(late / period)
+				}
+				for i := k; i < n; i += loops {
+					due := t0.Add(offset(i) + time.Duration(tick)*period)
+					if d := time.Until(due); d > lbPaceSlack {
+						timer.Reset(d)
+						select {
+						case <-stop:
+							return
+						case <-timer.C:
+						}
+					}
+					send(i, tick)
+				}
+				select {
+				case <-stop:
+					return
+				default:
+				}
+			}
+		})
+	}
+}
+
+// lbPaceSlack: a call due this soon is sent at once.
+const lbPaceSlack = 50 * time.Microsecond
 
 func percentiles(lat []time.Duration) (p50, p99 time.Duration) {
 	if len(lat) == 0 {
@@ -1102,6 +1432,13 @@ func lbBaseline(n int, d time.Duration) (p50, p99 time.Duration, err error) {
 		}
 		wg.Wait()
 	}()
+	type pair struct {
+		src *net.UDPConn
+		to  netip.AddrPort
+		p   []byte
+		seq uint32
+	}
+	pairs := make([]pair, n)
 	for i := range n {
 		src, err := listen()
 		if err != nil {
@@ -1111,7 +1448,7 @@ func lbBaseline(n int, d time.Duration) (p50, p99 time.Duration, err error) {
 		if err != nil {
 			return 0, 0, err
 		}
-		to := dst.LocalAddr().(*net.UDPAddr).AddrPort()
+		pairs[i] = pair{src: src, to: dst.LocalAddr().(*net.UDPAddr).AddrPort(), p: make([]byte, 12+160)}
 		enableRxTimestamps(dst)
 		go func() {
 			buf, oob := make([]byte, 1500), make([]byte, lbOOBSize)
@@ -1128,29 +1465,18 @@ func lbBaseline(n int, d time.Duration) (p50, p99 time.Duration, err error) {
 				}
 			}
 		}()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			time.Sleep(time.Duration(i) * 20 * time.Millisecond / time.Duration(n))
-			tk := time.NewTicker(20 * time.Millisecond)
-			defer tk.Stop()
-			p := make([]byte, 12+160)
-			var seq uint32
-			for {
-				select {
-				case <-stop:
-					return
-				case <-tk.C:
-				}
-				seq++
-				p[0], p[1] = 0x80, 0
-				binary.BigEndian.PutUint16(p[2:], uint16(seq))
-				binary.BigEndian.PutUint32(p[4:], seq*160)
-				stamp(p[12:], seq, measuring.Load())
-				_, _ = src.WriteToUDPAddrPort(p, to)
-			}
-		}()
 	}
+	// The same pacing as the calls' (lbPace), from the same loops.
+	lbPace(n, 20*time.Millisecond, stop, &wg, func(i, _ int) {
+		pr := &pairs[i]
+		pr.seq++
+		p := pr.p
+		p[0], p[1] = 0x80, 0
+		binary.BigEndian.PutUint16(p[2:], uint16(pr.seq))
+		binary.BigEndian.PutUint32(p[4:], pr.seq*160)
+		stamp(p[12:], pr.seq, measuring.Load())
+		_, _ = pr.src.WriteToUDPAddrPort(p, pr.to)
+	})
 	time.Sleep(500 * time.Millisecond)
 	measuring.Store(true)
 	time.Sleep(d)

@@ -5,7 +5,10 @@
 // own signalling (an in-memory SIP network, a WebSocket, or a direct call
 // into the media engine). Each belongs to one test, fails it when
 // something it waits for does not come, and is closed, with its
-// goroutines, when the test ends.
+// goroutines, when the test ends. A LeanBrowser, a browser's media end
+// from pion's ICE, DTLS and SRTP parts without a PeerConnection, is for
+// load generators that play many browsers: it returns errors rather than
+// failing a test, and its owner closes it.
 package mediapeer
 
 import (
@@ -76,6 +79,10 @@ type BrowserOptions struct {
 	// VideoLater keeps the video track out of the first offer or answer:
 	// AddVideo adds it, for a re-offer that adds video to a call.
 	VideoLater bool
+	// AnswerDTLSRole is the DTLS role the browser takes when it answers
+	// an offer of setup:actpass; zero: pion's default, the client
+	// (setup:active).
+	AnswerDTLSRole webrtc.DTLSRole
 }
 
 // Browser is a pion PeerConnection with one audio track each way, on
@@ -130,6 +137,11 @@ func NewBrowser(t testing.TB, o BrowserOptions) *Browser {
 		s.LoggerFactory = o.LoggerFactory
 	}
 	LoopbackOnly(&s)
+	if o.AnswerDTLSRole != 0 {
+		if err := s.SetAnsweringDTLSRole(o.AnswerDTLSRole); err != nil {
+			t.Fatalf("browser: %v", err)
+		}
+	}
 	if o.Network != nil {
 		s.SetNetworkTypes(o.Network)
 	}
