@@ -133,7 +133,8 @@ func scanAddressList(list []Address, s string) ([]Address, error) {
 
 // String returns the address in name-addr form.
 func (a *Address) String() string {
-	return string(a.AppendTo(make([]byte, 0, 64)))
+	var buf [formatBuf]byte
+	return string(a.AppendTo(buf[:0]))
 }
 
 // AppendTo appends the address in name-addr form; the brackets keep URI
@@ -143,7 +144,7 @@ func (a *Address) AppendTo(b []byte) []byte {
 		return append(b, '*')
 	}
 	if a.Display != "" {
-		b = append(b, Quote(a.Display)...)
+		b = appendQuoted(b, a.Display)
 		b = append(b, ' ')
 	}
 	b = append(b, '<')

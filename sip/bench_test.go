@@ -47,3 +47,30 @@ func BenchmarkParseURI(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkValueString formats the values a proxy and a registrar write
+// into the headers they build: a Via with a long branch, a To with its
+// tag, a Contact URI.
+func BenchmarkValueString(b *testing.B) {
+	vias, err := ParseVia("SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bK-sb-6f2c1a9e0d7b4c3f8a5e2d1c0b9a8f7e;rport")
+	if err != nil {
+		b.Fatal(err)
+	}
+	via := vias[0]
+	to, err := ParseAddress(`"Alice Example" <sip:alice@example.com>;tag=8f3a2c1d9e7b6a5f4e3d`)
+	if err != nil {
+		b.Fatal(err)
+	}
+	uri, err := ParseURI("sip:alice@198.51.100.23:50612;transport=udp;ob")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	n := 0
+	for b.Loop() {
+		n += len(via.String()) + len(to.String()) + len(uri.String())
+	}
+	if n == 0 {
+		b.Fatal("empty")
+	}
+}

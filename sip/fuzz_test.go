@@ -48,6 +48,9 @@ func FuzzParseMessage(f *testing.F) {
 				}
 				continue
 			}
+			if req, ok := m.(*Request); ok {
+				checkToTag(t, &p, req, "fz1")
+			}
 			out := m.AppendTo(nil)
 			m2, err := p.ParseMessage(out)
 			if err != nil {
@@ -238,5 +241,39 @@ func FuzzParseVia(f *testing.F) {
 				t.Fatalf("unstable: %q -> %q", out, v2[0].String())
 			}
 		}
+	})
+}
+
+// checkToTag checks Response.SetToTag on the response to req against the
+// To written again from its parsed form with the tag set, as SetToTag
+// wrote it before it appended the tag to the To as received: both must
+// parse to the same address.
+func checkToTag(t *testing.T, p *Parser, req *Request, tag string) {
+	t.Helper()
+	in := req.To()
+	res := NewResponse(req, 200, "")
+	res.SetToTag(tag)
+	old := NewResponse(req, 200, "")
+	if in.Tag() == "" && in.URI.Scheme != "" {
+		in.Params = in.Params.Set("tag", tag)
+		old.Set("To", in.String())
+	}
+	wantMsg, err := p.ParseMessage([]byte(old.String()))
+	if err != nil {
+		return // the response does not parse either way
+	}
+	gotMsg, err := p.ParseMessage([]byte(res.String()))
+	if err != nil {
+		t.Fatalf("response with To tag does not parse: %v\nTo: %q\nSetToTag: %q", err, req.Get("To"), res.Get("To"))
+	}
+	got, want := gotMsg.(*Response).To(), wantMsg.(*Response).To()
+	if !got.URI.Equal(&want.URI) || got.Display != want.Display || got.Params.Len() != want.Params.Len() {
+		t.Fatalf("To %q: SetToTag wrote %q, want the same address as %q", req.Get("To"), res.Get("To"), old.Get("To"))
+	}
+	want.Params.Range(func(name, value string) bool {
+		if v, ok := got.Params.Get(name); !ok || v != value {
+			t.Fatalf("To %q: parameter %s=%q is %q in %q", req.Get("To"), name, value, v, res.Get("To"))
+		}
+		return true
 	})
 }

@@ -209,9 +209,21 @@ func NewResponse(req *Request, code int, reason string) *Response {
 
 // SetToTag sets the To tag of a response when the request had none, which a
 // UAS does for every response but 100 (§8.2.6.2).
+//
+// A token tag is appended to the To as it is, in one allocation: after an
+// addr-spec without brackets a parameter is a header parameter (RFC 3261
+// §20), so the tag is the To's whichever form it takes. Any other tag is
+// set on the parsed address, which is written again, as before.
 func (r *Response) SetToTag(tag string) {
 	to := r.To()
 	if to.Tag() != "" || to.URI.Scheme == "" {
+		return
+	}
+	if isToken(tag) {
+		var buf [formatBuf]byte
+		b := append(buf[:0], r.Get("To")...)
+		b = append(b, ";tag="...)
+		r.Set("To", string(append(b, tag...)))
 		return
 	}
 	to.Params = to.Params.Set("tag", tag)

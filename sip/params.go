@@ -196,17 +196,20 @@ func scanParams(s string, i int) (int, error) {
 
 // Quote returns s as a quoted-string, escaping '"' and '\'.
 func Quote(s string) string {
-	var b strings.Builder
-	b.Grow(len(s) + 2)
-	b.WriteByte('"')
+	var buf [formatBuf]byte
+	return string(appendQuoted(buf[:0], s))
+}
+
+// appendQuoted appends s as a quoted-string, as Quote returns it.
+func appendQuoted(b []byte, s string) []byte {
+	b = append(b, '"')
 	for i := 0; i < len(s); i++ {
 		if s[i] == '"' || s[i] == '\\' {
-			b.WriteByte('\\')
+			b = append(b, '\\')
 		}
-		b.WriteByte(s[i])
+		b = append(b, s[i])
 	}
-	b.WriteByte('"')
-	return b.String()
+	return append(b, '"')
 }
 
 // Unquote returns the content of a quoted-string with its quoted-pairs

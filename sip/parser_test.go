@@ -518,3 +518,49 @@ func TestLookupHeader(t *testing.T) {
 		}
 	}
 }
+
+// TestSetToTagForms: SetToTag appends the tag to the To as received, and
+// the result is the address that setting the tag on the parsed To gives,
+// whatever form the To takes (every request of the torture corpus, and a
+// few forms written here).
+func TestSetToTagForms(t *testing.T) {
+	var p Parser
+	tos := []string{
+		"<sip:alice@example.com>",
+		"sip:alice@example.com",
+		"sip:alice@example.com;user=phone;x=\"a b\"",
+		"\"Alice \\\"A\\\"\" <sip:alice@example.com;transport=tcp>;foo;bar=1",
+		"Alice <sip:alice@example.com>",
+		"<sip:alice@example.com>;foo=1;lr",
+		"<sip:alice@example.com>;" + strings.Repeat("p", 300), // past the stack buffer
+		"<sip:alice@example.com>;tag=kept",
+		"<tel:+15551234567>",
+	}
+	n := 0
+	for _, to := range tos {
+		req := mustParse(t, strings.Replace(simpleInvite, "To: Bob <sip:bob@biloxi.example.com>", "To: "+to, 1)).(*Request)
+		checkToTag(t, &p, req, "t1")
+		for _, tag := range []string{"t1", "x.y-z_9!"} {
+			res := NewResponse(req, 200, "")
+			res.SetToTag(tag)
+			again := mustParse(t, res.String()).(*Response)
+			if want := req.To().Tag(); want != "" {
+				tag = want
+			}
+			if got := again.To().Tag(); got != tag {
+				t.Errorf("To %q with tag %q: reads back %q (%q)", to, tag, got, res.Get("To"))
+			}
+		}
+		n++
+	}
+	for _, c := range loadTorture(t) {
+		m, err := p.ParseMessage(c.data)
+		if req, ok := m.(*Request); err == nil && ok {
+			checkToTag(t, &p, req, "t1")
+			n++
+		}
+	}
+	if n < 20 {
+		t.Fatalf("only %d requests checked", n)
+	}
+}

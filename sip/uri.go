@@ -491,7 +491,8 @@ func appendHostPort(b []byte, host string, port int) []byte {
 
 // String returns the URI in its wire form.
 func (u *URI) String() string {
-	return string(u.AppendTo(make([]byte, 0, 64)))
+	var buf [formatBuf]byte
+	return string(u.AppendTo(buf[:0]))
 }
 
 // AppendTo appends the wire form of u to b.

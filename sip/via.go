@@ -46,7 +46,16 @@ func (v *Via) Received() string {
 func (v *Via) SentBy() string { return JoinHostPort(v.Host, v.Port) }
 
 // String returns the Via value.
-func (v *Via) String() string { return string(v.AppendTo(make([]byte, 0, 64))) }
+func (v *Via) String() string {
+	var buf [formatBuf]byte
+	return string(v.AppendTo(buf[:0]))
+}
+
+// formatBuf is the size of the stack buffer a value's String formats
+// into before copying it to its string: a Via with its branch, a To
+// with its tag and a Contact URI fit, so that formatting one allocates
+// only the string.
+const formatBuf = 256
 
 // AppendTo appends the Via value to b.
 func (v *Via) AppendTo(b []byte) []byte {

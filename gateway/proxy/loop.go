@@ -1,9 +1,8 @@
 package proxy
 
 import (
+	"encoding/binary"
 	"encoding/hex"
-	"hash/fnv"
-	"io"
 	"strconv"
 	"strings"
 
@@ -23,25 +22,21 @@ const branchPrefix = sip.BranchCookie + "sb"
 // every pass of a looping request, which would hide the loop. The hash
 // only compares; it protects nothing, so a fast 64-bit FNV-1a does.
 func loopHash(r *sip.Request) string {
-	h := fnv.New64a()
-	w := func(s string) {
-		io.WriteString(h, s)
-		h.Write([]byte{0})
-	}
-	w(r.URI.String())
+	h := newFNV()
+	var buf [256]byte
+	h.field(r.URI.AppendTo(buf[:0]))
 	to, from := r.To(), r.From()
-	w(to.Tag())
-	w(from.Tag())
-	w(r.CallID())
-	w(strconv.FormatUint(uint64(r.CSeq().Seq), 10))
+	h.fieldString(to.Tag())
+	h.fieldString(from.Tag())
+	h.fieldString(r.CallID())
+	h.field(strconv.AppendUint(buf[:0], uint64(r.CSeq().Seq), 10))
 	for _, name := range [...]string{"Route", "Proxy-Require", "Proxy-Authorization"} {
 		for _, v := range r.Values(name) {
-			w(v)
+			h.fieldString(v)
 		}
-		w("")
+		h.fieldString("")
 	}
-	var sum [8]byte
-	return hex.EncodeToString(h.Sum(sum[:0]))
+	return h.hex()
 }
 
 // newBranch returns a branch for a forwarded request: the loop hash and
@@ -54,10 +49,49 @@ func newBranch(hash string) string {
 // transaction (the ACK of a 2xx): derived from the received top Via's
 // branch, so that a retransmitted ACK keeps its branch downstream (§16.11).
 func statelessBranch(hash, received string) string {
-	h := fnv.New64a()
-	io.WriteString(h, received)
+	h := newFNV()
+	h.write(received)
+	return branchPrefix + hash + "." + h.hex()
+}
+
+// fnv64a is 64-bit FNV-1a, as hash/fnv's New64a computes it, written out
+// so that hashing strings goes through no interface and allocates nothing.
+type fnv64a uint64
+
+const (
+	fnvOffset64 = 14695981039346656037
+	fnvPrime64  = 1099511628211
+)
+
+func newFNV() fnv64a { return fnvOffset64 }
+
+func (h *fnv64a) write(s string) {
+	for i := 0; i < len(s); i++ {
+		*h = (*h ^ fnv64a(s[i])) * fnvPrime64
+	}
+}
+
+// fieldString hashes s and the 0 byte that ends a field of loopHash.
+func (h *fnv64a) fieldString(s string) {
+	h.write(s)
+	*h *= fnvPrime64 // the 0 byte: xor with 0 leaves h as it is
+}
+
+// field is fieldString for bytes.
+func (h *fnv64a) field(b []byte) {
+	for _, c := range b {
+		*h = (*h ^ fnv64a(c)) * fnvPrime64
+	}
+	*h *= fnvPrime64 // the 0 byte
+}
+
+// hex returns the sum in lower-case hex, big-endian as hash.Hash64's Sum.
+func (h fnv64a) hex() string {
 	var sum [8]byte
-	return branchPrefix + hash + "." + hex.EncodeToString(h.Sum(sum[:0]))
+	binary.BigEndian.PutUint64(sum[:], uint64(h))
+	var out [16]byte
+	hex.Encode(out[:], sum[:])
+	return string(out[:])
 }
 
 // looped reports whether r carries a Via of this proxy whose branch holds

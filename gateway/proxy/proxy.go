@@ -2,11 +2,14 @@ package proxy
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
@@ -174,6 +177,7 @@ type Proxy struct {
 	moved    Reconnects
 	auth     *digest.Server
 	key      []byte
+	macs     sync.Pool // of *stampMAC keyed with key
 	dialogs  *dialogs
 	order    *inorder.Order
 
@@ -230,6 +234,7 @@ func New(opts Options) (*Proxy, error) {
 		p.key = make([]byte, 32)
 		rand.Read(p.key) // never fails since Go 1.24
 	}
+	p.macs.New = func() any { return &stampMAC{h: hmac.New(sha256.New, p.key)} }
 	if p.tokens == nil {
 		p.tokens = HMACTokens{Secret: p.key}
 	}

@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"hash"
 	"slices"
 	"strconv"
 	"strings"
@@ -210,18 +211,47 @@ func (p *Proxy) isOurRecordRoute(u *sip.URI) bool {
 // direction letter and 96 bits of HMAC. Towards the caller the callee's
 // tag is not known yet and is "".
 func (p *Proxy) stamp(dir byte, callID, callerTag, calleeTag string) string {
-	m := hmac.New(sha256.New, p.key)
-	m.Write([]byte{'r', 'r', 0, dir, 0})
-	m.Write([]byte(callID))
-	m.Write([]byte{0})
-	m.Write([]byte(callerTag))
-	m.Write([]byte{0})
-	m.Write([]byte(calleeTag))
-	var sum [sha256.Size]byte
-	b := make([]byte, 1, 17)
-	b[0] = dir
-	return string(base64.RawURLEncoding.AppendEncode(b, m.Sum(sum[:0])[:12]))
+	var b [stampLen]byte
+	return string(p.appendStamp(b[:0], dir, callID, callerTag, calleeTag))
 }
+
+// stampLen is the length of a stamp: the direction letter and 12 bytes of
+// HMAC in unpadded base64.
+const stampLen = 1 + 16
+
+// appendStamp appends the stamp (see stamp) to b.
+func (p *Proxy) appendStamp(b []byte, dir byte, callID, callerTag, calleeTag string) []byte {
+	m := p.macs.Get().(*stampMAC)
+	m.in = append(m.in[:0], 'r', 'r', 0, dir, 0)
+	m.in = append(m.in, callID...)
+	m.in = append(m.in, 0)
+	m.in = append(m.in, callerTag...)
+	m.in = append(m.in, 0)
+	m.in = append(m.in, calleeTag...)
+	m.h.Reset()
+	m.h.Write(m.in)
+	b = append(b, dir)
+	b = base64.RawURLEncoding.AppendEncode(b, m.h.Sum(m.sum[:0])[:12])
+	if cap(m.in) <= maxPooledStampInput {
+		p.macs.Put(m)
+	}
+	return b
+}
+
+// stampMAC is a keyed HMAC with buffers of its own, pooled: hmac.New
+// hashes the key's two pads every time, and what is written to a
+// hash.Hash goes to the heap, so the input is gathered here first and the
+// sum made here, and a stamp allocates nothing but its string.
+type stampMAC struct {
+	h   hash.Hash
+	in  []byte
+	sum [sha256.Size]byte
+}
+
+// maxPooledStampInput bounds the input buffer a pooled stampMAC keeps: a
+// request with a huge Call-ID or tag gets its stamp, but its buffer is
+// not kept for every later one.
+const maxPooledStampInput = 1024
 
 // checkStamp notes in rt the dialog and direction of a stamp that matches
 // r: its Call-ID, and its tags as they must be for the direction — a
@@ -245,7 +275,8 @@ func (p *Proxy) checkStamp(rt *routing, s string, r *sip.Request) {
 		rt.badStamp = true
 		return
 	}
-	if hmac.Equal([]byte(s), []byte(p.stamp(s[0], key.callID, key.callerTag, bound))) {
+	var want [stampLen]byte
+	if hmac.Equal([]byte(s), p.appendStamp(want[:0], s[0], key.callID, key.callerTag, bound)) {
 		rt.stamped, rt.dir, rt.dialog, rt.calleeTag = true, s[0], key, calleeTag
 		return
 	}

@@ -89,7 +89,8 @@ func splitQOP(v string) []string {
 // RFC 7616 §3.3 quotes and leaving algorithm, stale and userhash bare.
 // Realm and nonce are always written; other empty fields are omitted.
 func (ch Challenge) String() string {
-	w := newWriter()
+	var w writer
+	w.start()
 	w.quoted("realm", ch.Realm)
 	if ch.Domain != "" {
 		w.quoted("domain", ch.Domain)

@@ -89,7 +89,8 @@ func ParseCredentials(headerValue string) (Credentials, error) {
 // The five required parameters are always written; other empty fields are
 // omitted.
 func (c Credentials) String() string {
-	w := newWriter()
+	var w writer
+	w.start()
 	w.quoted("username", c.Username)
 	w.quoted("realm", c.Realm)
 	w.quoted("nonce", c.Nonce)

@@ -145,11 +145,13 @@ type writer struct {
 	first bool
 }
 
-func newWriter() *writer {
-	w := &writer{first: true}
+// start begins the value. A writer is a local of the String that uses it
+// (not made by a constructor) so that it stays on the stack: only the
+// Builder's buffer, which becomes the string, is allocated.
+func (w *writer) start() {
+	w.first = true
 	w.b.Grow(256)
 	w.b.WriteString("Digest ")
-	return w
 }
 
 func (w *writer) name(name string) {

@@ -151,9 +151,11 @@ func (s *Server) Challenge(algorithm string, stale bool) (Challenge, error) {
 	if algorithm == "" {
 		name = ""
 	}
+	var nonce [nonceLen]byte
+	base64.RawURLEncoding.Encode(nonce[:], raw[:])
 	return Challenge{
 		Realm:     s.Realm,
-		Nonce:     base64.RawURLEncoding.EncodeToString(raw[:]),
+		Nonce:     string(nonce[:]),
 		Algorithm: name,
 		QOP:       []string{"auth"},
 		Stale:     stale,
