@@ -32,7 +32,9 @@ import (
 //
 // A request admitted within a dialog then takes its place in the order of
 // its dialog (proxy.Proxy.Arrive), here because Admit sees the requests of
-// a source in the order they arrived: the proxy forwards them, and the
+// a dialog in the order they arrived (the transport hands one Call-ID's
+// datagrams, and one connection's messages, to one worker at a time;
+// transport's lanes): the proxy forwards them, and the
 // B2BUA relays those of its calls, in that order (one inorder.Order for
 // both), or answers 503 when too many of one dialog wait.
 func (g *Gateway) admit(req *sip.Request) (reject *sip.Response, drop bool) {

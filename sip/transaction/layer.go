@@ -610,10 +610,11 @@ func (l *Layer) serve(tx *ServerTx) {
 
 // dispatchAck hands an ACK that no transaction absorbs to the Handler with
 // a nil *ServerTx, in the caller's goroutine (the transport's worker for
-// its source), holding a slot while it runs. Not in a goroutine of its
-// own: the request that follows an ACK from the same source (a BYE right
-// after the ACK of a 2xx) must not overtake it on its way on, and the
-// source's worker serves that source's messages in order. Beyond the
+// its lane: one Call-ID over UDP, one connection otherwise), holding a
+// slot while it runs. Not in a goroutine of its own: the request that
+// follows an ACK in its dialog (a BYE right after the ACK of a 2xx) must
+// not overtake it on its way on, and the lane's worker serves the lane's
+// messages in order. Beyond the
 // bound the ACK is dropped (an ACK is never answered).
 func (l *Layer) dispatchAck(req *sip.Request) {
 	l.mu.Lock()
