@@ -112,6 +112,7 @@ type Bridge struct {
 	fast      atomic.Pointer[fastLeg]
 	fastMu    sync.Mutex
 	fastTried bool
+	webROC    rocCount // under toWeb.mu
 	// pcCloseMu keeps PeerConnection.GetStats and Close apart: pion's
 	// close writes what GetStats reads without a lock of its own. Only
 	// the bridge closes the PeerConnection (see DisableCloseByDTLS).

@@ -234,6 +234,13 @@ func (k *keyTable) take(peer netip.AddrPort) (*srtpKeys, error) {
 	return keys, nil
 }
 
+// tagLen is the length of the profile's authentication tag in SRTP.
+func (s *srtpKeys) tagLen() int {
+	a, _ := s.profile.AuthTagRTPLen()
+	g, _ := s.profile.AEADAuthTagLen()
+	return a + g
+}
+
 // contexts makes the SRTP contexts of the keys, and zeroes the keys.
 func (s *srtpKeys) contexts() (local, remote *srtp.Context, err error) {
 	k := &s.cfg.Keys

@@ -1,6 +1,7 @@
 package media
 
 import (
+	"encoding/binary"
 	"errors"
 	"log/slog"
 	"net"
@@ -29,6 +30,9 @@ import (
 // decrypt before any has succeeded, before the leg goes back to pion's path
 // for good: keys that do not authenticate the browser's packets are wrong.
 const fastAuthTries = 8
+
+// rtpHeaderLen is the fixed RTP header (RFC 3550 §5.1).
+const rtpHeaderLen = 12
 
 // FastPathStats counts the fast path's work, engine-wide.
 type FastPathStats struct {
@@ -171,8 +175,10 @@ type fastLeg struct {
 	conn *fastConn
 	addr atomic.Pointer[netip.AddrPort] // the browser's, nil: off the path
 
-	// Receive side, used by the mux's read loop only.
+	// Receive side, used by the mux's read loop only. tagLen is the
+	// profile's authentication tag.
 	remote   *srtp.Context
+	tagLen   int
 	verified bool // a packet has authenticated
 	failures int
 	pkt      rtp.Packet
@@ -186,6 +192,12 @@ type fastLeg struct {
 
 // receive decrypts and relays one SRTP packet from the leg's address.
 func (l *fastLeg) receive(b []byte) bool {
+	if n, ok := rtpHeaderSize(b); !ok || len(b) < n+l.tagLen {
+		// Not SRTP, from the browser's address: refused here, where
+		// it costs nothing (pion's errors are allocated).
+		l.conn.rejected.Add(1)
+		return true
+	}
 	r := l.b.route.Load()
 	if r == nil || !r.toRTP.known[b[1]&0x7f] {
 		// Video, or a format of no audio stream: pion's.
@@ -217,13 +229,18 @@ func (l *fastLeg) receive(b []byte) bool {
 // send encrypts one packet for the browser and writes it on the shared
 // socket; handled false leaves it to pion. Called with the bridge's
 // toWeb.mu held.
-func (l *fastLeg) send(h *rtp.Header, payload []byte) (handled bool, n int, err error) {
+func (l *fastLeg) send(h *rtp.Header, payload []byte, roc uint32) (handled bool, n int, err error) {
 	addr := l.addr.Load()
 	bound := l.b.track.bound.Load()
 	if addr == nil || bound == nil {
 		return false, 0, nil
 	}
 	h.SSRC = bound.ssrc
+	// The stream may have gone on pion's path since the fast path last
+	// sent (the leg started late, or its pair went and came back): the
+	// packet is encrypted with the rollover counter the stream is at,
+	// which the browser expects, whatever this context saw.
+	l.local.SetROC(bound.ssrc, roc)
 	n, err = h.MarshalTo(l.plain[:])
 	if err != nil || n+len(payload) > len(l.plain) {
 		return false, 0, nil
@@ -243,8 +260,9 @@ func (l *fastLeg) send(h *rtp.Header, payload []byte) (handled bool, n int, err 
 // writeWeb sends one audio packet to the browser: on the fast path when
 // the leg is on it, else through pion. Called with b.toWeb.mu held.
 func (b *Bridge) writeWeb(h *rtp.Header, payload []byte) (int, error) {
+	roc := b.webROC.count(h.SequenceNumber)
 	if l := b.fast.Load(); l != nil {
-		if handled, n, err := l.send(h, payload); handled {
+		if handled, n, err := l.send(h, payload, roc); handled {
 			return n, err
 		}
 		if bound := b.track.bound.Load(); bound != nil {
@@ -261,6 +279,32 @@ func (b *Bridge) writeWeb(h *rtp.Header, payload []byte) (int, error) {
 }
 
 var errFastROC = errors.New("media: fast path: the stream wrapped on the fast path, pion cannot take it over")
+
+// rocCount follows the rollover counter (RFC 3711 §3.3.1) of the stream
+// to the browser, whichever path sends it: sequence numbers come in order
+// from the outStream. Guarded by the bridge's toWeb.mu.
+type rocCount struct {
+	started bool
+	last    uint16
+	roc     uint32
+}
+
+// count takes the sequence number of the next packet sent and returns the
+// packet's rollover counter.
+func (c *rocCount) count(seq uint16) uint32 {
+	switch {
+	case !c.started:
+		c.started, c.last = true, seq
+	case int16(seq-c.last) > 0:
+		if seq < c.last {
+			c.roc++
+		}
+		c.last = seq
+	case seq > c.last && c.roc > 0:
+		return c.roc - 1 // late, from before the last wrap
+	}
+	return c.roc
+}
 
 // fastAddr returns the browser's address of t when its media may take
 // the fast path: UDP through the shared ICE port (a browser's relay
@@ -311,7 +355,7 @@ func (b *Bridge) startFast(t Transport) {
 		b.log.Info("media fast path: the leg stays on pion's path", "err", err)
 		return
 	}
-	l := &fastLeg{b: b, conn: c, local: local, remote: remote}
+	l := &fastLeg{b: b, conn: c, local: local, remote: remote, tagLen: keys.tagLen()}
 	b.fast.Store(l)
 	c.add(l, addr)
 	b.log.Debug("media fast path", "browser", addr, "srtp_profile", t.SRTPProfile)
@@ -345,4 +389,20 @@ func (b *Bridge) stopFast() {
 	if l := b.fast.Swap(nil); l != nil {
 		l.conn.remove(l)
 	}
+}
+
+// rtpHeaderSize returns the size of the RTP header at the start of b,
+// CSRCs and extension included; false when b is too short for it.
+func rtpHeaderSize(b []byte) (int, bool) {
+	if len(b) < rtpHeaderLen {
+		return 0, false
+	}
+	n := rtpHeaderLen + 4*int(b[0]&0x0f)
+	if b[0]&0x10 != 0 {
+		if len(b) < n+4 {
+			return 0, false
+		}
+		n += 4 + 4*int(binary.BigEndian.Uint16(b[n+2:]))
+	}
+	return n, len(b) >= n
 }
