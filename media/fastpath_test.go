@@ -176,7 +176,10 @@ func TestFastPath(t *testing.T) {
 			name = "gateway-dtls-client"
 		}
 		t.Run(name, func(t *testing.T) {
-			e := newTestEngine(t, Options{})
+			// A fake clock: no packet goes pion's way for the ICE
+			// agent's sake after the first.
+			clk := newFake()
+			e := newTestEngine(t, Options{Clock: clk})
 			b, br, phone := fastCall(t, e, browserOffers)
 			before := e.Stats().FastPath
 			gw := b.RTPAddr()
@@ -199,6 +202,16 @@ func TestFastPath(t *testing.T) {
 			st := e.Stats().FastPath
 			if st.Legs != 1 || st.PacketsIn-before.PacketsIn != n || st.PacketsOut-before.PacketsOut != n || st.Fallbacks != 0 || st.Rejected != 0 {
 				t.Fatalf("fast path stats %+v after %+v, want %d packets each way on it", st, before, n)
+			}
+			// A second later one packet goes pion's way (its ICE
+			// agent hears the browser), and is relayed all the same.
+			clk.Advance(fastPassEvery)
+			br.send(0, 7000+n, 50000+160*n, payload(0x55, 160))
+			if p := phone.recv(); !bytes.Equal(p.Payload, payload(0x55, 160)) {
+				t.Fatalf("phone got %x through pion", p.Payload[:4])
+			}
+			if in := e.Stats().FastPath.PacketsIn; in != st.PacketsIn {
+				t.Fatalf("the packet after a second went the fast path (%d, was %d)", in, st.PacketsIn)
 			}
 			_ = b.Close()
 			if st := e.Stats().FastPath; st.Legs != 0 {
@@ -251,6 +264,9 @@ func attackLeg(t *testing.T, e *Engine, b *Bridge, verified bool) (*net.UDPConn,
 	l := b.fast.Load()
 	e.fast.mu.Lock() // keeps the mux's read loop out
 	l.remote, l.tagLen, l.verified, l.failures = recv, 10, verified, 0
+	// No packet of the test's address goes pion's way (pion knows no
+	// such pair): the engines of these tests run on a fake clock.
+	l.lastPass = e.clock.Now()
 	e.fast.mu.Unlock()
 	e.fast.add(l, atk.LocalAddr().(*net.UDPAddr).AddrPort())
 	return atk, send
@@ -277,7 +293,7 @@ func sealed(t *testing.T, c *srtp.Context, pt uint8, seq uint16, ssrc uint32, bo
 // counted, never relayed, and the leg goes on relaying genuine packets.
 func TestFastPathHostile(t *testing.T) {
 	checkGoroutines(t)
-	e := newTestEngine(t, Options{})
+	e := newTestEngine(t, Options{Clock: newFake()})
 	b, _, phone := fastCall(t, e, true)
 	atk, enc := attackLeg(t, e, b, true)
 	stranger, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
@@ -399,7 +415,7 @@ func TestFastPathHostile(t *testing.T) {
 // once, and the call goes on through pion.
 func TestFastPathWrongKeys(t *testing.T) {
 	checkGoroutines(t)
-	e := newTestEngine(t, Options{})
+	e := newTestEngine(t, Options{Clock: newFake()})
 	b, br, phone := fastCall(t, e, true)
 	atk, _ := attackLeg(t, e, b, false)
 	other, err := srtp.CreateContext(bytes.Repeat([]byte{1}, 16), bytes.Repeat([]byte{2}, 14), srtp.ProtectionProfileAes128CmHmacSha1_80)
