@@ -133,14 +133,11 @@ func checkKeys(t *testing.T, cert tls.Certificate, gatewayClient bool, profile d
 	}
 }
 
-// fastCall sets up a call between a test browser and a phone on e, the
-// browser offering (gateway DTLS client) or answering (gateway DTLS
-// server), and waits until its web leg is on the fast path.
-func fastCall(t *testing.T, e *Engine, browserOffers bool) (*Bridge, *testBrowser, *testPhone) {
+// connectCall negotiates a call between br and phone on b, the browser
+// offering (gateway DTLS client) or answering (gateway DTLS server), and
+// waits until the browser is connected.
+func connectCall(t *testing.T, b *Bridge, br *testBrowser, phone *testPhone, browserOffers bool) {
 	t.Helper()
-	b := newTestBridge(t, e)
-	br := newTestBrowser(t)
-	phone := newTestPhone(t)
 	if browserOffers {
 		if _, err := b.WebOffer(br.Offer()); err != nil {
 			t.Fatal(err)
@@ -160,7 +157,20 @@ func fastCall(t *testing.T, e *Engine, browserOffers bool) (*Bridge, *testBrowse
 		}
 	}
 	br.WaitConnected()
+}
+
+func waitFastLeg(t *testing.T, b *Bridge) {
+	t.Helper()
 	waitFor(t, "the leg on the fast path", func() bool { return b.fast.Load() != nil && b.fast.Load().addr.Load() != nil })
+}
+
+// fastCall sets up a call on e and waits until its web leg is on the
+// fast path.
+func fastCall(t *testing.T, e *Engine, browserOffers bool) (*Bridge, *testBrowser, *testPhone) {
+	t.Helper()
+	b, br, phone := newTestBridge(t, e), newTestBrowser(t), newTestPhone(t)
+	connectCall(t, b, br, phone, browserOffers)
+	waitFastLeg(t, b)
 	prime(t, b, br, phone, 0)
 	return b, br, phone
 }
@@ -224,18 +234,8 @@ func TestFastPath(t *testing.T) {
 // TestNoFastPath: with the fast path off the call runs on pion's path.
 func TestNoFastPath(t *testing.T) {
 	e := newTestEngine(t, Options{NoFastPath: true})
-	b := newTestBridge(t, e)
-	br := newTestBrowser(t)
-	phone := newTestPhone(t)
-	if _, err := b.WebOffer(br.Offer()); err != nil {
-		t.Fatal(err)
-	}
-	ans, err := b.RTPAnswer(phone.SDP(1, "0 101"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	br.SetAnswer(ans)
-	br.WaitConnected()
+	b, br, phone := newTestBridge(t, e), newTestBrowser(t), newTestPhone(t)
+	connectCall(t, b, br, phone, true)
 	prime(t, b, br, phone, 0)
 	if st := e.Stats().FastPath; st != (FastPathStats{}) {
 		t.Fatalf("fast path stats %+v with the fast path off", st)
@@ -447,20 +447,10 @@ func TestFastPathWrongKeys(t *testing.T) {
 func TestFastPathTakesOverAfterWrap(t *testing.T) {
 	checkGoroutines(t)
 	e := newTestEngine(t, Options{})
-	b := newTestBridge(t, e)
+	b, br, phone := newTestBridge(t, e), newTestBrowser(t), newTestPhone(t)
 	b.toWeb.lastSeq = 65300 // where the stream starts: it wraps soon
-	br := newTestBrowser(t)
-	phone := newTestPhone(t)
-	if _, err := b.WebOffer(br.Offer()); err != nil {
-		t.Fatal(err)
-	}
-	ans, err := b.RTPAnswer(phone.SDP(1, "0 101"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	br.SetAnswer(ans)
-	br.WaitConnected()
-	waitFor(t, "the leg on the fast path", func() bool { return b.fast.Load() != nil && b.fast.Load().addr.Load() != nil })
+	connectCall(t, b, br, phone, true)
+	waitFastLeg(t, b)
 	l := b.fast.Load()
 	addr := *l.addr.Load()
 	e.fast.remove(l) // pion's path, for now
