@@ -78,17 +78,18 @@ func newKeyTable(now func() time.Time) *keyTable {
 // <client random> <master secret>", one line per Write). It never fails:
 // a line it does not understand is ignored.
 func (k *keyTable) Write(p []byte) (int, error) {
-	line := strings.TrimSpace(string(p))
-	f := strings.Fields(line)
-	if len(f) != 3 || f[0] != "CLIENT_RANDOM" || len(f[1]) != 2*randomLen || len(f[2]) != 2*masterLen {
+	// Parsed in place: no copy of the secret is made but the one kept.
+	f := bytes.Fields(p)
+	if len(f) != 3 || string(f[0]) != "CLIENT_RANDOM" || len(f[1]) != 2*randomLen || len(f[2]) != 2*masterLen {
 		return len(p), nil
 	}
 	var cr [randomLen]byte
 	var s secret
-	if _, err := hex.Decode(cr[:], []byte(f[1])); err != nil {
+	if _, err := hex.Decode(cr[:], f[1]); err != nil {
 		return len(p), nil
 	}
-	if _, err := hex.Decode(s.master[:], []byte(f[2])); err != nil {
+	if _, err := hex.Decode(s.master[:], f[2]); err != nil {
+		clear(s.master[:])
 		return len(p), nil
 	}
 	s.at = k.now()

@@ -186,6 +186,10 @@ type fastLeg struct {
 	tagLen   int
 	verified bool // a packet has authenticated
 	lastPass time.Time
+	copy     [1500]byte
+	// copied is the SSRC and sequence number of the last copy given to
+	// pion, with bit 48 set; read by pion's track reader.
+	copied   atomic.Uint64
 	failures int
 	pkt      rtp.Packet
 
@@ -209,15 +213,16 @@ func (l *fastLeg) receive(b []byte) bool {
 		// Video, or a format of no audio stream: pion's.
 		return false
 	}
-	if now := l.b.clock.Now(); now.Sub(l.lastPass) >= fastPassEvery {
-		// pion's ICE agent takes the browser for gone when it hears
-		// nothing for a few seconds; an ICE-lite gateway sends no
-		// checks of its own to hear answers to. One packet a second
-		// goes pion's way, and its track relays it.
+	// pion's ICE agent takes the browser for gone when it hears nothing
+	// for a few seconds, and an ICE-lite gateway sends no checks of its
+	// own to hear answers to: once a second pion gets a copy of a packet
+	// that the fast path relays (its track drops it, see isCopy).
+	copyForPion := false
+	if now := l.b.clock.Now(); l.verified && now.Sub(l.lastPass) >= fastPassEvery {
 		l.lastPass = now
-		return false
+		copyForPion = copy(l.copy[:], b) == len(b)
 	}
-	// Decrypted in place: b is the mux's buffer, and pion never sees it.
+	// Decrypted in place: b is the mux's buffer.
 	plain, err := l.remote.DecryptRTP(b, b, &l.pkt.Header)
 	if err != nil {
 		if l.verified {
@@ -234,10 +239,26 @@ func (l *fastLeg) receive(b []byte) bool {
 		}
 		return false
 	}
-	l.verified = true
+	if !l.verified {
+		l.verified = true
+		l.lastPass = l.b.clock.Now()
+	}
 	l.conn.packetsIn.Add(1)
+	if copyForPion {
+		l.copied.Store(uint64(l.pkt.SSRC)<<16 | uint64(l.pkt.SequenceNumber) | 1<<48)
+	}
 	l.b.fromWeb(plain, &l.pkt)
+	if copyForPion {
+		copy(b, l.copy[:len(b)])
+		return false
+	}
 	return true
+}
+
+// isCopy reports whether a packet that pion's track delivers is the copy
+// the fast path gave pion of a packet it relayed itself.
+func (l *fastLeg) isCopy(ssrc uint32, seq uint16) bool {
+	return l.copied.Load() == uint64(ssrc)<<16|uint64(seq)|1<<48
 }
 
 // send encrypts one packet for the browser and writes it on the shared
@@ -264,10 +285,12 @@ func (l *fastLeg) send(h *rtp.Header, payload []byte, roc uint32) (handled bool,
 	if err != nil {
 		return false, 0, nil
 	}
+	// Counted before the write, so that the count is there when the
+	// packet is.
+	l.conn.packetsOut.Add(1)
 	if _, err := l.conn.UDPConn.WriteToUDPAddrPort(enc, *addr); err != nil {
 		return true, 0, err
 	}
-	l.conn.packetsOut.Add(1)
 	return true, n, nil
 }
 

@@ -4,12 +4,18 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
+	"errors"
+	"fmt"
 	"net"
+	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/pion/dtls/v3"
 	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
+	"github.com/pion/dtls/v3/pkg/protocol"
+	"github.com/pion/dtls/v3/pkg/protocol/handshake"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
 )
@@ -213,15 +219,19 @@ func TestFastPath(t *testing.T) {
 			if st.Legs != 1 || st.PacketsIn-before.PacketsIn != n || st.PacketsOut-before.PacketsOut != n || st.Fallbacks != 0 || st.Rejected != 0 {
 				t.Fatalf("fast path stats %+v after %+v, want %d packets each way on it", st, before, n)
 			}
-			// A second later one packet goes pion's way (its ICE
-			// agent hears the browser), and is relayed all the same.
+			// A second later pion gets a copy of a packet (its ICE
+			// agent hears the browser); the packet reaches the phone
+			// once.
 			clk.Advance(fastPassEvery)
 			br.send(0, 7000+n, 50000+160*n, payload(0x55, 160))
 			if p := phone.recv(); !bytes.Equal(p.Payload, payload(0x55, 160)) {
-				t.Fatalf("phone got %x through pion", p.Payload[:4])
+				t.Fatalf("phone got %x", p.Payload[:4])
 			}
-			if in := e.Stats().FastPath.PacketsIn; in != st.PacketsIn {
-				t.Fatalf("the packet after a second went the fast path (%d, was %d)", in, st.PacketsIn)
+			if p := phone.Recv(200 * time.Millisecond); p != nil {
+				t.Fatalf("phone got seq %d twice: pion relayed its copy", p.SequenceNumber)
+			}
+			if in, copied := e.Stats().FastPath.PacketsIn, b.fast.Load().copied.Load(); in != st.PacketsIn+1 || copied == 0 {
+				t.Fatalf("the packet after a second: %d on the fast path (was %d), pion's copy %#x", in, st.PacketsIn, copied)
 			}
 			_ = b.Close()
 			if st := e.Stats().FastPath; st.Legs != 0 {
@@ -497,5 +507,69 @@ func TestROCCount(t *testing.T) {
 		if got := c.count(s); got != want[i] {
 			t.Fatalf("packet %d (seq %d): roc %d, want %d", i, s, got, want[i])
 		}
+	}
+}
+
+// clientHello is a DTLS datagram with a ClientHello of random r.
+func clientHello(t *testing.T, r byte) []byte {
+	t.Helper()
+	m := &handshake.MessageClientHello{
+		Version:            protocol.Version1_2,
+		CipherSuiteIDs:     []uint16{uint16(dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)},
+		CompressionMethods: []*protocol.CompressionMethod{{}},
+	}
+	m.Random.RandomBytes[0] = r
+	h := handshake.Handshake{Message: m}
+	body, err := h.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := []byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, byte(len(body) >> 8), byte(len(body))}
+	return append(rec, body...)
+}
+
+// TestKeyTableCaps floods the tables of handshakes in progress as an
+// attacker would, with ClientHellos from many addresses and key log lines:
+// they stop at maxHandshakes, take new entries again once the old ones
+// expire, and ignore what is not a key log line.
+func TestKeyTableCaps(t *testing.T) {
+	now := t0
+	k := newKeyTable(func() time.Time { return now })
+	for i := range maxHandshakes + 10 {
+		k.observe(clientHello(t, byte(i)), netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 5000), false)
+	}
+	line := func(i int) []byte {
+		return []byte(fmt.Sprintf("CLIENT_RANDOM %064x %096x\n", i, i+1))
+	}
+	for i := range maxHandshakes + 10 {
+		if _, err := k.Write(line(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, bad := range []string{"", "CLIENT_RANDOM", "CLIENT_RANDOM zz 00", "SERVER_HANDSHAKE_TRAFFIC_SECRET " + strings.Repeat("0", 64) + " " + strings.Repeat("0", 96),
+		"CLIENT_RANDOM " + strings.Repeat("g", 64) + " " + strings.Repeat("0", 96)} {
+		if n, err := k.Write([]byte(bad)); err != nil || n != len(bad) {
+			t.Fatalf("Write(%q) = %d, %v", bad, n, err)
+		}
+	}
+	k.mu.Lock()
+	hellos, secrets := len(k.hellos), len(k.secrets)
+	k.mu.Unlock()
+	if hellos != maxHandshakes || secrets != maxHandshakes {
+		t.Fatalf("%d hellos, %d secrets kept, want the cap %d", hellos, secrets, maxHandshakes)
+	}
+	// A handshake from an address that did not get in has no keys.
+	late := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, maxHandshakes >> 8, maxHandshakes & 0xff}), 5000)
+	if _, err := k.take(late); !errors.Is(err, errNoKeys) {
+		t.Fatalf("take of a refused handshake: %v", err)
+	}
+	now = now.Add(handshakeTTL + time.Second)
+	k.observe(clientHello(t, 1), late, false)
+	_, _ = k.Write(line(maxHandshakes + 20))
+	k.mu.Lock()
+	hellos, secrets = len(k.hellos), len(k.secrets)
+	k.mu.Unlock()
+	if hellos != 1 || secrets != 1 {
+		t.Fatalf("after the TTL: %d hellos, %d secrets, want the new one alone", hellos, secrets)
 	}
 }

@@ -2,6 +2,7 @@ package media
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -255,6 +256,9 @@ func (b *Bridge) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		if v != nil {
 			b.videoFromWeb(v, buf[:n], &pkt)
 			continue
+		}
+		if l := b.fast.Load(); l != nil && n >= rtpHeaderLen && l.isCopy(binary.BigEndian.Uint32(buf[8:]), binary.BigEndian.Uint16(buf[2:])) {
+			continue // relayed by the fast path already
 		}
 		b.fromWeb(buf[:n], &pkt)
 	}
