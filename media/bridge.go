@@ -106,6 +106,13 @@ type Bridge struct {
 	onKeyframe               func()
 
 	transport transportFacts
+	// fast is the web leg's fast path, nil when off; fastMu orders its
+	// starts and stops, fastTried tells that the PeerConnection's keys
+	// were taken (started or failed: not tried again).
+	fast      atomic.Pointer[fastLeg]
+	fastMu    sync.Mutex
+	fastTried bool
+	webROC    rocCount // under toWeb.mu
 	// pcCloseMu keeps PeerConnection.GetStats and Close apart: pion's
 	// close writes what GetStats reads without a lock of its own. Only
 	// the bridge closes the PeerConnection (see DisableCloseByDTLS).
@@ -236,6 +243,7 @@ func (b *Bridge) teardown() {
 	}
 	b.timerMu.Unlock()
 	b.stopDTMF()
+	b.stopFast()
 
 	b.mu.Lock()
 	b.state = stateClosed
@@ -424,6 +432,10 @@ func (b *Bridge) dropWebLeg() {
 		b.pcCloseMu.Unlock()
 	}
 	b.pc, b.pcDropped, b.hasSender, b.hasVideoSender = nil, nil, false, false
+	b.stopFast()
+	b.fastMu.Lock()
+	b.fastTried = false
+	b.fastMu.Unlock()
 	b.track.unbind()
 	if b.vid != nil {
 		b.vid.track.unbind()

@@ -31,6 +31,7 @@ type Engine struct {
 	announce netip.Addr // c= address of the RTP leg
 	settings webrtc.SettingEngine
 	mux      ice.UDPMux // nil with Options.ICEPortRange
+	fast     *fastConn  // the mux's socket; nil without the fast path
 	tcpMux   ice.TCPMux // nil without Options.ICETCP
 	tcpLn    *tcpListener
 	iceAddr  netip.AddrPort // the shared ICE port, UDP and TCP
@@ -159,7 +160,17 @@ func (e *Engine) configurePion() error {
 	// (the load bench saw its drops match the loss). The system caps the
 	// size at net.core.rmem_max.
 	_ = conn.SetReadBuffer(muxReadBuffer)
-	e.mux = webrtc.NewICEUDPMux(pionLoggers{e.ctx, e.log}.NewLogger("ice-mux"), conn)
+	var pconn net.PacketConn = conn
+	if !o.NoFastPath {
+		keys := newKeyTable(time.Now)
+		e.fast = newFastConn(conn, e.log, keys)
+		pconn = e.fast
+		// The key log never leaves the process: keyTable keeps a
+		// master secret until its leg takes the SRTP keys (or a
+		// minute), then zeroes it.
+		s.SetDTLSKeyLogWriter(keys)
+	}
+	e.mux = webrtc.NewICEUDPMux(pionLoggers{e.ctx, e.log}.NewLogger("ice-mux"), pconn)
 	s.SetICEUDPMux(e.mux)
 	if ln != nil {
 		e.tcpLn = newTCPListener(ln, o.ICETCPMaxConns, o.ICETCPMaxConnsPerIP, e.log)
@@ -428,6 +439,9 @@ func (e *Engine) Stats() EngineStats {
 	e.transportsMu.Unlock()
 	if e.tcpLn != nil {
 		st.ICETCPConns, st.ICETCPRefused = e.tcpLn.counts()
+	}
+	if e.fast != nil {
+		st.FastPath = e.fast.stats()
 	}
 	return st
 }

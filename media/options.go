@@ -49,6 +49,13 @@ type Options struct {
 	// ICELite makes the gateway an ICE lite agent (RFC 8445 §2.5), which
 	// suits a server with a public address.
 	ICELite bool
+	// NoFastPath keeps every web leg's audio on pion's packet pipeline.
+	// By default (false) the audio of a leg whose selected pair is UDP
+	// on the shared ICE port is encrypted, decrypted and relayed by the
+	// gateway itself, from the SRTP keys of its DTLS session, at a
+	// fraction of pion's CPU per packet (fastpath.go). It has no effect
+	// with ICEPortRange.
+	NoFastPath bool
 	// LoopbackOnly refuses to send anything to an address outside
 	// 127.0.0.0/8 and ::1, on either leg: for tests. BindIP must then be a
 	// loopback address.

@@ -218,7 +218,7 @@ func (b *Bridge) fromRTP(buf []byte, src netip.AddrPort, pkt *rtp.Packet) {
 		s.reset = true
 	}
 	s.rewrite(&pkt.Header, r.toWeb.rate[pt], r.ptime, now)
-	n, err := b.track.writeRTP(&pkt.Header, pkt.Payload)
+	n, err := b.writeWeb(&pkt.Header, pkt.Payload)
 	s.mu.Unlock()
 	switch {
 	case err != nil:

@@ -251,6 +251,8 @@ type EngineStats struct {
 	// Video sums the video counters of every bridge since the Engine
 	// started, open ones included.
 	Video VideoCounts `json:"video"`
+	// FastPath counts the audio relayed without pion's packet pipeline.
+	FastPath FastPathStats `json:"fast_path"`
 }
 
 // Traffic sums the packet counters of one kind of leg over bridges. In and

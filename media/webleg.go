@@ -2,6 +2,7 @@ package media
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -123,7 +124,13 @@ func (b *Bridge) newWebLeg(codecs []Codec) error {
 			}
 		}
 	})
-	pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(b.transport.pairChanged)
+	pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
+		b.transport.pairChanged(p)
+		if p != nil {
+			t := Transport{Local: candidateOf(p.Local), Remote: candidateOf(p.Remote)}
+			b.goWorker(func() { b.moveFast(t) })
+		}
+	})
 	b.pc, b.pcDropped = pc, dropped
 	if b.vid != nil {
 		b.vid.pc.Store(pc)
@@ -142,6 +149,7 @@ func (b *Bridge) learnTransport(pc *webrtc.PeerConnection) {
 	}
 	t, first := b.transport.learn(pc)
 	b.pcCloseMu.Unlock()
+	b.startFast(t)
 	b.log.Debug("webrtc leg connected", "local", t.Local.Type+"/"+t.Local.Protocol, "remote", t.Remote.Type+"/"+t.Remote.Protocol,
 		"remote_address", t.Remote.Address, "dtls_role", t.DTLSRole, "srtp_profile", t.SRTPProfile)
 	if first {
@@ -248,6 +256,9 @@ func (b *Bridge) onTrack(tr *webrtc.TrackRemote, recv *webrtc.RTPReceiver) {
 		if v != nil {
 			b.videoFromWeb(v, buf[:n], &pkt)
 			continue
+		}
+		if l := b.fast.Load(); l != nil && n >= rtpHeaderLen && l.isCopy(binary.BigEndian.Uint32(buf[8:]), binary.BigEndian.Uint16(buf[2:])) {
+			continue // relayed by the fast path already
 		}
 		b.fromWeb(buf[:n], &pkt)
 	}

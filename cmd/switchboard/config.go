@@ -96,11 +96,13 @@ type Config struct {
 	// Media ports, ICE and TURN (validated in mediaconfig.go).
 	// ICEPort is the UDP port of every browser leg, and with ICETCP the
 	// TCP port of the same number (ICE-TCP); ICELite makes the gateway an
-	// ICE-lite agent; MaxCalls caps the bridged calls.
-	ICEPort  int  `env:"ICE_PORT" envDefault:"10000"`
-	ICETCP   bool `env:"ICE_TCP" envDefault:"true"`
-	ICELite  bool `env:"ICE_LITE" envDefault:"false"`
-	MaxCalls int  `env:"MAX_CALLS" envDefault:"500"`
+	// ICE-lite agent; MaxCalls caps the bridged calls. MediaFastPath
+	// relays the browsers' audio without pion's packet pipeline.
+	ICEPort       int  `env:"ICE_PORT" envDefault:"10000"`
+	ICETCP        bool `env:"ICE_TCP" envDefault:"true"`
+	ICELite       bool `env:"ICE_LITE" envDefault:"false"`
+	MaxCalls      int  `env:"MAX_CALLS" envDefault:"500"`
+	MediaFastPath bool `env:"MEDIA_FASTPATH" envDefault:"true"`
 	// TURNURLs are the STUN and TURN servers handed to browsers, with
 	// static credentials (TURNUsername, TURNPassword) or time-limited ones
 	// made with TURNSecret, valid for TURNTTL.
@@ -582,6 +584,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("ice_tcp", c.ICETCP),
 		slog.Bool("ice_lite", c.ICELite),
 		slog.Int("max_calls", c.MaxCalls),
+		slog.Bool("media_fastpath", c.MediaFastPath),
 		slog.Any("turn_urls", c.TURNURLs),
 		slog.String("turn_username", c.TURNUsername),
 		slog.Bool("turn_password_set", c.TURNPassword != ""),

@@ -31,6 +31,7 @@ func TestLoadConfigDefaults(t *testing.T) {
 		ICEPort:          10000,
 		ICETCP:           true,
 		MaxCalls:         500,
+		MediaFastPath:    true,
 		TURNTTL:          24 * time.Hour,
 		LogLevel:         "info",
 		LogFormat:        "text",

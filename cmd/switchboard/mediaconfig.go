@@ -107,6 +107,7 @@ func mediaOptions(c Config, bind, announce netip.Addr, logger *slog.Logger) medi
 		ICEUDPPort: c.ICEPort,
 		ICETCP:     c.ICETCP,
 		ICELite:    c.ICELite,
+		NoFastPath: !c.MediaFastPath,
 		Logger:     logger.With("component", "media"),
 	}
 }

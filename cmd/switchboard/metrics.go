@@ -78,6 +78,7 @@ type stackCollector struct {
 	transfers, transfersRefused, replaced                  *prometheus.Desc
 	videoPackets, keyframes                                *prometheus.Desc
 	keyframesDropped, videoReports                         *prometheus.Desc
+	fastLegs, fastPackets, fastRejected, fastFallbacks     *prometheus.Desc
 }
 
 func newStackCollector(s *sipStack) *stackCollector {
@@ -148,6 +149,10 @@ func newStackCollector(s *sipStack) *stackCollector {
 		keyframes:        d("media_keyframe_requests_total", "Keyframe requests translated: to the browser (PLI), to the phone as RTCP (PLI or FIR) or as SIP INFO picture_fast_update.", "to"),
 		keyframesDropped: d("media_keyframe_requests_dropped_total", "Keyframe requests not passed on, less than 500 ms after the last one the same way: to the browser or to the phone.", "to"),
 		videoReports:     d("media_video_rtcp_reports_total", "RTCP sender and receiver reports the gateway sent phones for video."),
+		fastLegs:         d("media_fastpath_legs", "Web legs whose audio the gateway relays itself, without pion's packet pipeline (SWITCHBOARD_MEDIA_FASTPATH)."),
+		fastPackets:      d("media_fastpath_packets_total", "SRTP audio packets handled on the fast path: decrypted from browsers (direction=in) or encrypted for them (direction=out).", "direction"),
+		fastRejected:     d("media_fastpath_rejected_total", "Packets from a browser's address dropped on the fast path: failed authentication, replayed or malformed."),
+		fastFallbacks:    d("media_fastpath_fallbacks_total", "Web legs left on pion's path although their pair allowed the fast path: SRTP keys not learned, or keys that authenticated none of the browser's packets."),
 	}
 }
 
@@ -244,6 +249,11 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.keyframesDropped, es.Video.KeyframesToBrowserDropped, "webrtc")
 	counter(c.keyframesDropped, es.Video.KeyframesToPhoneDropped, "sip")
 	counter(c.videoReports, es.Video.ReportsToPhone)
+	gauge(c.fastLegs, float64(es.FastPath.Legs))
+	counter(c.fastPackets, es.FastPath.PacketsIn, "in")
+	counter(c.fastPackets, es.FastPath.PacketsOut, "out")
+	counter(c.fastRejected, es.FastPath.Rejected)
+	counter(c.fastFallbacks, es.FastPath.Fallbacks)
 	bs := s.gw.Calls().Stats()
 	counter(c.reconnects, bs.Reconnects)
 	counter(c.flowLost, bs.FlowLost)

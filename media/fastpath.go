@@ -1,0 +1,445 @@
+package media
+
+import (
+	"encoding/binary"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+)
+
+// The fast path relays a web leg's audio without pion's packet pipeline.
+// pion hands each received SRTP packet through several goroutines (the
+// ICE mux's read loop, the candidate's buffer, the DTLS mux, the SRTP
+// session, the track's buffer) with a copy at each, and runs its
+// interceptors and SRTP session for each packet sent. On the fast path
+// the mux's read loop itself decrypts the browser's audio in place and
+// relays it (one goroutine, no copy), and the RTP leg's reader encrypts
+// the phone's audio and writes it on the shared socket.
+//
+// pion keeps everything else: ICE (STUN), DTLS, SRTCP and its reports,
+// video, and the legs whose selected pair is not UDP on the shared port
+// (ICE-TCP) or whose keys the fast path could not learn or verify.
+
+// fastAuthTries is how many packets from a leg's address may fail to
+// decrypt before any has succeeded, before the leg goes back to pion's path
+// for good: keys that do not authenticate the browser's packets are wrong.
+const fastAuthTries = 8
+
+// fastPassEvery paces the browser's packets that go through pion although
+// the leg is on the fast path (see fastLeg.receive).
+const fastPassEvery = time.Second
+
+// rtpHeaderLen is the fixed RTP header (RFC 3550 §5.1).
+const rtpHeaderLen = 12
+
+// FastPathStats counts the fast path's work, engine-wide.
+type FastPathStats struct {
+	// Legs is the number of web legs on the fast path now.
+	Legs int `json:"legs"`
+	// PacketsIn counts SRTP packets from browsers decrypted on the fast
+	// path, PacketsOut those encrypted for them.
+	PacketsIn  uint64 `json:"packets_in"`
+	PacketsOut uint64 `json:"packets_out"`
+	// Rejected counts packets from a leg's address dropped on the fast
+	// path: failed authentication, replayed, malformed.
+	Rejected uint64 `json:"rejected"`
+	// Fallbacks counts legs left on pion's path: keys not learned, or
+	// keys that never authenticated a packet.
+	Fallbacks uint64 `json:"fallbacks"`
+}
+
+// fastConn is the shared ICE socket as pion's UDP mux sees it. Its read,
+// called by the mux's one read loop, takes the fast path's packets and
+// returns the rest to pion; it watches the DTLS hellos both ways for the
+// keys.
+type fastConn struct {
+	*net.UDPConn
+	log  *slog.Logger
+	keys *keyTable
+
+	mu   sync.RWMutex
+	legs map[netip.AddrPort]*fastLeg
+
+	packetsIn, packetsOut, rejected, fallbacks atomic.Uint64
+}
+
+func newFastConn(c *net.UDPConn, log *slog.Logger, keys *keyTable) *fastConn {
+	return &fastConn{UDPConn: c, log: log, keys: keys, legs: map[netip.AddrPort]*fastLeg{}}
+}
+
+// ReadFromAddrPort implements ice.AddrPortReaderWriter: pion's mux reads
+// with it, from one goroutine.
+func (c *fastConn) ReadFromAddrPort(p []byte) (int, netip.AddrPort, error) {
+	for {
+		n, src, err := c.UDPConn.ReadFromUDPAddrPort(p)
+		if err != nil || n == 0 {
+			return n, src, err
+		}
+		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
+		switch b := p[:n]; {
+		case b[0] >= 20 && b[0] <= 63: // DTLS (RFC 7983 §7)
+			c.keys.observe(b, src, false)
+		case b[0] >= 128 && b[0] <= 191 && !isRTCP(b):
+			if c.take(b, src) {
+				continue
+			}
+		}
+		return n, src, nil
+	}
+}
+
+// ReadFrom is ReadFromAddrPort for a caller that wants a net.Addr.
+func (c *fastConn) ReadFrom(p []byte) (int, net.Addr, error) {
+	n, src, err := c.ReadFromAddrPort(p)
+	if err != nil {
+		return n, nil, err
+	}
+	return n, net.UDPAddrFromAddrPort(src), nil
+}
+
+// WriteToAddrPort implements ice.AddrPortReaderWriter.
+func (c *fastConn) WriteToAddrPort(b []byte, dst netip.AddrPort) (int, error) {
+	if len(b) > 0 && b[0] >= 20 && b[0] <= 63 {
+		c.keys.observe(b, netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port()), true)
+	}
+	return c.UDPConn.WriteToUDPAddrPort(b, dst)
+}
+
+// WriteTo is WriteToAddrPort for a net.Addr.
+func (c *fastConn) WriteTo(b []byte, addr net.Addr) (int, error) {
+	u, ok := addr.(*net.UDPAddr)
+	if !ok {
+		return 0, &net.OpError{Op: "write", Net: "udp", Addr: addr, Err: net.UnknownNetworkError(addr.Network())}
+	}
+	return c.WriteToAddrPort(b, u.AddrPort())
+}
+
+// take relays b when it is fast-path audio from a leg's address; false
+// gives it to pion. The read lock keeps a leg's removal waiting for the
+// packet in flight.
+func (c *fastConn) take(b []byte, src netip.AddrPort) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	l := c.legs[src]
+	if l == nil {
+		return false
+	}
+	return l.receive(b)
+}
+
+// add puts l on the fast path at addr, in place of where it was.
+func (c *fastConn) add(l *fastLeg, addr netip.AddrPort) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := l.addr.Load(); old != nil && c.legs[*old] == l {
+		delete(c.legs, *old)
+	}
+	if other := c.legs[addr]; other != nil && other != l {
+		// Two legs cannot share a browser address; the newer wins
+		// and the other goes back to pion.
+		other.addr.Store(nil)
+	}
+	c.legs[addr] = l
+	l.addr.Store(&addr)
+}
+
+// remove takes l off the fast path; it returns when no packet of l is in
+// flight.
+func (c *fastConn) remove(l *fastLeg) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if old := l.addr.Load(); old != nil && c.legs[*old] == l {
+		delete(c.legs, *old)
+	}
+	l.addr.Store(nil)
+}
+
+func (c *fastConn) stats() FastPathStats {
+	c.mu.RLock()
+	n := len(c.legs)
+	c.mu.RUnlock()
+	return FastPathStats{
+		Legs:       n,
+		PacketsIn:  c.packetsIn.Load(),
+		PacketsOut: c.packetsOut.Load(),
+		Rejected:   c.rejected.Load(),
+		Fallbacks:  c.fallbacks.Load(),
+	}
+}
+
+// fastLeg is one web leg on the fast path.
+type fastLeg struct {
+	b    *Bridge
+	conn *fastConn
+	addr atomic.Pointer[netip.AddrPort] // the browser's, nil: off the path
+
+	// Receive side, used by the mux's read loop only. tagLen is the
+	// profile's authentication tag.
+	remote   *srtp.Context
+	tagLen   int
+	verified bool // a packet has authenticated
+	lastPass time.Time
+	copy     [1500]byte
+	// copied is the SSRC and sequence number of the last copy given to
+	// pion, with bit 48 set; read by pion's track reader.
+	copied   atomic.Uint64
+	failures int
+	pkt      rtp.Packet
+
+	// Send side, used under the bridge's toWeb.mu.
+	local *srtp.Context
+	hdr   rtp.Header
+	plain [1500]byte
+	enc   [1600]byte
+}
+
+// receive decrypts and relays one SRTP packet from the leg's address.
+func (l *fastLeg) receive(b []byte) bool {
+	if n, ok := rtpHeaderSize(b); !ok || len(b) < n+l.tagLen {
+		// Not SRTP, from the browser's address: refused here, where
+		// it costs nothing (pion's errors are allocated).
+		l.conn.rejected.Add(1)
+		return true
+	}
+	r := l.b.route.Load()
+	if r == nil || !r.toRTP.known[b[1]&0x7f] {
+		// Video, or a format of no audio stream: pion's.
+		return false
+	}
+	// pion's ICE agent takes the browser for gone when it hears nothing
+	// for a few seconds, and an ICE-lite gateway sends no checks of its
+	// own to hear answers to: once a second pion gets a copy of a packet
+	// that the fast path relays (its track drops it, see isCopy).
+	copyForPion := false
+	if now := l.b.clock.Now(); l.verified && now.Sub(l.lastPass) >= fastPassEvery {
+		l.lastPass = now
+		copyForPion = copy(l.copy[:], b) == len(b)
+	}
+	// Decrypted in place: b is the mux's buffer.
+	plain, err := l.remote.DecryptRTP(b, b, &l.pkt.Header)
+	if err != nil {
+		if l.verified {
+			l.conn.rejected.Add(1)
+			return true
+		}
+		l.failures++
+		if l.failures >= fastAuthTries {
+			l.conn.fallbacks.Add(1)
+			l.b.log.Warn("media fast path: the browser's packets fail to decrypt, the leg stays on pion's path", "err", err)
+			// Under the conn's read lock: the removal happens
+			// in a goroutine of the bridge.
+			l.b.goWorker(l.b.stopFast)
+		}
+		return false
+	}
+	if !l.verified {
+		l.verified = true
+		l.lastPass = l.b.clock.Now()
+	}
+	l.conn.packetsIn.Add(1)
+	if copyForPion {
+		l.copied.Store(uint64(l.pkt.SSRC)<<16 | uint64(l.pkt.SequenceNumber) | 1<<48)
+	}
+	l.b.fromWeb(plain, &l.pkt)
+	if copyForPion {
+		copy(b, l.copy[:len(b)])
+		return false
+	}
+	return true
+}
+
+// isCopy reports whether a packet that pion's track delivers is the copy
+// the fast path gave pion of a packet it relayed itself.
+func (l *fastLeg) isCopy(ssrc uint32, seq uint16) bool {
+	return l.copied.Load() == uint64(ssrc)<<16|uint64(seq)|1<<48
+}
+
+// send encrypts one packet for the browser and writes it on the shared
+// socket; handled false leaves it to pion. Called with the bridge's
+// toWeb.mu held.
+func (l *fastLeg) send(h *rtp.Header, payload []byte, roc uint32) (handled bool, n int, err error) {
+	addr := l.addr.Load()
+	bound := l.b.track.bound.Load()
+	if addr == nil || bound == nil {
+		return false, 0, nil
+	}
+	h.SSRC = bound.ssrc
+	// The stream may have gone on pion's path since the fast path last
+	// sent (the leg started late, or its pair went and came back): the
+	// packet is encrypted with the rollover counter the stream is at,
+	// which the browser expects, whatever this context saw.
+	l.local.SetROC(bound.ssrc, roc)
+	n, err = h.MarshalTo(l.plain[:])
+	if err != nil || n+len(payload) > len(l.plain) {
+		return false, 0, nil
+	}
+	n += copy(l.plain[n:], payload)
+	enc, err := l.local.EncryptRTP(l.enc[:0], l.plain[:n], &l.hdr)
+	if err != nil {
+		return false, 0, nil
+	}
+	// Counted before the write, so that the count is there when the
+	// packet is.
+	l.conn.packetsOut.Add(1)
+	if _, err := l.conn.UDPConn.WriteToUDPAddrPort(enc, *addr); err != nil {
+		return true, 0, err
+	}
+	return true, n, nil
+}
+
+// writeWeb sends one audio packet to the browser: on the fast path when
+// the leg is on it, else through pion. Called with b.toWeb.mu held.
+func (b *Bridge) writeWeb(h *rtp.Header, payload []byte) (int, error) {
+	roc := b.webROC.count(h.SequenceNumber)
+	if l := b.fast.Load(); l != nil {
+		if handled, n, err := l.send(h, payload, roc); handled {
+			return n, err
+		}
+		if bound := b.track.bound.Load(); bound != nil {
+			if roc, ok := l.local.ROC(bound.ssrc); ok && roc > 0 {
+				// pion's SRTP context of the stream has not seen what
+				// the fast path sent: past a sequence number wrap their
+				// rollover counters differ, and pion's would reuse
+				// packet indexes (keystream). Lost rather than that.
+				return 0, errFastROC
+			}
+		}
+	}
+	return b.track.writeRTP(h, payload)
+}
+
+var errFastROC = errors.New("media: fast path: the stream wrapped on the fast path, pion cannot take it over")
+
+// rocCount follows the rollover counter (RFC 3711 §3.3.1) of the stream
+// to the browser, whichever path sends it: sequence numbers come in order
+// from the outStream. Guarded by the bridge's toWeb.mu.
+type rocCount struct {
+	started bool
+	last    uint16
+	roc     uint32
+}
+
+// count takes the sequence number of the next packet sent and returns the
+// packet's rollover counter.
+func (c *rocCount) count(seq uint16) uint32 {
+	switch {
+	case !c.started:
+		c.started, c.last = true, seq
+	case int16(seq-c.last) > 0:
+		if seq < c.last {
+			c.roc++
+		}
+		c.last = seq
+	case seq > c.last && c.roc > 0:
+		return c.roc - 1 // late, from before the last wrap
+	}
+	return c.roc
+}
+
+// fastAddr returns the browser's address of t when its media may take
+// the fast path: UDP through the shared ICE port (a browser's relay
+// candidate included: the TURN server sends plain UDP to that port).
+func (e *Engine) fastAddr(t Transport) (netip.AddrPort, bool) {
+	if t.Local.Protocol != "udp" || t.Remote.Protocol != "udp" || t.Local.Type == "relay" {
+		return netip.AddrPort{}, false
+	}
+	local, err := netip.ParseAddrPort(t.Local.Address)
+	if err != nil || local.Port() != e.iceAddr.Port() {
+		return netip.AddrPort{}, false
+	}
+	remote, err := netip.ParseAddrPort(t.Remote.Address)
+	if err != nil {
+		return netip.AddrPort{}, false
+	}
+	return netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port()), true
+}
+
+// startFast puts the connected web leg on the fast path, with the keys of
+// its DTLS session, when its selected pair allows.
+func (b *Bridge) startFast(t Transport) {
+	c := b.e.fast
+	if c == nil {
+		return
+	}
+	b.fastMu.Lock()
+	defer b.fastMu.Unlock()
+	if b.isClosing() {
+		return
+	}
+	if l := b.fast.Load(); l != nil || b.fastTried {
+		b.moveFastLocked(t)
+		return
+	}
+	addr, ok := b.e.fastAddr(t)
+	if !ok {
+		return
+	}
+	b.fastTried = true
+	keys, err := c.keys.take(addr)
+	var local, remote *srtp.Context
+	if err == nil {
+		local, remote, err = keys.contexts()
+	}
+	if err != nil {
+		c.fallbacks.Add(1)
+		b.log.Info("media fast path: the leg stays on pion's path", "err", err)
+		return
+	}
+	l := &fastLeg{b: b, conn: c, local: local, remote: remote, tagLen: keys.tagLen()}
+	b.fast.Store(l)
+	c.add(l, addr)
+	b.log.Debug("media fast path", "browser", addr, "srtp_profile", t.SRTPProfile)
+}
+
+// moveFast follows a new selected pair: the leg's fast path moves to its
+// address, or stops when the pair cannot take it (ICE-TCP).
+func (b *Bridge) moveFast(t Transport) {
+	b.fastMu.Lock()
+	defer b.fastMu.Unlock()
+	b.moveFastLocked(t)
+}
+
+func (b *Bridge) moveFastLocked(t Transport) {
+	l := b.fast.Load()
+	if l == nil || b.isClosing() {
+		return
+	}
+	if addr, ok := b.e.fastAddr(t); ok {
+		l.conn.add(l, addr)
+		return
+	}
+	// Back to pion's path (see writeWeb for the stream to the browser).
+	l.conn.remove(l)
+}
+
+// stopFast takes the leg off the fast path for good.
+func (b *Bridge) stopFast() {
+	b.fastMu.Lock()
+	defer b.fastMu.Unlock()
+	if l := b.fast.Swap(nil); l != nil {
+		l.conn.remove(l)
+	}
+}
+
+// rtpHeaderSize returns the size of the RTP header at the start of b,
+// CSRCs and extension included; false when b is too short for it.
+func rtpHeaderSize(b []byte) (int, bool) {
+	if len(b) < rtpHeaderLen {
+		return 0, false
+	}
+	n := rtpHeaderLen + 4*int(b[0]&0x0f)
+	if b[0]&0x10 != 0 {
+		if len(b) < n+4 {
+			return 0, false
+		}
+		n += 4 + 4*int(binary.BigEndian.Uint16(b[n+2:]))
+	}
+	return n, len(b) >= n
+}

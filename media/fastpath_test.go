@@ -1,0 +1,575 @@
+package media
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/dtls/v3"
+	"github.com/pion/dtls/v3/pkg/crypto/selfsign"
+	"github.com/pion/dtls/v3/pkg/protocol"
+	"github.com/pion/dtls/v3/pkg/protocol/handshake"
+	"github.com/pion/rtp"
+	"github.com/pion/srtp/v3"
+)
+
+// TestFastPathKeys checks the fast path's derivation of the SRTP keys
+// against pion's: a real DTLS handshake over loopback, one end on a
+// fastConn that watches the hellos and takes the key log, for each role,
+// SRTP profile and PRF hash. The keys must be what pion's srtp.Config
+// extracts from the other end's dtls.Conn.
+func TestFastPathKeys(t *testing.T) {
+	cert, err := selfsign.GenerateSelfSigned()
+	if err != nil {
+		t.Fatal(err)
+	}
+	profiles := []dtls.SRTPProtectionProfile{dtls.SRTP_AES128_CM_HMAC_SHA1_80, dtls.SRTP_AEAD_AES_128_GCM, dtls.SRTP_AEAD_AES_256_GCM}
+	suites := []dtls.CipherSuiteID{dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, dtls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384}
+	for _, gatewayClient := range []bool{true, false} {
+		for _, profile := range profiles {
+			for _, suite := range suites {
+				name := dtls.CipherSuiteName(suite) + "/" + itoa(int(profile))
+				if gatewayClient {
+					name = "client/" + name
+				} else {
+					name = "server/" + name
+				}
+				t.Run(name, func(t *testing.T) {
+					checkKeys(t, cert, gatewayClient, profile, suite)
+				})
+			}
+		}
+	}
+}
+
+func checkKeys(t *testing.T, cert tls.Certificate, gatewayClient bool, profile dtls.SRTPProtectionProfile, suite dtls.CipherSuiteID) {
+	listen := func() *net.UDPConn {
+		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		return c
+	}
+	ours, theirs := listen(), listen()
+	keys := newKeyTable(time.Now)
+	fc := newFastConn(ours, testLogger(), keys)
+	opts := func(keyLog bool) []dtls.Option {
+		o := []dtls.Option{
+			dtls.WithCertificates(cert),
+			dtls.WithInsecureSkipVerify(true),
+			dtls.WithCipherSuites(suite),
+			dtls.WithSRTPProtectionProfiles(profile),
+		}
+		if keyLog {
+			o = append(o, dtls.WithKeyLogWriter(keys))
+		}
+		return o
+	}
+	client := func(c net.PacketConn, to net.Addr, keyLog bool) (*dtls.Conn, error) {
+		var co []dtls.ClientOption
+		for _, o := range opts(keyLog) {
+			co = append(co, o)
+		}
+		return dtls.ClientWithOptions(c, to, co...)
+	}
+	server := func(c net.PacketConn, to net.Addr, keyLog bool) (*dtls.Conn, error) {
+		var so []dtls.ServerOption
+		for _, o := range opts(keyLog) {
+			so = append(so, o)
+		}
+		return dtls.ServerWithOptions(c, to, so...)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var ourConn, theirConn *dtls.Conn
+	var err error
+	if gatewayClient {
+		ourConn, err = client(fc, theirs.LocalAddr(), true)
+		if err == nil {
+			theirConn, err = server(theirs, ours.LocalAddr(), false)
+		}
+	} else {
+		ourConn, err = server(fc, theirs.LocalAddr(), true)
+		if err == nil {
+			theirConn, err = client(theirs, ours.LocalAddr(), false)
+		}
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = ourConn.Close(); _ = theirConn.Close() }()
+	done := make(chan error, 1)
+	go func() { done <- ourConn.HandshakeContext(ctx) }()
+	if err := theirConn.HandshakeContext(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	got, err := keys.take(theirs.LocalAddr().(*net.UDPAddr).AddrPort())
+	if err != nil {
+		t.Fatal(err)
+	}
+	sp, _ := srtpProfile(profile)
+	want := srtp.Config{Profile: sp}
+	state, ok := theirConn.ConnectionState()
+	if !ok {
+		t.Fatal("no dtls state")
+	}
+	if err := want.ExtractSessionKeysFromDTLS(&state, !gatewayClient); err != nil {
+		t.Fatal(err)
+	}
+	g, w := got.cfg.Keys, want.Keys
+	if got.profile != sp || !bytes.Equal(g.LocalMasterKey, w.RemoteMasterKey) || !bytes.Equal(g.LocalMasterSalt, w.RemoteMasterSalt) ||
+		!bytes.Equal(g.RemoteMasterKey, w.LocalMasterKey) || !bytes.Equal(g.RemoteMasterSalt, w.LocalMasterSalt) {
+		t.Fatalf("derived keys differ from pion's (profile %v, want %v)", got.profile, sp)
+	}
+	// Taken once: the secret is gone.
+	if _, err := keys.take(theirs.LocalAddr().(*net.UDPAddr).AddrPort()); err == nil {
+		t.Fatal("keys taken twice")
+	}
+}
+
+// connectCall negotiates a call between br and phone on b, the browser
+// offering (gateway DTLS client) or answering (gateway DTLS server), and
+// waits until the browser is connected.
+func connectCall(t *testing.T, b *Bridge, br *testBrowser, phone *testPhone, browserOffers bool) {
+	t.Helper()
+	if browserOffers {
+		if _, err := b.WebOffer(br.Offer()); err != nil {
+			t.Fatal(err)
+		}
+		ans, err := b.RTPAnswer(phone.SDP(1, "0 101"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		br.SetAnswer(ans)
+	} else {
+		offer, err := b.RTPOffer(phone.SDP(1, "0 101"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.WebAnswer(br.Answer(offer)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	br.WaitConnected()
+}
+
+func waitFastLeg(t *testing.T, b *Bridge) {
+	t.Helper()
+	waitFor(t, "the leg on the fast path", func() bool { return b.fast.Load() != nil && b.fast.Load().addr.Load() != nil })
+}
+
+// fastCall sets up a call on e and waits until its web leg is on the
+// fast path.
+func fastCall(t *testing.T, e *Engine, browserOffers bool) (*Bridge, *testBrowser, *testPhone) {
+	t.Helper()
+	b, br, phone := newTestBridge(t, e), newTestBrowser(t), newTestPhone(t)
+	connectCall(t, b, br, phone, browserOffers)
+	waitFastLeg(t, b)
+	prime(t, b, br, phone, 0)
+	return b, br, phone
+}
+
+// TestFastPath runs calls with the gateway in each DTLS role: the audio
+// goes both ways through the fast path, intact and in order, and pion's
+// path sees none of it.
+func TestFastPath(t *testing.T) {
+	checkGoroutines(t)
+	for _, browserOffers := range []bool{true, false} {
+		name := "gateway-dtls-server"
+		if browserOffers {
+			name = "gateway-dtls-client"
+		}
+		t.Run(name, func(t *testing.T) {
+			// A fake clock: no packet goes pion's way for the ICE
+			// agent's sake after the first.
+			clk := newFake()
+			e := newTestEngine(t, Options{Clock: clk})
+			b, br, phone := fastCall(t, e, browserOffers)
+			before := e.Stats().FastPath
+			gw := b.RTPAddr()
+			const n = 20
+			for i := range n {
+				br.send(0, uint16(7000+i), uint32(50000+160*i), payload(byte(i), 160))
+				if p := phone.recv(); p.PayloadType != 0 || !bytes.Equal(p.Payload, payload(byte(i), 160)) {
+					t.Fatalf("phone got pt %d payload %x", p.PayloadType, p.Payload[:4])
+				}
+			}
+			var last uint16
+			for i := range n {
+				phone.SendPacket(gw, rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: uint16(100 + i), Timestamp: uint32(1000 + 160*i), SSRC: 0x1111}, Payload: payload(0x80+byte(i), 160)})
+				p := br.recv()
+				if !bytes.Equal(p.Payload, payload(0x80+byte(i), 160)) || i > 0 && p.SequenceNumber != last+1 {
+					t.Fatalf("browser got seq %d after %d, payload %x", p.SequenceNumber, last, p.Payload[:4])
+				}
+				last = p.SequenceNumber
+			}
+			st := e.Stats().FastPath
+			if st.Legs != 1 || st.PacketsIn-before.PacketsIn != n || st.PacketsOut-before.PacketsOut != n || st.Fallbacks != 0 || st.Rejected != 0 {
+				t.Fatalf("fast path stats %+v after %+v, want %d packets each way on it", st, before, n)
+			}
+			// A second later pion gets a copy of a packet (its ICE
+			// agent hears the browser); the packet reaches the phone
+			// once.
+			clk.Advance(fastPassEvery)
+			br.send(0, 7000+n, 50000+160*n, payload(0x55, 160))
+			if p := phone.recv(); !bytes.Equal(p.Payload, payload(0x55, 160)) {
+				t.Fatalf("phone got %x", p.Payload[:4])
+			}
+			if p := phone.Recv(200 * time.Millisecond); p != nil {
+				t.Fatalf("phone got seq %d twice: pion relayed its copy", p.SequenceNumber)
+			}
+			if in, copied := e.Stats().FastPath.PacketsIn, b.fast.Load().copied.Load(); in != st.PacketsIn+1 || copied == 0 {
+				t.Fatalf("the packet after a second: %d on the fast path (was %d), pion's copy %#x", in, st.PacketsIn, copied)
+			}
+			_ = b.Close()
+			if st := e.Stats().FastPath; st.Legs != 0 {
+				t.Fatalf("legs after close: %d", st.Legs)
+			}
+		})
+	}
+}
+
+// TestNoFastPath: with the fast path off the call runs on pion's path.
+func TestNoFastPath(t *testing.T) {
+	e := newTestEngine(t, Options{NoFastPath: true})
+	b, br, phone := newTestBridge(t, e), newTestBrowser(t), newTestPhone(t)
+	connectCall(t, b, br, phone, true)
+	prime(t, b, br, phone, 0)
+	if st := e.Stats().FastPath; st != (FastPathStats{}) {
+		t.Fatalf("fast path stats %+v with the fast path off", st)
+	}
+}
+
+// attackLeg moves the fast path of b's web leg to a socket of the test,
+// as if ICE had selected it, with receive keys the test knows; it returns
+// the socket and a context that encrypts as the browser would.
+func attackLeg(t *testing.T, e *Engine, b *Bridge, verified bool) (*net.UDPConn, *srtp.Context) {
+	t.Helper()
+	atk, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = atk.Close() })
+	key, salt := bytes.Repeat([]byte{7}, 16), bytes.Repeat([]byte{9}, 14)
+	send, err := srtp.CreateContext(key, salt, srtp.ProtectionProfileAes128CmHmacSha1_80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recv, err := srtp.CreateContext(key, salt, srtp.ProtectionProfileAes128CmHmacSha1_80, srtp.SRTPReplayProtection(64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := b.fast.Load()
+	e.fast.mu.Lock() // keeps the mux's read loop out
+	l.remote, l.tagLen, l.verified, l.failures = recv, 10, verified, 0
+	// No packet of the test's address goes pion's way (pion knows no
+	// such pair): the engines of these tests run on a fake clock.
+	l.lastPass = e.clock.Now()
+	e.fast.mu.Unlock()
+	e.fast.add(l, atk.LocalAddr().(*net.UDPAddr).AddrPort())
+	return atk, send
+}
+
+func sealed(t *testing.T, c *srtp.Context, pt uint8, seq uint16, ssrc uint32, body []byte) []byte {
+	t.Helper()
+	p := rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: pt, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: ssrc}, Payload: body}
+	raw, err := p.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.EncryptRTP(nil, raw, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// TestFastPathHostile sends what an attacker would to the shared ICE
+// port from the browser's address (a socket of the test that the leg is
+// moved to) and from another: replays, forged and truncated packets,
+// malformed headers, formats of no audio stream. Each is dropped and
+// counted, never relayed, and the leg goes on relaying genuine packets.
+func TestFastPathHostile(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{Clock: newFake()})
+	b, _, phone := fastCall(t, e, true)
+	atk, enc := attackLeg(t, e, b, true)
+	stranger, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = stranger.Close() }()
+	ice := e.ICEAddr()
+	send := func(c *net.UDPConn, b []byte) {
+		t.Helper()
+		if _, err := c.WriteToUDPAddrPort(b, ice); err != nil {
+			t.Fatal(err)
+		}
+	}
+	relayed := func(body []byte) {
+		t.Helper()
+		if p := phone.recv(); !bytes.Equal(p.Payload, body) {
+			t.Fatalf("phone got %x, want %x", p.Payload[:4], body[:4])
+		}
+	}
+	nothing := func(what string) {
+		t.Helper()
+		if p := phone.Recv(100 * time.Millisecond); p != nil {
+			t.Fatalf("%s reached the phone: seq %d payload %x", what, p.SequenceNumber, p.Payload[:4])
+		}
+	}
+	const ssrc = 0x5eed
+	good := sealed(t, enc, 0, 1, ssrc, payload(1, 160))
+	send(atk, good)
+	relayed(payload(1, 160))
+	base := e.Stats().FastPath.Rejected
+
+	// hostileSet makes the attacker's packets; seq numbers the sealed
+	// ones above the window of what was relayed.
+	hostileSet := func(seq uint16) map[string][]byte {
+		tampered := sealed(t, enc, 0, seq, ssrc, payload(2, 160))
+		tampered[20] ^= 1
+		forged := bytes.Clone(good)
+		forged[8] ^= 0xff
+		return map[string][]byte{
+			"replay":       good,
+			"tampered":     tampered,
+			"forged ssrc":  forged,
+			"no tag":       sealed(t, enc, 0, seq+1, ssrc, payload(3, 160))[:12+160],
+			"one byte":     {0x80},
+			"short header": {0x80, 0, 0, 1, 0, 0, 0, 1, 0, 0},
+			"csrc count":   {0x8f, 0, 0, 4, 0, 0, 0, 1, 0, 0, 0x5e, 0xed, 1, 2, 3, 4},
+			"extension":    {0x90, 0, 0, 5, 0, 0, 0, 1, 0, 0, 0x5e, 0xed, 0xbe, 0xde, 0xff, 0xff, 1, 2},
+			"padding":      {0xa0, 0, 0, 6, 0, 0, 0, 1, 0, 0, 0x5e, 0xed, 0xff},
+		}
+	}
+	hostile := hostileSet(2)
+	for what, p := range hostile {
+		send(atk, p)
+		nothing(what)
+	}
+	waitFor(t, "every hostile packet counted", func() bool { return e.Stats().FastPath.Rejected-base == uint64(len(hostile)) })
+
+	// From another address, a genuine packet is not the leg's: pion's
+	// mux drops it.
+	send(stranger, sealed(t, enc, 0, 7, ssrc, payload(7, 160)))
+	nothing("a packet from a stranger")
+	// A format of no audio stream goes to pion, which knows no such
+	// stream.
+	send(atk, sealed(t, enc, 96, 8, ssrc, payload(8, 160)))
+	nothing("payload type 96")
+
+	// The leg goes on.
+	send(atk, sealed(t, enc, 0, 9, ssrc, payload(9, 160)))
+	relayed(payload(9, 160))
+	if st := e.Stats().FastPath; st.Rejected-base != uint64(len(hostile)) || st.Fallbacks != 0 || st.Legs != 1 {
+		t.Fatalf("fast path stats %+v", st)
+	}
+
+	// Relaying costs no allocation; refusing none either, but for what
+	// pion's srtp does itself.
+	var genuine [][]byte
+	for i := range 60 {
+		genuine = append(genuine, sealed(t, enc, 0, uint16(100+i), ssrc, payload(byte(i), 160)))
+	}
+	l := b.fast.Load()
+	e.fast.mu.Lock()
+	defer e.fast.mu.Unlock()
+	relayedBefore := e.fast.packetsIn.Load()
+	if allocs := testing.AllocsPerRun(50, func() {
+		if !l.receive(genuine[0]) {
+			t.Fatal("a genuine packet went to pion")
+		}
+		genuine = genuine[1:]
+	}); allocs != 0 {
+		t.Errorf("%.1f allocations per relayed packet", allocs)
+	}
+	if n := e.fast.packetsIn.Load() - relayedBefore; n != 51 {
+		t.Errorf("%d genuine packets relayed, want 51", n)
+	}
+	for what, p := range hostileSet(1000) {
+		buf := make([]byte, len(p))
+		allocs := testing.AllocsPerRun(50, func() {
+			copy(buf, p) // decryption is in place
+			l.receive(buf)
+		})
+		limit := 0.0
+		switch what {
+		case "replay":
+			limit = 1 // pion's error value
+		case "forged ssrc":
+			// pion makes the state of an SSRC it has not seen before
+			// checking the tag (kept only when the tag holds).
+			limit = 4
+		}
+		if allocs > limit {
+			t.Errorf("%s: %.1f allocations per packet", what, allocs)
+		}
+	}
+}
+
+// TestFastPathWrongKeys: keys that authenticate no packet of the browser
+// put the leg back on pion's path after fastAuthTries packets, counted
+// once, and the call goes on through pion.
+func TestFastPathWrongKeys(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{Clock: newFake()})
+	b, br, phone := fastCall(t, e, true)
+	atk, _ := attackLeg(t, e, b, false)
+	other, err := srtp.CreateContext(bytes.Repeat([]byte{1}, 16), bytes.Repeat([]byte{2}, 14), srtp.ProtectionProfileAes128CmHmacSha1_80)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range fastAuthTries {
+		if _, err := atk.WriteToUDPAddrPort(sealed(t, other, 0, uint16(i), 1, payload(byte(i), 160)), e.ICEAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the leg back on pion's path", func() bool {
+		st := e.Stats().FastPath
+		return st.Fallbacks == 1 && st.Legs == 0 && b.fast.Load() == nil
+	})
+	if p := phone.Recv(100 * time.Millisecond); p != nil {
+		t.Fatalf("a packet under wrong keys reached the phone: %d", p.SequenceNumber)
+	}
+	br.send(0, 9000, 9000*160, payload(0x33, 160))
+	if p := phone.recv(); !bytes.Equal(p.Payload, payload(0x33, 160)) {
+		t.Fatalf("phone got %x through pion", p.Payload[:4])
+	}
+}
+
+// TestFastPathTakesOverAfterWrap: the stream to the browser wraps its
+// sequence numbers on pion's path, then the fast path takes it over; the
+// fast path must encrypt with the rollover counter pion's path reached,
+// or the browser authenticates nothing.
+func TestFastPathTakesOverAfterWrap(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	b, br, phone := newTestBridge(t, e), newTestBrowser(t), newTestPhone(t)
+	b.toWeb.lastSeq = 65300 // where the stream starts: it wraps soon
+	connectCall(t, b, br, phone, true)
+	waitFastLeg(t, b)
+	l := b.fast.Load()
+	addr := *l.addr.Load()
+	e.fast.remove(l) // pion's path, for now
+	prime(t, b, br, phone, 0)
+
+	gw := b.RTPAddr()
+	send := func(i int) {
+		phone.SendPacket(gw, rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: uint16(200 + i), Timestamp: uint32(160 * i), SSRC: 0x4242}, Payload: payload(byte(i), 160)})
+	}
+	recv := func(i int) *rtp.Packet {
+		t.Helper()
+		p := br.recv()
+		if !bytes.Equal(p.Payload, payload(byte(i), 160)) {
+			t.Fatalf("browser got %x, want packet %d", p.Payload[:4], i)
+		}
+		return p
+	}
+	i := 0
+	for wrapped := false; !wrapped; i++ {
+		if i > 300 {
+			t.Fatal("the stream did not wrap")
+		}
+		send(i)
+		wrapped = recv(i).SequenceNumber < 100
+	}
+	out := e.Stats().FastPath.PacketsOut
+	e.fast.add(l, addr)
+	for j := range 10 {
+		send(i + j)
+		recv(i + j)
+	}
+	if n := e.Stats().FastPath.PacketsOut - out; n != 10 {
+		t.Fatalf("%d packets on the fast path after the take-over, want 10", n)
+	}
+}
+
+func TestROCCount(t *testing.T) {
+	var c rocCount
+	seqs := []uint16{65534, 65535, 0, 65535, 1, 30000, 60000, 65000, 2, 65001, 3}
+	want := []uint32{0, 0, 1, 0, 1, 1, 1, 1, 2, 1, 2}
+	// Wraps at 65535→0 and 65000→2; 65535 and 65001 come late, from
+	// before a wrap.
+	for i, s := range seqs {
+		if got := c.count(s); got != want[i] {
+			t.Fatalf("packet %d (seq %d): roc %d, want %d", i, s, got, want[i])
+		}
+	}
+}
+
+// clientHello is a DTLS datagram with a ClientHello of random r.
+func clientHello(t *testing.T, r byte) []byte {
+	t.Helper()
+	m := &handshake.MessageClientHello{
+		Version:            protocol.Version1_2,
+		CipherSuiteIDs:     []uint16{uint16(dtls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256)},
+		CompressionMethods: []*protocol.CompressionMethod{{}},
+	}
+	m.Random.RandomBytes[0] = r
+	h := handshake.Handshake{Message: m}
+	body, err := h.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := []byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, byte(len(body) >> 8), byte(len(body))}
+	return append(rec, body...)
+}
+
+// TestKeyTableCaps floods the tables of handshakes in progress as an
+// attacker would, with ClientHellos from many addresses and key log lines:
+// they stop at maxHandshakes, take new entries again once the old ones
+// expire, and ignore what is not a key log line.
+func TestKeyTableCaps(t *testing.T) {
+	now := t0
+	k := newKeyTable(func() time.Time { return now })
+	for i := range maxHandshakes + 10 {
+		k.observe(clientHello(t, byte(i)), netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), 5000), false)
+	}
+	line := func(i int) []byte {
+		return []byte(fmt.Sprintf("CLIENT_RANDOM %064x %096x\n", i, i+1))
+	}
+	for i := range maxHandshakes + 10 {
+		if _, err := k.Write(line(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, bad := range []string{"", "CLIENT_RANDOM", "CLIENT_RANDOM zz 00", "SERVER_HANDSHAKE_TRAFFIC_SECRET " + strings.Repeat("0", 64) + " " + strings.Repeat("0", 96),
+		"CLIENT_RANDOM " + strings.Repeat("g", 64) + " " + strings.Repeat("0", 96)} {
+		if n, err := k.Write([]byte(bad)); err != nil || n != len(bad) {
+			t.Fatalf("Write(%q) = %d, %v", bad, n, err)
+		}
+	}
+	k.mu.Lock()
+	hellos, secrets := len(k.hellos), len(k.secrets)
+	k.mu.Unlock()
+	if hellos != maxHandshakes || secrets != maxHandshakes {
+		t.Fatalf("%d hellos, %d secrets kept, want the cap %d", hellos, secrets, maxHandshakes)
+	}
+	// A handshake from an address that did not get in has no keys.
+	late := netip.AddrPortFrom(netip.AddrFrom4([4]byte{10, 0, maxHandshakes >> 8, maxHandshakes & 0xff}), 5000)
+	if _, err := k.take(late); !errors.Is(err, errNoKeys) {
+		t.Fatalf("take of a refused handshake: %v", err)
+	}
+	now = now.Add(handshakeTTL + time.Second)
+	k.observe(clientHello(t, 1), late, false)
+	_, _ = k.Write(line(maxHandshakes + 20))
+	k.mu.Lock()
+	hellos, secrets = len(k.hellos), len(k.secrets)
+	k.mu.Unlock()
+	if hellos != 1 || secrets != 1 {
+		t.Fatalf("after the TTL: %d hellos, %d secrets, want the new one alone", hellos, secrets)
+	}
+}
