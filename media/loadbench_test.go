@@ -60,6 +60,7 @@ const (
 // gateway process only. SWITCHBOARD_LOADBENCH_CLIENT=pion plays the
 // browsers with pion PeerConnections instead of lean browsers, and
 // SWITCHBOARD_LOADBENCH_CLIENT_CPUPROFILE profiles the clients' process.
+// SWITCHBOARD_LOADBENCH_NOFASTPATH=1 turns the gateway's SRTP fast path off.
 func TestLoadBench(t *testing.T) {
 	if os.Getenv(lbEnv) != "1" {
 		t.Skip("set SWITCHBOARD_LOADBENCH=1 to run the media load bench")
@@ -100,7 +101,11 @@ func TestLoadBench(t *testing.T) {
 	}
 	t.Logf("clients: %s browsers (%s)", kind, lbClientEnv)
 
-	e := newTestEngine(t, Options{InactivityTimeout: time.Hour, DrainTime: -1})
+	// SWITCHBOARD_LOADBENCH_NOFASTPATH=1 keeps the audio on pion's
+	// pipeline, for a before/after in one tree.
+	noFast := os.Getenv("SWITCHBOARD_LOADBENCH_NOFASTPATH") == "1"
+	t.Logf("gateway: SRTP fast path %v", !noFast)
+	e := newTestEngine(t, Options{InactivityTimeout: time.Hour, DrainTime: -1, NoFastPath: noFast})
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
