@@ -91,11 +91,22 @@ func TestLeanBrowserWithPion(t *testing.T) {
 			}
 			// The send path allocates nothing, even for the largest
 			// packet (a load generator sends 50 000 a second).
+			// AllocsPerRun counts the whole process's allocations, and
+			// pion, receiving these packets in its own goroutines,
+			// allocates meanwhile: a send that allocates shows in every
+			// trial, pion's noise only in some, so one clean trial of five
+			// is enough.
 			big := make([]byte, 1200-12)
-			if a := testing.AllocsPerRun(50, func() {
-				h.SequenceNumber++
-				_ = l.WriteRTP(&h, big)
-			}); a != 0 {
+			var a float64
+			for range 5 {
+				if a = testing.AllocsPerRun(50, func() {
+					h.SequenceNumber++
+					_ = l.WriteRTP(&h, big)
+				}); a == 0 {
+					break
+				}
+			}
+			if a != 0 {
 				t.Errorf("WriteRTP: %.1f allocations per packet", a)
 			}
 
