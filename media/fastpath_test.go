@@ -381,14 +381,14 @@ func TestFastPathHostile(t *testing.T) {
 	// Relaying costs no allocation; refusing none either, but for what
 	// pion's srtp does itself.
 	var genuine [][]byte
-	for i := range 60 {
+	for i := range allocTrials * 51 {
 		genuine = append(genuine, sealed(t, enc, 0, uint16(100+i), ssrc, payload(byte(i), 160)))
 	}
 	l := b.fast.Load()
 	e.fast.mu.Lock()
 	defer e.fast.mu.Unlock()
-	relayedBefore := e.fast.packetsIn.Load()
-	if allocs := testing.AllocsPerRun(50, func() {
+	relayedBefore, sent := e.fast.packetsIn.Load(), len(genuine)
+	if allocs := leastAllocs(50, func() {
 		if !l.receive(genuine[0]) {
 			t.Fatal("a genuine packet went to pion")
 		}
@@ -396,12 +396,12 @@ func TestFastPathHostile(t *testing.T) {
 	}); allocs != 0 {
 		t.Errorf("%.1f allocations per relayed packet", allocs)
 	}
-	if n := e.fast.packetsIn.Load() - relayedBefore; n != 51 {
-		t.Errorf("%d genuine packets relayed, want 51", n)
+	if n, want := e.fast.packetsIn.Load()-relayedBefore, uint64(sent-len(genuine)); n != want {
+		t.Errorf("%d genuine packets relayed, want %d", n, want)
 	}
 	for what, p := range hostileSet(1000) {
 		buf := make([]byte, len(p))
-		allocs := testing.AllocsPerRun(50, func() {
+		allocs := leastAllocs(50, func() {
 			copy(buf, p) // decryption is in place
 			l.receive(buf)
 		})
@@ -572,4 +572,20 @@ func TestKeyTableCaps(t *testing.T) {
 	if hellos != 1 || secrets != 1 {
 		t.Fatalf("after the TTL: %d hellos, %d secrets, want the new one alone", hellos, secrets)
 	}
+}
+
+// allocTrials is how many times leastAllocs measures.
+const allocTrials = 5
+
+// leastAllocs is testing.AllocsPerRun(runs, f) at its least over
+// allocTrials trials. AllocsPerRun counts the whole process's
+// allocations, and the pion peers of these tests allocate in their own
+// goroutines now and then (ICE checks, RTCP): what f allocates shows in
+// every trial, their noise only in some.
+func leastAllocs(runs int, f func()) float64 {
+	least := testing.AllocsPerRun(runs, f)
+	for i := 1; i < allocTrials && least > 0; i++ {
+		least = min(least, testing.AllocsPerRun(runs, f))
+	}
+	return least
 }
