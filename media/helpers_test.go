@@ -17,6 +17,7 @@ import (
 	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/internal/mediapeer"
+	"github.com/switchboard/switchboard/internal/waitfor"
 )
 
 var loopback = netip.MustParseAddr("127.0.0.1")
@@ -36,13 +37,7 @@ func checkGoroutines(t testing.TB) { leakcheck.Count(t, 10*time.Second) }
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling a condition, with a deadline
-	}
+	waitfor.Until(t, what, 10*time.Second, cond)
 }
 
 func newTestEngine(t testing.TB, o Options) *Engine {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/switchboard/switchboard/internal/mediapeer"
+	"github.com/switchboard/switchboard/internal/waitfor"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/dialog"
 )
@@ -360,11 +361,5 @@ func strangerPhone(t testing.TB) *mediapeer.Phone {
 // waitUntil polls cond until it holds, failing t after waitLimit.
 func waitUntil(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(waitLimit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%s: not within %v", what, waitLimit)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	waitfor.Until(t, what, waitLimit, cond)
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/internal/waitfor"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -96,16 +97,10 @@ func checkNoCompactor(t *testing.T, m *Memory) {
 	}
 }
 
-// waitFor waits, without sleeping, until cond holds or a deadline passes.
+// waitFor waits until cond holds or a deadline passes.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		runtime.Gosched()
-	}
+	waitfor.Until(t, what, 10*time.Second, cond)
 }
 
 // receive returns the next value of ch, failing the test after a deadline.

@@ -14,6 +14,7 @@ import (
 	"github.com/pion/stun/v4"
 	"github.com/pion/webrtc/v4"
 	"github.com/switchboard/switchboard/internal/leakcheck"
+	"github.com/switchboard/switchboard/internal/waitfor"
 )
 
 func newLean(t *testing.T) *LeanBrowser {
@@ -229,11 +230,5 @@ func TestLeanBrowserChecksTheFarEnd(t *testing.T) {
 
 func waitLean(t *testing.T, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(DefaultWait)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond) // polling a counter, with a deadline
-	}
+	waitfor.Until(t, what, DefaultWait, cond)
 }

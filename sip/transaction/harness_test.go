@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/internal/leakcheck"
+	"github.com/switchboard/switchboard/internal/waitfor"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -27,16 +27,10 @@ func TestMain(m *testing.M) {
 // ownGoroutines matches the goroutines created by this package's code.
 var ownGoroutines = leakcheck.CreatedBy("github.com/switchboard/switchboard/sip/transaction.")
 
-// eventually yields until cond holds, failing the test after a deadline.
+// eventually waits until cond holds, failing the test after a deadline.
 func eventually(t testing.TB, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		runtime.Gosched()
-	}
+	waitfor.Until(t, what, 5*time.Second, cond)
 }
 
 const waitLimit = 5 * time.Second
