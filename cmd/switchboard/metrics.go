@@ -115,7 +115,7 @@ func newStackCollector(s *sipStack) *stackCollector {
 		dialogsEvicted:   d("proxy_dialogs_evicted_total", "Early dialogs forgotten to make room in the proxy's dialog table."),
 		dialogsRefused:   d("proxy_dialogs_refused_total", "Initial requests answered 503 because the proxy's dialog table was full of confirmed dialogs."),
 		orderRefused:     d("proxy_in_dialog_refused_total", "In-dialog requests answered 503 because 32 of their dialog, from the same side, were held to be forwarded in the order they arrived."),
-		orderSkipped:     d("proxy_in_dialog_skipped_total", "In-dialog requests that those behind them stopped waiting for: they had not reached the proxy within 2 s of arriving (refused by the transaction layer after they arrived)."),
+		orderSkipped:     d("proxy_in_dialog_skipped_total", "In-dialog requests given up on, by those behind them or by the sweep: they had not reached the proxy within 2 s of arriving (refused by the transaction layer after they arrived)."),
 		stampMismatch:    d("proxy_route_stamp_mismatches_total", "Requests whose Record-Route stamp did not verify or did not match its dialog (a replayed or forged route): authorised as out-of-dialog requests instead."),
 		conns:            d("sip_connections", "Open SIP connections by transport (tcp, tls, ws or wss) and state: registered (a binding came over it), unregistered (accepted, no binding: shed first), dialed (opened by the gateway).", "transport", "state"),
 		connsRefused:     d("sip_connections_refused_total", "SIP connections refused by transport and reason: per_address (the client's IPv4 address or IPv6 /64 at its cap), total (the total cap reached and no unregistered connection to evict).", "transport", "reason"),

@@ -94,9 +94,10 @@ type Stats struct {
 	// Refused counts the requests refused (503) because their dialog had
 	// MaxQueued requests held already.
 	Refused uint64
-	// Skipped counts the requests given up on by those behind them: they
-	// did not reach a handler within Wait of arriving (refused by the
-	// transaction layer after they arrived, say).
+	// Skipped counts the places given up because their requests did not
+	// reach a handler within Wait of arriving (refused by the transaction
+	// layer after they arrived, say): by the requests behind them, or by
+	// the sweep.
 	Skipped uint64
 }
 
@@ -275,6 +276,7 @@ func (o *Order) sweep(now time.Time) {
 	for _, t := range o.tickets {
 		if o.stale(t, now) {
 			o.remove(t)
+			o.skipped++
 		}
 	}
 }
@@ -291,6 +293,7 @@ func (o *Order) sweepQueue(k key, now time.Time) []*ticket {
 	for _, t := range slices.Clone(o.queues[k]) {
 		if o.stale(t, now) {
 			o.remove(t)
+			o.skipped++
 		}
 	}
 	return o.queues[k]

@@ -284,7 +284,8 @@ func TestOrderSweep(t *testing.T) {
 	clk.Advance(time.Millisecond)
 	fresh := request(sip.MethodInfo, "d5", "a", "b", 1)
 	mustArrive(t, o, fresh)
-	if st := o.Stats(); st.Queued != 3 || st.Entered != 1 || st.Skipped != 0 {
+	// The three that never reached a handler are counted as given up.
+	if st := o.Stats(); st.Queued != 3 || st.Entered != 1 || st.Skipped != 3 {
 		t.Fatalf("after the sweep: %+v", st)
 	}
 	doneHeld()
@@ -380,6 +381,9 @@ func TestOrderCapStale(t *testing.T) {
 	next := info(3)
 	if !o.Arrive(next) {
 		t.Fatalf("refused behind places given up on: %+v", o.Stats())
+	}
+	if st := o.Stats(); st.Skipped != 3 { // d2, then info(1) and info(2)
+		t.Fatalf("places dropped by the dialog's own sweep not counted: %+v", st)
 	}
 	o.Await(context.Background(), next)()
 }
