@@ -27,10 +27,7 @@ func lbGenClients(t *testing.T, cmds *json.Decoder, reply func(lbReply), errRepl
 	defer func() { _ = g.Close() }()
 	for {
 		var m lbCmd
-		if err := cmds.Decode(&m); err != nil {
-			if !errors.Is(err, io.EOF) {
-				t.Error(err)
-			}
+		if !lbNextCmd(t, cmds, &m) {
 			return
 		}
 		switch m.Op {
@@ -168,4 +165,16 @@ func lbGenRow(n int, base lbReply, r lbResult) string {
 		float64(r.cpu.Microseconds())/max(gwDgrams, 1),
 		100*c.CPU.Seconds()/c.Elapsed.Seconds(),
 		float64(c.CPU.Microseconds())/max(genDgrams, 1), perSyscall)
+}
+
+// lbNextCmd reads the gateway's next command into m; false at the end of
+// the commands (an error other than EOF fails t).
+func lbNextCmd(t *testing.T, cmds *json.Decoder, m *lbCmd) bool {
+	if err := cmds.Decode(m); err != nil {
+		if !errors.Is(err, io.EOF) {
+			t.Error(err)
+		}
+		return false
+	}
+	return true
 }

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net"
 	"net/netip"
@@ -716,10 +715,7 @@ func TestLoadBenchClients(t *testing.T) {
 	}()
 	for {
 		var m lbCmd
-		if err := cmds.Decode(&m); err != nil {
-			if !errors.Is(err, io.EOF) {
-				t.Error(err)
-			}
+		if !lbNextCmd(t, cmds, &m) {
 			return
 		}
 		switch m.Op {
@@ -1369,11 +1365,11 @@ func lbClientsRun(calls []*lbClient, window time.Duration, event func(lbReply)) 
 		c.toWeb.collect(&r.GotWeb, &web, &track)
 		c.toPh.collect(&r.GotPh, &ph, nil)
 	}
-	r.WebP50, r.WebP99 = percentiles(web)
-	r.TrackP50, r.TrackP99 = percentiles(track)
-	r.PhP50, r.PhP99 = percentiles(ph)
-	r.VWebP50, r.VWebP99 = percentiles(vweb)
-	r.VPhP50, r.VPhP99 = percentiles(vph)
+	r.WebP50, r.WebP99 = mediapeer.Percentiles(web)
+	r.TrackP50, r.TrackP99 = mediapeer.Percentiles(track)
+	r.PhP50, r.PhP99 = mediapeer.Percentiles(ph)
+	r.VWebP50, r.VWebP99 = mediapeer.Percentiles(vweb)
+	r.VPhP50, r.VPhP99 = mediapeer.Percentiles(vph)
 	return r
 }
 
@@ -1423,14 +1419,6 @@ func lbPace(n int, period time.Duration, stop <-chan struct{}, wg *sync.WaitGrou
 
 // lbPaceSlack: a call due this soon is sent at once.
 const lbPaceSlack = 50 * time.Microsecond
-
-func percentiles(lat []time.Duration) (p50, p99 time.Duration) {
-	if len(lat) == 0 {
-		return 0, 0
-	}
-	slices.Sort(lat)
-	return lat[len(lat)*50/100], lat[min(len(lat)-1, len(lat)*99/100)]
-}
 
 // lbBaseline measures the one-way path without the gateway: n phone
 // sockets sending 20 ms PCMU packets to n plain UDP readers, latency taken
@@ -1516,7 +1504,7 @@ func lbBaseline(n int, d time.Duration) (p50, p99 time.Duration, err error) {
 	time.Sleep(200 * time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
-	p50, p99 = percentiles(lat)
+	p50, p99 = mediapeer.Percentiles(lat)
 	return p50, p99, nil
 }
 

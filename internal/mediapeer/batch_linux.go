@@ -47,8 +47,6 @@ type batchHdrs struct {
 }
 
 const (
-	// batchMax is the most datagrams per system call.
-	batchMax = 64
 	// batchOOB holds a receive timestamp and an IP_PKTINFO, each in its
 	// own control message.
 	batchOOB = 64
@@ -57,22 +55,6 @@ const (
 	// 25,000 datagrams a second.
 	batchRcvbuf = 8 << 20
 )
-
-// batchMsg is one datagram of a batch.
-type batchMsg struct {
-	// Buf: the datagram to send, or the buffer to receive into (its
-	// capacity up to batchBuf; N bytes came).
-	Buf []byte
-	N   int
-	// Addr: the destination of a datagram sent, the source of one received.
-	Addr netip.AddrPort
-	// Local: the source address of a datagram sent (invalid: the
-	// socket's), the destination address of one received.
-	Local netip.Addr
-	// At: when the kernel received the datagram, Unix nanoseconds (0:
-	// it did not say).
-	At int64
-}
 
 // listenBatch opens a batch socket on addr. anyOnLo: addr is the wildcard
 // address and the socket takes only what comes over the loopback device

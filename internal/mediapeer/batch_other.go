@@ -12,16 +12,6 @@ import (
 // elsewhere the load generator cannot be made.
 type batchConn struct{}
 
-type batchMsg struct {
-	Buf   []byte
-	N     int
-	Addr  netip.AddrPort
-	Local netip.Addr
-	At    int64
-}
-
-const batchMax = 64
-
 var errBatchUnsupported = errors.New("mediapeer: batched UDP needs Linux")
 
 func listenBatch(context.Context, netip.AddrPort, bool) (*batchConn, error) {
