@@ -76,7 +76,7 @@ type LoadGenOptions struct {
 	// ResetStats (default 4 Mi); those past it are counted, not kept.
 	MaxSamples int
 	// Consent: how often each connected browser sends a consent check
-	// (RFC 7675) while no media flows (default 2 s).
+	// (RFC 7675) (default 2 s).
 	Consent time.Duration
 	// Cert is the browsers' certificate, shared (default: one made
 	// afresh).
@@ -760,8 +760,8 @@ func (g *LoadGen) Ports() []uint16 {
 	return ps
 }
 
-// armConsent sends a consent check from every connected browser while
-// no media flows, and arms itself again; under g.mu.
+// armConsent sends a consent check from every connected browser, as a
+// browser does with or without media, and arms itself again; under g.mu.
 func (g *LoadGen) armConsent() {
 	if g.closed {
 		return
@@ -772,11 +772,9 @@ func (g *LoadGen) armConsent() {
 		if g.closed {
 			return
 		}
-		if g.run == nil {
-			for i := range g.made {
-				if c := g.calls[i].Load(); c.lean.in.Load() != nil {
-					_ = c.lean.Keepalive()
-				}
+		for i := range g.made {
+			if c := g.calls[i].Load(); c.lean.in.Load() != nil {
+				_ = c.lean.Keepalive()
 			}
 		}
 		g.armConsent()
