@@ -69,6 +69,12 @@ type LoadGenOptions struct {
 	MaxCalls int
 	// Period between two packets of a call, each way (default 20 ms).
 	Period time.Duration
+	// Slot: a wake-up of a pacing loop makes every send due within this
+	// much (default 1 ms), so that a loop wakes at most about once a slot
+	// and sends its batch, rather than once per call: Go's timers here
+	// fire about a millisecond late anyway. The stamp is taken at the send,
+	// so an early send does not change the latency measured.
+	Slot time.Duration
 	// LateAfter: a send made later than this after its time counts as late
 	// (default 2 ms).
 	LateAfter time.Duration
@@ -141,7 +147,6 @@ const (
 	genPayload = 160
 	genStamp   = 17
 	genBuf     = 1500
-	genSlack   = 50 * time.Microsecond // a send due this soon is made now
 )
 
 // genCall is one call's browser and phone.
@@ -207,6 +212,9 @@ func NewLoadGen(ctx context.Context, opts LoadGenOptions) (*LoadGen, error) {
 	}
 	if opts.Period <= 0 {
 		opts.Period = 20 * time.Millisecond
+	}
+	if opts.Slot <= 0 {
+		opts.Slot = time.Millisecond
 	}
 	if opts.LateAfter <= 0 {
 		opts.LateAfter = 2 * time.Millisecond
@@ -476,7 +484,7 @@ func (l *genLoop) pace(cur *paceCursor, stop <-chan struct{}, queue func(l *genL
 	for {
 		now := clk.Now()
 		measured := l.g.measuring.Load()
-		next, skipped := cur.take(now, genSlack, batchMax, func(i, _ int, late time.Duration) {
+		next, skipped := cur.take(now, l.g.opts.Slot, batchMax, func(i, _ int, late time.Duration) {
 			if measured {
 				l.tx.planned++
 				if late > l.g.opts.LateAfter {
