@@ -7,9 +7,11 @@ import (
 	"errors"
 	"net"
 	"net/netip"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/internal/waitfor"
 )
@@ -172,5 +174,58 @@ func TestLoadGenBaseline(t *testing.T) {
 	}
 	if s := g.Stats(); s.Planned != 0 || s.SendCalls != 0 {
 		t.Fatalf("the baseline counted as the calls': %+v", s)
+	}
+}
+
+// TestLoadGenPacesOnFakeClock: the pacing loops, driven by a fake clock a
+// millisecond at a time, queue every stream once per period, at its time
+// (within the clock's step) and never more than a slot before it.
+func TestLoadGenPacesOnFakeClock(t *testing.T) {
+	leakcheck.Count(t, DefaultWait)
+	t0 := time.Unix(1000, 0)
+	fake := clock.NewFake(t0)
+	const loops, n = 2, 8
+	period, slot := 20*time.Millisecond, time.Millisecond
+	g := newLoadGen(t, LoadGenOptions{Loops: loops, MaxCalls: n, Clock: fake, Consent: time.Hour, Period: period, Slot: slot})
+	type queued struct {
+		i  int
+		at time.Time
+	}
+	var mu sync.Mutex
+	var got []queued
+	g.mu.Lock()
+	g.run = g.startPacing(n, func(_ *genLoop, i int, _ bool) {
+		mu.Lock()
+		got = append(got, queued{i, fake.Now()})
+		mu.Unlock()
+	})
+	g.mu.Unlock()
+	asleep := func() bool { return fake.Pending() == loops+1 } // and the consent timer
+	for range 2*period/time.Millisecond - 1 {
+		waitfor.Until(t, "the loops asleep", DefaultWait, asleep)
+		fake.Advance(time.Millisecond)
+	}
+	waitfor.Until(t, "the loops asleep", DefaultWait, asleep)
+	g.Stop()
+	mu.Lock()
+	defer mu.Unlock()
+	count := make([]int, n)
+	for _, q := range got {
+		count[q.i]++
+		// Stream i is due at i·period/n in each period. A loop reads the
+		// fake clock after Advance has moved it to the step's end, so it
+		// may see a send up to a step (1 ms) late.
+		off := q.at.Sub(t0) % period
+		due := time.Duration(q.i) * period / n
+		if early := due - off; early < -time.Millisecond || early > slot {
+			if early = due + period - off; early < -time.Millisecond || early > slot {
+				t.Errorf("stream %d queued at %v, due at %v in each period", q.i, q.at.Sub(t0), due)
+			}
+		}
+	}
+	for i, c := range count {
+		if c != 2 {
+			t.Errorf("stream %d queued %d times in 2 periods, want 2 (%v)", i, c, got)
+		}
 	}
 }
