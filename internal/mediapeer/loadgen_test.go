@@ -88,7 +88,7 @@ func TestLoadGenDemux(t *testing.T) {
 
 	waitfor.Until(t, "the datagrams counted", DefaultWait, func() bool {
 		s := g.Stats()
-		return s.GotPhone+s.Stray+s.Misrouted >= 5 && g.calls[1].Load().primedPh.Load()
+		return s.GotPhone+s.Stray+s.Misrouted >= 6 && g.calls[1].Load().primedPh.Load()
 	})
 	s := g.Stats()
 	if s.GotPhone != 1 || s.Misrouted != 1 || s.Stray != 4 || s.GotWeb != 0 || len(s.ToPhone) != 1 {
