@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"maps"
 	"net"
 	"net/netip"
@@ -182,19 +181,32 @@ func TestLoadBench(t *testing.T) {
 			float64(r.cpu.Microseconds())/float64(n)/r.elapsed.Seconds(),
 			100*c.CPU.Seconds()/c.Elapsed.Seconds(), clientPerPkt,
 			(heapPerCall+stackPerCall)/1024)
+		if c.Gen {
+			row = lbGenRow(n, base, r)
+		}
 		t.Logf("N=%d set up in %v (added %d calls); gateway per call: %.1f goroutines, heap %.0f KiB, stacks %.0f KiB, idle CPU %.0f µs per second",
 			n, setup.Round(time.Millisecond), added, goroutinesPerCall, heapPerCall/1024, stackPerCall/1024, idleCPU)
 		t.Logf("N=%d host during the window: %.0f %% of its %d CPUs busy (all processes), %.1f %% stolen by the hypervisor",
 			n, r.host.pct(r.host.busy), runtime.NumCPU(), r.host.pct(r.host.steal))
-		t.Logf("N=%d →browser after the client's stack (pion's, or the lean browser's decryption): p50 %.0f µs, p99 %.0f µs; sends due %d per direction, made %d/%d; host UDP RcvbufErrors %d; gateway in the window: %d GC cycles, %.0f heap allocations per call-second (ICE and RTCP timers: none on the packet path)",
-			n, us(c.TrackP50), us(c.TrackP99), c.Due, c.SentPh, c.SentWeb, c.Rcvbuf, r.gcs, float64(r.allocs)/float64(n)/r.elapsed.Seconds())
-		t.Logf("N=%d clients' process (%s browsers): %.0f KiB of heap and stacks per call, %.1f goroutines per call; %.1f µs of CPU per packet; lean browsers so far: %d SRTCP received, %d datagrams refused (%d SRTP that did not decrypt)",
-			n, kind, float64(c.Mem)/1024/float64(n), float64(c.Goroutines)/float64(n), clientPerPkt, c.LeanRTCP, c.LeanDropped, c.LeanUndecryptable)
+		if !c.Gen {
+			t.Logf("N=%d →browser after the client's stack (pion's, or the lean browser's decryption): p50 %.0f µs, p99 %.0f µs; sends due %d per direction, made %d/%d; host UDP RcvbufErrors %d; gateway in the window: %d GC cycles, %.0f heap allocations per call-second (ICE and RTCP timers: none on the packet path)",
+				n, us(c.TrackP50), us(c.TrackP99), c.Due, c.SentPh, c.SentWeb, c.Rcvbuf, r.gcs, float64(r.allocs)/float64(n)/r.elapsed.Seconds())
+			t.Logf("N=%d clients' process (%s browsers): %.0f KiB of heap and stacks per call, %.1f goroutines per call; %.1f µs of CPU per packet; lean browsers so far: %d SRTCP received, %d datagrams refused (%d SRTP that did not decrypt)",
+				n, kind, float64(c.Mem)/1024/float64(n), float64(c.Goroutines)/float64(n), clientPerPkt, c.LeanRTCP, c.LeanDropped, c.LeanUndecryptable)
+		}
+		if c.Gen {
+			t.Logf("N=%d generator: %d sends planned each way, %d skipped, %d late (> 2 ms; the latest %v), %d refused; %d datagrams for no call, %d for the wrong one; %d sendmmsg and %d recvmmsg in the window",
+				n, c.Planned, c.Skipped, c.Late, c.MaxLate.Round(time.Microsecond), c.SendErrors, c.Stray, c.Misrouted, c.SendCalls, c.RecvCalls)
+		}
 		rows = append(rows, row)
 		t.Log(row)
 	}
 	if err := cl.call(lbCmd{Op: "close"}, nil); err != nil {
 		t.Log(err)
+	}
+	if kind == lbLean {
+		lbPrintTable(t, lbGenHeader, lbGenAlign, rows)
+		return
 	}
 	lbPrintTable(t, "| calls | baseline p50 µs | baseline p99 µs | added p50 µs →browser | added p99 µs →browser | added p50 µs →phone | added p99 µs →phone | lost →browser | lost →phone | socket drops gateway / clients | gateway CPU (1 core = 100 %) | gateway CPU µs per call-second | clients CPU | clients CPU µs per packet | gateway KiB per call (heap + stacks) |",
 		"|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", rows)
@@ -354,6 +366,14 @@ type lbReply struct {
 	// datagrams refused (unknown source, bad STUN, SRTP that does not
 	// decrypt)
 	LeanRTCP, LeanDropped, LeanUndecryptable int64 `json:",omitempty"`
+	// the lean generator's (mediapeer.LoadGen) own counts of the window:
+	// sends planned (each way), skipped (its loop a period behind), made
+	// late, refused; datagrams for no call or the wrong one; the system
+	// calls that sent and received; the latest send
+	Gen                                    bool          `json:",omitempty"`
+	Planned, Skipped, Late, SendErrors     int64         `json:",omitempty"`
+	Stray, Misrouted, SendCalls, RecvCalls int64         `json:",omitempty"`
+	MaxLate                                time.Duration `json:",omitempty"`
 }
 
 // lbClients is the gateway's end of the clients' process.
@@ -656,6 +676,10 @@ func TestLoadBenchClients(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if kind == lbLean && os.Getenv("SWITCHBOARD_LOADBENCH_VIDEO") != "1" {
+		lbGenClients(t, cmds, reply, errReply, &cert)
+		return
+	}
 	var mu sync.Mutex // calls, against the keepalive loop; only this goroutine changes it
 	var calls []*lbClient
 	// Consent (RFC 7675) on every lean call, every 2 s, as a browser
@@ -691,10 +715,7 @@ func TestLoadBenchClients(t *testing.T) {
 	}()
 	for {
 		var m lbCmd
-		if err := cmds.Decode(&m); err != nil {
-			if !errors.Is(err, io.EOF) {
-				t.Error(err)
-			}
+		if !lbNextCmd(t, cmds, &m) {
 			return
 		}
 		switch m.Op {
@@ -1344,11 +1365,11 @@ func lbClientsRun(calls []*lbClient, window time.Duration, event func(lbReply)) 
 		c.toWeb.collect(&r.GotWeb, &web, &track)
 		c.toPh.collect(&r.GotPh, &ph, nil)
 	}
-	r.WebP50, r.WebP99 = percentiles(web)
-	r.TrackP50, r.TrackP99 = percentiles(track)
-	r.PhP50, r.PhP99 = percentiles(ph)
-	r.VWebP50, r.VWebP99 = percentiles(vweb)
-	r.VPhP50, r.VPhP99 = percentiles(vph)
+	r.WebP50, r.WebP99 = mediapeer.Percentiles(web)
+	r.TrackP50, r.TrackP99 = mediapeer.Percentiles(track)
+	r.PhP50, r.PhP99 = mediapeer.Percentiles(ph)
+	r.VWebP50, r.VWebP99 = mediapeer.Percentiles(vweb)
+	r.VPhP50, r.VPhP99 = mediapeer.Percentiles(vph)
 	return r
 }
 
@@ -1398,14 +1419,6 @@ func lbPace(n int, period time.Duration, stop <-chan struct{}, wg *sync.WaitGrou
 
 // lbPaceSlack: a call due this soon is sent at once.
 const lbPaceSlack = 50 * time.Microsecond
-
-func percentiles(lat []time.Duration) (p50, p99 time.Duration) {
-	if len(lat) == 0 {
-		return 0, 0
-	}
-	slices.Sort(lat)
-	return lat[len(lat)*50/100], lat[min(len(lat)-1, len(lat)*99/100)]
-}
 
 // lbBaseline measures the one-way path without the gateway: n phone
 // sockets sending 20 ms PCMU packets to n plain UDP readers, latency taken
@@ -1491,7 +1504,7 @@ func lbBaseline(n int, d time.Duration) (p50, p99 time.Duration, err error) {
 	time.Sleep(200 * time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
-	p50, p99 = percentiles(lat)
+	p50, p99 = mediapeer.Percentiles(lat)
 	return p50, p99, nil
 }
 

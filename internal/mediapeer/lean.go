@@ -42,7 +42,8 @@ import (
 // or it calls Serve, which does that with a plain read. Connect needs the
 // read loop running.
 type LeanBrowser struct {
-	conn  *net.UDPConn
+	conn  leanWire
+	own   *net.UDPConn // the browser's own socket, closed by Close; nil on a generator's shared socket
 	local netip.AddrPort
 	ufrag string
 	pwd   string
@@ -68,6 +69,13 @@ type LeanBrowser struct {
 
 	rtcp, stunIn, consent, dropped, undecryptable atomic.Int64
 	closeOnce                                     sync.Once
+}
+
+// leanWire is what a LeanBrowser sends on: its own socket, or a load
+// generator's socket shared by many browsers, which sends from the
+// browser's address.
+type leanWire interface {
+	WriteToUDPAddrPort(b []byte, to netip.AddrPort) (int, error)
 }
 
 // leanRemote is what the answer said of the far end.
@@ -120,8 +128,22 @@ func NewLeanBrowser(conn *net.UDPConn, cert *tls.Certificate) (*LeanBrowser, err
 	if !ok || la.IP.To4() == nil || !la.IP.IsLoopback() {
 		return nil, fmt.Errorf("lean browser: %v is not a loopback IPv4 address", conn.LocalAddr())
 	}
-	l := &LeanBrowser{conn: conn, local: la.AddrPort(), iceUp: make(chan struct{}), outBuf: make([]byte, 2*leanMaxRTP+64)}
-	l.local = netip.AddrPortFrom(l.local.Addr().Unmap(), l.local.Port())
+	l, err := newLeanBrowser(conn, la.AddrPort(), cert)
+	if err != nil {
+		return nil, err
+	}
+	l.own = conn
+	return l, nil
+}
+
+// newLeanBrowser makes a browser that sends on w from local, which must
+// be a loopback IPv4 address.
+func newLeanBrowser(w leanWire, local netip.AddrPort, cert *tls.Certificate) (*LeanBrowser, error) {
+	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
+	if !local.Addr().Is4() || !local.Addr().IsLoopback() || local.Port() == 0 {
+		return nil, fmt.Errorf("lean browser: %v is not a loopback IPv4 address", local)
+	}
+	l := &LeanBrowser{conn: w, local: local, iceUp: make(chan struct{}), outBuf: make([]byte, 2*leanMaxRTP+64)}
 	if cert != nil {
 		l.cert = *cert
 	} else {
@@ -487,39 +509,53 @@ func (l *LeanBrowser) handleSTUN(b []byte, from netip.AddrPort, r *leanRemote) {
 // WriteRTP encrypts and sends one RTP packet on the browser's SSRC (h.SSRC
 // is set to it). It allocates nothing; one goroutine at a time.
 func (l *LeanBrowser) WriteRTP(h *rtp.Header, payload []byte) error {
+	enc, to, err := l.sealRTP(l.outBuf[leanMaxRTP:leanMaxRTP], h, payload)
+	if err != nil {
+		return err
+	}
+	_, err = l.conn.WriteToUDPAddrPort(enc, to)
+	return err
+}
+
+// sealRTP encrypts one RTP packet on the browser's SSRC, appending it to
+// dst (which should have room for leanMaxRTP and the tag so as to allocate
+// nothing), and says where it goes: WriteRTP without the write, for a
+// generator that sends many browsers' packets in one system call. One
+// goroutine at a time, as WriteRTP.
+func (l *LeanBrowser) sealRTP(dst []byte, h *rtp.Header, payload []byte) ([]byte, netip.AddrPort, error) {
 	if l.out == nil {
-		return ErrLeanNotConnected
+		return nil, netip.AddrPort{}, ErrLeanNotConnected
 	}
 	r := l.remote.Load()
 	h.SSRC = l.ssrc
 	h.Version = 2
 	hl := h.MarshalSize()
 	if hl+len(payload) > leanMaxRTP {
-		return fmt.Errorf("lean browser: RTP packet of %d bytes", hl+len(payload))
+		return nil, netip.AddrPort{}, fmt.Errorf("lean browser: RTP packet of %d bytes", hl+len(payload))
 	}
 	plain := l.outBuf[:hl+len(payload)]
 	if _, err := h.MarshalTo(plain); err != nil {
-		return fmt.Errorf("lean browser: RTP header: %w", err)
+		return nil, netip.AddrPort{}, fmt.Errorf("lean browser: RTP header: %w", err)
 	}
 	copy(plain[hl:], payload)
-	// Encrypt into the upper half of the buffer, which has room for the
-	// largest packet and its tag, so as to allocate nothing.
-	enc, err := l.out.EncryptRTP(l.outBuf[leanMaxRTP:leanMaxRTP], plain, h)
+	enc, err := l.out.EncryptRTP(dst, plain, h)
 	if err != nil {
-		return fmt.Errorf("lean browser: SRTP: %w", err)
+		return nil, netip.AddrPort{}, fmt.Errorf("lean browser: SRTP: %w", err)
 	}
-	_, err = l.conn.WriteToUDPAddrPort(enc, r.addr)
-	return err
+	return enc, r.addr, nil
 }
 
 // Serve is a read loop for callers that need nothing more than the
 // decrypted packets: it reads until the socket is closed and hands each
 // RTP packet to onRTP (the payload is only valid during the call).
 func (l *LeanBrowser) Serve(onRTP func(h *rtp.Header, payload []byte)) {
+	if l.own == nil {
+		return // a generator's browser: its generator reads
+	}
 	buf := make([]byte, 1500)
 	var h rtp.Header
 	for {
-		n, from, err := l.conn.ReadFromUDPAddrPort(buf)
+		n, from, err := l.own.ReadFromUDPAddrPort(buf)
 		if err != nil {
 			return
 		}
@@ -529,8 +565,9 @@ func (l *LeanBrowser) Serve(onRTP func(h *rtp.Header, payload []byte)) {
 	}
 }
 
-// Close ends the DTLS session (close_notify) and closes the socket, which
-// ends the read loop.
+// Close ends the DTLS session (close_notify) and closes the browser's own
+// socket, which ends the read loop (a generator's shared socket stays
+// open).
 func (l *LeanBrowser) Close() error {
 	var err error
 	l.closeOnce.Do(func() {
@@ -538,7 +575,10 @@ func (l *LeanBrowser) Close() error {
 			err = l.dtls.Close()
 		}
 		l.pipe.close()
-		if cerr := l.conn.Close(); err == nil {
+		if l.own == nil {
+			return
+		}
+		if cerr := l.own.Close(); err == nil {
 			err = cerr
 		}
 	})
@@ -616,7 +656,7 @@ func (p *dtlsPipe) WriteTo(b []byte, _ net.Addr) (int, error) {
 }
 
 func (p *dtlsPipe) Close() error                     { p.close(); return nil }
-func (p *dtlsPipe) LocalAddr() net.Addr              { return p.l.conn.LocalAddr() }
+func (p *dtlsPipe) LocalAddr() net.Addr              { return net.UDPAddrFromAddrPort(p.l.local) }
 func (p *dtlsPipe) SetWriteDeadline(time.Time) error { return nil }
 func (p *dtlsPipe) SetDeadline(t time.Time) error    { return p.SetReadDeadline(t) }
 
