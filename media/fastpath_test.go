@@ -18,6 +18,7 @@ import (
 	"github.com/pion/dtls/v3/pkg/protocol/handshake"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
+	"github.com/switchboard/switchboard/clock"
 )
 
 // TestFastPathKeys checks the fast path's derivation of the SRTP keys
@@ -60,7 +61,7 @@ func checkKeys(t *testing.T, cert tls.Certificate, gatewayClient bool, profile d
 	}
 	ours, theirs := listen(), listen()
 	keys := newKeyTable(time.Now)
-	fc := newFastConn(ours, testLogger(), keys)
+	fc := newFastConn(ours, testLogger(), keys, clock.Real{}, true)
 	opts := func(keyLog bool) []dtls.Option {
 		o := []dtls.Option{
 			dtls.WithCertificates(cert),
@@ -389,7 +390,7 @@ func TestFastPathHostile(t *testing.T) {
 	defer e.fast.mu.Unlock()
 	relayedBefore, sent := e.fast.packetsIn.Load(), len(genuine)
 	if allocs := leastAllocs(50, func() {
-		if !l.receive(genuine[0]) {
+		if !l.receive(genuine[0], e.clock.Now()) {
 			t.Fatal("a genuine packet went to pion")
 		}
 		genuine = genuine[1:]
@@ -403,7 +404,7 @@ func TestFastPathHostile(t *testing.T) {
 		buf := make([]byte, len(p))
 		allocs := leastAllocs(50, func() {
 			copy(buf, p) // decryption is in place
-			l.receive(buf)
+			l.receive(buf, e.clock.Now())
 		})
 		limit := 0.0
 		switch what {
