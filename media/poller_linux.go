@@ -64,8 +64,10 @@ type rtpPoller struct {
 	out    *iceSender // nil without the fast path
 	pkt    rtp.Packet
 	// again lists the sockets read to their cap in the last round;
-	// retry is its spare.
+	// retry is its spare. Both are used under p.mu's read lock;
+	// pending tells whether again is not empty.
 	again, retry []int32
+	pending      atomic.Bool
 	waitFn       func(uintptr) bool
 	done         chan struct{}
 
@@ -150,17 +152,19 @@ func (p *rtpPoller) wake(fd uintptr) bool {
 	if err != nil {
 		n = 0
 	}
-	if n == 0 && len(p.again) == 0 {
+	if n == 0 && !p.pending.Load() {
 		return false
 	}
 	p.wakeups.Add(1)
-	p.handle(p.events[:n])
+	more := p.handle(p.events[:n])
 	// A full set of events may have left some out, and sockets read to
 	// their cap are not empty: another round before parking.
-	return n == len(p.events) || len(p.again) > 0
+	return n == len(p.events) || more
 }
 
-func (p *rtpPoller) handle(evs []unix.EpollEvent) {
+// handle reads the sockets of evs and those left with datagrams by the
+// last round; true when some are left again.
+func (p *rtpPoller) handle(evs []unix.EpollEvent) bool {
 	now := p.clock.Now() // one clock read for the wake-up's datagrams
 	p.mu.RLock()
 	defer p.mu.RUnlock()
@@ -174,6 +178,8 @@ func (p *rtpPoller) handle(evs []unix.EpollEvent) {
 	if p.out != nil {
 		p.out.flush()
 	}
+	p.pending.Store(len(p.again) > 0)
+	return len(p.again) > 0
 }
 
 // drain reads socket id until it is empty, or for pollRecvRounds calls

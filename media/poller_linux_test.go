@@ -238,3 +238,49 @@ func TestRawUDPClosed(t *testing.T) {
 		t.Fatalf("send after close: %v", err)
 	}
 }
+
+// TestRTPPollerRoundCap: a round reads one socket at most
+// pollRecvRounds·pollRecvBatch datagrams; a socket left with more is
+// read again in the next round, not forgotten (its edge is spent).
+func TestRTPPollerRoundCap(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	p := e.poller
+	b := newTestBridge(t, e)
+	a := newTestPhone(t)
+	negotiateRTPOnly(b, addrOf(a))
+	const sent = 3 * pollRecvRounds * pollRecvBatch
+	// The write lock keeps the poller's goroutine out: the test plays
+	// its rounds.
+	p.mu.Lock()
+	for i := range sent {
+		a.SendPacket(b.RTPAddr(), latchPacket(0, uint16(i)))
+	}
+	id := b.pollIDs[0]
+	read, capped := 0, 0
+	deadline := time.Now().Add(10 * time.Second)
+	for read < sent && time.Now().Before(deadline) {
+		before := p.datagrams.Load()
+		p.again = p.again[:0]
+		p.drain(id, e.clock.Now())
+		n := int(p.datagrams.Load() - before)
+		if n > pollRecvRounds*pollRecvBatch {
+			p.mu.Unlock()
+			t.Fatalf("one round read %d datagrams of a socket", n)
+		}
+		if n == pollRecvRounds*pollRecvBatch {
+			capped++
+			if len(p.again) != 1 || p.again[0] != id {
+				p.mu.Unlock()
+				t.Fatalf("a socket read to its cap is not read again: %v", p.again)
+			}
+		}
+		read += n
+	}
+	p.again = p.again[:0]
+	p.mu.Unlock()
+	if read != sent || capped < 2 {
+		t.Fatalf("%d of %d datagrams read, %d rounds at the cap", read, sent, capped)
+	}
+	waitFor(t, "the packets counted", func() bool { return b.Stats().RTP.PacketsIn == sent })
+}
