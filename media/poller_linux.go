@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -36,19 +35,23 @@ const (
 )
 
 // rtpPoller reads the RTP leg's sockets of every bridge of an engine from
-// one goroutine: the sockets sit in an epoll set of the poller's own, whose
-// descriptor Go's network poller watches, so that one wake-up of one
-// goroutine reads every socket that has datagrams (recvmmsg, several a
-// call) where a goroutine per socket would be woken for each datagram. The
+// one goroutine: the sockets sit in an epoll set of the poller's own, on
+// which the goroutine waits in epoll_wait itself (its thread blocks in the
+// kernel, as Go's network poller's would), so that one wake-up reads every
+// socket that has datagrams (recvmmsg, several a call) where a goroutine
+// per socket would be woken for each datagram, through Go's poller and
+// scheduler. The
 // phone's audio for browsers on the fast path leaves in one sendmmsg per
 // wake-up on the shared ICE socket; nothing waits for company: the batch
 // is sent at the end of the wake-up that filled it.
 type rtpPoller struct {
 	log   *slog.Logger
 	clock clock.Clock
-	ep    *os.File // the epoll descriptor, in Go's network poller
-	epRaw syscall.RawConn
 	epfd  int
+	// stop is an eventfd in the set: Close writes it to wake the
+	// goroutine, which then closes both descriptors.
+	stop    int
+	stopped atomic.Bool
 
 	// mu is read-held while a wake-up handles datagrams: remove returns
 	// when none of the socket's is in flight, after which its descriptor
@@ -64,11 +67,8 @@ type rtpPoller struct {
 	out    *iceSender // nil without the fast path
 	pkt    rtp.Packet
 	// again lists the sockets read to their cap in the last round;
-	// retry is its spare. Both are used under p.mu's read lock;
-	// pending tells whether again is not empty.
+	// retry is its spare. Both are used under p.mu's read lock.
 	again, retry []int32
-	pending      atomic.Bool
-	waitFn       func(uintptr) bool
 	done         chan struct{}
 
 	wakeups, recvCalls, datagrams atomic.Uint64
@@ -88,24 +88,22 @@ func newRTPPoller(log *slog.Logger, c clock.Clock, ice *net.UDPConn) (*rtpPoller
 	if err != nil {
 		return nil, fmt.Errorf("media: rtp poller: %w", err)
 	}
-	// Non-blocking: os.NewFile puts it in Go's network poller, which
-	// wakes the goroutine when one of the sockets is readable.
-	if err := unix.SetNonblock(fd, true); err != nil {
+	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
 		_ = unix.Close(fd)
 		return nil, fmt.Errorf("media: rtp poller: %w", err)
 	}
-	f := os.NewFile(uintptr(fd), "rtp-epoll")
-	raw, err := f.SyscallConn()
-	if err != nil {
-		_ = f.Close()
+	// Id 0 is the stop event's; sockets take ids from 1.
+	if err := unix.EpollCtl(fd, unix.EPOLL_CTL_ADD, stop, &unix.EpollEvent{Events: unix.EPOLLIN}); err != nil {
+		_ = unix.Close(fd)
+		_ = unix.Close(stop)
 		return nil, fmt.Errorf("media: rtp poller: %w", err)
 	}
 	p := &rtpPoller{
 		log:    log,
 		clock:  c,
-		ep:     f,
-		epRaw:  raw,
 		epfd:   fd,
+		stop:   stop,
 		socks:  map[int32]*polledSock{},
 		events: make([]unix.EpollEvent, pollEvents),
 		in:     newMmsgBatch(pollRecvBatch, pollDatagramMax, false),
@@ -113,53 +111,48 @@ func newRTPPoller(log *slog.Logger, c clock.Clock, ice *net.UDPConn) (*rtpPoller
 	}
 	if ice != nil {
 		if p.out, err = newICESender(ice); err != nil {
-			_ = f.Close()
+			_ = unix.Close(fd)
+			_ = unix.Close(stop)
 			return nil, err
 		}
 	}
-	p.waitFn = p.wake
 	go p.run()
 	return p, nil
 }
 
-func (p *rtpPoller) run() {
-	defer close(p.done)
-	for {
-		// Read returns nil after each wake-up that handled datagrams,
-		// an error once the epoll descriptor is closed.
-		if err := p.epRaw.Read(p.waitFn); err != nil {
-			return
-		}
-	}
-}
-
-// wake handles what is ready; false parks the goroutine until the epoll
-// descriptor is readable again.
+// run waits for datagrams and handles them until Close.
 //
 // The sockets are in the set edge-triggered and each is read until a
 // recvmmsg comes back short (its queue was empty then): a datagram that
-// comes later makes a new edge, which Go's poller records for the epoll
-// descriptor even while this runs (the read's readiness was reset before
-// this call), so the goroutine may park at once, without another
-// epoll_wait to find the set empty. Level-triggered sockets would be
-// put back on the ready list by each epoll_wait and wake the goroutine
-// once more for nothing.
-func (p *rtpPoller) wake(fd uintptr) bool {
-	n, err := unix.EpollWait(int(fd), p.events, 0)
-	for errors.Is(err, unix.EINTR) {
-		n, err = unix.EpollWait(int(fd), p.events, 0)
+// comes later makes a new edge. Level-triggered sockets would be put back
+// on the ready list by each epoll_wait, to be found empty by the next.
+func (p *rtpPoller) run() {
+	defer close(p.done)
+	defer func() {
+		_ = unix.Close(p.epfd)
+		_ = unix.Close(p.stop)
+	}()
+	more := false
+	for {
+		wait := -1
+		if more {
+			wait = 0 // sockets read to their cap come first
+		}
+		n, err := unix.EpollWait(p.epfd, p.events, wait)
+		if err != nil {
+			n = 0 // EINTR
+		}
+		if p.stopped.Load() {
+			return
+		}
+		if n == 0 && !more {
+			continue
+		}
+		p.wakeups.Add(1)
+		// A full set of events may have left some out: another
+		// round without waiting.
+		more = p.handle(p.events[:n]) || n == len(p.events)
 	}
-	if err != nil {
-		n = 0
-	}
-	if n == 0 && !p.pending.Load() {
-		return false
-	}
-	p.wakeups.Add(1)
-	more := p.handle(p.events[:n])
-	// A full set of events may have left some out, and sockets read to
-	// their cap are not empty: another round before parking.
-	return n == len(p.events) || more
 }
 
 // handle reads the sockets of evs and those left with datagrams by the
@@ -178,7 +171,6 @@ func (p *rtpPoller) handle(evs []unix.EpollEvent) bool {
 	if p.out != nil {
 		p.out.flush()
 	}
-	p.pending.Store(len(p.again) > 0)
 	return len(p.again) > 0
 }
 
@@ -298,9 +290,17 @@ func (p *rtpPoller) removeLocked(id int32) {
 // sockets still in it are left to their bridges.
 func (p *rtpPoller) Close() error {
 	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		<-p.done
+		return nil
+	}
 	p.closed = true
 	p.mu.Unlock()
-	err := p.ep.Close() // waits for a wake-up in progress
+	p.stopped.Store(true)
+	var one [8]byte
+	one[0] = 1 // a count other than zero, whatever the byte order
+	_, err := unix.Write(p.stop, one[:])
 	<-p.done
 	return err
 }
