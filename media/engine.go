@@ -80,9 +80,9 @@ func NewEngine(ctx context.Context, opts Options) (*Engine, error) {
 	}
 	e.ports = newPortPool(o.BindIP, o.RTPPorts[0], o.RTPPorts[1], o.Clock, o.DrainTime)
 	if !o.noBatch {
-		var ice *net.UDPConn
+		var ice *iceReader
 		if e.fast != nil {
-			ice = e.fast.UDPConn
+			ice = e.fast.rd
 		}
 		if e.poller, err = newRTPPoller(e.log, o.Clock, ice); err != nil {
 			e.log.Info("media: each bridge reads its rtp sockets itself", "err", err)

@@ -65,9 +65,11 @@ type fastConn struct {
 	log   *slog.Logger
 	keys  *keyTable
 	clock clock.Clock
-	// rd reads the socket a batch at a time; nil: a datagram a call
-	// (not Linux).
+	// rd reads the socket a batch at a time, out of Go's network
+	// poller; nil: a datagram a call through it (not Linux). w sends:
+	// rd's socket, else the UDPConn.
 	rd *iceReader
+	w  udpWriter
 	// now is the time of the batch being handed out, read once a batch.
 	now time.Time
 
@@ -78,9 +80,11 @@ type fastConn struct {
 }
 
 func newFastConn(c *net.UDPConn, log *slog.Logger, keys *keyTable, clk clock.Clock, batch bool) *fastConn {
-	fc := &fastConn{UDPConn: c, log: log, keys: keys, clock: clk, legs: map[netip.AddrPort]*fastLeg{}}
+	fc := &fastConn{UDPConn: c, log: log, keys: keys, clock: clk, legs: map[netip.AddrPort]*fastLeg{}, w: c}
 	if batch {
-		fc.rd = newICEReader(c)
+		if fc.rd = newICEReader(c); fc.rd != nil {
+			fc.w = fc.rd.writer()
+		}
 	}
 	return fc
 }
@@ -148,7 +152,43 @@ func (c *fastConn) WriteToAddrPort(b []byte, dst netip.AddrPort) (int, error) {
 	if len(b) > 0 && b[0] >= 20 && b[0] <= 63 {
 		c.keys.observe(b, netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port()), true)
 	}
-	return c.UDPConn.WriteToUDPAddrPort(b, dst)
+	return c.w.WriteToUDPAddrPort(b, dst)
+}
+
+// Close closes the socket; a read waiting on it fails.
+func (c *fastConn) Close() error {
+	if c.rd != nil {
+		c.rd.close()
+		return nil
+	}
+	return c.UDPConn.Close()
+}
+
+// SetDeadline, SetReadDeadline and SetWriteDeadline do nothing once the
+// socket is the batch reader's: its sends never wait (a datagram that
+// finds the buffer full is dropped), its reads end with Close. pion's mux
+// sets a write deadline to abort writes that block.
+func (c *fastConn) SetDeadline(t time.Time) error {
+	if c.rd != nil {
+		return nil
+	}
+	return c.UDPConn.SetDeadline(t)
+}
+
+// SetReadDeadline: see SetDeadline.
+func (c *fastConn) SetReadDeadline(t time.Time) error {
+	if c.rd != nil {
+		return nil
+	}
+	return c.UDPConn.SetReadDeadline(t)
+}
+
+// SetWriteDeadline: see SetDeadline.
+func (c *fastConn) SetWriteDeadline(t time.Time) error {
+	if c.rd != nil {
+		return nil
+	}
+	return c.UDPConn.SetWriteDeadline(t)
 }
 
 // WriteTo is WriteToAddrPort for a net.Addr.
@@ -346,7 +386,7 @@ func (l *fastLeg) send(h *rtp.Header, payload []byte, roc uint32, out *iceSender
 		}
 		return true, n, nil
 	}
-	if _, err := l.conn.UDPConn.WriteToUDPAddrPort(enc, *addr); err != nil {
+	if _, err := l.conn.w.WriteToUDPAddrPort(enc, *addr); err != nil {
 		return true, 0, err
 	}
 	return true, n, nil

@@ -62,6 +62,7 @@ func checkKeys(t *testing.T, cert tls.Certificate, gatewayClient bool, profile d
 	ours, theirs := listen(), listen()
 	keys := newKeyTable(time.Now)
 	fc := newFastConn(ours, testLogger(), keys, clock.Real{}, true)
+	t.Cleanup(func() { _ = fc.Close() })
 	opts := func(keyLog bool) []dtls.Option {
 		o := []dtls.Option{
 			dtls.WithCertificates(cert),

@@ -8,8 +8,8 @@ import (
 	"net"
 	"net/netip"
 	"runtime"
+	"sync"
 	"sync/atomic"
-	"syscall"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -160,44 +160,72 @@ const (
 )
 
 // iceReader reads the shared ICE socket a batch at a time (recvmmsg) and
-// hands the datagrams out one by one. Used by pion's mux read loop only.
+// hands the datagrams out one by one, to pion's mux read loop. The socket
+// is out of Go's network poller (see dupSocket), which would wake a thread
+// for each datagram: the read loop waits in epoll_wait itself, on an epoll
+// set of the socket (edge-triggered: it is read until a recvmmsg comes
+// back short) and of an eventfd that close writes. Sends go through sock.
 type iceReader struct {
-	raw    syscall.RawConn
-	m      *mmsgBatch
-	n      int // datagrams in the batch
-	next   int // the next one to hand out
-	err    error
-	readFn func(uintptr) bool
+	sock     *rawUDP
+	ep, stop int
+	closing  atomic.Bool
+
+	// mu is held by a read while it uses the descriptors; close closes
+	// them under it.
+	mu    sync.Mutex
+	m     *mmsgBatch
+	evs   [2]unix.EpollEvent
+	n     int  // datagrams in the batch
+	next  int  // the next one to hand out
+	empty bool // the last recvmmsg found the queue empty
 
 	calls, datagrams atomic.Uint64
 }
 
+// newICEReader takes c's socket for the reader and closes c; nil when it
+// cannot, c untouched.
 func newICEReader(c *net.UDPConn) *iceReader {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return nil
-	}
 	local, ok := netip.AddrFromSlice(c.LocalAddr().(*net.UDPAddr).IP)
 	if !ok {
 		return nil
 	}
-	r := &iceReader{raw: raw, m: newMmsgBatch(iceReadSlots, iceReadSize, !local.Unmap().Is4())}
-	r.readFn = r.recv
+	fd, err := dupSocket(c)
+	if err != nil {
+		return nil
+	}
+	r := &iceReader{sock: &rawUDP{fd: fd, v6: !local.Unmap().Is4()}, ep: -1, stop: -1, m: newMmsgBatch(iceReadSlots, iceReadSize, !local.Unmap().Is4())}
+	if r.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err == nil {
+		r.stop, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	}
+	if err == nil {
+		err = unix.EpollCtl(r.ep, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: 1})
+	}
+	if err == nil {
+		err = unix.EpollCtl(r.ep, unix.EPOLL_CTL_ADD, r.stop, &unix.EpollEvent{Events: unix.EPOLLIN})
+	}
+	if err != nil {
+		for _, d := range []int{fd, r.ep, r.stop} {
+			if d >= 0 {
+				_ = unix.Close(d)
+			}
+		}
+		return nil
+	}
+	_ = c.Close()
 	return r
 }
 
+// writer is the sending half of the socket.
+func (r *iceReader) writer() udpWriter { return r.sock }
+
 // read returns the next datagram, valid until the next call; fresh is set
 // when a system call brought it (the first of a batch). Truncated
-// datagrams are skipped.
+// datagrams are skipped. It fails with net.ErrClosed after close.
 func (r *iceReader) read() (b []byte, src netip.AddrPort, fresh bool, err error) {
 	for {
 		for r.next >= r.n {
-			r.next, r.n, r.err = 0, 0, nil
-			if err := r.raw.Read(r.readFn); err != nil {
+			if err := r.fill(); err != nil {
 				return nil, netip.AddrPort{}, false, err
-			}
-			if r.err != nil {
-				return nil, netip.AddrPort{}, false, r.err
 			}
 			fresh = true
 		}
@@ -209,15 +237,48 @@ func (r *iceReader) read() (b []byte, src netip.AddrPort, fresh bool, err error)
 	}
 }
 
-func (r *iceReader) recv(fd uintptr) bool {
-	n, err := r.m.recv(fd)
-	if errors.Is(err, unix.EAGAIN) {
-		return false // wait until the socket is readable
-	}
-	r.n, r.err = n, err
-	if err == nil {
+func (r *iceReader) fill() error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.next, r.n = 0, 0
+	for {
+		if r.closing.Load() {
+			return net.ErrClosed
+		}
+		if r.empty {
+			if _, err := unix.EpollWait(r.ep, r.evs[:], -1); err != nil && !errors.Is(err, unix.EINTR) {
+				return err
+			}
+			r.empty = false
+			continue
+		}
+		n, err := r.m.recv(uintptr(r.sock.fd))
+		if errors.Is(err, unix.EAGAIN) {
+			r.empty = true
+			continue
+		}
+		if err != nil {
+			return err
+		}
 		r.calls.Add(1)
 		r.datagrams.Add(uint64(n))
+		r.n, r.empty = n, n < len(r.m.hdrs)
+		return nil
 	}
-	return true
+}
+
+// close wakes a read that waits, which then fails, and closes the
+// descriptors once it has.
+func (r *iceReader) close() {
+	if r.closing.Swap(true) {
+		return
+	}
+	var one [8]byte
+	one[0] = 1
+	_, _ = unix.Write(r.stop, one[:])
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.sock.close()
+	_ = unix.Close(r.ep)
+	_ = unix.Close(r.stop)
 }

@@ -12,7 +12,6 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -83,7 +82,7 @@ type polledSock struct {
 
 // newRTPPoller starts the poller's goroutine; ice is the shared ICE socket
 // for the fast path's sends, nil without it. Close stops it.
-func newRTPPoller(log *slog.Logger, c clock.Clock, ice *net.UDPConn) (*rtpPoller, error) {
+func newRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader) (*rtpPoller, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("media: rtp poller: %w", err)
@@ -110,11 +109,7 @@ func newRTPPoller(log *slog.Logger, c clock.Clock, ice *net.UDPConn) (*rtpPoller
 		done:   make(chan struct{}),
 	}
 	if ice != nil {
-		if p.out, err = newICESender(ice); err != nil {
-			_ = unix.Close(fd)
-			_ = unix.Close(stop)
-			return nil, err
-		}
+		p.out = newICESender(ice.sock)
 	}
 	go p.run()
 	return p, nil
@@ -328,28 +323,15 @@ func sockFD(c *net.UDPConn) (uintptr, bool) {
 // ICE socket and sends them with sendmmsg. Used by the poller's goroutine
 // only.
 type iceSender struct {
-	raw    syscall.RawConn
+	sock   *rawUDP
 	m      *mmsgBatch
 	owners []*Bridge // of each queued datagram, to count a failed send
-	start  int
-	err    error
-	sendFn func(uintptr) bool
 
 	calls, sent atomic.Uint64
 }
 
-func newICESender(c *net.UDPConn) (*iceSender, error) {
-	raw, err := c.SyscallConn()
-	if err != nil {
-		return nil, fmt.Errorf("media: rtp poller: %w", err)
-	}
-	local, ok := netip.AddrFromSlice(c.LocalAddr().(*net.UDPAddr).IP)
-	if !ok {
-		return nil, fmt.Errorf("media: rtp poller: ice socket address %v", c.LocalAddr())
-	}
-	s := &iceSender{raw: raw, m: newMmsgBatch(pollSendBatch, iceSendSlot, !local.Unmap().Is4()), owners: make([]*Bridge, pollSendBatch)}
-	s.sendFn = s.write
-	return s, nil
+func newICESender(sock *rawUDP) *iceSender {
+	return &iceSender{sock: sock, m: newMmsgBatch(pollSendBatch, iceSendSlot, sock.v6), owners: make([]*Bridge, pollSendBatch)}
 }
 
 // slot returns the buffer for the next datagram, sending the batch first
@@ -377,38 +359,27 @@ func (s *iceSender) queue(b *Bridge, enc []byte, dst netip.AddrPort) bool {
 }
 
 // flush sends what is queued. A datagram the kernel refuses is counted as
-// a failed relay of its bridge; the rest still go.
+// a failed relay of its bridge and the rest still go; when the socket's
+// buffer is full the rest are dropped, as the network would.
 func (s *iceSender) flush() {
-	for s.start < s.m.n {
-		s.err = nil
-		if err := s.raw.Write(s.sendFn); err != nil {
-			for i := s.start; i < s.m.n; i++ {
+	for start := 0; start < s.m.n; {
+		n, err := s.sock.sendBatch(s.m, start)
+		s.calls.Add(1)
+		s.sent.Add(uint64(n))
+		start += n
+		switch {
+		case errors.Is(err, unix.EAGAIN), errors.Is(err, net.ErrClosed):
+			for i := start; i < s.m.n; i++ {
 				s.owners[i].rtpIn.drop(dropFailed)
 			}
-			break
-		}
-		if s.err != nil {
-			s.owners[s.start].rtpIn.drop(dropFailed)
-			s.start++
+			start = s.m.n
+		case err != nil:
+			s.owners[start].rtpIn.drop(dropFailed)
+			start++
 		}
 	}
 	clear(s.owners[:s.m.n])
-	s.m.n, s.start = 0, 0
-}
-
-func (s *iceSender) write(fd uintptr) bool {
-	n, err := s.m.send(fd, s.start)
-	if errors.Is(err, unix.EAGAIN) {
-		return false // the socket's buffer is full: wait until it drains
-	}
-	s.calls.Add(1)
-	if err != nil {
-		s.err = err
-		return true
-	}
-	s.sent.Add(uint64(n))
-	s.start += n
-	return true
+	s.m.n = 0
 }
 
 // polledPair is a port pair's sockets once the poller reads them: out of
@@ -448,6 +419,17 @@ func dupSocket(c *net.UDPConn) (int, error) {
 		return -1, fmt.Errorf("media: rtp poller: dup: %w", err)
 	}
 	return nfd, nil
+}
+
+// sendBatch sends the datagrams of m from start on (sendmmsg), without
+// waiting: how many went, and the error of the first that did not.
+func (s *rawUDP) sendBatch(m *mmsgBatch, start int) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fd < 0 {
+		return 0, net.ErrClosed
+	}
+	return m.send(uintptr(s.fd), start)
 }
 
 func (s *rawUDP) close() {

@@ -180,10 +180,13 @@ func TestMmsgBatchCaps(t *testing.T) {
 		t.Fatalf("recv on an empty socket: %v", err)
 	}
 
-	s, err := newICESender(tx)
+	txfd, err := dupSocket(tx)
 	if err != nil {
 		t.Fatal(err)
 	}
+	sock := &rawUDP{fd: txfd}
+	defer sock.close()
+	s := newICESender(sock)
 	br := &Bridge{}
 	for i := range pollSendBatch + 1 {
 		slot := s.slot()
@@ -283,4 +286,68 @@ func TestRTPPollerRoundCap(t *testing.T) {
 		t.Fatalf("%d of %d datagrams read, %d rounds at the cap", read, sent, capped)
 	}
 	waitFor(t, "the packets counted", func() bool { return b.Stats().RTP.PacketsIn == sent })
+}
+
+// TestICEReader: the shared ICE socket's batch reader hands pion the
+// datagrams that are not the fast path's, in order, from one recvmmsg;
+// Close wakes a read that waits, which fails, and closes the socket.
+func TestICEReader(t *testing.T) {
+	checkGoroutines(t)
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := newFastConn(c, testLogger(), newKeyTable(time.Now), newFake(), true)
+	if fc.rd == nil {
+		t.Fatal("no batch reader on linux")
+	}
+	to := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	peer := newTestPhone(t)
+	const sent = iceReadSlots + 3
+	for i := range sent {
+		// STUN-like first bytes: pion's.
+		if _, err := peer.Conn.WriteToUDPAddrPort([]byte{0, 1, byte(i)}, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 1500)
+	for i := range sent {
+		n, src, err := fc.ReadFromAddrPort(buf)
+		if err != nil || src != addrOf(peer) || !bytes.Equal(buf[:n], []byte{0, 1, byte(i)}) {
+			t.Fatalf("datagram %d: %x from %v, %v", i, buf[:n], src, err)
+		}
+	}
+	if calls := fc.rd.calls.Load(); calls >= sent {
+		t.Fatalf("%d datagrams took %d recvmmsg", sent, calls)
+	}
+	// Sends leave from the same socket.
+	if _, err := fc.WriteToAddrPort([]byte{0, 1}, addrOf(peer)); err != nil {
+		t.Fatal(err)
+	}
+	_ = peer.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, src, err := peer.Conn.ReadFromUDPAddrPort(buf); err != nil || src != to {
+		t.Fatalf("the gateway's datagram came from %v (%v), want %v", src, err, to)
+	}
+
+	read := make(chan error, 1)
+	go func() {
+		_, _, err := fc.ReadFromAddrPort(buf)
+		read <- err
+	}()
+	_ = fc.Close()
+	select {
+	case err := <-read:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("read after Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not wake the read")
+	}
+	if fc.rd.sock.fd != -1 {
+		t.Fatal("the socket is open after Close")
+	}
+	if _, err := fc.WriteToAddrPort([]byte{0, 1}, addrOf(peer)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("send after Close: %v", err)
+	}
+	_ = fc.Close()
 }

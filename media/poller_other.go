@@ -17,7 +17,7 @@ import (
 
 type rtpPoller struct{}
 
-func newRTPPoller(*slog.Logger, clock.Clock, *net.UDPConn) (*rtpPoller, error) {
+func newRTPPoller(*slog.Logger, clock.Clock, *iceReader) (*rtpPoller, error) {
 	return nil, errors.New("media: rtp poller: linux only")
 }
 
@@ -37,6 +37,9 @@ func (*iceSender) queue(*Bridge, []byte, netip.AddrPort) bool { return false }
 type iceReader struct{}
 
 func newICEReader(*net.UDPConn) *iceReader { return nil }
+
+func (*iceReader) writer() udpWriter { return nil }
+func (*iceReader) close()            {}
 
 func (*iceReader) read() ([]byte, netip.AddrPort, bool, error) {
 	return nil, netip.AddrPort{}, false, errors.ErrUnsupported
