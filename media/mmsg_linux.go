@@ -61,6 +61,9 @@ func (m *mmsgBatch) recv(fd uintptr) (int, error) {
 		m.hdrs[i].Hdr.Flags = 0
 		m.hdrs[i].Len = 0
 	}
+	// The retry loop is not shared with send's and rawUDP's: the
+	// conversions of pointers to uintptr must stay in the argument list
+	// of the assembly call, which keeps what they point to in place.
 	for {
 		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(len(m.hdrs)), unix.MSG_DONTWAIT, 0, 0)
 		runtime.KeepAlive(m)

@@ -135,15 +135,7 @@ func TestRTPPollerBridgeClosesUnderTraffic(t *testing.T) {
 // rest stay for the next; a datagram larger than a slot is refused; the
 // send batch goes out when full and keeps the order.
 func TestMmsgBatchCaps(t *testing.T) {
-	listen := func() *net.UDPConn {
-		c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = c.Close() })
-		return c
-	}
-	rx, tx := listen(), listen()
+	rx, tx := newTestPhone(t).Conn, newTestPhone(t).Conn
 	to, from := rx.LocalAddr().(*net.UDPAddr).AddrPort(), tx.LocalAddr().(*net.UDPAddr).AddrPort()
 	const sent = 2*pollRecvBatch + 3
 	for i := range sent {
