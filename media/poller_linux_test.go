@@ -381,3 +381,27 @@ func rxQueue(t *testing.T, port uint16) int {
 	t.Fatalf("no socket on port %d in /proc/net/udp", port)
 	return 0
 }
+
+// TestRTPPollerHostile: what the poller reads is checked as the reader
+// goroutine's was: a datagram too short for RTP, one larger than the
+// relay's buffer (it would arrive cut), and an empty one are dropped as
+// malformed and counted; a good packet after them is relayed.
+func TestRTPPollerHostile(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	b := newTestBridge(t, e)
+	a := newTestPhone(t)
+	negotiateRTPOnly(b, addrOf(a))
+	big := mustMarshal(t, rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: 1, SSRC: 1}, Payload: make([]byte, pollDatagramMax)})
+	for _, d := range [][]byte{{0x80, 0}, big, {}} {
+		if _, err := a.Conn.WriteToUDPAddrPort(d, b.RTPAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "three malformed datagrams counted", func() bool { return b.Stats().RTP.Dropped.Malformed == 3 })
+	a.SendPacket(b.RTPAddr(), latchPacket(0, 2))
+	waitFor(t, "the good packet", func() bool { return b.Stats().RTP.PacketsIn == 1 })
+	if st := b.Stats().RTP; st.PacketsIn != 1 || st.Dropped.Malformed != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+}
