@@ -456,6 +456,7 @@ func (e *Engine) Stats() EngineStats {
 	if e.fast != nil {
 		st.FastPath = e.fast.stats()
 	}
+	st.Batch = e.batchStats()
 	return st
 }
 

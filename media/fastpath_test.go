@@ -227,6 +227,9 @@ func TestFastPath(t *testing.T) {
 				last = p.SequenceNumber
 			}
 			st := e.Stats().FastPath
+			if bs := e.Stats().Batch; !noBatch && (bs.ICESent < n || bs.ICESends == 0 || bs.ICESends > bs.ICESent || bs.RTPDatagrams < n || bs.ICEDatagrams < n || bs.Wakeups == 0) || noBatch && bs != (BatchStats{}) {
+				t.Fatalf("batch stats %+v after %d packets each way (batches %v)", bs, n, !noBatch)
+			}
 			if st.Legs != 1 || st.PacketsIn-before.PacketsIn != n || st.PacketsOut-before.PacketsOut != n || st.Fallbacks != 0 || st.Rejected != 0 {
 				t.Fatalf("fast path stats %+v after %+v, want %d packets each way on it", st, before, n)
 			}

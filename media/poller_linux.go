@@ -480,3 +480,17 @@ func (s *rawUDP) WriteToUDPAddrPort(b []byte, dst netip.AddrPort) (int, error) {
 		return int(n), nil
 	}
 }
+
+func (e *Engine) batchStats() BatchStats {
+	var st BatchStats
+	if p := e.poller; p != nil {
+		st.Wakeups, st.RTPReads, st.RTPDatagrams = p.wakeups.Load(), p.recvCalls.Load(), p.datagrams.Load()
+		if p.out != nil {
+			st.ICESends, st.ICESent = p.out.calls.Load(), p.out.sent.Load()
+		}
+	}
+	if e.fast != nil && e.fast.rd != nil {
+		st.ICEReads, st.ICEDatagrams = e.fast.rd.calls.Load(), e.fast.rd.datagrams.Load()
+	}
+	return st
+}

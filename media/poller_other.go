@@ -44,3 +44,5 @@ func (*iceReader) close()            {}
 func (*iceReader) read() ([]byte, netip.AddrPort, bool, error) {
 	return nil, netip.AddrPort{}, false, errors.ErrUnsupported
 }
+
+func (*Engine) batchStats() BatchStats { return BatchStats{} }
