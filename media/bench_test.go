@@ -52,7 +52,7 @@ func BenchmarkRelay(b *testing.B) {
 		for i := 0; b.Loop(); i++ {
 			binary.BigEndian.PutUint16(raw[2:], uint16(i))
 			binary.BigEndian.PutUint32(raw[4:], uint32(i)*160)
-			br.fromRTP(raw, src, &pkt)
+			br.fromRTP(raw, src, &pkt, br.clock.Now(), nil)
 		}
 		if br.webOut.packets.Load() == 0 {
 			b.Fatal("nothing relayed")

@@ -52,7 +52,11 @@ type Bridge struct {
 	start time.Time
 	pair  *portPair
 	latch latch
-	track *webTrack
+	// polled: the engine's RTP poller reads the RTP and RTCP sockets,
+	// under the ids pollIDs; else goroutines of the bridge do.
+	polled  bool
+	pollIDs [2]int32
+	track   *webTrack
 
 	ctx       context.Context // done when the bridge ends: aborts ICE gathering
 	cancel    context.CancelFunc
@@ -165,9 +169,13 @@ func (b *Bridge) run(ctx context.Context) {
 	// The readers stop when the bridge is torn down, which ctx's end
 	// starts but does not finish: their context keeps ctx's values only.
 	b.ctx, b.cancel = context.WithCancel(context.WithoutCancel(ctx))
-	b.wg.Add(2)
-	go b.readRTP()
-	go b.readRTCP()
+	if p := b.e.poller; p != nil && p.add(b) {
+		b.polled = true
+	} else {
+		b.wg.Add(2)
+		go b.readRTP()
+		go b.readRTCP()
+	}
 	b.stopAfter = context.AfterFunc(ctx, func() { b.fail(context.Cause(ctx)) })
 }
 
@@ -258,8 +266,12 @@ func (b *Bridge) teardown() {
 		}
 	}
 	now := time.Now()
-	_ = b.pair.rtp.SetReadDeadline(now)
-	_ = b.pair.rtcp.SetReadDeadline(now)
+	if b.polled {
+		b.e.poller.remove(b)
+	} else {
+		_ = b.pair.rtp.SetReadDeadline(now)
+		_ = b.pair.rtcp.SetReadDeadline(now)
+	}
 	v := b.vidA.Load()
 	if v != nil {
 		v.stopVideoReports()

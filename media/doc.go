@@ -141,6 +141,14 @@
 // legs. Every goroutine belongs to a bridge (its socket readers and pion's
 // track readers) or to the engine, and is gone when Close returns.
 //
+// On Linux one goroutine of the engine reads the audio RTP and RTCP
+// sockets of every bridge (an epoll set of its own, recvmmsg) and sends
+// the phones' audio to browsers on the fast path with sendmmsg, and pion's
+// mux reads the shared ICE socket with recvmmsg: a wake-up handles every
+// datagram that is there, where a reader per socket woke for each. Both
+// wait in epoll_wait themselves, with their sockets out of Go's network
+// poller. Elsewhere each bridge reads its sockets with goroutines.
+//
 // [Bridge.Stats] returns a plain snapshot per leg: packets and bytes each
 // way, loss from sequence gaps, RFC 3550 interarrival jitter, time to the
 // first packet, drops by cause, and a one-way-audio flag. [Engine.Stats]

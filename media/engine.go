@@ -36,6 +36,9 @@ type Engine struct {
 	tcpLn    *tcpListener
 	iceAddr  netip.AddrPort // the shared ICE port, UDP and TCP
 	ports    *portPool
+	// poller reads every bridge's RTP sockets (Linux); nil: each bridge
+	// reads its own.
+	poller *rtpPoller
 
 	mu      sync.Mutex
 	bridges map[*Bridge]struct{}
@@ -76,6 +79,16 @@ func NewEngine(ctx context.Context, opts Options) (*Engine, error) {
 		return nil, err
 	}
 	e.ports = newPortPool(o.BindIP, o.RTPPorts[0], o.RTPPorts[1], o.Clock, o.DrainTime)
+	if !o.noBatch {
+		var ice *iceReader
+		if e.fast != nil {
+			ice = e.fast.rd
+		}
+		if e.poller, err = newRTPPoller(e.log, o.Clock, ice); err != nil {
+			e.log.Info("media: each bridge reads its rtp sockets itself", "err", err)
+			e.poller = nil
+		}
+	}
 	return e, nil
 }
 
@@ -163,7 +176,7 @@ func (e *Engine) configurePion() error {
 	var pconn net.PacketConn = conn
 	if !o.NoFastPath {
 		keys := newKeyTable(time.Now)
-		e.fast = newFastConn(conn, e.log, keys)
+		e.fast = newFastConn(conn, e.log, keys, o.Clock, !o.noBatch)
 		pconn = e.fast
 		// The key log never leaves the process: keyTable keeps a
 		// master secret until its leg takes the SRTP keys (or a
@@ -443,6 +456,7 @@ func (e *Engine) Stats() EngineStats {
 	if e.fast != nil {
 		st.FastPath = e.fast.stats()
 	}
+	st.Batch = e.batchStats()
 	return st
 }
 
@@ -472,8 +486,11 @@ func (e *Engine) Close() error {
 	}
 	e.wg.Wait()
 	var err error
+	if e.poller != nil {
+		err = e.poller.Close()
+	}
 	if e.mux != nil {
-		err = e.mux.Close()
+		err = errors.Join(err, e.mux.Close())
 	}
 	if e.tcpMux != nil {
 		// Waits for the mux's goroutines, the accept loop included.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
+	"github.com/switchboard/switchboard/clock"
 )
 
 // The fast path relays a web leg's audio without pion's packet pipeline.
@@ -61,8 +62,16 @@ type FastPathStats struct {
 // keys.
 type fastConn struct {
 	*net.UDPConn
-	log  *slog.Logger
-	keys *keyTable
+	log   *slog.Logger
+	keys  *keyTable
+	clock clock.Clock
+	// rd reads the socket a batch at a time, out of Go's network
+	// poller; nil: a datagram a call through it (not Linux). w sends:
+	// rd's socket, else the UDPConn.
+	rd *iceReader
+	w  udpWriter
+	// now is the time of the batch being handed out, read once a batch.
+	now time.Time
 
 	mu   sync.RWMutex
 	legs map[netip.AddrPort]*fastLeg
@@ -70,29 +79,63 @@ type fastConn struct {
 	packetsIn, packetsOut, rejected, fallbacks atomic.Uint64
 }
 
-func newFastConn(c *net.UDPConn, log *slog.Logger, keys *keyTable) *fastConn {
-	return &fastConn{UDPConn: c, log: log, keys: keys, legs: map[netip.AddrPort]*fastLeg{}}
+func newFastConn(c *net.UDPConn, log *slog.Logger, keys *keyTable, clk clock.Clock, batch bool) *fastConn {
+	fc := &fastConn{UDPConn: c, log: log, keys: keys, clock: clk, legs: map[netip.AddrPort]*fastLeg{}, w: c}
+	if batch {
+		if fc.rd = newICEReader(c); fc.rd != nil {
+			fc.w = fc.rd.writer()
+		}
+	}
+	return fc
 }
 
 // ReadFromAddrPort implements ice.AddrPortReaderWriter: pion's mux reads
-// with it, from one goroutine.
+// with it, from one goroutine. The fast path's datagrams are relayed
+// here; the others are copied to p one a call, in the order they came.
 func (c *fastConn) ReadFromAddrPort(p []byte) (int, netip.AddrPort, error) {
+	if c.rd == nil {
+		return c.readOne(p)
+	}
+	for {
+		b, src, fresh, err := c.rd.read()
+		if err != nil {
+			return 0, netip.AddrPort{}, err
+		}
+		if fresh {
+			c.now = c.clock.Now()
+		}
+		if len(b) == 0 || c.handle(b, src, c.now) {
+			continue
+		}
+		return copy(p, b), src, nil
+	}
+}
+
+// readOne is ReadFromAddrPort a datagram a system call.
+func (c *fastConn) readOne(p []byte) (int, netip.AddrPort, error) {
 	for {
 		n, src, err := c.UDPConn.ReadFromUDPAddrPort(p)
 		if err != nil || n == 0 {
 			return n, src, err
 		}
 		src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
-		switch b := p[:n]; {
-		case b[0] >= 20 && b[0] <= 63: // DTLS (RFC 7983 §7)
-			c.keys.observe(b, src, false)
-		case b[0] >= 128 && b[0] <= 191 && !isRTCP(b):
-			if c.take(b, src) {
-				continue
-			}
+		if c.handle(p[:n], src, c.clock.Now()) {
+			continue
 		}
 		return n, src, nil
 	}
+}
+
+// handle watches the DTLS hellos for keys and relays the fast path's
+// datagrams; false gives b to pion.
+func (c *fastConn) handle(b []byte, src netip.AddrPort, now time.Time) bool {
+	switch {
+	case b[0] >= 20 && b[0] <= 63: // DTLS (RFC 7983 §7)
+		c.keys.observe(b, src, false)
+	case b[0] >= 128 && b[0] <= 191 && !isRTCP(b):
+		return c.take(b, src, now)
+	}
+	return false
 }
 
 // ReadFrom is ReadFromAddrPort for a caller that wants a net.Addr.
@@ -109,7 +152,43 @@ func (c *fastConn) WriteToAddrPort(b []byte, dst netip.AddrPort) (int, error) {
 	if len(b) > 0 && b[0] >= 20 && b[0] <= 63 {
 		c.keys.observe(b, netip.AddrPortFrom(dst.Addr().Unmap(), dst.Port()), true)
 	}
-	return c.UDPConn.WriteToUDPAddrPort(b, dst)
+	return c.w.WriteToUDPAddrPort(b, dst)
+}
+
+// Close closes the socket; a read waiting on it fails.
+func (c *fastConn) Close() error {
+	if c.rd != nil {
+		c.rd.close()
+		return nil
+	}
+	return c.UDPConn.Close()
+}
+
+// SetDeadline, SetReadDeadline and SetWriteDeadline do nothing once the
+// socket is the batch reader's: its sends never wait (a datagram that
+// finds the buffer full is dropped), its reads end with Close. pion's mux
+// sets a write deadline to abort writes that block.
+func (c *fastConn) SetDeadline(t time.Time) error {
+	if c.rd != nil {
+		return nil
+	}
+	return c.UDPConn.SetDeadline(t)
+}
+
+// SetReadDeadline: see SetDeadline.
+func (c *fastConn) SetReadDeadline(t time.Time) error {
+	if c.rd != nil {
+		return nil
+	}
+	return c.UDPConn.SetReadDeadline(t)
+}
+
+// SetWriteDeadline: see SetDeadline.
+func (c *fastConn) SetWriteDeadline(t time.Time) error {
+	if c.rd != nil {
+		return nil
+	}
+	return c.UDPConn.SetWriteDeadline(t)
 }
 
 // WriteTo is WriteToAddrPort for a net.Addr.
@@ -124,14 +203,14 @@ func (c *fastConn) WriteTo(b []byte, addr net.Addr) (int, error) {
 // take relays b when it is fast-path audio from a leg's address; false
 // gives it to pion. The read lock keeps a leg's removal waiting for the
 // packet in flight.
-func (c *fastConn) take(b []byte, src netip.AddrPort) bool {
+func (c *fastConn) take(b []byte, src netip.AddrPort, now time.Time) bool {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	l := c.legs[src]
 	if l == nil {
 		return false
 	}
-	return l.receive(b)
+	return l.receive(b, now)
 }
 
 // add puts l on the fast path at addr, in place of where it was.
@@ -201,8 +280,9 @@ type fastLeg struct {
 }
 
 // receive decrypts and relays one SRTP packet from the leg's address.
-func (l *fastLeg) receive(b []byte) bool {
-	if n, ok := rtpHeaderSize(b); !ok || len(b) < n+l.tagLen {
+func (l *fastLeg) receive(b []byte, now time.Time) bool {
+	hlen, ok := rtpHeaderSize(b)
+	if !ok || len(b) < hlen+l.tagLen {
 		// Not SRTP, from the browser's address: refused here, where
 		// it costs nothing (pion's errors are allocated).
 		l.conn.rejected.Add(1)
@@ -218,7 +298,7 @@ func (l *fastLeg) receive(b []byte) bool {
 	// own to hear answers to: once a second pion gets a copy of a packet
 	// that the fast path relays (its track drops it, see isCopy).
 	copyForPion := false
-	if now := l.b.clock.Now(); l.verified && now.Sub(l.lastPass) >= fastPassEvery {
+	if l.verified && now.Sub(l.lastPass) >= fastPassEvery {
 		l.lastPass = now
 		copyForPion = copy(l.copy[:], b) == len(b)
 	}
@@ -241,13 +321,18 @@ func (l *fastLeg) receive(b []byte) bool {
 	}
 	if !l.verified {
 		l.verified = true
-		l.lastPass = l.b.clock.Now()
+		l.lastPass = now
 	}
 	l.conn.packetsIn.Add(1)
 	if copyForPion {
 		l.copied.Store(uint64(l.pkt.SSRC)<<16 | uint64(l.pkt.SequenceNumber) | 1<<48)
 	}
-	l.b.fromWeb(plain, &l.pkt)
+	// DecryptRTP parsed the header: only the payload is left to find.
+	if !setPayload(&l.pkt, plain, hlen) {
+		l.b.webIn.drop(dropMalformed)
+		return true
+	}
+	l.b.relayWeb(&l.pkt, len(plain), now)
 	if copyForPion {
 		copy(b, l.copy[:len(b)])
 		return false
@@ -264,7 +349,10 @@ func (l *fastLeg) isCopy(ssrc uint32, seq uint16) bool {
 // send encrypts one packet for the browser and writes it on the shared
 // socket; handled false leaves it to pion. Called with the bridge's
 // toWeb.mu held.
-func (l *fastLeg) send(h *rtp.Header, payload []byte, roc uint32) (handled bool, n int, err error) {
+//
+// With out (the RTP poller's batch), the packet is encrypted into the
+// batch, which its poller sends at the end of the wake-up.
+func (l *fastLeg) send(h *rtp.Header, payload []byte, roc uint32, out *iceSender) (handled bool, n int, err error) {
 	addr := l.addr.Load()
 	bound := l.b.track.bound.Load()
 	if addr == nil || bound == nil {
@@ -281,14 +369,24 @@ func (l *fastLeg) send(h *rtp.Header, payload []byte, roc uint32) (handled bool,
 		return false, 0, nil
 	}
 	n += copy(l.plain[n:], payload)
-	enc, err := l.local.EncryptRTP(l.enc[:0], l.plain[:n], &l.hdr)
+	dst := l.enc[:0]
+	if out != nil {
+		dst = out.slot()[:0]
+	}
+	enc, err := l.local.EncryptRTP(dst, l.plain[:n], &l.hdr)
 	if err != nil {
 		return false, 0, nil
 	}
 	// Counted before the write, so that the count is there when the
 	// packet is.
 	l.conn.packetsOut.Add(1)
-	if _, err := l.conn.UDPConn.WriteToUDPAddrPort(enc, *addr); err != nil {
+	if out != nil {
+		if !out.queue(l.b, enc, *addr) {
+			return true, 0, errFastFamily
+		}
+		return true, n, nil
+	}
+	if _, err := l.conn.w.WriteToUDPAddrPort(enc, *addr); err != nil {
 		return true, 0, err
 	}
 	return true, n, nil
@@ -296,10 +394,10 @@ func (l *fastLeg) send(h *rtp.Header, payload []byte, roc uint32) (handled bool,
 
 // writeWeb sends one audio packet to the browser: on the fast path when
 // the leg is on it, else through pion. Called with b.toWeb.mu held.
-func (b *Bridge) writeWeb(h *rtp.Header, payload []byte) (int, error) {
+func (b *Bridge) writeWeb(h *rtp.Header, payload []byte, out *iceSender) (int, error) {
 	roc := b.webROC.count(h.SequenceNumber)
 	if l := b.fast.Load(); l != nil {
-		if handled, n, err := l.send(h, payload, roc); handled {
+		if handled, n, err := l.send(h, payload, roc, out); handled {
 			return n, err
 		}
 		if bound := b.track.bound.Load(); bound != nil {
@@ -315,7 +413,10 @@ func (b *Bridge) writeWeb(h *rtp.Header, payload []byte) (int, error) {
 	return b.track.writeRTP(h, payload)
 }
 
-var errFastROC = errors.New("media: fast path: the stream wrapped on the fast path, pion cannot take it over")
+var (
+	errFastROC    = errors.New("media: fast path: the stream wrapped on the fast path, pion cannot take it over")
+	errFastFamily = errors.New("media: fast path: the browser's address is not of the ice socket's family")
+)
 
 // rocCount follows the rollover counter (RFC 3711 §3.3.1) of the stream
 // to the browser, whichever path sends it: sequence numbers come in order
@@ -442,4 +543,28 @@ func rtpHeaderSize(b []byte) (int, bool) {
 		n += 4 + 4*int(binary.BigEndian.Uint16(b[n+2:]))
 	}
 	return n, len(b) >= n
+}
+
+// setPayload finds the payload of pkt in plain, the packet whose hlen
+// bytes of header pkt.Header was parsed from, as rtp.Packet.Unmarshal
+// would; false when the padding does not fit.
+func setPayload(pkt *rtp.Packet, plain []byte, hlen int) bool {
+	end := len(plain)
+	pkt.Header.PaddingSize = 0
+	if pkt.Header.Padding {
+		if end <= hlen {
+			return false
+		}
+		pkt.Header.PaddingSize = plain[end-1]
+		if pkt.Header.PaddingSize == 0 {
+			return false
+		}
+		end -= int(pkt.Header.PaddingSize)
+	}
+	pkt.PaddingSize = pkt.Header.PaddingSize
+	if end < hlen {
+		return false
+	}
+	pkt.Payload = plain[hlen:end]
+	return true
 }

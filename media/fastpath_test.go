@@ -18,6 +18,7 @@ import (
 	"github.com/pion/dtls/v3/pkg/protocol/handshake"
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
+	"github.com/switchboard/switchboard/clock"
 )
 
 // TestFastPathKeys checks the fast path's derivation of the SRTP keys
@@ -60,7 +61,8 @@ func checkKeys(t *testing.T, cert tls.Certificate, gatewayClient bool, profile d
 	}
 	ours, theirs := listen(), listen()
 	keys := newKeyTable(time.Now)
-	fc := newFastConn(ours, testLogger(), keys)
+	fc := newFastConn(ours, testLogger(), keys, clock.Real{}, true)
+	t.Cleanup(func() { _ = fc.Close() })
 	opts := func(keyLog bool) []dtls.Option {
 		o := []dtls.Option{
 			dtls.WithCertificates(cert),
@@ -186,16 +188,25 @@ func fastCall(t *testing.T, e *Engine, browserOffers bool) (*Bridge, *testBrowse
 // path sees none of it.
 func TestFastPath(t *testing.T) {
 	checkGoroutines(t)
-	for _, browserOffers := range []bool{true, false} {
+	for i, browserOffers := range []bool{true, false, true} {
 		name := "gateway-dtls-server"
 		if browserOffers {
 			name = "gateway-dtls-client"
+		}
+		// The last run reads each RTP socket with a goroutine and the
+		// ICE socket a datagram a call, as on other systems.
+		noBatch := i == 2
+		if noBatch {
+			name += "-no-batch"
 		}
 		t.Run(name, func(t *testing.T) {
 			// A fake clock: no packet goes pion's way for the ICE
 			// agent's sake after the first.
 			clk := newFake()
-			e := newTestEngine(t, Options{Clock: clk})
+			e := newTestEngine(t, Options{Clock: clk, noBatch: noBatch})
+			if (e.poller == nil) != noBatch || (e.fast.rd == nil) != noBatch {
+				t.Fatalf("poller %v, batch reader %v with noBatch %v", e.poller != nil, e.fast.rd != nil, noBatch)
+			}
 			b, br, phone := fastCall(t, e, browserOffers)
 			before := e.Stats().FastPath
 			gw := b.RTPAddr()
@@ -216,6 +227,9 @@ func TestFastPath(t *testing.T) {
 				last = p.SequenceNumber
 			}
 			st := e.Stats().FastPath
+			if bs := e.Stats().Batch; !noBatch && (bs.ICESent < n || bs.ICESends == 0 || bs.ICESends > bs.ICESent || bs.RTPDatagrams < n || bs.ICEDatagrams < n || bs.Wakeups == 0) || noBatch && bs != (BatchStats{}) {
+				t.Fatalf("batch stats %+v after %d packets each way (batches %v)", bs, n, !noBatch)
+			}
 			if st.Legs != 1 || st.PacketsIn-before.PacketsIn != n || st.PacketsOut-before.PacketsOut != n || st.Fallbacks != 0 || st.Rejected != 0 {
 				t.Fatalf("fast path stats %+v after %+v, want %d packets each way on it", st, before, n)
 			}
@@ -389,7 +403,7 @@ func TestFastPathHostile(t *testing.T) {
 	defer e.fast.mu.Unlock()
 	relayedBefore, sent := e.fast.packetsIn.Load(), len(genuine)
 	if allocs := leastAllocs(50, func() {
-		if !l.receive(genuine[0]) {
+		if !l.receive(genuine[0], e.clock.Now()) {
 			t.Fatal("a genuine packet went to pion")
 		}
 		genuine = genuine[1:]
@@ -403,7 +417,7 @@ func TestFastPathHostile(t *testing.T) {
 		buf := make([]byte, len(p))
 		allocs := leastAllocs(50, func() {
 			copy(buf, p) // decryption is in place
-			l.receive(buf)
+			l.receive(buf, e.clock.Now())
 		})
 		limit := 0.0
 		switch what {

@@ -56,6 +56,10 @@ type Options struct {
 	// fraction of pion's CPU per packet (fastpath.go). It has no effect
 	// with ICEPortRange.
 	NoFastPath bool
+	// noBatch reads each RTP socket with a goroutine of its own and the
+	// shared ICE socket a datagram a call, as on other systems than
+	// Linux: for tests of that path.
+	noBatch bool
 	// LoopbackOnly refuses to send anything to an address outside
 	// 127.0.0.0/8 and ::1, on either leg: for tests. BindIP must then be a
 	// loopback address.

@@ -17,11 +17,33 @@ type portPair struct {
 	port int
 	rtp  *net.UDPConn
 	rtcp *net.UDPConn
+	// polled, when set, holds the sockets in place of rtp and rtcp
+	// (closed then): the RTP poller reads them (poller_linux.go).
+	polled *polledPair
 }
 
 func (p *portPair) close() {
+	if p.polled != nil {
+		p.polled.close()
+		return
+	}
 	_ = p.rtp.Close()
 	_ = p.rtcp.Close()
+}
+
+// rtpWriter and rtcpWriter send from the pair's sockets.
+func (p *portPair) rtpWriter() udpWriter {
+	if p.polled != nil {
+		return p.polled.rtp
+	}
+	return p.rtp
+}
+
+func (p *portPair) rtcpWriter() udpWriter {
+	if p.polled != nil {
+		return p.polled.rtcp
+	}
+	return p.rtcp
 }
 
 // portPool hands out RTP port pairs from a range. A released pair drains

@@ -150,7 +150,7 @@ func (b *Bridge) readRTP() {
 			}
 			continue
 		}
-		b.fromRTP(buf[:n], netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), &pkt)
+		b.fromRTP(buf[:n], netip.AddrPortFrom(src.Addr().Unmap(), src.Port()), &pkt, b.clock.Now(), nil)
 	}
 }
 
@@ -170,8 +170,10 @@ func (b *Bridge) readRTCP() {
 	}
 }
 
-// fromRTP relays one datagram from the RTP leg to the browser.
-func (b *Bridge) fromRTP(buf []byte, src netip.AddrPort, pkt *rtp.Packet) {
+// fromRTP relays one datagram from the RTP leg to the browser, received
+// at now. batch, when not nil, is the RTP poller's batch for the shared ICE
+// socket.
+func (b *Bridge) fromRTP(buf []byte, src netip.AddrPort, pkt *rtp.Packet, now time.Time, batch *iceSender) {
 	r := b.route.Load()
 	if r != nil && r.rtcpMux && isRTCP(buf) {
 		b.rtpIn.addRTCP()
@@ -186,7 +188,6 @@ func (b *Bridge) fromRTP(buf []byte, src netip.AddrPort, pkt *rtp.Packet) {
 		b.rtpIn.drop(dropPayloadType)
 		return
 	}
-	now := b.clock.Now()
 	ok, relatched := b.latch.accept(src, now)
 	if !ok {
 		b.rtpIn.drop(dropSource)
@@ -218,7 +219,7 @@ func (b *Bridge) fromRTP(buf []byte, src netip.AddrPort, pkt *rtp.Packet) {
 		s.reset = true
 	}
 	s.rewrite(&pkt.Header, r.toWeb.rate[pt], r.ptime, now)
-	n, err := b.writeWeb(&pkt.Header, pkt.Payload)
+	n, err := b.writeWeb(&pkt.Header, pkt.Payload, batch)
 	s.mu.Unlock()
 	switch {
 	case err != nil:
@@ -238,7 +239,12 @@ func (b *Bridge) fromWeb(buf []byte, pkt *rtp.Packet) {
 		b.webIn.drop(dropMalformed)
 		return
 	}
-	now := b.clock.Now()
+	b.relayWeb(pkt, len(buf), b.clock.Now())
+}
+
+// relayWeb relays the browser's packet pkt, parsed from size bytes and
+// received at now, to the RTP leg.
+func (b *Bridge) relayWeb(pkt *rtp.Packet, size int, now time.Time) {
 	r := b.route.Load()
 	b.touch(now)
 	pt := pkt.PayloadType
@@ -246,7 +252,7 @@ func (b *Bridge) fromWeb(buf []byte, pkt *rtp.Packet) {
 	if r != nil && !r.toRTP.dtmf[pt] {
 		rate = r.toRTP.rate[pt]
 	}
-	b.webIn.packet(pkt.SSRC, pkt.SequenceNumber, pkt.Timestamp, len(buf), rate, now)
+	b.webIn.packet(pkt.SSRC, pkt.SequenceNumber, pkt.Timestamp, size, rate, now)
 	if r == nil {
 		b.webIn.drop(dropDirection)
 		return
@@ -286,7 +292,7 @@ func (b *Bridge) sendRTP(pkt *rtp.Packet, rate uint32, frame time.Duration, now 
 	if err != nil {
 		return false
 	}
-	if _, err := b.pair.rtp.WriteToUDPAddrPort(s.buf[:n], dst); err != nil {
+	if _, err := b.pair.rtpWriter().WriteToUDPAddrPort(s.buf[:n], dst); err != nil {
 		return false
 	}
 	b.rtpOut.add(n)

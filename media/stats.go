@@ -253,6 +253,9 @@ type EngineStats struct {
 	Video VideoCounts `json:"video"`
 	// FastPath counts the audio relayed without pion's packet pipeline.
 	FastPath FastPathStats `json:"fast_path"`
+	// Batch counts the batched socket reads and writes (Linux): how
+	// many datagrams a system call moves.
+	Batch BatchStats `json:"batch"`
 }
 
 // Traffic sums the packet counters of one kind of leg over bridges. In and
@@ -272,4 +275,23 @@ func (t *Traffic) add(l *LegStats) {
 	t.PacketsOut += l.PacketsOut
 	t.BytesOut += l.BytesOut
 	t.Lost += uint64(max(l.Lost, 0))
+}
+
+// BatchStats counts the media relay's batched system calls, engine-wide;
+// zero where they are not used (not Linux).
+type BatchStats struct {
+	// Wakeups counts the rounds of the RTP poller, which reads every
+	// bridge's RTP and RTCP sockets; RTPReads counts its recvmmsg calls
+	// and RTPDatagrams the datagrams they brought.
+	Wakeups      uint64 `json:"wakeups"`
+	RTPReads     uint64 `json:"rtp_reads"`
+	RTPDatagrams uint64 `json:"rtp_datagrams"`
+	// ICEReads and ICEDatagrams count the same for the shared ICE
+	// socket, pion's datagrams included.
+	ICEReads     uint64 `json:"ice_reads"`
+	ICEDatagrams uint64 `json:"ice_datagrams"`
+	// ICESends counts the sendmmsg calls that carry the phones' audio to
+	// browsers on the fast path, ICESent the datagrams they sent.
+	ICESends uint64 `json:"ice_sends"`
+	ICESent  uint64 `json:"ice_sent"`
 }

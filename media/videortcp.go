@@ -129,9 +129,9 @@ func (b *Bridge) sendAudioSR(cname string, now time.Time) {
 	if r == nil || n == 0 {
 		return
 	}
-	conn, dst := udpWriter(b.pair.rtcp), r.rtcp
+	conn, dst := b.pair.rtcpWriter(), r.rtcp
 	if t := b.latch.target(); r.rtcpMux && t.IsValid() {
-		conn, dst = b.pair.rtp, t
+		conn, dst = b.pair.rtpWriter(), t
 	}
 	if !dst.IsValid() || b.e.opts.LoopbackOnly && !isLoopback(dst.Addr()) {
 		return

@@ -1,0 +1,496 @@
+//go:build linux
+
+package media
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/pion/rtp"
+	"github.com/switchboard/switchboard/clock"
+	"golang.org/x/sys/unix"
+)
+
+// Batch sizes of the RTP poller: datagrams read from one socket per
+// system call, ready sockets taken per wake-up, datagrams sent to browsers
+// per system call. A socket is read at most pollRecvRounds times a round;
+// one with more waiting is read again in the next round.
+const (
+	pollRecvBatch   = 8
+	pollRecvRounds  = 4
+	pollEvents      = 128
+	pollSendBatch   = 64
+	pollDatagramMax = 1500 // what the goroutine reader takes too
+	iceSendSlot     = 1600 // an RTP packet of pollDatagramMax and its SRTP tag
+)
+
+// rtpPoller reads the RTP leg's sockets of every bridge of an engine from
+// one goroutine: the sockets sit in an epoll set of the poller's own, on
+// which the goroutine waits in epoll_wait itself (its thread blocks in the
+// kernel, as Go's network poller's would), so that one wake-up reads every
+// socket that has datagrams (recvmmsg, several a call) where a goroutine
+// per socket would be woken for each datagram, through Go's poller and
+// scheduler. The
+// phone's audio for browsers on the fast path leaves in one sendmmsg per
+// wake-up on the shared ICE socket; nothing waits for company: the batch
+// is sent at the end of the wake-up that filled it.
+type rtpPoller struct {
+	log   *slog.Logger
+	clock clock.Clock
+	epfd  int
+	// stop is an eventfd in the set: Close writes it to wake the
+	// goroutine, which then closes both descriptors.
+	stop    int
+	stopped atomic.Bool
+
+	// mu is read-held while a wake-up handles datagrams: remove returns
+	// when none of the socket's is in flight, after which its descriptor
+	// is never touched again.
+	mu     sync.RWMutex
+	socks  map[int32]*polledSock
+	nextID int32
+	closed bool
+
+	// Used by the poller's goroutine only.
+	events []unix.EpollEvent
+	in     *mmsgBatch
+	out    *iceSender // nil without the fast path
+	pkt    rtp.Packet
+	// again lists the sockets read to their cap in the last round;
+	// retry is its spare. Both are used under p.mu's read lock.
+	again, retry []int32
+	done         chan struct{}
+
+	wakeups, recvCalls, datagrams atomic.Uint64
+}
+
+// polledSock is one socket in the poller.
+type polledSock struct {
+	b    *Bridge
+	fd   uintptr
+	rtcp bool
+}
+
+// newRTPPoller starts the poller's goroutine; ice is the shared ICE socket
+// for the fast path's sends, nil without it. Close stops it.
+func newRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader) (*rtpPoller, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("media: rtp poller: %w", err)
+	}
+	stop, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		_ = unix.Close(fd)
+		return nil, fmt.Errorf("media: rtp poller: %w", err)
+	}
+	// Id 0 is the stop event's; sockets take ids from 1.
+	if err := unix.EpollCtl(fd, unix.EPOLL_CTL_ADD, stop, &unix.EpollEvent{Events: unix.EPOLLIN}); err != nil {
+		_ = unix.Close(fd)
+		_ = unix.Close(stop)
+		return nil, fmt.Errorf("media: rtp poller: %w", err)
+	}
+	p := &rtpPoller{
+		log:    log,
+		clock:  c,
+		epfd:   fd,
+		stop:   stop,
+		socks:  map[int32]*polledSock{},
+		events: make([]unix.EpollEvent, pollEvents),
+		in:     newMmsgBatch(pollRecvBatch, pollDatagramMax, false),
+		done:   make(chan struct{}),
+	}
+	if ice != nil {
+		p.out = newICESender(ice.sock)
+	}
+	go p.run()
+	return p, nil
+}
+
+// run waits for datagrams and handles them until Close.
+//
+// The sockets are in the set edge-triggered and each is read until a
+// recvmmsg comes back short (its queue was empty then): a datagram that
+// comes later makes a new edge. Level-triggered sockets would be put back
+// on the ready list by each epoll_wait, to be found empty by the next.
+func (p *rtpPoller) run() {
+	defer close(p.done)
+	defer func() {
+		_ = unix.Close(p.epfd)
+		_ = unix.Close(p.stop)
+	}()
+	more := false
+	for {
+		wait := -1
+		if more {
+			wait = 0 // sockets read to their cap come first
+		}
+		n, err := unix.EpollWait(p.epfd, p.events, wait)
+		if err != nil {
+			n = 0 // EINTR
+		}
+		if p.stopped.Load() {
+			return
+		}
+		if n == 0 && !more {
+			continue
+		}
+		p.wakeups.Add(1)
+		// A full set of events may have left some out: another
+		// round without waiting.
+		more = p.handle(p.events[:n]) || n == len(p.events)
+	}
+}
+
+// handle reads the sockets of evs and those left with datagrams by the
+// last round; true when some are left again.
+func (p *rtpPoller) handle(evs []unix.EpollEvent) bool {
+	now := p.clock.Now() // one clock read for the wake-up's datagrams
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	p.retry, p.again = p.again, p.retry[:0]
+	for _, id := range p.retry {
+		p.drain(id, now)
+	}
+	for _, ev := range evs {
+		p.drain(ev.Fd, now)
+	}
+	if p.out != nil {
+		p.out.flush()
+	}
+	return len(p.again) > 0
+}
+
+// drain reads socket id until it is empty, or for pollRecvRounds calls
+// (a flood on one port does not hold the others up): then it is read
+// again in the next round. p.mu is read-held.
+func (p *rtpPoller) drain(id int32, now time.Time) {
+	s := p.socks[id]
+	if s == nil {
+		return
+	}
+	for range pollRecvRounds {
+		n, err := p.in.recv(s.fd)
+		if err != nil {
+			return // EAGAIN: empty
+		}
+		p.recvCalls.Add(1)
+		p.datagrams.Add(uint64(n))
+		for i := range n {
+			b, src, ok := p.in.datagram(i)
+			switch {
+			case s.rtcp:
+				s.b.rtpIn.addRTCP()
+			case !ok:
+				s.b.rtpIn.drop(dropMalformed)
+			default:
+				s.b.fromRTP(b, src, &p.pkt, now, p.out)
+			}
+		}
+		if n < len(p.in.hdrs) {
+			return // the queue was empty: a later datagram makes an edge
+		}
+	}
+	p.again = append(p.again, id)
+}
+
+// add puts the bridge's RTP and RTCP sockets in the poller, out of Go's
+// network poller; false when it cannot (the bridge then reads them with
+// goroutines of its own).
+func (p *rtpPoller) add(b *Bridge) bool {
+	pp := b.pair
+	v6 := pp.rtp.LocalAddr().(*net.UDPAddr).IP.To4() == nil
+	var fds [2]int
+	for i, c := range []*net.UDPConn{pp.rtp, pp.rtcp} {
+		fd, err := dupSocket(c)
+		if err != nil {
+			if i == 1 {
+				_ = unix.Close(fds[0])
+			}
+			p.log.Warn("media: rtp poller: the bridge reads its sockets itself", "err", err)
+			return false
+		}
+		fds[i] = fd
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var err error
+	if p.closed {
+		err = ErrClosed
+	}
+	var ids [2]int32
+	for i := 0; i < 2 && err == nil; i++ {
+		ids[i] = p.freeID()
+		ev := unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: ids[i]}
+		if err = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fds[i], &ev); err == nil {
+			p.socks[ids[i]] = &polledSock{b: b, fd: uintptr(fds[i]), rtcp: i == 1}
+		}
+	}
+	if err != nil {
+		for _, id := range ids {
+			p.removeLocked(id)
+		}
+		_ = unix.Close(fds[0])
+		_ = unix.Close(fds[1])
+		p.log.Warn("media: rtp poller: the bridge reads its sockets itself", "err", err)
+		return false
+	}
+	// From here the duplicates are the sockets: Go's are closed.
+	_ = pp.rtp.Close()
+	_ = pp.rtcp.Close()
+	pp.polled = &polledPair{rtp: &rawUDP{fd: fds[0], v6: v6}, rtcp: &rawUDP{fd: fds[1], v6: v6}}
+	b.pollIDs = ids
+	return true
+}
+
+// freeID returns an id no socket in the poller has. p.mu is held.
+func (p *rtpPoller) freeID() int32 {
+	for {
+		p.nextID++
+		if p.nextID <= 0 {
+			p.nextID = 1
+		}
+		if p.socks[p.nextID] == nil {
+			return p.nextID
+		}
+	}
+}
+
+// remove takes the bridge's sockets out; it returns when no datagram of
+// theirs is in flight, so that they may be closed.
+func (p *rtpPoller) remove(b *Bridge) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, id := range b.pollIDs {
+		p.removeLocked(id)
+	}
+}
+
+func (p *rtpPoller) removeLocked(id int32) {
+	if s := p.socks[id]; s != nil {
+		delete(p.socks, id)
+		_ = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(s.fd), nil)
+	}
+}
+
+// Close stops the poller's goroutine and closes its epoll descriptor;
+// sockets still in it are left to their bridges.
+func (p *rtpPoller) Close() error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		<-p.done
+		return nil
+	}
+	p.closed = true
+	p.mu.Unlock()
+	p.stopped.Store(true)
+	var one [8]byte
+	one[0] = 1 // a count other than zero, whatever the byte order
+	_, err := unix.Write(p.stop, one[:])
+	<-p.done
+	return err
+}
+
+func (p *rtpPoller) len() int {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+	return len(p.socks)
+}
+
+// sockFD returns the descriptor of c, which stays open as long as c.
+func sockFD(c *net.UDPConn) (uintptr, bool) {
+	raw, err := c.SyscallConn()
+	if err != nil {
+		return 0, false
+	}
+	var fd uintptr
+	if err := raw.Control(func(f uintptr) { fd = f }); err != nil {
+		return 0, false
+	}
+	return fd, true
+}
+
+// iceSender queues the fast path's datagrams to browsers on the shared
+// ICE socket and sends them with sendmmsg. Used by the poller's goroutine
+// only.
+type iceSender struct {
+	sock   *rawUDP
+	m      *mmsgBatch
+	owners []*Bridge // of each queued datagram, to count a failed send
+
+	calls, sent atomic.Uint64
+}
+
+func newICESender(sock *rawUDP) *iceSender {
+	return &iceSender{sock: sock, m: newMmsgBatch(pollSendBatch, iceSendSlot, sock.v6), owners: make([]*Bridge, pollSendBatch)}
+}
+
+// slot returns the buffer for the next datagram, sending the batch first
+// when it is full.
+func (s *iceSender) slot() []byte {
+	if b := s.m.next(); b != nil {
+		return b
+	}
+	s.flush()
+	return s.m.next()
+}
+
+// queue adds the datagram enc, written in (or copied to) the last slot,
+// for dst.
+func (s *iceSender) queue(b *Bridge, enc []byte, dst netip.AddrPort) bool {
+	slot := s.m.next()
+	if len(enc) > len(slot) {
+		return false
+	}
+	if len(enc) > 0 && &enc[0] != &slot[0] {
+		copy(slot, enc)
+	}
+	s.owners[s.m.n] = b
+	return s.m.queue(len(enc), dst)
+}
+
+// flush sends what is queued. A datagram the kernel refuses is counted as
+// a failed relay of its bridge and the rest still go; when the socket's
+// buffer is full the rest are dropped, as the network would.
+func (s *iceSender) flush() {
+	for start := 0; start < s.m.n; {
+		n, err := s.sock.sendBatch(s.m, start)
+		s.calls.Add(1)
+		s.sent.Add(uint64(n))
+		start += n
+		switch {
+		case errors.Is(err, unix.EAGAIN), errors.Is(err, net.ErrClosed):
+			for i := start; i < s.m.n; i++ {
+				s.owners[i].rtpIn.drop(dropFailed)
+			}
+			start = s.m.n
+		case err != nil:
+			s.owners[start].rtpIn.drop(dropFailed)
+			start++
+		}
+	}
+	clear(s.owners[:s.m.n])
+	s.m.n = 0
+}
+
+// polledPair is a port pair's sockets once the poller reads them: out of
+// Go's network poller, which would otherwise wake a thread for each
+// datagram (its epoll set holds them edge-triggered, and nobody waits on
+// them there).
+type polledPair struct {
+	rtp, rtcp *rawUDP
+}
+
+func (p *polledPair) close() {
+	p.rtp.close()
+	p.rtcp.close()
+}
+
+// rawUDP is a non-blocking UDP socket outside Go's network poller, for
+// sending; the poller reads it. A send that would wait is dropped, as the
+// network would.
+type rawUDP struct {
+	mu sync.Mutex // serialises the sends (sa) and the close
+	fd int        // -1 once closed
+	v6 bool
+	sa unix.RawSockaddrInet6
+}
+
+// dupSocket returns a duplicate of c's descriptor. Once c is closed (Go
+// takes its descriptor out of its network poller and closes it) the
+// duplicate holds the socket alone, non-blocking like c (the mode belongs
+// to the socket).
+func dupSocket(c *net.UDPConn) (int, error) {
+	fd, ok := sockFD(c)
+	if !ok {
+		return -1, errors.New("media: rtp poller: no descriptor")
+	}
+	nfd, err := unix.FcntlInt(fd, unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return -1, fmt.Errorf("media: rtp poller: dup: %w", err)
+	}
+	return nfd, nil
+}
+
+// sendBatch sends the datagrams of m from start on (sendmmsg), without
+// waiting: how many went, and the error of the first that did not.
+func (s *rawUDP) sendBatch(m *mmsgBatch, start int) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fd < 0 {
+		return 0, net.ErrClosed
+	}
+	return m.send(uintptr(s.fd), start)
+}
+
+func (s *rawUDP) close() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fd >= 0 {
+		_ = unix.Close(s.fd)
+		s.fd = -1
+	}
+}
+
+// WriteToUDPAddrPort sends b to dst, without waiting.
+func (s *rawUDP) WriteToUDPAddrPort(b []byte, dst netip.AddrPort) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.fd < 0 {
+		return 0, net.ErrClosed
+	}
+	a := dst.Addr()
+	var salen uintptr
+	switch {
+	case !s.v6 && a.Is4():
+		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(&s.sa))
+		*s4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&s4.Port))[:], dst.Port())
+		salen = unix.SizeofSockaddrInet4
+	case s.v6 && a.IsValid():
+		s.sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&s.sa.Port))[:], dst.Port())
+		salen = unix.SizeofSockaddrInet6
+	default:
+		return 0, &net.AddrError{Err: "address of another family", Addr: dst.String()}
+	}
+	var p unsafe.Pointer
+	if len(b) > 0 {
+		p = unsafe.Pointer(&b[0])
+	}
+	for {
+		n, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), uintptr(p), uintptr(len(b)), unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&s.sa)), salen)
+		runtime.KeepAlive(b)
+		runtime.KeepAlive(s)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return 0, errno
+		}
+		return int(n), nil
+	}
+}
+
+func (e *Engine) batchStats() BatchStats {
+	var st BatchStats
+	if p := e.poller; p != nil {
+		st.Wakeups, st.RTPReads, st.RTPDatagrams = p.wakeups.Load(), p.recvCalls.Load(), p.datagrams.Load()
+		if p.out != nil {
+			st.ICESends, st.ICESent = p.out.calls.Load(), p.out.sent.Load()
+		}
+	}
+	if e.fast != nil && e.fast.rd != nil {
+		st.ICEReads, st.ICEDatagrams = e.fast.rd.calls.Load(), e.fast.rd.datagrams.Load()
+	}
+	return st
+}

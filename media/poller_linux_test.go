@@ -1,0 +1,407 @@
+//go:build linux
+
+package media
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pion/rtp"
+	"github.com/switchboard/switchboard/internal/leakcheck"
+	"golang.org/x/sys/unix"
+)
+
+// TestRTPPoller: the engine's poller reads the RTP and RTCP sockets of
+// its bridges (no reader goroutine per bridge), a closed bridge's sockets
+// leave it, and closing the engine stops its goroutine and closes its
+// epoll descriptor.
+func TestRTPPoller(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	p := e.poller
+	if p == nil {
+		t.Fatal("no rtp poller on linux")
+	}
+	b := newTestBridge(t, e)
+	if !b.polled || b.pair.polled == nil || p.len() != 2 {
+		t.Fatalf("bridge polled %v, %d sockets in the poller, want its two", b.polled, p.len())
+	}
+	if g := leakcheck.Goroutines(leakcheck.Running("media.(*Bridge).readRTP", "media.(*Bridge).readRTCP")); len(g) != 0 {
+		t.Fatalf("reader goroutines with the poller:\n%s", g[0])
+	}
+	a := newTestPhone(t)
+	negotiateRTPOnly(b, addrOf(a))
+	gw := b.RTPAddr()
+	a.SendPacket(gw, latchPacket(0, 1))
+	waitFor(t, "the phone's packet read by the poller", func() bool { return b.Stats().RTP.PacketsIn == 1 })
+	if _, err := a.Conn.WriteToUDPAddrPort([]byte{0x80, 200, 0, 1}, netip.AddrPortFrom(gw.Addr(), gw.Port()+1)); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the phone's RTCP read by the poller", func() bool { return b.Stats().RTP.RTCPIn == 1 })
+	if p.datagrams.Load() != 2 || p.wakeups.Load() == 0 {
+		t.Fatalf("poller: %d datagrams in %d wake-ups, want 2", p.datagrams.Load(), p.wakeups.Load())
+	}
+	// The gateway's packets to the phone leave from the RTP port.
+	b.fromWeb(mustMarshal(t, latchPacket(0, 7)), &rtp.Packet{})
+	if got := a.recv(); !bytes.Equal(got.Payload, payload(0, 160)) {
+		t.Fatalf("phone got %x", got.Payload)
+	}
+
+	_ = b.Close()
+	if n := p.len(); n != 0 {
+		t.Fatalf("%d sockets in the poller after the bridge closed", n)
+	}
+	epfd := p.epfd
+	if link, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", epfd)); err != nil || link != "anon_inode:[eventpoll]" {
+		t.Fatalf("epoll descriptor %d: %q %v", epfd, link, err)
+	}
+	if err := e.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-p.done:
+	default:
+		t.Fatal("the poller's goroutine runs after Close")
+	}
+	if link, err := os.Readlink(fmt.Sprintf("/proc/self/fd/%d", epfd)); err == nil && link == "anon_inode:[eventpoll]" {
+		t.Fatalf("epoll descriptor %d still open after Close", epfd)
+	}
+	if _, err := e.NewBridge(t.Context(), "late"); !errors.Is(err, ErrClosed) {
+		t.Fatalf("NewBridge after Close: %v", err)
+	}
+}
+
+func mustMarshal(t *testing.T, p rtp.Packet) []byte {
+	t.Helper()
+	b, err := p.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestRTPPollerBridgeClosesUnderTraffic: a bridge closes while its phone
+// floods its port; its sockets leave the poller with nothing in flight,
+// what reaches them later is not read, and the poller goes on for the
+// other bridges.
+func TestRTPPollerBridgeClosesUnderTraffic(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{DrainTime: time.Hour}) // the closed port stays bound
+	p := e.poller
+	b1, b2 := newTestBridge(t, e), newTestBridge(t, e)
+	a1, a2 := newTestPhone(t), newTestPhone(t)
+	negotiateRTPOnly(b1, addrOf(a1))
+	negotiateRTPOnly(b2, addrOf(a2))
+	gw1, gw2 := b1.RTPAddr(), b2.RTPAddr()
+	stop, flooded := make(chan struct{}), make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				flooded <- n
+				return
+			default:
+			}
+			n++
+			a1.SendPacket(gw1, latchPacket(0, uint16(n)))
+		}
+	}()
+	waitFor(t, "the flood relayed", func() bool { return b1.Stats().RTP.PacketsIn > 100 })
+	_ = b1.Close()
+	close(stop)
+	n := <-flooded
+	if p.len() != 2 {
+		t.Fatalf("%d sockets in the poller, want b2's two", p.len())
+	}
+	before := p.datagrams.Load()
+	for i := range 50 {
+		a1.SendPacket(gw1, latchPacket(0, uint16(n+i)))
+	}
+	a2.SendPacket(gw2, latchPacket(0, 1))
+	waitFor(t, "b2's packet", func() bool { return b2.Stats().RTP.PacketsIn == 1 })
+	if got := p.datagrams.Load() - before; got != 1 {
+		t.Fatalf("the poller read %d datagrams after b1 closed, want b2's one", got)
+	}
+}
+
+// TestMmsgBatchCaps: one recvmmsg takes at most the batch's slots, the
+// rest stay for the next; a datagram larger than a slot is refused; the
+// send batch goes out when full and keeps the order.
+func TestMmsgBatchCaps(t *testing.T) {
+	rx, tx := newTestPhone(t).Conn, newTestPhone(t).Conn
+	to, from := rx.LocalAddr().(*net.UDPAddr).AddrPort(), tx.LocalAddr().(*net.UDPAddr).AddrPort()
+	send := func(b []byte) {
+		t.Helper()
+		if _, err := tx.WriteToUDPAddrPort(b, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The kernel may queue loopback datagrams after sendto returns: the
+	// test waits until the socket holds them all (its receive queue's
+	// bytes, the same for each datagram of a size).
+	send([]byte{0, 1, 2})
+	var one int
+	waitFor(t, "the first datagram queued", func() bool { one = rxQueue(t, to.Port()); return one > 0 })
+	const sent = 2*pollRecvBatch + 3
+	for i := 1; i < sent; i++ {
+		send([]byte{byte(i), 1, 2})
+	}
+	waitFor(t, "the datagrams queued", func() bool { return rxQueue(t, to.Port()) == sent*one })
+	m := newMmsgBatch(pollRecvBatch, 64, false)
+	fd, _ := sockFD(rx)
+	next := 0
+	for _, want := range []int{pollRecvBatch, pollRecvBatch, 3} {
+		n, err := m.recv(fd)
+		if err != nil || n != want {
+			t.Fatalf("recv: %d datagrams, %v; want %d", n, err, want)
+		}
+		for i := range n {
+			b, src, ok := m.datagram(i)
+			if !ok || src != from || !bytes.Equal(b, []byte{byte(next), 1, 2}) {
+				t.Fatalf("datagram %d: %x from %v (%v)", next, b, src, ok)
+			}
+			next++
+		}
+	}
+	if _, err := m.recv(fd); !errors.Is(err, unix.EAGAIN) {
+		t.Fatalf("recv on an empty socket: %v", err)
+	}
+	send(make([]byte, 100))
+	waitFor(t, "a datagram larger than a slot", func() bool {
+		n, err := m.recv(fd)
+		if err != nil {
+			return false
+		}
+		if b, _, ok := m.datagram(0); n != 1 || ok {
+			t.Fatalf("a datagram of 100 bytes in slots of 64: %d bytes, %d datagrams", len(b), n)
+		}
+		return true
+	})
+
+	txfd, err := dupSocket(tx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sock := &rawUDP{fd: txfd}
+	defer sock.close()
+	s := newICESender(sock)
+	br := &Bridge{}
+	for i := range pollSendBatch + 1 {
+		slot := s.slot()
+		slot[0], slot[1] = byte(i), byte(i>>8)
+		if !s.queue(br, slot[:2], to) {
+			t.Fatal("queue refused a datagram")
+		}
+	}
+	if s.calls.Load() != 1 || s.m.n != 1 {
+		t.Fatalf("after %d datagrams: %d sendmmsg, %d queued; want the full batch sent", pollSendBatch+1, s.calls.Load(), s.m.n)
+	}
+	if s.queue(br, s.slot()[:2], netip.MustParseAddrPort("[::1]:9")) {
+		t.Fatal("an IPv6 destination queued on an IPv4 socket")
+	}
+	s.flush()
+	if s.calls.Load() != 2 || s.sent.Load() != pollSendBatch+1 || s.m.n != 0 {
+		t.Fatalf("flush: %d calls, %d sent, %d queued", s.calls.Load(), s.sent.Load(), s.m.n)
+	}
+	buf := make([]byte, 64)
+	for i := range pollSendBatch + 1 {
+		_ = rx.SetReadDeadline(time.Now().Add(10 * time.Second))
+		n, _, err := rx.ReadFromUDPAddrPort(buf)
+		if err != nil || n != 2 || int(buf[0])|int(buf[1])<<8 != i {
+			t.Fatalf("datagram %d: %x, %v", i, buf[:n], err)
+		}
+	}
+}
+
+// TestRawUDPClosed: a send on a closed socket of the poller fails, it
+// does not reach another descriptor.
+func TestRawUDPClosed(t *testing.T) {
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := dupSocket(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close()
+	s := &rawUDP{fd: fd}
+	rx := newTestPhone(t)
+	if _, err := s.WriteToUDPAddrPort([]byte{1}, addrOf(rx)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.WriteToUDPAddrPort([]byte{1}, netip.MustParseAddrPort("[::1]:9")); err == nil {
+		t.Fatal("an IPv6 destination from an IPv4 socket")
+	}
+	s.close()
+	s.close()
+	if _, err := s.WriteToUDPAddrPort([]byte{1}, addrOf(rx)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("send after close: %v", err)
+	}
+}
+
+// TestRTPPollerRoundCap: a round reads one socket at most
+// pollRecvRounds·pollRecvBatch datagrams; a socket left with more is
+// read again in the next round, not forgotten (its edge is spent).
+func TestRTPPollerRoundCap(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	p := e.poller
+	b := newTestBridge(t, e)
+	a := newTestPhone(t)
+	negotiateRTPOnly(b, addrOf(a))
+	const sent = 3 * pollRecvRounds * pollRecvBatch
+	// The write lock keeps the poller's goroutine out: the test plays
+	// its rounds.
+	p.mu.Lock()
+	for i := range sent {
+		a.SendPacket(b.RTPAddr(), latchPacket(0, uint16(i)))
+	}
+	id := b.pollIDs[0]
+	read, capped := 0, 0
+	deadline := time.Now().Add(10 * time.Second)
+	for read < sent && time.Now().Before(deadline) {
+		before := p.datagrams.Load()
+		p.again = p.again[:0]
+		p.drain(id, e.clock.Now())
+		n := int(p.datagrams.Load() - before)
+		if n > pollRecvRounds*pollRecvBatch {
+			p.mu.Unlock()
+			t.Fatalf("one round read %d datagrams of a socket", n)
+		}
+		if n == pollRecvRounds*pollRecvBatch {
+			capped++
+			if len(p.again) != 1 || p.again[0] != id {
+				p.mu.Unlock()
+				t.Fatalf("a socket read to its cap is not read again: %v", p.again)
+			}
+		}
+		read += n
+	}
+	p.again = p.again[:0]
+	p.mu.Unlock()
+	if read != sent || capped < 2 {
+		t.Fatalf("%d of %d datagrams read, %d rounds at the cap", read, sent, capped)
+	}
+	waitFor(t, "the packets counted", func() bool { return b.Stats().RTP.PacketsIn == sent })
+}
+
+// TestICEReader: the shared ICE socket's batch reader hands pion the
+// datagrams that are not the fast path's, in order, from one recvmmsg;
+// Close wakes a read that waits, which fails, and closes the socket.
+func TestICEReader(t *testing.T) {
+	checkGoroutines(t)
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := newFastConn(c, testLogger(), newKeyTable(time.Now), newFake(), true)
+	if fc.rd == nil {
+		t.Fatal("no batch reader on linux")
+	}
+	to := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	peer := newTestPhone(t)
+	const sent = iceReadSlots + 3
+	for i := range sent {
+		// STUN-like first bytes: pion's.
+		if _, err := peer.Conn.WriteToUDPAddrPort([]byte{0, 1, byte(i)}, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	buf := make([]byte, 1500)
+	for i := range sent {
+		n, src, err := fc.ReadFromAddrPort(buf)
+		if err != nil || src != addrOf(peer) || !bytes.Equal(buf[:n], []byte{0, 1, byte(i)}) {
+			t.Fatalf("datagram %d: %x from %v, %v", i, buf[:n], src, err)
+		}
+	}
+	if calls := fc.rd.calls.Load(); calls >= sent {
+		t.Fatalf("%d datagrams took %d recvmmsg", sent, calls)
+	}
+	// Sends leave from the same socket.
+	if _, err := fc.WriteToAddrPort([]byte{0, 1}, addrOf(peer)); err != nil {
+		t.Fatal(err)
+	}
+	_ = peer.Conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, src, err := peer.Conn.ReadFromUDPAddrPort(buf); err != nil || src != to {
+		t.Fatalf("the gateway's datagram came from %v (%v), want %v", src, err, to)
+	}
+
+	read := make(chan error, 1)
+	go func() {
+		_, _, err := fc.ReadFromAddrPort(buf)
+		read <- err
+	}()
+	_ = fc.Close()
+	select {
+	case err := <-read:
+		if !errors.Is(err, net.ErrClosed) {
+			t.Fatalf("read after Close: %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not wake the read")
+	}
+	if fc.rd.sock.fd != -1 {
+		t.Fatal("the socket is open after Close")
+	}
+	if _, err := fc.WriteToAddrPort([]byte{0, 1}, addrOf(peer)); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("send after Close: %v", err)
+	}
+	_ = fc.Close()
+}
+
+// rxQueue returns the bytes queued on the loopback UDP socket of port,
+// from /proc/net/udp.
+func rxQueue(t *testing.T, port uint16) int {
+	t.Helper()
+	b, err := os.ReadFile("/proc/net/udp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := fmt.Sprintf("0100007F:%04X", port)
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[1] == local {
+			_, rx, _ := strings.Cut(f[4], ":")
+			n, err := strconv.ParseInt(rx, 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return int(n)
+		}
+	}
+	t.Fatalf("no socket on port %d in /proc/net/udp", port)
+	return 0
+}
+
+// TestRTPPollerHostile: what the poller reads is checked as the reader
+// goroutine's was: a datagram too short for RTP, one larger than the
+// relay's buffer (it would arrive cut), and an empty one are dropped as
+// malformed and counted; a good packet after them is relayed.
+func TestRTPPollerHostile(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	b := newTestBridge(t, e)
+	a := newTestPhone(t)
+	negotiateRTPOnly(b, addrOf(a))
+	big := mustMarshal(t, rtp.Packet{Header: rtp.Header{Version: 2, PayloadType: 0, SequenceNumber: 1, SSRC: 1}, Payload: make([]byte, pollDatagramMax)})
+	for _, d := range [][]byte{{0x80, 0}, big, {}} {
+		if _, err := a.Conn.WriteToUDPAddrPort(d, b.RTPAddr()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "three malformed datagrams counted", func() bool { return b.Stats().RTP.Dropped.Malformed == 3 })
+	a.SendPacket(b.RTPAddr(), latchPacket(0, 2))
+	waitFor(t, "the good packet", func() bool { return b.Stats().RTP.PacketsIn == 1 })
+	if st := b.Stats().RTP; st.PacketsIn != 1 || st.Dropped.Malformed != 3 {
+		t.Fatalf("stats %+v", st)
+	}
+}
