@@ -292,3 +292,51 @@ func TestSchedulerRecycleBound(t *testing.T) {
 		t.Errorf("%d sources kept, want %d", len(s.free), maxFree)
 	}
 }
+
+// TestLayerWaitHandler: an upper Handler that is a WaitHandler gets each
+// message through HandleWaited, with how long it waited in the queue (at
+// least the time a busy worker kept it there), and HandleMessage is not
+// called; HandlerFuncs without Waited passes the messages to Message.
+func TestLayerWaitHandler(t *testing.T) {
+	src := udpAddr("198.51.100.7:5060")
+	type got struct {
+		id     string
+		waited time.Duration
+	}
+	waited := make(chan got, 8)
+	block := make(chan struct{})
+	l := NewLayer(Config{Workers: 1})
+	udp := newFake(sip.UDP, "127.0.0.1:5060")
+	l.Add(udp)
+	serve(t, l, HandlerFuncs{
+		Message: func(m sip.Message) { t.Errorf("HandleMessage called for %s", m.Header().CallID()) },
+		Waited: func(m sip.Message, d time.Duration) {
+			waited <- got{m.Header().CallID(), d}
+			<-block
+		},
+	})
+	feed := udp.handler(t)
+	feed.HandleMessage(requestIn(t, "busy", 1, src))
+	if g := recv(t, waited); g.id != "busy" {
+		t.Fatalf("first message %s", g.id)
+	}
+	feed.HandleMessage(requestIn(t, "queued", 1, src))
+	queued := time.Now() // the message was queued before this
+	if s := l.Stats(); s.Pending != 1 {
+		t.Fatalf("stats %+v, want the message queued behind the busy worker", s)
+	}
+	released := time.Now()
+	close(block)
+	g := recv(t, waited)
+	if g.id != "queued" || g.waited < released.Sub(queued) {
+		t.Errorf("got %s after %v, want queued after at least %v", g.id, g.waited, released.Sub(queued))
+	}
+
+	var plain []string
+	var mu sync.Mutex
+	f := HandlerFuncs{Message: func(m sip.Message) { mu.Lock(); plain = append(plain, m.Header().CallID()); mu.Unlock() }}
+	f.HandleWaited(requestIn(t, "plain", 1, src), time.Second)
+	if fmt.Sprint(plain) != "[plain]" {
+		t.Errorf("HandlerFuncs without Waited passed %v to Message, want [plain]", plain)
+	}
+}

@@ -159,6 +159,7 @@ type run struct {
 	ctx        context.Context
 	cancel     context.CancelCauseFunc
 	upper      Handler
+	waited     WaitHandler // upper, when it is one
 	sched      *scheduler
 	transports sync.WaitGroup
 }
@@ -240,6 +241,7 @@ func (l *Layer) Serve(ctx context.Context, h Handler) error {
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	r := &run{ctx: rctx, cancel: cancel, upper: h, sched: newScheduler(l.cfg.limits())}
+	r.waited, _ = h.(WaitHandler)
 	l.run = r
 	l.active.Store(r)
 	for _, t := range *l.transports.Load() {
@@ -497,9 +499,14 @@ func (l *Layer) work(r *run) {
 			r.upper.HandleFlowClosed(it.closed)
 			continue
 		}
-		l.queueWait.Sample(it.at, delay.Now())
+		now := delay.Now()
+		l.queueWait.Sample(it.at, now)
 		if req, ok := it.msg.(*sip.Request); ok {
 			StampReceived(req)
+		}
+		if r.waited != nil {
+			r.waited.HandleWaited(it.msg, time.Duration(now-it.at))
+			continue
 		}
 		r.upper.HandleMessage(it.msg)
 	}

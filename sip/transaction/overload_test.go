@@ -208,3 +208,64 @@ func TestOverloadFloor(t *testing.T) {
 		t.Errorf("after the queue drained: %+v", st)
 	}
 }
+
+// TestOverloadLate: a new request that itself waited below the layer
+// (HandleWaited) past twice the limit is refused as new work, though the
+// mean of the waits says nothing (every handler started at once); one that
+// waited up to twice the limit is served; a late one is served while the
+// backlog is under the floor (the host's doing); and the mark lasts only
+// while the request is admitted: the next one, not late, is served.
+func TestOverloadLate(t *testing.T) {
+	var queued atomic.Int64
+	var l atomic.Pointer[Layer]
+	a := newAnswering(t, Config{
+		QueueLen: func() int { return int(queued.Load()) },
+		Admit: func(req *sip.Request) (*sip.Response, bool) {
+			if l.Load().Overloaded(req) {
+				return sip.NewResponse(req, 503, "Overloaded"), false
+			}
+			return nil, false
+		},
+	}, func(*sip.Request) int { return 200 })
+	l.Store(a.l)
+	flood := from("192.0.2.66")
+	n := 0
+	answer := func(waited time.Duration) string {
+		t.Helper()
+		n++
+		a.l.HandleWaited(spec("OPTIONS", n, flood).req(t), waited)
+		sent := a.net.wait(t, 1)
+		if len(sent) != 1 {
+			t.Fatalf("sent %s, want one answer", labels(sent))
+		}
+		return label(sent[0].msg)
+	}
+	limit := DefaultOverloadDelay
+	queued.Store(shedFloor)
+	for _, c := range []struct {
+		waited time.Duration
+		want   string
+	}{
+		{0, "200 OPTIONS"},
+		{2 * limit, "200 OPTIONS"},
+		{2*limit + time.Millisecond, "503 OPTIONS"},
+		{limit, "200 OPTIONS"},
+		{time.Second, "503 OPTIONS"},
+	} {
+		if got := answer(c.waited); got != c.want {
+			t.Errorf("after a wait of %v below the layer: %s, want %s", c.waited, got, c.want)
+		}
+	}
+	if a.l.load.nLate.Load() != 0 || len(a.l.load.late) != 0 {
+		t.Errorf("%d late requests kept after their admission", a.l.load.nLate.Load())
+	}
+	queued.Store(shedFloor - 1)
+	if got := answer(time.Second); got != "200 OPTIONS" {
+		t.Errorf("late with %d queued, under the floor: %s, want 200 OPTIONS", shedFloor-1, got)
+	}
+	// HandleMessage knows no wait: never late.
+	queued.Store(shedFloor)
+	if got := a.send(spec("OPTIONS", 1000, flood)); label(got.msg) != "200 OPTIONS" {
+		t.Errorf("through HandleMessage: %s, want 200 OPTIONS", got)
+	}
+}
