@@ -340,3 +340,34 @@ func TestLayerWaitHandler(t *testing.T) {
 		t.Errorf("HandlerFuncs without Waited passed %v to Message, want [plain]", plain)
 	}
 }
+
+// TestLayerMaxWait: while a source's oldest queued message has waited
+// past Config.MaxWait, its new datagram requests are dropped on arrival
+// and counted as stale, not its ACKs and CANCELs, nor requests over a
+// stream, nor another source's.
+func TestLayerMaxWait(t *testing.T) {
+	src := udpAddr("198.51.100.1:5060")
+	l, _, h, feed := heldLayer(t, Config{MaxWait: time.Nanosecond}, src)
+	feed.HandleMessage(requestIn(t, "old", 1, src))
+	feed.HandleMessage(requestIn(t, "new", 1, src))
+	ack := requestIn(t, "ack", 1, src)
+	ack.Method = sip.MethodAck
+	feed.HandleMessage(ack)
+	cancel := requestIn(t, "cancel", 1, src)
+	cancel.Method = sip.MethodCancel
+	feed.HandleMessage(cancel)
+	feed.HandleMessage(requestIn(t, "stream", 1, sip.Addr{Transport: sip.TCP, AddrPort: src.AddrPort, Flow: NextFlowID()}))
+	feed.HandleMessage(requestIn(t, "other", 1, udpAddr("198.51.100.2:5060")))
+	if s := l.Stats(); s.Stale != 1 || s.Dropped != 1 || s.Pending != 5 {
+		t.Fatalf("stats %+v, want 1 stale of 1 dropped, 5 pending", s)
+	}
+	var got []string
+	for range 5 {
+		h.block <- struct{}{}
+		got = append(got, recv(t, h.msgs).Header().CallID())
+	}
+	slices.Sort(got)
+	if fmt.Sprint(got) != "[ack cancel old other stream]" {
+		t.Errorf("handled %v, want all but new", got)
+	}
+}
