@@ -24,7 +24,7 @@ const (
 	DefaultMaxPendingBytes = 64 << 20
 	DefaultMaxFlows        = 50000
 	DefaultMTU             = 1300
-	DefaultMaxWait         = time.Second
+	DefaultMaxWait         = 4 * time.Second
 )
 
 // Config configures a Layer. The zero value is ready to use.
@@ -60,7 +60,12 @@ type Config struct {
 	// and what is queued is answered in time. The count caps alone let
 	// the queue grow to seconds of work when the workers get little CPU.
 	// A source sending now and then waits its round-robin turn and never
-	// grows such a queue. Default 1s (twice T1); negative: no bound.
+	// grows such a queue. Default 4s (8 T1: over UDP the client has sent
+	// its request three more times by then, and a phone's user has given
+	// up on an INVITE); at 1s, on a starved host, it dropped requests
+	// that would have been answered before their client gave up, and
+	// the twice-the-knee runs lost goodput and gained timeouts for it.
+	// Negative: no bound.
 	MaxWait time.Duration
 	// MaxFlows caps the table of open flows (connections that sent a
 	// message). It is meant never to bind: the transports cap their
