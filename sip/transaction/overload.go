@@ -188,9 +188,8 @@ func (l *Layer) noteRecent(src netip.Addr) {
 // limit by a share x of it, it answers true for that share of the calls,
 // at random, and always from twice the limit on; or req itself, handed
 // over by HandleWaited, waited past twice the limit below the layer) and
-// req's source brings
-// at least its share of the load: of the last 64 new requests, at least
-// the share its weight is of the weights of their sources
+// req's source brings at least its share of the load: of the last 64 new
+// requests, at least the share its weight is of the weights of their sources
 // (Config.SourceWeight). So under overload the sources that bring the
 // most are refused, a source alone is refused as much as the load asks,
 // and a light one, or a trunk under its weighted share, goes on. It is
