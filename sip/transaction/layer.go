@@ -215,6 +215,7 @@ func New(ctx context.Context, s Sender, h Handler, cfg Config) *Layer {
 	if cfg.OverloadDelay == 0 {
 		l.load.limit = int64(DefaultOverloadDelay)
 	}
+	l.load.lateAt = lateAfter(l.load.limit, l.t.t1)
 	retry := orDefault(cfg.RetryAfter, DefaultRetryAfter)
 	l.retry = strconv.Itoa(max(1, int(retry.Seconds())))
 	l.ctx, l.cancel = context.WithCancel(ctx)

@@ -57,9 +57,13 @@ import (
 // came in swings, the queue at twice the knee going from empty to 14,000
 // messages (a second's work, past T1) and back within seconds. So a new
 // request that itself waited in the transport's queue (HandleWaited)
-// past twice the limit, where the mean's refusal is whole, is refused
-// whatever the mean says: no new work is served that waited longer, and
-// the backlog a swing leaves is answered at once instead of served late.
+// past four fifths of T1 (400 ms), and at least twice the limit, where
+// the mean's refusal is whole, is refused whatever the mean says: served,
+// it would be answered after its client sent it again. The backlog a
+// swing leaves is answered at once instead of served late. At twice the
+// limit (200 ms) it refused, in the bursts of a busy host, requests that
+// would have been answered in time: less goodput than main, and 503s in
+// the step after an overload.
 // The floor holds here too, and so does the source's share: the
 // transport serves its sources round-robin, so a light source's requests
 // wait little even behind a flood, and a trunk under its weighted share
@@ -81,6 +85,7 @@ const shedFloor = 64
 // overload is the measure of the handlers' wait.
 type overload struct {
 	limit    int64                // Config.OverloadDelay in ns; <= 0: never overloaded
+	lateAt   int64                // the wait below the layer past which a request is late (ns)
 	queue    func() time.Duration // Config.QueueDelay, or nil
 	queueLen func() int           // Config.QueueLen, or nil: no floor
 	handlers delay.Mean           // from a request's handover to its handler's start
@@ -94,14 +99,14 @@ type overload struct {
 }
 
 // lateAfter is the wait below the layer past which a new request is late
-// (see above): twice the limit, where the mean's refusal is whole.
-func (o *overload) lateAfter() int64 { return 2 * o.limit }
+// (see above): four fifths of t1, and at least twice the limit.
+func lateAfter(limit int64, t1 time.Duration) int64 { return max(2*limit, int64(t1)*4/5) }
 
 // markLate notes req as late while it is admitted, when it waited past
 // lateAfter and the backlog is over the floor; it reports whether it did,
 // and then unmarkLate must follow. Called with Layer.mu held.
 func (o *overload) markLate(req *sip.Request, waited time.Duration) bool {
-	if o.limit <= 0 || int64(waited) <= o.lateAfter() || o.floored() {
+	if o.limit <= 0 || int64(waited) <= o.lateAt || o.floored() {
 		return false
 	}
 	if o.late == nil {
@@ -187,7 +192,7 @@ func (l *Layer) noteRecent(src netip.Addr) {
 // layer (Config.QueueDelay) and for a CPU to run their handler; past the
 // limit by a share x of it, it answers true for that share of the calls,
 // at random, and always from twice the limit on; or req itself, handed
-// over by HandleWaited, waited past twice the limit below the layer) and
+// over by HandleWaited, waited past 4/5 of T1 below the layer) and
 // req's source brings at least its share of the load: of the last 64 new
 // requests, at least the share its weight is of the weights of their sources
 // (Config.SourceWeight). So under overload the sources that bring the

@@ -210,9 +210,9 @@ func TestOverloadFloor(t *testing.T) {
 }
 
 // TestOverloadLate: a new request that itself waited below the layer
-// (HandleWaited) past twice the limit is refused as new work, though the
+// (HandleWaited) past four fifths of T1 is refused as new work, though the
 // mean of the waits says nothing (every handler started at once); one that
-// waited up to twice the limit is served; a late one is served while the
+// waited up to that is served; a late one is served while the
 // backlog is under the floor (the host's doing); and the mark lasts only
 // while the request is admitted: the next one, not late, is served.
 func TestOverloadLate(t *testing.T) {
@@ -240,16 +240,17 @@ func TestOverloadLate(t *testing.T) {
 		}
 		return label(sent[0].msg)
 	}
-	limit := DefaultOverloadDelay
+	late := DefaultT1 * 4 / 5
 	queued.Store(shedFloor)
 	for _, c := range []struct {
 		waited time.Duration
 		want   string
 	}{
 		{0, "200 OPTIONS"},
-		{2 * limit, "200 OPTIONS"},
-		{2*limit + time.Millisecond, "503 OPTIONS"},
-		{limit, "200 OPTIONS"},
+		{2 * DefaultOverloadDelay, "200 OPTIONS"},
+		{late, "200 OPTIONS"},
+		{late + time.Millisecond, "503 OPTIONS"},
+		{DefaultOverloadDelay, "200 OPTIONS"},
 		{time.Second, "503 OPTIONS"},
 	} {
 		if got := answer(c.waited); got != c.want {
@@ -262,6 +263,11 @@ func TestOverloadLate(t *testing.T) {
 	queued.Store(shedFloor - 1)
 	if got := answer(time.Second); got != "200 OPTIONS" {
 		t.Errorf("late with %d queued, under the floor: %s, want 200 OPTIONS", shedFloor-1, got)
+	}
+	// With a short T1, twice the limit still holds: a request is never
+	// late while the mean would refuse only part of the new work.
+	if got, want := lateAfter(int64(DefaultOverloadDelay), 100*time.Millisecond), int64(2*DefaultOverloadDelay); got != want {
+		t.Errorf("late after %v with T1 100ms, want %v", time.Duration(got), time.Duration(want))
 	}
 	// HandleMessage knows no wait: never late.
 	queued.Store(shedFloor)
