@@ -20,6 +20,11 @@
 #      on a ladder of rates (-r) of DUR seconds each (-m = rate*DUR). A
 #      target's ladder stops at its first rate with a failed call; its knee
 #      is the highest rate before it, with 0 failures.
+#      With REGISTERS above 1, that many sipps at once share the rate,
+#      the k-th from 127.0.0.(k+2) with every REGISTERS-th user from uk:
+#      one sipp, a single thread, fell behind its own socket at twice the
+#      knee on a busy host (its drops, not the server's, were the
+#      timeouts), and clients come from many addresses.
 #   2. Overload: REGISTER at OVER_FACTOR (2) times the knee for OVER_DUR
 #      (30) seconds: goodput (successful calls/s), how the failures failed
 #      (an answer such as 503, or a timeout), the server's largest RSS;
@@ -48,12 +53,20 @@
 #
 # Profiles: PPROF_AT="register:RATE call:RATE" takes a CPU profile of
 # Switchboard (SWITCHBOARD_PPROF) during the step at that rate (from its
-# second second to two seconds before its end), and
-# writes `go tool pprof -top` of it to $OUT/pprof-*.txt.
+# second second to two seconds before its end), and a heap profile two
+# seconds before its end, and writes `go tool pprof -top` of them to
+# $OUT/pprof-*.txt and $OUT/heap-*.txt (the heap by memory in use). A
+# rate matches the ladder's step and the overload step at that rate.
+#
+# Socket drops: every step reports the datagrams that the kernel dropped
+# at sipp's sockets and at the server's SIP socket (/proc/net/udp, drops;
+# sipp's sampled every half second while it runs, since the counter goes
+# with the socket). A timeout at sipp can be an answer that sipp itself
+# dropped, its single thread behind its socket, not the server's doing.
 #
 # Settings (environment): SB_DATA (Switchboard's data directory, one
 # subdirectory per target; default a new one on tmpfs, /dev/shm), DUR
-# (10), REG_RATES, CALL_RATES, CALLERS (1), DRAIN (0: seconds to wait
+# (10), REG_RATES, CALL_RATES, CALLERS (1), REGISTERS (1), DRAIN (0: seconds to wait
 # between the REGISTER and the call halves, beyond the servers going idle,
 # e.g. 35 to let the REGISTERs' transactions end), OVER_DUR (30),
 # OVER_FACTOR (2; 0 leaves the overload steps out), NUSERS (1000),
@@ -78,6 +91,7 @@ KAM_PKG=${KAM_PKG:-32}
 PPROF_AT=${PPROF_AT:-}
 SKIP=${SKIP:-}
 CALLERS=${CALLERS:-1}
+REGISTERS=${REGISTERS:-1}
 DRAIN=${DRAIN:-0}
 PASS=pw-secret
 # sipp's socket buffers. Its default (128 KiB on this machine) overflowed
@@ -108,6 +122,7 @@ switchboard | redis | kamailio) LIST=("$TARGETS") ;;
 *) echo "usage: $0 [both|stores|switchboard|redis|kamailio]" >&2; exit 2 ;;
 esac
 ((CALLERS >= 1 && CALLERS <= 200)) || { echo "CALLERS must be 1 to 200" >&2; exit 2; }
+((REGISTERS >= 1 && REGISTERS <= 200)) || { echo "REGISTERS must be 1 to 200" >&2; exit 2; }
 
 cleanup() {
 	local p
@@ -210,6 +225,14 @@ mem_kb() {
 	echo "$t"
 }
 
+# udp_drops PORT prints the drops of the UDP sockets bound to PORT (on any
+# address; 0 when there is none).
+udp_drops() {
+	local hex
+	hex=$(printf ':%04X' "$1")
+	awk -v p="$hex" 'NR>1 && substr($2, length($2)-4) == p {d+=$NF} END{print d+0}' /proc/net/udp /proc/net/udp6 2>/dev/null
+}
+
 # settle TARGET waits (at most 40 s) until TARGET's processes use less
 # than 5 % of a core over half a second: the previous step's backlog is done.
 settle() {
@@ -235,6 +258,10 @@ USERS_CSV=$OUT/users.csv
 		echo "u$i;localhost;[authentication username=u$i password=$PASS]"
 	done
 } >"$USERS_CSV"
+# With REGISTERS sipps, the k-th registers every REGISTERS-th user from uk.
+for ((k = 0; k < REGISTERS; k++)); do
+	awk -v n="$REGISTERS" -v k="$k" 'NR == 1 || (NR - 2) % n == k' "$USERS_CSV" >"$OUT/users-$k.csv"
+done
 USERS_ENV=$(for ((i = 0; i < NUSERS; i++)); do printf 'u%d:%s,' "$i" "$PASS"; done)
 USERS_ENV=${USERS_ENV%,}
 printf 'SEQUENTIAL\nlocalhost;u0;localhost\n' >"$OUT/caller.csv"
@@ -396,7 +423,11 @@ step() {
 	server=127.0.0.1:${PORT[$t]}
 	local args nsipp=1 rk=$r
 	if [ "$kind" = register ]; then
-		args=(-sf "$SIPP_DIR/bench-register.xml" -inf "$USERS_CSV")
+		args=(-sf "$SIPP_DIR/bench-register.xml")
+		if ((REGISTERS > 1)); then
+			nsipp=$REGISTERS
+			rk=$(((r + REGISTERS - 1) / REGISTERS))
+		fi
 	else
 		args=(-sf "$SIPP_DIR/uac-call.xml" -inf "$OUT/caller.csv" -au u0 -ap "$PASS" -auth_uri u1@localhost -s u1)
 		if ((CALLERS > 1)); then
@@ -410,12 +441,17 @@ step() {
 		(while kill -0 "${PID[$t]}" 2>/dev/null; do mem_target "$t"; sleep 1; done >"$f.mem") &
 		mon=$!
 	fi
-	if [ "$t" != kamailio ] && [[ " $PPROF_AT " == *" $kind:$r "* ]] && [ "$tag" = ladder ]; then
+	if [ "$t" != kamailio ] && [[ " $PPROF_AT " == *" $kind:$r "* ]] && [ "$tag" != after ]; then
 		(sleep 1 && curl -fsS -o "$f.pprof" "http://127.0.0.1:${HPORT[$t]}/debug/pprof/profile?seconds=$((secs - 2))" &&
-			go tool pprof -top -nodecount=40 "$OUT/switchboard" "$f.pprof" >"$OUT/pprof-$t-$kind-$r.txt" 2>&1) &
+			go tool pprof -top -nodecount=40 "$OUT/switchboard" "$f.pprof" >"$OUT/pprof-$t-$kind-$tag-$r.txt" 2>&1) &
+		(sleep $((secs - 2)) && curl -fsS -o "$f.heap" "http://127.0.0.1:${HPORT[$t]}/debug/pprof/heap" &&
+			go tool pprof -top -nodecount=40 -sample_index=inuse_space "$OUT/switchboard" "$f.heap" >"$OUT/heap-$t-$kind-$tag-$r.txt" 2>&1) &
 	fi
 	rt0=$(redis_calls "$t")
 	c0=$(cpu_target "$t")
+	local sd0 ud0=0 sports=() smon
+	sd0=$(udp_drops "${PORT[$t]}")
+	[ "$kind" = call ] && ud0=$(udp_drops "${UASPORT[$t]}")
 	t0=$(date +%s.%N)
 	local k fk src pids=()
 	for ((k = 0; k < nsipp; k++)); do
@@ -425,13 +461,34 @@ step() {
 			fk=$f-$k
 			src=127.0.0.$((k + 2))
 		fi
+		sports+=("$(free_port)")
+		local inf=()
+		if [ "$kind" = register ]; then
+			inf=(-inf "$USERS_CSV")
+			((nsipp > 1)) && inf=(-inf "$OUT/users-$k.csv")
+		fi
 		(cd "$OUT" && timeout $((secs * 4 + 60)) bash -c '"$@" >"$0.out" 2>&1; times' "$fk" \
-			sipp "${args[@]}" -i "$src" -p "$(free_port)" -r "$rk" -m $((rk * secs)) -recv_timeout 5000 -buff_size "$SIPP_BUF" \
+			sipp "${args[@]}" "${inf[@]}" -i "$src" -p "${sports[k]}" -r "$rk" -m $((rk * secs)) -recv_timeout 5000 -buff_size "$SIPP_BUF" \
 			-timeout $((secs * 4 + 40))s -nostdin -default_behaviors all,-abortunexp \
 			-trace_err -error_file "$fk.err" -trace_stat -stf "$fk.csv" -fd 1 "$server" >"$fk.times") &
 		pids+=($!)
 	done
+	# sipp's socket drops, sampled while its sockets live: each line the
+	# sum over its sockets.
+	(while :; do
+		d=0
+		for p in "${sports[@]}"; do d=$((d + $(udp_drops "$p"))); done
+		echo "$d"
+		sleep 0.5
+	done >"$f.sdrops") &
+	smon=$!
 	for k in "${pids[@]}"; do wait "$k" || true; done
+	kill "$smon" 2>/dev/null || true
+	wait "$smon" 2>/dev/null || true
+	SIPP_DROPS=$(sort -n "$f.sdrops" | tail -1)
+	# The callee's sipp (the UAS) lives across steps: what this step added.
+	[ "$kind" = call ] && SIPP_DROPS=$((${SIPP_DROPS:-0} + $(udp_drops "${UASPORT[$t]}") - ud0))
+	SERVER_DROPS=$(($(udp_drops "${PORT[$t]}") - sd0))
 	t1=$(date +%s.%N)
 	c1=$(cpu_target "$t")
 	RT=$(($(redis_calls "$t") - rt0))
@@ -462,8 +519,9 @@ step() {
 	local per sper extra=
 	per=$(awk -v c=$((c1 - c0)) -v o="$OK" 'BEGIN{ if (o>0) printf "%.0f", c/o; else print "-" }')
 	sper=$(awk -v c="$sippcpu" -v o="$OK" 'BEGIN{ if (o>0) printf "%.0f", c/o; else print "-" }')
+	extra+=", socket drops: sipp ${SIPP_DROPS:-0}, server $SERVER_DROPS"
 	[ -n "$mon" ] && extra+=", max memory $((maxmem / 1024)) MiB"
-	((nsipp > 1)) && extra+=", callers $nsipp"
+	((nsipp > 1)) && extra+=", sipps $nsipp"
 	[ "$t" = redis ] && extra+=", redis round trips $RT ($(awk -v c="$RT" -v o="$OK" 'BEGIN{ if (o>0) printf "%.2f", c/o; else print "-" }') each)"
 	report "$(printf '%-11s %-8s %-6s rate=%-5s calls=%-6s ok=%-6s failed=%-5s (timeouts %s, 503 %s, 503 without Retry-After %s) retrans=%-5s elapsed=%-6s achieved=%-5s/s cpu/call: server %s µs, sipp %s µs%s' \
 		"$t" "$kind" "$tag" "$r" "$EXPECT" "$OK" "$FAIL" "$tmo" "$n503" "$nora" "$retr" "$el" "$ACH" "$per" "$sper" "$extra")"
@@ -535,7 +593,7 @@ for t in "${LIST[@]}"; do
 	PORT[$t]=$(free_port)
 	"start_$t" "${PORT[$t]}"
 done
-report "servers: $(for t in "${LIST[@]}"; do printf '%s pids %s port %s; ' "$t" "$(echo ${SERVER_PIDS[$t]})" "${PORT[$t]}"; done)kamailio children $KAM_CHILDREN, shm ${KAM_SHM} MB; callers $CALLERS"
+report "servers: $(for t in "${LIST[@]}"; do printf '%s pids %s port %s; ' "$t" "$(echo ${SERVER_PIDS[$t]})" "${PORT[$t]}"; done)kamailio children $KAM_CHILDREN, shm ${KAM_SHM} MB; callers $CALLERS; registers $REGISTERS"
 
 if [ "$SKIP" != register ]; then
 	ladder register "$REG_RATES"

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/switchboard/switchboard/sip"
 )
@@ -76,6 +77,9 @@ type HandlerFuncs struct {
 	FlowClosed func(sip.Addr)
 	// Unreachable, when set, receives what UnreachableHandler does.
 	Unreachable func(dst sip.Addr, quote []byte, cause error)
+	// Waited, when set, receives the messages instead of Message, with
+	// their wait in the Layer's queue (WaitHandler).
+	Waited func(sip.Message, time.Duration)
 }
 
 // HandleMessage calls f.Message.
@@ -83,6 +87,15 @@ func (f HandlerFuncs) HandleMessage(msg sip.Message) {
 	if f.Message != nil {
 		f.Message(msg)
 	}
+}
+
+// HandleWaited calls f.Waited, or f.Message without the wait.
+func (f HandlerFuncs) HandleWaited(msg sip.Message, waited time.Duration) {
+	if f.Waited != nil {
+		f.Waited(msg, waited)
+		return
+	}
+	f.HandleMessage(msg)
 }
 
 // HandleFlowClosed calls f.FlowClosed.

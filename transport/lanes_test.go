@@ -292,3 +292,82 @@ func TestSchedulerRecycleBound(t *testing.T) {
 		t.Errorf("%d sources kept, want %d", len(s.free), maxFree)
 	}
 }
+
+// TestLayerWaitHandler: an upper Handler that is a WaitHandler gets each
+// message through HandleWaited, with how long it waited in the queue (at
+// least the time a busy worker kept it there), and HandleMessage is not
+// called; HandlerFuncs without Waited passes the messages to Message.
+func TestLayerWaitHandler(t *testing.T) {
+	src := udpAddr("198.51.100.7:5060")
+	type got struct {
+		id     string
+		waited time.Duration
+	}
+	waited := make(chan got, 8)
+	block := make(chan struct{})
+	l := NewLayer(Config{Workers: 1})
+	udp := newFake(sip.UDP, "127.0.0.1:5060")
+	l.Add(udp)
+	serve(t, l, HandlerFuncs{
+		Message: func(m sip.Message) { t.Errorf("HandleMessage called for %s", m.Header().CallID()) },
+		Waited: func(m sip.Message, d time.Duration) {
+			waited <- got{m.Header().CallID(), d}
+			<-block
+		},
+	})
+	feed := udp.handler(t)
+	feed.HandleMessage(requestIn(t, "busy", 1, src))
+	if g := recv(t, waited); g.id != "busy" {
+		t.Fatalf("first message %s", g.id)
+	}
+	feed.HandleMessage(requestIn(t, "queued", 1, src))
+	queued := time.Now() // the message was queued before this
+	if s := l.Stats(); s.Pending != 1 {
+		t.Fatalf("stats %+v, want the message queued behind the busy worker", s)
+	}
+	released := time.Now()
+	close(block)
+	g := recv(t, waited)
+	if g.id != "queued" || g.waited < released.Sub(queued) {
+		t.Errorf("got %s after %v, want queued after at least %v", g.id, g.waited, released.Sub(queued))
+	}
+
+	var plain []string
+	var mu sync.Mutex
+	f := HandlerFuncs{Message: func(m sip.Message) { mu.Lock(); plain = append(plain, m.Header().CallID()); mu.Unlock() }}
+	f.HandleWaited(requestIn(t, "plain", 1, src), time.Second)
+	if fmt.Sprint(plain) != "[plain]" {
+		t.Errorf("HandlerFuncs without Waited passed %v to Message, want [plain]", plain)
+	}
+}
+
+// TestLayerMaxWait: while a source's oldest queued message has waited
+// past Config.MaxWait, its new datagram requests are dropped on arrival
+// and counted as stale, not its ACKs and CANCELs, nor requests over a
+// stream, nor another source's.
+func TestLayerMaxWait(t *testing.T) {
+	src := udpAddr("198.51.100.1:5060")
+	l, _, h, feed := heldLayer(t, Config{MaxWait: time.Nanosecond}, src)
+	feed.HandleMessage(requestIn(t, "old", 1, src))
+	feed.HandleMessage(requestIn(t, "new", 1, src))
+	ack := requestIn(t, "ack", 1, src)
+	ack.Method = sip.MethodAck
+	feed.HandleMessage(ack)
+	cancel := requestIn(t, "cancel", 1, src)
+	cancel.Method = sip.MethodCancel
+	feed.HandleMessage(cancel)
+	feed.HandleMessage(requestIn(t, "stream", 1, sip.Addr{Transport: sip.TCP, AddrPort: src.AddrPort, Flow: NextFlowID()}))
+	feed.HandleMessage(requestIn(t, "other", 1, udpAddr("198.51.100.2:5060")))
+	if s := l.Stats(); s.Stale != 1 || s.Dropped != 1 || s.Pending != 5 {
+		t.Fatalf("stats %+v, want 1 stale of 1 dropped, 5 pending", s)
+	}
+	var got []string
+	for range 5 {
+		h.block <- struct{}{}
+		got = append(got, recv(t, h.msgs).Header().CallID())
+	}
+	slices.Sort(got)
+	if fmt.Sprint(got) != "[ack cancel old other stream]" {
+		t.Errorf("handled %v, want all but new", got)
+	}
+}

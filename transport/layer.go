@@ -24,6 +24,7 @@ const (
 	DefaultMaxPendingBytes = 64 << 20
 	DefaultMaxFlows        = 50000
 	DefaultMTU             = 1300
+	DefaultMaxWait         = 4 * time.Second
 )
 
 // Config configures a Layer. The zero value is ready to use.
@@ -50,6 +51,22 @@ type Config struct {
 	// whatever the others send, in number and in bytes. Zero: no cap of
 	// their own; a source is held to its share only when others compete.
 	MaxPendingPerSource, MaxPendingBytesPerSource int
+	// MaxWait bounds how old a source's queue may grow: while the oldest
+	// message of a source has waited longer, the source's new datagram
+	// requests (but ACKs and CANCELs) are dropped on arrival, at no cost
+	// but the count. Queued behind such a backlog they would be answered
+	// after their client had sent them again, or given up; dropped, the
+	// client sends them again after T1, when the backlog may have gone,
+	// and what is queued is answered in time. The count caps alone let
+	// the queue grow to seconds of work when the workers get little CPU.
+	// A source sending now and then waits its round-robin turn and never
+	// grows such a queue. Default 4s (8 T1: over UDP the client has sent
+	// its request three more times by then, and a phone's user has given
+	// up on an INVITE); at 1s, on a starved host, it dropped requests
+	// that would have been answered before their client gave up, and
+	// the twice-the-knee runs lost goodput and gained timeouts for it.
+	// Negative: no bound.
+	MaxWait time.Duration
 	// MaxFlows caps the table of open flows (connections that sent a
 	// message). It is meant never to bind: the transports cap their
 	// connections well below it. A message on a new flow beyond it is
@@ -79,6 +96,7 @@ func (c *Config) limits() limits {
 	return limits{
 		perSource: c.MaxPendingPerSource, total: c.MaxPending,
 		perSourceBytes: c.MaxPendingBytesPerSource, totalBytes: c.MaxPendingBytes,
+		maxWait: int64(c.MaxWait),
 	}
 }
 
@@ -88,8 +106,12 @@ type Stats struct {
 	Received uint64
 	// Dropped counts messages dropped because their source was over its
 	// cap, the Layer was over its total cap or its flow table was full, or
-	// it was not serving.
+	// it was not serving, or their source's queue was older than
+	// Config.MaxWait.
 	Dropped uint64
+	// Stale counts those of Dropped that came while their source's
+	// queue was older than Config.MaxWait.
+	Stale uint64
 	// Duplicates counts retransmissions of a request dropped because the
 	// request was still queued: the answer to it answers them.
 	Duplicates uint64
@@ -142,6 +164,7 @@ type Layer struct {
 	nFlows   atomic.Int64
 	received atomic.Uint64
 	dropped  atomic.Uint64
+	stale    atomic.Uint64
 	// duplicates counts retransmissions dropped for their request was
 	// still queued.
 	duplicates atomic.Uint64
@@ -159,6 +182,7 @@ type run struct {
 	ctx        context.Context
 	cancel     context.CancelCauseFunc
 	upper      Handler
+	waited     WaitHandler // upper, when it is one
 	sched      *scheduler
 	transports sync.WaitGroup
 }
@@ -184,6 +208,9 @@ func NewLayer(cfg Config) *Layer {
 	}
 	if cfg.MTU == 0 {
 		cfg.MTU = DefaultMTU
+	}
+	if cfg.MaxWait == 0 {
+		cfg.MaxWait = DefaultMaxWait
 	}
 	l := &Layer{cfg: cfg, log: cfg.Logger, loc: cfg.Locator}
 	if l.log == nil {
@@ -240,6 +267,7 @@ func (l *Layer) Serve(ctx context.Context, h Handler) error {
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	r := &run{ctx: rctx, cancel: cancel, upper: h, sched: newScheduler(l.cfg.limits())}
+	r.waited, _ = h.(WaitHandler)
 	l.run = r
 	l.active.Store(r)
 	for _, t := range *l.transports.Load() {
@@ -316,7 +344,7 @@ func (l *Layer) closeTransports() error {
 
 // Stats returns the Layer's counters.
 func (l *Layer) Stats() Stats {
-	s := Stats{Received: l.received.Load(), Dropped: l.dropped.Load(), Duplicates: l.duplicates.Load(), Flows: int(l.nFlows.Load())}
+	s := Stats{Received: l.received.Load(), Dropped: l.dropped.Load(), Stale: l.stale.Load(), Duplicates: l.duplicates.Load(), Flows: int(l.nFlows.Load())}
 	if r := l.active.Load(); r != nil {
 		s.Pending, s.PendingBytes = r.sched.len()
 	}
@@ -370,11 +398,15 @@ func (l *Layer) receive(msg sip.Message, t Transport) {
 		return
 	}
 	it := item{msg: msg, size: msgSize(msg), at: delay.Now(), lane: laneOf(msg, src), dup: dupKeyOf(msg, src)}
+	it.resent = it.dup != (dupKey{}) && it.dup.method != sip.MethodAck && it.dup.method != sip.MethodCancel
 	switch r.sched.push(sourceKey(src), it, false) {
 	case refused:
 		l.drop("source or layer over its pending cap", src)
 	case duplicate:
 		l.duplicates.Add(1)
+	case stale:
+		l.stale.Add(1)
+		l.drop("source's queue older than its max wait", src)
 	}
 }
 
@@ -497,9 +529,14 @@ func (l *Layer) work(r *run) {
 			r.upper.HandleFlowClosed(it.closed)
 			continue
 		}
-		l.queueWait.Sample(it.at, delay.Now())
+		now := delay.Now()
+		l.queueWait.Sample(it.at, now)
 		if req, ok := it.msg.(*sip.Request); ok {
 			StampReceived(req)
+		}
+		if r.waited != nil {
+			r.waited.HandleWaited(it.msg, time.Duration(now-it.at))
+			continue
 		}
 		r.upper.HandleMessage(it.msg)
 	}

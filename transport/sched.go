@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"math"
 	"net/netip"
 	"sync"
 
@@ -18,6 +19,11 @@ type item struct {
 	// dup is the key of a datagram request while it waits (dupKeyOf);
 	// zero for the rest.
 	dup dupKey
+	// resent: a datagram request that its client sends again when no
+	// answer comes (not an ACK, not a CANCEL, which ends a call): one the
+	// scheduler may drop on arrival when its source's queue is too old
+	// (limits.maxWait).
+	resent bool
 }
 
 // dupKey names a request by what a retransmission of it repeats: the
@@ -61,6 +67,10 @@ const (
 type limits struct {
 	perSource, total           int // items
 	perSourceBytes, totalBytes int // msgSize of the items
+	// maxWait, when positive, is the wait (ns, as item.at) past which a
+	// source's queue is too old: its resent items are refused on arrival
+	// while its oldest item has waited longer.
+	maxWait int64
 }
 
 // nLanes is how many lanes a source's queue is split into (see source).
@@ -99,6 +109,18 @@ type source struct {
 	queued            bool // in the scheduler's ready list
 }
 
+// oldest is when the item that has waited longest in s was queued
+// (item.at); s has items.
+func (s *source) oldest() int64 {
+	at := int64(math.MaxInt64)
+	for i := range s.lanes {
+		if q := &s.lanes[i]; q.len() > 0 {
+			at = min(at, q.items[q.head].at)
+		}
+	}
+	return at
+}
+
 func (s *source) pushRing(l uint8) {
 	s.ring[(s.ringHead+s.ringLen)%nLanes] = l
 	s.ringLen++
@@ -125,6 +147,7 @@ const (
 	queued    pushResult = iota
 	refused              // over the caps
 	duplicate            // a retransmission of a request still queued: dropped
+	stale                // its source's queue is too old (limits.maxWait)
 )
 
 // scheduler queues work per source and hands it to workers round-robin
@@ -206,6 +229,9 @@ func (s *scheduler) push(key netip.Addr, it item, force bool) pushResult {
 	src := s.sources[key]
 	if !force && !s.fits(src, it.size) {
 		return refused
+	}
+	if !force && it.resent && s.lim.maxWait > 0 && src != nil && src.n > 0 && it.at-src.oldest() > s.lim.maxWait {
+		return stale
 	}
 	if src == nil {
 		src = s.newSource(key)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"testing"
+	"time"
 )
 
 func TestSchedulerRoundRobin(t *testing.T) {
@@ -151,5 +152,49 @@ func TestSchedulerSourceAlone(t *testing.T) {
 	}
 	if s.push(flood, msg, false) == queued {
 		t.Fatal("the flood over its share got into the reserve")
+	}
+}
+
+// TestSchedulerMaxWait: while the oldest item of a source has waited past
+// maxWait, its new datagram requests are refused on arrival (stale), not
+// its ACKs and CANCELs nor what is forced; another source, with nothing
+// that old, goes on; once the old item is taken the source is let in
+// again.
+func TestSchedulerMaxWait(t *testing.T) {
+	const wait = int64(time.Second)
+	s := newScheduler(limits{perSource: 100, total: 100, perSourceBytes: 1 << 20, totalBytes: 1 << 20, maxWait: wait})
+	a, b := netip.MustParseAddr("192.0.2.1"), netip.MustParseAddr("192.0.2.2")
+	req := func(at int64, lane uint8) item { return item{at: at, lane: lane, resent: true} }
+	if got := s.push(a, req(0, 1), false); got != queued {
+		t.Fatalf("first item: %v", got)
+	}
+	if got := s.push(a, req(wait, 2), false); got != queued {
+		t.Errorf("at maxWait: %v, want queued", got)
+	}
+	if got := s.push(a, req(wait+1, 3), false); got != stale {
+		t.Errorf("past maxWait: %v, want stale", got)
+	}
+	if got := s.push(a, item{at: wait + 1, lane: 3}, false); got != queued {
+		t.Errorf("an ACK or CANCEL past maxWait: %v, want queued", got)
+	}
+	if got := s.push(a, req(wait+1, 3), true); got != queued {
+		t.Errorf("forced past maxWait: %v, want queued", got)
+	}
+	if got := s.push(b, req(wait+1, 1), false); got != queued {
+		t.Errorf("another source: %v, want queued", got)
+	}
+	// Taking a's oldest (lane 1, queued at 0) leaves its oldest at wait.
+	h, it, _ := s.next(hold{})
+	if it.at != 0 {
+		t.Fatalf("took the item queued at %d first", it.at)
+	}
+	s.release(h)
+	if got := s.push(a, req(wait+1, 4), false); got != queued {
+		t.Errorf("once the old item was taken: %v, want queued", got)
+	}
+	s = newScheduler(limits{perSource: 100, total: 100, perSourceBytes: 1 << 20, totalBytes: 1 << 20})
+	s.push(a, req(0, 1), false)
+	if got := s.push(a, req(10*wait, 1), false); got != queued {
+		t.Errorf("without maxWait: %v, want queued", got)
 	}
 }

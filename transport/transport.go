@@ -6,6 +6,7 @@ package transport
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/switchboard/switchboard/sip"
 )
@@ -61,4 +62,15 @@ type Handler interface {
 	// HandleFlowClosed is called once when a connection (flow) closes, so
 	// that bindings and calls on it can be dropped.
 	HandleFlowClosed(flow sip.Addr)
+}
+
+// A WaitHandler is a Handler that learns how long each message waited in
+// the Layer's queue for a worker: the Layer calls HandleWaited instead of
+// HandleMessage. Under overload a server judges each new request by its
+// own wait, refusing those that waited too long: a mean of the waits lags
+// a queue that grows, and refusals decided on it came late and in swings.
+type WaitHandler interface {
+	Handler
+	// HandleWaited is HandleMessage for msg, which waited for waited.
+	HandleWaited(msg sip.Message, waited time.Duration)
 }

@@ -215,6 +215,7 @@ func New(ctx context.Context, s Sender, h Handler, cfg Config) *Layer {
 	if cfg.OverloadDelay == 0 {
 		l.load.limit = int64(DefaultOverloadDelay)
 	}
+	l.load.lateAt = lateAfter(l.load.limit, l.t.t1)
 	retry := orDefault(cfg.RetryAfter, DefaultRetryAfter)
 	l.retry = strconv.Itoa(max(1, int(retry.Seconds())))
 	l.ctx, l.cancel = context.WithCancel(ctx)
@@ -281,13 +282,25 @@ func (l *Layer) HandleMessage(msg sip.Message) {
 	switch m := msg.(type) {
 	case *sip.Request:
 		if m != nil {
-			l.handleRequest(m)
+			l.handleRequest(m, 0)
 		}
 	case *sip.Response:
 		if m != nil {
 			l.handleResponse(m)
 		}
 	}
+}
+
+// HandleWaited is HandleMessage for a message that waited for waited
+// below the layer, in the transport's queue (transport.WaitHandler): a new
+// request that waited too long is refused as new work under overload
+// (Overloaded).
+func (l *Layer) HandleWaited(msg sip.Message, waited time.Duration) {
+	if req, ok := msg.(*sip.Request); ok && req != nil {
+		l.handleRequest(req, waited)
+		return
+	}
+	l.HandleMessage(msg)
 }
 
 func (l *Layer) handleResponse(res *sip.Response) {
@@ -324,7 +337,7 @@ func (l *Layer) handleStray(res *sip.Response) {
 	}
 }
 
-func (l *Layer) handleRequest(req *sip.Request) {
+func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 	warm(&req.Headers)
 	via, ok := req.TopVia()
 	if !ok {
@@ -383,8 +396,15 @@ func (l *Layer) handleRequest(req *sip.Request) {
 		// Admit may take locks of its own: ask it unlocked, then look the
 		// request up again, as a retransmission may have started its
 		// transaction meanwhile.
+		late := l.load.markLate(req, waited)
 		l.mu.Unlock()
-		if !l.admitRequest(req) {
+		ok := l.admitRequest(req)
+		if late {
+			l.mu.Lock()
+			l.load.unmarkLate(req)
+			l.mu.Unlock()
+		}
+		if !ok {
 			return
 		}
 		admitted = true

@@ -52,6 +52,23 @@ import (
 // Without Config.QueueLen there is no floor: the layer does not know what
 // waits below it.
 //
+// Each request's own wait. The mean lags: it moves as requests leave the
+// transport's queue, after their wait there, and the refusals it drives
+// came in swings, the queue at twice the knee going from empty to 14,000
+// messages (a second's work, past T1) and back within seconds. So a new
+// request that itself waited in the transport's queue (HandleWaited)
+// past four fifths of T1 (400 ms), and at least twice the limit, where
+// the mean's refusal is whole, is refused whatever the mean says: served,
+// it would be answered after its client sent it again. The backlog a
+// swing leaves is answered at once instead of served late. At twice the
+// limit (200 ms) it refused, in the bursts of a busy host, requests that
+// would have been answered in time: less goodput than main, and 503s in
+// the step after an overload.
+// The floor holds here too, and so does the source's share: the
+// transport serves its sources round-robin, so a light source's requests
+// wait little even behind a flood, and a trunk under its weighted share
+// goes on.
+//
 // The mean moves only when handlers start. A layer that refuses every new
 // request starts none, so a mean older than delay.Stale says nothing:
 // the layer is not overloaded then, and the next requests, let in,
@@ -68,10 +85,42 @@ const shedFloor = 64
 // overload is the measure of the handlers' wait.
 type overload struct {
 	limit    int64                // Config.OverloadDelay in ns; <= 0: never overloaded
+	lateAt   int64                // the wait below the layer past which a request is late (ns)
 	queue    func() time.Duration // Config.QueueDelay, or nil
 	queueLen func() int           // Config.QueueLen, or nil: no floor
 	handlers delay.Mean           // from a request's handover to its handler's start
 	waiting  atomic.Int64         // handlers handed over, not started
+	// late holds the requests being admitted (Config.Admit runs) that
+	// waited past lateAfter below the layer, for Overloaded; guarded by
+	// Layer.mu, and nLate counts them so that Overloaded takes no lock
+	// while none is.
+	late  map[*sip.Request]struct{}
+	nLate atomic.Int32
+}
+
+// lateAfter is the wait below the layer past which a new request is late
+// (see above): four fifths of t1, and at least twice the limit.
+func lateAfter(limit int64, t1 time.Duration) int64 { return max(2*limit, int64(t1)*4/5) }
+
+// markLate notes req as late while it is admitted, when it waited past
+// lateAfter and the backlog is over the floor; it reports whether it did,
+// and then unmarkLate must follow. Called with Layer.mu held.
+func (o *overload) markLate(req *sip.Request, waited time.Duration) bool {
+	if o.limit <= 0 || int64(waited) <= o.lateAt || o.floored() {
+		return false
+	}
+	if o.late == nil {
+		o.late = make(map[*sip.Request]struct{})
+	}
+	o.late[req] = struct{}{}
+	o.nLate.Add(1)
+	return true
+}
+
+// unmarkLate undoes markLate. Called with Layer.mu held.
+func (o *overload) unmarkLate(req *sip.Request) {
+	delete(o.late, req)
+	o.nLate.Add(-1)
 }
 
 // handed notes a handler handed over, which sample will see start.
@@ -142,9 +191,10 @@ func (l *Layer) noteRecent(src netip.Addr) {
 // longer than Config.OverloadDelay, on average, in the queue below the
 // layer (Config.QueueDelay) and for a CPU to run their handler; past the
 // limit by a share x of it, it answers true for that share of the calls,
-// at random, and always from twice the limit on) and req's source brings
-// at least its share of the load: of the last 64 new requests, at least
-// the share its weight is of the weights of their sources
+// at random, and always from twice the limit on; or req itself, handed
+// over by HandleWaited, waited past 4/5 of T1 below the layer) and
+// req's source brings at least its share of the load: of the last 64 new
+// requests, at least the share its weight is of the weights of their sources
 // (Config.SourceWeight). So under overload the sources that bring the
 // most are refused, a source alone is refused as much as the load asks,
 // and a light one, or a trunk under its weighted share, goes on. It is
@@ -157,12 +207,16 @@ func (l *Layer) noteRecent(src netip.Addr) {
 // requests that end at once (challenges, refusals) holds few places, and
 // by the places a newcomer would hold its share with nothing.
 func (l *Layer) Overloaded(req *sip.Request) bool {
-	if !l.load.shed() {
+	shed := l.load.shed()
+	if !shed && l.load.nLate.Load() == 0 {
 		return false
 	}
 	src := sourceOf(req.Source)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if _, late := l.load.late[req]; !late && !shed {
+		return false
+	}
 	var others [recentSize]netip.Addr
 	k, mine := 0, 0
 	for _, a := range l.recent[:l.recentN] {

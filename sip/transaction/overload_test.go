@@ -208,3 +208,70 @@ func TestOverloadFloor(t *testing.T) {
 		t.Errorf("after the queue drained: %+v", st)
 	}
 }
+
+// TestOverloadLate: a new request that itself waited below the layer
+// (HandleWaited) past four fifths of T1 is refused as new work, though the
+// mean of the waits says nothing (every handler started at once); one that
+// waited up to that is served; a late one is served while the
+// backlog is under the floor (the host's doing); and the mark lasts only
+// while the request is admitted: the next one, not late, is served.
+func TestOverloadLate(t *testing.T) {
+	var queued atomic.Int64
+	var l atomic.Pointer[Layer]
+	a := newAnswering(t, Config{
+		QueueLen: func() int { return int(queued.Load()) },
+		Admit: func(req *sip.Request) (*sip.Response, bool) {
+			if l.Load().Overloaded(req) {
+				return sip.NewResponse(req, 503, "Overloaded"), false
+			}
+			return nil, false
+		},
+	}, func(*sip.Request) int { return 200 })
+	l.Store(a.l)
+	flood := from("192.0.2.66")
+	n := 0
+	answer := func(waited time.Duration) string {
+		t.Helper()
+		n++
+		a.l.HandleWaited(spec("OPTIONS", n, flood).req(t), waited)
+		sent := a.net.wait(t, 1)
+		if len(sent) != 1 {
+			t.Fatalf("sent %s, want one answer", labels(sent))
+		}
+		return label(sent[0].msg)
+	}
+	late := DefaultT1 * 4 / 5
+	queued.Store(shedFloor)
+	for _, c := range []struct {
+		waited time.Duration
+		want   string
+	}{
+		{0, "200 OPTIONS"},
+		{2 * DefaultOverloadDelay, "200 OPTIONS"},
+		{late, "200 OPTIONS"},
+		{late + time.Millisecond, "503 OPTIONS"},
+		{DefaultOverloadDelay, "200 OPTIONS"},
+		{time.Second, "503 OPTIONS"},
+	} {
+		if got := answer(c.waited); got != c.want {
+			t.Errorf("after a wait of %v below the layer: %s, want %s", c.waited, got, c.want)
+		}
+	}
+	if a.l.load.nLate.Load() != 0 || len(a.l.load.late) != 0 {
+		t.Errorf("%d late requests kept after their admission", a.l.load.nLate.Load())
+	}
+	queued.Store(shedFloor - 1)
+	if got := answer(time.Second); got != "200 OPTIONS" {
+		t.Errorf("late with %d queued, under the floor: %s, want 200 OPTIONS", shedFloor-1, got)
+	}
+	// With a short T1, twice the limit still holds: a request is never
+	// late while the mean would refuse only part of the new work.
+	if got, want := lateAfter(int64(DefaultOverloadDelay), 100*time.Millisecond), int64(2*DefaultOverloadDelay); got != want {
+		t.Errorf("late after %v with T1 100ms, want %v", time.Duration(got), time.Duration(want))
+	}
+	// HandleMessage knows no wait: never late.
+	queued.Store(shedFloor)
+	if got := a.send(spec("OPTIONS", 1000, flood)); label(got.msg) != "200 OPTIONS" {
+		t.Errorf("through HandleMessage: %s, want 200 OPTIONS", got)
+	}
+}
