@@ -33,7 +33,7 @@ type ServerTx struct {
 	ackKey    legacyKey // RFC 2543 INVITE: the key its ACK matches
 	hasAckKey bool
 
-	trying   *sip.Response // prebuilt 100 Trying (INVITE)
+	trying   *sip.Response // 100 Trying (INVITE), once it was due
 	last     *sip.Response // most recent response sent
 	toTag    string        // To tag of the responses sent
 	tryingT  timerSlot
@@ -91,10 +91,6 @@ func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk lega
 	if tx.invite {
 		tx.state = StateProceeding
 		tx.canceled = make(chan struct{})
-		// Built now, while the request is only ours: the handler may use
-		// it concurrently later.
-		tx.trying = sip.NewResponse(req, 100, "")
-		warm(&tx.trying.Headers)
 	} else {
 		tx.state = StateTrying
 	}
@@ -124,6 +120,15 @@ func (tx *ServerTx) start() {
 func (tx *ServerTx) sendTrying(ob *outbox) {
 	tx.tryingT.stop()
 	if tx.state == StateProceeding && tx.last == nil {
+		if tx.trying == nil {
+			// Built when it is due, not with the transaction: most
+			// INVITEs are answered before it is (a 407, a callee's
+			// 180), and a response is the size of a message. Reading
+			// the request while its handler reads it too is safe: the
+			// handler changes only a clone (Request).
+			tx.trying = sip.NewResponse(tx.req, 100, "")
+			warm(&tx.trying.Headers)
+		}
 		tx.last = tx.trying
 		ob.send(tx.trying, tx.dst)
 	}
