@@ -294,9 +294,10 @@ func orDuration(v, def time.Duration) time.Duration {
 // The in-dialog requests of one dialog from one side that Arrive saw are
 // forwarded in the order it saw them: each waits here until the one
 // before it was sent.
+//
+// ctx must end when ServeSIP returns, as a transaction.Handler's does:
+// what the request started with it (a bridged branch) ends then.
 func (p *Proxy) ServeSIP(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	if tx == nil {
 		if req != nil && req.Method == sip.MethodAck {
 			p.forwardAck(ctx, req)

@@ -43,11 +43,13 @@ type Sender interface {
 // for an ACK that reaches an INVITE server transaction in the Accepted
 // state (RFC 6026 §8.7): such ACKs are handed over, never absorbed.
 //
-// ctx ends when the transaction ends (Terminated), when an INVITE is
-// canceled (a CANCEL matched it), and when the Layer closes; for an ACK
-// without transaction, when ServeSIP returns or the Layer closes. What the
-// handler must send whatever happens (a final response, a 2xx forwarded
-// upstream) it sends with context.WithoutCancel(ctx).
+// ctx ends when ServeSIP returns, as an http.Request's does, when the
+// transaction ends (Terminated), when an INVITE is canceled (a CANCEL
+// matched it), and when the Layer closes or the context given to New
+// ends; for an ACK without transaction, when ServeSIP returns or the
+// Layer closes. What the handler must send whatever happens (a final
+// response, a 2xx forwarded upstream) it sends with
+// context.WithoutCancel(ctx).
 //
 // If ServeSIP returns before a final response was sent, the layer answers
 // 487 Request Terminated if the request was canceled and 500 Server
@@ -128,11 +130,20 @@ type Layer struct {
 	// client request; Close cancels it.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// detached is ctx without its cancellation: the parent of the
+	// handlers' contexts, which are not registered with ctx one by one
+	// (a lock of ctx and an entry in its map per transaction). When ctx
+	// ends, endContexts ends theirs; unwatch stops that watch, and
+	// contextsEnded is closed once endContexts has run.
+	detached      context.Context
+	unwatch       func() bool
+	contextsEnded chan struct{}
 
 	// mu guards the fields below. It is a leaf lock: nothing else is locked
 	// while it is held (a transaction's lock may be held when taking it).
 	mu      sync.Mutex
 	closed  bool
+	ctxDone bool // ctx has ended: new handlers' contexts end at once
 	clients map[clientKey]*ClientTx
 	servers map[serverKey]*ServerTx
 	legacy  map[legacyKey]*ServerTx
@@ -218,7 +229,42 @@ func New(ctx context.Context, s Sender, h Handler, cfg Config) *Layer {
 	retry := orDefault(cfg.RetryAfter, DefaultRetryAfter)
 	l.retry = strconv.Itoa(max(1, int(retry.Seconds())))
 	l.ctx, l.cancel = context.WithCancel(ctx)
+	l.detached = context.WithoutCancel(l.ctx)
+	l.contextsEnded = make(chan struct{})
+	l.unwatch = context.AfterFunc(l.ctx, l.endContexts)
 	return l
+}
+
+// handlerContext returns the context of a new server transaction's
+// handler, and the function that ends it. Called with l.mu held.
+func (l *Layer) handlerContext() (context.Context, context.CancelFunc) {
+	ctx, stop := context.WithCancel(l.detached)
+	if l.ctxDone {
+		stop()
+	}
+	return ctx, stop
+}
+
+// endContexts ends the handlers' contexts when the Layer's context ends.
+// A transaction out of the tables has terminated, which ended its
+// handler's context; one made from now on starts ended (handlerContext).
+func (l *Layer) endContexts() {
+	defer close(l.contextsEnded)
+	l.mu.Lock()
+	l.ctxDone = true
+	txs := make([]*ServerTx, 0, l.nServer)
+	for _, tx := range l.servers {
+		txs = append(txs, tx)
+	}
+	for k, tx := range l.legacy {
+		if k == tx.lkey {
+			txs = append(txs, tx)
+		}
+	}
+	l.mu.Unlock()
+	for _, tx := range txs {
+		tx.stop()
+	}
 }
 
 // Stats is a snapshot of a Layer's load and of its counters since New.
@@ -605,6 +651,7 @@ func (l *Layer) serve(tx *ServerTx) {
 			l.log.Error("sip transaction: handler panic", "method", tx.req.Method, "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
+	defer tx.stop() // the handler's context ends with it
 	l.handler.ServeSIP(tx.ctx, tx, tx.req)
 }
 
@@ -787,6 +834,12 @@ func (l *Layer) Close() error {
 		tx.shutdown()
 	}
 	l.timers.close()
+	// The transactions have ended, and their handlers' contexts with
+	// them: endContexts has nothing left to do, and must not outlive
+	// Close.
+	if !l.unwatch() {
+		<-l.contextsEnded
+	}
 	l.cancel()
 	l.handlers.Wait()
 	l.workers.Wait()

@@ -58,8 +58,9 @@ type ServerTx struct {
 	born        time.Time
 	handed      int64 // monoNow when the handler's goroutine was started
 
-	// ctx is the handler's: stop ends it when the transaction ends or
-	// is canceled.
+	// ctx is the handler's: stop ends it when the handler returns, when
+	// the transaction ends or is canceled, and when the Layer's context
+	// ends (endContexts).
 	ctx  context.Context
 	stop context.CancelFunc
 
@@ -86,7 +87,7 @@ func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk lega
 		done:     make(chan struct{}),
 		born:     l.clock.Now(),
 	}
-	tx.ctx, tx.stop = context.WithCancel(l.ctx)
+	tx.ctx, tx.stop = l.handlerContext()
 	tx.init(l, tx, &tx.tryingT, &tx.retrans, &tx.timeout, &tx.linger, &tx.accepted, &tx.ok2xx)
 	if tx.invite {
 		tx.state = StateProceeding
