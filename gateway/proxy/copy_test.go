@@ -45,3 +45,30 @@ func TestOwnResponsesOfASingleBranchCarryTheCallersVia(t *testing.T) {
 		t.Errorf("the proxy's 408 carries Record-Route %v", res.Values("Record-Route"))
 	}
 }
+
+// A response from a client transaction is forwarded as it came, less the
+// proxy's Via: the transaction reads it no more once delivered, so no copy
+// of it is made. A bridged branch's response is the B2BUA's, and copied.
+func TestUpstreamForwardsTheResponseItself(t *testing.T) {
+	f := newFixture(t, nil)
+	m, err := sip.ParseMessage([]byte("SIP/2.0 180 Ringing\r\n" +
+		"Via: SIP/2.0/UDP 192.0.2.10;branch=z9hG4bKsbx1\r\n" +
+		"Via: SIP/2.0/UDP 192.0.2.21;branch=z9hG4bKa1\r\n" +
+		"From: <sip:alice@" + testDomain + ">;tag=a\r\nTo: <sip:bob@" + testDomain + ">;tag=b\r\n" +
+		"Call-ID: up1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := m.(*sip.Response)
+	c := &call{p: f.proxy}
+	up := c.upstream(&branch{}, res)
+	if up != res {
+		t.Error("upstream copied a client transaction's response")
+	}
+	if vs := up.Via(); len(vs) != 1 || vs[0].Host != "192.0.2.21" {
+		t.Errorf("Vias forwarded %v, want the caller's alone", up.Values("Via"))
+	}
+	if up := c.upstream(&branch{bridged: &fakeBridged{}}, res); up == res {
+		t.Error("upstream forwarded a bridged branch's response without a copy")
+	}
+}

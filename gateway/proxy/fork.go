@@ -518,16 +518,18 @@ func (c *call) handle(ctx context.Context, ev event) {
 	}
 }
 
-// upstream returns the response to forward for res, a response of b: a
-// copy without the proxy's Via (§16.7 step 3). The responses of a bridged
-// branch have none: they were made for the caller. A response that
-// establishes an early or confirmed dialog with a callee has its
-// Record-Route rewritten for the caller, and the callee's side recorded.
+// upstream returns the response to forward for res, a response of b:
+// res itself without the proxy's Via (§16.7 step 3), since a client
+// transaction reads a response no more once it delivered it; a copy for a
+// bridged branch, whose responses have no Via of ours (they were made for
+// the caller) and are the B2BUA's. A response that establishes an early
+// or confirmed dialog with a callee has its Record-Route rewritten for the
+// caller, and the callee's side recorded.
 func (c *call) upstream(b *branch, res *sip.Response) *sip.Response {
-	up := res.Clone()
 	if b.bridged != nil {
-		return up
+		return res.Clone()
 	}
+	up := res
 	up.PopVia()
 	if c.opened && res.StatusCode > 100 && res.StatusCode < 300 && up.To().Tag() != "" {
 		c.answered(b, up)

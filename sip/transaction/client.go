@@ -86,7 +86,9 @@ func (tx *ClientTx) Request() *sip.Request { return tx.req }
 // transport error a synthesized 503 (their Source is the zero Addr). The
 // channel is closed when no more responses will come: right after the final
 // response, except after a 2xx to an INVITE, where it stays open until Timer
-// M ends the Accepted state.
+// M ends the Accepted state. A response received is the TU's: the
+// transaction reads it no more once it is on the channel, so that a proxy
+// may change it to forward it (remove its Via) without a copy.
 func (tx *ClientTx) Responses() <-chan *sip.Response { return tx.responses }
 
 // Done is closed when the transaction terminates, which may be after
