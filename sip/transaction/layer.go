@@ -257,7 +257,7 @@ func (l *Layer) endContexts() {
 		txs = append(txs, tx)
 	}
 	for k, tx := range l.legacy {
-		if k == tx.lkey {
+		if k == tx.legacy.key {
 			txs = append(txs, tx)
 		}
 	}
@@ -586,7 +586,7 @@ func (l *Layer) insertServer(tx *ServerTx) {
 	if tx.rfc3261 {
 		l.servers[tx.key] = tx
 	} else {
-		l.legacy[tx.lkey] = tx
+		l.legacy[tx.legacy.key] = tx
 	}
 	tx.inTable = true
 	l.nServer++
@@ -610,11 +610,11 @@ func (l *Layer) unlinkServer(tx *ServerTx) {
 			delete(l.servers, tx.key)
 		}
 	} else {
-		if l.legacy[tx.lkey] == tx {
-			delete(l.legacy, tx.lkey)
+		if l.legacy[tx.legacy.key] == tx {
+			delete(l.legacy, tx.legacy.key)
 		}
-		if tx.hasAckKey && l.legacy[tx.ackKey] == tx {
-			delete(l.legacy, tx.ackKey)
+		if tx.legacy.hasAck && l.legacy[tx.legacy.ack] == tx {
+			delete(l.legacy, tx.legacy.ack)
 		}
 	}
 	l.nServer--
@@ -821,7 +821,7 @@ func (l *Layer) Close() error {
 		servers = append(servers, tx)
 	}
 	for k, tx := range l.legacy {
-		if k == tx.lkey {
+		if k == tx.legacy.key {
 			servers = append(servers, tx)
 		}
 	}

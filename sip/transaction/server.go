@@ -23,15 +23,16 @@ import (
 // the Handler with a nil *ServerTx.
 type ServerTx struct {
 	core
-	req       *sip.Request
-	dst       sip.Addr
-	invite    bool
-	reliable  bool
-	rfc3261   bool
-	key       serverKey
-	lkey      legacyKey
-	ackKey    legacyKey // RFC 2543 INVITE: the key its ACK matches
-	hasAckKey bool
+	req      *sip.Request
+	dst      sip.Addr
+	invite   bool
+	reliable bool
+	rfc3261  bool
+	key      serverKey
+	// legacy holds the keys of an RFC 2543 transaction, nil for others:
+	// most transactions, which two legacyKeys in line would make half as
+	// big again.
+	legacy *legacyKeys
 
 	trying   *sip.Response // 100 Trying (INVITE), once it was due
 	last     *sip.Response // most recent response sent
@@ -74,6 +75,14 @@ type ServerTx struct {
 	links   [2]link
 }
 
+// legacyKeys are the keys of an RFC 2543 server transaction: key, and
+// for an INVITE the key its ACK matches once a final response set the To
+// tag (ack, when hasAck).
+type legacyKeys struct {
+	key, ack legacyKey
+	hasAck   bool
+}
+
 // newServerTx builds the transaction of req; it is not yet started.
 func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk legacyKey) *ServerTx {
 	tx := &ServerTx{
@@ -83,9 +92,11 @@ func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk lega
 		reliable: req.Source.Reliable(),
 		rfc3261:  rfc3261,
 		key:      sk,
-		lkey:     lk,
 		done:     make(chan struct{}),
 		born:     l.clock.Now(),
+	}
+	if !rfc3261 {
+		tx.legacy = &legacyKeys{key: lk}
 	}
 	tx.ctx, tx.stop = l.handlerContext()
 	tx.init(l, tx, &tx.tryingT, &tx.retrans, &tx.timeout, &tx.linger, &tx.accepted, &tx.ok2xx)
@@ -311,15 +322,15 @@ func (tx *ServerTx) respond(ob *outbox, res *sip.Response) error {
 // indexAck lets the ACK of an RFC 2543 INVITE, which carries the To tag of
 // the final response, find the transaction.
 func (tx *ServerTx) indexAck(res *sip.Response) {
-	if tx.rfc3261 || tx.hasAckKey {
+	if tx.rfc3261 || tx.legacy.hasAck {
 		return
 	}
-	k := tx.lkey
+	k := tx.legacy.key
 	k.toTag = res.To().Tag()
-	if k == tx.lkey {
+	if k == tx.legacy.key {
 		return
 	}
-	tx.ackKey, tx.hasAckKey = k, true
+	tx.legacy.ack, tx.legacy.hasAck = k, true
 	tx.l.addAckKey(tx, k)
 }
 
