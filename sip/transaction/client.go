@@ -30,7 +30,6 @@ type ClientTx struct {
 	key      clientKey
 	invite   bool
 	reliable bool
-	topVia   string // the request's top Via value, for the ACK
 	// forwarding: started with a Forwarding context; Timer F is then
 	// ForwardTimerF.
 	forwarding bool
@@ -64,7 +63,6 @@ func newClientTx(l *Layer, req *sip.Request, dst sip.Addr, via sip.Via) *ClientT
 		key:       clientKey{via.Branch(), req.Method},
 		invite:    req.Method == sip.MethodInvite,
 		reliable:  dst.Reliable(),
-		topVia:    via.String(),
 		responses: make(chan *sip.Response, responseBuffer),
 		done:      make(chan struct{}),
 	}
@@ -466,7 +464,9 @@ func (tx *ClientTx) synthesize(code int) *sip.Response {
 // the response, a single Via equal to the INVITE's top Via, and the
 // INVITE's Route headers. Max-Forwards is the INVITE's (or 70).
 func (tx *ClientTx) buildAck(res *sip.Response) *sip.Request {
-	ack := sameHop(tx.req, sip.MethodAck, tx.topVia, &res.Headers)
+	// The top Via is formatted only now: most INVITEs end with a 2xx,
+	// whose ACK is not the transaction's.
+	ack := NewAck(tx.req, res)
 	warm(&ack.Headers)
 	return ack
 }
