@@ -72,3 +72,20 @@ func TestUpstreamForwardsTheResponseItself(t *testing.T) {
 		t.Error("upstream forwarded a bridged branch's response without a copy")
 	}
 }
+
+// A single target, the common case (every in-dialog request), is grouped
+// without a copy; several are still ordered by q on a copy of their own.
+func TestGroupByQSingleTarget(t *testing.T) {
+	one := []Target{{URI: mustURI("sip:bob@192.0.2.22"), Q: 500}}
+	if n := testing.AllocsPerRun(100, func() { _ = groupByQ(one, DefaultMaxTargets) }); n > 1 {
+		t.Errorf("groupByQ of one target: %v allocations, want 1", n)
+	}
+	if g := groupByQ(one, DefaultMaxTargets); len(g) != 1 || len(g[0]) != 1 || g[0][0].URI.Host != "192.0.2.22" {
+		t.Errorf("groups %v", g)
+	}
+	two := []Target{{URI: mustURI("sip:a@192.0.2.1"), Q: 100}, {URI: mustURI("sip:b@192.0.2.2"), Q: 900}}
+	g := groupByQ(two, DefaultMaxTargets)
+	if len(g) != 2 || g[0][0].URI.User != "b" || two[0].URI.User != "a" {
+		t.Errorf("groups %v (targets %v): not ordered on a copy", g, two)
+	}
+}
