@@ -145,3 +145,30 @@ func TestAckHandledInOrder(t *testing.T) {
 		t.Fatalf("then %s", m)
 	}
 }
+
+// An ACK without transaction gets the Layer's own context, one a call:
+// no context of its own per ACK (each took the lock of the Layer's). It
+// ends when the Layer closes.
+func TestAckContextIsTheLayers(t *testing.T) {
+	h := newHarness(t, Config{})
+	got := make(chan context.Context, 1)
+	h.l.handler = HandlerFunc(func(ctx context.Context, tx *ServerTx, _ *sip.Request) {
+		if tx == nil {
+			got <- ctx
+		}
+	})
+	h.l.HandleMessage(msgSpec{method: "ACK", branch: sip.NewBranch(), toTag: "uas"}.req(t))
+	var ctx context.Context
+	select {
+	case ctx = <-got:
+	case <-time.After(waitLimit):
+		t.Fatal("the ACK reached no handler")
+	}
+	if ctx != h.l.ctx {
+		t.Error("the ACK's handler got a context of its own")
+	}
+	h.l.Close()
+	if ctx.Err() == nil {
+		t.Error("the ACK's context did not end with the Layer")
+	}
+}

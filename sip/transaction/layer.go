@@ -46,8 +46,10 @@ type Sender interface {
 // ctx ends when ServeSIP returns, as an http.Request's does, when the
 // transaction ends (Terminated), when an INVITE is canceled (a CANCEL
 // matched it), and when the Layer closes or the context given to New
-// ends; for an ACK without transaction, when ServeSIP returns or the
-// Layer closes. What the handler must send whatever happens (a final
+// ends. For an ACK without transaction it is the Layer's own context,
+// which ends only when the Layer closes: such a handler runs on the
+// transport's worker and must leave no work tied to ctx behind when it
+// returns. What the handler must send whatever happens (a final
 // response, a 2xx forwarded upstream) it sends with
 // context.WithoutCancel(ctx).
 //
@@ -252,6 +254,17 @@ func (l *Layer) endContexts() {
 	defer close(l.contextsEnded)
 	l.mu.Lock()
 	l.ctxDone = true
+	txs := l.serverTxs()
+	l.mu.Unlock()
+	for _, tx := range txs {
+		tx.stop()
+	}
+}
+
+// serverTxs lists the server transactions in the tables, each once (an
+// RFC 2543 INVITE may be there under its ACK's key too). Called with l.mu
+// held.
+func (l *Layer) serverTxs() []*ServerTx {
 	txs := make([]*ServerTx, 0, l.nServer)
 	for _, tx := range l.servers {
 		txs = append(txs, tx)
@@ -261,10 +274,7 @@ func (l *Layer) endContexts() {
 			txs = append(txs, tx)
 		}
 	}
-	l.mu.Unlock()
-	for _, tx := range txs {
-		tx.stop()
-	}
+	return txs
 }
 
 // Stats is a snapshot of a Layer's load and of its counters since New.
@@ -680,9 +690,7 @@ func (l *Layer) dispatchAck(req *sip.Request) {
 	l.handlers.Add(1)
 	l.mu.Unlock()
 	endEvicted(evicted)
-	ctx, cancel := context.WithCancel(l.ctx)
 	defer l.handlers.Done()
-	defer cancel()
 	defer func() {
 		l.mu.Lock()
 		l.running--
@@ -694,7 +702,9 @@ func (l *Layer) dispatchAck(req *sip.Request) {
 			l.log.Error("sip transaction: handler panic", "method", req.Method, "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
-	l.handler.ServeSIP(ctx, nil, req)
+	// The Layer's own context: a context per ACK, one a call, took the
+	// lock of the Layer's and a place in its children map each time.
+	l.handler.ServeSIP(l.ctx, nil, req)
 }
 
 // reject answers req statelessly (481 to a CANCEL that matches nothing, 503
@@ -816,15 +826,7 @@ func (l *Layer) Close() error {
 	for _, tx := range l.clients {
 		clients = append(clients, tx)
 	}
-	servers := make([]*ServerTx, 0, l.nServer)
-	for _, tx := range l.servers {
-		servers = append(servers, tx)
-	}
-	for k, tx := range l.legacy {
-		if k == tx.legacy.key {
-			servers = append(servers, tx)
-		}
-	}
+	servers := l.serverTxs()
 	l.mu.Unlock()
 
 	for _, tx := range clients {
