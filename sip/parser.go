@@ -417,7 +417,19 @@ const eager = 1<<hVia | 1<<hFrom | 1<<hTo | 1<<hCallID | 1<<hCSeq |
 // (Via, From, To, Call-ID, CSeq, Max-Forwards, Content-Length, Contact,
 // Route, Record-Route, Path), so that a built or changed message can then be
 // read from several goroutines. It returns the first malformed header.
-func (h *Headers) Index() error { return h.indexTyped() }
+// Only the headers changed since they were last parsed are parsed again:
+// the transaction layer indexes every message it handles, most of them
+// fresh from the parser or a clone with one Via popped, and parsing all of
+// them again cost a second parse and new Route and Record-Route lists
+// each time. A message left as it is sees no write, so a concurrent reader
+// of a parsed message is safe.
+func (h *Headers) Index() error {
+	stale := eager &^ h.cached
+	if stale == 0 {
+		return nil
+	}
+	return h.indexTyped(stale)
+}
 
 // index looks the names of the header lines up (see parseFields), parses
 // the eager headers and checks the mandatory ones (§8.1.1).
@@ -448,23 +460,25 @@ func (h *Headers) index() error {
 	return h.checkMandatory()
 }
 
-// indexTyped parses the eager headers of a built or changed message in one
-// pass, from empty values.
-func (h *Headers) indexTyped() error {
+// indexTyped parses the eager headers of stale (a mask of eager) of a
+// built or changed message in one pass, from empty values.
+func (h *Headers) indexTyped(stale uint64) error {
 	for id := hVia; id <= hPath; id++ {
-		h.resetTyped(id)
+		if stale&(1<<id) != 0 {
+			h.resetTyped(id)
+		}
 	}
 	var seen uint64
 	for i := range h.fields {
 		f := &h.fields[i]
-		if eager&(1<<f.id) == 0 {
+		if stale&(1<<f.id) == 0 {
 			continue
 		}
 		if err := h.parseField(f, &seen); err != nil {
 			return malformedHeader(headerNames[f.id], err)
 		}
 	}
-	h.cached |= eager
+	h.cached |= stale
 	return nil
 }
 

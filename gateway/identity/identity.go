@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/switchboard/switchboard/sip"
@@ -227,22 +228,43 @@ func (id *Identity) Contact(user, transport string) sip.Address {
 
 // RecordRoute returns a Record-Route value of the gateway facing a peer
 // reached over transport: "<sip:[user@]host[:port][;transport=x];lr" then
-// params, then ">". user carries a flow token, params the proxy's stamps.
-func (id *Identity) RecordRoute(transport, user string, params string) string {
+// params, one after the other, then ">". user carries a flow token,
+// params the proxy's stamps (";sbdlg=", stamp: a parameter in pieces,
+// so that the caller joins nothing). It is written in a buffer on the
+// stack and allocates only its string: the proxy writes two per call.
+func (id *Identity) RecordRoute(transport, user string, params ...string) string {
 	ep := id.Endpoint(transport)
-	b := make([]byte, 0, 96+len(user)+len(params))
-	b = append(b, "<sip:"...)
+	var buf [256]byte
+	b := append(buf[:0], "<sip:"...)
 	if user != "" {
 		b = append(b, user...)
 		b = append(b, '@')
 	}
-	b = append(b, sip.JoinHostPort(ep.Host, ep.Port)...)
-	if tr := strings.ToUpper(transport); tr != sip.UDP {
+	if strings.IndexByte(ep.Host, ':') >= 0 {
+		b = append(b, '[')
+		b = append(b, ep.Host...)
+		b = append(b, ']')
+	} else {
+		b = append(b, ep.Host...)
+	}
+	if ep.Port != 0 {
+		b = append(b, ':')
+		b = strconv.AppendInt(b, int64(ep.Port), 10)
+	}
+	if !strings.EqualFold(transport, sip.UDP) {
 		b = append(b, ";transport="...)
-		b = append(b, strings.ToLower(tr)...)
+		for i := 0; i < len(transport); i++ {
+			c := transport[i]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			b = append(b, c)
+		}
 	}
 	b = append(b, ";lr"...)
-	b = append(b, params...)
+	for _, p := range params {
+		b = append(b, p...)
+	}
 	b = append(b, '>')
 	return string(b)
 }

@@ -52,7 +52,8 @@ func (p *Proxy) authorize(tx *transaction.ServerTx, r *sip.Request, uri sip.URI)
 }
 
 // authenticate verifies the Proxy-Authorization of r for our realm (RFC
-// 3261 §22.3) and consumes it, or answers r: 407 with fresh challenges
+// 3261 §22.3), or answers r (the caller consumes the credentials once
+// verified, in its copy of r): 407 with fresh challenges
 // when there are no credentials or they fail, with stale=true when only
 // the nonce was old; 403 when the Throttle refuses the source; 400 when
 // the credentials name another URI than the request's.
@@ -92,7 +93,6 @@ func (p *Proxy) authenticate(tx *transaction.ServerTx, r *sip.Request, uri sip.U
 		p.challenge(tx, r, false)
 		return "", false
 	}
-	p.consumeCredentials(r)
 	return cr.Username, true
 }
 

@@ -23,11 +23,19 @@ const reasonCompletedElsewhere = `SIP;cause=200;text="Call completed elsewhere"`
 // belongs to the goroutine that runs run: the relays of the branches and
 // the timers only post events to it.
 type call struct {
-	p      *Proxy
-	tx     *transaction.ServerTx
-	req    *sip.Request // as received, routes pre-processed; read only
-	hash   string       // loop-detection hash
-	invite bool
+	p  *Proxy
+	tx *transaction.ServerTx
+	// req is the request as received, shared with the transaction layer;
+	// the call builds its own responses from it. fwd is the request to
+	// forward: routes pre-processed and credentials consumed, req itself
+	// when it needed no change. Both are read only, but that the only
+	// branch of a call takes fwd as its request when fwdFree (fwd is the
+	// proxy's own copy, and no other branch will be made from it).
+	req     *sip.Request
+	fwd     *sip.Request
+	fwdFree bool
+	hash    string // loop-detection hash
+	invite  bool
 	// bridging: an initial INVITE, whose targets Options.Bridge may take.
 	bridging bool
 	inTok    string // flow token of the source, "" when it is no connection
@@ -122,11 +130,12 @@ type event struct {
 	gen uint64        // timers
 }
 
-func newCall(p *Proxy, tx *transaction.ServerTx, r *sip.Request, hash string) *call {
+func newCall(p *Proxy, tx *transaction.ServerTx, req, r *sip.Request, hash string) *call {
 	c := &call{
 		p:      p,
 		tx:     tx,
-		req:    r,
+		req:    req,
+		fwd:    r,
 		hash:   hash,
 		invite: r.Method == sip.MethodInvite,
 		events: make(chan event, 4),
@@ -315,6 +324,11 @@ func (c *call) relay(b *branch, ct *transaction.ClientTx, ch <-chan *sip.Respons
 // groupByQ orders targets by decreasing q, keeps the first max, and groups
 // those of equal q: a group is forked in parallel, groups in sequence.
 func groupByQ(targets []Target, max int) [][]Target {
+	if len(targets) == 1 && max >= 1 {
+		// Most requests have one target (an in-dialog request always):
+		// nothing to order, and no copy of a Target (about 200 bytes).
+		return [][]Target{targets}
+	}
 	ts := slices.Clone(targets)
 	slices.SortStableFunc(ts, func(a, b Target) int { return cmp.Compare(b.Q, a.Q) })
 	if len(ts) > max {
@@ -366,14 +380,19 @@ func (c *call) launch(ctx context.Context, t Target) {
 	b := &branch{target: t}
 	c.branches = append(c.branches, b)
 	if c.bridging {
-		if br, ok := c.p.bridge(ctx, c.req, c.caller, t); ok {
+		if br, ok := c.p.bridge(ctx, c.fwd, c.caller, t); ok {
 			b.bridged = br
 			c.arm(b, c.p.timerC, evTimerC)
 			c.watch(b, nil, br.Responses())
 			return
 		}
 	}
-	base := c.req.Clone()
+	base := c.fwd
+	if c.fwdFree {
+		c.fwdFree = false // taken
+	} else {
+		base = base.Clone()
+	}
 	if t.URI.Scheme != "" {
 		base.URI = t.URI
 	}
@@ -504,16 +523,18 @@ func (c *call) handle(ctx context.Context, ev event) {
 	}
 }
 
-// upstream returns the response to forward for res, a response of b: a
-// copy without the proxy's Via (§16.7 step 3). The responses of a bridged
-// branch have none: they were made for the caller. A response that
-// establishes an early or confirmed dialog with a callee has its
-// Record-Route rewritten for the caller, and the callee's side recorded.
+// upstream returns the response to forward for res, a response of b:
+// res itself without the proxy's Via (§16.7 step 3), since a client
+// transaction reads a response no more once it delivered it; a copy for a
+// bridged branch, whose responses have no Via of ours (they were made for
+// the caller) and are the B2BUA's. A response that establishes an early
+// or confirmed dialog with a callee has its Record-Route rewritten for the
+// caller, and the callee's side recorded.
 func (c *call) upstream(b *branch, res *sip.Response) *sip.Response {
-	up := res.Clone()
 	if b.bridged != nil {
-		return up
+		return res.Clone()
 	}
+	up := res
 	up.PopVia()
 	if c.opened && res.StatusCode > 100 && res.StatusCode < 300 && up.To().Tag() != "" {
 		c.answered(b, up)

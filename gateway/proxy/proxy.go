@@ -294,9 +294,10 @@ func orDuration(v, def time.Duration) time.Duration {
 // The in-dialog requests of one dialog from one side that Arrive saw are
 // forwarded in the order it saw them: each waits here until the one
 // before it was sent.
+//
+// ctx must end when ServeSIP returns, as a transaction.Handler's does:
+// what the request started with it (a bridged branch) ends then.
 func (p *Proxy) ServeSIP(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	if tx == nil {
 		if req != nil && req.Method == sip.MethodAck {
 			p.forwardAck(ctx, req)
@@ -311,9 +312,18 @@ func (p *Proxy) ServeSIP(ctx context.Context, tx *transaction.ServerTx, req *sip
 // serve is ServeSIP for a request with a server transaction; sent passes
 // the turn of its dialog on once the request went out.
 func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Request, sent func()) {
-	// The request is shared with the transaction layer: work on a copy,
-	// whose typed headers this goroutine alone fills and changes.
-	r := req.Clone()
+	// The request is shared with the transaction layer, which indexed its
+	// typed headers, so reading it writes nothing. It is changed only in a
+	// copy (own), made once it needs a change: Routes to remove,
+	// credentials to consume, a Replaces to rewrite. A request forwarded
+	// to a single target is that copy (see call.fwdFree); a 407 or an
+	// initial INVITE without Routes was never copied at all.
+	r := req
+	own := func() {
+		if r == req {
+			r = req.Clone()
+		}
+	}
 	uri := r.URI // as received, which digest credentials name
 	if !p.validate(tx, r) {
 		return
@@ -327,6 +337,9 @@ func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Re
 		// No extension is implemented for proxies (§16.3 step 5).
 		p.reply(tx, r, 420, "", func(res *sip.Response) { res.Set("Unsupported", strings.Join(tags, ", ")) })
 		return
+	}
+	if r.Has("Route") {
+		own()
 	}
 	rt, err := p.preprocessRoutes(r)
 	if err != nil {
@@ -368,6 +381,12 @@ func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Re
 		if caller, ok = p.authorize(tx, r, uri); !ok {
 			return
 		}
+		if caller.User != "" && r.Has("Proxy-Authorization") {
+			// Authenticated: the credentials for our realm have no use
+			// beyond us (§22.3).
+			own()
+			p.consumeCredentials(r)
+		}
 	}
 	if r.Method == sip.MethodRefer {
 		party := transfer.Party{User: caller.User, Trunk: caller.Trunk, Source: r.Source}
@@ -376,11 +395,16 @@ func (p *Proxy) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Re
 			return
 		}
 	}
+	if r.Has("Replaces") {
+		own() // replacesTarget may rewrite it
+	}
 	targets, ok := p.targets(ctx, tx, r, caller, rt, inDialog, dest)
 	if !ok {
 		return
 	}
-	c := newCall(p, tx, r, hash)
+	c := newCall(p, tx, req, r, hash)
+	// The copy is the call's own: its only branch may take it as it is.
+	c.fwdFree = r != req && len(targets) == 1
 	c.sent = sent
 	c.caller = caller
 	if caller.Peer {

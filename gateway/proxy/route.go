@@ -289,7 +289,7 @@ func (p *Proxy) checkStamp(rt *routing, s string, r *sip.Request) {
 // (inToken, or "") and the stamp of that direction. The callee's
 // responses get it rewritten for the caller (rewriteRecordRoute).
 func (p *Proxy) recordRoute(req *sip.Request, out sip.Addr, stamp, inToken string) {
-	req.Prepend("Record-Route", p.id.RecordRoute(out.Transport, inToken, ";"+stampParam+"="+stamp))
+	req.Prepend("Record-Route", p.id.RecordRoute(out.Transport, inToken, ";"+stampParam+"=", stamp))
 }
 
 // rewriteRecordRoute rewrites, in res — a callee's response to an initial
@@ -322,7 +322,7 @@ func (p *Proxy) rewriteRecordRoute(res *sip.Response, inTransport string, callee
 		token = p.tokens.Encode(callee)
 	}
 	stamp := p.stamp(toCallee, res.CallID(), res.From().Tag(), res.To().Tag())
-	mine := p.id.RecordRoute(inTransport, token, ";"+stampParam+"="+stamp)
+	mine := p.id.RecordRoute(inTransport, token, ";"+stampParam+"=", stamp)
 	vals := make([]string, len(rrs))
 	for i := range rrs {
 		if i == idx {

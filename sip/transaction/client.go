@@ -30,7 +30,6 @@ type ClientTx struct {
 	key      clientKey
 	invite   bool
 	reliable bool
-	topVia   string // the request's top Via value, for the ACK
 	// forwarding: started with a Forwarding context; Timer F is then
 	// ForwardTimerF.
 	forwarding bool
@@ -64,7 +63,6 @@ func newClientTx(l *Layer, req *sip.Request, dst sip.Addr, via sip.Via) *ClientT
 		key:       clientKey{via.Branch(), req.Method},
 		invite:    req.Method == sip.MethodInvite,
 		reliable:  dst.Reliable(),
-		topVia:    via.String(),
 		responses: make(chan *sip.Response, responseBuffer),
 		done:      make(chan struct{}),
 	}
@@ -86,7 +84,9 @@ func (tx *ClientTx) Request() *sip.Request { return tx.req }
 // transport error a synthesized 503 (their Source is the zero Addr). The
 // channel is closed when no more responses will come: right after the final
 // response, except after a 2xx to an INVITE, where it stays open until Timer
-// M ends the Accepted state.
+// M ends the Accepted state. A response received is the TU's: the
+// transaction reads it no more once it is on the channel, so that a proxy
+// may change it to forward it (remove its Via) without a copy.
 func (tx *ClientTx) Responses() <-chan *sip.Response { return tx.responses }
 
 // Done is closed when the transaction terminates, which may be after
@@ -464,7 +464,9 @@ func (tx *ClientTx) synthesize(code int) *sip.Response {
 // the response, a single Via equal to the INVITE's top Via, and the
 // INVITE's Route headers. Max-Forwards is the INVITE's (or 70).
 func (tx *ClientTx) buildAck(res *sip.Response) *sip.Request {
-	ack := sameHop(tx.req, sip.MethodAck, tx.topVia, &res.Headers)
+	// The top Via is formatted only now: most INVITEs end with a 2xx,
+	// whose ACK is not the transaction's.
+	ack := NewAck(tx.req, res)
 	warm(&ack.Headers)
 	return ack
 }

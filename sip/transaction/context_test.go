@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -67,6 +68,55 @@ func TestHandlerContext(t *testing.T) {
 			t.Error("the handler's context lacks the Layer's values")
 		}
 	})
+	t.Run("context of the layer ends", func(t *testing.T) {
+		parent, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		h := &harness{t: t, clk: clock.NewFake(epoch)}
+		h.net = newNetRec(h.clk)
+		h.l = New(parent, h.net, nil, Config{Clock: h.clk})
+		t.Cleanup(func() { h.l.Close() })
+		run(t, h, msgSpec{method: "OPTIONS", branch: sip.NewBranch()}, func(*ServerTx) { cancel() })
+		// A transaction that starts afterwards hands its handler an
+		// ended context.
+		got := make(chan error, 1)
+		h.l.handler = HandlerFunc(func(ctx context.Context, _ *ServerTx, _ *sip.Request) { got <- ctx.Err() })
+		h.l.HandleMessage(msgSpec{method: "OPTIONS", branch: sip.NewBranch()}.req(t))
+		select {
+		case err := <-got:
+			if !errors.Is(err, context.Canceled) {
+				t.Errorf("a handler after the end got a context with error %v", err)
+			}
+		case <-time.After(waitLimit):
+			t.Fatal("no handler ran")
+		}
+	})
+}
+
+// The handler's context ends when ServeSIP returns, as an http.Request's
+// does, though its transaction lives on (Timer J here): what the handler
+// started with it (a proxy's bridged branch) ends with the handler.
+func TestHandlerContextEndsWithHandler(t *testing.T) {
+	h := newHarness(t, Config{})
+	got := make(chan context.Context, 1)
+	h.l.handler = HandlerFunc(func(ctx context.Context, tx *ServerTx, req *sip.Request) {
+		_ = tx.Respond(response(req, 200, "x"))
+		got <- ctx
+	})
+	h.l.HandleMessage(msgSpec{method: "OPTIONS", branch: sip.NewBranch()}.req(t))
+	var ctx context.Context
+	select {
+	case ctx = <-got:
+	case <-time.After(waitLimit):
+		t.Fatal("no handler ran")
+	}
+	select {
+	case <-ctx.Done():
+	case <-time.After(waitLimit):
+		t.Fatal("the handler's context did not end when it returned")
+	}
+	if h.l.Stats().ServerTransactions != 1 {
+		t.Error("the transaction ended with its handler: the test shows nothing")
+	}
 }
 
 // An ACK without transaction is handled before HandleMessage returns, so
@@ -93,5 +143,32 @@ func TestAckHandledInOrder(t *testing.T) {
 	h.l.HandleMessage(msgSpec{method: "BYE", branch: sip.NewBranch(), toTag: "t1", cseq: 2}.req(t))
 	if m := <-order; m != "BYE" {
 		t.Fatalf("then %s", m)
+	}
+}
+
+// An ACK without transaction gets the Layer's own context, one a call:
+// no context of its own per ACK (each took the lock of the Layer's). It
+// ends when the Layer closes.
+func TestAckContextIsTheLayers(t *testing.T) {
+	h := newHarness(t, Config{})
+	got := make(chan context.Context, 1)
+	h.l.handler = HandlerFunc(func(ctx context.Context, tx *ServerTx, _ *sip.Request) {
+		if tx == nil {
+			got <- ctx
+		}
+	})
+	h.l.HandleMessage(msgSpec{method: "ACK", branch: sip.NewBranch(), toTag: "uas"}.req(t))
+	var ctx context.Context
+	select {
+	case ctx = <-got:
+	case <-time.After(waitLimit):
+		t.Fatal("the ACK reached no handler")
+	}
+	if ctx != h.l.ctx {
+		t.Error("the ACK's handler got a context of its own")
+	}
+	h.l.Close()
+	if ctx.Err() == nil {
+		t.Error("the ACK's context did not end with the Layer")
 	}
 }

@@ -43,11 +43,15 @@ type Sender interface {
 // for an ACK that reaches an INVITE server transaction in the Accepted
 // state (RFC 6026 §8.7): such ACKs are handed over, never absorbed.
 //
-// ctx ends when the transaction ends (Terminated), when an INVITE is
-// canceled (a CANCEL matched it), and when the Layer closes; for an ACK
-// without transaction, when ServeSIP returns or the Layer closes. What the
-// handler must send whatever happens (a final response, a 2xx forwarded
-// upstream) it sends with context.WithoutCancel(ctx).
+// ctx ends when ServeSIP returns, as an http.Request's does, when the
+// transaction ends (Terminated), when an INVITE is canceled (a CANCEL
+// matched it), and when the Layer closes or the context given to New
+// ends. For an ACK without transaction it is the Layer's own context,
+// which ends only when the Layer closes: such a handler runs on the
+// transport's worker and must leave no work tied to ctx behind when it
+// returns. What the handler must send whatever happens (a final
+// response, a 2xx forwarded upstream) it sends with
+// context.WithoutCancel(ctx).
 //
 // If ServeSIP returns before a final response was sent, the layer answers
 // 487 Request Terminated if the request was canceled and 500 Server
@@ -128,11 +132,20 @@ type Layer struct {
 	// client request; Close cancels it.
 	ctx    context.Context
 	cancel context.CancelFunc
+	// detached is ctx without its cancellation: the parent of the
+	// handlers' contexts, which are not registered with ctx one by one
+	// (a lock of ctx and an entry in its map per transaction). When ctx
+	// ends, endContexts ends theirs; unwatch stops that watch, and
+	// contextsEnded is closed once endContexts has run.
+	detached      context.Context
+	unwatch       func() bool
+	contextsEnded chan struct{}
 
 	// mu guards the fields below. It is a leaf lock: nothing else is locked
 	// while it is held (a transaction's lock may be held when taking it).
 	mu      sync.Mutex
 	closed  bool
+	ctxDone bool // ctx has ended: new handlers' contexts end at once
 	clients map[clientKey]*ClientTx
 	servers map[serverKey]*ServerTx
 	legacy  map[legacyKey]*ServerTx
@@ -219,7 +232,50 @@ func New(ctx context.Context, s Sender, h Handler, cfg Config) *Layer {
 	retry := orDefault(cfg.RetryAfter, DefaultRetryAfter)
 	l.retry = strconv.Itoa(max(1, int(retry.Seconds())))
 	l.ctx, l.cancel = context.WithCancel(ctx)
+	l.detached = context.WithoutCancel(l.ctx)
+	l.contextsEnded = make(chan struct{})
+	l.unwatch = context.AfterFunc(l.ctx, l.endContexts)
 	return l
+}
+
+// handlerContext returns the context of a new server transaction's
+// handler, and the function that ends it. Called with l.mu held.
+func (l *Layer) handlerContext() (context.Context, context.CancelFunc) {
+	ctx, stop := context.WithCancel(l.detached)
+	if l.ctxDone {
+		stop()
+	}
+	return ctx, stop
+}
+
+// endContexts ends the handlers' contexts when the Layer's context ends.
+// A transaction out of the tables has terminated, which ended its
+// handler's context; one made from now on starts ended (handlerContext).
+func (l *Layer) endContexts() {
+	defer close(l.contextsEnded)
+	l.mu.Lock()
+	l.ctxDone = true
+	txs := l.serverTxs()
+	l.mu.Unlock()
+	for _, tx := range txs {
+		tx.stop()
+	}
+}
+
+// serverTxs lists the server transactions in the tables, each once (an
+// RFC 2543 INVITE may be there under its ACK's key too). Called with l.mu
+// held.
+func (l *Layer) serverTxs() []*ServerTx {
+	txs := make([]*ServerTx, 0, l.nServer)
+	for _, tx := range l.servers {
+		txs = append(txs, tx)
+	}
+	for k, tx := range l.legacy {
+		if k == tx.legacy.key {
+			txs = append(txs, tx)
+		}
+	}
+	return txs
 }
 
 // Stats is a snapshot of a Layer's load and of its counters since New.
@@ -560,7 +616,7 @@ func (l *Layer) insertServer(tx *ServerTx) {
 	if tx.rfc3261 {
 		l.servers[tx.key] = tx
 	} else {
-		l.legacy[tx.lkey] = tx
+		l.legacy[tx.legacy.key] = tx
 	}
 	tx.inTable = true
 	l.nServer++
@@ -584,11 +640,11 @@ func (l *Layer) unlinkServer(tx *ServerTx) {
 			delete(l.servers, tx.key)
 		}
 	} else {
-		if l.legacy[tx.lkey] == tx {
-			delete(l.legacy, tx.lkey)
+		if l.legacy[tx.legacy.key] == tx {
+			delete(l.legacy, tx.legacy.key)
 		}
-		if tx.hasAckKey && l.legacy[tx.ackKey] == tx {
-			delete(l.legacy, tx.ackKey)
+		if tx.legacy.hasAck && l.legacy[tx.legacy.ack] == tx {
+			delete(l.legacy, tx.legacy.ack)
 		}
 	}
 	l.nServer--
@@ -625,6 +681,7 @@ func (l *Layer) serve(tx *ServerTx) {
 			l.log.Error("sip transaction: handler panic", "method", tx.req.Method, "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
+	defer tx.stop() // the handler's context ends with it
 	l.handler.ServeSIP(tx.ctx, tx, tx.req)
 }
 
@@ -653,9 +710,7 @@ func (l *Layer) dispatchAck(req *sip.Request) {
 	l.handlers.Add(1)
 	l.mu.Unlock()
 	endEvicted(evicted)
-	ctx, cancel := context.WithCancel(l.ctx)
 	defer l.handlers.Done()
-	defer cancel()
 	defer func() {
 		l.mu.Lock()
 		l.running--
@@ -667,7 +722,9 @@ func (l *Layer) dispatchAck(req *sip.Request) {
 			l.log.Error("sip transaction: handler panic", "method", req.Method, "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
-	l.handler.ServeSIP(ctx, nil, req)
+	// The Layer's own context: a context per ACK, one a call, took the
+	// lock of the Layer's and a place in its children map each time.
+	l.handler.ServeSIP(l.ctx, nil, req)
 }
 
 // reject answers req statelessly (481 to a CANCEL that matches nothing, 503
@@ -789,15 +846,7 @@ func (l *Layer) Close() error {
 	for _, tx := range l.clients {
 		clients = append(clients, tx)
 	}
-	servers := make([]*ServerTx, 0, l.nServer)
-	for _, tx := range l.servers {
-		servers = append(servers, tx)
-	}
-	for k, tx := range l.legacy {
-		if k == tx.lkey {
-			servers = append(servers, tx)
-		}
-	}
+	servers := l.serverTxs()
 	l.mu.Unlock()
 
 	for _, tx := range clients {
@@ -807,6 +856,12 @@ func (l *Layer) Close() error {
 		tx.shutdown()
 	}
 	l.timers.close()
+	// The transactions have ended, and their handlers' contexts with
+	// them: endContexts has nothing left to do, and must not outlive
+	// Close.
+	if !l.unwatch() {
+		<-l.contextsEnded
+	}
 	l.cancel()
 	l.handlers.Wait()
 	l.workers.Wait()

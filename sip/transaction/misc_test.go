@@ -134,6 +134,13 @@ func TestNewAck(t *testing.T) {
 	if got := NewAck(tx.Request(), res).String(); got != want {
 		t.Errorf("NewAck:\n%s\nthe transaction's ACK:\n%s", got, want)
 	}
+	// Its single Via is the INVITE's top one, formatted when the ACK is
+	// built.
+	ack := sent[0].msg.(*sip.Request)
+	top, _ := tx.Request().TopVia()
+	if vs := ack.Values("Via"); len(vs) != 1 || vs[0] != top.String() {
+		t.Errorf("the ACK's Vias %q, want the INVITE's top one %q", vs, top.String())
+	}
 }
 
 // TestCancelWithReason: the CANCEL carries the Reason, whether it goes at

@@ -23,17 +23,18 @@ import (
 // the Handler with a nil *ServerTx.
 type ServerTx struct {
 	core
-	req       *sip.Request
-	dst       sip.Addr
-	invite    bool
-	reliable  bool
-	rfc3261   bool
-	key       serverKey
-	lkey      legacyKey
-	ackKey    legacyKey // RFC 2543 INVITE: the key its ACK matches
-	hasAckKey bool
+	req      *sip.Request
+	dst      sip.Addr
+	invite   bool
+	reliable bool
+	rfc3261  bool
+	key      serverKey
+	// legacy holds the keys of an RFC 2543 transaction, nil for others:
+	// most transactions, which two legacyKeys in line would make half as
+	// big again.
+	legacy *legacyKeys
 
-	trying   *sip.Response // prebuilt 100 Trying (INVITE)
+	trying   *sip.Response // 100 Trying (INVITE), once it was due
 	last     *sip.Response // most recent response sent
 	toTag    string        // To tag of the responses sent
 	tryingT  timerSlot
@@ -58,8 +59,9 @@ type ServerTx struct {
 	born        time.Time
 	handed      int64 // monoNow when the handler's goroutine was started
 
-	// ctx is the handler's: stop ends it when the transaction ends or
-	// is canceled.
+	// ctx is the handler's: stop ends it when the handler returns, when
+	// the transaction ends or is canceled, and when the Layer's context
+	// ends (endContexts).
 	ctx  context.Context
 	stop context.CancelFunc
 
@@ -73,6 +75,14 @@ type ServerTx struct {
 	links   [2]link
 }
 
+// legacyKeys are the keys of an RFC 2543 server transaction: key, and
+// for an INVITE the key its ACK matches once a final response set the To
+// tag (ack, when hasAck).
+type legacyKeys struct {
+	key, ack legacyKey
+	hasAck   bool
+}
+
 // newServerTx builds the transaction of req; it is not yet started.
 func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk legacyKey) *ServerTx {
 	tx := &ServerTx{
@@ -82,19 +92,17 @@ func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk lega
 		reliable: req.Source.Reliable(),
 		rfc3261:  rfc3261,
 		key:      sk,
-		lkey:     lk,
 		done:     make(chan struct{}),
 		born:     l.clock.Now(),
 	}
-	tx.ctx, tx.stop = context.WithCancel(l.ctx)
+	if !rfc3261 {
+		tx.legacy = &legacyKeys{key: lk}
+	}
+	tx.ctx, tx.stop = l.handlerContext()
 	tx.init(l, tx, &tx.tryingT, &tx.retrans, &tx.timeout, &tx.linger, &tx.accepted, &tx.ok2xx)
 	if tx.invite {
 		tx.state = StateProceeding
 		tx.canceled = make(chan struct{})
-		// Built now, while the request is only ours: the handler may use
-		// it concurrently later.
-		tx.trying = sip.NewResponse(req, 100, "")
-		warm(&tx.trying.Headers)
 	} else {
 		tx.state = StateTrying
 	}
@@ -124,6 +132,15 @@ func (tx *ServerTx) start() {
 func (tx *ServerTx) sendTrying(ob *outbox) {
 	tx.tryingT.stop()
 	if tx.state == StateProceeding && tx.last == nil {
+		if tx.trying == nil {
+			// Built when it is due, not with the transaction: most
+			// INVITEs are answered before it is (a 407, a callee's
+			// 180), and a response is the size of a message. Reading
+			// the request while its handler reads it too is safe: the
+			// handler changes only a clone (Request).
+			tx.trying = sip.NewResponse(tx.req, 100, "")
+			warm(&tx.trying.Headers)
+		}
 		tx.last = tx.trying
 		ob.send(tx.trying, tx.dst)
 	}
@@ -305,15 +322,15 @@ func (tx *ServerTx) respond(ob *outbox, res *sip.Response) error {
 // indexAck lets the ACK of an RFC 2543 INVITE, which carries the To tag of
 // the final response, find the transaction.
 func (tx *ServerTx) indexAck(res *sip.Response) {
-	if tx.rfc3261 || tx.hasAckKey {
+	if tx.rfc3261 || tx.legacy.hasAck {
 		return
 	}
-	k := tx.lkey
+	k := tx.legacy.key
 	k.toTag = res.To().Tag()
-	if k == tx.lkey {
+	if k == tx.legacy.key {
 		return
 	}
-	tx.ackKey, tx.hasAckKey = k, true
+	tx.legacy.ack, tx.legacy.hasAck = k, true
 	tx.l.addAckKey(tx, k)
 }
 
