@@ -123,13 +123,17 @@ func (u *Update) apply(old []Binding, now time.Time, max int) ([]Binding, error)
 		// Every binding it matches goes (a plain Contact can match the
 		// URI of two outbound flows), and it takes the last place among
 		// its equals, as Put does.
+		// repl is declared out of the loops: the address of a variable
+		// of the inner loop would move it to the heap, one allocation
+		// of a Binding per refresh.
 		var replaced *Binding
+		var repl Binding
 		keep := cur[:0]
 		for i := range cur {
 			if cur[i].Matches(&ch.Binding) {
 				if replaced == nil {
-					r := cur[i]
-					replaced = &r
+					repl = cur[i]
+					replaced = &repl
 				}
 				continue
 			}
