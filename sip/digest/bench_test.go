@@ -55,3 +55,11 @@ func BenchmarkChallenge(b *testing.B) {
 		_ = ch.String()
 	}
 }
+
+func BenchmarkChallengeHeader(b *testing.B) {
+	srv, _ := newTestServer()
+	b.ReportAllocs()
+	for b.Loop() {
+		_, _ = srv.ChallengeHeader("SHA-256", false)
+	}
+}

@@ -111,6 +111,42 @@ func TestServerChallenge(t *testing.T) {
 	}
 }
 
+// ChallengeHeader writes what Challenge and String write, byte for byte
+// but the nonce, and its nonce is one the server accepts.
+func TestChallengeHeader(t *testing.T) {
+	srv, _ := newTestServer()
+	for _, alg := range []string{"", "MD5", "md5", "MD5-sess", "SHA-256", "SHA-512-256-sess"} {
+		for _, stale := range []bool{false, true} {
+			h, err := srv.ChallengeHeader(alg, stale)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := ParseChallenge(h)
+			if err != nil {
+				t.Fatalf("%s: %v", h, err)
+			}
+			ch, _ := srv.Challenge(alg, stale)
+			if len(got.Nonce) != nonceLen || got.Nonce == ch.Nonce {
+				t.Fatalf("%s: nonce %q", h, got.Nonce)
+			}
+			if want := strings.Replace(ch.String(), ch.Nonce, got.Nonce, 1); h != want {
+				t.Errorf("ChallengeHeader(%q, %v)\n got %s\nwant %s", alg, stale, h, want)
+			}
+			cl := &Client{Username: "alice", Password: users["alice"]}
+			cr, err := cl.Authorize(got, "REGISTER", "sip:"+testRealm)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := srv.Verify(cr, "REGISTER", lookup("alice")); err != nil {
+				t.Errorf("%s: answer refused: %v", h, err)
+			}
+		}
+	}
+	if _, err := srv.ChallengeHeader("SHA-1", false); !errors.Is(err, ErrUnsupportedAlgorithm) {
+		t.Errorf("SHA-1: error %v", err)
+	}
+}
+
 func TestServerVerify(t *testing.T) {
 	other := &Server{Realm: testRealm, Secret: []byte("another secret, another server!!")}
 	otherRealm := &Server{Realm: "example.net", Secret: []byte("0123456789abcdef0123456789abcdef")}
