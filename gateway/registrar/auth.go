@@ -11,9 +11,9 @@ import (
 	"github.com/switchboard/switchboard/sip/digest"
 )
 
-// authenticate checks the request's credentials for toUser, whose AOR is
-// aor. It returns nil when they are good, else the response to send.
-func (r *Registrar) authenticate(req *sip.Request, toUser, aor string) *sip.Response {
+// authenticate checks the request's credentials for toUser. It returns
+// nil when they are good, else the response to send.
+func (r *Registrar) authenticate(req *sip.Request, toUser string) *sip.Response {
 	cred, found, malformed := r.credentials(req)
 	if !found {
 		if malformed {
@@ -24,7 +24,7 @@ func (r *Registrar) authenticate(req *sip.Request, toUser, aor string) *sip.Resp
 	// The To must be the authenticated user's own AOR. The user may be
 	// written decoded or as the AOR escapes it: a digest username cannot
 	// carry every octet a SIP user part can (RFC 4475 escnull has %00).
-	if cred.UserHash || cred.Username != toUser && cred.Username != escapedUser(aor) {
+	if cred.UserHash || cred.Username != toUser && cred.Username != escapedUser(r.aorOf(toUser)) {
 		return reply(req, 403, "User Does Not Match To")
 	}
 	// RFC 7616 §3.4.6 asks the server to check that the digest uri names
@@ -77,8 +77,12 @@ func (r *Registrar) authenticate(req *sip.Request, toUser, aor string) *sip.Resp
 // challenges in a scheme it knows). malformed reports a Digest header that
 // did not parse.
 func (r *Registrar) credentials(req *sip.Request) (c digest.Credentials, found, malformed bool) {
-	for _, v := range req.Values("Authorization") {
-		c, err := digest.ParseCredentials(v)
+	// The lines themselves rather than Values, which builds a list.
+	for _, f := range req.Fields() {
+		if !strings.EqualFold(f.Name, "Authorization") { // no compact form
+			continue
+		}
+		c, err := digest.ParseCredentials(f.Value)
 		switch {
 		case errors.Is(err, digest.ErrUnsupportedScheme):
 		case err != nil:
@@ -94,11 +98,11 @@ func (r *Registrar) credentials(req *sip.Request) (c digest.Credentials, found, 
 func (r *Registrar) challenge(req *sip.Request, stale bool) *sip.Response {
 	res := reply(req, 401, "")
 	for _, alg := range r.algorithms {
-		ch, err := r.digest.Challenge(alg, stale)
+		ch, err := r.digest.ChallengeHeader(alg, stale)
 		if err != nil {
 			continue // cannot happen: both algorithms are implemented
 		}
-		res.Add("WWW-Authenticate", ch.String())
+		res.Add("WWW-Authenticate", ch)
 	}
 	// The gateway would add one, formatting it anew for every 401.
 	res.Add("Date", r.dateOf(r.clock.Now()))

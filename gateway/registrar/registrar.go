@@ -249,13 +249,13 @@ func (r *Registrar) ServeRegister(ctx context.Context, req *sip.Request) *sip.Re
 	case !r.ours(to.URI.Host):
 		return reply(req, 404, "AOR Not in Domain")
 	}
-	aor := r.aorOf(to.URI.User)
 	// Steps 3 and 4: who is asking, and may they change this AOR.
-	if res := r.authenticate(req, to.URI.User, aor); res != nil {
+	if res := r.authenticate(req, to.URI.User); res != nil {
 		return res
 	}
-	// Steps 6 to 8.
-	return r.update(ctx, req, aor)
+	// Steps 6 to 8. The AOR is written only now: a challenge, the answer
+	// to half of all REGISTERs, does not need it.
+	return r.update(ctx, req, r.aorOf(to.URI.User))
 }
 
 // unsupported returns the option tags of Require this registrar does not
