@@ -58,16 +58,21 @@ type dialogState struct {
 	confirmed bool
 	expires   time.Time
 	early     *list.Element // in dialogs.early while unconfirmed
+	ended     *list.Element // in dialogs.ended once a BYE passed
 }
 
 // dialogs is the proxy's table of the dialogs it record-routed: what makes
 // a replayed Record-Route stamp worthless. It is bounded: beyond its
-// capacity the oldest early dialog is forgotten, and when every dialog is
-// confirmed no new one starts.
+// capacity the oldest ended dialog (one a BYE passed, kept a while for
+// requests that crossed it) is forgotten, else the oldest early one, and
+// when every dialog is confirmed and under way no new one starts. Ended
+// dialogs go first because at a few thousand calls a second those of the
+// last CancelTimeout alone would fill the table and refuse new calls.
 type dialogs struct {
 	mu        sync.Mutex
 	m         map[dialogKey]*dialogState
 	early     list.List // of *dialogState, oldest first
+	ended     list.List // of *dialogState, by when their BYE passed
 	max       int
 	lifetime  time.Duration
 	lastSweep time.Time
@@ -79,7 +84,8 @@ type dialogs struct {
 type DialogStats struct {
 	// Dialogs is the number of dialogs known now.
 	Dialogs int
-	// Evicted counts early dialogs forgotten to make room.
+	// Evicted counts early dialogs forgotten to make room (ended ones
+	// forgotten to make room are not counted: they were over).
 	Evicted uint64
 	// Refused counts dialogs not started because the table was full of
 	// confirmed ones.
@@ -117,13 +123,15 @@ func (d *dialogs) open(key dialogKey, caller side, now, until time.Time) error {
 		d.sweepAll(now)
 	}
 	if len(d.m) >= d.max {
-		front := d.early.Front()
-		if front == nil {
+		if front := d.ended.Front(); front != nil {
+			d.forget(front.Value.(*dialogState))
+		} else if front := d.early.Front(); front != nil {
+			d.forget(front.Value.(*dialogState))
+			d.evicted++
+		} else {
 			d.refused++
 			return errDialogsFull
 		}
-		d.forget(front.Value.(*dialogState))
-		d.evicted++
 	}
 	dl := &dialogState{key: key, caller: caller, expires: until}
 	dl.early = d.early.PushBack(dl)
@@ -159,9 +167,13 @@ func (d *dialogs) answered(key dialogKey, tag string, callee side, confirmed boo
 	switch {
 	case confirmed && !dl.confirmed:
 		dl.confirmed = true
-		d.early.Remove(dl.early)
-		dl.early = nil
-		dl.expires = now.Add(d.lifetime)
+		if dl.early != nil {
+			d.early.Remove(dl.early)
+			dl.early = nil
+		}
+		if dl.ended == nil { // a BYE in the early dialog ended it
+			dl.expires = now.Add(d.lifetime)
+		}
 	case !dl.confirmed && until.After(dl.expires):
 		dl.expires = until
 	}
@@ -205,7 +217,7 @@ func (d *dialogs) route(r *sip.Request, rt *routing, now time.Time, follow func(
 		d.mismatched++
 		return sip.Addr{}, "", false
 	}
-	if dl.confirmed {
+	if dl.confirmed && dl.ended == nil {
 		dl.expires = now.Add(d.lifetime)
 	}
 	if from != nil {
@@ -295,12 +307,23 @@ func (d *dialogs) refreshed(key dialogKey, calleeTag string, callerSide bool, ta
 }
 
 // ending gives a dialog whose BYE passed only the time its retransmissions
-// and answers need.
+// and answers need, and makes it the first to go when the table is full.
 func (d *dialogs) ending(key dialogKey, until time.Time) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if dl, ok := d.m[key]; ok && until.Before(dl.expires) {
+	dl, ok := d.m[key]
+	if !ok {
+		return
+	}
+	if until.Before(dl.expires) {
 		dl.expires = until
+	}
+	if dl.ended == nil {
+		if dl.early != nil {
+			d.early.Remove(dl.early)
+			dl.early = nil
+		}
+		dl.ended = d.ended.PushBack(dl)
 	}
 }
 
@@ -338,6 +361,10 @@ func (d *dialogs) forget(dl *dialogState) {
 	if dl.early != nil {
 		d.early.Remove(dl.early)
 		dl.early = nil
+	}
+	if dl.ended != nil {
+		d.ended.Remove(dl.ended)
+		dl.ended = nil
 	}
 	delete(d.m, dl.key)
 }

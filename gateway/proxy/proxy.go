@@ -126,8 +126,9 @@ type Options struct {
 	// Contacts of a 302); default DefaultMaxTargets.
 	MaxTargets int
 	// MaxDialogs bounds the dialogs the proxy record-routes at once;
-	// default DefaultMaxDialogs. Beyond it the oldest early dialog is
-	// forgotten, and when all are confirmed a new one gets 503.
+	// default DefaultMaxDialogs. Beyond it the oldest ended dialog (its
+	// BYE passed) is forgotten, else the oldest early one, and when all
+	// are confirmed and under way a new one gets 503.
 	MaxDialogs int
 	// DialogLifetime is how long a record-routed dialog stays known after
 	// its last in-dialog request; default DefaultDialogLifetime. A

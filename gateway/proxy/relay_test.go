@@ -295,8 +295,9 @@ func TestDialogLifetimeAndRefresh(t *testing.T) {
 	}
 }
 
-// The table is bounded: beyond MaxDialogs the oldest early dialog is
-// forgotten, and when every dialog is confirmed a new one gets 503.
+// The table is bounded: beyond MaxDialogs the oldest ended dialog is
+// forgotten, else the oldest early one, and when every dialog is
+// confirmed and under way a new one gets 503.
 func TestDialogTableCap(t *testing.T) {
 	rf := newRelayFixture(t, func(o *Options) { o.MaxDialogs = 2 })
 	dave := rf.newUA("dave", otherDomain, mustAddr(sip.UDP, "192.0.2.31:5060"), nil)
@@ -312,6 +313,17 @@ func TestDialogTableCap(t *testing.T) {
 	bye, _ := first.NewRequest(sip.MethodBye)
 	if res, _ := dave.final(dave.send(bye)); res.StatusCode != 200 {
 		t.Fatalf("BYE: got %d", res.StatusCode)
+	}
+	// The ended dialog makes room at once, not CancelTimeout later: at a
+	// few thousand calls a second the dialogs of the last 32 s would fill
+	// the table.
+	third, _, _ := rf.call(dave)
+	if st := rf.proxy.DialogStats(); st.Refused != 1 || st.Evicted != 0 || st.Dialogs != 2 {
+		t.Errorf("stats %+v after a call in the ended dialog's room, want 1 refused, none evicted, 2 dialogs", st)
+	}
+	bye, _ = third.NewRequest(sip.MethodBye)
+	if res, _ := dave.final(dave.send(bye)); res.StatusCode != 200 {
+		t.Fatalf("BYE of the third call: got %d", res.StatusCode)
 	}
 	rf.clk.Advance(DefaultCancelTimeout + sweepEvery)
 	rf.call(dave) // room again once the ended dialog expired
@@ -345,4 +357,26 @@ func setToTag(r *sip.Request, tag string) {
 	to := r.To()
 	to.Params = sip.Params(";tag=" + tag)
 	r.Set("To", to.String())
+}
+
+// A dialog a BYE ended stays ended: neither a 2xx that confirms it late
+// (a BYE in the early dialog crossed the 200) nor a request routed in it
+// gives it back the lifetime of a dialog under way.
+func TestEndedDialogStaysEnded(t *testing.T) {
+	now := time.Unix(1_000_000, 0)
+	d := newDialogs(4, time.Hour)
+	key := dialogKey{callID: "c1", callerTag: "t1"}
+	if err := d.open(key, side{}, now, now.Add(time.Minute)); err != nil {
+		t.Fatal(err)
+	}
+	d.ending(key, now.Add(time.Second))
+	d.answered(key, "b1", side{}, true, now, now.Add(time.Minute))
+	dl := d.m[key]
+	if dl == nil || dl.expires != now.Add(time.Second) || dl.early != nil || dl.ended == nil {
+		t.Fatalf("after the late 2xx: %+v, want it ending in 1s, off the early list, on the ended one", dl)
+	}
+	d.forget(dl)
+	if d.ended.Len() != 0 || d.early.Len() != 0 || len(d.m) != 0 {
+		t.Fatalf("forgotten dialog left behind: ended %d, early %d, map %d", d.ended.Len(), d.early.Len(), len(d.m))
+	}
 }
