@@ -103,6 +103,26 @@ func (m *mmsgBatch) source(i int) (netip.AddrPort, bool) {
 	return netip.AddrPort{}, false
 }
 
+// putSockaddr writes dst into sa as the kernel takes it from a socket of
+// family v6 (AF_INET6), else AF_INET, and returns its length; false when
+// dst is not of that family. IPv4 peers of an AF_INET6 socket go as
+// IPv4-mapped addresses.
+func putSockaddr(sa *unix.RawSockaddrInet6, v6 bool, dst netip.AddrPort) (uint32, bool) {
+	a := dst.Addr()
+	switch {
+	case !v6 && a.Is4():
+		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
+		*s4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&s4.Port))[:], dst.Port())
+		return unix.SizeofSockaddrInet4, true
+	case v6 && a.IsValid():
+		*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
+		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], dst.Port())
+		return unix.SizeofSockaddrInet6, true
+	}
+	return 0, false
+}
+
 // next returns the buffer of the next datagram to send, nil when the
 // batch is full.
 func (m *mmsgBatch) next() []byte {
@@ -116,21 +136,11 @@ func (m *mmsgBatch) next() []byte {
 // dst; false when dst is not of the socket's family.
 func (m *mmsgBatch) queue(n int, dst netip.AddrPort) bool {
 	i := m.n
-	sa := &m.names[i]
-	a := dst.Addr()
-	switch {
-	case !m.v6 && a.Is4():
-		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		*s4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
-		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&s4.Port))[:], dst.Port())
-		m.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet4
-	case m.v6 && a.IsValid():
-		*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
-		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], dst.Port())
-		m.hdrs[i].Hdr.Namelen = unix.SizeofSockaddrInet6
-	default:
+	salen, ok := putSockaddr(&m.names[i], m.v6, dst)
+	if !ok {
 		return false
 	}
+	m.hdrs[i].Hdr.Namelen = salen
 	m.iovs[i].SetLen(n)
 	m.hdrs[i].Hdr.Flags = 0
 	m.lens[i] = n

@@ -3,7 +3,6 @@
 package media
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -448,19 +447,8 @@ func (s *rawUDP) WriteToUDPAddrPort(b []byte, dst netip.AddrPort) (int, error) {
 	if s.fd < 0 {
 		return 0, net.ErrClosed
 	}
-	a := dst.Addr()
-	var salen uintptr
-	switch {
-	case !s.v6 && a.Is4():
-		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(&s.sa))
-		*s4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
-		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&s4.Port))[:], dst.Port())
-		salen = unix.SizeofSockaddrInet4
-	case s.v6 && a.IsValid():
-		s.sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
-		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&s.sa.Port))[:], dst.Port())
-		salen = unix.SizeofSockaddrInet6
-	default:
+	salen, ok := putSockaddr(&s.sa, s.v6, dst)
+	if !ok {
 		return 0, &net.AddrError{Err: "address of another family", Addr: dst.String()}
 	}
 	var p unsafe.Pointer
@@ -468,7 +456,7 @@ func (s *rawUDP) WriteToUDPAddrPort(b []byte, dst netip.AddrPort) (int, error) {
 		p = unsafe.Pointer(&b[0])
 	}
 	for {
-		n, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), uintptr(p), uintptr(len(b)), unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&s.sa)), salen)
+		n, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), uintptr(p), uintptr(len(b)), unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&s.sa)), uintptr(salen))
 		runtime.KeepAlive(b)
 		runtime.KeepAlive(s)
 		if errno == unix.EINTR {
