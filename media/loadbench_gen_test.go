@@ -111,13 +111,7 @@ func lbGenRun(g *mediapeer.LoadGen, window time.Duration, event func(lbReply)) (
 	}
 	time.Sleep(time.Second)
 	rcvbuf0, drops0 := udpRcvbufErrors(), udpSocketDrops(ports)
-	cpu0, t0 := cpuTime(), time.Now()
-	event(lbReply{Ev: "start"})
-	g.SetMeasuring(true)
-	time.Sleep(window)
-	g.SetMeasuring(false)
-	cpu1, t1 := cpuTime(), time.Now()
-	event(lbReply{Ev: "end"})
+	cpu, elapsed := lbWindow(window, event, g.SetMeasuring)
 	g.Stop()
 	s := g.Stats()
 	for end := time.Now().Add(500 * time.Millisecond); (s.GotWeb < s.SentWeb || s.GotPhone < s.SentPhone) && time.Now().Before(end); s = g.Stats() {
@@ -126,7 +120,7 @@ func lbGenRun(g *mediapeer.LoadGen, window time.Duration, event func(lbReply)) (
 	r := lbReply{
 		Gen:    true,
 		Rcvbuf: udpRcvbufErrors() - rcvbuf0, Drops: udpSocketDrops(ports) - drops0,
-		CPU: cpu1 - cpu0, Elapsed: t1.Sub(t0),
+		CPU: cpu, Elapsed: elapsed,
 		SentWeb: int(s.SentWeb), SentPh: int(s.SentPhone), GotWeb: int(s.GotWeb), GotPh: int(s.GotPhone),
 		Due:     g.Calls() * int(window/(20*time.Millisecond)),
 		Planned: s.Planned, Skipped: s.Skipped, Late: s.Late, SendErrors: s.SendErrors, MaxLate: s.MaxLate,

@@ -1282,6 +1282,20 @@ const (
 // the period, and the video of the calls that have it: 1 s of warm-up,
 // the measured window (between the "start" and "end" events), then 500 ms
 // for the last packets to arrive.
+// lbWindow is the measured window of a clients' run: the CPU the process
+// used and the time it took between the "start" and "end" events, with
+// measure on in between.
+func lbWindow(window time.Duration, event func(lbReply), measure func(bool)) (cpu, elapsed time.Duration) {
+	cpu0, t0 := cpuTime(), time.Now()
+	event(lbReply{Ev: "start"})
+	measure(true)
+	time.Sleep(window)
+	measure(false)
+	cpu1, t1 := cpuTime(), time.Now()
+	event(lbReply{Ev: "end"})
+	return cpu1 - cpu0, t1.Sub(t0)
+}
+
 func lbClientsRun(calls []*lbClient, window time.Duration, event func(lbReply)) lbReply {
 	var measuring atomic.Bool
 	stop := make(chan struct{})
@@ -1331,20 +1345,14 @@ func lbClientsRun(calls []*lbClient, window time.Duration, event func(lbReply)) 
 		c.toPhV.reset(3 * per)
 	}
 	rcvbuf0, drops0 := udpRcvbufErrors(), udpSocketDrops(ports)
-	cpu0, t0 := cpuTime(), time.Now()
-	event(lbReply{Ev: "start"})
-	measuring.Store(true)
-	time.Sleep(window)
-	measuring.Store(false)
-	cpu1, t1 := cpuTime(), time.Now()
-	event(lbReply{Ev: "end"})
+	cpu, elapsed := lbWindow(window, event, measuring.Store)
 	close(stop)
 	wg.Wait()
 	time.Sleep(500 * time.Millisecond)
 
 	r := lbReply{
 		Rcvbuf: udpRcvbufErrors() - rcvbuf0, Drops: udpSocketDrops(ports) - drops0,
-		CPU: cpu1 - cpu0, Elapsed: t1.Sub(t0),
+		CPU: cpu, Elapsed: elapsed,
 		SentWeb: int(sentWeb.Load()), SentPh: int(sentPh.Load()),
 		VSentWeb: int(sentV.Load()), VSentPh: int(sentV.Load()),
 		Due: len(calls) * int(window/(20*time.Millisecond)),
