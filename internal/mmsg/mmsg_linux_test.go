@@ -29,6 +29,25 @@ var families = []struct {
 	{"ipv6", netip.MustParseAddr("::1")},
 }
 
+// eachFamily runs test once on each family's loopback address.
+func eachFamily(t *testing.T, test func(t *testing.T, lo netip.Addr)) {
+	for _, f := range families {
+		t.Run(f.name, func(t *testing.T) { test(t, f.lo) })
+	}
+}
+
+// readFrom reads one datagram from c, with a deadline.
+func readFrom(t *testing.T, c *net.UDPConn) ([]byte, netip.AddrPort) {
+	t.Helper()
+	buf := make([]byte, 128)
+	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	n, from, err := c.ReadFromUDPAddrPort(buf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return buf[:n], from
+}
+
 // listen opens a UDP socket on lo and returns it with its descriptor,
 // which stays open as long as the socket.
 func listen(t testing.TB, lo netip.Addr) (*net.UDPConn, uintptr) {
@@ -120,56 +139,54 @@ func sendAll(t *testing.T, tx, rx *net.UDPConn, n int) {
 // their sources; the rest stay for the next; an empty socket says
 // EAGAIN; a datagram larger than a slot comes cut and flagged.
 func TestRecvCaps(t *testing.T) {
-	for _, f := range families {
-		t.Run(f.name, func(t *testing.T) {
-			rx, rxfd := listen(t, f.lo)
-			tx, _ := listen(t, f.lo)
-			const slots = 4
-			b := newBatch(t, Config{Slots: slots, Size: 8, IPv6: f.lo.Is6()})
-			sendAll(t, tx, rx, 2*slots+3)
-			next := 0
-			for _, want := range []int{slots, slots, 3} {
-				n, err := b.Recv(rxfd)
-				if err != nil || n != want || b.Len() != n {
-					t.Fatalf("Recv: %d datagrams (Len %d), %v; want %d", n, b.Len(), err, want)
-				}
-				for i := range n {
-					d := b.Datagram(i)
-					if d.Truncated || d.Src != addr(tx) || !bytes.Equal(d.B, []byte{byte(next), 1, 2}) || d.Dst.IsValid() || d.At != 0 {
-						t.Fatalf("datagram %d: %+v, want (%d 1 2) from %v", next, d, next, addr(tx))
-					}
-					next++
-				}
+	eachFamily(t, func(t *testing.T, lo netip.Addr) {
+		rx, rxfd := listen(t, lo)
+		tx, _ := listen(t, lo)
+		const slots = 4
+		b := newBatch(t, Config{Slots: slots, Size: 8, IPv6: lo.Is6()})
+		sendAll(t, tx, rx, 2*slots+3)
+		next := 0
+		for _, want := range []int{slots, slots, 3} {
+			n, err := b.Recv(rxfd)
+			if err != nil || n != want || b.Len() != n {
+				t.Fatalf("Recv: %d datagrams (Len %d), %v; want %d", n, b.Len(), err, want)
 			}
-			if n, err := b.Recv(rxfd); !errors.Is(err, unix.EAGAIN) || n != 0 || b.Len() != 0 {
-				t.Fatalf("Recv on an empty socket: %d, %v (Len %d)", n, err, b.Len())
+			for i := range n {
+				d := b.Datagram(i)
+				if d.Truncated || d.Src != addr(tx) || !bytes.Equal(d.B, []byte{byte(next), 1, 2}) || d.Dst.IsValid() || d.At != 0 {
+					t.Fatalf("datagram %d: %+v, want (%d 1 2) from %v", next, d, next, addr(tx))
+				}
+				next++
 			}
+		}
+		if n, err := b.Recv(rxfd); !errors.Is(err, unix.EAGAIN) || n != 0 || b.Len() != 0 {
+			t.Fatalf("Recv on an empty socket: %d, %v (Len %d)", n, err, b.Len())
+		}
 
-			big := bytes.Repeat([]byte{7}, 100)
-			if _, err := tx.WriteToUDPAddrPort(big, addr(rx)); err != nil {
+		big := bytes.Repeat([]byte{7}, 100)
+		if _, err := tx.WriteToUDPAddrPort(big, addr(rx)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tx.WriteToUDPAddrPort([]byte{9}, addr(rx)); err != nil {
+			t.Fatal(err)
+		}
+		var got []Datagram
+		waitfor.Until(t, "the large datagram and the small one", 10*time.Second, func() bool {
+			n, err := b.Recv(rxfd)
+			if err != nil && !errors.Is(err, unix.EAGAIN) {
 				t.Fatal(err)
 			}
-			if _, err := tx.WriteToUDPAddrPort([]byte{9}, addr(rx)); err != nil {
-				t.Fatal(err)
+			for i := range n {
+				d := b.Datagram(i)
+				d.B = bytes.Clone(d.B)
+				got = append(got, d)
 			}
-			var got []Datagram
-			waitfor.Until(t, "the large datagram and the small one", 10*time.Second, func() bool {
-				n, err := b.Recv(rxfd)
-				if err != nil && !errors.Is(err, unix.EAGAIN) {
-					t.Fatal(err)
-				}
-				for i := range n {
-					d := b.Datagram(i)
-					d.B = bytes.Clone(d.B)
-					got = append(got, d)
-				}
-				return len(got) >= 2
-			})
-			if len(got) != 2 || !got[0].Truncated || !bytes.Equal(got[0].B, big[:8]) || got[1].Truncated || !bytes.Equal(got[1].B, []byte{9}) {
-				t.Fatalf("100 bytes then 1 into slots of 8: %+v", got)
-			}
+			return len(got) >= 2
 		})
-	}
+		if len(got) != 2 || !got[0].Truncated || !bytes.Equal(got[0].B, big[:8]) || got[1].Truncated || !bytes.Equal(got[1].B, []byte{9}) {
+			t.Fatalf("100 bytes then 1 into slots of 8: %+v", got)
+		}
+	})
 }
 
 // TestSendQueue: datagrams written in place and ones in the caller's
@@ -177,96 +194,86 @@ func TestRecvCaps(t *testing.T) {
 // hold (full, too large, another family, a source without control
 // buffers), and what they refuse is not queued.
 func TestSendQueue(t *testing.T) {
-	for _, f := range families {
-		t.Run(f.name, func(t *testing.T) {
-			rx, _ := listen(t, f.lo)
-			tx, txfd := listen(t, f.lo)
-			b := newBatch(t, Config{Slots: 3, Size: 16, IPv6: f.lo.Is6()})
-			other := netip.MustParseAddrPort("[::1]:9")
-			if f.lo.Is6() {
-				other = netip.MustParseAddrPort("127.0.0.1:9")
+	eachFamily(t, func(t *testing.T, lo netip.Addr) {
+		rx, _ := listen(t, lo)
+		tx, txfd := listen(t, lo)
+		b := newBatch(t, Config{Slots: 3, Size: 16, IPv6: lo.Is6()})
+		other := netip.MustParseAddrPort("[::1]:9")
+		if lo.Is6() {
+			other = netip.MustParseAddrPort("127.0.0.1:9")
+		}
+		if err := b.Queue([]byte("x"), other, netip.Addr{}); !lo.Is6() && !errors.Is(err, ErrFamily) {
+			t.Fatalf("an IPv6 destination on an IPv4 socket: %v", err)
+		}
+		b.Reset() // an IPv6 socket takes IPv4 peers, mapped
+		if err := b.Queue(make([]byte, 17), addr(rx), netip.Addr{}); !errors.Is(err, ErrTooLarge) {
+			t.Fatalf("17 bytes in slots of 16: %v", err)
+		}
+		if err := b.Queue([]byte("x"), addr(rx), lo); !errors.Is(err, ErrNoControl) {
+			t.Fatalf("a source without control buffers: %v", err)
+		}
+		if err := b.Queue(b.Next()[:copy(b.Next(), "in place")], addr(rx), netip.Addr{}); err != nil {
+			t.Fatal(err)
+		}
+		mine := []byte("caller's")
+		if err := b.Queue(mine, addr(rx), netip.Addr{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := b.Queue(nil, addr(rx), netip.Addr{}); err != nil {
+			t.Fatal(err)
+		}
+		if b.Next() != nil || b.Len() != 3 {
+			t.Fatalf("a full batch: Next %v, Len %d", b.Next(), b.Len())
+		}
+		if err := b.Queue([]byte("x"), addr(rx), netip.Addr{}); !errors.Is(err, ErrFull) {
+			t.Fatalf("a fourth datagram in 3 slots: %v", err)
+		}
+		if n, err := b.Send(txfd, 0); n != 3 || err != nil {
+			t.Fatalf("Send: %d, %v", n, err)
+		}
+		if n, err := b.Send(txfd, 3); n != 0 || err != nil {
+			t.Fatalf("Send past the queue: %d, %v", n, err)
+		}
+		for _, want := range []string{"in place", "caller's", ""} {
+			if p, from := readFrom(t, rx); string(p) != want || from != addr(tx) {
+				t.Fatalf("got %q from %v, want %q from %v", p, from, want, addr(tx))
 			}
-			if err := b.Queue([]byte("x"), other, netip.Addr{}); !f.lo.Is6() && !errors.Is(err, ErrFamily) {
-				t.Fatalf("an IPv6 destination on an IPv4 socket: %v", err)
-			}
-			b.Reset() // an IPv6 socket takes IPv4 peers, mapped
-			if err := b.Queue(make([]byte, 17), addr(rx), netip.Addr{}); !errors.Is(err, ErrTooLarge) {
-				t.Fatalf("17 bytes in slots of 16: %v", err)
-			}
-			if err := b.Queue([]byte("x"), addr(rx), f.lo); !errors.Is(err, ErrNoControl) {
-				t.Fatalf("a source without control buffers: %v", err)
-			}
-			if err := b.Queue(b.Next()[:copy(b.Next(), "in place")], addr(rx), netip.Addr{}); err != nil {
-				t.Fatal(err)
-			}
-			mine := []byte("caller's")
-			if err := b.Queue(mine, addr(rx), netip.Addr{}); err != nil {
-				t.Fatal(err)
-			}
-			if err := b.Queue(nil, addr(rx), netip.Addr{}); err != nil {
-				t.Fatal(err)
-			}
-			if b.Next() != nil || b.Len() != 3 {
-				t.Fatalf("a full batch: Next %v, Len %d", b.Next(), b.Len())
-			}
-			if err := b.Queue([]byte("x"), addr(rx), netip.Addr{}); !errors.Is(err, ErrFull) {
-				t.Fatalf("a fourth datagram in 3 slots: %v", err)
-			}
-			if n, err := b.Send(txfd, 0); n != 3 || err != nil {
-				t.Fatalf("Send: %d, %v", n, err)
-			}
-			if n, err := b.Send(txfd, 3); n != 0 || err != nil {
-				t.Fatalf("Send past the queue: %d, %v", n, err)
-			}
-			buf := make([]byte, 32)
-			for _, want := range []string{"in place", "caller's", ""} {
-				_ = rx.SetReadDeadline(time.Now().Add(10 * time.Second))
-				n, from, err := rx.ReadFromUDPAddrPort(buf)
-				if err != nil || string(buf[:n]) != want || from != addr(tx) {
-					t.Fatalf("got %q from %v (%v), want %q from %v", buf[:n], from, err, want, addr(tx))
-				}
-			}
-			b.Reset()
-			if b.Len() != 0 || b.Next() == nil {
-				t.Fatal("Reset left the queue")
-			}
-		})
-	}
+		}
+		b.Reset()
+		if b.Len() != 0 || b.Next() == nil {
+			t.Fatal("Reset left the queue")
+		}
+	})
 }
 
 // TestSendRefused: a datagram the kernel refuses stops the batch there:
 // Send says how many went before it, then its error from it, and the
 // rest go after it.
 func TestSendRefused(t *testing.T) {
-	for _, f := range families {
-		t.Run(f.name, func(t *testing.T) {
-			rx, _ := listen(t, f.lo)
-			_, txfd := listen(t, f.lo)
-			b := newBatch(t, Config{Slots: 4, Size: 4, IPv6: f.lo.Is6()})
-			for i, to := range []netip.AddrPort{addr(rx), addr(rx), netip.AddrPortFrom(f.lo, 0), addr(rx)} {
-				if err := b.Queue([]byte{byte(i)}, to, netip.Addr{}); err != nil {
-					t.Fatal(err)
-				}
+	eachFamily(t, func(t *testing.T, lo netip.Addr) {
+		rx, _ := listen(t, lo)
+		_, txfd := listen(t, lo)
+		b := newBatch(t, Config{Slots: 4, Size: 4, IPv6: lo.Is6()})
+		for i, to := range []netip.AddrPort{addr(rx), addr(rx), netip.AddrPortFrom(lo, 0), addr(rx)} {
+			if err := b.Queue([]byte{byte(i)}, to, netip.Addr{}); err != nil {
+				t.Fatal(err)
 			}
-			if n, err := b.Send(txfd, 0); n != 2 || err != nil {
-				t.Fatalf("Send: %d, %v; want the 2 before port 0", n, err)
+		}
+		if n, err := b.Send(txfd, 0); n != 2 || err != nil {
+			t.Fatalf("Send: %d, %v; want the 2 before port 0", n, err)
+		}
+		if n, err := b.Send(txfd, 2); n != 0 || !errors.Is(err, unix.EINVAL) {
+			t.Fatalf("Send from port 0's: %d, %v; want EINVAL", n, err)
+		}
+		if n, err := b.Send(txfd, 3); n != 1 || err != nil {
+			t.Fatalf("Send after it: %d, %v", n, err)
+		}
+		for _, want := range []byte{0, 1, 3} {
+			if p, _ := readFrom(t, rx); len(p) != 1 || p[0] != want {
+				t.Fatalf("got %x, want %d", p, want)
 			}
-			if n, err := b.Send(txfd, 2); n != 0 || !errors.Is(err, unix.EINVAL) {
-				t.Fatalf("Send from port 0's: %d, %v; want EINVAL", n, err)
-			}
-			if n, err := b.Send(txfd, 3); n != 1 || err != nil {
-				t.Fatalf("Send after it: %d, %v", n, err)
-			}
-			buf := make([]byte, 4)
-			for _, want := range []byte{0, 1, 3} {
-				_ = rx.SetReadDeadline(time.Now().Add(10 * time.Second))
-				n, _, err := rx.ReadFromUDPAddrPort(buf)
-				if err != nil || n != 1 || buf[0] != want {
-					t.Fatalf("got %x (%v), want %d", buf[:n], err, want)
-				}
-			}
-		})
-	}
+		}
+	})
 }
 
 // listenOnLo opens a socket on the wildcard address of family lo that
@@ -310,129 +317,120 @@ func listenOnLo(t testing.TB, lo netip.Addr) (*net.UDPConn, syscall.RawConn) {
 // received tell the address they were sent to and the kernel's receive
 // time.
 func TestControl(t *testing.T) {
-	for _, f := range families {
-		t.Run(f.name, func(t *testing.T) {
-			c, rc := listenOnLo(t, f.lo)
-			port := addr(c).Port()
-			peer, _ := listen(t, f.lo)
-			srcs := []netip.Addr{f.lo}
-			if f.lo.Is4() {
-				srcs = append(srcs, netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.3.2.1"))
-			}
-			out := newBatch(t, Config{Slots: 4, Size: 64, IPv6: f.lo.Is6(), Control: true})
-			for _, s := range srcs {
-				if err := out.Queue([]byte(s.String()), addr(peer), s); err != nil {
-					t.Fatal(err)
-				}
-			}
-			// one without a source goes from the socket's choice
-			if err := out.Queue([]byte("-"), addr(peer), netip.Addr{}); err != nil {
+	eachFamily(t, func(t *testing.T, lo netip.Addr) {
+		c, rc := listenOnLo(t, lo)
+		port := addr(c).Port()
+		peer, _ := listen(t, lo)
+		srcs := []netip.Addr{lo}
+		if lo.Is4() {
+			srcs = append(srcs, netip.MustParseAddr("127.0.0.2"), netip.MustParseAddr("127.3.2.1"))
+		}
+		out := newBatch(t, Config{Slots: 4, Size: 64, IPv6: lo.Is6(), Control: true})
+		for _, s := range srcs {
+			if err := out.Queue([]byte(s.String()), addr(peer), s); err != nil {
 				t.Fatal(err)
 			}
-			if n, err := out.SendConn(rc, 0); n != len(srcs)+1 || err != nil {
-				t.Fatalf("SendConn: %d, %v", n, err)
+		}
+		// one without a source goes from the socket's choice
+		if err := out.Queue([]byte("-"), addr(peer), netip.Addr{}); err != nil {
+			t.Fatal(err)
+		}
+		if n, err := out.SendConn(rc, 0); n != len(srcs)+1 || err != nil {
+			t.Fatalf("SendConn: %d, %v", n, err)
+		}
+		for range len(srcs) + 1 {
+			p, from := readFrom(t, peer)
+			want := netip.AddrPortFrom(lo, port)
+			if s, err := netip.ParseAddr(string(p)); err == nil {
+				want = netip.AddrPortFrom(s, port)
 			}
-			buf := make([]byte, 64)
-			for range len(srcs) + 1 {
-				_ = peer.SetReadDeadline(time.Now().Add(10 * time.Second))
-				n, from, err := peer.ReadFromUDPAddrPort(buf)
-				if err != nil {
-					t.Fatal(err)
-				}
-				want := netip.AddrPortFrom(f.lo, port)
-				if s, err := netip.ParseAddr(string(buf[:n])); err == nil {
-					want = netip.AddrPortFrom(s, port)
-				}
-				if from != want {
-					t.Errorf("datagram %q came from %v, want %v", buf[:n], from, want)
-				}
+			if from != want {
+				t.Errorf("datagram %q came from %v, want %v", p, from, want)
 			}
+		}
 
-			in := newBatch(t, Config{Slots: 4, Size: 64, IPv6: f.lo.Is6(), Control: true})
-			before := time.Now().UnixNano()
-			for _, d := range srcs {
-				if _, err := peer.WriteToUDPAddrPort([]byte(d.String()), netip.AddrPortFrom(d, port)); err != nil {
-					t.Fatal(err)
+		in := newBatch(t, Config{Slots: 4, Size: 64, IPv6: lo.Is6(), Control: true})
+		before := time.Now().UnixNano()
+		for _, d := range srcs {
+			if _, err := peer.WriteToUDPAddrPort([]byte(d.String()), netip.AddrPortFrom(d, port)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for got := 0; got < len(srcs); {
+			n, err := in.RecvConn(rc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range n {
+				d := in.Datagram(i)
+				if d.Dst.String() != string(d.B) || d.Src != addr(peer) || d.Truncated {
+					t.Errorf("datagram %q: for %v from %v, want for %s from %v", d.B, d.Dst, d.Src, d.B, addr(peer))
+				}
+				if d.At < before || d.At > time.Now().UnixNano() {
+					t.Errorf("datagram %q: received at %d, sent after %d", d.B, d.At, before)
 				}
 			}
-			for got := 0; got < len(srcs); {
-				n, err := in.RecvConn(rc)
-				if err != nil {
-					t.Fatal(err)
-				}
-				for i := range n {
-					d := in.Datagram(i)
-					if d.Dst.String() != string(d.B) || d.Src != addr(peer) || d.Truncated {
-						t.Errorf("datagram %q: for %v from %v, want for %s from %v", d.B, d.Dst, d.Src, d.B, addr(peer))
-					}
-					if d.At < before || d.At > time.Now().UnixNano() {
-						t.Errorf("datagram %q: received at %d, sent after %d", d.B, d.At, before)
-					}
-				}
-				got += n
-			}
+			got += n
+		}
 
-			// a source of the other family is refused, not sent from the socket's
-			other := netip.MustParseAddr("::1")
-			if f.lo.Is6() {
-				other = netip.Addr{}
-			}
-			out.Reset()
-			if err := out.Queue([]byte("x"), addr(peer), other); other.IsValid() && !errors.Is(err, ErrFamily) {
-				t.Fatalf("an IPv6 source on an IPv4 socket: %v", err)
-			}
+		// a source of the other family is refused, not sent from the socket's
+		other := netip.MustParseAddr("::1")
+		if lo.Is6() {
+			other = netip.Addr{}
+		}
+		out.Reset()
+		if err := out.Queue([]byte("x"), addr(peer), other); other.IsValid() && !errors.Is(err, ErrFamily) {
+			t.Fatalf("an IPv6 source on an IPv4 socket: %v", err)
+		}
 
-			_ = c.Close()
-			if _, err := in.RecvConn(rc); err == nil {
-				t.Fatal("RecvConn on a closed socket")
-			}
-			if _, err := out.SendConn(rc, 0); err == nil {
-				t.Fatal("SendConn on a closed socket")
-			}
-		})
-	}
+		_ = c.Close()
+		if _, err := in.RecvConn(rc); err == nil {
+			t.Fatal("RecvConn on a closed socket")
+		}
+		if _, err := out.SendConn(rc, 0); err == nil {
+			t.Fatal("SendConn on a closed socket")
+		}
+	})
 }
 
 // TestRecvConnWaits: RecvConn parks in Go's poller until a datagram
 // comes, and returns when the socket closes.
 func TestRecvConnWaits(t *testing.T) {
-	for _, f := range families {
-		t.Run(f.name, func(t *testing.T) {
-			rx, _ := listen(t, f.lo)
-			tx, _ := listen(t, f.lo)
-			rc, err := rx.SyscallConn()
-			if err != nil {
-				t.Fatal(err)
+	eachFamily(t, func(t *testing.T, lo netip.Addr) {
+		rx, _ := listen(t, lo)
+		tx, _ := listen(t, lo)
+		rc, err := rx.SyscallConn()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b := newBatch(t, Config{Slots: 2, Size: 4, IPv6: lo.Is6()})
+		type res struct {
+			n   int
+			err error
+		}
+		// each receive is asked for, so that the test reads the
+		// batch between two
+		ask, got := make(chan struct{}), make(chan res)
+		go func() {
+			for range ask {
+				n, err := b.RecvConn(rc)
+				got <- res{n, err}
 			}
-			b := newBatch(t, Config{Slots: 2, Size: 4, IPv6: f.lo.Is6()})
-			type res struct {
-				n   int
-				err error
-			}
-			// each receive is asked for, so that the test reads the
-			// batch between two
-			ask, got := make(chan struct{}), make(chan res)
-			go func() {
-				for range ask {
-					n, err := b.RecvConn(rc)
-					got <- res{n, err}
-				}
-			}()
-			defer close(ask)
-			ask <- struct{}{}
-			if _, err := tx.WriteToUDPAddrPort([]byte{5}, addr(rx)); err != nil {
-				t.Fatal(err)
-			}
-			if r := <-got; r.n != 1 || r.err != nil || b.Datagram(0).B[0] != 5 {
-				t.Fatalf("RecvConn: %d, %v", r.n, r.err)
-			}
-			ask <- struct{}{}
-			_ = rx.Close()
-			if r := <-got; r.err == nil {
-				t.Fatalf("RecvConn after close: %d, %v", r.n, r.err)
-			}
-		})
-	}
+		}()
+		defer close(ask)
+		ask <- struct{}{}
+		if _, err := tx.WriteToUDPAddrPort([]byte{5}, addr(rx)); err != nil {
+			t.Fatal(err)
+		}
+		if r := <-got; r.n != 1 || r.err != nil || b.Datagram(0).B[0] != 5 {
+			t.Fatalf("RecvConn: %d, %v", r.n, r.err)
+		}
+		ask <- struct{}{}
+		_ = rx.Close()
+		if r := <-got; r.err == nil {
+			t.Fatalf("RecvConn after close: %d, %v", r.n, r.err)
+		}
+	})
 }
 
 // TestNewCaps: a batch out of its caps is refused.
@@ -551,11 +549,12 @@ func ptr(b []byte) unsafe.Pointer { return unsafe.Pointer(&b[0]) }
 // shows nothing allocated.
 func BenchmarkBatch(b *testing.B) {
 	for _, f := range families {
+		lo := f.lo
 		b.Run(f.name, func(b *testing.B) {
-			rx, rxfd := listen(b, f.lo)
-			_, txfd := listen(b, f.lo)
-			out := newBatch(b, Config{Slots: 16, Size: 1500, IPv6: f.lo.Is6()})
-			in := newBatch(b, Config{Slots: 16, Size: 1500, IPv6: f.lo.Is6()})
+			rx, rxfd := listen(b, lo)
+			_, txfd := listen(b, lo)
+			out := newBatch(b, Config{Slots: 16, Size: 1500, IPv6: lo.Is6()})
+			in := newBatch(b, Config{Slots: 16, Size: 1500, IPv6: lo.Is6()})
 			to := addr(rx)
 			b.ReportAllocs()
 			b.SetBytes(16 * 172)
