@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/switchboard/switchboard/internal/netns"
 	"github.com/switchboard/switchboard/internal/waitfor"
 	"golang.org/x/sys/unix"
 )
@@ -39,7 +41,7 @@ func eachFamily(t *testing.T, test func(t *testing.T, lo netip.Addr)) {
 // readFrom reads one datagram from c, with a deadline.
 func readFrom(t *testing.T, c *net.UDPConn) ([]byte, netip.AddrPort) {
 	t.Helper()
-	buf := make([]byte, 128)
+	buf := make([]byte, 2048)
 	_ = c.SetReadDeadline(time.Now().Add(10 * time.Second))
 	n, from, err := c.ReadFromUDPAddrPort(buf)
 	if err != nil {
@@ -581,4 +583,61 @@ func BenchmarkBatch(b *testing.B) {
 			}
 		})
 	}
+}
+
+// TestSendWouldBlock: when the socket's send buffer is full, Send takes
+// what fits and then says EAGAIN for the rest, which stays queued;
+// SendConn waits in Go's poller until the buffer drains and sends it. The
+// buffer is kept full by a slow queue (tbf) on loopback, in a network
+// namespace of the test's own.
+func TestSendWouldBlock(t *testing.T) {
+	netns.Run(t, netns.Options{}, func(t *testing.T) {
+		tc, err := exec.LookPath("tc")
+		if err != nil {
+			t.Fatalf("tc not found (Debian package iproute2; scripts/deps.sh installs it): %v", err)
+		}
+		// 1 Mbit/s: 64 datagrams of 1,000 bytes drain in about half a
+		// second, while a 4 KiB send buffer holds two or three.
+		if out, err := exec.Command(tc, "qdisc", "add", "dev", "lo", "root", "tbf", "rate", "1mbit", "burst", "1600", "limit", "1mb").CombinedOutput(); err != nil {
+			t.Fatalf("tc: %v: %s", err, out)
+		}
+		eachFamily(t, func(t *testing.T, lo netip.Addr) {
+			rx, _ := listen(t, lo)
+			tx, txfd := listen(t, lo)
+			if err := tx.SetWriteBuffer(4096); err != nil {
+				t.Fatal(err)
+			}
+			b := newBatch(t, Config{Slots: 64, Size: 1000, IPv6: lo.Is6()})
+			for i := range b.Cap() {
+				p := b.Next()
+				p[0] = byte(i)
+				if err := b.Queue(p, addr(rx), netip.Addr{}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sent, err := b.Send(txfd, 0)
+			if err != nil || sent == 0 || sent >= b.Cap() {
+				t.Fatalf("Send into a 4 KiB buffer: %d of %d, %v; want some, not all", sent, b.Cap(), err)
+			}
+			if n, err := b.Send(txfd, sent); n != 0 || !errors.Is(err, unix.EAGAIN) {
+				t.Fatalf("Send into a full buffer: %d, %v; want EAGAIN", n, err)
+			}
+			rc, err := tx.SyscallConn()
+			if err != nil {
+				t.Fatal(err)
+			}
+			for sent < b.Cap() {
+				n, err := b.SendConn(rc, sent)
+				if err != nil || n == 0 {
+					t.Fatalf("SendConn from %d: %d, %v", sent, n, err)
+				}
+				sent += n
+			}
+			for i := range b.Cap() {
+				if p, _ := readFrom(t, rx); len(p) != 1000 || p[0] != byte(i) {
+					t.Fatalf("datagram %d: %d bytes, first %d", i, len(p), p[0])
+				}
+			}
+		})
+	})
 }
