@@ -243,8 +243,9 @@ type Sockaddr struct {
 	raw unix.RawSockaddrInet6
 }
 
-// Put writes dst as a socket of family v6 (AF_INET6), else AF_INET,
-// takes it and returns its length; false when dst is not of that family.
+// Put writes dst in the form a socket of family v6 (AF_INET6, else
+// AF_INET) takes, and returns its length; false when dst is not of that
+// family.
 // IPv4 peers of an AF_INET6 socket go as IPv4-mapped addresses.
 func (sa *Sockaddr) Put(dst netip.AddrPort, v6 bool) (uint32, bool) {
 	a := dst.Addr()
