@@ -3,166 +3,15 @@
 package media
 
 import (
-	"encoding/binary"
 	"errors"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
-	"unsafe"
 
+	"github.com/switchboard/switchboard/internal/mmsg"
 	"golang.org/x/sys/unix"
 )
-
-// mmsgBatch is a fixed set of datagram buffers with the headers that
-// recvmmsg and sendmmsg take, so that one system call moves many
-// datagrams. Its memory is allocated once; nothing is allocated per
-// datagram. A batch is used by one goroutine at a time.
-type mmsgBatch struct {
-	v6    bool // the socket's family: AF_INET6, else AF_INET
-	size  int  // of each buffer
-	hdrs  []unix.Mmsghdr
-	iovs  []unix.Iovec
-	names []unix.RawSockaddrInet6 // large enough for either family
-	buf   []byte                  // len(hdrs) buffers of size bytes
-	lens  []int                   // send side: the length of each queued datagram
-	n     int                     // send side: datagrams queued
-}
-
-func newMmsgBatch(slots, size int, v6 bool) *mmsgBatch {
-	m := &mmsgBatch{
-		v6:    v6,
-		size:  size,
-		hdrs:  make([]unix.Mmsghdr, slots),
-		iovs:  make([]unix.Iovec, slots),
-		names: make([]unix.RawSockaddrInet6, slots),
-		buf:   make([]byte, slots*size),
-		lens:  make([]int, slots),
-	}
-	for i := range m.hdrs {
-		m.iovs[i].Base = &m.buf[i*size]
-		m.hdrs[i].Hdr.Iov = &m.iovs[i]
-		m.hdrs[i].Hdr.SetIovlen(1)
-		m.hdrs[i].Hdr.Name = (*byte)(unsafe.Pointer(&m.names[i]))
-	}
-	return m
-}
-
-// slot returns the whole buffer of slot i.
-func (m *mmsgBatch) slot(i int) []byte { return m.buf[i*m.size : (i+1)*m.size : (i+1)*m.size] }
-
-// recv reads up to len(hdrs) datagrams from fd without waiting: the
-// number read, or an error (unix.EAGAIN when none was there).
-func (m *mmsgBatch) recv(fd uintptr) (int, error) {
-	for i := range m.hdrs {
-		m.iovs[i].SetLen(m.size)
-		m.hdrs[i].Hdr.Namelen = uint32(unsafe.Sizeof(m.names[i]))
-		m.hdrs[i].Hdr.Flags = 0
-		m.hdrs[i].Len = 0
-	}
-	// The retry loop is not shared with send's and rawUDP's: the
-	// conversions of pointers to uintptr must stay in the argument list
-	// of the assembly call, which keeps what they point to in place.
-	for {
-		n, _, errno := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[0])), uintptr(len(m.hdrs)), unix.MSG_DONTWAIT, 0, 0)
-		runtime.KeepAlive(m)
-		if errno == unix.EINTR {
-			continue
-		}
-		if errno != 0 {
-			return 0, errno
-		}
-		return int(n), nil
-	}
-}
-
-// datagram returns datagram i of the last recv and its source; ok is
-// false when it was truncated (larger than a buffer) or its source is not
-// of the socket's family.
-func (m *mmsgBatch) datagram(i int) (b []byte, src netip.AddrPort, ok bool) {
-	h := &m.hdrs[i]
-	if h.Hdr.Flags&unix.MSG_TRUNC != 0 {
-		return nil, netip.AddrPort{}, false
-	}
-	src, ok = m.source(i)
-	return m.slot(i)[:h.Len], src, ok
-}
-
-func (m *mmsgBatch) source(i int) (netip.AddrPort, bool) {
-	sa := &m.names[i]
-	switch sa.Family {
-	case unix.AF_INET:
-		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&s4.Port))[:])
-		return netip.AddrPortFrom(netip.AddrFrom4(s4.Addr), port), true
-	case unix.AF_INET6:
-		port := binary.BigEndian.Uint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:])
-		return netip.AddrPortFrom(netip.AddrFrom16(sa.Addr).Unmap(), port), true
-	}
-	return netip.AddrPort{}, false
-}
-
-// putSockaddr writes dst into sa as the kernel takes it from a socket of
-// family v6 (AF_INET6), else AF_INET, and returns its length; false when
-// dst is not of that family. IPv4 peers of an AF_INET6 socket go as
-// IPv4-mapped addresses.
-func putSockaddr(sa *unix.RawSockaddrInet6, v6 bool, dst netip.AddrPort) (uint32, bool) {
-	a := dst.Addr()
-	switch {
-	case !v6 && a.Is4():
-		s4 := (*unix.RawSockaddrInet4)(unsafe.Pointer(sa))
-		*s4 = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.As4()}
-		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&s4.Port))[:], dst.Port())
-		return unix.SizeofSockaddrInet4, true
-	case v6 && a.IsValid():
-		*sa = unix.RawSockaddrInet6{Family: unix.AF_INET6, Addr: a.As16()}
-		binary.BigEndian.PutUint16((*[2]byte)(unsafe.Pointer(&sa.Port))[:], dst.Port())
-		return unix.SizeofSockaddrInet6, true
-	}
-	return 0, false
-}
-
-// next returns the buffer of the next datagram to send, nil when the
-// batch is full.
-func (m *mmsgBatch) next() []byte {
-	if m.n == len(m.hdrs) {
-		return nil
-	}
-	return m.slot(m.n)
-}
-
-// queue adds the datagram written at the start of next() (n bytes) for
-// dst; false when dst is not of the socket's family.
-func (m *mmsgBatch) queue(n int, dst netip.AddrPort) bool {
-	i := m.n
-	salen, ok := putSockaddr(&m.names[i], m.v6, dst)
-	if !ok {
-		return false
-	}
-	m.hdrs[i].Hdr.Namelen = salen
-	m.iovs[i].SetLen(n)
-	m.hdrs[i].Hdr.Flags = 0
-	m.lens[i] = n
-	m.n++
-	return true
-}
-
-// send writes the queued datagrams from start on fd without waiting: the
-// number the kernel took (from start), or an error for datagram start.
-func (m *mmsgBatch) send(fd uintptr, start int) (int, error) {
-	for {
-		n, _, errno := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&m.hdrs[start])), uintptr(m.n-start), unix.MSG_DONTWAIT, 0, 0)
-		runtime.KeepAlive(m)
-		if errno == unix.EINTR {
-			continue
-		}
-		if errno != 0 {
-			return 0, errno
-		}
-		return int(n), nil
-	}
-}
 
 // iceReadSlots is how many datagrams one read of the shared ICE socket
 // takes at most; iceReadSize is pion's receive MTU, what its mux would
@@ -186,7 +35,7 @@ type iceReader struct {
 	// mu is held by a read while it uses the descriptors; close closes
 	// them under it.
 	mu    sync.Mutex
-	m     *mmsgBatch
+	m     *mmsg.Batch
 	evs   [2]unix.EpollEvent
 	n     int  // datagrams in the batch
 	next  int  // the next one to hand out
@@ -202,11 +51,16 @@ func newICEReader(c *net.UDPConn) *iceReader {
 	if !ok {
 		return nil
 	}
+	v6 := !local.Unmap().Is4()
+	m, err := mmsg.New(mmsg.Config{Slots: iceReadSlots, Size: iceReadSize, IPv6: v6})
+	if err != nil {
+		return nil
+	}
 	fd, err := dupSocket(c)
 	if err != nil {
 		return nil
 	}
-	r := &iceReader{sock: &rawUDP{fd: fd, v6: !local.Unmap().Is4()}, ep: -1, stop: -1, m: newMmsgBatch(iceReadSlots, iceReadSize, !local.Unmap().Is4())}
+	r := &iceReader{sock: &rawUDP{fd: fd, v6: v6}, ep: -1, stop: -1, m: m}
 	if r.ep, err = unix.EpollCreate1(unix.EPOLL_CLOEXEC); err == nil {
 		r.stop, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	}
@@ -242,10 +96,10 @@ func (r *iceReader) read() (b []byte, src netip.AddrPort, fresh bool, err error)
 			}
 			fresh = true
 		}
-		i := r.next
+		d := r.m.Datagram(r.next)
 		r.next++
-		if b, src, ok := r.m.datagram(i); ok {
-			return b, src, fresh, nil
+		if !d.Truncated && d.Src.IsValid() {
+			return d.B, d.Src, fresh, nil
 		}
 	}
 }
@@ -265,7 +119,7 @@ func (r *iceReader) fill() error {
 			r.empty = false
 			continue
 		}
-		n, err := r.m.recv(uintptr(r.sock.fd))
+		n, err := r.m.Recv(uintptr(r.sock.fd))
 		if errors.Is(err, unix.EAGAIN) {
 			r.empty = true
 			continue
@@ -275,7 +129,7 @@ func (r *iceReader) fill() error {
 		}
 		r.calls.Add(1)
 		r.datagrams.Add(uint64(n))
-		r.n, r.empty = n, n < len(r.m.hdrs)
+		r.n, r.empty = n, n < r.m.Cap()
 		return nil
 	}
 }

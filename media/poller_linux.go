@@ -8,14 +8,13 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/pion/rtp"
 	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/internal/mmsg"
 	"golang.org/x/sys/unix"
 )
 
@@ -61,7 +60,7 @@ type rtpPoller struct {
 
 	// Used by the poller's goroutine only.
 	events []unix.EpollEvent
-	in     *mmsgBatch
+	in     *mmsg.Batch
 	out    *iceSender // nil without the fast path
 	pkt    rtp.Packet
 	// again lists the sockets read to their cap in the last round;
@@ -82,6 +81,16 @@ type polledSock struct {
 // newRTPPoller starts the poller's goroutine; ice is the shared ICE socket
 // for the fast path's sends, nil without it. Close stops it.
 func newRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader) (*rtpPoller, error) {
+	in, err := mmsg.New(mmsg.Config{Slots: pollRecvBatch, Size: pollDatagramMax})
+	if err != nil {
+		return nil, fmt.Errorf("media: rtp poller: %w", err)
+	}
+	var out *iceSender
+	if ice != nil {
+		if out, err = newICESender(ice.sock); err != nil {
+			return nil, fmt.Errorf("media: rtp poller: %w", err)
+		}
+	}
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, fmt.Errorf("media: rtp poller: %w", err)
@@ -104,11 +113,9 @@ func newRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader) (*rtpPoller, 
 		stop:   stop,
 		socks:  map[int32]*polledSock{},
 		events: make([]unix.EpollEvent, pollEvents),
-		in:     newMmsgBatch(pollRecvBatch, pollDatagramMax, false),
+		in:     in,
+		out:    out,
 		done:   make(chan struct{}),
-	}
-	if ice != nil {
-		p.out = newICESender(ice.sock)
 	}
 	go p.run()
 	return p, nil
@@ -177,24 +184,24 @@ func (p *rtpPoller) drain(id int32, now time.Time) {
 		return
 	}
 	for range pollRecvRounds {
-		n, err := p.in.recv(s.fd)
+		n, err := p.in.Recv(s.fd)
 		if err != nil {
 			return // EAGAIN: empty
 		}
 		p.recvCalls.Add(1)
 		p.datagrams.Add(uint64(n))
 		for i := range n {
-			b, src, ok := p.in.datagram(i)
+			d := p.in.Datagram(i)
 			switch {
 			case s.rtcp:
 				s.b.rtpIn.addRTCP()
-			case !ok:
+			case d.Truncated || !d.Src.IsValid():
 				s.b.rtpIn.drop(dropMalformed)
 			default:
-				s.b.fromRTP(b, src, &p.pkt, now, p.out)
+				s.b.fromRTP(d.B, d.Src, &p.pkt, now, p.out)
 			}
 		}
-		if n < len(p.in.hdrs) {
+		if n < p.in.Cap() {
 			return // the queue was empty: a later datagram makes an edge
 		}
 	}
@@ -323,62 +330,64 @@ func sockFD(c *net.UDPConn) (uintptr, bool) {
 // only.
 type iceSender struct {
 	sock   *rawUDP
-	m      *mmsgBatch
+	m      *mmsg.Batch
 	owners []*Bridge // of each queued datagram, to count a failed send
 
 	calls, sent atomic.Uint64
 }
 
-func newICESender(sock *rawUDP) *iceSender {
-	return &iceSender{sock: sock, m: newMmsgBatch(pollSendBatch, iceSendSlot, sock.v6), owners: make([]*Bridge, pollSendBatch)}
+func newICESender(sock *rawUDP) (*iceSender, error) {
+	m, err := mmsg.New(mmsg.Config{Slots: pollSendBatch, Size: iceSendSlot, IPv6: sock.v6})
+	if err != nil {
+		return nil, err
+	}
+	return &iceSender{sock: sock, m: m, owners: make([]*Bridge, pollSendBatch)}, nil
 }
 
 // slot returns the buffer for the next datagram, sending the batch first
 // when it is full.
 func (s *iceSender) slot() []byte {
-	if b := s.m.next(); b != nil {
+	if b := s.m.Next(); b != nil {
 		return b
 	}
 	s.flush()
-	return s.m.next()
+	return s.m.Next()
 }
 
-// queue adds the datagram enc, written in (or copied to) the last slot,
-// for dst.
+// queue adds the datagram enc for dst: written in the last slot, or in
+// memory that stays unchanged until the flush (the batch does not copy
+// it); false when it is larger than a slot or dst of another family.
 func (s *iceSender) queue(b *Bridge, enc []byte, dst netip.AddrPort) bool {
-	slot := s.m.next()
-	if len(enc) > len(slot) {
+	i := s.m.Len()
+	if s.m.Queue(enc, dst, netip.Addr{}) != nil {
 		return false
 	}
-	if len(enc) > 0 && &enc[0] != &slot[0] {
-		copy(slot, enc)
-	}
-	s.owners[s.m.n] = b
-	return s.m.queue(len(enc), dst)
+	s.owners[i] = b
+	return true
 }
 
 // flush sends what is queued. A datagram the kernel refuses is counted as
 // a failed relay of its bridge and the rest still go; when the socket's
 // buffer is full the rest are dropped, as the network would.
 func (s *iceSender) flush() {
-	for start := 0; start < s.m.n; {
+	for start := 0; start < s.m.Len(); {
 		n, err := s.sock.sendBatch(s.m, start)
 		s.calls.Add(1)
 		s.sent.Add(uint64(n))
 		start += n
 		switch {
 		case errors.Is(err, unix.EAGAIN), errors.Is(err, net.ErrClosed):
-			for i := start; i < s.m.n; i++ {
+			for i := start; i < s.m.Len(); i++ {
 				s.owners[i].rtpIn.drop(dropFailed)
 			}
-			start = s.m.n
+			start = s.m.Len()
 		case err != nil:
 			s.owners[start].rtpIn.drop(dropFailed)
 			start++
 		}
 	}
-	clear(s.owners[:s.m.n])
-	s.m.n = 0
+	clear(s.owners[:s.m.Len()])
+	s.m.Reset()
 }
 
 // polledPair is a port pair's sockets once the poller reads them: out of
@@ -401,7 +410,7 @@ type rawUDP struct {
 	mu sync.Mutex // serialises the sends (sa) and the close
 	fd int        // -1 once closed
 	v6 bool
-	sa unix.RawSockaddrInet6
+	sa mmsg.Sockaddr
 }
 
 // dupSocket returns a duplicate of c's descriptor. Once c is closed (Go
@@ -422,13 +431,13 @@ func dupSocket(c *net.UDPConn) (int, error) {
 
 // sendBatch sends the datagrams of m from start on (sendmmsg), without
 // waiting: how many went, and the error of the first that did not.
-func (s *rawUDP) sendBatch(m *mmsgBatch, start int) (int, error) {
+func (s *rawUDP) sendBatch(m *mmsg.Batch, start int) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.fd < 0 {
 		return 0, net.ErrClosed
 	}
-	return m.send(uintptr(s.fd), start)
+	return m.Send(uintptr(s.fd), start)
 }
 
 func (s *rawUDP) close() {
@@ -447,26 +456,11 @@ func (s *rawUDP) WriteToUDPAddrPort(b []byte, dst netip.AddrPort) (int, error) {
 	if s.fd < 0 {
 		return 0, net.ErrClosed
 	}
-	salen, ok := putSockaddr(&s.sa, s.v6, dst)
-	if !ok {
+	n, err := mmsg.SendTo(uintptr(s.fd), b, dst, s.v6, &s.sa)
+	if errors.Is(err, mmsg.ErrFamily) {
 		return 0, &net.AddrError{Err: "address of another family", Addr: dst.String()}
 	}
-	var p unsafe.Pointer
-	if len(b) > 0 {
-		p = unsafe.Pointer(&b[0])
-	}
-	for {
-		n, _, errno := unix.Syscall6(unix.SYS_SENDTO, uintptr(s.fd), uintptr(p), uintptr(len(b)), unix.MSG_DONTWAIT, uintptr(unsafe.Pointer(&s.sa)), uintptr(salen))
-		runtime.KeepAlive(b)
-		runtime.KeepAlive(s)
-		if errno == unix.EINTR {
-			continue
-		}
-		if errno != 0 {
-			return 0, errno
-		}
-		return int(n), nil
-	}
+	return n, err
 }
 
 func (e *Engine) batchStats() BatchStats {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/switchboard/switchboard/internal/leakcheck"
+	"github.com/switchboard/switchboard/internal/mmsg"
 	"golang.org/x/sys/unix"
 )
 
@@ -156,33 +157,36 @@ func TestMmsgBatchCaps(t *testing.T) {
 		send([]byte{byte(i), 1, 2})
 	}
 	waitFor(t, "the datagrams queued", func() bool { return rxQueue(t, to.Port()) == sent*one })
-	m := newMmsgBatch(pollRecvBatch, 64, false)
+	m, err := mmsg.New(mmsg.Config{Slots: pollRecvBatch, Size: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
 	fd, _ := sockFD(rx)
 	next := 0
 	for _, want := range []int{pollRecvBatch, pollRecvBatch, 3} {
-		n, err := m.recv(fd)
+		n, err := m.Recv(fd)
 		if err != nil || n != want {
 			t.Fatalf("recv: %d datagrams, %v; want %d", n, err, want)
 		}
 		for i := range n {
-			b, src, ok := m.datagram(i)
-			if !ok || src != from || !bytes.Equal(b, []byte{byte(next), 1, 2}) {
-				t.Fatalf("datagram %d: %x from %v (%v)", next, b, src, ok)
+			d := m.Datagram(i)
+			if d.Truncated || d.Src != from || !bytes.Equal(d.B, []byte{byte(next), 1, 2}) {
+				t.Fatalf("datagram %d: %+v", next, d)
 			}
 			next++
 		}
 	}
-	if _, err := m.recv(fd); !errors.Is(err, unix.EAGAIN) {
+	if _, err := m.Recv(fd); !errors.Is(err, unix.EAGAIN) {
 		t.Fatalf("recv on an empty socket: %v", err)
 	}
 	send(make([]byte, 100))
 	waitFor(t, "a datagram larger than a slot", func() bool {
-		n, err := m.recv(fd)
+		n, err := m.Recv(fd)
 		if err != nil {
 			return false
 		}
-		if b, _, ok := m.datagram(0); n != 1 || ok {
-			t.Fatalf("a datagram of 100 bytes in slots of 64: %d bytes, %d datagrams", len(b), n)
+		if d := m.Datagram(0); n != 1 || !d.Truncated {
+			t.Fatalf("a datagram of 100 bytes in slots of 64: %d bytes, %d datagrams", len(d.B), n)
 		}
 		return true
 	})
@@ -193,7 +197,10 @@ func TestMmsgBatchCaps(t *testing.T) {
 	}
 	sock := &rawUDP{fd: txfd}
 	defer sock.close()
-	s := newICESender(sock)
+	s, err := newICESender(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
 	br := &Bridge{}
 	for i := range pollSendBatch + 1 {
 		slot := s.slot()
@@ -202,15 +209,15 @@ func TestMmsgBatchCaps(t *testing.T) {
 			t.Fatal("queue refused a datagram")
 		}
 	}
-	if s.calls.Load() != 1 || s.m.n != 1 {
-		t.Fatalf("after %d datagrams: %d sendmmsg, %d queued; want the full batch sent", pollSendBatch+1, s.calls.Load(), s.m.n)
+	if s.calls.Load() != 1 || s.m.Len() != 1 {
+		t.Fatalf("after %d datagrams: %d sendmmsg, %d queued; want the full batch sent", pollSendBatch+1, s.calls.Load(), s.m.Len())
 	}
 	if s.queue(br, s.slot()[:2], netip.MustParseAddrPort("[::1]:9")) {
 		t.Fatal("an IPv6 destination queued on an IPv4 socket")
 	}
 	s.flush()
-	if s.calls.Load() != 2 || s.sent.Load() != pollSendBatch+1 || s.m.n != 0 {
-		t.Fatalf("flush: %d calls, %d sent, %d queued", s.calls.Load(), s.sent.Load(), s.m.n)
+	if s.calls.Load() != 2 || s.sent.Load() != pollSendBatch+1 || s.m.Len() != 0 {
+		t.Fatalf("flush: %d calls, %d sent, %d queued", s.calls.Load(), s.sent.Load(), s.m.Len())
 	}
 	buf := make([]byte, 64)
 	for i := range pollSendBatch + 1 {

@@ -7,10 +7,9 @@ const batchMax = 64
 
 // batchMsg is one datagram of a batch.
 type batchMsg struct {
-	// Buf: the datagram to send, or the buffer to receive into (its
-	// capacity; N bytes came).
+	// Buf: the datagram to send, or the one received (in the batch's
+	// buffer, until the next read).
 	Buf []byte
-	N   int
 	// Addr: the destination of a datagram sent, the source of one received.
 	Addr netip.AddrPort
 	// Local: the source address of a datagram sent (invalid: the

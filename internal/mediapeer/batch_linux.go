@@ -4,57 +4,34 @@ package mediapeer
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"syscall"
-	"unsafe"
 
+	"github.com/switchboard/switchboard/internal/mmsg"
 	"golang.org/x/sys/unix"
 )
 
 // batchConn is a UDP socket that sends and receives up to batchMax
-// datagrams per system call (sendmmsg, recvmmsg), through Go's poller so
-// that a reader parks rather than spins. A sent datagram may carry its
+// datagrams per system call (an mmsg.Batch each way), through Go's poller
+// so that a reader parks rather than spins. A sent datagram may carry its
 // own source address (IP_PKTINFO), and a received one tells the address it
 // was sent to and when the kernel received it (SO_TIMESTAMPNS): so one
 // socket bound to the wildcard address on lo plays many browsers, each on
 // its own loopback address. One goroutine reads and one writes at a time;
 // writeOne may be called from any goroutine.
 type batchConn struct {
-	conn *net.UDPConn
-	raw  syscall.RawConn
-	port uint16
-
-	rd batchHdrs
-	wr batchHdrs
-	// the system calls' state, kept here so that the closures handed to
-	// the RawConn are made once and allocate nothing per call
-	rdN, wrN, wrFrom int
-	rdErr, wrErr     error
-	rdFn, wrFn       func(fd uintptr) bool
+	conn   *net.UDPConn
+	raw    syscall.RawConn
+	port   uint16
+	rd, wr *mmsg.Batch
 }
 
-// batchHdrs are the kernel's views of a batch: headers, one buffer each,
-// addresses and control buffers.
-type batchHdrs struct {
-	hdrs  [batchMax]unix.Mmsghdr
-	iov   [batchMax]unix.Iovec
-	names [batchMax]unix.RawSockaddrInet4
-	oob   [batchMax][batchOOB]byte
-}
-
-const (
-	// batchOOB holds a receive timestamp and an IP_PKTINFO, each in its
-	// own control message.
-	batchOOB = 64
-	// batchRcvbuf is the receive buffer asked of the kernel (SO_RCVBUFFORCE
-	// as root, else up to net.core.rmem_max): 1,000 calls send a socket
-	// 25,000 datagrams a second.
-	batchRcvbuf = 8 << 20
-)
+// batchRcvbuf is the receive buffer asked of the kernel (SO_RCVBUFFORCE
+// as root, else up to net.core.rmem_max): 1,000 calls send a socket
+// 25,000 datagrams a second.
+const batchRcvbuf = 8 << 20
 
 // listenBatch opens a batch socket on addr. anyOnLo: addr is the wildcard
 // address and the socket takes only what comes over the loopback device
@@ -101,27 +78,13 @@ func listenBatch(ctx context.Context, addr netip.AddrPort, anyOnLo bool) (*batch
 		return nil, fmt.Errorf("mediapeer: batch socket: %w", err)
 	}
 	c := &batchConn{conn: conn, raw: raw, port: conn.LocalAddr().(*net.UDPAddr).AddrPort().Port()}
-	c.rdFn = func(fd uintptr) bool {
-		n, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&c.rd.hdrs[0])), uintptr(c.rdN), unix.MSG_DONTWAIT, 0, 0)
-		if e == unix.EAGAIN || e == unix.EINTR {
-			return false
-		}
-		c.rdN, c.rdErr = int(n), nil
-		if e != 0 {
-			c.rdN, c.rdErr = 0, e
-		}
-		return true
+	cfg := mmsg.Config{Slots: batchMax, Size: genBuf, Control: true}
+	if c.rd, err = mmsg.New(cfg); err == nil {
+		c.wr, err = mmsg.New(cfg)
 	}
-	c.wrFn = func(fd uintptr) bool {
-		n, _, e := unix.Syscall6(unix.SYS_SENDMMSG, fd, uintptr(unsafe.Pointer(&c.wr.hdrs[c.wrFrom])), uintptr(c.wrN-c.wrFrom), 0, 0, 0)
-		if e == unix.EAGAIN || e == unix.EINTR {
-			return false
-		}
-		c.wrN, c.wrErr = int(n), nil
-		if e != 0 {
-			c.wrN, c.wrErr = 0, e
-		}
-		return true
+	if err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("mediapeer: batch socket: %w", err)
 	}
 	return c, nil
 }
@@ -131,46 +94,23 @@ func (c *batchConn) Port() uint16 { return c.port }
 
 func (c *batchConn) Close() error { return c.conn.Close() }
 
-// readBatch reads up to len(ms) (at most batchMax) datagrams, blocking
-// until one comes; it returns how many came, or an error once the socket
-// is closed.
+// readBatch reads up to batchMax datagrams into ms, which has room for
+// them, blocking until one comes; it returns how many came, or an error
+// once the socket is closed. The datagrams' bytes are the batch's: valid
+// until the next readBatch.
 func (c *batchConn) readBatch(ms []batchMsg) (int, error) {
-	n := min(len(ms), batchMax)
-	if n == 0 {
-		return 0, nil
+	if len(ms) < batchMax {
+		return 0, fmt.Errorf("mediapeer: batch read into %d messages, want %d", len(ms), batchMax)
 	}
-	h := &c.rd
-	for i := range n {
-		b := ms[i].Buf[:cap(ms[i].Buf)]
-		if len(b) == 0 {
-			return 0, errors.New("mediapeer: batch read into an empty buffer")
-		}
-		h.iov[i].Base = &b[0]
-		h.iov[i].SetLen(len(b))
-		h.hdrs[i] = unix.Mmsghdr{Hdr: unix.Msghdr{
-			Name:    (*byte)(unsafe.Pointer(&h.names[i])),
-			Namelen: unix.SizeofSockaddrInet4,
-			Iov:     &h.iov[i],
-			Iovlen:  1,
-			Control: &h.oob[i][0],
-		}}
-		h.hdrs[i].Hdr.SetControllen(batchOOB)
-	}
-	c.rdN = n
-	if err := c.raw.Read(c.rdFn); err != nil {
+	n, err := c.rd.RecvConn(c.raw)
+	if err != nil {
 		return 0, err
 	}
-	if c.rdErr != nil {
-		return 0, c.rdErr
+	for i := range n {
+		d := c.rd.Datagram(i)
+		ms[i] = batchMsg{Buf: d.B, Addr: d.Src, Local: d.Dst, At: d.At}
 	}
-	for i := range c.rdN {
-		m := &ms[i]
-		m.N = int(h.hdrs[i].Len)
-		m.Buf = m.Buf[:cap(m.Buf)][:m.N]
-		m.Addr = sockaddrToAddrPort(&h.names[i])
-		m.Local, m.At = parseBatchOOB(h.oob[i][:min(int(h.hdrs[i].Hdr.Controllen), batchOOB)])
-	}
-	return c.rdN, nil
+	return n, nil
 }
 
 // writeBatch sends ms, as many per system call as the kernel takes. A
@@ -179,44 +119,32 @@ func (c *batchConn) readBatch(ms []batchMsg) (int, error) {
 func (c *batchConn) writeBatch(ms []batchMsg) (failed int, err error) {
 	for len(ms) > 0 {
 		n := min(len(ms), batchMax)
-		h := &c.wr
+		c.wr.Reset()
 		for i := range n {
 			m := &ms[i]
-			if len(m.Buf) == 0 || !m.Addr.Addr().Is4() {
-				// nothing to send, or not an address of this socket's
-				// family: sent as an empty datagram would be a lie
-				return failed + len(ms), fmt.Errorf("mediapeer: batch message %d: %d bytes to %v", i, len(m.Buf), m.Addr)
+			if len(m.Buf) == 0 {
+				// sent as an empty datagram would be a lie
+				return failed + len(ms), fmt.Errorf("mediapeer: batch message %d: nothing to send to %v", i, m.Addr)
 			}
-			h.iov[i].Base = &m.Buf[0]
-			h.iov[i].SetLen(len(m.Buf))
-			addrPortToSockaddr(m.Addr, &h.names[i])
-			h.hdrs[i] = unix.Mmsghdr{Hdr: unix.Msghdr{
-				Name:    (*byte)(unsafe.Pointer(&h.names[i])),
-				Namelen: unix.SizeofSockaddrInet4,
-				Iov:     &h.iov[i],
-				Iovlen:  1,
-			}}
-			if m.Local.IsValid() {
-				ol := putPktinfo(h.oob[i][:], m.Local)
-				h.hdrs[i].Hdr.Control = &h.oob[i][0]
-				h.hdrs[i].Hdr.SetControllen(ol)
+			if qerr := c.wr.Queue(m.Buf, m.Addr, m.Local); qerr != nil {
+				return failed + len(ms), fmt.Errorf("mediapeer: batch message %d: %d bytes to %v from %v: %w", i, len(m.Buf), m.Addr, m.Local, qerr)
 			}
 		}
-		for c.wrFrom = 0; c.wrFrom < n; {
-			c.wrN = n
-			if rerr := c.raw.Write(c.wrFn); rerr != nil {
-				return failed + len(ms) - c.wrFrom, rerr
+		for from := 0; from < n; {
+			sent, serr := c.wr.SendConn(c.raw, from)
+			if _, refused := serr.(unix.Errno); serr != nil && !refused {
+				return failed + len(ms) - from, serr // the socket is closed
 			}
-			if c.wrErr != nil {
-				// the datagram at wrFrom was refused: skip it
+			if serr != nil {
+				// the datagram at from was refused: skip it
 				failed++
 				if err == nil {
-					err = c.wrErr
+					err = serr
 				}
-				c.wrFrom++
+				from++
 				continue
 			}
-			c.wrFrom += c.wrN
+			from += sent
 		}
 		ms = ms[n:]
 	}
@@ -230,62 +158,7 @@ func (c *batchConn) writeOne(b []byte, to netip.AddrPort, src netip.Addr) (int, 
 	if !src.IsValid() {
 		return c.conn.WriteToUDPAddrPort(b, to)
 	}
-	var oob [batchOOB]byte
-	n, _, err := c.conn.WriteMsgUDPAddrPort(b, oob[:putPktinfo(oob[:], src)], to)
+	var oob [64]byte
+	n, _, err := c.conn.WriteMsgUDPAddrPort(b, mmsg.AppendSource(oob[:0], src, false), to)
 	return n, err
-}
-
-// putPktinfo writes an IP_PKTINFO control message that sends from src
-// and returns its length.
-func putPktinfo(oob []byte, src netip.Addr) int {
-	space := unix.CmsgSpace(unix.SizeofInet4Pktinfo)
-	clear(oob[:space])
-	h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-	h.Level, h.Type = unix.IPPROTO_IP, unix.IP_PKTINFO
-	h.SetLen(unix.CmsgLen(unix.SizeofInet4Pktinfo))
-	pi := (*unix.Inet4Pktinfo)(unsafe.Pointer(&oob[unix.CmsgLen(0)]))
-	pi.Spec_dst = src.As4()
-	return space
-}
-
-// parseBatchOOB takes the destination address (IP_PKTINFO) and the
-// kernel's receive time (SO_TIMESTAMPNS) from a datagram's control
-// messages.
-func parseBatchOOB(oob []byte) (dst netip.Addr, at int64) {
-	for len(oob) >= unix.SizeofCmsghdr {
-		h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
-		l := int(h.Len)
-		if l < unix.SizeofCmsghdr || l > len(oob) {
-			break
-		}
-		data := oob[unix.CmsgLen(0):l]
-		switch {
-		case h.Level == unix.SOL_SOCKET && h.Type == unix.SCM_TIMESTAMPNS && len(data) >= int(unsafe.Sizeof(unix.Timespec{})):
-			ts := (*unix.Timespec)(unsafe.Pointer(&data[0]))
-			at = ts.Nano()
-		case h.Level == unix.IPPROTO_IP && h.Type == unix.IP_PKTINFO && len(data) >= unix.SizeofInet4Pktinfo:
-			pi := (*unix.Inet4Pktinfo)(unsafe.Pointer(&data[0]))
-			dst = netip.AddrFrom4(pi.Addr)
-		}
-		space := unix.CmsgSpace(l - unix.CmsgLen(0))
-		if space >= len(oob) {
-			break
-		}
-		oob = oob[space:]
-	}
-	return dst, at
-}
-
-func sockaddrToAddrPort(sa *unix.RawSockaddrInet4) netip.AddrPort {
-	if sa.Family != unix.AF_INET {
-		return netip.AddrPort{}
-	}
-	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-	return netip.AddrPortFrom(netip.AddrFrom4(sa.Addr), binary.BigEndian.Uint16(p[:]))
-}
-
-func addrPortToSockaddr(a netip.AddrPort, sa *unix.RawSockaddrInet4) {
-	*sa = unix.RawSockaddrInet4{Family: unix.AF_INET, Addr: a.Addr().As4()}
-	p := (*[2]byte)(unsafe.Pointer(&sa.Port))
-	binary.BigEndian.PutUint16(p[:], a.Port())
 }

@@ -57,11 +57,11 @@ func TestBatchConnAddresses(t *testing.T) {
 	}
 	rd := newReadMsgs()
 	for got := 0; got < len(dsts); {
-		n, err := c.readBatch(rd[got:])
+		n, err := c.readBatch(rd)
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, m := range rd[got : got+n] {
+		for _, m := range rd[:n] {
 			if m.Local.String() != string(m.Buf) || m.Addr != peerAddr {
 				t.Errorf("datagram %q: for %v from %v, want for %s from %v", m.Buf, m.Local, m.Addr, m.Buf, peerAddr)
 			}
@@ -73,8 +73,9 @@ func TestBatchConnAddresses(t *testing.T) {
 	}
 }
 
-// TestBatchConnRefusesBadMessages: an empty datagram or one to an IPv6
-// address is refused with an error, not sent as something else.
+// TestBatchConnRefusesBadMessages: an empty datagram, one to an IPv6
+// address or one from an IPv6 source is refused with an error, not sent
+// as something else.
 func TestBatchConnRefusesBadMessages(t *testing.T) {
 	c, err := listenBatch(context.Background(), netip.MustParseAddrPort("127.0.0.1:0"), false)
 	if err != nil {
@@ -84,6 +85,7 @@ func TestBatchConnRefusesBadMessages(t *testing.T) {
 	for _, m := range []batchMsg{
 		{Addr: netip.MustParseAddrPort("127.0.0.1:9")},
 		{Buf: []byte("x"), Addr: netip.MustParseAddrPort("[::1]:9")},
+		{Buf: []byte("x"), Addr: netip.MustParseAddrPort("127.0.0.1:9"), Local: netip.IPv6Loopback()},
 	} {
 		if failed, err := c.writeBatch([]batchMsg{m}); failed != 1 || err == nil {
 			t.Errorf("%d bytes to %v: %d failed, %v", len(m.Buf), m.Addr, failed, err)

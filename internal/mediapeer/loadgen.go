@@ -576,14 +576,8 @@ func (l *genLoop) flush(measured bool) {
 	l.phMeasured, l.webMeasur = 0, 0
 }
 
-// newReadMsgs makes a reader's batch of buffers.
-func newReadMsgs() []batchMsg {
-	ms := make([]batchMsg, batchMax)
-	for i := range ms {
-		ms[i].Buf = make([]byte, genBuf)
-	}
-	return ms
-}
+// newReadMsgs makes a reader's batch of messages.
+func newReadMsgs() []batchMsg { return make([]batchMsg, batchMax) }
 
 // readPhones is the phone socket's reader: the browsers' packets, relayed
 // by the gateway, told apart by the gateway's address they come from.
