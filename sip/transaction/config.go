@@ -174,9 +174,11 @@ type Config struct {
 	// refuses a source there without costing a transaction. It returns
 	// nil and false to let the request in; a response to answer it with
 	// statelessly (the layer adds a To tag when it has none); or drop
-	// true to discard it unanswered. It runs in the goroutine that called
+	// true to discard it unanswered. waited is how long req waited below
+	// the layer (HandleWaited; zero through HandleMessage), for
+	// Layer.Overloaded. It runs in the goroutine that called
 	// HandleMessage and must not block.
-	Admit func(req *sip.Request) (reject *sip.Response, drop bool)
+	Admit func(req *sip.Request, waited time.Duration) (reject *sip.Response, drop bool)
 
 	// Inline, when set, is asked about each request admitted to a new
 	// server transaction; true runs its handler in the goroutine that

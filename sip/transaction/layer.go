@@ -123,7 +123,7 @@ type Layer struct {
 	log       *slog.Logger
 	stray     func(context.Context, *sip.Response)
 	onFinal   func(server bool, method string, status int)
-	admit     func(*sip.Request) (*sip.Response, bool)
+	admit     func(*sip.Request, time.Duration) (*sip.Response, bool)
 	inline    func(*sip.Request) bool // Config.Inline
 	weigh     func(netip.Addr) int    // Config.SourceWeight
 	max       int                     // Config.MaxServerTransactions
@@ -458,15 +458,8 @@ func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 		// Admit may take locks of its own: ask it unlocked, then look the
 		// request up again, as a retransmission may have started its
 		// transaction meanwhile.
-		late := l.load.markLate(req, waited)
 		l.mu.Unlock()
-		ok := l.admitRequest(req)
-		if late {
-			l.mu.Lock()
-			l.load.unmarkLate(req)
-			l.mu.Unlock()
-		}
-		if !ok {
+		if !l.admitRequest(req, waited) {
 			return
 		}
 		admitted = true
@@ -549,8 +542,8 @@ func (l *Layer) worker(tx *ServerTx) {
 
 // admitRequest asks Config.Admit about req and carries out a refusal. It
 // reports whether req may start a transaction.
-func (l *Layer) admitRequest(req *sip.Request) bool {
-	res, drop := l.admit(req)
+func (l *Layer) admitRequest(req *sip.Request, waited time.Duration) bool {
+	res, drop := l.admit(req, waited)
 	switch {
 	case drop:
 		l.mu.Lock()
