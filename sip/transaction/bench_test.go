@@ -2,6 +2,7 @@ package transaction
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"testing"
 
@@ -54,7 +55,10 @@ func BenchmarkClientNonInviteUDP(b *testing.B) {
 }
 
 func benchClient(b *testing.B, dst sip.Addr) {
-	l := New(context.Background(), senderFunc(func(context.Context, sip.Message, sip.Addr) error { return nil }), nil, Config{})
+	// Over UDP each transaction stays for Timer K (T4, 5 s): no bound of
+	// client transactions for a benchmark's b.N.
+	l := New(context.Background(), senderFunc(func(context.Context, sip.Message, sip.Addr) error { return nil }), nil,
+		Config{MaxClientTransactions: math.MaxInt32})
 	defer l.Close()
 	reqs := benchRequests(b, dst)
 	ress := make([]*sip.Response, b.N)
