@@ -3,6 +3,7 @@ package gateway
 import (
 	"math"
 	"strconv"
+	"time"
 
 	"github.com/switchboard/switchboard/sip"
 )
@@ -37,7 +38,7 @@ import (
 // transport's lanes): the proxy forwards them, and the
 // B2BUA relays those of its calls, in that order (one inorder.Order for
 // both), or answers 503 when too many of one dialog wait.
-func (g *Gateway) admit(req *sip.Request) (reject *sip.Response, drop bool) {
+func (g *Gateway) admit(req *sip.Request, waited time.Duration) (reject *sip.Response, drop bool) {
 	if req.Method == sip.MethodRegister || req.To().Tag() == "" {
 		if wait, blocked := g.throttle.Blocked(req.Source.AddrPort.Addr()); blocked {
 			if !req.Source.Reliable() {
@@ -48,7 +49,7 @@ func (g *Gateway) admit(req *sip.Request) (reject *sip.Response, drop bool) {
 			return res, false
 		}
 	}
-	if newWork(req) && g.tx.Overloaded(req) {
+	if newWork(req) && g.tx.Overloaded(req, waited) {
 		g.shed.Add(1)
 		res := sip.NewResponse(req, 503, "Overloaded")
 		res.Set("Retry-After", g.retryAfter)

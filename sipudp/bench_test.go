@@ -1,7 +1,9 @@
 package sipudp_test
 
 import (
+	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"sync/atomic"
 	"syscall"
@@ -9,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/sip/transaction"
 	"github.com/switchboard/switchboard/sipudp"
 	"github.com/switchboard/switchboard/transport"
 	"github.com/switchboard/switchboard/transport/transporttest"
@@ -158,4 +161,101 @@ func BenchmarkSend(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkAnswer measures what a request costs the SIP stack end to end
+// on a real loopback socket: read, parse, the Layer's queue and worker,
+// a server transaction, its handler's 401 and the sendto; the client's
+// own writes and reads are in it too. HandOff runs the handler on the
+// transaction layer's pool, as every request did; Inline on the
+// transport's worker (transaction.Config.Inline). Besides cpu-ns/req it
+// reports the process's voluntary context switches per request
+// (getrusage), the threads that parked and were woken.
+func BenchmarkAnswer(b *testing.B) {
+	b.Run("HandOff", func(b *testing.B) { benchAnswer(b, nil) })
+	b.Run("Inline", func(b *testing.B) { benchAnswer(b, func(*sip.Request) bool { return true }) })
+}
+
+func benchAnswer(b *testing.B, inline func(*sip.Request) bool) {
+	tr, err := sipudp.Listen(context.Background(), "127.0.0.1:0", sipudp.Options{ReadBuffer: 4 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := transporttest.NewLayer(transport.Config{}, tr)
+	tx := transaction.New(context.Background(), l, transaction.HandlerFunc(func(_ context.Context, st *transaction.ServerTx, req *sip.Request) {
+		res := sip.NewResponse(req, 401, "")
+		res.SetToTag("bench")
+		_ = st.Respond(res)
+	}), transaction.Config{Inline: inline})
+	defer tx.Close()
+	transporttest.Serve(b, l, transport.HandlerFuncs{Message: tx.HandleMessage, Waited: tx.HandleWaited})
+	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(tr.LocalAddr().AddrPort))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+
+	// The answers, counted by a reader; one that does not come within a
+	// second is counted lost.
+	var answered atomic.Int64
+	progress := make(chan struct{}, 1)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		buf := make([]byte, 2048)
+		for {
+			if _, err := conn.Read(buf); err != nil {
+				return
+			}
+			answered.Add(1)
+			select {
+			case progress <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	defer func() { conn.Close(); <-done }()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	sent, lost := 0, 0
+	waitBelow := func(limit int) {
+		for sent-lost-int(answered.Load()) > limit {
+			timer.Reset(time.Second)
+			select {
+			case <-progress:
+			case <-timer.C:
+				lost = sent - int(answered.Load())
+			}
+		}
+	}
+	msg := []byte(benchMessage)
+	branch := bytes.Index(msg, []byte("z9hG4bK")) + len("z9hG4bK")
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0, sw0 := cpuTime(), switches()
+	for i := range b.N {
+		waitBelow(window - 1)
+		// A new branch (ten hex digits) each time: a new transaction.
+		copy(msg[branch:branch+10], fmt.Sprintf("%010x", i))
+		if _, err := conn.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		sent++
+	}
+	waitBelow(0)
+	cpu, sw := cpuTime()-cpu0, switches()-sw0
+	b.StopTimer()
+	n := float64(answered.Load())
+	b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/req")
+	b.ReportMetric(float64(sw)/n, "vcsw/req")
+	b.ReportMetric(float64(lost), "lost")
+}
+
+// switches returns the process's voluntary context switches so far.
+func switches() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Nvcsw
 }

@@ -104,21 +104,33 @@ type source struct {
 	// became ready: ring[(ringHead+i)%nLanes] for i < ringLen.
 	ring              [nLanes]uint8
 	ringHead, ringLen uint8
-	n, bytes          int  // pending items in all lanes, and their size
-	held              int  // lanes held by workers
-	queued            bool // in the scheduler's ready list
+	n, bytes          int // pending items in all lanes, and their size
+	// floor is at most the item.at of its oldest pending item: that of
+	// the item that found the source empty, or the oldest found since
+	// (stale). Items come in the order of their at (but for a few
+	// microseconds between read loops), so it only lags.
+	floor  int64
+	held   int  // lanes held by workers
+	queued bool // in the scheduler's ready list
 }
 
-// oldest is when the item that has waited longest in s was queued
-// (item.at); s has items.
-func (s *source) oldest() int64 {
+// stale reports whether the item that has waited longest in s (which has
+// items) was queued more than maxWait before now. The lanes are looked at
+// only when floor says it may be, which then becomes exact: one
+// comparison per push while the source's queue is young, not a walk of
+// its lanes.
+func (s *source) stale(now, maxWait int64) bool {
+	if now-s.floor <= maxWait {
+		return false
+	}
 	at := int64(math.MaxInt64)
 	for i := range s.lanes {
 		if q := &s.lanes[i]; q.len() > 0 {
 			at = min(at, q.items[q.head].at)
 		}
 	}
-	return at
+	s.floor = at
+	return now-at > maxWait
 }
 
 func (s *source) pushRing(l uint8) {
@@ -230,12 +242,15 @@ func (s *scheduler) push(key netip.Addr, it item, force bool) pushResult {
 	if !force && !s.fits(src, it.size) {
 		return refused
 	}
-	if !force && it.resent && s.lim.maxWait > 0 && src != nil && src.n > 0 && it.at-src.oldest() > s.lim.maxWait {
+	if !force && it.resent && s.lim.maxWait > 0 && src != nil && src.n > 0 && src.stale(it.at, s.lim.maxWait) {
 		return stale
 	}
 	if src == nil {
 		src = s.newSource(key)
 		s.sources[key] = src
+	}
+	if src.n == 0 {
+		src.floor = it.at
 	}
 	if it.dup != (dupKey{}) {
 		s.dups[it.dup] = struct{}{}

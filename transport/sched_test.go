@@ -192,9 +192,49 @@ func TestSchedulerMaxWait(t *testing.T) {
 	if got := s.push(a, req(wait+1, 4), false); got != queued {
 		t.Errorf("once the old item was taken: %v, want queued", got)
 	}
+	// Its oldest is now the one queued at wait.
+	if got := s.push(a, req(2*wait, 4), false); got != queued {
+		t.Errorf("at maxWait after the oldest: %v, want queued", got)
+	}
+	if got := s.push(a, req(2*wait+1, 4), false); got != stale {
+		t.Errorf("past maxWait after the oldest: %v, want stale", got)
+	}
+	// A source that emptied starts afresh.
+	for s.pending > 0 {
+		h, _, _ := s.next(hold{})
+		s.release(h)
+	}
+	if got := s.push(a, req(10*wait, 1), false); got != queued {
+		t.Errorf("the first item after the source emptied: %v, want queued", got)
+	}
+	if got := s.push(a, req(11*wait, 2), false); got != queued {
+		t.Errorf("at maxWait after the source emptied: %v, want queued", got)
+	}
 	s = newScheduler(limits{perSource: 100, total: 100, perSourceBytes: 1 << 20, totalBytes: 1 << 20})
 	s.push(a, req(0, 1), false)
 	if got := s.push(a, req(10*wait, 1), false); got != queued {
 		t.Errorf("without maxWait: %v, want queued", got)
+	}
+}
+
+// BenchmarkSchedulerPush measures a datagram request queued and taken
+// from a source that keeps an item waiting in each of its lanes, as a
+// trunk or a load test does: the push checks the source's queue against
+// maxWait.
+func BenchmarkSchedulerPush(b *testing.B) {
+	s := newScheduler(limits{total: 1 << 20, totalBytes: 1 << 30, maxWait: int64(time.Hour)})
+	src := netip.MustParseAddr("192.0.2.1")
+	for l := range nLanes {
+		s.push(src, item{at: 1, lane: uint8(l), resent: true}, false)
+	}
+	var at int64 = 2
+	b.ReportAllocs()
+	for b.Loop() {
+		at++
+		if s.push(src, item{at: at, lane: uint8(at % nLanes), resent: true}, false) != queued {
+			b.Fatal("refused")
+		}
+		h, _, _ := s.next(hold{})
+		s.release(h)
 	}
 }

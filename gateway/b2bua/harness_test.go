@@ -144,7 +144,7 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 	}
 	h.layer = transaction.New(context.Background(), h.gw, transaction.HandlerFunc(h.serve), transaction.Config{
 		Logger: discardLogger(),
-		Admit: func(req *sip.Request) (*sip.Response, bool) {
+		Admit: func(req *sip.Request, _ time.Duration) (*sip.Response, bool) {
 			if !h.order.Arrive(req) {
 				return inorder.Refusal(req), false
 			}

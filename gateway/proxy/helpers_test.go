@@ -99,7 +99,7 @@ func newFixture(t testing.TB, tweak func(*Options)) *fixture {
 			OnStrayResponse: func(ctx context.Context, res *sip.Response) { p.ForwardResponse(ctx, res) },
 			// As the gateway does: the proxy learns the order in which
 			// the requests of a dialog arrived.
-			Admit: func(req *sip.Request) (*sip.Response, bool) { return p.Arrive(req), false },
+			Admit: func(req *sip.Request, _ time.Duration) (*sip.Response, bool) { return p.Arrive(req), false },
 		})
 	f.node.Recv = f.layer.HandleMessage
 	opts := Options{

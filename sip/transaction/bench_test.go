@@ -2,6 +2,7 @@ package transaction
 
 import (
 	"context"
+	"math"
 	"strconv"
 	"testing"
 
@@ -11,7 +12,15 @@ import (
 // BenchmarkServerNonInvite measures a non-INVITE server transaction round
 // trip: HandleMessage → handler goroutine → Respond → Sender. Over TCP, so
 // the transaction ends with the response (J = 0) and the real clock.
-func BenchmarkServerNonInvite(b *testing.B) {
+func BenchmarkServerNonInvite(b *testing.B) { benchServer(b, nil) }
+
+// BenchmarkServerNonInviteInline is the same with the handler run in
+// HandleMessage's goroutine (Config.Inline): no hand-off.
+func BenchmarkServerNonInviteInline(b *testing.B) {
+	benchServer(b, func(*sip.Request) bool { return true })
+}
+
+func benchServer(b *testing.B, inline func(*sip.Request) bool) {
 	sent := make(chan struct{}, 1)
 	sender := senderFunc(func(context.Context, sip.Message, sip.Addr) error {
 		sent <- struct{}{}
@@ -21,7 +30,7 @@ func BenchmarkServerNonInvite(b *testing.B) {
 		res := sip.NewResponse(req, 200, "")
 		res.SetToTag("bench")
 		_ = tx.Respond(res)
-	}), Config{})
+	}), Config{Inline: inline})
 	defer l.Close()
 	reqs := benchRequests(b, phoneTCP)
 	b.ReportAllocs()
@@ -46,7 +55,10 @@ func BenchmarkClientNonInviteUDP(b *testing.B) {
 }
 
 func benchClient(b *testing.B, dst sip.Addr) {
-	l := New(context.Background(), senderFunc(func(context.Context, sip.Message, sip.Addr) error { return nil }), nil, Config{})
+	// Over UDP each transaction stays for Timer K (T4, 5 s): no bound of
+	// client transactions for a benchmark's b.N.
+	l := New(context.Background(), senderFunc(func(context.Context, sip.Message, sip.Addr) error { return nil }), nil,
+		Config{MaxClientTransactions: math.MaxInt32})
 	defer l.Close()
 	reqs := benchRequests(b, dst)
 	ress := make([]*sip.Response, b.N)

@@ -303,7 +303,7 @@ func TestSourceOfIPv6(t *testing.T) {
 func TestAdmit(t *testing.T) {
 	blocked, dropped := from("192.0.2.66"), from("192.0.2.67")
 	var asked []string
-	h := newHarness(t, Config{TryingDelay: time.Hour, Admit: func(req *sip.Request) (*sip.Response, bool) {
+	h := newHarness(t, Config{TryingDelay: time.Hour, Admit: func(req *sip.Request, _ time.Duration) (*sip.Response, bool) {
 		asked = append(asked, req.Method)
 		switch req.Source.AddrPort.Addr() {
 		case blocked.AddrPort.Addr():

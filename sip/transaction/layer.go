@@ -35,8 +35,11 @@ type Sender interface {
 
 // Handler answers requests, like http.Handler. ServeSIP runs in a
 // goroutine of its own while it runs, one per server transaction (a
-// worker of the Layer's pool), so it may block until it has answered (a proxy or B2BUA waits for the next hop there); the number of
-// such goroutines is bounded by Config.MaxServerTransactions.
+// worker of the Layer's pool), so it may block until it has answered (a
+// proxy or B2BUA waits for the next hop there); the number of such
+// goroutines is bounded by Config.MaxServerTransactions. The requests that
+// Config.Inline picks are the exception: their ServeSIP runs in the
+// goroutine that called HandleMessage, and must answer at once.
 //
 // tx is nil for an ACK that matches no server transaction (the ACK for a 2xx
 // response, which RFC 3261 makes a transaction of its own, §17.1.1.3) and
@@ -120,11 +123,12 @@ type Layer struct {
 	log       *slog.Logger
 	stray     func(context.Context, *sip.Response)
 	onFinal   func(server bool, method string, status int)
-	admit     func(*sip.Request) (*sip.Response, bool)
-	weigh     func(netip.Addr) int // Config.SourceWeight
-	max       int                  // Config.MaxServerTransactions
-	perSource int                  // Config.MaxServerTransactionsPerSource
-	maxClient int                  // Config.MaxClientTransactions
+	admit     func(*sip.Request, time.Duration) (*sip.Response, bool)
+	inline    func(*sip.Request) bool // Config.Inline
+	weigh     func(netip.Addr) int    // Config.SourceWeight
+	max       int                     // Config.MaxServerTransactions
+	perSource int                     // Config.MaxServerTransactionsPerSource
+	maxClient int                     // Config.MaxClientTransactions
 	retry     string
 	load      overload
 
@@ -200,6 +204,7 @@ func New(ctx context.Context, s Sender, h Handler, cfg Config) *Layer {
 		stray:     cfg.OnStrayResponse,
 		onFinal:   cfg.OnFinal,
 		admit:     cfg.Admit,
+		inline:    cfg.Inline,
 		weigh:     cfg.SourceWeight,
 		max:       cfg.MaxServerTransactions,
 		perSource: cfg.MaxServerTransactionsPerSource,
@@ -329,11 +334,12 @@ func (l *Layer) Stats() Stats {
 
 // HandleMessage is called by the transport for every message it receives,
 // with msg.Src() set. It does not block on the TU: a new request starts a
-// server transaction whose Handler runs in a goroutine of its own;
-// retransmissions are absorbed by their transaction; responses go to their
-// client transaction, or to Config.OnStrayResponse. It waits only for
-// Sender.Send (when it answers a retransmission, sends an ACK or a stateless
-// response) and for OnStrayResponse.
+// server transaction whose Handler runs in a goroutine of its own (or in
+// this one, when Config.Inline says so, and then HandleMessage waits for
+// it); retransmissions are absorbed by their transaction; responses go to
+// their client transaction, or to Config.OnStrayResponse. Otherwise it
+// waits only for Sender.Send (when it answers a retransmission, sends an
+// ACK or a stateless response) and for OnStrayResponse.
 func (l *Layer) HandleMessage(msg sip.Message) {
 	switch m := msg.(type) {
 	case *sip.Request:
@@ -452,15 +458,8 @@ func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 		// Admit may take locks of its own: ask it unlocked, then look the
 		// request up again, as a retransmission may have started its
 		// transaction meanwhile.
-		late := l.load.markLate(req, waited)
 		l.mu.Unlock()
-		ok := l.admitRequest(req)
-		if late {
-			l.mu.Lock()
-			l.load.unmarkLate(req)
-			l.mu.Unlock()
-		}
-		if !ok {
+		if !l.admitRequest(req, waited) {
 			return
 		}
 		admitted = true
@@ -482,6 +481,13 @@ func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 	endEvicted(evicted)
 
 	tx.start()
+	if l.inline != nil && l.inline(req) {
+		// No hand-off, so no wait for the overload measure to sample:
+		// the wait of an inline handler is its request's in the
+		// transport's queue (Config.QueueDelay).
+		l.serve(tx)
+		return
+	}
 	tx.handed = delay.Now()
 	l.load.handed()
 	l.dispatch(tx)
@@ -514,6 +520,7 @@ func (l *Layer) dispatch(tx *ServerTx) {
 func (l *Layer) worker(tx *ServerTx) {
 	defer l.workers.Done()
 	for {
+		l.load.sample(tx.handed)
 		l.serve(tx)
 		tx = nil // not kept alive while the worker waits
 		if l.ctx.Err() != nil {
@@ -535,8 +542,8 @@ func (l *Layer) worker(tx *ServerTx) {
 
 // admitRequest asks Config.Admit about req and carries out a refusal. It
 // reports whether req may start a transaction.
-func (l *Layer) admitRequest(req *sip.Request) bool {
-	res, drop := l.admit(req)
+func (l *Layer) admitRequest(req *sip.Request, waited time.Duration) bool {
+	res, drop := l.admit(req, waited)
 	switch {
 	case drop:
 		l.mu.Lock()
@@ -673,7 +680,6 @@ func (l *Layer) handlerDone(tx *ServerTx) {
 
 // serve runs the handler of a server transaction.
 func (l *Layer) serve(tx *ServerTx) {
-	l.load.sample(tx.handed)
 	defer l.handlers.Done()
 	defer tx.handlerReturned()
 	defer func() {

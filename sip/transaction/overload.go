@@ -12,8 +12,10 @@ import (
 )
 
 // Overload. Each server transaction's handler runs in a goroutine of its
-// own, so when requests come faster than the CPUs serve them the backlog
-// is not a queue the layer sees but runnable goroutines: every handler
+// own (but those of Config.Inline, whose wait is all in the transport's
+// queue, Config.QueueDelay), so when requests come faster than the CPUs
+// serve them the backlog is not a queue the layer sees but runnable
+// goroutines: every handler
 // then waits longer for a CPU before it starts, and a client that waits
 // past T1 sends its request again, which doubles the load. The layer
 // measures that wait, from the request's handover to the handler's
@@ -90,37 +92,16 @@ type overload struct {
 	queueLen func() int           // Config.QueueLen, or nil: no floor
 	handlers delay.Mean           // from a request's handover to its handler's start
 	waiting  atomic.Int64         // handlers handed over, not started
-	// late holds the requests being admitted (Config.Admit runs) that
-	// waited past lateAfter below the layer, for Overloaded; guarded by
-	// Layer.mu, and nLate counts them so that Overloaded takes no lock
-	// while none is.
-	late  map[*sip.Request]struct{}
-	nLate atomic.Int32
 }
 
 // lateAfter is the wait below the layer past which a new request is late
 // (see above): four fifths of t1, and at least twice the limit.
 func lateAfter(limit int64, t1 time.Duration) int64 { return max(2*limit, int64(t1)*4/5) }
 
-// markLate notes req as late while it is admitted, when it waited past
-// lateAfter and the backlog is over the floor; it reports whether it did,
-// and then unmarkLate must follow. Called with Layer.mu held.
-func (o *overload) markLate(req *sip.Request, waited time.Duration) bool {
-	if o.limit <= 0 || int64(waited) <= o.lateAt || o.floored() {
-		return false
-	}
-	if o.late == nil {
-		o.late = make(map[*sip.Request]struct{})
-	}
-	o.late[req] = struct{}{}
-	o.nLate.Add(1)
-	return true
-}
-
-// unmarkLate undoes markLate. Called with Layer.mu held.
-func (o *overload) unmarkLate(req *sip.Request) {
-	delete(o.late, req)
-	o.nLate.Add(-1)
+// late reports whether a request that waited for waited below the layer
+// is late (lateAfter), with a backlog over the floor behind it.
+func (o *overload) late(waited time.Duration) bool {
+	return o.limit > 0 && int64(waited) > o.lateAt && !o.floored()
 }
 
 // handed notes a handler handed over, which sample will see start.
@@ -191,8 +172,9 @@ func (l *Layer) noteRecent(src netip.Addr) {
 // longer than Config.OverloadDelay, on average, in the queue below the
 // layer (Config.QueueDelay) and for a CPU to run their handler; past the
 // limit by a share x of it, it answers true for that share of the calls,
-// at random, and always from twice the limit on; or req itself, handed
-// over by HandleWaited, waited past 4/5 of T1 below the layer) and
+// at random, and always from twice the limit on; or req itself waited
+// past 4/5 of T1 below the layer: waited, the wait that HandleWaited was
+// given for it and Config.Admit passes on) and
 // req's source brings at least its share of the load: of the last 64 new
 // requests, at least the share its weight is of the weights of their sources
 // (Config.SourceWeight). So under overload the sources that bring the
@@ -206,17 +188,13 @@ func (l *Layer) noteRecent(src netip.Addr) {
 // The share is of the requests, not of the places held: a flood of
 // requests that end at once (challenges, refusals) holds few places, and
 // by the places a newcomer would hold its share with nothing.
-func (l *Layer) Overloaded(req *sip.Request) bool {
-	shed := l.load.shed()
-	if !shed && l.load.nLate.Load() == 0 {
+func (l *Layer) Overloaded(req *sip.Request, waited time.Duration) bool {
+	if !l.load.shed() && !l.load.late(waited) {
 		return false
 	}
 	src := sourceOf(req.Source)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if _, late := l.load.late[req]; !late && !shed {
-		return false
-	}
 	var others [recentSize]netip.Addr
 	k, mine := 0, 0
 	for _, a := range l.recent[:l.recentN] {

@@ -32,7 +32,7 @@ func TestOverloaded(t *testing.T) {
 		t.Fatalf("overloaded after 30 requests served at once: %+v", st)
 	}
 	req := func(src sip.Addr) *sip.Request { return spec("OPTIONS", 999, src).req(t) }
-	if a.l.Overloaded(req(flood)) {
+	if a.l.Overloaded(req(flood), 0) {
 		t.Fatal("Overloaded without overload")
 	}
 
@@ -46,7 +46,7 @@ func TestOverloaded(t *testing.T) {
 	if st := a.l.Stats(); !st.Overloaded || st.HandlerDelay < 2*DefaultOverloadDelay {
 		t.Fatalf("after waits of %v: %+v, want overloaded", time.Duration(long), st)
 	}
-	if !a.l.Overloaded(req(flood)) {
+	if !a.l.Overloaded(req(flood), 0) {
 		t.Error("the source alone, holding every place, is not refused")
 	}
 	for i := range 2 {
@@ -54,11 +54,11 @@ func TestOverloaded(t *testing.T) {
 	}
 	a.settled()
 	switch {
-	case !a.l.Overloaded(req(flood)):
+	case !a.l.Overloaded(req(flood), 0):
 		t.Error("the flood, over its share, is not refused")
-	case a.l.Overloaded(req(trunk)):
+	case a.l.Overloaded(req(trunk), 0):
 		t.Error("the trunk, under its weighted share, is refused")
-	case a.l.Overloaded(req(phone)):
+	case a.l.Overloaded(req(phone), 0):
 		t.Error("a phone that holds nothing is refused")
 	}
 
@@ -72,10 +72,10 @@ func TestOverloaded(t *testing.T) {
 	if c.l.Stats().Pending == 0 {
 		t.Fatal("the flood holds no place")
 	}
-	if c.l.Overloaded(req(phone)) {
+	if c.l.Overloaded(req(phone), 0) {
 		t.Error("a phone that holds nothing is refused while the flood holds a place")
 	}
-	if !c.l.Overloaded(req(flood)) {
+	if !c.l.Overloaded(req(flood), 0) {
 		t.Error("the flood alone is not refused")
 	}
 
@@ -83,7 +83,7 @@ func TestOverloaded(t *testing.T) {
 	for range 4 * delay.Smoothing {
 		a.l.load.sample(delay.Now())
 	}
-	if a.l.Overloaded(req(flood)) {
+	if a.l.Overloaded(req(flood), 0) {
 		t.Error("still overloaded once handlers start at once")
 	}
 	// A stale mean says nothing.
@@ -91,7 +91,7 @@ func TestOverloaded(t *testing.T) {
 	for range 4 * delay.Smoothing {
 		a.l.load.handlers.Sample(past-long, past)
 	}
-	if a.l.Overloaded(req(flood)) {
+	if a.l.Overloaded(req(flood), 0) {
 		t.Error("overloaded on a stale mean")
 	}
 
@@ -101,7 +101,7 @@ func TestOverloaded(t *testing.T) {
 	for range 4 * delay.Smoothing {
 		b.l.load.sample(delay.Now() - int64(time.Second))
 	}
-	if b.l.Overloaded(req(flood)) {
+	if b.l.Overloaded(req(flood), 0) {
 		t.Error("overloaded with OverloadDelay < 0")
 	}
 }
@@ -145,15 +145,15 @@ func TestOverloadQueue(t *testing.T) {
 	flood := from("192.0.2.66")
 	a.send(spec("OPTIONS", 1, flood))
 	req := spec("OPTIONS", 999, flood).req(t)
-	if a.l.Overloaded(req) {
+	if a.l.Overloaded(req, 0) {
 		t.Fatal("overloaded with an empty queue")
 	}
 	queue.Store(int64(3 * DefaultOverloadDelay))
-	if !a.l.Overloaded(req) || !a.l.Stats().Overloaded {
+	if !a.l.Overloaded(req, 0) || !a.l.Stats().Overloaded {
 		t.Fatal("not overloaded with requests waiting three times the limit in the queue")
 	}
 	queue.Store(0)
-	if a.l.Overloaded(req) {
+	if a.l.Overloaded(req, 0) {
 		t.Fatal("still overloaded once the queue is empty")
 	}
 }
@@ -177,21 +177,21 @@ func TestOverloadFloor(t *testing.T) {
 	a.settled()
 	req := spec("OPTIONS", 999, flood).req(t)
 
-	if a.l.Overloaded(req) || a.l.Stats().Overloaded {
+	if a.l.Overloaded(req, 0) || a.l.Stats().Overloaded {
 		t.Fatal("overloaded by long waits with nothing queued")
 	}
 	queued.Store(shedFloor - 1)
-	if a.l.Overloaded(req) {
+	if a.l.Overloaded(req, 0) {
 		t.Fatalf("overloaded with %d queued, under the floor of %d", shedFloor-1, shedFloor)
 	}
 	queued.Store(shedFloor)
-	if !a.l.Overloaded(req) || !a.l.Stats().Overloaded {
+	if !a.l.Overloaded(req, 0) || !a.l.Stats().Overloaded {
 		t.Fatalf("not overloaded with %d queued and waits of three times the limit", shedFloor)
 	}
 	// Handlers handed over and not started are a backlog too.
 	queued.Store(shedFloor / 2)
 	a.l.load.waiting.Add(shedFloor / 2)
-	if !a.l.Overloaded(req) {
+	if !a.l.Overloaded(req, 0) {
 		t.Error("not overloaded with half the floor queued and half waiting for a CPU")
 	}
 	a.l.load.waiting.Add(-shedFloor / 2)
@@ -199,7 +199,7 @@ func TestOverloadFloor(t *testing.T) {
 	// The load drops: the queue drains, the mean still says three times
 	// the limit; new work is served at once.
 	queued.Store(0)
-	if a.l.Overloaded(req) {
+	if a.l.Overloaded(req, 0) {
 		t.Error("still refusing once the queue drained")
 	}
 	a.send(spec("OPTIONS", 2, flood))
@@ -213,15 +213,15 @@ func TestOverloadFloor(t *testing.T) {
 // (HandleWaited) past four fifths of T1 is refused as new work, though the
 // mean of the waits says nothing (every handler started at once); one that
 // waited up to that is served; a late one is served while the
-// backlog is under the floor (the host's doing); and the mark lasts only
-// while the request is admitted: the next one, not late, is served.
+// backlog is under the floor (the host's doing); and the wait is the
+// request's own: the next one, not late, is served.
 func TestOverloadLate(t *testing.T) {
 	var queued atomic.Int64
 	var l atomic.Pointer[Layer]
 	a := newAnswering(t, Config{
 		QueueLen: func() int { return int(queued.Load()) },
-		Admit: func(req *sip.Request) (*sip.Response, bool) {
-			if l.Load().Overloaded(req) {
+		Admit: func(req *sip.Request, waited time.Duration) (*sip.Response, bool) {
+			if l.Load().Overloaded(req, waited) {
 				return sip.NewResponse(req, 503, "Overloaded"), false
 			}
 			return nil, false
@@ -256,9 +256,6 @@ func TestOverloadLate(t *testing.T) {
 		if got := answer(c.waited); got != c.want {
 			t.Errorf("after a wait of %v below the layer: %s, want %s", c.waited, got, c.want)
 		}
-	}
-	if a.l.load.nLate.Load() != 0 || len(a.l.load.late) != 0 {
-		t.Errorf("%d late requests kept after their admission", a.l.load.nLate.Load())
 	}
 	queued.Store(shedFloor - 1)
 	if got := answer(time.Second); got != "200 OPTIONS" {
