@@ -411,13 +411,15 @@ func (h *Headers) To() Address {
 // CallID returns the Call-ID. Its line is checked when parsed, like the
 // other typed headers, but the value is read from the line rather than
 // copied beside it: that keeps a Response within its allocation size class.
+// As before, a malformed second Call-ID line leaves the first one read.
 func (h *Headers) CallID() string {
-	if !h.typedOK(hCallID) {
-		return ""
-	}
+	ok := h.typedOK(hCallID)
 	for i := range h.fields {
 		if h.fields[i].id == hCallID {
-			return h.fields[i].Value
+			if v := h.fields[i].Value; ok || isCallID(v) {
+				return v
+			}
+			return ""
 		}
 	}
 	return ""

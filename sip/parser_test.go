@@ -638,3 +638,36 @@ func TestMessageSize(t *testing.T) {
 		t.Errorf("Response and its allocation header are %d bytes, over its 1,408-byte size class", n)
 	}
 }
+
+// TestCallIDOfBuiltMessage: CallID reads the Call-ID line of a built
+// message as it read its cached copy: the first line when it is valid,
+// even beside a bad second one, and "" for a bad or missing one.
+func TestCallIDOfBuiltMessage(t *testing.T) {
+	for _, tt := range []struct {
+		lines []string
+		want  string
+	}{
+		{nil, ""},
+		{[]string{"abc@host"}, "abc@host"},
+		{[]string{"abc@host", "second"}, "abc@host"},
+		{[]string{"abc@host", "bad value"}, "abc@host"},
+		{[]string{"bad value"}, ""},
+	} {
+		req := NewRequest(MethodRegister, URI{Scheme: "sip", Host: "example.com"})
+		for _, l := range tt.lines {
+			req.Add("Call-ID", l)
+		}
+		if got := req.CallID(); got != tt.want {
+			t.Errorf("Call-ID lines %q: CallID() = %q, want %q", tt.lines, got, tt.want)
+		}
+	}
+	req := NewRequest(MethodRegister, URI{Scheme: "sip", Host: "example.com"})
+	req.Add("i", "compact@host")
+	if got := req.CallID(); got != "compact@host" {
+		t.Errorf("compact form: CallID() = %q", got)
+	}
+	req.Set("Call-ID", "new@host")
+	if got := req.CallID(); got != "new@host" {
+		t.Errorf("after Set: CallID() = %q", got)
+	}
+}
