@@ -183,7 +183,7 @@ func checkFields(t *testing.T, data []byte) {
 		if q.Name != f.Name || q.Value != f.Value {
 			t.Fatalf("line %d: quick path %q %q, parseLine %q %q", k, q.Name, q.Value, f.Name, f.Value)
 		}
-		if a, b := q.appendTo(nil, quick.raws), f.appendTo(nil, slow.raws); !bytes.Equal(a, b) {
+		if a, b := q.appendTo(nil, quick.raws()), f.appendTo(nil, slow.raws()); !bytes.Equal(a, b) {
 			t.Fatalf("line %d written back as %q, not %q", k, a, b)
 		}
 		i = next

@@ -14,22 +14,19 @@ import (
 // must not be copied after first use: the typed cache points into it.
 type Headers struct {
 	fields []HeaderField
-	// raws holds the received lines that the fields cannot write back from
-	// Name and Value alone (see HeaderField.raw). It is only appended to.
-	raws []string
+	// rare holds what few messages need (raw lines, Route, Record-Route
+	// and Path), out of line so that every message is smaller; nil until
+	// one needs it.
+	rare *rareHeaders
 
 	cached uint64 // bit 1<<headerID set when the typed value below is current
 
 	via           []Via
 	from, to      Address
-	callID        string
 	cseq          CSeq
-	maxForwards   int // -1 when absent
-	contentLength int // -1 when absent
+	maxForwards   int32 // -1 when absent
+	contentLength int32 // -1 when absent
 	contacts      []Address
-	routes        []Address
-	recordRoutes  []Address
-	paths         []Address
 
 	// Inline storage, so that the common message (up to 14 header lines,
 	// one or two Vias, one Contact) parses in one allocation for the
@@ -37,6 +34,35 @@ type Headers struct {
 	fieldArr   [14]HeaderField
 	viaArr     [2]Via
 	contactArr [1]Address
+}
+
+// rareHeaders is the part of Headers that a REGISTER and most other
+// requests leave empty. A clone gets its own copy (cloneFrom).
+type rareHeaders struct {
+	// raws holds the received lines that the fields cannot write back
+	// from Name and Value alone (see HeaderField.raw). It is only
+	// appended to.
+	raws []string
+
+	routes       []Address
+	recordRoutes []Address
+	paths        []Address
+}
+
+// rareHeaders returns h.rare, made if it was nil.
+func (h *Headers) rareHeaders() *rareHeaders {
+	if h.rare == nil {
+		h.rare = new(rareHeaders)
+	}
+	return h.rare
+}
+
+// raws returns the raw lines (see rareHeaders).
+func (h *Headers) raws() []string {
+	if h.rare == nil {
+		return nil
+	}
+	return h.rare.raws
 }
 
 // Fields returns the header lines in order. The slice is the message's own:
@@ -164,8 +190,9 @@ func (h *Headers) CopyFrom(src *Headers, name string) {
 	for i := range src.fields {
 		if f := src.fields[i]; f.is(id, name) {
 			if f.raw != 0 {
-				h.raws = append(h.raws, src.raws[f.raw-1])
-				f.raw = uint32(len(h.raws))
+				r := h.rareHeaders()
+				r.raws = append(r.raws, src.rare.raws[f.raw-1])
+				f.raw = uint32(len(r.raws))
 			}
 			h.fields = append(h.fields, f)
 		}
@@ -207,12 +234,10 @@ func (h *Headers) resetTyped(id headerID) bool {
 		h.contacts = h.contactArr[:0]
 	// Lists outside the inline arrays may be shared with a clone: start
 	// afresh rather than overwrite them.
-	case hRoute:
-		h.routes = nil
-	case hRecordRoute:
-		h.recordRoutes = nil
-	case hPath:
-		h.paths = nil
+	case hRoute, hRecordRoute, hPath:
+		if h.rare != nil {
+			*h.rare.list(id) = nil
+		}
 	case hMaxForwards:
 		h.maxForwards = -1
 	case hContentLength:
@@ -222,7 +247,7 @@ func (h *Headers) resetTyped(id headerID) bool {
 	case hTo:
 		h.to = Address{}
 	case hCallID:
-		h.callID = ""
+		// Nothing is kept: CallID reads the line, checked when parsed.
 	case hCSeq:
 		h.cseq = CSeq{}
 	default:
@@ -246,14 +271,9 @@ func (h *Headers) parseField(f *HeaderField, seen *uint64) (err error) {
 		}
 		h.contacts, err = scanAddressList(h.contacts, v)
 		return err
-	case hRoute:
-		h.routes, err = scanAddressList(h.routes, v)
-		return err
-	case hRecordRoute:
-		h.recordRoutes, err = scanAddressList(h.recordRoutes, v)
-		return err
-	case hPath:
-		h.paths, err = scanAddressList(h.paths, v)
+	case hRoute, hRecordRoute, hPath:
+		list := h.rareHeaders().list(id)
+		*list, err = scanAddressList(*list, v)
 		return err
 	case hContentLength:
 		// Repeated equal values are harmless; different ones are a framing
@@ -262,10 +282,10 @@ func (h *Headers) parseField(f *HeaderField, seen *uint64) (err error) {
 		if !ok {
 			return syntaxError("invalid Content-Length")
 		}
-		if h.contentLength >= 0 && h.contentLength != int(n) {
+		if h.contentLength >= 0 && h.contentLength != int32(n) {
 			return syntaxError("conflicting Content-Length values")
 		}
-		h.contentLength = int(n)
+		h.contentLength = int32(n)
 		return nil
 	}
 	// The remaining headers take exactly one value (RFC 4475 multi01).
@@ -282,7 +302,6 @@ func (h *Headers) parseField(f *HeaderField, seen *uint64) (err error) {
 		if !isCallID(v) {
 			return syntaxError("invalid Call-ID")
 		}
-		h.callID = v
 	case hCSeq:
 		h.cseq, err = ParseCSeq(v)
 		return err
@@ -291,7 +310,7 @@ func (h *Headers) parseField(f *HeaderField, seen *uint64) (err error) {
 		if !ok {
 			return syntaxError("invalid Max-Forwards")
 		}
-		h.maxForwards = int(n)
+		h.maxForwards = int32(n)
 	}
 	return nil
 }
@@ -389,10 +408,21 @@ func (h *Headers) To() Address {
 	return h.to
 }
 
-// CallID returns the Call-ID.
+// CallID returns the Call-ID. Its line is checked when parsed, like the
+// other typed headers, but the value is read from the line rather than
+// copied beside it: that keeps a Response within its allocation size class.
+// As before, a malformed second Call-ID line leaves the first one read.
 func (h *Headers) CallID() string {
-	h.typedOK(hCallID)
-	return h.callID
+	ok := h.typedOK(hCallID)
+	for i := range h.fields {
+		if h.fields[i].id == hCallID {
+			if v := h.fields[i].Value; ok || isCallID(v) {
+				return v
+			}
+			return ""
+		}
+	}
+	return ""
 }
 
 // CSeq returns the CSeq header.
@@ -406,7 +436,7 @@ func (h *Headers) MaxForwards() (int, bool) {
 	if !h.typedOK(hMaxForwards) {
 		return 0, false
 	}
-	return h.maxForwards, h.maxForwards >= 0
+	return int(h.maxForwards), h.maxForwards >= 0
 }
 
 // ContentLength returns Content-Length and whether it is present.
@@ -414,7 +444,7 @@ func (h *Headers) ContentLength() (int, bool) {
 	if !h.typedOK(hContentLength) {
 		return 0, false
 	}
-	return h.contentLength, h.contentLength >= 0
+	return int(h.contentLength), h.contentLength >= 0
 }
 
 // ContentType returns the Content-Type value.
@@ -422,28 +452,41 @@ func (h *Headers) ContentType() string { return h.Get("Content-Type") }
 
 // Contacts returns every Contact value in order. "Contact: *" is one
 // Address with Wildcard set.
-func (h *Headers) Contacts() ([]Address, error) {
-	return h.addressList(hContact, &h.contacts)
-}
+func (h *Headers) Contacts() ([]Address, error) { return h.addressList(hContact) }
 
 // Routes returns the Route set, top first.
-func (h *Headers) Routes() ([]Address, error) { return h.addressList(hRoute, &h.routes) }
+func (h *Headers) Routes() ([]Address, error) { return h.addressList(hRoute) }
 
 // RecordRoutes returns the Record-Route values, top first.
-func (h *Headers) RecordRoutes() ([]Address, error) {
-	return h.addressList(hRecordRoute, &h.recordRoutes)
-}
+func (h *Headers) RecordRoutes() ([]Address, error) { return h.addressList(hRecordRoute) }
 
 // Paths returns the Path values (RFC 3327), top first.
-func (h *Headers) Paths() ([]Address, error) { return h.addressList(hPath, &h.paths) }
+func (h *Headers) Paths() ([]Address, error) { return h.addressList(hPath) }
 
-func (h *Headers) addressList(id headerID, list *[]Address) ([]Address, error) {
+func (h *Headers) addressList(id headerID) ([]Address, error) {
 	if h.cached&(1<<id) == 0 {
 		if err := h.parseTyped(id); err != nil {
 			return nil, malformedHeader(headerNames[id], err)
 		}
 	}
-	return *list, nil
+	switch {
+	case id == hContact:
+		return h.contacts, nil
+	case h.rare == nil:
+		return nil, nil
+	}
+	return *h.rare.list(id), nil
+}
+
+// list returns the typed list of Route, Record-Route or Path.
+func (r *rareHeaders) list(id headerID) *[]Address {
+	switch id {
+	case hRoute:
+		return &r.routes
+	case hRecordRoute:
+		return &r.recordRoutes
+	}
+	return &r.paths
 }
 
 // Address parses a single-address header such as Refer-To, Referred-By or
@@ -615,7 +658,7 @@ func (h *Headers) Replaces() (r Replaces, ok bool, err error) {
 
 func (h *Headers) appendTo(b []byte) []byte {
 	for i := range h.fields {
-		b = h.fields[i].appendTo(b, h.raws)
+		b = h.fields[i].appendTo(b, h.raws())
 		b = append(b, '\r', '\n')
 	}
 	return b

@@ -49,8 +49,13 @@ func (h *Headers) cloneFrom(src *Headers) {
 	} else {
 		h.fields = slices.Clone(src.fields)
 	}
-	// Both copies may append raw lines: neither may write over the other's.
-	h.raws = slices.Clip(src.raws)
+	// Both copies may append raw lines and parse their lists again:
+	// neither may write over the other's.
+	if src.rare != nil {
+		r := *src.rare
+		r.raws = slices.Clip(r.raws)
+		h.rare = &r
+	}
 	if len(src.via) > 0 && &src.via[0] == &src.viaArr[0] {
 		h.via = h.viaArr[:len(src.via)]
 	}

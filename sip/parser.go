@@ -152,9 +152,6 @@ func (p *Parser) parse(in []byte, datagram bool) (Message, error) {
 	}
 	if req != nil {
 		req.Body = body
-		// Copied last, long after the URI was written: copying it at once
-		// would read its words back before the stores have landed.
-		req.lineURI = req.URI
 		return req, nil
 	}
 	res.Body = body
@@ -219,7 +216,7 @@ func (r *Request) parseRequestLine(line string, lim *Limits) error {
 		return malformedHeader("Request-URI", syntaxError("headers in Request-URI"))
 	}
 	r.Method = method
-	r.line, r.lineMethod = line, method
+	r.line = line
 	return nil
 }
 
@@ -251,7 +248,7 @@ func (r *Response) parseStatusLine(line string) error {
 		return malformed("Malformed Status-Code")
 	}
 	r.StatusCode, r.Reason = int(n), reason
-	r.line, r.lineCode, r.lineReason = line, r.StatusCode, reason
+	r.line = line
 	return nil
 }
 
@@ -365,8 +362,9 @@ func (h *Headers) parseLine(s string, i, j, nfields int, lim *Limits) (HeaderFie
 	if folded {
 		value = unfold(value)
 	}
-	h.raws = append(h.raws, line)
-	f := HeaderField{Name: name, Value: trimWS(value), raw: uint32(len(h.raws))}
+	r := h.rareHeaders()
+	r.raws = append(r.raws, line)
+	f := HeaderField{Name: name, Value: trimWS(value), raw: uint32(len(r.raws))}
 	return f, end, nil
 }
 
@@ -457,7 +455,7 @@ func (h *Headers) index() error {
 		}
 	}
 	h.cached |= eager
-	return h.checkMandatory()
+	return h.checkMandatory(seen)
 }
 
 // indexTyped parses the eager headers of stale (a mask of eager) of a
@@ -482,7 +480,9 @@ func (h *Headers) indexTyped(stale uint64) error {
 	return nil
 }
 
-func (h *Headers) checkMandatory() error {
+// checkMandatory checks that the headers every message needs are there;
+// seen has the single-value headers met (see parseField).
+func (h *Headers) checkMandatory(seen uint64) error {
 	missing := ""
 	switch {
 	case len(h.via) == 0:
@@ -491,7 +491,7 @@ func (h *Headers) checkMandatory() error {
 		missing = "From"
 	case h.to.URI.Scheme == "":
 		missing = "To"
-	case h.callID == "":
+	case seen&(1<<hCallID) == 0:
 		missing = "Call-ID"
 	case h.cseq.Method == "":
 		missing = "CSeq"
@@ -514,7 +514,7 @@ func (r *Request) check() error {
 
 // frameBody cuts the body out of what follows the header section.
 func (h *Headers) frameBody(rest []byte, datagram bool) ([]byte, error) {
-	cl := h.contentLength
+	cl := int(h.contentLength)
 	switch {
 	case cl < 0:
 		// No Content-Length: the datagram or frame ends the body (§18.3;

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 const simpleInvite = "INVITE sip:bob@biloxi.example.com SIP/2.0\r\n" +
@@ -562,5 +563,111 @@ func TestSetToTagForms(t *testing.T) {
 	}
 	if n < 20 {
 		t.Fatalf("only %d requests checked", n)
+	}
+}
+
+// TestStartLineKept: a parsed message is written with its start line as
+// received, byte for byte, until the fields the line holds change.
+func TestStartLineKept(t *testing.T) {
+	req := mustParse(t, "REGISTER sip:Example.COM;Transport=udp SIP/2.0\r\n"+
+		"Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\nFrom: <sip:a@example.com>;tag=1\r\n"+
+		"To: <sip:a@example.com>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n\r\n").(*Request)
+	first := func(m Message) string {
+		s := m.String()
+		return s[:strings.Index(s, "\r\n")]
+	}
+	if got := first(req); got != "REGISTER sip:Example.COM;Transport=udp SIP/2.0" {
+		t.Errorf("unchanged request line written as %q", got)
+	}
+	c := req.Clone()
+	c.URI.Host = "example.net"
+	if got := first(c); got != "REGISTER sip:example.net;Transport=udp SIP/2.0" {
+		t.Errorf("after a new host: %q", got)
+	}
+	c = req.Clone()
+	c.URI.Params = c.URI.Params.Set("lr", "")
+	if got := first(c); strings.Contains(got, "udp SIP") {
+		t.Errorf("after a new URI parameter the old line was kept: %q", got)
+	}
+	c = req.Clone()
+	c.Method = "REGISTERX"
+	if got := first(c); !strings.HasPrefix(got, "REGISTERX sip:") {
+		t.Errorf("after a new method: %q", got)
+	}
+	c = req.Clone()
+	c.Method = "REG"
+	if got := first(c); !strings.HasPrefix(got, "REG sip:") {
+		t.Errorf("after a method that starts the old one: %q", got)
+	}
+
+	for _, tt := range []struct {
+		line   string
+		change func(*Response)
+		want   string
+	}{
+		{"sip/2.0 200 Fine  thanks", func(*Response) {}, "sip/2.0 200 Fine  thanks"},
+		{"SIP/2.0 200", func(*Response) {}, "SIP/2.0 200"},
+		{"SIP/2.0 200 ", func(*Response) {}, "SIP/2.0 200 "},
+		{"SIP/2.0 200 OK", func(r *Response) { r.Reason = "Fine" }, "SIP/2.0 200 Fine"},
+		{"SIP/2.0 200 OK", func(r *Response) { r.StatusCode = 202 }, "SIP/2.0 202 OK"},
+		{"SIP/2.0 200 OK", func(r *Response) { r.StatusCode = 1200 }, "SIP/2.0 1200 OK"},
+		{"SIP/2.0 200", func(r *Response) { r.Reason = "OK" }, "SIP/2.0 200 OK"},
+	} {
+		res := mustParse(t, tt.line+"\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n"+
+			"From: <sip:a@example.com>;tag=1\r\nTo: <sip:a@example.com>\r\nCall-ID: c\r\nCSeq: 1 REGISTER\r\n\r\n").(*Response)
+		tt.change(res)
+		if got := first(res); got != tt.want {
+			t.Errorf("%q changed: written as %q, want %q", tt.line, got, tt.want)
+		}
+	}
+}
+
+// TestMessageSize: a Request and a Response each fit the allocator's size
+// class they were cut to (1,536 and 1,408 bytes on 64-bit, with the 8-byte
+// header the allocator puts before an object of over 512 bytes that holds
+// pointers): the next field added to them costs every message 128 or 256
+// bytes, so it should be a choice (docs/performance.md).
+func TestMessageSize(t *testing.T) {
+	if unsafe.Sizeof(uintptr(0)) != 8 {
+		t.Skip("the size classes are those of 64-bit platforms")
+	}
+	if n := unsafe.Sizeof(Request{}) + 8; n > 1536 {
+		t.Errorf("Request and its allocation header are %d bytes, over its 1,536-byte size class", n)
+	}
+	if n := unsafe.Sizeof(Response{}) + 8; n > 1408 {
+		t.Errorf("Response and its allocation header are %d bytes, over its 1,408-byte size class", n)
+	}
+}
+
+// TestCallIDOfBuiltMessage: CallID reads the Call-ID line of a built
+// message as it read its cached copy: the first line when it is valid,
+// even beside a bad second one, and "" for a bad or missing one.
+func TestCallIDOfBuiltMessage(t *testing.T) {
+	for _, tt := range []struct {
+		lines []string
+		want  string
+	}{
+		{nil, ""},
+		{[]string{"abc@host"}, "abc@host"},
+		{[]string{"abc@host", "second"}, "abc@host"},
+		{[]string{"abc@host", "bad value"}, "abc@host"},
+		{[]string{"bad value"}, ""},
+	} {
+		req := NewRequest(MethodRegister, URI{Scheme: "sip", Host: "example.com"})
+		for _, l := range tt.lines {
+			req.Add("Call-ID", l)
+		}
+		if got := req.CallID(); got != tt.want {
+			t.Errorf("Call-ID lines %q: CallID() = %q, want %q", tt.lines, got, tt.want)
+		}
+	}
+	req := NewRequest(MethodRegister, URI{Scheme: "sip", Host: "example.com"})
+	req.Add("i", "compact@host")
+	if got := req.CallID(); got != "compact@host" {
+		t.Errorf("compact form: CallID() = %q", got)
+	}
+	req.Set("Call-ID", "new@host")
+	if got := req.CallID(); got != "new@host" {
+		t.Errorf("after Set: CallID() = %q", got)
 	}
 }

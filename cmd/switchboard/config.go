@@ -174,6 +174,13 @@ type Config struct {
 	// one's SIP TCP listener (validated in clusterstack.go).
 	RedisURL    string `env:"REDIS_URL"`
 	ClusterHost string `env:"CLUSTER_HOST"`
+
+	// GCPercent and MemoryLimit steer the garbage collector as GOGC and
+	// GOMEMLIMIT do (gc.go), which win when they are set: the percent of
+	// new heap over the live heap that starts a collection, and a soft
+	// limit on the Go runtime's memory (0: none).
+	GCPercent   int      `env:"GC_PERCENT" envDefault:"400"`
+	MemoryLimit ByteSize `env:"MEMORY_LIMIT" envDefault:"1GiB"`
 }
 
 // loadConfig reads the settings from environ (variable name to value, as
@@ -427,6 +434,13 @@ func (c *Config) validate() []error {
 	}
 	if c.UnregisteredIdleTimeout < time.Second || c.UnregisteredIdleTimeout > maxIdleTimeout {
 		add("UNREGISTERED_IDLE_TIMEOUT", "%v is out of range; use a duration from 1s to %v, e.g. 60s", c.UnregisteredIdleTimeout, maxIdleTimeout)
+	}
+
+	if c.GCPercent < minGCPercent || c.GCPercent > maxGCPercent {
+		add("GC_PERCENT", "%d is out of range; use %d to %d, e.g. %d", c.GCPercent, minGCPercent, maxGCPercent, defaultGCPercent)
+	}
+	if c.MemoryLimit != 0 && c.MemoryLimit < minMemoryLimit {
+		add("MEMORY_LIMIT", "%v is below %v, where the collector would run all the time; use e.g. 1GiB, or 0 for no limit", c.MemoryLimit, ByteSize(minMemoryLimit))
 	}
 
 	c.validateMedia(add)

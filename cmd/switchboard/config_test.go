@@ -45,6 +45,9 @@ func TestLoadConfigDefaults(t *testing.T) {
 		WSMaxConns:              5000,
 		WSMaxConnsPerIP:         100,
 		UnregisteredIdleTimeout: time.Minute,
+
+		GCPercent:   400,
+		MemoryLimit: 1 << 30,
 	}
 	if !reflect.DeepEqual(cfg, want) {
 		t.Errorf("defaults:\n got %+v\nwant %+v", cfg, want)
@@ -378,6 +381,11 @@ func TestLoadConfigInvalid(t *testing.T) {
 		{"cluster host with port", map[string]string{"SWITCHBOARD_REDIS_URL": "redis://127.0.0.1:6379", "SWITCHBOARD_CLUSTER_HOST": "10.0.0.2:5060"}, "SWITCHBOARD_CLUSTER_HOST", "no port"},
 		{"cluster host unspecified", map[string]string{"SWITCHBOARD_REDIS_URL": "redis://127.0.0.1:6379", "SWITCHBOARD_CLUSTER_HOST": "0.0.0.0"}, "SWITCHBOARD_CLUSTER_HOST", "cannot be reached"},
 		{"cluster host is the domain", map[string]string{"SWITCHBOARD_REDIS_URL": "redis://127.0.0.1:6379", "SWITCHBOARD_CLUSTER_HOST": "localhost"}, "SWITCHBOARD_CLUSTER_HOST", "every instance serves"},
+		{"GC percent empty", map[string]string{"SWITCHBOARD_GC_PERCENT": ""}, "SWITCHBOARD_GC_PERCENT", "0 is out of range"},
+		{"GC percent too high", map[string]string{"SWITCHBOARD_GC_PERCENT": "10001"}, "SWITCHBOARD_GC_PERCENT", "out of range"},
+		{"GC percent off", map[string]string{"SWITCHBOARD_GC_PERCENT": "off"}, "SWITCHBOARD_GC_PERCENT", "invalid syntax"},
+		{"memory limit tiny", map[string]string{"SWITCHBOARD_MEMORY_LIMIT": "1MiB"}, "SWITCHBOARD_MEMORY_LIMIT", "below 64MiB"},
+		{"memory limit no size", map[string]string{"SWITCHBOARD_MEMORY_LIMIT": "1GB"}, "SWITCHBOARD_MEMORY_LIMIT", "not a size"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -29,6 +29,25 @@ func FuzzPortRange(f *testing.F) {
 	})
 }
 
+func FuzzByteSize(f *testing.F) {
+	for _, s := range []string{"1GiB", "512MiB", "0", "1000B", "8388607TiB", "8388608TiB", "+1", "-1KiB", "1.5GiB"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		var b ByteSize
+		if err := b.UnmarshalText([]byte(s)); err != nil {
+			return
+		}
+		if b < 0 {
+			t.Fatalf("%q parsed to a negative size %d", s, b)
+		}
+		var again ByteSize
+		if err := again.UnmarshalText([]byte(b.String())); err != nil || again != b {
+			t.Fatalf("%q: round trip of %d (%q) gave %d, %v", s, b, b.String(), again, err)
+		}
+	})
+}
+
 func FuzzAccounts(f *testing.F) {
 	for _, s := range []string{"alice:secret", "alice:a,bob:b", " 1000:pa:ss , +49:x", "alice", ":x", "a:a,a:b", "a:\x00"} {
 		f.Add(s)

@@ -78,10 +78,13 @@ func realMain(args, environ []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "switchboard: warning: %s is not a setting (a typo?); ignoring it\n", key)
 	}
 
+	gc := applyGC(cfg, vars)
+
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	ctl, stopSignals := signalControl(cancel)
 	defer stopSignals()
+	ctl.gc = &gc
 	if err := run(ctx, cfg, stdout, ctl); err != nil {
 		fmt.Fprintf(stderr, "switchboard: %v\n", err)
 		return 1
@@ -191,6 +194,9 @@ type control struct {
 	reloaded func(error)
 	// hurry, closed, ends the drain of a stop at once (a second SIGTERM).
 	hurry <-chan struct{}
+	// gc, if not nil, is what realMain set the garbage collector to, for
+	// the log; tests leave their own process's collector alone.
+	gc *gcApplied
 }
 
 // run starts the gateway with cfg, logging to stdout, and serves until ctx
@@ -201,6 +207,9 @@ type control struct {
 func run(ctx context.Context, cfg Config, stdout io.Writer, ctl control) error {
 	logger := newLogger(cfg, stdout)
 	logger.Info("starting switchboard", "version", version, "config", cfg)
+	if ctl.gc != nil {
+		logger.Info("garbage collector", ctl.gc.logAttrs()...)
+	}
 
 	// The embedded store is not written yet, but creating its directory now
 	// proves it is writable before anyone relies on it.

@@ -78,3 +78,40 @@ func BenchmarkPut(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkUpdateTwoBindings is the registrar's Update of an AOR that
+// holds two bindings, a refresh of one of them, as sipp's ladder makes
+// (every run registers each user again from a new port) and a user with
+// a desk phone and a softphone does; the store keeps no journal, so that
+// what is measured is the list work: the new list and the copy returned.
+func BenchmarkUpdateTwoBindings(b *testing.B) {
+	m, err := Open(Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer m.Close()
+	const users = 1000
+	bs := make([]Binding, users)
+	for i := range bs {
+		other := benchBinding(b, i+users, 1)
+		other.AOR = benchBinding(b, i, 1).AOR
+		other.CallID += "-other"
+		if err := m.Put(ctx, other); err != nil {
+			b.Fatal(err)
+		}
+		bs[i] = benchBinding(b, i, 1)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		x := bs[i%users]
+		x.CSeq = uint32(i + 1)
+		out, err := m.Update(ctx, Update{AOR: x.AOR, Changes: []Change{{Binding: x}}, CallID: x.CallID, CSeq: x.CSeq})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if len(out) != 2 {
+			b.Fatalf("%d bindings after the refresh, want 2", len(out))
+		}
+	}
+}

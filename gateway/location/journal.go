@@ -21,6 +21,13 @@ type journalFile interface {
 	Close() error
 }
 
+// writeSyncer is a journal file that appends and syncs in one call, which
+// saves a system call per batch (osJournal on Linux). Its durability is
+// that of Write and Sync: when it returns nil the bytes are on disk.
+type writeSyncer interface {
+	WriteSync(p []byte) error
+}
+
 // batch is the journal records appended since the last write took them:
 // one write and one sync for every change in it (group commit).
 type batch struct {
@@ -295,14 +302,20 @@ func (d *disk) commit(buf []byte, gen uint64) error {
 	if len(buf) == 0 {
 		return nil
 	}
-	if _, err := d.jf.Write(buf); err != nil {
-		return d.rescue(err)
-	}
-	if d.hooks.beforeSync != nil {
-		d.hooks.beforeSync()
-	}
-	if err := d.jf.Sync(); err != nil {
-		return d.rescue(err)
+	if ws, ok := d.jf.(writeSyncer); ok && d.hooks.beforeSync == nil {
+		if err := ws.WriteSync(buf); err != nil {
+			return d.rescue(err)
+		}
+	} else {
+		if _, err := d.jf.Write(buf); err != nil {
+			return d.rescue(err)
+		}
+		if d.hooks.beforeSync != nil {
+			d.hooks.beforeSync()
+		}
+		if err := d.jf.Sync(); err != nil {
+			return d.rescue(err)
+		}
 	}
 	d.syncs.Add(1)
 	d.jsize += int64(len(buf))

@@ -232,8 +232,21 @@ func (m *Memory) Get(_ context.Context, aor string) ([]Binding, error) {
 }
 
 // live appends to dst copies of the bindings of list that have not expired
-// at now. The stored list is kept sorted, so the result is too.
+// at now. The stored list is kept sorted, so the result is too. dst grows
+// once, to what it needs: appending a Binding (about 400 bytes) at a time
+// to a nil dst cost an allocation per doubling for an AOR with more than
+// one binding.
 func live(dst, list []Binding, now time.Time) []Binding {
+	n := 0
+	for i := range list {
+		if list[i].Expires.After(now) {
+			n++
+		}
+	}
+	if n == 0 {
+		return dst
+	}
+	dst = slices.Grow(dst, n)
 	for _, b := range list {
 		if b.Expires.After(now) {
 			b.Path = slices.Clone(b.Path)

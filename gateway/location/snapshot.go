@@ -222,6 +222,19 @@ func (j osJournal) Write(p []byte) (int, error) { return j.f.Write(p) }
 func (j osJournal) Sync() error                 { return datasync(j.f) }
 func (j osJournal) Close() error                { return j.f.Close() }
 
+// WriteSync appends p and makes it durable in one system call where the
+// system can (see writeSync), and as Write and Sync otherwise.
+func (j osJournal) WriteSync(p []byte) error {
+	done, err := writeSync(j.f, p)
+	if done {
+		return err
+	}
+	if _, err := j.f.Write(p); err != nil {
+		return err
+	}
+	return datasync(j.f)
+}
+
 // load removes temporary files a crash left behind and reads the state of
 // the data directory, by AOR: the snapshot, then the journals of its
 // generation and later in order. It notes the highest generation seen, the
