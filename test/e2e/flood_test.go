@@ -426,9 +426,13 @@ func (st *probeStats) checkRSS(t *testing.T, g *gateway) {
 }
 
 // floodQueueLimit is the receive queue of the gateway's SIP socket
-// (bytes of kernel memory, about 1 KiB a REGISTER) over which the floods
-// hold back: a few hundred datagrams, tens of milliseconds of reading.
-const floodQueueLimit = 256 << 10
+// (bytes of kernel memory, 1 to 2 KiB a REGISTER) over which the floods
+// hold back: several hundred datagrams, under 100 ms of reading at the
+// rates the gateway reads on a busy host, an eighth of what the buffer
+// takes before the kernel drops. Lower, the hold caught the read loop's
+// own pauses: at 256 KiB the flood was held for more than half of the
+// run and fell under floodMinRate on a busy host.
+const floodQueueLimit = 1 << 20
 
 // socketWatch is what watchSocket saw of the gateway's SIP socket, and the
 // hold it sets for the flood senders.
