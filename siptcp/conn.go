@@ -186,6 +186,13 @@ func (c *conn) logEnd(err error, pending int) {
 func (c *conn) write(ctx context.Context, b []byte) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	// Traffic is stamped before the bytes go out, as a read is stamped
+	// before what it carries is handled: a peer that sees our bytes (a
+	// keep-alive answer, say) must see the connection active from then
+	// on, and a stamp taken after the write could land later than what
+	// the peer does next, with a fake clock even minutes later. A failed
+	// write closes the connection, so its stamp does not matter.
+	c.entry.Touch()
 	deadline := time.Now().Add(c.t.opts.WriteTimeout)
 	if d, ok := ctx.Deadline(); ok && d.Before(deadline) {
 		deadline = d
@@ -198,6 +205,5 @@ func (c *conn) write(ctx context.Context, b []byte) error {
 		c.close()
 		return fmt.Errorf("siptcp: write to %s: %w: %w", c.addr, transport.ErrFlowClosed, err)
 	}
-	c.entry.Touch()
 	return nil
 }

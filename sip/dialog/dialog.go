@@ -452,8 +452,10 @@ func (d *Dialog) SetLocalContact(c sip.Address) {
 }
 
 // Terminate ends the dialog: on a transaction timeout of a request in it
-// (RFC 3261 §12.2.1.2 treats it as a 408), when the INVITE transaction of an
-// early dialog ends without a 2xx, or whenever the caller drops it.
+// (RFC 3261 §12.2.1.2 treats it as a 408; not for NOTIFY, SUBSCRIBE or
+// REFER in a dialog an INVITE created, whose timeout ends only their
+// subscription, RFC 5057 §5), when the INVITE transaction of an early
+// dialog ends without a 2xx, or whenever the caller drops it.
 func (d *Dialog) Terminate() {
 	d.mu.Lock()
 	defer d.mu.Unlock()

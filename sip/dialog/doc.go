@@ -33,8 +33,8 @@
 // its name says: [Dialog.ReceiveRequest] (CSeq order, target refresh, BYE),
 // [Dialog.ReceiveResponse] (2xx confirms an early dialog and fixes its route
 // set; 2xx to re-INVITE or UPDATE refreshes the target; failure, 481 and 408
-// terminate, but a 481 to NOTIFY, SUBSCRIBE or REFER in an INVITE's dialog
-// ends only that subscription, RFC 5057), [Dialog.SendResponse] (UAS confirmation) and the builders
+// terminate, but a 481 or 408 to NOTIFY, SUBSCRIBE or REFER in an INVITE's
+// dialog ends only that subscription, RFC 5057), [Dialog.SendResponse] (UAS confirmation) and the builders
 // [Dialog.NewRequest] and [Dialog.NewAck]. States only move forwards:
 // [Early] → [Confirmed] → [Terminated].
 //

@@ -81,10 +81,11 @@ func (d *Dialog) ReceiveRequest(req *sip.Request) error {
 //     NOTIFY) replaces the remote target with its Contact, if present;
 //   - a 481 or 408 to any request terminates the dialog (RFC 3261
 //     §12.2.1.2). A transaction timeout counts as a 408: call
-//     [Dialog.Terminate]. Except a 481 to a request of a subscription
-//     usage (NOTIFY, SUBSCRIBE, REFER) in a dialog that an INVITE created:
-//     it ends that subscription only (RFC 5057 §5.1), which the caller
-//     keeps; the INVITE usage, and so the dialog, goes on.
+//     [Dialog.Terminate]. Except a 481 or 408 (or a timeout) to a request
+//     of a subscription usage (NOTIFY, SUBSCRIBE, REFER) in a dialog that
+//     an INVITE created: it ends that subscription only (RFC 5057 §5),
+//     which the caller keeps; the INVITE usage, and so the dialog,
+//     goes on, and the caller does not call [Dialog.Terminate].
 //
 // Once the dialog has ended, responses change nothing (the 200 to a BYE
 // arrives then); a 2xx to the creating request of an early dialog that
@@ -135,9 +136,10 @@ func (d *Dialog) ReceiveResponse(res *sip.Response) error {
 		return nil
 	}
 	switch {
-	case code == 481 && d.createMethod == sip.MethodInvite && subscriptionUsage(cseq.Method):
+	case (code == 481 || code == 408) && d.createMethod == sip.MethodInvite && subscriptionUsage(cseq.Method):
 		// The subscription that the request belongs to is gone, not the
-		// call that shares its dialog (RFC 5057 §5.1): the caller ends
+		// call that shares its dialog (RFC 5057 §5: a 481, a 408 or a
+		// timeout ends only the usage of its request): the caller ends
 		// the subscription.
 	case code == 481 || code == 408:
 		d.state = Terminated

@@ -172,11 +172,15 @@ func TestTargetRefreshSent(t *testing.T) {
 		{sip.MethodInfo, 481, "", "sip:bob@192.0.2.4", Terminated},
 		{sip.MethodInvite, 408, "", "sip:bob@192.0.2.4", Terminated},
 		{sip.MethodBye, 481, "", "sip:bob@192.0.2.4", Terminated},
-		// A 481 to a request of a subscription usage ends only that
-		// usage (RFC 5057 §5.1): the call and its dialog go on.
+		// A 481 or 408 to a request of a subscription usage ends only
+		// that usage (RFC 5057 §5): the call and its dialog go
+		// on.
 		{sip.MethodNotify, 481, "", "sip:bob@192.0.2.4", Confirmed},
 		{sip.MethodSubscribe, 481, "", "sip:bob@192.0.2.4", Confirmed},
 		{sip.MethodRefer, 481, "", "sip:bob@192.0.2.4", Confirmed},
+		{sip.MethodNotify, 408, "", "sip:bob@192.0.2.4", Confirmed},
+		{sip.MethodSubscribe, 408, "", "sip:bob@192.0.2.4", Confirmed},
+		{sip.MethodRefer, 408, "", "sip:bob@192.0.2.4", Confirmed},
 	}
 	for _, tt := range tests {
 		t.Run(tt.method+" "+sip.StatusText(tt.code), func(t *testing.T) {
@@ -201,25 +205,28 @@ func TestTargetRefreshSent(t *testing.T) {
 		})
 	}
 
-	// The call goes on after a 481 to a NOTIFY: the next requests are
-	// built, the BYE ends it.
-	d := newUACDialog(t)
-	notify, err := d.NewRequest(sip.MethodNotify)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := d.ReceiveResponse(bobAnswer(notify, 481, "")); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.NewRequest(sip.MethodInfo); err != nil {
-		t.Errorf("a request after a 481 to a NOTIFY: %v", err)
-	}
-	if _, err := d.NewRequest(sip.MethodBye); err != nil || d.State() != Terminated {
-		t.Errorf("BYE after a 481 to a NOTIFY: %v, state %v", err, d.State())
+	// The call goes on after a 481 or 408 to a NOTIFY (a transfer's
+	// progress report the transferee's side no longer takes): the next
+	// requests are built, the BYE ends it.
+	for _, code := range []int{481, 408} {
+		d := newUACDialog(t)
+		notify, err := d.NewRequest(sip.MethodNotify)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := d.ReceiveResponse(bobAnswer(notify, code, "")); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.NewRequest(sip.MethodInfo); err != nil {
+			t.Errorf("a request after a %d to a NOTIFY: %v", code, err)
+		}
+		if _, err := d.NewRequest(sip.MethodBye); err != nil || d.State() != Terminated {
+			t.Errorf("BYE after a %d to a NOTIFY: %v, state %v", code, err, d.State())
+		}
 	}
 
 	// A bad Contact in a 2xx to a re-INVITE is an error and changes nothing.
-	d = newUACDialog(t)
+	d := newUACDialog(t)
 	req, err := d.NewRequest(sip.MethodInvite)
 	if err != nil {
 		t.Fatal(err)

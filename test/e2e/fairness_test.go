@@ -30,7 +30,9 @@ const (
 // bob's registrations must be answered within a second, and the
 // gateway's memory stays under the bound. Whether the flood was refused
 // with 503 or answered depends on how much CPU the machine has left; the
-// test logs it.
+// test logs it. The flood holds back while the gateway's socket holds more
+// than it reads in a few milliseconds (socketWatch): fairness starts
+// after the socket.
 func TestFloodOneSource(t *testing.T) {
 	requireProviderAddr(t)
 	g := startGateway(t, gatewayOptions{
@@ -55,10 +57,12 @@ func TestFloodOneSource(t *testing.T) {
 	stop := make(chan struct{})
 	var sent, sendErrs atomic.Int64
 	var wg sync.WaitGroup
+	var sock socketWatch
+	wg.Go(func() { watchSocket(g, stop, &sock) })
 	start := time.Now()
 	for s := range 2 {
 		wg.Go(func() {
-			floodSender(conns[s*5:(s+1)*5], gw, "", oneSourceRate/2, start, stop, &sent, &sendErrs)
+			floodSender(conns[s*5:(s+1)*5], gw, "", oneSourceRate/2, start, &sock.hold, stop, &sent, &sendErrs)
 		})
 	}
 	var good goodStats
@@ -80,6 +84,7 @@ func TestFloodOneSource(t *testing.T) {
 	t.Logf("user's registrations: %v", &good)
 	t.Logf("gateway: max RSS %.1f MB, max open server transactions %d; %s",
 		float64(probe.maxRSS)/(1<<20), probe.maxServerTx, probe.last)
+	sock.log(t)
 
 	if rate < oneSourceMinRate {
 		t.Errorf("the flood reached %.0f requests/s, below the %d/s that make this test mean something", rate, oneSourceMinRate)
