@@ -135,11 +135,12 @@ func (c *conn) write(ctx context.Context, b []byte) error {
 	if !utf8.Valid(b) {
 		typ = websocket.MessageBinary
 	}
-	if err := c.ws.Write(ctx, typ, b); err != nil {
-		return err
-	}
+	// Stamped before the bytes go out, as siptcp does and for its reason:
+	// a peer that sees our message (a keep-alive answer) and acts at once
+	// must find the connection active from then on, which a stamp taken
+	// after the write may miss. A failed write ends the connection.
 	c.entry.Touch()
-	return nil
+	return c.ws.Write(ctx, typ, b)
 }
 
 // keepalive pings the peer every PingInterval and closes the connection
