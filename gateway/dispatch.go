@@ -41,24 +41,6 @@ func (g *Gateway) ServeSIP(ctx context.Context, tx *transaction.ServerTx, req *s
 	}
 }
 
-// inline is the transaction layer's Config.Inline: the requests that
-// ServeSIP answers at once from memory, which the layer then runs on the
-// transport's worker that took them, not on a goroutine of its own. They
-// are a REGISTER without credentials (the registrar's challenge) and a
-// request for the gateway itself (an OPTIONS ping). A REGISTER with
-// credentials may wait for the location store (its disk's sync, Redis),
-// and what the proxy and the B2BUA serve waits for the next hop: those
-// keep their goroutine. It follows ServeSIP's switch.
-func (g *Gateway) inline(req *sip.Request) bool {
-	if req.To().Tag() != "" {
-		return false // in a dialog: the B2BUA's or the proxy's
-	}
-	if req.Method == sip.MethodRegister && g.IsLocal(req.URI) {
-		return !req.Has("Authorization")
-	}
-	return g.forGateway(req)
-}
-
 // holdFlows tells Flows which connections aor's bindings came over, after
 // a REGISTER changed them (the registrar's Changed): a REGISTER over one
 // connection can move a binding off another. Only the connections of this

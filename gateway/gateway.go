@@ -244,7 +244,6 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	g.retryAfter = strconv.Itoa(max(1, int(cmp.Or(txc.RetryAfter, transaction.DefaultRetryAfter).Seconds())))
 	txc.Admit = g.admit
-	txc.Inline = g.inline
 	txc.OnStrayResponse = g.forwardStray
 	if txc.QueueDelay == nil {
 		txc.QueueDelay = cfg.Transports.QueueDelay
