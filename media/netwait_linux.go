@@ -47,16 +47,6 @@ func newPollWaiter(fd int, name string) (*pollWaiter, error) {
 	return &pollWaiter{f: f, rc: rc}, nil
 }
 
-// dupPollWaiter is newPollWaiter for a duplicate of fd, which stays the
-// caller's.
-func dupPollWaiter(fd int, name string) (*pollWaiter, error) {
-	d, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return nil, fmt.Errorf("media: %s: dup: %w", name, err)
-	}
-	return newPollWaiter(d, name)
-}
-
 // wait calls ready with the descriptor until it returns true, parked
 // between the calls until the descriptor is readable. ready must not
 // block. It fails once close was called.
@@ -122,3 +112,60 @@ func (t *pauseTimer) close() {
 		t.w.close()
 	}
 }
+
+// gate waits in Go's network poller for an epoll set of ours (inner)
+// through an epoll set of its own that holds inner one-shot. A set nested
+// in Go's poller wakes Go's waiting thread for every event of the inner
+// set; the gate passes one, then is shut until the next wait, so that the
+// datagrams that arrive while the loop works or pauses wake nobody.
+type gate struct {
+	fd    int // the gate's set, the waiter's descriptor
+	inner int
+	armed bool
+	w     *pollWaiter
+	ev    [1]unix.EpollEvent
+	try   func(uintptr) bool
+}
+
+// newGate returns a gate on inner, open; the caller keeps inner.
+func newGate(inner int, name string) (*gate, error) {
+	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("media: %s: %w", name, err)
+	}
+	if err := unix.EpollCtl(fd, unix.EPOLL_CTL_ADD, inner, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT}); err != nil {
+		_ = unix.Close(fd)
+		return nil, fmt.Errorf("media: %s: %w", name, err)
+	}
+	w, err := newPollWaiter(fd, name)
+	if err != nil {
+		return nil, err
+	}
+	g := &gate{fd: fd, inner: inner, armed: true, w: w}
+	g.try = g.passed
+	return g, nil
+}
+
+// wait opens the gate and returns when inner has events, the gate shut
+// behind them. One goroutine at a time.
+func (g *gate) wait() error {
+	if !g.armed {
+		// An event that came while shut makes the set ready at once.
+		if err := unix.EpollCtl(g.fd, unix.EPOLL_CTL_MOD, g.inner, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT}); err != nil {
+			return fmt.Errorf("media: gate: %w", err)
+		}
+		g.armed = true
+	}
+	return g.w.wait(g.try)
+}
+
+func (g *gate) passed(fd uintptr) bool {
+	n, err := unix.EpollWait(int(fd), g.ev[:], 0)
+	if err != nil || n == 0 {
+		return false
+	}
+	g.armed = false
+	return true
+}
+
+func (g *gate) close() { g.w.close() }

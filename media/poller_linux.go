@@ -83,12 +83,9 @@ type rtpPoller struct {
 	again, retry []int32
 	// round counts the datagrams of the round being handled.
 	round int
-	// ready waits for the epoll set in Go's network poller; poll (the
-	// method value of pollReady, made once) takes its events into
-	// events[:nev]. timer is the pause's.
-	ready *pollWaiter
-	poll  func(uintptr) bool
-	nev   int
+	// ready waits for the epoll set in Go's network poller. timer is
+	// the pause's.
+	ready *gate
 	timer *pauseTimer
 	done  chan struct{}
 
@@ -133,9 +130,9 @@ func startRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader, coalesce ti
 	}
 	// Id 0 is the stop event's; sockets take ids from 1.
 	err = unix.EpollCtl(fd, unix.EPOLL_CTL_ADD, stop, &unix.EpollEvent{Events: unix.EPOLLIN})
-	var ready *pollWaiter
+	var ready *gate
 	if err == nil {
-		ready, err = dupPollWaiter(fd, "rtp poller")
+		ready, err = newGate(fd, "rtp poller")
 	}
 	var timer *pauseTimer
 	if err == nil {
@@ -166,7 +163,6 @@ func startRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader, coalesce ti
 		timer:    timer,
 		done:     make(chan struct{}),
 	}
-	p.poll = p.pollReady
 	go p.run()
 	return p, nil
 }
@@ -185,44 +181,41 @@ func (p *rtpPoller) run() {
 		_ = unix.Close(p.epfd)
 		_ = unix.Close(p.stop)
 	}()
-	more := false
+	// capped: sockets were read to their cap (they come first); more:
+	// that, or a pause just ended. Either way the set is read without
+	// waiting first.
+	more, capped := false, false
 	for {
-		if more {
-			// Sockets read to their cap come first.
-			p.pollReady(uintptr(p.epfd))
-		} else if err := p.ready.wait(p.poll); err != nil {
-			p.log.Error("media: rtp poller stopped", "err", err)
-			return
+		if !more {
+			if err := p.ready.wait(); err != nil {
+				p.log.Error("media: rtp poller stopped", "err", err)
+				return
+			}
 		}
-		n := p.nev
+		n, err := unix.EpollWait(p.epfd, p.events, 0)
+		if err != nil {
+			n = 0 // EINTR
+		}
 		if p.stopped.Load() {
 			return
 		}
-		if n == 0 && !more {
+		if n == 0 && !capped {
+			more = false
 			continue
 		}
 		p.wakeups.Add(1)
 		// A full set of events may have left some out: another
 		// round without waiting.
-		more = p.handle(p.events[:n]) || n == len(p.events)
-		if !more && p.coalesce > 0 && p.round > 0 && p.round < coalesceBelow {
-			// The datagrams that come during the pause make edges
-			// that the next epoll_wait returns at once.
+		capped = p.handle(p.events[:n]) || n == len(p.events)
+		more = capped
+		if !capped && p.coalesce > 0 && p.round > 0 && p.round < coalesceBelow {
+			// The gate is shut: what comes during the pause wakes
+			// nobody, and is read right after it.
 			p.pauses.Add(1)
 			p.pause(p.coalesce)
+			more = true
 		}
 	}
-}
-
-// pollReady takes the epoll set's events without waiting; true when there
-// were some.
-func (p *rtpPoller) pollReady(fd uintptr) bool {
-	n, err := unix.EpollWait(int(fd), p.events, 0)
-	if err != nil {
-		n = 0 // EINTR
-	}
-	p.nev = n
-	return n > 0
 }
 
 // handle reads the sockets of evs and those left with datagrams by the
@@ -467,18 +460,18 @@ func (s *iceSender) flush() {
 func (r *iceReader) mustWait() bool { return r.next >= r.n && r.empty }
 
 // iceWaits are the ICE read loop's waits in Go's network poller: for the
-// reader's epoll set (a duplicate of it) and the coalescing pause.
+// reader's epoll set (through a gate) and the coalescing pause.
 type iceWaits struct {
-	ready *pollWaiter
+	r     *iceReader
+	ready *gate
 	timer *pauseTimer
 	pfd   [1]unix.PollFd
-	poll  func(uintptr) bool
 }
 
 // newICEWaits returns nil when it cannot: the reader then waits in
 // epoll_wait, without pauses.
 func newICEWaits(r *iceReader, log *slog.Logger) *iceWaits {
-	ready, err := dupPollWaiter(r.ep, "ice reader")
+	ready, err := newGate(r.ep, "ice reader")
 	if err != nil {
 		log.Warn("media: the ice socket's reader waits in epoll_wait", "err", err)
 		return nil
@@ -489,20 +482,21 @@ func newICEWaits(r *iceReader, log *slog.Logger) *iceWaits {
 		log.Warn("media: the ice socket's reader waits in epoll_wait", "err", err)
 		return nil
 	}
-	w := &iceWaits{ready: ready, timer: timer}
-	w.poll = w.readable
-	return w
+	return &iceWaits{r: r, ready: ready, timer: timer}
 }
 
 // wait returns when the reader's epoll set has events, which its
-// epoll_wait then takes at once.
-func (w *iceWaits) wait() error { return w.ready.wait(w.poll) }
-
-// readable looks without taking them (poll, not epoll_wait).
-func (w *iceWaits) readable(fd uintptr) bool {
-	w.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
-	n, err := unix.Poll(w.pfd[:], 0)
-	return err == nil && n > 0
+// epoll_wait then takes at once: at once when it has some now (after a
+// pause, with the gate shut), else through the gate.
+func (w *iceWaits) wait() error {
+	// Looked at without taking them (poll, not epoll_wait). Once the
+	// reader is closed its descriptor may be another's: the read that
+	// follows fails anyway.
+	w.pfd[0] = unix.PollFd{Fd: int32(w.r.ep), Events: unix.POLLIN}
+	if n, err := unix.Poll(w.pfd[:], 0); err == nil && n > 0 {
+		return nil
+	}
+	return w.ready.wait()
 }
 
 func (w *iceWaits) close() {
