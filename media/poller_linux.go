@@ -61,7 +61,7 @@ type rtpPoller struct {
 	coalesce time.Duration
 	pause    func(time.Duration)
 	// stop is an eventfd in the set: Close writes it to wake the
-	// goroutine, which then closes both descriptors.
+	// goroutine, which then closes the set; Close closes stop.
 	stop    int
 	stopped atomic.Bool
 
@@ -179,7 +179,6 @@ func (p *rtpPoller) run() {
 		p.ready.close()
 		p.timer.close()
 		_ = unix.Close(p.epfd)
-		_ = unix.Close(p.stop)
 	}()
 	// capped: sockets were read to their cap (they come first); more:
 	// that, or a pause just ended. Either way the set is read without
@@ -367,6 +366,9 @@ func (p *rtpPoller) Close() error {
 	one[0] = 1 // a count other than zero, whatever the byte order
 	_, err := unix.Write(p.stop, one[:])
 	<-p.done
+	// Closed here, not by the goroutine, which may see stopped and
+	// return before the write (after a pause it looks without waiting).
+	_ = unix.Close(p.stop)
 	return err
 }
 
