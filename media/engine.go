@@ -84,7 +84,7 @@ func NewEngine(ctx context.Context, opts Options) (*Engine, error) {
 		if e.fast != nil {
 			ice = e.fast.rd
 		}
-		if e.poller, err = newRTPPoller(e.log, o.Clock, ice); err != nil {
+		if e.poller, err = newRTPPoller(e.log, o.Clock, ice, o.Coalesce); err != nil {
 			e.log.Info("media: each bridge reads its rtp sockets itself", "err", err)
 			e.poller = nil
 		}
@@ -176,7 +176,7 @@ func (e *Engine) configurePion() error {
 	var pconn net.PacketConn = conn
 	if !o.NoFastPath {
 		keys := newKeyTable(time.Now)
-		e.fast = newFastConn(conn, e.log, keys, o.Clock, !o.noBatch)
+		e.fast = newFastConn(conn, e.log, keys, o.Clock, !o.noBatch, o.Coalesce)
 		pconn = e.fast
 		// The key log never leaves the process: keyTable keeps a
 		// master secret until its leg takes the SRTP keys (or a

@@ -72,6 +72,16 @@ type fastConn struct {
 	w  udpWriter
 	// now is the time of the batch being handed out, read once a batch.
 	now time.Time
+	// coalesce is Options.Coalesce for rd: after a batch of few
+	// datagrams, the read loop sleeps this long (pause) before it reads
+	// the socket again, so that the next batch holds those that came
+	// meanwhile (see rtpPoller).
+	coalesce time.Duration
+	pause    func(time.Duration)
+	pauses   atomic.Uint64
+	// waits parks the read loop in Go's network poller until rd's socket
+	// is readable (Linux; see pollWaiter).
+	waits *iceWaits
 
 	mu   sync.RWMutex
 	legs map[netip.AddrPort]*fastLeg
@@ -79,11 +89,15 @@ type fastConn struct {
 	packetsIn, packetsOut, rejected, fallbacks atomic.Uint64
 }
 
-func newFastConn(c *net.UDPConn, log *slog.Logger, keys *keyTable, clk clock.Clock, batch bool) *fastConn {
-	fc := &fastConn{UDPConn: c, log: log, keys: keys, clock: clk, legs: map[netip.AddrPort]*fastLeg{}, w: c}
+func newFastConn(c *net.UDPConn, log *slog.Logger, keys *keyTable, clk clock.Clock, batch bool, coalesce time.Duration) *fastConn {
+	fc := &fastConn{UDPConn: c, log: log, keys: keys, clock: clk, legs: map[netip.AddrPort]*fastLeg{}, w: c, coalesce: coalesce}
 	if batch {
 		if fc.rd = newICEReader(c); fc.rd != nil {
 			fc.w = fc.rd.writer()
+			fc.waits = newICEWaits(fc.rd, log)
+			if fc.waits != nil {
+				fc.pause = fc.waits.timer.sleep
+			}
 		}
 	}
 	return fc
@@ -97,6 +111,15 @@ func (c *fastConn) ReadFromAddrPort(p []byte) (int, netip.AddrPort, error) {
 		return c.readOne(p)
 	}
 	for {
+		if c.waits != nil && c.rd.mustWait() {
+			if c.coalesce > 0 && c.rd.sparse() {
+				c.pauses.Add(1)
+				c.pause(c.coalesce)
+			}
+			if err := c.waits.wait(); err != nil {
+				return 0, netip.AddrPort{}, net.ErrClosed
+			}
+		}
 		b, src, fresh, err := c.rd.read()
 		if err != nil {
 			return 0, netip.AddrPort{}, err
@@ -159,6 +182,9 @@ func (c *fastConn) WriteToAddrPort(b []byte, dst netip.AddrPort) (int, error) {
 func (c *fastConn) Close() error {
 	if c.rd != nil {
 		c.rd.close()
+		if c.waits != nil {
+			c.waits.close()
+		}
 		return nil
 	}
 	return c.UDPConn.Close()

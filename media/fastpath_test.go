@@ -61,7 +61,7 @@ func checkKeys(t *testing.T, cert tls.Certificate, gatewayClient bool, profile d
 	}
 	ours, theirs := listen(), listen()
 	keys := newKeyTable(time.Now)
-	fc := newFastConn(ours, testLogger(), keys, clock.Real{}, true)
+	fc := newFastConn(ours, testLogger(), keys, clock.Real{}, true, -1)
 	t.Cleanup(func() { _ = fc.Close() })
 	opts := func(keyLog bool) []dtls.Option {
 		o := []dtls.Option{

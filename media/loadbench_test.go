@@ -59,7 +59,8 @@ const (
 // gateway process only. SWITCHBOARD_LOADBENCH_CLIENT=pion plays the
 // browsers with pion PeerConnections instead of lean browsers, and
 // SWITCHBOARD_LOADBENCH_CLIENT_CPUPROFILE profiles the clients' process.
-// SWITCHBOARD_LOADBENCH_NOFASTPATH=1 turns the gateway's SRTP fast path off.
+// SWITCHBOARD_LOADBENCH_NOFASTPATH=1 turns the gateway's SRTP fast path off;
+// SWITCHBOARD_LOADBENCH_COALESCE sets Options.Coalesce ("-1ns": none).
 func TestLoadBench(t *testing.T) {
 	if os.Getenv(lbEnv) != "1" {
 		t.Skip("set SWITCHBOARD_LOADBENCH=1 to run the media load bench")
@@ -104,7 +105,18 @@ func TestLoadBench(t *testing.T) {
 	// pipeline, for a before/after in one tree.
 	noFast := os.Getenv("SWITCHBOARD_LOADBENCH_NOFASTPATH") == "1"
 	t.Logf("gateway: SRTP fast path %v", !noFast)
-	e := newTestEngine(t, Options{InactivityTimeout: time.Hour, DrainTime: -1, NoFastPath: noFast})
+	// SWITCHBOARD_LOADBENCH_COALESCE sets Options.Coalesce (a duration,
+	// "-1ns" for none).
+	var coalesce time.Duration
+	if s := os.Getenv("SWITCHBOARD_LOADBENCH_COALESCE"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil {
+			t.Fatalf("SWITCHBOARD_LOADBENCH_COALESCE: %v", err)
+		}
+		coalesce = d
+	}
+	e := newTestEngine(t, Options{InactivityTimeout: time.Hour, DrainTime: -1, NoFastPath: noFast, Coalesce: coalesce})
+	t.Logf("gateway: coalesce %v", e.opts.Coalesce)
 	runtime.GC()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
@@ -163,10 +175,12 @@ func TestLoadBench(t *testing.T) {
 		time.Sleep(time.Second)
 		idleCPU := float64((cpuTime() - idle0).Microseconds()) / float64(n) / time.Since(it0).Seconds()
 
+		bs0 := e.Stats().Batch
 		r, err := lbRun(cl, window, gwPorts)
 		if err != nil {
 			t.Fatal(err)
 		}
+		lbLogBatch(t, n, bs0, e.Stats().Batch)
 		c := &r.clients
 		// The load generator's cost: its process CPU per packet it
 		// handled in the window (sent or received, browsers and phones).
@@ -210,6 +224,17 @@ func TestLoadBench(t *testing.T) {
 	}
 	lbPrintTable(t, "| calls | baseline p50 µs | baseline p99 µs | added p50 µs →browser | added p99 µs →browser | added p50 µs →phone | added p99 µs →phone | lost →browser | lost →phone | socket drops gateway / clients | gateway CPU (1 core = 100 %) | gateway CPU µs per call-second | clients CPU | clients CPU µs per packet | gateway KiB per call (heap + stacks) |",
 		"|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", rows)
+}
+
+// lbLogBatch logs the engine's batching between two of its counts (the
+// warm-up second and the tail with the window): datagrams per wake-up and
+// per system call.
+func lbLogBatch(t *testing.T, n int, a, b BatchStats) {
+	per := func(x, y uint64) float64 { return float64(x) / float64(max(y, 1)) }
+	w, d := b.Wakeups-a.Wakeups, b.RTPDatagrams-a.RTPDatagrams
+	t.Logf("N=%d gateway batching: poller %d wake-ups (%d coalescing pauses), %.2f datagrams per wake-up, %.2f per recvmmsg; ICE socket %.2f datagrams per recvmmsg, %.2f per sendmmsg",
+		n, w, b.Pauses-a.Pauses, per(d, w), per(d, b.RTPReads-a.RTPReads),
+		per(b.ICEDatagrams-a.ICEDatagrams, b.ICEReads-a.ICEReads), per(b.ICESent-a.ICESent, b.ICESends-a.ICESends))
 }
 
 // lbNofile fails t unless the process may open need files, raising the

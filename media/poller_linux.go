@@ -29,24 +29,39 @@ const (
 	pollSendBatch   = 64
 	pollDatagramMax = 1500 // what the goroutine reader takes too
 	iceSendSlot     = 1600 // an RTP packet of pollDatagramMax and its SRTP tag
+	// coalesceBelow: a round that read fewer datagrams than this is
+	// followed by the Options.Coalesce wait; a larger one means the
+	// poller is busy enough that its rounds fill without it.
+	coalesceBelow = 32
 )
 
 // rtpPoller reads the RTP leg's sockets of every bridge of an engine from
-// one goroutine: the sockets sit in an epoll set of the poller's own, on
-// which the goroutine waits in epoll_wait itself (its thread blocks in the
-// kernel, as Go's network poller's would), so that one wake-up reads every
-// socket that has datagrams (recvmmsg, several a call) where a goroutine
-// per socket would be woken for each datagram, through Go's poller and
-// scheduler. The
-// phone's audio for browsers on the fast path leaves in one sendmmsg per
-// wake-up on the shared ICE socket; nothing waits for company: the batch
+// one goroutine: the sockets sit in an epoll set of the poller's own, so
+// that one wake-up reads every socket that has datagrams (recvmmsg,
+// several a call) where a goroutine per socket would be woken for each
+// datagram. The goroutine waits for the set in Go's network poller (the
+// set's descriptor is in it, see pollWaiter), not in a blocking
+// epoll_wait of its own. The phone's audio for browsers on the fast path
+// leaves in one sendmmsg per wake-up on the shared ICE socket; the batch
 // is sent at the end of the wake-up that filled it.
+//
+// At low load each datagram would wake the poller alone (a generator of
+// calls spreads them over the 20 ms of an audio frame), and the wake-up
+// costs more than the datagram's relay. After a round that read few
+// datagrams, the poller pauses for coalesce (Options.Coalesce, a timerfd)
+// before it looks again, so that the next round finds those that came in
+// the meantime: one wake-up for several, each delayed by at most
+// coalesce.
 type rtpPoller struct {
 	log   *slog.Logger
 	clock clock.Clock
 	epfd  int
+	// coalesce is the wait after a round of fewer than coalesceBelow
+	// datagrams, none when not positive; pause sleeps (a test's hook).
+	coalesce time.Duration
+	pause    func(time.Duration)
 	// stop is an eventfd in the set: Close writes it to wake the
-	// goroutine, which then closes both descriptors.
+	// goroutine, which then closes the set; Close closes stop.
 	stop    int
 	stopped atomic.Bool
 
@@ -66,9 +81,15 @@ type rtpPoller struct {
 	// again lists the sockets read to their cap in the last round;
 	// retry is its spare. Both are used under p.mu's read lock.
 	again, retry []int32
-	done         chan struct{}
+	// round counts the datagrams of the round being handled.
+	round int
+	// ready waits for the epoll set in Go's network poller. timer is
+	// the pause's.
+	ready *gate
+	timer *pauseTimer
+	done  chan struct{}
 
-	wakeups, recvCalls, datagrams atomic.Uint64
+	wakeups, recvCalls, datagrams, pauses atomic.Uint64
 }
 
 // polledSock is one socket in the poller.
@@ -79,8 +100,15 @@ type polledSock struct {
 }
 
 // newRTPPoller starts the poller's goroutine; ice is the shared ICE socket
-// for the fast path's sends, nil without it. Close stops it.
-func newRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader) (*rtpPoller, error) {
+// for the fast path's sends, nil without it; coalesce is Options.Coalesce.
+// Close stops it.
+func newRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader, coalesce time.Duration) (*rtpPoller, error) {
+	return startRTPPoller(log, c, ice, coalesce, nil)
+}
+
+// startRTPPoller is newRTPPoller with a test's pause in place of the
+// timer's, unless nil.
+func startRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader, coalesce time.Duration, pause func(time.Duration)) (*rtpPoller, error) {
 	in, err := mmsg.New(mmsg.Config{Slots: pollRecvBatch, Size: pollDatagramMax})
 	if err != nil {
 		return nil, fmt.Errorf("media: rtp poller: %w", err)
@@ -101,21 +129,39 @@ func newRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader) (*rtpPoller, 
 		return nil, fmt.Errorf("media: rtp poller: %w", err)
 	}
 	// Id 0 is the stop event's; sockets take ids from 1.
-	if err := unix.EpollCtl(fd, unix.EPOLL_CTL_ADD, stop, &unix.EpollEvent{Events: unix.EPOLLIN}); err != nil {
+	err = unix.EpollCtl(fd, unix.EPOLL_CTL_ADD, stop, &unix.EpollEvent{Events: unix.EPOLLIN})
+	var ready *gate
+	if err == nil {
+		ready, err = newGate(fd, "rtp poller")
+	}
+	var timer *pauseTimer
+	if err == nil {
+		if timer, err = newPauseTimer(); err != nil {
+			ready.close()
+		}
+	}
+	if err != nil {
 		_ = unix.Close(fd)
 		_ = unix.Close(stop)
 		return nil, fmt.Errorf("media: rtp poller: %w", err)
 	}
+	if pause == nil {
+		pause = timer.sleep
+	}
 	p := &rtpPoller{
-		log:    log,
-		clock:  c,
-		epfd:   fd,
-		stop:   stop,
-		socks:  map[int32]*polledSock{},
-		events: make([]unix.EpollEvent, pollEvents),
-		in:     in,
-		out:    out,
-		done:   make(chan struct{}),
+		log:      log,
+		clock:    c,
+		epfd:     fd,
+		coalesce: coalesce,
+		pause:    pause,
+		stop:     stop,
+		socks:    map[int32]*polledSock{},
+		events:   make([]unix.EpollEvent, pollEvents),
+		in:       in,
+		out:      out,
+		ready:    ready,
+		timer:    timer,
+		done:     make(chan struct{}),
 	}
 	go p.run()
 	return p, nil
@@ -130,29 +176,44 @@ func newRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader) (*rtpPoller, 
 func (p *rtpPoller) run() {
 	defer close(p.done)
 	defer func() {
+		p.ready.close()
+		p.timer.close()
 		_ = unix.Close(p.epfd)
-		_ = unix.Close(p.stop)
 	}()
-	more := false
+	// capped: sockets were read to their cap (they come first); more:
+	// that, or a pause just ended. Either way the set is read without
+	// waiting first.
+	more, capped := false, false
 	for {
-		wait := -1
-		if more {
-			wait = 0 // sockets read to their cap come first
+		if !more {
+			if err := p.ready.wait(); err != nil {
+				p.log.Error("media: rtp poller stopped", "err", err)
+				return
+			}
 		}
-		n, err := unix.EpollWait(p.epfd, p.events, wait)
+		n, err := unix.EpollWait(p.epfd, p.events, 0)
 		if err != nil {
 			n = 0 // EINTR
 		}
 		if p.stopped.Load() {
 			return
 		}
-		if n == 0 && !more {
+		if n == 0 && !capped {
+			more = false
 			continue
 		}
 		p.wakeups.Add(1)
 		// A full set of events may have left some out: another
 		// round without waiting.
-		more = p.handle(p.events[:n]) || n == len(p.events)
+		capped = p.handle(p.events[:n]) || n == len(p.events)
+		more = capped
+		if !capped && p.coalesce > 0 && p.round > 0 && p.round < coalesceBelow {
+			// The gate is shut: what comes during the pause wakes
+			// nobody, and is read right after it.
+			p.pauses.Add(1)
+			p.pause(p.coalesce)
+			more = true
+		}
 	}
 }
 
@@ -162,6 +223,7 @@ func (p *rtpPoller) handle(evs []unix.EpollEvent) bool {
 	now := p.clock.Now() // one clock read for the wake-up's datagrams
 	p.mu.RLock()
 	defer p.mu.RUnlock()
+	p.round = 0
 	p.retry, p.again = p.again, p.retry[:0]
 	for _, id := range p.retry {
 		p.drain(id, now)
@@ -190,6 +252,7 @@ func (p *rtpPoller) drain(id int32, now time.Time) {
 		}
 		p.recvCalls.Add(1)
 		p.datagrams.Add(uint64(n))
+		p.round += n
 		for i := range n {
 			d := p.in.Datagram(i)
 			switch {
@@ -303,6 +366,9 @@ func (p *rtpPoller) Close() error {
 	one[0] = 1 // a count other than zero, whatever the byte order
 	_, err := unix.Write(p.stop, one[:])
 	<-p.done
+	// Closed here, not by the goroutine, which may see stopped and
+	// return before the write (after a pause it looks without waiting).
+	_ = unix.Close(p.stop)
 	return err
 }
 
@@ -390,6 +456,63 @@ func (s *iceSender) flush() {
 	s.m.Reset()
 }
 
+// mustWait reports whether the reader's next read would wait in
+// epoll_wait: its batch is handed out and its last recvmmsg found the
+// queue empty.
+func (r *iceReader) mustWait() bool { return r.next >= r.n && r.empty }
+
+// iceWaits are the ICE read loop's waits in Go's network poller: for the
+// reader's epoll set (through a gate) and the coalescing pause.
+type iceWaits struct {
+	r     *iceReader
+	ready *gate
+	timer *pauseTimer
+	pfd   [1]unix.PollFd
+}
+
+// newICEWaits returns nil when it cannot: the reader then waits in
+// epoll_wait, without pauses.
+func newICEWaits(r *iceReader, log *slog.Logger) *iceWaits {
+	ready, err := newGate(r.ep, "ice reader")
+	if err != nil {
+		log.Warn("media: the ice socket's reader waits in epoll_wait", "err", err)
+		return nil
+	}
+	timer, err := newPauseTimer()
+	if err != nil {
+		ready.close()
+		log.Warn("media: the ice socket's reader waits in epoll_wait", "err", err)
+		return nil
+	}
+	return &iceWaits{r: r, ready: ready, timer: timer}
+}
+
+// wait returns when the reader's epoll set has events, which its
+// epoll_wait then takes at once: at once when it has some now (after a
+// pause, with the gate shut), else through the gate.
+func (w *iceWaits) wait() error {
+	// Looked at without taking them (poll, not epoll_wait). Once the
+	// reader is closed its descriptor may be another's: the read that
+	// follows fails anyway.
+	w.pfd[0] = unix.PollFd{Fd: int32(w.r.ep), Events: unix.POLLIN}
+	if n, err := unix.Poll(w.pfd[:], 0); err == nil && n > 0 {
+		return nil
+	}
+	return w.ready.wait()
+}
+
+func (w *iceWaits) close() {
+	w.ready.close()
+	w.timer.close()
+}
+
+// sparse reports whether the reader's next read needs a system call and
+// the last one brought fewer than coalesceBelow datagrams: the reader's
+// owner then pauses first (fastConn.coalesce).
+func (r *iceReader) sparse() bool {
+	return r.next >= r.n && r.n > 0 && r.n < coalesceBelow
+}
+
 // polledPair is a port pair's sockets once the poller reads them: out of
 // Go's network poller, which would otherwise wake a thread for each
 // datagram (its epoll set holds them edge-triggered, and nobody waits on
@@ -467,6 +590,7 @@ func (e *Engine) batchStats() BatchStats {
 	var st BatchStats
 	if p := e.poller; p != nil {
 		st.Wakeups, st.RTPReads, st.RTPDatagrams = p.wakeups.Load(), p.recvCalls.Load(), p.datagrams.Load()
+		st.Pauses = p.pauses.Load()
 		if p.out != nil {
 			st.ICESends, st.ICESent = p.out.calls.Load(), p.out.sent.Load()
 		}

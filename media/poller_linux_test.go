@@ -311,7 +311,7 @@ func TestICEReader(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fc := newFastConn(c, testLogger(), newKeyTable(time.Now), newFake(), true)
+	fc := newFastConn(c, testLogger(), newKeyTable(time.Now), newFake(), true, -1)
 	if fc.rd == nil {
 		t.Fatal("no batch reader on linux")
 	}
@@ -410,5 +410,197 @@ func TestRTPPollerHostile(t *testing.T) {
 	waitFor(t, "the good packet", func() bool { return b.Stats().RTP.PacketsIn == 1 })
 	if st := b.Stats().RTP; st.PacketsIn != 1 || st.Dropped.Malformed != 3 {
 		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestRTPPollerCoalesce: after a round that read few datagrams the poller
+// pauses for Options.Coalesce, exactly, before it reads again, and the
+// datagrams that came during the pause are read together in the next
+// wake-up; with a negative Coalesce it never pauses.
+func TestRTPPollerCoalesce(t *testing.T) {
+	checkGoroutines(t)
+	const bound = 700 * time.Microsecond
+	type pause struct {
+		d                  time.Duration
+		wakeups, datagrams uint64
+	}
+	pauses, release, done := make(chan pause), make(chan struct{}), make(chan struct{})
+	e := newTestEngine(t, Options{Coalesce: bound})
+	if e.opts.Coalesce != bound {
+		t.Fatalf("coalesce %v, want %v", e.opts.Coalesce, bound)
+	}
+	// The engine's poller, again with the test's pause: it reports each
+	// pause and holds the poller in it until the test lets it go.
+	_ = e.poller.Close()
+	var p *rtpPoller
+	var err error
+	p, err = startRTPPoller(e.log, e.clock, e.fast.rd, e.opts.Coalesce, func(d time.Duration) {
+		select {
+		case pauses <- pause{d, p.wakeups.Load(), p.datagrams.Load()}:
+			select {
+			case <-release:
+			case <-done:
+			}
+		case <-done:
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.poller = p
+	t.Cleanup(func() { close(done) })
+
+	b := newTestBridge(t, e)
+	a := newTestPhone(t)
+	negotiateRTPOnly(b, addrOf(a))
+	a.SendPacket(b.RTPAddr(), latchPacket(0, 0))
+	var first pause
+	select {
+	case first = <-pauses:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the poller did not pause after a round of one datagram")
+	}
+	if first.d != bound || first.wakeups != 1 || first.datagrams != 1 {
+		t.Fatalf("first pause %+v, want %v after 1 wake-up and 1 datagram", first, bound)
+	}
+	// Sent while the poller sleeps: queued on the socket.
+	const during = 5
+	for i := range during {
+		a.SendPacket(b.RTPAddr(), latchPacket(0, uint16(1+i)))
+	}
+	waitFor(t, "the datagrams queued on the socket", func() bool { return rxQueue(t, b.RTPAddr().Port()) > 0 })
+	release <- struct{}{}
+	var second pause
+	select {
+	case second = <-pauses:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the poller did not pause again")
+	}
+	if second.wakeups != 2 || second.datagrams < 3 {
+		t.Fatalf("second pause %+v: the wake-up after the pause read %d datagrams, want several", second, second.datagrams-first.datagrams)
+	}
+	go func() { // the rest, if a datagram came late
+		for {
+			select {
+			case <-pauses:
+				release <- struct{}{}
+			case <-done:
+				return
+			}
+		}
+	}()
+	release <- struct{}{}
+	waitFor(t, "every packet relayed", func() bool { return b.Stats().RTP.PacketsIn == 1+during })
+	if st := e.Stats().Batch; st.Pauses < 2 {
+		t.Fatalf("batch stats %+v: pauses not counted", st)
+	}
+
+	// Negative: no pause, each datagram is read as it comes.
+	e2 := newTestEngine(t, Options{Coalesce: -1})
+	b2 := newTestBridge(t, e2)
+	negotiateRTPOnly(b2, addrOf(a))
+	for i := range 3 {
+		a.SendPacket(b2.RTPAddr(), latchPacket(0, uint16(i)))
+		waitFor(t, "the packet relayed", func() bool { return b2.Stats().RTP.PacketsIn == uint64(i+1) })
+	}
+	if st := e2.Stats().Batch; st.Pauses != 0 || st.Wakeups < 3 {
+		t.Fatalf("coalesce off: %+v", st)
+	}
+}
+
+// TestCoalesceCap: Options.Coalesce above MaxCoalesce is refused; at it,
+// taken.
+func TestCoalesceCap(t *testing.T) {
+	if _, err := (Options{Coalesce: MaxCoalesce + 1}).withDefaults(); !errors.Is(err, ErrInvalidOptions) {
+		t.Fatalf("coalesce above the cap: %v", err)
+	}
+	for in, want := range map[time.Duration]time.Duration{MaxCoalesce: MaxCoalesce, 0: DefaultCoalesce, -1: -1} {
+		if o, err := (Options{Coalesce: in}).withDefaults(); err != nil || o.Coalesce != want {
+			t.Fatalf("coalesce %v: %v, %v", in, o.Coalesce, err)
+		}
+	}
+}
+
+// TestICEReaderCoalesce: after a batch of few datagrams the ICE socket's
+// read loop pauses for Options.Coalesce before its next read, and the
+// datagrams that came during the pause come in one recvmmsg.
+func TestICEReaderCoalesce(t *testing.T) {
+	checkGoroutines(t)
+	const bound = 700 * time.Microsecond
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := newFastConn(c, testLogger(), newKeyTable(time.Now), newFake(), true, bound)
+	defer func() { _ = fc.Close() }()
+	pauses, release, done := make(chan time.Duration), make(chan struct{}), make(chan struct{})
+	defer close(done)
+	fc.pause = func(d time.Duration) {
+		select {
+		case pauses <- d:
+			select {
+			case <-release:
+			case <-done:
+			}
+		case <-done:
+		}
+	}
+	to := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	peer := newTestPhone(t)
+	send := func(i int) {
+		if _, err := peer.Conn.WriteToUDPAddrPort([]byte{0, 1, byte(i)}, to); err != nil {
+			t.Error(err)
+		}
+	}
+	const during = 5
+	got := make(chan []byte, 1+during)
+	go func() {
+		buf := make([]byte, 1500)
+		for range 1 + during {
+			n, _, err := fc.ReadFromAddrPort(buf)
+			if err != nil {
+				close(got)
+				return
+			}
+			got <- bytes.Clone(buf[:n])
+		}
+	}()
+	send(0)
+	if b := <-got; !bytes.Equal(b, []byte{0, 1, 0}) {
+		t.Fatalf("first datagram %x", b)
+	}
+	select {
+	case d := <-pauses:
+		if d != bound {
+			t.Fatalf("paused %v, want %v", d, bound)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the read loop did not pause after a batch of one datagram")
+	}
+	calls := fc.rd.calls.Load()
+	for i := range during {
+		send(1 + i)
+	}
+	waitFor(t, "the datagrams queued on the socket", func() bool { return rxQueue(t, to.Port()) > 0 })
+	release <- struct{}{}
+	for i := range during {
+		var b []byte
+		select {
+		case b = <-got:
+		case <-pauses: // a datagram that came late: its own batch
+			release <- struct{}{}
+			b = <-got
+		case <-time.After(10 * time.Second):
+			t.Fatalf("datagram %d not read", 1+i)
+		}
+		if !bytes.Equal(b, []byte{0, 1, byte(1 + i)}) {
+			t.Fatalf("datagram %d: %x", 1+i, b)
+		}
+	}
+	if n := fc.rd.calls.Load() - calls; n > 2 {
+		t.Fatalf("the %d datagrams sent during the pause took %d recvmmsg", during, n)
+	}
+	if fc.pauses.Load() == 0 {
+		t.Fatal("pauses not counted")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"time"
 
 	"github.com/switchboard/switchboard/clock"
 )
@@ -17,7 +18,7 @@ import (
 
 type rtpPoller struct{}
 
-func newRTPPoller(*slog.Logger, clock.Clock, *iceReader) (*rtpPoller, error) {
+func newRTPPoller(*slog.Logger, clock.Clock, *iceReader, time.Duration) (*rtpPoller, error) {
 	return nil, errors.New("media: rtp poller: linux only")
 }
 
@@ -46,3 +47,16 @@ func (*iceReader) read() ([]byte, netip.AddrPort, bool, error) {
 }
 
 func (*Engine) batchStats() BatchStats { return BatchStats{} }
+
+func (*iceReader) sparse() bool { return false }
+
+func (*iceReader) mustWait() bool { return false }
+
+type iceWaits struct {
+	timer interface{ sleep(time.Duration) }
+}
+
+func newICEWaits(*iceReader, *slog.Logger) *iceWaits { return nil }
+
+func (*iceWaits) wait() error { return nil }
+func (*iceWaits) close()      {}

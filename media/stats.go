@@ -286,10 +286,14 @@ type BatchStats struct {
 	Wakeups      uint64 `json:"wakeups"`
 	RTPReads     uint64 `json:"rtp_reads"`
 	RTPDatagrams uint64 `json:"rtp_datagrams"`
+	// Pauses counts the poller's Options.Coalesce waits.
+	Pauses uint64 `json:"pauses"`
 	// ICEReads and ICEDatagrams count the same for the shared ICE
 	// socket, pion's datagrams included.
 	ICEReads     uint64 `json:"ice_reads"`
 	ICEDatagrams uint64 `json:"ice_datagrams"`
+	// ICEPauses counts the Options.Coalesce waits of its reader.
+	ICEPauses uint64 `json:"ice_pauses"`
 	// ICESends counts the sendmmsg calls that carry the phones' audio to
 	// browsers on the fast path, ICESent the datagrams they sent.
 	ICESends uint64 `json:"ice_sends"`

@@ -103,6 +103,9 @@ type Config struct {
 	ICELite       bool `env:"ICE_LITE" envDefault:"false"`
 	MaxCalls      int  `env:"MAX_CALLS" envDefault:"500"`
 	MediaFastPath bool `env:"MEDIA_FASTPATH" envDefault:"true"`
+	// MediaCoalesce is media.Options.Coalesce: the media relay's pause
+	// after a wake-up that found few datagrams; 0 turns it off.
+	MediaCoalesce time.Duration `env:"MEDIA_COALESCE" envDefault:"300us"`
 	// TURNURLs are the STUN and TURN servers handed to browsers, with
 	// static credentials (TURNUsername, TURNPassword) or time-limited ones
 	// made with TURNSecret, valid for TURNTTL.
@@ -599,6 +602,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("ice_lite", c.ICELite),
 		slog.Int("max_calls", c.MaxCalls),
 		slog.Bool("media_fastpath", c.MediaFastPath),
+		slog.Duration("media_coalesce", c.MediaCoalesce),
 		slog.Any("turn_urls", c.TURNURLs),
 		slog.String("turn_username", c.TURNUsername),
 		slog.Bool("turn_password_set", c.TURNPassword != ""),

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/switchboard/switchboard/gateway/iceservers"
 	"github.com/switchboard/switchboard/media"
@@ -18,6 +19,9 @@ const minTURNSecretLen = 16
 // validateMedia checks the settings of the media ports, ICE and TURN.
 // Secrets are never echoed.
 func (c *Config) validateMedia(add func(key, format string, args ...any)) {
+	if c.MediaCoalesce < 0 || c.MediaCoalesce > media.MaxCoalesce {
+		add("MEDIA_COALESCE", "%v is out of range; use 0 (off) to %v, e.g. 300us", c.MediaCoalesce, media.MaxCoalesce)
+	}
 	if c.ICEPort < 0 || c.ICEPort > 65535 {
 		add("ICE_PORT", "%d is not a port; use one from 1 to 65535 (0 lets the system pick, for tests), e.g. 10000", c.ICEPort)
 	} else if c.ICEPort != 0 {
@@ -108,8 +112,17 @@ func mediaOptions(c Config, bind, announce netip.Addr, logger *slog.Logger) medi
 		ICETCP:     c.ICETCP,
 		ICELite:    c.ICELite,
 		NoFastPath: !c.MediaFastPath,
+		Coalesce:   mediaCoalesce(c.MediaCoalesce),
 		Logger:     logger.With("component", "media"),
 	}
+}
+
+// mediaCoalesce maps the setting's 0 (off) to the option's negative.
+func mediaCoalesce(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }
 
 // iceTCPAddr is the ICE-TCP address for the log: ice's, when ICE-TCP is on.
