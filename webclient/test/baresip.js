@@ -15,6 +15,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import net from 'node:net';
 import { freeUdpPort } from './sipp.js';
 
 const BARESIP = process.env.BARESIP_PATH || '/usr/bin/baresip';
@@ -31,6 +32,30 @@ export function baresipMissing() {
   return '';
 }
 
+// freeSipPort returns a loopback port for baresip's sip_listen: baresip
+// binds it for UDP and for TCP, and port + 1 for TLS (TCP), so all three
+// must be free. A UDP check alone let it pick a port whose TCP twin an
+// outgoing connection held (the ports the system picks for both come
+// from the same ephemeral range), and baresip exited with "Address
+// already in use" before it registered.
+async function freeSipPort() {
+  for (let i = 0; i < 50; i++) {
+    const port = await freeUdpPort();
+    if (port + 1 > 65535) continue;
+    if ((await tcpBindable(port)) && (await tcpBindable(port + 1))) return port;
+  }
+  throw new Error('no loopback port free for UDP, TCP and TCP + 1');
+}
+
+// tcpBindable reports whether a TCP listener could bind 127.0.0.1:port now.
+function tcpBindable(port) {
+  return new Promise((resolve) => {
+    const s = net.createServer();
+    s.once('error', () => resolve(false));
+    s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)));
+  });
+}
+
 // startBaresip starts baresip as user@domain of the gateway (its SIP UDP
 // address, gateway.sipUdp), on a free loopback port. video is the one
 // video codec it sends ('VP8' or 'H264'); dial, when given,
@@ -38,7 +63,7 @@ export function baresipMissing() {
 // (answermode=auto).
 export async function startBaresip({ gateway, user, password, video = 'VP8', dial = '' }) {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'switchboard-baresip-'));
-  const port = await freeUdpPort();
+  const port = await freeSipPort();
   const [gwHost, gwPort] = gateway.sipUdp.split(':');
   const config = [
     'poll_method epoll',
