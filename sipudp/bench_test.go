@@ -166,17 +166,10 @@ func BenchmarkSend(b *testing.B) {
 // BenchmarkAnswer measures what a request costs the SIP stack end to end
 // on a real loopback socket: read, parse, the Layer's queue and worker,
 // a server transaction, its handler's 401 and the sendto; the client's
-// own writes and reads are in it too. HandOff runs the handler on the
-// transaction layer's pool, as every request did; Inline on the
-// transport's worker (transaction.Config.Inline). Besides cpu-ns/req it
-// reports the process's voluntary context switches per request
+// own writes and reads are in it too. Besides cpu-ns/req it reports the
+// process's voluntary context switches per request
 // (getrusage), the threads that parked and were woken.
 func BenchmarkAnswer(b *testing.B) {
-	b.Run("HandOff", func(b *testing.B) { benchAnswer(b, nil) })
-	b.Run("Inline", func(b *testing.B) { benchAnswer(b, func(*sip.Request) bool { return true }) })
-}
-
-func benchAnswer(b *testing.B, inline func(*sip.Request) bool) {
 	tr, err := sipudp.Listen(context.Background(), "127.0.0.1:0", sipudp.Options{ReadBuffer: 4 << 20})
 	if err != nil {
 		b.Fatal(err)
@@ -186,7 +179,7 @@ func benchAnswer(b *testing.B, inline func(*sip.Request) bool) {
 		res := sip.NewResponse(req, 401, "")
 		res.SetToTag("bench")
 		_ = st.Respond(res)
-	}), transaction.Config{Inline: inline})
+	}), transaction.Config{})
 	defer tx.Close()
 	transporttest.Serve(b, l, transport.HandlerFuncs{Message: tx.HandleMessage, Waited: tx.HandleWaited})
 	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(tr.LocalAddr().AddrPort))

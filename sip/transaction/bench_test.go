@@ -12,15 +12,7 @@ import (
 // BenchmarkServerNonInvite measures a non-INVITE server transaction round
 // trip: HandleMessage → handler goroutine → Respond → Sender. Over TCP, so
 // the transaction ends with the response (J = 0) and the real clock.
-func BenchmarkServerNonInvite(b *testing.B) { benchServer(b, nil) }
-
-// BenchmarkServerNonInviteInline is the same with the handler run in
-// HandleMessage's goroutine (Config.Inline): no hand-off.
-func BenchmarkServerNonInviteInline(b *testing.B) {
-	benchServer(b, func(*sip.Request) bool { return true })
-}
-
-func benchServer(b *testing.B, inline func(*sip.Request) bool) {
+func BenchmarkServerNonInvite(b *testing.B) {
 	sent := make(chan struct{}, 1)
 	sender := senderFunc(func(context.Context, sip.Message, sip.Addr) error {
 		sent <- struct{}{}
@@ -30,7 +22,7 @@ func benchServer(b *testing.B, inline func(*sip.Request) bool) {
 		res := sip.NewResponse(req, 200, "")
 		res.SetToTag("bench")
 		_ = tx.Respond(res)
-	}), Config{Inline: inline})
+	}), Config{})
 	defer l.Close()
 	reqs := benchRequests(b, phoneTCP)
 	b.ReportAllocs()

@@ -180,22 +180,6 @@ type Config struct {
 	// HandleMessage and must not block.
 	Admit func(req *sip.Request, waited time.Duration) (reject *sip.Response, drop bool)
 
-	// Inline, when set, is asked about each request admitted to a new
-	// server transaction; true runs its handler in the goroutine that
-	// called HandleMessage (the transport's worker) instead of handing it
-	// to a goroutine of the layer's pool. A hand-off to a goroutine that
-	// then runs on another CPU, or wakes an idle one, costs more than a
-	// short handler: set it for the requests the Handler answers at once
-	// from memory (a challenge, an OPTIONS ping), never for one that waits
-	// on the network, a disk or another request (a proxy's INVITE, which
-	// waits for the next hop: the response it waits for comes through
-	// the very workers it would hold). Meanwhile the transport's worker
-	// serves nothing else, which is the point: the transport's queue, its
-	// fairness between sources and its caps see the handler's time. The
-	// handler's context ends when ServeSIP returns, as always. It runs in
-	// the goroutine that called HandleMessage and must not block.
-	Inline func(req *sip.Request) bool
-
 	// OnFinal, when set, learns the outcome of every transaction once: the
 	// first final status a server transaction sent, or the first final
 	// status a client transaction delivered to its TU (408 and 503 when it

@@ -25,10 +25,7 @@
 //
 //   - server side, the handler runs in its own goroutine, so a handler that
 //     never returns holds only its own transaction (whose retransmissions
-//     and timers go on) and one of the MaxServerTransactions slots; but
-//     for the requests Config.Inline picks, whose handlers answer at once
-//     and run in the goroutine that called HandleMessage, sparing the
-//     hand-off;
+//     and timers go on) and one of the MaxServerTransactions slots;
 //   - client side, responses go to a buffered channel by non-blocking sends:
 //     provisional responses that do not fit are dropped, but a slot is kept
 //     for the final response, which is never dropped. Extra 2xx responses

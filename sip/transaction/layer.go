@@ -37,9 +37,7 @@ type Sender interface {
 // goroutine of its own while it runs, one per server transaction (a
 // worker of the Layer's pool), so it may block until it has answered (a
 // proxy or B2BUA waits for the next hop there); the number of such
-// goroutines is bounded by Config.MaxServerTransactions. The requests that
-// Config.Inline picks are the exception: their ServeSIP runs in the
-// goroutine that called HandleMessage, and must answer at once.
+// goroutines is bounded by Config.MaxServerTransactions.
 //
 // tx is nil for an ACK that matches no server transaction (the ACK for a 2xx
 // response, which RFC 3261 makes a transaction of its own, §17.1.1.3) and
@@ -124,11 +122,10 @@ type Layer struct {
 	stray     func(context.Context, *sip.Response)
 	onFinal   func(server bool, method string, status int)
 	admit     func(*sip.Request, time.Duration) (*sip.Response, bool)
-	inline    func(*sip.Request) bool // Config.Inline
-	weigh     func(netip.Addr) int    // Config.SourceWeight
-	max       int                     // Config.MaxServerTransactions
-	perSource int                     // Config.MaxServerTransactionsPerSource
-	maxClient int                     // Config.MaxClientTransactions
+	weigh     func(netip.Addr) int // Config.SourceWeight
+	max       int                  // Config.MaxServerTransactions
+	perSource int                  // Config.MaxServerTransactionsPerSource
+	maxClient int                  // Config.MaxClientTransactions
 	retry     string
 	load      overload
 
@@ -204,7 +201,6 @@ func New(ctx context.Context, s Sender, h Handler, cfg Config) *Layer {
 		stray:     cfg.OnStrayResponse,
 		onFinal:   cfg.OnFinal,
 		admit:     cfg.Admit,
-		inline:    cfg.Inline,
 		weigh:     cfg.SourceWeight,
 		max:       cfg.MaxServerTransactions,
 		perSource: cfg.MaxServerTransactionsPerSource,
@@ -334,11 +330,10 @@ func (l *Layer) Stats() Stats {
 
 // HandleMessage is called by the transport for every message it receives,
 // with msg.Src() set. It does not block on the TU: a new request starts a
-// server transaction whose Handler runs in a goroutine of its own (or in
-// this one, when Config.Inline says so, and then HandleMessage waits for
-// it); retransmissions are absorbed by their transaction; responses go to
-// their client transaction, or to Config.OnStrayResponse. Otherwise it
-// waits only for Sender.Send (when it answers a retransmission, sends an
+// server transaction whose Handler runs in a goroutine of its own;
+// retransmissions are absorbed by their transaction; responses go to
+// their client transaction, or to Config.OnStrayResponse. It waits only
+// for Sender.Send (when it answers a retransmission, sends an
 // ACK or a stateless response) and for OnStrayResponse.
 func (l *Layer) HandleMessage(msg sip.Message) {
 	switch m := msg.(type) {
@@ -481,13 +476,6 @@ func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 	endEvicted(evicted)
 
 	tx.start()
-	if l.inline != nil && l.inline(req) {
-		// No hand-off, so no wait for the overload measure to sample:
-		// the wait of an inline handler is its request's in the
-		// transport's queue (Config.QueueDelay).
-		l.serve(tx)
-		return
-	}
 	tx.handed = delay.Now()
 	l.load.handed()
 	l.dispatch(tx)

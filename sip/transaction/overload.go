@@ -12,10 +12,8 @@ import (
 )
 
 // Overload. Each server transaction's handler runs in a goroutine of its
-// own (but those of Config.Inline, whose wait is all in the transport's
-// queue, Config.QueueDelay), so when requests come faster than the CPUs
-// serve them the backlog is not a queue the layer sees but runnable
-// goroutines: every handler
+// own, so when requests come faster than the CPUs serve them the backlog
+// is not a queue the layer sees but runnable goroutines: every handler
 // then waits longer for a CPU before it starts, and a client that waits
 // past T1 sends its request again, which doubles the load. The layer
 // measures that wait, from the request's handover to the handler's
