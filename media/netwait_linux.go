@@ -169,3 +169,31 @@ func (g *gate) passed(fd uintptr) bool {
 }
 
 func (g *gate) close() { g.w.close() }
+
+// loopWaits are a read loop's waits in Go's network poller: for its epoll
+// set, through a gate, and for the coalescing pause. The RTP poller and
+// the ICE read loop each have one.
+type loopWaits struct {
+	ready *gate
+	timer *pauseTimer
+}
+
+// newLoopWaits gates the epoll set inner (the caller keeps it) and makes
+// the pause's timer.
+func newLoopWaits(inner int, name string) (loopWaits, error) {
+	ready, err := newGate(inner, name)
+	if err != nil {
+		return loopWaits{}, err
+	}
+	timer, err := newPauseTimer()
+	if err != nil {
+		ready.close()
+		return loopWaits{}, err
+	}
+	return loopWaits{ready: ready, timer: timer}, nil
+}
+
+func (w loopWaits) close() {
+	w.ready.close()
+	w.timer.close()
+}

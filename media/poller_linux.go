@@ -83,10 +83,9 @@ type rtpPoller struct {
 	again, retry []int32
 	// round counts the datagrams of the round being handled.
 	round int
-	// ready waits for the epoll set in Go's network poller. timer is
-	// the pause's.
-	ready *gate
-	timer *pauseTimer
+	// waits parks the goroutine in Go's network poller until the epoll
+	// set has events, and makes the pause.
+	waits loopWaits
 	done  chan struct{}
 
 	wakeups, recvCalls, datagrams, pauses atomic.Uint64
@@ -130,15 +129,9 @@ func startRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader, coalesce ti
 	}
 	// Id 0 is the stop event's; sockets take ids from 1.
 	err = unix.EpollCtl(fd, unix.EPOLL_CTL_ADD, stop, &unix.EpollEvent{Events: unix.EPOLLIN})
-	var ready *gate
+	var waits loopWaits
 	if err == nil {
-		ready, err = newGate(fd, "rtp poller")
-	}
-	var timer *pauseTimer
-	if err == nil {
-		if timer, err = newPauseTimer(); err != nil {
-			ready.close()
-		}
+		waits, err = newLoopWaits(fd, "rtp poller")
 	}
 	if err != nil {
 		_ = unix.Close(fd)
@@ -146,7 +139,7 @@ func startRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader, coalesce ti
 		return nil, fmt.Errorf("media: rtp poller: %w", err)
 	}
 	if pause == nil {
-		pause = timer.sleep
+		pause = waits.timer.sleep
 	}
 	p := &rtpPoller{
 		log:      log,
@@ -159,8 +152,7 @@ func startRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader, coalesce ti
 		events:   make([]unix.EpollEvent, pollEvents),
 		in:       in,
 		out:      out,
-		ready:    ready,
-		timer:    timer,
+		waits:    waits,
 		done:     make(chan struct{}),
 	}
 	go p.run()
@@ -176,8 +168,7 @@ func startRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader, coalesce ti
 func (p *rtpPoller) run() {
 	defer close(p.done)
 	defer func() {
-		p.ready.close()
-		p.timer.close()
+		p.waits.close()
 		_ = unix.Close(p.epfd)
 	}()
 	// capped: sockets were read to their cap (they come first); more:
@@ -186,7 +177,7 @@ func (p *rtpPoller) run() {
 	more, capped := false, false
 	for {
 		if !more {
-			if err := p.ready.wait(); err != nil {
+			if err := p.waits.ready.wait(); err != nil {
 				p.log.Error("media: rtp poller stopped", "err", err)
 				return
 			}
@@ -464,27 +455,20 @@ func (r *iceReader) mustWait() bool { return r.next >= r.n && r.empty }
 // iceWaits are the ICE read loop's waits in Go's network poller: for the
 // reader's epoll set (through a gate) and the coalescing pause.
 type iceWaits struct {
-	r     *iceReader
-	ready *gate
-	timer *pauseTimer
-	pfd   [1]unix.PollFd
+	loopWaits
+	r   *iceReader
+	pfd [1]unix.PollFd
 }
 
 // newICEWaits returns nil when it cannot: the reader then waits in
 // epoll_wait, without pauses.
 func newICEWaits(r *iceReader, log *slog.Logger) *iceWaits {
-	ready, err := newGate(r.ep, "ice reader")
+	waits, err := newLoopWaits(r.ep, "ice reader")
 	if err != nil {
 		log.Warn("media: the ice socket's reader waits in epoll_wait", "err", err)
 		return nil
 	}
-	timer, err := newPauseTimer()
-	if err != nil {
-		ready.close()
-		log.Warn("media: the ice socket's reader waits in epoll_wait", "err", err)
-		return nil
-	}
-	return &iceWaits{r: r, ready: ready, timer: timer}
+	return &iceWaits{loopWaits: waits, r: r}
 }
 
 // wait returns when the reader's epoll set has events, which its
@@ -499,11 +483,6 @@ func (w *iceWaits) wait() error {
 		return nil
 	}
 	return w.ready.wait()
-}
-
-func (w *iceWaits) close() {
-	w.ready.close()
-	w.timer.close()
 }
 
 // sparse reports whether the reader's next read needs a system call and
