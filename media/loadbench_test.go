@@ -31,6 +31,7 @@ import (
 	"github.com/pion/rtp"
 	"github.com/pion/webrtc/v4"
 	"github.com/switchboard/switchboard/internal/mediapeer"
+	"github.com/switchboard/switchboard/internal/udpstat"
 )
 
 // The load bench runs in two processes: TestLoadBench is the gateway (one
@@ -1569,29 +1570,17 @@ func udpRcvbufErrors() int64 {
 }
 
 // udpSocketDrops sums the drop counters (receive buffer full) of the
-// loopback UDP sockets bound to ports, from /proc/net/udp (Linux; -1
-// elsewhere).
+// UDP sockets bound to ports (Linux; -1 elsewhere).
 func udpSocketDrops(ports map[uint16]bool) int64 {
-	b, err := os.ReadFile("/proc/net/udp")
+	all, err := udpstat.Sockets(false)
 	if err != nil {
 		return -1
 	}
 	var sum int64
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) < 13 || !strings.HasSuffix(f[0], ":") {
-			continue
+	for _, s := range all {
+		if ports[s.Local.Port()] {
+			sum += int64(s.Drops)
 		}
-		_, port, ok := strings.Cut(f[1], ":")
-		if !ok {
-			continue
-		}
-		p, err := strconv.ParseUint(port, 16, 16)
-		if err != nil || !ports[uint16(p)] {
-			continue
-		}
-		d, _ := strconv.ParseInt(f[12], 10, 64)
-		sum += d
 	}
 	return sum
 }

@@ -9,14 +9,13 @@ import (
 	"net"
 	"net/netip"
 	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/pion/rtp"
 	"github.com/switchboard/switchboard/internal/leakcheck"
 	"github.com/switchboard/switchboard/internal/mmsg"
+	"github.com/switchboard/switchboard/internal/udpstat"
 	"golang.org/x/sys/unix"
 )
 
@@ -366,27 +365,14 @@ func TestICEReader(t *testing.T) {
 	_ = fc.Close()
 }
 
-// rxQueue returns the bytes queued on the loopback UDP socket of port,
-// from /proc/net/udp.
+// rxQueue returns the bytes queued on the loopback UDP socket of port.
 func rxQueue(t *testing.T, port uint16) int {
 	t.Helper()
-	b, err := os.ReadFile("/proc/net/udp")
+	s, err := udpstat.Find(netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 0, 1}), port))
 	if err != nil {
 		t.Fatal(err)
 	}
-	local := fmt.Sprintf("0100007F:%04X", port)
-	for _, l := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(l); len(f) > 4 && f[1] == local {
-			_, rx, _ := strings.Cut(f[4], ":")
-			n, err := strconv.ParseInt(rx, 16, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return int(n)
-		}
-	}
-	t.Fatalf("no socket on port %d in /proc/net/udp", port)
-	return 0
+	return int(s.RxQueue)
 }
 
 // TestRTPPollerHostile: what the poller reads is checked as the reader

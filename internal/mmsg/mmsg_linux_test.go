@@ -5,19 +5,16 @@ package mmsg
 import (
 	"bytes"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
-	"os"
 	"os/exec"
-	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
 	"unsafe"
 
 	"github.com/switchboard/switchboard/internal/netns"
+	"github.com/switchboard/switchboard/internal/udpstat"
 	"github.com/switchboard/switchboard/internal/waitfor"
 	"golang.org/x/sys/unix"
 )
@@ -86,34 +83,16 @@ func newBatch(t testing.TB, cfg Config) *Batch {
 	return b
 }
 
-// rxQueue is the bytes in the receive queue of the socket at a, from
-// /proc/net/udp or udp6: the kernel may queue loopback datagrams after
-// the send returns, and a test that counts what one receive takes waits
-// until they are all there.
+// rxQueue is the bytes in the receive queue of the socket at a: the
+// kernel may queue loopback datagrams after the send returns, and a test
+// that counts what one receive takes waits until they are all there.
 func rxQueue(t testing.TB, a netip.AddrPort) int {
 	t.Helper()
-	file, width := "/proc/net/udp", 8
-	if a.Addr().Is6() {
-		file, width = "/proc/net/udp6", 32
-	}
-	b, err := os.ReadFile(file)
+	s, err := udpstat.Find(a)
 	if err != nil {
 		t.Fatal(err)
 	}
-	suffix := fmt.Sprintf(":%04X", a.Port())
-	for _, l := range strings.Split(string(b), "\n") {
-		f := strings.Fields(l)
-		if len(f) > 4 && len(f[1]) == width+5 && strings.HasSuffix(f[1], suffix) {
-			_, rx, _ := strings.Cut(f[4], ":")
-			n, err := strconv.ParseInt(rx, 16, 64)
-			if err != nil {
-				t.Fatal(err)
-			}
-			return int(n)
-		}
-	}
-	t.Fatalf("no socket on %v in %s", a, file)
-	return 0
+	return int(s.RxQueue)
 }
 
 // sendAll sends n datagrams of 3 bytes (i, 1, 2) from tx to rx, one a

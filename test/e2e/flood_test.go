@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"strconv"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/udpstat"
 	"github.com/switchboard/switchboard/sip/digest"
 )
 
@@ -509,34 +511,15 @@ func (w *socketWatch) log(t *testing.T) {
 	}
 }
 
-// udpSocket reads, from /proc/net/udp, the drops and the receive queue
-// (bytes) of the UDP socket bound to host:port (an IPv4 address).
+// udpSocket reads the drops and the receive queue (bytes) of the UDP
+// socket bound to host:port.
 func udpSocket(host string, port int) (drops, queue uint64, err error) {
-	ip := net.ParseIP(host).To4()
-	if ip == nil {
-		return 0, 0, fmt.Errorf("not an IPv4 address: %s", host)
-	}
-	// The kernel writes the address as the hex of its 32 bits in host
-	// order: little-endian on the machines the tests run on.
-	local := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], port)
-	b, err := os.ReadFile("/proc/net/udp")
+	ip, err := netip.ParseAddr(host)
 	if err != nil {
 		return 0, 0, err
 	}
-	for line := range strings.Lines(string(b)) {
-		f := strings.Fields(line)
-		if len(f) < 13 || f[1] != local {
-			continue
-		}
-		_, rx, _ := strings.Cut(f[4], ":")
-		queue, err1 := strconv.ParseUint(rx, 16, 64)
-		drops, err2 := strconv.ParseUint(f[len(f)-1], 10, 64)
-		if err1 != nil || err2 != nil {
-			return 0, 0, fmt.Errorf("odd /proc/net/udp line %q", line)
-		}
-		return drops, queue, nil
-	}
-	return 0, 0, fmt.Errorf("no socket on %s:%d in /proc/net/udp", host, port)
+	s, err := udpstat.Find(netip.AddrPortFrom(ip, uint16(port)))
+	return s.Drops, s.RxQueue, err
 }
 
 // vmRSS reads the resident set size of process pid, in bytes.
