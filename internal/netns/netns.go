@@ -158,6 +158,12 @@ func runChild(t *testing.T, opts Options) {
 	cmd.Stdout, cmd.Stderr = &out, &out
 	err = cmd.Run()
 	logOutput(t, out.Bytes())
+	if err != nil || ctx.Err() != nil {
+		// A failing child's output ends with the dumps of its cleanups
+		// (gateway, coturn, page logs), and CI keeps only the tail of a
+		// run: the failures themselves are repeated last.
+		t.Logf("netns: where the test failed in its namespace:\n%s", failures(out.Bytes()))
+	}
 	switch {
 	case ctx.Err() != nil:
 		t.Fatalf("netns: the test did not end within %v in its namespace", timeout)
@@ -192,6 +198,40 @@ func logOutput(t *testing.T, out []byte) {
 		t.Log("ns| " + line)
 	}
 }
+
+// failures picks from a child's verbose output what says where it
+// failed: the first line of each log call (file:line: message, which an
+// error's message is too, cut at maxDigestLine bytes) and the --- FAIL
+// lines, at most maxDigestLines of them, the last ones kept.
+func failures(out []byte) string {
+	var lines []string
+	sc := bufio.NewScanner(bytes.NewReader(out))
+	sc.Buffer(make([]byte, 64*1024), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		trimmed := strings.TrimLeft(line, " ")
+		if !strings.HasPrefix(trimmed, "--- FAIL") && !logCall.MatchString(line) {
+			continue
+		}
+		if len(line) > maxDigestLine {
+			line = line[:maxDigestLine] + " …"
+		}
+		lines = append(lines, line)
+	}
+	if len(lines) > maxDigestLines {
+		lines = append([]string{"…"}, lines[len(lines)-maxDigestLines:]...)
+	}
+	return strings.Join(lines, "\n")
+}
+
+const (
+	maxDigestLines = 40
+	maxDigestLine  = 400
+)
+
+// logCall matches the first line of a t.Log or t.Error call in verbose
+// output: indentation, a Go file, a line number.
+var logCall = regexp.MustCompile(`^\s+[\w.-]+\.go:\d+: `)
 
 // setUp brings loopback up and adds the addresses and routes of opts.
 func setUp(opts Options) error {

@@ -1,6 +1,7 @@
 package netns
 
 import (
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -124,5 +125,44 @@ func TestRunContained(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(NetnsDir, "netns-contained-test")); err == nil {
 		t.Fatalf("the contained test's namespace is visible in the host's %s", NetnsDir)
+	}
+}
+
+// TestFailures: the digest of a failing child's output keeps where it
+// failed and drops the dumps, and stays bounded however long the output.
+func TestFailures(t *testing.T) {
+	out := strings.Join([]string{
+		"=== RUN   TestX",
+		"=== RUN   TestX/a",
+		"    x_test.go:12: the admin API never showed the call: state ringing",
+		"    x_test.go:40: --- the gateway's log ---",
+		"        time=1 level=INFO msg=listening",
+		"        time=2 level=INFO msg=call",
+		"--- FAIL: TestX (1.00s)",
+		"    --- FAIL: TestX/a (1.00s)",
+		"FAIL",
+	}, "\n")
+	want := strings.Join([]string{
+		"    x_test.go:12: the admin API never showed the call: state ringing",
+		"    x_test.go:40: --- the gateway's log ---",
+		"--- FAIL: TestX (1.00s)",
+		"    --- FAIL: TestX/a (1.00s)",
+	}, "\n")
+	if got := failures([]byte(out)); got != want {
+		t.Errorf("failures:\n%s\nwant:\n%s", got, want)
+	}
+
+	var long strings.Builder
+	for i := range 1000 {
+		fmt.Fprintf(&long, "    x_test.go:%d: %s\n", i, strings.Repeat("x", 2000))
+	}
+	got := strings.Split(failures([]byte(long.String())), "\n")
+	if len(got) != maxDigestLines+1 || got[0] != "…" || !strings.HasPrefix(got[len(got)-1], "    x_test.go:999: ") {
+		t.Errorf("a long output gives %d lines, first %.40q, last %.40q", len(got), got[0], got[len(got)-1])
+	}
+	for _, l := range got {
+		if len(l) > maxDigestLine+len(" …") {
+			t.Errorf("a line of %d bytes, want at most %d", len(l), maxDigestLine+len(" …"))
+		}
 	}
 }
