@@ -42,14 +42,22 @@ func TestLingeringSheds(t *testing.T) {
 		txs <- tx
 	}), Config{Clock: clk, TryingDelay: -1})
 	t.Cleanup(func() { l.Close() })
-	// answered sends s, waits for its handler to answer and return, and
-	// returns the transaction and what it sent.
-	answered := func(s msgSpec) (*ServerTx, string) {
+	// answered sends s, answered with status, waits for its handler to
+	// return, checks what was sent and what the transaction holds, and
+	// returns it.
+	answered := func(s msgSpec, status int, sent string, want held) *ServerTx {
 		t.Helper()
+		code = status
 		l.HandleMessage(s.req(t))
 		tx := <-txs
 		eventually(t, "the handler returned", func() bool { return l.Stats().Handlers == 0 })
-		return tx, labels(net.take())
+		if got := labels(net.take()); got != sent {
+			t.Fatalf("sent %s, want %s", got, sent)
+		}
+		if h := heldBy(tx); h != want {
+			t.Fatalf("%v holds %+v, want %+v", tx.State(), h, want)
+		}
+		return tx
 	}
 	noHandler := func() {
 		t.Helper()
@@ -63,15 +71,8 @@ func TestLingeringSheds(t *testing.T) {
 	}
 
 	t.Run("non-INVITE in Completed", func(t *testing.T) {
-		code = 200
 		s := spec("BYE", 1, phoneUDP)
-		tx, sent := answered(s)
-		if sent != "200 BYE" {
-			t.Fatalf("sent %s", sent)
-		}
-		if h := heldBy(tx); h != (held{last: true}) {
-			t.Fatalf("Completed holds %+v, want its final response alone", h)
-		}
+		tx := answered(s, 200, "200 BYE", held{last: true}) // its final response alone
 		if tx.Request() != nil {
 			t.Fatal("Request() still returns the request")
 		}
@@ -83,16 +84,9 @@ func TestLingeringSheds(t *testing.T) {
 	})
 
 	t.Run("INVITE in Accepted", func(t *testing.T) {
-		code = 200
 		s := spec("INVITE", 2, phoneUDP)
-		tx, sent := answered(s)
-		if sent != "100 INVITE,200 INVITE" {
-			t.Fatalf("sent %s", sent)
-		}
-		if h := heldBy(tx); h != (held{}) {
-			t.Fatalf("Accepted holds %+v, want no message", h)
-		}
-		l.HandleMessage(s.req(t)) // absorbed (RFC 6026 §8.7)
+		tx := answered(s, 200, "100 INVITE,200 INVITE", held{}) // no message
+		l.HandleMessage(s.req(t))                               // absorbed (RFC 6026 §8.7)
 		if got := labels(net.take()); got != "" {
 			t.Fatalf("retransmitted INVITE: sent %s, want it absorbed", got)
 		}
@@ -113,15 +107,8 @@ func TestLingeringSheds(t *testing.T) {
 	})
 
 	t.Run("INVITE in Completed, then Confirmed", func(t *testing.T) {
-		code = 486
 		s := spec("INVITE", 3, phoneUDP)
-		tx, sent := answered(s)
-		if sent != "100 INVITE,486 INVITE" {
-			t.Fatalf("sent %s", sent)
-		}
-		if h := heldBy(tx); h != (held{last: true}) {
-			t.Fatalf("Completed holds %+v, want its final response alone", h)
-		}
+		tx := answered(s, 486, "100 INVITE,486 INVITE", held{last: true})
 		l.HandleMessage(s.req(t))
 		if got := labels(net.wait(t, 1)); got != "486 INVITE" {
 			t.Fatalf("retransmitted INVITE: sent %s, want the 486 again", got)
