@@ -56,7 +56,11 @@
 # second second to two seconds before its end), and a heap profile two
 # seconds before its end, and writes `go tool pprof -top` of them to
 # $OUT/pprof-*.txt and $OUT/heap-*.txt (the heap by memory in use). A
-# rate matches the ladder's step and the overload step at that rate.
+# rate matches the ladder's step and the overload step at that rate;
+# "call:over" (or "register:over") matches the overload step whatever its
+# rate. The heap is also written by objects in use ($OUT/heapobj-*.txt),
+# and the server's /metrics at the heap's moment to $OUT/metrics-*.txt
+# (the transactions, dialogs and calls alive then).
 #
 # Socket drops: every step reports the datagrams that the kernel dropped
 # at sipp's sockets and at the server's SIP socket (/proc/net/udp, drops;
@@ -441,11 +445,14 @@ step() {
 		(while kill -0 "${PID[$t]}" 2>/dev/null; do mem_target "$t"; sleep 1; done >"$f.mem") &
 		mon=$!
 	fi
-	if [ "$t" != kamailio ] && [[ " $PPROF_AT " == *" $kind:$r "* ]] && [ "$tag" != after ]; then
+	if [ "$t" != kamailio ] && [ "$tag" != after ] &&
+		{ [[ " $PPROF_AT " == *" $kind:$r "* ]] || { [ "$tag" = over ] && [[ " $PPROF_AT " == *" $kind:over "* ]]; }; }; then
 		(sleep 1 && curl -fsS -o "$f.pprof" "http://127.0.0.1:${HPORT[$t]}/debug/pprof/profile?seconds=$((secs - 2))" &&
 			go tool pprof -top -nodecount=40 "$OUT/switchboard" "$f.pprof" >"$OUT/pprof-$t-$kind-$tag-$r.txt" 2>&1) &
 		(sleep $((secs - 2)) && curl -fsS -o "$f.heap" "http://127.0.0.1:${HPORT[$t]}/debug/pprof/heap" &&
-			go tool pprof -top -nodecount=40 -sample_index=inuse_space "$OUT/switchboard" "$f.heap" >"$OUT/heap-$t-$kind-$tag-$r.txt" 2>&1) &
+			go tool pprof -top -nodecount=40 -sample_index=inuse_space "$OUT/switchboard" "$f.heap" >"$OUT/heap-$t-$kind-$tag-$r.txt" 2>&1 &&
+			go tool pprof -top -nodecount=40 -sample_index=inuse_objects "$OUT/switchboard" "$f.heap" >"$OUT/heapobj-$t-$kind-$tag-$r.txt" 2>&1) &
+		(sleep $((secs - 2)) && curl -fsS -o "$OUT/metrics-$t-$kind-$tag-$r.txt" "http://127.0.0.1:${HPORT[$t]}/metrics") &
 	fi
 	rt0=$(redis_calls "$t")
 	c0=$(cpu_target "$t")

@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"runtime"
 	"testing"
 
 	"github.com/switchboard/switchboard/sip"
@@ -39,37 +40,78 @@ func BenchmarkProxyMessage(b *testing.B) {
 // dialog table, and the callee's answers, every message serialised and
 // parsed again on the way.
 func BenchmarkProxyInvite(b *testing.B) {
-	f := newFixture(b, func(o *Options) { o.Logger = nil })
-	f.net.SetLog(false)
-	dave := f.newUA("dave", otherDomain, mustAddr(sip.TCP, "192.0.2.31:5060"), nil)
-	bob := f.newUA("bob", testDomain, mustAddr(sip.TCP, "192.0.2.22:5060"), respond(180, 200))
-	dave.quiet, bob.quiet = true, true
-	bob.register(1000)
+	f, dave := callFixture(b, sip.TCP)
 	b.ReportAllocs()
 	for b.Loop() {
-		inv := dave.request(sip.MethodInvite, "sip:bob@"+testDomain)
-		res, _ := dave.final(dave.send(inv))
-		if res.StatusCode != 200 {
-			b.Fatalf("INVITE: got %d", res.StatusCode)
-		}
-		d, err := dialog.NewUAC(inv, res)
-		if err != nil {
-			b.Fatal(err)
-		}
-		ack, err := d.NewAck(inv.CSeq().Seq)
-		if err != nil {
-			b.Fatal(err)
-		}
-		dave.sendStateless(ack)
-		bye, err := d.NewRequest(sip.MethodBye)
-		if err != nil {
-			b.Fatal(err)
-		}
-		if res, _ := dave.final(dave.send(bye)); res.StatusCode != 200 {
-			b.Fatalf("BYE: got %d", res.StatusCode)
-		}
+		benchCall(b, dave)
 		// The INVITE transactions wait Timer L (RFC 6026) even over TCP:
 		// let it pass, or a thousand calls fill the source's places.
 		f.clk.Advance(64 * transaction.DefaultT1)
+	}
+}
+
+// BenchmarkProxyCallHeld measures the memory that a finished call leaves
+// alive for the 64*T1 that its transactions and dialog linger, the memory
+// that call overload piles up: calls as in BenchmarkProxyInvite but over
+// UDP (where Timers J and K wait), the clock never advanced, then the live
+// heap after a collection, per call (B/held-call). It counts the proxy's
+// layer and dialog table and both user agents' layers. Run it with a fixed
+// count under the server transaction bound (2 places a call at the proxy):
+//
+//	go test -run '^$' -bench ProxyCallHeld -benchtime 2000x ./gateway/proxy/
+func BenchmarkProxyCallHeld(b *testing.B) {
+	f, dave := callFixture(b, sip.UDP)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	n := 0
+	for b.Loop() {
+		benchCall(b, dave)
+		n++
+	}
+	b.StopTimer()
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	b.ReportMetric(float64(int64(after.HeapAlloc)-int64(before.HeapAlloc))/float64(n), "B/held-call")
+	st := f.layer.Stats()
+	b.ReportMetric(float64(st.ServerTransactions)/float64(n), "server-tx/call")
+	b.ReportMetric(float64(st.Evicted), "evicted")
+}
+
+// callFixture is the proxy with two user agents on transport tr: dave, a
+// stranger, calls bob, registered, who answers 180 then 200.
+func callFixture(b *testing.B, tr string) (*fixture, *ua) {
+	f := newFixture(b, func(o *Options) { o.Logger = nil })
+	f.net.SetLog(false)
+	dave := f.newUA("dave", otherDomain, mustAddr(tr, "192.0.2.31:5060"), nil)
+	bob := f.newUA("bob", testDomain, mustAddr(tr, "192.0.2.22:5060"), respond(180, 200))
+	dave.quiet, bob.quiet = true, true
+	bob.register(1000)
+	return f, dave
+}
+
+// benchCall places one call from dave to bob and ends it: INVITE, 200,
+// ACK by the route set, BYE and its 200.
+func benchCall(b *testing.B, dave *ua) {
+	inv := dave.request(sip.MethodInvite, "sip:bob@"+testDomain)
+	res, _ := dave.final(dave.send(inv))
+	if res.StatusCode != 200 {
+		b.Fatalf("INVITE: got %d", res.StatusCode)
+	}
+	d, err := dialog.NewUAC(inv, res)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ack, err := d.NewAck(inv.CSeq().Seq)
+	if err != nil {
+		b.Fatal(err)
+	}
+	dave.sendStateless(ack)
+	bye, err := d.NewRequest(sip.MethodBye)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if res, _ := dave.final(dave.send(bye)); res.StatusCode != 200 {
+		b.Fatalf("BYE: got %d", res.StatusCode)
 	}
 }

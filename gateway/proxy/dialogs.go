@@ -3,6 +3,7 @@ package proxy
 import (
 	"container/list"
 	"errors"
+	"strings"
 	"sync"
 	"time"
 
@@ -50,9 +51,14 @@ type side struct {
 
 // dialogState is what the proxy remembers of a dialog it record-routed.
 type dialogState struct {
-	key     dialogKey
-	caller  side
-	callees map[string]*side // by the callee's tag
+	key    dialogKey
+	caller side
+	// The callees, by their tags: the first in line, since nearly every
+	// dialog has one (a map and a side of its own were two allocations
+	// and some 600 bytes of each call), the others of a fork in more.
+	firstTag string
+	first    side
+	more     map[string]*side
 	// confirmed: a 2xx arrived; the dialog lives DialogLifetime past its
 	// last request rather than as long as the initial transaction.
 	confirmed bool
@@ -133,6 +139,7 @@ func (d *dialogs) open(key dialogKey, caller side, now, until time.Time) error {
 			return errDialogsFull
 		}
 	}
+	caller.detach(&key.callID, &key.callerTag)
 	dl := &dialogState{key: key, caller: caller, expires: until}
 	dl.early = d.early.PushBack(dl)
 	d.m[key] = dl
@@ -150,19 +157,26 @@ func (d *dialogs) answered(key dialogKey, tag string, callee side, confirmed boo
 	if !ok || tag == "" {
 		return
 	}
-	if s, ok := dl.callees[tag]; ok {
-		if callee.target.Scheme != "" {
+	if s := dl.callee(tag); s != nil {
+		if callee.target.Scheme != "" && callee.target != s.target {
 			s.target = callee.target
+			ps := uriStrings(&s.target)
+			detach(ps[:]...)
 		}
 		if callee.flow.IsValid() {
 			s.flow = callee.flow
 		}
-	} else if len(dl.callees) < maxCallees {
-		if dl.callees == nil {
-			dl.callees = make(map[string]*side, 1)
+	} else if dl.firstTag == "" {
+		dl.first = callee
+		dl.first.detach(&tag)
+		dl.firstTag = tag
+	} else if 1+len(dl.more) < maxCallees {
+		if dl.more == nil {
+			dl.more = make(map[string]*side, 1)
 		}
 		c := callee
-		dl.callees[tag] = &c
+		c.detach(&tag)
+		dl.more[tag] = &c
 	}
 	switch {
 	case confirmed && !dl.confirmed:
@@ -177,6 +191,15 @@ func (d *dialogs) answered(key dialogKey, tag string, callee side, confirmed boo
 	case !dl.confirmed && until.After(dl.expires):
 		dl.expires = until
 	}
+}
+
+// callee returns the side of the callee whose tag is tag, nil if none
+// answered with it.
+func (dl *dialogState) callee(tag string) *side {
+	if tag != "" && tag == dl.firstTag {
+		return &dl.first
+	}
+	return dl.more[tag]
 }
 
 // failed ends the dialog of an initial request that got a final non-2xx
@@ -206,7 +229,7 @@ func (d *dialogs) route(r *sip.Request, rt *routing, now time.Time, follow func(
 		d.mismatched++
 		return sip.Addr{}, "", false
 	}
-	to, from := &dl.caller, dl.callees[calleeTag]
+	to, from := &dl.caller, dl.callee(calleeTag)
 	if rt.dir == toCallee {
 		if to, from = from, &dl.caller; to == nil {
 			d.mismatched++
@@ -244,7 +267,7 @@ func (d *dialogs) replaced(rep sip.Replaces, ruri *sip.URI, now time.Time) (side
 		if !ok || !dl.confirmed || !dl.expires.After(now) {
 			continue
 		}
-		callee := dl.callees[tags[1]]
+		callee := dl.callee(tags[1])
 		if callee == nil {
 			continue
 		}
@@ -299,9 +322,11 @@ func (d *dialogs) refreshed(key dialogKey, calleeTag string, callerSide bool, ta
 	if !ok {
 		return
 	}
+	ps := uriStrings(&target)
+	detach(ps[:]...)
 	if callerSide {
 		dl.caller.target = target
-	} else if s := dl.callees[calleeTag]; s != nil {
+	} else if s := dl.callee(calleeTag); s != nil {
 		s.target = target
 	}
 }
@@ -324,6 +349,57 @@ func (d *dialogs) ending(key dialogKey, until time.Time) {
 			dl.early = nil
 		}
 		dl.ended = d.ended.PushBack(dl)
+	}
+}
+
+// The table keeps its dialogs for hours, or for the seconds after their
+// BYE, and at a few thousand calls a second those are tens of thousands:
+// what it keeps must not be slices of the messages it was read from
+// (their Call-ID, tags, Contact), or each dialog pins the text of its
+// INVITE and of its 2xx, a kilobyte or two each with their SDP, which the
+// heap of a call overload showed as most of what was alive. So it copies
+// the strings it keeps, in one allocation per key and per side.
+
+// detach makes the strings of s its own, and those that also points to
+// (a dialog's key, a callee's tag), in the same allocation.
+func (s *side) detach(also ...*string) {
+	var none string
+	a, b := &none, &none
+	switch len(also) {
+	case 1:
+		a = also[0]
+	case 2:
+		a, b = also[0], also[1]
+	}
+	t, r := uriStrings(&s.target), uriStrings(&s.route)
+	detach(t[0], t[1], t[2], t[3], t[4], t[5], t[6], r[0], r[1], r[2], r[3], r[4], r[5], r[6], &s.user, a, b)
+}
+
+// uriStrings lists the strings of u.
+func uriStrings(u *sip.URI) [7]*string {
+	return [7]*string{&u.Scheme, &u.User, &u.Password, &u.Host, (*string)(&u.Params), &u.Headers, &u.Opaque}
+}
+
+// detach copies the strings ps point to into one new string, and points
+// each at its part of it.
+func detach(ps ...*string) {
+	n := 0
+	for _, p := range ps {
+		n += len(*p)
+	}
+	if n == 0 {
+		return
+	}
+	var b strings.Builder
+	b.Grow(n)
+	for _, p := range ps {
+		b.WriteString(*p)
+	}
+	all, off := b.String(), 0
+	for _, p := range ps {
+		l := len(*p)
+		*p = all[off : off+l]
+		off += l
 	}
 }
 

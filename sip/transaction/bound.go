@@ -49,19 +49,43 @@ const (
 	// more takes a place per placeSize.
 	placeSize = 4 << 10
 	// reqOverhead is what a parsed request holds besides its text (the
-	// sip.Request with its inline header arrays).
+	// sip.Request with its inline header arrays); a response is as big.
 	reqOverhead = 2 << 10
+	// txOverhead is what a lingering server transaction holds besides
+	// its final response (shed): the ServerTx, its handler's ended
+	// context, its channels and its key.
+	txOverhead = 1 << 10
 )
 
 // weight is the number of places req takes: one per placeSize of what it
 // holds (its text, as header fields and body, and its structure), at least
 // one, at most max.
 func weight(req *sip.Request, max int) int {
-	n := reqOverhead + len(req.Body)
-	for _, f := range req.Fields() {
+	return places(reqOverhead+textSize(&req.Headers, req.Body), max)
+}
+
+// textSize is the text of a message, as header fields and body.
+func textSize(h *sip.Headers, body []byte) int {
+	n := len(body)
+	for _, f := range h.Fields() {
 		n += len(f.Name) + len(f.Value) + 4
 	}
-	return min(max, 1+(n-1)/placeSize)
+	return n
+}
+
+// places is the number of places that n bytes take: at least one, at
+// most max.
+func places(n, max int) int { return min(max, 1+(n-1)/placeSize) }
+
+// lingerWeight is the places a lingering transaction takes once it has
+// let go of its request (shed): its own size and its final response's,
+// which a UAS chose and may have made large. Called with tx.mu held.
+func (tx *ServerTx) lingerWeight(max int) int {
+	n := txOverhead
+	if tx.last != nil {
+		n += reqOverhead + textSize(&tx.last.Headers, tx.last.Body)
+	}
+	return places(n, max)
 }
 
 // placeCap is the most places one request may take: all a source may
@@ -258,6 +282,26 @@ func (l *Layer) list(tx *ServerTx) {
 		return
 	}
 	tx.listed = true
+	// Its places now count what it holds from here on, its request gone
+	// (shed): the bound stays one on memory, whatever size the response
+	// it keeps. More places than the bound allows are given back at the
+	// next request, which ends lingering ones to make room (acquire).
+	if w := tx.lingerWeight(l.placeCap()); w != tx.weight {
+		l.sources[tx.src].places += w - tx.weight
+		l.places += w - tx.weight
+		tx.weight = w
+	}
+	if tx.rfc3261 && (tx.invite || tx.linger.armed) && l.servers[tx.key] == tx {
+		// The key's strings are slices of the request's text: copied,
+		// they let it go (shed). Not for a non-INVITE transaction that
+		// ends right after its answer (Timer J of 0: a reliable
+		// transport, a quick refusal), which would pay the copy for
+		// nothing. tx.mu is held too (maybeLinger), so that no reader of
+		// tx.key sees it change.
+		delete(l.servers, tx.key)
+		tx.key = tx.key.detached()
+		l.servers[tx.key] = tx
+	}
 	l.lingering.push(tx)
 	l.sources[tx.src].lingering.push(tx)
 }

@@ -3,6 +3,7 @@ package transaction
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/switchboard/switchboard/sip"
@@ -60,7 +61,7 @@ func newClientTx(l *Layer, req *sip.Request, dst sip.Addr, via sip.Via) *ClientT
 	tx := &ClientTx{
 		req:       req,
 		dst:       dst,
-		key:       clientKey{via.Branch(), req.Method},
+		key:       clientKey{via.Branch(), knownMethod(req.Method)},
 		invite:    req.Method == sip.MethodInvite,
 		reliable:  dst.Reliable(),
 		responses: make(chan *sip.Response, responseBuffer),
@@ -75,8 +76,34 @@ func newClientTx(l *Layer, req *sip.Request, dst sip.Addr, via sip.Via) *ClientT
 	return tx
 }
 
-// Request returns the request the transaction sends.
-func (tx *ClientTx) Request() *sip.Request { return tx.req }
+// knownMethod returns m, as this package's constant when it is a known
+// method: a key that outlives its request (shed) must not hold a slice of
+// the text it was parsed from.
+func knownMethod(m string) string {
+	for _, k := range [...]string{sip.MethodInvite, sip.MethodAck, sip.MethodBye, sip.MethodCancel,
+		sip.MethodOptions, sip.MethodRegister, sip.MethodPrack, sip.MethodSubscribe, sip.MethodNotify,
+		sip.MethodPublish, sip.MethodInfo, sip.MethodRefer, sip.MethodMessage, sip.MethodUpdate} {
+		if m == k {
+			return k
+		}
+	}
+	return strings.Clone(m)
+}
+
+// Request returns the request the transaction sends, or nil once a final
+// response has arrived: the transaction then lets it go (shed), since it
+// sends it no more.
+func (tx *ClientTx) Request() *sip.Request {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	return tx.req
+}
+
+// shed lets go of the request once a final response has arrived: the
+// transaction sends it no more (the ACK of a non-2xx is built already),
+// and Timers D, K and M keep it for up to 64*T1 only to absorb
+// retransmitted responses. Called with the lock held.
+func (tx *ClientTx) shed() { tx.req = nil }
 
 // Responses returns the channel on which the responses are delivered: the
 // provisional ones, the final one, and for an INVITE every 2xx that arrives
@@ -166,10 +193,13 @@ func (tx *ClientTx) CancelWithReason(reason string) error {
 }
 
 func (tx *ClientTx) startCancel() {
-	req := NewCancel(tx.req)
 	tx.mu.Lock()
-	reason := tx.cancelReason
+	inv, reason := tx.req, tx.cancelReason
 	tx.mu.Unlock()
+	if inv == nil {
+		return // a final response came meanwhile: nothing left to cancel
+	}
+	req := NewCancel(inv)
 	if reason != "" {
 		req.Add("Reason", reason)
 	}
@@ -274,6 +304,7 @@ func (tx *ClientTx) receiveInvite(ob *outbox, res *sip.Response) {
 			tx.timeout.stop()
 			tx.state = StateAccepted
 			tx.deliver(res, true)
+			tx.shed()
 			if tx.released {
 				ob.stray = res
 				tx.terminate(ob, nil)
@@ -288,6 +319,7 @@ func (tx *ClientTx) receiveInvite(ob *outbox, res *sip.Response) {
 			ob.send(tx.ack, tx.dst)
 			tx.deliver(res, true)
 			tx.closeResponses()
+			tx.shed()
 			tx.arm(ob, &tx.linger, unreliable(t.d, tx.reliable))
 		}
 	case StateCompleted:
@@ -314,6 +346,7 @@ func (tx *ClientTx) receiveNonInvite(ob *outbox, res *sip.Response) {
 		tx.state = StateCompleted
 		tx.deliver(res, true)
 		tx.closeResponses()
+		tx.shed()
 		tx.arm(ob, &tx.linger, unreliable(tx.l.t.k, tx.reliable))
 	}
 	// Completed: retransmissions are absorbed.
@@ -326,7 +359,7 @@ func (tx *ClientTx) deliver(res *sip.Response, final bool) {
 	if final && !tx.reported {
 		tx.reported = true
 		if f := tx.l.onFinal; f != nil {
-			f(false, tx.req.Method, res.StatusCode)
+			f(false, tx.key.method, res.StatusCode)
 		}
 	}
 	if tx.respClosed || tx.released {

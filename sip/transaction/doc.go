@@ -91,6 +91,13 @@
 //     CANCELs of existing transactions are still served. Client
 //     transactions are bounded by MaxClientTransactions (a CANCEL always
 //     goes out). See bound.go.
+//   - Lingering: once its handler has returned, a server transaction that
+//     only absorbs retransmissions keeps its key and, in Completed, its
+//     final response; it lets go of the request (Request returns nil) and,
+//     in Accepted and Confirmed, of every response, and its places count
+//     what it still holds. A client transaction lets go of its request at
+//     its final response. Under call overload those lingering states are
+//     most of what is alive.
 //   - Admission: Config.Admit is asked before a request starts a server
 //     transaction, and may answer it statelessly or drop it: a source
 //     blocked for failing authentication then costs no transaction.

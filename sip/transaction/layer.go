@@ -89,6 +89,14 @@ type serverKey struct {
 	method string
 }
 
+// detached returns k with its strings copied, in one allocation, so that
+// it holds nothing of the request they were sliced from.
+func (k serverKey) detached() serverKey {
+	s := k.branch + k.host + k.method
+	b, h := len(k.branch), len(k.branch)+len(k.host)
+	return serverKey{branch: s[:b], host: s[b:h], port: k.port, method: s[h:]}
+}
+
 // viaID is what RFC 2543 matching compares of the top Via. The received and
 // rport parameters, which the receiving transport may add, are left out.
 type viaID struct {

@@ -559,12 +559,13 @@ func TestServerBound(t *testing.T) {
 func TestTUNeverReads(t *testing.T) {
 	h := newHarness(t, Config{})
 	stuck := mustRequest(t, h, "INVITE", peerUDP)
-	h.clk.Advance(DefaultT1) // a retransmission
+	stuckReq := stuck.Request() // nil once the final response is in
+	h.clk.Advance(DefaultT1)    // a retransmission
 	for i := 0; i < 3*responseBuffer; i++ {
-		h.l.HandleMessage(wire(t, response(stuck.Request(), 180, "a"), peerUDP))
+		h.l.HandleMessage(wire(t, response(stuckReq, 180, "a"), peerUDP))
 	}
-	h.l.HandleMessage(wire(t, response(stuck.Request(), 486, "a"), peerUDP))
-	h.l.HandleMessage(wire(t, response(stuck.Request(), 486, "a"), peerUDP))
+	h.l.HandleMessage(wire(t, response(stuckReq, 486, "a"), peerUDP))
+	h.l.HandleMessage(wire(t, response(stuckReq, 486, "a"), peerUDP))
 	if got := labels(h.net.take()); got != "INVITE,INVITE,ACK,ACK" {
 		t.Fatalf("sent %s", got)
 	}
@@ -586,11 +587,12 @@ func TestTUNeverReads(t *testing.T) {
 
 	// A 2xx in Accepted finds the buffer full: the first is kept.
 	inv := mustRequest(t, h, "INVITE", peerUDP)
+	invReq := inv.Request()
 	for i := 0; i < 2*responseBuffer; i++ {
-		h.l.HandleMessage(wire(t, response(inv.Request(), 183, "a"), peerUDP))
+		h.l.HandleMessage(wire(t, response(invReq, 183, "a"), peerUDP))
 	}
 	for i := 0; i < 3; i++ {
-		h.l.HandleMessage(wire(t, response(inv.Request(), 200, "a"), peerUDP))
+		h.l.HandleMessage(wire(t, response(invReq, 200, "a"), peerUDP))
 	}
 	got, _ := drain(inv)
 	if len(got) != responseBuffer || got[len(got)-1] != "200" {

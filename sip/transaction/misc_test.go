@@ -124,20 +124,21 @@ func TestNewAck(t *testing.T) {
 	h := newHarness(t, Config{})
 	tx := mustRequest(t, h, "INVITE", peerUDP)
 	h.net.take()
-	res := response(tx.Request(), 486, "busy")
+	inv := tx.Request() // nil once the final response is in
+	res := response(inv, 486, "busy")
 	h.l.HandleMessage(wire(t, res, peerUDP))
 	sent := h.net.take()
 	if len(sent) != 1 {
 		t.Fatalf("sent %s, want the transaction's ACK", labels(sent))
 	}
 	want := sent[0].msg.String()
-	if got := NewAck(tx.Request(), res).String(); got != want {
+	if got := NewAck(inv, res).String(); got != want {
 		t.Errorf("NewAck:\n%s\nthe transaction's ACK:\n%s", got, want)
 	}
 	// Its single Via is the INVITE's top one, formatted when the ACK is
 	// built.
 	ack := sent[0].msg.(*sip.Request)
-	top, _ := tx.Request().TopVia()
+	top, _ := inv.TopVia()
 	if vs := ack.Values("Via"); len(vs) != 1 || vs[0] != top.String() {
 		t.Errorf("the ACK's Vias %q, want the INVITE's top one %q", vs, top.String())
 	}

@@ -147,8 +147,23 @@ func (tx *ServerTx) sendTrying(ob *outbox) {
 }
 
 // Request returns the request of the transaction. It is shared with the
-// layer: Clone it before changing it (a proxy forwarding it, say).
-func (tx *ServerTx) Request() *sip.Request { return tx.req }
+// layer: Clone it before changing it (a proxy forwarding it, say). It
+// returns nil once the handler has returned and the transaction only
+// absorbs retransmissions (see shed): the handler has its request.
+func (tx *ServerTx) Request() *sip.Request {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	return tx.req
+}
+
+// method is the request's method, which the keys keep when the request
+// is gone.
+func (tx *ServerTx) method() string {
+	if tx.rfc3261 {
+		return tx.key.method
+	}
+	return tx.legacy.key.method
+}
 
 // Done is closed when the transaction terminates.
 func (tx *ServerTx) Done() <-chan struct{} { return tx.done }
@@ -195,7 +210,7 @@ func (tx *ServerTx) Respond(res *sip.Response) error {
 	if err == nil && res.StatusCode >= 200 && !tx.reported {
 		tx.reported = true
 		if f := tx.l.onFinal; f != nil {
-			f(true, tx.req.Method, res.StatusCode)
+			f(true, tx.method(), res.StatusCode)
 		}
 	}
 	tx.mu.Unlock()
@@ -381,6 +396,7 @@ func (tx *ServerTx) receive(req *sip.Request) (toTU bool) {
 			tx.timeout.stop()
 			tx.state = StateConfirmed
 			tx.arm(&ob, &tx.linger, unreliable(tx.l.t.i, tx.reliable))
+			tx.maybeLinger()
 		}
 	case StateConfirmed: // ACK retransmissions absorbed
 	case StateAccepted:
@@ -454,7 +470,7 @@ func (tx *ServerTx) terminate(ob *outbox, err error) {
 // 2xx is (Accepted), unless Respond2xx still retransmits it. Called with
 // the lock held.
 func (tx *ServerTx) maybeLinger() {
-	if !tx.handlerDone || tx.lingerAsked {
+	if !tx.handlerDone {
 		return
 	}
 	switch tx.state {
@@ -466,8 +482,36 @@ func (tx *ServerTx) maybeLinger() {
 	default:
 		return
 	}
+	tx.shed()
+	if tx.lingerAsked {
+		return
+	}
 	tx.lingerAsked = true
 	tx.l.list(tx)
+}
+
+// shed lets go of the messages that a transaction which only absorbs
+// retransmissions no longer needs, for the up to 64*T1 (Timers J, L) that
+// it lingers: under call overload those lingering transactions are most of
+// the heap. The request goes (the handler, which had it, has returned),
+// and so does the 100 Trying; in Accepted and Confirmed every response
+// goes too, since a retransmitted INVITE is absorbed without an answer
+// (RFC 6026 §8.7) and so is an ACK; only Completed keeps its final
+// response, which it sends again (Timer G, retransmitted requests).
+// Layer.list lets go of the request's text behind the keys. Called with
+// the lock held, once the handler has returned.
+func (tx *ServerTx) shed() {
+	tx.req = nil
+	tx.trying = nil
+	switch tx.state {
+	case StateAccepted:
+		tx.last = nil
+		if !tx.ok2xx.armed {
+			tx.ok = nil
+		}
+	case StateConfirmed:
+		tx.last = nil
+	}
 }
 
 // handlerReturned runs when ServeSIP returns: it answers the request if the
@@ -496,10 +540,10 @@ func (tx *ServerTx) handlerReturned() {
 // autoResponse builds a response of the layer's own, with the To tag of the
 // responses already sent, or a new one.
 func (tx *ServerTx) autoResponse(code int) *sip.Response {
-	res := sip.NewResponse(tx.req, code, "")
 	tx.mu.Lock()
-	tag := tx.toTag
+	req, tag := tx.req, tx.toTag
 	tx.mu.Unlock()
+	res := sip.NewResponse(req, code, "")
 	if tag == "" {
 		tag = sip.NewTag()
 	}
@@ -568,7 +612,7 @@ func (tx *ServerTx) transportError(err error) {
 	tx.mu.Lock()
 	var ob outbox
 	if tx.state != StateAccepted {
-		tx.l.log.Debug("sip transaction: server transport error", "method", tx.req.Method, "err", err)
+		tx.l.log.Debug("sip transaction: server transport error", "method", tx.method(), "err", err)
 		tx.terminate(&ob, err)
 	}
 	tx.mu.Unlock()

@@ -164,8 +164,9 @@ func TestHandleUnreachable(t *testing.T) {
 	t.Run("after the end", func(t *testing.T) {
 		h := newHarness(t, Config{})
 		tx := mustRequest(t, h, "BYE", peerUDP)
-		h.l.HandleMessage(wire(t, response(tx.Request(), 200, "b"), peerUDP))
-		h.l.HandleUnreachable(peerUDP, bytesOf(tx.Request()), errICMP)
+		bye := tx.Request() // nil once the final response is in
+		h.l.HandleMessage(wire(t, response(bye, 200, "b"), peerUDP))
+		h.l.HandleUnreachable(peerUDP, bytesOf(bye), errICMP)
 		if got, _ := drain(tx); len(got) != 1 || got[0] != "200" || tx.Err() != nil {
 			t.Fatalf("delivered %v, Err %v; want the 200 alone", got, tx.Err())
 		}
