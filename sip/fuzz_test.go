@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -51,6 +52,7 @@ func FuzzParseMessage(f *testing.F) {
 			if req, ok := m.(*Request); ok {
 				checkToTag(t, &p, req, "fz1")
 				checkLineKept(t, req)
+				checkCopiedHeaders(t, &p, req)
 			}
 			out := m.AppendTo(nil)
 			m2, err := p.ParseMessage(out)
@@ -307,5 +309,33 @@ func checkLineKept(t *testing.T, req *Request) {
 		if got, want := c.lineKept(), parsed.lineKept(); got != want {
 			t.Fatalf("change %d of %q: kept %v from the placed parts, %v from parsing the line", i, req.line, got, want)
 		}
+	}
+}
+
+// checkCopiedHeaders: the typed headers a response copies from its
+// request with the lines (CopyFrom) read as parsing the response's lines
+// reads them.
+func checkCopiedHeaders(t *testing.T, p *Parser, req *Request) {
+	t.Helper()
+	res := NewResponse(req, 200, "")
+	m, err := p.ParseMessage(res.AppendTo(nil))
+	if err != nil {
+		return // a request without the headers a response needs
+	}
+	parsed := m.(*Response)
+	if got, want := res.Via(), parsed.Via(); !reflect.DeepEqual(got, want) && (len(got) > 0 || len(want) > 0) {
+		t.Fatalf("copied Via %+v, parsed %+v", got, want)
+	}
+	if got, want := res.From(), parsed.From(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("copied From %+v, parsed %+v", got, want)
+	}
+	if got, want := res.To(), parsed.To(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("copied To %+v, parsed %+v", got, want)
+	}
+	if got, want := res.CSeq(), parsed.CSeq(); got != want {
+		t.Fatalf("copied CSeq %+v, parsed %+v", got, want)
+	}
+	if got, want := res.CallID(), parsed.CallID(); got != want {
+		t.Fatalf("copied Call-ID %q, parsed %q", got, want)
 	}
 }
