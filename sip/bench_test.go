@@ -39,6 +39,27 @@ func BenchmarkSerializeInvite(b *testing.B) {
 	}
 }
 
+// BenchmarkRespond builds the answer to a parsed REGISTER as a registrar
+// does (NewResponse), has it indexed as the transaction layer does before
+// sending it (Index), and writes it.
+func BenchmarkRespond(b *testing.B) {
+	data, _ := os.ReadFile("testdata/bench/register.sip")
+	m, err := ParseDatagram(data)
+	if err != nil {
+		b.Fatal(err)
+	}
+	req := m.(*Request)
+	buf := make([]byte, 0, 2048)
+	b.ReportAllocs()
+	for b.Loop() {
+		res := NewResponse(req, 401, "")
+		if err := res.Index(); err != nil {
+			b.Fatal(err)
+		}
+		buf = res.AppendTo(buf[:0])
+	}
+}
+
 func BenchmarkParseURI(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -50,6 +51,8 @@ func FuzzParseMessage(f *testing.F) {
 			}
 			if req, ok := m.(*Request); ok {
 				checkToTag(t, &p, req, "fz1")
+				checkLineKept(t, req)
+				checkCopiedHeaders(t, &p, req)
 			}
 			out := m.AppendTo(nil)
 			m2, err := p.ParseMessage(out)
@@ -276,4 +279,63 @@ func checkToTag(t *testing.T, p *Parser, req *Request, tag string) {
 		}
 		return true
 	})
+}
+
+// checkLineKept: an unchanged request keeps its line, and the placed parts
+// (lineURI) say what parsing the line again says, for the request as
+// parsed and after each part of its URI changes.
+func checkLineKept(t *testing.T, req *Request) {
+	t.Helper()
+	if !req.lineKept() {
+		t.Fatalf("unchanged request line not kept: %q", req.line)
+	}
+	changes := []func(*URI){
+		func(*URI) {},
+		func(u *URI) { u.Scheme = "sips" },
+		func(u *URI) { u.User += "x" },
+		func(u *URI) { u.Host = "other.example" },
+		func(u *URI) { u.Port++ },
+		func(u *URI) { u.Params += ";lr" },
+		func(u *URI) { u.Password = "p" },
+		func(u *URI) { u.Headers = "a=b" },
+		func(u *URI) { u.Opaque = "o" },
+		func(u *URI) { u.Host = strings.Clone(u.Host) }, // the same value, other bytes
+	}
+	for i, change := range changes {
+		c := *req
+		change(&c.URI)
+		parsed := c
+		parsed.lineURI = lineURI{}
+		if got, want := c.lineKept(), parsed.lineKept(); got != want {
+			t.Fatalf("change %d of %q: kept %v from the placed parts, %v from parsing the line", i, req.line, got, want)
+		}
+	}
+}
+
+// checkCopiedHeaders: the typed headers a response copies from its
+// request with the lines (CopyFrom) read as parsing the response's lines
+// reads them.
+func checkCopiedHeaders(t *testing.T, p *Parser, req *Request) {
+	t.Helper()
+	res := NewResponse(req, 200, "")
+	m, err := p.ParseMessage(res.AppendTo(nil))
+	if err != nil {
+		return // a request without the headers a response needs
+	}
+	parsed := m.(*Response)
+	if got, want := res.Via(), parsed.Via(); !reflect.DeepEqual(got, want) && (len(got) > 0 || len(want) > 0) {
+		t.Fatalf("copied Via %+v, parsed %+v", got, want)
+	}
+	if got, want := res.From(), parsed.From(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("copied From %+v, parsed %+v", got, want)
+	}
+	if got, want := res.To(), parsed.To(); !reflect.DeepEqual(got, want) {
+		t.Fatalf("copied To %+v, parsed %+v", got, want)
+	}
+	if got, want := res.CSeq(), parsed.CSeq(); got != want {
+		t.Fatalf("copied CSeq %+v, parsed %+v", got, want)
+	}
+	if got, want := res.CallID(), parsed.CallID(); got != want {
+		t.Fatalf("copied Call-ID %q, parsed %q", got, want)
+	}
 }

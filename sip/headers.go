@@ -184,9 +184,18 @@ func (h *Headers) invalidate(id headerID) {
 
 // CopyFrom appends to h every header of src called name, keeping the exact
 // lines (responses copy Via, From, To, Call-ID and CSeq this way, §8.2.6).
+//
+// When h had no such header and src's typed value of it is current, the
+// value is copied with the lines (Via, From, To, Call-ID, CSeq), so that
+// the transaction layer does not parse a response's copied headers again
+// (Index) before sending it.
 func (h *Headers) CopyFrom(src *Headers, name string) {
 	id := lookupHeader(name)
 	h.invalidate(id)
+	had := false
+	for i := range h.fields {
+		had = had || h.fields[i].is(id, name)
+	}
 	for i := range src.fields {
 		if f := src.fields[i]; f.is(id, name) {
 			if f.raw != 0 {
@@ -197,6 +206,29 @@ func (h *Headers) CopyFrom(src *Headers, name string) {
 			h.fields = append(h.fields, f)
 		}
 	}
+	if !had && id != hOther && src.cached&(1<<id) != 0 && h.copyTyped(src, id) {
+		h.cached |= 1 << id
+	}
+}
+
+// copyTyped sets h's typed value of id to src's, for the headers whose
+// value is plain data; it reports false for the others.
+func (h *Headers) copyTyped(src *Headers, id headerID) bool {
+	switch id {
+	case hVia:
+		h.via = append(h.viaArr[:0], src.via...)
+	case hFrom:
+		h.from = src.from
+	case hTo:
+		h.to = src.to
+	case hCallID:
+		// Nothing is kept (resetTyped): the lines were checked in src.
+	case hCSeq:
+		h.cseq = src.cseq
+	default:
+		return false
+	}
+	return true
 }
 
 // typedOK reports whether the cached value of id is current, after parsing

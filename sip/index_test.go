@@ -47,3 +47,35 @@ func TestIndexOfCurrentHeadersIsFree(t *testing.T) {
 		t.Errorf("Routes after a change and Index = %v", got)
 	}
 }
+
+// TestResponseCopiesTypedHeaders: a response built from a parsed request
+// has the typed values of the headers it copied current (Index parses
+// nothing of them), its own Via list (three Vias: past the inline two),
+// and a Via popped from it leaves the request's as they were.
+func TestResponseCopiesTypedHeaders(t *testing.T) {
+	req := mustParse(t, strings.Replace(simpleInvite, "Max-Forwards",
+		"Via: SIP/2.0/UDP 192.0.2.7;branch=z9hG4bK-b, SIP/2.0/TCP 192.0.2.8;branch=z9hG4bK-c\r\nMax-Forwards", 1)).(*Request)
+	res := NewResponse(req, 200, "")
+	const copied = 1<<hVia | 1<<hFrom | 1<<hTo | 1<<hCallID | 1<<hCSeq
+	if got := res.cached & copied; got != copied {
+		t.Errorf("typed headers current after NewResponse: %b, want %b", got, uint64(copied))
+	}
+	if got, want := res.Via(), req.Via(); len(got) != 3 || len(want) != 3 || got[2] != want[2] || &got[0] == &want[0] {
+		t.Errorf("response Vias %v, request Vias %v: want equal values in a list of its own", got, want)
+	}
+	if res.From() != req.From() || res.CSeq() != req.CSeq() || res.CallID() != req.CallID() {
+		t.Errorf("response From %v CSeq %v Call-ID %q, request %v %v %q", res.From(), res.CSeq(), res.CallID(), req.From(), req.CSeq(), req.CallID())
+	}
+	res.PopVia()
+	if got := res.Via(); len(got) != 2 {
+		t.Errorf("response Vias after PopVia: %v", got)
+	}
+	if got := req.Via(); len(got) != 3 {
+		t.Errorf("request Vias after the response's PopVia: %v", got)
+	}
+	// Copied onto a header already there, the value is parsed again.
+	res.CopyFrom(&req.Headers, "From")
+	if res.cached&(1<<hFrom) != 0 {
+		t.Error("From typed value kept current after a second From was copied in")
+	}
+}

@@ -217,6 +217,7 @@ func (r *Request) parseRequestLine(line string, lim *Limits) error {
 	}
 	r.Method = method
 	r.line = line
+	r.lineURI = placeURI(line, &r.URI)
 	return nil
 }
 

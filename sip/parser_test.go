@@ -600,6 +600,41 @@ func TestStartLineKept(t *testing.T) {
 		t.Errorf("after a method that starts the old one: %q", got)
 	}
 
+	// Each part of the URI, placed in the line (lineURI) or, where the
+	// parser could not place it, compared by parsing the line again.
+	for _, tt := range []struct {
+		line   string
+		placed bool
+		change func(*URI)
+		want   string
+	}{
+		{"INVITE sip:bob@Example.COM:5060;lr SIP/2.0", true, func(*URI) {}, "INVITE sip:bob@Example.COM:5060;lr SIP/2.0"},
+		{"INVITE sip:bob@Example.COM:5060;lr SIP/2.0", true, func(u *URI) { u.Host = "Example." + strings.ToUpper("com") }, "INVITE sip:bob@Example.COM:5060;lr SIP/2.0"},
+		{"INVITE sip:bob@Example.COM:5060;lr SIP/2.0", true, func(u *URI) { u.User = "alice" }, "INVITE sip:alice@Example.COM:5060;lr SIP/2.0"},
+		{"INVITE sip:bob@Example.COM:5060;lr SIP/2.0", true, func(u *URI) { u.Port = 5061 }, "INVITE sip:bob@Example.COM:5061;lr SIP/2.0"},
+		{"INVITE sip:bob@Example.COM:5060;lr SIP/2.0", true, func(u *URI) { u.Scheme = "sips" }, "INVITE sips:bob@Example.COM:5060;lr SIP/2.0"},
+		{"INVITE sip:bob@Example.COM:5060;lr SIP/2.0", true, func(u *URI) { u.Params = "" }, "INVITE sip:bob@Example.COM:5060 SIP/2.0"},
+		{"INVITE sip:bob@Example.COM:5060;lr SIP/2.0", true, func(u *URI) { u.Password = "pw" }, "INVITE sip:bob:pw@Example.COM:5060;lr SIP/2.0"},
+		{"INVITE SIP:bob@[2001:db8::1] SIP/2.0", true, func(*URI) {}, "INVITE SIP:bob@[2001:db8::1] SIP/2.0"},
+		{"INVITE SIP:bob@[2001:db8::1] SIP/2.0", true, func(u *URI) { u.Host = "2001:db8::2" }, "INVITE sip:bob@[2001:db8::2] SIP/2.0"},
+		{"INVITE tel:+1-555-0100;phone-context=x SIP/2.0", true, func(*URI) {}, "INVITE tel:+1-555-0100;phone-context=x SIP/2.0"},
+		{"INVITE sip:b%6Fb@example.com SIP/2.0", false, func(*URI) {}, "INVITE sip:b%6Fb@example.com SIP/2.0"},
+		{"INVITE sip:b%6Fb@example.com SIP/2.0", false, func(u *URI) { u.User = "bo" }, "INVITE sip:bo@example.com SIP/2.0"},
+		{"INVITE sip:bob:pw@example.com SIP/2.0", false, func(*URI) {}, "INVITE sip:bob:pw@example.com SIP/2.0"},
+		{"INVITE urn:service:sos SIP/2.0", false, func(*URI) {}, "INVITE urn:service:sos SIP/2.0"},
+		{"INVITE urn:service:sos SIP/2.0", false, func(u *URI) { u.Opaque = "service:police" }, "INVITE urn:service:police SIP/2.0"},
+	} {
+		req := mustParse(t, tt.line+"\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\nFrom: <sip:a@example.com>;tag=1\r\n"+
+			"To: <sip:b@example.com>\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n\r\n").(*Request)
+		if placed := req.lineURI.scheme != 0; placed != tt.placed {
+			t.Errorf("%q: URI placed in the line %v, want %v", tt.line, placed, tt.placed)
+		}
+		tt.change(&req.URI)
+		if got := first(req); got != tt.want {
+			t.Errorf("%q changed: written as %q, want %q", tt.line, got, tt.want)
+		}
+	}
+
 	for _, tt := range []struct {
 		line   string
 		change func(*Response)

@@ -181,45 +181,67 @@ func (t *Transport) Serve(ctx context.Context, h transport.Handler) error {
 	return nil
 }
 
-// readLoop reads into one buffer, reused for every datagram: the parser
-// copies what it keeps.
+// readLoop reads datagrams into buffers reused for every read: the parser
+// copies what it keeps. On Linux a read takes up to readBatch datagrams
+// (readbatch_linux.go); elsewhere one.
 func (t *Transport) readLoop(h transport.Handler) error {
+	if ok, err := t.readBatches(h); ok {
+		return err
+	}
+	return t.readEach(h)
+}
+
+// readEach is the read loop without batches: one datagram a call.
+func (t *Transport) readEach(h transport.Handler) error {
 	buf := make([]byte, t.bufSize)
-	failures := 0
+	var r reader
 	for {
 		n, src, err := t.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
-			select {
-			case <-t.done:
-				return nil
-			default:
-			}
-			if errors.Is(err, net.ErrClosed) {
-				return nil
-			}
-			if t.errq && isICMPError(err) {
-				// The signal of queued ICMP errors, not a failure.
-				t.drainErrQueue()
-				continue
-			}
-			// Errors on an unconnected UDP socket are rare and passing
-			// (ICMP reports, memory pressure): back off and go on, but
-			// give up on one that never clears.
-			failures++
-			if failures > 16 {
-				return fmt.Errorf("sipudp: read: %w", err)
-			}
-			t.log.Warn("read failed", "err", err)
-			select {
-			case <-t.done:
-				return nil
-			case <-time.After(time.Duration(failures) * 10 * time.Millisecond):
+			if done, err := r.failed(t, err); done {
+				return err
 			}
 			continue
 		}
-		failures = 0
+		r.failures = 0
 		t.handle(buf[:n], src, h)
 	}
+}
+
+// reader is what a read loop keeps between reads: the failed reads in a
+// row.
+type reader struct{ failures int }
+
+// failed deals with a read's error: it reports whether the loop is done,
+// with the error to return (nil once the transport is closed).
+func (r *reader) failed(t *Transport, err error) (bool, error) {
+	select {
+	case <-t.done:
+		return true, nil
+	default:
+	}
+	if errors.Is(err, net.ErrClosed) {
+		return true, nil
+	}
+	if t.errq && isICMPError(err) {
+		// The signal of queued ICMP errors, not a failure.
+		t.drainErrQueue()
+		return false, nil
+	}
+	// Errors on an unconnected UDP socket are rare and passing (ICMP
+	// reports, memory pressure): back off and go on, but give up on one
+	// that never clears.
+	r.failures++
+	if r.failures > 16 {
+		return true, fmt.Errorf("sipudp: read: %w", err)
+	}
+	t.log.Warn("read failed", "err", err)
+	select {
+	case <-t.done:
+		return true, nil
+	case <-time.After(time.Duration(r.failures) * 10 * time.Millisecond):
+	}
+	return false, nil
 }
 
 func (t *Transport) handle(data []byte, src netip.AddrPort, h transport.Handler) {

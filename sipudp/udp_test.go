@@ -146,6 +146,54 @@ func TestOversizedDatagram(t *testing.T) {
 	}
 }
 
+// TestReadsFillTheBatch: datagrams that wait in the socket when the read
+// loop starts come up in several reads of ReadBatch (the cap of one read)
+// and a part, in order, from two sources and both families of the same
+// socket, with an oversized one among them answered 513 and the rest
+// unaffected.
+func TestReadsFillTheBatch(t *testing.T) {
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
+	for _, tt := range []struct{ listen, network, client string }{
+		{"127.0.0.1:0", "udp4", "127.0.0.1:0"},
+		{"[::1]:0", "udp6", "[::1]:0"},
+	} {
+		t.Run(tt.network, func(t *testing.T) {
+			tr := listen(t, tt.listen, sipudp.Options{Limits: sip.Limits{MaxMessageSize: 1024}, ReadBuffer: 1 << 20})
+			a := transporttest.ListenUDP(t, tt.network, tt.client)
+			b := transporttest.ListenUDP(t, tt.network, tt.client)
+			n := 3*sipudp.ReadBatch + 3
+			var want []string
+			for i := range n {
+				c := a
+				if i%3 == 1 {
+					c = b
+				}
+				if i == sipudp.ReadBatch+2 {
+					big := strings.Replace(options("big"), "Content-Length: 0", "X-Pad: "+strings.Repeat("x", 1500)+"\r\nContent-Length: 0", 1)
+					c.Send(tr.LocalAddr(), big)
+					continue
+				}
+				id := fmt.Sprintf("fill%d", i)
+				c.Send(tr.LocalAddr(), options(id))
+				want = append(want, id)
+			}
+			rec := transporttest.Record(t, tr) // the read loop starts here
+			for i, id := range want {
+				m := rec.Message(t)
+				if got := m.Header().CallID(); got != id {
+					t.Fatalf("message %d is %s, want %s", i, got, id)
+				}
+				if src := m.(*sip.Request).Source.AddrPort; src != a.Addr() && src != b.Addr() {
+					t.Errorf("message %s from %v, sent from %v or %v", id, src, a.Addr(), b.Addr())
+				}
+			}
+			if res := b.Response(); res.StatusCode != 513 {
+				t.Errorf("oversized datagram answered %d %s", res.StatusCode, res.Reason)
+			}
+		})
+	}
+}
+
 func TestKeepAlivesIgnored(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{})

@@ -100,18 +100,20 @@ func unroutable(ip netip.Addr) bool {
 		ip.IsUnspecified() || sharedSpace.Contains(ip)
 }
 
-// clone returns b with every string copied and the Path slice its own. The
+// own gives b copies of its strings and a Path slice of its own. The
 // strings of a parsed message point into the message's buffer, which a
 // stored binding must not keep alive: an attacker could pad a REGISTER to
 // the size limit and have the whole buffer retained per binding. Strings
-// equal to those of old, the binding b replaces, are shared with it
-// instead, so that a refresh copies next to nothing.
-func (b Binding) clone(old *Binding) Binding {
+// equal to those of old, the binding b replaces (nil: none), are shared
+// with it instead, so that a refresh copies next to nothing. It works in
+// place: a Binding copied in and out by value made the frames of a
+// REGISTER's path kilobytes larger, and its goroutine's stack grow.
+func (b *Binding) own(old *Binding) {
 	if old == nil {
-		old = &Binding{}
+		old = &noBinding
 	}
 	b.AOR = reuse(b.AOR, old.AOR)
-	b.Contact = cloneAddress(b.Contact, &old.Contact)
+	ownAddress(&b.Contact, &old.Contact)
 	b.CallID = reuse(b.CallID, old.CallID)
 	b.Instance = reuse(b.Instance, old.Instance)
 	b.UserAgent = reuse(b.UserAgent, old.UserAgent)
@@ -128,8 +130,10 @@ func (b Binding) clone(old *Binding) Binding {
 		}
 		b.Path = p
 	}
-	return b
 }
+
+// noBinding is the binding with nothing to share, for own; never written.
+var noBinding Binding
 
 // reuse returns old when it equals s, else a copy of s.
 func reuse(s, old string) string {
@@ -139,7 +143,7 @@ func reuse(s, old string) string {
 	return strings.Clone(s)
 }
 
-func cloneAddress(a sip.Address, old *sip.Address) sip.Address {
+func ownAddress(a, old *sip.Address) {
 	a.Display = reuse(a.Display, old.Display)
 	a.Params = sip.Params(reuse(string(a.Params), string(old.Params)))
 	u, o := &a.URI, &old.URI
@@ -150,5 +154,4 @@ func cloneAddress(a sip.Address, old *sip.Address) sip.Address {
 	u.Params = sip.Params(reuse(string(u.Params), string(o.Params)))
 	u.Headers = reuse(u.Headers, o.Headers)
 	u.Opaque = reuse(u.Opaque, o.Opaque)
-	return a
 }

@@ -289,7 +289,8 @@ func (m *Memory) Put(ctx context.Context, b Binding) error {
 		m.mu.Unlock()
 		return fmt.Errorf("%w: %s has %d", ErrTooManyBindings, b.AOR, len(list))
 	}
-	list = append(list, b.clone(replaced))
+	list = append(list, b)
+	list[len(list)-1].own(replaced)
 	sortBindings(list)
 	commit, err := m.changeLocked(b.AOR, list)
 	m.mu.Unlock()

@@ -87,7 +87,7 @@ func (u *Update) outOfOrder(cur []Binding) bool {
 // (sorted; expired bindings are dropped): removals first, then each
 // binding to store in place of those it matches, or added. It fails
 // with ErrOutOfOrder, or ErrTooManyBindings when the update adds bindings
-// and leaves more than max. The bindings stored are clones (see clone).
+// and leaves more than max. The bindings stored own their strings (see own).
 func (u *Update) apply(old []Binding, now time.Time, max int) ([]Binding, error) {
 	cur := make([]Binding, 0, len(old)+len(u.Changes))
 	for i := range old {
@@ -139,7 +139,8 @@ func (u *Update) apply(old []Binding, now time.Time, max int) ([]Binding, error)
 			}
 			keep = append(keep, cur[i])
 		}
-		cur = append(keep, ch.Binding.clone(replaced))
+		cur = append(keep, ch.Binding)
+		cur[len(cur)-1].own(replaced)
 	}
 	if len(cur) > max && len(cur) > before {
 		return nil, fmt.Errorf("%w: %s would have %d", ErrTooManyBindings, u.AOR, len(cur))

@@ -4,6 +4,9 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"runtime"
+	"runtime/metrics"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -177,6 +180,66 @@ func BenchmarkRegisterDigest(b *testing.B) {
 			}
 		})
 	})
+}
+
+// BenchmarkRegisterStack measures the stack a registration needs: 500
+// goroutines each serve one (both REGISTERs) under a 1 KiB frame, which
+// stands for the transaction layer's worker and the gateway's ServeSIP
+// above ServeRegister in the server, and wait; the stack memory they hold
+// then, per goroutine, is reported as stack-B/goroutine. Go starts a
+// goroutine on 2 KiB and doubles the stack, copying it, each time a call
+// would pass its end: a path that needs a little over 8 KiB costs every
+// new handler goroutine (and every one whose stack the collector shrank)
+// a copy of 8 KiB more, and holds 16 KiB.
+func BenchmarkRegisterStack(b *testing.B) {
+	rb := newRegisterBench(b)
+	const n = 500
+	pairs := make([][2]*sip.Request, n)
+	for i := range pairs {
+		f, s := rb.pair(b, i+1, i+1)
+		pairs[i] = [2]*sip.Request{f, s}
+	}
+	var perGoroutine float64
+	for b.Loop() {
+		runtime.GC()
+		before := stackBytes()
+		release := make(chan struct{})
+		var served, ended sync.WaitGroup
+		served.Add(n)
+		for i := range n {
+			ended.Go(func() {
+				underFrame(func() {
+					if _, err := rb.serve(pairs[i], nil); err != nil {
+						b.Error(err)
+					}
+				})
+				served.Done()
+				<-release
+			})
+		}
+		served.Wait()
+		perGoroutine = float64(stackBytes()-before) / n
+		close(release)
+		ended.Wait()
+	}
+	b.ReportMetric(perGoroutine, "stack-B/goroutine")
+}
+
+// underFrame calls f below a frame of 1 KiB.
+//
+//go:noinline
+func underFrame(f func()) byte {
+	var pad [1024]byte
+	pad[len(pad)-1] = 1
+	f()
+	return pad[0] + pad[len(pad)-1]
+}
+
+// stackBytes is the memory of the goroutines' stacks.
+func stackBytes() uint64 {
+	s := []metrics.Sample{{Name: "/memory/classes/heap/stacks:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
 
 // cpuTime is the CPU time the process has used, user and system: on a

@@ -1,0 +1,4 @@
+package sipudp
+
+// ReadBatch is readBatch, for the tests that fill a read.
+const ReadBatch = readBatch
