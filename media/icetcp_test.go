@@ -164,6 +164,18 @@ func TestTransportFactsPhoneCallsBrowser(t *testing.T) {
 	if tr.DTLSRole != "server" || tr.SRTPProfile == "" || tr.Local.Protocol != "udp" || tr.Local.Address != e.ICEAddr().String() {
 		t.Errorf("transport %+v", tr)
 	}
+	// The gateway offered, so it was the controlling agent: the pair it
+	// chose is among the checks, succeeded and nominated, its checks sent
+	// and answered.
+	var chosen bool
+	for _, c := range tr.Checks {
+		if c.Local == tr.Local && c.Remote == tr.Remote {
+			chosen = c.State == "succeeded" && c.Nominated && c.RequestsSent > 0 && c.ResponsesReceived > 0
+		}
+	}
+	if !chosen {
+		t.Errorf("the selected pair is not among the checks as succeeded and nominated:\n%v", tr.Checks)
+	}
 	st := b.Stats()
 	if !st.RTP.Latched || st.RTP.Remote != phone.Conn.LocalAddr().String() || st.RTP.Local != b.RTPAddr().String() {
 		t.Errorf("rtp leg remote %q (latched %v), local %q", st.RTP.Remote, st.RTP.Latched, st.RTP.Local)

@@ -1,7 +1,10 @@
 package media
 
 import (
+	"cmp"
+	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -26,6 +29,82 @@ type Transport struct {
 	// registry names it (e.g. SRTP_AES128_CM_SHA1_80,
 	// SRTP_AEAD_AES_128_GCM).
 	SRTPProfile string `json:"srtp_profile"`
+	// Checks are the candidate pairs ICE had checked when the leg
+	// connected, at most maxPairChecks: why it chose the pair it did (a
+	// browser's direct path that failed its checks and left the TURN
+	// relay, say).
+	Checks []PairCheck `json:"checks,omitempty"`
+}
+
+// PairCheck is one candidate pair of a web leg and its connectivity
+// checks, as ICE counted them (RFC 8445 §6.1.2.6 states).
+type PairCheck struct {
+	Local  Candidate `json:"local"`
+	Remote Candidate `json:"remote"`
+	// State is waiting, in-progress, succeeded or failed.
+	State     string `json:"state"`
+	Nominated bool   `json:"nominated,omitempty"`
+	// RequestsSent and ResponsesReceived are the gateway's checks and
+	// their answers; RequestsReceived the browser's.
+	RequestsSent      uint64 `json:"requests_sent"`
+	ResponsesReceived uint64 `json:"responses_received"`
+	RequestsReceived  uint64 `json:"requests_received"`
+}
+
+// String is the pair in a line: local -> remote, state and counts.
+func (c PairCheck) String() string {
+	n := ""
+	if c.Nominated {
+		n = " nominated"
+	}
+	return fmt.Sprintf("%s/%s %s -> %s/%s %s: %s%s, %d checks sent, %d answered, %d received",
+		c.Local.Type, c.Local.Protocol, c.Local.Address, c.Remote.Type, c.Remote.Protocol, c.Remote.Address,
+		c.State, n, c.RequestsSent, c.ResponsesReceived, c.RequestsReceived)
+}
+
+// maxPairChecks bounds Transport.Checks: a browser offers a handful of
+// candidates, a hostile one may offer many.
+const maxPairChecks = 16
+
+// pairChecks reads the candidate pairs out of a PeerConnection's stats.
+func pairChecks(stats webrtc.StatsReport) []PairCheck {
+	cands := map[string]Candidate{}
+	for _, s := range stats {
+		if c, ok := s.(webrtc.ICECandidateStats); ok {
+			cands[c.ID] = Candidate{
+				Type:     c.CandidateType.String(),
+				Protocol: c.Protocol,
+				Address:  net.JoinHostPort(c.IP, strconv.Itoa(int(c.Port))),
+			}
+		}
+	}
+	var out []PairCheck
+	for _, s := range stats {
+		if p, ok := s.(webrtc.ICECandidatePairStats); ok {
+			out = append(out, PairCheck{
+				Local: cands[p.LocalCandidateID], Remote: cands[p.RemoteCandidateID],
+				State: string(p.State), Nominated: p.Nominated,
+				RequestsSent: p.RequestsSent, ResponsesReceived: p.ResponsesReceived, RequestsReceived: p.RequestsReceived,
+			})
+		}
+	}
+	// The stats are a map: the pairs in an order that reads the same
+	// every time, the nominated and the succeeded first, which the cap
+	// keeps.
+	rank := func(c PairCheck) int {
+		switch {
+		case c.Nominated:
+			return 0
+		case c.State == string(webrtc.StatsICECandidatePairStateSucceeded):
+			return 1
+		}
+		return 2
+	}
+	slices.SortFunc(out, func(a, b PairCheck) int {
+		return cmp.Or(cmp.Compare(rank(a), rank(b)), cmp.Compare(a.Local.Address, b.Local.Address),
+			cmp.Compare(a.Remote.Address, b.Remote.Address), cmp.Compare(a.Local.Protocol, b.Local.Protocol))
+	})
+	return out[:min(len(out), maxPairChecks)]
 }
 
 // Candidate is one end of an ICE candidate pair.
@@ -76,6 +155,7 @@ func (f *transportFacts) get() *Transport {
 		return nil
 	}
 	t := *f.t
+	t.Checks = slices.Clone(t.Checks)
 	return &t
 }
 
@@ -89,11 +169,13 @@ func (f *transportFacts) learn(pc *webrtc.PeerConnection) (t Transport, first bo
 	t.DTLSRole = dtlsRole(pc)
 	// The caller holds pcCloseMu, and pion never closes pc by itself
 	// (DisableCloseByDTLS): no close runs while GetStats reads.
-	for _, s := range pc.GetStats() {
+	stats := pc.GetStats()
+	for _, s := range stats {
 		if ts, ok := s.(webrtc.TransportStats); ok && ts.SRTPCipher != "" {
 			t.SRTPProfile = ts.SRTPCipher
 		}
 	}
+	t.Checks = pairChecks(stats)
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	// A copy: the result t is read by the caller after the unlock, and
