@@ -226,7 +226,7 @@ func failures(out []byte) string {
 
 const (
 	maxDigestLines = 40
-	maxDigestLine  = 400
+	maxDigestLine  = 1500
 )
 
 // logCall matches the first line of a t.Log or t.Error call in verbose

@@ -455,6 +455,15 @@ type legTransport struct {
 	Local, Remote candidate
 	DTLSRole      string `json:"dtls_role"`
 	SRTPProfile   string `json:"srtp_profile"`
+	// Checks are the gateway's candidate pairs when the leg connected.
+	Checks []struct {
+		Local, Remote     candidate
+		State             string
+		Nominated         bool
+		RequestsSent      uint64 `json:"requests_sent"`
+		ResponsesReceived uint64 `json:"responses_received"`
+		RequestsReceived  uint64 `json:"requests_received"`
+	}
 }
 
 type candidate struct{ Type, Protocol, Address string }
@@ -474,6 +483,20 @@ func (tr *legTransport) expect(local candidate, types []string, protocol, ip str
 		return fmt.Errorf("no DTLS role or SRTP profile: %+v", tr)
 	}
 	return nil
+}
+
+// checks is the gateway's candidate pairs, on one line.
+func (tr *legTransport) checks() string {
+	var b strings.Builder
+	for i, c := range tr.Checks {
+		if i > 0 {
+			b.WriteString(" | ")
+		}
+		fmt.Fprintf(&b, "%s %s -> %s %s: %s nominated=%v sent %d answered %d received %d",
+			c.Local.Type, c.Local.Address, c.Remote.Type, c.Remote.Address, c.State, c.Nominated,
+			c.RequestsSent, c.ResponsesReceived, c.RequestsReceived)
+	}
+	return b.String()
 }
 
 func contains(list []string, s string) bool {
@@ -510,7 +533,9 @@ func (s *site) waitCall(t *testing.T, path officePath) adminCall {
 				if err == nil {
 					return c
 				}
-				why = err.Error()
+				// On one line with the error, which is what CI's
+				// excerpt of a failure keeps: why ICE chose that pair.
+				why = err.Error() + "; the gateway's candidate pairs: " + m.Web.Transport.checks()
 			}
 		}
 		if time.Now().After(deadline) {
