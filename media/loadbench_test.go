@@ -63,7 +63,8 @@ const (
 // SWITCHBOARD_LOADBENCH_NOFASTPATH=1 turns the gateway's SRTP fast path off;
 // SWITCHBOARD_LOADBENCH_COALESCE sets Options.Coalesce ("-1ns": none).
 // SWITCHBOARD_LOADBENCH_IDLE and SWITCHBOARD_LOADBENCH_IDLE_CPUPROFILE
-// measure and profile the idle CPU (below).
+// measure and profile the idle CPU, SWITCHBOARD_LOADBENCH_CPUPROFILE
+// profiles the windows (below).
 func TestLoadBench(t *testing.T) {
 	if os.Getenv(lbEnv) != "1" {
 		t.Skip("set SWITCHBOARD_LOADBENCH=1 to run the media load bench")
@@ -104,6 +105,10 @@ func TestLoadBench(t *testing.T) {
 		idleWindow = d
 	}
 	idleProfile := os.Getenv("SWITCHBOARD_LOADBENCH_IDLE_CPUPROFILE")
+	// SWITCHBOARD_LOADBENCH_CPUPROFILE profiles the gateway in each
+	// level's window only (a file per level, as above), where
+	// -cpuprofile takes the calls' set-up too.
+	windowProfile := os.Getenv("SWITCHBOARD_LOADBENCH_CPUPROFILE")
 
 	kind, err := lbClientKind()
 	if err != nil {
@@ -192,7 +197,9 @@ func TestLoadBench(t *testing.T) {
 		bs0 := e.Stats().Batch
 		// For a profiler or perf stat to attach to the window (pid).
 		t.Logf("N=%d window of %v starts (gateway pid %d)", n, window, os.Getpid())
+		stopProfile := lbProfile(t, windowProfile, n)
 		r, err := lbRun(cl, window, gwPorts)
+		stopProfile()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -246,20 +253,30 @@ func TestLoadBench(t *testing.T) {
 // media (ICE checks both ways, RTCP reports, timers) over window,
 // profiled into profile+".N" unless profile is empty.
 func lbIdle(t *testing.T, n int, window time.Duration, profile string) float64 {
-	if profile != "" {
-		f, err := os.Create(fmt.Sprintf("%s.%d", profile, n))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			t.Fatalf("SWITCHBOARD_LOADBENCH_IDLE_CPUPROFILE: %v", err)
-		}
-		defer pprof.StopCPUProfile()
-	}
+	defer lbProfile(t, profile, n)()
 	c0, t0 := cpuTime(), time.Now()
 	time.Sleep(window)
 	return float64((cpuTime() - c0).Microseconds()) / float64(n) / time.Since(t0).Seconds()
+}
+
+// lbProfile starts the CPU profiler into name+".N", unless name is
+// empty, and returns what stops it.
+func lbProfile(t *testing.T, name string, n int) func() {
+	if name == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d", name, n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		t.Fatalf("profile %s: %v (-cpuprofile holds the profiler)", name, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
 }
 
 // lbLogBatch logs the engine's batching between two of its counts (the
