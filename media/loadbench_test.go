@@ -467,6 +467,13 @@ func startLBClients(t *testing.T) *lbClients {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// SWITCHBOARD_LOADBENCH_CLIENT_BIN runs the clients from another
+	// build of this test binary (the same bench, another tree's
+	// generator), so that two gateways can be compared against one
+	// generator.
+	if b := os.Getenv("SWITCHBOARD_LOADBENCH_CLIENT_BIN"); b != "" {
+		exe = b
+	}
 	timeout := 20 * time.Minute
 	if d, ok := t.Deadline(); ok {
 		timeout = time.Until(d)
