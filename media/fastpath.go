@@ -112,15 +112,19 @@ func (c *fastConn) ReadFromAddrPort(p []byte) (int, netip.AddrPort, error) {
 	}
 	for {
 		if c.waits != nil && c.rd.mustWait() {
-			if c.coalesce > 0 && c.rd.sparse() {
+			paused := c.coalesce > 0 && c.rd.sparse()
+			if paused {
 				c.pauses.Add(1)
 				c.pause(c.coalesce)
 			}
-			if err := c.waits.wait(); err != nil {
+			if err := c.waits.wait(paused); err != nil {
 				return 0, netip.AddrPort{}, net.ErrClosed
 			}
 		}
 		b, src, fresh, err := c.rd.read()
+		if errors.Is(err, errNotReady) {
+			continue
+		}
 		if err != nil {
 			return 0, netip.AddrPort{}, err
 		}

@@ -62,6 +62,9 @@ const (
 // SWITCHBOARD_LOADBENCH_CLIENT_CPUPROFILE profiles the clients' process.
 // SWITCHBOARD_LOADBENCH_NOFASTPATH=1 turns the gateway's SRTP fast path off;
 // SWITCHBOARD_LOADBENCH_COALESCE sets Options.Coalesce ("-1ns": none).
+// SWITCHBOARD_LOADBENCH_IDLE and SWITCHBOARD_LOADBENCH_IDLE_CPUPROFILE
+// measure and profile the idle CPU, SWITCHBOARD_LOADBENCH_CPUPROFILE
+// profiles the windows (below).
 func TestLoadBench(t *testing.T) {
 	if os.Getenv(lbEnv) != "1" {
 		t.Skip("set SWITCHBOARD_LOADBENCH=1 to run the media load bench")
@@ -88,6 +91,24 @@ func TestLoadBench(t *testing.T) {
 		}
 		window = time.Duration(n) * time.Second
 	}
+
+	// SWITCHBOARD_LOADBENCH_IDLE sets the window of the idle CPU (calls
+	// up, no media; default 1s), SWITCHBOARD_LOADBENCH_IDLE_CPUPROFILE
+	// profiles the gateway in it (a file per level, its name followed by
+	// ".N"; not with -cpuprofile, which holds the one profiler).
+	idleWindow := time.Second
+	if s := os.Getenv("SWITCHBOARD_LOADBENCH_IDLE"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 {
+			t.Fatalf("SWITCHBOARD_LOADBENCH_IDLE: %q", s)
+		}
+		idleWindow = d
+	}
+	idleProfile := os.Getenv("SWITCHBOARD_LOADBENCH_IDLE_CPUPROFILE")
+	// SWITCHBOARD_LOADBENCH_CPUPROFILE profiles the gateway in each
+	// level's window only (a file per level, as above), where
+	// -cpuprofile takes the calls' set-up too.
+	windowProfile := os.Getenv("SWITCHBOARD_LOADBENCH_CPUPROFILE")
 
 	kind, err := lbClientKind()
 	if err != nil {
@@ -171,13 +192,14 @@ func TestLoadBench(t *testing.T) {
 		heapPerCall := float64(int64(ms.HeapInuse)-int64(heap0)) / float64(n)
 		stackPerCall := float64(int64(ms.StackInuse)-int64(stack0)) / float64(n)
 		goroutinesPerCall := float64(runtime.NumGoroutine()-goroutines0) / float64(n)
-		// CPU with the calls up and no media: ICE keepalives, timers.
-		idle0, it0 := cpuTime(), time.Now()
-		time.Sleep(time.Second)
-		idleCPU := float64((cpuTime() - idle0).Microseconds()) / float64(n) / time.Since(it0).Seconds()
+		idleCPU := lbIdle(t, n, idleWindow, idleProfile)
 
 		bs0 := e.Stats().Batch
+		// For a profiler or perf stat to attach to the window (pid).
+		t.Logf("N=%d window of %v starts (gateway pid %d)", n, window, os.Getpid())
+		stopProfile := lbProfile(t, windowProfile, n)
 		r, err := lbRun(cl, window, gwPorts)
+		stopProfile()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -225,6 +247,36 @@ func TestLoadBench(t *testing.T) {
 	}
 	lbPrintTable(t, "| calls | baseline p50 µs | baseline p99 µs | added p50 µs →browser | added p99 µs →browser | added p50 µs →phone | added p99 µs →phone | lost →browser | lost →phone | socket drops gateway / clients | gateway CPU (1 core = 100 %) | gateway CPU µs per call-second | clients CPU | clients CPU µs per packet | gateway KiB per call (heap + stacks) |",
 		"|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|", rows)
+}
+
+// lbIdle returns the gateway's CPU per call-second with n calls up and no
+// media (ICE checks both ways, RTCP reports, timers) over window,
+// profiled into profile+".N" unless profile is empty.
+func lbIdle(t *testing.T, n int, window time.Duration, profile string) float64 {
+	defer lbProfile(t, profile, n)()
+	c0, t0 := cpuTime(), time.Now()
+	time.Sleep(window)
+	return float64((cpuTime() - c0).Microseconds()) / float64(n) / time.Since(t0).Seconds()
+}
+
+// lbProfile starts the CPU profiler into name+".N", unless name is
+// empty, and returns what stops it.
+func lbProfile(t *testing.T, name string, n int) func() {
+	if name == "" {
+		return func() {}
+	}
+	f, err := os.Create(fmt.Sprintf("%s.%d", name, n))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		_ = f.Close()
+		t.Fatalf("profile %s: %v (-cpuprofile holds the profiler)", name, err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		_ = f.Close()
+	}
 }
 
 // lbLogBatch logs the engine's batching between two of its counts (the
@@ -414,6 +466,13 @@ func startLBClients(t *testing.T) *lbClients {
 	exe, err := os.Executable()
 	if err != nil {
 		t.Fatal(err)
+	}
+	// SWITCHBOARD_LOADBENCH_CLIENT_BIN runs the clients from another
+	// build of this test binary (the same bench, another tree's
+	// generator), so that two gateways can be compared against one
+	// generator.
+	if b := os.Getenv("SWITCHBOARD_LOADBENCH_CLIENT_BIN"); b != "" {
+		exe = b
 	}
 	timeout := 20 * time.Minute
 	if d, ok := t.Deadline(); ok {

@@ -40,6 +40,10 @@ type iceReader struct {
 	n     int  // datagrams in the batch
 	next  int  // the next one to hand out
 	empty bool // the last recvmmsg found the queue empty
+	// polled: the reader's owner waits for ep in Go's network poller
+	// (iceWaits) before a read that needs the set's events; the read
+	// takes them without waiting, errNotReady when there are none.
+	polled bool
 
 	calls, datagrams atomic.Uint64
 }
@@ -113,7 +117,18 @@ func (r *iceReader) fill() error {
 			return net.ErrClosed
 		}
 		if r.empty {
-			if _, err := unix.EpollWait(r.ep, r.evs[:], -1); err != nil && !errors.Is(err, unix.EINTR) {
+			if r.polled {
+				// The owner waited for the set in Go's poller:
+				// its events are taken without waiting, and
+				// without them the owner waits again.
+				n, err := epollNow(r.ep, r.evs[:])
+				if err != nil {
+					return err
+				}
+				if n == 0 {
+					return errNotReady
+				}
+			} else if _, err := unix.EpollWait(r.ep, r.evs[:], -1); err != nil && !errors.Is(err, unix.EINTR) {
 				return err
 			}
 			r.empty = false
@@ -132,6 +147,27 @@ func (r *iceReader) fill() error {
 		r.n, r.empty = n, n < r.m.Cap()
 		return nil
 	}
+}
+
+// errNotReady: a read found the socket empty and the epoll set without
+// events; its owner waits for the set and reads again.
+var errNotReady = errors.New("media: ice reader: nothing to read yet")
+
+// readyNow takes the epoll set's events when it has some now, without
+// waiting: true when the next read reads the socket (or finds the reader
+// closed) rather than waiting.
+func (r *iceReader) readyNow() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closing.Load() {
+		return true
+	}
+	n, err := epollNow(r.ep, r.evs[:])
+	if err != nil || n == 0 {
+		return false
+	}
+	r.empty = false
+	return true
 }
 
 // close wakes a read that waits, which then fails, and closes the

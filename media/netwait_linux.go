@@ -9,6 +9,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -68,6 +69,7 @@ type pauseTimer struct {
 	w      *pollWaiter
 	buf    [8]byte
 	read   func(fd uintptr) bool
+	d      time.Duration // set by sleep for expired's first look
 }
 
 func newPauseTimer() (*pauseTimer, error) {
@@ -84,23 +86,82 @@ func newPauseTimer() (*pauseTimer, error) {
 	return t, nil
 }
 
+// The loops' system calls are raw, as mmsg's are: none of them sleeps
+// (timeouts of zero, descriptors that do not block), and a system call
+// that Go's scheduler sees wakes its sysmon thread whenever the process
+// was idle before it, which then ticks every 20 µs for a millisecond or
+// more (see mmsg.Batch.Send).
+
+// epollNow returns the events of epfd ready now, without waiting.
+func epollNow(epfd int, evs []unix.EpollEvent) (int, error) {
+	if len(evs) == 0 {
+		return 0, nil
+	}
+	for {
+		n, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&evs[0])), uintptr(len(evs)), 0, 0, 0)
+		if errno == unix.EINTR {
+			continue
+		}
+		if errno != 0 {
+			return 0, errno
+		}
+		return int(n), nil
+	}
+}
+
+// epollRearm puts fd back in epfd with events (EPOLL_CTL_MOD).
+func epollRearm(epfd, fd int, events uint32) error {
+	ev := unix.EpollEvent{Events: events}
+	_, _, errno := unix.RawSyscall6(unix.SYS_EPOLL_CTL, uintptr(epfd), unix.EPOLL_CTL_MOD, uintptr(fd), uintptr(unsafe.Pointer(&ev)), 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
+// readNow reads fd, which does not block.
+func readNow(fd int, p []byte) (int, error) {
+	n, _, errno := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if errno != 0 {
+		return 0, errno
+	}
+	return int(n), nil
+}
+
+// arm sets the timer to expire once, d from now.
+func (t *pauseTimer) arm(d time.Duration) error {
+	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(d.Nanoseconds())}
+	_, _, errno := unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, uintptr(t.fd), 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
+	if errno != 0 {
+		return errno
+	}
+	return nil
+}
+
 // sleep returns after d, or at once if the timer cannot be set or was
 // closed. One goroutine at a time.
 func (t *pauseTimer) sleep(d time.Duration) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if t.closed {
+	if t.closed || d <= 0 {
 		return
 	}
-	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(d.Nanoseconds())}
-	if unix.TimerfdSettime(t.fd, 0, &spec, nil) != nil {
-		return
-	}
+	t.d = d
 	_ = t.w.wait(t.read)
 }
 
+// expired is the wait's look at the timer. The first look sets it, not
+// sleep: the wait forgets what Go's poller saw of the descriptor before
+// it (internal/poll's prepareRead), so a timer set before could expire
+// unseen, while one set by the first look cannot have expired yet, and a
+// read to find that out is saved.
 func (t *pauseTimer) expired(fd uintptr) bool {
-	_, err := unix.Read(int(fd), t.buf[:])
+	if t.d > 0 {
+		d := t.d
+		t.d = 0
+		return t.arm(d) != nil
+	}
+	_, err := readNow(int(fd), t.buf[:])
 	return !errors.Is(err, unix.EAGAIN)
 }
 
@@ -151,7 +212,7 @@ func newGate(inner int, name string) (*gate, error) {
 func (g *gate) wait() error {
 	if !g.armed {
 		// An event that came while shut makes the set ready at once.
-		if err := unix.EpollCtl(g.fd, unix.EPOLL_CTL_MOD, g.inner, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLONESHOT}); err != nil {
+		if err := epollRearm(g.fd, g.inner, unix.EPOLLIN|unix.EPOLLONESHOT); err != nil {
 			return fmt.Errorf("media: gate: %w", err)
 		}
 		g.armed = true
@@ -160,7 +221,7 @@ func (g *gate) wait() error {
 }
 
 func (g *gate) passed(fd uintptr) bool {
-	n, err := unix.EpollWait(int(fd), g.ev[:], 0)
+	n, err := epollNow(int(fd), g.ev[:])
 	if err != nil || n == 0 {
 		return false
 	}

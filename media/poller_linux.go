@@ -182,7 +182,7 @@ func (p *rtpPoller) run() {
 				return
 			}
 		}
-		n, err := unix.EpollWait(p.epfd, p.events, 0)
+		n, err := epollNow(p.epfd, p.events)
 		if err != nil {
 			n = 0 // EINTR
 		}
@@ -456,8 +456,7 @@ func (r *iceReader) mustWait() bool { return r.next >= r.n && r.empty }
 // reader's epoll set (through a gate) and the coalescing pause.
 type iceWaits struct {
 	loopWaits
-	r   *iceReader
-	pfd [1]unix.PollFd
+	r *iceReader
 }
 
 // newICEWaits returns nil when it cannot: the reader then waits in
@@ -468,18 +467,15 @@ func newICEWaits(r *iceReader, log *slog.Logger) *iceWaits {
 		log.Warn("media: the ice socket's reader waits in epoll_wait", "err", err)
 		return nil
 	}
+	r.polled = true
 	return &iceWaits{loopWaits: waits, r: r}
 }
 
-// wait returns when the reader's epoll set has events, which its
-// epoll_wait then takes at once: at once when it has some now (after a
-// pause, with the gate shut), else through the gate.
-func (w *iceWaits) wait() error {
-	// Looked at without taking them (poll, not epoll_wait). Once the
-	// reader is closed its descriptor may be another's: the read that
-	// follows fails anyway.
-	w.pfd[0] = unix.PollFd{Fd: int32(w.r.ep), Events: unix.POLLIN}
-	if n, err := unix.Poll(w.pfd[:], 0); err == nil && n > 0 {
+// wait returns when the reader's epoll set has events, through the gate;
+// after a pause (the gate shut) it first takes the events the set has
+// now, and waits only without them.
+func (w *iceWaits) wait(paused bool) error {
+	if paused && w.r.readyNow() {
 		return nil
 	}
 	return w.ready.wait()

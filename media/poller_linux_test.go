@@ -590,3 +590,47 @@ func TestICEReaderCoalesce(t *testing.T) {
 		t.Fatal("pauses not counted")
 	}
 }
+
+// TestPauseTimer: the coalescing pause's timerfd returns after at least
+// its duration, also when it expires before the goroutine parks (1 µs;
+// set before the wait, that expiry would be lost and the sleep never
+// end), and at once for no duration or once closed.
+func TestPauseTimer(t *testing.T) {
+	checkGoroutines(t)
+	pt, err := newPauseTimer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for _, d := range []time.Duration{time.Microsecond, 200 * time.Microsecond} {
+			for range 200 {
+				start := time.Now()
+				pt.sleep(d)
+				if el := time.Since(start); el < d {
+					t.Errorf("sleep(%v) returned after %v", d, el)
+					return
+				}
+			}
+		}
+		pt.sleep(0)
+		pt.sleep(-time.Second)
+	}()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("a pause did not end")
+	}
+	pt.close()
+	ended := make(chan struct{})
+	go func() {
+		pt.sleep(time.Hour)
+		close(ended)
+	}()
+	select {
+	case <-ended:
+	case <-time.After(10 * time.Second):
+		t.Fatal("a pause of the closed timer did not return at once")
+	}
+}

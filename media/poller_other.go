@@ -58,5 +58,8 @@ type iceWaits struct {
 
 func newICEWaits(*iceReader, *slog.Logger) *iceWaits { return nil }
 
-func (*iceWaits) wait() error { return nil }
-func (*iceWaits) close()      {}
+func (*iceWaits) wait(bool) error { return nil }
+
+var errNotReady = errors.New("media: ice reader: nothing to read yet")
+
+func (*iceWaits) close() {}

@@ -11,7 +11,8 @@
 // (SO_TIMESTAMPNS), when the socket was asked for them.
 //
 // The raw descriptor calls (Send, Recv, SendTo) never wait: they are for
-// sockets taken out of Go's network poller. The RawConn calls (SendConn,
+// sockets taken out of Go's network poller, and are raw system calls,
+// which Go's scheduler does not see. The RawConn calls (SendConn,
 // RecvConn) wait in Go's poller while the socket would block.
 //
 // Elsewhere than on Linux New fails with ErrUnsupported.
