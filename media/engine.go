@@ -102,6 +102,10 @@ const muxReadBuffer = 4 << 20
 // selected pair's NAT bindings open.
 const iceKeepalive = 2 * time.Second
 
+// iceMaxChecks is how many checks pion sends on a candidate pair before
+// it gives the pair up: 10 s at its 200 ms pace (see configurePion).
+const iceMaxChecks = 50
+
 // ICE-TCP buffers per connection: packets waiting for the agent (audio is
 // 50 a second), and bytes waiting for a slow TCP peer beyond which packets
 // are dropped, as UDP would lose them.
@@ -148,6 +152,17 @@ func (e *Engine) configurePion() error {
 	s.DisableCloseByDTLS(true)
 	disconnected := min(5*time.Second, o.ICEFailedAfter/3)
 	s.SetICETimeouts(disconnected, o.ICEFailedAfter-disconnected, iceKeepalive)
+	// pion gives up on a candidate pair after 7 unanswered checks, 1.4 s
+	// at its 200 ms pace, and never checks it again, even when the
+	// browser's own checks keep arriving on it (RFC 8445 §7.3.1.4 would
+	// check it again). A gateway that offered (a phone calling a browser)
+	// is the controlling agent: once the direct pair has failed so, it
+	// nominates the browser's TURN relay at 2 s, and the call's media
+	// goes through the relay for good although the direct path works (CI
+	// saw it on a loaded machine). A STUN transaction lasts 39.5 s (RFC
+	// 5389 §7.2.1); checks for 10 s cost a few hundred bytes per
+	// unreachable pair, and only until a pair is chosen.
+	s.SetICEMaxBindingRequests(iceMaxChecks)
 	if o.PublicIP.IsValid() {
 		// The rule rewrites the host candidates of both the UDP and the
 		// TCP mux: the browser sees the announced address for each.

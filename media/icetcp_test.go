@@ -2,12 +2,14 @@ package media
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"io"
 	"net"
 	"net/netip"
 	"regexp"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -297,5 +299,74 @@ func TestICEPortFixed(t *testing.T) {
 	_, err = NewEngine(context.Background(), Options{BindIP: loopback, ICETCP: true, ICEPortRange: [2]int{40000, 40100}})
 	if !errors.Is(err, ErrInvalidOptions) {
 		t.Fatalf("ICE-TCP with a port range: %v, want ErrInvalidOptions", err)
+	}
+}
+
+// TestControllingGatewayOutlastsLostChecks: the gateway offered, so it is
+// the controlling agent, and its first checks of the browser's one pair go
+// unanswered for 2.5 s (a busy browser, a lossy link). pion's default gives
+// a pair up after 7 checks, 1.4 s, and never checks it again: the call
+// would never connect (with a TURN relay offered, it would connect through
+// the relay for good). The gateway keeps checking (iceMaxChecks) and
+// nominates the pair once the checks are answered.
+func TestControllingGatewayOutlastsLostChecks(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	b := newTestBridge(t, e)
+	conn, err := net.ListenPacket("udp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lossy := &checkLoss{PacketConn: conn, lose: 2500 * time.Millisecond}
+	br := &testBrowser{t: t, track: &webTrack{}}
+	br.Browser = mediapeer.NewBrowser(t, mediapeer.BrowserOptions{
+		Codecs:        browserCodecs(),
+		Track:         br.track,
+		LoggerFactory: pionLoggers{context.Background(), testLogger().With("side", "browser")},
+		Wait:          15 * time.Second,
+		ICEConn:       lossy,
+	})
+	phone := newTestPhone(t)
+	webOffer, err := b.RTPOffer(phone.SDP(1, "0 101", "a=ptime:20"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.WebAnswer(br.Answer(webOffer)); err != nil {
+		t.Fatal(err)
+	}
+	br.WaitConnected()
+	if n := lossy.lost.Load(); n < 8 {
+		t.Fatalf("%d of the gateway's checks lost, want more than pion's default of 7", n)
+	}
+	tr := waitTransport(t, b)
+	if tr.Remote.Address != conn.LocalAddr().String() || tr.Local.Protocol != "udp" {
+		t.Errorf("transport %+v, want the browser's one UDP candidate", tr)
+	}
+}
+
+// checkLoss is a browser's socket that loses the STUN Binding requests it
+// receives for lose after the first.
+type checkLoss struct {
+	net.PacketConn
+	lose  time.Duration
+	until time.Time // set by the first request; the mux reads on one goroutine
+	lost  atomic.Int64
+}
+
+func (c *checkLoss) ReadFrom(p []byte) (int, net.Addr, error) {
+	for {
+		n, addr, err := c.PacketConn.ReadFrom(p)
+		// A Binding request: type 0x0001, then the magic cookie (RFC
+		// 5389 §6).
+		if err != nil || n < 20 || p[0] != 0 || p[1] != 1 || binary.BigEndian.Uint32(p[4:]) != 0x2112A442 {
+			return n, addr, err
+		}
+		if c.until.IsZero() {
+			c.until = time.Now().Add(c.lose)
+		}
+		if time.Now().After(c.until) {
+			return n, addr, err
+		}
+		c.lost.Add(1)
 	}
 }

@@ -83,6 +83,11 @@ type BrowserOptions struct {
 	// an offer of setup:actpass; zero: pion's default, the client
 	// (setup:active).
 	AnswerDTLSRole webrtc.DTLSRole
+	// ICEConn, when set, is the browser's one UDP socket for ICE (a UDP
+	// mux on it gives its host candidate): a test wraps a loopback
+	// socket to lose or delay what the browser receives. The browser
+	// closes it when the test ends.
+	ICEConn net.PacketConn
 }
 
 // Browser is a pion PeerConnection with one audio track each way, on
@@ -144,6 +149,15 @@ func NewBrowser(t testing.TB, o BrowserOptions) *Browser {
 	}
 	if o.Network != nil {
 		s.SetNetworkTypes(o.Network)
+	}
+	var mux ice.UDPMux
+	if o.ICEConn != nil {
+		lf := s.LoggerFactory
+		if lf == nil {
+			lf = logging.NewDefaultLoggerFactory()
+		}
+		mux = webrtc.NewICEUDPMux(lf.NewLogger("ice-mux"), o.ICEConn)
+		s.SetICEUDPMux(mux)
 	}
 	ir := &interceptor.Registry{}
 	if err := webrtc.ConfigureRTCPReports(ir); err != nil {
@@ -211,6 +225,9 @@ func NewBrowser(t testing.TB, o BrowserOptions) *Browser {
 	t.Cleanup(func() {
 		_ = pc.GracefulClose()
 		wg.Wait()
+		if mux != nil {
+			_ = mux.Close() // and ICEConn with it
+		}
 	})
 	return b
 }
