@@ -4,11 +4,13 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -368,5 +370,64 @@ func (c *checkLoss) ReadFrom(p []byte) (int, net.Addr, error) {
 			return n, addr, err
 		}
 		c.lost.Add(1)
+	}
+}
+
+// TestAnswerCandidatesBeforeChecks: when the browser's answer is applied,
+// the ICE agent already holds the answer's candidates, with the priorities
+// the browser gave them, so that no check of the browser's can make one of
+// them a peer-reflexive candidate first (primeCandidates). The answer
+// also lists a relay candidate, as a browser with a TURN server does, and,
+// as a hostile answer might, more candidates than the gateway primes.
+func TestAnswerCandidatesBeforeChecks(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	b := newTestBridge(t, e)
+	br := newTestBrowser(t)
+	phone := newTestPhone(t)
+	webOffer, err := b.RTPOffer(phone.SDP(1, "0 101", "a=ptime:20"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	answer := string(br.Answer(webOffer))
+	const relay = "a=candidate:9 1 udp 41885439 127.0.0.1 40999 typ relay raddr 127.0.0.1 rport 40998\r\n"
+	extra := relay
+	for i := range 2 * maxPrimed {
+		extra += fmt.Sprintf("a=candidate:%d 1 udp 2122260223 127.0.0.%d 41000 typ host\r\n", 100+i, 2+i)
+	}
+	at := strings.Index(answer, "a=candidate:")
+	if at < 0 {
+		t.Fatalf("the browser's answer has no candidate:\n%s", answer)
+	}
+	answer = answer[:at] + extra + answer[at:]
+	if _, err := b.WebAnswer([]byte(answer)); err != nil {
+		t.Fatal(err)
+	}
+	// Read at once: pion alone adds them in goroutines of its own.
+	remote := map[string]webrtc.ICECandidateStats{}
+	for _, s := range b.pc.GetStats() {
+		if c, ok := s.(webrtc.ICECandidateStats); ok && c.Type == webrtc.StatsTypeRemoteCandidate {
+			remote[net.JoinHostPort(c.IP, strconv.Itoa(int(c.Port)))] = c
+		}
+	}
+	if c, ok := remote["127.0.0.1:40999"]; !ok || c.CandidateType != webrtc.ICECandidateTypeRelay || c.Priority != 41885439 {
+		t.Errorf("the answer's relay candidate is %+v (held: %v), want it held as relay with priority 41885439", c, ok)
+	}
+	if len(remote) < maxPrimed {
+		t.Errorf("%d remote candidates held when the answer was applied, want at least %d", len(remote), maxPrimed)
+	}
+	br.WaitConnected()
+	// pion adds the answer's candidates again: it must know them for the
+	// same, not hold two of an address.
+	seen := map[string]int{}
+	for _, s := range b.pc.GetStats() {
+		if c, ok := s.(webrtc.ICECandidateStats); ok && c.Type == webrtc.StatsTypeRemoteCandidate {
+			seen[net.JoinHostPort(c.IP, strconv.Itoa(int(c.Port)))+" "+c.Protocol]++
+		}
+	}
+	for a, n := range seen {
+		if n > 1 {
+			t.Errorf("the agent holds %d remote candidates at %s", n, a)
+		}
 	}
 }

@@ -345,8 +345,10 @@ func (b *Bridge) webOffer(dir direction, ptime int, video webVideo) ([]byte, err
 	return rewriteWebSDP(sdp, dir, ptime, video)
 }
 
-// applyWebAnswer gives the browser's answer to pion.
+// applyWebAnswer gives the browser's answer to pion, its candidates first
+// (primeCandidates).
 func (b *Bridge) applyWebAnswer(answer []byte) error {
+	b.primeCandidates(answer)
 	if err := b.pc.SetRemoteDescription(webrtc.SessionDescription{Type: webrtc.SDPTypeAnswer, SDP: string(answer)}); err != nil {
 		return fmt.Errorf("media: webrtc answer: %w: %w", err, ErrInvalidSDP)
 	}
