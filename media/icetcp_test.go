@@ -154,14 +154,7 @@ func TestTransportFactsPhoneCallsBrowser(t *testing.T) {
 	e := newTestEngine(t, Options{})
 	b := newTestBridge(t, e)
 	br := newTestBrowser(t)
-	phone := newTestPhone(t)
-	webOffer, err := b.RTPOffer(phone.SDP(1, "0 101", "a=ptime:20"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.WebAnswer(br.Answer(webOffer)); err != nil {
-		t.Fatal(err)
-	}
+	phone := phoneCallsBrowser(t, b, br.Answer)
 	br.WaitConnected()
 	prime(t, b, br, phone, 0)
 	tr := waitTransport(t, b)
@@ -328,14 +321,7 @@ func TestControllingGatewayOutlastsLostChecks(t *testing.T) {
 		Wait:          15 * time.Second,
 		ICEConn:       lossy,
 	})
-	phone := newTestPhone(t)
-	webOffer, err := b.RTPOffer(phone.SDP(1, "0 101", "a=ptime:20"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.WebAnswer(br.Answer(webOffer)); err != nil {
-		t.Fatal(err)
-	}
+	phoneCallsBrowser(t, b, br.Answer)
 	br.WaitConnected()
 	if n := lossy.lost.Load(); n < 8 {
 		t.Fatalf("%d of the gateway's checks lost, want more than pion's default of 7", n)
@@ -384,31 +370,24 @@ func TestAnswerCandidatesBeforeChecks(t *testing.T) {
 	e := newTestEngine(t, Options{})
 	b := newTestBridge(t, e)
 	br := newTestBrowser(t)
-	phone := newTestPhone(t)
-	webOffer, err := b.RTPOffer(phone.SDP(1, "0 101", "a=ptime:20"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	answer := string(br.Answer(webOffer))
-	const relay = "a=candidate:9 1 udp 41885439 127.0.0.1 40999 typ relay raddr 127.0.0.1 rport 40998\r\n"
-	extra := relay
-	for i := range 2 * maxPrimed {
-		extra += fmt.Sprintf("a=candidate:%d 1 udp 2122260223 127.0.0.%d 41000 typ host\r\n", 100+i, 2+i)
-	}
-	at := strings.Index(answer, "a=candidate:")
-	if at < 0 {
-		t.Fatalf("the browser's answer has no candidate:\n%s", answer)
-	}
-	answer = answer[:at] + extra + answer[at:]
-	if _, err := b.WebAnswer([]byte(answer)); err != nil {
-		t.Fatal(err)
-	}
+	phoneCallsBrowser(t, b, func(offer []byte) []byte {
+		answer := string(br.Answer(offer))
+		const relay = "a=candidate:9 1 udp 41885439 127.0.0.1 40999 typ relay raddr 127.0.0.1 rport 40998\r\n"
+		extra := relay
+		for i := range 2 * maxPrimed {
+			extra += fmt.Sprintf("a=candidate:%d 1 udp 2122260223 127.0.0.%d 41000 typ host\r\n", 100+i, 2+i)
+		}
+		at := strings.Index(answer, "a=candidate:")
+		if at < 0 {
+			t.Fatalf("the browser's answer has no candidate:\n%s", answer)
+		}
+		answer = answer[:at] + extra + answer[at:]
+		return []byte(answer)
+	})
 	// Read at once: pion alone adds them in goroutines of its own.
 	remote := map[string]webrtc.ICECandidateStats{}
-	for _, s := range b.pc.GetStats() {
-		if c, ok := s.(webrtc.ICECandidateStats); ok && c.Type == webrtc.StatsTypeRemoteCandidate {
-			remote[net.JoinHostPort(c.IP, strconv.Itoa(int(c.Port)))] = c
-		}
+	for _, c := range remoteCandidates(b) {
+		remote[net.JoinHostPort(c.IP, strconv.Itoa(int(c.Port)))] = c
 	}
 	if c, ok := remote["127.0.0.1:40999"]; !ok || c.CandidateType != webrtc.ICECandidateTypeRelay || c.Priority != 41885439 {
 		t.Errorf("the answer's relay candidate is %+v (held: %v), want it held as relay with priority 41885439", c, ok)
@@ -420,14 +399,39 @@ func TestAnswerCandidatesBeforeChecks(t *testing.T) {
 	// pion adds the answer's candidates again: it must know them for the
 	// same, not hold two of an address.
 	seen := map[string]int{}
-	for _, s := range b.pc.GetStats() {
-		if c, ok := s.(webrtc.ICECandidateStats); ok && c.Type == webrtc.StatsTypeRemoteCandidate {
-			seen[net.JoinHostPort(c.IP, strconv.Itoa(int(c.Port)))+" "+c.Protocol]++
-		}
+	for _, c := range remoteCandidates(b) {
+		seen[net.JoinHostPort(c.IP, strconv.Itoa(int(c.Port)))+" "+c.Protocol]++
 	}
 	for a, n := range seen {
 		if n > 1 {
 			t.Errorf("the agent holds %d remote candidates at %s", n, a)
 		}
 	}
+}
+
+// phoneCallsBrowser has b offer to the browser, as for a phone's call (the
+// gateway is then the controlling ICE agent and the DTLS server), and
+// gives it the answer that answer makes of the offer.
+func phoneCallsBrowser(t *testing.T, b *Bridge, answer func(offer []byte) []byte) *testPhone {
+	t.Helper()
+	phone := newTestPhone(t)
+	webOffer, err := b.RTPOffer(phone.SDP(1, "0 101", "a=ptime:20"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.WebAnswer(answer(webOffer)); err != nil {
+		t.Fatal(err)
+	}
+	return phone
+}
+
+// remoteCandidates are the browser's candidates that b's ICE agent holds.
+func remoteCandidates(b *Bridge) []webrtc.ICECandidateStats {
+	var out []webrtc.ICECandidateStats
+	for _, s := range b.pc.GetStats() {
+		if c, ok := s.(webrtc.ICECandidateStats); ok && c.Type == webrtc.StatsTypeRemoteCandidate {
+			out = append(out, c)
+		}
+	}
+	return out
 }
