@@ -120,6 +120,22 @@ func (k *keyTable) expireLocked(now time.Time) {
 	}
 }
 
+// clientHelloRandomEnd is where a ClientHello's random ends in its body:
+// after the two bytes of the version (RFC 6347 §4.2.1).
+const clientHelloRandomEnd = 2 + handshake.RandomLength
+
+// clientHello records the random of a ClientHello to or from peer.
+func (k *keyTable) clientHello(random [handshake.RandomLength]byte, peer netip.AddrPort, sent bool) {
+	k.update(peer, func(e *hello) {
+		if !e.haveClient || e.client != random {
+			// A new handshake from this address: what the last one's
+			// ServerHello said is not this one's.
+			e.haveServer = false
+		}
+		e.client, e.haveClient, e.gatewayClient = random, true, sent
+	})
+}
+
 // observe looks for a ClientHello or ServerHello in a DTLS datagram to or
 // from peer; sent tells the direction (the gateway sent it).
 func (k *keyTable) observe(b []byte, peer netip.AddrPort, sent bool) {
@@ -139,8 +155,26 @@ func (k *keyTable) observe(b []byte, peer netip.AddrPort, sent bool) {
 
 func (k *keyTable) observeHandshake(b []byte, peer netip.AddrPort, sent bool) {
 	var h handshake.Header
-	if err := h.Unmarshal(b); err != nil || h.FragmentOffset != 0 || h.FragmentLength != h.Length ||
-		len(b) < handshake.HeaderLength+int(h.Length) {
+	if err := h.Unmarshal(b); err != nil {
+		return
+	}
+	if h.Type == handshake.TypeClientHello && h.FragmentOffset == 0 && h.FragmentLength < h.Length {
+		// Chromium's ClientHello (1,413 bytes, with its post-quantum
+		// key share) comes in two fragments (RFC 6347 §4.2.3), and a
+		// gateway that offered (a phone calling a browser) is the DTLS
+		// server: without this, such calls never took the fast path.
+		// The first fragment starts with the version and the random,
+		// which is all the keys need.
+		frag := b[handshake.HeaderLength:]
+		if int(h.FragmentLength) < clientHelloRandomEnd || len(frag) < clientHelloRandomEnd || frag[0] != 0xfe {
+			return
+		}
+		var random [handshake.RandomLength]byte
+		copy(random[:], frag[2:clientHelloRandomEnd])
+		k.clientHello(random, peer, sent)
+		return
+	}
+	if h.FragmentOffset != 0 || h.FragmentLength != h.Length || len(b) < handshake.HeaderLength+int(h.Length) {
 		return
 	}
 	body := b[handshake.HeaderLength : handshake.HeaderLength+int(h.Length)]
@@ -150,14 +184,7 @@ func (k *keyTable) observeHandshake(b []byte, peer netip.AddrPort, sent bool) {
 		if m.Unmarshal(body) != nil {
 			return
 		}
-		k.update(peer, func(e *hello) {
-			if !e.haveClient || e.client != m.Random.MarshalFixed() {
-				// A new handshake from this address: what the
-				// last one's ServerHello said is not this one's.
-				e.haveServer = false
-			}
-			e.client, e.haveClient, e.gatewayClient = m.Random.MarshalFixed(), true, sent
-		})
+		k.clientHello(m.Random.MarshalFixed(), peer, sent)
 	case handshake.TypeServerHello:
 		var m handshake.MessageServerHello
 		if m.Unmarshal(body) != nil || m.CipherSuiteID == nil {

@@ -603,3 +603,48 @@ func leastAllocs(runs int, f func()) float64 {
 	}
 	return least
 }
+
+// TestClientHelloFragments: a ClientHello too big for one datagram
+// (Chromium's, with its post-quantum key share) comes in fragments; the
+// first holds the random the keys need, and the gateway as DTLS server
+// takes it from there. A first fragment too short to hold it, or not
+// DTLS, is ignored.
+func TestClientHelloFragments(t *testing.T) {
+	// first returns the first cut bytes of the ClientHello of random r
+	// as a fragment of it, in a record of its own.
+	first := func(r byte, cut int, version byte) []byte {
+		full := clientHello(t, r)
+		hs := append([]byte(nil), full[13:]...) // the handshake message
+		body := hs[handshake.HeaderLength:]
+		body[0] = version
+		frag := append(hs[:handshake.HeaderLength:handshake.HeaderLength], body[:cut]...)
+		frag[9], frag[10], frag[11] = byte(cut>>16), byte(cut>>8), byte(cut) // fragment_length
+		rec := []byte{22, 0xfe, 0xfd, 0, 0, 0, 0, 0, 0, 0, 0, byte(len(frag) >> 8), byte(len(frag))}
+		return append(rec, frag...)
+	}
+	for _, c := range []struct {
+		name    string
+		cut     int
+		version byte
+		want    bool
+	}{
+		{"first fragment", 40, 0xfe, true},
+		{"random cut short", clientHelloRandomEnd - 1, 0xfe, false},
+		{"not DTLS", 40, 0x03, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			k := newKeyTable(func() time.Time { return t0 })
+			peer := netip.MustParseAddrPort("192.0.2.1:5000")
+			k.observe(first(7, c.cut, c.version), peer, false)
+			k.mu.Lock()
+			e := k.hellos[peer]
+			k.mu.Unlock()
+			// The random's first four bytes are the time (pion's
+			// Random); RandomBytes follow.
+			got := e != nil && e.haveClient && e.client[4] == 7 && !e.gatewayClient
+			if got != c.want {
+				t.Errorf("hello %+v: took the random %v, want %v", e, got, c.want)
+			}
+		})
+	}
+}
