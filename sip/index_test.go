@@ -3,6 +3,7 @@ package sip
 import (
 	"strings"
 	"testing"
+	"unsafe"
 )
 
 // Index leaves a message whose typed headers are current as it is: the
@@ -77,5 +78,18 @@ func TestResponseCopiesTypedHeaders(t *testing.T) {
 	res.CopyFrom(&req.Headers, "From")
 	if res.cached&(1<<hFrom) != 0 {
 		t.Error("From typed value kept current after a second From was copied in")
+	}
+}
+
+// TestKnownMethod: a known method comes back as the package's constant,
+// holding nothing of the text it was read from; an unknown one as it is.
+func TestKnownMethod(t *testing.T) {
+	read := string([]byte("INVITE")) // as the parser slices a message
+	k, ok := KnownMethod(read)
+	if !ok || k != MethodInvite || unsafe.StringData(k) != unsafe.StringData(MethodInvite) {
+		t.Errorf("KnownMethod(%q) = %q, %v: want the constant MethodInvite", read, k, ok)
+	}
+	if k, ok := KnownMethod("FOO"); ok || k != "FOO" || IsKnownMethod("FOO") || !IsKnownMethod(MethodUpdate) {
+		t.Errorf("KnownMethod(FOO) = %q, %v", k, ok)
 	}
 }

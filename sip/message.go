@@ -28,14 +28,25 @@ const (
 // IsKnownMethod reports whether method is one this stack implements. A UAS
 // answers any other with 501 (RFC 3261 §8.2.1); a proxy forwards it.
 func IsKnownMethod(method string) bool {
-	switch method {
-	case MethodInvite, MethodAck, MethodBye, MethodCancel, MethodOptions,
-		MethodRegister, MethodPrack, MethodSubscribe, MethodNotify,
-		MethodPublish, MethodInfo, MethodRefer, MethodMessage, MethodUpdate:
-		return true
-	}
-	return false
+	_, ok := KnownMethod(method)
+	return ok
 }
+
+// KnownMethod returns this package's constant for method when it is one
+// this stack implements: a string that holds nothing of the message it
+// was parsed from, for what outlives the message (a transaction's key).
+func KnownMethod(method string) (string, bool) {
+	for _, m := range knownMethods {
+		if method == m {
+			return m, true
+		}
+	}
+	return method, false
+}
+
+var knownMethods = [...]string{MethodInvite, MethodAck, MethodBye, MethodCancel, MethodOptions,
+	MethodRegister, MethodPrack, MethodSubscribe, MethodNotify,
+	MethodPublish, MethodInfo, MethodRefer, MethodMessage, MethodUpdate}
 
 // Message is a *Request or a *Response.
 type Message interface {

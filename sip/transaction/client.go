@@ -76,16 +76,12 @@ func newClientTx(l *Layer, req *sip.Request, dst sip.Addr, via sip.Via) *ClientT
 	return tx
 }
 
-// knownMethod returns m, as this package's constant when it is a known
+// knownMethod returns m, as package sip's constant when it is a known
 // method: a key that outlives its request (shed) must not hold a slice of
 // the text it was parsed from.
 func knownMethod(m string) string {
-	for _, k := range [...]string{sip.MethodInvite, sip.MethodAck, sip.MethodBye, sip.MethodCancel,
-		sip.MethodOptions, sip.MethodRegister, sip.MethodPrack, sip.MethodSubscribe, sip.MethodNotify,
-		sip.MethodPublish, sip.MethodInfo, sip.MethodRefer, sip.MethodMessage, sip.MethodUpdate} {
-		if m == k {
-			return k
-		}
+	if k, ok := sip.KnownMethod(m); ok {
+		return k
 	}
 	return strings.Clone(m)
 }
