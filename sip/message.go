@@ -36,17 +36,40 @@ func IsKnownMethod(method string) bool {
 // this stack implements: a string that holds nothing of the message it
 // was parsed from, for what outlives the message (a transaction's key).
 func KnownMethod(method string) (string, bool) {
-	for _, m := range knownMethods {
-		if method == m {
-			return m, true
-		}
+	// A switch, not a loop over a list: parsing, the UAS's 501 and the
+	// metrics' labels ask for every request.
+	switch method {
+	case MethodInvite:
+		return MethodInvite, true
+	case MethodAck:
+		return MethodAck, true
+	case MethodBye:
+		return MethodBye, true
+	case MethodCancel:
+		return MethodCancel, true
+	case MethodOptions:
+		return MethodOptions, true
+	case MethodRegister:
+		return MethodRegister, true
+	case MethodPrack:
+		return MethodPrack, true
+	case MethodSubscribe:
+		return MethodSubscribe, true
+	case MethodNotify:
+		return MethodNotify, true
+	case MethodPublish:
+		return MethodPublish, true
+	case MethodInfo:
+		return MethodInfo, true
+	case MethodRefer:
+		return MethodRefer, true
+	case MethodMessage:
+		return MethodMessage, true
+	case MethodUpdate:
+		return MethodUpdate, true
 	}
 	return method, false
 }
-
-var knownMethods = [...]string{MethodInvite, MethodAck, MethodBye, MethodCancel, MethodOptions,
-	MethodRegister, MethodPrack, MethodSubscribe, MethodNotify,
-	MethodPublish, MethodInfo, MethodRefer, MethodMessage, MethodUpdate}
 
 // Message is a *Request or a *Response.
 type Message interface {
