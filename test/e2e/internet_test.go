@@ -16,6 +16,7 @@ import (
 
 	"github.com/switchboard/switchboard/internal/netns"
 	"github.com/switchboard/switchboard/internal/netsim"
+	"github.com/switchboard/switchboard/media"
 	"github.com/switchboard/switchboard/transport/transporttest"
 )
 
@@ -456,14 +457,7 @@ type legTransport struct {
 	DTLSRole      string `json:"dtls_role"`
 	SRTPProfile   string `json:"srtp_profile"`
 	// Checks are the gateway's candidate pairs when the leg connected.
-	Checks []struct {
-		Local, Remote     candidate
-		State             string
-		Nominated         bool
-		RequestsSent      uint64 `json:"requests_sent"`
-		ResponsesReceived uint64 `json:"responses_received"`
-		RequestsReceived  uint64 `json:"requests_received"`
-	}
+	Checks []media.PairCheck
 }
 
 type candidate struct{ Type, Protocol, Address string }
@@ -487,16 +481,11 @@ func (tr *legTransport) expect(local candidate, types []string, protocol, ip str
 
 // checks is the gateway's candidate pairs, on one line.
 func (tr *legTransport) checks() string {
-	var b strings.Builder
+	lines := make([]string, len(tr.Checks))
 	for i, c := range tr.Checks {
-		if i > 0 {
-			b.WriteString(" | ")
-		}
-		fmt.Fprintf(&b, "%s %s -> %s %s: %s nominated=%v sent %d answered %d received %d",
-			c.Local.Type, c.Local.Address, c.Remote.Type, c.Remote.Address, c.State, c.Nominated,
-			c.RequestsSent, c.ResponsesReceived, c.RequestsReceived)
+		lines[i] = c.String()
 	}
-	return b.String()
+	return strings.Join(lines, " | ")
 }
 
 func contains(list []string, s string) bool {
