@@ -1041,6 +1041,9 @@ func (b *Bridge) Stats() Stats {
 	}
 	s.RTP.Local = b.RTPAddr().String()
 	s.Web.Transport = b.transport.get()
+	if l := b.fast.Load(); l != nil && l.addr.Load() != nil {
+		s.Web.FastPath = true
+	}
 	s.OneWayAudio = b.oneWayAudio(now)
 	if v := b.vidA.Load(); v != nil {
 		s.Video = v.snapshot()

@@ -233,6 +233,9 @@ func TestFastPath(t *testing.T) {
 			if st.Legs != 1 || st.PacketsIn-before.PacketsIn != n || st.PacketsOut-before.PacketsOut != n || st.Fallbacks != 0 || st.Rejected != 0 {
 				t.Fatalf("fast path stats %+v after %+v, want %d packets each way on it", st, before, n)
 			}
+			if !b.Stats().Web.FastPath {
+				t.Fatal("the web leg's stats do not say it is on the fast path")
+			}
 			// A second later pion gets a copy of a packet (its ICE
 			// agent hears the browser); the packet reaches the phone
 			// once.
@@ -251,6 +254,9 @@ func TestFastPath(t *testing.T) {
 			if st := e.Stats().FastPath; st.Legs != 0 {
 				t.Fatalf("legs after close: %d", st.Legs)
 			}
+			if b.Stats().Web.FastPath {
+				t.Fatal("the web leg's stats say it is on the fast path after close")
+			}
 		})
 	}
 }
@@ -263,6 +269,9 @@ func TestNoFastPath(t *testing.T) {
 	prime(t, b, br, phone, 0)
 	if st := e.Stats().FastPath; st != (FastPathStats{}) {
 		t.Fatalf("fast path stats %+v with the fast path off", st)
+	}
+	if b.Stats().Web.FastPath {
+		t.Fatal("the web leg's stats say it is on the fast path, which is off")
 	}
 }
 

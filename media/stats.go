@@ -60,6 +60,12 @@ type LegStats struct {
 	// Transport is how the media travels (web leg), once ICE and DTLS
 	// are up; nil before.
 	Transport *Transport `json:"transport,omitempty"`
+	// FastPath tells that the gateway relays the web leg's audio itself,
+	// with the keys of its DTLS session, rather than through pion's
+	// packet pipeline (Options.NoFastPath; the leg's selected pair must
+	// be UDP on the shared ICE port). An operator who sees it false on a
+	// UDP leg is paying pion's CPU per packet for that call.
+	FastPath bool `json:"fast_path,omitempty"`
 }
 
 // Drops counts packets not relayed, by cause.
