@@ -116,6 +116,9 @@ type Bridge struct {
 	fast      atomic.Pointer[fastLeg]
 	fastMu    sync.Mutex
 	fastTried bool
+	// fastAtEnd is whether the leg was on the fast path when the bridge
+	// closed, for the stats of an ended call.
+	fastAtEnd atomic.Bool
 	webROC    rocCount // under toWeb.mu
 	// pcCloseMu keeps PeerConnection.GetStats and Close apart: pion's
 	// close writes what GetStats reads without a lock of its own. Only
@@ -251,6 +254,7 @@ func (b *Bridge) teardown() {
 	}
 	b.timerMu.Unlock()
 	b.stopDTMF()
+	b.fastAtEnd.Store(b.onFastPath())
 	b.stopFast()
 
 	b.mu.Lock()
@@ -1025,9 +1029,11 @@ func (b *Bridge) checkInactivity() {
 func (b *Bridge) Stats() Stats {
 	now := b.clock.Now()
 	s := Stats{ID: b.id, Started: b.start, Duration: now.Sub(b.start)}
+	s.Web.FastPath = b.onFastPath()
 	select {
 	case <-b.done:
 		s.Duration = b.ended.Sub(b.start)
+		s.Web.FastPath = b.fastAtEnd.Load()
 	default:
 	}
 	b.webIn.snapshot(b.start, &s.Web)
@@ -1041,9 +1047,6 @@ func (b *Bridge) Stats() Stats {
 	}
 	s.RTP.Local = b.RTPAddr().String()
 	s.Web.Transport = b.transport.get()
-	if l := b.fast.Load(); l != nil && l.addr.Load() != nil {
-		s.Web.FastPath = true
-	}
 	s.OneWayAudio = b.oneWayAudio(now)
 	if v := b.vidA.Load(); v != nil {
 		s.Video = v.snapshot()

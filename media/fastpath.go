@@ -550,6 +550,12 @@ func (b *Bridge) moveFastLocked(t Transport) {
 	l.conn.remove(l)
 }
 
+// onFastPath reports whether the leg's audio is on the fast path now.
+func (b *Bridge) onFastPath() bool {
+	l := b.fast.Load()
+	return l != nil && l.addr.Load() != nil
+}
+
 // stopFast takes the leg off the fast path for good.
 func (b *Bridge) stopFast() {
 	b.fastMu.Lock()

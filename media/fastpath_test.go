@@ -254,8 +254,8 @@ func TestFastPath(t *testing.T) {
 			if st := e.Stats().FastPath; st.Legs != 0 {
 				t.Fatalf("legs after close: %d", st.Legs)
 			}
-			if b.Stats().Web.FastPath {
-				t.Fatal("the web leg's stats say it is on the fast path after close")
+			if !b.Stats().Web.FastPath {
+				t.Fatal("the ended call's stats do not say its web leg was on the fast path")
 			}
 		})
 	}

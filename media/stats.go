@@ -63,8 +63,9 @@ type LegStats struct {
 	// FastPath tells that the gateway relays the web leg's audio itself,
 	// with the keys of its DTLS session, rather than through pion's
 	// packet pipeline (Options.NoFastPath; the leg's selected pair must
-	// be UDP on the shared ICE port). An operator who sees it false on a
-	// UDP leg is paying pion's CPU per packet for that call.
+	// be UDP on the shared ICE port): now, or, once the bridge has
+	// closed, when it closed. An operator who sees it false on a UDP leg
+	// is paying pion's CPU per packet for that call.
 	FastPath bool `json:"fast_path,omitempty"`
 }
 

@@ -767,7 +767,7 @@ func (c *call) finish(cause error) {
 		c.log.Info("call ended", "cause", cause, "duration", c.b.clock.Now().Sub(c.start),
 			"web_in", st.Web.PacketsIn, "web_out", st.Web.PacketsOut,
 			"rtp_in", st.RTP.PacketsIn, "rtp_out", st.RTP.PacketsOut, "one_way_audio", st.OneWayAudio,
-			"web_transport", transportAttr(st.Web.Transport), "rtp_remote", st.RTP.Remote)
+			"web_transport", transportAttr(st.Web.Transport), "web_fast_path", st.Web.FastPath, "rtp_remote", st.RTP.Remote)
 		close(c.finished)
 	})
 }
@@ -880,11 +880,22 @@ func transportAttr(t *media.Transport) slog.Value {
 	if t == nil {
 		return slog.StringValue("none")
 	}
-	return slog.GroupValue(
+	attrs := []slog.Attr{
 		slog.String("local", t.Local.Type+"/"+t.Local.Protocol),
 		slog.String("remote", t.Remote.Type+"/"+t.Remote.Protocol),
 		slog.String("remote_address", t.Remote.Address),
 		slog.String("dtls_role", t.DTLSRole),
 		slog.String("srtp_profile", t.SRTPProfile),
-	)
+		// How many pairs ICE had checked, and the selected one's counts:
+		// enough to tell a path chosen after lost checks from one chosen
+		// at once; the admin API keeps every pair (Transport.Checks).
+		slog.Int("pairs_checked", len(t.Checks)),
+	}
+	for _, c := range t.Checks {
+		if c.Local == t.Local && c.Remote == t.Remote {
+			attrs = append(attrs, slog.String("selected_checks", fmt.Sprintf("%d sent, %d answered, %d received", c.RequestsSent, c.ResponsesReceived, c.RequestsReceived)))
+			break
+		}
+	}
+	return slog.GroupValue(attrs...)
 }

@@ -228,7 +228,7 @@ func TestMaxCalls(t *testing.T) {
 
 // TestCallEndLogsTransport: CallInfo and the call-end log line say how
 // the web leg's media went (candidate types and protocols, DTLS role,
-// SRTP profile) and where the RTP leg's went.
+// SRTP profile, the pairs checked, the fast path) and where the RTP leg's went.
 func TestCallEndLogsTransport(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	_, ph, oc, _ := browserCallsPhone(t, h)
@@ -264,12 +264,16 @@ func TestCallEndLogsTransport(t *testing.T) {
 					got[g.Key] = g.Value.String()
 				}
 			}
-			if a.Key == "rtp_remote" {
-				got["rtp_remote"] = a.Value.String()
+			if a.Key == "rtp_remote" || a.Key == "web_fast_path" {
+				got[a.Key] = a.Value.String()
 			}
 			return true
 		})
-		if got["local"] != "host/udp" || got["dtls_role"] != "client" || got["srtp_profile"] == "" || got["rtp_remote"] == "" {
+		if got["local"] != "host/udp" || got["dtls_role"] != "client" || got["srtp_profile"] == "" || got["rtp_remote"] == "" ||
+			got["pairs_checked"] == "" || got["pairs_checked"] == "0" || got["selected_checks"] == "" ||
+			got["web_fast_path"] != "true" {
+			// The harness's engine keeps the fast path on, and its browser
+			// connects over UDP to the engine's ICE port.
 			t.Errorf("call ended line: %v", got)
 		}
 	case <-timeAfter():
