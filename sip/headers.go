@@ -200,18 +200,24 @@ func (h *Headers) CopyFrom(src *Headers, name string) {
 		had = had || h.fields[i].is(id, name)
 	}
 	for i := range src.fields {
-		if f := src.fields[i]; f.is(id, name) {
-			if f.raw != 0 {
-				r := h.rareHeaders()
-				r.raws = append(r.raws, src.rare.raws[f.raw-1])
-				f.raw = uint32(len(r.raws))
-			}
-			h.fields = append(h.fields, f)
+		if f := &src.fields[i]; f.is(id, name) {
+			h.appendCopy(src, f)
 		}
 	}
 	if !had && id != hOther && src.cached&(1<<id) != 0 && h.copyTyped(src, id) {
 		h.cached |= 1 << id
 	}
+}
+
+// appendCopy appends f, a field of src, with its raw line if it has one.
+func (h *Headers) appendCopy(src *Headers, f *HeaderField) {
+	c := *f
+	if c.raw != 0 {
+		r := h.rareHeaders()
+		r.raws = append(r.raws, src.rare.raws[c.raw-1])
+		c.raw = uint32(len(r.raws))
+	}
+	h.fields = append(h.fields, c)
 }
 
 // copyTyped sets h's typed value of id to src's, for the headers whose
