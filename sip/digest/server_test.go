@@ -1,6 +1,7 @@
 package digest
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -461,5 +462,52 @@ func TestServerConcurrent(t *testing.T) {
 	}
 	if accepted != 1 {
 		t.Errorf("accepted %d times, want once", accepted)
+	}
+}
+
+// TestCMAC checks the nonce MAC against RFC 4493 §4, its subkey K1 and
+// Example 2 (one whole block; AES-128, as the RFC's examples are).
+func TestCMAC(t *testing.T) {
+	unhex := func(s string) []byte {
+		b, err := hex.DecodeString(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	blk, k1 := newCMAC(unhex("2b7e151628aed2a6abf7158809cf4f3c"))
+	if got, want := hex.EncodeToString(k1[:]), "fbeed618357133667c85e08f7236a8de"; got != want {
+		t.Fatalf("K1 = %s, want %s", got, want)
+	}
+	m := &macState{blk: blk, k1: k1}
+	copy(m.in[:], unhex("6bc1bee22e409f96e93d7e117393172a"))
+	m.cmac()
+	if got, want := hex.EncodeToString(m.out[:]), "070a16b46b4d4144f79bdd9dd04a287c"; got != want {
+		t.Fatalf("CMAC = %s, want %s", got, want)
+	}
+}
+
+// TestNonceEncodingStrict: the nonce's last character carries two padding
+// bits; a nonce that differs from a good one only there is refused, so
+// that one nonce has one spelling (its nonce counts are tracked by it).
+func TestNonceEncodingStrict(t *testing.T) {
+	srv, _ := newTestServer()
+	_, _, cr := answer(t, srv, "")
+	last := cr.Nonce[len(cr.Nonce)-1]
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	i := strings.IndexByte(alphabet, last)
+	if i < 0 || i&3 != 0 {
+		t.Fatalf("last character %q has padding bits set", last)
+	}
+	for pad := 1; pad < 4; pad++ {
+		c := cr
+		c.Nonce = cr.Nonce[:len(cr.Nonce)-1] + string(alphabet[i|pad])
+		c, _ = Answer(Challenge{Realm: testRealm, Nonce: c.Nonce, QOP: []string{"auth"}}, "REGISTER", cr.URI, "alice", users["alice"])
+		if err := srv.Verify(c, "REGISTER", lookup("alice")); !errors.Is(err, ErrBadNonce) {
+			t.Errorf("nonce with padding bits %d: Verify = %v, want ErrBadNonce", pad, err)
+		}
+	}
+	if err := srv.Verify(cr, "REGISTER", lookup("alice")); err != nil {
+		t.Fatalf("good nonce: %v", err)
 	}
 }
