@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -73,7 +74,16 @@ func FuzzParseMessage(f *testing.F) {
 			h.RAck()
 			h.SessionExpires()
 			h.Date()
-			h.Tokens("Supported")
+			// HasToken reads the lines in place; Tokens builds the list.
+			for _, name := range []string{"Supported", "Require"} {
+				toks := h.Tokens(name)
+				for _, tok := range append(toks, "path", "OUTBOUND", "", "a b") {
+					want := slices.ContainsFunc(toks, func(t string) bool { return strings.EqualFold(t, tok) })
+					if got := h.HasToken(name, tok); got != want {
+						t.Fatalf("HasToken(%q, %q) = %v, Tokens %q", name, tok, got, toks)
+					}
+				}
+			}
 			// Nor must changing the message.
 			h.PopVia()
 			h.SetTopVia(Via{Transport: "UDP", Host: "h", Params: ";branch=z9hG4bKx"})

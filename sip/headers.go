@@ -590,10 +590,21 @@ func (h *Headers) Tokens(name string) []string {
 }
 
 // HasToken reports whether the list header name holds token, ignoring case.
+// It reads the lines in place, without building Tokens' list: a registrar
+// asks it of every REGISTER.
 func (h *Headers) HasToken(name, token string) bool {
-	for _, t := range h.Tokens(name) {
-		if strings.EqualFold(t, token) {
-			return true
+	if token == "" {
+		return false
+	}
+	id := lookupHeader(name)
+	for i := range h.fields {
+		if !h.fields[i].is(id, name) {
+			continue
+		}
+		for t := range strings.SplitSeq(h.fields[i].Value, ",") {
+			if strings.EqualFold(trimWS(t), token) {
+				return true
+			}
 		}
 	}
 	return false
