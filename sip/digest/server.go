@@ -364,13 +364,20 @@ func normalizeHA1(ha1 string, ok bool, a *algorithm) (string, bool) {
 	if !ok || len(ha1) != a.hexLen {
 		return "", false
 	}
+	upper := false
 	for i := 0; i < len(ha1); i++ {
 		c := ha1[i]
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
 			return "", false
 		}
+		upper = upper || c <= 'F' && c >= 'A'
 	}
-	return strings.ToLower(ha1), true
+	// Stored HA1s are lowercase: ToLower's own scan of one for capitals
+	// cost as much as this loop.
+	if upper {
+		ha1 = strings.ToLower(ha1)
+	}
+	return ha1, true
 }
 
 // parseNC parses an 8-hex-digit nonce count; zero is not a count.

@@ -165,6 +165,9 @@ func TestServerVerify(t *testing.T) {
 		{name: "unknown user", lookup: func(string) (string, bool) { return "", false }, want: ErrBadResponse},
 		{name: "nil lookup", lookup: nil, want: ErrBadResponse},
 		{name: "corrupt stored HA1", lookup: func(string) (string, bool) { return "xyz", true }, want: ErrBadResponse},
+		{name: "uppercase stored HA1", lookup: func(a string) (string, bool) {
+			return strings.ToUpper(HA1(a, "alice", testRealm, users["alice"])), true
+		}},
 		{name: "empty stored HA1", lookup: func(string) (string, bool) { return "", true }, want: ErrBadResponse},
 		{name: "wrong method", method: "INVITE", want: ErrBadResponse},
 		{name: "wrong uri", modify: func(_ *testing.T, _ *Server, cr *Credentials) { cr.URI = "sip:evil.example" }, want: ErrBadResponse},
