@@ -514,3 +514,21 @@ func TestNonceEncodingStrict(t *testing.T) {
 		t.Fatalf("good nonce: %v", err)
 	}
 }
+
+// TestLookupAlgorithm: names in any ASCII case, and nothing else: a
+// non-ASCII letter that folds to an ASCII one (U+017F to s, U+212A to k)
+// does not make a name.
+func TestLookupAlgorithm(t *testing.T) {
+	for name, want := range map[string]string{
+		"": "MD5", "md5": "MD5", "sha-256": "SHA-256", "Sha-512-256-Sess": "SHA-512-256-sess",
+		"\u017fHA-256": "", "SHA-256 ": "", "SHA-25": "", "SHA-1": "",
+	} {
+		got := ""
+		if a := lookupAlgorithm(name); a != nil {
+			got = a.name
+		}
+		if got != want {
+			t.Errorf("lookupAlgorithm(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
