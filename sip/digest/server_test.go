@@ -386,8 +386,14 @@ func TestServerTrackedNoncesBounded(t *testing.T) {
 func trackedCount(s *Server) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.seen) != len(s.age) {
-		panic("map and heap disagree")
+	if len(s.seen) != s.age.n {
+		panic("map and queue disagree")
+	}
+	// Every entry is where the map says, under its own key.
+	for key, seq := range s.seen {
+		if e := s.age.at(seq); e.key != key {
+			panic("map and queue disagree on " + key)
+		}
 	}
 	return len(s.seen)
 }
@@ -529,6 +535,42 @@ func TestLookupAlgorithm(t *testing.T) {
 		}
 		if got != want {
 			t.Errorf("lookupAlgorithm(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
+
+// TestServerTrackQueue drives the replay table through many turns of its
+// ring at a cap of 5: each tracked nonce's count moves on and a replay is
+// refused wherever its entry sits, an evicted nonce is refused as stale,
+// and the map and the queue agree throughout (trackedCount).
+func TestServerTrackQueue(t *testing.T) {
+	srv, _ := newTestServer()
+	srv.MaxTrackedNonces = 5
+	srv.once.Do(srv.init)
+	nonce := func(i int) string { return fmt.Sprintf("%043d", i) }
+	counts := map[int]uint32{}
+	for i := range 300 {
+		now := int64(time.Second) * int64(i)
+		if err := srv.track(nonce(i), "u", now, 1, now); err != nil {
+			t.Fatalf("new nonce %d: %v", i, err)
+		}
+		counts[i] = 1
+		for j := max(0, i-4); j <= i; j++ {
+			counts[j]++
+			if err := srv.track(nonce(j), "u", int64(time.Second)*int64(j), counts[j], now); err != nil {
+				t.Fatalf("nonce %d, count %d, at %d: %v", j, counts[j], i, err)
+			}
+			if err := srv.track(nonce(j), "u", int64(time.Second)*int64(j), counts[j], now); !errors.Is(err, ErrReplay) {
+				t.Fatalf("nonce %d replayed at %d: %v", j, i, err)
+			}
+		}
+		if i >= 5 {
+			if err := srv.track(nonce(i-5), "v", int64(time.Second)*int64(i-5), 1, now); !errors.Is(err, ErrStale) {
+				t.Fatalf("evicted nonce %d at %d: %v, want ErrStale", i-5, i, err)
+			}
+		}
+		if n := trackedCount(srv); n != min(i+1, 5) {
+			t.Fatalf("tracking %d at %d", n, i)
 		}
 	}
 }
