@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -53,6 +54,7 @@ func FuzzParseMessage(f *testing.F) {
 				checkToTag(t, &p, req, "fz1")
 				checkLineKept(t, req)
 				checkCopiedHeaders(t, &p, req)
+				checkNewResponse(t, req)
 			}
 			out := m.AppendTo(nil)
 			m2, err := p.ParseMessage(out)
@@ -72,7 +74,16 @@ func FuzzParseMessage(f *testing.F) {
 			h.RAck()
 			h.SessionExpires()
 			h.Date()
-			h.Tokens("Supported")
+			// HasToken reads the lines in place; Tokens builds the list.
+			for _, name := range []string{"Supported", "Require"} {
+				toks := h.Tokens(name)
+				for _, tok := range append(toks, "path", "OUTBOUND", "", "a b") {
+					want := slices.ContainsFunc(toks, func(t string) bool { return strings.EqualFold(t, tok) })
+					if got := h.HasToken(name, tok); got != want {
+						t.Fatalf("HasToken(%q, %q) = %v, Tokens %q", name, tok, got, toks)
+					}
+				}
+			}
 			// Nor must changing the message.
 			h.PopVia()
 			h.SetTopVia(Via{Transport: "UDP", Host: "h", Params: ";branch=z9hG4bKx"})
@@ -337,5 +348,32 @@ func checkCopiedHeaders(t *testing.T, p *Parser, req *Request) {
 	}
 	if got, want := res.CallID(), parsed.CallID(); got != want {
 		t.Fatalf("copied Call-ID %q, parsed %q", got, want)
+	}
+}
+
+// checkNewResponse: NewResponse builds what copying each header with
+// CopyFrom builds, as it did before it copied them itself: the same bytes
+// and the same typed values, for a 100 (which copies Timestamp) and a 200.
+func checkNewResponse(t *testing.T, req *Request) {
+	t.Helper()
+	for _, code := range []int{100, 200} {
+		got := NewResponse(req, code, "")
+		want := &Response{StatusCode: code, Reason: StatusText(code)}
+		want.fields = want.fieldArr[:0]
+		names := []string{"Via", "From", "To", "Call-ID", "CSeq"}
+		if code == 100 {
+			names = append(names, "Timestamp")
+		}
+		for _, name := range names {
+			want.CopyFrom(&req.Headers, name)
+		}
+		want.Add("Content-Length", "0")
+		if g, w := got.String(), want.String(); g != w {
+			t.Fatalf("NewResponse(%d) wrote\n%q\nCopyFrom wrote\n%q", code, g, w)
+		}
+		if got.cached != want.cached || !reflect.DeepEqual(got.Via(), want.Via()) ||
+			!reflect.DeepEqual(got.From(), want.From()) || !reflect.DeepEqual(got.To(), want.To()) || got.CSeq() != want.CSeq() {
+			t.Fatalf("NewResponse(%d): typed values differ from CopyFrom's (cached %b, %b)", code, got.cached, want.cached)
+		}
 	}
 }

@@ -109,7 +109,10 @@ func (h *Headers) Values(name string) []string {
 // safeValue turns line breaks into spaces so that a value built from
 // untrusted input (a display name, a reason) can never inject a header.
 func safeValue(v string) string {
-	if strings.ContainsAny(v, "\r\n") {
+	// Two IndexByte rather than ContainsAny, which builds a set of the
+	// bytes for every call: 3 % of a registration's instructions went
+	// to it, for the ten values a registrar adds.
+	if strings.IndexByte(v, '\n') >= 0 || strings.IndexByte(v, '\r') >= 0 {
 		return strings.Map(func(r rune) rune {
 			if r == '\r' || r == '\n' {
 				return ' '
@@ -197,18 +200,24 @@ func (h *Headers) CopyFrom(src *Headers, name string) {
 		had = had || h.fields[i].is(id, name)
 	}
 	for i := range src.fields {
-		if f := src.fields[i]; f.is(id, name) {
-			if f.raw != 0 {
-				r := h.rareHeaders()
-				r.raws = append(r.raws, src.rare.raws[f.raw-1])
-				f.raw = uint32(len(r.raws))
-			}
-			h.fields = append(h.fields, f)
+		if f := &src.fields[i]; f.is(id, name) {
+			h.appendCopy(src, f)
 		}
 	}
 	if !had && id != hOther && src.cached&(1<<id) != 0 && h.copyTyped(src, id) {
 		h.cached |= 1 << id
 	}
+}
+
+// appendCopy appends f, a field of src, with its raw line if it has one.
+func (h *Headers) appendCopy(src *Headers, f *HeaderField) {
+	c := *f
+	if c.raw != 0 {
+		r := h.rareHeaders()
+		r.raws = append(r.raws, src.rare.raws[c.raw-1])
+		c.raw = uint32(len(r.raws))
+	}
+	h.fields = append(h.fields, c)
 }
 
 // copyTyped sets h's typed value of id to src's, for the headers whose
@@ -581,10 +590,21 @@ func (h *Headers) Tokens(name string) []string {
 }
 
 // HasToken reports whether the list header name holds token, ignoring case.
+// It reads the lines in place, without building Tokens' list: a registrar
+// asks it of every REGISTER.
 func (h *Headers) HasToken(name, token string) bool {
-	for _, t := range h.Tokens(name) {
-		if strings.EqualFold(t, token) {
-			return true
+	if token == "" {
+		return false
+	}
+	id := lookupHeader(name)
+	for i := range h.fields {
+		if !h.fields[i].is(id, name) {
+			continue
+		}
+		for t := range strings.SplitSeq(h.fields[i].Value, ",") {
+			if strings.EqualFold(trimWS(t), token) {
+				return true
+			}
 		}
 	}
 	return false

@@ -339,13 +339,26 @@ func NewResponse(req *Request, code int, reason string) *Response {
 	}
 	res := &Response{StatusCode: code, Reason: reason}
 	res.fields = res.fieldArr[:0]
-	for _, name := range [...]string{"Via", "From", "To", "Call-ID", "CSeq"} {
-		res.CopyFrom(&req.Headers, name)
+	// What CopyFrom does for each name, with the ids known and res empty:
+	// CopyFrom's lookups and its scans of res were a third of building a
+	// registrar's response.
+	ids := [...]headerID{hVia, hFrom, hTo, hCallID, hCSeq, hTimestamp}
+	n := len(ids)
+	if code != 100 {
+		n--
 	}
-	if code == 100 {
-		res.CopyFrom(&req.Headers, "Timestamp")
+	src := &req.Headers
+	for _, id := range ids[:n] {
+		for i := range src.fields {
+			if src.fields[i].id == id {
+				res.appendCopy(src, &src.fields[i])
+			}
+		}
+		if src.cached&(1<<id) != 0 && res.copyTyped(src, id) {
+			res.cached |= 1 << id
+		}
 	}
-	res.Add("Content-Length", "0")
+	res.fields = append(res.fields, HeaderField{Name: "Content-Length", Value: "0", id: hContentLength})
 	return res
 }
 

@@ -706,3 +706,16 @@ func TestCallIDOfBuiltMessage(t *testing.T) {
 		t.Errorf("after Set: CallID() = %q", got)
 	}
 }
+
+// TestNewResponseCopies compares NewResponse with the CopyFrom of each
+// header it copies (checkNewResponse) on requests with folded lines,
+// several Vias, compact forms and a Timestamp.
+func TestNewResponseCopies(t *testing.T) {
+	for _, s := range []string{
+		simpleInvite,
+		"OPTIONS sip:b@example.com SIP/2.0\r\nv: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\nVia:  SIP/2.0/TCP\r\n b.example.com;branch=z9hG4bK2, SIP/2.0/UDP c.example.com;branch=z9hG4bK3\r\n" +
+			"t: <sip:b@example.com>\r\nf: <sip:a@example.com>;tag=1\r\ni: abc@x\r\nTimestamp: 54\r\nCSeq:  7 OPTIONS\r\nl: 0\r\n\r\n",
+	} {
+		checkNewResponse(t, mustParse(t, s).(*Request))
+	}
+}

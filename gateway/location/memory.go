@@ -180,7 +180,9 @@ func (m *Memory) restore(state map[string][]record) {
 // durable reports whether b is kept across a restart: not when it can be
 // reached only over a connection, which dies with the process.
 func durable(b *Binding) bool {
-	return !b.NeedsFlow() || !b.Source.Reliable()
+	// The transport first: NeedsFlow parses the Contact's host as an
+	// address, and this runs for every binding of every journaled change.
+	return !b.Source.Reliable() || !b.NeedsFlow()
 }
 
 // sortBindings orders bindings as Get returns them: q descending, then most

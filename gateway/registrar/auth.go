@@ -79,7 +79,9 @@ func (r *Registrar) authenticate(req *sip.Request, toUser string) *sip.Response 
 func (r *Registrar) credentials(req *sip.Request) (c digest.Credentials, found, malformed bool) {
 	// The lines themselves rather than Values, which builds a list.
 	for _, f := range req.Fields() {
-		if !strings.EqualFold(f.Name, "Authorization") { // no compact form
+		// No compact form; a name of another length is not it, and
+		// EqualFold took 2 % of a registration to find that out.
+		if len(f.Name) != len("Authorization") || !strings.EqualFold(f.Name, "Authorization") {
 			continue
 		}
 		c, err := digest.ParseCredentials(f.Value)

@@ -58,7 +58,7 @@ func (r *Registrar) update(ctx context.Context, req *sip.Request, aor string) *s
 		outbound = outbound || !changes[i].Remove && changes[i].Binding.Outbound()
 	}
 	res = r.ok(req, bindings, now, outbound)
-	if len(pathValues) > 0 && hasToken(req, "Supported", "path") {
+	if len(pathValues) > 0 && req.HasToken("Supported", "path") {
 		for _, p := range pathValues {
 			res.Add("Path", p)
 		}
@@ -115,7 +115,7 @@ func (r *Registrar) changes(req *sip.Request, contacts []sip.Address, aor string
 	}
 	// RFC 5626 §6: outbound applies when this registrar is the first hop,
 	// or the edge proxy that added the top Path supports it (";ob").
-	outboundAsked := hasToken(req, "Supported", "outbound")
+	outboundAsked := req.HasToken("Supported", "outbound")
 	edgeOK := len(req.Via()) <= 1 || len(paths) > 0 && paths[0].URI.Params.Has("ob")
 	userAgent := req.Get("User-Agent")
 	if len(userAgent) > maxUserAgent {
@@ -376,20 +376,4 @@ func outboundParams(params sip.Params) (instance string, regID int, fault string
 		regID = int(n)
 	}
 	return instance, regID, ""
-}
-
-// hasToken reports whether a list header (Supported, Require) holds token,
-// as Headers.HasToken does, without building the list.
-func hasToken(req *sip.Request, name, token string) bool {
-	for _, f := range req.Fields() {
-		if sip.CanonicalHeaderName(f.Name) != name {
-			continue
-		}
-		for t := range strings.SplitSeq(f.Value, ",") {
-			if strings.EqualFold(strings.Trim(t, " \t"), token) {
-				return true
-			}
-		}
-	}
-	return false
 }

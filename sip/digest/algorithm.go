@@ -65,7 +65,10 @@ func lookupAlgorithm(name string) *algorithm {
 		return &algorithms[0]
 	}
 	for i := range algorithms {
-		if strings.EqualFold(name, algorithms[i].name) {
+		// The algorithm is a token, ASCII: a name of another length is
+		// not it (strings.EqualFold would take "\u017fHA-256" for
+		// "SHA-256"), and most are not of its length.
+		if n := algorithms[i].name; len(n) == len(name) && strings.EqualFold(name, n) {
 			return &algorithms[i]
 		}
 	}

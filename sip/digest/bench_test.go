@@ -1,7 +1,9 @@
 package digest
 
 import (
+	"fmt"
 	"testing"
+	"time"
 )
 
 // BenchmarkVerify measures a successful Verify, including the nonce-count
@@ -61,5 +63,33 @@ func BenchmarkChallengeHeader(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_, _ = srv.ChallengeHeader("SHA-256", false)
+	}
+}
+
+// BenchmarkTrackFull measures the replay table at its cap, as under a
+// sustained load of registrations: every op tracks a new nonce and evicts
+// the oldest of the DefaultMaxTrackedNonces tracked, whose entries are
+// far apart in memory (the cost is mostly cache misses).
+func BenchmarkTrackFull(b *testing.B) {
+	srv, _ := newTestServer()
+	srv.once.Do(srv.init)
+	nonce := func(i int) string { return fmt.Sprintf("%043d", i) }
+	now := int64(time.Hour)
+	for i := range DefaultMaxTrackedNonces {
+		if err := srv.track(nonce(i), "alice", now+int64(i), 1, now+int64(i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	keys := make([]string, b.N)
+	for i := range keys {
+		keys[i] = nonce(DefaultMaxTrackedNonces + i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		at := now + int64(DefaultMaxTrackedNonces+i)
+		if err := srv.track(keys[i], "alice", at, 1, at); err != nil {
+			b.Fatal(err)
+		}
 	}
 }

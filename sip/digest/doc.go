@@ -15,10 +15,11 @@
 //     Proxy-Authorization. Formatting never emits control characters, so a
 //     value cannot inject a header line.
 //   - [Server] issues challenges and verifies credentials. Its nonces are
-//     self-validating (timestamp, random bytes and an HMAC), so issuing a
-//     challenge stores nothing and challenge floods cost no memory; only
-//     nonces that carried a correct response are remembered, to reject
-//     replayed nonce counts. Passwords are never needed: the server works
+//     self-validating (timestamp, random bytes and a MAC, AES-CMAC under a
+//     key of the realm and the algorithm), so issuing a challenge stores
+//     nothing and challenge floods cost no memory; only nonces that
+//     carried a correct response are remembered, to reject replayed nonce
+//     counts. Passwords are never needed: the server works
 //     from stored HA1 values (see [HA1]).
 //   - [Client] answers challenges for outgoing requests, counting nonce uses.
 //     [Select] picks the strongest of several challenges.

@@ -2,6 +2,7 @@ package digest
 
 import (
 	"errors"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -206,5 +207,94 @@ func TestFormat(t *testing.T) {
 				t.Errorf("got  %s\nwant %s", tt.got, tt.want)
 			}
 		})
+	}
+}
+
+// TestCharClass checks the byte tables against the rules they stand for,
+// every byte.
+func TestCharClass(t *testing.T) {
+	for c := range 256 {
+		b := byte(c)
+		alnum := 'a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9'
+		if want := alnum || strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0; isTokenChar(b) != want {
+			t.Errorf("isTokenChar(%#x) = %v", b, !want)
+		}
+		if want := b != '"' && b != '\\' && !isCTL(b); (charClass[b]&cQuoted != 0) != want {
+			t.Errorf("cQuoted(%#x) = %v", b, !want)
+		}
+		if want := b == ' ' || b == '\t' || b == '\r' || b == '\n'; isLWS(b) != want {
+			t.Errorf("isLWS(%#x) = %v", b, !want)
+		}
+		if want := b > ' ' && b != 0x7f && b != ',' && b != '"'; isBareChar(b) != want {
+			t.Errorf("isBareChar(%#x) = %v", b, !want)
+		}
+	}
+}
+
+// TestLowerEqual checks the parameter names' comparison against
+// strings.EqualFold for every token of one byte and for each name with
+// each of its letters changed to every token byte.
+func TestLowerEqual(t *testing.T) {
+	for _, names := range [][]string{credentialParams, challengeParams} {
+		for _, n := range names {
+			if strings.ToLower(n) != n || strings.Trim(n, "abcdefghijklmnopqrstuvwxyz") != "" {
+				t.Fatalf("parameter name %q is not lowercase letters, as lowerEqual needs", n)
+			}
+			for i := range len(n) {
+				for c := range 256 {
+					if !isTokenChar(byte(c)) {
+						continue
+					}
+					s := n[:i] + string(rune(c)) + n[i+1:]
+					if got, want := lowerEqual(n, s), strings.EqualFold(n, s); got != want {
+						t.Errorf("lowerEqual(%q, %q) = %v, want %v", n, s, got, want)
+					}
+				}
+			}
+			for _, s := range []string{"", n[:len(n)-1], n + "x", strings.ToUpper(n)} {
+				if got, want := lowerEqual(n, s), strings.EqualFold(n, s); got != want {
+					t.Errorf("lowerEqual(%q, %q) = %v, want %v", n, s, got, want)
+				}
+			}
+		}
+	}
+}
+
+// TestPlainRun checks the eight-byte steps against the byte table:
+// every byte in every position of a plain string, and strings of random
+// bytes.
+func TestPlainRun(t *testing.T) {
+	ref := func(s string, i int) int {
+		for i < len(s) && charClass[s[i]]&cQuoted != 0 {
+			i++
+		}
+		return i
+	}
+	check := func(s string, i int) {
+		t.Helper()
+		if got, want := plainRun(s, i), ref(s, i); got != want {
+			t.Fatalf("plainRun(%q, %d) = %d, want %d", s, i, got, want)
+		}
+	}
+	for pos := range 20 {
+		for c := range 256 {
+			w := []byte("abcdefghijklmnopqrst")
+			w[pos] = byte(c)
+			for i := range 3 {
+				check(string(w), i)
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 100000 {
+		w := make([]byte, rng.IntN(40))
+		for i := range w {
+			// Mostly plain, so that long runs come up too.
+			w[i] = byte(0x20 + rng.IntN(0x60))
+			if rng.IntN(32) == 0 {
+				w[i] = byte(rng.IntN(256))
+			}
+		}
+		check(string(w), 0)
 	}
 }

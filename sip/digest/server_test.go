@@ -1,6 +1,7 @@
 package digest
 
 import (
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -164,6 +165,9 @@ func TestServerVerify(t *testing.T) {
 		{name: "unknown user", lookup: func(string) (string, bool) { return "", false }, want: ErrBadResponse},
 		{name: "nil lookup", lookup: nil, want: ErrBadResponse},
 		{name: "corrupt stored HA1", lookup: func(string) (string, bool) { return "xyz", true }, want: ErrBadResponse},
+		{name: "uppercase stored HA1", lookup: func(a string) (string, bool) {
+			return strings.ToUpper(HA1(a, "alice", testRealm, users["alice"])), true
+		}},
 		{name: "empty stored HA1", lookup: func(string) (string, bool) { return "", true }, want: ErrBadResponse},
 		{name: "wrong method", method: "INVITE", want: ErrBadResponse},
 		{name: "wrong uri", modify: func(_ *testing.T, _ *Server, cr *Credentials) { cr.URI = "sip:evil.example" }, want: ErrBadResponse},
@@ -382,8 +386,14 @@ func TestServerTrackedNoncesBounded(t *testing.T) {
 func trackedCount(s *Server) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.seen) != len(s.age) {
-		panic("map and heap disagree")
+	if len(s.seen) != s.age.n {
+		panic("map and queue disagree")
+	}
+	// Every entry is where the map says, under its own key.
+	for key, seq := range s.seen {
+		if e := s.age.at(seq); e.key != key {
+			panic("map and queue disagree on " + key)
+		}
 	}
 	return len(s.seen)
 }
@@ -461,5 +471,106 @@ func TestServerConcurrent(t *testing.T) {
 	}
 	if accepted != 1 {
 		t.Errorf("accepted %d times, want once", accepted)
+	}
+}
+
+// TestCMAC checks the nonce MAC against RFC 4493 §4, its subkey K1 and
+// Example 2 (one whole block; AES-128, as the RFC's examples are).
+func TestCMAC(t *testing.T) {
+	unhex := func(s string) []byte {
+		b, err := hex.DecodeString(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	blk, k1 := newCMAC(unhex("2b7e151628aed2a6abf7158809cf4f3c"))
+	if got, want := hex.EncodeToString(k1[:]), "fbeed618357133667c85e08f7236a8de"; got != want {
+		t.Fatalf("K1 = %s, want %s", got, want)
+	}
+	m := &macState{blk: blk, k1: k1}
+	copy(m.in[:], unhex("6bc1bee22e409f96e93d7e117393172a"))
+	m.cmac()
+	if got, want := hex.EncodeToString(m.out[:]), "070a16b46b4d4144f79bdd9dd04a287c"; got != want {
+		t.Fatalf("CMAC = %s, want %s", got, want)
+	}
+}
+
+// TestNonceEncodingStrict: the nonce's last character carries two padding
+// bits; a nonce that differs from a good one only there is refused, so
+// that one nonce has one spelling (its nonce counts are tracked by it).
+func TestNonceEncodingStrict(t *testing.T) {
+	srv, _ := newTestServer()
+	_, _, cr := answer(t, srv, "")
+	last := cr.Nonce[len(cr.Nonce)-1]
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+	i := strings.IndexByte(alphabet, last)
+	if i < 0 || i&3 != 0 {
+		t.Fatalf("last character %q has padding bits set", last)
+	}
+	for pad := 1; pad < 4; pad++ {
+		c := cr
+		c.Nonce = cr.Nonce[:len(cr.Nonce)-1] + string(alphabet[i|pad])
+		c, _ = Answer(Challenge{Realm: testRealm, Nonce: c.Nonce, QOP: []string{"auth"}}, "REGISTER", cr.URI, "alice", users["alice"])
+		if err := srv.Verify(c, "REGISTER", lookup("alice")); !errors.Is(err, ErrBadNonce) {
+			t.Errorf("nonce with padding bits %d: Verify = %v, want ErrBadNonce", pad, err)
+		}
+	}
+	if err := srv.Verify(cr, "REGISTER", lookup("alice")); err != nil {
+		t.Fatalf("good nonce: %v", err)
+	}
+}
+
+// TestLookupAlgorithm: names in any ASCII case, and nothing else: a
+// non-ASCII letter that folds to an ASCII one (U+017F to s, U+212A to k)
+// does not make a name.
+func TestLookupAlgorithm(t *testing.T) {
+	for name, want := range map[string]string{
+		"": "MD5", "md5": "MD5", "sha-256": "SHA-256", "Sha-512-256-Sess": "SHA-512-256-sess",
+		"\u017fHA-256": "", "SHA-256 ": "", "SHA-25": "", "SHA-1": "",
+	} {
+		got := ""
+		if a := lookupAlgorithm(name); a != nil {
+			got = a.name
+		}
+		if got != want {
+			t.Errorf("lookupAlgorithm(%q) = %q, want %q", name, got, want)
+		}
+	}
+}
+
+// TestServerTrackQueue drives the replay table through many turns of its
+// ring at a cap of 5: each tracked nonce's count moves on and a replay is
+// refused wherever its entry sits, an evicted nonce is refused as stale,
+// and the map and the queue agree throughout (trackedCount).
+func TestServerTrackQueue(t *testing.T) {
+	srv, _ := newTestServer()
+	srv.MaxTrackedNonces = 5
+	srv.once.Do(srv.init)
+	nonce := func(i int) string { return fmt.Sprintf("%043d", i) }
+	counts := map[int]uint32{}
+	for i := range 300 {
+		now := int64(time.Second) * int64(i)
+		if err := srv.track(nonce(i), "u", now, 1, now); err != nil {
+			t.Fatalf("new nonce %d: %v", i, err)
+		}
+		counts[i] = 1
+		for j := max(0, i-4); j <= i; j++ {
+			counts[j]++
+			if err := srv.track(nonce(j), "u", int64(time.Second)*int64(j), counts[j], now); err != nil {
+				t.Fatalf("nonce %d, count %d, at %d: %v", j, counts[j], i, err)
+			}
+			if err := srv.track(nonce(j), "u", int64(time.Second)*int64(j), counts[j], now); !errors.Is(err, ErrReplay) {
+				t.Fatalf("nonce %d replayed at %d: %v", j, i, err)
+			}
+		}
+		if i >= 5 {
+			if err := srv.track(nonce(i-5), "v", int64(time.Second)*int64(i-5), 1, now); !errors.Is(err, ErrStale) {
+				t.Fatalf("evicted nonce %d at %d: %v, want ErrStale", i-5, i, err)
+			}
+		}
+		if n := trackedCount(srv); n != min(i+1, 5) {
+			t.Fatalf("tracking %d at %d", n, i)
+		}
 	}
 }
