@@ -107,14 +107,38 @@ func (id *Identity) Domain() string { return id.domains[0] }
 func (id *Identity) Domains() []string { return append([]string(nil), id.domains...) }
 
 // IsDomain reports whether host is one of the domains served.
-func (id *Identity) IsDomain(host string) bool {
-	host = strings.ToLower(trimBrackets(host))
+func (id *Identity) IsDomain(host string) bool { return id.domain(host) != "" }
+
+// domain returns the domain served that host names, in ASCII case
+// (RFC 3261 §19.1.4), as configured (lowercase); "" when host is none of
+// them. It allocates nothing: a registration asks several times.
+func (id *Identity) domain(host string) string {
+	host = trimBrackets(host)
 	for _, d := range id.domains {
-		if d == host {
-			return true
+		if asciiFoldEqual(d, host) {
+			return d
 		}
 	}
-	return false
+	return ""
+}
+
+// asciiFoldEqual reports whether s is lower with ASCII letters in any
+// case. Only A to Z fold: strings.EqualFold would also take "ſ" (U+017F)
+// for "s", which strings.ToLower, and so the comparison before it, did not.
+func asciiFoldEqual(lower, s string) bool {
+	if len(s) != len(lower) {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c != lower[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // isHost reports whether host is an alias or an endpoint host.
@@ -155,8 +179,8 @@ func (id *Identity) IsSelf(u *sip.URI) bool {
 // of our domains, else the primary domain (the URI names the gateway by
 // address or alias).
 func (id *Identity) DomainOf(u *sip.URI) string {
-	if id.IsDomain(u.Host) {
-		return strings.ToLower(trimBrackets(u.Host))
+	if d := id.domain(u.Host); d != "" {
+		return d
 	}
 	return id.domains[0]
 }

@@ -54,11 +54,39 @@ func TestIsLocalAndSelf(t *testing.T) {
 		"tel:+15551234":                    {false, false},
 		"sip:example.com.evil.example":     {false, false},
 		"sip:alice@192.0.2.10:5060;user=x": {true, true},
+		"sip:alice@Other.Example":          {true, true},
 	} {
 		u := uri(t, s)
 		if got := [2]bool{id.IsLocal(u), id.IsSelf(u)}; got != want {
 			t.Errorf("%s: IsLocal, IsSelf = %v, want %v", s, got, want)
 		}
+	}
+}
+
+// TestIsDomain: names compare in ASCII case only, and only letters fold.
+func TestIsDomain(t *testing.T) {
+	id := testIdentity(t)
+	for host, want := range map[string]bool{
+		"example.com":    true,
+		"EXAMPLE.COM":    true,
+		"eXaMpLe.CoM":    true,
+		"[example.com]":  true,
+		"example.co":     false,
+		"example.com.":   false,
+		"example\x0ecom": false, // 0x0E | 0x20 is '.': no bit tricks
+		"example.c\xcfm": false, // 0xCF - 0x20 is 'o'
+		"\u212axample":   false, // the Kelvin sign folds to k in Unicode
+		"":               false,
+	} {
+		if got := id.IsDomain(host); got != want {
+			t.Errorf("IsDomain(%q) = %v, want %v", host, got, want)
+		}
+	}
+	if got := id.DomainOf(uri(t, "sip:a@OTHER.EXAMPLE")); got != "other.example" {
+		t.Errorf("DomainOf = %q, want the configured other.example", got)
+	}
+	if n := testing.AllocsPerRun(100, func() { id.IsDomain("Other.Example") }); n != 0 {
+		t.Errorf("IsDomain allocates %v times", n)
 	}
 }
 
