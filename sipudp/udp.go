@@ -75,6 +75,9 @@ type Transport struct {
 	errq    bool
 	unreach atomic.Pointer[unreachable]
 
+	// raw is the descriptor that Send writes to (write_linux.go).
+	raw rawSocket
+
 	serving   atomic.Bool
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close
@@ -125,6 +128,7 @@ func New(conn *net.UDPConn, opts Options) (*Transport, error) {
 		t.log = slog.New(slog.DiscardHandler)
 	}
 	t.log = t.log.With("transport", sip.UDP, "local", la)
+	t.initRaw()
 	if err := enableErrQueue(conn, t.is4); err != nil {
 		t.log.Debug("ICMP errors will not be reported", "err", err)
 	} else {
@@ -149,6 +153,7 @@ func (t *Transport) Close() error {
 	var err error
 	t.closeOnce.Do(func() {
 		close(t.done)
+		t.closeRaw()
 		err = t.conn.Close()
 	})
 	return err
@@ -344,10 +349,23 @@ const sendTries = 4
 func (t *Transport) write(b []byte, dst netip.AddrPort) error {
 	var err error
 	for range sendTries {
-		if _, err = t.conn.WriteToUDPAddrPort(b, dst); err == nil || !t.errq || !isICMPError(err) {
+		if err = t.writeOnce(b, dst); err == nil || !t.errq || !isICMPError(err) {
 			return err
 		}
 		t.drainErrQueue()
 	}
+	return err
+}
+
+// writeOnce sends b to dst with a raw sendto where it can (writeRaw),
+// else through the UDPConn.
+func (t *Transport) writeOnce(b []byte, dst netip.AddrPort) error {
+	if done, err := t.writeRaw(b, dst); done {
+		if err == errClosedRaw {
+			return net.ErrClosed
+		}
+		return err
+	}
+	_, err := t.conn.WriteToUDPAddrPort(b, dst)
 	return err
 }

@@ -3,6 +3,7 @@ package sipudp_test
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"hash/crc32"
 	"net"
@@ -77,6 +78,46 @@ func TestRoundTripIPv6(t *testing.T) {
 		c.Close()
 	}
 	roundTrip(t, "[::1]:0", "udp6", "[::1]:0", "::1")
+}
+
+// TestRoundTripDualStack: a socket on [::] answers an IPv4 client, to
+// its IPv4-mapped address.
+func TestRoundTripDualStack(t *testing.T) {
+	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
+	if c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6unspecified}); err != nil {
+		t.Fatalf("this test needs IPv6 (a socket on [::]): %v", err)
+	} else {
+		c.Close()
+	}
+	tr := listen(t, "[::]:0", sipudp.Options{})
+	l := transporttest.NewLayer(transport.Config{}, tr)
+	transporttest.Answer(t, l)
+	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
+	to := tr.LocalAddr()
+	to.AddrPort = netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), to.AddrPort.Port())
+	c.Send(to, options("dual1"))
+	if res := c.Response(); res.StatusCode != 200 {
+		t.Fatalf("status %d", res.StatusCode)
+	}
+}
+
+// TestSendAfterClose: a send on a closed transport fails with
+// transport.ErrClosed, as the socket is gone.
+func TestSendAfterClose(t *testing.T) {
+	tr := listen(t, "127.0.0.1:0", sipudp.Options{})
+	c := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
+	m, err := sip.ParseMessage([]byte(options("closed")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dst := sip.Addr{Transport: sip.UDP, AddrPort: c.Addr()}
+	if err := tr.Send(context.Background(), m, dst); err != nil {
+		t.Fatalf("send before close: %v", err)
+	}
+	tr.Close()
+	if err := tr.Send(context.Background(), m, dst); !errors.Is(err, transport.ErrClosed) {
+		t.Fatalf("send after close: %v, want transport.ErrClosed", err)
+	}
 }
 
 func TestRepliesFromListeningPort(t *testing.T) {

@@ -447,6 +447,35 @@ func (f fakeResolver) LookupIPAddr(_ context.Context, host string) ([]net.IPAddr
 	return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
 }
 
+// nullTransport sends nothing and allocates nothing: what the Layer's own
+// sending allocates shows alone.
+type nullTransport struct{ local sip.Addr }
+
+func (n nullTransport) Network() string                                 { return n.local.Transport }
+func (n nullTransport) LocalAddr() sip.Addr                             { return n.local }
+func (nullTransport) Send(context.Context, sip.Message, sip.Addr) error { return nil }
+func (nullTransport) Serve(ctx context.Context, _ Handler) error        { <-ctx.Done(); return nil }
+func (nullTransport) Close() error                                      { return nil }
+
+// TestLayerResponseSendAllocs: a response whose Via names its address
+// (received and rport, as StampReceived leaves it) is sent without an
+// allocation of the Layer's: every request's answer goes this way.
+func TestLayerResponseSendAllocs(t *testing.T) {
+	ctx := context.Background()
+	l := NewLayer(Config{})
+	l.Add(nullTransport{udpAddr("127.0.0.1:5060")})
+	req := request(t, "SIP/2.0/UDP 10.0.0.1:5062;branch=z9hG4bKa;rport", udpAddr("198.51.100.7:40000"))
+	StampReceived(req)
+	res := sip.NewResponse(req, 200, "")
+	if n := testing.AllocsPerRun(100, func() {
+		if err := l.Send(ctx, res, req.Source); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("%v allocations per response sent, want 0", n)
+	}
+}
+
 func TestLayerResponseToSentByName(t *testing.T) {
 	res := fakeResolver{
 		srv: map[string][]*net.SRV{"_sip._udp.phone.example.com": {{Target: "a.example.com.", Port: 5070}}},

@@ -220,33 +220,29 @@ func (l *Layer) sendResponse(ctx context.Context, res *sip.Response, dst sip.Add
 	if !ok {
 		return fmt.Errorf("transport: send %d response without via: %w", res.StatusCode, ErrNoRoute)
 	}
-	targets, err := l.responseTargets(ctx, via)
+	// The Via names an address nearly always (received, or an IP sent-by):
+	// that one target is sent to without a list of targets made for it.
+	if a, ok := ResponseAddr(via); ok {
+		return l.sendResponseTo(ctx, res, a)
+	}
+	targets, err := l.loc.SentBy(ctx, via.Transport, via.Host, via.Port)
 	if err != nil {
-		return err
+		return fmt.Errorf("transport: response to %s: %w: %w", via.SentBy(), ErrNoRoute, err)
 	}
 	var last error
 	for _, a := range targets {
-		t, err := l.pick(a.Transport, a.AddrPort.Addr())
-		if err == nil {
-			if err = t.Send(ctx, res, a); err == nil {
-				return nil
-			}
-		}
-		last = err
-		if ctx.Err() != nil {
+		if last = l.sendResponseTo(ctx, res, a); last == nil || ctx.Err() != nil {
 			break
 		}
 	}
 	return last
 }
 
-func (l *Layer) responseTargets(ctx context.Context, via sip.Via) ([]sip.Addr, error) {
-	if a, ok := ResponseAddr(via); ok {
-		return []sip.Addr{a}, nil
-	}
-	addrs, err := l.loc.SentBy(ctx, via.Transport, via.Host, via.Port)
+// sendResponseTo sends res to a, through the transport for it.
+func (l *Layer) sendResponseTo(ctx context.Context, res *sip.Response, a sip.Addr) error {
+	t, err := l.pick(a.Transport, a.AddrPort.Addr())
 	if err != nil {
-		return nil, fmt.Errorf("transport: response to %s: %w: %w", via.SentBy(), ErrNoRoute, err)
+		return err
 	}
-	return addrs, nil
+	return t.Send(ctx, res, a)
 }

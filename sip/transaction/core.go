@@ -47,7 +47,7 @@ func (o *outbox) runDue() {
 }
 
 // timerSlot is one named timer of a transaction, an entry of its Layer's
-// timer heap (timers.go) while armed. gen changes whenever the timer is
+// timers (timers.go) while armed. gen changes whenever the timer is
 // stopped or re-armed, so a firing that had already left the heap when
 // the timer was stopped sees that it is stale and does nothing.
 type timerSlot struct {
@@ -56,10 +56,11 @@ type timerSlot struct {
 	gen   uint64 // guarded by c.mu
 
 	// Guarded by the heap's lock.
-	at   time.Time // when it fires
-	seq  uint64    // arming order, among timers of the same at
-	pos  int       // 1 + its index in the heap; 0 when not in it
-	fgen uint64    // gen when armed
+	at         int64  // when it fires, in ns after the heap's base
+	seq        uint64 // arming order, among timers of the same at
+	fgen       uint64 // gen when armed
+	lane       *timerLane
+	prev, next *timerSlot // in lane, while in it
 }
 
 // firing is a timer due to fire, with the gen it was armed with.

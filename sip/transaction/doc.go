@@ -39,12 +39,13 @@
 // may reach it in either order.
 //
 // Goroutines: one per running handler, bounded by MaxServerTransactions and
-// waited for by Close. They are workers of a pool: a worker whose handler
-// returned waits for the next one (up to 128 wait), keeping the stack it
-// grew, and Close ends them. The timers of all transactions are entries of
-// one heap with a single clock timer for the earliest (timers.go); the
-// real clock runs it in a short-lived goroutine of time.AfterFunc, which
-// fires every timer due, and Close stops it. Nothing else is started.
+// waited for by Close. They are workers of a pool (pool.go): a worker
+// whose handler returned waits for the next one (up to 1,024 wait, and
+// the one idle longest goes after 10 s), keeping the stack it grew, and
+// Close ends them. The timers of all transactions are entries of one
+// ordered set (a list per duration, timers.go) with a single clock timer
+// for the earliest; the real clock runs it in a short-lived goroutine of
+// time.AfterFunc, which fires every timer due, and Close stops it. Nothing else is started.
 //
 // # Choices
 //

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
@@ -183,12 +182,8 @@ type Layer struct {
 	quiet     uint64    // overload warnings not logged since
 
 	handlers sync.WaitGroup
-	// pool runs the handlers (see worker): idle hands a transaction to a
-	// waiting worker, nIdle counts those waiting, and workers waits for
-	// them all in Close.
-	idle    chan *ServerTx
-	nIdle   atomic.Int32
-	workers sync.WaitGroup
+	// workers run the handlers (pool.go).
+	workers *pool
 }
 
 // New returns a Layer that sends through s and hands new requests to h. A
@@ -218,7 +213,7 @@ func New(ctx context.Context, s Sender, h Handler, cfg Config) *Layer {
 		legacy:    make(map[legacyKey]*ServerTx),
 		sources:   make(map[netip.Addr]*sourceLoad),
 		lingering: txList{idx: globalList},
-		idle:      make(chan *ServerTx),
+		workers:   newPool(),
 	}
 	if l.log == nil {
 		l.log = slog.New(slog.DiscardHandler)
@@ -262,6 +257,7 @@ func (l *Layer) handlerContext() (context.Context, context.CancelFunc) {
 // handler's context; one made from now on starts ended (handlerContext).
 func (l *Layer) endContexts() {
 	defer close(l.contextsEnded)
+	l.workers.close()
 	l.mu.Lock()
 	l.ctxDone = true
 	txs := l.serverTxs()
@@ -486,54 +482,7 @@ func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 	tx.start()
 	tx.handed = delay.Now()
 	l.load.handed()
-	l.dispatch(tx)
-}
-
-// maxIdleWorkers bounds the handler goroutines kept waiting for work.
-const maxIdleWorkers = 128
-
-// dispatch runs tx's handler on a waiting worker, or on a new one when
-// none waits. A worker keeps its goroutine, and the stack it grew, from
-// one handler to the next: a goroutine per handler paid for growing its
-// stack (runtime.morestack, copystack) and for its start and end every
-// time, a fifth of the CPU of a proxied call.
-//
-// Close waits for the handlers (l.handlers) before the workers: dispatch
-// runs only between a handler's handlers.Add and its Done, so no worker
-// is added once Close waits for them.
-func (l *Layer) dispatch(tx *ServerTx) {
-	select {
-	case l.idle <- tx:
-		return
-	default:
-	}
-	l.workers.Add(1)
-	go l.worker(tx)
-}
-
-// worker runs tx's handler, then those dispatch hands it, until the Layer
-// closes or maxIdleWorkers others already wait.
-func (l *Layer) worker(tx *ServerTx) {
-	defer l.workers.Done()
-	for {
-		l.load.sample(tx.handed)
-		l.serve(tx)
-		tx = nil // not kept alive while the worker waits
-		if l.ctx.Err() != nil {
-			return
-		}
-		if l.nIdle.Add(1) > maxIdleWorkers {
-			l.nIdle.Add(-1)
-			return
-		}
-		select {
-		case tx = <-l.idle:
-			l.nIdle.Add(-1)
-		case <-l.ctx.Done():
-			l.nIdle.Add(-1)
-			return
-		}
-	}
+	l.workers.dispatch(l, tx, tx.handed)
 }
 
 // admitRequest asks Config.Admit about req and carries out a refusal. It
@@ -840,7 +789,7 @@ func (l *Layer) Close() error {
 	if l.closed {
 		l.mu.Unlock()
 		l.handlers.Wait()
-		l.workers.Wait()
+		l.workers.stop()
 		return nil
 	}
 	l.closed = true
@@ -866,7 +815,7 @@ func (l *Layer) Close() error {
 	}
 	l.cancel()
 	l.handlers.Wait()
-	l.workers.Wait()
+	l.workers.stop()
 	return nil
 }
 

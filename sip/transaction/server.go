@@ -47,7 +47,7 @@ type ServerTx struct {
 	okIntvl  time.Duration
 	ok       *sip.Response
 
-	done       chan struct{}
+	done       chan struct{} // made by Done, guarded by mu
 	canceled   chan struct{}
 	isCanceled bool
 	err        error
@@ -92,7 +92,6 @@ func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk lega
 		reliable: req.Source.Reliable(),
 		rfc3261:  rfc3261,
 		key:      sk,
-		done:     make(chan struct{}),
 		born:     l.clock.Now(),
 	}
 	if !rfc3261 {
@@ -166,7 +165,28 @@ func (tx *ServerTx) method() string {
 }
 
 // Done is closed when the transaction terminates.
-func (tx *ServerTx) Done() <-chan struct{} { return tx.done }
+func (tx *ServerTx) Done() <-chan struct{} {
+	tx.mu.Lock()
+	defer tx.mu.Unlock()
+	if tx.done == nil {
+		// Made when first asked for: most handlers (a registrar's, a
+		// challenge) never wait on it, and a transaction is made for
+		// every request.
+		if tx.state == StateTerminated {
+			return closedDone
+		}
+		tx.done = make(chan struct{})
+	}
+	return tx.done
+}
+
+// closedDone is the Done of a transaction that terminated before anyone
+// asked for it.
+var closedDone = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
 
 // Canceled is closed when a CANCEL for this INVITE arrives before its final
 // response; the layer has answered the CANCEL with 200, and the TU should
@@ -459,7 +479,9 @@ func (tx *ServerTx) terminate(ob *outbox, err error) {
 	if err != nil && tx.err == nil {
 		tx.err = err
 	}
-	close(tx.done)
+	if tx.done != nil {
+		close(tx.done)
+	}
 	tx.stop()
 	ob.removed = true
 }

@@ -1,6 +1,7 @@
 package transaction
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
@@ -282,4 +283,28 @@ func TestServerNonInviteTransitions(t *testing.T) {
 			{"NIST-4 NIST-14", reply(200), StateTerminated, "200 REGISTER", nil},
 		}},
 	})
+}
+
+// TestServerDoneAfterEnd: Done, made only when asked for, is closed
+// whether it was asked for before the transaction ended or after.
+func TestServerDoneAfterEnd(t *testing.T) {
+	txs := make(chan *ServerTx, 2)
+	l := New(context.Background(), senderFunc(func(context.Context, sip.Message, sip.Addr) error { return nil }),
+		HandlerFunc(func(_ context.Context, tx *ServerTx, req *sip.Request) {
+			if req.CallID() == "asked" {
+				_ = tx.Done() // asked before the end
+			}
+			res := sip.NewResponse(req, 200, "")
+			res.SetToTag("done")
+			_ = tx.Respond(res) // over TCP: terminated at once (Timer J is 0)
+			txs <- tx
+		}), Config{})
+	defer l.Close()
+	for _, callID := range []string{"asked", "not-asked"} {
+		l.HandleMessage(msgSpec{method: "OPTIONS", branch: "z9hG4bK" + callID, callID: callID, src: phoneTCP}.req(t))
+		tx := <-txs
+		if !isClosed(tx.Done()) || tx.State() != StateTerminated {
+			t.Errorf("%s: Done not closed after the end (state %v)", callID, tx.State())
+		}
+	}
 }

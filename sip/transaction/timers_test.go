@@ -2,9 +2,11 @@ package transaction
 
 import (
 	"context"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/clock"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -191,4 +193,103 @@ type senderFunc func(ctx context.Context, m sip.Message, dst sip.Addr) error
 
 func (f senderFunc) Send(ctx context.Context, m sip.Message, dst sip.Addr) error {
 	return f(ctx, m, dst)
+}
+
+// fireRec is an owner of timers that records when each fires.
+type fireRec struct {
+	core
+	clk   *clock.Fake
+	fired []*timerSlot
+	at    map[*timerSlot]time.Time
+}
+
+func (r *fireRec) fire(s *timerSlot, gen uint64) {
+	r.fired = append(r.fired, s)
+	if r.at != nil {
+		r.at[s] = r.clk.Now()
+	}
+}
+
+// newTimers returns timers on a fake clock, and an owner for their slots.
+func newTimers() (*timerHeap, *fireRec) {
+	clk := clock.NewFake(epoch)
+	th := &timerHeap{}
+	th.init(clk)
+	rec := &fireRec{clk: clk, at: map[*timerSlot]time.Time{}}
+	rec.owner = rec
+	return th, rec
+}
+
+// TestTimerLanes: timers of many durations, more than maxLanes of them
+// (the rest share the last lane), armed out of order and some stopped,
+// each fire at their time, in the order of their times and, at one time,
+// of their arming; the stopped ones never.
+func TestTimerLanes(t *testing.T) {
+	th, rec := newTimers()
+	clk := rec.clk
+	type armed struct {
+		s   *timerSlot
+		due time.Time
+	}
+	var want []armed
+	stopped := map[*timerSlot]bool{}
+	for i := range 400 {
+		s := &timerSlot{c: &rec.core}
+		d := time.Duration((i*37)%(maxLanes+20)+1) * time.Millisecond
+		th.add(s, d)
+		want = append(want, armed{s, clk.Now().Add(d)})
+		if i%7 == 3 {
+			th.remove(s)
+			stopped[s] = true
+		}
+		if i%5 == 0 {
+			clk.Advance(time.Millisecond) // some fire on the way
+		}
+	}
+	if n := len(th.lanes); n != maxLanes {
+		t.Fatalf("%d lanes, want the cap %d", n, maxLanes)
+	}
+	clk.Advance(time.Second)
+	slices.SortStableFunc(want, func(a, b armed) int { return a.due.Compare(b.due) })
+	var order []*timerSlot
+	for _, a := range want {
+		if stopped[a.s] {
+			if _, ok := rec.at[a.s]; ok {
+				t.Errorf("a stopped timer fired")
+			}
+			continue
+		}
+		order = append(order, a.s)
+		if got, ok := rec.at[a.s]; !ok || !got.Equal(a.due) {
+			t.Errorf("timer due at %v fired at %v (fired: %v)", a.due.Sub(epoch), got.Sub(epoch), ok)
+		}
+	}
+	if !slices.Equal(rec.fired, order) {
+		t.Errorf("%d timers fired out of order", len(order))
+	}
+	if len(th.h) != 0 {
+		t.Errorf("%d lanes left in the heap", len(th.h))
+	}
+}
+
+// BenchmarkTimers measures a timer's arming and firing among many armed
+// ones, as under a REGISTER load: 100,000 armed for Timer J (32 s) and
+// then, per op, one more armed and the earliest fired.
+func BenchmarkTimers(b *testing.B) {
+	th, rec := newTimers()
+	rec.at = nil
+	slots := make([]timerSlot, 100000+b.N)
+	for i := range slots {
+		slots[i].c = &rec.core
+	}
+	for i := range 100000 {
+		th.add(&slots[i], 32*time.Second)
+		rec.clk.Advance(320 * time.Microsecond)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := range b.N {
+		th.add(&slots[100000+i], 32*time.Second)
+		th.remove(&slots[i])
+	}
 }
