@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/delay"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -304,13 +305,14 @@ func TestSchedulerClasses(t *testing.T) {
 
 	s := newScheduler(limits{total: 1000, totalBytes: 1 << 30})
 	key := src.AddrPort.Addr()
+	now := delay.Now() // none of it late
 	ids := callIDsOnLanes(nLanes)
 	for i := range 3 * nLanes {
-		s.push(key, classItem(t, strings.Replace(testRequest, "a84b4c76e66710", fmt.Sprint("new-", i), 1), src, 0), false)
+		s.push(key, classItem(t, strings.Replace(testRequest, "a84b4c76e66710", fmt.Sprint("new-", i), 1), src, now), false)
 	}
 	for i := range begunBurst + 2 {
 		// Each on a lane of its own, so that none waits for another.
-		s.push(key, classItem(t, begunText("BYE", ids[i], i%2 == 0), src, 0), false)
+		s.push(key, classItem(t, begunText("BYE", ids[i], i%2 == 0), src, now), false)
 	}
 	var got []string
 	for range begunBurst + 3 {
@@ -352,9 +354,10 @@ func TestSchedulerHeadWaitClasses(t *testing.T) {
 	src := udpAddr("192.0.2.1:5060")
 	key := src.AddrPort.Addr()
 	s := newScheduler(limits{total: 100, totalBytes: 1 << 30})
-	s.push(key, classItem(t, testRequest, src, 0), false)
-	s.push(key, classItem(t, begunText("BYE", "bye", false), src, int64(time.Second)), false)
-	if d := s.headWait(int64(3 * time.Second)); d != int64(3*time.Second) {
+	now := delay.Now() // the new request not late yet, when taken
+	s.push(key, classItem(t, testRequest, src, now), false)
+	s.push(key, classItem(t, begunText("BYE", "bye", false), src, now+int64(time.Second)), false)
+	if d := s.headWait(now + int64(3*time.Second)); d != int64(3*time.Second) {
 		t.Errorf("head wait %v, want the new request's 3s", time.Duration(d))
 	}
 	h, it, _ := s.next(hold{})
@@ -362,7 +365,31 @@ func TestSchedulerHeadWaitClasses(t *testing.T) {
 		t.Fatalf("took %s first, want the BYE", it.msg.(*sip.Request).Method)
 	}
 	s.release(h)
-	if d := s.headWait(int64(3 * time.Second)); d != int64(3*time.Second) {
+	if d := s.headWait(now + int64(3*time.Second)); d != int64(3*time.Second) {
 		t.Errorf("head wait %v after the BYE, want 3s", time.Duration(d))
+	}
+}
+
+// TestSchedulerLateFreshFirst: new work that has waited lateWait is
+// taken before the begun work queued with it, for it will only be
+// refused; younger new work waits its turn behind the begun work.
+func TestSchedulerLateFreshFirst(t *testing.T) {
+	src := udpAddr("192.0.2.1:5060")
+	key := src.AddrPort.Addr()
+	s := newScheduler(limits{total: 100, totalBytes: 1 << 30})
+	now := delay.Now()
+	s.push(key, classItem(t, testRequest, src, now-2*lateWait), false)
+	s.push(key, classItem(t, begunText("BYE", "bye", false), src, now), false)
+	young := strings.Replace(testRequest, "a84b4c76e66710", "young", 1)
+	s.push(key, classItem(t, young, src, now), false)
+	s.push(key, classItem(t, begunText("BYE", "bye2", false), src, now), false)
+	var got []string
+	for range 4 {
+		h, it, _ := s.next(hold{})
+		s.release(h)
+		got = append(got, it.msg.Header().CallID())
+	}
+	if want := "[a84b4c76e66710 bye bye2 young]"; fmt.Sprint(got) != want {
+		t.Errorf("taken %v, want %s", got, want)
 	}
 }
