@@ -34,7 +34,15 @@
 #      sipp UAC (uac-call.xml, caller u0: INVITE, 407, INVITE with
 #      Proxy-Authorization, 180, 200, ACK, BYE, no pause). With CALLERS
 #      above 1, that many sipp UACs at once, the k-th from 127.0.0.(k+1)
-#      (2 and up), share the rate: the load of several sources.
+#      (2 and up), share the rate: the load of several sources. From about
+#      5,000 calls/s use CALLERS=4: one sipp UAC, a single thread, falls
+#      behind its own socket there (at 5,600/s on a busy host it dropped
+#      124,000-426,000 datagrams per 30 s step, four dropped 935-5,290),
+#      and what it drops it counts as the server's timeouts. Responses
+#      that a scenario does not expect (a 500 or a 407 to the INVITE with
+#      credentials, a 407 to the BYE) are counted as timeouts too: sipp
+#      waits for what it expects until -recv_timeout; the step's .err
+#      file lists them ("Continuing call on unexpected message").
 #
 # The ladders interleave the targets rate by rate (Switchboard, then
 # Kamailio, at each rate), so that both see the same machine; each step

@@ -45,8 +45,8 @@ func TestSchedulerLanes(t *testing.T) {
 		t.Fatalf("third %d, want a's #2 on its second lane", port(it))
 	}
 	// #3 waits in lane 1, held for #1: nothing is ready.
-	if len(s.ready) != s.readyHead {
-		t.Fatalf("%d sources ready while a's lane 1 is held", len(s.ready)-s.readyHead)
+	if s.readyLen() != 0 {
+		t.Fatalf("%d sources ready while a's lane 1 is held", s.readyLen())
 	}
 	h3, it, _ := s.next(h1)
 	if port(it) != 3 {

@@ -53,7 +53,9 @@ type Config struct {
 	MaxPendingPerSource, MaxPendingBytesPerSource int
 	// MaxWait bounds how old a source's queue may grow: while the oldest
 	// message of a source has waited longer, the source's new datagram
-	// requests (but ACKs and CANCELs) are dropped on arrival, at no cost
+	// requests (but ACKs and CANCELs) are dropped on arrival (the new
+	// work and the work begun are apart: each is measured against its
+	// own oldest message), at no cost
 	// but the count. Queued behind such a backlog they would be answered
 	// after their client had sent them again, or given up; dropped, the
 	// client sends them again after T1, when the backlog may have gone,
@@ -134,7 +136,10 @@ type Stats struct {
 //     Call-ID over UDP, and those of one connection (with its closing)
 //     over a stream, are handled one at a time in the order they came,
 //     and the rest by as many workers as are free (a trunk sends
-//     everything from one address); a retransmission of a request still
+//     everything from one address); datagrams that carry on work begun
+//     (responses, requests within a dialog or with credentials) go before
+//     new work, so that under overload what was admitted completes while
+//     the new work waits to be shed; a retransmission of a request still
 //     queued is dropped;
 //   - Send picks the transport by destination transport and address
 //     family, applies the MTU rule to requests, and routes responses by

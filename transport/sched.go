@@ -4,7 +4,9 @@ import (
 	"math"
 	"net/netip"
 	"sync"
+	"time"
 
+	"github.com/switchboard/switchboard/internal/delay"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -73,8 +75,78 @@ type limits struct {
 	maxWait int64
 }
 
-// nLanes is how many lanes a source's queue is split into (see source).
+// nLanes is how many lanes a source's queue is split into in each class
+// (see source).
 const nLanes = 16
+
+// Work begun first. Under overload most of what waits is new work (the
+// INVITEs and REGISTERs that start an exchange), which the transaction
+// layer answers with 503 once it has waited too long; behind it in one
+// queue waited what carries on the work already admitted: the INVITE
+// that answers a challenge, the callee's 180 and 200, the ACK, the BYE.
+// Those waited as long as the new work, past T1, and were sent again,
+// and past the client's patience: at twice the knee of proxied calls,
+// calls that had been admitted timed out while new ones were refused. So
+// a source's datagrams wait in two classes of lanes: begun (responses,
+// requests with a To tag, within a dialog or acknowledging an answer,
+// and requests with credentials, which answer a challenge) and fresh
+// (the rest: new requests, CANCELs, which must not overtake their
+// INVITE, and everything from a stream, whose messages keep the order of
+// their connection whatever they are). The workers take begun work
+// first, round-robin between sources within each class; new work waits,
+// and so its wait is what measures the overload (headWait) and what the
+// transaction layer sheds on.
+//
+// Credentials are the client's claim, and a flood may carry them: after
+// begunBurst begun items in a row taken while fresh work waited, a fresh
+// one is taken, so that begun work, honest or not, cannot keep the new
+// work of every source from being answered, if only with a 503.
+//
+// Late new work goes first. Past the knee by three times and more, the
+// begun work of the calls admitted kept the workers busy for seconds,
+// and new INVITEs, taken one in eight, waited up to 8 s: their clients
+// sent each three and four times, their 503s came after the clients had
+// given up, and the retransmissions, read and dropped, overflowed the
+// sockets (37,000-59,000 of 168,000 calls timed out at 5,600/s, against
+// 5,000-10,000 on main).
+// New work that has waited lateWait will be refused by the transaction
+// layer, at the cost of a 503: so while the new work next in turn has
+// waited that long it is taken before the begun work, and the queue of
+// new work drains at the speed of refusals, not of calls.
+const (
+	fresh = iota
+	begun
+	nClasses
+)
+
+// lateWait is how long new work waits before it is late (see above): the
+// wait past which the transaction layer refuses a new request whatever
+// its mean (4/5 of T1), in delay.Now's nanoseconds.
+const lateWait = int64(400 * time.Millisecond)
+
+// begunBurst is how many begun items are taken in a row while fresh ones
+// wait (see above). An admitted call brings some six begun messages per
+// new INVITE; at twice the knee, half the INVITEs are shed: three begun
+// items per fresh one, well inside it.
+const begunBurst = 7
+
+// classOf is the class of the lanes m waits in (see fresh and begun): nil
+// for the closing of a flow.
+func classOf(m sip.Message) uint8 {
+	if m == nil || m.Src().Flow != 0 {
+		return fresh
+	}
+	req, ok := m.(*sip.Request)
+	switch {
+	case !ok:
+		return begun
+	case req.Method == sip.MethodCancel:
+		return fresh
+	case req.To().Tag() != "" || req.Has("Authorization") || req.Has("Proxy-Authorization"):
+		return begun
+	}
+	return fresh
+}
 
 // lane is a FIFO of a source's items that must be handled in order.
 type lane struct {
@@ -87,62 +159,72 @@ type lane struct {
 func (q *lane) len() int { return len(q.items) - q.head }
 
 // source is the queue of one source IP address. Its items wait in
-// lanes: the items of one dialog or transaction (one Call-ID) over UDP,
-// and those of one connection over a stream transport, go to the same
-// lane (laneOf), and a lane is held by one worker at a time, which keeps
-// them in order (the ACK before the BYE, a REGISTER before the closing of
-// its flow). Different lanes of a source are served by different workers
-// at once: a trunk, an SBC or a load test sends everything from one
-// address, and a source served by one worker at a time got one core's
-// worth of the transport layer, its queue growing until requests timed
-// out in it. Between sources the service stays round-robin: a source
-// takes one turn in the ready list whatever number of lanes it has ready.
+// lanes, of two classes (fresh and begun, each with its lanes, ring and
+// place in the ready lists): the items of one class and one dialog or
+// transaction (one Call-ID) over UDP, and those of one connection over a
+// stream transport, go to the same lane (laneOf), and a lane is held by
+// one worker at a time, which keeps them in order (the ACK before the
+// BYE, a REGISTER before the closing of its flow). Different lanes of a
+// source are served by different workers at once: a trunk, an SBC or a
+// load test sends everything from one address, and a source served by
+// one worker at a time got one core's worth of the transport layer, its
+// queue growing until requests timed out in it. Between sources the
+// service stays round-robin: a source takes one turn in the ready list of
+// a class whatever number of lanes it has ready in it.
 type source struct {
-	key   netip.Addr
-	lanes [nLanes]lane
-	// ring holds the lanes with work and no worker, in the order they
-	// became ready: ring[(ringHead+i)%nLanes] for i < ringLen.
-	ring              [nLanes]uint8
-	ringHead, ringLen uint8
-	n, bytes          int // pending items in all lanes, and their size
-	// floor is at most the item.at of its oldest pending item: that of
-	// the item that found the source empty, or the oldest found since
-	// (stale). Items come in the order of their at (but for a few
-	// microseconds between read loops), so it only lags.
-	floor  int64
-	held   int  // lanes held by workers
-	queued bool // in the scheduler's ready list
+	key netip.Addr
+	// lanes[c*nLanes:][:nLanes] are those of class c.
+	lanes    [nClasses * nLanes]lane
+	ring     [nClasses]laneRing
+	n, bytes int // pending items in all lanes, and their size
+	// count is the pending items of each class.
+	count [nClasses]int
+	// floor is, for each class, at most the item.at of its oldest
+	// pending item: that of the item that found the class empty, or the
+	// oldest found since (stale). Items come in the order of their at
+	// (but for a few microseconds between read loops), so it only lags.
+	floor  [nClasses]int64
+	held   int            // lanes held by workers
+	queued [nClasses]bool // in the scheduler's ready list of the class
 }
 
-// stale reports whether the item that has waited longest in s (which has
-// items) was queued more than maxWait before now. The lanes are looked at
-// only when floor says it may be, which then becomes exact: one
-// comparison per push while the source's queue is young, not a walk of
-// its lanes.
-func (s *source) stale(now, maxWait int64) bool {
-	if now-s.floor <= maxWait {
+// laneRing holds the lanes of a class with work and no worker, in the
+// order they became ready: l[(head+i)%nLanes] for i < n.
+type laneRing struct {
+	l       [nLanes]uint8
+	head, n uint8
+}
+
+func (r *laneRing) push(l uint8) {
+	r.l[(r.head+r.n)%nLanes] = l
+	r.n++
+}
+
+func (r *laneRing) pop() uint8 {
+	l := r.l[r.head]
+	r.head = (r.head + 1) % nLanes
+	r.n--
+	return l
+}
+
+// stale reports whether the item of class c that has waited longest in s
+// (which has items of c) was queued more than maxWait before now. The
+// lanes are looked at only when floor says it may be, which then becomes
+// exact: one comparison per push while the queue is young, not a walk of
+// its lanes. The classes are apart: new work that waits long, as it does
+// under overload, does not make a source's BYEs stale.
+func (s *source) stale(c uint8, now, maxWait int64) bool {
+	if now-s.floor[c] <= maxWait {
 		return false
 	}
 	at := int64(math.MaxInt64)
-	for i := range s.lanes {
-		if q := &s.lanes[i]; q.len() > 0 {
+	for i := range nLanes {
+		if q := &s.lanes[int(c)*nLanes+i]; q.len() > 0 {
 			at = min(at, q.items[q.head].at)
 		}
 	}
-	s.floor = at
+	s.floor[c] = at
 	return now-at > maxWait
-}
-
-func (s *source) pushRing(l uint8) {
-	s.ring[(s.ringHead+s.ringLen)%nLanes] = l
-	s.ringLen++
-}
-
-func (s *source) popRing() uint8 {
-	l := s.ring[s.ringHead]
-	s.ringHead = (s.ringHead + 1) % nLanes
-	s.ringLen--
-	return l
 }
 
 // hold is what a worker holds while it handles an item: a lane of a
@@ -163,26 +245,53 @@ const (
 )
 
 // scheduler queues work per source and hands it to workers round-robin
-// across sources, so that a flooding source fills only its own queue and
-// waits its turn like every other.
+// across sources, begun work first (begun), so that a flooding source
+// fills only its own queue and waits its turn like every other.
 type scheduler struct {
 	mu      sync.Mutex
 	cond    sync.Cond
 	sources map[netip.Addr]*source
-	ready   []*source // FIFO of sources with a ready lane: ready[readyHead:]
-	// readyHead indexes the first ready source; the slice is compacted
-	// when the head passes half of it, so it never grows without bound.
-	readyHead int
-	idle      int // workers waiting in next
-	pending   int
-	bytes     int
-	lim       limits
-	closed    bool
-	free      []*source // recycled sources, to spare an allocation per burst
+	// ready holds, for each class, the sources with a ready lane of it.
+	ready   [nClasses]readyList
+	streak  int // begun items taken in a row while fresh ones waited
+	idle    int // workers waiting in next
+	pending int
+	bytes   int
+	lim     limits
+	closed  bool
+	free    []*source // recycled sources, to spare an allocation per burst
 	// dups holds the dupKey of every datagram request queued, so that
 	// its retransmissions, which a client sends when the queue is slow,
 	// are not queued again behind it: bounded by the total cap.
 	dups map[dupKey]struct{}
+}
+
+// readyList is a FIFO of sources: q[head:]. The slice is compacted when
+// the head passes half of it, so it never grows without bound.
+type readyList struct {
+	q    []*source
+	head int
+}
+
+func (r *readyList) len() int { return len(r.q) - r.head }
+
+func (r *readyList) push(src *source) { r.q = append(r.q, src) }
+
+func (r *readyList) peek() *source { return r.q[r.head] }
+
+func (r *readyList) pop() *source {
+	src := r.q[r.head]
+	r.q[r.head] = nil
+	r.head++
+	switch {
+	case r.head == len(r.q):
+		r.q, r.head = r.q[:0], 0
+	case r.head > len(r.q)/2 && r.head > 32:
+		n := copy(r.q, r.q[r.head:])
+		clear(r.q[n:])
+		r.q, r.head = r.q[:n], 0
+	}
+	return src
 }
 
 func newScheduler(lim limits) *scheduler {
@@ -223,11 +332,13 @@ func (s *scheduler) fits(src *source, size int) bool {
 	return n < shared/sources && b+size <= sharedBytes/sources
 }
 
-// push queues it for key in its lane. Unless force is set it refuses it
-// when the caps do not let it in (fits). Flow-closed notifications are
-// forced: there is at most one per connection, and losing one would leave
-// a dead binding behind.
+// push queues it for key in its lane, of the class of its message
+// (classOf). Unless force is set it refuses it when the caps do not let
+// it in (fits). Flow-closed notifications are forced: there is at most
+// one per connection, and losing one would leave a dead binding behind.
 func (s *scheduler) push(key netip.Addr, it item, force bool) pushResult {
+	c := classOf(it.msg)
+	it.lane = c*nLanes + it.lane%nLanes
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
@@ -242,20 +353,19 @@ func (s *scheduler) push(key netip.Addr, it item, force bool) pushResult {
 	if !force && !s.fits(src, it.size) {
 		return refused
 	}
-	if !force && it.resent && s.lim.maxWait > 0 && src != nil && src.n > 0 && src.stale(it.at, s.lim.maxWait) {
+	if !force && it.resent && s.lim.maxWait > 0 && src != nil && src.count[c] > 0 && src.stale(c, it.at, s.lim.maxWait) {
 		return stale
 	}
 	if src == nil {
 		src = s.newSource(key)
 		s.sources[key] = src
 	}
-	if src.n == 0 {
-		src.floor = it.at
+	if src.count[c] == 0 {
+		src.floor[c] = it.at
 	}
 	if it.dup != (dupKey{}) {
 		s.dups[it.dup] = struct{}{}
 	}
-	it.lane %= nLanes
 	ln := &src.lanes[it.lane]
 	if ln.head > 0 && len(ln.items) == cap(ln.items) {
 		n := copy(ln.items, ln.items[ln.head:])
@@ -264,28 +374,64 @@ func (s *scheduler) push(key netip.Addr, it item, force bool) pushResult {
 	}
 	ln.items = append(ln.items, it)
 	src.n++
+	src.count[c]++
 	src.bytes += it.size
 	s.bytes += it.size
 	s.pending++
 	if !ln.busy && !ln.ready {
 		ln.ready = true
-		src.pushRing(it.lane)
-		s.enqueue(src)
+		src.ring[c].push(it.lane)
+		s.enqueue(src, c)
 	}
 	return queued
 }
 
-// enqueue puts src, which has a ready lane, in the ready list unless it
-// is there, and wakes a worker for it. Called with s.mu held.
-func (s *scheduler) enqueue(src *source) {
-	if src.queued {
+// enqueue puts src, which has a ready lane of class c, in the ready list
+// of c unless it is there, and wakes a worker for it. Called with s.mu
+// held.
+func (s *scheduler) enqueue(src *source, c uint8) {
+	if src.queued[c] {
 		return
 	}
-	src.queued = true
-	s.ready = append(s.ready, src)
+	src.queued[c] = true
+	s.ready[c].push(src)
 	if s.idle > 0 {
 		s.cond.Signal()
 	}
+}
+
+// readyLen is how many sources have a ready lane, counted once per class.
+// Called with s.mu held.
+func (s *scheduler) readyLen() int { return s.ready[fresh].len() + s.ready[begun].len() }
+
+// class picks the class to take the next item from, of those with a
+// ready lane: begun, but for one fresh item after begunBurst begun ones
+// in a row, and fresh while the fresh item next in turn has waited
+// lateWait. Called with s.mu held.
+func (s *scheduler) class() uint8 {
+	if s.ready[begun].len() == 0 {
+		s.streak = 0
+		return fresh
+	}
+	if s.ready[fresh].len() == 0 {
+		s.streak = 0
+		return begun
+	}
+	if s.streak >= begunBurst || delay.Now()-s.headAt(fresh) > lateWait {
+		s.streak = 0
+		return fresh
+	}
+	s.streak++
+	return begun
+}
+
+// headAt is when the item next in turn in class c was queued; c has a
+// ready source. Called with s.mu held.
+func (s *scheduler) headAt(c uint8) int64 {
+	src := s.ready[c].peek()
+	r := &src.ring[c]
+	ln := &src.lanes[r.l[r.head]]
+	return ln.items[ln.head].at
 }
 
 func (s *scheduler) newSource(key netip.Addr) *source {
@@ -307,7 +453,7 @@ func (s *scheduler) next(prev hold) (h hold, it item, ok bool) {
 	if prev.src != nil {
 		s.release(prev)
 	}
-	for len(s.ready) == s.readyHead && !s.closed {
+	for s.readyLen() == 0 && !s.closed {
 		s.idle++
 		s.cond.Wait()
 		s.idle--
@@ -315,28 +461,20 @@ func (s *scheduler) next(prev hold) (h hold, it item, ok bool) {
 	if s.closed {
 		return hold{}, item{}, false
 	}
-	src := s.ready[s.readyHead]
-	s.ready[s.readyHead] = nil
-	s.readyHead++
-	switch {
-	case s.readyHead == len(s.ready):
-		s.ready, s.readyHead = s.ready[:0], 0
-	case s.readyHead > len(s.ready)/2 && s.readyHead > 32:
-		n := copy(s.ready, s.ready[s.readyHead:])
-		clear(s.ready[n:])
-		s.ready, s.readyHead = s.ready[:n], 0
-	}
-	l := src.popRing()
+	c := s.class()
+	src := s.ready[c].pop()
+	l := src.ring[c].pop()
 	ln := &src.lanes[l]
 	ln.ready, ln.busy = false, true
 	src.held++
-	// The source's other ready lanes wait for its next turn, at the end
-	// of the list: round-robin between sources, not between lanes.
-	src.queued = false
-	if src.ringLen > 0 {
-		s.enqueue(src)
+	// The source's other ready lanes of the class wait for its next
+	// turn, at the end of the list: round-robin between sources, not
+	// between lanes.
+	src.queued[c] = false
+	if src.ring[c].n > 0 {
+		s.enqueue(src, c)
 	}
-	if len(s.ready) > s.readyHead && s.idle > 0 {
+	if s.readyLen() > 0 && s.idle > 0 {
 		s.cond.Signal()
 	}
 	it = ln.items[ln.head]
@@ -346,6 +484,7 @@ func (s *scheduler) next(prev hold) (h hold, it item, ok bool) {
 		ln.items, ln.head = ln.items[:0], 0
 	}
 	src.n--
+	src.count[c]--
 	src.bytes -= it.size
 	s.bytes -= it.size
 	s.pending--
@@ -364,9 +503,10 @@ func (s *scheduler) release(h hold) {
 	ln.busy = false
 	src.held--
 	if ln.len() > 0 {
+		c := h.lane / nLanes
 		ln.ready = true
-		src.pushRing(h.lane)
-		s.enqueue(src)
+		src.ring[c].push(h.lane)
+		s.enqueue(src, c)
 		return
 	}
 	if src.n > 0 || src.held > 0 {
@@ -386,12 +526,12 @@ func (s *scheduler) release(h hold) {
 			q.items = nil
 		}
 	}
-	src.ringHead, src.ringLen, src.queued = 0, 0, false
+	src.ring, src.queued = [nClasses]laneRing{}, [nClasses]bool{}
 	s.free = append(s.free, src)
 }
 
 // The recycled sources: at most maxFree, each lane keeping an array of
-// at most maxFreeLane items, about 2.5 MiB in all.
+// at most maxFreeLane items, about 5 MiB in all.
 const (
 	maxFree     = 256
 	maxFreeLane = 4
@@ -401,7 +541,7 @@ const (
 func (s *scheduler) close() {
 	s.mu.Lock()
 	s.closed = true
-	s.sources, s.ready, s.readyHead, s.pending, s.bytes, s.dups = nil, nil, 0, 0, 0, nil
+	s.sources, s.ready, s.pending, s.bytes, s.dups = nil, [nClasses]readyList{}, 0, 0, nil
 	s.mu.Unlock()
 	s.cond.Broadcast()
 }
@@ -413,17 +553,19 @@ func (s *scheduler) len() (n, bytes int) {
 	return s.pending, s.bytes
 }
 
-// headWait is how long the next item to be served has waited at now
-// (delay.Now): the queue's wait as it is, where the mean of the waits of
-// the items served lags behind a queue that grows. Zero when nothing
-// waits.
+// headWait is how long the next item to be served of either class has
+// waited at now (delay.Now), the longer of the two: the queue's wait as
+// it is, where the mean of the waits of the items served lags behind a
+// queue that grows, and where begun work, served first, waits little
+// while new work waits long. Zero when nothing waits.
 func (s *scheduler) headWait(now int64) int64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.ready) == s.readyHead {
-		return 0
+	var d int64
+	for c := range uint8(nClasses) {
+		if s.ready[c].len() > 0 {
+			d = max(d, now-s.headAt(c))
+		}
 	}
-	src := s.ready[s.readyHead]
-	ln := &src.lanes[src.ring[src.ringHead]]
-	return max(0, now-ln.items[ln.head].at)
+	return d
 }

@@ -3,8 +3,13 @@ package transport
 import (
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/delay"
+	"github.com/switchboard/switchboard/sip"
 )
 
 func TestSchedulerRoundRobin(t *testing.T) {
@@ -236,5 +241,155 @@ func BenchmarkSchedulerPush(b *testing.B) {
 		}
 		h, _, _ := s.next(hold{})
 		s.release(h)
+	}
+}
+
+// classItem is a datagram message from src, parsed from text, as the
+// Layer queues it.
+func classItem(t *testing.T, text string, src sip.Addr, at int64) item {
+	t.Helper()
+	m, err := sip.ParseMessage([]byte(text))
+	if err != nil {
+		t.Fatalf("parse: %v", err)
+	}
+	switch m := m.(type) {
+	case *sip.Request:
+		m.Source = src
+	case *sip.Response:
+		m.Source = src
+	}
+	return item{msg: m, at: at, lane: laneOf(m, src), dup: dupKeyOf(m, src), resent: true}
+}
+
+// begunText is testRequest as a request of the given method carrying on
+// work begun: within a dialog (a To tag), or answering a challenge.
+func begunText(method, callID string, credentials bool) string {
+	s := strings.ReplaceAll(testRequest, "OPTIONS", method)
+	s = strings.Replace(s, "a84b4c76e66710", callID, 1)
+	if credentials {
+		return strings.Replace(s, "Max-Forwards: 70\r\n", "Max-Forwards: 70\r\nProxy-Authorization: Digest username=\"alice\"\r\n", 1)
+	}
+	return strings.Replace(s, "To: <sip:bob@example.com>", "To: <sip:bob@example.com>;tag=b1", 1)
+}
+
+// TestSchedulerClasses: what carries on work begun (a response, a
+// request within a dialog, one with credentials) is taken before the new
+// work queued ahead of it, but a fresh item goes after begunBurst begun
+// ones in a row; new requests, CANCELs and what comes over a stream keep
+// to the fresh class.
+func TestSchedulerClasses(t *testing.T) {
+	src := udpAddr("192.0.2.1:5060")
+	stream := sip.Addr{Transport: sip.TCP, AddrPort: src.AddrPort, Flow: 7}
+	response := "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bK776asdhds\r\n" +
+		"To: <sip:bob@example.com>;tag=b1\r\nFrom: <sip:alice@example.com>;tag=1928301774\r\n" +
+		"Call-ID: a84b4c76e66710\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n"
+	for _, c := range []struct {
+		name, text string
+		src        sip.Addr
+		want       uint8
+	}{
+		{"new request", testRequest, src, fresh},
+		{"CANCEL", strings.ReplaceAll(testRequest, "OPTIONS", "CANCEL"), src, fresh},
+		{"in a dialog over a stream", begunText("BYE", "s", false), stream, fresh},
+		{"in a dialog", begunText("BYE", "d", false), src, begun},
+		{"with credentials", begunText("INVITE", "c", true), src, begun},
+		{"response", response, src, begun},
+	} {
+		if got := classOf(classItem(t, c.text, c.src, 0).msg); got != c.want {
+			t.Errorf("%s: class %d, want %d", c.name, got, c.want)
+		}
+	}
+	if classOf(nil) != fresh {
+		t.Error("a flow's closing is not fresh")
+	}
+
+	s := newScheduler(limits{total: 1000, totalBytes: 1 << 30})
+	key := src.AddrPort.Addr()
+	now := delay.Now() // none of it late
+	ids := callIDsOnLanes(nLanes)
+	for i := range 3 * nLanes {
+		s.push(key, classItem(t, strings.Replace(testRequest, "a84b4c76e66710", fmt.Sprint("new-", i), 1), src, now), false)
+	}
+	for i := range begunBurst + 2 {
+		// Each on a lane of its own, so that none waits for another.
+		s.push(key, classItem(t, begunText("BYE", ids[i], i%2 == 0), src, now), false)
+	}
+	var got []string
+	for range begunBurst + 3 {
+		h, it, _ := s.next(hold{})
+		s.release(h)
+		got = append(got, it.msg.(*sip.Request).Method)
+	}
+	want := slices.Repeat([]string{"BYE"}, begunBurst)
+	want = append(want, "OPTIONS", "BYE", "BYE")
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("taken %v\nwant  %v", got, want)
+	}
+}
+
+// TestSchedulerMaxWaitByClass: new work that has waited past maxWait
+// makes the source's new requests stale, not its requests within a
+// dialog, which are served first and wait little.
+func TestSchedulerMaxWaitByClass(t *testing.T) {
+	const wait = int64(time.Second)
+	src := udpAddr("192.0.2.1:5060")
+	key := src.AddrPort.Addr()
+	s := newScheduler(limits{total: 100, totalBytes: 1 << 30, maxWait: wait})
+	s.push(key, classItem(t, testRequest, src, 0), false)
+	newer := strings.Replace(testRequest, "a84b4c76e66710", "newer", 1)
+	if got := s.push(key, classItem(t, newer, src, wait+1), false); got != stale {
+		t.Errorf("new request behind new work older than maxWait: %v, want stale", got)
+	}
+	if got := s.push(key, classItem(t, begunText("BYE", "bye", false), src, wait+1), false); got != queued {
+		t.Errorf("BYE behind new work older than maxWait: %v, want queued", got)
+	}
+	if got := s.push(key, classItem(t, begunText("INFO", "info", false), src, 2*wait+2), false); got != stale {
+		t.Errorf("request within a dialog behind a BYE older than maxWait: %v, want stale", got)
+	}
+}
+
+// TestSchedulerHeadWaitClasses: the queue's wait is that of the class
+// that waits longer, the new work, though begun work is served first.
+func TestSchedulerHeadWaitClasses(t *testing.T) {
+	src := udpAddr("192.0.2.1:5060")
+	key := src.AddrPort.Addr()
+	s := newScheduler(limits{total: 100, totalBytes: 1 << 30})
+	now := delay.Now() // the new request not late yet, when taken
+	s.push(key, classItem(t, testRequest, src, now), false)
+	s.push(key, classItem(t, begunText("BYE", "bye", false), src, now+int64(time.Second)), false)
+	if d := s.headWait(now + int64(3*time.Second)); d != int64(3*time.Second) {
+		t.Errorf("head wait %v, want the new request's 3s", time.Duration(d))
+	}
+	h, it, _ := s.next(hold{})
+	if it.msg.(*sip.Request).Method != "BYE" {
+		t.Fatalf("took %s first, want the BYE", it.msg.(*sip.Request).Method)
+	}
+	s.release(h)
+	if d := s.headWait(now + int64(3*time.Second)); d != int64(3*time.Second) {
+		t.Errorf("head wait %v after the BYE, want 3s", time.Duration(d))
+	}
+}
+
+// TestSchedulerLateFreshFirst: new work that has waited lateWait is
+// taken before the begun work queued with it, for it will only be
+// refused; younger new work waits its turn behind the begun work.
+func TestSchedulerLateFreshFirst(t *testing.T) {
+	src := udpAddr("192.0.2.1:5060")
+	key := src.AddrPort.Addr()
+	s := newScheduler(limits{total: 100, totalBytes: 1 << 30})
+	now := delay.Now()
+	s.push(key, classItem(t, testRequest, src, now-2*lateWait), false)
+	s.push(key, classItem(t, begunText("BYE", "bye", false), src, now), false)
+	young := strings.Replace(testRequest, "a84b4c76e66710", "young", 1)
+	s.push(key, classItem(t, young, src, now), false)
+	s.push(key, classItem(t, begunText("BYE", "bye2", false), src, now), false)
+	var got []string
+	for range 4 {
+		h, it, _ := s.next(hold{})
+		s.release(h)
+		got = append(got, it.msg.Header().CallID())
+	}
+	if want := "[a84b4c76e66710 bye bye2 young]"; fmt.Sprint(got) != want {
+		t.Errorf("taken %v, want %s", got, want)
 	}
 }

@@ -69,6 +69,21 @@ import (
 // wait little even behind a flood, and a trunk under its weighted share
 // goes on.
 //
+// The client transactions. An admitted call needs client transactions
+// of its own later: the INVITE it forwards, then the BYE, whose
+// transaction lingers for Timer K (5 s over UDP) after its answer. At
+// 4,000 calls a second the BYEs alone hold Config.MaxClientTransactions'
+// 20,000, and beyond it Request fails: the proxy answered the INVITEs
+// and BYEs of calls it had admitted, challenged and authenticated with
+// 500, and their clients, expecting a 180 or a 200, timed out (twice the
+// knee on a quiet host, where the CPU kept up: 23,000 to 28,000 calls of
+// 168,000). So the layer is also overloaded while its client
+// transactions hold more than clientShare of their bound: new work is
+// refused, at once, before it can start a call that would fail half way.
+// The client transactions fill over seconds, not in bursts, so this
+// bound is a steady signal, and it leaves the rest of the bound for the
+// work admitted.
+//
 // The mean moves only when handlers start. A layer that refuses every new
 // request starts none, so a mean older than delay.Stale says nothing:
 // the layer is not overloaded then, and the next requests, let in,
@@ -81,6 +96,10 @@ const DefaultOverloadDelay = 100 * time.Millisecond
 // shedFloor is the backlog under which the layer never sheds (see above
 // and Config.QueueLen).
 const shedFloor = 64
+
+// clientShare is the share of Config.MaxClientTransactions past which
+// the layer is overloaded (see above): 3/4.
+const clientShareNum, clientShareDen = 3, 4
 
 // overload is the measure of the handlers' wait.
 type overload struct {
@@ -172,7 +191,8 @@ func (l *Layer) noteRecent(src netip.Addr) {
 // limit by a share x of it, it answers true for that share of the calls,
 // at random, and always from twice the limit on; or req itself waited
 // past 4/5 of T1 below the layer: waited, the wait that HandleWaited was
-// given for it and Config.Admit passes on) and
+// given for it and Config.Admit passes on; or the client transactions
+// hold more than 3/4 of Config.MaxClientTransactions) and
 // req's source brings at least its share of the load: of the last 64 new
 // requests, at least the share its weight is of the weights of their sources
 // (Config.SourceWeight). So under overload the sources that bring the
@@ -180,19 +200,21 @@ func (l *Layer) noteRecent(src netip.Addr) {
 // and a light one, or a trunk under its weighted share, goes on. It is
 // meant for Config.Admit, which decides which requests may be refused:
 // new work (a 503 with Retry-After), not what completes work begun
-// (requests within a dialog, answers to a challenge). It is cheap when
-// the layer is not overloaded.
+// (requests within a dialog, answers to a challenge). When the layer is
+// not overloaded it costs a lock of the layer's, to count the client
+// transactions.
 //
 // The share is of the requests, not of the places held: a flood of
 // requests that end at once (challenges, refusals) holds few places, and
 // by the places a newcomer would hold its share with nothing.
 func (l *Layer) Overloaded(req *sip.Request, waited time.Duration) bool {
-	if !l.load.shed() && !l.load.late(waited) {
-		return false
-	}
+	over := l.load.shed() || l.load.late(waited)
 	src := sourceOf(req.Source)
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	if !over && len(l.clients)*clientShareDen <= l.maxClient*clientShareNum {
+		return false
+	}
 	var others [recentSize]netip.Addr
 	k, mine := 0, 0
 	for _, a := range l.recent[:l.recentN] {

@@ -1,6 +1,7 @@
 package transaction
 
 import (
+	"context"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -270,5 +271,41 @@ func TestOverloadLate(t *testing.T) {
 	queued.Store(shedFloor)
 	if got := a.send(spec("OPTIONS", 1000, flood)); label(got.msg) != "200 OPTIONS" {
 		t.Errorf("through HandleMessage: %s, want 200 OPTIONS", got)
+	}
+}
+
+// TestOverloadClientBound: while the client transactions hold more than
+// 3/4 of MaxClientTransactions the layer is overloaded, however short
+// the waits: a call admitted then would find no client transaction for
+// its INVITE or its BYE, and fail half way with 500. Room back, it is
+// not.
+func TestOverloadClientBound(t *testing.T) {
+	flood := from("192.0.2.66")
+	a := newAnswering(t, Config{MaxClientTransactions: 8}, func(*sip.Request) int { return 200 })
+	a.send(spec("OPTIONS", 1, flood))
+	a.settled()
+	req := spec("INVITE", 999, flood).req(t)
+	for range 6 {
+		if _, err := a.l.Request(context.Background(), clientReq(t, "OPTIONS", sip.UDP), peerUDP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if a.l.Overloaded(req, 0) {
+		t.Fatal("overloaded with 6 client transactions of 8")
+	}
+	tx, err := a.l.Request(context.Background(), clientReq(t, "OPTIONS", sip.UDP), peerUDP)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !a.l.Overloaded(req, 0) {
+		t.Fatal("not overloaded with 7 client transactions of 8")
+	}
+	a.l.HandleMessage(wire(t, response(tx.Request(), 200, "uas"), peerUDP))
+	// Its answer ends the transaction over a reliable transport at once;
+	// over UDP Timer K (T4) keeps it.
+	a.clk.Advance(DefaultT4)
+	eventually(t, "the answered client transaction ended", func() bool { return a.l.Stats().ClientTransactions == 6 })
+	if a.l.Overloaded(req, 0) {
+		t.Error("still overloaded once a client transaction ended")
 	}
 }
