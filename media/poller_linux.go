@@ -109,6 +109,10 @@ type rtpPoller struct {
 	again, retry []int32
 	// round counts the datagrams of the round being handled.
 	round int
+	// pionPending: the round queued datagrams for pion's read loop,
+	// which is woken at the end of the round (only then: most rounds
+	// carry the fast path's alone, and a wake-up costs a thread's).
+	pionPending bool
 	// waits parks the goroutine in Go's network poller until the epoll
 	// set has events, and makes the pause.
 	waits loopWaits
@@ -311,6 +315,13 @@ func (p *rtpPoller) handle(evs []unix.EpollEvent) bool {
 	if p.out != nil {
 		p.out.flush()
 	}
+	if p.pionPending {
+		// After the round's sends: waking pion's read loop costs a
+		// system call and brings a thread to compete for the CPUs,
+		// which the relayed datagrams need not wait for.
+		p.pionPending = false
+		p.ice.q.notify()
+	}
 	return len(p.again) > 0
 }
 
@@ -356,14 +367,6 @@ func (p *rtpPoller) drain(id int32, now time.Time) {
 func (p *rtpPoller) drainICE(now time.Time) {
 	c, r := p.ice, p.ice.rd
 	q := c.q
-	pushed := false
-	// The read loop is woken only for what it gets: a wake-up costs a
-	// thread's, which most rounds (the fast path's alone) need not pay.
-	defer func() {
-		if pushed {
-			q.notify()
-		}
-	}()
 	for range iceRecvRounds {
 		if !q.reserve(r.m.Cap()) {
 			return
@@ -380,7 +383,7 @@ func (p *rtpPoller) drainICE(now time.Time) {
 			}
 			if !c.handle(d.B, d.Src, now) {
 				q.push(d.B, d.Src)
-				pushed = true
+				p.pionPending = true
 			}
 		}
 		if n < r.m.Cap() {
