@@ -142,12 +142,13 @@
 // track readers) or to the engine, and is gone when Close returns.
 //
 // On Linux one goroutine of the engine reads the audio RTP and RTCP
-// sockets of every bridge (an epoll set of its own, recvmmsg) and sends
-// the phones' audio to browsers on the fast path with sendmmsg, and pion's
-// mux reads the shared ICE socket with recvmmsg: a wake-up handles every
-// datagram that is there, where a reader per socket woke for each. Both
-// wait in epoll_wait themselves, with their sockets out of Go's network
-// poller. Elsewhere each bridge reads its sockets with goroutines.
+// sockets of every bridge and the shared ICE socket (an epoll set of its
+// own, recvmmsg): it relays the browsers' audio on the fast path to the
+// phones, sends the phones' audio to browsers on the fast path with
+// sendmmsg, and queues the rest of the ICE socket's datagrams for pion's
+// mux. A wake-up handles every datagram that is there, both directions,
+// where a reader per socket woke for each. The sockets are out of Go's
+// network poller. Elsewhere each bridge reads its sockets with goroutines.
 //
 // [Bridge.Stats] returns a plain snapshot per leg: packets and bytes each
 // way, loss from sequence gaps, RFC 3550 interarrival jitter, time to the

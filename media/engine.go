@@ -76,20 +76,33 @@ func NewEngine(ctx context.Context, opts Options) (*Engine, error) {
 		e.announce = o.PublicIP
 	}
 	if err := e.configurePion(); err != nil {
+		if e.poller != nil {
+			_ = e.poller.Close()
+		}
 		return nil, err
 	}
 	e.ports = newPortPool(o.BindIP, o.RTPPorts[0], o.RTPPorts[1], o.Clock, o.DrainTime)
-	if !o.noBatch {
-		var ice *iceReader
-		if e.fast != nil {
-			ice = e.fast.rd
-		}
-		if e.poller, err = newRTPPoller(e.log, o.Clock, ice, o.Coalesce); err != nil {
-			e.log.Info("media: each bridge reads its rtp sockets itself", "err", err)
-			e.poller = nil
-		}
+	if e.mux == nil {
+		// No shared ICE socket (Options.ICEPortRange): configurePion
+		// did not start it.
+		e.startPoller()
 	}
 	return e, nil
+}
+
+// startPoller starts the RTP poller (Linux, unless noBatch), with the fast
+// path's ICE socket when there is one: before pion's mux reads that
+// socket, since the poller then reads it for the mux.
+func (e *Engine) startPoller() {
+	if e.opts.noBatch {
+		return
+	}
+	p, err := newRTPPoller(e.log, e.clock, e.fast, e.opts.Coalesce)
+	if err != nil {
+		e.log.Info("media: each bridge reads its rtp sockets itself", "err", err)
+		return
+	}
+	e.poller = p
 }
 
 // configurePion fills the SettingEngine every PeerConnection of the engine
@@ -198,6 +211,7 @@ func (e *Engine) configurePion() error {
 		// minute), then zeroes it.
 		s.SetDTLSKeyLogWriter(keys)
 	}
+	e.startPoller()
 	e.mux = webrtc.NewICEUDPMux(pionLoggers{e.ctx, e.log}.NewLogger("ice-mux"), pconn)
 	s.SetICEUDPMux(e.mux)
 	if ln != nil {

@@ -82,6 +82,10 @@ type fastConn struct {
 	// waits parks the read loop in Go's network poller until rd's socket
 	// is readable (Linux; see pollWaiter).
 	waits *iceWaits
+	// q, when set, is where the engine's poller, which then reads rd's
+	// socket and relays the fast path's datagrams, puts pion's: the
+	// mux's read loop takes them from there (see feed).
+	q *pionQueue
 
 	mu   sync.RWMutex
 	legs map[netip.AddrPort]*fastLeg
@@ -107,6 +111,9 @@ func newFastConn(c *net.UDPConn, log *slog.Logger, keys *keyTable, clk clock.Clo
 // with it, from one goroutine. The fast path's datagrams are relayed
 // here; the others are copied to p one a call, in the order they came.
 func (c *fastConn) ReadFromAddrPort(p []byte) (int, netip.AddrPort, error) {
+	if c.q != nil {
+		return c.q.pop(p)
+	}
 	if c.rd == nil {
 		return c.readOne(p)
 	}
@@ -182,8 +189,25 @@ func (c *fastConn) WriteToAddrPort(b []byte, dst netip.AddrPort) (int, error) {
 	return c.w.WriteToUDPAddrPort(b, dst)
 }
 
+// feed hands the reading of rd's socket to the engine's poller, before
+// pion's mux reads (or again, to a new poller): the read loop then takes
+// pion's datagrams from the queue it returns, and its own waits go.
+func (c *fastConn) feed() *pionQueue {
+	if c.q == nil {
+		c.q = newPionQueue()
+		if c.waits != nil {
+			c.waits.close()
+			c.waits = nil
+		}
+	}
+	return c.q
+}
+
 // Close closes the socket; a read waiting on it fails.
 func (c *fastConn) Close() error {
+	if c.q != nil {
+		c.q.close()
+	}
 	if c.rd != nil {
 		c.rd.close()
 		if c.waits != nil {

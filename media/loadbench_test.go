@@ -285,9 +285,11 @@ func lbProfile(t *testing.T, name string, n int) func() {
 func lbLogBatch(t *testing.T, n int, a, b BatchStats) {
 	per := func(x, y uint64) float64 { return float64(x) / float64(max(y, 1)) }
 	w, d := b.Wakeups-a.Wakeups, b.RTPDatagrams-a.RTPDatagrams
-	t.Logf("N=%d gateway batching: poller %d wake-ups (%d coalescing pauses), %.2f datagrams per wake-up, %.2f per recvmmsg; ICE socket %.2f datagrams per recvmmsg, %.2f per sendmmsg",
+	ice := b.ICEDatagrams - a.ICEDatagrams
+	t.Logf("N=%d gateway batching: poller %d wake-ups (%d coalescing pauses), %.2f RTP datagrams per wake-up, %.2f per recvmmsg; ICE socket %.2f datagrams per recvmmsg, %.2f per sendmmsg, %d pauses of its own read loop; RTP and ICE datagrams per poller wake-up %.2f; %d handed to pion's read loop, %d holds",
 		n, w, b.Pauses-a.Pauses, per(d, w), per(d, b.RTPReads-a.RTPReads),
-		per(b.ICEDatagrams-a.ICEDatagrams, b.ICEReads-a.ICEReads), per(b.ICESent-a.ICESent, b.ICESends-a.ICESends))
+		per(ice, b.ICEReads-a.ICEReads), per(b.ICESent-a.ICESent, b.ICESends-a.ICESends), b.ICEPauses-a.ICEPauses,
+		per(d+ice, w), b.PionQueued-a.PionQueued, b.PionHolds-a.PionHolds)
 }
 
 // lbNofile fails t unless the process may open need files, raising the

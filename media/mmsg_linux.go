@@ -149,6 +149,24 @@ func (r *iceReader) fill() error {
 	}
 }
 
+// recv reads a batch into r.m for the engine's poller, which reads the
+// socket in place of read when it has it (fastConn.feed): EAGAIN when the
+// socket is empty, net.ErrClosed after close.
+func (r *iceReader) recv() (int, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closing.Load() {
+		return 0, net.ErrClosed
+	}
+	n, err := r.m.Recv(uintptr(r.sock.fd))
+	if err != nil {
+		return 0, err
+	}
+	r.calls.Add(1)
+	r.datagrams.Add(uint64(n))
+	return n, nil
+}
+
 // errNotReady: a read found the socket empty and the epoll set without
 // events; its owner waits for the set and reads again.
 var errNotReady = errors.New("media: ice reader: nothing to read yet")

@@ -33,6 +33,17 @@ const (
 	// followed by the Options.Coalesce wait; a larger one means the
 	// poller is busy enough that its rounds fill without it.
 	coalesceBelow = 32
+	// iceRecvRounds caps the shared ICE socket's recvmmsg calls a
+	// round, as pollRecvRounds the RTP sockets': it carries every
+	// browser's media, so it gets more.
+	iceRecvRounds = 8
+)
+
+// Event ids in the poller's epoll set that are not sockets of bridges
+// (those take ids from 1; the stop event is 0).
+const (
+	pollICEID    = -1 // the shared ICE socket
+	pollResumeID = -2 // pion's queue has room again (pionQueue.resume)
 )
 
 // rtpPoller reads the RTP leg's sockets of every bridge of an engine from
@@ -52,6 +63,14 @@ const (
 // before it looks again, so that the next round finds those that came in
 // the meantime: one wake-up for several, each delayed by at most
 // coalesce.
+//
+// With the fast path the poller reads the shared ICE socket too, so that
+// one wake-up (and one pause) serves both directions of every call: the
+// browsers' audio on the fast path is decrypted and relayed to the phones
+// in the round that reads it, and what is pion's (STUN, DTLS, SRTCP,
+// video, legs on pion's path) is queued for pion's mux read loop
+// (pionQueue, bounded: when full the poller leaves the socket unread
+// until the read loop has made room).
 type rtpPoller struct {
 	log   *slog.Logger
 	clock clock.Clock
@@ -73,6 +92,13 @@ type rtpPoller struct {
 	nextID int32
 	closed bool
 
+	// ice is the fast path's socket, read here; nil without it. resume
+	// is an eventfd in the set that pion's queue writes when it has
+	// room again (resumeMu: not once Close closed it).
+	ice      *fastConn
+	resumeMu sync.Mutex
+	resume   int
+
 	// Used by the poller's goroutine only.
 	events []unix.EpollEvent
 	in     *mmsg.Batch
@@ -83,6 +109,10 @@ type rtpPoller struct {
 	again, retry []int32
 	// round counts the datagrams of the round being handled.
 	round int
+	// pionPending: the round queued datagrams for pion's read loop,
+	// which is woken at the end of the round (only then: most rounds
+	// carry the fast path's alone, and a wake-up costs a thread's).
+	pionPending bool
 	// waits parks the goroutine in Go's network poller until the epoll
 	// set has events, and makes the pause.
 	waits loopWaits
@@ -98,23 +128,27 @@ type polledSock struct {
 	rtcp bool
 }
 
-// newRTPPoller starts the poller's goroutine; ice is the shared ICE socket
-// for the fast path's sends, nil without it; coalesce is Options.Coalesce.
-// Close stops it.
-func newRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader, coalesce time.Duration) (*rtpPoller, error) {
+// newRTPPoller starts the poller's goroutine; ice is the fast path's
+// shared ICE socket, which the poller then reads and sends the fast
+// path's datagrams on, nil without it (or when it has no batch reader);
+// coalesce is Options.Coalesce. Close stops it.
+func newRTPPoller(log *slog.Logger, c clock.Clock, ice *fastConn, coalesce time.Duration) (*rtpPoller, error) {
 	return startRTPPoller(log, c, ice, coalesce, nil)
 }
 
 // startRTPPoller is newRTPPoller with a test's pause in place of the
 // timer's, unless nil.
-func startRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader, coalesce time.Duration, pause func(time.Duration)) (*rtpPoller, error) {
+func startRTPPoller(log *slog.Logger, c clock.Clock, ice *fastConn, coalesce time.Duration, pause func(time.Duration)) (*rtpPoller, error) {
+	if ice != nil && ice.rd == nil {
+		ice = nil
+	}
 	in, err := mmsg.New(mmsg.Config{Slots: pollRecvBatch, Size: pollDatagramMax})
 	if err != nil {
 		return nil, fmt.Errorf("media: rtp poller: %w", err)
 	}
 	var out *iceSender
 	if ice != nil {
-		if out, err = newICESender(ice.sock); err != nil {
+		if out, err = newICESender(ice.rd.sock); err != nil {
 			return nil, fmt.Errorf("media: rtp poller: %w", err)
 		}
 	}
@@ -127,8 +161,12 @@ func startRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader, coalesce ti
 		_ = unix.Close(fd)
 		return nil, fmt.Errorf("media: rtp poller: %w", err)
 	}
+	resume := -1
 	// Id 0 is the stop event's; sockets take ids from 1.
 	err = unix.EpollCtl(fd, unix.EPOLL_CTL_ADD, stop, &unix.EpollEvent{Events: unix.EPOLLIN})
+	if err == nil && ice != nil {
+		resume, err = addICE(fd, ice.rd)
+	}
 	var waits loopWaits
 	if err == nil {
 		waits, err = newLoopWaits(fd, "rtp poller")
@@ -136,6 +174,9 @@ func startRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader, coalesce ti
 	if err != nil {
 		_ = unix.Close(fd)
 		_ = unix.Close(stop)
+		if resume >= 0 {
+			_ = unix.Close(resume)
+		}
 		return nil, fmt.Errorf("media: rtp poller: %w", err)
 	}
 	if pause == nil {
@@ -152,11 +193,47 @@ func startRTPPoller(log *slog.Logger, c clock.Clock, ice *iceReader, coalesce ti
 		events:   make([]unix.EpollEvent, pollEvents),
 		in:       in,
 		out:      out,
+		ice:      ice,
+		resume:   resume,
 		waits:    waits,
 		done:     make(chan struct{}),
 	}
+	if ice != nil {
+		ice.feed().setResume(p.resumeICE)
+	}
 	go p.run()
 	return p, nil
+}
+
+// addICE puts the ICE socket of r in the epoll set epfd, edge-triggered
+// as the bridges' sockets, with an eventfd for pion's queue to say it has
+// room again; it returns the eventfd.
+func addICE(epfd int, r *iceReader) (int, error) {
+	resume, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
+	if err != nil {
+		return -1, err
+	}
+	err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, resume, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: pollResumeID})
+	if err == nil {
+		err = unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, r.sock.fd, &unix.EpollEvent{Events: unix.EPOLLIN | unix.EPOLLET, Fd: pollICEID})
+	}
+	if err != nil {
+		_ = unix.Close(resume)
+		return -1, err
+	}
+	return resume, nil
+}
+
+// resumeICE wakes the poller to read the ICE socket again, which it left
+// when pion's queue was full.
+func (p *rtpPoller) resumeICE() {
+	p.resumeMu.Lock()
+	defer p.resumeMu.Unlock()
+	if p.resume >= 0 {
+		var one [8]byte
+		one[0] = 1
+		_, _ = unix.Write(p.resume, one[:])
+	}
 }
 
 // run waits for datagrams and handles them until Close.
@@ -217,13 +294,33 @@ func (p *rtpPoller) handle(evs []unix.EpollEvent) bool {
 	p.round = 0
 	p.retry, p.again = p.again, p.retry[:0]
 	for _, id := range p.retry {
-		p.drain(id, now)
+		if id == pollICEID {
+			p.drainICE(now)
+		} else {
+			p.drain(id, now)
+		}
 	}
 	for _, ev := range evs {
-		p.drain(ev.Fd, now)
+		switch ev.Fd {
+		case pollResumeID:
+			var b [8]byte
+			_, _ = readNow(p.resume, b[:])
+			p.drainICE(now)
+		case pollICEID:
+			p.drainICE(now)
+		default:
+			p.drain(ev.Fd, now)
+		}
 	}
 	if p.out != nil {
 		p.out.flush()
+	}
+	if p.pionPending {
+		// After the round's sends: waking pion's read loop costs a
+		// system call and brings a thread to compete for the CPUs,
+		// which the relayed datagrams need not wait for.
+		p.pionPending = false
+		p.ice.q.notify()
 	}
 	return len(p.again) > 0
 }
@@ -260,6 +357,40 @@ func (p *rtpPoller) drain(id int32, now time.Time) {
 		}
 	}
 	p.again = append(p.again, id)
+}
+
+// drainICE reads the shared ICE socket until it is empty, for
+// iceRecvRounds calls, or until pion's queue has no room for another
+// batch (its read loop resumes the poller). The fast path's datagrams are
+// relayed here, the others queued for pion in the order they came. p.mu
+// is read-held.
+func (p *rtpPoller) drainICE(now time.Time) {
+	c, r := p.ice, p.ice.rd
+	q := c.q
+	for range iceRecvRounds {
+		if !q.reserve(r.m.Cap()) {
+			return
+		}
+		n, err := r.recv()
+		if err != nil {
+			return // EAGAIN: empty; or closed
+		}
+		p.round += n
+		for i := range n {
+			d := r.m.Datagram(i)
+			if d.Truncated || !d.Src.IsValid() || len(d.B) == 0 {
+				continue
+			}
+			if !c.handle(d.B, d.Src, now) {
+				q.push(d.B, d.Src)
+				p.pionPending = true
+			}
+		}
+		if n < r.m.Cap() {
+			return
+		}
+	}
+	p.again = append(p.again, pollICEID)
 }
 
 // add puts the bridge's RTP and RTCP sockets in the poller, out of Go's
@@ -360,6 +491,12 @@ func (p *rtpPoller) Close() error {
 	// Closed here, not by the goroutine, which may see stopped and
 	// return before the write (after a pause it looks without waiting).
 	_ = unix.Close(p.stop)
+	p.resumeMu.Lock()
+	if p.resume >= 0 {
+		_ = unix.Close(p.resume)
+		p.resume = -1
+	}
+	p.resumeMu.Unlock()
 	return err
 }
 
@@ -572,6 +709,10 @@ func (e *Engine) batchStats() BatchStats {
 	}
 	if e.fast != nil && e.fast.rd != nil {
 		st.ICEReads, st.ICEDatagrams = e.fast.rd.calls.Load(), e.fast.rd.datagrams.Load()
+		st.ICEPauses = e.fast.pauses.Load()
+		if q := e.fast.q; q != nil {
+			st.PionHolds, st.PionQueued = q.counts()
+		}
 	}
 	return st
 }

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -415,12 +416,10 @@ func TestRTPPollerCoalesce(t *testing.T) {
 	if e.opts.Coalesce != bound {
 		t.Fatalf("coalesce %v, want %v", e.opts.Coalesce, bound)
 	}
-	// The engine's poller, again with the test's pause: it reports each
-	// pause and holds the poller in it until the test lets it go.
-	_ = e.poller.Close()
+	// It reports each pause and holds the poller in it until the test
+	// lets it go.
 	var p *rtpPoller
-	var err error
-	p, err = startRTPPoller(e.log, e.clock, e.fast.rd, e.opts.Coalesce, func(d time.Duration) {
+	p = restartPoller(t, e, func(d time.Duration) {
 		select {
 		case pauses <- pause{d, p.wakeups.Load(), p.datagrams.Load()}:
 			select {
@@ -430,10 +429,6 @@ func TestRTPPollerCoalesce(t *testing.T) {
 		case <-done:
 		}
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e.poller = p
 	t.Cleanup(func() { close(done) })
 
 	b := newTestBridge(t, e)
@@ -492,6 +487,19 @@ func TestRTPPollerCoalesce(t *testing.T) {
 	if st := e2.Stats().Batch; st.Pauses != 0 || st.Wakeups < 3 {
 		t.Fatalf("coalesce off: %+v", st)
 	}
+}
+
+// restartPoller replaces the engine's poller with one whose pauses call
+// pause, and returns it.
+func restartPoller(t *testing.T, e *Engine, pause func(time.Duration)) *rtpPoller {
+	t.Helper()
+	_ = e.poller.Close()
+	p, err := startRTPPoller(e.log, e.clock, e.fast, e.opts.Coalesce, pause)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.poller = p
+	return p
 }
 
 // TestCoalesceCap: Options.Coalesce above MaxCoalesce is refused; at it,
@@ -632,5 +640,129 @@ func TestPauseTimer(t *testing.T) {
 	case <-ended:
 	case <-time.After(10 * time.Second):
 		t.Fatal("a pause of the closed timer did not return at once")
+	}
+}
+
+// TestPollerServesBothDirections: with the fast path the engine's poller
+// reads the shared ICE socket too, so one wake-up and one pause serve both
+// directions: the browser's audio that comes while the poller pauses
+// waits on the socket (no other loop reads it), and the round after the
+// pause relays it with the phone's. pion's datagrams (STUN, DTLS) reach
+// pion through the poller's queue, and pion's read loop makes no pause of
+// its own.
+func TestPollerServesBothDirections(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{Coalesce: 700 * time.Microsecond})
+	var hold atomic.Bool
+	paused, release, done := make(chan struct{}), make(chan struct{}), make(chan struct{})
+	t.Cleanup(func() { close(done) })
+	// Held in its pause on the test's word.
+	p := restartPoller(t, e, func(time.Duration) {
+		if !hold.Load() {
+			return
+		}
+		select {
+		case paused <- struct{}{}:
+			select {
+			case <-release:
+			case <-done:
+			}
+		case <-done:
+		}
+	})
+	b, br, phone := fastCall(t, e, true)
+	if st := e.Stats().Batch; st.PionQueued == 0 || st.ICEPauses != 0 || st.ICEDatagrams == 0 {
+		t.Fatalf("batch stats %+v: pion's datagrams not through the poller", st)
+	}
+	waitPause := func() {
+		t.Helper()
+		select {
+		case <-paused:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the poller did not pause")
+		}
+	}
+	gw := b.RTPAddr()
+	phoneSends := func(seq uint16, body byte) {
+		phone.SendPacket(gw, rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: seq, Timestamp: uint32(seq) * 160, SSRC: 0x2222}, Payload: payload(body, 160)})
+	}
+	hold.Store(true)
+	phoneSends(500, 0x10)
+	waitPause()
+	wakeups, fast := p.wakeups.Load(), e.Stats().FastPath
+	br.send(0, 9000, 90000, payload(0x33, 160))
+	phoneSends(501, 0x44)
+	waitFor(t, "the browser's packet relayed or waiting on the ice socket", func() bool {
+		return e.Stats().FastPath.PacketsIn != fast.PacketsIn || rxQueue(t, e.ICEAddr().Port()) > 0
+	})
+	if in := e.Stats().FastPath.PacketsIn; in != fast.PacketsIn {
+		t.Fatalf("the browser's packet was relayed while the poller paused (%d → %d): another loop reads the ice socket", fast.PacketsIn, in)
+	}
+	release <- struct{}{}
+	waitPause() // after the round that followed the pause
+	st := e.Stats().FastPath
+	if w := p.wakeups.Load(); w != wakeups+1 || st.PacketsIn < fast.PacketsIn+1 || st.PacketsOut < fast.PacketsOut+1 {
+		t.Fatalf("after the pause: %d wake-ups, %d and %d packets from and to the browser, want 1 wake-up for both", w-wakeups, st.PacketsIn-fast.PacketsIn, st.PacketsOut-fast.PacketsOut)
+	}
+	hold.Store(false)
+	release <- struct{}{}
+	for !bytes.Equal(phone.recv().Payload, payload(0x33, 160)) {
+	}
+	for !bytes.Equal(br.recv().Payload, payload(0x44, 160)) {
+	}
+}
+
+// TestPionQueueCap: when pion's read loop does not keep up, its queue
+// fills to pionQueueLen and the poller leaves the rest on the ICE socket;
+// once the read loop has taken half, the poller reads on: every datagram
+// reaches the read loop, in order, none dropped.
+func TestPionQueueCap(t *testing.T) {
+	checkGoroutines(t)
+	c, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.SetReadBuffer(1 << 20)
+	fc := newFastConn(c, testLogger(), newKeyTable(time.Now), newFake(), true, -1)
+	defer func() { _ = fc.Close() }()
+	p, err := newRTPPoller(testLogger(), newFake(), fc, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = p.Close() }()
+	if fc.q == nil || fc.waits != nil {
+		t.Fatal("the poller did not take the ice socket")
+	}
+	to := c.LocalAddr().(*net.UDPAddr).AddrPort()
+	peer := newTestPhone(t)
+	const sent = pionQueueLen + 3*iceReadSlots
+	for i := range sent {
+		// STUN-like first bytes: pion's.
+		if _, err := peer.Conn.WriteToUDPAddrPort([]byte{0, 1, byte(i >> 8), byte(i)}, to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "the queue full and the rest left on the socket", func() bool {
+		holds, _ := fc.q.counts()
+		return holds > 0 && rxQueue(t, to.Port()) > 0
+	})
+	fc.q.mu.Lock()
+	queued := fc.q.n
+	fc.q.mu.Unlock()
+	if queued > pionQueueLen || queued <= pionQueueLen-iceReadSlots {
+		t.Fatalf("%d datagrams queued when held, want between %d and %d", queued, pionQueueLen-iceReadSlots+1, pionQueueLen)
+	}
+	buf := make([]byte, 1500)
+	for i := range sent {
+		n, src, err := fc.ReadFromAddrPort(buf)
+		if err != nil || src != addrOf(peer) || !bytes.Equal(buf[:n], []byte{0, 1, byte(i >> 8), byte(i)}) {
+			t.Fatalf("datagram %d: %x from %v, %v", i, buf[:n], src, err)
+		}
+	}
+	if holds, q := fc.q.counts(); holds == 0 || q != sent {
+		t.Fatalf("%d holds, %d queued, want some and %d", holds, q, sent)
+	}
+	if n := rxQueue(t, to.Port()); n != 0 {
+		t.Fatalf("%d bytes left on the socket", n)
 	}
 }

@@ -18,7 +18,7 @@ import (
 
 type rtpPoller struct{}
 
-func newRTPPoller(*slog.Logger, clock.Clock, *iceReader, time.Duration) (*rtpPoller, error) {
+func newRTPPoller(*slog.Logger, clock.Clock, *fastConn, time.Duration) (*rtpPoller, error) {
 	return nil, errors.New("media: rtp poller: linux only")
 }
 

@@ -299,8 +299,15 @@ type BatchStats struct {
 	// socket, pion's datagrams included.
 	ICEReads     uint64 `json:"ice_reads"`
 	ICEDatagrams uint64 `json:"ice_datagrams"`
-	// ICEPauses counts the Options.Coalesce waits of its reader.
+	// ICEPauses counts the Options.Coalesce waits of its reader when
+	// that is pion's mux read loop (the poller could not take the
+	// socket); zero when the poller reads it (see Pauses).
 	ICEPauses uint64 `json:"ice_pauses"`
+	// PionQueued counts the ICE socket's datagrams the poller handed to
+	// pion's mux read loop (not the fast path's); PionHolds the times it
+	// left the socket unread because that queue was full.
+	PionQueued uint64 `json:"pion_queued"`
+	PionHolds  uint64 `json:"pion_holds"`
 	// ICESends counts the sendmmsg calls that carry the phones' audio to
 	// browsers on the fast path, ICESent the datagrams they sent.
 	ICESends uint64 `json:"ice_sends"`
