@@ -114,8 +114,8 @@ func sourceOf(a sip.Addr) netip.Addr {
 // sourceLoad is what one source holds.
 type sourceLoad struct {
 	places    int
-	weight    int    // Config.SourceWeight, asked when the source came
-	lingering txList // of sourceList, oldest first
+	weight    int               // Config.SourceWeight, asked when the source came
+	lingering txList[*ServerTx] // of sourceList, oldest first
 }
 
 // sourceWeight is the weight of src for the fair shares: Config.SourceWeight,
@@ -140,40 +140,52 @@ const (
 )
 
 // link is a transaction's place in one txList.
-type link struct{ prev, next *ServerTx }
+type link[P any] struct{ prev, next P }
 
-// txList is an intrusive FIFO of server transactions, linked through
-// their links[idx]. It is guarded by Layer.mu.
-type txList struct {
-	head, tail *ServerTx
+// linked is a pointer to a transaction that txLists link through
+// listLink(idx), its link in the list idx.
+type linked[P any] interface {
+	comparable
+	listLink(idx int) *link[P]
+}
+
+// txList is an intrusive FIFO of transactions, linked through their
+// listLink(idx): adding and removing one cost O(1) and allocate nothing.
+// It is guarded by Layer.mu.
+type txList[P linked[P]] struct {
+	head, tail P
 	idx        int
 }
 
-func (q *txList) push(tx *ServerTx) {
-	lk := &tx.links[q.idx]
-	lk.prev, lk.next = q.tail, nil
-	if q.tail != nil {
-		q.tail.links[q.idx].next = tx
+func (q *txList[P]) push(tx P) {
+	var none P
+	lk := tx.listLink(q.idx)
+	lk.prev, lk.next = q.tail, none
+	if q.tail != none {
+		q.tail.listLink(q.idx).next = tx
 	} else {
 		q.head = tx
 	}
 	q.tail = tx
 }
 
-func (q *txList) remove(tx *ServerTx) {
-	lk := &tx.links[q.idx]
-	if lk.prev != nil {
-		lk.prev.links[q.idx].next = lk.next
+func (q *txList[P]) remove(tx P) {
+	var none P
+	lk := tx.listLink(q.idx)
+	if lk.prev != none {
+		lk.prev.listLink(q.idx).next = lk.next
 	} else {
 		q.head = lk.next
 	}
-	if lk.next != nil {
-		lk.next.links[q.idx].prev = lk.prev
+	if lk.next != none {
+		lk.next.listLink(q.idx).prev = lk.prev
 	} else {
 		q.tail = lk.prev
 	}
-	*lk = link{}
+	*lk = link[P]{}
 }
+
+func (tx *ServerTx) listLink(idx int) *link[*ServerTx] { return &tx.links[idx] }
 
 // acquire takes a place for src, ending answered transactions early when
 // the bounds ask for it; they are returned, to be ended with endEvicted
@@ -189,7 +201,7 @@ func (l *Layer) acquire(src netip.Addr, w int) (ok bool, evicted []*ServerTx) {
 		total += weight
 	}
 	// end ends the oldest transaction of q, if there is one.
-	end := func(q *txList) bool {
+	end := func(q *txList[*ServerTx]) bool {
 		if q == nil || q.head == nil {
 			return false
 		}
@@ -198,7 +210,7 @@ func (l *Layer) acquire(src netip.Addr, w int) (ok bool, evicted []*ServerTx) {
 		evicted = append(evicted, tx)
 		return true
 	}
-	own := func() *txList {
+	own := func() *txList[*ServerTx] {
 		if load := l.sources[src]; load != nil {
 			return &load.lingering
 		}
@@ -236,7 +248,7 @@ func (l *Layer) acquire(src netip.Addr, w int) (ok bool, evicted []*ServerTx) {
 			load = l.freeLoads[n-1]
 			l.freeLoads = l.freeLoads[:n-1]
 		} else {
-			load = &sourceLoad{lingering: txList{idx: sourceList}}
+			load = &sourceLoad{lingering: txList[*ServerTx]{idx: sourceList}}
 		}
 		load.weight = weight
 		l.sources[src] = load

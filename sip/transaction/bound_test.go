@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -400,6 +401,185 @@ func TestClientBound(t *testing.T) {
 		t.Fatalf("stats %+v", st)
 	}
 	mustRequest(t, h, "OPTIONS", peerUDP)
+}
+
+// answer delivers to tx the response code to req, which tx sent, as
+// the network would.
+func answer(t testing.TB, l *Layer, req *sip.Request, code int) {
+	t.Helper()
+	l.HandleMessage(wire(t, response(req, code, "uas"), peerUDP))
+}
+
+// lingeringClients starts a client transaction for each method, over
+// UDP, and answers it with its code: each then lingers (Timer D, K or
+// M). It returns them with their requests.
+func lingeringClients(t testing.TB, h *harness, calls ...call) ([]*ClientTx, []*sip.Request) {
+	t.Helper()
+	var txs []*ClientTx
+	var reqs []*sip.Request
+	for _, c := range calls {
+		tx := mustRequest(t, h, c.method, peerUDP)
+		req := tx.Request()
+		answer(t, h.l, req, c.code)
+		if st := tx.State(); st != StateCompleted && st != StateAccepted {
+			t.Fatalf("%s answered %d: state %s, want it lingering", c.method, c.code, st)
+		}
+		txs, reqs = append(txs, tx), append(reqs, req)
+	}
+	return txs, reqs
+}
+
+// call is a client transaction of lingeringClients: its method and the
+// final response it gets.
+type call struct {
+	method string
+	code   int
+}
+
+// TestClientBoundEvictsLingering: with MaxClientTransactions
+// transactions that have their final response and only linger (an
+// INVITE in Accepted, a BYE and an INVITE in Completed), a new Request
+// succeeds: the oldest lingering one ends early, quietly (no error; its
+// Responses had the final response), and a retransmission of its final
+// response then goes to OnStrayResponse. Counted, the lingering ones
+// refused every new request at 3,200 calls a second.
+func TestClientBoundEvictsLingering(t *testing.T) {
+	strays := make(chan *sip.Response, 8)
+	h := newHarness(t, Config{MaxClientTransactions: 3, OnStrayResponse: func(_ context.Context, res *sip.Response) { strays <- res }})
+	txs, reqs := lingeringClients(t, h, call{"INVITE", 200}, call{"BYE", 200}, call{"INVITE", 486})
+	if st := h.l.Stats(); st.ClientTransactions != 3 || st.ClientLingering != 3 {
+		t.Fatalf("stats %+v, want 3 lingering", st)
+	}
+	h.net.take()
+
+	fresh := mustRequest(t, h, "BYE", peerUDP)
+	if !isClosed(txs[0].Done()) {
+		t.Fatal("the oldest lingering transaction did not end to make room")
+	}
+	if err := txs[0].Err(); err != nil {
+		t.Errorf("evicted: Err %v, want nil", err)
+	}
+	if got, closed := drain(txs[0]); strings.Join(got, ",") != "200" || !closed {
+		t.Errorf("evicted INVITE delivered %v (closed %v), want its 200 and the end", got, closed)
+	}
+	for i, tx := range txs[1:] {
+		if isClosed(tx.Done()) {
+			t.Errorf("lingering transaction %d ended too", i+1)
+		}
+	}
+	if st := h.l.Stats(); st.ClientTransactions != 3 || st.ClientLingering != 2 || st.ClientEvicted != 1 || st.ClientRejected != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+
+	// The evicted INVITE's 2xx, retransmitted, matches nothing now.
+	answer(t, h.l, reqs[0], 200)
+	select {
+	case res := <-strays:
+		if res.StatusCode != 200 || res.CSeq().Method != sip.MethodInvite {
+			t.Errorf("stray %d %s", res.StatusCode, res.CSeq().Method)
+		}
+	default:
+		t.Fatal("the retransmitted 2xx of the evicted transaction did not reach OnStrayResponse")
+	}
+	// A lingering one still absorbs its retransmission.
+	answer(t, h.l, reqs[1], 200)
+	if len(strays) != 0 {
+		t.Error("a retransmission to a lingering transaction went astray")
+	}
+
+	// Next the BYE, oldest now, makes room; the new BYE, working, is kept.
+	mustRequest(t, h, "OPTIONS", peerUDP)
+	if !isClosed(txs[1].Done()) || isClosed(txs[2].Done()) || isClosed(fresh.Done()) {
+		t.Fatal("evicted out of order")
+	}
+	answer(t, h.l, reqs[1], 200)
+	if len(strays) != 1 {
+		t.Error("the evicted BYE's retransmitted 200 did not go astray")
+	}
+	if got := labels(h.net.take()); got != "BYE,OPTIONS" {
+		t.Errorf("sent %s, want only the new requests", got)
+	}
+	// The rest end on their timers as usual.
+	h.clk.Advance(64 * DefaultT1)
+	if st := h.l.Stats(); st.ClientTransactions != 0 || st.ClientLingering != 0 {
+		t.Fatalf("stats %+v after the timers", st)
+	}
+}
+
+// TestClientBoundWorking: the transactions still working (without a
+// final response) are the hard bound: once the lingering ones have made
+// room, a Request beyond MaxClientTransactions working ones fails, and
+// ends none of them.
+func TestClientBoundWorking(t *testing.T) {
+	h := newHarness(t, Config{MaxClientTransactions: 3})
+	lingering, _ := lingeringClients(t, h, call{"BYE", 200})
+	working := []*ClientTx{mustRequest(t, h, "BYE", peerUDP), mustRequest(t, h, "INVITE", peerUDP)}
+	working = append(working, mustRequest(t, h, "OPTIONS", peerUDP))
+	if !isClosed(lingering[0].Done()) {
+		t.Fatal("the lingering transaction did not make room")
+	}
+	_, err := h.l.Request(context.Background(), clientReq(t, "BYE", sip.UDP), peerUDP)
+	assertErr(t, err, ErrTooManyTransactions)
+	for _, tx := range working {
+		if isClosed(tx.Done()) {
+			t.Fatalf("a working %s ended", tx.key.method)
+		}
+	}
+	if st := h.l.Stats(); st.ClientTransactions != 3 || st.ClientLingering != 0 || st.ClientRejected != 1 || st.ClientEvicted != 1 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestClientLingerReliable: over a reliable transport a transaction ends
+// at its final response (Timers D and K are zero): it never lingers.
+func TestClientLingerReliable(t *testing.T) {
+	h := newHarness(t, Config{MaxClientTransactions: 3})
+	tx := mustRequest(t, h, "BYE", peerTCP)
+	h.l.HandleMessage(wire(t, response(tx.Request(), 200, "uas"), peerTCP))
+	if !isClosed(tx.Done()) {
+		t.Fatal("not ended at its final response")
+	}
+	if st := h.l.Stats(); st.ClientTransactions != 0 || st.ClientLingering != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+// TestClientBoundConcurrent: requests, answers, timers and evictions at
+// once keep the counts whole (run with -race).
+func TestClientBoundConcurrent(t *testing.T) {
+	const maxClient, workers, each = 16, 4, 200
+	h := newHarness(t, Config{MaxClientTransactions: maxClient})
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := range each {
+				tx, err := h.l.Request(context.Background(), clientReq(t, "BYE", sip.UDP), peerUDP)
+				if err != nil {
+					if !errorsIs(err, ErrTooManyTransactions) {
+						t.Error(err)
+					}
+					continue
+				}
+				if (w+i)%3 != 0 { // a third stay working until Timer F
+					answer(t, h.l, tx.Request(), 200)
+				}
+			}
+		})
+	}
+	for range each / 10 {
+		h.clk.Advance(DefaultT1)
+	}
+	wg.Wait()
+	// The unanswered ones work until Timer F (64*T1), past the time
+	// advanced so far: they fill the bound, and the lingering ones made
+	// room for them.
+	if st := h.l.Stats(); st.ClientTransactions != maxClient || st.ClientLingering != 0 || st.ClientRejected == 0 {
+		t.Fatalf("stats %+v, want the bound full of working transactions", st)
+	}
+	h.clk.Advance(64 * DefaultT1)
+	if st := h.l.Stats(); st.ClientTransactions != 0 || st.ClientLingering != 0 {
+		t.Fatalf("stats %+v after the timers, want none", st)
+	}
 }
 
 // TestServerBoundLargeRequests: a request takes a place per 4 KiB it

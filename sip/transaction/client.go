@@ -55,6 +55,11 @@ type ClientTx struct {
 	cancelSent    bool
 	cancelReason  string // the Reason header of the CANCEL, if any
 	reported      bool   // OnFinal was called
+
+	// Guarded by Layer.mu: on the Layer's list of lingering client
+	// transactions (lingerClient), and its place there.
+	lingering bool
+	link      link[*ClientTx]
 }
 
 func newClientTx(l *Layer, req *sip.Request, dst sip.Addr, via sip.Via) *ClientTx {
@@ -75,6 +80,8 @@ func newClientTx(l *Layer, req *sip.Request, dst sip.Addr, via sip.Via) *ClientT
 	}
 	return tx
 }
+
+func (tx *ClientTx) listLink(int) *link[*ClientTx] { return &tx.link }
 
 // knownMethod returns m, as package sip's constant when it is a known
 // method: a key that outlives its request (shed) must not hold a slice of
@@ -307,6 +314,7 @@ func (tx *ClientTx) receiveInvite(ob *outbox, res *sip.Response) {
 				return
 			}
 			tx.arm(ob, &tx.accepted, t.m)
+			tx.lingers()
 		default:
 			tx.retrans.stop()
 			tx.timeout.stop()
@@ -317,6 +325,7 @@ func (tx *ClientTx) receiveInvite(ob *outbox, res *sip.Response) {
 			tx.closeResponses()
 			tx.shed()
 			tx.arm(ob, &tx.linger, unreliable(t.d, tx.reliable))
+			tx.lingers()
 		}
 	case StateCompleted:
 		if code >= 300 { // a retransmission of the final response
@@ -344,8 +353,20 @@ func (tx *ClientTx) receiveNonInvite(ob *outbox, res *sip.Response) {
 		tx.closeResponses()
 		tx.shed()
 		tx.arm(ob, &tx.linger, unreliable(tx.l.t.k, tx.reliable))
+		tx.lingers()
 	}
 	// Completed: retransmissions are absorbed.
+}
+
+// lingers notes that the transaction, at its final response, works no
+// more: it waits for a timer only to absorb retransmissions, and does not
+// count against MaxClientTransactions as working (Request, Overloaded).
+// One that ends right after its response (a zero timer, over a reliable
+// transport) is left off the list. Called with the lock held.
+func (tx *ClientTx) lingers() {
+	if tx.linger.armed || tx.accepted.armed {
+		tx.l.lingerClient(tx)
+	}
 }
 
 // deliver queues res for the TU without ever blocking: only this
@@ -470,10 +491,13 @@ func (tx *ClientTx) transportError(cause error) {
 }
 
 // shutdown is Layer.Close's.
-func (tx *ClientTx) shutdown() {
+func (tx *ClientTx) shutdown() { tx.shutdownWith(ErrClosed) }
+
+// shutdownWith terminates the transaction with err, at once.
+func (tx *ClientTx) shutdownWith(err error) {
 	tx.mu.Lock()
 	var ob outbox
-	tx.terminate(&ob, ErrClosed)
+	tx.terminate(&ob, err)
 	tx.mu.Unlock()
 	if ob.removed {
 		tx.l.removeClient(tx)

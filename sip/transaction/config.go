@@ -131,9 +131,12 @@ type Config struct {
 	// held: it must be quick and must not call back into the Layer. Nil,
 	// or a weight below 1, means 1; weights are capped at 65536.
 	SourceWeight func(src netip.Addr) int
-	// MaxClientTransactions bounds the client transactions. Beyond it
-	// Request fails with ErrTooManyTransactions, except for a CANCEL,
-	// of which there is at most one per INVITE. Zero means 20000.
+	// MaxClientTransactions bounds the client transactions. At the
+	// bound the oldest that only lingers (has its final response and
+	// waits for Timer D, K or M to absorb retransmissions of it) is ended
+	// early to make room; when all are working (no final response yet)
+	// Request fails with ErrTooManyTransactions, except for a CANCEL, of
+	// which there is at most one per INVITE. Zero means 20000.
 	MaxClientTransactions int
 	// RetryAfter is the Retry-After of that 503; zero means 5s. It is sent
 	// in whole seconds, at least 1.

@@ -90,8 +90,10 @@
 //     with Retry-After, statelessly, and never reaches the Handler. So a
 //     flooding source is refused, not everyone. Retransmissions and
 //     CANCELs of existing transactions are still served. Client
-//     transactions are bounded by MaxClientTransactions (a CANCEL always
-//     goes out). See bound.go.
+//     transactions are bounded by MaxClientTransactions: at it the oldest
+//     that only lingers after its final response is ended early; when
+//     none lingers, Request fails (a CANCEL always goes out). See
+//     bound.go.
 //   - Lingering: once its handler has returned, a server transaction that
 //     only absorbs retransmissions keeps its key and, in Completed, its
 //     final response; it lets go of the request (Request returns nil) and,

@@ -175,11 +175,19 @@ type Layer struct {
 	recentN, recentAt int
 	// lingering lists, oldest first, the transactions that only absorb
 	// retransmissions now: those that may be ended early to make room.
-	lingering txList
-	running   int // handlers running
-	counts    Stats
-	warned    time.Time // when the last overload warning was logged
-	quiet     uint64    // overload warnings not logged since
+	lingering txList[*ServerTx]
+	// clientLingering lists, oldest first, the client transactions in
+	// clients that have their final response and only absorb its
+	// retransmissions now (Timers D, K, M): those that may be ended
+	// early to make room (see Request). nClientLingering counts them;
+	// the others in clients are working.
+	clientLingering  txList[*ClientTx]
+	nClientLingering int
+
+	running int // handlers running
+	counts  Stats
+	warned  time.Time // when the last overload warning was logged
+	quiet   uint64    // overload warnings not logged since
 
 	handlers sync.WaitGroup
 	// workers run the handlers (pool.go).
@@ -212,7 +220,7 @@ func New(ctx context.Context, s Sender, h Handler, cfg Config) *Layer {
 		servers:   make(map[serverKey]*ServerTx),
 		legacy:    make(map[legacyKey]*ServerTx),
 		sources:   make(map[netip.Addr]*sourceLoad),
-		lingering: txList{idx: globalList},
+		lingering: txList[*ServerTx]{idx: globalList},
 		workers:   newPool(),
 	}
 	if l.log == nil {
@@ -286,8 +294,9 @@ func (l *Layer) serverTxs() []*ServerTx {
 // Stats is a snapshot of a Layer's load and of its counters since New.
 type Stats struct {
 	// ClientTransactions is the number of client transactions not yet
-	// terminated.
-	ClientTransactions int
+	// terminated, and ClientLingering the number of them that have their
+	// final response and only absorb its retransmissions.
+	ClientTransactions, ClientLingering int
 	// ServerTransactions is the number of server transactions not yet
 	// terminated.
 	ServerTransactions int
@@ -306,8 +315,11 @@ type Stats struct {
 	// to make room for new ones.
 	Evicted uint64
 	// ClientRejected counts the Request calls refused because
-	// MaxClientTransactions was reached.
+	// MaxClientTransactions client transactions were working.
 	ClientRejected uint64
+	// ClientEvicted counts the lingering client transactions ended
+	// before their time to make room for new ones.
+	ClientEvicted uint64
 	// Refused and Dropped count the requests that Config.Admit answered
 	// and dropped.
 	Refused, Dropped uint64
@@ -323,6 +335,7 @@ func (l *Layer) Stats() Stats {
 	defer l.mu.Unlock()
 	st := l.counts
 	st.ClientTransactions = len(l.clients)
+	st.ClientLingering = l.nClientLingering
 	st.ServerTransactions = l.nServer
 	st.Pending = l.places
 	st.Handlers = l.running
@@ -718,8 +731,9 @@ var _ Requester = (*Layer)(nil)
 // not a transaction: the TU sends the ACK for a 2xx through the transport
 // itself.
 //
-// Request fails only for an invalid request, a branch already in use, or a
-// closed Layer. A transport error is reported through the transaction, as a
+// Request fails only for an invalid request, a branch already in use, a
+// closed Layer, or MaxClientTransactions client transactions working (see
+// there). A transport error is reported through the transaction, as a
 // synthesized 503 on Responses and ErrTransport from Err.
 func (l *Layer) Request(ctx context.Context, req *sip.Request, dst sip.Addr) (*ClientTx, error) {
 	if req == nil {
@@ -749,19 +763,32 @@ func (l *Layer) Request(ctx context.Context, req *sip.Request, dst sip.Addr) (*C
 		l.mu.Unlock()
 		return nil, ErrClosed
 	}
-	// A CANCEL is let through: there is at most one per INVITE, and an
-	// overloaded gateway must still be able to stop its calls.
-	if len(l.clients) >= l.maxClient && req.Method != sip.MethodCancel {
-		l.counts.ClientRejected++
-		l.mu.Unlock()
-		return nil, fmt.Errorf("%w: %d client transactions", ErrTooManyTransactions, l.maxClient)
-	}
 	if _, dup := l.clients[tx.key]; dup {
 		l.mu.Unlock()
 		return nil, fmt.Errorf("%w: branch %q method %s", ErrTransactionExists, tx.key.branch, tx.key.method)
 	}
+	// At the bound the oldest lingering transaction makes room: it has
+	// its final response, and ending it loses only the absorption of a
+	// retransmitted one, which then goes to OnStrayResponse. A CANCEL is
+	// let through: there is at most one per INVITE, and an overloaded
+	// gateway must still be able to stop its calls.
+	var buf [1]*ClientTx
+	evicted := buf[:0]
+	for len(l.clients) >= l.maxClient && req.Method != sip.MethodCancel {
+		old := l.clientLingering.head
+		if old == nil {
+			l.counts.ClientRejected++
+			l.mu.Unlock()
+			endEvictedClients(evicted)
+			return nil, fmt.Errorf("%w: %d client transactions working", ErrTooManyTransactions, l.maxClient)
+		}
+		l.unlinkClient(old)
+		l.counts.ClientEvicted++
+		evicted = append(evicted, old)
+	}
 	l.clients[tx.key] = tx
 	l.mu.Unlock()
+	endEvictedClients(evicted)
 
 	tx.mu.Lock()
 	var ob outbox
@@ -771,12 +798,46 @@ func (l *Layer) Request(ctx context.Context, req *sip.Request, dst sip.Addr) (*C
 	return tx, nil
 }
 
+// removeClient takes a terminated client transaction out of the table,
+// once.
 func (l *Layer) removeClient(tx *ClientTx) {
 	l.mu.Lock()
+	l.unlinkClient(tx)
+	l.mu.Unlock()
+}
+
+// unlinkClient is removeClient with l.mu held.
+func (l *Layer) unlinkClient(tx *ClientTx) {
 	if l.clients[tx.key] == tx {
 		delete(l.clients, tx.key)
 	}
+	if tx.lingering {
+		tx.lingering = false
+		l.clientLingering.remove(tx)
+		l.nClientLingering--
+	}
+}
+
+// lingerClient lists tx, which has its final response and keeps a timer
+// (D, K or M) only to absorb retransmissions of it, among those that may
+// be ended early. Called with tx.mu held.
+func (l *Layer) lingerClient(tx *ClientTx) {
+	l.mu.Lock()
+	if l.clients[tx.key] == tx && !tx.lingering {
+		tx.lingering = true
+		l.clientLingering.push(tx)
+		l.nClientLingering++
+	}
 	l.mu.Unlock()
+}
+
+// endEvictedClients terminates client transactions that Request took out
+// to make room: quietly, as their timer would have, since their TU has
+// its final response.
+func endEvictedClients(txs []*ClientTx) {
+	for _, tx := range txs {
+		tx.shutdownWith(nil)
+	}
 }
 
 // Close terminates every transaction (their Err becomes ErrClosed, their

@@ -274,17 +274,25 @@ func TestOverloadLate(t *testing.T) {
 	}
 }
 
+// clientBoundLayer is an answering Layer with MaxClientTransactions
+// max, and a new request of the one source it has seen, which brings all
+// the load: Overloaded is then the client bound's answer alone.
+func clientBoundLayer(t *testing.T, max int) (*answering, *sip.Request) {
+	t.Helper()
+	flood := from("192.0.2.66")
+	a := newAnswering(t, Config{MaxClientTransactions: max}, func(*sip.Request) int { return 200 })
+	a.send(spec("OPTIONS", 1, flood))
+	a.settled()
+	return a, spec("INVITE", 999, flood).req(t)
+}
+
 // TestOverloadClientBound: while the client transactions hold more than
 // 3/4 of MaxClientTransactions the layer is overloaded, however short
 // the waits: a call admitted then would find no client transaction for
 // its INVITE or its BYE, and fail half way with 500. Room back, it is
 // not.
 func TestOverloadClientBound(t *testing.T) {
-	flood := from("192.0.2.66")
-	a := newAnswering(t, Config{MaxClientTransactions: 8}, func(*sip.Request) int { return 200 })
-	a.send(spec("OPTIONS", 1, flood))
-	a.settled()
-	req := spec("INVITE", 999, flood).req(t)
+	a, req := clientBoundLayer(t, 8)
 	for range 6 {
 		if _, err := a.l.Request(context.Background(), clientReq(t, "OPTIONS", sip.UDP), peerUDP); err != nil {
 			t.Fatal(err)
@@ -307,5 +315,42 @@ func TestOverloadClientBound(t *testing.T) {
 	eventually(t, "the answered client transaction ended", func() bool { return a.l.Stats().ClientTransactions == 6 })
 	if a.l.Overloaded(req, 0) {
 		t.Error("still overloaded once a client transaction ended")
+	}
+}
+
+// TestOverloadClientLingering: the client transactions that only linger
+// after their final response are no work: a table full of them does not
+// make the layer overloaded; 3/4 of the bound working does.
+func TestOverloadClientLingering(t *testing.T) {
+	a, req := clientBoundLayer(t, 8)
+	start := func() *ClientTx {
+		t.Helper()
+		tx, err := a.l.Request(context.Background(), clientReq(t, "BYE", sip.UDP), peerUDP)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tx
+	}
+	for range 8 {
+		answer(t, a.l, start().Request(), 200)
+	}
+	if st := a.l.Stats(); st.ClientTransactions != 8 || st.ClientLingering != 8 {
+		t.Fatalf("stats %+v, want 8 lingering", st)
+	}
+	if a.l.Overloaded(req, 0) {
+		t.Fatal("overloaded by 8 lingering client transactions")
+	}
+	for range 6 {
+		start()
+	}
+	if a.l.Overloaded(req, 0) {
+		t.Fatal("overloaded with 6 client transactions of 8 working")
+	}
+	start()
+	if st := a.l.Stats(); st.ClientTransactions != 8 || st.ClientLingering != 1 {
+		t.Fatalf("stats %+v, want 7 working and 1 lingering", st)
+	}
+	if !a.l.Overloaded(req, 0) {
+		t.Fatal("not overloaded with 7 client transactions of 8 working")
 	}
 }

@@ -72,7 +72,7 @@ type ServerTx struct {
 	running bool // its handler runs
 	inTable bool // in the Layer's tables
 	listed  bool // on the lingering lists
-	links   [2]link
+	links   [2]link[*ServerTx]
 }
 
 // legacyKeys are the keys of an RFC 2543 server transaction: key, and
