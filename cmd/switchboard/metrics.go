@@ -71,6 +71,7 @@ type stackCollector struct {
 	conns, connsRefused, connsEvicted, connsIdle           *prometheus.Desc
 	sipPendingBytes, txPlaces, txHandlers, txEvicted       *prometheus.Desc
 	clientRefused, admission, shed, handlerWait, queueWait *prometheus.Desc
+	clientLingering, clientEvicted                         *prometheus.Desc
 	webTransports, iceTCPConns, iceTCPRefused              *prometheus.Desc
 	locRecords, locSyncs, locSnapshots, locWriteErrors     *prometheus.Desc
 	reconnects, flowLost, uaMoves, iceRestarts             *prometheus.Desc
@@ -125,7 +126,9 @@ func newStackCollector(s *sipStack) *stackCollector {
 		txPlaces:         d("sip_transaction_places", "Places in use of the bound on server transactions: open server transactions, and handlers still running."),
 		txHandlers:       d("sip_handlers_running", "Request handlers running now."),
 		txEvicted:        d("sip_transactions_evicted_total", "Answered server transactions ended before their retransmission timer to make room for new requests."),
-		clientRefused:    d("sip_client_transactions_refused_total", "Requests the gateway did not send because too many client transactions were open."),
+		clientRefused:    d("sip_client_transactions_refused_total", "Requests the gateway did not send because too many client transactions were still working (awaiting their final response)."),
+		clientLingering:  d("sip_client_transactions_lingering", "Client transactions that have their final response and only absorb its retransmissions (Timers D, K, M); ended early, oldest first, when the bound is reached."),
+		clientEvicted:    d("sip_client_transactions_evicted_total", "Lingering client transactions ended before their timer to make room for new requests."),
 		admission:        d("sip_admission_refused_total", "Requests refused before any transaction because their source is throttled for failing authentication, by action (answered: 403 sent statelessly; dropped).", "action"),
 		shed:             d("sip_overload_shed_total", "New requests answered 503 with Retry-After at once, before any transaction, because the gateway was overloaded and their source brought its share of the new requests or more."),
 		handlerWait:      d("sip_handler_wait_seconds", "The request handlers' mean wait for a CPU. With sip_queue_wait_seconds past 100 ms the gateway is overloaded and refuses a share of the new work (all of it past 200 ms)."),
@@ -332,6 +335,8 @@ func (c *stackCollector) Collect(ch chan<- prometheus.Metric) {
 	gauge(c.txHandlers, float64(txs.Handlers))
 	counter(c.txEvicted, txs.Evicted)
 	counter(c.clientRefused, txs.ClientRejected)
+	gauge(c.clientLingering, float64(txs.ClientLingering))
+	counter(c.clientEvicted, txs.ClientEvicted)
 	shed := s.gw.Shed()
 	counter(c.admission, txs.Refused-min(shed, txs.Refused), "answered")
 	counter(c.shed, shed)

@@ -163,6 +163,8 @@ func TestMetrics(t *testing.T) {
 		`switchboard_sip_overload_rejected_total`:                                                 0,
 		`switchboard_sip_transactions_evicted_total`:                                              0,
 		`switchboard_sip_client_transactions_refused_total`:                                       0,
+		`switchboard_sip_client_transactions_lingering`:                                           0,
+		`switchboard_sip_client_transactions_evicted_total`:                                       0,
 		`switchboard_sip_admission_refused_total{action="answered"}`:                              0,
 		`switchboard_sip_messages_dropped_total`:                                                  0,
 		`switchboard_build_info{goversion="` + runtime.Version() + `",version="` + version + `"}`: 1,
