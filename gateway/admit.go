@@ -66,5 +66,5 @@ func (g *Gateway) admit(req *sip.Request, waited time.Duration) (reject *sip.Res
 // newWork reports whether req starts work rather than completes it: out
 // of dialog, and without credentials.
 func newWork(req *sip.Request) bool {
-	return req.To().Tag() == "" && !req.Has("Authorization") && !req.Has("Proxy-Authorization")
+	return !req.ContinuesWork()
 }

@@ -138,6 +138,14 @@ func (r *Request) Payload() []byte { return r.Body }
 // Src returns Source.
 func (r *Request) Src() Addr { return r.Source }
 
+// ContinuesWork reports whether r carries on work already begun: it is
+// within a dialog (its To has a tag) or answers a challenge (it carries
+// Authorization or Proxy-Authorization). Overload control serves such
+// requests first and never sheds them: their exchange was admitted once.
+func (r *Request) ContinuesWork() bool {
+	return r.To().Tag() != "" || r.Has("Authorization") || r.Has("Proxy-Authorization")
+}
+
 // SetBody sets the body, its Content-Type (unless empty) and its
 // Content-Length.
 func (r *Request) SetBody(body []byte, contentType string) {

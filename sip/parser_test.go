@@ -719,3 +719,22 @@ func TestNewResponseCopies(t *testing.T) {
 		checkNewResponse(t, mustParse(t, s).(*Request))
 	}
 }
+
+// TestContinuesWork: a To tag or credentials of either kind make a
+// request carry on work begun; neither makes it new work.
+func TestContinuesWork(t *testing.T) {
+	for extra, want := range map[string]bool{
+		"To: <sip:b@example.com>\r\n":                                    false,
+		"To: <sip:b@example.com>;tag=x\r\n":                              true,
+		"To: <sip:b@example.com>\r\nAuthorization: Digest a=b\r\n":       true,
+		"To: <sip:b@example.com>\r\nProxy-Authorization: Digest a=b\r\n": true,
+	} {
+		req := mustParse(t, "INVITE sip:b@example.com SIP/2.0\r\n"+
+			"Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1\r\n"+
+			"From: <sip:a@example.com>;tag=1\r\n"+extra+
+			"Call-ID: c\r\nCSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n").(*Request)
+		if got := req.ContinuesWork(); got != want {
+			t.Errorf("%q: ContinuesWork = %v, want %v", extra, got, want)
+		}
+	}
+}

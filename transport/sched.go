@@ -142,7 +142,7 @@ func classOf(m sip.Message) uint8 {
 		return begun
 	case req.Method == sip.MethodCancel:
 		return fresh
-	case req.To().Tag() != "" || req.Has("Authorization") || req.Has("Proxy-Authorization"):
+	case req.ContinuesWork():
 		return begun
 	}
 	return fresh
