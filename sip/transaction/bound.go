@@ -155,6 +155,7 @@ type linked[P any] interface {
 type txList[P linked[P]] struct {
 	head, tail P
 	idx        int
+	n          int // transactions listed
 }
 
 func (q *txList[P]) push(tx P) {
@@ -167,6 +168,7 @@ func (q *txList[P]) push(tx P) {
 		q.head = tx
 	}
 	q.tail = tx
+	q.n++
 }
 
 func (q *txList[P]) remove(tx P) {
@@ -183,6 +185,7 @@ func (q *txList[P]) remove(tx P) {
 		q.tail = lk.prev
 	}
 	*lk = link[P]{}
+	q.n--
 }
 
 func (tx *ServerTx) listLink(idx int) *link[*ServerTx] { return &tx.links[idx] }

@@ -179,10 +179,9 @@ type Layer struct {
 	// clientLingering lists, oldest first, the client transactions in
 	// clients that have their final response and only absorb its
 	// retransmissions now (Timers D, K, M): those that may be ended
-	// early to make room (see Request). nClientLingering counts them;
-	// the others in clients are working.
-	clientLingering  txList[*ClientTx]
-	nClientLingering int
+	// early to make room (see Request); the others in clients are
+	// working.
+	clientLingering txList[*ClientTx]
 
 	running int // handlers running
 	counts  Stats
@@ -335,7 +334,7 @@ func (l *Layer) Stats() Stats {
 	defer l.mu.Unlock()
 	st := l.counts
 	st.ClientTransactions = len(l.clients)
-	st.ClientLingering = l.nClientLingering
+	st.ClientLingering = l.clientLingering.n
 	st.ServerTransactions = l.nServer
 	st.Pending = l.places
 	st.Handlers = l.running
@@ -814,7 +813,6 @@ func (l *Layer) unlinkClient(tx *ClientTx) {
 	if tx.lingering {
 		tx.lingering = false
 		l.clientLingering.remove(tx)
-		l.nClientLingering--
 	}
 }
 
@@ -826,7 +824,6 @@ func (l *Layer) lingerClient(tx *ClientTx) {
 	if l.clients[tx.key] == tx && !tx.lingering {
 		tx.lingering = true
 		l.clientLingering.push(tx)
-		l.nClientLingering++
 	}
 	l.mu.Unlock()
 }

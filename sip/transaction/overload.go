@@ -217,7 +217,7 @@ func (l *Layer) Overloaded(req *sip.Request, waited time.Duration) bool {
 	src := sourceOf(req.Source)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !over && (len(l.clients)-l.nClientLingering)*clientShareDen <= l.maxClient*clientShareNum {
+	if !over && (len(l.clients)-l.clientLingering.n)*clientShareDen <= l.maxClient*clientShareNum {
 		return false
 	}
 	var others [recentSize]netip.Addr
