@@ -5,7 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"sync/atomic"
+	"sync"
 	"testing"
 	"time"
 
@@ -31,7 +31,12 @@ type testUA struct {
 	gw      sip.Addr // where it sends requests: the gateway, over its flow if any
 	contact sip.Address
 	in      map[string]chan *inbound
-	auto    atomic.Bool // answer everything by itself: the test is over
+
+	// mu makes deciding to queue a request and queueing it one step
+	// against autoAnswer: a request checked before auto was set but
+	// queued after the drain would wait for an answer forever.
+	mu   sync.Mutex
+	auto bool // answer everything by itself: the test is over
 }
 
 // inbound is a request the UA received, waiting for the test's answer.
@@ -64,23 +69,34 @@ func newTestUA(t testing.TB, n *sipnet.Network, name string, addr, gw sip.Addr, 
 }
 
 func (u *testUA) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.Request) {
-	if u.auto.Load() {
+	in := &inbound{u: u, tx: tx, req: req.Clone(), tag: sip.NewTag(), final: make(chan struct{})}
+	ch := u.in[req.Method]
+	u.mu.Lock()
+	code := 0
+	switch {
+	case u.auto:
+		code = 200
+	case ch == nil:
+		code = 501
+	default:
+		select {
+		case ch <- in:
+		default:
+			// The test stopped taking them; blocking here, under mu,
+			// would stall autoAnswer too.
+			u.t.Errorf("%s: more than %d %s requests not taken", u.name, cap(ch), req.Method)
+			code = 503
+		}
+	}
+	u.mu.Unlock()
+	if code != 0 {
 		if tx != nil {
-			res := sip.NewResponse(req, 200, "")
-			res.SetToTag(sip.NewTag())
+			res := sip.NewResponse(req, code, "")
+			res.SetToTag(in.tag)
 			_ = tx.Respond(res)
 		}
 		return
 	}
-	in := &inbound{u: u, tx: tx, req: req.Clone(), tag: sip.NewTag(), final: make(chan struct{})}
-	ch := u.in[req.Method]
-	if ch == nil {
-		if tx != nil {
-			_ = tx.Respond(sip.NewResponse(req, 501, ""))
-		}
-		return
-	}
-	ch <- in
 	if tx == nil {
 		return
 	}
@@ -91,7 +107,9 @@ func (u *testUA) serve(ctx context.Context, tx *transaction.ServerTx, req *sip.R
 }
 
 func (u *testUA) autoAnswer() {
-	u.auto.Store(true)
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.auto = true
 	for _, ch := range u.in {
 		for {
 			select {
