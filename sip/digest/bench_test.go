@@ -76,7 +76,7 @@ func BenchmarkTrackFull(b *testing.B) {
 	nonce := func(i int) string { return fmt.Sprintf("%043d", i) }
 	now := int64(time.Hour)
 	for i := range DefaultMaxTrackedNonces {
-		if err := srv.track(nonce(i), "alice", now+int64(i), 1, now+int64(i)); err != nil {
+		if err := srv.track(nonce(i), "alice", now+int64(i), 1, 0, now+int64(i)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -88,7 +88,7 @@ func BenchmarkTrackFull(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		at := now + int64(DefaultMaxTrackedNonces+i)
-		if err := srv.track(keys[i], "alice", at, 1, at); err != nil {
+		if err := srv.track(keys[i], "alice", at, 1, 0, at); err != nil {
 			b.Fatal(err)
 		}
 	}
