@@ -4,6 +4,7 @@ import (
 	"errors"
 	"math"
 	"strconv"
+	"sync"
 
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
@@ -71,12 +72,17 @@ func (p *Proxy) authenticate(tx *transaction.ServerTx, r *sip.Request, uri sip.U
 		p.reply(tx, r, 400, "Authorization URI Mismatch", nil)
 		return "", false
 	}
-	err := p.auth.Verify(cr, r.Method, func(algorithm string) (string, bool) {
+	buf := resentBufs.Get().(*[]byte)
+	*buf = resent((*buf)[:0], r)
+	err := p.auth.VerifyResent(cr, r.Method, *buf, func(algorithm string) (string, bool) {
 		if p.creds == nil {
 			return "", false
 		}
 		return p.creds.HA1(cr.Username, algorithm)
 	})
+	if cap(*buf) <= 64<<10 { // a large message's buffer is not kept
+		resentBufs.Put(buf)
+	}
 	switch {
 	case err == nil:
 		if p.throttle != nil {
@@ -94,6 +100,23 @@ func (p *Proxy) authenticate(tx *transaction.ServerTx, r *sip.Request, uri sip.U
 		return "", false
 	}
 	return cr.Username, true
+}
+
+// resentBufs hold the bytes that name a request for VerifyResent: an
+// INVITE with its SDP is a kilobyte or two, once per call.
+var resentBufs = sync.Pool{New: func() any { return new([]byte) }}
+
+// resent appends to b what names r for digest.Server.VerifyResent: where
+// it came from (transport, address, connection) and its text as received
+// (with the received and rport the transport stamped on its Via, the
+// same for every copy from the same place). A copy sent again after its
+// server transaction ended early (the table full under overload) is then
+// not answered 407 as a replay of itself, while the credentials serve no
+// other request, nor this one altered (another Contact or SDP).
+func resent(b []byte, r *sip.Request) []byte {
+	b = r.Source.AddrPort.AppendTo(append(b, r.Source.Transport...))
+	b = strconv.AppendUint(append(b, ' '), r.Source.Flow, 10)
+	return r.AppendTo(append(b, '\n'))
 }
 
 // throttled asks the Throttle whether r's source may go on, as user when

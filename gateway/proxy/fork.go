@@ -556,7 +556,7 @@ func (c *call) answered(b *branch, up *sip.Response) {
 	}
 	confirmed := up.StatusCode >= 200
 	now := c.p.clk.Now()
-	c.p.dialogs.answered(c.key, up.To().Tag(), side{target: contactOf(&up.Headers), flow: callee, route: next, user: b.target.User},
+	c.p.dialogs.answered(c.key, up.To().Tag(), side{target: contactOf(&up.Headers), flow: callee, route: hop(next), user: b.target.User},
 		confirmed, now, now.Add(c.earlyLifetime()))
 	c.confirmed = c.confirmed || confirmed
 }
@@ -574,7 +574,7 @@ func callerSide(r *sip.Request, user string) side {
 		s.flow = r.Source
 	}
 	if rrs, err := r.RecordRoutes(); err == nil && len(rrs) > 0 {
-		s.route = rrs[0].URI
+		s.route = hop(rrs[0].URI)
 	}
 	return s
 }

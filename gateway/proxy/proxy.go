@@ -677,7 +677,7 @@ func (p *Proxy) replacesTarget(r *sip.Request) (Target, bool) {
 		return Target{}, false
 	}
 	t := Target{URI: s.target, Dest: s.flow, User: s.user}
-	if s.route.Scheme != "" {
+	if s.route != nil {
 		t.Path = []string{"<" + s.route.String() + ">"}
 	}
 	return t, true

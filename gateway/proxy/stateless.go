@@ -180,6 +180,6 @@ func (p *Proxy) strayAnswer(up *sip.Response, src sip.Addr) {
 	}
 	now := p.clk.Now()
 	key := dialogKey{up.CallID(), up.From().Tag()}
-	p.dialogs.answered(key, up.To().Tag(), side{target: contactOf(&up.Headers), flow: callee, route: next},
+	p.dialogs.answered(key, up.To().Tag(), side{target: contactOf(&up.Headers), flow: callee, route: hop(next)},
 		code >= 200, now, now)
 }

@@ -2,16 +2,22 @@ package digest
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
 
 // BenchmarkVerify measures a successful Verify, including the nonce-count
 // bookkeeping. Credentials are made in batches with the timer stopped: each
-// nonce count may be accepted once, so they cannot be reused.
+// nonce count may be accepted once, so they cannot be reused. The -resent
+// ones go through VerifyResent, as the proxy's do: the request's
+// fingerprint on top.
 func BenchmarkVerify(b *testing.B) {
-	for _, alg := range []string{"MD5", "SHA-256"} {
-		b.Run(alg, func(b *testing.B) {
+	// About as long as an INVITE with its SDP (650 bytes).
+	request := []byte("UDP 127.0.0.2:5060 0\n" + strings.Repeat("INVITE sip:u1@localhost SIP/2.0\r\n", 19))
+	for _, name := range []string{"MD5", "SHA-256", "SHA-256-resent"} {
+		alg, resent := strings.CutSuffix(name, "-resent")
+		b.Run(name, func(b *testing.B) {
 			srv, _ := newTestServer()
 			ha1 := HA1(alg, "alice", testRealm, users["alice"])
 			lk := func(string) (string, bool) { return ha1, true }
@@ -31,7 +37,13 @@ func BenchmarkVerify(b *testing.B) {
 					}
 					b.StartTimer()
 				}
-				if err := srv.Verify(creds[i%batch], "REGISTER", lk); err != nil {
+				var err error
+				if resent {
+					err = srv.VerifyResent(creds[i%batch], "REGISTER", request, lk)
+				} else {
+					err = srv.Verify(creds[i%batch], "REGISTER", lk)
+				}
+				if err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -76,7 +88,7 @@ func BenchmarkTrackFull(b *testing.B) {
 	nonce := func(i int) string { return fmt.Sprintf("%043d", i) }
 	now := int64(time.Hour)
 	for i := range DefaultMaxTrackedNonces {
-		if err := srv.track(nonce(i), "alice", now+int64(i), 1, now+int64(i)); err != nil {
+		if err := srv.track(nonce(i), "alice", now+int64(i), 1, 0, now+int64(i)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -88,7 +100,7 @@ func BenchmarkTrackFull(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		at := now + int64(DefaultMaxTrackedNonces+i)
-		if err := srv.track(keys[i], "alice", at, 1, at); err != nil {
+		if err := srv.track(keys[i], "alice", at, 1, 0, at); err != nil {
 			b.Fatal(err)
 		}
 	}

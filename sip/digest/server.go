@@ -10,6 +10,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"fmt"
+	"hash/maphash"
 	"strings"
 	"sync"
 	"time"
@@ -19,6 +20,9 @@ import (
 const (
 	DefaultNonceTTL         = 5 * time.Minute
 	DefaultMaxTrackedNonces = 100000
+	// DefaultResendWindow is 64*T1 of RFC 3261 (Timers B and F): no
+	// client sends a request again later than that after its first copy.
+	DefaultResendWindow = 32 * time.Second
 )
 
 // Nonce layout: the head, issue time (8 bytes, Unix ns) || random (8),
@@ -53,9 +57,14 @@ type Server struct {
 	// MaxTrackedNonces caps the nonce-count table; default
 	// DefaultMaxTrackedNonces.
 	MaxTrackedNonces int
+	// ResendWindow is how long after credentials were accepted a copy of
+	// the same request sent again is accepted too (see VerifyResent);
+	// default DefaultResendWindow.
+	ResendWindow time.Duration
 
 	once sync.Once
 	key  []byte
+	seed maphash.Seed               // keys the requests' fingerprints: unknown outside, so none can be forged to collide
 	macs [len(algorithms)]sync.Pool // of *macState, keyed for the realm and the algorithm
 
 	mu   sync.Mutex
@@ -93,6 +102,7 @@ func (s *Server) init() {
 		s.macs[i].New = func() any { return &macState{blk: blk, k1: k1} }
 	}
 	s.seen = make(map[string]uint64)
+	s.seed = maphash.MakeSeed()
 }
 
 func (s *Server) now() time.Time {
@@ -107,6 +117,13 @@ func (s *Server) ttl() int64 {
 		return int64(s.NonceTTL)
 	}
 	return int64(DefaultNonceTTL)
+}
+
+func (s *Server) resendWindow() int64 {
+	if s.ResendWindow > 0 {
+		return int64(s.ResendWindow)
+	}
+	return int64(DefaultResendWindow)
 }
 
 func (s *Server) maxTracked() int {
@@ -279,7 +296,29 @@ const zeros = "0000000000000000000000000000000000000000000000000000000000000000"
 // parsed URIs, must do it. Nor does it resolve hashed usernames: this server
 // never offers userhash.
 func (s *Server) Verify(c Credentials, method string, lookupHA1 func(algorithm string) (ha1 string, ok bool)) error {
-	return s.verify(c, method, lookupHA1)
+	return s.verify(c, method, nil, lookupHA1)
+}
+
+// VerifyResent is Verify for a request that its sender may send again
+// unchanged, as SIP over UDP does until it hears an answer. request is
+// the request as received, byte for byte, with where it came from (for
+// SIP: the source address and connection, then the message's text): a
+// copy sent again is the same bytes from the same place, and anything
+// else is another request.
+//
+// Credentials with the nonce count that was last accepted for their nonce
+// and user are accepted again if they come with the same request, within
+// ResendWindow of its first acceptance: that is a copy sent again, which
+// a server that had lost track of the first copy (its transaction ended
+// early under load, say) must not answer as a replay, or the caller's
+// next copy finds the same answer and its call fails. The same count with
+// any other request (another transaction, another Contact or body, from
+// elsewhere), or later, is still ErrReplay: credentials cannot be reused
+// for a new or altered request. Only a keyed 64-bit fingerprint of
+// request is kept, under a key made at random for this Server, so none
+// can be made to collide with it.
+func (s *Server) VerifyResent(c Credentials, method string, request []byte, lookupHA1 func(algorithm string) (ha1 string, ok bool)) error {
+	return s.verify(c, method, request, lookupHA1)
 }
 
 // VerifyUnknown is Verify for credentials naming a user that does not exist.
@@ -287,10 +326,10 @@ func (s *Server) Verify(c Credentials, method string, lookupHA1 func(algorithm s
 // and returns the same error, so neither the error nor the time taken tells
 // an attacker which user names exist. It never returns nil.
 func (s *Server) VerifyUnknown(c Credentials, method string) error {
-	return s.verify(c, method, nil)
+	return s.verify(c, method, nil, nil)
 }
 
-func (s *Server) verify(c Credentials, method string, lookupHA1 func(string) (string, bool)) error {
+func (s *Server) verify(c Credentials, method string, request []byte, lookupHA1 func(string) (string, bool)) error {
 	s.once.Do(s.init)
 	a := lookupAlgorithm(c.Algorithm)
 	if a == nil {
@@ -337,7 +376,22 @@ func (s *Server) verify(c Credentials, method string, lookupHA1 func(string) (st
 	if now-issued > s.ttl() {
 		return ErrStale
 	}
-	return s.track(c.Nonce, c.Username, issued, nc, now)
+	var fp uint64
+	if request != nil {
+		fp = s.fingerprint(method, request)
+	}
+	return s.track(c.Nonce, c.Username, issued, nc, fp, now)
+}
+
+// fingerprint is the keyed hash of a request's method and bytes; never
+// 0, which means none.
+func (s *Server) fingerprint(method string, request []byte) uint64 {
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	h.WriteString(method)
+	h.WriteByte(0)
+	h.Write(request)
+	return max(h.Sum64(), 1)
 }
 
 // equalHex reports whether got is the lowercase hex want, in either case
@@ -402,11 +456,14 @@ func parseNC(s string) (uint32, bool) {
 	return n, n != 0
 }
 
-// seenNonce is the highest nonce count accepted for a (nonce, user).
+// seenNonce is the highest nonce count accepted for a (nonce, user), and
+// the fingerprint of the request it came with (0: none given) and when.
 type seenNonce struct {
-	key    string
-	issued int64
-	nc     uint32
+	key      string
+	issued   int64
+	accepted int64
+	request  uint64
+	nc       uint32
 }
 
 // seenQueue holds the tracked nonces in the order of their first use, a
@@ -456,9 +513,11 @@ func (q *seenQueue) pop() seenNonce {
 	return e
 }
 
-// track accepts nc for the nonce and user if it is higher than any seen.
+// track accepts nc for the nonce and user if it is higher than any seen,
+// or if it is the one seen and request, not 0, is the fingerprint of the
+// request it was accepted with, within the resend window.
 // Keying by user as well keeps one account from burning another's nonce.
-func (s *Server) track(nonce, user string, issued int64, nc uint32, now int64) error {
+func (s *Server) track(nonce, user string, issued int64, nc uint32, request uint64, now int64) error {
 	// nonce has a fixed length, so nonce+user is unambiguous. The key is
 	// built on the stack: looking it up allocates nothing, only a new
 	// entry does.
@@ -472,10 +531,13 @@ func (s *Server) track(nonce, user string, issued int64, nc uint32, now int64) e
 	}
 	if seq, ok := s.seen[string(k)]; ok {
 		e := s.age.at(seq)
+		if nc == e.nc && request != 0 && request == e.request && now-e.accepted <= s.resendWindow() {
+			return nil // the same request sent again
+		}
 		if nc <= e.nc {
 			return ErrReplay
 		}
-		e.nc = nc
+		e.nc, e.request, e.accepted = nc, request, now
 		return nil
 	}
 	if s.evicted && issued <= s.evictedUpTo {
@@ -487,6 +549,6 @@ func (s *Server) track(nonce, user string, issued int64, nc uint32, now int64) e
 		s.evictedUpTo, s.evicted = max(s.evictedUpTo, e.issued), true
 	}
 	key := string(k)
-	s.seen[key] = s.age.push(seenNonce{key: key, issued: issued, nc: nc})
+	s.seen[key] = s.age.push(seenNonce{key: key, issued: issued, accepted: now, request: request, nc: nc})
 	return nil
 }

@@ -332,6 +332,66 @@ func TestServerReplay(t *testing.T) {
 	}
 }
 
+// TestServerResent: a request sent again unchanged, its credentials
+// accepted once already, is accepted again within the resend window; the
+// same credentials with any other request (another byte, another source),
+// or after the window, are a replay, and so is an older count.
+func TestServerResent(t *testing.T) {
+	srv, clock := newTestServer()
+	ch, _ := srv.Challenge("SHA-256", false)
+	alice := &Client{Username: "alice", Password: users["alice"]}
+	first, err := alice.Authorize(ch, "INVITE", "sip:bob@"+testRealm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := []byte("UDP 192.0.2.1:5060\nINVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-1\r\nCall-ID: call-1\r\nCSeq: 2 INVITE\r\n\r\n")
+	if err := srv.VerifyResent(first, "INVITE", req, lookup("alice")); err != nil {
+		t.Fatalf("first copy: %v", err)
+	}
+	clock.Advance(DefaultResendWindow / 2)
+	if err := srv.VerifyResent(first, "INVITE", append([]byte(nil), req...), lookup("alice")); err != nil {
+		t.Errorf("copy sent again: %v, want accepted", err)
+	}
+	replays := map[string][]byte{
+		"other branch":              []byte(strings.Replace(string(req), "z9hG4bK-1", "z9hG4bK-2", 1)),
+		"other source":              []byte(strings.Replace(string(req), "UDP 192.0.2.1:5060", "UDP 192.0.2.9:5060", 1)),
+		"one byte more":             append(append([]byte(nil), req...), 'x'),
+		"one byte less":             req[:len(req)-1],
+		"no request named (Verify)": nil,
+	}
+	for name, other := range replays {
+		var err error
+		if other == nil {
+			err = srv.Verify(first, "INVITE", lookup("alice"))
+		} else {
+			err = srv.VerifyResent(first, "INVITE", other, lookup("alice"))
+		}
+		if !errors.Is(err, ErrReplay) {
+			t.Errorf("%s: %v, want ErrReplay", name, err)
+		}
+	}
+	if err := srv.VerifyResent(first, "BYE", req, lookup("alice")); !errors.Is(err, ErrBadResponse) {
+		t.Errorf("other method: %v, want ErrBadResponse", err)
+	}
+	// A higher count moves the window to its own request; the first is
+	// then a replay, however unchanged.
+	next, _ := alice.Authorize(ch, "INVITE", "sip:bob@"+testRealm)
+	req2 := []byte(strings.Replace(string(req), "call-1", "call-3", 1))
+	if err := srv.VerifyResent(next, "INVITE", req2, lookup("alice")); err != nil {
+		t.Fatalf("next count: %v", err)
+	}
+	if err := srv.VerifyResent(first, "INVITE", req, lookup("alice")); !errors.Is(err, ErrReplay) {
+		t.Errorf("older count sent again: %v, want ErrReplay", err)
+	}
+	if err := srv.VerifyResent(next, "INVITE", req2, lookup("alice")); err != nil {
+		t.Errorf("next count sent again: %v", err)
+	}
+	clock.Advance(DefaultResendWindow + time.Millisecond)
+	if err := srv.VerifyResent(next, "INVITE", req2, lookup("alice")); !errors.Is(err, ErrReplay) {
+		t.Errorf("sent again past the window: %v, want ErrReplay", err)
+	}
+}
+
 func TestServerTrackedNoncesBounded(t *testing.T) {
 	srv, clock := newTestServer()
 	srv.MaxTrackedNonces = 3
@@ -551,21 +611,21 @@ func TestServerTrackQueue(t *testing.T) {
 	counts := map[int]uint32{}
 	for i := range 300 {
 		now := int64(time.Second) * int64(i)
-		if err := srv.track(nonce(i), "u", now, 1, now); err != nil {
+		if err := srv.track(nonce(i), "u", now, 1, 0, now); err != nil {
 			t.Fatalf("new nonce %d: %v", i, err)
 		}
 		counts[i] = 1
 		for j := max(0, i-4); j <= i; j++ {
 			counts[j]++
-			if err := srv.track(nonce(j), "u", int64(time.Second)*int64(j), counts[j], now); err != nil {
+			if err := srv.track(nonce(j), "u", int64(time.Second)*int64(j), counts[j], 0, now); err != nil {
 				t.Fatalf("nonce %d, count %d, at %d: %v", j, counts[j], i, err)
 			}
-			if err := srv.track(nonce(j), "u", int64(time.Second)*int64(j), counts[j], now); !errors.Is(err, ErrReplay) {
+			if err := srv.track(nonce(j), "u", int64(time.Second)*int64(j), counts[j], 0, now); !errors.Is(err, ErrReplay) {
 				t.Fatalf("nonce %d replayed at %d: %v", j, i, err)
 			}
 		}
 		if i >= 5 {
-			if err := srv.track(nonce(i-5), "v", int64(time.Second)*int64(i-5), 1, now); !errors.Is(err, ErrStale) {
+			if err := srv.track(nonce(i-5), "v", int64(time.Second)*int64(i-5), 1, 0, now); !errors.Is(err, ErrStale) {
 				t.Fatalf("evicted nonce %d at %d: %v, want ErrStale", i-5, i, err)
 			}
 		}
