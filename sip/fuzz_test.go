@@ -377,3 +377,18 @@ func checkNewResponse(t *testing.T, req *Request) {
 		}
 	}
 }
+
+// FuzzParamsGet checks that Get, whichever path it takes, finds what the
+// general parameter walk finds.
+func FuzzParamsGet(f *testing.F) {
+	f.Add(";branch=z9hG4bK1;rport;received=10.0.0.1", "rport")
+	f.Add(";tag=abc ; lr;q = 0.5;x=\"a;b\"", "q")
+	f.Add(";;a=1;", "")
+	f.Fuzz(func(t *testing.T, list, name string) {
+		v, ok := Params(list).Get(name)
+		wv, wok := Params(list).get(name)
+		if v != wv || ok != wok {
+			t.Errorf("Get(%q) of %q = %q, %v; the general path says %q, %v", name, list, v, ok, wv, wok)
+		}
+	})
+}
