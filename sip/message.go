@@ -379,10 +379,12 @@ func NewResponse(req *Request, code int, reason string) *Response {
 // set on the parsed address, which is written again, as before.
 func (r *Response) SetToTag(tag string) {
 	to := r.To()
-	if to.Tag() != "" || to.URI.Scheme == "" {
+	old, hasTag := to.Params.Get("tag")
+	if old != "" || to.URI.Scheme == "" {
 		return
 	}
-	if isToken(tag) {
+	// A ";tag" without a value is replaced, not followed by a second tag.
+	if isToken(tag) && !hasTag {
 		var buf [formatBuf]byte
 		b := append(buf[:0], r.Get("To")...)
 		b = append(b, ";tag="...)
