@@ -280,6 +280,13 @@ func checkToTag(t *testing.T, p *Parser, req *Request, tag string) {
 	if err != nil {
 		t.Fatalf("response with To tag does not parse: %v\nTo: %q\nSetToTag: %q", err, req.Get("To"), res.Get("To"))
 	}
+	// The To that SetToTag leaves typed is the one its line parses to.
+	var line Address
+	if err := parseAddressInto(&line, res.Get("To")); err == nil {
+		if kept := res.To(); !reflect.DeepEqual(kept, line) {
+			t.Fatalf("To %q: after SetToTag reads %+v, its line %q parses to %+v", req.Get("To"), kept, res.Get("To"), line)
+		}
+	}
 	got, want := gotMsg.(*Response).To(), wantMsg.(*Response).To()
 	if !got.URI.Equal(&want.URI) || got.Display != want.Display || got.Params.Len() != want.Params.Len() {
 		t.Fatalf("To %q: SetToTag wrote %q, want the same address as %q", req.Get("To"), res.Get("To"), old.Get("To"))
