@@ -84,6 +84,7 @@ func FuzzParseMessage(f *testing.F) {
 					}
 				}
 			}
+			checkSetTopVia(t, &p, m)
 			// Nor must changing the message.
 			h.PopVia()
 			h.SetTopVia(Via{Transport: "UDP", Host: "h", Params: ";branch=z9hG4bKx"})
@@ -398,4 +399,33 @@ func FuzzParamsGet(f *testing.F) {
 			t.Errorf("Get(%q) of %q = %q, %v; the general path says %q, %v", name, list, v, ok, wv, wok)
 		}
 	})
+}
+
+// checkSetTopVia stamps the top Via of a clone of m as the transport
+// does (received, rport): the clone's typed Vias are then those its lines
+// parse to, and m's are untouched.
+func checkSetTopVia(t *testing.T, p *Parser, m Message) {
+	req, ok := m.(*Request)
+	if !ok {
+		return
+	}
+	before := slices.Clone(req.Via())
+	c := req.Clone()
+	top, ok := c.TopVia()
+	if !ok {
+		return
+	}
+	top.Params = top.Params.Set("received", "192.0.2.7").Set("rport", "5060")
+	c.SetTopVia(top)
+	kept := c.Via()
+	again, err := p.ParseMessage([]byte(c.String()))
+	if err != nil {
+		return
+	}
+	if want := again.Header().Via(); !reflect.DeepEqual(kept, want) {
+		t.Fatalf("after SetTopVia the typed Vias are %+v, the lines %q parse to %+v", kept, c.Values("Via"), want)
+	}
+	if !reflect.DeepEqual(req.Via(), before) {
+		t.Fatalf("SetTopVia on a clone changed the original's Vias: %+v, were %+v", req.Via(), before)
+	}
 }
