@@ -95,3 +95,19 @@ func BenchmarkValueString(b *testing.B) {
 		b.Fatal("empty")
 	}
 }
+
+// BenchmarkParamsGet looks up the parameters that the transport and the
+// transaction layer read from every request's top Via, as received from
+// a phone behind rport.
+func BenchmarkParamsGet(b *testing.B) {
+	p := Params(";branch=z9hG4bK-4242-17-1;rport=5060;received=127.0.0.2")
+	b.ReportAllocs()
+	for b.Loop() {
+		_, ok1 := p.Get("rport")
+		_, ok2 := p.Get("received")
+		_, ok3 := p.Get("branch")
+		if !ok1 || !ok2 || !ok3 {
+			b.Fatal("parameter missing")
+		}
+	}
+}

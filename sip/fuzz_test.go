@@ -84,6 +84,7 @@ func FuzzParseMessage(f *testing.F) {
 					}
 				}
 			}
+			checkSetTopVia(t, &p, m)
 			// Nor must changing the message.
 			h.PopVia()
 			h.SetTopVia(Via{Transport: "UDP", Host: "h", Params: ";branch=z9hG4bKx"})
@@ -280,6 +281,13 @@ func checkToTag(t *testing.T, p *Parser, req *Request, tag string) {
 	if err != nil {
 		t.Fatalf("response with To tag does not parse: %v\nTo: %q\nSetToTag: %q", err, req.Get("To"), res.Get("To"))
 	}
+	// The To that SetToTag leaves typed is the one its line parses to.
+	var line Address
+	if err := parseAddressInto(&line, res.Get("To")); err == nil {
+		if kept := res.To(); !reflect.DeepEqual(kept, line) {
+			t.Fatalf("To %q: after SetToTag reads %+v, its line %q parses to %+v", req.Get("To"), kept, res.Get("To"), line)
+		}
+	}
 	got, want := gotMsg.(*Response).To(), wantMsg.(*Response).To()
 	if !got.URI.Equal(&want.URI) || got.Display != want.Display || got.Params.Len() != want.Params.Len() {
 		t.Fatalf("To %q: SetToTag wrote %q, want the same address as %q", req.Get("To"), res.Get("To"), old.Get("To"))
@@ -375,5 +383,49 @@ func checkNewResponse(t *testing.T, req *Request) {
 			!reflect.DeepEqual(got.From(), want.From()) || !reflect.DeepEqual(got.To(), want.To()) || got.CSeq() != want.CSeq() {
 			t.Fatalf("NewResponse(%d): typed values differ from CopyFrom's (cached %b, %b)", code, got.cached, want.cached)
 		}
+	}
+}
+
+// FuzzParamsGet checks that Get, whichever path it takes, finds what the
+// general parameter walk finds.
+func FuzzParamsGet(f *testing.F) {
+	f.Add(";branch=z9hG4bK1;rport;received=10.0.0.1", "rport")
+	f.Add(";tag=abc ; lr;q = 0.5;x=\"a;b\"", "q")
+	f.Add(";;a=1;", "")
+	f.Fuzz(func(t *testing.T, list, name string) {
+		v, ok := Params(list).Get(name)
+		wv, wok := Params(list).get(name)
+		if v != wv || ok != wok {
+			t.Errorf("Get(%q) of %q = %q, %v; the general path says %q, %v", name, list, v, ok, wv, wok)
+		}
+	})
+}
+
+// checkSetTopVia stamps the top Via of a clone of m as the transport
+// does (received, rport): the clone's typed Vias are then those its lines
+// parse to, and m's are untouched.
+func checkSetTopVia(t *testing.T, p *Parser, m Message) {
+	req, ok := m.(*Request)
+	if !ok {
+		return
+	}
+	before := slices.Clone(req.Via())
+	c := req.Clone()
+	top, ok := c.TopVia()
+	if !ok {
+		return
+	}
+	top.Params = top.Params.Set("received", "192.0.2.7").Set("rport", "5060")
+	c.SetTopVia(top)
+	kept := c.Via()
+	again, err := p.ParseMessage([]byte(c.String()))
+	if err != nil {
+		return
+	}
+	if want := again.Header().Via(); !reflect.DeepEqual(kept, want) {
+		t.Fatalf("after SetTopVia the typed Vias are %+v, the lines %q parse to %+v", kept, c.Values("Via"), want)
+	}
+	if !reflect.DeepEqual(req.Via(), before) {
+		t.Fatalf("SetTopVia on a clone changed the original's Vias: %+v, were %+v", req.Via(), before)
 	}
 }

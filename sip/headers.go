@@ -399,6 +399,9 @@ func (h *Headers) PrependVia(v Via) { h.Prepend("Via", v.String()) }
 // SetTopVia replaces the top Via value (to add received and rport, RFC 3581)
 // keeping the rest of a comma-separated line.
 func (h *Headers) SetTopVia(v Via) {
+	if h.setTopViaTyped(v) {
+		return
+	}
 	for i := range h.fields {
 		f := &h.fields[i]
 		if f.id != hVia {
@@ -415,6 +418,44 @@ func (h *Headers) SetTopVia(v Via) {
 		return
 	}
 	h.PrependVia(v)
+}
+
+// setTopViaTyped is SetTopVia for the transport's received and rport
+// (every request received): when the parsed Vias are current, each alone
+// on its line, and v is the top one with other parameters, the new line
+// parses to v with its parameters read from it, so the typed top Via is
+// set so instead of the whole list being parsed again by the next reader.
+// It reports false, changing nothing, when that does not hold.
+func (h *Headers) setTopViaTyped(v Via) bool {
+	// A list outside the inline array may be shared with a clone
+	// (cloneFrom): not written to.
+	if h.cached&(1<<hVia) == 0 || len(h.via) == 0 || &h.via[0] != &h.viaArr[0] {
+		return false
+	}
+	top := &h.via[0]
+	if v.Transport != top.Transport || v.Host != top.Host || v.Port != top.Port || trimWS(string(v.Params)) != string(v.Params) {
+		return false
+	}
+	first, lines := -1, 0
+	for i := range h.fields {
+		if h.fields[i].id == hVia {
+			if first < 0 {
+				first = i
+			}
+			lines++
+		}
+	}
+	if lines != len(h.via) {
+		return false
+	}
+	value := v.String()
+	at := len(value) - len(v.Params)
+	if end, err := scanParams(value, at); err != nil || end != len(value) {
+		return false
+	}
+	h.fields[first] = HeaderField{Name: "Via", Value: value, id: hVia}
+	top.Params = Params(value[at:])
+	return true
 }
 
 // PopVia removes the top Via value, as a proxy does to a response it

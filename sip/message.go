@@ -379,14 +379,28 @@ func NewResponse(req *Request, code int, reason string) *Response {
 // set on the parsed address, which is written again, as before.
 func (r *Response) SetToTag(tag string) {
 	to := r.To()
-	if to.Tag() != "" || to.URI.Scheme == "" {
+	old, hasTag := to.Params.Get("tag")
+	if old != "" || to.URI.Scheme == "" {
 		return
 	}
-	if isToken(tag) {
+	// A ";tag" without a value is replaced, not followed by a second tag.
+	if isToken(tag) && !hasTag {
+		line := r.Get("To")
 		var buf [formatBuf]byte
-		b := append(buf[:0], r.Get("To")...)
+		b := append(buf[:0], line...)
 		b = append(b, ";tag="...)
-		r.Set("To", string(append(b, tag...)))
+		typed := r.cached&(1<<hTo) != 0
+		value := string(append(b, tag...))
+		r.Set("To", value)
+		// Parsed again, the line would give the same address with the tag
+		// after its parameters, when they end the line as they were read:
+		// kept so, the To is not parsed again before the response goes
+		// out (the transaction layer's Index), for every response.
+		if typed && strings.HasSuffix(line, string(to.Params)) {
+			to.Params = Params(value[len(value)-len(to.Params)-len(";tag=")-len(tag):])
+			r.to = to
+			r.cached |= 1 << hTo
+		}
 		return
 	}
 	to.Params = to.Params.Set("tag", tag)

@@ -13,6 +13,69 @@ type Params string
 // (a quoted-string keeps its quotes, see Unquote), and whether the parameter
 // is present. A parameter without a value, such as ";lr", returns "", true.
 func (p Params) Get(name string) (string, bool) {
+	// Get is called several times for each message received (the
+	// transport's received and rport, the branch, the tags), and nearly
+	// every list is plain: no whitespace, no quoted-string. There a
+	// parameter is what lies between two semicolons, which this loop
+	// finds testing each byte once; at the first byte that is not plain
+	// it leaves the list to the general walk (nextParam), which has to
+	// step over whitespace and quotes, and whose quirks with empty
+	// parameters (";a=;") show only to an empty name.
+	s := string(p)
+	if !plainName(name) {
+		return p.get(name)
+	}
+	n := len(name)
+	for i := 0; i < len(s); {
+		if s[i] == ';' {
+			i++
+		}
+		if len(s)-i >= n && strings.EqualFold(s[i:i+n], name) {
+			j := i + n
+			if j == len(s) || s[j] == ';' {
+				return "", true
+			}
+			if s[j] == '=' {
+				k := j + 1
+				for k < len(s) && !paramStop[s[k]] {
+					k++
+				}
+				if k < len(s) && s[k] != ';' {
+					return p.get(name)
+				}
+				return s[j+1 : k], true
+			}
+		}
+		for i < len(s) && !paramStop[s[i]] {
+			i++
+		}
+		if i < len(s) && s[i] != ';' {
+			return p.get(name)
+		}
+	}
+	return "", false
+}
+
+// paramStop marks the bytes at which Get's plain loop stops: the
+// separator, and what only the general walk reads right (whitespace, a
+// quoted-string).
+var paramStop = [256]bool{';': true, ' ': true, '\t': true, '"': true}
+
+// plainName reports whether name can be looked for by Get's plain loop.
+func plainName(name string) bool {
+	if name == "" {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c == '=' || paramStop[c] {
+			return false
+		}
+	}
+	return true
+}
+
+// get is Get for any list.
+func (p Params) get(name string) (string, bool) {
 	for i := 0; i < len(p); {
 		n, v, _, next := nextParam(string(p), i)
 		if strings.EqualFold(n, name) {

@@ -203,3 +203,23 @@ func TestParseVia(t *testing.T) {
 		}
 	}
 }
+
+// TestParamsGetPlain checks Get's loop for lists without whitespace or
+// quotes against the general walk, on the edge cases of the list syntax.
+func TestParamsGetPlain(t *testing.T) {
+	lists := []string{
+		"", ";", ";;", ";a", "a", "a;", ";a=1;", ";;a=1", "a=b=c;d", ";branch=z9hG4bK1;rport;received=10.0.0.1",
+		";RPORT=5060;Received=x", ";=1;a", ";a=;b=2", ";a;a=2", "x=1;;y", "a=;;b", ";x=a;a",
+		"; a=1", ";a =1", ";a= 1", ";b=\"x;a=2\";a=3", ";a=\"q\"", ";aa=1;a", ";a\t;b",
+	}
+	names := []string{"a", "A", "b", "d", "y", "rport", "received", "branch", "missing"}
+	for _, l := range lists {
+		for _, n := range names {
+			v, ok := Params(l).Get(n)
+			wv, wok := Params(l).get(n)
+			if v != wv || ok != wok {
+				t.Errorf("Get(%q) of %q = %q, %v; the general path says %q, %v", n, l, v, ok, wv, wok)
+			}
+		}
+	}
+}

@@ -226,66 +226,25 @@ func BenchmarkAnswer(b *testing.B) {
 	}), transaction.Config{})
 	defer tx.Close()
 	transporttest.Serve(b, l, transport.HandlerFuncs{Message: tx.HandleMessage, Waited: tx.HandleWaited})
-	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(tr.LocalAddr().AddrPort))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-
-	// The answers, counted by a reader; one that does not come within a
-	// second is counted lost.
-	var answered atomic.Int64
-	progress := make(chan struct{}, 1)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		buf := make([]byte, 2048)
-		for {
-			if _, err := conn.Read(buf); err != nil {
-				return
-			}
-			answered.Add(1)
-			select {
-			case progress <- struct{}{}:
-			default:
-			}
-		}
-	}()
-	defer func() { conn.Close(); <-done }()
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	sent, lost := 0, 0
-	waitBelow := func(limit int) {
-		for sent-lost-int(answered.Load()) > limit {
-			timer.Reset(time.Second)
-			select {
-			case <-progress:
-			case <-timer.C:
-				lost = sent - int(answered.Load())
-			}
-		}
-	}
+	ld := transporttest.NewLoad(b, tr.LocalAddr().AddrPort, nil)
 	msg := []byte(benchMessage)
 	branch := bytes.Index(msg, []byte("z9hG4bK")) + len("z9hG4bK")
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu0, sw0 := cpuTime(), switches()
 	for i := range b.N {
-		waitBelow(window - 1)
+		ld.Wait(window - 1)
 		// A new branch (ten hex digits) each time: a new transaction.
 		copy(msg[branch:branch+10], fmt.Sprintf("%010x", i))
-		if _, err := conn.Write(msg); err != nil {
-			b.Fatal(err)
-		}
-		sent++
+		ld.Send(b, msg)
 	}
-	waitBelow(0)
+	ld.Wait(0)
 	cpu, sw := cpuTime()-cpu0, switches()-sw0
 	b.StopTimer()
-	n := float64(answered.Load())
+	n := float64(ld.Answered())
 	b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/req")
 	b.ReportMetric(float64(sw)/n, "vcsw/req")
-	b.ReportMetric(float64(lost), "lost")
+	b.ReportMetric(float64(ld.Lost()), "lost")
 }
 
 // switches returns the process's voluntary context switches so far.

@@ -190,30 +190,20 @@ func (r *Registrar) AOR(user string) string { return r.aorOf(user) }
 // response of a UAS carries (§8.2.6.2).
 func reply(req *sip.Request, code int, reason string) *sip.Response {
 	res := sip.NewResponse(req, code, reason)
-	setToTag(res, req)
+	setToTag(res)
 	return res
 }
 
-// setToTag sets a new To tag on res, the response to req, as
-// Response.SetToTag does, in one allocation instead of five: it appends
-// ";tag=" and 64 random bits in hex to the request's To as received
-// rather than parsing and writing the header again. The To of a REGISTER
-// is read on every request, two responses to each registration. A
-// parameter after an addr-spec without brackets is a header parameter
-// (RFC 3261 §20), so the tag is one whichever form the To takes.
-func setToTag(res *sip.Response, req *sip.Request) {
-	to := req.To()
-	if to.Tag() != "" || to.URI.Scheme == "" {
-		return
-	}
-	raw := req.Get("To")
-	var arr [256]byte
-	var tag [8]byte
-	rand.Read(tag[:]) // never fails since Go 1.24
-	b := append(arr[:0], raw...)
-	b = append(b, ";tag="...)
-	b = hex.AppendEncode(b, tag[:])
-	res.Set("To", string(b))
+// setToTag sets a new To tag on res: 64 random bits in hex, which
+// Response.SetToTag appends to the To as received (one allocation; the
+// To stays parsed for the transaction layer). The To of a REGISTER is
+// read on every request, two responses to each registration.
+func setToTag(res *sip.Response) {
+	var bits [8]byte
+	rand.Read(bits[:]) // never fails since Go 1.24
+	var tag [16]byte
+	hex.Encode(tag[:], bits[:])
+	res.SetToTag(string(tag[:]))
 }
 
 // ServeRegister processes a REGISTER and returns the response to send; it

@@ -23,13 +23,14 @@ func TestSetToTag(t *testing.T) {
 		"Alice <sip:alice@example.com>",
 		"<sip:alice@example.com>;" + fmt.Sprintf("p=%0300d", 1), // past the stack buffer
 		"<sip:alice@example.com>;tag=kept",
+		"<sip:alice@example.com>;tag", // a tag without a value is replaced
 	} {
 		req := parse(t, []byte("REGISTER sip:example.com SIP/2.0\r\n"+
 			"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1\r\n"+
 			"From: <sip:alice@example.com>;tag=f\r\nTo: "+to+"\r\n"+
 			"Call-ID: c\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"))
 		res := sip.NewResponse(req, 200, "")
-		registrar.SetToTag(res, req)
+		registrar.SetToTag(res)
 		want := sip.NewResponse(req, 200, "")
 		in := req.To()
 		got := res.To()

@@ -34,23 +34,15 @@ type ServerTx struct {
 	// big again.
 	legacy *legacyKeys
 
-	trying   *sip.Response // 100 Trying (INVITE), once it was due
-	last     *sip.Response // most recent response sent
-	toTag    string        // To tag of the responses sent
-	tryingT  timerSlot
-	retrans  timerSlot // G
-	interval time.Duration
-	timeout  timerSlot // H
-	linger   timerSlot // I or J
-	accepted timerSlot // L
-	ok2xx    timerSlot // Respond2xx
-	okIntvl  time.Duration
-	ok       *sip.Response
+	// inviteState is an INVITE's own state, nil for other methods.
+	*inviteState
 
-	done       chan struct{} // made by Done, guarded by mu
-	canceled   chan struct{}
-	isCanceled bool
-	err        error
+	last   *sip.Response // most recent response sent
+	toTag  string        // To tag of the responses sent
+	linger timerSlot     // I or J
+
+	done chan struct{} // made by Done, guarded by mu
+	err  error
 
 	handlerDone bool
 	reported    bool // OnFinal was called
@@ -73,6 +65,25 @@ type ServerTx struct {
 	inTable bool // in the Layer's tables
 	listed  bool // on the lingering lists
 	links   [2]link[*ServerTx]
+}
+
+// inviteState is what only an INVITE server transaction has: four of
+// its timers and what they send, and its cancellation. Out of line, it
+// leaves a non-INVITE transaction (a REGISTER's, two for each
+// registration) in a smaller size class: those are most transactions,
+// each allocated and cleared for its request and kept for Timer J.
+type inviteState struct {
+	trying     *sip.Response // 100 Trying, once it was due
+	tryingT    timerSlot
+	retrans    timerSlot // G
+	interval   time.Duration
+	timeout    timerSlot // H
+	accepted   timerSlot // L
+	ok2xx      timerSlot // Respond2xx
+	okIntvl    time.Duration
+	ok         *sip.Response
+	canceled   chan struct{}
+	isCanceled bool
 }
 
 // legacyKeys are the keys of an RFC 2543 server transaction: key, and
@@ -98,11 +109,12 @@ func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk lega
 		tx.legacy = &legacyKeys{key: lk}
 	}
 	tx.ctx, tx.stop = l.handlerContext()
-	tx.init(l, tx, &tx.tryingT, &tx.retrans, &tx.timeout, &tx.linger, &tx.accepted, &tx.ok2xx)
 	if tx.invite {
+		tx.inviteState = &inviteState{canceled: make(chan struct{})}
+		tx.init(l, tx, &tx.tryingT, &tx.retrans, &tx.timeout, &tx.linger, &tx.accepted, &tx.ok2xx)
 		tx.state = StateProceeding
-		tx.canceled = make(chan struct{})
 	} else {
+		tx.init(l, tx, &tx.linger)
 		tx.state = StateTrying
 	}
 	return tx
@@ -192,7 +204,12 @@ var closedDone = func() chan struct{} {
 // response; the layer has answered the CANCEL with 200, and the TU should
 // end the request with 487 Request Terminated (RFC 3261 §9.2). For other
 // methods it returns nil, a channel that is never ready.
-func (tx *ServerTx) Canceled() <-chan struct{} { return tx.canceled }
+func (tx *ServerTx) Canceled() <-chan struct{} {
+	if tx.inviteState == nil {
+		return nil
+	}
+	return tx.canceled
+}
 
 // Err returns why the transaction ended: nil for a normal end (Timers I, J,
 // L), ErrTimeout (Timer H: the ACK of a non-2xx final response never
@@ -457,7 +474,7 @@ func (tx *ServerTx) ToTag() string {
 func (tx *ServerTx) signalCancel() {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
-	if tx.state == StateProceeding && !tx.isCanceled {
+	if tx.invite && tx.state == StateProceeding && !tx.isCanceled {
 		tx.isCanceled = true
 		close(tx.canceled)
 		tx.stop()
@@ -470,12 +487,14 @@ func (tx *ServerTx) terminate(ob *outbox, err error) {
 		return
 	}
 	tx.state = StateTerminated
-	tx.tryingT.stop()
-	tx.retrans.stop()
-	tx.timeout.stop()
 	tx.linger.stop()
-	tx.accepted.stop()
-	tx.ok2xx.stop()
+	if tx.invite {
+		tx.tryingT.stop()
+		tx.retrans.stop()
+		tx.timeout.stop()
+		tx.accepted.stop()
+		tx.ok2xx.stop()
+	}
 	if err != nil && tx.err == nil {
 		tx.err = err
 	}
@@ -524,7 +543,9 @@ func (tx *ServerTx) maybeLinger() {
 // the lock held, once the handler has returned.
 func (tx *ServerTx) shed() {
 	tx.req = nil
-	tx.trying = nil
+	if tx.invite {
+		tx.trying = nil
+	}
 	switch tx.state {
 	case StateAccepted:
 		tx.last = nil
@@ -542,7 +563,7 @@ func (tx *ServerTx) handlerReturned() {
 	tx.mu.Lock()
 	tx.handlerDone = true
 	pending := tx.state == StateTrying || tx.state == StateProceeding
-	canceled := tx.isCanceled
+	canceled := tx.invite && tx.isCanceled
 	tx.mu.Unlock()
 	if pending {
 		code := 500
@@ -605,6 +626,10 @@ func (tx *ServerTx) fire(s *timerSlot, gen uint64) {
 
 // onTimer runs the step of the timer s. Called with the lock held.
 func (tx *ServerTx) onTimer(s *timerSlot, ob *outbox) {
+	if s == &tx.linger {
+		tx.onLinger(ob)
+		return
+	}
 	switch s {
 	case &tx.tryingT:
 		tx.sendTrying(ob)
@@ -612,8 +637,6 @@ func (tx *ServerTx) onTimer(s *timerSlot, ob *outbox) {
 		tx.onRetransmit(ob)
 	case &tx.timeout:
 		tx.onTimeout(ob)
-	case &tx.linger:
-		tx.onLinger(ob)
 	case &tx.accepted:
 		tx.onAccepted(ob)
 	case &tx.ok2xx:

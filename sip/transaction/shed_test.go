@@ -16,7 +16,11 @@ type held struct{ req, trying, last, ok bool }
 func heldBy(tx *ServerTx) held {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
-	return held{tx.req != nil, tx.trying != nil, tx.last != nil, tx.ok != nil}
+	h := held{req: tx.req != nil, last: tx.last != nil}
+	if tx.inviteState != nil {
+		h.trying, h.ok = tx.trying != nil, tx.ok != nil
+	}
+	return h
 }
 
 // TestLingeringSheds: once its handler has returned, a server transaction
