@@ -4,6 +4,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -238,4 +239,42 @@ func (l *Layer) Overloaded(req *sip.Request, waited time.Duration) bool {
 		total += l.sourceWeight(a)
 	}
 	return mine*total >= max(l.recentN, 1)*weight
+}
+
+// Shed makes the layer a transport.Shedder: it asks Config.Admit about a
+// new request as it arrives below the layer, with the wait of its
+// source's new work in the transport's queue (the least it would wait
+// itself), and carries out a refusal at once, statelessly, as
+// handleRequest would after the wait. Refused after its wait, new work
+// was refused when its client had sent it again already, and at the
+// price of its place in the queue and a worker's turn; refused on
+// arrival it costs its parse and the answer; it counts among the last
+// new requests that Overloaded weighs, like one that reached the layer.
+// It reports whether req was
+// answered or dropped. A request of a transaction that exists (a
+// retransmission, which its transaction answers), an ACK, a CANCEL, and
+// a request without an RFC 3261 branch are left to handleRequest.
+func (l *Layer) Shed(req *sip.Request, waited time.Duration) bool {
+	if l.admit == nil || req.Method == sip.MethodAck || req.Method == sip.MethodCancel {
+		return false
+	}
+	warm(&req.Headers)
+	via, ok := req.TopVia()
+	if !ok {
+		return false
+	}
+	branch := via.Branch()
+	if !strings.HasPrefix(branch, sip.BranchCookie) {
+		return false
+	}
+	l.mu.Lock()
+	known := l.closed || l.servers[serverKey{branch, strings.ToLower(via.Host), via.Port, req.Method}] != nil
+	if !known {
+		// A request refused here never reaches handleRequest: noted here,
+		// it counts in its source's share. One let in is noted twice, a
+		// weight that falls on the sources with a backlog only.
+		l.noteRecent(sourceOf(req.Source))
+	}
+	l.mu.Unlock()
+	return !known && !l.admitRequest(req, waited)
 }
