@@ -26,6 +26,9 @@ type item struct {
 	// scheduler may drop on arrival when its source's queue is too old
 	// (limits.maxWait).
 	resent bool
+	// asked: the upper layer was offered it on arrival (late) and let it
+	// in; push queues it whatever its source's new work has waited.
+	asked bool
 }
 
 // dupKey names a request by what a retransmission of it repeats: the
@@ -73,6 +76,10 @@ type limits struct {
 	// source's queue is too old: its resent items are refused on arrival
 	// while its oldest item has waited longer.
 	maxWait int64
+	// arrival, when positive, is the wait of a source's new work past
+	// which its new datagram requests are late on arrival (arrivalWait):
+	// set when the upper layer is a Shedder.
+	arrival int64
 }
 
 // nLanes is how many lanes a source's queue is split into in each class
@@ -118,6 +125,26 @@ const (
 	begun
 	nClasses
 )
+
+// Refusal on arrival. Refused after its wait in the queue, new work was
+// refused too late and at too high a price: at twice the REGISTER knee
+// the new work waited 0.4 to 1.5 s before its 503 went out (the queue
+// full of it, 13,800 messages), so its clients had sent it again, each
+// copy read and parsed and queued or dropped; the refusals themselves,
+// as dear as the 401s they replaced, kept the workers from the work
+// admitted; and the read loop, behind, left the socket to drop
+// datagrams, the work admitted among them. So a new datagram request
+// whose source's new work has already waited arrivalWait is offered to
+// the upper layer as it arrives, with that wait (Shedder): the policy
+// that would refuse it after its wait refuses it before, at once and
+// before the client's first retransmission, and it never takes a place
+// in the queue. A source with no backlog of new work, the light one a
+// flood shares the workers with round-robin, is never asked.
+//
+// arrivalWait is that wait: the transaction layer's overload limit
+// (transaction.DefaultOverloadDelay), where its refusals begin; in
+// delay.Now's nanoseconds.
+const arrivalWait = int64(100 * time.Millisecond)
 
 // lateWait is how long new work waits before it is late (see above): the
 // wait past which the transaction layer refuses a new request whatever
@@ -242,6 +269,10 @@ const (
 	refused              // over the caps
 	duplicate            // a retransmission of a request still queued: dropped
 	stale                // its source's queue is too old (limits.maxWait)
+	// late: new work whose source's new work has waited arrivalWait:
+	// not queued, to be offered to the upper layer (Shedder) and pushed
+	// again, asked, if it is let in.
+	late
 )
 
 // scheduler queues work per source and hands it to workers round-robin
@@ -337,24 +368,37 @@ func (s *scheduler) fits(src *source, size int) bool {
 // it in (fits). Flow-closed notifications are forced: there is at most
 // one per connection, and losing one would leave a dead binding behind.
 func (s *scheduler) push(key netip.Addr, it item, force bool) pushResult {
+	r, _ := s.pushWait(key, it, force)
+	return r
+}
+
+// pushWait is push, which for late also returns how long the source's
+// oldest new work has waited.
+func (s *scheduler) pushWait(key netip.Addr, it item, force bool) (pushResult, int64) {
 	c := classOf(it.msg)
 	it.lane = c*nLanes + it.lane%nLanes
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return refused
+		return refused, 0
 	}
 	if it.dup != (dupKey{}) {
 		if _, ok := s.dups[it.dup]; ok {
-			return duplicate
+			return duplicate, 0
 		}
 	}
 	src := s.sources[key]
 	if !force && !s.fits(src, it.size) {
-		return refused
+		return refused, 0
 	}
-	if !force && it.resent && s.lim.maxWait > 0 && src != nil && src.count[c] > 0 && src.stale(c, it.at, s.lim.maxWait) {
-		return stale
+	if !force && it.resent && src != nil && src.count[c] > 0 {
+		if s.lim.maxWait > 0 && src.stale(c, it.at, s.lim.maxWait) {
+			return stale, 0
+		}
+		// stale leaves floor exact when it says true.
+		if c == fresh && !it.asked && s.lim.arrival > 0 && src.stale(c, it.at, s.lim.arrival) {
+			return late, it.at - src.floor[c]
+		}
 	}
 	if src == nil {
 		src = s.newSource(key)
@@ -383,7 +427,7 @@ func (s *scheduler) push(key netip.Addr, it item, force bool) pushResult {
 		src.ring[c].push(it.lane)
 		s.enqueue(src, c)
 	}
-	return queued
+	return queued, 0
 }
 
 // enqueue puts src, which has a ready lane of class c, in the ready list

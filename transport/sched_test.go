@@ -393,3 +393,55 @@ func TestSchedulerLateFreshFirst(t *testing.T) {
 		t.Errorf("taken %v, want %s", got, want)
 	}
 }
+
+// TestSchedulerLateOnArrival: with an arrival wait, a new datagram request
+// is late, not queued, while its source's oldest new work has waited
+// past it, and push says how long that is; asked again (it.asked), or
+// for work begun, an ACK or CANCEL, another source without a backlog, or
+// with no arrival wait, it is queued.
+func TestSchedulerLateOnArrival(t *testing.T) {
+	const wait = int64(100 * time.Millisecond)
+	lim := limits{total: 100, totalBytes: 1 << 30, maxWait: int64(4 * time.Second), arrival: wait}
+	a, b := udpAddr("192.0.2.1:5060"), udpAddr("192.0.2.2:5060")
+	ka, kb := a.AddrPort.Addr(), b.AddrPort.Addr()
+	newReq := func(src sip.Addr, id string, at int64) item {
+		return classItem(t, strings.Replace(testRequest, "a84b4c76e66710", id, 1), src, at)
+	}
+	s := newScheduler(lim)
+	if r, _ := s.pushWait(ka, newReq(a, "first", 0), false); r != queued {
+		t.Fatalf("first new request: %v", r)
+	}
+	if r, _ := s.pushWait(ka, newReq(a, "at-the-wait", wait), false); r != queued {
+		t.Errorf("at the arrival wait: %v, want queued", r)
+	}
+	r, waited := s.pushWait(ka, newReq(a, "past", wait+7), false)
+	if r != late || waited != wait+7 {
+		t.Errorf("past the arrival wait: %v after %d, want late after %d", r, waited, wait+7)
+	}
+	asked := newReq(a, "asked", wait+7)
+	asked.asked = true
+	if r, _ := s.pushWait(ka, asked, false); r != queued {
+		t.Errorf("asked: %v, want queued", r)
+	}
+	if r, _ := s.pushWait(ka, classItem(t, begunText("BYE", "bye", false), a, wait+7), false); r != queued {
+		t.Errorf("work begun: %v, want queued", r)
+	}
+	ack := newReq(a, "ack", wait+7)
+	ack.resent = false // what the Layer sets for an ACK or a CANCEL
+	if r, _ := s.pushWait(ka, ack, false); r != queued {
+		t.Errorf("an ACK or CANCEL: %v, want queued", r)
+	}
+	if r, _ := s.pushWait(kb, newReq(b, "light", wait+7), false); r != queued {
+		t.Errorf("another source: %v, want queued", r)
+	}
+	if n, _ := s.len(); n != 6 {
+		t.Errorf("%d queued, want 6", n)
+	}
+
+	lim.arrival = 0
+	s = newScheduler(lim)
+	s.push(ka, newReq(a, "first", 0), false)
+	if r, _ := s.pushWait(ka, newReq(a, "past", wait+7), false); r != queued {
+		t.Errorf("without an arrival wait: %v, want queued", r)
+	}
+}
