@@ -117,6 +117,9 @@ type Stats struct {
 	// Duplicates counts retransmissions of a request dropped because the
 	// request was still queued: the answer to it answers them.
 	Duplicates uint64
+	// Shed counts new requests that the upper Handler, a Shedder,
+	// answered or dropped on their arrival.
+	Shed uint64
 	// Pending is the number of messages waiting for a worker now, and
 	// PendingBytes their size as the caps count it.
 	Pending, PendingBytes int
@@ -173,7 +176,8 @@ type Layer struct {
 	// duplicates counts retransmissions dropped for their request was
 	// still queued.
 	duplicates atomic.Uint64
-	warned     atomic.Int64 // Unix ns of the last warning about drops
+	shed       atomic.Uint64 // requests the Shedder dealt with on arrival
+	warned     atomic.Int64  // Unix ns of the last warning about drops
 
 	queueWait delay.Mean // of the messages, from their queueing to a worker
 }
@@ -188,6 +192,7 @@ type run struct {
 	cancel     context.CancelCauseFunc
 	upper      Handler
 	waited     WaitHandler // upper, when it is one
+	shedder    Shedder     // upper, when it is one that sheds
 	sched      *scheduler
 	transports sync.WaitGroup
 }
@@ -271,8 +276,17 @@ func (l *Layer) Serve(ctx context.Context, h Handler) error {
 	}
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	r := &run{ctx: rctx, cancel: cancel, upper: h, sched: newScheduler(l.cfg.limits())}
+	r := &run{ctx: rctx, cancel: cancel, upper: h}
 	r.waited, _ = h.(WaitHandler)
+	r.shedder, _ = h.(Shedder)
+	if f, ok := h.(HandlerFuncs); ok && f.Arrival == nil {
+		r.shedder = nil
+	}
+	lim := l.cfg.limits()
+	if r.shedder != nil {
+		lim.arrival = arrivalWait
+	}
+	r.sched = newScheduler(lim)
 	l.run = r
 	l.active.Store(r)
 	for _, t := range *l.transports.Load() {
@@ -349,7 +363,7 @@ func (l *Layer) closeTransports() error {
 
 // Stats returns the Layer's counters.
 func (l *Layer) Stats() Stats {
-	s := Stats{Received: l.received.Load(), Dropped: l.dropped.Load(), Stale: l.stale.Load(), Duplicates: l.duplicates.Load(), Flows: int(l.nFlows.Load())}
+	s := Stats{Received: l.received.Load(), Dropped: l.dropped.Load(), Stale: l.stale.Load(), Duplicates: l.duplicates.Load(), Shed: l.shed.Load(), Flows: int(l.nFlows.Load())}
 	if r := l.active.Load(); r != nil {
 		s.Pending, s.PendingBytes = r.sched.len()
 	}
@@ -404,7 +418,19 @@ func (l *Layer) receive(msg sip.Message, t Transport) {
 	}
 	it := item{msg: msg, size: msgSize(msg), at: delay.Now(), lane: laneOf(msg, src), dup: dupKeyOf(msg, src)}
 	it.resent = it.dup != (dupKey{}) && it.dup.method != sip.MethodAck && it.dup.method != sip.MethodCancel
-	switch r.sched.push(sourceKey(src), it, false) {
+	key := sourceKey(src)
+	res, waited := r.sched.pushWait(key, it, false)
+	if res == late {
+		req := msg.(*sip.Request) // late is for datagram requests only
+		StampReceived(req)
+		if r.shedder.Shed(req, time.Duration(waited)) {
+			l.shed.Add(1)
+			return
+		}
+		it.asked = true
+		res, _ = r.sched.pushWait(key, it, false)
+	}
+	switch res {
 	case refused:
 		l.drop("source or layer over its pending cap", src)
 	case duplicate:
