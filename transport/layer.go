@@ -418,19 +418,13 @@ func (l *Layer) receive(msg sip.Message, t Transport) {
 	}
 	it := item{msg: msg, size: msgSize(msg), at: delay.Now(), lane: laneOf(msg, src), dup: dupKeyOf(msg, src)}
 	it.resent = it.dup != (dupKey{}) && it.dup.method != sip.MethodAck && it.dup.method != sip.MethodCancel
-	key := sourceKey(src)
-	res, waited := r.sched.pushWait(key, it, false)
-	if res == late {
-		req := msg.(*sip.Request) // late is for datagram requests only
-		StampReceived(req)
-		if r.shedder.Shed(req, time.Duration(waited)) {
-			l.shed.Add(1)
-			return
-		}
-		it.asked = true
-		res, _ = r.sched.pushWait(key, it, false)
-	}
-	switch res {
+	l.queue(r, it)
+}
+
+// queue pushes it, counting and logging what the scheduler does not queue.
+func (l *Layer) queue(r *run, it item) {
+	src := it.msg.Src()
+	switch r.sched.push(sourceKey(src), it, false) {
 	case refused:
 		l.drop("source or layer over its pending cap", src)
 	case duplicate:
@@ -560,6 +554,10 @@ func (l *Layer) work(r *run) {
 			r.upper.HandleFlowClosed(it.closed)
 			continue
 		}
+		if it.late {
+			l.offer(r, it)
+			continue
+		}
 		now := delay.Now()
 		l.queueWait.Sample(it.at, now)
 		if req, ok := it.msg.(*sip.Request); ok {
@@ -571,4 +569,18 @@ func (l *Layer) work(r *run) {
 		}
 		r.upper.HandleMessage(it.msg)
 	}
+}
+
+// offer hands a late item (new work whose source's new work has waited
+// past the arrival wait) to the Shedder, and queues it in its lane if it
+// is let in.
+func (l *Layer) offer(r *run, it item) {
+	req := it.msg.(*sip.Request) // late is for datagram requests only
+	StampReceived(req)
+	if r.shedder.Shed(req, time.Duration(it.waited)) {
+		l.shed.Add(1)
+		return
+	}
+	it.late, it.asked = false, true
+	l.queue(r, it)
 }

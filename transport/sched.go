@@ -26,8 +26,13 @@ type item struct {
 	// scheduler may drop on arrival when its source's queue is too old
 	// (limits.maxWait).
 	resent bool
-	// asked: the upper layer was offered it on arrival (late) and let it
-	// in; push queues it whatever its source's new work has waited.
+	// late: new work that arrived while its source's new work had waited
+	// past limits.arrival, queued to be offered to the upper layer first
+	// (scheduler.arrived); waited is how long that was (ns).
+	late   bool
+	waited int64
+	// asked: the upper layer was offered it (late) and let it in; push
+	// queues it in its lane whatever its source's new work has waited.
 	asked bool
 }
 
@@ -130,16 +135,19 @@ const (
 // refused too late and at too high a price: at twice the REGISTER knee
 // the new work waited 0.4 to 1.5 s before its 503 went out (the queue
 // full of it, 13,800 messages), so its clients had sent it again, each
-// copy read and parsed and queued or dropped; the refusals themselves,
-// as dear as the 401s they replaced, kept the workers from the work
-// admitted; and the read loop, behind, left the socket to drop
-// datagrams, the work admitted among them. So a new datagram request
-// whose source's new work has already waited arrivalWait is offered to
-// the upper layer as it arrives, with that wait (Shedder): the policy
-// that would refuse it after its wait refuses it before, at once and
-// before the client's first retransmission, and it never takes a place
-// in the queue. A source with no backlog of new work, the light one a
-// flood shares the workers with round-robin, is never asked.
+// copy read and parsed and queued or dropped; and the refusals, as dear
+// as the 401s they replaced, kept the workers from the work admitted. So
+// a new datagram request whose source's new work has already waited
+// arrivalWait is late: it skips its lane for a queue of its own
+// (arrived), which the workers take before anything else, to offer it to
+// the upper layer with that wait (Shedder). The policy that would refuse
+// it after its wait refuses it before, at once and before the client's
+// first retransmission, at the cost of a worker's turn; let in, it goes
+// to its lane (asked). Offered from the read loop instead, the refusals
+// and their sends made the one read loop per socket the bottleneck: at
+// 2x the knee its socket dropped 690,000 datagrams (110,000 before). A
+// source with no backlog of new work, the light one a flood shares the
+// workers with round-robin, is never offered.
 //
 // arrivalWait is that wait: the transaction layer's overload limit
 // (transaction.DefaultOverloadDelay), where its refusals begin; in
@@ -184,6 +192,27 @@ type lane struct {
 }
 
 func (q *lane) len() int { return len(q.items) - q.head }
+
+// add appends it, reusing the space before head when the array is full.
+func (q *lane) add(it item) {
+	if q.head > 0 && len(q.items) == cap(q.items) {
+		n := copy(q.items, q.items[q.head:])
+		clear(q.items[n:])
+		q.items, q.head = q.items[:n], 0
+	}
+	q.items = append(q.items, it)
+}
+
+// take removes and returns the head item; the lane has one.
+func (q *lane) take() item {
+	it := q.items[q.head]
+	q.items[q.head] = item{}
+	q.head++
+	if q.head == len(q.items) {
+		q.items, q.head = q.items[:0], 0
+	}
+	return it
+}
 
 // source is the queue of one source IP address. Its items wait in
 // lanes, of two classes (fresh and begun, each with its lanes, ring and
@@ -269,9 +298,8 @@ const (
 	refused              // over the caps
 	duplicate            // a retransmission of a request still queued: dropped
 	stale                // its source's queue is too old (limits.maxWait)
-	// late: new work whose source's new work has waited arrivalWait:
-	// not queued, to be offered to the upper layer (Shedder) and pushed
-	// again, asked, if it is let in.
+	// late: new work whose source's new work has waited
+	// limits.arrival, queued in arrived (item.late)
 	late
 )
 
@@ -295,6 +323,8 @@ type scheduler struct {
 	// its retransmissions, which a client sends when the queue is slow,
 	// are not queued again behind it: bounded by the total cap.
 	dups map[dupKey]struct{}
+	// arrived holds the late items (item.late), taken before any lane.
+	arrived lane
 }
 
 // readyList is a FIFO of sources: q[head:]. The slice is compacted when
@@ -368,36 +398,37 @@ func (s *scheduler) fits(src *source, size int) bool {
 // it in (fits). Flow-closed notifications are forced: there is at most
 // one per connection, and losing one would leave a dead binding behind.
 func (s *scheduler) push(key netip.Addr, it item, force bool) pushResult {
-	r, _ := s.pushWait(key, it, force)
-	return r
-}
-
-// pushWait is push, which for late also returns how long the source's
-// oldest new work has waited.
-func (s *scheduler) pushWait(key netip.Addr, it item, force bool) (pushResult, int64) {
 	c := classOf(it.msg)
 	it.lane = c*nLanes + it.lane%nLanes
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed {
-		return refused, 0
+		return refused
 	}
 	if it.dup != (dupKey{}) {
 		if _, ok := s.dups[it.dup]; ok {
-			return duplicate, 0
+			return duplicate
 		}
 	}
 	src := s.sources[key]
 	if !force && !s.fits(src, it.size) {
-		return refused, 0
+		return refused
 	}
 	if !force && it.resent && src != nil && src.count[c] > 0 {
 		if s.lim.maxWait > 0 && src.stale(c, it.at, s.lim.maxWait) {
-			return stale, 0
+			return stale
 		}
 		// stale leaves floor exact when it says true.
 		if c == fresh && !it.asked && s.lim.arrival > 0 && src.stale(c, it.at, s.lim.arrival) {
-			return late, it.at - src.floor[c]
+			it.late, it.waited = true, it.at-src.floor[c]
+			s.arrived.add(it)
+			s.pending++
+			s.bytes += it.size
+			s.dups[it.dup] = struct{}{}
+			if s.idle > 0 {
+				s.cond.Signal()
+			}
+			return late
 		}
 	}
 	if src == nil {
@@ -411,12 +442,7 @@ func (s *scheduler) pushWait(key netip.Addr, it item, force bool) (pushResult, i
 		s.dups[it.dup] = struct{}{}
 	}
 	ln := &src.lanes[it.lane]
-	if ln.head > 0 && len(ln.items) == cap(ln.items) {
-		n := copy(ln.items, ln.items[ln.head:])
-		clear(ln.items[n:])
-		ln.items, ln.head = ln.items[:n], 0
-	}
-	ln.items = append(ln.items, it)
+	ln.add(it)
 	src.n++
 	src.count[c]++
 	src.bytes += it.size
@@ -427,7 +453,7 @@ func (s *scheduler) pushWait(key netip.Addr, it item, force bool) (pushResult, i
 		src.ring[c].push(it.lane)
 		s.enqueue(src, c)
 	}
-	return queued, 0
+	return queued
 }
 
 // enqueue puts src, which has a ready lane of class c, in the ready list
@@ -444,9 +470,11 @@ func (s *scheduler) enqueue(src *source, c uint8) {
 	}
 }
 
-// readyLen is how many sources have a ready lane, counted once per class.
-// Called with s.mu held.
-func (s *scheduler) readyLen() int { return s.ready[fresh].len() + s.ready[begun].len() }
+// readyLen is how many sources have a ready lane, counted once per class,
+// and late items. Called with s.mu held.
+func (s *scheduler) readyLen() int {
+	return s.ready[fresh].len() + s.ready[begun].len() + s.arrived.len()
+}
 
 // class picks the class to take the next item from, of those with a
 // ready lane: begun, but for one fresh item after begunBurst begun ones
@@ -505,6 +533,16 @@ func (s *scheduler) next(prev hold) (h hold, it item, ok bool) {
 	if s.closed {
 		return hold{}, item{}, false
 	}
+	if s.arrived.len() > 0 {
+		it = s.arrived.take()
+		s.pending--
+		s.bytes -= it.size
+		delete(s.dups, it.dup)
+		if s.readyLen() > 0 && s.idle > 0 {
+			s.cond.Signal()
+		}
+		return hold{}, it, true
+	}
 	c := s.class()
 	src := s.ready[c].pop()
 	l := src.ring[c].pop()
@@ -521,12 +559,7 @@ func (s *scheduler) next(prev hold) (h hold, it item, ok bool) {
 	if s.readyLen() > 0 && s.idle > 0 {
 		s.cond.Signal()
 	}
-	it = ln.items[ln.head]
-	ln.items[ln.head] = item{}
-	ln.head++
-	if ln.head == len(ln.items) {
-		ln.items, ln.head = ln.items[:0], 0
-	}
+	it = ln.take()
 	src.n--
 	src.count[c]--
 	src.bytes -= it.size
@@ -586,6 +619,7 @@ func (s *scheduler) close() {
 	s.mu.Lock()
 	s.closed = true
 	s.sources, s.ready, s.pending, s.bytes, s.dups = nil, [nClasses]readyList{}, 0, 0, nil
+	s.arrived = lane{}
 	s.mu.Unlock()
 	s.cond.Broadcast()
 }

@@ -395,10 +395,11 @@ func TestSchedulerLateFreshFirst(t *testing.T) {
 }
 
 // TestSchedulerLateOnArrival: with an arrival wait, a new datagram request
-// is late, not queued, while its source's oldest new work has waited
-// past it, and push says how long that is; asked again (it.asked), or
-// for work begun, an ACK or CANCEL, another source without a backlog, or
-// with no arrival wait, it is queued.
+// that arrives while its source's oldest new work has waited past it is
+// late: it is taken before anything else, with that wait; asked again
+// (it.asked), or for work begun, an ACK or CANCEL, another source without
+// a backlog, or with no arrival wait, it is queued in its lane. A
+// retransmission of a late item still queued is a duplicate.
 func TestSchedulerLateOnArrival(t *testing.T) {
 	const wait = int64(100 * time.Millisecond)
 	lim := limits{total: 100, totalBytes: 1 << 30, maxWait: int64(4 * time.Second), arrival: wait}
@@ -408,40 +409,50 @@ func TestSchedulerLateOnArrival(t *testing.T) {
 		return classItem(t, strings.Replace(testRequest, "a84b4c76e66710", id, 1), src, at)
 	}
 	s := newScheduler(lim)
-	if r, _ := s.pushWait(ka, newReq(a, "first", 0), false); r != queued {
+	if r := s.push(ka, newReq(a, "first", 0), false); r != queued {
 		t.Fatalf("first new request: %v", r)
 	}
-	if r, _ := s.pushWait(ka, newReq(a, "at-the-wait", wait), false); r != queued {
+	if r := s.push(ka, newReq(a, "at-the-wait", wait), false); r != queued {
 		t.Errorf("at the arrival wait: %v, want queued", r)
 	}
-	r, waited := s.pushWait(ka, newReq(a, "past", wait+7), false)
-	if r != late || waited != wait+7 {
-		t.Errorf("past the arrival wait: %v after %d, want late after %d", r, waited, wait+7)
+	if r := s.push(ka, newReq(a, "past", wait+7), false); r != late {
+		t.Errorf("past the arrival wait: %v, want late", r)
+	}
+	if r := s.push(ka, newReq(a, "past", wait+8), false); r != duplicate {
+		t.Errorf("a retransmission of the late one: %v, want duplicate", r)
 	}
 	asked := newReq(a, "asked", wait+7)
 	asked.asked = true
-	if r, _ := s.pushWait(ka, asked, false); r != queued {
+	if r := s.push(ka, asked, false); r != queued {
 		t.Errorf("asked: %v, want queued", r)
 	}
-	if r, _ := s.pushWait(ka, classItem(t, begunText("BYE", "bye", false), a, wait+7), false); r != queued {
+	if r := s.push(ka, classItem(t, begunText("BYE", "bye", false), a, wait+7), false); r != queued {
 		t.Errorf("work begun: %v, want queued", r)
 	}
 	ack := newReq(a, "ack", wait+7)
 	ack.resent = false // what the Layer sets for an ACK or a CANCEL
-	if r, _ := s.pushWait(ka, ack, false); r != queued {
+	if r := s.push(ka, ack, false); r != queued {
 		t.Errorf("an ACK or CANCEL: %v, want queued", r)
 	}
-	if r, _ := s.pushWait(kb, newReq(b, "light", wait+7), false); r != queued {
+	if r := s.push(kb, newReq(b, "light", wait+7), false); r != queued {
 		t.Errorf("another source: %v, want queued", r)
 	}
+	if n, _ := s.len(); n != 7 {
+		t.Errorf("%d queued, want 7", n)
+	}
+	h, it, _ := s.next(hold{})
+	if it.msg.Header().CallID() != "past" || !it.late || it.waited != wait+7 || h.src != nil {
+		t.Errorf("took %s (late %v, after %d, holding %v) first, want past, late after %d, holding nothing",
+			it.msg.Header().CallID(), it.late, it.waited, h.src != nil, wait+7)
+	}
 	if n, _ := s.len(); n != 6 {
-		t.Errorf("%d queued, want 6", n)
+		t.Errorf("%d queued after the late one was taken, want 6", n)
 	}
 
 	lim.arrival = 0
 	s = newScheduler(lim)
 	s.push(ka, newReq(a, "first", 0), false)
-	if r, _ := s.pushWait(ka, newReq(a, "past", wait+7), false); r != queued {
+	if r := s.push(ka, newReq(a, "past", wait+7), false); r != queued {
 		t.Errorf("without an arrival wait: %v, want queued", r)
 	}
 }
