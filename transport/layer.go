@@ -143,7 +143,9 @@ type Stats struct {
 //     (responses, requests within a dialog or with credentials) go before
 //     new work, so that under overload what was admitted completes while
 //     the new work waits to be shed; a retransmission of a request still
-//     queued is dropped;
+//     queued is dropped; new work that arrives while its source's new work
+//     has waited 100 ms is offered to the upper Handler, when it is a
+//     Shedder, before anything else, to be refused at once;
 //   - Send picks the transport by destination transport and address
 //     family, applies the MTU rule to requests, and routes responses by
 //     connection, then by Via (RFC 3261 §18.2.2, RFC 3581 §4);
@@ -385,7 +387,7 @@ func (l *Layer) FlowOpen(flow sip.Addr) bool {
 // outside it (not added with Add): it queues msg for the upper Handler
 // like a message read by an added transport. Flows learnt this way are
 // routed by trying each transport of their network.
-func (l *Layer) HandleMessage(msg sip.Message) { l.receive(msg, nil) }
+func (l *Layer) HandleMessage(msg sip.Message) { l.receive(msg, nil, 0) }
 
 // HandleFlowClosed makes the Layer a Handler: it forgets flow and passes
 // the notification up after the messages already queued from its source.
@@ -398,10 +400,18 @@ type feed struct {
 	t Transport
 }
 
-func (f *feed) HandleMessage(msg sip.Message)  { f.l.receive(msg, f.t) }
-func (f *feed) HandleFlowClosed(flow sip.Addr) { f.l.flowClosed(flow) }
+func (f *feed) HandleMessage(msg sip.Message)           { f.l.receive(msg, f.t, 0) }
+func (f *feed) HandleArrived(msg sip.Message, at int64) { f.l.receive(msg, f.t, at) }
+func (f *feed) HandleFlowClosed(flow sip.Addr)          { f.l.flowClosed(flow) }
 
-func (l *Layer) receive(msg sip.Message, t Transport) {
+// maxSocketWait bounds the wait before the read that receive believes of
+// a kernel timestamp: the system clock may have been stepped since.
+const maxSocketWait = int64(30 * time.Second)
+
+// receive queues msg, which came through t (nil: HandleMessage); at, when
+// not 0, is when the kernel received it (Unix ns), and its wait counts
+// from then.
+func (l *Layer) receive(msg sip.Message, t Transport, at int64) {
 	src := msg.Src()
 	r := l.active.Load()
 	if r == nil {
@@ -417,6 +427,11 @@ func (l *Layer) receive(msg sip.Message, t Transport) {
 		return
 	}
 	it := item{msg: msg, size: msgSize(msg), at: delay.Now(), lane: laneOf(msg, src), dup: dupKeyOf(msg, src)}
+	if at != 0 {
+		if w := time.Now().UnixNano() - at; w > 0 && w < maxSocketWait {
+			it.at -= w
+		}
+	}
 	it.resent = it.dup != (dupKey{}) && it.dup.method != sip.MethodAck && it.dup.method != sip.MethodCancel
 	l.queue(r, it)
 }

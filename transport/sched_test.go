@@ -456,3 +456,31 @@ func TestSchedulerLateOnArrival(t *testing.T) {
 		t.Errorf("without an arrival wait: %v, want queued", r)
 	}
 }
+
+// TestLayerWaitFromKernel: a message handed over with the time the kernel
+// received it (ArrivedHandler) has waited since then, the time in the
+// socket's buffer included; a time in the future, or older than
+// maxSocketWait (a clock stepped meanwhile), is not believed.
+func TestLayerWaitFromKernel(t *testing.T) {
+	src := udpAddr("198.51.100.7:5060")
+	waited := make(chan time.Duration, 8)
+	l := NewLayer(Config{Workers: 1})
+	udp := newFake(sip.UDP, "127.0.0.1:5060")
+	l.Add(udp)
+	serve(t, l, HandlerFuncs{Waited: func(_ sip.Message, d time.Duration) { waited <- d }})
+	feed, ok := udp.handler(t).(ArrivedHandler)
+	if !ok {
+		t.Fatal("the Layer's handler for its transports is no ArrivedHandler")
+	}
+	before := time.Now()
+	feed.HandleArrived(requestIn(t, "socket", 1, src), before.Add(-300*time.Millisecond).UnixNano())
+	if d := recv(t, waited); d < 300*time.Millisecond {
+		t.Errorf("waited %v, want at least the 300ms in the socket", d)
+	}
+	for _, at := range []time.Time{before.Add(time.Hour), before.Add(-time.Hour)} {
+		feed.HandleArrived(requestIn(t, "bogus", 1, src), at.UnixNano())
+		if d := recv(t, waited); d > time.Since(before) {
+			t.Errorf("arrived at %v: waited %v, want the wait since the read only", at.Sub(before), d)
+		}
+	}
+}

@@ -88,3 +88,14 @@ type Shedder interface {
 	Handler
 	Shed(req *sip.Request, waited time.Duration) bool
 }
+
+// An ArrivedHandler is a Handler that takes, with a message, when the
+// kernel received it (at, Unix nanoseconds): a transport that knows it
+// calls HandleArrived instead of HandleMessage. The Layer measures a
+// message's wait from then, so that the time it spent in the socket's
+// buffer, which under overload is most of it, counts in the waits that
+// decide shedding.
+type ArrivedHandler interface {
+	Handler
+	HandleArrived(msg sip.Message, at int64)
+}
