@@ -144,7 +144,7 @@ type Stats struct {
 //     new work, so that under overload what was admitted completes while
 //     the new work waits to be shed; a retransmission of a request still
 //     queued is dropped; new work that arrives while its source's new work
-//     has waited 100 ms is offered to the upper Handler, when it is a
+//     has waited 200 ms is offered to the upper Handler, when it is a
 //     Shedder, before anything else, to be refused at once;
 //   - Send picks the transport by destination transport and address
 //     family, applies the MTU rule to requests, and routes responses by

@@ -152,7 +152,7 @@ const (
 // arrivalWait is that wait: the transaction layer's overload limit
 // (transaction.DefaultOverloadDelay), where its refusals begin; in
 // delay.Now's nanoseconds.
-const arrivalWait = int64(100 * time.Millisecond)
+const arrivalWait = int64(200 * time.Millisecond)
 
 // lateWait is how long new work waits before it is late (see above): the
 // wait past which the transaction layer refuses a new request whatever

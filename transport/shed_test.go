@@ -127,7 +127,7 @@ func TestOverloadShedsOnArrival(t *testing.T) {
 	// The Layer measures waits on the monotonic clock (internal/delay),
 	// which has no fake: the queue's wait is real time.
 	queued := time.Now()
-	waitfor.Until(t, "the new work's wait past the arrival wait and T1's 4/5", 10*time.Second, func() bool { return time.Since(queued) > 150*time.Millisecond })
+	waitfor.Until(t, "the new work's wait past the arrival wait and T1's 4/5", 10*time.Second, func() bool { return time.Since(queued) > 250*time.Millisecond })
 
 	for i := range nLate {
 		send(flood, fmt.Sprint("late-", i), fmt.Sprint("late-", i), "")

@@ -78,8 +78,8 @@ type WaitHandler interface {
 // A Shedder is a Handler that may refuse new work as it arrives, before
 // it waits in the Layer's queue. The Layer offers it each new request over
 // UDP (no To tag, no credentials; not an ACK or a CANCEL) that arrives
-// while its source's new work has waited in the queue for waited, about
-// 100 ms or more: from a worker, before any other work, with its Via
+// while its source's new work has waited in the queue for waited, 200 ms
+// or more: from a worker, before any other work, with its Via
 // stamped (StampReceived). A source without such a backlog is never
 // offered. Shed reports whether it dealt with req, by answering it (a 503
 // with Retry-After, sent at once) or dropping it; otherwise req is queued
