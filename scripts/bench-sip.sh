@@ -79,8 +79,12 @@
 # it is given (other processes of the host still share them), and its
 # knee is that of one core: the Go runtime sees the CPUs of its affinity
 # mask, so GOMAXPROCS is 1 and the transport layer runs 2 workers.
-# Kamailio's 4 workers share the one core. Unpinned (the default), the
-# server and sipp share every core, as before.
+# Kamailio's 4 workers share the one core. The sipps share one core
+# too: past about 12,000 REGISTER/s (24,000/s offered, 2026-12-07) four
+# sipps on one core fell behind their own sockets, so such a step
+# measures sipp, not the server (see each step's sipp socket drops).
+# Unpinned (the default), the server and sipp share every core, as
+# before.
 #
 # Socket drops: every step reports the datagrams that the kernel dropped
 # at sipp's sockets and at the server's SIP socket (/proc/net/udp, drops;
