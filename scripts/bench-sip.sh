@@ -70,10 +70,29 @@
 # and the server's /metrics at the heap's moment to $OUT/metrics-*.txt
 # (the transactions, dialogs and calls alive then).
 #
+# Pinning: PIN=1 runs the server (Switchboard, Kamailio's processes, the
+# redis-server) with `taskset -c $SERVER_CPUS` (0) and every sipp with
+# `taskset -c $SIPP_CPUS` (1), so that the load generators do not take the
+# server's CPU: on 2 cores, at 2× a REGISTER knee of 16,000/s, four sipps
+# took half as much CPU again as the gateway, and the two competed for
+# both cores. Pinned, a step measures what the server does with the CPUs
+# it is given (other processes of the host still share them), and its
+# knee is that of one core: the Go runtime sees the CPUs of its affinity
+# mask, so GOMAXPROCS is 1 and the transport layer runs 2 workers.
+# Kamailio's 4 workers share the one core. The sipps share one core
+# too: past about 12,000 REGISTER/s (24,000/s offered, 2026-12-07) four
+# sipps on one core fell behind their own sockets, so such a step
+# measures sipp, not the server (see each step's sipp socket drops).
+# Unpinned (the default), the server and sipp share every core, as
+# before.
+#
 # Socket drops: every step reports the datagrams that the kernel dropped
 # at sipp's sockets and at the server's SIP socket (/proc/net/udp, drops;
 # sipp's sampled every half second while it runs, since the counter goes
-# with the socket). A timeout at sipp can be an answer that sipp itself
+# with the socket), and the largest backlog of the server's socket in
+# those samples (rx_queue: bytes the kernel holds for it, counted as the
+# kernel charges them, about 1-2 KiB per small datagram); $OUT/*.rxq has
+# every sample. A timeout at sipp can be an answer that sipp itself
 # dropped, its single thread behind its socket, not the server's doing.
 #
 # Settings (environment): SB_DATA (Switchboard's data directory, one
@@ -83,7 +102,8 @@
 # e.g. 35 to let the REGISTERs' transactions end), OVER_DUR (30),
 # OVER_FACTOR (2; 0 leaves the overload steps out), NUSERS (1000),
 # KAM_CHILDREN (4), KAM_SHM (1024), KAM_PKG (32), SKIP (register or call:
-# leave that half out), OUT (a directory for logs; default a new temp dir). Everything is bounded: -m
+# leave that half out), PIN (0; 1: see Pinning), SERVER_CPUS (0), SIPP_CPUS (1),
+# OUT (a directory for logs; default a new temp dir). Everything is bounded: -m
 # per run, -recv_timeout per message, -timeout per run, and every process
 # started here is stopped by its pid on exit.
 set -euo pipefail
@@ -106,6 +126,22 @@ CALLERS=${CALLERS:-1}
 REGISTERS=${REGISTERS:-1}
 DRAIN=${DRAIN:-0}
 PASS=pw-secret
+PIN=${PIN:-0}
+SERVER_CPUS=${SERVER_CPUS:-0}
+SIPP_CPUS=${SIPP_CPUS:-1}
+# SRV and GEN prefix the commands that start the servers and the sipps:
+# empty unless PIN=1.
+SRV=()
+GEN=()
+case $PIN in
+0) ;;
+1)
+	command -v taskset >/dev/null || { echo "PIN=1 needs taskset (util-linux)" >&2; exit 1; }
+	SRV=(taskset -c "$SERVER_CPUS")
+	GEN=(taskset -c "$SIPP_CPUS")
+	;;
+*) echo "PIN must be 0 or 1" >&2; exit 2 ;;
+esac
 # sipp's socket buffers. Its default (128 KiB on this machine) overflowed
 # at 4,000 REGISTER/s on a busy host: 240,000 datagrams dropped in sipp's
 # socket against 916 in the gateway's, which sipp counts as the server's
@@ -245,6 +281,18 @@ udp_drops() {
 	awk -v p="$hex" 'NR>1 && substr($2, length($2)-4) == p {d+=$NF} END{print d+0}' /proc/net/udp /proc/net/udp6 2>/dev/null
 }
 
+# udp_rxq PORT prints the bytes waiting in the receive queues of the UDP
+# sockets bound to PORT: datagrams the server has not read yet.
+udp_rxq() {
+	local hex
+	hex=$(printf ':%04X' "$1")
+	awk -v p="$hex" 'NR>1 && substr($2, length($2)-4) == p {
+		split($5, q, ":"); v = 0
+		for (i = 1; i <= length(q[2]); i++) v = v * 16 + index("0123456789ABCDEF", toupper(substr(q[2], i, 1))) - 1
+		b += v
+	} END{print b+0}' /proc/net/udp /proc/net/udp6 2>/dev/null
+}
+
 # settle TARGET waits (at most 40 s) until TARGET's processes use less
 # than 5 % of a core over half a second: the previous step's backlog is done.
 settle() {
@@ -306,7 +354,7 @@ start_switchboard() {
 	env SWITCHBOARD_SIP_UDP=127.0.0.1:$port SWITCHBOARD_SIP_TCP=127.0.0.1:$port \
 		SWITCHBOARD_HTTP=127.0.0.1:$hport SWITCHBOARD_ICE_PORT="$(free_port)" SWITCHBOARD_DATA_DIR="$SB_DATA/$t" \
 		SWITCHBOARD_USERS="$USERS_ENV" SWITCHBOARD_LOG_LEVEL=warn SWITCHBOARD_PPROF=true "$@" \
-		"$OUT/switchboard" >"$OUT/$t.log" 2>&1 &
+		"${SRV[@]}" "$OUT/switchboard" >"$OUT/$t.log" 2>&1 &
 	PIDS+=($!)
 	PID[$t]=$!
 	SERVER_PIDS[$t]="${SERVER_PIDS[$t]:-} $!"
@@ -326,7 +374,7 @@ start_redis() {
 	command -v redis-server >/dev/null || { echo "redis-server is not installed: scripts/deps.sh installs it" >&2; return 1; }
 	command -v redis-cli >/dev/null || { echo "redis-cli is not installed: scripts/deps.sh installs it" >&2; return 1; }
 	rport=$(free_port)
-	redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no \
+	"${SRV[@]}" redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no \
 		--dir "$OUT" >"$OUT/redis-server.log" 2>&1 &
 	PIDS+=($!)
 	SERVER_PIDS[redis]=$!
@@ -415,7 +463,7 @@ request_route {
 EOF
 	kamailio -c -f "$OUT/kam/kamailio.cfg" >"$OUT/kam/check.log" 2>&1 ||
 		{ echo "kamailio config check failed: $OUT/kam/check.log" >&2; cat "$OUT/kam/check.log" >&2; return 1; }
-	kamailio -f "$OUT/kam/kamailio.cfg" -DD -E -m "$KAM_SHM" -M "$KAM_PKG" -P "$OUT/kam/kamailio.pid" \
+	"${SRV[@]}" kamailio -f "$OUT/kam/kamailio.cfg" -DD -E -m "$KAM_SHM" -M "$KAM_PKG" -P "$OUT/kam/kamailio.pid" \
 		-Y "$OUT/kam" -w "$OUT/kam" >"$OUT/kam/kamailio.log" 2>&1 &
 	PIDS+=($!)
 	PID[kamailio]=$!
@@ -483,17 +531,19 @@ step() {
 			((nsipp > 1)) && inf=(-inf "$OUT/users-$k.csv")
 		fi
 		(cd "$OUT" && timeout $((secs * 4 + 60)) bash -c '"$@" >"$0.out" 2>&1; times' "$fk" \
-			sipp "${args[@]}" "${inf[@]}" -i "$src" -p "${sports[k]}" -r "$rk" -m $((rk * secs)) -recv_timeout 5000 -buff_size "$SIPP_BUF" \
+			"${GEN[@]}" sipp "${args[@]}" "${inf[@]}" -i "$src" -p "${sports[k]}" -r "$rk" -m $((rk * secs)) -recv_timeout 5000 -buff_size "$SIPP_BUF" \
 			-timeout $((secs * 4 + 40))s -nostdin -default_behaviors all,-abortunexp \
 			-trace_err -error_file "$fk.err" -trace_stat -stf "$fk.csv" -fd 1 "$server" >"$fk.times") &
 		pids+=($!)
 	done
 	# sipp's socket drops, sampled while its sockets live: each line the
-	# sum over its sockets.
+	# sum over its sockets; and the bytes unread in the server's socket
+	# (a backlog there is a wait that the server's own measures miss).
 	(while :; do
 		d=0
 		for p in "${sports[@]}"; do d=$((d + $(udp_drops "$p"))); done
 		echo "$d"
+		udp_rxq "${PORT[$t]}" >>"$f.rxq"
 		sleep 0.5
 	done >"$f.sdrops") &
 	smon=$!
@@ -504,6 +554,7 @@ step() {
 	# The callee's sipp (the UAS) lives across steps: what this step added.
 	[ "$kind" = call ] && SIPP_DROPS=$((${SIPP_DROPS:-0} + $(udp_drops "${UASPORT[$t]}") - ud0))
 	SERVER_DROPS=$(($(udp_drops "${PORT[$t]}") - sd0))
+	SERVER_RXQ=$(sort -n "$f.rxq" 2>/dev/null | tail -1)
 	t1=$(date +%s.%N)
 	c1=$(cpu_target "$t")
 	RT=$(($(redis_calls "$t") - rt0))
@@ -534,7 +585,7 @@ step() {
 	local per sper extra=
 	per=$(awk -v c=$((c1 - c0)) -v o="$OK" 'BEGIN{ if (o>0) printf "%.0f", c/o; else print "-" }')
 	sper=$(awk -v c="$sippcpu" -v o="$OK" 'BEGIN{ if (o>0) printf "%.0f", c/o; else print "-" }')
-	extra+=", socket drops: sipp ${SIPP_DROPS:-0}, server $SERVER_DROPS"
+	extra+=", socket drops: sipp ${SIPP_DROPS:-0}, server $SERVER_DROPS, server's socket backlog at most $((${SERVER_RXQ:-0} / 1024)) KiB"
 	[ -n "$mon" ] && extra+=", max memory $((maxmem / 1024)) MiB"
 	((nsipp > 1)) && extra+=", sipps $nsipp"
 	[ "$t" = redis ] && extra+=", redis round trips $RT ($(awk -v c="$RT" -v o="$OK" 'BEGIN{ if (o>0) printf "%.2f", c/o; else print "-" }') each)"
@@ -608,7 +659,7 @@ for t in "${LIST[@]}"; do
 	PORT[$t]=$(free_port)
 	"start_$t" "${PORT[$t]}"
 done
-report "servers: $(for t in "${LIST[@]}"; do printf '%s pids %s port %s; ' "$t" "$(echo ${SERVER_PIDS[$t]})" "${PORT[$t]}"; done)kamailio children $KAM_CHILDREN, shm ${KAM_SHM} MB; callers $CALLERS; registers $REGISTERS"
+report "servers: $(for t in "${LIST[@]}"; do printf '%s pids %s port %s; ' "$t" "$(echo ${SERVER_PIDS[$t]})" "${PORT[$t]}"; done)kamailio children $KAM_CHILDREN, shm ${KAM_SHM} MB; callers $CALLERS; registers $REGISTERS; $([ "$PIN" = 1 ] && echo "pinned: servers on CPU $SERVER_CPUS, sipps on CPU $SIPP_CPUS" || echo "not pinned")"
 
 if [ "$SKIP" != register ]; then
 	ladder register "$REG_RATES"
@@ -622,11 +673,11 @@ if [ "$SKIP" != call ]; then
 	for t in "${LIST[@]}"; do
 		settle "$t"
 		UASPORT[$t]=$(free_port)
-		(cd "$OUT" && timeout 20 sipp -sf "$OUT/register-uas.xml" -inf "$SIPP_DIR/domain.csv" \
+		(cd "$OUT" && timeout 20 "${GEN[@]}" sipp -sf "$OUT/register-uas.xml" -inf "$SIPP_DIR/domain.csv" \
 			-au u1 -ap "$PASS" -s u1 -i 127.0.0.1 -p "${UASPORT[$t]}" -m 1 -timeout 10s -timeout_error \
 			-nostdin "127.0.0.1:${PORT[$t]}" >"$OUT/$t-uas-register.out" 2>&1) ||
 			{ echo "$t: UAS registration failed: $OUT/$t-uas-register.out" >&2; exit 1; }
-		(cd "$OUT" && exec timeout 3600 sipp -sf "$SIPP_DIR/uas-answer.xml" -i 127.0.0.1 -p "${UASPORT[$t]}" -buff_size "$SIPP_BUF" \
+		(cd "$OUT" && exec timeout 3600 "${GEN[@]}" sipp -sf "$SIPP_DIR/uas-answer.xml" -i 127.0.0.1 -p "${UASPORT[$t]}" -buff_size "$SIPP_BUF" \
 			-m 10000000 -timeout 3500s -nostdin -default_behaviors all,-abortunexp -trace_err \
 			-error_file "$OUT/$t-uas.err" "127.0.0.1:${PORT[$t]}" >"$OUT/$t-uas.out" 2>&1) &
 		PIDS+=($!)

@@ -393,3 +393,94 @@ func TestSchedulerLateFreshFirst(t *testing.T) {
 		t.Errorf("taken %v, want %s", got, want)
 	}
 }
+
+// TestSchedulerLateOnArrival: with an arrival wait, a new datagram request
+// that arrives while its source's oldest new work has waited past it is
+// late: it is taken before anything else, with that wait; asked again
+// (it.asked), or for work begun, an ACK or CANCEL, another source without
+// a backlog, or with no arrival wait, it is queued in its lane. A
+// retransmission of a late item still queued is a duplicate.
+func TestSchedulerLateOnArrival(t *testing.T) {
+	const wait = int64(100 * time.Millisecond)
+	lim := limits{total: 100, totalBytes: 1 << 30, maxWait: int64(4 * time.Second), arrival: wait}
+	a, b := udpAddr("192.0.2.1:5060"), udpAddr("192.0.2.2:5060")
+	ka, kb := a.AddrPort.Addr(), b.AddrPort.Addr()
+	newReq := func(src sip.Addr, id string, at int64) item {
+		return classItem(t, strings.Replace(testRequest, "a84b4c76e66710", id, 1), src, at)
+	}
+	s := newScheduler(lim)
+	if r := s.push(ka, newReq(a, "first", 0), false); r != queued {
+		t.Fatalf("first new request: %v", r)
+	}
+	if r := s.push(ka, newReq(a, "at-the-wait", wait), false); r != queued {
+		t.Errorf("at the arrival wait: %v, want queued", r)
+	}
+	if r := s.push(ka, newReq(a, "past", wait+7), false); r != late {
+		t.Errorf("past the arrival wait: %v, want late", r)
+	}
+	if r := s.push(ka, newReq(a, "past", wait+8), false); r != duplicate {
+		t.Errorf("a retransmission of the late one: %v, want duplicate", r)
+	}
+	asked := newReq(a, "asked", wait+7)
+	asked.asked = true
+	if r := s.push(ka, asked, false); r != queued {
+		t.Errorf("asked: %v, want queued", r)
+	}
+	if r := s.push(ka, classItem(t, begunText("BYE", "bye", false), a, wait+7), false); r != queued {
+		t.Errorf("work begun: %v, want queued", r)
+	}
+	ack := newReq(a, "ack", wait+7)
+	ack.resent = false // what the Layer sets for an ACK or a CANCEL
+	if r := s.push(ka, ack, false); r != queued {
+		t.Errorf("an ACK or CANCEL: %v, want queued", r)
+	}
+	if r := s.push(kb, newReq(b, "light", wait+7), false); r != queued {
+		t.Errorf("another source: %v, want queued", r)
+	}
+	if n, _ := s.len(); n != 7 {
+		t.Errorf("%d queued, want 7", n)
+	}
+	h, it, _ := s.next(hold{})
+	if it.msg.Header().CallID() != "past" || !it.late || it.waited != wait+7 || h.src != nil {
+		t.Errorf("took %s (late %v, after %d, holding %v) first, want past, late after %d, holding nothing",
+			it.msg.Header().CallID(), it.late, it.waited, h.src != nil, wait+7)
+	}
+	if n, _ := s.len(); n != 6 {
+		t.Errorf("%d queued after the late one was taken, want 6", n)
+	}
+
+	lim.arrival = 0
+	s = newScheduler(lim)
+	s.push(ka, newReq(a, "first", 0), false)
+	if r := s.push(ka, newReq(a, "past", wait+7), false); r != queued {
+		t.Errorf("without an arrival wait: %v, want queued", r)
+	}
+}
+
+// TestLayerWaitFromKernel: a message handed over with the time the kernel
+// received it (ArrivedHandler) has waited since then, the time in the
+// socket's buffer included; a time in the future, or older than
+// maxSocketWait (a clock stepped meanwhile), is not believed.
+func TestLayerWaitFromKernel(t *testing.T) {
+	src := udpAddr("198.51.100.7:5060")
+	waited := make(chan time.Duration, 8)
+	l := NewLayer(Config{Workers: 1})
+	udp := newFake(sip.UDP, "127.0.0.1:5060")
+	l.Add(udp)
+	serve(t, l, HandlerFuncs{Waited: func(_ sip.Message, d time.Duration) { waited <- d }})
+	feed, ok := udp.handler(t).(ArrivedHandler)
+	if !ok {
+		t.Fatal("the Layer's handler for its transports is no ArrivedHandler")
+	}
+	before := time.Now()
+	feed.HandleArrived(requestIn(t, "socket", 1, src), before.Add(-300*time.Millisecond).UnixNano())
+	if d := recv(t, waited); d < 300*time.Millisecond {
+		t.Errorf("waited %v, want at least the 300ms in the socket", d)
+	}
+	for _, at := range []time.Time{before.Add(time.Hour), before.Add(-time.Hour)} {
+		feed.HandleArrived(requestIn(t, "bogus", 1, src), at.UnixNano())
+		if d := recv(t, waited); d > time.Since(before) {
+			t.Errorf("arrived at %v: waited %v, want the wait since the read only", at.Sub(before), d)
+		}
+	}
+}
