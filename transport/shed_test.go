@@ -11,8 +11,6 @@ import (
 
 	"github.com/switchboard/switchboard/internal/waitfor"
 	"github.com/switchboard/switchboard/sip"
-	"github.com/switchboard/switchboard/sip/transaction"
-	"github.com/switchboard/switchboard/sipudp"
 	"github.com/switchboard/switchboard/transport"
 )
 
@@ -29,33 +27,10 @@ func TestOverloadShedsOnArrival(t *testing.T) {
 	const nQueued, nLate, nBegun = 70, 50, 5 // nQueued over the layer's floor of 64
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	udp, err := sipudp.Listen(ctx, "127.0.0.1:0", sipudp.Options{ReadBuffer: 4 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tl := transport.NewLayer(transport.Config{Workers: 2})
-	tl.Add(udp)
-	var tx *transaction.Layer
-	tx = transaction.New(ctx, tl, transaction.HandlerFunc(func(_ context.Context, st *transaction.ServerTx, req *sip.Request) {
-		if st != nil {
-			_ = st.Respond(sip.NewResponse(req, 200, ""))
-		}
-	}), transaction.Config{
-		// A request that waited past 4/5 of T1 (80 ms) below the layer is
-		// late, and refused as new work.
-		T1:            100 * time.Millisecond,
-		OverloadDelay: time.Millisecond,
-		QueueDelay:    tl.QueueDelay,
-		QueueLen:      tl.QueueLen,
-		Admit: func(req *sip.Request, waited time.Duration) (*sip.Response, bool) {
-			if !req.ContinuesWork() && tx.Overloaded(req, waited) {
-				res := sip.NewResponse(req, 503, "Overloaded")
-				res.Set("Retry-After", "5")
-				return res, false
-			}
-			return nil, false
-		},
-	})
+	// A request that waited past 4/5 of T1 (80 ms) below the layer is
+	// late, and refused as new work.
+	st := newShedStack(t, ctx, 2, 100*time.Millisecond, func(*sip.Request) int { return 200 })
+	tl, tx := st.tl, st.tx
 
 	// One worker is held on the first request of the Call-ID "held"; the
 	// requests of that Call-ID wait behind it in its lane, while the
@@ -99,7 +74,7 @@ func TestOverloadShedsOnArrival(t *testing.T) {
 		return c
 	}
 	flood, light := listen("127.0.0.1"), listen("127.0.0.2")
-	server := net.UDPAddrFromAddrPort(udp.LocalAddr().AddrPort)
+	server := st.server
 	send := func(c *net.UDPConn, branch, callID, toTag string) {
 		t.Helper()
 		msg := fmt.Sprintf("REGISTER sip:example.com SIP/2.0\r\n"+
