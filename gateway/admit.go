@@ -31,13 +31,6 @@ import (
 //     (the BYE that ends a call), and requests that answer a challenge,
 //     whose first half was served.
 //
-// It is asked twice about some new requests: on their arrival, from the
-// transport's read loop, when their source's new work already waits in
-// the transport's queue (transaction.Layer.Shed, with that wait), so that
-// the excess is refused at once instead of after its wait; and again, as
-// every request, when a worker takes them. Only new work is asked on
-// arrival: nothing within a dialog reaches proxy.Proxy.Arrive from there.
-//
 // A request admitted within a dialog then takes its place in the order of
 // its dialog (proxy.Proxy.Arrive), here because Admit sees the requests of
 // a dialog in the order they arrived (the transport hands one Call-ID's

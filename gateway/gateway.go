@@ -365,7 +365,6 @@ func (g *Gateway) Serve(ctx context.Context) error {
 	return g.cfg.Transports.Serve(context.WithoutCancel(ctx), transport.HandlerFuncs{
 		Message:     g.tx.HandleMessage,
 		Waited:      g.tx.HandleWaited,
-		Arrival:     g.tx.Shed,
 		FlowClosed:  g.FlowClosed,
 		Unreachable: g.tx.HandleUnreachable,
 	})

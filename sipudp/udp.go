@@ -209,7 +209,7 @@ func (t *Transport) readEach(h transport.Handler) error {
 			continue
 		}
 		r.failures = 0
-		t.handle(buf[:n], src, 0, h)
+		t.handle(buf[:n], src, h)
 	}
 }
 
@@ -249,9 +249,7 @@ func (r *reader) failed(t *Transport, err error) (bool, error) {
 	return false, nil
 }
 
-// handle parses a datagram from src and hands it to h; at is when the
-// kernel received it (Unix ns), or 0 when unknown.
-func (t *Transport) handle(data []byte, src netip.AddrPort, at int64, h transport.Handler) {
+func (t *Transport) handle(data []byte, src netip.AddrPort, h transport.Handler) {
 	src = netip.AddrPortFrom(src.Addr().Unmap(), src.Port())
 	if isKeepAlive(data) {
 		return
@@ -266,10 +264,6 @@ func (t *Transport) handle(data []byte, src netip.AddrPort, at int64, h transpor
 		return
 	}
 	transport.SetSource(msg, sip.Addr{Transport: sip.UDP, AddrPort: src})
-	if ah, ok := h.(transport.ArrivedHandler); ok && at != 0 {
-		ah.HandleArrived(msg, at)
-		return
-	}
 	h.HandleMessage(msg)
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/switchboard/switchboard/internal/waitfor"
 	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/sip/transaction"
+	"github.com/switchboard/switchboard/sipudp"
 	"github.com/switchboard/switchboard/transport"
 )
 
@@ -27,13 +29,37 @@ func TestOverloadServesBegunWorkFirst(t *testing.T) {
 	const nNew, nBegun = 200, 20
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	st := newShedStack(t, ctx, 1, 0, func(req *sip.Request) int {
-		if req.Method == sip.MethodInvite {
-			return 486
+	udp, err := sipudp.Listen(ctx, "127.0.0.1:0", sipudp.Options{ReadBuffer: 4 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tl := transport.NewLayer(transport.Config{Workers: 1})
+	tl.Add(udp)
+	var tx *transaction.Layer
+	tx = transaction.New(ctx, tl, transaction.HandlerFunc(func(_ context.Context, st *transaction.ServerTx, req *sip.Request) {
+		if st == nil {
+			return
 		}
-		return 200
+		code := 200
+		if req.Method == sip.MethodInvite {
+			code = 486
+		}
+		_ = st.Respond(sip.NewResponse(req, code, ""))
+	}), transaction.Config{
+		OverloadDelay: time.Millisecond,
+		QueueDelay:    tl.QueueDelay,
+		QueueLen:      tl.QueueLen,
+		// New work (no To tag, no credentials) is shed under overload,
+		// as the gateway does.
+		Admit: func(req *sip.Request, waited time.Duration) (*sip.Response, bool) {
+			if req.To().Tag() == "" && !req.Has("Proxy-Authorization") && tx.Overloaded(req, waited) {
+				res := sip.NewResponse(req, 503, "Overloaded")
+				res.Set("Retry-After", "5")
+				return res, false
+			}
+			return nil, false
+		},
 	})
-	tl, tx := st.tl, st.tx
 
 	// The Layer's one worker is held on the first request until the
 	// flood is queued and has waited well past the overload's limit.
@@ -73,7 +99,7 @@ func TestOverloadServesBegunWorkFirst(t *testing.T) {
 	if err := client.SetReadBuffer(4 << 20); err != nil {
 		t.Fatal(err)
 	}
-	server := st.server
+	server := net.UDPAddrFromAddrPort(udp.LocalAddr().AddrPort)
 	send := func(method, callID, extra string) {
 		t.Helper()
 		msg := fmt.Sprintf("%s sip:bob@example.com SIP/2.0\r\n"+

@@ -80,14 +80,6 @@ type HandlerFuncs struct {
 	// Waited, when set, receives the messages instead of Message, with
 	// their wait in the Layer's queue (WaitHandler).
 	Waited func(sip.Message, time.Duration)
-	// Arrival, when set, is offered new work on its arrival (Shedder).
-	// Without it the Layer offers nothing.
-	Arrival func(*sip.Request, time.Duration) bool
-}
-
-// Shed calls f.Arrival.
-func (f HandlerFuncs) Shed(req *sip.Request, waited time.Duration) bool {
-	return f.Arrival != nil && f.Arrival(req, waited)
 }
 
 // HandleMessage calls f.Message.

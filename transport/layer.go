@@ -117,9 +117,6 @@ type Stats struct {
 	// Duplicates counts retransmissions of a request dropped because the
 	// request was still queued: the answer to it answers them.
 	Duplicates uint64
-	// Shed counts new requests that the upper Handler, a Shedder,
-	// answered or dropped on their arrival.
-	Shed uint64
 	// Pending is the number of messages waiting for a worker now, and
 	// PendingBytes their size as the caps count it.
 	Pending, PendingBytes int
@@ -143,9 +140,7 @@ type Stats struct {
 //     (responses, requests within a dialog or with credentials) go before
 //     new work, so that under overload what was admitted completes while
 //     the new work waits to be shed; a retransmission of a request still
-//     queued is dropped; new work that arrives while its source's new work
-//     has waited 200 ms is offered to the upper Handler, when it is a
-//     Shedder, before anything else, to be refused at once;
+//     queued is dropped;
 //   - Send picks the transport by destination transport and address
 //     family, applies the MTU rule to requests, and routes responses by
 //     connection, then by Via (RFC 3261 §18.2.2, RFC 3581 §4);
@@ -178,8 +173,7 @@ type Layer struct {
 	// duplicates counts retransmissions dropped for their request was
 	// still queued.
 	duplicates atomic.Uint64
-	shed       atomic.Uint64 // requests the Shedder dealt with on arrival
-	warned     atomic.Int64  // Unix ns of the last warning about drops
+	warned     atomic.Int64 // Unix ns of the last warning about drops
 
 	queueWait delay.Mean // of the messages, from their queueing to a worker
 }
@@ -194,7 +188,6 @@ type run struct {
 	cancel     context.CancelCauseFunc
 	upper      Handler
 	waited     WaitHandler // upper, when it is one
-	shedder    Shedder     // upper, when it is one that sheds
 	sched      *scheduler
 	transports sync.WaitGroup
 }
@@ -278,17 +271,8 @@ func (l *Layer) Serve(ctx context.Context, h Handler) error {
 	}
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	r := &run{ctx: rctx, cancel: cancel, upper: h}
+	r := &run{ctx: rctx, cancel: cancel, upper: h, sched: newScheduler(l.cfg.limits())}
 	r.waited, _ = h.(WaitHandler)
-	r.shedder, _ = h.(Shedder)
-	if f, ok := h.(HandlerFuncs); ok && f.Arrival == nil {
-		r.shedder = nil
-	}
-	lim := l.cfg.limits()
-	if r.shedder != nil {
-		lim.arrival = arrivalWait
-	}
-	r.sched = newScheduler(lim)
 	l.run = r
 	l.active.Store(r)
 	for _, t := range *l.transports.Load() {
@@ -365,7 +349,7 @@ func (l *Layer) closeTransports() error {
 
 // Stats returns the Layer's counters.
 func (l *Layer) Stats() Stats {
-	s := Stats{Received: l.received.Load(), Dropped: l.dropped.Load(), Stale: l.stale.Load(), Duplicates: l.duplicates.Load(), Shed: l.shed.Load(), Flows: int(l.nFlows.Load())}
+	s := Stats{Received: l.received.Load(), Dropped: l.dropped.Load(), Stale: l.stale.Load(), Duplicates: l.duplicates.Load(), Flows: int(l.nFlows.Load())}
 	if r := l.active.Load(); r != nil {
 		s.Pending, s.PendingBytes = r.sched.len()
 	}
@@ -387,7 +371,7 @@ func (l *Layer) FlowOpen(flow sip.Addr) bool {
 // outside it (not added with Add): it queues msg for the upper Handler
 // like a message read by an added transport. Flows learnt this way are
 // routed by trying each transport of their network.
-func (l *Layer) HandleMessage(msg sip.Message) { l.receive(msg, nil, 0) }
+func (l *Layer) HandleMessage(msg sip.Message) { l.receive(msg, nil) }
 
 // HandleFlowClosed makes the Layer a Handler: it forgets flow and passes
 // the notification up after the messages already queued from its source.
@@ -400,18 +384,10 @@ type feed struct {
 	t Transport
 }
 
-func (f *feed) HandleMessage(msg sip.Message)           { f.l.receive(msg, f.t, 0) }
-func (f *feed) HandleArrived(msg sip.Message, at int64) { f.l.receive(msg, f.t, at) }
-func (f *feed) HandleFlowClosed(flow sip.Addr)          { f.l.flowClosed(flow) }
+func (f *feed) HandleMessage(msg sip.Message)  { f.l.receive(msg, f.t) }
+func (f *feed) HandleFlowClosed(flow sip.Addr) { f.l.flowClosed(flow) }
 
-// maxSocketWait bounds the wait before the read that receive believes of
-// a kernel timestamp: the system clock may have been stepped since.
-const maxSocketWait = int64(30 * time.Second)
-
-// receive queues msg, which came through t (nil: HandleMessage); at, when
-// not 0, is when the kernel received it (Unix ns), and its wait counts
-// from then.
-func (l *Layer) receive(msg sip.Message, t Transport, at int64) {
+func (l *Layer) receive(msg sip.Message, t Transport) {
 	src := msg.Src()
 	r := l.active.Load()
 	if r == nil {
@@ -427,18 +403,7 @@ func (l *Layer) receive(msg sip.Message, t Transport, at int64) {
 		return
 	}
 	it := item{msg: msg, size: msgSize(msg), at: delay.Now(), lane: laneOf(msg, src), dup: dupKeyOf(msg, src)}
-	if at != 0 {
-		if w := time.Now().UnixNano() - at; w > 0 && w < maxSocketWait {
-			it.at -= w
-		}
-	}
 	it.resent = it.dup != (dupKey{}) && it.dup.method != sip.MethodAck && it.dup.method != sip.MethodCancel
-	l.queue(r, it)
-}
-
-// queue pushes it, counting and logging what the scheduler does not queue.
-func (l *Layer) queue(r *run, it item) {
-	src := it.msg.Src()
 	switch r.sched.push(sourceKey(src), it, false) {
 	case refused:
 		l.drop("source or layer over its pending cap", src)
@@ -569,10 +534,6 @@ func (l *Layer) work(r *run) {
 			r.upper.HandleFlowClosed(it.closed)
 			continue
 		}
-		if it.late {
-			l.offer(r, it)
-			continue
-		}
 		now := delay.Now()
 		l.queueWait.Sample(it.at, now)
 		if req, ok := it.msg.(*sip.Request); ok {
@@ -584,18 +545,4 @@ func (l *Layer) work(r *run) {
 		}
 		r.upper.HandleMessage(it.msg)
 	}
-}
-
-// offer hands a late item (new work whose source's new work has waited
-// past the arrival wait) to the Shedder, and queues it in its lane if it
-// is let in.
-func (l *Layer) offer(r *run, it item) {
-	req := it.msg.(*sip.Request) // late is for datagram requests only
-	StampReceived(req)
-	if r.shedder.Shed(req, time.Duration(it.waited)) {
-		l.shed.Add(1)
-		return
-	}
-	it.late, it.asked = false, true
-	l.queue(r, it)
 }

@@ -26,14 +26,6 @@ type item struct {
 	// scheduler may drop on arrival when its source's queue is too old
 	// (limits.maxWait).
 	resent bool
-	// late: new work that arrived while its source's new work had waited
-	// past limits.arrival, queued to be offered to the upper layer first
-	// (scheduler.arrived); waited is how long that was (ns).
-	late   bool
-	waited int64
-	// asked: the upper layer was offered it (late) and let it in; push
-	// queues it in its lane whatever its source's new work has waited.
-	asked bool
 }
 
 // dupKey names a request by what a retransmission of it repeats: the
@@ -81,10 +73,6 @@ type limits struct {
 	// source's queue is too old: its resent items are refused on arrival
 	// while its oldest item has waited longer.
 	maxWait int64
-	// arrival, when positive, is the wait of a source's new work past
-	// which its new datagram requests are late on arrival (arrivalWait):
-	// set when the upper layer is a Shedder.
-	arrival int64
 }
 
 // nLanes is how many lanes a source's queue is split into in each class
@@ -131,29 +119,6 @@ const (
 	nClasses
 )
 
-// Refusal on arrival. Refused after its wait in the queue, new work was
-// refused too late and at too high a price: at twice the REGISTER knee
-// the new work waited 0.4 to 1.5 s before its 503 went out (the queue
-// full of it, 13,800 messages), so its clients had sent it again, each
-// copy read and parsed and queued or dropped; and the refusals, as dear
-// as the 401s they replaced, kept the workers from the work admitted. So
-// a new datagram request whose source's new work has already waited
-// arrivalWait is late: it skips its lane for a queue of its own
-// (arrived), which the workers take before anything else, to offer it to
-// the upper layer with that wait (Shedder). The policy that would refuse
-// it after its wait refuses it before, at once and before the client's
-// first retransmission, at the cost of a worker's turn; let in, it goes
-// to its lane (asked). Offered from the read loop instead, the refusals
-// and their sends made the one read loop per socket the bottleneck: at
-// 2x the knee its socket dropped 690,000 datagrams (110,000 before). A
-// source with no backlog of new work, the light one a flood shares the
-// workers with round-robin, is never offered.
-//
-// arrivalWait is that wait: the transaction layer's overload limit
-// (transaction.DefaultOverloadDelay), where its refusals begin; in
-// delay.Now's nanoseconds.
-const arrivalWait = int64(200 * time.Millisecond)
-
 // lateWait is how long new work waits before it is late (see above): the
 // wait past which the transaction layer refuses a new request whatever
 // its mean (4/5 of T1), in delay.Now's nanoseconds.
@@ -192,27 +157,6 @@ type lane struct {
 }
 
 func (q *lane) len() int { return len(q.items) - q.head }
-
-// add appends it, reusing the space before head when the array is full.
-func (q *lane) add(it item) {
-	if q.head > 0 && len(q.items) == cap(q.items) {
-		n := copy(q.items, q.items[q.head:])
-		clear(q.items[n:])
-		q.items, q.head = q.items[:n], 0
-	}
-	q.items = append(q.items, it)
-}
-
-// take removes and returns the head item; the lane has one.
-func (q *lane) take() item {
-	it := q.items[q.head]
-	q.items[q.head] = item{}
-	q.head++
-	if q.head == len(q.items) {
-		q.items, q.head = q.items[:0], 0
-	}
-	return it
-}
 
 // source is the queue of one source IP address. Its items wait in
 // lanes, of two classes (fresh and begun, each with its lanes, ring and
@@ -298,9 +242,6 @@ const (
 	refused              // over the caps
 	duplicate            // a retransmission of a request still queued: dropped
 	stale                // its source's queue is too old (limits.maxWait)
-	// late: new work whose source's new work has waited
-	// limits.arrival, queued in arrived (item.late)
-	late
 )
 
 // scheduler queues work per source and hands it to workers round-robin
@@ -323,8 +264,6 @@ type scheduler struct {
 	// its retransmissions, which a client sends when the queue is slow,
 	// are not queued again behind it: bounded by the total cap.
 	dups map[dupKey]struct{}
-	// arrived holds the late items (item.late), taken before any lane.
-	arrived lane
 }
 
 // readyList is a FIFO of sources: q[head:]. The slice is compacted when
@@ -414,22 +353,8 @@ func (s *scheduler) push(key netip.Addr, it item, force bool) pushResult {
 	if !force && !s.fits(src, it.size) {
 		return refused
 	}
-	if !force && it.resent && src != nil && src.count[c] > 0 {
-		if s.lim.maxWait > 0 && src.stale(c, it.at, s.lim.maxWait) {
-			return stale
-		}
-		// stale leaves floor exact when it says true.
-		if c == fresh && !it.asked && s.lim.arrival > 0 && src.stale(c, it.at, s.lim.arrival) {
-			it.late, it.waited = true, it.at-src.floor[c]
-			s.arrived.add(it)
-			s.pending++
-			s.bytes += it.size
-			s.dups[it.dup] = struct{}{}
-			if s.idle > 0 {
-				s.cond.Signal()
-			}
-			return late
-		}
+	if !force && it.resent && s.lim.maxWait > 0 && src != nil && src.count[c] > 0 && src.stale(c, it.at, s.lim.maxWait) {
+		return stale
 	}
 	if src == nil {
 		src = s.newSource(key)
@@ -442,7 +367,12 @@ func (s *scheduler) push(key netip.Addr, it item, force bool) pushResult {
 		s.dups[it.dup] = struct{}{}
 	}
 	ln := &src.lanes[it.lane]
-	ln.add(it)
+	if ln.head > 0 && len(ln.items) == cap(ln.items) {
+		n := copy(ln.items, ln.items[ln.head:])
+		clear(ln.items[n:])
+		ln.items, ln.head = ln.items[:n], 0
+	}
+	ln.items = append(ln.items, it)
 	src.n++
 	src.count[c]++
 	src.bytes += it.size
@@ -470,11 +400,9 @@ func (s *scheduler) enqueue(src *source, c uint8) {
 	}
 }
 
-// readyLen is how many sources have a ready lane, counted once per class,
-// and late items. Called with s.mu held.
-func (s *scheduler) readyLen() int {
-	return s.ready[fresh].len() + s.ready[begun].len() + s.arrived.len()
-}
+// readyLen is how many sources have a ready lane, counted once per class.
+// Called with s.mu held.
+func (s *scheduler) readyLen() int { return s.ready[fresh].len() + s.ready[begun].len() }
 
 // class picks the class to take the next item from, of those with a
 // ready lane: begun, but for one fresh item after begunBurst begun ones
@@ -533,16 +461,6 @@ func (s *scheduler) next(prev hold) (h hold, it item, ok bool) {
 	if s.closed {
 		return hold{}, item{}, false
 	}
-	if s.arrived.len() > 0 {
-		it = s.arrived.take()
-		s.pending--
-		s.bytes -= it.size
-		delete(s.dups, it.dup)
-		if s.readyLen() > 0 && s.idle > 0 {
-			s.cond.Signal()
-		}
-		return hold{}, it, true
-	}
 	c := s.class()
 	src := s.ready[c].pop()
 	l := src.ring[c].pop()
@@ -559,7 +477,12 @@ func (s *scheduler) next(prev hold) (h hold, it item, ok bool) {
 	if s.readyLen() > 0 && s.idle > 0 {
 		s.cond.Signal()
 	}
-	it = ln.take()
+	it = ln.items[ln.head]
+	ln.items[ln.head] = item{}
+	ln.head++
+	if ln.head == len(ln.items) {
+		ln.items, ln.head = ln.items[:0], 0
+	}
 	src.n--
 	src.count[c]--
 	src.bytes -= it.size
@@ -619,7 +542,6 @@ func (s *scheduler) close() {
 	s.mu.Lock()
 	s.closed = true
 	s.sources, s.ready, s.pending, s.bytes, s.dups = nil, [nClasses]readyList{}, 0, 0, nil
-	s.arrived = lane{}
 	s.mu.Unlock()
 	s.cond.Broadcast()
 }

@@ -74,28 +74,3 @@ type WaitHandler interface {
 	// HandleWaited is HandleMessage for msg, which waited for waited.
 	HandleWaited(msg sip.Message, waited time.Duration)
 }
-
-// A Shedder is a Handler that may refuse new work as it arrives, before
-// it waits in the Layer's queue. The Layer offers it each new request over
-// UDP (no To tag, no credentials; not an ACK or a CANCEL) that arrives
-// while its source's new work has waited in the queue for waited, 200 ms
-// or more: from a worker, before any other work, with its Via
-// stamped (StampReceived). A source without such a backlog is never
-// offered. Shed reports whether it dealt with req, by answering it (a 503
-// with Retry-After, sent at once) or dropping it; otherwise req is queued
-// as usual, and handed to HandleMessage or HandleWaited in its turn.
-type Shedder interface {
-	Handler
-	Shed(req *sip.Request, waited time.Duration) bool
-}
-
-// An ArrivedHandler is a Handler that takes, with a message, when the
-// kernel received it (at, Unix nanoseconds): a transport that knows it
-// calls HandleArrived instead of HandleMessage. The Layer measures a
-// message's wait from then, so that the time it spent in the socket's
-// buffer, which under overload is most of it, counts in the waits that
-// decide shedding.
-type ArrivedHandler interface {
-	Handler
-	HandleArrived(msg sip.Message, at int64)
-}

@@ -4,7 +4,6 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -33,18 +32,11 @@ import (
 // is passed made the layer swing between serving nothing new and serving
 // everything; and a wait just past the limit, which a machine shared with
 // other processes shows now and then, is no reason to refuse most work.
-// The limit is under T1 (500 ms), the wait after which a UDP client
+// The limit is well under T1 (500 ms), the wait after which a UDP client
 // sends its request again. The decision is taken when a request leaves
 // the transport queue, after its wait there, and the mean lags: a limit
 // of 200 ms (all shed at 400 ms) let waits pass T1 at twice the knee,
-// and the retransmissions cut the goodput to half the knee's, while the
-// waits were counted from the read. Counted from the kernel's receive
-// time (the transport's ArrivedHandler), the time in the socket's
-// buffer, most of the wait under overload, is in them, and new work is
-// refused on its arrival when its source's new work waits
-// (transport.Shedder, Shed): then a limit of 100 ms refused half the
-// REGISTERs at 12,000/s offered, which a limit of 200 ms, and main
-// before, served at 180 % of the knee in time (2026-12-07 12:44-12:49).
+// and the retransmissions cut the goodput to half the knee's.
 //
 // The floor. A long wait is a reason to refuse only when it is our own
 // backlog that makes it: requests queued below the layer
@@ -102,9 +94,9 @@ import (
 // the layer is not overloaded then, and the next requests, let in,
 // measure afresh.
 
-// DefaultOverloadDelay is the requests' mean wait past which the layer is
-// overloaded (see above).
-const DefaultOverloadDelay = 200 * time.Millisecond
+// DefaultOverloadDelay is the handlers' mean wait for a CPU past which
+// the layer is overloaded.
+const DefaultOverloadDelay = 100 * time.Millisecond
 
 // shedFloor is the backlog under which the layer never sheds (see above
 // and Config.QueueLen).
@@ -246,42 +238,4 @@ func (l *Layer) Overloaded(req *sip.Request, waited time.Duration) bool {
 		total += l.sourceWeight(a)
 	}
 	return mine*total >= max(l.recentN, 1)*weight
-}
-
-// Shed makes the layer a transport.Shedder: it asks Config.Admit about a
-// new request as it arrives below the layer, with the wait of its
-// source's new work in the transport's queue (the least it would wait
-// itself), and carries out a refusal at once, statelessly, as
-// handleRequest would after the wait. Refused after its wait, new work
-// was refused when its client had sent it again already, and at the
-// price of its place in the queue and a worker's turn; refused on
-// arrival it costs its parse and the answer; it counts among the last
-// new requests that Overloaded weighs, like one that reached the layer.
-// It reports whether req was
-// answered or dropped. A request of a transaction that exists (a
-// retransmission, which its transaction answers), an ACK, a CANCEL, and
-// a request without an RFC 3261 branch are left to handleRequest.
-func (l *Layer) Shed(req *sip.Request, waited time.Duration) bool {
-	if l.admit == nil || req.Method == sip.MethodAck || req.Method == sip.MethodCancel {
-		return false
-	}
-	warm(&req.Headers)
-	via, ok := req.TopVia()
-	if !ok {
-		return false
-	}
-	branch := via.Branch()
-	if !strings.HasPrefix(branch, sip.BranchCookie) {
-		return false
-	}
-	l.mu.Lock()
-	known := l.closed || l.servers[serverKey{branch, strings.ToLower(via.Host), via.Port, req.Method}] != nil
-	if !known {
-		// A request refused here never reaches handleRequest: noted here,
-		// it counts in its source's share. One let in is noted twice, a
-		// weight that falls on the sources with a backlog only.
-		l.noteRecent(sourceOf(req.Source))
-	}
-	l.mu.Unlock()
-	return !known && !l.admitRequest(req, waited)
 }

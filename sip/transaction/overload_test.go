@@ -2,7 +2,6 @@ package transaction
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"sync/atomic"
 	"testing"
@@ -353,60 +352,5 @@ func TestOverloadClientLingering(t *testing.T) {
 	}
 	if !a.l.Overloaded(req, 0) {
 		t.Fatal("not overloaded with 7 client transactions of 8 working")
-	}
-}
-
-// TestShed: offered a new request on its arrival, the layer asks Admit
-// with the wait it is given and sends a refusal at once, statelessly, with
-// a To tag; it leaves to handleRequest a retransmission of a transaction
-// that exists, an ACK, a CANCEL and a request without an RFC 3261 branch,
-// without asking Admit; without Admit it sheds nothing.
-func TestShed(t *testing.T) {
-	var asked []string
-	var waits []time.Duration
-	h := newHarness(t, Config{Admit: func(req *sip.Request, waited time.Duration) (*sip.Response, bool) {
-		asked = append(asked, req.CallID())
-		waits = append(waits, waited)
-		if req.CallID() == "refuse" {
-			res := sip.NewResponse(req, 503, "Overloaded")
-			res.Set("Retry-After", "5")
-			return res, false
-		}
-		return nil, false
-	}})
-	known := msgSpec{method: "REGISTER", branch: "z9hG4bK-known", callID: "known"}
-	h.l.HandleMessage(known.req(t))
-	tx := h.serverTx()
-
-	if !h.l.Shed(msgSpec{method: "REGISTER", branch: "z9hG4bK-r", callID: "refuse"}.req(t), 150*time.Millisecond) {
-		t.Error("a request that Admit refuses was not shed")
-	}
-	sent := h.net.wait(t, 1)
-	if res, ok := sent[0].msg.(*sip.Response); !ok || res.StatusCode != 503 || res.To().Tag() == "" || res.Get("Retry-After") != "5" {
-		t.Errorf("sent %s, want a 503 with a To tag and Retry-After", labels(sent))
-	}
-	if h.l.Shed(msgSpec{method: "REGISTER", branch: "z9hG4bK-a", callID: "admitted"}.req(t), 0) {
-		t.Error("a request that Admit lets in was shed")
-	}
-	for _, s := range []msgSpec{
-		known, // a retransmission
-		{method: "ACK", branch: "z9hG4bK-ack", callID: "refuse"},
-		{method: "CANCEL", branch: "z9hG4bK-known", callID: "refuse"},
-		{method: "REGISTER", branch: "old-style", callID: "refuse"},
-	} {
-		if h.l.Shed(s.req(t), time.Second) {
-			t.Errorf("%s %s shed", s.method, s.branch)
-		}
-	}
-	if fmt.Sprint(asked) != "[known refuse admitted]" || waits[1] != 150*time.Millisecond {
-		t.Errorf("Admit asked about %v with waits %v, want [known refuse admitted], the refused one with 150ms", asked, waits)
-	}
-	if err := tx.Respond(response(tx.Request(), 200, "uas")); err != nil {
-		t.Fatal(err)
-	}
-
-	plain := newHarness(t, Config{})
-	if plain.l.Shed(msgSpec{method: "REGISTER", branch: "z9hG4bK-r", callID: "refuse"}.req(t), time.Second) {
-		t.Error("shed without Admit")
 	}
 }
