@@ -8,7 +8,6 @@ import (
 
 	"github.com/switchboard/switchboard/gateway"
 	"github.com/switchboard/switchboard/sip"
-	"github.com/switchboard/switchboard/sip/digest"
 )
 
 // Under overload the gateway answers new work from the source that holds
@@ -45,16 +44,7 @@ func TestOverloadSheds(t *testing.T) {
 	}
 
 	// The answer to the challenge completes work begun: it goes on.
-	ch, err := digest.ParseChallenge(challenge)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cl := digest.Client{Username: "alice", Password: "alice-secret"}
-	cr, err := cl.Authorize(ch, sip.MethodRegister, "sip:"+domain)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res := register("Authorization: " + cr.String() + "\r\n"); res.StatusCode != 200 {
+	if res := register("Authorization: " + answer(t, challenge, "alice-secret", sip.MethodRegister, "sip:"+domain) + "\r\n"); res.StatusCode != 200 {
 		t.Fatalf("REGISTER with credentials under overload: %d, want 200", res.StatusCode)
 	}
 	st.registered(t, 1)

@@ -137,18 +137,26 @@ func (p *phone) register(contact string, expires int, password string) int {
 		if res.StatusCode != 401 {
 			return res.StatusCode
 		}
-		ch, err := digest.ParseChallenge(res.Get("WWW-Authenticate"))
-		if err != nil {
-			p.t.Fatalf("challenge: %v", err)
-		}
-		cl := digest.Client{Username: "alice", Password: password}
-		cr, err := cl.Authorize(ch, sip.MethodRegister, "sip:"+domain)
-		if err != nil {
-			p.t.Fatal(err)
-		}
-		auth = "Authorization: " + cr.String() + "\r\n"
+		auth = "Authorization: " + answer(p.t, res.Get("WWW-Authenticate"), password, sip.MethodRegister, "sip:"+domain) + "\r\n"
 	}
 	return 401
+}
+
+// answer returns alice's credentials, with password, for challenge (a
+// WWW-Authenticate or Proxy-Authenticate value) and a request of method
+// for uri.
+func answer(t *testing.T, challenge, password, method, uri string) string {
+	t.Helper()
+	ch, err := digest.ParseChallenge(challenge)
+	if err != nil {
+		t.Fatalf("challenge: %v", err)
+	}
+	cl := digest.Client{Username: "alice", Password: password}
+	cr, err := cl.Authorize(ch, method, uri)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cr.String()
 }
 
 // registerOnce sends one REGISTER of contact for alice with expires and
