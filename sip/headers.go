@@ -199,12 +199,26 @@ func (h *Headers) CopyFrom(src *Headers, name string) {
 	for i := range h.fields {
 		had = had || h.fields[i].is(id, name)
 	}
+	if !had && id != hOther {
+		h.copyKnown(src, id)
+		return
+	}
 	for i := range src.fields {
 		if f := &src.fields[i]; f.is(id, name) {
 			h.appendCopy(src, f)
 		}
 	}
-	if !had && id != hOther && src.cached&(1<<id) != 0 && h.copyTyped(src, id) {
+}
+
+// copyKnown appends src's fields of id, a known header that h has none
+// of, and their typed value when it is current.
+func (h *Headers) copyKnown(src *Headers, id headerID) {
+	for i := range src.fields {
+		if src.fields[i].id == id {
+			h.appendCopy(src, &src.fields[i])
+		}
+	}
+	if src.cached&(1<<id) != 0 && h.copyTyped(src, id) {
 		h.cached |= 1 << id
 	}
 }

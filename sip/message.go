@@ -355,16 +355,8 @@ func NewResponse(req *Request, code int, reason string) *Response {
 	if code != 100 {
 		n--
 	}
-	src := &req.Headers
 	for _, id := range ids[:n] {
-		for i := range src.fields {
-			if src.fields[i].id == id {
-				res.appendCopy(src, &src.fields[i])
-			}
-		}
-		if src.cached&(1<<id) != 0 && res.copyTyped(src, id) {
-			res.cached |= 1 << id
-		}
+		res.copyKnown(&req.Headers, id)
 	}
 	res.fields = append(res.fields, HeaderField{Name: "Content-Length", Value: "0", id: hContentLength})
 	return res
