@@ -52,7 +52,7 @@ func TestOverloadServesBegunWorkFirst(t *testing.T) {
 		// New work (no To tag, no credentials) is shed under overload,
 		// as the gateway does.
 		Admit: func(req *sip.Request, waited time.Duration) (*sip.Response, bool) {
-			if req.To().Tag() == "" && !req.Has("Proxy-Authorization") && tx.Overloaded(req, waited) {
+			if !req.ContinuesWork() && tx.Overloaded(req, waited) {
 				res := sip.NewResponse(req, 503, "Overloaded")
 				res.Set("Retry-After", "5")
 				return res, false

@@ -174,9 +174,9 @@ func (q *lane) len() int { return len(q.items) - q.head }
 type source struct {
 	key netip.Addr
 	// lanes[c*nLanes:][:nLanes] are those of class c.
-	lanes    [nClasses * nLanes]lane
-	ring     [nClasses]laneRing
-	n, bytes int // pending items in all lanes, and their size
+	lanes [nClasses * nLanes]lane
+	ring  [nClasses]laneRing
+	bytes int // the size of the pending items in all lanes
 	// count is the pending items of each class.
 	count [nClasses]int
 	// floor is, for each class, at most the item.at of its oldest
@@ -304,12 +304,15 @@ func newScheduler(lim limits) *scheduler {
 	return s
 }
 
+// pending is the items src has queued, in all lanes.
+func (src *source) pending() int { return src.count[fresh] + src.count[begun] }
+
 // fits reports whether the caps let an item of size in for src (nil: a
 // source with nothing queued). Called with s.mu held.
 func (s *scheduler) fits(src *source, size int) bool {
 	n, b := 0, 0
 	if src != nil {
-		n, b = src.n, src.bytes
+		n, b = src.pending(), src.bytes
 	}
 	switch {
 	case s.lim.perSource > 0 && n >= s.lim.perSource:
@@ -373,7 +376,6 @@ func (s *scheduler) push(key netip.Addr, it item, force bool) pushResult {
 		ln.items, ln.head = ln.items[:n], 0
 	}
 	ln.items = append(ln.items, it)
-	src.n++
 	src.count[c]++
 	src.bytes += it.size
 	s.bytes += it.size
@@ -483,7 +485,6 @@ func (s *scheduler) next(prev hold) (h hold, it item, ok bool) {
 	if ln.head == len(ln.items) {
 		ln.items, ln.head = ln.items[:0], 0
 	}
-	src.n--
 	src.count[c]--
 	src.bytes -= it.size
 	s.bytes -= it.size
@@ -509,7 +510,7 @@ func (s *scheduler) release(h hold) {
 		s.enqueue(src, c)
 		return
 	}
-	if src.n > 0 || src.held > 0 {
+	if src.pending() > 0 || src.held > 0 {
 		return
 	}
 	delete(s.sources, src.key)
