@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
@@ -182,6 +183,10 @@ type Layer struct {
 	// early to make room (see Request); the others in clients are
 	// working.
 	clientLingering txList[*ClientTx]
+	// clientsWorking is len(clients) less clientLingering's, published
+	// by noteClients after each change, for Overloaded to read without
+	// l.mu: it asks about every new request.
+	clientsWorking atomic.Int64
 
 	running int // handlers running
 	counts  Stats
@@ -786,6 +791,7 @@ func (l *Layer) Request(ctx context.Context, req *sip.Request, dst sip.Addr) (*C
 		evicted = append(evicted, old)
 	}
 	l.clients[tx.key] = tx
+	l.noteClients()
 	l.mu.Unlock()
 	endEvictedClients(evicted)
 
@@ -814,6 +820,13 @@ func (l *Layer) unlinkClient(tx *ClientTx) {
 		tx.lingering = false
 		l.clientLingering.remove(tx)
 	}
+	l.noteClients()
+}
+
+// noteClients publishes the working client transactions. Called with
+// l.mu held, after each change to clients or clientLingering.
+func (l *Layer) noteClients() {
+	l.clientsWorking.Store(int64(len(l.clients) - l.clientLingering.n))
 }
 
 // lingerClient lists tx, which has its final response and keeps a timer
@@ -824,6 +837,7 @@ func (l *Layer) lingerClient(tx *ClientTx) {
 	if l.clients[tx.key] == tx && !tx.lingering {
 		tx.lingering = true
 		l.clientLingering.push(tx)
+		l.noteClients()
 	}
 	l.mu.Unlock()
 }

@@ -206,20 +206,19 @@ func (l *Layer) noteRecent(src netip.Addr) {
 // meant for Config.Admit, which decides which requests may be refused:
 // new work (a 503 with Retry-After), not what completes work begun
 // (requests within a dialog, answers to a challenge). When the layer is
-// not overloaded it costs a lock of the layer's, to count the client
-// transactions.
+// not overloaded it takes no lock.
 //
 // The share is of the requests, not of the places held: a flood of
 // requests that end at once (challenges, refusals) holds few places, and
 // by the places a newcomer would hold its share with nothing.
 func (l *Layer) Overloaded(req *sip.Request, waited time.Duration) bool {
 	over := l.load.shed() || l.load.late(waited)
+	if !over && l.clientsWorking.Load()*clientShareDen <= int64(l.maxClient*clientShareNum) {
+		return false
+	}
 	src := sourceOf(req.Source)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !over && (len(l.clients)-l.clientLingering.n)*clientShareDen <= l.maxClient*clientShareNum {
-		return false
-	}
 	var others [recentSize]netip.Addr
 	k, mine := 0, 0
 	for _, a := range l.recent[:l.recentN] {
