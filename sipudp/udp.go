@@ -361,9 +361,6 @@ func (t *Transport) write(b []byte, dst netip.AddrPort) error {
 // else through the UDPConn.
 func (t *Transport) writeOnce(b []byte, dst netip.AddrPort) error {
 	if done, err := t.writeRaw(b, dst); done {
-		if err == errClosedRaw {
-			return net.ErrClosed
-		}
 		return err
 	}
 	_, err := t.conn.WriteToUDPAddrPort(b, dst)

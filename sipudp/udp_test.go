@@ -72,23 +72,26 @@ func TestRoundTripThroughLayer(t *testing.T) {
 
 func TestRoundTripIPv6(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
-	if c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6loopback}); err != nil {
-		t.Fatalf("this test needs the IPv6 loopback ::1 (enable IPv6 on lo): %v", err)
-	} else {
-		c.Close()
-	}
+	needIPv6(t, net.IPv6loopback, "the IPv6 loopback ::1 (enable IPv6 on lo)")
 	roundTrip(t, "[::1]:0", "udp6", "[::1]:0", "::1")
+}
+
+// needIPv6 fails the test, saying what it needs, when no UDP socket can
+// be bound on ip.
+func needIPv6(t *testing.T, ip net.IP, what string) {
+	t.Helper()
+	c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: ip})
+	if err != nil {
+		t.Fatalf("this test needs %s: %v", what, err)
+	}
+	c.Close()
 }
 
 // TestRoundTripDualStack: a socket on [::] answers an IPv4 client, to
 // its IPv4-mapped address.
 func TestRoundTripDualStack(t *testing.T) {
 	leakcheck.Check(t, transporttest.Timeout, leakcheck.Started())
-	if c, err := net.ListenUDP("udp6", &net.UDPAddr{IP: net.IPv6unspecified}); err != nil {
-		t.Fatalf("this test needs IPv6 (a socket on [::]): %v", err)
-	} else {
-		c.Close()
-	}
+	needIPv6(t, net.IPv6unspecified, "IPv6 (a socket on [::])")
 	tr := listen(t, "[::]:0", sipudp.Options{})
 	l := transporttest.NewLayer(transport.Config{}, tr)
 	transporttest.Answer(t, l)

@@ -1,7 +1,7 @@
 package sipudp
 
 import (
-	"errors"
+	"net"
 	"net/netip"
 	"os"
 	"sync"
@@ -28,7 +28,6 @@ type rawSocket struct {
 	fd     uintptr
 	ok     bool // fd was read: raw sends are on
 	closed bool
-	v6     bool
 }
 
 // initRaw reads the descriptor of t's socket; without it sends go
@@ -42,7 +41,7 @@ func (t *Transport) initRaw() {
 	if rc.Control(func(d uintptr) { fd = d }) != nil {
 		return
 	}
-	t.raw.fd, t.raw.v6, t.raw.ok = fd, !t.is4, true
+	t.raw.fd, t.raw.ok = fd, true
 }
 
 // closeRaw stops the raw sends before the socket is closed.
@@ -51,10 +50,6 @@ func (t *Transport) closeRaw() {
 	t.raw.closed = true
 	t.raw.mu.Unlock()
 }
-
-// errClosedRaw is what a raw send finds after Close; write turns it into
-// the UDPConn's own error for a closed socket.
-var errClosedRaw = errors.New("sipudp: socket closed")
 
 // writeRaw sends b to dst with one sendto. done is false when the datagram
 // is to go through the UDPConn instead: raw sends are off, or the socket's
@@ -67,9 +62,9 @@ func (t *Transport) writeRaw(b []byte, dst netip.AddrPort) (done bool, err error
 	t.raw.mu.RLock()
 	if t.raw.closed {
 		t.raw.mu.RUnlock()
-		return true, errClosedRaw
+		return true, net.ErrClosed
 	}
-	_, err = mmsg.SendTo(t.raw.fd, b, dst, t.raw.v6, &sa)
+	_, err = mmsg.SendTo(t.raw.fd, b, dst, !t.is4, &sa)
 	t.raw.mu.RUnlock()
 	switch {
 	case err == nil:

@@ -2,10 +2,7 @@
 
 package sipudp
 
-import (
-	"errors"
-	"net/netip"
-)
+import "net/netip"
 
 // rawSocket is empty: raw sends need Linux; Send writes through the
 // UDPConn.
@@ -13,8 +10,6 @@ type rawSocket struct{}
 
 func (t *Transport) initRaw()  {}
 func (t *Transport) closeRaw() {}
-
-var errClosedRaw = errors.New("sipudp: socket closed")
 
 // writeRaw reports false: the datagram goes through the UDPConn.
 func (t *Transport) writeRaw([]byte, netip.AddrPort) (bool, error) { return false, nil }
