@@ -180,8 +180,9 @@ func BenchmarkSend(b *testing.B) {
 	}
 }
 
-// BenchmarkSendParallel measures Send of a 400-byte request from eight
-// goroutines at once to a loopback peer: what the answers of several
+// BenchmarkSendParallel measures Send of a 400-byte request from four
+// goroutines per GOMAXPROCS at once (eight on this 2-core machine) to a
+// loopback peer: what the answers of several
 // transaction handlers cost when they meet at the socket. Besides
 // cpu-ns/msg (getrusage: the senders, the kernel and the peer's reader)
 // it reports the voluntary context switches per message, the threads
