@@ -4,7 +4,6 @@ import (
 	"errors"
 	"math"
 	"strconv"
-	"sync"
 
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
@@ -72,17 +71,12 @@ func (p *Proxy) authenticate(tx *transaction.ServerTx, r *sip.Request, uri sip.U
 		p.reply(tx, r, 400, "Authorization URI Mismatch", nil)
 		return "", false
 	}
-	buf := resentBufs.Get().(*[]byte)
-	*buf = resent((*buf)[:0], r)
-	err := p.auth.VerifyResent(cr, r.Method, *buf, func(algorithm string) (string, bool) {
+	err := p.auth.VerifyResent(cr, r.Method, func(b []byte) []byte { return resent(b, r) }, func(algorithm string) (string, bool) {
 		if p.creds == nil {
 			return "", false
 		}
 		return p.creds.HA1(cr.Username, algorithm)
 	})
-	if cap(*buf) <= 64<<10 { // a large message's buffer is not kept
-		resentBufs.Put(buf)
-	}
 	switch {
 	case err == nil:
 		if p.throttle != nil {
@@ -101,10 +95,6 @@ func (p *Proxy) authenticate(tx *transaction.ServerTx, r *sip.Request, uri sip.U
 	}
 	return cr.Username, true
 }
-
-// resentBufs hold the bytes that name a request for VerifyResent: an
-// INVITE with its SDP is a kilobyte or two, once per call.
-var resentBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // resent appends to b what names r for digest.Server.VerifyResent: where
 // it came from (transport, address, connection) and its text as received

@@ -300,11 +300,13 @@ func (s *Server) Verify(c Credentials, method string, lookupHA1 func(algorithm s
 }
 
 // VerifyResent is Verify for a request that its sender may send again
-// unchanged, as SIP over UDP does until it hears an answer. request is
-// the request as received, byte for byte, with where it came from (for
-// SIP: the source address and connection, then the message's text): a
-// copy sent again is the same bytes from the same place, and anything
-// else is another request.
+// unchanged, as SIP over UDP does until it hears an answer. request
+// appends to its argument the request as received, byte for byte, with
+// where it came from (for SIP: the source address and connection, then
+// the message's text): a copy sent again is the same bytes from the same
+// place, and anything else is another request. It is called only for
+// credentials that are otherwise good, so a wrong or stale attempt costs
+// no copy of its request.
 //
 // Credentials with the nonce count that was last accepted for their nonce
 // and user are accepted again if they come with the same request, within
@@ -317,7 +319,7 @@ func (s *Server) Verify(c Credentials, method string, lookupHA1 func(algorithm s
 // for a new or altered request. Only a keyed 64-bit fingerprint of
 // request is kept, under a key made at random for this Server, so none
 // can be made to collide with it.
-func (s *Server) VerifyResent(c Credentials, method string, request []byte, lookupHA1 func(algorithm string) (ha1 string, ok bool)) error {
+func (s *Server) VerifyResent(c Credentials, method string, request func(b []byte) []byte, lookupHA1 func(algorithm string) (ha1 string, ok bool)) error {
 	return s.verify(c, method, request, lookupHA1)
 }
 
@@ -329,7 +331,7 @@ func (s *Server) VerifyUnknown(c Credentials, method string) error {
 	return s.verify(c, method, nil, nil)
 }
 
-func (s *Server) verify(c Credentials, method string, request []byte, lookupHA1 func(string) (string, bool)) error {
+func (s *Server) verify(c Credentials, method string, request func([]byte) []byte, lookupHA1 func(string) (string, bool)) error {
 	s.once.Do(s.init)
 	a := lookupAlgorithm(c.Algorithm)
 	if a == nil {
@@ -383,16 +385,25 @@ func (s *Server) verify(c Credentials, method string, request []byte, lookupHA1 
 	return s.track(c.Nonce, c.Username, issued, nc, fp, now)
 }
 
-// fingerprint is the keyed hash of a request's method and bytes; never
-// 0, which means none.
-func (s *Server) fingerprint(method string, request []byte) uint64 {
+// fingerprint is the keyed hash of a request's method and bytes (which
+// request appends); never 0, which means none.
+func (s *Server) fingerprint(method string, request func([]byte) []byte) uint64 {
+	buf := requestBufs.Get().(*[]byte)
+	*buf = request((*buf)[:0])
 	var h maphash.Hash
 	h.SetSeed(s.seed)
 	h.WriteString(method)
 	h.WriteByte(0)
-	h.Write(request)
+	h.Write(*buf)
+	if cap(*buf) <= 64<<10 { // a large message's buffer is not kept
+		requestBufs.Put(buf)
+	}
 	return max(h.Sum64(), 1)
 }
+
+// requestBufs hold the bytes of requests being fingerprinted: an INVITE
+// with its SDP is a kilobyte or two, once per call.
+var requestBufs = sync.Pool{New: func() any { return new([]byte) }}
 
 // equalHex reports whether got is the lowercase hex want, in either case
 // (the RFC says lowercase; some clients disagree). The time it takes does

@@ -345,11 +345,11 @@ func TestServerResent(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := []byte("UDP 192.0.2.1:5060\nINVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-1\r\nCall-ID: call-1\r\nCSeq: 2 INVITE\r\n\r\n")
-	if err := srv.VerifyResent(first, "INVITE", req, lookup("alice")); err != nil {
+	if err := srv.VerifyResent(first, "INVITE", bytesOf(req), lookup("alice")); err != nil {
 		t.Fatalf("first copy: %v", err)
 	}
 	clock.Advance(DefaultResendWindow / 2)
-	if err := srv.VerifyResent(first, "INVITE", append([]byte(nil), req...), lookup("alice")); err != nil {
+	if err := srv.VerifyResent(first, "INVITE", bytesOf(append([]byte(nil), req...)), lookup("alice")); err != nil {
 		t.Errorf("copy sent again: %v, want accepted", err)
 	}
 	replays := map[string][]byte{
@@ -364,32 +364,42 @@ func TestServerResent(t *testing.T) {
 		if other == nil {
 			err = srv.Verify(first, "INVITE", lookup("alice"))
 		} else {
-			err = srv.VerifyResent(first, "INVITE", other, lookup("alice"))
+			err = srv.VerifyResent(first, "INVITE", bytesOf(other), lookup("alice"))
 		}
 		if !errors.Is(err, ErrReplay) {
 			t.Errorf("%s: %v, want ErrReplay", name, err)
 		}
 	}
-	if err := srv.VerifyResent(first, "BYE", req, lookup("alice")); !errors.Is(err, ErrBadResponse) {
+	// Credentials that fail cost no copy of their request.
+	noCopy := func(b []byte) []byte {
+		t.Error("the request was asked for to fingerprint credentials that fail")
+		return append(b, req...)
+	}
+	if err := srv.VerifyResent(first, "BYE", noCopy, lookup("alice")); !errors.Is(err, ErrBadResponse) {
 		t.Errorf("other method: %v, want ErrBadResponse", err)
 	}
 	// A higher count moves the window to its own request; the first is
 	// then a replay, however unchanged.
 	next, _ := alice.Authorize(ch, "INVITE", "sip:bob@"+testRealm)
 	req2 := []byte(strings.Replace(string(req), "call-1", "call-3", 1))
-	if err := srv.VerifyResent(next, "INVITE", req2, lookup("alice")); err != nil {
+	if err := srv.VerifyResent(next, "INVITE", bytesOf(req2), lookup("alice")); err != nil {
 		t.Fatalf("next count: %v", err)
 	}
-	if err := srv.VerifyResent(first, "INVITE", req, lookup("alice")); !errors.Is(err, ErrReplay) {
+	if err := srv.VerifyResent(first, "INVITE", bytesOf(req), lookup("alice")); !errors.Is(err, ErrReplay) {
 		t.Errorf("older count sent again: %v, want ErrReplay", err)
 	}
-	if err := srv.VerifyResent(next, "INVITE", req2, lookup("alice")); err != nil {
+	if err := srv.VerifyResent(next, "INVITE", bytesOf(req2), lookup("alice")); err != nil {
 		t.Errorf("next count sent again: %v", err)
 	}
 	clock.Advance(DefaultResendWindow + time.Millisecond)
-	if err := srv.VerifyResent(next, "INVITE", req2, lookup("alice")); !errors.Is(err, ErrReplay) {
+	if err := srv.VerifyResent(next, "INVITE", bytesOf(req2), lookup("alice")); !errors.Is(err, ErrReplay) {
 		t.Errorf("sent again past the window: %v, want ErrReplay", err)
 	}
+}
+
+// bytesOf is a request for VerifyResent: it appends req.
+func bytesOf(req []byte) func([]byte) []byte {
+	return func(b []byte) []byte { return append(b, req...) }
 }
 
 func TestServerTrackedNoncesBounded(t *testing.T) {
