@@ -1,6 +1,7 @@
 package sip
 
 import (
+	"iter"
 	"strconv"
 	"strings"
 	"time"
@@ -630,16 +631,8 @@ func (h *Headers) RSeq() (uint32, bool, error) { return h.Uint("RSeq") }
 // Allow-Events, Accept), trimmed, in order.
 func (h *Headers) Tokens(name string) []string {
 	var out []string
-	id := lookupHeader(name)
-	for i := range h.fields {
-		if !h.fields[i].is(id, name) {
-			continue
-		}
-		for t := range strings.SplitSeq(h.fields[i].Value, ",") {
-			if t = trimWS(t); t != "" {
-				out = append(out, t)
-			}
-		}
+	for t := range h.tokens(name) {
+		out = append(out, t)
 	}
 	return out
 }
@@ -651,18 +644,30 @@ func (h *Headers) HasToken(name, token string) bool {
 	if token == "" {
 		return false
 	}
-	id := lookupHeader(name)
-	for i := range h.fields {
-		if !h.fields[i].is(id, name) {
-			continue
-		}
-		for t := range strings.SplitSeq(h.fields[i].Value, ",") {
-			if strings.EqualFold(trimWS(t), token) {
-				return true
-			}
+	for t := range h.tokens(name) {
+		if strings.EqualFold(t, token) {
+			return true
 		}
 	}
 	return false
+}
+
+// tokens yields the items of the list header name, trimmed, empty ones
+// left out, in the order of its lines.
+func (h *Headers) tokens(name string) iter.Seq[string] {
+	return func(yield func(string) bool) {
+		id := lookupHeader(name)
+		for i := range h.fields {
+			if !h.fields[i].is(id, name) {
+				continue
+			}
+			for t := range strings.SplitSeq(h.fields[i].Value, ",") {
+				if t = trimWS(t); t != "" && !yield(t) {
+					return
+				}
+			}
+		}
+	}
 }
 
 // RAck is the RAck header of RFC 3262 §7.2.

@@ -25,3 +25,20 @@ func TestSafeValue(t *testing.T) {
 		t.Errorf("safeValue changed a plain value: %q", got)
 	}
 }
+
+// TestHasTokenInPlace: HasToken finds an item of a list header, in any
+// case, without allocating (a registrar asks it of every REGISTER), and
+// no empty item.
+func TestHasTokenInPlace(t *testing.T) {
+	var h Headers
+	h.Add("Supported", "path, ,outbound")
+	h.Add("Supported", " GRUU ")
+	for tok, want := range map[string]bool{"gruu": true, "path": true, "Outbound": true, "": false, "timer": false} {
+		if got := h.HasToken("Supported", tok); got != want {
+			t.Errorf("HasToken(%q) = %v, want %v", tok, got, want)
+		}
+	}
+	if n := testing.AllocsPerRun(100, func() { _ = h.HasToken("Supported", "gruu") }); n != 0 {
+		t.Errorf("HasToken allocates %v times", n)
+	}
+}
