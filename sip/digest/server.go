@@ -67,8 +67,15 @@ type Server struct {
 	seed maphash.Seed               // keys the requests' fingerprints: unknown outside, so none can be forged to collide
 	macs [len(algorithms)]sync.Pool // of *macState, keyed for the realm and the algorithm
 
-	mu   sync.Mutex
-	seen map[string]uint64 // (nonce, user) to its entry's sequence number in age
+	mu sync.Mutex
+	// seen maps the keyed hash of (nonce, user) to its entry's sequence
+	// number in age. Integers, not the strings: no allocation per nonce,
+	// cheaper hashing and deletes, and a map and ring without pointers,
+	// which the collector does not scan (100,000 entries at the cap).
+	// Two pairs with the same hash share an entry, which can only refuse
+	// a good count (as a replay), never accept a reused one; with a
+	// secret seed and 64 bits nobody can make that happen on purpose.
+	seen map[uint64]uint64
 	age  seenQueue
 	// evictedUpTo is the newest issue time evicted from seen to make room.
 	// An untracked nonce issued at or before it may have been used already,
@@ -101,7 +108,7 @@ func (s *Server) init() {
 		blk, k1 := newCMAC(kh.Sum(nil))
 		s.macs[i].New = func() any { return &macState{blk: blk, k1: k1} }
 	}
-	s.seen = make(map[string]uint64)
+	s.seen = make(map[uint64]uint64)
 	s.seed = maphash.MakeSeed()
 }
 
@@ -470,7 +477,7 @@ func parseNC(s string) (uint32, bool) {
 // seenNonce is the highest nonce count accepted for a (nonce, user), and
 // the fingerprint of the request it came with (0: none given) and when.
 type seenNonce struct {
-	key      string
+	key      uint64 // its key in seen
 	issued   int64
 	accepted int64
 	request  uint64
@@ -517,7 +524,6 @@ func (q *seenQueue) push(e seenNonce) uint64 {
 // pop removes the head and returns it.
 func (q *seenQueue) pop() seenNonce {
 	e := q.buf[q.head]
-	q.buf[q.head] = seenNonce{} // not to keep its key alive
 	q.head = (q.head + 1) % len(q.buf)
 	q.n--
 	q.first++
@@ -529,18 +535,14 @@ func (q *seenQueue) pop() seenNonce {
 // request it was accepted with, within the resend window.
 // Keying by user as well keeps one account from burning another's nonce.
 func (s *Server) track(nonce, user string, issued int64, nc uint32, request uint64, now int64) error {
-	// nonce has a fixed length, so nonce+user is unambiguous. The key is
-	// built on the stack: looking it up allocates nothing, only a new
-	// entry does.
-	var kb [nonceLen + 64]byte
-	k := append(append(kb[:0], nonce...), user...)
+	k := s.seenKey(nonce, user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ttl := s.ttl()
 	for s.age.n > 0 && now-s.age.peek().issued > ttl {
 		delete(s.seen, s.age.pop().key)
 	}
-	if seq, ok := s.seen[string(k)]; ok {
+	if seq, ok := s.seen[k]; ok {
 		e := s.age.at(seq)
 		if nc == e.nc && request != 0 && request == e.request && now-e.accepted <= s.resendWindow() {
 			return nil // the same request sent again
@@ -559,7 +561,24 @@ func (s *Server) track(nonce, user string, issued int64, nc uint32, request uint
 		delete(s.seen, e.key)
 		s.evictedUpTo, s.evicted = max(s.evictedUpTo, e.issued), true
 	}
-	key := string(k)
-	s.seen[key] = s.age.push(seenNonce{key: key, issued: issued, accepted: now, request: request, nc: nc})
+	s.seen[k] = s.age.push(seenNonce{key: k, issued: issued, accepted: now, request: request, nc: nc})
 	return nil
 }
+
+// seenKey is the key of (nonce, user) in seen: a hash keyed with the
+// Server's secret seed. A nonce has a fixed length, so nonce+user is
+// unambiguous; it is put together on the stack.
+func (s *Server) seenKey(nonce, user string) uint64 {
+	if len(user) > maxInlineUser {
+		var h maphash.Hash
+		h.SetSeed(s.seed)
+		h.WriteString(nonce)
+		h.WriteString(user)
+		return h.Sum64()
+	}
+	var kb [nonceLen + maxInlineUser]byte
+	return maphash.Bytes(s.seed, append(append(kb[:0], nonce...), user...))
+}
+
+// maxInlineUser is the longest user name seenKey hashes from the stack.
+const maxInlineUser = 64

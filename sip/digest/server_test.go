@@ -462,7 +462,7 @@ func trackedCount(s *Server) int {
 	// Every entry is where the map says, under its own key.
 	for key, seq := range s.seen {
 		if e := s.age.at(seq); e.key != key {
-			panic("map and queue disagree on " + key)
+			panic(fmt.Sprintf("map and queue disagree on %x", key))
 		}
 	}
 	return len(s.seen)
@@ -642,5 +642,29 @@ func TestServerTrackQueue(t *testing.T) {
 		if n := trackedCount(srv); n != min(i+1, 5) {
 			t.Fatalf("tracking %d at %d", n, i)
 		}
+	}
+}
+
+// TestServerTrackLongUser: user names too long for seenKey's stack buffer
+// are hashed whole, so that names differing only past it are told apart,
+// and their replays are refused as others are.
+func TestServerTrackLongUser(t *testing.T) {
+	srv, _ := newTestServer()
+	srv.once.Do(srv.init)
+	nonce := strings.Repeat("n", nonceLen)
+	long := strings.Repeat("u", 2*maxInlineUser)
+	users := []string{long + "a", long + "b", strings.Repeat("u", maxInlineUser), strings.Repeat("u", maxInlineUser+1)}
+	for _, u := range users {
+		if err := srv.track(nonce, u, 1, 1, 0, 1); err != nil {
+			t.Errorf("first use by a user of %d bytes: %v", len(u), err)
+		}
+	}
+	for _, u := range users {
+		if err := srv.track(nonce, u, 1, 1, 0, 1); !errors.Is(err, ErrReplay) {
+			t.Errorf("replay by a user of %d bytes: %v, want ErrReplay", len(u), err)
+		}
+	}
+	if n := trackedCount(srv); n != len(users) {
+		t.Errorf("tracking %d, want %d", n, len(users))
 	}
 }
