@@ -329,10 +329,28 @@ func (t *Throttle) Success(ip netip.Addr, user string) {
 	}
 	src := sourceKey(ip)
 	now := t.now()
+	k := userKey(user)
+	// Nearly every success is a user agent refreshing from where it
+	// authenticated last time. While that time is recent, a fraction of
+	// TrustFor, it is left as it is: under the read lock, with no write
+	// to the table. The trust then ends up to that fraction early, never
+	// late, and the user's place among the most recently successful, which
+	// only matters when more than MaxSources users are remembered, is
+	// that old.
+	t.mu.RLock()
+	fresh := t.known.has(k, src, now-t.trustFor()/knownRefresh)
+	t.mu.RUnlock()
+	if fresh {
+		return
+	}
 	t.mu.Lock()
-	t.known.add(userKey(user), src, now, now-t.trustFor(), t.maxSources())
+	t.known.add(k, src, now, now-t.trustFor(), t.maxSources())
 	t.mu.Unlock()
 }
+
+// knownRefresh is the fraction of TrustFor (its inverse) within which a
+// success from a known address does not record its time again.
+const knownRefresh = 64
 
 // Len returns the number of sources and user names tracked for failures.
 func (t *Throttle) Len() int {

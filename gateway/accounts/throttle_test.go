@@ -2,6 +2,7 @@ package accounts
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -433,5 +434,58 @@ func TestSuccessCopiesUser(t *testing.T) {
 	}
 	if kept := e.Value.(*knownUser).user; unsafe.StringData(kept) == unsafe.StringData(user) {
 		t.Error("the table keeps the request's buffer alive")
+	}
+}
+
+// A success from an address the user authenticated from lately records
+// nothing, but trust still lasts TrustFor from the success recorded,
+// ending up to TrustFor/knownRefresh early, never late: one past that
+// records again and so extends it.
+func TestThrottleSuccessRefresh(t *testing.T) {
+	th, c := newThrottle()
+	th.TrustFor = 64 * time.Minute // successes within a minute are not recorded again
+	home := netip.MustParseAddr("198.51.100.7")
+	blockAlice := func() {
+		for i := range 5 {
+			th.Failure(OriginRegister, netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), "alice")
+		}
+	}
+	th.Success(home, "alice")
+	c.Advance(30 * time.Second)
+	th.Success(home, "alice") // lately: not recorded
+	c.Advance(64*time.Minute - 30*time.Second + time.Nanosecond)
+	blockAlice()
+	if _, ok := th.Allow(home, "alice"); ok {
+		t.Error("trust outlived TrustFor after the success it recorded")
+	}
+
+	th, c = newThrottle()
+	th.TrustFor = 64 * time.Minute
+	th.Success(home, "alice")
+	c.Advance(time.Minute + time.Second)
+	th.Success(home, "alice") // over a minute later: recorded
+	c.Advance(64*time.Minute - time.Second)
+	blockAlice()
+	if _, ok := th.Allow(home, "alice"); !ok {
+		t.Error("a success past TrustFor/knownRefresh did not extend the trust")
+	}
+}
+
+// BenchmarkThrottleSuccess is the success of a user agent refreshing its
+// registration from its usual address.
+func BenchmarkThrottleSuccess(b *testing.B) {
+	th := &Throttle{}
+	for i := range 1000 {
+		th.Success(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), fmt.Sprint("user", i))
+	}
+	users := make([]string, 1000)
+	for i := range users {
+		users[i] = fmt.Sprint("user", i)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		th.Success(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), users[i])
+		i = (i + 1) % len(users)
 	}
 }
