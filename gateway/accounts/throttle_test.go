@@ -489,3 +489,60 @@ func BenchmarkThrottleSuccess(b *testing.B) {
 		i = (i + 1) % len(users)
 	}
 }
+
+// countingClock counts the reads of a Fake clock.
+type countingClock struct {
+	*clock.Fake
+	reads int
+}
+
+func (c *countingClock) Now() time.Time {
+	c.reads++
+	return c.Fake.Now()
+}
+
+// Allow and Blocked read no clock while nothing is blocked: before any
+// block, and again once the blocks in force have been seen to end.
+func TestThrottleIdleReadsNoClock(t *testing.T) {
+	th, fake := newThrottle()
+	c := &countingClock{Fake: fake}
+	th.Clock = c
+	quiet := func(when string) {
+		t.Helper()
+		c.reads = 0
+		if _, ok := th.Allow(ip1, "alice"); !ok {
+			t.Fatalf("%s: Allow refused", when)
+		}
+		if _, blocked := th.Blocked(ip1); blocked {
+			t.Fatalf("%s: Blocked", when)
+		}
+		if c.reads != 0 {
+			t.Errorf("%s: %d clock reads, want 0", when, c.reads)
+		}
+	}
+	quiet("before any block")
+	for range 3 {
+		th.Failure(OriginRegister, ip2, "bob")
+	}
+	for i := range 5 {
+		th.Failure(OriginRegister, netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), "alice")
+	}
+	if _, ok := th.Allow(ip2, "carol"); ok {
+		t.Fatal("a blocked source allowed")
+	}
+	if _, ok := th.Allow(ip1, "alice"); ok {
+		t.Fatal("a blocked name allowed to a new source")
+	}
+	fake.Advance(5*time.Minute + time.Second)
+	if _, ok := th.Allow(ip1, "alice"); !ok { // sees both blocks ended
+		t.Fatal("Allow refused after the blocks ended")
+	}
+	quiet("after the blocks ended")
+	// A new block is seen at once.
+	for range 3 {
+		th.Failure(OriginRegister, ip2, "bob")
+	}
+	if _, blocked := th.Blocked(ip2); !blocked {
+		t.Error("a source blocked again is not Blocked")
+	}
+}
