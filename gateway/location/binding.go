@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/ascii"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -84,7 +85,7 @@ func (b *Binding) Matches(o *Binding) bool {
 // agent behind NAT that does not know its public address.
 func (b *Binding) NeedsFlow() bool {
 	host := b.Contact.URI.Host
-	if len(host) >= len(".invalid") && strings.EqualFold(host[len(host)-len(".invalid"):], ".invalid") {
+	if len(host) >= len(".invalid") && ascii.EqualFold(".invalid", host[len(host)-len(".invalid"):]) {
 		return true
 	}
 	if b.Outbound() {

@@ -19,6 +19,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/accounts"
 	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/gateway/location"
+	"github.com/switchboard/switchboard/internal/ascii"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
 )
@@ -271,7 +272,7 @@ func unsupported(req *sip.Request) string {
 	}
 	var out []string
 	for _, t := range req.Tokens("Require") {
-		if !strings.EqualFold(t, "path") && !strings.EqualFold(t, "outbound") {
+		if !ascii.EqualFold("path", t) && !ascii.EqualFold("outbound", t) {
 			out = append(out, t)
 		}
 	}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/ascii"
 )
 
 // Defaults for zero fields of Server.
@@ -352,7 +354,7 @@ func (s *Server) verify(c Credentials, method string, request func([]byte) []byt
 	switch {
 	case c.QOP == "":
 		return fmt.Errorf("%w: qop required", ErrUnsupportedQOP)
-	case !strings.EqualFold(c.QOP, "auth"):
+	case !ascii.EqualFold("auth", c.QOP):
 		return fmt.Errorf("%w %q", ErrUnsupportedQOP, c.QOP)
 	case c.CNonce == "":
 		return malformed("missing cnonce")
