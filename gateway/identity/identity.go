@@ -116,7 +116,9 @@ func (id *Identity) IsDomain(host string) bool { return id.domain(host) != "" }
 func (id *Identity) domain(host string) string {
 	host = trimBrackets(host)
 	for _, d := range id.domains {
-		if ascii.EqualFold(d, host) {
+		// Hosts are nearly always written as configured: compared word
+		// by word first, byte by byte only when not.
+		if d == host || ascii.EqualFold(d, host) {
 			return d
 		}
 	}
