@@ -66,8 +66,11 @@ type Server struct {
 
 	once sync.Once
 	key  []byte
-	seed maphash.Seed               // keys the requests' fingerprints: unknown outside, so none can be forged to collide
-	macs [len(algorithms)]sync.Pool // of *macState, keyed for the realm and the algorithm
+	seed maphash.Seed // keys the requests' fingerprints: unknown outside, so none can be forged to collide
+	// challengeHead is the start of every challenge, up to the nonce's
+	// opening quote: `Digest realm="…", nonce="`.
+	challengeHead string
+	macs          [len(algorithms)]sync.Pool // of *macState, keyed for the realm and the algorithm
 
 	mu sync.Mutex
 	// seen maps the keyed hash of (nonce, user) to its entry's sequence
@@ -110,6 +113,12 @@ func (s *Server) init() {
 		blk, k1 := newCMAC(kh.Sum(nil))
 		s.macs[i].New = func() any { return &macState{blk: blk, k1: k1} }
 	}
+	var w writer
+	w.start()
+	w.quoted("realm", s.Realm)
+	w.name("nonce")
+	w.b.WriteByte('"')
+	s.challengeHead = w.String()
 	s.seen = make(map[uint64]uint64)
 	s.seed = maphash.MakeSeed()
 }
@@ -227,23 +236,25 @@ func (s *Server) ChallengeHeader(algorithm string, stale bool) (string, error) {
 		return "", fmt.Errorf("%w %q", ErrUnsupportedAlgorithm, algorithm)
 	}
 	var nonce [nonceLen]byte
-	s.newNonce(&nonce, a)
-	var w writer
-	w.start()
-	w.quoted("realm", s.Realm)
-	// A nonce is base64url: nothing in it needs escaping.
-	w.name("nonce")
-	w.b.WriteByte('"')
-	w.b.Write(nonce[:])
-	w.b.WriteByte('"')
+	s.newNonce(&nonce, a) // runs init
+	// What comes before the nonce is the same in every challenge: it was
+	// written once, by init. (Writing the realm quoted, a byte at a time,
+	// was most of the work.)
+	const staleParam, algParam, qopParam = `, stale=true`, `, algorithm=`, `, qop="auth"`
+	var b strings.Builder
+	b.Grow(len(s.challengeHead) + nonceLen + len(staleParam) + len(algParam) + len(a.name) + len(qopParam))
+	b.WriteString(s.challengeHead)
+	b.Write(nonce[:])
+	b.WriteByte('"')
 	if stale {
-		w.bare("stale", "true")
+		b.WriteString(staleParam)
 	}
 	if algorithm != "" {
-		w.bare("algorithm", a.name)
+		b.WriteString(algParam)
+		b.WriteString(a.name)
 	}
-	w.quoted("qop", "auth")
-	return w.String(), nil
+	b.WriteString(qopParam)
+	return b.String(), nil
 }
 
 // newNonce writes a fresh nonce for a into dst.
