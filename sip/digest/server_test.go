@@ -679,3 +679,29 @@ func TestServerTrackLongUser(t *testing.T) {
 		t.Errorf("tracking %d, want %d", n, len(users))
 	}
 }
+
+// TestNormalizeHA1 checks every byte in every place of a stored HA1:
+// hex digits in either case are good (and lowercased), anything else is
+// refused.
+func TestNormalizeHA1(t *testing.T) {
+	for i := range algorithms {
+		if n := algorithms[i].hexLen; n%8 != 0 {
+			t.Errorf("%s: %d hex digits, not whole words of 8 for normalizeHA1", algorithms[i].name, n)
+		}
+	}
+	a := lookupAlgorithm("MD5")
+	good := HA1("MD5", "alice", testRealm, users["alice"])
+	for i := range good {
+		for c := range 256 {
+			ha1 := good[:i] + string([]byte{byte(c)}) + good[i+1:]
+			got, ok := normalizeHA1(ha1, true, a)
+			isHex := strings.ContainsRune("0123456789abcdefABCDEF", rune(c)) && c < 0x80
+			if ok != isHex || ok && got != strings.ToLower(ha1) {
+				t.Fatalf("normalizeHA1(%q) = %q, %v", ha1, got, ok)
+			}
+		}
+	}
+	if _, ok := normalizeHA1(good, false, a); ok {
+		t.Error("an HA1 not found is good")
+	}
+}
