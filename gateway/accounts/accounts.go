@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 
+	"github.com/switchboard/switchboard/internal/ascii"
 	"github.com/switchboard/switchboard/sip/digest"
 )
 
@@ -59,9 +60,9 @@ func FromPassword(user, realm, password string) Account {
 func (a Account) HA1(algorithm string) (string, bool) {
 	var h string
 	switch {
-	case strings.EqualFold(algorithm, "MD5"), algorithm == "":
+	case ascii.EqualFold("md5", algorithm), algorithm == "":
 		h = a.HA1MD5
-	case strings.EqualFold(algorithm, "SHA-256"):
+	case ascii.EqualFold("sha-256", algorithm):
 		h = a.HA1SHA256
 	}
 	return h, h != ""

@@ -2,6 +2,7 @@ package accounts
 
 import (
 	"bytes"
+	"fmt"
 	"log/slog"
 	"net/netip"
 	"strings"
@@ -433,5 +434,115 @@ func TestSuccessCopiesUser(t *testing.T) {
 	}
 	if kept := e.Value.(*knownUser).user; unsafe.StringData(kept) == unsafe.StringData(user) {
 		t.Error("the table keeps the request's buffer alive")
+	}
+}
+
+// A success from an address the user authenticated from lately records
+// nothing, but trust still lasts TrustFor from the success recorded,
+// ending up to TrustFor/knownRefresh early, never late: one past that
+// records again and so extends it.
+func TestThrottleSuccessRefresh(t *testing.T) {
+	th, c := newThrottle()
+	th.TrustFor = 64 * time.Minute // successes within a minute are not recorded again
+	home := netip.MustParseAddr("198.51.100.7")
+	blockAlice := func() {
+		for i := range 5 {
+			th.Failure(OriginRegister, netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), "alice")
+		}
+	}
+	th.Success(home, "alice")
+	c.Advance(30 * time.Second)
+	th.Success(home, "alice") // lately: not recorded
+	c.Advance(64*time.Minute - 30*time.Second + time.Nanosecond)
+	blockAlice()
+	if _, ok := th.Allow(home, "alice"); ok {
+		t.Error("trust outlived TrustFor after the success it recorded")
+	}
+
+	th, c = newThrottle()
+	th.TrustFor = 64 * time.Minute
+	th.Success(home, "alice")
+	c.Advance(time.Minute + time.Second)
+	th.Success(home, "alice") // over a minute later: recorded
+	c.Advance(64*time.Minute - time.Second)
+	blockAlice()
+	if _, ok := th.Allow(home, "alice"); !ok {
+		t.Error("a success past TrustFor/knownRefresh did not extend the trust")
+	}
+}
+
+// BenchmarkThrottleSuccess is the success of a user agent refreshing its
+// registration from its usual address.
+func BenchmarkThrottleSuccess(b *testing.B) {
+	th := &Throttle{}
+	for i := range 1000 {
+		th.Success(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), fmt.Sprint("user", i))
+	}
+	users := make([]string, 1000)
+	for i := range users {
+		users[i] = fmt.Sprint("user", i)
+	}
+	b.ReportAllocs()
+	i := 0
+	for b.Loop() {
+		th.Success(netip.AddrFrom4([4]byte{10, 0, byte(i >> 8), byte(i)}), users[i])
+		i = (i + 1) % len(users)
+	}
+}
+
+// countingClock counts the reads of a Fake clock.
+type countingClock struct {
+	*clock.Fake
+	reads int
+}
+
+func (c *countingClock) Now() time.Time {
+	c.reads++
+	return c.Fake.Now()
+}
+
+// Allow and Blocked read no clock while nothing is blocked: before any
+// block, and again once the blocks in force have been seen to end.
+func TestThrottleIdleReadsNoClock(t *testing.T) {
+	th, fake := newThrottle()
+	c := &countingClock{Fake: fake}
+	th.Clock = c
+	quiet := func(when string) {
+		t.Helper()
+		c.reads = 0
+		if _, ok := th.Allow(ip1, "alice"); !ok {
+			t.Fatalf("%s: Allow refused", when)
+		}
+		if _, blocked := th.Blocked(ip1); blocked {
+			t.Fatalf("%s: Blocked", when)
+		}
+		if c.reads != 0 {
+			t.Errorf("%s: %d clock reads, want 0", when, c.reads)
+		}
+	}
+	quiet("before any block")
+	for range 3 {
+		th.Failure(OriginRegister, ip2, "bob")
+	}
+	for i := range 5 {
+		th.Failure(OriginRegister, netip.AddrFrom4([4]byte{203, 0, 113, byte(i)}), "alice")
+	}
+	if _, ok := th.Allow(ip2, "carol"); ok {
+		t.Fatal("a blocked source allowed")
+	}
+	if _, ok := th.Allow(ip1, "alice"); ok {
+		t.Fatal("a blocked name allowed to a new source")
+	}
+	fake.Advance(5*time.Minute + time.Second)
+	if _, ok := th.Allow(ip1, "alice"); !ok { // sees both blocks ended
+		t.Fatal("Allow refused after the blocks ended")
+	}
+	quiet("after the blocks ended")
+	// A new block is seen at once.
+	for range 3 {
+		th.Failure(OriginRegister, ip2, "bob")
+	}
+	if _, blocked := th.Blocked(ip2); !blocked {
+		t.Error("a source blocked again is not Blocked")
 	}
 }

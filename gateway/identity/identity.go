@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/switchboard/switchboard/internal/ascii"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -115,30 +116,13 @@ func (id *Identity) IsDomain(host string) bool { return id.domain(host) != "" }
 func (id *Identity) domain(host string) string {
 	host = trimBrackets(host)
 	for _, d := range id.domains {
-		if asciiFoldEqual(d, host) {
+		// Hosts are nearly always written as configured: compared word
+		// by word first, byte by byte only when not.
+		if d == host || ascii.EqualFold(d, host) {
 			return d
 		}
 	}
 	return ""
-}
-
-// asciiFoldEqual reports whether s is lower with ASCII letters in any
-// case. Only A to Z fold: strings.EqualFold would also take "ſ" (U+017F)
-// for "s", which strings.ToLower, and so the comparison before it, did not.
-func asciiFoldEqual(lower, s string) bool {
-	if len(s) != len(lower) {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if 'A' <= c && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c != lower[i] {
-			return false
-		}
-	}
-	return true
 }
 
 // isHost reports whether host is an alias or an endpoint host.

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchboard/switchboard/internal/ascii"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -66,7 +67,14 @@ func (b *Binding) Matches(o *Binding) bool {
 	if o.Outbound() {
 		return b.RegID == o.RegID && b.Instance == o.Instance
 	}
-	return b.Contact.URI.Equal(&o.Contact.URI)
+	// A refresh sends the Contact it registered, byte for byte: fields
+	// that are all the same are the same URI, without the comparison of
+	// §19.1.4, which decodes and looks up every parameter both ways.
+	u, v := &b.Contact.URI, &o.Contact.URI
+	if *u == *v {
+		return true
+	}
+	return u.Equal(v)
 }
 
 // NeedsFlow reports whether requests for this binding must go over the flow
@@ -77,7 +85,7 @@ func (b *Binding) Matches(o *Binding) bool {
 // agent behind NAT that does not know its public address.
 func (b *Binding) NeedsFlow() bool {
 	host := b.Contact.URI.Host
-	if len(host) >= len(".invalid") && strings.EqualFold(host[len(host)-len(".invalid"):], ".invalid") {
+	if len(host) >= len(".invalid") && ascii.EqualFold(".invalid", host[len(host)-len(".invalid"):]) {
 		return true
 	}
 	if b.Outbound() {

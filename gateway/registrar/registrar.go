@@ -3,12 +3,15 @@ package registrar
 import (
 	"context"
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
+	mrand "math/rand/v2"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"github.com/switchboard/switchboard/gateway/accounts"
 	"github.com/switchboard/switchboard/gateway/identity"
 	"github.com/switchboard/switchboard/gateway/location"
+	"github.com/switchboard/switchboard/internal/ascii"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
 )
@@ -199,12 +203,24 @@ func reply(req *sip.Request, code int, reason string) *sip.Response {
 // To stays parsed for the transaction layer). The To of a REGISTER is
 // read on every request, two responses to each registration.
 func setToTag(res *sip.Response) {
+	g := tagSources.Get().(*mrand.ChaCha8)
 	var bits [8]byte
-	rand.Read(bits[:]) // never fails since Go 1.24
+	binary.LittleEndian.PutUint64(bits[:], g.Uint64())
+	tagSources.Put(g)
 	var tag [16]byte
 	hex.Encode(tag[:], bits[:])
 	res.SetToTag(string(tag[:]))
 }
+
+// tagSources hold the generators of To tags: ChaCha8, which is
+// cryptographically strong, each seeded from crypto/rand, as RFC 3261
+// §19.3 wants tags. crypto/rand itself for every tag, twice a
+// registration, cost a fifth of the time of building a response.
+var tagSources = sync.Pool{New: func() any {
+	var seed [32]byte
+	rand.Read(seed[:]) // never fails since Go 1.24
+	return mrand.NewChaCha8(seed)
+}}
 
 // ServeRegister processes a REGISTER and returns the response to send; it
 // never returns nil. The steps and the status of each refusal are listed in
@@ -256,7 +272,7 @@ func unsupported(req *sip.Request) string {
 	}
 	var out []string
 	for _, t := range req.Tokens("Require") {
-		if !strings.EqualFold(t, "path") && !strings.EqualFold(t, "outbound") {
+		if !ascii.EqualFold("path", t) && !ascii.EqualFold("outbound", t) {
 			out = append(out, t)
 		}
 	}

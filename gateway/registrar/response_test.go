@@ -79,3 +79,18 @@ func TestContactValue(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkReply is a response of the registrar without headers of its
+// own, two a registration: the response, and its To with 64 random bits
+// in hex as the tag.
+func BenchmarkReply(b *testing.B) {
+	req := parse(b, []byte("REGISTER sip:example.com SIP/2.0\r\n"+
+		"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK1\r\n"+
+		"From: <sip:alice@example.com>;tag=f\r\nTo: <sip:alice@example.com>\r\n"+
+		"Call-ID: c\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n"))
+	b.ReportAllocs()
+	for b.Loop() {
+		res := sip.NewResponse(req, 200, "")
+		registrar.SetToTag(res)
+	}
+}

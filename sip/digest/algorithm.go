@@ -5,13 +5,15 @@ import (
 	"crypto/sha256"
 	"crypto/sha512"
 	"encoding/hex"
-	"strings"
+
+	"github.com/switchboard/switchboard/internal/ascii"
 )
 
 // algorithm describes one value of the algorithm parameter.
 type algorithm struct {
 	id     int    // index in algorithms
 	name   string // canonical spelling, as RFC 7616 registers it
+	lower  string // name in lower case, to compare with ascii.EqualFold
 	base   string // name without -sess: the HA1 it needs
 	sess   bool
 	hash   hashKind
@@ -47,12 +49,12 @@ func (a *algorithm) appendDigest(dst, data []byte) []byte {
 }
 
 var algorithms = [...]algorithm{
-	{id: 0, name: "MD5", base: "MD5", hash: hashMD5, hexLen: 2 * md5.Size, rank: 1},
-	{id: 1, name: "MD5-sess", base: "MD5", sess: true, hash: hashMD5, hexLen: 2 * md5.Size, rank: 1},
-	{id: 2, name: "SHA-256", base: "SHA-256", hash: hashSHA256, hexLen: 2 * sha256.Size, rank: 2},
-	{id: 3, name: "SHA-256-sess", base: "SHA-256", sess: true, hash: hashSHA256, hexLen: 2 * sha256.Size, rank: 2},
-	{id: 4, name: "SHA-512-256", base: "SHA-512-256", hash: hashSHA512256, hexLen: 2 * sha512.Size256, rank: 3},
-	{id: 5, name: "SHA-512-256-sess", base: "SHA-512-256", sess: true, hash: hashSHA512256, hexLen: 2 * sha512.Size256, rank: 3},
+	{id: 0, name: "MD5", lower: "md5", base: "MD5", hash: hashMD5, hexLen: 2 * md5.Size, rank: 1},
+	{id: 1, name: "MD5-sess", lower: "md5-sess", base: "MD5", sess: true, hash: hashMD5, hexLen: 2 * md5.Size, rank: 1},
+	{id: 2, name: "SHA-256", lower: "sha-256", base: "SHA-256", hash: hashSHA256, hexLen: 2 * sha256.Size, rank: 2},
+	{id: 3, name: "SHA-256-sess", lower: "sha-256-sess", base: "SHA-256", sess: true, hash: hashSHA256, hexLen: 2 * sha256.Size, rank: 2},
+	{id: 4, name: "SHA-512-256", lower: "sha-512-256", base: "SHA-512-256", hash: hashSHA512256, hexLen: 2 * sha512.Size256, rank: 3},
+	{id: 5, name: "SHA-512-256-sess", lower: "sha-512-256-sess", base: "SHA-512-256", sess: true, hash: hashSHA512256, hexLen: 2 * sha512.Size256, rank: 3},
 }
 
 // maxHex is the longest hex digest of any algorithm.
@@ -65,10 +67,9 @@ func lookupAlgorithm(name string) *algorithm {
 		return &algorithms[0]
 	}
 	for i := range algorithms {
-		// The algorithm is a token, ASCII: a name of another length is
-		// not it (strings.EqualFold would take "\u017fHA-256" for
-		// "SHA-256"), and most are not of its length.
-		if n := algorithms[i].name; len(n) == len(name) && strings.EqualFold(name, n) {
+		// The algorithm is a token, ASCII: strings.EqualFold would
+		// take "\u017fHA-256" for "SHA-256".
+		if ascii.EqualFold(algorithms[i].lower, name) {
 			return &algorithms[i]
 		}
 	}

@@ -106,3 +106,15 @@ func BenchmarkTrackFull(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkNormalizeHA1 is the check of a stored HA1 (lowercase, as
+// stores keep them) that every Verify makes.
+func BenchmarkNormalizeHA1(b *testing.B) {
+	a := lookupAlgorithm("SHA-256")
+	ha1 := HA1("SHA-256", "alice", testRealm, users["alice"])
+	for b.Loop() {
+		if _, ok := normalizeHA1(ha1, true, a); !ok {
+			b.Fatal("refused")
+		}
+	}
+}

@@ -3,6 +3,8 @@ package digest
 import (
 	"fmt"
 	"strings"
+
+	"github.com/switchboard/switchboard/internal/ascii"
 )
 
 // Header grammar shared by challenges and credentials (RFC 3261 §25.1,
@@ -264,26 +266,9 @@ func (p paramSet) has(bit uint) bool { return p&(1<<bit) != 0 }
 // lowercase letters, case-insensitively, or -1.
 func lookupParam(names []string, name string) int {
 	for i, n := range names {
-		if lowerEqual(n, name) {
+		if ascii.EqualFold(n, name) {
 			return i
 		}
 	}
 	return -1
-}
-
-// lowerEqual reports whether token s is lower, a string of lowercase
-// letters of the same length, in any case: an ASCII letter with bit 0x20
-// set is its lowercase, and no other token byte turns into a letter so.
-// (strings.EqualFold, which folds Unicode, was a third of parsing a
-// REGISTER's credentials.)
-func lowerEqual(lower, s string) bool {
-	if len(s) != len(lower) {
-		return false
-	}
-	for i := 0; i < len(lower); i++ {
-		if s[i]|0x20 != lower[i] {
-			return false
-		}
-	}
-	return true
 }

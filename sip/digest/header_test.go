@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+
+	"github.com/switchboard/switchboard/internal/ascii"
 )
 
 func TestParseChallenge(t *testing.T) {
@@ -231,14 +233,14 @@ func TestCharClass(t *testing.T) {
 	}
 }
 
-// TestLowerEqual checks the parameter names' comparison against
+// TestParamNameFold checks the parameter names' comparison against
 // strings.EqualFold for every token of one byte and for each name with
 // each of its letters changed to every token byte.
-func TestLowerEqual(t *testing.T) {
+func TestParamNameFold(t *testing.T) {
 	for _, names := range [][]string{credentialParams, challengeParams} {
 		for _, n := range names {
 			if strings.ToLower(n) != n || strings.Trim(n, "abcdefghijklmnopqrstuvwxyz") != "" {
-				t.Fatalf("parameter name %q is not lowercase letters, as lowerEqual needs", n)
+				t.Fatalf("parameter name %q is not lowercase letters, as lookupParam needs", n)
 			}
 			for i := range len(n) {
 				for c := range 256 {
@@ -246,14 +248,14 @@ func TestLowerEqual(t *testing.T) {
 						continue
 					}
 					s := n[:i] + string(rune(c)) + n[i+1:]
-					if got, want := lowerEqual(n, s), strings.EqualFold(n, s); got != want {
-						t.Errorf("lowerEqual(%q, %q) = %v, want %v", n, s, got, want)
+					if got, want := ascii.EqualFold(n, s), strings.EqualFold(n, s); got != want {
+						t.Errorf("EqualFold(%q, %q) = %v, want %v", n, s, got, want)
 					}
 				}
 			}
 			for _, s := range []string{"", n[:len(n)-1], n + "x", strings.ToUpper(n)} {
-				if got, want := lowerEqual(n, s), strings.EqualFold(n, s); got != want {
-					t.Errorf("lowerEqual(%q, %q) = %v, want %v", n, s, got, want)
+				if got, want := ascii.EqualFold(n, s), strings.EqualFold(n, s); got != want {
+					t.Errorf("EqualFold(%q, %q) = %v, want %v", n, s, got, want)
 				}
 			}
 		}

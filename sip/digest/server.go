@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/switchboard/switchboard/internal/ascii"
 )
 
 // Defaults for zero fields of Server.
@@ -64,11 +66,21 @@ type Server struct {
 
 	once sync.Once
 	key  []byte
-	seed maphash.Seed               // keys the requests' fingerprints: unknown outside, so none can be forged to collide
-	macs [len(algorithms)]sync.Pool // of *macState, keyed for the realm and the algorithm
+	seed maphash.Seed // keys the requests' fingerprints: unknown outside, so none can be forged to collide
+	// challengeHead is the start of every challenge, up to the nonce's
+	// opening quote: `Digest realm="…", nonce="`.
+	challengeHead string
+	macs          [len(algorithms)]sync.Pool // of *macState, keyed for the realm and the algorithm
 
-	mu   sync.Mutex
-	seen map[string]uint64 // (nonce, user) to its entry's sequence number in age
+	mu sync.Mutex
+	// seen maps the keyed hash of (nonce, user) to its entry's sequence
+	// number in age. Integers, not the strings: no allocation per nonce,
+	// cheaper hashing and deletes, and a map and ring without pointers,
+	// which the collector does not scan (100,000 entries at the cap).
+	// Two pairs with the same hash share an entry, which can only refuse
+	// a good count (as a replay), never accept a reused one; with a
+	// secret seed and 64 bits nobody can make that happen on purpose.
+	seen map[uint64]uint64
 	age  seenQueue
 	// evictedUpTo is the newest issue time evicted from seen to make room.
 	// An untracked nonce issued at or before it may have been used already,
@@ -101,7 +113,13 @@ func (s *Server) init() {
 		blk, k1 := newCMAC(kh.Sum(nil))
 		s.macs[i].New = func() any { return &macState{blk: blk, k1: k1} }
 	}
-	s.seen = make(map[string]uint64)
+	var w writer
+	w.start()
+	w.quoted("realm", s.Realm)
+	w.name("nonce")
+	w.b.WriteByte('"')
+	s.challengeHead = w.String()
+	s.seen = make(map[uint64]uint64)
 	s.seed = maphash.MakeSeed()
 }
 
@@ -218,23 +236,25 @@ func (s *Server) ChallengeHeader(algorithm string, stale bool) (string, error) {
 		return "", fmt.Errorf("%w %q", ErrUnsupportedAlgorithm, algorithm)
 	}
 	var nonce [nonceLen]byte
-	s.newNonce(&nonce, a)
-	var w writer
-	w.start()
-	w.quoted("realm", s.Realm)
-	// A nonce is base64url: nothing in it needs escaping.
-	w.name("nonce")
-	w.b.WriteByte('"')
-	w.b.Write(nonce[:])
-	w.b.WriteByte('"')
+	s.newNonce(&nonce, a) // runs init
+	// What comes before the nonce is the same in every challenge: it was
+	// written once, by init. (Writing the realm quoted, a byte at a time,
+	// was most of the work.)
+	const staleParam, algParam, qopParam = `, stale=true`, `, algorithm=`, `, qop="auth"`
+	var b strings.Builder
+	b.Grow(len(s.challengeHead) + nonceLen + len(staleParam) + len(algParam) + len(a.name) + len(qopParam))
+	b.WriteString(s.challengeHead)
+	b.Write(nonce[:])
+	b.WriteByte('"')
 	if stale {
-		w.bare("stale", "true")
+		b.WriteString(staleParam)
 	}
 	if algorithm != "" {
-		w.bare("algorithm", a.name)
+		b.WriteString(algParam)
+		b.WriteString(a.name)
 	}
-	w.quoted("qop", "auth")
-	return w.String(), nil
+	b.WriteString(qopParam)
+	return b.String(), nil
 }
 
 // newNonce writes a fresh nonce for a into dst.
@@ -345,7 +365,7 @@ func (s *Server) verify(c Credentials, method string, request func([]byte) []byt
 	switch {
 	case c.QOP == "":
 		return fmt.Errorf("%w: qop required", ErrUnsupportedQOP)
-	case !strings.EqualFold(c.QOP, "auth"):
+	case !ascii.EqualFold("auth", c.QOP):
 		return fmt.Errorf("%w %q", ErrUnsupportedQOP, c.QOP)
 	case c.CNonce == "":
 		return malformed("missing cnonce")
@@ -425,23 +445,43 @@ func equalHex(want []byte, got string) bool {
 
 // normalizeHA1 validates a stored HA1 for a, lowercasing it.
 func normalizeHA1(ha1 string, ok bool, a *algorithm) (string, bool) {
-	if !ok || len(ha1) != a.hexLen {
-		return "", false
+	if !ok || len(ha1) != a.hexLen || len(ha1)%8 != 0 {
+		return "", false // every hexLen is a multiple of 8 (TestNormalizeHA1)
 	}
-	upper := false
-	for i := 0; i < len(ha1); i++ {
-		c := ha1[i]
-		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F') {
-			return "", false
-		}
-		upper = upper || c <= 'F' && c >= 'A'
+	// Eight bytes at a time, without a
+	// branch on the secret: a loop over bytes testing each range was 17
+	// instructions a byte, the part of a registration's digest work that
+	// the MD5 is not.
+	var bad, upper uint64
+	for i := 0; i+8 <= len(ha1); i += 8 {
+		w := uint64(ha1[i]) | uint64(ha1[i+1])<<8 | uint64(ha1[i+2])<<16 | uint64(ha1[i+3])<<24 |
+			uint64(ha1[i+4])<<32 | uint64(ha1[i+5])<<40 | uint64(ha1[i+6])<<48 | uint64(ha1[i+7])<<56
+		hex := inRange(w, '0', '9') | inRange(w|0x2020202020202020, 'a', 'f')
+		bad |= w | ^hex // any byte with its top bit set, from either
+		upper |= inRange(w, 'A', 'F')
+	}
+	if bad&highBits != 0 {
+		return "", false
 	}
 	// Stored HA1s are lowercase: ToLower's own scan of one for capitals
 	// cost as much as this loop.
-	if upper {
+	if upper&highBits != 0 {
 		ha1 = strings.ToLower(ha1)
 	}
 	return ha1, true
+}
+
+const highBits = 0x8080808080808080
+
+// inRange sets the top bit of each byte of w that is within [lo, hi],
+// for bytes below 0x80 (others give anything): x + 0x80 - lo has its top
+// bit set when x >= lo, x + 0x7f - hi when x > hi, and neither sum
+// carries into the next byte.
+func inRange(w uint64, lo, hi byte) uint64 {
+	const ones = 0x0101010101010101
+	ge := w + ones*uint64(0x80-lo)
+	gt := w + ones*uint64(0x7f-hi)
+	return ge &^ gt & highBits
 }
 
 // parseNC parses an 8-hex-digit nonce count; zero is not a count.
@@ -470,7 +510,7 @@ func parseNC(s string) (uint32, bool) {
 // seenNonce is the highest nonce count accepted for a (nonce, user), and
 // the fingerprint of the request it came with (0: none given) and when.
 type seenNonce struct {
-	key      string
+	key      uint64 // its key in seen
 	issued   int64
 	accepted int64
 	request  uint64
@@ -517,7 +557,6 @@ func (q *seenQueue) push(e seenNonce) uint64 {
 // pop removes the head and returns it.
 func (q *seenQueue) pop() seenNonce {
 	e := q.buf[q.head]
-	q.buf[q.head] = seenNonce{} // not to keep its key alive
 	q.head = (q.head + 1) % len(q.buf)
 	q.n--
 	q.first++
@@ -529,18 +568,14 @@ func (q *seenQueue) pop() seenNonce {
 // request it was accepted with, within the resend window.
 // Keying by user as well keeps one account from burning another's nonce.
 func (s *Server) track(nonce, user string, issued int64, nc uint32, request uint64, now int64) error {
-	// nonce has a fixed length, so nonce+user is unambiguous. The key is
-	// built on the stack: looking it up allocates nothing, only a new
-	// entry does.
-	var kb [nonceLen + 64]byte
-	k := append(append(kb[:0], nonce...), user...)
+	k := s.seenKey(nonce, user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	ttl := s.ttl()
 	for s.age.n > 0 && now-s.age.peek().issued > ttl {
 		delete(s.seen, s.age.pop().key)
 	}
-	if seq, ok := s.seen[string(k)]; ok {
+	if seq, ok := s.seen[k]; ok {
 		e := s.age.at(seq)
 		if nc == e.nc && request != 0 && request == e.request && now-e.accepted <= s.resendWindow() {
 			return nil // the same request sent again
@@ -559,7 +594,24 @@ func (s *Server) track(nonce, user string, issued int64, nc uint32, request uint
 		delete(s.seen, e.key)
 		s.evictedUpTo, s.evicted = max(s.evictedUpTo, e.issued), true
 	}
-	key := string(k)
-	s.seen[key] = s.age.push(seenNonce{key: key, issued: issued, accepted: now, request: request, nc: nc})
+	s.seen[k] = s.age.push(seenNonce{key: k, issued: issued, accepted: now, request: request, nc: nc})
 	return nil
 }
+
+// seenKey is the key of (nonce, user) in seen: a hash keyed with the
+// Server's secret seed. A nonce has a fixed length, so nonce+user is
+// unambiguous; it is put together on the stack.
+func (s *Server) seenKey(nonce, user string) uint64 {
+	if len(user) > maxInlineUser {
+		var h maphash.Hash
+		h.SetSeed(s.seed)
+		h.WriteString(nonce)
+		h.WriteString(user)
+		return h.Sum64()
+	}
+	var kb [nonceLen + maxInlineUser]byte
+	return maphash.Bytes(s.seed, append(append(kb[:0], nonce...), user...))
+}
+
+// maxInlineUser is the longest user name seenKey hashes from the stack.
+const maxInlineUser = 64

@@ -116,6 +116,14 @@ func TestServerChallenge(t *testing.T) {
 // but the nonce, and its nonce is one the server accepts.
 func TestChallengeHeader(t *testing.T) {
 	srv, _ := newTestServer()
+	testChallengeHeader(t, srv)
+	// A realm to escape: the head of every challenge is written once.
+	odd, _ := newTestServer()
+	odd.Realm = "a \"quoted\" \\realm\x01"
+	testChallengeHeader(t, odd)
+}
+
+func testChallengeHeader(t *testing.T, srv *Server) {
 	for _, alg := range []string{"", "MD5", "md5", "MD5-sess", "SHA-256", "SHA-512-256-sess"} {
 		for _, stale := range []bool{false, true} {
 			h, err := srv.ChallengeHeader(alg, stale)
@@ -137,6 +145,9 @@ func TestChallengeHeader(t *testing.T) {
 			cr, err := cl.Authorize(got, "REGISTER", "sip:"+testRealm)
 			if err != nil {
 				t.Fatal(err)
+			}
+			if srv.Realm != testRealm {
+				continue // the test's HA1s are for testRealm
 			}
 			if err := srv.Verify(cr, "REGISTER", lookup("alice")); err != nil {
 				t.Errorf("%s: answer refused: %v", h, err)
@@ -462,7 +473,7 @@ func trackedCount(s *Server) int {
 	// Every entry is where the map says, under its own key.
 	for key, seq := range s.seen {
 		if e := s.age.at(seq); e.key != key {
-			panic("map and queue disagree on " + key)
+			panic(fmt.Sprintf("map and queue disagree on %x", key))
 		}
 	}
 	return len(s.seen)
@@ -642,5 +653,55 @@ func TestServerTrackQueue(t *testing.T) {
 		if n := trackedCount(srv); n != min(i+1, 5) {
 			t.Fatalf("tracking %d at %d", n, i)
 		}
+	}
+}
+
+// TestServerTrackLongUser: user names too long for seenKey's stack buffer
+// are hashed whole, so that names differing only past it are told apart,
+// and their replays are refused as others are.
+func TestServerTrackLongUser(t *testing.T) {
+	srv, _ := newTestServer()
+	srv.once.Do(srv.init)
+	nonce := strings.Repeat("n", nonceLen)
+	long := strings.Repeat("u", 2*maxInlineUser)
+	users := []string{long + "a", long + "b", strings.Repeat("u", maxInlineUser), strings.Repeat("u", maxInlineUser+1)}
+	for _, u := range users {
+		if err := srv.track(nonce, u, 1, 1, 0, 1); err != nil {
+			t.Errorf("first use by a user of %d bytes: %v", len(u), err)
+		}
+	}
+	for _, u := range users {
+		if err := srv.track(nonce, u, 1, 1, 0, 1); !errors.Is(err, ErrReplay) {
+			t.Errorf("replay by a user of %d bytes: %v, want ErrReplay", len(u), err)
+		}
+	}
+	if n := trackedCount(srv); n != len(users) {
+		t.Errorf("tracking %d, want %d", n, len(users))
+	}
+}
+
+// TestNormalizeHA1 checks every byte in every place of a stored HA1:
+// hex digits in either case are good (and lowercased), anything else is
+// refused.
+func TestNormalizeHA1(t *testing.T) {
+	for i := range algorithms {
+		if n := algorithms[i].hexLen; n%8 != 0 {
+			t.Errorf("%s: %d hex digits, not whole words of 8 for normalizeHA1", algorithms[i].name, n)
+		}
+	}
+	a := lookupAlgorithm("MD5")
+	good := HA1("MD5", "alice", testRealm, users["alice"])
+	for i := range good {
+		for c := range 256 {
+			ha1 := good[:i] + string([]byte{byte(c)}) + good[i+1:]
+			got, ok := normalizeHA1(ha1, true, a)
+			isHex := strings.ContainsRune("0123456789abcdefABCDEF", rune(c)) && c < 0x80
+			if ok != isHex || ok && got != strings.ToLower(ha1) {
+				t.Fatalf("normalizeHA1(%q) = %q, %v", ha1, got, ok)
+			}
+		}
+	}
+	if _, ok := normalizeHA1(good, false, a); ok {
+		t.Error("an HA1 not found is good")
 	}
 }
