@@ -256,3 +256,52 @@ func switches() int64 {
 	}
 	return ru.Nvcsw
 }
+
+// BenchmarkRefuse is BenchmarkAnswer for a request that the transaction
+// layer refuses as new work under overload, as the gateway's Admit does
+// (a 503 with Retry-After, statelessly): what one refusal costs the SIP
+// stack end to end on a real loopback socket, the client's writes and
+// reads included. Beside BenchmarkAnswer (a request served by a server
+// transaction) it says what shedding saves, and what is left to cut.
+func BenchmarkRefuse(b *testing.B) {
+	tr, err := sipudp.Listen(context.Background(), "127.0.0.1:0", sipudp.Options{ReadBuffer: 4 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := transporttest.NewLayer(transport.Config{}, tr)
+	tx := transaction.New(context.Background(), l, transaction.HandlerFunc(func(context.Context, *transaction.ServerTx, *sip.Request) {
+		b.Error("a request was served")
+	}), transaction.Config{
+		QueueDelay: l.QueueDelay, QueueLen: l.QueueLen,
+		Admit: func(req *sip.Request, _ time.Duration) (*sip.Response, bool) {
+			res := sip.NewResponse(req, 503, "Overloaded")
+			res.Set("Retry-After", "5")
+			return res, false
+		},
+	})
+	defer tx.Close()
+	transporttest.Serve(b, l, transport.HandlerFuncs{Message: tx.HandleMessage, Waited: tx.HandleWaited})
+	ld := transporttest.NewLoad(b, tr.LocalAddr().AddrPort, func(answer []byte) bool {
+		return bytes.HasPrefix(answer, []byte("SIP/2.0 503 ")) && bytes.Contains(answer, []byte("\r\nRetry-After: 5\r\n"))
+	})
+	msg := []byte(benchMessage)
+	branch := bytes.Index(msg, []byte("z9hG4bK")) + len("z9hG4bK")
+	b.ReportAllocs()
+	b.ResetTimer()
+	cpu0, sw0 := cpuTime(), switches()
+	for i := range b.N {
+		ld.Wait(window - 1)
+		copy(msg[branch:branch+10], fmt.Sprintf("%010x", i))
+		ld.Send(b, msg)
+	}
+	ld.Wait(0)
+	cpu, sw := cpuTime()-cpu0, switches()-sw0
+	b.StopTimer()
+	n := float64(ld.Answered())
+	b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/req")
+	b.ReportMetric(float64(sw)/n, "vcsw/req")
+	b.ReportMetric(float64(ld.Lost()), "lost")
+	if r := ld.Rejected(); r > 0 {
+		b.Errorf("%d answers were not a 503 with Retry-After", r)
+	}
+}
