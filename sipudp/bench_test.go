@@ -288,7 +288,7 @@ func BenchmarkRefuse(b *testing.B) {
 	branch := bytes.Index(msg, []byte("z9hG4bK")) + len("z9hG4bK")
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0, sw0 := cpuTime(), switches()
+	cpu0, sw0, w0 := cpuTime(), switches(), sipudp.Writes(tr)
 	for i := range b.N {
 		ld.Wait(window - 1)
 		copy(msg[branch:branch+10], fmt.Sprintf("%010x", i))
@@ -300,6 +300,7 @@ func BenchmarkRefuse(b *testing.B) {
 	n := float64(ld.Answered())
 	b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/req")
 	b.ReportMetric(float64(sw)/n, "vcsw/req")
+	b.ReportMetric(float64(sipudp.Writes(tr)-w0)/n, "writes/req")
 	b.ReportMetric(float64(ld.Lost()), "lost")
 	if r := ld.Rejected(); r > 0 {
 		b.Errorf("%d answers were not a 503 with Retry-After", r)

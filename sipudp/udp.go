@@ -77,13 +77,16 @@ type Transport struct {
 
 	// raw is the descriptor that Send writes to (write_linux.go).
 	raw rawSocket
+	// writes counts the system calls that sent datagrams: the tests see
+	// by it that the answers of a run of work left together.
+	writes atomic.Uint64
 
 	serving   atomic.Bool
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var _ transport.Batcher = (*Transport)(nil)
 
 // Listen opens a UDP socket on addr ("127.0.0.1:5060", "[::1]:5060",
 // ":5060" for every address of both families) and returns a Transport on
@@ -360,6 +363,7 @@ func (t *Transport) write(b []byte, dst netip.AddrPort) error {
 // writeOnce sends b to dst with a raw sendto where it can (writeRaw),
 // else through the UDPConn.
 func (t *Transport) writeOnce(b []byte, dst netip.AddrPort) error {
+	t.writes.Add(1)
 	if done, err := t.writeRaw(b, dst); done {
 		return err
 	}
