@@ -30,6 +30,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/switchboard/switchboard/sip"
@@ -75,6 +76,9 @@ type Transport struct {
 	errq    bool
 	unreach atomic.Pointer[unreachable]
 
+	// rc is the socket's RawConn, taken once: the batched reads and the
+	// error queue's go through it. Nil when the socket has none.
+	rc syscall.RawConn
 	// raw is the descriptor that Send writes to (write_linux.go).
 	raw rawSocket
 	// writes counts the system calls that sent datagrams: the tests see
@@ -131,8 +135,8 @@ func New(conn *net.UDPConn, opts Options) (*Transport, error) {
 		t.log = slog.New(slog.DiscardHandler)
 	}
 	t.log = t.log.With("transport", sip.UDP, "local", la)
-	t.initRaw()
-	if err := enableErrQueue(conn, t.is4); err != nil {
+	t.rc, _ = conn.SyscallConn()
+	if err := t.initSocket(); err != nil {
 		t.log.Debug("ICMP errors will not be reported", "err", err)
 	} else {
 		t.errq = true

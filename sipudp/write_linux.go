@@ -1,6 +1,7 @@
 package sipudp
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -33,18 +34,22 @@ type rawSocket struct {
 	closed bool
 }
 
-// initRaw reads the descriptor of t's socket; without it sends go
-// through the UDPConn.
-func (t *Transport) initRaw() {
-	rc, err := t.conn.SyscallConn()
+// initSocket reads the descriptor of t's socket, once, for the raw sends
+// (without it sends go through the UDPConn) and to turn the error queue
+// on (enableErrQueue), whose error it returns.
+func (t *Transport) initSocket() error {
+	if t.rc == nil {
+		return errors.New("socket without a descriptor")
+	}
+	var errq error
+	err := t.rc.Control(func(fd uintptr) {
+		t.raw.fd, t.raw.ok = fd, true
+		errq = enableErrQueue(fd, t.is4)
+	})
 	if err != nil {
-		return
+		return err
 	}
-	var fd uintptr
-	if rc.Control(func(d uintptr) { fd = d }) != nil {
-		return
-	}
-	t.raw.fd, t.raw.ok = fd, true
+	return errq
 }
 
 // closeRaw stops the raw sends before the socket is closed.

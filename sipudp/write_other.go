@@ -3,6 +3,7 @@
 package sipudp
 
 import (
+	"errors"
 	"net/netip"
 
 	"github.com/switchboard/switchboard/transport"
@@ -12,7 +13,10 @@ import (
 // UDPConn.
 type rawSocket struct{}
 
-func (t *Transport) initRaw()  {}
+// initSocket reports that ICMP errors go unheard: only Linux hands those
+// of an unconnected UDP socket to the program.
+func (t *Transport) initSocket() error { return errors.New("ICMP errors are read on Linux only") }
+
 func (t *Transport) closeRaw() {}
 
 // writeRaw reports false: the datagram goes through the UDPConn.
