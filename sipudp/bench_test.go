@@ -191,8 +191,8 @@ func BenchmarkSendParallel(b *testing.B) {
 // on a real loopback socket: read, parse, the Layer's queue and worker,
 // a server transaction, its handler's 401 and the sendto; the client's
 // own writes and reads are in it too. Besides cpu-ns/req it reports the
-// process's voluntary context switches per request
-// (getrusage), the threads that parked and were woken.
+// process's voluntary context switches and the sending system calls per
+// request (benchRequests).
 func BenchmarkAnswer(b *testing.B) {
 	tr, err := sipudp.Listen(context.Background(), "127.0.0.1:0", sipudp.Options{ReadBuffer: 4 << 20})
 	if err != nil {
@@ -206,23 +206,32 @@ func BenchmarkAnswer(b *testing.B) {
 	}), transaction.Config{})
 	defer tx.Close()
 	transporttest.Serve(b, l, transport.HandlerFuncs{Message: tx.HandleMessage, Waited: tx.HandleWaited})
-	ld := transporttest.NewLoad(b, tr.LocalAddr().AddrPort, nil)
+	benchRequests(b, tr, transporttest.NewLoad(b, tr.LocalAddr().AddrPort, nil))
+}
+
+// benchRequests sends b.N REGISTERs, each a new transaction, through ld
+// to the stack on tr, and reports per answer the process's CPU time and
+// voluntary context switches (getrusage: the threads that parked and
+// were woken) and the system calls that sent datagrams, and the answers
+// lost.
+func benchRequests(b *testing.B, tr *sipudp.Transport, ld *transporttest.Load) {
 	msg := []byte(benchMessage)
 	branch := bytes.Index(msg, []byte("z9hG4bK")) + len("z9hG4bK")
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0, sw0 := cpuTime(), switches()
+	cpu0, sw0, w0 := cpuTime(), switches(), sipudp.Writes(tr)
 	for i := range b.N {
 		ld.Wait(window - 1)
 		newBranch(msg, branch, i)
 		ld.Send(b, msg)
 	}
 	ld.Wait(0)
-	cpu, sw := cpuTime()-cpu0, switches()-sw0
+	cpu, sw, w := cpuTime()-cpu0, switches()-sw0, sipudp.Writes(tr)-w0
 	b.StopTimer()
 	n := float64(ld.Answered())
 	b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/req")
 	b.ReportMetric(float64(sw)/n, "vcsw/req")
+	b.ReportMetric(float64(w)/n, "writes/req")
 	b.ReportMetric(float64(ld.Lost()), "lost")
 }
 
@@ -262,24 +271,7 @@ func BenchmarkRefuse(b *testing.B) {
 	ld := transporttest.NewLoad(b, tr.LocalAddr().AddrPort, func(answer []byte) bool {
 		return bytes.HasPrefix(answer, []byte("SIP/2.0 503 ")) && bytes.Contains(answer, []byte("\r\nRetry-After: 5\r\n"))
 	})
-	msg := []byte(benchMessage)
-	branch := bytes.Index(msg, []byte("z9hG4bK")) + len("z9hG4bK")
-	b.ReportAllocs()
-	b.ResetTimer()
-	cpu0, sw0, w0 := cpuTime(), switches(), sipudp.Writes(tr)
-	for i := range b.N {
-		ld.Wait(window - 1)
-		newBranch(msg, branch, i)
-		ld.Send(b, msg)
-	}
-	ld.Wait(0)
-	cpu, sw := cpuTime()-cpu0, switches()-sw0
-	b.StopTimer()
-	n := float64(ld.Answered())
-	b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/req")
-	b.ReportMetric(float64(sw)/n, "vcsw/req")
-	b.ReportMetric(float64(sipudp.Writes(tr)-w0)/n, "writes/req")
-	b.ReportMetric(float64(ld.Lost()), "lost")
+	benchRequests(b, tr, ld)
 	if r := ld.Rejected(); r > 0 {
 		b.Errorf("%d answers were not a 503 with Retry-After", r)
 	}
