@@ -3,9 +3,7 @@ package sipudp_test
 import (
 	"bytes"
 	"context"
-	"fmt"
 	"net"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -31,21 +29,13 @@ const benchMessage = "REGISTER sip:127.0.0.1 SIP/2.0\r\n" +
 	"Expires: 3600\r\n" +
 	"Content-Length: 0\r\n\r\n"
 
-// counter is the upper handler of the benchmarks: it counts and signals.
-type counter struct {
-	n        atomic.Int64
-	progress chan struct{}
-}
+// counter is the upper handler of the receive benchmarks: it counts
+// each message as the Load's answer.
+type counter struct{ ld *transporttest.Load }
 
-func (c *counter) HandleMessage(sip.Message) {
-	c.n.Add(1)
-	select {
-	case c.progress <- struct{}{}:
-	default:
-	}
-}
+func (c counter) HandleMessage(sip.Message) { c.ld.Answer() }
 
-func (c *counter) HandleFlowClosed(sip.Addr) {}
+func (c counter) HandleFlowClosed(sip.Addr) {}
 
 // window bounds the datagrams in flight, so that the socket buffer (which
 // the kernel caps) does not overflow: the benchmark measures the receive
@@ -60,54 +50,43 @@ func benchReceive(b *testing.B, server func(tr *sipudp.Transport) transporttest.
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := &counter{progress: make(chan struct{}, 1)}
-	transporttest.Serve(b, server(tr), h)
-	conn, err := net.DialUDP("udp", nil, net.UDPAddrFromAddrPort(tr.LocalAddr().AddrPort))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
+	ld := transporttest.NewLoad(b, tr.LocalAddr().AddrPort, nil)
+	transporttest.Serve(b, server(tr), counter{ld})
 	msg := []byte(benchMessage)
-
-	// A datagram that does not arrive within a second is counted lost; on
-	// loopback with the window above there are none (on a starved machine a
-	// late one may be counted).
-	timer := time.NewTimer(time.Hour)
-	defer timer.Stop()
-	sent, lost := 0, 0
-	waitBelow := func(limit int) {
-		for sent-lost-int(h.n.Load()) > limit {
-			timer.Reset(time.Second)
-			select {
-			case <-h.progress:
-			case <-timer.C:
-				lost = sent - int(h.n.Load())
-			}
-		}
-	}
+	branch := bytes.Index(msg, []byte("z9hG4bK")) + len("z9hG4bK")
 	b.SetBytes(int64(len(msg)))
 	b.ReportAllocs()
 	b.ResetTimer()
 	cpu0 := cpuTime()
 	start := time.Now()
-	for range b.N {
-		waitBelow(window - 1)
-		if _, err := conn.Write(msg); err != nil {
-			b.Fatal(err)
-		}
-		sent++
+	for i := range b.N {
+		ld.Wait(window - 1)
+		newBranch(msg, branch, i)
+		ld.Send(b, msg)
 	}
-	waitBelow(0)
+	ld.Wait(0)
 	elapsed := time.Since(start)
 	cpu := cpuTime() - cpu0
 	b.StopTimer()
-	n := float64(h.n.Load())
+	n := float64(ld.Answered())
 	b.ReportMetric(n/elapsed.Seconds(), "msgs/s")
 	// CPU time of the whole process (sender, kernel work of both sockets,
 	// receiver) per message: unlike msgs/s it hardly moves when other
 	// processes load the machine.
 	b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/msg")
-	b.ReportMetric(float64(lost), "lost")
+	b.ReportMetric(float64(ld.Lost()), "lost")
+}
+
+// newBranch writes i as the ten hex digits of msg's branch at: a new
+// transaction each time. The Layer drops a datagram that repeats a
+// request still queued as its retransmission, and the same REGISTER
+// sent over and over lost some 255 of every run in BenchmarkReceiveLayer.
+func newBranch(msg []byte, at, i int) {
+	const hex = "0123456789abcdef"
+	for k := at + 9; k >= at; k-- {
+		msg[k] = hex[i&15]
+		i >>= 4
+	}
 }
 
 // cpuTime returns the user and system CPU time used by the process.
@@ -212,8 +191,8 @@ func BenchmarkSendParallel(b *testing.B) {
 // on a real loopback socket: read, parse, the Layer's queue and worker,
 // a server transaction, its handler's 401 and the sendto; the client's
 // own writes and reads are in it too. Besides cpu-ns/req it reports the
-// process's voluntary context switches per request
-// (getrusage), the threads that parked and were woken.
+// process's voluntary context switches and the sending system calls per
+// request (benchRequests).
 func BenchmarkAnswer(b *testing.B) {
 	tr, err := sipudp.Listen(context.Background(), "127.0.0.1:0", sipudp.Options{ReadBuffer: 4 << 20})
 	if err != nil {
@@ -227,24 +206,32 @@ func BenchmarkAnswer(b *testing.B) {
 	}), transaction.Config{})
 	defer tx.Close()
 	transporttest.Serve(b, l, transport.HandlerFuncs{Message: tx.HandleMessage, Waited: tx.HandleWaited})
-	ld := transporttest.NewLoad(b, tr.LocalAddr().AddrPort, nil)
+	benchRequests(b, tr, transporttest.NewLoad(b, tr.LocalAddr().AddrPort, nil))
+}
+
+// benchRequests sends b.N REGISTERs, each a new transaction, through ld
+// to the stack on tr, and reports per answer the process's CPU time and
+// voluntary context switches (getrusage: the threads that parked and
+// were woken) and the system calls that sent datagrams, and the answers
+// lost.
+func benchRequests(b *testing.B, tr *sipudp.Transport, ld *transporttest.Load) {
 	msg := []byte(benchMessage)
 	branch := bytes.Index(msg, []byte("z9hG4bK")) + len("z9hG4bK")
 	b.ReportAllocs()
 	b.ResetTimer()
-	cpu0, sw0 := cpuTime(), switches()
+	cpu0, sw0, w0 := cpuTime(), switches(), sipudp.Writes(tr)
 	for i := range b.N {
 		ld.Wait(window - 1)
-		// A new branch (ten hex digits) each time: a new transaction.
-		copy(msg[branch:branch+10], fmt.Sprintf("%010x", i))
+		newBranch(msg, branch, i)
 		ld.Send(b, msg)
 	}
 	ld.Wait(0)
-	cpu, sw := cpuTime()-cpu0, switches()-sw0
+	cpu, sw, w := cpuTime()-cpu0, switches()-sw0, sipudp.Writes(tr)-w0
 	b.StopTimer()
 	n := float64(ld.Answered())
 	b.ReportMetric(float64(cpu.Nanoseconds())/n, "cpu-ns/req")
 	b.ReportMetric(float64(sw)/n, "vcsw/req")
+	b.ReportMetric(float64(w)/n, "writes/req")
 	b.ReportMetric(float64(ld.Lost()), "lost")
 }
 
@@ -255,4 +242,37 @@ func switches() int64 {
 		return 0
 	}
 	return ru.Nvcsw
+}
+
+// BenchmarkRefuse is BenchmarkAnswer for a request that the transaction
+// layer refuses as new work under overload, as the gateway's Admit does
+// (a 503 with Retry-After, statelessly): what one refusal costs the SIP
+// stack end to end on a real loopback socket, the client's writes and
+// reads included. Beside BenchmarkAnswer (a request served by a server
+// transaction) it says what shedding saves, and what is left to cut.
+func BenchmarkRefuse(b *testing.B) {
+	tr, err := sipudp.Listen(context.Background(), "127.0.0.1:0", sipudp.Options{ReadBuffer: 4 << 20})
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := transporttest.NewLayer(transport.Config{}, tr)
+	tx := transaction.New(context.Background(), l, transaction.HandlerFunc(func(context.Context, *transaction.ServerTx, *sip.Request) {
+		b.Error("a request was served")
+	}), transaction.Config{
+		QueueDelay: l.QueueDelay, QueueLen: l.QueueLen,
+		Admit: func(req *sip.Request, _ time.Duration) (*sip.Response, bool) {
+			res := sip.NewResponse(req, 503, "Overloaded")
+			res.Set("Retry-After", "5")
+			return res, false
+		},
+	})
+	defer tx.Close()
+	transporttest.Serve(b, l, transport.HandlerFuncs{Message: tx.HandleMessage, Waited: tx.HandleWaited})
+	ld := transporttest.NewLoad(b, tr.LocalAddr().AddrPort, func(answer []byte) bool {
+		return bytes.HasPrefix(answer, []byte("SIP/2.0 503 ")) && bytes.Contains(answer, []byte("\r\nRetry-After: 5\r\n"))
+	})
+	benchRequests(b, tr, ld)
+	if r := ld.Rejected(); r > 0 {
+		b.Errorf("%d answers were not a 503 with Retry-After", r)
+	}
 }

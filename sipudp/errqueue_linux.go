@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"net"
 	"net/netip"
 	"syscall"
 
@@ -28,27 +27,16 @@ import (
 // at the next signal; the kernel bounds the queue by the receive buffer.
 const maxDrain = 256
 
-// enableErrQueue turns IP_RECVERR on, and IPV6_RECVERR for an IPv6 socket
-// (IP_RECVERR then covers its IPv4-mapped peers).
-func enableErrQueue(conn *net.UDPConn, is4 bool) error {
-	rc, err := conn.SyscallConn()
-	if err != nil {
-		return err
+// enableErrQueue turns IP_RECVERR on for the socket fd, and IPV6_RECVERR
+// for an IPv6 socket (IP_RECVERR then covers its IPv4-mapped peers).
+func enableErrQueue(fd uintptr, is4 bool) error {
+	if is4 {
+		return unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_RECVERR, 1)
 	}
-	var serr error
-	err = rc.Control(func(fd uintptr) {
-		if is4 {
-			serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_RECVERR, 1)
-			return
-		}
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_RECVERR, 1)
-		// An IPv6-only socket has no IPv4 side to report on.
-		_ = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_RECVERR, 1)
-	})
-	if err != nil {
-		return err
-	}
-	return serr
+	err := unix.SetsockoptInt(int(fd), unix.SOL_IPV6, unix.IPV6_RECVERR, 1)
+	// An IPv6-only socket has no IPv4 side to report on.
+	_ = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_RECVERR, 1)
+	return err
 }
 
 // isICMPError reports whether err is how the socket signals queued ICMP
@@ -72,8 +60,8 @@ func isICMPError(err error) bool {
 // exceeded, fragmentation needed, local errors) are not. It does not
 // block, and may run in several goroutines at once.
 func (t *Transport) drainErrQueue() {
-	rc, err := t.conn.SyscallConn()
-	if err != nil {
+	rc := t.rc
+	if rc == nil {
 		return
 	}
 	var buf [2048]byte // an ICMPv6 message quotes at most 1232 bytes

@@ -20,8 +20,8 @@ func (t *Transport) readBatches(h transport.Handler) (bool, error) {
 	if err != nil {
 		return false, nil
 	}
-	rc, err := t.conn.SyscallConn()
-	if err != nil {
+	rc := t.rc
+	if rc == nil {
 		return false, nil
 	}
 	var r reader

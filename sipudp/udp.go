@@ -30,6 +30,7 @@ import (
 	"net/netip"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/switchboard/switchboard/sip"
@@ -75,15 +76,21 @@ type Transport struct {
 	errq    bool
 	unreach atomic.Pointer[unreachable]
 
+	// rc is the socket's RawConn, taken once: the batched reads and the
+	// error queue's go through it. Nil when the socket has none.
+	rc syscall.RawConn
 	// raw is the descriptor that Send writes to (write_linux.go).
 	raw rawSocket
+	// writes counts the system calls that sent datagrams: the tests see
+	// by it that the answers of a run of work left together.
+	writes atomic.Uint64
 
 	serving   atomic.Bool
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close
 }
 
-var _ transport.Transport = (*Transport)(nil)
+var _ transport.Batcher = (*Transport)(nil)
 
 // Listen opens a UDP socket on addr ("127.0.0.1:5060", "[::1]:5060",
 // ":5060" for every address of both families) and returns a Transport on
@@ -128,8 +135,8 @@ func New(conn *net.UDPConn, opts Options) (*Transport, error) {
 		t.log = slog.New(slog.DiscardHandler)
 	}
 	t.log = t.log.With("transport", sip.UDP, "local", la)
-	t.initRaw()
-	if err := enableErrQueue(conn, t.is4); err != nil {
+	t.rc, _ = conn.SyscallConn()
+	if err := t.initSocket(); err != nil {
 		t.log.Debug("ICMP errors will not be reported", "err", err)
 	} else {
 		t.errq = true
@@ -360,6 +367,7 @@ func (t *Transport) write(b []byte, dst netip.AddrPort) error {
 // writeOnce sends b to dst with a raw sendto where it can (writeRaw),
 // else through the UDPConn.
 func (t *Transport) writeOnce(b []byte, dst netip.AddrPort) error {
+	t.writes.Add(1)
 	if done, err := t.writeRaw(b, dst); done {
 		return err
 	}

@@ -1,6 +1,8 @@
 package sipudp
 
 import (
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 	"os"
@@ -9,6 +11,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/switchboard/switchboard/internal/mmsg"
+	"github.com/switchboard/switchboard/sip"
+	"github.com/switchboard/switchboard/transport"
 )
 
 // rawSocket is the socket's descriptor as Send writes to it: a sendto of
@@ -30,18 +34,22 @@ type rawSocket struct {
 	closed bool
 }
 
-// initRaw reads the descriptor of t's socket; without it sends go
-// through the UDPConn.
-func (t *Transport) initRaw() {
-	rc, err := t.conn.SyscallConn()
+// initSocket reads the descriptor of t's socket, once, for the raw sends
+// (without it sends go through the UDPConn) and to turn the error queue
+// on (enableErrQueue), whose error it returns.
+func (t *Transport) initSocket() error {
+	if t.rc == nil {
+		return errors.New("socket without a descriptor")
+	}
+	var errq error
+	err := t.rc.Control(func(fd uintptr) {
+		t.raw.fd, t.raw.ok = fd, true
+		errq = enableErrQueue(fd, t.is4)
+	})
 	if err != nil {
-		return
+		return err
 	}
-	var fd uintptr
-	if rc.Control(func(d uintptr) { fd = d }) != nil {
-		return
-	}
-	t.raw.fd, t.raw.ok = fd, true
+	return errq
 }
 
 // closeRaw stops the raw sends before the socket is closed.
@@ -75,4 +83,92 @@ func (t *Transport) writeRaw(b []byte, dst netip.AddrPort) (done bool, err error
 		return false, nil
 	}
 	return true, os.NewSyscallError("sendto", err)
+}
+
+// The batches of stateless answers (transport.Batcher): sendBatchSlots
+// datagrams of at most sendBatchSize bytes each, what a 503 or a 481
+// takes with room to spare; a larger answer goes alone. 64 KiB a worker.
+const (
+	sendBatchSlots = 16
+	sendBatchSize  = 4096
+)
+
+// sendBatch is a transport.Batch of t: datagrams written in place into
+// an mmsg.Batch and sent with one sendmmsg.
+type sendBatch struct {
+	t   *Transport
+	mb  *mmsg.Batch
+	out []queued // what mb holds, for the datagrams sent alone after all
+}
+
+type queued struct {
+	p   []byte
+	dst netip.AddrPort
+}
+
+// NewBatch returns a batch for stateless answers (transport.Batcher), nil
+// when raw sends are off.
+func (t *Transport) NewBatch() transport.Batch {
+	if !t.raw.ok {
+		return nil
+	}
+	mb, err := mmsg.New(mmsg.Config{Slots: sendBatchSlots, Size: sendBatchSize, IPv6: !t.is4})
+	if err != nil {
+		return nil
+	}
+	return &sendBatch{t: t, mb: mb, out: make([]queued, 0, sendBatchSlots)}
+}
+
+// Add writes msg into the batch's next slot for dst.
+func (b *sendBatch) Add(msg sip.Message, dst sip.Addr) bool {
+	slot := b.mb.Next()
+	if slot == nil || !dst.AddrPort.IsValid() {
+		return false
+	}
+	p := msg.AppendTo(slot[:0])
+	if len(p) > len(slot) {
+		return false // it outgrew the slot: sent alone
+	}
+	to := b.t.dst(dst.AddrPort)
+	if b.mb.Queue(p, to, netip.Addr{}) != nil {
+		return false
+	}
+	b.out = append(b.out, queued{p, to})
+	return true
+}
+
+// Len is how many datagrams wait.
+func (b *sendBatch) Len() int { return b.mb.Len() }
+
+// Flush sends what waits with sendmmsg, from the first datagram not yet
+// taken on. A datagram the kernel refuses (the socket's buffer full, a
+// pending ICMP error of the socket) goes alone the way Send writes it,
+// which waits in Go's poller or reads the error queue and tries again.
+func (b *sendBatch) Flush() error {
+	defer func() {
+		b.mb.Reset()
+		clear(b.out)
+		b.out = b.out[:0]
+	}()
+	var first error
+	for start := 0; start < b.mb.Len(); {
+		b.t.raw.mu.RLock()
+		if b.t.raw.closed {
+			b.t.raw.mu.RUnlock()
+			return net.ErrClosed
+		}
+		b.t.writes.Add(1)
+		n, err := b.mb.Send(b.t.raw.fd, start)
+		b.t.raw.mu.RUnlock()
+		if err == nil && n > 0 {
+			start += n
+			continue
+		}
+		q := b.out[start]
+		if err := b.t.write(q.p, q.dst); err != nil && first == nil {
+			first = fmt.Errorf("sipudp: send to %s: %w", q.dst, err)
+		}
+		start++
+	}
+	return first
 }

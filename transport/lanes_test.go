@@ -30,17 +30,17 @@ func TestSchedulerLanes(t *testing.T) {
 	push(a, 2, 2)
 	push(a, 1, 3)
 	push(b, 0, 4)
-	h1, it, _ := s.next(hold{})
+	h1, it, _ := s.next(hold{}, true)
 	if port(it) != 1 {
 		t.Fatalf("first %d, want a's #1", port(it))
 	}
 	// a's other ready lane waits for a's next turn, after b's.
-	h4, it, _ := s.next(hold{})
+	h4, it, _ := s.next(hold{}, true)
 	if port(it) != 4 {
 		t.Fatalf("second %d, want b's #4", port(it))
 	}
 	// Lane 2 of a goes to another worker while lane 1 is held.
-	h2, it, _ := s.next(hold{})
+	h2, it, _ := s.next(hold{}, true)
 	if port(it) != 2 {
 		t.Fatalf("third %d, want a's #2 on its second lane", port(it))
 	}
@@ -48,7 +48,7 @@ func TestSchedulerLanes(t *testing.T) {
 	if s.readyLen() != 0 {
 		t.Fatalf("%d sources ready while a's lane 1 is held", s.readyLen())
 	}
-	h3, it, _ := s.next(h1)
+	h3, it, _ := s.next(h1, true)
 	if port(it) != 3 {
 		t.Fatalf("after releasing lane 1: %d, want a's #3", port(it))
 	}
@@ -74,7 +74,7 @@ func TestSchedulerHeadWait(t *testing.T) {
 	if d := s.headWait(now); d != int64(time.Second) {
 		t.Fatalf("head wait %v, want 1s", time.Duration(d))
 	}
-	h, _, _ := s.next(hold{})
+	h, _, _ := s.next(hold{}, true)
 	if d := s.headWait(now); d != 0 {
 		t.Fatalf("head wait %v with the only waiting item's lane held", time.Duration(d))
 	}
@@ -273,7 +273,7 @@ func TestSchedulerRecycleBound(t *testing.T) {
 	}
 	var h hold
 	for n, _ := s.len(); n > 0; n, _ = s.len() {
-		h, _, _ = s.next(h)
+		h, _, _ = s.next(h, true)
 	}
 	s.release(h)
 	if len(s.free) != 1 || cap(s.free[0].lanes[3].items) != 0 {
@@ -285,7 +285,7 @@ func TestSchedulerRecycleBound(t *testing.T) {
 	}
 	h = hold{}
 	for n, _ := s.len(); n > 0; n, _ = s.len() {
-		h, _, _ = s.next(h)
+		h, _, _ = s.next(h, true)
 	}
 	s.release(h)
 	if len(s.free) != maxFree {

@@ -190,6 +190,8 @@ type run struct {
 	waited     WaitHandler // upper, when it is one
 	sched      *scheduler
 	transports sync.WaitGroup
+	// workers are the state of each worker that Reply reaches.
+	workers []*worker
 }
 
 var (
@@ -272,6 +274,10 @@ func (l *Layer) Serve(ctx context.Context, h Handler) error {
 	rctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 	r := &run{ctx: rctx, cancel: cancel, upper: h, sched: newScheduler(l.cfg.limits())}
+	r.workers = make([]*worker, l.cfg.Workers)
+	for i := range r.workers {
+		r.workers[i] = new(worker)
+	}
 	r.waited, _ = h.(WaitHandler)
 	l.run = r
 	l.active.Store(r)
@@ -281,8 +287,8 @@ func (l *Layer) Serve(ctx context.Context, h Handler) error {
 	l.mu.Unlock()
 
 	var workers sync.WaitGroup
-	for range l.cfg.Workers {
-		workers.Go(func() { l.work(r) })
+	for _, w := range r.workers {
+		workers.Go(func() { l.work(r, w) })
 	}
 	<-rctx.Done()
 
@@ -522,27 +528,40 @@ func sourceKey(a sip.Addr) netip.Addr {
 	return ip
 }
 
-func (l *Layer) work(r *run) {
+func (l *Layer) work(r *run, w *worker) {
 	var h hold
+	held := false // w holds answers (Reply): write them before waiting
 	for {
 		var it item
 		var ok bool
-		if h, it, ok = r.sched.next(h); !ok {
+		if h, it, ok = r.sched.next(h, !held); !ok {
+			w.done(l)
 			return
+		}
+		if h.src == nil {
+			// Nothing more to do for now: the run is over.
+			w.done(l)
+			held = false
+			continue
 		}
 		if it.msg == nil {
 			r.upper.HandleFlowClosed(it.closed)
+			held = w.handled(l)
 			continue
 		}
 		now := delay.Now()
 		l.queueWait.Sample(it.at, now)
-		if req, ok := it.msg.(*sip.Request); ok {
+		req, _ := it.msg.(*sip.Request)
+		if req != nil {
 			StampReceived(req)
 		}
+		w.handling(req)
 		if r.waited != nil {
 			r.waited.HandleWaited(it.msg, time.Duration(now-it.at))
-			continue
+		} else {
+			r.upper.HandleMessage(it.msg)
 		}
-		r.upper.HandleMessage(it.msg)
+		w.handling(nil)
+		held = w.handled(l)
 	}
 }

@@ -448,12 +448,17 @@ func (s *scheduler) newSource(key netip.Addr) *source {
 
 // next finishes prev (what the worker held for the item it just handled;
 // zero: nothing) and waits for the next item. ok is false once the
-// scheduler is closed.
-func (s *scheduler) next(prev hold) (h hold, it item, ok bool) {
+// scheduler is closed. Unless wait is set it does not wait: with nothing
+// ready it returns ok and h zero, so that the worker can write what it
+// holds before it waits.
+func (s *scheduler) next(prev hold, wait bool) (h hold, it item, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if prev.src != nil {
 		s.release(prev)
+	}
+	if !wait && s.readyLen() == 0 && !s.closed {
+		return hold{}, item{}, true
 	}
 	for s.readyLen() == 0 && !s.closed {
 		s.idle++

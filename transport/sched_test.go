@@ -30,7 +30,7 @@ func TestSchedulerRoundRobin(t *testing.T) {
 	var src hold
 	for n, _ := s.len(); n > 0; n, _ = s.len() {
 		var it item
-		src, it, _ = s.next(src)
+		src, it, _ = s.next(src, true)
 		order = append(order, it.closed.AddrPort.String())
 	}
 	want := "[192.0.2.1:1 192.0.2.2:1 192.0.2.3:1 192.0.2.1:2 192.0.2.3:2 192.0.2.1:3]"
@@ -49,7 +49,7 @@ func TestSchedulerRoundRobin(t *testing.T) {
 		t.Error("forced push refused")
 	}
 	s.close()
-	if _, _, ok := s.next(hold{}); ok {
+	if _, _, ok := s.next(hold{}, true); ok {
 		t.Error("next after close")
 	}
 }
@@ -89,7 +89,7 @@ func TestSchedulerByteCaps(t *testing.T) {
 	if n, bytes := s.len(); n != 5 || bytes != 25000 {
 		t.Fatalf("len %d, %d bytes", n, bytes)
 	}
-	src, _, _ := s.next(hold{})
+	src, _, _ := s.next(hold{}, true)
 	if _, bytes := s.len(); bytes != 21000 {
 		t.Fatalf("%d bytes after next, want 21000", bytes)
 	}
@@ -140,7 +140,7 @@ func TestSchedulerSourceAlone(t *testing.T) {
 	}
 	// Drained to 2000, it meets a flood that fills the shared space.
 	for range n - 2000 {
-		src, _, _ := s.next(hold{})
+		src, _, _ := s.next(hold{}, true)
 		s.release(src)
 	}
 	m := 0
@@ -189,7 +189,7 @@ func TestSchedulerMaxWait(t *testing.T) {
 		t.Errorf("another source: %v, want queued", got)
 	}
 	// Taking a's oldest (lane 1, queued at 0) leaves its oldest at wait.
-	h, it, _ := s.next(hold{})
+	h, it, _ := s.next(hold{}, true)
 	if it.at != 0 {
 		t.Fatalf("took the item queued at %d first", it.at)
 	}
@@ -206,7 +206,7 @@ func TestSchedulerMaxWait(t *testing.T) {
 	}
 	// A source that emptied starts afresh.
 	for s.pending > 0 {
-		h, _, _ := s.next(hold{})
+		h, _, _ := s.next(hold{}, true)
 		s.release(h)
 	}
 	if got := s.push(a, req(10*wait, 1), false); got != queued {
@@ -239,7 +239,7 @@ func BenchmarkSchedulerPush(b *testing.B) {
 		if s.push(src, item{at: at, lane: uint8(at % nLanes), resent: true}, false) != queued {
 			b.Fatal("refused")
 		}
-		h, _, _ := s.next(hold{})
+		h, _, _ := s.next(hold{}, true)
 		s.release(h)
 	}
 }
@@ -316,7 +316,7 @@ func TestSchedulerClasses(t *testing.T) {
 	}
 	var got []string
 	for range begunBurst + 3 {
-		h, it, _ := s.next(hold{})
+		h, it, _ := s.next(hold{}, true)
 		s.release(h)
 		got = append(got, it.msg.(*sip.Request).Method)
 	}
@@ -360,7 +360,7 @@ func TestSchedulerHeadWaitClasses(t *testing.T) {
 	if d := s.headWait(now + int64(3*time.Second)); d != int64(3*time.Second) {
 		t.Errorf("head wait %v, want the new request's 3s", time.Duration(d))
 	}
-	h, it, _ := s.next(hold{})
+	h, it, _ := s.next(hold{}, true)
 	if it.msg.(*sip.Request).Method != "BYE" {
 		t.Fatalf("took %s first, want the BYE", it.msg.(*sip.Request).Method)
 	}
@@ -385,7 +385,7 @@ func TestSchedulerLateFreshFirst(t *testing.T) {
 	s.push(key, classItem(t, begunText("BYE", "bye2", false), src, now), false)
 	var got []string
 	for range 4 {
-		h, it, _ := s.next(hold{})
+		h, it, _ := s.next(hold{}, true)
 		s.release(h)
 		got = append(got, it.msg.Header().CallID())
 	}

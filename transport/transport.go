@@ -74,3 +74,27 @@ type WaitHandler interface {
 	// HandleWaited is HandleMessage for msg, which waited for waited.
 	HandleWaited(msg sip.Message, waited time.Duration)
 }
+
+// A Batcher is a Transport that writes several messages with one system
+// call (sendmmsg for UDP). The Layer's workers gather in a batch the
+// stateless answers given while they handle a run of work (Layer.Reply),
+// and write them together.
+type Batcher interface {
+	Transport
+	// NewBatch returns an empty batch, or nil when the transport cannot
+	// batch. One goroutine uses a batch at a time.
+	NewBatch() Batch
+}
+
+// Batch is messages that a Batcher writes together.
+type Batch interface {
+	// Add serialises msg for dst into the batch. It reports false,
+	// having added nothing, when msg is to be sent alone: the batch is
+	// full, msg is larger than its room, or dst is of another family.
+	Add(msg sip.Message, dst sip.Addr) bool
+	// Len is how many messages were added since the last Flush.
+	Len() int
+	// Flush writes the messages added and empties the batch. A message
+	// that fails is lost (UDP allows it); Flush returns the first error.
+	Flush() error
+}

@@ -521,7 +521,7 @@ func (l *Layer) admitRequest(req *sip.Request, waited time.Duration) bool {
 	if res.To().Tag() == "" {
 		res.SetToTag(sip.NewTag())
 	}
-	l.sendStateless(res, req.Source)
+	l.sendStateless(req, res)
 	return false
 }
 
@@ -703,12 +703,20 @@ func (l *Layer) reject(req *sip.Request, code int) {
 	if code == 503 {
 		res.Set("Retry-After", l.retry)
 	}
-	l.sendStateless(res, req.Source)
+	l.sendStateless(req, res)
 }
 
-func (l *Layer) sendStateless(res *sip.Response, dst sip.Addr) {
+// sendStateless sends res, a stateless answer to req, through the
+// Sender's Reply when it has one (Replier).
+func (l *Layer) sendStateless(req *sip.Request, res *sip.Response) {
 	warm(&res.Headers)
-	if err := l.sender.Send(l.ctx, res, dst); err != nil {
+	var err error
+	if r, ok := l.sender.(Replier); ok {
+		err = r.Reply(l.ctx, req, res)
+	} else {
+		err = l.sender.Send(l.ctx, res, req.Source)
+	}
+	if err != nil {
 		l.log.Debug("sip transaction: sending stateless response", "status", res.StatusCode, "err", err)
 	}
 }
