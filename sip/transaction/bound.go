@@ -27,7 +27,14 @@ import (
 //     trunk of weight 10 holds ten times what one phone holds before it
 //     pays. Light sources, and sources under their share, may go on into
 //     the reserve;
-//   - at max, the oldest answered transaction of any source is ended.
+//   - at max, the oldest answered transaction of any source is ended;
+//   - new work (a request that is neither within a dialog nor an answer
+//     to a challenge: sip.Request.ContinuesWork) is refused once working
+//     transactions (those not lingering) hold max-max/beginShare places,
+//     whatever lingers: the rest is kept for work begun, a BYE above all,
+//     since a call that cannot end holds its media and dialog state until
+//     timers expire. Lingering transactions are ended for work begun as
+//     for new work.
 //
 // "Answered" means lingering: the handler has returned and the transaction
 // is in Completed or Confirmed, where it only absorbs retransmissions and
@@ -42,6 +49,9 @@ const (
 	reserveShare = 8
 	// lightLoad: a source that holds fewer places is light.
 	lightLoad = 8
+	// beginShare: the last max/beginShare places held by working
+	// transactions are for work begun.
+	beginShare = 4
 	// warnEvery spaces the warnings about refused requests, which come by
 	// the thousand a second under a flood.
 	warnEvery = 10 * time.Second
@@ -262,6 +272,13 @@ func (l *Layer) acquire(src netip.Addr, w int) (ok bool, evicted []*ServerTx) {
 	return true, evicted
 }
 
+// newWorkFull reports whether w places more for new work would take
+// working transactions into the part of the bound kept for work begun.
+// Called with l.mu held.
+func (l *Layer) newWorkFull(w int) bool {
+	return l.places-l.lingerPlaces+w > l.max-l.max/beginShare
+}
+
 // release gives back w places of src. Called with l.mu held.
 func (l *Layer) release(src netip.Addr, w int) {
 	load := l.sources[src]
@@ -318,6 +335,7 @@ func (l *Layer) list(tx *ServerTx) {
 		l.servers[tx.key] = tx
 	}
 	l.lingering.push(tx)
+	l.lingerPlaces += tx.weight
 	l.sources[tx.src].lingering.push(tx)
 }
 
@@ -328,6 +346,7 @@ func (l *Layer) unlist(tx *ServerTx) {
 	}
 	tx.listed = false
 	l.lingering.remove(tx)
+	l.lingerPlaces -= tx.weight
 	l.sources[tx.src].lingering.remove(tx)
 }
 

@@ -164,8 +164,11 @@ type Layer struct {
 	// from its creation until it has terminated and its handler has
 	// returned, and each running handler of a transaction-less ACK.
 	// sources holds them by source.
-	places  int
-	sources map[netip.Addr]*sourceLoad
+	places int
+	// lingerPlaces counts those of places held by the transactions on
+	// lingering: the others are working (newWorkFull).
+	lingerPlaces int
+	sources      map[netip.Addr]*sourceLoad
 	// freeLoads are sourceLoads to reuse (release).
 	freeLoads []*sourceLoad
 	weights   int // the sum of the weights of sources
@@ -481,6 +484,11 @@ func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 		admitted = true
 	}
 	src, w := sourceOf(req.Source), weight(req, l.placeCap())
+	if l.newWorkFull(w) && !req.ContinuesWork() {
+		l.overloaded(req.Method, req.Source) // unlocks l.mu
+		l.reject(req, 503)
+		return
+	}
 	ok, evicted := l.acquire(src, w)
 	if !ok {
 		l.overloaded(req.Method, req.Source) // unlocks l.mu
