@@ -257,19 +257,9 @@ func New(ctx context.Context, s Sender, h Handler, cfg Config) *Layer {
 	return l
 }
 
-// handlerContext returns the context of a new server transaction's
-// handler, and the function that ends it. Called with l.mu held.
-func (l *Layer) handlerContext() (context.Context, context.CancelFunc) {
-	ctx, stop := context.WithCancel(l.detached)
-	if l.ctxDone {
-		stop()
-	}
-	return ctx, stop
-}
-
 // endContexts ends the handlers' contexts when the Layer's context ends.
 // A transaction out of the tables has terminated, which ended its
-// handler's context; one made from now on starts ended (handlerContext).
+// handler's context; one made from now on starts ended (newServerTx).
 func (l *Layer) endContexts() {
 	defer close(l.contextsEnded)
 	l.workers.close()
@@ -278,7 +268,7 @@ func (l *Layer) endContexts() {
 	txs := l.serverTxs()
 	l.mu.Unlock()
 	for _, tx := range txs {
-		tx.stop()
+		tx.stopCtx()
 	}
 }
 
@@ -657,8 +647,8 @@ func (l *Layer) serve(tx *ServerTx) {
 			l.log.Error("sip transaction: handler panic", "method", tx.req.Method, "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
-	defer tx.stop() // the handler's context ends with it
-	l.handler.ServeSIP(tx.ctx, tx, tx.req)
+	defer tx.stopCtx() // the handler's context ends with it
+	l.handler.ServeSIP((*handlerContext)(tx), tx, tx.req)
 }
 
 // dispatchAck hands an ACK that no transaction absorbs to the Handler with

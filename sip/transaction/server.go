@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard/switchboard/sip"
@@ -51,11 +52,14 @@ type ServerTx struct {
 	born        time.Time
 	handed      int64 // monoNow when the handler's goroutine was started
 
-	// ctx is the handler's: stop ends it when the handler returns, when
-	// the transaction ends or is canceled, and when the Layer's context
-	// ends (endContexts).
-	ctx  context.Context
-	stop context.CancelFunc
+	// The handler's context is the transaction itself (handlerContext):
+	// endCtx ends it when the handler returns, when the transaction ends
+	// or is canceled, and when the Layer's context ends (endContexts).
+	// ctxEnded is read without mu (Err); ctxDone, made by its Done, and
+	// afters, the functions its AfterFunc registered, are guarded by mu.
+	ctxEnded atomic.Bool
+	ctxDone  chan struct{}
+	afters   *afterFunc
 
 	// Guarded by Layer.mu: the place the transaction holds (see bound.go).
 	src     netip.Addr
@@ -108,7 +112,9 @@ func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk lega
 	if !rfc3261 {
 		tx.legacy = &legacyKeys{key: lk}
 	}
-	tx.ctx, tx.stop = l.handlerContext()
+	if l.ctxDone {
+		tx.ctxEnded.Store(true)
+	}
 	if tx.invite {
 		tx.inviteState = &inviteState{canceled: make(chan struct{})}
 		tx.init(l, tx, &tx.tryingT, &tx.retrans, &tx.timeout, &tx.linger, &tx.accepted, &tx.ok2xx)
@@ -477,7 +483,7 @@ func (tx *ServerTx) signalCancel() {
 	if tx.invite && tx.state == StateProceeding && !tx.isCanceled {
 		tx.isCanceled = true
 		close(tx.canceled)
-		tx.stop()
+		tx.endCtx()
 	}
 }
 
@@ -501,7 +507,7 @@ func (tx *ServerTx) terminate(ob *outbox, err error) {
 	if tx.done != nil {
 		close(tx.done)
 	}
-	tx.stop()
+	tx.endCtx()
 	ob.removed = true
 }
 
