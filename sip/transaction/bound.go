@@ -323,16 +323,19 @@ func (l *Layer) list(tx *ServerTx) {
 		l.places += w - tx.weight
 		tx.weight = w
 	}
-	if tx.rfc3261 && (tx.invite || tx.linger.armed) && l.servers[tx.key] == tx {
+	if tx.rfc3261 && (tx.invite || tx.linger.armed) {
 		// The key's strings are slices of the request's text: copied,
 		// they let it go (shed). Not for a non-INVITE transaction that
 		// ends right after its answer (Timer J of 0: a reliable
 		// transport, a quick refusal), which would pay the copy for
 		// nothing. tx.mu is held too (maybeLinger), so that no reader of
-		// tx.key sees it change.
-		delete(l.servers, tx.key)
+		// tx.key sees it change. The map's key is its first
+		// transaction's branch: assigning the copy with the same value
+		// replaces it.
 		tx.key = tx.key.detached()
-		l.servers[tx.key] = tx
+		if l.servers[tx.key.branch] == tx {
+			l.servers[tx.key.branch] = tx
+		}
 	}
 	l.lingering.push(tx)
 	l.lingerPlaces += tx.weight

@@ -799,3 +799,70 @@ func TestServerBoundAcceptedEvicted(t *testing.T) {
 	h.clk.Advance(64 * DefaultT1)
 	eventually(t, "the place back", func() bool { return h.l.Stats().Pending == 0 })
 }
+
+// TestServerSameBranch: transactions that share a branch but not the
+// sent-by or the method are distinct (RFC 3261 §17.2.3), each matching
+// its own retransmissions, whichever of them ends first.
+func TestServerSameBranch(t *testing.T) {
+	handled := 0
+	a := newAnswering(t, Config{MaxServerTransactions: 3}, func(req *sip.Request) int {
+		handled++
+		via, _ := req.TopVia()
+		if req.Method == "MESSAGE" {
+			return 204
+		}
+		switch via.Port {
+		case 5070:
+			return 210
+		case 5080:
+			return 403 // ends at once
+		}
+		return 200
+	})
+	x, y := from("192.0.2.1"), from("192.0.2.2")
+	same := func(method string, src sip.Addr, port int) msgSpec {
+		return msgSpec{method: method, branch: "z9hG4bKsame", sentBy: fmt.Sprintf("192.0.2.9:%d", port), src: src}
+	}
+	txs := []struct {
+		s    msgSpec
+		want string
+	}{
+		{same("OPTIONS", x, 5060), "200 OPTIONS"},
+		{same("OPTIONS", y, 5070), "210 OPTIONS"},
+		{same("MESSAGE", x, 5060), "204 MESSAGE"},
+	}
+	for _, tx := range txs {
+		if got := a.send(tx.s); got.String() != tx.want {
+			t.Fatalf("sent %s, want %s", got, tx.want)
+		}
+	}
+	// At the bound each new request ends the oldest: the last of the
+	// branch's list first, then the middle one, then its first.
+	for i := range txs {
+		for _, tx := range txs[i:] {
+			if got := a.send(tx.s); got.String() != tx.want {
+				t.Fatalf("retransmission: sent %s, want %s", got, tx.want)
+			}
+		}
+		if handled != len(txs)+i {
+			t.Fatalf("%d requests handled, want %d: a retransmission was not absorbed", handled, len(txs)+i)
+		}
+		a.send(spec("OPTIONS", i, from("192.0.2.50")))
+		if st := a.settled(); st.Evicted != uint64(i+1) || st.ServerTransactions != 3 {
+			t.Fatalf("stats %+v", st)
+		}
+	}
+	if n := len(a.l.servers); n != 3 {
+		t.Fatalf("%d branches in the table, want the 3 new ones", n)
+	}
+	// The first of a branch's list ends before the others.
+	a.send(txs[0].s)
+	if got := a.send(same("OPTIONS", y, 5080)); got.String() != "403 OPTIONS" {
+		t.Fatalf("sent %s", got)
+	}
+	a.settled()
+	before := handled
+	if got := a.send(txs[0].s); got.String() != "200 OPTIONS" || handled != before {
+		t.Fatalf("retransmission after the newer one ended: sent %s, handled %d more", got, handled-before)
+	}
+}

@@ -156,7 +156,13 @@ type Layer struct {
 	closed  bool
 	ctxDone bool // ctx has ended: new handlers' contexts end at once
 	clients map[clientKey]*ClientTx
-	servers map[serverKey]*ServerTx
+	// servers holds the RFC 3261 server transactions by branch, those
+	// that share one (an INVITE and its CANCEL) listed through
+	// ServerTx.sameBranch (serverTx, insertServer, unlinkServer): a string
+	// key hashes and compares on the map's fast path, where a serverKey
+	// hashed its three strings and its port on the generic one, for the
+	// lookup, insertion and removal of every transaction.
+	servers map[string]*ServerTx
 	legacy  map[legacyKey]*ServerTx
 	nServer int
 	// places counts the places bounded by max (see bound.go): each server
@@ -224,7 +230,7 @@ func New(ctx context.Context, s Sender, h Handler, cfg Config) *Layer {
 		perSource: cfg.MaxServerTransactionsPerSource,
 		maxClient: cfg.MaxClientTransactions,
 		clients:   make(map[clientKey]*ClientTx),
-		servers:   make(map[serverKey]*ServerTx),
+		servers:   make(map[string]*ServerTx),
 		legacy:    make(map[legacyKey]*ServerTx),
 		sources:   make(map[netip.Addr]*sourceLoad),
 		lingering: txList[*ServerTx]{idx: globalList},
@@ -278,7 +284,9 @@ func (l *Layer) endContexts() {
 func (l *Layer) serverTxs() []*ServerTx {
 	txs := make([]*ServerTx, 0, l.nServer)
 	for _, tx := range l.servers {
-		txs = append(txs, tx)
+		for ; tx != nil; tx = tx.sameBranch {
+			txs = append(txs, tx)
+		}
 	}
 	for k, tx := range l.legacy {
 		if k == tx.legacy.key {
@@ -438,7 +446,7 @@ func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 		}
 		var tx *ServerTx
 		if rfc3261 {
-			tx = l.servers[sk]
+			tx = l.serverTx(sk)
 		} else {
 			tx = l.legacy[lk]
 		}
@@ -537,7 +545,7 @@ func (l *Layer) handleCancel(req *sip.Request, rfc3261 bool, sk serverKey, lk le
 	if rfc3261 {
 		ik := sk
 		ik.method = sip.MethodInvite
-		inv = l.servers[ik]
+		inv = l.serverTx(ik)
 	} else {
 		ik := lk
 		ik.method = sip.MethodInvite
@@ -578,10 +586,24 @@ func (l *Layer) handleCancel(req *sip.Request, rfc3261 bool, sk serverKey, lk le
 	}
 }
 
-// insertServer is called with l.mu held.
+// serverTx returns the RFC 3261 server transaction of k, nil if none.
+// Called with l.mu held.
+func (l *Layer) serverTx(k serverKey) *ServerTx {
+	for tx := l.servers[k.branch]; tx != nil; tx = tx.sameBranch {
+		if tx.key == k {
+			return tx
+		}
+	}
+	return nil
+}
+
+// insertServer puts tx, whose key is in no transaction of the tables
+// (the caller looked it up with l.mu held since), in the tables. Called
+// with l.mu held.
 func (l *Layer) insertServer(tx *ServerTx) {
 	if tx.rfc3261 {
-		l.servers[tx.key] = tx
+		tx.sameBranch = l.servers[tx.key.branch]
+		l.servers[tx.key.branch] = tx
 	} else {
 		l.legacy[tx.legacy.key] = tx
 	}
@@ -603,9 +625,7 @@ func (l *Layer) unlinkServer(tx *ServerTx) {
 	}
 	tx.inTable = false
 	if tx.rfc3261 {
-		if l.servers[tx.key] == tx {
-			delete(l.servers, tx.key)
-		}
+		l.unlinkBranch(tx)
 	} else {
 		if l.legacy[tx.legacy.key] == tx {
 			delete(l.legacy, tx.legacy.key)
@@ -617,6 +637,30 @@ func (l *Layer) unlinkServer(tx *ServerTx) {
 	l.nServer--
 	l.unlist(tx)
 	l.freePlace(tx)
+}
+
+// unlinkBranch takes tx out of servers. Called with l.mu held.
+func (l *Layer) unlinkBranch(tx *ServerTx) {
+	b := tx.key.branch
+	head := l.servers[b]
+	switch {
+	case head == tx && tx.sameBranch == nil:
+		delete(l.servers, b)
+	case head == tx:
+		// The map keeps the key it was given with head: assigning the
+		// next transaction's key replaces it (strings are updated on
+		// assignment), so that it holds nothing of tx's request.
+		next := tx.sameBranch
+		l.servers[next.key.branch] = next
+	default:
+		for p := head; p != nil; p = p.sameBranch {
+			if p.sameBranch == tx {
+				p.sameBranch = tx.sameBranch
+				break
+			}
+		}
+	}
+	tx.sameBranch = nil
 }
 
 // addAckKey indexes an RFC 2543 INVITE transaction under the To tag of its

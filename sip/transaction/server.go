@@ -69,6 +69,9 @@ type ServerTx struct {
 	inTable bool // in the Layer's tables
 	listed  bool // on the lingering lists
 	links   [2]link[*ServerTx]
+	// sameBranch is the next transaction of Layer.servers with the same
+	// branch.
+	sameBranch *ServerTx
 }
 
 // inviteState is what only an INVITE server transaction has: four of
