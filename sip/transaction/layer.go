@@ -437,6 +437,7 @@ func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 		lk = legacyKeyOf(req, &via, match)
 	}
 
+	src := sourceOf(req.Source)
 	admitted := false
 	for {
 		l.mu.Lock()
@@ -467,7 +468,7 @@ func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 			return
 		}
 		if !admitted {
-			l.noteRecent(sourceOf(req.Source))
+			l.noteRecent(src)
 		}
 		if admitted || l.admit == nil {
 			break // with l.mu held
@@ -481,21 +482,21 @@ func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 		}
 		admitted = true
 	}
-	src, w := sourceOf(req.Source), weight(req, l.placeCap())
+	w := weight(req, l.placeCap())
 	if l.newWorkFull(w) && !req.ContinuesWork() {
 		l.overloaded(req.Method, req.Source) // unlocks l.mu
 		l.reject(req, 503)
 		return
 	}
-	ok, evicted := l.acquire(src, w)
-	if !ok {
+	load, evicted := l.acquire(src, w)
+	if load == nil {
 		l.overloaded(req.Method, req.Source) // unlocks l.mu
 		endEvicted(evicted)
 		l.reject(req, 503)
 		return
 	}
 	tx := newServerTx(l, req, rfc3261, sk, lk)
-	tx.src, tx.weight, tx.place, tx.running = src, w, true, true
+	tx.weight, tx.load, tx.running = w, load, true
 	l.insertServer(tx)
 	l.running++
 	l.handlers.Add(1)
@@ -558,10 +559,9 @@ func (l *Layer) handleCancel(req *sip.Request, rfc3261 bool, sk serverKey, lk le
 	}
 	tx := newServerTx(l, req, rfc3261, sk, lk)
 	tx.handlerDone = true
-	tx.src = sourceOf(req.Source)
 	tx.weight = weight(req, l.placeCap())
-	ok, evicted := l.acquire(tx.src, tx.weight)
-	tx.place, tx.endAtOnce = ok, !ok
+	load, evicted := l.acquire(sourceOf(req.Source), tx.weight)
+	tx.load, tx.endAtOnce = load, load == nil
 	l.insertServer(tx)
 	l.mu.Unlock()
 	endEvicted(evicted)
@@ -710,8 +710,8 @@ func (l *Layer) dispatchAck(req *sip.Request) {
 		return
 	}
 	src, w := sourceOf(req.Source), weight(req, l.placeCap())
-	ok, evicted := l.acquire(src, w)
-	if !ok {
+	load, evicted := l.acquire(src, w)
+	if load == nil {
 		l.overloaded(req.Method, req.Source) // unlocks l.mu
 		endEvicted(evicted)
 		return
@@ -724,7 +724,7 @@ func (l *Layer) dispatchAck(req *sip.Request) {
 	defer func() {
 		l.mu.Lock()
 		l.running--
-		l.release(src, w)
+		l.release(load, w)
 		l.mu.Unlock()
 	}()
 	defer func() {

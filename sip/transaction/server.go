@@ -3,7 +3,6 @@ package transaction
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"sync/atomic"
 	"time"
 
@@ -62,12 +61,11 @@ type ServerTx struct {
 	afters   *afterFunc
 
 	// Guarded by Layer.mu: the place the transaction holds (see bound.go).
-	src     netip.Addr
-	weight  int  // the places it takes (weight)
-	place   bool // holds its places
-	running bool // its handler runs
-	inTable bool // in the Layer's tables
-	listed  bool // on the lingering lists
+	weight  int         // the places it takes (weight)
+	load    *sourceLoad // its source's, while it holds its places
+	running bool        // its handler runs
+	inTable bool        // in the Layer's tables
+	listed  bool        // on the lingering lists
 	links   [2]link[*ServerTx]
 	// sameBranch is the next transaction of Layer.servers with the same
 	// branch.
