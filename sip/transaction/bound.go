@@ -325,7 +325,7 @@ func (l *Layer) list(tx *ServerTx) {
 		l.places += w - tx.weight
 		tx.weight = w
 	}
-	if tx.rfc3261 && (tx.invite || tx.linger.armed) {
+	if tx.rfc3261 && (tx.invite() || tx.linger.armed) {
 		// The key's strings are slices of the request's text: copied,
 		// they let it go (shed). Not for a non-INVITE transaction that
 		// ends right after its answer (Timer J of 0: a reliable

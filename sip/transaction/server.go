@@ -25,7 +25,6 @@ type ServerTx struct {
 	core
 	req      *sip.Request
 	dst      sip.Addr
-	invite   bool
 	reliable bool
 	rfc3261  bool
 	key      serverKey
@@ -34,7 +33,8 @@ type ServerTx struct {
 	// big again.
 	legacy *legacyKeys
 
-	// inviteState is an INVITE's own state, nil for other methods.
+	// inviteState is an INVITE's own state, nil for other methods: it
+	// tells an INVITE transaction (invite).
 	*inviteState
 
 	last   *sip.Response // most recent response sent
@@ -99,12 +99,14 @@ type legacyKeys struct {
 	hasAck   bool
 }
 
+// invite reports whether tx is an INVITE transaction.
+func (tx *ServerTx) invite() bool { return tx.inviteState != nil }
+
 // newServerTx builds the transaction of req; it is not yet started.
 func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk legacyKey) *ServerTx {
 	tx := &ServerTx{
 		req:      req,
 		dst:      req.Source,
-		invite:   req.Method == sip.MethodInvite,
 		reliable: req.Source.Reliable(),
 		rfc3261:  rfc3261,
 		key:      sk,
@@ -116,7 +118,7 @@ func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk lega
 	if l.ctxDone {
 		tx.ctxEnded.Store(true)
 	}
-	if tx.invite {
+	if req.Method == sip.MethodInvite {
 		tx.inviteState = &inviteState{canceled: make(chan struct{})}
 		tx.init(l, tx, &tx.tryingT, &tx.retrans, &tx.timeout, &tx.linger, &tx.accepted, &tx.ok2xx)
 		tx.state = StateProceeding
@@ -130,7 +132,7 @@ func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk lega
 // start schedules the automatic 100 Trying of an INVITE (§17.2.1), or
 // sends it at once when Config.TryingDelay is negative.
 func (tx *ServerTx) start() {
-	if !tx.invite {
+	if !tx.invite() {
 		return
 	}
 	tx.mu.Lock()
@@ -212,7 +214,7 @@ var closedDone = func() chan struct{} {
 // end the request with 487 Request Terminated (RFC 3261 §9.2). For other
 // methods it returns nil, a channel that is never ready.
 func (tx *ServerTx) Canceled() <-chan struct{} {
-	if tx.inviteState == nil {
+	if !tx.invite() {
 		return nil
 	}
 	return tx.canceled
@@ -271,7 +273,7 @@ func (tx *ServerTx) Respond(res *sip.Response) error {
 // default). It uses timers only, no goroutine. Calling it again replaces the
 // response being retransmitted.
 func (tx *ServerTx) Respond2xx(res *sip.Response) (stop func(), err error) {
-	if !tx.invite || res == nil || res.StatusCode < 200 || res.StatusCode > 299 {
+	if !tx.invite() || res == nil || res.StatusCode < 200 || res.StatusCode > 299 {
 		return nil, fmt.Errorf("%w: respond2xx needs a 2xx to an invite", ErrInvalidResponse)
 	}
 	if err := tx.Respond(res); err != nil {
@@ -310,7 +312,7 @@ func (tx *ServerTx) respond(ob *outbox, res *sip.Response) error {
 	if tag := res.To().Tag(); tag != "" {
 		tx.toTag = tag
 	}
-	if tx.invite {
+	if tx.invite() {
 		switch tx.state {
 		case StateProceeding:
 			tx.tryingT.stop()
@@ -429,13 +431,13 @@ func (tx *ServerTx) receive(req *sip.Request) (toTU bool) {
 		case ack: // no final response to acknowledge yet
 		case tx.last != nil:
 			ob.send(tx.last, tx.dst)
-		case tx.invite: // retransmitted before 100 Trying went: send it now
+		case tx.invite(): // retransmitted before 100 Trying went: send it now
 			tx.sendTrying(&ob)
 		}
 	case StateCompleted:
 		if !ack {
 			ob.send(tx.last, tx.dst)
-		} else if tx.invite {
+		} else if tx.invite() {
 			tx.retrans.stop()
 			tx.timeout.stop()
 			tx.state = StateConfirmed
@@ -458,7 +460,7 @@ func (tx *ServerTx) receive(req *sip.Request) (toTU bool) {
 func (tx *ServerTx) cancelable() (ok bool, toTag string) {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
-	if !tx.invite || tx.state != StateProceeding {
+	if !tx.invite() || tx.state != StateProceeding {
 		return false, ""
 	}
 	if tx.toTag == "" {
@@ -481,7 +483,7 @@ func (tx *ServerTx) ToTag() string {
 func (tx *ServerTx) signalCancel() {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
-	if tx.invite && tx.state == StateProceeding && !tx.isCanceled {
+	if tx.invite() && tx.state == StateProceeding && !tx.isCanceled {
 		tx.isCanceled = true
 		close(tx.canceled)
 		tx.endCtx()
@@ -495,7 +497,7 @@ func (tx *ServerTx) terminate(ob *outbox, err error) {
 	}
 	tx.state = StateTerminated
 	tx.linger.stop()
-	if tx.invite {
+	if tx.invite() {
 		tx.tryingT.stop()
 		tx.retrans.stop()
 		tx.timeout.stop()
@@ -550,7 +552,7 @@ func (tx *ServerTx) maybeLinger() {
 // the lock held, once the handler has returned.
 func (tx *ServerTx) shed() {
 	tx.req = nil
-	if tx.invite {
+	if tx.invite() {
 		tx.trying = nil
 	}
 	switch tx.state {
@@ -570,7 +572,7 @@ func (tx *ServerTx) handlerReturned() {
 	tx.mu.Lock()
 	tx.handlerDone = true
 	pending := tx.state == StateTrying || tx.state == StateProceeding
-	canceled := tx.invite && tx.isCanceled
+	canceled := tx.invite() && tx.isCanceled
 	tx.mu.Unlock()
 	if pending {
 		code := 500
