@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
-	"github.com/switchboard/switchboard/internal/delay"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -504,7 +503,7 @@ func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 	endEvicted(evicted)
 
 	tx.start()
-	tx.handed = delay.Now()
+	tx.handed = l.timers.handedAt(tx.born)
 	l.load.handed()
 	l.workers.dispatch(l, tx, tx.handed)
 }

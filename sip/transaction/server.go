@@ -45,11 +45,11 @@ type ServerTx struct {
 	err  error
 
 	handlerDone bool
-	reported    bool // OnFinal was called
-	lingerAsked bool // list was called
-	endAtOnce   bool // a CANCEL without a place: no Timer J
-	born        time.Time
-	handed      int64 // monoNow when the handler's goroutine was started
+	reported    bool  // OnFinal was called
+	lingerAsked bool  // list was called
+	endAtOnce   bool  // a CANCEL without a place: no Timer J
+	born        int64 // timerHeap.now when it was made
+	handed      int64 // delay.Now when the handler's goroutine was started
 
 	// The handler's context is the transaction itself (handlerContext):
 	// endCtx ends it when the handler returns, when the transaction ends
@@ -110,7 +110,7 @@ func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk lega
 		reliable: req.Source.Reliable(),
 		rfc3261:  rfc3261,
 		key:      sk,
-		born:     l.clock.Now(),
+		born:     l.timers.now(),
 	}
 	if !rfc3261 {
 		tx.legacy = &legacyKeys{key: lk}
@@ -368,7 +368,7 @@ func (tx *ServerTx) respond(ob *outbox, res *sip.Response) error {
 		// a 2xx stays too: its request may have changed something, and
 		// must not be carried out twice.
 		j := unreliable(t.j, tx.reliable)
-		if tx.endAtOnce || code >= 300 && tx.l.clock.Now().Sub(tx.born) < t.t1 {
+		if tx.endAtOnce || code >= 300 && tx.l.timers.now()-tx.born < int64(t.t1) {
 			j = 0
 		}
 		tx.arm(ob, &tx.linger, j)
