@@ -835,6 +835,7 @@ func TestServerSameBranch(t *testing.T) {
 		if got := a.send(tx.s); got.String() != tx.want {
 			t.Fatalf("sent %s, want %s", got, tx.want)
 		}
+		a.settled() // listed as lingering in this order
 	}
 	// At the bound each new request ends the oldest: the last of the
 	// branch's list first, then the middle one, then its first.
@@ -857,6 +858,7 @@ func TestServerSameBranch(t *testing.T) {
 	}
 	// The first of a branch's list ends before the others.
 	a.send(txs[0].s)
+	a.settled()
 	if got := a.send(same("OPTIONS", y, 5080)); got.String() != "403 OPTIONS" {
 		t.Fatalf("sent %s", got)
 	}
