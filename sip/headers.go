@@ -219,6 +219,12 @@ func (h *Headers) copyKnown(src *Headers, id headerID) {
 			h.appendCopy(src, &src.fields[i])
 		}
 	}
+	h.copyTypedKnown(src, id)
+}
+
+// copyTypedKnown sets h's typed value of id to src's when src has it
+// parsed and it is plain data (copyTyped), once h has src's fields of id.
+func (h *Headers) copyTypedKnown(src *Headers, id headerID) {
 	if src.cached&(1<<id) != 0 && h.copyTyped(src, id) {
 		h.cached |= 1 << id
 	}

@@ -349,18 +349,59 @@ func NewResponse(req *Request, code int, reason string) *Response {
 	res.fields = res.fieldArr[:0]
 	// What CopyFrom does for each name, with the ids known and res empty:
 	// CopyFrom's lookups and its scans of res were a third of building a
-	// registrar's response.
-	ids := [...]headerID{hVia, hFrom, hTo, hCallID, hCSeq, hTimestamp}
-	n := len(ids)
+	// registrar's response. One pass over the request finds where each
+	// header's lines are; a header whose lines follow one another (nearly
+	// always: Vias come together) is then copied from there, any other
+	// with a pass of its own.
+	n := len(responseIDs)
 	if code != 100 {
 		n--
 	}
-	for _, id := range ids[:n] {
-		res.copyKnown(&req.Headers, id)
+	src := &req.Headers
+	var at [len(responseIDs)]struct {
+		first, n int
+		split    bool // other lines between its lines
+	}
+	for i := range src.fields {
+		r := int(responseRank[src.fields[i].id])
+		if r == 0 || r > n {
+			continue
+		}
+		a := &at[r-1]
+		if a.n == 0 {
+			a.first = i
+		} else if a.first+a.n != i {
+			a.split = true
+		}
+		a.n++
+	}
+	for k, id := range responseIDs[:n] {
+		a := at[k]
+		if a.split {
+			res.copyKnown(src, id)
+			continue
+		}
+		for i := a.first; i < a.first+a.n; i++ {
+			res.appendCopy(src, &src.fields[i])
+		}
+		res.copyTypedKnown(src, id)
 	}
 	res.fields = append(res.fields, HeaderField{Name: "Content-Length", Value: "0", id: hContentLength})
 	return res
 }
+
+// responseIDs are the headers that NewResponse copies from the request,
+// in the order it writes them; Timestamp (the last) to a 100 only.
+var responseIDs = [...]headerID{hVia, hFrom, hTo, hCallID, hCSeq, hTimestamp}
+
+// responseRank is 1 + the place of each of responseIDs in it, 0 for the
+// other headers.
+var responseRank = func() (r [hCount]uint8) {
+	for i, id := range responseIDs {
+		r[id] = uint8(i + 1)
+	}
+	return r
+}()
 
 // SetToTag sets the To tag of a response when the request had none, which a
 // UAS does for every response but 100 (§8.2.6.2).

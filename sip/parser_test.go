@@ -738,3 +738,28 @@ func TestContinuesWork(t *testing.T) {
 		}
 	}
 }
+
+// TestNewResponseOrder: NewResponse writes Via, From, To, Call-ID, CSeq
+// (and Timestamp, to a 100) in that order, as CopyFrom would, whatever
+// their order in the request, and whether a header's lines follow one
+// another there (copied as found) or not (a pass of their own).
+func TestNewResponseOrder(t *testing.T) {
+	for _, text := range []string{
+		"OPTIONS sip:b@example.com SIP/2.0\r\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\nVia: SIP/2.0/UDP c.example.com;branch=z9hG4bK2\r\nMax-Forwards: 70\r\nFrom: <sip:a@example.com>;tag=1\r\nTo: <sip:b@example.com>\r\nCall-ID: x\r\nCSeq: 1 OPTIONS\r\nTimestamp: 54\r\nContent-Length: 0\r\n\r\n",
+		"OPTIONS sip:b@example.com SIP/2.0\r\nTimestamp: 54\r\nCSeq: 1 OPTIONS\r\nTo: <sip:b@example.com>\r\nVia: SIP/2.0/UDP a.example.com;branch=z9hG4bK1\r\nFrom: <sip:a@example.com>;tag=1\r\nCall-ID: x\r\nVia: SIP/2.0/UDP c.example.com;branch=z9hG4bK2\r\nContent-Length: 0\r\n\r\n",
+	} {
+		m, err := ParseMessage([]byte(text))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req := m.(*Request)
+		checkNewResponse(t, req)
+		var names []string
+		for _, f := range NewResponse(req, 100, "").Fields() {
+			names = append(names, f.Name)
+		}
+		if got := strings.Join(names, " "); got != "Via Via From To Call-ID CSeq Timestamp Content-Length" {
+			t.Errorf("100 has %s", got)
+		}
+	}
+}

@@ -27,7 +27,14 @@ import (
 //     trunk of weight 10 holds ten times what one phone holds before it
 //     pays. Light sources, and sources under their share, may go on into
 //     the reserve;
-//   - at max, the oldest answered transaction of any source is ended.
+//   - at max, the oldest answered transaction of any source is ended;
+//   - new work (a request that is neither within a dialog nor an answer
+//     to a challenge: sip.Request.ContinuesWork) is refused once working
+//     transactions (those not lingering) hold max-max/beginShare places,
+//     whatever lingers: the rest is kept for work begun, a BYE above all,
+//     since a call that cannot end holds its media and dialog state until
+//     timers expire. Lingering transactions are ended for work begun as
+//     for new work.
 //
 // "Answered" means lingering: the handler has returned and the transaction
 // is in Completed or Confirmed, where it only absorbs retransmissions and
@@ -42,6 +49,9 @@ const (
 	reserveShare = 8
 	// lightLoad: a source that holds fewer places is light.
 	lightLoad = 8
+	// beginShare: the last max/beginShare places held by working
+	// transactions are for work begun.
+	beginShare = 4
 	// warnEvery spaces the warnings about refused requests, which come by
 	// the thousand a second under a flood.
 	warnEvery = 10 * time.Second
@@ -113,6 +123,7 @@ func sourceOf(a sip.Addr) netip.Addr {
 
 // sourceLoad is what one source holds.
 type sourceLoad struct {
+	src       netip.Addr
 	places    int
 	weight    int               // Config.SourceWeight, asked when the source came
 	lingering txList[*ServerTx] // of sourceList, oldest first
@@ -192,10 +203,13 @@ func (tx *ServerTx) listLink(idx int) *link[*ServerTx] { return &tx.links[idx] }
 
 // acquire takes a place for src, ending answered transactions early when
 // the bounds ask for it; they are returned, to be ended with endEvicted
-// once l.mu is released, whether a place was had or not. Called with l.mu
-// held.
-func (l *Layer) acquire(src netip.Addr, w int) (ok bool, evicted []*ServerTx) {
-	load := l.sources[src]
+// once l.mu is released, whether a place was had or not. It returns the
+// source's load, nil when no place was had, which the holder keeps for
+// release: a source's load stays in l.sources while it holds places, so
+// the map is asked once per place taken, not at every step. Called with
+// l.mu held.
+func (l *Layer) acquire(src netip.Addr, w int) (load *sourceLoad, evicted []*ServerTx) {
+	load = l.sources[src]
 	weight, total := 0, l.weights
 	if load != nil {
 		weight = load.weight
@@ -203,49 +217,47 @@ func (l *Layer) acquire(src netip.Addr, w int) (ok bool, evicted []*ServerTx) {
 		weight = l.sourceWeight(src)
 		total += weight
 	}
-	// end ends the oldest transaction of q, if there is one.
+	// end ends the oldest transaction of q, if there is one. The source's
+	// load is let go (release) when that took its last place.
 	end := func(q *txList[*ServerTx]) bool {
-		if q == nil || q.head == nil {
+		if q.head == nil {
 			return false
 		}
 		tx := q.head
 		l.evict(tx)
 		evicted = append(evicted, tx)
+		if load != nil && load.places == 0 {
+			load = nil
+		}
 		return true
 	}
-	own := func() *txList[*ServerTx] {
-		if load := l.sources[src]; load != nil {
-			return &load.lingering
-		}
-		return nil
-	}
+	endOwn := func() bool { return load != nil && end(&load.lingering) }
 	// The places the source holds, after its evictions.
 	holds := func() int {
-		if load := l.sources[src]; load != nil {
+		if load != nil {
 			return load.places
 		}
 		return 0
 	}
 	// Each loop ends: an end frees at least one place, or fails.
 	for l.perSource > 0 && holds()+w > l.perSource {
-		if !end(own()) {
-			return false, evicted
+		if !endOwn() {
+			return nil, evicted
 		}
 	}
 	shared := l.max - l.max/reserveShare
 	if held := holds(); l.places+w > shared && held >= lightLoad && held+w > shared*weight/total {
 		for l.places+w > shared {
-			if !end(own()) {
-				return false, evicted
+			if !endOwn() {
+				return nil, evicted
 			}
 		}
 	}
 	for l.places+w > l.max {
 		if !end(&l.lingering) {
-			return false, evicted
+			return nil, evicted
 		}
 	}
-	load = l.sources[src]
 	if load == nil {
 		if n := len(l.freeLoads); n > 0 {
 			load = l.freeLoads[n-1]
@@ -253,22 +265,29 @@ func (l *Layer) acquire(src netip.Addr, w int) (ok bool, evicted []*ServerTx) {
 		} else {
 			load = &sourceLoad{lingering: txList[*ServerTx]{idx: sourceList}}
 		}
-		load.weight = weight
+		load.src, load.weight = src, weight
 		l.sources[src] = load
 		l.weights += weight
 	}
 	load.places += w
 	l.places += w
-	return true, evicted
+	return load, evicted
 }
 
-// release gives back w places of src. Called with l.mu held.
-func (l *Layer) release(src netip.Addr, w int) {
-	load := l.sources[src]
+// newWorkFull reports whether w places more for new work would take
+// working transactions into the part of the bound kept for work begun.
+// Called with l.mu held.
+func (l *Layer) newWorkFull(w int) bool {
+	return l.places-l.lingerPlaces+w > l.max-l.max/beginShare
+}
+
+// release gives back w places of the source of load, which acquire
+// returned. Called with l.mu held.
+func (l *Layer) release(load *sourceLoad, w int) {
 	load.places -= w
 	l.places -= w
 	if load.places == 0 {
-		delete(l.sources, src)
+		delete(l.sources, load.src)
 		l.weights -= load.weight
 		// A source with no places has no lingering transaction either:
 		// its load is as new, and is kept for the next one, since a
@@ -282,9 +301,9 @@ func (l *Layer) release(src netip.Addr, w int) {
 // freePlace gives back tx's places once it is out of the tables and its
 // handler has returned. Called with l.mu held.
 func (l *Layer) freePlace(tx *ServerTx) {
-	if tx.place && !tx.inTable && !tx.running {
-		tx.place = false
-		l.release(tx.src, tx.weight)
+	if tx.load != nil && !tx.inTable && !tx.running {
+		l.release(tx.load, tx.weight)
+		tx.load = nil
 	}
 }
 
@@ -293,7 +312,7 @@ func (l *Layer) freePlace(tx *ServerTx) {
 func (l *Layer) list(tx *ServerTx) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if !tx.inTable || !tx.place || tx.listed {
+	if !tx.inTable || tx.load == nil || tx.listed {
 		return
 	}
 	tx.listed = true
@@ -302,23 +321,27 @@ func (l *Layer) list(tx *ServerTx) {
 	// it keeps. More places than the bound allows are given back at the
 	// next request, which ends lingering ones to make room (acquire).
 	if w := tx.lingerWeight(l.placeCap()); w != tx.weight {
-		l.sources[tx.src].places += w - tx.weight
+		tx.load.places += w - tx.weight
 		l.places += w - tx.weight
 		tx.weight = w
 	}
-	if tx.rfc3261 && (tx.invite || tx.linger.armed) && l.servers[tx.key] == tx {
+	if tx.rfc3261 && (tx.invite() || tx.linger.armed) {
 		// The key's strings are slices of the request's text: copied,
 		// they let it go (shed). Not for a non-INVITE transaction that
 		// ends right after its answer (Timer J of 0: a reliable
 		// transport, a quick refusal), which would pay the copy for
 		// nothing. tx.mu is held too (maybeLinger), so that no reader of
-		// tx.key sees it change.
-		delete(l.servers, tx.key)
+		// tx.key sees it change. The map's key is its first
+		// transaction's branch: assigning the copy with the same value
+		// replaces it.
 		tx.key = tx.key.detached()
-		l.servers[tx.key] = tx
+		if l.servers[tx.key.branch] == tx {
+			l.servers[tx.key.branch] = tx
+		}
 	}
 	l.lingering.push(tx)
-	l.sources[tx.src].lingering.push(tx)
+	l.lingerPlaces += tx.weight
+	tx.load.lingering.push(tx)
 }
 
 // unlist takes tx off those lists. Called with l.mu held.
@@ -328,7 +351,8 @@ func (l *Layer) unlist(tx *ServerTx) {
 	}
 	tx.listed = false
 	l.lingering.remove(tx)
-	l.sources[tx.src].lingering.remove(tx)
+	l.lingerPlaces -= tx.weight
+	tx.load.lingering.remove(tx)
 }
 
 // evict takes a lingering tx out of the tables and frees its place; the

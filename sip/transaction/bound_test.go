@@ -68,6 +68,16 @@ func spec(method string, n int, src sip.Addr) msgSpec {
 		sentBy: src.AddrPort.String(), src: src}
 }
 
+// begun is spec for a request within a dialog (a To tag): work begun,
+// which the places kept from new work let in (newWorkFull), so that the
+// tests of the shares and of the bound itself are not stopped short by
+// them.
+func begun(method string, n int, src sip.Addr) msgSpec {
+	s := spec(method, n, src)
+	s.toTag = "tt1"
+	return s
+}
+
 // TestRefusalEndsAtOnce: a final response >= 300 to a non-INVITE request
 // ends its transaction at once, over UDP too, instead of keeping it for
 // Timer J; a retransmission is then handled anew. A 2xx still stays for
@@ -256,29 +266,77 @@ func TestServerBoundReserve(t *testing.T) {
 		src := from(fmt.Sprintf("192.0.2.%d", 100+s))
 		for range 10 {
 			n++
-			h.l.HandleMessage(spec("OPTIONS", n, src).req(t))
+			h.l.HandleMessage(begun("OPTIONS", n, src).req(t))
 			h.serverTx()
 		}
 	}
 	if st := h.l.Stats(); st.Pending != 70 || st.Rejected != 0 {
 		t.Fatalf("stats %+v", st)
 	}
-	h.l.HandleMessage(spec("OPTIONS", 999, from("192.0.2.100")).req(t))
+	h.l.HandleMessage(begun("OPTIONS", 999, from("192.0.2.100")).req(t))
 	if got := labels(h.net.wait(t, 1)); got != "503 OPTIONS" {
 		t.Fatalf("heavy source in the reserve: sent %s, want 503", got)
 	}
 	// Light sources get the reserve, up to the bound.
 	for i := range 10 {
-		h.l.HandleMessage(spec("OPTIONS", 1, from(fmt.Sprintf("192.0.2.%d", 200+i))).req(t))
+		h.l.HandleMessage(begun("OPTIONS", 1, from(fmt.Sprintf("192.0.2.%d", 200+i))).req(t))
 		h.serverTx()
 	}
-	h.l.HandleMessage(spec("OPTIONS", 1, from("192.0.2.250")).req(t))
+	h.l.HandleMessage(begun("OPTIONS", 1, from("192.0.2.250")).req(t))
 	if got := labels(h.net.wait(t, 1)); got != "503 OPTIONS" {
 		t.Fatalf("at the bound: sent %s, want 503", got)
 	}
 	if st := h.l.Stats(); st.Pending != 80 || st.Rejected != 2 || st.Sources != 17 {
 		t.Fatalf("stats %+v", st)
 	}
+}
+
+// TestServerBoundKeepsRoomForBegunWork: new work stops where working
+// transactions hold 3/4 of the bound, so that a BYE within a dialog, or an
+// INVITE answering a challenge, still gets a transaction when new INVITEs
+// fill the table; work begun is bounded all the same, by the shares and
+// by the bound.
+func TestServerBoundKeepsRoomForBegunWork(t *testing.T) {
+	h := newHarness(t, Config{MaxServerTransactions: 80, TryingDelay: time.Hour})
+	caller := from("192.0.2.10")
+	// fill sends requests that mk makes until one is refused, and checks
+	// that the places then held are want.
+	n := 0
+	fill := func(mk func(method string, n int, src sip.Addr) msgSpec, method string, src sip.Addr, want int) {
+		t.Helper()
+		for ; ; n++ {
+			h.l.HandleMessage(mk(method, n, src).req(t))
+			got := h.net.take()
+			if len(got) == 0 {
+				h.serverTx()
+				continue
+			}
+			if labels(got) != "503 "+method {
+				t.Fatalf("%s %d: sent %s", method, n, labels(got))
+			}
+			n++
+			break
+		}
+		if st := h.l.Stats(); st.Pending != want {
+			t.Fatalf("%s refused at %d places (%+v), want %d", method, st.Pending, st, want)
+		}
+	}
+	// New work stops at 3/4 of the bound.
+	fill(spec, "INVITE", caller, 60)
+	h.l.HandleMessage(begun("BYE", n, caller).req(t))
+	if got := h.net.take(); len(got) > 0 {
+		t.Fatalf("a BYE with the bound 3/4 full of new work: sent %s, want it handled", labels(got))
+	}
+	h.serverTx()
+	auth := spec("INVITE", n+1, caller)
+	auth.extra = "Proxy-Authorization: Digest username=\"alice\"\r\n"
+	h.l.HandleMessage(auth.req(t))
+	h.serverTx()
+	n += 2
+	// A flood of BYEs from the one source stops at its shared part (7/8),
+	// another source's at the bound.
+	fill(begun, "BYE", caller, 70)
+	fill(begun, "BYE", from("192.0.2.20"), 80)
 }
 
 // TestSourceOfIPv6: IPv6 sources count per /64; IPv4 per address, mapped
@@ -587,7 +645,7 @@ func TestClientBoundConcurrent(t *testing.T) {
 func TestServerBoundLargeRequests(t *testing.T) {
 	h := newHarness(t, Config{MaxServerTransactions: 40, MaxServerTransactionsPerSource: 40, TryingDelay: time.Hour})
 	big := func(n int) *sip.Request {
-		s := spec("MESSAGE", n, from(fmt.Sprintf("192.0.2.%d", n)))
+		s := begun("MESSAGE", n, from(fmt.Sprintf("192.0.2.%d", n)))
 		s.body = strings.Repeat("x", 20<<10)
 		return s.req(t)
 	}
@@ -626,7 +684,7 @@ func TestServerBoundSourceAlone(t *testing.T) {
 	h := newHarness(t, Config{MaxServerTransactions: 2000, TryingDelay: time.Hour})
 	trunk := from("192.0.2.10")
 	for i := range 1750 {
-		h.l.HandleMessage(spec("OPTIONS", i, trunk).req(t))
+		h.l.HandleMessage(begun("OPTIONS", i, trunk).req(t))
 		if got := h.net.take(); len(got) > 0 {
 			t.Fatalf("request %d: sent %s, want it handled", i, labels(got))
 		}
@@ -635,7 +693,7 @@ func TestServerBoundSourceAlone(t *testing.T) {
 	if st := h.l.Stats(); st.Pending != 1750 || st.Rejected != 0 {
 		t.Fatalf("stats %+v, want 1750 places held by the one source", st)
 	}
-	h.l.HandleMessage(spec("OPTIONS", 1750, trunk).req(t))
+	h.l.HandleMessage(begun("OPTIONS", 1750, trunk).req(t))
 	if got := labels(h.net.wait(t, 1)); got != "503 OPTIONS" {
 		t.Fatalf("past the shared part with nothing answered: sent %s, want 503", got)
 	}
@@ -667,16 +725,16 @@ func TestServerBoundWeightedShares(t *testing.T) {
 	}
 	h := newHarness(t, Config{MaxServerTransactions: 80, SourceWeight: weights, TryingDelay: time.Hour})
 	for i := range 70 {
-		h.l.HandleMessage(spec("OPTIONS", i, flood).req(t))
+		h.l.HandleMessage(begun("OPTIONS", i, flood).req(t))
 		h.serverTx()
 	}
 	// The trunk's share of the shared part is 70*10/11 = 63: it gets the
 	// reserve, past its 8 light places.
 	for i := range 10 {
-		h.l.HandleMessage(spec("OPTIONS", i, trunk).req(t))
+		h.l.HandleMessage(begun("OPTIONS", i, trunk).req(t))
 		h.serverTx()
 	}
-	h.l.HandleMessage(spec("OPTIONS", 70, flood).req(t))
+	h.l.HandleMessage(begun("OPTIONS", 70, flood).req(t))
 	if got := labels(h.net.wait(t, 1)); got != "503 OPTIONS" {
 		t.Fatalf("the flood over its share: sent %s, want 503", got)
 	}
@@ -688,11 +746,11 @@ func TestServerBoundWeightedShares(t *testing.T) {
 	// is its share, so it is served as long as it holds under that.
 	h2 := newHarness(t, Config{MaxServerTransactions: 80, TryingDelay: time.Hour})
 	for i := range 70 {
-		h2.l.HandleMessage(spec("OPTIONS", i, flood).req(t))
+		h2.l.HandleMessage(begun("OPTIONS", i, flood).req(t))
 		h2.serverTx()
 	}
 	for i := range 10 {
-		h2.l.HandleMessage(spec("OPTIONS", i, trunk).req(t))
+		h2.l.HandleMessage(begun("OPTIONS", i, trunk).req(t))
 		h2.serverTx()
 	}
 	if st := h2.l.Stats(); st.Pending != 80 || st.Rejected != 0 {
@@ -740,4 +798,73 @@ func TestServerBoundAcceptedEvicted(t *testing.T) {
 	// it all the same once that handler returned, which Timer L ends.
 	h.clk.Advance(64 * DefaultT1)
 	eventually(t, "the place back", func() bool { return h.l.Stats().Pending == 0 })
+}
+
+// TestServerSameBranch: transactions that share a branch but not the
+// sent-by or the method are distinct (RFC 3261 §17.2.3), each matching
+// its own retransmissions, whichever of them ends first.
+func TestServerSameBranch(t *testing.T) {
+	handled := 0
+	a := newAnswering(t, Config{MaxServerTransactions: 3}, func(req *sip.Request) int {
+		handled++
+		via, _ := req.TopVia()
+		if req.Method == "MESSAGE" {
+			return 204
+		}
+		switch via.Port {
+		case 5070:
+			return 210
+		case 5080:
+			return 403 // ends at once
+		}
+		return 200
+	})
+	x, y := from("192.0.2.1"), from("192.0.2.2")
+	same := func(method string, src sip.Addr, port int) msgSpec {
+		return msgSpec{method: method, branch: "z9hG4bKsame", sentBy: fmt.Sprintf("192.0.2.9:%d", port), src: src}
+	}
+	txs := []struct {
+		s    msgSpec
+		want string
+	}{
+		{same("OPTIONS", x, 5060), "200 OPTIONS"},
+		{same("OPTIONS", y, 5070), "210 OPTIONS"},
+		{same("MESSAGE", x, 5060), "204 MESSAGE"},
+	}
+	for _, tx := range txs {
+		if got := a.send(tx.s); got.String() != tx.want {
+			t.Fatalf("sent %s, want %s", got, tx.want)
+		}
+		a.settled() // listed as lingering in this order
+	}
+	// At the bound each new request ends the oldest: the last of the
+	// branch's list first, then the middle one, then its first.
+	for i := range txs {
+		for _, tx := range txs[i:] {
+			if got := a.send(tx.s); got.String() != tx.want {
+				t.Fatalf("retransmission: sent %s, want %s", got, tx.want)
+			}
+		}
+		if handled != len(txs)+i {
+			t.Fatalf("%d requests handled, want %d: a retransmission was not absorbed", handled, len(txs)+i)
+		}
+		a.send(spec("OPTIONS", i, from("192.0.2.50")))
+		if st := a.settled(); st.Evicted != uint64(i+1) || st.ServerTransactions != 3 {
+			t.Fatalf("stats %+v", st)
+		}
+	}
+	if n := len(a.l.servers); n != 3 {
+		t.Fatalf("%d branches in the table, want the 3 new ones", n)
+	}
+	// The first of a branch's list ends before the others.
+	a.send(txs[0].s)
+	a.settled()
+	if got := a.send(same("OPTIONS", y, 5080)); got.String() != "403 OPTIONS" {
+		t.Fatalf("sent %s", got)
+	}
+	a.settled()
+	before := handled
+	if got := a.send(txs[0].s); got.String() != "200 OPTIONS" || handled != before {
+		t.Fatalf("retransmission after the newer one ended: sent %s, handled %d more", got, handled-before)
+	}
 }

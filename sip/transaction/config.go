@@ -111,7 +111,11 @@ type Config struct {
 	// sources, those that hold fewer than 8, and for those under their
 	// share; a source alone may use all the rest, and past it a source
 	// that holds more than its share (by SourceWeight) pays with its own
-	// answered transactions or is refused, not everyone. A CANCEL of a
+	// answered transactions or is refused, not everyone. New work (a
+	// request neither within a dialog nor with credentials) is refused
+	// once working transactions, those not answered and kept, hold 3/4 of
+	// it: the rest is kept for the work begun that ends or completes
+	// calls (a BYE, an ACK, an INVITE answering a challenge). A CANCEL of a
 	// pending INVITE is never refused, lest an overloaded server be
 	// unable to drop calls: without a place, it is answered and
 	// forgotten. Zero means 10000.

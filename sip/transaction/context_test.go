@@ -94,7 +94,8 @@ func TestHandlerContext(t *testing.T) {
 
 // The handler's context ends when ServeSIP returns, as an http.Request's
 // does, though its transaction lives on (Timer J here): what the handler
-// started with it (a proxy's bridged branch) ends with the handler.
+// started with it (a proxy's bridged branch) ends with the handler, and
+// what is derived from it later starts ended.
 func TestHandlerContextEndsWithHandler(t *testing.T) {
 	h := newHarness(t, Config{})
 	got := make(chan context.Context, 1)
@@ -116,6 +117,21 @@ func TestHandlerContextEndsWithHandler(t *testing.T) {
 	}
 	if h.l.Stats().ServerTransactions != 1 {
 		t.Error("the transaction ended with its handler: the test shows nothing")
+	}
+	// A context derived from it now starts ended.
+	child, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if !errors.Is(child.Err(), context.Canceled) {
+		t.Errorf("child of an ended context: err %v", child.Err())
+	}
+	ran := make(chan struct{})
+	if context.AfterFunc(ctx, func() { close(ran) })() {
+		t.Error("stop after the end reported true")
+	}
+	select {
+	case <-ran:
+	case <-time.After(waitLimit):
+		t.Fatal("AfterFunc on an ended context did not run")
 	}
 }
 
@@ -170,5 +186,82 @@ func TestAckContextIsTheLayers(t *testing.T) {
 	h.l.Close()
 	if ctx.Err() == nil {
 		t.Error("the ACK's context did not end with the Layer")
+	}
+}
+
+// Contexts derived from the handler's end with it, registered through its
+// AfterFunc as they would be with a parent of the context package's (no
+// goroutine of their own waiting for its Done); one canceled before takes
+// itself off, and context.AfterFunc's stop keeps its function from
+// running.
+func TestHandlerContextDerived(t *testing.T) {
+	h := newHarness(t, Config{})
+	type derived struct {
+		child, timed, early context.Context
+		ran                 chan struct{}
+		stopped             bool
+		registered          int
+		cancels             []context.CancelFunc
+	}
+	got := make(chan derived, 1)
+	release := make(chan struct{})
+	h.l.handler = HandlerFunc(func(ctx context.Context, tx *ServerTx, req *sip.Request) {
+		var d derived
+		var cancel, cancelTimed context.CancelFunc
+		d.child, cancel = context.WithCancel(ctx)
+		d.timed, cancelTimed = context.WithTimeout(ctx, time.Hour)
+		d.cancels = []context.CancelFunc{cancel, cancelTimed}
+		var cancelEarly context.CancelFunc
+		d.early, cancelEarly = context.WithCancel(ctx)
+		d.ran = make(chan struct{})
+		context.AfterFunc(ctx, func() { close(d.ran) })
+		stop := context.AfterFunc(ctx, func() { t.Error("a stopped AfterFunc ran") })
+		d.stopped = stop()
+		cancelEarly()
+		tx.mu.Lock()
+		for a := tx.afters; a != nil; a = a.next {
+			d.registered++
+		}
+		tx.mu.Unlock()
+		got <- d
+		<-release
+		_ = tx.Respond(response(req, 200, "x"))
+	})
+	h.l.HandleMessage(msgSpec{method: "OPTIONS", branch: sip.NewBranch()}.req(t))
+	d := <-got
+	defer func() {
+		for _, cancel := range d.cancels {
+			cancel()
+		}
+	}()
+	if !d.stopped {
+		t.Error("stop of a pending AfterFunc reported false")
+	}
+	// The child, the timed child and the AfterFunc: the canceled child
+	// and the stopped function took themselves off.
+	if d.registered != 3 {
+		t.Errorf("%d functions registered with the handler's context, want 3", d.registered)
+	}
+	if d.child.Err() != nil || d.timed.Err() != nil {
+		t.Fatal("derived contexts ended before the handler's")
+	}
+	if !errors.Is(d.early.Err(), context.Canceled) {
+		t.Error("the child canceled early is not")
+	}
+	close(release)
+	for _, c := range []context.Context{d.child, d.timed} {
+		select {
+		case <-c.Done():
+		case <-time.After(waitLimit):
+			t.Fatal("a derived context did not end with the handler's")
+		}
+		if !errors.Is(c.Err(), context.Canceled) || !errors.Is(context.Cause(c), context.Canceled) {
+			t.Errorf("derived context: err %v, cause %v", c.Err(), context.Cause(c))
+		}
+	}
+	select {
+	case <-d.ran:
+	case <-time.After(waitLimit):
+		t.Fatal("context.AfterFunc's function did not run")
 	}
 }

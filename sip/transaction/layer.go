@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
-	"github.com/switchboard/switchboard/internal/delay"
 	"github.com/switchboard/switchboard/sip"
 )
 
@@ -156,7 +155,13 @@ type Layer struct {
 	closed  bool
 	ctxDone bool // ctx has ended: new handlers' contexts end at once
 	clients map[clientKey]*ClientTx
-	servers map[serverKey]*ServerTx
+	// servers holds the RFC 3261 server transactions by branch, those
+	// that share one (an INVITE and its CANCEL) listed through
+	// ServerTx.sameBranch (serverTx, insertServer, unlinkServer): a string
+	// key hashes and compares on the map's fast path, where a serverKey
+	// hashed its three strings and its port on the generic one, for the
+	// lookup, insertion and removal of every transaction.
+	servers map[string]*ServerTx
 	legacy  map[legacyKey]*ServerTx
 	nServer int
 	// places counts the places bounded by max (see bound.go): each server
@@ -164,8 +169,11 @@ type Layer struct {
 	// from its creation until it has terminated and its handler has
 	// returned, and each running handler of a transaction-less ACK.
 	// sources holds them by source.
-	places  int
-	sources map[netip.Addr]*sourceLoad
+	places int
+	// lingerPlaces counts those of places held by the transactions on
+	// lingering: the others are working (newWorkFull).
+	lingerPlaces int
+	sources      map[netip.Addr]*sourceLoad
 	// freeLoads are sourceLoads to reuse (release).
 	freeLoads []*sourceLoad
 	weights   int // the sum of the weights of sources
@@ -221,7 +229,7 @@ func New(ctx context.Context, s Sender, h Handler, cfg Config) *Layer {
 		perSource: cfg.MaxServerTransactionsPerSource,
 		maxClient: cfg.MaxClientTransactions,
 		clients:   make(map[clientKey]*ClientTx),
-		servers:   make(map[serverKey]*ServerTx),
+		servers:   make(map[string]*ServerTx),
 		legacy:    make(map[legacyKey]*ServerTx),
 		sources:   make(map[netip.Addr]*sourceLoad),
 		lingering: txList[*ServerTx]{idx: globalList},
@@ -254,19 +262,9 @@ func New(ctx context.Context, s Sender, h Handler, cfg Config) *Layer {
 	return l
 }
 
-// handlerContext returns the context of a new server transaction's
-// handler, and the function that ends it. Called with l.mu held.
-func (l *Layer) handlerContext() (context.Context, context.CancelFunc) {
-	ctx, stop := context.WithCancel(l.detached)
-	if l.ctxDone {
-		stop()
-	}
-	return ctx, stop
-}
-
 // endContexts ends the handlers' contexts when the Layer's context ends.
 // A transaction out of the tables has terminated, which ended its
-// handler's context; one made from now on starts ended (handlerContext).
+// handler's context; one made from now on starts ended (newServerTx).
 func (l *Layer) endContexts() {
 	defer close(l.contextsEnded)
 	l.workers.close()
@@ -275,7 +273,7 @@ func (l *Layer) endContexts() {
 	txs := l.serverTxs()
 	l.mu.Unlock()
 	for _, tx := range txs {
-		tx.stop()
+		tx.stopCtx()
 	}
 }
 
@@ -285,7 +283,9 @@ func (l *Layer) endContexts() {
 func (l *Layer) serverTxs() []*ServerTx {
 	txs := make([]*ServerTx, 0, l.nServer)
 	for _, tx := range l.servers {
-		txs = append(txs, tx)
+		for ; tx != nil; tx = tx.sameBranch {
+			txs = append(txs, tx)
+		}
 	}
 	for k, tx := range l.legacy {
 		if k == tx.legacy.key {
@@ -436,6 +436,7 @@ func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 		lk = legacyKeyOf(req, &via, match)
 	}
 
+	src := sourceOf(req.Source)
 	admitted := false
 	for {
 		l.mu.Lock()
@@ -445,7 +446,7 @@ func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 		}
 		var tx *ServerTx
 		if rfc3261 {
-			tx = l.servers[sk]
+			tx = l.serverTx(sk)
 		} else {
 			tx = l.legacy[lk]
 		}
@@ -466,7 +467,7 @@ func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 			return
 		}
 		if !admitted {
-			l.noteRecent(sourceOf(req.Source))
+			l.noteRecent(src)
 		}
 		if admitted || l.admit == nil {
 			break // with l.mu held
@@ -480,16 +481,21 @@ func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 		}
 		admitted = true
 	}
-	src, w := sourceOf(req.Source), weight(req, l.placeCap())
-	ok, evicted := l.acquire(src, w)
-	if !ok {
+	w := weight(req, l.placeCap())
+	if l.newWorkFull(w) && !req.ContinuesWork() {
+		l.overloaded(req.Method, req.Source) // unlocks l.mu
+		l.reject(req, 503)
+		return
+	}
+	load, evicted := l.acquire(src, w)
+	if load == nil {
 		l.overloaded(req.Method, req.Source) // unlocks l.mu
 		endEvicted(evicted)
 		l.reject(req, 503)
 		return
 	}
 	tx := newServerTx(l, req, rfc3261, sk, lk)
-	tx.src, tx.weight, tx.place, tx.running = src, w, true, true
+	tx.weight, tx.load, tx.running = w, load, true
 	l.insertServer(tx)
 	l.running++
 	l.handlers.Add(1)
@@ -497,7 +503,7 @@ func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 	endEvicted(evicted)
 
 	tx.start()
-	tx.handed = delay.Now()
+	tx.handed = l.timers.handedAt(tx.born)
 	l.load.handed()
 	l.workers.dispatch(l, tx, tx.handed)
 }
@@ -539,7 +545,7 @@ func (l *Layer) handleCancel(req *sip.Request, rfc3261 bool, sk serverKey, lk le
 	if rfc3261 {
 		ik := sk
 		ik.method = sip.MethodInvite
-		inv = l.servers[ik]
+		inv = l.serverTx(ik)
 	} else {
 		ik := lk
 		ik.method = sip.MethodInvite
@@ -552,10 +558,9 @@ func (l *Layer) handleCancel(req *sip.Request, rfc3261 bool, sk serverKey, lk le
 	}
 	tx := newServerTx(l, req, rfc3261, sk, lk)
 	tx.handlerDone = true
-	tx.src = sourceOf(req.Source)
 	tx.weight = weight(req, l.placeCap())
-	ok, evicted := l.acquire(tx.src, tx.weight)
-	tx.place, tx.endAtOnce = ok, !ok
+	load, evicted := l.acquire(sourceOf(req.Source), tx.weight)
+	tx.load, tx.endAtOnce = load, load == nil
 	l.insertServer(tx)
 	l.mu.Unlock()
 	endEvicted(evicted)
@@ -580,10 +585,24 @@ func (l *Layer) handleCancel(req *sip.Request, rfc3261 bool, sk serverKey, lk le
 	}
 }
 
-// insertServer is called with l.mu held.
+// serverTx returns the RFC 3261 server transaction of k, nil if none.
+// Called with l.mu held.
+func (l *Layer) serverTx(k serverKey) *ServerTx {
+	for tx := l.servers[k.branch]; tx != nil; tx = tx.sameBranch {
+		if tx.key == k {
+			return tx
+		}
+	}
+	return nil
+}
+
+// insertServer puts tx, whose key is in no transaction of the tables
+// (the caller looked it up with l.mu held since), in the tables. Called
+// with l.mu held.
 func (l *Layer) insertServer(tx *ServerTx) {
 	if tx.rfc3261 {
-		l.servers[tx.key] = tx
+		tx.sameBranch = l.servers[tx.key.branch]
+		l.servers[tx.key.branch] = tx
 	} else {
 		l.legacy[tx.legacy.key] = tx
 	}
@@ -605,9 +624,7 @@ func (l *Layer) unlinkServer(tx *ServerTx) {
 	}
 	tx.inTable = false
 	if tx.rfc3261 {
-		if l.servers[tx.key] == tx {
-			delete(l.servers, tx.key)
-		}
+		l.unlinkBranch(tx)
 	} else {
 		if l.legacy[tx.legacy.key] == tx {
 			delete(l.legacy, tx.legacy.key)
@@ -619,6 +636,30 @@ func (l *Layer) unlinkServer(tx *ServerTx) {
 	l.nServer--
 	l.unlist(tx)
 	l.freePlace(tx)
+}
+
+// unlinkBranch takes tx out of servers. Called with l.mu held.
+func (l *Layer) unlinkBranch(tx *ServerTx) {
+	b := tx.key.branch
+	head := l.servers[b]
+	switch {
+	case head == tx && tx.sameBranch == nil:
+		delete(l.servers, b)
+	case head == tx:
+		// The map keeps the key it was given with head: assigning the
+		// next transaction's key replaces it (strings are updated on
+		// assignment), so that it holds nothing of tx's request.
+		next := tx.sameBranch
+		l.servers[next.key.branch] = next
+	default:
+		for p := head; p != nil; p = p.sameBranch {
+			if p.sameBranch == tx {
+				p.sameBranch = tx.sameBranch
+				break
+			}
+		}
+	}
+	tx.sameBranch = nil
 }
 
 // addAckKey indexes an RFC 2543 INVITE transaction under the To tag of its
@@ -649,8 +690,8 @@ func (l *Layer) serve(tx *ServerTx) {
 			l.log.Error("sip transaction: handler panic", "method", tx.req.Method, "panic", r, "stack", string(debug.Stack()))
 		}
 	}()
-	defer tx.stop() // the handler's context ends with it
-	l.handler.ServeSIP(tx.ctx, tx, tx.req)
+	defer tx.stopCtx() // the handler's context ends with it
+	l.handler.ServeSIP((*handlerContext)(tx), tx, tx.req)
 }
 
 // dispatchAck hands an ACK that no transaction absorbs to the Handler with
@@ -668,8 +709,8 @@ func (l *Layer) dispatchAck(req *sip.Request) {
 		return
 	}
 	src, w := sourceOf(req.Source), weight(req, l.placeCap())
-	ok, evicted := l.acquire(src, w)
-	if !ok {
+	load, evicted := l.acquire(src, w)
+	if load == nil {
 		l.overloaded(req.Method, req.Source) // unlocks l.mu
 		endEvicted(evicted)
 		return
@@ -682,7 +723,7 @@ func (l *Layer) dispatchAck(req *sip.Request) {
 	defer func() {
 		l.mu.Lock()
 		l.running--
-		l.release(src, w)
+		l.release(load, w)
 		l.mu.Unlock()
 	}()
 	defer func() {

@@ -3,7 +3,7 @@ package transaction
 import (
 	"context"
 	"fmt"
-	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"github.com/switchboard/switchboard/sip"
@@ -25,7 +25,6 @@ type ServerTx struct {
 	core
 	req      *sip.Request
 	dst      sip.Addr
-	invite   bool
 	reliable bool
 	rfc3261  bool
 	key      serverKey
@@ -34,7 +33,8 @@ type ServerTx struct {
 	// big again.
 	legacy *legacyKeys
 
-	// inviteState is an INVITE's own state, nil for other methods.
+	// inviteState is an INVITE's own state, nil for other methods: it
+	// tells an INVITE transaction (invite).
 	*inviteState
 
 	last   *sip.Response // most recent response sent
@@ -45,26 +45,31 @@ type ServerTx struct {
 	err  error
 
 	handlerDone bool
-	reported    bool // OnFinal was called
-	lingerAsked bool // list was called
-	endAtOnce   bool // a CANCEL without a place: no Timer J
-	born        time.Time
-	handed      int64 // monoNow when the handler's goroutine was started
+	reported    bool  // OnFinal was called
+	lingerAsked bool  // list was called
+	endAtOnce   bool  // a CANCEL without a place: no Timer J
+	born        int64 // timerHeap.now when it was made
+	handed      int64 // delay.Now when the handler's goroutine was started
 
-	// ctx is the handler's: stop ends it when the handler returns, when
-	// the transaction ends or is canceled, and when the Layer's context
-	// ends (endContexts).
-	ctx  context.Context
-	stop context.CancelFunc
+	// The handler's context is the transaction itself (handlerContext):
+	// endCtx ends it when the handler returns, when the transaction ends
+	// or is canceled, and when the Layer's context ends (endContexts).
+	// ctxEnded is read without mu (Err); ctxDone, made by its Done, and
+	// afters, the functions its AfterFunc registered, are guarded by mu.
+	ctxEnded atomic.Bool
+	ctxDone  chan struct{}
+	afters   *afterFunc
 
 	// Guarded by Layer.mu: the place the transaction holds (see bound.go).
-	src     netip.Addr
-	weight  int  // the places it takes (weight)
-	place   bool // holds its places
-	running bool // its handler runs
-	inTable bool // in the Layer's tables
-	listed  bool // on the lingering lists
+	weight  int         // the places it takes (weight)
+	load    *sourceLoad // its source's, while it holds its places
+	running bool        // its handler runs
+	inTable bool        // in the Layer's tables
+	listed  bool        // on the lingering lists
 	links   [2]link[*ServerTx]
+	// sameBranch is the next transaction of Layer.servers with the same
+	// branch.
+	sameBranch *ServerTx
 }
 
 // inviteState is what only an INVITE server transaction has: four of
@@ -94,22 +99,26 @@ type legacyKeys struct {
 	hasAck   bool
 }
 
+// invite reports whether tx is an INVITE transaction.
+func (tx *ServerTx) invite() bool { return tx.inviteState != nil }
+
 // newServerTx builds the transaction of req; it is not yet started.
 func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk legacyKey) *ServerTx {
 	tx := &ServerTx{
 		req:      req,
 		dst:      req.Source,
-		invite:   req.Method == sip.MethodInvite,
 		reliable: req.Source.Reliable(),
 		rfc3261:  rfc3261,
 		key:      sk,
-		born:     l.clock.Now(),
+		born:     l.timers.now(),
 	}
 	if !rfc3261 {
 		tx.legacy = &legacyKeys{key: lk}
 	}
-	tx.ctx, tx.stop = l.handlerContext()
-	if tx.invite {
+	if l.ctxDone {
+		tx.ctxEnded.Store(true)
+	}
+	if req.Method == sip.MethodInvite {
 		tx.inviteState = &inviteState{canceled: make(chan struct{})}
 		tx.init(l, tx, &tx.tryingT, &tx.retrans, &tx.timeout, &tx.linger, &tx.accepted, &tx.ok2xx)
 		tx.state = StateProceeding
@@ -123,7 +132,7 @@ func newServerTx(l *Layer, req *sip.Request, rfc3261 bool, sk serverKey, lk lega
 // start schedules the automatic 100 Trying of an INVITE (§17.2.1), or
 // sends it at once when Config.TryingDelay is negative.
 func (tx *ServerTx) start() {
-	if !tx.invite {
+	if !tx.invite() {
 		return
 	}
 	tx.mu.Lock()
@@ -205,7 +214,7 @@ var closedDone = func() chan struct{} {
 // end the request with 487 Request Terminated (RFC 3261 §9.2). For other
 // methods it returns nil, a channel that is never ready.
 func (tx *ServerTx) Canceled() <-chan struct{} {
-	if tx.inviteState == nil {
+	if !tx.invite() {
 		return nil
 	}
 	return tx.canceled
@@ -264,7 +273,7 @@ func (tx *ServerTx) Respond(res *sip.Response) error {
 // default). It uses timers only, no goroutine. Calling it again replaces the
 // response being retransmitted.
 func (tx *ServerTx) Respond2xx(res *sip.Response) (stop func(), err error) {
-	if !tx.invite || res == nil || res.StatusCode < 200 || res.StatusCode > 299 {
+	if !tx.invite() || res == nil || res.StatusCode < 200 || res.StatusCode > 299 {
 		return nil, fmt.Errorf("%w: respond2xx needs a 2xx to an invite", ErrInvalidResponse)
 	}
 	if err := tx.Respond(res); err != nil {
@@ -303,7 +312,7 @@ func (tx *ServerTx) respond(ob *outbox, res *sip.Response) error {
 	if tag := res.To().Tag(); tag != "" {
 		tx.toTag = tag
 	}
-	if tx.invite {
+	if tx.invite() {
 		switch tx.state {
 		case StateProceeding:
 			tx.tryingT.stop()
@@ -359,7 +368,7 @@ func (tx *ServerTx) respond(ob *outbox, res *sip.Response) error {
 		// a 2xx stays too: its request may have changed something, and
 		// must not be carried out twice.
 		j := unreliable(t.j, tx.reliable)
-		if tx.endAtOnce || code >= 300 && tx.l.clock.Now().Sub(tx.born) < t.t1 {
+		if tx.endAtOnce || code >= 300 && tx.l.timers.now()-tx.born < int64(t.t1) {
 			j = 0
 		}
 		tx.arm(ob, &tx.linger, j)
@@ -422,13 +431,13 @@ func (tx *ServerTx) receive(req *sip.Request) (toTU bool) {
 		case ack: // no final response to acknowledge yet
 		case tx.last != nil:
 			ob.send(tx.last, tx.dst)
-		case tx.invite: // retransmitted before 100 Trying went: send it now
+		case tx.invite(): // retransmitted before 100 Trying went: send it now
 			tx.sendTrying(&ob)
 		}
 	case StateCompleted:
 		if !ack {
 			ob.send(tx.last, tx.dst)
-		} else if tx.invite {
+		} else if tx.invite() {
 			tx.retrans.stop()
 			tx.timeout.stop()
 			tx.state = StateConfirmed
@@ -451,7 +460,7 @@ func (tx *ServerTx) receive(req *sip.Request) (toTU bool) {
 func (tx *ServerTx) cancelable() (ok bool, toTag string) {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
-	if !tx.invite || tx.state != StateProceeding {
+	if !tx.invite() || tx.state != StateProceeding {
 		return false, ""
 	}
 	if tx.toTag == "" {
@@ -474,10 +483,10 @@ func (tx *ServerTx) ToTag() string {
 func (tx *ServerTx) signalCancel() {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
-	if tx.invite && tx.state == StateProceeding && !tx.isCanceled {
+	if tx.invite() && tx.state == StateProceeding && !tx.isCanceled {
 		tx.isCanceled = true
 		close(tx.canceled)
-		tx.stop()
+		tx.endCtx()
 	}
 }
 
@@ -488,7 +497,7 @@ func (tx *ServerTx) terminate(ob *outbox, err error) {
 	}
 	tx.state = StateTerminated
 	tx.linger.stop()
-	if tx.invite {
+	if tx.invite() {
 		tx.tryingT.stop()
 		tx.retrans.stop()
 		tx.timeout.stop()
@@ -501,7 +510,7 @@ func (tx *ServerTx) terminate(ob *outbox, err error) {
 	if tx.done != nil {
 		close(tx.done)
 	}
-	tx.stop()
+	tx.endCtx()
 	ob.removed = true
 }
 
@@ -543,7 +552,7 @@ func (tx *ServerTx) maybeLinger() {
 // the lock held, once the handler has returned.
 func (tx *ServerTx) shed() {
 	tx.req = nil
-	if tx.invite {
+	if tx.invite() {
 		tx.trying = nil
 	}
 	switch tx.state {
@@ -563,7 +572,7 @@ func (tx *ServerTx) handlerReturned() {
 	tx.mu.Lock()
 	tx.handlerDone = true
 	pending := tx.state == StateTrying || tx.state == StateProceeding
-	canceled := tx.invite && tx.isCanceled
+	canceled := tx.invite() && tx.isCanceled
 	tx.mu.Unlock()
 	if pending {
 		code := 500

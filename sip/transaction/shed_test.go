@@ -17,7 +17,7 @@ func heldBy(tx *ServerTx) held {
 	tx.mu.Lock()
 	defer tx.mu.Unlock()
 	h := held{req: tx.req != nil, last: tx.last != nil}
-	if tx.inviteState != nil {
+	if tx.invite() {
 		h.trying, h.ok = tx.trying != nil, tx.ok != nil
 	}
 	return h

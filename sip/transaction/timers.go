@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/switchboard/switchboard/clock"
+	"github.com/switchboard/switchboard/internal/delay"
 )
 
 // Timers. A transaction arms up to six timers and most are stopped before
@@ -48,6 +49,10 @@ type timerHeap struct {
 	clock clock.Clock
 	base  time.Time     // origin of timerSlot.at and of the grain
 	grain time.Duration // 0: exact
+	// mono is base as delay.Now, for the real clock (grain > 0): its
+	// time is read from the monotonic clock alone, one read where
+	// time.Now takes two.
+	mono int64
 
 	ring func() // fire, as a func made once
 
@@ -66,11 +71,27 @@ func (th *timerHeap) init(c clock.Clock) {
 	th.ring = th.fire
 	if _, real := c.(clock.Real); real {
 		th.grain = alarmGrain
+		th.mono = delay.Now()
 	}
 }
 
 // now is the clock's time as timerSlot.at counts it.
-func (th *timerHeap) now() int64 { return int64(th.clock.Now().Sub(th.base)) }
+func (th *timerHeap) now() int64 {
+	if th.grain > 0 {
+		return delay.Now() - th.mono
+	}
+	return int64(th.clock.Now().Sub(th.base))
+}
+
+// handedAt returns delay.Now for a handler handed over now, a moment
+// after now() gave born: born itself on the real clock, whose now() is
+// delay.Now less mono, saving a read of the clock per transaction.
+func (th *timerHeap) handedAt(born int64) int64 {
+	if th.grain > 0 {
+		return born + th.mono
+	}
+	return delay.Now()
+}
 
 // lane returns the lane of duration d, made when new. Called with th.mu
 // held.
