@@ -2,16 +2,11 @@ package registrar
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	mrand "math/rand/v2"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -198,29 +193,11 @@ func reply(req *sip.Request, code int, reason string) *sip.Response {
 	return res
 }
 
-// setToTag sets a new To tag on res: 64 random bits in hex, which
-// Response.SetToTag appends to the To as received (one allocation; the
-// To stays parsed for the transaction layer). The To of a REGISTER is
-// read on every request, two responses to each registration.
-func setToTag(res *sip.Response) {
-	g := tagSources.Get().(*mrand.ChaCha8)
-	var bits [8]byte
-	binary.LittleEndian.PutUint64(bits[:], g.Uint64())
-	tagSources.Put(g)
-	var tag [16]byte
-	hex.Encode(tag[:], bits[:])
-	res.SetToTag(string(tag[:]))
-}
-
-// tagSources hold the generators of To tags: ChaCha8, which is
-// cryptographically strong, each seeded from crypto/rand, as RFC 3261
-// §19.3 wants tags. crypto/rand itself for every tag, twice a
-// registration, cost a fifth of the time of building a response.
-var tagSources = sync.Pool{New: func() any {
-	var seed [32]byte
-	rand.Read(seed[:]) // never fails since Go 1.24
-	return mrand.NewChaCha8(seed)
-}}
+// setToTag sets a new To tag on res, which Response.SetToTag appends to
+// the To as received (one allocation; the To stays parsed for the
+// transaction layer). The To of a REGISTER is read on every request, two
+// responses to each registration.
+func setToTag(res *sip.Response) { res.SetToTag(sip.NewTag()) }
 
 // ServeRegister processes a REGISTER and returns the response to send; it
 // never returns nil. The steps and the status of each refusal are listed in

@@ -41,8 +41,8 @@ func TestSetToTag(t *testing.T) {
 			continue
 		}
 		tag := got.Tag()
-		if len(tag) != 16 || tags[tag] {
-			t.Errorf("To %q: tag %q, want 16 hex digits never seen before", to, tag)
+		if len(tag) != len(sip.NewTag()) || tags[tag] {
+			t.Errorf("To %q: tag %q, want one of sip.NewTag's never seen before", to, tag)
 		}
 		tags[tag] = true
 		// The same address as SetToTag with that tag would write.
