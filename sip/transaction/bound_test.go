@@ -868,3 +868,42 @@ func TestServerSameBranch(t *testing.T) {
 		t.Fatalf("retransmission after the newer one ended: sent %s, handled %d more", got, handled-before)
 	}
 }
+
+// TestServerBranchReuseBounded: transactions that share a branch are
+// listed under it, and a lookup walks the list with the Layer's lock
+// held; so a request that would make one more than maxSameBranch of them
+// (an attacker varying the sent-by under one branch) gets 400 and no
+// handler, while those listed still absorb their retransmissions and
+// other branches go on.
+func TestServerBranchReuseBounded(t *testing.T) {
+	handled := 0
+	a := newAnswering(t, Config{}, func(*sip.Request) int {
+		handled++
+		return 200
+	})
+	x := from("192.0.2.1")
+	same := func(port int) msgSpec {
+		return msgSpec{method: "OPTIONS", branch: "z9hG4bKreused", sentBy: fmt.Sprintf("192.0.2.9:%d", port), src: x}
+	}
+	for i := range maxSameBranch {
+		if got := a.send(same(5060 + i)); got.String() != "200 OPTIONS" {
+			t.Fatalf("request %d of the branch: sent %s", i, got)
+		}
+		a.settled()
+	}
+	for _, port := range []int{6000, 6001} {
+		got := a.send(same(port))
+		if res, ok := got.msg.(*sip.Response); !ok || res.StatusCode != 400 || res.Reason != "Branch In Use" {
+			t.Fatalf("request %d of the branch: sent %s, want 400 Branch In Use", maxSameBranch+1, got)
+		}
+	}
+	if handled != maxSameBranch {
+		t.Fatalf("%d requests handled, want %d", handled, maxSameBranch)
+	}
+	if got := a.send(same(5060)); got.String() != "200 OPTIONS" || handled != maxSameBranch {
+		t.Fatalf("retransmission of a listed one: sent %s, %d handled", got, handled)
+	}
+	if got := a.send(spec("OPTIONS", 1, x)); got.String() != "200 OPTIONS" {
+		t.Fatalf("another branch: sent %s", got)
+	}
+}

@@ -446,7 +446,13 @@ func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 		}
 		var tx *ServerTx
 		if rfc3261 {
-			tx = l.serverTx(sk)
+			var chain int
+			if tx, chain = l.serverTx(sk); tx == nil && chain >= maxSameBranch {
+				l.mu.Unlock()
+				l.log.Debug("sip transaction: branch in use by too many transactions", "method", req.Method, "source", req.Source)
+				l.reject(req, 400, "Branch In Use")
+				return
+			}
 		} else {
 			tx = l.legacy[lk]
 		}
@@ -484,14 +490,14 @@ func (l *Layer) handleRequest(req *sip.Request, waited time.Duration) {
 	w := weight(req, l.placeCap())
 	if l.newWorkFull(w) && !req.ContinuesWork() {
 		l.overloaded(req.Method, req.Source) // unlocks l.mu
-		l.reject(req, 503)
+		l.reject(req, 503, "")
 		return
 	}
 	load, evicted := l.acquire(src, w)
 	if load == nil {
 		l.overloaded(req.Method, req.Source) // unlocks l.mu
 		endEvicted(evicted)
-		l.reject(req, 503)
+		l.reject(req, 503, "")
 		return
 	}
 	tx := newServerTx(l, req, rfc3261, sk, lk)
@@ -545,7 +551,7 @@ func (l *Layer) handleCancel(req *sip.Request, rfc3261 bool, sk serverKey, lk le
 	if rfc3261 {
 		ik := sk
 		ik.method = sip.MethodInvite
-		inv = l.serverTx(ik)
+		inv, _ = l.serverTx(ik)
 	} else {
 		ik := lk
 		ik.method = sip.MethodInvite
@@ -553,7 +559,7 @@ func (l *Layer) handleCancel(req *sip.Request, rfc3261 bool, sk serverKey, lk le
 	}
 	if inv == nil {
 		l.mu.Unlock()
-		l.reject(req, 481)
+		l.reject(req, 481, "")
 		return
 	}
 	tx := newServerTx(l, req, rfc3261, sk, lk)
@@ -585,16 +591,26 @@ func (l *Layer) handleCancel(req *sip.Request, rfc3261 bool, sk serverKey, lk le
 	}
 }
 
-// serverTx returns the RFC 3261 server transaction of k, nil if none.
+// serverTx returns the RFC 3261 server transaction of k, nil if none,
+// and how many transactions it looked at: those that share k's branch.
 // Called with l.mu held.
-func (l *Layer) serverTx(k serverKey) *ServerTx {
-	for tx := l.servers[k.branch]; tx != nil; tx = tx.sameBranch {
+func (l *Layer) serverTx(k serverKey) (tx *ServerTx, n int) {
+	for tx = l.servers[k.branch]; tx != nil; tx = tx.sameBranch {
 		if tx.key == k {
-			return tx
+			return tx, n
 		}
+		n++
 	}
-	return nil
+	return nil, n
 }
+
+// maxSameBranch is how many server transactions may share a branch. An
+// INVITE and its CANCEL do; more come only from a client that reuses its
+// branches, or from an attacker who varies a request's sent-by or method
+// under one branch so that every lookup of that branch walks a longer
+// list with the Layer's lock held. The request that would be one more is
+// refused with 400.
+const maxSameBranch = 4
 
 // insertServer puts tx, whose key is in no transaction of the tables
 // (the caller looked it up with l.mu held since), in the tables. Called
@@ -737,9 +753,10 @@ func (l *Layer) dispatchAck(req *sip.Request) {
 }
 
 // reject answers req statelessly (481 to a CANCEL that matches nothing, 503
-// beyond the bound).
-func (l *Layer) reject(req *sip.Request, code int) {
-	res := sip.NewResponse(req, code, "")
+// beyond the bound, 400 to a branch in use by too many), with reason as
+// its reason phrase, the standard one if empty.
+func (l *Layer) reject(req *sip.Request, code int, reason string) {
+	res := sip.NewResponse(req, code, reason)
 	res.SetToTag(sip.NewTag())
 	if code == 503 {
 		res.Set("Retry-After", l.retry)
