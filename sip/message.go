@@ -181,6 +181,19 @@ func (r *Request) AppendTo(b []byte) []byte {
 	return append(b, r.Body...)
 }
 
+// AppendReceived appends to b what tells this request from any other as
+// it arrived: where it came from (transport, address, connection) and its
+// wire form, with the received and rport its transport stamped on the
+// Via, the same for every copy from the same place. A UAC that hears no
+// answer sends the same bytes again (§17.1), so two requests that append
+// the same are one request and its copy: digest.Server.VerifyResent takes
+// this to accept credentials again for the copy and for nothing else.
+func (r *Request) AppendReceived(b []byte) []byte {
+	b = r.Source.AddrPort.AppendTo(append(b, r.Source.Transport...))
+	b = strconv.AppendUint(append(b, ' '), r.Source.Flow, 10)
+	return r.AppendTo(append(b, '\n'))
+}
+
 // lineKept reports whether the request line as received still says what
 // Method and URI say. The parser accepted the line, so it is a method, one
 // space, the URI and one space. The URI's parts are compared with where

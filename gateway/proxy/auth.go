@@ -71,7 +71,11 @@ func (p *Proxy) authenticate(tx *transaction.ServerTx, r *sip.Request, uri sip.U
 		p.reply(tx, r, 400, "Authorization URI Mismatch", nil)
 		return "", false
 	}
-	err := p.auth.VerifyResent(cr, r.Method, func(b []byte) []byte { return resent(b, r) }, func(algorithm string) (string, bool) {
+	// A copy sent again after its server transaction ended early (the
+	// table full under overload) is then not answered 407 as a replay of
+	// itself, while the credentials serve no other request, nor this one
+	// altered (another Contact or SDP).
+	_, err := p.auth.VerifyResent(cr, r.Method, r.AppendReceived, func(algorithm string) (string, bool) {
 		if p.creds == nil {
 			return "", false
 		}
@@ -94,19 +98,6 @@ func (p *Proxy) authenticate(tx *transaction.ServerTx, r *sip.Request, uri sip.U
 		return "", false
 	}
 	return cr.Username, true
-}
-
-// resent appends to b what names r for digest.Server.VerifyResent: where
-// it came from (transport, address, connection) and its text as received
-// (with the received and rport the transport stamped on its Via, the
-// same for every copy from the same place). A copy sent again after its
-// server transaction ended early (the table full under overload) is then
-// not answered 407 as a replay of itself, while the credentials serve no
-// other request, nor this one altered (another Contact or SDP).
-func resent(b []byte, r *sip.Request) []byte {
-	b = r.Source.AddrPort.AppendTo(append(b, r.Source.Transport...))
-	b = strconv.AppendUint(append(b, ' '), r.Source.Flow, 10)
-	return r.AppendTo(append(b, '\n'))
 }
 
 // throttled asks the Throttle whether r's source may go on, as user when

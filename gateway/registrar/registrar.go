@@ -233,11 +233,15 @@ func (r *Registrar) ServeRegister(ctx context.Context, req *sip.Request) *sip.Re
 		return reply(req, 404, "AOR Not in Domain")
 	}
 	// Steps 3 and 4: who is asking, and may they change this AOR.
-	if res := r.authenticate(req, to.URI.User); res != nil {
+	res, resent := r.authenticate(req, to.URI.User)
+	if res != nil {
 		return res
 	}
 	// Steps 6 to 8. The AOR is written only now: a challenge, the answer
 	// to half of all REGISTERs, does not need it.
+	if resent {
+		return r.resent(ctx, req, r.aorOf(to.URI.User))
+	}
 	return r.update(ctx, req, r.aorOf(to.URI.User))
 }
 

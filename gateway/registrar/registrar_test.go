@@ -3,6 +3,7 @@ package registrar_test
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -710,5 +711,61 @@ func TestDefaultAlgorithms(t *testing.T) {
 	res := e.serve(req)
 	if chs := challenges(t, res); len(chs) != 1 || chs[0].Algorithm != "MD5" {
 		t.Fatalf("challenges %+v, want one MD5", chs)
+	}
+}
+
+// TestRegisterSentAgain: a REGISTER whose answer was lost with its server
+// transaction (ended early under load) comes again byte for byte from the
+// same place; it is answered as the first was, with the bindings as they
+// are, instead of a stale challenge that would fail the client (§10.3
+// step 7 refuses the CSeq it reuses). Nothing is applied again: a copy
+// that comes after the binding was removed does not bring it back. The
+// same credentials on an altered request are still a replay.
+func TestRegisterSentAgain(t *testing.T) {
+	e := newEnv(t)
+	phone := e.ua("alice")
+	want(t, phone.register(msg{contacts: []string{"<sip:a@192.0.2.1>"}, expires: "600"}), 200, "")
+
+	phone.cseq++
+	m := msg{callID: phone.callID, cseq: phone.cseq, contacts: []string{"<sip:a@192.0.2.1>"}, expires: "1200"}
+	req := parse(t, m.bytes())
+	req.Source = phone.source
+	phone.authorize(req)
+	raw := req.AppendTo(nil)
+	wantListed(t, e.serve(req), "sip:a@192.0.2.1 1200")
+	copyOf := func(raw []byte, src sip.Addr) *sip.Request {
+		c := parse(t, raw)
+		c.Source = src
+		return c
+	}
+	e.clock.Advance(10 * time.Second)
+	res := e.serve(copyOf(raw, phone.source))
+	want(t, res, 200, "")
+	wantListed(t, res, "sip:a@192.0.2.1 1190") // as they are: 10 s later
+	if bs := e.bindings(aliceAOR); len(bs) != 1 || !bs[0].Expires.Equal(start.Add(1200*time.Second)) {
+		t.Fatalf("the copy was applied again: %+v", bs)
+	}
+
+	// Altered, or from elsewhere: a replay of the credentials.
+	altered := copyOf(raw, phone.source)
+	altered.Set("Expires", "3600")
+	other := phone.source
+	other.AddrPort = netip.MustParseAddrPort("203.0.113.9:5060")
+	for name, r := range map[string]*sip.Request{"altered": altered, "from elsewhere": copyOf(raw, other)} {
+		res := e.serve(r)
+		want(t, res, 401, "")
+		if chs := challenges(t, res); !chs[0].Stale {
+			t.Errorf("%s: challenge not stale: %+v", name, chs)
+		}
+	}
+
+	// Removed by another user agent of the user (its own nonce); a copy
+	// that comes late brings nothing back.
+	want(t, e.ua("alice").register(msg{contacts: []string{"*"}, expires: "0"}), 200, "")
+	res = e.serve(copyOf(raw, phone.source))
+	want(t, res, 200, "")
+	wantListed(t, res)
+	if bs := e.bindings(aliceAOR); len(bs) != 0 {
+		t.Fatalf("a late copy brought back %+v", bs)
 	}
 }

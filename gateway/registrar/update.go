@@ -66,6 +66,36 @@ func (r *Registrar) update(ctx context.Context, req *sip.Request, aor string) *s
 	return res
 }
 
+// resent answers a copy of a REGISTER accepted before, whose answer was
+// lost with its server transaction (authenticate): as that answer was, a
+// 200 listing aor's bindings, as they are now. Nothing is applied again,
+// so a copy that comes late cannot bring back a binding removed since.
+func (r *Registrar) resent(ctx context.Context, req *sip.Request, aor string) *sip.Response {
+	now := r.clock.Now()
+	bindings, err := r.loc.Get(ctx, aor)
+	if err != nil {
+		return r.storeFailed(req, aor, err)
+	}
+	// What the first answer said of the request's own bindings: whether
+	// they are outbound flows, and the Path they were stored with.
+	outbound, callID := false, req.CallID()
+	var paths []string
+	for i := range bindings {
+		if bindings[i].CallID == callID {
+			outbound = outbound || bindings[i].Outbound()
+			paths = bindings[i].Path
+		}
+	}
+	r.log.Debug("registrar: REGISTER sent again answered", "aor", aor, "cseq", req.CSeq().Seq, "source", req.Source.String())
+	res := r.ok(req, bindings, now, outbound)
+	if req.HasToken("Supported", "path") {
+		for _, p := range paths {
+			res.Add("Path", p)
+		}
+	}
+	return res
+}
+
 // apply has the location store apply u, in one atomic step, and returns
 // the bindings of the AOR after it; res is the answer when the store
 // refused or failed.
@@ -80,14 +110,6 @@ func (r *Registrar) apply(ctx context.Context, req *sip.Request, u location.Upda
 		r.log.Warn("registrar: too many bindings", "aor", u.AOR, "source", req.Source.String())
 		res := reply(req, 503, "Too Many Registrations")
 		res.Add("Retry-After", retryAfter(firstExpiry(bindings, now)))
-		return nil, res
-	case errors.Is(err, location.ErrUnavailable):
-		// A shared store out of reach: the user agent comes back when
-		// it may be there again, rather than giving up as it would on
-		// a 500.
-		r.log.Warn("registrar: location store unavailable", "aor", u.AOR, "err", err)
-		res := reply(req, 503, "Location Service Unavailable")
-		res.Add("Retry-After", retryAfter(r.unavailableRetry))
 		return nil, res
 	default:
 		return nil, r.storeFailed(req, u.AOR, err)
@@ -260,7 +282,18 @@ func firstExpiry(bindings []location.Binding, now time.Time) time.Duration {
 	return first
 }
 
+// storeFailed answers a REGISTER whose store call failed with err: 503
+// when a shared store is out of reach, else 500.
 func (r *Registrar) storeFailed(req *sip.Request, aor string, err error) *sip.Response {
+	if errors.Is(err, location.ErrUnavailable) {
+		// A shared store out of reach: the user agent comes back when
+		// it may be there again, rather than giving up as it would on
+		// a 500.
+		r.log.Warn("registrar: location store unavailable", "aor", aor, "err", err)
+		res := reply(req, 503, "Location Service Unavailable")
+		res.Add("Retry-After", retryAfter(r.unavailableRetry))
+		return res
+	}
 	r.log.Error("registrar: location store failed", "aor", aor, "err", err)
 	return reply(req, 500, "")
 }

@@ -40,7 +40,7 @@ func BenchmarkVerify(b *testing.B) {
 				}
 				var err error
 				if resent {
-					err = srv.VerifyResent(creds[i%batch], "REGISTER", appendRequest, lk)
+					_, err = srv.VerifyResent(creds[i%batch], "REGISTER", appendRequest, lk)
 				} else {
 					err = srv.Verify(creds[i%batch], "REGISTER", lk)
 				}
@@ -89,7 +89,7 @@ func BenchmarkTrackFull(b *testing.B) {
 	nonce := func(i int) string { return fmt.Sprintf("%043d", i) }
 	now := int64(time.Hour)
 	for i := range DefaultMaxTrackedNonces {
-		if err := srv.track(nonce(i), "alice", now+int64(i), 1, 0, now+int64(i)); err != nil {
+		if _, err := srv.track(nonce(i), "alice", now+int64(i), 1, 0, now+int64(i)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -101,7 +101,7 @@ func BenchmarkTrackFull(b *testing.B) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		at := now + int64(DefaultMaxTrackedNonces+i)
-		if err := srv.track(keys[i], "alice", at, 1, 0, at); err != nil {
+		if _, err := srv.track(keys[i], "alice", at, 1, 0, at); err != nil {
 			b.Fatal(err)
 		}
 	}

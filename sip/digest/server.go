@@ -316,7 +316,8 @@ const zeros = "0000000000000000000000000000000000000000000000000000000000000000"
 // parsed URIs, must do it. Nor does it resolve hashed usernames: this server
 // never offers userhash.
 func (s *Server) Verify(c Credentials, method string, lookupHA1 func(algorithm string) (ha1 string, ok bool)) error {
-	return s.verify(c, method, nil, lookupHA1)
+	_, err := s.verify(c, method, nil, lookupHA1)
+	return err
 }
 
 // VerifyResent is Verify for a request that its sender may send again
@@ -338,8 +339,10 @@ func (s *Server) Verify(c Credentials, method string, lookupHA1 func(algorithm s
 // elsewhere), or later, is still ErrReplay: credentials cannot be reused
 // for a new or altered request. Only a keyed 64-bit fingerprint of
 // request is kept, under a key made at random for this Server, so none
-// can be made to collide with it.
-func (s *Server) VerifyResent(c Credentials, method string, request func(b []byte) []byte, lookupHA1 func(algorithm string) (ha1 string, ok bool)) error {
+// can be made to collide with it. resent reports a copy accepted again:
+// its first copy was served, and the caller should answer as it did
+// rather than do again what it asked.
+func (s *Server) VerifyResent(c Credentials, method string, request func(b []byte) []byte, lookupHA1 func(algorithm string) (ha1 string, ok bool)) (resent bool, err error) {
 	return s.verify(c, method, request, lookupHA1)
 }
 
@@ -348,35 +351,36 @@ func (s *Server) VerifyResent(c Credentials, method string, request func(b []byt
 // and returns the same error, so neither the error nor the time taken tells
 // an attacker which user names exist. It never returns nil.
 func (s *Server) VerifyUnknown(c Credentials, method string) error {
-	return s.verify(c, method, nil, nil)
+	_, err := s.verify(c, method, nil, nil)
+	return err
 }
 
-func (s *Server) verify(c Credentials, method string, request func([]byte) []byte, lookupHA1 func(string) (string, bool)) error {
+func (s *Server) verify(c Credentials, method string, request func([]byte) []byte, lookupHA1 func(string) (string, bool)) (resent bool, err error) {
 	s.once.Do(s.init)
 	a := lookupAlgorithm(c.Algorithm)
 	if a == nil {
-		return fmt.Errorf("%w %q", ErrUnsupportedAlgorithm, c.Algorithm)
+		return false, fmt.Errorf("%w %q", ErrUnsupportedAlgorithm, c.Algorithm)
 	}
 	if c.Realm != s.Realm {
-		return fmt.Errorf("%w: realm mismatch", ErrBadResponse)
+		return false, fmt.Errorf("%w: realm mismatch", ErrBadResponse)
 	}
 	// Without qop there is no nonce count, hence no replay protection;
 	// the server always offers qop=auth, so any client can use it.
 	switch {
 	case c.QOP == "":
-		return fmt.Errorf("%w: qop required", ErrUnsupportedQOP)
+		return false, fmt.Errorf("%w: qop required", ErrUnsupportedQOP)
 	case !ascii.EqualFold("auth", c.QOP):
-		return fmt.Errorf("%w %q", ErrUnsupportedQOP, c.QOP)
+		return false, fmt.Errorf("%w %q", ErrUnsupportedQOP, c.QOP)
 	case c.CNonce == "":
-		return malformed("missing cnonce")
+		return false, malformed("missing cnonce")
 	}
 	nc, ok := parseNC(c.NC)
 	if !ok {
-		return malformed("bad nc")
+		return false, malformed("bad nc")
 	}
 	issued, ok := s.checkNonce(c.Nonce, a)
 	if !ok {
-		return ErrBadNonce
+		return false, ErrBadNonce
 	}
 
 	ha1, known := "", false
@@ -391,12 +395,12 @@ func (s *Server) verify(c Credentials, method string, request func([]byte) []byt
 	want := a.appendResponse(buf[:0], ha1, c.Nonce, c.NC, c.CNonce, c.QOP, method, c.URI)
 	match := equalHex(want, c.Response)
 	if !known || !match {
-		return ErrBadResponse
+		return false, ErrBadResponse
 	}
 
 	now := s.now().UnixNano()
 	if now-issued > s.ttl() {
-		return ErrStale
+		return false, ErrStale
 	}
 	var fp uint64
 	if request != nil {
@@ -567,7 +571,7 @@ func (q *seenQueue) pop() seenNonce {
 // or if it is the one seen and request, not 0, is the fingerprint of the
 // request it was accepted with, within the resend window.
 // Keying by user as well keeps one account from burning another's nonce.
-func (s *Server) track(nonce, user string, issued int64, nc uint32, request uint64, now int64) error {
+func (s *Server) track(nonce, user string, issued int64, nc uint32, request uint64, now int64) (resent bool, err error) {
 	k := s.seenKey(nonce, user)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -578,16 +582,16 @@ func (s *Server) track(nonce, user string, issued int64, nc uint32, request uint
 	if seq, ok := s.seen[k]; ok {
 		e := s.age.at(seq)
 		if nc == e.nc && request != 0 && request == e.request && now-e.accepted <= s.resendWindow() {
-			return nil // the same request sent again
+			return true, nil // the same request sent again
 		}
 		if nc <= e.nc {
-			return ErrReplay
+			return false, ErrReplay
 		}
 		e.nc, e.request, e.accepted = nc, request, now
-		return nil
+		return false, nil
 	}
 	if s.evicted && issued <= s.evictedUpTo {
-		return fmt.Errorf("%w: nonce count no longer tracked", ErrStale)
+		return false, fmt.Errorf("%w: nonce count no longer tracked", ErrStale)
 	}
 	for s.age.n >= s.maxTracked() {
 		e := s.age.pop()
@@ -595,7 +599,7 @@ func (s *Server) track(nonce, user string, issued int64, nc uint32, request uint
 		s.evictedUpTo, s.evicted = max(s.evictedUpTo, e.issued), true
 	}
 	s.seen[k] = s.age.push(seenNonce{key: k, issued: issued, accepted: now, request: request, nc: nc})
-	return nil
+	return false, nil
 }
 
 // seenKey is the key of (nonce, user) in seen: a hash keyed with the

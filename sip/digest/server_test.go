@@ -356,12 +356,12 @@ func TestServerResent(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := []byte("UDP 192.0.2.1:5060\nINVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK-1\r\nCall-ID: call-1\r\nCSeq: 2 INVITE\r\n\r\n")
-	if err := srv.VerifyResent(first, "INVITE", bytesOf(req), lookup("alice")); err != nil {
-		t.Fatalf("first copy: %v", err)
+	if resent, err := srv.VerifyResent(first, "INVITE", bytesOf(req), lookup("alice")); err != nil || resent {
+		t.Fatalf("first copy: resent %v, %v", resent, err)
 	}
 	clock.Advance(DefaultResendWindow / 2)
-	if err := srv.VerifyResent(first, "INVITE", bytesOf(append([]byte(nil), req...)), lookup("alice")); err != nil {
-		t.Errorf("copy sent again: %v, want accepted", err)
+	if resent, err := srv.VerifyResent(first, "INVITE", bytesOf(append([]byte(nil), req...)), lookup("alice")); err != nil || !resent {
+		t.Errorf("copy sent again: resent %v, %v, want accepted as resent", resent, err)
 	}
 	replays := map[string][]byte{
 		"other branch":              []byte(strings.Replace(string(req), "z9hG4bK-1", "z9hG4bK-2", 1)),
@@ -375,7 +375,7 @@ func TestServerResent(t *testing.T) {
 		if other == nil {
 			err = srv.Verify(first, "INVITE", lookup("alice"))
 		} else {
-			err = srv.VerifyResent(first, "INVITE", bytesOf(other), lookup("alice"))
+			_, err = srv.VerifyResent(first, "INVITE", bytesOf(other), lookup("alice"))
 		}
 		if !errors.Is(err, ErrReplay) {
 			t.Errorf("%s: %v, want ErrReplay", name, err)
@@ -386,24 +386,24 @@ func TestServerResent(t *testing.T) {
 		t.Error("the request was asked for to fingerprint credentials that fail")
 		return append(b, req...)
 	}
-	if err := srv.VerifyResent(first, "BYE", noCopy, lookup("alice")); !errors.Is(err, ErrBadResponse) {
+	if _, err := srv.VerifyResent(first, "BYE", noCopy, lookup("alice")); !errors.Is(err, ErrBadResponse) {
 		t.Errorf("other method: %v, want ErrBadResponse", err)
 	}
 	// A higher count moves the window to its own request; the first is
 	// then a replay, however unchanged.
 	next, _ := alice.Authorize(ch, "INVITE", "sip:bob@"+testRealm)
 	req2 := []byte(strings.Replace(string(req), "call-1", "call-3", 1))
-	if err := srv.VerifyResent(next, "INVITE", bytesOf(req2), lookup("alice")); err != nil {
-		t.Fatalf("next count: %v", err)
+	if resent, err := srv.VerifyResent(next, "INVITE", bytesOf(req2), lookup("alice")); err != nil || resent {
+		t.Fatalf("next count: resent %v, %v", resent, err)
 	}
-	if err := srv.VerifyResent(first, "INVITE", bytesOf(req), lookup("alice")); !errors.Is(err, ErrReplay) {
+	if _, err := srv.VerifyResent(first, "INVITE", bytesOf(req), lookup("alice")); !errors.Is(err, ErrReplay) {
 		t.Errorf("older count sent again: %v, want ErrReplay", err)
 	}
-	if err := srv.VerifyResent(next, "INVITE", bytesOf(req2), lookup("alice")); err != nil {
-		t.Errorf("next count sent again: %v", err)
+	if resent, err := srv.VerifyResent(next, "INVITE", bytesOf(req2), lookup("alice")); err != nil || !resent {
+		t.Errorf("next count sent again: resent %v, %v", resent, err)
 	}
 	clock.Advance(DefaultResendWindow + time.Millisecond)
-	if err := srv.VerifyResent(next, "INVITE", bytesOf(req2), lookup("alice")); !errors.Is(err, ErrReplay) {
+	if _, err := srv.VerifyResent(next, "INVITE", bytesOf(req2), lookup("alice")); !errors.Is(err, ErrReplay) {
 		t.Errorf("sent again past the window: %v, want ErrReplay", err)
 	}
 }
@@ -632,21 +632,21 @@ func TestServerTrackQueue(t *testing.T) {
 	counts := map[int]uint32{}
 	for i := range 300 {
 		now := int64(time.Second) * int64(i)
-		if err := srv.track(nonce(i), "u", now, 1, 0, now); err != nil {
+		if _, err := srv.track(nonce(i), "u", now, 1, 0, now); err != nil {
 			t.Fatalf("new nonce %d: %v", i, err)
 		}
 		counts[i] = 1
 		for j := max(0, i-4); j <= i; j++ {
 			counts[j]++
-			if err := srv.track(nonce(j), "u", int64(time.Second)*int64(j), counts[j], 0, now); err != nil {
+			if _, err := srv.track(nonce(j), "u", int64(time.Second)*int64(j), counts[j], 0, now); err != nil {
 				t.Fatalf("nonce %d, count %d, at %d: %v", j, counts[j], i, err)
 			}
-			if err := srv.track(nonce(j), "u", int64(time.Second)*int64(j), counts[j], 0, now); !errors.Is(err, ErrReplay) {
+			if _, err := srv.track(nonce(j), "u", int64(time.Second)*int64(j), counts[j], 0, now); !errors.Is(err, ErrReplay) {
 				t.Fatalf("nonce %d replayed at %d: %v", j, i, err)
 			}
 		}
 		if i >= 5 {
-			if err := srv.track(nonce(i-5), "v", int64(time.Second)*int64(i-5), 1, 0, now); !errors.Is(err, ErrStale) {
+			if _, err := srv.track(nonce(i-5), "v", int64(time.Second)*int64(i-5), 1, 0, now); !errors.Is(err, ErrStale) {
 				t.Fatalf("evicted nonce %d at %d: %v, want ErrStale", i-5, i, err)
 			}
 		}
@@ -666,12 +666,12 @@ func TestServerTrackLongUser(t *testing.T) {
 	long := strings.Repeat("u", 2*maxInlineUser)
 	users := []string{long + "a", long + "b", strings.Repeat("u", maxInlineUser), strings.Repeat("u", maxInlineUser+1)}
 	for _, u := range users {
-		if err := srv.track(nonce, u, 1, 1, 0, 1); err != nil {
+		if _, err := srv.track(nonce, u, 1, 1, 0, 1); err != nil {
 			t.Errorf("first use by a user of %d bytes: %v", len(u), err)
 		}
 	}
 	for _, u := range users {
-		if err := srv.track(nonce, u, 1, 1, 0, 1); !errors.Is(err, ErrReplay) {
+		if _, err := srv.track(nonce, u, 1, 1, 0, 1); !errors.Is(err, ErrReplay) {
 			t.Errorf("replay by a user of %d bytes: %v, want ErrReplay", len(u), err)
 		}
 	}
