@@ -46,8 +46,9 @@
 //     malformed, so 400 would be wrong, and a UA that retries later with a
 //     new CSeq succeeds. A copy of an accepted REGISTER, byte for byte
 //     from the same place within 64×T1 (digest.Server.VerifyResent), is
-//     the client sending again an answer it did not hear: it gets a 200
-//     with the bindings as they are, and nothing is applied again.
+//     the client sending again an answer it did not hear: it is checked as
+//     the first was (a refusal is repeated), then gets a 200 with the
+//     bindings as they are; nothing is applied again.
 //   - Outbound: a Contact with +sip.instance and reg-id in a REGISTER with
 //     "Supported: outbound" registers a flow, keyed by instance and reg-id
 //     rather than by Contact URI, so a re-REGISTER over a new connection

@@ -239,10 +239,7 @@ func (r *Registrar) ServeRegister(ctx context.Context, req *sip.Request) *sip.Re
 	}
 	// Steps 6 to 8. The AOR is written only now: a challenge, the answer
 	// to half of all REGISTERs, does not need it.
-	if resent {
-		return r.resent(ctx, req, r.aorOf(to.URI.User))
-	}
-	return r.update(ctx, req, r.aorOf(to.URI.User))
+	return r.update(ctx, req, r.aorOf(to.URI.User), resent)
 }
 
 // unsupported returns the option tags of Require this registrar does not

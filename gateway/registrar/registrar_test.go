@@ -718,9 +718,10 @@ func TestDefaultAlgorithms(t *testing.T) {
 // transaction (ended early under load) comes again byte for byte from the
 // same place; it is answered as the first was, with the bindings as they
 // are, instead of a stale challenge that would fail the client (§10.3
-// step 7 refuses the CSeq it reuses). Nothing is applied again: a copy
-// that comes after the binding was removed does not bring it back. The
-// same credentials on an altered request are still a replay.
+// step 7 refuses the CSeq it reuses), or refused again if the first was.
+// Nothing is applied again: a copy that comes after the binding was
+// removed does not bring it back. The same credentials on an altered
+// request are still a replay.
 func TestRegisterSentAgain(t *testing.T) {
 	e := newEnv(t)
 	phone := e.ua("alice")
@@ -768,4 +769,14 @@ func TestRegisterSentAgain(t *testing.T) {
 	if bs := e.bindings(aliceAOR); len(bs) != 0 {
 		t.Fatalf("a late copy brought back %+v", bs)
 	}
+
+	// A copy of a REGISTER that was refused is refused again.
+	phone.cseq++
+	brief := msg{callID: phone.callID, cseq: phone.cseq, contacts: []string{"<sip:a@192.0.2.1>"}, expires: "1"}
+	briefReq := parse(t, brief.bytes())
+	briefReq.Source = phone.source
+	phone.authorize(briefReq)
+	briefRaw := briefReq.AppendTo(nil)
+	want(t, e.serve(briefReq), 423, "")
+	want(t, e.serve(copyOf(briefRaw, phone.source)), 423, "")
 }

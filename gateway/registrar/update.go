@@ -16,8 +16,13 @@ import (
 const maxUserAgent = 256
 
 // update applies the Contacts of an authenticated REGISTER to aor's
-// bindings (§10.3 steps 6 to 8) and returns the response.
-func (r *Registrar) update(ctx context.Context, req *sip.Request, aor string) *sip.Response {
+// bindings (§10.3 steps 6 to 8) and returns the response. For a copy of a
+// REGISTER accepted before (resent: its answer was lost with its server
+// transaction, see authenticate) it checks the request as the first time,
+// so that a refusal is repeated, but applies nothing: a 200 then lists
+// the bindings as they are, and a copy that comes late cannot bring back
+// a binding removed since.
+func (r *Registrar) update(ctx context.Context, req *sip.Request, aor string, resent bool) *sip.Response {
 	contacts, err := req.Contacts()
 	if err != nil {
 		return badRequest(req, err, "Malformed Contact")
@@ -41,15 +46,20 @@ func (r *Registrar) update(ctx context.Context, req *sip.Request, aor string) *s
 		if !hasHdrExp || hdrExp != 0 {
 			return reply(req, 400, "Wildcard Contact Needs Expires 0")
 		}
-		return r.removeAll(ctx, req, aor, now)
+		return r.removeAll(ctx, req, aor, now, resent)
 	}
 
 	changes, pathValues, res := r.changes(req, contacts, aor, now, hdrExp, hasHdrExp)
 	if res != nil {
 		return res
 	}
-	u := location.Update{AOR: aor, Changes: changes, CallID: req.CallID(), CSeq: req.CSeq().Seq}
-	bindings, res := r.apply(ctx, req, u, now)
+	var bindings []location.Binding
+	if resent {
+		bindings, res = r.current(ctx, req, aor)
+	} else {
+		u := location.Update{AOR: aor, Changes: changes, CallID: req.CallID(), CSeq: req.CSeq().Seq}
+		bindings, res = r.apply(ctx, req, u, now)
+	}
 	if res != nil {
 		return res
 	}
@@ -66,34 +76,15 @@ func (r *Registrar) update(ctx context.Context, req *sip.Request, aor string) *s
 	return res
 }
 
-// resent answers a copy of a REGISTER accepted before, whose answer was
-// lost with its server transaction (authenticate): as that answer was, a
-// 200 listing aor's bindings, as they are now. Nothing is applied again,
-// so a copy that comes late cannot bring back a binding removed since.
-func (r *Registrar) resent(ctx context.Context, req *sip.Request, aor string) *sip.Response {
-	now := r.clock.Now()
+// current returns aor's bindings as they are, for a copy of a REGISTER
+// (update); res is the answer when the store failed.
+func (r *Registrar) current(ctx context.Context, req *sip.Request, aor string) (bindings []location.Binding, res *sip.Response) {
 	bindings, err := r.loc.Get(ctx, aor)
 	if err != nil {
-		return r.storeFailed(req, aor, err)
-	}
-	// What the first answer said of the request's own bindings: whether
-	// they are outbound flows, and the Path they were stored with.
-	outbound, callID := false, req.CallID()
-	var paths []string
-	for i := range bindings {
-		if bindings[i].CallID == callID {
-			outbound = outbound || bindings[i].Outbound()
-			paths = bindings[i].Path
-		}
+		return nil, r.storeFailed(req, aor, err)
 	}
 	r.log.Debug("registrar: REGISTER sent again answered", "aor", aor, "cseq", req.CSeq().Seq, "source", req.Source.String())
-	res := r.ok(req, bindings, now, outbound)
-	if req.HasToken("Supported", "path") {
-		for _, p := range paths {
-			res.Add("Path", p)
-		}
-	}
-	return res
+	return bindings, nil
 }
 
 // apply has the location store apply u, in one atomic step, and returns
@@ -206,7 +197,14 @@ func (r *Registrar) changes(req *sip.Request, contacts []sip.Address, aor string
 }
 
 // removeAll handles "Contact: *" with "Expires: 0".
-func (r *Registrar) removeAll(ctx context.Context, req *sip.Request, aor string, now time.Time) *sip.Response {
+func (r *Registrar) removeAll(ctx context.Context, req *sip.Request, aor string, now time.Time, resent bool) *sip.Response {
+	if resent {
+		bindings, res := r.current(ctx, req, aor)
+		if res != nil {
+			return res
+		}
+		return r.ok(req, bindings, now, false)
+	}
 	u := location.Update{AOR: aor, RemoveAll: true, CallID: req.CallID(), CSeq: req.CSeq().Seq}
 	if _, res := r.apply(ctx, req, u, now); res != nil {
 		return res
