@@ -727,18 +727,22 @@ func TestRegisterSentAgain(t *testing.T) {
 	phone := e.ua("alice")
 	want(t, phone.register(msg{contacts: []string{"<sip:a@192.0.2.1>"}, expires: "600"}), 200, "")
 
-	phone.cseq++
-	m := msg{callID: phone.callID, cseq: phone.cseq, contacts: []string{"<sip:a@192.0.2.1>"}, expires: "1200"}
-	req := parse(t, m.bytes())
-	req.Source = phone.source
-	phone.authorize(req)
-	raw := req.AppendTo(nil)
-	wantListed(t, e.serve(req), "sip:a@192.0.2.1 1200")
 	copyOf := func(raw []byte, src sip.Addr) *sip.Request {
 		c := parse(t, raw)
 		c.Source = src
 		return c
 	}
+	// next is the phone's next REGISTER of the Contact for expires, with
+	// credentials, and its bytes.
+	next := func(expires string) (*sip.Request, []byte) {
+		phone.cseq++
+		m := msg{callID: phone.callID, cseq: phone.cseq, contacts: []string{"<sip:a@192.0.2.1>"}, expires: expires}
+		req := copyOf(m.bytes(), phone.source)
+		phone.authorize(req)
+		return req, req.AppendTo(nil)
+	}
+	req, raw := next("1200")
+	wantListed(t, e.serve(req), "sip:a@192.0.2.1 1200")
 	e.clock.Advance(10 * time.Second)
 	res := e.serve(copyOf(raw, phone.source))
 	want(t, res, 200, "")
@@ -771,12 +775,7 @@ func TestRegisterSentAgain(t *testing.T) {
 	}
 
 	// A copy of a REGISTER that was refused is refused again.
-	phone.cseq++
-	brief := msg{callID: phone.callID, cseq: phone.cseq, contacts: []string{"<sip:a@192.0.2.1>"}, expires: "1"}
-	briefReq := parse(t, brief.bytes())
-	briefReq.Source = phone.source
-	phone.authorize(briefReq)
-	briefRaw := briefReq.AppendTo(nil)
+	briefReq, briefRaw := next("1")
 	want(t, e.serve(briefReq), 423, "")
 	want(t, e.serve(copyOf(briefRaw, phone.source)), 423, "")
 }
