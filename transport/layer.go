@@ -561,7 +561,6 @@ func (l *Layer) work(r *run, w *worker) {
 		} else {
 			r.upper.HandleMessage(it.msg)
 		}
-		w.handling(nil)
 		held = w.handled(l)
 	}
 }

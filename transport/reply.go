@@ -37,13 +37,12 @@ const (
 // worker is the state of one of the Layer's workers that Reply reaches.
 type worker struct {
 	// cur is the request the worker handles now: Reply holds only its
-	// answers, given on the worker's own goroutine. It is written under
-	// mu, and read without it to find the worker.
+	// answers. Read without mu to find the worker; cleared under mu
+	// (handled), so that once cleared no answer joins the batches.
 	cur atomic.Pointer[sip.Request]
 
 	mu      sync.Mutex
 	batches []pendingBatch // a transport's batch once it has had one
-	n       int            // answers held, in all batches
 	items   int            // items handled since the oldest answer held
 }
 
@@ -101,7 +100,6 @@ func (w *worker) hold(l *Layer, req *sip.Request, res *sip.Response) bool {
 	if b == nil || !b.Add(res, dst) {
 		return false
 	}
-	w.n++
 	if b.Len() >= flushAt {
 		w.flush(l)
 	}
@@ -124,29 +122,37 @@ func (w *worker) batch(t Transport) Batch {
 	return b
 }
 
-// handling marks req as the request w handles now, nil when none.
-func (w *worker) handling(req *sip.Request) {
-	if req == nil && w.cur.Load() == nil {
-		return
-	}
-	w.mu.Lock()
-	w.cur.Store(req)
-	w.mu.Unlock()
-}
+// handling marks req as the request w handles now. No lock: an answer
+// held for the request before it, which handled cleared, cannot match.
+func (w *worker) handling(req *sip.Request) { w.cur.Store(req) }
 
-// handled is called after each item: it writes what w holds once the
-// oldest answer has waited holdItems items. It reports whether answers
-// are still held.
+// handled is called after each item: the request w handled is no longer
+// its own (Reply holds nothing more for it), and what w holds is written
+// once the oldest answer has waited holdItems items. It reports whether
+// answers are still held. One lock an item.
 func (w *worker) handled(l *Layer) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if w.n == 0 {
+	w.cur.Store(nil)
+	if w.held() == 0 {
 		return false
 	}
 	if w.items++; w.items >= holdItems {
 		w.flush(l)
 	}
-	return w.n > 0
+	return w.held() > 0
+}
+
+// held is how many answers w holds, in all its batches. Called with w.mu
+// held.
+func (w *worker) held() int {
+	n := 0
+	for _, p := range w.batches {
+		if p.b != nil {
+			n += p.b.Len()
+		}
+	}
+	return n
 }
 
 // done writes what w holds: its run of work is over.
@@ -158,9 +164,6 @@ func (w *worker) done(l *Layer) {
 
 // flush writes every batch of w. Called with w.mu held.
 func (w *worker) flush(l *Layer) {
-	if w.n == 0 {
-		return
-	}
 	for _, p := range w.batches {
 		if p.b == nil || p.b.Len() == 0 {
 			continue
@@ -169,5 +172,5 @@ func (w *worker) flush(l *Layer) {
 			l.log.Debug("sending stateless answers failed", "transport", p.t.Network(), "answers", n, "err", err)
 		}
 	}
-	w.n, w.items = 0, 0
+	w.items = 0
 }
