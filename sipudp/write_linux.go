@@ -96,14 +96,8 @@ const (
 // sendBatch is a transport.Batch of t: datagrams written in place into
 // an mmsg.Batch and sent with one sendmmsg.
 type sendBatch struct {
-	t   *Transport
-	mb  *mmsg.Batch
-	out []queued // what mb holds, for the datagrams sent alone after all
-}
-
-type queued struct {
-	p   []byte
-	dst netip.AddrPort
+	t  *Transport
+	mb *mmsg.Batch
 }
 
 // NewBatch returns a batch for stateless answers (transport.Batcher), nil
@@ -116,7 +110,7 @@ func (t *Transport) NewBatch() transport.Batch {
 	if err != nil {
 		return nil
 	}
-	return &sendBatch{t: t, mb: mb, out: make([]queued, 0, sendBatchSlots)}
+	return &sendBatch{t: t, mb: mb}
 }
 
 // Add writes msg into the batch's next slot for dst.
@@ -129,12 +123,7 @@ func (b *sendBatch) Add(msg sip.Message, dst sip.Addr) bool {
 	if len(p) > len(slot) {
 		return false // it outgrew the slot: sent alone
 	}
-	to := b.t.dst(dst.AddrPort)
-	if b.mb.Queue(p, to, netip.Addr{}) != nil {
-		return false
-	}
-	b.out = append(b.out, queued{p, to})
-	return true
+	return b.mb.Queue(p, b.t.dst(dst.AddrPort), netip.Addr{}) == nil
 }
 
 // Len is how many datagrams wait.
@@ -145,11 +134,7 @@ func (b *sendBatch) Len() int { return b.mb.Len() }
 // pending ICMP error of the socket) goes alone the way Send writes it,
 // which waits in Go's poller or reads the error queue and tries again.
 func (b *sendBatch) Flush() error {
-	defer func() {
-		b.mb.Reset()
-		clear(b.out)
-		b.out = b.out[:0]
-	}()
+	defer b.mb.Reset()
 	var first error
 	for start := 0; start < b.mb.Len(); {
 		b.t.raw.mu.RLock()
@@ -164,9 +149,9 @@ func (b *sendBatch) Flush() error {
 			start += n
 			continue
 		}
-		q := b.out[start]
-		if err := b.t.write(q.p, q.dst); err != nil && first == nil {
-			first = fmt.Errorf("sipudp: send to %s: %w", q.dst, err)
+		p, dst := b.mb.Queued(start)
+		if err := b.t.write(p, dst); err != nil && first == nil {
+			first = fmt.Errorf("sipudp: send to %s: %w", dst, err)
 		}
 		start++
 	}

@@ -231,6 +231,14 @@ func (b *Batch) RecvConn(rc syscall.RawConn) (int, error) {
 	return b.rcN, b.rcErr
 }
 
+// Queued returns datagram i (0 to Len-1) as queued to send: its bytes
+// and where it goes, for a caller that sends it alone after all.
+func (b *Batch) Queued(i int) (p []byte, dst netip.AddrPort) {
+	p = unsafe.Slice(b.iovs[i].Base, int(b.iovs[i].Len))
+	dst, _ = b.names[i].AddrPort()
+	return p, dst
+}
+
 // Datagram returns datagram i (0 to Len-1) of the last receive.
 func (b *Batch) Datagram(i int) Datagram {
 	h := &b.hdrs[i]

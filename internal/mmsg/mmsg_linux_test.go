@@ -209,6 +209,11 @@ func TestSendQueue(t *testing.T) {
 		if err := b.Queue([]byte("x"), addr(rx), netip.Addr{}); !errors.Is(err, ErrFull) {
 			t.Fatalf("a fourth datagram in 3 slots: %v", err)
 		}
+		for i, want := range []string{"in place", "caller's", ""} {
+			if p, dst := b.Queued(i); string(p) != want || dst != addr(rx) {
+				t.Fatalf("Queued(%d): %q to %v, want %q to %v", i, p, dst, want, addr(rx))
+			}
+		}
 		if n, err := b.Send(txfd, 0); n != 3 || err != nil {
 			t.Fatalf("Send: %d, %v", n, err)
 		}
