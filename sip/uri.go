@@ -543,6 +543,13 @@ func appendEscaped(b []byte, s string, class uint16) []byte {
 // method and maddr parameters must match if either side has them; other
 // parameters only when both sides have them; headers must all match.
 func (u *URI) Equal(v *URI) bool {
+	// Copies of one URI (the Contact a refresh sends again, byte for
+	// byte) are the commonest case: fields that are all the same are the
+	// same URI, without the walk below, which decodes and looks up every
+	// parameter both ways.
+	if *u == *v {
+		return true
+	}
 	if u.Scheme != v.Scheme {
 		return false
 	}

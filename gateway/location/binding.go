@@ -67,14 +67,7 @@ func (b *Binding) Matches(o *Binding) bool {
 	if o.Outbound() {
 		return b.RegID == o.RegID && b.Instance == o.Instance
 	}
-	// A refresh sends the Contact it registered, byte for byte: fields
-	// that are all the same are the same URI, without the comparison of
-	// §19.1.4, which decodes and looks up every parameter both ways.
-	u, v := &b.Contact.URI, &o.Contact.URI
-	if *u == *v {
-		return true
-	}
-	return u.Equal(v)
+	return b.Contact.URI.Equal(&o.Contact.URI)
 }
 
 // NeedsFlow reports whether requests for this binding must go over the flow
