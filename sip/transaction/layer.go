@@ -32,6 +32,18 @@ type Sender interface {
 	Send(ctx context.Context, msg sip.Message, dst sip.Addr) error
 }
 
+// A Replier is a Sender that sends a stateless answer knowing the request
+// it answers, so that a transport worker handling that request may hold
+// the answer and write it with the others of its run of work, in one
+// system call (transport.Layer.Reply): under overload most of what the
+// workers handle is refused, and a sendto each was the largest part of a
+// refusal's cost. The Layer sends its stateless answers (the refusals of
+// Config.Admit and of the bounds, the 481 to a stray CANCEL) through it
+// when its Sender is one.
+type Replier interface {
+	Reply(ctx context.Context, req *sip.Request, res *sip.Response) error
+}
+
 // Handler answers requests, like http.Handler. ServeSIP runs in a
 // goroutine of its own while it runs, one per server transaction (a
 // worker of the Layer's pool), so it may block until it has answered (a

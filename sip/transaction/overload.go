@@ -1,7 +1,6 @@
 package transaction
 
 import (
-	"context"
 	"math/rand/v2"
 	"net/netip"
 	"slices"
@@ -238,16 +237,4 @@ func (l *Layer) Overloaded(req *sip.Request, waited time.Duration) bool {
 		total += l.sourceWeight(a)
 	}
 	return mine*total >= max(l.recentN, 1)*weight
-}
-
-// A Replier is a Sender that sends a stateless answer knowing the request
-// it answers, so that a transport worker handling that request may hold
-// the answer and write it with the others of its run of work, in one
-// system call (transport.Layer.Reply): under overload most of what the
-// workers handle is refused, and a sendto each was the largest part of a
-// refusal's cost. The Layer sends its stateless answers (the refusals of
-// Config.Admit and of the bounds, the 481 to a stray CANCEL) through it
-// when its Sender is one.
-type Replier interface {
-	Reply(ctx context.Context, req *sip.Request, res *sip.Response) error
 }
