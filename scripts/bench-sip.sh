@@ -86,6 +86,17 @@
 # Unpinned (the default), the server and sipp share every core, as
 # before.
 #
+# CPU quota: SERVER_CPU=0.5 (a number of CPUs) runs the servers in a
+# cgroup of their own whose CPU time is capped at that much (the CFS
+# quota of a 10 ms period, cgroup v1 or v2; root only), so that the load
+# generators have the rest of the host. Unquoted, a 2× step on 2 cores
+# measures the host more than the server: at 2× a REGISTER knee of
+# 14,000/s the four sipps alone want more than the host has, the server
+# gets what the scheduler leaves it, and its socket, behind, drops
+# what it cannot read. Capped, the knee is that of the quota and 2× of
+# it is what the server is offered, as a gateway in a container with a
+# CPU limit would be. Go sets GOMAXPROCS from the quota (rounded up).
+#
 # Socket drops: every step reports the datagrams that the kernel dropped
 # at sipp's sockets and at the server's SIP socket (/proc/net/udp, drops;
 # sipp's sampled every half second while it runs, since the counter goes
@@ -103,6 +114,7 @@
 # OVER_FACTOR (2; 0 leaves the overload steps out), NUSERS (1000),
 # KAM_CHILDREN (4), KAM_SHM (1024), KAM_PKG (32), SKIP (register or call:
 # leave that half out), PIN (0; 1: see Pinning), SERVER_CPUS (0), SIPP_CPUS (1),
+# SERVER_CPU (empty: no quota; see CPU quota),
 # OUT (a directory for logs; default a new temp dir). Everything is bounded: -m
 # per run, -recv_timeout per message, -timeout per run, and every process
 # started here is stopped by its pid on exit.
@@ -142,6 +154,26 @@ case $PIN in
 	;;
 *) echo "PIN must be 0 or 1" >&2; exit 2 ;;
 esac
+SERVER_CPU=${SERVER_CPU:-}
+# CG is the cgroup of the servers under SERVER_CPU; empty without.
+CG=
+if [ -n "$SERVER_CPU" ]; then
+	quota=$(awk -v c="$SERVER_CPU" 'BEGIN { q = int(c * 10000); if (c !~ /^[0-9.]+$/ || q < 1000) q = 0; print q }')
+	((quota > 0)) || { echo "SERVER_CPU must be a number of CPUs, 0.1 or more" >&2; exit 2; }
+	if [ -f /sys/fs/cgroup/cgroup.controllers ] && grep -qw cpu /sys/fs/cgroup/cgroup.controllers; then
+		CG=/sys/fs/cgroup/bench-sip-$$
+		mkdir "$CG" && echo "$quota 10000" >"$CG/cpu.max"
+	elif [ -f /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+		CG=/sys/fs/cgroup/cpu/bench-sip-$$
+		mkdir "$CG" && echo 10000 >"$CG/cpu.cfs_period_us" && echo "$quota" >"$CG/cpu.cfs_quota_us"
+	else
+		echo "SERVER_CPU needs the cgroup cpu controller (v1 or v2), as root" >&2
+		exit 1
+	fi
+	# The process moves itself into the cgroup and becomes the server,
+	# with its pid: what the script waits for and stops.
+	SRV=(sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$CG" "${SRV[@]}")
+fi
 # sipp's socket buffers. Its default (128 KiB on this machine) overflowed
 # at 4,000 REGISTER/s on a busy host: 240,000 datagrams dropped in sipp's
 # socket against 916 in the gateway's, which sipp counts as the server's
@@ -191,6 +223,7 @@ cleanup() {
 		[ -n "$p" ] && kill -9 "$p" 2>/dev/null || true
 	done
 	[ -n "${SB_DATA_TMP:-}" ] && rm -rf "$SB_DATA_TMP"
+	[ -n "$CG" ] && rmdir "$CG" 2>/dev/null
 	return 0
 }
 trap cleanup EXIT
@@ -659,7 +692,7 @@ for t in "${LIST[@]}"; do
 	PORT[$t]=$(free_port)
 	"start_$t" "${PORT[$t]}"
 done
-report "servers: $(for t in "${LIST[@]}"; do printf '%s pids %s port %s; ' "$t" "$(echo ${SERVER_PIDS[$t]})" "${PORT[$t]}"; done)kamailio children $KAM_CHILDREN, shm ${KAM_SHM} MB; callers $CALLERS; registers $REGISTERS; $([ "$PIN" = 1 ] && echo "pinned: servers on CPU $SERVER_CPUS, sipps on CPU $SIPP_CPUS" || echo "not pinned")"
+report "servers: $(for t in "${LIST[@]}"; do printf '%s pids %s port %s; ' "$t" "$(echo ${SERVER_PIDS[$t]})" "${PORT[$t]}"; done)kamailio children $KAM_CHILDREN, shm ${KAM_SHM} MB; callers $CALLERS; registers $REGISTERS; $([ "$PIN" = 1 ] && echo "pinned: servers on CPU $SERVER_CPUS, sipps on CPU $SIPP_CPUS" || echo "not pinned")$([ -n "$CG" ] && echo "; servers capped at $SERVER_CPU CPU")"
 
 if [ "$SKIP" != register ]; then
 	ladder register "$REG_RATES"
