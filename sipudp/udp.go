@@ -49,8 +49,10 @@ type Options struct {
 	// and dropped.
 	Limits sip.Limits
 	// Readers is the number of read loops on the socket. Default 1: one
-	// loop parses well over 100,000 small messages a second, and more
-	// loops reorder datagrams.
+	// loop parses well over 100,000 small messages a second. On Linux the
+	// loops take turns on one batch, so that datagrams are handed on in
+	// the order they came; the workers of a transport.Layer stand in for
+	// them when they fall behind (Poll).
 	Readers int
 	// ReadBuffer and WriteBuffer set the socket buffer sizes in bytes
 	// (SO_RCVBUF, SO_SNDBUF), capped by the system; 0 keeps the system
@@ -84,13 +86,19 @@ type Transport struct {
 	// writes counts the system calls that sent datagrams: the tests see
 	// by it that the answers of a run of work left together.
 	writes atomic.Uint64
+	// reads is the batch the read loops and Poll read into, set by Serve
+	// (readbatch_linux.go); nil without batched reads.
+	reads atomic.Pointer[reads]
 
 	serving   atomic.Bool
 	closeOnce sync.Once
 	done      chan struct{} // closed by Close
 }
 
-var _ transport.Batcher = (*Transport)(nil)
+var (
+	_ transport.Batcher = (*Transport)(nil)
+	_ transport.Poller  = (*Transport)(nil)
+)
 
 // Listen opens a UDP socket on addr ("127.0.0.1:5060", "[::1]:5060",
 // ":5060" for every address of both families) and returns a Transport on
@@ -178,6 +186,7 @@ func (t *Transport) Serve(ctx context.Context, h transport.Handler) error {
 	}
 	stop := context.AfterFunc(ctx, func() { t.Close() })
 	defer stop()
+	t.startReads(h)
 	errs := make(chan error, t.readers)
 	var wg sync.WaitGroup
 	for range t.readers {

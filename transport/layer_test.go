@@ -696,3 +696,40 @@ func TestSourceKeyIPv6(t *testing.T) {
 		t.Fatalf("mapped IPv4 key %v", k)
 	}
 }
+
+// pollingFake is a transport whose read loop reads nothing by itself:
+// what it holds waits until a worker polls it (Poller).
+type pollingFake struct {
+	*fakeTransport
+	waiting chan sip.Message
+}
+
+func (p *pollingFake) Poll() {
+	select {
+	case m := <-p.waiting:
+		p.fakeTransport.mu.Lock()
+		h := p.fakeTransport.h
+		p.fakeTransport.mu.Unlock()
+		h.HandleMessage(m)
+	default:
+	}
+}
+
+// TestWorkersPoll: a busy worker reads for a transport whose read loop
+// is behind (Poller), so that what waits in its socket reaches the queue.
+func TestWorkersPoll(t *testing.T) {
+	l := NewLayer(Config{Workers: 1})
+	udp := &pollingFake{fakeTransport: newFake(sip.UDP, "127.0.0.1:5060"), waiting: make(chan sip.Message, 1)}
+	l.Add(udp)
+	h := newChanHandler()
+	serve(t, l, h)
+	feed := udp.handler(t)
+	udp.waiting <- request(t, "SIP/2.0/UDP 192.0.2.10:5062;branch=z9hG4bKpolled", udpAddr("198.51.100.7:40000"))
+	feed.HandleMessage(request(t, "", udpAddr("198.51.100.7:40000")))
+	for _, want := range []string{"z9hG4bK776asdhds", "z9hG4bKpolled"} {
+		m := recv(t, h.msgs)
+		if v, _ := m.Header().TopVia(); v.Branch() != want {
+			t.Fatalf("delivered %s, want the request of branch %s", v.Branch(), want)
+		}
+	}
+}

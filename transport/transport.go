@@ -53,6 +53,23 @@ type Transport interface {
 	Close() error
 }
 
+// A Poller is a Transport whose read loop a worker of the Layer can stand
+// in for. When every CPU is busy, a read loop waiting in Go's network
+// poller is woken late (the poller runs when a CPU has nothing else to
+// do, or every 10 ms from the runtime's monitor), and a datagram
+// transport's socket then fills with datagrams that no overload measure
+// sees: they wait there, unanswered, until the kernel drops them and
+// their clients send them again, and again. So while the workers are
+// busy each of them polls now and then, and what waits is read into the
+// Layer's queue, where it is served in turn or refused at once.
+type Poller interface {
+	// Poll reads what waits to be read, a bounded amount, without
+	// waiting, and hands it to the Handler given to Serve as the read
+	// loops do, in the order it came. It returns at once when a read is
+	// under way, or before Serve.
+	Poll()
+}
+
 // Handler receives what transports read. Its methods are called from read
 // loops, so they must not block: queue the work.
 type Handler interface {
