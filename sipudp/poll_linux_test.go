@@ -99,14 +99,25 @@ func TestPoll(t *testing.T) {
 	}
 }
 
-// TestPollBeforeServe: a Poll before Serve, or after Close, reads nothing.
+// TestPollBeforeServe: a Poll before Serve reads nothing, so what waits
+// is still there for the first Poll after it; a Poll after Close reads
+// nothing either (the descriptor may be another file's by then).
 func TestPollBeforeServe(t *testing.T) {
 	tr := listen(t, "127.0.0.1:0", sipudp.Options{})
 	peer := transporttest.ListenUDP(t, "udp4", "127.0.0.1:0")
 	peer.Send(tr.LocalAddr(), register("c0001"))
+	waitfor.Until(t, "the datagram queued", transporttest.Timeout, func() bool {
+		s, err := udpstat.Find(tr.LocalAddr().AddrPort)
+		return err == nil && s.RxQueue > 0
+	})
 	tr.Poll() // must not panic, nor read: nothing to hand it to
 	h := new(calls)
 	sipudp.StartReads(tr, h)
+	tr.Poll()
+	if got := h.take(); !slices.Equal(got, []string{"c0001"}) {
+		t.Fatalf("the first Poll after Serve handed on %q, want the datagram that waited since before", got)
+	}
+	peer.Send(tr.LocalAddr(), register("c0002"))
 	tr.Close()
 	tr.Poll()
 	if got := h.take(); len(got) != 0 {
