@@ -333,16 +333,24 @@ func (t *Transport) Send(ctx context.Context, msg sip.Message, dst sip.Addr) err
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !dst.AddrPort.IsValid() {
-		return fmt.Errorf("sipudp: send to %q: %w", dst, transport.ErrNoRoute)
-	}
 	b := transport.GetBuffer()
 	defer transport.PutBuffer(b)
 	*b = msg.AppendTo(*b)
-	if len(*b) > maxPayload {
-		return fmt.Errorf("sipudp: %d bytes: %w", len(*b), transport.ErrTooLarge)
+	return t.SendWire(ctx, *b, dst)
+}
+
+// SendWire writes b, one whole message, to dst (transport.WireSender).
+func (t *Transport) SendWire(ctx context.Context, b []byte, dst sip.Addr) error {
+	if err := ctx.Err(); err != nil {
+		return err
 	}
-	if err := t.write(*b, t.dst(dst.AddrPort)); err != nil {
+	if !dst.AddrPort.IsValid() {
+		return fmt.Errorf("sipudp: send to %q: %w", dst, transport.ErrNoRoute)
+	}
+	if len(b) > maxPayload {
+		return fmt.Errorf("sipudp: %d bytes: %w", len(b), transport.ErrTooLarge)
+	}
+	if err := t.write(b, t.dst(dst.AddrPort)); err != nil {
 		if errors.Is(err, net.ErrClosed) {
 			return fmt.Errorf("sipudp: send: %w", transport.ErrClosed)
 		}

@@ -70,6 +70,16 @@ type Poller interface {
 	Poll()
 }
 
+// A WireSender is a datagram Transport that sends a message's wire form
+// as given. A server transaction keeps the bytes its final response went
+// as, not the parsed response, to answer its request's retransmissions
+// (Layer.SendKept, Layer.Resend).
+type WireSender interface {
+	Transport
+	// SendWire writes b, one whole message, to dst.AddrPort.
+	SendWire(ctx context.Context, b []byte, dst sip.Addr) error
+}
+
 // Handler receives what transports read. Its methods are called from read
 // loops, so they must not block: queue the work.
 type Handler interface {

@@ -91,7 +91,7 @@ func places(n, max int) int { return min(max, 1+(n-1)/placeSize) }
 // let go of its request (shed): its own size and its final response's,
 // which a UAS chose and may have made large. Called with tx.mu held.
 func (tx *ServerTx) lingerWeight(max int) int {
-	n := txOverhead
+	n := txOverhead + len(tx.wire)
 	if tx.last != nil {
 		n += reqOverhead + textSize(&tx.last.Headers, tx.last.Body)
 	}

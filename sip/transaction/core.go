@@ -11,6 +11,12 @@ import (
 type outMsg struct {
 	msg sip.Message
 	dst sip.Addr
+	// wire, when set, is a response's bytes from Resender.SendKept, sent
+	// again in place of msg.
+	wire []byte
+	// keep: msg is a server transaction's final response, to be sent
+	// with Resender.SendKept and kept as bytes (ServerTx.keep).
+	keep bool
 }
 
 // outbox collects what a locked state-machine step decided to do, so that
@@ -35,7 +41,19 @@ type outbox struct {
 }
 
 func (o *outbox) send(msg sip.Message, dst sip.Addr) {
-	o.msgs[o.n] = outMsg{msg, dst}
+	o.msgs[o.n] = outMsg{msg: msg, dst: dst}
+	o.n++
+}
+
+// sendKept is send for a final response to be kept as bytes.
+func (o *outbox) sendKept(res *sip.Response, dst sip.Addr) {
+	o.msgs[o.n] = outMsg{msg: res, dst: dst, keep: true}
+	o.n++
+}
+
+// resend queues wire, kept bytes, for dst.
+func (o *outbox) resend(wire []byte, dst sip.Addr) {
+	o.msgs[o.n] = outMsg{wire: wire, dst: dst}
 	o.n++
 }
 

@@ -159,7 +159,10 @@ type harness struct {
 	acks chan *sip.Request
 }
 
-func newHarness(t testing.TB, cfg Config) *harness {
+func newHarness(t testing.TB, cfg Config) *harness { return newHarnessOn(t, cfg, false) }
+
+// newHarnessOn is newHarness, on a network that is a Resender when kept.
+func newHarnessOn(t testing.TB, cfg Config, kept bool) *harness {
 	h := &harness{
 		t:    t,
 		clk:  clock.NewFake(epoch),
@@ -168,7 +171,11 @@ func newHarness(t testing.TB, cfg Config) *harness {
 	}
 	h.net = newNetRec(h.clk)
 	cfg.Clock = h.clk
-	h.l = New(context.Background(), h.net, HandlerFunc(func(_ context.Context, tx *ServerTx, req *sip.Request) {
+	var s Sender = h.net
+	if kept {
+		s = &keptNet{netRec: h.net}
+	}
+	h.l = New(context.Background(), s, HandlerFunc(func(_ context.Context, tx *ServerTx, req *sip.Request) {
 		if tx == nil {
 			h.acks <- req
 			return

@@ -40,6 +40,10 @@ type ServerTx struct {
 	last   *sip.Response // most recent response sent
 	toTag  string        // To tag of the responses sent
 	linger timerSlot     // I or J
+	// wire is the final response of a non-INVITE as it went, kept in
+	// place of last once the handler has returned (Resender), and dst
+	// then is where it went.
+	wire []byte
 
 	done chan struct{} // made by Done, guarded by mu
 	err  error
@@ -349,8 +353,8 @@ func (tx *ServerTx) respond(ob *outbox, res *sip.Response) error {
 	switch tx.state {
 	case StateTrying, StateProceeding:
 		tx.last = res
-		ob.send(res, tx.dst)
 		if code < 200 {
+			ob.send(res, tx.dst)
 			tx.state = StateProceeding
 			return nil
 		}
@@ -370,6 +374,11 @@ func (tx *ServerTx) respond(ob *outbox, res *sip.Response) error {
 		j := unreliable(t.j, tx.reliable)
 		if tx.endAtOnce || code >= 300 && tx.l.timers.now()-tx.born < int64(t.t1) {
 			j = 0
+		}
+		if j > 0 && tx.l.resender != nil {
+			ob.sendKept(res, tx.dst)
+		} else {
+			ob.send(res, tx.dst)
 		}
 		tx.arm(ob, &tx.linger, j)
 		tx.maybeLinger()
@@ -435,14 +444,18 @@ func (tx *ServerTx) receive(req *sip.Request) (toTU bool) {
 			tx.sendTrying(&ob)
 		}
 	case StateCompleted:
-		if !ack {
-			ob.send(tx.last, tx.dst)
-		} else if tx.invite() {
+		switch {
+		case ack && tx.invite():
 			tx.retrans.stop()
 			tx.timeout.stop()
 			tx.state = StateConfirmed
 			tx.arm(&ob, &tx.linger, unreliable(tx.l.t.i, tx.reliable))
 			tx.maybeLinger()
+		case ack:
+		case tx.wire != nil:
+			ob.resend(tx.wire, tx.dst)
+		default:
+			ob.send(tx.last, tx.dst)
 		}
 	case StateConfirmed: // ACK retransmissions absorbed
 	case StateAccepted:
@@ -563,6 +576,10 @@ func (tx *ServerTx) shed() {
 		}
 	case StateConfirmed:
 		tx.last = nil
+	case StateCompleted:
+		if tx.wire != nil {
+			tx.last = nil
+		}
 	}
 }
 
@@ -609,7 +626,20 @@ func (tx *ServerTx) flushCtx(ctx context.Context, ob outbox) error {
 	var err error
 	for i := 0; i < ob.n; i++ {
 		m := ob.msgs[i]
-		if e := tx.l.sender.Send(ctx, m.msg, m.dst); e != nil {
+		var e error
+		switch {
+		case m.wire != nil:
+			e = tx.l.resender.Resend(ctx, m.wire, m.dst)
+		case m.keep:
+			var wire []byte
+			var to sip.Addr
+			if wire, to, e = tx.l.resender.SendKept(ctx, m.msg.(*sip.Response), m.dst); e == nil && wire != nil {
+				tx.keep(wire, to)
+			}
+		default:
+			e = tx.l.sender.Send(ctx, m.msg, m.dst)
+		}
+		if e != nil {
 			err = fmt.Errorf("%w: %w", ErrTransport, e)
 			tx.transportError(err)
 			ob.nDue = 0
@@ -619,6 +649,21 @@ func (tx *ServerTx) flushCtx(ctx context.Context, ob outbox) error {
 	tx.after(ob)
 	ob.runDue()
 	return err
+}
+
+// keep takes wire, the bytes the final response went as to to, in place
+// of the response, which goes once the handler has returned (shed): a
+// handler may still read it. A transaction that ended meanwhile keeps
+// nothing.
+func (tx *ServerTx) keep(wire []byte, to sip.Addr) {
+	tx.mu.Lock()
+	if tx.state == StateCompleted && tx.wire == nil {
+		tx.wire, tx.dst = wire, to
+		if tx.handlerDone {
+			tx.last = nil
+		}
+	}
+	tx.mu.Unlock()
 }
 
 // fire runs the step of the timer s, armed with gen, unless it was

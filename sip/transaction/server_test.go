@@ -116,10 +116,16 @@ type sscenario struct {
 }
 
 func runServerScenarios(t *testing.T, all []string, scenarios []sscenario) {
+	runServerScenariosOn(t, all, scenarios, false)
+}
+
+// runServerScenariosOn is runServerScenarios on a network that is a
+// Resender when kept.
+func runServerScenariosOn(t *testing.T, all []string, scenarios []sscenario, kept bool) {
 	covered := map[string]bool{}
 	for _, sc := range scenarios {
 		t.Run(sc.name, func(t *testing.T) {
-			h := newHarness(t, Config{})
+			h := newHarnessOn(t, Config{}, kept)
 			if sc.spec.branch == "" {
 				sc.spec.branch = sip.NewBranch()
 			}
@@ -242,9 +248,17 @@ func TestServerInviteTransitions(t *testing.T) {
 }
 
 func TestServerNonInviteTransitions(t *testing.T) {
+	t.Run("sender", func(t *testing.T) { testServerNonInviteTransitions(t, false) })
+	t.Run("resender", func(t *testing.T) { testServerNonInviteTransitions(t, true) })
+}
+
+// testServerNonInviteTransitions runs the transitions over a Sender, or
+// over a Resender, through which the final response is kept as bytes
+// and its retransmissions are those bytes.
+func testServerNonInviteTransitions(t *testing.T, kept bool) {
 	const T1 = DefaultT1
 	opt := msgSpec{method: "OPTIONS"}
-	runServerScenarios(t, nistTransitions, []sscenario{
+	runServerScenariosOn(t, nistTransitions, []sscenario{
 		{name: "provisional then final", spec: opt, steps: []sstep{
 			{"NIST-1", sstart, StateTrying, "", nil},
 			{"NIST-2", again, StateTrying, "", nil},
@@ -282,7 +296,7 @@ func TestServerNonInviteTransitions(t *testing.T) {
 			{"NIST-1", sstart, StateTrying, "", nil},
 			{"NIST-4 NIST-14", reply(200), StateTerminated, "200 REGISTER", nil},
 		}},
-	})
+	}, kept)
 }
 
 // TestServerDoneAfterEnd: Done, made only when asked for, is closed
