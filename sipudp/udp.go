@@ -330,9 +330,6 @@ func (t *Transport) dst(ap netip.AddrPort) netip.AddrPort {
 // socket. dst.Flow is ignored: a UDP "flow" is its address. A message that
 // does not fit in a datagram fails with transport.ErrTooLarge.
 func (t *Transport) Send(ctx context.Context, msg sip.Message, dst sip.Addr) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
 	b := transport.GetBuffer()
 	defer transport.PutBuffer(b)
 	*b = msg.AppendTo(*b)

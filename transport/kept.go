@@ -19,17 +19,9 @@ func (l *Layer) SendKept(ctx context.Context, res *sip.Response, dst sip.Addr) (
 	if dst.Flow != 0 || l.cfg.Trace {
 		return nil, sip.Addr{}, l.Send(ctx, res, dst)
 	}
-	via, ok := res.TopVia()
+	t, a, ok := l.viaTarget(res)
 	if !ok {
 		return nil, sip.Addr{}, l.Send(ctx, res, dst)
-	}
-	a, ok := ResponseAddr(via)
-	if !ok {
-		return nil, sip.Addr{}, l.Send(ctx, res, dst)
-	}
-	t, err := l.pick(a.Transport, a.AddrPort.Addr())
-	if err != nil {
-		return nil, sip.Addr{}, err
 	}
 	ws, ok := t.(WireSender)
 	if !ok {

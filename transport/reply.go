@@ -79,16 +79,8 @@ func (l *Layer) Reply(ctx context.Context, req *sip.Request, res *sip.Response) 
 // when it is to be sent alone: req is no longer w's, the Via names no
 // address, or the transport does not batch res.
 func (w *worker) hold(l *Layer, req *sip.Request, res *sip.Response) bool {
-	via, ok := res.TopVia()
+	t, dst, ok := l.viaTarget(res)
 	if !ok {
-		return false
-	}
-	dst, ok := ResponseAddr(via)
-	if !ok {
-		return false
-	}
-	t, err := l.pick(dst.Transport, dst.AddrPort.Addr())
-	if err != nil {
 		return false
 	}
 	w.mu.Lock()
@@ -104,6 +96,26 @@ func (w *worker) hold(l *Layer, req *sip.Request, res *sip.Response) bool {
 		w.flush(l)
 	}
 	return true
+}
+
+// viaTarget returns the transport and address that res goes to when its
+// top Via names an address (ResponseAddr), as it nearly always does;
+// false otherwise, and when no transport serves that address: Send then
+// finds the way, or reports why there is none.
+func (l *Layer) viaTarget(res *sip.Response) (Transport, sip.Addr, bool) {
+	via, ok := res.TopVia()
+	if !ok {
+		return nil, sip.Addr{}, false
+	}
+	a, ok := ResponseAddr(via)
+	if !ok {
+		return nil, sip.Addr{}, false
+	}
+	t, err := l.pick(a.Transport, a.AddrPort.Addr())
+	if err != nil {
+		return nil, sip.Addr{}, false
+	}
+	return t, a, true
 }
 
 // batch returns w's batch for t, nil when t does not batch. Called with
