@@ -449,7 +449,20 @@ func (l *fastLeg) send(h *rtp.Header, payload []byte, roc uint32, out *iceSender
 // writeWeb sends one audio packet to the browser: on the fast path when
 // the leg is on it, else through pion. Called with b.toWeb.mu held.
 func (b *Bridge) writeWeb(h *rtp.Header, payload []byte, out *iceSender) (int, error) {
-	roc := b.webROC.count(h.SequenceNumber)
+	// The browser's SRTP counts wraps from the first packet it gets (RFC
+	// 3711 §3.3.1): a packet that went nowhere (pion drops what comes
+	// before SRTP is up) must not move the count, or a wrap among the
+	// early audio leaves the browser unable to decrypt anything after.
+	before := b.webROC
+	n, err := b.sendWeb(h, payload, b.webROC.count(h.SequenceNumber), out)
+	if n == 0 {
+		b.webROC = before
+	}
+	return n, err
+}
+
+// sendWeb is writeWeb with the packet's rollover counter.
+func (b *Bridge) sendWeb(h *rtp.Header, payload []byte, roc uint32, out *iceSender) (int, error) {
 	if l := b.fast.Load(); l != nil {
 		if handled, n, err := l.send(h, payload, roc, out); handled {
 			return n, err

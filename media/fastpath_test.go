@@ -520,6 +520,45 @@ func TestFastPathTakesOverAfterWrap(t *testing.T) {
 	}
 }
 
+// TestAudioBeforeConnectWraps: the phone's audio that comes before the
+// browser's leg is connected goes nowhere, and its sequence numbers wrap.
+// The browser's SRTP counts wraps from the first packet it gets (RFC 3711
+// §3.3.1): the packets that went nowhere must not move the rollover
+// counter the fast path encrypts with, or the browser can decrypt nothing.
+func TestAudioBeforeConnectWraps(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	b, br, phone := newTestBridge(t, e), newTestBrowser(t), newTestPhone(t)
+	b.toWeb.lastSeq = 65530 // the stream wraps in its sixth packet
+	if _, err := b.WebOffer(br.Offer()); err != nil {
+		t.Fatal(err)
+	}
+	ans, err := b.RTPAnswer(phone.SDP(1, "0 101"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The browser does not have the answer yet: its leg cannot connect.
+	gw := b.RTPAddr()
+	const early = 20
+	for i := range early {
+		phone.SendPacket(gw, rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: uint16(100 + i), Timestamp: uint32(160 * i), SSRC: 0x5151}, Payload: payload(byte(i), 160)})
+	}
+	waitFor(t, "the early audio dropped", func() bool { return b.Stats().RTP.Dropped.Direction >= early })
+	b.toWeb.mu.Lock()
+	last := b.toWeb.lastSeq
+	b.toWeb.mu.Unlock()
+	if last >= 65530 {
+		t.Fatalf("the stream is at %d: it did not wrap", last)
+	}
+	br.SetAnswer(ans)
+	br.WaitConnected()
+	waitFastLeg(t, b)
+	prime(t, b, br, phone, 0)
+	if st := e.Stats().FastPath; st.PacketsOut == 0 || st.Fallbacks != 0 {
+		t.Fatalf("fast path stats %+v: the browser's audio did not go on it", st)
+	}
+}
+
 func TestROCCount(t *testing.T) {
 	var c rocCount
 	seqs := []uint16{65534, 65535, 0, 65535, 1, 30000, 60000, 65000, 2, 65001, 3}

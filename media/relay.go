@@ -109,8 +109,17 @@ type outStream struct {
 	buf [1500]byte // marshal buffer for the RTP leg
 }
 
+// maxFirstSeq bounds a stream's random first sequence number to the lower
+// half of the space. An SRTP receiver takes the rollover counter as 0 at
+// the first packet it gets (RFC 3711 §3.3.1): were the stream's first
+// packets lost across a wrap (the gateway's DTLS done, the browser's still
+// waiting for a lost flight), every later packet would fail to decrypt.
+// From below 2^15 the first wrap is 32,768 packets (11 minutes of 20 ms
+// audio) away.
+const maxFirstSeq = 1 << 15
+
 func newOutStream() *outStream {
-	return &outStream{ssrc: rand.Uint32(), lastSeq: uint16(rand.Uint32()), lastTS: rand.Uint32()}
+	return &outStream{ssrc: rand.Uint32(), lastSeq: uint16(rand.N(maxFirstSeq)), lastTS: rand.Uint32()}
 }
 
 // rewrite maps h onto the stream. rate is the clock rate of the packet's

@@ -201,6 +201,19 @@ func TestOutStreamContinuity(t *testing.T) {
 	}
 }
 
+// TestOutStreamFirstSeq: a stream starts in the lower half of the
+// sequence numbers (see maxFirstSeq); 1,000 draws from the whole space
+// would all land there once in 2^1000.
+func TestOutStreamFirstSeq(t *testing.T) {
+	for range 1000 {
+		h := rtp.Header{SSRC: 1, SequenceNumber: 40000}
+		newOutStream().rewrite(&h, 8000, 20*time.Millisecond, t0)
+		if h.SequenceNumber > maxFirstSeq {
+			t.Fatalf("a stream starts at %d, above %d", h.SequenceNumber, maxFirstSeq)
+		}
+	}
+}
+
 func TestRecvStatsJitterAndLoss(t *testing.T) {
 	var s recvStats
 	at := func(ms float64) time.Time { return t0.Add(time.Duration(ms * float64(time.Millisecond))) }
