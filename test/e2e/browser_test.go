@@ -257,8 +257,16 @@ type iceCandidate struct {
 // pageICE is what the page's latest RTCPeerConnection says of ICE.
 type pageICE struct {
 	ConnectionState string
+	Transport       *pageTransport
 	Selected        *icePair
 	Pairs           []icePair
+}
+
+// pageTransport is the page's RTCTransportStats: datagrams received on
+// the transport but not as inbound RTP failed to decrypt.
+type pageTransport struct {
+	DTLSState, SRTPCipher          string
+	PacketsReceived, BytesReceived uint64
 }
 
 // problems returns the page's uncaught errors, console errors and

@@ -82,17 +82,23 @@ async function icePairs() {
     return { type: c.candidateType, protocol: c.protocol, relayProtocol: c.relayProtocol || '', address: `${c.address}:${c.port}` };
   };
   let selected = null;
+  let transport = null;
   const pairs = [];
   report.forEach((s) => {
+    if (s.type === 'transport') {
+      // Datagrams that reach the transport but no inbound-rtp are
+      // packets the browser could not decrypt.
+      transport = { dtlsState: s.dtlsState || '', srtpCipher: s.srtpCipher || '', packetsReceived: s.packetsReceived || 0, bytesReceived: s.bytesReceived || 0 };
+    }
     if (s.type === 'transport' && s.selectedCandidatePairId) {
       const p = byId.get(s.selectedCandidatePairId);
-      if (p) selected = { local: cand(p.localCandidateId), remote: cand(p.remoteCandidateId) };
+      if (p) selected = { state: p.state, nominated: !!p.nominated, local: cand(p.localCandidateId), remote: cand(p.remoteCandidateId) };
     }
     if (s.type === 'candidate-pair') {
       pairs.push({ state: s.state, nominated: !!s.nominated, local: cand(s.localCandidateId), remote: cand(s.remoteCandidateId) });
     }
   });
-  return { connectionState: pc.connectionState, selected, pairs };
+  return { connectionState: pc.connectionState, transport, selected, pairs };
 }
 
 function watch(page) {
