@@ -279,6 +279,11 @@ func (c *fastConn) add(l *fastLeg, addr netip.AddrPort) {
 		// and the other goes back to pion.
 		other.addr.Store(nil)
 	}
+	if l.addr.Load() == nil {
+		// Back from a time off the path (or on it for the first
+		// time): see fastLeg.rejoin.
+		l.rejoin.Store(true)
+	}
 	c.legs[addr] = l
 	l.addr.Store(&addr)
 }
@@ -318,6 +323,13 @@ type fastLeg struct {
 	remote   *srtp.Context
 	tagLen   int
 	verified bool // a packet has authenticated
+	// rejoin tells the read loop that the leg came back to the fast path
+	// and must authenticate a packet again. While it was off, pion
+	// decrypted the browser's packets: after 2^15 of them the remote
+	// context can no longer guess their rollover counter (RFC 3711
+	// §3.3.1), and a verified leg would drop them all. Unverified, they
+	// go to pion, and after fastAuthTries failures the leg stays there.
+	rejoin   atomic.Bool
 	lastPass time.Time
 	copy     [1500]byte
 	// copied is the SSRC and sequence number of the last copy given to
@@ -347,6 +359,10 @@ func (l *fastLeg) receive(b []byte, now time.Time) bool {
 		// Video, or a format of no audio stream: pion's.
 		return false
 	}
+	if l.rejoin.Load() {
+		l.rejoin.Store(false)
+		l.verified, l.failures = false, 0
+	}
 	// pion's ICE agent takes the browser for gone when it hears nothing
 	// for a few seconds, and an ICE-lite gateway sends no checks of its
 	// own to hear answers to: once a second pion gets a copy of a packet
@@ -364,7 +380,9 @@ func (l *fastLeg) receive(b []byte, now time.Time) bool {
 			return true
 		}
 		l.failures++
-		if l.failures >= fastAuthTries {
+		if l.failures == fastAuthTries {
+			// Once: the packets that come before the removal go
+			// to pion too, and are not counted again.
 			l.conn.fallbacks.Add(1)
 			l.b.log.Warn("media fast path: the browser's packets fail to decrypt, the leg stays on pion's path", "err", err)
 			// Under the conn's read lock: the removal happens

@@ -520,6 +520,67 @@ func TestFastPathTakesOverAfterWrap(t *testing.T) {
 	}
 }
 
+// TestFastPathRejoins: a leg that was off the fast path (its pair on
+// ICE-TCP for a while, say) comes back to it. After a short time off, the
+// browser's audio is decrypted on the fast path again. After more than
+// 2^15 packets, the remote context cannot guess their rollover counter
+// (RFC 3711 §3.3.1 guesses within 2^15 of the last packet it saw): the
+// audio must still reach the phone, through pion, where the leg stays.
+func TestFastPathRejoins(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	b, br, phone := fastCall(t, e, true)
+	l := b.fast.Load()
+	addr := *l.addr.Load()
+	// From above 2^15: the fast path's last packet is past the middle,
+	// and the stream wraps while the leg is off it.
+	seq := uint16(60000)
+	send := func(n int) {
+		for range n {
+			br.send(0, seq, uint32(seq)*160, payload(byte(seq), 160))
+			seq++
+		}
+	}
+	phone.Watch()
+	heard := func(n int64, what string) {
+		t.Helper()
+		waitFor(t, what, func() bool { return phone.Audio() >= n })
+	}
+	away := func(packets int) {
+		t.Helper()
+		e.fast.remove(l)
+		in := e.Stats().FastPath.PacketsIn
+		for sent := 0; sent < packets; sent += 100 {
+			// Paced: a burst of more fills the phone's socket (its
+			// default buffer holds some 250 datagrams).
+			n := phone.Audio()
+			send(100)
+			heard(n+100, "the phone hears pion's path")
+		}
+		if n := e.Stats().FastPath.PacketsIn; n != in {
+			t.Fatalf("%d packets on the fast path while the leg was off it", n-in)
+		}
+		e.fast.add(l, addr)
+	}
+
+	away(100)
+	in, n := e.Stats().FastPath.PacketsIn, phone.Audio()
+	send(1)
+	heard(n+1, "the browser's audio after a short time off")
+	if st := e.Stats().FastPath; st.PacketsIn != in+1 || st.Fallbacks != 0 {
+		t.Fatalf("after a short time off: fast path stats %+v, want the packet on it (%d before)", st, in)
+	}
+
+	away(33000)
+	n = phone.Audio()
+	send(20)
+	heard(n+20, "the browser's audio after a long time off")
+	waitFor(t, "the leg off the fast path for good", func() bool { return b.fast.Load() == nil })
+	if st := e.Stats().FastPath; st.Fallbacks != 1 || st.Legs != 0 {
+		t.Fatalf("after a long time off: fast path stats %+v, want one fallback", st)
+	}
+}
+
 // TestAudioBeforeConnectWraps: the phone's audio that comes before the
 // browser's leg is connected goes nowhere, and its sequence numbers wrap.
 // The browser's SRTP counts wraps from the first packet it gets (RFC 3711
