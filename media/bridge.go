@@ -119,7 +119,11 @@ type Bridge struct {
 	// fastAtEnd is whether the leg was on the fast path when the bridge
 	// closed, for the stats of an ended call.
 	fastAtEnd atomic.Bool
-	webROC    rocCount // under toWeb.mu
+	// webROC follows the rollover counter of the stream to the browser,
+	// pion what pion's SRTP context saw of it (see sendWeb). Under
+	// toWeb.mu.
+	webROC rocCount
+	pion   pionIndex
 	// pcCloseMu keeps PeerConnection.GetStats and Close apart: pion's
 	// close writes what GetStats reads without a lock of its own. Only
 	// the bridge closes the PeerConnection (see DisableCloseByDTLS).

@@ -322,14 +322,16 @@ type fastLeg struct {
 	// profile's authentication tag.
 	remote   *srtp.Context
 	tagLen   int
-	verified bool // a packet has authenticated
+	verified bool // a packet has authenticated since the leg (re)joined
+	proven   bool // a packet has authenticated: the keys are good
 	// rejoin tells the read loop that the leg came back to the fast path
 	// and must authenticate a packet again. While it was off, pion
 	// decrypted the browser's packets: after 2^15 of them the remote
 	// context can no longer guess their rollover counter (RFC 3711
 	// §3.3.1), and a verified leg would drop them all. Unverified, they
-	// go to pion, and after fastAuthTries failures the leg stays there.
+	// go to pion, and after fastAuthTries failures for good (recvOff).
 	rejoin   atomic.Bool
+	recvOff  bool
 	lastPass time.Time
 	copy     [1500]byte
 	// copied is the SSRC and sequence number of the last copy given to
@@ -363,6 +365,9 @@ func (l *fastLeg) receive(b []byte, now time.Time) bool {
 		l.rejoin.Store(false)
 		l.verified, l.failures = false, 0
 	}
+	if l.recvOff {
+		return false
+	}
 	// pion's ICE agent takes the browser for gone when it hears nothing
 	// for a few seconds, and an ICE-lite gateway sends no checks of its
 	// own to hear answers to: once a second pion gets a copy of a packet
@@ -372,8 +377,14 @@ func (l *fastLeg) receive(b []byte, now time.Time) bool {
 		l.lastPass = now
 		copyForPion = copy(l.copy[:], b) == len(b)
 	}
-	// Decrypted in place: b is the mux's buffer.
-	plain, err := l.remote.DecryptRTP(b, b, &l.pkt.Header)
+	// Decrypted in place (b is the mux's buffer) once the leg is
+	// verified. Before, into l.copy: a packet that fails goes to pion,
+	// and a failed AES-GCM open clears what it was to decrypt.
+	dst := b
+	if !l.verified {
+		dst = l.copy[:0]
+	}
+	plain, err := l.remote.DecryptRTP(dst, b, &l.pkt.Header)
 	if err != nil {
 		if l.verified {
 			l.conn.rejected.Add(1)
@@ -381,9 +392,17 @@ func (l *fastLeg) receive(b []byte, now time.Time) bool {
 		}
 		l.failures++
 		if l.failures == fastAuthTries {
-			// Once: the packets that come before the removal go
-			// to pion too, and are not counted again.
+			// Once: the packets that come before the change go to
+			// pion too, and are not counted again.
 			l.conn.fallbacks.Add(1)
+			if l.proven {
+				// The keys are good, this context lost the
+				// browser's rollover counter (see rejoin): pion's
+				// has it. The phone's audio stays on the fast path.
+				l.recvOff = true
+				l.b.log.Warn("media fast path: the browser's packets no longer decrypt after a time off the path, they go through pion", "err", err)
+				return false
+			}
 			l.b.log.Warn("media fast path: the browser's packets fail to decrypt, the leg stays on pion's path", "err", err)
 			// Under the conn's read lock: the removal happens
 			// in a goroutine of the bridge.
@@ -392,7 +411,7 @@ func (l *fastLeg) receive(b []byte, now time.Time) bool {
 		return false
 	}
 	if !l.verified {
-		l.verified = true
+		l.verified, l.proven = true, true
 		l.lastPass = now
 	}
 	l.conn.packetsIn.Add(1)
@@ -479,27 +498,83 @@ func (b *Bridge) writeWeb(h *rtp.Header, payload []byte, out *iceSender) (int, e
 	return n, err
 }
 
+// pionSyncEvery is how far the stream to the browser runs on the fast path
+// ahead of the last packet that pion's SRTP context encrypted before one
+// goes through pion again. pion's context never sees what the fast path
+// sends and guesses a packet's rollover counter from the last packet it
+// encrypted itself (see pionIndex): kept well within 2^15 of the stream,
+// it can take the stream over whenever the leg leaves the fast path (its
+// pair on ICE-TCP or a relay), wraps or not. One packet in 4,096: every
+// 82 s of 20 ms audio.
+const pionSyncEvery = 1 << 12
+
 // sendWeb is writeWeb with the packet's rollover counter.
 func (b *Bridge) sendWeb(h *rtp.Header, payload []byte, roc uint32, out *iceSender) (int, error) {
-	if l := b.fast.Load(); l != nil {
+	i := uint64(roc)<<16 | uint64(h.SequenceNumber)
+	l := b.fast.Load()
+	pionFirst := l == nil || b.pion.due(i) && b.pion.guesses(i)
+	if !pionFirst {
 		if handled, n, err := l.send(h, payload, roc, out); handled {
 			return n, err
 		}
-		if bound := b.track.bound.Load(); bound != nil {
-			if roc, ok := l.local.ROC(bound.ssrc); ok && roc > 0 {
-				// pion's SRTP context of the stream has not seen what
-				// the fast path sent: past a sequence number wrap their
-				// rollover counters differ, and pion's would reuse
-				// packet indexes (keystream). Lost rather than that.
-				return 0, errFastROC
-			}
+		if !b.pion.guesses(i) {
+			// Off the fast path, and pion's context would take the
+			// packet for another index: one the browser does not
+			// expect, or one already used (keystream). Lost rather
+			// than that; not while pion gets its packets (due).
+			return 0, errFastROC
 		}
 	}
-	return b.track.writeRTP(h, payload)
+	n, err := b.track.writeRTP(h, payload)
+	if n > 0 {
+		b.pion.saw(i)
+		return n, err
+	}
+	if pionFirst && l != nil {
+		// Not sent (pion's SRTP not up yet): the fast path sends it,
+		// and pion tries the next.
+		if handled, n, err := l.send(h, payload, roc, out); handled {
+			return n, err
+		}
+	}
+	return n, err
+}
+
+// pionIndex follows the packets of the stream to the browser that pion's
+// SRTP context encrypted. That context guesses a packet's rollover counter
+// from the last of them, rightly within 2^15 packets either way, and takes
+// it for 0 before the first (RFC 3711 §3.3.1). Indexes are the rollover
+// counter and sequence number (writeWeb's, the browser's view). Guarded by
+// the bridge's toWeb.mu.
+type pionIndex struct {
+	last uint64
+	sent bool
+}
+
+// guesses reports whether pion's context would encrypt packet i as i.
+func (p *pionIndex) guesses(i uint64) bool {
+	if !p.sent {
+		return i < 1<<16
+	}
+	d := int64(i - p.last)
+	return d > -(1<<15) && d < 1<<15
+}
+
+// due reports whether packet i goes through pion, for its context to
+// follow the stream (see pionSyncEvery).
+func (p *pionIndex) due(i uint64) bool {
+	return !p.sent || int64(i-p.last) >= pionSyncEvery
+}
+
+// saw records that pion's context encrypted packet i.
+func (p *pionIndex) saw(i uint64) {
+	if !p.sent || int64(i-p.last) > 0 {
+		p.last, p.sent = i, true
+	}
 }
 
 var (
-	errFastROC    = errors.New("media: fast path: the stream wrapped on the fast path, pion cannot take it over")
+	errFastROC    = errors.New("media: fast path: pion's srtp context cannot take the stream over at this packet")
 	errFastFamily = errors.New("media: fast path: the browser's address is not of the ice socket's family")
 )
 

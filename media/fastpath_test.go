@@ -296,7 +296,7 @@ func attackLeg(t *testing.T, e *Engine, b *Bridge, verified bool) (*net.UDPConn,
 	}
 	l := b.fast.Load()
 	e.fast.mu.Lock() // keeps the mux's read loop out
-	l.remote, l.tagLen, l.verified, l.failures = recv, 10, verified, 0
+	l.remote, l.tagLen, l.verified, l.proven, l.failures = recv, 10, verified, verified, 0
 	// No packet of the test's address goes pion's way (pion knows no
 	// such pair): the engines of these tests run on a fake clock.
 	l.lastPass = e.clock.Now()
@@ -473,6 +473,36 @@ func TestFastPathWrongKeys(t *testing.T) {
 	}
 }
 
+// TestFastPathTrialLeavesPacket: a packet that fails to decrypt before the
+// leg is verified goes to pion as it came, for pion's keys to try: a
+// failed AES-GCM open clears what it was to decrypt, so the trial must not
+// be made in place.
+func TestFastPathTrialLeavesPacket(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{Clock: newFake()})
+	b, _, _ := fastCall(t, e, true)
+	l := b.fast.Load()
+	ours, err := srtp.CreateContext(bytes.Repeat([]byte{7}, 32), bytes.Repeat([]byte{9}, 12), srtp.ProtectionProfileAeadAes256Gcm, srtp.SRTPReplayProtection(64))
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := srtp.CreateContext(bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 12), srtp.ProtectionProfileAeadAes256Gcm)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.fast.mu.Lock() // keeps the mux's read loop out
+	defer e.fast.mu.Unlock()
+	l.remote, l.tagLen, l.verified, l.proven, l.failures = ours, 16, false, false, 0
+	pkt := sealed(t, other, 0, 100, 1, payload(1, 160))
+	was := bytes.Clone(pkt)
+	if l.receive(pkt, e.clock.Now()) {
+		t.Fatal("the fast path took a packet its keys do not open")
+	}
+	if !bytes.Equal(pkt, was) {
+		t.Fatal("the packet given to pion is not the one that came")
+	}
+}
+
 // TestFastPathTakesOverAfterWrap: the stream to the browser wraps its
 // sequence numbers on pion's path, then the fast path takes it over; the
 // fast path must encrypt with the rollover counter pion's path reached,
@@ -520,12 +550,41 @@ func TestFastPathTakesOverAfterWrap(t *testing.T) {
 	}
 }
 
+// toBrowser sends n packets of the phone's stream ssrc, from sequence
+// number *seq on, and checks that the browser gets each once, in any
+// order (one through pion can come after the next on the fast path). It
+// returns how many went on the fast path. Bursts of 100 at most: more
+// fill the browser's socket.
+func toBrowser(t *testing.T, e *Engine, b *Bridge, br *testBrowser, phone *testPhone, ssrc uint32, seq *uint16, n int) uint64 {
+	t.Helper()
+	out := e.Stats().FastPath.PacketsOut
+	gw := b.RTPAddr()
+	for n > 0 {
+		burst, first := min(n, 100), *seq
+		for range burst {
+			phone.SendPacket(gw, rtp.Packet{Header: rtp.Header{PayloadType: 0, SequenceNumber: *seq, Timestamp: uint32(*seq) * 160, SSRC: ssrc}, Payload: payload(byte(*seq), 160)})
+			*seq++
+		}
+		got := map[byte]bool{}
+		for range burst {
+			p := br.recv()
+			if len(p.Payload) != 160 || !bytes.Equal(p.Payload, payload(p.Payload[0], 160)) || got[p.Payload[0]] || int(p.Payload[0]-byte(first)) >= burst {
+				t.Fatalf("browser got %x among packets %d to %d", p.Payload[:min(4, len(p.Payload))], first, *seq-1)
+			}
+			got[p.Payload[0]] = true
+		}
+		n -= burst
+	}
+	return e.Stats().FastPath.PacketsOut - out
+}
+
 // TestFastPathRejoins: a leg that was off the fast path (its pair on
 // ICE-TCP for a while, say) comes back to it. After a short time off, the
 // browser's audio is decrypted on the fast path again. After more than
 // 2^15 packets, the remote context cannot guess their rollover counter
 // (RFC 3711 §3.3.1 guesses within 2^15 of the last packet it saw): the
-// audio must still reach the phone, through pion, where the leg stays.
+// browser's audio must still reach the phone, through pion from then on,
+// and the phone's audio stays on the fast path.
 func TestFastPathRejoins(t *testing.T) {
 	checkGoroutines(t)
 	e := newTestEngine(t, Options{})
@@ -572,12 +631,15 @@ func TestFastPathRejoins(t *testing.T) {
 	}
 
 	away(33000)
-	n = phone.Audio()
+	in, n = e.Stats().FastPath.PacketsIn, phone.Audio()
 	send(20)
 	heard(n+20, "the browser's audio after a long time off")
-	waitFor(t, "the leg off the fast path for good", func() bool { return b.fast.Load() == nil })
-	if st := e.Stats().FastPath; st.Fallbacks != 1 || st.Legs != 0 {
-		t.Fatalf("after a long time off: fast path stats %+v, want one fallback", st)
+	if st := e.Stats().FastPath; st.PacketsIn != in || st.Fallbacks != 1 || st.Rejected != 0 {
+		t.Fatalf("after a long time off: fast path stats %+v, want the browser's packets through pion, one fallback (%d in before)", st, in)
+	}
+	var phoneSeq uint16
+	if n := toBrowser(t, e, b, br, phone, 0x2222, &phoneSeq, 1); n != 1 || e.Stats().FastPath.Legs != 1 {
+		t.Fatalf("the phone's audio after the fallback: %d packets on the fast path, fast path stats %+v", n, e.Stats().FastPath)
 	}
 }
 
@@ -614,9 +676,34 @@ func TestAudioBeforeConnectWraps(t *testing.T) {
 	br.SetAnswer(ans)
 	br.WaitConnected()
 	waitFastLeg(t, b)
+	prime(t, b, br, phone, 0) // its first packet to the browser goes through pion
+	var seq uint16
+	if n := toBrowser(t, e, b, br, phone, 0x2222, &seq, 5); n != 5 || e.Stats().FastPath.Fallbacks != 0 {
+		t.Fatalf("%d of 5 packets on the fast path, fast path stats %+v", n, e.Stats().FastPath)
+	}
+}
+
+// TestFastPathHandsOver: the stream to the browser runs on the fast path
+// across a wrap and for more than 2^15 packets, then the leg leaves the
+// fast path (its pair on ICE-TCP, say). pion's SRTP context, which
+// encrypted only one packet in pionSyncEvery of them, must take the next
+// ones for the indexes the browser expects: it guesses their rollover
+// counter within 2^15 of the last packet it saw.
+func TestFastPathHandsOver(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	b, br, phone := newTestBridge(t, e), newTestBrowser(t), newTestPhone(t)
+	b.toWeb.lastSeq = 60000 // the stream wraps on the fast path
+	connectCall(t, b, br, phone, true)
+	waitFastLeg(t, b)
 	prime(t, b, br, phone, 0)
-	if st := e.Stats().FastPath; st.PacketsOut == 0 || st.Fallbacks != 0 {
-		t.Fatalf("fast path stats %+v: the browser's audio did not go on it", st)
+	var seq uint16
+	if n := toBrowser(t, e, b, br, phone, 0x3333, &seq, 33000); n < 33000-33000/pionSyncEvery-1 || n == 33000 {
+		t.Fatalf("%d of 33,000 packets on the fast path, want all but one in %d", n, pionSyncEvery)
+	}
+	e.fast.remove(b.fast.Load())
+	if n := toBrowser(t, e, b, br, phone, 0x3333, &seq, 100); n != 0 {
+		t.Fatalf("%d packets on the fast path after the leg left it", n)
 	}
 }
 
