@@ -51,8 +51,9 @@ type FastPathStats struct {
 	// Rejected counts packets from a leg's address dropped on the fast
 	// path: failed authentication, replayed, malformed.
 	Rejected uint64 `json:"rejected"`
-	// Fallbacks counts legs left on pion's path: keys not learned, or
-	// keys that never authenticated a packet.
+	// Fallbacks counts legs left on pion's path: keys not learned, keys
+	// that never authenticated a packet, or (the browser's audio only) a
+	// leg whose packets no longer authenticate after a time off the path.
 	Fallbacks uint64 `json:"fallbacks"`
 }
 
