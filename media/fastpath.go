@@ -12,6 +12,7 @@ import (
 
 	"github.com/pion/rtp"
 	"github.com/pion/srtp/v3"
+	"github.com/pion/webrtc/v4"
 	"github.com/switchboard/switchboard/clock"
 )
 
@@ -660,12 +661,19 @@ func (b *Bridge) startFast(t Transport) {
 	b.log.Debug("media fast path", "browser", addr, "srtp_profile", t.SRTPProfile)
 }
 
-// moveFast follows a new selected pair: the leg's fast path moves to its
-// address, or stops when the pair cannot take it (ICE-TCP).
-func (b *Bridge) moveFast(t Transport) {
+// moveFast follows the selected pair of pc: the leg's fast path moves to
+// its address, or stops when the pair cannot take it (ICE-TCP). It reads
+// the pair when it runs, under fastMu, not when pion reported it: each
+// report is handled on a goroutine of its own, in any order, and the last
+// to run must leave the leg on the pair that pion selected last.
+func (b *Bridge) moveFast(pc *webrtc.PeerConnection) {
 	b.fastMu.Lock()
 	defer b.fastMu.Unlock()
-	b.moveFastLocked(t)
+	p, err := pc.SCTP().Transport().ICETransport().GetSelectedCandidatePair()
+	if err != nil || p == nil {
+		return
+	}
+	b.moveFastLocked(Transport{Local: candidateOf(p.Local), Remote: candidateOf(p.Remote)})
 }
 
 func (b *Bridge) moveFastLocked(t Transport) {

@@ -503,6 +503,32 @@ func TestFastPathTrialLeavesPacket(t *testing.T) {
 	}
 }
 
+// TestFastPathFollowsLatestPair: pion's reports of a new selected pair
+// are handled on goroutines of their own, in any order. Whatever ran
+// before (here: the leg taken off the fast path, as a stale report of an
+// ICE-TCP pair would), a report handled last leaves the leg on the pair
+// that pion has selected now.
+func TestFastPathFollowsLatestPair(t *testing.T) {
+	checkGoroutines(t)
+	e := newTestEngine(t, Options{})
+	b, br, phone := fastCall(t, e, true)
+	l := b.fast.Load()
+	want := *l.addr.Load()
+	e.fast.remove(l)
+	b.moveFast(b.pc)
+	if got := l.addr.Load(); got == nil || *got != want {
+		t.Fatalf("the leg is on the fast path at %v, want %v (pion's pair)", got, want)
+	}
+	in := e.Stats().FastPath.PacketsIn
+	br.send(0, 7000, 7000*160, payload(0x21, 160))
+	if p := phone.recv(); !bytes.Equal(p.Payload, payload(0x21, 160)) {
+		t.Fatalf("phone got %x", p.Payload[:4])
+	}
+	if n := e.Stats().FastPath.PacketsIn - in; n != 1 {
+		t.Fatalf("%d packets on the fast path, want 1", n)
+	}
+}
+
 // TestFastPathTakesOverAfterWrap: the stream to the browser wraps its
 // sequence numbers on pion's path, then the fast path takes it over; the
 // fast path must encrypt with the rollover counter pion's path reached,

@@ -127,8 +127,7 @@ func (b *Bridge) newWebLeg(codecs []Codec) error {
 	pc.SCTP().Transport().ICETransport().OnSelectedCandidatePairChange(func(p *webrtc.ICECandidatePair) {
 		b.transport.pairChanged(p)
 		if p != nil {
-			t := Transport{Local: candidateOf(p.Local), Remote: candidateOf(p.Remote)}
-			b.goWorker(func() { b.moveFast(t) })
+			b.goWorker(func() { b.moveFast(pc) })
 		}
 	})
 	b.pc, b.pcDropped = pc, dropped
