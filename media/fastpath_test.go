@@ -529,15 +529,23 @@ func TestFastPathFollowsLatestPair(t *testing.T) {
 	}
 }
 
+// bridgeFrom makes an engine and a bridge with a browser and a phone, the
+// bridge's stream to the browser starting after sequence number last.
+func bridgeFrom(t *testing.T, last uint16) (*Engine, *Bridge, *testBrowser, *testPhone) {
+	t.Helper()
+	e := newTestEngine(t, Options{})
+	b, br, phone := newTestBridge(t, e), newTestBrowser(t), newTestPhone(t)
+	b.toWeb.lastSeq = last
+	return e, b, br, phone
+}
+
 // TestFastPathTakesOverAfterWrap: the stream to the browser wraps its
 // sequence numbers on pion's path, then the fast path takes it over; the
 // fast path must encrypt with the rollover counter pion's path reached,
 // or the browser authenticates nothing.
 func TestFastPathTakesOverAfterWrap(t *testing.T) {
 	checkGoroutines(t)
-	e := newTestEngine(t, Options{})
-	b, br, phone := newTestBridge(t, e), newTestBrowser(t), newTestPhone(t)
-	b.toWeb.lastSeq = 65300 // where the stream starts: it wraps soon
+	e, b, br, phone := bridgeFrom(t, 65300) // where the stream starts: it wraps soon
 	connectCall(t, b, br, phone, true)
 	waitFastLeg(t, b)
 	l := b.fast.Load()
@@ -676,9 +684,7 @@ func TestFastPathRejoins(t *testing.T) {
 // counter the fast path encrypts with, or the browser can decrypt nothing.
 func TestAudioBeforeConnectWraps(t *testing.T) {
 	checkGoroutines(t)
-	e := newTestEngine(t, Options{})
-	b, br, phone := newTestBridge(t, e), newTestBrowser(t), newTestPhone(t)
-	b.toWeb.lastSeq = 65530 // the stream wraps in its sixth packet
+	e, b, br, phone := bridgeFrom(t, 65530) // the stream wraps in its sixth packet
 	if _, err := b.WebOffer(br.Offer()); err != nil {
 		t.Fatal(err)
 	}
@@ -717,9 +723,7 @@ func TestAudioBeforeConnectWraps(t *testing.T) {
 // counter within 2^15 of the last packet it saw.
 func TestFastPathHandsOver(t *testing.T) {
 	checkGoroutines(t)
-	e := newTestEngine(t, Options{})
-	b, br, phone := newTestBridge(t, e), newTestBrowser(t), newTestPhone(t)
-	b.toWeb.lastSeq = 60000 // the stream wraps on the fast path
+	e, b, br, phone := bridgeFrom(t, 60000) // the stream wraps on the fast path
 	connectCall(t, b, br, phone, true)
 	waitFastLeg(t, b)
 	prime(t, b, br, phone, 0)
