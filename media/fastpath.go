@@ -332,8 +332,11 @@ type fastLeg struct {
 	// context can no longer guess their rollover counter (RFC 3711
 	// §3.3.1), and a verified leg would drop them all. Unverified, they
 	// go to pion, and after fastAuthTries failures for good (recvOff).
-	rejoin   atomic.Bool
-	recvOff  bool
+	rejoin  atomic.Bool
+	recvOff bool // the browser's audio goes through pion for good
+	// lastPass is when pion last got a copy of a packet (fastPassEvery).
+	// copy holds that copy once the leg is verified, and before, the
+	// plaintext of a trial decryption (see receive).
 	lastPass time.Time
 	copy     [1500]byte
 	// copied is the SSRC and sequence number of the last copy given to
