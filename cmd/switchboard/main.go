@@ -79,12 +79,13 @@ func realMain(args, environ []string, stdout, stderr io.Writer) int {
 	}
 
 	gc := applyGC(cfg, vars)
+	procs := applyProcs(vars)
 
 	ctx, cancel := context.WithCancelCause(context.Background())
 	defer cancel(nil)
 	ctl, stopSignals := signalControl(cancel)
 	defer stopSignals()
-	ctl.gc = &gc
+	ctl.gc, ctl.procs = &gc, &procs
 	if err := run(ctx, cfg, stdout, ctl); err != nil {
 		fmt.Fprintf(stderr, "switchboard: %v\n", err)
 		return 1
@@ -197,6 +198,8 @@ type control struct {
 	// gc, if not nil, is what realMain set the garbage collector to, for
 	// the log; tests leave their own process's collector alone.
 	gc *gcApplied
+	// procs, if not nil, is what realMain set GOMAXPROCS to, likewise.
+	procs *procsApplied
 }
 
 // run starts the gateway with cfg, logging to stdout, and serves until ctx
@@ -209,6 +212,9 @@ func run(ctx context.Context, cfg Config, stdout io.Writer, ctl control) error {
 	logger.Info("starting switchboard", "version", version, "config", cfg)
 	if ctl.gc != nil {
 		logger.Info("garbage collector", ctl.gc.logAttrs()...)
+	}
+	if ctl.procs != nil {
+		logger.Info("scheduler", ctl.procs.logAttrs()...)
 	}
 
 	// The embedded store is not written yet, but creating its directory now

@@ -214,6 +214,10 @@ type gatewayOptions struct {
 	// it (default host), for a gateway behind NAT.
 	in    *netsim.Host
 	reach string
+	// cgroup, when set, is the directory of a cgroup (cpuQuota) that the
+	// gateway's process joins before the gateway starts: the runtime and
+	// the gateway read their CPU quota at start.
+	cgroup string
 }
 
 // startGateway starts a gateway on free loopback ports, waits until
@@ -316,6 +320,11 @@ func tryStartGateway(t *testing.T, dir string, attempt int, opts gatewayOptions)
 	g.cmd = exec.Command(bin)
 	if opts.in != nil {
 		g.cmd = opts.in.Command(context.Background(), bin)
+	}
+	if opts.cgroup != "" {
+		// The shell moves itself into the cgroup and becomes the
+		// gateway, with its pid: what stop signals.
+		g.cmd = exec.Command("/bin/sh", "-c", `echo $$ >"$0/cgroup.procs" && exec "$1"`, opts.cgroup, bin)
 	}
 	// Only what the gateway needs from our environment: no stray
 	// SWITCHBOARD_* setting of the developer's shell leaks in.
