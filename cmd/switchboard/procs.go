@@ -14,8 +14,8 @@ import (
 // journal's group commit), and under a quota of one CPU or less a second
 // P costs more than it gives: a hand-off wakes the idle P's thread,
 // which spins, finds little and sleeps again, all of it on the quota.
-// Capped at half a CPU, a registration took 63–65 µs of CPU on one P
-// against 73 on two, and at twice the knee the gateway kept 109–113 %
+// Capped at half a CPU, a registration took 62–72 µs of CPU on one P
+// against 71–83 on two, and at twice the knee the gateway kept 109–113 %
 // of the knee's goodput against 92–94 %; at one CPU, 56–62 µs against
 // 65–71 (docs/performance.md, "One P under a CPU quota"). So under a
 // quota of one CPU or less the gateway runs one P. Above it Go's own

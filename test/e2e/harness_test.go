@@ -216,7 +216,7 @@ type gatewayOptions struct {
 	reach string
 	// cgroup, when set, is the directory of a cgroup (cpuQuota) that the
 	// gateway's process joins before the gateway starts: the runtime and
-	// the gateway read their CPU quota at start.
+	// the gateway read their CPU quota at start. Not with in.
 	cgroup string
 }
 
