@@ -491,8 +491,13 @@ func (g *Gateway) HeldFlows() int { return g.flows.Len() }
 // follows from connection to connection (reconnects).
 func (g *Gateway) InstanceStats() location.InstanceStats { return g.instances.Stats() }
 
-// forwardStray is the transaction layer's OnStrayResponse: the proxy
-// forwards what matches no client transaction.
+// forwardStray is the transaction layer's OnStrayResponse: a callee's 2xx
+// to a call of the B2BUA's, come after the INVITE's transaction ended,
+// goes to its call; the proxy forwards the rest of what matches no client
+// transaction.
 func (g *Gateway) forwardStray(ctx context.Context, res *sip.Response) {
+	if g.calls != nil && g.calls.HandleStray(res) {
+		return
+	}
 	g.proxy.ForwardResponse(ctx, res)
 }

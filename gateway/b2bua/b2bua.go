@@ -285,6 +285,38 @@ func (b *B2BUA) unregister(c *call) {
 	}
 }
 
+// strayQueue is how many stray 2xx responses a call holds for its
+// watcher; more are dropped (the callee sends its 2xx again).
+const strayQueue = 4
+
+// HandleStray takes a response that matched no client transaction (the
+// transaction layer's Config.OnStrayResponse) and reports whether it was
+// the B2BUA's. A 2xx to the INVITE that set up one of its calls normally
+// reaches the call through that INVITE's transaction, which stays for
+// Timer M (RFC 6026) to pass the callee's retransmissions on; but at the
+// client transactions' bound a lingering one is ended early to make room,
+// and a 2xx that comes after that is stray. The callee resends it until
+// it gets an ACK (RFC 3261 §13.3.1.4), and would end the call without
+// one; so the call acknowledges it again, or, from another fork,
+// acknowledges it and ends that dialog, as it does those the transaction
+// passes on. Any other response is not the B2BUA's.
+func (b *B2BUA) HandleStray(res *sip.Response) bool {
+	if !res.IsSuccess() || res.CSeq().Method != sip.MethodInvite {
+		return false
+	}
+	b.mu.Lock()
+	l := b.legs[legKey{res.CallID(), res.From().Tag()}]
+	b.mu.Unlock()
+	if l == nil || l != l.c.callee {
+		return false
+	}
+	select {
+	case l.c.strays <- res:
+	default: // the watcher is behind: the callee will send it again
+	}
+	return true
+}
+
 // HandleInDialog serves a request within one of the B2BUA's dialogs — BYE,
 // re-INVITE, UPDATE, INFO, PRACK, OPTIONS, MESSAGE, REFER, NOTIFY, and the ACK of a 2xx
 // (with a nil tx) — and reports true; it returns false at once for any

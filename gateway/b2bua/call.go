@@ -91,6 +91,9 @@ type call struct {
 	callerSDP []byte     // the answer for the caller, made from the callee's
 	lateOffer []byte     // late offer: the RTP offer for the caller
 	bAck      *sip.Request
+	// strays are 2xx responses to binv that came after its transaction
+	// had ended (B2BUA.HandleStray), for watch.
+	strays chan *sip.Response
 
 	xfer transfers // the REFERs relayed, whose NOTIFYs come back
 
@@ -170,6 +173,7 @@ func (b *B2BUA) newCall(ctx context.Context, tx uas, req *sip.Request, target Ta
 		finished:  make(chan struct{}),
 		pracked:   make(map[dialog.ID]uint32),
 		failovers: append([]sip.Addr(nil), target.Failover...),
+		strays:    make(chan *sip.Response, strayQueue),
 	}
 	c.caller = newLeg(c, callerRole, IsWebRTC(req), req.Source, legKey{req.CallID(), sip.NewTag()}, req.From().URI)
 	c.callee = newLeg(c, calleeRole, target.WebRTC, target.Dst, legKey{sip.NewCallID(), sip.NewTag()}, target.URI)
@@ -672,8 +676,9 @@ func (c *call) drainCanceled(binv *transaction.ClientTx, forks *dialog.Forks) {
 }
 
 // watch runs for an answered call until it ends: it acknowledges the 2xx
-// retransmissions of the callee (and ends other forks that answered too)
-// and ends the call when the bridge fails.
+// retransmissions of the callee (and ends other forks that answered too),
+// those that binv's transaction passes on and those that come after it
+// ended (strays), and ends the call when the bridge fails.
 func (c *call) watch(responses <-chan *sip.Response) {
 	for {
 		select {
@@ -685,6 +690,10 @@ func (c *call) watch(responses <-chan *sip.Response) {
 			if res.IsSuccess() {
 				c.onLate2xx(res)
 			}
+		case res := <-c.strays:
+			if answers(res, c.breq) {
+				c.onLate2xx(res)
+			}
 		case <-c.bridge.Done():
 			c.hangup(c.bridge.Err(), nil)
 			return
@@ -692,6 +701,17 @@ func (c *call) watch(responses <-chan *sip.Response) {
 			return
 		}
 	}
+}
+
+// answers reports whether res, which matched no client transaction,
+// answers req: its CSeq (a 2xx to a re-INVITE of the leg is no answer of
+// the call's) and its top Via's branch, which the transaction would have
+// matched, so that a forged 2xx needs no less to be taken here than
+// there (another fork's answer carries the same branch).
+func answers(res *sip.Response, req *sip.Request) bool {
+	rv, ok1 := res.TopVia()
+	qv, ok2 := req.TopVia()
+	return ok1 && ok2 && res.CSeq().Seq == req.CSeq().Seq && rv.Branch() == qv.Branch()
 }
 
 // onLate2xx handles a 2xx to the callee's INVITE after the first: a

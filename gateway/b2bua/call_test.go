@@ -226,3 +226,73 @@ func TestFailureRelayed(t *testing.T) {
 		})
 	}
 }
+
+// TestStray2xxAcknowledged: the callee's 2xx sent again after the INVITE's
+// client transaction was ended early (to make room at the client
+// transactions' bound, before Timer M) is acknowledged again, as those
+// the transaction passes on are: without an ACK the callee would resend
+// it for 32 s and then end the call. A 2xx to an INVITE of no call of
+// the B2BUA's is not taken.
+func TestStray2xxAcknowledged(t *testing.T) {
+	h := newHarness(t, harnessOptions{maxClientTx: 1})
+	br, ph := h.newBrowser(), newTestPhone(t)
+	oc := h.browser.invite("phone", br.Offer())
+	in := h.phone.expect(sip.MethodInvite)
+	ph.learn(in.req.Body)
+	ok := in.respond(200, ph.sdp(1, "0 101"))
+	res := oc.await(200)
+	br.SetAnswer(res.Body)
+	oc.ack(res, nil)
+	first := h.phone.expect(sip.MethodAck)
+
+	// The INVITE's transaction lingers in the only place; an OPTIONS to
+	// the phone takes it.
+	opts := sip.NewRequest(sip.MethodOptions, sip.URI{Scheme: "sip", User: "phone", Host: "127.0.0.1", Port: 5070})
+	opts.Add("Max-Forwards", "70")
+	opts.Add("From", "<sip:gateway@localhost>;tag="+sip.NewTag())
+	opts.Add("To", "<sip:phone@127.0.0.1:5070>")
+	opts.Add("Call-ID", sip.NewCallID())
+	opts.Add("CSeq", "1 OPTIONS")
+	opts.Add("Content-Length", "0")
+	if _, err := h.gw.StampVia(opts, phoneAddr); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := h.layer.Request(t.Context(), opts, phoneAddr)
+	if err != nil {
+		t.Fatalf("options: %v (the invite's transaction was not ended)", err)
+	}
+	h.phone.expect(sip.MethodOptions).respond(200, nil)
+	for range tx.Responses() {
+	}
+
+	// An attacker who knows the Call-ID and the tags but not the branch:
+	// a 2xx from "another fork" would be acknowledged and ended, at the
+	// Contact it names (the phone's here, so that it would show).
+	forged := ok.Clone()
+	to := forged.To()
+	to.Params = to.Params.Set("tag", "forged")
+	forged.Set("To", to.String())
+	via, _ := forged.TopVia()
+	via.Params = via.Params.Set("branch", sip.NewBranch())
+	forged.SetTopVia(via)
+	// The phone's UA core sends its 200 again: no transaction takes it.
+	// The strays are served in order, the forged one first.
+	for _, r := range []*sip.Response{forged, ok} {
+		if err := h.phone.node.Send(t.Context(), r, gwUDP); err != nil {
+			t.Fatal(err)
+		}
+	}
+	again := h.phone.expect(sip.MethodAck)
+	if again.req.CSeq() != first.req.CSeq() || again.req.CallID() != first.req.CallID() || again.req.To().Tag() != in.tag {
+		t.Errorf("second ack (the forged 2xx taken?)\n%s\nfirst\n%s", again.req, first.req)
+	}
+	h.phone.idle(sip.MethodAck)
+	h.phone.idle(sip.MethodBye)
+
+	// A 2xx to an INVITE the B2BUA did not send is not its own.
+	other := ok.Clone()
+	other.Set("From", `<sip:browser@example.test>;tag=`+sip.NewTag())
+	if h.b2b.HandleStray(other) {
+		t.Error("took a 2xx of a dialog it does not have")
+	}
+}

@@ -106,6 +106,8 @@ type harnessOptions struct {
 	// requester, if set, wraps the transaction layer as the B2BUA's
 	// Transactions.
 	requester func(transaction.Requester) transaction.Requester
+	// maxClientTx is the gateway's transaction.Config.MaxClientTransactions.
+	maxClientTx int
 }
 
 func newHarness(t testing.TB, ho harnessOptions) *harness {
@@ -150,6 +152,9 @@ func newHarness(t testing.TB, ho harnessOptions) *harness {
 			}
 			return nil, false
 		},
+		MaxClientTransactions: ho.maxClientTx,
+		// As the gateway's (forwardStray), but with no proxy behind.
+		OnStrayResponse: func(_ context.Context, res *sip.Response) { h.b2b.HandleStray(res) },
 	})
 	h.gw.Recv = h.layer.HandleMessage
 	t.Cleanup(func() { _ = h.layer.Close() })
