@@ -299,7 +299,8 @@ const strayQueue = 4
 // it gets an ACK (RFC 3261 §13.3.1.4), and would end the call without
 // one; so the call acknowledges it again, or, from another fork,
 // acknowledges it and ends that dialog, as it does those the transaction
-// passes on. Any other response is not the B2BUA's.
+// passes on. A 2xx to the last re-INVITE the B2BUA sent on a leg is
+// acknowledged again likewise. Any other response is not the B2BUA's.
 func (b *B2BUA) HandleStray(res *sip.Response) bool {
 	if !res.IsSuccess() || res.CSeq().Method != sip.MethodInvite {
 		return false
@@ -307,7 +308,13 @@ func (b *B2BUA) HandleStray(res *sip.Response) bool {
 	b.mu.Lock()
 	l := b.legs[legKey{res.CallID(), res.From().Tag()}]
 	b.mu.Unlock()
-	if l == nil || l != l.c.callee {
+	if l == nil {
+		return false
+	}
+	if l.ackAgain(res) {
+		return true
+	}
+	if l != l.c.callee {
 		return false
 	}
 	select {

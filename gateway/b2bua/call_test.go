@@ -245,25 +245,7 @@ func TestStray2xxAcknowledged(t *testing.T) {
 	oc.ack(res, nil)
 	first := h.phone.expect(sip.MethodAck)
 
-	// The INVITE's transaction lingers in the only place; an OPTIONS to
-	// the phone takes it.
-	opts := sip.NewRequest(sip.MethodOptions, sip.URI{Scheme: "sip", User: "phone", Host: "127.0.0.1", Port: 5070})
-	opts.Add("Max-Forwards", "70")
-	opts.Add("From", "<sip:gateway@localhost>;tag="+sip.NewTag())
-	opts.Add("To", "<sip:phone@127.0.0.1:5070>")
-	opts.Add("Call-ID", sip.NewCallID())
-	opts.Add("CSeq", "1 OPTIONS")
-	opts.Add("Content-Length", "0")
-	if _, err := h.gw.StampVia(opts, phoneAddr); err != nil {
-		t.Fatal(err)
-	}
-	tx, err := h.layer.Request(t.Context(), opts, phoneAddr)
-	if err != nil {
-		t.Fatalf("options: %v (the invite's transaction was not ended)", err)
-	}
-	h.phone.expect(sip.MethodOptions).respond(200, nil)
-	for range tx.Responses() {
-	}
+	evictClientTx(t, h)
 
 	// An attacker who knows the Call-ID and the tags but not the branch:
 	// a 2xx from "another fork" would be acknowledged and ended, at the
@@ -294,5 +276,64 @@ func TestStray2xxAcknowledged(t *testing.T) {
 	other.Set("From", `<sip:browser@example.test>;tag=`+sip.NewTag())
 	if h.b2b.HandleStray(other) {
 		t.Error("took a 2xx of a dialog it does not have")
+	}
+}
+
+// TestStray2xxToReinviteAcknowledged: likewise for the 2xx to a re-INVITE
+// that the B2BUA relayed (the browser's hold, to the phone).
+func TestStray2xxToReinviteAcknowledged(t *testing.T) {
+	h := newHarness(t, harnessOptions{maxClientTx: 1})
+	br, ph, oc, _ := browserCallsPhone(t, h)
+
+	// The relayed re-INVITE's transaction takes the place of the
+	// INVITE's, which lingers.
+	offer := bytes.ReplaceAll(br.Offer(), []byte("a=sendrecv"), []byte("a=sendonly"))
+	done := make(chan *sip.Response, 1)
+	go func() { done <- h.browser.request(oc.dlg, sip.MethodInvite, offer, contentSDP) }()
+	in := h.phone.expect(sip.MethodInvite)
+	ok := in.respond(200, ph.sdp(2, "0 101", "a=recvonly"))
+	first := h.phone.expect(sip.MethodAck)
+	select {
+	case res := <-done:
+		if res.StatusCode != 200 {
+			t.Fatalf("re-invite: %d", res.StatusCode)
+		}
+	case <-timeAfter():
+		t.Fatal("no answer to the browser's re-invite")
+	}
+	evictClientTx(t, h)
+
+	if err := h.phone.node.Send(t.Context(), ok, gwUDP); err != nil {
+		t.Fatal(err)
+	}
+	again := h.phone.expect(sip.MethodAck)
+	if again.req.CSeq() != first.req.CSeq() || again.req.CSeq().Seq < 2 {
+		t.Errorf("second ack\n%s\nfirst\n%s", again.req, first.req)
+	}
+	h.phone.idle(sip.MethodAck)
+}
+
+// evictClientTx has the gateway send an OPTIONS to the phone, answered:
+// in a harness with maxClientTx 1 its client transaction takes the only
+// place, and ends the lingering one that held it (a 2xx's INVITE
+// transaction, before Timer M).
+func evictClientTx(t *testing.T, h *harness) {
+	t.Helper()
+	opts := sip.NewRequest(sip.MethodOptions, sip.URI{Scheme: "sip", User: "phone", Host: "127.0.0.1", Port: 5070})
+	opts.Add("Max-Forwards", "70")
+	opts.Add("From", "<sip:gateway@localhost>;tag="+sip.NewTag())
+	opts.Add("To", "<sip:phone@127.0.0.1:5070>")
+	opts.Add("Call-ID", sip.NewCallID())
+	opts.Add("CSeq", "1 OPTIONS")
+	opts.Add("Content-Length", "0")
+	if _, err := h.gw.StampVia(opts, phoneAddr); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := h.layer.Request(t.Context(), opts, phoneAddr)
+	if err != nil {
+		t.Fatalf("options: %v (the lingering transaction was not ended)", err)
+	}
+	h.phone.expect(sip.MethodOptions).respond(200, nil)
+	for range tx.Responses() {
 	}
 }

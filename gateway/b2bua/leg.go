@@ -31,6 +31,10 @@ type leg struct {
 	acks       map[uint32]*pendingAck // 2xx sent on the leg, by CSeq, until their ACK
 	session    sessionTimer
 	peerUpdate bool // the peer allows UPDATE
+	// reinvite is the last re-INVITE sent on the leg that got a 2xx, and
+	// reinviteAck its ACK, sent again for a 2xx to it that comes after
+	// its transaction ended (ackAgain). Under mu.
+	reinvite, reinviteAck *sip.Request
 
 	// turn is the leg's sending turn, a one-place semaphore: see start.
 	turn chan struct{}
@@ -228,6 +232,9 @@ func (l *leg) relay(ctx context.Context, method string, fill func(*sip.Request) 
 			_ = d.ReceiveResponse(res)
 			if req.Method == sip.MethodInvite && res.IsSuccess() {
 				if ack, err := l.ack(d, res); err == nil {
+					l.mu.Lock()
+					l.reinvite, l.reinviteAck = req, ack
+					l.mu.Unlock()
 					l.c.b.spawn(func() { l.reack(tx, ack) })
 				}
 			}
@@ -263,6 +270,22 @@ func (l *leg) sendAck(ack *sip.Request) {
 	if err := l.c.b.opts.Sender.Send(context.WithoutCancel(l.c.ctx), ack, l.dest()); err != nil {
 		l.c.log.Debug("sending ack", "leg", l.role, "err", err)
 	}
+}
+
+// ackAgain sends the ACK of the leg's last answered re-INVITE again when
+// res, a 2xx that matched no client transaction, answers that re-INVITE
+// (answers): its transaction, which passes the retransmissions on to
+// reack, was ended early at the client transactions' bound. It reports
+// whether it did.
+func (l *leg) ackAgain(res *sip.Response) bool {
+	l.mu.Lock()
+	req, ack := l.reinvite, l.reinviteAck
+	l.mu.Unlock()
+	if ack == nil || !answers(res, req) {
+		return false
+	}
+	l.sendAck(ack)
+	return true
 }
 
 // reack sends ack again for every retransmission of the 2xx to tx, until
