@@ -57,8 +57,7 @@ func applyProcs(environ map[string]string) procsApplied {
 	}))
 	switch {
 	case err != nil:
-		a.Err = err
-		runtime.SetDefaultGOMAXPROCS()
+		a.Err = err // nothing was set
 	case a.Quota > 1:
 		runtime.SetDefaultGOMAXPROCS()
 	case a.Quota > 0:

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -23,11 +24,13 @@ func cpuQuota(t *testing.T, cpus float64) string {
 	name := fmt.Sprintf("switchboard-e2e-%d-%d", os.Getpid(), quota)
 	var dir string
 	var files [][2]string
+	v2, _ := os.ReadFile("/sys/fs/cgroup/cgroup.controllers")
+	_, v1 := os.Stat("/sys/fs/cgroup/cpu/cpu.cfs_quota_us")
 	switch {
-	case hasController("/sys/fs/cgroup/cgroup.controllers", "cpu"):
+	case slices.Contains(strings.Fields(string(v2)), "cpu"):
 		dir = filepath.Join("/sys/fs/cgroup", name)
 		files = [][2]string{{"cpu.max", fmt.Sprintf("%d %d", quota, period)}}
-	case fileExists("/sys/fs/cgroup/cpu/cpu.cfs_quota_us"):
+	case v1 == nil:
 		dir = filepath.Join("/sys/fs/cgroup/cpu", name)
 		files = [][2]string{{"cpu.cfs_period_us", fmt.Sprint(period)}, {"cpu.cfs_quota_us", fmt.Sprint(quota)}}
 	default:
@@ -49,24 +52,6 @@ func cpuQuota(t *testing.T, cpus float64) string {
 		}
 	}
 	return dir
-}
-
-func hasController(path, name string) bool {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return false
-	}
-	for _, c := range strings.Fields(string(b)) {
-		if c == name {
-			return true
-		}
-	}
-	return false
-}
-
-func fileExists(path string) bool {
-	_, err := os.Stat(path)
-	return err == nil
 }
 
 // TestCPUQuota: in a container limited to one CPU or less the gateway
