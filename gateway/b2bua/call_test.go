@@ -293,13 +293,8 @@ func TestStray2xxToReinviteAcknowledged(t *testing.T) {
 	in := h.phone.expect(sip.MethodInvite)
 	ok := in.respond(200, ph.sdp(2, "0 101", "a=recvonly"))
 	first := h.phone.expect(sip.MethodAck)
-	select {
-	case res := <-done:
-		if res.StatusCode != 200 {
-			t.Fatalf("re-invite: %d", res.StatusCode)
-		}
-	case <-timeAfter():
-		t.Fatal("no answer to the browser's re-invite")
+	if res := answered(t, done, "browser's re-invite"); res.StatusCode != 200 {
+		t.Fatalf("re-invite: %d", res.StatusCode)
 	}
 	evictClientTx(t, h)
 

@@ -97,12 +97,7 @@ func TestHoldFromBrowser(t *testing.T) {
 		mustContain(t, in.req.Body, "RTP/AVP", tc.phoneGets)
 		in.respond(200, ph.sdp(2, "0 101", tc.phoneAnswers))
 		h.phone.expect(sip.MethodAck)
-		var res *sip.Response
-		select {
-		case res = <-done:
-		case <-timeAfter():
-			t.Fatal("no answer to the browser's re-invite")
-		}
+		res := answered(t, done, "browser's re-invite")
 		if res.StatusCode != 200 {
 			t.Fatalf("%s: %d", tc.dir, res.StatusCode)
 		}
@@ -192,12 +187,7 @@ func TestInfoRelayed(t *testing.T) {
 		t.Errorf("relayed info:\n%s", in.req)
 	}
 	in.respond(469, nil)
-	select {
-	case res := <-done:
-		if res.StatusCode != 469 {
-			t.Errorf("info: %d", res.StatusCode)
-		}
-	case <-timeAfter():
-		t.Fatal("no answer to the info")
+	if res := answered(t, done, "info"); res.StatusCode != 469 {
+		t.Errorf("info: %d", res.StatusCode)
 	}
 }

@@ -189,13 +189,8 @@ func TestInDialogOrderCap(t *testing.T) {
 		done <- h.browser.request(oc.dlg, sip.MethodInfo, []byte("<xml/>"), "application/media_control+xml")
 	}()
 	h.phone.expect(sip.MethodInfo).respond(200, nil)
-	select {
-	case res := <-done:
-		if res.StatusCode != 200 {
-			t.Fatalf("info after the sweep: %d", res.StatusCode)
-		}
-	case <-timeAfter():
-		t.Fatal("no answer to the info")
+	if res := answered(t, done, "info"); res.StatusCode != 200 {
+		t.Fatalf("info after the sweep: %d", res.StatusCode)
 	}
 	if st := ord.Stats(); st.Queued != 0 {
 		t.Fatalf("places left: %+v", st)

@@ -317,3 +317,17 @@ var (
 )
 
 func timeAfter() <-chan time.Time { return time.After(waitLimit) }
+
+// answered returns the final response that a request sent in the
+// background (its request call in a goroutine) delivers on done; the
+// test fails when none comes within waitLimit. what names the request.
+func answered(t testing.TB, done <-chan *sip.Response, what string) *sip.Response {
+	t.Helper()
+	select {
+	case res := <-done:
+		return res
+	case <-timeAfter():
+		t.Fatalf("no answer to the %s", what)
+		return nil
+	}
+}
