@@ -207,15 +207,19 @@ func syncDir(dir string) error {
 	return nil
 }
 
-// osJournal is a journal file on disk.
-type osJournal struct{ f *os.File }
+// osJournal is a journal file on disk; inMemory notes that its file system
+// keeps it in memory only (see writeSync).
+type osJournal struct {
+	f        *os.File
+	inMemory bool
+}
 
 func createJournalFile(path string) (journalFile, error) {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	return osJournal{f}, nil
+	return osJournal{f, inMemory(f)}, nil
 }
 
 func (j osJournal) Write(p []byte) (int, error) { return j.f.Write(p) }
@@ -225,7 +229,7 @@ func (j osJournal) Close() error                { return j.f.Close() }
 // WriteSync appends p and makes it durable in one system call where the
 // system can (see writeSync), and as Write and Sync otherwise.
 func (j osJournal) WriteSync(p []byte) error {
-	done, err := writeSync(j.f, p)
+	done, err := writeSync(j.f, p, j.inMemory)
 	if done {
 		return err
 	}

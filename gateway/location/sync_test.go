@@ -1,6 +1,7 @@
 package location
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -48,7 +49,8 @@ func BenchmarkWriteSync(b *testing.B) {
 }
 
 // TestWriteSync: the one-call write appends after what was written before,
-// in order, and on Linux is really one call (not the fallback).
+// in order, and on Linux is really one call (not the fallback), by the
+// scheduler's path and straight to the kernel alike.
 func TestWriteSync(t *testing.T) {
 	path := filepath.Join(t.TempDir(), journalName(1))
 	f, err := createJournalFile(path)
@@ -62,19 +64,26 @@ func TestWriteSync(t *testing.T) {
 	if err := f.(writeSyncer).WriteSync([]byte("second,")); err != nil {
 		t.Fatal(err)
 	}
+	want := "first,second,"
 	if runtime.GOOS == "linux" {
-		done, err := writeSync(f.(osJournal).f, []byte("third"))
-		if !done || err != nil {
-			t.Fatalf("writeSync = %v, %v: pwritev2 with RWF_DSYNC not taken on this kernel", done, err)
+		for _, raw := range []bool{false, true} {
+			p := fmt.Sprintf("raw=%v,", raw)
+			done, err := writeSync(f.(osJournal).f, []byte(p), raw)
+			if !done || err != nil {
+				t.Fatalf("writeSync(raw=%v) = %v, %v: pwritev2 with RWF_DSYNC not taken on this kernel", raw, done, err)
+			}
+			want += p
 		}
-	} else if err := f.(writeSyncer).WriteSync([]byte("third")); err != nil {
+	}
+	if err := f.(writeSyncer).WriteSync([]byte("third")); err != nil {
 		t.Fatal(err)
 	}
+	want += "third"
 	got, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if string(got) != "first,second,third" {
-		t.Errorf("journal holds %q, want %q", got, "first,second,third")
+	if string(got) != want {
+		t.Errorf("journal holds %q, want %q", got, want)
 	}
 }
