@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/switchboard/switchboard/sip"
 	"github.com/switchboard/switchboard/sip/digest"
 )
@@ -368,5 +370,57 @@ func TestMediaAddrs(t *testing.T) {
 		}
 	case err != nil || !bind.IsUnspecified() || public != route || !guessed:
 		t.Errorf("0.0.0.0 without a public IP: bind %v, public %v (default route %v), guessed %v, err %v", bind, public, route, guessed, err)
+	}
+}
+
+// TestMetricsFinalCounters: the counters that onFinal keeps are each its
+// own labels' series, the side among them, and a method that is a slice
+// of a larger buffer is counted under its label.
+func TestMetricsFinalCounters(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := newSIPMetrics(reg)
+	datagram := "REGISTER sip:localhost SIP/2.0"
+	for range 3 {
+		m.onFinal(true, datagram[:8], 200)
+	}
+	m.onFinal(false, "REGISTER", 200)
+	m.onFinal(true, "REGISTER", 401)
+	m.onFinal(true, "FROB", 501)
+	got := map[[3]string]float64{}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "switchboard_sip_transactions_total" {
+			continue
+		}
+		for _, mt := range mf.GetMetric() {
+			l := map[string]string{}
+			for _, p := range mt.GetLabel() {
+				l[p.GetName()] = p.GetValue()
+			}
+			got[[3]string{l["side"], l["method"], l["status"]}] = mt.GetCounter().GetValue()
+		}
+	}
+	want := map[[3]string]float64{
+		{"server", "REGISTER", "200"}: 3,
+		{"client", "REGISTER", "200"}: 1,
+		{"server", "REGISTER", "401"}: 1,
+		{"server", "other", "501"}:    1,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("transactions series %v, want %v", got, want)
+	}
+}
+
+// BenchmarkOnFinal: what counting a final response costs the transaction
+// layer's goroutine.
+func BenchmarkOnFinal(b *testing.B) {
+	m := newSIPMetrics(prometheus.NewRegistry())
+	b.ReportAllocs()
+	for b.Loop() {
+		m.onFinal(true, sip.MethodRegister, 401)
+		m.onFinal(true, sip.MethodRegister, 200)
 	}
 }
