@@ -412,8 +412,11 @@ func (l *Layer) receive(msg sip.Message, t Transport) {
 		l.drop("flow table full", src)
 		return
 	}
-	it := item{msg: msg, size: msgSize(msg), at: delay.Now(), lane: laneOf(msg, src), dup: dupKeyOf(msg, src)}
-	it.resent = it.dup != (dupKey{}) && it.dup.method != sip.MethodAck && it.dup.method != sip.MethodCancel
+	it := item{msg: msg, size: msgSize(msg), at: delay.Now(), lane: laneOf(msg, src)}
+	if k := dupKeyOf(msg, src); k != (dupKey{}) {
+		it.dup = k.hash()
+		it.resent = k.method != sip.MethodAck && k.method != sip.MethodCancel
+	}
 	switch r.sched.push(sourceKey(src), it, false) {
 	case refused:
 		l.drop("source or layer over its pending cap", src)

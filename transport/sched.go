@@ -1,6 +1,7 @@
 package transport
 
 import (
+	"hash/maphash"
 	"math"
 	"net/netip"
 	"sync"
@@ -18,9 +19,9 @@ type item struct {
 	size   int   // what msg holds in memory, roughly (msgSize)
 	at     int64 // delay.Now when it was queued
 	lane   uint8 // the lane of its source it waits in (laneOf)
-	// dup is the key of a datagram request while it waits (dupKeyOf);
-	// zero for the rest.
-	dup dupKey
+	// dup is the hash of a datagram request's dupKey while it waits
+	// (dupKey.hash); zero for the rest.
+	dup uint64
 	// resent: a datagram request that its client sends again when no
 	// answer comes (not an ACK, not a CANCEL, which ends a call): one the
 	// scheduler may drop on arrival when its source's queue is too old
@@ -36,6 +37,37 @@ type item struct {
 type dupKey struct {
 	branch, method, callID string
 	src                    netip.AddrPort
+}
+
+// dupSeed seeds dupKey.hash anew in each process, so that no sender can
+// pick branches whose hashes meet another request's.
+var dupSeed = maphash.MakeSeed()
+
+// hash is k's 64-bit hash, never 0 (which stands for no key). The queue
+// keeps hashes rather than keys: 8 bytes a request, hashed once, where
+// the keys' map (three strings and an address, hashed on each of a
+// push's two lookups and again on the delete, the strings compared on a
+// hit) was 4 % of the CPU at 2x the REGISTER knee, with thousands of
+// requests queued and the table out of the caches. Two requests queued at
+// once whose different keys hash alike (about one in 2^64 / n for n
+// queued) make the second a duplicate: dropped as its retransmission
+// would be, so its client sends it again.
+func (k dupKey) hash() uint64 {
+	var h maphash.Hash
+	h.SetSeed(dupSeed)
+	h.WriteString(k.branch)
+	h.WriteByte(0)
+	h.WriteString(k.method)
+	h.WriteByte(0)
+	h.WriteString(k.callID)
+	h.WriteByte(0)
+	a := k.src.Addr().As16()
+	h.Write(a[:])
+	h.WriteString(k.src.Addr().Zone())
+	h.WriteByte(0)
+	h.WriteByte(byte(k.src.Port() >> 8))
+	h.WriteByte(byte(k.src.Port()))
+	return max(h.Sum64(), 1)
 }
 
 // msgOverhead is what a parsed message holds besides its text: the
@@ -260,10 +292,10 @@ type scheduler struct {
 	lim     limits
 	closed  bool
 	free    []*source // recycled sources, to spare an allocation per burst
-	// dups holds the dupKey of every datagram request queued, so that
-	// its retransmissions, which a client sends when the queue is slow,
-	// are not queued again behind it: bounded by the total cap.
-	dups map[dupKey]struct{}
+	// dups holds the dupKey hash of every datagram request queued, so
+	// that its retransmissions, which a client sends when the queue is
+	// slow, are not queued again behind it: bounded by the total cap.
+	dups map[uint64]struct{}
 }
 
 // readyList is a FIFO of sources: q[head:]. The slice is compacted when
@@ -297,7 +329,7 @@ func (r *readyList) pop() *source {
 func newScheduler(lim limits) *scheduler {
 	s := &scheduler{
 		sources: make(map[netip.Addr]*source),
-		dups:    make(map[dupKey]struct{}),
+		dups:    make(map[uint64]struct{}),
 		lim:     lim,
 	}
 	s.cond.L = &s.mu
@@ -347,7 +379,7 @@ func (s *scheduler) push(key netip.Addr, it item, force bool) pushResult {
 	if s.closed {
 		return refused
 	}
-	if it.dup != (dupKey{}) {
+	if it.dup != 0 {
 		if _, ok := s.dups[it.dup]; ok {
 			return duplicate
 		}
@@ -366,7 +398,7 @@ func (s *scheduler) push(key netip.Addr, it item, force bool) pushResult {
 	if src.count[c] == 0 {
 		src.floor[c] = it.at
 	}
-	if it.dup != (dupKey{}) {
+	if it.dup != 0 {
 		s.dups[it.dup] = struct{}{}
 	}
 	ln := &src.lanes[it.lane]
@@ -494,7 +526,7 @@ func (s *scheduler) next(prev hold, wait bool) (h hold, it item, ok bool) {
 	src.bytes -= it.size
 	s.bytes -= it.size
 	s.pending--
-	if it.dup != (dupKey{}) {
+	if it.dup != 0 {
 		delete(s.dups, it.dup)
 	}
 	return hold{src: src, lane: l}, it, true

@@ -258,7 +258,11 @@ func classItem(t *testing.T, text string, src sip.Addr, at int64) item {
 	case *sip.Response:
 		m.Source = src
 	}
-	return item{msg: m, at: at, lane: laneOf(m, src), dup: dupKeyOf(m, src), resent: true}
+	it := item{msg: m, at: at, lane: laneOf(m, src), resent: true}
+	if k := dupKeyOf(m, src); k != (dupKey{}) {
+		it.dup = k.hash()
+	}
+	return it
 }
 
 // begunText is testRequest as a request of the given method carrying on
@@ -391,5 +395,65 @@ func TestSchedulerLateFreshFirst(t *testing.T) {
 	}
 	if want := "[a84b4c76e66710 bye bye2 young]"; fmt.Sprint(got) != want {
 		t.Errorf("taken %v, want %s", got, want)
+	}
+}
+
+// TestDupKeyHash: a key hashes alike each time, a change in any of its
+// parts changes the hash, and no hash is 0 (no key).
+func TestDupKeyHash(t *testing.T) {
+	base := dupKey{branch: "z9hG4bK776asdhds", method: sip.MethodRegister, callID: "a84b4c76e66710", src: netip.MustParseAddrPort("192.0.2.1:5060")}
+	if base.hash() != base.hash() {
+		t.Fatal("one key, two hashes")
+	}
+	seen := map[uint64]string{base.hash(): "base"}
+	for name, k := range map[string]dupKey{
+		"branch":  {branch: "z9hG4bK776asdhdt", method: base.method, callID: base.callID, src: base.src},
+		"method":  {branch: base.branch, method: sip.MethodInvite, callID: base.callID, src: base.src},
+		"call-id": {branch: base.branch, method: base.method, callID: "a84b4c76e66711", src: base.src},
+		"address": {branch: base.branch, method: base.method, callID: base.callID, src: netip.MustParseAddrPort("192.0.2.2:5060")},
+		"port":    {branch: base.branch, method: base.method, callID: base.callID, src: netip.MustParseAddrPort("192.0.2.1:5061")},
+		"zone":    {branch: base.branch, method: base.method, callID: base.callID, src: netip.MustParseAddrPort("[fe80::1%eth0]:5060")},
+		"no zone": {branch: base.branch, method: base.method, callID: base.callID, src: netip.MustParseAddrPort("[fe80::1]:5060")},
+		// The parts' bounds count: the same bytes split otherwise.
+		"split": {branch: base.branch + "R", method: "EGISTER", callID: base.callID, src: base.src},
+		"empty": {},
+	} {
+		h := k.hash()
+		if h == 0 {
+			t.Errorf("%s: hash 0", name)
+		}
+		if other, ok := seen[h]; ok {
+			t.Errorf("%s hashes as %s", name, other)
+		}
+		seen[h] = name
+	}
+}
+
+// BenchmarkSchedulerDuplicates is BenchmarkSchedulerPush with datagram
+// requests, whose retransmissions the queue finds, behind 4,096 others,
+// as under overload; each key's hash in the loop, as the Layer takes it.
+func BenchmarkSchedulerDuplicates(b *testing.B) {
+	s := newScheduler(limits{total: 1 << 20, totalBytes: 1 << 30, maxWait: int64(time.Hour)})
+	src := netip.MustParseAddr("192.0.2.1")
+	const depth = 4096
+	keys := make([]dupKey, 2*depth)
+	for i := range keys {
+		keys[i] = dupKey{branch: fmt.Sprintf("z9hG4bK%016x", i), method: sip.MethodRegister, callID: fmt.Sprintf("%016x@192.0.2.1", i), src: netip.AddrPortFrom(src, 5060)}
+	}
+	var at int64 = 1
+	for i := range depth {
+		at++
+		s.push(src, item{at: at, lane: uint8(i % nLanes), dup: keys[i].hash(), resent: true}, false)
+	}
+	i := depth
+	b.ReportAllocs()
+	for b.Loop() {
+		at++
+		if s.push(src, item{at: at, lane: uint8(i % nLanes), dup: keys[i%len(keys)].hash(), resent: true}, false) != queued {
+			b.Fatal("refused")
+		}
+		i++
+		h, _, _ := s.next(hold{}, true)
+		s.release(h)
 	}
 }
