@@ -175,3 +175,37 @@ func benchRequests(tb testing.TB, src sip.Addr, n int) []*sip.Request {
 	}
 	return reqs
 }
+
+// BenchmarkFreshWorker is what a worker started anew pays to run a
+// handler 11 KiB and 11 frames deep, with reserveStack first (as
+// pool.run does) and without: its stack's growth from the runtime's
+// starting size, copied from the handler's depth or from the top.
+func BenchmarkFreshWorker(b *testing.B) {
+	for _, reserve := range []bool{false, true} {
+		b.Run("reserve="+strconv.FormatBool(reserve), func(b *testing.B) {
+			done := make(chan struct{})
+			for b.Loop() {
+				go func() {
+					if reserve {
+						reserveStack(false)
+					}
+					deepFrames(10)
+					done <- struct{}{}
+				}()
+				<-done
+			}
+		})
+	}
+}
+
+// deepFrames returns from n+1 frames of 1 KiB down the stack.
+//
+//go:noinline
+func deepFrames(n int) {
+	var frame [1024]byte
+	frame[n] = byte(n)
+	if n > 0 {
+		deepFrames(n - 1)
+	}
+	frameSink.Add(int64(frame[n]))
+}
