@@ -46,7 +46,7 @@ func datasync(f *os.File) error {
 // rather than through the scheduler's system call path: that path wakes
 // the runtime's monitor thread whenever it sleeps, and with a journal
 // write per registration that was about 5 % of the gateway's CPU at
-// 8,000 REGISTER/s under half a CPU (docs/performance.md). A write that
+// 6,000 REGISTER/s under half a CPU (docs/performance.md). A write that
 // may wait on a disk must take the scheduler's path, which gives the P
 // to other goroutines meanwhile.
 func writeSync(f *os.File, p []byte, raw bool) (done bool, err error) {
@@ -91,10 +91,10 @@ func pwritev2(fd uintptr, p []byte, raw bool) (int, error) {
 	}
 	iov := unix.Iovec{Base: &p[0]}
 	iov.SetLen(len(p))
-	// The offset in two words, low then high, as the system call takes
-	// it; -1 is all ones in the low word on a 64-bit system, and the
-	// kernel ignores the high word there.
-	n, _, errno := unix.RawSyscall6(unix.SYS_PWRITEV2, fd, uintptr(unsafe.Pointer(&iov)), 1, ^uintptr(0), 0, unix.RWF_DSYNC)
+	// The offset -1 in two words, low then high, as the system call
+	// takes it: all ones in both on a 32-bit system; a 64-bit kernel
+	// reads the low word only.
+	n, _, errno := unix.RawSyscall6(unix.SYS_PWRITEV2, fd, uintptr(unsafe.Pointer(&iov)), 1, ^uintptr(0), ^uintptr(0), unix.RWF_DSYNC)
 	runtime.KeepAlive(p)
 	if errno != 0 {
 		return 0, errno
@@ -115,5 +115,12 @@ func inMemory(f *os.File) bool {
 	if err := rc.Control(func(fd uintptr) { serr = unix.Fstatfs(int(fd), &st) }); err != nil || serr != nil {
 		return false
 	}
-	return st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC
+	return memoryFS(&st)
+}
+
+// memoryFS reports whether st is of tmpfs or ramfs. The magic numbers
+// are 32 bits, in a field that is 32 bits wide on some systems and signed.
+func memoryFS(st *unix.Statfs_t) bool {
+	t := uint32(st.Type)
+	return t == unix.TMPFS_MAGIC || t == unix.RAMFS_MAGIC
 }

@@ -26,7 +26,7 @@ func TestJournalInMemory(t *testing.T) {
 		want bool
 	}{
 		{shm, true},
-		{tmp, st.Type == unix.TMPFS_MAGIC || st.Type == unix.RAMFS_MAGIC},
+		{tmp, memoryFS(&st)},
 	} {
 		path := filepath.Join(c.dir, journalName(1))
 		f, err := createJournalFile(path)

@@ -107,7 +107,7 @@ const handlerStack = 12 << 10
 // runtime's starting size, and again after the collector halves it while
 // the worker waits: when the handlers in flight swing by more than the
 // idle workers kept, as under overload, workers are started and let go
-// by the thousand, and runtime.newstack was 3.5-4.8 % of the gateway's
+// by the thousand, and runtime.newstack was 2.7-5.0 % of the gateway's
 // CPU at 2x the REGISTER knee. never is false: the buffer sits in the
 // frame, so the stack check on entry makes room for it, but is never
 // written.
