@@ -66,7 +66,8 @@
 # $OUT/pprof-*.txt and $OUT/heap-*.txt (the heap by memory in use). A
 # rate matches the ladder's step and the overload step at that rate;
 # "call:over" (or "register:over") matches the overload step whatever its
-# rate. The heap is also written by objects in use ($OUT/heapobj-*.txt),
+# rate, and "call:after" (or "register:after") the step at the knee right
+# after it. The heap is also written by objects in use ($OUT/heapobj-*.txt),
 # and the server's /metrics at the heap's moment to $OUT/metrics-*.txt
 # (the transactions, dialogs and calls alive then).
 #
@@ -534,8 +535,8 @@ step() {
 		(while kill -0 "${PID[$t]}" 2>/dev/null; do mem_target "$t"; sleep 1; done >"$f.mem") &
 		mon=$!
 	fi
-	if [ "$t" != kamailio ] && [ "$tag" != after ] &&
-		{ [[ " $PPROF_AT " == *" $kind:$r "* ]] || { [ "$tag" = over ] && [[ " $PPROF_AT " == *" $kind:over "* ]]; }; }; then
+	if [ "$t" != kamailio ] &&
+		{ { [ "$tag" != after ] && [[ " $PPROF_AT " == *" $kind:$r "* ]]; } || { [ "$tag" != ladder ] && [[ " $PPROF_AT " == *" $kind:$tag "* ]]; }; }; then
 		(sleep 1 && curl -fsS -o "$f.pprof" "http://127.0.0.1:${HPORT[$t]}/debug/pprof/profile?seconds=$((secs - 2))" &&
 			go tool pprof -top -nodecount=40 "$OUT/switchboard" "$f.pprof" >"$OUT/pprof-$t-$kind-$tag-$r.txt" 2>&1) &
 		(sleep $((secs - 2)) && curl -fsS -o "$f.heap" "http://127.0.0.1:${HPORT[$t]}/debug/pprof/heap" &&
