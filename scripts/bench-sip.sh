@@ -376,6 +376,12 @@ sstat() {
 # (with redis, the redis-server too). RT_CALLS and RT_OPS add up a
 # ladder's round trips to Redis and its successful operations.
 declare -A PORT PID SERVER_PIDS HPORT UASPORT KNEE KNEE_ACH PEAK PEAK_ACH RT_CALLS RT_OPS
+# SPORT: each sipp's local port, by server, kind and instance, the same in
+# every step: a REGISTER's Contact names it, so a user's binding is
+# refreshed from step to step, as a phone's is, rather than joined by a
+# new one per step (a binding lasts 300 s), which made each step of a
+# ladder, and the step after the overload, cost more than the one before.
+declare -A SPORT
 
 # start_switchboard PORT [TARGET [ENV...]]: Switchboard as TARGET
 # (switchboard), with the extra settings ENV (NAME=value).
@@ -558,7 +564,8 @@ step() {
 			fk=$f-$k
 			src=127.0.0.$((k + 2))
 		fi
-		sports+=("$(free_port)")
+		[ -n "${SPORT[$t-$kind-$k]:-}" ] || SPORT[$t-$kind-$k]=$(free_port)
+		sports+=("${SPORT[$t-$kind-$k]}")
 		local inf=()
 		if [ "$kind" = register ]; then
 			inf=(-inf "$USERS_CSV")
